@@ -1,0 +1,3 @@
+from fleetkey.cli.main import main
+
+main()

@@ -1,0 +1,245 @@
+"""Batch issuing of phone licenses from a CSV (``mac,features,expires``): all rows or nothing.
+
+Every row is validated before anything is signed; every bad row is reported with its line
+number. Workers sign and write every file to a hidden temporary name first and rename them into
+place only when all are written, so a failure while signing or writing leaves no license file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import multiprocessing
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from fleetkey.core.codec import serialize_keys
+from fleetkey.core.features import FeatureCatalog
+from fleetkey.core.issuing import KeyTemplate, Signer
+from fleetkey.core.license import LicenseType
+from fleetkey.core.naming import normalize_mac, phone_license_file
+from fleetkey.core.signing import SigningKey
+from fleetkey.core.terms import Term, parse_term
+from fleetkey.errors import FleetkeyError, InputError
+
+T = TypeVar("T")
+
+COLUMNS: Final = ("mac", "features", "expires")
+FEATURE_SEPARATOR: Final = ";"
+CHUNK: Final = 512  # licenses a worker signs and writes per task
+PARALLEL_MIN_ROWS: Final = 2000  # below this, starting worker processes costs more than it saves
+_CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+
+
+class BatchInputError(InputError):
+    """One or more CSV rows are bad; ``problems`` lists each with its line number."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        shown = "\n  ".join(problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(
+            f"{source}: {len(problems)} bad row(s), nothing was issued:\n  {shown}{more}"
+        )
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    line: int
+    mac: str
+    terms: dict[int, Term]
+
+
+def parse_batch_csv(data: bytes, catalog: FeatureCatalog, *, source: str) -> list[BatchRow]:
+    """Validate every row of a batch CSV; raise BatchInputError naming each bad line."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{source}: byte {exc.start} is not UTF-8 ({data[exc.start : exc.start + 1]!r})"
+        ) from exc
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None or not any(cell.strip() for cell in header):
+        raise InputError(f"{source}: the file is empty, expected a header {','.join(COLUMNS)}")
+    names = [cell.strip().lower() for cell in header]
+    if names != list(COLUMNS):
+        raise InputError(f"{source}: header is {','.join(header)!r}, expected {','.join(COLUMNS)}")
+    rows: list[BatchRow] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for cells in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(COLUMNS):
+            problems.append(f"line {line}: {len(cells)} columns, expected {len(COLUMNS)}")
+            continue
+        try:
+            row = _row(line, cells, catalog)
+        except FleetkeyError as exc:
+            problems.append(f"line {line}: {exc.message}")
+            continue
+        if row.mac in seen:
+            problems.append(f"line {line}: MAC {row.mac} is already on line {seen[row.mac]}")
+            continue
+        seen[row.mac] = line
+        rows.append(row)
+    if problems:
+        raise BatchInputError(source, problems)
+    if not rows:
+        raise InputError(f"{source}: no rows after the header, nothing to issue")
+    return rows
+
+
+def _row(line: int, cells: list[str], catalog: FeatureCatalog) -> BatchRow:
+    mac_text, features_text, expires_text = cells
+    mac = normalize_mac(mac_text)
+    term = parse_term(expires_text)
+    names = [name.strip() for name in features_text.split(FEATURE_SEPARATOR) if name.strip()]
+    if not names:
+        raise InputError("no features: expected names separated by ';'")
+    terms: dict[int, Term] = {}
+    for name in names:
+        slot = catalog.slot_of(name)
+        if slot in terms:
+            raise InputError(f"feature {name!r} is named twice")
+        terms[slot] = term
+    return BatchRow(line, mac, terms)
+
+
+def issue_batch(
+    rows: Sequence[BatchRow],
+    signer: SigningKey,
+    out_dir: Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
+) -> list[Path]:
+    """Sign every row and write ``<mac>-license.cfg`` files into ``out_dir``; all or nothing.
+
+    ``workers`` processes each sign, serialize and write chunks of rows; by default one per core
+    for batches of at least PARALLEL_MIN_ROWS rows, else the calling process alone. Processes,
+    not threads: per license the work crosses the GIL about five times (sign, open, write,
+    close, rename) and the hand-offs cost as much as the work. ``progress`` is called with the
+    number of licenses written per chunk.
+    """
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(rows) >= PARALLEL_MIN_ROWS else 1
+    out_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    templates: list[KeyTemplate] = []
+    shapes: dict[frozenset[tuple[int, Term]], int] = {}
+    jobs: list[_Job] = []
+    targets: list[Path] = []
+    for row in rows:
+        shape = frozenset(row.terms.items())
+        index = shapes.get(shape)
+        if index is None:
+            index = shapes[shape] = len(templates)
+            templates.append(KeyTemplate.for_terms(LicenseType.PHONE, row.terms))
+        name = phone_license_file(row.mac)
+        target = os.path.join(out_dir, name)
+        jobs.append((row.mac, index, os.path.join(out_dir, f".{name}.{token}.tmp"), target))
+        targets.append(Path(target))
+    chunks = list(_chunks(jobs, CHUNK))
+    try:
+        if workers <= 1:
+            for chunk in chunks:
+                _write_chunk(chunk, signer, templates)
+                if progress is not None:
+                    progress(len(chunk))
+            _rename_chunk(jobs)
+        else:
+            _run_in_processes(chunks, signer, templates, workers, progress)
+    except BaseException:
+        for _, _, temp, _ in jobs:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        raise
+    return targets
+
+
+# A job: (mac, template index, temporary path, final path).
+_Job = tuple[str, int, str, str]
+_worker_state: tuple[SigningKey, list[KeyTemplate]] | None = None
+
+
+def _run_in_processes(
+    chunks: list[list[_Job]],
+    signer: SigningKey,
+    templates: list[KeyTemplate],
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    # fork starts in milliseconds but is only safe while this process runs no other thread
+    # (a forked child inherits every lock as it was); otherwise spawn, which re-imports.
+    # The key travels to our own children in memory or over a local pipe, never to disk.
+    forkable = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if forkable else "spawn")
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(signer.to_pem(None), templates),
+    ) as pool:
+        pending = [pool.submit(_worker_write, chunk) for chunk in chunks]
+        try:
+            for future in as_completed(pending):
+                done = future.result()
+                if progress is not None:
+                    progress(done)
+            _wait([pool.submit(_rename_chunk, chunk) for chunk in chunks])
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            _wait(pending, raise_errors=False)
+            raise
+
+
+def _init_worker(pem: bytes, templates: list[KeyTemplate]) -> None:
+    global _worker_state  # per-process state set once by the pool initializer
+    _worker_state = (SigningKey.from_pem(pem, None), templates)
+
+
+def _worker_write(jobs: list[_Job]) -> int:
+    if _worker_state is None:  # pragma: no cover  # the initializer always runs first
+        raise RuntimeError("batch worker was not initialized")
+    return _write_chunk(jobs, *_worker_state)
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _write_chunk(jobs: list[_Job], signer: Signer, templates: list[KeyTemplate]) -> int:
+    for mac, index, temp, _ in jobs:
+        data = serialize_keys([templates[index].issue(mac, signer)])
+        fd = os.open(temp, _CREATE, 0o644)
+        try:
+            os.write(fd, data)  # a license file (~450 bytes) is written whole in one call
+        finally:
+            os.close(fd)
+    return len(jobs)
+
+
+def _rename_chunk(jobs: list[_Job]) -> None:
+    for _, _, temp, target in jobs:
+        os.replace(temp, target)
+
+
+def _wait(futures: Sequence[Future[Any]], *, raise_errors: bool = True) -> None:
+    for future in futures:
+        if future.cancelled():
+            continue
+        error = future.exception()
+        if error is not None and raise_errors:
+            raise error

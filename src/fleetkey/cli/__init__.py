@@ -1,0 +1,1 @@
+"""The ``fleetkey`` command line: thin commands over the library (parse → call → render)."""

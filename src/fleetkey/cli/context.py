@@ -1,0 +1,91 @@
+"""What every command gets: the data directory, the clock, the consoles, error reporting."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import update_wrapper
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+
+from fleetkey.authority.datadir import DataDir
+from fleetkey.authority.keyring import Keyring
+from fleetkey.clock import Clock, SystemClock
+from fleetkey.errors import FleetkeyError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Env:
+    data: DataDir
+    clock: Clock = field(default_factory=SystemClock)
+    debug: bool = False
+    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    err: Console = field(
+        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
+    )
+
+    def keyring(self) -> Keyring:
+        self.data.require()
+        return Keyring(self.data.keys)
+
+    def print_json(self, document: Any) -> None:
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+
+
+def pass_env(function: Callable[Concatenate[Env, P], R]) -> Callable[P, R]:
+    """Decorator: hand the command the :class:`Env` of the run."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        env = click.get_current_context().find_object(Env)
+        if env is None:  # pragma: no cover  # the root group always creates one
+            raise RuntimeError("fleetkey command run outside the fleetkey group")
+        return function(env, *args, **kwargs)
+
+    return update_wrapper(wrapper, function)
+
+
+class CommandFailedError(FleetkeyError):
+    """A command's check failed (verify); the message lists why."""
+
+
+class FleetkeyGroup(click.Group):
+    """The root group: turns FleetkeyError and OSError into ``error: …`` + hint, exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except FleetkeyError as exc:
+            self._fail(ctx, exc.message, exc.hint)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            self._fail(ctx, f"{exc.strerror or exc}{where}", None)
+        except Exception as exc:  # noqa: BLE001  # the CLI entry is an outer loop: report, exit 1
+            self._fail(
+                ctx,
+                f"unexpected {type(exc).__name__}: {exc}",
+                "this is a bug in fleetkey; rerun with --debug for the traceback",
+            )
+        return None  # pragma: no cover  # _fail always exits
+
+    @staticmethod
+    def _fail(ctx: click.Context, message: str, hint: str | None) -> None:
+        env = ctx.find_object(Env)
+        if env is not None and env.debug:
+            traceback.print_exc(file=sys.stderr)
+        click.echo(f"error: {message}", err=True)
+        if hint:
+            click.echo(f"hint: {hint}", err=True)
+        ctx.exit(1)

@@ -1,0 +1,127 @@
+"""``fleetkey inspect`` and ``fleetkey verify``."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import click
+
+from fleetkey.authority.files import read_license
+from fleetkey.cli.context import CommandFailedError, Env, pass_env
+from fleetkey.cli.render import key_table, key_title, key_to_json
+from fleetkey.clock import today
+from fleetkey.core.license import LicenseType
+from fleetkey.core.naming import license_file_type, normalize_mac
+from fleetkey.core.signing import TrustedKeys
+from fleetkey.core.terms import format_term
+from fleetkey.errors import FleetkeyError, InputError
+
+
+def _trusted(env: Env) -> TrustedKeys:
+    """The keyring's keys when there is a data directory; none otherwise (all unverifiable)."""
+    return env.keyring().trusted() if env.data.exists() else TrustedKeys()
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per file, one per line (JSON Lines)."
+)
+@pass_env
+def inspect(env: Env, files: tuple[Path, ...], as_json: bool) -> None:
+    """Show what license files hold, feature by feature, and whether their signatures verify.
+
+    Exit 0 even when a signature is unverifiable; exit 1 when a file does not parse.
+    """
+    trusted = _trusted(env)
+    catalog = env.data.catalog()
+    on = today(env.clock)
+    failures: list[str] = []
+    for path in files:
+        try:
+            parsed = read_license(path)
+        except (FleetkeyError, OSError) as exc:
+            message = exc.message if isinstance(exc, FleetkeyError) else f"{path}: {exc.strerror}"
+            failures.append(message)
+            click.echo(f"error: {message}", err=True)
+            continue
+        checks = [trusted.check(key) for key in parsed.keys]
+        if as_json:
+            keys = [key_to_json(k, c, catalog) for k, c in zip(parsed.keys, checks, strict=True)]
+            click.echo(json.dumps({"file": str(path), "keys": keys}, ensure_ascii=False))
+            continue
+        env.out.print(f"[bold]{path}[/]: {len(parsed.keys)} license key(s)")
+        for index, (key, check) in enumerate(zip(parsed.keys, checks, strict=True), start=1):
+            env.out.print(key_table(key, check, catalog, on, key_title(key, index)))
+    if failures:
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--mac", help="Phone keys must be bound to this MAC.")
+@click.option(
+    "--on", "on_text", metavar="YYYY-MM-DD", help="Check expiry on this day (default: today, UTC)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@pass_env
+def verify(env: Env, file: Path, mac: str | None, on_text: str | None, as_json: bool) -> None:
+    """Exit 0 when every key verifies, matches the MAC and file name, and is unexpired."""
+    on = _day(on_text) if on_text else today(env.clock)
+    wanted_mac = normalize_mac(mac) if mac else None
+    parsed = read_license(file)
+    trusted = _trusted(env)
+    problems: list[str] = []
+    if not parsed.keys:
+        problems.append("the file holds no license key")
+    expected = license_file_type(file.name)
+    signers: set[str] = set()
+    for index, key in enumerate(parsed.keys, start=1):
+        where = f"key {index} ({key.type.value} {key.serial})"
+        check = trusted.check(key)
+        if check.valid and check.key_name:
+            signers.add(check.key_name)
+        else:
+            problems.append(f"{where}: {check.reason}")
+        if expected is not None:
+            file_type, file_mac = expected
+            if key.type is not file_type:
+                problems.append(f"{where}: a {key.type.value} key in {file.name}")
+            elif file_mac is not None and key.serial != file_mac:
+                problems.append(f"{where}: Serial does not match the MAC in {file.name}")
+        if wanted_mac and key.type is LicenseType.PHONE and key.serial != wanted_mac:
+            problems.append(f"{where}: bound to {key.serial}, not {wanted_mac}")
+        if key.is_expired(on):
+            problems.append(
+                f"{where}: expired on {on.isoformat()} "
+                f"(latest term {format_term(key.expiry()) or 'none'})"
+            )
+    if as_json:
+        env.print_json(
+            {
+                "file": str(file),
+                "ok": not problems,
+                "on": on.isoformat(),
+                "problems": problems,
+                "signed_by": sorted(signers),
+            }
+        )
+        if problems:
+            raise click.exceptions.Exit(1)
+        return
+    if problems:
+        raise CommandFailedError(f"{file} does not verify:\n  " + "\n  ".join(problems))
+    latest = max(parsed.keys, key=lambda k: k.duration_rank).expiry()
+    env.out.print(
+        f"ok: {file}: {len(parsed.keys)} key(s) signed by {', '.join(sorted(signers))}, "
+        f"valid on {on.isoformat()}, latest term {format_term(latest)}"
+    )
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--on {text!r} is not a date: expected YYYY-MM-DD") from None

@@ -1,0 +1,120 @@
+"""``fleetkey keys``: signing keys and trusted public keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from fleetkey.authority.keyring import KeyEntry, passphrase_from_env
+from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.setup import ALGORITHMS
+from fleetkey.core.signing import Algorithm
+
+
+@click.group()
+def keys() -> None:
+    """Signing keys and trusted public keys (rotation: one active, all trusted)."""
+
+
+@keys.command("create")
+@click.option(
+    "--alg",
+    "algorithm",
+    type=ALGORITHMS,
+    default="ed25519",
+    show_default=True,
+    help="ed25519, or rsa2048 (PKCS#1 v1.5, SHA-256).",
+)
+@click.option("--name", help="Key name (default: <alg>-<fingerprint prefix>).")
+@click.option("--activate", is_flag=True, help="Make it the active signing key.")
+@click.option(
+    "--unencrypted-key", is_flag=True, help="Store the private key unencrypted (still mode 0600)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the new key as JSON.")
+@pass_env
+def create(
+    env: Env,
+    algorithm: str,
+    name: str | None,
+    activate: bool,
+    unencrypted_key: bool,
+    as_json: bool,
+) -> None:
+    """Generate a signing key, encrypted with FLEETKEY_KEY_PASSPHRASE."""
+    entry = env.keyring().create(
+        env.clock,
+        algorithm=Algorithm(algorithm),
+        name=name,
+        passphrase=passphrase_from_env(),
+        unencrypted=unencrypted_key,
+        activate=activate,
+    )
+    if as_json:
+        env.print_json(entry.to_json())
+        return
+    env.out.print(
+        f"created key {entry.name} ({entry.algorithm.value}, fingerprint "
+        f"{entry.fingerprint[:16]}){' - active' if entry.active else ''}"
+    )
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+@pass_env
+def list_keys(env: Env, as_json: bool) -> None:
+    """List every key: algorithm, fingerprint, whether it signs, whether it is active."""
+    entries = env.keyring().entries()
+    if as_json:
+        env.print_json([entry.to_json() for entry in entries])
+        return
+    table = Table("name", "algorithm", "fingerprint", "created", "private", "active")
+    for entry in entries:
+        table.add_row(
+            entry.name,
+            entry.algorithm.value,
+            entry.fingerprint[:16],
+            entry.created_at,
+            _private(entry),
+            "[green]active[/]" if entry.active else "",
+        )
+    env.out.print(table)
+
+
+def _private(entry: KeyEntry) -> str:
+    if not entry.private:
+        return "no (trusted public key)"
+    return "encrypted" if entry.encrypted else "[yellow]unencrypted[/]"
+
+
+@keys.command("export-public")
+@click.argument("name", required=False)
+@pass_env
+def export_public(env: Env, name: str | None) -> None:
+    """Print a public key as PEM (the active key by default)."""
+    keyring = env.keyring()
+    click.echo(keyring.public_key(name or keyring.active.name).to_pem().decode("ascii"), nl=False)
+
+
+@keys.command("import-public")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Name to trust it under (default: <alg>-<fingerprint prefix>).")
+@click.option("--json", "as_json", is_flag=True, help="Print the imported key as JSON.")
+@pass_env
+def import_public(env: Env, file: Path, name: str | None, as_json: bool) -> None:
+    """Trust a public key (PEM) for verification."""
+    entry = env.keyring().import_public(file.read_bytes(), env.clock, name=name, source=str(file))
+    if as_json:
+        env.print_json(entry.to_json())
+        return
+    env.out.print(f"trusting {entry.name} ({entry.algorithm.value}, {entry.fingerprint[:16]})")
+
+
+@keys.command("activate")
+@click.argument("name")
+@pass_env
+def activate(env: Env, name: str) -> None:
+    """Make NAME the signing key; the previous one stays trusted."""
+    entry = env.keyring().activate(name)
+    env.out.print(f"{entry.name} is now the active signing key")

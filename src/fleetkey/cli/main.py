@@ -1,0 +1,46 @@
+"""The ``fleetkey`` entry point: the root group and its commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fleetkey.authority.datadir import DATA_ENV, DEFAULT_DATA, DataDir
+from fleetkey.cli.context import Env, FleetkeyGroup
+from fleetkey.cli.inspect import inspect, verify
+from fleetkey.cli.issue import issue
+from fleetkey.cli.keys import keys
+from fleetkey.cli.setup import features, init
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=FleetkeyGroup, context_settings=CONTEXT)
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=DATA_ENV,
+    default=DEFAULT_DATA,
+    show_default=True,
+    show_envvar=True,
+    help="The data directory: keys, catalog additions, provisioning tree.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="fleetkey")
+@click.pass_context
+def cli(ctx: click.Context, data: Path, debug: bool) -> None:
+    """fleetkey: feature licenses for fleets of SIP desk phones."""
+    env = ctx.ensure_object(Env) if ctx.obj is not None else None
+    if env is None:
+        ctx.obj = Env(DataDir(data), debug=debug)
+    else:
+        env.data, env.debug = DataDir(data), debug
+
+
+for command in (init, features, keys, issue, inspect, verify):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="fleetkey")

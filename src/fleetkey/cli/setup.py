@@ -1,0 +1,86 @@
+"""``fleetkey init`` and ``fleetkey features``."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from fleetkey.authority.keyring import Keyring, passphrase_from_env
+from fleetkey.cli.context import Env, pass_env
+from fleetkey.core.signing import Algorithm
+
+ALGORITHMS = click.Choice([a.value for a in Algorithm])
+
+
+@click.command()
+@click.option(
+    "--alg",
+    "algorithm",
+    type=ALGORITHMS,
+    default="ed25519",
+    show_default=True,
+    help="Algorithm of the first signing key.",
+)
+@click.option(
+    "--unencrypted-key",
+    is_flag=True,
+    help="Store the first private key unencrypted (still mode 0600).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_env
+def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None:
+    """Create the data directory and a first signing key.
+
+    Safe to run again: an existing data directory and keyring are kept as they are. The private
+    key is encrypted with FLEETKEY_KEY_PASSPHRASE unless --unencrypted-key is given.
+    """
+    created = env.data.create()
+    keyring = Keyring(env.data.keys)
+    new_key = None
+    if not keyring.entries():
+        new_key = keyring.create(
+            env.clock,
+            algorithm=Algorithm(algorithm),
+            passphrase=passphrase_from_env(),
+            unencrypted=unencrypted_key,
+        )
+    active = keyring.active
+    if as_json:
+        env.print_json(
+            {
+                "data": str(env.data.root),
+                "created": created,
+                "provisioning": str(env.data.provisioning),
+                "key_created": new_key is not None,
+                "active_key": active.to_json(),
+            }
+        )
+        return
+    verb = "created" if created else "already set up:"
+    env.out.print(f"{verb} {env.data.root}")
+    if new_key is not None:
+        state = "encrypted" if new_key.encrypted else "UNENCRYPTED"
+        env.out.print(
+            f"signing key {new_key.name} ({new_key.algorithm.value}, {state}, "
+            f"fingerprint {new_key.fingerprint[:16]})"
+        )
+    else:
+        env.out.print(f"active signing key {active.name} (kept)")
+    env.out.print(f"issued licenses go to {env.data.provisioning}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@pass_env
+def features(env: Env, as_json: bool) -> None:
+    """List the feature catalog: slot, name, description."""
+    catalog = env.data.catalog()
+    if as_json:
+        env.print_json(
+            [{"slot": f.slot, "name": f.name, "description": f.description} for f in catalog]
+        )
+        return
+    table = Table("slot", "name", "description")
+    for feature in catalog:
+        table.add_row(str(feature.slot), feature.name, feature.description)
+    env.out.print(table)
