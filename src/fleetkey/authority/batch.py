@@ -62,8 +62,11 @@ def parse_batch_csv(data: bytes, catalog: FeatureCatalog, *, source: str) -> lis
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
         raise InputError(
-            f"{source}: byte {exc.start} is not UTF-8 ({data[exc.start : exc.start + 1]!r})"
+            f"{source}: line {line}, byte {exc.start} is not UTF-8 "
+            f"({data[exc.start : exc.start + 1]!r})",
+            hint="save the CSV as UTF-8",
         ) from exc
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)

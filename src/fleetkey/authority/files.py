@@ -11,15 +11,19 @@ from fleetkey.errors import FileTooLargeError
 
 
 def read_license_bytes(path: Path) -> bytes:
-    """The bytes of a license file, refusing files over the cap before reading them whole."""
-    with path.open("rb") as handle:
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        size = path.stat().st_size
-        raise FileTooLargeError(
-            f"file is {size} bytes, larger than the limit of {MAX_FILE_BYTES}", source=str(path)
-        )
-    return data
+    """The bytes of a license file, refusing files over the cap before reading them."""
+    with open(path, "rb") as handle:  # one fstat instead of Path.stat + open
+        size = os.fstat(handle.fileno()).st_size
+        if size <= MAX_FILE_BYTES:
+            data = handle.read(size + 1)  # read(n) allocates n bytes: ask for what is there
+            if len(data) > size:  # the file grew meanwhile: read on, bounded by the cap
+                data += handle.read(MAX_FILE_BYTES + 1 - len(data))
+            if len(data) <= MAX_FILE_BYTES:
+                return data
+            size = len(data)
+    raise FileTooLargeError(
+        f"file is {size} bytes, larger than the limit of {MAX_FILE_BYTES}", source=str(path)
+    )
 
 
 def read_license(path: Path) -> LicenseFile:

@@ -139,7 +139,7 @@ class Keyring:
             )
         key = SigningKey.generate(algorithm)
         fingerprint = key.public.fingerprint
-        name = name or f"{algorithm.value}-{fingerprint[:8]}"
+        name = f"{algorithm.value}-{fingerprint[:8]}" if name is None else name
         self._check_new(name, fingerprint)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_new(self._private_path(name), key.to_pem(None if unencrypted else passphrase), 0o600)
@@ -161,7 +161,7 @@ class Keyring:
     def import_public(self, pem: bytes, clock: Clock, *, name: str | None, source: str) -> KeyEntry:
         """Trust a public key (PEM) for verification; it can never sign."""
         public = PublicKey.from_pem(pem, source=source)
-        name = name or f"{public.algorithm.value}-{public.fingerprint[:8]}"
+        name = f"{public.algorithm.value}-{public.fingerprint[:8]}" if name is None else name
         self._check_new(name, public.fingerprint)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_new(self._public_path(name), public.to_pem())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from fleetkey.authority.checking import check_files
 from fleetkey.authority.files import read_license
 from fleetkey.cli.context import CommandFailedError, Env, pass_env
 from fleetkey.cli.render import key_table, key_title, key_to_json
@@ -16,7 +17,7 @@ from fleetkey.core.license import LicenseType
 from fleetkey.core.naming import license_file_type, normalize_mac
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.terms import format_term
-from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.errors import InputError
 
 
 def _trusted(env: Env) -> TrustedKeys:
@@ -39,21 +40,19 @@ def inspect(env: Env, files: tuple[Path, ...], as_json: bool) -> None:
     catalog = env.data.catalog()
     on = today(env.clock)
     failures: list[str] = []
-    for path in files:
-        try:
-            parsed = read_license(path)
-        except (FleetkeyError, OSError) as exc:
-            message = exc.message if isinstance(exc, FleetkeyError) else f"{path}: {exc.strerror}"
-            failures.append(message)
-            click.echo(f"error: {message}", err=True)
+    for result in check_files(files, trusted):
+        parsed = result.license_file
+        if parsed is None:
+            failures.append(result.error or str(result.path))
+            click.echo(f"error: {result.error}", err=True)
             continue
-        checks = [trusted.check(key) for key in parsed.keys]
+        pairs = list(zip(parsed.keys, result.checks, strict=True))
         if as_json:
-            keys = [key_to_json(k, c, catalog) for k, c in zip(parsed.keys, checks, strict=True)]
-            click.echo(json.dumps({"file": str(path), "keys": keys}, ensure_ascii=False))
+            keys = [key_to_json(key, check, catalog) for key, check in pairs]
+            click.echo(json.dumps({"file": str(result.path), "keys": keys}, ensure_ascii=False))
             continue
-        env.out.print(f"[bold]{path}[/]: {len(parsed.keys)} license key(s)")
-        for index, (key, check) in enumerate(zip(parsed.keys, checks, strict=True), start=1):
+        env.out.print(f"[bold]{result.path}[/]: {len(parsed.keys)} license key(s)")
+        for index, (key, check) in enumerate(pairs, start=1):
             env.out.print(key_table(key, check, catalog, on, key_title(key, index)))
     if failures:
         raise click.exceptions.Exit(1)

@@ -182,10 +182,14 @@ class SigningKey:
 
 
 class TrustedKeys:
-    """The public keys a verifier trusts, by name; checks license signatures against them."""
+    """The public keys a verifier trusts, by name; checks license signatures against them.
+
+    Immutable once built, so one instance serves many threads; cryptography releases the GIL
+    while it verifies.
+    """
 
     def __init__(self, keys: Iterable[tuple[str, PublicKey]] = ()) -> None:
-        self._keys: list[tuple[str, PublicKey]] = list(keys)
+        self._keys: tuple[tuple[str, PublicKey], ...] = tuple(keys)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -207,17 +211,14 @@ class TrustedKeys:
             return SignatureCheck(
                 SignatureStatus.UNVERIFIABLE,
                 None,
-                f"signature not verifiable: no trusted {algorithm} key",
+                f"no trusted {algorithm} key",
             )
         message = key.signed_message()
-        for index, (name, public) in enumerate(candidates):
+        for name, public in candidates:  # in trust order: the keyring puts the active key first
             try:
                 public.verify(signature, message)
             except SignatureError:
                 continue
-            if index:  # keep the key that verified last at the front: batches share a signer
-                self._keys.remove((name, public))
-                self._keys.insert(0, (name, public))
             return SignatureCheck(SignatureStatus.VALID, name, f"signed by trusted key {name!r}")
         for name, public in candidates:
             if public.made(signature):
@@ -231,7 +232,7 @@ class TrustedKeys:
             return SignatureCheck(
                 SignatureStatus.UNVERIFIABLE,
                 None,
-                "signature not verifiable: made by an RSA-2048 key fleetkey does not hold",
+                "made by an RSA-2048 key fleetkey does not hold",
             )
         return SignatureCheck(
             SignatureStatus.INVALID,

@@ -1,0 +1,50 @@
+"""Shared fixtures: a signing key, a data directory with its environment, the CLI runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from fleetkey.cli.main import cli
+
+INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
+VENDOR_FILE = INTEROP / "vendor-site-license.cfg"
+PASSPHRASE = "correct horse battery staple"  # noqa: S105  # the tests' own throwaway passphrase
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty data directory, named by FLEETKEY_DATA, with the passphrase set."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("FLEETKEY_DATA", str(path))
+    monkeypatch.setenv("FLEETKEY_KEY_PASSPHRASE", PASSPHRASE)
+    return path
+
+
+class Fleetkey:
+    """Runs ``fleetkey`` commands in-process; stdout and stderr kept apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0, input: str | None = None) -> Result:
+        result = self.runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+        assert result.exit_code == code, (
+            f"fleetkey {' '.join(args)} exited {result.exit_code}, expected {code}\n"
+            f"stdout: {result.stdout}\nstderr: {result.stderr}"
+        )
+        return result
+
+
+@pytest.fixture
+def fleetkey() -> Fleetkey:
+    return Fleetkey()
+
+
+@pytest.fixture
+def initialized(data_dir: Path, fleetkey: Fleetkey) -> Path:
+    """A data directory after ``fleetkey init``."""
+    fleetkey("init")
+    return data_dir

@@ -1,0 +1,70 @@
+"""The layers of docs/architecture.md hold: imports point one way, the core stays pure."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "fleetkey"
+
+# package -> fleetkey packages it may import (besides errors, clock and itself)
+ALLOWED = {
+    "core": set(),
+    "authority": {"core"},
+    "cli": {"core", "authority"},
+}
+
+
+def test_importing_core_loads_no_framework() -> None:
+    code = (
+        "import sys, fleetkey.core.codec, fleetkey.core.rules, fleetkey.core.issuing, "
+        "fleetkey.core.features\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'sqlalchemy', 'starlette', 'click', 'rich', 'fastapi', 'alembic'})\n"
+        "print(','.join(bad))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fleetkey."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("fleetkey."))
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_imports_point_one_way(package: str) -> None:
+    allowed = ALLOWED[package] | {package, "errors", "clock"}
+    for path in sorted((SRC / package).rglob("*.py")):
+        wrong = imported_packages(path) - allowed
+        assert not wrong, f"{path.relative_to(SRC)} imports {sorted(wrong)}"
+
+
+def test_errors_module_imports_nothing_from_fleetkey() -> None:
+    assert imported_packages(SRC / "errors.py") == set()
+
+
+def test_only_signing_touches_cryptography_hazmat() -> None:
+    users = sorted(
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if "cryptography.hazmat" in path.read_text(encoding="utf-8")
+    )
+    assert users == ["core/signing.py"]
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_modules_stay_small(path: Path) -> None:
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 400

@@ -1,0 +1,122 @@
+"""Batch issuing from CSV: every bad row reported, nothing written unless all are good."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleetkey.authority import batch as batch_module
+from fleetkey.authority.batch import BatchInputError, issue_batch, parse_batch_csv
+from fleetkey.authority.files import read_license
+from fleetkey.core.features import default_catalog
+from fleetkey.core.terms import NEVER
+from fleetkey.errors import InputError
+from fleetkey.testing import signing_key_for, trusted_keys_for
+
+HEADER = "mac,features,expires\n"
+
+
+def parse(text: str | bytes) -> list[batch_module.BatchRow]:
+    data = text.encode() if isinstance(text, str) else text
+    return parse_batch_csv(data, default_catalog(), source="phones.csv")
+
+
+class TestParse:
+    def test_good_rows_become_terms(self) -> None:
+        rows = parse(
+            HEADER + "00:04:F2:00:00:01,vqmon;call-recording,never\n"
+            "0004f2000002,corporate-directory,2027-01-31\n"
+        )
+        assert [r.mac for r in rows] == ["0004f2000001", "0004f2000002"]
+        assert rows[0].terms == {3: NEVER, 4: NEVER}
+        assert rows[1].line == 3
+
+    def test_utf8_bom_and_blank_lines_are_fine(self) -> None:
+        rows = parse(("\ufeff" + HEADER + "\n0004f2000001,vqmon,never\n\n").encode())
+        assert len(rows) == 1
+
+    def test_every_bad_row_is_reported_with_its_line(self) -> None:
+        text = HEADER + (
+            "0004f2000001,vqmon,never\n"
+            "nonsense,vqmon,never\n"
+            "0004f2000002,fax,never\n"
+            "0004f2000003,vqmon,someday\n"
+            "0004f2000001,vqmon,never\n"
+            "0004f2000004,vqmon\n"
+            "0004f2000005,,never\n"
+            "0004f2000006,vqmon;vqmon,never\n"
+        )
+        with pytest.raises(BatchInputError) as caught:
+            parse(text)
+        problems = caught.value.problems
+        assert problems == [
+            "line 3: MAC 'nonsense' is not a MAC address: expected 12 hex digits",
+            "line 4: unknown feature 'fax': expected one of corporate-directory, "
+            "conference-management, nway-conference, vqmon, call-recording, "
+            "enhanced-feature-keys, skype-for-business",
+            "line 5: expiry 'someday' is not a date: expected YYYY-MM-DD or 'never'",
+            "line 6: MAC 0004f2000001 is already on line 2",
+            "line 7: 2 columns, expected 3",
+            "line 8: no features: expected names separated by ';'",
+            "line 9: feature 'vqmon' is named twice",
+        ]
+        assert "7 bad row(s), nothing was issued" in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("data", "fragment"),
+        [
+            (b"", "the file is empty"),
+            (b"mac,features\n0004f2000001,vqmon\n", "header is 'mac,features', expected"),
+            (HEADER.encode(), "no rows after the header"),
+            (HEADER.encode() + b"0004f2000001,vqmon,n\xe9ver\n", "line 2, byte 41 is not UTF-8"),
+        ],
+    )
+    def test_unusable_files_are_refused(self, data: bytes, fragment: str) -> None:
+        with pytest.raises(InputError, match=fragment):
+            parse(data)
+
+
+class TestIssue:
+    @pytest.mark.parametrize("workers", [1, 2])
+    def test_every_row_becomes_a_verified_file(self, tmp_path: Path, workers: int) -> None:
+        rows = parse(HEADER + "".join(f"0004f2{i:06x},vqmon,2030-01-01\n" for i in range(40)))
+        paths = issue_batch(rows, signing_key_for(), tmp_path, workers=workers)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+        trusted = trusted_keys_for()
+        for row, path in zip(rows, paths, strict=True):
+            (key,) = read_license(path).keys
+            assert key.serial == row.mac
+            assert trusted.check(key).valid
+
+    def test_progress_counts_every_license(self, tmp_path: Path) -> None:
+        rows = parse(HEADER + "".join(f"0004f2{i:06x},vqmon,never\n" for i in range(1100)))
+        counts: list[int] = []
+        issue_batch(rows, signing_key_for(), tmp_path, progress=counts.append, workers=1)
+        assert sum(counts) == 1100
+        assert len(counts) == 3
+
+    def test_failure_while_writing_leaves_no_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        rows = parse(HEADER + "".join(f"0004f2{i:06x},vqmon,never\n" for i in range(1200)))
+        real = batch_module._write_chunk
+        calls: list[int] = []
+
+        def failing(*args: object) -> int:
+            calls.append(1)
+            if len(calls) == 2:
+                raise OSError(28, "No space left on device")
+            return real(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(batch_module, "_write_chunk", failing)
+        (tmp_path / "keep.cfg").write_text("operator file")
+        with pytest.raises(OSError, match="No space left"):
+            issue_batch(rows, signing_key_for(), tmp_path, workers=1)
+        assert [p.name for p in tmp_path.iterdir()] == ["keep.cfg"]
+
+    def test_existing_files_are_replaced(self, tmp_path: Path) -> None:
+        rows = parse(HEADER + "0004f2000001,vqmon,never\n")
+        (tmp_path / "0004f2000001-license.cfg").write_text("old")
+        issue_batch(rows, signing_key_for(), tmp_path, workers=1)
+        assert read_license(tmp_path / "0004f2000001-license.cfg").keys[0].serial == "0004f2000001"

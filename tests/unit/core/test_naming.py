@@ -1,0 +1,68 @@
+"""MAC addresses, site serials and what a license file's name says it holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetkey.core.license import LicenseType
+from fleetkey.core.naming import (
+    license_file_type,
+    normalize_mac,
+    normalize_site_serial,
+    phone_license_file,
+)
+from fleetkey.errors import InputError
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0004f2a1b2c3",
+        "0004F2A1B2C3",
+        "00:04:f2:a1:b2:c3",
+        "00-04-F2-A1-B2-C3",
+        "0004.f2a1.b2c3",
+        " 0004f2a1b2c3 ",
+    ],
+)
+def test_mac_forms_normalize_to_12_lowercase_hex(text: str) -> None:
+    assert normalize_mac(text) == "0004f2a1b2c3"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("0004f2a1b2c", "expected 12 hex digits"),
+        ("0004f2a1b2cg", "expected 12 hex digits"),
+        ("00:04:f2-a1:b2:c3", "expected 12 hex digits"),
+        ("000000000000", "reserved for the site-wide files"),
+        ("", "expected 12 hex digits"),
+    ],
+)
+def test_bad_macs_are_refused(text: str, fragment: str) -> None:
+    with pytest.raises(InputError, match=fragment):
+        normalize_mac(text)
+
+
+def test_site_serial_is_12_hex_digits() -> None:
+    assert normalize_site_serial("100000000001") == "100000000001"
+    with pytest.raises(InputError, match="site serial '1' is not valid"):
+        normalize_site_serial("1")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("000000000000-license.cfg", (LicenseType.SITE, None)),
+        ("0004F2A1B2C3-license.cfg", (LicenseType.PHONE, "0004f2a1b2c3")),
+        ("0004f2a1b2c3.cfg", None),
+        ("license.cfg", None),
+        ("site-license.cfg", None),
+    ],
+)
+def test_file_name_says_what_it_must_hold(name: str, expected: object) -> None:
+    assert license_file_type(name) == expected
+
+
+def test_phone_license_file_name() -> None:
+    assert phone_license_file("0004f2a1b2c3") == "0004f2a1b2c3-license.cfg"
