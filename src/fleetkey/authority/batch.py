@@ -15,7 +15,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -48,6 +48,20 @@ class BatchInputError(InputError):
             f"{source}: {len(problems)} bad row(s), nothing was issued:\n  {shown}{more}"
         )
         self.problems = list(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedBatch:
+    """Where a batch went: the directory and the file names, in row order."""
+
+    directory: Path
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def paths(self) -> list[Path]:
+        return [self.directory / name for name in self.names]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,23 +139,24 @@ def issue_batch(
     *,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
-) -> list[Path]:
+) -> IssuedBatch:
     """Sign every row and write ``<mac>-license.cfg`` files into ``out_dir``; all or nothing.
 
-    ``workers`` processes each sign, serialize and write chunks of rows; by default one per core
-    for batches of at least PARALLEL_MIN_ROWS rows, else the calling process alone. Processes,
-    not threads: per license the work crosses the GIL about five times (sign, open, write,
-    close, rename) and the hand-offs cost as much as the work. ``progress`` is called with the
-    number of licenses written per chunk.
+    ``workers`` processes sign and serialize chunks of rows (by default one per core for
+    batches of at least PARALLEL_MIN_ROWS rows, else the calling process alone) while this
+    process writes the files as the chunks arrive: one writer, because concurrent creates in
+    one directory contend in the file system, and processes, not threads, because with threads
+    the GIL hand-offs around each sign and each system call cost as much as the work.
+    ``progress`` is called with the number of licenses written per chunk.
     """
     if workers is None:
         workers = (os.cpu_count() or 1) if len(rows) >= PARALLEL_MIN_ROWS else 1
     out_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(4)
+    prefix, token = os.path.join(out_dir, ""), secrets.token_hex(4)
     templates: list[KeyTemplate] = []
     shapes: dict[frozenset[tuple[int, Term]], int] = {}
     jobs: list[_Job] = []
-    targets: list[Path] = []
+    names: list[str] = []
     for row in rows:
         shape = frozenset(row.terms.items())
         index = shapes.get(shape)
@@ -149,25 +164,22 @@ def issue_batch(
             index = shapes[shape] = len(templates)
             templates.append(KeyTemplate.for_terms(LicenseType.PHONE, row.terms))
         name = phone_license_file(row.mac)
-        target = os.path.join(out_dir, name)
-        jobs.append((row.mac, index, os.path.join(out_dir, f".{name}.{token}.tmp"), target))
-        targets.append(Path(target))
+        names.append(name)
+        jobs.append((row.mac, index, f"{prefix}.{name}.{token}.tmp", prefix + name))
     chunks = list(_chunks(jobs, CHUNK))
     try:
-        if workers <= 1:
-            for chunk in chunks:
-                _write_chunk(chunk, signer, templates)
-                if progress is not None:
-                    progress(len(chunk))
-            _rename_chunk(jobs)
-        else:
-            _run_in_processes(chunks, signer, templates, workers, progress)
+        for chunk, files in zip(chunks, _signed(chunks, signer, templates, workers), strict=True):
+            _write_files(chunk, files)
+            if progress is not None:
+                progress(len(chunk))
+        for _, _, temp, target in jobs:
+            os.replace(temp, target)
     except BaseException:
         for _, _, temp, _ in jobs:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
         raise
-    return targets
+    return IssuedBatch(out_dir, names)
 
 
 # A job: (mac, template index, temporary path, final path).
@@ -175,13 +187,14 @@ _Job = tuple[str, int, str, str]
 _worker_state: tuple[SigningKey, list[KeyTemplate]] | None = None
 
 
-def _run_in_processes(
-    chunks: list[list[_Job]],
-    signer: SigningKey,
-    templates: list[KeyTemplate],
-    workers: int,
-    progress: Callable[[int], None] | None,
-) -> None:
+def _signed(
+    chunks: list[list[_Job]], signer: SigningKey, templates: list[KeyTemplate], workers: int
+) -> Iterator[list[bytes]]:
+    """The file contents of each chunk, in order: signed here, or by ``workers`` processes."""
+    if workers <= 1:
+        for chunk in chunks:
+            yield _sign_chunk([(mac, index) for mac, index, _, _ in chunk], signer, templates)
+        return
     # fork starts in milliseconds but is only safe while this process runs no other thread
     # (a forked child inherits every lock as it was); otherwise spawn, which re-imports.
     # The key travels to our own children in memory or over a local pipe, never to disk.
@@ -193,18 +206,16 @@ def _run_in_processes(
         initializer=_init_worker,
         initargs=(signer.to_pem(None), templates),
     ) as pool:
-        pending = [pool.submit(_worker_write, chunk) for chunk in chunks]
+        pending = [
+            pool.submit(_worker_sign, [(mac, index) for mac, index, _, _ in chunk])
+            for chunk in chunks
+        ]
         try:
-            for future in as_completed(pending):
-                done = future.result()
-                if progress is not None:
-                    progress(done)
-            _wait([pool.submit(_rename_chunk, chunk) for chunk in chunks])
-        except BaseException:
+            for future in pending:
+                yield future.result()
+        finally:
             for future in pending:
                 future.cancel()
-            _wait(pending, raise_errors=False)
-            raise
 
 
 def _init_worker(pem: bytes, templates: list[KeyTemplate]) -> None:
@@ -212,10 +223,10 @@ def _init_worker(pem: bytes, templates: list[KeyTemplate]) -> None:
     _worker_state = (SigningKey.from_pem(pem, None), templates)
 
 
-def _worker_write(jobs: list[_Job]) -> int:
+def _worker_sign(keys: list[tuple[str, int]]) -> list[bytes]:
     if _worker_state is None:  # pragma: no cover  # the initializer always runs first
         raise RuntimeError("batch worker was not initialized")
-    return _write_chunk(jobs, *_worker_state)
+    return _sign_chunk(keys, *_worker_state)
 
 
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
@@ -223,20 +234,19 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
         yield items[start : start + size]
 
 
-def _write_chunk(jobs: list[_Job], signer: Signer, templates: list[KeyTemplate]) -> int:
-    for mac, index, temp, _ in jobs:
-        data = serialize_keys([templates[index].issue(mac, signer)])
+def _sign_chunk(
+    keys: list[tuple[str, int]], signer: Signer, templates: list[KeyTemplate]
+) -> list[bytes]:
+    return [serialize_keys([templates[index].issue(mac, signer)]) for mac, index in keys]
+
+
+def _write_files(jobs: list[_Job], files: list[bytes]) -> None:
+    for (_, _, temp, _), data in zip(jobs, files, strict=True):
         fd = os.open(temp, _CREATE, 0o644)
         try:
             os.write(fd, data)  # a license file (~450 bytes) is written whole in one call
         finally:
             os.close(fd)
-    return len(jobs)
-
-
-def _rename_chunk(jobs: list[_Job]) -> None:
-    for _, _, temp, target in jobs:
-        os.replace(temp, target)
 
 
 def _wait(futures: Sequence[Future[Any]], *, raise_errors: bool = True) -> None:

@@ -178,8 +178,8 @@ def batch(env: Env, csv_file: Path, out_dir: Path | None, as_json: bool) -> None
         def advance(count: int) -> None:
             progress.update(task, advance=count, refresh=True)
 
-        paths = issue_batch(rows, signer, target, progress=advance)
+        issued = issue_batch(rows, signer, target, progress=advance)
     if as_json:
-        env.print_json({"issued": len(paths), "directory": str(target), "key": key_name})
+        env.print_json({"issued": len(issued), "directory": str(target), "key": key_name})
         return
-    env.out.print(f"issued {len(paths)} phone licenses into {target} (signed by {key_name})")
+    env.out.print(f"issued {len(issued)} phone licenses into {target} (signed by {key_name})")

@@ -81,7 +81,7 @@ class TestIssue:
     @pytest.mark.parametrize("workers", [1, 2])
     def test_every_row_becomes_a_verified_file(self, tmp_path: Path, workers: int) -> None:
         rows = parse(HEADER + "".join(f"0004f2{i:06x},vqmon,2030-01-01\n" for i in range(40)))
-        paths = issue_batch(rows, signing_key_for(), tmp_path, workers=workers)
+        paths = issue_batch(rows, signing_key_for(), tmp_path, workers=workers).paths()
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
         trusted = trusted_keys_for()
         for row, path in zip(rows, paths, strict=True):
@@ -100,7 +100,7 @@ class TestIssue:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         rows = parse(HEADER + "".join(f"0004f2{i:06x},vqmon,never\n" for i in range(1200)))
-        real = batch_module._write_chunk
+        real = batch_module._write_files
         calls: list[int] = []
 
         def failing(*args: object) -> int:
@@ -109,7 +109,7 @@ class TestIssue:
                 raise OSError(28, "No space left on device")
             return real(*args)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(batch_module, "_write_chunk", failing)
+        monkeypatch.setattr(batch_module, "_write_files", failing)
         (tmp_path / "keep.cfg").write_text("operator file")
         with pytest.raises(OSError, match="No space left"):
             issue_batch(rows, signing_key_for(), tmp_path, workers=1)
