@@ -15,7 +15,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fleetkey"
 ALLOWED = {
     "core": set(),
     "authority": {"core"},
-    "cli": {"core", "authority"},
+    "store": {"core"},
+    "cli": {"core", "authority", "store"},
 }
 
 

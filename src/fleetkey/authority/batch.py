@@ -56,6 +56,7 @@ class IssuedBatch:
 
     directory: Path
     names: list[str]
+    contents: list[bytes]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -167,9 +168,11 @@ def issue_batch(
         names.append(name)
         jobs.append((row.mac, index, f"{prefix}.{name}.{token}.tmp", prefix + name))
     chunks = list(_chunks(jobs, CHUNK))
+    contents: list[bytes] = []
     try:
         for chunk, files in zip(chunks, _signed(chunks, signer, templates, workers), strict=True):
             _write_files(chunk, files)
+            contents.extend(files)
             if progress is not None:
                 progress(len(chunk))
         for _, _, temp, target in jobs:
@@ -179,7 +182,7 @@ def issue_batch(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
         raise
-    return IssuedBatch(out_dir, names)
+    return IssuedBatch(out_dir, names, contents)
 
 
 # A job: (mac, template index, temporary path, final path).

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -17,6 +19,8 @@ from fleetkey.authority.datadir import DataDir
 from fleetkey.authority.keyring import Keyring
 from fleetkey.clock import Clock, SystemClock
 from fleetkey.errors import FleetkeyError
+from fleetkey.store.database import DB_ENV, resolve_url
+from fleetkey.store.store import Store
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,14 +31,40 @@ class Env:
     data: DataDir
     clock: Clock = field(default_factory=SystemClock)
     debug: bool = False
+    db_url: str | None = None
     out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
     err: Console = field(
         default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
     )
 
+    _store: Store | None = None
+
     def keyring(self) -> Keyring:
         self.data.require()
         return Keyring(self.data.keys)
+
+    def store(self, *, current: bool = True) -> Store:
+        """The store named by --db / FLEETKEY_DB, else SQLite in the data directory.
+
+        ``current`` insists on the newest schema (everything but ``fleetkey db`` does).
+        """
+        if self._store is None:
+            url = resolve_url(self.db_url, os.environ, self.data.root)
+            if url.startswith("sqlite:") and self.db_url is None and DB_ENV not in os.environ:
+                self.data.require()
+            self._store = Store(url)
+        if current:
+            self._store.require_current()
+        return self._store
+
+    @property
+    def actor(self) -> str:
+        """Who the audit trail says did it: FLEETKEY_ACTOR, else the login name."""
+        return os.environ.get("FLEETKEY_ACTOR") or f"{getpass.getuser()}@cli"
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
     def print_json(self, document: Any) -> None:
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))

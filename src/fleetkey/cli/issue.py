@@ -16,7 +16,7 @@ from fleetkey.authority.keyring import passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.render import key_table, key_title, key_to_json
 from fleetkey.clock import today
-from fleetkey.core.codec import serialize_keys
+from fleetkey.core.codec import parse_license_file, serialize_keys
 from fleetkey.core.issuing import issue_key, resolve_terms
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.naming import (
@@ -28,6 +28,7 @@ from fleetkey.core.naming import (
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import Term, format_term, parse_term
 from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.store import registry
 
 
 @click.group()
@@ -104,18 +105,42 @@ def _issue_one(
     key = issue_key(serial, license_type, terms, signer)
     data = serialize_keys([key])
     check = SignatureCheck(SignatureStatus.VALID, key_name, f"signed by trusted key {key_name!r}")
-    if out is not None and str(out) == "-":
+    store = env.store()
+    to_stdout = out is not None and str(out) == "-"
+    target = None if to_stdout else out or env.data.provisioning / file_name
+    if target is not None:
+        _warn_if_shorter(env, target, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, data)
+    posted = (
+        target is not None and target.resolve() == (env.data.provisioning / file_name).resolve()
+    )
+    with store.transaction() as session:
+        stored = registry.record(
+            session,
+            env.clock,
+            env.actor,
+            key,
+            check,
+            content=data,
+            file_name=file_name,
+            post=posted,
+        )
+    if to_stdout:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    target = out or env.data.provisioning / file_name
-    _warn_if_shorter(env, target, key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, data)
     if as_json:
-        env.print_json({"file": str(target), **key_to_json(key, check, catalog)})
+        env.print_json(
+            {
+                "file": str(target),
+                "license_id": stored.id,
+                "state": stored.state.value,
+                **key_to_json(key, check, catalog),
+            }
+        )
         return
-    env.out.print(f"issued {target}")
+    env.out.print(f"issued {target} (license {stored.id}, {stored.state.value})")
     env.out.print(key_table(key, check, catalog, today(env.clock), key_title(key, 1)))
 
 
@@ -162,7 +187,9 @@ def batch(env: Env, csv_file: Path, out_dir: Path | None, as_json: bool) -> None
     """Issue one phone license per CSV row: all rows valid, or nothing is written."""
     rows = parse_batch_csv(csv_file.read_bytes(), env.data.catalog(), source=str(csv_file))
     key_name, signer = env.keyring().signer(passphrase_from_env())
+    store = env.store()
     target = out_dir or env.data.provisioning
+    posted = target.resolve() == env.data.provisioning.resolve()
     # refreshed by hand: no refresh thread, so batch workers may be forked safely
     with Progress(
         "[progress.description]{task.description}",
@@ -179,7 +206,18 @@ def batch(env: Env, csv_file: Path, out_dir: Path | None, as_json: bool) -> None
             progress.update(task, advance=count, refresh=True)
 
         issued = issue_batch(rows, signer, target, progress=advance)
+    keys = [
+        (parse_license_file(data).keys[0], data, name)
+        for data, name in zip(issued.contents, issued.names, strict=True)
+    ]
+    with store.transaction() as session:
+        registry.record_many(session, env.clock, env.actor, keys, signing_key=key_name, post=posted)
     if as_json:
-        env.print_json({"issued": len(issued), "directory": str(target), "key": key_name})
+        env.print_json(
+            {"issued": len(issued), "directory": str(target), "key": key_name, "posted": posted}
+        )
         return
-    env.out.print(f"issued {len(issued)} phone licenses into {target} (signed by {key_name})")
+    state = "posted" if posted else "issued, not posted"
+    env.out.print(
+        f"issued {len(issued)} phone licenses into {target} (signed by {key_name}, {state})"
+    )

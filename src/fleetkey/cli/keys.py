@@ -11,6 +11,7 @@ from fleetkey.authority.keyring import KeyEntry, passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.setup import ALGORITHMS
 from fleetkey.core.signing import Algorithm
+from fleetkey.store import audit
 
 
 @click.group()
@@ -51,6 +52,7 @@ def create(
         unencrypted=unencrypted_key,
         activate=activate,
     )
+    _audit(env, "key.create", entry)
     if as_json:
         env.print_json(entry.to_json())
         return
@@ -105,6 +107,7 @@ def export_public(env: Env, name: str | None) -> None:
 def import_public(env: Env, file: Path, name: str | None, as_json: bool) -> None:
     """Trust a public key (PEM) for verification."""
     entry = env.keyring().import_public(file.read_bytes(), env.clock, name=name, source=str(file))
+    _audit(env, "key.import-public", entry)
     if as_json:
         env.print_json(entry.to_json())
         return
@@ -117,4 +120,21 @@ def import_public(env: Env, file: Path, name: str | None, as_json: bool) -> None
 def activate(env: Env, name: str) -> None:
     """Make NAME the signing key; the previous one stays trusted."""
     entry = env.keyring().activate(name)
+    _audit(env, "key.activate", entry)
     env.out.print(f"{entry.name} is now the active signing key")
+
+
+def _audit(env: Env, action: str, entry: KeyEntry) -> None:
+    with env.store().transaction() as session:
+        audit.append(
+            session,
+            env.clock,
+            actor=env.actor,
+            action=action,
+            subject=entry.name,
+            details={
+                "algorithm": entry.algorithm.value,
+                "fingerprint": entry.fingerprint,
+                "active": entry.active,
+            },
+        )

@@ -9,8 +9,10 @@ import click
 from fleetkey.authority.datadir import DATA_ENV, DEFAULT_DATA, DataDir
 from fleetkey.cli.context import Env, FleetkeyGroup
 from fleetkey.cli.inspect import inspect, verify
+from fleetkey.cli.inventory import phones, sites
 from fleetkey.cli.issue import issue
 from fleetkey.cli.keys import keys
+from fleetkey.cli.records import audit, db, fetches, licenses
 from fleetkey.cli.setup import features, init
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -26,19 +28,39 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     show_envvar=True,
     help="The data directory: keys, catalog additions, provisioning tree.",
 )
+@click.option(
+    "--db",
+    "db_url",
+    envvar="FLEETKEY_DB",
+    show_envvar=True,
+    metavar="URL",
+    help="Database URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+    "(default: SQLite in the data directory).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="fleetkey")
 @click.pass_context
-def cli(ctx: click.Context, data: Path, debug: bool) -> None:
+def cli(ctx: click.Context, data: Path, db_url: str | None, debug: bool) -> None:
     """fleetkey: feature licenses for fleets of SIP desk phones."""
-    env = ctx.ensure_object(Env) if ctx.obj is not None else None
-    if env is None:
-        ctx.obj = Env(DataDir(data), debug=debug)
-    else:
-        env.data, env.debug = DataDir(data), debug
+    env = Env(DataDir(data), debug=debug, db_url=db_url)
+    ctx.obj = env
+    ctx.call_on_close(env.close)
 
 
-for command in (init, features, keys, issue, inspect, verify):
+for command in (
+    init,
+    features,
+    keys,
+    issue,
+    inspect,
+    verify,
+    db,
+    sites,
+    phones,
+    licenses,
+    fetches,
+    audit,
+):
     cli.add_command(command)
 
 

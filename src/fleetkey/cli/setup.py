@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from fleetkey.authority.keyring import Keyring, passphrase_from_env
+from fleetkey.authority.keyring import KeyEntry, Keyring, passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.core.signing import Algorithm
+from fleetkey.store import audit
 
 ALGORITHMS = click.Choice([a.value for a in Algorithm])
 
@@ -35,6 +36,8 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
     key is encrypted with FLEETKEY_KEY_PASSPHRASE unless --unencrypted-key is given.
     """
     created = env.data.create()
+    store = env.store(current=False)
+    before, revision = store.upgrade()
     keyring = Keyring(env.data.keys)
     new_key = None
     if not keyring.entries():
@@ -45,6 +48,25 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
             unencrypted=unencrypted_key,
         )
     active = keyring.active
+    with store.transaction() as session:
+        if created or before is None:
+            audit.append(
+                session,
+                env.clock,
+                actor=env.actor,
+                action="init",
+                subject=str(env.data.root),
+                details={"schema": revision},
+            )
+        if new_key is not None:
+            audit.append(
+                session,
+                env.clock,
+                actor=env.actor,
+                action="key.create",
+                subject=new_key.name,
+                details=_key_details(new_key),
+            )
     if as_json:
         env.print_json(
             {
@@ -53,6 +75,8 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
                 "provisioning": str(env.data.provisioning),
                 "key_created": new_key is not None,
                 "active_key": active.to_json(),
+                "database": store.safe_url,
+                "schema": revision,
             }
         )
         return
@@ -66,7 +90,18 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
         )
     else:
         env.out.print(f"active signing key {active.name} (kept)")
+    env.out.print(f"database {store.safe_url} at schema {revision}")
     env.out.print(f"issued licenses go to {env.data.provisioning}")
+
+
+def _key_details(entry: KeyEntry) -> dict[str, object]:
+    return {
+        "algorithm": entry.algorithm.value,
+        "fingerprint": entry.fingerprint,
+        "private": entry.private,
+        "encrypted": entry.encrypted,
+        "active": entry.active,
+    }
 
 
 @click.command()

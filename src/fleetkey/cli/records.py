@@ -1,0 +1,280 @@
+"""``fleetkey db``, ``licenses``, ``fetches`` and ``audit``: what the store recorded."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from fleetkey.authority.checking import check_files
+from fleetkey.cli.context import CommandFailedError, Env, pass_env
+from fleetkey.clock import today
+from fleetkey.core.naming import license_file_type
+from fleetkey.core.signing import TrustedKeys
+from fleetkey.core.terms import format_term
+from fleetkey.errors import InputError
+from fleetkey.store import audit as audit_trail
+from fleetkey.store import fetches as fetch_records
+from fleetkey.store import migrate, registry
+from fleetkey.store.records import LicenseOrigin, LicenseState, StoredLicense
+
+
+@click.group()
+def db() -> None:
+    """The database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@pass_env
+def db_upgrade(env: Env) -> None:
+    """Create the database or migrate it to the newest schema."""
+    store = env.store(current=False)
+    before, after = store.upgrade()
+    verb = "already at" if before == after else f"upgraded from {before or 'empty'} to"
+    env.out.print(f"{store.safe_url}: {verb} {after}")
+
+
+@db.command("current")
+@click.option("--json", "as_json", is_flag=True, help="Print the revisions as JSON.")
+@pass_env
+def db_current(env: Env, as_json: bool) -> None:
+    """The schema revision of the database, and the newest one fleetkey knows."""
+    store = env.store(current=False)
+    current, head = store.revision(), migrate.head_revision()
+    if as_json:
+        env.print_json(
+            {
+                "database": store.safe_url,
+                "current": current,
+                "head": head,
+                "up_to_date": current == head,
+            }
+        )
+        return
+    env.out.print(f"{store.safe_url}: {current or 'empty'} (newest: {head})")
+
+
+@click.group()
+def licenses() -> None:
+    """License keys fleetkey issued or imported, and their state."""
+
+
+@licenses.command("list")
+@click.option(
+    "--expiring-within",
+    type=int,
+    metavar="DAYS",
+    help="Only keys whose term ends within DAYS days (never-expiring keys excluded).",
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in LicenseState]),
+    help="Only keys in this state.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+@pass_env
+def list_licenses(
+    env: Env, expiring_within: int | None, states: tuple[str, ...], as_json: bool
+) -> None:
+    """List license keys with their state, term and signature verdict."""
+    with env.store().transaction() as session:
+        found = registry.listing(
+            session,
+            today=today(env.clock),
+            expiring_within=expiring_within,
+            states=tuple(LicenseState(s) for s in states) or None,
+        )
+    if as_json:
+        env.print_json([license_json(item) for item in found])
+        return
+    table = Table("id", "type", "serial", "expires", "state", "signature", "key", "succeeds")
+    for item in found:
+        table.add_row(
+            str(item.id),
+            item.type,
+            item.serial,
+            item.expires_on.isoformat() if item.expires_on else "never",
+            item.state.value,
+            item.signature,
+            item.signing_key or "",
+            str(item.succeeds_id or ""),
+        )
+    env.out.print(table)
+
+
+def license_json(item: StoredLicense) -> dict[str, Any]:
+    document = asdict(item)
+    document.update(
+        terms={str(slot): format_term(term) for slot, term in item.terms.items()},
+        expires_on=item.expires_on.isoformat() if item.expires_on else None,
+        origin=item.origin.value,
+        state=item.state.value,
+        issued_at=item.issued_at.isoformat(),
+        posted_at=item.posted_at.isoformat() if item.posted_at else None,
+    )
+    return document
+
+
+@licenses.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--post", is_flag=True, help="Mark the imported keys posted (served to phones).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was imported as JSON.")
+@pass_env
+def import_licenses(env: Env, directory: Path, post: bool, as_json: bool) -> None:
+    """Record the *-license.cfg files of DIRECTORY; vendor files are stored as unverifiable.
+
+    All files must parse, or nothing is imported. A file already in the store (same digest) is
+    skipped.
+    """
+    paths = sorted(directory.glob("*-license.cfg"))
+    if not paths:
+        raise InputError(f"{directory} holds no *-license.cfg file")
+    trusted = env.keyring().trusted() if env.data.exists() else TrustedKeys()
+    results = list(check_files(paths, trusted))
+    broken = [result.error for result in results if result.license_file is None]
+    if broken:
+        raise CommandFailedError(
+            "nothing imported, these files do not parse:\n  " + "\n  ".join(str(b) for b in broken)
+        )
+    imported, skipped = [], []
+    with env.store().transaction() as session:
+        for result in results:
+            parsed = result.license_file
+            if parsed is None:  # pragma: no cover  # unparseable files stopped the import above
+                continue
+            content = result.path.read_bytes()
+            if registry.find_by_digest(session, registry.file_digest(content)):
+                skipped.append(str(result.path))
+                continue
+            expected = license_file_type(result.path.name)
+            for key, check in zip(parsed.keys, result.checks, strict=True):
+                stored = registry.record(
+                    session,
+                    env.clock,
+                    env.actor,
+                    key,
+                    check,
+                    content=content,
+                    file_name=result.path.name,
+                    origin=LicenseOrigin.IMPORTED,
+                    post=post and expected is not None and expected[0] is key.type,
+                )
+                imported.append(stored)
+    if as_json:
+        env.print_json({"imported": [license_json(item) for item in imported], "skipped": skipped})
+        return
+    env.out.print(
+        f"imported {len(imported)} key(s) from {len(paths) - len(skipped)} file(s); "
+        f"{len(skipped)} file(s) already in the store"
+    )
+
+
+@licenses.command("revoke")
+@click.argument("license_id", metavar="ID", type=int)
+@pass_env
+def revoke_license(env: Env, license_id: int) -> None:
+    """Revoke a key; if its file is the one posted in the provisioning tree, remove the file."""
+    with env.store().transaction() as session:
+        stored = registry.revoke(session, env.clock, env.actor, license_id)
+    posted_file = env.data.provisioning / stored.file_name
+    removed = False
+    if posted_file.is_file() and registry.file_digest(posted_file.read_bytes()) == stored.digest:
+        posted_file.unlink()
+        removed = True
+    env.out.print(
+        f"revoked license {stored.id} ({stored.type} {stored.serial})"
+        + (f"; removed {posted_file}" if removed else "")
+    )
+
+
+@click.command()
+@click.option("--mac", help="Only this phone's fetches.")
+@click.option("--since", metavar="ISO", help="From this moment on (ISO date or date-time, UTC).")
+@click.option("--limit", type=int, default=1000, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+@pass_env
+def fetches(env: Env, mac: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """What phones fetched: time, path, protocol, status, bytes, digest of what was served."""
+    moment = _moment(since) if since else None
+    with env.store().transaction() as session:
+        found = fetch_records.query(session, mac=mac, since=moment, limit=limit)
+    if as_json:
+        env.print_json([asdict(r) | {"at": r.at.isoformat()} for r in found])
+        return
+    table = Table("at", "mac", "method", "path", "proto", "status", "bytes", "digest", "ms")
+    for r in found:
+        table.add_row(
+            r.at.isoformat(timespec="seconds"),
+            r.mac or "",
+            r.method,
+            r.path,
+            r.protocol,
+            str(r.status),
+            str(r.bytes),
+            (r.digest or "")[:12],
+            f"{r.duration_ms:.1f}",
+        )
+    env.out.print(table)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--since {text!r} is not an ISO date or date-time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit.command("list")
+@click.option("--limit", type=int, default=100, show_default=True, help="The newest N events.")
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
+@pass_env
+def audit_list(env: Env, limit: int, as_json: bool) -> None:
+    """The newest events, oldest first: who did what to which subject."""
+    with env.store().transaction() as session:
+        found = audit_trail.events(session, limit=limit)
+    if as_json:
+        env.print_json([asdict(e) | {"at": e.at.isoformat()} for e in found])
+        return
+    table = Table("seq", "at", "actor", "action", "subject", "details")
+    for e in found:
+        table.add_row(
+            str(e.seq),
+            e.at.isoformat(timespec="seconds"),
+            e.actor,
+            e.action,
+            e.subject,
+            ", ".join(f"{k}={v}" for k, v in e.details.items()),
+        )
+    env.out.print(table)
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@pass_env
+def audit_verify(env: Env, as_json: bool) -> None:
+    """Recompute the hash chain; exit 1 and name the first broken link if it is broken."""
+    with env.store().transaction() as session:
+        verdict = audit_trail.verify(session)
+    if as_json:
+        env.print_json(asdict(verdict))
+        if not verdict.ok:
+            raise click.exceptions.Exit(1)
+        return
+    if not verdict.ok:
+        raise CommandFailedError(
+            f"audit trail broken at event {verdict.broken_at}: "
+            f"{verdict.reason} ({verdict.checked} events verified before)"
+        )
+    env.out.print(f"ok: {verdict.checked} events, chain intact")

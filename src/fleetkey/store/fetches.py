@@ -1,0 +1,214 @@
+"""Fetch records: a writer built for boot storms, and queries over what phones fetched.
+
+The writer takes records from request handlers into a bounded in-memory queue and one thread
+drains it in batches (an executemany per transaction), at least every second and at shutdown.
+When the queue is full, ``submit`` blocks (back-pressure) or, with a timeout, raises
+QueueFullError for the caller to answer "busy"; records are never dropped silently. Records the
+database refuses after retries are appended to a JSON Lines fallback file and counted as
+dropped, and the error is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from fleetkey.core.naming import normalize_mac
+from fleetkey.errors import FleetkeyError
+from fleetkey.store.records import FetchRecord, utc
+from fleetkey.store.schema import FetchRow
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S: Final = 1.0  # issue 3: flushed at least every second
+BATCH_SIZE: Final = 5000
+CAPACITY: Final = 100_000
+RETRIES: Final = 3
+_STOP: Final = object()
+
+
+class QueueFullError(FleetkeyError):
+    """The fetch-record queue stayed full for the whole timeout."""
+
+
+def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
+    """Write records in one transaction (one executemany)."""
+    if records:
+        with engine.begin() as connection:
+            connection.execute(insert(FetchRow), [asdict(record) for record in records])
+
+
+class FetchWriter:
+    """Queue → batched inserts on a background thread. Use as a context manager or start/close."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        capacity: int = CAPACITY,
+        batch_size: int = BATCH_SIZE,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+        fallback: Path | None = None,
+    ) -> None:
+        self._engine = engine
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._fallback = fallback
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.written = 0
+        self.dropped = 0
+        self.batches = 0
+
+    @property
+    def depth(self) -> int:
+        """Records waiting to be written."""
+        return self._queue.qsize()
+
+    def start(self) -> FetchWriter:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="fleetkey-fetch-writer", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def submit(self, record: FetchRecord, timeout: float | None = None) -> None:
+        """Queue a record; blocks while the queue is full (at most ``timeout`` seconds)."""
+        if self._thread is None:
+            raise FleetkeyError("the fetch writer is not running")
+        try:
+            self._queue.put(record, timeout=timeout)
+        except queue.Full:
+            raise QueueFullError(
+                f"fetch-record queue full ({self._queue.maxsize} waiting) for {timeout}s"
+            ) from None
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write everything queued, then stop the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> FetchWriter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[FetchRecord] = []
+            deadline = time.monotonic() + self._interval
+            while len(batch) < self._batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._queue.get(timeout=max(remaining, 0.0))
+                        if remaining > 0
+                        else (self._queue.get_nowait())
+                    )
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[FetchRecord]) -> None:
+        delay = 0.1
+        for attempt in range(1, RETRIES + 1):
+            try:
+                insert_records(self._engine, batch)
+            except SQLAlchemyError as exc:
+                log.warning(
+                    "writing %d fetch records failed (attempt %d/%d): %s",
+                    len(batch),
+                    attempt,
+                    RETRIES,
+                    exc,
+                )
+                time.sleep(delay)
+                delay *= 4
+                continue
+            with self._lock:
+                self.written += len(batch)
+                self.batches += 1
+            return
+        self._spill(batch)
+
+    def _spill(self, batch: list[FetchRecord]) -> None:
+        with self._lock:
+            self.dropped += len(batch)
+        if self._fallback is None:
+            log.error(
+                "lost %d fetch records: the database refused them and no fallback file "
+                "is configured",
+                len(batch),
+            )
+            return
+        with self._fallback.open("a", encoding="utf-8") as handle:
+            for record in batch:
+                handle.write(json.dumps(asdict(record), default=_json_default) + "\n")
+        log.error(
+            "the database refused %d fetch records; they were appended to %s",
+            len(batch),
+            self._fallback,
+        )
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def query(
+    session: Session,
+    *,
+    mac: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = 1000,
+) -> list[FetchRecord]:
+    """Fetch records, oldest first, optionally for one MAC and from a moment on."""
+    statement = select(FetchRow).order_by(FetchRow.at, FetchRow.id)
+    if mac is not None:
+        statement = statement.where(FetchRow.mac == normalize_mac(mac))
+    if since is not None:
+        statement = statement.where(FetchRow.at >= utc(since))
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [
+        FetchRecord(
+            path=row.path,
+            protocol=row.protocol,
+            status=row.status,
+            bytes=row.bytes,
+            duration_ms=row.duration_ms,
+            at=utc(row.at),
+            method=row.method,
+            mac=row.mac,
+            digest=row.digest,
+            remote_addr=row.remote_addr,
+            user_agent=row.user_agent,
+        )
+        for row in session.scalars(statement)
+    ]

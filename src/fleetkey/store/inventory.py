@@ -1,0 +1,267 @@
+"""Sites and phones: adding, listing, importing phones from CSV in one transaction."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fleetkey.clock import Clock
+from fleetkey.core.naming import normalize_mac, normalize_site_serial
+from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.store import audit
+from fleetkey.store.credentials import digest_ha1, hash_passwords
+from fleetkey.store.records import Phone, Site, utc
+from fleetkey.store.schema import PhoneRow, SiteRow
+
+REQUIRED: Final = ("mac", "site", "model")
+OPTIONAL: Final = ("firmware", "user", "password", "contact")
+_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_TEXT = re.compile(r"[\x20-\x7e]{1,64}")  # printable ASCII: what phones carry in their config
+_SIP_URI = re.compile(r"sips?:[^\s<>\"]{1,250}")
+
+
+class NotFoundError(FleetkeyError):
+    """A site, phone or license that does not exist."""
+
+
+class PhoneImportError(InputError):
+    """Bad rows in a phone CSV; ``problems`` names each line. Nothing was written."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        shown = "\n  ".join(problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(
+            f"{source}: {len(problems)} bad row(s), nothing was imported:\n  {shown}{more}"
+        )
+        self.problems = list(problems)
+
+
+def parse_window(text: str) -> tuple[str, str]:
+    """``22:00-05:00`` → ("22:00", "05:00"); the window may wrap past midnight."""
+    start, sep, end = text.strip().partition("-")
+    if not sep or not _HHMM.fullmatch(start) or not _HHMM.fullmatch(end) or start == end:
+        raise InputError(f"maintenance window {text!r} is not HH:MM-HH:MM (e.g. 22:00-05:00)")
+    return start, end
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"time zone {name!r} is not an IANA zone (e.g. Europe/Berlin)") from None
+    return name
+
+
+def add_site(session: Session, clock: Clock, actor: str, site: Site) -> Site:
+    serial = normalize_site_serial(site.serial)
+    if session.get(SiteRow, serial) is not None:
+        raise InputError(f"site {serial} already exists")
+    if not site.name.strip():
+        raise InputError("a site needs a name")
+    start, end = parse_window(f"{site.window_start}-{site.window_end}")
+    row = SiteRow(
+        serial=serial,
+        name=site.name.strip(),
+        timezone=check_timezone(site.timezone),
+        window_start=start,
+        window_end=end,
+        contact=site.contact,
+        created_at=utc(clock.now()),
+    )
+    session.add(row)
+    audit.append(
+        session,
+        clock,
+        actor=actor,
+        action="site.add",
+        subject=serial,
+        details={"name": row.name, "timezone": row.timezone, "window": f"{start}-{end}"},
+    )
+    return _site(row)
+
+
+def sites(session: Session) -> list[Site]:
+    return [_site(row) for row in session.scalars(select(SiteRow).order_by(SiteRow.serial))]
+
+
+def phones(session: Session, site: str | None = None) -> list[Phone]:
+    query = select(PhoneRow).order_by(PhoneRow.mac)
+    if site is not None:
+        query = query.where(PhoneRow.site_serial == normalize_site_serial(site))
+    return [_phone(row) for row in session.scalars(query)]
+
+
+def phone(session: Session, mac: str) -> Phone:
+    row = session.get(PhoneRow, normalize_mac(mac))
+    if row is None:
+        raise NotFoundError(
+            f"phone {normalize_mac(mac)} is not in the inventory",
+            hint="add it with `fleetkey phones import CSV`",
+        )
+    return _phone(row)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    added: int
+    updated: int
+
+
+@dataclass(frozen=True, slots=True)
+class _PhoneInput:
+    line: int
+    mac: str
+    site: str
+    model: str
+    firmware: str | None
+    user: str | None
+    password: str | None
+    contact: str | None
+
+
+def import_phones(
+    session: Session, clock: Clock, actor: str, data: bytes, *, source: str
+) -> ImportSummary:
+    """Add or update every phone of a CSV in ``session``'s transaction; all rows or none."""
+    rows = _parse_phone_csv(session, data, source)
+    hashes = hash_passwords([r.password for r in rows if r.password is not None])
+    hashed = iter(hashes)
+    now = utc(clock.now())
+    existing = {
+        row.mac: row
+        for row in session.scalars(select(PhoneRow).where(PhoneRow.mac.in_([r.mac for r in rows])))
+    }
+    added = 0
+    for item in rows:
+        row = existing.get(item.mac)
+        if row is None:
+            row = PhoneRow(mac=item.mac, created_at=now)
+            session.add(row)
+            added += 1
+        row.site_serial, row.model, row.firmware = item.site, item.model, item.firmware
+        row.sip_contact, row.prov_user = item.contact, item.user
+        if item.password is not None and item.user is not None:
+            row.password_hash = next(hashed)
+            row.digest_ha1 = digest_ha1(item.user, item.password)
+        else:
+            row.password_hash = row.digest_ha1 = None
+    summary = ImportSummary(added, len(rows) - added)
+    audit.append(
+        session,
+        clock,
+        actor=actor,
+        action="phones.import",
+        subject=source,
+        details={"added": summary.added, "updated": summary.updated},
+    )
+    return summary
+
+
+def _parse_phone_csv(session: Session, data: bytes, source: str) -> list[_PhoneInput]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"{source}: line {line}, byte {exc.start} is not UTF-8", hint="save the CSV as UTF-8"
+        ) from exc
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [cell.strip().lower() for cell in next(reader, [])]
+    if not any(header):
+        raise InputError(
+            f"{source}: the file is empty, expected a header starting {','.join(REQUIRED)}"
+        )
+    missing = [name for name in REQUIRED if name not in header]
+    unknown = [name for name in header if name not in REQUIRED + OPTIONAL]
+    if missing or unknown or len(set(header)) != len(header):
+        raise InputError(
+            f"{source}: header {','.join(header)!r} is not usable: columns "
+            f"{', '.join(REQUIRED)} are required, {', '.join(OPTIONAL)} optional, each once"
+        )
+    known_sites = set(session.scalars(select(SiteRow.serial)))
+    rows: list[_PhoneInput] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for cells in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(header):
+            problems.append(f"line {line}: {len(cells)} columns, expected {len(header)}")
+            continue
+        values = {name: cell.strip() for name, cell in zip(header, cells, strict=True)}
+        try:
+            item = _phone_input(line, values, known_sites)
+        except FleetkeyError as exc:
+            problems.append(f"line {line}: {exc.message}")
+            continue
+        if item.mac in seen:
+            problems.append(f"line {line}: MAC {item.mac} is already on line {seen[item.mac]}")
+            continue
+        seen[item.mac] = line
+        rows.append(item)
+    if problems:
+        raise PhoneImportError(source, problems)
+    if not rows:
+        raise InputError(f"{source}: no rows after the header, nothing to import")
+    return rows
+
+
+def _phone_input(line: int, values: dict[str, str], known_sites: set[str]) -> _PhoneInput:
+    mac = normalize_mac(values["mac"])
+    site = normalize_site_serial(values["site"])
+    if site not in known_sites:
+        raise InputError(f"site {site} does not exist (add it with `fleetkey sites add`)")
+    model = values["model"]
+    for name in ("model", "firmware", "user", "password"):
+        value = values.get(name) or ""
+        if (name == "model" or value) and not _TEXT.fullmatch(value):
+            raise InputError(f"{name} {value!r} must be 1-64 printable ASCII characters")
+    user, password = values.get("user") or None, values.get("password") or None
+    if (user is None) != (password is None):
+        raise InputError("user and password go together: give both or neither")
+    contact = values.get("contact") or None
+    if contact is not None and not _SIP_URI.fullmatch(contact):
+        raise InputError(f"contact {contact!r} is not a SIP URI (sip:user@host[:port])")
+    return _PhoneInput(
+        line, mac, site, model, values.get("firmware") or None, user, password, contact
+    )
+
+
+def _site(row: SiteRow) -> Site:
+    return Site(row.serial, row.name, row.timezone, row.window_start, row.window_end, row.contact)
+
+
+def _phone(row: PhoneRow) -> Phone:
+    return Phone(
+        mac=row.mac,
+        site=row.site_serial,
+        model=row.model,
+        firmware=row.firmware,
+        prov_user=row.prov_user,
+        has_password=row.password_hash is not None,
+        sip_contact=row.sip_contact,
+        last_address=row.last_address,
+        last_user_agent=row.last_user_agent,
+        last_seen_at=utc(row.last_seen_at) if row.last_seen_at else None,
+    )
+
+
+def seen(
+    session: Session, mac: str, at: datetime, address: str | None, user_agent: str | None
+) -> bool:
+    """Record that a phone fetched something; False when the MAC is not in the inventory."""
+    row = session.get(PhoneRow, mac)
+    if row is None:
+        return False
+    row.last_seen_at, row.last_address, row.last_user_agent = at, address, user_agent
+    return True

@@ -1,0 +1,101 @@
+"""What the store hands out: plain frozen values, no SQLAlchemy objects."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from fleetkey.core.terms import Term
+
+
+class LicenseState(enum.StrEnum):
+    """issued → posted → superseded, or revoked at any point."""
+
+    ISSUED = "issued"
+    POSTED = "posted"
+    SUPERSEDED = "superseded"
+    REVOKED = "revoked"
+
+
+class LicenseOrigin(enum.StrEnum):
+    ISSUED = "issued"  # signed by this fleetkey
+    IMPORTED = "imported"  # read from an existing file (vendor files included)
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    serial: str
+    name: str
+    timezone: str
+    window_start: str
+    window_end: str
+    contact: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Phone:
+    mac: str
+    site: str
+    model: str
+    firmware: str | None = None
+    prov_user: str | None = None
+    has_password: bool = False
+    sip_contact: str | None = None
+    last_address: str | None = None
+    last_user_agent: str | None = None
+    last_seen_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLicense:
+    id: int
+    serial: str
+    type: str
+    options: str
+    terms: dict[int, Term]
+    expires_on: date | None  # None: never
+    signing_key: str | None
+    signature: str
+    digest: str
+    file_name: str
+    origin: LicenseOrigin
+    state: LicenseState
+    issued_at: datetime
+    posted_at: datetime | None
+    succeeds_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRecord:
+    """One request a phone made: what it asked for, what it got, how long it took."""
+
+    path: str
+    protocol: str
+    status: int
+    bytes: int
+    duration_ms: float
+    at: datetime
+    method: str = "GET"
+    mac: str | None = None
+    digest: str | None = None
+    remote_addr: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any] = field(default_factory=dict)
+    prev_hash: str = ""
+    hash: str = ""
+
+
+def utc(moment: datetime) -> datetime:
+    """A datetime read back from any database, as aware UTC (SQLite returns naive ones)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,0 +1,126 @@
+"""Tables, as SQLAlchemy 2 typed mappings. Alembic migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {  # stable constraint names, so migrations agree on every database
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SiteRow(Base):
+    __tablename__ = "sites"
+
+    serial: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    window_start: Mapped[str] = mapped_column(String(5))  # HH:MM local
+    window_end: Mapped[str] = mapped_column(String(5))
+    contact: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PhoneRow(Base):
+    __tablename__ = "phones"
+
+    mac: Mapped[str] = mapped_column(String(12), primary_key=True)
+    site_serial: Mapped[str] = mapped_column(ForeignKey("sites.serial"), index=True)
+    model: Mapped[str] = mapped_column(String(64))
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    prov_user: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # scrypt, for HTTP Basic
+    digest_ha1: Mapped[str | None] = mapped_column(String(32))  # MD5(user:realm:pw), RFC 7616
+    sip_contact: Mapped[str | None] = mapped_column(String(255))
+    last_address: Mapped[str | None] = mapped_column(String(64))
+    last_user_agent: Mapped[str | None] = mapped_column(String(255))
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LicenseRow(Base):
+    __tablename__ = "licenses"
+    __table_args__ = (Index("ix_licenses_type_serial_state", "type", "serial", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    serial: Mapped[str] = mapped_column(String(12))
+    type: Mapped[str] = mapped_column(String(5))  # Phone | Site
+    options: Mapped[str] = mapped_column(String(8))  # hex as written
+    terms: Mapped[str] = mapped_column(Text)  # JSON: {"slot": "YYYY-MM-DD" | "never"}
+    expires_on: Mapped[date | None] = mapped_column(Date, index=True)  # None: never
+    signing_key: Mapped[str | None] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(12))  # valid | invalid | unverifiable
+    digest: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the file bytes
+    content: Mapped[bytes] = mapped_column(LargeBinary)  # the license file, as served
+    file_name: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(10))  # issued | imported
+    state: Mapped[str] = mapped_column(String(10))  # issued | posted | superseded | revoked
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    posted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    succeeds_id: Mapped[int | None] = mapped_column(ForeignKey("licenses.id"))
+
+
+class FetchRow(Base):
+    __tablename__ = "fetches"
+    __table_args__ = (Index("ix_fetches_mac_at", "mac", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    mac: Mapped[str | None] = mapped_column(String(12))
+    path: Mapped[str] = mapped_column(String(1024))
+    protocol: Mapped[str] = mapped_column(String(8))  # http | https | tftp
+    method: Mapped[str] = mapped_column(String(8))
+    status: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str | None] = mapped_column(String(64))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    duration_ms: Mapped[float] = mapped_column(Float)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """One row: the last sequence number and hash. Locking it serializes appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
