@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from fleetkey.cli.main import cli
+from fleetkey.store.store import Store
+
+from tests.pg import PostgresServer
 
 INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
 VENDOR_FILE = INTEROP / "vendor-site-license.cfg"
@@ -48,3 +52,29 @@ def initialized(data_dir: Path, fleetkey: Fleetkey) -> Path:
     """A data directory after ``fleetkey init``."""
     fleetkey("init")
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session (never skipped: CI installs the server)."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend: SQLite in a file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fleetkey.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A store at the newest schema, on each backend."""
+    opened = Store(store_url)
+    opened.upgrade()
+    yield opened
+    opened.close()

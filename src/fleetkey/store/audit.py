@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -90,8 +90,18 @@ class ChainVerdict:
 
 def verify(session: Session) -> ChainVerdict:
     """Walk the chain from the genesis; the first broken link, or ok."""
+    rows = session.scalars(
+        select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=1000)
+    )
+    try:
+        return _verify_rows(session, rows)
+    finally:
+        rows.close()  # a server-side cursor on PostgreSQL: release it even when we stop early
+
+
+def _verify_rows(session: Session, rows: Iterable[AuditRow]) -> ChainVerdict:
     expected_prev, expected_seq, checked = GENESIS, 1, 0
-    for row in _walk(session):
+    for row in rows:
         if row.seq != expected_seq:
             return ChainVerdict(
                 False, checked, expected_seq, f"event {expected_seq} is missing (next is {row.seq})"
@@ -125,12 +135,6 @@ def verify(session: Session) -> ChainVerdict:
             f"events after {checked} are missing (the head records {head.seq})",
         )
     return ChainVerdict(True, checked)
-
-
-def _walk(session: Session) -> Iterator[AuditRow]:
-    yield from session.scalars(
-        select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=1000)
-    )
 
 
 def _event(row: AuditRow) -> AuditEvent:

@@ -1,0 +1,139 @@
+"""The fetch-record writer on both backends: batches, flushing, back-pressure, no silent loss."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fleetkey.store import fetches
+from fleetkey.store.fetches import FetchWriter, QueueFullError
+from fleetkey.store.records import FetchRecord
+from fleetkey.store.store import Store
+
+T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+
+
+def fetch(i: int, mac: str = "0004f2000001") -> FetchRecord:
+    return FetchRecord(
+        path=f"/{mac}-license.cfg",
+        protocol="http",
+        status=200,
+        bytes=450,
+        duration_ms=1.5,
+        at=T0 + timedelta(milliseconds=i),
+        mac=mac,
+        digest="ab" * 32,
+        remote_addr="127.0.0.2",
+        user_agent="FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477",
+    )
+
+
+def stored(store: Store, **filters: object) -> list[FetchRecord]:
+    with store.transaction() as session:
+        return fetches.query(session, limit=None, **filters)  # type: ignore[arg-type]
+
+
+def test_every_submitted_record_is_written_at_close(store: Store) -> None:
+    with FetchWriter(store.engine, batch_size=700) as writer:
+        for i in range(5000):
+            writer.submit(fetch(i, mac=f"0004f2{i % 7:06x}"))
+    assert writer.written == 5000
+    assert writer.dropped == 0
+    assert writer.batches >= 8
+    assert len(stored(store)) == 5000
+    assert stored(store, mac="0004f2000003")[0] == fetch(3, mac="0004f2000003")
+
+
+def test_records_are_flushed_within_the_interval(store: Store) -> None:
+    writer = FetchWriter(store.engine, flush_interval_s=0.2).start()
+    try:
+        writer.submit(fetch(1))
+        deadline = time.monotonic() + 5
+        while not stored(store) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(stored(store)) == 1
+        assert writer.depth == 0
+    finally:
+        writer.close()
+
+
+def test_full_queue_pushes_back_and_loses_nothing(store: Store) -> None:
+    writer = FetchWriter(store.engine, capacity=3, batch_size=1, flush_interval_s=0.05)
+    gate = threading.Event()
+    real_write = writer._write
+
+    def slow_write(batch: list[FetchRecord]) -> None:
+        gate.wait(10)
+        real_write(batch)
+
+    writer._write = slow_write  # type: ignore[method-assign]
+    writer.start()
+    submitted, refused = 0, None
+    for i in range(10):
+        try:
+            writer.submit(fetch(i), timeout=0.2)
+        except QueueFullError as exc:
+            refused = exc
+            break
+        submitted += 1
+    assert refused is not None
+    assert "queue full (3 waiting)" in str(refused)
+    assert writer.depth == 3
+    gate.set()
+    writer.close()
+    assert writer.written == submitted
+    assert len(stored(store)) == submitted
+
+
+def test_refused_records_go_to_the_fallback_file_and_are_counted(
+    store_url: str, tmp_path: Path
+) -> None:
+    unmigrated = Store(store_url)  # no tables: every insert fails
+    fallback = tmp_path / "unwritten.jsonl"
+    with FetchWriter(unmigrated.engine, fallback=fallback, retry_delay_s=0.01) as writer:
+        writer.submit(fetch(1))
+        writer.submit(fetch(2))
+    assert (writer.written, writer.dropped) == (0, 2)
+    lines = [json.loads(line) for line in fallback.read_text().splitlines()]
+    assert [line["at"] for line in lines] == [fetch(1).at.isoformat(), fetch(2).at.isoformat()]
+    unmigrated.close()
+
+
+def test_submit_before_start_is_an_error(store: Store) -> None:
+    with pytest.raises(Exception, match="not running"):
+        FetchWriter(store.engine).submit(fetch(1))
+
+
+def test_since_filter(store: Store) -> None:
+    fetches.insert_records(store.engine, [fetch(0), fetch(5000)])
+    assert len(stored(store, since=T0 + timedelta(seconds=1))) == 1
+
+
+@pytest.mark.postgres
+def test_two_writers_on_postgresql_neither_lose_nor_duplicate(postgres_server) -> None:  # type: ignore[no-untyped-def]
+    url = postgres_server.create_database()
+    stores = [Store(url), Store(url)]
+    stores[0].upgrade()
+
+    def write(store: Store, mac: str) -> None:
+        with FetchWriter(store.engine, batch_size=250) as writer:
+            for i in range(3000):
+                writer.submit(fetch(i, mac=mac))
+
+    threads = [
+        threading.Thread(target=write, args=(s, f"0004f2{n:06x}")) for n, s in enumerate(stores)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = stored(stores[0])
+    assert len(records) == 6000
+    assert len({(r.mac, r.at) for r in records}) == 6000
+    for store in stores:
+        store.close()

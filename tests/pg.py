@@ -1,0 +1,119 @@
+"""A throwaway PostgreSQL server for the tests, started from the machine's server binaries.
+
+PostgreSQL refuses to run as root; under root the server runs as the unprivileged ``postgres``
+user (created by Debian's postgresql package) in a directory it owns. It listens on an ephemeral
+port on 127.0.0.1 only, trusts local connections, and is removed when the session ends.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+
+SUPERUSER = "fleetkey"
+
+
+def server_bindir() -> Path:
+    """Where initdb and pg_ctl are: FLEETKEY_PG_BIN, PATH, or Debian's versioned directory."""
+    if os.environ.get("FLEETKEY_PG_BIN"):
+        return Path(os.environ["FLEETKEY_PG_BIN"])
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    versions = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
+    )
+    if not versions:
+        raise RuntimeError(
+            "PostgreSQL server binaries not found: install the postgresql package "
+            "(.ci/run does) or set FLEETKEY_PG_BIN"
+        )
+    return Path(versions[-1]).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PostgresServer:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.bindir = server_bindir()
+        self.base = Path(tempfile.mkdtemp(prefix="fleetkey-pg-"))
+        self.port = free_port()
+        self.durable = durable
+        self.user = "postgres" if os.geteuid() == 0 else None
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self.user is not None:
+            command = ["runuser", "-u", self.user, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+        if result.returncode != 0:
+            log = self.base / "server.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr}\n{tail}")
+
+    def start(self) -> PostgresServer:
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.base, entry.pw_uid, entry.pw_gid)
+        data = self.base / "data"
+        self._run(
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        settings = [
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base}",
+            "-c max_connections=100",
+        ]
+        if not self.durable:  # throwaway test data: skip the disk flushes
+            settings.append("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(data),
+            "-l",
+            str(self.base / "server.log"),
+            "-o",
+            " ".join(settings),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        return self
+
+    def admin_url(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new empty database; its URL as users write it."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin_url(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.admin_url(name)
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.base / "data"), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)

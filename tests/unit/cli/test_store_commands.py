@@ -1,0 +1,270 @@
+"""Store commands end to end through the CLI: inventory, licenses, fetches, audit, db."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from fleetkey.store import fetches
+from fleetkey.store.records import FetchRecord
+from fleetkey.store.store import Store
+
+from tests.conftest import VENDOR_FILE, Fleetkey
+from tests.pg import PostgresServer
+
+PHONES = (
+    "mac,site,model,firmware,user,password,contact\n"
+    "0004f2000001,100000000001,VVX_500,5.9.7,dev1,pw1,sip:1001@pbx.test\n"
+    "0004f2000002,100000000001,SPIP_670,4.0.12,,,\n"
+)
+
+
+def js(fleetkey: Fleetkey, *args: str) -> object:
+    return json.loads(fleetkey(*args, "--json").stdout)
+
+
+@pytest.fixture
+def with_phones(initialized: Path, tmp_path: Path, fleetkey: Fleetkey) -> Path:
+    fleetkey(
+        "sites",
+        "add",
+        "100000000001",
+        "--name",
+        "HQ",
+        "--tz",
+        "Europe/Berlin",
+        "--window",
+        "22:00-05:00",
+    )
+    csv = tmp_path / "phones.csv"
+    csv.write_text(PHONES)
+    fleetkey("phones", "import", str(csv))
+    return initialized
+
+
+class TestInventory:
+    def test_sites_and_phones(self, with_phones: Path, fleetkey: Fleetkey) -> None:
+        assert js(fleetkey, "sites", "list") == [
+            {
+                "serial": "100000000001",
+                "name": "HQ",
+                "timezone": "Europe/Berlin",
+                "window_start": "22:00",
+                "window_end": "05:00",
+                "contact": None,
+            }
+        ]
+        listed = js(fleetkey, "phones", "list", "--site", "100000000001")
+        assert [p["mac"] for p in listed] == ["0004f2000001", "0004f2000002"]  # type: ignore[index]
+        shown = js(fleetkey, "phones", "show", "00:04:f2:00:00:01")
+        assert shown["has_password"] is True  # type: ignore[index]
+        assert "pw1" not in json.dumps(shown)
+
+    def test_bad_phone_csv_writes_nothing(
+        self, with_phones: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        bad = tmp_path / "bad.csv"
+        bad.write_text(
+            "mac,site,model\n0004f2000003,100000000001,VVX\n0004f2000004,100000000999,VVX\n"
+        )
+        result = fleetkey("phones", "import", str(bad), code=1)
+        assert "line 3: site 100000000999 does not exist" in result.stderr
+        assert len(js(fleetkey, "phones", "list")) == 2  # type: ignore[arg-type]
+
+    def test_bad_site_is_a_clean_error(self, initialized: Path, fleetkey: Fleetkey) -> None:
+        result = fleetkey(
+            "sites",
+            "add",
+            "100000000001",
+            "--name",
+            "X",
+            "--tz",
+            "Nowhere/x",
+            "--window",
+            "22:00-05:00",
+            code=1,
+        )
+        assert result.stderr.startswith("error: time zone 'Nowhere/x' is not an IANA zone")
+
+
+class TestLicenses:
+    def test_issuing_records_posts_and_supersedes(
+        self, initialized: Path, fleetkey: Fleetkey
+    ) -> None:
+        args = ["issue", "site", "--serial", "100000000001", "--features", "vqmon", "--expires"]
+        first = js(fleetkey, *args, "2027-01-31")
+        second = js(fleetkey, *args, "2028-01-31")
+        listed = js(fleetkey, "licenses", "list")
+        assert [(k["id"], k["state"], k["succeeds_id"]) for k in listed] == [  # type: ignore[union-attr,index]
+            (first["license_id"], "superseded", None),  # type: ignore[index]
+            (second["license_id"], "posted", first["license_id"]),  # type: ignore[index]
+        ]
+        expiring = js(fleetkey, "licenses", "list", "--expiring-within", "100000")
+        assert len(expiring) == 2  # type: ignore[arg-type]
+
+    def test_issue_to_another_path_is_issued_not_posted(
+        self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        document = js(
+            fleetkey,
+            "issue",
+            "phone",
+            "--mac",
+            "0004f2000001",
+            "--features",
+            "vqmon",
+            "--expires",
+            "never",
+            "--out",
+            str(tmp_path / "x.cfg"),
+        )
+        assert document["state"] == "issued"  # type: ignore[index]
+
+    def test_batch_is_recorded(self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey) -> None:
+        csv = tmp_path / "b.csv"
+        csv.write_text(
+            "mac,features,expires\n"
+            + "".join(f"0004f2{i:06x},vqmon,2030-01-01\n" for i in range(30))
+        )
+        fleetkey("issue", "batch", "--csv", str(csv))
+        posted = js(fleetkey, "licenses", "list", "--state", "posted")
+        assert len(posted) == 30  # type: ignore[arg-type]
+        assert {k["signature"] for k in posted} == {"valid"}  # type: ignore[union-attr,index]
+
+    def test_import_vendor_file_then_skip_it(
+        self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        folder = tmp_path / "old-server"
+        folder.mkdir()
+        shutil.copy(VENDOR_FILE, folder / "000000000000-license.cfg")
+        document = js(fleetkey, "licenses", "import", str(folder), "--post")
+        (key,) = document["imported"]  # type: ignore[index]
+        assert (key["signature"], key["origin"], key["state"]) == (
+            "unverifiable",
+            "imported",
+            "posted",
+        )
+        again = js(fleetkey, "licenses", "import", str(folder))
+        assert again["imported"] == []  # type: ignore[index]
+
+    def test_import_refuses_a_directory_with_a_broken_file(
+        self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        folder = tmp_path / "mixed"
+        folder.mkdir()
+        shutil.copy(VENDOR_FILE, folder / "000000000000-license.cfg")
+        (folder / "0004f2000001-license.cfg").write_text("<licenses><x/></licenses>")
+        result = fleetkey("licenses", "import", str(folder), code=1)
+        assert "nothing imported" in result.stderr
+        assert js(fleetkey, "licenses", "list") == []
+
+    def test_revoke_removes_the_posted_file(self, initialized: Path, fleetkey: Fleetkey) -> None:
+        document = js(
+            fleetkey,
+            "issue",
+            "phone",
+            "--mac",
+            "0004f2000001",
+            "--features",
+            "vqmon",
+            "--expires",
+            "never",
+        )
+        path = Path(document["file"])  # type: ignore[index]
+        result = fleetkey("licenses", "revoke", str(document["license_id"]))  # type: ignore[index]
+        assert f"removed {path}" in result.stdout
+        assert not path.exists()
+        assert (
+            "license 99 is not in the store" in fleetkey("licenses", "revoke", "99", code=1).stderr
+        )
+
+
+class TestFetchesAndAudit:
+    def test_fetches_listing(self, initialized: Path, fleetkey: Fleetkey) -> None:
+        store = Store(f"sqlite:///{initialized / 'fleetkey.db'}")
+        at = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
+        fetches.insert_records(
+            store.engine,
+            [
+                FetchRecord(
+                    "/0004f2000001-license.cfg",
+                    "http",
+                    200,
+                    450,
+                    1.0,
+                    at,
+                    mac="0004f2000001",
+                    digest="cd" * 32,
+                ),
+                FetchRecord("/000000000000.cfg", "tftp", 200, 1699, 3.0, at, mac="0004f2000002"),
+            ],
+        )
+        store.close()
+        found = js(fleetkey, "fetches", "--mac", "0004f2000001")
+        assert [(f["path"], f["digest"]) for f in found] == [  # type: ignore[union-attr,index]
+            ("/0004f2000001-license.cfg", "cd" * 32)
+        ]
+        assert len(js(fleetkey, "fetches", "--since", "2026-05-02")) == 0  # type: ignore[arg-type]
+        assert "--since 'May' is not an ISO" in fleetkey("fetches", "--since", "May", code=1).stderr
+
+    def test_audit_records_every_change_and_detects_tampering(
+        self, with_phones: Path, fleetkey: Fleetkey
+    ) -> None:
+        fleetkey("keys", "create", "--name", "second")
+        actions = [e["action"] for e in js(fleetkey, "audit", "list")]  # type: ignore[union-attr,index]
+        assert actions == ["init", "key.create", "site.add", "phones.import", "key.create"]
+        assert "ok: 5 events, chain intact" in fleetkey("audit", "verify").stdout
+        with sqlite3.connect(with_phones / "fleetkey.db") as connection:
+            connection.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+        result = fleetkey("audit", "verify", code=1)
+        assert "audit trail broken at event 3: event 3 was changed" in result.stderr
+        verdict = json.loads(fleetkey("audit", "verify", "--json", code=1).stdout)
+        assert (verdict["ok"], verdict["broken_at"]) == (False, 3)
+
+
+class TestDatabase:
+    def test_db_current_and_upgrade(self, initialized: Path, fleetkey: Fleetkey) -> None:
+        document = js(fleetkey, "db", "current")
+        assert document["up_to_date"] is True  # type: ignore[index]
+        assert "already at" in fleetkey("db", "upgrade").stdout
+
+    def test_empty_database_asks_for_an_upgrade(
+        self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+        result = fleetkey("--db", url, "sites", "list", code=1)
+        assert "is at schema none" in result.stderr
+        assert "hint: run `fleetkey db upgrade`" in result.stderr
+        fleetkey("--db", url, "db", "upgrade")
+        assert js(fleetkey, "--db", url, "sites", "list") == []
+
+    @pytest.mark.postgres
+    def test_postgresql_url_as_users_write_it(
+        self,
+        data_dir: Path,
+        tmp_path: Path,
+        fleetkey: Fleetkey,
+        postgres_server: PostgresServer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        url = postgres_server.create_database()
+        assert url.startswith("postgresql://fleetkey@127.0.0.1:")
+        monkeypatch.setenv("FLEETKEY_DB", url)
+        fleetkey("init")
+        fleetkey(
+            "sites", "add", "100000000001", "--name", "HQ", "--tz", "UTC", "--window", "01:00-04:00"
+        )
+        csv = tmp_path / "phones.csv"
+        csv.write_text(PHONES)
+        fleetkey("phones", "import", str(csv))
+        fleetkey(
+            "issue", "phone", "--mac", "0004f2000001", "--features", "vqmon", "--expires", "never"
+        )
+        assert len(js(fleetkey, "licenses", "list", "--state", "posted")) == 1  # type: ignore[arg-type]
+        assert "ok: 6 events" in fleetkey("audit", "verify").stdout
+        assert not (data_dir / "fleetkey.db").exists()
