@@ -88,6 +88,10 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
         for r in records
     ]
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # a plain INSERT plans the same for every row: let PostgreSQL reuse the plan
+            # (the engine forces custom plans for lookups, see store/database.py)
+            connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
         connection.exec_driver_sql(sql, rows)
 
 

@@ -24,6 +24,7 @@ from fleetkey.store.schema import PhoneRow, SiteRow
 
 REQUIRED: Final = ("mac", "site", "model")
 OPTIONAL: Final = ("firmware", "user", "password", "contact")
+LOOKUP_CHUNK: Final = 1000  # bound parameters per IN (...): SQLite allows 32766, PostgreSQL 65535
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _TEXT = re.compile(r"[\x20-\x7e]{1,64}")  # printable ASCII: what phones carry in their config
 _SIP_URI = re.compile(r"sips?:[^\s<>\"]{1,250}")
@@ -136,10 +137,14 @@ def import_phones(
     hashes = hash_passwords([r.password for r in rows if r.password is not None])
     hashed = iter(hashes)
     now = utc(clock.now())
-    existing = {
-        row.mac: row
-        for row in session.scalars(select(PhoneRow).where(PhoneRow.mac.in_([r.mac for r in rows])))
-    }
+    macs = [r.mac for r in rows]
+    existing: dict[str, PhoneRow] = {}
+    for start in range(0, len(macs), LOOKUP_CHUNK):
+        chunk = macs[start : start + LOOKUP_CHUNK]
+        existing.update(
+            (row.mac, row)
+            for row in session.scalars(select(PhoneRow).where(PhoneRow.mac.in_(chunk)))
+        )
     added = 0
     for item in rows:
         row = existing.get(item.mac)

@@ -175,3 +175,14 @@ class TestPhoneImport:
             with_site.transaction() as session,
         ):
             inventory.phone(session, "0004f2000042")
+
+
+def test_large_import_stays_within_parameter_limits(with_site: Store) -> None:
+    rows = "".join(f"0004f2{i:06x},100000000001,VVX_500,,,,\n" for i in range(40_000))
+    data = (HEADER + rows).encode()
+    with with_site.transaction() as session:
+        first = inventory.import_phones(session, CLOCK, "tester", data, source="big.csv")
+    with with_site.transaction() as session:
+        again = inventory.import_phones(session, CLOCK, "tester", data, source="big.csv")
+    assert (first.added, again.updated) == (40_000, 40_000)
+    assert counts(with_site)[0] == 40_000
