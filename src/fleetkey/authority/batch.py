@@ -8,8 +8,6 @@ place only when all are written, so a failure while signing or writing leaves no
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import multiprocessing
 import os
 import secrets
@@ -26,8 +24,9 @@ from fleetkey.core.issuing import KeyTemplate, Signer
 from fleetkey.core.license import LicenseType
 from fleetkey.core.naming import normalize_mac, phone_license_file
 from fleetkey.core.signing import SigningKey
+from fleetkey.core.tabular import read_rows
 from fleetkey.core.terms import Term, parse_term
-from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.errors import InputError
 
 T = TypeVar("T")
 
@@ -36,18 +35,6 @@ FEATURE_SEPARATOR: Final = ";"
 CHUNK: Final = 512  # licenses a worker signs and writes per task
 PARALLEL_MIN_ROWS: Final = 2000  # below this, starting worker processes costs more than it saves
 _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-
-
-class BatchInputError(InputError):
-    """One or more CSV rows are bad; ``problems`` lists each with its line number."""
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        shown = "\n  ".join(problems[:50])
-        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-        super().__init__(
-            f"{source}: {len(problems)} bad row(s), nothing was issued:\n  {shown}{more}"
-        )
-        self.problems = list(problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,61 +54,26 @@ class IssuedBatch:
 
 @dataclass(frozen=True, slots=True)
 class BatchRow:
-    line: int
     mac: str
     terms: dict[int, Term]
 
 
 def parse_batch_csv(data: bytes, catalog: FeatureCatalog, *, source: str) -> list[BatchRow]:
-    """Validate every row of a batch CSV; raise BatchInputError naming each bad line."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise InputError(
-            f"{source}: line {line}, byte {exc.start} is not UTF-8 "
-            f"({data[exc.start : exc.start + 1]!r})",
-            hint="save the CSV as UTF-8",
-        ) from exc
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None or not any(cell.strip() for cell in header):
-        raise InputError(f"{source}: the file is empty, expected a header {','.join(COLUMNS)}")
-    names = [cell.strip().lower() for cell in header]
-    if names != list(COLUMNS):
-        raise InputError(f"{source}: header is {','.join(header)!r}, expected {','.join(COLUMNS)}")
-    rows: list[BatchRow] = []
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    for cells in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(COLUMNS):
-            problems.append(f"line {line}: {len(cells)} columns, expected {len(COLUMNS)}")
-            continue
-        try:
-            row = _row(line, cells, catalog)
-        except FleetkeyError as exc:
-            problems.append(f"line {line}: {exc.message}")
-            continue
-        if row.mac in seen:
-            problems.append(f"line {line}: MAC {row.mac} is already on line {seen[row.mac]}")
-            continue
-        seen[row.mac] = line
-        rows.append(row)
-    if problems:
-        raise BatchInputError(source, problems)
-    if not rows:
-        raise InputError(f"{source}: no rows after the header, nothing to issue")
-    return rows
+    """Validate every row of a batch CSV; raise RowError naming each bad line."""
+    return read_rows(
+        data,
+        source=source,
+        required=COLUMNS,
+        parse=lambda values: _row(values, catalog),
+        key=lambda row: row.mac,
+        outcome="nothing was issued",
+    )
 
 
-def _row(line: int, cells: list[str], catalog: FeatureCatalog) -> BatchRow:
-    mac_text, features_text, expires_text = cells
-    mac = normalize_mac(mac_text)
-    term = parse_term(expires_text)
-    names = [name.strip() for name in features_text.split(FEATURE_SEPARATOR) if name.strip()]
+def _row(values: dict[str, str], catalog: FeatureCatalog) -> BatchRow:
+    mac = normalize_mac(values["mac"])
+    term = parse_term(values["expires"])
+    names = [name.strip() for name in values["features"].split(FEATURE_SEPARATOR) if name.strip()]
     if not names:
         raise InputError("no features: expected names separated by ';'")
     terms: dict[int, Term] = {}
@@ -130,7 +82,7 @@ def _row(line: int, cells: list[str], catalog: FeatureCatalog) -> BatchRow:
         if slot in terms:
             raise InputError(f"feature {name!r} is named twice")
         terms[slot] = term
-    return BatchRow(line, mac, terms)
+    return BatchRow(mac, terms)
 
 
 def issue_batch(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -16,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
 from fleetkey.core.naming import normalize_mac, normalize_site_serial
+from fleetkey.core.tabular import read_rows
 from fleetkey.errors import FleetkeyError, InputError
 from fleetkey.store import audit
 from fleetkey.store.credentials import digest_ha1, hash_passwords
@@ -32,18 +30,6 @@ _SIP_URI = re.compile(r"sips?:[^\s<>\"]{1,250}")
 
 class NotFoundError(FleetkeyError):
     """A site, phone or license that does not exist."""
-
-
-class PhoneImportError(InputError):
-    """Bad rows in a phone CSV; ``problems`` names each line. Nothing was written."""
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        shown = "\n  ".join(problems[:50])
-        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-        super().__init__(
-            f"{source}: {len(problems)} bad row(s), nothing was imported:\n  {shown}{more}"
-        )
-        self.problems = list(problems)
 
 
 def parse_window(text: str) -> tuple[str, str]:
@@ -119,7 +105,6 @@ class ImportSummary:
 
 @dataclass(frozen=True, slots=True)
 class _PhoneInput:
-    line: int
     mac: str
     site: str
     model: str
@@ -172,56 +157,19 @@ def import_phones(
 
 
 def _parse_phone_csv(session: Session, data: bytes, source: str) -> list[_PhoneInput]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise InputError(
-            f"{source}: line {line}, byte {exc.start} is not UTF-8", hint="save the CSV as UTF-8"
-        ) from exc
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [cell.strip().lower() for cell in next(reader, [])]
-    if not any(header):
-        raise InputError(
-            f"{source}: the file is empty, expected a header starting {','.join(REQUIRED)}"
-        )
-    missing = [name for name in REQUIRED if name not in header]
-    unknown = [name for name in header if name not in REQUIRED + OPTIONAL]
-    if missing or unknown or len(set(header)) != len(header):
-        raise InputError(
-            f"{source}: header {','.join(header)!r} is not usable: columns "
-            f"{', '.join(REQUIRED)} are required, {', '.join(OPTIONAL)} optional, each once"
-        )
     known_sites = set(session.scalars(select(SiteRow.serial)))
-    rows: list[_PhoneInput] = []
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    for cells in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(header):
-            problems.append(f"line {line}: {len(cells)} columns, expected {len(header)}")
-            continue
-        values = {name: cell.strip() for name, cell in zip(header, cells, strict=True)}
-        try:
-            item = _phone_input(line, values, known_sites)
-        except FleetkeyError as exc:
-            problems.append(f"line {line}: {exc.message}")
-            continue
-        if item.mac in seen:
-            problems.append(f"line {line}: MAC {item.mac} is already on line {seen[item.mac]}")
-            continue
-        seen[item.mac] = line
-        rows.append(item)
-    if problems:
-        raise PhoneImportError(source, problems)
-    if not rows:
-        raise InputError(f"{source}: no rows after the header, nothing to import")
-    return rows
+    return read_rows(
+        data,
+        source=source,
+        required=REQUIRED,
+        optional=OPTIONAL,
+        parse=lambda values: _phone_input(values, known_sites),
+        key=lambda row: row.mac,
+        outcome="nothing was imported",
+    )
 
 
-def _phone_input(line: int, values: dict[str, str], known_sites: set[str]) -> _PhoneInput:
+def _phone_input(values: dict[str, str], known_sites: set[str]) -> _PhoneInput:
     mac = normalize_mac(values["mac"])
     site = normalize_site_serial(values["site"])
     if site not in known_sites:
@@ -237,9 +185,7 @@ def _phone_input(line: int, values: dict[str, str], known_sites: set[str]) -> _P
     contact = values.get("contact") or None
     if contact is not None and not _SIP_URI.fullmatch(contact):
         raise InputError(f"contact {contact!r} is not a SIP URI (sip:user@host[:port])")
-    return _PhoneInput(
-        line, mac, site, model, values.get("firmware") or None, user, password, contact
-    )
+    return _PhoneInput(mac, site, model, values.get("firmware") or None, user, password, contact)
 
 
 def _site(row: SiteRow) -> Site:

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fleetkey.clock import FixedClock
+from fleetkey.core.tabular import RowError
 from fleetkey.errors import InputError
 from fleetkey.store import audit, inventory
 from fleetkey.store.credentials import check_password, digest_ha1
@@ -163,7 +164,7 @@ class TestPhoneImport:
     def test_every_bad_row_is_reported(self, with_site: Store) -> None:
         text = HEADER + "bad,100000000001,VVX,,,,\n" + "0004f2000001,100000000009,VVX,,,,\n"
         with (
-            pytest.raises(inventory.PhoneImportError) as caught,
+            pytest.raises(RowError) as caught,
             with_site.transaction() as session,
         ):
             inventory.import_phones(session, CLOCK, "tester", text.encode(), source="p.csv")
