@@ -1,0 +1,61 @@
+"""Phone User-Agents as real phones send them (domain.md §5.3), and what is not one."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetkey.core.useragent import PhoneAgent, parse_user_agent
+
+REAL = [
+    (
+        "FileTransport PolycomSoundPointIP-SPIP_550-UA/4.0.15.1047 (SN:0004a11a1a1a) "
+        "Type/Application",
+        PhoneAgent("SoundPointIP", "SPIP_550", "4.0.15.1047", "Application", "0004a11a1a1a"),
+    ),
+    (
+        "FileTransport PolycomSoundPointIP-SPIP_335-UA/4.3.1.0440",
+        PhoneAgent("SoundPointIP", "SPIP_335", "4.3.1.0440", None, None),
+    ),
+    (
+        "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application",
+        PhoneAgent("VVX", "VVX_500", "5.9.7.4477", "Application", None),
+    ),
+    (
+        "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Updater",
+        PhoneAgent("VVX", "VVX_500", "5.9.7.4477", "Updater", None),
+    ),
+    (
+        "FileTransport PolycomVVX-VVX_410-UA/6.4.3.0013 (SN:0004F2ABCDEF) Type/Application",
+        PhoneAgent("VVX", "VVX_410", "6.4.3.0013", "Application", "0004f2abcdef"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "agent"), REAL, ids=[a.model + str(a.stage) for _, a in REAL])
+def test_real_user_agents(text: str, agent: PhoneAgent) -> None:
+    assert parse_user_agent(text) == agent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        "curl/8.0.1",
+        "Mozilla/5.0 (X11; Linux x86_64)",
+        "FileTransport PolycomVVX-VVX_500-UA/",
+        "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:0004f2) Type/Application",
+        "FileTransport PolycomVVX-VVX 500-UA/5.9.7.4477",
+        "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application; extra",
+        "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477" + " " * 600,
+        "FileTransport Polycom" + "A" * 5000,
+    ],
+)
+def test_anything_else_is_not_a_phone(text: str | None) -> None:
+    assert parse_user_agent(text) is None
+
+
+def test_all_zero_serial_names_no_phone() -> None:
+    agent = parse_user_agent("FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:000000000000)")
+    assert agent is not None
+    assert agent.mac is None
