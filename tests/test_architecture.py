@@ -16,7 +16,8 @@ ALLOWED = {
     "core": set(),
     "authority": {"core"},
     "store": {"core"},
-    "cli": {"core", "authority", "store"},
+    "serve": {"core", "store"},
+    "cli": {"core", "authority", "store", "serve"},
 }
 
 

@@ -1,0 +1,1 @@
+"""Provisioning: what phones are served (HTTP and TFTP share the content resolver)."""
