@@ -108,13 +108,13 @@ def _issue_one(
     store = env.store()
     to_stdout = out is not None and str(out) == "-"
     target = None if to_stdout else out or env.data.provisioning / file_name
-    if target is not None:
-        _warn_if_shorter(env, target, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data)
     posted = (
         target is not None and target.resolve() == (env.data.provisioning / file_name).resolve()
     )
+    if target is not None:
+        _warn_if_shorter(env, target, key)
+    # the file is written inside the transaction that records it: a failed write rolls the
+    # record back, so the store never lists a key that is not on disk
     with store.transaction() as session:
         stored = registry.record(
             session,
@@ -126,6 +126,9 @@ def _issue_one(
             file_name=file_name,
             post=posted,
         )
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, data)
     if to_stdout:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

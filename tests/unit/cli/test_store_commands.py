@@ -268,3 +268,26 @@ class TestDatabase:
         assert len(js(fleetkey, "licenses", "list", "--state", "posted")) == 1  # type: ignore[arg-type]
         assert "ok: 6 events" in fleetkey("audit", "verify").stdout
         assert not (data_dir / "fleetkey.db").exists()
+
+
+def test_failed_write_records_nothing(
+    initialized: Path, tmp_path: Path, fleetkey: Fleetkey
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    result = fleetkey(
+        "issue",
+        "phone",
+        "--mac",
+        "0004f2000001",
+        "--features",
+        "vqmon",
+        "--expires",
+        "never",
+        "--out",
+        str(blocker / "x.cfg"),
+        code=1,
+    )
+    assert result.stderr.startswith("error: ")
+    assert js(fleetkey, "licenses", "list") == []
+    assert [e["action"] for e in js(fleetkey, "audit", "list")] == ["init", "key.create"]  # type: ignore[union-attr,index]
