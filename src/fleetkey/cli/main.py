@@ -13,6 +13,7 @@ from fleetkey.cli.inventory import phones, sites
 from fleetkey.cli.issue import issue
 from fleetkey.cli.keys import keys
 from fleetkey.cli.records import audit, db, fetches, licenses
+from fleetkey.cli.serve import serve
 from fleetkey.cli.setup import features, init
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -60,6 +61,7 @@ for command in (
     licenses,
     fetches,
     audit,
+    serve,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,65 @@
+"""``fleetkey serve``: the provisioning server phones boot from."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import click
+import uvloop
+
+from fleetkey.cli.context import Env, pass_env
+from fleetkey.serve.content import ContentResolver
+from fleetkey.serve.http.phones import PhoneService
+from fleetkey.serve.http.server import parse_address, serve_http
+from fleetkey.store.fetches import CAPACITY, FetchWriter
+
+
+@click.command()
+@click.option(
+    "--http",
+    "http_address",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where to serve HTTP (port 0: any free port).",
+)
+@pass_env
+def serve(env: Env, http_address: str) -> None:
+    """Serve license files and the provisioning tree to phones, recording every fetch.
+
+    Stops gracefully on SIGTERM or SIGINT: answers in flight finish and every fetch record is
+    written before the process exits.
+    """
+    host, port = parse_address(http_address, 8080)
+    store = env.store()
+    writer = FetchWriter(
+        store.engine, capacity=CAPACITY, fallback=env.data.root / "fetches-unwritten.jsonl"
+    ).start()
+    service = PhoneService(
+        ContentResolver(store, env.data.provisioning), writer, env.clock, queue_capacity=CAPACITY
+    )
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        click.echo(
+            f"fleetkey serving http://{bound_host}:{bound_port} "
+            f"(tree {env.data.provisioning}, database {store.safe_url})"
+        )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve_http(service, host, port, stop=stop, ready=ready)
+
+    try:
+        uvloop.run(main())
+    finally:
+        writer.close()
+    click.echo(
+        f"stopped: {service.requests} requests answered, {writer.written} fetch records "
+        f"written, {writer.dropped + service.unrecorded} not recorded"
+    )
+    if writer.dropped or service.unrecorded:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,79 @@
+"""Requests and responses as the protocol and the phone service exchange them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from fleetkey.serve.content import Content
+
+REASONS: Final = {
+    200: "OK",
+    206: "Partial Content",
+    304: "Not Modified",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    raw_path: bytes
+    headers: dict[str, str]
+    remote_addr: str | None
+    keep_alive: bool
+    started: float  # time.perf_counter() when the request was complete
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+@dataclass(slots=True)
+class FileSlice:
+    """Part of a file to stream: ``length`` bytes from ``start``."""
+
+    path: Path
+    start: int
+    length: int
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    file: FileSlice | None = None
+    content: Content | None = None  # what was resolved, for the fetch record
+    mac: str | None = None
+
+    @property
+    def length(self) -> int:
+        return self.file.length if self.file is not None else len(self.body)
+
+
+def error_response(status: int, detail: str, *, close: bool = False) -> Response:
+    """A short plain-text error; phones only look at the status."""
+    body = f"{status} {REASONS.get(status, '')}: {detail}\n".encode()
+    headers = [("content-type", "text/plain; charset=utf-8")]
+    if close:
+        headers.append(("connection", "close"))
+    return Response(status, headers, body)
+
+
+def head_block(response: Response, keep_alive: bool) -> bytes:
+    """Status line and headers, Content-Length included, ready for the wire."""
+    lines = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}"]
+    lines.extend(f"{name}: {value}" for name, value in response.headers)
+    if response.status != 304:  # RFC 9110 §8.6: a 304 carries no Content-Length of its own
+        lines.append(f"content-length: {response.length}")
+    if not keep_alive and not any(name == "connection" for name, _ in response.headers):
+        lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -1,0 +1,173 @@
+"""What the HTTP server answers phones: GET and HEAD of license files and the provisioning tree.
+
+Conditional requests (ETag, If-None-Match, If-Modified-Since), single byte ranges, identity from
+the User-Agent and the file name, and a fetch record for every answer, refused ones included.
+When the fetch-record queue is nearly full the phone gets 503 with Retry-After rather than an
+unrecorded answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Final
+
+from fleetkey.clock import Clock
+from fleetkey.core.requestpath import RequestPathError, url_path_segments
+from fleetkey.core.useragent import parse_user_agent
+from fleetkey.serve.content import Content, ContentResolver, Requester, mac_in_name
+from fleetkey.serve.http.messages import FileSlice, Request, Response, error_response
+from fleetkey.store.fetches import FetchWriter, QueueFullError
+from fleetkey.store.records import FetchRecord
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S: Final = 5
+BUSY_FRACTION: Final = 0.9  # of the record queue: beyond it, answer 503 instead of serving
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_TYPES: Final = {
+    ".cfg": "application/xml",
+    ".xml": "application/xml",
+    ".log": "text/plain",
+    ".txt": "text/plain",
+}
+
+
+class PhoneService:
+    def __init__(
+        self, resolver: ContentResolver, writer: FetchWriter, clock: Clock, *, queue_capacity: int
+    ) -> None:
+        self._resolver = resolver
+        self._writer = writer
+        self._clock = clock
+        self._busy_at = int(queue_capacity * BUSY_FRACTION)
+        self.requests = 0
+        self.unrecorded = 0
+
+    async def handle(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            response = error_response(405, f"{request.method} is not served here")
+            response.headers.append(("allow", "GET, HEAD"))
+            return response
+        if self._writer.depth >= self._busy_at:
+            response = error_response(503, "busy: try again shortly")
+            response.headers.append(("retry-after", str(RETRY_AFTER_S)))
+            return response
+        try:
+            segments = url_path_segments(request.raw_path)
+        except RequestPathError as exc:
+            return error_response(400, exc.reason)
+        agent = parse_user_agent(request.header("user-agent"))
+        name_mac = mac_in_name(segments[-1])
+        mac = agent.mac if agent is not None and agent.mac else name_mac
+        content = await asyncio.get_running_loop().run_in_executor(
+            None, self._resolve, segments, mac
+        )
+        if content is None:
+            response = error_response(404, "no such file")
+            response.mac = mac
+            return response
+        response = _answer(request, content)
+        response.mac = mac
+        return response
+
+    def _resolve(self, segments: tuple[str, ...], mac: str | None) -> Content | None:
+        site, rest = self._resolver.split_site(segments)
+        return self._resolver.resolve(rest, Requester(mac=mac, site=site))
+
+    def finished(self, request: Request, response: Response, sent: int) -> None:
+        """Record the answer (called once it was written)."""
+        self.requests += 1
+        content = response.content
+        record = FetchRecord(
+            path=request.raw_path.decode("latin-1")[:1024],
+            protocol="http",
+            status=response.status,
+            bytes=sent,
+            duration_ms=(time.perf_counter() - request.started) * 1000,
+            at=self._clock.now(),
+            method=request.method[:8],
+            mac=response.mac,
+            digest=content.digest if content is not None else None,
+            remote_addr=request.remote_addr,
+            user_agent=(request.header("user-agent") or "")[:255] or None,
+        )
+        try:
+            self._writer.submit(record, timeout=0)
+        except QueueFullError:
+            self.unrecorded += 1
+            log.error(  # noqa: TRY400  # a counted condition, not a bug: no traceback
+                "fetch record for %s %s not queued: the queue is full", request.method, record.path
+            )
+
+
+def _answer(request: Request, content: Content) -> Response:
+    headers = [
+        ("content-type", _TYPES.get(_suffix(content.name), "application/octet-stream")),
+        ("etag", content.etag),
+        ("last-modified", format_datetime(content.modified, usegmt=True)),
+        ("accept-ranges", "bytes"),
+    ]
+    if _not_modified(request, content):
+        return Response(304, headers, content=content)
+    start, length, status = 0, content.size, 200
+    wanted = request.header("range")
+    if wanted is not None:
+        bounds = _byte_range(wanted, content.size)
+        if bounds is None:
+            response = Response(
+                416, [("content-range", f"bytes */{content.size}")], content=content
+            )
+            return response
+        if bounds != (0, content.size):
+            start, length, status = bounds[0], bounds[1] - bounds[0], 206
+            headers.append(("content-range", f"bytes {start}-{start + length - 1}/{content.size}"))
+    if content.body is not None:
+        return Response(status, headers, body=content.body[start : start + length], content=content)
+    assert content.path is not None  # noqa: S101  # a Content is bytes or a file
+    return Response(status, headers, file=FileSlice(content.path, start, length), content=content)
+
+
+def _suffix(name: str) -> str:
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot >= 0 else ""
+
+
+def _not_modified(request: Request, content: Content) -> bool:
+    tags = request.header("if-none-match")
+    if tags is not None:
+        return tags.strip() == "*" or content.etag in [t.strip() for t in tags.split(",")]
+    since = request.header("if-modified-since")
+    if since is None:
+        return False
+    try:
+        moment: datetime = parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+    return int(content.modified.timestamp()) <= int(moment.timestamp())
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, end-exclusive) of one ``bytes=`` range; None when unsatisfiable.
+
+    Several ranges, or a header that is not a byte range, get the whole file (RFC 9110 §14.2
+    lets a server ignore Range).
+    """
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return (0, size)
+    first, last = match.groups()
+    if not first and not last:
+        return (0, size)
+    if not first:  # the last N bytes
+        count = int(last)
+        return None if count == 0 or size == 0 else (max(size - count, 0), size)
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or (last and int(last) < start):
+        return None
+    return (start, end)

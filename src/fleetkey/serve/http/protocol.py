@@ -1,0 +1,222 @@
+"""HTTP/1.1 on asyncio: httptools parses, one task per connection answers in order.
+
+Hand-written on two well-kept parts (uvloop's loop, httptools' parser) because the framework
+layers cost 3-4x the throughput the provisioning server needs (docs/serve.md). The protocol
+only frames messages and enforces limits; what to answer is the service's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Final, Protocol, cast
+
+import httptools
+
+from fleetkey.serve.http.messages import Request, Response, error_response, head_block
+
+log = logging.getLogger(__name__)
+
+CHUNK: Final = 256 * 1024  # file streaming: bytes read and written per step
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_url_bytes: int = 4096  # 414 beyond
+    max_header_bytes: int = 16 * 1024  # 431 beyond (all header lines together)
+    max_headers: int = 64  # 431 beyond
+    max_body_bytes: int = 64 * 1024  # bodies of GET/HEAD are read and ignored up to this
+    max_pipelined: int = 16  # parsed requests waiting for their answer; reading pauses beyond
+
+
+class Service(Protocol):
+    async def handle(self, request: Request) -> Response: ...
+
+    def finished(self, request: Request, response: Response, sent: int) -> None: ...
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, service: Service, limits: Limits, connections: set[HttpProtocol]) -> None:
+        self._service = service
+        self._limits = limits
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._pending: deque[Request | Response] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._remote: str | None = None
+        self._closing = False  # no more requests are read (framing error, or connection lost)
+        self._stopping = False  # server shutdown: close after the answer in flight
+        self._eof = False  # the client half-closed: close once every answer is written
+        self._reading_paused = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = bytearray()
+        self._headers: dict[str, str] = {}
+        self._header_bytes = 0
+        self._header_count = 0
+        self._body_bytes = 0
+        self._error: Response | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCP transport implements asyncio.Transport without subclassing it
+        self._transport = cast(asyncio.Transport, transport)
+        peer = self._transport.get_extra_info("peername")
+        self._remote = str(peer[0]) if peer else None
+        self._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
+        self._closing = True
+        self._writable.set()
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+
+    def eof_received(self) -> bool:
+        """The client finished sending: answer what it asked for, then close."""
+        self._eof = True
+        # with answers in flight keep the transport open (_answer closes it when done);
+        # with none, False lets asyncio close it now
+        return self._worker is not None and not self._worker.done()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._enqueue(error_response(400, "protocol upgrades are not supported", close=True))
+        except httptools.HttpParserError as exc:
+            self._enqueue(error_response(400, f"malformed request ({exc})", close=True))
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        if len(self._url) + len(url) > self._limits.max_url_bytes:
+            self._error = self._error or error_response(414, "request target too long", close=True)
+        else:
+            self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
+        if (
+            self._header_count > self._limits.max_headers
+            or self._header_bytes > self._limits.max_header_bytes
+        ):
+            self._error = self._error or error_response(
+                431, "request headers too large", close=True
+            )
+            return
+        key = name.decode("latin-1").lower()
+        self._headers.setdefault(key, value.decode("latin-1"))
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self._limits.max_body_bytes:
+            self._error = self._error or error_response(400, "request body too large", close=True)
+
+    def on_message_complete(self) -> None:
+        if self._error is not None:
+            self._enqueue(self._error)
+            return
+        method = self._parser.get_method().decode("ascii", "replace")
+        self._enqueue(
+            Request(
+                method,
+                bytes(self._url),
+                self._headers,
+                self._remote,
+                self._parser.should_keep_alive(),
+                time.perf_counter(),
+            )
+        )
+
+    # answering
+    def _enqueue(self, item: Request | Response) -> None:
+        self._pending.append(item)
+        if isinstance(item, Response):  # a framing error: stop reading, answer, close
+            self._closing = True
+        if len(self._pending) >= self._limits.max_pipelined and self._transport:
+            self._transport.pause_reading()
+            self._reading_paused = True
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._answer())
+
+    async def _answer(self) -> None:
+        transport = self._transport
+        if transport is None:  # pragma: no cover
+            return
+        while self._pending:
+            item = self._pending.popleft()
+            if self._reading_paused and len(self._pending) < self._limits.max_pipelined // 2:
+                transport.resume_reading()
+                self._reading_paused = False
+            if isinstance(item, Response):
+                transport.write(head_block(item, keep_alive=False) + item.body)
+                transport.close()
+                return
+            try:
+                response = await self._service.handle(item)
+            except Exception:  # one request's failure must not kill the server: log, answer 500
+                log.exception("request %r failed", item.raw_path[:200])
+                response = error_response(500, "internal error")
+            sent = await self._send(transport, item, response)
+            self._service.finished(item, response, sent)
+            if self._stopping or not item.keep_alive or "connection" in dict(response.headers):
+                transport.close()
+                return
+        if self._eof:
+            transport.close()
+
+    async def _send(
+        self, transport: asyncio.Transport, request: Request, response: Response
+    ) -> int:
+        transport.write(head_block(response, request.keep_alive))
+        if request.method == "HEAD" or response.status == 304:
+            return 0
+        if response.file is None:
+            transport.write(response.body)
+            return len(response.body)
+        sent = 0
+        with response.file.path.open("rb") as handle:
+            handle.seek(response.file.start)
+            remaining = response.file.length
+            while remaining > 0:
+                await self._writable.wait()
+                if transport.is_closing():
+                    break
+                block = handle.read(min(CHUNK, remaining))
+                if not block:  # the file shrank under us: the length we promised is a lie
+                    transport.close()
+                    break
+                transport.write(block)
+                sent += len(block)
+                remaining -= len(block)
+        return sent
+
+    def close_when_idle(self) -> None:
+        """Graceful stop: close now if nothing is in flight, else after the current answer."""
+        self._stopping = True
+        if self._transport is not None and (self._worker is None or self._worker.done()):
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Close at once: the grace period is over."""
+        if self._transport is not None:
+            self._transport.abort()
