@@ -37,7 +37,11 @@ def serve(env: Env, http_address: str) -> None:
         store.engine, capacity=CAPACITY, fallback=env.data.root / "fetches-unwritten.jsonl"
     ).start()
     service = PhoneService(
-        ContentResolver(store, env.data.provisioning), writer, env.clock, queue_capacity=CAPACITY
+        ContentResolver(store, env.data.provisioning),
+        writer,
+        env.clock,
+        queue_capacity=CAPACITY,
+        uploads=env.data.root / "uploads",
     )
 
     def ready(bound_host: str, bound_port: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -171,9 +172,29 @@ MALFORMED = [
     ("post", b"POST /x.cfg HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", 405),
     ("delete", b"DELETE /000000000000.cfg HTTP/1.1\r\nHost: x\r\n\r\n", 405),
     (
-        "put (uploads not yet served)",
-        b"PUT /0004f2a1b2c3-app.log HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nlog",
-        405,
+        "put of a name phones do not upload",
+        b"PUT /0004f2a1b2c3-license.cfg HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+        403,
+    ),
+    (
+        "put over the cap",
+        b"PUT /0004f2a1b2c3-web.cfg HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n",
+        413,
+    ),
+    (
+        "put without a length",
+        b"PUT /0004f2a1b2c3-app.log HTTP/1.1\r\nHost: x\r\n\r\n",
+        411,
+    ),
+    (
+        "put with traversal",
+        b"PUT /../0004f2a1b2c3-app.log HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    ),
+    (
+        "put of the site-wide name",
+        b"PUT /000000000000-app.log HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+        403,
     ),
     ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n", 400),
     ("bad version", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", 400),
@@ -185,7 +206,7 @@ MALFORMED = [
     (
         "oversized GET body",
         b"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"z" * 100000,
-        400,
+        413,
     ),
 ]
 
@@ -200,6 +221,49 @@ def test_malformed_requests_get_exact_statuses(
     reply = raw(server, request_bytes)
     assert status_of(reply) == status
     assert sorted(p.name for p in server.data.parent.rglob("*")) == before
+
+
+class TestUploads:
+    def test_phone_logs_are_stored_per_mac_byte_exact(
+        self,
+        server: RunningServer,
+        tmp_path,  # type: ignore[no-untyped-def]
+    ) -> None:
+        log = tmp_path / "app.log"
+        log.write_bytes(os.urandom(300_000))
+        result = subprocess.run(
+            [  # noqa: S607  # curl from PATH: the real client
+                "curl",
+                "-sS",
+                "-T",
+                str(log),
+                "-A",
+                VVX_UA,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                f"{server.url}/{MAC}-app.log",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        assert result.stdout == b"201"
+        stored = server.data / "uploads" / MAC / f"{MAC}-app.log"
+        assert stored.read_bytes() == log.read_bytes()
+        again = httpx.put(
+            f"{server.url}/{MAC.upper()}-app.log", content=b"second", headers={"user-agent": VVX_UA}
+        )
+        assert again.status_code == 204
+        assert stored.read_bytes() == b"second"
+
+    def test_chunked_upload(self, server: RunningServer) -> None:
+        reply = httpx.put(f"{server.url}/{MAC}-calls.xml", content=iter([b"<calls>", b"</calls>"]))
+        assert reply.status_code == 201
+        assert (server.data / "uploads" / MAC / f"{MAC}-calls.xml").read_bytes() == (
+            b"<calls></calls>"
+        )
 
 
 def test_server_survives_bad_requests(server: RunningServer) -> None:

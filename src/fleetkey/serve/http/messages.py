@@ -31,6 +31,7 @@ class Request:
     remote_addr: str | None
     keep_alive: bool
     started: float  # time.perf_counter() when the request was complete
+    body: bytes = b""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -53,6 +54,8 @@ class Response:
     file: FileSlice | None = None
     content: Content | None = None  # what was resolved, for the fetch record
     mac: str | None = None
+    received: int = 0  # body bytes taken (uploads), for the fetch record
+    digest: str | None = None  # SHA-256 of an upload
 
     @property
     def length(self) -> int:

@@ -9,11 +9,13 @@ unrecorded answer.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
 from typing import Final
 
 from fleetkey.clock import Clock
@@ -21,6 +23,7 @@ from fleetkey.core.requestpath import RequestPathError, url_path_segments
 from fleetkey.core.useragent import parse_user_agent
 from fleetkey.serve.content import Content, ContentResolver, Requester, mac_in_name
 from fleetkey.serve.http.messages import FileSlice, Request, Response, error_response
+from fleetkey.serve.uploads import store_upload, upload_rule
 from fleetkey.store.fetches import FetchWriter, QueueFullError
 from fleetkey.store.records import FetchRecord
 
@@ -39,19 +42,34 @@ _TYPES: Final = {
 
 class PhoneService:
     def __init__(
-        self, resolver: ContentResolver, writer: FetchWriter, clock: Clock, *, queue_capacity: int
+        self,
+        resolver: ContentResolver,
+        writer: FetchWriter,
+        clock: Clock,
+        *,
+        queue_capacity: int,
+        uploads: Path,
     ) -> None:
         self._resolver = resolver
+        self._uploads = uploads
         self._writer = writer
         self._clock = clock
         self._busy_at = int(queue_capacity * BUSY_FRACTION)
         self.requests = 0
         self.unrecorded = 0
 
+    def body_limit(self, method: str, target: bytes) -> int:
+        """PUT bodies of the files phones upload are kept, up to their cap; nothing else."""
+        if method != "PUT":
+            return 0
+        name = target.split(b"?", 1)[0].rsplit(b"/", 1)[-1].decode("latin-1")
+        rule = upload_rule(name)
+        return rule[1] if rule is not None else 0
+
     async def handle(self, request: Request) -> Response:
-        if request.method not in ("GET", "HEAD"):
+        if request.method not in ("GET", "HEAD", "PUT"):
             response = error_response(405, f"{request.method} is not served here")
-            response.headers.append(("allow", "GET, HEAD"))
+            response.headers.append(("allow", "GET, HEAD, PUT"))
             return response
         if self._writer.depth >= self._busy_at:
             response = error_response(503, "busy: try again shortly")
@@ -61,6 +79,8 @@ class PhoneService:
             segments = url_path_segments(request.raw_path)
         except RequestPathError as exc:
             return error_response(400, exc.reason)
+        if request.method == "PUT":
+            return await self._upload(request, segments)
         agent = parse_user_agent(request.header("user-agent"))
         name_mac = mac_in_name(segments[-1])
         mac = agent.mac if agent is not None and agent.mac else name_mac
@@ -75,6 +95,19 @@ class PhoneService:
         response.mac = mac
         return response
 
+    async def _upload(self, request: Request, segments: tuple[str, ...]) -> Response:
+        name = segments[-1]
+        rule = upload_rule(name)
+        if rule is None:
+            return error_response(403, f"{name!r} is not a file phones upload")
+        loop = asyncio.get_running_loop()
+        created = await loop.run_in_executor(None, store_upload, self._uploads, name, request.body)
+        response = Response(201 if created else 204)
+        response.mac = rule[0]
+        response.received = len(request.body)
+        response.digest = hashlib.sha256(request.body).hexdigest()
+        return response
+
     def _resolve(self, segments: tuple[str, ...], mac: str | None) -> Content | None:
         site, rest = self._resolver.split_site(segments)
         return self._resolver.resolve(rest, Requester(mac=mac, site=site))
@@ -83,16 +116,17 @@ class PhoneService:
         """Record the answer (called once it was written)."""
         self.requests += 1
         content = response.content
+        digest = content.digest if content is not None else response.digest
         record = FetchRecord(
             path=request.raw_path.decode("latin-1")[:1024],
             protocol="http",
             status=response.status,
-            bytes=sent,
+            bytes=sent or response.received,
             duration_ms=(time.perf_counter() - request.started) * 1000,
             at=self._clock.now(),
             method=request.method[:8],
             mac=response.mac,
-            digest=content.digest if content is not None else None,
+            digest=digest,
             remote_addr=request.remote_addr,
             user_agent=(request.header("user-agent") or "")[:255] or None,
         )

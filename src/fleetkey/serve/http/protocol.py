@@ -23,16 +23,27 @@ log = logging.getLogger(__name__)
 CHUNK: Final = 256 * 1024  # file streaming: bytes read and written per step
 
 
+class _AbortParsingError(Exception):
+    """Raised from a parser callback to stop parsing a request already answered."""
+
+
+_AbortParsing = _AbortParsingError
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_url_bytes: int = 4096  # 414 beyond
     max_header_bytes: int = 16 * 1024  # 431 beyond (all header lines together)
     max_headers: int = 64  # 431 beyond
-    max_body_bytes: int = 64 * 1024  # bodies of GET/HEAD are read and ignored up to this
+    max_body_bytes: int = 64 * 1024  # bodies the service does not take are read and dropped
     max_pipelined: int = 16  # parsed requests waiting for their answer; reading pauses beyond
 
 
 class Service(Protocol):
+    def body_limit(self, method: str, target: bytes) -> int:
+        """Bytes of body this request may carry and the service will read (0: none kept)."""
+        ...
+
     async def handle(self, request: Request) -> Response: ...
 
     def finished(self, request: Request, response: Response, sent: int) -> None: ...
@@ -62,7 +73,8 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes = 0
         self._header_count = 0
         self._body_bytes = 0
-        self._error: Response | None = None
+        self._body: bytearray | None = None  # kept only when the service takes a body
+        self._body_limit = self._limits.max_body_bytes
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,7 +112,13 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._enqueue(error_response(400, "protocol upgrades are not supported", close=True))
         except httptools.HttpParserError as exc:
-            self._enqueue(error_response(400, f"malformed request ({exc})", close=True))
+            if not self._closing:  # not one of our own aborts (_fail): the bytes are not HTTP
+                self._enqueue(error_response(400, f"malformed request ({exc})", close=True))
+
+    def _fail(self, status: int, detail: str) -> None:
+        """Answer ``status`` now, read nothing more, close: raised from a parser callback."""
+        self._enqueue(error_response(status, detail, close=True))
+        raise _AbortParsing
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -108,9 +126,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         if len(self._url) + len(url) > self._limits.max_url_bytes:
-            self._error = self._error or error_response(414, "request target too long", close=True)
-        else:
-            self._url += url
+            self._fail(414, "request target too long")
+        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -119,22 +136,30 @@ class HttpProtocol(asyncio.Protocol):
             self._header_count > self._limits.max_headers
             or self._header_bytes > self._limits.max_header_bytes
         ):
-            self._error = self._error or error_response(
-                431, "request headers too large", close=True
-            )
-            return
+            self._fail(431, "request headers too large")
         key = name.decode("latin-1").lower()
         self._headers.setdefault(key, value.decode("latin-1"))
 
+    def on_headers_complete(self) -> None:
+        method = self._parser.get_method().decode("ascii", "replace")
+        taken = self._service.body_limit(method, bytes(self._url))
+        if taken > 0:
+            self._body, self._body_limit = bytearray(), taken
+        declared = self._headers.get("content-length", "")
+        chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
+        if declared.isdigit() and int(declared) > self._body_limit:
+            self._fail(413, f"body of {declared} bytes, the limit is {self._body_limit}")
+        if taken > 0 and not declared.isdigit() and not chunked:
+            self._fail(411, "a body needs a length")
+
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
-        if self._body_bytes > self._limits.max_body_bytes:
-            self._error = self._error or error_response(400, "request body too large", close=True)
+        if self._body_bytes > self._body_limit:
+            self._fail(413, f"body larger than the limit of {self._body_limit} bytes")
+        if self._body is not None:
+            self._body += body
 
     def on_message_complete(self) -> None:
-        if self._error is not None:
-            self._enqueue(self._error)
-            return
         method = self._parser.get_method().decode("ascii", "replace")
         self._enqueue(
             Request(
@@ -144,6 +169,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._remote,
                 self._parser.should_keep_alive(),
                 time.perf_counter(),
+                bytes(self._body) if self._body is not None else b"",
             )
         )
 
