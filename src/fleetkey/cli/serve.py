@@ -10,7 +10,7 @@ import uvloop
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.serve.content import ContentResolver
-from fleetkey.serve.http.phones import PhoneService
+from fleetkey.serve.http.phones import Admission, PhoneService
 from fleetkey.serve.http.server import parse_address, serve_http
 from fleetkey.store.fetches import CAPACITY, FetchWriter
 
@@ -24,8 +24,23 @@ from fleetkey.store.fetches import CAPACITY, FetchWriter
     metavar="HOST:PORT",
     help="Where to serve HTTP (port 0: any free port).",
 )
+@click.option(
+    "--max-in-flight",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Answers in progress at once; beyond it phones get 503 + Retry-After.",
+)
+@click.option(
+    "--max-downloads",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Large files (≥ 1 MiB, firmware) streaming at once; license fetches are "
+    "never held up by them.",
+)
 @pass_env
-def serve(env: Env, http_address: str) -> None:
+def serve(env: Env, http_address: str, max_in_flight: int, max_downloads: int) -> None:
     """Serve license files and the provisioning tree to phones, recording every fetch.
 
     Stops gracefully on SIGTERM or SIGINT: answers in flight finish and every fetch record is
@@ -42,6 +57,7 @@ def serve(env: Env, http_address: str) -> None:
         env.clock,
         queue_capacity=CAPACITY,
         uploads=env.data.root / "uploads",
+        admission=Admission(max_in_flight=max_in_flight, max_downloads=max_downloads),
     )
 
     def ready(bound_host: str, bound_port: int) -> None:
@@ -62,8 +78,9 @@ def serve(env: Env, http_address: str) -> None:
     finally:
         writer.close()
     click.echo(
-        f"stopped: {service.requests} requests answered, {writer.written} fetch records "
-        f"written, {writer.dropped + service.unrecorded} not recorded"
+        f"stopped: {service.requests} requests answered ({service.rejected} busy), "
+        f"{writer.written} fetch records written, "
+        f"{writer.dropped + service.unrecorded} not recorded"
     )
     if writer.dropped or service.unrecorded:
         raise click.exceptions.Exit(1)

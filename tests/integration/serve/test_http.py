@@ -313,7 +313,7 @@ def test_every_response_is_recorded_once_and_flushed_at_stop(
             reply = client.get(path)
             observed.append((path, reply.status_code, len(reply.content)))
     summary = server.stop()
-    assert "100 requests answered, 100 fetch records written, 0 not recorded" in summary
+    assert "100 requests answered (0 busy), 100 fetch records written, 0 not recorded" in summary
     records = json.loads(server.cli("fetches", "--json", "--limit", "1000"))
     assert [(r["path"], r["status"], r["bytes"]) for r in records] == observed
     licenses = [r for r in records if r["path"] == f"/{MAC}-license.cfg"]

@@ -56,6 +56,8 @@ class Response:
     mac: str | None = None
     received: int = 0  # body bytes taken (uploads), for the fetch record
     digest: str | None = None  # SHA-256 of an upload
+    admitted: bool = False  # counted in the service's in-flight requests until finished
+    streaming: bool = False  # counted as a large download until finished
 
     @property
     def length(self) -> int:

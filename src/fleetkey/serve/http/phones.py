@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
@@ -40,6 +41,16 @@ _TYPES: Final = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """When to answer 503 + Retry-After instead of queueing work without bound."""
+
+    max_in_flight: int = 1024  # answers being prepared or written at once
+    max_downloads: int = 32  # of those, large files (firmware): licenses are never starved
+    large_bytes: int = 1024 * 1024  # a download this large counts as large
+    retry_after_s: int = RETRY_AFTER_S
+
+
 class PhoneService:
     def __init__(
         self,
@@ -49,7 +60,11 @@ class PhoneService:
         *,
         queue_capacity: int,
         uploads: Path,
+        admission: Admission | None = None,
     ) -> None:
+        self._admission = admission or Admission()
+        self._in_flight = 0
+        self._streams = 0
         self._resolver = resolver
         self._uploads = uploads
         self._writer = writer
@@ -57,6 +72,7 @@ class PhoneService:
         self._busy_at = int(queue_capacity * BUSY_FRACTION)
         self.requests = 0
         self.unrecorded = 0
+        self.rejected = 0  # 503 answers: in-flight cap, download cap, record back-pressure
 
     def body_limit(self, method: str, target: bytes) -> int:
         """PUT bodies of the files phones upload are kept, up to their cap; nothing else."""
@@ -72,9 +88,31 @@ class PhoneService:
             response.headers.append(("allow", "GET, HEAD, PUT"))
             return response
         if self._writer.depth >= self._busy_at:
-            response = error_response(503, "busy: try again shortly")
-            response.headers.append(("retry-after", str(RETRY_AFTER_S)))
-            return response
+            return self._busy("fetch records are waiting to be written")
+        if self._in_flight >= self._admission.max_in_flight:
+            return self._busy(f"{self._in_flight} requests in flight")
+        self._in_flight += 1
+        try:
+            response = await self._handle(request)
+        except BaseException:  # failed or cancelled: the protocol answers 500 or nothing
+            self._in_flight -= 1
+            raise
+        if response.file is not None and response.file.length >= self._admission.large_bytes:
+            if self._streams >= self._admission.max_downloads:
+                self._in_flight -= 1
+                return self._busy(f"{self._streams} large downloads running")
+            self._streams += 1
+            response.streaming = True
+        response.admitted = True
+        return response
+
+    def _busy(self, why: str) -> Response:
+        self.rejected += 1
+        response = error_response(503, f"busy ({why}): try again shortly")
+        response.headers.append(("retry-after", str(self._admission.retry_after_s)))
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         try:
             segments = url_path_segments(request.raw_path)
         except RequestPathError as exc:
@@ -113,8 +151,12 @@ class PhoneService:
         return self._resolver.resolve(rest, Requester(mac=mac, site=site))
 
     def finished(self, request: Request, response: Response, sent: int) -> None:
-        """Record the answer (called once it was written)."""
+        """Record the answer (called once it was written) and release its admission."""
         self.requests += 1
+        if response.admitted:
+            self._in_flight -= 1
+        if response.streaming:
+            self._streams -= 1
         content = response.content
         digest = content.digest if content is not None else response.digest
         record = FetchRecord(

@@ -64,6 +64,7 @@ class HttpProtocol(asyncio.Protocol):
         self._closing = False  # no more requests are read (framing error, or connection lost)
         self._stopping = False  # server shutdown: close after the answer in flight
         self._eof = False  # the client half-closed: close once every answer is written
+        self._sent = 0  # body bytes of the answer being written
         self._reading_paused = False
         self._reset()
 
@@ -199,11 +200,16 @@ class HttpProtocol(asyncio.Protocol):
                 return
             try:
                 response = await self._service.handle(item)
+            except asyncio.CancelledError:
+                raise
             except Exception:  # one request's failure must not kill the server: log, answer 500
                 log.exception("request %r failed", item.raw_path[:200])
                 response = error_response(500, "internal error")
-            sent = await self._send(transport, item, response)
-            self._service.finished(item, response, sent)
+            self._sent = 0
+            try:
+                await self._send(transport, item, response)
+            finally:  # recorded even when the client went away mid-answer
+                self._service.finished(item, response, self._sent)
             if self._stopping or not item.keep_alive or "connection" in dict(response.headers):
                 transport.close()
                 return
@@ -212,14 +218,15 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _send(
         self, transport: asyncio.Transport, request: Request, response: Response
-    ) -> int:
+    ) -> None:
+        """Write the answer; ``self._sent`` counts the body bytes handed to the transport."""
         transport.write(head_block(response, request.keep_alive))
         if request.method == "HEAD" or response.status == 304:
-            return 0
+            return
         if response.file is None:
             transport.write(response.body)
-            return len(response.body)
-        sent = 0
+            self._sent = len(response.body)
+            return
         with response.file.path.open("rb") as handle:
             handle.seek(response.file.start)
             remaining = response.file.length
@@ -232,9 +239,8 @@ class HttpProtocol(asyncio.Protocol):
                     transport.close()
                     break
                 transport.write(block)
-                sent += len(block)
+                self._sent += len(block)
                 remaining -= len(block)
-        return sent
 
     def close_when_idle(self) -> None:
         """Graceful stop: close now if nothing is in flight, else after the current answer."""
