@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
 
 import click
 import uvloop
 
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.serve.cache import REFRESH_S, PostedLicenses
 from fleetkey.serve.content import ContentResolver
 from fleetkey.serve.http.phones import Admission, PhoneService
 from fleetkey.serve.http.server import parse_address, serve_http
 from fleetkey.store.fetches import CAPACITY, FetchWriter
+
+log = logging.getLogger(__name__)
+
+
+async def keep_fresh(posted: PostedLicenses, stop: asyncio.Event) -> None:
+    """Refresh the in-memory view every REFRESH_S, off the event loop, until stopped."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), REFRESH_S)
+        if stop.is_set():
+            return
+        try:
+            await loop.run_in_executor(None, posted.refresh)
+        except Exception:  # the store is unreachable for a moment: keep serving the last view
+            log.exception("refreshing the posted licenses failed; serving the previous view")
 
 
 @click.command()
@@ -51,8 +70,10 @@ def serve(env: Env, http_address: str, max_in_flight: int, max_downloads: int) -
     writer = FetchWriter(
         store.engine, capacity=CAPACITY, fallback=env.data.root / "fetches-unwritten.jsonl"
     ).start()
+    posted = PostedLicenses(store)
+    posted.refresh()
     service = PhoneService(
-        ContentResolver(store, env.data.provisioning),
+        ContentResolver(store, env.data.provisioning, posted),
         writer,
         env.clock,
         queue_capacity=CAPACITY,
@@ -71,7 +92,9 @@ def serve(env: Env, http_address: str, max_in_flight: int, max_downloads: int) -
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        refresher = loop.create_task(keep_fresh(posted, stop))
         await serve_http(service, host, port, stop=stop, ready=ready)
+        await refresher
 
     try:
         uvloop.run(main())

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -76,18 +76,35 @@ def mac_in_name(name: str) -> str | None:
     return match.group(1).lower()
 
 
+class Posted(Protocol):
+    """Where the resolver finds posted keys, sites and phone sites (serve.cache keeps them)."""
+
+    def license(self, license_type: LicenseType, serial: str) -> Content | None: ...
+
+    def site_of(self, mac: str) -> str | None: ...
+
+    def is_site(self, serial: str) -> bool: ...
+
+
 class ContentResolver:
-    def __init__(self, store: Store, tree: Path) -> None:
+    """Resolves from the store directly, or, given ``posted``, from that in-memory view."""
+
+    def __init__(self, store: Store, tree: Path, posted: Posted | None = None) -> None:
         self.store = store
         self.tree = tree.resolve()
+        self.posted = posted
 
     def split_site(self, segments: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
         """A leading ``<site-serial>`` segment naming a known site, and the rest of the path."""
         if len(segments) > 1 and _SERIAL.fullmatch(segments[0]):
             serial = segments[0].lower()
-            with self.store.transaction() as session:
-                if session.get(SiteRow, serial) is not None:
-                    return serial, segments[1:]
+            if self.posted is not None:
+                known = self.posted.is_site(serial)
+            else:
+                with self.store.transaction() as session:
+                    known = session.get(SiteRow, serial) is not None
+            if known:
+                return serial, segments[1:]
         return None, segments
 
     def resolve(self, segments: tuple[str, ...], requester: Requester) -> Content | None:
@@ -102,6 +119,11 @@ class ContentResolver:
         return self._file(segments, requester.site)
 
     def _site_license(self, requester: Requester) -> Content | None:
+        if self.posted is not None:
+            serial = requester.site
+            if serial is None and requester.mac is not None:
+                serial = self.posted.site_of(requester.mac)
+            return None if serial is None else self.posted.license(LicenseType.SITE, serial)
         with self.store.transaction() as session:
             serial = requester.site
             if serial is None and requester.mac is not None:
@@ -113,6 +135,8 @@ class ContentResolver:
             return _from_store(session, LicenseType.SITE, serial, ContentKind.SITE_LICENSE)
 
     def _phone_license(self, mac: str) -> Content | None:
+        if self.posted is not None:
+            return self.posted.license(LicenseType.PHONE, mac)
         with self.store.transaction() as session:
             return _from_store(session, LicenseType.PHONE, mac, ContentKind.PHONE_LICENSE)
 

@@ -22,13 +22,16 @@ SP_UA = f"FileTransport PolycomSoundPointIP-SPIP_550-UA/4.0.15.1047 (SN:{SP_MAC}
 def raw(server: RunningServer, data: bytes) -> bytes:
     """Send bytes on a fresh connection and half-close it; read until the server closes."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
-        connection.sendall(data)
-        connection.shutdown(socket.SHUT_WR)
+        try:
+            connection.sendall(data)
+            connection.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before reading everything: read its answer
         chunks = []
         try:
             while chunk := connection.recv(65536):
                 chunks.append(chunk)
-        except TimeoutError:
+        except (TimeoutError, ConnectionResetError):
             pass
     return b"".join(chunks)
 

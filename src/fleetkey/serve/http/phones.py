@@ -82,7 +82,44 @@ class PhoneService:
         rule = upload_rule(name)
         return rule[1] if rule is not None else 0
 
+    def answer_now(self, request: Request) -> Response | None:
+        """The answer when it needs no waiting (refusals, lookups in the in-memory view).
+
+        None when it must wait (uploads, store queries): then the protocol calls ``handle``.
+        """
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        if request.method == "PUT" or self._resolver.posted is None:
+            return None
+        self._in_flight += 1
+        try:
+            response = self._lookup(request)
+        except BaseException:
+            self._in_flight -= 1
+            raise
+        return self._admitted(response)
+
     async def handle(self, request: Request) -> Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        self._in_flight += 1
+        try:
+            if request.method == "PUT":
+                response = await self._upload(request)
+            elif self._resolver.posted is not None:
+                response = self._lookup(request)
+            else:  # straight from the store: blocking queries go to the thread pool
+                loop = asyncio.get_running_loop()
+                response = await loop.run_in_executor(None, self._lookup, request)
+        except BaseException:  # failed or cancelled: the protocol answers 500 or nothing
+            self._in_flight -= 1
+            raise
+        return self._admitted(response)
+
+    def _gate(self, request: Request) -> Response | None:
+        """405 for methods not served, 503 under pressure; None to go on."""
         if request.method not in ("GET", "HEAD", "PUT"):
             response = error_response(405, f"{request.method} is not served here")
             response.headers.append(("allow", "GET, HEAD, PUT"))
@@ -91,12 +128,10 @@ class PhoneService:
             return self._busy("fetch records are waiting to be written")
         if self._in_flight >= self._admission.max_in_flight:
             return self._busy(f"{self._in_flight} requests in flight")
-        self._in_flight += 1
-        try:
-            response = await self._handle(request)
-        except BaseException:  # failed or cancelled: the protocol answers 500 or nothing
-            self._in_flight -= 1
-            raise
+        return None
+
+    def _admitted(self, response: Response) -> Response:
+        """Count the answer in flight (and as a large download) until ``finished``."""
         if response.file is not None and response.file.length >= self._admission.large_bytes:
             if self._streams >= self._admission.max_downloads:
                 self._in_flight -= 1
@@ -112,28 +147,26 @@ class PhoneService:
         response.headers.append(("retry-after", str(self._admission.retry_after_s)))
         return response
 
-    async def _handle(self, request: Request) -> Response:
+    def _lookup(self, request: Request) -> Response:
+        """GET/HEAD: resolve and answer (blocking only when there is no in-memory view)."""
         try:
             segments = url_path_segments(request.raw_path)
         except RequestPathError as exc:
             return error_response(400, exc.reason)
-        if request.method == "PUT":
-            return await self._upload(request, segments)
         agent = parse_user_agent(request.header("user-agent"))
-        name_mac = mac_in_name(segments[-1])
-        mac = agent.mac if agent is not None and agent.mac else name_mac
-        content = await asyncio.get_running_loop().run_in_executor(
-            None, self._resolve, segments, mac
+        mac = agent.mac if agent is not None and agent.mac else mac_in_name(segments[-1])
+        content = self._resolve(segments, mac)
+        response = (
+            error_response(404, "no such file") if content is None else _answer(request, content)
         )
-        if content is None:
-            response = error_response(404, "no such file")
-            response.mac = mac
-            return response
-        response = _answer(request, content)
         response.mac = mac
         return response
 
-    async def _upload(self, request: Request, segments: tuple[str, ...]) -> Response:
+    async def _upload(self, request: Request) -> Response:
+        try:
+            segments = url_path_segments(request.raw_path)
+        except RequestPathError as exc:
+            return error_response(400, exc.reason)
         name = segments[-1]
         rule = upload_rule(name)
         if rule is None:

@@ -21,6 +21,7 @@ from fleetkey.serve.http.messages import Request, Response, error_response, head
 log = logging.getLogger(__name__)
 
 CHUNK: Final = 256 * 1024  # file streaming: bytes read and written per step
+LINGER_S: Final = 1.0  # after an error answer: how long to drain the client before closing
 
 
 class _AbortParsingError(Exception):
@@ -40,6 +41,10 @@ class Limits:
 
 
 class Service(Protocol):
+    def answer_now(self, request: Request) -> Response | None:
+        """The answer if it is ready without waiting, else None (then ``handle`` is awaited)."""
+        ...
+
     def body_limit(self, method: str, target: bytes) -> int:
         """Bytes of body this request may carry and the service will read (0: none kept)."""
         ...
@@ -56,7 +61,7 @@ class HttpProtocol(asyncio.Protocol):
         self._connections = connections
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
-        self._pending: deque[Request | Response] = deque()
+        self._pending: deque[Request | Response | tuple[Request, Response]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()
         self._writable.set()
@@ -176,14 +181,44 @@ class HttpProtocol(asyncio.Protocol):
 
     # answering
     def _enqueue(self, item: Request | Response) -> None:
+        if isinstance(item, Request):
+            if self._closing:
+                return
+            if not self._pending and (self._worker is None or self._worker.done()):
+                ready = self._service.answer_now(item)
+                if ready is not None and ready.file is None:
+                    self._answer_inline(item, ready)  # the common case: no task, one write
+                    return
+                if ready is not None:  # a file to stream: needs the task, answer is known
+                    self._pending.append((item, ready))
+                    self._start_worker()
+                    return
         self._pending.append(item)
         if isinstance(item, Response):  # a framing error: stop reading, answer, close
             self._closing = True
         if len(self._pending) >= self._limits.max_pipelined and self._transport:
             self._transport.pause_reading()
             self._reading_paused = True
+        self._start_worker()
+
+    def _start_worker(self) -> None:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._answer())
+
+    def _answer_inline(self, request: Request, response: Response) -> None:
+        transport = self._transport
+        if transport is None:  # pragma: no cover
+            return
+        body = b"" if request.method == "HEAD" or response.status == 304 else response.body
+        transport.write(head_block(response, request.keep_alive) + body)
+        self._service.finished(request, response, len(body))
+        if (
+            self._stopping
+            or not request.keep_alive
+            or any(name == "connection" for name, _ in response.headers)
+        ):
+            self._closing = True
+            transport.close()
 
     async def _answer(self) -> None:
         transport = self._transport
@@ -196,15 +231,12 @@ class HttpProtocol(asyncio.Protocol):
                 self._reading_paused = False
             if isinstance(item, Response):
                 transport.write(head_block(item, keep_alive=False) + item.body)
-                transport.close()
+                self._linger(transport)
                 return
-            try:
-                response = await self._service.handle(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one request's failure must not kill the server: log, answer 500
-                log.exception("request %r failed", item.raw_path[:200])
-                response = error_response(500, "internal error")
+            if isinstance(item, tuple):
+                item, response = item
+            else:
+                response = await self._handle(item)
             self._sent = 0
             try:
                 await self._send(transport, item, response)
@@ -216,17 +248,41 @@ class HttpProtocol(asyncio.Protocol):
         if self._eof:
             transport.close()
 
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close after an error without losing the answer to a TCP reset.
+
+        Closing with unread request bytes (an oversized body) makes the kernel reset the
+        connection, and the client may never read the error. Like nginx's lingering close:
+        send FIN, keep discarding what arrives, close after LINGER_S.
+        """
+        if transport.can_write_eof():
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+        else:  # pragma: no cover  # TCP transports can
+            transport.close()
+
+    async def _handle(self, request: Request) -> Response:
+        try:
+            return await self._service.handle(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one request's failure must not kill the server: log, answer 500
+            log.exception("request %r failed", request.raw_path[:200])
+            return error_response(500, "internal error")
+
     async def _send(
         self, transport: asyncio.Transport, request: Request, response: Response
     ) -> None:
         """Write the answer; ``self._sent`` counts the body bytes handed to the transport."""
-        transport.write(head_block(response, request.keep_alive))
+        head = head_block(response, request.keep_alive)
         if request.method == "HEAD" or response.status == 304:
+            transport.write(head)
             return
         if response.file is None:
-            transport.write(response.body)
+            transport.write(head + response.body)  # one write, one system call
             self._sent = len(response.body)
             return
+        transport.write(head)
         with response.file.path.open("rb") as handle:
             handle.seek(response.file.start)
             remaining = response.file.length

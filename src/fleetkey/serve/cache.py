@@ -1,0 +1,104 @@
+"""The posted license files, phone → site and the known sites, held in memory for the servers.
+
+Serving a license must not cost a database round trip: a boot storm is thousands of them per
+second. A refresh (at start and then every second, off the event loop) reads the ids of the
+posted keys and loads only what changed, then swaps the whole view in one assignment, so
+readers on the event loop never see a half-built view and never lock. Several servers sharing
+one PostgreSQL database see a newly posted key within one refresh interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlalchemy import select
+
+from fleetkey.core.license import LicenseType
+from fleetkey.serve.content import Content, ContentKind
+from fleetkey.store.records import LicenseState, utc
+from fleetkey.store.schema import LicenseRow, PhoneRow, SiteRow
+from fleetkey.store.store import Store
+
+REFRESH_S: Final = 1.0
+_CHUNK: Final = 1000  # ids per IN (...) when loading new keys
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    licenses: dict[tuple[str, str], Content] = field(default_factory=dict)  # (type, serial)
+    phone_sites: dict[str, str] = field(default_factory=dict)  # mac → site serial
+    sites: frozenset[str] = frozenset()
+
+
+class PostedLicenses:
+    """A refreshable, lock-free view of what the store says phones must be served."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.view = View()
+        self._by_id: dict[int, tuple[tuple[str, str], Content]] = {}
+        self.refreshes = 0
+
+    def license(self, license_type: LicenseType, serial: str) -> Content | None:
+        return self.view.licenses.get((license_type.value, serial))
+
+    def site_of(self, mac: str) -> str | None:
+        return self.view.phone_sites.get(mac)
+
+    def is_site(self, serial: str) -> bool:
+        return serial in self.view.sites
+
+    def refresh(self) -> None:
+        """Re-read the store; blocking, so servers call it off their event loop."""
+        with self._store.transaction() as session:
+            posted = {
+                row_id: (kind, serial)
+                for row_id, kind, serial in session.execute(
+                    select(LicenseRow.id, LicenseRow.type, LicenseRow.serial).where(
+                        LicenseRow.state == LicenseState.POSTED.value
+                    )
+                )
+            }
+            by_id = {row_id: entry for row_id, entry in self._by_id.items() if row_id in posted}
+            new = [row_id for row_id in posted if row_id not in by_id]
+            for start in range(0, len(new), _CHUNK):
+                rows = session.execute(
+                    select(
+                        LicenseRow.id,
+                        LicenseRow.type,
+                        LicenseRow.serial,
+                        LicenseRow.content,
+                        LicenseRow.digest,
+                        LicenseRow.file_name,
+                        LicenseRow.posted_at,
+                        LicenseRow.issued_at,
+                    ).where(LicenseRow.id.in_(new[start : start + _CHUNK]))
+                )
+                for row_id, kind, serial, body, digest, name, posted_at, issued_at in rows:
+                    by_id[row_id] = (
+                        (kind, serial),
+                        Content(
+                            kind=(
+                                ContentKind.SITE_LICENSE
+                                if kind == LicenseType.SITE.value
+                                else ContentKind.PHONE_LICENSE
+                            ),
+                            name=name,
+                            size=len(body),
+                            etag=f'"{digest[:32]}"',
+                            modified=utc(posted_at or issued_at),
+                            digest=digest,
+                            body=body,
+                            license_id=row_id,
+                        ),
+                    )
+            phone_sites = dict(session.execute(select(PhoneRow.mac, PhoneRow.site_serial)).all())
+            sites = frozenset(session.scalars(select(SiteRow.serial)))
+        licenses: dict[tuple[str, str], Content] = {}
+        for row_id in sorted(by_id):  # the newest posted key wins, should two be posted
+            key, content = by_id[row_id]
+            licenses[key] = content
+        self._by_id = by_id
+        self.view = View(licenses, phone_sites, sites)
+        self.refreshes += 1
