@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from fleetkey.authority.files import read_license
-from fleetkey.core.codec import LicenseFile
+from fleetkey.authority.files import read_license_bytes
+from fleetkey.core.codec import LicenseFile, parse_license_file
 from fleetkey.core.signing import SignatureCheck, TrustedKeys
 from fleetkey.errors import FleetkeyError
 
@@ -30,6 +30,7 @@ class FileCheck:
     license_file: LicenseFile | None
     checks: tuple[SignatureCheck, ...]
     error: str | None = None
+    data: bytes = b""  # the bytes that were parsed, for callers that store them
 
     @property
     def ok(self) -> bool:
@@ -42,12 +43,13 @@ class FileCheck:
 def check_file(path: Path, trusted: TrustedKeys) -> FileCheck:
     """Read, parse and verify one file; a file that cannot be read or parsed is reported."""
     try:
-        parsed = read_license(path)
+        data = read_license_bytes(path)
+        parsed = parse_license_file(data, source=str(path))
     except FleetkeyError as exc:
         return FileCheck(path, None, (), exc.message)
     except OSError as exc:
         return FileCheck(path, None, (), f"{path}: {exc.strerror or exc}")
-    return FileCheck(path, parsed, tuple(trusted.check(key) for key in parsed.keys))
+    return FileCheck(path, parsed, tuple(trusted.check(key) for key in parsed.keys), data=data)
 
 
 def check_files(

@@ -148,7 +148,7 @@ def import_licenses(env: Env, directory: Path, post: bool, as_json: bool) -> Non
             parsed = result.license_file
             if parsed is None:  # pragma: no cover  # unparseable files stopped the import above
                 continue
-            content = result.path.read_bytes()
+            content = result.data  # the bytes that were checked, not a second read
             if registry.find_by_digest(session, registry.file_digest(content)):
                 skipped.append(str(result.path))
                 continue
