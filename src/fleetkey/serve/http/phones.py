@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
@@ -65,6 +66,11 @@ class PhoneService:
         self._admission = admission or Admission()
         self._in_flight = 0
         self._streams = 0
+        if resolver.posted is None:
+            raise ValueError(
+                "PhoneService answers from the resolver's in-memory view "
+                "(fleetkey.serve.cache.PostedLicenses); give the resolver one"
+            )
         self._resolver = resolver
         self._uploads = uploads
         self._writer = writer
@@ -85,12 +91,12 @@ class PhoneService:
     def answer_now(self, request: Request) -> Response | None:
         """The answer when it needs no waiting (refusals, lookups in the in-memory view).
 
-        None when it must wait (uploads, store queries): then the protocol calls ``handle``.
+        None for uploads, which write a file: then the protocol calls ``handle``.
         """
         refused = self._gate(request)
         if refused is not None:
             return refused
-        if request.method == "PUT" or self._resolver.posted is None:
+        if request.method == "PUT":
             return None
         self._in_flight += 1
         try:
@@ -108,11 +114,8 @@ class PhoneService:
         try:
             if request.method == "PUT":
                 response = await self._upload(request)
-            elif self._resolver.posted is not None:
+            else:
                 response = self._lookup(request)
-            else:  # straight from the store: blocking queries go to the thread pool
-                loop = asyncio.get_running_loop()
-                response = await loop.run_in_executor(None, self._lookup, request)
         except BaseException:  # failed or cancelled: the protocol answers 500 or nothing
             self._in_flight -= 1
             raise
@@ -148,7 +151,7 @@ class PhoneService:
         return response
 
     def _lookup(self, request: Request) -> Response:
-        """GET/HEAD: resolve and answer (blocking only when there is no in-memory view)."""
+        """GET/HEAD: resolve in the in-memory view and answer; nothing here waits."""
         try:
             segments = url_path_segments(request.raw_path)
         except RequestPathError as exc:
@@ -218,7 +221,7 @@ def _answer(request: Request, content: Content) -> Response:
     headers = [
         ("content-type", _TYPES.get(_suffix(content.name), "application/octet-stream")),
         ("etag", content.etag),
-        ("last-modified", format_datetime(content.modified, usegmt=True)),
+        ("last-modified", _http_date(content.modified)),
         ("accept-ranges", "bytes"),
     ]
     if _not_modified(request, content):
@@ -239,6 +242,12 @@ def _answer(request: Request, content: Content) -> Response:
         return Response(status, headers, body=content.body[start : start + length], content=content)
     assert content.path is not None  # noqa: S101  # a Content is bytes or a file
     return Response(status, headers, file=FileSlice(content.path, start, length), content=content)
+
+
+@lru_cache(maxsize=65536)
+def _http_date(moment: datetime) -> str:
+    """RFC 9110 date of a content version; versions repeat, so format each once."""
+    return format_datetime(moment, usegmt=True)
 
 
 def _suffix(name: str) -> str:

@@ -28,9 +28,6 @@ class _AbortParsingError(Exception):
     """Raised from a parser callback to stop parsing a request already answered."""
 
 
-_AbortParsing = _AbortParsingError
-
-
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_url_bytes: int = 4096  # 414 beyond
@@ -124,7 +121,7 @@ class HttpProtocol(asyncio.Protocol):
     def _fail(self, status: int, detail: str) -> None:
         """Answer ``status`` now, read nothing more, close: raised from a parser callback."""
         self._enqueue(error_response(status, detail, close=True))
-        raise _AbortParsing
+        raise _AbortParsingError
 
     # httptools callbacks
     def on_message_begin(self) -> None:
