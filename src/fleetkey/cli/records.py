@@ -205,7 +205,7 @@ def fetches(env: Env, mac: str | None, since: str | None, limit: int, as_json: b
     with env.store().transaction() as session:
         found = fetch_records.query(session, mac=mac, since=moment, limit=limit)
     if as_json:
-        env.print_json([asdict(r) | {"at": r.at.isoformat()} for r in found])
+        env.print_json([r._asdict() | {"at": r.at.isoformat()} for r in found])
         return
     table = Table("at", "mac", "method", "path", "proto", "status", "bytes", "digest", "ms")
     for r in found:

@@ -45,6 +45,10 @@ def phone_license_file(mac: str) -> str:
     return f"{mac}{LICENSE_FILE_SUFFIX}"
 
 
+_SITE: Final = LicenseType.SITE  # read once: servers ask per request
+_PHONE: Final = LicenseType.PHONE
+
+
 def license_file_type(file_name: str) -> tuple[LicenseType, str | None] | None:
     """What a license file's name says it must hold.
 
@@ -52,8 +56,8 @@ def license_file_type(file_name: str) -> tuple[LicenseType, str | None] | None:
     None for a name that follows neither convention.
     """
     if file_name == SITE_LICENSE_FILE:
-        return LicenseType.SITE, None
+        return _SITE, None
     stem = file_name.removesuffix(LICENSE_FILE_SUFFIX)
     if stem != file_name and _HEX12.fullmatch(stem):
-        return LicenseType.PHONE, stem.lower()
+        return _PHONE, stem.lower()
     return None

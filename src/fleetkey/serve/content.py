@@ -37,6 +37,9 @@ from fleetkey.store.store import Store
 DIGEST_MAX_BYTES: Final = 1024 * 1024  # files up to this size get a SHA-256 in fetch records
 _MAC_NAME = re.compile(r"([0-9A-Fa-f]{12})[-.]")
 _SERIAL = re.compile(r"[0-9A-Fa-f]{12}")
+# an enum member read from its class costs ~0.3 µs on Python 3.11; read once
+_SITE: Final = LicenseType.SITE
+_PHONE: Final = LicenseType.PHONE
 
 
 class ContentKind(enum.StrEnum):
@@ -68,6 +71,11 @@ class Requester:
     site: str | None = None
 
 
+# names repeat across a fleet's requests: match each once
+_file_type = lru_cache(maxsize=65536)(license_file_type)
+
+
+@lru_cache(maxsize=65536)
 def mac_in_name(name: str) -> str | None:
     """The MAC a per-phone file name starts with (``<mac>-license.cfg``, ``<mac>.cfg``...)."""
     match = _MAC_NAME.match(name)
@@ -111,8 +119,8 @@ class ContentResolver:
         """What to serve for ``segments`` (already checked by fleetkey.core.requestpath)."""
         name = segments[-1]
         if len(segments) == 1:
-            kind = license_file_type(name)
-            if kind is not None and kind[0] is LicenseType.SITE:
+            kind = _file_type(name)
+            if kind is not None and kind[0] is _SITE:
                 return self._site_license(requester) or self._file(segments, requester.site)
             if kind is not None and kind[1] is not None:
                 return self._phone_license(kind[1]) or self._file(segments, requester.site)
@@ -123,7 +131,7 @@ class ContentResolver:
             serial = requester.site
             if serial is None and requester.mac is not None:
                 serial = self.posted.site_of(requester.mac)
-            return None if serial is None else self.posted.license(LicenseType.SITE, serial)
+            return None if serial is None else self.posted.license(_SITE, serial)
         with self.store.transaction() as session:
             serial = requester.site
             if serial is None and requester.mac is not None:
@@ -136,7 +144,7 @@ class ContentResolver:
 
     def _phone_license(self, mac: str) -> Content | None:
         if self.posted is not None:
-            return self.posted.license(LicenseType.PHONE, mac)
+            return self.posted.license(_PHONE, mac)
         with self.store.transaction() as session:
             return _from_store(session, LicenseType.PHONE, mac, ContentKind.PHONE_LICENSE)
 
@@ -157,13 +165,11 @@ class ContentResolver:
             return None
         if not stat.S_ISREG(info.st_mode) or not real.is_relative_to(self.tree):
             return None
-        kind = license_file_type(path.name)
+        kind = _file_type(path.name)
         content_kind = ContentKind.FILE
         if kind is not None:
             content_kind = (
-                ContentKind.SITE_LICENSE
-                if kind[0] is LicenseType.SITE
-                else ContentKind.PHONE_LICENSE
+                ContentKind.SITE_LICENSE if kind[0] is _SITE else ContentKind.PHONE_LICENSE
             )
         digest = (
             _file_digest(str(real), info.st_mtime_ns, info.st_size)

