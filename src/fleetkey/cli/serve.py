@@ -6,26 +6,41 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
+from pathlib import Path
 
 import click
 import uvloop
 
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.clock import Clock
+from fleetkey.core.naming import normalize_site_serial
+from fleetkey.errors import InputError
 from fleetkey.serve.cache import REFRESH_S, PostedLicenses
 from fleetkey.serve.content import ContentResolver
-from fleetkey.serve.http.phones import Admission, PhoneService
-from fleetkey.serve.http.server import parse_address, serve_http
+from fleetkey.serve.http.auth import AuthMode, DeviceAuth
+from fleetkey.serve.http.forwarded import TrustedProxies, parse_networks
+from fleetkey.serve.http.phones import Admission, PhoneService, Policies
+from fleetkey.serve.http.server import parse_address, serve_http, tls_context
+from fleetkey.serve.identity import Sightings, UnknownPolicy
 from fleetkey.store.fetches import CAPACITY, FetchWriter
+from fleetkey.store.store import Store
 
 log = logging.getLogger(__name__)
 
 
-async def keep_fresh(posted: PostedLicenses, stop: asyncio.Event) -> None:
-    """Refresh the in-memory view every REFRESH_S, off the event loop, until stopped."""
+async def keep_fresh(
+    posted: PostedLicenses, sightings: Sightings, store: Store, clock: Clock, stop: asyncio.Event
+) -> None:
+    """Every REFRESH_S, off the event loop: write sightings, then refresh the view."""
     loop = asyncio.get_running_loop()
-    while not stop.is_set():
+    while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), REFRESH_S)
+        try:
+            await loop.run_in_executor(None, sightings.flush, store, clock)
+        except Exception:  # kept for the next flush
+            log.exception("writing phone sightings failed; will retry")
         if stop.is_set():
             return
         try:
@@ -41,7 +56,42 @@ async def keep_fresh(posted: PostedLicenses, stop: asyncio.Event) -> None:
     default="127.0.0.1:8080",
     show_default=True,
     metavar="HOST:PORT",
-    help="Where to serve HTTP (port 0: any free port).",
+    help="Where to serve HTTP (port 0: any free port; 'off' for none).",
+)
+@click.option(
+    "--https",
+    "https_address",
+    metavar="HOST:PORT",
+    help="Where to serve HTTPS as well; needs --cert and --key.",
+)
+@click.option("--cert", type=click.Path(path_type=Path), help="PEM certificate (chain) for HTTPS.")
+@click.option("--key", type=click.Path(path_type=Path), help="PEM private key for HTTPS.")
+@click.option(
+    "--auth",
+    type=click.Choice([m.value for m in AuthMode]),
+    default=AuthMode.OFF.value,
+    show_default=True,
+    help="Per-device HTTP authentication with the phones' provisioning logins.",
+)
+@click.option(
+    "--unknown",
+    type=click.Choice([p.value for p in UnknownPolicy]),
+    default=UnknownPolicy.SERVE.value,
+    show_default=True,
+    help="What to do with a MAC the inventory does not know: serve, refuse (403), or register it.",
+)
+@click.option(
+    "--register-site",
+    metavar="SERIAL",
+    help="Site that phones registered by --unknown register join when the path has no "
+    "/<site-serial>/ prefix.",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="CIDR",
+    help="Believe X-Forwarded-For from this proxy address or network (repeatable).",
 )
 @click.option(
     "--max-in-flight",
@@ -59,19 +109,51 @@ async def keep_fresh(posted: PostedLicenses, stop: asyncio.Event) -> None:
     "never held up by them.",
 )
 @pass_env
-def serve(env: Env, http_address: str, max_in_flight: int, max_downloads: int) -> None:
+def serve(
+    env: Env,
+    http_address: str,
+    https_address: str | None,
+    cert: Path | None,
+    key: Path | None,
+    auth: str,
+    unknown: str,
+    register_site: str | None,
+    trusted_proxies: tuple[str, ...],
+    max_in_flight: int,
+    max_downloads: int,
+) -> None:
     """Serve license files and the provisioning tree to phones, recording every fetch.
 
-    Stops gracefully on SIGTERM or SIGINT: answers in flight finish and every fetch record is
-    written before the process exits.
+    Stops gracefully on SIGTERM or SIGINT: answers in flight finish, and every fetch record
+    and phone sighting is written before the process exits.
     """
-    host, port = parse_address(http_address, 8080)
+    listeners: list[tuple[str, int, bool]] = []
+    if http_address != "off":
+        listeners.append((*parse_address(http_address, 8080), False))
+    tls = None
+    if https_address is not None:
+        if cert is None or key is None:
+            raise InputError("--https needs --cert and --key")
+        tls = tls_context(cert, key)
+        listeners.append((*parse_address(https_address, 8443), True))
+    elif cert is not None or key is not None:
+        raise InputError("--cert and --key go with --https HOST:PORT")
+    if not listeners:
+        raise InputError("nothing to serve: give --http or --https")
+    policy = UnknownPolicy(unknown)
+    site = normalize_site_serial(register_site) if register_site else None
+    if policy is UnknownPolicy.REGISTER and site is None:
+        log.info("--unknown register without --register-site: only /<site>/ paths register")
     store = env.store()
     writer = FetchWriter(
         store.engine, capacity=CAPACITY, fallback=env.data.root / "fetches-unwritten.jsonl"
     ).start()
     posted = PostedLicenses(store)
     posted.refresh()
+    if site is not None and not posted.is_site(site):
+        writer.close()
+        raise InputError(f"--register-site {site} is not a site (add it with `fleetkey sites add`)")
+    sightings = Sightings(policy, site)
     service = PhoneService(
         ContentResolver(store, env.data.provisioning, posted),
         writer,
@@ -79,21 +161,40 @@ def serve(env: Env, http_address: str, max_in_flight: int, max_downloads: int) -
         queue_capacity=CAPACITY,
         uploads=env.data.root / "uploads",
         admission=Admission(max_in_flight=max_in_flight, max_downloads=max_downloads),
+        policies=Policies(
+            auth=DeviceAuth(AuthMode(auth), posted.credentials),
+            sightings=sightings,
+            proxies=TrustedProxies(parse_networks(trusted_proxies)),
+        ),
     )
 
-    def ready(bound_host: str, bound_port: int) -> None:
-        click.echo(
-            f"fleetkey serving http://{bound_host}:{bound_port} "
-            f"(tree {env.data.provisioning}, database {store.safe_url})"
-        )
+    def ready(scheme: str) -> Callable[[str, int], None]:
+        def announce(bound_host: str, bound_port: int) -> None:
+            click.echo(
+                f"fleetkey serving {scheme}://{bound_host}:{bound_port} "
+                f"(tree {env.data.provisioning}, database {store.safe_url})"
+            )
+
+        return announce
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        refresher = loop.create_task(keep_fresh(posted, stop))
-        await serve_http(service, host, port, stop=stop, ready=ready)
+        refresher = loop.create_task(keep_fresh(posted, sightings, store, env.clock, stop))
+        servers = [
+            serve_http(
+                service,
+                host,
+                port,
+                stop=stop,
+                ready=ready("https" if secure else "http"),
+                tls=tls if secure else None,
+            )
+            for host, port, secure in listeners
+        ]
+        await asyncio.gather(*servers)
         await refresher
 
     try:

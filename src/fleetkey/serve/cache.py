@@ -28,10 +28,21 @@ _CHUNK: Final = 1000  # ids per IN (...) when loading new keys
 
 
 @dataclass(frozen=True, slots=True)
+class Credential:
+    """A phone's provisioning login, as stored: scrypt for Basic, HA1 for Digest."""
+
+    mac: str
+    password_hash: str | None
+    digest_ha1: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class View:
     licenses: dict[tuple[str, str], Content] = field(default_factory=dict)  # (type, serial)
     phone_sites: dict[str, str] = field(default_factory=dict)  # mac → site serial
     sites: frozenset[str] = frozenset()
+    # user → the phones with that login (usually one; operators sometimes share one)
+    credentials: dict[str, tuple[Credential, ...]] = field(default_factory=dict)
 
 
 class PostedLicenses:
@@ -53,6 +64,13 @@ class PostedLicenses:
 
     def is_site(self, serial: str) -> bool:
         return serial in self.view.sites
+
+    def is_known(self, mac: str) -> bool:
+        """The phone is in the inventory."""
+        return mac in self.view.phone_sites
+
+    def credentials(self, user: str) -> tuple[Credential, ...]:
+        return self.view.credentials.get(user, ())
 
     def refresh(self) -> None:
         """Re-read the store; blocking, so servers call it off their event loop."""
@@ -103,11 +121,20 @@ class PostedLicenses:
                     )
             phone_sites = dict(session.execute(select(PhoneRow.mac, PhoneRow.site_serial)).all())
             sites = frozenset(session.scalars(select(SiteRow.serial)))
+            logins: dict[str, list[Credential]] = {}
+            for mac, user, password_hash, ha1 in session.execute(
+                select(
+                    PhoneRow.mac, PhoneRow.prov_user, PhoneRow.password_hash, PhoneRow.digest_ha1
+                ).where(PhoneRow.prov_user.is_not(None))
+            ):
+                if user is not None:  # the query excludes None; for the type checker
+                    logins.setdefault(user, []).append(Credential(mac, password_hash, ha1))
         licenses: dict[tuple[str, str], Content] = {}
         for row_id in sorted(by_id):  # the newest posted key wins, should two be posted
             key, content = by_id[row_id]
             licenses[key] = content
         self._by_id = by_id
         self._seq = seq
-        self.view = View(licenses, phone_sites, sites)
+        credentials = {user: tuple(found) for user, found in logins.items()}
+        self.view = View(licenses, phone_sites, sites, credentials)
         self.refreshes += 1

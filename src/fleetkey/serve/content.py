@@ -93,6 +93,8 @@ class Posted(Protocol):
 
     def is_site(self, serial: str) -> bool: ...
 
+    def is_known(self, mac: str) -> bool: ...
+
 
 class ContentResolver:
     """Resolves from the store directly, or, given ``posted``, from that in-memory view."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -205,14 +204,3 @@ def _phone(row: PhoneRow) -> Phone:
         last_user_agent=row.last_user_agent,
         last_seen_at=utc(row.last_seen_at) if row.last_seen_at else None,
     )
-
-
-def seen(
-    session: Session, mac: str, at: datetime, address: str | None, user_agent: str | None
-) -> bool:
-    """Record that a phone fetched something; False when the MAC is not in the inventory."""
-    row = session.get(PhoneRow, mac)
-    if row is None:
-        return False
-    row.last_seen_at, row.last_address, row.last_user_agent = at, address, user_agent
-    return True

@@ -50,7 +50,7 @@ class RunningServer:
         return result.stdout
 
 
-def make_fleet(data: Path, env: dict[str, str]) -> None:
+def make_fleet(data: Path, env: dict[str, str], phones_csv: str | None = None) -> None:
     def run(*args: str) -> None:
         subprocess.run(
             [*fleetkey_command(), *args], env=env, check=True, capture_output=True, timeout=60
@@ -59,7 +59,9 @@ def make_fleet(data: Path, env: dict[str, str]) -> None:
     run("init")
     run("sites", "add", SITE, "--name", "HQ", "--tz", "Europe/Berlin", "--window", "22:00-05:00")
     csv = data.parent / "phones.csv"
-    csv.write_text(f"mac,site,model\n{MAC},{SITE},VVX_500\n{SP_MAC},{SITE},SPIP_550\n")
+    csv.write_text(
+        phones_csv or f"mac,site,model\n{MAC},{SITE},VVX_500\n{SP_MAC},{SITE},SPIP_550\n"
+    )
     run("phones", "import", str(csv))
     run(
         "issue",
@@ -78,14 +80,10 @@ def make_fleet(data: Path, env: dict[str, str]) -> None:
     (tree / f"{MAC}-directory.xml").write_text("<directory/>\n")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    data = tmp_path_factory.mktemp("serve") / "data"
-    env = {**os.environ, "FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": PASSPHRASE}
-    env.pop("FLEETKEY_DB", None)
-    make_fleet(data, env)
+def start_server(data: Path, env: dict[str, str], *args: str) -> RunningServer:
+    """`fleetkey serve` with ``args``; the URL is the first listener it announces."""
     process = subprocess.Popen(
-        [*fleetkey_command(), "serve", "--http", "127.0.0.1:0"],
+        [*fleetkey_command(), "serve", *(args or ("--http", "127.0.0.1:0"))],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -93,9 +91,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     )
     assert process.stdout is not None
     first = process.stdout.readline()
-    assert first.startswith("fleetkey serving http://127.0.0.1:"), first
+    if not first.startswith("fleetkey serving "):
+        process.kill()
+        raise AssertionError(f"serve did not start: {first!r} {process.communicate()[1]}")
     url = first.split()[2]
-    running = RunningServer(url, int(url.rsplit(":", 1)[1]), data, process, env)
+    return RunningServer(url, int(url.rsplit(":", 1)[1]), data, process, env)
+
+
+def fleet_env(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, dict[str, str]]:
+    data = tmp_path_factory.mktemp(name) / "data"
+    env = {**os.environ, "FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": PASSPHRASE}
+    env.pop("FLEETKEY_DB", None)
+    return data, env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    data, env = fleet_env(tmp_path_factory, "serve")
+    make_fleet(data, env)
+    running = start_server(data, env)
     yield running
-    if process.poll() is None:
+    if running.process.poll() is None:
         running.stop()

@@ -10,11 +10,17 @@ from fleetkey.serve.content import Content
 
 REASONS: Final = {
     200: "OK",
+    201: "Created",
+    204: "No Content",
     206: "Partial Content",
     304: "Not Modified",
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
     414: "URI Too Long",
     416: "Range Not Satisfiable",
     431: "Request Header Fields Too Large",
@@ -32,6 +38,7 @@ class Request:
     keep_alive: bool
     started: float  # time.perf_counter() when the request was complete
     body: bytes = b""
+    secure: bool = False  # came over TLS
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)

@@ -1,9 +1,9 @@
-"""What the HTTP server answers phones: GET and HEAD of license files and the provisioning tree.
+"""What the HTTP server answers phones: GET and HEAD of license files and the tree, PUT of logs.
 
-Conditional requests (ETag, If-None-Match, If-Modified-Since), single byte ranges, identity from
-the User-Agent and the file name, and a fetch record for every answer, refused ones included.
-When the fetch-record queue is nearly full the phone gets 503 with Retry-After rather than an
-unrecorded answer.
+Identity (User-Agent, credentials, the file name), per-device authentication, the unknown-MAC
+policy, admission control, and a fetch record for every answer, refused ones included. When the
+fetch-record queue is nearly full the phone gets 503 with Retry-After rather than an
+unrecorded answer. HTTP semantics of serving a resolved file live in ``answers``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
@@ -20,9 +20,12 @@ from typing import Final
 from fleetkey.clock import Clock
 from fleetkey.core.requestpath import RequestPathError, url_path_segments
 from fleetkey.core.useragent import parse_user_agent
-from fleetkey.serve.content import Content, ContentResolver, Requester, mac_in_name
+from fleetkey.serve.content import ContentResolver, Requester, mac_in_name
 from fleetkey.serve.http.answers import Answers
+from fleetkey.serve.http.auth import DeviceAuth, Verdict
+from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
+from fleetkey.serve.identity import Sightings
 from fleetkey.serve.uploads import store_upload, upload_rule
 from fleetkey.store.fetches import FetchWriter, QueueFullError
 from fleetkey.store.records import FetchRecord
@@ -34,6 +37,7 @@ BUSY_FRACTION: Final = 0.9  # of the record queue: beyond it, answer 503 instead
 # phones repeat their paths and User-Agents: check and parse each once
 _segments = lru_cache(maxsize=65536)(url_path_segments)
 _agent = lru_cache(maxsize=65536)(parse_user_agent)
+_ANONYMOUS: Final = Verdict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,15 @@ class Admission:
     retry_after_s: int = RETRY_AFTER_S
 
 
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """Who may fetch: authentication, unknown MACs, whose X-Forwarded-For to believe."""
+
+    auth: DeviceAuth | None = None
+    sightings: Sightings | None = None  # None: last seen not tracked, every MAC served
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+
+
 class PhoneService:
     def __init__(
         self,
@@ -56,15 +69,21 @@ class PhoneService:
         queue_capacity: int,
         uploads: Path,
         admission: Admission | None = None,
+        policies: Policies | None = None,
     ) -> None:
-        self._admission = admission or Admission()
-        self._in_flight = 0
-        self._streams = 0
         if resolver.posted is None:
             raise ValueError(
                 "PhoneService answers from the resolver's in-memory view "
                 "(fleetkey.serve.cache.PostedLicenses); give the resolver one"
             )
+        self._posted = resolver.posted
+        self._admission = admission or Admission()
+        chosen = policies or Policies()
+        self._auth = chosen.auth if chosen.auth is not None and chosen.auth.enabled else None
+        self._sightings = chosen.sightings
+        self._proxies = chosen.proxies
+        self._in_flight = 0
+        self._streams = 0
         self._resolver = resolver
         self._answers = Answers()
         self._uploads = uploads
@@ -74,6 +93,8 @@ class PhoneService:
         self.requests = 0
         self.unrecorded = 0
         self.rejected = 0  # 503 answers: in-flight cap, download cap, record back-pressure
+        self.statuses: dict[int, int] = {}  # answers by status
+        self.bytes_sent = 0
 
     def body_limit(self, method: str, target: bytes) -> int:
         """PUT bodies of the files phones upload are kept, up to their cap; nothing else."""
@@ -86,32 +107,44 @@ class PhoneService:
     def answer_now(self, request: Request) -> Response | None:
         """The answer when it needs no waiting (refusals, lookups in the in-memory view).
 
-        None for uploads, which write a file: then the protocol calls ``handle``.
+        None for uploads (they write a file) and first Basic logins (scrypt): then the
+        protocol awaits ``handle``.
         """
         refused = self._gate(request)
         if refused is not None:
             return refused
         if request.method == "PUT":
             return None
-        self._in_flight += 1
-        try:
-            response = self._lookup(request)
-        except BaseException:
-            self._in_flight -= 1
-            raise
-        return self._admitted(response)
+        verdict = self._authenticate(request)
+        if verdict.slow_basic is not None:
+            return None
+        return self._run(request, verdict)
 
     async def handle(self, request: Request) -> Response:
         refused = self._gate(request)
         if refused is not None:
             return refused
+        verdict = self._authenticate(request)
+        if verdict.slow_basic is not None and self._auth is not None:
+            loop = asyncio.get_running_loop()
+            verdict = await loop.run_in_executor(
+                None, self._auth.check_basic_slowly, *verdict.slow_basic
+            )
+        if request.method != "PUT":
+            return self._run(request, verdict)
         self._in_flight += 1
         try:
-            if request.method == "PUT":
-                response = await self._upload(request)
-            else:
-                response = self._lookup(request)
+            response = await self._upload(request, verdict)
         except BaseException:  # failed or cancelled: the protocol answers 500 or nothing
+            self._in_flight -= 1
+            raise
+        return self._admitted(response)
+
+    def _run(self, request: Request, verdict: Verdict) -> Response:
+        self._in_flight += 1
+        try:
+            response = self._lookup(request, verdict)
+        except BaseException:
             self._in_flight -= 1
             raise
         return self._admitted(response)
@@ -127,6 +160,15 @@ class PhoneService:
         if self._in_flight >= self._admission.max_in_flight:
             return self._busy(f"{self._in_flight} requests in flight")
         return None
+
+    def _authenticate(self, request: Request) -> Verdict:
+        if self._auth is None:
+            return _ANONYMOUS
+        return self._auth.check(
+            request.method,
+            request.raw_path.decode("latin-1"),
+            request.headers.get("authorization"),
+        )
 
     def _admitted(self, response: Response) -> Response:
         """Count the answer in flight (and as a large download) until ``finished``."""
@@ -145,15 +187,44 @@ class PhoneService:
         response.headers.append(("retry-after", str(self._admission.retry_after_s)))
         return response
 
-    def _lookup(self, request: Request) -> Response:
+    def _caller(
+        self, request: Request, verdict: Verdict, named: str | None
+    ) -> tuple[str | None, Response | None]:
+        """The phone asking (or None), or the refusal to answer with instead."""
+        agent = _agent(request.headers.get("user-agent"))
+        if self._auth is not None:
+            if verdict.mac is None:
+                response = error_response(401, verdict.reason or "credentials required")
+                response.headers.extend(self._auth.challenges(stale=verdict.stale))
+                return None, response
+            if named is not None and named != verdict.mac:
+                return verdict.mac, error_response(403, "that file belongs to another phone")
+            return verdict.mac, None
+        return (agent.mac if agent is not None and agent.mac else named), None
+
+    def _admit(self, request: Request, mac: str, site: str | None) -> Response | None:
+        """The unknown-MAC policy: None to go on, or a 403."""
+        if self._sightings is None:
+            return None
+        agent = _agent(request.headers.get("user-agent"))
+        if self._sightings.admit(mac, self._posted.is_known(mac), site, agent):
+            return None
+        return error_response(403, f"phone {mac} is not in the inventory")
+
+    def _lookup(self, request: Request, verdict: Verdict) -> Response:
         """GET/HEAD: resolve in the in-memory view and answer; nothing here waits."""
         try:
             segments = _segments(request.raw_path)
         except RequestPathError as exc:
             return error_response(400, exc.reason)
-        agent = _agent(request.header("user-agent"))
-        mac = agent.mac if agent is not None and agent.mac else mac_in_name(segments[-1])
-        content = self._resolve(segments, mac)
+        mac, refused = self._caller(request, verdict, mac_in_name(segments[-1]))
+        site, rest = self._resolver.split_site(segments)
+        if refused is None and mac is not None:
+            refused = self._admit(request, mac, site)
+        if refused is not None:
+            refused.mac = mac
+            return refused
+        content = self._resolver.resolve(rest, Requester(mac=mac, site=site))
         response = (
             error_response(404, "no such file")
             if content is None
@@ -162,7 +233,7 @@ class PhoneService:
         response.mac = mac
         return response
 
-    async def _upload(self, request: Request) -> Response:
+    async def _upload(self, request: Request, verdict: Verdict) -> Response:
         try:
             segments = url_path_segments(request.raw_path)
         except RequestPathError as exc:
@@ -171,6 +242,12 @@ class PhoneService:
         rule = upload_rule(name)
         if rule is None:
             return error_response(403, f"{name!r} is not a file phones upload")
+        mac, refused = self._caller(request, verdict, rule[0])
+        if refused is None and mac is not None:
+            refused = self._admit(request, mac, self._resolver.split_site(segments)[0])
+        if refused is not None:
+            refused.mac = mac
+            return refused
         loop = asyncio.get_running_loop()
         created = await loop.run_in_executor(None, store_upload, self._uploads, name, request.body)
         response = Response(201 if created else 204)
@@ -179,13 +256,12 @@ class PhoneService:
         response.digest = hashlib.sha256(request.body).hexdigest()
         return response
 
-    def _resolve(self, segments: tuple[str, ...], mac: str | None) -> Content | None:
-        site, rest = self._resolver.split_site(segments)
-        return self._resolver.resolve(rest, Requester(mac=mac, site=site))
-
     def finished(self, request: Request, response: Response, sent: int) -> None:
         """Record the answer (called once it was written) and release its admission."""
         self.requests += 1
+        self.bytes_sent += sent
+        status = response.status
+        self.statuses[status] = self.statuses.get(status, 0) + 1
         if response.admitted:
             self._in_flight -= 1
         if response.streaming:
@@ -193,17 +269,23 @@ class PhoneService:
         content = response.content
         digest = content.digest if content is not None else response.digest
         user_agent = request.headers.get("user-agent")
+        address = request.remote_addr
+        if self._proxies:
+            address = self._proxies.client(address, request.headers.get("x-forwarded-for"))
+        now = self._clock.now()
+        if response.mac is not None and self._sightings is not None and status < 400:
+            self._sightings.seen(response.mac, now, address, user_agent, _agent(user_agent))
         record = FetchRecord(  # positional: a keyword call costs twice as much, per request
             request.raw_path.decode("latin-1")[:1024],
-            "http",
-            response.status,
+            "https" if request.secure else "http",
+            status,
             sent or response.received,
             (time.perf_counter() - request.started) * 1000,
-            self._clock.now(),
+            now,
             request.method[:8],
             response.mac,
             digest,
-            request.remote_addr,
+            address,
             user_agent[:255] if user_agent else None,
         )
         try:

@@ -54,8 +54,16 @@ class Service(Protocol):
 
 
 class HttpProtocol(asyncio.Protocol):
-    def __init__(self, service: Service, limits: Limits, connections: set[HttpProtocol]) -> None:
+    def __init__(
+        self,
+        service: Service,
+        limits: Limits,
+        connections: set[HttpProtocol],
+        *,
+        secure: bool = False,
+    ) -> None:
         self._service = service
+        self._secure = secure
         self._limits = limits
         self._connections = connections
         self._transport: asyncio.Transport | None = None
@@ -178,6 +186,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._parser.should_keep_alive(),
                 time.perf_counter(),
                 bytes(self._body) if self._body is not None else b"",
+                self._secure,
             )
         )
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 from fleetkey.errors import InputError
@@ -22,17 +24,23 @@ async def serve_http(
     ready: Callable[[str, int], None],
     limits: Limits | None = None,
     grace_s: float = GRACE_S,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve until ``stop`` is set; then stop accepting and let answers in flight finish."""
+    """Serve until ``stop`` is set; then stop accepting and let answers in flight finish.
+
+    With ``tls``, HTTPS: the handshake is the event loop's (uvloop's SSL transport).
+    """
     loop = asyncio.get_running_loop()
     connections: set[HttpProtocol] = set()
     chosen = limits or Limits()
     server = await loop.create_server(
-        lambda: HttpProtocol(service, chosen, connections),
+        lambda: HttpProtocol(service, chosen, connections, secure=tls is not None),
         host,
         port,
         backlog=4096,
         reuse_address=True,
+        ssl=tls,
+        ssl_handshake_timeout=10.0 if tls is not None else None,
     )
     ready(host, int(server.sockets[0].getsockname()[1]))
     await stop.wait()
@@ -45,6 +53,25 @@ async def serve_http(
     for connection in list(connections):
         connection.abort()
     await server.wait_closed()
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server context from the operator's PEM certificate (chain) and key.
+
+    TLS 1.2 at least: the phones this serves (UC Software 4.x and later) speak it.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key, password=lambda: b"")  # never prompt
+    except FileNotFoundError as exc:
+        raise InputError(f"cannot read {exc.filename}: no such file") from None
+    except ssl.SSLError as exc:
+        raise InputError(
+            f"certificate {cert} and key {key} do not make a TLS identity ({exc.reason})",
+            hint="both must be PEM; the key must match the certificate and not need a password",
+        ) from None
+    return context
 
 
 def parse_address(text: str, default_port: int) -> tuple[str, int]:

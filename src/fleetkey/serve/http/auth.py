@@ -1,0 +1,219 @@
+"""Per-device HTTP authentication: Basic and Digest (RFC 7617, RFC 7616 with MD5 and qop=auth).
+
+Phones carry ``device.prov.user`` and ``device.prov.password`` and answer a 401 challenge with
+either scheme. The store keeps, per phone, a scrypt hash (Basic) and HA1 (Digest); see
+``fleetkey.store.credentials``. A successful Basic login is remembered (keyed by an HMAC of
+the password, never the password) so a phone's next requests do not pay scrypt again; the
+first check of each login runs on a worker thread, since scrypt takes milliseconds.
+
+Digest nonces are stateless (time + HMAC under a per-process secret) and go stale after five
+minutes; the nonce count of each nonce must grow, so a captured request cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from fleetkey.serve.cache import Credential
+from fleetkey.store.credentials import DIGEST_REALM, check_password
+
+NONCE_TTL_S: Final = 300
+_NONCES_MAX: Final = 200_000  # nonce counts remembered; the oldest half goes beyond
+_NONCE = re.compile(r"[0-9a-f]{1,16}-[0-9a-f]{16}")
+_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)')
+
+
+class AuthMode(enum.StrEnum):
+    OFF = "off"
+    BASIC = "basic"
+    DIGEST = "digest"
+    ANY = "any"  # either; the challenge offers both, Digest first
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``mac`` when authenticated; else why not, and whether to check Basic on a thread."""
+
+    mac: str | None = None
+    reason: str = ""
+    stale: bool = False
+    slow_basic: tuple[str, str] | None = None  # (user, password) to check with scrypt
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+class DeviceAuth:
+    def __init__(
+        self,
+        mode: AuthMode,
+        credentials: Callable[[str], tuple[Credential, ...]],
+        *,
+        secret: bytes | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.mode = mode
+        self._credentials = credentials
+        self._secret = secret or os.urandom(32)
+        self._now = now
+        self._basic_ok: dict[tuple[str, str], tuple[str, str]] = {}  # → (mac, stored hash)
+        self._counts: dict[str, int] = {}  # nonce → highest nonce count seen
+        self.failures = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode is not AuthMode.OFF
+
+    def challenges(self, stale: bool = False) -> list[tuple[str, str]]:
+        """``WWW-Authenticate`` headers of a 401."""
+        headers = []
+        if self.mode in (AuthMode.DIGEST, AuthMode.ANY):
+            stale_part = ", stale=true" if stale else ""
+            headers.append(
+                (
+                    "www-authenticate",
+                    f'Digest realm="{DIGEST_REALM}", qop="auth", algorithm=MD5, '
+                    f'nonce="{self._nonce()}"{stale_part}',
+                )
+            )
+        if self.mode in (AuthMode.BASIC, AuthMode.ANY):
+            headers.append(("www-authenticate", f'Basic realm="{DIGEST_REALM}"'))
+        return headers
+
+    def check(self, method: str, target: str, authorization: str | None) -> Verdict:
+        """Who the credentials in ``authorization`` belong to, without waiting."""
+        if authorization is None:
+            return Verdict(reason="credentials required")
+        scheme, _, rest = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic" and self.mode in (AuthMode.BASIC, AuthMode.ANY):
+            return self._basic(rest.strip())
+        if scheme == "digest" and self.mode in (AuthMode.DIGEST, AuthMode.ANY):
+            return self._digest(method, target, rest)
+        return self._fail(f"{scheme or 'empty'} authentication is not accepted here")
+
+    def check_basic_slowly(self, user: str, password: str) -> Verdict:
+        """Basic with scrypt: blocking, for a worker thread. Remembers a success."""
+        for credential in self._credentials(user):
+            if credential.password_hash and check_password(password, credential.password_hash):
+                key = (user, self._tag(password))
+                self._basic_ok[key] = (credential.mac, credential.password_hash)
+                return Verdict(mac=credential.mac)
+        return self._fail(f"wrong password for {user!r}")
+
+    def _basic(self, token: str) -> Verdict:
+        try:
+            decoded = base64.b64decode(token, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return self._fail("Basic credentials are not base64 of user:password")
+        user, sep, password = decoded.partition(":")
+        if not sep or not user:
+            return self._fail("Basic credentials are not user:password")
+        candidates = self._credentials(user)
+        if not any(c.password_hash for c in candidates):
+            return self._fail(f"no phone has the login {user!r}")
+        remembered = self._basic_ok.get((user, self._tag(password)))
+        if remembered is not None:
+            mac, stored = remembered
+            if any(c.mac == mac and c.password_hash == stored for c in candidates):
+                return Verdict(mac=mac)
+        return Verdict(reason="checking", slow_basic=(user, password))
+
+    def _digest(self, method: str, target: str, text: str) -> Verdict:
+        params = _parse_params(text)
+        if params is None:
+            return self._fail("Digest credentials are malformed")
+        user = params.get("username", "")
+        nonce, uri, answer = params.get("nonce", ""), params.get("uri", ""), params.get("response")
+        if not user or not nonce or answer is None:
+            return self._fail("Digest credentials lack username, nonce or response")
+        if params.get("realm") != DIGEST_REALM:
+            return self._fail(f"Digest realm must be {DIGEST_REALM!r}")
+        if params.get("algorithm", "MD5").upper() != "MD5":
+            return self._fail("Digest algorithm must be MD5")
+        if uri != target:
+            return self._fail("Digest uri does not match the request")
+        age = self._nonce_age(nonce)
+        if age is None:
+            return self._fail("Digest nonce was not issued here")
+        if age > NONCE_TTL_S:
+            return Verdict(reason="nonce is stale", stale=True)
+        qop = params.get("qop")
+        if qop not in (None, "auth"):
+            return self._fail("Digest qop must be auth")
+        ha2 = _md5(f"{method}:{uri}")
+        for credential in self._credentials(user):
+            if credential.digest_ha1 is None:
+                continue
+            if qop is None:
+                expected = _md5(f"{credential.digest_ha1}:{nonce}:{ha2}")
+            else:
+                nc, cnonce = params.get("nc", ""), params.get("cnonce", "")
+                if not re.fullmatch(r"[0-9a-fA-F]{8}", nc) or not cnonce:
+                    return self._fail("Digest with qop needs nc (8 hex digits) and cnonce")
+                expected = _md5(f"{credential.digest_ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+            if hmac.compare_digest(expected, answer.lower()):
+                if qop is not None and not self._count(nonce, int(params["nc"], 16)):
+                    return Verdict(reason="nonce count reused", stale=True)
+                return Verdict(mac=credential.mac)
+        return self._fail(f"wrong Digest response for {user!r}")
+
+    def _count(self, nonce: str, count: int) -> bool:
+        """Nonce counts must grow: a repeated one is a replay."""
+        if count <= self._counts.get(nonce, 0):
+            return False
+        if len(self._counts) >= _NONCES_MAX:
+            for old in list(self._counts)[: _NONCES_MAX // 2]:
+                del self._counts[old]
+        self._counts[nonce] = count
+        return True
+
+    def _nonce(self) -> str:
+        """Time, 64 random bits (every challenge its own nonce count), and their HMAC."""
+        issued = f"{int(self._now()):x}-{os.urandom(8).hex()}"
+        return f"{issued}.{self._sign(issued)}"
+
+    def _nonce_age(self, nonce: str) -> float | None:
+        issued, _, mac = nonce.partition(".")
+        if not _NONCE.fullmatch(issued) or not hmac.compare_digest(mac, self._sign(issued)):
+            return None
+        return self._now() - int(issued.partition("-")[0], 16)
+
+    def _sign(self, text: str) -> str:
+        return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _tag(self, password: str) -> str:
+        return hmac.new(self._secret, password.encode(), hashlib.sha256).hexdigest()
+
+    def _fail(self, reason: str) -> Verdict:
+        self.failures += 1
+        return Verdict(reason=reason)
+
+
+def _parse_params(text: str) -> dict[str, str] | None:
+    """``k=v, k="quoted"`` pairs (RFC 7616 §3.4); None when the text is not such a list."""
+    params: dict[str, str] = {}
+    position, text = 0, text.strip()
+    while position < len(text):
+        match = _PARAM.match(text, position)
+        if match is None or match.end() == position:
+            return None
+        name, value = match.group(1).lower(), match.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        if name in params:
+            return None
+        params[name] = value
+        position = match.end()
+    return params

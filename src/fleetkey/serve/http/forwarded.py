@@ -1,0 +1,66 @@
+"""The client's address behind reverse proxies: X-Forwarded-For, from trusted proxies only.
+
+A phone could send any X-Forwarded-For it likes, so the header counts only when the connection
+comes from a proxy the operator named (``--trusted-proxy``). Then the client is the rightmost
+address in the header that is not itself a trusted proxy (each proxy appends the address it
+saw; only the ones we trust can be believed).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from functools import lru_cache
+
+from fleetkey.errors import InputError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(texts: Iterable[str]) -> tuple[Network, ...]:
+    """``10.0.0.0/8``, ``127.0.0.1`` or ``::1``; a clear error for anything else."""
+    networks: list[Network] = []
+    for text in texts:
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise InputError(
+                f"trusted proxy {text!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
+
+
+class TrustedProxies:
+    def __init__(self, networks: Iterable[Network] = ()) -> None:
+        self._networks = tuple(networks)
+        self._trusted = lru_cache(maxsize=4096)(self._is_trusted)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._networks)
+
+    def client(self, peer: str | None, forwarded_for: str | None) -> str | None:
+        """The address to record for a request from ``peer`` carrying ``forwarded_for``."""
+        if not self._networks or peer is None or forwarded_for is None:
+            return peer
+        if not self._trusted(peer):
+            return peer
+        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+        for address in reversed(hops):
+            if not self._trusted(address):
+                return address if _is_ip(address) else peer
+        return hops[0] if hops else peer  # all trusted: the first one started the chain
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

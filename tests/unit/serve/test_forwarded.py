@@ -1,0 +1,37 @@
+"""Which address a request is recorded under, with and without trusted proxies."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetkey.errors import InputError
+from fleetkey.serve.http.forwarded import TrustedProxies, parse_networks
+
+PROXIES = TrustedProxies(parse_networks(["10.0.0.0/8", "::1"]))
+
+
+@pytest.mark.parametrize(
+    ("peer", "header", "client"),
+    [
+        ("192.0.2.7", "203.0.113.9", "192.0.2.7"),  # not a proxy: the header is a claim
+        ("10.1.1.1", None, "10.1.1.1"),
+        ("10.1.1.1", "203.0.113.9", "203.0.113.9"),
+        ("10.1.1.1", "198.51.100.1, 203.0.113.9, 10.2.2.2", "203.0.113.9"),  # rightmost untrusted
+        ("10.1.1.1", "10.3.3.3, 10.2.2.2", "10.3.3.3"),  # all trusted: where the chain began
+        ("10.1.1.1", "not-an-address", "10.1.1.1"),
+        ("10.1.1.1", " , ", "10.1.1.1"),
+        ("::1", "2001:db8::5", "2001:db8::5"),
+    ],
+)
+def test_client_address(peer: str, header: str | None, client: str) -> None:
+    assert PROXIES.client(peer, header) == client
+
+
+def test_without_proxies_the_peer_is_the_client() -> None:
+    assert TrustedProxies().client("10.1.1.1", "203.0.113.9") == "10.1.1.1"
+
+
+@pytest.mark.parametrize("text", ["", "10.0.0.0/33", "proxy.example", "10.0.0.1/8/8"])
+def test_bad_proxy_networks_are_refused(text: str) -> None:
+    with pytest.raises(InputError, match="is not an IP address or network"):
+        parse_networks([text])
