@@ -17,7 +17,9 @@ ALLOWED = {
     "authority": {"core"},
     "store": {"core"},
     "serve": {"core", "store"},
-    "cli": {"core", "authority", "store", "serve"},
+    "ops": {"core", "authority", "store"},
+    "api": {"core", "authority", "store", "ops"},
+    "cli": {"core", "authority", "store", "serve", "ops", "api"},
 }
 
 

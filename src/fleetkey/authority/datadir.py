@@ -3,7 +3,8 @@
 ::
 
     <data>/                 FLEETKEY_DATA, default ./fleetkey-data
-      keys/                 the keyring (mode 0700): keyring.json, <name>.key.pem, <name>.pub.pem
+      keys/                 the keyring (mode 0700): keyring.json, <name>.key.pem, <name>.pub.pem,
+                            api-token.sha256 (the admin API token, hashed)
       features.toml         the operator's additions to the feature catalog
       provisioning/         the tree phones fetch from; issued license files land here
 """
@@ -53,6 +54,11 @@ class DataDir:
     @property
     def provisioning(self) -> Path:
         return self.root / "provisioning"
+
+    @property
+    def api_token(self) -> Path:
+        """The SHA-256 of the admin API's bearer token (in the keys directory, mode 0700)."""
+        return self.keys / "api-token.sha256"
 
     @property
     def features_file(self) -> Path:

@@ -11,23 +11,13 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from fleetkey.authority.batch import issue_batch, parse_batch_csv
-from fleetkey.authority.files import atomic_write, read_license
 from fleetkey.authority.keyring import passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.render import key_table, key_title, key_to_json
 from fleetkey.clock import today
-from fleetkey.core.codec import parse_license_file, serialize_keys
-from fleetkey.core.issuing import issue_key, resolve_terms
-from fleetkey.core.license import LicenseKey, LicenseType
-from fleetkey.core.naming import (
-    SITE_LICENSE_FILE,
-    normalize_mac,
-    normalize_site_serial,
-    phone_license_file,
-)
-from fleetkey.core.signing import SignatureCheck, SignatureStatus
-from fleetkey.core.terms import Term, format_term, parse_term
-from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.core.codec import parse_license_file
+from fleetkey.core.license import LicenseType
+from fleetkey.ops.licensing import LicenseOrder, issue_license
 from fleetkey.store import registry
 
 
@@ -65,8 +55,7 @@ def _license_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @pass_env
 def phone(env: Env, /, mac: str, **options: Any) -> None:
     """Issue <mac>-license.cfg, bound to one phone's MAC."""
-    serial = normalize_mac(mac)
-    _issue_one(env, serial, LicenseType.PHONE, phone_license_file(serial), **options)
+    _issue_one(env, mac, LicenseType.PHONE, **options)
 
 
 @issue.command("site")
@@ -75,14 +64,13 @@ def phone(env: Env, /, mac: str, **options: Any) -> None:
 @pass_env
 def site(env: Env, /, serial: str, **options: Any) -> None:
     """Issue 000000000000-license.cfg for a whole site."""
-    _issue_one(env, normalize_site_serial(serial), LicenseType.SITE, SITE_LICENSE_FILE, **options)
+    _issue_one(env, serial, LicenseType.SITE, **options)
 
 
 def _issue_one(
     env: Env,
     serial: str,
     license_type: LicenseType,
-    file_name: str,
     *,
     features: str,
     expires: str | None,
@@ -90,85 +78,41 @@ def _issue_one(
     out: Path | None,
     as_json: bool,
 ) -> None:
-    catalog = env.data.catalog()
-    overrides: dict[str, Term] = {}
-    for item in per_feature:
-        name, sep, day = item.partition("=")
-        if not sep or not name.strip():
-            raise InputError(f"--feature {item!r} is not NAME=DATE")
-        overrides[name.strip()] = parse_term(day)
-    terms = resolve_terms(
-        catalog, features.split(","), parse_term(expires) if expires else None, overrides
-    )
-    keyring = env.keyring()
-    key_name, signer = keyring.signer(passphrase_from_env())
-    key = issue_key(serial, license_type, terms, signer)
-    data = serialize_keys([key])
-    check = SignatureCheck(SignatureStatus.VALID, key_name, f"signed by trusted key {key_name!r}")
-    store = env.store()
+    order = LicenseOrder(license_type, serial, features.split(","), expires, per_feature)
     to_stdout = out is not None and str(out) == "-"
-    target = None if to_stdout else out or env.data.provisioning / file_name
-    posted = (
-        target is not None and target.resolve() == (env.data.provisioning / file_name).resolve()
+    issued = issue_license(
+        env.data,
+        env.store(),
+        env.clock,
+        env.actor,
+        order,
+        passphrase=passphrase_from_env(),
+        target=None if to_stdout else out,
+        write=not to_stdout,
     )
-    if target is not None:
-        _warn_if_shorter(env, target, key)
-    # the file is written inside the transaction that records it: a failed write rolls the
-    # record back, so the store never lists a key that is not on disk
-    with store.transaction() as session:
-        stored = registry.record(
-            session,
-            env.clock,
-            env.actor,
-            key,
-            check,
-            content=data,
-            file_name=file_name,
-            post=posted,
-        )
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, data)
+    for warning in issued.warnings:
+        env.warn(warning)
     if to_stdout:
-        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.write(issued.data)
         sys.stdout.flush()
         return
+    catalog = env.data.catalog()
     if as_json:
         env.print_json(
             {
-                "file": str(target),
-                "license_id": stored.id,
-                "state": stored.state.value,
-                **key_to_json(key, check, catalog),
+                "file": str(issued.target),
+                "license_id": issued.stored.id,
+                "state": issued.stored.state.value,
+                **key_to_json(issued.key, issued.check, catalog),
             }
         )
         return
-    env.out.print(f"issued {target} (license {stored.id}, {stored.state.value})")
-    env.out.print(key_table(key, check, catalog, today(env.clock), key_title(key, 1)))
-
-
-def _warn_if_shorter(env: Env, target: Path, key: LicenseKey) -> None:
-    """R7: phones keep the longer key; say so before replacing a longer one."""
-    if not target.is_file():
-        return
-    try:
-        previous = read_license(target).keys
-    except FleetkeyError as exc:
-        env.warn(f"replacing {target}, which does not parse: {exc.message}")
-        return
-    for old in previous:
-        if old.type is key.type and old.serial == key.serial:
-            if key.duration_rank < old.duration_rank:
-                env.warn(
-                    f"the new key lasts until {format_term(key.expiry())}, the one it replaces "
-                    f"until {format_term(old.expiry())}: phones that installed the old key "
-                    "will ignore the new one (rule R7)"
-                )
-            elif key.duration_rank == old.duration_rank:
-                env.warn(
-                    f"the new key lasts exactly as long as the one it replaces "
-                    f"({format_term(key.expiry())}): phones adopt it (R7 tie) but gain no time"
-                )
+    env.out.print(
+        f"issued {issued.target} (license {issued.stored.id}, {issued.stored.state.value})"
+    )
+    env.out.print(
+        key_table(issued.key, issued.check, catalog, today(env.clock), key_title(issued.key, 1))
+    )
 
 
 @issue.command("batch")

@@ -14,7 +14,7 @@ from fleetkey.cli.issue import issue
 from fleetkey.cli.keys import keys
 from fleetkey.cli.records import audit, db, fetches, licenses
 from fleetkey.cli.serve import serve
-from fleetkey.cli.setup import features, init
+from fleetkey.cli.setup import features, init, token
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -62,6 +62,7 @@ for command in (
     fetches,
     audit,
     serve,
+    token,
 ):
     cli.add_command(command)
 

@@ -17,6 +17,7 @@ from fleetkey.core.naming import license_file_type
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.terms import format_term
 from fleetkey.errors import InputError
+from fleetkey.ops import licensing
 from fleetkey.store import audit as audit_trail
 from fleetkey.store import fetches as fetch_records
 from fleetkey.store import migrate, registry
@@ -175,21 +176,29 @@ def import_licenses(env: Env, directory: Path, post: bool, as_json: bool) -> Non
     )
 
 
+@licenses.command("post")
+@click.argument("license_id", metavar="ID", type=int)
+@pass_env
+def post_license(env: Env, license_id: int) -> None:
+    """Serve an issued key: mark it posted and write its file into the provisioning tree."""
+    stored = licensing.post_license(env.data, env.store(), env.clock, env.actor, license_id)
+    env.out.print(
+        f"posted license {stored.id} ({stored.type} {stored.serial}) as "
+        f"{env.data.provisioning / stored.file_name}"
+    )
+
+
 @licenses.command("revoke")
 @click.argument("license_id", metavar="ID", type=int)
 @pass_env
 def revoke_license(env: Env, license_id: int) -> None:
     """Revoke a key; if its file is the one posted in the provisioning tree, remove the file."""
-    with env.store().transaction() as session:
-        stored = registry.revoke(session, env.clock, env.actor, license_id)
-    posted_file = env.data.provisioning / stored.file_name
-    removed = False
-    if posted_file.is_file() and registry.file_digest(posted_file.read_bytes()) == stored.digest:
-        posted_file.unlink()
-        removed = True
+    stored, removed = licensing.revoke_license(
+        env.data, env.store(), env.clock, env.actor, license_id
+    )
     env.out.print(
         f"revoked license {stored.id} ({stored.type} {stored.serial})"
-        + (f"; removed {posted_file}" if removed else "")
+        + (f"; removed {removed}" if removed else "")
     )
 
 

@@ -6,27 +6,54 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 import uvloop
 
+from fleetkey.api.app import ApiContext, create_app
+from fleetkey.authority.keyring import passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.clock import Clock
 from fleetkey.core.naming import normalize_site_serial
 from fleetkey.errors import InputError
 from fleetkey.serve.cache import REFRESH_S, PostedLicenses
 from fleetkey.serve.content import ContentResolver
+from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import AuthMode, DeviceAuth
 from fleetkey.serve.http.forwarded import TrustedProxies, parse_networks
 from fleetkey.serve.http.phones import Admission, PhoneService, Policies
 from fleetkey.serve.http.server import parse_address, serve_http, tls_context
 from fleetkey.serve.identity import Sightings, UnknownPolicy
+from fleetkey.serve.metrics import Sources, exposition
 from fleetkey.store.fetches import CAPACITY, FetchWriter
 from fleetkey.store.store import Store
 
 log = logging.getLogger(__name__)
+
+API_BODY_BYTES = 1024 * 1024
+
+
+def _status(
+    service: PhoneService, writer: FetchWriter, posted: PostedLicenses, started: float
+) -> dict[str, object]:
+    return {
+        "uptime_s": round(time.time() - started, 3),
+        "requests": service.requests,
+        "busy_answers": service.rejected,
+        "fetch_records": {
+            "written": writer.written,
+            "waiting": writer.depth,
+            "not_recorded": writer.dropped + service.unrecorded,
+        },
+        "serving": {
+            "licenses": len(posted.view.licenses),
+            "sites": len(posted.view.sites),
+            "phones": len(posted.view.phone_sites),
+        },
+    }
 
 
 async def keep_fresh(
@@ -154,6 +181,8 @@ def serve(
         writer.close()
         raise InputError(f"--register-site {site} is not a site (add it with `fleetkey sites add`)")
     sightings = Sightings(policy, site)
+    device_auth = DeviceAuth(AuthMode(auth), posted.credentials)
+    started = time.time()
     service = PhoneService(
         ContentResolver(store, env.data.provisioning, posted),
         writer,
@@ -162,11 +191,40 @@ def serve(
         uploads=env.data.root / "uploads",
         admission=Admission(max_in_flight=max_in_flight, max_downloads=max_downloads),
         policies=Policies(
-            auth=DeviceAuth(AuthMode(auth), posted.credentials),
+            auth=device_auth,
             sightings=sightings,
             proxies=TrustedProxies(parse_networks(trusted_proxies)),
         ),
     )
+    operator = AsgiMount(
+        create_app(
+            ApiContext(
+                env.data,
+                store,
+                env.clock,
+                passphrase_from_env(),
+                status=lambda: _status(service, writer, posted, started),
+                metrics=exposition(
+                    Sources(
+                        requests=lambda: dict(service.answers),
+                        sent_bytes=lambda: service.bytes_sent,
+                        received_bytes=lambda: service.bytes_received,
+                        latency=service.latency,
+                        rejected=lambda: service.rejected,
+                        auth_failures=lambda: device_auth.failures,
+                        queue_depth=lambda: writer.depth,
+                        records_written=lambda: writer.written,
+                        records_dropped=lambda: writer.dropped + service.unrecorded,
+                        registered=lambda: sightings.registered,
+                        posted=lambda: len(posted.view.licenses),
+                    )
+                ),
+            )
+        ),
+        prefixes=(b"/api/", b"/metrics"),
+        body_limit=API_BODY_BYTES,
+    )
+    service.mount(operator)
 
     def ready(scheme: str) -> Callable[[str, int], None]:
         def announce(bound_host: str, bound_port: int) -> None:

@@ -6,6 +6,7 @@ import click
 from rich.table import Table
 
 from fleetkey.authority.keyring import KeyEntry, Keyring, passphrase_from_env
+from fleetkey.authority.tokens import create_token, has_token
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.core.signing import Algorithm
 from fleetkey.store import audit
@@ -48,6 +49,7 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
             unencrypted=unencrypted_key,
         )
     active = keyring.active
+    token = None if has_token(env.data.api_token) else create_token(env.data.api_token)
     with store.transaction() as session:
         if created or before is None:
             audit.append(
@@ -77,6 +79,7 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
                 "active_key": active.to_json(),
                 "database": store.safe_url,
                 "schema": revision,
+                "api_token": token,
             }
         )
         return
@@ -92,6 +95,8 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
         env.out.print(f"active signing key {active.name} (kept)")
     env.out.print(f"database {store.safe_url} at schema {revision}")
     env.out.print(f"issued licenses go to {env.data.provisioning}")
+    if token is not None:
+        env.out.print(f"admin API token (shown once, kept hashed): {token}")
 
 
 def _key_details(entry: KeyEntry) -> dict[str, object]:
@@ -102,6 +107,26 @@ def _key_details(entry: KeyEntry) -> dict[str, object]:
         "encrypted": entry.encrypted,
         "active": entry.active,
     }
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the new token as JSON.")
+@pass_env
+def token(env: Env, as_json: bool) -> None:
+    """Make a new admin API bearer token; the previous one stops working.
+
+    The token is printed once; the data directory keeps only its SHA-256.
+    """
+    env.data.require()
+    made = create_token(env.data.api_token)
+    with env.store().transaction() as session:
+        audit.append(
+            session, env.clock, actor=env.actor, action="api-token.create", subject="admin API"
+        )
+    if as_json:
+        env.print_json({"api_token": made})
+        return
+    env.out.print(made, soft_wrap=True)
 
 
 @click.command()

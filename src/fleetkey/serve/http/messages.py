@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Final
 
 from fleetkey.serve.content import Content
 
-REASONS: Final = {
-    200: "OK",
-    201: "Created",
-    204: "No Content",
-    206: "Partial Content",
-    304: "Not Modified",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    413: "Content Too Large",
-    414: "URI Too Long",
-    416: "Range Not Satisfiable",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+REASONS: Final = {status.value: status.phrase for status in HTTPStatus}
 
 
 @dataclass(slots=True)
@@ -66,6 +49,7 @@ class Response:
     admitted: bool = False  # counted in the service's in-flight requests until finished
     streaming: bool = False  # counted as a large download until finished
     head: bytes | None = None  # the status line and headers, when already built
+    operator: bool = False  # answered by the admin API or /metrics, not a phone fetch
 
     @property
     def length(self) -> int:

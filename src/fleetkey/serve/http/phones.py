@@ -22,10 +22,12 @@ from fleetkey.core.requestpath import RequestPathError, url_path_segments
 from fleetkey.core.useragent import parse_user_agent
 from fleetkey.serve.content import ContentResolver, Requester, mac_in_name
 from fleetkey.serve.http.answers import Answers
+from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
 from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
 from fleetkey.serve.identity import Sightings
+from fleetkey.serve.metrics import Latency
 from fleetkey.serve.uploads import store_upload, upload_rule
 from fleetkey.store.fetches import FetchWriter, QueueFullError
 from fleetkey.store.records import FetchRecord
@@ -82,6 +84,7 @@ class PhoneService:
         self._auth = chosen.auth if chosen.auth is not None and chosen.auth.enabled else None
         self._sightings = chosen.sightings
         self._proxies = chosen.proxies
+        self._operator: AsgiMount | None = None
         self._in_flight = 0
         self._streams = 0
         self._resolver = resolver
@@ -93,11 +96,19 @@ class PhoneService:
         self.requests = 0
         self.unrecorded = 0
         self.rejected = 0  # 503 answers: in-flight cap, download cap, record back-pressure
-        self.statuses: dict[int, int] = {}  # answers by status
+        self.answers: dict[tuple[int, str], int] = {}  # (status, kind) → count, for metrics
+        self.latency = Latency()
         self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def mount(self, operator: AsgiMount) -> None:
+        """Hand the paths ``operator`` wants (the admin API, /metrics) to it: not fetches."""
+        self._operator = operator
 
     def body_limit(self, method: str, target: bytes) -> int:
-        """PUT bodies of the files phones upload are kept, up to their cap; nothing else."""
+        """PUT bodies of the files phones upload are kept, up to their cap; API bodies too."""
+        if self._operator is not None and self._operator.wants(target):
+            return self._operator.body_limit
         if method != "PUT":
             return 0
         name = target.split(b"?", 1)[0].rsplit(b"/", 1)[-1].decode("latin-1")
@@ -110,6 +121,8 @@ class PhoneService:
         None for uploads (they write a file) and first Basic logins (scrypt): then the
         protocol awaits ``handle``.
         """
+        if self._operator is not None and self._operator.wants(request.raw_path):
+            return None
         refused = self._gate(request)
         if refused is not None:
             return refused
@@ -121,6 +134,10 @@ class PhoneService:
         return self._run(request, verdict)
 
     async def handle(self, request: Request) -> Response:
+        if self._operator is not None and self._operator.wants(request.raw_path):
+            response = await self._operator(request)
+            response.operator = True
+            return response
         refused = self._gate(request)
         if refused is not None:
             return refused
@@ -260,13 +277,24 @@ class PhoneService:
         """Record the answer (called once it was written) and release its admission."""
         self.requests += 1
         self.bytes_sent += sent
+        self.bytes_received += response.received
+        self.latency.observe(time.perf_counter() - request.started)
         status = response.status
-        self.statuses[status] = self.statuses.get(status, 0) + 1
+        content = response.content
+        if content is not None:
+            kind: str = content.kind
+        elif response.operator:
+            kind = "api"
+        else:
+            kind = "upload" if request.method == "PUT" else "other"
+        key = (status, kind)
+        self.answers[key] = self.answers.get(key, 0) + 1
+        if response.operator:
+            return  # operator requests are not phone fetches
         if response.admitted:
             self._in_flight -= 1
         if response.streaming:
             self._streams -= 1
-        content = response.content
         digest = content.digest if content is not None else response.digest
         user_agent = request.headers.get("user-agent")
         address = request.remote_addr

@@ -1,0 +1,1 @@
+"""The admin API (FastAPI), served by `fleetkey serve` under /api/."""

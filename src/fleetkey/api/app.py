@@ -1,0 +1,233 @@
+"""The admin API: sites, phones, licenses (issue, post, revoke), fetches, status; /metrics.
+
+Bearer-token authentication (``Authorization: Bearer <token>``; the token comes from
+``fleetkey init`` or ``fleetkey token`` and the data directory keeps only its hash). The
+OpenAPI description is at ``/api/openapi.json`` and browsable at ``/api/docs``. Every change
+goes through the same store functions as the CLI, so it is audited the same way.
+"""
+
+# no ``from __future__ import annotations``: FastAPI reads the route annotations at runtime
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from fleetkey.authority.datadir import DataDir
+from fleetkey.authority.tokens import token_matches
+from fleetkey.clock import Clock, today
+from fleetkey.core.license import LicenseType
+from fleetkey.core.terms import format_term
+from fleetkey.errors import FleetkeyError
+from fleetkey.ops import licensing
+from fleetkey.store import fetches, inventory, registry
+from fleetkey.store.inventory import NotFoundError
+from fleetkey.store.records import FetchRecord, LicenseState, Site, StoredLicense
+from fleetkey.store.store import Store
+
+ACTOR = "admin API"
+BEARER = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    data: DataDir
+    store: Store
+    clock: Clock
+    passphrase: bytes | None  # to sign licenses issued through the API
+    status: Callable[[], dict[str, Any]]  # the running server's counters
+    metrics: Callable[[], bytes]  # Prometheus text exposition
+
+
+class SiteIn(BaseModel):
+    serial: str = Field(description="12 hex digits", examples=["100000000001"])
+    name: str
+    timezone: str = Field(examples=["Europe/Berlin"])
+    window: str = Field(
+        description="maintenance window, local HH:MM-HH:MM", examples=["22:00-05:00"]
+    )
+    contact: str | None = None
+
+
+class LicenseIn(BaseModel):
+    type: Literal["phone", "site"]
+    serial: str = Field(description="the phone's MAC or the site serial")
+    features: list[str] = Field(default_factory=list, examples=[["corporate-directory"]])
+    expires: str | None = Field(None, description="YYYY-MM-DD or never, for every feature")
+    per_feature: list[str] = Field(default_factory=list, description="NAME=DATE")
+    post: bool = Field(True, description="serve it to phones now (write it into the tree)")
+
+
+def license_json(item: StoredLicense) -> dict[str, Any]:
+    document = asdict(item)
+    document.update(
+        terms={str(slot): format_term(term) for slot, term in item.terms.items()},
+        expires_on=item.expires_on.isoformat() if item.expires_on else None,
+        origin=item.origin.value,
+        state=item.state.value,
+        issued_at=item.issued_at.isoformat(),
+        posted_at=item.posted_at.isoformat() if item.posted_at else None,
+    )
+    return document
+
+
+def fetch_json(record: FetchRecord) -> dict[str, Any]:
+    return record._asdict() | {"at": record.at.isoformat()}
+
+
+def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
+    app = FastAPI(
+        title="fleetkey admin API",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+
+    @app.exception_handler(FleetkeyError)
+    async def refused(_request: Request, exc: FleetkeyError) -> JSONResponse:
+        status = 404 if isinstance(exc, NotFoundError) else 400
+        return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status)
+
+    def operator(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
+        if credentials is None or not token_matches(
+            context.data.api_token, credentials.credentials
+        ):
+            raise HTTPException(
+                401,
+                "a valid bearer token is required (fleetkey init or fleetkey token make one)",
+                headers={"WWW-Authenticate": 'Bearer realm="fleetkey"'},
+            )
+
+    guarded = [Depends(operator)]
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return PlainTextResponse(
+            context.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @app.get("/api/status", dependencies=guarded, tags=["status"])
+    def status() -> dict[str, Any]:
+        """The running server: requests, rejections, fetch-record writing, what it serves."""
+        return {"at": datetime.now(UTC).isoformat(), **context.status()}
+
+    @app.get("/api/sites", dependencies=guarded, tags=["inventory"])
+    def list_sites() -> list[dict[str, Any]]:
+        with context.store.transaction() as session:
+            return [asdict(site) for site in inventory.sites(session)]
+
+    @app.post("/api/sites", dependencies=guarded, tags=["inventory"], status_code=201)
+    def add_site(site: SiteIn) -> dict[str, Any]:
+        start, end = inventory.parse_window(site.window)
+        with context.store.transaction() as session:
+            added = inventory.add_site(
+                session,
+                context.clock,
+                ACTOR,
+                Site(site.serial, site.name, site.timezone, start, end, site.contact),
+            )
+        return asdict(added)
+
+    @app.get("/api/phones", dependencies=guarded, tags=["inventory"])
+    def list_phones(site: str | None = None) -> list[dict[str, Any]]:
+        with context.store.transaction() as session:
+            return [_phone_json(asdict(p)) for p in inventory.phones(session, site)]
+
+    @app.get("/api/phones/{mac}", dependencies=guarded, tags=["inventory"])
+    def get_phone(mac: str) -> dict[str, Any]:
+        with context.store.transaction() as session:
+            return _phone_json(asdict(inventory.phone(session, mac)))
+
+    @app.get("/api/licenses", dependencies=guarded, tags=["licenses"])
+    def list_licenses(
+        state: LicenseState | None = None,
+        expiring_within: Annotated[int | None, Query(ge=0)] = None,
+    ) -> list[dict[str, Any]]:
+        with context.store.transaction() as session:
+            found = registry.listing(
+                session,
+                today=today(context.clock),
+                expiring_within=expiring_within,
+                states=(state,) if state is not None else None,
+            )
+        return [license_json(item) for item in found]
+
+    @app.get("/api/licenses/{license_id}", dependencies=guarded, tags=["licenses"])
+    def get_license(license_id: int) -> dict[str, Any]:
+        with context.store.transaction() as session:
+            return license_json(registry.get(session, license_id))
+
+    @app.get("/api/licenses/{license_id}/file", dependencies=guarded, tags=["licenses"])
+    def license_file(license_id: int) -> Response:
+        """The license file's bytes, as phones get them."""
+        with context.store.transaction() as session:
+            stored = registry.get(session, license_id)
+            body = registry.content(session, license_id)
+        return Response(
+            body,
+            media_type="application/xml",
+            headers={"content-disposition": f'attachment; filename="{stored.file_name}"'},
+        )
+
+    @app.post("/api/licenses", dependencies=guarded, tags=["licenses"], status_code=201)
+    def issue(order: LicenseIn) -> dict[str, Any]:
+        """Sign a license with the active key; posted (served) unless ``post`` is false."""
+        issued = licensing.issue_license(
+            context.data,
+            context.store,
+            context.clock,
+            ACTOR,
+            licensing.LicenseOrder(
+                LicenseType.PHONE if order.type == "phone" else LicenseType.SITE,
+                order.serial,
+                order.features,
+                order.expires,
+                order.per_feature,
+            ),
+            passphrase=context.passphrase,
+            target=None,
+            write=order.post,
+        )
+        return {"license": license_json(issued.stored), "warnings": issued.warnings}
+
+    @app.post("/api/licenses/{license_id}/post", dependencies=guarded, tags=["licenses"])
+    def post(license_id: int) -> dict[str, Any]:
+        stored = licensing.post_license(
+            context.data, context.store, context.clock, ACTOR, license_id
+        )
+        return license_json(stored)
+
+    @app.post("/api/licenses/{license_id}/revoke", dependencies=guarded, tags=["licenses"])
+    def revoke(license_id: int) -> dict[str, Any]:
+        stored, removed = licensing.revoke_license(
+            context.data, context.store, context.clock, ACTOR, license_id
+        )
+        return {"license": license_json(stored), "removed_file": str(removed) if removed else None}
+
+    @app.get("/api/fetches", dependencies=guarded, tags=["fetches"])
+    def list_fetches(
+        mac: str | None = None,
+        since: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        """What phones fetched, oldest first: the digest proves which version each got."""
+        moment = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
+        with context.store.transaction() as session:
+            found = fetches.query(session, mac=mac, since=moment, limit=limit)
+        return [fetch_json(r) for r in found]
+
+    return app
+
+
+def _phone_json(document: dict[str, Any]) -> dict[str, Any]:
+    seen = document.get("last_seen_at")
+    if isinstance(seen, datetime):
+        document["last_seen_at"] = seen.isoformat()
+    return document

@@ -1,0 +1,1 @@
+"""Operations that combine the authority (keys, files) with the store."""

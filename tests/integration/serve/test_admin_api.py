@@ -1,0 +1,189 @@
+"""The admin API and /metrics on a real `fleetkey serve`, with httpx."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.serve.conftest import MAC, SITE, SP_MAC, RunningServer
+
+NEW_MAC = "0004f2aaaa01"
+
+
+@pytest.fixture(scope="module")
+def api(server: RunningServer) -> Iterator[httpx.Client]:
+    token = json.loads(server.cli("token", "--json"))["api_token"]
+    with httpx.Client(
+        base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
+        yield client
+
+
+def eventually(fetch: object, expected: int, timeout: float = 10.0) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        reply: httpx.Response = fetch()  # type: ignore[operator]
+        if reply.status_code == expected or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic dTpw", "Bearer"])
+def test_api_needs_the_bearer_token(server: RunningServer, header: str | None) -> None:
+    headers = {"authorization": header} if header else {}
+    reply = httpx.get(f"{server.url}/api/status", headers=headers)
+    assert reply.status_code == 401
+    assert reply.headers["www-authenticate"] == 'Bearer realm="fleetkey"'
+    assert "bearer token is required" in reply.json()["detail"]
+
+
+def test_openapi_describes_the_api(server: RunningServer) -> None:
+    document = httpx.get(f"{server.url}/api/openapi.json").json()
+    assert document["info"]["title"] == "fleetkey admin API"
+    for path in ("/api/sites", "/api/phones/{mac}", "/api/licenses", "/api/fetches"):
+        assert path in document["paths"]
+    assert "post" in document["paths"]["/api/licenses/{license_id}/revoke"]
+
+
+def test_status_sites_and_phones(api: httpx.Client) -> None:
+    status = api.get("/api/status").json()
+    assert status["serving"]["sites"] == 1
+    assert api.get("/api/sites").json()[0]["serial"] == SITE
+    macs = {p["mac"] for p in api.get("/api/phones", params={"site": SITE}).json()}
+    assert macs == {MAC, SP_MAC}
+    missing = api.get("/api/phones/0004f2000000")
+    assert missing.status_code == 404
+    assert "is not in the inventory" in missing.json()["error"]
+
+
+def test_issue_serve_and_revoke_through_the_api(api: httpx.Client, server: RunningServer) -> None:
+    made = api.post(
+        "/api/licenses",
+        json={"type": "phone", "serial": NEW_MAC, "features": ["vqmon"], "expires": "never"},
+    )
+    assert made.status_code == 201, made.text
+    issued = made.json()["license"]
+    assert (issued["state"], issued["signature"]) == ("posted", "valid")
+    url = f"{server.url}/{NEW_MAC}-license.cfg"
+    served = eventually(lambda: httpx.get(url), 200)
+    assert served.status_code == 200
+    stored = api.get(f"/api/licenses/{issued['id']}/file")
+    assert stored.content == served.content
+    # the fetch record proves which version the phone got
+    assert eventually(lambda: _recorded(api, issued["digest"]), 200).status_code == 200
+    revoked = api.post(f"/api/licenses/{issued['id']}/revoke")
+    assert revoked.json()["license"]["state"] == "revoked"
+    assert eventually(lambda: httpx.get(url), 404).status_code == 404
+
+
+def _recorded(api: httpx.Client, digest: str) -> httpx.Response:
+    reply = api.get("/api/fetches", params={"mac": NEW_MAC})
+    found = any(r["digest"] == digest for r in reply.json())
+    return httpx.Response(200 if found else 404)
+
+
+def test_issue_without_posting_then_post(api: httpx.Client, server: RunningServer) -> None:
+    made = api.post(
+        "/api/licenses",
+        json={
+            "type": "site",
+            "serial": SITE,
+            "features": ["corporate-directory"],
+            "expires": "2031-06-30",
+            "post": False,
+        },
+    ).json()["license"]
+    assert made["state"] == "issued"
+    posted = api.post(f"/api/licenses/{made['id']}/post")
+    assert posted.json()["state"] == "posted"
+    assert (server.data / "provisioning" / "000000000000-license.cfg").read_bytes() == api.get(
+        f"/api/licenses/{made['id']}/file"
+    ).content
+    again = api.post(f"/api/licenses/{made['id']}/post")
+    assert again.status_code == 400
+    assert "only an issued key can be posted" in again.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "says"),
+    [
+        ("post", "/api/licenses", {"type": "phone"}, 422, "serial"),
+        ("post", "/api/licenses", {"type": "tablet", "serial": MAC}, 422, "type"),
+        ("post", "/api/licenses", {"type": "phone", "serial": MAC}, 400, "at least one feature"),
+        (
+            "post",
+            "/api/licenses",
+            {"type": "phone", "serial": "xyz", "features": ["vqmon"], "expires": "never"},
+            400,
+            "MAC",
+        ),
+        (
+            "post",
+            "/api/licenses",
+            {"type": "phone", "serial": MAC, "features": ["nonsense"], "expires": "never"},
+            400,
+            "nonsense",
+        ),
+        ("post", "/api/sites", {"serial": "1", "name": "x", "timezone": "UTC"}, 422, "window"),
+        (
+            "post",
+            "/api/sites",
+            {"serial": SITE, "name": "x", "timezone": "UTC", "window": "01:00-02:00"},
+            400,
+            "already exists",
+        ),
+        ("get", "/api/licenses/99999", None, 404, "99999"),
+        ("post", "/api/licenses/99999/revoke", None, 404, "99999"),
+        ("get", "/api/fetches?limit=0", None, 422, "limit"),
+        ("get", "/api/licenses?state=lost", None, 422, "state"),
+    ],
+)
+def test_malformed_api_requests_change_nothing(
+    api: httpx.Client,
+    method: str,
+    path: str,
+    body: object,
+    status: int,
+    says: str,
+) -> None:
+    before = api.get("/api/licenses").json()
+    reply = api.request(method.upper(), path, json=body)
+    assert reply.status_code == status, reply.text
+    assert says in reply.text
+    assert api.get("/api/licenses").json() == before
+
+
+def test_api_body_that_is_not_json_is_refused(api: httpx.Client) -> None:
+    reply = api.post(
+        "/api/licenses", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 422
+
+
+def test_metrics_count_requests_by_status_and_kind(server: RunningServer) -> None:
+    httpx.get(f"{server.url}/{SITE}/000000000000-license.cfg")
+    httpx.get(f"{server.url}/no-such-file.cfg")
+    text = httpx.get(f"{server.url}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    answers = {
+        (s.labels["status"], s.labels["kind"]): s.value
+        for s in families["fleetkey_http_requests"].samples
+    }
+    assert answers[("200", "site-license")] >= 1
+    assert answers[("404", "other")] >= 1
+    histogram = families["fleetkey_http_request_duration_seconds"].samples
+    count = next(s.value for s in histogram if s.name.endswith("_count"))
+    assert count >= 2
+    for name in (
+        "fleetkey_admission_rejections",
+        "fleetkey_fetch_records_queue_depth",
+        "fleetkey_fetch_records_written",
+        "fleetkey_fetch_records_dropped",
+        "fleetkey_posted_licenses",
+    ):
+        assert name in families
