@@ -55,8 +55,8 @@ class PostedLicenses:
         self.refreshes = 0  # views built
         self._seq = -1  # the audit head the view was built at
 
-    def license(self, license_type: LicenseType, serial: str) -> Content | None:
-        # a StrEnum member hashes and compares as its value: no ``.value`` lookup per request
+    def license(self, license_type: str, serial: str) -> Content | None:
+        """By ``LicenseType`` value; callers on the request path pass plain strings."""
         return self.view.licenses.get((license_type, serial))
 
     def site_of(self, mac: str) -> str | None:

@@ -40,6 +40,9 @@ _SERIAL = re.compile(r"[0-9A-Fa-f]{12}")
 # an enum member read from its class costs ~0.3 µs on Python 3.11; read once
 _SITE: Final = LicenseType.SITE
 _PHONE: Final = LicenseType.PHONE
+# and as plain strings for dict keys: an enum member hashes through a Python-level __hash__
+_SITE_KEY: Final = str(LicenseType.SITE.value)
+_PHONE_KEY: Final = str(LicenseType.PHONE.value)
 
 
 class ContentKind(enum.StrEnum):
@@ -87,7 +90,9 @@ def mac_in_name(name: str) -> str | None:
 class Posted(Protocol):
     """Where the resolver finds posted keys, sites and phone sites (serve.cache keeps them)."""
 
-    def license(self, license_type: LicenseType, serial: str) -> Content | None: ...
+    def license(self, license_type: str, serial: str) -> Content | None:
+        """The posted file of a ``LicenseType`` value ("Phone", "Site") and serial."""
+        ...
 
     def site_of(self, mac: str) -> str | None: ...
 
@@ -133,7 +138,7 @@ class ContentResolver:
             serial = requester.site
             if serial is None and requester.mac is not None:
                 serial = self.posted.site_of(requester.mac)
-            return None if serial is None else self.posted.license(_SITE, serial)
+            return None if serial is None else self.posted.license(_SITE_KEY, serial)
         with self.store.transaction() as session:
             serial = requester.site
             if serial is None and requester.mac is not None:
@@ -146,7 +151,7 @@ class ContentResolver:
 
     def _phone_license(self, mac: str) -> Content | None:
         if self.posted is not None:
-            return self.posted.license(_PHONE, mac)
+            return self.posted.license(_PHONE_KEY, mac)
         with self.store.transaction() as session:
             return _from_store(session, LicenseType.PHONE, mac, ContentKind.PHONE_LICENSE)
 

@@ -70,8 +70,8 @@ class HttpProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._pending: deque[Request | Response | tuple[Request, Response]] = deque()
         self._worker: asyncio.Task[None] | None = None
-        self._writable = asyncio.Event()
-        self._writable.set()
+        # made on the first pause_writing: most connections never fill the socket buffer
+        self._writable: asyncio.Event | None = None
         self._remote: str | None = None
         self._closing = False  # no more requests are read (framing error, or connection lost)
         self._stopping = False  # server shutdown: close after the answer in flight
@@ -101,7 +101,8 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
         self._closing = True
-        self._writable.set()
+        if self._writable is not None:
+            self._writable.set()
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
 
@@ -113,10 +114,13 @@ class HttpProtocol(asyncio.Protocol):
         return self._worker is not None and not self._worker.done()
 
     def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.Event()
         self._writable.clear()
 
     def resume_writing(self) -> None:
-        self._writable.set()
+        if self._writable is not None:
+            self._writable.set()
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -298,7 +302,8 @@ class HttpProtocol(asyncio.Protocol):
             handle.seek(response.file.start)
             remaining = response.file.length
             while remaining > 0:
-                await self._writable.wait()
+                if self._writable is not None:
+                    await self._writable.wait()
                 if transport.is_closing():
                     break
                 block = handle.read(min(CHUNK, remaining))
