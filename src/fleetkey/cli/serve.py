@@ -28,6 +28,8 @@ from fleetkey.serve.http.phones import Admission, PhoneService, Policies
 from fleetkey.serve.http.server import parse_address, serve_http, tls_context
 from fleetkey.serve.identity import Sightings, UnknownPolicy
 from fleetkey.serve.metrics import Sources, exposition
+from fleetkey.serve.tftp.packets import Limits as TftpLimits
+from fleetkey.serve.tftp.server import TftpServer, TftpSettings, serve_tftp
 from fleetkey.store.fetches import CAPACITY, FetchWriter
 from fleetkey.store.store import Store
 
@@ -121,6 +123,33 @@ async def keep_fresh(
     help="Believe X-Forwarded-For from this proxy address or network (repeatable).",
 )
 @click.option(
+    "--tftp",
+    "tftp_address",
+    is_flag=False,
+    flag_value="127.0.0.1:6969",
+    metavar="[HOST:PORT]",
+    help="Serve TFTP as well (alone: 127.0.0.1:6969; port 69 needs CAP_NET_BIND_SERVICE).",
+)
+@click.option(
+    "--tftp-uploads",
+    is_flag=True,
+    help="Accept TFTP WRQ of the files phones write (logs, overrides), as HTTP PUT does.",
+)
+@click.option(
+    "--tftp-max-blksize",
+    default=1468,
+    show_default=True,
+    type=click.IntRange(8, 65464),
+    help="Largest TFTP blksize granted (1468 keeps a DATA packet in one Ethernet frame).",
+)
+@click.option(
+    "--tftp-max-transfers",
+    default=512,
+    show_default=True,
+    type=click.IntRange(1),
+    help="TFTP transfers at once; beyond it phones get an error telling them to retry.",
+)
+@click.option(
     "--max-in-flight",
     default=1024,
     show_default=True,
@@ -146,6 +175,10 @@ def serve(
     unknown: str,
     register_site: str | None,
     trusted_proxies: tuple[str, ...],
+    tftp_address: str | None,
+    tftp_uploads: bool,
+    tftp_max_blksize: int,
+    tftp_max_transfers: int,
     max_in_flight: int,
     max_downloads: int,
 ) -> None:
@@ -165,8 +198,9 @@ def serve(
         listeners.append((*parse_address(https_address, 8443), True))
     elif cert is not None or key is not None:
         raise InputError("--cert and --key go with --https HOST:PORT")
-    if not listeners:
-        raise InputError("nothing to serve: give --http or --https")
+    tftp_at = parse_address(tftp_address, 6969) if tftp_address is not None else None
+    if not listeners and tftp_at is None:
+        raise InputError("nothing to serve: give --http, --https or --tftp")
     policy = UnknownPolicy(unknown)
     site = normalize_site_serial(register_site) if register_site else None
     if policy is UnknownPolicy.REGISTER and site is None:
@@ -215,6 +249,7 @@ def serve(
                         queue_depth=lambda: writer.depth,
                         records_written=lambda: writer.written,
                         records_dropped=lambda: writer.dropped + service.unrecorded,
+                        tftp=lambda: tftp.counters if tftp is not None else None,
                         registered=lambda: sightings.registered,
                         posted=lambda: len(posted.view.licenses),
                     )
@@ -225,6 +260,23 @@ def serve(
         body_limit=API_BODY_BYTES,
     )
     service.mount(operator)
+    tftp = (
+        TftpServer(
+            service.resolver,
+            writer,
+            env.clock,
+            sightings,
+            env.data.root / "uploads",
+            TftpSettings(
+                limits=TftpLimits(max_blksize=tftp_max_blksize),
+                max_transfers=tftp_max_transfers,
+                uploads=tftp_uploads,
+            ),
+            tftp_at[0],
+        )
+        if tftp_at is not None
+        else None
+    )
 
     def ready(scheme: str) -> Callable[[str, int], None]:
         def announce(bound_host: str, bound_port: int) -> None:
@@ -252,6 +304,8 @@ def serve(
             )
             for host, port, secure in listeners
         ]
+        if tftp is not None and tftp_at is not None:
+            servers.append(serve_tftp(tftp, *tftp_at, stop=stop, ready=ready("tftp")))
         await asyncio.gather(*servers)
         await refresher
 
@@ -259,10 +313,12 @@ def serve(
         uvloop.run(main())
     finally:
         writer.close()
+    unrecorded = service.unrecorded + (tftp.unrecorded if tftp is not None else 0)
     click.echo(
         f"stopped: {service.requests} requests answered ({service.rejected} busy), "
-        f"{writer.written} fetch records written, "
-        f"{writer.dropped + service.unrecorded} not recorded"
+        + (f"{sum(tftp.counters.outcomes.values())} TFTP transfers, " if tftp else "")
+        + f"{writer.written} fetch records written, "
+        f"{writer.dropped + unrecorded} not recorded"
     )
-    if writer.dropped or service.unrecorded:
+    if writer.dropped or unrecorded:
         raise click.exceptions.Exit(1)

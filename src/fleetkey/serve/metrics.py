@@ -21,6 +21,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from fleetkey.serve.tftp.server import TftpCounters
+
 BOUNDS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -58,6 +60,7 @@ class Sources:
     records_dropped: Callable[[], int]
     registered: Callable[[], int]
     posted: Callable[[], int]
+    tftp: Callable[[], TftpCounters | None] = lambda: None
 
 
 class ServerCollector(Collector):
@@ -111,6 +114,35 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "fleetkey_posted_licenses", "License files being served", value=s.posted()
         )
+        tftp = s.tftp()
+        if tftp is not None:
+            yield from _tftp_families(tftp)
+
+
+def _tftp_families(tftp: TftpCounters) -> Iterator[Metric]:
+    transfers = CounterMetricFamily(
+        "fleetkey_tftp_transfers", "TFTP transfers by outcome (HTTP-like status)", labels=["status"]
+    )
+    for status, count in sorted(tftp.outcomes.items()):
+        transfers.add_metric([status], count)
+    yield transfers
+    options = CounterMetricFamily(
+        "fleetkey_tftp_option_requests", "TFTP options phones asked for", labels=["option"]
+    )
+    for name, count in sorted(tftp.options.items()):
+        options.add_metric([name], count)
+    yield options
+    yield CounterMetricFamily(
+        "fleetkey_tftp_retransmits", "DATA, ACK or OACK packets sent again", value=tftp.retransmits
+    )
+    yield CounterMetricFamily("fleetkey_tftp_sent_bytes", "File bytes sent", value=tftp.sent_bytes)
+    yield CounterMetricFamily(
+        "fleetkey_tftp_received_bytes", "Upload bytes received", value=tftp.received_bytes
+    )
+    yield CounterMetricFamily(
+        "fleetkey_tftp_malformed_packets", "Packets refused or dropped", value=tftp.malformed
+    )
+    yield GaugeMetricFamily("fleetkey_tftp_active", "Transfers in progress", value=tftp.active)
 
 
 def exposition(sources: Sources) -> Callable[[], bytes]:

@@ -101,6 +101,11 @@ class PhoneService:
         self.bytes_sent = 0
         self.bytes_received = 0
 
+    @property
+    def resolver(self) -> ContentResolver:
+        """The content resolver, to share with the TFTP server."""
+        return self._resolver
+
     def mount(self, operator: AsgiMount) -> None:
         """Hand the paths ``operator`` wants (the admin API, /metrics) to it: not fetches."""
         self._operator = operator

@@ -1,0 +1,324 @@
+"""One TFTP transfer on its own UDP port (its TID): sending a file, or receiving an upload.
+
+Sending (RRQ): a window of ``windowsize`` DATA blocks, then wait for an ACK. An ACK of a block
+in the window slides it; a repeated ACK changes nothing (no Sorcerer's Apprentice: only the
+timer retransmits), and after ``timeout`` the unacknowledged window is sent again, up to
+``retries`` times. Block numbers are 16 bits and roll over to 0, so images of more than 65535
+blocks go through. Receiving (WRQ): in-order blocks are kept and acknowledged per window, an
+out-of-order one makes the receiver acknowledge the last good block, and after the final ACK
+the port stays open one timeout to acknowledge a repeated last block.
+
+Packets from any other address or port get error 5 and do not touch the transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol, cast
+
+from fleetkey.serve.tftp import packets
+from fleetkey.serve.tftp.packets import ErrorCode, Negotiated, Opcode
+
+log = logging.getLogger(__name__)
+
+RETRIES: Final = 5
+Address = tuple[str, int]
+
+
+class Source(Protocol):
+    """Bytes to send: in memory or a file, read block by block."""
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class BytesSource:
+    def __init__(self, body: bytes) -> None:
+        self._body = memoryview(body)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return bytes(self._body[offset : offset + length])
+
+    def close(self) -> None:
+        self._body.release()
+
+
+class FileSource:
+    """A file opened once; blocks read with pread (a retransmit re-reads its block)."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115  # closed when the transfer ends
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._file.seek(offset)
+        return self._file.read(length)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: int  # as in fetch records: 200 done, 408 timed out, 499 client gave up, ...
+    sent: int = 0  # payload bytes acknowledged (RRQ) or received (WRQ)
+    retransmits: int = 0
+    detail: str = ""
+    payload: bytes | None = None  # a completed upload, for the service to store
+
+
+class _Transfer(asyncio.DatagramProtocol):
+    def __init__(
+        self,
+        peer: Address,
+        options: Negotiated,
+        oack: bytes | None,
+        done: Callable[[Outcome], None],
+        retries: int,
+    ) -> None:
+        self._peer = peer
+        self._options = options
+        self._oack = oack
+        self._done = done
+        self._retries = retries
+        self._tries = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self.outcome: Outcome | None = None
+        self.started = time.perf_counter()
+        self.retransmits = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+        self.begin()
+
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def error_received(self, exc: Exception) -> None:
+        """ICMP port unreachable and the like: the phone is gone."""
+        self.finish(Outcome(499, detail=f"network error: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.outcome is None:
+            self.finish(Outcome(499, detail="transfer socket closed"))
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        if self.outcome is not None and not self.dallying:
+            return
+        if addr != self._peer:  # RFC 1350 §4: a stranger's TID gets error 5, nothing else
+            self.send(packets.error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
+            return
+        header = packets.head(data)
+        if header is None:
+            return  # too short to be anything: dropped
+        opcode, number = header
+        if opcode == Opcode.ERROR:
+            self.finish(Outcome(499, detail=f"the phone ended it: error {number}"), notify=False)
+        else:
+            self.received(opcode, number, data)
+
+    dallying = False
+
+    def received(self, opcode: int, number: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def send(self, packet: bytes, addr: Address | None = None) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(packet, addr or self._peer)
+
+    def arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._options.timeout_s, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self.outcome is not None:
+            self.close()
+            return
+        self._tries += 1
+        if self._tries > self._retries:
+            self.finish(Outcome(408, detail=f"no answer after {self._retries} retransmissions"))
+            return
+        self.retry()
+
+    def retry(self) -> None:
+        raise NotImplementedError
+
+    def progressed(self) -> None:
+        self._tries = 0
+        self.arm()
+
+    def finish(self, outcome: Outcome, *, notify: bool = True, linger: bool = False) -> None:
+        """End the transfer once: tell the phone on failure, report, close (or dally)."""
+        if self.outcome is not None:
+            return
+        if notify and outcome.status >= 400 and outcome.status != 499:
+            self.send(packets.error(ErrorCode.NOT_DEFINED, outcome.detail or "transfer failed"))
+        outcome.retransmits = self.retransmits
+        self.outcome = outcome
+        self._done(outcome)
+        if linger:
+            self.dallying = True
+            self.arm()
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close()
+
+
+class ReadTransfer(_Transfer):
+    """RRQ: send ``source`` (``size`` bytes) in DATA blocks."""
+
+    def __init__(
+        self,
+        peer: Address,
+        options: Negotiated,
+        oack: bytes | None,
+        done: Callable[[Outcome], None],
+        source: Source,
+        size: int,
+        retries: int = RETRIES,
+    ) -> None:
+        super().__init__(peer, options, oack, done, retries)
+        self._source = source
+        self._size = size
+        self._last = size // options.blksize + 1  # the final block is short, maybe empty
+        self._acked = 0  # absolute number of the highest block acknowledged
+        self._sent_to = 0  # absolute number of the highest block sent
+
+    def begin(self) -> None:
+        if self._oack is not None:
+            self.send(self._oack)  # ACK 0 starts the data
+            self.arm()
+        else:
+            self._send_window()
+
+    def _send_window(self, resend: bool = False) -> None:
+        blksize = self._options.blksize
+        first = self._acked + 1
+        upto = min(self._acked + self._options.windowsize, self._last)
+        for block in range(first, upto + 1):
+            if resend or block > self._sent_to:
+                payload = self._source.read((block - 1) * blksize, blksize)
+                self.send(packets.data(block, payload))
+        self._sent_to = max(self._sent_to, upto)
+        self.arm()
+
+    def received(self, opcode: int, number: int, data: bytes) -> None:
+        if opcode != Opcode.ACK:
+            self.finish(Outcome(400, detail=f"opcode {opcode} in a read transfer"))
+            return
+        if self._sent_to == 0:  # waiting for ACK 0 of the OACK
+            if number == 0:
+                self._tries = 0
+                self._send_window()
+            return
+        ahead = (number - self._acked) & 0xFFFF
+        if ahead == 0 or self._acked + ahead > self._sent_to:
+            return  # a repeated ACK, or one for a block never sent: the timer handles loss
+        self._acked += ahead
+        if self._acked >= self._last:
+            self.finish(Outcome(200, sent=self._size))
+            return
+        self._tries = 0
+        self._send_window()
+
+    def retry(self) -> None:
+        if self._acked == 0 and self._oack is not None and self._sent_to == 0:
+            self.send(self._oack)
+            self.retransmits += 1
+            self.arm()
+            return
+        self.retransmits += min(self._sent_to, self._last) - self._acked
+        self._send_window(resend=True)
+
+    def close(self) -> None:
+        super().close()
+        self._source.close()
+
+    def acknowledged_bytes(self) -> int:
+        return min(self._acked * self._options.blksize, self._size)
+
+    def finish(self, outcome: Outcome, *, notify: bool = True, linger: bool = False) -> None:
+        if outcome.status != 200:
+            outcome.sent = self.acknowledged_bytes()
+        super().finish(outcome, notify=notify, linger=linger)
+
+
+class WriteTransfer(_Transfer):
+    """WRQ: receive up to ``cap`` bytes; the outcome carries them for the service to store."""
+
+    def __init__(
+        self,
+        peer: Address,
+        options: Negotiated,
+        oack: bytes | None,
+        done: Callable[[Outcome], None],
+        cap: int,
+        retries: int = RETRIES,
+    ) -> None:
+        super().__init__(peer, options, oack, done, retries)
+        self._cap = cap
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._expected = 1  # absolute number of the next block wanted
+        self._in_window = 0
+
+    def begin(self) -> None:
+        self.send(self._oack if self._oack is not None else packets.ack(0))
+        self.arm()
+
+    def received(self, opcode: int, number: int, data: bytes) -> None:
+        if self.dallying:  # the final ACK was lost: say it again
+            if opcode == Opcode.DATA and number == (self._expected - 1) & 0xFFFF:
+                self.send(packets.ack(number))
+            return
+        if opcode != Opcode.DATA:
+            self.finish(Outcome(400, detail=f"opcode {opcode} in a write transfer"))
+            return
+        if number != self._expected & 0xFFFF:
+            self._in_window = 0
+            self.send(packets.ack(self._expected - 1))  # where we are: resend from there
+            return
+        payload = data[4:]
+        if len(payload) > self._options.blksize:
+            self.finish(Outcome(400, detail=f"block larger than blksize {self._options.blksize}"))
+            return
+        self._size += len(payload)
+        if self._size > self._cap:
+            self.send(packets.error(ErrorCode.DISK_FULL, f"larger than {self._cap} bytes"))
+            self.finish(Outcome(413, sent=self._size, detail="upload too large"), notify=False)
+            return
+        self._chunks.append(payload)
+        self._expected += 1
+        self._in_window += 1
+        final = len(payload) < self._options.blksize
+        if final or self._in_window >= self._options.windowsize:
+            self._in_window = 0
+            self.send(packets.ack(self._expected - 1))
+        if final:
+            body = b"".join(self._chunks)
+            self._chunks = []
+            self.finish(Outcome(201, sent=self._size, payload=body), linger=True)
+            return
+        self.progressed()
+
+    def retry(self) -> None:
+        self.retransmits += 1
+        if self._expected == 1 and self._oack is not None:
+            self.send(self._oack)
+        else:
+            self.send(packets.ack(self._expected - 1))
+        self.arm()
