@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Final, cast
 
@@ -43,6 +44,7 @@ from fleetkey.store.records import FetchRecord
 log = logging.getLogger(__name__)
 
 NETASCII_MAX_BYTES: Final = 16 * 1024 * 1024  # converted in memory
+_segments = lru_cache(maxsize=65536)(filename_segments)  # phones repeat their file names
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,8 @@ class TftpServer(asyncio.DatagramProtocol):
             self.counters.malformed += 1
             self._reply(addr, exc.code, exc.message)
             return
-        self.counters.options.update(request.options.keys())
+        if request.options:
+            self.counters.options.update(request.options.keys())
         try:
             self._start(request, addr)
         except _RefusedError as refused:
@@ -135,7 +138,7 @@ class TftpServer(asyncio.DatagramProtocol):
         if self._per_client[addr[0]] >= settings.per_client:
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "too many transfers: retry later")
         try:
-            segments = filename_segments(request.filename)
+            segments = _segments(request.filename)
         except RequestPathError as exc:
             raise _RefusedError(400, ErrorCode.ACCESS_VIOLATION, exc.reason) from None
         site, rest = self._resolver.split_site(segments)
@@ -249,15 +252,8 @@ class TftpServer(asyncio.DatagramProtocol):
         self.counters.active += 1
         self._per_client[addr[0]] += 1
         self._transfers.add(transfer)
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self._bind(transfer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _bind(self, transfer: ReadTransfer | WriteTransfer) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            await loop.create_datagram_endpoint(lambda: transfer, local_addr=(self._bind_host, 0))
+            transfer.open(self._bind_host)
         except OSError as exc:
             log.error("no port for a TFTP transfer: %s", exc)  # noqa: TRY400  # counted, recorded
             transfer.finish(Outcome(503, detail="no port for the transfer"), notify=False)
