@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.serve.conftest import (
@@ -413,11 +414,19 @@ def test_transfers_complete_byte_exact_with_5_percent_loss(tftp: RunningServer) 
     assert all(body == source.read_bytes() for body in results.values())
 
 
-def test_busy_server_tells_phones_to_retry(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_busy_server_tells_phones_to_retry_and_metrics_count_it(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     data, env = fleet_env(tmp_path_factory, "tftp-busy")
     make_fleet(data, env)
-    server = start_server(
-        data, env, "--http", "off", "--tftp", "127.0.0.1:0", "--tftp-max-transfers", "2"
+    both = start_server(
+        data, env, "--http", "127.0.0.1:0", "--tftp", "127.0.0.1:0", "--tftp-max-transfers", "2"
+    )
+    assert both.process.stdout is not None
+    tftp_line = both.process.stdout.readline()
+    assert tftp_line.startswith("fleetkey serving tftp://127.0.0.1:"), tftp_line
+    server = RunningServer(
+        both.url, int(tftp_line.split()[2].rsplit(":", 1)[1]), data, both.process, env
     )
     try:
         sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
@@ -432,5 +441,12 @@ def test_busy_server_tells_phones_to_retry(tmp_path_factory: pytest.TempPathFact
             sock.sendto(error_packet(0, b"done"), transfer)  # the phone gives up: port freed
         for sock in sockets:
             sock.close()
+        exchange(server.port, b"\x00\x01000000000000.cfg\0octet\0blksize\x001428\0")
+        wait_for(lambda: 'status="499"' in httpx.get(f"{both.url}/metrics").text)
+        metrics = httpx.get(f"{both.url}/metrics").text
+        assert 'fleetkey_tftp_transfers_total{status="503"} 1.0' in metrics
+        assert 'fleetkey_tftp_transfers_total{status="499"} 2.0' in metrics
+        assert 'fleetkey_tftp_option_requests_total{option="blksize"} 1.0' in metrics
+        assert "fleetkey_tftp_retransmits_total" in metrics
     finally:
         server.stop()
