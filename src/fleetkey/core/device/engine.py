@@ -1,0 +1,268 @@
+"""A phone's license behaviour (spec §3, R1-R9) as an event-driven state machine.
+
+Pure: no clock, no network. The host (a device, the emulator, the simulator) feeds events with
+the time they happen and carries out the actions returned: ``Boot`` (run the boot sequence,
+fetch the listed files in order, then report with ``boot_completed``) and ``CheckConfig``
+(fetch the master configuration and its files, then report with ``config_checked``). Timers
+(the daily license poll, configuration polls) are the engine's; the host asks ``next_wakeup``
+and calls ``advance`` when that moment has come.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from fleetkey.core.device.config import PhoneConfig, next_config_poll, next_daily
+from fleetkey.core.license import LicenseKey
+from fleetkey.core.rules import (
+    Decision,
+    Grant,
+    InstalledKeys,
+    SignatureVerifier,
+    apply_boot_downloads,
+    effective_features,
+)
+
+
+class Cause(enum.StrEnum):
+    POWER_ON = "power-on"
+    LICENSE_EXPIRED = "license-expired"  # R4
+    CONFIG_CHANGED = "config-changed"  # R8: a configuration poll found changed files
+    CHECK_SYNC = "check-sync"  # R9
+
+
+class State(enum.StrEnum):
+    OFF = "off"
+    BOOTING = "booting"
+    RUNNING = "running"
+
+
+@dataclass(frozen=True, slots=True)
+class FileRequest:
+    method: str  # GET or PUT
+    name: str
+    license: bool = False  # one of the two license files
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    """Reboot now: fetch ``requests`` in order, then call ``boot_completed``."""
+
+    cause: Cause
+    requests: tuple[FileRequest, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckConfig:
+    """Fetch the master configuration and its files; report with ``config_checked``."""
+
+    reason: Cause
+    files: tuple[str, ...]
+
+
+Action = Boot | CheckConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Reboot:
+    at: datetime
+    cause: Cause
+    requested_at: datetime  # later than ``at`` never; earlier when a call deferred it
+
+
+@dataclass
+class PhoneState:
+    installed: InstalledKeys = field(default_factory=InstalledKeys)  # the phone's flash
+    state: State = State.OFF
+    booted_at: datetime | None = None
+    valid_at_boot: frozenset[int] = frozenset()  # slots effective when the boot finished
+    booted_with_expired: bool = False  # R8
+    active_calls: int = 0
+    pending: tuple[Cause, datetime] | None = None  # a reboot waiting for the calls to end
+    next_license_poll: datetime | None = None
+    next_config_poll: datetime | None = None
+
+
+class Phone:
+    """One phone. Every method takes the moment of the event and returns actions to carry out."""
+
+    def __init__(
+        self,
+        config: PhoneConfig,
+        verifier: SignatureVerifier,
+        *,
+        installed: InstalledKeys | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.config = config
+        self._verifier = verifier
+        self.s = PhoneState(installed=installed or InstalledKeys())
+        self._rng = random.Random(seed if seed is not None else config.mac)  # noqa: S311  # scheduling jitter
+        self.reboots: list[Reboot] = []
+        self.decisions: list[tuple[datetime, Decision]] = []
+
+    # what the phone is
+    @property
+    def installed(self) -> InstalledKeys:
+        return self.s.installed
+
+    def today(self, now: datetime) -> date:
+        return self.config.local(now).date()
+
+    def features(self, now: datetime) -> tuple[Grant, ...]:
+        """R1: effective features with provenance, at ``now``."""
+        return effective_features(self.s.installed, self.today(now))
+
+    def next_wakeup(self) -> datetime | None:
+        times = [t for t in (self.s.next_license_poll, self.s.next_config_poll) if t is not None]
+        return min(times) if times else None
+
+    # events
+    def power_on(self, now: datetime) -> list[Action]:
+        if self.s.state is not State.OFF:
+            return []
+        return [self._boot(now, Cause.POWER_ON, now)]
+
+    def boot_completed(
+        self,
+        now: datetime,
+        site_file: Sequence[LicenseKey] | None,
+        phone_file: Sequence[LicenseKey] | None,
+    ) -> list[Action]:
+        """The boot sequence ran; ``None`` for a license file that was not found (or asked)."""
+        today = self.today(now)
+        installed, decisions = apply_boot_downloads(
+            self.s.installed, site_file, phone_file, self.config.mac, today, self._verifier
+        )
+        self.decisions.extend((now, d) for d in decisions)
+        s = self.s
+        s.installed = installed
+        s.state = State.RUNNING
+        s.booted_at = now
+        valid = {g.slot for g in effective_features(installed, today)}
+        granted = {
+            slot for key in (installed.phone, installed.site) if key for slot in key.granted_slots()
+        }
+        s.valid_at_boot = frozenset(valid)
+        offered = [*(site_file or ()), *(phone_file or ())]
+        # R8: it booted with an expired license: an installed key has lapsed features, or
+        # nothing is valid and what the server offered had expired
+        s.booted_with_expired = bool(granted - valid) or (
+            not valid and any(k.is_expired(today) for k in offered)
+        )
+        s.next_license_poll = next_daily(now, self.config.license_polling_time, self.config.zone)
+        s.next_config_poll = next_config_poll(self.config, now, now, self._rng)
+        return self._run_pending(now)
+
+    def advance(self, now: datetime) -> list[Action]:
+        """Process every timer due at or before ``now``, oldest first."""
+        actions: list[Action] = []
+        while self.s.state is State.RUNNING:
+            due = self.next_wakeup()
+            if due is None or due > now:
+                break
+            if self.s.next_license_poll is not None and due == self.s.next_license_poll:
+                actions.extend(self._license_poll(due))
+            else:
+                actions.extend(self._config_poll(due))
+        return actions
+
+    def call_started(self, now: datetime) -> list[Action]:
+        self.s.active_calls += 1
+        return []
+
+    def call_ended(self, now: datetime) -> list[Action]:
+        self.s.active_calls = max(0, self.s.active_calls - 1)
+        return self._run_pending(now)
+
+    def check_sync(self, now: datetime, reboot: bool = False) -> list[Action]:
+        """R9: NOTIFY check-sync (the host answers 200 before calling this)."""
+        if self.s.state is not State.RUNNING:
+            return []
+        if self.config.always_reboot or reboot:
+            return self._reboot_when_idle(now, Cause.CHECK_SYNC)
+        return [CheckConfig(Cause.CHECK_SYNC, self._config_files())]
+
+    def config_checked(self, now: datetime, changed: bool, reason: Cause) -> list[Action]:
+        """The host fetched the configuration again; a change reboots the phone (R8, R9)."""
+        if not changed or self.s.state is not State.RUNNING:
+            return []
+        return self._reboot_when_idle(now, reason)
+
+    # rules
+    def _license_poll(self, due: datetime) -> list[Action]:
+        """R3: a daily check of the installed keys, downloading nothing; R4 and R8."""
+        s = self.s
+        s.next_license_poll = next_daily(due, self.config.license_polling_time, self.config.zone)
+        valid_now = {g.slot for g in effective_features(s.installed, self.today(due))}
+        lapsed = s.valid_at_boot - valid_now
+        if not lapsed or s.booted_with_expired:
+            return []
+        return self._reboot_when_idle(due, Cause.LICENSE_EXPIRED)
+
+    def _config_poll(self, due: datetime) -> list[Action]:
+        s = self.s
+        after = due
+        s.next_config_poll = None
+        if s.booted_at is not None:
+            s.next_config_poll = next_config_poll(self.config, s.booted_at, after, self._rng)
+        return [CheckConfig(Cause.CONFIG_CHANGED, self._config_files())]
+
+    def _reboot_when_idle(self, now: datetime, cause: Cause) -> list[Action]:
+        """R4: never during a call; the reboot waits for the last call to end."""
+        if self.s.active_calls > 0:
+            if self.s.pending is None:
+                self.s.pending = (cause, now)
+            return []
+        return [self._boot(now, cause, now)]
+
+    def _run_pending(self, now: datetime) -> list[Action]:
+        pending = self.s.pending
+        if pending is None or self.s.active_calls > 0 or self.s.state is not State.RUNNING:
+            return []
+        self.s.pending = None
+        return [self._boot(now, pending[0], pending[1])]
+
+    def _boot(self, now: datetime, cause: Cause, requested: datetime) -> Boot:
+        s = self.s
+        s.state = State.BOOTING
+        s.next_license_poll = s.next_config_poll = None
+        self.reboots.append(Reboot(now, cause, requested))
+        return Boot(cause, self.boot_requests(now))
+
+    def boot_requests(self, now: datetime) -> tuple[FileRequest, ...]:
+        """domain.md §5.1 (VVX 500, UC 5.9.7): the site license before the phone license."""
+        mac = self.config.mac
+        requests = [
+            FileRequest("PUT", f"{mac}-boot.log"),
+            FileRequest("GET", f"{mac}.cfg"),
+            FileRequest("GET", "000000000000.cfg"),
+            *(FileRequest("GET", name) for name in self.config.config_files),
+            FileRequest("GET", f"{mac}-phone.cfg"),
+            FileRequest("GET", f"{mac}-web.cfg"),
+        ]
+        if self._wants_licenses(now):
+            requests += [
+                FileRequest("GET", "000000000000-license.cfg", license=True),
+                FileRequest("GET", f"{mac}-license.cfg", license=True),
+            ]
+        requests += [
+            FileRequest("GET", f"{mac}-directory.xml"),
+            FileRequest("GET", "000000000000-directory.xml"),
+            FileRequest("PUT", f"{mac}-app.log"),
+        ]
+        return tuple(requests)
+
+    def _wants_licenses(self, now: datetime) -> bool:
+        """R2: modern firmware at every boot; legacy only for an enabled, unlicensed feature."""
+        if not self.config.legacy:
+            return True
+        valid = {g.slot for g in effective_features(self.s.installed, self.today(now))}
+        return bool(self.config.enabled_features - valid)
+
+    def _config_files(self) -> tuple[str, ...]:
+        return (f"{self.config.mac}.cfg", "000000000000.cfg", *self.config.config_files)
