@@ -19,7 +19,8 @@ ALLOWED = {
     "serve": {"core", "store"},
     "ops": {"core", "authority", "store"},
     "api": {"core", "authority", "store", "ops"},
-    "cli": {"core", "authority", "store", "serve", "ops", "api"},
+    "emulate": {"core"},
+    "cli": {"core", "authority", "store", "serve", "ops", "api", "emulate"},
 }
 
 

@@ -8,6 +8,7 @@ import click
 
 from fleetkey.authority.datadir import DATA_ENV, DEFAULT_DATA, DataDir
 from fleetkey.cli.context import Env, FleetkeyGroup
+from fleetkey.cli.emulate import emulate
 from fleetkey.cli.inspect import inspect, verify
 from fleetkey.cli.inventory import phones, sites
 from fleetkey.cli.issue import issue
@@ -63,6 +64,7 @@ for command in (
     audit,
     serve,
     token,
+    emulate,
 ):
     cli.add_command(command)
 

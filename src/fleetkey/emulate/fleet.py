@@ -1,0 +1,261 @@
+"""Many emulated phones in one process: the license engine of each driven by real traffic.
+
+Each phone has a loopback address of its own (so the server sees one address per phone, as on a
+real network), fetches its boot files over HTTP with a Polycom-style User-Agent, uploads its
+logs, listens for SIP on its address, and keeps time by a shared virtual clock. License files
+are parsed with the codec and judged by the engine (R5-R7); anything that does not parse is
+ignored like a bad key. Configuration checks compare the SHA-256 of each file with the boot's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from fleetkey.core.codec import parse_license_file
+from fleetkey.core.device.config import PhoneConfig
+from fleetkey.core.device.engine import Action, Boot, CheckConfig, Phone
+from fleetkey.core.license import LicenseKey
+from fleetkey.core.rules import SignatureVerifier
+from fleetkey.emulate.clock import VirtualClock
+from fleetkey.emulate.http import HttpClient
+from fleetkey.emulate.sip import SipPhone
+from fleetkey.errors import FleetkeyError
+
+log = logging.getLogger(__name__)
+
+RETRIES: Final = 5
+SITE_LICENSE: Final = "000000000000-license.cfg"
+
+
+def phone_address(index: int) -> str:
+    """127.10.0.1, 127.10.0.2, ...: never a .0 or .255, 62,500 phones per second octet."""
+    return f"127.{10 + index // 62500}.{index // 250 % 250 + 1}.{index % 250 + 1}"
+
+
+def user_agent(config: PhoneConfig) -> str:
+    return (
+        f"FileTransport PolycomVVX-{config.model}-UA/{config.firmware} "
+        f"(SN:{config.mac}) Type/Application"
+    )
+
+
+@dataclass
+class Fetch:
+    at: datetime
+    method: str
+    name: str
+    status: int
+    bytes: int
+    digest: str | None
+
+
+@dataclass
+class EmulatedPhone:
+    engine: Phone
+    address: str
+    sip: SipPhone | None = None
+    fetches: list[Fetch] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)  # config file → digest at the last boot
+    events: asyncio.Queue[tuple[str, bool]] = field(default_factory=asyncio.Queue)
+    boots_done: int = 0
+    errors: list[str] = field(default_factory=list)
+    # after each boot: when, why it booted, the effective feature slots then
+    timeline: list[tuple[datetime, str, tuple[int, ...]]] = field(default_factory=list)
+
+
+class Fleet:
+    def __init__(
+        self,
+        configs: list[PhoneConfig],
+        verifier: SignatureVerifier,
+        clock: VirtualClock,
+        *,
+        host: str,
+        port: int,
+        prefix: str = "",
+        sip_port: int | None = 5060,
+        calls_per_hour: float = 0.0,
+        concurrency: int = 256,
+        seed: int = 1,
+    ) -> None:
+        self.clock = clock
+        self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
+        self._sip_port = sip_port
+        self._calls_per_hour = calls_per_hour
+        self._gate = asyncio.Semaphore(concurrency)  # boots in progress at once
+        self._random = random.Random(seed)  # noqa: S311  # call timing, not a secret
+        self.phones = [
+            EmulatedPhone(Phone(config, verifier, seed=seed + i), phone_address(i))
+            for i, config in enumerate(configs)
+        ]
+        self.requests: Counter[int] = Counter()  # answers by status
+
+    async def run(self, duration_s: float) -> None:
+        """Power every phone on, then let the virtual clock run for ``duration_s`` real seconds."""
+        loop = asyncio.get_running_loop()
+        transports = []
+        if self._sip_port is not None:
+            for phone in self.phones:
+                queue = phone.events
+
+                def notify(reboot: bool, queue: asyncio.Queue[tuple[str, bool]] = queue) -> None:
+                    queue.put_nowait(("check-sync", reboot))
+
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda notify=notify: SipPhone(notify),  # type: ignore[misc]
+                    local_addr=(phone.address, self._sip_port),
+                )
+                phone.sip = protocol
+                transports.append(transport)
+        tasks = [loop.create_task(self._live(phone)) for phone in self.phones]
+        try:
+            await asyncio.sleep(duration_s)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for transport in transports:
+                transport.close()
+
+    async def _live(self, phone: EmulatedPhone) -> None:
+        engine = phone.engine
+        actions = engine.power_on(self.clock.now())
+        next_call = self._next_call()
+        in_call_until: datetime | None = None
+        while True:
+            pending, actions = actions, []
+            for action in pending:
+                await self._carry(phone, action)
+            wake = [t for t in (engine.next_wakeup(), next_call, in_call_until) if t is not None]
+            timeout = self.clock.real_seconds_until(min(wake)) if wake else None
+            try:
+                kind, reboot = await asyncio.wait_for(phone.events.get(), timeout)
+            except TimeoutError:
+                kind, reboot = "time", False
+            now = self.clock.now()
+            if kind == "check-sync":
+                actions = engine.check_sync(now, reboot)
+                continue
+            if in_call_until is not None and now >= in_call_until:
+                in_call_until = None
+                actions = engine.call_ended(now)
+            elif next_call is not None and now >= next_call:
+                engine.call_started(now)
+                in_call_until = now + _minutes(self._random.uniform(1, 10))
+                next_call = self._next_call()
+            else:
+                actions = engine.advance(now)
+
+    def _next_call(self) -> datetime | None:
+        if self._calls_per_hour <= 0:
+            return None
+        return self.clock.now() + _minutes(self._random.expovariate(self._calls_per_hour) * 60)
+
+    async def _carry(self, phone: EmulatedPhone, action: Action) -> None:
+        if isinstance(action, Boot):
+            async with self._gate:
+                site, own = await self._boot(phone, action)
+            now = self.clock.now()
+            more = phone.engine.boot_completed(now, site, own)
+            phone.boots_done += 1
+            features = tuple(g.slot for g in phone.engine.features(now))
+            phone.timeline.append((now, action.cause.value, features))
+        else:
+            changed = await self._check(phone, action)
+            more = phone.engine.config_checked(self.clock.now(), changed, action.reason)
+        for follow in more:
+            await self._carry(phone, follow)
+
+    async def _boot(
+        self, phone: EmulatedPhone, boot: Boot
+    ) -> tuple[list[LicenseKey] | None, list[LicenseKey] | None]:
+        config = phone.engine.config
+        client = HttpClient(
+            self._host, self._port, local_address=phone.address, user_agent=user_agent(config)
+        )
+        found: dict[str, list[LicenseKey] | None] = {}
+        try:
+            for request in boot.requests:
+                body = f"{request.name} {self.clock.now().isoformat()}\n".encode()
+                reply = await self._request(phone, client, request.method, request.name, body)
+                if reply is None:
+                    continue
+                status, content = reply
+                if request.method == "GET" and status == 200:
+                    phone.seen[request.name] = hashlib.sha256(content).hexdigest()
+                if request.license:
+                    found[request.name] = self._keys(phone, request.name, content, status)
+        finally:
+            await client.close()
+        return found.get(SITE_LICENSE), found.get(f"{config.mac}-license.cfg")
+
+    async def _check(self, phone: EmulatedPhone, check: CheckConfig) -> bool:
+        client = HttpClient(
+            self._host,
+            self._port,
+            local_address=phone.address,
+            user_agent=user_agent(phone.engine.config),
+        )
+        changed = False
+        try:
+            for name in check.files:
+                reply = await self._request(phone, client, "GET", name, b"")
+                if reply is None:
+                    continue
+                digest = hashlib.sha256(reply[1]).hexdigest() if reply[0] == 200 else None
+                changed = changed or digest != phone.seen.get(name)
+        finally:
+            await client.close()
+        return changed
+
+    async def _request(
+        self, phone: EmulatedPhone, client: HttpClient, method: str, name: str, body: bytes
+    ) -> tuple[int, bytes] | None:
+        path = f"{self._prefix}/{name}"
+        for _ in range(RETRIES):
+            try:
+                reply = await client.request(method, path, body if method == "PUT" else b"")
+            except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
+                phone.errors.append(f"{method} {name}: {exc}")
+                self.requests[0] += 1
+                return None
+            self.requests[reply.status] += 1
+            if reply.status != 503:
+                sent = reply.body if method == "GET" else b""
+                phone.fetches.append(
+                    Fetch(
+                        self.clock.now(),
+                        method,
+                        name,
+                        reply.status,
+                        len(sent),
+                        hashlib.sha256(sent).hexdigest() if reply.status == 200 else None,
+                    )
+                )
+                return reply.status, reply.body
+            wait = float(reply.headers.get("retry-after", "5") or 5)
+            await asyncio.sleep(min(wait / self.clock.speed, wait))
+        phone.errors.append(f"{method} {name}: still 503 after {RETRIES} tries")
+        return None
+
+    def _keys(
+        self, phone: EmulatedPhone, name: str, content: bytes, status: int
+    ) -> list[LicenseKey] | None:
+        if status != 200:
+            return None  # R2: not found leaves the installed key in place
+        try:
+            return list(parse_license_file(content, source=name).keys)
+        except FleetkeyError as exc:
+            phone.errors.append(f"{name}: {exc}")
+            return []  # a file that does not parse offers no acceptable key
+
+
+def _minutes(value: float) -> timedelta:
+    return timedelta(minutes=value)

@@ -1,0 +1,105 @@
+"""What an emulator run tells: per phone, installed keys, effective features with provenance,
+reboots with their causes, and fetches; and a summary over the fleet."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from fleetkey.core.codec import serialize_keys
+from fleetkey.core.license import LicenseKey
+from fleetkey.core.terms import format_term
+from fleetkey.emulate.fleet import EmulatedPhone, Fleet
+
+
+def key_json(key: LicenseKey | None) -> dict[str, Any] | None:
+    if key is None:
+        return None
+    return {
+        "serial": key.serial,
+        "type": key.type.value,
+        "expires": format_term(key.expiry()),
+        "slots": list(key.granted_slots()),
+        "file_digest": hashlib.sha256(serialize_keys([key])).hexdigest(),
+    }
+
+
+def phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
+    engine = phone.engine
+    return {
+        "mac": engine.config.mac,
+        "address": phone.address,
+        "state": engine.s.state.value,
+        "booted_with_expired": engine.s.booted_with_expired,
+        "installed": {
+            "phone": key_json(engine.installed.phone),
+            "site": key_json(engine.installed.site),
+        },
+        "features": [
+            {
+                "slot": g.slot,
+                "expires": format_term(g.expires),
+                "source": g.source.value,
+                "serial": g.serial,
+            }
+            for g in engine.features(now)
+        ],
+        "reboots": [
+            {
+                "at": r.at.isoformat(),
+                "cause": r.cause.value,
+                "requested_at": r.requested_at.isoformat(),
+            }
+            for r in engine.reboots
+        ],
+        "boots": [
+            {"at": at.isoformat(), "cause": cause, "features": list(features)}
+            for at, cause, features in phone.timeline
+        ],
+        "fetches": [
+            {
+                "at": f.at.isoformat(),
+                "method": f.method,
+                "name": f.name,
+                "status": f.status,
+                "bytes": f.bytes,
+                "digest": f.digest,
+            }
+            for f in phone.fetches
+        ],
+        "errors": phone.errors[-20:],
+    }
+
+
+def summary(fleet: Fleet, real_seconds: float) -> dict[str, Any]:
+    causes: Counter[str] = Counter()
+    site_keys: Counter[str] = Counter()
+    for phone in fleet.phones:
+        causes.update(r.cause.value for r in phone.engine.reboots)
+        site = phone.engine.installed.site
+        site_keys[(format_term(site.expiry()) or "none") if site else "none"] += 1
+    booted = sum(1 for p in fleet.phones if p.boots_done > 0)
+    requests = sum(fleet.requests.values())
+    return {
+        "phones": len(fleet.phones),
+        "booted": booted,
+        "boots": sum(p.boots_done for p in fleet.phones),
+        "reboots_by_cause": dict(causes),
+        "requests": requests,
+        "answers_by_status": {str(k): v for k, v in sorted(fleet.requests.items())},
+        "site_license_expiry": dict(site_keys),
+        "phones_with_errors": sum(1 for p in fleet.phones if p.errors),
+        "real_seconds": round(real_seconds, 3),
+        "requests_per_s": round(requests / real_seconds, 1) if real_seconds else 0.0,
+        "virtual_now": fleet.clock.now().isoformat(),
+    }
+
+
+def report(fleet: Fleet, real_seconds: float) -> dict[str, Any]:
+    now = fleet.clock.now()
+    return {
+        "summary": summary(fleet, real_seconds),
+        "phones": [phone_json(p, now) for p in fleet.phones],
+    }

@@ -1,0 +1,219 @@
+"""`fleetkey emulate` against a real `fleetkey serve`: SIP interop with sipsak, malformed SIP,
+and a site license that lapses and is replaced while the phones run on a fast clock."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.serve.conftest import (
+    SITE,
+    RunningServer,
+    fleet_env,
+    fleetkey_command,
+    make_fleet,
+    start_server,
+)
+
+PHONES = 5
+FIRST = ["127.10.1.1", "127.10.1.2", "127.10.1.3", "127.10.1.4", "127.10.1.5"]
+
+
+@dataclass
+class Emulation:
+    server: RunningServer
+    process: subprocess.Popen[str]
+    report: Path
+    sip_port: int
+
+    def finish(self) -> dict[str, object]:
+        _, err = self.process.communicate(timeout=120)
+        assert self.process.returncode == 0, err
+        document: dict[str, object] = json.loads(self.report.read_text())
+        return document
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.10.1.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_emulator(server: RunningServer, *args: str, duration: float) -> Emulation:
+    sip_port = free_udp_port()
+    report = server.data.parent / f"report-{sip_port}.json"
+    process = subprocess.Popen(
+        [*fleetkey_command(), "emulate", "--server", f"{server.url}/{SITE}",
+         "--phones", str(PHONES), "--sip-port", str(sip_port), "--duration", str(duration),
+         "--report", str(report), "--json", *args],
+        env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return Emulation(server, process, report, sip_port)
+
+
+def sip(address: str, port: int, message: str, timeout: float = 1.0) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(message.encode(), (address, port))
+        try:
+            return sock.recvfrom(9000)[0].decode()
+        except TimeoutError:
+            return None
+
+
+def request(method: str, port: int, *, event: str = "check-sync", drop: str = "") -> str:
+    headers = {
+        "Via": "SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-test",
+        "From": "<sip:fleetkey@127.0.0.1>;tag=t1",
+        "To": f"<sip:phone@127.10.1.1:{port}>",
+        "Call-ID": "c1@127.0.0.1",
+        "CSeq": f"1 {method}",
+        "Event": event,
+        "Content-Length": "0",
+    }
+    lines = [f"{method} sip:phone@127.10.1.1:{port} SIP/2.0"]
+    lines += [f"{name}: {value}" for name, value in headers.items() if name != drop]
+    return "\r\n".join([*lines, "", ""])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    data, env = fleet_env(tmp_path_factory, "emulate")
+    make_fleet(data, env)
+    running = start_server(data, env)
+    yield running
+    running.stop()
+
+
+def wait_for(check: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("not within the timeout")
+        time.sleep(0.2)
+
+
+class TestSip:
+    def test_sipsak_check_sync_gets_200_and_reboots_the_phone(
+        self, server: RunningServer, tmp_path: Path
+    ) -> None:
+        emulation = start_emulator(server, duration=8)
+        time.sleep(2)
+        notify = tmp_path / "notify.sip"
+        notify.write_text(request("NOTIFY", emulation.sip_port, event="check-sync;reboot=true"))
+        target = f"sip:phone@127.10.1.2:{emulation.sip_port}"
+        shot = subprocess.run(
+            ["sipsak", "-vv", "-f", str(notify), "-s", target],  # noqa: S607  # from PATH
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert shot.returncode == 0, shot.stdout + shot.stderr
+        assert "SIP/2.0 200 OK" in shot.stdout
+        options = subprocess.run(
+            ["sipsak", "-s", target],  # noqa: S607
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert options.returncode == 0, options.stdout + options.stderr
+        report = emulation.finish()
+        phones = report["phones"]
+        assert isinstance(phones, list)
+        causes = {p["address"]: [r["cause"] for r in p["reboots"]] for p in phones}
+        assert causes["127.10.1.2"] == ["power-on", "check-sync"]
+        assert causes["127.10.1.1"] == ["power-on"]
+
+    def test_malformed_sip_gets_4xx_or_is_dropped_and_the_phone_lives_on(
+        self, server: RunningServer
+    ) -> None:
+        emulation = start_emulator(server, duration=6)
+        time.sleep(1.5)
+        port = emulation.sip_port
+        cases: list[tuple[str, str | None]] = [
+            ("garbage \x00\x01", None),
+            ("SIP/2.0 200 OK\r\nVia: x\r\n\r\n", None),  # a response: dropped
+            (request("NOTIFY", port, drop="Call-ID"), "SIP/2.0 400 Bad Request"),
+            (request("NOTIFY", port, drop="Via"), None),  # nowhere to answer
+            (request("NOTIFY", port).replace("CSeq: 1 NOTIFY", "CSeq: x NOTIFY"), "SIP/2.0 400"),
+            (request("NOTIFY", port).replace("CSeq: 1 NOTIFY", "CSeq: 1 INVITE"), "SIP/2.0 400"),
+            (request("NOTIFY", port, event="presence"), "SIP/2.0 489 Bad Event"),
+            (request("INVITE", port), "SIP/2.0 405 Method Not Allowed"),
+            (request("FROBNICATE", port), "SIP/2.0 501 Not Implemented"),
+            ("NOTIFY sip:x SIP/2.0\r\nbroken header line\r\n\r\n", None),
+            ("NOTIFY " + "a" * 9000 + " SIP/2.0\r\n\r\n", None),  # oversized
+        ]
+        for message, expected in cases:
+            answer = sip("127.10.1.3", port, message, timeout=0.5)
+            if expected is None:
+                assert answer is None, message[:40]
+            else:
+                assert answer is not None, message[:40]
+                assert answer.startswith(expected), answer
+        assert (sip("127.10.1.3", port, request("OPTIONS", port)) or "").startswith(
+            "SIP/2.0 200 OK"
+        )
+        report = emulation.finish()
+        phones = report["phones"]
+        assert isinstance(phones, list)
+        third = next(p for p in phones if p["address"] == "127.10.1.3")
+        assert [r["cause"] for r in third["reboots"]] == ["power-on"]
+
+
+def site_fetches(server: RunningServer) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = json.loads(
+        server.cli("fetches", "--limit", "100000", "--json")
+    )
+    return [f for f in found if str(f["path"]).endswith("/000000000000-license.cfg")]
+
+
+def test_lapsed_site_license_then_successor_and_check_sync(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Phones reboot at the license poll after expiry, lose the features, keep them lost
+    (R8) until the successor is posted and check-sync sent; then every phone has it."""
+    data, env = fleet_env(tmp_path_factory, "lapse")
+    make_fleet(data, env)
+    subprocess.run(
+        [*fleetkey_command(), "issue", "site", "--serial", SITE, "--features",
+         "corporate-directory", "--expires", "2027-03-01"],
+        env=env, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    server = start_server(data, env)
+    try:
+        # virtual 2027-03-01 20:00 at 2 virtual hours per real second: the 02:00 license poll
+        # after expiry comes 3 real seconds in
+        emulation = start_emulator(
+            server, "--clock-start", "2027-03-01T20:00:00+00:00", "--speed", "7200",
+            duration=24,
+        )  # fmt: skip
+        wait_for(lambda: len(site_fetches(server)) >= 2 * PHONES)  # power-on + expiry reboots
+        successor = subprocess.run(
+            [*fleetkey_command(), "issue", "site", "--serial", SITE, "--features",
+             "corporate-directory", "--expires", "2028-03-01", "--json"],
+            env=env, check=True, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert json.loads(successor.stdout)["state"] == "posted"
+        time.sleep(2.5)  # the server's view refreshes every second
+        notify = request("NOTIFY", emulation.sip_port, event="check-sync;reboot=true")
+        for address in FIRST:
+            answer = sip(address, emulation.sip_port, notify)
+            assert (answer or "").startswith("SIP/2.0 200 OK")
+        report = emulation.finish()
+    finally:
+        server.stop()
+    phones = report["phones"]
+    assert isinstance(phones, list)
+    assert len(phones) == PHONES
+    for phone in phones:
+        causes = [b["cause"] for b in phone["boots"]]
+        assert causes[:3] == ["power-on", "license-expired", "check-sync"], causes
+        features = [b["features"] for b in phone["boots"]]
+        assert features[0] == [0]  # corporate-directory at power-on
+        assert features[1] == []  # lost: the server still had only the lapsed file
+        assert features[2] == [0]  # back with the successor
+        assert phone["installed"]["site"]["expires"] == "2028-03-01"
+        assert phone["booted_with_expired"] is False
