@@ -98,6 +98,11 @@ def _macs(path: Path | None, count: int) -> list[str]:
     help="Public key PEM the phones trust (default: the data directory's keyring).",
 )
 @click.option(
+    "--until-booted",
+    is_flag=True,
+    help="Stop once every phone has finished its first boot (at most --duration).",
+)
+@click.option(
     "--report",
     "report_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -120,6 +125,7 @@ def emulate(
     timezone: str,
     concurrency: int,
     trust_files: tuple[Path, ...],
+    until_booted: bool,
     report_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -173,7 +179,7 @@ def emulate(
         )
         holder.append(fleet)
         began = time.monotonic()
-        await fleet.run(duration)
+        await fleet.run(duration, until_booted=until_booted)
         return time.monotonic() - began
 
     holder: list[Fleet] = []

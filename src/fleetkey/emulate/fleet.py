@@ -10,6 +10,7 @@ ignored like a bad key. Configuration checks compare the SHA-256 of each file wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -96,10 +97,16 @@ class Fleet:
             for i, config in enumerate(configs)
         ]
         self.requests: Counter[int] = Counter()  # answers by status
+        self.all_booted = asyncio.Event()
+        self._booted_once = 0
+        self._started = 0.0
+        self.all_booted_after_s: float | None = None  # real seconds until every phone booted
 
-    async def run(self, duration_s: float) -> None:
-        """Power every phone on, then let the virtual clock run for ``duration_s`` real seconds."""
+    async def run(self, duration_s: float, *, until_booted: bool = False) -> None:
+        """Power every phone on, then let the virtual clock run for ``duration_s`` real seconds
+        (or, ``until_booted``, until every phone has finished its first boot)."""
         loop = asyncio.get_running_loop()
+        self._started = loop.time()
         transports = []
         if self._sip_port is not None:
             for phone in self.phones:
@@ -116,7 +123,11 @@ class Fleet:
                 transports.append(transport)
         tasks = [loop.create_task(self._live(phone)) for phone in self.phones]
         try:
-            await asyncio.sleep(duration_s)
+            if until_booted:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.all_booted.wait(), duration_s)
+            else:
+                await asyncio.sleep(duration_s)
         finally:
             for task in tasks:
                 task.cancel()
@@ -165,6 +176,11 @@ class Fleet:
             now = self.clock.now()
             more = phone.engine.boot_completed(now, site, own)
             phone.boots_done += 1
+            if phone.boots_done == 1:
+                self._booted_once += 1
+                if self._booted_once == len(self.phones):
+                    self.all_booted_after_s = asyncio.get_running_loop().time() - self._started
+                    self.all_booted.set()
             features = tuple(g.slot for g in phone.engine.features(now))
             phone.timeline.append((now, action.cause.value, features))
         else:

@@ -91,6 +91,9 @@ def summary(fleet: Fleet, real_seconds: float) -> dict[str, Any]:
         "answers_by_status": {str(k): v for k, v in sorted(fleet.requests.items())},
         "site_license_expiry": dict(site_keys),
         "phones_with_errors": sum(1 for p in fleet.phones if p.errors),
+        "all_booted_after_s": (
+            round(fleet.all_booted_after_s, 3) if fleet.all_booted_after_s is not None else None
+        ),
         "real_seconds": round(real_seconds, 3),
         "requests_per_s": round(requests / real_seconds, 1) if real_seconds else 0.0,
         "virtual_now": fleet.clock.now().isoformat(),
