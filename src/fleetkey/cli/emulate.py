@@ -26,18 +26,21 @@ from fleetkey.errors import InputError
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
-def _macs(path: Path | None, count: int) -> list[str]:
+def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | None]]:
+    """MACs, each with its SIP digest login when the line carries one (``mac,user,password``)."""
     if path is None:
-        return [f"0004f2{0x100000 + i:06x}" for i in range(count)]
-    found = []
+        return [(f"0004f2{0x100000 + i:06x}", None) for i in range(count)]
+    found: list[tuple[str, tuple[str, str] | None]] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        text = line.split(",")[0].strip()
-        if not text or text.lower() == "mac" or text.startswith("#"):
+        cells = [cell.strip() for cell in line.split(",")]
+        if not cells[0] or cells[0].lower() == "mac" or cells[0].startswith("#"):
             continue
         try:
-            found.append(normalize_mac(text))
+            mac = normalize_mac(cells[0])
         except InputError as exc:
             raise InputError(f"{path} line {number}: {exc.message}") from None
+        login = (cells[1], cells[2]) if len(cells) >= 3 and cells[1] and cells[2] else None
+        found.append((mac, login))
     if len(found) < count:
         raise InputError(f"{path} has {len(found)} MACs, --phones asks for {count}")
     return found[:count]
@@ -45,13 +48,17 @@ def _macs(path: Path | None, count: int) -> list[str]:
 
 @click.command()
 @click.option(
-    "--server", required=True, metavar="URL", help="http://HOST:PORT[/<site>] to boot from."
+    "--server",
+    required=True,
+    metavar="URL",
+    help="http://HOST:PORT[/<site>] or tftp://HOST:PORT[/<site>] to boot from.",
 )
 @click.option("--phones", default=10, show_default=True, type=click.IntRange(1, 60000))
 @click.option(
     "--macs",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="One MAC per line (or a CSV whose first column is the MAC).",
+    help="One MAC per line, or CSV lines mac,user,password: the phone then challenges SIP "
+    "requests with a digest for that login.",
 )
 @click.option("--clock-start", metavar="ISO", help="Virtual time at start (default: now).")
 @click.option(
@@ -136,10 +143,10 @@ def emulate(
     check-sync. The virtual clock runs at SPEED; the run lasts DURATION real seconds.
     """
     parts = urlsplit(server)
-    if parts.scheme != "http" or not parts.hostname:
-        if parts.scheme == "tftp":
-            raise InputError("tftp:// servers are not emulated yet: use http://HOST:PORT")
-        raise InputError(f"--server {server!r} is not http://HOST:PORT[/prefix]")
+    if parts.scheme not in ("http", "tftp") or not parts.hostname:
+        raise InputError(
+            f"--server {server!r} is not http://HOST:PORT[/prefix] or tftp://HOST:PORT"
+        )
     match = _HHMM.fullmatch(license_time)
     if match is None:
         raise InputError(f"--license-time {license_time!r} is not HH:MM")
@@ -154,6 +161,7 @@ def emulate(
     else:
         env.data.require()
         verifier = env.keyring().trusted()
+    chosen = _macs(macs, phones)
     configs = [
         PhoneConfig(
             mac,
@@ -161,7 +169,7 @@ def emulate(
             license_polling_time=clock_time(int(match.group(1)), int(match.group(2))),
             always_reboot=always_reboot,
         )
-        for mac in _macs(macs, phones)
+        for mac, _ in chosen
     ]
     fleet_clock = VirtualClock(start, speed)
 
@@ -171,11 +179,13 @@ def emulate(
             verifier,
             fleet_clock,
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or 80,
+            port=parts.port or (80 if parts.scheme == "http" else 69),
             prefix=parts.path,
+            tftp=parts.scheme == "tftp",
             sip_port=sip_port or None,
             calls_per_hour=calls_per_hour,
             concurrency=concurrency,
+            sip_logins=[login for _, login in chosen],
         )
         holder.append(fleet)
         began = time.monotonic()

@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.device.config import PhoneConfig
@@ -25,14 +25,23 @@ from fleetkey.core.device.engine import Action, Boot, CheckConfig, Phone
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.rules import SignatureVerifier
 from fleetkey.emulate.clock import VirtualClock
-from fleetkey.emulate.http import HttpClient
+from fleetkey.emulate.http import HttpClient, Reply
 from fleetkey.emulate.sip import SipPhone
+from fleetkey.emulate.tftp import TftpClient
 from fleetkey.errors import FleetkeyError
 
 log = logging.getLogger(__name__)
 
 RETRIES: Final = 5
 SITE_LICENSE: Final = "000000000000-license.cfg"
+
+
+class Client(Protocol):
+    """HTTP or TFTP, as the phone's server URL says."""
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> Reply: ...
+
+    async def close(self) -> None: ...
 
 
 def phone_address(index: int) -> str:
@@ -81,13 +90,16 @@ class Fleet:
         host: str,
         port: int,
         prefix: str = "",
+        tftp: bool = False,
         sip_port: int | None = 5060,
         calls_per_hour: float = 0.0,
         concurrency: int = 256,
         seed: int = 1,
+        sip_logins: list[tuple[str, str] | None] | None = None,
     ) -> None:
         self.clock = clock
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
+        self._tftp = tftp
         self._sip_port = sip_port
         self._calls_per_hour = calls_per_hour
         self._gate = asyncio.Semaphore(concurrency)  # boots in progress at once
@@ -97,6 +109,7 @@ class Fleet:
             for i, config in enumerate(configs)
         ]
         self.requests: Counter[int] = Counter()  # answers by status
+        self._logins = sip_logins or [None] * len(self.phones)
         self.all_booted = asyncio.Event()
         self._booted_once = 0
         self._started = 0.0
@@ -109,14 +122,14 @@ class Fleet:
         self._started = loop.time()
         transports = []
         if self._sip_port is not None:
-            for phone in self.phones:
+            for phone, login in zip(self.phones, self._logins, strict=True):
                 queue = phone.events
 
                 def notify(reboot: bool, queue: asyncio.Queue[tuple[str, bool]] = queue) -> None:
                     queue.put_nowait(("check-sync", reboot))
 
                 transport, protocol = await loop.create_datagram_endpoint(
-                    lambda notify=notify: SipPhone(notify),  # type: ignore[misc]
+                    lambda notify=notify, login=login: SipPhone(notify, login),  # type: ignore[misc]
                     local_addr=(phone.address, self._sip_port),
                 )
                 phone.sip = protocol
@@ -136,6 +149,15 @@ class Fleet:
                 transport.close()
 
     async def _live(self, phone: EmulatedPhone) -> None:
+        try:
+            await self._lifetime(phone)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one phone's failure is reported, never silent, never shared
+            log.exception("emulated phone %s failed", phone.engine.config.mac)
+            phone.errors.append(f"the emulated phone stopped: {exc!r}")
+
+    async def _lifetime(self, phone: EmulatedPhone) -> None:
         engine = phone.engine
         actions = engine.power_on(self.clock.now())
         next_call = self._next_call()
@@ -193,9 +215,7 @@ class Fleet:
         self, phone: EmulatedPhone, boot: Boot
     ) -> tuple[list[LicenseKey] | None, list[LicenseKey] | None]:
         config = phone.engine.config
-        client = HttpClient(
-            self._host, self._port, local_address=phone.address, user_agent=user_agent(config)
-        )
+        client = self._client(phone)
         found: dict[str, list[LicenseKey] | None] = {}
         try:
             for request in boot.requests:
@@ -213,12 +233,7 @@ class Fleet:
         return found.get(SITE_LICENSE), found.get(f"{config.mac}-license.cfg")
 
     async def _check(self, phone: EmulatedPhone, check: CheckConfig) -> bool:
-        client = HttpClient(
-            self._host,
-            self._port,
-            local_address=phone.address,
-            user_agent=user_agent(phone.engine.config),
-        )
+        client = self._client(phone)
         changed = False
         try:
             for name in check.files:
@@ -231,8 +246,18 @@ class Fleet:
             await client.close()
         return changed
 
+    def _client(self, phone: EmulatedPhone) -> Client:
+        if self._tftp:
+            return TftpClient(self._host, self._port, local_address=phone.address)
+        return HttpClient(
+            self._host,
+            self._port,
+            local_address=phone.address,
+            user_agent=user_agent(phone.engine.config),
+        )
+
     async def _request(
-        self, phone: EmulatedPhone, client: HttpClient, method: str, name: str, body: bytes
+        self, phone: EmulatedPhone, client: Client, method: str, name: str, body: bytes
     ) -> tuple[int, bytes] | None:
         path = f"{self._prefix}/{name}"
         for _ in range(RETRIES):

@@ -217,3 +217,51 @@ def test_lapsed_site_license_then_successor_and_check_sync(
         assert features[2] == [0]  # back with the successor
         assert phone["installed"]["site"]["expires"] == "2028-03-01"
         assert phone["booted_with_expired"] is False
+
+
+def test_phones_boot_over_tftp_and_every_transfer_is_recorded(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data, env = fleet_env(tmp_path_factory, "emulate-tftp")
+    make_fleet(data, env)
+    server = start_server(data, env, "--http", "off", "--tftp", "127.0.0.1:0", "--tftp-uploads")
+    try:
+        result = subprocess.run(
+            [*fleetkey_command(), "emulate", "--server", f"tftp://127.0.0.1:{server.port}/{SITE}",
+             "--phones", "40", "--until-booted", "--duration", "60", "--sip-port", "0", "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        summary = json.loads(result.stdout)
+    finally:
+        stopped = server.stop()
+    assert summary["booted"] == 40
+    assert summary["phones_with_errors"] == 0
+    assert summary["site_license_expiry"] == {"2030-12-31": 40}
+    assert summary["answers_by_status"]["201"] == 80  # boot and app logs by WRQ
+    assert f"{summary['requests']} TFTP transfers, {summary['requests']} fetch records" in stopped
+
+
+def test_a_phone_with_a_sip_login_challenges_and_accepts_the_right_digest(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    macs = tmp_path / "macs.csv"
+    macs.write_text("mac,user,password\n0004f2aa0001,1001,s3cret\n")
+    sip_port = free_udp_port()
+    process = subprocess.Popen(
+        [*fleetkey_command(), "emulate", "--server", f"{server.url}/{SITE}", "--phones", "1",
+         "--macs", str(macs), "--sip-port", str(sip_port), "--duration", "5", "--json"],
+        env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)
+        challenge = sip("127.10.1.1", sip_port, request("OPTIONS", sip_port))
+        assert challenge is not None
+        assert challenge.startswith("SIP/2.0 401 Unauthorized")
+        assert 'Digest realm="PolycomSPIP"' in challenge
+        sipsak = subprocess.run(
+            ["sipsak", "-s", f"sip:1001@127.10.1.1:{sip_port}", "-a", "s3cret", "-u", "1001"],  # noqa: S607
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert sipsak.returncode == 0, sipsak.stdout + sipsak.stderr
+    finally:
+        process.communicate(timeout=60)
