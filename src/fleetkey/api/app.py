@@ -21,12 +21,11 @@ from fleetkey.authority.datadir import DataDir
 from fleetkey.authority.tokens import token_matches
 from fleetkey.clock import Clock, today
 from fleetkey.core.license import LicenseType
-from fleetkey.core.terms import format_term
 from fleetkey.errors import FleetkeyError
 from fleetkey.ops import licensing
 from fleetkey.store import fetches, inventory, registry
 from fleetkey.store.inventory import NotFoundError
-from fleetkey.store.records import FetchRecord, LicenseState, Site, StoredLicense
+from fleetkey.store.records import FetchRecord, LicenseState, Site, license_json
 from fleetkey.store.store import Store
 
 ACTOR = "admin API"
@@ -60,19 +59,6 @@ class LicenseIn(BaseModel):
     expires: str | None = Field(None, description="YYYY-MM-DD or never, for every feature")
     per_feature: list[str] = Field(default_factory=list, description="NAME=DATE")
     post: bool = Field(True, description="serve it to phones now (write it into the tree)")
-
-
-def license_json(item: StoredLicense) -> dict[str, Any]:
-    document = asdict(item)
-    document.update(
-        terms={str(slot): format_term(term) for slot, term in item.terms.items()},
-        expires_on=item.expires_on.isoformat() if item.expires_on else None,
-        origin=item.origin.value,
-        state=item.state.value,
-        issued_at=item.issued_at.isoformat(),
-        posted_at=item.posted_at.isoformat() if item.posted_at else None,
-    )
-    return document
 
 
 def fetch_json(record: FetchRecord) -> dict[str, Any]:

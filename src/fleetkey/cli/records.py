@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
@@ -15,13 +14,12 @@ from fleetkey.cli.context import CommandFailedError, Env, pass_env
 from fleetkey.clock import today
 from fleetkey.core.naming import license_file_type
 from fleetkey.core.signing import TrustedKeys
-from fleetkey.core.terms import format_term
 from fleetkey.errors import InputError
 from fleetkey.ops import licensing
 from fleetkey.store import audit as audit_trail
 from fleetkey.store import fetches as fetch_records
 from fleetkey.store import migrate, registry
-from fleetkey.store.records import LicenseOrigin, LicenseState, StoredLicense
+from fleetkey.store.records import LicenseOrigin, LicenseState, license_json
 
 
 @click.group()
@@ -107,19 +105,6 @@ def list_licenses(
             str(item.succeeds_id or ""),
         )
     env.out.print(table)
-
-
-def license_json(item: StoredLicense) -> dict[str, Any]:
-    document = asdict(item)
-    document.update(
-        terms={str(slot): format_term(term) for slot, term in item.terms.items()},
-        expires_on=item.expires_on.isoformat() if item.expires_on else None,
-        origin=item.origin.value,
-        state=item.state.value,
-        issued_at=item.issued_at.isoformat(),
-        posted_at=item.posted_at.isoformat() if item.posted_at else None,
-    )
-    return document
 
 
 @licenses.command("import")

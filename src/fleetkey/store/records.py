@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from fleetkey.core.terms import Term
+from fleetkey.core.terms import Term, format_term
 
 
 class LicenseState(enum.StrEnum):
@@ -102,3 +102,17 @@ class AuditEvent:
 def utc(moment: datetime) -> datetime:
     """A datetime read back from any database, as aware UTC (SQLite returns naive ones)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def license_json(item: StoredLicense) -> dict[str, Any]:
+    """A stored key as JSON: what ``licenses list --json`` prints and the admin API answers."""
+    document = asdict(item)
+    document.update(
+        terms={str(slot): format_term(term) for slot, term in item.terms.items()},
+        expires_on=item.expires_on.isoformat() if item.expires_on else None,
+        origin=item.origin.value,
+        state=item.state.value,
+        issued_at=item.issued_at.isoformat(),
+        posted_at=item.posted_at.isoformat() if item.posted_at else None,
+    )
+    return document
