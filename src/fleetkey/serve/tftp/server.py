@@ -91,10 +91,11 @@ class TftpServer(asyncio.DatagramProtocol):
         self._settings = settings
         self._bind_host = bind_host
         self._transport: asyncio.DatagramTransport | None = None
-        self._per_client: Counter[str] = Counter()
+        self._per_client: dict[str, int] = {}  # address → transfers in progress
         self._transfers: set[ReadTransfer | WriteTransfer] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters = TftpCounters()
+        self._plain = packets.Negotiated(timeout_s=settings.limits.default_timeout_s)
         self.unrecorded = 0
 
     # the listening socket
@@ -135,7 +136,7 @@ class TftpServer(asyncio.DatagramProtocol):
         settings = self._settings
         if self.counters.active >= settings.max_transfers:
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "server busy: retry later")
-        if self._per_client[addr[0]] >= settings.per_client:
+        if self._per_client.get(addr[0], 0) >= settings.per_client:
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "too many transfers: retry later")
         try:
             segments = _segments(request.filename)
@@ -151,11 +152,14 @@ class TftpServer(asyncio.DatagramProtocol):
         if content is None:
             raise _RefusedError(404, ErrorCode.FILE_NOT_FOUND, "file not found")
         source, size = self._source(content, request.mode)
-        try:
-            options = packets.negotiate(request, settings.limits, size)
-        except PacketError as exc:
-            source.close()
-            raise _RefusedError(400, exc.code, exc.message) from None
+        if not request.options:  # plain RFC 1350: nothing to negotiate
+            options = self._plain
+        else:
+            try:
+                options = packets.negotiate(request, settings.limits, size)
+            except PacketError as exc:
+                source.close()
+                raise _RefusedError(400, exc.code, exc.message) from None
         oack = packets.oack(options.acknowledged) if options.acknowledged else None
 
         def done(outcome: Outcome) -> None:
@@ -250,7 +254,7 @@ class TftpServer(asyncio.DatagramProtocol):
 
     def _open(self, transfer: ReadTransfer | WriteTransfer, addr: Address) -> None:
         self.counters.active += 1
-        self._per_client[addr[0]] += 1
+        self._per_client[addr[0]] = self._per_client.get(addr[0], 0) + 1
         self._transfers.add(transfer)
         try:
             transfer.open(self._bind_host)
@@ -271,9 +275,9 @@ class TftpServer(asyncio.DatagramProtocol):
         if transfer in self._transfers:
             self._transfers.discard(transfer)
             self.counters.active -= 1
-            self._per_client[addr[0]] -= 1
-            if self._per_client[addr[0]] <= 0:
-                del self._per_client[addr[0]]
+            left = self._per_client.pop(addr[0], 1) - 1
+            if left > 0:
+                self._per_client[addr[0]] = left
         self.counters.retransmits += outcome.retransmits
         self._record(request, addr, outcome.status, outcome.sent, started, mac, digest)
 

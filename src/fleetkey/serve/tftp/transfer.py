@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import _socket
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -129,7 +128,7 @@ class _Transfer:
             except OSError as exc:  # ICMP port unreachable and the like: the phone is gone
                 self.finish(Outcome(499, detail=f"network error: {exc}"), notify=False)
                 return
-            self.datagram_received(data, addr[:2])
+            self.datagram_received(data, addr if len(addr) == 2 else addr[:2])
             sock = self._sock
 
     def begin(self) -> None:
@@ -158,8 +157,10 @@ class _Transfer:
     def send(self, packet: bytes, addr: Address | None = None) -> None:
         """Send now, or not at all: a full socket buffer is a lost packet, the timer resends."""
         if self._sock is not None:
-            with contextlib.suppress(BlockingIOError, InterruptedError, ConnectionRefusedError):
+            try:  # noqa: SIM105  # not contextlib.suppress: this runs for every packet
                 self._sock.sendto(packet, addr or self._peer)
+            except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+                pass
 
     def arm(self) -> None:
         if self._timer is not None:
