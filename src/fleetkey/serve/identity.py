@@ -87,6 +87,10 @@ class Sightings:
         """Write what was collected (blocking: call it off the event loop)."""
         seen, self._seen = self._seen, {}
         new, self._new = self._new, {}
+        # list() copies in C, holding the GIL: a write the event loop makes to the old dict
+        # right after the swap cannot break the iteration below
+        latest = list(seen.items())
+        newcomers = list(new.values())
         rows = [
             Sighting(
                 mac,
@@ -96,11 +100,11 @@ class Sightings:
                 agent.model if agent else None,
                 agent.firmware if agent else None,
             )
-            for mac, (at, address, user_agent, agent) in seen.items()
+            for mac, (at, address, user_agent, agent) in latest
         ]
         try:
             with store.transaction() as session:
-                registered = sightings.register(session, clock, ACTOR, list(new.values()))
+                registered = sightings.register(session, clock, ACTOR, newcomers)
                 updated = sightings.record(session, rows) if rows else 0
         except BaseException:  # keep them for the next flush; newer sightings win
             self._seen = seen | self._seen
