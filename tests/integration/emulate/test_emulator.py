@@ -92,6 +92,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running.stop()
 
 
+def wait_until_listening(emulation: Emulation, address: str = "127.10.1.1") -> None:
+    """The emulator is up once a phone answers OPTIONS (it may take a while on a busy box)."""
+    port = emulation.sip_port
+    wait_for(
+        lambda: (sip(address, port, request("OPTIONS", port), 0.3) or "").startswith("SIP/2.0")
+    )
+
+
 def wait_for(check: object, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
@@ -104,8 +112,8 @@ class TestSip:
     def test_sipsak_check_sync_gets_200_and_reboots_the_phone(
         self, server: RunningServer, tmp_path: Path
     ) -> None:
-        emulation = start_emulator(server, duration=8)
-        time.sleep(2)
+        emulation = start_emulator(server, duration=12)
+        wait_until_listening(emulation)
         notify = tmp_path / "notify.sip"
         notify.write_text(request("NOTIFY", emulation.sip_port, event="check-sync;reboot=true"))
         target = f"sip:phone@127.10.1.2:{emulation.sip_port}"
@@ -130,8 +138,8 @@ class TestSip:
     def test_malformed_sip_gets_4xx_or_is_dropped_and_the_phone_lives_on(
         self, server: RunningServer
     ) -> None:
-        emulation = start_emulator(server, duration=6)
-        time.sleep(1.5)
+        emulation = start_emulator(server, duration=10)
+        wait_until_listening(emulation)
         port = emulation.sip_port
         cases: list[tuple[str, str | None]] = [
             ("garbage \x00\x01", None),
@@ -249,11 +257,11 @@ def test_a_phone_with_a_sip_login_challenges_and_accepts_the_right_digest(
     sip_port = free_udp_port()
     process = subprocess.Popen(
         [*fleetkey_command(), "emulate", "--server", f"{server.url}/{SITE}", "--phones", "1",
-         "--macs", str(macs), "--sip-port", str(sip_port), "--duration", "5", "--json"],
+         "--macs", str(macs), "--sip-port", str(sip_port), "--duration", "8", "--json"],
         env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(1.5)
+        wait_for(lambda: sip("127.10.1.1", sip_port, request("OPTIONS", sip_port), 0.3))
         challenge = sip("127.10.1.1", sip_port, request("OPTIONS", sip_port))
         assert challenge is not None
         assert challenge.startswith("SIP/2.0 401 Unauthorized")
