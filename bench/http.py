@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchfleet import FLEETKEY, bench_env, issue_phone_licenses
 
 LUA = """
 counter = 0
@@ -90,27 +90,10 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-http-"))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
-    env = {
-        **os.environ,
-        "FLEETKEY_DATA": str(base / "data"),
-        "FLEETKEY_KEY_PASSPHRASE": "bench",
-        "FLEETKEY_DB": "",
-    }
-    env.pop("FLEETKEY_DB")
-    fleetkey = [sys.executable, "-m", "fleetkey"]
+    env = bench_env(base)
+    fleetkey = FLEETKEY
     try:
-        subprocess.run([*fleetkey, "init"], env=env, check=True, capture_output=True)
-        csv = base / "fleet.csv"
-        csv.write_text(
-            "mac,features,expires\n"
-            + "".join(f"0004f2{i:06x},vqmon,never\n" for i in range(args.files))
-        )
-        subprocess.run(
-            [*fleetkey, "issue", "batch", "--csv", str(csv)],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        tree = issue_phone_licenses(base, env, args.files)
         scripts = {}
         for mode, extra in (("keep-alive", ""), ("close", ', {["Connection"] = "close"}')):
             scripts[mode] = base / f"{mode}.lua"
@@ -118,9 +101,7 @@ def main() -> None:
         results: dict[str, dict[str, tuple[float, float]]] = {}
 
         nginx_conf = base / "nginx.conf"
-        nginx_conf.write_text(
-            NGINX % {"base": base, "port": 18180, "root": base / "data" / "provisioning"}
-        )
+        nginx_conf.write_text(NGINX % {"base": base, "port": 18180, "root": tree})
         nginx = subprocess.Popen(["taskset", "-c", "0", need("nginx"), "-c", str(nginx_conf)])
         time.sleep(1)
         try:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import uvloop
 
+from benchfleet import FLEETKEY, bench_env, issue_phone_licenses
+
 TFTPY_SERVER = """
 import logging, sys, tftpy
 logging.disable(logging.CRITICAL)  # tftpy logs every timeout at INFO and above
@@ -177,25 +179,12 @@ def main() -> None:
     in_tftpd = need("in.tftpd", "tftpd-hpa")
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-tftp-"))
     base.chmod(0o755)
-    env = {**os.environ, "FLEETKEY_DATA": str(base / "data"), "FLEETKEY_KEY_PASSPHRASE": "bench"}
-    env.pop("FLEETKEY_DB", None)
-    fleetkey = [sys.executable, "-m", "fleetkey"]
+    env = bench_env(base)
+    fleetkey = FLEETKEY
     results: dict[str, dict[int, dict[str, float]]] = {}
     summary = ""
     try:
-        subprocess.run([*fleetkey, "init"], env=env, check=True, capture_output=True)
-        csv = base / "fleet.csv"
-        csv.write_text(
-            "mac,features,expires\n"
-            + "".join(f"0004f2{i:06x},vqmon,never\n" for i in range(args.files))
-        )
-        subprocess.run(
-            [*fleetkey, "issue", "batch", "--csv", str(csv)],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        tree = base / "data" / "provisioning"
+        tree = issue_phone_licenses(base, env, args.files)
         files = {p.name: p.read_bytes() for p in tree.glob("*-license.cfg")}
         for path in tree.iterdir():
             path.chmod(0o644)

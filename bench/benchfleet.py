@@ -1,0 +1,31 @@
+"""What the benchmarks share: a throwaway data directory with N signed phone licenses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+FLEETKEY: Final = [sys.executable, "-m", "fleetkey"]
+
+
+def bench_env(base: Path) -> dict[str, str]:
+    """The environment for fleetkey commands on ``base/data`` (SQLite, a known passphrase)."""
+    env = {**os.environ, "FLEETKEY_DATA": str(base / "data"), "FLEETKEY_KEY_PASSPHRASE": "bench"}
+    env.pop("FLEETKEY_DB", None)
+    return env
+
+
+def issue_phone_licenses(base: Path, env: dict[str, str], count: int) -> Path:
+    """`fleetkey init`, then one phone license per MAC 0004f2000000…; returns the tree."""
+    subprocess.run([*FLEETKEY, "init"], env=env, check=True, capture_output=True)
+    csv = base / "fleet.csv"
+    csv.write_text(
+        "mac,features,expires\n" + "".join(f"0004f2{i:06x},vqmon,never\n" for i in range(count))
+    )
+    subprocess.run(
+        [*FLEETKEY, "issue", "batch", "--csv", str(csv)], env=env, check=True, capture_output=True
+    )
+    return base / "data" / "provisioning"
