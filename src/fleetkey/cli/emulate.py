@@ -22,6 +22,7 @@ from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.fleet import Fleet
 from fleetkey.emulate.report import report
 from fleetkey.errors import InputError
+from fleetkey.store.inventory import check_timezone
 
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
@@ -53,7 +54,9 @@ def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | No
     metavar="URL",
     help="http://HOST:PORT[/<site>] or tftp://HOST:PORT[/<site>] to boot from.",
 )
-@click.option("--phones", default=10, show_default=True, type=click.IntRange(1, 60000))
+@click.option(
+    "--phones", default=10, show_default=True, type=click.IntRange(1, 60000), help="How many."
+)
 @click.option(
     "--macs",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -150,7 +153,11 @@ def emulate(
     match = _HHMM.fullmatch(license_time)
     if match is None:
         raise InputError(f"--license-time {license_time!r} is not HH:MM")
-    start = datetime.fromisoformat(clock_start) if clock_start else datetime.now(UTC)
+    try:
+        start = datetime.fromisoformat(clock_start) if clock_start else datetime.now(UTC)
+    except ValueError:
+        raise InputError(f"--clock-start {clock_start!r} is not an ISO date-time") from None
+    check_timezone(timezone)
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     if trust_files:
