@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +115,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     yield running
     if running.process.poll() is None:
         running.stop()
+
+
+def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll ``check`` every 0.2 s until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("not within the timeout")
+        time.sleep(0.2)
+
+
+def records(server: RunningServer, mac: str) -> list[dict[str, object]]:
+    """The server's fetch records for ``mac``, as `fleetkey fetches --json` prints them."""
+    found: list[dict[str, object]] = json.loads(server.cli("fetches", "--mac", mac, "--json"))
+    return found

@@ -6,7 +6,6 @@ import ipaddress
 import json
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,9 @@ from tests.integration.serve.conftest import (
     RunningServer,
     fleet_env,
     make_fleet,
+    records,
     start_server,
+    wait_for,
 )
 
 PHONES = (
@@ -42,23 +43,9 @@ def stranger_ua(mac: str = STRANGER) -> str:
     return f"FileTransport PolycomVVX-VVX_400-UA/6.4.6.2014 (SN:{mac}) Type/Application"
 
 
-def records(server: RunningServer, mac: str) -> list[dict[str, object]]:
-    found: list[dict[str, object]] = json.loads(server.cli("fetches", "--mac", mac, "--json"))
-    return found
-
-
 def phone(server: RunningServer, mac: str) -> dict[str, object] | None:
     phones: list[dict[str, object]] = json.loads(server.cli("phones", "list", "--json"))
     return next((p for p in phones if p["mac"] == mac), None)
-
-
-def wait_for(check: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError("not within the timeout")
 
 
 @pytest.fixture(scope="module")

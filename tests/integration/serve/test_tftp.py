@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import socket
@@ -22,7 +21,9 @@ from tests.integration.serve.conftest import (
     RunningServer,
     fleet_env,
     make_fleet,
+    records,
     start_server,
+    wait_for,
 )
 
 BIG = "firmware/sip-5.9.7.ld"
@@ -48,19 +49,6 @@ def client(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
-
-
-def records(server: RunningServer, mac: str) -> list[dict[str, object]]:
-    found: list[dict[str, object]] = json.loads(server.cli("fetches", "--mac", mac, "--json"))
-    return found
-
-
-def wait_for(check: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("not within the timeout")
-        time.sleep(0.2)
 
 
 class TestRealClients:
