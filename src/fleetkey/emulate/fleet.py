@@ -219,7 +219,9 @@ class Fleet:
         found: dict[str, list[LicenseKey] | None] = {}
         try:
             for request in boot.requests:
-                body = f"{request.name} {self.clock.now().isoformat()}\n".encode()
+                body = b""
+                if request.method == "PUT":  # a log line stands in for the phone's log
+                    body = f"{request.name} {self.clock.now().isoformat()}\n".encode()
                 reply = await self._request(phone, client, request.method, request.name, body)
                 if reply is None:
                     continue
@@ -262,7 +264,7 @@ class Fleet:
         path = f"{self._prefix}/{name}"
         for _ in range(RETRIES):
             try:
-                reply = await client.request(method, path, body if method == "PUT" else b"")
+                reply = await client.request(method, path, body)
             except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
                 phone.errors.append(f"{method} {name}: {exc}")
                 self.requests[0] += 1
