@@ -14,60 +14,15 @@ import asyncio
 import hashlib
 import hmac
 import os
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final, cast
 
+from fleetkey.core.sip import SipMessage, digest_params, digest_response, parse_request
+
 REALM: Final = "PolycomSPIP"
-MAX_MESSAGE: Final = 8192
-_COMPACT: Final = {
-    "v": "via",
-    "f": "from",
-    "t": "to",
-    "i": "call-id",
-    "o": "event",
-    "l": "content-length",
-}
 _NEEDED: Final = ("via", "from", "to", "call-id", "cseq")
 _KNOWN: Final = {"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "SUBSCRIBE", "INFO", "MESSAGE",
                  "UPDATE", "PRACK", "REFER", "PUBLISH"}  # fmt: skip
-_PARAM = re.compile(r'(\w+)="?([^",]*)"?')
-
-
-@dataclass
-class SipMessage:
-    method: str
-    uri: str
-    headers: list[tuple[str, str]]
-
-    def get(self, name: str) -> str | None:
-        return next((v for n, v in self.headers if n == name), None)
-
-    def all(self, name: str) -> list[str]:
-        return [v for n, v in self.headers if n == name]
-
-
-def parse_request(data: bytes) -> SipMessage | None:
-    """A SIP request, or None for responses and what is not SIP at all."""
-    if len(data) > MAX_MESSAGE:
-        return None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    head = text.split("\r\n\r\n", 1)[0].split("\r\n")
-    parts = head[0].split(" ")
-    if len(parts) != 3 or parts[2] != "SIP/2.0" or not parts[0].isalpha():
-        return None
-    headers = []
-    for line in head[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            return None
-        key = name.strip().lower()
-        headers.append((_COMPACT.get(key, key), value.strip()))
-    return SipMessage(parts[0].upper(), parts[1], headers)
 
 
 class SipPhone(asyncio.DatagramProtocol):
@@ -134,24 +89,18 @@ class SipPhone(asyncio.DatagramProtocol):
         header = message.get("authorization") or ""
         if not header.lower().startswith("digest "):
             return False
-        params = dict(_PARAM.findall(header[7:]))
+        params = digest_params(header)
         nonce = params.get("nonce", "")
         stamp, mac = nonce[:16], nonce[16:]
         expected_mac = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:16]
         if not hmac.compare_digest(mac, expected_mac) or self._credentials is None:
             return False
         user, password = self._credentials
-        if params.get("username") != user:
+        if params.get("username") != user or params.get("realm") != REALM:
             return False
-        ha1 = _md5(f"{user}:{REALM}:{password}")
-        ha2 = _md5(f"{message.method}:{params.get('uri', '')}")
-        if "qop" in params:
-            expected = _md5(
-                f"{ha1}:{nonce}:{params.get('nc', '')}:{params.get('cnonce', '')}:"
-                f"{params['qop']}:{ha2}"
-            )
-        else:
-            expected = _md5(f"{ha1}:{nonce}:{ha2}")
+        if "qop" in params and not ("nc" in params and "cnonce" in params):
+            return False
+        expected = digest_response(params, message.method, params.get("uri", ""), user, password)
         return hmac.compare_digest(expected, params.get("response", ""))
 
     def _answer(
@@ -174,7 +123,3 @@ class SipPhone(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.sendto("\r\n".join(lines).encode("utf-8"), addr)
         self.answered[status] = self.answered.get(status, 0) + 1
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -124,3 +125,88 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class RolloutRow(Base):
+    """A planned rollout of one posted license: its parameters and its state."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id"), index=True)
+    state: Mapped[str] = mapped_column(String(10))  # planned|running|paused|cancelled|done
+    reboot: Mapped[bool] = mapped_column(Boolean)
+    capacity: Mapped[float] = mapped_column(Float)  # requests/s
+    headroom: Mapped[float] = mapped_column(Float)
+    slot_seconds: Mapped[int] = mapped_column(Integer)
+    boot_requests: Mapped[float] = mapped_column(Float)
+    boot_seconds: Mapped[float] = mapped_column(Float)
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    explanation: Mapped[str] = mapped_column(Text)  # JSON list of lines
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RolloutTargetRow(Base):
+    """One phone of a rollout: when to notify it, and how far it got."""
+
+    __tablename__ = "rollout_targets"
+    __table_args__ = (Index("ix_rollout_targets_due", "rollout_id", "state", "notify_at"),)
+
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), primary_key=True)
+    mac: Mapped[str] = mapped_column(String(12), primary_key=True)
+    site_serial: Mapped[str] = mapped_column(String(12))
+    wave: Mapped[int] = mapped_column(Integer)
+    notify_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(String(10))  # pending|notified|confirmed|failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sip_status: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    worker: Mapped[str | None] = mapped_column(String(64))
+
+
+class AlertRow(Base):
+    """One alert, deduplicated by its key; resolved when its condition no longer holds."""
+
+    __tablename__ = "alerts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(8))  # info | warning | critical
+    subject: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeliveryRow(Base):
+    """One alert event for one channel (a webhook URL or an e-mail address), until sent."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_state_next_at", "state", "next_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_key: Mapped[str] = mapped_column(ForeignKey("alerts.key"))
+    event: Mapped[str] = mapped_column(String(10))  # fired | resolved
+    channel: Mapped[str] = mapped_column(String(300))
+    state: Mapped[str] = mapped_column(String(8))  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CapacityRow(Base):
+    """A measured server capacity (``fleetkey capacity measure``)."""
+
+    __tablename__ = "capacity_measurements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    target: Mapped[str] = mapped_column(String(255))
+    requests_per_s: Mapped[float] = mapped_column(Float)
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON

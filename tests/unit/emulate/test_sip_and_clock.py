@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from fleetkey.core.sip import parse_request
 from fleetkey.emulate.clock import VirtualClock
-from fleetkey.emulate.sip import REALM, SipPhone, parse_request
+from fleetkey.emulate.sip import REALM, SipPhone
 from fleetkey.errors import InputError
 
 

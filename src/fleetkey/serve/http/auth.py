@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from fleetkey.core.sip import md5
 from fleetkey.serve.cache import Credential
 from fleetkey.store.credentials import DIGEST_REALM, check_password
 
@@ -48,10 +49,6 @@ class Verdict:
     reason: str = ""
     stale: bool = False
     slow_basic: tuple[str, str] | None = None  # (user, password) to check with scrypt
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 class DeviceAuth:
@@ -152,17 +149,17 @@ class DeviceAuth:
         qop = params.get("qop")
         if qop not in (None, "auth"):
             return self._fail("Digest qop must be auth")
-        ha2 = _md5(f"{method}:{uri}")
+        ha2 = md5(f"{method}:{uri}")
         for credential in self._credentials(user):
             if credential.digest_ha1 is None:
                 continue
             if qop is None:
-                expected = _md5(f"{credential.digest_ha1}:{nonce}:{ha2}")
+                expected = md5(f"{credential.digest_ha1}:{nonce}:{ha2}")
             else:
                 nc, cnonce = params.get("nc", ""), params.get("cnonce", "")
                 if not re.fullmatch(r"[0-9a-fA-F]{8}", nc) or not cnonce:
                     return self._fail("Digest with qop needs nc (8 hex digits) and cnonce")
-                expected = _md5(f"{credential.digest_ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+                expected = md5(f"{credential.digest_ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
             if hmac.compare_digest(expected, answer.lower()):
                 if qop is not None and not self._count(nonce, int(params["nc"], 16)):
                     return Verdict(reason="nonce count reused", stale=True)
