@@ -14,6 +14,7 @@ from fleetkey.cli.inventory import phones, sites
 from fleetkey.cli.issue import issue
 from fleetkey.cli.keys import keys
 from fleetkey.cli.records import audit, db, fetches, licenses
+from fleetkey.cli.rollout import rollout
 from fleetkey.cli.serve import serve
 from fleetkey.cli.setup import features, init, token
 
@@ -65,6 +66,7 @@ for command in (
     serve,
     token,
     emulate,
+    rollout,
 ):
     cli.add_command(command)
 

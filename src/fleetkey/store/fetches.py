@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -304,3 +305,40 @@ def query(
         )
         for row in session.scalars(statement)
     ]
+
+
+def recent_requests(session: Session, limit: int = 200_000) -> list[tuple[str, datetime, str, int]]:
+    """The newest ``limit`` phone requests as (mac, at, path, bytes), in (mac, at) order."""
+    newest = (
+        select(FetchRow.mac, FetchRow.at, FetchRow.path, FetchRow.bytes)
+        .where(FetchRow.mac.is_not(None))
+        .order_by(FetchRow.id.desc())
+        .limit(limit)
+        .subquery()
+    )
+    rows = session.execute(select(newest).order_by(newest.c.mac, newest.c.at)).all()
+    return [(mac, utc(at), path, size) for mac, at, path, size in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The servers' answers over a recent stretch, as the fetch records tell it."""
+
+    requests: int
+    rejected: int  # 503: admission control said no
+    p95_ms: float
+
+    @property
+    def rejected_share(self) -> float:
+        return self.rejected / self.requests if self.requests else 0.0
+
+
+def health(session: Session, since: datetime) -> Health:
+    rows = session.execute(
+        select(FetchRow.status, FetchRow.duration_ms).where(FetchRow.at >= utc(since))
+    ).all()
+    if not rows:
+        return Health(0, 0, 0.0)
+    durations = sorted(duration for _, duration in rows)
+    rejected = sum(1 for status, _ in rows if status == 503)
+    return Health(len(rows), rejected, durations[int(0.95 * (len(durations) - 1))])

@@ -1,0 +1,426 @@
+"""Rollouts in the store: their waves, each phone's progress, and claims that workers share.
+
+A phone goes ``pending`` → ``notified`` (claimed: the attempt is counted *before* the NOTIFY
+leaves, so a worker killed mid-send never makes another worker send the same attempt) →
+``confirmed`` when a fetch record shows it fetched the rollout's license, or back to ``pending``
+for a retry, or ``failed`` with the reason. Claims are one ``UPDATE … WHERE state = 'pending'``
+over a sub-select that PostgreSQL runs ``FOR UPDATE SKIP LOCKED``, so several workers share a
+rollout without waiting on each other and no phone is claimed twice for one attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from itertools import count
+from typing import Final
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from fleetkey.clock import Clock
+from fleetkey.errors import InputError
+from fleetkey.store import audit
+from fleetkey.store.inventory import NotFoundError
+from fleetkey.store.records import utc
+from fleetkey.store.schema import FetchRow, PhoneRow, RolloutRow, RolloutTargetRow, SiteRow
+
+INSERT_CHUNK: Final = 5000
+SIP_PORT: Final = 5060
+_claims = count(1)
+
+
+class RolloutState(StrEnum):
+    PLANNED = "planned"
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+
+class TargetState(StrEnum):
+    PENDING = "pending"
+    NOTIFIED = "notified"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+_MOVES: Final = {  # state → the states an operator or a worker may move it to
+    RolloutState.PLANNED: {RolloutState.RUNNING, RolloutState.CANCELLED},
+    RolloutState.RUNNING: {RolloutState.PAUSED, RolloutState.CANCELLED, RolloutState.DONE},
+    RolloutState.PAUSED: {RolloutState.RUNNING, RolloutState.CANCELLED},
+    RolloutState.CANCELLED: set(),
+    RolloutState.DONE: set(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    id: int
+    license_id: int
+    state: RolloutState
+    reboot: bool
+    capacity: float
+    headroom: float
+    slot_seconds: int
+    boot_requests: float
+    boot_seconds: float
+    deadline: datetime
+    explanation: tuple[str, ...]
+    created_at: datetime
+
+    @property
+    def notifies_per_second(self) -> float:
+        """The plan's pace: check-syncs per second that keep the load within the budget."""
+        return self.capacity * self.headroom / self.boot_requests
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTarget:
+    mac: str
+    site: str
+    wave: int
+    notify_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A phone a worker is to notify now."""
+
+    mac: str
+    site: str
+    contact: str | None
+    attempts: int
+    notify_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    states: dict[str, int]
+    failures: list[tuple[str, str]]  # (mac, reason), the first few
+    next_at: datetime | None  # the next pending phone's time
+
+    @property
+    def total(self) -> int:
+        return sum(self.states.values())
+
+    @property
+    def open(self) -> int:
+        return self.states.get(TargetState.PENDING, 0) + self.states.get(TargetState.NOTIFIED, 0)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+def create(
+    session: Session,
+    clock: Clock,
+    actor: str,
+    *,
+    license_id: int,
+    reboot: bool,
+    capacity: float,
+    headroom: float,
+    slot_seconds: int,
+    boot_requests: float,
+    boot_seconds: float,
+    deadline: datetime,
+    explanation: Sequence[str],
+    targets: Sequence[PlannedTarget],
+) -> Rollout:
+    now = utc(clock.now())
+    row = RolloutRow(
+        license_id=license_id,
+        state=RolloutState.PLANNED.value,
+        reboot=reboot,
+        capacity=capacity,
+        headroom=headroom,
+        slot_seconds=slot_seconds,
+        boot_requests=boot_requests,
+        boot_seconds=boot_seconds,
+        deadline=utc(deadline),
+        explanation=json.dumps(list(explanation)),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    values = [
+        {
+            "rollout_id": row.id,
+            "mac": t.mac,
+            "site_serial": t.site,
+            "wave": t.wave,
+            "notify_at": utc(t.notify_at),
+            "state": TargetState.PENDING.value,
+            "attempts": 0,
+        }
+        for t in targets
+    ]
+    for start in range(0, len(values), INSERT_CHUNK):
+        session.execute(insert(RolloutTargetRow), values[start : start + INSERT_CHUNK])
+    details = {
+        "license": license_id,
+        "phones": len(targets),
+        "capacity": capacity,
+        "headroom": headroom,
+        "deadline": utc(deadline).isoformat(),
+    }
+    audit.append(
+        session,
+        clock,
+        actor=actor,
+        action="rollout.plan",
+        subject=f"rollout:{row.id}",
+        details=details,
+    )
+    return _rollout(row)
+
+
+def get(session: Session, rollout_id: int) -> Rollout:
+    row = session.get(RolloutRow, rollout_id)
+    if row is None:
+        raise NotFoundError(f"no rollout {rollout_id}")
+    return _rollout(row)
+
+
+def listing(session: Session) -> list[Rollout]:
+    return [_rollout(row) for row in session.scalars(select(RolloutRow).order_by(RolloutRow.id))]
+
+
+def move(session: Session, clock: Clock, actor: str, rollout_id: int, to: RolloutState) -> Rollout:
+    """Change a rollout's state, if that move is allowed; the same state is no change."""
+    row = session.get(RolloutRow, rollout_id, with_for_update=True)
+    if row is None:
+        raise NotFoundError(f"no rollout {rollout_id}")
+    current = RolloutState(row.state)
+    if to == current:
+        return _rollout(row)
+    if to not in _MOVES[current]:
+        raise InputError(f"rollout {rollout_id} is {current}; it cannot become {to}")
+    row.state = to.value
+    row.updated_at = utc(clock.now())
+    audit.append(
+        session, clock, actor=actor, action=f"rollout.{to.value}", subject=f"rollout:{rollout_id}"
+    )
+    return _rollout(row)
+
+
+def claim_due(
+    session: Session, rollout_id: int, now: datetime, limit: int, worker: str
+) -> list[Claim]:
+    """Mark up to ``limit`` due pending phones notified (one more attempt) and return them."""
+    if limit < 1:
+        return []
+    token = f"{worker}#{next(_claims)}"[:64]
+    due = (
+        select(RolloutTargetRow.mac)
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .where(RolloutTargetRow.state == TargetState.PENDING.value)
+        .where(RolloutTargetRow.notify_at <= utc(now))
+        .order_by(RolloutTargetRow.notify_at, RolloutTargetRow.mac)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    session.execute(
+        update(RolloutTargetRow)
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .where(RolloutTargetRow.mac.in_(due.scalar_subquery()))
+        .where(RolloutTargetRow.state == TargetState.PENDING.value)
+        .values(
+            state=TargetState.NOTIFIED.value,
+            attempts=RolloutTargetRow.attempts + 1,
+            notified_at=utc(now),
+            worker=token,
+            sip_status=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(
+        select(RolloutTargetRow, PhoneRow.sip_contact, PhoneRow.last_address)
+        .join(PhoneRow, PhoneRow.mac == RolloutTargetRow.mac, isouter=True)
+        .where(RolloutTargetRow.rollout_id == rollout_id, RolloutTargetRow.worker == token)
+        .order_by(RolloutTargetRow.notify_at)
+    ).all()
+    return [
+        Claim(
+            target.mac,
+            target.site_serial,
+            contact or _fallback(address),
+            target.attempts,
+            utc(target.notify_at),
+        )
+        for target, contact, address in rows
+    ]
+
+
+def _fallback(address: str | None) -> str | None:
+    """A phone with no SIP contact in the inventory is tried where it last fetched from."""
+    return f"sip:{address}:{SIP_PORT}" if address else None
+
+
+def answered(session: Session, rollout_id: int, mac: str, status: int | None) -> None:
+    session.execute(
+        update(RolloutTargetRow)
+        .where(RolloutTargetRow.rollout_id == rollout_id, RolloutTargetRow.mac == mac)
+        .values(sip_status=status)
+    )
+
+
+def retry_or_fail(
+    session: Session,
+    rollout_id: int,
+    mac: str,
+    reason: str,
+    *,
+    retry_at: datetime | None,
+    undo_attempt: bool = False,
+) -> None:
+    """Back to pending at ``retry_at``, or failed (``retry_at`` None) with ``reason``."""
+    values: dict[str, object] = {"reason": reason[:255]}
+    if retry_at is None:
+        values["state"] = TargetState.FAILED.value
+    else:
+        values |= {"state": TargetState.PENDING.value, "notify_at": utc(retry_at)}
+    if undo_attempt:
+        values["attempts"] = RolloutTargetRow.attempts - 1
+    session.execute(
+        update(RolloutTargetRow)
+        .where(RolloutTargetRow.rollout_id == rollout_id, RolloutTargetRow.mac == mac)
+        .where(RolloutTargetRow.state.in_([TargetState.NOTIFIED.value, TargetState.PENDING.value]))
+        .values(**values)
+    )
+
+
+def confirm_fetched(
+    session: Session, rollout_id: int, digest: str, since: datetime, now: datetime
+) -> int:
+    """Confirm every open phone of the rollout with a fetch of ``digest`` at or after ``since``."""
+    fetched = (
+        select(FetchRow.mac)
+        .where(FetchRow.at >= utc(since), FetchRow.digest == digest)
+        .where(FetchRow.status.in_((200, 206, 304)))
+    )
+    result = session.execute(
+        update(RolloutTargetRow)
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .where(RolloutTargetRow.state.in_([TargetState.PENDING.value, TargetState.NOTIFIED.value]))
+        .where(RolloutTargetRow.mac.in_(fetched.scalar_subquery()))
+        .values(state=TargetState.CONFIRMED.value, confirmed_at=utc(now), reason=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def fetched(session: Session, mac: str, digest: str, since: datetime) -> bool:
+    """Whether ``mac`` fetched ``digest`` at or after ``since`` (one index look-up)."""
+    return (
+        session.scalar(
+            select(FetchRow.id)
+            .where(FetchRow.mac == mac, FetchRow.at >= utc(since), FetchRow.digest == digest)
+            .where(FetchRow.status.in_((200, 206, 304)))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def confirm(session: Session, rollout_id: int, mac: str, now: datetime) -> None:
+    session.execute(
+        update(RolloutTargetRow)
+        .where(RolloutTargetRow.rollout_id == rollout_id, RolloutTargetRow.mac == mac)
+        .values(state=TargetState.CONFIRMED.value, confirmed_at=utc(now), reason=None)
+    )
+
+
+def overdue(
+    session: Session, rollout_id: int, notified_before: datetime
+) -> list[tuple[str, int, int | None]]:
+    """Notified phones not confirmed since ``notified_before``: (mac, attempts, SIP status)."""
+    rows = session.execute(
+        select(RolloutTargetRow.mac, RolloutTargetRow.attempts, RolloutTargetRow.sip_status)
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .where(RolloutTargetRow.state == TargetState.NOTIFIED.value)
+        .where(RolloutTargetRow.notified_at < utc(notified_before))
+    ).all()
+    return [(mac, attempts, status) for mac, attempts, status in rows]
+
+
+def progress(session: Session, rollout_id: int, failures: int = 20) -> Progress:
+    states = dict(
+        session.execute(
+            select(RolloutTargetRow.state, func.count())
+            .where(RolloutTargetRow.rollout_id == rollout_id)
+            .group_by(RolloutTargetRow.state)
+        ).all()
+    )
+    failed = session.execute(
+        select(RolloutTargetRow.mac, RolloutTargetRow.reason)
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .where(RolloutTargetRow.state == TargetState.FAILED.value)
+        .order_by(RolloutTargetRow.mac)
+        .limit(failures)
+    ).all()
+    next_at = session.scalar(
+        select(func.min(RolloutTargetRow.notify_at)).where(
+            and_(
+                RolloutTargetRow.rollout_id == rollout_id,
+                RolloutTargetRow.state == TargetState.PENDING.value,
+            )
+        )
+    )
+    return Progress(
+        {str(state): int(n) for state, n in states.items()},
+        [(mac, reason or "") for mac, reason in failed],
+        utc(next_at) if next_at is not None else None,
+    )
+
+
+def targets(session: Session, rollout_id: int) -> list[tuple[str, str, int, str, int]]:
+    """(mac, site, wave, state, attempts) of every phone, by MAC."""
+    rows = session.execute(
+        select(
+            RolloutTargetRow.mac,
+            RolloutTargetRow.site_serial,
+            RolloutTargetRow.wave,
+            RolloutTargetRow.state,
+            RolloutTargetRow.attempts,
+        )
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .order_by(RolloutTargetRow.mac)
+    ).all()
+    return [(m, s, w, st, a) for m, s, w, st, a in rows]
+
+
+def site_windows(session: Session, serials: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """serial → (time zone, window start, window end)."""
+    rows = session.execute(
+        select(SiteRow.serial, SiteRow.timezone, SiteRow.window_start, SiteRow.window_end).where(
+            SiteRow.serial.in_(list(serials))
+        )
+    ).all()
+    return {serial: (zone, start, end) for serial, zone, start, end in rows}
+
+
+def _rollout(row: RolloutRow) -> Rollout:
+    return Rollout(
+        row.id,
+        row.license_id,
+        RolloutState(row.state),
+        row.reboot,
+        row.capacity,
+        row.headroom,
+        row.slot_seconds,
+        row.boot_requests,
+        row.boot_seconds,
+        utc(row.deadline),
+        tuple(json.loads(row.explanation)),
+        utc(row.created_at),
+    )
