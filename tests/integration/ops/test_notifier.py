@@ -1,0 +1,199 @@
+"""The check-sync client against a real SIP peer: Kamailio as a UAS, with and without digest."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fleetkey.core.sip import Contact
+from fleetkey.ops.notifier import Notifier, NotifyResult
+
+KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
+MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+CONFIG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children=1
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+loadpath "{modules}"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "auth.so"
+loadmodule "textops.so"
+request_route {{
+    if (is_method("NOTIFY")) {{
+        if ({challenge} && !pv_www_authenticate("PolycomSPIP", "secret", "0")) {{
+            xlog("L_NOTICE", "PEER challenge proto=$pr callid=$ci cseq=$cs\\n");
+            www_challenge("PolycomSPIP", "0");
+            exit;
+        }}
+        xlog("L_NOTICE", "PEER notify proto=$pr event=[$hdr(Event)] callid=$ci cseq=$cs "
+                         "user=[$au] ruri=$ru\\n");
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    sl_send_reply("405", "Method Not Allowed");
+}}
+"""
+
+
+@dataclass
+class Peer:
+    port: int
+    log: Path
+    challenging: bool
+
+    def contact(self, transport: str = "udp") -> Contact:
+        suffix = ";transport=tcp" if transport == "tcp" else ""
+        return Contact.parse(f"sip:0004f2000001@127.0.0.1:{self.port}{suffix}")
+
+    def lines(self, kind: str) -> list[dict[str, str]]:
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if f"PEER {kind} " in line:
+                tail = line.split(f"PEER {kind} ", 1)[1]
+                found.append(dict(re.findall(r"(\w+)=(\[[^\]]*\]|\S+)", tail)))
+        return found
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no free port")
+
+
+def start_kamailio(directory: Path, challenge: bool) -> tuple[Peer, subprocess.Popen[bytes]]:
+    port = free_port()
+    config = directory / "kamailio.cfg"
+    config.write_text(
+        CONFIG.format(port=port, modules=MODULES, challenge="1" if challenge else "0")
+    )
+    log = directory / "kamailio.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [KAMAILIO, "-f", str(config), "-DD", "-E", "-Y", str(directory),
+             "-P", str(directory / "kamailio.pid"), "-w", str(directory)],
+            stdout=handle, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return Peer(port, log, challenge), process
+        if process.poll() is not None:
+            raise AssertionError(f"kamailio exited: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("kamailio did not start listening")
+
+
+def running(tmp_path_factory: pytest.TempPathFactory, challenge: bool) -> Iterator[Peer]:
+    started, process = start_kamailio(tmp_path_factory.mktemp("kamailio"), challenge)
+    yield started
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def open_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    yield from running(tmp_path_factory, challenge=False)
+
+
+@pytest.fixture(scope="module")
+def challenging_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    yield from running(tmp_path_factory, challenge=True)
+
+
+@pytest.fixture(params=["open_peer", "challenging_peer"])
+def peer(request: pytest.FixtureRequest) -> Peer:
+    chosen: Peer = request.getfixturevalue(request.param)
+    return chosen
+
+
+def notify(contact: Contact, *, credentials: tuple[str, str] | None = None,
+           reboot: bool = True, t1: float = 0.5) -> NotifyResult:  # fmt: skip
+    async def send() -> NotifyResult:
+        async with Notifier(credentials=credentials, t1=t1) as notifier:
+            return await notifier.notify(contact, reboot=reboot)
+
+    return asyncio.run(send())
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_kamailio_answers_check_sync_200_and_logs_it(peer: Peer, transport: str) -> None:
+    challenging = peer.challenging
+    before = len(peer.lines("notify"))
+    result = notify(peer.contact(transport), credentials=("1001", "secret"))
+    assert result.ok, result
+    assert result.status == 200
+    assert result.sends == (2 if challenging else 1)
+    logged = peer.lines("notify")[before:]
+    assert len(logged) == 1
+    assert logged[0]["proto"] == transport
+    assert logged[0]["event"] == "[check-sync;reboot=true]"
+    assert logged[0]["ruri"] == f"sip:0004f2000001@127.0.0.1:{peer.port}"
+    if challenging:
+        assert logged[0]["user"] == "[1001]"
+        assert logged[0]["cseq"] == "2"  # the authorized retry: same call, next CSeq
+        challenge = peer.lines("challenge")[-1]
+        assert challenge["callid"] == logged[0]["callid"]
+        assert challenge["cseq"] == "1"
+
+
+def test_without_reboot_the_event_is_plain_check_sync(peer: Peer) -> None:
+    before = len(peer.lines("notify"))
+    assert notify(peer.contact(), credentials=("1001", "secret"), reboot=False).ok
+    assert peer.lines("notify")[before:][0]["event"] == "[check-sync]"
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("credentials", [None, ("1001", "wrong")], ids=["none", "wrong"])
+def test_a_refused_challenge_is_reported_as_401_not_success(
+    challenging_peer: Peer, transport: str, credentials: tuple[str, str] | None
+) -> None:
+    peer = challenging_peer
+    before = len(peer.lines("notify"))
+    result = notify(peer.contact(transport), credentials=credentials)
+    assert not result.ok
+    assert result.status == 401
+    assert result.reason == "401 Unauthorized"
+    assert peer.lines("notify")[before:] == []
+
+
+def test_no_listener_over_udp_gives_up_after_timer_f_with_retransmissions() -> None:
+    silent = Contact.parse(f"sip:p@127.0.0.1:{free_port()}")
+    began = time.monotonic()
+    result = notify(silent, t1=0.05)  # Timer F = 64 x T1 = 3.2 s
+    elapsed = time.monotonic() - began
+    assert result.status is None
+    assert result.reason == f"no answer over UDP in 3.2 s ({result.sends} sends)"
+    assert result.sends == 7  # at 0, .05, .15, .35, .75, 1.55, 3.15: doubling from T1
+    assert 3.0 <= elapsed < 6.0
+
+
+def test_no_listener_over_tcp_is_reported_at_once() -> None:
+    result = notify(Contact.parse(f"sip:p@127.0.0.1:{free_port()};transport=tcp"))
+    assert result.status is None
+    assert result.reason.startswith("TCP connection failed: ConnectionRefusedError")

@@ -1,0 +1,41 @@
+"""The per-boot cost measured from fetch records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fleetkey.core.rollout.cost import DEFAULT, measure
+
+T0 = datetime(2027, 1, 5, 2, 0, tzinfo=UTC)
+BOOT = ["0004f2000001.cfg", "000000000000.cfg", "sip.cfg", "000000000000-license.cfg",
+        "0004f2000001-license.cfg"]  # fmt: skip
+
+
+def boot(mac: str, at: datetime, paths: list[str] = BOOT, size: int = 1000, step: float = 1):
+    return [(mac, at + timedelta(seconds=i * step), p, size) for i, p in enumerate(paths)]
+
+
+def test_boots_are_split_by_mac_and_gap_and_averaged() -> None:
+    rows = []
+    for i in range(30):
+        mac = f"0004f2{i:06x}"
+        rows += boot(mac, T0)  # 5 requests over 4 s
+        rows += boot(mac, T0 + timedelta(hours=1), [*BOOT, "a.log", "b.log"], step=2)  # 7 over 12 s
+    cost = measure(rows)
+    assert cost.requests == 6.0
+    assert cost.bytes == 6000.0
+    assert cost.seconds == 12.0  # the 90th percentile
+    assert cost.source == "measured from 60 boots in the fetch records"
+
+
+def test_runs_without_a_license_fetch_are_not_boots() -> None:
+    rows = []
+    for i in range(30):
+        rows += boot(f"0004f2{i:06x}", T0, ["0004f2000001-directory.xml", "a.log"])
+    assert measure(rows) == DEFAULT
+
+
+def test_too_few_boots_fall_back_to_the_profile() -> None:
+    rows = [r for i in range(19) for r in boot(f"0004f2{i:06x}", T0)]
+    assert measure(rows) == DEFAULT
+    assert measure([]) == DEFAULT
