@@ -228,11 +228,14 @@ def claim_due(
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        # a CTE evaluated once: an IN (sub-select ... LIMIT) may be re-run and take more rows
+        chosen = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+    else:
+        chosen = due.cte("due")
     session.execute(
         update(RolloutTargetRow)
         .where(RolloutTargetRow.rollout_id == rollout_id)
-        .where(RolloutTargetRow.mac.in_(due.scalar_subquery()))
+        .where(RolloutTargetRow.mac.in_(select(chosen.c.mac)))
         .where(RolloutTargetRow.state == TargetState.PENDING.value)
         .values(
             state=TargetState.NOTIFIED.value,

@@ -1,0 +1,242 @@
+"""Rollouts in the store on SQLite and PostgreSQL: planning, shared claims, confirmation."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from fleetkey.clock import FixedClock
+from fleetkey.core.codec import serialize_keys
+from fleetkey.core.license import LicenseType
+from fleetkey.errors import InputError
+from fleetkey.ops.rollout import PlanOptions, plan_license, save
+from fleetkey.store import audit, capacity, fetches, inventory, registry, rollouts
+from fleetkey.store.records import FetchRecord, Site
+from fleetkey.store.rollouts import RolloutState, TargetState
+from fleetkey.store.store import Store
+from fleetkey.testing import make_license, trusted_keys_for
+
+T0 = datetime(2027, 2, 1, 23, 0, tzinfo=UTC)
+SITE = "100000000001"
+PHONES = 300
+
+
+def macs(count: int = PHONES) -> list[str]:
+    return [f"0004f2{i:06x}" for i in range(count)]
+
+
+def license_row(store: Store, clock: FixedClock, expires: date, *, post: bool = True) -> int:
+    key = make_license(serial=SITE, type=LicenseType.SITE, expires=expires)
+    with store.transaction() as session:
+        return registry.record(
+            session, clock, "tester", key, trusted_keys_for().check(key),
+            content=serialize_keys([key]), file_name="000000000000-license.cfg", post=post,
+        ).id  # fmt: skip
+
+
+@pytest.fixture
+def fleet(store: Store) -> tuple[Store, FixedClock, int]:
+    """300 phones at one UTC site open 22:00-06:00; a license expiring, and its successor."""
+    clock = FixedClock(T0)
+    with store.transaction() as session:
+        inventory.add_site(session, clock, "tester", Site(SITE, "HQ", "UTC", "22:00", "06:00"))
+        rows = "".join(f"{m},{SITE},VVX_500,sip:{m}@127.10.1.1:5060\n" for m in macs())
+        inventory.import_phones(
+            session, clock, "tester", f"mac,site,model,contact\n{rows}".encode(), source="t"
+        )
+    license_row(store, clock, date(2027, 2, 21))
+    successor = license_row(store, clock, date(2028, 2, 21))
+    return store, clock, successor
+
+
+def planned(fleet: tuple[Store, FixedClock, int], rate: float = 100.0) -> int:
+    store, clock, successor = fleet
+    options = PlanOptions(successor, capacity=rate, slot_seconds=60)
+    return save(store, clock, "tester", options, plan_license(store, clock, options))
+
+
+def test_a_plan_covers_every_phone_of_the_site_before_the_old_expiry_less_two_days(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    store, clock, successor = fleet
+    made = plan_license(store, clock, PlanOptions(successor, capacity=100))
+    assert made.phones == PHONES
+    assert made.input.deadline == datetime(2027, 2, 19, tzinfo=UTC)
+    assert made.input.cost.source.startswith("default profile")  # no fetch records yet
+    rollout_id = save(store, clock, "tester", PlanOptions(successor, capacity=100), made)
+    with store.transaction() as session:
+        progress = rollouts.progress(session, rollout_id)
+        assert progress.states == {"pending": PHONES}
+        assert progress.next_at == made.waves[0].notify_at(0)
+        assert rollouts.get(session, rollout_id).state is RolloutState.PLANNED
+        assert audit.events(session)[-1].action == "rollout.plan"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("unposted", "is issued; only a posted license can be rolled out"),
+        ("no-capacity", "no measured capacity"),
+        ("no-phones", "has no phones in the inventory"),
+    ],
+)
+def test_plans_that_cannot_be_made_say_why(
+    fleet: tuple[Store, FixedClock, int], change: str, message: str
+) -> None:
+    store, clock, successor = fleet
+    options = PlanOptions(successor, capacity=100)
+    if change == "unposted":
+        options = PlanOptions(license_row(store, clock, date(2029, 1, 1), post=False), capacity=1)
+    elif change == "no-capacity":
+        options = PlanOptions(successor)
+    else:
+        with store.transaction() as session:
+            inventory.add_site(
+                session, clock, "tester", Site("100000000002", "Empty", "UTC", "22:00", "06:00")
+            )
+        key = make_license(serial="100000000002", type=LicenseType.SITE, expires=date(2029, 1, 1))
+        with store.transaction() as session:
+            empty = registry.record(
+                session, clock, "t", key, trusted_keys_for().check(key),
+                content=serialize_keys([key]), file_name="000000000000-license.cfg", post=True,
+            ).id  # fmt: skip
+        options = PlanOptions(empty, capacity=100, deadline=date(2028, 1, 1))
+    with pytest.raises(InputError, match=message):
+        plan_license(store, clock, options)
+
+
+def test_the_measured_capacity_is_used_when_none_is_given(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    store, clock, successor = fleet
+    with store.transaction() as session:
+        capacity.record(session, clock, "http://127.0.0.1:8080", 420.0, {"p95_ms": 12})
+    assert plan_license(store, clock, PlanOptions(successor)).input.capacity == 420.0
+
+
+def test_claims_take_due_phones_once_each_in_time_order(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    store, _clock, _ = fleet
+    rollout_id = planned(fleet, rate=10)  # 35 phones a minute
+    with store.transaction() as session:
+        first = rollouts.claim_due(session, rollout_id, T0 + timedelta(minutes=1), 5, "w1")
+        again = rollouts.claim_due(session, rollout_id, T0 + timedelta(minutes=1), 500, "w1")
+    assert [c.attempts for c in first] == [1] * 5
+    assert [c.notify_at for c in first] == sorted(c.notify_at for c in first)
+    assert {c.mac for c in first}.isdisjoint({c.mac for c in again})
+    assert all(c.notify_at <= T0 + timedelta(minutes=1) for c in first + again)
+    assert first[0].contact == f"sip:{first[0].mac}@127.10.1.1:5060"
+    with store.transaction() as session:
+        progress = rollouts.progress(session, rollout_id)
+    assert len(first) + len(again) == 35
+    assert progress.states["notified"] == len(first) + len(again)
+    assert progress.states["pending"] == PHONES - len(first) - len(again)
+
+
+def test_concurrent_workers_never_claim_the_same_phone(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    store, _, _ = fleet
+    rollout_id = planned(fleet, rate=10_000)  # every phone due in the first slot
+    later = T0 + timedelta(hours=2)
+    taken: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        mine: list[str] = []
+        try:
+            while True:
+                with store.transaction() as session:
+                    claims = rollouts.claim_due(session, rollout_id, later, 7, name)
+                if not claims:
+                    break
+                mine += [c.mac for c in claims]
+        except BaseException as exc:  # noqa: BLE001  # reported by the assertion below
+            errors.append(exc)
+        taken[name] = mine
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    every = [mac for claimed in taken.values() for mac in claimed]
+    assert sorted(every) == macs()  # each phone exactly once
+    assert sum(1 for claimed in taken.values() if claimed) >= 2  # the work was shared
+
+
+def fetch(mac: str, at: datetime, digest: str, status: int = 200) -> FetchRecord:
+    return FetchRecord(path="/000000000000-license.cfg", protocol="http", status=status,
+                       bytes=500, duration_ms=1.0, at=at, mac=mac, digest=digest)  # fmt: skip
+
+
+def test_only_fetches_of_the_successor_after_posting_confirm(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    store, _clock, successor = fleet
+    rollout_id = planned(fleet)
+    with store.transaction() as session:
+        digest = registry.get(session, successor).digest
+        posted = registry.get(session, successor).posted_at
+    assert posted is not None
+    phones = macs(5)
+    fetches.insert_records(store.engine, [
+        fetch(phones[0], posted + timedelta(seconds=5), digest),
+        fetch(phones[1], posted + timedelta(seconds=5), digest, status=304),
+        fetch(phones[2], posted + timedelta(seconds=5), "0" * 64),  # another license
+        fetch(phones[3], posted - timedelta(seconds=5), digest),  # before it was posted
+        fetch(phones[4], posted + timedelta(seconds=5), digest, status=503),
+    ])  # fmt: skip
+    with store.transaction() as session:
+        confirmed = rollouts.confirm_fetched(session, rollout_id, digest, posted, T0)
+        states = {m: s for m, _, _, s, _ in rollouts.targets(session, rollout_id)}
+        assert rollouts.fetched(session, phones[0], digest, posted)
+        assert not rollouts.fetched(session, phones[4], digest, posted)
+    assert confirmed == 2
+    assert [states[m] for m in phones] == [
+        "confirmed",
+        "confirmed",
+        "pending",
+        "pending",
+        "pending",
+    ]
+
+
+def test_retries_count_attempts_and_failures_keep_their_reason(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    store, _, _ = fleet
+    rollout_id = planned(fleet, rate=10_000)
+    later = T0 + timedelta(hours=1)
+    with store.transaction() as session:
+        one, two = rollouts.claim_due(session, rollout_id, later, 2, "w")
+        rollouts.retry_or_fail(session, rollout_id, one.mac, "timeout", retry_at=T0)  # first due
+        rollouts.retry_or_fail(
+            session, rollout_id, two.mac, "check-sync #1: 486 Busy", retry_at=None
+        )
+        assert rollouts.overdue(session, rollout_id, later) == []
+        again = rollouts.claim_due(session, rollout_id, later, 1, "w")
+        assert [(c.mac, c.attempts) for c in again] == [(one.mac, 2)]
+        overdue = rollouts.overdue(session, rollout_id, later + timedelta(seconds=1))
+        assert overdue == [(one.mac, 2, None)]
+        progress = rollouts.progress(session, rollout_id)
+    assert progress.failures == [(two.mac, "check-sync #1: 486 Busy")]
+    assert progress.states[TargetState.FAILED] == 1
+
+
+def test_state_moves_follow_the_rules(fleet: tuple[Store, FixedClock, int]) -> None:
+    store, clock, _ = fleet
+    rollout_id = planned(fleet)
+    with store.transaction() as session:
+        for state in (RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.RUNNING,
+                      RolloutState.DONE):  # fmt: skip
+            assert rollouts.move(session, clock, "t", rollout_id, state).state is state
+    with (
+        store.transaction() as session,
+        pytest.raises(InputError, match="is done; it cannot become running"),
+    ):
+        rollouts.move(session, clock, "t", rollout_id, RolloutState.RUNNING)
