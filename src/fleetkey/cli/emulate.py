@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import signal
 import time
 from datetime import UTC, datetime
 from datetime import time as clock_time
@@ -195,6 +197,9 @@ def emulate(
             sip_logins=[login for _, login in chosen],
         )
         holder.append(fleet)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, fleet.stopping.set)
         began = time.monotonic()
         await fleet.run(duration, until_booted=until_booted)
         return time.monotonic() - began

@@ -10,7 +10,6 @@ ignored like a bad key. Configuration checks compare the SHA-256 of each file wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -111,6 +110,7 @@ class Fleet:
         self.requests: Counter[int] = Counter()  # answers by status
         self._logins = sip_logins or [None] * len(self.phones)
         self.all_booted = asyncio.Event()
+        self.stopping = asyncio.Event()  # set it (SIGTERM, Ctrl-C) to end the run early
         self._booted_once = 0
         self._started = 0.0
         self.all_booted_after_s: float | None = None  # real seconds until every phone booted
@@ -136,11 +136,12 @@ class Fleet:
                 transports.append(transport)
         tasks = [loop.create_task(self._live(phone)) for phone in self.phones]
         try:
+            ends: list[asyncio.Task[bool]] = [loop.create_task(self.stopping.wait())]
             if until_booted:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.all_booted.wait(), duration_s)
-            else:
-                await asyncio.sleep(duration_s)
+                ends.append(loop.create_task(self.all_booted.wait()))
+            _, waiting = await asyncio.wait(ends, timeout=duration_s, return_when="FIRST_COMPLETED")
+            for end in waiting:
+                end.cancel()
         finally:
             for task in tasks:
                 task.cancel()

@@ -115,7 +115,8 @@ class Executor:
                         last_health = now_mono
                         await asyncio.to_thread(self._adjust_pace)
                     rate = rollout.notifies_per_second * self._pace
-                    self._tokens = min(self._tokens + rate * (now_mono - previous), max(rate, 1.0))
+                    burst = max(rate * 2 * self._settings.tick, 1.0)  # no catch-up bursts
+                    self._tokens = min(self._tokens + rate * (now_mono - previous), burst)
                     previous = now_mono
                     room = self._settings.concurrency - len(self._in_flight)
                     if self._tokens >= 1 and room > 0:

@@ -1,0 +1,129 @@
+"""End to end: 2,000 emulated phones, a site license 20 days from expiry, its successor posted,
+a planned rollout executed by check-sync over real SIP, the executor killed halfway and started
+again — every phone ends up with the successor, none is notified twice, the server's load
+stays under the planned cap."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from fleetkey.emulate.fleet import phone_address
+from fleetkey.store.database import default_url
+from fleetkey.store.schema import FetchRow, RolloutTargetRow
+from fleetkey.store.store import Store
+
+from tests.integration.emulate.test_emulator import free_udp_port
+from tests.integration.serve.conftest import fleet_env, fleetkey_command, start_server, wait_for
+
+PHONES = 2000
+SITE = "100000000001"
+CAPACITY = 1000.0  # req/s; x 0.7 headroom over ~10 requests a boot: ~70 check-syncs a second
+SLOT_S = 5
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    done = subprocess.run([*fleetkey_command(), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def window_around_now() -> str:
+    """A maintenance window open from an hour ago to six hours on (UTC)."""
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=1), now + timedelta(hours=6)
+    return f"{start:%H}:00-{end:%H}:00"
+
+
+def scalar(store: Store, statement: object) -> int:
+    with store.transaction() as session:
+        return int(session.scalar(statement) or 0)  # type: ignore[call-overload]
+
+
+def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data, env = fleet_env(tmp_path_factory, "rollout")
+    work = data.parent
+    sip_port = free_udp_port()
+    macs = [f"0004f2{i:06x}" for i in range(PHONES)]
+    cli(env, "init")
+    cli(env, "sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window_around_now())
+    rows = [f"{m},{SITE},VVX_500,sip:{m}@{phone_address(i)}:{sip_port}" for i, m in enumerate(macs)]
+    (work / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
+    cli(env, "phones", "import", str(work / "phones.csv"))
+    (work / "macs.txt").write_text("\n".join(macs) + "\n")
+    today = datetime.now(UTC).date()
+    cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
+        "--expires", f"{today + timedelta(days=20)}")  # fmt: skip
+    server = start_server(data, env)
+    store = Store(default_url(data))
+    emulator = subprocess.Popen(
+        [*fleetkey_command(), "emulate", "--server", f"{server.url}/{SITE}", "--phones",
+         str(PHONES), "--macs", str(work / "macs.txt"), "--sip-port", str(sip_port),
+         "--duration", "900", "--report", str(work / "report.json"), "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        licensed = select(func.count(func.distinct(FetchRow.mac))).where(
+            FetchRow.path.like("%000000000000-license.cfg"), FetchRow.status == 200
+        )
+        wait_for(lambda: scalar(store, licensed) == PHONES, 120)  # every phone booted once
+        successor = json.loads(cli(env, "issue", "site", "--serial", SITE, "--features",
+                                   "corporate-directory", "--expires",
+                                   f"{today + timedelta(days=400)}", "--json"))  # fmt: skip
+        plan = json.loads(
+            cli(env, "rollout", "plan", "--license", str(successor["license_id"]),
+                "--capacity", str(CAPACITY), "--slot", str(SLOT_S), "--json")
+        )  # fmt: skip
+        assert plan["phones"] == PHONES
+        assert plan["boot"]["source"].startswith("measured from 2,000 boots")
+        rollout = str(plan["rollout"])
+        began = datetime.now(UTC)
+        run = [*fleetkey_command(), "rollout", "run", rollout, "--confirm-timeout", "15", "--json"]
+        first = subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        confirmed = select(func.count()).where(RolloutTargetRow.state == "confirmed")
+        wait_for(lambda: scalar(store, confirmed) >= PHONES // 3, 120)
+        first.send_signal(signal.SIGKILL)  # halfway, mid-send, no goodbye
+        first.wait(timeout=30)
+        halfway = scalar(store, confirmed)
+        assert halfway < PHONES
+        report = json.loads(cli(env, *run[3:], timeout=300))
+        finished = datetime.now(UTC)
+        assert report["state"] == "done"
+        assert report["phones"] == {"confirmed": PHONES}
+        with store.transaction() as session:
+            attempts = Counter(session.scalars(select(RolloutTargetRow.attempts)))
+            buckets = Counter(
+                int((at.replace(tzinfo=UTC) - began).total_seconds()) // SLOT_S
+                for at in session.scalars(select(FetchRow.at).where(FetchRow.at >= began))
+            )
+        assert set(attempts) <= {1, 2}  # a second attempt only for a phone claimed, never sent
+        assert attempts[2] <= 100
+        peak = max(buckets.values()) / SLOT_S
+        cap = CAPACITY * plan["headroom"]
+        print(f"\n{PHONES} phones; confirmed {halfway} before the kill; rollout took "
+              f"{(finished - began).total_seconds():.0f} s; attempts {dict(attempts)}; "
+              f"server peak {peak:.0f} req/s over {SLOT_S}-s slots, planned cap {cap:.0f}, "
+              f"predicted {plan['peak_load']:.0f}")  # fmt: skip
+        assert peak <= cap * 1.05  # requests per boot vary a little around the measured mean
+    finally:
+        emulator.send_signal(signal.SIGTERM)
+        out, err = emulator.communicate(timeout=120)
+        server.stop()
+        store.close()
+    assert emulator.returncode == 0, err
+    phones = json.loads((work / "report.json").read_text())["phones"]
+    expiry = f"{today + timedelta(days=400)}"
+    assert Counter(p["installed"]["site"]["expires"] for p in phones) == {expiry: PHONES}
+    reboots = Counter(sum(r["cause"] == "check-sync" for r in p["reboots"]) for p in phones)
+    assert reboots == {1: PHONES}  # every phone notified, none twice
+    summary = json.loads(out)
+    assert summary["phones_with_errors"] == 0
