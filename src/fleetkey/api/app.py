@@ -18,12 +18,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from fleetkey.authority.datadir import DataDir
+from fleetkey.authority.keyring import Keyring
 from fleetkey.authority.tokens import token_matches
 from fleetkey.clock import Clock, today
 from fleetkey.core.license import LicenseType
 from fleetkey.errors import FleetkeyError
+from fleetkey.ops import alerts as alerting
 from fleetkey.ops import licensing
-from fleetkey.store import fetches, inventory, registry
+from fleetkey.store import alerts, fetches, inventory, registry, rollouts
 from fleetkey.store.inventory import NotFoundError
 from fleetkey.store.records import FetchRecord, LicenseState, Site, license_json
 from fleetkey.store.store import Store
@@ -209,7 +211,58 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
             found = fetches.query(session, mac=mac, since=moment, limit=limit)
         return [fetch_json(r) for r in found]
 
+    @app.get("/api/alerts", dependencies=guarded, tags=["operations"])
+    def list_alerts(all: bool = False) -> list[dict[str, Any]]:  # the query name
+        """Alerts as last evaluated: open ones, or ``all=true`` with the resolved."""
+        with context.store.transaction() as session:
+            return [a.to_json() for a in alerts.listing(session, include_resolved=all)]
+
+    @app.post("/api/alerts/check", dependencies=guarded, tags=["operations"])
+    def check_alerts() -> dict[str, Any]:
+        """Evaluate now: what fired, what resolved, and every open alert."""
+        trusted = Keyring(context.data.keys).trusted()
+        result, open_alerts = alerting.check(
+            context.data, context.store, context.clock, trusted, alerting.AlertSettings()
+        )
+        return {
+            "fired": result.fired,
+            "resolved": result.resolved,
+            "open": [a.to_json() for a in open_alerts],
+        }
+
+    @app.get("/api/rollouts", dependencies=guarded, tags=["operations"])
+    def list_rollouts() -> list[dict[str, Any]]:
+        """Every rollout with its phones by state."""
+        with context.store.transaction() as session:
+            return [
+                _rollout_json(r, rollouts.progress(session, r.id))
+                for r in rollouts.listing(session)
+            ]
+
+    @app.get("/api/rollouts/{rollout_id}", dependencies=guarded, tags=["operations"])
+    def get_rollout(rollout_id: int) -> dict[str, Any]:
+        """One rollout: state, phones by state, first failures with their reasons."""
+        with context.store.transaction() as session:
+            found = rollouts.get(session, rollout_id)
+            return _rollout_json(found, rollouts.progress(session, rollout_id))
+
     return app
+
+
+def _rollout_json(item: rollouts.Rollout, progress: rollouts.Progress) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "license": item.license_id,
+        "state": item.state.value,
+        "reboot": item.reboot,
+        "capacity": item.capacity,
+        "headroom": item.headroom,
+        "deadline": item.deadline.isoformat(),
+        "explanation": list(item.explanation),
+        "phones": progress.states,
+        "failures": [{"mac": mac, "reason": why} for mac, why in progress.failures],
+        "next_at": progress.next_at.isoformat() if progress.next_at else None,
+    }
 
 
 def _phone_json(document: dict[str, Any]) -> dict[str, Any]:

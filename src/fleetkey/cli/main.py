@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fleetkey.authority.datadir import DATA_ENV, DEFAULT_DATA, DataDir
+from fleetkey.cli.alerts import alerts
 from fleetkey.cli.context import Env, FleetkeyGroup
 from fleetkey.cli.emulate import emulate
 from fleetkey.cli.inspect import inspect, verify
@@ -67,6 +68,7 @@ for command in (
     token,
     emulate,
     rollout,
+    alerts,
 ):
     cli.add_command(command)
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -342,3 +342,19 @@ def health(session: Session, since: datetime) -> Health:
     durations = sorted(duration for _, duration in rows)
     rejected = sum(1 for status, _ in rows if status == 503)
     return Health(len(rows), rejected, durations[int(0.95 * (len(durations) - 1))])
+
+
+def last_site_license_fetches(session: Session) -> list[tuple[str, datetime, int, str | None]]:
+    """Each phone's newest request for the site license: (mac, at, status, digest)."""
+    newest = (
+        select(func.max(FetchRow.id).label("id"))
+        .where(FetchRow.mac.is_not(None), FetchRow.path.like("%000000000000-license.cfg"))
+        .group_by(FetchRow.mac)
+        .subquery()
+    )
+    rows = session.execute(
+        select(FetchRow.mac, FetchRow.at, FetchRow.status, FetchRow.digest).join(
+            newest, newest.c.id == FetchRow.id
+        )
+    ).all()
+    return [(mac or "", utc(at), status, digest) for mac, at, status, digest in rows]

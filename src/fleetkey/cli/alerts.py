@@ -1,0 +1,140 @@
+"""``fleetkey alerts``: evaluate, record and deliver alerts; ``alerts webhook-key``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from fleetkey.cli.context import Env, pass_env
+from fleetkey.core.alerts import STAGES
+from fleetkey.errors import InputError
+from fleetkey.ops.alerts import AlertSettings, check
+from fleetkey.ops.delivery import Deliverer, SmtpSettings, public_key_pem
+from fleetkey.store import alerts as stored_alerts
+
+SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _stages(text: str) -> tuple[int, ...]:
+    try:
+        stages = tuple(
+            sorted({int(part) for part in text.split(",") if part.strip()}, reverse=True)
+        )
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of days") from None
+    if not stages or min(stages) < 0:
+        raise click.BadParameter("stages are days before expiry, 0 or more")
+    return stages
+
+
+def _smtp(text: str | None, sender: str) -> SmtpSettings | None:
+    if text is None:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--smtp {text!r} is not HOST:PORT")
+    return SmtpSettings(host, int(port), sender)
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--stages",
+    default=",".join(map(str, STAGES)),
+    show_default=True,
+    help="Days before expiry at which lead-time alerts fire.",
+)
+@click.option(
+    "--capacity",
+    type=float,
+    default=None,
+    help="Server capacity (req/s) for the storm forecast (default: measured).",
+)
+@click.option(
+    "--webhook",
+    "webhooks",
+    multiple=True,
+    metavar="URL",
+    help="POST new and resolved alerts here (signed); repeatable.",
+)
+@click.option(
+    "--mail-to",
+    "recipients",
+    multiple=True,
+    metavar="ADDRESS",
+    help="E-mail new and resolved alerts here; repeatable.",
+)
+@click.option("--smtp", default=None, metavar="HOST:PORT", help="The SMTP server for --mail-to.")
+@click.option("--mail-from", default="fleetkey@localhost", show_default=True)
+@click.option("--all", "show_all", is_flag=True, help="List resolved alerts too.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@pass_env
+def alerts(
+    env: Env,
+    ctx: click.Context,
+    stages: str,
+    capacity: float | None,
+    webhooks: tuple[str, ...],
+    recipients: tuple[str, ...],
+    smtp: str | None,
+    mail_from: str,
+    show_all: bool,
+    as_json: bool,
+) -> None:
+    """Evaluate alerts now, record them (deduplicated), deliver new and resolved ones, list."""
+    if ctx.invoked_subcommand is not None:
+        return
+    smtp_settings = _smtp(smtp, mail_from)
+    if recipients and smtp_settings is None:
+        raise InputError("--mail-to needs --smtp HOST:PORT")
+    for url in webhooks:
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"--webhook {url!r} is not an http:// or https:// URL")
+    channels = [f"webhook:{url}" for url in webhooks] + [f"mail:{to}" for to in recipients]
+    settings = AlertSettings(_stages(stages), capacity, channels)
+    store = env.store()
+    result, open_alerts = check(env.data, store, env.clock, env.keyring().trusted(), settings)
+    report = Deliverer(env.data, smtp_settings).deliver_due(store, env.clock)
+    if show_all:
+        with store.transaction() as session:
+            open_alerts = stored_alerts.listing(session, include_resolved=True)
+    if as_json:
+        document: dict[str, Any] = {
+            "fired": result.fired,
+            "resolved": result.resolved,
+            "alerts": [a.to_json() for a in open_alerts],
+            "delivery": {
+                "sent": report.sent,
+                "retrying": report.retrying,
+                "failed": report.failed,
+                "errors": report.errors,
+            },
+        }
+        env.print_json(document)
+        return
+    table = Table(title=f"{len(open_alerts)} alert(s)", title_justify="left")
+    for name in ("severity", "kind", "subject", "since", "message"):
+        table.add_column(name, overflow="fold")
+    for alert in open_alerts:
+        style = SEVERITY_STYLE.get(alert.severity, "")
+        severity = "resolved" if alert.resolved_at else f"[{style}]{alert.severity}[/]"
+        table.add_row(
+            severity, alert.kind, alert.subject, f"{alert.first_at:%Y-%m-%d %H:%M}", alert.message
+        )
+    env.out.print(table)
+    env.out.print(
+        f"fired {len(result.fired)}, resolved {len(result.resolved)}; delivered "
+        f"{report.sent}, retrying {report.retrying}, failed {report.failed}"
+    )
+    for error in report.errors:
+        env.warn(error)
+
+
+@alerts.command(name="webhook-key")
+@pass_env
+def webhook_key(env: Env) -> None:
+    """Print the public key (PEM) that webhook receivers verify signatures with."""
+    env.data.require()
+    click.echo(public_key_pem(env.data).decode(), nl=False)

@@ -1,0 +1,309 @@
+"""What an operator must hear about, derived from facts: licenses, phones' fetches, files.
+
+Pure: the caller gathers a :class:`Snapshot` (from the store, the provisioning tree and a
+clock) and gets :class:`Alert` values back. Every alert has a stable ``key``; the same
+condition on the next evaluation gives the same key, so the store can deduplicate, and a
+condition that stops holding simply stops being produced (it is then resolved). Lead-time
+alerts carry their stage in the key, so each stage (60/30/14/7/1 days by default) fires once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from fleetkey.core.terms import Term, encode_term, format_term
+
+STAGES: Final = (60, 30, 14, 7, 1)
+VENDOR_MINIMUM_DAYS: Final = 30
+SAMPLE: Final = 10  # MACs named in an alert's details
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    key: str
+    kind: str
+    severity: str  # info | warning | critical
+    subject: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseFacts:
+    id: int
+    type: str  # Phone | Site
+    serial: str
+    terms: dict[int, Term]
+    expires_on: date | None
+    state: str  # issued | posted | superseded | revoked
+    posted_at: datetime | None
+    succeeds_id: int | None
+    digest: str
+    signature: str  # valid | invalid | unverifiable
+
+    @property
+    def rank(self) -> int:
+        """R7's duration: the latest term over the granted slots."""
+        return max((encode_term(term) for term in self.terms.values()), default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteFacts:
+    serial: str
+    timezone: str
+    phones: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LastSiteFetch:
+    """A phone's latest request for ``000000000000-license.cfg`` (every boot makes one, R2)."""
+
+    mac: str
+    at: datetime
+    status: int
+    digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BadFile:
+    name: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: datetime
+    licenses: Sequence[LicenseFacts]
+    sites: Sequence[SiteFacts]
+    last_fetches: Sequence[LastSiteFetch]
+    bad_files: Sequence[BadFile] = ()
+    stages: Sequence[int] = STAGES
+    boot_requests: float = 12.0
+    boot_seconds: float = 120.0
+    capacity: float | None = None  # requests/s, when measured or configured
+    polling_time: time = time(2, 0)  # license.polling.time (R3)
+
+
+def evaluate(snapshot: Snapshot) -> list[Alert]:
+    """Every alert that holds now, in a stable order."""
+    found: list[Alert] = []
+    found += _lead_time(snapshot)
+    found += _shorter_successors(snapshot)
+    found += _fetch_alerts(snapshot)
+    found += _bad_files(snapshot)
+    found += _storms(snapshot)
+    return sorted(found, key=lambda alert: alert.key)
+
+
+def _name(facts: LicenseFacts) -> str:
+    return f"{facts.type.lower()} license {facts.serial} (license {facts.id})"
+
+
+def _lead_time(snapshot: Snapshot) -> list[Alert]:
+    today = snapshot.now.date()
+    waiting = {(f.type, f.serial): f for f in snapshot.licenses if f.state == "issued"}
+    stages = sorted(snapshot.stages)
+    alerts = []
+    for facts in snapshot.licenses:
+        if facts.state != "posted" or facts.expires_on is None:
+            continue
+        left = (facts.expires_on - today).days
+        stage = next((s for s in stages if left <= s), None)
+        if stage is None:
+            continue
+        issued = waiting.get((facts.type, facts.serial))
+        note = f" (license {issued.id} is issued but not posted)" if issued else ""
+        if left < 0:
+            kind, severity, stage_name = "expired", "critical", "expired"
+            message = f"{_name(facts)} expired on {facts.expires_on} with no successor posted{note}"
+        else:
+            kind, stage_name = "lead-time", f"{stage}d"
+            severity = (
+                "critical" if left <= 7 else "warning" if left <= VENDOR_MINIMUM_DAYS else "info"
+            )
+            message = (
+                f"{_name(facts)} expires on {facts.expires_on}, in {left} day(s), and no "
+                f"successor is posted{note}; post one at least {VENDOR_MINIMUM_DAYS} days ahead"
+            )
+        alerts.append(
+            Alert(
+                f"{kind}:{facts.type}:{facts.serial}:{facts.id}:{stage_name}",
+                kind,
+                severity,
+                f"{facts.type} {facts.serial}",
+                message,
+                {
+                    "license": facts.id,
+                    "expires_on": facts.expires_on.isoformat(),
+                    "days_left": left,
+                },
+            )
+        )
+    return alerts
+
+
+def _shorter_successors(snapshot: Snapshot) -> list[Alert]:
+    by_id = {f.id: f for f in snapshot.licenses}
+    alerts = []
+    for facts in snapshot.licenses:
+        before = by_id.get(facts.succeeds_id) if facts.succeeds_id else None
+        if facts.state != "posted" or before is None or facts.rank > before.rank:
+            continue
+        equal = facts.rank == before.rank
+        latest = format_term(max(facts.terms.values(), key=encode_term, default=None))
+        message = (
+            f"{_name(facts)} lasts until {latest}, "
+            + ("exactly as long as" if equal else "less than")
+            + f" license {before.id} it succeeds: phones that installed license {before.id} "
+            + ("adopt it but gain no time (R7 tie)" if equal else "ignore it (R7)")
+        )
+        alerts.append(
+            Alert(
+                f"shorter-successor:{facts.id}",
+                "shorter-successor",
+                "warning" if equal else "critical",
+                f"{facts.type} {facts.serial}",
+                message,
+                {"license": facts.id, "succeeds": before.id},
+            )
+        )
+    return alerts
+
+
+def _fetch_alerts(snapshot: Snapshot) -> list[Alert]:
+    today = snapshot.now.date()
+    posted = {f.serial: f for f in snapshot.licenses if f.type == "Site" and f.state == "posted"}
+    by_digest = {f.digest: f for f in snapshot.licenses}
+    last = {fetch.mac: fetch for fetch in snapshot.last_fetches}
+    alerts = []
+    for site in snapshot.sites:
+        current = posted.get(site.serial)
+        behind: dict[str, list[str]] = defaultdict(list)
+        expired: list[str] = []
+        for mac in site.phones:
+            fetch = last.get(mac)
+            if fetch is not None and fetch.digest in by_digest:
+                served = by_digest[fetch.digest]
+                if served.expires_on is not None and served.expires_on < fetch.at.date():
+                    expired.append(mac)
+            if current is None or (fetch is not None and fetch.digest == current.digest):
+                continue
+            booted_since = (
+                fetch is not None
+                and current.posted_at is not None
+                and (fetch.at >= current.posted_at)
+            )
+            behind["booted since, did not get it" if booted_since else "no boot since"].append(mac)
+        if current is not None and behind:
+            count = sum(len(macs) for macs in behind.values())
+            urgent = current.expires_on is not None and (
+                (current.expires_on - today).days <= VENDOR_MINIMUM_DAYS
+            )
+            reasons = ", ".join(f"{len(m):,} {why}" for why, m in sorted(behind.items()))
+            alerts.append(
+                Alert(
+                    f"not-fetched:{site.serial}:{current.id}",
+                    "not-fetched",
+                    "warning" if urgent or "booted since, did not get it" in behind else "info",
+                    f"Site {site.serial}",
+                    f"{count:,} of {len(site.phones):,} phones of site {site.serial} have not "
+                    f"fetched license {current.id} since it was posted ({reasons})",
+                    {
+                        "license": current.id,
+                        "phones": count,
+                        "sample": {why: sorted(m)[:SAMPLE] for why, m in sorted(behind.items())},
+                    },
+                )
+            )
+        if expired:
+            alerts.append(
+                Alert(
+                    f"booted-expired:{site.serial}",
+                    "booted-expired",
+                    "critical",
+                    f"Site {site.serial}",
+                    f"{len(expired):,} phones of site {site.serial} booted with an expired site "
+                    "license (R8): they will not restart by themselves; a check-sync rollout "
+                    "brings them back",
+                    {"phones": len(expired), "sample": sorted(expired)[:SAMPLE]},
+                )
+            )
+    return alerts
+
+
+def _bad_files(snapshot: Snapshot) -> list[Alert]:
+    alerts = [
+        Alert(
+            f"bad-file:{bad.name}",
+            "bad-file",
+            "critical",
+            bad.name,
+            f"posted file {bad.name}: {bad.problem}",
+            {"file": bad.name},
+        )
+        for bad in snapshot.bad_files
+    ]
+    for facts in snapshot.licenses:
+        if facts.state == "posted" and facts.signature != "valid":
+            alerts.append(
+                Alert(
+                    f"bad-signature:{facts.id}",
+                    "bad-file",
+                    "critical",
+                    f"{facts.type} {facts.serial}",
+                    f"posted {_name(facts)} has a signature that is {facts.signature}: phones "
+                    "ignore it (R5)",
+                    {"license": facts.id},
+                )
+            )
+    return alerts
+
+
+def _storms(snapshot: Snapshot) -> list[Alert]:
+    """A posted site license lapsing without successor: its phones reboot together (R3/R4)."""
+    today = snapshot.now.date()
+    horizon = max(snapshot.stages, default=0)
+    sites = {site.serial: site for site in snapshot.sites}
+    alerts = []
+    for facts in snapshot.licenses:
+        site = sites.get(facts.serial)
+        if facts.type != "Site" or facts.state != "posted" or facts.expires_on is None:
+            continue
+        if site is None or not site.phones or (facts.expires_on - today).days > horizon:
+            continue
+        day = facts.expires_on + timedelta(days=1)  # the first daily check that finds it lapsed
+        local = datetime.combine(day, snapshot.polling_time, ZoneInfo(site.timezone))
+        requests = len(site.phones) * snapshot.boot_requests
+        peak = requests / max(snapshot.boot_seconds, 1.0)
+        load = f"~{requests:,.0f} requests, peak ~{peak:,.0f} req/s"
+        severity = "warning"
+        if snapshot.capacity:
+            load += f" against a capacity of {snapshot.capacity:,.0f} req/s"
+            if peak > snapshot.capacity:
+                severity = "critical"
+                load += f" ({peak / snapshot.capacity:.1f}x over)"
+        alerts.append(
+            Alert(
+                f"storm:{facts.serial}:{facts.id}",
+                "storm",
+                severity,
+                f"Site {facts.serial}",
+                f"if nothing is done, all {len(site.phones):,} phones of site {facts.serial} "
+                f"reboot at {local:%Y-%m-%d %H:%M} {site.timezone} when license {facts.id} "
+                f"lapses: {load}",
+                {
+                    "license": facts.id,
+                    "phones": len(site.phones),
+                    "at": local.isoformat(),
+                    "requests": requests,
+                    "peak_per_s": peak,
+                    "capacity": snapshot.capacity,
+                },
+            )
+        )
+    return alerts

@@ -1,0 +1,135 @@
+"""Evaluating alerts: gather the facts from the store and the provisioning tree, then record.
+
+The facts: every license, every site with its phones, each phone's newest site-license fetch,
+the posted files on disk that do not verify or whose keys do not belong in a file of that name,
+the measured boot cost and capacity. :func:`fleetkey.core.alerts.evaluate` turns them into
+alerts; :func:`fleetkey.store.alerts.sync` deduplicates them and queues deliveries.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from fleetkey.authority.checking import check_files
+from fleetkey.authority.datadir import DataDir
+from fleetkey.clock import Clock
+from fleetkey.core.alerts import (
+    STAGES,
+    BadFile,
+    LastSiteFetch,
+    LicenseFacts,
+    SiteFacts,
+    Snapshot,
+    evaluate,
+)
+from fleetkey.core.naming import SITE_LICENSE_FILE
+from fleetkey.core.rollout.cost import measure
+from fleetkey.core.signing import TrustedKeys
+from fleetkey.store import alerts, capacity, fetches, inventory, registry
+from fleetkey.store.alerts import StoredAlert, SyncResult
+from fleetkey.store.store import Store
+
+MAX_FILES: Final = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    stages: Sequence[int] = STAGES
+    capacity: float | None = None  # None: the newest measured capacity, if any
+    channels: Sequence[str] = ()  # webhook:URL, mail:ADDRESS
+
+
+def check(
+    data: DataDir, store: Store, clock: Clock, trusted: TrustedKeys, settings: AlertSettings
+) -> tuple[SyncResult, list[StoredAlert]]:
+    """Evaluate now, record what fired and resolved, queue deliveries; the open alerts."""
+    bad = bad_files(data.provisioning, trusted)
+    with store.transaction() as session:
+        licenses = [
+            LicenseFacts(
+                item.id,
+                item.type,
+                item.serial,
+                item.terms,
+                item.expires_on,
+                item.state.value,
+                item.posted_at,
+                item.succeeds_id,
+                item.digest,
+                item.signature,
+            )
+            for item in registry.listing(session, today=clock.now().date())
+        ]
+        phones_by_site: dict[str, list[str]] = defaultdict(list)
+        for phone in inventory.phones(session):
+            phones_by_site[phone.site].append(phone.mac)
+        sites = [
+            SiteFacts(site.serial, site.timezone, tuple(phones_by_site[site.serial]))
+            for site in inventory.sites(session)
+        ]
+        last = [LastSiteFetch(*row) for row in fetches.last_site_license_fetches(session)]
+        cost = measure(fetches.recent_requests(session))
+        measured = capacity.latest(session)
+    snapshot = Snapshot(
+        now=clock.now(),
+        licenses=licenses,
+        sites=sites,
+        last_fetches=last,
+        bad_files=bad,
+        stages=settings.stages,
+        boot_requests=cost.requests,
+        boot_seconds=cost.seconds,
+        capacity=settings.capacity or (measured.requests_per_s if measured else None),
+    )
+    current = evaluate(snapshot)
+    with store.transaction() as session:
+        result = alerts.sync(session, clock, current, settings.channels)
+        return result, alerts.listing(session)
+
+
+def bad_files(tree: Path, trusted: TrustedKeys) -> list[BadFile]:
+    """License files in the provisioning tree that phones would ignore, and why."""
+    if not tree.is_dir():
+        return []
+    paths = sorted(tree.rglob("*-license.cfg"))[:MAX_FILES]
+    found = []
+    for result in check_files(paths, trusted):
+        name = str(result.path.relative_to(tree))
+        if result.license_file is None:
+            found.append(BadFile(name, f"does not parse: {result.error}"))
+            continue
+        for index, (key, verdict) in enumerate(
+            zip(result.license_file.keys, result.checks, strict=True)
+        ):
+            if not verdict.valid:
+                found.append(
+                    BadFile(name, f"key {index}: signature {verdict.status}: {verdict.reason}")
+                )
+            expected = _expected(result.path.name)
+            if (
+                expected is not None
+                and (key.type.value, key.serial) != expected
+                and not (expected[1] == "" and key.type.value == "Site")
+            ):
+                found.append(
+                    BadFile(
+                        name,
+                        f"key {index} is a {key.type.value} key for "
+                        f"{key.serial}, which does not belong in {result.path.name}",
+                    )
+                )
+    return found
+
+
+def _expected(file_name: str) -> tuple[str, str] | None:
+    """What a file of this name must hold: (type, serial); a site file any site serial."""
+    if file_name == SITE_LICENSE_FILE:
+        return ("Site", "")
+    mac = file_name.removesuffix("-license.cfg")
+    if len(mac) == 12 and all(c in "0123456789abcdef" for c in mac.lower()):
+        return ("Phone", mac.lower())
+    return None
