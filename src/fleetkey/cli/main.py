@@ -8,6 +8,7 @@ import click
 
 from fleetkey.authority.datadir import DATA_ENV, DEFAULT_DATA, DataDir
 from fleetkey.cli.alerts import alerts
+from fleetkey.cli.capacity import capacity
 from fleetkey.cli.context import Env, FleetkeyGroup
 from fleetkey.cli.emulate import emulate
 from fleetkey.cli.inspect import inspect, verify
@@ -69,6 +70,7 @@ for command in (
     emulate,
     rollout,
     alerts,
+    capacity,
 ):
     cli.add_command(command)
 

@@ -24,7 +24,7 @@ from fleetkey.core.rollout.windows import Window, open_intervals
 from fleetkey.core.sip import Contact, SipFormatError
 from fleetkey.errors import FleetkeyError
 from fleetkey.ops.notifier import Notifier, NotifyResult
-from fleetkey.store import fetches, registry, rollouts
+from fleetkey.store import confirmation, fetches, registry, rollouts
 from fleetkey.store.rollouts import Claim, Progress, RolloutState
 from fleetkey.store.store import Store
 
@@ -143,12 +143,14 @@ class Executor:
         settings = self._settings
         since = self._posted if self._scanned is None else self._scanned - RESCAN
         with self._store.transaction() as session:
-            rollouts.confirm_fetched(session, self._id, self._digest, max(since, self._posted), now)
+            confirmation.confirm_fetched(
+                session, self._id, self._digest, max(since, self._posted), now
+            )
             self._scanned = now
             late = now - timedelta(seconds=settings.confirm_timeout)
-            for mac, attempts, status in rollouts.overdue(session, self._id, late):
-                if rollouts.fetched(session, mac, self._digest, self._posted):
-                    rollouts.confirm(session, self._id, mac, now)
+            for mac, attempts, status in confirmation.overdue(session, self._id, late):
+                if confirmation.fetched(session, mac, self._digest, self._posted):
+                    confirmation.confirm(session, self._id, mac, now)
                     continue
                 why = (
                     f"no fetch of the license {settings.confirm_timeout:g} s after check-sync "

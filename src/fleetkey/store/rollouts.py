@@ -28,7 +28,7 @@ from fleetkey.errors import InputError
 from fleetkey.store import audit
 from fleetkey.store.inventory import NotFoundError
 from fleetkey.store.records import utc
-from fleetkey.store.schema import FetchRow, PhoneRow, RolloutRow, RolloutTargetRow, SiteRow
+from fleetkey.store.schema import PhoneRow, RolloutRow, RolloutTargetRow, SiteRow
 
 INSERT_CHUNK: Final = 5000
 SIP_PORT: Final = 5060
@@ -300,60 +300,6 @@ def retry_or_fail(
         .where(RolloutTargetRow.state.in_([TargetState.NOTIFIED.value, TargetState.PENDING.value]))
         .values(**values)
     )
-
-
-def confirm_fetched(
-    session: Session, rollout_id: int, digest: str, since: datetime, now: datetime
-) -> int:
-    """Confirm every open phone of the rollout with a fetch of ``digest`` at or after ``since``."""
-    fetched = (
-        select(FetchRow.mac)
-        .where(FetchRow.at >= utc(since), FetchRow.digest == digest)
-        .where(FetchRow.status.in_((200, 206, 304)))
-    )
-    result = session.execute(
-        update(RolloutTargetRow)
-        .where(RolloutTargetRow.rollout_id == rollout_id)
-        .where(RolloutTargetRow.state.in_([TargetState.PENDING.value, TargetState.NOTIFIED.value]))
-        .where(RolloutTargetRow.mac.in_(fetched.scalar_subquery()))
-        .values(state=TargetState.CONFIRMED.value, confirmed_at=utc(now), reason=None)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def fetched(session: Session, mac: str, digest: str, since: datetime) -> bool:
-    """Whether ``mac`` fetched ``digest`` at or after ``since`` (one index look-up)."""
-    return (
-        session.scalar(
-            select(FetchRow.id)
-            .where(FetchRow.mac == mac, FetchRow.at >= utc(since), FetchRow.digest == digest)
-            .where(FetchRow.status.in_((200, 206, 304)))
-            .limit(1)
-        )
-        is not None
-    )
-
-
-def confirm(session: Session, rollout_id: int, mac: str, now: datetime) -> None:
-    session.execute(
-        update(RolloutTargetRow)
-        .where(RolloutTargetRow.rollout_id == rollout_id, RolloutTargetRow.mac == mac)
-        .values(state=TargetState.CONFIRMED.value, confirmed_at=utc(now), reason=None)
-    )
-
-
-def overdue(
-    session: Session, rollout_id: int, notified_before: datetime
-) -> list[tuple[str, int, int | None]]:
-    """Notified phones not confirmed since ``notified_before``: (mac, attempts, SIP status)."""
-    rows = session.execute(
-        select(RolloutTargetRow.mac, RolloutTargetRow.attempts, RolloutTargetRow.sip_status)
-        .where(RolloutTargetRow.rollout_id == rollout_id)
-        .where(RolloutTargetRow.state == TargetState.NOTIFIED.value)
-        .where(RolloutTargetRow.notified_at < utc(notified_before))
-    ).all()
-    return [(mac, attempts, status) for mac, attempts, status in rows]
 
 
 def progress(session: Session, rollout_id: int, failures: int = 20) -> Progress:

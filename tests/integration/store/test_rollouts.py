@@ -12,7 +12,7 @@ from fleetkey.core.codec import serialize_keys
 from fleetkey.core.license import LicenseType
 from fleetkey.errors import InputError
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
-from fleetkey.store import audit, capacity, fetches, inventory, registry, rollouts
+from fleetkey.store import audit, capacity, confirmation, fetches, inventory, registry, rollouts
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.rollouts import RolloutState, TargetState
 from fleetkey.store.store import Store
@@ -192,10 +192,10 @@ def test_only_fetches_of_the_successor_after_posting_confirm(
         fetch(phones[4], posted + timedelta(seconds=5), digest, status=503),
     ])  # fmt: skip
     with store.transaction() as session:
-        confirmed = rollouts.confirm_fetched(session, rollout_id, digest, posted, T0)
+        confirmed = confirmation.confirm_fetched(session, rollout_id, digest, posted, T0)
         states = {m: s for m, _, _, s, _ in rollouts.targets(session, rollout_id)}
-        assert rollouts.fetched(session, phones[0], digest, posted)
-        assert not rollouts.fetched(session, phones[4], digest, posted)
+        assert confirmation.fetched(session, phones[0], digest, posted)
+        assert not confirmation.fetched(session, phones[4], digest, posted)
     assert confirmed == 2
     assert [states[m] for m in phones] == [
         "confirmed",
@@ -218,10 +218,10 @@ def test_retries_count_attempts_and_failures_keep_their_reason(
         rollouts.retry_or_fail(
             session, rollout_id, two.mac, "check-sync #1: 486 Busy", retry_at=None
         )
-        assert rollouts.overdue(session, rollout_id, later) == []
+        assert confirmation.overdue(session, rollout_id, later) == []
         again = rollouts.claim_due(session, rollout_id, later, 1, "w")
         assert [(c.mac, c.attempts) for c in again] == [(one.mac, 2)]
-        overdue = rollouts.overdue(session, rollout_id, later + timedelta(seconds=1))
+        overdue = confirmation.overdue(session, rollout_id, later + timedelta(seconds=1))
         assert overdue == [(one.mac, 2, None)]
         progress = rollouts.progress(session, rollout_id)
     assert progress.failures == [(two.mac, "check-sync #1: 486 Busy")]

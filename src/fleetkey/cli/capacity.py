@@ -1,0 +1,169 @@
+"""``fleetkey capacity measure``: find the request rate a provisioning server sustains."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import uvloop
+from rich.table import Table
+
+from fleetkey.cli.context import Env, pass_env
+from fleetkey.emulate.capacity import Limits, Measurement, Step, measure
+from fleetkey.errors import InputError
+from fleetkey.store import capacity as capacities
+
+
+@click.group()
+def capacity() -> None:
+    """Measure and list the provisioning server's capacity (for rollout planning)."""
+
+
+@capacity.command(name="measure")
+@click.option("--server", required=True, metavar="URL", help="http://HOST:PORT[/<site>] to probe.")
+@click.option(
+    "--start",
+    "start_rate",
+    type=click.FloatRange(0.1),
+    default=5.0,
+    show_default=True,
+    help="Boots per second of the first step.",
+)
+@click.option(
+    "--factor",
+    type=click.FloatRange(1.05),
+    default=1.5,
+    show_default=True,
+    help="Each step's rate over the one before.",
+)
+@click.option("--step-seconds", type=click.FloatRange(1), default=5.0, show_default=True)
+@click.option("--max-steps", type=click.IntRange(1, 50), default=12, show_default=True)
+@click.option(
+    "--max-p95-ms",
+    type=click.FloatRange(1),
+    default=250.0,
+    show_default=True,
+    help="Latency beyond which the server counts as strained.",
+)
+@click.option(
+    "--max-rejected",
+    type=click.FloatRange(0, 1),
+    default=0.01,
+    show_default=True,
+    help="Share of 503 answers beyond which it counts as strained.",
+)
+@click.option(
+    "--save/--no-save",
+    default=True,
+    show_default=True,
+    help="Record the result for `rollout plan --capacity measured`.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_env
+def measure_command(
+    env: Env,
+    server: str,
+    start_rate: float,
+    factor: float,
+    step_seconds: float,
+    max_steps: int,
+    max_p95_ms: float,
+    max_rejected: float,
+    save: bool,
+    as_json: bool,
+) -> None:
+    """Drive emulated boots at growing rates until latency or 503s climb; record the rate."""
+    parts = urlsplit(server)
+    if parts.scheme != "http" or not parts.hostname:
+        raise InputError(f"--server {server!r} is not http://HOST:PORT[/prefix]")
+    limits = Limits(max_p95_ms, max_rejected)
+
+    def show(step: Step) -> None:
+        if not as_json:
+            env.err.print(
+                f"{step.boots_per_s:8.1f} boots/s → {step.requests_per_s:8.0f} req/s, "
+                f"p95 {step.p95_ms:6.1f} ms, 503 {step.rejected}: {step.why}"
+            )
+
+    result: Measurement = uvloop.run(
+        measure(
+            parts.hostname,
+            parts.port or 80,
+            parts.path.rstrip("/"),
+            start_boots_per_s=start_rate,
+            factor=factor,
+            step_seconds=step_seconds,
+            max_steps=max_steps,
+            limits=limits,
+            on_step=show,
+        )
+    )
+    found = result.capacity
+    details: dict[str, Any] = {
+        "stopped": result.stopped,
+        "steps": [asdict(s) for s in result.steps],
+    }
+    if save and found is not None:
+        with env.store().transaction() as session:
+            capacities.record(session, env.clock, server, found, details)
+    if as_json:
+        env.print_json(
+            {
+                "server": server,
+                "requests_per_s": found,
+                "saved": save and found is not None,
+                **details,
+            }
+        )
+        return
+    table = Table(title=f"capacity of {server}", title_justify="left")
+    for name in ("boots/s", "req/s", "asked req/s", "p95 ms", "503", "errors", "verdict"):
+        table.add_column(name, justify="right" if name != "verdict" else "left")
+    for step in result.steps:
+        table.add_row(
+            f"{step.boots_per_s:,.1f}",
+            f"{step.requests_per_s:,.0f}",
+            f"{step.asked_per_s:,.0f}",
+            f"{step.p95_ms:,.1f}",
+            str(step.rejected),
+            str(step.errors),
+            step.why,
+        )
+    env.out.print(table)
+    if found is None:
+        raise InputError(
+            f"the server was strained at the first step ({result.stopped}); try a lower --start"
+        )
+    env.out.print(
+        f"capacity {found:,.0f} requests/s ({result.stopped})" + ("; saved" if save else "")
+    )
+
+
+@capacity.command(name="show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_env
+def list_command(env: Env, as_json: bool) -> None:
+    """The newest recorded capacity measurement."""
+    with env.store().transaction() as session:
+        latest = capacities.latest(session)
+    if as_json:
+        env.print_json(
+            None
+            if latest is None
+            else {
+                "at": latest.at.isoformat(),
+                "server": latest.target,
+                "requests_per_s": latest.requests_per_s,
+                **latest.details,
+            }
+        )
+        return
+    if latest is None:
+        env.out.print("no capacity measured yet: fleetkey capacity measure --server URL")
+        return
+    env.out.print(
+        f"{latest.requests_per_s:,.0f} requests/s, measured {latest.at:%Y-%m-%d %H:%M} "
+        f"UTC against {latest.target} ({latest.details.get('stopped', '')})"
+    )

@@ -1,0 +1,74 @@
+"""Delivery confirmation: which phones of a rollout fetched its license, from fetch records.
+
+A phone is confirmed by a fetch of the license's exact file (its SHA-256 digest) answered 200,
+206 or 304 at or after the license was posted. :func:`confirm_fetched` confirms in bulk from
+recent records; :func:`fetched` is the exact per-phone look-up (the ``(mac, at)`` index) made
+before a phone is retried or failed, so a record that reached the store late is never missed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from fleetkey.store.records import utc
+from fleetkey.store.rollouts import TargetState
+from fleetkey.store.schema import FetchRow, RolloutTargetRow
+
+ANSWERED = (200, 206, 304)
+
+
+def confirm_fetched(
+    session: Session, rollout_id: int, digest: str, since: datetime, now: datetime
+) -> int:
+    """Confirm every open phone of the rollout with a fetch of ``digest`` at or after ``since``."""
+    fetched = (
+        select(FetchRow.mac)
+        .where(FetchRow.at >= utc(since), FetchRow.digest == digest)
+        .where(FetchRow.status.in_(ANSWERED))
+    )
+    result = session.execute(
+        update(RolloutTargetRow)
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .where(RolloutTargetRow.state.in_([TargetState.PENDING.value, TargetState.NOTIFIED.value]))
+        .where(RolloutTargetRow.mac.in_(fetched.scalar_subquery()))
+        .values(state=TargetState.CONFIRMED.value, confirmed_at=utc(now), reason=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def fetched(session: Session, mac: str, digest: str, since: datetime) -> bool:
+    """Whether ``mac`` fetched ``digest`` at or after ``since`` (one index look-up)."""
+    return (
+        session.scalar(
+            select(FetchRow.id)
+            .where(FetchRow.mac == mac, FetchRow.at >= utc(since), FetchRow.digest == digest)
+            .where(FetchRow.status.in_(ANSWERED))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def confirm(session: Session, rollout_id: int, mac: str, now: datetime) -> None:
+    session.execute(
+        update(RolloutTargetRow)
+        .where(RolloutTargetRow.rollout_id == rollout_id, RolloutTargetRow.mac == mac)
+        .values(state=TargetState.CONFIRMED.value, confirmed_at=utc(now), reason=None)
+    )
+
+
+def overdue(
+    session: Session, rollout_id: int, notified_before: datetime
+) -> list[tuple[str, int, int | None]]:
+    """Notified phones not confirmed since ``notified_before``: (mac, attempts, SIP status)."""
+    rows = session.execute(
+        select(RolloutTargetRow.mac, RolloutTargetRow.attempts, RolloutTargetRow.sip_status)
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .where(RolloutTargetRow.state == TargetState.NOTIFIED.value)
+        .where(RolloutTargetRow.notified_at < utc(notified_before))
+    ).all()
+    return [(mac, attempts, status) for mac, attempts, status in rows]

@@ -1,0 +1,88 @@
+"""`fleetkey capacity measure` against a real `fleetkey serve` that sheds load with 503s."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.integration.serve.conftest import (
+    SITE,
+    fleet_env,
+    fleetkey_command,
+    make_fleet,
+    start_server,
+)
+
+
+def run(env: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [*fleetkey_command(), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    return done
+
+
+def test_capacity_climbs_until_the_server_sheds_load_and_is_recorded_for_planning(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data, env = fleet_env(tmp_path_factory, "capacity")
+    make_fleet(data, env)
+    server = start_server(data, env, "--http", "127.0.0.1:0", "--max-in-flight", "2")
+    try:
+        done = run(
+            env,
+            "capacity",
+            "measure",
+            "--server",
+            f"{server.url}/{SITE}",
+            "--start",
+            "20",
+            "--factor",
+            "3",
+            "--step-seconds",
+            "1",
+            "--max-steps",
+            "6",
+            "--json",
+        )
+    finally:
+        server.stop()
+    result = json.loads(done.stdout)
+    steps = result["steps"]
+    assert [s["healthy"] for s in steps[:-1]] == [True] * (len(steps) - 1)
+    last = steps[-1]
+    assert not last["healthy"]
+    assert last["rejected"] > 0 or "p95 latency" in last["why"] or "answered" in last["why"]
+    assert result["stopped"] == last["why"]
+    healthy = [s["requests_per_s"] for s in steps if s["healthy"]]
+    assert result["requests_per_s"] == (max(healthy) if healthy else None)
+    assert [s["boots_per_s"] for s in steps] == [20 * 3**i for i in range(len(steps))]
+    if healthy:
+        shown = json.loads(run(env, "capacity", "show", "--json").stdout)
+        assert shown["requests_per_s"] == result["requests_per_s"]
+        assert shown["server"] == f"{server.url}/{SITE}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--server", "ftp://127.0.0.1:1"], "is not http://HOST:PORT"),
+        (["--server", "http://127.0.0.1:1", "--factor", "1"], "--factor"),
+        (["--server", "http://127.0.0.1:1", "--max-rejected", "2"], "--max-rejected"),
+    ],
+)
+def test_bad_capacity_options_are_refused(
+    tmp_path_factory: pytest.TempPathFactory, args: list[str], message: str
+) -> None:
+    _, env = fleet_env(tmp_path_factory, "capacity-bad")
+    run(env, "init")
+    done = run(env, "capacity", "measure", *args, code=1 if "ftp" in args[1] else 2)
+    assert message in done.stderr
+    assert json.loads(run(env, "capacity", "show", "--json").stdout) is None

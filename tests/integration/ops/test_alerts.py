@@ -1,0 +1,220 @@
+"""Alerts delivered to real local receivers: an HTTP webhook receiver and an aiosmtpd server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from fleetkey.authority.datadir import DataDir
+from fleetkey.authority.keyring import Keyring
+from fleetkey.clock import FixedClock
+from fleetkey.core.signing import PublicKey
+from fleetkey.ops.alerts import AlertSettings, check
+from fleetkey.ops.delivery import Deliverer, SmtpSettings, public_key_pem
+from fleetkey.store import alerts
+from fleetkey.store.database import default_url
+from fleetkey.store.store import Store
+
+from tests.conftest import Fleetkey
+
+SITE = "100000000001"
+
+
+class Receiver(BaseHTTPRequestHandler):
+    answers: list[int]
+    received: list[tuple[dict[str, str], bytes, int]]
+
+    def do_POST(self) -> None:  # the http.server name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        status = self.answers.pop(0) if self.answers else 200
+        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body, status))
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, type[Receiver]]]:
+    handler = type("Handler", (Receiver,), {"answers": [], "received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/fleetkey", handler
+    server.shutdown()
+    server.server_close()
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:  # noqa: N802
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[int, Mailbox]]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, box
+    controller.stop()
+
+
+def fleet(initialized: Path, fleetkey: Fleetkey, expires_in_days: int) -> None:
+    fleetkey(
+        "sites", "add", SITE, "--name", "HQ", "--tz", "Europe/Berlin", "--window", "22:00-05:00"
+    )
+    csv = initialized.parent / "phones.csv"
+    csv.write_text(
+        "mac,site,model\n" + "".join(f"0004f2{i:06x},{SITE},VVX_500\n" for i in range(3))
+    )
+    fleetkey("phones", "import", str(csv))
+    expires = datetime.now(UTC).date() + timedelta(days=expires_in_days)
+    fleetkey(
+        "issue",
+        "site",
+        "--serial",
+        SITE,
+        "--features",
+        "corporate-directory",
+        "--expires",
+        expires.isoformat(),
+    )
+
+
+def test_alerts_fire_once_retry_with_backoff_and_resolve_over_webhook_and_mail(
+    initialized: Path,
+    fleetkey: Fleetkey,
+    webhook: tuple[str, type[Receiver]],
+    mailbox: tuple[int, Mailbox],
+) -> None:
+    fleet(initialized, fleetkey, expires_in_days=20)
+    url, receiver = webhook
+    smtp_port, box = mailbox
+    receiver.answers.extend([500, 503, 500])  # the first event's first try fails
+    data = DataDir(initialized)
+    store = Store(default_url(initialized))
+    clock = FixedClock(datetime.now(UTC))
+    trusted = Keyring(data.keys).trusted()
+    settings = AlertSettings(channels=[f"webhook:{url}", "mail:ops@example.org"])
+    deliverer = Deliverer(data, SmtpSettings("127.0.0.1", smtp_port, "fleetkey@example.org"))
+    try:
+        first, _ = check(data, store, clock, trusted, settings)
+        assert first.fired == [
+            f"lead-time:Site:{SITE}:1:30d",
+            f"not-fetched:{SITE}:1",
+            f"storm:{SITE}:1",
+        ]
+        report = deliverer.deliver_due(store, clock)
+        assert (report.sent, report.retrying, report.failed) == (3, 3, 0)  # mail 3, webhook 0
+        assert report.errors[0].startswith(f"webhook:{url}: HTTP 500")
+        again, open_alerts = check(data, store, clock, trusted, settings)
+        assert (again.fired, again.resolved) == ([], [])  # deduplicated
+        assert len(open_alerts) == 3
+        assert deliverer.deliver_due(store, clock).sent == 0  # not due before the backoff
+        clock.advance(timedelta(seconds=31))
+        assert deliverer.deliver_due(store, clock).sent == 3
+        fleetkey(
+            "issue",
+            "site",
+            "--serial",
+            SITE,
+            "--features",
+            "corporate-directory",
+            "--expires",
+            (clock.now().date() + timedelta(days=400)).isoformat(),
+        )
+        successor, _ = check(data, store, clock, trusted, settings)
+        assert successor.resolved == [
+            f"lead-time:Site:{SITE}:1:30d",
+            f"not-fetched:{SITE}:1",
+            f"storm:{SITE}:1",
+        ]
+        assert successor.fired == [f"not-fetched:{SITE}:2"]
+        assert deliverer.deliver_due(store, clock).sent == 8
+        with store.transaction() as session:
+            states = {state for *_, state, _, _ in alerts.deliveries(session)}
+    finally:
+        store.close()
+    assert states == {"sent"}
+    public = PublicKey.from_pem(public_key_pem(data))
+    delivered = [(h, b) for h, b, status in receiver.received if status == 200]
+    keys = [h["idempotency-key"] for h, _ in delivered]
+    assert len(keys) == len(set(keys)) == 7  # one per event
+    retried = [h["idempotency-key"] for h, _, status in receiver.received if status != 200]
+    assert set(retried) <= set(keys)  # a retry carries the same idempotency key
+    for headers, body in delivered:
+        stamp, signature = (
+            part.split("=", 1)[1] for part in headers["fleetkey-signature"].split(",")
+        )
+        public.verify(base64.b64decode(signature), f"{stamp}.".encode() + body)
+        document = json.loads(body)
+        assert document["idempotency_key"] == headers["idempotency-key"]
+    events = sorted((json.loads(b)["event"], json.loads(b)["alert"]["kind"]) for _, b in delivered)
+    assert events.count(("resolved", "lead-time")) == 1
+    subjects = sorted(message_from_bytes(m)["Subject"] for m in box.messages)
+    assert len(subjects) == 7
+    assert f"[fleetkey] warning: Site {SITE}: lead-time" in subjects
+    assert f"[fleetkey] resolved: Site {SITE}: lead-time" in subjects
+
+
+def test_a_broken_or_misnamed_license_file_in_the_tree_is_flagged(
+    initialized: Path, fleetkey: Fleetkey
+) -> None:
+    fleet(initialized, fleetkey, expires_in_days=400)
+    tree = initialized / "provisioning"
+    (tree / "0004f2aaaaaa-license.cfg").write_bytes(b"<licenses><broken")
+    site_file = (tree / "000000000000-license.cfg").read_bytes()
+    (tree / "0004f2bbbbbb-license.cfg").write_bytes(site_file)  # a site key in a phone file
+    found = json.loads(fleetkey("alerts", "--json").output)
+    bad = {a["subject"]: a["message"] for a in found["alerts"] if a["kind"] == "bad-file"}
+    assert bad["0004f2aaaaaa-license.cfg"].startswith(
+        "posted file 0004f2aaaaaa-license.cfg: does not parse"
+    )
+    assert (
+        "is a Site key for 100000000001, which does not belong" in bad["0004f2bbbbbb-license.cfg"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--smtp", "nohost"], "--smtp 'nohost' is not HOST:PORT"),
+        (["--smtp", "h:99999"], "is not HOST:PORT"),
+        (["--mail-to", "ops@example.org"], "--mail-to needs --smtp HOST:PORT"),
+        (["--webhook", "ftp://x"], "is not an http:// or https:// URL"),
+        (["--stages", "30,x"], "is not a comma-separated list of days"),
+        (["--stages", "-1"], "stages are days before expiry"),
+    ],
+)
+def test_bad_alert_options_are_refused_and_nothing_is_recorded(
+    initialized: Path, fleetkey: Fleetkey, args: list[str], message: str
+) -> None:
+    fleet(initialized, fleetkey, expires_in_days=20)
+    result = fleetkey("alerts", *args, code=2 if "stages" in args[0] else 1)
+    assert message in result.output
+    store = Store(default_url(initialized))
+    try:
+        with store.transaction() as session:
+            assert alerts.listing(session, include_resolved=True) == []
+    finally:
+        store.close()
