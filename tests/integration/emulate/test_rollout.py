@@ -76,6 +76,8 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
             FetchRow.path.like("%000000000000-license.cfg"), FetchRow.status == 200
         )
         wait_for(lambda: scalar(store, licensed) == PHONES, 120)  # every phone booted once
+        before = json.loads(cli(env, "alerts", "--json"))
+        assert set(before["fired"]) == {f"lead-time:Site:{SITE}:1:30d", f"storm:{SITE}:1"}
         successor = json.loads(cli(env, "issue", "site", "--serial", SITE, "--features",
                                    "corporate-directory", "--expires",
                                    f"{today + timedelta(days=400)}", "--json"))  # fmt: skip
@@ -84,6 +86,9 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
                 "--capacity", str(CAPACITY), "--slot", str(SLOT_S), "--json")
         )  # fmt: skip
         assert plan["phones"] == PHONES
+        posted = json.loads(cli(env, "alerts", "--json"))
+        assert posted["fired"] == [f"not-fetched:{SITE}:2"]  # posted, not yet fetched
+        assert posted["resolved"] == [f"lead-time:Site:{SITE}:1:30d", f"storm:{SITE}:1"]
         assert plan["boot"]["source"].startswith("measured from 2,000 boots")
         rollout = str(plan["rollout"])
         began = datetime.now(UTC)
@@ -98,6 +103,9 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
         report = json.loads(cli(env, *run[3:], timeout=300))
         finished = datetime.now(UTC)
         assert report["state"] == "done"
+        after = json.loads(cli(env, "alerts", "--json"))
+        assert (after["fired"], after["resolved"]) == ([], [f"not-fetched:{SITE}:2"])
+        assert after["alerts"] == []  # every phone has the successor: nothing left to say
         assert report["phones"] == {"confirmed": PHONES}
         with store.transaction() as session:
             attempts = Counter(session.scalars(select(RolloutTargetRow.attempts)))

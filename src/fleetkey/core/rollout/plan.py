@@ -24,7 +24,7 @@ from typing import Final
 from fleetkey.core.rollout.windows import Window, open_intervals
 from fleetkey.errors import FleetkeyError, InputError
 
-MAX_SLOTS: Final = 400_000  # a 90-day horizon at 20-second slots
+MAX_SLOTS: Final = 5_000_000  # 58 days at 1-second slots: a few seconds of filling at worst
 SHOWN: Final = 10  # sites named in an infeasibility message
 
 

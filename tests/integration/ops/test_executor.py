@@ -1,0 +1,157 @@
+"""The rollout executor against Kamailio: every phone notified once over its transport, digest
+answered, unconfirmed phones failed with the reason, and the pace held while servers shed load."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from fleetkey.clock import SystemClock
+from fleetkey.core.codec import serialize_keys
+from fleetkey.core.license import LicenseType
+from fleetkey.ops.executor import Executor, ExecutorSettings
+from fleetkey.ops.rollout import PlanOptions, plan_license, save
+from fleetkey.store import fetches, inventory, registry, rollouts
+from fleetkey.store.records import FetchRecord, Site
+from fleetkey.store.schema import RolloutTargetRow
+from fleetkey.store.store import Store
+from fleetkey.testing import make_license, trusted_keys_for
+
+from tests.integration.ops.test_notifier import Peer, start_kamailio
+
+SITE = "100000000001"
+CLOCK = SystemClock()
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    started, process = start_kamailio(tmp_path_factory.mktemp("kamailio"), challenge=True)
+    yield started
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def rollout_for(store: Store, peer: Peer, phones: int) -> int:
+    """A site open now, ``phones`` phones whose contacts are Kamailio (even UDP, odd TCP)."""
+    now = datetime.now(UTC)
+    window = (f"{now - timedelta(hours=1):%H}:00", f"{now + timedelta(hours=6):%H}:00")
+    with store.transaction() as session:
+        inventory.add_site(session, CLOCK, "t", Site(SITE, "HQ", "UTC", *window))
+        rows = "".join(
+            f"0004f2{i:06x},{SITE},VVX_500,sip:0004f2{i:06x}@127.0.0.1:{peer.port}"
+            + (";transport=tcp" if i % 2 else "")
+            + "\n"
+            for i in range(phones)
+        )
+        inventory.import_phones(
+            session, CLOCK, "t", f"mac,site,model,contact\n{rows}".encode(), source="test"
+        )
+        key = make_license(serial=SITE, type=LicenseType.SITE, expires=now.date() + timedelta(400))
+        license_id = registry.record(
+            session,
+            CLOCK,
+            "t",
+            key,
+            trusted_keys_for().check(key),
+            content=serialize_keys([key]),
+            file_name="000000000000-license.cfg",
+            post=True,
+        ).id
+    options = PlanOptions(
+        license_id, capacity=1000, slot_seconds=5, deadline=now.date() + timedelta(days=30)
+    )
+    return save(store, CLOCK, "t", options, plan_license(store, CLOCK, options))
+
+
+def notified(peer: Peer) -> Counter[tuple[str, str]]:
+    """(MAC, transport) of every NOTIFY Kamailio let through."""
+    found: Counter[tuple[str, str]] = Counter()
+    for line in peer.lines("notify"):
+        match = re.match(r"sip:(\w{12})@", line["ruri"])
+        assert match is not None
+        found[(match.group(1), line["proto"])] += 1
+    return found
+
+
+def test_every_phone_is_notified_once_and_unconfirmed_phones_fail_with_the_reason(
+    tmp_path: Path, peer: Peer
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
+    store.upgrade()
+    before = notified(peer)
+    try:
+        rollout_id = rollout_for(store, peer, phones=40)
+        settings = ExecutorSettings(
+            confirm_timeout=1.0,
+            max_attempts=1,
+            retry_after=0.5,
+            credentials=("1001", "secret"),
+            tick=0.05,
+            health_every=0.2,
+        )
+        report = asyncio.run(Executor(store, CLOCK, rollout_id, settings).run())
+        with store.transaction() as session:
+            progress = rollouts.progress(session, rollout_id)
+            state = rollouts.get(session, rollout_id).state
+    finally:
+        store.close()
+    assert report.answered == {200: 40}
+    assert report.notified == 40
+    assert progress.states == {"failed": 40}
+    assert progress.failures[0][1] == "no fetch of the license 1 s after check-sync #1 (SIP 200)"
+    assert state == "done"
+    sent = notified(peer) - before
+    assert sent == Counter({(f"0004f2{i:06x}", "tcp" if i % 2 else "udp"): 1 for i in range(40)})
+
+
+def test_the_pace_is_held_while_the_servers_answer_503(tmp_path: Path, peer: Peer) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
+    store.upgrade()
+    try:
+        rollout_id = rollout_for(store, peer, phones=10)
+        shedding = datetime.now(UTC)
+        fetches.insert_records(
+            store.engine,
+            [
+                FetchRecord(
+                    path="/sip.ld",
+                    protocol="http",
+                    status=503,
+                    bytes=0,
+                    duration_ms=0.2,
+                    at=shedding,
+                    mac=f"0004f2ff{i:04x}",
+                )
+                for i in range(50)
+            ],
+        )
+        settings = ExecutorSettings(
+            confirm_timeout=1.0,
+            max_attempts=1,
+            credentials=("1001", "secret"),
+            tick=0.05,
+            health_every=0.2,
+            health_window=1.5,
+        )
+        report = asyncio.run(Executor(store, CLOCK, rollout_id, settings).run())
+        with store.transaction() as session:
+            first = min(
+                t.replace(tzinfo=UTC)
+                for t in session.scalars(select(RolloutTargetRow.notified_at))
+                if t is not None
+            )
+    finally:
+        store.close()
+    held = report.paces[0]
+    assert held[1] == 0.0
+    assert held[2] == "100% of answers were 503: holding"
+    assert first >= shedding + timedelta(seconds=1.3)  # nothing sent until the 503s aged out
+    assert report.paces[-1][1] == 1.0  # and the pace came back
+    assert report.notified == 10
