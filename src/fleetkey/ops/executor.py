@@ -24,8 +24,10 @@ from fleetkey.core.rollout.windows import Window, open_intervals
 from fleetkey.core.sip import Contact, SipFormatError
 from fleetkey.errors import FleetkeyError
 from fleetkey.ops.notifier import Notifier, NotifyResult
+from fleetkey.store import claims as claiming
 from fleetkey.store import confirmation, fetches, registry, rollouts
-from fleetkey.store.rollouts import Claim, Progress, RolloutState
+from fleetkey.store.claims import Claim
+from fleetkey.store.rollouts import Progress, RolloutState
 from fleetkey.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,6 @@ class Executor:
         self._on_progress = on_progress
         self._worker = rollouts.worker_name()
         self._pace = 1.0
-        self._tokens = 0.0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._windows: dict[str, tuple[str, Window]] = {}
         self.report = Report()
@@ -94,7 +95,6 @@ class Executor:
         self._scanned: datetime | None = None  # fetch records are read from here on
         loop = asyncio.get_running_loop()
         last_health = last_check = float("-inf")
-        previous = loop.time()
         async with Notifier(
             local_host=self._settings.local_host,
             credentials=self._settings.credentials,
@@ -114,14 +114,9 @@ class Executor:
                     if now_mono - last_health >= self._settings.health_every:
                         last_health = now_mono
                         await asyncio.to_thread(self._adjust_pace)
-                    rate = rollout.notifies_per_second * self._pace
-                    burst = max(rate * 2 * self._settings.tick, 1.0)  # no catch-up bursts
-                    self._tokens = min(self._tokens + rate * (now_mono - previous), burst)
-                    previous = now_mono
                     room = self._settings.concurrency - len(self._in_flight)
-                    if self._tokens >= 1 and room > 0:
-                        claims = await asyncio.to_thread(self._claim, min(int(self._tokens), room))
-                        self._tokens -= len(claims)
+                    if self._pace > 0 and room > 0:
+                        claims = await asyncio.to_thread(self._claim, room)
                         for claim in claims:
                             task = loop.create_task(self._notify(notifier, claim))
                             self._in_flight.add(task)
@@ -186,10 +181,19 @@ class Executor:
             self.report.paces.append((self._clock.now(), self._pace, why))
             log.info("rollout %d: pace %.2f (%s)", self._id, self._pace, why)
 
-    def _claim(self, limit: int) -> list[Claim]:
+    def _claim(self, room: int) -> list[Claim]:
         now = self._clock.now().astimezone(UTC)
+        rate = self._rollout.notifies_per_second * self._pace
         with self._store.transaction() as session:
-            claims = rollouts.claim_due(session, self._id, now, limit, self._worker)
+            claims = claiming.claim_paced(
+                session,
+                self._id,
+                now,
+                want=room,
+                rate=rate,
+                burst_s=2 * self._settings.tick,
+                worker=self._worker,
+            )
             ready = []
             for claim in claims:
                 opens = self._next_opening(claim.site, now)

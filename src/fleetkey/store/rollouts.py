@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from itertools import count
 from typing import Final
 
 from sqlalchemy import and_, func, insert, select, update
@@ -28,11 +27,9 @@ from fleetkey.errors import InputError
 from fleetkey.store import audit
 from fleetkey.store.inventory import NotFoundError
 from fleetkey.store.records import utc
-from fleetkey.store.schema import PhoneRow, RolloutRow, RolloutTargetRow, SiteRow
+from fleetkey.store.schema import RolloutRow, RolloutTargetRow, SiteRow
 
 INSERT_CHUNK: Final = 5000
-SIP_PORT: Final = 5060
-_claims = count(1)
 
 
 class RolloutState(StrEnum):
@@ -85,17 +82,6 @@ class PlannedTarget:
     mac: str
     site: str
     wave: int
-    notify_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A phone a worker is to notify now."""
-
-    mac: str
-    site: str
-    contact: str | None
-    attempts: int
     notify_at: datetime
 
 
@@ -210,63 +196,6 @@ def move(session: Session, clock: Clock, actor: str, rollout_id: int, to: Rollou
         session, clock, actor=actor, action=f"rollout.{to.value}", subject=f"rollout:{rollout_id}"
     )
     return _rollout(row)
-
-
-def claim_due(
-    session: Session, rollout_id: int, now: datetime, limit: int, worker: str
-) -> list[Claim]:
-    """Mark up to ``limit`` due pending phones notified (one more attempt) and return them."""
-    if limit < 1:
-        return []
-    token = f"{worker}#{next(_claims)}"[:64]
-    due = (
-        select(RolloutTargetRow.mac)
-        .where(RolloutTargetRow.rollout_id == rollout_id)
-        .where(RolloutTargetRow.state == TargetState.PENDING.value)
-        .where(RolloutTargetRow.notify_at <= utc(now))
-        .order_by(RolloutTargetRow.notify_at, RolloutTargetRow.mac)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # a CTE evaluated once: an IN (sub-select ... LIMIT) may be re-run and take more rows
-        chosen = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
-    else:
-        chosen = due.cte("due")
-    session.execute(
-        update(RolloutTargetRow)
-        .where(RolloutTargetRow.rollout_id == rollout_id)
-        .where(RolloutTargetRow.mac.in_(select(chosen.c.mac)))
-        .where(RolloutTargetRow.state == TargetState.PENDING.value)
-        .values(
-            state=TargetState.NOTIFIED.value,
-            attempts=RolloutTargetRow.attempts + 1,
-            notified_at=utc(now),
-            worker=token,
-            sip_status=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    rows = session.execute(
-        select(RolloutTargetRow, PhoneRow.sip_contact, PhoneRow.last_address)
-        .join(PhoneRow, PhoneRow.mac == RolloutTargetRow.mac, isouter=True)
-        .where(RolloutTargetRow.rollout_id == rollout_id, RolloutTargetRow.worker == token)
-        .order_by(RolloutTargetRow.notify_at)
-    ).all()
-    return [
-        Claim(
-            target.mac,
-            target.site_serial,
-            contact or _fallback(address),
-            target.attempts,
-            utc(target.notify_at),
-        )
-        for target, contact, address in rows
-    ]
-
-
-def _fallback(address: str | None) -> str | None:
-    """A phone with no SIP contact in the inventory is tried where it last fetched from."""
-    return f"sip:{address}:{SIP_PORT}" if address else None
 
 
 def answered(session: Session, rollout_id: int, mac: str, status: int | None) -> None:

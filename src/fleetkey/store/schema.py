@@ -145,6 +145,8 @@ class RolloutRow(Base):
     explanation: Mapped[str] = mapped_column(Text)  # JSON list of lines
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # the shared pace: check-syncs are started up to this moment (all executors together)
+    paced_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RolloutTargetRow(Base):

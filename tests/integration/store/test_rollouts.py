@@ -12,7 +12,16 @@ from fleetkey.core.codec import serialize_keys
 from fleetkey.core.license import LicenseType
 from fleetkey.errors import InputError
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
-from fleetkey.store import audit, capacity, confirmation, fetches, inventory, registry, rollouts
+from fleetkey.store import (
+    audit,
+    capacity,
+    claims,
+    confirmation,
+    fetches,
+    inventory,
+    registry,
+    rollouts,
+)
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.rollouts import RolloutState, TargetState
 from fleetkey.store.store import Store
@@ -31,9 +40,15 @@ def license_row(store: Store, clock: FixedClock, expires: date, *, post: bool = 
     key = make_license(serial=SITE, type=LicenseType.SITE, expires=expires)
     with store.transaction() as session:
         return registry.record(
-            session, clock, "tester", key, trusted_keys_for().check(key),
-            content=serialize_keys([key]), file_name="000000000000-license.cfg", post=post,
-        ).id  # fmt: skip
+            session,
+            clock,
+            "tester",
+            key,
+            trusted_keys_for().check(key),
+            content=serialize_keys([key]),
+            file_name="000000000000-license.cfg",
+            post=post,
+        ).id
 
 
 @pytest.fixture
@@ -99,9 +114,15 @@ def test_plans_that_cannot_be_made_say_why(
         key = make_license(serial="100000000002", type=LicenseType.SITE, expires=date(2029, 1, 1))
         with store.transaction() as session:
             empty = registry.record(
-                session, clock, "t", key, trusted_keys_for().check(key),
-                content=serialize_keys([key]), file_name="000000000000-license.cfg", post=True,
-            ).id  # fmt: skip
+                session,
+                clock,
+                "t",
+                key,
+                trusted_keys_for().check(key),
+                content=serialize_keys([key]),
+                file_name="000000000000-license.cfg",
+                post=True,
+            ).id
         options = PlanOptions(empty, capacity=100, deadline=date(2028, 1, 1))
     with pytest.raises(InputError, match=message):
         plan_license(store, clock, options)
@@ -122,8 +143,8 @@ def test_claims_take_due_phones_once_each_in_time_order(
     store, _clock, _ = fleet
     rollout_id = planned(fleet, rate=10)  # 35 phones a minute
     with store.transaction() as session:
-        first = rollouts.claim_due(session, rollout_id, T0 + timedelta(minutes=1), 5, "w1")
-        again = rollouts.claim_due(session, rollout_id, T0 + timedelta(minutes=1), 500, "w1")
+        first = claims.claim_due(session, rollout_id, T0 + timedelta(minutes=1), 5, "w1")
+        again = claims.claim_due(session, rollout_id, T0 + timedelta(minutes=1), 500, "w1")
     assert [c.attempts for c in first] == [1] * 5
     assert [c.notify_at for c in first] == sorted(c.notify_at for c in first)
     assert {c.mac for c in first}.isdisjoint({c.mac for c in again})
@@ -150,10 +171,10 @@ def test_concurrent_workers_never_claim_the_same_phone(
         try:
             while True:
                 with store.transaction() as session:
-                    claims = rollouts.claim_due(session, rollout_id, later, 7, name)
-                if not claims:
+                    got = claims.claim_due(session, rollout_id, later, 7, name)
+                if not got:
                     break
-                mine += [c.mac for c in claims]
+                mine += [c.mac for c in got]
         except BaseException as exc:  # noqa: BLE001  # reported by the assertion below
             errors.append(exc)
         taken[name] = mine
@@ -170,8 +191,16 @@ def test_concurrent_workers_never_claim_the_same_phone(
 
 
 def fetch(mac: str, at: datetime, digest: str, status: int = 200) -> FetchRecord:
-    return FetchRecord(path="/000000000000-license.cfg", protocol="http", status=status,
-                       bytes=500, duration_ms=1.0, at=at, mac=mac, digest=digest)  # fmt: skip
+    return FetchRecord(
+        path="/000000000000-license.cfg",
+        protocol="http",
+        status=status,
+        bytes=500,
+        duration_ms=1.0,
+        at=at,
+        mac=mac,
+        digest=digest,
+    )
 
 
 def test_only_fetches_of_the_successor_after_posting_confirm(
@@ -184,13 +213,16 @@ def test_only_fetches_of_the_successor_after_posting_confirm(
         posted = registry.get(session, successor).posted_at
     assert posted is not None
     phones = macs(5)
-    fetches.insert_records(store.engine, [
-        fetch(phones[0], posted + timedelta(seconds=5), digest),
-        fetch(phones[1], posted + timedelta(seconds=5), digest, status=304),
-        fetch(phones[2], posted + timedelta(seconds=5), "0" * 64),  # another license
-        fetch(phones[3], posted - timedelta(seconds=5), digest),  # before it was posted
-        fetch(phones[4], posted + timedelta(seconds=5), digest, status=503),
-    ])  # fmt: skip
+    fetches.insert_records(
+        store.engine,
+        [
+            fetch(phones[0], posted + timedelta(seconds=5), digest),
+            fetch(phones[1], posted + timedelta(seconds=5), digest, status=304),
+            fetch(phones[2], posted + timedelta(seconds=5), "0" * 64),  # another license
+            fetch(phones[3], posted - timedelta(seconds=5), digest),  # before it was posted
+            fetch(phones[4], posted + timedelta(seconds=5), digest, status=503),
+        ],
+    )
     with store.transaction() as session:
         confirmed = confirmation.confirm_fetched(session, rollout_id, digest, posted, T0)
         states = {m: s for m, _, _, s, _ in rollouts.targets(session, rollout_id)}
@@ -213,13 +245,13 @@ def test_retries_count_attempts_and_failures_keep_their_reason(
     rollout_id = planned(fleet, rate=10_000)
     later = T0 + timedelta(hours=1)
     with store.transaction() as session:
-        one, two = rollouts.claim_due(session, rollout_id, later, 2, "w")
+        one, two = claims.claim_due(session, rollout_id, later, 2, "w")
         rollouts.retry_or_fail(session, rollout_id, one.mac, "timeout", retry_at=T0)  # first due
         rollouts.retry_or_fail(
             session, rollout_id, two.mac, "check-sync #1: 486 Busy", retry_at=None
         )
         assert confirmation.overdue(session, rollout_id, later) == []
-        again = rollouts.claim_due(session, rollout_id, later, 1, "w")
+        again = claims.claim_due(session, rollout_id, later, 1, "w")
         assert [(c.mac, c.attempts) for c in again] == [(one.mac, 2)]
         overdue = confirmation.overdue(session, rollout_id, later + timedelta(seconds=1))
         assert overdue == [(one.mac, 2, None)]
@@ -232,11 +264,36 @@ def test_state_moves_follow_the_rules(fleet: tuple[Store, FixedClock, int]) -> N
     store, clock, _ = fleet
     rollout_id = planned(fleet)
     with store.transaction() as session:
-        for state in (RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.RUNNING,
-                      RolloutState.DONE):  # fmt: skip
+        for state in (
+            RolloutState.RUNNING,
+            RolloutState.PAUSED,
+            RolloutState.RUNNING,
+            RolloutState.DONE,
+        ):
             assert rollouts.move(session, clock, "t", rollout_id, state).state is state
     with (
         store.transaction() as session,
         pytest.raises(InputError, match="is done; it cannot become running"),
     ):
         rollouts.move(session, clock, "t", rollout_id, RolloutState.RUNNING)
+
+
+def test_the_pace_is_shared_by_every_executor(fleet: tuple[Store, FixedClock, int]) -> None:
+    store, _, _ = fleet
+    rollout_id = planned(fleet, rate=10_000)  # every phone due at once
+    now = T0 + timedelta(hours=1)
+    taken = []
+    for worker in ("w1", "w2", "w3"):  # three executors, the same instant
+        with store.transaction() as session:
+            taken += claims.claim_paced(
+                session, rollout_id, now, want=500, rate=50.0, burst_s=0.2, worker=worker
+            )
+    assert len(taken) == 10  # 0.2 s at 50/s, for all of them together
+    ticks = [now + timedelta(seconds=0.2 * k) for k in range(1, 6)]
+    for tick, worker in zip(ticks, ["w2", "w3", "w1", "w2", "w3"], strict=True):
+        with store.transaction() as session:
+            taken += claims.claim_paced(
+                session, rollout_id, tick, want=500, rate=50.0, burst_s=0.2, worker=worker
+            )
+    assert len(taken) == 60  # one more second: 50 more, whoever asks
+    assert len({c.mac for c in taken}) == 60
