@@ -155,3 +155,36 @@ def test_the_pace_is_held_while_the_servers_answer_503(tmp_path: Path, peer: Pee
     assert first >= shedding + timedelta(seconds=1.3)  # nothing sent until the 503s aged out
     assert report.paces[-1][1] == 1.0  # and the pace came back
     assert report.notified == 10
+
+
+def test_two_executors_share_one_rollout_and_notify_each_phone_once(
+    store_url: str, peer: Peer
+) -> None:
+    store = Store(store_url)
+    store.upgrade()
+    before = notified(peer)
+    try:
+        rollout_id = rollout_for(store, peer, phones=60)
+        settings = ExecutorSettings(
+            confirm_timeout=2.0,
+            max_attempts=1,
+            credentials=("1001", "secret"),
+            tick=0.05,
+            health_every=0.2,
+        )
+
+        async def both() -> list[int]:
+            runs = [Executor(store, CLOCK, rollout_id, settings) for _ in range(2)]
+            reports = await asyncio.gather(*(run.run() for run in runs))
+            return [report.notified for report in reports]
+
+        shares = asyncio.run(both())
+        with store.transaction() as session:
+            progress = rollouts.progress(session, rollout_id)
+    finally:
+        store.close()
+    assert sum(shares) == 60
+    assert min(shares) > 0  # both did some of the work
+    assert progress.states == {"failed": 60}  # nobody fetched: Kamailio is not a phone
+    sent = notified(peer) - before
+    assert sorted(sent.values()) == [1] * 60

@@ -1,0 +1,100 @@
+"""`fleetkey rollout …`: a plan saved, shown and plotted; bad input refused with nothing saved."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Fleetkey
+
+SITE = "100000000001"
+
+
+@pytest.fixture
+def fleet(initialized: Path, fleetkey: Fleetkey) -> Path:
+    """A site open around now with 30 phones; a license, and its longer successor (license 2)."""
+    now = datetime.now(UTC)
+    window = f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00"
+    fleetkey("sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window)
+    csv = initialized.parent / "phones.csv"
+    csv.write_text(
+        "mac,site,model\n" + "".join(f"0004f2{i:06x},{SITE},VVX_500\n" for i in range(30))
+    )
+    fleetkey("phones", "import", str(csv))
+    for days in (20, 400):
+        fleetkey(
+            "issue",
+            "site",
+            "--serial",
+            SITE,
+            "--features",
+            "corporate-directory",
+            "--expires",
+            f"{now.date() + timedelta(days=days)}",
+        )
+    return initialized
+
+
+def test_a_plan_is_shown_saved_plotted_and_listed(fleet: Path, fleetkey: Fleetkey) -> None:
+    plot = fleet.parent / "load.png"
+    shown = fleetkey("rollout", "plan", "--license", "2", "--capacity", "100", "--plot", str(plot))
+    assert "30 phones at 1 site(s)" in shown.stdout
+    assert "saved as rollout 1" in shown.stdout
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    planned = json.loads(
+        fleetkey(
+            "rollout", "plan", "--license", "2", "--capacity", "100", "--dry-run", "--json"
+        ).stdout
+    )
+    assert planned["rollout"] is None
+    assert sorted(m for w in planned["waves"] for m in w["macs"]) == [
+        f"0004f2{i:06x}" for i in range(30)
+    ]
+    assert planned["peak_load"] <= 100 * 0.7
+    status = json.loads(fleetkey("rollout", "status", "1", "--json").stdout)
+    assert (status["state"], status["phones"]) == ("planned", {"pending": 30})
+    listed = json.loads(fleetkey("rollout", "list", "--json").stdout)
+    assert [r["id"] for r in listed] == [1]
+    assert "rollout 1 is cancelled" in fleetkey("rollout", "cancel", "1").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["plan", "--license", "2", "--capacity", "fast"], 2, "neither a number of requests/s"),
+        (["plan", "--license", "2", "--capacity", "0"], 2, "capacity must be above 0"),
+        (["plan", "--license", "2"], 1, "no measured capacity"),
+        (["plan", "--license", "1", "--capacity", "9"], 1, "is superseded; only a posted"),
+        (["plan", "--license", "99", "--capacity", "9"], 1, "99"),
+        (["plan", "--license", "2", "--capacity", "9", "--headroom", "2"], 1, "headroom must be"),
+        (
+            ["plan", "--license", "2", "--capacity", "9", "--deadline", "2020-01-01"],
+            1,
+            "has passed",
+        ),
+        (["plan", "--license", "2", "--capacity", "0.001"], 1, "more than a 60-second slot"),
+        (["run", "7"], 1, "no rollout 7"),
+        (["status", "7"], 1, "no rollout 7"),
+        (["pause", "7"], 1, "no rollout 7"),
+        (["run", "7", "--sip-user", "1001"], 1, "--sip-user needs the password"),
+    ],
+)
+def test_bad_rollout_input_is_refused_and_nothing_is_saved(
+    fleet: Path, fleetkey: Fleetkey, args: list[str], code: int, message: str
+) -> None:
+    result = fleetkey("rollout", *args, code=code)
+    assert message in result.stderr
+    assert json.loads(fleetkey("rollout", "list", "--json").stdout) == []
+
+
+def test_a_finished_rollout_cannot_be_resumed(fleet: Path, fleetkey: Fleetkey) -> None:
+    fleetkey("rollout", "plan", "--license", "2", "--capacity", "100")
+    fleetkey("rollout", "cancel", "1")
+    result = fleetkey("rollout", "resume", "1", code=1)
+    assert "rollout 1 is cancelled; it cannot become running" in result.stderr
+    assert (
+        "rollout 1 is cancelled; it does not run" in fleetkey("rollout", "run", "1", code=1).stderr
+    )
