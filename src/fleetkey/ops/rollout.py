@@ -110,7 +110,7 @@ def _deadline(
 def _sites(session: Session, successor: StoredLicense) -> list[SitePhones]:
     known = {site.serial: site for site in inventory.sites(session)}
     if successor.type == "Site":
-        phones = [phone.mac for phone in inventory.phones(session, site=successor.serial)]
+        phones = inventory.macs(session, successor.serial)
         if successor.serial not in known or not phones:
             raise InputError(
                 f"site {successor.serial} has no phones in the inventory to roll out to"

@@ -73,3 +73,7 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+PARAM_MARKERS: Final = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{}"}
+"""Bound-parameter markers by DB-API paramstyle, for statements handed to the driver."""

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from fleetkey.core.naming import normalize_mac
 from fleetkey.errors import FleetkeyError
+from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import FetchRecord, utc
 from fleetkey.store.schema import FetchRow
 
@@ -57,7 +58,6 @@ _COLUMNS: Final = (
     "user_agent",
     "duration_ms",
 )
-_MARKERS: Final = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{}"}
 
 
 def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
@@ -71,10 +71,10 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
     """
     if not records:
         return
-    marker = _MARKERS[engine.dialect.paramstyle]
+    marker = PARAM_MARKERS[engine.dialect.paramstyle]
     placeholders = ", ".join(marker.format(n + 1) for n in range(len(_COLUMNS)))
     sql = f"INSERT INTO fetches ({', '.join(_COLUMNS)}) VALUES ({placeholders})"  # noqa: S608  # constant column names, values bound
-    stamp = _sqlite_time if engine.dialect.name == "sqlite" else utc
+    stamp = sqlite_time if engine.dialect.name == "sqlite" else utc
     rows = [
         (
             stamp(r.at),
@@ -108,7 +108,7 @@ def _index_order(row: tuple[Any, ...]) -> tuple[str, Any]:
 _last_second: tuple[int, str] = (-1, "")  # the second formatted last, and its text
 
 
-def _sqlite_time(at: datetime) -> str:
+def sqlite_time(at: datetime) -> str:
     """UTC, naive, the storage format of SQLAlchemy's SQLite DATETIME.
 
     Records arrive in time order, so the date and time of day are formatted once per second

@@ -19,17 +19,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
 from fleetkey.errors import InputError
 from fleetkey.store import audit
+from fleetkey.store.database import PARAM_MARKERS
+from fleetkey.store.fetches import sqlite_time
 from fleetkey.store.inventory import NotFoundError
 from fleetkey.store.records import utc
 from fleetkey.store.schema import RolloutRow, RolloutTargetRow, SiteRow
 
-INSERT_CHUNK: Final = 5000
+INSERT_CHUNK: Final = 50_000
 
 
 class RolloutState(StrEnum):
@@ -137,20 +139,7 @@ def create(
     )
     session.add(row)
     session.flush()
-    values = [
-        {
-            "rollout_id": row.id,
-            "mac": t.mac,
-            "site_serial": t.site,
-            "wave": t.wave,
-            "notify_at": utc(t.notify_at),
-            "state": TargetState.PENDING.value,
-            "attempts": 0,
-        }
-        for t in targets
-    ]
-    for start in range(0, len(values), INSERT_CHUNK):
-        session.execute(insert(RolloutTargetRow), values[start : start + INSERT_CHUNK])
+    _insert_targets(session, row.id, targets)
     details = {
         "license": license_id,
         "phones": len(targets),
@@ -167,6 +156,20 @@ def create(
         details=details,
     )
     return _rollout(row)
+
+
+def _insert_targets(session: Session, rollout_id: int, targets: Sequence[PlannedTarget]) -> None:
+    """One executemany straight to the driver: a million rows in seconds, not minutes."""
+    connection = session.connection()
+    marker = PARAM_MARKERS[connection.dialect.paramstyle]
+    columns = ("rollout_id", "mac", "site_serial", "wave", "notify_at", "state", "attempts")
+    placeholders = ", ".join(marker.format(n + 1) for n in range(len(columns)))
+    sql = f"INSERT INTO rollout_targets ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608  # constant names, values bound
+    stamp = sqlite_time if connection.dialect.name == "sqlite" else utc
+    pending = TargetState.PENDING.value
+    rows = [(rollout_id, t.mac, t.site, t.wave, stamp(t.notify_at), pending, 0) for t in targets]
+    for start in range(0, len(rows), INSERT_CHUNK):
+        connection.exec_driver_sql(sql, rows[start : start + INSERT_CHUNK])
 
 
 def get(session: Session, rollout_id: int) -> Rollout:
