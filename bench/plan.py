@@ -22,16 +22,15 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from fleetkey.clock import FixedClock
-from fleetkey.core.codec import serialize_keys
 from fleetkey.core.license import LicenseType
 from fleetkey.core.rollout.plan import BootCost, PlanInput, SitePhones, plan_rollout
 from fleetkey.core.rollout.windows import Window
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
-from fleetkey.store import inventory, registry
+from fleetkey.store import inventory
 from fleetkey.store.records import Site
 from fleetkey.store.schema import PhoneRow
 from fleetkey.store.store import Store
-from fleetkey.testing import make_license, trusted_keys_for
+from fleetkey.testing import make_license, record_license
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney"]
 START = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
@@ -95,16 +94,7 @@ def main() -> None:
             key = make_license(
                 serial="100000000001", type=LicenseType.SITE, expires=date(2028, 3, 1)
             )
-            license_id = registry.record(
-                session,
-                clock,
-                "bench",
-                key,
-                trusted_keys_for().check(key),
-                content=serialize_keys([key]),
-                file_name="000000000000-license.cfg",
-                post=True,
-            ).id
+            license_id = record_license(session, key, clock=clock)
         options = PlanOptions(license_id, capacity=5000, deadline=date(2027, 3, 21))
         made = timed(
             "from the store, one site", lambda: plan_license(store, clock, options), results

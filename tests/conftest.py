@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,36 @@ def store(store_url: str) -> Iterator[Store]:
     opened.upgrade()
     yield opened
     opened.close()
+
+
+SITE_SERIAL = "100000000001"
+
+
+def add_site_fleet(
+    fleetkey: Fleetkey,
+    data: Path,
+    *,
+    phones: int,
+    tz: str = "Europe/Berlin",
+    window: str = "22:00-05:00",
+) -> None:
+    """Through the CLI: site 100000000001 and ``phones`` VVX 500s (MACs 0004f2000000, …)."""
+    fleetkey("sites", "add", SITE_SERIAL, "--name", "HQ", "--tz", tz, "--window", window)
+    csv = data.parent / "phones.csv"
+    rows = "".join(f"0004f2{i:06x},{SITE_SERIAL},VVX_500\n" for i in range(phones))
+    csv.write_text("mac,site,model\n" + rows)
+    fleetkey("phones", "import", str(csv))
+
+
+def issue_site_license(fleetkey: Fleetkey, expires: date) -> None:
+    """Through the CLI: a corporate-directory site license for 100000000001, posted."""
+    fleetkey(
+        "issue",
+        "site",
+        "--serial",
+        SITE_SERIAL,
+        "--features",
+        "corporate-directory",
+        "--expires",
+        expires.isoformat(),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetkey.clock import FixedClock
 from fleetkey.core.issuing import issue_key
@@ -13,7 +13,10 @@ from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.signing import Algorithm, SigningKey, TrustedKeys
 from fleetkey.core.terms import NEVER, Term
 
-__all__ = ["FixedClock", "make_license", "signing_key_for", "trusted_keys_for"]
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = ["FixedClock", "make_license", "record_license", "signing_key_for", "trusted_keys_for"]
 
 TEST_MAC = "0004f2000001"
 
@@ -60,3 +63,27 @@ def make_license(
 def day(text: str) -> date:
     """``date.fromisoformat``, shorter in tables."""
     return date.fromisoformat(text)
+
+
+def record_license(
+    session: Session, key: LicenseKey, *, post: bool = True, clock: FixedClock | None = None
+) -> int:
+    """Store ``key`` (signed by :func:`make_license`'s test key) as a license file, posted
+    unless ``post`` is false; returns its license id."""
+    from fleetkey.core.codec import serialize_keys  # keeps core imports lean
+    from fleetkey.store import registry  # only tests that store need the store
+
+    name = (
+        "000000000000-license.cfg" if key.type is LicenseType.SITE else f"{key.serial}-license.cfg"
+    )
+    stored = registry.record(
+        session,
+        clock or FixedClock(),
+        "tester",
+        key,
+        trusted_keys_for().check(key),
+        content=serialize_keys([key]),
+        file_name=name,
+        post=post,
+    )
+    return stored.id

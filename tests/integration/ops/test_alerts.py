@@ -26,7 +26,7 @@ from fleetkey.store import alerts
 from fleetkey.store.database import default_url
 from fleetkey.store.store import Store
 
-from tests.conftest import Fleetkey
+from tests.conftest import Fleetkey, add_site_fleet, issue_site_license
 
 SITE = "100000000001"
 
@@ -80,25 +80,8 @@ def mailbox() -> Iterator[tuple[int, Mailbox]]:
 
 
 def fleet(initialized: Path, fleetkey: Fleetkey, expires_in_days: int) -> None:
-    fleetkey(
-        "sites", "add", SITE, "--name", "HQ", "--tz", "Europe/Berlin", "--window", "22:00-05:00"
-    )
-    csv = initialized.parent / "phones.csv"
-    csv.write_text(
-        "mac,site,model\n" + "".join(f"0004f2{i:06x},{SITE},VVX_500\n" for i in range(3))
-    )
-    fleetkey("phones", "import", str(csv))
-    expires = datetime.now(UTC).date() + timedelta(days=expires_in_days)
-    fleetkey(
-        "issue",
-        "site",
-        "--serial",
-        SITE,
-        "--features",
-        "corporate-directory",
-        "--expires",
-        expires.isoformat(),
-    )
+    add_site_fleet(fleetkey, initialized, phones=3)
+    issue_site_license(fleetkey, datetime.now(UTC).date() + timedelta(days=expires_in_days))
 
 
 def test_alerts_fire_once_retry_with_backoff_and_resolve_over_webhook_and_mail(
@@ -133,16 +116,7 @@ def test_alerts_fire_once_retry_with_backoff_and_resolve_over_webhook_and_mail(
         assert deliverer.deliver_due(store, clock).sent == 0  # not due before the backoff
         clock.advance(timedelta(seconds=31))
         assert deliverer.deliver_due(store, clock).sent == 3
-        fleetkey(
-            "issue",
-            "site",
-            "--serial",
-            SITE,
-            "--features",
-            "corporate-directory",
-            "--expires",
-            (clock.now().date() + timedelta(days=400)).isoformat(),
-        )
+        issue_site_license(fleetkey, clock.now().date() + timedelta(days=400))
         successor, _ = check(data, store, clock, trusted, settings)
         assert successor.resolved == [
             f"lead-time:Site:{SITE}:1:30d",

@@ -14,15 +14,14 @@ import pytest
 from sqlalchemy import select
 
 from fleetkey.clock import SystemClock
-from fleetkey.core.codec import serialize_keys
 from fleetkey.core.license import LicenseType
 from fleetkey.ops.executor import Executor, ExecutorSettings
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
-from fleetkey.store import fetches, inventory, registry, rollouts
+from fleetkey.store import fetches, inventory, rollouts
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.schema import RolloutTargetRow
 from fleetkey.store.store import Store
-from fleetkey.testing import make_license, trusted_keys_for
+from fleetkey.testing import make_license, record_license
 
 from tests.integration.ops.test_notifier import Peer, start_kamailio
 
@@ -54,16 +53,7 @@ def rollout_for(store: Store, peer: Peer, phones: int) -> int:
             session, CLOCK, "t", f"mac,site,model,contact\n{rows}".encode(), source="test"
         )
         key = make_license(serial=SITE, type=LicenseType.SITE, expires=now.date() + timedelta(400))
-        license_id = registry.record(
-            session,
-            CLOCK,
-            "t",
-            key,
-            trusted_keys_for().check(key),
-            content=serialize_keys([key]),
-            file_name="000000000000-license.cfg",
-            post=True,
-        ).id
+        license_id = record_license(session, key)
     options = PlanOptions(
         license_id, capacity=1000, slot_seconds=5, deadline=now.date() + timedelta(days=30)
     )

@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from fleetkey.clock import FixedClock
-from fleetkey.core.codec import serialize_keys
 from fleetkey.core.license import LicenseType
 from fleetkey.errors import InputError
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
@@ -25,7 +24,7 @@ from fleetkey.store import (
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.rollouts import RolloutState, TargetState
 from fleetkey.store.store import Store
-from fleetkey.testing import make_license, trusted_keys_for
+from fleetkey.testing import make_license, record_license
 
 T0 = datetime(2027, 2, 1, 23, 0, tzinfo=UTC)
 SITE = "100000000001"
@@ -39,16 +38,7 @@ def macs(count: int = PHONES) -> list[str]:
 def license_row(store: Store, clock: FixedClock, expires: date, *, post: bool = True) -> int:
     key = make_license(serial=SITE, type=LicenseType.SITE, expires=expires)
     with store.transaction() as session:
-        return registry.record(
-            session,
-            clock,
-            "tester",
-            key,
-            trusted_keys_for().check(key),
-            content=serialize_keys([key]),
-            file_name="000000000000-license.cfg",
-            post=post,
-        ).id
+        return record_license(session, key, post=post, clock=clock)
 
 
 @pytest.fixture
@@ -113,16 +103,7 @@ def test_plans_that_cannot_be_made_say_why(
             )
         key = make_license(serial="100000000002", type=LicenseType.SITE, expires=date(2029, 1, 1))
         with store.transaction() as session:
-            empty = registry.record(
-                session,
-                clock,
-                "t",
-                key,
-                trusted_keys_for().check(key),
-                content=serialize_keys([key]),
-                file_name="000000000000-license.cfg",
-                post=True,
-            ).id
+            empty = record_license(session, key, clock=clock)
         options = PlanOptions(empty, capacity=100, deadline=date(2028, 1, 1))
     with pytest.raises(InputError, match=message):
         plan_license(store, clock, options)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Fleetkey
+from tests.conftest import Fleetkey, add_site_fleet, issue_site_license
 
 SITE = "100000000001"
 
@@ -18,23 +18,9 @@ def fleet(initialized: Path, fleetkey: Fleetkey) -> Path:
     """A site open around now with 30 phones; a license, and its longer successor (license 2)."""
     now = datetime.now(UTC)
     window = f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00"
-    fleetkey("sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window)
-    csv = initialized.parent / "phones.csv"
-    csv.write_text(
-        "mac,site,model\n" + "".join(f"0004f2{i:06x},{SITE},VVX_500\n" for i in range(30))
-    )
-    fleetkey("phones", "import", str(csv))
+    add_site_fleet(fleetkey, initialized, phones=30, tz="UTC", window=window)
     for days in (20, 400):
-        fleetkey(
-            "issue",
-            "site",
-            "--serial",
-            SITE,
-            "--features",
-            "corporate-directory",
-            "--expires",
-            f"{now.date() + timedelta(days=days)}",
-        )
+        issue_site_license(fleetkey, now.date() + timedelta(days=days))
     return initialized
 
 
