@@ -11,15 +11,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from fleetkey.clock import SystemClock
 from fleetkey.core.license import LicenseType
-from fleetkey.ops.executor import Executor, ExecutorSettings
+from fleetkey.ops.executor import Executor, ExecutorSettings, Report
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
 from fleetkey.store import fetches, inventory, rollouts
 from fleetkey.store.records import FetchRecord, Site
-from fleetkey.store.schema import RolloutTargetRow
+from fleetkey.store.rollouts import RolloutState
+from fleetkey.store.schema import RolloutTargetRow, SiteRow
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, record_license
 
@@ -178,3 +179,46 @@ def test_two_executors_share_one_rollout_and_notify_each_phone_once(
     assert progress.states == {"failed": 60}  # nobody fetched: Kamailio is not a phone
     sent = notified(peer) - before
     assert sorted(sent.values()) == [1] * 60
+
+
+def test_phones_whose_window_closed_wait_for_its_next_opening_and_pause_stops_the_run(
+    tmp_path: Path, peer: Peer
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
+    store.upgrade()
+    try:
+        rollout_id = rollout_for(store, peer, phones=5)
+        now = datetime.now(UTC)
+        opens = (now + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+        with store.transaction() as session:  # the window moved after planning: closed now
+            session.execute(
+                update(SiteRow).values(
+                    window_start=f"{opens:%H}:00", window_end=f"{opens + timedelta(hours=3):%H}:00"
+                )
+            )
+        settings = ExecutorSettings(tick=0.05, health_every=0.2)
+
+        async def run_then_pause() -> Report:
+            executor = Executor(store, CLOCK, rollout_id, settings)
+            running = asyncio.create_task(executor.run())
+            await asyncio.sleep(5.5)  # the five are due over the 5-s slot
+            with store.transaction() as session:
+                rollouts.move(session, CLOCK, "t", rollout_id, RolloutState.PAUSED)
+            return await asyncio.wait_for(running, 10)
+
+        report = asyncio.run(run_then_pause())
+        with store.transaction() as session:
+            waiting = session.execute(
+                select(
+                    RolloutTargetRow.notify_at, RolloutTargetRow.attempts, RolloutTargetRow.state
+                )
+            ).all()
+            state = rollouts.get(session, rollout_id).state
+    finally:
+        store.close()
+    assert report.notified == 0
+    assert report.moved_to_window == 5
+    assert {(at.replace(tzinfo=UTC), attempts, s) for at, attempts, s in waiting} == {
+        (opens, 0, "pending")
+    }
+    assert state is RolloutState.PAUSED
