@@ -23,6 +23,7 @@ from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.engine import Action, Boot, CheckConfig, Phone
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.rules import SignatureVerifier
+from fleetkey.core.sip import MAX_MESSAGE
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.http import HttpClient, Reply
 from fleetkey.emulate.sip import SipPhone
@@ -121,6 +122,7 @@ class Fleet:
         loop = asyncio.get_running_loop()
         self._started = loop.time()
         transports = []
+        servers: list[asyncio.Server] = []
         if self._sip_port is not None:
             for phone, login in zip(self.phones, self._logins, strict=True):
                 queue = phone.events
@@ -134,6 +136,13 @@ class Fleet:
                 )
                 phone.sip = protocol
                 transports.append(transport)
+                stream = await asyncio.start_server(
+                    protocol.serve_stream,
+                    host=phone.address,
+                    port=self._sip_port,
+                    limit=MAX_MESSAGE,
+                )
+                servers.append(stream)
         tasks = [loop.create_task(self._live(phone)) for phone in self.phones]
         try:
             ends: list[asyncio.Task[bool]] = [loop.create_task(self.stopping.wait())]
@@ -148,6 +157,8 @@ class Fleet:
             await asyncio.gather(*tasks, return_exceptions=True)
             for transport in transports:
                 transport.close()
+            for server in servers:
+                server.close()
 
     async def _live(self, phone: EmulatedPhone) -> None:
         try:

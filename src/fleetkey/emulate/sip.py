@@ -1,11 +1,12 @@
-"""The SIP side of an emulated phone: NOTIFY check-sync over UDP (RFC 3261, domain.md §5.5).
+"""The SIP side of an emulated phone: NOTIFY check-sync over UDP and TCP (RFC 3261, §5.5).
 
 ``NOTIFY`` with ``Event: check-sync`` (optionally ``;reboot=true``) is answered 200 and handed
 to the phone (R9). ``OPTIONS`` gets 200. Another event gets 489 Bad Event, another method 405
 or 501. A request missing a header a response needs (Via, From, To, Call-ID, CSeq) or with a
 malformed CSeq gets 400 when it can be answered at all, and is dropped otherwise; responses
 and garbage are dropped. With credentials, requests are challenged with a digest (realm
-``PolycomSPIP``, the phones' default) and only a correct answer gets through.
+``PolycomSPIP``, the phones' default) and only a correct answer gets through. Over TCP a
+connection carries any number of requests, each framed by its Content-Length.
 """
 
 from __future__ import annotations
@@ -44,42 +45,70 @@ class SipPhone(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        answer, check_sync = self.respond(data)
+        if answer is not None and self._transport is not None:
+            self._transport.sendto(answer, addr)
+        if check_sync is not None:
+            self._on_check_sync(check_sync)
+
+    async def serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One TCP connection: requests in, answers out, until the peer closes or errs."""
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                message = parse_request(head)
+                length = message.get("content-length") if message is not None else None
+                body = await reader.readexactly(int(length)) if length and length.isdigit() else b""
+                answer, check_sync = self.respond(head + body)
+                if answer is not None:
+                    writer.write(answer)
+                    await writer.drain()
+                if check_sync is not None:
+                    self._on_check_sync(check_sync)
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+            ValueError,
+        ):
+            pass  # the peer closed, or sent what is not SIP: the connection ends
+        finally:
+            writer.close()
+
+    def respond(self, data: bytes) -> tuple[bytes | None, bool | None]:
+        """The answer to ``data`` (None: drop it), and the check-sync to act on once it is
+        sent (its ``reboot`` flag; None: none)."""
         message = parse_request(data)
         if message is None or message.method == "ACK":
             self.dropped += 1
-            return
+            return None, None
         if any(message.get(name) is None for name in _NEEDED):
             if message.get("via") is None:
                 self.dropped += 1  # nowhere to send an answer
-                return
-            self._answer(message, addr, 400, "Bad Request")
-            return
+                return None, None
+            return self._answer(message, 400, "Bad Request"), None
         cseq = (message.get("cseq") or "").split()
         if len(cseq) != 2 or not cseq[0].isdigit() or cseq[1].upper() != message.method:
-            self._answer(message, addr, 400, "Bad Request")
-            return
+            return self._answer(message, 400, "Bad Request"), None
         if message.method not in ("NOTIFY", "OPTIONS"):
             if message.method in _KNOWN:
-                self._answer(
-                    message, addr, 405, "Method Not Allowed", [("Allow", "NOTIFY, OPTIONS")]
-                )
-            else:
-                self._answer(message, addr, 501, "Not Implemented")
-            return
+                allow = [("Allow", "NOTIFY, OPTIONS")]
+                return self._answer(message, 405, "Method Not Allowed", allow), None
+            return self._answer(message, 501, "Not Implemented"), None
         if self._credentials is not None and not self._authorized(message):
             challenge = f'Digest realm="{REALM}", nonce="{self._nonce()}", algorithm=MD5'
-            self._answer(message, addr, 401, "Unauthorized", [("WWW-Authenticate", challenge)])
-            return
+            return self._answer(
+                message, 401, "Unauthorized", [("WWW-Authenticate", challenge)]
+            ), None
         if message.method == "OPTIONS":
-            self._answer(message, addr, 200, "OK")
-            return
+            return self._answer(message, 200, "OK"), None
         event = (message.get("event") or "").replace(" ", "")
         name, *params = event.split(";")
         if name.lower() != "check-sync":
-            self._answer(message, addr, 489, "Bad Event")
-            return
-        self._answer(message, addr, 200, "OK")
-        self._on_check_sync("reboot=true" in [p.lower() for p in params])
+            return self._answer(message, 489, "Bad Event"), None
+        return self._answer(message, 200, "OK"), "reboot=true" in [p.lower() for p in params]
 
     def _nonce(self) -> str:
         stamp = os.urandom(8).hex()
@@ -106,11 +135,10 @@ class SipPhone(asyncio.DatagramProtocol):
     def _answer(
         self,
         message: SipMessage,
-        addr: tuple[str, int],
         status: int,
         reason: str,
         extra: list[tuple[str, str]] | None = None,
-    ) -> None:
+    ) -> bytes:
         to = message.get("to") or ""
         if to and ";tag=" not in to:
             to += ";tag=" + os.urandom(4).hex()
@@ -120,6 +148,5 @@ class SipPhone(asyncio.DatagramProtocol):
         lines += [f"Call-ID: {message.get('call-id') or ''}", f"CSeq: {message.get('cseq') or ''}"]
         lines += [f"{name}: {value}" for name, value in extra or []]
         lines += ["Content-Length: 0", "", ""]
-        if self._transport is not None:
-            self._transport.sendto("\r\n".join(lines).encode("utf-8"), addr)
         self.answered[status] = self.answered.get(status, 0) + 1
+        return "\r\n".join(lines).encode("utf-8")
