@@ -73,6 +73,18 @@ def _capacity(value: str) -> float | None:
     show_default=True,
     help="Send check-sync;reboot=true (phones with alwaysReboot=0 boot only then).",
 )
+@click.option(
+    "--boot-requests",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Requests one boot costs (default: measured from the fetch records).",
+)
+@click.option(
+    "--boot-seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds a boot takes (default: measured from the fetch records).",
+)
 @click.option("--dry-run", is_flag=True, help="Plan and show, but save nothing.")
 @click.option(
     "--plot",
@@ -90,6 +102,8 @@ def plan(
     deadline: datetime | None,
     slot_seconds: int,
     reboot: bool,
+    boot_requests: float | None,
+    boot_seconds: float | None,
     dry_run: bool,
     plot: Path | None,
     as_json: bool,
@@ -102,6 +116,8 @@ def plan(
         deadline.date() if deadline else None,
         slot_seconds,
         reboot,
+        boot_requests,
+        boot_seconds,
     )
     store = env.store()
     made = plan_license(store, env.clock, options)

@@ -7,7 +7,7 @@ before that day keeps every feature without a gap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
 from fleetkey.core.rollout.cost import measure
-from fleetkey.core.rollout.plan import Plan, PlanInput, SitePhones, plan_rollout
+from fleetkey.core.rollout.plan import BootCost, Plan, PlanInput, SitePhones, plan_rollout
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import InputError
 from fleetkey.store import capacity as capacities
@@ -34,6 +34,8 @@ class PlanOptions:
     deadline: date | None = None
     slot_seconds: int = 60
     reboot: bool = True
+    boot_requests: float | None = None  # overrides what the fetch records say
+    boot_seconds: float | None = None
 
 
 def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
@@ -48,7 +50,7 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
         previous = registry.get(session, successor.succeeds_id) if successor.succeeds_id else None
         deadline = _deadline(options.deadline, previous, successor)
         sites = _sites(session, successor)
-        cost = measure(fetches.recent_requests(session))
+        cost = _cost(measure(fetches.recent_requests(session)), options)
         capacity = options.capacity
         if capacity is None:
             measured = capacities.latest(session)
@@ -93,6 +95,22 @@ def save(store: Store, clock: Clock, actor: str, options: PlanOptions, plan: Pla
             targets=targets,
         )
     return rollout.id
+
+
+def _cost(measured: BootCost, options: PlanOptions) -> BootCost:
+    if options.boot_requests is None and options.boot_seconds is None:
+        return measured
+    given = []
+    if options.boot_requests is not None:
+        given.append(f"{options.boot_requests:g} requests")
+    if options.boot_seconds is not None:
+        given.append(f"{options.boot_seconds:g} s")
+    return replace(
+        measured,
+        requests=measured.requests if options.boot_requests is None else options.boot_requests,
+        seconds=measured.seconds if options.boot_seconds is None else options.boot_seconds,
+        source=f"given: {', '.join(given)}; otherwise {measured.source}",
+    )
 
 
 def _deadline(

@@ -84,3 +84,26 @@ def test_a_finished_rollout_cannot_be_resumed(fleet: Path, fleetkey: Fleetkey) -
     assert (
         "rollout 1 is cancelled; it does not run" in fleetkey("rollout", "run", "1", code=1).stderr
     )
+
+
+def test_a_given_boot_cost_overrides_the_measured_one(fleet: Path, fleetkey: Fleetkey) -> None:
+    planned = json.loads(
+        fleetkey(
+            "rollout",
+            "plan",
+            "--license",
+            "2",
+            "--capacity",
+            "100",
+            "--boot-requests",
+            "50",
+            "--boot-seconds",
+            "300",
+            "--dry-run",
+            "--json",
+        ).stdout
+    )
+    assert planned["boot"]["requests"] == 50
+    assert planned["boot"]["seconds"] == 300
+    assert planned["boot"]["source"].startswith("given: 50 requests, 300 s; otherwise default")
+    assert planned["per_slot"] == 84  # 100 x 0.7 x 60 / 50
