@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.engine import Phone
+from fleetkey.core.signing import TrustedKeys
 from fleetkey.emulate.fleet import phone_address, user_agent
 from fleetkey.emulate.http import HttpClient
 
@@ -60,17 +61,12 @@ class Limits:
     max_errors: float = 0.01
 
 
-class _NoSignatures:
-    def verify(self, key: object) -> str:
-        raise ValueError("the capacity probe does not judge licenses")
-
-
 async def _boot(
     host: str, port: int, prefix: str, index: int, latencies: list[float], counts: dict[str, int]
 ) -> None:
     mac = f"0004f3{index:06x}"
     config = PhoneConfig(mac)
-    phone = Phone(config, _NoSignatures())  # type: ignore[arg-type]
+    phone = Phone(config, TrustedKeys())
     client = HttpClient(
         host,
         port,
@@ -112,9 +108,7 @@ async def measure(
     result = Measurement()
     rate, index = start_boots_per_s, 0
     per_boot = len(
-        Phone(PhoneConfig("0004f3000000"), _NoSignatures()).boot_requests(  # type: ignore[arg-type]
-            datetime.now(UTC)
-        )
+        Phone(PhoneConfig("0004f3000000"), TrustedKeys()).boot_requests(datetime.now(UTC))
     )
     for _ in range(max_steps):
         latencies: list[float] = []

@@ -25,7 +25,7 @@ from fleetkey.core.sip import Contact, SipFormatError
 from fleetkey.errors import FleetkeyError
 from fleetkey.ops.notifier import Notifier, NotifyResult
 from fleetkey.store import claims as claiming
-from fleetkey.store import confirmation, fetches, registry, rollouts
+from fleetkey.store import confirmation, fetches, inventory, registry, rollouts
 from fleetkey.store.claims import Claim
 from fleetkey.store.rollouts import Progress, RolloutState
 from fleetkey.store.store import Store
@@ -75,7 +75,7 @@ class Executor:
         self._store, self._clock, self._id = store, clock, rollout_id
         self._settings = settings or ExecutorSettings()
         self._on_progress = on_progress
-        self._worker = rollouts.worker_name()
+        self._worker = claiming.worker_name()
         self._pace = 1.0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._windows: dict[str, tuple[str, Window]] = {}
@@ -90,6 +90,10 @@ class Executor:
             if rollout.state is not RolloutState.RUNNING:
                 raise FleetkeyError(f"rollout {self._id} is {rollout.state}; it does not run")
             license_ = registry.get(session, rollout.license_id)
+            self._windows = {
+                site.serial: (site.timezone, Window.parse(site.window_start, site.window_end))
+                for site in inventory.sites(session)
+            }
         self._rollout, self._digest = rollout, license_.digest
         self._posted = license_.posted_at or license_.issued_at
         self._scanned: datetime | None = None  # fetch records are read from here on
@@ -213,10 +217,6 @@ class Executor:
 
     def _next_opening(self, site: str, now: datetime) -> datetime | None:
         """None when ``site``'s window holds a boot started now; else its next opening."""
-        if site not in self._windows:
-            with self._store.transaction() as session:
-                for serial, (zone, start, end) in rollouts.site_windows(session, [site]).items():
-                    self._windows[serial] = (zone, Window.parse(start, end))
         if site not in self._windows:
             return None
         zone, window = self._windows[site]

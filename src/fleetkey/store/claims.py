@@ -9,6 +9,8 @@ executors together start at most the plan's rate of check-syncs.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import count
@@ -35,6 +37,11 @@ class Claim:
     contact: str | None
     attempts: int
     notify_at: datetime
+
+
+def worker_name() -> str:
+    """Who claims, as the claims record it: host and process."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
 
 
 def claim_due(

@@ -11,8 +11,6 @@ rollout without waiting on each other and no phone is claimed twice for one atte
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +27,7 @@ from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.fetches import sqlite_time
 from fleetkey.store.inventory import NotFoundError
 from fleetkey.store.records import utc
-from fleetkey.store.schema import RolloutRow, RolloutTargetRow, SiteRow
+from fleetkey.store.schema import RolloutRow, RolloutTargetRow
 
 INSERT_CHUNK: Final = 50_000
 
@@ -100,10 +98,6 @@ class Progress:
     @property
     def open(self) -> int:
         return self.states.get(TargetState.PENDING, 0) + self.states.get(TargetState.NOTIFIED, 0)
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}"
 
 
 def create(
@@ -278,16 +272,6 @@ def targets(session: Session, rollout_id: int) -> list[tuple[str, str, int, str,
         .order_by(RolloutTargetRow.mac)
     ).all()
     return [(m, s, w, st, a) for m, s, w, st, a in rows]
-
-
-def site_windows(session: Session, serials: Sequence[str]) -> dict[str, tuple[str, str, str]]:
-    """serial → (time zone, window start, window end)."""
-    rows = session.execute(
-        select(SiteRow.serial, SiteRow.timezone, SiteRow.window_start, SiteRow.window_end).where(
-            SiteRow.serial.in_(list(serials))
-        )
-    ).all()
-    return {serial: (zone, start, end) for serial, zone, start, end in rows}
 
 
 def _rollout(row: RolloutRow) -> Rollout:
