@@ -14,7 +14,7 @@ from fleetkey.cli.context import CommandFailedError, Env, pass_env
 from fleetkey.cli.render import key_table, key_title, key_to_json
 from fleetkey.clock import today
 from fleetkey.core.license import LicenseType
-from fleetkey.core.naming import license_file_type, normalize_mac
+from fleetkey.core.naming import key_misfit, normalize_mac
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.terms import format_term
 from fleetkey.errors import InputError
@@ -75,7 +75,6 @@ def verify(env: Env, file: Path, mac: str | None, on_text: str | None, as_json: 
     problems: list[str] = []
     if not parsed.keys:
         problems.append("the file holds no license key")
-    expected = license_file_type(file.name)
     signers: set[str] = set()
     for index, key in enumerate(parsed.keys, start=1):
         where = f"key {index} ({key.type.value} {key.serial})"
@@ -84,12 +83,9 @@ def verify(env: Env, file: Path, mac: str | None, on_text: str | None, as_json: 
             signers.add(check.key_name)
         else:
             problems.append(f"{where}: {check.reason}")
-        if expected is not None:
-            file_type, file_mac = expected
-            if key.type is not file_type:
-                problems.append(f"{where}: a {key.type.value} key in {file.name}")
-            elif file_mac is not None and key.serial != file_mac:
-                problems.append(f"{where}: Serial does not match the MAC in {file.name}")
+        misfit = key_misfit(key.type, key.serial, file.name)
+        if misfit is not None:
+            problems.append(f"{where}: {misfit}")
         if wanted_mac and key.type is LicenseType.PHONE and key.serial != wanted_mac:
             problems.append(f"{where}: bound to {key.serial}, not {wanted_mac}")
         if key.is_expired(on):

@@ -61,3 +61,17 @@ def license_file_type(file_name: str) -> tuple[LicenseType, str | None] | None:
     if stem != file_name and _HEX12.fullmatch(stem):
         return _PHONE, stem.lower()
     return None
+
+
+def key_misfit(key_type: LicenseType, serial: str, file_name: str) -> str | None:
+    """Why a key of ``key_type`` for ``serial`` does not belong in a file of this name (R5),
+    or None when it does (or the name follows no convention)."""
+    expected = license_file_type(file_name)
+    if expected is None:
+        return None
+    file_type, file_mac = expected
+    if key_type is not file_type:
+        return f"a {key_type.value} key in {file_name}"
+    if file_mac is not None and serial != file_mac:
+        return f"Serial does not match the MAC in {file_name}"
+    return None

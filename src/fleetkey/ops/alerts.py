@@ -26,7 +26,7 @@ from fleetkey.core.alerts import (
     Snapshot,
     evaluate,
 )
-from fleetkey.core.naming import SITE_LICENSE_FILE
+from fleetkey.core.naming import key_misfit
 from fleetkey.core.rollout.cost import measure
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.store import alerts, capacity, fetches, inventory, registry
@@ -109,27 +109,9 @@ def bad_files(tree: Path, trusted: TrustedKeys) -> list[BadFile]:
                 found.append(
                     BadFile(name, f"key {index}: signature {verdict.status}: {verdict.reason}")
                 )
-            expected = _expected(result.path.name)
-            if (
-                expected is not None
-                and (key.type.value, key.serial) != expected
-                and not (expected[1] == "" and key.type.value == "Site")
-            ):
+            misfit = key_misfit(key.type, key.serial, result.path.name)
+            if misfit is not None:
                 found.append(
-                    BadFile(
-                        name,
-                        f"key {index} is a {key.type.value} key for "
-                        f"{key.serial}, which does not belong in {result.path.name}",
-                    )
+                    BadFile(name, f"key {index} ({key.type.value} {key.serial}): {misfit}")
                 )
     return found
-
-
-def _expected(file_name: str) -> tuple[str, str] | None:
-    """What a file of this name must hold: (type, serial); a site file any site serial."""
-    if file_name == SITE_LICENSE_FILE:
-        return ("Site", "")
-    mac = file_name.removesuffix("-license.cfg")
-    if len(mac) == 12 and all(c in "0123456789abcdef" for c in mac.lower()):
-        return ("Phone", mac.lower())
-    return None

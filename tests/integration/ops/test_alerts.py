@@ -165,7 +165,9 @@ def test_a_broken_or_misnamed_license_file_in_the_tree_is_flagged(
         "posted file 0004f2aaaaaa-license.cfg: does not parse"
     )
     assert (
-        "is a Site key for 100000000001, which does not belong" in bad["0004f2bbbbbb-license.cfg"]
+        bad["0004f2bbbbbb-license.cfg"]
+        == "posted file 0004f2bbbbbb-license.cfg: key 0 (Site 100000000001): a Site key in "
+        "0004f2bbbbbb-license.cfg"
     )
 
 

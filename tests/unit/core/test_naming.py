@@ -6,6 +6,7 @@ import pytest
 
 from fleetkey.core.license import LicenseType
 from fleetkey.core.naming import (
+    key_misfit,
     license_file_type,
     normalize_mac,
     normalize_site_serial,
@@ -66,3 +67,23 @@ def test_file_name_says_what_it_must_hold(name: str, expected: object) -> None:
 
 def test_phone_license_file_name() -> None:
     assert phone_license_file("0004f2a1b2c3") == "0004f2a1b2c3-license.cfg"
+
+
+@pytest.mark.parametrize(
+    ("key_type", "serial", "file_name", "misfit"),
+    [
+        (LicenseType.SITE, "100000000001", "000000000000-license.cfg", None),
+        (LicenseType.PHONE, "0004f2000001", "0004f2000001-license.cfg", None),
+        (LicenseType.PHONE, "0004f2000001", "000000000000-license.cfg",
+         "a Phone key in 000000000000-license.cfg"),
+        (LicenseType.SITE, "100000000001", "0004f2000001-license.cfg",
+         "a Site key in 0004f2000001-license.cfg"),
+        (LicenseType.PHONE, "0004f2000002", "0004f2000001-license.cfg",
+         "Serial does not match the MAC in 0004f2000001-license.cfg"),
+        (LicenseType.PHONE, "0004f2000002", "anything.cfg", None),
+    ],
+)  # fmt: skip
+def test_keys_that_do_not_belong_in_a_file_name_say_why(
+    key_type: LicenseType, serial: str, file_name: str, misfit: str | None
+) -> None:
+    assert key_misfit(key_type, serial, file_name) == misfit
