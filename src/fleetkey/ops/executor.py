@@ -78,6 +78,7 @@ class Executor:
         self._worker = claiming.worker_name()
         self._pace = 1.0
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._sending: set[str] = set()  # MACs whose NOTIFY transaction has not ended
         self._windows: dict[str, tuple[str, Window]] = {}
         self.report = Report()
 
@@ -148,6 +149,8 @@ class Executor:
             self._scanned = now
             late = now - timedelta(seconds=settings.confirm_timeout)
             for mac, attempts, status in confirmation.overdue(session, self._id, late):
+                if mac in self._sending:
+                    continue  # its NOTIFY is still being retransmitted: judged when it ends
                 if confirmation.fetched(session, mac, self._digest, self._posted):
                     confirmation.confirm(session, self._id, mac, now)
                     continue
@@ -231,6 +234,13 @@ class Executor:
 
     async def _notify(self, notifier: Notifier, claim: Claim) -> None:
         self.report.notified += 1
+        self._sending.add(claim.mac)
+        try:
+            await self._notify_one(notifier, claim)
+        finally:
+            self._sending.discard(claim.mac)
+
+    async def _notify_one(self, notifier: Notifier, claim: Claim) -> None:
         if claim.contact is None:
             result = NotifyResult(None, "no SIP contact and no address seen for the phone", 0, 0)
         else:

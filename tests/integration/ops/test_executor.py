@@ -24,7 +24,7 @@ from fleetkey.store.schema import RolloutTargetRow, SiteRow
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, record_license
 
-from tests.integration.ops.test_notifier import Peer, start_kamailio
+from tests.integration.ops.test_notifier import Peer, free_port, start_kamailio
 
 SITE = "100000000001"
 CLOCK = SystemClock()
@@ -38,14 +38,14 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
     process.wait(timeout=20)
 
 
-def rollout_for(store: Store, peer: Peer, phones: int) -> int:
+def rollout_for(store: Store, peer: Peer, phones: int, port: int | None = None) -> int:
     """A site open now, ``phones`` phones whose contacts are Kamailio (even UDP, odd TCP)."""
     now = datetime.now(UTC)
     window = (f"{now - timedelta(hours=1):%H}:00", f"{now + timedelta(hours=6):%H}:00")
     with store.transaction() as session:
         inventory.add_site(session, CLOCK, "t", Site(SITE, "HQ", "UTC", *window))
         rows = "".join(
-            f"0004f2{i:06x},{SITE},VVX_500,sip:0004f2{i:06x}@127.0.0.1:{peer.port}"
+            f"0004f2{i:06x},{SITE},VVX_500,sip:0004f2{i:06x}@127.0.0.1:{port or peer.port}"
             + (";transport=tcp" if i % 2 else "")
             + "\n"
             for i in range(phones)
@@ -222,3 +222,30 @@ def test_phones_whose_window_closed_wait_for_its_next_opening_and_pause_stops_th
         (opens, 0, "pending")
     }
     assert state is RolloutState.PAUSED
+
+
+def test_a_notify_nobody_answers_fails_for_that_reason_not_as_unconfirmed(
+    tmp_path: Path, peer: Peer
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
+    store.upgrade()
+    try:  # a silent port (UDP: no answer; TCP: refused); confirmation timeout < Timer F
+        rollout_id = rollout_for(store, peer, phones=2, port=free_port())
+        settings = ExecutorSettings(
+            confirm_timeout=1.0,
+            max_attempts=1,
+            t1=0.05,
+            tick=0.05,
+            health_every=0.2,
+            credentials=("1001", "secret"),
+        )
+        report = asyncio.run(Executor(store, CLOCK, rollout_id, settings).run())
+        with store.transaction() as session:
+            failures = dict(rollouts.progress(session, rollout_id).failures)
+    finally:
+        store.close()
+    assert report.unanswered == 2
+    assert failures["0004f2000000"] == "check-sync #1: no answer over UDP in 3.2 s (7 sends)"
+    assert failures["0004f2000001"].startswith(
+        "check-sync #1: TCP connection failed: ConnectionRefusedError"
+    )
