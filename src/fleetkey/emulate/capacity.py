@@ -64,7 +64,7 @@ class Limits:
 async def _boot(
     host: str, port: int, prefix: str, index: int, latencies: list[float], counts: dict[str, int]
 ) -> None:
-    mac = f"0004f3{index:06x}"
+    mac = f"02{index:010x}"  # locally administered (bit 1 of the first octet): never a vendor's
     config = PhoneConfig(mac)
     phone = Phone(config, TrustedKeys())
     client = HttpClient(
@@ -108,7 +108,7 @@ async def measure(
     result = Measurement()
     rate, index = start_boots_per_s, 0
     per_boot = len(
-        Phone(PhoneConfig("0004f3000000"), TrustedKeys()).boot_requests(datetime.now(UTC))
+        Phone(PhoneConfig("020000000000"), TrustedKeys()).boot_requests(datetime.now(UTC))
     )
     for _ in range(max_steps):
         latencies: list[float] = []
