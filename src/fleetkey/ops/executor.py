@@ -200,6 +200,7 @@ class Executor:
                 rate=rate,
                 burst_s=2 * self._settings.tick,
                 worker=self._worker,
+                ahead_s=2 * self._settings.tick,
             )
             ready = []
             for claim in claims:
@@ -241,6 +242,9 @@ class Executor:
             self._sending.discard(claim.mac)
 
     async def _notify_one(self, notifier: Notifier, claim: Claim) -> None:
+        wait = (claim.notify_at - self._clock.now()).total_seconds()
+        if wait > 0:  # claimed a tick ahead: sent at its own time, as the plan spaced it
+            await asyncio.sleep(wait)
         if claim.contact is None:
             result = NotifyResult(None, "no SIP contact and no address seen for the phone", 0, 0)
         else:

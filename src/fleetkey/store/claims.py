@@ -45,9 +45,16 @@ def worker_name() -> str:
 
 
 def claim_due(
-    session: Session, rollout_id: int, now: datetime, limit: int, worker: str
+    session: Session,
+    rollout_id: int,
+    now: datetime,
+    limit: int,
+    worker: str,
+    *,
+    ahead_s: float = 0.0,
 ) -> list[Claim]:
-    """Mark up to ``limit`` due pending phones notified (one more attempt) and return them."""
+    """Mark up to ``limit`` pending phones due by ``now`` (plus ``ahead_s``, so that a worker
+    can send each at its own time) notified, one more attempt, and return them."""
     if limit < 1:
         return []
     token = f"{worker}#{next(_claims)}"[:64]
@@ -55,7 +62,7 @@ def claim_due(
         select(RolloutTargetRow.mac)
         .where(RolloutTargetRow.rollout_id == rollout_id)
         .where(RolloutTargetRow.state == TargetState.PENDING.value)
-        .where(RolloutTargetRow.notify_at <= utc(now))
+        .where(RolloutTargetRow.notify_at <= utc(now) + timedelta(seconds=ahead_s))
         .order_by(RolloutTargetRow.notify_at, RolloutTargetRow.mac)
         .limit(limit)
     )
@@ -105,6 +112,7 @@ def claim_paced(
     rate: float,
     burst_s: float,
     worker: str,
+    ahead_s: float = 0.0,
 ) -> list[Claim]:
     """:func:`claim_due` under the rollout's pace, shared by every executor: at most ``rate``
     check-syncs a second from all of them together, and ``burst_s`` seconds' worth at once."""
@@ -121,7 +129,7 @@ def claim_paced(
     earliest = utc(now) - timedelta(seconds=burst_s)
     paced = max(utc(row.paced_until), earliest) if row.paced_until else earliest
     allowed = min(want, int((utc(now) - paced).total_seconds() * rate))
-    claims = claim_due(session, rollout_id, now, allowed, worker)
+    claims = claim_due(session, rollout_id, now, allowed, worker, ahead_s=ahead_s)
     row.paced_until = paced + timedelta(seconds=len(claims) / rate)
     return claims
 
