@@ -278,12 +278,21 @@ def serve(
         else None
     )
 
-    def ready(scheme: str) -> Callable[[str, int], None]:
+    # listeners bind concurrently; their lines are printed in the order they were asked for
+    # (HTTP, HTTPS, then TFTP), so the first line is always the first listener
+    lines: list[str | None] = [None] * (len(listeners) + (tftp is not None))
+    printed = 0
+
+    def ready(scheme: str, slot: int) -> Callable[[str, int], None]:
         def announce(bound_host: str, bound_port: int) -> None:
-            click.echo(
+            nonlocal printed
+            lines[slot] = (
                 f"fleetkey serving {scheme}://{bound_host}:{bound_port} "
                 f"(tree {env.data.provisioning}, database {store.safe_url})"
             )
+            while printed < len(lines) and lines[printed] is not None:
+                click.echo(lines[printed])
+                printed += 1
 
         return announce
 
@@ -299,13 +308,15 @@ def serve(
                 host,
                 port,
                 stop=stop,
-                ready=ready("https" if secure else "http"),
+                ready=ready("https" if secure else "http", slot),
                 tls=tls if secure else None,
             )
-            for host, port, secure in listeners
+            for slot, (host, port, secure) in enumerate(listeners)
         ]
         if tftp is not None and tftp_at is not None:
-            servers.append(serve_tftp(tftp, *tftp_at, stop=stop, ready=ready("tftp")))
+            servers.append(
+                serve_tftp(tftp, *tftp_at, stop=stop, ready=ready("tftp", len(listeners)))
+            )
         await asyncio.gather(*servers)
         await refresher
 
