@@ -411,12 +411,12 @@ def test_busy_server_tells_phones_to_retry_and_metrics_count_it(
         data, env, "--http", "127.0.0.1:0", "--tftp", "127.0.0.1:0", "--tftp-max-transfers", "2"
     )
     assert both.process.stdout is not None
-    tftp_line = both.process.stdout.readline()
-    assert tftp_line.startswith("fleetkey serving tftp://127.0.0.1:"), tftp_line
-    server = RunningServer(
-        both.url, int(tftp_line.split()[2].rsplit(":", 1)[1]), data, both.process, env
-    )
     try:
+        tftp_line = both.process.stdout.readline()
+        assert tftp_line.startswith("fleetkey serving tftp://127.0.0.1:"), tftp_line
+        server = RunningServer(
+            both.url, int(tftp_line.split()[2].rsplit(":", 1)[1]), data, both.process, env
+        )
         sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
         answers = []
         for sock in sockets:
@@ -440,4 +440,4 @@ def test_busy_server_tells_phones_to_retry_and_metrics_count_it(
         assert 'fleetkey_tftp_option_requests_total{option="blksize"} 1.0' in metrics
         assert "fleetkey_tftp_retransmits_total" in metrics
     finally:
-        server.stop()
+        both.stop()
