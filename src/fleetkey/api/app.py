@@ -235,7 +235,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         """Every rollout with its phones by state."""
         with context.store.transaction() as session:
             return [
-                _rollout_json(r, rollouts.progress(session, r.id))
+                rollouts.rollout_json(r, rollouts.progress(session, r.id))
                 for r in rollouts.listing(session)
             ]
 
@@ -244,25 +244,9 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         """One rollout: state, phones by state, first failures with their reasons."""
         with context.store.transaction() as session:
             found = rollouts.get(session, rollout_id)
-            return _rollout_json(found, rollouts.progress(session, rollout_id))
+            return rollouts.rollout_json(found, rollouts.progress(session, rollout_id))
 
     return app
-
-
-def _rollout_json(item: rollouts.Rollout, progress: rollouts.Progress) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "license": item.license_id,
-        "state": item.state.value,
-        "reboot": item.reboot,
-        "capacity": item.capacity,
-        "headroom": item.headroom,
-        "deadline": item.deadline.isoformat(),
-        "explanation": list(item.explanation),
-        "phones": progress.states,
-        "failures": [{"mac": mac, "reason": why} for mac, why in progress.failures],
-        "next_at": progress.next_at.isoformat() if progress.next_at else None,
-    }
 
 
 def _phone_json(document: dict[str, Any]) -> dict[str, Any]:

@@ -242,7 +242,7 @@ def run(
 
 
 def _report_json(final: Rollout, report: Report) -> dict[str, Any]:
-    document = status_json(final, report.progress)
+    document = rollouts.rollout_json(final, report.progress)
     document["run"] = {
         "notified": report.notified,
         "answered": {str(k): v for k, v in sorted(report.answered.items())},
@@ -252,22 +252,6 @@ def _report_json(final: Rollout, report: Report) -> dict[str, Any]:
         "paces": [{"at": at.isoformat(), "pace": p, "why": why} for at, p, why in report.paces],
     }
     return document
-
-
-def status_json(final: Rollout, progress: rollouts.Progress | None) -> dict[str, Any]:
-    return {
-        "id": final.id,
-        "license": final.license_id,
-        "state": final.state.value,
-        "reboot": final.reboot,
-        "capacity": final.capacity,
-        "headroom": final.headroom,
-        "deadline": final.deadline.isoformat(),
-        "explanation": list(final.explanation),
-        "phones": dict(progress.states) if progress else {},
-        "failures": [{"mac": m, "reason": r} for m, r in progress.failures] if progress else [],
-        "next_at": progress.next_at.isoformat() if progress and progress.next_at else None,
-    }
 
 
 def _status_table(final: Rollout, progress: rollouts.Progress | None) -> Table:
@@ -295,7 +279,7 @@ def status(env: Env, rollout_id: int, as_json: bool) -> None:
         final = rollouts.get(session, rollout_id)
         progress = rollouts.progress(session, rollout_id)
     if as_json:
-        env.print_json(status_json(final, progress))
+        env.print_json(rollouts.rollout_json(final, progress))
         return
     env.out.print(_status_table(final, progress))
     if progress.next_at is not None:
@@ -310,7 +294,7 @@ def list_rollouts(env: Env, as_json: bool) -> None:
     with env.store().transaction() as session:
         items = [(r, rollouts.progress(session, r.id)) for r in rollouts.listing(session)]
     if as_json:
-        env.print_json([status_json(r, p) for r, p in items])
+        env.print_json([rollouts.rollout_json(r, p) for r, p in items])
         return
     table = Table(title="rollouts", title_justify="left")
     for name in ("id", "license", "state", "phones", "confirmed", "failed", "deadline"):

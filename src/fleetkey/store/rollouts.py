@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
@@ -272,6 +272,23 @@ def targets(session: Session, rollout_id: int) -> list[tuple[str, str, int, str,
         .order_by(RolloutTargetRow.mac)
     ).all()
     return [(m, s, w, st, a) for m, s, w, st, a in rows]
+
+
+def rollout_json(item: Rollout, progress: Progress | None) -> dict[str, Any]:
+    """A rollout as JSON: what ``rollout status --json`` prints and the admin API answers."""
+    return {
+        "id": item.id,
+        "license": item.license_id,
+        "state": item.state.value,
+        "reboot": item.reboot,
+        "capacity": item.capacity,
+        "headroom": item.headroom,
+        "deadline": item.deadline.isoformat(),
+        "explanation": list(item.explanation),
+        "phones": dict(progress.states) if progress else {},
+        "failures": [{"mac": m, "reason": r} for m, r in progress.failures] if progress else [],
+        "next_at": progress.next_at.isoformat() if progress and progress.next_at else None,
+    }
 
 
 def _rollout(row: RolloutRow) -> Rollout:
