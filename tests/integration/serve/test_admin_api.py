@@ -187,3 +187,39 @@ def test_metrics_count_requests_by_status_and_kind(server: RunningServer) -> Non
         "fleetkey_posted_licenses",
     ):
         assert name in families
+
+
+def test_alerts_and_rollouts_through_the_api(api: httpx.Client, server: RunningServer) -> None:
+    checked = api.post("/api/alerts/check")
+    assert checked.status_code == 200
+    open_keys = {a["key"] for a in checked.json()["open"]}
+    assert set(checked.json()["fired"]) <= open_keys
+    listed = api.get("/api/alerts")
+    assert listed.status_code == 200
+    assert {a["key"] for a in listed.json()} == open_keys
+    rollouts = api.get("/api/rollouts")
+    assert rollouts.status_code == 200
+    known = [r["id"] for r in rollouts.json()]
+    missing = api.get(f"/api/rollouts/{max(known, default=0) + 1}")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == f"no rollout {max(known, default=0) + 1}"
+    site = "100000000001"
+    posted = json.loads(server.cli("licenses", "list", "--json"))
+    license_id = next(
+        item["id"] for item in posted if item["serial"] == site and item["state"] == "posted"
+    )
+    server.cli(
+        "rollout",
+        "plan",
+        "--license",
+        str(license_id),
+        "--capacity",
+        "100",
+        "--deadline",
+        "2030-12-01",
+    )
+    created = api.get("/api/rollouts").json()[-1]
+    assert created["license"] == license_id
+    assert created["state"] == "planned"
+    assert created["phones"] == {"pending": 2}
+    assert api.get(f"/api/rollouts/{created['id']}").json() == created
