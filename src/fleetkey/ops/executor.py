@@ -78,7 +78,6 @@ class Executor:
         self._worker = claiming.worker_name()
         self._pace = 1.0
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._sending: set[str] = set()  # MACs whose NOTIFY transaction has not ended
         self._windows: dict[str, tuple[str, Window]] = {}
         self.report = Report()
 
@@ -148,9 +147,11 @@ class Executor:
             )
             self._scanned = now
             late = now - timedelta(seconds=settings.confirm_timeout)
-            for mac, attempts, status in confirmation.overdue(session, self._id, late):
-                if mac in self._sending:
-                    continue  # its NOTIFY is still being retransmitted: judged when it ends
+            # a NOTIFY may wait up to two ticks for its moment, then retransmit until Timer F
+            ended = late - timedelta(seconds=64 * settings.t1 + 2 * settings.tick)
+            for mac, attempts, status in confirmation.overdue(
+                session, self._id, late, unanswered_before=ended
+            ):
                 if confirmation.fetched(session, mac, self._digest, self._posted):
                     confirmation.confirm(session, self._id, mac, now)
                     continue
@@ -235,13 +236,6 @@ class Executor:
 
     async def _notify(self, notifier: Notifier, claim: Claim) -> None:
         self.report.notified += 1
-        self._sending.add(claim.mac)
-        try:
-            await self._notify_one(notifier, claim)
-        finally:
-            self._sending.discard(claim.mac)
-
-    async def _notify_one(self, notifier: Notifier, claim: Claim) -> None:
         wait = (claim.notify_at - self._clock.now()).total_seconds()
         if wait > 0:  # claimed a tick ahead: sent at its own time, as the plan spaced it
             await asyncio.sleep(wait)

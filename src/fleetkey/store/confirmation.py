@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.store.records import utc
@@ -62,13 +62,29 @@ def confirm(session: Session, rollout_id: int, mac: str, now: datetime) -> None:
 
 
 def overdue(
-    session: Session, rollout_id: int, notified_before: datetime
+    session: Session,
+    rollout_id: int,
+    notified_before: datetime,
+    *,
+    unanswered_before: datetime | None = None,
 ) -> list[tuple[str, int, int | None]]:
-    """Notified phones not confirmed since ``notified_before``: (mac, attempts, SIP status)."""
+    """Notified phones not confirmed since ``notified_before``: (mac, attempts, SIP status).
+
+    A phone whose NOTIFY has no recorded answer yet counts only once notified before
+    ``unanswered_before`` (by then its transaction has ended, by any executor): until then it
+    may still be retransmitted, and its outcome, not a missing fetch, is what to report.
+    """
+    cutoff = notified_before if unanswered_before is None else unanswered_before
     rows = session.execute(
         select(RolloutTargetRow.mac, RolloutTargetRow.attempts, RolloutTargetRow.sip_status)
         .where(RolloutTargetRow.rollout_id == rollout_id)
         .where(RolloutTargetRow.state == TargetState.NOTIFIED.value)
         .where(RolloutTargetRow.notified_at < utc(notified_before))
+        .where(
+            or_(
+                RolloutTargetRow.sip_status.is_not(None),
+                RolloutTargetRow.notified_at < utc(cutoff),
+            )
+        )
     ).all()
     return [(mac, attempts, status) for mac, attempts, status in rows]
