@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 import click
 import uvloop
@@ -56,6 +58,9 @@ def _status(
             "phones": len(posted.view.phone_sites),
         },
     }
+
+
+GC_THRESHOLDS: Final = (10_000, 20, 100)  # young-generation passes 14x rarer than Python's default
 
 
 async def keep_fresh(
@@ -302,6 +307,12 @@ def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         refresher = loop.create_task(keep_fresh(posted, sightings, store, env.clock, stop))
+        # what start-up built (modules, the app, the in-memory view) lives as long as the
+        # server: keep it out of the collector's full passes, which a stream of fetch records
+        # waiting for their batch otherwise triggers every few seconds (docs/serve.md)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         servers = [
             serve_http(
                 service,

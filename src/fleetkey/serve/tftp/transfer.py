@@ -73,6 +73,10 @@ class Outcome:
     payload: bytes | None = None  # a completed upload, for the service to store
 
 
+def _reported(outcome: Outcome) -> None:
+    """Stands in for a transfer's ``done`` once it was called: a transfer reports once."""
+
+
 class _Transfer:
     """A transfer on its own non-blocking UDP socket, read through ``loop.add_reader``.
 
@@ -194,7 +198,10 @@ class _Transfer:
             self.send(packets.error(ErrorCode.NOT_DEFINED, outcome.detail or "transfer failed"))
         outcome.retransmits = self.retransmits
         self.outcome = outcome
-        self._done(outcome)
+        done, self._done = self._done, _reported
+        # ``done`` is usually a closure over this transfer: dropping it here cuts that cycle,
+        # so the transfer is freed by reference counting, not by the cyclic collector
+        done(outcome)
         if linger:
             self.dallying = True
             self.arm()
