@@ -45,6 +45,21 @@ log = logging.getLogger(__name__)
 
 NETASCII_MAX_BYTES: Final = 16 * 1024 * 1024  # converted in memory
 _segments = lru_cache(maxsize=65536)(filename_segments)  # phones repeat their file names
+_parse = lru_cache(maxsize=65536)(packets.parse_request)  # ... and their requests, byte for byte
+
+
+@lru_cache(maxsize=4096)
+def _offer(
+    opcode: Opcode, given: tuple[tuple[str, str], ...], limits: Limits, size: int | None
+) -> tuple[packets.Negotiated, bytes | None]:
+    """What the server takes of ``given`` options, and the OACK saying so (None: no OACK).
+
+    Phones of a model send the same options: negotiated once, not per transfer. ``size``
+    matters only for tsize (the caller passes None otherwise).
+    """
+    request = Request(opcode, b"", "octet", dict(given))
+    options = packets.negotiate(request, limits, size)
+    return options, packets.oack(options.acknowledged) if options.acknowledged else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +129,7 @@ class TftpServer(asyncio.DatagramProtocol):
             self._reply(addr, ErrorCode.UNKNOWN_TID, "no transfer on this port: send RRQ or WRQ")
             return
         try:
-            request = packets.parse_request(data)
+            request = _parse(data)
         except PacketError as exc:
             self.counters.malformed += 1
             self._reply(addr, exc.code, exc.message)
@@ -153,14 +168,18 @@ class TftpServer(asyncio.DatagramProtocol):
             raise _RefusedError(404, ErrorCode.FILE_NOT_FOUND, "file not found")
         source, size = self._source(content, request.mode)
         if not request.options:  # plain RFC 1350: nothing to negotiate
-            options = self._plain
+            options, oack = self._plain, None
         else:
             try:
-                options = packets.negotiate(request, settings.limits, size)
+                options, oack = _offer(
+                    request.opcode,
+                    tuple(request.options.items()),
+                    settings.limits,
+                    size if "tsize" in request.options else None,
+                )
             except PacketError as exc:
                 source.close()
                 raise _RefusedError(400, exc.code, exc.message) from None
-        oack = packets.oack(options.acknowledged) if options.acknowledged else None
 
         def done(outcome: Outcome) -> None:
             self.counters.sent_bytes += outcome.sent
@@ -180,12 +199,13 @@ class TftpServer(asyncio.DatagramProtocol):
         mac, cap = rule
         self._admit(mac, site)
         try:
-            options = packets.negotiate(request, self._settings.limits, None)
+            options, oack = _offer(
+                request.opcode, tuple(request.options.items()), self._settings.limits, None
+            )
         except PacketError as exc:
             raise _RefusedError(400, exc.code, exc.message) from None
         if options.tsize is not None and options.tsize > cap:
             raise _RefusedError(413, ErrorCode.DISK_FULL, f"larger than {cap} bytes")
-        oack = packets.oack(options.acknowledged) if options.acknowledged else None
 
         def done(outcome: Outcome) -> None:
             self.counters.received_bytes += outcome.sent
