@@ -99,6 +99,7 @@ class _Transfer:
         self._retries = retries
         self._tries = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # loop time at which the transfer's timeout expires
         self._sock: _socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.outcome: Outcome | None = None
@@ -168,14 +169,24 @@ class _Transfer:
                 pass
 
     def arm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        """Expire ``timeout`` from now. One timer per transfer: progress moves its deadline,
+        and a timer that fires early sets itself again (cancelling and making a timer for
+        every packet cost more than the rest of a packet's handling)."""
         loop = self._loop or asyncio.get_running_loop()
-        self._timer = loop.call_later(self._options.timeout_s, self._expired)
+        self._deadline = loop.time() + self._options.timeout_s
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._expired)
 
     def _expired(self) -> None:
         self._timer = None
-        if self.outcome is not None:
+        if self.outcome is not None and not self.dallying:
+            self.close()
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        if loop.time() < self._deadline:  # progress since it was set: not yet
+            self._timer = loop.call_at(self._deadline, self._expired)
+            return
+        if self.outcome is not None:  # the dally after an upload's final ACK is over
             self.close()
             return
         self._tries += 1
