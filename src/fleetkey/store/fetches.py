@@ -39,6 +39,7 @@ FLUSH_INTERVAL_S: Final = 1.0  # issue 3: flushed at least every second
 BATCH_SIZE: Final = 50_000  # under load the flush interval, not the size, ends a batch
 CAPACITY: Final = 100_000
 RETRIES: Final = 3
+WRITER_CACHE_KIB: Final = 64 * 1024  # SQLite page cache of the connection writing records
 HEALTH_SAMPLE: Final = 5000  # newest records a health reading looks at
 
 
@@ -94,6 +95,10 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
     ]
     rows.sort(key=_index_order)
     with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            # the (mac, at) index is walked at one page per distinct MAC per batch: with the
+            # default 2 MiB cache most of those pages are read again for every batch
+            connection.exec_driver_sql(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         if engine.dialect.name == "postgresql":
             # a plain INSERT plans the same for every row: let PostgreSQL reuse the plan
             # (the engine forces custom plans for lookups, see store/database.py)
