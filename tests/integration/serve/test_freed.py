@@ -17,6 +17,7 @@ from fleetkey.serve.http.messages import Request, Response
 from fleetkey.serve.http.protocol import HttpProtocol, Limits
 from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.packets import Negotiated
+from fleetkey.serve.tftp.poller import Poller
 from fleetkey.serve.tftp.transfer import BytesSource, Outcome, ReadTransfer
 
 
@@ -104,9 +105,10 @@ async def _tftp_transfer() -> tuple[weakref.ref[ReadTransfer], list[Outcome], by
             BytesSource(body),
             len(body),
         )
-        transfer.open("127.0.0.1")
+        transfer.open("127.0.0.1", poller)
         return weakref.ref(transfer)
 
+    poller = Poller(asyncio.get_running_loop())
     ref = start()
     loop = asyncio.get_running_loop()
     received = b""
@@ -120,6 +122,8 @@ async def _tftp_transfer() -> tuple[weakref.ref[ReadTransfer], list[Outcome], by
         while not outcomes:
             await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
+    assert len(poller) == 0  # the finished transfer's socket was forgotten
+    poller.close()
     return ref, outcomes, received
 
 

@@ -27,6 +27,7 @@ from fleetkey.serve.content import Content, ContentResolver, Requester, mac_in_n
 from fleetkey.serve.identity import Sightings
 from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.packets import ErrorCode, Limits, Opcode, PacketError, Request
+from fleetkey.serve.tftp.poller import Poller
 from fleetkey.serve.tftp.transfer import (
     RETRIES,
     Address,
@@ -106,6 +107,7 @@ class TftpServer(asyncio.DatagramProtocol):
         self._settings = settings
         self._bind_host = bind_host
         self._transport: asyncio.DatagramTransport | None = None
+        self._poller: Poller | None = None  # made with the listening socket, on the loop
         self._per_client: dict[str, int] = {}  # address → transfers in progress
         self._transfers: set[ReadTransfer | WriteTransfer] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -116,6 +118,7 @@ class TftpServer(asyncio.DatagramProtocol):
     # the listening socket
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
+        self._poller = Poller(asyncio.get_running_loop())
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         if len(data) < 2:
@@ -276,8 +279,9 @@ class TftpServer(asyncio.DatagramProtocol):
         self.counters.active += 1
         self._per_client[addr[0]] = self._per_client.get(addr[0], 0) + 1
         self._transfers.add(transfer)
+        assert self._poller is not None  # noqa: S101  # requests come after connection_made
         try:
-            transfer.open(self._bind_host)
+            transfer.open(self._bind_host, self._poller)
         except OSError as exc:
             log.error("no port for a TFTP transfer: %s", exc)  # noqa: TRY400  # counted, recorded
             transfer.finish(Outcome(503, detail="no port for the transfer"), notify=False)
@@ -345,6 +349,8 @@ class TftpServer(asyncio.DatagramProtocol):
             transfer.finish(Outcome(503, detail="server stopping"))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._poller is not None:
+            self._poller.close()
 
 
 class _RefusedError(Exception):

@@ -23,6 +23,7 @@ from typing import Final, Protocol
 
 from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.packets import ErrorCode, Negotiated, Opcode
+from fleetkey.serve.tftp.poller import Poller
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _reported(outcome: Outcome) -> None:
 
 
 class _Transfer:
-    """A transfer on its own non-blocking UDP socket, read through ``loop.add_reader``.
+    """A transfer on its own non-blocking UDP socket, read when the ``Poller`` says so.
 
     A raw socket rather than an asyncio transport: creating a datagram endpoint (a coroutine,
     a task, a transport) cost more than the rest of a one-block transfer.
@@ -102,11 +103,12 @@ class _Transfer:
         self._deadline = 0.0  # loop time at which the transfer's timeout expires
         self._sock: _socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: Poller | None = None
         self.outcome: Outcome | None = None
         self.started = time.perf_counter()
         self.retransmits = 0
 
-    def open(self, host: str) -> None:
+    def open(self, host: str, poller: Poller) -> None:
         """Bind a fresh port (the transfer's TID) on ``host`` and start; OSError if none."""
         # the C-level socket type: the Python wrapper's __init__ and close cost ~10 % here
         # non-blocking from birth: no fcntl system calls to make it so
@@ -121,7 +123,8 @@ class _Transfer:
             raise
         self._sock = sock
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(sock.fileno(), self._readable)
+        self._poller = poller
+        poller.add(sock.fileno(), self._readable)
         self.begin()
 
     def _readable(self) -> None:
@@ -225,8 +228,8 @@ class _Transfer:
             self._timer.cancel()
             self._timer = None
         if self._sock is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._sock.fileno())
+            if self._poller is not None:
+                self._poller.forget(self._sock.fileno())
             self._sock.close()
             self._sock = None
 
