@@ -182,14 +182,11 @@ class _Transfer:
 
     def _expired(self) -> None:
         self._timer = None
-        if self.outcome is not None and not self.dallying:
-            self.close()
-            return
         loop = self._loop or asyncio.get_running_loop()
         if loop.time() < self._deadline:  # progress since it was set: not yet
             self._timer = loop.call_at(self._deadline, self._expired)
             return
-        if self.outcome is not None:  # the dally after an upload's final ACK is over
+        if self.outcome is not None:  # ended (an upload's dally after its final ACK is over)
             self.close()
             return
         self._tries += 1
