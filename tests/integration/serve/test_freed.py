@@ -16,6 +16,7 @@ import uvloop
 from fleetkey.serve.http.messages import Request, Response
 from fleetkey.serve.http.protocol import HttpProtocol, Limits
 from fleetkey.serve.tftp import packets
+from fleetkey.serve.tftp.deadlines import Deadlines
 from fleetkey.serve.tftp.packets import Negotiated
 from fleetkey.serve.tftp.poller import Poller
 from fleetkey.serve.tftp.transfer import BytesSource, Outcome, ReadTransfer
@@ -105,10 +106,11 @@ async def _tftp_transfer() -> tuple[weakref.ref[ReadTransfer], list[Outcome], by
             BytesSource(body),
             len(body),
         )
-        transfer.open("127.0.0.1", poller)
+        transfer.open("127.0.0.1", poller, deadlines)
         return weakref.ref(transfer)
 
     poller = Poller(asyncio.get_running_loop())
+    deadlines = Deadlines(asyncio.get_running_loop())
     ref = start()
     loop = asyncio.get_running_loop()
     received = b""
@@ -123,7 +125,9 @@ async def _tftp_transfer() -> tuple[weakref.ref[ReadTransfer], list[Outcome], by
             await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
     assert len(poller) == 0  # the finished transfer's socket was forgotten
+    assert len(deadlines) == 0  # and its timeout cancelled
     poller.close()
+    deadlines.close()
     return ref, outcomes, received
 
 

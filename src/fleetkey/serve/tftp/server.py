@@ -26,6 +26,7 @@ from fleetkey.core.requestpath import RequestPathError, filename_segments
 from fleetkey.serve.content import Content, ContentResolver, Requester, mac_in_name
 from fleetkey.serve.identity import Sightings
 from fleetkey.serve.tftp import packets
+from fleetkey.serve.tftp.deadlines import Deadlines
 from fleetkey.serve.tftp.packets import ErrorCode, Limits, Opcode, PacketError, Request
 from fleetkey.serve.tftp.poller import Poller
 from fleetkey.serve.tftp.transfer import (
@@ -108,6 +109,7 @@ class TftpServer(asyncio.DatagramProtocol):
         self._bind_host = bind_host
         self._transport: asyncio.DatagramTransport | None = None
         self._poller: Poller | None = None  # made with the listening socket, on the loop
+        self._deadlines: Deadlines | None = None  # likewise
         self._per_client: dict[str, int] = {}  # address → transfers in progress
         self._transfers: set[ReadTransfer | WriteTransfer] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,7 +120,9 @@ class TftpServer(asyncio.DatagramProtocol):
     # the listening socket
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
-        self._poller = Poller(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self._poller = Poller(loop)
+        self._deadlines = Deadlines(loop)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         if len(data) < 2:
@@ -280,8 +284,9 @@ class TftpServer(asyncio.DatagramProtocol):
         self._per_client[addr[0]] = self._per_client.get(addr[0], 0) + 1
         self._transfers.add(transfer)
         assert self._poller is not None  # noqa: S101  # requests come after connection_made
+        assert self._deadlines is not None  # noqa: S101
         try:
-            transfer.open(self._bind_host, self._poller)
+            transfer.open(self._bind_host, self._poller, self._deadlines)
         except OSError as exc:
             log.error("no port for a TFTP transfer: %s", exc)  # noqa: TRY400  # counted, recorded
             transfer.finish(Outcome(503, detail="no port for the transfer"), notify=False)
@@ -349,6 +354,8 @@ class TftpServer(asyncio.DatagramProtocol):
             transfer.finish(Outcome(503, detail="server stopping"))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._deadlines is not None:
+            self._deadlines.close()  # closes what still dallies
         if self._poller is not None:
             self._poller.close()
 

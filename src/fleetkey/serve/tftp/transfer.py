@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from fleetkey.serve.tftp import packets
+from fleetkey.serve.tftp.deadlines import Deadlines
 from fleetkey.serve.tftp.packets import ErrorCode, Negotiated, Opcode
 from fleetkey.serve.tftp.poller import Poller
 
@@ -99,17 +100,21 @@ class _Transfer:
         self._done = done
         self._retries = retries
         self._tries = 0
-        self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0  # loop time at which the transfer's timeout expires
+        self._waiting = False  # scheduled in ``_deadlines`` (for ``_deadline`` or earlier)
         self._sock: _socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: Poller | None = None
+        self._deadlines: Deadlines | None = None
         self.outcome: Outcome | None = None
         self.started = time.perf_counter()
         self.retransmits = 0
 
-    def open(self, host: str, poller: Poller) -> None:
-        """Bind a fresh port (the transfer's TID) on ``host`` and start; OSError if none."""
+    def open(self, host: str, poller: Poller, deadlines: Deadlines) -> None:
+        """Bind a fresh port (the transfer's TID) on ``host`` and start; OSError if none.
+
+        ``poller`` reads its socket, ``deadlines`` keeps its retransmission timeout.
+        """
         # the C-level socket type: the Python wrapper's __init__ and close cost ~10 % here
         # non-blocking from birth: no fcntl system calls to make it so
         sock = _socket.socket(
@@ -124,6 +129,7 @@ class _Transfer:
         self._sock = sock
         self._loop = asyncio.get_running_loop()
         self._poller = poller
+        self._deadlines = deadlines
         poller.add(sock.fileno(), self._readable)
         self.begin()
 
@@ -172,19 +178,24 @@ class _Transfer:
                 pass
 
     def arm(self) -> None:
-        """Expire ``timeout`` from now. One timer per transfer: progress moves its deadline,
-        and a timer that fires early sets itself again (cancelling and making a timer for
-        every packet cost more than the rest of a packet's handling)."""
-        loop = self._loop or asyncio.get_running_loop()
-        self._deadline = loop.time() + self._options.timeout_s
-        if self._timer is None:
-            self._timer = loop.call_at(self._deadline, self._expired)
+        """Expire ``timeout`` from now. Scheduled once: progress moves the deadline, and an
+        expiry that comes early schedules itself again (rescheduling at every packet cost
+        more than the rest of a packet's handling)."""
+        if self._loop is None or self._deadlines is None:
+            return  # not open (no port): nothing to time
+        self._deadline = self._loop.time() + self._options.timeout_s
+        if not self._waiting:
+            self._waiting = True
+            self._deadlines.schedule(self, self._deadline)
 
-    def _expired(self) -> None:
-        self._timer = None
-        loop = self._loop or asyncio.get_running_loop()
-        if loop.time() < self._deadline:  # progress since it was set: not yet
-            self._timer = loop.call_at(self._deadline, self._expired)
+    def expired(self) -> None:
+        """Called by ``Deadlines`` once the scheduled deadline has passed."""
+        self._waiting = False
+        if self._loop is None or self._deadlines is None:  # pragma: no cover  # set by open
+            return
+        if self._loop.time() < self._deadline:  # progress since it was set: not yet
+            self._waiting = True
+            self._deadlines.schedule(self, self._deadline)
             return
         if self.outcome is not None:  # ended (an upload's dally after its final ACK is over)
             self.close()
@@ -221,9 +232,9 @@ class _Transfer:
             self.close()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._waiting and self._deadlines is not None:
+            self._deadlines.cancel(self)
+            self._waiting = False
         if self._sock is not None:
             if self._poller is not None:
                 self._poller.forget(self._sock.fileno())
