@@ -57,6 +57,12 @@ class Sightings:
         self._new: dict[str, NewPhone] = {}
         self.registered = 0
 
+    def watches(self, mac: str, known: bool) -> bool:
+        """Whether a sighting of ``mac`` would change anything: it is in the inventory (as the
+        caller's view has it) or queued to be registered. Other MACs are not looked up: a
+        sighting of them would only cost a batch lookup that finds nothing."""
+        return known or mac in self._new
+
     def seen(
         self,
         mac: str,

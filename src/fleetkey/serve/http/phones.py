@@ -306,8 +306,14 @@ class PhoneService:
         if self._proxies:
             address = self._proxies.client(address, request.headers.get("x-forwarded-for"))
         now = self._clock.now()
-        if response.mac is not None and self._sightings is not None and status < 400:
-            self._sightings.seen(response.mac, now, address, user_agent, _agent(user_agent))
+        mac = response.mac
+        if (
+            mac is not None
+            and status < 400
+            and self._sightings is not None
+            and self._sightings.watches(mac, self._posted.is_known(mac))
+        ):
+            self._sightings.seen(mac, now, address, user_agent, _agent(user_agent))
         record = FetchRecord(  # positional: a keyword call costs twice as much, per request
             request.raw_path.decode("latin-1")[:1024],
             "https" if request.secure else "http",

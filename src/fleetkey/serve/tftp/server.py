@@ -322,7 +322,12 @@ class TftpServer(asyncio.DatagramProtocol):
     ) -> None:
         self.counters.outcomes[str(status)] += 1
         now = self._clock.now()
-        if mac is not None and self._sightings is not None and status < 400:
+        if (
+            mac is not None
+            and status < 400
+            and self._sightings is not None
+            and self._sightings.watches(mac, self._posted.is_known(mac))
+        ):
             self._sightings.seen(mac, now, addr[0], None, None)
         record = FetchRecord(
             request.filename.decode("latin-1")[:1024],
