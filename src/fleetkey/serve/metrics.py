@@ -124,7 +124,7 @@ def _tftp_families(tftp: TftpCounters) -> Iterator[Metric]:
         "fleetkey_tftp_transfers", "TFTP transfers by outcome (HTTP-like status)", labels=["status"]
     )
     for status, count in sorted(tftp.outcomes.items()):
-        transfers.add_metric([status], count)
+        transfers.add_metric([str(status)], count)
     yield transfers
     options = CounterMetricFamily(
         "fleetkey_tftp_option_requests", "TFTP options phones asked for", labels=["option"]

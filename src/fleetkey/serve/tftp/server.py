@@ -77,7 +77,7 @@ class TftpSettings:
 class TftpCounters:
     """For /metrics: plain numbers bumped on the event loop."""
 
-    outcomes: Counter[str] = field(default_factory=Counter)  # by status
+    outcomes: Counter[int] = field(default_factory=Counter)  # by status
     options: Counter[str] = field(default_factory=Counter)  # option names requested
     retransmits: int = 0
     sent_bytes: int = 0
@@ -320,7 +320,7 @@ class TftpServer(asyncio.DatagramProtocol):
         mac: str | None,
         digest: str | None,
     ) -> None:
-        self.counters.outcomes[str(status)] += 1
+        self.counters.outcomes[status] += 1
         now = self._clock.now()
         if (
             mac is not None
