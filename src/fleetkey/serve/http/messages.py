@@ -50,6 +50,7 @@ class Response:
     streaming: bool = False  # counted as a large download until finished
     head: bytes | None = None  # the status line and headers, when already built
     operator: bool = False  # answered by the admin API or /metrics, not a phone fetch
+    close: bool = False  # carries "connection: close": the connection ends after it
 
     @property
     def length(self) -> int:
@@ -62,7 +63,7 @@ def error_response(status: int, detail: str, *, close: bool = False) -> Response
     headers = [("content-type", "text/plain; charset=utf-8")]
     if close:
         headers.append(("connection", "close"))
-    return Response(status, headers, body)
+    return Response(status, headers, body, close=close)
 
 
 def head_block(response: Response, keep_alive: bool) -> bytes:
@@ -73,6 +74,6 @@ def head_block(response: Response, keep_alive: bool) -> bytes:
     lines.extend(f"{name}: {value}" for name, value in response.headers)
     if response.status != 304:  # RFC 9110 §8.6: a 304 carries no Content-Length of its own
         lines.append(f"content-length: {response.length}")
-    if not keep_alive and not any(name == "connection" for name, _ in response.headers):
+    if not keep_alive and not response.close:
         lines.append("connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

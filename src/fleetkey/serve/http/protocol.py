@@ -250,11 +250,7 @@ class HttpProtocol(asyncio.Protocol):
         body = b"" if request.method == "HEAD" or response.status == 304 else response.body
         transport.write(head_block(response, request.keep_alive) + body)
         self._service.finished(request, response, len(body))
-        if (
-            self._stopping
-            or not request.keep_alive
-            or any(name == "connection" for name, _ in response.headers)
-        ):
+        if self._stopping or not request.keep_alive or response.close:
             self._closing = True
             transport.close()
 
@@ -280,7 +276,7 @@ class HttpProtocol(asyncio.Protocol):
                 await self._send(transport, item, response)
             finally:  # recorded even when the client went away mid-answer
                 self._service.finished(item, response, self._sent)
-            if self._stopping or not item.keep_alive or "connection" in dict(response.headers):
+            if self._stopping or not item.keep_alive or response.close:
                 transport.close()
                 return
         if self._eof:
