@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 import threading
 import time
 from collections import deque
@@ -48,8 +49,8 @@ class QueueFullError(FleetkeyError):
 
 
 _COLUMNS: Final = (
-    "at",
     "mac",
+    "at",
     "path",
     "protocol",
     "method",
@@ -60,6 +61,9 @@ _COLUMNS: Final = (
     "user_agent",
     "duration_ms",
 )
+# sort keys made in C: a Python key function cost 0.25 µs a row more
+_MAC_AND_TIME: Final = operator.itemgetter(0, 1)
+_TIME: Final = operator.itemgetter(1)
 
 
 def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
@@ -77,23 +81,30 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
     placeholders = ", ".join(marker.format(n + 1) for n in range(len(_COLUMNS)))
     sql = f"INSERT INTO fetches ({', '.join(_COLUMNS)}) VALUES ({placeholders})"  # noqa: S608  # constant column names, values bound
     stamp = sqlite_time if engine.dialect.name == "sqlite" else utc
-    rows = [
-        (
-            stamp(r.at),
-            r.mac,
-            r.path,
-            r.protocol,
-            r.method,
-            r.status,
-            r.bytes,
-            r.digest,
-            r.remote_addr,
-            r.user_agent,
-            r.duration_ms,
+    named: list[tuple[Any, ...]] = []
+    unnamed: list[tuple[Any, ...]] = []  # no MAC: NULL, which comes first in the index
+    for r in records:
+        (unnamed if r.mac is None else named).append(
+            (
+                r.mac,
+                stamp(r.at),
+                r.path,
+                r.protocol,
+                r.method,
+                r.status,
+                r.bytes,
+                r.digest,
+                r.remote_addr,
+                r.user_agent,
+                r.duration_ms,
+            )
         )
-        for r in records
-    ]
-    rows.sort(key=_index_order)
+    # within a batch every time is text (SQLite) or every one a datetime: (mac, at) compares;
+    # a key of those two only (the rest may hold None), and MAC-less rows apart (None and str
+    # do not compare)
+    named.sort(key=_MAC_AND_TIME)
+    unnamed.sort(key=_TIME)
+    rows = unnamed + named if unnamed else named
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             # the (mac, at) index is walked at one page per distinct MAC per batch: with the
@@ -104,11 +115,6 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
             # (the engine forces custom plans for lookups, see store/database.py)
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
         connection.exec_driver_sql(sql, rows)
-
-
-def _index_order(row: tuple[Any, ...]) -> tuple[str, Any]:
-    """(MAC, time): the time is text on SQLite and a datetime elsewhere, alike in a batch."""
-    return (row[1] or "", row[0])
 
 
 _last_second: tuple[int, str] = (-1, "")  # the second formatted last, and its text
