@@ -139,20 +139,6 @@ def test_two_writers_on_postgresql_neither_lose_nor_duplicate(postgres_server) -
         store.close()
 
 
-def test_sqlite_connections_checkpoint_the_wal_only_after_64_mib(tmp_path: Path) -> None:
-    """A second's batch dirties the same index pages every second: copied once per several."""
-    opened = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
-    try:
-        opened.upgrade()
-        with opened.engine.connect() as connection:
-            pages = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
-            mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
-    finally:
-        opened.close()
-    assert pages == 16_384
-    assert mode == "wal"
-
-
 def test_a_batch_mixing_phones_no_phone_and_equal_times_is_written_whole(store: Store) -> None:
     """Rows are sorted by (MAC, time) before the insert: ties and MAC-less rows included."""
     same = fetch(0)
