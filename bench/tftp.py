@@ -1,6 +1,7 @@
 """TFTP throughput: `fleetkey serve --tftp` next to in.tftpd (tftpd-hpa) and tftpy, same files.
 
-    .venv/bin/python bench/tftp.py [--files 1000] [--seconds 8] [--in-flight 64] [--json]
+    .venv/bin/python bench/tftp.py [--files 1000] [--seconds 8] [--rounds 3] [--in-flight 64]
+                                   [--json]
 
 Needs in.tftpd (`apt-get install -y tftpd-hpa`) and tftpy (`pip install tftpy`). Each server
 runs pinned to core 0, the load generator to core 1. The generator is asyncio on uvloop with
@@ -9,6 +10,9 @@ address like a phone on the network): it sends an RRQ for a random
 license file, answers OACK and DATA with ACKs, and checks every file byte for byte against the
 original. Plain RFC 1350 transfers (blksize 512, no options) and blksize 1428 (with OACK).
 fleetkey records every transfer as a fetch record; the run checks that the count matches.
+All three servers run from the start; each round measures them in turn (the order turned every
+round) and the figures are the medians over the rounds: the machine's speed drifts between
+runs, and this way the drift falls on every server alike instead of on one.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Final
 
 import uvloop
 
@@ -64,10 +70,11 @@ class Slot:
 
     def start(self) -> None:
         bench = self.bench
-        self.close()
-        sock = self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
-        sock.bind((self.source, 0))
+        sock.bind((self.source, 0))  # before the old socket closes: never its port again
+        self.close()
+        self.sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self.readable)
         self.name = bench.random.choice(bench.names)
         self.parts, self.server, self.started = [], None, time.perf_counter()
@@ -111,9 +118,17 @@ class Slot:
 
 class Load:
     def __init__(
-        self, address: tuple[str, int], files: dict[str, bytes], blksize: int, in_flight: int
+        self,
+        address: tuple[str, int],
+        files: dict[str, bytes],
+        blksize: int,
+        in_flight: int,
+        subnet: int = 1,
     ) -> None:
         self.address, self.files, self.blksize = address, files, blksize
+        # slots take their addresses in 127.<subnet>.0.0/16: a new subnet for every run, so
+        # a server still retransmitting to a finished run's ports never reaches this one
+        self.subnet = subnet
         self.names = sorted(files)
         self.random = random.Random(1)
         self.completed = self.failures = self.mismatches = 0
@@ -135,7 +150,8 @@ class Load:
 
     async def run(self, seconds: float) -> float:
         self.slots = [
-            Slot(self, f"127.0.{1 + i // 250}.{1 + i % 250}") for i in range(self.in_flight)
+            Slot(self, f"127.{self.subnet}.{1 + i // 250}.{1 + i % 250}")
+            for i in range(self.in_flight)
         ]
         begin = time.perf_counter()
         for slot in self.slots:
@@ -153,12 +169,20 @@ class Load:
 
 
 def measure(
-    port: int, files: dict[str, bytes], blksize: int, seconds: float, in_flight: int
+    port: int,
+    files: dict[str, bytes],
+    blksize: int,
+    seconds: float,
+    in_flight: int,
+    subnet: int = 1,
+    label: str = "",
 ) -> dict[str, float]:
-    load = Load(("127.0.0.1", port), files, blksize, in_flight)
+    load = Load(("127.0.0.1", port), files, blksize, in_flight, subnet)
     rate = uvloop.run(load.run(seconds))
     if load.mismatches:
-        raise SystemExit(f"port {port}: {load.mismatches} transfers were not byte-exact")
+        raise SystemExit(
+            f"{label or 'port'} {port}: {load.mismatches} transfers were not byte-exact"
+        )
     return {"transfers_per_s": rate, "completed": load.completed, "failed": load.failures}
 
 
@@ -168,10 +192,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SERVERS: Final = ["in.tftpd", "tftpy", "fleetkey"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -180,8 +208,10 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-tftp-"))
     base.chmod(0o755)
     env = bench_env(base)
-    fleetkey = FLEETKEY
-    results: dict[str, dict[int, dict[str, float]]] = {}
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {
+        name: {512: [], 1428: []} for name in SERVERS
+    }
+    servers: list[subprocess.Popen[str]] = []
     summary = ""
     try:
         tree = issue_phone_licenses(base, env, args.files)
@@ -190,64 +220,101 @@ def main() -> None:
             path.chmod(0o644)
         tree.chmod(0o755)
         (base / "data").chmod(0o755)
+        ports = start_servers(base, env, tree, in_tftpd, servers)
+        # rounds, each server in turn and the order turned every round: this VM's speed
+        # drifts by up to 25 % over minutes, and a baseline measured minutes apart from the
+        # server it is compared with would carry that drift into the ratio
+        subnet = 0
+        for number in range(args.rounds):
+            order = SERVERS[number % len(SERVERS) :] + SERVERS[: number % len(SERVERS)]
+            for name in order:
+                for size in (512, 1428):
+                    subnet = subnet % 250 + 1
+                    figures = measure(
+                        ports[name], files, size, args.seconds, args.in_flight, subnet, name
+                    )
+                    runs[name][size].append(figures)
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            try:
+                out, _ = server.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                out, _ = server.communicate()
+            if server is servers[-1] and out:
+                summary = out.strip().splitlines()[-1]
+        shutil.rmtree(base, ignore_errors=True)
+    report(args, runs, summary, len(files))
 
-        def run_all(name: str) -> None:
-            results[name] = {
-                size: measure(port, files, size, args.seconds, args.in_flight)
-                for size in (512, 1428)
-            }
 
-        port = free_port()
-        tftpd = subprocess.Popen(
-            ["taskset", "-c", "0", in_tftpd, "-L", "-a", f"127.0.0.1:{port}", "-s", str(tree),
-             "-B", "1468"],
-        )  # fmt: skip
-        time.sleep(0.5)
-        try:
-            run_all("in.tftpd")
-        finally:
-            tftpd.terminate()
-            tftpd.wait(10)
-
-        port = free_port()
-        script = base / "tftpy_server.py"
-        script.write_text(TFTPY_SERVER)
-        tftpy = subprocess.Popen(
-            ["taskset", "-c", "0", sys.executable, str(script), str(tree), str(port)]
-        )
-        time.sleep(1.0)
-        try:
-            run_all("tftpy")
-        finally:
-            tftpy.terminate()
-            tftpy.wait(10)
-
-        server = subprocess.Popen(
-            ["taskset", "-c", "0", *fleetkey, "serve", "--http", "off", "--tftp", "127.0.0.1:0"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+def start_servers(
+    base: Path,
+    env: dict[str, str],
+    tree: Path,
+    in_tftpd: str,
+    started: list[subprocess.Popen[str]],
+) -> dict[str, int]:
+    """All three, each pinned to core 0 and idle until its turn; fleetkey last (its summary)."""
+    ports = {"in.tftpd": free_port(), "tftpy": free_port()}
+    command = ["taskset", "-c", "0", in_tftpd, "-L", "-a", f"127.0.0.1:{ports['in.tftpd']}"]
+    started.append(subprocess.Popen([*command, "-s", str(tree), "-B", "1468"], text=True))
+    script = base / "tftpy_server.py"
+    script.write_text(TFTPY_SERVER)
+    started.append(
+        subprocess.Popen(
+            ["taskset", "-c", "0", sys.executable, str(script), str(tree), str(ports["tftpy"])],
             text=True,
         )
-        assert server.stdout is not None
-        port = int(server.stdout.readline().split()[2].rsplit(":", 1)[1])
-        try:
-            run_all("fleetkey")
-        finally:
-            server.send_signal(signal.SIGTERM)
-            summary = server.communicate(timeout=120)[0].strip()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    )
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", *FLEETKEY, "serve", "--http", "off", "--tftp", "127.0.0.1:0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started.append(server)
+    assert server.stdout is not None
+    ports["fleetkey"] = int(server.stdout.readline().split()[2].rsplit(":", 1)[1])
+    time.sleep(1.0)  # tftpy and in.tftpd print nothing when they listen
+    return ports
+
+
+def report(
+    args: argparse.Namespace,
+    runs: dict[str, dict[int, list[dict[str, float]]]],
+    summary: str,
+    file_count: int,
+) -> None:
     match = re.search(
         r"(\d+) TFTP transfers, (\d+) fetch records written, (\d+) not recorded", summary
     )
     recorded = match is not None and match.group(1) == match.group(2) and match.group(3) == "0"
+    rates = {
+        name: {size: [run["transfers_per_s"] for run in sizes[size]] for size in sizes}
+        for name, sizes in runs.items()
+    }
+    medians = {
+        name: {size: statistics.median(values) for size, values in sizes.items()}
+        for name, sizes in rates.items()
+    }
     ratios = {
         size: {
-            "vs_in.tftpd": results["fleetkey"][size]["transfers_per_s"]
-            / results["in.tftpd"][size]["transfers_per_s"],
-            "vs_tftpy": results["fleetkey"][size]["transfers_per_s"]
-            / results["tftpy"][size]["transfers_per_s"],
+            f"vs_{base}": medians["fleetkey"][size] / medians[base][size]
+            for base in ("in.tftpd", "tftpy")
+        }
+        for size in (512, 1428)
+    }
+    # each round's own ratios: its servers ran minutes apart at most
+    paired = {
+        size: {
+            f"vs_{base}": [
+                mine / theirs
+                for mine, theirs in zip(rates["fleetkey"][size], rates[base][size], strict=True)
+            ]
+            for base in ("in.tftpd", "tftpy")
         }
         for size in (512, 1428)
     }
@@ -255,8 +322,10 @@ def main() -> None:
         print(
             json.dumps(
                 {
-                    "results": results,
+                    "rounds": runs,
+                    "median_transfers_per_s": medians,
                     "ratios": ratios,
+                    "ratios_by_round": paired,
                     "fleetkey": summary,
                     "every_transfer_recorded": recorded,
                 },
@@ -265,19 +334,30 @@ def main() -> None:
         )
         return
     print(
-        f"{len(files)} license files, {args.in_flight} transfers in flight, {args.seconds:g} s per "
-        "run; servers on core 0, generator on core 1; every file checked byte for byte"
+        f"{file_count} license files, {args.in_flight} transfers in flight, {args.rounds} rounds "
+        f"of {args.seconds:g} s per server and blksize, servers in turn; servers on core 0, "
+        "generator on core 1; every file checked byte for byte"
     )
-    for name, sizes in results.items():
-        for size, figures in sizes.items():
+    for name, sizes in rates.items():
+        for size, values in sizes.items():
+            lost = sum(run["failed"] for run in runs[name][size])
+            rounds = " ".join(f"{value:,.0f}" for value in values)
             print(
-                f"  {name:<9} blksize {size:<5} {figures['transfers_per_s']:>9,.0f} transfers/s"
-                f"   ({figures['failed']:.0f} lost/failed)"
+                f"  {name:<9} blksize {size:<5} median {medians[name][size]:>9,.0f} transfers/s"
+                f"   rounds: {rounds}   ({lost:.0f} lost/failed)"
             )
     for size, pair in ratios.items():
         print(
             f"  blksize {size}: {pair['vs_in.tftpd']:.1f}x in.tftpd (target 12)   "
-            f"{pair['vs_tftpy']:.1f}x tftpy (target 2)"
+            f"{pair['vs_tftpy']:.2f}x tftpy (target 2)   (ratios of the medians)"
+        )
+    for size in (512, 1428):
+        print(
+            f"  blksize {size}, round by round:"
+            + "".join(
+                f"   {base} {' '.join(f'{r:.2f}x' for r in paired[size][f'vs_{base}'])}"
+                for base in ("in.tftpd", "tftpy")
+            )
         )
     print(f"  {summary}  (every transfer recorded: {'yes' if recorded else 'NO'})")
 
