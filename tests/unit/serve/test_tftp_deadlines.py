@@ -63,7 +63,10 @@ async def _cancelled() -> tuple[list[tuple[str, float]], int]:
     deadlines.schedule(dropped, loop.time() + 0.05)
     deadlines.cancel(dropped)
     deadlines.cancel(dropped)  # twice: nothing happens
+    assert kept in deadlines
+    assert dropped not in deadlines
     await asyncio.sleep(0.15)
+    assert kept not in deadlines  # expired: no longer scheduled
     left = len(deadlines)
     deadlines.close()
     return log, left

@@ -66,6 +66,10 @@ class Deadlines:
             if bucket is not None:
                 bucket.pop(item, None)
 
+    def __contains__(self, item: object) -> bool:
+        """Whether ``item`` is scheduled."""
+        return item in self._slots
+
     def __len__(self) -> int:
         return len(self._slots)
 

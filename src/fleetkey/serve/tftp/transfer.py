@@ -105,7 +105,6 @@ class _Transfer:
         self._retries = retries
         self._tries = 0
         self._deadline = 0.0  # loop time at which the transfer's timeout expires
-        self._waiting = False  # scheduled in ``_deadlines`` (for ``_deadline`` or earlier)
         self._sock: _socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: Poller | None = None
@@ -188,17 +187,14 @@ class _Transfer:
         if self._loop is None or self._deadlines is None:
             return  # not open (no port): nothing to time
         self._deadline = self._loop.time() + self._options.timeout_s
-        if not self._waiting:
-            self._waiting = True
+        if self not in self._deadlines:  # scheduled already: for this deadline or earlier
             self._deadlines.schedule(self, self._deadline)
 
     def expired(self) -> None:
         """Called by ``Deadlines`` once the scheduled deadline has passed."""
-        self._waiting = False
         if self._loop is None or self._deadlines is None:  # pragma: no cover  # set by open
             return
         if self._loop.time() < self._deadline:  # progress since it was set: not yet
-            self._waiting = True
             self._deadlines.schedule(self, self._deadline)
             return
         if self.outcome is not None:  # ended (an upload's dally after its final ACK is over)
@@ -236,9 +232,8 @@ class _Transfer:
             self.close()
 
     def close(self) -> None:
-        if self._waiting and self._deadlines is not None:
+        if self._deadlines is not None:
             self._deadlines.cancel(self)
-            self._waiting = False
         if self._sock is not None:
             if self._poller is not None:
                 self._poller.forget(self._sock.fileno())
