@@ -66,12 +66,16 @@ class Sightings:
     def seen(
         self,
         mac: str,
+        known: bool,
         at: datetime,
         address: str | None,
         user_agent: str | None,
         agent: PhoneAgent | None,
     ) -> None:
-        self._seen[mac] = (at, address, user_agent, agent)
+        """A request from ``mac`` was answered; ``known``: it is in the caller's inventory
+        view. Kept for the next flush only when it can change something (``watches``)."""
+        if self.watches(mac, known):
+            self._seen[mac] = (at, address, user_agent, agent)
 
     def admit(self, mac: str, known: bool, site: str | None, agent: PhoneAgent | None) -> bool:
         """Whether a request naming ``mac`` may be answered; queues a registration."""

@@ -307,13 +307,9 @@ class PhoneService:
             address = self._proxies.client(address, request.headers.get("x-forwarded-for"))
         now = self._clock.now()
         mac = response.mac
-        if (
-            mac is not None
-            and status < 400
-            and self._sightings is not None
-            and self._sightings.watches(mac, self._posted.is_known(mac))
-        ):
-            self._sightings.seen(mac, now, address, user_agent, _agent(user_agent))
+        if mac is not None and self._sightings is not None and status < 400:
+            known = self._posted.is_known(mac)
+            self._sightings.seen(mac, known, now, address, user_agent, _agent(user_agent))
         record = FetchRecord(  # positional: a keyword call costs twice as much, per request
             request.raw_path.decode("latin-1")[:1024],
             "https" if request.secure else "http",

@@ -322,13 +322,8 @@ class TftpServer(asyncio.DatagramProtocol):
     ) -> None:
         self.counters.outcomes[status] += 1
         now = self._clock.now()
-        if (
-            mac is not None
-            and status < 400
-            and self._sightings is not None
-            and self._sightings.watches(mac, self._posted.is_known(mac))
-        ):
-            self._sightings.seen(mac, now, addr[0], None, None)
+        if mac is not None and self._sightings is not None and status < 400:
+            self._sightings.seen(mac, self._posted.is_known(mac), now, addr[0], None, None)
         record = FetchRecord(
             request.filename.decode("latin-1")[:1024],
             "tftp",
