@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import operator
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,7 +31,7 @@ from fleetkey.core.naming import normalize_mac
 from fleetkey.errors import FleetkeyError
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import FetchRecord, utc
-from fleetkey.store.schema import FetchRow
+from fleetkey.store.schema import FetchRow, epoch_micros
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
     """Write records in one transaction: one executemany of plain tuples.
 
     The statement goes to the driver directly (SQLAlchemy's per-row parameter processing costs
-    more than the insert); on SQLite the time is written in the exact form SQLAlchemy reads.
+    more than the insert); on SQLite the time is written as the schema's ``Micros`` stores it.
     Rows go in sorted by (MAC, time): inserts into the (mac, at) index then walk it in order,
     touching each page once per batch. Unsorted, every row dirtied a random index page and
     the insert cost 3x as much (docs/store.md).
@@ -80,7 +79,7 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
     marker = PARAM_MARKERS[engine.dialect.paramstyle]
     placeholders = ", ".join(marker.format(n + 1) for n in range(len(_COLUMNS)))
     sql = f"INSERT INTO fetches ({', '.join(_COLUMNS)}) VALUES ({placeholders})"  # noqa: S608  # constant column names, values bound
-    stamp = sqlite_time if engine.dialect.name == "sqlite" else utc
+    stamp = epoch_micros if engine.dialect.name == "sqlite" else utc
     named: list[tuple[Any, ...]] = []
     unnamed: list[tuple[Any, ...]] = []  # no MAC: NULL, which comes first in the index
     for r in records:
@@ -99,7 +98,7 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
                 r.duration_ms,
             )
         )
-    # within a batch every time is text (SQLite) or every one a datetime: (mac, at) compares;
+    # within a batch every time is an int (SQLite) or every one a datetime: (mac, at) compares;
     # a key of those two only (the rest may hold None), and MAC-less rows apart (None and str
     # do not compare)
     named.sort(key=_MAC_AND_TIME)
@@ -115,26 +114,6 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
             # (the engine forces custom plans for lookups, see store/database.py)
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
         connection.exec_driver_sql(sql, rows)
-
-
-_last_second: tuple[int, str] = (-1, "")  # the second formatted last, and its text
-
-
-def sqlite_time(at: datetime) -> str:
-    """UTC, naive, the storage format of SQLAlchemy's SQLite DATETIME.
-
-    Records arrive in time order, so the date and time of day are formatted once per second
-    (strftime per record cost the writer 7 % of a busy server's time).
-    """
-    global _last_second  # a one-entry cache; replaced in one assignment
-    if at.tzinfo is not UTC:
-        at = utc(at)
-    second = math.floor(at.timestamp())
-    cached_second, text = _last_second
-    if second != cached_second:
-        text = at.strftime("%Y-%m-%d %H:%M:%S")
-        _last_second = (second, text)
-    return f"{text}.{at.microsecond:06d}"
 
 
 class FetchWriter:

@@ -42,6 +42,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(_config(connection), revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Back to ``revision``: every migration has its way back."""
+    with engine.begin() as connection:
+        command.downgrade(_config(connection), revision)
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

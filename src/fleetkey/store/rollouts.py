@@ -24,9 +24,8 @@ from fleetkey.clock import Clock
 from fleetkey.errors import InputError
 from fleetkey.store import audit
 from fleetkey.store.database import PARAM_MARKERS
-from fleetkey.store.fetches import sqlite_time
 from fleetkey.store.inventory import NotFoundError
-from fleetkey.store.records import utc
+from fleetkey.store.records import sqlite_time, utc
 from fleetkey.store.schema import RolloutRow, RolloutTargetRow
 
 INSERT_CHUNK: Final = 50_000

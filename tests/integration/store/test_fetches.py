@@ -114,6 +114,22 @@ def test_since_filter(store: Store) -> None:
     assert len(stored(store, since=T0 + timedelta(seconds=1))) == 1
 
 
+def test_fetch_times_keep_every_microsecond_and_compare_exactly(store: Store) -> None:
+    moments = [
+        T0 + timedelta(microseconds=1),
+        T0 + timedelta(microseconds=999_999),
+        datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),  # before the epoch
+        datetime(2106, 2, 7, 6, 28, 16, 123_456, tzinfo=UTC),  # past 32-bit seconds
+    ]
+    fetches.insert_records(store.engine, [fetch(0)._replace(at=at) for at in moments])
+    assert sorted(r.at for r in stored(store)) == sorted(moments)
+    # the bound of ``since`` is inclusive, to the microsecond
+    assert [r.at for r in stored(store, since=moments[1])] == [moments[1], moments[3]]
+    assert [r.at for r in stored(store, since=moments[1] + timedelta(microseconds=1))] == [
+        moments[3]
+    ]
+
+
 @pytest.mark.postgres
 def test_two_writers_on_postgresql_neither_lose_nor_duplicate(postgres_server) -> None:  # type: ignore[no-untyped-def]
     url = postgres_server.create_database()

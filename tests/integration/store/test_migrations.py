@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
+from pathlib import Path
 
-from fleetkey.store import migrate
+import pytest
+import sqlalchemy as sa
+
+from fleetkey.store import fetches, migrate
 from fleetkey.store.database import DatabaseError
 from fleetkey.store.store import Store
 
@@ -61,4 +65,49 @@ def test_unreachable_postgresql_is_a_clear_error() -> None:
         DatabaseError, match=r"cannot open postgresql\+psycopg://nobody@127\.0\.0\.1:1"
     ):
         store.revision()
+    store.close()
+
+
+_OLD_FETCH = (
+    "INSERT INTO fetches (at, mac, path, protocol, method, status, bytes, duration_ms) "
+    "VALUES (:at, :mac, '/x', 'http', 'GET', 200, 1, 0.5)"
+)
+
+
+def test_fetch_times_written_as_text_before_0004_read_back_the_same_after_it(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
+    migrate.upgrade(store.engine, "0003")
+    written = {  # SQLAlchemy's SQLite text, and the moment it means
+        "2026-03-01 02:00:00.000000": datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
+        "2026-03-01 02:00:00.999999": datetime(2026, 3, 1, 2, 0, 0, 999999, tzinfo=UTC),
+        "1999-12-31 23:59:59.5": datetime(1999, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+        "2038-01-19 03:14:08": datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC),
+    }
+    with store.engine.begin() as connection:
+        for n, text in enumerate(written):
+            connection.execute(sa.text(_OLD_FETCH), {"at": text, "mac": f"0004f2{n:06x}"})
+    store.upgrade()
+    with store.transaction() as session:
+        read = {r.mac: r.at for r in fetches.query(session, limit=None)}
+        since = fetches.query(session, limit=None, since=datetime(2026, 3, 1, 2, 0, tzinfo=UTC))
+    assert read == {f"0004f2{n:06x}": moment for n, moment in enumerate(written.values())}
+    assert sorted(r.mac for r in since) == ["0004f2000000", "0004f2000001", "0004f2000003"]
+    with store.engine.connect() as connection:
+        kinds = connection.execute(sa.text("SELECT DISTINCT typeof(at) FROM fetches")).all()
+    assert kinds == [("integer",)]
+    store.close()
+
+
+def test_downgrading_0004_writes_fetch_times_back_as_text(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
+    migrate.upgrade(store.engine, "0003")
+    with store.engine.begin() as connection:
+        connection.execute(sa.text(_OLD_FETCH), {"at": "2026-03-01 02:00:00.000042", "mac": None})
+    store.upgrade()
+    migrate.downgrade(store.engine, "0003")
+    with store.engine.connect() as connection:
+        at = connection.execute(sa.text("SELECT at FROM fetches")).scalar_one()
+    assert at == "2026-03-01 02:00:00.000042"
     store.close()
