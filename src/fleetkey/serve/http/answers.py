@@ -23,7 +23,7 @@ _TYPES: Final = {
     ".log": "text/plain",
     ".txt": "text/plain",
 }
-_CONDITIONS: Final = ("if-none-match", "if-modified-since", "range")
+_CONDITIONS: Final = frozenset(("if-none-match", "if-modified-since", "range"))
 _HEADS_MAX: Final = 200_000  # cached header blocks; the cache starts over beyond
 
 
@@ -35,7 +35,7 @@ class Answers:
 
     def answer(self, request: Request, content: Content) -> Response:
         headers = request.headers
-        if content.body is not None and not any(h in headers for h in _CONDITIONS):
+        if content.body is not None and _CONDITIONS.isdisjoint(headers):
             key = (content.etag, content.name, request.keep_alive)
             head = self._heads.get(key)
             response = Response(200, body=content.body, content=content)
