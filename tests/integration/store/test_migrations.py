@@ -100,14 +100,20 @@ def test_fetch_times_written_as_text_before_0004_read_back_the_same_after_it(
     store.close()
 
 
-def test_downgrading_0004_writes_fetch_times_back_as_text(tmp_path: Path) -> None:
+def test_downgrading_0004_writes_fetch_times_back_as_the_same_text(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
     migrate.upgrade(store.engine, "0003")
+    texts = [
+        "2026-03-01 02:00:00.000042",
+        "1969-12-31 23:59:59.999999",
+        "1970-01-01 00:00:00.000000",
+    ]
     with store.engine.begin() as connection:
-        connection.execute(sa.text(_OLD_FETCH), {"at": "2026-03-01 02:00:00.000042", "mac": None})
+        for text in texts:
+            connection.execute(sa.text(_OLD_FETCH), {"at": text, "mac": None})
     store.upgrade()
     migrate.downgrade(store.engine, "0003")
     with store.engine.connect() as connection:
-        at = connection.execute(sa.text("SELECT at FROM fetches")).scalar_one()
-    assert at == "2026-03-01 02:00:00.000042"
+        back = connection.execute(sa.text("SELECT at FROM fetches ORDER BY id")).scalars().all()
+    assert back == texts
     store.close()

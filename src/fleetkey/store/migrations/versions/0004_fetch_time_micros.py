@@ -24,10 +24,11 @@ _TO_MICROS = (
     "+ CAST(substr(substr(at, 21) || '000000', 1, 6) AS INTEGER) "
     "WHERE typeof(at) = 'text'"
 )
+# and back; the fraction counts from the floor of the second (SQLite's / and % truncate)
 _TO_TEXT = (
     "UPDATE fetches SET at = "
-    "strftime('%Y-%m-%d %H:%M:%S', at / 1000000, 'unixepoch') "
-    "|| printf('.%06d', at % 1000000) "
+    "strftime('%Y-%m-%d %H:%M:%S', (at - ((at % 1000000) + 1000000) % 1000000) / 1000000, "
+    "'unixepoch') || printf('.%06d', ((at % 1000000) + 1000000) % 1000000) "
     "WHERE typeof(at) = 'integer'"
 )
 
