@@ -100,6 +100,11 @@ class Posted(Protocol):
 
     def is_known(self, mac: str) -> bool: ...
 
+    @property
+    def view(self) -> object:
+        """What the answers above come from, replaced whole whenever any of them changes."""
+        ...
+
 
 class ContentResolver:
     """Resolves from the store directly, or, given ``posted``, from that in-memory view."""

@@ -26,7 +26,8 @@ from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
 from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
-from fleetkey.serve.identity import Sightings
+from fleetkey.serve.http.repeats import Remembered, Repeats
+from fleetkey.serve.identity import Sightings, UnknownPolicy
 from fleetkey.serve.metrics import Latency
 from fleetkey.serve.uploads import store_upload, upload_rule
 from fleetkey.store.fetches import FetchWriter, QueueFullError
@@ -89,6 +90,7 @@ class PhoneService:
         self._streams = 0
         self._resolver = resolver
         self._answers = Answers()
+        self._repeats = Repeats()
         self._uploads = uploads
         self._writer = writer
         self._clock = clock
@@ -133,6 +135,18 @@ class PhoneService:
             return refused
         if request.method == "PUT":
             return None
+        if self._auth is None:
+            known = self._repeats.recall(request, self._posted.view)
+            if known is not None:
+                self._in_flight += 1
+                return Response(
+                    200,
+                    body=known.body,
+                    content=known.content,
+                    mac=known.mac,
+                    admitted=True,
+                    head=known.head,
+                )
         verdict = self._authenticate(request)
         if verdict.slow_basic is not None:
             return None
@@ -235,6 +249,7 @@ class PhoneService:
 
     def _lookup(self, request: Request, verdict: Verdict) -> Response:
         """GET/HEAD: resolve in the in-memory view and answer; nothing here waits."""
+        view = self._posted.view  # taken before anything is decided from it (serve.http.repeats)
         try:
             segments = _segments(request.raw_path)
         except RequestPathError as exc:
@@ -247,13 +262,30 @@ class PhoneService:
             refused.mac = mac
             return refused
         content = self._resolver.resolve(rest, Requester(mac=mac, site=site))
-        response = (
-            error_response(404, "no such file")
-            if content is None
-            else self._answers.answer(request, content)
-        )
+        if content is None:
+            response = error_response(404, "no such file")
+            response.mac = mac
+            return response
+        response = self._answers.answer(request, content)
         response.mac = mac
+        if response.head is not None and content.body is not None and self._repeatable(mac):
+            self._repeats.remember(
+                request, view, Remembered(content, content.body, response.head, mac)
+            )
         return response
+
+    def _repeatable(self, mac: str | None) -> bool:
+        """Whether this answer's decision was pure (``serve.http.repeats``): no credentials
+        were checked, and the admission changed nothing."""
+        if self._auth is not None:
+            return False
+        sightings = self._sightings
+        return (
+            mac is None
+            or sightings is None
+            or sightings.policy is UnknownPolicy.SERVE
+            or self._posted.is_known(mac)
+        )
 
     async def _upload(self, request: Request, verdict: Verdict) -> Response:
         try:

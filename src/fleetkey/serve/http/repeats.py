@@ -1,0 +1,84 @@
+"""Answers to repeated plain license GETs, remembered for the in-memory view they came from.
+
+A boot storm is the same few requests from every phone, again and again: a plain GET (or HEAD)
+of ``<mac>-license.cfg`` or ``000000000000-license.cfg`` with the phone's User-Agent. Deciding
+the answer walks the path checks, the caller's identity, the site prefix, the unknown-MAC
+policy, the resolver and the header block: about half the Python a license answer costs. Every
+one of those steps is a pure function of the request's method, path, User-Agent and connection
+mode, and of the posted view (``serve.cache.View``, replaced whole on every change). So the
+outcome is remembered under that key and reused while the view is the same object.
+
+Only what cannot change without a new view is remembered:
+
+- a 200 of a posted license (bytes held in the view; files from the tree can change on disk
+  at any time and are resolved every time);
+- no conditional or range header (those answers depend on more than the key);
+- no per-device authentication (the verdict depends on nonces and credentials; the service
+  does not ask then);
+- an admission that did nothing: the phone is in the inventory, or unknown MACs are served.
+  A registration queued by the ``register`` policy is a side effect, so that answer is not.
+
+What every request still does (admission limits, last seen, its fetch record) stays in the
+service, for remembered answers too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from fleetkey.serve.content import Content
+from fleetkey.serve.http.messages import Request
+
+CONDITIONS: Final = frozenset(("if-none-match", "if-modified-since", "range"))
+LIMIT: Final = 200_000  # remembered answers; the memory starts over beyond (~100 MB at most)
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """What the service decided for one request shape: the 200 and whom it was for."""
+
+    content: Content
+    body: bytes  # the content's bytes (a posted license is held in memory)
+    head: bytes  # status line and headers for this connection mode
+    mac: str | None
+
+
+_Key = tuple[str, bytes, str | None, bool]
+
+
+class Repeats:
+    """Remembered answers, valid for one view; forgotten all at once when the view changes."""
+
+    def __init__(self, limit: int = LIMIT) -> None:
+        self._limit = limit
+        self._view: object = None
+        self._answers: dict[_Key, Remembered] = {}
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def recall(self, request: Request, view: object) -> Remembered | None:
+        """The answer remembered for this request under ``view``, if any."""
+        if view is not self._view:
+            self._answers.clear()
+            self._view = view
+            return None
+        headers = request.headers
+        if not CONDITIONS.isdisjoint(headers):
+            return None
+        return self._answers.get(
+            (request.method, request.raw_path, headers.get("user-agent"), request.keep_alive)
+        )
+
+    def remember(self, request: Request, view: object, answer: Remembered) -> None:
+        """Keep ``answer`` for this request's shape; the caller vouches it is pure (above)."""
+        if not CONDITIONS.isdisjoint(request.headers):
+            return  # a conditional request: never remembered
+        if view is not self._view:
+            self._answers.clear()
+            self._view = view
+        if len(self._answers) >= self._limit:
+            self._answers.clear()
+        key = (request.method, request.raw_path, request.headers.get("user-agent"))
+        self._answers[(*key, request.keep_alive)] = answer
