@@ -24,6 +24,7 @@ CHUNK: Final = 256 * 1024  # file streaming: bytes read and written per step
 LINGER_S: Final = 1.0  # after an error answer: how long to drain the client before closing
 _METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "PATCH")}
 _BODILESS: Final = frozenset({"GET", "HEAD"})
+_BODY_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
 
 
 class _ClosedParser:
@@ -99,7 +100,7 @@ class HttpProtocol(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
-        self._url = bytearray()
+        self._url = b""  # nearly always one on_url call: no copy then
         self._headers: dict[str, str] = {}
         self._header_bytes = 0
         self._header_count = 0
@@ -162,8 +163,7 @@ class HttpProtocol(asyncio.Protocol):
         raise _AbortParsingError
 
     # httptools callbacks
-    def on_message_begin(self) -> None:
-        self._reset()
+    on_message_begin = _reset
 
     def on_url(self, url: bytes) -> None:
         if len(self._url) + len(url) > self._limits.max_url_bytes:
@@ -186,11 +186,14 @@ class HttpProtocol(asyncio.Protocol):
         method = _METHODS.get(raw) or raw.decode("ascii", "replace")
         self._method = method
         # GET and HEAD (nearly every request) carry no body the service takes
-        taken = 0 if method in _BODILESS else self._service.body_limit(method, bytes(self._url))
+        headers = self._headers
+        if method in _BODILESS and _BODY_HEADERS.isdisjoint(headers):
+            return  # the common case: a GET without a body, nothing to check
+        taken = 0 if method in _BODILESS else self._service.body_limit(method, self._url)
         if taken > 0:
             self._body, self._body_limit = bytearray(), taken
-        declared = self._headers.get("content-length", "")
-        chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
+        declared = headers.get("content-length", "")
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         if declared.isdigit() and int(declared) > self._body_limit:
             self._fail(413, f"body of {declared} bytes, the limit is {self._body_limit}")
         if taken > 0 and not declared.isdigit() and not chunked:
@@ -207,7 +210,7 @@ class HttpProtocol(asyncio.Protocol):
         self._enqueue(
             Request(
                 self._method,
-                bytes(self._url),
+                self._url,
                 self._headers,
                 self._remote,
                 self._parser.should_keep_alive(),
