@@ -31,7 +31,7 @@ from fleetkey.serve.content import Content
 from fleetkey.serve.http.messages import Request
 
 CONDITIONS: Final = frozenset(("if-none-match", "if-modified-since", "range"))
-LIMIT: Final = 200_000  # remembered answers; the memory starts over beyond (~100 MB at most)
+LIMIT: Final = 100_000  # remembered answers (~440 bytes each, 44 MB at most); starts over beyond
 
 
 @dataclass(frozen=True, slots=True)
