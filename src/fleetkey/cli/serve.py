@@ -262,6 +262,8 @@ def serve(
                         tftp=lambda: tftp.counters if tftp is not None else None,
                         registered=lambda: sightings.registered,
                         posted=lambda: len(posted.view.licenses),
+                        recalled=lambda: service.repeats.recalled,
+                        remembered=lambda: len(service.repeats),
                     )
                 ),
             )

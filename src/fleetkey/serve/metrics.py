@@ -61,6 +61,8 @@ class Sources:
     registered: Callable[[], int]
     posted: Callable[[], int]
     tftp: Callable[[], TftpCounters | None] = lambda: None
+    recalled: Callable[[], int] = lambda: 0  # answers given from memory (serve.http.repeats)
+    remembered: Callable[[], int] = lambda: 0  # answers held in memory
 
 
 class ServerCollector(Collector):
@@ -113,6 +115,16 @@ class ServerCollector(Collector):
         )
         yield GaugeMetricFamily(
             "fleetkey_posted_licenses", "License files being served", value=s.posted()
+        )
+        yield CounterMetricFamily(
+            "fleetkey_http_recalled_answers",
+            "License answers given from memory (same request, same posted view)",
+            value=s.recalled(),
+        )
+        yield GaugeMetricFamily(
+            "fleetkey_http_remembered_answers",
+            "License answers held in memory for repeated requests",
+            value=s.remembered(),
         )
         tftp = s.tftp()
         if tftp is not None:

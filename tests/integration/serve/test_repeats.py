@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.serve.conftest import (
     MAC,
@@ -180,3 +181,24 @@ def test_a_connection_close_request_after_keep_alive_ones_closes(
         assert head.startswith(b"HTTP/1.1 200 ")
         assert b"\r\nconnection: close" in head.lower()
         assert body == kept.content
+
+
+def memory_metrics(server: RunningServer) -> tuple[float, float]:
+    """(answers given from memory so far, answers held) from /metrics."""
+    text = httpx.get(f"{server.url}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    recalled = families["fleetkey_http_recalled_answers"].samples[0].value
+    held = families["fleetkey_http_remembered_answers"].samples[0].value
+    return recalled, held
+
+
+def test_metrics_count_answers_given_from_memory(repeating: RunningServer) -> None:
+    path = "/000000000000-license.cfg"
+    agent = SP_UA.replace("4.0.15.1047", "4.0.15.1049")  # a request shape not seen before
+    before, _ = memory_metrics(repeating)
+    with httpx.Client(base_url=repeating.url, headers={"user-agent": agent}) as client:
+        answers = fetch(client, path, times=10)
+    assert {r.status_code for r in answers} == {200}
+    after, held = memory_metrics(repeating)
+    assert after - before == 9  # the first was decided, the next nine remembered
+    assert held >= 1

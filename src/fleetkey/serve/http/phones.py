@@ -104,6 +104,11 @@ class PhoneService:
         self.bytes_received = 0
 
     @property
+    def repeats(self) -> Repeats:
+        """The remembered answers (for metrics: how many, how often used)."""
+        return self._repeats
+
+    @property
     def resolver(self) -> ContentResolver:
         """The content resolver, to share with the TFTP server."""
         return self._resolver

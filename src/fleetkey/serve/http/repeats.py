@@ -54,6 +54,7 @@ class Repeats:
         self._limit = limit
         self._view: object = None
         self._answers: dict[_Key, Remembered] = {}
+        self.recalled = 0  # answers given from memory, for metrics
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -67,9 +68,12 @@ class Repeats:
         headers = request.headers
         if not CONDITIONS.isdisjoint(headers):
             return None
-        return self._answers.get(
+        found = self._answers.get(
             (request.method, request.raw_path, headers.get("user-agent"), request.keep_alive)
         )
+        if found is not None:
+            self.recalled += 1
+        return found
 
     def remember(self, request: Request, view: object, answer: Remembered) -> None:
         """Keep ``answer`` for this request's shape; the caller vouches it is pure (above)."""
