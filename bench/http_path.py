@@ -18,24 +18,31 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httptools
-
 from benchfleet import bench_env, issue_phone_licenses
-from fleetkey.authority.datadir import DataDir
-from fleetkey.cli.context import Env
-from fleetkey.cli.serve import GC_THRESHOLDS
-from fleetkey.serve.cache import PostedLicenses
-from fleetkey.serve.content import ContentResolver
-from fleetkey.serve.http.phones import PhoneService, Policies
-from fleetkey.serve.http.protocol import HttpProtocol, Limits
-from fleetkey.serve.identity import Sightings, UnknownPolicy
-from fleetkey.store.fetches import FetchWriter
+
+# bench/http.py (the name issue 4 gives it) would shadow the standard library's http package,
+# which fleetkey and Starlette import: this directory leaves the path once benchfleet is in
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+
+import httptools  # noqa: E402
+
+from fleetkey.authority.datadir import DataDir  # noqa: E402
+from fleetkey.cli.context import Env  # noqa: E402
+from fleetkey.cli.serve import GC_THRESHOLDS  # noqa: E402
+from fleetkey.serve.cache import PostedLicenses  # noqa: E402
+from fleetkey.serve.content import ContentResolver  # noqa: E402
+from fleetkey.serve.http.phones import PhoneService, Policies  # noqa: E402
+from fleetkey.serve.http.protocol import HttpProtocol, Limits  # noqa: E402
+from fleetkey.serve.identity import Sightings, UnknownPolicy  # noqa: E402
+from fleetkey.store.fetches import FetchWriter  # noqa: E402
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: 430\r\n\r\n"
 ANSWER += b"x" * 430
