@@ -23,7 +23,8 @@ _TYPES: Final = {
     ".log": "text/plain",
     ".txt": "text/plain",
 }
-_CONDITIONS: Final = frozenset(("if-none-match", "if-modified-since", "range"))
+# headers that make an answer depend on more than the content: conditionals and ranges
+CONDITIONS: Final = frozenset(("if-none-match", "if-modified-since", "range"))
 _HEADS_MAX: Final = 200_000  # cached header blocks; the cache starts over beyond
 
 
@@ -35,7 +36,7 @@ class Answers:
 
     def answer(self, request: Request, content: Content) -> Response:
         headers = request.headers
-        if content.body is not None and _CONDITIONS.isdisjoint(headers):
+        if content.body is not None and CONDITIONS.isdisjoint(headers):
             key = (content.etag, content.name, request.keep_alive)
             head = self._heads.get(key)
             response = Response(200, body=content.body, content=content)

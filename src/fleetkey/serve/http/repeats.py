@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from fleetkey.serve.content import Content
+from fleetkey.serve.http.answers import CONDITIONS
 from fleetkey.serve.http.messages import Request
 
-CONDITIONS: Final = frozenset(("if-none-match", "if-modified-since", "range"))
 LIMIT: Final = 100_000  # remembered answers (~440 bytes each, 44 MB at most); starts over beyond
 
 
@@ -45,6 +45,16 @@ class Remembered:
 
 
 _Key = tuple[str, bytes, str | None, bool]
+
+
+def _key(request: Request) -> _Key:
+    """The request's shape: all an answer remembered here depends on, besides the view."""
+    return (
+        request.method,
+        request.raw_path,
+        request.headers.get("user-agent"),
+        request.keep_alive,
+    )
 
 
 class Repeats:
@@ -65,12 +75,9 @@ class Repeats:
             self._answers.clear()
             self._view = view
             return None
-        headers = request.headers
-        if not CONDITIONS.isdisjoint(headers):
+        if not CONDITIONS.isdisjoint(request.headers):
             return None
-        found = self._answers.get(
-            (request.method, request.raw_path, headers.get("user-agent"), request.keep_alive)
-        )
+        found = self._answers.get(_key(request))
         if found is not None:
             self.recalled += 1
         return found
@@ -84,5 +91,4 @@ class Repeats:
             self._view = view
         if len(self._answers) >= self._limit:
             self._answers.clear()
-        key = (request.method, request.raw_path, request.headers.get("user-agent"))
-        self._answers[(*key, request.keep_alive)] = answer
+        self._answers[_key(request)] = answer
