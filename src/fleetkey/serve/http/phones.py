@@ -267,13 +267,19 @@ class PhoneService:
             refused.mac = mac
             return refused
         content = self._resolver.resolve(rest, Requester(mac=mac, site=site))
-        if content is None:
-            response = error_response(404, "no such file")
-            response.mac = mac
-            return response
-        response = self._answers.answer(request, content)
+        response = (
+            error_response(404, "no such file")
+            if content is None
+            else self._answers.answer(request, content)
+        )
         response.mac = mac
-        if response.head is not None and content.body is not None and self._repeatable(mac):
+        # a header block is built ahead only for a plain 200 of in-memory content (answers.py)
+        if (
+            content is not None
+            and content.body is not None
+            and response.head is not None
+            and self._repeatable(mac)
+        ):
             self._repeats.remember(
                 request, view, Remembered(content, content.body, response.head, mac)
             )
