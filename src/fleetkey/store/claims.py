@@ -25,6 +25,7 @@ from fleetkey.store.rollouts import TargetState
 from fleetkey.store.schema import PhoneRow, RolloutRow, RolloutTargetRow
 
 SIP_PORT: Final = 5060
+_ROUNDING: Final = 1e-3
 _claims = count(1)
 
 
@@ -115,7 +116,8 @@ def claim_paced(
     ahead_s: float = 0.0,
 ) -> list[Claim]:
     """:func:`claim_due` under the rollout's pace, shared by every executor: at most ``rate``
-    check-syncs a second from all of them together, and ``burst_s`` seconds' worth at once."""
+    check-syncs a second from all of them together, and ``burst_s`` seconds' worth plus one at
+    once."""
     if rate <= 0 or want < 1:
         return []
     session.execute(  # take the rollout's row (its lock) before reading the pace
@@ -126,9 +128,15 @@ def claim_paced(
     row = session.get(RolloutRow, rollout_id, populate_existing=True)
     if row is None:
         raise NotFoundError(f"no rollout {rollout_id}")
-    earliest = utc(now) - timedelta(seconds=burst_s)
+    # Unused pace is kept for a burst plus one check-sync: paced_until moves only by what was
+    # claimed, so the fraction of a check-sync left at one tick is still there at the next.
+    # Kept for a burst alone, a pace below one check-sync per burst would never reach a whole
+    # one (nothing was ever sent), and any other pace would lose its fractions at every tick.
+    earliest = utc(now) - timedelta(seconds=burst_s + 1.0 / rate)
     paced = max(utc(row.paced_until), earliest) if row.paced_until else earliest
-    allowed = min(want, int((utc(now) - paced).total_seconds() * rate))
+    # times are whole microseconds: a thousandth of a check-sync's tolerance keeps 1/rate
+    # seconds (rounded) worth one check-sync
+    allowed = min(want, int((utc(now) - paced).total_seconds() * rate + _ROUNDING))
     claims = claim_due(session, rollout_id, now, allowed, worker, ahead_s=ahead_s)
     row.paced_until = paced + timedelta(seconds=len(claims) / rate)
     return claims

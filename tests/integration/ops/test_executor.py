@@ -38,7 +38,9 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
     process.wait(timeout=20)
 
 
-def rollout_for(store: Store, peer: Peer, phones: int, port: int | None = None) -> int:
+def rollout_for(
+    store: Store, peer: Peer, phones: int, port: int | None = None, capacity: float = 1000
+) -> int:
     """A site open now, ``phones`` phones whose contacts are Kamailio (even UDP, odd TCP)."""
     now = datetime.now(UTC)
     window = (f"{now - timedelta(hours=1):%H}:00", f"{now + timedelta(hours=6):%H}:00")
@@ -56,7 +58,7 @@ def rollout_for(store: Store, peer: Peer, phones: int, port: int | None = None) 
         key = make_license(serial=SITE, type=LicenseType.SITE, expires=now.date() + timedelta(400))
         license_id = record_license(session, key)
     options = PlanOptions(
-        license_id, capacity=1000, slot_seconds=5, deadline=now.date() + timedelta(days=30)
+        license_id, capacity=capacity, slot_seconds=5, deadline=now.date() + timedelta(days=30)
     )
     return save(store, CLOCK, "t", options, plan_license(store, CLOCK, options))
 
@@ -100,6 +102,37 @@ def test_every_phone_is_notified_once_and_unconfirmed_phones_fail_with_the_reaso
     assert state == "done"
     sent = notified(peer) - before
     assert sent == Counter({(f"0004f2{i:06x}", "tcp" if i % 2 else "udp"): 1 for i in range(40)})
+
+
+def test_a_small_rollout_under_a_slow_server_notifies_every_phone_at_its_pace(
+    tmp_path: Path, peer: Peer
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
+    store.upgrade()
+    before = notified(peer)
+    try:
+        rollout_id = rollout_for(store, peer, phones=3, capacity=30)
+        with store.transaction() as session:
+            rate = rollouts.get(session, rollout_id).notifies_per_second
+        settings = ExecutorSettings(
+            confirm_timeout=1.0, max_attempts=1, credentials=("1001", "secret")
+        )
+        executor = Executor(store, CLOCK, rollout_id, settings)
+        report = asyncio.run(asyncio.wait_for(executor.run(), timeout=60))
+        with store.transaction() as session:
+            sent_at = sorted(
+                t.replace(tzinfo=UTC)
+                for t in session.scalars(select(RolloutTargetRow.notified_at))
+                if t is not None
+            )
+    finally:
+        store.close()
+    assert rate < 5  # below one check-sync per 0.2 s burst: the pace that used to stall
+    assert report.notified == 3
+    assert report.answered == {200: 3}
+    assert sum((notified(peer) - before).values()) == 3
+    gaps = [(b - a).total_seconds() for a, b in zip(sent_at, sent_at[1:], strict=False)]
+    assert all(gap >= 1 / rate - 0.05 for gap in gaps)  # and no faster than the plan's pace
 
 
 def test_the_pace_is_held_while_the_servers_answer_503(tmp_path: Path, peer: Peer) -> None:

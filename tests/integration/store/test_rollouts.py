@@ -269,12 +269,36 @@ def test_the_pace_is_shared_by_every_executor(fleet: tuple[Store, FixedClock, in
             taken += claims.claim_paced(
                 session, rollout_id, now, want=500, rate=50.0, burst_s=0.2, worker=worker
             )
-    assert len(taken) == 10  # 0.2 s at 50/s, for all of them together
+    assert len(taken) == 11  # 0.2 s at 50/s and one, for all of them together
     ticks = [now + timedelta(seconds=0.2 * k) for k in range(1, 6)]
     for tick, worker in zip(ticks, ["w2", "w3", "w1", "w2", "w3"], strict=True):
         with store.transaction() as session:
             taken += claims.claim_paced(
                 session, rollout_id, tick, want=500, rate=50.0, burst_s=0.2, worker=worker
             )
-    assert len(taken) == 60  # one more second: 50 more, whoever asks
-    assert len({c.mac for c in taken}) == 60
+    assert len(taken) == 61  # one more second: 50 more, whoever asks
+    assert len({c.mac for c in taken}) == 61
+
+
+@pytest.mark.parametrize("rate", [0.5, 2.0, 3.0, 4.9, 6.0, 13.0])
+def test_any_pace_claims_at_its_rate_even_below_one_check_sync_a_burst(
+    fleet: tuple[Store, FixedClock, int], rate: float
+) -> None:
+    store, _, _ = fleet
+    rollout_id = planned(fleet, rate=10_000)  # every phone due at once
+    start = T0 + timedelta(hours=1)
+    taken = []
+    for tick in range(101):  # 10 s of executor ticks, 0.1 s apart, each with a 0.2 s burst
+        with store.transaction() as session:
+            taken += claims.claim_paced(
+                session,
+                rollout_id,
+                start + timedelta(seconds=0.1 * tick),
+                want=500,
+                rate=rate,
+                burst_s=0.2,
+                worker="w1",
+            )
+    # a burst's worth and one at once, then one every 1/rate seconds: no fraction is lost
+    assert len(taken) == int(0.2 * rate) + 1 + int(10 * rate)
+    assert len({c.mac for c in taken}) == len(taken)
