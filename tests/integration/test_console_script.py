@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VENDOR_FILE
+from tests.helpers import VENDOR_FILE
 
 
 def fleetkey_executable() -> list[str]:

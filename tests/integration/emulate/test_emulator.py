@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_udp_port
 from tests.integration.serve.conftest import (
     SITE,
     RunningServer,
@@ -40,12 +41,6 @@ class Emulation:
         assert self.process.returncode == 0, err
         document: dict[str, object] = json.loads(self.report.read_text())
         return document
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.10.1.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_emulator(server: RunningServer, *args: str, duration: float) -> Emulation:

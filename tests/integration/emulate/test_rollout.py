@@ -19,7 +19,7 @@ from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow, RolloutTargetRow
 from fleetkey.store.store import Store
 
-from tests.integration.emulate.test_emulator import free_udp_port
+from tests.helpers import free_udp_port
 from tests.integration.serve.conftest import fleet_env, fleetkey_command, start_server, wait_for
 
 PHONES = 2000

@@ -26,7 +26,7 @@ from fleetkey.store import alerts
 from fleetkey.store.database import default_url
 from fleetkey.store.store import Store
 
-from tests.conftest import Fleetkey, add_site_fleet, issue_site_license
+from tests.helpers import Fleetkey, add_site_fleet, issue_site_license
 
 SITE = "100000000001"
 

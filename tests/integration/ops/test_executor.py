@@ -4,6 +4,7 @@ answered, unconfirmed phones failed with the reason, and the pace held while ser
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from fleetkey.store.schema import RolloutTargetRow, SiteRow
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, record_license
 
-from tests.integration.ops.test_notifier import Peer, free_port, start_kamailio
+from tests.helpers import Peer, free_port, start_kamailio
 
 SITE = "100000000001"
 CLOCK = SystemClock()
@@ -131,7 +132,7 @@ def test_a_small_rollout_under_a_slow_server_notifies_every_phone_at_its_pace(
     assert report.notified == 3
     assert report.answered == {200: 3}
     assert sum((notified(peer) - before).values()) == 3
-    gaps = [(b - a).total_seconds() for a, b in zip(sent_at, sent_at[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(sent_at)]
     assert all(gap >= 1 / rate - 0.05 for gap in gaps)  # and no faster than the plan's pace
 
 

@@ -3,110 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from fleetkey.core.sip import Contact
 from fleetkey.ops.notifier import Notifier, NotifyResult
 
-KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
-MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-CONFIG = """#!KAMAILIO
-debug=2
-log_stderror=yes
-children=1
-tcp_children=1
-auto_aliases=no
-listen=udp:127.0.0.1:{port}
-listen=tcp:127.0.0.1:{port}
-loadpath "{modules}"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "xlog.so"
-loadmodule "auth.so"
-loadmodule "textops.so"
-request_route {{
-    if (is_method("NOTIFY")) {{
-        if ({challenge} && !pv_www_authenticate("PolycomSPIP", "secret", "0")) {{
-            xlog("L_NOTICE", "PEER challenge proto=$pr callid=$ci cseq=$cs\\n");
-            www_challenge("PolycomSPIP", "0");
-            exit;
-        }}
-        xlog("L_NOTICE", "PEER notify proto=$pr event=[$hdr(Event)] callid=$ci cseq=$cs "
-                         "user=[$au] ruri=$ru\\n");
-        sl_send_reply("200", "OK");
-        exit;
-    }}
-    sl_send_reply("405", "Method Not Allowed");
-}}
-"""
-
-
-@dataclass
-class Peer:
-    port: int
-    log: Path
-    challenging: bool
-
-    def contact(self, transport: str = "udp") -> Contact:
-        suffix = ";transport=tcp" if transport == "tcp" else ""
-        return Contact.parse(f"sip:0004f2000001@127.0.0.1:{self.port}{suffix}")
-
-    def lines(self, kind: str) -> list[dict[str, str]]:
-        found = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if f"PEER {kind} " in line:
-                tail = line.split(f"PEER {kind} ", 1)[1]
-                found.append(dict(re.findall(r"(\w+)=(\[[^\]]*\]|\S+)", tail)))
-        return found
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no free port")
-
-
-def start_kamailio(directory: Path, challenge: bool) -> tuple[Peer, subprocess.Popen[bytes]]:
-    port = free_port()
-    config = directory / "kamailio.cfg"
-    config.write_text(
-        CONFIG.format(port=port, modules=MODULES, challenge="1" if challenge else "0")
-    )
-    log = directory / "kamailio.log"
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            [KAMAILIO, "-f", str(config), "-DD", "-E", "-Y", str(directory),
-             "-P", str(directory / "kamailio.pid"), "-w", str(directory)],
-            stdout=handle, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return Peer(port, log, challenge), process
-        if process.poll() is not None:
-            raise AssertionError(f"kamailio exited: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("kamailio did not start listening")
+from tests.helpers import Peer, free_port, start_kamailio
 
 
 def running(tmp_path_factory: pytest.TempPathFactory, challenge: bool) -> Iterator[Peer]:

@@ -18,7 +18,7 @@ from fleetkey.store.records import LicenseOrigin, LicenseState
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, trusted_keys_for
 
-from tests.conftest import VENDOR_FILE
+from tests.helpers import VENDOR_FILE
 
 CLOCK = FixedClock()
 TODAY = date(2026, 1, 1)

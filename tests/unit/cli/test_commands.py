@@ -13,7 +13,7 @@ from fleetkey.core.codec import serialize_keys
 from fleetkey.core.signing import SigningKey
 from fleetkey.testing import make_license
 
-from tests.conftest import VENDOR_FILE, Fleetkey
+from tests.helpers import VENDOR_FILE, Fleetkey
 
 SITE_FILE = "000000000000-license.cfg"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Fleetkey
+from tests.helpers import Fleetkey
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Fleetkey, add_site_fleet, issue_site_license
+from tests.helpers import Fleetkey, add_site_fleet, issue_site_license
 
 SITE = "100000000001"
 

@@ -14,7 +14,7 @@ from fleetkey.store import fetches
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
 
-from tests.conftest import VENDOR_FILE, Fleetkey
+from tests.helpers import VENDOR_FILE, Fleetkey
 from tests.pg import PostgresServer
 
 PHONES = (

@@ -27,7 +27,7 @@ from fleetkey.errors import (
 )
 from fleetkey.testing import make_license
 
-from tests.conftest import VENDOR_FILE
+from tests.helpers import VENDOR_FILE
 
 HEAD = "<?xml version='1.0' encoding='ISO-8859-1' standalone='yes'?>\n"
 SIG = "ab" * 64

@@ -15,7 +15,7 @@ from fleetkey.core.terms import NEVER
 from fleetkey.errors import KeyringError, PassphraseError, SignatureError
 from fleetkey.testing import make_license, signing_key_for, trusted_keys_for
 
-from tests.conftest import VENDOR_FILE
+from tests.helpers import VENDOR_FILE
 
 HEX = "0123456789abcdef"
 

@@ -1,0 +1,171 @@
+"""Helpers shared by test modules (never a test module importing another one).
+
+Fixtures stay in the conftest files; what several test modules call directly lives here: the
+in-process CLI runner, a small site fleet built through the CLI, free ports, and a Kamailio SIP
+peer for the check-sync client and the rollout executor.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from fleetkey.cli.main import cli
+from fleetkey.core.sip import Contact
+
+INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
+VENDOR_FILE = INTEROP / "vendor-site-license.cfg"
+PASSPHRASE = "correct horse battery staple"  # noqa: S105  # the tests' own throwaway passphrase
+SITE_SERIAL = "100000000001"
+
+
+class Fleetkey:
+    """Runs ``fleetkey`` commands in-process; stdout and stderr kept apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0, input: str | None = None) -> Result:
+        result = self.runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+        assert result.exit_code == code, (
+            f"fleetkey {' '.join(args)} exited {result.exit_code}, expected {code}\n"
+            f"stdout: {result.stdout}\nstderr: {result.stderr}"
+        )
+        return result
+
+
+def add_site_fleet(
+    fleetkey: Fleetkey,
+    data: Path,
+    *,
+    phones: int,
+    tz: str = "Europe/Berlin",
+    window: str = "22:00-05:00",
+) -> None:
+    """Through the CLI: site 100000000001 and ``phones`` VVX 500s (MACs 0004f2000000, …)."""
+    fleetkey("sites", "add", SITE_SERIAL, "--name", "HQ", "--tz", tz, "--window", window)
+    csv = data.parent / "phones.csv"
+    rows = "".join(f"0004f2{i:06x},{SITE_SERIAL},VVX_500\n" for i in range(phones))
+    csv.write_text("mac,site,model\n" + rows)
+    fleetkey("phones", "import", str(csv))
+
+
+def issue_site_license(fleetkey: Fleetkey, expires: date) -> None:
+    """Through the CLI: a corporate-directory site license for 100000000001, posted."""
+    fleetkey(
+        "issue",
+        "site",
+        "--serial",
+        SITE_SERIAL,
+        "--features",
+        "corporate-directory",
+        "--expires",
+        expires.isoformat(),
+    )
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no free port")
+
+
+def free_udp_port(host: str = "127.10.1.1") -> int:
+    """A UDP port free on ``host`` (by default the first emulated phone's address)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
+MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+CONFIG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children=1
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+loadpath "{modules}"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "auth.so"
+loadmodule "textops.so"
+request_route {{
+    if (is_method("NOTIFY")) {{
+        if ({challenge} && !pv_www_authenticate("PolycomSPIP", "secret", "0")) {{
+            xlog("L_NOTICE", "PEER challenge proto=$pr callid=$ci cseq=$cs\\n");
+            www_challenge("PolycomSPIP", "0");
+            exit;
+        }}
+        xlog("L_NOTICE", "PEER notify proto=$pr event=[$hdr(Event)] callid=$ci cseq=$cs "
+                         "user=[$au] ruri=$ru\\n");
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    sl_send_reply("405", "Method Not Allowed");
+}}
+"""
+
+
+@dataclass
+class Peer:
+    port: int
+    log: Path
+    challenging: bool
+
+    def contact(self, transport: str = "udp") -> Contact:
+        suffix = ";transport=tcp" if transport == "tcp" else ""
+        return Contact.parse(f"sip:0004f2000001@127.0.0.1:{self.port}{suffix}")
+
+    def lines(self, kind: str) -> list[dict[str, str]]:
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if f"PEER {kind} " in line:
+                tail = line.split(f"PEER {kind} ", 1)[1]
+                found.append(dict(re.findall(r"(\w+)=(\[[^\]]*\]|\S+)", tail)))
+        return found
+
+
+def start_kamailio(directory: Path, challenge: bool) -> tuple[Peer, subprocess.Popen[bytes]]:
+    port = free_port()
+    config = directory / "kamailio.cfg"
+    config.write_text(
+        CONFIG.format(port=port, modules=MODULES, challenge="1" if challenge else "0")
+    )
+    log = directory / "kamailio.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [KAMAILIO, "-f", str(config), "-DD", "-E", "-Y", str(directory),
+             "-P", str(directory / "kamailio.pid"), "-w", str(directory)],
+            stdout=handle, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return Peer(port, log, challenge), process
+        if process.poll() is not None:
+            raise AssertionError(f"kamailio exited: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("kamailio did not start listening")
