@@ -1,4 +1,4 @@
-"""Every error fleetkey raises on purpose.
+"""Every error fleetkey raises on purpose: the whole tree is here, and only here.
 
 The tree::
 
@@ -15,12 +15,31 @@ The tree::
     ├── SignatureError                a signature does not verify against any trusted key
     ├── KeyringError                  the keyring: unknown key, wrong or missing passphrase, bad PEM
     │   └── PassphraseError           the passphrase is missing or does not open the key
-    └── InputError                    operator input (a CSV row, a date, a MAC) is not acceptable
+    ├── InputError                    operator input (a CSV row, a date, a MAC) is not acceptable
+    │   ├── RowError                  bad rows of a CSV, each by its line (``problems``)
+    │   ├── RequestPathError          a request path fleetkey refuses to serve (``reason``)
+    │   ├── SipFormatError            a SIP contact URI or challenge fleetkey cannot use
+    │   └── UploadRefusedError        a name phones do not upload (still in serve/uploads.py)
+    ├── NotFoundError                 a site, phone, license or rollout that does not exist
+    ├── NotInitializedError           the data directory has not been set up
+    ├── TokenFileError                the admin API token file is not one fleetkey wrote
+    ├── DatabaseError                 the database cannot be opened, or is at another schema
+    ├── QueueFullError                the fetch-record queue stayed full for the whole timeout
+    ├── PlanInfeasibleError           a rollout's phones do not fit before its deadline
+    └── CommandFailedError            a check the operator ran failed (verify, audit verify, import)
+
+Errors carry their context as attributes (``source``, ``key_index``, ``problems``, ``reason``,
+``left``); ``hint`` says what the user can do about it.
 
 This module imports nothing from fleetkey.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+ROWS_SHOWN: Final = 50  # bad CSV rows a RowError prints; the rest are counted
 
 
 class FleetkeyError(Exception):
@@ -112,3 +131,67 @@ class PassphraseError(KeyringError):
 
 class InputError(FleetkeyError):
     """Operator input (a CSV row, a date, a MAC, a feature list) is not acceptable."""
+
+
+class RowError(InputError):
+    """Bad rows in a CSV; ``problems`` names each line. Nothing was done with any row."""
+
+    def __init__(self, source: str, problems: Sequence[str], outcome: str) -> None:
+        shown = "\n  ".join(problems[:ROWS_SHOWN])
+        more = (
+            f"\n  ... and {len(problems) - ROWS_SHOWN} more" if len(problems) > ROWS_SHOWN else ""
+        )
+        super().__init__(f"{source}: {len(problems)} bad row(s), {outcome}:\n  {shown}{more}")
+        self.problems = list(problems)
+
+
+class RequestPathError(InputError):
+    """A request path fleetkey refuses to serve; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"refused path: {reason}")
+        self.reason = reason
+
+
+class SipFormatError(InputError):
+    """A SIP contact URI or challenge fleetkey cannot use."""
+
+
+class NotFoundError(FleetkeyError):
+    """A site, phone, license or rollout that does not exist."""
+
+
+class NotInitializedError(FleetkeyError):
+    """The data directory has not been set up."""
+
+    hint = "run `fleetkey init` first (FLEETKEY_DATA chooses the directory)"
+
+
+class TokenFileError(FleetkeyError):
+    """The token file exists but is not one fleetkey wrote."""
+
+
+class DatabaseError(FleetkeyError):
+    """The database cannot be opened, or is not at the schema fleetkey expects."""
+
+
+class QueueFullError(FleetkeyError):
+    """The fetch-record queue stayed full for the whole timeout."""
+
+
+class PlanInfeasibleError(FleetkeyError):
+    """The phones do not fit before the deadline; the message says what would be needed.
+
+    ``left`` counts the phones left over per site; ``needed_capacity`` is the capacity that
+    would have fitted them (None when more capacity would not help).
+    """
+
+    def __init__(self, message: str, left: dict[str, int], needed_capacity: float | None) -> None:
+        super().__init__(message)
+        self.left = left
+        self.needed_capacity = needed_capacity
+
+
+class CommandFailedError(FleetkeyError):
+    """A check the operator ran failed (a file that does not verify, a broken audit chain,
+    files that do not parse); the message lists why."""

@@ -22,11 +22,10 @@ from fleetkey.authority.keyring import Keyring
 from fleetkey.authority.tokens import token_matches
 from fleetkey.clock import Clock, today
 from fleetkey.core.license import LicenseType
-from fleetkey.errors import FleetkeyError
+from fleetkey.errors import FleetkeyError, NotFoundError
 from fleetkey.ops import alerts as alerting
 from fleetkey.ops import licensing
 from fleetkey.store import alerts, fetches, inventory, registry, rollouts
-from fleetkey.store.inventory import NotFoundError
 from fleetkey.store.records import FetchRecord, LicenseState, Site, license_json
 from fleetkey.store.store import Store
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetkey.core.features import FeatureCatalog, default_catalog, parse_catalog
-from fleetkey.errors import FleetkeyError
+from fleetkey.errors import NotInitializedError
 
 DATA_ENV: Final = "FLEETKEY_DATA"
 DEFAULT_DATA: Final = "fleetkey-data"
@@ -31,12 +31,6 @@ FEATURES_TEMPLATE: Final = """\
 # name = "h323"
 # description = "H.323 video calling on VVX 1500"
 """
-
-
-class NotInitializedError(FleetkeyError):
-    """The data directory has not been set up."""
-
-    hint = "run `fleetkey init` first (FLEETKEY_DATA chooses the directory)"
 
 
 @dataclass(frozen=True, slots=True)

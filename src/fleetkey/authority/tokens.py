@@ -13,13 +13,9 @@ from pathlib import Path
 from typing import Final
 
 from fleetkey.authority.files import atomic_write
-from fleetkey.errors import FleetkeyError
+from fleetkey.errors import TokenFileError
 
 PREFIX: Final = "sha256:"
-
-
-class TokenFileError(FleetkeyError):
-    """The token file exists but is not one fleetkey wrote."""
 
 
 def create_token(path: Path) -> str:

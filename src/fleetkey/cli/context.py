@@ -85,10 +85,6 @@ def pass_env(function: Callable[Concatenate[Env, P], R]) -> Callable[P, R]:
     return update_wrapper(wrapper, function)
 
 
-class CommandFailedError(FleetkeyError):
-    """A command's check failed (verify); the message lists why."""
-
-
 class FleetkeyGroup(click.Group):
     """The root group: turns FleetkeyError and OSError into ``error: …`` + hint, exit 1."""
 

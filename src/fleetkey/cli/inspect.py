@@ -10,14 +10,14 @@ import click
 
 from fleetkey.authority.checking import check_files
 from fleetkey.authority.files import read_license
-from fleetkey.cli.context import CommandFailedError, Env, pass_env
+from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.render import key_table, key_title, key_to_json
 from fleetkey.clock import today
 from fleetkey.core.license import LicenseType
 from fleetkey.core.naming import key_misfit, normalize_mac
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.terms import format_term
-from fleetkey.errors import InputError
+from fleetkey.errors import CommandFailedError, InputError
 
 
 def _trusted(env: Env) -> TrustedKeys:

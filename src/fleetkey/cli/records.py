@@ -10,11 +10,11 @@ import click
 from rich.table import Table
 
 from fleetkey.authority.checking import check_files
-from fleetkey.cli.context import CommandFailedError, Env, pass_env
+from fleetkey.cli.context import Env, pass_env
 from fleetkey.clock import today
 from fleetkey.core.naming import license_file_type
 from fleetkey.core.signing import TrustedKeys
-from fleetkey.errors import InputError
+from fleetkey.errors import CommandFailedError, InputError
 from fleetkey.ops import licensing
 from fleetkey.store import audit as audit_trail
 from fleetkey.store import fetches as fetch_records

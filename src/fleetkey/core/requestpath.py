@@ -14,21 +14,15 @@ import re
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from fleetkey.errors import InputError
+from fleetkey.errors import (
+    RequestPathError as RequestPathError,  # re-exported for serve/, which moves to fleetkey.errors
+)
 
 MAX_PATH_BYTES: Final = 1024  # longer than any provisioning path (domain.md §4: 255 per name)
 MAX_SEGMENTS: Final = 16
 MAX_SEGMENT_BYTES: Final = 255  # domain.md §4: APP_FILE_PATH and each CONFIG_FILES entry ≤ 255
 _BAD_ESCAPE: Final = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _FORBIDDEN: Final = frozenset(chr(c) for c in (*range(0x20), 0x7F)) | {"\\", "%"}
-
-
-class RequestPathError(InputError):
-    """A request path fleetkey refuses to serve; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"refused path: {reason}")
-        self.reason = reason
 
 
 def url_path_segments(raw: bytes) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from fleetkey.errors import InputError
+from fleetkey.errors import SipFormatError
 
 MAX_MESSAGE: Final = 8192
 DEFAULT_PORT: Final = 5060
@@ -26,10 +26,6 @@ _CONTACT = re.compile(
     r"<?sip:(?:(?P<user>[^@;>\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)"
     r"(?::(?P<port>\d{1,5}))?(?P<params>(?:;[^;>\s]*)*)>?"
 )
-
-
-class SipFormatError(InputError):
-    """A SIP contact URI or challenge fleetkey cannot use."""
 
 
 @dataclass(frozen=True, slots=True)

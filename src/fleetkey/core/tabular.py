@@ -9,22 +9,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Sequence
-from typing import Final, TypeVar
+from typing import TypeVar
 
-from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.errors import FleetkeyError, InputError, RowError
 
 T = TypeVar("T")
-SHOWN: Final = 50  # problems printed; the rest are counted
-
-
-class RowError(InputError):
-    """Bad rows in a CSV; ``problems`` names each line. Nothing was done with any row."""
-
-    def __init__(self, source: str, problems: Sequence[str], outcome: str) -> None:
-        shown = "\n  ".join(problems[:SHOWN])
-        more = f"\n  ... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
-        super().__init__(f"{source}: {len(problems)} bad row(s), {outcome}:\n  {shown}{more}")
-        self.problems = list(problems)
 
 
 def read_rows(

@@ -21,8 +21,8 @@ from typing import Final
 
 from fleetkey.clock import Clock
 from fleetkey.core.rollout.windows import Window, open_intervals
-from fleetkey.core.sip import Contact, SipFormatError
-from fleetkey.errors import FleetkeyError
+from fleetkey.core.sip import Contact
+from fleetkey.errors import FleetkeyError, SipFormatError
 from fleetkey.ops.notifier import Notifier, NotifyResult
 from fleetkey.store import claims as claiming
 from fleetkey.store import confirmation, fetches, inventory, registry, rollouts

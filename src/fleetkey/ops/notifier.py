@@ -19,12 +19,12 @@ from typing import Final, cast
 from fleetkey.core.sip import (
     Contact,
     Dialog,
-    SipFormatError,
     SipMessage,
     authorize,
     check_sync,
     parse_response,
 )
+from fleetkey.errors import SipFormatError
 
 T1: Final = 0.5
 T2: Final = 4.0

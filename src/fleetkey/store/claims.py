@@ -19,7 +19,7 @@ from typing import Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from fleetkey.store.inventory import NotFoundError
+from fleetkey.errors import NotFoundError
 from fleetkey.store.records import utc
 from fleetkey.store.rollouts import TargetState
 from fleetkey.store.schema import PhoneRow, RolloutRow, RolloutTargetRow

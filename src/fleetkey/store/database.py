@@ -11,14 +11,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fleetkey.errors import FleetkeyError
+from fleetkey.errors import DatabaseError
 
 DB_ENV: Final = "FLEETKEY_DB"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000  # writers queue on SQLite's lock instead of failing
-
-
-class DatabaseError(FleetkeyError):
-    """The database cannot be opened, or is not at the schema fleetkey expects."""
 
 
 def default_url(data_root: Path) -> str:

@@ -29,6 +29,9 @@ from sqlalchemy.orm import Session
 
 from fleetkey.core.naming import normalize_mac
 from fleetkey.errors import FleetkeyError
+from fleetkey.errors import (
+    QueueFullError as QueueFullError,  # re-exported for serve/, which moves to fleetkey.errors
+)
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import FetchRecord, utc
 from fleetkey.store.schema import FetchRow, epoch_micros
@@ -41,10 +44,6 @@ CAPACITY: Final = 100_000
 RETRIES: Final = 3
 WRITER_CACHE_KIB: Final = 64 * 1024  # SQLite page cache of the connection writing records
 HEALTH_SAMPLE: Final = 5000  # newest records a health reading looks at
-
-
-class QueueFullError(FleetkeyError):
-    """The fetch-record queue stayed full for the whole timeout."""
 
 
 _COLUMNS: Final = (

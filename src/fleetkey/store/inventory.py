@@ -13,7 +13,10 @@ from sqlalchemy.orm import Session
 from fleetkey.clock import Clock
 from fleetkey.core.naming import normalize_mac, normalize_site_serial
 from fleetkey.core.tabular import read_rows
-from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.errors import InputError
+from fleetkey.errors import (
+    NotFoundError as NotFoundError,  # re-exported for serve/, which moves to fleetkey.errors
+)
 from fleetkey.store import audit
 from fleetkey.store.credentials import digest_ha1, hash_passwords
 from fleetkey.store.records import Phone, Site, utc
@@ -25,10 +28,6 @@ LOOKUP_CHUNK: Final = 1000  # bound parameters per IN (...): SQLite allows 32766
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _TEXT = re.compile(r"[\x20-\x7e]{1,64}")  # printable ASCII: what phones carry in their config
 _SIP_URI = re.compile(r"sips?:[^\s<>\"]{1,250}")
-
-
-class NotFoundError(FleetkeyError):
-    """A site, phone or license that does not exist."""
 
 
 def parse_window(text: str) -> tuple[str, str]:

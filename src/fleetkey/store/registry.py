@@ -14,9 +14,8 @@ from fleetkey.clock import Clock
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import EPOCH, NEVER, Term, format_term, parse_term
-from fleetkey.errors import InputError
+from fleetkey.errors import InputError, NotFoundError
 from fleetkey.store import audit
-from fleetkey.store.inventory import NotFoundError
 from fleetkey.store.records import LicenseOrigin, LicenseState, StoredLicense, utc
 from fleetkey.store.schema import LicenseRow
 

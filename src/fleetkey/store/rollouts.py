@@ -21,10 +21,9 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
-from fleetkey.errors import InputError
+from fleetkey.errors import InputError, NotFoundError
 from fleetkey.store import audit
 from fleetkey.store.database import PARAM_MARKERS
-from fleetkey.store.inventory import NotFoundError
 from fleetkey.store.records import sqlite_time, utc
 from fleetkey.store.schema import RolloutRow, RolloutTargetRow
 

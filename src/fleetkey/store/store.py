@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from fleetkey.errors import DatabaseError
 from fleetkey.store import migrate
-from fleetkey.store.database import DatabaseError, open_engine, session_factory
+from fleetkey.store.database import open_engine, session_factory
 
 
 class Store:

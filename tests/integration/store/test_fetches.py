@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from fleetkey.errors import QueueFullError
 from fleetkey.store import fetches
-from fleetkey.store.fetches import FetchWriter, QueueFullError
+from fleetkey.store.fetches import FetchWriter
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
 

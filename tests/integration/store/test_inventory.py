@@ -6,8 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fleetkey.clock import FixedClock
-from fleetkey.core.tabular import RowError
-from fleetkey.errors import InputError
+from fleetkey.errors import InputError, NotFoundError, RowError
 from fleetkey.store import audit, inventory
 from fleetkey.store.credentials import check_password, digest_ha1
 from fleetkey.store.records import Site
@@ -172,7 +171,7 @@ class TestPhoneImport:
 
     def test_unknown_phone_is_not_found(self, with_site: Store) -> None:
         with (
-            pytest.raises(inventory.NotFoundError, match="phone 0004f2000042 is not in the"),
+            pytest.raises(NotFoundError, match="phone 0004f2000042 is not in the"),
             with_site.transaction() as session,
         ):
             inventory.phone(session, "0004f2000042")

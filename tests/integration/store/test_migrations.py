@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from fleetkey.errors import DatabaseError
 from fleetkey.store import fetches, migrate
-from fleetkey.store.database import DatabaseError
 from fleetkey.store.store import Store
 
 

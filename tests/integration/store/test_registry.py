@@ -11,9 +11,8 @@ from fleetkey.core.codec import parse_license_file, serialize_keys
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import NEVER
-from fleetkey.errors import InputError
+from fleetkey.errors import InputError, NotFoundError
 from fleetkey.store import audit, registry
-from fleetkey.store.inventory import NotFoundError
 from fleetkey.store.records import LicenseOrigin, LicenseState
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, trusted_keys_for

@@ -10,9 +10,8 @@ from fleetkey.authority import batch as batch_module
 from fleetkey.authority.batch import issue_batch, parse_batch_csv
 from fleetkey.authority.files import read_license
 from fleetkey.core.features import default_catalog
-from fleetkey.core.tabular import RowError
 from fleetkey.core.terms import NEVER
-from fleetkey.errors import InputError
+from fleetkey.errors import InputError, RowError
 from fleetkey.testing import signing_key_for, trusted_keys_for
 
 HEADER = "mac,features,expires\n"

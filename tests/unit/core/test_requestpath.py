@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleetkey.core.requestpath import RequestPathError, filename_segments, url_path_segments
+from fleetkey.core.requestpath import filename_segments, url_path_segments
+from fleetkey.errors import RequestPathError
 
 
 @pytest.mark.parametrize(

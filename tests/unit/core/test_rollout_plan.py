@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 from fleetkey.core.rollout.plan import (
     BootCost,
     Plan,
-    PlanInfeasibleError,
     PlanInput,
     SitePhones,
     plan_rollout,
 )
 from fleetkey.core.rollout.windows import Window, open_intervals
-from fleetkey.errors import InputError
+from fleetkey.errors import InputError, PlanInfeasibleError
 
 START = datetime(2027, 3, 20, 12, 0, tzinfo=UTC)  # a week before Europe's DST change
 COST = BootCost(requests=10, bytes=40_000, seconds=60, source="test profile")

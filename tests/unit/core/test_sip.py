@@ -7,7 +7,6 @@ import pytest
 from fleetkey.core.sip import (
     Contact,
     Dialog,
-    SipFormatError,
     authorize,
     check_sync,
     digest_params,
@@ -15,6 +14,7 @@ from fleetkey.core.sip import (
     parse_request,
     parse_response,
 )
+from fleetkey.errors import SipFormatError
 
 DIALOG = Dialog("127.0.0.1", 5070, "udp", "call-1", "tag-1")
 

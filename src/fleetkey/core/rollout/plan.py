@@ -22,19 +22,10 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from fleetkey.core.rollout.windows import Window, open_intervals
-from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.errors import InputError, PlanInfeasibleError
 
 MAX_SLOTS: Final = 5_000_000  # 58 days at 1-second slots: a few seconds of filling at worst
 SHOWN: Final = 10  # sites named in an infeasibility message
-
-
-class PlanInfeasibleError(FleetkeyError):
-    """The phones do not fit before the deadline; the message says what would be needed."""
-
-    def __init__(self, message: str, left: dict[str, int], needed_capacity: float | None) -> None:
-        super().__init__(message)
-        self.left = left
-        self.needed_capacity = needed_capacity
 
 
 @dataclass(frozen=True, slots=True)
