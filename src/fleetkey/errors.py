@@ -19,6 +19,7 @@ The tree::
     │   ├── RowError                  bad rows of a CSV, each by its line (``problems``)
     │   ├── RequestPathError          a request path fleetkey refuses to serve (``reason``)
     │   ├── SipFormatError            a SIP contact URI or challenge fleetkey cannot use
+    │   ├── DigestError               a Digest challenge fleetkey cannot answer (not MD5, no auth)
     │   └── UploadRefusedError        a name phones do not upload (still in serve/uploads.py)
     ├── NotFoundError                 a site, phone, license or rollout that does not exist
     ├── NotInitializedError           the data directory has not been set up
@@ -155,6 +156,10 @@ class RequestPathError(InputError):
 
 class SipFormatError(InputError):
     """A SIP contact URI or challenge fleetkey cannot use."""
+
+
+class DigestError(InputError):
+    """A Digest challenge fleetkey cannot answer: no nonce, not MD5, no ``qop=auth``."""
 
 
 class NotFoundError(FleetkeyError):

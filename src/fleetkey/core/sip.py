@@ -1,7 +1,7 @@
-"""SIP messages for check-sync (RFC 3261), without I/O: parsing, building NOTIFY, digest.
+"""SIP messages for check-sync (RFC 3261), without I/O: parsing and building NOTIFY.
 
 Only what fleetkey speaks: out-of-dialog ``NOTIFY`` with ``Event: check-sync`` (domain.md §5.5),
-``OPTIONS``, and their responses; RFC 2617/8760 MD5 digest with and without ``qop=auth``. The
+``OPTIONS``, and their responses; their digest authentication is ``fleetkey.core.digest``'s. The
 emulated phone (UAS) and the rollout executor (UAC) share this module, so both ends agree on
 the wire. Full SIP stacks for Python are either unmaintained (aiosip, pysip) or pull in a C
 library (pjsua2); none offers a plain NOTIFY client transaction over UDP and TCP, which is all
@@ -10,7 +10,6 @@ the executor needs — hence this small codec (docs/operations.md).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -21,7 +20,6 @@ MAX_MESSAGE: Final = 8192
 DEFAULT_PORT: Final = 5060
 COMPACT: Final = {"v": "via", "f": "from", "t": "to", "i": "call-id", "o": "event",
                   "l": "content-length", "m": "contact"}  # fmt: skip
-_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]*))')
 _CONTACT = re.compile(
     r"<?sip:(?:(?P<user>[^@;>\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)"
     r"(?::(?P<port>\d{1,5}))?(?P<params>(?:;[^;>\s]*)*)>?"
@@ -151,48 +149,3 @@ def check_sync(
         lines.append(authorization)
     lines += ["Content-Length: 0", "", ""]
     return "\r\n".join(lines).encode("utf-8")
-
-
-def md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-
-
-def digest_params(header: str) -> dict[str, str]:
-    """``Digest realm="x", nonce="y"`` → {"realm": "x", "nonce": "y"} (empty when not Digest)."""
-    scheme, _, rest = header.strip().partition(" ")
-    if scheme.lower() != "digest":
-        return {}
-    return {name.lower(): quoted or bare for name, quoted, bare in _PARAM.findall(rest)}
-
-
-def digest_response(params: dict[str, str], method: str, uri: str, user: str, password: str) -> str:
-    """The ``response`` value RFC 2617 asks for (MD5; ``qop=auth`` when ``params`` has it)."""
-    ha1 = md5(f"{user}:{params.get('realm', '')}:{password}")
-    ha2 = md5(f"{method}:{uri}")
-    nonce = params.get("nonce", "")
-    if "qop" in params:
-        return md5(f"{ha1}:{nonce}:{params['nc']}:{params['cnonce']}:{params['qop']}:{ha2}")
-    return md5(f"{ha1}:{nonce}:{ha2}")
-
-
-def authorize(challenge: str, method: str, uri: str, user: str, password: str, cnonce: str) -> str:
-    """The ``Authorization`` header value that answers a ``WWW-Authenticate`` challenge."""
-    offered = digest_params(challenge)
-    if not offered.get("nonce") or "realm" not in offered:
-        raise SipFormatError(f"challenge {challenge[:80]!r} is not a Digest challenge with a nonce")
-    if offered.get("algorithm", "MD5").upper() != "MD5":
-        raise SipFormatError(f"challenge algorithm {offered['algorithm']!r} is not MD5")
-    qops = [q.strip() for q in offered.get("qop", "").split(",") if q.strip()]
-    params = {"realm": offered["realm"], "nonce": offered["nonce"]}
-    if qops and "auth" not in qops:
-        raise SipFormatError(f"challenge qop {offered['qop']!r} does not offer auth")
-    if qops:
-        params |= {"qop": "auth", "nc": "00000001", "cnonce": cnonce}
-    response = digest_response(params, method, uri, user, password)
-    fields = [f'username="{user}"', f'realm="{params["realm"]}"', f'nonce="{params["nonce"]}"',
-              f'uri="{uri}"', f'response="{response}"', "algorithm=MD5"]  # fmt: skip
-    if qops:
-        fields += ["qop=auth", f"nc={params['nc']}", f'cnonce="{cnonce}"']
-    if "opaque" in offered:
-        fields.append(f'opaque="{offered["opaque"]}"')
-    return "Digest " + ", ".join(fields)

@@ -18,7 +18,8 @@ import os
 from collections.abc import Callable
 from typing import Final, cast
 
-from fleetkey.core.sip import SipMessage, digest_params, digest_response, parse_request
+from fleetkey.core import digest
+from fleetkey.core.sip import SipMessage, parse_request
 
 REALM: Final = "PolycomSPIP"
 _NEEDED: Final = ("via", "from", "to", "call-id", "cseq")
@@ -98,7 +99,7 @@ class SipPhone(asyncio.DatagramProtocol):
                 return self._answer(message, 405, "Method Not Allowed", allow), None
             return self._answer(message, 501, "Not Implemented"), None
         if self._credentials is not None and not self._authorized(message):
-            challenge = f'Digest realm="{REALM}", nonce="{self._nonce()}", algorithm=MD5'
+            challenge = digest.challenge(REALM, self._nonce(), qop=False)
             return self._answer(
                 message, 401, "Unauthorized", [("WWW-Authenticate", challenge)]
             ), None
@@ -115,10 +116,9 @@ class SipPhone(asyncio.DatagramProtocol):
         return stamp + hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:16]
 
     def _authorized(self, message: SipMessage) -> bool:
-        header = message.get("authorization") or ""
-        if not header.lower().startswith("digest "):
+        params = digest.parse_header(message.get("authorization") or "")
+        if params is None:
             return False
-        params = digest_params(header)
         nonce = params.get("nonce", "")
         stamp, mac = nonce[:16], nonce[16:]
         expected_mac = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:16]
@@ -129,7 +129,9 @@ class SipPhone(asyncio.DatagramProtocol):
             return False
         if "qop" in params and not ("nc" in params and "cnonce" in params):
             return False
-        expected = digest_response(params, message.method, params.get("uri", ""), user, password)
+        expected = digest.expected_response(
+            digest.ha1(user, REALM, password), message.method, params
+        )
         return hmac.compare_digest(expected, params.get("response", ""))
 
     def _answer(

@@ -16,15 +16,15 @@ import time
 from dataclasses import dataclass
 from typing import Final, cast
 
+from fleetkey.core.digest import Challenge
 from fleetkey.core.sip import (
     Contact,
     Dialog,
     SipMessage,
-    authorize,
     check_sync,
     parse_response,
 )
-from fleetkey.errors import SipFormatError
+from fleetkey.errors import DigestError, SipFormatError
 
 T1: Final = 0.5
 T2: Final = 4.0
@@ -98,7 +98,7 @@ class Notifier:
         if answer is not None and answer.status in (401, 407) and self._credentials:
             try:
                 authorization = self._authorization(answer, contact)
-            except SipFormatError as exc:
+            except (SipFormatError, DigestError) as exc:
                 return NotifyResult(answer.status, str(exc), total, time.monotonic() - began)
             answer, sends = await self._udp(contact, dialog, 2, reboot, authorization)
             total += sends
@@ -167,7 +167,7 @@ class Notifier:
                 if cseq == 1:
                     authorization = self._authorization(answer, contact)
             return _result(answer, sends, began, self._t1, "TCP")
-        except SipFormatError as exc:
+        except (SipFormatError, DigestError) as exc:
             return NotifyResult(None, str(exc), sends, time.monotonic() - began)
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             return NotifyResult(
@@ -185,7 +185,9 @@ class Notifier:
         challenge_name = "www-authenticate" if answer.status == 401 else "proxy-authenticate"
         challenge = answer.get(challenge_name) or ""
         user, password = self._credentials
-        value = authorize(challenge, "NOTIFY", contact.uri, user, password, _token())
+        value = Challenge.parse(challenge).authorization(
+            "NOTIFY", contact.uri, user, password, _token()
+        )
         return f"{header_name}: {value}"
 
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
+from fleetkey.core.digest import ha1
+
 DIGEST_REALM: Final = "fleetkey"  # the realm phones authenticate to (RFC 7616 §3.3)
 _N, _R, _P = 2**12, 8, 1
 
@@ -36,7 +38,8 @@ def check_password(password: str, stored: str) -> bool:
 
 
 def digest_ha1(user: str, password: str, realm: str = DIGEST_REALM) -> str:
-    return hashlib.md5(f"{user}:{realm}:{password}".encode(), usedforsecurity=False).hexdigest()
+    """What the store keeps for Digest: HA1 in the realm phones authenticate to."""
+    return ha1(user, realm, password)
 
 
 def hash_passwords(passwords: Sequence[str]) -> list[str]:

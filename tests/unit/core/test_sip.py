@@ -1,4 +1,4 @@
-"""The SIP codec both ends of check-sync share: contacts, responses, NOTIFY, digest."""
+"""The SIP codec both ends of check-sync share: contacts, responses, NOTIFY."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import pytest
 from fleetkey.core.sip import (
     Contact,
     Dialog,
-    authorize,
     check_sync,
-    digest_params,
-    digest_response,
     parse_request,
     parse_response,
 )
@@ -90,34 +87,3 @@ def test_check_sync_is_a_complete_notify_the_uas_side_parses() -> None:
 def test_responses_parse_or_are_rejected(data: bytes, status: int | None) -> None:
     answer = parse_response(data)
     assert (answer.status if answer else None) == status
-
-
-def test_authorization_answers_a_challenge_as_the_uas_checks_it() -> None:
-    uri = "sip:phone@127.10.1.1:5060"
-    for challenge in (
-        'Digest realm="PolycomSPIP", nonce="n1", algorithm=MD5',
-        'Digest realm="PolycomSPIP", nonce="n2", qop="auth,auth-int", opaque="o"',
-    ):
-        header = authorize(challenge, "NOTIFY", uri, "1001", "secret", "cn")
-        params = digest_params(header)
-        assert params["username"] == "1001"
-        assert params["uri"] == uri
-        expected = digest_response(params, "NOTIFY", uri, "1001", "secret")
-        assert params["response"] == expected
-        assert params["response"] != digest_response(params, "NOTIFY", uri, "1001", "wrong")
-
-
-@pytest.mark.parametrize(
-    ("challenge", "message"),
-    [
-        ('Basic realm="x"', "is not a Digest challenge"),
-        ('Digest realm="x"', "is not a Digest challenge"),
-        ('Digest realm="x", nonce="n", algorithm=SHA-256', "is not MD5"),
-        ('Digest realm="x", nonce="n", qop="auth-int"', "does not offer auth"),
-    ],
-)
-def test_challenges_fleetkey_cannot_answer_are_refused_clearly(
-    challenge: str, message: str
-) -> None:
-    with pytest.raises(SipFormatError, match=message):
-        authorize(challenge, "NOTIFY", "sip:p@h:5060", "u", "p", "c")

@@ -8,6 +8,8 @@ first check of each login runs on a worker thread, since scrypt takes millisecon
 
 Digest nonces are stateless (time + HMAC under a per-process secret) and go stale after five
 minutes; the nonce count of each nonce must grow, so a captured request cannot be replayed.
+The nonces and their counts are kept here; the Digest computation and header syntax are
+``fleetkey.core.digest``'s, shared with the SIP side.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from fleetkey.core.sip import md5
+from fleetkey.core import digest
 from fleetkey.serve.cache import Credential
 from fleetkey.store.credentials import DIGEST_REALM, check_password
 
 NONCE_TTL_S: Final = 300
 _NONCES_MAX: Final = 200_000  # nonce counts remembered; the oldest half goes beyond
 _NONCE = re.compile(r"[0-9a-f]{1,16}-[0-9a-f]{16}")
-_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)')
+_NONCE_COUNT = re.compile(r"[0-9a-fA-F]{8}")
 
 
 class AuthMode(enum.StrEnum):
@@ -76,14 +78,8 @@ class DeviceAuth:
         """``WWW-Authenticate`` headers of a 401."""
         headers = []
         if self.mode in (AuthMode.DIGEST, AuthMode.ANY):
-            stale_part = ", stale=true" if stale else ""
-            headers.append(
-                (
-                    "www-authenticate",
-                    f'Digest realm="{DIGEST_REALM}", qop="auth", algorithm=MD5, '
-                    f'nonce="{self._nonce()}"{stale_part}',
-                )
-            )
+            challenge = digest.challenge(DIGEST_REALM, self._nonce(), stale=stale)
+            headers.append(("www-authenticate", challenge))
         if self.mode in (AuthMode.BASIC, AuthMode.ANY):
             headers.append(("www-authenticate", f'Basic realm="{DIGEST_REALM}"'))
         return headers
@@ -128,7 +124,7 @@ class DeviceAuth:
         return Verdict(reason="checking", slow_basic=(user, password))
 
     def _digest(self, method: str, target: str, text: str) -> Verdict:
-        params = _parse_params(text)
+        params = digest.parse_params(text)
         if params is None:
             return self._fail("Digest credentials are malformed")
         user = params.get("username", "")
@@ -149,17 +145,14 @@ class DeviceAuth:
         qop = params.get("qop")
         if qop not in (None, "auth"):
             return self._fail("Digest qop must be auth")
-        ha2 = md5(f"{method}:{uri}")
+        if qop is not None and (
+            not _NONCE_COUNT.fullmatch(params.get("nc", "")) or not params.get("cnonce")
+        ):
+            return self._fail("Digest with qop needs nc (8 hex digits) and cnonce")
         for credential in self._credentials(user):
             if credential.digest_ha1 is None:
                 continue
-            if qop is None:
-                expected = md5(f"{credential.digest_ha1}:{nonce}:{ha2}")
-            else:
-                nc, cnonce = params.get("nc", ""), params.get("cnonce", "")
-                if not re.fullmatch(r"[0-9a-fA-F]{8}", nc) or not cnonce:
-                    return self._fail("Digest with qop needs nc (8 hex digits) and cnonce")
-                expected = md5(f"{credential.digest_ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+            expected = digest.expected_response(credential.digest_ha1, method, params)
             if hmac.compare_digest(expected, answer.lower()):
                 if qop is not None and not self._count(nonce, int(params["nc"], 16)):
                     return Verdict(reason="nonce count reused", stale=True)
@@ -196,21 +189,3 @@ class DeviceAuth:
     def _fail(self, reason: str) -> Verdict:
         self.failures += 1
         return Verdict(reason=reason)
-
-
-def _parse_params(text: str) -> dict[str, str] | None:
-    """``k=v, k="quoted"`` pairs (RFC 7616 §3.4); None when the text is not such a list."""
-    params: dict[str, str] = {}
-    position, text = 0, text.strip()
-    while position < len(text):
-        match = _PARAM.match(text, position)
-        if match is None or match.end() == position:
-            return None
-        name, value = match.group(1).lower(), match.group(2)
-        if value.startswith('"'):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        if name in params:
-            return None
-        params[name] = value
-        position = match.end()
-    return params
