@@ -30,7 +30,9 @@ The tree::
     └── CommandFailedError            a check the operator ran failed (verify, audit verify, import)
 
 Errors carry their context as attributes (``source``, ``key_index``, ``problems``, ``reason``,
-``left``); ``hint`` says what the user can do about it.
+``left``); ``hint`` says what the user can do about it. An error about one input names it in
+``field`` as the library calls it (``expires``, ``capacity``), never as one edge spells it: the
+CLI shows it as its flag (``--expires``), the admin API takes the same name as a JSON member.
 
 This module imports nothing from fleetkey.
 """
@@ -47,15 +49,19 @@ class FleetkeyError(Exception):
     """Root of every error fleetkey raises on purpose.
 
     ``hint`` says what the user can do about it; the CLI prints it under the message.
+    ``field`` names the input at fault (a parameter or attribute name), when there is one.
     """
 
     hint: str | None = None
+    field: str | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if hint is not None:
             self.hint = hint
+        if field is not None:
+            self.field = field
 
     def __str__(self) -> str:
         return self.message

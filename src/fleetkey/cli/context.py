@@ -24,6 +24,7 @@ from fleetkey.store.store import Store
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_RUNNING = "fleetkey.command"  # ctx.meta key (shared by nested contexts): the command that runs
 
 
 @dataclass
@@ -74,12 +75,15 @@ class Env:
 
 
 def pass_env(function: Callable[Concatenate[Env, P], R]) -> Callable[P, R]:
-    """Decorator: hand the command the :class:`Env` of the run."""
+    """Decorator: hand the command the :class:`Env` of the run (and note which command runs,
+    so an error about one input can be shown with that command's flag)."""
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        env = click.get_current_context().find_object(Env)
+        ctx = click.get_current_context()
+        env = ctx.find_object(Env)
         if env is None:  # pragma: no cover  # the root group always creates one
             raise RuntimeError("fleetkey command run outside the fleetkey group")
+        ctx.meta[_RUNNING] = ctx.command
         return function(env, *args, **kwargs)
 
     return update_wrapper(wrapper, function)
@@ -94,7 +98,7 @@ class FleetkeyGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except FleetkeyError as exc:
-            self._fail(ctx, exc.message, exc.hint)
+            self._fail(ctx, with_flag(exc, ctx.meta.get(_RUNNING)), exc.hint)
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             self._fail(ctx, f"{exc.strerror or exc}{where}", None)
@@ -115,3 +119,17 @@ class FleetkeyGroup(click.Group):
         if hint:
             click.echo(f"hint: {hint}", err=True)
         ctx.exit(1)
+
+
+def with_flag(error: FleetkeyError, command: click.Command | None) -> str:
+    """The error's message, naming the flag of ``command`` that its ``field`` is given by.
+
+    Library errors name their subject as the library calls it (``expires``, ``capacity``); the
+    CLI is where that input is a flag, so the flag is added here: ``… (--expires)``.
+    """
+    if error.field is None or command is None:
+        return error.message
+    for param in command.params:
+        if param.name == error.field and isinstance(param, click.Option) and param.opts:
+            return f"{error.message} ({param.opts[0]})"
+    return error.message

@@ -77,7 +77,7 @@ def resolve_terms(
     names = [name.strip() for name in features if name.strip()]
     if names:
         if expires is None:
-            raise LicenseValueError("features were named without an expiry: give --expires")
+            raise LicenseValueError("features were named without an expiry", field="expires")
         for name in names:
             slot = catalog.slot_of(name)
             if slot in terms:
@@ -86,5 +86,5 @@ def resolve_terms(
     for name, term in (overrides or {}).items():
         terms[catalog.slot_of(name)] = term
     if not terms:
-        raise LicenseValueError("a license must grant at least one feature: give --features")
+        raise LicenseValueError("a license must grant at least one feature", field="features")
     return terms

@@ -24,7 +24,7 @@ class VirtualClock:
         if start.tzinfo is None:
             raise InputError("the virtual clock needs a start with a time zone (e.g. ...Z)")
         if speed <= 0:
-            raise InputError(f"--speed {speed} must be above 0")
+            raise InputError(f"virtual clock speed {speed} must be above 0", field="speed")
         self.start = start
         self.speed = speed
         self._monotonic = monotonic

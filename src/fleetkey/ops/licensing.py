@@ -83,7 +83,7 @@ def issue_license(
     for item in order.per_feature:
         name, sep, day = item.partition("=")
         if not sep or not name.strip():
-            raise InputError(f"--feature {item!r} is not NAME=DATE")
+            raise InputError(f"per-feature expiry {item!r} is not NAME=DATE", field="per_feature")
         overrides[name.strip()] = parse_term(day)
     wanted = [f for f in order.features if f.strip()]
     terms = resolve_terms(

@@ -56,7 +56,9 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
             measured = capacities.latest(session)
             if measured is None:
                 raise InputError(
-                    "no measured capacity: run `fleetkey capacity measure` or pass --capacity"
+                    "no capacity was given and none has been measured",
+                    field="capacity",
+                    hint="measure the server's capacity with `fleetkey capacity measure`",
                 )
             capacity = measured.requests_per_s
     request = PlanInput(
@@ -120,7 +122,8 @@ def _deadline(
         return datetime.combine(chosen, time(0), UTC)
     if previous is None or previous.expires_on is None:
         raise InputError(
-            f"license {successor.id} succeeds no expiring license; give the rollout a --deadline"
+            f"license {successor.id} succeeds no expiring license: the rollout needs a deadline",
+            field="deadline",
         )
     return datetime.combine(previous.expires_on - timedelta(days=MARGIN_DAYS), time(0), UTC)
 

@@ -245,7 +245,10 @@ def listing(
     query = select(LicenseRow).order_by(LicenseRow.id)
     if expiring_within is not None:
         if expiring_within < 0:
-            raise InputError("--expiring-within takes a number of days, 0 or more")
+            raise InputError(
+                f"expiring within {expiring_within} days: expected a number of days, 0 or more",
+                field="expiring_within",
+            )
         query = query.where(
             LicenseRow.expires_on.is_not(None),
             LicenseRow.expires_on <= today + timedelta(days=expiring_within),

@@ -80,15 +80,16 @@ def test_a_plan_covers_every_phone_of_the_site_before_the_old_expiry_less_two_da
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "message", "field"),
     [
-        ("unposted", "is issued; only a posted license can be rolled out"),
-        ("no-capacity", "no measured capacity"),
-        ("no-phones", "has no phones in the inventory"),
+        ("unposted", "is issued; only a posted license can be rolled out", None),
+        ("no-capacity", "no capacity was given and none has been measured", "capacity"),
+        ("no-phones", "has no phones in the inventory", None),
+        ("no-deadline", "succeeds no expiring license: the rollout needs a deadline", "deadline"),
     ],
 )
 def test_plans_that_cannot_be_made_say_why(
-    fleet: tuple[Store, FixedClock, int], change: str, message: str
+    fleet: tuple[Store, FixedClock, int], change: str, message: str, field: str | None
 ) -> None:
     store, clock, successor = fleet
     options = PlanOptions(successor, capacity=100)
@@ -104,9 +105,11 @@ def test_plans_that_cannot_be_made_say_why(
         key = make_license(serial="100000000002", type=LicenseType.SITE, expires=date(2029, 1, 1))
         with store.transaction() as session:
             empty = record_license(session, key, clock=clock)
-        options = PlanOptions(empty, capacity=100, deadline=date(2028, 1, 1))
-    with pytest.raises(InputError, match=message):
+        deadline = None if change == "no-deadline" else date(2028, 1, 1)
+        options = PlanOptions(empty, capacity=100, deadline=deadline)
+    with pytest.raises(InputError, match=message) as caught:
         plan_license(store, clock, options)
+    assert caught.value.field == field
 
 
 def test_the_measured_capacity_is_used_when_none_is_given(

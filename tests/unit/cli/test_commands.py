@@ -171,13 +171,16 @@ class TestIssue:
                 ["--mac", "0004f2000001", "--features", "fax", "--expires", "never"],
                 "unknown feature 'fax'",
             ),
-            (["--mac", "0004f2000001", "--features", "vqmon"], "without an expiry"),
-            (["--mac", "0004f2000001", "--expires", "never"], "at least one feature"),
+            (["--mac", "0004f2000001", "--features", "vqmon"], "without an expiry (--expires)"),
+            (["--mac", "0004f2000001", "--expires", "never"], "at least one feature (--features)"),
             (
                 ["--mac", "0004f2000001", "--features", "vqmon", "--expires", "2027-13-01"],
                 "is not a date",
             ),
-            (["--mac", "0004f2000001", "--feature", "vqmon"], "is not NAME=DATE"),
+            (
+                ["--mac", "0004f2000001", "--feature", "vqmon"],
+                "per-feature expiry 'vqmon' is not NAME=DATE (--feature)",
+            ),
             (
                 ["--mac", "0004f2000001", "--features", "vqmon", "--expires", "1999-01-01"],
                 "cannot be encoded",

@@ -17,7 +17,7 @@ from tests.helpers import Fleetkey
         (("--clock-start", "yesterday"), "--clock-start 'yesterday' is not an ISO date-time"),
         (("--timezone", "Mars/Olympus"), "time zone 'Mars/Olympus' is not an IANA zone"),
         (("--license-time", "2am"), "--license-time '2am' is not HH:MM"),
-        (("--speed", "0"), "--speed 0.0 must be above 0"),
+        (("--speed", "0"), "virtual clock speed 0.0 must be above 0 (--speed)"),
     ],
 )
 def test_bad_emulate_options_are_refused(

@@ -52,7 +52,7 @@ def test_a_plan_is_shown_saved_plotted_and_listed(fleet: Path, fleetkey: Fleetke
     [
         (["plan", "--license", "2", "--capacity", "fast"], 2, "neither a number of requests/s"),
         (["plan", "--license", "2", "--capacity", "0"], 2, "capacity must be above 0"),
-        (["plan", "--license", "2"], 1, "no measured capacity"),
+        (["plan", "--license", "2"], 1, "none has been measured (--capacity)"),
         (["plan", "--license", "1", "--capacity", "9"], 1, "is superseded; only a posted"),
         (["plan", "--license", "99", "--capacity", "9"], 1, "99"),
         (["plan", "--license", "2", "--capacity", "9", "--headroom", "2"], 1, "headroom must be"),

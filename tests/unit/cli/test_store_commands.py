@@ -107,6 +107,15 @@ class TestLicenses:
         expiring = js(fleetkey, "licenses", "list", "--expiring-within", "100000")
         assert len(expiring) == 2  # type: ignore[arg-type]
 
+    def test_a_negative_expiry_horizon_names_the_flag(
+        self, initialized: Path, fleetkey: Fleetkey
+    ) -> None:
+        result = fleetkey("licenses", "list", "--expiring-within", "-1", code=1)
+        assert result.stderr == (
+            "error: expiring within -1 days: expected a number of days, 0 or more "
+            "(--expiring-within)\n"
+        )
+
     def test_issue_to_another_path_is_issued_not_posted(
         self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey
     ) -> None:
