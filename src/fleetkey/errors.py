@@ -12,6 +12,7 @@ The tree::
     │   └── LicenseAttributeError     a missing, extra or ill-formed attribute value
     ├── LicenseValueError             a license we are asked to issue breaks the rules of spec §2
     ├── FeatureCatalogError           the feature catalog is malformed or names an unknown feature
+    │   └── UnknownFeatureError       a feature name that is not in the catalog
     ├── SignatureError                a signature does not verify against any trusted key
     ├── KeyringError                  the keyring: unknown key, wrong or missing passphrase, bad PEM
     │   └── PassphraseError           the passphrase is missing or does not open the key
@@ -20,6 +21,7 @@ The tree::
     │   ├── RequestPathError          a request path fleetkey refuses to serve (``reason``)
     │   ├── SipFormatError            a SIP contact URI or challenge fleetkey cannot use
     │   ├── DigestError               a Digest challenge fleetkey cannot answer (not MD5, no auth)
+    │   ├── ConflictError             what is recorded forbids it: a site that exists, a revoked key
     │   └── UploadRefusedError        a name phones do not upload (still in serve/uploads.py)
     ├── NotFoundError                 a site, phone, license or rollout that does not exist
     ├── NotInitializedError           the data directory has not been set up
@@ -122,6 +124,10 @@ class FeatureCatalogError(FleetkeyError):
     """The feature catalog is malformed, or a feature name is not in it."""
 
 
+class UnknownFeatureError(FeatureCatalogError):
+    """A feature name (or ``slot-N``) that is not in the catalog."""
+
+
 class SignatureError(FleetkeyError):
     """A license key's signature does not verify against any trusted key."""
 
@@ -162,6 +168,11 @@ class RequestPathError(InputError):
 
 class SipFormatError(InputError):
     """A SIP contact URI or challenge fleetkey cannot use."""
+
+
+class ConflictError(InputError):
+    """The input is well-formed, but what is recorded forbids it: a site that already exists,
+    a key that is not in a state to be posted or revoked, a rollout that cannot move so."""
 
 
 class DigestError(InputError):

@@ -3,7 +3,8 @@
 Bearer-token authentication (``Authorization: Bearer <token>``; the token comes from
 ``fleetkey init`` or ``fleetkey token`` and the data directory keeps only its hash). The
 OpenAPI description is at ``/api/openapi.json`` and browsable at ``/api/docs``. Every change
-goes through the same store functions as the CLI, so it is audited the same way.
+goes through the same store functions as the CLI, so it is audited the same way. Errors are
+answered as ``fleetkey.api.problems`` says: one body shape, a status per error class.
 """
 
 # no ``from __future__ import annotations``: FastAPI reads the route annotations at runtime
@@ -12,17 +13,17 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.responses import PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from fleetkey.api import problems
 from fleetkey.authority.datadir import DataDir
 from fleetkey.authority.keyring import Keyring
 from fleetkey.authority.tokens import token_matches
 from fleetkey.clock import Clock, today
 from fleetkey.core.license import LicenseType
-from fleetkey.errors import FleetkeyError, NotFoundError
 from fleetkey.ops import alerts as alerting
 from fleetkey.ops import licensing
 from fleetkey.store import alerts, fetches, inventory, registry, rollouts
@@ -75,10 +76,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         redoc_url=None,
     )
 
-    @app.exception_handler(FleetkeyError)
-    async def refused(_request: Request, exc: FleetkeyError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFoundError) else 400
-        return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status)
+    problems.install(app)
 
     def operator(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],

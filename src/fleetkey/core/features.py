@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from fleetkey.core.license import SLOT_COUNT
-from fleetkey.errors import FeatureCatalogError
+from fleetkey.errors import FeatureCatalogError, UnknownFeatureError
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _MAX_NAME = 40
@@ -80,7 +80,7 @@ class FeatureCatalog:
         match = re.fullmatch(r"slot-(\d+)", name.strip())
         if match and int(match.group(1)) < SLOT_COUNT:
             return int(match.group(1))
-        raise FeatureCatalogError(
+        raise UnknownFeatureError(
             f"unknown feature {name!r}: expected one of {', '.join(self._by_name)}",
             hint="`fleetkey features` lists the catalog; extend it in <data>/features.toml",
         )

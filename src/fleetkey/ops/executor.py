@@ -22,7 +22,7 @@ from typing import Final
 from fleetkey.clock import Clock
 from fleetkey.core.rollout.windows import Window, open_intervals
 from fleetkey.core.sip import Contact
-from fleetkey.errors import FleetkeyError, SipFormatError
+from fleetkey.errors import ConflictError, SipFormatError
 from fleetkey.ops.notifier import Notifier, NotifyResult
 from fleetkey.store import claims as claiming
 from fleetkey.store import confirmation, fetches, inventory, registry, rollouts
@@ -88,7 +88,7 @@ class Executor:
             if rollout.state is RolloutState.PLANNED:
                 rollout = rollouts.move(session, self._clock, ACTOR, self._id, RolloutState.RUNNING)
             if rollout.state is not RolloutState.RUNNING:
-                raise FleetkeyError(f"rollout {self._id} is {rollout.state}; it does not run")
+                raise ConflictError(f"rollout {self._id} is {rollout.state}; it does not run")
             license_ = registry.get(session, rollout.license_id)
             self._windows = {
                 site.serial: (site.timezone, Window.parse(site.window_start, site.window_end))

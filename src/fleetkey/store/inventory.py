@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from fleetkey.clock import Clock
 from fleetkey.core.naming import normalize_mac, normalize_site_serial
 from fleetkey.core.tabular import read_rows
-from fleetkey.errors import InputError
+from fleetkey.errors import ConflictError, InputError
 from fleetkey.errors import (
     NotFoundError as NotFoundError,  # re-exported for serve/, which moves to fleetkey.errors
 )
@@ -49,7 +49,7 @@ def check_timezone(name: str) -> str:
 def add_site(session: Session, clock: Clock, actor: str, site: Site) -> Site:
     serial = normalize_site_serial(site.serial)
     if session.get(SiteRow, serial) is not None:
-        raise InputError(f"site {serial} already exists")
+        raise ConflictError(f"site {serial} already exists")
     if not site.name.strip():
         raise InputError("a site needs a name")
     start, end = parse_window(f"{site.window_start}-{site.window_end}")

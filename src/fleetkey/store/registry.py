@@ -14,7 +14,7 @@ from fleetkey.clock import Clock
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import EPOCH, NEVER, Term, format_term, parse_term
-from fleetkey.errors import InputError, NotFoundError
+from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit
 from fleetkey.store.records import LicenseOrigin, LicenseState, StoredLicense, utc
 from fleetkey.store.schema import LicenseRow
@@ -155,7 +155,9 @@ def post(session: Session, clock: Clock, actor: str, license_id: int) -> StoredL
     """Mark a key posted (served to phones); the key it replaces becomes superseded."""
     row = _row(session, license_id)
     if row.state != LicenseState.ISSUED.value:
-        raise InputError(f"license {license_id} is {row.state}; only an issued key can be posted")
+        raise ConflictError(
+            f"license {license_id} is {row.state}; only an issued key can be posted"
+        )
     _post(session, clock, actor, row)
     return _stored(row)
 
@@ -192,7 +194,7 @@ def _post(session: Session, clock: Clock, actor: str, row: LicenseRow) -> None:
 def revoke(session: Session, clock: Clock, actor: str, license_id: int) -> StoredLicense:
     row = _row(session, license_id)
     if row.state == LicenseState.REVOKED.value:
-        raise InputError(f"license {license_id} is already revoked")
+        raise ConflictError(f"license {license_id} is already revoked")
     was = row.state
     row.state = LicenseState.REVOKED.value
     audit.append(

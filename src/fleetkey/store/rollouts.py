@@ -21,7 +21,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
-from fleetkey.errors import InputError, NotFoundError
+from fleetkey.errors import ConflictError, NotFoundError
 from fleetkey.store import audit
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import sqlite_time, utc
@@ -184,7 +184,7 @@ def move(session: Session, clock: Clock, actor: str, rollout_id: int, to: Rollou
     if to == current:
         return _rollout(row)
     if to not in _MOVES[current]:
-        raise InputError(f"rollout {rollout_id} is {current}; it cannot become {to}")
+        raise ConflictError(f"rollout {rollout_id} is {current}; it cannot become {to}")
     row.state = to.value
     row.updated_at = utc(clock.now())
     audit.append(

@@ -39,6 +39,7 @@ def test_api_needs_the_bearer_token(server: RunningServer, header: str | None) -
     reply = httpx.get(f"{server.url}/api/status", headers=headers)
     assert reply.status_code == 401
     assert reply.headers["www-authenticate"] == 'Bearer realm="fleetkey"'
+    assert reply.json()["error"] == "unauthorized"
     assert "bearer token is required" in reply.json()["detail"]
 
 
@@ -58,7 +59,8 @@ def test_status_sites_and_phones(api: httpx.Client) -> None:
     assert macs == {MAC, SP_MAC}
     missing = api.get("/api/phones/0004f2000000")
     assert missing.status_code == 404
-    assert "is not in the inventory" in missing.json()["error"]
+    assert missing.json()["error"] == "not-found"
+    assert "is not in the inventory" in missing.json()["detail"]
 
 
 def test_issue_serve_and_revoke_through_the_api(api: httpx.Client, server: RunningServer) -> None:
@@ -105,8 +107,9 @@ def test_issue_without_posting_then_post(api: httpx.Client, server: RunningServe
         f"/api/licenses/{made['id']}/file"
     ).content
     again = api.post(f"/api/licenses/{made['id']}/post")
-    assert again.status_code == 400
-    assert "only an issued key can be posted" in again.json()["error"]
+    assert again.status_code == 409
+    assert again.json()["error"] == "conflict"
+    assert "only an issued key can be posted" in again.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -114,19 +117,19 @@ def test_issue_without_posting_then_post(api: httpx.Client, server: RunningServe
     [
         ("post", "/api/licenses", {"type": "phone"}, 422, "serial"),
         ("post", "/api/licenses", {"type": "tablet", "serial": MAC}, 422, "type"),
-        ("post", "/api/licenses", {"type": "phone", "serial": MAC}, 400, "at least one feature"),
+        ("post", "/api/licenses", {"type": "phone", "serial": MAC}, 422, "at least one feature"),
         (
             "post",
             "/api/licenses",
             {"type": "phone", "serial": "xyz", "features": ["vqmon"], "expires": "never"},
-            400,
+            422,
             "MAC",
         ),
         (
             "post",
             "/api/licenses",
             {"type": "phone", "serial": MAC, "features": ["nonsense"], "expires": "never"},
-            400,
+            422,
             "nonsense",
         ),
         ("post", "/api/sites", {"serial": "1", "name": "x", "timezone": "UTC"}, 422, "window"),
@@ -134,7 +137,7 @@ def test_issue_without_posting_then_post(api: httpx.Client, server: RunningServe
             "post",
             "/api/sites",
             {"serial": SITE, "name": "x", "timezone": "UTC", "window": "01:00-02:00"},
-            400,
+            409,
             "already exists",
         ),
         ("get", "/api/licenses/99999", None, 404, "99999"),
@@ -202,7 +205,10 @@ def test_alerts_and_rollouts_through_the_api(api: httpx.Client, server: RunningS
     known = [r["id"] for r in rollouts.json()]
     missing = api.get(f"/api/rollouts/{max(known, default=0) + 1}")
     assert missing.status_code == 404
-    assert missing.json()["error"] == f"no rollout {max(known, default=0) + 1}"
+    assert missing.json() == {
+        "error": "not-found",
+        "detail": f"no rollout {max(known, default=0) + 1}",
+    }
     site = "100000000001"
     posted = json.loads(server.cli("licenses", "list", "--json"))
     license_id = next(
