@@ -73,3 +73,50 @@ def test_only_signing_touches_cryptography_hazmat() -> None:
 @pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
 def test_modules_stay_small(path: Path) -> None:
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 400
+
+
+ADAPTERS = ("http", "tftp", "ftp")  # serve/<protocol>/: framing around serve.fetching
+
+
+def serve_modules_imported(path: Path) -> set[str]:
+    """The ``fleetkey.serve.<module>`` names ``path`` imports (``http`` for serve.http.x)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[:2] == ["fleetkey", "serve"] and len(parts) > 2:
+                found.add(parts[2])
+    return found
+
+
+@pytest.mark.parametrize("adapter", [a for a in ADAPTERS if (SRC / "serve" / a).is_dir()])
+def test_a_protocol_adapter_imports_no_other_adapter(adapter: str) -> None:
+    others = set(ADAPTERS) - {adapter}
+    for path in sorted((SRC / "serve" / adapter).rglob("*.py")):
+        wrong = serve_modules_imported(path) & others
+        assert not wrong, f"{path.relative_to(SRC)} imports the {sorted(wrong)} adapter"
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "fetching",
+        "recorder",
+        "content",
+        "tree",
+        "layout",
+        "addresses",
+        "view",
+        "uploads",
+        "metrics",
+    ],
+)
+def test_the_protocol_neutral_core_of_serving_imports_no_adapter(module: str) -> None:
+    wrong = serve_modules_imported(SRC / "serve" / f"{module}.py") & set(ADAPTERS)
+    assert not wrong, f"serve/{module}.py imports the {sorted(wrong)} adapter"

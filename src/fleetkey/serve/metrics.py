@@ -8,9 +8,9 @@ scrape time a custom collector turns those integers into metric families.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -20,8 +20,6 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-
-from fleetkey.serve.tftp.server import TftpCounters
 
 BOUNDS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -45,11 +43,38 @@ class Latency:
         return found
 
 
+class TftpNumbers(Protocol):
+    """What the TFTP server counts of its own (its outcomes are the recorder's)."""
+
+    @property
+    def options(self) -> Mapping[str, int]: ...
+
+    @property
+    def retransmits(self) -> int: ...
+
+    @property
+    def sent_bytes(self) -> int: ...
+
+    @property
+    def received_bytes(self) -> int: ...
+
+    @property
+    def malformed(self) -> int: ...
+
+    @property
+    def active(self) -> int: ...
+
+
+_HTTP: Final = frozenset({"http", "https"})
+
+
 @dataclass(frozen=True, slots=True)
 class Sources:
     """Where the numbers live: callables, so the collector holds no server types."""
 
-    requests: Callable[[], dict[tuple[int, str], int]]  # (status, kind) → answers
+    answers: Callable[[], Mapping[tuple[str, int, str], int]]  # (protocol, status, kind) → n
+    operator: Callable[[], Mapping[int, int]]  # admin API and /metrics answers by status
+    identified: Callable[[], Mapping[str, int]]  # answers by how the phone was known
     sent_bytes: Callable[[], int]
     received_bytes: Callable[[], int]
     latency: Latency
@@ -60,9 +85,9 @@ class Sources:
     records_dropped: Callable[[], int]
     registered: Callable[[], int]
     posted: Callable[[], int]
-    tftp: Callable[[], TftpCounters | None] = lambda: None
-    recalled: Callable[[], int] = lambda: 0  # answers given from memory (serve.http.repeats)
-    remembered: Callable[[], int] = lambda: 0  # answers held in memory
+    addresses: Callable[[], int] = lambda: 0  # addresses that named a phone recently
+    tree_files: Callable[[], int] = lambda: 0  # tree files answered from memory
+    tftp: Callable[[], TftpNumbers | None] = lambda: None
 
 
 class ServerCollector(Collector):
@@ -71,71 +96,83 @@ class ServerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self._sources
+        answers = s.answers()
+        fetches = CounterMetricFamily(
+            "fleetkey_fetches",
+            "Answers to phones by protocol, status and kind",
+            labels=["protocol", "status", "kind"],
+        )
+        http: dict[tuple[int, str], int] = {}
+        for (protocol, status, kind), count in sorted(answers.items()):
+            fetches.add_metric([protocol, str(status), kind], count)
+            if protocol in _HTTP:
+                http[(status, kind)] = http.get((status, kind), 0) + count
+        for status, count in s.operator().items():
+            http[(status, "api")] = http.get((status, "api"), 0) + count
+        yield fetches
         requests = CounterMetricFamily(
             "fleetkey_http_requests", "Answers by status and kind", labels=["status", "kind"]
         )
-        for (status, kind), count in sorted(s.requests().items()):
+        for (status, kind), count in sorted(http.items()):
             requests.add_metric([str(status), kind], count)
         yield requests
-        yield CounterMetricFamily(
-            "fleetkey_http_sent_bytes", "Body bytes sent", value=s.sent_bytes()
+        identified = CounterMetricFamily(
+            "fleetkey_fetches_identified",
+            "Answers to phones by how the phone was known (agent, name, login, address, "
+            "ambiguous, none)",
+            labels=["via"],
         )
-        yield CounterMetricFamily(
-            "fleetkey_http_received_bytes", "Upload bytes received", value=s.received_bytes()
-        )
+        for via, count in sorted(s.identified().items()):
+            identified.add_metric([via], count)
+        yield identified
         yield HistogramMetricFamily(
             "fleetkey_http_request_duration_seconds",
             "From the end of the request to the answer written",
             buckets=s.latency.buckets(),
             sum_value=s.latency.total,
         )
-        yield CounterMetricFamily(
-            "fleetkey_admission_rejections",
-            "503 answers: in-flight cap, download cap, record back-pressure",
-            value=s.rejected(),
-        )
-        yield CounterMetricFamily(
-            "fleetkey_http_auth_failures", "Refused device credentials", value=s.auth_failures()
-        )
-        yield GaugeMetricFamily(
-            "fleetkey_fetch_records_queue_depth",
-            "Fetch records waiting to be written",
-            value=s.queue_depth(),
-        )
-        yield CounterMetricFamily(
-            "fleetkey_fetch_records_written", "Fetch records written", value=s.records_written()
-        )
-        yield CounterMetricFamily(
-            "fleetkey_fetch_records_dropped",
-            "Fetch records not written (queue full, or refused by the database)",
-            value=s.records_dropped(),
-        )
-        yield CounterMetricFamily(
-            "fleetkey_phones_registered", "Phones added by --unknown register", value=s.registered()
-        )
-        yield GaugeMetricFamily(
-            "fleetkey_posted_licenses", "License files being served", value=s.posted()
-        )
-        yield CounterMetricFamily(
-            "fleetkey_http_recalled_answers",
-            "License answers given from memory (same request, same posted view)",
-            value=s.recalled(),
-        )
-        yield GaugeMetricFamily(
-            "fleetkey_http_remembered_answers",
-            "License answers held in memory for repeated requests",
-            value=s.remembered(),
-        )
+        for family, name, text, read in (
+            (CounterMetricFamily, "fleetkey_http_sent_bytes", "Body bytes sent", s.sent_bytes),
+            (CounterMetricFamily, "fleetkey_http_received_bytes", "Upload bytes received",
+             s.received_bytes),
+            (CounterMetricFamily, "fleetkey_admission_rejections",
+             "503 answers: in-flight cap, download cap, record back-pressure", s.rejected),
+            (CounterMetricFamily, "fleetkey_http_auth_failures", "Refused device credentials",
+             s.auth_failures),
+            (GaugeMetricFamily, "fleetkey_fetch_records_queue_depth",
+             "Fetch records waiting to be written", s.queue_depth),
+            (CounterMetricFamily, "fleetkey_fetch_records_written", "Fetch records written",
+             s.records_written),
+            (CounterMetricFamily, "fleetkey_fetch_records_dropped",
+             "Fetch records not written (queue full, or refused by the database)",
+             s.records_dropped),
+            (CounterMetricFamily, "fleetkey_phones_registered",
+             "Phones added by --unknown register", s.registered),
+            (GaugeMetricFamily, "fleetkey_posted_licenses", "License files being served",
+             s.posted),
+            (GaugeMetricFamily, "fleetkey_addresses_remembered",
+             "Addresses that named a phone within the hold time (identity by address)",
+             s.addresses),
+            (GaugeMetricFamily, "fleetkey_tree_files_indexed",
+             "Provisioning-tree and upload files answered from the index", s.tree_files),
+        ):  # fmt: skip
+            yield family(name, text, value=read())
         tftp = s.tftp()
         if tftp is not None:
-            yield from _tftp_families(tftp)
+            yield from _tftp_families(tftp, answers)
 
 
-def _tftp_families(tftp: TftpCounters) -> Iterator[Metric]:
+def _tftp_families(
+    tftp: TftpNumbers, answers: Mapping[tuple[str, int, str], int]
+) -> Iterator[Metric]:
     transfers = CounterMetricFamily(
         "fleetkey_tftp_transfers", "TFTP transfers by outcome (HTTP-like status)", labels=["status"]
     )
-    for status, count in sorted(tftp.outcomes.items()):
+    outcomes: dict[int, int] = {}
+    for (protocol, status, _), count in answers.items():
+        if protocol == "tftp":
+            outcomes[status] = outcomes.get(status, 0) + count
+    for status, count in sorted(outcomes.items()):
         transfers.add_metric([str(status)], count)
     yield transfers
     options = CounterMetricFamily(

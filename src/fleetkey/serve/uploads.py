@@ -2,11 +2,16 @@
 
 Only these names are accepted, each under a size cap, and stored per MAC under
 ``<data>/uploads/<mac>/``, written atomically; nothing else, and never outside that directory.
-HTTP PUT uses this now; TFTP WRQ will use the same rules.
+Accepted in any directory the phone puts them (its master configuration's LOG_FILE_DIRECTORY,
+OVERRIDES_DIRECTORY, CALL_LISTS_DIRECTORY…: domain.md §4), over HTTP PUT and TFTP WRQ alike,
+and read back by the phone from wherever it asks (``serve.fetching``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import re
 from pathlib import Path
 from typing import Final
@@ -24,6 +29,8 @@ CAPS: Final = {
     "calls.xml": 1024 * KIB,  # call lists (UC 5.x)
     "directory.xml": 1024 * KIB,  # local contact directory
 }
+_CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_temps = itertools.count()
 _NAME = re.compile(r"([0-9A-Fa-f]{12})-(" + "|".join(re.escape(k) for k in CAPS) + r")")
 
 
@@ -40,18 +47,33 @@ def upload_rule(name: str) -> tuple[str, int] | None:
 
 
 def store_upload(root: Path, name: str, data: bytes) -> bool:
-    """Write ``data`` as ``root/<mac>/<name>`` atomically; True when the file is new."""
+    """Write ``data`` as ``root/<mac>/<mac>-<kind>`` atomically; True when the file is new.
+
+    Each write goes to a temporary name of its own (so any number of uploads of one name may
+    run at once: the last rename wins, none fails) that is then renamed over the target.
+    Files are private (0600) and so are the per-MAC folders (0700).
+    """
     rule = upload_rule(name)
     if rule is None:
         raise UploadRefusedError(f"{name!r} is not a file phones upload")
     mac, cap = rule
     if len(data) > cap:
         raise UploadRefusedError(f"{name}: {len(data)} bytes, the limit is {cap}")
-    folder = root / mac
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{mac}-{name.split('-', 1)[1]}"
-    existed = target.exists()
-    temp = folder / f".{target.name}.tmp"
-    temp.write_bytes(data)
-    temp.replace(target)
+    folder = os.path.join(root, mac)
+    target = os.path.join(folder, f"{mac}-{name.split('-', 1)[1]}")
+    temp = os.path.join(folder, f".{mac}.{os.getpid()}.{next(_temps)}.tmp")
+    try:
+        handle = os.open(temp, _CREATE, 0o600)
+    except FileNotFoundError:  # the phone's first upload: its folder is made once
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        handle = os.open(temp, _CREATE, 0o600)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        existed = os.path.exists(target)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
     return not existed

@@ -14,12 +14,12 @@ import pytest
 import uvloop
 
 from fleetkey.serve.http.messages import Request, Response
-from fleetkey.serve.http.protocol import HttpProtocol, Limits
+from fleetkey.serve.http.protocol import HttpProtocol, RequestLimits
 from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.deadlines import Deadlines
 from fleetkey.serve.tftp.packets import Negotiated
 from fleetkey.serve.tftp.poller import Poller
-from fleetkey.serve.tftp.transfer import BytesSource, Outcome, ReadTransfer
+from fleetkey.serve.tftp.transfer import BytesSource, ReadTransfer, TransferResult
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ async def _http_connections(count: int, close: bool) -> tuple[list[weakref.ref[H
     made: list[weakref.ref[HttpProtocol]] = []
 
     def factory() -> HttpProtocol:
-        protocol = HttpProtocol(service, Limits(), alive)
+        protocol = HttpProtocol(service, RequestLimits(), alive)
         made.append(weakref.ref(protocol))
         return protocol
 
@@ -89,9 +89,9 @@ def test_a_finished_http_connection_is_freed_without_the_collector(
     assert [ref for ref in made if ref() is not None] == []
 
 
-async def _tftp_transfer() -> tuple[weakref.ref[ReadTransfer], list[Outcome], bytes]:
+async def _tftp_transfer() -> tuple[weakref.ref[ReadTransfer], list[TransferResult], bytes]:
     body = b"x" * 700  # two blocks of 512
-    outcomes: list[Outcome] = []
+    outcomes: list[TransferResult] = []
     phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone.bind(("127.0.0.1", 0))
     phone.settimeout(5)

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 
@@ -273,10 +272,6 @@ def test_server_survives_bad_requests(server: RunningServer) -> None:
     for _, request_bytes, _ in MALFORMED:
         raw(server, request_bytes)
     assert httpx.get(f"{server.url}/000000000000.cfg").status_code == 200
-
-
-def test_curl_is_available() -> None:
-    assert shutil.which("curl") is not None
 
 
 def test_every_response_is_recorded_once_and_flushed_at_stop(

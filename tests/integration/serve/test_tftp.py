@@ -138,9 +138,7 @@ class TestRealClients:
             ["tftp", "127.0.0.1", str(tftp.port), "-m", "binary", "-c", "get", "nope.cfg"],
             tmp_path,
         )
-        assert "File not found" in result.stdout + result.stderr or "not found" in (
-            result.stdout + result.stderr
-        )
+        assert "Error code 1: file not found" in result.stdout + result.stderr
 
     def test_upload_with_tftp_put_is_stored_per_mac(
         self, tftp: RunningServer, tmp_path: Path
@@ -208,7 +206,7 @@ def error_packet(code: int, message: bytes) -> bytes:
         (b"\x00\x01nope.cfg\0octet\0", error_packet(1, b"file not found")),
         (
             b"\x00\x02000000000000.cfg\0octet\0",
-            error_packet(2, b"'000000000000.cfg' is not a phone file"),
+            error_packet(2, b"'000000000000.cfg' is not a file phones upload"),
         ),
     ],
 )

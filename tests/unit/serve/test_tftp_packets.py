@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetkey.serve.tftp import packets
-from fleetkey.serve.tftp.packets import ErrorCode, Limits, Opcode, PacketError
+from fleetkey.serve.tftp.packets import ErrorCode, Opcode, OptionLimits, PacketError
 
 
 def rrq(name: bytes = b"a.cfg", mode: bytes = b"octet", *options: bytes) -> bytes:
@@ -74,7 +74,7 @@ def test_malformed_requests(packet: bytes, code: ErrorCode, message: str) -> Non
 def test_out_of_range_options_are_refused(options: tuple[bytes, ...], message: str) -> None:
     request = packets.parse_request(rrq(b"a", b"octet", *options))
     with pytest.raises(PacketError) as caught:
-        packets.negotiate(request, Limits(), 100)
+        packets.negotiate(request, OptionLimits(), 100)
     assert caught.value.code is ErrorCode.OPTION_REFUSED
     assert message in caught.value.message
 
@@ -84,7 +84,7 @@ def test_negotiation_caps_and_answers() -> None:
         rrq(b"a", b"octet", b"blksize", b"65464", b"windowsize", b"1000", b"tsize", b"0")[:-1]
         + b"\0timeout\0003\0unknown\0x\0"
     )
-    agreed = packets.negotiate(request, Limits(max_blksize=1468, max_window=64), 12345)
+    agreed = packets.negotiate(request, OptionLimits(max_blksize=1468, max_window=64), 12345)
     assert (agreed.blksize, agreed.windowsize, agreed.timeout_s) == (1468, 64, 3.0)
     assert agreed.acknowledged == {
         "blksize": "1468",
@@ -96,7 +96,7 @@ def test_negotiation_caps_and_answers() -> None:
 
 def test_write_request_tsize_is_the_announced_size() -> None:
     request = packets.parse_request(b"\x00\x02a.log\0octet\0tsize\0000777\0")
-    agreed = packets.negotiate(request, Limits(), None)
+    agreed = packets.negotiate(request, OptionLimits(), None)
     assert agreed.tsize == 777
 
 

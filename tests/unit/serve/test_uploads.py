@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,23 @@ def test_upload_is_stored_per_mac_in_lowercase(tmp_path: Path) -> None:
 def test_cap_is_enforced(tmp_path: Path) -> None:
     with pytest.raises(UploadRefusedError, match="the limit is"):
         store_upload(tmp_path, "0004f2a1b2c3-web.cfg", b"x" * (CAPS["web.cfg"] + 1))
+
+
+def test_concurrent_uploads_of_one_name_all_succeed_and_the_file_is_one_of_them(
+    tmp_path: Path,
+) -> None:
+    bodies = [bytes([n]) * 1000 for n in range(200)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda body: store_upload(tmp_path, "0004f2a1b2c3-app.log", body), bodies))
+    stored = (tmp_path / "0004f2a1b2c3" / "0004f2a1b2c3-app.log").read_bytes()
+    assert stored in bodies
+    assert sorted(p.name for p in (tmp_path / "0004f2a1b2c3").iterdir()) == [
+        "0004f2a1b2c3-app.log"
+    ]  # no temporary file left behind
+
+
+def test_uploads_are_private_to_the_server(tmp_path: Path) -> None:
+    store_upload(tmp_path, "0004f2a1b2c3-web.cfg", b"<WEB/>")
+    folder = tmp_path / "0004f2a1b2c3"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "0004f2a1b2c3-web.cfg").stat().st_mode) == 0o600

@@ -14,7 +14,13 @@ from functools import lru_cache
 from typing import Final
 
 from fleetkey.serve.content import Content
-from fleetkey.serve.http.messages import FileSlice, Request, Response, head_block
+from fleetkey.serve.http.messages import (
+    FileSlice,
+    Request,
+    Response,
+    error_response,
+    head_block,
+)
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _TYPES: Final = {
@@ -29,10 +35,20 @@ _HEADS_MAX: Final = 200_000  # cached header blocks; the cache starts over beyon
 
 
 class Answers:
-    """Builds answers, keeping the header blocks of plain 200s of in-memory content."""
+    """Builds answers, keeping the header blocks of plain 200s of in-memory content and the
+    whole of a 404 (most of a boot's requests)."""
 
     def __init__(self) -> None:
         self._heads: dict[tuple[str, str, bool], bytes] = {}
+        missing = error_response(404, "no such file")
+        self._not_found = {
+            keep_alive: (head_block(missing, keep_alive), missing.body)
+            for keep_alive in (True, False)
+        }
+
+    def not_found(self, keep_alive: bool) -> Response:
+        head, body = self._not_found[keep_alive]
+        return Response(404, body=body, head=head)
 
     def answer(self, request: Request, content: Content) -> Response:
         headers = request.headers

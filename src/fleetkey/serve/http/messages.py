@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetkey.serve.content import Content
+from fleetkey.serve.fetching import Ruling
 
 REASONS: Final = {status.value: status.phrase for status in HTTPStatus}
 
@@ -43,7 +44,7 @@ class Response:
     body: bytes = b""
     file: FileSlice | None = None
     content: Content | None = None  # what was resolved, for the fetch record
-    mac: str | None = None
+    ruling: Ruling | None = None  # what the pipeline decided, for the fetch record
     received: int = 0  # body bytes taken (uploads), for the fetch record
     digest: str | None = None  # SHA-256 of an upload
     admitted: bool = False  # counted in the service's in-flight requests until finished

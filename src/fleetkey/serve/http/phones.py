@@ -1,14 +1,17 @@
-"""What the HTTP server answers phones: GET and HEAD of license files and the tree, PUT of logs.
+"""HTTP framing of the fetch pipeline: GET and HEAD of files, PUT of the files phones write.
 
-Identity (User-Agent, credentials, the file name), per-device authentication, the unknown-MAC
-policy, admission control, and a fetch record for every answer, refused ones included. When the
-fetch-record queue is nearly full the phone gets 503 with Retry-After rather than an
-unrecorded answer. HTTP semantics of serving a resolved file live in ``answers``.
+What a request gets is ``serve.fetching``'s ruling; this module turns HTTP into the
+pipeline's facts (the path decoded once, the User-Agent, the client's address after trusted
+proxies, the per-device login) and the ruling back into HTTP (200/206/304/416 from
+``answers``, 401 with challenges, 403, 404, 503 with Retry-After), and hands every answer to the
+recorder. Admission (answers in flight, large downloads) is per connection-level resource, so it
+lives here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import time
@@ -17,30 +20,27 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
-from fleetkey.clock import Clock
 from fleetkey.core.requestpath import RequestPathError, url_path_segments
 from fleetkey.core.useragent import parse_user_agent
-from fleetkey.serve.content import ContentResolver, Requester, mac_in_name
+from fleetkey.serve.fetching import Pipeline, Ruling, shape_of
 from fleetkey.serve.http.answers import Answers
 from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
 from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
-from fleetkey.serve.http.repeats import Remembered, Repeats
-from fleetkey.serve.identity import Sightings, UnknownPolicy
 from fleetkey.serve.metrics import Latency
-from fleetkey.serve.uploads import store_upload, upload_rule
-from fleetkey.store.fetches import FetchWriter, QueueFullError
-from fleetkey.store.records import FetchRecord
+from fleetkey.serve.recorder import Recorder
+from fleetkey.serve.uploads import store_upload
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S: Final = 5
-BUSY_FRACTION: Final = 0.9  # of the record queue: beyond it, answer 503 instead of serving
+INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on the event loop
 # phones repeat their paths and User-Agents: check and parse each once
 _segments = lru_cache(maxsize=65536)(url_path_segments)
 _agent = lru_cache(maxsize=65536)(parse_user_agent)
 _ANONYMOUS: Final = Verdict()
+_SERVED: Final = frozenset({"GET", "HEAD", "PUT"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,63 +55,41 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class Policies:
-    """Who may fetch: authentication, unknown MACs, whose X-Forwarded-For to believe."""
+    """Who may fetch over HTTP: per-device authentication, whose X-Forwarded-For to believe."""
 
     auth: DeviceAuth | None = None
-    sightings: Sightings | None = None  # None: last seen not tracked, every MAC served
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 class PhoneService:
+    """The HTTP protocol's service (``serve.http.protocol.Service``) for phones."""
+
     def __init__(
         self,
-        resolver: ContentResolver,
-        writer: FetchWriter,
-        clock: Clock,
+        pipeline: Pipeline,
+        recorder: Recorder,
         *,
-        queue_capacity: int,
         uploads: Path,
         admission: Admission | None = None,
         policies: Policies | None = None,
     ) -> None:
-        if resolver.posted is None:
-            raise ValueError(
-                "PhoneService answers from the resolver's in-memory view "
-                "(fleetkey.serve.cache.PostedLicenses); give the resolver one"
-            )
-        self._posted = resolver.posted
+        self._pipeline = pipeline
+        self._recorder = recorder
         self._admission = admission or Admission()
         chosen = policies or Policies()
         self._auth = chosen.auth if chosen.auth is not None and chosen.auth.enabled else None
-        self._sightings = chosen.sightings
         self._proxies = chosen.proxies
         self._operator: AsgiMount | None = None
         self._in_flight = 0
         self._streams = 0
-        self._resolver = resolver
         self._answers = Answers()
-        self._repeats = Repeats()
         self._uploads = uploads
-        self._writer = writer
-        self._clock = clock
-        self._busy_at = int(queue_capacity * BUSY_FRACTION)
         self.requests = 0
-        self.unrecorded = 0
         self.rejected = 0  # 503 answers: in-flight cap, download cap, record back-pressure
-        self.answers: dict[tuple[int, str], int] = {}  # (status, kind) → count, for metrics
+        self.operator_answers: dict[int, int] = {}  # admin API and /metrics, by status
         self.latency = Latency()
         self.bytes_sent = 0
         self.bytes_received = 0
-
-    @property
-    def repeats(self) -> Repeats:
-        """The remembered answers (for metrics: how many, how often used)."""
-        return self._repeats
-
-    @property
-    def resolver(self) -> ContentResolver:
-        """The content resolver, to share with the TFTP server."""
-        return self._resolver
 
     def mount(self, operator: AsgiMount) -> None:
         """Hand the paths ``operator`` wants (the admin API, /metrics) to it: not fetches."""
@@ -123,39 +101,29 @@ class PhoneService:
             return self._operator.body_limit
         if method != "PUT":
             return 0
-        name = target.split(b"?", 1)[0].rsplit(b"/", 1)[-1].decode("latin-1")
-        rule = upload_rule(name)
-        return rule[1] if rule is not None else 0
+        try:  # the name as the pipeline will see it: decoded once, exactly as it is stored
+            segments = _segments(target)
+        except RequestPathError:
+            return 0
+        upload = shape_of(segments).upload
+        return upload[1] if upload is not None else 0
 
     def answer_now(self, request: Request) -> Response | None:
-        """The answer when it needs no waiting (refusals, lookups in the in-memory view).
-
-        None for uploads (they write a file) and first Basic logins (scrypt): then the
-        protocol awaits ``handle``.
-        """
+        """The answer when it needs no waiting (everything but uploads, first Basic logins
+        (scrypt) and operator requests: for those the protocol awaits ``handle``)."""
         if self._operator is not None and self._operator.wants(request.raw_path):
             return None
         refused = self._gate(request)
         if refused is not None:
             return refused
-        if request.method == "PUT":
-            return None
-        if self._auth is None:
-            known = self._repeats.recall(request, self._posted.view)
-            if known is not None:
-                self._in_flight += 1
-                return Response(
-                    200,
-                    body=known.body,
-                    content=known.content,
-                    mac=known.mac,
-                    admitted=True,
-                    head=known.head,
-                )
         verdict = self._authenticate(request)
         if verdict.slow_basic is not None:
             return None
-        return self._run(request, verdict)
+        if request.method == "PUT":
+            if len(request.body) > INLINE_UPLOAD_BYTES:
+                return None  # written on a worker thread
+            return self._admitted(self._store(request, verdict))
+        return self._admitted(self._lookup(request, verdict))
 
     async def handle(self, request: Request) -> Response:
         if self._operator is not None and self._operator.wants(request.raw_path):
@@ -172,31 +140,21 @@ class PhoneService:
                 None, self._auth.check_basic_slowly, *verdict.slow_basic
             )
         if request.method != "PUT":
-            return self._run(request, verdict)
+            return self._admitted(self._lookup(request, verdict))
         self._in_flight += 1
         try:
             response = await self._upload(request, verdict)
-        except BaseException:  # failed or cancelled: the protocol answers 500 or nothing
+        finally:
             self._in_flight -= 1
-            raise
-        return self._admitted(response)
-
-    def _run(self, request: Request, verdict: Verdict) -> Response:
-        self._in_flight += 1
-        try:
-            response = self._lookup(request, verdict)
-        except BaseException:
-            self._in_flight -= 1
-            raise
         return self._admitted(response)
 
     def _gate(self, request: Request) -> Response | None:
         """405 for methods not served, 503 under pressure; None to go on."""
-        if request.method not in ("GET", "HEAD", "PUT"):
+        if request.method not in _SERVED:
             response = error_response(405, f"{request.method} is not served here")
             response.headers.append(("allow", "GET, HEAD, PUT"))
             return response
-        if self._writer.depth >= self._busy_at:
+        if self._recorder.congested:
             return self._busy("fetch records are waiting to be written")
         if self._in_flight >= self._admission.max_in_flight:
             return self._busy(f"{self._in_flight} requests in flight")
@@ -215,10 +173,10 @@ class PhoneService:
         """Count the answer in flight (and as a large download) until ``finished``."""
         if response.file is not None and response.file.length >= self._admission.large_bytes:
             if self._streams >= self._admission.max_downloads:
-                self._in_flight -= 1
                 return self._busy(f"{self._streams} large downloads running")
             self._streams += 1
             response.streaming = True
+        self._in_flight += 1
         response.admitted = True
         return response
 
@@ -228,95 +186,98 @@ class PhoneService:
         response.headers.append(("retry-after", str(self._admission.retry_after_s)))
         return response
 
-    def _caller(
-        self, request: Request, verdict: Verdict, named: str | None
-    ) -> tuple[str | None, Response | None]:
-        """The phone asking (or None), or the refusal to answer with instead."""
-        agent = _agent(request.headers.get("user-agent"))
-        if self._auth is not None:
-            if verdict.mac is None:
-                response = error_response(401, verdict.reason or "credentials required")
-                response.headers.extend(self._auth.challenges(stale=verdict.stale))
-                return None, response
-            if named is not None and named != verdict.mac:
-                return verdict.mac, error_response(403, "that file belongs to another phone")
-            return verdict.mac, None
-        return (agent.mac if agent is not None and agent.mac else named), None
-
-    def _admit(self, request: Request, mac: str, site: str | None) -> Response | None:
-        """The unknown-MAC policy: None to go on, or a 403."""
-        if self._sightings is None:
-            return None
-        agent = _agent(request.headers.get("user-agent"))
-        if self._sightings.admit(mac, self._posted.is_known(mac), site, agent):
-            return None
-        return error_response(403, f"phone {mac} is not in the inventory")
-
-    def _lookup(self, request: Request, verdict: Verdict) -> Response:
-        """GET/HEAD: resolve in the in-memory view and answer; nothing here waits."""
-        view = self._posted.view  # taken before anything is decided from it (serve.http.repeats)
+    def _rule(self, request: Request, verdict: Verdict, *, write: bool) -> Ruling | Response:
+        """The pipeline's ruling on this request, or the HTTP answer refusing it before."""
+        if self._auth is not None and verdict.mac is None:
+            response = error_response(401, verdict.reason or "credentials required")
+            response.headers.extend(self._auth.challenges(stale=verdict.stale))
+            return response
         try:
             segments = _segments(request.raw_path)
         except RequestPathError as exc:
             return error_response(400, exc.reason)
-        mac, refused = self._caller(request, verdict, mac_in_name(segments[-1]))
-        site, rest = self._resolver.split_site(segments)
-        if refused is None and mac is not None:
-            refused = self._admit(request, mac, site)
-        if refused is not None:
-            refused.mac = mac
-            return refused
-        content = self._resolver.resolve(rest, Requester(mac=mac, site=site))
-        response = (
-            error_response(404, "no such file")
-            if content is None
-            else self._answers.answer(request, content)
+        return self._pipeline.decide(
+            segments,
+            self._address(request),
+            _agent(request.headers.get("user-agent")),
+            request.started,
+            login=verdict.mac,
+            write=write,
         )
-        response.mac = mac
-        # a header block is built ahead only for a plain 200 of in-memory content (answers.py)
-        if (
-            content is not None
-            and content.body is not None
-            and response.head is not None
-            and self._repeatable(mac)
-        ):
-            self._repeats.remember(
-                request, view, Remembered(content, content.body, response.head, mac)
-            )
+
+    def _address(self, request: Request) -> str | None:
+        """The client's address: the peer's, or X-Forwarded-For's from a trusted proxy."""
+        if self._proxies:
+            return self._proxies.client(request.remote_addr, request.headers.get("x-forwarded-for"))
+        return request.remote_addr
+
+    def _lookup(self, request: Request, verdict: Verdict) -> Response:
+        """GET/HEAD: the pipeline's ruling as an HTTP answer; nothing here waits."""
+        ruling = self._rule(request, verdict, write=False)
+        if isinstance(ruling, Response):
+            return ruling
+        content = ruling.content
+        if content is not None:
+            response = self._answers.answer(request, content)
+        elif ruling.status == 404:
+            response = self._answers.not_found(request.keep_alive)
+        elif ruling.status == 503:
+            response = self._busy(ruling.reason)
+        else:
+            response = error_response(ruling.status, ruling.reason)
+        response.ruling = ruling
         return response
 
-    def _repeatable(self, mac: str | None) -> bool:
-        """Whether this answer's decision was pure (``serve.http.repeats``): no credentials
-        were checked, and the admission changed nothing."""
-        if self._auth is not None:
-            return False
-        sightings = self._sightings
-        return (
-            mac is None
-            or sightings is None
-            or sightings.policy is UnknownPolicy.SERVE
-            or self._posted.is_known(mac)
-        )
-
     async def _upload(self, request: Request, verdict: Verdict) -> Response:
-        try:
-            segments = url_path_segments(request.raw_path)
-        except RequestPathError as exc:
-            return error_response(400, exc.reason)
-        name = segments[-1]
-        rule = upload_rule(name)
-        if rule is None:
-            return error_response(403, f"{name!r} is not a file phones upload")
-        mac, refused = self._caller(request, verdict, rule[0])
-        if refused is None and mac is not None:
-            refused = self._admit(request, mac, self._resolver.split_site(segments)[0])
-        if refused is not None:
-            refused.mac = mac
-            return refused
+        """A large upload: decided here, written on a worker thread."""
+        ruling = self._rule(request, verdict, write=True)
+        if isinstance(ruling, Response) or ruling.upload is None:
+            return self._refusal(ruling)
         loop = asyncio.get_running_loop()
-        created = await loop.run_in_executor(None, store_upload, self._uploads, name, request.body)
+        name = ruling.upload[2]
+        try:
+            created = await loop.run_in_executor(
+                None, store_upload, self._uploads, name, request.body
+            )
+        except OSError as exc:
+            return self._not_stored(ruling, exc)
+        return self._stored(request, ruling, created)
+
+    def _store(self, request: Request, verdict: Verdict) -> Response:
+        """A small upload (a log, an override file): decided and written now, as a small tree
+        file is read now: a worker thread's hand-off costs more than the write."""
+        ruling = self._rule(request, verdict, write=True)
+        if isinstance(ruling, Response) or ruling.upload is None:
+            return self._refusal(ruling)
+        try:
+            created = store_upload(self._uploads, ruling.upload[2], request.body)
+        except OSError as exc:
+            return self._not_stored(ruling, exc)
+        return self._stored(request, ruling, created)
+
+    @staticmethod
+    def _refusal(ruling: Ruling | Response) -> Response:
+        if isinstance(ruling, Response):
+            return ruling
+        response = error_response(ruling.status, ruling.reason)
+        response.ruling = ruling
+        return response
+
+    @staticmethod
+    def _not_stored(ruling: Ruling, exc: OSError) -> Response:
+        """507 when the disk is full (the phone may try again later), else 500; logged."""
+        log.error(
+            "storing upload %s failed: %s", ruling.upload[2] if ruling.upload else "?", exc
+        )  # counted by its status, no traceback
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        response = error_response(507 if full else 500, "the upload could not be stored")
+        response.ruling = ruling
+        return response
+
+    @staticmethod
+    def _stored(request: Request, ruling: Ruling, created: bool) -> Response:
         response = Response(201 if created else 204)
-        response.mac = rule[0]
+        response.ruling = ruling
         response.received = len(request.body)
         response.digest = hashlib.sha256(request.body).hexdigest()
         return response
@@ -326,50 +287,35 @@ class PhoneService:
         self.requests += 1
         self.bytes_sent += sent
         self.bytes_received += response.received
-        self.latency.observe(time.perf_counter() - request.started)
+        elapsed = time.perf_counter() - request.started
+        self.latency.observe(elapsed)
         status = response.status
-        content = response.content
-        if content is not None:
-            kind: str = content.kind
-        elif response.operator:
-            kind = "api"
-        else:
-            kind = "upload" if request.method == "PUT" else "other"
-        key = (status, kind)
-        self.answers[key] = self.answers.get(key, 0) + 1
-        if response.operator:
-            return  # operator requests are not phone fetches
+        if response.operator:  # operator requests are not phone fetches
+            self.operator_answers[status] = self.operator_answers.get(status, 0) + 1
+            return
         if response.admitted:
             self._in_flight -= 1
         if response.streaming:
             self._streams -= 1
-        digest = content.digest if content is not None else response.digest
+        content = response.content
+        if content is not None:
+            kind: str = content.kind
+            digest = content.digest
+        else:
+            kind = "upload" if request.method == "PUT" else "other"
+            digest = response.digest
         user_agent = request.headers.get("user-agent")
-        address = request.remote_addr
-        if self._proxies:
-            address = self._proxies.client(address, request.headers.get("x-forwarded-for"))
-        now = self._clock.now()
-        mac = response.mac
-        if mac is not None and self._sightings is not None and status < 400:
-            known = self._posted.is_known(mac)
-            self._sightings.seen(mac, known, now, address, user_agent, _agent(user_agent))
-        record = FetchRecord(  # positional: a keyword call costs twice as much, per request
-            request.raw_path.decode("latin-1")[:1024],
+        self._recorder.record(
             "https" if request.secure else "http",
+            request.method,
+            request.raw_path.decode("latin-1"),
             status,
             sent or response.received,
-            (time.perf_counter() - request.started) * 1000,
-            now,
-            request.method[:8],
-            response.mac,
+            elapsed * 1000,
+            self._address(request),
+            user_agent,
+            _agent(user_agent),
+            response.ruling,
+            kind,
             digest,
-            address,
-            user_agent[:255] if user_agent else None,
         )
-        try:
-            self._writer.submit(record, timeout=0)
-        except QueueFullError:
-            self.unrecorded += 1
-            log.error(  # noqa: TRY400  # a counted condition, not a bug: no traceback
-                "fetch record for %s %s not queued: the queue is full", request.method, record.path
-            )

@@ -48,7 +48,7 @@ class _AbortParsingError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class RequestLimits:
     max_url_bytes: int = 4096  # 414 beyond
     max_header_bytes: int = 16 * 1024  # 431 beyond (all header lines together)
     max_headers: int = 64  # 431 beyond
@@ -74,7 +74,7 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(
         self,
         service: Service,
-        limits: Limits,
+        limits: RequestLimits,
         connections: set[HttpProtocol],
         *,
         secure: bool = False,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetkey.errors import InputError
-from fleetkey.serve.http.protocol import HttpProtocol, Limits, Service
+from fleetkey.serve.http.protocol import HttpProtocol, RequestLimits, Service
 
 GRACE_S: Final = 10.0  # how long answers in flight may take after a stop was asked for
 
@@ -22,7 +22,7 @@ async def serve_http(
     *,
     stop: asyncio.Event,
     ready: Callable[[str, int], None],
-    limits: Limits | None = None,
+    limits: RequestLimits | None = None,
     grace_s: float = GRACE_S,
     tls: ssl.SSLContext | None = None,
 ) -> None:
@@ -32,7 +32,7 @@ async def serve_http(
     """
     loop = asyncio.get_running_loop()
     connections: set[HttpProtocol] = set()
-    chosen = limits or Limits()
+    chosen = limits or RequestLimits()
     server = await loop.create_server(
         lambda: HttpProtocol(service, chosen, connections, secure=tls is not None),
         host,

@@ -62,7 +62,7 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class OptionLimits:
     """What the server accepts: the blksize cap keeps DATA inside one Ethernet frame."""
 
     max_blksize: int = 1468  # 1500 - 20 (IPv4) - 8 (UDP) - 4 (TFTP)
@@ -117,7 +117,7 @@ def parse_request(packet: bytes) -> Request:
     return Request(Opcode(opcode), filename, mode, options)
 
 
-def negotiate(request: Request, limits: Limits, size: int | None) -> Negotiated:
+def negotiate(request: Request, limits: OptionLimits, size: int | None) -> Negotiated:
     """Options the server takes, and the OACK's content (RFC 2347: unknown ones are left out).
 
     ``size`` is the file's size for an RRQ's tsize. A value out of its range is refused with

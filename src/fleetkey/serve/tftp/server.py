@@ -1,11 +1,11 @@
-"""The TFTP server: requests on the listening port, each transfer on a fresh port of its own.
+"""TFTP framing of the fetch pipeline: requests on the listening port, each transfer on a
+fresh port of its own.
 
-Content, identity and records are shared with HTTP: the same resolver (license files per phone
-and site, the provisioning tree), the same unknown-MAC policy and sightings, the same upload
-rules, and one fetch record per transfer with protocol ``tftp``. TFTP outcomes are recorded with
-the HTTP status of the same meaning: 200 sent, 201/204 upload stored, 400 malformed or refused
-options, 403 access violation, 404 not found, 408 timed out, 413 upload too large, 499 the
-phone gave up, 503 busy.
+What a request gets is ``serve.fetching``'s ruling, exactly as over HTTP (TFTP has no
+User-Agent and no login: the phone is known by the file name or its address); every transfer
+goes to ``serve.recorder`` with protocol ``tftp``. Outcomes are recorded with the HTTP status of
+the same meaning: 200 sent, 201/204 upload stored, 400 malformed or refused options, 403 access
+violation, 404 not found, 408 timed out, 413 upload too large, 499 the phone gave up, 503 busy.
 """
 
 from __future__ import annotations
@@ -21,27 +21,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final, cast
 
-from fleetkey.clock import Clock
 from fleetkey.core.requestpath import RequestPathError, filename_segments
-from fleetkey.serve.content import Content, ContentResolver, Requester, mac_in_name
-from fleetkey.serve.identity import Sightings
+from fleetkey.serve.content import Content
+from fleetkey.serve.fetching import Pipeline, Ruling
+from fleetkey.serve.recorder import Recorder
 from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.deadlines import Deadlines
-from fleetkey.serve.tftp.packets import ErrorCode, Limits, Opcode, PacketError, Request
+from fleetkey.serve.tftp.packets import ErrorCode, Opcode, OptionLimits, PacketError, Request
 from fleetkey.serve.tftp.poller import Poller
 from fleetkey.serve.tftp.transfer import (
     RETRIES,
     Address,
     BytesSource,
     FileSource,
-    Outcome,
     ReadTransfer,
     Source,
+    TransferResult,
     WriteTransfer,
 )
-from fleetkey.serve.uploads import store_upload, upload_rule
-from fleetkey.store.fetches import FetchWriter, QueueFullError
-from fleetkey.store.records import FetchRecord
+from fleetkey.serve.uploads import store_upload
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +50,7 @@ _parse = lru_cache(maxsize=65536)(packets.parse_request)  # ... and their reques
 
 @lru_cache(maxsize=4096)
 def _offer(
-    opcode: Opcode, given: tuple[tuple[str, str], ...], limits: Limits, size: int | None
+    opcode: Opcode, given: tuple[tuple[str, str], ...], limits: OptionLimits, size: int | None
 ) -> tuple[packets.Negotiated, bytes | None]:
     """What the server takes of ``given`` options, and the OACK saying so (None: no OACK).
 
@@ -66,18 +64,26 @@ def _offer(
 
 @dataclass(frozen=True, slots=True)
 class TftpSettings:
-    limits: Limits = field(default_factory=Limits)
+    limits: OptionLimits = field(default_factory=OptionLimits)
     max_transfers: int = 512  # beyond: error 0 "busy", the phone retries later
     per_client: int = 16  # transfers at once from one address
     uploads: bool = False  # WRQ of the files phones write
     retries: int = RETRIES
 
 
+# a refusing ruling's status → the TFTP error code of the same meaning
+_CODES: Final = {
+    400: ErrorCode.ACCESS_VIOLATION,
+    403: ErrorCode.ACCESS_VIOLATION,
+    404: ErrorCode.FILE_NOT_FOUND,
+    503: ErrorCode.NOT_DEFINED,
+}
+
+
 @dataclass
 class TftpCounters:
-    """For /metrics: plain numbers bumped on the event loop."""
+    """For /metrics: plain numbers bumped on the event loop (outcomes: the recorder's)."""
 
-    outcomes: Counter[int] = field(default_factory=Counter)  # by status
     options: Counter[str] = field(default_factory=Counter)  # option names requested
     retransmits: int = 0
     sent_bytes: int = 0
@@ -89,21 +95,14 @@ class TftpCounters:
 class TftpServer(asyncio.DatagramProtocol):
     def __init__(
         self,
-        resolver: ContentResolver,
-        writer: FetchWriter,
-        clock: Clock,
-        sightings: Sightings | None,
+        pipeline: Pipeline,
+        recorder: Recorder,
         uploads: Path,
         settings: TftpSettings,
         bind_host: str,
     ) -> None:
-        if resolver.posted is None:
-            raise ValueError("TftpServer answers from the resolver's in-memory view")
-        self._posted = resolver.posted
-        self._resolver = resolver
-        self._writer = writer
-        self._clock = clock
-        self._sightings = sightings
+        self._pipeline = pipeline
+        self._recorder = recorder
         self._uploads = uploads
         self._settings = settings
         self._bind_host = bind_host
@@ -115,7 +114,6 @@ class TftpServer(asyncio.DatagramProtocol):
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters = TftpCounters()
         self._plain = packets.Negotiated(timeout_s=settings.limits.default_timeout_s)
-        self.unrecorded = 0
 
     # the listening socket
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -147,7 +145,7 @@ class TftpServer(asyncio.DatagramProtocol):
             self._start(request, addr)
         except _RefusedError as refused:
             self._reply(addr, refused.code, refused.message)
-            self._record(request, addr, refused.status, 0, time.perf_counter(), None, None)
+            self._record(request, addr, refused.status, time.perf_counter(), refused.ruling)
 
     def _reply(self, addr: Address, code: ErrorCode, message: str) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -160,20 +158,26 @@ class TftpServer(asyncio.DatagramProtocol):
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "server busy: retry later")
         if self._per_client.get(addr[0], 0) >= settings.per_client:
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "too many transfers: retry later")
+        if self._recorder.congested:
+            raise _RefusedError(503, ErrorCode.NOT_DEFINED, "server busy: retry later")
         try:
             segments = _segments(request.filename)
         except RequestPathError as exc:
             raise _RefusedError(400, ErrorCode.ACCESS_VIOLATION, exc.reason) from None
-        site, rest = self._resolver.split_site(segments)
-        if request.opcode is Opcode.WRQ:
-            self._start_upload(request, addr, segments[-1], site, started)
+        write = request.opcode is Opcode.WRQ
+        ruling = self._pipeline.decide(segments, addr[0], None, started, write=write)
+        if write and not settings.uploads:
+            raise _RefusedError(403, ErrorCode.ACCESS_VIOLATION, "uploads are off here", ruling)
+        if ruling.status != 200:
+            code = _CODES.get(ruling.status, ErrorCode.ACCESS_VIOLATION)
+            message = "file not found" if ruling.status == 404 else ruling.reason
+            raise _RefusedError(ruling.status, code, message, ruling)
+        if write:
+            self._start_upload(request, addr, ruling, started)
             return
-        mac = mac_in_name(segments[-1])
-        self._admit(mac, site)
-        content = self._resolver.resolve(rest, Requester(mac=mac, site=site))
-        if content is None:
-            raise _RefusedError(404, ErrorCode.FILE_NOT_FOUND, "file not found")
-        source, size = self._source(content, request.mode)
+        content = ruling.content
+        assert content is not None  # noqa: S101  # a 200 of a read carries its content
+        source, size = self._source(content, request.mode, ruling)
         if not request.options:  # plain RFC 1350: nothing to negotiate
             options, oack = self._plain, None
         else:
@@ -186,41 +190,36 @@ class TftpServer(asyncio.DatagramProtocol):
                 )
             except PacketError as exc:
                 source.close()
-                raise _RefusedError(400, exc.code, exc.message) from None
+                raise _RefusedError(400, exc.code, exc.message, ruling) from None
 
-        def done(outcome: Outcome) -> None:
-            self.counters.sent_bytes += outcome.sent
-            self._finished(transfer, request, addr, outcome, started, mac, content.digest)
+        def done(result: TransferResult) -> None:
+            self.counters.sent_bytes += result.sent
+            self._finished(transfer, request, addr, result, started, ruling, content.digest)
 
         transfer = ReadTransfer(addr, options, oack, done, source, size, settings.retries)
         self._open(transfer, addr)
 
     def _start_upload(
-        self, request: Request, addr: Address, name: str, site: str | None, started: float
+        self, request: Request, addr: Address, ruling: Ruling, started: float
     ) -> None:
-        if not self._settings.uploads:
-            raise _RefusedError(403, ErrorCode.ACCESS_VIOLATION, "uploads are off here")
-        rule = upload_rule(name)
-        if rule is None:
-            raise _RefusedError(403, ErrorCode.ACCESS_VIOLATION, f"{name!r} is not a phone file")
-        mac, cap = rule
-        self._admit(mac, site)
+        assert ruling.upload is not None  # noqa: S101  # a 200 of a write names its upload
+        _, cap, name = ruling.upload
         try:
             options, oack = _offer(
                 request.opcode, tuple(request.options.items()), self._settings.limits, None
             )
         except PacketError as exc:
-            raise _RefusedError(400, exc.code, exc.message) from None
+            raise _RefusedError(400, exc.code, exc.message, ruling) from None
         if options.tsize is not None and options.tsize > cap:
-            raise _RefusedError(413, ErrorCode.DISK_FULL, f"larger than {cap} bytes")
+            raise _RefusedError(413, ErrorCode.DISK_FULL, f"larger than {cap} bytes", ruling)
 
-        def done(outcome: Outcome) -> None:
-            self.counters.received_bytes += outcome.sent
-            if outcome.payload is None:
-                self._finished(transfer, request, addr, outcome, started, mac, None)
+        def done(result: TransferResult) -> None:
+            self.counters.received_bytes += result.sent
+            if result.payload is None:
+                self._finished(transfer, request, addr, result, started, ruling, None)
                 return
             task = asyncio.get_running_loop().create_task(
-                self._store(transfer, request, addr, outcome, started, mac, name)
+                self._store(transfer, request, addr, result, started, ruling, name)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -233,9 +232,9 @@ class TftpServer(asyncio.DatagramProtocol):
         transfer: WriteTransfer,
         request: Request,
         addr: Address,
-        outcome: Outcome,
+        outcome: TransferResult,
         started: float,
-        mac: str,
+        ruling: Ruling,
         name: str,
     ) -> None:
         body = outcome.payload or b""
@@ -251,19 +250,13 @@ class TftpServer(asyncio.DatagramProtocol):
             outcome.status = 201 if created else 204
         outcome.payload = None
         digest = hashlib.sha256(body).hexdigest()
-        self._finished(transfer, request, addr, outcome, started, mac, digest)
+        self._finished(transfer, request, addr, outcome, started, ruling, digest)
 
-    def _admit(self, mac: str | None, site: str | None) -> None:
-        if mac is None or self._sightings is None:
-            return
-        if not self._sightings.admit(mac, self._posted.is_known(mac), site, None):
-            raise _RefusedError(403, ErrorCode.ACCESS_VIOLATION, f"phone {mac} is not known")
-
-    def _source(self, content: Content, mode: str) -> tuple[Source, int]:
+    def _source(self, content: Content, mode: str, ruling: Ruling) -> tuple[Source, int]:
         if mode == "netascii":
             if content.size > NETASCII_MAX_BYTES:
                 raise _RefusedError(
-                    400, ErrorCode.ILLEGAL_OPERATION, "netascii only for files up to 16 MiB"
+                    400, ErrorCode.ILLEGAL_OPERATION, "netascii only for files up to 16 MiB", ruling
                 )
             raw = content.body
             if raw is None:
@@ -277,7 +270,7 @@ class TftpServer(asyncio.DatagramProtocol):
         try:
             return FileSource(str(content.path)), content.size
         except OSError:
-            raise _RefusedError(404, ErrorCode.FILE_NOT_FOUND, "file not found") from None
+            raise _RefusedError(404, ErrorCode.FILE_NOT_FOUND, "file not found", ruling) from None
 
     def _open(self, transfer: ReadTransfer | WriteTransfer, addr: Address) -> None:
         self.counters.active += 1
@@ -289,16 +282,16 @@ class TftpServer(asyncio.DatagramProtocol):
             transfer.open(self._bind_host, self._poller, self._deadlines)
         except OSError as exc:
             log.error("no port for a TFTP transfer: %s", exc)  # noqa: TRY400  # counted, recorded
-            transfer.finish(Outcome(503, detail="no port for the transfer"), notify=False)
+            transfer.finish(TransferResult(503, detail="no port for the transfer"), notify=False)
 
     def _finished(
         self,
         transfer: ReadTransfer | WriteTransfer,
         request: Request,
         addr: Address,
-        outcome: Outcome,
+        outcome: TransferResult,
         started: float,
-        mac: str | None,
+        ruling: Ruling,
         digest: str | None,
     ) -> None:
         if transfer in self._transfers:
@@ -308,40 +301,34 @@ class TftpServer(asyncio.DatagramProtocol):
             if left > 0:
                 self._per_client[addr[0]] = left
         self.counters.retransmits += outcome.retransmits
-        self._record(request, addr, outcome.status, outcome.sent, started, mac, digest)
+        self._record(request, addr, outcome.status, started, ruling, outcome.sent, digest)
 
     def _record(
         self,
         request: Request,
         addr: Address,
         status: int,
-        sent: int,
         started: float,
-        mac: str | None,
-        digest: str | None,
+        ruling: Ruling | None,
+        sent: int = 0,
+        digest: str | None = None,
     ) -> None:
-        self.counters.outcomes[status] += 1
-        now = self._clock.now()
-        if mac is not None and self._sightings is not None and status < 400:
-            self._sightings.seen(mac, self._posted.is_known(mac), now, addr[0], None, None)
-        record = FetchRecord(
-            request.filename.decode("latin-1")[:1024],
+        write = request.opcode is Opcode.WRQ
+        content = ruling.content if ruling is not None else None
+        self._recorder.record(
             "tftp",
+            "WRQ" if write else "RRQ",
+            request.filename.decode("latin-1"),
             status,
             sent,
             (time.perf_counter() - started) * 1000,
-            now,
-            "RRQ" if request.opcode is Opcode.RRQ else "WRQ",
-            mac,
-            digest,
             addr[0],
             None,
+            None,
+            ruling,
+            content.kind if content is not None else ("upload" if write else "other"),
+            digest,
         )
-        try:
-            self._writer.submit(record, timeout=0)
-        except QueueFullError:
-            self.unrecorded += 1
-            log.error("fetch record for TFTP %s not queued: the queue is full", record.path)  # noqa: TRY400
 
     async def drain(self, grace_s: float) -> None:
         """Graceful stop: stop taking requests, let transfers finish, then end the rest."""
@@ -351,7 +338,7 @@ class TftpServer(asyncio.DatagramProtocol):
         while self._transfers and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         for transfer in list(self._transfers):
-            transfer.finish(Outcome(503, detail="server stopping"))
+            transfer.finish(TransferResult(503, detail="server stopping"))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._deadlines is not None:
@@ -361,9 +348,11 @@ class TftpServer(asyncio.DatagramProtocol):
 
 
 class _RefusedError(Exception):
-    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+    def __init__(
+        self, status: int, code: ErrorCode, message: str, ruling: Ruling | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.ruling = status, code, message, ruling
 
 
 async def serve_tftp(

@@ -71,7 +71,7 @@ class FileSource:
 
 
 @dataclass(slots=True)
-class Outcome:
+class TransferResult:
     status: int  # as in fetch records: 200 done, 408 timed out, 499 client gave up, ...
     sent: int = 0  # payload bytes acknowledged (RRQ) or received (WRQ)
     retransmits: int = 0
@@ -79,7 +79,7 @@ class Outcome:
     payload: bytes | None = None  # a completed upload, for the service to store
 
 
-def _reported(outcome: Outcome) -> None:
+def _reported(outcome: TransferResult) -> None:
     """Stands in for a transfer's ``done`` once it was called: a transfer reports once."""
 
 
@@ -95,7 +95,7 @@ class _Transfer:
         peer: Address,
         options: Negotiated,
         oack: bytes | None,
-        done: Callable[[Outcome], None],
+        done: Callable[[TransferResult], None],
         retries: int,
     ) -> None:
         self._peer = peer
@@ -109,7 +109,7 @@ class _Transfer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: Poller | None = None
         self._deadlines: Deadlines | None = None
-        self.outcome: Outcome | None = None
+        self.outcome: TransferResult | None = None
         self.started = time.perf_counter()
         self.retransmits = 0
 
@@ -144,7 +144,7 @@ class _Transfer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # ICMP port unreachable and the like: the phone is gone
-                self.finish(Outcome(499, detail=f"network error: {exc}"), notify=False)
+                self.finish(TransferResult(499, detail=f"network error: {exc}"), notify=False)
                 return
             self.datagram_received(data, addr if len(addr) == 2 else addr[:2])
             sock = self._sock
@@ -163,7 +163,9 @@ class _Transfer:
             return  # too short to be anything: dropped
         opcode, number = header
         if opcode == Opcode.ERROR:
-            self.finish(Outcome(499, detail=f"the phone ended it: error {number}"), notify=False)
+            self.finish(
+                TransferResult(499, detail=f"the phone ended it: error {number}"), notify=False
+            )
         else:
             self.received(opcode, number, data)
 
@@ -202,7 +204,9 @@ class _Transfer:
             return
         self._tries += 1
         if self._tries > self._retries:
-            self.finish(Outcome(408, detail=f"no answer after {self._retries} retransmissions"))
+            self.finish(
+                TransferResult(408, detail=f"no answer after {self._retries} retransmissions")
+            )
             return
         self.retry()
 
@@ -213,7 +217,7 @@ class _Transfer:
         self._tries = 0
         self.arm()
 
-    def finish(self, outcome: Outcome, *, notify: bool = True, linger: bool = False) -> None:
+    def finish(self, outcome: TransferResult, *, notify: bool = True, linger: bool = False) -> None:
         """End the transfer once: tell the phone on failure, report, close (or dally)."""
         if self.outcome is not None:
             return
@@ -249,7 +253,7 @@ class ReadTransfer(_Transfer):
         peer: Address,
         options: Negotiated,
         oack: bytes | None,
-        done: Callable[[Outcome], None],
+        done: Callable[[TransferResult], None],
         source: Source,
         size: int,
         retries: int = RETRIES,
@@ -281,7 +285,7 @@ class ReadTransfer(_Transfer):
 
     def received(self, opcode: int, number: int, data: bytes) -> None:
         if opcode != Opcode.ACK:
-            self.finish(Outcome(400, detail=f"opcode {opcode} in a read transfer"))
+            self.finish(TransferResult(400, detail=f"opcode {opcode} in a read transfer"))
             return
         if self._sent_to == 0:  # waiting for ACK 0 of the OACK
             if number == 0:
@@ -293,7 +297,7 @@ class ReadTransfer(_Transfer):
             return  # a repeated ACK, or one for a block never sent: the timer handles loss
         self._acked += ahead
         if self._acked >= self._last:
-            self.finish(Outcome(200, sent=self._size))
+            self.finish(TransferResult(200, sent=self._size))
             return
         self._tries = 0
         self._send_window()
@@ -314,7 +318,7 @@ class ReadTransfer(_Transfer):
     def acknowledged_bytes(self) -> int:
         return min(self._acked * self._options.blksize, self._size)
 
-    def finish(self, outcome: Outcome, *, notify: bool = True, linger: bool = False) -> None:
+    def finish(self, outcome: TransferResult, *, notify: bool = True, linger: bool = False) -> None:
         if outcome.status != 200:
             outcome.sent = self.acknowledged_bytes()
         super().finish(outcome, notify=notify, linger=linger)
@@ -328,7 +332,7 @@ class WriteTransfer(_Transfer):
         peer: Address,
         options: Negotiated,
         oack: bytes | None,
-        done: Callable[[Outcome], None],
+        done: Callable[[TransferResult], None],
         cap: int,
         retries: int = RETRIES,
     ) -> None:
@@ -349,7 +353,7 @@ class WriteTransfer(_Transfer):
                 self.send(packets.ack(number))
             return
         if opcode != Opcode.DATA:
-            self.finish(Outcome(400, detail=f"opcode {opcode} in a write transfer"))
+            self.finish(TransferResult(400, detail=f"opcode {opcode} in a write transfer"))
             return
         if number != self._expected & 0xFFFF:
             self._in_window = 0
@@ -357,12 +361,16 @@ class WriteTransfer(_Transfer):
             return
         payload = data[4:]
         if len(payload) > self._options.blksize:
-            self.finish(Outcome(400, detail=f"block larger than blksize {self._options.blksize}"))
+            self.finish(
+                TransferResult(400, detail=f"block larger than blksize {self._options.blksize}")
+            )
             return
         self._size += len(payload)
         if self._size > self._cap:
             self.send(packets.error(ErrorCode.DISK_FULL, f"larger than {self._cap} bytes"))
-            self.finish(Outcome(413, sent=self._size, detail="upload too large"), notify=False)
+            self.finish(
+                TransferResult(413, sent=self._size, detail="upload too large"), notify=False
+            )
             return
         self._chunks.append(payload)
         self._expected += 1
@@ -374,7 +382,7 @@ class WriteTransfer(_Transfer):
         if final:
             body = b"".join(self._chunks)
             self._chunks = []
-            self.finish(Outcome(201, sent=self._size, payload=body), linger=True)
+            self.finish(TransferResult(201, sent=self._size, payload=body), linger=True)
             return
         self.progressed()
 

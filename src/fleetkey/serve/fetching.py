@@ -1,0 +1,294 @@
+"""The fetch pipeline: who is asking, may they, and what they get, whatever the protocol.
+
+HTTP, TFTP and FTP are framing adapters around :meth:`Pipeline.decide`: they hand over a
+request's identity facts (protocol, path segments, address, parsed User-Agent, login) and get a
+:class:`Ruling` — serve this content, accept this upload, refuse (with the status and
+reason), not found, or busy — then frame it and hand the outcome to ``serve.recorder``.
+
+Who is asking (spec §6), in order: the User-Agent's ``(SN:<mac>)``, the MAC in the file name,
+the per-device login, and otherwise the address: the MAC that address named within the current
+boot (``serve.addresses``). An address several phones use at once is ambiguous and names nobody.
+With logins required (per-device authentication on), the login decides and a phone gets only
+its own files and its own site's license, whatever the name or prefix; a protocol that cannot
+log in (TFTP) is refused every per-device file then.
+
+The phone's site, for the site license: its inventory site; else a ``/<site-serial>/`` path
+prefix; else, behind an ambiguous address, the site all the phones sharing it belong to. A MAC
+the inventory does not know is served, refused or registered (``UnknownPolicy``).
+
+What it gets: license names (``000000000000-license.cfg``, ``<mac>-license.cfg``) at the root,
+under a site prefix or in a directory a master configuration names as ``LICENSE_DIRECTORY``
+(``serve.layout``) are the store's posted keys, else the tree's file of that name; names phones
+write (``<mac>-app.log``, ``<mac>-phone.cfg``…, ``serve.uploads``) are the tree's file, else
+what the phone uploaded; anything else is the tree's file, the site subtree first.
+
+Nothing here waits or writes: everything comes from the in-memory view, the tree index and the
+address table, and the caller passes the time, so every branch is testable with a fixed clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final, Literal
+
+from fleetkey.core.naming import license_file_type
+from fleetkey.core.useragent import PhoneAgent
+from fleetkey.serve.addresses import Addresses, Sharing
+from fleetkey.serve.content import Content
+from fleetkey.serve.layout import Layout
+from fleetkey.serve.tree import FileTree
+from fleetkey.serve.uploads import upload_rule
+from fleetkey.serve.view import LiveView, View
+from fleetkey.store.sightings import NewPhone
+
+_MAC_NAME: Final = re.compile(r"([0-9A-Fa-f]{12})[-.]")
+_HEX12: Final = re.compile(r"[0-9A-Fa-f]{12}")
+_HEX_RUN: Final = re.compile(r"[0-9A-Fa-f]{12,}")
+_SHARED: Final = "000000000000"
+_SITE: Final = "Site"
+_PHONE: Final = "Phone"
+
+
+# How the asking phone was known; plain strings (counted and recorded per request, and an enum
+# member hashes through a Python-level __hash__)
+Via = Literal["agent", "name", "login", "address", "ambiguous"]
+AGENT: Final = "agent"  # the User-Agent's (SN:<mac>)
+NAME: Final = "name"  # the MAC in the file name
+LOGIN: Final = "login"  # its per-device login
+ADDRESS: Final = "address"  # the MAC its address named within this boot
+AMBIGUOUS: Final = "ambiguous"  # its address is shared by several phones right now
+_SELF_NAMING: Final = frozenset({AGENT, NAME, LOGIN})
+
+
+class UnknownPolicy(enum.StrEnum):
+    """What happens to a MAC the inventory does not know."""
+
+    SERVE = "serve"
+    REFUSE = "refuse"  # 403 (TFTP: access violation) to every request from it
+    REGISTER = "register"  # added at the prefix's site or the registration site, and served
+
+
+@dataclass(slots=True)
+class Ruling:
+    """What to answer: ``status`` 200 with ``content`` (or an accepted ``upload``), else why not.
+
+    ``mac`` and ``via`` say who asked (both None when nothing did), ``site`` the site whose
+    license applies, ``register`` a phone to add to the inventory when this is recorded.
+    """
+
+    status: int
+    content: Content | None = None
+    mac: str | None = None
+    via: Via | None = None
+    reason: str = ""
+    site: str | None = None
+    upload: tuple[str, int, str] | None = None  # (mac, size cap, file name)
+    register: NewPhone | None = None
+
+
+BUSY: Final = Ruling(503, reason="fetch records are waiting to be written")
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a path says by itself (no view, no tree): computed once per distinct path."""
+
+    segments: tuple[str, ...]
+    directory: tuple[str, ...]  # the segments before the name
+    name: str
+    license: tuple[str, str | None] | None  # (LicenseType value, MAC of a phone license)
+    named_mac: str | None  # the MAC a per-phone file name starts with
+    upload: tuple[str, int] | None  # (MAC, size cap) of a name phones write
+    hex_runs: tuple[str, ...]  # runs of 12 or more hex digits (lowercase) but 000000000000
+    prefix: str | None  # a leading 12-hex-digit segment: a site, if the view knows it
+    inner: Shape | None  # the shape of the rest, should the prefix be a site
+
+
+@lru_cache(maxsize=65536)
+def shape_of(segments: tuple[str, ...]) -> Shape:
+    """The shape of checked path segments (``core.requestpath``); phones repeat their paths."""
+    name = segments[-1]
+    kind = license_file_type(name)
+    named = _MAC_NAME.match(name)
+    named_mac = named.group(1).lower() if named and named.group(1) != _SHARED else None
+    runs = tuple(run.lower() for run in _HEX_RUN.findall("/".join(segments)) if run != _SHARED)
+    prefix = inner = None
+    if len(segments) > 1 and len(segments[0]) == 12 and _HEX12.fullmatch(segments[0]):
+        prefix, inner = segments[0].lower(), shape_of(segments[1:])
+    return Shape(
+        segments,
+        segments[:-1],
+        name,
+        None if kind is None else (kind[0].value, kind[1]),
+        named_mac,
+        upload_rule(name),
+        runs,
+        prefix,
+        inner,
+    )
+
+
+class Pipeline:
+    """One ruling for every protocol; see the module's docstring."""
+
+    def __init__(
+        self,
+        view: LiveView,
+        tree: FileTree,
+        uploads: FileTree,
+        *,
+        addresses: Addresses | None = None,
+        policy: UnknownPolicy = UnknownPolicy.SERVE,
+        register_site: str | None = None,
+        logins_required: bool = False,
+    ) -> None:
+        self._live = view
+        self.tree = tree
+        self.uploads = uploads
+        self.addresses = addresses or Addresses()
+        self.policy = policy
+        self.register_site = register_site
+        self.logins_required = logins_required
+        self.layout = Layout()
+
+    def decide(
+        self,
+        segments: tuple[str, ...],
+        address: str | None,
+        agent: PhoneAgent | None,
+        now: float,
+        *,
+        login: str | None = None,
+        write: bool = False,
+    ) -> Ruling:
+        """The answer to a read (or, with ``write``, an upload) of ``segments``.
+
+        ``login``: the MAC a per-device login proved (None: no login on this request);
+        ``now``: monotonic seconds, for the address table.
+        """
+        view = self._live.view
+        shape = whole = shape_of(segments)
+        prefix_site = None
+        if shape.inner is not None and shape.prefix in view.sites:
+            prefix_site, shape = shape.prefix, shape.inner
+        sharing: Sharing | None = None
+        if login is not None:
+            mac: str | None = login
+            via: Via | None = LOGIN
+        elif agent is not None and agent.mac is not None:
+            mac, via = agent.mac, AGENT
+        elif shape.named_mac is not None:
+            mac, via = shape.named_mac, NAME
+        else:
+            mac = via = None
+            if address is not None:
+                found = self.addresses.who(address, now)
+                if isinstance(found, str):
+                    mac, via = found, ADDRESS
+                elif found is not None:
+                    sharing, via = found, AMBIGUOUS
+        if via in _SELF_NAMING and address is not None and mac is not None:
+            self.addresses.named(address, mac, now)
+        if self.logins_required:
+            refused = self._guard(whole, shape, login, view)
+            if refused is not None:
+                refused.mac, refused.via = mac, via
+                return refused
+        site = view.phone_sites.get(mac) if mac is not None else None
+        register = None
+        if mac is not None and site is None:  # not in the inventory
+            if self.policy is UnknownPolicy.REFUSE:
+                return Ruling(403, None, mac, via, f"phone {mac} is not in the inventory")
+            if self.policy is UnknownPolicy.REGISTER:
+                target = prefix_site or self.register_site
+                if target is not None:
+                    model = agent.model if agent is not None else None
+                    firmware = agent.firmware if agent is not None else None
+                    register = NewPhone(mac, target, model, firmware)
+        if site is None:
+            site = prefix_site if prefix_site is not None else _common_site(sharing, view)
+        if write:
+            return self._upload(shape, mac, via, site, register)
+        content = self._resolve(shape, prefix_site, site, view)
+        if content is None:
+            return Ruling(404, None, mac, via, "no such file", site, None, register)
+        return Ruling(200, content, mac, via, "", site, None, register)
+
+    def _resolve(
+        self, shape: Shape, prefix_site: str | None, site: str | None, view: View
+    ) -> Content | None:
+        license_ = shape.license
+        if license_ is not None and (
+            not shape.directory or shape.directory in self.layout.license_dirs
+        ):
+            if license_[0] == _SITE:
+                posted = view.site_license(site) if site is not None else None
+            else:
+                posted = view.phone_license(license_[1] or "")
+            if posted is not None:
+                return posted
+        content = self._file(shape.segments, prefix_site)
+        if content is None and shape.upload is not None:
+            mac, _ = shape.upload
+            content = self.uploads.find((mac, f"{mac}-{shape.name.split('-', 1)[1]}"))
+        return content
+
+    def _file(self, segments: tuple[str, ...], prefix_site: str | None) -> Content | None:
+        if prefix_site is not None:
+            found = self.tree.find((prefix_site, *segments))
+            if found is not None:
+                return found
+        return self.tree.find(segments)
+
+    def _upload(
+        self,
+        shape: Shape,
+        mac: str | None,
+        via: Via | None,
+        site: str | None,
+        register: NewPhone | None,
+    ) -> Ruling:
+        if shape.upload is None:
+            return Ruling(403, None, mac, via, f"{shape.name!r} is not a file phones upload")
+        owner, cap = shape.upload
+        return Ruling(200, None, mac, via, "", site, (owner, cap, shape.name), register)
+
+    def _guard(self, whole: Shape, shape: Shape, login: str | None, view: View) -> Ruling | None:
+        """With logins required: a phone's own files and its own site's, or a refusal."""
+        if login is None:
+            if shape.license is not None or shape.upload is not None or whole.hex_runs:
+                return Ruling(403, reason="per-device files need a login here")
+            return None
+        own = {login, view.phone_sites.get(login)}
+        for other in _named_in(whole.hex_runs, view):
+            if other not in own:
+                what = "site" if other in view.sites else "phone"
+                return Ruling(403, reason=f"that file belongs to another {what} ({other})")
+        return None
+
+
+def _named_in(runs: tuple[str, ...], view: View) -> list[str]:
+    """The MACs and site serials a path's hex runs name: a run of exactly 12 digits, and in
+    longer runs (``phone0004f2a1b2c3.cfg``: the ``e`` is a hex digit) every 12-digit stretch
+    that is a phone or a site the view knows."""
+    named = []
+    for run in runs:
+        if len(run) == 12:
+            named.append(run)
+            continue
+        for start in range(len(run) - 11):
+            part = run[start : start + 12]
+            if part in view.phone_sites or part in view.sites:
+                named.append(part)
+    return named
+
+
+def _common_site(sharing: Sharing | None, view: View) -> str | None:
+    """The site every phone sharing an address belongs to, if they all belong to one."""
+    if sharing is None:
+        return None
+    sites = {view.phone_sites.get(mac) for mac in sharing.macs}
+    return sites.pop() if len(sites) == 1 else None

@@ -1,0 +1,205 @@
+"""One recorder for every protocol: fetch records, phone sightings, back-pressure, counters.
+
+Every answer a server gives a phone (refusals and errors included) becomes one fetch record,
+queued for the store's batched writer without ever blocking the event loop. When the queue is
+90 % full the pipeline answers "busy" instead (HTTP 503 with Retry-After, a TFTP error), so an
+answer is never given that cannot be recorded; a record that still finds the queue full is
+counted as not recorded and logged.
+
+Sightings (last seen, address, User-Agent, firmware) are kept in memory, the newest per phone,
+and written once a second in one transaction (``flush``, off the event loop), with the phones
+the ``register`` policy queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from fleetkey.clock import Clock
+from fleetkey.core.useragent import PhoneAgent
+from fleetkey.serve.fetching import Ruling
+from fleetkey.serve.view import LiveView
+from fleetkey.store import sightings
+from fleetkey.store.fetches import FetchWriter, QueueFullError
+from fleetkey.store.records import FetchRecord
+from fleetkey.store.sightings import NewPhone, Sighting
+from fleetkey.store.store import Store
+
+log = logging.getLogger(__name__)
+
+ACTOR: Final = "fleetkey serve"
+BUSY_FRACTION: Final = 0.9  # of the record queue: beyond it, answer busy instead of serving
+MAX_USER_AGENT: Final = 255  # characters stored
+MAX_PATH: Final = 1024
+LOG_EVERY_S: Final = 10.0  # records not queued: one log line per episode, not per record
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    updated: int
+    registered: list[str]
+
+
+class Sightings:
+    """The newest request of each phone since the last flush, and phones to register.
+
+    Filled on the event loop (a dict assignment per request), emptied by ``flush`` on a worker
+    thread: the two swap whole dicts, which is atomic under the GIL.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[datetime, str | None, str | None, PhoneAgent | None]] = {}
+        self._new: dict[str, NewPhone] = {}
+        self.registered = 0
+
+    def watches(self, mac: str, known: bool) -> bool:
+        """Whether a sighting of ``mac`` would change anything: it is in the inventory (as the
+        caller's view has it) or queued to be registered. Other MACs are not looked up: a
+        sighting of them would only cost a batch lookup that finds nothing."""
+        return known or mac in self._new
+
+    def seen(
+        self,
+        mac: str,
+        known: bool,
+        at: datetime,
+        address: str | None,
+        user_agent: str | None,
+        agent: PhoneAgent | None,
+    ) -> None:
+        """A request from ``mac`` was answered; kept for the next flush when it can change
+        something (``watches``)."""
+        if known or mac in self._new:
+            self._seen[mac] = (at, address, user_agent, agent)
+
+    def queue(self, phone: NewPhone) -> None:
+        """Register ``phone`` at the next flush (once, whatever it asks meanwhile)."""
+        if phone.mac not in self._new:
+            self._new[phone.mac] = phone
+
+    def flush(self, store: Store, clock: Clock) -> FlushResult:
+        """Write what was collected (blocking: call it off the event loop)."""
+        seen, self._seen = self._seen, {}
+        new, self._new = self._new, {}
+        # list() copies in C, holding the GIL: a write the event loop makes to the old dict
+        # right after the swap cannot break the iteration below
+        latest = list(seen.items())
+        newcomers = list(new.values())
+        rows = [
+            Sighting(
+                mac,
+                at,
+                address,
+                user_agent,
+                agent.model if agent else None,
+                agent.firmware if agent else None,
+            )
+            for mac, (at, address, user_agent, agent) in latest
+        ]
+        try:
+            with store.transaction() as session:
+                registered = sightings.register(session, clock, ACTOR, newcomers)
+                updated = sightings.record(session, rows) if rows else 0
+        except BaseException:  # keep them for the next flush; newer sightings win
+            self._seen = seen | self._seen
+            self._new = new | self._new
+            raise
+        if registered:
+            self.registered += len(registered)
+            log.info("registered %d new phones", len(registered))
+        return FlushResult(updated, registered)
+
+
+class Recorder:
+    """Records answers: the fetch record, the sighting, the counters."""
+
+    def __init__(
+        self,
+        writer: FetchWriter,
+        clock: Clock,
+        view: LiveView,
+        *,
+        queue_capacity: int,
+        sightings: Sightings | None = None,
+    ) -> None:
+        self._writer = writer
+        self._clock = clock
+        self._live = view
+        self.sightings = sightings or Sightings()
+        self._busy_at = int(queue_capacity * BUSY_FRACTION)
+        self.answers: dict[tuple[str, int, str], int] = {}  # (protocol, status, kind) → count
+        self.identified: dict[str, int] = {}  # answers by how the phone was known ("none")
+        self.unrecorded = 0
+        self._logged_at = float("-inf")
+
+    @property
+    def congested(self) -> bool:
+        """The record queue is nearly full: answer busy rather than queue more."""
+        return self._writer.depth >= self._busy_at
+
+    def record(
+        self,
+        protocol: str,
+        method: str,
+        path: str,
+        status: int,
+        size: int,
+        duration_ms: float,
+        address: str | None,
+        user_agent: str | None,
+        agent: PhoneAgent | None,
+        ruling: Ruling | None,
+        kind: str,
+        digest: str | None,
+    ) -> None:
+        """One answer given: ``size`` bytes sent (or received, for an upload)."""
+        key = (protocol, status, kind)
+        answers = self.answers
+        answers[key] = answers.get(key, 0) + 1
+        now = self._clock.now()
+        mac = None
+        via = "none"
+        if ruling is not None:
+            mac = ruling.mac
+            via = ruling.via or via
+            if status < 400:
+                if ruling.register is not None:
+                    self.sightings.queue(ruling.register)
+                if mac is not None:
+                    known = mac in self._live.view.phone_sites
+                    self.sightings.seen(mac, known, now, address, user_agent, agent)
+        identified = self.identified
+        identified[via] = identified.get(via, 0) + 1
+        record = FetchRecord(  # positional: a keyword call costs twice as much, per request
+            path if len(path) <= MAX_PATH else path[:MAX_PATH],
+            protocol,
+            status,
+            size,
+            duration_ms,
+            now,
+            method,
+            mac,
+            digest,
+            address,
+            user_agent[:MAX_USER_AGENT] if user_agent else None,
+        )
+        try:
+            self._writer.submit(record, timeout=0)
+        except QueueFullError:
+            self._not_queued(protocol, path)
+
+    def _not_queued(self, protocol: str, path: str) -> None:
+        self.unrecorded += 1
+        moment = time.monotonic()
+        if moment - self._logged_at >= LOG_EVERY_S:
+            log.error(  # a counted condition, not a bug: no traceback
+                "fetch records not queued: the queue is full (%d so far; latest %s %s)",
+                self.unrecorded,
+                protocol,
+                path[:200],
+            )
+            self._logged_at = moment

@@ -1,0 +1,300 @@
+"""The running provisioning server: built from settings, started, kept fresh, stopped cleanly.
+
+:class:`ServerRunner` owns everything ``fleetkey serve`` runs (like aiohttp's ``AppRunner``):
+the record writer, the in-memory view and the tree index, the pipeline and the recorder, the
+HTTP(S) and TFTP adapters, the loop that writes sightings and refreshes the view every second
+and rescans the tree's master configurations every few seconds, signals, and the graceful stop
+(answers in flight finish; every fetch record and sighting is written before ``run`` returns).
+The CLI parses its options into :class:`ServeSettings`, mounts the admin API, calls ``run`` and
+renders what it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import uvloop
+
+from fleetkey.clock import Clock
+from fleetkey.errors import InputError
+from fleetkey.serve.addresses import HOLD_S, Addresses
+from fleetkey.serve.content import ContentKind
+from fleetkey.serve.fetching import Pipeline, UnknownPolicy
+from fleetkey.serve.http.asgi import App, AsgiMount
+from fleetkey.serve.http.auth import AuthMode, DeviceAuth
+from fleetkey.serve.http.forwarded import Network, TrustedProxies
+from fleetkey.serve.http.phones import Admission, PhoneService, Policies
+from fleetkey.serve.http.server import serve_http
+from fleetkey.serve.layout import SCAN_EVERY_S, LayoutScanner
+from fleetkey.serve.metrics import Sources, exposition
+from fleetkey.serve.recorder import Recorder
+from fleetkey.serve.tftp.server import TftpServer, TftpSettings, serve_tftp
+from fleetkey.serve.tree import FileTree
+from fleetkey.serve.view import REFRESH_S, LiveView
+from fleetkey.store.fetches import CAPACITY, FetchWriter
+from fleetkey.store.store import Store
+
+log = logging.getLogger(__name__)
+
+API_BODY_BYTES: Final = 1024 * 1024
+OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics")
+FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
+GC_THRESHOLDS: Final = (10_000, 20, 100)  # young-generation passes 14x rarer than Python's default
+# how long the record writer may keep the GIL while the event loop waits for it (Python's
+# default is 5 ms): a batch's Python work runs in shorter slices, answers wait less
+# (docs/serve.md: keep-alive p99 11-15 -> 8-10 ms, same throughput)
+SWITCH_INTERVAL_S: Final = 0.0005
+
+
+@dataclass(frozen=True, slots=True)
+class Places:
+    """Where the server reads and writes on disk."""
+
+    tree: Path  # the provisioning tree
+    uploads: Path  # files phones write, per MAC
+    unwritten: Path  # fetch records the database refused, as JSON Lines
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    http: tuple[str, int] | None = ("127.0.0.1", 8080)
+    https: tuple[str, int] | None = None
+    tls: ssl.SSLContext | None = None  # with https
+    tftp: tuple[str, int] | None = None
+    tftp_settings: TftpSettings = field(default_factory=TftpSettings)
+    auth: AuthMode = AuthMode.OFF
+    unknown: UnknownPolicy = UnknownPolicy.SERVE
+    register_site: str | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+    admission: Admission = field(default_factory=Admission)
+    address_hold_s: float = HOLD_S
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """What a run did, for the line ``fleetkey serve`` prints when it stops."""
+
+    requests: int  # HTTP(S) answers, operator requests included
+    busy: int  # HTTP 503s
+    tftp_transfers: int | None  # None: TFTP was not served
+    written: int  # fetch records
+    not_recorded: int
+
+    @property
+    def complete(self) -> bool:
+        return self.not_recorded == 0
+
+
+Announce = Callable[[str, str, int], None]  # scheme, host, port: a listener is ready
+
+
+class ServerRunner:
+    """Build with the store, the places and the settings; ``mount`` the API; ``run``."""
+
+    def __init__(self, store: Store, places: Places, clock: Clock, settings: ServeSettings):
+        if not (settings.http or settings.https or settings.tftp):
+            raise InputError("nothing to serve: no HTTP, HTTPS or TFTP address")
+        if settings.https is not None and settings.tls is None:
+            raise InputError("HTTPS needs a certificate and key")
+        self.store, self.places, self.clock, self.settings = store, places, clock, settings
+        self.writer = FetchWriter(store.engine, capacity=CAPACITY, fallback=places.unwritten)
+        self.view = LiveView(store)
+        self.view.refresh()
+        site = settings.register_site
+        if site is not None and site not in self.view.view.sites:
+            raise InputError(
+                f"registration site {site} is not a site", hint="add it with `fleetkey sites add`"
+            )
+        if settings.unknown is UnknownPolicy.REGISTER and site is None:
+            log.info("unknown phones register only through /<site>/ paths (no registration site)")
+        self.auth = DeviceAuth(settings.auth, self.view.credentials)
+        self.tree = FileTree(places.tree)
+        self.uploads = FileTree(places.uploads, kind=ContentKind.UPLOAD)
+        self._layout = LayoutScanner(places.tree)
+        self.pipeline = Pipeline(
+            self.view,
+            self.tree,
+            self.uploads,
+            addresses=Addresses(settings.address_hold_s),
+            policy=settings.unknown,
+            register_site=site,
+            logins_required=self.auth.enabled,
+        )
+        self.pipeline.layout = self._layout.scan()
+        self.recorder = Recorder(self.writer, clock, self.view, queue_capacity=CAPACITY)
+        self.http = PhoneService(
+            self.pipeline,
+            self.recorder,
+            uploads=places.uploads,
+            admission=settings.admission,
+            policies=Policies(auth=self.auth, proxies=TrustedProxies(settings.trusted_proxies)),
+        )
+        self.tftp = (
+            TftpServer(
+                self.pipeline,
+                self.recorder,
+                places.uploads,
+                settings.tftp_settings,
+                settings.tftp[0],
+            )
+            if settings.tftp is not None
+            else None
+        )
+        if self.tftp is not None and self.auth.enabled:
+            log.warning(
+                "per-device authentication is on: TFTP cannot log in, so it serves only "
+                "shared files (license files and per-phone files are refused over TFTP)"
+            )
+        self._started = time.time()
+
+    def mount(self, app: App) -> None:
+        """Serve ``app`` (the admin API) at ``/api/`` and ``/metrics`` on the HTTP listeners."""
+        self.http.mount(AsgiMount(app, prefixes=OPERATOR_PREFIXES, body_limit=API_BODY_BYTES))
+
+    def status(self) -> dict[str, Any]:
+        """The running server's counters, for the admin API's status."""
+        view = self.view.view
+        return {
+            "uptime_s": round(time.time() - self._started, 3),
+            "requests": self.http.requests,
+            "busy_answers": self.http.rejected,
+            "fetch_records": {
+                "written": self.writer.written,
+                "waiting": self.writer.depth,
+                "not_recorded": self._not_recorded(),
+            },
+            "serving": {
+                "licenses": len(view.licenses),
+                "sites": len(view.sites),
+                "phones": len(view.phone_sites),
+            },
+        }
+
+    def metrics(self) -> Callable[[], bytes]:
+        """The Prometheus exposition of this server, rendered at each call."""
+        http, recorder, writer, tftp = self.http, self.recorder, self.writer, self.tftp
+        return exposition(
+            Sources(
+                answers=lambda: recorder.answers,
+                operator=lambda: http.operator_answers,
+                identified=lambda: recorder.identified,
+                sent_bytes=lambda: http.bytes_sent,
+                received_bytes=lambda: http.bytes_received,
+                latency=http.latency,
+                rejected=lambda: http.rejected,
+                auth_failures=lambda: self.auth.failures,
+                queue_depth=lambda: writer.depth,
+                records_written=lambda: writer.written,
+                records_dropped=self._not_recorded,
+                registered=lambda: recorder.sightings.registered,
+                posted=lambda: len(self.view.view.licenses),
+                addresses=lambda: len(self.pipeline.addresses),
+                tree_files=lambda: len(self.tree) + len(self.uploads),
+                tftp=lambda: tftp.counters if tftp is not None else None,
+            )
+        )
+
+    def _not_recorded(self) -> int:
+        return self.writer.dropped + self.recorder.unrecorded
+
+    def run(self, announce: Announce) -> Totals:
+        """Serve until SIGTERM or SIGINT; then stop gracefully and say what was done."""
+        self.writer.start()
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        try:
+            uvloop.run(self._main(announce))
+        finally:
+            sys.setswitchinterval(switch_interval)
+            self.writer.close()
+        tftp = self.tftp
+        return Totals(
+            requests=self.http.requests,
+            busy=self.http.rejected,
+            tftp_transfers=(
+                sum(n for (p, _, _), n in self.recorder.answers.items() if p == "tftp")
+                if tftp is not None
+                else None
+            ),
+            written=self.writer.written,
+            not_recorded=self._not_recorded(),
+        )
+
+    async def _main(self, announce: Announce) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        refresher = loop.create_task(self._keep_fresh(stop))
+        # what start-up built (modules, the app, the in-memory view) lives as long as the
+        # server: keep it out of the collector's full passes, which a stream of fetch records
+        # waiting for their batch otherwise triggers every few seconds (docs/serve.md)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+        settings = self.settings
+        servers = []
+        for scheme, address, tls in (
+            ("http", settings.http, None),
+            ("https", settings.https, settings.tls),
+        ):
+            if address is not None:
+                servers.append(
+                    serve_http(
+                        self.http, *address, stop=stop, ready=_ready(announce, scheme), tls=tls
+                    )
+                )
+        if self.tftp is not None and settings.tftp is not None:
+            servers.append(
+                serve_tftp(self.tftp, *settings.tftp, stop=stop, ready=_ready(announce, "tftp"))
+            )
+        await asyncio.gather(*servers)
+        await refresher
+
+    async def _keep_fresh(self, stop: asyncio.Event) -> None:
+        """Every second, off the event loop: write sightings, then refresh the view; every few
+        seconds rescan the master configurations; every minute forget silent addresses."""
+        loop = asyncio.get_running_loop()
+        scanned = forgotten = loop.time()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), REFRESH_S)
+            try:
+                await loop.run_in_executor(
+                    None, self.recorder.sightings.flush, self.store, self.clock
+                )
+            except Exception:  # kept for the next flush
+                log.exception("writing phone sightings failed; will retry")
+            if stop.is_set():
+                return
+            try:
+                await loop.run_in_executor(None, self.view.refresh)
+            except Exception:  # the store is unreachable for a moment: keep the last view
+                log.exception("refreshing the posted licenses failed; serving the previous view")
+            now = loop.time()
+            if now - scanned >= SCAN_EVERY_S:
+                scanned = now
+                layout = await loop.run_in_executor(None, self._layout.scan)
+                if layout != self.pipeline.layout:
+                    self.pipeline.layout = layout
+            if now - forgotten >= FORGET_EVERY_S:
+                forgotten = now
+                self.pipeline.addresses.forget_older(time.perf_counter())
+
+
+def _ready(announce: Announce, scheme: str) -> Callable[[str, int], None]:
+    def ready(host: str, port: int) -> None:
+        announce(scheme, host, port)
+
+    return ready

@@ -1,0 +1,146 @@
+"""Files below a directory (the provisioning tree, the phones' uploads), answered from memory.
+
+A boot storm asks for the same few tree files (``000000000000.cfg``, configuration files) and
+many that do not exist (``<mac>.cfg``, ``<mac>-phone.cfg``…: most of a boot's requests are
+404s, domain.md §5.1). Resolving a path with ``pathlib`` (every component looked up, symbolic
+links followed, the result checked to be inside the tree) cost ~11 µs here; a file read and
+hashed per request more.
+
+So each path found is kept with what answering it needs: its real path (checked once to be a
+regular file inside the root, symbolic links included), size, ETag, modification time, SHA-256
+(files up to 1 MiB) and, for small files, the bytes. Every request still costs one ``stat`` of
+the path (~2 µs, nginx opens the file per request too), compared with what was kept: inode,
+device, size, modification and change times. A file replaced, rewritten, touched, moved or
+deleted is seen at the next request. (Not seen: a rewrite in place that keeps the size and
+lands within the same clock tick as the previous write, as for nginx's open-file cache.)
+A name that does not exist costs that one ``stat``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from fleetkey.core.naming import license_file_type
+from fleetkey.serve.content import Content, ContentKind
+
+DIGEST_MAX_BYTES: Final = 1024 * 1024  # files up to this size get a SHA-256 in fetch records
+HOLD_MAX_BYTES: Final = 64 * 1024  # files up to this size are answered from memory
+HELD_BUDGET_BYTES: Final = 64 * 1024 * 1024  # all held bytes together; starts over beyond
+_ENTRIES_MAX: Final = 500_000
+_Stamp = tuple[int, int, int, int, int]  # inode, device, size, mtime ns, ctime ns
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    path: str  # as asked, below the root (symbolic links not followed)
+    stamp: _Stamp
+    content: Content
+
+
+def _stamp(info: os.stat_result) -> _Stamp:
+    return (info.st_ino, info.st_dev, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def content_kind(name: str) -> ContentKind:
+    """What a file of this name is, for records and metrics."""
+    kind = license_file_type(name)
+    if kind is None:
+        return ContentKind.FILE
+    return ContentKind.SITE_LICENSE if kind[1] is None else ContentKind.PHONE_LICENSE
+
+
+class FileTree:
+    """Regular files below ``root`` by path segments (already checked by core.requestpath)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        kind: ContentKind | None = None,
+        hold_max_bytes: int = HOLD_MAX_BYTES,
+        held_budget_bytes: int = HELD_BUDGET_BYTES,
+    ) -> None:
+        self.root = root.resolve()
+        self._base = str(self.root) + os.sep
+        self._kind = kind  # None: by file name (content_kind)
+        self._hold_max = hold_max_bytes
+        self._budget = held_budget_bytes
+        self._entries: dict[tuple[str, ...], _Entry] = {}
+        self._held = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held
+
+    def find(self, segments: tuple[str, ...]) -> Content | None:
+        """The file at ``segments`` as it is now, or None (missing, not regular, outside)."""
+        entry = self._entries.get(segments)
+        path = entry.path if entry is not None else self._base + "/".join(segments)
+        try:
+            info = os.stat(path)
+        except (OSError, ValueError):
+            if entry is not None:
+                self._drop(segments, entry)
+            return None
+        if entry is not None:
+            if _stamp(info) == entry.stamp:
+                return entry.content
+            self._drop(segments, entry)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return self._load(segments, path)
+
+    def _load(self, segments: tuple[str, ...], path: str) -> Content | None:
+        real = os.path.realpath(path)
+        if not real.startswith(self._base):
+            return None  # a symbolic link out of the root
+        try:
+            with open(real, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    return None
+                body = digest = None
+                if info.st_size <= DIGEST_MAX_BYTES:
+                    data = handle.read(info.st_size + 1)
+                    if len(data) != info.st_size:  # being written: streamed, not kept
+                        return self._content(segments[-1], info, real, None, None)
+                    digest = hashlib.sha256(data).hexdigest()
+                    if info.st_size <= self._hold_max:
+                        body = data
+        except OSError:
+            return None
+        content = self._content(segments[-1], info, real, body, digest)
+        held = len(body) if body is not None else 0
+        if self._held + held > self._budget or len(self._entries) >= _ENTRIES_MAX:
+            self._entries.clear()
+            self._held = 0
+        self._entries[segments] = _Entry(path, _stamp(info), content)
+        self._held += held
+        return content
+
+    def _content(
+        self, name: str, info: os.stat_result, real: str, body: bytes | None, digest: str | None
+    ) -> Content:
+        return Content(
+            kind=self._kind or content_kind(name),
+            name=name,
+            size=info.st_size,
+            etag=f'"{info.st_mtime_ns:x}-{info.st_size:x}"',
+            modified=datetime.fromtimestamp(info.st_mtime_ns / 1e9, UTC),
+            digest=digest,
+            body=body,
+            path=None if body is not None else Path(real),
+        )
+
+    def _drop(self, segments: tuple[str, ...], entry: _Entry) -> None:
+        if self._entries.pop(segments, None) is not None and entry.content.body is not None:
+            self._held -= len(entry.content.body)

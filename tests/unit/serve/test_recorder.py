@@ -1,0 +1,148 @@
+"""The one recorder: a record per answer, sightings of phones that can change, back-pressure."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from fleetkey.clock import FixedClock
+from fleetkey.errors import FleetkeyError
+from fleetkey.serve.fetching import Ruling
+from fleetkey.serve.recorder import Recorder, Sightings
+from fleetkey.serve.view import View
+from fleetkey.store.fetches import QueueFullError
+from fleetkey.store.records import FetchRecord
+from fleetkey.store.sightings import NewPhone
+
+KNOWN, STRANGER = "0004f2000001", "0004f2999999"
+AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Held:
+    view: View
+
+
+@dataclass
+class QueueOf:
+    """A record writer's queue as the recorder sees it: depth and submit."""
+
+    capacity: int
+    records: list[FetchRecord] = field(default_factory=list)
+
+    @property
+    def depth(self) -> int:
+        return len(self.records)
+
+    def submit(self, record: FetchRecord, timeout: float | None = None) -> None:
+        if len(self.records) >= self.capacity:
+            raise QueueFullError("full")
+        self.records.append(record)
+
+
+def recorder(capacity: int = 100) -> tuple[Recorder, QueueOf]:
+    queue = QueueOf(capacity)
+    view = Held(View(phone_sites={KNOWN: "100000000001"}))
+    made = Recorder(
+        queue,  # type: ignore[arg-type]  # duck-typed: depth and submit
+        FixedClock(AT),
+        view,  # type: ignore[arg-type]  # duck-typed: .view
+        queue_capacity=capacity,
+    )
+    return made, queue
+
+
+def record(made: Recorder, status: int, ruling: Ruling | None, path: str = "/x.cfg") -> None:
+    made.record("tftp", "RRQ", path, status, 10, 0.5, "10.0.0.1", None, None, ruling, "file", None)
+
+
+def test_every_answer_is_one_record_with_who_asked_and_how_they_were_known() -> None:
+    made, queue = recorder()
+    record(made, 200, Ruling(200, mac=KNOWN, via="address"), "/000000000000-license.cfg")
+    record(made, 404, Ruling(404, mac=None, via="ambiguous"))
+    record(made, 400, None, "/../etc/passwd")
+    assert [(r.path, r.status, r.mac, r.protocol, r.at) for r in queue.records] == [
+        ("/000000000000-license.cfg", 200, KNOWN, "tftp", AT),
+        ("/x.cfg", 404, None, "tftp", AT),
+        ("/../etc/passwd", 400, None, "tftp", AT),
+    ]
+    assert made.answers == {
+        ("tftp", 200, "file"): 1,
+        ("tftp", 404, "file"): 1,
+        ("tftp", 400, "file"): 1,
+    }
+    assert made.identified == {"address": 1, "ambiguous": 1, "none": 1}
+
+
+def test_long_paths_and_user_agents_are_capped_in_the_record() -> None:
+    made, queue = recorder()
+    made.record(
+        "http", "GET", "/" + "a" * 5000, 404, 0, 0.1, None, "U" * 900, None, None, "other", None
+    )
+    assert len(queue.records[0].path) == 1024
+    assert queue.records[0].user_agent == "U" * 255
+
+
+def test_the_queue_nearly_full_makes_the_server_busy() -> None:
+    made, _queue = recorder(capacity=10)
+    for _ in range(8):
+        record(made, 200, None)
+    assert not made.congested
+    record(made, 200, None)
+    assert made.congested  # 9 of 10: 90 %
+
+
+def test_a_record_that_finds_the_queue_full_is_counted_and_logged_once_an_episode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    made, queue = recorder(capacity=2)
+    with caplog.at_level(logging.ERROR):
+        for _ in range(5):
+            record(made, 200, None)
+    assert len(queue.records) == 2
+    assert made.unrecorded == 3
+    assert caplog.text.count("fetch records not queued") == 1
+
+
+def test_sightings_are_kept_for_phones_the_inventory_knows_or_that_register() -> None:
+    made, _ = recorder()
+    record(made, 200, Ruling(200, mac=KNOWN, via="name"))
+    record(made, 200, Ruling(200, mac=STRANGER, via="name"))
+    assert made.sightings.watches(KNOWN, known=True)
+    assert not made.sightings.watches(STRANGER, known=False)
+    newcomer = NewPhone(STRANGER, "100000000001", "VVX_500", "5.9.7")
+    record(made, 200, Ruling(200, mac=STRANGER, via="agent", register=newcomer))
+    assert made.sightings.watches(STRANGER, known=False)
+
+
+def test_refused_answers_are_recorded_but_are_no_sighting_and_register_nobody() -> None:
+    made, queue = recorder()
+    newcomer = NewPhone(STRANGER, "100000000001", None, None)
+    record(made, 403, Ruling(403, mac=STRANGER, via="name", register=newcomer))
+    assert len(queue.records) == 1
+    assert not made.sightings.watches(STRANGER, known=False)
+
+
+def test_a_stranger_queued_once_stays_queued_once() -> None:
+    sightings = Sightings()
+    sightings.queue(NewPhone(STRANGER, "100000000001", None, None))
+    sightings.queue(NewPhone(STRANGER, "100000000002", None, None))
+    assert sightings.watches(STRANGER, known=False)
+
+
+def test_the_writer_not_running_is_an_error_not_a_silent_loss() -> None:
+    class Stopped(QueueOf):
+        def submit(self, record: FetchRecord, timeout: float | None = None) -> None:
+            raise FleetkeyError("the fetch writer is not running")
+
+    made = Recorder(
+        Stopped(10),  # type: ignore[arg-type]
+        FixedClock(AT),
+        Held(View()),  # type: ignore[arg-type]
+        queue_capacity=10,
+    )
+    with pytest.raises(FleetkeyError, match="not running"):
+        record(made, 200, None)
