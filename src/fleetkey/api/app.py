@@ -23,11 +23,12 @@ from fleetkey.authority.datadir import DataDir
 from fleetkey.authority.keyring import Keyring
 from fleetkey.authority.tokens import token_matches
 from fleetkey.clock import Clock, today
-from fleetkey.core.license import LicenseType
+from fleetkey.core.license import LicenseState, LicenseType
+from fleetkey.core.rollout.windows import Window
 from fleetkey.ops import alerts as alerting
 from fleetkey.ops import licensing
 from fleetkey.store import alerts, fetches, inventory, registry, rollouts
-from fleetkey.store.records import FetchRecord, LicenseState, Site, license_json
+from fleetkey.store.records import FetchRecord, Site, license_json, site_json
 from fleetkey.store.store import Store
 
 ACTOR = "admin API"
@@ -106,19 +107,19 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
     @app.get("/api/sites", dependencies=guarded, tags=["inventory"])
     def list_sites() -> list[dict[str, Any]]:
         with context.store.transaction() as session:
-            return [asdict(site) for site in inventory.sites(session)]
+            return [site_json(site) for site in inventory.sites(session)]
 
     @app.post("/api/sites", dependencies=guarded, tags=["inventory"], status_code=201)
     def add_site(site: SiteIn) -> dict[str, Any]:
-        start, end = inventory.parse_window(site.window)
+        window = Window.parse(site.window)
         with context.store.transaction() as session:
             added = inventory.add_site(
                 session,
                 context.clock,
                 ACTOR,
-                Site(site.serial, site.name, site.timezone, start, end, site.contact),
+                Site(site.serial, site.name, site.timezone, window, site.contact),
             )
-        return asdict(added)
+        return site_json(added)
 
     @app.get("/api/phones", dependencies=guarded, tags=["inventory"])
     def list_phones(site: str | None = None) -> list[dict[str, Any]]:

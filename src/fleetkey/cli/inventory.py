@@ -10,8 +10,9 @@ import click
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.core.rollout.windows import Window
 from fleetkey.store import inventory
-from fleetkey.store.records import Phone, Site
+from fleetkey.store.records import Phone, Site, site_json
 
 
 @click.group()
@@ -36,18 +37,15 @@ def add_site(
     env: Env, serial: str, name: str, timezone: str, window: str, contact: str | None, as_json: bool
 ) -> None:
     """Add site SERIAL (12 hex digits, the Serial of its site license)."""
-    start, end = inventory.parse_window(window)
+    parsed = Window.parse(window)
     with env.store().transaction() as session:
         site = inventory.add_site(
-            session, env.clock, env.actor, Site(serial, name, timezone, start, end, contact)
+            session, env.clock, env.actor, Site(serial, name, timezone, parsed, contact)
         )
     if as_json:
-        env.print_json(asdict(site))
+        env.print_json(site_json(site))
         return
-    env.out.print(
-        f"added site {site.serial} ({site.name}, {site.timezone}, "
-        f"window {site.window_start}-{site.window_end})"
-    )
+    env.out.print(f"added site {site.serial} ({site.name}, {site.timezone}, window {site.window})")
 
 
 @sites.command("list")
@@ -58,7 +56,7 @@ def list_sites(env: Env, as_json: bool) -> None:
     with env.store().transaction() as session:
         found = inventory.sites(session)
     if as_json:
-        env.print_json([asdict(site) for site in found])
+        env.print_json([site_json(site) for site in found])
         return
     table = Table("serial", "name", "time zone", "window", "contact")
     for site in found:
@@ -66,7 +64,7 @@ def list_sites(env: Env, as_json: bool) -> None:
             site.serial,
             site.name,
             site.timezone,
-            f"{site.window_start}-{site.window_end}",
+            str(site.window),
             site.contact or "",
         )
     env.out.print(table)

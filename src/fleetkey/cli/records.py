@@ -12,6 +12,7 @@ from rich.table import Table
 from fleetkey.authority.checking import check_files
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.clock import today
+from fleetkey.core.license import LicenseState
 from fleetkey.core.naming import license_file_type
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.errors import CommandFailedError, InputError
@@ -19,7 +20,7 @@ from fleetkey.ops import licensing
 from fleetkey.store import audit as audit_trail
 from fleetkey.store import fetches as fetch_records
 from fleetkey.store import migrate, registry
-from fleetkey.store.records import LicenseOrigin, LicenseState, license_json
+from fleetkey.store.records import LicenseOrigin, license_json
 
 
 @click.group()

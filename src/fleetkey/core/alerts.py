@@ -16,6 +16,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from fleetkey.core.license import LicenseState, LicenseType
+from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import Term, encode_term, format_term
 
 STAGES: Final = (60, 30, 14, 7, 1)
@@ -36,15 +38,15 @@ class Alert:
 @dataclass(frozen=True, slots=True)
 class LicenseFacts:
     id: int
-    type: str  # Phone | Site
+    type: LicenseType
     serial: str
     terms: dict[int, Term]
     expires_on: date | None
-    state: str  # issued | posted | superseded | revoked
+    state: LicenseState
     posted_at: datetime | None
     succeeds_id: int | None
     digest: str
-    signature: str  # valid | invalid | unverifiable
+    signature: SignatureStatus
 
     @property
     def rank(self) -> int:
@@ -106,11 +108,11 @@ def _name(facts: LicenseFacts) -> str:
 
 def _lead_time(snapshot: Snapshot) -> list[Alert]:
     today = snapshot.now.date()
-    waiting = {(f.type, f.serial): f for f in snapshot.licenses if f.state == "issued"}
+    waiting = {(f.type, f.serial): f for f in snapshot.licenses if f.state is LicenseState.ISSUED}
     stages = sorted(snapshot.stages)
     alerts = []
     for facts in snapshot.licenses:
-        if facts.state != "posted" or facts.expires_on is None:
+        if facts.state is not LicenseState.POSTED or facts.expires_on is None:
             continue
         left = (facts.expires_on - today).days
         stage = next((s for s in stages if left <= s), None)
@@ -152,7 +154,7 @@ def _shorter_successors(snapshot: Snapshot) -> list[Alert]:
     alerts = []
     for facts in snapshot.licenses:
         before = by_id.get(facts.succeeds_id) if facts.succeeds_id else None
-        if facts.state != "posted" or before is None or facts.rank > before.rank:
+        if facts.state is not LicenseState.POSTED or before is None or facts.rank > before.rank:
             continue
         equal = facts.rank == before.rank
         latest = format_term(max(facts.terms.values(), key=encode_term, default=None))
@@ -177,7 +179,11 @@ def _shorter_successors(snapshot: Snapshot) -> list[Alert]:
 
 def _fetch_alerts(snapshot: Snapshot) -> list[Alert]:
     today = snapshot.now.date()
-    posted = {f.serial: f for f in snapshot.licenses if f.type == "Site" and f.state == "posted"}
+    posted = {
+        f.serial: f
+        for f in snapshot.licenses
+        if f.type is LicenseType.SITE and f.state is LicenseState.POSTED
+    }
     by_digest = {f.digest: f for f in snapshot.licenses}
     last = {fetch.mac: fetch for fetch in snapshot.last_fetches}
     alerts = []
@@ -249,7 +255,7 @@ def _bad_files(snapshot: Snapshot) -> list[Alert]:
         for bad in snapshot.bad_files
     ]
     for facts in snapshot.licenses:
-        if facts.state == "posted" and facts.signature != "valid":
+        if facts.state is LicenseState.POSTED and facts.signature is not SignatureStatus.VALID:
             alerts.append(
                 Alert(
                     f"bad-signature:{facts.id}",
@@ -272,7 +278,11 @@ def _storms(snapshot: Snapshot) -> list[Alert]:
     alerts = []
     for facts in snapshot.licenses:
         site = sites.get(facts.serial)
-        if facts.type != "Site" or facts.state != "posted" or facts.expires_on is None:
+        if (
+            facts.type is not LicenseType.SITE
+            or facts.state is not LicenseState.POSTED
+            or facts.expires_on is None
+        ):
             continue
         if site is None or not site.phones or (facts.expires_on - today).days > horizon:
             continue

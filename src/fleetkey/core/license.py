@@ -33,6 +33,15 @@ class LicenseType(enum.StrEnum):
     SITE = "Site"
 
 
+class LicenseState(enum.StrEnum):
+    """Where a key fleetkey keeps stands: issued → posted → superseded, or revoked at any point."""
+
+    ISSUED = "issued"
+    POSTED = "posted"  # served to phones
+    SUPERSEDED = "superseded"  # a newer key for the same serial was posted
+    REVOKED = "revoked"
+
+
 @dataclass(frozen=True, slots=True)
 class LicenseKey:
     """One ``<licenseKey/>``.

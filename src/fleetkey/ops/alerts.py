@@ -56,7 +56,7 @@ def check(
                 item.serial,
                 item.terms,
                 item.expires_on,
-                item.state.value,
+                item.state,
                 item.posted_at,
                 item.succeeds_id,
                 item.digest,

@@ -91,8 +91,7 @@ class Executor:
                 raise ConflictError(f"rollout {self._id} is {rollout.state}; it does not run")
             license_ = registry.get(session, rollout.license_id)
             self._windows = {
-                site.serial: (site.timezone, Window.parse(site.window_start, site.window_end))
-                for site in inventory.sites(session)
+                site.serial: (site.timezone, site.window) for site in inventory.sites(session)
             }
         self._rollout, self._digest = rollout, license_.digest
         self._posted = license_.posted_at or license_.issued_at

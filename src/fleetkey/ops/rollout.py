@@ -14,13 +14,13 @@ from typing import Final
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
+from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.rollout.cost import measure
 from fleetkey.core.rollout.plan import BootCost, Plan, PlanInput, SitePhones, plan_rollout
-from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import InputError
 from fleetkey.store import capacity as capacities
 from fleetkey.store import fetches, inventory, registry, rollouts
-from fleetkey.store.records import LicenseState, StoredLicense
+from fleetkey.store.records import StoredLicense
 from fleetkey.store.store import Store
 
 MARGIN_DAYS: Final = 2
@@ -130,7 +130,7 @@ def _deadline(
 
 def _sites(session: Session, successor: StoredLicense) -> list[SitePhones]:
     known = {site.serial: site for site in inventory.sites(session)}
-    if successor.type == "Site":
+    if successor.type is LicenseType.SITE:
         phones = inventory.macs(session, successor.serial)
         if successor.serial not in known or not phones:
             raise InputError(
@@ -144,7 +144,7 @@ def _sites(session: Session, successor: StoredLicense) -> list[SitePhones]:
         SitePhones(
             serial,
             known[serial].timezone,
-            Window.parse(known[serial].window_start, known[serial].window_end),
+            known[serial].window,
             tuple(macs),
         )
         for serial, macs in groups.items()

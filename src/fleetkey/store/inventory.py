@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import time
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
 from fleetkey.core.naming import normalize_mac, normalize_site_serial
+from fleetkey.core.rollout.windows import Window
 from fleetkey.core.tabular import read_rows
 from fleetkey.errors import ConflictError, InputError
 from fleetkey.errors import (
@@ -25,17 +27,8 @@ from fleetkey.store.schema import PhoneRow, SiteRow
 REQUIRED: Final = ("mac", "site", "model")
 OPTIONAL: Final = ("firmware", "user", "password", "contact")
 LOOKUP_CHUNK: Final = 1000  # bound parameters per IN (...): SQLite allows 32766, PostgreSQL 65535
-_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _TEXT = re.compile(r"[\x20-\x7e]{1,64}")  # printable ASCII: what phones carry in their config
 _SIP_URI = re.compile(r"sips?:[^\s<>\"]{1,250}")
-
-
-def parse_window(text: str) -> tuple[str, str]:
-    """``22:00-05:00`` → ("22:00", "05:00"); the window may wrap past midnight."""
-    start, sep, end = text.strip().partition("-")
-    if not sep or not _HHMM.fullmatch(start) or not _HHMM.fullmatch(end) or start == end:
-        raise InputError(f"maintenance window {text!r} is not HH:MM-HH:MM (e.g. 22:00-05:00)")
-    return start, end
 
 
 def check_timezone(name: str) -> str:
@@ -52,13 +45,12 @@ def add_site(session: Session, clock: Clock, actor: str, site: Site) -> Site:
         raise ConflictError(f"site {serial} already exists")
     if not site.name.strip():
         raise InputError("a site needs a name")
-    start, end = parse_window(f"{site.window_start}-{site.window_end}")
     row = SiteRow(
         serial=serial,
         name=site.name.strip(),
         timezone=check_timezone(site.timezone),
-        window_start=start,
-        window_end=end,
+        window_start=f"{site.window.start:%H:%M}",
+        window_end=f"{site.window.end:%H:%M}",
         contact=site.contact,
         created_at=utc(clock.now()),
     )
@@ -69,7 +61,7 @@ def add_site(session: Session, clock: Clock, actor: str, site: Site) -> Site:
         actor=actor,
         action="site.add",
         subject=serial,
-        details={"name": row.name, "timezone": row.timezone, "window": f"{start}-{end}"},
+        details={"name": row.name, "timezone": row.timezone, "window": str(site.window)},
     )
     return _site(row)
 
@@ -197,7 +189,8 @@ def _phone_input(values: dict[str, str], known_sites: set[str]) -> _PhoneInput:
 
 
 def _site(row: SiteRow) -> Site:
-    return Site(row.serial, row.name, row.timezone, row.window_start, row.window_end, row.contact)
+    window = Window(time.fromisoformat(row.window_start), time.fromisoformat(row.window_end))
+    return Site(row.serial, row.name, row.timezone, window, row.contact)
 
 
 def _phone(row: PhoneRow) -> Phone:

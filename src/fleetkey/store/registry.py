@@ -11,12 +11,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
-from fleetkey.core.license import LicenseKey
+from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import EPOCH, NEVER, Term, format_term, parse_term
 from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit
-from fleetkey.store.records import LicenseOrigin, LicenseState, StoredLicense, utc
+from fleetkey.store.records import LicenseOrigin, StoredLicense, utc
 from fleetkey.store.schema import LicenseRow
 
 
@@ -287,12 +287,12 @@ def _stored(row: LicenseRow) -> StoredLicense:
     return StoredLicense(
         id=row.id,
         serial=row.serial,
-        type=row.type,
+        type=LicenseType(row.type),
         options=row.options,
         terms=terms,
         expires_on=row.expires_on,
         signing_key=row.signing_key,
-        signature=row.signature,
+        signature=SignatureStatus(row.signature),
         digest=row.digest,
         file_name=row.file_name,
         origin=LicenseOrigin(row.origin),

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from fleetkey.clock import SystemClock
 from fleetkey.core.license import LicenseType
+from fleetkey.core.rollout.windows import Window
 from fleetkey.ops.executor import Executor, ExecutorSettings, Report
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
 from fleetkey.store import fetches, inventory, rollouts
@@ -44,9 +45,9 @@ def rollout_for(
 ) -> int:
     """A site open now, ``phones`` phones whose contacts are Kamailio (even UDP, odd TCP)."""
     now = datetime.now(UTC)
-    window = (f"{now - timedelta(hours=1):%H}:00", f"{now + timedelta(hours=6):%H}:00")
+    window = Window.parse(f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00")
     with store.transaction() as session:
-        inventory.add_site(session, CLOCK, "t", Site(SITE, "HQ", "UTC", *window))
+        inventory.add_site(session, CLOCK, "t", Site(SITE, "HQ", "UTC", window))
         rows = "".join(
             f"0004f2{i:06x},{SITE},VVX_500,sip:0004f2{i:06x}@127.0.0.1:{port or peer.port}"
             + (";transport=tcp" if i % 2 else "")

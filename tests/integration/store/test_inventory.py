@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fleetkey.clock import FixedClock
+from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import InputError, NotFoundError, RowError
 from fleetkey.store import audit, inventory
 from fleetkey.store.credentials import check_password, digest_ha1
@@ -14,7 +15,8 @@ from fleetkey.store.schema import AuditRow, PhoneRow
 from fleetkey.store.store import Store
 
 CLOCK = FixedClock()
-HQ = Site("100000000001", "HQ", "Europe/Berlin", "22:00", "05:00", "ops@example.test")
+NIGHT = Window.parse("22:00-05:00")
+HQ = Site("100000000001", "HQ", "Europe/Berlin", NIGHT, "ops@example.test")
 
 
 @pytest.fixture
@@ -41,11 +43,9 @@ class TestSites:
     @pytest.mark.parametrize(
         ("site", "fragment"),
         [
-            (Site("1", "X", "Europe/Berlin", "22:00", "05:00"), "site serial '1' is not valid"),
-            (Site("100000000002", "X", "Mars/Olympus", "22:00", "05:00"), "not an IANA zone"),
-            (Site("100000000002", "X", "UTC", "25:00", "05:00"), "is not HH:MM-HH:MM"),
-            (Site("100000000002", "X", "UTC", "05:00", "05:00"), "is not HH:MM-HH:MM"),
-            (Site("100000000002", " ", "UTC", "01:00", "05:00"), "needs a name"),
+            (Site("1", "X", "Europe/Berlin", NIGHT), "site serial '1' is not valid"),
+            (Site("100000000002", "X", "Mars/Olympus", NIGHT), "not an IANA zone"),
+            (Site("100000000002", " ", "UTC", NIGHT), "needs a name"),
             (HQ, "site 100000000001 already exists"),
         ],
     )

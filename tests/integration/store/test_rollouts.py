@@ -9,6 +9,7 @@ import pytest
 
 from fleetkey.clock import FixedClock
 from fleetkey.core.license import LicenseType
+from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import InputError
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
 from fleetkey.store import (
@@ -46,7 +47,9 @@ def fleet(store: Store) -> tuple[Store, FixedClock, int]:
     """300 phones at one UTC site open 22:00-06:00; a license expiring, and its successor."""
     clock = FixedClock(T0)
     with store.transaction() as session:
-        inventory.add_site(session, clock, "tester", Site(SITE, "HQ", "UTC", "22:00", "06:00"))
+        inventory.add_site(
+            session, clock, "tester", Site(SITE, "HQ", "UTC", Window.parse("22:00-06:00"))
+        )
         rows = "".join(f"{m},{SITE},VVX_500,sip:{m}@127.10.1.1:5060\n" for m in macs())
         inventory.import_phones(
             session, clock, "tester", f"mac,site,model,contact\n{rows}".encode(), source="t"
@@ -100,7 +103,10 @@ def test_plans_that_cannot_be_made_say_why(
     else:
         with store.transaction() as session:
             inventory.add_site(
-                session, clock, "tester", Site("100000000002", "Empty", "UTC", "22:00", "06:00")
+                session,
+                clock,
+                "tester",
+                Site("100000000002", "Empty", "UTC", Window.parse("22:00-06:00")),
             )
         key = make_license(serial="100000000002", type=LicenseType.SITE, expires=date(2029, 1, 1))
         with store.transaction() as session:

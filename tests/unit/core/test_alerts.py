@@ -15,6 +15,8 @@ from fleetkey.core.alerts import (
     Snapshot,
     evaluate,
 )
+from fleetkey.core.license import LicenseState, LicenseType
+from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import NEVER
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
@@ -23,10 +25,12 @@ SITE = "100000000001"
 PHONES = tuple(f"0004f2{i:06x}" for i in range(4))
 
 
-def site_license(id: int, expires: date, state: str = "posted", **extra: object) -> LicenseFacts:
+def site_license(
+    id: int, expires: date, state: LicenseState = LicenseState.POSTED, **extra: object
+) -> LicenseFacts:
     fields: dict[str, object] = {
         "id": id,
-        "type": "Site",
+        "type": LicenseType.SITE,
         "serial": SITE,
         "terms": {0: expires},
         "expires_on": expires,
@@ -34,7 +38,7 @@ def site_license(id: int, expires: date, state: str = "posted", **extra: object)
         "posted_at": NOW - timedelta(days=30),
         "succeeds_id": None,
         "digest": f"{id:064x}",
-        "signature": "valid",
+        "signature": SignatureStatus.VALID,
     }
     fields.update(extra)
     return LicenseFacts(**fields)  # type: ignore[arg-type]
@@ -84,7 +88,7 @@ def test_an_issued_but_unposted_successor_is_named_in_the_lead_time_alert() -> N
     found = evaluate(
         snapshot(
             site_license(1, TODAY + timedelta(days=20)),
-            site_license(2, TODAY + timedelta(days=400), state="issued"),
+            site_license(2, TODAY + timedelta(days=400), state=LicenseState.ISSUED),
         )
     )
     lead = next(a for a in found if a.kind == "lead-time")
@@ -100,7 +104,7 @@ def test_a_never_expiring_license_raises_no_lead_time_or_storm() -> None:
 def test_a_successor_no_longer_than_its_predecessor_is_flagged(
     new_days: int, severity: str
 ) -> None:
-    old = site_license(1, TODAY + timedelta(days=200), state="superseded")
+    old = site_license(1, TODAY + timedelta(days=200), state=LicenseState.SUPERSEDED)
     new = site_license(2, TODAY + timedelta(days=new_days), succeeds_id=1)
     found = {a.key: a for a in evaluate(snapshot(old, new))}
     assert found["shorter-successor:2"].severity == severity
@@ -108,7 +112,7 @@ def test_a_successor_no_longer_than_its_predecessor_is_flagged(
 
 
 def test_longer_successor_is_fine() -> None:
-    old = site_license(1, TODAY + timedelta(days=10), state="superseded")
+    old = site_license(1, TODAY + timedelta(days=10), state=LicenseState.SUPERSEDED)
     new = site_license(2, TODAY + timedelta(days=400), succeeds_id=1)
     assert "shorter-successor:2" not in kinds(evaluate(snapshot(old, new)))
 
@@ -130,7 +134,7 @@ def test_phones_behind_the_posted_license_are_counted_by_why() -> None:
 
 
 def test_phones_that_booted_with_an_expired_license_need_check_sync() -> None:
-    lapsed = site_license(1, TODAY - timedelta(days=3), state="superseded")
+    lapsed = site_license(1, TODAY - timedelta(days=3), state=LicenseState.SUPERSEDED)
     current = site_license(2, TODAY + timedelta(days=400), succeeds_id=1)
     fetches = (
         LastSiteFetch(PHONES[0], NOW - timedelta(days=1), 200, lapsed.digest),  # after expiry
@@ -146,7 +150,7 @@ def test_phones_that_booted_with_an_expired_license_need_check_sync() -> None:
 
 
 def test_bad_signatures_and_bad_files_are_critical() -> None:
-    forged = site_license(1, TODAY + timedelta(days=400), signature="invalid")
+    forged = site_license(1, TODAY + timedelta(days=400), signature=SignatureStatus.INVALID)
     found = kinds(
         evaluate(snapshot(forged, bad_files=[BadFile("x-license.cfg", "does not parse")]))
     )

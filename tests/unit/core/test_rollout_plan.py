@@ -29,7 +29,7 @@ ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/
 def site(serial: int, count: int, zone: str = "UTC", window: str = "22:00-05:00") -> SitePhones:
     start, end = window.split("-")
     macs = tuple(f"{serial:04x}{i:08x}" for i in range(count))
-    return SitePhones(f"1{serial:011d}", zone, Window.parse(start, end), macs)
+    return SitePhones(f"1{serial:011d}", zone, Window.parse(f"{start}-{end}"), macs)
 
 
 def request(
@@ -129,7 +129,7 @@ def test_notifies_are_spaced_evenly_inside_their_slot() -> None:
 
 
 def test_windows_keep_their_local_hours_across_a_dst_change() -> None:
-    window = Window.parse("01:00", "04:00")
+    window = Window.parse("01:00-04:00")
     spans = open_intervals(window, "Europe/Berlin", START, START + timedelta(days=10))
     berlin = ZoneInfo("Europe/Berlin")
     assert all(lo.astimezone(berlin).time() == time(1, 0) for lo, _ in spans)

@@ -6,25 +6,54 @@ placed on its local day with :mod:`zoneinfo` and converted to UTC, so a window k
 hours across a change (and is an hour shorter or longer in UTC that night). A local time that
 does not exist (inside a spring-forward gap) is read as the offset before the gap, which is
 what :mod:`datetime` does.
+
+:class:`Window` is the one form a window takes in fleetkey: operators' ``HH:MM-HH:MM`` text is
+parsed into it once, where it comes in (the CLI, the admin API; the store reads its two
+columns), and passed as the value everywhere else.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
 from zoneinfo import ZoneInfo
+
+from fleetkey.errors import InputError
+
+_TEXT: Final = re.compile(
+    r"(?P<start>(?:[01]\d|2[0-3]):[0-5]\d)-(?P<end>(?:[01]\d|2[0-3]):[0-5]\d)"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """A daily local window; ``end <= start`` means it closes on the next local day."""
+    """A daily local window, to the minute; ``end < start``: it closes on the next local day."""
 
     start: time
     end: time
 
+    def __post_init__(self) -> None:
+        for moment in (self.start, self.end):
+            if moment.second or moment.microsecond or moment.tzinfo is not None:
+                raise InputError(f"a maintenance window is whole local minutes, not {moment}")
+        if self.start == self.end:
+            raise InputError(f"maintenance window {self} is empty: it opens as it closes")
+
     @classmethod
-    def parse(cls, start: str, end: str) -> Window:
-        return cls(time.fromisoformat(start), time.fromisoformat(end))
+    def parse(cls, text: str, end: str | None = None) -> Window:
+        """``22:00-05:00`` as operators write it (it may wrap past midnight).
+
+        ``parse("22:00", "05:00")`` is read as ``parse("22:00-05:00")`` until bench/plan.py,
+        in another change in flight, passes one text.
+        """
+        if end is not None:
+            text = f"{text}-{end}"
+        match = _TEXT.fullmatch(text.strip())
+        if match is None or match["start"] == match["end"]:
+            raise InputError(f"maintenance window {text!r} is not HH:MM-HH:MM (e.g. 22:00-05:00)")
+        return cls(time.fromisoformat(match["start"]), time.fromisoformat(match["end"]))
 
     def hours(self) -> float:
         """Nominal length in hours (without daylight-saving changes)."""
