@@ -11,7 +11,7 @@ import uvloop
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.emulate.capacity import Limits, Measurement, Step, measure
+from fleetkey.emulate.capacity import HealthLimits, Measurement, Step, measure
 from fleetkey.errors import InputError
 from fleetkey.store import capacity as capacities
 
@@ -38,7 +38,14 @@ def capacity() -> None:
     show_default=True,
     help="Each step's rate over the one before.",
 )
-@click.option("--step-seconds", type=click.FloatRange(1), default=5.0, show_default=True)
+@click.option(
+    "--step-seconds",
+    "step_s",
+    type=click.FloatRange(1),
+    default=5.0,
+    show_default=True,
+    help="How long each step's boots start.",
+)
 @click.option("--max-steps", type=click.IntRange(1, 50), default=12, show_default=True)
 @click.option(
     "--max-p95-ms",
@@ -67,7 +74,7 @@ def measure_command(
     server: str,
     start_rate: float,
     factor: float,
-    step_seconds: float,
+    step_s: float,
     max_steps: int,
     max_p95_ms: float,
     max_rejected: float,
@@ -78,7 +85,7 @@ def measure_command(
     parts = urlsplit(server)
     if parts.scheme != "http" or not parts.hostname:
         raise InputError(f"--server {server!r} is not http://HOST:PORT[/prefix]")
-    limits = Limits(max_p95_ms, max_rejected)
+    limits = HealthLimits(max_p95_ms, max_rejected)
 
     def show(step: Step) -> None:
         if not as_json:
@@ -94,7 +101,7 @@ def measure_command(
             parts.path.rstrip("/"),
             start_boots_per_s=start_rate,
             factor=factor,
-            step_seconds=step_seconds,
+            step_s=step_s,
             max_steps=max_steps,
             limits=limits,
             on_step=show,

@@ -213,14 +213,14 @@ def emulate(
     if as_json:
         env.print_json(result)
         return
-    table = Table("phones", "booted", "boots", "requests", "req/s", "reboots by cause", "answers")
+    table = Table("phones", "booted", "boots", "requests", "req/s", "reboots by reason", "answers")
     table.add_row(
         str(result["phones"]),
         str(result["booted"]),
         str(result["boots"]),
         str(result["requests"]),
         f"{result['requests_per_s']:,.0f}",
-        ", ".join(f"{k} {v}" for k, v in result["reboots_by_cause"].items()),
+        ", ".join(f"{k} {v}" for k, v in result["reboots_by_reason"].items()),
         ", ".join(f"{k}: {v}" for k, v in result["answers_by_status"].items()),
     )
     env.out.print(table)

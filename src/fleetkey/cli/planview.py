@@ -21,7 +21,7 @@ def plan_json(made: Plan, rollout_id: int | None) -> dict[str, Any]:
         "phones": made.phones,
         "capacity": request.capacity,
         "headroom": request.headroom,
-        "slot_seconds": request.slot_seconds,
+        "slot_seconds": request.slot_s,
         "per_slot": request.per_slot,
         "boot": {
             "requests": request.cost.requests,
@@ -52,7 +52,7 @@ def plan_table(made: Plan) -> Table:
     for wave in made.waves:
         hour = wave.start.replace(minute=0, second=0, microsecond=0)
         hours[(hour, wave.site)].append(len(wave.macs))
-    rate = made.input.cost.requests / made.input.slot_seconds
+    rate = made.input.cost.requests / made.input.slot_s
     table = Table(title=f"{len(made.waves):,} waves", title_justify="left")
     for name in ("hour (UTC)", "site", "waves", "phones", "peak req/s"):
         table.add_column(name, justify="left" if name in ("hour (UTC)", "site") else "right")
@@ -106,7 +106,7 @@ def _load_curve(made: Plan) -> tuple[list[float], list[float], str]:
     xs, ys = [0.0], [0.0]
     for start, load in loads:
         begin = (start - request.start).total_seconds() / scale
-        end = begin + request.slot_seconds / scale
+        end = begin + request.slot_s / scale
         if xs[-1] < begin:
             xs += [xs[-1], begin]
             ys += [0.0, 0.0]

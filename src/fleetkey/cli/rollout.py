@@ -64,9 +64,7 @@ def _capacity(value: str) -> float | None:
     default=None,
     help="Done by this day (UTC); default: the old license's expiry less 2 days.",
 )
-@click.option(
-    "--slot", "slot_seconds", type=int, default=60, show_default=True, help="Seconds per wave."
-)
+@click.option("--slot", "slot_s", type=int, default=60, show_default=True, help="Seconds per wave.")
 @click.option(
     "--reboot/--no-reboot",
     default=True,
@@ -81,6 +79,7 @@ def _capacity(value: str) -> float | None:
 )
 @click.option(
     "--boot-seconds",
+    "boot_s",
     type=click.FloatRange(min=0),
     default=None,
     help="Seconds a boot takes (default: measured from the fetch records).",
@@ -100,10 +99,10 @@ def plan(
     capacity: str,
     headroom: float,
     deadline: datetime | None,
-    slot_seconds: int,
+    slot_s: int,
     reboot: bool,
     boot_requests: float | None,
-    boot_seconds: float | None,
+    boot_s: float | None,
     dry_run: bool,
     plot: Path | None,
     as_json: bool,
@@ -114,10 +113,10 @@ def plan(
         _capacity(capacity),
         headroom,
         deadline.date() if deadline else None,
-        slot_seconds,
+        slot_s,
         reboot,
         boot_requests,
-        boot_seconds,
+        boot_s,
     )
     store = env.store()
     made = plan_license(store, env.clock, options)

@@ -86,7 +86,7 @@ class Snapshot:
     bad_files: Sequence[BadFile] = ()
     stages: Sequence[int] = STAGES
     boot_requests: float = 12.0
-    boot_seconds: float = 120.0
+    boot_s: float = 120.0
     capacity: float | None = None  # requests/s, when measured or configured
     polling_time: time = time(2, 0)  # license.polling.time (R3)
 
@@ -289,7 +289,7 @@ def _storms(snapshot: Snapshot) -> list[Alert]:
         day = facts.expires_on + timedelta(days=1)  # the first daily check that finds it lapsed
         local = datetime.combine(day, snapshot.polling_time, ZoneInfo(site.timezone))
         requests = len(site.phones) * snapshot.boot_requests
-        peak = requests / max(snapshot.boot_seconds, 1.0)
+        peak = requests / max(snapshot.boot_s, 1.0)
         load = f"~{requests:,.0f} requests, peak ~{peak:,.0f} req/s"
         severity = "warning"
         if snapshot.capacity:

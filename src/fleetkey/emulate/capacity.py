@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fleetkey.core.device.config import PhoneConfig
-from fleetkey.core.device.engine import Phone
+from fleetkey.core.device.engine import DeviceEngine
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.emulate.fleet import phone_address, user_agent
 from fleetkey.emulate.http import HttpClient
@@ -55,7 +55,10 @@ class Measurement:
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class HealthLimits:
+    """What a healthy step stays within: p95 latency, the share of 503s, the share of failed
+    boots. A step beyond any of them is strained, and the measurement stops."""
+
     max_p95_ms: float = 250.0
     max_rejected: float = 0.01
     max_errors: float = 0.01
@@ -66,7 +69,7 @@ async def _boot(
 ) -> None:
     mac = f"02{index:010x}"  # locally administered (bit 1 of the first octet): never a vendor's
     config = PhoneConfig(mac)
-    phone = Phone(config, TrustedKeys())
+    phone = DeviceEngine(config, TrustedKeys())
     client = HttpClient(
         host,
         port,
@@ -99,22 +102,22 @@ async def measure(
     *,
     start_boots_per_s: float = 5.0,
     factor: float = 1.5,
-    step_seconds: float = 5.0,
+    step_s: float = 5.0,
     max_steps: int = 12,
-    limits: Limits | None = None,
+    limits: HealthLimits | None = None,
     on_step: Callable[[Step], None] | None = None,
 ) -> Measurement:
-    limits = limits or Limits()
+    limits = limits or HealthLimits()
     result = Measurement()
     rate, index = start_boots_per_s, 0
     per_boot = len(
-        Phone(PhoneConfig("020000000000"), TrustedKeys()).boot_requests(datetime.now(UTC))
+        DeviceEngine(PhoneConfig("020000000000"), TrustedKeys()).boot_requests(datetime.now(UTC))
     )
     for _ in range(max_steps):
         latencies: list[float] = []
         counts = {"requests": 0, "rejected": 0, "errors": 0}
         tasks: list[asyncio.Task[None]] = []
-        boots = max(1, round(rate * step_seconds))
+        boots = max(1, round(rate * step_s))
         began, cpu = time.perf_counter(), time.process_time()
         for number in range(boots):
             delay = began + number / rate - time.perf_counter()

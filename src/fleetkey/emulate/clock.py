@@ -33,8 +33,8 @@ class VirtualClock:
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(self._monotonic() - self._origin) * self.speed)
 
-    def real_seconds_until(self, moment: datetime) -> float:
+    def real_s_until(self, moment: datetime) -> float:
         return max(0.0, (moment - self.now()).total_seconds() / self.speed)
 
     async def sleep_until(self, moment: datetime) -> None:
-        await asyncio.sleep(self.real_seconds_until(moment))
+        await asyncio.sleep(self.real_s_until(moment))

@@ -20,7 +20,7 @@ from typing import Final, Protocol
 
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.device.config import PhoneConfig
-from fleetkey.core.device.engine import Action, Boot, CheckConfig, Phone
+from fleetkey.core.device.engine import Action, Boot, CheckConfig, DeviceEngine
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.rules import SignatureVerifier
 from fleetkey.core.sip import MAX_MESSAGE
@@ -68,7 +68,7 @@ class Fetch:
 
 @dataclass
 class EmulatedPhone:
-    engine: Phone
+    engine: DeviceEngine
     address: str
     sip: SipPhone | None = None
     fetches: list[Fetch] = field(default_factory=list)
@@ -76,7 +76,7 @@ class EmulatedPhone:
     events: asyncio.Queue[tuple[str, bool]] = field(default_factory=asyncio.Queue)
     boots_done: int = 0
     errors: list[str] = field(default_factory=list)
-    # after each boot: when, why it booted, the effective feature slots then
+    # after each boot: when, the reason it booted, the effective feature slots then
     timeline: list[tuple[datetime, str, tuple[int, ...]]] = field(default_factory=list)
 
 
@@ -105,7 +105,7 @@ class Fleet:
         self._gate = asyncio.Semaphore(concurrency)  # boots in progress at once
         self._random = random.Random(seed)  # noqa: S311  # call timing, not a secret
         self.phones = [
-            EmulatedPhone(Phone(config, verifier, seed=seed + i), phone_address(i))
+            EmulatedPhone(DeviceEngine(config, verifier, seed=seed + i), phone_address(i))
             for i, config in enumerate(configs)
         ]
         self.requests: Counter[int] = Counter()  # answers by status
@@ -179,7 +179,7 @@ class Fleet:
             for action in pending:
                 await self._carry(phone, action)
             wake = [t for t in (engine.next_wakeup(), next_call, in_call_until) if t is not None]
-            timeout = self.clock.real_seconds_until(min(wake)) if wake else None
+            timeout = self.clock.real_s_until(min(wake)) if wake else None
             try:
                 kind, reboot = await asyncio.wait_for(phone.events.get(), timeout)
             except TimeoutError:
@@ -216,7 +216,7 @@ class Fleet:
                     self.all_booted_after_s = asyncio.get_running_loop().time() - self._started
                     self.all_booted.set()
             features = tuple(g.slot for g in phone.engine.features(now))
-            phone.timeline.append((now, action.cause.value, features))
+            phone.timeline.append((now, action.reason.value, features))
         else:
             changed = await self._check(phone, action)
             more = phone.engine.config_checked(self.clock.now(), changed, action.reason)

@@ -1,5 +1,5 @@
 """What an emulator run tells: per phone, installed keys, effective features with provenance,
-reboots with their causes, and fetches; and a summary over the fleet."""
+reboots with their reasons, and fetches; and a summary over the fleet."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
     return {
         "mac": engine.config.mac,
         "address": phone.address,
-        "state": engine.s.state.value,
-        "booted_with_expired": engine.s.booted_with_expired,
+        "state": engine.state.phase.value,
+        "booted_with_expired": engine.state.booted_with_expired,
         "installed": {
             "phone": key_json(engine.installed.phone),
             "site": key_json(engine.installed.site),
@@ -49,14 +49,14 @@ def phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
         "reboots": [
             {
                 "at": r.at.isoformat(),
-                "cause": r.cause.value,
+                "reason": r.reason.value,
                 "requested_at": r.requested_at.isoformat(),
             }
             for r in engine.reboots
         ],
         "boots": [
-            {"at": at.isoformat(), "cause": cause, "features": list(features)}
-            for at, cause, features in phone.timeline
+            {"at": at.isoformat(), "reason": reason, "features": list(features)}
+            for at, reason, features in phone.timeline
         ],
         "fetches": [
             {
@@ -73,11 +73,11 @@ def phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
     }
 
 
-def summary(fleet: Fleet, real_seconds: float) -> dict[str, Any]:
-    causes: Counter[str] = Counter()
+def summary(fleet: Fleet, real_s: float) -> dict[str, Any]:
+    reasons: Counter[str] = Counter()
     site_keys: Counter[str] = Counter()
     for phone in fleet.phones:
-        causes.update(r.cause.value for r in phone.engine.reboots)
+        reasons.update(r.reason.value for r in phone.engine.reboots)
         site = phone.engine.installed.site
         site_keys[(format_term(site.expiry()) or "none") if site else "none"] += 1
     booted = sum(1 for p in fleet.phones if p.boots_done > 0)
@@ -86,7 +86,7 @@ def summary(fleet: Fleet, real_seconds: float) -> dict[str, Any]:
         "phones": len(fleet.phones),
         "booted": booted,
         "boots": sum(p.boots_done for p in fleet.phones),
-        "reboots_by_cause": dict(causes),
+        "reboots_by_reason": dict(reasons),
         "requests": requests,
         "answers_by_status": {str(k): v for k, v in sorted(fleet.requests.items())},
         "site_license_expiry": dict(site_keys),
@@ -94,15 +94,15 @@ def summary(fleet: Fleet, real_seconds: float) -> dict[str, Any]:
         "all_booted_after_s": (
             round(fleet.all_booted_after_s, 3) if fleet.all_booted_after_s is not None else None
         ),
-        "real_seconds": round(real_seconds, 3),
-        "requests_per_s": round(requests / real_seconds, 1) if real_seconds else 0.0,
+        "real_seconds": round(real_s, 3),
+        "requests_per_s": round(requests / real_s, 1) if real_s else 0.0,
         "virtual_now": fleet.clock.now().isoformat(),
     }
 
 
-def report(fleet: Fleet, real_seconds: float) -> dict[str, Any]:
+def report(fleet: Fleet, real_s: float) -> dict[str, Any]:
     now = fleet.clock.now()
     return {
-        "summary": summary(fleet, real_seconds),
+        "summary": summary(fleet, real_s),
         "phones": [phone_json(p, now) for p in fleet.phones],
     }

@@ -82,7 +82,7 @@ def check(
         bad_files=bad,
         stages=settings.stages,
         boot_requests=cost.requests,
-        boot_seconds=cost.seconds,
+        boot_s=cost.seconds,
         capacity=settings.capacity or (measured.requests_per_s if measured else None),
     )
     current = evaluate(snapshot)

@@ -224,7 +224,7 @@ class Executor:
         if site not in self._windows:
             return None
         zone, window = self._windows[site]
-        boot = timedelta(seconds=self._rollout.boot_seconds)
+        boot = timedelta(seconds=self._rollout.boot_s)
         spans = open_intervals(window, zone, now, now + timedelta(days=3))
         for lo, hi in spans:
             if lo <= now and now + boot <= hi:

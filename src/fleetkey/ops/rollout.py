@@ -32,10 +32,10 @@ class PlanOptions:
     capacity: float | None = None  # None: the newest measured capacity
     headroom: float = 0.7
     deadline: date | None = None
-    slot_seconds: int = 60
+    slot_s: int = 60
     reboot: bool = True
     boot_requests: float | None = None  # overrides what the fetch records say
-    boot_seconds: float | None = None
+    boot_s: float | None = None
 
 
 def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
@@ -68,7 +68,7 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
         start=clock.now().astimezone(UTC),
         deadline=deadline,
         headroom=options.headroom,
-        slot_seconds=options.slot_seconds,
+        slot_s=options.slot_s,
     )
     return plan_rollout(request)
 
@@ -89,9 +89,9 @@ def save(store: Store, clock: Clock, actor: str, options: PlanOptions, plan: Pla
             reboot=options.reboot,
             capacity=request.capacity,
             headroom=request.headroom,
-            slot_seconds=request.slot_seconds,
+            slot_s=request.slot_s,
             boot_requests=request.cost.requests,
-            boot_seconds=request.cost.seconds,
+            boot_s=request.cost.seconds,
             deadline=request.deadline,
             explanation=plan.explanation,
             targets=targets,
@@ -100,17 +100,17 @@ def save(store: Store, clock: Clock, actor: str, options: PlanOptions, plan: Pla
 
 
 def _cost(measured: BootCost, options: PlanOptions) -> BootCost:
-    if options.boot_requests is None and options.boot_seconds is None:
+    if options.boot_requests is None and options.boot_s is None:
         return measured
     given = []
     if options.boot_requests is not None:
         given.append(f"{options.boot_requests:g} requests")
-    if options.boot_seconds is not None:
-        given.append(f"{options.boot_seconds:g} s")
+    if options.boot_s is not None:
+        given.append(f"{options.boot_s:g} s")
     return replace(
         measured,
         requests=measured.requests if options.boot_requests is None else options.boot_requests,
-        seconds=measured.seconds if options.boot_seconds is None else options.boot_seconds,
+        seconds=measured.seconds if options.boot_s is None else options.boot_s,
         source=f"given: {', '.join(given)}; otherwise {measured.source}",
     )
 

@@ -62,9 +62,9 @@ class Rollout:
     reboot: bool
     capacity: float
     headroom: float
-    slot_seconds: int
+    slot_s: int
     boot_requests: float
-    boot_seconds: float
+    boot_s: float
     deadline: datetime
     explanation: tuple[str, ...]
     created_at: datetime
@@ -107,9 +107,9 @@ def create(
     reboot: bool,
     capacity: float,
     headroom: float,
-    slot_seconds: int,
+    slot_s: int,
     boot_requests: float,
-    boot_seconds: float,
+    boot_s: float,
     deadline: datetime,
     explanation: Sequence[str],
     targets: Sequence[PlannedTarget],
@@ -121,9 +121,9 @@ def create(
         reboot=reboot,
         capacity=capacity,
         headroom=headroom,
-        slot_seconds=slot_seconds,
+        slot_seconds=slot_s,
         boot_requests=boot_requests,
-        boot_seconds=boot_seconds,
+        boot_seconds=boot_s,
         deadline=utc(deadline),
         explanation=json.dumps(list(explanation)),
         created_at=now,

@@ -121,9 +121,9 @@ class TestSip:
         report = emulation.finish()
         phones = report["phones"]
         assert isinstance(phones, list)
-        causes = {p["address"]: [r["cause"] for r in p["reboots"]] for p in phones}
-        assert causes["127.10.1.2"] == ["power-on", "check-sync"]
-        assert causes["127.10.1.1"] == ["power-on"]
+        reasons = {p["address"]: [r["reason"] for r in p["reboots"]] for p in phones}
+        assert reasons["127.10.1.2"] == ["power-on", "check-sync"]
+        assert reasons["127.10.1.1"] == ["power-on"]
 
     def test_malformed_sip_gets_4xx_or_is_dropped_and_the_phone_lives_on(
         self, server: RunningServer
@@ -158,7 +158,7 @@ class TestSip:
         phones = report["phones"]
         assert isinstance(phones, list)
         third = next(p for p in phones if p["address"] == "127.10.1.3")
-        assert [r["cause"] for r in third["reboots"]] == ["power-on"]
+        assert [r["reason"] for r in third["reboots"]] == ["power-on"]
 
 
 def site_fetches(server: RunningServer) -> list[dict[str, object]]:
@@ -207,8 +207,8 @@ def test_lapsed_site_license_then_successor_and_check_sync(
     assert isinstance(phones, list)
     assert len(phones) == PHONES
     for phone in phones:
-        causes = [b["cause"] for b in phone["boots"]]
-        assert causes[:3] == ["power-on", "license-expired", "check-sync"], causes
+        reasons = [b["reason"] for b in phone["boots"]]
+        assert reasons[:3] == ["power-on", "license-expired", "check-sync"], reasons
         features = [b["features"] for b in phone["boots"]]
         assert features[0] == [0]  # corporate-directory at power-on
         assert features[1] == []  # lost: the server still had only the lapsed file

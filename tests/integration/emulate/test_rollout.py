@@ -135,7 +135,7 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
     phones = json.loads((work / "report.json").read_text())["phones"]
     expiry = f"{today + timedelta(days=400)}"
     assert Counter(p["installed"]["site"]["expires"] for p in phones) == {expiry: PHONES}
-    reboots = Counter(sum(r["cause"] == "check-sync" for r in p["reboots"]) for p in phones)
+    reboots = Counter(sum(r["reason"] == "check-sync" for r in p["reboots"]) for p in phones)
     assert reboots == {1: PHONES}  # every phone notified, none twice
     summary = json.loads(out)
     assert summary["phones_with_errors"] == 0

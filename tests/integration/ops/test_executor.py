@@ -60,7 +60,7 @@ def rollout_for(
         key = make_license(serial=SITE, type=LicenseType.SITE, expires=now.date() + timedelta(400))
         license_id = record_license(session, key)
     options = PlanOptions(
-        license_id, capacity=capacity, slot_seconds=5, deadline=now.date() + timedelta(days=30)
+        license_id, capacity=capacity, slot_s=5, deadline=now.date() + timedelta(days=30)
     )
     return save(store, CLOCK, "t", options, plan_license(store, CLOCK, options))
 

@@ -61,7 +61,7 @@ def fleet(store: Store) -> tuple[Store, FixedClock, int]:
 
 def planned(fleet: tuple[Store, FixedClock, int], rate: float = 100.0) -> int:
     store, clock, successor = fleet
-    options = PlanOptions(successor, capacity=rate, slot_seconds=60)
+    options = PlanOptions(successor, capacity=rate, slot_s=60)
     return save(store, clock, "tester", options, plan_license(store, clock, options))
 
 

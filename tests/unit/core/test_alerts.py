@@ -167,7 +167,7 @@ def test_storm_forecast_names_the_reboot_time_and_load(
     lapsing = site_license(1, date(2027, 3, 20))
     found = [
         a
-        for a in evaluate(snapshot(lapsing, capacity=capacity, boot_requests=10, boot_seconds=60))
+        for a in evaluate(snapshot(lapsing, capacity=capacity, boot_requests=10, boot_s=60))
         if a.kind == "storm"
     ]
     assert len(found) == 1

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetkey.core.device.config import ConfigPolling, PhoneConfig, PollMode, next_config_poll
-from fleetkey.core.device.engine import Boot, Cause, CheckConfig, Phone, State
+from fleetkey.core.device.engine import Boot, CheckConfig, DeviceEngine, Phase, Reason
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.rules import InstalledKeys
 from fleetkey.core.terms import NEVER
@@ -39,19 +39,21 @@ def booted(
     phone: list[LicenseKey] | None = None,
     config: PhoneConfig | None = None,
     at: datetime = T0,
-) -> Phone:
-    engine = Phone(config or PhoneConfig(MAC), VERIFIER)
+) -> DeviceEngine:
+    engine = DeviceEngine(config or PhoneConfig(MAC), VERIFIER)
     [boot] = engine.power_on(at)
     assert isinstance(boot, Boot)
     engine.boot_completed(at, site, phone)
     return engine
 
 
-def slots(engine: Phone, now: datetime) -> set[int]:
+def slots(engine: DeviceEngine, now: datetime) -> set[int]:
     return {g.slot for g in engine.features(now)}
 
 
-def run_until(engine: Phone, end: datetime, served: dict[str, list[LicenseKey] | None]) -> None:
+def run_until(
+    engine: DeviceEngine, end: datetime, served: dict[str, list[LicenseKey] | None]
+) -> None:
     """Advance time; carry out boots with the files in ``served`` (a tiny host)."""
     while (due := engine.next_wakeup()) is not None and due <= end:
         for action in engine.advance(due):
@@ -70,7 +72,7 @@ class TestRules:
         assert slots(engine, datetime(2027, 7, 1, tzinfo=UTC)) == {0}
 
     def test_r2_boot_asks_for_the_site_license_before_the_phone_license(self) -> None:
-        engine = Phone(PhoneConfig(MAC), VERIFIER)
+        engine = DeviceEngine(PhoneConfig(MAC), VERIFIER)
         [boot] = engine.power_on(T0)
         assert isinstance(boot, Boot)
         names = [r.name for r in boot.requests]
@@ -83,18 +85,18 @@ class TestRules:
 
     def test_r2_a_missing_file_keeps_the_preloaded_key(self) -> None:
         preloaded = InstalledKeys(phone=phone_key(NEVER))
-        engine = Phone(PhoneConfig(MAC), VERIFIER, installed=preloaded)
+        engine = DeviceEngine(PhoneConfig(MAC), VERIFIER, installed=preloaded)
         engine.power_on(T0)
         engine.boot_completed(T0, None, None)
         assert engine.installed == preloaded
 
     def test_r2_legacy_firmware_asks_only_when_an_enabled_feature_is_unlicensed(self) -> None:
         legacy = PhoneConfig(MAC, firmware="3.1.1.0001", enabled_features=frozenset({0}))
-        licensed = Phone(legacy, VERIFIER, installed=InstalledKeys(phone=phone_key(NEVER)))
+        licensed = DeviceEngine(legacy, VERIFIER, installed=InstalledKeys(phone=phone_key(NEVER)))
         [boot] = licensed.power_on(T0)
         assert isinstance(boot, Boot)
         assert not [r for r in boot.requests if r.license]
-        unlicensed = Phone(legacy, VERIFIER)
+        unlicensed = DeviceEngine(legacy, VERIFIER)
         [boot] = unlicensed.power_on(T0)
         assert isinstance(boot, Boot)
         assert len([r for r in boot.requests if r.license]) == 2
@@ -114,7 +116,7 @@ class TestRules:
         engine = booted([site_key(date(2027, 1, 10))])  # valid today, lapses tonight
         actions = engine.advance(datetime(2027, 1, 11, 2, 0, tzinfo=UTC))
         assert [type(a) for a in actions] == [Boot]
-        assert engine.reboots[-1].cause is Cause.LICENSE_EXPIRED
+        assert engine.reboots[-1].reason is Reason.LICENSE_EXPIRED
 
     def test_r4_the_reboot_waits_for_the_call_to_end(self) -> None:
         engine = booted([site_key(date(2027, 1, 10))])
@@ -175,26 +177,26 @@ class TestRules:
 
     def test_r8_a_phone_that_booted_expired_is_not_rebooted_by_license_polls(self) -> None:
         lapsed = site_key(date(2027, 1, 9))  # in flash, expired before this boot
-        engine = Phone(PhoneConfig(MAC), VERIFIER, installed=InstalledKeys(site=lapsed))
+        engine = DeviceEngine(PhoneConfig(MAC), VERIFIER, installed=InstalledKeys(site=lapsed))
         engine.power_on(T0)
         engine.boot_completed(T0, [lapsed], None)
-        assert engine.s.booted_with_expired
+        assert engine.state.booted_with_expired
         run_until(engine, datetime(2027, 1, 20, tzinfo=UTC), {})
-        assert [r.cause for r in engine.reboots] == [Cause.POWER_ON]
+        assert [r.reason for r in engine.reboots] == [Reason.POWER_ON]
 
     def test_r8_a_config_poll_that_finds_changes_reboots_it(self) -> None:
         polling = ConfigPolling(enabled=True, mode=PollMode.ABS, at=time(3, 0))
         engine = booted([site_key(date(2027, 1, 9))], config=PhoneConfig(MAC, polling=polling))
         actions = engine.advance(datetime(2027, 1, 11, 3, 0, tzinfo=UTC))
-        assert actions == [CheckConfig(Cause.CONFIG_CHANGED, (f"{MAC}.cfg", "000000000000.cfg"))]
+        assert actions == [CheckConfig(Reason.CONFIG_CHANGED, (f"{MAC}.cfg", "000000000000.cfg"))]
         assert (
             engine.config_checked(
-                datetime(2027, 1, 11, 3, 0, tzinfo=UTC), False, Cause.CONFIG_CHANGED
+                datetime(2027, 1, 11, 3, 0, tzinfo=UTC), False, Reason.CONFIG_CHANGED
             )
             == []
         )
         [boot] = engine.config_checked(
-            datetime(2027, 1, 11, 3, 1, tzinfo=UTC), True, Cause.CONFIG_CHANGED
+            datetime(2027, 1, 11, 3, 1, tzinfo=UTC), True, Reason.CONFIG_CHANGED
         )
         assert isinstance(boot, Boot)
 
@@ -208,11 +210,11 @@ class TestRules:
         engine = booted([site_key(date(2027, 12, 31))])
         [check] = engine.check_sync(T0)
         assert isinstance(check, CheckConfig)
-        assert engine.config_checked(T0, False, Cause.CHECK_SYNC) == []
-        assert engine.s.state is State.RUNNING
-        [boot] = engine.config_checked(T0, True, Cause.CHECK_SYNC)
+        assert engine.config_checked(T0, False, Reason.CHECK_SYNC) == []
+        assert engine.state.phase is Phase.RUNNING
+        [boot] = engine.config_checked(T0, True, Reason.CHECK_SYNC)
         assert isinstance(boot, Boot)
-        assert engine.reboots[-1].cause is Cause.CHECK_SYNC
+        assert engine.reboots[-1].reason is Reason.CHECK_SYNC
 
 
 class TestOperatorConsequences:
@@ -229,8 +231,8 @@ class TestOperatorConsequences:
         engine = booted([first])
         served: dict[str, list[LicenseKey] | None] = {"site": [first]}
         run_until(engine, datetime(2027, 1, 13, 12, 0, tzinfo=UTC), served)  # lapses, reboots
-        assert [r.cause for r in engine.reboots] == [Cause.POWER_ON, Cause.LICENSE_EXPIRED]
-        assert engine.s.booted_with_expired
+        assert [r.reason for r in engine.reboots] == [Reason.POWER_ON, Reason.LICENSE_EXPIRED]
+        assert engine.state.booted_with_expired
         served["site"] = [successor]  # posted too late
         run_until(engine, datetime(2027, 2, 13, tzinfo=UTC), served)
         assert engine.installed.site == first  # a month later: still nothing triggered a boot
@@ -252,7 +254,7 @@ class TestOperatorConsequences:
         assert [len(e.reboots) for e in phones] == [2, 2, 1]  # the one in a call waits
         assert [e.reboots[-1].at.hour for e in phones[:2]] == [2, 1]  # 02:00 local
         phones[2].call_ended(datetime(2027, 1, 11, 12, 5, tzinfo=UTC))
-        assert phones[2].reboots[-1].cause is Cause.LICENSE_EXPIRED
+        assert phones[2].reboots[-1].reason is Reason.LICENSE_EXPIRED
 
 
 class TestConfigPolling:
@@ -314,7 +316,7 @@ def test_properties_hold_over_any_event_sequence(
         nonlocal offer
         for action in actions:
             if isinstance(action, Boot):
-                assert engine.s.active_calls == 0, "rebooted during a call"
+                assert engine.state.active_calls == 0, "rebooted during a call"
                 key = pool[offer % len(pool)]
                 offer += 1
                 site = [key] if key.type is LicenseType.SITE else None
@@ -334,7 +336,7 @@ def test_properties_hold_over_any_event_sequence(
         elif name == "sync-reboot":
             carry(engine.check_sync(now, reboot=True))
         else:
-            carry(engine.config_checked(now, True, Cause.CHECK_SYNC))
+            carry(engine.config_checked(now, True, Reason.CHECK_SYNC))
         for kind in ranks:
             key = engine.installed.get(kind)
             rank = key.duration_rank if key is not None else -1

@@ -78,7 +78,7 @@ def test_plans_never_exceed_capacity_leave_windows_or_skip_or_repeat_a_phone(
         site(i, count, zone, f"{hour:02d}:00-{(hour + length) % 24:02d}:00")
         for i, (count, zone, hour, length) in enumerate(shapes)
     ]
-    given_input = request(*chosen, capacity=capacity, days=3, headroom=headroom, slot_seconds=slot)
+    given_input = request(*chosen, capacity=capacity, days=3, headroom=headroom, slot_s=slot)
     outcome: Plan | PlanInfeasibleError
     try:
         outcome = plan_rollout(given_input)
@@ -89,7 +89,7 @@ def test_plans_never_exceed_capacity_leave_windows_or_skip_or_repeat_a_phone(
         if outcome.needed_capacity is not None:  # the capacity it names really fits
             bigger = request(
                 *chosen, capacity=outcome.needed_capacity * 1.0001, days=3, headroom=headroom,
-                slot_seconds=slot,
+                slot_s=slot,
             )  # fmt: skip
             assert plan_rollout(bigger).phones == sum(len(s.macs) for s in chosen)
         return
@@ -162,9 +162,9 @@ def test_too_little_capacity_says_how_much_would_fit() -> None:
         ({"capacity": 0}, "capacity must be above 0"),
         ({"headroom": 0}, "headroom must be in"),
         ({"headroom": 1.5}, "headroom must be in"),
-        ({"slot_seconds": 0}, "a slot must be at least 1 second"),
+        ({"slot_s": 0}, "a slot must be at least 1 second"),
         ({"days": -1}, "has passed"),
-        ({"days": 400, "slot_seconds": 1}, "use longer slots"),
+        ({"days": 400, "slot_s": 1}, "use longer slots"),
     ],
 )
 def test_bad_plan_inputs_are_refused_clearly(changes: dict[str, float], message: str) -> None:
@@ -174,7 +174,7 @@ def test_bad_plan_inputs_are_refused_clearly(changes: dict[str, float], message:
 
 def test_a_slot_too_short_for_one_boot_is_explained() -> None:
     with pytest.raises(PlanInfeasibleError, match="more than a 1-second slot may carry"):
-        plan_rollout(request(site(1, 5), capacity=5, days=1, slot_seconds=1))
+        plan_rollout(request(site(1, 5), capacity=5, days=1, slot_s=1))
 
 
 def test_a_million_phones_plan_in_well_under_ten_seconds() -> None:

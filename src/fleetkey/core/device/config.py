@@ -117,7 +117,7 @@ def next_config_poll(
             return first
         periods = int((after - first).total_seconds() // polling.period_s) + 1
         return first + timedelta(seconds=periods * polling.period_s)
-    offset = rng.uniform(0, _window_seconds(polling.at, polling.random_end))
+    offset = rng.uniform(0, _window_s(polling.at, polling.random_end))
     pick = _mac_day(config.mac, days)
     moment = next_daily(after - timedelta(seconds=offset), polling.at, zone)
     while _day_number(moment, zone) % days != pick:
@@ -125,7 +125,7 @@ def next_config_poll(
     return moment + timedelta(seconds=offset)
 
 
-def _window_seconds(start: time, end: time) -> float:
+def _window_s(start: time, end: time) -> float:
     span = (end.hour * 3600 + end.minute * 60) - (start.hour * 3600 + start.minute * 60)
     return float(span if span > 0 else span + DAY_S)
 

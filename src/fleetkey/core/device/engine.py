@@ -28,14 +28,18 @@ from fleetkey.core.rules import (
 )
 
 
-class Cause(enum.StrEnum):
+class Reason(enum.StrEnum):
+    """Why a phone reboots or checks its configuration."""
+
     POWER_ON = "power-on"
     LICENSE_EXPIRED = "license-expired"  # R4
     CONFIG_CHANGED = "config-changed"  # R8: a configuration poll found changed files
     CHECK_SYNC = "check-sync"  # R9
 
 
-class State(enum.StrEnum):
+class Phase(enum.StrEnum):
+    """Where the phone is in its life: off, running its boot sequence, or up."""
+
     OFF = "off"
     BOOTING = "booting"
     RUNNING = "running"
@@ -52,7 +56,7 @@ class FileRequest:
 class Boot:
     """Reboot now: fetch ``requests`` in order, then call ``boot_completed``."""
 
-    cause: Cause
+    reason: Reason
     requests: tuple[FileRequest, ...]
 
 
@@ -60,7 +64,7 @@ class Boot:
 class CheckConfig:
     """Fetch the master configuration and its files; report with ``config_checked``."""
 
-    reason: Cause
+    reason: Reason
     files: tuple[str, ...]
 
 
@@ -70,25 +74,28 @@ Action = Boot | CheckConfig
 @dataclass(frozen=True, slots=True)
 class Reboot:
     at: datetime
-    cause: Cause
+    reason: Reason
     requested_at: datetime  # later than ``at`` never; earlier when a call deferred it
 
 
 @dataclass
-class PhoneState:
+class DeviceState:
+    """What the phone keeps between events: its flash (installed keys), phase and timers."""
+
     installed: InstalledKeys = field(default_factory=InstalledKeys)  # the phone's flash
-    state: State = State.OFF
+    phase: Phase = Phase.OFF
     booted_at: datetime | None = None
     valid_at_boot: frozenset[int] = frozenset()  # slots effective when the boot finished
     booted_with_expired: bool = False  # R8
     active_calls: int = 0
-    pending: tuple[Cause, datetime] | None = None  # a reboot waiting for the calls to end
+    pending: tuple[Reason, datetime] | None = None  # a reboot waiting for the calls to end
     next_license_poll: datetime | None = None
     next_config_poll: datetime | None = None
 
 
-class Phone:
-    """One phone. Every method takes the moment of the event and returns actions to carry out."""
+class DeviceEngine:
+    """One phone's license behaviour. Every method takes the moment of the event and returns
+    actions to carry out; ``state`` is what the phone keeps between events."""
 
     def __init__(
         self,
@@ -100,7 +107,7 @@ class Phone:
     ) -> None:
         self.config = config
         self._verifier = verifier
-        self.s = PhoneState(installed=installed or InstalledKeys())
+        self.state = DeviceState(installed=installed or InstalledKeys())
         self._rng = random.Random(seed if seed is not None else config.mac)  # noqa: S311  # scheduling jitter
         self.reboots: list[Reboot] = []
         self.decisions: list[tuple[datetime, Decision]] = []
@@ -108,24 +115,26 @@ class Phone:
     # what the phone is
     @property
     def installed(self) -> InstalledKeys:
-        return self.s.installed
+        return self.state.installed
 
     def today(self, now: datetime) -> date:
         return self.config.local(now).date()
 
     def features(self, now: datetime) -> tuple[Grant, ...]:
         """R1: effective features with provenance, at ``now``."""
-        return effective_features(self.s.installed, self.today(now))
+        return effective_features(self.state.installed, self.today(now))
 
     def next_wakeup(self) -> datetime | None:
-        times = [t for t in (self.s.next_license_poll, self.s.next_config_poll) if t is not None]
+        times = [
+            t for t in (self.state.next_license_poll, self.state.next_config_poll) if t is not None
+        ]
         return min(times) if times else None
 
     # events
     def power_on(self, now: datetime) -> list[Action]:
-        if self.s.state is not State.OFF:
+        if self.state.phase is not Phase.OFF:
             return []
-        return [self._boot(now, Cause.POWER_ON, now)]
+        return [self._boot(now, Reason.POWER_ON, now)]
 
     def boot_completed(
         self,
@@ -136,103 +145,109 @@ class Phone:
         """The boot sequence ran; ``None`` for a license file that was not found (or asked)."""
         today = self.today(now)
         installed, decisions = apply_boot_downloads(
-            self.s.installed, site_file, phone_file, self.config.mac, today, self._verifier
+            self.state.installed, site_file, phone_file, self.config.mac, today, self._verifier
         )
         self.decisions.extend((now, d) for d in decisions)
-        s = self.s
-        s.installed = installed
-        s.state = State.RUNNING
-        s.booted_at = now
+        state = self.state
+        state.installed = installed
+        state.phase = Phase.RUNNING
+        state.booted_at = now
         valid = {g.slot for g in effective_features(installed, today)}
         granted = {
             slot for key in (installed.phone, installed.site) if key for slot in key.granted_slots()
         }
-        s.valid_at_boot = frozenset(valid)
+        state.valid_at_boot = frozenset(valid)
         offered = [*(site_file or ()), *(phone_file or ())]
         # R8: it booted with an expired license: an installed key has lapsed features, or
         # nothing is valid and what the server offered had expired
-        s.booted_with_expired = bool(granted - valid) or (
+        state.booted_with_expired = bool(granted - valid) or (
             not valid and any(k.is_expired(today) for k in offered)
         )
-        s.next_license_poll = next_daily(now, self.config.license_polling_time, self.config.zone)
-        s.next_config_poll = next_config_poll(self.config, now, now, self._rng)
+        state.next_license_poll = next_daily(
+            now, self.config.license_polling_time, self.config.zone
+        )
+        state.next_config_poll = next_config_poll(self.config, now, now, self._rng)
         return self._run_pending(now)
 
     def advance(self, now: datetime) -> list[Action]:
         """Process every timer due at or before ``now``, oldest first."""
         actions: list[Action] = []
-        while self.s.state is State.RUNNING:
+        while self.state.phase is Phase.RUNNING:
             due = self.next_wakeup()
             if due is None or due > now:
                 break
-            if self.s.next_license_poll is not None and due == self.s.next_license_poll:
+            if self.state.next_license_poll is not None and due == self.state.next_license_poll:
                 actions.extend(self._license_poll(due))
             else:
                 actions.extend(self._config_poll(due))
         return actions
 
     def call_started(self, now: datetime) -> list[Action]:
-        self.s.active_calls += 1
+        self.state.active_calls += 1
         return []
 
     def call_ended(self, now: datetime) -> list[Action]:
-        self.s.active_calls = max(0, self.s.active_calls - 1)
+        self.state.active_calls = max(0, self.state.active_calls - 1)
         return self._run_pending(now)
 
     def check_sync(self, now: datetime, reboot: bool = False) -> list[Action]:
         """R9: NOTIFY check-sync (the host answers 200 before calling this)."""
-        if self.s.state is not State.RUNNING:
+        if self.state.phase is not Phase.RUNNING:
             return []
         if self.config.always_reboot or reboot:
-            return self._reboot_when_idle(now, Cause.CHECK_SYNC)
-        return [CheckConfig(Cause.CHECK_SYNC, self._config_files())]
+            return self._reboot_when_idle(now, Reason.CHECK_SYNC)
+        return [CheckConfig(Reason.CHECK_SYNC, self._config_files())]
 
-    def config_checked(self, now: datetime, changed: bool, reason: Cause) -> list[Action]:
+    def config_checked(self, now: datetime, changed: bool, reason: Reason) -> list[Action]:
         """The host fetched the configuration again; a change reboots the phone (R8, R9)."""
-        if not changed or self.s.state is not State.RUNNING:
+        if not changed or self.state.phase is not Phase.RUNNING:
             return []
         return self._reboot_when_idle(now, reason)
 
     # rules
     def _license_poll(self, due: datetime) -> list[Action]:
         """R3: a daily check of the installed keys, downloading nothing; R4 and R8."""
-        s = self.s
-        s.next_license_poll = next_daily(due, self.config.license_polling_time, self.config.zone)
-        valid_now = {g.slot for g in effective_features(s.installed, self.today(due))}
-        lapsed = s.valid_at_boot - valid_now
-        if not lapsed or s.booted_with_expired:
+        state = self.state
+        state.next_license_poll = next_daily(
+            due, self.config.license_polling_time, self.config.zone
+        )
+        valid_now = {g.slot for g in effective_features(state.installed, self.today(due))}
+        lapsed = state.valid_at_boot - valid_now
+        if not lapsed or state.booted_with_expired:
             return []
-        return self._reboot_when_idle(due, Cause.LICENSE_EXPIRED)
+        return self._reboot_when_idle(due, Reason.LICENSE_EXPIRED)
 
     def _config_poll(self, due: datetime) -> list[Action]:
-        s = self.s
+        state = self.state
         after = due
-        s.next_config_poll = None
-        if s.booted_at is not None:
-            s.next_config_poll = next_config_poll(self.config, s.booted_at, after, self._rng)
-        return [CheckConfig(Cause.CONFIG_CHANGED, self._config_files())]
+        state.next_config_poll = None
+        if state.booted_at is not None:
+            state.next_config_poll = next_config_poll(
+                self.config, state.booted_at, after, self._rng
+            )
+        return [CheckConfig(Reason.CONFIG_CHANGED, self._config_files())]
 
-    def _reboot_when_idle(self, now: datetime, cause: Cause) -> list[Action]:
+    def _reboot_when_idle(self, now: datetime, reason: Reason) -> list[Action]:
         """R4: never during a call; the reboot waits for the last call to end."""
-        if self.s.active_calls > 0:
-            if self.s.pending is None:
-                self.s.pending = (cause, now)
+        if self.state.active_calls > 0:
+            if self.state.pending is None:
+                self.state.pending = (reason, now)
             return []
-        return [self._boot(now, cause, now)]
+        return [self._boot(now, reason, now)]
 
     def _run_pending(self, now: datetime) -> list[Action]:
-        pending = self.s.pending
-        if pending is None or self.s.active_calls > 0 or self.s.state is not State.RUNNING:
+        pending = self.state.pending
+        if pending is None or self.state.active_calls > 0 or self.state.phase is not Phase.RUNNING:
             return []
-        self.s.pending = None
+        self.state.pending = None
         return [self._boot(now, pending[0], pending[1])]
 
-    def _boot(self, now: datetime, cause: Cause, requested: datetime) -> Boot:
-        s = self.s
-        s.state = State.BOOTING
-        s.next_license_poll = s.next_config_poll = None
-        self.reboots.append(Reboot(now, cause, requested))
-        return Boot(cause, self.boot_requests(now))
+    def _boot(self, now: datetime, reason: Reason, requested: datetime) -> Boot:
+        state = self.state
+        state.phase = Phase.BOOTING
+        state.next_license_poll = state.next_config_poll = None
+        self.reboots.append(Reboot(now, reason, requested))
+        return Boot(reason, self.boot_requests(now))
 
     def boot_requests(self, now: datetime) -> tuple[FileRequest, ...]:
         """domain.md §5.1 (VVX 500, UC 5.9.7): the site license before the phone license."""
@@ -261,7 +276,7 @@ class Phone:
         """R2: modern firmware at every boot; legacy only for an enabled, unlicensed feature."""
         if not self.config.legacy:
             return True
-        valid = {g.slot for g in effective_features(self.s.installed, self.today(now))}
+        valid = {g.slot for g in effective_features(self.state.installed, self.today(now))}
         return bool(self.config.enabled_features - valid)
 
     def _config_files(self) -> tuple[str, ...]:

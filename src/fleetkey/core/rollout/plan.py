@@ -1,10 +1,10 @@
 """The rollout planner: phones, a per-boot cost, a capacity and a deadline in; waves out.
 
-A *wave* is one site's check-syncs in one slot of the plan's grid (``slot_seconds`` long). The
+A *wave* is one site's check-syncs in one slot of the plan's grid (``slot_s`` long). The
 executor spaces a wave's NOTIFYs evenly over its slot, so a slot with ``n`` phones puts
-``n x requests_per_boot / slot_seconds`` requests per second on the server. The planner keeps that
+``n x requests_per_boot / slot_s`` requests per second on the server. The planner keeps that
 at or below ``capacity x headroom`` in every slot, starts a wave only where its slot *and the boots
-it starts* (``boot_seconds`` more) lie inside the site's maintenance window, and finishes before
+it starts* (``boot_s`` more) lie inside the site's maintenance window, and finishes before
 the deadline. Slots are filled in time order; within a slot the site whose current window closes
 first goes first (earliest deadline first), sites and MACs in sorted order, so the same input
 gives the same plan. If phones are left over, :class:`PlanInfeasibleError` says which, and what
@@ -54,29 +54,29 @@ class PlanInput:
     start: datetime
     deadline: datetime
     headroom: float = 0.7
-    slot_seconds: int = 60
+    slot_s: int = 60
 
     def check(self) -> None:
         if not self.capacity > 0:
             raise InputError(f"capacity must be above 0 requests/s, not {self.capacity}")
         if not 0 < self.headroom <= 1:
             raise InputError(f"headroom must be in (0, 1], not {self.headroom}")
-        if self.slot_seconds < 1:
-            raise InputError(f"a slot must be at least 1 second, not {self.slot_seconds}")
+        if self.slot_s < 1:
+            raise InputError(f"a slot must be at least 1 second, not {self.slot_s}")
         if not self.cost.requests > 0 or self.cost.seconds < 0 or self.cost.bytes < 0:
             raise InputError(f"a boot must cost at least one request ({self.cost})")
         if self.deadline <= self.start:
             raise InputError(f"the deadline {self.deadline:%Y-%m-%d %H:%M} UTC has passed")
-        if (self.deadline - self.start).total_seconds() / self.slot_seconds > MAX_SLOTS:
+        if (self.deadline - self.start).total_seconds() / self.slot_s > MAX_SLOTS:
             raise InputError(
-                f"{self.slot_seconds}-second slots to {self.deadline:%Y-%m-%d} are more than "
+                f"{self.slot_s}-second slots to {self.deadline:%Y-%m-%d} are more than "
                 f"{MAX_SLOTS:,}; use longer slots"
             )
 
     @property
     def per_slot(self) -> int:
         """Check-syncs one slot may hold so that its load stays within capacity x headroom."""
-        return math.floor(self.capacity * self.headroom * self.slot_seconds / self.cost.requests)
+        return math.floor(self.capacity * self.headroom * self.slot_s / self.cost.requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,7 @@ class Plan:
         phones: dict[datetime, int] = {}
         for wave in self.waves:
             phones[wave.start] = phones.get(wave.start, 0) + len(wave.macs)
-        rate = self.input.cost.requests / self.input.slot_seconds
+        rate = self.input.cost.requests / self.input.slot_s
         return [(start, count * rate) for start, count in sorted(phones.items())]
 
     @property
@@ -129,10 +129,10 @@ def plan_rollout(request: PlanInput) -> Plan:
     if per_slot < 1:
         raise PlanInfeasibleError(
             f"one boot costs {request.cost.requests:g} requests, more than a "
-            f"{request.slot_seconds}-second slot may carry at {request.capacity:g} req/s x "
+            f"{request.slot_s}-second slot may carry at {request.capacity:g} req/s x "
             f"{request.headroom:g}; use longer slots or more capacity",
             {site.serial: len(site.macs) for site in sites},
-            request.cost.requests / request.headroom / request.slot_seconds,
+            request.cost.requests / request.headroom / request.slot_s,
         )
     counts, left = _fill(ranges, [len(site.macs) for site in sites], per_slot)
     if any(left):
@@ -144,7 +144,7 @@ def plan_rollout(request: PlanInput) -> Plan:
 
 def _slot_ranges(request: PlanInput, site: SitePhones) -> list[tuple[int, int]]:
     """Inclusive ranges of slot indices whose wave and boots fit in one window opening."""
-    slot = request.slot_seconds
+    slot = request.slot_s
     tail = slot + request.cost.seconds  # the slot, then the last boot it starts
     last_slot = math.floor(((request.deadline - request.start).total_seconds() - tail) / slot)
     ranges = []
@@ -199,7 +199,7 @@ def _waves(
 ) -> tuple[Wave, ...]:
     macs = [sorted(site.macs) for site in sites]
     taken = [0] * len(sites)
-    length = timedelta(seconds=request.slot_seconds)
+    length = timedelta(seconds=request.slot_s)
     waves = []
     for slot in sorted(counts):
         start = request.start + length * slot
@@ -223,7 +223,7 @@ def _infeasible(
     for site in never:
         lines.append(
             f"  site {site.serial}: its window {site.window} ({site.timezone}) never holds a "
-            f"{request.slot_seconds}-s slot plus a {request.cost.seconds:g}-s boot before the "
+            f"{request.slot_s}-s slot plus a {request.cost.seconds:g}-s boot before the "
             "deadline; widen the window or move the deadline"
         )
     needed = None if never else _needed_capacity(request, ranges, [len(s.macs) for s in sites])
@@ -250,7 +250,7 @@ def _needed_capacity(
     request: PlanInput, ranges: list[list[tuple[int, int]]], demand: list[int]
 ) -> float:
     """The least capacity (within 1 %) at which the same windows hold every phone."""
-    scale = request.headroom * request.slot_seconds / request.cost.requests
+    scale = request.headroom * request.slot_s / request.cost.requests
 
     def fits(per_slot: int) -> bool:
         return not any(_fill(ranges, demand, per_slot)[1])
@@ -273,7 +273,7 @@ def _explain(plan: Plan, site_count: int) -> tuple[str, ...]:
         f"{plan.phones:,} phones at {site_count} site(s); one boot costs {cost.requests:.1f} "
         f"requests, {cost.bytes / 1000:,.1f} kB and {cost.seconds:.0f} s ({cost.source})",
         f"capacity {request.capacity:,g} req/s x headroom {request.headroom:g} = {budget:,.0f} "
-        f"req/s → at most {request.per_slot:,} check-syncs per {request.slot_seconds}-s slot, "
+        f"req/s → at most {request.per_slot:,} check-syncs per {request.slot_s}-s slot, "
         "spaced evenly",
         "waves start only where the slot and the boots it starts lie inside the site's "
         "maintenance window; the window closing first is served first",
