@@ -47,6 +47,7 @@ from fleetkey.authority.datadir import DataDir  # noqa: E402
 from fleetkey.cli.context import Env  # noqa: E402
 from fleetkey.serve.content import ContentKind  # noqa: E402
 from fleetkey.serve.fetching import Pipeline  # noqa: E402
+from fleetkey.serve.http.connections import Connections  # noqa: E402
 from fleetkey.serve.http.phones import PhoneService  # noqa: E402
 from fleetkey.serve.http.protocol import HttpProtocol, RequestLimits  # noqa: E402
 from fleetkey.serve.recorder import Recorder  # noqa: E402
@@ -207,7 +208,7 @@ def fleetkey_run(
     recorder = Recorder(writer, env.clock, view, queue_capacity=total * 2)
     service = PhoneService(pipeline, recorder, uploads=root / "uploads")
     transport = CountingTransport()
-    connections: set[HttpProtocol] = set()
+    connections = Connections()
 
     def play(connections_: list[Connection]) -> int:
         count = 0

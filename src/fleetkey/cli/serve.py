@@ -15,6 +15,7 @@ from fleetkey.errors import InputError
 from fleetkey.serve.addresses import HOLD_S
 from fleetkey.serve.fetching import UnknownPolicy
 from fleetkey.serve.http.auth import AuthMode
+from fleetkey.serve.http.connections import ConnectionLimits
 from fleetkey.serve.http.forwarded import parse_networks
 from fleetkey.serve.http.phones import Admission
 from fleetkey.serve.http.server import parse_address, tls_context
@@ -111,6 +112,36 @@ from fleetkey.serve.tftp.server import TftpSettings
     "their User-Agent, and TFTP, ask for shared files by address).",
 )
 @click.option(
+    "--max-connections",
+    default=0,
+    type=click.IntRange(0),
+    help="HTTP connections at once (0: from the open-file limit); at the cap, those that "
+    "waited longest for a request are closed first.",
+)
+@click.option(
+    "--max-connections-per-address",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(1),
+    help="HTTP connections at once from one address (a NAT may hide a site behind one).",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    metavar="SECONDS",
+    help="A new connection's request headers must arrive within this (else 408, closed).",
+)
+@click.option(
+    "--idle-timeout",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    metavar="SECONDS",
+    help="A keep-alive connection with no request for this long is closed.",
+)
+@click.option(
     "--max-in-flight",
     default=1024,
     show_default=True,
@@ -142,6 +173,10 @@ def serve(
     tftp_max_transfers: int,
     tftp_per_address: int,
     address_hold: float,
+    max_connections: int,
+    max_connections_per_address: int,
+    header_timeout: float,
+    idle_timeout: float,
     max_in_flight: int,
     max_downloads: int,
 ) -> None:
@@ -179,6 +214,12 @@ def serve(
         register_site=normalize_site_serial(register_site) if register_site else None,
         trusted_proxies=parse_networks(trusted_proxies),
         admission=Admission(max_in_flight=max_in_flight, max_downloads=max_downloads),
+        connections=ConnectionLimits(
+            header_s=header_timeout,
+            idle_s=idle_timeout,
+            per_address=max_connections_per_address,
+            total=max_connections,
+        ),
         address_hold_s=address_hold,
     )
     store = env.store()

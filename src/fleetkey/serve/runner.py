@@ -33,6 +33,7 @@ from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline, UnknownPolicy
 from fleetkey.serve.http.asgi import App, AsgiMount
 from fleetkey.serve.http.auth import AuthMode, DeviceAuth
+from fleetkey.serve.http.connections import ConnectionLimits, Connections
 from fleetkey.serve.http.forwarded import Network, TrustedProxies
 from fleetkey.serve.http.phones import Admission, PhoneService, Policies
 from fleetkey.serve.http.server import serve_http
@@ -78,6 +79,7 @@ class ServeSettings:
     register_site: str | None = None
     trusted_proxies: tuple[Network, ...] = ()
     admission: Admission = field(default_factory=Admission)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     address_hold_s: float = HOLD_S
 
 
@@ -140,6 +142,7 @@ class ServerRunner:
             admission=settings.admission,
             policies=Policies(auth=self.auth, proxies=TrustedProxies(settings.trusted_proxies)),
         )
+        self.connections = Connections(settings.connections)
         self.tftp = (
             TftpServer(
                 self.pipeline,
@@ -237,6 +240,7 @@ class ServerRunner:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         refresher = loop.create_task(self._keep_fresh(stop))
+        sweeper = loop.create_task(self.connections.keep_swept(stop))
         # what start-up built (modules, the app, the in-memory view) lives as long as the
         # server: keep it out of the collector's full passes, which a stream of fetch records
         # waiting for their batch otherwise triggers every few seconds (docs/serve.md)
@@ -252,7 +256,12 @@ class ServerRunner:
             if address is not None:
                 servers.append(
                     serve_http(
-                        self.http, *address, stop=stop, ready=_ready(announce, scheme), tls=tls
+                        self.http,
+                        *address,
+                        stop=stop,
+                        ready=_ready(announce, scheme),
+                        connections=self.connections,
+                        tls=tls,
                     )
                 )
         if self.tftp is not None and settings.tftp is not None:
@@ -261,6 +270,7 @@ class ServerRunner:
             )
         await asyncio.gather(*servers)
         await refresher
+        await sweeper
 
     async def _keep_fresh(self, stop: asyncio.Event) -> None:
         """Every second, off the event loop: write sightings, then refresh the view; every few

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
+from fleetkey.serve.http.connections import Connections
 from fleetkey.serve.http.messages import Request, Response
 from fleetkey.serve.http.protocol import HttpProtocol, RequestLimits
 from fleetkey.serve.tftp import packets
@@ -50,11 +51,16 @@ class OneAnswer:
     def finished(self, request: Request, response: Response, sent: int) -> None:
         self.answered += 1
 
+    def refused(  # pragma: no cover  # every request here is well formed
+        self, method: str, target: bytes, remote: str | None, secure: bool, response: Response
+    ) -> None:
+        raise AssertionError("no request is refused by the framing here")
+
 
 async def _http_connections(count: int, close: bool) -> tuple[list[weakref.ref[HttpProtocol]], int]:
     loop = asyncio.get_running_loop()
     service = OneAnswer()
-    alive: set[HttpProtocol] = set()
+    alive = Connections()
     made: list[weakref.ref[HttpProtocol]] = []
 
     def factory() -> HttpProtocol:
@@ -71,7 +77,7 @@ async def _http_connections(count: int, close: bool) -> tuple[list[weakref.ref[H
         await reader.readuntil(b"license\n")
         writer.close()
         await writer.wait_closed()
-    while alive:  # the server side's connection_lost comes a loop turn later
+    while alive.open:  # the server side's connection_lost comes a loop turn later
         await asyncio.sleep(0.01)
     server.close()
     await server.wait_closed()

@@ -310,10 +310,24 @@ def test_every_response_is_recorded_once_and_flushed_at_stop(
         ] * 20:
             reply = client.get(path)
             observed.append((path, reply.status_code, len(reply.content)))
+    # requests the framing refuses before they are complete are fetches too
+    refused = [
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "/" + "a" * 1023, 414),
+        (b"GET /big HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n", "/big", 431),
+        (
+            b"PUT /x-app.log HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n",
+            "/x-app.log",
+            413,
+        ),
+    ]
+    for request_bytes, _, status in refused:
+        assert status_of(raw(server, request_bytes)) == status
     summary = server.stop()
-    assert "100 requests answered (0 busy), 100 fetch records written, 0 not recorded" in summary
+    assert "100 requests answered (0 busy), 103 fetch records written, 0 not recorded" in summary
     records = json.loads(server.cli("fetches", "--json", "--limit", "1000"))
-    assert [(r["path"], r["status"], r["bytes"]) for r in records] == observed
+    assert [(r["path"], r["status"], r["bytes"]) for r in records[:100]] == observed
+    assert [(r["path"], r["status"]) for r in records[100:]] == [(p, s) for _, p, s in refused]
+    records = records[:100]
     licenses = [r for r in records if r["path"] == f"/{MAC}-license.cfg"]
     assert {r["mac"] for r in licenses} == {MAC}
     stored = json.loads(server.cli("licenses", "list", "--state", "posted", "--json"))

@@ -16,6 +16,7 @@ from typing import Final, Protocol, cast
 
 import httptools
 
+from fleetkey.serve.http.connections import NEVER, Connections
 from fleetkey.serve.http.messages import Request, Response, error_response, head_block
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,19 @@ class Service(Protocol):
 
     def finished(self, request: Request, response: Response, sent: int) -> None: ...
 
+    def refused(
+        self, method: str, target: bytes, remote: str | None, secure: bool, response: Response
+    ) -> None:
+        """A request refused by the framing (400, 411, 413, 414, 431) before it was complete."""
+        ...
+
 
 class HttpProtocol(asyncio.Protocol):
     def __init__(
         self,
         service: Service,
         limits: RequestLimits,
-        connections: set[HttpProtocol],
+        connections: Connections,
         *,
         secure: bool = False,
     ) -> None:
@@ -83,6 +90,10 @@ class HttpProtocol(asyncio.Protocol):
         self._secure = secure
         self._limits = limits
         self._connections = connections
+        self._times = connections.limits
+        self.remote: str | None = None
+        self.waiting_since = self.deadline = NEVER  # serve.http.connections
+        self._stalled = NEVER
         self._transport: asyncio.Transport | None = None
         self._parser: httptools.HttpRequestParser | _ClosedParser = httptools.HttpRequestParser(
             self
@@ -91,15 +102,16 @@ class HttpProtocol(asyncio.Protocol):
         self._worker: asyncio.Task[None] | None = None
         # made on the first pause_writing: most connections never fill the socket buffer
         self._writable: asyncio.Event | None = None
-        self._remote: str | None = None
         self._closing = False  # no more requests are read (framing error, or connection lost)
         self._stopping = False  # server shutdown: close after the answer in flight
         self._eof = False  # the client half-closed: close once every answer is written
         self._sent = 0  # body bytes of the answer being written
         self._reading_paused = False
         self._reset()
+        self._begun = False  # bytes of a request have arrived (a timeout then answers 408)
 
     def _reset(self) -> None:
+        self._begun = True
         self._url = b""  # nearly always one on_url call: no copy then
         self._headers: dict[str, str] = {}
         self._header_bytes = 0
@@ -114,12 +126,17 @@ class HttpProtocol(asyncio.Protocol):
         # uvloop's TCP transport implements asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
         peer = self._transport.get_extra_info("peername")
-        self._remote = str(peer[0]) if peer else None
-        self._connections.add(self)
+        self.remote = str(peer[0]) if peer else None
+        now = time.monotonic()
+        self.waiting_since, self.deadline = now, now + self._times.header_s
+        if not self._connections.join(self):  # over a cap: no room for it
+            self._closing = True
+            self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._connections.discard(self)
+        self._connections.leave(self)
         self._closing = True
+        self.deadline = self.waiting_since = NEVER
         if self._writable is not None:
             self._writable.set()
         if self._worker is not None and not self._worker.done():
@@ -141,10 +158,36 @@ class HttpProtocol(asyncio.Protocol):
         if self._writable is None:
             self._writable = asyncio.Event()
         self._writable.clear()
+        self._stalled = time.monotonic()
 
     def resume_writing(self) -> None:
+        self._stalled = NEVER
         if self._writable is not None:
             self._writable.set()
+
+    # serve.http.connections
+    def stalled_since(self) -> float:
+        return self._stalled
+
+    def timed_out(self) -> None:
+        self.deadline = self.waiting_since = NEVER
+        if self._begun and not self._closing:
+            self._refuse(408, "the request did not arrive in time")
+        elif self._transport is not None:
+            self._closing = True
+            self._transport.close()
+
+    def abandon(self) -> None:
+        self.deadline = self.waiting_since = NEVER
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _wait_for_next(self) -> None:
+        """An answer is written and nothing else is asked: the next request may come."""
+        now = time.monotonic()
+        self.waiting_since, self.deadline = now, now + self._times.idle_s
+        self._begun = False
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -152,21 +195,28 @@ class HttpProtocol(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._enqueue(error_response(400, "protocol upgrades are not supported", close=True))
+            self._refuse(400, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
             if not self._closing:  # not one of our own aborts (_fail): the bytes are not HTTP
-                self._enqueue(error_response(400, f"malformed request ({exc})", close=True))
+                self._refuse(400, f"malformed request ({exc})")
 
     def _fail(self, status: int, detail: str) -> None:
         """Answer ``status`` now, read nothing more, close: raised from a parser callback."""
-        self._enqueue(error_response(status, detail, close=True))
+        self._refuse(status, detail)
         raise _AbortParsingError
+
+    def _refuse(self, status: int, detail: str) -> None:
+        """A request the framing refuses: the service records it, then it is answered."""
+        response = error_response(status, detail, close=True)
+        self._service.refused(self._method or "-", self._url, self.remote, self._secure, response)
+        self._enqueue(response)
 
     # httptools callbacks
     on_message_begin = _reset
 
     def on_url(self, url: bytes) -> None:
         if len(self._url) + len(url) > self._limits.max_url_bytes:
+            self._url = (self._url + url)[: self._limits.max_url_bytes]  # for the record
             self._fail(414, "request target too long")
         self._url += url
 
@@ -198,6 +248,7 @@ class HttpProtocol(asyncio.Protocol):
             self._fail(413, f"body of {declared} bytes, the limit is {self._body_limit}")
         if taken > 0 and not declared.isdigit() and not chunked:
             self._fail(411, "a body needs a length")
+        self.deadline = time.monotonic() + self._times.body_s
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -207,12 +258,13 @@ class HttpProtocol(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
+        self.waiting_since = self.deadline = NEVER  # answering: no time limit on the client
         self._enqueue(
             Request(
                 self._method,
                 self._url,
                 self._headers,
-                self._remote,
+                self.remote,
                 self._parser.should_keep_alive(),
                 time.perf_counter(),
                 bytes(self._body) if self._body is not None else b"",
@@ -256,6 +308,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._stopping or not request.keep_alive or response.close:
             self._closing = True
             transport.close()
+        else:
+            self._wait_for_next()
 
     async def _answer(self) -> None:
         transport = self._transport
@@ -284,6 +338,8 @@ class HttpProtocol(asyncio.Protocol):
                 return
         if self._eof:
             transport.close()
+        elif not self._closing:
+            self._wait_for_next()
 
     def _linger(self, transport: asyncio.Transport) -> None:
         """Close after an error without losing the answer to a TCP reset.
@@ -341,8 +397,3 @@ class HttpProtocol(asyncio.Protocol):
         self._stopping = True
         if self._transport is not None and (self._worker is None or self._worker.done()):
             self._transport.close()
-
-    def abort(self) -> None:
-        """Close at once: the grace period is over."""
-        if self._transport is not None:
-            self._transport.abort()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetkey.errors import InputError
+from fleetkey.serve.http.connections import Connections
 from fleetkey.serve.http.protocol import HttpProtocol, RequestLimits, Service
 
 GRACE_S: Final = 10.0  # how long answers in flight may take after a stop was asked for
@@ -22,19 +23,23 @@ async def serve_http(
     *,
     stop: asyncio.Event,
     ready: Callable[[str, int], None],
+    connections: Connections | None = None,
     limits: RequestLimits | None = None,
     grace_s: float = GRACE_S,
     tls: ssl.SSLContext | None = None,
 ) -> None:
     """Serve until ``stop`` is set; then stop accepting and let answers in flight finish.
 
-    With ``tls``, HTTPS: the handshake is the event loop's (uvloop's SSL transport).
+    ``connections``: shared by every listener of a server (caps count them all), swept by
+    whoever made it; without one, this listener makes and sweeps its own. With ``tls``,
+    HTTPS: the handshake is the event loop's (uvloop's SSL transport).
     """
     loop = asyncio.get_running_loop()
-    connections: set[HttpProtocol] = set()
+    own = connections is None
+    registry = connections if connections is not None else Connections()
     chosen = limits or RequestLimits()
     server = await loop.create_server(
-        lambda: HttpProtocol(service, chosen, connections, secure=tls is not None),
+        lambda: HttpProtocol(service, chosen, registry, secure=tls is not None),
         host,
         port,
         backlog=4096,
@@ -42,17 +47,20 @@ async def serve_http(
         ssl=tls,
         ssl_handshake_timeout=10.0 if tls is not None else None,
     )
+    sweeper = loop.create_task(registry.keep_swept(stop)) if own else None
     ready(host, int(server.sockets[0].getsockname()[1]))
     await stop.wait()
     server.close()
-    for connection in list(connections):
+    for connection in list(registry.open):
         connection.close_when_idle()
     deadline = time.monotonic() + grace_s
-    while connections and time.monotonic() < deadline:
+    while registry.open and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-    for connection in list(connections):
-        connection.abort()
+    for connection in list(registry.open):
+        connection.abandon()
     await server.wait_closed()
+    if sweeper is not None:
+        await sweeper
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
