@@ -9,7 +9,7 @@ answered as ``fleetkey.api.problems`` says: one body shape, a status per error c
 
 # no ``from __future__ import annotations``: FastAPI reads the route annotations at runtime
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -28,7 +28,7 @@ from fleetkey.core.rollout.windows import Window
 from fleetkey.ops import alerts as alerting
 from fleetkey.ops import licensing
 from fleetkey.store import alerts, fetches, inventory, registry, rollouts
-from fleetkey.store.records import FetchRecord, Site, license_json, site_json
+from fleetkey.store.records import Site, fetch_json, license_json, phone_json, site_json
 from fleetkey.store.store import Store
 
 ACTOR = "admin API"
@@ -62,10 +62,6 @@ class LicenseIn(BaseModel):
     expires: str | None = Field(None, description="YYYY-MM-DD or never, for every feature")
     per_feature: list[str] = Field(default_factory=list, description="NAME=DATE")
     post: bool = Field(True, description="serve it to phones now (write it into the tree)")
-
-
-def fetch_json(record: FetchRecord) -> dict[str, Any]:
-    return record._asdict() | {"at": record.at.isoformat()}
 
 
 def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
@@ -124,12 +120,12 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
     @app.get("/api/phones", dependencies=guarded, tags=["inventory"])
     def list_phones(site: str | None = None) -> list[dict[str, Any]]:
         with context.store.transaction() as session:
-            return [_phone_json(asdict(p)) for p in inventory.phones(session, site)]
+            return [phone_json(p) for p in inventory.phones(session, site)]
 
     @app.get("/api/phones/{mac}", dependencies=guarded, tags=["inventory"])
     def get_phone(mac: str) -> dict[str, Any]:
         with context.store.transaction() as session:
-            return _phone_json(asdict(inventory.phone(session, mac)))
+            return phone_json(inventory.phone(session, mac))
 
     @app.get("/api/licenses", dependencies=guarded, tags=["licenses"])
     def list_licenses(
@@ -245,10 +241,3 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
             return rollouts.rollout_json(found, rollouts.progress(session, rollout_id))
 
     return app
-
-
-def _phone_json(document: dict[str, Any]) -> dict[str, Any]:
-    seen = document.get("last_seen_at")
-    if isinstance(seen, datetime):
-        document["last_seen_at"] = seen.isoformat()
-    return document

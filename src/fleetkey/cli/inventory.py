@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
@@ -12,7 +11,7 @@ from rich.table import Table
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.core.rollout.windows import Window
 from fleetkey.store import inventory
-from fleetkey.store.records import Phone, Site, site_json
+from fleetkey.store.records import Site, phone_json, site_json
 
 
 @click.group()
@@ -132,9 +131,3 @@ def show_phone(env: Env, mac: str, as_json: bool) -> None:
     for name, value in document.items():
         table.add_row(name, "" if value is None else str(value))
     env.out.print(table)
-
-
-def phone_json(phone: Phone) -> dict[str, Any]:
-    document = asdict(phone)
-    document["last_seen_at"] = phone.last_seen_at.isoformat() if phone.last_seen_at else None
-    return document

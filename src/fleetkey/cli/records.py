@@ -20,7 +20,7 @@ from fleetkey.ops import licensing
 from fleetkey.store import audit as audit_trail
 from fleetkey.store import fetches as fetch_records
 from fleetkey.store import migrate, registry
-from fleetkey.store.records import LicenseOrigin, license_json
+from fleetkey.store.records import LicenseOrigin, fetch_json, license_json
 
 
 @click.group()
@@ -200,7 +200,7 @@ def fetches(env: Env, mac: str | None, since: str | None, limit: int, as_json: b
     with env.store().transaction() as session:
         found = fetch_records.query(session, mac=mac, since=moment, limit=limit)
     if as_json:
-        env.print_json([r._asdict() | {"at": r.at.isoformat()} for r in found])
+        env.print_json([fetch_json(r) for r in found])
         return
     table = Table("at", "mac", "method", "path", "proto", "status", "bytes", "digest", "ms")
     for r in found:

@@ -14,7 +14,8 @@ from fleetkey.core.terms import format_term
 from fleetkey.emulate.fleet import EmulatedPhone, Fleet
 
 
-def key_json(key: LicenseKey | None) -> dict[str, Any] | None:
+def installed_key_json(key: LicenseKey | None) -> dict[str, Any] | None:
+    """A key in an emulated phone's flash: what it grants until when, and which file it was."""
     if key is None:
         return None
     return {
@@ -26,7 +27,8 @@ def key_json(key: LicenseKey | None) -> dict[str, Any] | None:
     }
 
 
-def phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
+def emulated_phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
+    """One emulated phone in the ``--report`` document (not the inventory's ``phone_json``)."""
     engine = phone.engine
     return {
         "mac": engine.config.mac,
@@ -34,8 +36,8 @@ def phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
         "state": engine.state.phase.value,
         "booted_with_expired": engine.state.booted_with_expired,
         "installed": {
-            "phone": key_json(engine.installed.phone),
-            "site": key_json(engine.installed.site),
+            "phone": installed_key_json(engine.installed.phone),
+            "site": installed_key_json(engine.installed.site),
         },
         "features": [
             {
@@ -104,5 +106,5 @@ def report(fleet: Fleet, real_s: float) -> dict[str, Any]:
     now = fleet.clock.now()
     return {
         "summary": summary(fleet, real_s),
-        "phones": [phone_json(p, now) for p in fleet.phones],
+        "phones": [emulated_phone_json(p, now) for p in fleet.phones],
     }

@@ -1,4 +1,5 @@
-"""What the store hands out: plain frozen values, no SQLAlchemy objects."""
+"""What the store hands out: plain frozen values, no SQLAlchemy objects, and each one's JSON
+document (one builder per type, for the CLI's ``--json`` and the admin API alike)."""
 
 from __future__ import annotations
 
@@ -125,6 +126,18 @@ def sqlite_time(at: datetime) -> str:
         text = at.strftime("%Y-%m-%d %H:%M:%S")
         _last_second = (second, text)
     return f"{text}.{at.microsecond:06d}"
+
+
+def phone_json(phone: Phone) -> dict[str, Any]:
+    """A phone as JSON: what ``phones list|show --json`` print and the admin API answers."""
+    document = asdict(phone)
+    document["last_seen_at"] = phone.last_seen_at.isoformat() if phone.last_seen_at else None
+    return document
+
+
+def fetch_json(record: FetchRecord) -> dict[str, Any]:
+    """A fetch record as JSON: what ``fetches --json`` prints and the admin API answers."""
+    return record._asdict() | {"at": record.at.isoformat()}
 
 
 def site_json(site: Site) -> dict[str, Any]:
