@@ -20,7 +20,8 @@ from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.deadlines import Deadlines
 from fleetkey.serve.tftp.packets import Negotiated
 from fleetkey.serve.tftp.poller import Poller
-from fleetkey.serve.tftp.transfer import BytesSource, ReadTransfer, TransferResult
+from fleetkey.serve.tftp.sources import BytesSource
+from fleetkey.serve.tftp.transfer import ReadTransfer, TransferResult
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -176,3 +177,51 @@ def test_50_clients_downloading_a_150_mb_image_keep_memory_bounded(
     print(f"\n50 x 150 MB downloads: server peak RSS {peak:.0f} MB")
     assert results == [f"200 {150 * MB}"] * 50
     assert peak < 300
+
+
+@pytest.mark.slow
+def test_40_netascii_transfers_of_16_mib_keep_memory_bounded_and_http_answering(
+    storm_fleet: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    data, env = storm_fleet
+    (data / "provisioning" / "big.txt").write_bytes(b"0123456789abcde\n" * (MB))  # 16 MiB
+    server = start(data, env, "--tftp", "127.0.0.1:0", "--tftp-max-transfers", "64")
+    assert server.process.stdout is not None
+    tftp_port = int(server.process.stdout.readline().split()[2].rsplit(":", 1)[1])
+    clients = [
+        subprocess.Popen(
+            [  # noqa: S607  # tftp-hpa from PATH: the real client
+                "tftp",
+                "127.0.0.1",
+                str(tftp_port),
+                "-m",
+                "netascii",
+                "-c",
+                "get",
+                "big.txt",
+                str(tmp_path / f"copy{n}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(40)
+    ]
+    try:
+        slowest = 0.0
+        for _ in range(10):  # while the 40 transfers run
+            began = time.monotonic()
+            assert httpx.get(f"{server.url}/000000000000.cfg", timeout=10).status_code == 200
+            slowest = max(slowest, time.monotonic() - began)
+            time.sleep(0.3)
+        peak = peak_rss_mb(server.process.pid)
+        running = sum(client.poll() is None for client in clients)
+    finally:
+        for client in clients:
+            client.kill()
+            client.wait()
+        summary = server.stop()
+    print(f"\n40 netascii RRQs of 16 MiB: peak RSS {peak:.0f} MB, slowest HTTP {slowest:.3f} s")
+    assert running > 0  # measured while they ran
+    assert peak < 300
+    assert slowest < 1.0
+    assert "0 not recorded" in summary

@@ -36,6 +36,7 @@ def tftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     (data / "provisioning" / "firmware").mkdir()
     (data / "provisioning" / BIG).write_bytes(os.urandom(5 * 1024 * 1024 + 77))
     (data / "provisioning" / "notes.txt").write_bytes(b"line one\nline two\r\nend")
+    (data / "provisioning" / "long-notes.txt").write_bytes(b"a line\n" * 30_000 + b"\rend")
     running = start_server(
         data, env, "--http", "off", "--tftp", "127.0.0.1:0", "--tftp-uploads",
         "--tftp-max-transfers", "64",
@@ -132,6 +133,17 @@ class TestRealClients:
         assert result.returncode == 0, result.stderr
         # tftp-hpa turns netascii back into local line ends: what was sent arrives
         assert (tmp_path / "notes.txt").read_bytes() == b"line one\nline two\r\nend"
+
+    def test_netascii_of_a_file_too_large_to_hold_is_converted_as_it_is_sent(
+        self, tftp: RunningServer, tmp_path: Path
+    ) -> None:
+        result = client(
+            ["tftp", "127.0.0.1", str(tftp.port), "-m", "netascii", "-c", "get", "long-notes.txt"],
+            tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        sent = (tftp.data / "provisioning" / "long-notes.txt").read_bytes()
+        assert (tmp_path / "long-notes.txt").read_bytes() == sent
 
     def test_missing_file_is_error_1(self, tftp: RunningServer, tmp_path: Path) -> None:
         result = client(

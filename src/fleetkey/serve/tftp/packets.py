@@ -180,11 +180,6 @@ def head(packet: bytes) -> tuple[int, int] | None:
     return opcode, number
 
 
-def netascii(raw: bytes) -> bytes:
-    """RFC 764 netascii: CR → CR NUL, then LF → CR LF."""
-    return raw.replace(b"\r", b"\r\0").replace(b"\n", b"\r\n")
-
-
 def from_netascii(wire: bytes) -> bytes:
     """The inverse, for uploads sent in netascii: CR LF → LF, CR NUL → CR."""
     return wire.replace(b"\r\n", b"\n").replace(b"\r\0", b"\r")

@@ -15,11 +15,11 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from fleetkey.core.requestpath import RequestPathError, filename_segments
 from fleetkey.serve.content import Content
@@ -29,13 +29,18 @@ from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.deadlines import Deadlines
 from fleetkey.serve.tftp.packets import ErrorCode, Opcode, OptionLimits, PacketError, Request
 from fleetkey.serve.tftp.poller import Poller
+from fleetkey.serve.tftp.sources import (
+    BytesSource,
+    FileSource,
+    NetasciiFileSource,
+    Source,
+    netascii,
+    netascii_size,
+)
 from fleetkey.serve.tftp.transfer import (
     RETRIES,
     Address,
-    BytesSource,
-    FileSource,
     ReadTransfer,
-    Source,
     TransferResult,
     WriteTransfer,
 )
@@ -43,7 +48,6 @@ from fleetkey.serve.uploads import store_upload
 
 log = logging.getLogger(__name__)
 
-NETASCII_MAX_BYTES: Final = 16 * 1024 * 1024  # converted in memory
 _segments = lru_cache(maxsize=65536)(filename_segments)  # phones repeat their file names
 _parse = lru_cache(maxsize=65536)(packets.parse_request)  # ... and their requests, byte for byte
 
@@ -177,7 +181,24 @@ class TftpServer(asyncio.DatagramProtocol):
             return
         content = ruling.content
         assert content is not None  # noqa: S101  # a 200 of a read carries its content
+        if request.mode == "netascii" and content.body is None:  # counted off the loop first
+            self._later(self._start_netascii(request, addr, ruling, content, started))
+            return
         source, size = self._source(content, request.mode, ruling)
+        self._send(request, addr, ruling, content, started, source, size)
+
+    def _send(
+        self,
+        request: Request,
+        addr: Address,
+        ruling: Ruling,
+        content: Content,
+        started: float,
+        source: Source,
+        size: int,
+    ) -> None:
+        """Negotiate the options and start sending ``size`` bytes of ``source``."""
+        settings = self._settings
         if not request.options:  # plain RFC 1350: nothing to negotiate
             options, oack = self._plain, None
         else:
@@ -199,6 +220,30 @@ class TftpServer(asyncio.DatagramProtocol):
         transfer = ReadTransfer(addr, options, oack, done, source, size, settings.retries)
         self._open(transfer, addr)
 
+    async def _start_netascii(
+        self, request: Request, addr: Address, ruling: Ruling, content: Content, started: float
+    ) -> None:
+        """A file sent in netascii: its converted size counted on a worker thread, then sent
+        as it is converted (never whole in memory)."""
+        assert content.path is not None  # noqa: S101  # a Content is bytes or a file
+        path = str(content.path)
+        limits = self._settings.limits
+        try:
+            size = await asyncio.get_running_loop().run_in_executor(None, netascii_size, path)
+            source = NetasciiFileSource(path, keep=limits.max_window * limits.max_blksize)
+            self._send(request, addr, ruling, content, started, source, size)
+        except OSError:
+            self._reply(addr, ErrorCode.FILE_NOT_FOUND, "file not found")
+            self._record(request, addr, 404, started, ruling)
+        except _RefusedError as refused:
+            self._reply(addr, refused.code, refused.message)
+            self._record(request, addr, refused.status, started, ruling)
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _start_upload(
         self, request: Request, addr: Address, ruling: Ruling, started: float
     ) -> None:
@@ -218,11 +263,7 @@ class TftpServer(asyncio.DatagramProtocol):
             if result.payload is None:
                 self._finished(transfer, request, addr, result, started, ruling, None)
                 return
-            task = asyncio.get_running_loop().create_task(
-                self._store(transfer, request, addr, result, started, ruling, name)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._later(self._store(transfer, request, addr, result, started, ruling, name))
 
         transfer = WriteTransfer(addr, options, oack, done, cap, self._settings.retries)
         self._open(transfer, addr)
@@ -253,20 +294,10 @@ class TftpServer(asyncio.DatagramProtocol):
         self._finished(transfer, request, addr, outcome, started, ruling, digest)
 
     def _source(self, content: Content, mode: str, ruling: Ruling) -> tuple[Source, int]:
-        if mode == "netascii":
-            if content.size > NETASCII_MAX_BYTES:
-                raise _RefusedError(
-                    400, ErrorCode.ILLEGAL_OPERATION, "netascii only for files up to 16 MiB", ruling
-                )
-            raw = content.body
-            if raw is None:
-                assert content.path is not None  # noqa: S101  # a Content is bytes or a file
-                raw = content.path.read_bytes()
-            converted = packets.netascii(raw)
-            return BytesSource(converted), len(converted)
         if content.body is not None:
-            return BytesSource(content.body), content.size
-        assert content.path is not None  # noqa: S101
+            body = netascii(content.body) if mode == "netascii" else content.body
+            return BytesSource(body), len(body)
+        assert content.path is not None  # noqa: S101  # a Content is bytes or a file
         try:
             return FileSource(str(content.path)), content.size
         except OSError:

@@ -19,55 +19,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
 from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.deadlines import Deadlines
 from fleetkey.serve.tftp.packets import ErrorCode, Negotiated, Opcode
 from fleetkey.serve.tftp.poller import Poller
+from fleetkey.serve.tftp.sources import Source
 
 log = logging.getLogger(__name__)
 
 RETRIES: Final = 5
 MAX_DATAGRAM: Final = 65536
 Address = tuple[str, int]
-
-
-class Source(Protocol):
-    """Bytes to send: in memory or a file, read block by block."""
-
-    def read(self, offset: int, length: int) -> bytes: ...
-
-    def close(self) -> None: ...
-
-
-class BytesSource:
-    """A body in memory. Plain slices: a block is copied either way, and a file that fits one
-    block is sent as the very object (a slice of all of a bytes is the bytes itself). A
-    memoryview cost 0.6 µs more per one-block transfer (making, slicing, releasing it)."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self._body[offset : offset + length]
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class FileSource:
-    """A file opened once; blocks read with pread (a retransmit re-reads its block)."""
-
-    def __init__(self, path: str) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115  # closed when the transfer ends
-
-    def read(self, offset: int, length: int) -> bytes:
-        self._file.seek(offset)
-        return self._file.read(length)
-
-    def close(self) -> None:
-        self._file.close()
 
 
 @dataclass(slots=True)
