@@ -206,7 +206,7 @@ def fetches(env: Env, mac: str | None, since: str | None, limit: int, as_json: b
     for r in found:
         table.add_row(
             r.at.isoformat(timespec="seconds"),
-            r.mac or "",
+            r.mac or ("(shared address)" if r.identified_by == "ambiguous" else ""),
             r.method,
             r.path,
             r.protocol,

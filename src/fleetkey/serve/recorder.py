@@ -161,11 +161,10 @@ class Recorder:
         answers = self.answers
         answers[key] = answers.get(key, 0) + 1
         now = self._clock.now()
-        mac = None
-        via = "none"
+        mac = via = None
         if ruling is not None:
             mac = ruling.mac
-            via = ruling.via or via
+            via = ruling.via
             if status < 400:
                 if ruling.register is not None:
                     self.sightings.queue(ruling.register)
@@ -173,7 +172,8 @@ class Recorder:
                     known = mac in self._live.view.phone_sites
                     self.sightings.seen(mac, known, now, address, user_agent, agent)
         identified = self.identified
-        identified[via] = identified.get(via, 0) + 1
+        counted = via or "none"
+        identified[counted] = identified.get(counted, 0) + 1
         record = FetchRecord(  # positional: a keyword call costs twice as much, per request
             path if len(path) <= MAX_PATH else path[:MAX_PATH],
             protocol,
@@ -186,6 +186,7 @@ class Recorder:
             digest,
             address,
             user_agent[:MAX_USER_AGENT] if user_agent else None,
+            via,
         )
         try:
             self._writer.submit(record, timeout=0)

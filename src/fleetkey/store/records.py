@@ -89,6 +89,10 @@ class FetchRecord(NamedTuple):
     digest: str | None = None
     remote_addr: str | None = None
     user_agent: str | None = None
+    # how the server knew ``mac``: "agent" (the User-Agent's (SN:)), "name" (the file name),
+    # "login", "address" (the MAC the address named within the boot), or "ambiguous" (several
+    # phones shared the address, so ``mac`` is None); None when nothing named a phone
+    identified_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,8 @@ class FetchRow(Base):
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(255))
     duration_ms: Mapped[float] = mapped_column(Float)
+    # how the server knew the phone: agent, name, login, address, ambiguous; NULL: nothing said
+    identified_by: Mapped[str | None] = mapped_column(String(9))
 
 
 class AuditRow(Base):

@@ -64,10 +64,10 @@ def test_every_answer_is_one_record_with_who_asked_and_how_they_were_known() -> 
     record(made, 200, Ruling(200, mac=KNOWN, via="address"), "/000000000000-license.cfg")
     record(made, 404, Ruling(404, mac=None, via="ambiguous"))
     record(made, 400, None, "/../etc/passwd")
-    assert [(r.path, r.status, r.mac, r.protocol, r.at) for r in queue.records] == [
-        ("/000000000000-license.cfg", 200, KNOWN, "tftp", AT),
-        ("/x.cfg", 404, None, "tftp", AT),
-        ("/../etc/passwd", 400, None, "tftp", AT),
+    assert [(r.path, r.status, r.mac, r.identified_by, r.at) for r in queue.records] == [
+        ("/000000000000-license.cfg", 200, KNOWN, "address", AT),
+        ("/x.cfg", 404, None, "ambiguous", AT),
+        ("/../etc/passwd", 400, None, None, AT),
     ]
     assert made.answers == {
         ("tftp", 200, "file"): 1,
