@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,15 @@ def test_imports_point_one_way(package: str) -> None:
 
 def test_errors_module_imports_nothing_from_fleetkey() -> None:
     assert imported_packages(SRC / "errors.py") == set()
+
+
+def test_only_the_system_clock_reads_the_calendar_time() -> None:
+    readers = sorted(
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if re.search(r"\b(datetime\.now|datetime\.utcnow|date\.today)\(", path.read_text("utf-8"))
+    )
+    assert readers == ["clock.py"]
 
 
 def test_only_signing_touches_cryptography_hazmat() -> None:

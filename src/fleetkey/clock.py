@@ -1,7 +1,12 @@
-"""Time as a dependency: no fleetkey module calls ``datetime.now()`` directly.
+"""Time as a dependency: only :class:`SystemClock` calls ``datetime.now()``.
 
 Every function that depends on "now" or "today" takes a :class:`Clock` (or the date it derives),
-so tests and simulations can run at any instant and at any speed.
+so tests and simulations can run at any instant and at any speed; the emulator's
+``VirtualClock`` is one, running days in minutes. What is not a moment is not a clock's
+business: durations and rates are timed with monotonic counters (``time.monotonic``,
+``perf_counter``, the event loop's time), and the two plain ``time.time`` readings left are
+epoch seconds no calendar depends on (the Digest nonces' age in ``serve/http/auth.py``, given
+as an injectable ``now``; the provisioning server's uptime).
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
     @app.get("/api/status", dependencies=guarded, tags=["status"])
     def status() -> dict[str, Any]:
         """The running server: requests, rejections, fetch-record writing, what it serves."""
-        return {"at": datetime.now(UTC).isoformat(), **context.status()}
+        return {"at": context.clock.now().isoformat(), **context.status()}
 
     @app.get("/api/sites", dependencies=guarded, tags=["inventory"])
     def list_sites() -> list[dict[str, Any]]:

@@ -105,6 +105,7 @@ def measure_command(
             max_steps=max_steps,
             limits=limits,
             on_step=show,
+            clock=env.clock,
         )
     )
     found = result.capacity

@@ -156,7 +156,7 @@ def emulate(
     if match is None:
         raise InputError(f"--license-time {license_time!r} is not HH:MM")
     try:
-        start = datetime.fromisoformat(clock_start) if clock_start else datetime.now(UTC)
+        start = datetime.fromisoformat(clock_start) if clock_start else env.clock.now()
     except ValueError:
         raise InputError(f"--clock-start {clock_start!r} is not an ISO date-time") from None
     check_timezone(timezone)

@@ -16,8 +16,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from fleetkey.clock import Clock, SystemClock
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.engine import DeviceEngine
 from fleetkey.core.signing import TrustedKeys
@@ -65,7 +66,13 @@ class HealthLimits:
 
 
 async def _boot(
-    host: str, port: int, prefix: str, index: int, latencies: list[float], counts: dict[str, int]
+    host: str,
+    port: int,
+    prefix: str,
+    index: int,
+    latencies: list[float],
+    counts: dict[str, int],
+    now: datetime,
 ) -> None:
     mac = f"02{index:010x}"  # locally administered (bit 1 of the first octet): never a vendor's
     config = PhoneConfig(mac)
@@ -78,7 +85,7 @@ async def _boot(
         timeout_s=30,
     )
     try:
-        for request in phone.boot_requests(datetime.now(UTC)):
+        for request in phone.boot_requests(now):
             began = time.perf_counter()
             try:
                 body = b"boot log\n" if request.method == "PUT" else b""
@@ -106,12 +113,19 @@ async def measure(
     max_steps: int = 12,
     limits: HealthLimits | None = None,
     on_step: Callable[[Step], None] | None = None,
+    clock: Clock | None = None,
 ) -> Measurement:
+    """Step the boot rate up from ``start_boots_per_s`` until a step is strained.
+
+    ``clock`` says what day the probe's phones think it is (the boot sequence can depend on
+    it); the steps themselves are timed by the process's monotonic clock.
+    """
     limits = limits or HealthLimits()
+    clock = clock or SystemClock()
     result = Measurement()
     rate, index = start_boots_per_s, 0
     per_boot = len(
-        DeviceEngine(PhoneConfig("020000000000"), TrustedKeys()).boot_requests(datetime.now(UTC))
+        DeviceEngine(PhoneConfig("020000000000"), TrustedKeys()).boot_requests(clock.now())
     )
     for _ in range(max_steps):
         latencies: list[float] = []
@@ -123,7 +137,8 @@ async def measure(
             delay = began + number / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_boot(host, port, prefix, index, latencies, counts)))
+            boot = _boot(host, port, prefix, index, latencies, counts, clock.now())
+            tasks.append(asyncio.create_task(boot))
             index += 1
         done_in_step = counts["requests"]
         elapsed = time.perf_counter() - began

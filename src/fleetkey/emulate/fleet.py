@@ -45,7 +45,8 @@ class Client(Protocol):
 
 
 def phone_address(index: int) -> str:
-    """127.10.0.1, 127.10.0.2, ...: never a .0 or .255, 62,500 phones per second octet."""
+    """Index 0 is 127.10.1.1, then 127.10.1.2, … 127.10.1.250, 127.10.2.1, …: never a .0 or
+    .255 in the last two octets, 62,500 phones per value of the second."""
     return f"127.{10 + index // 62500}.{index // 250 % 250 + 1}.{index % 250 + 1}"
 
 
