@@ -88,6 +88,11 @@ def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | No
 )
 @click.option("--always-reboot", is_flag=True, help="checkSync.alwaysReboot=1 on every phone.")
 @click.option(
+    "--tag-serial",
+    is_flag=True,
+    help="device.prov.tagSerialNo=1 on every phone: (SN:<mac>) in the User-Agent.",
+)
+@click.option(
     "--license-time",
     default="02:00",
     show_default=True,
@@ -133,6 +138,7 @@ def emulate(
     calls_per_hour: float,
     sip_port: int,
     always_reboot: bool,
+    tag_serial: bool,
     license_time: str,
     timezone: str,
     concurrency: int,
@@ -177,6 +183,7 @@ def emulate(
             timezone=timezone,
             license_polling_time=clock_time(int(match.group(1)), int(match.group(2))),
             always_reboot=always_reboot,
+            tag_serial=tag_serial,
         )
         for mac, _ in chosen
     ]

@@ -6,11 +6,14 @@ Real examples::
     FileTransport PolycomSoundPointIP-SPIP_335-UA/4.3.1.0440
     FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application
 
-``(SN:<MAC>)`` appears when the phone has ``device.prov.tagSerialNo=1``.
+``(SN:<MAC>)`` appears when the phone has ``device.prov.tagSerialNo=1`` (the default is 0, so
+most phones do not say who they are); ``Type/Updater`` when the updater asks (the boot log a
+VVX puts first), ``Type/Application`` when the application does (domain.md §5.1, §5.3).
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -23,6 +26,30 @@ _POLYCOM = re.compile(
     r"(?: \(SN:(?P<serial>[0-9A-Fa-f]{12})\))?"
     r"(?: Type/(?P<stage>[A-Za-z]+))?"
 )
+
+
+class BootStage(enum.StrEnum):
+    """The ``Type/`` of a User-Agent: which of the phone's programs is asking."""
+
+    UPDATER = "Updater"  # the bootROM's updater: uploads the boot log before the application runs
+    APPLICATION = "Application"
+
+
+def format_user_agent(
+    model: str,
+    firmware: str,
+    stage: BootStage | None,
+    *,
+    mac: str | None = None,
+    family: str = "VVX",
+) -> str:
+    """The User-Agent a phone sends: ``(SN:<mac>)`` only when tagged, ``Type/`` when staged."""
+    text = f"FileTransport Polycom{family}-{model}-UA/{firmware}"
+    if mac is not None:
+        text += f" (SN:{mac})"
+    if stage is not None:
+        text += f" Type/{stage.value}"
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,12 @@ async def _boot(
             began = time.perf_counter()
             try:
                 body = b"boot log\n" if request.method == "PUT" else b""
-                reply = await client.request(request.method, f"{prefix}/{request.name}", body)
+                reply = await client.request(
+                    request.method,
+                    f"{prefix}/{request.name}",
+                    body,
+                    user_agent=user_agent(config, request.stage),
+                )
             except (OSError, TimeoutError, ConnectionError, ValueError):
                 counts["errors"] += 1
                 return

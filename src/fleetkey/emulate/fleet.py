@@ -1,7 +1,9 @@
 """Many emulated phones in one process: the license engine of each driven by real traffic.
 
 Each phone has a loopback address of its own (so the server sees one address per phone, as on a
-real network), fetches its boot files over HTTP with a Polycom-style User-Agent, uploads its
+real network), fetches its boot files over HTTP with a VVX's User-Agent (``Type/Updater`` for
+the boot log it puts first, ``Type/Application`` after; ``(SN:<mac>)`` only when its
+configuration has ``tag_serial``, as ``device.prov.tagSerialNo`` does on a phone), uploads its
 logs, listens for SIP on its address, and keeps time by a shared virtual clock. License files
 are parsed with the codec and judged by the engine (R5-R7); anything that does not parse is
 ignored like a bad key. Configuration checks compare the SHA-256 of each file with the boot's.
@@ -24,6 +26,7 @@ from fleetkey.core.device.engine import Action, Boot, CheckConfig, DeviceEngine
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.rules import SignatureVerifier
 from fleetkey.core.sip import MAX_MESSAGE
+from fleetkey.core.useragent import BootStage, format_user_agent
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.http import HttpClient, Reply
 from fleetkey.emulate.sip import SipPhone
@@ -39,7 +42,9 @@ SITE_LICENSE: Final = "000000000000-license.cfg"
 class Client(Protocol):
     """HTTP or TFTP, as the phone's server URL says."""
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> Reply: ...
+    async def request(
+        self, method: str, path: str, body: bytes = b"", *, user_agent: str | None = None
+    ) -> Reply: ...
 
     async def close(self) -> None: ...
 
@@ -50,11 +55,11 @@ def phone_address(index: int) -> str:
     return f"127.{10 + index // 62500}.{index // 250 % 250 + 1}.{index % 250 + 1}"
 
 
-def user_agent(config: PhoneConfig) -> str:
-    return (
-        f"FileTransport PolycomVVX-{config.model}-UA/{config.firmware} "
-        f"(SN:{config.mac}) Type/Application"
-    )
+def user_agent(config: PhoneConfig, stage: BootStage = BootStage.APPLICATION) -> str:
+    """What the phone sends: ``FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application``,
+    with ``(SN:<mac>)`` before ``Type/`` only when ``config.tag_serial``, as real phones do."""
+    mac = config.mac if config.tag_serial else None
+    return format_user_agent(config.model, config.firmware, stage, mac=mac)
 
 
 @dataclass
@@ -235,7 +240,10 @@ class Fleet:
                 body = b""
                 if request.method == "PUT":  # a log line stands in for the phone's log
                     body = f"{request.name} {self.clock.now().isoformat()}\n".encode()
-                reply = await self._request(phone, client, request.method, request.name, body)
+                agent = user_agent(config, request.stage)
+                reply = await self._request(
+                    phone, client, request.method, request.name, body, agent
+                )
                 if reply is None:
                     continue
                 status, content = reply
@@ -252,7 +260,7 @@ class Fleet:
         changed = False
         try:
             for name in check.files:
-                reply = await self._request(phone, client, "GET", name, b"")
+                reply = await self._request(phone, client, "GET", name, b"", None)
                 if reply is None:
                     continue
                 digest = hashlib.sha256(reply[1]).hexdigest() if reply[0] == 200 else None
@@ -272,12 +280,18 @@ class Fleet:
         )
 
     async def _request(
-        self, phone: EmulatedPhone, client: Client, method: str, name: str, body: bytes
+        self,
+        phone: EmulatedPhone,
+        client: Client,
+        method: str,
+        name: str,
+        body: bytes,
+        agent: str | None,  # None: the client's (the application's)
     ) -> tuple[int, bytes] | None:
         path = f"{self._prefix}/{name}"
         for _ in range(RETRIES):
             try:
-                reply = await client.request(method, path, body)
+                reply = await client.request(method, path, body, user_agent=agent)
             except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
                 phone.errors.append(f"{method} {name}: {exc}")
                 self.requests[0] += 1

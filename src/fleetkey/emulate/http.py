@@ -63,17 +63,22 @@ class HttpClient:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> Reply:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", *, user_agent: str | None = None
+    ) -> Reply:
+        """One exchange; ``user_agent`` replaces the client's for this request (the updater's)."""
+        agent = user_agent or self._user_agent
         for attempt in range(2):  # a kept-alive connection may have been closed by the server
             try:
-                return await asyncio.wait_for(self._exchange(method, path, body), self._timeout)
+                exchange = self._exchange(method, path, body, agent)
+                return await asyncio.wait_for(exchange, self._timeout)
             except (ConnectionError, asyncio.IncompleteReadError, OSError):
                 await self.close()
                 if attempt:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _exchange(self, method: str, path: str, body: bytes) -> Reply:
+    async def _exchange(self, method: str, path: str, body: bytes, agent: str) -> Reply:
         if self._writer is None:
             local = (self._local, 0) if self._local else None
             self._reader, self._writer = await asyncio.open_connection(
@@ -82,7 +87,7 @@ class HttpClient:
         assert self._reader is not None  # noqa: S101  # opened together
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
-            f"User-Agent: {self._user_agent}\r\n"
+            f"User-Agent: {agent}\r\n"
         )
         if method == "PUT":
             head += f"Content-Length: {len(body)}\r\n"

@@ -25,7 +25,10 @@ class TftpClient:
         self._server = (host, port)
         self._local = local_address
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> Reply:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", *, user_agent: str | None = None
+    ) -> Reply:
+        """RRQ for GET, WRQ for PUT; TFTP carries no User-Agent, so ``user_agent`` is unused."""
         name = path.lstrip("/").encode()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)

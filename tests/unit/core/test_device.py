@@ -14,6 +14,7 @@ from fleetkey.core.device.engine import Boot, CheckConfig, DeviceEngine, Phase, 
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.rules import InstalledKeys
 from fleetkey.core.terms import NEVER
+from fleetkey.core.useragent import BootStage
 from fleetkey.testing import make_license, trusted_keys_for
 
 MAC = "0004f2000001"
@@ -82,6 +83,17 @@ class TestRules:
             "000000000000-license.cfg",
             f"{MAC}-license.cfg",
         ]
+
+    def test_the_updater_puts_the_boot_log_and_the_application_asks_the_rest(self) -> None:
+        [boot] = DeviceEngine(PhoneConfig(MAC), VERIFIER).power_on(T0)
+        assert isinstance(boot, Boot)
+        first, *rest = boot.requests
+        assert (first.method, first.name, first.stage) == (
+            "PUT",
+            f"{MAC}-boot.log",
+            BootStage.UPDATER,
+        )
+        assert {r.stage for r in rest} == {BootStage.APPLICATION}
 
     def test_r2_a_missing_file_keeps_the_preloaded_key(self) -> None:
         preloaded = InstalledKeys(phone=phone_key(NEVER))

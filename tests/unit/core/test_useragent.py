@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetkey.core.useragent import PhoneAgent, parse_user_agent
+from fleetkey.core.useragent import BootStage, PhoneAgent, format_user_agent, parse_user_agent
 
 REAL = [
     (
@@ -59,3 +59,17 @@ def test_all_zero_serial_names_no_phone() -> None:
     agent = parse_user_agent("FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:000000000000)")
     assert agent is not None
     assert agent.mac is None
+
+
+class TestFormat:
+    @pytest.mark.parametrize(("text", "agent"), REAL, ids=[a.model + str(a.stage) for _, a in REAL])
+    def test_what_phones_send_is_what_is_formatted(self, text: str, agent: PhoneAgent) -> None:
+        stage = BootStage(agent.stage) if agent.stage else None
+        mac = text.split("(SN:")[1][:12] if "(SN:" in text else None
+        assert format_user_agent(
+            agent.model, agent.firmware, stage, mac=mac, family=agent.family
+        ) == (text)
+
+    def test_an_untagged_phone_does_not_say_its_mac(self) -> None:
+        agent = parse_user_agent(format_user_agent("VVX_500", "5.9.7.4477", BootStage.UPDATER))
+        assert agent == PhoneAgent("VVX", "VVX_500", "5.9.7.4477", "Updater", None)

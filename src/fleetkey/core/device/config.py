@@ -55,6 +55,7 @@ class PhoneConfig:
     always_reboot: bool = False  # checkSync.alwaysReboot
     enabled_features: frozenset[int] = frozenset()  # licensable features switched on (slots)
     config_files: tuple[str, ...] = ()  # CONFIG_FILES of the master configuration
+    tag_serial: bool = False  # device.prov.tagSerialNo: (SN:<mac>) in the User-Agent; 0 by default
 
     @property
     def zone(self) -> ZoneInfo:

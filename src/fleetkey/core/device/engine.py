@@ -26,6 +26,7 @@ from fleetkey.core.rules import (
     apply_boot_downloads,
     effective_features,
 )
+from fleetkey.core.useragent import BootStage
 
 
 class Reason(enum.StrEnum):
@@ -50,6 +51,7 @@ class FileRequest:
     method: str  # GET or PUT
     name: str
     license: bool = False  # one of the two license files
+    stage: BootStage = BootStage.APPLICATION  # which program asks: its User-Agent's Type/
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,10 +252,11 @@ class DeviceEngine:
         return Boot(reason, self.boot_requests(now))
 
     def boot_requests(self, now: datetime) -> tuple[FileRequest, ...]:
-        """domain.md §5.1 (VVX 500, UC 5.9.7): the site license before the phone license."""
+        """domain.md §5.1 (VVX 500, UC 5.9.7): the updater puts the boot log, then the
+        application fetches, the site license before the phone license."""
         mac = self.config.mac
         requests = [
-            FileRequest("PUT", f"{mac}-boot.log"),
+            FileRequest("PUT", f"{mac}-boot.log", stage=BootStage.UPDATER),
             FileRequest("GET", f"{mac}.cfg"),
             FileRequest("GET", "000000000000.cfg"),
             *(FileRequest("GET", name) for name in self.config.config_files),

@@ -1,0 +1,59 @@
+"""What an emulated phone's requests say about it, on a real socket: the User-Agent real phones
+send by default (no MAC), the updater's Type for the boot log, the MAC only when tagged."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from fleetkey.core.device.config import PhoneConfig
+from fleetkey.core.signing import TrustedKeys
+from fleetkey.emulate.clock import VirtualClock
+from fleetkey.emulate.fleet import Fleet
+
+MAC = "0004f2000001"
+AGENT = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477"
+
+
+async def boot_once(config: PhoneConfig) -> list[tuple[str, str, str]]:
+    """One phone's first boot against a server that answers 404 to every GET: (method, path,
+    User-Agent) of each request, in order."""
+    seen: list[tuple[str, str, str]] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ")
+            headers = dict(line.split(": ", 1) for line in lines[1:] if line)
+            await reader.readexactly(int(headers.get("Content-Length", "0")))
+            seen.append((method, path, headers["User-Agent"]))
+            status = "201 Created" if method == "PUT" else "404 Not Found"
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n".encode())
+            await writer.drain()
+
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await answer(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(guarded, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clock = VirtualClock(datetime(2027, 1, 1, tzinfo=UTC))
+    fleet = Fleet([config], TrustedKeys(), clock, host="127.0.0.1", port=port, sip_port=None)
+    await fleet.run(30, until_booted=True)
+    server.close()
+    return seen
+
+
+def test_by_default_no_request_names_the_phone_in_its_user_agent() -> None:
+    seen = asyncio.run(boot_once(PhoneConfig(MAC)))
+    assert seen[0] == ("PUT", f"/{MAC}-boot.log", f"{AGENT} Type/Updater")
+    assert {agent for _, _, agent in seen[1:]} == {f"{AGENT} Type/Application"}
+    assert any(path == "/000000000000-license.cfg" for _, path, _ in seen)
+
+
+def test_a_tagged_phone_says_its_mac_at_every_stage() -> None:
+    seen = asyncio.run(boot_once(PhoneConfig(MAC, tag_serial=True)))
+    assert seen[0][2] == f"{AGENT} (SN:{MAC}) Type/Updater"
+    assert {agent for _, _, agent in seen[1:]} == {f"{AGENT} (SN:{MAC}) Type/Application"}
