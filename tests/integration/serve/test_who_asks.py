@@ -1,0 +1,189 @@
+"""Real phones at three sites, booting the way they ship: the default User-Agent (no (SN:…)),
+TFTP, no site prefix in any path, and two of them behind one NAT address. Each gets its own
+site's license, every site-license record names the phone, a rollout over TFTP is confirmed
+phone by phone, and the shared address is recorded as shared, never as a guess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from fleetkey.emulate.fleet import phone_address
+from fleetkey.store.database import default_url
+from fleetkey.store.schema import FetchRow, LicenseRow, RolloutTargetRow
+from fleetkey.store.store import Store
+
+from tests.helpers import free_udp_port
+from tests.integration.serve.conftest import fleet_env, fleetkey_command, start_server, wait_for
+
+SITES = {"100000000001": "Berlin", "100000000002": "New York", "100000000003": "Tokyo"}
+PER_SITE = 4
+DEFAULT_UA = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application"
+SITE_FILE = "000000000000-license.cfg"
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    done = subprocess.run([*fleetkey_command(), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def window_around_now() -> str:
+    now = datetime.now(UTC)
+    return f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], dict[str, str]]:
+    """Three sites of four phones (SIP contacts on their emulated addresses), a license each."""
+    data, env = fleet_env(tmp_path_factory, "three-sites")
+    cli(env, "init")
+    sip_port = free_udp_port()
+    phones: dict[str, str] = {}  # mac → site
+    rows = []
+    for n, (serial, name) in enumerate(SITES.items()):
+        cli(env, "sites", "add", serial, "--name", name, "--tz", "UTC",
+            "--window", window_around_now())  # fmt: skip
+        cli(env, "issue", "site", "--serial", serial, "--features", "corporate-directory",
+            "--expires", f"{datetime.now(UTC).date() + timedelta(days=20)}")  # fmt: skip
+        for k in range(PER_SITE):
+            index = n * PER_SITE + k
+            mac = f"0004f2{index:06x}"
+            phones[mac] = serial
+            rows.append(f"{mac},{serial},VVX_500,sip:{mac}@{phone_address(index)}:{sip_port}")
+    (data.parent / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
+    cli(env, "phones", "import", str(data.parent / "phones.csv"))
+    (data.parent / "macs.txt").write_text("\n".join(phones) + "\n")
+    env["SIP_PORT"] = str(sip_port)
+    return data, env, phones
+
+
+def site_of_served(body: bytes) -> str:
+    return body.split(b"Serial='", 1)[1][:12].decode()
+
+
+def test_untagged_phones_over_http_get_their_own_sites_license(
+    fleet: tuple[Path, dict[str, str], dict[str, str]],
+) -> None:
+    data, env, phones = fleet
+    server = start_server(data, env)
+    try:
+        for n, (mac, site) in enumerate(phones.items()):
+            transport = httpx.HTTPTransport(local_address=f"127.30.0.{n + 1}")
+            with httpx.Client(
+                base_url=server.url, transport=transport, headers={"user-agent": DEFAULT_UA}
+            ) as phone:
+                assert phone.get(f"/{mac}.cfg").status_code == 404  # it names itself first
+                assert phone.get("/000000000000.cfg").status_code == 404
+                reply = phone.get(f"/{SITE_FILE}")
+            assert reply.status_code == 200
+            assert site_of_served(reply.content) == site, mac
+    finally:
+        server.stop()
+    records = json.loads(cli(env, "fetches", "--json", "--limit", "10000"))
+    site_records = [r for r in records if r["path"] == f"/{SITE_FILE}" and r["protocol"] == "http"]
+    assert len(site_records) == len(phones)
+    assert {(r["mac"], r["identified_by"]) for r in site_records} == {
+        (mac, "address") for mac in phones
+    }
+
+
+def test_phones_booting_over_tftp_get_their_sites_license_and_a_rollout_is_confirmed(
+    fleet: tuple[Path, dict[str, str], dict[str, str]],
+) -> None:
+    data, env, phones = fleet
+    work = data.parent
+    server = start_server(data, env, "--http", "off", "--tftp", "127.0.0.1:0", "--tftp-uploads")
+    store = Store(default_url(data))
+    emulator = subprocess.Popen(
+        [*fleetkey_command(), "emulate", "--server", server.url, "--phones", str(len(phones)),
+         "--macs", str(work / "macs.txt"), "--sip-port", env["SIP_PORT"], "--duration", "300",
+         "--report", str(work / "report.json"), "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        licensed = select(FetchRow.mac).where(
+            FetchRow.protocol == "tftp", FetchRow.path == SITE_FILE, FetchRow.status == 200
+        )
+
+        def booted() -> bool:
+            with store.transaction() as session:
+                return set(session.scalars(licensed)) >= set(phones)
+
+        wait_for(booted, 60)
+        with store.transaction() as session:
+            first = session.execute(
+                select(FetchRow.mac, FetchRow.identified_by, FetchRow.digest).where(
+                    FetchRow.protocol == "tftp", FetchRow.path == SITE_FILE
+                )
+            ).all()
+            served = {
+                digest: serial
+                for digest, serial in session.execute(
+                    select(LicenseRow.digest, LicenseRow.serial).where(LicenseRow.type == "Site")
+                )
+            }
+        assert all(mac is not None and via == "address" for mac, via, _ in first)
+        assert {mac: served[digest] for mac, _, digest in first} == phones  # its own site's
+        successors = {
+            serial: json.loads(cli(env, "issue", "site", "--serial", serial, "--features",
+                                   "corporate-directory", "--expires",
+                                   f"{datetime.now(UTC).date() + timedelta(days=400)}",
+                                   "--json"))["license_id"]
+            for serial in SITES
+        }  # fmt: skip
+        for serial, license_id in successors.items():
+            plan = json.loads(cli(env, "rollout", "plan", "--license", str(license_id),
+                                  "--capacity", "200", "--slot", "1", "--json"))  # fmt: skip
+            assert plan["phones"] == PER_SITE, serial
+            run = ["rollout", "run", str(plan["rollout"]), "--confirm-timeout", "20", "--json"]
+            report = json.loads(cli(env, *run, timeout=180))
+            assert report["state"] == "done"
+            assert report["phones"] == {"confirmed": PER_SITE}, report
+        with store.transaction() as session:
+            attempts = Counter(session.scalars(select(RolloutTargetRow.attempts)))
+        assert attempts == {1: len(phones)}  # every phone confirmed at its first check-sync
+    finally:
+        emulator.terminate()
+        _, err = emulator.communicate(timeout=120)
+        server.stop()
+        store.close()
+    assert emulator.returncode == 0, err
+    report_phones = json.loads((work / "report.json").read_text())["phones"]
+    installed = {p["mac"]: p["installed"]["site"]["serial"] for p in report_phones}
+    assert installed == phones
+
+
+def test_two_phones_behind_one_address_are_recorded_as_shared_not_as_each_other(
+    fleet: tuple[Path, dict[str, str], dict[str, str]],
+) -> None:
+    data, env, phones = fleet
+    berlin, tokyo = next(iter(phones)), list(phones)[-1]
+    server = start_server(data, env)
+    nat = httpx.HTTPTransport(local_address="127.77.0.1")
+    try:
+        with httpx.Client(
+            base_url=server.url, transport=nat, headers={"user-agent": DEFAULT_UA}
+        ) as shared:
+            assert shared.get(f"/{berlin}.cfg").status_code == 404
+            assert shared.get(f"/{tokyo}.cfg").status_code == 404
+            reply = shared.get(f"/{SITE_FILE}")
+    finally:
+        server.stop()
+    default = (data / "provisioning" / SITE_FILE).read_bytes()
+    assert (reply.status_code, reply.content) == (200, default)  # the tree's default, no guess
+    records = json.loads(cli(env, "fetches", "--json", "--limit", "10000"))
+    from_nat = [r for r in records if r["remote_addr"] == "127.77.0.1"]
+    assert [(r["path"], r["mac"], r["identified_by"]) for r in from_nat] == [
+        (f"/{berlin}.cfg", berlin, "name"),
+        (f"/{tokyo}.cfg", tokyo, "name"),
+        (f"/{SITE_FILE}", None, "ambiguous"),
+    ]
