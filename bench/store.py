@@ -28,9 +28,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fleetkey.store.fetches import FetchWriter
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
+from fleetkey.store.writer import FetchWriter
 
 from tests.pg import PostgresServer  # the test harness starts the server
 

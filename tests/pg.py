@@ -81,6 +81,11 @@ class PostgresServer:
             "--locale=C",
             "--no-sync",
         )
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server (again, after ``pause``) on the same data and port."""
         settings = [
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base}",
             "-c max_connections=100",
@@ -90,7 +95,7 @@ class PostgresServer:
         self._run(
             "pg_ctl",
             "-D",
-            str(data),
+            str(self.base / "data"),
             "-l",
             str(self.base / "server.log"),
             "-o",
@@ -100,7 +105,10 @@ class PostgresServer:
             "60",
             "start",
         )
-        return self
+
+    def pause(self) -> None:
+        """Stop the server at once, as a crash or an outage does; ``resume`` starts it again."""
+        self._run("pg_ctl", "-D", str(self.base / "data"), "-m", "immediate", "-w", "stop")
 
     def admin_url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -43,6 +43,7 @@ class ApiContext:
     passphrase: bytes | None  # to sign licenses issued through the API
     status: Callable[[], dict[str, Any]]  # the running server's counters
     metrics: Callable[[], bytes]  # Prometheus text exposition
+    health: Callable[[], tuple[bool, dict[str, Any]]] = lambda: (True, {})  # for /healthz
 
 
 class SiteIn(BaseModel):
@@ -94,6 +95,13 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         return PlainTextResponse(
             context.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Response:
+        """For load balancers (no token): 200 while the server records what it answers,
+        503 while the store refuses fetch records (they are held meanwhile)."""
+        healthy, document = context.health()
+        return JSONResponse(document, status_code=200 if healthy else 503)
 
     @app.get("/api/status", dependencies=guarded, tags=["status"])
     def status() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from fleetkey.errors import CommandFailedError, InputError
 from fleetkey.ops import licensing
 from fleetkey.store import audit as audit_trail
 from fleetkey.store import fetches as fetch_records
-from fleetkey.store import migrate, registry
+from fleetkey.store import held, migrate, registry
 from fleetkey.store.records import LicenseOrigin, fetch_json, license_json
 
 
@@ -188,14 +188,27 @@ def revoke_license(env: Env, license_id: int) -> None:
     )
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--mac", help="Only this phone's fetches.")
 @click.option("--since", metavar="ISO", help="From this moment on (ISO date or date-time, UTC).")
 @click.option("--limit", type=int, default=1000, show_default=True, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
 @pass_env
-def fetches(env: Env, mac: str | None, since: str | None, limit: int, as_json: bool) -> None:
-    """What phones fetched: time, path, protocol, status, bytes, digest of what was served."""
+@click.pass_context
+def fetches(
+    ctx: click.Context,
+    env: Env,
+    mac: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """What phones fetched: time, path, protocol, status, bytes, digest of what was served.
+
+    `fetches replay FILE` writes fetch records a server could not write to the store.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     moment = _moment(since) if since else None
     with env.store().transaction() as session:
         found = fetch_records.query(session, mac=mac, since=moment, limit=limit)
@@ -273,3 +286,23 @@ def audit_verify(env: Env, as_json: bool) -> None:
             f"{verdict.reason} ({verdict.checked} events verified before)"
         )
     env.out.print(f"ok: {verdict.checked} events, chain intact")
+
+
+@fetches.command("replay")
+@click.argument(
+    "path", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@pass_env
+def replay_fetches(env: Env, path: Path, as_json: bool) -> None:
+    """Write FILE's fetch records to the store: the fallback file a server left because the
+    store refused them at its stop (<data>/fetches-unwritten.jsonl), or a spill file. In
+    order, each once: running it again on the same file writes nothing twice."""
+    done = held.replay(env.store().engine, path)
+    if as_json:
+        env.print_json({"file": str(path), "written": done.written, "already": done.already})
+        return
+    env.out.print(
+        f"{path}: {done.written} fetch records written"
+        + (f", {done.already} were already in the store" if done.already else "")
+    )

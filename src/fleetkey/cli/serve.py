@@ -227,6 +227,7 @@ def serve(
         tree=env.data.provisioning,
         uploads=env.data.root / "uploads",
         unwritten=env.data.root / "fetches-unwritten.jsonl",
+        held=env.data.root / "fetches-held.jsonl",
     )
     runner = ServerRunner(store, places, env.clock, settings)
     runner.mount(
@@ -238,6 +239,7 @@ def serve(
                 passphrase_from_env(),
                 status=runner.status,
                 metrics=runner.metrics(),
+                health=runner.health,
             )
         )
     )

@@ -87,6 +87,11 @@ class Sources:
     posted: Callable[[], int]
     addresses: Callable[[], int] = lambda: 0  # addresses that named a phone recently
     tree_files: Callable[[], int] = lambda: 0  # tree files answered from memory
+    held: Callable[[], int] = lambda: 0  # fetch records held while the store refuses them
+    refusing: Callable[[], bool] = lambda: False  # the store refuses fetch records now
+    episodes: Callable[[], int] = lambda: 0  # times the store started refusing
+    recalled: Callable[[], int] = lambda: 0  # answers given from memory (serve.http.repeats)
+    remembered: Callable[[], int] = lambda: 0  # answers held in memory
     tftp: Callable[[], TftpNumbers | None] = lambda: None
 
 
@@ -155,6 +160,16 @@ class ServerCollector(Collector):
              s.addresses),
             (GaugeMetricFamily, "fleetkey_tree_files_indexed",
              "Provisioning-tree and upload files answered from the index", s.tree_files),
+            (GaugeMetricFamily, "fleetkey_fetch_records_held",
+             "Fetch records held (in memory and on disk) while the store refuses them", s.held),
+            (GaugeMetricFamily, "fleetkey_fetch_store_refusing",
+             "1 while the store refuses fetch records", lambda: int(s.refusing())),
+            (CounterMetricFamily, "fleetkey_fetch_store_refusals",
+             "Episodes of the store refusing fetch records", s.episodes),
+            (CounterMetricFamily, "fleetkey_http_recalled_answers",
+             "License answers given from memory (same request, same posted view)", s.recalled),
+            (GaugeMetricFamily, "fleetkey_http_remembered_answers",
+             "License answers held in memory for repeated requests", s.remembered),
         ):  # fmt: skip
             yield family(name, text, value=read())
         tftp = s.tftp()

@@ -21,13 +21,14 @@ from typing import Final
 
 from fleetkey.clock import Clock
 from fleetkey.core.useragent import PhoneAgent
+from fleetkey.errors import QueueFullError
 from fleetkey.serve.fetching import Ruling
 from fleetkey.serve.view import LiveView
 from fleetkey.store import sightings
-from fleetkey.store.fetches import FetchWriter, QueueFullError
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.sightings import NewPhone, Sighting
 from fleetkey.store.store import Store
+from fleetkey.store.writer import FetchWriter
 
 log = logging.getLogger(__name__)
 

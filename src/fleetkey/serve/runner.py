@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,13 +44,13 @@ from fleetkey.serve.recorder import Recorder
 from fleetkey.serve.tftp.server import TftpServer, TftpSettings, serve_tftp
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.view import REFRESH_S, LiveView
-from fleetkey.store.fetches import CAPACITY, FetchWriter
 from fleetkey.store.store import Store
+from fleetkey.store.writer import CAPACITY, FetchWriter
 
 log = logging.getLogger(__name__)
 
 API_BODY_BYTES: Final = 1024 * 1024
-OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics")
+OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics", b"/healthz")
 FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
 GC_THRESHOLDS: Final = (10_000, 20, 100)  # young-generation passes 14x rarer than Python's default
 # how long the record writer may keep the GIL while the event loop waits for it (Python's
@@ -64,7 +65,8 @@ class Places:
 
     tree: Path  # the provisioning tree
     uploads: Path  # files phones write, per MAC
-    unwritten: Path  # fetch records the database refused, as JSON Lines
+    unwritten: Path  # fetch records the store refused at a stop, for fetches replay
+    held: Path  # fetch records held while the store refuses, written first when it is back
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,16 @@ class ServerRunner:
         if settings.https is not None and settings.tls is None:
             raise InputError("HTTPS needs a certificate and key")
         self.store, self.places, self.clock, self.settings = store, places, clock, settings
-        self.writer = FetchWriter(store.engine, capacity=CAPACITY, fallback=places.unwritten)
+        self.writer = FetchWriter(
+            store.engine, capacity=CAPACITY, fallback=places.unwritten, spill=places.held
+        )
+        if places.unwritten.exists():
+            log.warning(
+                "%s holds fetch records an earlier run could not write: "
+                "`fleetkey fetches replay %s` writes them to the store",
+                places.unwritten,
+                places.unwritten,
+            )
         self.view = LiveView(store)
         self.view.refresh()
         site = settings.register_site
@@ -160,6 +171,7 @@ class ServerRunner:
                 "shared files (license files and per-phone files are refused over TFTP)"
             )
         self._started = time.time()
+        self._failing: set[str] = set()  # background work failing now (logged once)
 
     def mount(self, app: App) -> None:
         """Serve ``app`` (the admin API) at ``/api/`` and ``/metrics`` on the HTTP listeners."""
@@ -172,17 +184,35 @@ class ServerRunner:
             "uptime_s": round(time.time() - self._started, 3),
             "requests": self.http.requests,
             "busy_answers": self.http.rejected,
-            "fetch_records": {
-                "written": self.writer.written,
-                "waiting": self.writer.depth,
-                "not_recorded": self._not_recorded(),
-            },
+            "fetch_records": self._records(),
             "serving": {
                 "licenses": len(view.licenses),
                 "sites": len(view.sites),
                 "phones": len(view.phone_sites),
             },
         }
+
+    def _records(self) -> dict[str, Any]:
+        writer = self.writer
+        return {
+            "written": writer.written,
+            "waiting": writer.depth,
+            "held": writer.held,
+            "not_recorded": self._not_recorded(),
+            "store_refusing_since": (
+                datetime.fromtimestamp(writer.failing_since, UTC).isoformat()
+                if writer.failing_since is not None
+                else None
+            ),
+            "last_error": writer.last_error or None,
+            "episodes": writer.episodes,
+        }
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the server records what it answers now, and what it knows about that."""
+        records = self._records()
+        healthy = records["store_refusing_since"] is None and not self.recorder.congested
+        return healthy, {"healthy": healthy, "fetch_records": records}
 
     def metrics(self) -> Callable[[], bytes]:
         """The Prometheus exposition of this server, rendered at each call."""
@@ -204,6 +234,11 @@ class ServerRunner:
                 posted=lambda: len(self.view.view.licenses),
                 addresses=lambda: len(self.pipeline.addresses),
                 tree_files=lambda: len(self.tree) + len(self.uploads),
+                held=lambda: writer.held,
+                refusing=lambda: writer.failing_since is not None,
+                episodes=lambda: writer.episodes,
+                recalled=lambda: http.repeats.recalled,
+                remembered=lambda: len(http.repeats),
                 tftp=lambda: tftp.counters if tftp is not None else None,
             )
         )
@@ -272,6 +307,22 @@ class ServerRunner:
         await refresher
         await sweeper
 
+    async def _quietly(self, what: str, work: Callable[..., object], *args: object) -> bool:
+        """Run ``work`` off the event loop; a failure is logged once per episode (with its
+        traceback), not every second, and the next success says it is over. Sightings are
+        kept for the next flush and the previous view keeps being served meanwhile."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, work, *args)
+        except Exception:
+            if what not in self._failing:
+                self._failing.add(what)
+                log.exception("%s failed; trying again every second", what)
+            return False
+        if what in self._failing:
+            self._failing.discard(what)
+            log.warning("%s works again", what)
+        return True
+
     async def _keep_fresh(self, stop: asyncio.Event) -> None:
         """Every second, off the event loop: write sightings, then refresh the view; every few
         seconds rescan the master configurations; every minute forget silent addresses."""
@@ -280,18 +331,12 @@ class ServerRunner:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), REFRESH_S)
-            try:
-                await loop.run_in_executor(
-                    None, self.recorder.sightings.flush, self.store, self.clock
-                )
-            except Exception:  # kept for the next flush
-                log.exception("writing phone sightings failed; will retry")
+            await self._quietly(
+                "writing phone sightings", self.recorder.sightings.flush, self.store, self.clock
+            )
             if stop.is_set():
                 return
-            try:
-                await loop.run_in_executor(None, self.view.refresh)
-            except Exception:  # the store is unreachable for a moment: keep the last view
-                log.exception("refreshing the posted licenses failed; serving the previous view")
+            await self._quietly("refreshing the posted licenses", self.view.refresh)
             now = loop.time()
             if now - scanned >= SCAN_EVERY_S:
                 scanned = now

@@ -1,47 +1,23 @@
-"""Fetch records: a writer built for boot storms, and queries over what phones fetched.
-
-The writer takes records from request handlers into a bounded in-memory queue and one thread
-drains it a whole batch at a time (an executemany per transaction): as soon as a batch is full,
-at least every second, and at shutdown.
-When the queue is full, ``submit`` blocks (back-pressure) or, with a timeout, raises
-QueueFullError for the caller to answer "busy"; records are never dropped silently. Records the
-database refuses after retries are appended to a JSON Lines fallback file and counted as
-dropped, and the error is logged.
+"""Fetch records in the store: the batched insert the writer uses, and queries over what
+phones fetched (``store.writer`` takes records from servers and calls ``insert_records``).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import operator
-import threading
-import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from fleetkey.core.naming import normalize_mac
-from fleetkey.errors import FleetkeyError
-from fleetkey.errors import (
-    QueueFullError as QueueFullError,  # re-exported for serve/, which moves to fleetkey.errors
-)
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import FetchRecord, utc
-from fleetkey.store.schema import FetchRow, epoch_micros
+from fleetkey.store.schema import FetchBatchRow, FetchRow, epoch_micros
 
-log = logging.getLogger(__name__)
-
-FLUSH_INTERVAL_S: Final = 1.0  # issue 3: flushed at least every second
-BATCH_SIZE: Final = 50_000  # under load the flush interval, not the size, ends a batch
-CAPACITY: Final = 100_000
-RETRIES: Final = 3
 WRITER_CACHE_KIB: Final = 64 * 1024  # SQLite page cache of the connection writing records
 HEALTH_SAMPLE: Final = 5000  # newest records a health reading looks at
 
@@ -65,8 +41,14 @@ _MAC_AND_TIME: Final = operator.itemgetter(0, 1)
 _TIME: Final = operator.itemgetter(1)
 
 
-def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
+def insert_records(
+    engine: Engine, records: Sequence[FetchRecord], batch: tuple[str, int] | None = None
+) -> None:
     """Write records in one transaction: one executemany of plain tuples.
+
+    ``batch`` (writer, sequence number) is marked committed in the same transaction
+    (``fetch_batches``), so a batch retried after an ambiguous failure can be checked with
+    :func:`batch_written` and is never written twice.
 
     The statement goes to the driver directly (SQLAlchemy's per-row parameter processing costs
     more than the insert); on SQLite the time is written as the schema's ``Micros`` stores it.
@@ -115,155 +97,34 @@ def insert_records(engine: Engine, records: Sequence[FetchRecord]) -> None:
             # (the engine forces custom plans for lookups, see store/database.py)
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
         connection.exec_driver_sql(sql, rows)
-
-
-class FetchWriter:
-    """Queue → batched inserts on a background thread. Use as a context manager or start/close."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        capacity: int = CAPACITY,
-        batch_size: int = BATCH_SIZE,
-        flush_interval_s: float = FLUSH_INTERVAL_S,
-        fallback: Path | None = None,
-        retry_delay_s: float = 0.1,
-    ) -> None:
-        self._engine = engine
-        self._pending: deque[FetchRecord] = deque()
-        self._capacity = capacity
-        self._mutex = threading.Lock()
-        self._batch_ready = threading.Condition(self._mutex)  # wakes the writer thread
-        self._room = threading.Condition(self._mutex)  # wakes producers waiting for space
-        self._stopping = False
-        self._batch_size = batch_size
-        self._interval = flush_interval_s
-        self._fallback = fallback
-        self._retry_delay = retry_delay_s
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.written = 0
-        self.dropped = 0
-        self.batches = 0
-
-    @property
-    def depth(self) -> int:
-        """Records waiting to be written."""
-        return len(self._pending)
-
-    def start(self) -> FetchWriter:
-        if self._thread is None:
-            self._stopping = False
-            self._thread = threading.Thread(
-                target=self._run, name="fleetkey-fetch-writer", daemon=True
+        if batch is not None:
+            connection.execute(
+                insert(FetchBatchRow),
+                {
+                    "writer": batch[0],
+                    "seq": batch[1],
+                    "records": len(rows),
+                    "at": utc(records[-1].at),  # about the newest: records come in time order
+                },
             )
-            self._thread.start()
-        return self
 
-    def submit(self, record: FetchRecord, timeout: float | None = None) -> None:
-        """Queue a record; blocks while the queue is full (at most ``timeout`` seconds)."""
-        with self._mutex:
-            if self._thread is None or self._stopping:
-                raise FleetkeyError("the fetch writer is not running")
-            if len(self._pending) >= self._capacity and not self._room.wait_for(
-                lambda: len(self._pending) < self._capacity, timeout
-            ):
-                raise QueueFullError(
-                    f"fetch-record queue full ({self._capacity} waiting) for {timeout}s"
-                )
-            self._pending.append(record)
-            if len(self._pending) >= self._batch_size:
-                self._batch_ready.notify()
 
-    def close(self, timeout: float | None = None) -> None:
-        """Write everything queued, then stop the thread."""
-        if self._thread is None:
-            return
-        with self._mutex:
-            self._stopping = True
-            self._batch_ready.notify()
-        self._thread.join(timeout)
-        self._thread = None
-
-    def __enter__(self) -> FetchWriter:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run(self) -> None:
-        while True:
-            batch = self._take()
-            if batch:
-                self._write(batch)
-            elif self._stopping:
-                return
-
-    def _take(self) -> list[FetchRecord]:
-        """Up to a batch: as soon as one is full, at the flush interval, or when stopping."""
-        deadline = time.monotonic() + self._interval
-        with self._mutex:
-            while len(self._pending) < self._batch_size and not self._stopping:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._batch_ready.wait(remaining)
-            pending = self._pending
-            if len(pending) <= self._batch_size:
-                batch = list(pending)
-                pending.clear()
-            else:
-                batch = [pending.popleft() for _ in range(self._batch_size)]
-            self._room.notify_all()
-            return batch
-
-    def _write(self, batch: list[FetchRecord]) -> None:
-        delay = self._retry_delay
-        for attempt in range(1, RETRIES + 1):
-            try:
-                insert_records(self._engine, batch)
-            except SQLAlchemyError as exc:
-                log.warning(
-                    "writing %d fetch records failed (attempt %d/%d): %s",
-                    len(batch),
-                    attempt,
-                    RETRIES,
-                    exc,
-                )
-                time.sleep(delay)
-                delay *= 4
-                continue
-            with self._lock:
-                self.written += len(batch)
-                self.batches += 1
-            return
-        self._spill(batch)
-
-    def _spill(self, batch: list[FetchRecord]) -> None:
-        with self._lock:
-            self.dropped += len(batch)
-        if self._fallback is None:
-            log.error(
-                "lost %d fetch records: the database refused them and no fallback file "
-                "is configured",
-                len(batch),
+def batch_written(engine: Engine, writer: str, seq: int) -> bool:
+    """Whether batch ``seq`` of ``writer`` was committed."""
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(FetchBatchRow.seq).where(
+                FetchBatchRow.writer == writer, FetchBatchRow.seq == seq
             )
-            return
-        with self._fallback.open("a", encoding="utf-8") as handle:
-            for record in batch:
-                handle.write(json.dumps(record._asdict(), default=_json_default) + "\n")
-        log.error(
-            "the database refused %d fetch records; they were appended to %s",
-            len(batch),
-            self._fallback,
-        )
+        ).first()
+    return found is not None
 
 
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+def forget_batches(engine: Engine, before: datetime) -> int:
+    """Drop batch marks older than ``before`` (no retry reaches back that far)."""
+    with engine.begin() as connection:
+        result = connection.execute(delete(FetchBatchRow).where(FetchBatchRow.at < utc(before)))
+    return int(result.rowcount)
 
 
 def query(

@@ -147,6 +147,17 @@ class FetchRow(Base):
     identified_by: Mapped[str | None] = mapped_column(String(9))
 
 
+class FetchBatchRow(Base):
+    """A batch of fetch records a writer committed (so a retried batch is never written twice)."""
+
+    __tablename__ = "fetch_batches"
+
+    writer: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    records: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class AuditRow(Base):
     __tablename__ = "audit_events"
 

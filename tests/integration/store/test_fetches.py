@@ -12,9 +12,10 @@ import pytest
 
 from fleetkey.errors import QueueFullError
 from fleetkey.store import fetches
-from fleetkey.store.fetches import FetchWriter
+from fleetkey.store import writer as writing
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
+from fleetkey.store.writer import FetchWriter
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 
@@ -63,17 +64,18 @@ def test_records_are_flushed_within_the_interval(store: Store) -> None:
         writer.close()
 
 
-def test_full_queue_pushes_back_and_loses_nothing(store: Store) -> None:
-    writer = FetchWriter(store.engine, capacity=3, batch_size=1, flush_interval_s=0.05)
+def test_full_queue_pushes_back_and_loses_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gate = threading.Event()
-    real_write = writer._write
+    real_insert = writing.insert_records
 
-    def slow_write(batch: list[FetchRecord]) -> None:
+    def slow_insert(*args: object, **kwargs: object) -> None:
         gate.wait(10)
-        real_write(batch)
+        real_insert(*args, **kwargs)  # type: ignore[arg-type]
 
-    writer._write = slow_write  # type: ignore[method-assign]
-    writer.start()
+    monkeypatch.setattr(writing, "insert_records", slow_insert)
+    writer = FetchWriter(store.engine, capacity=3, batch_size=1, flush_interval_s=0.05).start()
     submitted, refused = 0, None
     for i in range(10):
         try:

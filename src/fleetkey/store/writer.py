@@ -1,0 +1,318 @@
+"""The fetch-record writer: records from request handlers into the store, in batches, and
+never lost while the store is down.
+
+Servers ``submit`` one record per answer from their event loop: an append to a deque (atomic
+under the GIL, no lock: the lock and its condition cost more than the rest of the record).
+One thread writes them a batch at a time (one executemany per transaction, ``fetches``) as
+soon as a batch is full, at least every second, and at ``close``.
+
+When the store refuses a batch (the database unreachable, the disk full, a lock held too long)
+the writer does not die and does not drop the batch: it holds it, in order, and tries again
+with a growing pause (up to ``retry_max_s``), logging once when the episode starts and once
+when it ends. Records keep arriving meanwhile. Past ``spill_at`` records held in memory, the
+oldest are appended to a spill file on disk (JSON Lines, with their batch numbers) and read
+back first when the store is back, and at the next start if the process stopped meanwhile.
+Past ``capacity`` records in memory, ``submit`` refuses (``QueueFullError``; servers answer
+"busy" before that) and the refusal is the caller's to count. Every batch is marked committed
+in the same transaction (``fetch_batches``), so one retried after an ambiguous failure, or read
+back twice from the spill file, is written once.
+
+At ``close`` whatever the store still refuses goes to the ``fallback`` file, counted as
+``dropped``; ``fleetkey fetches replay FILE`` writes it to the store later.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from fleetkey.errors import FleetkeyError, QueueFullError
+from fleetkey.store.fetches import batch_written, insert_records
+from fleetkey.store.held import batch_lines, count_records, read_batches, record_json
+from fleetkey.store.records import FetchRecord
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S: Final = 1.0  # issue 3: flushed at least every second
+BATCH_SIZE: Final = 50_000  # under load the flush interval, not the size, ends a batch
+CAPACITY: Final = 200_000  # records in memory (~350 bytes each)
+SPILL_AT: Final = 50_000  # records held in memory before the oldest go to the spill file
+_FAILURES: Final = (SQLAlchemyError, OSError)
+
+
+class FetchWriter:
+    """Queue → batched inserts on a background thread. Use as a context manager or start/close."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        capacity: int = CAPACITY,
+        batch_size: int = BATCH_SIZE,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+        fallback: Path | None = None,
+        spill: Path | None = None,
+        spill_at: int = SPILL_AT,
+        retry_delay_s: float = 0.1,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self._engine = engine
+        self._pending: deque[FetchRecord] = deque()
+        self._held: deque[tuple[int, list[FetchRecord]]] = deque()  # refused batches, in order
+        self._held_count = 0
+        self._capacity = capacity
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._fallback = fallback
+        self._spill = spill
+        self._spill_at = spill_at
+        self._retry_delay = retry_delay_s
+        self._retry_max = retry_max_s
+        self._wake = threading.Event()
+        self._room = threading.Condition()  # producers that block (timeout != 0) wait here
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._running = False
+        self.name = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._seq = itertools.count(1)
+        self.written = 0
+        self.dropped = 0
+        self.batches = 0
+        self.episodes = 0  # times the store started refusing
+        self.failing_since: float | None = None  # time.time() of the current episode's start
+        self.last_error = ""
+        self.spilled = 0  # records on the spill file now
+
+    @property
+    def depth(self) -> int:
+        """Records in memory not yet in the store (waiting, and held by a refusal)."""
+        return len(self._pending) + self._held_count
+
+    @property
+    def held(self) -> int:
+        """Records the store refused and the writer keeps (in memory and spilled)."""
+        return self._held_count + self.spilled
+
+    def start(self) -> FetchWriter:
+        if self._thread is None:
+            self._stopping = False
+            self._running = True
+            self._thread = threading.Thread(
+                target=self._run, name="fleetkey-fetch-writer", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def submit(self, record: FetchRecord, timeout: float | None = None) -> None:
+        """Queue a record; while ``capacity`` records are in memory, wait at most ``timeout``
+        seconds (None: as long as it takes) for room, then raise QueueFullError."""
+        if not self._running:
+            raise FleetkeyError("the fetch writer is not running")
+        pending = self._pending
+        if len(pending) + self._held_count >= self._capacity:
+            self._wait_for_room(timeout)
+        pending.append(record)
+        if len(pending) >= self._batch_size:
+            self._wake.set()
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        if timeout == 0 or not self._room.acquire(timeout=-1 if timeout is None else timeout):
+            raise QueueFullError(f"fetch-record queue full ({self._capacity} waiting)")
+        try:
+            if not self._room.wait_for(lambda: self.depth < self._capacity, timeout):
+                raise QueueFullError(
+                    f"fetch-record queue full ({self._capacity} waiting) for {timeout}s"
+                )
+        finally:
+            self._room.release()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write everything queued (what the store still refuses goes to the fallback file),
+        then stop the thread."""
+        if self._thread is None:
+            return
+        self._running = False
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> FetchWriter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        pause = self._interval
+        if self._spill is not None and self._spill.exists():
+            self.spilled = count_records(self._spill)  # a previous run's, read back first
+        while True:
+            self._wake.wait(pause)
+            self._wake.clear()
+            ok = self._cycle()
+            if ok:
+                pause = self._interval
+            else:
+                pause = min(self._retry_max, max(self._retry_delay, pause * 2))
+            if self._stopping:
+                if ok and not self._pending:
+                    return
+                if not ok:
+                    self._give_up()
+                    return
+
+    def _cycle(self) -> bool:
+        """Write the spilled, the held, then what waits; False at the first refusal."""
+        if self.spilled and not self._write_spilled():
+            return self._still_failing()
+        while self._held:
+            seq, batch = self._held[0]
+            if not self._write(seq, batch):
+                return self._still_failing()
+            self._held.popleft()
+            self._held_count -= len(batch)
+        while self._pending:
+            take = min(len(self._pending), self._batch_size)
+            batch = [self._pending.popleft() for _ in range(take)]
+            seq = next(self._seq)
+            if not self._write(seq, batch):
+                self._held.append((seq, batch))
+                self._held_count += len(batch)
+                return self._still_failing()
+        self._recovered()
+        return True
+
+    def _write(self, seq: int, batch: list[FetchRecord]) -> bool:
+        try:
+            if self.failing_since is None or not batch_written(self._engine, self.name, seq):
+                insert_records(self._engine, batch, (self.name, seq))
+            # else it was committed before the error that made it look refused
+        except _FAILURES as exc:
+            self._refused(exc)
+            return False
+        self.written += len(batch)
+        self.batches += 1
+        with self._room:
+            self._room.notify_all()
+        return True
+
+    def _refused(self, exc: BaseException) -> None:
+        self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        if self.failing_since is None:
+            self.failing_since = time.time()
+            self.episodes += 1
+            log.error(  # one line per episode; the error is in it
+                "fetch records cannot be written (%s): holding them and trying again",
+                self.last_error,
+            )
+
+    def _still_failing(self) -> bool:
+        if self._spill is not None and self.depth > self._spill_at:
+            while self._pending:  # in batches behind the held ones, keeping the order
+                take = min(len(self._pending), self._batch_size)
+                self._held.append((next(self._seq), [self._pending.popleft() for _ in range(take)]))
+                self._held_count += take
+            self._spill_held()
+        return False
+
+    def _recovered(self) -> None:
+        if self.failing_since is not None:
+            log.warning(
+                "fetch records are written again after %.1f s of refusals",
+                time.time() - self.failing_since,
+            )
+            self.failing_since = None
+            self.last_error = ""
+
+    def _spill_held(self) -> None:
+        """Move the oldest held batches to the spill file (appended, in order)."""
+        assert self._spill is not None  # noqa: S101  # the caller checks
+        try:
+            with self._spill.open("a", encoding="utf-8") as handle:
+                while self._held_count > self._spill_at // 2:
+                    seq, batch = self._held[0]
+                    handle.write(batch_lines(self.name, seq, batch))
+                    handle.flush()
+                    self._held.popleft()
+                    self._held_count -= len(batch)
+                    self.spilled += len(batch)
+        except OSError as exc:  # the disk is full too: they stay in memory
+            log.error("cannot spill held fetch records to %s: %s", self._spill, exc)  # noqa: TRY400
+
+    def _write_spilled(self) -> bool:
+        """The spill file's batches, oldest first; the file goes once all are in the store."""
+        assert self._spill is not None  # noqa: S101  # spilled > 0 only with a spill file
+        for writer, seq, batch in read_batches(self._spill):
+            try:
+                if not batch_written(self._engine, writer, seq):
+                    insert_records(self._engine, batch, (writer, seq))
+                    self.written += len(batch)
+                    self.batches += 1
+            except _FAILURES as exc:
+                self._refused(exc)
+                return False
+        self._spill.unlink()
+        self.spilled = 0
+        return True
+
+    def _give_up(self) -> None:
+        """Stopping while the store refuses: what is held goes to the spill file, which the
+        next start writes first; without one (or if it cannot be written), to the fallback
+        file, for ``fleetkey fetches replay``."""
+        batches = list(self._held)
+        if self._pending:
+            batches.append((next(self._seq), list(self._pending)))
+        self._held.clear()
+        self._pending.clear()
+        self._held_count = 0
+        count = sum(len(batch) for _, batch in batches)
+        if not count:
+            return
+        if self._spill is not None:
+            try:
+                with self._spill.open("a", encoding="utf-8") as handle:
+                    handle.writelines(batch_lines(self.name, seq, b) for seq, b in batches)
+            except OSError as exc:
+                log.error("cannot spill held fetch records to %s: %s", self._spill, exc)  # noqa: TRY400
+            else:
+                self.spilled += count
+                log.error(
+                    "the store refused %d fetch records: kept in %s, written at the next start",
+                    count,
+                    self._spill,
+                )
+                return
+        self.dropped += count
+        records = [r for _, batch in batches for r in batch]
+        if self._fallback is None:
+            log.error("lost %d fetch records: the store refuses them", count)
+            return
+        try:
+            with self._fallback.open("a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(record_json(r)) + "\n" for r in records)
+        except OSError as exc:
+            log.error(  # noqa: TRY400  # the count says what is lost
+                "lost %d fetch records: the store refuses them and %s cannot be written (%s)",
+                count,
+                self._fallback,
+                exc,
+            )
+            return
+        log.error(
+            "the store refused %d fetch records; they are in %s (fleetkey fetches replay)",
+            count,
+            self._fallback,
+        )
