@@ -7,8 +7,8 @@ pipeline and the in-memory view, a real fetch writer queueing every record, a tr
 only counts what it is given) and, in the same run, into a bare httptools protocol that answers
 fixed bytes: the baseline, what parsing and calling back cost at the least. Two request mixes:
 
-- `license`: GETs of `<mac>-license.cfg` with a tagged User-Agent (the path bench/http.py
-  measures);
+- `license`: GETs of posted `<mac>-license.cfg` files with a tagged User-Agent, ten each (the
+  path bench/http.py measures);
 - `boot`: each phone's GETs of a boot (domain.md §5.1) over one connection from its own
   address, with the default User-Agent (no `(SN:…)`): `<mac>.cfg` (404), `000000000000.cfg`
   (a tree file), the part-number image (404), the two override files (404), the site license
@@ -54,7 +54,7 @@ from fleetkey.serve.recorder import Recorder  # noqa: E402
 from fleetkey.serve.runner import GC_THRESHOLDS  # noqa: E402
 from fleetkey.serve.tree import FileTree  # noqa: E402
 from fleetkey.serve.view import LiveView  # noqa: E402
-from fleetkey.store.fetches import FetchWriter  # noqa: E402
+from fleetkey.store.writer import FetchWriter  # noqa: E402
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: 430\r\n\r\n"
 ANSWER += b"x" * 430
@@ -114,9 +114,11 @@ def request(path: str, *, tagged: str | None, close: bool) -> bytes:
 
 
 def license_mix(phones: int, close: bool) -> list[Connection]:
-    """Every phone's license from 127.0.0.1, tagged: over one connection (keep-alive, as wrk
-    in bench/http.py), or one connection each."""
-    sent = [request(f"/{mac(i)}-license.cfg", tagged=mac(i), close=close) for i in range(phones)]
+    """The posted phone licenses (every tenth phone's) from 127.0.0.1, tagged, each ten times:
+    over one connection (keep-alive, as wrk in bench/http.py), or one connection each."""
+    sent = [
+        request(f"/{mac(i)}-license.cfg", tagged=mac(i), close=close) for i in range(0, phones, 10)
+    ] * 10
     return [("127.0.0.1", [data]) for data in sent] if close else [("127.0.0.1", sent)]
 
 

@@ -22,7 +22,8 @@ The tree::
     │   ├── SipFormatError            a SIP contact URI or challenge fleetkey cannot use
     │   ├── DigestError               a Digest challenge fleetkey cannot answer (not MD5, no auth)
     │   ├── ConflictError             what is recorded forbids it: a site that exists, a revoked key
-    │   └── UploadRefusedError        a name phones do not upload (still in serve/uploads.py)
+    │   ├── UploadRefusedError        a name phones do not upload, or over its size cap
+    │   └── MasterConfigError         a master configuration (``<mac>.cfg``) does not parse
     ├── NotFoundError                 a site, phone, license or rollout that does not exist
     ├── NotInitializedError           the data directory has not been set up
     ├── TokenFileError                the admin API token file is not one fleetkey wrote
@@ -164,6 +165,14 @@ class RequestPathError(InputError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"refused path: {reason}")
         self.reason = reason
+
+
+class UploadRefusedError(InputError):
+    """The name is not one phones write, or the file is over its cap."""
+
+
+class MasterConfigError(InputError):
+    """A master configuration file does not parse; names the file and what is wrong."""
 
 
 class SipFormatError(InputError):

@@ -29,17 +29,13 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from fleetkey.errors import InputError
+from fleetkey.errors import MasterConfigError
 
 MAX_BYTES: Final = 1024 * 1024  # domain.md §4: CONFIG_FILES ≤ 2047 chars; real files are ~2 KB
 ROOT: Final = "APPLICATION"
 APP_FILE_PATH: Final = "APP_FILE_PATH"
 CONFIG_FILES: Final = "CONFIG_FILES"
 MISC_FILES: Final = "MISC_FILES"
-
-
-class MasterConfigError(InputError):
-    """A master configuration file does not parse; names the file and what is wrong."""
 
 
 class Directory(enum.StrEnum):

@@ -92,9 +92,9 @@ class Ruling:
 BUSY: Final = Ruling(503, reason="fetch records are waiting to be written")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Shape:
-    """What a path says by itself (no view, no tree): computed once per distinct path."""
+    """What a path says by itself (no view, no tree). Never changed once made."""
 
     segments: tuple[str, ...]
     directory: tuple[str, ...]  # the segments before the name
@@ -107,9 +107,50 @@ class Shape:
     inner: Shape | None  # the shape of the rest, should the prefix be a site
 
 
-@lru_cache(maxsize=65536)
 def shape_of(segments: tuple[str, ...]) -> Shape:
-    """The shape of checked path segments (``core.requestpath``); phones repeat their paths."""
+    """The shape of checked path segments (``core.requestpath``).
+
+    Phones repeat their paths, but a fleet's per-phone names (``<mac>.cfg``,
+    ``<mac>-license.cfg``…) are too many for a cache of paths: a per-phone name at the root is
+    made from its shared part (``-license.cfg``), worked out once, and its MAC.
+    """
+    if len(segments) == 1:
+        name = segments[0]
+        if len(name) > 13 and name[12] in "-." and _HEX12.fullmatch(name, 0, 12):
+            mac = name[:12].lower()
+            if mac != _SHARED:
+                license_, upload, runs = _per_phone(name[12:])
+                return Shape(
+                    segments,
+                    (),
+                    name,
+                    (license_, mac) if license_ is not None else None,
+                    mac,
+                    (mac, upload) if upload is not None else None,
+                    (mac, *runs),
+                    None,
+                    None,
+                )
+    return _shape(segments)
+
+
+@lru_cache(maxsize=4096)
+def _per_phone(rest: str) -> tuple[str | None, int | None, tuple[str, ...]]:
+    """What the shared part of a per-phone name says: a phone license (its type), an upload
+    (its cap), and its own hex runs."""
+    probe = "0004f2000001" + rest  # any MAC: the shared part decides
+    kind = license_file_type(probe)
+    rule = upload_rule(probe)
+    runs = tuple(run.lower() for run in _HEX_RUN.findall(rest) if run != _SHARED)
+    return (
+        kind[0].value if kind is not None else None,
+        rule[1] if rule is not None else None,
+        runs,
+    )
+
+
+@lru_cache(maxsize=65536)
+def _shape(segments: tuple[str, ...]) -> Shape:
     name = segments[-1]
     kind = license_file_type(name)
     named = _MAC_NAME.match(name)
@@ -153,6 +194,11 @@ class Pipeline:
         self.register_site = register_site
         self.logins_required = logins_required
         self.layout = Layout()
+
+    @property
+    def view(self) -> View:
+        """The in-memory view rulings are made from now (replaced whole on every change)."""
+        return self._live.view
 
     def decide(
         self,

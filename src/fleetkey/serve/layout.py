@@ -24,9 +24,9 @@ from fleetkey.core.masterconfig import (
     MAX_BYTES,
     Directory,
     MasterConfig,
-    MasterConfigError,
     parse_master_config,
 )
+from fleetkey.errors import MasterConfigError
 
 log = logging.getLogger(__name__)
 

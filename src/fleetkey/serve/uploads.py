@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Final
 
-from fleetkey.errors import InputError
+from fleetkey.errors import UploadRefusedError
 
 KIB: Final = 1024
 # kind of file → size cap in bytes
@@ -32,10 +32,6 @@ CAPS: Final = {
 _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _temps = itertools.count()
 _NAME = re.compile(r"([0-9A-Fa-f]{12})-(" + "|".join(re.escape(k) for k in CAPS) + r")")
-
-
-class UploadRefusedError(InputError):
-    """The name is not one phones write."""
 
 
 def upload_rule(name: str) -> tuple[str, int] | None:
@@ -68,8 +64,12 @@ def store_upload(root: Path, name: str, data: bytes) -> bool:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         handle = os.open(temp, _CREATE, 0o600)
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(handle, view) :]
+        finally:
+            os.close(handle)
         existed = os.path.exists(target)
         os.replace(temp, target)
     except BaseException:

@@ -15,10 +15,7 @@ from fleetkey.clock import Clock
 from fleetkey.core.naming import normalize_mac, normalize_site_serial
 from fleetkey.core.rollout.windows import Window
 from fleetkey.core.tabular import read_rows
-from fleetkey.errors import ConflictError, InputError
-from fleetkey.errors import (
-    NotFoundError as NotFoundError,  # re-exported for serve/, which moves to fleetkey.errors
-)
+from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit
 from fleetkey.store.credentials import digest_ha1, hash_passwords
 from fleetkey.store.records import Phone, Site, utc

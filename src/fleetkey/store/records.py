@@ -9,8 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from fleetkey.core.license import LicenseState as LicenseState  # serve/ imports it from here
-from fleetkey.core.license import LicenseType
+from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import Term, format_term

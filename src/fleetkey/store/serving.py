@@ -15,7 +15,8 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleetkey.store.records import LicenseState, utc
+from fleetkey.core.license import LicenseState
+from fleetkey.store.records import utc
 from fleetkey.store.schema import LicenseRow, PhoneRow, SiteRow
 
 CHUNK: Final = 1000  # ids per IN (...) when loading keys

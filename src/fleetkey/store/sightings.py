@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import String, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
@@ -48,35 +48,35 @@ class NewPhone:
 def record(session: Session, sightings: Sequence[Sighting]) -> int:
     """Update last seen (and firmware, when the User-Agent said) of inventory phones.
 
-    Sightings of MACs not in the inventory change nothing. Returns how many phones changed.
+    One executemany of one UPDATE (SQLAlchemy Core: the ORM's bulk update cost ~3x as much per
+    phone, and a boot storm sees thousands of phones a second). Sightings of MACs not in the
+    inventory match no row and change nothing. Returns how many phones changed.
     """
-    changed = 0
-    for start in range(0, len(sightings), LOOKUP_CHUNK):
-        chunk = sightings[start : start + LOOKUP_CHUNK]
-        known = set(
-            session.scalars(select(PhoneRow.mac).where(PhoneRow.mac.in_([s.mac for s in chunk])))
+    if not sightings:
+        return 0
+    table = cast(Table, PhoneRow.__table__)
+    statement = (
+        update(table)
+        .where(table.c.mac == bindparam("b_mac"))
+        .values(
+            last_seen_at=bindparam("b_at"),
+            last_address=bindparam("b_address"),
+            last_user_agent=bindparam("b_agent"),
+            firmware=func.coalesce(bindparam("b_firmware", type_=String), table.c.firmware),
         )
-        rows = [
-            {
-                "mac": s.mac,
-                "last_seen_at": utc(s.at),
-                "last_address": s.address,
-                "last_user_agent": s.user_agent[:255] if s.user_agent else None,
-            }
-            for s in chunk
-            if s.mac in known
-        ]
-        if rows:
-            session.execute(update(PhoneRow), rows)
-        upgraded = [
-            {"mac": s.mac, "firmware": s.firmware[:64]}
-            for s in chunk
-            if s.mac in known and s.firmware
-        ]
-        if upgraded:
-            session.execute(update(PhoneRow), upgraded)
-        changed += len(rows)
-    return changed
+    )
+    rows = [
+        {
+            "b_mac": s.mac,
+            "b_at": utc(s.at),
+            "b_address": s.address,
+            "b_agent": s.user_agent[:255] if s.user_agent else None,
+            "b_firmware": s.firmware[:64] if s.firmware else None,
+        }
+        for s in sightings
+    ]
+    result = session.connection().execute(statement, rows)
+    return int(result.rowcount)
 
 
 def register(session: Session, clock: Clock, actor: str, phones: Sequence[NewPhone]) -> list[str]:

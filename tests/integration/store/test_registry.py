@@ -8,12 +8,12 @@ import pytest
 
 from fleetkey.clock import FixedClock
 from fleetkey.core.codec import parse_license_file, serialize_keys
-from fleetkey.core.license import LicenseKey, LicenseType
+from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
 from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import NEVER
 from fleetkey.errors import InputError, NotFoundError
 from fleetkey.store import audit, registry
-from fleetkey.store.records import LicenseOrigin, LicenseState
+from fleetkey.store.records import LicenseOrigin
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, trusted_keys_for
 

@@ -6,12 +6,12 @@ import pytest
 
 from fleetkey.core.masterconfig import (
     Directory,
-    MasterConfigError,
     directory_segments,
     expand,
     model_key,
     parse_master_config,
 )
+from fleetkey.errors import MasterConfigError
 
 # the stock SIP 3.x layout (domain.md S3, S4)
 STOCK = b"""<?xml version="1.0" standalone="yes"?>

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from fleetkey.core import requestpath
 from fleetkey.core.requestpath import filename_segments, url_path_segments
 from fleetkey.errors import RequestPathError
 
@@ -66,3 +69,34 @@ def test_tftp_names_are_not_percent_decoded() -> None:
         filename_segments(b"%2e%2e/x")
     with pytest.raises(RequestPathError, match=r"'\.\.' segment"):
         filename_segments(b"../x")
+
+
+def _slow(raw: bytes) -> tuple[str, ...] | str:
+    """The per-segment rules alone (no fast path), or the refusal's reason."""
+    try:
+        text = raw.decode("utf-8")
+        parts = text.removeprefix("/").split("/")
+        if len(parts) > requestpath.MAX_SEGMENTS or len(raw) > requestpath.MAX_PATH_BYTES:
+            return "refused"
+        for part in parts:
+            requestpath._check(part)
+    except (UnicodeDecodeError, RequestPathError):
+        return "refused"
+    return tuple(parts)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=12),
+        min_size=1,
+        max_size=18,
+    )
+)
+def test_the_fast_path_refuses_and_accepts_exactly_what_the_rules_do(parts: list[str]) -> None:
+    raw = ("/" + "/".join(parts)).encode()
+    try:
+        got: tuple[str, ...] | str = requestpath.filename_segments(raw)
+    except RequestPathError:
+        got = "refused"
+    assert got == _slow(raw)

@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetkey.core.useragent import PhoneAgent, parse_user_agent
 from fleetkey.serve.addresses import Addresses
 from fleetkey.serve.content import Content, ContentKind
-from fleetkey.serve.fetching import Pipeline, UnknownPolicy, shape_of
+from fleetkey.serve.fetching import Pipeline, UnknownPolicy, _shape, shape_of
 from fleetkey.serve.layout import Layout
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.view import View
@@ -284,3 +286,16 @@ def test_the_mac_a_file_name_starts_with_names_the_phone(
     segments: tuple[str, ...], named: str | None
 ) -> None:
     assert shape_of(segments).named_mac == named
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    mac=st.from_regex(r"[0-9A-Fa-f]{12}", fullmatch=True),
+    rest=st.sampled_from(
+        ["-license.cfg", ".cfg", "-phone.cfg", "-web.cfg", "-boot.log", "-app.log",
+         "-calls.xml", "-directory.xml", "-0004f2abcdef.cfg", ".cfg.bak", "-x", ".0004F2ABCDEF"]
+    ),
+)  # fmt: skip
+def test_a_per_phone_name_has_the_shape_of_any_other_path(mac: str, rest: str) -> None:
+    segments = (mac + rest,)
+    assert shape_of(segments) == _shape(segments)

@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from fleetkey.clock import FixedClock
-from fleetkey.errors import FleetkeyError
+from fleetkey.errors import FleetkeyError, QueueFullError
 from fleetkey.serve.fetching import Ruling
 from fleetkey.serve.recorder import Recorder, Sightings
 from fleetkey.serve.view import View
-from fleetkey.store.fetches import QueueFullError
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.sightings import NewPhone
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetkey.serve.uploads import CAPS, UploadRefusedError, store_upload, upload_rule
+from fleetkey.errors import UploadRefusedError
+from fleetkey.serve.uploads import CAPS, store_upload, upload_rule
 
 
 @pytest.mark.parametrize(

@@ -20,15 +20,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
-from fleetkey.core.requestpath import RequestPathError, url_path_segments
+from fleetkey.core.requestpath import url_path_segments
 from fleetkey.core.useragent import MAX_LENGTH as USER_AGENT_MAX
 from fleetkey.core.useragent import PhoneAgent, parse_user_agent
-from fleetkey.serve.fetching import Pipeline, Ruling, shape_of
+from fleetkey.errors import RequestPathError
+from fleetkey.serve.fetching import AGENT, NAME, Pipeline, Ruling, shape_of
 from fleetkey.serve.http.answers import Answers
 from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
 from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
+from fleetkey.serve.http.repeats import Remembered, Repeats
 from fleetkey.serve.metrics import Latency
 from fleetkey.serve.recorder import Recorder
 from fleetkey.serve.uploads import store_upload
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S: Final = 5
 INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on the event loop
 # phones repeat their paths and User-Agents: check and parse each once
-_segments = lru_cache(maxsize=65536)(url_path_segments)
+_segments = url_path_segments  # not cached: a fleet asks for too many distinct paths
 _parsed_agent = lru_cache(maxsize=65536)(parse_user_agent)
 
 
@@ -51,6 +53,7 @@ def _agent(text: str | None) -> PhoneAgent | None:
 
 
 _ANONYMOUS: Final = Verdict()
+_OWN_REQUEST: Final = frozenset({AGENT, NAME})  # known by the request itself, not its address
 _SERVED: Final = frozenset({"GET", "HEAD", "PUT"})
 
 
@@ -94,6 +97,7 @@ class PhoneService:
         self._in_flight = 0
         self._streams = 0
         self._answers = Answers()
+        self._repeats = Repeats()
         self._uploads = uploads
         self.requests = 0
         self.rejected = 0  # 503 answers: in-flight cap, download cap, record back-pressure
@@ -101,6 +105,11 @@ class PhoneService:
         self.latency = Latency()
         self.bytes_sent = 0
         self.bytes_received = 0
+
+    @property
+    def repeats(self) -> Repeats:
+        """The remembered answers (for metrics: how many, how often used)."""
+        return self._repeats
 
     def mount(self, operator: AsgiMount) -> None:
         """Hand the paths ``operator`` wants (the admin API, /metrics) to it: not fetches."""
@@ -127,6 +136,10 @@ class PhoneService:
         refused = self._gate(request)
         if refused is not None:
             return refused
+        if self._auth is None:
+            remembered = self._repeats.recall(request, self._pipeline.view, self._pipeline.layout)
+            if remembered is not None:
+                return self._admitted(self._recalled(request, remembered))
         verdict = self._authenticate(request)
         if verdict.slow_basic is not None:
             return None
@@ -216,6 +229,20 @@ class PhoneService:
             write=write,
         )
 
+    def _recalled(self, request: Request, remembered: Remembered) -> Response:
+        """A remembered answer; the address still learns which phone it stands for."""
+        ruling = remembered.ruling
+        address = self._address(request)
+        if address is not None and ruling.mac is not None:
+            self._pipeline.addresses.named(address, ruling.mac, request.started)
+        return Response(
+            200,
+            body=remembered.body,
+            content=remembered.content,
+            head=remembered.head,
+            ruling=ruling,
+        )
+
     def _address(self, request: Request) -> str | None:
         """The client's address: the peer's, or X-Forwarded-For's from a trusted proxy."""
         if self._proxies:
@@ -224,12 +251,24 @@ class PhoneService:
 
     def _lookup(self, request: Request, verdict: Verdict) -> Response:
         """GET/HEAD: the pipeline's ruling as an HTTP answer; nothing here waits."""
+        view, layout = self._pipeline.view, self._pipeline.layout  # before ruling from them
         ruling = self._rule(request, verdict, write=False)
         if isinstance(ruling, Response):
             return ruling
         content = ruling.content
         if content is not None:
             response = self._answers.answer(request, content)
+            if (
+                response.head is not None  # a plain 200 of in-memory content (answers.py)
+                and content.license_id is not None  # a posted license, from the view
+                and ruling.via in _OWN_REQUEST
+                and ruling.register is None
+                and self._auth is None
+                and view is self._pipeline.view  # not replaced while ruling
+            ):
+                self._repeats.remember(
+                    request, view, layout, Remembered(ruling, content, response.body, response.head)
+                )
         elif ruling.status == 404:
             response = self._answers.not_found(request.keep_alive)
         elif ruling.status == 503:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 MAX_REQUEST_BYTES: Final = 1024  # RRQ/WRQ: file name, mode and a handful of options
@@ -183,3 +184,17 @@ def head(packet: bytes) -> tuple[int, int] | None:
 def from_netascii(wire: bytes) -> bytes:
     """The inverse, for uploads sent in netascii: CR LF → LF, CR NUL → CR."""
     return wire.replace(b"\r\n", b"\n").replace(b"\r\0", b"\r")
+
+
+@lru_cache(maxsize=4096)
+def offer(
+    opcode: Opcode, given: tuple[tuple[str, str], ...], limits: OptionLimits, size: int | None
+) -> tuple[Negotiated, bytes | None]:
+    """What the server takes of ``given`` options, and the OACK saying so (None: no OACK).
+
+    Phones of a model send the same options: negotiated once, not per transfer. ``size``
+    matters only for tsize (the caller passes None otherwise).
+    """
+    request = Request(opcode, b"", "octet", dict(given))
+    options = negotiate(request, limits, size)
+    return options, oack(options.acknowledged) if options.acknowledged else None

@@ -21,7 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, cast
 
-from fleetkey.core.requestpath import RequestPathError, filename_segments
+from fleetkey.core.requestpath import filename_segments
+from fleetkey.errors import RequestPathError
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Pipeline, Ruling
 from fleetkey.serve.recorder import Recorder
@@ -48,22 +49,8 @@ from fleetkey.serve.uploads import store_upload
 
 log = logging.getLogger(__name__)
 
-_segments = lru_cache(maxsize=65536)(filename_segments)  # phones repeat their file names
-_parse = lru_cache(maxsize=65536)(packets.parse_request)  # ... and their requests, byte for byte
-
-
-@lru_cache(maxsize=4096)
-def _offer(
-    opcode: Opcode, given: tuple[tuple[str, str], ...], limits: OptionLimits, size: int | None
-) -> tuple[packets.Negotiated, bytes | None]:
-    """What the server takes of ``given`` options, and the OACK saying so (None: no OACK).
-
-    Phones of a model send the same options: negotiated once, not per transfer. ``size``
-    matters only for tsize (the caller passes None otherwise).
-    """
-    request = Request(opcode, b"", "octet", dict(given))
-    options = packets.negotiate(request, limits, size)
-    return options, packets.oack(options.acknowledged) if options.acknowledged else None
+_segments = filename_segments  # not cached: a fleet asks for too many distinct names
+_parse = lru_cache(maxsize=65536)(packets.parse_request)  # phones repeat their requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +190,7 @@ class TftpServer(asyncio.DatagramProtocol):
             options, oack = self._plain, None
         else:
             try:
-                options, oack = _offer(
+                options, oack = packets.offer(
                     request.opcode,
                     tuple(request.options.items()),
                     settings.limits,
@@ -250,7 +237,7 @@ class TftpServer(asyncio.DatagramProtocol):
         assert ruling.upload is not None  # noqa: S101  # a 200 of a write names its upload
         _, cap, name = ruling.upload
         try:
-            options, oack = _offer(
+            options, oack = packets.offer(
                 request.opcode, tuple(request.options.items()), self._settings.limits, None
             )
         except PacketError as exc:
