@@ -162,9 +162,10 @@ class FetchWriter:
         while True:
             self._wake.wait(pause)
             self._wake.clear()
+            began = time.monotonic()
             ok = self._cycle()
-            if ok:
-                pause = self._interval
+            if ok:  # the next cycle a flush interval after this one began (or a full batch)
+                pause = max(0.0, self._interval - (time.monotonic() - began))
             else:
                 pause = min(self._retry_max, max(self._retry_delay, pause * 2))
             if self._stopping:
@@ -184,8 +185,10 @@ class FetchWriter:
                 return self._still_failing()
             self._held.popleft()
             self._held_count -= len(batch)
-        while self._pending:
-            take = min(len(self._pending), self._batch_size)
+        waiting = len(self._pending)  # what came meanwhile waits for the next cycle: chasing
+        while waiting:  # it made small batches, each a commit that rewrites the index pages
+            take = min(waiting, self._batch_size)
+            waiting -= take
             batch = [self._pending.popleft() for _ in range(take)]
             seq = next(self._seq)
             if not self._write(seq, batch):
