@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -146,6 +148,62 @@ class TestDeviceAuthentication:
         )
         assert upload.status_code == 403
         assert not (guarded.data / "uploads" / SP_MAC).exists()
+
+    def test_another_site_or_phones_files_are_refused_whatever_their_name(
+        self, guarded: RunningServer
+    ) -> None:
+        (guarded.data / "provisioning" / SP_MAC).mkdir(exist_ok=True)
+        (guarded.data / "provisioning" / SP_MAC / "phone.cfg").write_text("<secret/>")
+        (guarded.data / "provisioning" / f"phone{SP_MAC}.cfg").write_text("<secret/>")
+        with httpx.Client(base_url=guarded.url, auth=httpx.DigestAuth(*VVX)) as client:
+            replies = {
+                path: client.get(path).status_code
+                for path in (
+                    f"/{SP_MAC}/phone.cfg",
+                    f"/phone{SP_MAC}.cfg",
+                    "/100000000009/000000000000-license.cfg",
+                    f"/{SITE}/000000000000-license.cfg",
+                )
+            }
+        assert replies == {
+            f"/{SP_MAC}/phone.cfg": 403,
+            f"/phone{SP_MAC}.cfg": 403,
+            "/100000000009/000000000000-license.cfg": 403,  # another site's serial
+            f"/{SITE}/000000000000-license.cfg": 200,  # its own site
+        }
+
+    def test_500_wrong_passwords_from_one_address_do_not_hold_up_a_phone(
+        self, guarded: RunningServer
+    ) -> None:
+        async def attack() -> list[int]:
+            attacker = httpx.AsyncHTTPTransport(local_address="127.0.0.7")
+            async with httpx.AsyncClient(base_url=guarded.url, transport=attacker) as client:
+                replies = await asyncio.gather(
+                    *(
+                        client.get(f"/{MAC}-license.cfg", auth=httpx.BasicAuth(VVX[0], f"x{n}"))
+                        for n in range(500)
+                    )
+                )
+            return [r.status_code for r in replies]
+
+        statuses = asyncio.run(attack())
+        assert set(statuses) <= {401, 429}
+        assert statuses.count(429) >= 490  # refused before scrypt: 5 were checked
+        began = time.monotonic()
+        with httpx.Client(
+            base_url=guarded.url, transport=httpx.HTTPTransport(local_address="127.0.0.8")
+        ) as phone:
+            reply = phone.get(f"/{MAC}-license.cfg", auth=httpx.BasicAuth(*VVX))
+        assert reply.status_code == 200
+        assert time.monotonic() - began < 1.0
+        with httpx.Client(
+            base_url=guarded.url, transport=httpx.HTTPTransport(local_address="127.0.0.7")
+        ) as attacker:
+            locked = attacker.get(f"/{MAC}-license.cfg", auth=httpx.BasicAuth(VVX[0], "guess"))
+            known = attacker.get(f"/{MAC}-license.cfg", auth=httpx.BasicAuth(*VVX))
+        assert locked.status_code == 429  # a new guess from the attacking address: at once
+        assert 0 < int(locked.headers["retry-after"]) <= 10
+        assert known.status_code == 200  # a login already proven is not held back (a NAT)
 
     def test_replayed_digest_answer_is_refused(self, guarded: RunningServer) -> None:
         with httpx.Client(base_url=guarded.url, auth=httpx.DigestAuth(*VVX)) as client:

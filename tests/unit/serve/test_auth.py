@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from fleetkey.serve.cache import Credential
 from fleetkey.serve.http.auth import NONCE_TTL_S, AuthMode, DeviceAuth
+from fleetkey.serve.view import Credential
 from fleetkey.store.credentials import digest_ha1, hash_password
 
 MAC = "0004f2a1b2c3"
@@ -114,3 +114,65 @@ def test_a_scheme_not_enabled_is_refused(mode: AuthMode, scheme: str) -> None:
 def test_challenges_follow_the_mode() -> None:
     assert [h[1].split()[0] for h in make(AuthMode.DIGEST)[0].challenges()] == ["Digest"]
     assert [h[1].split()[0] for h in make(AuthMode.BASIC)[0].challenges()] == ["Basic"]
+
+
+def test_digest_without_qop_is_refused_since_it_could_be_replayed() -> None:
+    auth, _ = make()
+    nonce = nonce_of(auth)
+    ha2 = md5("GET:/x.cfg")
+    answer = md5(f"{digest_ha1(USER, PASSWORD)}:{nonce}:{ha2}")  # RFC 2069 style: no count
+    header = (
+        f'Digest username="{USER}", realm="fleetkey", nonce="{nonce}", uri="/x.cfg", '
+        f'response="{answer}"'
+    )
+    verdict = auth.check("GET", "/x.cfg", header)
+    assert (verdict.mac, verdict.reason) == (None, "Digest needs qop=auth")
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_failed_logins_from_one_address_are_refused_before_any_scrypt() -> None:
+    auth, clock = make()
+    for _ in range(5):
+        slow = auth.check("GET", "/x", basic(USER, "wrong"), "10.0.0.9")
+        assert slow.slow_basic is not None
+        assert auth.reserve_slow_check(USER, "10.0.0.9") is None
+        assert auth.check_basic_slowly(*slow.slow_basic, "10.0.0.9").mac is None
+    held = auth.check("GET", "/x", basic(USER, PASSWORD), "10.0.0.9")
+    assert (held.slow_basic, held.reason) == (None, "too many failed logins from this address")
+    assert held.retry_after_s == pytest.approx(10.0)
+    other = auth.check("GET", "/x", basic(USER, PASSWORD), "10.0.0.10")
+    assert other.slow_basic is not None  # another address is not held back
+    clock.now += 10.0
+    again = auth.check("GET", "/x", basic(USER, PASSWORD), "10.0.0.9")
+    assert again.slow_basic is not None  # the window passed
+
+
+def test_one_failing_login_behind_a_nat_does_not_hold_back_the_others() -> None:
+    auth, _ = make()
+    for _ in range(5):
+        wrong = digest(nonce_of(auth), uri="/x", password="bad")  # noqa: S106  # a wrong one
+        assert auth.check("GET", "/x", wrong, "nat").mac is None
+    assert auth.check("GET", "/x", digest(nonce_of(auth), uri="/x"), "nat").retry_after_s
+    other = "Basic " + base64.b64encode(b"other:pw").decode()
+    verdict = auth.check("GET", "/x", other, "nat")
+    assert verdict.retry_after_s is None  # another login from the address is still checked
+    assert verdict.reason == "no phone has the login 'other'"
+
+
+def test_checks_under_way_count_so_a_burst_gets_no_more_than_its_share() -> None:
+    auth, _ = make()
+    allowed = [auth.reserve_slow_check(USER, "10.0.0.9") is None for _ in range(50)]
+    assert allowed.count(True) == 5  # the rest refused before any scrypt ran
+    for _ in range(5):
+        auth.check_basic_slowly(USER, PASSWORD, "10.0.0.9")  # they succeed, and count off
+    assert auth.reserve_slow_check(USER, "10.0.0.9") is None
+
+
+def test_missing_credentials_are_no_failure() -> None:
+    auth, _ = make()
+    for _ in range(100):  # every phone's first request, from one NAT address
+        assert auth.check("GET", "/x", None, "nat").reason == "credentials required"
+    assert auth.check("GET", "/x", basic(USER, PASSWORD), "nat").slow_basic is not None

@@ -14,6 +14,7 @@ import asyncio
 import errno
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -159,10 +160,15 @@ class PhoneService:
             return refused
         verdict = self._authenticate(request)
         if verdict.slow_basic is not None and self._auth is not None:
-            loop = asyncio.get_running_loop()
-            verdict = await loop.run_in_executor(
-                None, self._auth.check_basic_slowly, *verdict.slow_basic
-            )
+            address = self._address(request)
+            user, password = verdict.slow_basic
+            held = self._auth.reserve_slow_check(user, address)
+            if held is not None:
+                verdict = held
+            else:
+                verdict = await asyncio.get_running_loop().run_in_executor(
+                    None, self._auth.check_basic_slowly, user, password, address
+                )
         if request.method != "PUT":
             return self._admitted(self._lookup(request, verdict))
         self._in_flight += 1
@@ -191,6 +197,7 @@ class PhoneService:
             request.method,
             request.raw_path.decode("latin-1"),
             request.headers.get("authorization"),
+            self._address(request),
         )
 
     def _admitted(self, response: Response) -> Response:
@@ -213,6 +220,10 @@ class PhoneService:
     def _rule(self, request: Request, verdict: Verdict, *, write: bool) -> Ruling | Response:
         """The pipeline's ruling on this request, or the HTTP answer refusing it before."""
         if self._auth is not None and verdict.mac is None:
+            if verdict.retry_after_s is not None:  # too many failures from this address
+                response = error_response(429, verdict.reason)
+                response.headers.append(("retry-after", str(math.ceil(verdict.retry_after_s))))
+                return response
             response = error_response(401, verdict.reason or "credentials required")
             response.headers.extend(self._auth.challenges(stale=verdict.stale))
             return response
