@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
@@ -44,7 +45,9 @@ def add_site(
     if as_json:
         env.print_json(site_json(site))
         return
-    env.out.print(f"added site {site.serial} ({site.name}, {site.timezone}, window {site.window})")
+    env.out.print(
+        f"added site {site.serial} ({escape(site.name)}, {site.timezone}, window {site.window})"
+    )
 
 
 @sites.command("list")
@@ -59,12 +62,12 @@ def list_sites(env: Env, as_json: bool) -> None:
         return
     table = Table("serial", "name", "time zone", "window", "contact")
     for site in found:
-        table.add_row(
+        table.add_row(  # names and contacts are text, never rich markup
             site.serial,
-            site.name,
+            escape(site.name),
             site.timezone,
             str(site.window),
-            site.contact or "",
+            escape(site.contact or ""),
         )
     env.out.print(table)
 
@@ -92,7 +95,9 @@ def import_phones(env: Env, csv_file: Path, as_json: bool) -> None:
     if as_json:
         env.print_json(asdict(summary))
         return
-    env.out.print(f"imported {csv_file}: {summary.added} added, {summary.updated} updated")
+    env.out.print(
+        f"imported {escape(str(csv_file))}: {summary.added} added, {summary.updated} updated"
+    )
 
 
 @phones.command("list")
@@ -109,8 +114,13 @@ def list_phones(env: Env, site: str | None, as_json: bool) -> None:
     table = Table("mac", "site", "model", "firmware", "last seen", "address")
     for phone in found:
         seen = phone.last_seen_at.isoformat(timespec="seconds") if phone.last_seen_at else ""
-        table.add_row(
-            phone.mac, phone.site, phone.model, phone.firmware or "", seen, phone.last_address or ""
+        table.add_row(  # model and firmware may come from phones' User-Agents: never markup
+            phone.mac,
+            phone.site,
+            escape(phone.model),
+            escape(phone.firmware or ""),
+            seen,
+            escape(phone.last_address or ""),
         )
     env.out.print(table)
 
@@ -129,5 +139,5 @@ def show_phone(env: Env, mac: str, as_json: bool) -> None:
         return
     table = Table("field", "value", show_header=False)
     for name, value in document.items():
-        table.add_row(name, "" if value is None else str(value))
+        table.add_row(name, "" if value is None else escape(str(value)))
     env.out.print(table)

@@ -1,8 +1,10 @@
-"""Serials, MAC addresses and license file names (spec §2, domain.md §2.4)."""
+"""Serials, MAC addresses, license file names (spec §2, domain.md §2.4), and the free text
+operators give names and contacts in."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Final
 
 from fleetkey.core.license import LicenseType
@@ -14,6 +16,13 @@ LICENSE_FILE_SUFFIX: Final = "-license.cfg"  # TB 44210: <MAC>-license.cfg
 _HEX12 = re.compile(r"[0-9a-fA-F]{12}")
 _MAC_SEPARATED = re.compile(r"[0-9a-fA-F]{2}([:.-]?)(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}")
 _DOTTED_MAC = re.compile(r"[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}")
+_GROUP_BIT: Final = 0x01  # IEEE 802-2014 §8.2: I/G bit, the low bit of the first octet
+
+NAME_CHARS: Final = 200  # a site's name and contact (the columns hold 200)
+# OWASP "CSV Injection": a cell that starts with one of these is a formula to a spreadsheet
+FORMULA_STARTS: Final = ("=", "+", "-", "@")
+_TELEPHONE = re.compile(r"\+[0-9][0-9 ()./-]*")  # +49 30 1234-5: a leading + that is no formula
+_REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs"})  # controls, format (bidi), surrogates
 
 
 def normalize_mac(text: str) -> str:
@@ -29,6 +38,12 @@ def normalize_mac(text: str) -> str:
     mac = cleaned.lower()
     if mac == "000000000000":
         raise InputError("MAC 000000000000 is reserved for the site-wide files")
+    if int(mac[:2], 16) & _GROUP_BIT:
+        kind = "the broadcast address" if mac == "ffffffffffff" else "a multicast address"
+        raise InputError(
+            f"MAC {text!r} is {kind}: a phone's MAC is unicast "
+            "(the low bit of its first octet clear)"
+        )
     return mac
 
 
@@ -75,3 +90,29 @@ def key_misfit(key_type: LicenseType, serial: str, file_name: str) -> str | None
     if file_mac is not None and serial != file_mac:
         return f"Serial does not match the MAC in {file_name}"
     return None
+
+
+def free_text(text: str, *, what: str, limit: int = NAME_CHARS) -> str:
+    """``text`` stripped, if fleetkey may store it as a name or contact; InputError otherwise.
+
+    At most ``limit`` characters; no control, format (bidi override, zero-width) or surrogate
+    characters; and no spreadsheet formula: text starting with ``= + - @`` is refused (a
+    telephone number such as ``+49 30 1234`` is fine), because ``--json`` hands it on to tools
+    that write CSV, where it would run.
+    """
+    value = text.strip()
+    shown = repr(value if len(value) <= 40 else value[:40] + "…")
+    if len(value) > limit:
+        raise InputError(f"{what} is {len(value)} characters long, at most {limit} are allowed")
+    for position, char in enumerate(value):
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            raise InputError(
+                f"{what} {shown} holds the control character U+{ord(char):04X} at position "
+                f"{position + 1}"
+            )
+    if value.startswith(FORMULA_STARTS) and not _TELEPHONE.fullmatch(value):
+        raise InputError(
+            f"{what} {shown} starts with {value[0]!r}: a spreadsheet would take it for a formula",
+            hint="text may not start with = + - @ (a telephone number like +49 30 1234 may)",
+        )
+    return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from fleetkey.errors import FleetkeyError, InputError, RowError
@@ -29,7 +29,8 @@ def read_rows(
     """Parse every row with ``parse`` (column → stripped cell); rows must differ by ``key``."""
     text = decode(data, source)
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = [cell.strip().lower() for cell in next(reader, [])]
+    records = _records(reader, source)
+    header = [cell.strip().lower() for cell in next(records, [])]
     if not any(header):
         raise InputError(f"{source}: the file is empty, expected a header {','.join(required)}")
     allowed = (*required, *optional)
@@ -46,7 +47,7 @@ def read_rows(
     rows: list[T] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
-    for cells in reader:
+    for cells in records:
         line = reader.line_num
         if not any(cell.strip() for cell in cells):
             continue
@@ -69,6 +70,23 @@ def read_rows(
     if not rows:
         raise InputError(f"{source}: no rows after the header, {outcome}")
     return rows
+
+
+def _records(reader: Iterator[list[str]], source: str) -> Iterator[list[str]]:
+    """The reader's records; what the csv module cannot read is an InputError naming the line
+    (a field over its 128 KiB limit, a NUL byte): a file fleetkey cannot take, not a bug."""
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = getattr(reader, "line_num", 0)
+            raise InputError(
+                f"{source}: line {line} cannot be read as CSV: {exc}",
+                hint="check that the file is the CSV you meant (one row per line)",
+            ) from exc
+        yield cells
 
 
 def decode(data: bytes, source: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
-from fleetkey.core.naming import normalize_mac, normalize_site_serial
+from fleetkey.core.naming import free_text, normalize_mac, normalize_site_serial
 from fleetkey.core.rollout.windows import Window
 from fleetkey.core.tabular import read_rows
 from fleetkey.errors import ConflictError, InputError, NotFoundError
@@ -23,32 +23,39 @@ from fleetkey.store.schema import PhoneRow, SiteRow
 
 REQUIRED: Final = ("mac", "site", "model")
 OPTIONAL: Final = ("firmware", "user", "password", "contact")
+TIMEZONE_CHARS: Final = 64  # the column; the longest IANA name has 32
 LOOKUP_CHUNK: Final = 1000  # bound parameters per IN (...): SQLite allows 32766, PostgreSQL 65535
 _TEXT = re.compile(r"[\x20-\x7e]{1,64}")  # printable ASCII: what phones carry in their config
 _SIP_URI = re.compile(r"sips?:[^\s<>\"]{1,250}")
 
 
 def check_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"time zone {name!r} is not an IANA zone (e.g. Europe/Berlin)") from None
-    return name
+    if len(name) <= TIMEZONE_CHARS:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name the OS refuses
+            pass
+        else:
+            return name
+    shown = repr(name if len(name) <= TIMEZONE_CHARS else name[:TIMEZONE_CHARS] + "…")
+    raise InputError(f"time zone {shown} is not an IANA zone (e.g. Europe/Berlin)")
 
 
 def add_site(session: Session, clock: Clock, actor: str, site: Site) -> Site:
     serial = normalize_site_serial(site.serial)
+    name = free_text(site.name, what="site name")
+    if not name:
+        raise InputError("a site needs a name")
+    contact = free_text(site.contact, what="site contact") if site.contact else None
     if session.get(SiteRow, serial) is not None:
         raise ConflictError(f"site {serial} already exists")
-    if not site.name.strip():
-        raise InputError("a site needs a name")
     row = SiteRow(
         serial=serial,
-        name=site.name.strip(),
+        name=name,
         timezone=check_timezone(site.timezone),
         window_start=f"{site.window.start:%H:%M}",
         window_end=f"{site.window.end:%H:%M}",
-        contact=site.contact,
+        contact=contact or None,
         created_at=utc(clock.now()),
     )
     session.add(row)
@@ -176,6 +183,8 @@ def _phone_input(values: dict[str, str], known_sites: set[str]) -> _PhoneInput:
         value = values.get(name) or ""
         if (name == "model" or value) and not _TEXT.fullmatch(value):
             raise InputError(f"{name} {value!r} must be 1-64 printable ASCII characters")
+        if name != "password" and value:  # never shown again: any characters will do
+            free_text(value, what=name, limit=64)
     user, password = values.get("user") or None, values.get("password") or None
     if (user is None) != (password is None):
         raise InputError("user and password go together: give both or neither")

@@ -47,6 +47,22 @@ class TestSites:
             (Site("100000000002", "X", "Mars/Olympus", NIGHT), "not an IANA zone"),
             (Site("100000000002", " ", "UTC", NIGHT), "needs a name"),
             (HQ, "site 100000000001 already exists"),
+            (Site("100000000002", "x" * 200_000, "UTC", NIGHT), "at most 200 are allowed"),
+            (Site("100000000002", "=1+1", "UTC", NIGHT), "would take it for a formula"),
+            (Site("100000000002", "X", "UTC", NIGHT, "@SUM(1)"), "would take it for a formula"),
+            (Site("100000000002", "a\nb", "UTC", NIGHT), "control character U\\+000A"),
+            (Site("100000000002", "X", "Europe/" + "x" * 5000, NIGHT), "not an IANA zone"),
+        ],
+        ids=[
+            "serial",
+            "zone",
+            "no name",
+            "exists",
+            "long",
+            "formula",
+            "contact",
+            "newline",
+            "path",
         ],
     )
     def test_bad_sites_are_refused_and_nothing_changes(
@@ -91,6 +107,31 @@ BAD_CSV = [
         "bad contact",
         HEADER + "0004f2000001,100000000001,VVX,,,,1001@pbx\n",
         "line 2: contact '1001@pbx' is not a SIP URI",
+    ),
+    (
+        "broadcast MAC",
+        HEADER + "ff:ff:ff:ff:ff:ff,100000000001,VVX,,,,\n",
+        "line 2: MAC 'ff:ff:ff:ff:ff:ff' is the broadcast address: a phone's MAC is unicast",
+    ),
+    (
+        "multicast MAC",
+        HEADER + "01005e0000fb,100000000001,VVX,,,,\n",
+        "line 2: MAC '01005e0000fb' is a multicast address",
+    ),
+    (
+        "formula as model",
+        HEADER + "0004f2000001,100000000001,=HYPERLINK(1),,,,\n",
+        "line 2: model '=HYPERLINK(1)' starts with '=': a spreadsheet would take it for a formula",
+    ),
+    (
+        "formula as user",
+        HEADER + "0004f2000001,100000000001,VVX,,@dev,pw,\n",
+        "line 2: user '@dev' starts with '@'",
+    ),
+    (
+        "field over the csv limit",
+        HEADER + "0004f2000001,100000000001," + "x" * 140_000 + ",,,,\n",
+        "p.csv: line 2 cannot be read as CSV: field larger than field limit (131072)",
     ),
     ("short row", HEADER + "0004f2000001,100000000001\n", "line 2: 2 columns, expected 7"),
     (
@@ -168,6 +209,15 @@ class TestPhoneImport:
         ):
             inventory.import_phones(session, CLOCK, "tester", text.encode(), source="p.csv")
         assert [p.split(":")[0] for p in caught.value.problems] == ["line 2", "line 3"]
+
+    def test_a_password_is_any_printable_text(self, with_site: Store) -> None:
+        data = (HEADER + "0004f2000001,100000000001,VVX,,dev,=s3cret,\n").encode()
+        with with_site.transaction() as session:
+            inventory.import_phones(session, CLOCK, "tester", data, source="p.csv")
+            row = session.get(PhoneRow, "0004f2000001")
+            assert row is not None
+            assert row.password_hash is not None
+            assert check_password("=s3cret", row.password_hash)
 
     def test_unknown_phone_is_not_found(self, with_site: Store) -> None:
         with (

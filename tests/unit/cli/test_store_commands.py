@@ -91,6 +91,36 @@ class TestInventory:
         )
         assert result.stderr.startswith("error: time zone 'Nowhere/x' is not an IANA zone")
 
+    def test_a_csv_field_over_the_limit_is_an_input_error_naming_the_line(
+        self, with_phones: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        huge = tmp_path / "huge.csv"
+        huge.write_text("mac,site,model\n0004f2000003,100000000001," + "x" * 140_000 + "\n")
+        result = fleetkey("phones", "import", str(huge), code=1)
+        assert "line 2 cannot be read as CSV: field larger than field limit" in result.stderr
+        assert "bug in fleetkey" not in result.stderr
+
+    def test_site_names_are_capped_and_never_formulas(
+        self, initialized: Path, fleetkey: Fleetkey
+    ) -> None:
+        add = ["sites", "add", "100000000002", "--tz", "UTC", "--window", "01:00-02:00"]
+        long = fleetkey(*add, "--name", "x" * 200_000, code=1)
+        assert (
+            long.stderr == "error: site name is 200000 characters long, at most 200 are allowed\n"
+        )
+        formula = fleetkey(*add, "--name", "HQ", "--contact", "=HYPERLINK(1)", code=1)
+        assert "site contact '=HYPERLINK(1)' starts with '='" in formula.stderr
+        assert "hint: text may not start with = + - @" in formula.stderr
+        assert js(fleetkey, "sites", "list") == []
+
+    def test_stored_text_is_printed_as_text_not_markup(
+        self, initialized: Path, fleetkey: Fleetkey
+    ) -> None:
+        name = "[/] HQ [red]x"
+        add = ["sites", "add", "100000000002", "--tz", "UTC", "--window", "01:00-02:00"]
+        assert name in fleetkey(*add, "--name", name).stdout
+        assert name in fleetkey("sites", "list").stdout
+
 
 class TestLicenses:
     def test_issuing_records_posts_and_supersedes(

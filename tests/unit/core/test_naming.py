@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fleetkey.core.license import LicenseType
 from fleetkey.core.naming import (
+    NAME_CHARS,
+    free_text,
     key_misfit,
     license_file_type,
     normalize_mac,
@@ -87,3 +91,50 @@ def test_keys_that_do_not_belong_in_a_file_name_say_why(
     key_type: LicenseType, serial: str, file_name: str, misfit: str | None
 ) -> None:
     assert key_misfit(key_type, serial, file_name) == misfit
+
+
+class TestPhoneMacsAreUnicast:
+    @pytest.mark.parametrize(
+        ("text", "kind"),
+        [
+            ("ff:ff:ff:ff:ff:ff", "the broadcast address"),
+            ("01:00:5e:00:00:fb", "a multicast address"),  # IPv4 mDNS
+            ("33:33:00:00:00:01", "a multicast address"),  # IPv6 all-nodes
+            ("0104f2000001", "a multicast address"),  # a vendor prefix with the I/G bit set
+        ],
+    )
+    def test_group_addresses_are_refused(self, text: str, kind: str) -> None:
+        with pytest.raises(InputError, match=f"is {kind}: a phone's MAC is unicast"):
+            normalize_mac(text)
+
+    def test_locally_administered_unicast_is_a_phone_mac(self) -> None:
+        assert normalize_mac("02:00:00:00:00:01") == "020000000001"
+
+
+class TestFreeText:
+    def test_text_is_stripped(self) -> None:
+        assert free_text("  Head office ", what="site name") == "Head office"
+
+    @pytest.mark.parametrize(
+        "text",
+        ['=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", " =1+1"],
+    )
+    def test_spreadsheet_formulas_are_refused(self, text: str) -> None:
+        with pytest.raises(InputError, match="a spreadsheet would take it for a formula"):
+            free_text(text, what="site contact")
+
+    @pytest.mark.parametrize("text", ["+49 30 1234-567", "+1 (555) 010.0199", "ops@example.test"])
+    def test_telephone_numbers_and_addresses_are_text(self, text: str) -> None:
+        assert free_text(text, what="site contact") == text
+
+    def test_a_name_is_capped(self) -> None:
+        with pytest.raises(InputError, match="site name is 200000 characters long, at most 200"):
+            free_text("x" * 200_000, what="site name")
+        assert free_text("x" * NAME_CHARS, what="site name") == "x" * NAME_CHARS
+
+    @pytest.mark.parametrize(
+        ("text", "code"), [("a\r\nb", "U+000D"), ("a\x00", "U+0000"), ("ab\u202ec", "U+202E")]
+    )
+    def test_control_characters_are_refused(self, text: str, code: str) -> None:
+        with pytest.raises(InputError, match=re.escape(f"holds the control character {code}")):
+            free_text(text, what="site name")
