@@ -22,6 +22,7 @@ from fleetkey.serve.http.server import parse_address, tls_context
 from fleetkey.serve.runner import Places, ServerRunner, ServeSettings, Totals
 from fleetkey.serve.tftp.packets import OptionLimits
 from fleetkey.serve.tftp.server import TftpSettings
+from fleetkey.store.writer import CAPACITY
 
 
 @click.command()
@@ -142,6 +143,14 @@ from fleetkey.serve.tftp.server import TftpSettings
     help="A keep-alive connection with no request for this long is closed.",
 )
 @click.option(
+    "--record-queue",
+    default=CAPACITY,
+    show_default=True,
+    type=click.IntRange(100),
+    help="Fetch records held in memory before phones are answered busy (from half of it, "
+    "the heaviest addresses first).",
+)
+@click.option(
     "--max-in-flight",
     default=1024,
     show_default=True,
@@ -177,6 +186,7 @@ def serve(
     max_connections_per_address: int,
     header_timeout: float,
     idle_timeout: float,
+    record_queue: int,
     max_in_flight: int,
     max_downloads: int,
 ) -> None:
@@ -221,6 +231,7 @@ def serve(
             total=max_connections,
         ),
         address_hold_s=address_hold,
+        record_queue=record_queue,
     )
     store = env.store()
     places = Places(

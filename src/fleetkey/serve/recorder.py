@@ -1,10 +1,16 @@
 """One recorder for every protocol: fetch records, phone sightings, back-pressure, counters.
 
 Every answer a server gives a phone (refusals and errors included) becomes one fetch record,
-queued for the store's batched writer without ever blocking the event loop. When the queue is
-90 % full the pipeline answers "busy" instead (HTTP 503 with Retry-After, a TFTP error), so an
-answer is never given that cannot be recorded; a record that still finds the queue full is
-counted as not recorded and logged.
+queued for the store's batched writer without ever blocking the event loop. The queue is the
+server's measure of overload, and the heaviest clients give way first: from half full, an
+address that sent more than its fair share in the current second (the average over the
+addresses heard from, at least ``FAIR_SHARE_MIN``) waits: HTTP reads nothing more from its
+connection until its request is admitted (TCP pushes back on it, and no answer, no record,
+is made meanwhile), TFTP answers it busy; from 90 % full everyone is answered busy (HTTP 503
+with Retry-After, a TFTP error), so an answer is never given that cannot be recorded. A
+record that still finds the queue full is counted as not recorded and logged once per
+episode. One client's flood used to turn half of everyone's answers into 503s: a busy answer
+costs a record like any other, so giving it to the flood would not have relieved the queue.
 
 Sightings (last seen, address, User-Agent, firmware) are kept in memory, the newest per phone,
 and written once a second in one transaction (``flush``, off the event loop), with the phones
@@ -33,10 +39,18 @@ from fleetkey.store.writer import FetchWriter
 log = logging.getLogger(__name__)
 
 ACTOR: Final = "fleetkey serve"
-BUSY_FRACTION: Final = 0.9  # of the record queue: beyond it, answer busy instead of serving
+BUSY_FRACTION: Final = 0.9  # of the record queue: beyond it, everyone is answered busy
+FAIR_FRACTION: Final = 0.5  # beyond it, clients over their fair share are answered busy
+FAIR_SHARE_MIN: Final = 100  # requests a second any address may send under pressure
 MAX_USER_AGENT: Final = 255  # characters stored
 MAX_PATH: Final = 1024
 LOG_EVERY_S: Final = 10.0  # records not queued: one log line per episode, not per record
+
+
+Admission = int  # what admits() says: one of the three below
+ADMIT: Final = 0
+WAIT: Final = 1  # over its fair share under pressure: not read on for a moment
+BUSY: Final = 2  # the queue is nearly full: answered busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +146,10 @@ class Recorder:
         self._live = view
         self.sightings = sightings or Sightings()
         self._busy_at = int(queue_capacity * BUSY_FRACTION)
+        self._fair_at = int(queue_capacity * FAIR_FRACTION)
+        self._window: dict[str | None, int] = {}  # requests per address this second, under pressure
+        self._window_began = 0.0
+        self._window_total = 0
         self.answers: dict[tuple[str, int, str], int] = {}  # (protocol, status, kind) → count
         self.identified: dict[str, int] = {}  # answers by how the phone was known ("none")
         self.unrecorded = 0
@@ -141,6 +159,26 @@ class Recorder:
     def congested(self) -> bool:
         """The record queue is nearly full: answer busy rather than queue more."""
         return self._writer.depth >= self._busy_at
+
+    def admits(self, address: str | None) -> Admission:
+        """Whether a request from ``address`` may be answered now, must wait (it sent more
+        than its fair share this second while the queue is half full), or is answered busy."""
+        depth = self._writer.depth
+        if depth < self._fair_at:
+            return ADMIT  # nearly always: one comparison
+        if depth >= self._busy_at:
+            return BUSY
+        now = time.monotonic()
+        if now - self._window_began >= 1.0:
+            self._window.clear()
+            self._window_began, self._window_total = now, 0
+        sent = self._window.get(address, 0) + 1
+        heard = len(self._window) + (address not in self._window)
+        if sent > max(FAIR_SHARE_MIN, (self._window_total + 1) / heard):
+            return WAIT
+        self._window[address] = sent
+        self._window_total += 1
+        return ADMIT
 
     def record(
         self,

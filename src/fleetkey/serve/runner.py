@@ -45,7 +45,7 @@ from fleetkey.serve.tftp.server import TftpServer, TftpSettings, serve_tftp
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.view import REFRESH_S, LiveView
 from fleetkey.store.store import Store
-from fleetkey.store.writer import CAPACITY, FetchWriter
+from fleetkey.store.writer import CAPACITY, SPILL_AT, FetchWriter
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class ServeSettings:
     admission: Admission = field(default_factory=Admission)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     address_hold_s: float = HOLD_S
+    record_queue: int = CAPACITY  # fetch records in memory before phones are answered busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +113,13 @@ class ServerRunner:
         if settings.https is not None and settings.tls is None:
             raise InputError("HTTPS needs a certificate and key")
         self.store, self.places, self.clock, self.settings = store, places, clock, settings
+        queue = settings.record_queue
         self.writer = FetchWriter(
-            store.engine, capacity=CAPACITY, fallback=places.unwritten, spill=places.held
+            store.engine,
+            capacity=queue,
+            fallback=places.unwritten,
+            spill=places.held,
+            spill_at=min(SPILL_AT, queue // 4),
         )
         if places.unwritten.exists():
             log.warning(
@@ -145,7 +151,7 @@ class ServerRunner:
             logins_required=self.auth.enabled,
         )
         self.pipeline.layout = self._layout.scan()
-        self.recorder = Recorder(self.writer, clock, self.view, queue_capacity=CAPACITY)
+        self.recorder = Recorder(self.writer, clock, self.view, queue_capacity=queue)
         self.http = PhoneService(
             self.pipeline,
             self.recorder,

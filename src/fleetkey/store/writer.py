@@ -72,6 +72,7 @@ class FetchWriter:
         self._pending: deque[FetchRecord] = deque()
         self._held: deque[tuple[int, list[FetchRecord]]] = deque()  # refused batches, in order
         self._held_count = 0
+        self._writing = 0  # records of the batch being written now (out of the deque)
         self._capacity = capacity
         self._batch_size = batch_size
         self._interval = flush_interval_s
@@ -97,8 +98,8 @@ class FetchWriter:
 
     @property
     def depth(self) -> int:
-        """Records in memory not yet in the store (waiting, and held by a refusal)."""
-        return len(self._pending) + self._held_count
+        """Records in memory not yet in the store: waiting, being written, held by a refusal."""
+        return len(self._pending) + self._held_count + self._writing
 
     @property
     def held(self) -> int:
@@ -121,7 +122,7 @@ class FetchWriter:
         if not self._running:
             raise FleetkeyError("the fetch writer is not running")
         pending = self._pending
-        if len(pending) + self._held_count >= self._capacity:
+        if len(pending) + self._held_count + self._writing >= self._capacity:
             self._wait_for_room(timeout)
         pending.append(record)
         if len(pending) >= self._batch_size:
@@ -191,9 +192,13 @@ class FetchWriter:
             waiting -= take
             batch = [self._pending.popleft() for _ in range(take)]
             seq = next(self._seq)
-            if not self._write(seq, batch):
+            self._writing = take
+            written = self._write(seq, batch)
+            if not written:
                 self._held.append((seq, batch))
                 self._held_count += len(batch)
+            self._writing = 0
+            if not written:
                 return self._still_failing()
         self._recovered()
         return True

@@ -3,10 +3,14 @@ answered goes unrecorded, and it recovers by itself."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import sqlite3
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +104,60 @@ def test_a_full_disk_then_freed_loses_no_record_and_serving_goes_on(
     assert not (data / "fetches-unwritten.jsonl").exists()
     left = [p for p in (data / "uploads").rglob("*") if p.is_file()]
     assert left == []  # the upload that found no room left no partial file behind
+
+
+def test_one_clients_flood_waits_and_the_other_phones_are_served(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The store stalls (its write lock held) while one address floods: once the record queue
+    is half full, the flood waits its fair share and a phone elsewhere is served throughout;
+    when the store is back, every request has its answer and its record."""
+    data, env = fleet_env(tmp_path_factory, "flood")
+    make_fleet(data, env)
+    server = start_server(data, env, "--http", "127.0.0.1:0", "--record-queue", "2000")
+    database = sqlite3.connect(data / "fleetkey.db", isolation_level=None)
+    flooded: list[int] = []
+
+    async def flood() -> None:
+        transport = httpx.AsyncHTTPTransport(local_address="127.0.0.60")
+        async with httpx.AsyncClient(
+            base_url=server.url, transport=transport, timeout=60
+        ) as client:
+
+            async def stream() -> None:
+                for _ in range(400):
+                    flooded.append((await client.get("/000000000000.cfg")).status_code)
+
+            await asyncio.gather(*(stream() for _ in range(8)))
+
+    served = []
+    try:
+        database.execute("BEGIN IMMEDIATE")  # the store takes no record meanwhile
+        flooding = threading.Thread(target=lambda: asyncio.run(flood()))
+        flooding.start()
+        with httpx.Client(
+            base_url=server.url,
+            headers={"user-agent": VVX_UA},
+            transport=httpx.HTTPTransport(local_address="127.0.0.61"),
+        ) as phone:
+            stalled = time.monotonic()
+            while time.monotonic() - stalled < 4:
+                served.append(phone.get("/000000000000-license.cfg").status_code)
+                time.sleep(0.02)
+            during = len(flooded)
+            database.execute("ROLLBACK")  # the store is back
+            back = time.monotonic()
+            flooding.join(timeout=60)
+            free_rate = (len(flooded) - during) / (time.monotonic() - back)
+    finally:
+        database.close()
+        summary = server.stop()
+    stalled_rate = (during - 1000) / 4  # the first 1,000 filled the queue to half
+    print(
+        f"\nthe phone: {Counter(served)}; the flood: {stalled_rate:.0f} answers a second "
+        f"while the store stalled, {free_rate:.0f} once it was back"
+    )
+    assert set(served) == {200}  # the phone was served all along
+    assert stalled_rate < free_rate / 3  # the flood waited its share
+    assert Counter(flooded) == {200: 3200}  # and every one of its requests was answered
+    assert "0 not recorded" in summary

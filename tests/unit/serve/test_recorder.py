@@ -11,7 +11,7 @@ import pytest
 from fleetkey.clock import FixedClock
 from fleetkey.errors import FleetkeyError, QueueFullError
 from fleetkey.serve.fetching import Ruling
-from fleetkey.serve.recorder import Recorder, Sightings
+from fleetkey.serve.recorder import ADMIT, BUSY, FAIR_SHARE_MIN, WAIT, Recorder, Sightings
 from fleetkey.serve.view import View
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.sightings import NewPhone
@@ -145,3 +145,26 @@ def test_the_writer_not_running_is_an_error_not_a_silent_loss() -> None:
     )
     with pytest.raises(FleetkeyError, match="not running"):
         record(made, 200, None)
+
+
+def test_under_pressure_an_address_over_its_fair_share_waits_and_the_others_go_on() -> None:
+    made, queue = recorder(capacity=1000)
+    queue.records.extend([FetchRecord("/x", "http", 200, 0, 0.0, AT)] * 600)  # 60 % full
+    assert made.admits("10.0.0.2") == ADMIT  # a phone heard from this second
+    flood = [made.admits("10.0.0.1") for _ in range(300)]
+    assert flood.count(ADMIT) == FAIR_SHARE_MIN  # its share: at least the minimum a second
+    assert set(flood[FAIR_SHARE_MIN:]) == {WAIT}
+    assert [made.admits("10.0.0.2") for _ in range(50)] == [ADMIT] * 50  # the phone goes on
+
+
+def test_a_client_alone_is_not_held_back_until_nearly_full() -> None:
+    made, queue = recorder(capacity=1000)
+    queue.records.extend([FetchRecord("/x", "http", 200, 0, 0.0, AT)] * 600)
+    assert {made.admits("10.0.0.1") for _ in range(1000)} == {ADMIT}  # nobody to be fair to
+
+
+def test_below_half_everyone_is_admitted_and_past_90_percent_nobody() -> None:
+    made, queue = recorder(capacity=1000)
+    assert all(made.admits("10.0.0.1") == ADMIT for _ in range(5000))
+    queue.records.extend([FetchRecord("/x", "http", 200, 0, 0.0, AT)] * 900)
+    assert made.admits("10.0.0.2") == BUSY

@@ -33,13 +33,15 @@ from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
 from fleetkey.serve.http.repeats import Remembered, Repeats
 from fleetkey.serve.metrics import Latency
-from fleetkey.serve.recorder import Recorder
+from fleetkey.serve.recorder import BUSY, WAIT, Recorder
 from fleetkey.serve.uploads import store_upload
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S: Final = 5
 INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on the event loop
+FAIR_WAIT_STEP_S: Final = 0.05  # a request over its address's fair share asks again after this
+FAIR_WAIT_MAX_S: Final = 10.0  # and is answered busy after waiting this long
 # phones repeat their paths and User-Agents: check and parse each once
 _segments = url_path_segments  # not cached: a fleet asks for too many distinct paths
 _parsed_agent = lru_cache(maxsize=65536)(parse_user_agent)
@@ -54,6 +56,7 @@ def _agent(text: str | None) -> PhoneAgent | None:
 
 
 _ANONYMOUS: Final = Verdict()
+_WAIT: Final = Response(0)  # stands for "not now": never sent
 _OWN_REQUEST: Final = frozenset({AGENT, NAME})  # known by the request itself, not its address
 _SERVED: Final = frozenset({"GET", "HEAD", "PUT"})
 
@@ -135,6 +138,8 @@ class PhoneService:
         if self._operator is not None and self._operator.wants(request.raw_path):
             return None
         refused = self._gate(request)
+        if refused is _WAIT:
+            return None  # handle() waits for its turn
         if refused is not None:
             return refused
         if self._auth is None:
@@ -156,6 +161,13 @@ class PhoneService:
             response.operator = True
             return response
         refused = self._gate(request)
+        waited = 0.0
+        while refused is _WAIT and waited < FAIR_WAIT_MAX_S:  # over its share: it waits
+            await asyncio.sleep(FAIR_WAIT_STEP_S)
+            waited += FAIR_WAIT_STEP_S
+            refused = self._gate(request)
+        if refused is _WAIT:
+            refused = self._busy(f"more than a fair share of requests for {waited:.0f} s")
         if refused is not None:
             return refused
         verdict = self._authenticate(request)
@@ -184,7 +196,10 @@ class PhoneService:
             response = error_response(405, f"{request.method} is not served here")
             response.headers.append(("allow", "GET, HEAD, PUT"))
             return response
-        if self._recorder.congested:
+        admission = self._recorder.admits(self._address(request))
+        if admission == WAIT:
+            return _WAIT
+        if admission == BUSY:
             return self._busy("fetch records are waiting to be written")
         if self._in_flight >= self._admission.max_in_flight:
             return self._busy(f"{self._in_flight} requests in flight")

@@ -25,7 +25,7 @@ from fleetkey.core.requestpath import filename_segments
 from fleetkey.errors import RequestPathError
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Pipeline, Ruling
-from fleetkey.serve.recorder import Recorder
+from fleetkey.serve.recorder import ADMIT, Recorder
 from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.deadlines import Deadlines
 from fleetkey.serve.tftp.packets import ErrorCode, Opcode, OptionLimits, PacketError, Request
@@ -149,7 +149,7 @@ class TftpServer(asyncio.DatagramProtocol):
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "server busy: retry later")
         if self._per_client.get(addr[0], 0) >= settings.per_client:
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "too many transfers: retry later")
-        if self._recorder.congested:
+        if self._recorder.admits(addr[0]) != ADMIT:  # no pushing back on UDP: busy
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "server busy: retry later")
         try:
             segments = _segments(request.filename)
