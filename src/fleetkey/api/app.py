@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -33,6 +33,8 @@ from fleetkey.store.store import Store
 
 ACTOR = "admin API"
 BEARER = HTTPBearer(auto_error=False)
+# ids are 64-bit in the database: a larger number in a path names nothing (422, not a crash)
+RowId = Annotated[int, Path(ge=1, le=problems.MAX_ROW_ID)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
     @app.get("/api/licenses", dependencies=guarded, tags=["licenses"])
     def list_licenses(
         state: LicenseState | None = None,
-        expiring_within: Annotated[int | None, Query(ge=0)] = None,
+        expiring_within: Annotated[int | None, Query(ge=0, le=problems.MAX_DAYS)] = None,
     ) -> list[dict[str, Any]]:
         with context.store.transaction() as session:
             found = registry.listing(
@@ -150,12 +152,12 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         return [license_json(item) for item in found]
 
     @app.get("/api/licenses/{license_id}", dependencies=guarded, tags=["licenses"])
-    def get_license(license_id: int) -> dict[str, Any]:
+    def get_license(license_id: RowId) -> dict[str, Any]:
         with context.store.transaction() as session:
             return license_json(registry.get(session, license_id))
 
     @app.get("/api/licenses/{license_id}/file", dependencies=guarded, tags=["licenses"])
-    def license_file(license_id: int) -> Response:
+    def license_file(license_id: RowId) -> Response:
         """The license file's bytes, as phones get them."""
         with context.store.transaction() as session:
             stored = registry.get(session, license_id)
@@ -163,7 +165,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         return Response(
             body,
             media_type="application/xml",
-            headers={"content-disposition": f'attachment; filename="{stored.file_name}"'},
+            headers={"content-disposition": problems.attachment(stored.file_name)},
         )
 
     @app.post("/api/licenses", dependencies=guarded, tags=["licenses"], status_code=201)
@@ -188,14 +190,14 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         return {"license": license_json(issued.stored), "warnings": issued.warnings}
 
     @app.post("/api/licenses/{license_id}/post", dependencies=guarded, tags=["licenses"])
-    def post(license_id: int) -> dict[str, Any]:
+    def post(license_id: RowId) -> dict[str, Any]:
         stored = licensing.post_license(
             context.data, context.store, context.clock, ACTOR, license_id
         )
         return license_json(stored)
 
     @app.post("/api/licenses/{license_id}/revoke", dependencies=guarded, tags=["licenses"])
-    def revoke(license_id: int) -> dict[str, Any]:
+    def revoke(license_id: RowId) -> dict[str, Any]:
         stored, removed = licensing.revoke_license(
             context.data, context.store, context.clock, ACTOR, license_id
         )
@@ -242,7 +244,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
             ]
 
     @app.get("/api/rollouts/{rollout_id}", dependencies=guarded, tags=["operations"])
-    def get_rollout(rollout_id: int) -> dict[str, Any]:
+    def get_rollout(rollout_id: RowId) -> dict[str, Any]:
         """One rollout: state, phones by state, first failures with their reasons."""
         with context.store.transaction() as session:
             found = rollouts.get(session, rollout_id)

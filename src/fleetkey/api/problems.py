@@ -19,6 +19,11 @@ The status of a fleetkey error is the entry of its nearest class in :data:`STATU
 - 500 the server cannot do it as configured (no passphrase for its signing key, a database or
   data directory it cannot use, a broken feature catalog); logged with the traceback;
 - 503 busy (the fetch-record queue stayed full): ask again later.
+
+Whatever else goes wrong inside a route is answered 500 ``internal-error`` in the same shape
+and logged with its traceback (:class:`Unexpected`, the API's outer loop). Inputs are bounded
+before they reach the store: ids in paths at :data:`MAX_ROW_ID`, day counts at
+:data:`MAX_DAYS`; file names leave only as :func:`attachment` writes them.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Final
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetkey.errors import (
     ConflictError,
@@ -60,6 +67,11 @@ STATUS: Final[Mapping[type[FleetkeyError], int]] = {
     FleetkeyError: 500,  # the rest is the server's own state: data directory, database, catalog
 }
 _WORD_START: Final = re.compile(r"(?<!^)(?=[A-Z])")
+MAX_ROW_ID: Final = 2**63 - 1  # BIGINT (PostgreSQL) and SQLite INTEGER: no row has a larger id
+MAX_DAYS: Final = 1_000_000  # a horizon in days: ~2,700 years, short of date.max from today
+# RFC 6266 §4.1 / RFC 8187 §3.2.1: a quoted ASCII fallback, and attr-chars left as they are
+_UNSAFE_IN_QUOTES: Final = re.compile(r'[^\x20-\x7e]|["\\%/]')
+_ATTR_CHARS: Final = "!#$&+-.^_`|~"
 
 
 def status_of(error: FleetkeyError) -> int:
@@ -88,8 +100,51 @@ def problem(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+def attachment(file_name: str) -> str:
+    """A Content-Disposition value for ``file_name`` that is safe whatever the name holds.
+
+    RFC 6266: ``filename*=UTF-8''…`` carries the name exactly (percent-encoded, so CR, LF and
+    non-Latin-1 characters never reach the header as such), and ``filename="…"`` an ASCII
+    fallback for old clients, each character outside printable ASCII (and ``" \\ % /``)
+    replaced by ``_``.
+    """
+    fallback = _UNSAFE_IN_QUOTES.sub("_", file_name) or "license.cfg"
+    exact = quote(file_name, safe=_ATTR_CHARS, encoding="utf-8", errors="replace")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
+
+
+class Unexpected:
+    """The API's outer loop: an exception no handler took is logged with its traceback and
+    answered 500 ``internal-error`` in the one shape (unless the answer had already begun)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:  # the outer loop: logged, answered 500 (the server counts answers)
+            log.exception("admin API: %s %s failed", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            answer = problem(500, "internal-error", "the server failed to answer; it is logged")
+            await answer(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
-    """Answer fleetkey errors, validation errors and HTTP errors in the one shape."""
+    """Answer fleetkey errors, validation errors, HTTP errors and the unexpected in the one
+    shape."""
+    app.add_middleware(Unexpected)
 
     @app.exception_handler(FleetkeyError)
     async def refused(_request: Request, exc: FleetkeyError) -> JSONResponse:

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import date, timedelta
+from typing import Final
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -18,6 +19,8 @@ from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit
 from fleetkey.store.records import LicenseOrigin, StoredLicense, utc
 from fleetkey.store.schema import LicenseRow
+
+MAX_ID: Final = 2**63 - 1  # ids are 64-bit integers: a larger one names no key (and no crash)
 
 
 def file_digest(content: bytes) -> str:
@@ -251,10 +254,14 @@ def listing(
                 f"expiring within {expiring_within} days: expected a number of days, 0 or more",
                 field="expiring_within",
             )
-        query = query.where(
-            LicenseRow.expires_on.is_not(None),
-            LicenseRow.expires_on <= today + timedelta(days=expiring_within),
-        )
+        try:
+            horizon = today + timedelta(days=expiring_within)
+        except OverflowError:
+            raise InputError(
+                f"expiring within {expiring_within} days: that is past the year 9999",
+                field="expiring_within",
+            ) from None
+        query = query.where(LicenseRow.expires_on.is_not(None), LicenseRow.expires_on <= horizon)
     if states:
         query = query.where(LicenseRow.state.in_([s.value for s in states]))
     return [_stored(row) for row in session.scalars(query)]
@@ -271,7 +278,7 @@ def _expires_on(key: LicenseKey) -> date | None:
 
 
 def _row(session: Session, license_id: int) -> LicenseRow:
-    row = session.get(LicenseRow, license_id)
+    row = session.get(LicenseRow, license_id) if 0 < license_id <= MAX_ID else None
     if row is None:
         raise NotFoundError(
             f"license {license_id} is not in the store",

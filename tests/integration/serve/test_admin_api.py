@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
+from datetime import date
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from fleetkey.clock import FixedClock
+from fleetkey.core.codec import serialize_keys
+from fleetkey.store import registry
+from fleetkey.store.database import default_url
+from fleetkey.store.store import Store
+from fleetkey.testing import make_license, trusted_keys_for
 
 from tests.integration.serve.conftest import MAC, SITE, SP_MAC, RunningServer
 
@@ -229,3 +238,63 @@ def test_alerts_and_rollouts_through_the_api(api: httpx.Client, server: RunningS
     assert created["state"] == "planned"
     assert created["phones"] == {"pending": 2}
     assert api.get(f"/api/rollouts/{created['id']}").json() == created
+
+
+def _raw(server: RunningServer, request: bytes) -> tuple[list[bytes], bytes]:
+    """One request (asking to close) on a raw socket: (status and header lines, body)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n"), body
+
+
+def test_a_stored_file_name_never_becomes_a_header_line(
+    api: httpx.Client, server: RunningServer
+) -> None:
+    key = make_license(serial=NEW_MAC, expires=date(2031, 1, 1))
+    name = "x\r\nSet-Cookie: stolen=1\r\nZürich-license.cfg"
+    store = Store(default_url(server.data))
+    with store.transaction() as session:
+        license_id = registry.record(
+            session,
+            FixedClock(),
+            "t",
+            key,
+            trusted_keys_for().check(key),
+            content=serialize_keys([key]),
+            file_name=name,
+        ).id
+    store.close()
+    token = api.headers["authorization"].encode()
+    lines, body = _raw(
+        server,
+        b"GET /api/licenses/%d/file HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+        b"Connection: close\r\n\r\n" % (license_id, token),
+    )
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    names = [line.split(b":", 1)[0].lower() for line in lines[1:]]
+    assert b"set-cookie" not in names
+    head = b"\r\n".join(lines)
+    assert "ü".encode() not in head
+    assert "ü".encode("latin-1") not in head
+    (disposition,) = [line for line in lines if line.lower().startswith(b"content-disposition:")]
+    assert disposition.endswith(
+        b"filename*=UTF-8''x%0D%0ASet-Cookie%3A%20stolen%3D1%0D%0AZ%C3%BCrich-license.cfg"
+    )
+    assert body == serialize_keys([key])
+
+
+def test_delete_of_a_collection_is_a_405_in_the_one_shape(api: httpx.Client) -> None:
+    reply = api.delete("/api/sites", headers={"content-length": "0"})
+    assert reply.status_code == 405
+    assert reply.json() == {"error": "method-not-allowed", "detail": "Method Not Allowed"}
+
+
+def test_a_huge_id_is_a_422_in_the_one_shape(api: httpx.Client) -> None:
+    reply = api.get("/api/licenses/" + "9" * 40)
+    assert reply.status_code == 422
+    assert reply.json()["error"] == "invalid-request"
+    assert reply.json()["detail"].startswith("path.license_id: ")

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import httpx
 import pytest
 
-from fleetkey.api.app import ApiContext, create_app
 from fleetkey.api.problems import STATUS, ref_of, status_of
-from fleetkey.authority.datadir import DataDir
-from fleetkey.authority.tokens import create_token
-from fleetkey.clock import FixedClock
 from fleetkey.errors import (
     CommandFailedError,
     ConflictError,
@@ -30,8 +20,8 @@ from fleetkey.errors import (
     RowError,
     UnknownFeatureError,
 )
-from fleetkey.store.database import default_url
-from fleetkey.store.store import Store
+
+from tests.unit.api.conftest import Api
 
 
 class TestStatusByClass:
@@ -59,30 +49,9 @@ class TestStatusByClass:
         assert STATUS[FleetkeyError] == 500
 
 
-@pytest.fixture
-def app_client(initialized: Path) -> Iterator[tuple[Any, str]]:
-    data = DataDir(initialized)
-    token = create_token(data.api_token)
-    store = Store(default_url(data.root))
-    context = ApiContext(data, store, FixedClock(), None, dict, bytes)
-    yield create_app(context), token
-    store.close()
-
-
-def ask(app: Any, method: str, path: str, token: str | None, **kwargs: Any) -> httpx.Response:
-    async def send() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        async with httpx.AsyncClient(transport=transport, base_url="http://fleetkey") as client:
-            return await client.request(method, path, headers=headers, **kwargs)
-
-    return asyncio.run(send())
-
-
 class TestOneShape:
-    def test_a_missing_phone(self, app_client: tuple[Any, str]) -> None:
-        app, token = app_client
-        reply = ask(app, "GET", "/api/phones/0004f2000000", token)
+    def test_a_missing_phone(self, api: Api) -> None:
+        reply = api.ask("GET", "/api/phones/0004f2000000")
         assert reply.status_code == 404
         assert reply.json() == {
             "error": "not-found",
@@ -90,45 +59,40 @@ class TestOneShape:
             "hint": reply.json()["hint"],
         }
 
-    def test_a_site_that_exists(self, app_client: tuple[Any, str]) -> None:
-        app, token = app_client
+    def test_a_site_that_exists(self, api: Api) -> None:
         site = {"serial": "100000000001", "name": "HQ", "timezone": "UTC", "window": "22:00-05:00"}
-        assert ask(app, "POST", "/api/sites", token, json=site).status_code == 201
-        again = ask(app, "POST", "/api/sites", token, json=site)
+        assert api.ask("POST", "/api/sites", json=site).status_code == 201
+        again = api.ask("POST", "/api/sites", json=site)
         assert again.status_code == 409
         assert again.json() == {"error": "conflict", "detail": "site 100000000001 already exists"}
 
-    def test_an_unknown_feature(self, app_client: tuple[Any, str]) -> None:
-        app, token = app_client
+    def test_an_unknown_feature(self, api: Api) -> None:
         order = {"type": "phone", "serial": "0004f2000001", "features": ["fax"], "expires": "never"}
-        reply = ask(app, "POST", "/api/licenses", token, json=order)
+        reply = api.ask("POST", "/api/licenses", json=order)
         assert reply.status_code == 422
         assert reply.json()["error"] == "unknown-feature"
         assert reply.json()["detail"].startswith("unknown feature 'fax'")
 
-    def test_fastapis_own_validation(self, app_client: tuple[Any, str]) -> None:
-        app, token = app_client
-        reply = ask(app, "POST", "/api/licenses", token, json={"type": "phone"})
+    def test_fastapis_own_validation(self, api: Api) -> None:
+        reply = api.ask("POST", "/api/licenses", json={"type": "phone"})
         assert reply.status_code == 422
         assert reply.json() == {"error": "invalid-request", "detail": "body.serial: Field required"}
-        query = ask(app, "GET", "/api/fetches?limit=0", token)
+        query = api.ask("GET", "/api/fetches?limit=0")
         assert query.status_code == 422
         assert query.json()["detail"].startswith("query.limit: ")
 
-    def test_no_token(self, app_client: tuple[Any, str]) -> None:
-        app, _ = app_client
-        reply = ask(app, "GET", "/api/status", None)
+    def test_no_token(self, api: Api) -> None:
+        reply = api.ask("GET", "/api/status", token=None)
         assert reply.status_code == 401
         assert reply.headers["www-authenticate"] == 'Bearer realm="fleetkey"'
         assert reply.json()["error"] == "unauthorized"
         assert "bearer token is required" in reply.json()["detail"]
 
-    def test_no_such_route_or_method(self, app_client: tuple[Any, str]) -> None:
-        app, token = app_client
-        assert ask(app, "GET", "/api/nothing", token).json() == {
+    def test_no_such_route_or_method(self, api: Api) -> None:
+        assert api.ask("GET", "/api/nothing").json() == {
             "error": "not-found",
             "detail": "Not Found",
         }
-        reply = ask(app, "DELETE", "/api/sites", token)
+        reply = api.ask("DELETE", "/api/sites")
         assert reply.status_code == 405
         assert reply.json() == {"error": "method-not-allowed", "detail": "Method Not Allowed"}
