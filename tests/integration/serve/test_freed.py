@@ -21,7 +21,7 @@ from fleetkey.serve.tftp.deadlines import Deadlines
 from fleetkey.serve.tftp.packets import Negotiated
 from fleetkey.serve.tftp.poller import Poller
 from fleetkey.serve.tftp.sources import BytesSource
-from fleetkey.serve.tftp.transfer import ReadTransfer, TransferResult
+from fleetkey.serve.tftp.transfer import ReadTransfer, Terms, TransferResult
 
 
 @pytest.fixture
@@ -106,9 +106,7 @@ async def _tftp_transfer() -> tuple[weakref.ref[ReadTransfer], list[TransferResu
     def start() -> weakref.ref[ReadTransfer]:
         # as the server does: ``done`` is a closure over the transfer that holds it
         transfer = ReadTransfer(
-            phone.getsockname(),
-            Negotiated(timeout_s=1.0),
-            None,
+            Terms(phone.getsockname(), Negotiated(timeout_s=1.0), None),
             lambda outcome: outcomes.append((transfer, outcome)[1]),
             BytesSource(body),
             len(body),

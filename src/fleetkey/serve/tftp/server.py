@@ -42,6 +42,7 @@ from fleetkey.serve.tftp.transfer import (
     RETRIES,
     Address,
     ReadTransfer,
+    Terms,
     TransferResult,
     WriteTransfer,
 )
@@ -204,7 +205,7 @@ class TftpServer(asyncio.DatagramProtocol):
             self.counters.sent_bytes += result.sent
             self._finished(transfer, request, addr, result, started, ruling, content.digest)
 
-        transfer = ReadTransfer(addr, options, oack, done, source, size, settings.retries)
+        transfer = ReadTransfer(Terms(addr, options, oack, settings.retries), done, source, size)
         self._open(transfer, addr)
 
     async def _start_netascii(
@@ -252,7 +253,8 @@ class TftpServer(asyncio.DatagramProtocol):
                 return
             self._later(self._store(transfer, request, addr, result, started, ruling, name))
 
-        transfer = WriteTransfer(addr, options, oack, done, cap, self._settings.retries)
+        terms = Terms(addr, options, oack, self._settings.retries)
+        transfer = WriteTransfer(terms, done, cap)
         self._open(transfer, addr)
 
     async def _store(

@@ -34,6 +34,17 @@ MAX_DATAGRAM: Final = 65536
 Address = tuple[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What was agreed for one transfer: with whom, its options, the OACK saying so (None:
+    plain RFC 1350), and how many times a packet is sent before giving up."""
+
+    peer: Address
+    options: Negotiated
+    oack: bytes | None
+    retries: int = RETRIES
+
+
 @dataclass(slots=True)
 class TransferResult:
     status: int  # as in fetch records: 200 done, 408 timed out, 499 client gave up, ...
@@ -54,19 +65,12 @@ class _Transfer:
     a task, a transport) cost more than the rest of a one-block transfer.
     """
 
-    def __init__(
-        self,
-        peer: Address,
-        options: Negotiated,
-        oack: bytes | None,
-        done: Callable[[TransferResult], None],
-        retries: int,
-    ) -> None:
-        self._peer = peer
-        self._options = options
-        self._oack = oack
+    def __init__(self, terms: Terms, done: Callable[[TransferResult], None]) -> None:
+        self._peer = terms.peer
+        self._options = terms.options
+        self._oack = terms.oack
         self._done = done
-        self._retries = retries
+        self._retries = terms.retries
         self._tries = 0
         self._deadline = 0.0  # loop time at which the transfer's timeout expires
         self._sock: _socket.socket | None = None
@@ -213,19 +217,12 @@ class ReadTransfer(_Transfer):
     """RRQ: send ``source`` (``size`` bytes) in DATA blocks."""
 
     def __init__(
-        self,
-        peer: Address,
-        options: Negotiated,
-        oack: bytes | None,
-        done: Callable[[TransferResult], None],
-        source: Source,
-        size: int,
-        retries: int = RETRIES,
+        self, terms: Terms, done: Callable[[TransferResult], None], source: Source, size: int
     ) -> None:
-        super().__init__(peer, options, oack, done, retries)
+        super().__init__(terms, done)
         self._source = source
         self._size = size
-        self._last = size // options.blksize + 1  # the final block is short, maybe empty
+        self._last = size // terms.options.blksize + 1  # the final block is short, maybe empty
         self._acked = 0  # absolute number of the highest block acknowledged
         self._sent_to = 0  # absolute number of the highest block sent
 
@@ -291,16 +288,8 @@ class ReadTransfer(_Transfer):
 class WriteTransfer(_Transfer):
     """WRQ: receive up to ``cap`` bytes; the outcome carries them for the service to store."""
 
-    def __init__(
-        self,
-        peer: Address,
-        options: Negotiated,
-        oack: bytes | None,
-        done: Callable[[TransferResult], None],
-        cap: int,
-        retries: int = RETRIES,
-    ) -> None:
-        super().__init__(peer, options, oack, done, retries)
+    def __init__(self, terms: Terms, done: Callable[[TransferResult], None], cap: int) -> None:
+        super().__init__(terms, done)
         self._cap = cap
         self._chunks: list[bytes] = []
         self._size = 0
