@@ -1,16 +1,21 @@
 """Batch issuing of phone licenses from a CSV (``mac,features,expires``): all rows or nothing.
 
 Every row is validated before anything is signed; every bad row is reported with its line
-number. Workers sign and write every file to a hidden temporary name first and rename them into
-place only when all are written, so a failure while signing or writing leaves no license file.
+number. Workers sign and every file is written to a hidden temporary name first; when all are
+written they are flushed to disk (one ``sync``) and renamed into place. A rename that fails
+undoes the ones before it: each file a rename replaced was kept under a hidden link and is put
+back, each new one removed. So a failure while signing, writing or renaming leaves the directory
+as it was, and the caller records nothing in the store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from fleetkey.authority.files import PRIVATE_FILE, sync_directory
 from fleetkey.core.codec import serialize_keys
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.issuing import KeyTemplate, Signer
@@ -26,7 +32,7 @@ from fleetkey.core.naming import normalize_mac, phone_license_file
 from fleetkey.core.signing import SigningKey
 from fleetkey.core.tabular import read_rows
 from fleetkey.core.terms import Term, parse_term
-from fleetkey.errors import InputError
+from fleetkey.errors import FleetkeyError, InputError
 
 T = TypeVar("T")
 
@@ -127,14 +133,81 @@ def issue_batch(
             contents.extend(files)
             if progress is not None:
                 progress(len(chunk))
-        for _, _, temp, target in jobs:
-            os.replace(temp, target)
+        os.sync()  # every file on disk before any takes its name: one sync, not one per file
     except BaseException:
-        for _, _, temp, _ in jobs:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+        _remove([temp for _, _, temp, _ in jobs])
         raise
+    _rename_all([(temp, target) for _, _, temp, target in jobs], f".{token}.old")
+    sync_directory(out_dir)
     return IssuedBatch(out_dir, names, contents)
+
+
+def _rename_all(moves: list[tuple[str, str]], suffix: str) -> None:
+    """Rename every temporary onto its target, or none: on a failure, put back what was there.
+
+    A target that exists is first linked to a hidden ``.<name><suffix>`` beside it (a second
+    name for the same file: no space needed), then replaced; undoing renames the link back.
+    """
+    done: list[tuple[str, str | None]] = []  # (target, the link to what it replaced, or None)
+    target = ""
+    try:
+        for temp, target in moves:
+            folder, name = os.path.split(target)
+            kept = _keep(target, os.path.join(folder, f".{name}{suffix}"))
+            try:
+                os.replace(temp, target)
+            except BaseException:
+                if kept is not None:
+                    os.unlink(kept)
+                raise
+            done.append((target, kept))
+    except BaseException as exc:
+        _remove([temp for temp, _ in moves])
+        _undo(done, exc)
+        if isinstance(exc, OSError):
+            raise OSError(
+                exc.errno, f"{exc.strerror or exc}; the batch was undone, no file changed", target
+            ) from exc
+        raise
+    _remove([kept for _, kept in done if kept is not None])
+
+
+def _keep(target: str, kept: str) -> str | None:
+    """Link ``target``'s file (or symbolic link) to ``kept``; None when there is no target."""
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "a directory is where a license file goes", target)
+    os.link(target, kept, follow_symlinks=False)
+    return kept
+
+
+def _undo(done: list[tuple[str, str | None]], cause: BaseException) -> None:
+    """Put back, newest first, what the renames in ``done`` replaced; say what could not be."""
+    stuck: list[str] = []
+    for target, kept in reversed(done):
+        try:
+            if kept is None:
+                os.unlink(target)
+            else:
+                os.replace(kept, target)
+        except OSError as exc:
+            stuck.append(f"{target}: {exc.strerror or exc}")
+    if stuck:
+        raise FleetkeyError(
+            f"a batch rename failed ({cause}) and {len(stuck)} file(s) could not be put back: "
+            + "; ".join(stuck),
+            hint="the files named hold this batch's licenses; restore them from the store "
+            "(`fleetkey licenses list`) or re-run the batch",
+        ) from cause
+
+
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 # A job: (mac, template index, temporary path, final path).
@@ -197,7 +270,7 @@ def _sign_chunk(
 
 def _write_files(jobs: list[_Job], files: list[bytes]) -> None:
     for (_, _, temp, _), data in zip(jobs, files, strict=True):
-        fd = os.open(temp, _CREATE, 0o644)
+        fd = os.open(temp, _CREATE, PRIVATE_FILE)
         try:
             os.write(fd, data)  # a license file (~450 bytes) is written whole in one call
         finally:

@@ -1,7 +1,10 @@
-"""Batch issuing from CSV: every bad row reported, nothing written unless all are good."""
+"""Batch issuing from CSV: every bad row reported, nothing written unless all are good, and a
+failed write or rename undone."""
 
 from __future__ import annotations
 
+import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,8 @@ from fleetkey.core.features import default_catalog
 from fleetkey.core.terms import NEVER
 from fleetkey.errors import InputError, RowError
 from fleetkey.testing import signing_key_for, trusted_keys_for
+
+from tests.tmpfs import fill, mounted_tmpfs, snapshot
 
 HEADER = "mac,features,expires\n"
 
@@ -119,3 +124,62 @@ class TestIssue:
         (tmp_path / "0004f2000001-license.cfg").write_text("old")
         issue_batch(rows, signing_key_for(), tmp_path, workers=1)
         assert read_license(tmp_path / "0004f2000001-license.cfg").keys[0].serial == "0004f2000001"
+
+
+class TestAllOrNothingOnDisk:
+    """A batch that fails while writing or renaming leaves the directory exactly as it was."""
+
+    ROWS = HEADER + "".join(f"0004f2{i:06x},vqmon,never\n" for i in range(10))
+
+    def tree_with_earlier_files(self, directory: Path) -> None:
+        directory.mkdir(exist_ok=True)
+        for i in (1, 2, 3):  # licenses an earlier batch wrote, which this one replaces
+            (directory / f"0004f2{i:06x}-license.cfg").write_text(f"earlier license {i}")
+        (directory / "0004f2000005-license.cfg").symlink_to("0004f2000001-license.cfg")
+        (directory / "phone1.cfg").write_text("operator file")
+
+    @pytest.mark.parametrize("workers", [1, 2])
+    def test_a_failed_rename_puts_back_every_file_the_batch_replaced(
+        self, tmp_path: Path, workers: int
+    ) -> None:
+        self.tree_with_earlier_files(tmp_path)
+        (tmp_path / "0004f2000007-license.cfg").mkdir()  # row 8's rename cannot succeed
+        before = snapshot(tmp_path)
+        with pytest.raises(IsADirectoryError, match="the batch was undone") as caught:
+            issue_batch(parse(self.ROWS), signing_key_for(), tmp_path, workers=workers)
+        assert caught.value.filename == str(tmp_path / "0004f2000007-license.cfg")
+        assert snapshot(tmp_path) == before
+
+    def test_a_rename_refused_by_the_file_system_undoes_the_batch(self, tmp_path: Path) -> None:
+        self.tree_with_earlier_files(tmp_path)
+        last = tmp_path / "0004f2000009-license.cfg"
+        last.write_text("earlier license 9")
+        subprocess.run(["chattr", "+i", str(last)], check=True)  # noqa: S607  # immutable: EPERM
+        try:
+            before = snapshot(tmp_path)
+            with pytest.raises(PermissionError, match="the batch was undone") as caught:
+                issue_batch(parse(self.ROWS), signing_key_for(), tmp_path, workers=1)
+            assert caught.value.filename == str(last)
+            assert snapshot(tmp_path) == before
+        finally:
+            subprocess.run(["chattr", "-i", str(last)], check=True)  # noqa: S607
+
+    def test_a_full_disk_leaves_the_directory_as_it_was(self, tmp_path: Path) -> None:
+        with mounted_tmpfs(tmp_path / "disk") as disk:
+            self.tree_with_earlier_files(disk / "provisioning")
+            fill(disk)
+            before = snapshot(disk)
+            with pytest.raises(OSError, match="No space left on device"):
+                issue_batch(parse(self.ROWS), signing_key_for(), disk / "provisioning", workers=1)
+            assert snapshot(disk) == before
+
+    def test_a_successful_batch_leaves_no_hidden_file_and_private_modes(
+        self, tmp_path: Path
+    ) -> None:
+        self.tree_with_earlier_files(tmp_path)
+        issue_batch(parse(self.ROWS), signing_key_for(), tmp_path, workers=1)
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+        replaced = tmp_path / "0004f2000001-license.cfg"
+        assert read_license(replaced).keys[0].serial == "0004f2000001"
+        assert stat.S_IMODE(replaced.stat().st_mode) == 0o600
+        assert not (tmp_path / "0004f2000005-license.cfg").is_symlink()  # the link was replaced
