@@ -2,21 +2,30 @@
 
 ::
 
-    <data>/                 FLEETKEY_DATA, default ./fleetkey-data
-      keys/                 the keyring (mode 0700): keyring.json, <name>.key.pem, <name>.pub.pem,
+    <data>/                 FLEETKEY_DATA, default ./fleetkey-data; mode 0700
+      keys/                 the keyring: keyring.json, <name>.key.pem, <name>.pub.pem,
                             api-token.sha256 (the admin API token, hashed)
       features.toml         the operator's additions to the feature catalog
       provisioning/         the tree phones fetch from; issued license files land here
+      fleetkey.db           the SQLite store (with -wal and -shm beside it), unless --db
+      uploads/, fetches-*.jsonl   what ``fleetkey serve`` keeps: phones' uploads, held records
+
+Everything here is private to the account that runs fleetkey: the directory and the ones
+fleetkey makes below it are 0700, the files it writes 0600 (the store holds the phones' Digest
+HA1, the keys directory the signing keys). ``tighten`` brings a directory made by an earlier
+version, or loosened by hand, back to that.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from fleetkey.authority.files import write_new
 from fleetkey.core.features import FeatureCatalog, default_catalog, parse_catalog
 from fleetkey.errors import NotInitializedError
 
@@ -31,6 +40,34 @@ FEATURES_TEMPLATE: Final = """\
 # name = "h323"
 # description = "H.323 video calling on VVX 1500"
 """
+PRIVATE_DIR: Final = 0o700
+OTHERS: Final = 0o077  # group and other permission bits: none under the data directory
+# What fleetkey keeps at the top of the data directory; ``tighten`` walks these and no other
+# entry, so a data directory pointed at a shared folder does not have strangers' files changed.
+OWNED: Final = (
+    "keys",
+    "provisioning",
+    "uploads",
+    "features.toml",
+    "fleetkey.db",
+    "fleetkey.db-wal",
+    "fleetkey.db-shm",
+    "fleetkey.db-journal",
+    "fetches-unwritten.jsonl",
+    "fetches-held.jsonl",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChange:
+    """A path ``tighten`` made private: its permission bits before and after."""
+
+    path: Path
+    was: int
+    now: int
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.was:04o} -> {self.now:04o}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +104,47 @@ class DataDir:
             raise NotInitializedError(f"{self.root} is not a fleetkey data directory")
 
     def create(self) -> bool:
-        """Create the directories and the catalog template; False if they already existed."""
+        """Create the directories (0700) and the catalog template (0600); False if they already
+        existed. Modes of what existed are left to ``tighten``."""
         fresh = not self.exists()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.keys.mkdir(mode=0o700, exist_ok=True)
-        self.keys.chmod(0o700)
-        self.provisioning.mkdir(exist_ok=True)
+        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        if fresh:
+            self.root.chmod(PRIVATE_DIR)  # mkdir's mode passed through the umask
+        for directory in (self.keys, self.provisioning):
+            if not directory.exists():
+                directory.mkdir(mode=PRIVATE_DIR)
+                directory.chmod(PRIVATE_DIR)
         if not self.features_file.exists():
-            self.features_file.write_text(FEATURES_TEMPLATE, encoding="utf-8")
+            write_new(self.features_file, FEATURES_TEMPLATE.encode("utf-8"))
         return fresh
+
+    def tighten(self) -> list[ModeChange]:
+        """Take group and other permissions off the directory and everything fleetkey keeps in
+        it (``OWNED``, recursively; symbolic links are neither followed nor changed)."""
+        changes = []
+        for path in self._owned_paths():
+            try:
+                info = path.lstat()
+                was = stat.S_IMODE(info.st_mode)
+                if stat.S_ISLNK(info.st_mode) or not was & OTHERS:
+                    continue
+                path.chmod(was & ~OTHERS)
+            except FileNotFoundError:  # removed while we walked (a server replacing a file)
+                continue
+            changes.append(ModeChange(path, was, was & ~OTHERS))
+        return changes
+
+    def _owned_paths(self) -> Iterator[Path]:
+        yield self.root
+        for name in OWNED:
+            top = self.root / name
+            if not top.exists() or top.is_symlink():
+                continue
+            yield top
+            if top.is_dir():
+                for folder, directories, files in os.walk(top):  # does not follow links
+                    for name_below in (*directories, *files):
+                        yield Path(folder, name_below)
 
     def catalog(self) -> FeatureCatalog:
         """The shipped catalog extended by ``features.toml`` when it exists."""

@@ -1,7 +1,14 @@
-"""Opening the database: URL rules, SQLite pragmas, sessions."""
+"""Opening the database: URL rules, SQLite pragmas, sessions.
+
+A SQLite database file is created here, owner-only (0600), before SQLite opens it: it holds the
+phones' Digest HA1 (as good as their passwords for HTTP Digest). SQLite gives the ``-wal`` and
+``-shm`` files it makes beside it the database file's mode, so they are private too.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -15,6 +22,7 @@ from fleetkey.errors import DatabaseError
 
 DB_ENV: Final = "FLEETKEY_DB"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000  # writers queue on SQLite's lock instead of failing
+SQLITE_FILE_MODE: Final = 0o600
 
 
 def default_url(data_root: Path) -> str:
@@ -54,8 +62,28 @@ def open_engine(url: str, **options: Any) -> Engine:
         )
     engine = create_engine(normalized, **options)
     if engine.dialect.name == "sqlite":
+        path = sqlite_file(normalized)
+        if path is not None:
+            event.listen(engine, "do_connect", lambda *_: create_private(path))
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file a SQLite URL names; None for memory and ``uri=true`` URLs."""
+    parsed = make_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or parsed.query.get("uri") in ("true", "1"):
+        return None
+    return Path(database)
+
+
+def create_private(path: Path) -> None:
+    """Create an empty ``path`` with mode 0600 unless it exists (SQLite reads a 0-byte file as
+    an empty database); a missing directory is left for SQLite to report."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, flags, SQLITE_FILE_MODE))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
