@@ -13,7 +13,7 @@ from fleetkey.authority.files import read_license
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.render import key_table, key_title, key_to_json
 from fleetkey.clock import today
-from fleetkey.core.license import LicenseType
+from fleetkey.core.license import LicenseType, issuance_problems
 from fleetkey.core.naming import key_misfit, normalize_mac
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.terms import format_term
@@ -34,7 +34,9 @@ def _trusted(env: Env) -> TrustedKeys:
 def inspect(env: Env, files: tuple[Path, ...], as_json: bool) -> None:
     """Show what license files hold, feature by feature, and whether their signatures verify.
 
-    Exit 0 even when a signature is unverifiable; exit 1 when a file does not parse.
+    Keys that break the rules for issued files (reserved Options bits, Options and Duration
+    disagreeing) are shown with a warning. Exit 0 even when a signature is unverifiable or a
+    key is flagged; exit 1 when a file does not parse.
     """
     trusted = _trusted(env)
     catalog = env.data.catalog()
@@ -48,12 +50,17 @@ def inspect(env: Env, files: tuple[Path, ...], as_json: bool) -> None:
             continue
         pairs = list(zip(parsed.keys, result.checks, strict=True))
         if as_json:
-            keys = [key_to_json(key, check, catalog) for key, check in pairs]
+            keys = [
+                {**key_to_json(key, check, catalog), "problems": issuance_problems(key)}
+                for key, check in pairs
+            ]
             click.echo(json.dumps({"file": str(result.path), "keys": keys}, ensure_ascii=False))
             continue
         env.out.print(f"[bold]{result.path}[/]: {len(parsed.keys)} license key(s)")
         for index, (key, check) in enumerate(pairs, start=1):
             env.out.print(key_table(key, check, catalog, on, key_title(key, index)))
+            for problem in issuance_problems(key):
+                env.warn(f"{result.path} key {index}: {problem}")
     if failures:
         raise click.exceptions.Exit(1)
 
@@ -67,7 +74,9 @@ def inspect(env: Env, files: tuple[Path, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @pass_env
 def verify(env: Env, file: Path, mac: str | None, on_text: str | None, as_json: bool) -> None:
-    """Exit 0 when every key verifies, matches the MAC and file name, and is unexpired."""
+    """Exit 0 when every key verifies, matches the MAC and file name, is unexpired, and keeps
+    the rules of issued files (reserved Options bits clear, Options bits exactly where the
+    Duration terms are non-zero)."""
     on = _day(on_text) if on_text else today(env.clock)
     wanted_mac = normalize_mac(mac) if mac else None
     parsed = read_license(file)
@@ -88,6 +97,7 @@ def verify(env: Env, file: Path, mac: str | None, on_text: str | None, as_json: 
             problems.append(f"{where}: {misfit}")
         if wanted_mac and key.type is LicenseType.PHONE and key.serial != wanted_mac:
             problems.append(f"{where}: bound to {key.serial}, not {wanted_mac}")
+        problems.extend(f"{where}: {problem}" for problem in issuance_problems(key))
         if key.is_expired(on):
             problems.append(
                 f"{where}: expired on {on.isoformat()} "

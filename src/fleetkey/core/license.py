@@ -136,24 +136,36 @@ def encode_terms(terms: dict[int, Term]) -> tuple[int, tuple[int, ...]]:
 
 
 def check_issuable(key: LicenseKey) -> None:
-    """Raise LicenseValueError unless ``key`` is one fleetkey may issue.
+    """Raise LicenseValueError unless ``key`` is one fleetkey may issue (``issuance_problems``)."""
+    problems = issuance_problems(key)
+    if problems:
+        raise LicenseValueError("; ".join(problems))
 
-    Parsing accepts what the wire format can carry; issuing is stricter: version 2.0, reserved
-    Options bits clear, Options bits exactly where terms are non-zero, at least one feature.
+
+def issuance_problems(key: LicenseKey) -> list[str]:
+    """Every way ``key`` breaks the rules for files fleetkey issues (spec §2); empty if none.
+
+    Parsing accepts what the wire format can carry; issuing, and ``fleetkey verify``, are
+    stricter: version 2.0, reserved Options bits clear, Options bits exactly where terms are
+    non-zero, at least one feature.
     """
+    problems = []
     if key.version != VERSION:
-        raise LicenseValueError(f"Version is {key.version!r}, expected {VERSION!r}")
-    if key.options & RESERVED_MASK:
-        raise LicenseValueError(
-            f"Options {key.options_hex} sets reserved bits 28-31, expected them clear"
+        problems.append(f"Version is {key.version!r}, expected {VERSION!r}")
+    reserved = [bit for bit in range(SLOT_COUNT, 32) if key.options >> bit & 1]
+    if reserved:
+        problems.append(
+            f"Options {key.options_hex} sets reserved bits 28-31 (set: "
+            f"{', '.join(map(str, reserved))}), expected them clear"
         )
     for slot in range(SLOT_COUNT):
         bit = bool(key.options >> slot & 1)
         if bit != (key.words[slot] != WORD_NOT_GRANTED):
             state = "set" if bit else "clear"
-            raise LicenseValueError(
+            problems.append(
                 f"slot {slot}: Options bit is {state} but its Duration word is "
                 f"{key.words[slot]:04X}; expected the bit set exactly when the term is non-zero"
             )
-    if key.options == 0:
-        raise LicenseValueError("a license must grant at least one feature")
+    if key.options & ~RESERVED_MASK == 0:
+        problems.append("a license must grant at least one feature")
+    return problems

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fleetkey.authority.files import read_license
+from fleetkey.authority.keyring import Keyring
 from fleetkey.core.codec import serialize_keys
+from fleetkey.core.license import SLOT_COUNT, LicenseKey, LicenseType
 from fleetkey.core.signing import SigningKey
+from fleetkey.core.terms import WORD_NEVER as NEVER_WORD
 from fleetkey.testing import make_license
 
-from tests.helpers import VENDOR_FILE, Fleetkey
+from tests.helpers import PASSPHRASE, VENDOR_FILE, Fleetkey
 
 SITE_FILE = "000000000000-license.cfg"
 
@@ -385,6 +389,65 @@ class TestVerify:
             "--on 'soon' is not a date"
             in fleetkey("verify", str(site), "--on", "soon", code=1).stderr
         )
+
+
+class TestRulesOfIssuedFiles:
+    """Spec §2: reserved Options bits 28-31 clear, each slot's bit set exactly when its term is
+    non-zero. Files signed by the trusted key that break them fail verify, key by key."""
+
+    MAC = "0004f2000001"
+
+    def write(self, data: Path, tmp_path: Path, *keys: tuple[int, dict[int, int]]) -> Path:
+        """A phone file of keys (Options, slot -> Duration word) signed by the active key."""
+        _, signer = Keyring(data / "keys").signer(PASSPHRASE.encode())
+        signed = []
+        for options, terms in keys:
+            words = tuple(terms.get(slot, 0) for slot in range(SLOT_COUNT))
+            unsigned = LicenseKey(self.MAC, LicenseType.PHONE, options, words, b"")
+            signed.append(replace(unsigned, validation=signer.sign(unsigned.signed_message())))
+        path = tmp_path / f"{self.MAC}-license.cfg"
+        path.write_bytes(serialize_keys(signed))
+        return path
+
+    def test_reserved_option_bits_fail_verify_naming_the_key_and_bits(
+        self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        path = self.write(initialized, tmp_path, (0x0000_0001, {0: NEVER_WORD}))
+        fleetkey("verify", str(path))
+        path = self.write(
+            initialized, tmp_path, (0x0000_0001, {0: NEVER_WORD}), (0x9000_0008, {3: NEVER_WORD})
+        )
+        result = fleetkey("verify", str(path), code=1)
+        assert result.stderr == (
+            f"error: {path} does not verify:\n"
+            "  key 2 (Phone 0004f2000001): Options 90000008 sets reserved bits 28-31 "
+            "(set: 28, 31), expected them clear\n"
+        )
+
+    def test_options_and_durations_that_disagree_fail_verify_slot_by_slot(
+        self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        path = self.write(initialized, tmp_path, (0b1001, {0: NEVER_WORD, 4: 0x2C1F}))
+        document = json.loads(fleetkey("verify", str(path), "--json", code=1).stdout)
+        assert document["ok"] is False
+        assert document["problems"] == [
+            "key 1 (Phone 0004f2000001): slot 3: Options bit is set but its Duration word is "
+            "0000; expected the bit set exactly when the term is non-zero",
+            "key 1 (Phone 0004f2000001): slot 4: Options bit is clear but its Duration word is "
+            "2C1F; expected the bit set exactly when the term is non-zero",
+        ]
+
+    def test_inspect_still_shows_such_keys_flagged(
+        self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        path = self.write(initialized, tmp_path, (0x8000_0001, {0: NEVER_WORD}))
+        result = fleetkey("inspect", str(path))
+        assert f"warning: {path} key 1: Options 80000001 sets reserved bits" in result.stderr
+        (key,) = json.loads(fleetkey("inspect", str(path), "--json").stdout)["keys"]
+        assert key["signature"] == "valid"
+        assert key["problems"] == [
+            "Options 80000001 sets reserved bits 28-31 (set: 31), expected them clear"
+        ]
 
 
 class TestKeys:
