@@ -3,7 +3,10 @@
 One key is active and signs; every other key stays trusted for verification, so licenses signed
 before a rotation keep verifying. ``keyring.json`` indexes the keys; each key has
 ``<name>.pub.pem`` and, when we hold it, ``<name>.key.pem`` (PKCS#8, mode 0600, encrypted with
-the passphrase unless created with the explicit unencrypted flag).
+the passphrase unless created with the explicit unencrypted flag: scrypt N=2^17, r=8, p=1 and
+AES-256-CBC, see ``core/signing.py``; ``rewrap`` re-encrypts a key written by an earlier version
+with PBKDF2 at 2,048 iterations). Every file is written whole or not at all
+(``authority/files.py``); a key that cannot be written whole leaves the keyring as it was.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from typing import Any, Final
 
 from fleetkey.authority.files import atomic_write, write_new
 from fleetkey.clock import Clock
-from fleetkey.core.signing import Algorithm, PublicKey, SigningKey, TrustedKeys
+from fleetkey.core.signing import (
+    Algorithm,
+    KeyProtection,
+    PublicKey,
+    SigningKey,
+    TrustedKeys,
+    key_protection,
+)
 from fleetkey.errors import KeyringError, PassphraseError
 
 PASSPHRASE_ENV: Final = "FLEETKEY_KEY_PASSPHRASE"  # noqa: S105  # a variable name, not a secret
@@ -141,9 +151,6 @@ class Keyring:
         fingerprint = key.public.fingerprint
         name = f"{algorithm.value}-{fingerprint[:8]}" if name is None else name
         self._check_new(name, fingerprint)
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_new(self._private_path(name), key.to_pem(None if unencrypted else passphrase), 0o600)
-        write_new(self._public_path(name), key.public.to_pem())
         entry = KeyEntry(
             name=name,
             algorithm=algorithm,
@@ -152,19 +159,36 @@ class Keyring:
             private=True,
             encrypted=not unencrypted,
         )
-        self._entries.append(entry)
-        if activate or len(self._entries) == 1:
-            self._set_active(name)
-        self._save()
+        files = {
+            self._private_path(name): key.to_pem(None if unencrypted else passphrase),
+            self._public_path(name): key.public.to_pem(),
+        }
+        self._add(entry, files, activate=activate or not self._entries)
         return self.entry(name)
+
+    def _add(self, entry: KeyEntry, files: dict[Path, bytes], *, activate: bool) -> None:
+        """Write ``files`` and record ``entry``: all of it, or (on any failure) none of it."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        before, written = list(self._entries), []
+        try:
+            for path, data in files.items():
+                write_new(path, data)
+                written.append(path)
+            self._entries.append(entry)
+            if activate:
+                self._set_active(entry.name)
+            self._save()
+        except BaseException:
+            self._entries = before
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
 
     def import_public(self, pem: bytes, clock: Clock, *, name: str | None, source: str) -> KeyEntry:
         """Trust a public key (PEM) for verification; it can never sign."""
         public = PublicKey.from_pem(pem, source=source)
         name = f"{public.algorithm.value}-{public.fingerprint[:8]}" if name is None else name
         self._check_new(name, public.fingerprint)
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_new(self._public_path(name), public.to_pem())
         entry = KeyEntry(
             name=name,
             algorithm=public.algorithm,
@@ -173,8 +197,7 @@ class Keyring:
             private=False,
             encrypted=False,
         )
-        self._entries.append(entry)
-        self._save()
+        self._add(entry, {self._public_path(name): public.to_pem()}, activate=False)
         return entry
 
     def activate(self, name: str) -> KeyEntry:
@@ -210,11 +233,56 @@ class Keyring:
     def signer(self, passphrase: bytes | None) -> tuple[str, SigningKey]:
         """The active key, opened with ``passphrase`` when it is encrypted."""
         entry = self.active
+        return entry.name, self._open(entry, self._private_pem(entry), passphrase)
+
+    def protection(self, name: str) -> KeyProtection | None:
+        """How key ``name``'s private part is protected on disk; None for a public-only key."""
+        entry = self.entry(name)
+        if not entry.private:
+            return None
+        return key_protection(self._private_pem(entry), source=str(self._private_path(name)))
+
+    def to_rewrap(self) -> list[tuple[str, KeyProtection]]:
+        """Encrypted private keys not protected the current way, with how they are."""
+        found = []
+        for entry in self._entries:
+            kept = self.protection(entry.name) if entry.encrypted else None
+            if kept is not None and not kept.current:
+                found.append((entry.name, kept))
+        return found
+
+    def rewrap(self, name: str, passphrase: bytes | None) -> tuple[KeyProtection, KeyProtection]:
+        """Re-encrypt key ``name`` the current way (``CURRENT_PROTECTION``), same passphrase.
+
+        Returns the protection before and after; a key already current is left as it is. The
+        file is replaced atomically: a failure leaves the old file, which still opens.
+        """
+        entry = self.entry(name)
+        if not entry.private or not entry.encrypted:
+            raise KeyringError(
+                f"key {name!r} has no encrypted private key to rewrap",
+                hint="rewrap applies to keys created with a passphrase",
+            )
+        pem = self._private_pem(entry)
+        path = self._private_path(name)
+        before = key_protection(pem, source=str(path))
+        if before.current:
+            return before, before
+        if passphrase is None:
+            raise PassphraseError(f"{PASSPHRASE_ENV} is not set and key {name!r} is encrypted")
+        fresh = self._open(entry, pem, passphrase).to_pem(passphrase)
+        atomic_write(path, fresh)
+        return before, key_protection(fresh, source=str(path))
+
+    def _private_pem(self, entry: KeyEntry) -> bytes:
         path = self._private_path(entry.name)
         try:
-            pem = path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             raise KeyringError(f"private key file {path} is missing") from None
+
+    def _open(self, entry: KeyEntry, pem: bytes, passphrase: bytes | None) -> SigningKey:
+        path = self._private_path(entry.name)
         if entry.encrypted and passphrase is None:
             raise PassphraseError(
                 f"{PASSPHRASE_ENV} is not set and key {entry.name!r} is encrypted"
@@ -222,7 +290,7 @@ class Keyring:
         key = SigningKey.from_pem(pem, passphrase, source=str(path))
         if key.public.fingerprint != entry.fingerprint:
             raise KeyringError(f"{path} does not match the fingerprint recorded in {INDEX}")
-        return entry.name, key
+        return key
 
     def _private_path(self, name: str) -> Path:
         return self.directory / f"{name}.key.pem"

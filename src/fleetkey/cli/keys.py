@@ -10,7 +10,7 @@ from rich.table import Table
 from fleetkey.authority.keyring import KeyEntry, passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.setup import ALGORITHMS
-from fleetkey.core.signing import Algorithm
+from fleetkey.core.signing import CURRENT_PROTECTION, Algorithm, KeyProtection
 from fleetkey.store import audit
 
 
@@ -67,27 +67,66 @@ def create(
 @pass_env
 def list_keys(env: Env, as_json: bool) -> None:
     """List every key: algorithm, fingerprint, whether it signs, whether it is active."""
-    entries = env.keyring().entries()
+    keyring = env.keyring()
+    entries = [(entry, keyring.protection(entry.name)) for entry in keyring.entries()]
     if as_json:
-        env.print_json([entry.to_json() for entry in entries])
+        env.print_json(
+            [
+                entry.to_json() | {"protection": None if kept is None else str(kept)}
+                for entry, kept in entries
+            ]
+        )
         return
     table = Table("name", "algorithm", "fingerprint", "created", "private", "active")
-    for entry in entries:
+    for entry, kept in entries:
         table.add_row(
             entry.name,
             entry.algorithm.value,
             entry.fingerprint[:16],
             entry.created_at,
-            _private(entry),
+            _private(kept),
             "[green]active[/]" if entry.active else "",
         )
     env.out.print(table)
 
 
-def _private(entry: KeyEntry) -> str:
-    if not entry.private:
+def _private(kept: KeyProtection | None) -> str:
+    if kept is None:
         return "no (trusted public key)"
-    return "encrypted" if entry.encrypted else "[yellow]unencrypted[/]"
+    if kept.kdf == "none":
+        return "[yellow]unencrypted[/]"
+    if kept.current:
+        return "encrypted"
+    return f"[yellow]encrypted, {kept}: run `fleetkey keys rewrap`[/]"
+
+
+@keys.command("rewrap")
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print what was re-encrypted as JSON.")
+@pass_env
+def rewrap(env: Env, names: tuple[str, ...], as_json: bool) -> None:
+    """Re-encrypt private keys with the current passphrase KDF (scrypt N=2^17, r=8, p=1).
+
+    Keys written before it (PBKDF2, 2,048 iterations: cheap to guess) still open; this makes
+    guessing their passphrase cost ~0.3 s a try. Without NAMES, every encrypted key that needs
+    it. The passphrase stays FLEETKEY_KEY_PASSPHRASE; each file is replaced atomically.
+    """
+    keyring = env.keyring()
+    chosen = list(names) or [name for name, _ in keyring.to_rewrap()]
+    done = []
+    for name in chosen:
+        before, after = keyring.rewrap(name, passphrase_from_env())
+        done.append({"name": name, "before": str(before), "after": str(after)})
+        if before != after:
+            _audit(env, "key.rewrap", keyring.entry(name), {"before": str(before)})
+    if as_json:
+        env.print_json(done)
+        return
+    if not done:
+        env.out.print(f"every encrypted key is already protected with {CURRENT_PROTECTION}")
+    for item in done:
+        change = "kept" if item["before"] == item["after"] else f"was {item['before']}"
+        env.out.print(f"{item['name']}: {item['after']} ({change})")
 
 
 @keys.command("export-public")
@@ -124,7 +163,7 @@ def activate(env: Env, name: str) -> None:
     env.out.print(f"{entry.name} is now the active signing key")
 
 
-def _audit(env: Env, action: str, entry: KeyEntry) -> None:
+def _audit(env: Env, action: str, entry: KeyEntry, extra: dict[str, str] | None = None) -> None:
     with env.store().transaction() as session:
         audit.append(
             session,
@@ -136,5 +175,6 @@ def _audit(env: Env, action: str, entry: KeyEntry) -> None:
                 "algorithm": entry.algorithm.value,
                 "fingerprint": entry.fingerprint,
                 "active": entry.active,
+                **(extra or {}),
             },
         )

@@ -33,12 +33,15 @@ ALGORITHMS = click.Choice([a.value for a in Algorithm])
 def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None:
     """Create the data directory and a first signing key.
 
-    Safe to run again: an existing data directory and keyring are kept as they are. The private
-    key is encrypted with FLEETKEY_KEY_PASSPHRASE unless --unencrypted-key is given.
+    Safe to run again: an existing data directory and keyring are kept as they are, except that
+    group and other permissions are taken off everything fleetkey keeps there (each change is
+    listed) and keys encrypted the old, cheap way are named for `fleetkey keys rewrap`. The
+    private key is encrypted with FLEETKEY_KEY_PASSPHRASE unless --unencrypted-key is given.
     """
     created = env.data.create()
     store = env.store(current=False)
     before, revision = store.upgrade()
+    tightened = env.data.tighten()  # after the store: fleetkey.db and its -wal and -shm exist
     keyring = Keyring(env.data.keys)
     new_key = None
     if not keyring.entries():
@@ -49,6 +52,7 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
             unencrypted=unencrypted_key,
         )
     active = keyring.active
+    to_rewrap = keyring.to_rewrap()
     token = None if has_token(env.data.api_token) else create_token(env.data.api_token)
     with store.transaction() as session:
         if created or before is None:
@@ -80,9 +84,15 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
                 "database": store.safe_url,
                 "schema": revision,
                 "api_token": token,
+                "tightened": [str(change) for change in tightened],
+                "to_rewrap": [name for name, _ in to_rewrap],
             }
         )
         return
+    for change in tightened:
+        env.warn(f"made private (was readable by others): {change}")
+    for name, kept in to_rewrap:
+        env.warn(f"key {name} is encrypted with {kept}, cheap to guess: run `fleetkey keys rewrap`")
     verb = "created" if created else "already set up:"
     env.out.print(f"{verb} {env.data.root}")
     if new_key is not None:

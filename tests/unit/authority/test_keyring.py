@@ -1,4 +1,5 @@
-"""The keyring on disk: encryption at rest, file modes, rotation, import and export."""
+"""The keyring on disk: encryption at rest and its cost, file modes, rotation, import and export,
+a full disk."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from fleetkey.authority.keyring import Keyring
 from fleetkey.clock import FixedClock
-from fleetkey.core.signing import Algorithm, SigningKey
+from fleetkey.core.signing import CURRENT_PROTECTION, Algorithm, KeyProtection, SigningKey
 from fleetkey.errors import KeyringError, PassphraseError
 from fleetkey.testing import make_license
+
+from tests.tmpfs import fill, mounted_tmpfs, snapshot
 
 PASS = b"s3cret passphrase"
 
@@ -130,3 +134,80 @@ class TestPublicKeys:
         (keyring.directory / "keyring.json").write_text(json.dumps({"keys": [{"name": 1}]}))
         with pytest.raises(KeyringError, match=r"keyring\.json is damaged"):
             Keyring(keyring.directory)
+
+
+class TestFullDisk:
+    def test_a_key_that_cannot_be_written_whole_leaves_the_keyring_as_it_was(
+        self, tmp_path: Path
+    ) -> None:
+        with mounted_tmpfs(tmp_path / "disk") as disk:
+            keyring = Keyring(disk / "keys")
+            first = keyring.create(FixedClock(), passphrase=PASS, name="first")
+            before = snapshot(keyring.directory)
+            fill(disk)
+            with pytest.raises(OSError, match="No space left on device") as caught:
+                keyring.create(FixedClock(), passphrase=PASS, name="second", activate=True)
+            assert caught.value.filename == str(keyring.directory / "second.key.pem")
+            assert snapshot(keyring.directory) == before  # no 0-byte, partial or temporary file
+            assert [entry.name for entry in keyring.entries()] == ["first"]
+            reopened = Keyring(keyring.directory)
+            assert reopened.active.name == "first"
+            assert reopened.signer(PASS)[1].public.fingerprint == first.fingerprint
+
+
+def write_the_old_way(keyring: Keyring, name: str, passphrase: bytes) -> None:
+    """Replace key ``name``'s file with what fleetkey wrote before scrypt: PKCS#8 encrypted by
+    cryptography's BestAvailableEncryption (PBKDF2-HMAC-SHA256, 2,048 iterations)."""
+    path = keyring.directory / f"{name}.key.pem"
+    key = serialization.load_pem_private_key(path.read_bytes(), passphrase)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase),
+        )
+    )
+
+
+class TestRewrap:
+    def test_new_keys_are_protected_the_current_way(self, keyring: Keyring) -> None:
+        entry = keyring.create(FixedClock(), passphrase=PASS)
+        assert keyring.protection(entry.name) == CURRENT_PROTECTION
+        assert keyring.to_rewrap() == []
+
+    def test_a_key_written_the_old_way_opens_and_is_rewrapped_to_the_current_cost(
+        self, keyring: Keyring
+    ) -> None:
+        entry = keyring.create(FixedClock(), passphrase=PASS, name="old")
+        write_the_old_way(keyring, "old", PASS)
+        old = KeyProtection("pbkdf2", (("iterations", 2048),))
+        assert keyring.to_rewrap() == [("old", old)]
+        assert keyring.signer(PASS)[1].public.fingerprint == entry.fingerprint  # still opens
+        assert keyring.rewrap("old", PASS) == (old, CURRENT_PROTECTION)
+        assert Keyring(keyring.directory).to_rewrap() == []
+        assert keyring.signer(PASS)[1].public.fingerprint == entry.fingerprint
+        assert mode(keyring.directory / "old.key.pem") == 0o600
+
+    def test_rewrap_with_a_wrong_passphrase_leaves_the_file_as_it_was(
+        self, keyring: Keyring
+    ) -> None:
+        keyring.create(FixedClock(), passphrase=PASS, name="old")
+        write_the_old_way(keyring, "old", PASS)
+        before = snapshot(keyring.directory)
+        with pytest.raises(PassphraseError, match="does not open this key"):
+            keyring.rewrap("old", b"wrong")
+        with pytest.raises(PassphraseError, match="is not set"):
+            keyring.rewrap("old", None)
+        assert snapshot(keyring.directory) == before
+
+    def test_unencrypted_and_public_keys_are_not_rewrapped(self, keyring: Keyring) -> None:
+        keyring.create(FixedClock(), passphrase=None, unencrypted=True, name="clear")
+        keyring.import_public(
+            SigningKey.generate().public.to_pem(), FixedClock(), name="pub", source="p.pem"
+        )
+        assert keyring.to_rewrap() == []
+        assert keyring.protection("clear") == KeyProtection("none")
+        assert keyring.protection("pub") is None
+        for name in ("clear", "pub"):
+            with pytest.raises(KeyringError, match="no encrypted private key to rewrap"):
+                keyring.rewrap(name, PASS)
