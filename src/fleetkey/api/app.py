@@ -67,6 +67,15 @@ class LicenseIn(BaseModel):
     post: bool = Field(True, description="serve it to phones now (write it into the tree)")
 
 
+class PostIn(BaseModel):
+    accept_unverified: str | None = Field(
+        None,
+        description="post a key whose signature is invalid or unverifiable (e.g. a vendor "
+        "file), for this reason; the audit trail keeps it with the actor",
+        max_length=500,
+    )
+
+
 def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
     app = FastAPI(
         title="fleetkey admin API",
@@ -190,9 +199,15 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         return {"license": license_json(issued.stored), "warnings": issued.warnings}
 
     @app.post("/api/licenses/{license_id}/post", dependencies=guarded, tags=["licenses"])
-    def post(license_id: RowId) -> dict[str, Any]:
+    def post(license_id: RowId, body: PostIn | None = None) -> dict[str, Any]:
+        """Serve an issued key; one whose signature is not valid only with a reason."""
         stored = licensing.post_license(
-            context.data, context.store, context.clock, ACTOR, license_id
+            context.data,
+            context.store,
+            context.clock,
+            ACTOR,
+            license_id,
+            accept_unverified=body.accept_unverified if body is not None else None,
         )
         return license_json(stored)
 

@@ -7,20 +7,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
-from fleetkey.authority.checking import check_files
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.clock import today
 from fleetkey.core.license import LicenseState
-from fleetkey.core.naming import license_file_type
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.errors import CommandFailedError, InputError
 from fleetkey.ops import licensing
 from fleetkey.store import audit as audit_trail
 from fleetkey.store import fetches as fetch_records
 from fleetkey.store import held, migrate, registry
-from fleetkey.store.records import LicenseOrigin, fetch_json, license_json
+from fleetkey.store.records import fetch_json, license_json
 
 
 @click.group()
@@ -108,69 +107,81 @@ def list_licenses(
     env.out.print(table)
 
 
+ACCEPT_UNVERIFIED = click.option(
+    "--accept-unverified",
+    metavar="REASON",
+    help="Post keys whose signature is invalid or unverifiable (e.g. vendor files), because "
+    "REASON; the audit trail keeps the reason and who gave it.",
+)
+
+
 @licenses.command("import")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--post", is_flag=True, help="Mark the imported keys posted (served to phones).")
+@ACCEPT_UNVERIFIED
 @click.option("--json", "as_json", is_flag=True, help="Print what was imported as JSON.")
 @pass_env
-def import_licenses(env: Env, directory: Path, post: bool, as_json: bool) -> None:
+def import_licenses(
+    env: Env, directory: Path, post: bool, accept_unverified: str | None, as_json: bool
+) -> None:
     """Record the *-license.cfg files of DIRECTORY; vendor files are stored as unverifiable.
 
-    All files must parse, or nothing is imported. A file already in the store (same digest) is
-    skipped.
+    All files must be regular files that parse, or nothing is imported. A key already in the
+    store (same serial, type, options, duration and validation) is skipped. --post serves
+    only keys whose signature is valid, unless --accept-unverified gives the reason.
     """
-    paths = sorted(directory.glob("*-license.cfg"))
-    if not paths:
-        raise InputError(f"{directory} holds no *-license.cfg file")
+    paths = licensing.license_files(directory)
     trusted = env.keyring().trusted() if env.data.exists() else TrustedKeys()
-    results = list(check_files(paths, trusted))
-    broken = [result.error for result in results if result.license_file is None]
-    if broken:
-        raise CommandFailedError(
-            "nothing imported, these files do not parse:\n  " + "\n  ".join(str(b) for b in broken)
-        )
-    imported, skipped = [], []
-    with env.store().transaction() as session:
-        for result in results:
-            parsed = result.license_file
-            if parsed is None:  # pragma: no cover  # unparseable files stopped the import above
-                continue
-            content = result.data  # the bytes that were checked, not a second read
-            if registry.find_by_digest(session, registry.file_digest(content)):
-                skipped.append(str(result.path))
-                continue
-            expected = license_file_type(result.path.name)
-            for key, check in zip(parsed.keys, result.checks, strict=True):
-                stored = registry.record(
-                    session,
-                    env.clock,
-                    env.actor,
-                    key,
-                    check,
-                    content=content,
-                    file_name=result.path.name,
-                    origin=LicenseOrigin.IMPORTED,
-                    post=post and expected is not None and expected[0] is key.type,
-                )
-                imported.append(stored)
+    done = licensing.import_licenses(
+        env.store(),
+        env.clock,
+        env.actor,
+        paths,
+        trusted,
+        post=post,
+        accept_unverified=accept_unverified,
+    )
     if as_json:
-        env.print_json({"imported": [license_json(item) for item in imported], "skipped": skipped})
+        env.print_json(
+            {
+                "imported": [license_json(item) for item in done.imported],
+                "skipped": [asdict(item) for item in done.skipped],
+            }
+        )
         return
     env.out.print(
-        f"imported {len(imported)} key(s) from {len(paths) - len(skipped)} file(s); "
-        f"{len(skipped)} file(s) already in the store"
+        f"imported {len(done.imported)} key(s) from {len(paths)} file(s); "
+        f"{len(done.skipped)} key(s) already in the store or repeated",
+        markup=False,
     )
+    for item in done.posted_unverified:
+        env.warn(
+            f"posted license {item.id} ({item.type} {item.serial}) with an {item.signature} "
+            f"signature, accepted by {escape(env.actor)}"
+        )
 
 
 @licenses.command("post")
 @click.argument("license_id", metavar="ID", type=int)
+@ACCEPT_UNVERIFIED
 @pass_env
-def post_license(env: Env, license_id: int) -> None:
-    """Serve an issued key: mark it posted and write its file into the provisioning tree."""
-    stored = licensing.post_license(env.data, env.store(), env.clock, env.actor, license_id)
+def post_license(env: Env, license_id: int, accept_unverified: str | None) -> None:
+    """Serve an issued key: mark it posted and write its file into the provisioning tree.
+
+    A key whose signature is invalid or unverifiable is posted only with --accept-unverified.
+    """
+    stored = licensing.post_license(
+        env.data,
+        env.store(),
+        env.clock,
+        env.actor,
+        license_id,
+        accept_unverified=accept_unverified,
+    )
     env.out.print(
         f"posted license {stored.id} ({stored.type} {stored.serial}) as "
-        f"{env.data.provisioning / stored.file_name}"
+        f"{env.data.provisioning / stored.file_name}",
+        markup=False,
     )
 
 

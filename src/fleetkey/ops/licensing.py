@@ -1,16 +1,21 @@
-"""Issuing one license: sign with the active key, record it, write it where phones fetch it.
+"""Issuing one license (sign with the active key, record it, write it where phones fetch it),
+importing license files, posting and revoking keys.
 
-Shared by ``fleetkey issue phone|site`` and the admin API. The file is written inside the
-transaction that records it: a failed write rolls the record back, so the store never lists a
-posted key that is not on disk.
+Shared by ``fleetkey issue phone|site``, ``fleetkey licenses`` and the admin API. The file is
+written inside the transaction that records it: a failed write rolls the record back, so the
+store never lists a posted key that is not on disk. A key whose signature is not valid is
+posted only with an operator's reason to accept it unverified (store/registry.py).
 """
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
+from fleetkey.authority.checking import FileCheck, check_files
 from fleetkey.authority.datadir import DataDir
 from fleetkey.authority.files import atomic_write, read_license
 from fleetkey.authority.keyring import Keyring
@@ -19,17 +24,30 @@ from fleetkey.core.codec import serialize_keys
 from fleetkey.core.issuing import issue_key, resolve_terms
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.naming import (
+    LICENSE_FILE_SUFFIX,
     SITE_LICENSE_FILE,
+    free_text,
+    key_misfit,
+    license_file_type,
     normalize_mac,
     normalize_site_serial,
     phone_license_file,
 )
-from fleetkey.core.signing import SignatureCheck, SignatureStatus
+from fleetkey.core.signing import SignatureCheck, SignatureStatus, TrustedKeys
 from fleetkey.core.terms import Term, format_term, parse_term
-from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.errors import CommandFailedError, FleetkeyError, InputError
 from fleetkey.store import registry
-from fleetkey.store.records import StoredLicense
+from fleetkey.store.records import LicenseOrigin, StoredLicense
 from fleetkey.store.store import Store
+
+FILE_NAME_CHARS: Final = 64  # the licenses.file_name column
+_KINDS: Final = (  # what a path that is not a regular file is, for the message
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +156,143 @@ def shorter_warnings(target: Path, keys: Iterable[LicenseKey]) -> list[str]:
 
 
 def post_license(
-    data: DataDir, store: Store, clock: Clock, actor: str, license_id: int
+    data: DataDir,
+    store: Store,
+    clock: Clock,
+    actor: str,
+    license_id: int,
+    *,
+    accept_unverified: str | None = None,
 ) -> StoredLicense:
     """Serve an issued key: mark it posted (superseding the one before) and put its file in
-    the provisioning tree, in one transaction."""
+    the provisioning tree, in one transaction. A key whose signature is not valid needs
+    ``accept_unverified``, the operator's reason (kept in the audit trail)."""
     with store.transaction() as session:
-        stored = registry.post(session, clock, actor, license_id)
+        stored = registry.post(
+            session, clock, actor, license_id, accept_unverified=accept_unverified
+        )
         atomic_write(data.provisioning / stored.file_name, registry.content(session, license_id))
     return stored
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedKey:
+    """A key of an imported file that was not recorded again: the store or the import already
+    holds the same key (serial, type, options, duration, validation)."""
+
+    file: str
+    key_index: int  # 1-based, in its file
+    license_id: int | None  # the stored key it repeats; None: one earlier in this import
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    imported: list[StoredLicense] = field(default_factory=list)
+    skipped: list[SkippedKey] = field(default_factory=list)
+    posted_unverified: list[StoredLicense] = field(default_factory=list)
+
+
+def license_files(directory: Path) -> list[Path]:
+    """The ``*-license.cfg`` files of ``directory``, sorted; InputError naming every path that
+    is not a regular file (a FIFO would block the import for ever) or whose name the store
+    cannot keep (over 64 characters, control characters)."""
+    paths = sorted(directory.glob(f"*{LICENSE_FILE_SUFFIX}"))
+    if not paths:
+        raise InputError(f"{directory} holds no *{LICENSE_FILE_SUFFIX} file")
+    problems = []
+    for path in paths:
+        try:
+            mode = path.stat().st_mode
+            free_text(path.name, what="file name", limit=FILE_NAME_CHARS)
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror or exc}")
+            continue
+        except InputError as exc:
+            problems.append(f"{path}: {exc.message}")
+            continue
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+            problems.append(f"{path}: {kind}, not a regular file")
+    if problems:
+        raise InputError("nothing imported:\n  " + "\n  ".join(problems))
+    return paths
+
+
+def import_licenses(
+    store: Store,
+    clock: Clock,
+    actor: str,
+    paths: Sequence[Path],
+    trusted: TrustedKeys,
+    *,
+    post: bool = False,
+    accept_unverified: str | None = None,
+) -> ImportResult:
+    """Record the keys of ``paths`` (vendor files as unverifiable), all or none.
+
+    A key the store already holds, or that an earlier file of the import holds, is skipped.
+    With ``post``, each key whose file name says it belongs there is posted; a key whose
+    signature is not valid only with ``accept_unverified``, else nothing is imported.
+    """
+    results = list(check_files(paths, trusted))
+    broken = [result.error for result in results if result.license_file is None]
+    if broken:
+        raise CommandFailedError(
+            "nothing imported, these files do not parse:\n  " + "\n  ".join(str(b) for b in broken)
+        )
+    result = ImportResult()
+    with store.transaction() as session:
+        every = [key for item in results for key in _keys(item)]
+        known, seen = registry.stored_keys(session, every), set[LicenseKey]()
+        wanted = []
+        for item in results:
+            for index, (key, check) in enumerate(zip(_keys(item), item.checks, strict=True), 1):
+                name = str(item.path)
+                if key in known:
+                    earlier = known[key]
+                    why = f"already in the store as license {earlier.id} ({earlier.state})"
+                    result.skipped.append(SkippedKey(name, index, earlier.id, why))
+                elif key in seen:
+                    why = "the same key as an earlier file of this import"
+                    result.skipped.append(SkippedKey(name, index, None, why))
+                else:
+                    seen.add(key)
+                    wanted.append((item, key, check, post and _belongs(key, item.path.name)))
+        unverified = [(i, k, c) for i, k, c, p in wanted if p and not c.valid]
+        if unverified and accept_unverified is None:
+            named = ", ".join(f"{i.path} key {k.serial} ({c.status})" for i, k, c in unverified)
+            raise registry.unverified_refusal(
+                f"nothing imported: posting would serve keys whose signature is not valid: {named}"
+            )
+        for item, key, check, posting in wanted:
+            stored = registry.record(
+                session,
+                clock,
+                actor,
+                key,
+                check,
+                content=item.data,  # the bytes that were checked, not a second read
+                file_name=item.path.name,
+                origin=LicenseOrigin.IMPORTED,
+                post=posting,
+                accept_unverified=accept_unverified,
+            )
+            result.imported.append(stored)
+            if posting and not check.valid:
+                result.posted_unverified.append(stored)
+    return result
+
+
+def _keys(item: FileCheck) -> tuple[LicenseKey, ...]:
+    return item.license_file.keys if item.license_file is not None else ()
+
+
+def _belongs(key: LicenseKey, file_name: str) -> bool:
+    """Whether the file's name says ``key`` is the one phones get from it (R5)."""
+    return license_file_type(file_name) is not None and not key_misfit(
+        key.type, key.serial, file_name
+    )
 
 
 def revoke_license(

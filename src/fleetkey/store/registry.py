@@ -1,4 +1,10 @@
-"""License keys in the store: issued and imported keys, posting, succession, revocation."""
+"""License keys in the store: issued and imported keys, posting, succession, revocation.
+
+A key is posted (served to phones) only when its recorded signature verdict is ``valid``, or
+when an operator accepts it unverified with a reason: the reason, the verdict and the actor go
+into the ``license.post`` audit event. Imports find keys already stored by the key itself
+(serial, type, options, duration and validation), whatever bytes its file had around it.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,20 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
+from fleetkey.core.codec import parse_license_file
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
+from fleetkey.core.naming import free_text
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import EPOCH, NEVER, Term, format_term, parse_term
-from fleetkey.errors import ConflictError, InputError, NotFoundError
+from fleetkey.errors import ConflictError, FleetkeyError, InputError, NotFoundError
 from fleetkey.store import audit
 from fleetkey.store.records import LicenseOrigin, StoredLicense, utc
 from fleetkey.store.schema import LicenseRow
 
 MAX_ID: Final = 2**63 - 1  # ids are 64-bit integers: a larger one names no key (and no crash)
+REASON_CHARS: Final = 500  # an operator's reason to accept a key unverified
+LOOKUP_CHUNK: Final = 1000  # serials per IN (...)
+_OVERRIDE: Final = "accept_unverified"  # the input that accepts a key unverified
 
 
 def file_digest(content: bytes) -> str:
@@ -39,6 +50,7 @@ def record(
     file_name: str,
     origin: LicenseOrigin = LicenseOrigin.ISSUED,
     post: bool = False,
+    accept_unverified: str | None = None,
 ) -> StoredLicense:
     """Store one key of the file ``content``; ``post`` also posts it (see :func:`post`)."""
     expiry = key.expiry()
@@ -74,7 +86,7 @@ def record(
         },
     )
     if post:
-        _post(session, clock, actor, row)
+        _post(session, clock, actor, row, accept_unverified)
     return _stored(row)
 
 
@@ -154,18 +166,54 @@ def record_many(
     return len(values)
 
 
-def post(session: Session, clock: Clock, actor: str, license_id: int) -> StoredLicense:
-    """Mark a key posted (served to phones); the key it replaces becomes superseded."""
+def post(
+    session: Session,
+    clock: Clock,
+    actor: str,
+    license_id: int,
+    *,
+    accept_unverified: str | None = None,
+) -> StoredLicense:
+    """Mark a key posted (served to phones); the key it replaces becomes superseded.
+
+    A key whose signature is not ``valid`` is refused (ConflictError) unless
+    ``accept_unverified`` gives the operator's reason, which the audit event keeps.
+    """
     row = _row(session, license_id)
     if row.state != LicenseState.ISSUED.value:
         raise ConflictError(
             f"license {license_id} is {row.state}; only an issued key can be posted"
         )
-    _post(session, clock, actor, row)
+    _post(session, clock, actor, row, accept_unverified)
     return _stored(row)
 
 
-def _post(session: Session, clock: Clock, actor: str, row: LicenseRow) -> None:
+def unverified_refusal(subject: str) -> ConflictError:
+    """Why keys whose signature is not valid (``subject`` names them) are not posted."""
+    return ConflictError(
+        f"{subject}: phones may refuse such a key, and posting it would supersede the key "
+        "they are served now",
+        hint="check where it comes from (fleetkey inspect); to serve it anyway, give the reason "
+        "to accept it unverified: it is recorded in the audit trail with who gave it",
+        field=_OVERRIDE,
+    )
+
+
+def check_reason(reason: str) -> str:
+    """An operator's reason to accept a key unverified: some text, at most 500 characters."""
+    text = free_text(reason, what="the reason to accept it unverified", limit=REASON_CHARS)
+    if not text:
+        raise InputError("the reason to accept a key unverified is empty", field=_OVERRIDE)
+    return text
+
+
+def _post(session: Session, clock: Clock, actor: str, row: LicenseRow, reason: str | None) -> None:
+    accepted: dict[str, str] = {}
+    if row.signature != SignatureStatus.VALID.value:
+        if reason is None:
+            subject = f"license {row.id} ({row.type} {row.serial}) has an {row.signature} signature"
+            raise unverified_refusal(subject)
+        accepted = {"signature": row.signature, "reason": check_reason(reason)}
     previous = session.scalars(
         select(LicenseRow)
         .where(
@@ -190,7 +238,8 @@ def _post(session: Session, clock: Clock, actor: str, row: LicenseRow) -> None:
             "serial": row.serial,
             "type": row.type,
             "supersedes": [old.id for old in previous],
-        },
+        }
+        | ({"accepted_unverified": accepted} if accepted else {}),
     )
 
 
@@ -217,6 +266,37 @@ def get(session: Session, license_id: int) -> StoredLicense:
 
 def content(session: Session, license_id: int) -> bytes:
     return _row(session, license_id).content
+
+
+def stored_keys(session: Session, keys: Sequence[LicenseKey]) -> dict[LicenseKey, StoredLicense]:
+    """The keys of ``keys`` already in the store (the first row of each), found by the key
+    itself: serial, type, options, duration and validation, not by the bytes of its file."""
+    found: dict[LicenseKey, StoredLicense] = {}
+    wanted = set(keys)
+    serials = sorted({key.serial for key in wanted})
+    for start in range(0, len(serials), LOOKUP_CHUNK):
+        rows = session.scalars(
+            select(LicenseRow)
+            .where(LicenseRow.serial.in_(serials[start : start + LOOKUP_CHUNK]))
+            .order_by(LicenseRow.id)
+        )
+        parsed: dict[str, tuple[LicenseKey, ...]] = {}  # by digest: a file parsed once
+        for row in rows:
+            if row.digest not in parsed:
+                parsed[row.digest] = _keys_of(row)
+            described = (row.serial, row.type, row.options)  # which key of its file the row is
+            for key in parsed[row.digest]:
+                same = (key.serial, key.type.value, key.options_hex) == described
+                if same and key in wanted and key not in found:
+                    found[key] = _stored(row)
+    return found
+
+
+def _keys_of(row: LicenseRow) -> tuple[LicenseKey, ...]:
+    try:
+        return parse_license_file(row.content, source=f"license {row.id}").keys
+    except FleetkeyError:  # a stored file that no longer parses repeats no key
+        return ()
 
 
 def find_by_digest(session: Session, digest: str) -> list[StoredLicense]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -11,7 +12,7 @@ from fleetkey.core.codec import parse_license_file, serialize_keys
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
 from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import NEVER
-from fleetkey.errors import InputError, NotFoundError
+from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit, registry
 from fleetkey.store.records import LicenseOrigin
 from fleetkey.store.store import Store
@@ -153,3 +154,98 @@ def test_batch_record_supersedes_posted_keys(store: Store) -> None:
         assert newer.succeeds_id == old_id
         assert len(registry.listing(session, today=TODAY, states=(LicenseState.POSTED,))) == 2500
         assert audit.events(session, limit=1)[0].details["superseded"] == 1
+
+
+def vendor_key() -> tuple[LicenseKey, bytes]:
+    data = VENDOR_FILE.read_bytes()
+    return parse_license_file(data).keys[0], data
+
+
+def tampered(key: LicenseKey) -> LicenseKey:
+    """``key`` with every granted term stretched to never: its signature no longer holds."""
+    return replace(key, words=tuple(0xFFFF if word else 0 for word in key.words))
+
+
+class TestOnlyValidKeysAreServed:
+    def test_an_unverifiable_key_is_never_posted_without_a_reason(self, store: Store) -> None:
+        valid = record(store, make_license(serial="0004f2000001", type=LicenseType.SITE), post=True)
+        key, data = vendor_key()
+        with (
+            pytest.raises(ConflictError, match="has an unverifiable signature") as caught,
+            store.transaction() as session,
+        ):
+            registry.record(
+                session, CLOCK, "t", key, trusted_keys_for().check(key), content=data,
+                file_name="000000000000-license.cfg", origin=LicenseOrigin.IMPORTED, post=True,
+            )  # fmt: skip
+        assert caught.value.field == "accept_unverified"
+        with store.transaction() as session:
+            assert registry.get(session, valid).state is LicenseState.POSTED
+            assert len(registry.listing(session, today=TODAY)) == 1
+
+    def test_a_tampered_key_is_never_posted_without_a_reason(self, store: Store) -> None:
+        valid = record(store, site_key(date(2026, 6, 30)), post=True)
+        forged = record(store, tampered(site_key(date(2026, 6, 30))), post=False)
+        with store.transaction() as session:
+            assert registry.get(session, forged).signature is SignatureStatus.INVALID
+        with (
+            pytest.raises(ConflictError, match=f"license {forged} .* has an invalid signature"),
+            store.transaction() as session,
+        ):
+            registry.post(session, CLOCK, "t", forged)
+        with store.transaction() as session:
+            assert registry.posted(session, "Site", "100000000001") == registry.get(session, valid)
+
+    def test_an_accepted_unverified_key_is_posted_with_who_and_why_audited(
+        self, store: Store
+    ) -> None:
+        key, data = vendor_key()
+        with store.transaction() as session:
+            stored = registry.record(
+                session, CLOCK, "t", key, trusted_keys_for().check(key), content=data,
+                file_name="000000000000-license.cfg", origin=LicenseOrigin.IMPORTED,
+            )  # fmt: skip
+        with store.transaction() as session:
+            posted = registry.post(
+                session, CLOCK, "alice@cli", stored.id, accept_unverified=" vendor file, ticket 42 "
+            )
+            event = audit.events(session, limit=1)[0]
+        assert posted.state is LicenseState.POSTED
+        assert (event.action, event.actor) == ("license.post", "alice@cli")
+        assert event.details["accepted_unverified"] == {
+            "signature": "unverifiable",
+            "reason": "vendor file, ticket 42",
+        }
+
+    @pytest.mark.parametrize(
+        ("reason", "says"), [("  ", "is empty"), ("x" * 501, "at most 500"), ("=1", "formula")]
+    )
+    def test_the_reason_is_real_text(self, store: Store, reason: str, says: str) -> None:
+        forged = record(store, tampered(site_key(date(2026, 6, 30))), post=False)
+        with pytest.raises(InputError, match=says), store.transaction() as session:
+            registry.post(session, CLOCK, "t", forged, accept_unverified=reason)
+
+
+class TestKeysAreFoundByTheKey:
+    def test_the_same_key_in_other_bytes_is_found(self, store: Store) -> None:
+        key = site_key(date(2026, 6, 30))
+        key_id = record(store, key, post=False)
+        other = make_license(serial="100000000001", type=LicenseType.SITE)
+        with store.transaction() as session:
+            found = registry.stored_keys(session, [key, other, tampered(key)])
+        assert {k: v.id for k, v in found.items()} == {key: key_id}
+        # a file with a comment around the same key still holds the same key
+        assert parse_license_file(
+            serialize_keys([key]).replace(b"<licenses>", b"<!-- x --><licenses>")
+        ).keys == (key,)
+
+    def test_a_huge_id_is_not_in_the_store(self, store: Store) -> None:
+        with (
+            pytest.raises(NotFoundError, match="is not in the store"),
+            store.transaction() as session,
+        ):
+            registry.get(session, 10**30)
+
+    def test_a_horizon_past_the_calendar_is_an_input_error(self, store: Store) -> None:
+        with pytest.raises(InputError, match="past the year 9999"), store.transaction() as s:
+            registry.listing(s, today=TODAY, expiring_within=10**7)
