@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetkey.core.device.config import ConfigPolling, PhoneConfig, PollMode, next_config_poll
-from fleetkey.core.device.engine import Boot, CheckConfig, DeviceEngine, Phase, Reason
+from fleetkey.core.device.engine import (
+    Boot,
+    CheckConfig,
+    CheckSyncOutcome,
+    DeviceEngine,
+    Phase,
+    Reason,
+)
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.rules import InstalledKeys
 from fleetkey.core.terms import NEVER
@@ -229,6 +236,68 @@ class TestRules:
         assert engine.reboots[-1].reason is Reason.CHECK_SYNC
 
 
+def outcomes(engine: DeviceEngine) -> list[CheckSyncOutcome]:
+    return [c.outcome for c in engine.check_syncs]
+
+
+class TestCheckSyncBursts:
+    """R9 as a phone lives it: a reboot already pending or in progress absorbs check-syncs."""
+
+    def test_a_burst_while_the_reboot_is_in_progress_reboots_once(self) -> None:
+        engine = booted([site_key(date(2027, 12, 31))])
+        burst = [engine.check_sync(T0 + timedelta(milliseconds=10 * i), True) for i in range(5)]
+        assert [[type(a) for a in actions] for actions in burst] == [[Boot], [], [], [], []]
+        assert engine.state.phase is Phase.BOOTING
+        assert outcomes(engine) == [CheckSyncOutcome.REBOOT] + [CheckSyncOutcome.ABSORBED] * 4
+        assert [r.reason for r in engine.reboots] == [Reason.POWER_ON, Reason.CHECK_SYNC]
+
+    def test_a_check_sync_after_the_reboot_finished_reboots_again(self) -> None:
+        engine = booted([site_key(date(2027, 12, 31))])
+        engine.check_sync(T0, reboot=True)
+        engine.boot_completed(T0 + timedelta(seconds=30), None, None)
+        [boot] = engine.check_sync(T0 + timedelta(seconds=31), reboot=True)
+        assert isinstance(boot, Boot)
+        assert outcomes(engine) == [CheckSyncOutcome.REBOOT, CheckSyncOutcome.REBOOT]
+
+    def test_a_reboot_waiting_for_a_call_absorbs_the_rest_and_happens_once(self) -> None:
+        engine = booted([site_key(date(2027, 12, 31))])
+        engine.call_started(T0)
+        assert [engine.check_sync(T0, reboot=True) for _ in range(3)] == [[], [], []]
+        assert outcomes(engine) == [CheckSyncOutcome.DEFERRED] + [CheckSyncOutcome.ABSORBED] * 2
+        [boot] = engine.call_ended(T0 + timedelta(minutes=5))
+        assert isinstance(boot, Boot)
+        assert [r.reason for r in engine.reboots] == [Reason.POWER_ON, Reason.CHECK_SYNC]
+        assert engine.reboots[-1].requested_at == T0
+
+    def test_a_pending_expiry_reboot_absorbs_a_check_sync_without_reboot(self) -> None:
+        engine = booted([site_key(date(2027, 1, 10))])  # lapses tonight
+        night = datetime(2027, 1, 11, 2, 0, tzinfo=UTC)
+        engine.call_started(night)
+        assert engine.advance(night) == []  # R4: waits for the call
+        assert engine.check_sync(night, reboot=False) == []  # no configuration check either
+        assert outcomes(engine) == [CheckSyncOutcome.ABSORBED]
+        [boot] = engine.call_ended(night + timedelta(minutes=1))
+        assert boot.reason is Reason.LICENSE_EXPIRED
+
+    def test_a_check_sync_during_the_power_on_boot_is_absorbed(self) -> None:
+        engine = DeviceEngine(PhoneConfig(MAC, always_reboot=True), VERIFIER)
+        assert engine.check_sync(T0) == []
+        assert outcomes(engine) == [CheckSyncOutcome.IGNORED]  # off: nothing listens
+        engine.power_on(T0)
+        assert engine.check_sync(T0) == []
+        assert outcomes(engine)[-1] is CheckSyncOutcome.ABSORBED
+        assert len(engine.reboots) == 1
+
+    def test_without_reboot_each_check_sync_checks_the_configuration(self) -> None:
+        engine = booted([site_key(date(2027, 12, 31))])
+        checks = [engine.check_sync(T0) for _ in range(2)]
+        assert [[type(a) for a in actions] for actions in checks] == [[CheckConfig]] * 2
+        [boot] = engine.config_checked(T0, True, Reason.CHECK_SYNC)
+        assert isinstance(boot, Boot)
+        assert engine.config_checked(T0, True, Reason.CHECK_SYNC) == []  # already rebooting
+        assert outcomes(engine) == [CheckSyncOutcome.CHECK_CONFIG] * 2
+
+
 class TestOperatorConsequences:
     def test_a_shorter_successor_is_ignored(self) -> None:
         engine = booted([site_key(date(2027, 12, 31))])
@@ -357,3 +426,45 @@ def test_properties_hold_over_any_event_sequence(
         present = (engine.installed.phone, engine.installed.site)
         accepted = {s for k in present if k is not None for s in k.granted_slots()}
         assert {g.slot for g in engine.features(now)} <= accepted
+
+
+bursts = st.lists(
+    st.sampled_from(["sync", "sync-reboot", "call", "hangup", "boot-done", "changed"]),
+    max_size=60,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(bursts, st.booleans())
+def test_at_most_one_boot_is_ever_outstanding(sequence: list[str], always: bool) -> None:
+    """Whatever check-syncs, calls and configuration answers arrive while boots are still
+    running, the engine never asks for a boot before the last one completed, never during a
+    call, and records one outcome per check-sync."""
+    engine = booted(config=PhoneConfig(MAC, always_reboot=always))
+    outstanding = 0
+    syncs = 0
+    for step, name in enumerate(sequence):
+        now = T0 + timedelta(seconds=step)
+        if name == "sync":
+            actions = engine.check_sync(now)
+        elif name == "sync-reboot":
+            actions = engine.check_sync(now, reboot=True)
+        elif name == "call":
+            actions = engine.call_started(now)
+        elif name == "hangup":
+            actions = engine.call_ended(now) if engine.state.active_calls else []
+        elif name == "changed":
+            actions = engine.config_checked(now, True, Reason.CHECK_SYNC)
+        elif outstanding:
+            outstanding -= 1
+            actions = engine.boot_completed(now, None, None)
+        else:
+            actions = []
+        syncs += name.startswith("sync")
+        boots = [a for a in actions if isinstance(a, Boot)]
+        if boots:
+            assert engine.state.active_calls == 0, "rebooted during a call"
+        outstanding += len(boots)
+        assert outstanding <= 1, "a second boot while one was still running"
+        assert (engine.state.phase is Phase.BOOTING) == bool(outstanding)
+    assert len(engine.check_syncs) == syncs

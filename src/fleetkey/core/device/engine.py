@@ -6,6 +6,10 @@ fetch the listed files in order, then report with ``boot_completed``) and ``Chec
 (fetch the master configuration and its files, then report with ``config_checked``). Timers
 (the daily license poll, configuration polls) are the engine's; the host asks ``next_wakeup``
 and calls ``advance`` when that moment has come.
+
+The host hands each event over when it happens, even while it is still carrying out an earlier
+action: a check-sync that arrives during a boot is judged while the phone is booting (and
+absorbed), not after the boot as if it had just arrived.
 """
 
 from __future__ import annotations
@@ -36,6 +40,16 @@ class Reason(enum.StrEnum):
     LICENSE_EXPIRED = "license-expired"  # R4
     CONFIG_CHANGED = "config-changed"  # R8: a configuration poll found changed files
     CHECK_SYNC = "check-sync"  # R9
+
+
+class CheckSyncOutcome(enum.StrEnum):
+    """What a NOTIFY check-sync made the phone do (R9)."""
+
+    REBOOT = "reboot"  # rebooting now
+    DEFERRED = "deferred"  # rebooting when the last call ends (R4)
+    CHECK_CONFIG = "check-config"  # fetching its configuration to see whether it changed
+    ABSORBED = "absorbed"  # a reboot already pending or in progress takes it
+    IGNORED = "ignored"  # the phone is off
 
 
 class Phase(enum.StrEnum):
@@ -80,6 +94,15 @@ class Reboot:
     requested_at: datetime  # later than ``at`` never; earlier when a call deferred it
 
 
+@dataclass(frozen=True, slots=True)
+class CheckSync:
+    """One check-sync the phone was handed, and what it did about it."""
+
+    at: datetime
+    reboot: bool  # ``;reboot=true`` in its Event header
+    outcome: CheckSyncOutcome
+
+
 @dataclass
 class DeviceState:
     """What the phone keeps between events: its flash (installed keys), phase and timers."""
@@ -112,6 +135,7 @@ class DeviceEngine:
         self.state = DeviceState(installed=installed or InstalledKeys())
         self._rng = random.Random(seed if seed is not None else config.mac)  # noqa: S311  # scheduling jitter
         self.reboots: list[Reboot] = []
+        self.check_syncs: list[CheckSync] = []
         self.decisions: list[tuple[datetime, Decision]] = []
 
     # what the phone is
@@ -193,12 +217,15 @@ class DeviceEngine:
         return self._run_pending(now)
 
     def check_sync(self, now: datetime, reboot: bool = False) -> list[Action]:
-        """R9: NOTIFY check-sync (the host answers 200 before calling this)."""
-        if self.state.phase is not Phase.RUNNING:
-            return []
-        if self.config.always_reboot or reboot:
-            return self._reboot_when_idle(now, Reason.CHECK_SYNC)
-        return [CheckConfig(Reason.CHECK_SYNC, self._config_files())]
+        """R9: NOTIFY check-sync (the host answers 200 before calling this, every time).
+
+        A reboot already pending (waiting for a call to end) or in progress (from the moment
+        a ``Boot`` is returned until ``boot_completed``) absorbs it: a burst of check-syncs
+        reboots the phone once, as a real phone does. What each one did is kept in
+        ``check_syncs``."""
+        outcome, actions = self._judge_check_sync(now, reboot)
+        self.check_syncs.append(CheckSync(now, reboot, outcome))
+        return actions
 
     def config_checked(self, now: datetime, changed: bool, reason: Reason) -> list[Action]:
         """The host fetched the configuration again; a change reboots the phone (R8, R9)."""
@@ -207,6 +234,19 @@ class DeviceEngine:
         return self._reboot_when_idle(now, reason)
 
     # rules
+    def _judge_check_sync(
+        self, now: datetime, reboot: bool
+    ) -> tuple[CheckSyncOutcome, list[Action]]:
+        state = self.state
+        if state.phase is Phase.OFF:
+            return CheckSyncOutcome.IGNORED, []
+        if state.phase is Phase.BOOTING or state.pending is not None:
+            return CheckSyncOutcome.ABSORBED, []
+        if self.config.always_reboot or reboot:
+            actions = self._reboot_when_idle(now, Reason.CHECK_SYNC)
+            return (CheckSyncOutcome.REBOOT if actions else CheckSyncOutcome.DEFERRED), actions
+        return CheckSyncOutcome.CHECK_CONFIG, [CheckConfig(Reason.CHECK_SYNC, self._config_files())]
+
     def _license_poll(self, due: datetime) -> list[Action]:
         """R3: a daily check of the installed keys, downloading nothing; R4 and R8."""
         state = self.state
