@@ -190,6 +190,10 @@ def emulate(
     fleet_clock = VirtualClock(start, speed)
 
     async def main() -> float:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # before the phones, whose making takes
+            loop.add_signal_handler(signum, stopping.set)  # seconds for tens of thousands
         fleet = Fleet(
             configs,
             verifier,
@@ -202,11 +206,9 @@ def emulate(
             calls_per_hour=calls_per_hour,
             concurrency=concurrency,
             sip_logins=[login for _, login in chosen],
+            stopping=stopping,
         )
         holder.append(fleet)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, fleet.stopping.set)
         began = time.monotonic()
         await fleet.run(duration, until_booted=until_booted)
         return time.monotonic() - began

@@ -7,6 +7,12 @@ configuration has ``tag_serial``, as ``device.prov.tagSerialNo`` does on a phone
 logs, listens for SIP on its address, and keeps time by a shared virtual clock. License files
 are parsed with the codec and judged by the engine (R5-R7); anything that does not parse is
 ignored like a bad key. Configuration checks compare the SHA-256 of each file with the boot's.
+
+A NOTIFY check-sync is handed to the engine the moment it is answered, whatever the phone is
+doing: while it boots, the engine absorbs it (a burst reboots the phone once); what the engine
+decides is queued for the phone's own loop to carry out. Stopping (``Fleet.stopping``) cancels
+every phone's loop; the loops wait with ``asyncio.timeout``, which never drops that cancellation
+(Python 3.11's ``asyncio.wait_for`` does when what it waits for finishes at the same moment).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Final, Protocol
 
 from fleetkey.core.codec import parse_license_file
@@ -79,11 +86,22 @@ class EmulatedPhone:
     sip: SipPhone | None = None
     fetches: list[Fetch] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # config file → digest at the last boot
-    events: asyncio.Queue[tuple[str, bool]] = field(default_factory=asyncio.Queue)
+    # what the engine decided outside the phone's loop (on a check-sync), for the loop to do
+    decided: asyncio.Queue[list[Action]] = field(default_factory=asyncio.Queue)
     boots_done: int = 0
     errors: list[str] = field(default_factory=list)
     # after each boot: when, the reason it booted, the effective feature slots then
     timeline: list[tuple[datetime, str, tuple[int, ...]]] = field(default_factory=list)
+
+    async def next_decided(self, timeout_s: float | None) -> list[Action] | None:
+        """Actions decided on a check-sync (at once when some are queued), or None once
+        ``timeout_s`` real seconds have passed without one. A cancellation always gets
+        through, even when actions arrive at the same moment."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self.decided.get()
+        except TimeoutError:
+            return None
 
 
 class Fleet:
@@ -102,6 +120,7 @@ class Fleet:
         concurrency: int = 256,
         seed: int = 1,
         sip_logins: list[tuple[str, str] | None] | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.clock = clock
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
@@ -117,40 +136,27 @@ class Fleet:
         self.requests: Counter[int] = Counter()  # answers by status
         self._logins = sip_logins or [None] * len(self.phones)
         self.all_booted = asyncio.Event()
-        self.stopping = asyncio.Event()  # set it (SIGTERM, Ctrl-C) to end the run early
+        # set it (SIGTERM, Ctrl-C) to end the run early; given, it can be wired to signals
+        # before the phones are built (that takes seconds for tens of thousands)
+        self.stopping = stopping or asyncio.Event()
         self._booted_once = 0
         self._started = 0.0
         self.all_booted_after_s: float | None = None  # real seconds until every phone booted
 
     async def run(self, duration_s: float, *, until_booted: bool = False) -> None:
         """Power every phone on, then let the virtual clock run for ``duration_s`` real seconds
-        (or, ``until_booted``, until every phone has finished its first boot)."""
+        (or, ``until_booted``, until every phone has finished its first boot, or until
+        ``stopping`` is set); then stop every phone and close every port."""
         loop = asyncio.get_running_loop()
         self._started = loop.time()
-        transports = []
+        transports: list[asyncio.BaseTransport] = []
         servers: list[asyncio.Server] = []
-        if self._sip_port is not None:
-            for phone, login in zip(self.phones, self._logins, strict=True):
-                queue = phone.events
-
-                def notify(reboot: bool, queue: asyncio.Queue[tuple[str, bool]] = queue) -> None:
-                    queue.put_nowait(("check-sync", reboot))
-
-                transport, protocol = await loop.create_datagram_endpoint(
-                    lambda notify=notify, login=login: SipPhone(notify, login),  # type: ignore[misc]
-                    local_addr=(phone.address, self._sip_port),
-                )
-                phone.sip = protocol
-                transports.append(transport)
-                stream = await asyncio.start_server(
-                    protocol.serve_stream,
-                    host=phone.address,
-                    port=self._sip_port,
-                    limit=MAX_MESSAGE,
-                )
-                servers.append(stream)
-        tasks = [loop.create_task(self._live(phone)) for phone in self.phones]
+        tasks: list[asyncio.Task[None]] = []
         try:
+            if self._sip_port is not None:
+                await self._listen(self._sip_port, transports, servers)
+            if not self.stopping.is_set():
+                tasks = [loop.create_task(self._live(phone)) for phone in self.phones]
             ends: list[asyncio.Task[bool]] = [loop.create_task(self.stopping.wait())]
             if until_booted:
                 ends.append(loop.create_task(self.all_booted.wait()))
@@ -166,6 +172,27 @@ class Fleet:
             for server in servers:
                 server.close()
 
+    async def _listen(
+        self, port: int, transports: list[asyncio.BaseTransport], servers: list[asyncio.Server]
+    ) -> None:
+        """Each phone's SIP port, UDP and TCP, on its address (until stopped: thousands of
+        ports take a while to open)."""
+        loop = asyncio.get_running_loop()
+        for phone, login in zip(self.phones, self._logins, strict=True):
+            if self.stopping.is_set():
+                return
+            transport, protocol = await loop.create_datagram_endpoint(
+                partial(SipPhone, partial(self._check_sync, phone), login),
+                local_addr=(phone.address, port),
+            )
+            transports.append(transport)
+            phone.sip = protocol
+            servers.append(
+                await asyncio.start_server(
+                    protocol.serve_stream, host=phone.address, port=port, limit=MAX_MESSAGE
+                )
+            )
+
     async def _live(self, phone: EmulatedPhone) -> None:
         try:
             await self._lifetime(phone)
@@ -175,25 +202,27 @@ class Fleet:
             log.exception("emulated phone %s failed", phone.engine.config.mac)
             phone.errors.append(f"the emulated phone stopped: {exc!r}")
 
+    def _check_sync(self, phone: EmulatedPhone, reboot: bool) -> None:
+        """A check-sync, answered 200: the engine judges it now, even mid-boot (R9)."""
+        actions = phone.engine.check_sync(self.clock.now(), reboot)
+        if actions:
+            phone.decided.put_nowait(actions)
+
     async def _lifetime(self, phone: EmulatedPhone) -> None:
         engine = phone.engine
         actions = engine.power_on(self.clock.now())
         next_call = self._next_call()
         in_call_until: datetime | None = None
-        while True:
+        while not self.stopping.is_set():
             pending, actions = actions, []
             for action in pending:
                 await self._carry(phone, action)
             wake = [t for t in (engine.next_wakeup(), next_call, in_call_until) if t is not None]
-            timeout = self.clock.real_s_until(min(wake)) if wake else None
-            try:
-                kind, reboot = await asyncio.wait_for(phone.events.get(), timeout)
-            except TimeoutError:
-                kind, reboot = "time", False
-            now = self.clock.now()
-            if kind == "check-sync":
-                actions = engine.check_sync(now, reboot)
+            decided = await phone.next_decided(self.clock.real_s_until(min(wake)) if wake else None)
+            if decided is not None:
+                actions = decided
                 continue
+            now = self.clock.now()
             if in_call_until is not None and now >= in_call_until:
                 in_call_until = None
                 actions = engine.call_ended(now)

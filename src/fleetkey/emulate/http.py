@@ -70,8 +70,8 @@ class HttpClient:
         agent = user_agent or self._user_agent
         for attempt in range(2):  # a kept-alive connection may have been closed by the server
             try:
-                exchange = self._exchange(method, path, body, agent)
-                return await asyncio.wait_for(exchange, self._timeout)
+                async with asyncio.timeout(self._timeout):  # wait_for could drop a stop (3.11)
+                    return await self._exchange(method, path, body, agent)
             except (ConnectionError, asyncio.IncompleteReadError, OSError):
                 await self.close()
                 if attempt:

@@ -123,7 +123,8 @@ async def _receive(sock: socket.socket, timeout: float) -> tuple[bytes, tuple[st
 
     loop.add_reader(sock.fileno(), wake)
     try:
-        await asyncio.wait_for(ready, timeout)
+        async with asyncio.timeout(timeout):  # wait_for could drop a stop (3.11)
+            await ready
     except TimeoutError:
         return None
     finally:

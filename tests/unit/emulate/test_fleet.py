@@ -1,10 +1,16 @@
-"""Where emulated phones live: one loopback address each, in a documented order."""
+"""Where emulated phones live (one loopback address each, in a documented order) and how a
+phone's loop waits for what a check-sync decided."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from fleetkey.emulate.fleet import phone_address
+from fleetkey.core.device.config import PhoneConfig
+from fleetkey.core.device.engine import Action, CheckConfig, DeviceEngine, Reason
+from fleetkey.core.signing import TrustedKeys
+from fleetkey.emulate.fleet import EmulatedPhone, phone_address
 
 
 @pytest.mark.parametrize(
@@ -20,3 +26,43 @@ from fleetkey.emulate.fleet import phone_address
 )
 def test_addresses_skip_0_and_255_and_start_at_127_10_1_1(index: int, address: str) -> None:
     assert phone_address(index) == address
+
+
+def idle_phone() -> EmulatedPhone:
+    return EmulatedPhone(DeviceEngine(PhoneConfig("0004f2000001"), TrustedKeys()), "127.10.1.1")
+
+
+class TestNextDecided:
+    """The phone loop's wait: for actions decided on a check-sync, or for its next timer."""
+
+    def test_queued_actions_come_at_once_even_when_a_timer_is_due(self) -> None:
+        async def scenario() -> list[Action] | None:
+            phone = idle_phone()
+            phone.decided.put_nowait([CheckConfig(Reason.CHECK_SYNC, ())])
+            return await phone.next_decided(0.0)
+
+        assert asyncio.run(scenario()) == [CheckConfig(Reason.CHECK_SYNC, ())]
+
+    def test_none_once_the_timeout_passed(self) -> None:
+        assert asyncio.run(idle_phone().next_decided(0.01)) is None
+
+    @pytest.mark.parametrize("turns", range(6))
+    def test_a_stop_is_never_lost_when_actions_arrive_at_the_same_moment(self, turns: int) -> None:
+        """Cancel ``turns`` loop turns after actions were queued: every interleaving of the
+        two ends the wait with CancelledError (Python 3.11's wait_for returned the actions in
+        one of them, and the phone's loop went on for ever: issue 17)."""
+
+        async def scenario() -> None:
+            phone = idle_phone()
+            waiting = asyncio.ensure_future(phone.next_decided(30.0))
+            await asyncio.sleep(0)  # it waits
+            phone.decided.put_nowait([])
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            if waiting.done():  # the actions won the race fairly, before the stop
+                return
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+
+        asyncio.run(scenario())
