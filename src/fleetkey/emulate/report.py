@@ -1,5 +1,6 @@
 """What an emulator run tells: per phone, installed keys, effective features with provenance,
-reboots with their reasons, and fetches; and a summary over the fleet."""
+reboots with their reasons, check-syncs with what each did, and fetches; and a summary over
+the fleet."""
 
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ def emulated_phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
             }
             for r in engine.reboots
         ],
+        "check_syncs": [
+            {"at": c.at.isoformat(), "reboot": c.reboot, "outcome": c.outcome.value}
+            for c in engine.check_syncs
+        ],
         "boots": [
             {"at": at.isoformat(), "reason": reason, "features": list(features)}
             for at, reason, features in phone.timeline
@@ -77,9 +82,11 @@ def emulated_phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
 
 def summary(fleet: Fleet, real_s: float) -> dict[str, Any]:
     reasons: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
     site_keys: Counter[str] = Counter()
     for phone in fleet.phones:
         reasons.update(r.reason.value for r in phone.engine.reboots)
+        outcomes.update(c.outcome.value for c in phone.engine.check_syncs)
         site = phone.engine.installed.site
         site_keys[(format_term(site.expiry()) or "none") if site else "none"] += 1
     booted = sum(1 for p in fleet.phones if p.boots_done > 0)
@@ -89,6 +96,7 @@ def summary(fleet: Fleet, real_s: float) -> dict[str, Any]:
         "booted": booted,
         "boots": sum(p.boots_done for p in fleet.phones),
         "reboots_by_reason": dict(reasons),
+        "check_syncs_by_outcome": dict(outcomes),
         "requests": requests,
         "answers_by_status": {str(k): v for k, v in sorted(fleet.requests.items())},
         "site_license_expiry": dict(site_keys),
