@@ -103,9 +103,9 @@ def _publish(path: Path, data: bytes, mode: int, *, exclusive: bool) -> None:
         else:
             os.replace(temp, path)
         sync_directory(path.parent)
-    except FileExistsError:
+    except FileExistsError as exc:
         temp.unlink(missing_ok=True)
-        raise
+        raise FileExistsError(exc.errno, "already exists, not replaced", str(path)) from exc
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise OSError(exc.errno, f"cannot write ({exc.strerror or exc})", str(path)) from exc

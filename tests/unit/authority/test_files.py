@@ -69,8 +69,9 @@ class TestWrites:
     def test_write_new_never_replaces_a_file(self, tmp_path: Path) -> None:
         target = tmp_path / "k.key.pem"
         target.write_bytes(b"the key")
-        with pytest.raises(FileExistsError):
+        with pytest.raises(FileExistsError, match="already exists, not replaced") as caught:
             write_new(target, b"another key")
+        assert caught.value.filename == str(target)
         assert target.read_bytes() == b"the key"
         assert names(tmp_path) == ["k.key.pem"]
 
