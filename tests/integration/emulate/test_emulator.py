@@ -20,6 +20,7 @@ from tests.integration.serve.conftest import (
     fleet_env,
     fleetkey_command,
     make_fleet,
+    records,
     start_server,
     wait_for,
 )
@@ -98,12 +99,19 @@ def wait_until_listening(emulation: Emulation, address: str = "127.10.1.1") -> N
     )
 
 
+def wait_until_booted(server: RunningServer, mac: str) -> None:
+    """The phone finished its power-on boot once the server has its app log (the last request
+    of a boot): a check-sync before that is absorbed by the boot, as on a real phone."""
+    wait_for(lambda: any(str(r["path"]).endswith("-app.log") for r in records(server, mac)), SLOW_S)
+
+
 class TestSip:
     def test_sipsak_check_sync_gets_200_and_reboots_the_phone(
         self, server: RunningServer, tmp_path: Path
     ) -> None:
         emulation = start_emulator(server, duration=12)
         wait_until_listening(emulation)
+        wait_until_booted(server, "0004f2100001")  # 127.10.1.2's
         notify = tmp_path / "notify.sip"
         notify.write_text(request("NOTIFY", emulation.sip_port, event="check-sync;reboot=true"))
         target = f"sip:phone@127.10.1.2:{emulation.sip_port}"
