@@ -167,7 +167,7 @@ def burst_then_stop(provisioning: _Provisioning, trusted: Path, report: Path) ->
     process = emulate(provisioning, trusted, report, sip_port)
     try:
         provisioning.wait_booted(before, 1)
-        time.sleep(0.3)  # the last answer of each boot reaches its phone
+        time.sleep(0.5)  # the last answer of each boot reaches its phone, even on a busy box
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.1", 0))
             sent = send_burst(sock, ADDRESSES, sip_port, 1)
