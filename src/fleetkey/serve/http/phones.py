@@ -11,8 +11,6 @@ lives here.
 from __future__ import annotations
 
 import asyncio
-import errno
-import hashlib
 import logging
 import math
 import time
@@ -31,15 +29,14 @@ from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
 from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
+from fleetkey.serve.http.putting import INLINE_UPLOAD_BYTES, store_later, store_now
 from fleetkey.serve.http.repeats import Remembered, Repeats
 from fleetkey.serve.metrics import Latency
 from fleetkey.serve.recorder import BUSY, WAIT, Recorder
-from fleetkey.serve.uploads import store_upload
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S: Final = 5
-INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on the event loop
 FAIR_WAIT_STEP_S: Final = 0.05  # a request over its address's fair share asks again after this
 FAIR_WAIT_MAX_S: Final = 10.0  # and is answered busy after waiting this long
 # phones repeat their paths and User-Agents: check and parse each once
@@ -152,7 +149,9 @@ class PhoneService:
         if request.method == "PUT":
             if len(request.body) > INLINE_UPLOAD_BYTES:
                 return None  # written on a worker thread
-            return self._admitted(self._store(request, verdict))
+            return self._admitted(
+                store_now(self._uploads, request, self._rule(request, verdict, write=True))
+            )
         return self._admitted(self._lookup(request, verdict))
 
     async def handle(self, request: Request) -> Response:
@@ -185,7 +184,9 @@ class PhoneService:
             return self._admitted(self._lookup(request, verdict))
         self._in_flight += 1
         try:
-            response = await self._upload(request, verdict)
+            response = await store_later(
+                self._uploads, request, self._rule(request, verdict, write=True)
+            )
         finally:
             self._in_flight -= 1
         return self._admitted(response)
@@ -302,60 +303,6 @@ class PhoneService:
         else:
             response = error_response(ruling.status, ruling.reason)
         response.ruling = ruling
-        return response
-
-    async def _upload(self, request: Request, verdict: Verdict) -> Response:
-        """A large upload: decided here, written on a worker thread."""
-        ruling = self._rule(request, verdict, write=True)
-        if isinstance(ruling, Response) or ruling.upload is None:
-            return self._refusal(ruling)
-        loop = asyncio.get_running_loop()
-        name = ruling.upload[2]
-        try:
-            created = await loop.run_in_executor(
-                None, store_upload, self._uploads, name, request.body
-            )
-        except OSError as exc:
-            return self._not_stored(ruling, exc)
-        return self._stored(request, ruling, created)
-
-    def _store(self, request: Request, verdict: Verdict) -> Response:
-        """A small upload (a log, an override file): decided and written now, as a small tree
-        file is read now: a worker thread's hand-off costs more than the write."""
-        ruling = self._rule(request, verdict, write=True)
-        if isinstance(ruling, Response) or ruling.upload is None:
-            return self._refusal(ruling)
-        try:
-            created = store_upload(self._uploads, ruling.upload[2], request.body)
-        except OSError as exc:
-            return self._not_stored(ruling, exc)
-        return self._stored(request, ruling, created)
-
-    @staticmethod
-    def _refusal(ruling: Ruling | Response) -> Response:
-        if isinstance(ruling, Response):
-            return ruling
-        response = error_response(ruling.status, ruling.reason)
-        response.ruling = ruling
-        return response
-
-    @staticmethod
-    def _not_stored(ruling: Ruling, exc: OSError) -> Response:
-        """507 when the disk is full (the phone may try again later), else 500; logged."""
-        log.error(
-            "storing upload %s failed: %s", ruling.upload[2] if ruling.upload else "?", exc
-        )  # counted by its status, no traceback
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        response = error_response(507 if full else 500, "the upload could not be stored")
-        response.ruling = ruling
-        return response
-
-    @staticmethod
-    def _stored(request: Request, ruling: Ruling, created: bool) -> Response:
-        response = Response(201 if created else 204)
-        response.ruling = ruling
-        response.received = len(request.body)
-        response.digest = hashlib.sha256(request.body).hexdigest()
         return response
 
     def refused(
