@@ -123,8 +123,9 @@ class Notifier:
                     raise RuntimeError("the notifier is not started")
                 self._answers.transport.sendto(data, (contact.host, contact.port))
                 sends += 1
-                try:
-                    answer = await asyncio.wait_for(queue.get(), min(interval, left))
+                try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a cancel
+                    async with asyncio.timeout(min(interval, left)):  # (CPython gh-86296)
+                        answer = await queue.get()
                 except TimeoutError:
                     interval = min(interval * 2, self._t2)
                     continue
@@ -138,9 +139,8 @@ class Notifier:
     async def _over_tcp(self, contact: Contact, reboot: bool, began: float) -> NotifyResult:
         limit = 64 * self._t1
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(contact.host, contact.port), limit
-            )
+            async with asyncio.timeout(limit):
+                reader, writer = await asyncio.open_connection(contact.host, contact.port)
         except (OSError, TimeoutError) as exc:
             return NotifyResult(
                 None, f"TCP connection failed: {exc!r}", 0, time.monotonic() - began
@@ -161,7 +161,8 @@ class Notifier:
                 )
                 writer.write(data)
                 sends += 1
-                answer = await asyncio.wait_for(_read_final(reader), limit)
+                async with asyncio.timeout(limit):
+                    answer = await _read_final(reader)
                 if answer is None or answer.status not in (401, 407) or not self._credentials:
                     return _result(answer, sends, began, self._t1, "TCP")
                 if cseq == 1:

@@ -336,7 +336,8 @@ class ServerRunner:
         scanned = forgotten = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), REFRESH_S)
+                async with asyncio.timeout(REFRESH_S):  # not wait_for (CPython gh-86296)
+                    await stop.wait()
             await self._quietly(
                 "writing phone sightings", self.recorder.sightings.flush, self.store, self.clock
             )

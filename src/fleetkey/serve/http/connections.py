@@ -146,5 +146,6 @@ class Connections:
         """Sweep every second until ``stop``."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), SWEEP_EVERY_S)
+                async with asyncio.timeout(SWEEP_EVERY_S):  # not wait_for (CPython gh-86296)
+                    await stop.wait()
             self.sweep(time.monotonic())
