@@ -29,3 +29,17 @@ def issue_phone_licenses(base: Path, env: dict[str, str], count: int) -> Path:
         [*FLEETKEY, "issue", "batch", "--csv", str(csv)], env=env, check=True, capture_output=True
     )
     return base / "data" / "provisioning"
+
+
+def open_tree_to_baselines(base: Path) -> None:
+    """Let baseline servers that run as another user (nginx's worker, in.tftpd) read the
+    provisioning tree: fleetkey keeps its data directory 0700 and its files 0600."""
+    data = base / "data"
+    data.chmod(0o711)  # traverse only: the keys and the database stay private
+    tree = data / "provisioning"
+    tree.chmod(0o755)
+    for folder, dirs, files in os.walk(tree):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), 0o755)  # noqa: S103  # read by the baseline
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)

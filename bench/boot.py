@@ -65,7 +65,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from benchfleet import FLEETKEY, bench_env
+from benchfleet import FLEETKEY, bench_env, open_tree_to_baselines
 
 # One boot, in order (domain notes §5.1). {mac} is the phone's MAC; the stage ends the
 # User-Agent (`FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 [(SN:<mac>)] Type/<stage>`).
@@ -303,6 +303,7 @@ def main() -> None:
         seed_sequence = base / "seed.txt"
         seed_sequence.write_text("".join(f"{line}\n" for line in SEED_STEPS))
         tree = build_fleet(base, env, args.phones, args.sites)
+        open_tree_to_baselines(base)
         uploads = base / "nginx-uploads"
         for directory in (uploads, base / "nginx-body"):
             directory.mkdir()

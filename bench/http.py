@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from benchfleet import FLEETKEY, bench_env, issue_phone_licenses
+from benchfleet import FLEETKEY, bench_env, issue_phone_licenses, open_tree_to_baselines
 
 LUA = """
 counter = 0
@@ -106,6 +106,7 @@ def main() -> None:
     summary = ""
     try:
         tree = issue_phone_licenses(base, env, args.files)
+        open_tree_to_baselines(base)
         scripts = {}
         for mode, extra in zip(MODES, ("", ', {["Connection"] = "close"}'), strict=True):
             scripts[mode] = base / f"{mode}.lua"

@@ -36,7 +36,7 @@ from typing import Final
 
 import uvloop
 
-from benchfleet import FLEETKEY, bench_env, issue_phone_licenses
+from benchfleet import FLEETKEY, bench_env, issue_phone_licenses, open_tree_to_baselines
 
 TFTPY_SERVER = """
 import logging, sys, tftpy
@@ -216,10 +216,7 @@ def main() -> None:
     try:
         tree = issue_phone_licenses(base, env, args.files)
         files = {p.name: p.read_bytes() for p in tree.glob("*-license.cfg")}
-        for path in tree.iterdir():
-            path.chmod(0o644)
-        tree.chmod(0o755)
-        (base / "data").chmod(0o755)
+        open_tree_to_baselines(base)
         ports = start_servers(base, env, tree, in_tftpd, servers)
         # rounds, each server in turn and the order turned every round: this VM's speed
         # drifts by up to 25 % over minutes, and a baseline measured minutes apart from the
