@@ -1,4 +1,7 @@
-"""``fleetkey db``, ``licenses``, ``fetches`` and ``audit``: what the store recorded."""
+"""``fleetkey db``, ``licenses`` and ``fetches``: what the store recorded.
+
+``audit`` lives in cli/audit.py; it is imported here, where the entry point takes it from.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,13 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from fleetkey.cli.audit import audit as audit  # the command group main.py takes from here
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.clock import today
 from fleetkey.core.license import LicenseState
 from fleetkey.core.signing import TrustedKeys
-from fleetkey.errors import CommandFailedError, InputError
+from fleetkey.errors import InputError
 from fleetkey.ops import licensing
-from fleetkey.store import audit as audit_trail
 from fleetkey.store import fetches as fetch_records
 from fleetkey.store import held, migrate, registry
 from fleetkey.store.records import fetch_json, license_json
@@ -248,55 +251,6 @@ def _moment(text: str) -> datetime:
     except ValueError:
         raise InputError(f"--since {text!r} is not an ISO date or date-time") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-@click.group()
-def audit() -> None:
-    """The tamper-evident audit trail."""
-
-
-@audit.command("list")
-@click.option("--limit", type=int, default=100, show_default=True, help="The newest N events.")
-@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
-@pass_env
-def audit_list(env: Env, limit: int, as_json: bool) -> None:
-    """The newest events, oldest first: who did what to which subject."""
-    with env.store().transaction() as session:
-        found = audit_trail.events(session, limit=limit)
-    if as_json:
-        env.print_json([asdict(e) | {"at": e.at.isoformat()} for e in found])
-        return
-    table = Table("seq", "at", "actor", "action", "subject", "details")
-    for e in found:
-        table.add_row(
-            str(e.seq),
-            e.at.isoformat(timespec="seconds"),
-            e.actor,
-            e.action,
-            e.subject,
-            ", ".join(f"{k}={v}" for k, v in e.details.items()),
-        )
-    env.out.print(table)
-
-
-@audit.command("verify")
-@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
-@pass_env
-def audit_verify(env: Env, as_json: bool) -> None:
-    """Recompute the hash chain; exit 1 and name the first broken link if it is broken."""
-    with env.store().transaction() as session:
-        verdict = audit_trail.verify(session)
-    if as_json:
-        env.print_json(asdict(verdict))
-        if not verdict.ok:
-            raise click.exceptions.Exit(1)
-        return
-    if not verdict.ok:
-        raise CommandFailedError(
-            f"audit trail broken at event {verdict.broken_at}: "
-            f"{verdict.reason} ({verdict.checked} events verified before)"
-        )
-    env.out.print(f"ok: {verdict.checked} events, chain intact")
 
 
 @fetches.command("replay")

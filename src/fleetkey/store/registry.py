@@ -24,7 +24,7 @@ from fleetkey.core.naming import free_text
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import EPOCH, NEVER, Term, format_term, parse_term
 from fleetkey.errors import ConflictError, FleetkeyError, InputError, NotFoundError
-from fleetkey.store import audit
+from fleetkey.store import audit, rowstate
 from fleetkey.store.records import LicenseOrigin, StoredLicense, utc
 from fleetkey.store.schema import LicenseRow
 
@@ -118,11 +118,13 @@ def record_many(
                 .with_for_update()
             ).all()
             previous.update({(kind, serial): row_id for row_id, kind, serial in rows})
+            ids = [row[0] for row in rows]
             session.execute(
                 update(LicenseRow)
-                .where(LicenseRow.id.in_([row[0] for row in rows]))
+                .where(LicenseRow.id.in_(ids))
                 .values(state=LicenseState.SUPERSEDED.value)
             )
+            rowstate.touch(session, "licenses", ids)
     shapes: dict[tuple[int, ...], tuple[str, date | None]] = {}  # a batch shares its terms
     values = []
     for key, data, name in keys:
@@ -148,8 +150,9 @@ def record_many(
                 "succeeds_id": previous.get((key.type.value, key.serial)),
             }
         )
-    if values:
-        session.execute(insert(LicenseRow), values)
+    if values:  # bulk statements: the audit is told which rows they changed
+        added = insert(LicenseRow).returning(LicenseRow.id)  # ids in any order
+        rowstate.touch(session, "licenses", session.scalars(added, values).all())
     audit.append(
         session,
         clock,

@@ -266,3 +266,25 @@ class CapacityRow(Base):
     target: Mapped[str] = mapped_column(String(255))
     requests_per_s: Mapped[float] = mapped_column(Float)
     details: Mapped[str] = mapped_column(Text)  # canonical JSON
+
+
+class AuditRowStateRow(Base):
+    """The newest audited state of each row of licenses, sites and phones (store/rowstate.py):
+    the digest of the row's covered columns and the event that last changed it."""
+
+    __tablename__ = "audit_rows"
+
+    table_name: Mapped[str] = mapped_column(String(8), primary_key=True)  # licenses|sites|phones
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # the row's key, as text
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the covered columns
+    seq: Mapped[int] = mapped_column(Integer)
+
+
+class AuditRowSumRow(Base):
+    """One row: the sum of the ``audit_rows`` entries' 4096-bit hashes, for the next append.
+    Not trusted: ``audit verify`` recomputes it; the chain holds its SHA-256."""
+
+    __tablename__ = "audit_rows_sum"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    total: Mapped[str] = mapped_column(Text)  # 1024 hex digits

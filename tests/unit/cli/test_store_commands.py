@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
+from fleetkey.authority.datadir import DataDir
 from fleetkey.core.codec import parse_license_file, serialize_keys
+from fleetkey.ops.delivery import webhook_key
 from fleetkey.store import fetches
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
@@ -394,6 +399,113 @@ class TestFetchesAndAudit:
         assert "audit trail broken at event 3: event 3 was changed" in result.stderr
         verdict = json.loads(fleetkey("audit", "verify", "--json", code=1).stdout)
         assert (verdict["ok"], verdict["broken_at"]) == (False, 3)
+
+    def test_audit_verify_finds_inventory_rows_edited_in_the_database(
+        self, with_phones: Path, fleetkey: Fleetkey
+    ) -> None:
+        assert fleetkey("audit", "verify").stdout == (
+            "ok: 4 events, chain intact; 3 licenses, sites and phones as audited\n"
+        )
+        with sqlite3.connect(with_phones / "fleetkey.db") as connection:
+            connection.execute("UPDATE sites SET name = 'Mallory' WHERE serial = '100000000001'")
+        result = fleetkey("audit", "verify", code=1)
+        assert result.stderr == (
+            "error: audit trail broken at event 3: site 100000000001 differs from its state "
+            "audited by event 3: changed since (4 events verified before)\n"
+        )
+
+
+class TestAuditAnchor:
+    def test_an_anchor_file_catches_a_deleted_tail_with_the_head_rewritten(
+        self, with_phones: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        anchor_file = tmp_path / "elsewhere" / "anchor.json"
+        anchor_file.parent.mkdir()
+        line = fleetkey("audit", "anchor", "--file", str(anchor_file)).stdout
+        assert line.startswith("fleetkey audit anchor: seq=4 hash=")
+        document = json.loads(anchor_file.read_text())
+        assert document["seq"] == 4
+        assert document["database"].startswith("sqlite:///")
+        with sqlite3.connect(with_phones / "fleetkey.db") as connection:
+            connection.execute("DELETE FROM audit_events WHERE seq >= 3")
+            connection.execute(
+                "UPDATE audit_head SET seq = 2, hash = (SELECT hash FROM audit_events "
+                "WHERE seq = 2)"
+            )
+            connection.execute("DELETE FROM audit_rows")  # the rows' states go with their events
+            connection.execute("DELETE FROM audit_rows_sum")
+            connection.execute("DELETE FROM phones")
+            connection.execute("DELETE FROM sites")
+        assert "ok: 2 events, chain intact" in fleetkey("audit", "verify").stdout
+        result = fleetkey("audit", "verify", "--anchor", str(anchor_file), code=1)
+        assert result.stderr == (
+            "error: audit trail broken at event 3: the chain ends at event 2 but the anchor "
+            "records event 4: events were removed (and the head row rewritten) "
+            "(2 events verified before)\n"
+        )
+        log = tmp_path / "cron.log"
+        log.write_text(f"Dec 02 02:00 host cron[7]: {line}")
+        assert (
+            "the anchor records event 4"
+            in fleetkey("audit", "verify", "--anchor", str(log), code=1).stderr
+        )
+
+    def test_a_chain_that_reaches_its_anchor_verifies(
+        self, with_phones: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        anchor_file = tmp_path / "anchor.json"
+        document = js(fleetkey, "audit", "anchor", "--file", str(anchor_file))
+        assert json.loads(anchor_file.read_text()) == document
+        fleetkey("keys", "create", "--name", "later")
+        result = fleetkey("audit", "verify", "--anchor", str(anchor_file))
+        assert result.stdout == (
+            "ok: 5 events, chain intact, reaches the anchor (event 4); "
+            "3 licenses, sites and phones as audited\n"
+        )
+
+    def test_no_anchor_is_made_of_a_broken_trail(
+        self, with_phones: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        with sqlite3.connect(with_phones / "fleetkey.db") as connection:
+            connection.execute("UPDATE phones SET model = 'X' WHERE mac = '0004f2000002'")
+        result = fleetkey("audit", "anchor", "--file", str(tmp_path / "a.json"), code=1)
+        assert result.stderr == (
+            "error: not anchoring a broken audit trail: phone 0004f2000002 differs from its "
+            "state audited by event 4: changed since\n"
+        )
+        assert not (tmp_path / "a.json").exists()
+
+    def test_the_anchor_goes_to_a_webhook_signed(
+        self, with_phones: Path, fleetkey: Fleetkey
+    ) -> None:
+        received: list[tuple[dict[str, str], bytes]] = []
+
+        class Receiver(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # the http.server naming
+                body = self.rfile.read(int(self.headers["content-length"]))
+                received.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                return
+
+        server = HTTPServer(("127.0.0.1", 0), Receiver)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/anchors"
+            document = js(fleetkey, "audit", "anchor", "--webhook", url)
+        finally:
+            server.shutdown()
+            server.server_close()
+        ((headers, body),) = received
+        assert json.loads(body) == document
+        stamp, signature = headers["Fleetkey-Signature"].removeprefix("t=").split(",ed25519=")
+        public = webhook_key(DataDir(with_phones)).public
+        public.verify(base64.b64decode(signature), f"{stamp}.".encode() + body)
+        refused = fleetkey("audit", "anchor", "--webhook", url, code=1)
+        assert refused.stderr.startswith(f"error: anchor not sent to {url}: ConnectError")
 
 
 class TestDatabase:

@@ -1,0 +1,141 @@
+"""``fleetkey audit``: the tamper-evident trail: list, verify, and anchors kept outside the
+database."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+import httpx
+from rich.markup import escape
+from rich.table import Table
+
+from fleetkey.authority.files import atomic_write
+from fleetkey.cli.context import Env, pass_env
+from fleetkey.errors import CommandFailedError
+from fleetkey.ops.delivery import TIMEOUT_S, signature_header, webhook_key
+from fleetkey.store import audit as audit_trail
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit.command("list")
+@click.option("--limit", type=int, default=100, show_default=True, help="The newest N events.")
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
+@pass_env
+def audit_list(env: Env, limit: int, as_json: bool) -> None:
+    """The newest events, oldest first: who did what to which subject."""
+    with env.store().transaction() as session:
+        found = audit_trail.events(session, limit=limit)
+    if as_json:
+        env.print_json([asdict(e) | {"at": e.at.isoformat()} for e in found])
+        return
+    table = Table("seq", "at", "actor", "action", "subject", "details")
+    for e in found:
+        details = dict(e.details)
+        rows = details.pop(audit_trail.ROWS, None)  # its state hash says nothing to a reader
+        shown = [f"{k}={v}" for k, v in details.items()]
+        table.add_row(  # text from operators and files: never rich markup
+            str(e.seq),
+            e.at.isoformat(timespec="seconds"),
+            escape(e.actor),
+            e.action,
+            escape(e.subject),
+            escape(", ".join([*shown, *([f"rows changed={rows['changed']}"] if rows else [])])),
+        )
+    env.out.print(table)
+
+
+@audit.command("verify")
+@click.option(
+    "--anchor",
+    "anchor_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also check the chain against an anchor `audit anchor` made (its file, or a log "
+    "holding its line): it must reach the anchored event, with the same hash.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@pass_env
+def audit_verify(env: Env, anchor_file: Path | None, as_json: bool) -> None:
+    """Recompute the hash chain and check the licenses, sites and phones rows against it;
+    exit 1 and name the first broken link if it is broken."""
+    anchor = (
+        audit_trail.Anchor.parse(anchor_file.read_text(errors="replace"), str(anchor_file))
+        if anchor_file is not None
+        else None
+    )
+    with env.store().transaction() as session:
+        verdict = audit_trail.verify(session, anchor)
+    if as_json:
+        env.print_json(asdict(verdict))
+        if not verdict.ok:
+            raise click.exceptions.Exit(1)
+        return
+    if not verdict.ok:
+        where = f" at event {verdict.broken_at}" if verdict.broken_at is not None else ""
+        raise CommandFailedError(
+            f"audit trail broken{where}: {verdict.reason} "
+            f"({verdict.checked} events verified before)"
+        )
+    reached = f", reaches the anchor (event {anchor.seq})" if anchor is not None else ""
+    env.out.print(
+        f"ok: {verdict.checked} events, chain intact{reached}; "
+        f"{verdict.rows} licenses, sites and phones as audited",
+        markup=False,
+    )
+
+
+@audit.command("anchor")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the anchor to FILE (JSON), somewhere the database's users cannot write.",
+)
+@click.option(
+    "--webhook",
+    metavar="URL",
+    help="Also POST the anchor (JSON) to URL, signed as alert webhooks are.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the anchor as JSON.")
+@pass_env
+def audit_anchor(env: Env, path: Path | None, webhook: str | None, as_json: bool) -> None:
+    """Verify the chain, then print its head (sequence and hash) as one log line to keep
+    outside the database; `audit verify --anchor` then finds events deleted or rewritten up
+    to it, even with the head row rewritten too."""
+    store = env.store()
+    with store.transaction() as session:
+        anchor = audit_trail.anchor(session, env.clock)
+        verdict = audit_trail.verify(session, anchor)
+    if not verdict.ok:
+        raise CommandFailedError(f"not anchoring a broken audit trail: {verdict.reason}")
+    document = anchor.to_json() | {"database": store.safe_url}
+    if path is not None:
+        atomic_write(path, (json.dumps(document, indent=2) + "\n").encode())
+    if webhook is not None:
+        _post_anchor(env, webhook, document)
+    if as_json:
+        env.print_json(document)
+        return
+    click.echo(anchor.line())
+
+
+def _post_anchor(env: Env, url: str, document: dict[str, object]) -> None:
+    body = json.dumps(document, sort_keys=True).encode()
+    stamp = int(env.clock.now().timestamp())
+    headers = {
+        "Content-Type": "application/json",
+        "Fleetkey-Signature": signature_header(webhook_key(env.data), body, stamp),
+        "User-Agent": "fleetkey-audit",
+    }
+    try:
+        answer = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        raise CommandFailedError(f"anchor not sent to {url}: {type(exc).__name__}: {exc}") from exc
+    if not 200 <= answer.status_code < 300:
+        raise CommandFailedError(f"anchor not sent: HTTP {answer.status_code} from {url}")
