@@ -133,6 +133,8 @@ def import_licenses(
     store (same serial, type, options, duration and validation) is skipped. --post serves
     only keys whose signature is valid, unless --accept-unverified gives the reason.
     """
+    if accept_unverified is not None and not post:
+        raise click.UsageError("--accept-unverified goes with --post")
     paths = licensing.license_files(directory)
     trusted = env.keyring().trusted() if env.data.exists() else TrustedKeys()
     done = licensing.import_licenses(

@@ -132,7 +132,7 @@ class Anchor:
         if not isinstance(document, dict):
             document = {}
         seq, digest = document.get("seq"), str(document.get("hash"))
-        if not isinstance(seq, int) or seq < 0 or not _HASH.fullmatch(digest):
+        if type(seq) is not int or seq < 0 or not _HASH.fullmatch(digest):  # not a bool either
             raise InputError(f"{source}: an anchor needs seq (0 or more) and a 64-hex-digit hash")
         return cls(seq, digest)
 

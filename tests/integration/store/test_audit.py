@@ -217,7 +217,15 @@ def test_an_anchor_reads_from_its_file_or_its_log_line(text: str, expected: audi
 
 
 @pytest.mark.parametrize(
-    "text", ["", "{}", '{"seq": -1, "hash": "' + "a" * 64 + '"}', '{"seq": 1, "hash": "x"}', "[]"]
+    "text",
+    [
+        "",
+        "{}",
+        '{"seq": -1, "hash": "' + "a" * 64 + '"}',
+        '{"seq": true, "hash": "' + "a" * 64 + '"}',
+        '{"seq": 1, "hash": "x"}',
+        "[]",
+    ],
 )
 def test_a_file_without_an_anchor_is_an_input_error(text: str) -> None:
     with pytest.raises(InputError, match=r"a\.json: "):

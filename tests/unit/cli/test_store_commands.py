@@ -255,6 +255,8 @@ class TestLicenses:
         folder.mkdir()
         shutil.copy(VENDOR_FILE, folder / "000000000000-license.cfg")
         (key,) = js(fleetkey, "licenses", "import", str(folder))["imported"]  # type: ignore[index]
+        alone = fleetkey("licenses", "import", str(folder), "--accept-unverified", "x", code=2)
+        assert "--accept-unverified goes with --post" in alone.stderr
         refused = fleetkey("licenses", "post", str(key["id"]), code=1)
         assert "has an unverifiable signature" in refused.stderr
         fleetkey("licenses", "post", str(key["id"]), "--accept-unverified", "vendor file")
