@@ -288,9 +288,10 @@ def test_a_stored_file_name_never_becomes_a_header_line(
 
 
 def test_delete_of_a_collection_is_a_405_in_the_one_shape(api: httpx.Client) -> None:
-    reply = api.delete("/api/sites", headers={"content-length": "0"})
-    assert reply.status_code == 405
-    assert reply.json() == {"error": "method-not-allowed", "detail": "Method Not Allowed"}
+    for headers in ({}, {"content-length": "0"}):  # httpx and curl send no length on DELETE
+        reply = api.delete("/api/sites", headers=headers)
+        assert reply.status_code == 405
+        assert reply.json() == {"error": "method-not-allowed", "detail": "Method Not Allowed"}
 
 
 def test_a_huge_id_is_a_422_in_the_one_shape(api: httpx.Client) -> None:

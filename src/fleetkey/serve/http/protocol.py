@@ -246,8 +246,10 @@ class HttpProtocol(asyncio.Protocol):
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         if declared.isdigit() and int(declared) > self._body_limit:
             self._fail(413, f"body of {declared} bytes, the limit is {self._body_limit}")
-        if taken > 0 and not declared.isdigit() and not chunked:
-            self._fail(411, "a body needs a length")
+        if taken > 0 and not declared.isdigit() and not chunked and method == "PUT":
+            # RFC 9112 §6.3: without either header a request's body is empty. An API DELETE
+            # or POST is then taken as sent; an upload would empty the stored file: refused
+            self._fail(411, "an upload needs a length")
         self.deadline = time.monotonic() + self._times.body_s
 
     def on_body(self, body: bytes) -> None:
