@@ -57,7 +57,12 @@ def append(
     subject: str,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add an event in ``session``'s transaction; it commits or rolls back with the change."""
+    """Add an event in ``session``'s transaction; it commits or rolls back with the change.
+
+    The licenses, sites and phones rows the transaction changed so far are audited with it:
+    their states go into ``audit_rows`` and the event's ``audited_rows`` (store/rowstate.py).
+    """
+    session.flush()  # every change so far is written, so the rows it touched are noted
     seq, prev_hash = session.execute(
         update(AuditHeadRow)
         .where(AuditHeadRow.id == _HEAD_ID)
