@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -50,6 +51,12 @@ def need(program: str, package: str) -> str:
     if found is None:
         raise SystemExit(f"bench/tftp.py needs {program}: apt-get install -y {package}")
     return found
+
+
+def need_tftpy() -> None:
+    """The pure-Python baseline runs under this interpreter: say so before anything starts."""
+    if importlib.util.find_spec("tftpy") is None:
+        raise SystemExit(f"bench/tftp.py needs tftpy: {sys.executable} -m pip install tftpy")
 
 
 class Slot:
@@ -205,6 +212,7 @@ def main() -> None:
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})  # the generator on core 1; servers get core 0
     in_tftpd = need("in.tftpd", "tftpd-hpa")
+    need_tftpy()
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-tftp-"))
     base.chmod(0o755)
     env = bench_env(base)
