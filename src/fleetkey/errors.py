@@ -28,6 +28,7 @@ The tree::
     ├── NotInitializedError           the data directory has not been set up
     ├── TokenFileError                the admin API token file is not one fleetkey wrote
     ├── DatabaseError                 the database cannot be opened, or is at another schema
+    ├── HeldFileError                 a spill or fallback file of fetch records is damaged
     ├── QueueFullError                the fetch-record queue stayed full for the whole timeout
     ├── PlanInfeasibleError           a rollout's phones do not fit before its deadline
     └── CommandFailedError            a check the operator ran failed (verify, audit verify, import)
@@ -204,6 +205,10 @@ class TokenFileError(FleetkeyError):
 
 class DatabaseError(FleetkeyError):
     """The database cannot be opened, or is not at the schema fleetkey expects."""
+
+
+class HeldFileError(FleetkeyError):
+    """A spill or fallback file of fetch records is damaged (not only torn at its end)."""
 
 
 class QueueFullError(FleetkeyError):

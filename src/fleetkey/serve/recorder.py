@@ -43,6 +43,7 @@ BUSY_FRACTION: Final = 0.9  # of the record queue: beyond it, everyone is answer
 FAIR_FRACTION: Final = 0.5  # beyond it, clients over their fair share are answered busy
 FAIR_SHARE_MIN: Final = 100  # requests a second any address may send under pressure
 MAX_USER_AGENT: Final = 255  # characters stored
+MAX_METHOD: Final = 8  # fetches.method is String(8): httptools takes MKCALENDAR and longer
 MAX_PATH: Final = 1024
 LOG_EVERY_S: Final = 10.0  # records not queued: one log line per episode, not per record
 
@@ -220,7 +221,7 @@ class Recorder:
             size,
             duration_ms,
             now,
-            method,
+            method if len(method) <= MAX_METHOD else method[:MAX_METHOD],
             mac,
             digest,
             address,

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from sqlalchemy import Engine
 
-from fleetkey.errors import FleetkeyError
+from fleetkey.errors import FleetkeyError, HeldFileError
 from fleetkey.store.fetches import batch_written, insert_records
 from fleetkey.store.records import FetchRecord
 
@@ -38,6 +38,57 @@ def record_from_json(document: dict[str, Any]) -> FetchRecord:
     return FetchRecord(**fields)
 
 
+def append_records(path: Path, records: list[FetchRecord]) -> OSError | None:
+    """Append records to a fallback-style file (one a line); the error if it cannot be."""
+    try:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(record_json(r)) + "\n" for r in records)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def keep_at_stop(
+    writer: str,
+    batches: list[tuple[int, list[FetchRecord]]],
+    spill: Path | None,
+    fallback: Path | None,
+) -> tuple[int, int]:
+    """A writer stops while the store refuses ``batches``: they go to the spill file, which
+    the next start writes first; without one (or if it cannot be written), to the fallback
+    file, for ``fleetkey fetches replay``. Returns (records spilled, records dropped)."""
+    count = sum(len(batch) for _, batch in batches)
+    if not count:
+        return 0, 0
+    if spill is not None:
+        try:
+            with spill.open("a", encoding="utf-8") as handle:
+                handle.writelines(batch_lines(writer, seq, b) for seq, b in batches)
+        except OSError as exc:
+            log.error("cannot spill held fetch records to %s: %s", spill, exc)  # noqa: TRY400
+        else:
+            log.error(
+                "the store refused %d fetch records: kept in %s, written at the next start",
+                count,
+                spill,
+            )
+            return count, 0
+    error = append_records(fallback, [r for _, b in batches for r in b]) if fallback else None
+    if fallback is None or error is not None:
+        log.error(
+            "lost %d fetch records: the store refuses them%s",
+            count,
+            f" and {fallback} cannot be written ({error})" if fallback else "",
+        )
+    else:
+        log.error(
+            "the store refused %d fetch records; they are in %s (fleetkey fetches replay)",
+            count,
+            fallback,
+        )
+    return 0, count
+
+
 def batch_lines(writer: str, seq: int, batch: list[FetchRecord]) -> str:
     head = json.dumps({"batch": seq, "writer": writer, "records": len(batch)})
     return head + "\n" + "".join(json.dumps(record_json(r)) + "\n" for r in batch)
@@ -45,26 +96,42 @@ def batch_lines(writer: str, seq: int, batch: list[FetchRecord]) -> str:
 
 def read_batches(path: Path) -> Iterator[tuple[str, int, list[FetchRecord]]]:
     """A spill file's batches: a head line, then its records. A batch torn by a crash while
-    it was written is read as far as it goes."""
-    with path.open(encoding="utf-8") as handle:
-        lines = iter(handle)
-        for line in lines:
+    it was written (at the end of the file) is read as far as it goes; a line that cannot be
+    read with more after it is damage, not a tear: :class:`HeldFileError` names it."""
+    with path.open("rb") as handle:  # bytes: an undecodable line is one bad line, not a crash
+        lines = enumerate(handle, 1)
+        for number, line in lines:
             batch: list[FetchRecord] = []
             try:
                 head = json.loads(line)
-                writer, seq = str(head["writer"]), int(head["batch"])
-            except (ValueError, KeyError, TypeError):
+                writer, seq, size = str(head["writer"]), int(head["batch"]), int(head["records"])
+            except (ValueError, KeyError, TypeError) as exc:
+                _torn_or_damaged(path, handle, number, exc)
                 log.warning("spill file %s ends in a torn batch head: not read", path)
                 return
             try:
-                for _ in range(int(head["records"])):
-                    batch.append(record_from_json(json.loads(next(lines))))
-            except (StopIteration, ValueError, KeyError, TypeError):
-                log.warning("spill file %s ends in a torn batch: read as far as it goes", path)
-                if batch:
-                    yield writer, seq, batch
-                return
-            yield writer, seq, batch
+                for _ in range(size):
+                    number, line = next(lines)
+                    batch.append(record_from_json(json.loads(line)))
+            except StopIteration:
+                pass  # torn at the end
+            except (ValueError, KeyError, TypeError) as exc:
+                _torn_or_damaged(path, handle, number, exc)
+            else:
+                yield writer, seq, batch
+                continue
+            log.warning("spill file %s ends in a torn batch: read as far as it goes", path)
+            if batch:
+                yield writer, seq, batch
+            return
+
+
+def _torn_or_damaged(path: Path, handle: BinaryIO, number: int, exc: Exception) -> None:
+    if handle.read(1):  # more follows the bad line: the file is damaged
+        raise HeldFileError(
+            f"{path} line {number}: not a fetch record or batch head ({exc})",
+            hint="the file was changed or damaged; the batches before that line are in the store",
+        ) from exc
 
 
 def count_records(path: Path) -> int:

@@ -18,13 +18,14 @@ in the same transaction (``fetch_batches``), so one retried after an ambiguous f
 back twice from the spill file, is written once.
 
 At ``close`` whatever the store still refuses goes to the ``fallback`` file, counted as
-``dropped``; ``fleetkey fetches replay FILE`` writes it to the store later.
+``dropped``; ``fleetkey fetches replay FILE`` writes it to the store later. A batch refused for
+what a row holds (not for the store being away) is written in halves until each refused row is
+alone; those go to the rejected file beside the fallback one, counted as ``dropped``.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import secrets
@@ -36,11 +37,23 @@ from pathlib import Path
 from typing import Final
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    SQLAlchemyError,
+    StatementError,
+)
 
-from fleetkey.errors import FleetkeyError, QueueFullError
+from fleetkey.errors import FleetkeyError, HeldFileError, QueueFullError
 from fleetkey.store.fetches import batch_written, insert_records
-from fleetkey.store.held import batch_lines, count_records, read_batches, record_json
+from fleetkey.store.held import (
+    append_records,
+    batch_lines,
+    count_records,
+    keep_at_stop,
+    read_batches,
+)
 from fleetkey.store.records import FetchRecord
 
 log = logging.getLogger(__name__)
@@ -50,6 +63,15 @@ BATCH_SIZE: Final = 50_000  # under load the flush interval, not the size, ends 
 CAPACITY: Final = 200_000  # records in memory (~350 bytes each)
 SPILL_AT: Final = 50_000  # records held in memory before the oldest go to the spill file
 _FAILURES: Final = (SQLAlchemyError, OSError)
+REJECTED_NAME: Final = "fetches-rejected.jsonl"  # next to the fallback file
+
+
+def _refuses_the_data(exc: BaseException) -> bool:
+    """The database refused what the rows hold (a value too long, a constraint), not the
+    connection: retrying the same rows would be refused for ever."""
+    if isinstance(exc, (DataError, IntegrityError)):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
 
 
 class FetchWriter:
@@ -66,7 +88,7 @@ class FetchWriter:
         spill: Path | None = None,
         spill_at: int = SPILL_AT,
         retry_delay_s: float = 0.1,
-        retry_max_s: float = 5.0,
+        retry_max_s: float = 2.0,  # after a refusal, the store is tried again at least this often
     ) -> None:
         self._engine = engine
         self._pending: deque[FetchRecord] = deque()
@@ -90,6 +112,8 @@ class FetchWriter:
         self._seq = itertools.count(1)
         self.written = 0
         self.dropped = 0
+        self.rejected = 0  # of the dropped: refused by the store for their content
+        self.failures = 0  # unexpected errors the writer survived (logged with traceback)
         self.batches = 0
         self.episodes = 0  # times the store started refusing
         self.failing_since: float | None = None  # time.time() of the current episode's start
@@ -159,12 +183,19 @@ class FetchWriter:
     def _run(self) -> None:
         pause = self._interval
         if self._spill is not None and self._spill.exists():
-            self.spilled = count_records(self._spill)  # a previous run's, read back first
+            try:
+                self.spilled = count_records(self._spill)  # a previous run's, read back first
+            except HeldFileError as exc:
+                self._set_aside(exc)
         while True:
             self._wake.wait(pause)
             self._wake.clear()
             began = time.monotonic()
-            ok = self._cycle()
+            try:
+                ok = self._cycle()
+            except Exception as exc:  # noqa: BLE001  # never dies: _failed logs the traceback
+                self._failed(exc)
+                ok = False
             if ok:  # the next cycle a flush interval after this one began (or a full batch)
                 pause = max(0.0, self._interval - (time.monotonic() - began))
             else:
@@ -182,7 +213,11 @@ class FetchWriter:
             return self._still_failing()
         while self._held:
             seq, batch = self._held[0]
-            if not self._write(seq, batch):
+            left = self._write(seq, batch)
+            if left:
+                if left is not batch:  # part went in: the rest is held as a batch of its own
+                    self._held[0] = (next(self._seq), left)
+                    self._held_count -= len(batch) - len(left)
                 return self._still_failing()
             self._held.popleft()
             self._held_count -= len(batch)
@@ -193,29 +228,84 @@ class FetchWriter:
             batch = [self._pending.popleft() for _ in range(take)]
             seq = next(self._seq)
             self._writing = take
-            written = self._write(seq, batch)
-            if not written:
-                self._held.append((seq, batch))
-                self._held_count += len(batch)
+            left = self._write(seq, batch)
+            if left:
+                self._held.append((seq if left is batch else next(self._seq), left))
+                self._held_count += len(left)
             self._writing = 0
-            if not written:
+            if left:
                 return self._still_failing()
         self._recovered()
         return True
 
-    def _write(self, seq: int, batch: list[FetchRecord]) -> bool:
+    def _write(self, seq: int, batch: list[FetchRecord]) -> list[FetchRecord]:
+        """Write ``batch``; what is left unwritten (``batch`` itself when nothing went in,
+        an empty list when all did)."""
         try:
             if self.failing_since is None or not batch_written(self._engine, self.name, seq):
                 insert_records(self._engine, batch, (self.name, seq))
             # else it was committed before the error that made it look refused
         except _FAILURES as exc:
-            self._refused(exc)
-            return False
+            if not _refuses_the_data(exc):
+                self._refused(exc)
+                return batch
+            return self._sort_out(batch, exc)
+        except Exception as exc:  # noqa: BLE001  # a bug: held like a refused batch; _failed logs it
+            self._failed(exc)
+            return batch
+        self._wrote(batch)
+        return []
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failing_since is None:
+            log.exception("the fetch-record writer failed; holding the records, trying again")
+        self._refused(exc)
+
+    def _wrote(self, batch: list[FetchRecord]) -> None:
         self.written += len(batch)
         self.batches += 1
         with self._room:
             self._room.notify_all()
-        return True
+
+    def _sort_out(self, batch: list[FetchRecord], first: BaseException) -> list[FetchRecord]:
+        """A batch refused for what a row holds: halves are written on their own until each
+        refused row is alone; those go to the rejected file, counted and said in one line.
+        Returns what is left when the store stops answering meanwhile (in order)."""
+        parts, refused = [batch], list[FetchRecord]()
+        while parts:
+            part = parts.pop(0)
+            try:
+                insert_records(self._engine, part, (self.name, next(self._seq)))
+            except _FAILURES as exc:
+                if not _refuses_the_data(exc):
+                    self._refused(exc)
+                    self._reject(refused, first)
+                    return [r for p in [part, *parts] for r in p]
+                if len(part) == 1:
+                    refused.extend(part)
+                else:
+                    middle = len(part) // 2
+                    parts[:0] = [part[:middle], part[middle:]]
+                continue
+            self._wrote(part)
+        self._reject(refused, first)
+        return []
+
+    def _reject(self, records: list[FetchRecord], exc: BaseException) -> None:
+        if not records:
+            return
+        self.rejected += len(records)
+        self.dropped += len(records)
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        kept = self._fallback.with_name(REJECTED_NAME) if self._fallback else None
+        error = append_records(kept, records) if kept is not None else None
+        log.error(
+            "the store refused %d fetch records for what they hold (%s); %s",
+            len(records),
+            reason,
+            f"kept in {kept}" if kept is not None and error is None else f"not kept ({error})",
+        )
 
     def _refused(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
@@ -263,18 +353,34 @@ class FetchWriter:
     def _write_spilled(self) -> bool:
         """The spill file's batches, oldest first; the file goes once all are in the store."""
         assert self._spill is not None  # noqa: S101  # spilled > 0 only with a spill file
-        for writer, seq, batch in read_batches(self._spill):
-            try:
-                if not batch_written(self._engine, writer, seq):
-                    insert_records(self._engine, batch, (writer, seq))
-                    self.written += len(batch)
-                    self.batches += 1
-            except _FAILURES as exc:
-                self._refused(exc)
-                return False
+        try:
+            for writer, seq, batch in read_batches(self._spill):
+                try:
+                    if not batch_written(self._engine, writer, seq):
+                        insert_records(self._engine, batch, (writer, seq))
+                        self._wrote(batch)
+                except _FAILURES as exc:
+                    if not _refuses_the_data(exc):
+                        self._refused(exc)
+                        return False
+                    if self._sort_out(batch, exc):
+                        return False  # the store went away meanwhile: the file is read again
+        except HeldFileError as exc:
+            self._set_aside(exc)
+            return True
         self._spill.unlink()
         self.spilled = 0
         return True
+
+    def _set_aside(self, exc: HeldFileError) -> None:
+        """A damaged spill file is renamed, not read for ever: what it held up to the damage
+        is in the store, the rest counted as dropped and kept for the operator."""
+        assert self._spill is not None  # noqa: S101  # only spill files are read back
+        aside = self._spill.with_name(f"{self._spill.name}.damaged-{int(time.time())}")
+        self._spill.rename(aside)
+        self.dropped += self.spilled
+        log.error("%s; the file is set aside as %s", exc, aside)  # said whole
+        self.spilled = 0
 
     def _give_up(self) -> None:
         """Stopping while the store refuses: what is held goes to the spill file, which the
@@ -286,41 +392,6 @@ class FetchWriter:
         self._held.clear()
         self._pending.clear()
         self._held_count = 0
-        count = sum(len(batch) for _, batch in batches)
-        if not count:
-            return
-        if self._spill is not None:
-            try:
-                with self._spill.open("a", encoding="utf-8") as handle:
-                    handle.writelines(batch_lines(self.name, seq, b) for seq, b in batches)
-            except OSError as exc:
-                log.error("cannot spill held fetch records to %s: %s", self._spill, exc)  # noqa: TRY400
-            else:
-                self.spilled += count
-                log.error(
-                    "the store refused %d fetch records: kept in %s, written at the next start",
-                    count,
-                    self._spill,
-                )
-                return
-        self.dropped += count
-        records = [r for _, batch in batches for r in batch]
-        if self._fallback is None:
-            log.error("lost %d fetch records: the store refuses them", count)
-            return
-        try:
-            with self._fallback.open("a", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(record_json(r)) + "\n" for r in records)
-        except OSError as exc:
-            log.error(  # noqa: TRY400  # the count says what is lost
-                "lost %d fetch records: the store refuses them and %s cannot be written (%s)",
-                count,
-                self._fallback,
-                exc,
-            )
-            return
-        log.error(
-            "the store refused %d fetch records; they are in %s (fleetkey fetches replay)",
-            count,
-            self._fallback,
-        )
+        spilled, dropped = keep_at_stop(self.name, batches, self._spill, self._fallback)
+        self.spilled += spilled
+        self.dropped += dropped

@@ -213,3 +213,75 @@ def test_a_file_that_is_not_fetch_records_is_refused_with_its_line(
         assert written(store) == []  # nothing written: the file is refused whole
     finally:
         store.close()
+
+
+def test_a_row_the_store_refuses_for_its_content_is_set_aside_and_the_rest_written(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad row used to hold its batch, and every later record behind it, for ever."""
+    fallback = tmp_path / "fetches-unwritten.jsonl"
+    bad = fetch(500)._replace(path=None)  # NOT NULL on both backends: refused for what it holds
+    with caplog.at_level(logging.ERROR, logger="fleetkey.store.writer"):
+        writer = FetchWriter(store.engine, batch_size=1000, fallback=fallback).start()
+        for i in range(1000):
+            writer.submit(bad if i == 500 else fetch(i), timeout=0)
+        wait_until(lambda: writer.written == 999 and writer.depth == 0)
+        for i in range(1000, 1100):  # later records are not held up behind it
+            writer.submit(fetch(i), timeout=0)
+        wait_until(lambda: writer.written == 1099)
+        writer.close()
+    assert sorted(written(store)) == [i for i in range(1100) if i != 500]
+    assert (writer.rejected, writer.dropped, writer.episodes) == (1, 1, 0)
+    rejected = tmp_path / "fetches-rejected.jsonl"
+    assert [json.loads(line)["bytes"] for line in rejected.read_text().splitlines()] == [500]
+    assert not fallback.exists()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert "refused 1 fetch records for what they hold (IntegrityError" in messages[0]
+    assert f"kept in {rejected}" in messages[0]
+
+
+def test_a_damaged_spill_file_is_set_aside_and_the_writer_goes_on(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spill = tmp_path / "fetches-held.jsonl"
+    head = json.dumps({"batch": 1, "writer": "w", "records": 2}) + "\n"
+    good = json.dumps(record_json(fetch(1))) + "\n"
+    spill.write_bytes((head + good).encode() + b"\xff not json\n" + (head + good).encode())
+    with (
+        caplog.at_level(logging.ERROR, logger="fleetkey.store.writer"),
+        FetchWriter(store.engine, spill=spill, flush_interval_s=0.02) as writer,
+    ):
+        writer.submit(fetch(2))
+        wait_until(lambda: writer.written == 1)
+    assert written(store) == [2]
+    assert not spill.exists()
+    aside = list(tmp_path.glob("fetches-held.jsonl.damaged-*"))
+    assert len(aside) == 1
+    assert any(f"{spill} line 3: not a fetch record" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unexpected_error_does_not_end_the_writer(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = {"n": 0}
+    real = writing.insert_records
+
+    def once_a_bug(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("a bug")
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writing, "insert_records", once_a_bug)
+    with caplog.at_level(logging.ERROR, logger="fleetkey.store.writer"):
+        writer = FetchWriter(
+            store.engine, flush_interval_s=0.02, retry_delay_s=0.02, retry_max_s=0.05
+        ).start()
+        for i in range(10):
+            writer.submit(fetch(i), timeout=0)
+        wait_until(lambda: writer.written == 10 and writer.failing_since is None)
+        writer.close()
+    assert sorted(written(store)) == list(range(10))
+    assert writer.failures == 1
+    assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
