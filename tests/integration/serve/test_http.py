@@ -319,11 +319,13 @@ def test_every_response_is_recorded_once_and_flushed_at_stop(
             "/x-app.log",
             413,
         ),
+        (f"PUT /{MAC}-app.log HTTP/1.1\r\nHost: x\r\n\r\n".encode(), f"/{MAC}-app.log", 411),
+        (b"GET /v HTTP/9.9\r\nHost: x\r\n\r\n", "/v", 400),
     ]
     for request_bytes, _, status in refused:
         assert status_of(raw(server, request_bytes)) == status
     summary = server.stop()
-    assert "100 requests answered (0 busy), 103 fetch records written, 0 not recorded" in summary
+    assert "100 requests answered (0 busy), 105 fetch records written, 0 not recorded" in summary
     records = json.loads(server.cli("fetches", "--json", "--limit", "1000"))
     assert [(r["path"], r["status"], r["bytes"]) for r in records[:100]] == observed
     assert [(r["path"], r["status"]) for r in records[100:]] == [(p, s) for _, p, s in refused]

@@ -5,12 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Ruling
 
 REASONS: Final = {status.value: status.phrase for status in HTTPStatus}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """What the framing takes from a request before it refuses it."""
+
+    max_url_bytes: int = 4096  # 414 beyond
+    max_header_bytes: int = 16 * 1024  # 431 beyond (all header lines together)
+    max_headers: int = 64  # 431 beyond
+    max_body_bytes: int = 64 * 1024  # bodies the service does not take are read and dropped
+    max_pipelined: int = 16  # parsed requests waiting for their answer; reading pauses beyond
 
 
 @dataclass(slots=True)
@@ -78,3 +89,25 @@ def head_block(response: Response, keep_alive: bool) -> bytes:
     if not keep_alive and not response.close:
         lines.append("connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class Service(Protocol):
+    """What the HTTP protocol asks of the service it frames requests for."""
+
+    def answer_now(self, request: Request) -> Response | None:
+        """The answer if it is ready without waiting, else None (then ``handle`` is awaited)."""
+        ...
+
+    def body_limit(self, method: str, target: bytes) -> int:
+        """Bytes of body this request may carry and the service will read (0: none kept)."""
+        ...
+
+    async def handle(self, request: Request) -> Response: ...
+
+    def finished(self, request: Request, response: Response, sent: int) -> None: ...
+
+    def refused(
+        self, method: str, target: bytes, remote: str | None, secure: bool, response: Response
+    ) -> None:
+        """A request refused by the framing (400, 411, 413, 414, 431) before it was complete."""
+        ...

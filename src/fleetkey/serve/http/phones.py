@@ -298,8 +298,6 @@ class PhoneService:
                 )
         elif ruling.status == 404:
             response = self._answers.not_found(request.keep_alive)
-        elif ruling.status == 503:
-            response = self._busy(ruling.reason)
         else:
             response = error_response(ruling.status, ruling.reason)
         response.ruling = ruling
@@ -311,7 +309,7 @@ class PhoneService:
         """Record a request the framing refused: it reached the server, so it is a fetch."""
         self._recorder.record(
             "https" if secure else "http",
-            method[:8],
+            method,
             target.decode("latin-1"),
             response.status,
             0,

@@ -11,13 +11,19 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Final, Protocol, cast
+from typing import Final, cast
 
 import httptools
 
 from fleetkey.serve.http.connections import NEVER, Connections
-from fleetkey.serve.http.messages import Request, Response, error_response, head_block
+from fleetkey.serve.http.messages import (
+    Request,
+    RequestLimits,
+    Response,
+    Service,
+    error_response,
+    head_block,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,35 +52,6 @@ _CLOSED_PARSER: Final = _ClosedParser()
 
 class _AbortParsingError(Exception):
     """Raised from a parser callback to stop parsing a request already answered."""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestLimits:
-    max_url_bytes: int = 4096  # 414 beyond
-    max_header_bytes: int = 16 * 1024  # 431 beyond (all header lines together)
-    max_headers: int = 64  # 431 beyond
-    max_body_bytes: int = 64 * 1024  # bodies the service does not take are read and dropped
-    max_pipelined: int = 16  # parsed requests waiting for their answer; reading pauses beyond
-
-
-class Service(Protocol):
-    def answer_now(self, request: Request) -> Response | None:
-        """The answer if it is ready without waiting, else None (then ``handle`` is awaited)."""
-        ...
-
-    def body_limit(self, method: str, target: bytes) -> int:
-        """Bytes of body this request may carry and the service will read (0: none kept)."""
-        ...
-
-    async def handle(self, request: Request) -> Response: ...
-
-    def finished(self, request: Request, response: Response, sent: int) -> None: ...
-
-    def refused(
-        self, method: str, target: bytes, remote: str | None, secure: bool, response: Response
-    ) -> None:
-        """A request refused by the framing (400, 411, 413, 414, 431) before it was complete."""
-        ...
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -280,7 +257,7 @@ class HttpProtocol(asyncio.Protocol):
             if self._closing:
                 return
             if not self._pending and (self._worker is None or self._worker.done()):
-                ready = self._service.answer_now(item)
+                ready = self._answer_now(item)
                 if ready is not None and ready.file is None:
                     self._answer_inline(item, ready)  # the common case: no task, one write
                     return
@@ -306,7 +283,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         body = b"" if request.method == "HEAD" or response.status == 304 else response.body
         transport.write(head_block(response, request.keep_alive) + body)
-        self._service.finished(request, response, len(body))
+        self._finished(request, response, len(body))
         if self._stopping or not request.keep_alive or response.close:
             self._closing = True
             transport.close()
@@ -334,7 +311,7 @@ class HttpProtocol(asyncio.Protocol):
             try:
                 await self._send(transport, item, response)
             finally:  # recorded even when the client went away mid-answer
-                self._service.finished(item, response, self._sent)
+                self._finished(item, response, self._sent)
             if self._stopping or not item.keep_alive or response.close:
                 transport.close()
                 return
@@ -355,6 +332,25 @@ class HttpProtocol(asyncio.Protocol):
             asyncio.get_running_loop().call_later(LINGER_S, transport.close)
         else:  # pragma: no cover  # TCP transports can
             transport.close()
+
+    def _answer_now(self, request: Request) -> Response | None:
+        """The service's ready answer; its failure is a logged 500, never a framing error.
+
+        It runs inside a parser callback, where any exception would reach ``data_received``
+        as a parse error and be answered 400 as the client's fault.
+        """
+        try:
+            return self._service.answer_now(request)
+        except Exception:  # one request's failure must not kill the server: log, answer 500
+            log.exception("request %r failed", request.raw_path[:200])
+            return error_response(500, "internal error")
+
+    def _finished(self, request: Request, response: Response, sent: int) -> None:
+        """Tell the service an answer went out; the answer stands if that fails."""
+        try:
+            self._service.finished(request, response, sent)
+        except Exception:  # the answer is written: log the failure, keep the connection
+            log.exception("recording the answer to %r failed", request.raw_path[:200])
 
     async def _handle(self, request: Request) -> Response:
         try:

@@ -11,7 +11,8 @@ from typing import Final
 
 from fleetkey.errors import InputError
 from fleetkey.serve.http.connections import Connections
-from fleetkey.serve.http.protocol import HttpProtocol, RequestLimits, Service
+from fleetkey.serve.http.messages import RequestLimits, Service
+from fleetkey.serve.http.protocol import HttpProtocol
 
 GRACE_S: Final = 10.0  # how long answers in flight may take after a stop was asked for
 

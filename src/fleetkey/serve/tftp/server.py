@@ -138,6 +138,13 @@ class TftpServer(asyncio.DatagramProtocol):
         except _RefusedError as refused:
             self._reply(addr, refused.code, refused.message)
             self._record(request, addr, refused.status, time.perf_counter(), refused.ruling)
+        except Exception:  # one request's failure must not go unanswered or unsaid
+            log.exception("TFTP request %r from %s failed", request.filename[:200], addr[0])
+            self._reply(addr, ErrorCode.NOT_DEFINED, "internal error")
+            try:
+                self._record(request, addr, 500, time.perf_counter(), None)
+            except Exception:  # recording is what failed: said above, nothing more to do
+                log.exception("recording the failed TFTP request failed too")
 
     def _reply(self, addr: Address, code: ErrorCode, message: str) -> None:
         if self._transport is not None and not self._transport.is_closing():
