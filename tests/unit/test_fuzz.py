@@ -112,6 +112,9 @@ def test_an_operator_csv_is_read_or_refused_by_line(data: bytes) -> None:
             b'<APPLICATION APP_FILE_PATH="sip.ld"><APPLICATION_SPIP300 X_SPIP300="a"/>'
             b"</APPLICATION>"
         ),
+        mutations(  # the declaration: its encoding name is where expat raised past the parser
+            b"<?xml version='1.0' encoding='UTF-8'?><APPLICATION APP_FILE_PATH='sip.ld'/>"
+        ),
     )
 )
 def test_a_master_configuration_parses_or_is_refused_clearly(data: bytes) -> None:

@@ -136,6 +136,10 @@ def parse_master_config(data: bytes, *, source: str = "<bytes>") -> MasterConfig
         raise MasterConfigError(f"{source}: unsafe XML ({type(exc).__name__})") from exc
     except ParseError as exc:
         raise MasterConfigError(f"{source}: not well-formed XML ({exc})") from exc
+    except (LookupError, ValueError) as exc:  # expat: an encoding it has no codec for
+        raise MasterConfigError(
+            f"{source}: cannot read the encoding its XML declaration names ({exc})"
+        ) from exc
     if root.tag != ROOT:
         raise MasterConfigError(f"{source}: the root element is <{root.tag}>, expected <{ROOT}>")
     common = dict(root.attrib)

@@ -93,6 +93,7 @@ class Sources:
     recalled: Callable[[], int] = lambda: 0  # answers given from memory (serve.http.repeats)
     remembered: Callable[[], int] = lambda: 0  # answers held in memory
     tftp: Callable[[], TftpNumbers | None] = lambda: None
+    failures: Callable[[], Mapping[str, int]] = dict  # background work's failures, by work
 
 
 class ServerCollector(Collector):
@@ -172,6 +173,14 @@ class ServerCollector(Collector):
              "License answers held in memory for repeated requests", s.remembered),
         ):  # fmt: skip
             yield family(name, text, value=read())
+        failures = CounterMetricFamily(
+            "fleetkey_background_failures",
+            "Failures of the server's background work (logged with their traceback)",
+            labels=["work"],
+        )
+        for work, count in sorted(s.failures().items()):
+            failures.add_metric([work], count)
+        yield failures
         tftp = s.tftp()
         if tftp is not None:
             yield from _tftp_families(tftp, answers)

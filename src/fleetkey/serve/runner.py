@@ -178,6 +178,7 @@ class ServerRunner:
             )
         self._started = time.time()
         self._failing: set[str] = set()  # background work failing now (logged once)
+        self.failures: dict[str, int] = {}  # background work's failures, by what it was
 
     def mount(self, app: App) -> None:
         """Serve ``app`` (the admin API) at ``/api/`` and ``/metrics`` on the HTTP listeners."""
@@ -218,7 +219,8 @@ class ServerRunner:
         """Whether the server records what it answers now, and what it knows about that."""
         records = self._records()
         healthy = records["store_refusing_since"] is None and not self.recorder.congested
-        return healthy, {"healthy": healthy, "fetch_records": records}
+        failing = sorted(self._failing)
+        return healthy, {"healthy": healthy, "fetch_records": records, "failing": failing}
 
     def metrics(self) -> Callable[[], bytes]:
         """The Prometheus exposition of this server, rendered at each call."""
@@ -246,6 +248,7 @@ class ServerRunner:
                 recalled=lambda: http.repeats.recalled,
                 remembered=lambda: len(http.repeats),
                 tftp=lambda: tftp.counters if tftp is not None else None,
+                failures=lambda: self.failures | {"writing fetch records": writer.failures},
             )
         )
 
@@ -320,6 +323,7 @@ class ServerRunner:
         try:
             await asyncio.get_running_loop().run_in_executor(None, work, *args)
         except Exception:
+            self.failures[what] = self.failures.get(what, 0) + 1
             if what not in self._failing:
                 self._failing.add(what)
                 log.exception("%s failed; trying again every second", what)
@@ -328,6 +332,11 @@ class ServerRunner:
             self._failing.discard(what)
             log.warning("%s works again", what)
         return True
+
+    def _rescan(self) -> None:
+        layout = self._layout.scan()
+        if layout != self.pipeline.layout:
+            self.pipeline.layout = layout  # one reference swapped: requests see old or new
 
     async def _keep_fresh(self, stop: asyncio.Event) -> None:
         """Every second, off the event loop: write sightings, then refresh the view; every few
@@ -347,9 +356,7 @@ class ServerRunner:
             now = loop.time()
             if now - scanned >= SCAN_EVERY_S:
                 scanned = now
-                layout = await loop.run_in_executor(None, self._layout.scan)
-                if layout != self.pipeline.layout:
-                    self.pipeline.layout = layout
+                await self._quietly("reading the master configurations", self._rescan)
             if now - forgotten >= FORGET_EVERY_S:
                 forgotten = now
                 self.pipeline.addresses.forget_older(time.perf_counter())

@@ -99,6 +99,14 @@ def test_model_names_of_user_agents_and_files_agree() -> None:
         ),
         (b"<APPLICATION/>" + b" " * (1024 * 1024), "x.cfg: 1048590 bytes, larger than 1048576"),
         (b"", "x.cfg: not well-formed XML"),
+        (
+            b"<?xml version='1.0' encoding='bogus'?><APPLICATION/>",
+            "x.cfg: cannot read the encoding its XML declaration names (unknown encoding: bogus)",
+        ),
+        (
+            b"<?xml version='1.0' encoding='Shift_JIS'?><APPLICATION/>",
+            "x.cfg: cannot read the encoding its XML declaration names (multi-byte encodings",
+        ),
     ],
 )
 def test_bad_files_are_refused_with_a_clear_error(data: bytes, message: str) -> None:
