@@ -18,10 +18,10 @@ import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from fleetkey.authority.files import PRIVATE_FILE, sync_directory
 from fleetkey.core.codec import serialize_keys
@@ -275,12 +275,3 @@ def _write_files(jobs: list[_Job], files: list[bytes]) -> None:
             os.write(fd, data)  # a license file (~450 bytes) is written whole in one call
         finally:
             os.close(fd)
-
-
-def _wait(futures: Sequence[Future[Any]], *, raise_errors: bool = True) -> None:
-    for future in futures:
-        if future.cancelled():
-            continue
-        error = future.exception()
-        if error is not None and raise_errors:
-            raise error

@@ -49,7 +49,6 @@ _HEX12: Final = re.compile(r"[0-9A-Fa-f]{12}")
 _HEX_RUN: Final = re.compile(r"[0-9A-Fa-f]{12,}")
 _SHARED: Final = "000000000000"
 _SITE: Final = "Site"
-_PHONE: Final = "Phone"
 
 
 # How the asking phone was known; plain strings (counted and recorded per request, and an enum
@@ -87,9 +86,6 @@ class Ruling:
     site: str | None = None
     upload: tuple[str, int, str] | None = None  # (mac, size cap, file name)
     register: NewPhone | None = None
-
-
-BUSY: Final = Ruling(503, reason="fetch records are waiting to be written")
 
 
 @dataclass(slots=True)
@@ -237,7 +233,7 @@ class Pipeline:
                 elif found is not None:
                     sharing, via = found, AMBIGUOUS
         if via in _SELF_NAMING and address is not None and mac is not None:
-            self.addresses.named(address, mac, now)
+            self.addresses.named(address, mac, now, view.phone_sites.get(mac))
         if self.logins_required:
             refused = self._guard(whole, shape, login, view)
             if refused is not None:
@@ -255,7 +251,10 @@ class Pipeline:
                     firmware = agent.firmware if agent is not None else None
                     register = NewPhone(mac, target, model, firmware)
         if site is None:
-            site = prefix_site if prefix_site is not None else _common_site(sharing, view)
+            if prefix_site is not None:
+                site = prefix_site
+            elif sharing is not None:  # phones of one site behind one address: that site
+                site = sharing.site
         if write:
             return self._upload(shape, mac, via, site, register)
         content = self._resolve(shape, prefix_site, site, view)
@@ -330,11 +329,3 @@ def _named_in(runs: tuple[str, ...], view: View) -> list[str]:
             if part in view.phone_sites or part in view.sites:
                 named.append(part)
     return named
-
-
-def _common_site(sharing: Sharing | None, view: View) -> str | None:
-    """The site every phone sharing an address belongs to, if they all belong to one."""
-    if sharing is None:
-        return None
-    sites = {view.phone_sites.get(mac) for mac in sharing.macs}
-    return sites.pop() if len(sites) == 1 else None

@@ -60,3 +60,33 @@ def test_the_table_is_bounded() -> None:
         table.named(f"10.0.{n // 250}.{n % 250}", A, float(n))
     assert len(table) <= 101
     assert table.who("10.0.3.249", 999.0) == A  # the newest are kept
+
+
+def test_phones_of_one_site_sharing_an_address_say_their_site() -> None:
+    table = Addresses(hold_s=120)
+    for n in range(5):
+        table.named("10.0.0.1", f"0004f20000{n:02x}", float(n), "100000000001")
+    found = table.who("10.0.0.1", 10.0)
+    assert isinstance(found, Sharing)
+    assert found.site == "100000000001"
+    table.named("10.0.0.1", "0004f2000099", 11.0, "100000000002")
+    mixed = table.who("10.0.0.1", 12.0)
+    assert isinstance(mixed, Sharing)
+    assert (len(mixed.macs), mixed.site) == (6, None)
+    assert table.who("10.0.0.1", 126.0) == "0004f2000099"  # the others fell silent
+
+
+def test_the_answer_for_a_shared_address_is_made_again_only_when_who_shares_it_changes() -> None:
+    table = Addresses(hold_s=120)
+    macs = [f"0004f2{n:06x}" for n in range(2000)]
+    for n, mac in enumerate(macs):
+        table.named("10.0.0.1", mac, n / 100, "100000000001")
+    first = table.who("10.0.0.1", 30.0)
+    assert isinstance(first, Sharing)
+    assert len(first.macs) == 2000
+    table.named("10.0.0.1", macs[7], 31.0, "100000000001")  # a phone of the set again
+    assert table.who("10.0.0.1", 31.0) is first  # not rebuilt: O(1) per request
+    later = table.who("10.0.0.1", 120.0 + 10.0)  # those named before t=10 s fell silent
+    assert isinstance(later, Sharing)
+    assert later is not first
+    assert len(later.macs) == 2000 - 1000 + 1  # macs 1000.. and macs[7], named again at 31 s
