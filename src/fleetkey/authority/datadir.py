@@ -55,6 +55,7 @@ OWNED: Final = (
     "fleetkey.db-journal",
     "fetches-unwritten.jsonl",
     "fetches-held.jsonl",
+    "fetches-rejected.jsonl",
 )
 
 

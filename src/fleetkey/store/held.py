@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def record_json(record: FetchRecord) -> dict[str, Any]:
-    """A record as a JSON line of the spill and fallback files."""
+    """A record as a JSON line of the spill and fallback files: a storage format, kept apart
+    from ``records.fetch_json`` (what the CLI and API print, which may grow) on purpose."""
     return record._asdict() | {"at": record.at.isoformat()}
 
 

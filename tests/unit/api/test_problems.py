@@ -50,30 +50,30 @@ class TestStatusByClass:
 
 
 class TestOneShape:
-    def test_a_missing_phone(self, api: Api) -> None:
+    def test_a_missing_phone_is_a_404_with_a_hint(self, api: Api) -> None:
         reply = api.ask("GET", "/api/phones/0004f2000000")
         assert reply.status_code == 404
         assert reply.json() == {
             "error": "not-found",
             "detail": "phone 0004f2000000 is not in the inventory",
-            "hint": reply.json()["hint"],
+            "hint": "add it with `fleetkey phones import CSV`",
         }
 
-    def test_a_site_that_exists(self, api: Api) -> None:
+    def test_adding_a_site_that_exists_is_a_409(self, api: Api) -> None:
         site = {"serial": "100000000001", "name": "HQ", "timezone": "UTC", "window": "22:00-05:00"}
         assert api.ask("POST", "/api/sites", json=site).status_code == 201
         again = api.ask("POST", "/api/sites", json=site)
         assert again.status_code == 409
         assert again.json() == {"error": "conflict", "detail": "site 100000000001 already exists"}
 
-    def test_an_unknown_feature(self, api: Api) -> None:
+    def test_an_unknown_feature_is_a_422_naming_it(self, api: Api) -> None:
         order = {"type": "phone", "serial": "0004f2000001", "features": ["fax"], "expires": "never"}
         reply = api.ask("POST", "/api/licenses", json=order)
         assert reply.status_code == 422
         assert reply.json()["error"] == "unknown-feature"
         assert reply.json()["detail"].startswith("unknown feature 'fax'")
 
-    def test_fastapis_own_validation(self, api: Api) -> None:
+    def test_fastapis_own_validation_errors_are_422_in_the_one_shape(self, api: Api) -> None:
         reply = api.ask("POST", "/api/licenses", json={"type": "phone"})
         assert reply.status_code == 422
         assert reply.json() == {"error": "invalid-request", "detail": "body.serial: Field required"}
@@ -81,7 +81,7 @@ class TestOneShape:
         assert query.status_code == 422
         assert query.json()["detail"].startswith("query.limit: ")
 
-    def test_no_token(self, api: Api) -> None:
+    def test_a_request_without_a_token_is_a_401_with_a_bearer_challenge(self, api: Api) -> None:
         reply = api.ask("GET", "/api/status", token=None)
         assert reply.status_code == 401
         assert reply.headers["www-authenticate"] == 'Bearer realm="fleetkey"'
