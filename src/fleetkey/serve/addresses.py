@@ -31,7 +31,8 @@ LIMIT: Final = 1_000_000  # addresses remembered (~150 bytes each)
 @dataclass(frozen=True, slots=True)
 class Sharing:
     """An address several phones used within the hold time: who they were, and the site
-    they all belong to if they all belong to one (as the caller said when each was named)."""
+    the inventory's phones among them all belong to if one (as the caller said when each was
+    named; a phone not in the inventory, a new one, belongs to none and changes nothing)."""
 
     macs: frozenset[str]
     site: str | None = None
@@ -66,8 +67,9 @@ class _Shared:
             self.answer = None
 
     def sharing(self) -> Sharing:
-        if self.answer is None:
-            site = next(iter(self.sites)) if len(self.sites) == 1 else None
+        if self.answer is None:  # phones not in the inventory (site None) belong to no site
+            known = [site for site in self.sites if site is not None]
+            site = known[0] if len(known) == 1 else None
             self.answer = Sharing(frozenset(self.recent), site)
         return self.answer
 

@@ -49,6 +49,7 @@ _HEX12: Final = re.compile(r"[0-9A-Fa-f]{12}")
 _HEX_RUN: Final = re.compile(r"[0-9A-Fa-f]{12,}")
 _SHARED: Final = "000000000000"
 _SITE: Final = "Site"
+_SHARED_REASON: Final = "phones of several sites share this address: whose site license is unknown"
 
 
 # How the asking phone was known; plain strings (counted and recorded per request, and an enum
@@ -255,6 +256,11 @@ class Pipeline:
                 site = prefix_site
             elif sharing is not None:  # phones of one site behind one address: that site
                 site = sharing.site
+                if site is None and shape.license is not None and shape.license[0] == _SITE:
+                    # phones of several sites share the address: the tree's default file
+                    # would be some other site's key for some of them. The phone keeps what
+                    # it has (a 404), and the record says the address was shared
+                    return Ruling(404, None, None, via, _SHARED_REASON)
         if write:
             return self._upload(shape, mac, via, site, register)
         content = self._resolve(shape, prefix_site, site, view)

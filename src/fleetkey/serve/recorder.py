@@ -6,11 +6,13 @@ server's measure of overload, and the heaviest clients give way first: from half
 address that sent more than its fair share in the current second (the average over the
 addresses heard from, at least ``FAIR_SHARE_MIN``) waits: HTTP reads nothing more from its
 connection until its request is admitted (TCP pushes back on it, and no answer, no record,
-is made meanwhile), TFTP answers it busy; from 90 % full everyone is answered busy (HTTP 503
-with Retry-After, a TFTP error), so an answer is never given that cannot be recorded. A
-record that still finds the queue full is counted as not recorded and logged once per
-episode. One client's flood used to turn half of everyone's answers into 503s: a busy answer
-costs a record like any other, so giving it to the flood would not have relieved the queue.
+is made meanwhile), TFTP answers it busy; from 90 % full only addresses quieter than
+``QUIET_SHARE`` a second are answered (the phones that arrive after a flood filled the queue
+alone), and from 98 % everyone is answered busy (HTTP 503 with Retry-After, a TFTP error),
+so an answer is never given that cannot be recorded. A record that still finds the queue
+full is counted as not recorded and logged once per episode. One client's flood used to turn
+half of everyone's answers into 503s: a busy answer costs a record like any other, so giving
+it to the flood would not have relieved the queue.
 
 Sightings (last seen, address, User-Agent, firmware) are kept in memory, the newest per phone,
 and written once a second in one transaction (``flush``, off the event loop), with the phones
@@ -39,9 +41,12 @@ from fleetkey.store.writer import FetchWriter
 log = logging.getLogger(__name__)
 
 ACTOR: Final = "fleetkey serve"
-BUSY_FRACTION: Final = 0.9  # of the record queue: beyond it, everyone is answered busy
-FAIR_FRACTION: Final = 0.5  # beyond it, clients over their fair share are answered busy
+FAIR_FRACTION: Final = 0.5  # of the record queue: beyond it, clients over their fair share wait
+BUSY_FRACTION: Final = 0.9  # beyond it, only quiet addresses are still answered
+FULL_FRACTION: Final = 0.98  # beyond it, everyone is answered busy
 FAIR_SHARE_MIN: Final = 100  # requests a second any address may send under pressure
+QUIET_SHARE: Final = 20  # requests a second an address may send when the queue is nearly full:
+# a booting phone sends ~11 in a few seconds (domain.md §5.1), a flood thousands
 MAX_USER_AGENT: Final = 255  # characters stored
 MAX_METHOD: Final = 8  # fetches.method is String(8): httptools takes MKCALENDAR and longer
 MAX_PATH: Final = 1024
@@ -147,6 +152,7 @@ class Recorder:
         self._live = view
         self.sightings = sightings or Sightings()
         self._busy_at = int(queue_capacity * BUSY_FRACTION)
+        self._full_at = int(queue_capacity * FULL_FRACTION)
         self._fair_at = int(queue_capacity * FAIR_FRACTION)
         self._window: dict[str | None, int] = {}  # requests per address this second, under pressure
         self._window_began = 0.0
@@ -162,21 +168,27 @@ class Recorder:
         return self._writer.depth >= self._busy_at
 
     def admits(self, address: str | None) -> Admission:
-        """Whether a request from ``address`` may be answered now, must wait (it sent more
-        than its fair share this second while the queue is half full), or is answered busy."""
+        """Whether a request from ``address`` may be answered now, must wait, or is answered
+        busy. From half full, an address over its fair share this second waits; from 90 %,
+        one over ``QUIET_SHARE`` waits (a flood that filled the queue alone, when nobody else
+        was heard, must not shut out the phones that come after it); from 98 % all are busy."""
         depth = self._writer.depth
         if depth < self._fair_at:
             return ADMIT  # nearly always: one comparison
-        if depth >= self._busy_at:
+        if depth >= self._full_at:
             return BUSY
         now = time.monotonic()
         if now - self._window_began >= 1.0:
             self._window.clear()
             self._window_began, self._window_total = now, 0
         sent = self._window.get(address, 0) + 1
-        heard = len(self._window) + (address not in self._window)
-        if sent > max(FAIR_SHARE_MIN, (self._window_total + 1) / heard):
-            return WAIT
+        if depth >= self._busy_at:
+            if sent > QUIET_SHARE:
+                return WAIT
+        else:
+            heard = len(self._window) + (address not in self._window)
+            if sent > max(FAIR_SHARE_MIN, (self._window_total + 1) / heard):
+                return WAIT
         self._window[address] = sent
         self._window_total += 1
         return ADMIT

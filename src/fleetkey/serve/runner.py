@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 API_BODY_BYTES: Final = 1024 * 1024
 OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics", b"/healthz")
 FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
+SLOW_WRITE_S: Final = 5.0  # a batch written for longer: /healthz says the store is slow
 GC_THRESHOLDS: Final = (10_000, 20, 100)  # young-generation passes 14x rarer than Python's default
 # how long the record writer may keep the GIL while the event loop waits for it (Python's
 # default is 5 ms): a batch's Python work runs in shorter slices, answers wait less
@@ -213,12 +214,17 @@ class ServerRunner:
             ),
             "last_error": writer.last_error or None,
             "episodes": writer.episodes,
+            "store_slow_since": _slow_since(writer.writing_since),
         }
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether the server records what it answers now, and what it knows about that."""
         records = self._records()
-        healthy = records["store_refusing_since"] is None and not self.recorder.congested
+        healthy = (
+            records["store_refusing_since"] is None
+            and records["store_slow_since"] is None
+            and not self.recorder.congested
+        )
         failing = sorted(self._failing)
         return healthy, {"healthy": healthy, "fetch_records": records, "failing": failing}
 
@@ -360,6 +366,14 @@ class ServerRunner:
             if now - forgotten >= FORGET_EVERY_S:
                 forgotten = now
                 self.pipeline.addresses.forget_older(time.perf_counter())
+
+
+def _slow_since(began: float | None) -> str | None:
+    """When the batch being written began, if it has taken over ``SLOW_WRITE_S`` (a lock held
+    elsewhere makes SQLite wait up to its busy timeout, 30 s, before it refuses)."""
+    if began is None or time.time() - began < SLOW_WRITE_S:
+        return None
+    return datetime.fromtimestamp(began, UTC).isoformat()
 
 
 def _ready(announce: Announce, scheme: str) -> Callable[[str, int], None]:

@@ -19,8 +19,7 @@ back twice from the spill file, is written once.
 
 At ``close`` whatever the store still refuses goes to the ``fallback`` file, counted as
 ``dropped``; ``fleetkey fetches replay FILE`` writes it to the store later. A batch refused for
-what a row holds (not for the store being away) is written in halves until each refused row is
-alone; those go to the rejected file beside the fallback one, counted as ``dropped``.
+what a row holds is written in halves until each refused row is alone, set aside, ``dropped``.
 """
 
 from __future__ import annotations
@@ -118,6 +117,7 @@ class FetchWriter:
         self.episodes = 0  # times the store started refusing
         self.failing_since: float | None = None  # time.time() of the current episode's start
         self.last_error = ""
+        self.writing_since: float | None = None  # time.time() a batch's write began, if one is
         self.spilled = 0  # records on the spill file now
 
     @property
@@ -241,6 +241,7 @@ class FetchWriter:
     def _write(self, seq: int, batch: list[FetchRecord]) -> list[FetchRecord]:
         """Write ``batch``; what is left unwritten (``batch`` itself when nothing went in,
         an empty list when all did)."""
+        self.writing_since = time.time()
         try:
             if self.failing_since is None or not batch_written(self._engine, self.name, seq):
                 insert_records(self._engine, batch, (self.name, seq))
@@ -253,6 +254,8 @@ class FetchWriter:
         except Exception as exc:  # noqa: BLE001  # a bug: held like a refused batch; _failed logs it
             self._failed(exc)
             return batch
+        finally:
+            self.writing_since = None
         self._wrote(batch)
         return []
 

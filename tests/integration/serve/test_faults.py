@@ -196,3 +196,30 @@ def test_a_method_longer_than_the_column_is_recorded_and_stops_nothing(
     fetched = json.loads(server.cli("fetches", "--json", "--limit", "1000"))
     methods = Counter(record["method"] for record in fetched)
     assert methods == {"GET": 50, "MKCALEND": 1}
+
+
+def test_a_store_that_keeps_a_write_waiting_is_reported_slow_before_it_refuses(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A lock held elsewhere makes SQLite wait up to its busy timeout (30 s) before it refuses;
+    /healthz used to say healthy all that time, with nothing written."""
+    data, env = fleet_env(tmp_path_factory, "slow-store")
+    make_fleet(data, env)
+    server = start_server(data, env)
+    database = sqlite3.connect(data / "fleetkey.db", isolation_level=None)
+    try:
+        with httpx.Client(base_url=server.url, headers={"user-agent": VVX_UA}) as phone:
+            database.execute("BEGIN IMMEDIATE")  # the writer's next batch waits on this lock
+            assert phone.get("/000000000000-license.cfg").status_code == 200
+            wait_for(lambda: health(server)[0] == 503, timeout=15)
+            _, body = health(server)
+            records = body["fetch_records"]
+            assert isinstance(records, dict)
+            assert records["store_slow_since"] is not None
+            assert records["store_refusing_since"] is None  # not refused yet: only waiting
+            database.execute("ROLLBACK")
+            wait_for(lambda: health(server)[0] == 200, timeout=10)
+    finally:
+        database.close()
+        summary = server.stop()
+    assert "0 not recorded" in summary

@@ -124,9 +124,25 @@ class TestWhoIsAsking:
         fetch.decide((f"{A1}.cfg",), "192.0.2.9", UNTAGGED, 10.0)
         fetch.decide((f"{B1}.cfg",), "192.0.2.9", UNTAGGED, 11.0)
         ruling = fetch.decide((SITE_FILE,), "192.0.2.9", UNTAGGED, 12.0)
-        assert (ruling.mac, ruling.via, ruling.site) == (None, "ambiguous", None)
-        assert ruling.content is not None
-        assert ruling.content.body == b"<licenses/>"
+        # not the tree's default file: that is some other site's key for one of them
+        assert (ruling.status, ruling.mac, ruling.via, ruling.content) == (
+            404,
+            None,
+            "ambiguous",
+            None,
+        )
+        assert ruling.reason == "phones of several sites share this address: whose site " + (
+            "license is unknown"
+        )
+
+    def test_a_phone_not_in_the_inventory_behind_the_address_changes_no_site(
+        self, tree: Path
+    ) -> None:
+        fetch = pipeline(tree)
+        fetch.decide((f"{A1}.cfg",), "192.0.2.9", UNTAGGED, 10.0)
+        fetch.decide(("0004f2abcdee.cfg",), "192.0.2.9", UNTAGGED, 11.0)  # a new phone
+        ruling = fetch.decide((SITE_FILE,), "192.0.2.9", UNTAGGED, 12.0)
+        assert (ruling.mac, ruling.via, served(ruling.content)) == (None, "ambiguous", SITE_A)
 
     def test_phones_of_one_site_sharing_an_address_get_their_site_without_a_mac(
         self, tree: Path
