@@ -177,7 +177,9 @@ class TestDeviceAuthentication:
     ) -> None:
         async def attack() -> list[int]:
             attacker = httpx.AsyncHTTPTransport(local_address="127.0.0.7")
-            async with httpx.AsyncClient(base_url=guarded.url, transport=attacker) as client:
+            async with httpx.AsyncClient(  # a pool wait of 60 s, not 5: the machine may be busy
+                base_url=guarded.url, transport=attacker, timeout=60
+            ) as client:
                 replies = await asyncio.gather(
                     *(
                         client.get(f"/{MAC}-license.cfg", auth=httpx.BasicAuth(VVX[0], f"x{n}"))
