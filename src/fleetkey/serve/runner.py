@@ -122,6 +122,9 @@ class ServerRunner:
             spill=places.held,
             spill_at=min(SPILL_AT, queue // 4),
         )
+        places.uploads.mkdir(mode=0o700, exist_ok=True)  # phones' files: private, as keys
+        if places.unwritten.exists() and places.unwritten.stat().st_size == 0:
+            places.unwritten.unlink()  # an earlier run's empty leftover holds nothing
         if places.unwritten.exists():
             log.warning(
                 "%s holds fetch records an earlier run could not write: "

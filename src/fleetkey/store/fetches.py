@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from fleetkey.core.naming import normalize_mac
@@ -216,3 +217,11 @@ def last_site_license_fetches(session: Session) -> list[tuple[str, datetime, int
         )
     ).all()
     return [(mac or "", utc(at), status, digest) for mac, at, status, digest in rows]
+
+
+def refused_for_content(exc: BaseException) -> bool:
+    """The database refused what the rows hold (a value too long, a constraint), not the
+    connection: retrying the same rows would be refused for ever."""
+    if isinstance(exc, (DataError, IntegrityError)):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)

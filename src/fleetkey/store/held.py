@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, TextIO
 
 from sqlalchemy import Engine
 
@@ -39,10 +41,25 @@ def record_from_json(document: dict[str, Any]) -> FetchRecord:
     return FetchRecord(**fields)
 
 
+@contextmanager
+def appending(path: Path) -> Iterator[TextIO]:
+    """``path`` opened to append, made private (0600) if new; left empty by a failed first
+    write (a full disk), it is removed rather than left to look like held records."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            yield handle
+    except OSError:
+        with suppress(OSError):
+            if path.stat().st_size == 0:
+                path.unlink()
+        raise
+
+
 def append_records(path: Path, records: list[FetchRecord]) -> OSError | None:
     """Append records to a fallback-style file (one a line); the error if it cannot be."""
     try:
-        with path.open("a", encoding="utf-8") as handle:
+        with appending(path) as handle:
             handle.writelines(json.dumps(record_json(r)) + "\n" for r in records)
     except OSError as exc:
         return exc
@@ -63,7 +80,7 @@ def keep_at_stop(
         return 0, 0
     if spill is not None:
         try:
-            with spill.open("a", encoding="utf-8") as handle:
+            with appending(spill) as handle:
                 handle.writelines(batch_lines(writer, seq, b) for seq, b in batches)
         except OSError as exc:
             log.error("cannot spill held fetch records to %s: %s", spill, exc)  # noqa: TRY400

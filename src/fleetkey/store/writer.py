@@ -36,18 +36,13 @@ from pathlib import Path
 from typing import Final
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import (
-    DataError,
-    DBAPIError,
-    IntegrityError,
-    SQLAlchemyError,
-    StatementError,
-)
+from sqlalchemy.exc import SQLAlchemyError
 
 from fleetkey.errors import FleetkeyError, HeldFileError, QueueFullError
-from fleetkey.store.fetches import batch_written, insert_records
+from fleetkey.store.fetches import batch_written, insert_records, refused_for_content
 from fleetkey.store.held import (
     append_records,
+    appending,
     batch_lines,
     count_records,
     keep_at_stop,
@@ -65,12 +60,8 @@ _FAILURES: Final = (SQLAlchemyError, OSError)
 REJECTED_NAME: Final = "fetches-rejected.jsonl"  # next to the fallback file
 
 
-def _refuses_the_data(exc: BaseException) -> bool:
-    """The database refused what the rows hold (a value too long, a constraint), not the
-    connection: retrying the same rows would be refused for ever."""
-    if isinstance(exc, (DataError, IntegrityError)):
-        return True
-    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
 
 
 class FetchWriter:
@@ -247,7 +238,7 @@ class FetchWriter:
                 insert_records(self._engine, batch, (self.name, seq))
             # else it was committed before the error that made it look refused
         except _FAILURES as exc:
-            if not _refuses_the_data(exc):
+            if not refused_for_content(exc):
                 self._refused(exc)
                 return batch
             return self._sort_out(batch, exc)
@@ -281,7 +272,7 @@ class FetchWriter:
             try:
                 insert_records(self._engine, part, (self.name, next(self._seq)))
             except _FAILURES as exc:
-                if not _refuses_the_data(exc):
+                if not refused_for_content(exc):
                     self._refused(exc)
                     self._reject(refused, first)
                     return [r for p in [part, *parts] for r in p]
@@ -300,18 +291,17 @@ class FetchWriter:
             return
         self.rejected += len(records)
         self.dropped += len(records)
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
         kept = self._fallback.with_name(REJECTED_NAME) if self._fallback else None
         error = append_records(kept, records) if kept is not None else None
         log.error(
             "the store refused %d fetch records for what they hold (%s); %s",
             len(records),
-            reason,
+            _said(exc),
             f"kept in {kept}" if kept is not None and error is None else f"not kept ({error})",
         )
 
     def _refused(self, exc: BaseException) -> None:
-        self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        self.last_error = _said(exc)
         if self.failing_since is None:
             self.failing_since = time.time()
             self.episodes += 1
@@ -342,7 +332,7 @@ class FetchWriter:
         """Move the oldest held batches to the spill file (appended, in order)."""
         assert self._spill is not None  # noqa: S101  # the caller checks
         try:
-            with self._spill.open("a", encoding="utf-8") as handle:
+            with appending(self._spill) as handle:
                 while self._held_count > self._spill_at // 2:
                     seq, batch = self._held[0]
                     handle.write(batch_lines(self.name, seq, batch))
@@ -363,7 +353,7 @@ class FetchWriter:
                         insert_records(self._engine, batch, (writer, seq))
                         self._wrote(batch)
                 except _FAILURES as exc:
-                    if not _refuses_the_data(exc):
+                    if not refused_for_content(exc):
                         self._refused(exc)
                         return False
                     if self._sort_out(batch, exc):
