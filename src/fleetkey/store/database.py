@@ -60,6 +60,9 @@ def open_engine(url: str, **options: Any) -> Engine:
         options.setdefault("connect_args", {}).setdefault(
             "options", "-c plan_cache_mode=force_custom_plan"
         )
+    # errors name the statement, not its parameters: a batch's would put hundreds of rows,
+    # phones' addresses and User-Agents among them, in every log line about it
+    options.setdefault("hide_parameters", True)
     engine = create_engine(normalized, **options)
     if engine.dialect.name == "sqlite":
         path = sqlite_file(normalized)
