@@ -16,8 +16,12 @@ CLI_DOC = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
 
 
 def commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path, loading lazily loaded commands (cli/lazy.py) as it goes."""
     found: list[tuple[str, ...]] = []
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, f"{' '.join((*prefix, name))} is listed but does not load"
         path = (*prefix, name)
         found.append(path)
         if isinstance(command, click.Group):

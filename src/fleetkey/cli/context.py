@@ -1,4 +1,9 @@
-"""What every command gets: the data directory, the clock, the consoles, error reporting."""
+"""What every command gets: the data directory, the clock, the consoles, error reporting.
+
+Loaded before any command (the root group is here), so it imports no framework at the top:
+the store, the keyring and rich come in when a command first asks for them (docs/cli.md,
+"Start-up").
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,20 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import update_wrapper
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
-from rich.console import Console
 
 from fleetkey.authority.datadir import DataDir
-from fleetkey.authority.keyring import Keyring
+from fleetkey.cli.lazy import LazyGroup
 from fleetkey.clock import Clock, SystemClock
 from fleetkey.errors import FleetkeyError
-from fleetkey.store.database import DB_ENV, resolve_url
-from fleetkey.store.store import Store
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from fleetkey.authority.keyring import Keyring
+    from fleetkey.store.store import Store
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,14 +41,14 @@ class Env:
     clock: Clock = field(default_factory=SystemClock)
     debug: bool = False
     db_url: str | None = None
-    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
-    err: Console = field(
-        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
-    )
+    out: Console = field(default_factory=lambda: _console(stderr=False))
+    err: Console = field(default_factory=lambda: _console(stderr=True))
 
     _store: Store | None = None
 
     def keyring(self) -> Keyring:
+        from fleetkey.authority.keyring import Keyring  # start-up: see the module docstring
+
         self.data.require()
         return Keyring(self.data.keys)
 
@@ -50,6 +58,9 @@ class Env:
         ``current`` insists on the newest schema (everything but ``fleetkey db`` does).
         """
         if self._store is None:
+            from fleetkey.store.database import DB_ENV, resolve_url
+            from fleetkey.store.store import Store  # start-up: see the module docstring
+
             url = resolve_url(self.db_url, os.environ, self.data.root)
             if url.startswith("sqlite:") and self.db_url is None and DB_ENV not in os.environ:
                 self.data.require()
@@ -89,8 +100,15 @@ def pass_env(function: Callable[Concatenate[Env, P], R]) -> Callable[P, R]:
     return update_wrapper(wrapper, function)
 
 
-class FleetkeyGroup(click.Group):
-    """The root group: turns FleetkeyError and OSError into ``error: …`` + hint, exit 1."""
+def _console(*, stderr: bool) -> Console:
+    from rich.console import Console  # start-up: see the module docstring
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+class FleetkeyGroup(LazyGroup):
+    """The root group: loads each command when it runs (:class:`LazyGroup`), and turns
+    FleetkeyError and OSError into ``error: …`` + hint, exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -1,29 +1,92 @@
-"""The ``fleetkey`` entry point: the root group and its commands."""
+"""The ``fleetkey`` entry point: the root group and its commands.
+
+Each command's module is imported only when that command runs (cli/lazy.py): ``COMMANDS``
+names where each lives and the line ``fleetkey --help`` shows for it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 import click
 
 from fleetkey.authority.datadir import DATA_ENV, DEFAULT_DATA, DataDir
-from fleetkey.cli.alerts import alerts
-from fleetkey.cli.capacity import capacity
 from fleetkey.cli.context import Env, FleetkeyGroup
-from fleetkey.cli.emulate import emulate
-from fleetkey.cli.inspect import inspect, verify
-from fleetkey.cli.inventory import phones, sites
-from fleetkey.cli.issue import issue
-from fleetkey.cli.keys import keys
-from fleetkey.cli.records import audit, db, fetches, licenses
-from fleetkey.cli.rollout import rollout
-from fleetkey.cli.serve import serve
-from fleetkey.cli.setup import features, init, token
+from fleetkey.cli.lazy import LazyCommand
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+COMMANDS: Final = {
+    "alerts": LazyCommand(
+        "fleetkey.cli.alerts:alerts",
+        "Evaluate alerts now, record them (deduplicated), deliver new and resolved ones, list.",
+    ),
+    "audit": LazyCommand("fleetkey.cli.audit:audit", "The tamper-evident audit trail."),
+    "capacity": LazyCommand(
+        "fleetkey.cli.capacity:capacity",
+        "Measure and list the provisioning server's capacity (for rollout planning).",
+    ),
+    "db": LazyCommand("fleetkey.cli.records:db", "The database schema (Alembic migrations)."),
+    "emulate": LazyCommand(
+        "fleetkey.cli.emulate:emulate",
+        "Emulate PHONES phones booting from SERVER, each on a loopback address of its own.",
+    ),
+    "features": LazyCommand(
+        "fleetkey.cli.setup:features", "List the feature catalog: slot, name, description."
+    ),
+    "fetches": LazyCommand(
+        "fleetkey.cli.records:fetches",
+        "What phones fetched: time, path, protocol, status, bytes, digest of what was served.",
+    ),
+    "init": LazyCommand(
+        "fleetkey.cli.setup:init", "Create the data directory and a first signing key."
+    ),
+    "inspect": LazyCommand(
+        "fleetkey.cli.inspect:inspect",
+        "Show what license files hold, feature by feature, and whether their signatures verify.",
+    ),
+    "issue": LazyCommand(
+        "fleetkey.cli.issue:issue",
+        "Sign phone and site licenses into the provisioning tree (or --out).",
+    ),
+    "keys": LazyCommand(
+        "fleetkey.cli.keys:keys",
+        "Signing keys and trusted public keys (rotation: one active, all trusted).",
+    ),
+    "licenses": LazyCommand(
+        "fleetkey.cli.records:licenses",
+        "License keys fleetkey issued or imported, and their state.",
+    ),
+    "phones": LazyCommand(
+        "fleetkey.cli.inventory:phones",
+        "Phones: MAC, site, model, credentials, where and when last seen.",
+    ),
+    "rollout": LazyCommand(
+        "fleetkey.cli.rollout:rollout",
+        "Plan and run staggered check-sync rollouts of a posted license.",
+    ),
+    "serve": LazyCommand(
+        "fleetkey.cli.serve:serve",
+        "Serve license files and the provisioning tree to phones, recording every fetch.",
+    ),
+    "sites": LazyCommand(
+        "fleetkey.cli.inventory:sites",
+        "Sites: a serial, a time zone and a maintenance window for reboots.",
+    ),
+    "token": LazyCommand(
+        "fleetkey.cli.setup:token",
+        "Make a new admin API bearer token; the previous one stops working.",
+    ),
+    "verify": LazyCommand(
+        "fleetkey.cli.inspect:verify",
+        "Exit 0 when every key verifies, matches the MAC and file name, is unexpired, and keeps "
+        "the rules of issued files (reserved Options bits clear, Options bits exactly where the "
+        "Duration terms are non-zero).",
+    ),
+}
 
 
-@click.group(cls=FleetkeyGroup, context_settings=CONTEXT)
+@click.group(cls=FleetkeyGroup, context_settings=CONTEXT, lazy=COMMANDS)
 @click.option(
     "--data",
     type=click.Path(file_okay=False, path_type=Path),
@@ -50,29 +113,6 @@ def cli(ctx: click.Context, data: Path, db_url: str | None, debug: bool) -> None
     env = Env(DataDir(data), debug=debug, db_url=db_url)
     ctx.obj = env
     ctx.call_on_close(env.close)
-
-
-for command in (
-    init,
-    features,
-    keys,
-    issue,
-    inspect,
-    verify,
-    db,
-    sites,
-    phones,
-    licenses,
-    fetches,
-    audit,
-    serve,
-    token,
-    emulate,
-    rollout,
-    alerts,
-    capacity,
-):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """``fleetkey db``, ``licenses`` and ``fetches``: what the store recorded.
 
-``audit`` lives in cli/audit.py; it is imported here, where the entry point takes it from.
+``audit`` lives in cli/audit.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from fleetkey.cli.audit import audit as audit  # the command group main.py takes from here
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.clock import today
 from fleetkey.core.license import LicenseState

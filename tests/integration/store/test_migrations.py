@@ -33,6 +33,18 @@ def test_upgrade_from_every_revision_reaches_head(store_url: str, start: str) ->
     store.close()
 
 
+def test_the_head_read_from_the_revision_files_is_alembics() -> None:
+    # the schema check reads it without Alembic (start-up time); Alembic walks the scripts
+    assert migrate.head_revision() == migrate.revisions()[-1]
+
+
+def test_a_version_table_with_two_revisions_is_refused_by_name(store: Store) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES ('0001')"))
+    with pytest.raises(DatabaseError, match=r"records 2 schema revisions at once \("):
+        store.revision()
+
+
 def test_upgrade_twice_is_a_no_op(store: Store) -> None:
     head = migrate.head_revision()
     assert store.upgrade() == (head, head)
