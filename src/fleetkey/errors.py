@@ -30,6 +30,7 @@ The tree::
     ├── DatabaseError                 the database cannot be opened, or is at another schema
     ├── HeldFileError                 a spill or fallback file of fetch records is damaged
     ├── QueueFullError                the fetch-record queue stayed full for the whole timeout
+    ├── ListenError                   a server cannot listen where it was told (port in use…)
     ├── PlanInfeasibleError           a rollout's phones do not fit before its deadline
     └── CommandFailedError            a check the operator ran failed (verify, audit verify, import)
 
@@ -213,6 +214,25 @@ class HeldFileError(FleetkeyError):
 
 class QueueFullError(FleetkeyError):
     """The fetch-record queue stayed full for the whole timeout."""
+
+
+class ListenError(FleetkeyError):
+    """A server cannot listen at an address: the port is in use, needs privileges, or the
+    address is not this machine's. ``protocol``, ``host``, ``port`` and ``errno`` say which."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        protocol: str,
+        host: str,
+        port: int,
+        errno: int | None,
+        hint: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, field=field)
+        self.protocol, self.host, self.port, self.errno = protocol, host, port, errno
 
 
 class PlanInfeasibleError(FleetkeyError):

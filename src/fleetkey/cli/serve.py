@@ -10,7 +10,6 @@ import click
 from fleetkey.api.app import ApiContext, create_app
 from fleetkey.authority.keyring import passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.core.naming import normalize_site_serial
 from fleetkey.errors import InputError
 from fleetkey.serve.addresses import HOLD_S
 from fleetkey.serve.fetching import UnknownPolicy
@@ -18,26 +17,29 @@ from fleetkey.serve.http.auth import AuthMode
 from fleetkey.serve.http.connections import ConnectionLimits
 from fleetkey.serve.http.forwarded import parse_networks
 from fleetkey.serve.http.phones import Admission
-from fleetkey.serve.http.server import parse_address, tls_context
+from fleetkey.serve.http.server import tls_context
+from fleetkey.serve.listen import parse_address
 from fleetkey.serve.runner import Places, ServerRunner, ServeSettings, Totals
 from fleetkey.serve.tftp.packets import OptionLimits
 from fleetkey.serve.tftp.server import TftpSettings
+from fleetkey.store import inventory
 from fleetkey.store.writer import CAPACITY
 
 
 @click.command()
 @click.option(
     "--http",
-    "http_address",
+    "http",
     default="127.0.0.1:8080",
     show_default=True,
-    metavar="HOST:PORT",
-    help="Where to serve HTTP (port 0: any free port; 'off' for none).",
+    metavar="HOST:PORT|PORT",
+    help="Where to serve HTTP (a bare number is a port on 127.0.0.1; port 0: any free "
+    "port; 'off' for none).",
 )
 @click.option(
     "--https",
-    "https_address",
-    metavar="HOST:PORT",
+    "https",
+    metavar="HOST:PORT|PORT",
     help="Where to serve HTTPS as well; needs --cert and --key.",
 )
 @click.option("--cert", type=click.Path(path_type=Path), help="PEM certificate (chain) for HTTPS.")
@@ -58,9 +60,9 @@ from fleetkey.store.writer import CAPACITY
 )
 @click.option(
     "--register-site",
-    metavar="SERIAL",
-    help="Site that phones registered by --unknown register join when the path has no "
-    "/<site-serial>/ prefix.",
+    metavar="SITE",
+    help="Site (serial or name) that phones registered by --unknown register join when the "
+    "path has no /<site-serial>/ prefix.",
 )
 @click.option(
     "--trusted-proxy",
@@ -71,10 +73,10 @@ from fleetkey.store.writer import CAPACITY
 )
 @click.option(
     "--tftp",
-    "tftp_address",
+    "tftp",
     is_flag=False,
     flag_value="127.0.0.1:6969",
-    metavar="[HOST:PORT]",
+    metavar="[HOST:PORT|PORT]",
     help="Serve TFTP as well (alone: 127.0.0.1:6969; port 69 needs CAP_NET_BIND_SERVICE).",
 )
 @click.option(
@@ -168,15 +170,15 @@ from fleetkey.store.writer import CAPACITY
 @pass_env
 def serve(
     env: Env,
-    http_address: str,
-    https_address: str | None,
+    http: str,
+    https: str | None,
     cert: Path | None,
     key: Path | None,
     auth: str,
     unknown: str,
     register_site: str | None,
     trusted_proxies: tuple[str, ...],
-    tftp_address: str | None,
+    tftp: str | None,
     tftp_uploads: bool,
     tftp_max_blksize: int,
     tftp_max_transfers: int,
@@ -196,23 +198,27 @@ def serve(
     and phone sighting is written before the process exits.
     """
     tls = None
-    https = None
-    if https_address is not None:
+    https_at = None
+    if https is not None:
         if cert is None or key is None:
             raise InputError("--https needs --cert and --key")
         tls = tls_context(cert, key)
-        https = parse_address(https_address, 8443)
+        https_at = parse_address(https, 8443, field="https")
     elif cert is not None or key is not None:
         raise InputError("--cert and --key go with --https HOST:PORT")
-    http = parse_address(http_address, 8080) if http_address != "off" else None
-    tftp = parse_address(tftp_address, 6969) if tftp_address is not None else None
-    if http is None and https is None and tftp is None:
+    http_at = parse_address(http, 8080, field="http") if http != "off" else None
+    tftp_at = parse_address(tftp, 6969, field="tftp") if tftp is not None else None
+    if http_at is None and https_at is None and tftp_at is None:
         raise InputError("nothing to serve: give --http, --https or --tftp")
+    store = env.store()
+    if register_site is not None:
+        with store.transaction() as session:
+            register_site = inventory.site_serial(session, register_site)
     settings = ServeSettings(
-        http=http,
-        https=https,
+        http=http_at,
+        https=https_at,
         tls=tls,
-        tftp=tftp,
+        tftp=tftp_at,
         tftp_settings=TftpSettings(
             limits=OptionLimits(max_blksize=tftp_max_blksize),
             max_transfers=tftp_max_transfers,
@@ -221,7 +227,7 @@ def serve(
         ),
         auth=AuthMode(auth),
         unknown=UnknownPolicy(unknown),
-        register_site=normalize_site_serial(register_site) if register_site else None,
+        register_site=register_site,
         trusted_proxies=parse_networks(trusted_proxies),
         admission=Admission(max_in_flight=max_in_flight, max_downloads=max_downloads),
         connections=ConnectionLimits(
@@ -233,7 +239,6 @@ def serve(
         address_hold_s=address_hold,
         record_queue=record_queue,
     )
-    store = env.store()
     places = Places(
         tree=env.data.provisioning,
         uploads=env.data.root / "uploads",

@@ -321,7 +321,13 @@ class ServerRunner:
             servers.append(
                 serve_tftp(self.tftp, *settings.tftp, stop=stop, ready=_ready(announce, "tftp"))
             )
-        await asyncio.gather(*servers)
+        listeners = [loop.create_task(server) for server in servers]
+        try:
+            await asyncio.gather(*listeners)
+        except Exception:  # one could not listen (ListenError): stop the others, then say so
+            stop.set()
+            await asyncio.gather(*listeners, refresher, sweeper, return_exceptions=True)
+            raise
         await refresher
         await sweeper
 

@@ -398,7 +398,11 @@ class TestRegistrationAndHttps:
         (("--https", ":0", "--cert", "missing.crt", "--key", "missing.key"), "cannot read"),
         (("--http", "off"), "nothing to serve"),
         (("--trusted-proxy", "not-an-ip"), "is not an IP address or network"),
-        (("--unknown", "register", "--register-site", "999999999999"), "is not a site"),
+        (
+            ("--unknown", "register", "--register-site", "999999999999"),
+            "site 999999999999 does not exist",
+        ),
+        (("--register-site", "Atlantis"), "site 'Atlantis' does not exist: no site has that"),
     ],
 )
 def test_bad_serve_options_are_refused_clearly(

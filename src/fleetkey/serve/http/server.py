@@ -13,6 +13,7 @@ from fleetkey.errors import InputError
 from fleetkey.serve.http.connections import Connections
 from fleetkey.serve.http.messages import RequestLimits, Service
 from fleetkey.serve.http.protocol import HttpProtocol
+from fleetkey.serve.listen import listen_error
 
 GRACE_S: Final = 10.0  # how long answers in flight may take after a stop was asked for
 
@@ -33,21 +34,26 @@ async def serve_http(
 
     ``connections``: shared by every listener of a server (caps count them all), swept by
     whoever made it; without one, this listener makes and sweeps its own. With ``tls``,
-    HTTPS: the handshake is the event loop's (uvloop's SSL transport).
+    HTTPS: the handshake is the event loop's (uvloop's SSL transport). A listener that cannot
+    bind raises :class:`ListenError` saying why (serve/listen.py).
     """
     loop = asyncio.get_running_loop()
     own = connections is None
     registry = connections if connections is not None else Connections()
     chosen = limits or RequestLimits()
-    server = await loop.create_server(
-        lambda: HttpProtocol(service, chosen, registry, secure=tls is not None),
-        host,
-        port,
-        backlog=4096,
-        reuse_address=True,
-        ssl=tls,
-        ssl_handshake_timeout=10.0 if tls is not None else None,
-    )
+    try:
+        server = await loop.create_server(
+            lambda: HttpProtocol(service, chosen, registry, secure=tls is not None),
+            host,
+            port,
+            backlog=4096,
+            reuse_address=True,
+            ssl=tls,
+            ssl_handshake_timeout=10.0 if tls is not None else None,
+        )
+    except OSError as exc:
+        scheme = "https" if tls is not None else "http"
+        raise listen_error(scheme.upper(), host, port, exc, field=scheme) from exc
     sweeper = loop.create_task(registry.keep_swept(stop)) if own else None
     ready(host, int(server.sockets[0].getsockname()[1]))
     await stop.wait()
@@ -81,14 +87,3 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
             hint="both must be PEM; the key must match the certificate and not need a password",
         ) from None
     return context
-
-
-def parse_address(text: str, default_port: int) -> tuple[str, int]:
-    """``HOST:PORT``, ``HOST`` or ``:PORT`` (IPv6 as ``[::1]:PORT``)."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, str(default_port)
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise InputError(f"address {text!r} is not HOST:PORT (port 0-65535)")
-    return host, int(port)
