@@ -1,18 +1,24 @@
-"""``fleetkey sites`` and ``fleetkey phones``: the inventory."""
+"""``fleetkey sites`` and ``fleetkey phones``: the inventory.
+
+A site is named by its serial or its name wherever one is an argument (SITE, ``--site``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.importview import counts, diff_table, more_line
 from fleetkey.core.rollout.windows import Window
-from fleetkey.store import inventory
+from fleetkey.store import inventory, phone_import
 from fleetkey.store.records import Site, phone_json, site_json
+
+SITE_HELP = "the site's serial or name"
 
 
 @click.group()
@@ -72,6 +78,107 @@ def list_sites(env: Env, as_json: bool) -> None:
     env.out.print(table)
 
 
+@sites.command("update")
+@click.argument("site", metavar="SITE")
+@click.option("--name", help="A new name (unique among the sites).")
+@click.option("--tz", "timezone", help="A new IANA time zone.")
+@click.option("--window", metavar="HH:MM-HH:MM", help="A new maintenance window, local time.")
+@click.option("--contact", help="A new contact; '' clears it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the site and the changes as JSON.")
+@pass_env
+def update_site(
+    env: Env,
+    site: str,
+    name: str | None,
+    timezone: str | None,
+    window: str | None,
+    contact: str | None,
+    as_json: bool,
+) -> None:
+    """Change the name, time zone, window or contact of SITE (its serial or name).
+
+    The serial stays: it is the Serial of the site's license.
+    """
+    if name is None and timezone is None and window is None and contact is None:
+        raise click.UsageError("nothing to change: give --name, --tz, --window or --contact")
+    changes = inventory.SiteChanges(
+        name, timezone, Window.parse(window) if window is not None else None, contact
+    )
+    with env.store().transaction() as session:
+        done = inventory.update_site(session, env.clock, env.actor, site, changes)
+    if as_json:
+        env.print_json(
+            {
+                "site": site_json(done.site),
+                "changed": {c: {"old": old, "new": new} for c, (old, new) in done.changed.items()},
+            }
+        )
+        return
+    label = f"site {done.site.serial} ({escape(done.site.name)})"
+    if not done.changed:
+        env.out.print(f"{label}: nothing changed (it already has those values)")
+        return
+    env.out.print(f"updated {label}: {_changes_text(done)}")
+
+
+def _changes_text(done: inventory.SiteUpdate) -> str:
+    """``window '22:00-05:00' -> '23:00-04:00', contact '' -> '+49 30 1234'``: stored text as
+    text, never markup."""
+    now = done.site.window
+    shown: dict[str, tuple[str | None, str | None]] = {}
+    for column, (old, new) in done.changed.items():
+        if column in {"window_start", "window_end"}:
+            start = done.changed.get("window_start", (f"{now.start:%H:%M}",))[0]
+            end = done.changed.get("window_end", (f"{now.end:%H:%M}",))[0]
+            shown["window"] = (f"{start}-{end}", str(now))
+        else:
+            shown[column] = (old, new)
+    return ", ".join(
+        f"{column} {escape(repr(old or ''))} -> {escape(repr(new or ''))}"
+        for column, (old, new) in shown.items()
+    )
+
+
+@sites.command("remove")
+@click.argument("site", metavar="SITE")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove it even while it has phones (removed with it) or posted keys (kept).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@pass_env
+def remove_site(env: Env, site: str, force: bool, as_json: bool) -> None:
+    """Remove SITE (its serial or name).
+
+    Refused while the site has phones or posted license keys, saying how many, unless --force:
+    then its phones are removed with it, and its keys stay recorded and posted.
+    """
+    with env.store().transaction() as session:
+        done = inventory.remove_site(session, env.clock, env.actor, site, force=force)
+    if as_json:
+        env.print_json(
+            {
+                "site": site_json(done.site),
+                "phones_removed": done.phones,
+                "posted_keys_kept": list(done.posted),
+            }
+        )
+        return
+    with_phones = f" with its {done.phones} phone(s)" if done.phones else ""
+    env.out.print(f"removed site {done.site.serial} ({escape(done.site.name)}){with_phones}")
+    _warn_kept(env, done.posted)
+
+
+def _warn_kept(env: Env, posted: tuple[int, ...]) -> None:
+    if posted:
+        ids = ", ".join(map(str, posted))
+        env.warn(
+            f"{len(posted)} posted key(s) stay posted (license {ids}): "
+            "`fleetkey licenses revoke ID` stops serving one"
+        )
+
+
 @click.group()
 def phones() -> None:
     """Phones: MAC, site, model, credentials, where and when last seen."""
@@ -81,27 +188,50 @@ def phones() -> None:
 @click.argument(
     "csv_file", metavar="CSV", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option(
+    "--remove-missing",
+    is_flag=True,
+    help="Also remove the phones of the sites the file names that it does not list.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and the diff as JSON.")
 @pass_env
-def import_phones(env: Env, csv_file: Path, as_json: bool) -> None:
+def import_phones(
+    env: Env, csv_file: Path, dry_run: bool, remove_missing: bool, as_json: bool
+) -> None:
     """Add or update phones from a CSV: mac,site,model[,firmware,user,password,contact].
 
-    One transaction: any bad row is reported with its line number and nothing is written.
+    Only the columns the file has are changed (an empty cell clears that value); a site is
+    its serial or name. One transaction: any bad row is reported with its line number and
+    nothing is written.
     """
     with env.store().transaction() as session:
-        summary = inventory.import_phones(
-            session, env.clock, env.actor, csv_file.read_bytes(), source=str(csv_file)
+        result = phone_import.import_phones(
+            session,
+            env.clock,
+            env.actor,
+            csv_file.read_bytes(),
+            source=str(csv_file),
+            dry_run=dry_run,
+            remove_missing=remove_missing,
         )
     if as_json:
-        env.print_json(asdict(summary))
+        env.print_json(result.to_json())
         return
-    env.out.print(
-        f"imported {escape(str(csv_file))}: {summary.added} added, {summary.updated} updated"
-    )
+    table = diff_table(result) if dry_run else None
+    if table is not None:
+        env.out.print(table)
+        if (more := more_line(result)) is not None:
+            env.out.print(more)
+    source = escape(str(csv_file))
+    if dry_run:
+        env.out.print(f"dry run of {source}, nothing was changed: would be {counts(result)}")
+    else:
+        env.out.print(f"imported {source}: {counts(result)}")
 
 
 @phones.command("list")
-@click.option("--site", help="Only the phones of this site.")
+@click.option("--site", help="Only the phones of this site (its serial or name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the phones as JSON.")
 @pass_env
 def list_phones(env: Env, site: str | None, as_json: bool) -> None:
@@ -141,3 +271,39 @@ def show_phone(env: Env, mac: str, as_json: bool) -> None:
     for name, value in document.items():
         table.add_row(name, "" if value is None else escape(str(value)))
     env.out.print(table)
+
+
+@phones.command("remove")
+@click.argument("macs", metavar="[MAC]...", nargs=-1)
+@click.option("--site", help="Remove every phone of this site (its serial or name).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@pass_env
+def remove_phones(env: Env, macs: tuple[str, ...], site: str | None, as_json: bool) -> None:
+    """Remove phones from the inventory: each MAC given, or every phone of --site.
+
+    All or none: an unknown MAC removes nothing. Their posted keys stay recorded and posted.
+    """
+    if bool(macs) == (site is not None):
+        raise click.UsageError("give the MACs of the phones to remove, or --site SITE")
+    with env.store().transaction() as session:
+        subject = None
+        if site is not None:
+            subject = inventory.site_serial(session, site)
+            macs = tuple(inventory.macs(session, subject))
+        done = (
+            inventory.remove_phones(session, env.clock, env.actor, macs, subject=subject)
+            if macs
+            else inventory.PhoneRemoval((), ())
+        )
+    document: dict[str, Any] = {"removed": list(done.macs), "posted_keys_kept": list(done.posted)}
+    if as_json:
+        env.print_json(document)
+        return
+    if not done.macs:
+        env.out.print(f"site {subject} has no phones: nothing was removed")
+        return
+    shown = ", ".join(done.macs[:10]) + (
+        f" and {len(done.macs) - 10} more" if len(done.macs) > 10 else ""
+    )
+    env.out.print(f"removed {len(done.macs)} phone(s): {shown}")
+    _warn_kept(env, done.posted)
