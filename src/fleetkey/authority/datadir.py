@@ -18,14 +18,16 @@ version, or loosened by hand, back to that.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from fleetkey.authority.files import write_new
+from fleetkey.authority.files import atomic_write, write_new
 from fleetkey.core.features import FeatureCatalog, default_catalog, parse_catalog
 from fleetkey.errors import NotInitializedError
 
@@ -119,6 +121,32 @@ class DataDir:
             write_new(self.features_file, FEATURES_TEMPLATE.encode("utf-8"))
         return fresh
 
+    @contextlib.contextmanager
+    def undone_on_failure(self) -> Iterator[None]:
+        """If the ``with`` block fails, take back what it did here (``fleetkey init`` leaves
+        nothing behind when it fails): the directory, and the parents it needed, when it did
+        not exist; else each entry of ``OWNED`` that did not, and in ``keys/`` every file
+        added or changed (the keyring is small; nothing else is written below the top)."""
+        top = None
+        for path in (self.root, *self.root.absolute().parents):
+            if path.exists() or path.is_symlink():
+                break
+            top = path
+        existed = {name for name in OWNED if top is None and _present(self.root / name)}
+        keys = _files(self.keys) if "keys" in existed and self.keys.is_dir() else None
+        try:
+            yield
+        except BaseException:
+            if top is not None:
+                shutil.rmtree(top, ignore_errors=True)
+                raise
+            for name in OWNED:
+                if name not in existed:
+                    _remove(self.root / name)
+            if keys is not None:
+                _restore(self.keys, keys)
+            raise
+
     def tighten(self) -> list[ModeChange]:
         """Take group and other permissions off the directory and everything fleetkey keeps in
         it (``OWNED``, recursively; symbolic links are neither followed nor changed)."""
@@ -155,3 +183,37 @@ class DataDir:
             features = parse_catalog(text, str(self.features_file))
             catalog = catalog.extended(features, str(self.features_file))
         return catalog
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif _present(path):
+        path.unlink()
+
+
+def _files(directory: Path) -> dict[Path, bytes | None]:
+    """Every path below ``directory``, with the bytes of regular files (None: a directory or
+    anything else)."""
+    found: dict[Path, bytes | None] = {}
+    for folder, directories, files in os.walk(directory):  # does not follow links
+        for name in directories:
+            found[Path(folder, name)] = None
+        for name in files:
+            path = Path(folder, name)
+            found[path] = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+    return found
+
+
+def _restore(directory: Path, before: dict[Path, bytes | None]) -> None:
+    """Remove what was added below ``directory`` since ``before``; write back changed files."""
+    for path in sorted(_files(directory), key=lambda p: len(p.parts), reverse=True):
+        if path not in before:
+            _remove(path)
+    for path, data in before.items():
+        if data is not None and path.is_file() and path.read_bytes() != data:
+            atomic_write(path, data)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from fleetkey.authority.keyring import KeyEntry, Keyring, passphrase_from_env
+from fleetkey.authority.keyring import PASSPHRASE_ENV, KeyEntry, Keyring, passphrase_from_env
 from fleetkey.authority.tokens import create_token, has_token
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.core.signing import Algorithm
+from fleetkey.errors import DatabaseError, PassphraseError
 from fleetkey.store import audit
+from fleetkey.store.store import Store
 
 ALGORITHMS = click.Choice([a.value for a in Algorithm])
 
@@ -33,46 +35,59 @@ ALGORITHMS = click.Choice([a.value for a in Algorithm])
 def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None:
     """Create the data directory and a first signing key.
 
+    When it fails (no passphrase, a database it cannot reach), it leaves nothing behind.
     Safe to run again: an existing data directory and keyring are kept as they are, except that
     group and other permissions are taken off everything fleetkey keeps there (each change is
     listed) and keys encrypted the old, cheap way are named for `fleetkey keys rewrap`. The
     private key is encrypted with FLEETKEY_KEY_PASSPHRASE unless --unencrypted-key is given.
     """
-    created = env.data.create()
-    store = env.store(current=False)
-    before, revision = store.upgrade()
-    tightened = env.data.tighten()  # after the store: fleetkey.db and its -wal and -shm exist
+    passphrase = passphrase_from_env()
+    if env.data.keys.is_dir() and Keyring(env.data.keys).entries():
+        new_key_needed = False
+    else:  # checked before anything is made: a failed init leaves nothing behind
+        new_key_needed = True
+        if passphrase is None and not unencrypted_key:
+            raise PassphraseError(
+                f"{PASSPHRASE_ENV} is not set: the first signing key is encrypted at rest; "
+                "nothing was created",
+                hint=f"export {PASSPHRASE_ENV}=..., or pass --unencrypted-key to store the key "
+                "in clear (file mode 0600)",
+            )
+    with env.data.undone_on_failure():
+        created = env.data.create()
+        store = env.store(current=False)
+        before, revision = store.upgrade()
+        try:
+            tightened = env.data.tighten()  # after the store: fleetkey.db, -wal and -shm exist
+            new_key, token = _first_key_and_token(
+                env, Algorithm(algorithm), passphrase, unencrypted_key, new_key_needed
+            )
+            with store.transaction() as session:
+                if created or before is None:
+                    audit.append(
+                        session,
+                        env.clock,
+                        actor=env.actor,
+                        action="init",
+                        subject=str(env.data.root),
+                        details={"schema": revision},
+                    )
+                if new_key is not None:
+                    audit.append(
+                        session,
+                        env.clock,
+                        actor=env.actor,
+                        action="key.create",
+                        subject=new_key.name,
+                        details=_key_details(new_key),
+                    )
+        except BaseException:
+            if before is None:  # the database was empty: leave it so (another database too)
+                _undo_schema(env, store)
+            raise
     keyring = Keyring(env.data.keys)
-    new_key = None
-    if not keyring.entries():
-        new_key = keyring.create(
-            env.clock,
-            algorithm=Algorithm(algorithm),
-            passphrase=passphrase_from_env(),
-            unencrypted=unencrypted_key,
-        )
     active = keyring.active
     to_rewrap = keyring.to_rewrap()
-    token = None if has_token(env.data.api_token) else create_token(env.data.api_token)
-    with store.transaction() as session:
-        if created or before is None:
-            audit.append(
-                session,
-                env.clock,
-                actor=env.actor,
-                action="init",
-                subject=str(env.data.root),
-                details={"schema": revision},
-            )
-        if new_key is not None:
-            audit.append(
-                session,
-                env.clock,
-                actor=env.actor,
-                action="key.create",
-                subject=new_key.name,
-                details=_key_details(new_key),
-            )
     if as_json:
         env.print_json(
             {
@@ -107,6 +122,26 @@ def init(env: Env, algorithm: str, unencrypted_key: bool, as_json: bool) -> None
     env.out.print(f"issued licenses go to {env.data.provisioning}")
     if token is not None:
         env.out.print(f"admin API token (shown once, kept hashed): {token}")
+
+
+def _first_key_and_token(
+    env: Env, algorithm: Algorithm, passphrase: bytes | None, unencrypted: bool, needed: bool
+) -> tuple[KeyEntry | None, str | None]:
+    """The first signing key when the keyring has none, and the first API token."""
+    new_key = None
+    if needed:
+        new_key = Keyring(env.data.keys).create(
+            env.clock, algorithm=algorithm, passphrase=passphrase, unencrypted=unencrypted
+        )
+    token = None if has_token(env.data.api_token) else create_token(env.data.api_token)
+    return new_key, token
+
+
+def _undo_schema(env: Env, store: Store) -> None:
+    try:
+        store.downgrade_to_empty()
+    except DatabaseError as exc:  # the error that made init fail is the one to report
+        env.warn(f"{exc.message}: the database keeps fleetkey's empty tables")
 
 
 def _key_details(entry: KeyEntry) -> dict[str, object]:

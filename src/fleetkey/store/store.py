@@ -40,6 +40,13 @@ class Store:
             raise DatabaseError(f"upgrading {self.safe_url} failed: {exc}") from exc
         return before, migrate.head_revision()
 
+    def downgrade_to_empty(self) -> None:
+        """Undo every migration (a failed ``init`` on a database that was empty)."""
+        try:
+            migrate.downgrade(self.engine, "base")
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"undoing the schema of {self.safe_url} failed: {exc}") from exc
+
     def revision(self) -> str | None:
         try:
             return migrate.current_revision(self.engine)

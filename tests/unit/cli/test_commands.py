@@ -50,11 +50,13 @@ class TestInit:
         monkeypatch.delenv("FLEETKEY_KEY_PASSPHRASE")
         result = fleetkey("init", code=1)
         assert result.stderr.splitlines() == [
-            "error: FLEETKEY_KEY_PASSPHRASE is not set: private keys are encrypted at rest",
+            "error: FLEETKEY_KEY_PASSPHRASE is not set: the first signing key is encrypted at "
+            "rest; nothing was created",
             "hint: export FLEETKEY_KEY_PASSPHRASE=..., or pass --unencrypted-key to store the "
             "key in clear (file mode 0600)",
         ]
         assert "Traceback" not in result.output
+        assert not data_dir.exists()
 
     def test_init_with_unencrypted_key_flag(
         self, data_dir: Path, fleetkey: Fleetkey, monkeypatch: pytest.MonkeyPatch
