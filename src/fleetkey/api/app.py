@@ -1,4 +1,5 @@
-"""The admin API: sites, phones, licenses (issue, post, revoke), fetches, status; /metrics.
+"""The admin API: sites and phones (add, update, remove), licenses (issue, post, revoke),
+fetches, status; /metrics.
 
 Bearer-token authentication (``Authorization: Bearer <token>``; the token comes from
 ``fleetkey init`` or ``fleetkey token`` and the data directory keeps only its hash). The
@@ -55,6 +56,15 @@ class SiteIn(BaseModel):
     window: str = Field(
         description="maintenance window, local HH:MM-HH:MM", examples=["22:00-05:00"]
     )
+    contact: str | None = None
+
+
+class SiteChangesIn(BaseModel):
+    """What to change of a site: members left out are kept; ``"contact": null`` clears it."""
+
+    name: str | None = None
+    timezone: str | None = Field(None, examples=["Europe/Berlin"])
+    window: str | None = Field(None, description="local HH:MM-HH:MM", examples=["23:00-04:00"])
     contact: str | None = None
 
 
@@ -136,6 +146,41 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
             )
         return site_json(added)
 
+    @app.get("/api/sites/{site}", dependencies=guarded, tags=["inventory"])
+    def get_site(site: str) -> dict[str, Any]:
+        """One site, named by its serial or its name."""
+        with context.store.transaction() as session:
+            return site_json(inventory.site(session, site))
+
+    @app.patch("/api/sites/{site}", dependencies=guarded, tags=["inventory"])
+    def update_site(site: str, body: SiteChangesIn) -> dict[str, Any]:
+        """Change a site's name, time zone, window or contact (audited when anything changes)."""
+        given = body.model_fields_set
+        changes = inventory.SiteChanges(
+            body.name,
+            body.timezone,
+            Window.parse(body.window) if body.window is not None else None,
+            (body.contact or "") if "contact" in given else None,
+        )
+        with context.store.transaction() as session:
+            done = inventory.update_site(session, context.clock, ACTOR, site, changes)
+        return {
+            "site": site_json(done.site),
+            "changed": {c: {"old": old, "new": new} for c, (old, new) in done.changed.items()},
+        }
+
+    @app.delete("/api/sites/{site}", dependencies=guarded, tags=["inventory"])
+    def remove_site(site: str, force: bool = False) -> dict[str, Any]:
+        """Remove a site: 409 while it has phones or posted keys, unless ``force=true`` (its
+        phones go with it; its keys stay recorded and posted)."""
+        with context.store.transaction() as session:
+            done = inventory.remove_site(session, context.clock, ACTOR, site, force=force)
+        return {
+            "site": site_json(done.site),
+            "phones_removed": done.phones,
+            "posted_keys_kept": list(done.posted),
+        }
+
     @app.get("/api/phones", dependencies=guarded, tags=["inventory"])
     def list_phones(site: str | None = None) -> list[dict[str, Any]]:
         with context.store.transaction() as session:
@@ -145,6 +190,13 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
     def get_phone(mac: str) -> dict[str, Any]:
         with context.store.transaction() as session:
             return phone_json(inventory.phone(session, mac))
+
+    @app.delete("/api/phones/{mac}", dependencies=guarded, tags=["inventory"])
+    def remove_phone(mac: str) -> dict[str, Any]:
+        """Remove a phone from the inventory; its posted key stays recorded and posted."""
+        with context.store.transaction() as session:
+            done = inventory.remove_phones(session, context.clock, ACTOR, [mac])
+        return {"removed": list(done.macs), "posted_keys_kept": list(done.posted)}
 
     @app.get("/api/licenses", dependencies=guarded, tags=["licenses"])
     def list_licenses(

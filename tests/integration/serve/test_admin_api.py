@@ -299,3 +299,25 @@ def test_a_huge_id_is_a_422_in_the_one_shape(api: httpx.Client) -> None:
     assert reply.status_code == 422
     assert reply.json()["error"] == "invalid-request"
     assert reply.json()["detail"].startswith("path.license_id: ")
+
+
+def test_a_site_is_changed_and_removed_by_name_over_http(api: httpx.Client) -> None:
+    added = api.post(
+        "/api/sites",
+        json={
+            "serial": "100000000077",
+            "name": "Lab 7",
+            "timezone": "UTC",
+            "window": "01:00-02:00",
+        },
+    )
+    assert added.status_code == 201
+    changed = api.patch("/api/sites/lab%207", json={"name": "Lab Seven"})
+    assert changed.json()["changed"] == {"name": {"old": "Lab 7", "new": "Lab Seven"}}
+    refused = api.delete(f"/api/sites/{SITE}")  # it has the fleet's phones: nothing changes
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith(f"site {SITE} (HQ) still has ")
+    removed = api.delete("/api/sites/Lab%20Seven")  # no Content-Length, as httpx sends it
+    assert removed.status_code == 200
+    assert removed.json()["site"]["serial"] == "100000000077"
+    assert api.get("/api/sites/100000000077").status_code == 404
