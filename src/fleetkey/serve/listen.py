@@ -10,8 +10,10 @@ protocol, which address, and what to do.
 
 from __future__ import annotations
 
+import asyncio
 import errno as codes
 import socket
+from collections.abc import Callable
 from typing import Final
 
 from fleetkey.errors import InputError, ListenError
@@ -81,3 +83,23 @@ def listen_error(
         hint=hint,
         field=field,
     )
+
+
+async def bind_datagrams(
+    protocol_factory: Callable[[], asyncio.DatagramProtocol],
+    host: str,
+    port: int,
+    *,
+    protocol: str,
+    field: str | None = None,
+) -> int:
+    """Listen for datagrams at ``host:port`` on the running loop; the port bound (the protocol
+    gets its transport in ``connection_made``). A failed bind raises :func:`listen_error`'s."""
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await loop.create_datagram_endpoint(
+            protocol_factory, local_addr=(host, port)
+        )
+    except OSError as exc:
+        raise listen_error(protocol, host, port, exc, field=field) from exc
+    return int(transport.get_extra_info("sockname")[1])

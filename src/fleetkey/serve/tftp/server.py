@@ -25,7 +25,7 @@ from fleetkey.core.requestpath import filename_segments
 from fleetkey.errors import RequestPathError
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Pipeline, Ruling
-from fleetkey.serve.listen import listen_error
+from fleetkey.serve.listen import bind_datagrams
 from fleetkey.serve.recorder import ADMIT, Recorder
 from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.deadlines import Deadlines
@@ -393,12 +393,6 @@ async def serve_tftp(
     grace_s: float = 10.0,
 ) -> None:
     """Listen until ``stop``; then drain. ``ready(host, port)`` once listening."""
-    loop = asyncio.get_running_loop()
-    try:
-        transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=(host, port))
-    except OSError as exc:
-        raise listen_error("TFTP", host, port, exc, field="tftp") from exc
-    bound = transport.get_extra_info("sockname")
-    ready(host, int(bound[1]))
+    ready(host, await bind_datagrams(lambda: server, host, port, protocol="TFTP", field="tftp"))
     await stop.wait()
     await server.drain(grace_s)
