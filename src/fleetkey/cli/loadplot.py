@@ -118,10 +118,10 @@ def _overview(axes: Any, picture: LoadPicture) -> None:
     rows = [label for label, _ in picture.windows]
     for row, (_, openings) in enumerate(picture.windows):
         bars = [(lo, hi - lo) for lo, hi in openings]
-        axes.broken_barh(bars, (row - 0.35, 0.7), color=WINDOW_COLOR, alpha=0.35)
+        axes.broken_barh(bars, (row - 0.35, 0.7), color=WINDOW_COLOR, alpha=0.35, linewidth=0)
     wide = max(timedelta(seconds=picture.slot_s), span * MIN_BAR)
     waves = [(at, wide) for at, _ in picture.planned]
-    axes.broken_barh(waves, (len(rows) - 0.35, 0.7), color=PLANNED_COLOR)
+    axes.broken_barh(waves, (len(rows) - 0.35, 0.7), color=PLANNED_COLOR, linewidth=0)
     lo, hi = picture.focus()
     axes.axvspan(lo, hi, color="#000000", alpha=0.06)
     axes.axvline(picture.deadline, color="red", linewidth=1.5)
@@ -142,8 +142,12 @@ def _detail(axes: Any, picture: LoadPicture) -> None:
                 axes.axvspan(max(start, lo), min(stop, hi), color=WINDOW_COLOR, alpha=0.12)
     xs, others, total = picture.stacked()
     if any(others):
-        axes.fill_between(xs, 0, others, step="post", color=OTHERS_COLOR, label="other rollouts")
-    axes.fill_between(xs, others, total, step="post", color=PLANNED_COLOR, label="planned")
+        axes.fill_between(
+            xs, 0, others, step="post", color=OTHERS_COLOR, linewidth=0, label="other rollouts"
+        )
+    axes.fill_between(  # no edge: where the plan adds nothing, nothing shows
+        xs, others, total, step="post", color=PLANNED_COLOR, linewidth=0, label="planned"
+    )
     if picture.actual:
         ax, ay = _steps(picture.actual, picture.actual_bucket_s)
         axes.plot(ax, ay, color=ACTUAL_COLOR, linewidth=1.2, label="actual (fetch records)")

@@ -78,7 +78,8 @@ def plan_picture(made: Plan) -> LoadPicture:
     """A plan as the load plot shows it: its waves, its sites' windows, the others' load."""
     request = made.input
     return LoadPicture(
-        title=f"rollout plan: {made.phones:,} phones, {len(made.waves):,} waves",
+        title=f"rollout plan: {made.phones:,} phones, {len(made.waves):,} "
+        + ("wave" if len(made.waves) == 1 else "waves"),
         start=request.start,
         deadline=request.deadline,
         capacity=request.capacity,

@@ -155,7 +155,7 @@ def status(env: Env, rollout_id: int, shown: int, plot: Path | None, as_json: bo
     with env.store().transaction() as session:
         final = rollouts.get(session, rollout_id)
         progress = rollouts.progress(session, rollout_id)
-        wait = rollouts.waiting(session, progress, env.clock.now())
+        wait = rollouts.waiting(session, final, progress, env.clock.now())
         picture = rollout_picture(session, final, env.clock.now()) if plot else None
     if plot is not None and picture is not None:
         draw(picture, plot)
@@ -192,10 +192,14 @@ def retry(env: Env, rollout_id: int, as_json: bool) -> None:
 @pass_env
 def list_rollouts(env: Env, as_json: bool) -> None:
     """Every rollout with its state."""
+    now = env.clock.now()
     with env.store().transaction() as session:
         items = [(r, rollouts.progress(session, r.id)) for r in rollouts.listing(session)]
+        waits = [rollouts.waiting(session, r, p, now) for r, p in items]
     if as_json:
-        env.print_json([rollouts.rollout_json(r, p) for r, p in items])
+        env.print_json(
+            [rollouts.rollout_json(r, p, w) for (r, p), w in zip(items, waits, strict=True)]
+        )
         return
     table = Table(title="rollouts", title_justify="left")
     for name in ("id", "license", "state", "phones", "confirmed", "failed", "deadline"):

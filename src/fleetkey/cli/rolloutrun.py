@@ -91,11 +91,10 @@ def run(
         local_host=local_host,
         credentials=credentials,
         t1=sip_t1,
-        ignore_windows=now,
     )
     store = env.store()
     with store.transaction() as session:
-        rollouts.get(session, rollout_id)  # no such rollout: said before anything changes
+        overridden = rollouts.get(session, rollout_id).windows_ignored_at is not None
         sites = {site.serial: site for site in inventory.sites(session)}
     if now:
         replanned = plan_now(store, env.clock, env.actor, rollout_id)
@@ -127,7 +126,7 @@ def run(
             detail = f"{notified:,} notified · {failed:,} failed"
             site = sites.get(progress.next_site or "")
             if site is not None:
-                window = None if now else site.window
+                window = None if now or overridden else site.window
                 wait = wait_for(
                     site.serial, site.timezone, window, progress.next_at, env.clock.now()
                 )
@@ -142,7 +141,7 @@ def run(
     with store.transaction() as session:
         final = rollouts.get(session, rollout_id)
         progress = rollouts.progress(session, rollout_id)
-        wait = rollouts.waiting(session, progress, env.clock.now())
+        wait = rollouts.waiting(session, final, progress, env.clock.now())
     if as_json:
         env.print_json(report_json(final, progress, report))
     else:
@@ -169,9 +168,11 @@ def _exit_status(env: Env, final: Rollout, progress: rollouts.Progress, report: 
     """Exit 128 + the signal when stopped by one (the rollout paused), 1 when phones failed."""
     failed = progress.states.get(TargetState.FAILED, 0)
     if report.stopped_by is not None:
+        notified = progress.states.get(TargetState.NOTIFIED, 0)
         env.err.print(
             f"rollout {final.id} is {final.state} ({report.stopped_by}): {progress.open:,} of "
-            f"{progress.total:,} phones left; resume with `fleetkey rollout run {final.id}`"
+            f"{progress.total:,} phones open ({notified:,} notified, {progress.open - notified:,} "
+            f"still to notify); resume with `fleetkey rollout run {final.id}`"
         )
         raise click.exceptions.Exit(128 + signal.Signals[report.stopped_by].value)
     if failed:

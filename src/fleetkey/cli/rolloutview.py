@@ -57,6 +57,14 @@ def status_view(
                 f"(fleetkey rollout status {item.id} --json lists every one)"
             )
         )
+    if item.windows_ignored_at is not None:
+        since = f"{item.windows_ignored_at:%Y-%m-%d %H:%M:%S}"
+        parts.append(
+            Text(
+                f"maintenance windows overridden since {since} UTC (rollout run --now), until "
+                "the rollout is paused or ends"
+            )
+        )
     if wait is not None:
         parts.append(Text(wait.text()))
     elif progress.next_at is not None:

@@ -6,9 +6,10 @@ one exact look-up per phone, (3) reads the servers' health from the last seconds
 records and adjusts its pace — halved while more than 1 % of answers are 503 or the p95 latency
 is over its limit, held at zero above 10 %, regained step by step when healthy — and (4) claims
 due phones from the store, as many as the pace allows, and notifies them. A phone whose site
-window is closed when its turn comes is moved to the window's next opening (unless the run
-ignores windows: ``rollout run --now``). State lives in the store only, so a killed executor
-resumes where it stopped and several share one rollout.
+window is closed when its turn comes is moved to the window's next opening (unless windows are
+overridden: ``rollout run --now`` marks the rollout, and every executor reads the mark). State
+lives in the store only, so a killed executor resumes where it stopped and several share one
+rollout.
 
 :meth:`Executor.stop` (the CLI calls it on SIGINT and SIGTERM) ends a run cleanly: claims whose
 NOTIFY has not left are given back, NOTIFYs in flight get ``stop_grace`` seconds to be
@@ -57,7 +58,6 @@ class ExecutorSettings:
     local_host: str = "127.0.0.1"
     credentials: tuple[str, str] | None = None
     t1: float = 0.5
-    ignore_windows: bool = False  # rollout run --now: send whatever the sites' windows say
     stop_grace: float = 5.0  # seconds NOTIFYs in flight may take to be answered at a stop
 
 
@@ -94,6 +94,7 @@ class Executor:
         self._unsent: dict[asyncio.Task[None], Claim] = {}
         self._stopping: asyncio.Event | None = None
         self._windows: dict[str, tuple[str, Window]] = {}
+        self._ignore_windows = False
         self.report = Report()
 
     def stop(self, why: str) -> None:
@@ -234,8 +235,9 @@ class Executor:
                     why,
                     retry_at=retry if attempts < settings.max_attempts else None,
                 )
-            state = rollouts.get(session, self._id).state
-            return state, rollouts.progress(session, self._id, failures=0)
+            rollout = rollouts.get(session, self._id)
+            self._ignore_windows = rollout.windows_ignored_at is not None
+            return rollout.state, rollouts.progress(session, self._id, failures=0)
 
     def _adjust_pace(self) -> None:
         settings = self._settings
@@ -269,7 +271,7 @@ class Executor:
                 worker=self._worker,
                 ahead_s=2 * self._settings.tick,
             )
-            if self._settings.ignore_windows:
+            if self._ignore_windows:
                 return claims
             ready = []
             for claim in claims:

@@ -25,7 +25,7 @@ from fleetkey.errors import ConflictError, InputError
 from fleetkey.store import capacity as capacities
 from fleetkey.store import fetches, inventory, load, registry, rollouts, schedule
 from fleetkey.store.records import StoredLicense
-from fleetkey.store.rollouts import RolloutState
+from fleetkey.store.rollouts import ACTIVE
 from fleetkey.store.store import Store
 
 MARGIN_DAYS: Final = 2
@@ -82,24 +82,19 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
 
 
 def plan_now(store: Store, clock: Clock, actor: str, rollout_id: int) -> Plan | None:
-    """Re-time a saved rollout's pending phones from now, maintenance windows ignored, at its
-    capacity and beside the other rollouts' load; audited (``rollout.now``). None when no
-    phone is pending. The rollout's deadline is kept when it leaves time; when it has passed
-    (or is too close), the phones go as soon as the capacity allows."""
+    """Override the sites' maintenance windows for a rollout until it is paused or ends
+    (every executor of it then ignores them) and re-time its pending phones from now, at its
+    capacity and beside the other rollouts' load; audited (``rollout.now``). The plan, or None
+    when no phone is pending. The rollout's deadline is kept when it leaves time; when it has
+    passed (or is too close), the phones go as soon as the capacity allows."""
     with store.transaction() as session:
         rollout = rollouts.get(session, rollout_id)
-        if rollout.state not in (RolloutState.PLANNED, RolloutState.PAUSED):
-            hint = None
-            if rollout.state is RolloutState.RUNNING:
-                hint = (
-                    f"its executors keep the windows: pause it (fleetkey rollout pause "
-                    f"{rollout_id}), then run it with --now"
-                )
+        if rollout.state not in ACTIVE:
             raise ConflictError(
-                f"rollout {rollout_id} is {rollout.state}; --now re-times a planned or paused "
-                "rollout",
-                hint=hint,
+                f"rollout {rollout_id} is {rollout.state}; --now runs a planned, paused or "
+                "running rollout"
             )
+        schedule.ignore_windows(session, clock, rollout_id)
         waiting = schedule.pending(session, rollout_id)
         if not waiting:
             return None

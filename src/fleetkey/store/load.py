@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, cast, func, select
+from sqlalchemy import BigInteger, Integer, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from fleetkey.core.rollout.sharing import EPOCH, Load
@@ -120,5 +120,5 @@ def _seconds(column: Any, dialect: str, *, micros: bool) -> Any:
     if dialect == "postgresql":
         return cast(func.floor(func.extract("epoch", column)), BigInteger)
     if micros:  # the fetch table keeps integer microseconds on SQLite (schema.Micros)
-        return column // 1_000_000
+        return type_coerce(column, BigInteger) // 1_000_000
     return cast(func.strftime("%s", column), Integer)

@@ -79,6 +79,7 @@ class Rollout:
     deadline: datetime
     explanation: tuple[str, ...]
     created_at: datetime
+    windows_ignored_at: datetime | None = None  # rollout run --now, until a pause or the end
 
     @property
     def notifies_per_second(self) -> float:
@@ -206,6 +207,8 @@ def move(
         raise ConflictError(f"rollout {rollout_id} is {current}; it cannot become {to}")
     row.state = to.value
     row.updated_at = utc(clock.now())
+    if to is not RolloutState.RUNNING:
+        row.windows_ignored_at = None  # --now lasts until the rollout stops running
     audit.append(
         session,
         clock,
@@ -332,12 +335,15 @@ def targets(session: Session, rollout_id: int) -> list[tuple[str, str, int, str,
     return [(m, s, w, st, a) for m, s, w, st, a in rows]
 
 
-def waiting(session: Session, progress: Progress, now: datetime) -> Wait | None:
-    """What the rollout waits for: its next pending phone, in its site's time and window."""
+def waiting(session: Session, rollout: Rollout, progress: Progress, now: datetime) -> Wait | None:
+    """What the rollout waits for: its next pending phone, in its site's time and window (no
+    window while ``rollout run --now`` overrides them)."""
     if progress.next_site is None:
         return None
     site = session.get(SiteRow, progress.next_site)
     zone, window = ("UTC", None) if site is None else (site.timezone, _window(site))
+    if rollout.windows_ignored_at is not None:
+        window = None
     return wait_for(progress.next_site, zone, window, progress.next_at, utc(now))
 
 
@@ -362,6 +368,9 @@ def rollout_json(
         "failures": [{"mac": m, "reason": r} for m, r in progress.failures] if progress else [],
         "next_at": progress.next_at.isoformat() if progress and progress.next_at else None,
         "waiting": None if wait is None else wait_json(wait),
+        "windows_ignored_at": (
+            item.windows_ignored_at.isoformat() if item.windows_ignored_at else None
+        ),
     }
 
 
@@ -391,4 +400,5 @@ def _rollout(row: RolloutRow) -> Rollout:
         utc(row.deadline),
         tuple(json.loads(row.explanation)),
         utc(row.created_at),
+        utc(row.windows_ignored_at) if row.windows_ignored_at else None,
     )

@@ -80,6 +80,16 @@ def requeue_failed(session: Session, clock: Clock, actor: str, rollout_id: int) 
     return len(failed)
 
 
+def ignore_windows(session: Session, clock: Clock, rollout_id: int) -> None:
+    """Every executor of the rollout ignores the sites' windows from now until the rollout is
+    paused or ends (:func:`fleetkey.store.rollouts.move` clears it)."""
+    session.execute(
+        update(RolloutRow)
+        .where(RolloutRow.id == rollout_id)
+        .values(windows_ignored_at=utc(clock.now()))
+    )
+
+
 def pending(session: Session, rollout_id: int) -> list[tuple[str, str]]:
     """(mac, site) of the rollout's pending phones, in the order they come due."""
     rows = session.execute(
