@@ -120,7 +120,12 @@ class Executor:
                     session, self._clock, self._actor, self._id, RolloutState.RUNNING
                 )
             if rollout.state is not RolloutState.RUNNING:
-                raise ConflictError(f"rollout {self._id} is {rollout.state}; it does not run")
+                hint = None
+                if rollout.state in (RolloutState.PARTIAL, RolloutState.FAILED):
+                    hint = f"queue its failed phones again with `fleetkey rollout retry {self._id}`"
+                raise ConflictError(
+                    f"rollout {self._id} is {rollout.state}; it does not run", hint=hint
+                )
             license_ = registry.get(session, rollout.license_id)
             self._windows = {
                 site.serial: (site.timezone, site.window) for site in inventory.sites(session)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSPHRASE
-from tests.helpers import Peer, start_kamailio
+from tests.helpers import Peer, free_port, start_kamailio
 from tests.integration.serve.conftest import fleetkey_command, wait_for
 
 SITE = "100000000001"
@@ -64,15 +64,15 @@ class Cli:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
 
-def slow_rollout(cli: Cli, peer: Peer, prefix: str, tmp_path: Path) -> None:
-    """A site open now, 30 phones whose contacts are Kamailio, a successor planned at ~3.4
-    check-syncs a second (17 per 5-s slot): rollout 1."""
+def slow_rollout(cli: Cli, port: int, prefix: str, tmp_path: Path) -> None:
+    """A site open now, 30 phones whose contacts are ``port`` on 127.0.0.1, a successor planned
+    at ~3.4 check-syncs a second (17 per 5-s slot): rollout 1."""
     now = datetime.now(UTC)
     window = f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00"
     cli("init")
     cli("sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window)
     rows = "".join(
-        f"{prefix}{i:06x},{SITE},VVX_500,sip:{prefix}{i:06x}@127.0.0.1:{peer.port}\n"
+        f"{prefix}{i:06x},{SITE},VVX_500,sip:{prefix}{i:06x}@127.0.0.1:{port}\n"
         for i in range(PHONES)
     )
     (tmp_path / "phones.csv").write_text("mac,site,model,contact\n" + rows)
@@ -91,7 +91,7 @@ def test_a_signal_pauses_the_rollout_and_a_second_run_finishes_it_notifying_each
     tmp_path: Path, peer: Peer, signum: signal.Signals, prefix: str
 ) -> None:
     cli = Cli(tmp_path)
-    slow_rollout(cli, peer, prefix, tmp_path)
+    slow_rollout(cli, peer.port, prefix, tmp_path)
     run = ["rollout", "run", "1", "--confirm-timeout", "1", "--max-attempts", "1"]
     first = cli.start(*run)
     wait_for(lambda: sum(notified(peer, prefix).values()) >= 3, 30)
@@ -132,3 +132,33 @@ def test_a_signal_pauses_the_rollout_and_a_second_run_finishes_it_notifying_each
     assert retried["phones"] == {"pending": PHONES}
     refused = cli("rollout", "retry", "1", code=1)
     assert "error: rollout 1 has no failed phones to retry" in refused.stderr
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_notifies_nobody_answers_get_five_seconds_and_a_second_signal_stops_at_once(
+    tmp_path: Path, signals: int
+) -> None:
+    cli = Cli(tmp_path)
+    slow_rollout(cli, free_port(), "0004f4", tmp_path)  # UDP to a port nobody reads
+    first = cli.start("rollout", "run", "1")
+
+    def sent() -> bool:
+        status = json.loads(cli("rollout", "status", "1", "--json").stdout)
+        return int(status["phones"].get("notified", 0)) >= 5  # a claim may be unsent yet
+
+    wait_for(sent, 30)
+    began = time.monotonic()
+    for _ in range(signals):
+        first.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    _, err = first.communicate(timeout=30)
+    took = time.monotonic() - began
+    assert first.returncode == 130, err
+    if signals == 1:
+        assert 4.5 < took < 9  # the NOTIFYs in flight had their 5 s (Timer F is 32 s)
+    else:
+        assert took < 3  # the second signal did not wait for them
+    status = json.loads(cli("rollout", "status", "1", "--json").stdout)
+    assert status["state"] == "paused"
+    assert status["phones"].get("notified", 0) >= 3  # sent, unanswered: judged by a later run
+    assert sum(status["phones"].values()) == PHONES
