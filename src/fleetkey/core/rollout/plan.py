@@ -354,7 +354,8 @@ def _explain(plan: Plan, site_count: int) -> tuple[str, ...]:
     elif request.busy:
         lines.append(f"{others} plan{s} other hours: no slot is shared")
     lines.append(
-        f"{len(plan.waves):,} waves; predicted peak {plan.peak_load:,.1f} req/s; last boot done "
+        f"{len(plan.waves):,} wave{'' if len(plan.waves) == 1 else 's'}; predicted peak "
+        f"{plan.peak_load:,.1f} req/s; last boot done "
         f"{plan.finish:%Y-%m-%d %H:%M} UTC, {_span(slack)} before the deadline "
         f"{request.deadline:%Y-%m-%d %H:%M} UTC"
     )
