@@ -27,7 +27,7 @@ from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.ops import alerts as alerting
 from fleetkey.ops import licensing
-from fleetkey.store import alerts, fetches, inventory, registry, rollouts
+from fleetkey.store import alerts, fetches, inventory, registry, rollouts, schedule
 from fleetkey.store.records import Site, fetch_json, license_json, phone_json, site_json
 from fleetkey.store.store import Store
 
@@ -255,7 +255,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         now = context.clock.now()
         with context.store.transaction() as session:
             return [
-                rollouts.rollout_json(r, p, rollouts.waiting(session, r, p, now))
+                rollouts.rollout_json(r, p, schedule.waiting(session, r, p, now))
                 for r in rollouts.listing(session)
                 for p in [rollouts.progress(session, r.id)]
             ]
@@ -267,7 +267,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         with context.store.transaction() as session:
             found = rollouts.get(session, rollout_id)
             progress = rollouts.progress(session, rollout_id)
-            wait = rollouts.waiting(session, found, progress, context.clock.now())
+            wait = schedule.waiting(session, found, progress, context.clock.now())
             return rollouts.rollout_json(found, progress, wait)
 
     return app

@@ -155,7 +155,7 @@ def status(env: Env, rollout_id: int, shown: int, plot: Path | None, as_json: bo
     with env.store().transaction() as session:
         final = rollouts.get(session, rollout_id)
         progress = rollouts.progress(session, rollout_id)
-        wait = rollouts.waiting(session, final, progress, env.clock.now())
+        wait = schedule.waiting(session, final, progress, env.clock.now())
         picture = rollout_picture(session, final, env.clock.now()) if plot else None
     if plot is not None and picture is not None:
         draw(picture, plot)
@@ -195,7 +195,7 @@ def list_rollouts(env: Env, as_json: bool) -> None:
     now = env.clock.now()
     with env.store().transaction() as session:
         items = [(r, rollouts.progress(session, r.id)) for r in rollouts.listing(session)]
-        waits = [rollouts.waiting(session, r, p, now) for r, p in items]
+        waits = [schedule.waiting(session, r, p, now) for r, p in items]
     if as_json:
         env.print_json(
             [rollouts.rollout_json(r, p, w) for (r, p), w in zip(items, waits, strict=True)]

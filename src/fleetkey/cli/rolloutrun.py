@@ -16,7 +16,7 @@ from fleetkey.core.rollout.windows import wait_for
 from fleetkey.errors import CommandFailedError, InputError
 from fleetkey.ops.executor import Executor, ExecutorSettings, Report
 from fleetkey.ops.rollout import plan_now
-from fleetkey.store import inventory, rollouts
+from fleetkey.store import inventory, rollouts, schedule
 from fleetkey.store.rollouts import FINISHED, Rollout, RolloutState, TargetState
 
 SIP_PASSWORD_ENV = "FLEETKEY_SIP_PASSWORD"  # noqa: S105  # the variable's name, not a password
@@ -141,7 +141,7 @@ def run(
     with store.transaction() as session:
         final = rollouts.get(session, rollout_id)
         progress = rollouts.progress(session, rollout_id)
-        wait = rollouts.waiting(session, final, progress, env.clock.now())
+        wait = schedule.waiting(session, final, progress, env.clock.now())
     if as_json:
         env.print_json(report_json(final, progress, report))
     else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
@@ -25,12 +25,12 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
-from fleetkey.core.rollout.windows import Wait, Window, wait_for
+from fleetkey.core.rollout.windows import Wait
 from fleetkey.errors import ConflictError, NotFoundError
 from fleetkey.store import audit
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import sqlite_time, utc
-from fleetkey.store.schema import RolloutRow, RolloutTargetRow, SiteRow
+from fleetkey.store.schema import RolloutRow, RolloutTargetRow
 
 INSERT_CHUNK: Final = 50_000
 
@@ -335,22 +335,6 @@ def targets(session: Session, rollout_id: int) -> list[tuple[str, str, int, str,
     return [(m, s, w, st, a) for m, s, w, st, a in rows]
 
 
-def waiting(session: Session, rollout: Rollout, progress: Progress, now: datetime) -> Wait | None:
-    """What the rollout waits for: its next pending phone, in its site's time and window (no
-    window while ``rollout run --now`` overrides them)."""
-    if progress.next_site is None:
-        return None
-    site = session.get(SiteRow, progress.next_site)
-    zone, window = ("UTC", None) if site is None else (site.timezone, _window(site))
-    if rollout.windows_ignored_at is not None:
-        window = None
-    return wait_for(progress.next_site, zone, window, progress.next_at, utc(now))
-
-
-def _window(site: SiteRow) -> Window:
-    return Window(time.fromisoformat(site.window_start), time.fromisoformat(site.window_end))
-
-
 def rollout_json(
     item: Rollout, progress: Progress | None, wait: Wait | None = None
 ) -> dict[str, Any]:
@@ -367,22 +351,10 @@ def rollout_json(
         "phones": dict(progress.states) if progress else {},
         "failures": [{"mac": m, "reason": r} for m, r in progress.failures] if progress else [],
         "next_at": progress.next_at.isoformat() if progress and progress.next_at else None,
-        "waiting": None if wait is None else wait_json(wait),
+        "waiting": None if wait is None else wait.to_json(),
         "windows_ignored_at": (
             item.windows_ignored_at.isoformat() if item.windows_ignored_at else None
         ),
-    }
-
-
-def wait_json(wait: Wait) -> dict[str, Any]:
-    return {
-        "site": wait.site,
-        "until": wait.until.isoformat(),
-        "until_local": wait.local.isoformat(),
-        "timezone": wait.timezone,
-        "seconds": round(wait.seconds, 3),
-        "window_closed": wait.closed,
-        "text": wait.text(),
     }
 
 

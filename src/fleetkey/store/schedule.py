@@ -1,5 +1,5 @@
-"""When a rollout's phones are notified, changed after planning: failed phones re-queued, and
-the pending ones re-timed (``rollout run --now``).
+"""When a rollout's phones are notified: what it waits for, and changes after planning (failed
+phones re-queued, the pending ones re-timed by ``rollout run --now``).
 
 Both are operators' decisions and audited. Re-queued phones start again with no attempts
 counted, so each gets the executor's full ``--max-attempts``; their times are spread from
@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Final
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
+from fleetkey.core.rollout.windows import Wait, Window, wait_for
 from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import sqlite_time, utc
-from fleetkey.store.rollouts import FINISHED, Rollout, RolloutState, TargetState, get
-from fleetkey.store.schema import RolloutRow, RolloutTargetRow
+from fleetkey.store.rollouts import FINISHED, Progress, Rollout, RolloutState, TargetState, get
+from fleetkey.store.schema import RolloutRow, RolloutTargetRow, SiteRow
 
 SHOWN_REASONS: Final = 20  # distinct failure reasons an audit event names
 
@@ -137,3 +138,19 @@ def _write_times(
         for mac, wave, at in times
     ]
     connection.exec_driver_sql(sql, rows)
+
+
+def waiting(session: Session, rollout: Rollout, progress: Progress, now: datetime) -> Wait | None:
+    """What the rollout waits for: its next pending phone, in its site's time and window (no
+    window while ``rollout run --now`` overrides them)."""
+    if progress.next_site is None:
+        return None
+    site = session.get(SiteRow, progress.next_site)
+    zone, window = ("UTC", None) if site is None else (site.timezone, _window(site))
+    if rollout.windows_ignored_at is not None:
+        window = None
+    return wait_for(progress.next_site, zone, window, progress.next_at, utc(now))
+
+
+def _window(site: SiteRow) -> Window:
+    return Window(time.fromisoformat(site.window_start), time.fromisoformat(site.window_end))

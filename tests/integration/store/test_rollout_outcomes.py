@@ -225,7 +225,7 @@ def test_now_replans_pending_phones_from_now_ignoring_the_window_and_is_audited(
     rollout_id = planned(fleet)
     with store.transaction() as session:
         rollout = rollouts.get(session, rollout_id)
-        wait = rollouts.waiting(session, rollout, rollouts.progress(session, rollout_id), T0)
+        wait = schedule.waiting(session, rollout, rollouts.progress(session, rollout_id), T0)
     assert wait is not None
     assert wait.text() == (
         "waiting until 03:00 UTC, in 4 h: site 100000000001's window 03:00-05:00 opens then"
@@ -238,7 +238,7 @@ def test_now_replans_pending_phones_from_now_ignoring_the_window_and_is_audited(
         )
         event = audit.events(session)[-1]
         rollout = rollouts.get(session, rollout_id)
-        after = rollouts.waiting(session, rollout, rollouts.progress(session, rollout_id), T0)
+        after = schedule.waiting(session, rollout, rollouts.progress(session, rollout_id), T0)
     assert T0 < times[0] < T0 + timedelta(seconds=1)  # this slot (T0 is on the grid), not 03:00
     assert times[-1] < T0 + timedelta(minutes=1)  # 60 phones fit one 60-s slot at 100 req/s
     assert (event.action, event.actor) == ("rollout.now", "alice@cli")

@@ -107,6 +107,17 @@ class Wait:
     def local(self) -> datetime:
         return self.until.astimezone(ZoneInfo(self.timezone))
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "site": self.site,
+            "until": self.until.isoformat(),
+            "until_local": self.local.isoformat(),
+            "timezone": self.timezone,
+            "seconds": round(self.seconds, 3),
+            "window_closed": self.closed,
+            "text": self.text(),
+        }
+
     def text(self) -> str:
         """``waiting until 01:00 America/New_York, in 3 h 12 min: …`` as operators read it."""
         local = self.local
