@@ -28,7 +28,7 @@ from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.ops import alerts as alerting
 from fleetkey.ops import licensing
-from fleetkey.store import alerts, fetches, inventory, registry, rollouts
+from fleetkey.store import alerts, fetches, inventory, registry, rollouts, schedule
 from fleetkey.store.records import Site, fetch_json, license_json, phone_json, site_json
 from fleetkey.store.store import Store
 
@@ -304,17 +304,22 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
     @app.get("/api/rollouts", dependencies=guarded, tags=["operations"])
     def list_rollouts() -> list[dict[str, Any]]:
         """Every rollout with its phones by state."""
+        now = context.clock.now()
         with context.store.transaction() as session:
             return [
-                rollouts.rollout_json(r, rollouts.progress(session, r.id))
+                rollouts.rollout_json(r, p, schedule.waiting(session, r, p, now))
                 for r in rollouts.listing(session)
+                for p in [rollouts.progress(session, r.id)]
             ]
 
     @app.get("/api/rollouts/{rollout_id}", dependencies=guarded, tags=["operations"])
     def get_rollout(rollout_id: RowId) -> dict[str, Any]:
-        """One rollout: state, phones by state, first failures with their reasons."""
+        """One rollout: state, phones by state, every failure with its reason, what it waits
+        for."""
         with context.store.transaction() as session:
             found = rollouts.get(session, rollout_id)
-            return rollouts.rollout_json(found, rollouts.progress(session, rollout_id))
+            progress = rollouts.progress(session, rollout_id)
+            wait = schedule.waiting(session, found, progress, context.clock.now())
+            return rollouts.rollout_json(found, progress, wait)
 
     return app

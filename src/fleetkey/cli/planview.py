@@ -1,15 +1,20 @@
-"""How a rollout plan is shown: JSON with every wave, a table by site and hour, a load plot."""
+"""How a rollout plan is shown: JSON with every wave, a table by site and hour, and what its
+load plot (cli/loadplot.py) draws, for a plan or a saved rollout."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from rich.table import Table
+from sqlalchemy.orm import Session
 
+from fleetkey.cli.loadplot import LoadPicture
 from fleetkey.core.rollout.plan import Plan
+from fleetkey.core.rollout.windows import open_intervals
+from fleetkey.store import inventory, load, rollouts
+from fleetkey.store.rollouts import Rollout
 
 TABLE_ROWS: Final = 40
 
@@ -69,49 +74,61 @@ def plan_table(made: Plan) -> Table:
     return table
 
 
-def plan_plot(made: Plan, path: Path) -> None:
-    import matplotlib  # a plot is rare; do not pay for the import otherwise
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
+def plan_picture(made: Plan) -> LoadPicture:
+    """A plan as the load plot shows it: its waves, its sites' windows, the others' load."""
     request = made.input
-    xs, ys, unit = _load_curve(made)
-    figure, axes = pyplot.subplots(figsize=(10, 4))
-    axes.fill_between(xs, ys, step=None, alpha=0.35, label="predicted load")
-    axes.plot(xs, ys, linewidth=1)
-    axes.axhline(request.capacity, color="red", linestyle="--", label="capacity")
-    axes.axhline(
-        request.capacity * request.headroom,
-        color="orange",
-        linestyle=":",
-        label=f"capacity x {request.headroom:g}",
+    return LoadPicture(
+        title=f"rollout plan: {made.phones:,} phones, {len(made.waves):,} "
+        + ("wave" if len(made.waves) == 1 else "waves"),
+        start=request.start,
+        deadline=request.deadline,
+        capacity=request.capacity,
+        headroom=request.headroom,
+        slot_s=request.slot_s,
+        planned=tuple(made.slot_loads()),
+        others=request.busy,
+        windows=tuple(
+            (
+                f"{site.serial} {site.window} {site.timezone}",
+                tuple(open_intervals(site.window, site.timezone, request.start, request.deadline)),
+            )
+            for site in sorted(request.sites, key=lambda site: site.serial)
+            if site.window is not None
+        ),
     )
-    axes.set_ylabel("requests/s")
-    axes.set_xlabel(f"{unit} from {request.start:%Y-%m-%d %H:%M} UTC")
-    axes.set_ylim(bottom=0, top=request.capacity * 1.15)
-    axes.set_title(f"rollout plan: {made.phones:,} phones, {len(made.waves):,} waves")
-    axes.legend(loc="upper right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    pyplot.close(figure)
 
 
-def _load_curve(made: Plan) -> tuple[list[float], list[float], str]:
-    """The predicted load as a step curve (zero between waves), in minutes or hours."""
-    request = made.input
-    loads = made.slot_loads()
-    span = (made.finish - request.start).total_seconds()
-    unit, scale = ("minutes", 60.0) if span <= 3 * 3600 else ("hours", 3600.0)
-    xs, ys = [0.0], [0.0]
-    for start, load in loads:
-        begin = (start - request.start).total_seconds() / scale
-        end = begin + request.slot_s / scale
-        if xs[-1] < begin:
-            xs += [xs[-1], begin]
-            ys += [0.0, 0.0]
-        xs += [begin, end]
-        ys += [load, load]
-    xs.append(xs[-1])
-    ys.append(0.0)
-    return xs, ys, unit
+def rollout_picture(session: Session, rollout: Rollout, now: datetime) -> LoadPicture:
+    """A saved rollout as the load plot shows it: its schedule as it stands, and once run the
+    rate the servers answered (every request, in slots of the rollout's length)."""
+    planned = load.scheduled(session, rollout.id)
+    start = min([rollout.created_at, *(at for at, _ in planned)])
+    serials = {site for site, _ in rollouts.sites_of(session, rollout.id)}
+    sites = [site for site in inventory.sites(session) if site.serial in serials]
+    span = load.run_span(session, rollout.id)
+    actual: list[tuple[datetime, float]] = []
+    if span is not None:
+        margin = timedelta(seconds=rollout.slot_s + rollout.boot_s)
+        actual = load.measured_rate(
+            session, span[0] - margin, min(span[1] + margin, now), rollout.slot_s
+        )
+    confirmed = rollouts.progress(session, rollout.id, failures=0).states.get("confirmed", 0)
+    return LoadPicture(
+        title=f"rollout {rollout.id} ({rollout.state}): {confirmed:,} phones confirmed",
+        start=start,
+        deadline=rollout.deadline,
+        capacity=rollout.capacity,
+        headroom=rollout.headroom,
+        slot_s=rollout.slot_s,
+        planned=tuple(planned),
+        others=tuple(load.planned_loads(session, start, rollout.deadline, exclude=rollout.id)),
+        actual=tuple(actual),
+        actual_bucket_s=rollout.slot_s,
+        windows=tuple(
+            (
+                f"{site.serial} {site.window} {site.timezone}",
+                tuple(open_intervals(site.window, site.timezone, start, rollout.deadline)),
+            )
+            for site in sites
+        ),
+    )

@@ -1,27 +1,22 @@
-"""``fleetkey rollout plan|run|status|list|pause|resume|cancel``: staggered check-sync rollouts."""
+"""``fleetkey rollout plan|run|status|retry|list|pause|resume|cancel``: staggered check-sync
+rollouts."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.cli.planview import plan_json, plan_plot, plan_table
-from fleetkey.errors import InputError
-from fleetkey.ops.executor import ExecutorSettings, Report
+from fleetkey.cli.loadplot import draw
+from fleetkey.cli.planview import plan_json, plan_picture, plan_table, rollout_picture
+from fleetkey.cli.rolloutrun import run
+from fleetkey.cli.rolloutview import FAILURES_SHOWN, status_view
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
-from fleetkey.store import rollouts
-from fleetkey.store.rollouts import Rollout, RolloutState, TargetState
-
-SIP_PASSWORD_ENV = "FLEETKEY_SIP_PASSWORD"  # noqa: S105  # the variable's name, not a password
-TABLE_ROWS = 40
+from fleetkey.store import rollouts, schedule
+from fleetkey.store.rollouts import RolloutState
 
 
 @click.group()
@@ -122,7 +117,7 @@ def plan(
     made = plan_license(store, env.clock, options)
     rollout_id = None if dry_run else save(store, env.clock, env.actor, options, made)
     if plot is not None:
-        plan_plot(made, plot)
+        draw(plan_picture(made), plot)
     if as_json:
         env.print_json(plan_json(made, rollout_id))
         return
@@ -137,152 +132,59 @@ def plan(
         )
 
 
-@rollout.command(name="run")
+@rollout.command()
 @click.argument("rollout_id", type=int)
 @click.option(
-    "--confirm-timeout",
-    type=float,
-    default=300.0,
+    "--failures",
+    "shown",
+    type=click.IntRange(min=0),
+    default=FAILURES_SHOWN,
     show_default=True,
-    help="Seconds from check-sync to the license fetch before a retry.",
-)
-@click.option("--max-attempts", type=click.IntRange(1, 10), default=3, show_default=True)
-@click.option(
-    "--retry-after",
-    type=float,
-    default=60.0,
-    show_default=True,
-    help="Seconds before a failed check-sync is tried again.",
+    help="Failed phones the table lists (--json lists every one).",
 )
 @click.option(
-    "--sip-user",
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"Answer digest challenges as this user (password in ${SIP_PASSWORD_ENV}).",
+    help="Write the load plot (PNG): windows, deadline, capacity, planned and actual load.",
 )
-@click.option(
-    "--local-host", default="127.0.0.1", show_default=True, help="Address NOTIFYs are sent from."
-)
-@click.option(
-    "--sip-t1",
-    type=float,
-    default=0.5,
-    show_default=True,
-    help="RFC 3261 T1 in seconds (Timer F is 64 x T1).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_env
-def run(
-    env: Env,
-    rollout_id: int,
-    confirm_timeout: float,
-    max_attempts: int,
-    retry_after: float,
-    sip_user: str | None,
-    local_host: str,
-    sip_t1: float,
-    as_json: bool,
-) -> None:
-    """Send the check-syncs of a rollout at its pace and confirm every phone's fetch."""
-    from fleetkey.ops.executor import Executor
-
-    credentials = None
-    if sip_user is not None:
-        password = os.environ.get(SIP_PASSWORD_ENV)
-        if not password:
-            raise InputError(f"--sip-user needs the password in ${SIP_PASSWORD_ENV}")
-        credentials = (sip_user, password)
-    settings = ExecutorSettings(
-        confirm_timeout=confirm_timeout,
-        max_attempts=max_attempts,
-        retry_after=retry_after,
-        local_host=local_host,
-        credentials=credentials,
-        t1=sip_t1,
-    )
-    store = env.store()
-    with Progress(
-        TextColumn("rollout {task.fields[id]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=env.err,
-        disable=as_json,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("rollout", total=None, id=rollout_id, detail="")
-
-        def show(progress: rollouts.Progress) -> None:
-            done = progress.states.get(TargetState.CONFIRMED, 0)
-            failed = progress.states.get(TargetState.FAILED, 0)
-            notified = progress.states.get(TargetState.NOTIFIED, 0)
-            bar.update(
-                task,
-                total=progress.total,
-                completed=done + failed,
-                detail=f"{notified:,} notified · {failed:,} failed",
-            )
-
-        executor = Executor(store, env.clock, rollout_id, settings, on_progress=show)
-        report = asyncio.run(executor.run())
-    with store.transaction() as session:
+def status(env: Env, rollout_id: int, shown: int, plot: Path | None, as_json: bool) -> None:
+    """Where a rollout stands: phones by state, every failure, what it waits for."""
+    with env.store().transaction() as session:
         final = rollouts.get(session, rollout_id)
+        progress = rollouts.progress(session, rollout_id)
+        wait = schedule.waiting(session, final, progress, env.clock.now())
+        picture = rollout_picture(session, final, env.clock.now()) if plot else None
+    if plot is not None and picture is not None:
+        draw(picture, plot)
     if as_json:
-        env.print_json(_report_json(final, report))
+        env.print_json(rollouts.rollout_json(final, progress, wait))
         return
-    env.out.print(_status_table(final, report.progress))
-    env.out.print(
-        f"NOTIFYs sent {report.notified:,}; answers {dict(sorted(report.answered.items()))}; "
-        f"unanswered {report.unanswered:,}; retries {report.retried:,}; "
-        f"moved to a window {report.moved_to_window:,}"
-    )
-    for at, pace, why in report.paces:
-        env.out.print(f"  {at:%H:%M:%S} pace {pace:.2f}: {why}")
-
-
-def _report_json(final: Rollout, report: Report) -> dict[str, Any]:
-    document = rollouts.rollout_json(final, report.progress)
-    document["run"] = {
-        "notified": report.notified,
-        "answered": {str(k): v for k, v in sorted(report.answered.items())},
-        "unanswered": report.unanswered,
-        "retried": report.retried,
-        "moved_to_window": report.moved_to_window,
-        "paces": [{"at": at.isoformat(), "pace": p, "why": why} for at, p, why in report.paces],
-    }
-    return document
-
-
-def _status_table(final: Rollout, progress: rollouts.Progress | None) -> Table:
-    table = Table(
-        title=f"rollout {final.id}: license {final.license_id}, {final.state}", title_justify="left"
-    )
-    table.add_column("phones")
-    table.add_column("count", justify="right")
-    for state in TargetState:
-        count = progress.states.get(state.value, 0) if progress else 0
-        table.add_row(state.value, f"{count:,}")
-    if progress and progress.failures:
-        shown = "; ".join(f"{mac}: {why}" for mac, why in progress.failures[:5])
-        table.caption = f"failed: {shown}"
-    return table
+    env.out.print(status_view(final, progress, wait, shown))
+    if plot is not None:
+        env.out.print(f"load plot written to {plot}")
 
 
 @rollout.command()
 @click.argument("rollout_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_env
-def status(env: Env, rollout_id: int, as_json: bool) -> None:
-    """Where a rollout stands: phones by state, failures with their reasons."""
+def retry(env: Env, rollout_id: int, as_json: bool) -> None:
+    """Put a rollout's failed phones back in its queue (then `rollout run` it)."""
+    with env.store().transaction() as session:
+        count = schedule.requeue_failed(session, env.clock, env.actor, rollout_id)
     with env.store().transaction() as session:
         final = rollouts.get(session, rollout_id)
         progress = rollouts.progress(session, rollout_id)
     if as_json:
-        env.print_json(rollouts.rollout_json(final, progress))
+        env.print_json({"requeued": count, **rollouts.rollout_json(final, progress)})
         return
-    env.out.print(_status_table(final, progress))
-    if progress.next_at is not None:
-        env.out.print(f"next check-sync due {progress.next_at:%Y-%m-%d %H:%M:%S} UTC")
+    env.out.print(
+        f"rollout {rollout_id}: {count:,} failed phones re-queued, from now at the rollout's "
+        f"pace; it is {final.state}: run it with `fleetkey rollout run {rollout_id}`"
+    )
 
 
 @rollout.command(name="list")
@@ -290,10 +192,14 @@ def status(env: Env, rollout_id: int, as_json: bool) -> None:
 @pass_env
 def list_rollouts(env: Env, as_json: bool) -> None:
     """Every rollout with its state."""
+    now = env.clock.now()
     with env.store().transaction() as session:
         items = [(r, rollouts.progress(session, r.id)) for r in rollouts.listing(session)]
+        waits = [schedule.waiting(session, r, p, now) for r, p in items]
     if as_json:
-        env.print_json([rollouts.rollout_json(r, p) for r, p in items])
+        env.print_json(
+            [rollouts.rollout_json(r, p, w) for (r, p), w in zip(items, waits, strict=True)]
+        )
         return
     table = Table(title="rollouts", title_justify="left")
     for name in ("id", "license", "state", "phones", "confirmed", "failed", "deadline"):
@@ -313,15 +219,22 @@ def list_rollouts(env: Env, as_json: bool) -> None:
 
 def _mover(name: str, to: RolloutState, doc: str) -> click.Command:
     @click.argument("rollout_id", type=int)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @pass_env
-    def command(env: Env, rollout_id: int) -> None:
+    def command(env: Env, rollout_id: int, as_json: bool) -> None:
         with env.store().transaction() as session:
             moved = rollouts.move(session, env.clock, env.actor, rollout_id, to)
+            progress = rollouts.progress(session, rollout_id)
+        if as_json:
+            env.print_json(rollouts.rollout_json(moved, progress))
+            return
         env.out.print(f"rollout {moved.id} is {moved.state}")
 
     command.__doc__ = doc
     return rollout.command(name=name)(command)
 
+
+rollout.add_command(run)
 
 _mover("pause", RolloutState.PAUSED, "Pause a rollout: running executors stop after their sends.")
 _mover("resume", RolloutState.RUNNING, "Resume a paused rollout (then `rollout run` it again).")

@@ -6,13 +6,21 @@ one exact look-up per phone, (3) reads the servers' health from the last seconds
 records and adjusts its pace — halved while more than 1 % of answers are 503 or the p95 latency
 is over its limit, held at zero above 10 %, regained step by step when healthy — and (4) claims
 due phones from the store, as many as the pace allows, and notifies them. A phone whose site
-window is closed when its turn comes is moved to the window's next opening. State lives in the
-store only, so a killed executor resumes where it stopped and several share one rollout.
+window is closed when its turn comes is moved to the window's next opening (unless windows are
+overridden: ``rollout run --now`` marks the rollout, and every executor reads the mark). State
+lives in the store only, so a killed executor resumes where it stopped and several share one
+rollout.
+
+:meth:`Executor.stop` (the CLI calls it on SIGINT and SIGTERM) ends a run cleanly: claims whose
+NOTIFY has not left are given back, NOTIFYs in flight get ``stop_grace`` seconds to be
+answered, and the rollout is ``paused``, never left ``running``. A run that leaves no phone open
+ends the rollout ``done``, ``partial`` or ``failed`` (``store/rollouts.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +58,7 @@ class ExecutorSettings:
     local_host: str = "127.0.0.1"
     credentials: tuple[str, str] | None = None
     t1: float = 0.5
+    stop_grace: float = 5.0  # seconds NOTIFYs in flight may take to be answered at a stop
 
 
 @dataclass
@@ -61,6 +70,8 @@ class Report:
     retried: int = 0
     paces: list[tuple[datetime, float, str]] = field(default_factory=list)  # changes of pace
     progress: Progress | None = None
+    released: int = 0  # claims given back at a stop, their NOTIFY never sent
+    stopped_by: str | None = None  # what stopped the run early (a signal's name)
 
 
 class Executor:
@@ -71,24 +82,50 @@ class Executor:
         rollout_id: int,
         settings: ExecutorSettings | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        actor: str = ACTOR,
     ) -> None:
         self._store, self._clock, self._id = store, clock, rollout_id
         self._settings = settings or ExecutorSettings()
         self._on_progress = on_progress
+        self._actor = actor
         self._worker = claiming.worker_name()
         self._pace = 1.0
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._unsent: dict[asyncio.Task[None], Claim] = {}
+        self._stopping: asyncio.Event | None = None
         self._windows: dict[str, tuple[str, Window]] = {}
+        self._ignore_windows = False
         self.report = Report()
 
+    def stop(self, why: str) -> None:
+        """End the run soon (``why``: what asked, e.g. ``SIGINT``); a second call ends it now,
+        without waiting for the NOTIFYs in flight. Call it from the run's event loop."""
+        if self.report.stopped_by is not None:
+            for task in self._in_flight:
+                task.cancel()
+        self.report.stopped_by = self.report.stopped_by or why
+        if self._stopping is not None:
+            self._stopping.set()
+
     async def run(self) -> Report:
-        """Until every phone is confirmed or failed, or the rollout is paused or cancelled."""
+        """Until every phone is confirmed or failed, the rollout is paused or cancelled, or
+        :meth:`stop` is called (the rollout is then paused)."""
+        self._stopping = asyncio.Event()
+        if self.report.stopped_by is not None:
+            self._stopping.set()
         with self._store.transaction() as session:
             rollout = rollouts.get(session, self._id)
-            if rollout.state is RolloutState.PLANNED:
-                rollout = rollouts.move(session, self._clock, ACTOR, self._id, RolloutState.RUNNING)
+            if rollout.state in (RolloutState.PLANNED, RolloutState.PAUSED):
+                rollout = rollouts.move(
+                    session, self._clock, self._actor, self._id, RolloutState.RUNNING
+                )
             if rollout.state is not RolloutState.RUNNING:
-                raise ConflictError(f"rollout {self._id} is {rollout.state}; it does not run")
+                hint = None
+                if rollout.state in (RolloutState.PARTIAL, RolloutState.FAILED):
+                    hint = f"queue its failed phones again with `fleetkey rollout retry {self._id}`"
+                raise ConflictError(
+                    f"rollout {self._id} is {rollout.state}; it does not run", hint=hint
+                )
             license_ = registry.get(session, rollout.license_id)
             self._windows = {
                 site.serial: (site.timezone, site.window) for site in inventory.sites(session)
@@ -104,7 +141,7 @@ class Executor:
             t1=self._settings.t1,
         ) as notifier:
             try:
-                while True:
+                while not self._stopping.is_set():
                     now_mono = loop.time()
                     if now_mono - last_check >= self._settings.health_every:
                         last_check = now_mono
@@ -123,17 +160,53 @@ class Executor:
                         for claim in claims:
                             task = loop.create_task(self._notify(notifier, claim))
                             self._in_flight.add(task)
+                            self._unsent[task] = claim
                             task.add_done_callback(self._in_flight.discard)
-                    await asyncio.sleep(self._settings.tick)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._settings.tick):
+                            await self._stopping.wait()
             finally:
-                if self._in_flight:
-                    await asyncio.gather(*self._in_flight, return_exceptions=True)
+                await self._settle()
         state, progress = await asyncio.to_thread(self._check)
         self.report.progress = progress
-        if progress.open == 0 and state is RolloutState.RUNNING:
-            with self._store.transaction() as session:
-                rollouts.move(session, self._clock, ACTOR, self._id, RolloutState.DONE)
+        if state is RolloutState.RUNNING:
+            await asyncio.to_thread(self._leave, progress)
         return self.report
+
+    async def _settle(self) -> None:
+        """Wait for the NOTIFYs in flight; at a stop, first give back those not yet sent and
+        allow the others ``stop_grace`` seconds."""
+        if self.report.stopped_by is not None and self._unsent:
+            unsent = list(self._unsent.items())
+            for task, _ in unsent:
+                task.cancel()
+            await asyncio.gather(*(task for task, _ in unsent), return_exceptions=True)
+            macs = [claim.mac for _, claim in unsent]
+            await asyncio.to_thread(self._release, macs)
+            self.report.released += len(macs)
+        if not self._in_flight:
+            return
+        pending = set(self._in_flight)
+        if self.report.stopped_by is not None:
+            _, pending = await asyncio.wait(pending, timeout=self._settings.stop_grace)
+            for task in pending:
+                task.cancel()  # it stays notified; a later run judges it (confirm timeout)
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _release(self, macs: list[str]) -> None:
+        with self._store.transaction() as session:
+            claiming.release(session, self._id, macs)
+
+    def _leave(self, progress: Progress) -> None:
+        """The state a run leaves: finished when no phone is open, paused when stopped."""
+        with self._store.transaction() as session:
+            if progress.open == 0:
+                rollouts.finish(session, self._clock, self._actor, self._id)
+            elif self.report.stopped_by is not None:
+                details = {"stopped_by": self.report.stopped_by, "open": progress.open}
+                rollouts.move(
+                    session, self._clock, self._actor, self._id, RolloutState.PAUSED, details
+                )
 
     def _check(self) -> tuple[RolloutState, Progress]:
         """Confirm, then retry or fail the overdue; the rollout's state and progress."""
@@ -167,8 +240,9 @@ class Executor:
                     why,
                     retry_at=retry if attempts < settings.max_attempts else None,
                 )
-            state = rollouts.get(session, self._id).state
-            return state, rollouts.progress(session, self._id)
+            rollout = rollouts.get(session, self._id)
+            self._ignore_windows = rollout.windows_ignored_at is not None
+            return rollout.state, rollouts.progress(session, self._id, failures=0)
 
     def _adjust_pace(self) -> None:
         settings = self._settings
@@ -202,6 +276,8 @@ class Executor:
                 worker=self._worker,
                 ahead_s=2 * self._settings.tick,
             )
+            if self._ignore_windows:
+                return claims
             ready = []
             for claim in claims:
                 opens = self._next_opening(claim.site, now)
@@ -234,10 +310,13 @@ class Executor:
         return None
 
     async def _notify(self, notifier: Notifier, claim: Claim) -> None:
-        self.report.notified += 1
         wait = (claim.notify_at - self._clock.now()).total_seconds()
         if wait > 0:  # claimed a tick ahead: sent at its own time, as the plan spaced it
             await asyncio.sleep(wait)
+        task = asyncio.current_task()
+        if task is not None:
+            self._unsent.pop(task, None)
+        self.report.notified += 1
         if claim.contact is None:
             result = NotifyResult(None, "no SIP contact and no address seen for the phone", 0, 0)
         else:

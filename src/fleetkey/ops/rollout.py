@@ -3,6 +3,10 @@
 The default deadline is the day the license it succeeds expires, less a margin (two days), at
 00:00 UTC: phones check expiry daily at ``license.polling.time`` (R3), so a successor installed
 before that day keeps every feature without a gap.
+
+Every plan leaves room for the load the other active rollouts of the store plan on the same
+servers (``store/load.py``). :func:`plan_now` re-plans a saved rollout's pending phones from
+now with the sites' windows ignored (``rollout run --now``), around the same load.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from fleetkey.clock import Clock
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.rollout.cost import measure
 from fleetkey.core.rollout.plan import BootCost, Plan, PlanInput, SitePhones, plan_rollout
-from fleetkey.errors import InputError
+from fleetkey.errors import ConflictError, InputError
 from fleetkey.store import capacity as capacities
-from fleetkey.store import fetches, inventory, registry, rollouts
+from fleetkey.store import fetches, inventory, load, registry, rollouts, schedule
 from fleetkey.store.records import StoredLicense
+from fleetkey.store.rollouts import ACTIVE
 from fleetkey.store.store import Store
 
 MARGIN_DAYS: Final = 2
@@ -61,16 +66,78 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
                     hint="measure the server's capacity with `fleetkey capacity measure`",
                 )
             capacity = measured.requests_per_s
+        start = clock.now().astimezone(UTC)
+        busy = load.planned_loads(session, start, deadline)
     request = PlanInput(
         sites=tuple(sites),
         cost=cost,
         capacity=capacity,
-        start=clock.now().astimezone(UTC),
+        start=start,
         deadline=deadline,
         headroom=options.headroom,
         slot_s=options.slot_s,
+        busy=tuple(busy),
     )
     return plan_rollout(request)
+
+
+def plan_now(store: Store, clock: Clock, actor: str, rollout_id: int) -> Plan | None:
+    """Override the sites' maintenance windows for a rollout until it is paused or ends
+    (every executor of it then ignores them) and re-time its pending phones from now, at its
+    capacity and beside the other rollouts' load; audited (``rollout.now``). The plan, or None
+    when no phone is pending. The rollout's deadline is kept when it leaves time; when it has
+    passed (or is too close), the phones go as soon as the capacity allows."""
+    with store.transaction() as session:
+        rollout = rollouts.get(session, rollout_id)
+        if rollout.state not in ACTIVE:
+            raise ConflictError(
+                f"rollout {rollout_id} is {rollout.state}; --now runs a planned, paused or "
+                "running rollout"
+            )
+        schedule.ignore_windows(session, clock, rollout_id)
+        waiting = schedule.pending(session, rollout_id)
+        if not waiting:
+            return None
+        zones = {site.serial: site.timezone for site in inventory.sites(session)}
+        groups: dict[str, list[str]] = {}
+        for mac, site in waiting:
+            groups.setdefault(site, []).append(mac)
+        now = clock.now().astimezone(UTC)
+        fastest = len(waiting) / rollout.notifies_per_second + rollout.slot_s + rollout.boot_s
+        deadline = max(rollout.deadline, now + timedelta(seconds=2 * fastest + 3600))
+        request = PlanInput(
+            sites=tuple(
+                SitePhones(site, zones.get(site, "UTC"), None, tuple(macs))
+                for site, macs in sorted(groups.items())
+            ),
+            cost=BootCost(rollout.boot_requests, 0.0, rollout.boot_s, "as planned"),
+            capacity=rollout.capacity,
+            start=now,
+            deadline=deadline,
+            headroom=rollout.headroom,
+            slot_s=rollout.slot_s,
+            busy=tuple(load.planned_loads(session, now, deadline, exclude=rollout_id)),
+        )
+        made = plan_rollout(request)
+        times = [
+            (mac, number, wave.notify_at(index))
+            for number, wave in enumerate(made.waves)
+            for index, mac in enumerate(wave.macs)
+        ]
+        schedule.retime(
+            session,
+            clock,
+            actor,
+            rollout,
+            times,
+            {
+                "first": times[0][2].isoformat(),
+                "last": times[-1][2].isoformat(),
+                "deadline": rollout.deadline.isoformat(),
+                "deadline_passed": rollout.deadline <= made.finish,
+            },
+        )
+    return made
 
 
 def save(store: Store, clock: Clock, actor: str, options: PlanOptions, plan: Plan) -> int:

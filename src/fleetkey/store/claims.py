@@ -142,6 +142,26 @@ def claim_paced(
     return claims
 
 
+def release(session: Session, rollout_id: int, macs: list[str]) -> None:
+    """Give back claims whose NOTIFY never left (an executor stopping): pending again, at the
+    same time, the attempt not counted."""
+    if not macs:
+        return
+    session.execute(
+        update(RolloutTargetRow)
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .where(RolloutTargetRow.mac.in_(macs))
+        .where(RolloutTargetRow.state == TargetState.NOTIFIED.value)
+        .values(
+            state=TargetState.PENDING.value,
+            attempts=RolloutTargetRow.attempts - 1,
+            notified_at=None,
+            worker=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _fallback(address: str | None) -> str | None:
     """A phone with no SIP contact in the inventory is tried where it last fetched from."""
     return f"sip:{address}:{SIP_PORT}" if address else None

@@ -6,6 +6,10 @@ leaves, so a worker killed mid-send never makes another worker send the same att
 for a retry, or ``failed`` with the reason. Claims are one ``UPDATE … WHERE state = 'pending'``
 over a sub-select that PostgreSQL runs ``FOR UPDATE SKIP LOCKED``, so several workers share a
 rollout without waiting on each other and no phone is claimed twice for one attempt.
+
+A rollout whose every phone is confirmed or failed ends ``done`` (all confirmed), ``partial``
+(some failed) or ``failed`` (none confirmed); :func:`requeue_failed` puts the failed phones
+back in the queue (the rollout ``paused``, to be run again).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
+from fleetkey.core.rollout.windows import Wait
 from fleetkey.errors import ConflictError, NotFoundError
 from fleetkey.store import audit
 from fleetkey.store.database import PARAM_MARKERS
@@ -35,7 +40,9 @@ class RolloutState(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     CANCELLED = "cancelled"
-    DONE = "done"
+    DONE = "done"  # every phone confirmed
+    PARTIAL = "partial"  # every phone confirmed or failed, some failed
+    FAILED = "failed"  # every phone failed
 
 
 class TargetState(StrEnum):
@@ -45,12 +52,16 @@ class TargetState(StrEnum):
     FAILED = "failed"
 
 
+FINISHED: Final = frozenset({RolloutState.DONE, RolloutState.PARTIAL, RolloutState.FAILED})
+ACTIVE: Final = frozenset({RolloutState.PLANNED, RolloutState.RUNNING, RolloutState.PAUSED})
 _MOVES: Final = {  # state → the states an operator or a worker may move it to
     RolloutState.PLANNED: {RolloutState.RUNNING, RolloutState.CANCELLED},
-    RolloutState.RUNNING: {RolloutState.PAUSED, RolloutState.CANCELLED, RolloutState.DONE},
+    RolloutState.RUNNING: {RolloutState.PAUSED, RolloutState.CANCELLED, *FINISHED},
     RolloutState.PAUSED: {RolloutState.RUNNING, RolloutState.CANCELLED},
     RolloutState.CANCELLED: set(),
     RolloutState.DONE: set(),
+    RolloutState.PARTIAL: {RolloutState.CANCELLED},  # or paused again by requeue_failed
+    RolloutState.FAILED: {RolloutState.CANCELLED},
 }
 
 
@@ -68,6 +79,7 @@ class Rollout:
     deadline: datetime
     explanation: tuple[str, ...]
     created_at: datetime
+    windows_ignored_at: datetime | None = None  # rollout run --now, until a pause or the end
 
     @property
     def notifies_per_second(self) -> float:
@@ -86,8 +98,9 @@ class PlannedTarget:
 @dataclass(frozen=True, slots=True)
 class Progress:
     states: dict[str, int]
-    failures: list[tuple[str, str]]  # (mac, reason), the first few
+    failures: list[tuple[str, str]]  # (mac, reason), by MAC: all, or as many as asked
     next_at: datetime | None  # the next pending phone's time
+    next_site: str | None = None  # and its site
 
     @property
     def total(self) -> int:
@@ -175,7 +188,14 @@ def listing(session: Session) -> list[Rollout]:
     return [_rollout(row) for row in session.scalars(select(RolloutRow).order_by(RolloutRow.id))]
 
 
-def move(session: Session, clock: Clock, actor: str, rollout_id: int, to: RolloutState) -> Rollout:
+def move(
+    session: Session,
+    clock: Clock,
+    actor: str,
+    rollout_id: int,
+    to: RolloutState,
+    details: dict[str, Any] | None = None,
+) -> Rollout:
     """Change a rollout's state, if that move is allowed; the same state is no change."""
     row = session.get(RolloutRow, rollout_id, with_for_update=True)
     if row is None:
@@ -187,8 +207,15 @@ def move(session: Session, clock: Clock, actor: str, rollout_id: int, to: Rollou
         raise ConflictError(f"rollout {rollout_id} is {current}; it cannot become {to}")
     row.state = to.value
     row.updated_at = utc(clock.now())
+    if to is not RolloutState.RUNNING:
+        row.windows_ignored_at = None  # --now lasts until the rollout stops running
     audit.append(
-        session, clock, actor=actor, action=f"rollout.{to.value}", subject=f"rollout:{rollout_id}"
+        session,
+        clock,
+        actor=actor,
+        action=f"rollout.{to.value}",
+        subject=f"rollout:{rollout_id}",
+        details=details,
     )
     return _rollout(row)
 
@@ -226,7 +253,9 @@ def retry_or_fail(
     )
 
 
-def progress(session: Session, rollout_id: int, failures: int = 20) -> Progress:
+def progress(session: Session, rollout_id: int, failures: int | None = None) -> Progress:
+    """Phones by state, the failed ones by MAC (all, or the first ``failures``), and the next
+    pending phone's time and site."""
     states = dict(
         session.execute(
             select(RolloutTargetRow.state, func.count())
@@ -234,26 +263,60 @@ def progress(session: Session, rollout_id: int, failures: int = 20) -> Progress:
             .group_by(RolloutTargetRow.state)
         ).all()
     )
-    failed = session.execute(
-        select(RolloutTargetRow.mac, RolloutTargetRow.reason)
-        .where(RolloutTargetRow.rollout_id == rollout_id)
-        .where(RolloutTargetRow.state == TargetState.FAILED.value)
-        .order_by(RolloutTargetRow.mac)
-        .limit(failures)
-    ).all()
-    next_at = session.scalar(
-        select(func.min(RolloutTargetRow.notify_at)).where(
+    failed = (
+        session.execute(
+            select(RolloutTargetRow.mac, RolloutTargetRow.reason)
+            .where(RolloutTargetRow.rollout_id == rollout_id)
+            .where(RolloutTargetRow.state == TargetState.FAILED.value)
+            .order_by(RolloutTargetRow.mac)
+            .limit(failures)
+        ).all()
+        if failures != 0
+        else []
+    )
+    following = session.execute(
+        select(RolloutTargetRow.notify_at, RolloutTargetRow.site_serial)
+        .where(
             and_(
                 RolloutTargetRow.rollout_id == rollout_id,
                 RolloutTargetRow.state == TargetState.PENDING.value,
             )
         )
-    )
+        .order_by(RolloutTargetRow.notify_at)
+        .limit(1)
+    ).first()
     return Progress(
         {str(state): int(n) for state, n in states.items()},
         [(mac, reason or "") for mac, reason in failed],
-        utc(next_at) if next_at is not None else None,
+        utc(following[0]) if following is not None else None,
+        following[1] if following is not None else None,
     )
+
+
+def finish(session: Session, clock: Clock, actor: str, rollout_id: int) -> Rollout:
+    """End a running rollout none of whose phones is open: ``done`` when every phone was
+    confirmed, ``failed`` when none was, else ``partial``."""
+    states = progress(session, rollout_id, failures=0).states
+    confirmed = states.get(TargetState.CONFIRMED.value, 0)
+    failed = states.get(TargetState.FAILED.value, 0)
+    if not failed:
+        outcome = RolloutState.DONE
+    else:
+        outcome = RolloutState.PARTIAL if confirmed else RolloutState.FAILED
+    return move(
+        session, clock, actor, rollout_id, outcome, {"confirmed": confirmed, "failed": failed}
+    )
+
+
+def sites_of(session: Session, rollout_id: int) -> list[tuple[str, int]]:
+    """The sites of the rollout's phones, with how many phones each, by serial."""
+    rows = session.execute(
+        select(RolloutTargetRow.site_serial, func.count())
+        .where(RolloutTargetRow.rollout_id == rollout_id)
+        .group_by(RolloutTargetRow.site_serial)
+        .order_by(RolloutTargetRow.site_serial)
+    ).all()
+    return [(site, int(count)) for site, count in rows]
 
 
 def targets(session: Session, rollout_id: int) -> list[tuple[str, str, int, str, int]]:
@@ -272,7 +335,9 @@ def targets(session: Session, rollout_id: int) -> list[tuple[str, str, int, str,
     return [(m, s, w, st, a) for m, s, w, st, a in rows]
 
 
-def rollout_json(item: Rollout, progress: Progress | None) -> dict[str, Any]:
+def rollout_json(
+    item: Rollout, progress: Progress | None, wait: Wait | None = None
+) -> dict[str, Any]:
     """A rollout as JSON: what ``rollout status --json`` prints and the admin API answers."""
     return {
         "id": item.id,
@@ -286,6 +351,10 @@ def rollout_json(item: Rollout, progress: Progress | None) -> dict[str, Any]:
         "phones": dict(progress.states) if progress else {},
         "failures": [{"mac": m, "reason": r} for m, r in progress.failures] if progress else [],
         "next_at": progress.next_at.isoformat() if progress and progress.next_at else None,
+        "waiting": None if wait is None else wait.to_json(),
+        "windows_ignored_at": (
+            item.windows_ignored_at.isoformat() if item.windows_ignored_at else None
+        ),
     }
 
 
@@ -303,4 +372,5 @@ def _rollout(row: RolloutRow) -> Rollout:
         utc(row.deadline),
         tuple(json.loads(row.explanation)),
         utc(row.created_at),
+        utc(row.windows_ignored_at) if row.windows_ignored_at else None,
     )

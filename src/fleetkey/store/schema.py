@@ -201,6 +201,8 @@ class RolloutRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # the shared pace: check-syncs are started up to this moment (all executors together)
     paced_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # rollout run --now: every executor ignores the sites' windows from then until a pause or end
+    windows_ignored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RolloutTargetRow(Base):

@@ -237,7 +237,9 @@ def test_alerts_and_rollouts_through_the_api(api: httpx.Client, server: RunningS
     assert created["license"] == license_id
     assert created["state"] == "planned"
     assert created["phones"] == {"pending": 2}
-    assert api.get(f"/api/rollouts/{created['id']}").json() == created
+    one = api.get(f"/api/rollouts/{created['id']}").json()
+    one.pop("waiting"), created.pop("waiting")  # "in 3 h 12 min" moves on between the calls
+    assert one == created
 
 
 def _raw(server: RunningServer, request: bytes) -> tuple[list[bytes], bytes]:

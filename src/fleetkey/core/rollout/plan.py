@@ -10,6 +10,10 @@ first goes first (earliest deadline first), sites and MACs in sorted order, so t
 gives the same plan. If phones are left over, :class:`PlanInfeasibleError` says which, and what
 capacity or how many more window-hours would have been needed.
 
+The server is shared: ``busy`` is the load other rollouts already plan on it; a slot carries
+only what the budget leaves above them (:mod:`fleetkey.core.rollout.sharing`), on the slot grid
+every plan shares.
+
 Pure: no I/O, no clock; the caller passes ``start``.
 """
 
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
+from fleetkey.core.rollout.sharing import Load, grid_start, peak_by_slot, room_by_slot
 from fleetkey.core.rollout.windows import Window, open_intervals
 from fleetkey.errors import InputError, PlanInfeasibleError
 
@@ -32,7 +37,7 @@ SHOWN: Final = 10  # sites named in an infeasibility message
 class SitePhones:
     serial: str
     timezone: str
-    window: Window
+    window: Window | None  # None: the window is not kept (``rollout run --now``)
     macs: tuple[str, ...]
 
 
@@ -55,6 +60,7 @@ class PlanInput:
     deadline: datetime
     headroom: float = 0.7
     slot_s: int = 60
+    busy: tuple[Load, ...] = ()
 
     def check(self) -> None:
         if not self.capacity > 0:
@@ -78,6 +84,19 @@ class PlanInput:
         """Check-syncs one slot may hold so that its load stays within capacity x headroom."""
         return math.floor(self.capacity * self.headroom * self.slot_s / self.cost.requests)
 
+    @property
+    def origin(self) -> datetime:
+        """Slot 0: the start of the grid slot that holds ``start`` (the first slot used is
+        the first that starts at or after ``start``)."""
+        return grid_start(self.start, self.slot_s)
+
+    def slot_start(self, index: int) -> datetime:
+        return self.origin + timedelta(seconds=self.slot_s * index)
+
+    def busy_by_slot(self) -> dict[int, float]:
+        """Slot index → the highest request rate of the other rollouts during that slot."""
+        return peak_by_slot(self.busy, self.origin, self.slot_s, self.deadline)
+
 
 @dataclass(frozen=True, slots=True)
 class Wave:
@@ -97,6 +116,7 @@ class Plan:
     input: PlanInput
     waves: tuple[Wave, ...]
     explanation: tuple[str, ...] = field(default=())
+    busy_peak: float = 0.0  # the others' highest load in the slots this plan uses
 
     @property
     def phones(self) -> int:
@@ -134,30 +154,47 @@ def plan_rollout(request: PlanInput) -> Plan:
             {site.serial: len(site.macs) for site in sites},
             request.cost.requests / request.headroom / request.slot_s,
         )
-    counts, left = _fill(ranges, [len(site.macs) for site in sites], per_slot)
+    busy = request.busy_by_slot()
+    exact = request.capacity * request.headroom * request.slot_s / request.cost.requests
+    counts, left = _fill(
+        ranges, [len(site.macs) for site in sites], per_slot, _reduced(request, busy, exact)
+    )
     if any(left):
-        raise _infeasible(request, sites, ranges, left)
+        raise _infeasible(request, sites, ranges, left, busy)
     waves = _waves(request, sites, counts)
-    plan = Plan(request, waves)
-    return Plan(request, waves, _explain(plan, len(sites)))
+    peak = max((busy.get(slot, 0.0) for slot in counts), default=0.0)
+    plan = Plan(request, waves, busy_peak=peak)
+    return Plan(request, waves, _explain(plan, len(sites)), peak)
+
+
+def _reduced(request: PlanInput, busy: dict[int, float], per_slot: float) -> dict[int, int]:
+    return room_by_slot(busy, per_slot, request.slot_s, request.cost.requests)
 
 
 def _slot_ranges(request: PlanInput, site: SitePhones) -> list[tuple[int, int]]:
     """Inclusive ranges of slot indices whose wave and boots fit in one window opening."""
     slot = request.slot_s
+    origin = request.origin
     tail = slot + request.cost.seconds  # the slot, then the last boot it starts
-    last_slot = math.floor(((request.deadline - request.start).total_seconds() - tail) / slot)
+    last_slot = math.floor(((request.deadline - origin).total_seconds() - tail) / slot)
+    if site.window is None:
+        openings = [(request.start, request.deadline)]
+    else:
+        openings = open_intervals(site.window, site.timezone, request.start, request.deadline)
     ranges = []
-    for lo, hi in open_intervals(site.window, site.timezone, request.start, request.deadline):
-        first = math.ceil((lo - request.start).total_seconds() / slot)
-        last = min(math.floor(((hi - request.start).total_seconds() - tail) / slot), last_slot)
+    for lo, hi in openings:
+        first = math.ceil((lo - origin).total_seconds() / slot)
+        last = min(math.floor(((hi - origin).total_seconds() - tail) / slot), last_slot)
         if first <= last:
             ranges.append((first, last))
     return ranges
 
 
 def _fill(
-    ranges: list[list[tuple[int, int]]], demand: list[int], per_slot: int
+    ranges: list[list[tuple[int, int]]],
+    demand: list[int],
+    per_slot: int,
+    reduced: dict[int, int],
 ) -> tuple[dict[int, list[tuple[int, int]]], list[int]]:
     """Slot index → [(site index, phones)], and the phones left per site."""
     left = list(demand)
@@ -176,7 +213,7 @@ def _fill(
             if left[site]:
                 heapq.heappush(active, (last, site))
             following += 1
-        room = per_slot
+        room = reduced.get(slot, per_slot)
         again = []
         while room and active:
             last, site = heapq.heappop(active)
@@ -190,6 +227,8 @@ def _fill(
                 again.append((last, site))
         for entry in again:
             heapq.heappush(active, entry)
+        while active and (active[0][0] < slot + 1 or not left[active[0][1]]):
+            heapq.heappop(active)  # closed, or done: a full slot must not keep them
         slot += 1
     return counts, left
 
@@ -202,7 +241,7 @@ def _waves(
     length = timedelta(seconds=request.slot_s)
     waves = []
     for slot in sorted(counts):
-        start = request.start + length * slot
+        start = request.slot_start(slot)
         for site, count in counts[slot]:
             chunk = tuple(macs[site][taken[site] : taken[site] + count])
             taken[site] += count
@@ -215,18 +254,23 @@ def _infeasible(
     sites: list[SitePhones],
     ranges: list[list[tuple[int, int]]],
     left: list[int],
+    busy: dict[int, float],
 ) -> PlanInfeasibleError:
     stranded = {sites[i].serial: n for i, n in enumerate(left) if n}
     never = [sites[i] for i, n in enumerate(left) if n and not ranges[i]]
     lines = [f"{sum(left):,} of {sum(len(s.macs) for s in sites):,} phones do not fit before "
              f"{request.deadline:%Y-%m-%d %H:%M} UTC:"]  # fmt: skip
     for site in never:
+        where = "the time left" if site.window is None else (
+            f"its window {site.window} ({site.timezone})"
+        )  # fmt: skip
         lines.append(
-            f"  site {site.serial}: its window {site.window} ({site.timezone}) never holds a "
+            f"  site {site.serial}: {where} never holds a "
             f"{request.slot_s}-s slot plus a {request.cost.seconds:g}-s boot before the "
             "deadline; widen the window or move the deadline"
         )
-    needed = None if never else _needed_capacity(request, ranges, [len(s.macs) for s in sites])
+    demand = [len(s.macs) for s in sites]
+    needed = None if never else _needed_capacity(request, ranges, demand, busy)
     short = sorted((n, sites[i].serial) for i, n in enumerate(left) if n and ranges[i])
     for count, serial in sorted(short, reverse=True)[:SHOWN]:
         lines.append(f"  site {serial}: {count:,} phones left")
@@ -238,24 +282,36 @@ def _infeasible(
             f"  at {request.capacity:,g} req/s x {request.headroom:g} they need "
             f"{hours / request.headroom / 3600:,.1f} more hours of open windows before the deadline"
         )
+    others, s = _others(request)
+    if busy:
+        lines.append(
+            f"  {others} already plan{s} up to {max(busy.values()):,.1f} req/s on the same "
+            "server before the deadline, and this plan has only what they leave"
+        )
     if needed is not None:
         lines.append(
             f"  a capacity of {needed:,.0f} req/s (x headroom {request.headroom:g}) would fit "
             "every phone in the windows as they are"
+            + (", beside the other rollouts" if busy else "")
         )
     return PlanInfeasibleError("\n".join(lines), stranded, needed)
 
 
 def _needed_capacity(
-    request: PlanInput, ranges: list[list[tuple[int, int]]], demand: list[int]
+    request: PlanInput,
+    ranges: list[list[tuple[int, int]]],
+    demand: list[int],
+    busy: dict[int, float],
 ) -> float:
-    """The least capacity (within 1 %) at which the same windows hold every phone."""
+    """The least capacity (within one check-sync a slot) at which the same windows hold every
+    phone, beside the same load of other rollouts."""
     scale = request.headroom * request.slot_s / request.cost.requests
 
     def fits(per_slot: int) -> bool:
-        return not any(_fill(ranges, demand, per_slot)[1])
+        return not any(_fill(ranges, demand, per_slot, _reduced(request, busy, per_slot))[1])
 
-    low, high = max(request.per_slot, 1), max(sum(demand), 1)
+    taken = max(busy.values(), default=0.0) * request.slot_s / request.cost.requests
+    low, high = max(request.per_slot, 1), max(sum(demand), 1) + math.ceil(taken)
     while low < high:
         middle = (low + high) // 2
         if fits(middle):
@@ -265,22 +321,45 @@ def _needed_capacity(
     return low / scale
 
 
+def _others(request: PlanInput) -> tuple[str, str]:
+    """Who the other rollouts are, and the ending of a verb they are the subject of."""
+    ids = sorted({load.rollout for load in request.busy if load.rollout is not None})
+    if len(ids) == 1:
+        return f"rollout {ids[0]}", "s"
+    return ("rollouts " + ", ".join(map(str, ids)) if ids else "other rollouts"), ""
+
+
 def _explain(plan: Plan, site_count: int) -> tuple[str, ...]:
     request, cost = plan.input, plan.input.cost
     budget = request.capacity * request.headroom
     slack = request.deadline - plan.finish
-    return (
+    windowed = any(site.window is not None for site in request.sites)
+    lines = [
         f"{plan.phones:,} phones at {site_count} site(s); one boot costs {cost.requests:.1f} "
         f"requests, {cost.bytes / 1000:,.1f} kB and {cost.seconds:.0f} s ({cost.source})",
         f"capacity {request.capacity:,g} req/s x headroom {request.headroom:g} = {budget:,.0f} "
         f"req/s → at most {request.per_slot:,} check-syncs per {request.slot_s}-s slot, "
         "spaced evenly",
         "waves start only where the slot and the boots it starts lie inside the site's "
-        "maintenance window; the window closing first is served first",
-        f"{len(plan.waves):,} waves; predicted peak {plan.peak_load:,.1f} req/s; last boot done "
+        "maintenance window; the window closing first is served first"
+        if windowed
+        else "maintenance windows are not kept (sent now, on the operator's word)",
+    ]
+    others, s = _others(request)
+    if plan.busy_peak > 0:
+        lines.append(
+            f"{others} already plan{s} up to {plan.busy_peak:,.1f} req/s in the slots "
+            f"this plan uses: it takes only what is left of the {budget:,.0f} req/s"
+        )
+    elif request.busy:
+        lines.append(f"{others} plan{s} other hours: no slot is shared")
+    lines.append(
+        f"{len(plan.waves):,} wave{'' if len(plan.waves) == 1 else 's'}; predicted peak "
+        f"{plan.peak_load:,.1f} req/s; last boot done "
         f"{plan.finish:%Y-%m-%d %H:%M} UTC, {_span(slack)} before the deadline "
-        f"{request.deadline:%Y-%m-%d %H:%M} UTC",
+        f"{request.deadline:%Y-%m-%d %H:%M} UTC"
     )
+    return tuple(lines)
 
 
 def _span(delta: timedelta) -> str:

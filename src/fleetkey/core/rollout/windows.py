@@ -1,4 +1,5 @@
-"""Maintenance windows: a site's local ``HH:MM-HH:MM`` as UTC intervals over a horizon.
+"""Maintenance windows: a site's local ``HH:MM-HH:MM`` as UTC intervals over a horizon, and
+what a rollout waiting for one says (``waiting until 01:00 America/New_York, in 3 h 12 min``).
 
 A window may wrap past midnight (``22:00-05:00`` opens at 22:00 and closes at 05:00 the next
 local day). Daylight-saving changes are the time zone's business: every opening and closing is
@@ -14,6 +15,7 @@ columns), and passed as the value everywhere else.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -84,3 +86,78 @@ def open_intervals(
             intervals.append((lo, hi))
         day += timedelta(days=1)
     return intervals
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """What a rollout waits for: its next check-sync, due at ``until`` (UTC), at ``site``.
+
+    ``closed`` says that the site's maintenance window is why: it is closed now, or closes
+    before a boot started now would end, and ``until`` is when it opens.
+    """
+
+    site: str
+    until: datetime
+    timezone: str
+    seconds: float
+    closed: bool
+    window: Window | None
+
+    @property
+    def local(self) -> datetime:
+        return self.until.astimezone(ZoneInfo(self.timezone))
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "site": self.site,
+            "until": self.until.isoformat(),
+            "until_local": self.local.isoformat(),
+            "timezone": self.timezone,
+            "seconds": round(self.seconds, 3),
+            "window_closed": self.closed,
+            "text": self.text(),
+        }
+
+    def text(self) -> str:
+        """``waiting until 01:00 America/New_York, in 3 h 12 min: …`` as operators read it."""
+        local = self.local
+        clock = "%H:%M" if local.second == 0 else "%H:%M:%S"
+        shown = local.strftime(clock if self.seconds < 24 * 3600 else f"%Y-%m-%d {clock}")
+        when = f"{shown} {self.timezone}, in {span_text(self.seconds)}"
+        if self.closed:
+            return f"waiting until {when}: site {self.site}'s window {self.window} opens then"
+        return f"next check-sync at {when} (site {self.site})"
+
+
+def wait_for(
+    site: str, timezone: str, window: Window | None, due: datetime | None, now: datetime
+) -> Wait | None:
+    """The wait for a site's next check-sync, due at ``due``; None when it is due now.
+
+    When the site's window is closed now, or closes before ``due``, the wait is until the
+    opening that holds ``due``, or the next one after it (a phone due while the window is
+    closed is sent at its next opening).
+    """
+    if due is None or due <= now:
+        return None
+    if window is None:
+        return Wait(site, due, timezone, (due - now).total_seconds(), False, window)
+    spans = open_intervals(window, timezone, now, due + timedelta(days=2))
+    if any(lo <= now and due < hi for lo, hi in spans):
+        return Wait(site, due, timezone, (due - now).total_seconds(), False, window)
+    until = next((lo for lo, hi in spans if due < hi), due)
+    return Wait(site, until, timezone, (until - now).total_seconds(), True, window)
+
+
+def span_text(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3 h 12 min``, ``2 d 3 h``: a wait, to the unit that matters."""
+    if seconds < 60:
+        return f"{max(math.ceil(seconds), 1)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        hours, rest = divmod(minutes, 60)
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
+    days, hours = divmod(round(seconds / 3600), 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
