@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from fleetkey.authority.batch import issue_batch, parse_batch_csv
@@ -42,6 +43,13 @@ def _license_options(function: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(dir_okay=False, path_type=Path),
             help="Write here instead of the provisioning tree; '-' for stdout.",
         ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Issue even an expired key, and post even one that takes something from "
+            "phones (shorter than the posted key, a feature ended earlier or dropped); "
+            "the audit trail keeps what was lost.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the issued key as JSON."),
     ]
     for decorator in reversed(decorators):
@@ -61,9 +69,16 @@ def phone(env: Env, /, mac: str, **options: Any) -> None:
 @issue.command("site")
 @click.option("--serial", required=True, help="The site serial, 12 hex digits.")
 @_license_options
+@click.option(
+    "--default-site",
+    is_flag=True,
+    help="Also make it the tree's default 000000000000-license.cfg, served to phones the "
+    "server cannot place (audited).",
+)
 @pass_env
 def site(env: Env, /, serial: str, **options: Any) -> None:
-    """Issue 000000000000-license.cfg for a whole site."""
+    """Issue 000000000000-license.cfg for a whole site, posted in the site's place
+    (<provisioning>/<serial>/000000000000-license.cfg)."""
     _issue_one(env, serial, LicenseType.SITE, **options)
 
 
@@ -77,6 +92,8 @@ def _issue_one(
     per_feature: tuple[str, ...],
     out: Path | None,
     as_json: bool,
+    force: bool,
+    default_site: bool = False,
 ) -> None:
     order = LicenseOrder(license_type, serial, features.split(","), expires, per_feature)
     to_stdout = out is not None and str(out) == "-"
@@ -89,9 +106,11 @@ def _issue_one(
         passphrase=passphrase_from_env(),
         target=None if to_stdout else out,
         write=not to_stdout,
+        force=force,
+        default_site=default_site,
     )
     for warning in issued.warnings:
-        env.warn(warning)
+        env.warn(escape(warning))
     if to_stdout:
         sys.stdout.buffer.write(issued.data)
         sys.stdout.flush()
@@ -101,6 +120,7 @@ def _issue_one(
         env.print_json(
             {
                 "file": str(issued.target),
+                "files": [str(path) for path in issued.files],
                 "license_id": issued.stored.id,
                 "state": issued.stored.state.value,
                 **key_to_json(issued.key, issued.check, catalog),
@@ -108,7 +128,9 @@ def _issue_one(
         )
         return
     env.out.print(
-        f"issued {issued.target} (license {issued.stored.id}, {issued.stored.state.value})"
+        f"issued {' and '.join(map(str, issued.files))} (license {issued.stored.id}, "
+        f"{issued.stored.state.value})",
+        markup=False,
     )
     env.out.print(
         key_table(issued.key, issued.check, catalog, today(env.clock), key_title(issued.key, 1))

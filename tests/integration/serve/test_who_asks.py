@@ -53,7 +53,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
         cli(env, "sites", "add", serial, "--name", name, "--tz", "UTC",
             "--window", window_around_now())  # fmt: skip
         cli(env, "issue", "site", "--serial", serial, "--features", "corporate-directory",
-            "--expires", f"{datetime.now(UTC).date() + timedelta(days=20)}")  # fmt: skip
+            "--expires", f"{datetime.now(UTC).date() + timedelta(days=20)}",
+            *(["--default-site"] if n == 0 else []))  # fmt: skip
         for k in range(PER_SITE):
             index = n * PER_SITE + k
             mac = f"0004f2{index:06x}"
