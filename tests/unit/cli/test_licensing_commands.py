@@ -393,3 +393,34 @@ class TestVendorFiles:
         assert says in fleetkey("alerts", "ack", *args, code=code).stderr
         assert audit_actions(fleetkey) == actions
         assert all(a["acked"] is None for a in js(fleetkey, "alerts")["alerts"])
+
+
+@pytest.mark.interop
+def test_the_vendor_file_alone_from_import_to_a_silenced_alert(
+    tokyo: Path, fleetkey: Fleetkey
+) -> None:
+    """The Show of issue 24: the real vendor file imported alone, reported expired, tied to its
+    site, posted as 000000000000-license.cfg in that site's place, its alert silenced to a date."""
+    imported = js(fleetkey, "licenses", "import", str(VENDOR_FILE))
+    (report,) = imported["keys"]
+    assert (report["expired"], report["expires"], report["site_name"], report["signature"]) == (
+        True,
+        "2015-03-16",
+        "Tokyo",
+        "unverifiable",
+    )
+    license_id = str(report["license_id"])
+    posted = js(fleetkey, "licenses", "post", license_id, "--force",
+                "--accept-unverified", "Polycom's site license for Tokyo")  # fmt: skip
+    assert posted["files"] == [str(place(tokyo, VENDOR_SITE))]
+    assert posted["losses"] == ["it expired on 2015-03-16: phones refuse an expired key (R5)"]
+    assert tree_state(tokyo) == {f"{VENDOR_SITE}/{SITE_FILE}": VENDOR_FILE.read_bytes()}
+    alerts = {a["key"]: a for a in js(fleetkey, "alerts")["alerts"]}
+    assert alerts[f"bad-signature:{license_id}"]["severity"] == "critical"
+    acked = js(fleetkey, "alerts", "ack", f"bad-signature:{license_id}", "--until", "2099-06-30")
+    assert (acked["acked"]["until"], acked["acked"]["by"].endswith("@cli")) == (
+        "2099-07-01T00:00:00+00:00",
+        True,
+    )
+    again = {a["key"]: a["acked"] for a in js(fleetkey, "alerts")["alerts"]}
+    assert again[f"bad-signature:{license_id}"] is not None
