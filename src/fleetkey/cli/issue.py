@@ -18,8 +18,9 @@ from fleetkey.cli.render import key_table, key_title, key_to_json
 from fleetkey.clock import today
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.license import LicenseType
+from fleetkey.errors import ROWS_SHOWN
 from fleetkey.ops.licensing import LicenseOrder, issue_license
-from fleetkey.store import registry
+from fleetkey.store import posting, registry
 
 
 @click.group()
@@ -150,15 +151,45 @@ def _issue_one(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the files (default: the provisioning tree).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Issue even expired keys, and post even keys that take something from phones; the "
+    "audit trail keeps what was lost.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 @pass_env
-def batch(env: Env, csv_file: Path, out_dir: Path | None, as_json: bool) -> None:
-    """Issue one phone license per CSV row: all rows valid, or nothing is written."""
-    rows = parse_batch_csv(csv_file.read_bytes(), env.data.catalog(), source=str(csv_file))
-    key_name, signer = env.keyring().signer(passphrase_from_env())
+def batch(env: Env, csv_file: Path, out_dir: Path | None, force: bool, as_json: bool) -> None:
+    """Issue one phone license per CSV row: all rows valid, or nothing is written.
+
+    Judged as every post is: rows whose key is expired, or would take something from phones
+    against the posted key of their MAC, refuse the whole batch unless --force."""
+    catalog = env.data.catalog()
+    rows = parse_batch_csv(csv_file.read_bytes(), catalog, source=str(csv_file))
     store = env.store()
     target = out_dir or env.data.provisioning
     posted = target.resolve() == env.data.provisioning.resolve()
+    with store.transaction() as session:
+        losses = posting.batch_losses(
+            session,
+            env.clock,
+            LicenseType.PHONE,
+            [(row.mac, row.terms) for row in rows],
+            catalog.label,
+            posting=posted,
+        )
+    forced = [f"{mac}: {loss}" for mac, items in losses.items() for loss in items]
+    if forced and not force:
+        shown = forced[:ROWS_SHOWN] + (
+            [f"... and {len(forced) - ROWS_SHOWN} more"] if len(forced) > ROWS_SHOWN else []
+        )
+        raise posting.unsafe(
+            f"{csv_file}: {len(losses)} of {len(rows)} rows (nothing was issued)",
+            shown,
+            hint="`fleetkey licenses list --state posted` shows the posted keys; forcing it is "
+            "recorded in the audit trail with what was lost",
+        )
+    key_name, signer = env.keyring().signer(passphrase_from_env())
     # refreshed by hand: no refresh thread, so batch workers may be forked safely
     with Progress(
         "[progress.description]{task.description}",
@@ -180,7 +211,11 @@ def batch(env: Env, csv_file: Path, out_dir: Path | None, as_json: bool) -> None
         for data, name in zip(issued.contents, issued.names, strict=True)
     ]
     with store.transaction() as session:
-        registry.record_many(session, env.clock, env.actor, keys, signing_key=key_name, post=posted)
+        registry.record_many(
+            session, env.clock, env.actor, keys, signing_key=key_name, post=posted, forced=forced
+        )
+    for line in forced:
+        env.warn(escape(f"forced: {line}"))
     if as_json:
         env.print_json(
             {"issued": len(issued), "directory": str(target), "key": key_name, "posted": posted}

@@ -8,7 +8,6 @@ here changes the store and the provisioning tree together (``ops/posting.py``,
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +88,7 @@ def import_licenses(
             }
         )
     else:
-        env.out.print(_report_table(done.reports, today(env.clock)))
+        env.out.print(_report_table(done.reports))
         env.out.print(
             f"imported {len(done.imported)} key(s) from {len(paths)} file(s); "
             f"{len(done.skipped)} key(s) already in the store or repeated"
@@ -320,7 +319,7 @@ def _report_json(report: KeyReport) -> dict[str, Any]:
     return document
 
 
-def _report_table(reports: list[KeyReport], day: date) -> Table:
+def _report_table(reports: list[KeyReport]) -> Table:
     """One row per key, narrow enough for 80 columns: serials and dates whole; what is wrong
     with a key is said on stderr, one warning each."""
     files = {report.file for report in reports}
@@ -345,7 +344,7 @@ def _report_table(reports: list[KeyReport], day: date) -> Table:
             *cells,
             f"{report.type.value} {report.serial}",
             escape(report.site_name or "-"),
-            f"[red]{expires}[/]" if report.expired and day else expires,
+            f"[red]{expires}[/]" if report.expired else expires,
             report.signature.value,
             str(report.license_id or "-"),
             report.outcome,

@@ -130,7 +130,12 @@ def issue_license(
         )
         if losses and not force:
             doing = "issuing and posting" if posted else "issuing"
-            raise posting.unsafe(f"{doing} the {order.license_type.value} key for {serial}", losses)
+            raise posting.unsafe(
+                f"{doing} the {order.license_type.value} key for {serial}",
+                losses,
+                hint="`fleetkey licenses list --state posted` shows the posted key; forcing it "
+                "is recorded in the audit trail with what was lost",
+            )
         key_name, signer = Keyring(data.keys).signer(passphrase)
         key = issue_key(serial, order.license_type, terms, signer)
         content = serialize_keys([key])

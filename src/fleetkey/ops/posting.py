@@ -105,7 +105,13 @@ def rollback_license(
     may be left out unless keys of both types are posted for ``serial``."""
     with store.transaction() as session:
         if key_type is None and not _HEX12.fullmatch(serial):
-            key_type = LicenseType.PHONE  # a MAC written with separators
+            try:
+                serial = normalize_mac(serial)  # a MAC written with separators
+            except InputError:
+                raise InputError(
+                    f"{serial!r} is neither a site serial nor a MAC: expected 12 hex digits"
+                ) from None
+            key_type = LicenseType.PHONE
         elif key_type is None:
             serial = serial.strip().lower()
             posted = [kind for kind in LicenseType if registry.posted(session, kind, serial)]

@@ -15,7 +15,7 @@ goes one key further back. A superseded key can be posted again (a roll forward)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -27,10 +27,17 @@ from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.naming import free_text
 from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.succession import Succession
+from fleetkey.core.terms import Term
 from fleetkey.errors import ConflictError, InputError, NotFoundError, UnsafePostError
 from fleetkey.store import audit
 from fleetkey.store.records import StoredLicense, utc
-from fleetkey.store.registry import license_row, signature_of, stored_license, stored_signature
+from fleetkey.store.registry import (
+    LOOKUP_CHUNK,
+    license_row,
+    signature_of,
+    stored_license,
+    stored_signature,
+)
 from fleetkey.store.schema import LicenseRow
 
 REASON_CHARS: Final = 500  # an operator's reason to accept or trust a key unverified
@@ -170,6 +177,40 @@ def rollback(
     return _posted(row, verdict)
 
 
+def batch_losses(
+    session: Session,
+    clock: Clock,
+    key_type: LicenseType,
+    wanted: Sequence[tuple[str, Mapping[int, Term]]],
+    label: Label = slot_label,
+    *,
+    posting: bool = True,
+) -> dict[str, list[str]]:
+    """For a batch of new keys (serial, terms): what each would take from phones, judged
+    against the posted key of its serial when ``posting`` (else only whether it is expired);
+    only the serials with losses."""
+    today = clock.now().date()
+    before: dict[str, StoredLicense] = {}
+    serials = sorted({serial for serial, _ in wanted}) if posting else []
+    for start in range(0, len(serials), LOOKUP_CHUNK):
+        rows = session.scalars(
+            select(LicenseRow).where(
+                LicenseRow.type == key_type.value,
+                LicenseRow.serial.in_(serials[start : start + LOOKUP_CHUNK]),
+                LicenseRow.state == LicenseState.POSTED.value,
+            )
+        )
+        before.update((row.serial, stored_license(row)) for row in rows)
+    found = {}
+    for serial, terms in wanted:
+        old = before.get(serial)
+        name = f"license {old.id}" if old else "the posted key"
+        losses = Succession(today, terms, old.terms if old else None).losses(label, name)
+        if losses:
+            found[serial] = losses
+    return found
+
+
 def trust(
     session: Session, clock: Clock, actor: str, license_id: int, reason: str
 ) -> StoredLicense:
@@ -271,13 +312,14 @@ def _refuse_losses(row: LicenseRow, verdict: Judgement, force: bool, doing: str)
         raise unsafe(f"{doing} license {row.id} ({row.type} {row.serial})", verdict.losses)
 
 
-def unsafe(subject: str, losses: list[str]) -> UnsafePostError:
+def unsafe(subject: str, losses: list[str], *, hint: str | None = None) -> UnsafePostError:
     """Why ``subject`` (what would be done) is refused unless forced: ``losses``, each."""
     lines = "\n  ".join(losses)
     return UnsafePostError(
         f"{subject} would take from phones what they have:\n  {lines}\nit needs force",
         losses,
-        hint="`fleetkey licenses post ID --dry-run` shows the change feature by feature; "
+        hint=hint
+        or "`fleetkey licenses post ID --dry-run` shows the change feature by feature; "
         "forcing it is recorded in the audit trail with what was lost",
     )
 

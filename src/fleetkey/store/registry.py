@@ -108,10 +108,12 @@ def record_many(
     *,
     signing_key: str,
     post: bool,
+    forced: Sequence[str] = (),
 ) -> int:
     """Store a batch of freshly issued keys (key, file content, file name) in bulk.
 
     One audit event covers the batch; posting supersedes every posted key of the same serials.
+    ``forced``: what the operator forced (store/posting.py judged the batch), for the event.
     """
     now = utc(clock.now())
     state = LicenseState.POSTED if post else LicenseState.ISSUED
@@ -174,7 +176,8 @@ def record_many(
             "posted": post,
             "signing_key": signing_key,
             "superseded": len(previous),
-        },
+        }
+        | ({"forced": list(forced)} if forced else {}),
     )
     return len(values)
 

@@ -108,6 +108,24 @@ class TestPostingIsJudged:
         assert (last_event(store).seq, state(store, second)) == (head, LicenseState.ISSUED)
 
 
+def test_a_batch_is_judged_serial_by_serial_against_the_posted_keys(store: Store) -> None:
+    post(store, issued(store, {0: date(2027, 6, 30)}))
+    wanted = [(SITE, {0: date(2027, 1, 1)}), ("100000000002", {0: date(2025, 6, 30)}),
+              ("100000000003", {0: NEVER})]  # fmt: skip
+    with store.transaction() as session:
+        found = posting.batch_losses(session, CLOCK, LicenseType.SITE, wanted, label)
+        alone = posting.batch_losses(session, CLOCK, LicenseType.SITE, wanted, label, posting=False)
+    assert found == {
+        SITE: [
+            "it lasts until 2027-01-01, license 1 until 2027-06-30: phones that installed "
+            "license 1 ignore it (R7)",
+            "corporate-directory would end on 2027-01-01 instead of 2027-06-30 (180 days lost)",
+        ],
+        "100000000002": ["it expired on 2025-06-30: phones refuse an expired key (R5)"],
+    }
+    assert list(alone) == ["100000000002"]
+
+
 class TestRollback:
     def test_rollback_posts_the_previous_key_and_a_second_goes_further_back(
         self, store: Store

@@ -177,8 +177,8 @@ class TestIssue:
             "license 1 ignore it (R7)\n"
             "  vqmon would end on 2030-01-01 instead of 2031-01-01 (365 days lost)\n"
             "it needs force (--force)\n"
-            "hint: `fleetkey licenses post ID --dry-run` shows the change feature by feature; "
-            "forcing it is recorded in the audit trail with what was lost\n"
+            "hint: `fleetkey licenses list --state posted` shows the posted key; forcing it is "
+            "recorded in the audit trail with what was lost\n"
         )
         assert prov(initialized, SITE_PLACE).read_bytes() == posted
         assert len(json.loads(fleetkey("licenses", "list", "--json").stdout)) == 1

@@ -158,6 +158,30 @@ class TestSitesApart:
 
 
 class TestPostingIsSafe:
+    def test_a_batch_that_would_take_from_phones_is_refused_whole(
+        self, initialized: Path, fleetkey: Fleetkey, tmp_path: Path
+    ) -> None:
+        csv = tmp_path / "fleet.csv"
+        csv.write_text("mac,features,expires\n0004f2000001,vqmon,2031-01-01\n")
+        fleetkey("issue", "batch", "--csv", str(csv))
+        before, actions = tree_state(initialized), audit_actions(fleetkey)
+        csv.write_text(
+            "mac,features,expires\n0004f2000001,vqmon,2030-01-01\n0004f2000002,vqmon,never\n"
+        )
+        result = fleetkey("issue", "batch", "--csv", str(csv), code=1)
+        assert result.stderr.splitlines()[:3] == [
+            f"error: {csv}: 1 of 2 rows (nothing was issued) would take from phones what they "
+            "have:",
+            "  0004f2000001: it lasts until 2030-01-01, license 1 until 2031-01-01: phones that "
+            "installed license 1 ignore it (R7)",
+            "  0004f2000001: vqmon would end on 2030-01-01 instead of 2031-01-01 (365 days lost)",
+        ]
+        assert (tree_state(initialized), audit_actions(fleetkey)) == (before, actions)
+        forced = fleetkey("issue", "batch", "--csv", str(csv), "--force")
+        assert "warning: forced: 0004f2000001: it lasts until 2030-01-01" in forced.stderr
+        event = js(fleetkey, "audit", "list")[-1]
+        assert (event["action"], len(event["details"]["forced"])) == ("license.batch", 2)
+
     def test_dry_run_shows_the_change_and_changes_nothing(
         self, initialized: Path, fleetkey: Fleetkey, tmp_path: Path
     ) -> None:
@@ -242,7 +266,8 @@ class TestPostingIsSafe:
         [
             (["licenses", "rollback", "100000000009"], 1,
              "error: no Site key for 100000000009 is posted: there is nothing to roll back"),
-            (["licenses", "rollback", "xyz"], 1, "error: MAC 'xyz' is not a MAC address"),
+            (["licenses", "rollback", "xyz"], 1,
+             "error: 'xyz' is neither a site serial nor a MAC: expected 12 hex digits"),
             (["licenses", "rollback", BERLIN], 1,
              "error: license 1 (Site 100000000001) is the first key posted for 100000000001"),
             (["licenses", "rollback", BERLIN, "--type", "fax"], 2, "Invalid value for '--type'"),
