@@ -172,9 +172,10 @@ def build_fleet(base: Path, env: dict[str, str], phones: int, sites: int) -> Pat
         + "".join(f"0004f2{i:06x},{serials[i * sites // phones]},VVX 500\n" for i in range(phones))
     )
     fleetkey("phones", "import", str(inventory))
-    for serial in serials:
+    for serial in serials:  # the first site is also the tree's default, which nginx serves
+        default = ["--default-site"] if serial == serials[0] else []
         fleetkey("issue", "site", "--serial", serial, "--features", "corporate-directory",
-                 "--expires", "never")  # fmt: skip
+                 "--expires", "never", *default)  # fmt: skip
     licensed = base / "licensed.csv"
     licensed.write_text(
         "mac,features,expires\n"

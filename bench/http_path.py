@@ -91,7 +91,7 @@ def build_fleet(base: Path, phones: int) -> None:
         serial = f"1000000{n:05x}"
         run("sites", "add", serial, "--name", f"site {n}", "--tz", "UTC", "--window", "01:00-05:00")
         run("issue", "site", "--serial", serial, "--features", "corporate-directory",
-            "--expires", "2030-12-31")  # fmt: skip
+            "--expires", "2030-12-31", *(["--default-site"] if n == 0 else []))  # fmt: skip
         rows += [f"{mac(i)},{serial},VVX_500" for i in range(n, phones, SITES)]
     (base / "phones.csv").write_text("mac,site,model\n" + "\n".join(rows) + "\n")
     run("phones", "import", str(base / "phones.csv"))

@@ -22,6 +22,7 @@ The tree::
     │   ├── SipFormatError            a SIP contact URI or challenge fleetkey cannot use
     │   ├── DigestError               a Digest challenge fleetkey cannot answer (not MD5, no auth)
     │   ├── ConflictError             what is recorded forbids it: a site that exists, a revoked key
+    │   │   └── UnsafePostError       posting would take from phones what they have (``losses``)
     │   ├── UploadRefusedError        a name phones do not upload, or over its size cap
     │   └── MasterConfigError         a master configuration (``<mac>.cfg``) does not parse
     ├── NotFoundError                 a site, phone, license or rollout that does not exist
@@ -184,6 +185,16 @@ class SipFormatError(InputError):
 class ConflictError(InputError):
     """The input is well-formed, but what is recorded forbids it: a site that already exists,
     a key that is not in a state to be posted or revoked, a rollout that cannot move so."""
+
+
+class UnsafePostError(ConflictError):
+    """Posting a key would take something from phones: it is expired, lasts less than the key
+    it replaces (R7), ends a feature earlier or drops one. ``losses`` says each; the operator
+    may force it."""
+
+    def __init__(self, message: str, losses: Sequence[str], *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, field="force")
+        self.losses = list(losses)
 
 
 class DigestError(InputError):

@@ -69,9 +69,10 @@ def record_license(
     session: Session, key: LicenseKey, *, post: bool = True, clock: FixedClock | None = None
 ) -> int:
     """Store ``key`` (signed by :func:`make_license`'s test key) as a license file, posted
-    unless ``post`` is false; returns its license id."""
+    unless ``post`` is false (forced: setting up a state, not judging a post); returns its
+    license id."""
     from fleetkey.core.codec import serialize_keys  # keeps core imports lean
-    from fleetkey.store import registry  # only tests that store need the store
+    from fleetkey.store import posting, registry  # only tests that store need the store
 
     name = (
         "000000000000-license.cfg" if key.type is LicenseType.SITE else f"{key.serial}-license.cfg"
@@ -84,6 +85,7 @@ def record_license(
         trusted_keys_for().check(key),
         content=serialize_keys([key]),
         file_name=name,
-        post=post,
     )
+    if post:
+        posting.post(session, clock or FixedClock(), "tester", stored.id, force=True)
     return stored.id

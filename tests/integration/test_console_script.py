@@ -55,7 +55,7 @@ def test_main_job_init_issue_inspect(run, tmp_path: Path) -> None:  # type: igno
         "--expires",
         "2027-12-31",
     )
-    site = tmp_path / "data" / "provisioning" / "000000000000-license.cfg"
+    site = tmp_path / "data" / "provisioning" / "100000000001" / "000000000000-license.cfg"
     document = json.loads(run("inspect", str(site), "--json").stdout)
     assert document["keys"][0]["signature"] == "valid"
     run("verify", str(site), "--on", "2027-12-31")

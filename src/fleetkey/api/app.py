@@ -11,7 +11,7 @@ answered as ``fleetkey.api.problems`` says: one body shape, a status per error c
 # no ``from __future__ import annotations``: FastAPI reads the route annotations at runtime
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query
@@ -26,8 +26,9 @@ from fleetkey.authority.tokens import token_matches
 from fleetkey.clock import Clock, today
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.rollout.windows import Window
+from fleetkey.core.terms import format_term
 from fleetkey.ops import alerts as alerting
-from fleetkey.ops import licensing
+from fleetkey.ops import licensing, posting
 from fleetkey.store import alerts, fetches, inventory, registry, rollouts, schedule
 from fleetkey.store.records import Site, fetch_json, license_json, phone_json, site_json
 from fleetkey.store.store import Store
@@ -75,6 +76,14 @@ class LicenseIn(BaseModel):
     expires: str | None = Field(None, description="YYYY-MM-DD or never, for every feature")
     per_feature: list[str] = Field(default_factory=list, description="NAME=DATE")
     post: bool = Field(True, description="serve it to phones now (write it into the tree)")
+    force: bool = Field(
+        False,
+        description="issue an expired key, or post one that takes something from phones "
+        "(shorter than the posted key, a feature ended earlier or dropped); audited",
+    )
+    default_site: bool = Field(
+        False, description="also make it the tree's default 000000000000-license.cfg (site keys)"
+    )
 
 
 class PostIn(BaseModel):
@@ -84,6 +93,61 @@ class PostIn(BaseModel):
         "file), for this reason; the audit trail keeps it with the actor",
         max_length=500,
     )
+    force: bool = Field(
+        False,
+        description="post a key that takes something from phones (expired, shorter than the "
+        "key it replaces, a feature ended earlier or dropped); audited with what was lost",
+    )
+    default_site: bool = Field(
+        False, description="also make it the tree's default 000000000000-license.cfg (site keys)"
+    )
+    dry_run: bool = Field(False, description="say what posting would change; change nothing")
+
+
+class RollbackIn(BaseModel):
+    serial: str = Field(description="the site serial or the phone's MAC")
+    type: Literal["phone", "site"] | None = Field(
+        None, description="needed only when the serial has posted keys of both types"
+    )
+    accept_unverified: str | None = Field(None, max_length=500)
+    force: bool = False
+
+
+class TrustIn(BaseModel):
+    reason: str = Field(description="why the operator trusts its signature", max_length=500)
+
+
+class AckIn(BaseModel):
+    key: str = Field(description="the alert's key", max_length=200)
+    until: date | None = Field(None, description="silenced to the end of this day (UTC)")
+
+
+def posted_json(done: posting.Posted, *, dry_run: bool = False) -> dict[str, Any]:
+    """A post or rollback, as the admin API answers it."""
+    judgement = done.judgement
+    document: dict[str, Any] = {
+        "license": license_json(judgement.license),
+        "replaces": judgement.replaced.id if judgement.replaced else None,
+        "files": [str(path) for path in done.files],
+        "changes": [
+            {
+                "slot": item.slot,
+                "before": format_term(item.before),
+                "after": format_term(item.after),
+                "change": item.change.value,
+            }
+            for item in judgement.succession.features
+        ],
+        "losses": judgement.losses,
+        "notes": judgement.notes,
+    }
+    if dry_run:
+        document |= {
+            "dry_run": True,
+            "needs_force": bool(judgement.losses),
+            "needs_accept_unverified": judgement.needs_reason,
+        }
+    return document
 
 
 def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
@@ -247,28 +311,75 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
             passphrase=context.passphrase,
             target=None,
             write=order.post,
+            force=order.force,
+            default_site=order.default_site,
         )
-        return {"license": license_json(issued.stored), "warnings": issued.warnings}
+        return {
+            "license": license_json(issued.stored),
+            "files": [str(path) for path in issued.files],
+            "warnings": issued.warnings,
+        }
 
     @app.post("/api/licenses/{license_id}/post", dependencies=guarded, tags=["licenses"])
     def post(license_id: RowId, body: PostIn | None = None) -> dict[str, Any]:
-        """Serve an issued key; one whose signature is not valid only with a reason."""
-        stored = licensing.post_license(
+        """Serve an issued (or superseded) key in its place. Refused 409 ``unsafe-post`` when
+        it takes something from phones, unless ``force``; one whose signature is not valid
+        only with a reason. ``dry_run`` says what it would change."""
+        order = body if body is not None else PostIn.model_validate({})
+        if order.dry_run:
+            preview = posting.preview_post(
+                context.data,
+                context.store,
+                context.clock,
+                license_id,
+                default_site=order.default_site,
+            )
+            return posted_json(preview, dry_run=True)
+        done = posting.post_license(
             context.data,
             context.store,
             context.clock,
             ACTOR,
             license_id,
-            accept_unverified=body.accept_unverified if body is not None else None,
+            accept_unverified=order.accept_unverified,
+            force=order.force,
+            default_site=order.default_site,
+        )
+        return posted_json(done)
+
+    @app.post("/api/licenses/rollback", dependencies=guarded, tags=["licenses"])
+    def rollback(order: RollbackIn) -> dict[str, Any]:
+        """Post again the key the posted key of ``serial`` replaced; judged as a post is."""
+        done = posting.rollback_license(
+            context.data,
+            context.store,
+            context.clock,
+            ACTOR,
+            order.serial,
+            key_type=LicenseType(order.type.title()) if order.type else None,
+            accept_unverified=order.accept_unverified,
+            force=order.force,
+        )
+        return posted_json(done)
+
+    @app.post("/api/licenses/{license_id}/trust", dependencies=guarded, tags=["licenses"])
+    def trust(license_id: RowId, order: TrustIn) -> dict[str, Any]:
+        """Vouch for an unverifiable key's signature (a vendor's), for a reason; audited."""
+        stored = posting.trust_license(
+            context.store, context.clock, ACTOR, license_id, order.reason
         )
         return license_json(stored)
 
     @app.post("/api/licenses/{license_id}/revoke", dependencies=guarded, tags=["licenses"])
     def revoke(license_id: RowId) -> dict[str, Any]:
-        stored, removed = licensing.revoke_license(
+        stored, removed = posting.revoke_license(
             context.data, context.store, context.clock, ACTOR, license_id
         )
-        return {"license": license_json(stored), "removed_file": str(removed) if removed else None}
+        return {
+            "license": license_json(stored),
+            "removed_file": str(removed[0]) if removed else None,
+            "removed": [str(path) for path in removed],
+        }
 
     @app.get("/api/fetches", dependencies=guarded, tags=["fetches"])
     def list_fetches(
@@ -300,6 +411,12 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
             "resolved": result.resolved,
             "open": [a.to_json() for a in open_alerts],
         }
+
+    @app.post("/api/alerts/ack", dependencies=guarded, tags=["operations"])
+    def ack_alert(order: AckIn) -> dict[str, Any]:
+        """Silence an open alert to the end of ``until`` (UTC), or until it resolves."""
+        with context.store.transaction() as session:
+            return alerts.ack(session, context.clock, ACTOR, order.key, order.until).to_json()
 
     @app.get("/api/rollouts", dependencies=guarded, tags=["operations"])
     def list_rollouts() -> list[dict[str, Any]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
@@ -115,13 +117,20 @@ def alerts(
         env.print_json(document)
         return
     table = Table(title=f"{len(open_alerts)} alert(s)", title_justify="left")
-    for name in ("severity", "kind", "subject", "since", "message"):
+    for name in ("severity", "key", "subject", "since", "message"):
         table.add_column(name, overflow="fold")
     for alert in open_alerts:
         style = SEVERITY_STYLE.get(alert.severity, "")
         severity = "resolved" if alert.resolved_at else f"[{style}]{alert.severity}[/]"
+        if alert.silenced:
+            till = f"{alert.acked_until:%Y-%m-%d %H:%M}" if alert.acked_until else "resolved"
+            severity = f"[dim]{alert.severity}, silenced until {till}[/]"
         table.add_row(
-            severity, alert.kind, alert.subject, f"{alert.first_at:%Y-%m-%d %H:%M}", alert.message
+            severity,
+            escape(alert.key),
+            escape(alert.subject),
+            f"{alert.first_at:%Y-%m-%d %H:%M}",
+            escape(alert.message),
         )
     env.out.print(table)
     env.out.print(
@@ -130,6 +139,36 @@ def alerts(
     )
     for error in report.errors:
         env.warn(error)
+
+
+@alerts.command(name="ack")
+@click.argument("key", metavar="KEY")
+@click.option(
+    "--until",
+    metavar="DATE",
+    help="Silence it to the end of DATE (YYYY-MM-DD, UTC); default: until it resolves.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the alert as JSON.")
+@pass_env
+def ack(env: Env, key: str, until: str | None, as_json: bool) -> None:
+    """Silence the open alert KEY for a while (audited): it stays listed, marked silenced,
+    nothing is delivered for it but its resolution, and once DATE has passed it fires again
+    if it still holds. `fleetkey alerts --json` shows the keys."""
+    day = None
+    if until is not None:
+        try:
+            day = date.fromisoformat(until.strip())
+        except ValueError:
+            raise click.BadParameter(
+                f"{until!r} is not a date: expected YYYY-MM-DD", param_hint="'--until'"
+            ) from None
+    with env.store().transaction() as session:
+        alert = stored_alerts.ack(session, env.clock, env.actor, key, day)
+    if as_json:
+        env.print_json(alert.to_json())
+        return
+    till = f"until {until}" if until else "until it resolves"
+    env.out.print(f"silenced {alert.kind} alert {alert.key} {till}", markup=False)
 
 
 @alerts.command(name="webhook-key")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from fleetkey.authority.batch import issue_batch, parse_batch_csv
@@ -17,8 +18,9 @@ from fleetkey.cli.render import key_table, key_title, key_to_json
 from fleetkey.clock import today
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.license import LicenseType
+from fleetkey.errors import ROWS_SHOWN
 from fleetkey.ops.licensing import LicenseOrder, issue_license
-from fleetkey.store import registry
+from fleetkey.store import posting, registry
 
 
 @click.group()
@@ -42,6 +44,13 @@ def _license_options(function: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(dir_okay=False, path_type=Path),
             help="Write here instead of the provisioning tree; '-' for stdout.",
         ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Issue even an expired key, and post even one that takes something from "
+            "phones (shorter than the posted key, a feature ended earlier or dropped); "
+            "the audit trail keeps what was lost.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the issued key as JSON."),
     ]
     for decorator in reversed(decorators):
@@ -61,9 +70,16 @@ def phone(env: Env, /, mac: str, **options: Any) -> None:
 @issue.command("site")
 @click.option("--serial", required=True, help="The site serial, 12 hex digits.")
 @_license_options
+@click.option(
+    "--default-site",
+    is_flag=True,
+    help="Also make it the tree's default 000000000000-license.cfg, served to phones the "
+    "server cannot place (audited).",
+)
 @pass_env
 def site(env: Env, /, serial: str, **options: Any) -> None:
-    """Issue 000000000000-license.cfg for a whole site."""
+    """Issue 000000000000-license.cfg for a whole site, posted in the site's place
+    (<provisioning>/<serial>/000000000000-license.cfg)."""
     _issue_one(env, serial, LicenseType.SITE, **options)
 
 
@@ -77,6 +93,8 @@ def _issue_one(
     per_feature: tuple[str, ...],
     out: Path | None,
     as_json: bool,
+    force: bool,
+    default_site: bool = False,
 ) -> None:
     order = LicenseOrder(license_type, serial, features.split(","), expires, per_feature)
     to_stdout = out is not None and str(out) == "-"
@@ -89,9 +107,11 @@ def _issue_one(
         passphrase=passphrase_from_env(),
         target=None if to_stdout else out,
         write=not to_stdout,
+        force=force,
+        default_site=default_site,
     )
     for warning in issued.warnings:
-        env.warn(warning)
+        env.warn(escape(warning))
     if to_stdout:
         sys.stdout.buffer.write(issued.data)
         sys.stdout.flush()
@@ -101,6 +121,7 @@ def _issue_one(
         env.print_json(
             {
                 "file": str(issued.target),
+                "files": [str(path) for path in issued.files],
                 "license_id": issued.stored.id,
                 "state": issued.stored.state.value,
                 **key_to_json(issued.key, issued.check, catalog),
@@ -108,7 +129,9 @@ def _issue_one(
         )
         return
     env.out.print(
-        f"issued {issued.target} (license {issued.stored.id}, {issued.stored.state.value})"
+        f"issued {' and '.join(map(str, issued.files))} (license {issued.stored.id}, "
+        f"{issued.stored.state.value})",
+        markup=False,
     )
     env.out.print(
         key_table(issued.key, issued.check, catalog, today(env.clock), key_title(issued.key, 1))
@@ -128,15 +151,45 @@ def _issue_one(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the files (default: the provisioning tree).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Issue even expired keys, and post even keys that take something from phones; the "
+    "audit trail keeps what was lost.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 @pass_env
-def batch(env: Env, csv_file: Path, out_dir: Path | None, as_json: bool) -> None:
-    """Issue one phone license per CSV row: all rows valid, or nothing is written."""
-    rows = parse_batch_csv(csv_file.read_bytes(), env.data.catalog(), source=str(csv_file))
-    key_name, signer = env.keyring().signer(passphrase_from_env())
+def batch(env: Env, csv_file: Path, out_dir: Path | None, force: bool, as_json: bool) -> None:
+    """Issue one phone license per CSV row: all rows valid, or nothing is written.
+
+    Judged as every post is: rows whose key is expired, or would take something from phones
+    against the posted key of their MAC, refuse the whole batch unless --force."""
+    catalog = env.data.catalog()
+    rows = parse_batch_csv(csv_file.read_bytes(), catalog, source=str(csv_file))
     store = env.store()
     target = out_dir or env.data.provisioning
     posted = target.resolve() == env.data.provisioning.resolve()
+    with store.transaction() as session:
+        losses = posting.batch_losses(
+            session,
+            env.clock,
+            LicenseType.PHONE,
+            [(row.mac, row.terms) for row in rows],
+            catalog.label,
+            posting=posted,
+        )
+    forced = [f"{mac}: {loss}" for mac, items in losses.items() for loss in items]
+    if forced and not force:
+        shown = forced[:ROWS_SHOWN] + (
+            [f"... and {len(forced) - ROWS_SHOWN} more"] if len(forced) > ROWS_SHOWN else []
+        )
+        raise posting.unsafe(
+            f"{csv_file}: {len(losses)} of {len(rows)} rows (nothing was issued)",
+            shown,
+            hint="`fleetkey licenses list --state posted` shows the posted keys; forcing it is "
+            "recorded in the audit trail with what was lost",
+        )
+    key_name, signer = env.keyring().signer(passphrase_from_env())
     # refreshed by hand: no refresh thread, so batch workers may be forked safely
     with Progress(
         "[progress.description]{task.description}",
@@ -158,7 +211,11 @@ def batch(env: Env, csv_file: Path, out_dir: Path | None, as_json: bool) -> None
         for data, name in zip(issued.contents, issued.names, strict=True)
     ]
     with store.transaction() as session:
-        registry.record_many(session, env.clock, env.actor, keys, signing_key=key_name, post=posted)
+        registry.record_many(
+            session, env.clock, env.actor, keys, signing_key=key_name, post=posted, forced=forced
+        )
+    for line in forced:
+        env.warn(escape(f"forced: {line}"))
     if as_json:
         env.print_json(
             {"issued": len(issued), "directory": str(target), "key": key_name, "posted": posted}

@@ -1,24 +1,22 @@
 """``fleetkey db``, ``licenses`` and ``fetches``: what the store recorded.
 
-``audit`` lives in cli/audit.py.
+``audit`` lives in cli/audit.py. The ``licenses`` commands that change keys (import, post,
+rollback, revoke, trust) live in cli/posting.py and are added to the group here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
+from fleetkey.cli import posting
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.clock import today
 from fleetkey.core.license import LicenseState
-from fleetkey.core.signing import TrustedKeys
 from fleetkey.errors import InputError
-from fleetkey.ops import licensing
 from fleetkey.store import fetches as fetch_records
 from fleetkey.store import held, migrate, registry
 from fleetkey.store.records import fetch_json, license_json
@@ -109,98 +107,14 @@ def list_licenses(
     env.out.print(table)
 
 
-ACCEPT_UNVERIFIED = click.option(
-    "--accept-unverified",
-    metavar="REASON",
-    help="Post keys whose signature is invalid or unverifiable (e.g. vendor files), because "
-    "REASON; the audit trail keeps the reason and who gave it.",
-)
-
-
-@licenses.command("import")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--post", is_flag=True, help="Mark the imported keys posted (served to phones).")
-@ACCEPT_UNVERIFIED
-@click.option("--json", "as_json", is_flag=True, help="Print what was imported as JSON.")
-@pass_env
-def import_licenses(
-    env: Env, directory: Path, post: bool, accept_unverified: str | None, as_json: bool
-) -> None:
-    """Record the *-license.cfg files of DIRECTORY; vendor files are stored as unverifiable.
-
-    All files must be regular files that parse, or nothing is imported. A key already in the
-    store (same serial, type, options, duration and validation) is skipped. --post serves
-    only keys whose signature is valid, unless --accept-unverified gives the reason.
-    """
-    if accept_unverified is not None and not post:
-        raise click.UsageError("--accept-unverified goes with --post")
-    paths = licensing.license_files(directory)
-    trusted = env.keyring().trusted() if env.data.exists() else TrustedKeys()
-    done = licensing.import_licenses(
-        env.store(),
-        env.clock,
-        env.actor,
-        paths,
-        trusted,
-        post=post,
-        accept_unverified=accept_unverified,
-    )
-    if as_json:
-        env.print_json(
-            {
-                "imported": [license_json(item) for item in done.imported],
-                "skipped": [asdict(item) for item in done.skipped],
-            }
-        )
-        return
-    env.out.print(
-        f"imported {len(done.imported)} key(s) from {len(paths)} file(s); "
-        f"{len(done.skipped)} key(s) already in the store or repeated",
-        markup=False,
-    )
-    for item in done.posted_unverified:
-        env.warn(
-            f"posted license {item.id} ({item.type} {item.serial}) with an {item.signature} "
-            f"signature, accepted by {escape(env.actor)}"
-        )
-
-
-@licenses.command("post")
-@click.argument("license_id", metavar="ID", type=int)
-@ACCEPT_UNVERIFIED
-@pass_env
-def post_license(env: Env, license_id: int, accept_unverified: str | None) -> None:
-    """Serve an issued key: mark it posted and write its file into the provisioning tree.
-
-    A key whose signature is invalid or unverifiable is posted only with --accept-unverified.
-    """
-    stored = licensing.post_license(
-        env.data,
-        env.store(),
-        env.clock,
-        env.actor,
-        license_id,
-        accept_unverified=accept_unverified,
-    )
-    env.out.print(
-        f"posted license {stored.id} ({stored.type} {stored.serial}) as "
-        f"{env.data.provisioning / stored.file_name}",
-        markup=False,
-    )
-
-
-@licenses.command("revoke")
-@click.argument("license_id", metavar="ID", type=int)
-@pass_env
-def revoke_license(env: Env, license_id: int) -> None:
-    """Revoke a key; if its file is the one posted in the provisioning tree, remove the file."""
-    stored, removed = licensing.revoke_license(
-        env.data, env.store(), env.clock, env.actor, license_id
-    )
-    env.out.print(
-        f"revoked license {stored.id} ({stored.type} {stored.serial})"
-        + (f"; removed {removed}" if removed else "")
-    )
+for command in (
+    posting.import_licenses,
+    posting.post_license,
+    posting.rollback_license,
+    posting.revoke_license,
+    posting.trust_license,
+):
+    licenses.add_command(command)
 
 
 @click.group(invoke_without_command=True)

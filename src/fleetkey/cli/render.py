@@ -16,6 +16,7 @@ STATUS_STYLE = {
     SignatureStatus.VALID: "green",
     SignatureStatus.INVALID: "bold red",
     SignatureStatus.UNVERIFIABLE: "yellow",
+    SignatureStatus.TRUSTED_BY_OPERATOR: "cyan",
 }
 
 

@@ -23,6 +23,8 @@ from fleetkey.core.terms import Term, encode_term, format_term
 STAGES: Final = (60, 30, 14, 7, 1)
 VENDOR_MINIMUM_DAYS: Final = 30
 SAMPLE: Final = 10  # MACs named in an alert's details
+# signatures an alert does not call bad: verified, or vouched for by an operator
+_SERVABLE: Final = frozenset({SignatureStatus.VALID, SignatureStatus.TRUSTED_BY_OPERATOR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +257,13 @@ def _bad_files(snapshot: Snapshot) -> list[Alert]:
         for bad in snapshot.bad_files
     ]
     for facts in snapshot.licenses:
-        if facts.state is LicenseState.POSTED and facts.signature is not SignatureStatus.VALID:
+        if facts.state is LicenseState.POSTED and facts.signature not in _SERVABLE:
+            vouch = (
+                "; if it is a vendor's key you trust, say so once: fleetkey licenses trust "
+                f"{facts.id} --reason TEXT"
+                if facts.signature is SignatureStatus.UNVERIFIABLE
+                else ""
+            )
             alerts.append(
                 Alert(
                     f"bad-signature:{facts.id}",
@@ -263,7 +271,7 @@ def _bad_files(snapshot: Snapshot) -> list[Alert]:
                     "critical",
                     f"{facts.type} {facts.serial}",
                     f"posted {_name(facts)} has a signature that is {facts.signature}: phones "
-                    "ignore it (R5)",
+                    f"that do not hold its signer's key ignore it (R5){vouch}",
                     {"license": facts.id},
                 )
             )

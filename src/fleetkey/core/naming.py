@@ -60,6 +60,19 @@ def phone_license_file(mac: str) -> str:
     return f"{mac}{LICENSE_FILE_SUFFIX}"
 
 
+def license_place(key_type: LicenseType, serial: str) -> tuple[str, ...]:
+    """Where in the provisioning tree the posted key of ``key_type`` and ``serial`` lives, as
+    path segments: a site's at ``<serial>/000000000000-license.cfg`` (the name phones ask for,
+    in the directory phones of that site are pointed at), a phone's at ``<mac>-license.cfg``.
+
+    The tree's top-level ``000000000000-license.cfg`` is no site's place: it is the default
+    for phones the server cannot place, written only on purpose.
+    """
+    if key_type is LicenseType.SITE:
+        return (serial, SITE_LICENSE_FILE)
+    return (phone_license_file(serial),)
+
+
 _SITE: Final = LicenseType.SITE  # read once: servers ask per request
 _PHONE: Final = LicenseType.PHONE
 

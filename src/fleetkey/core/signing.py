@@ -76,6 +76,9 @@ class SignatureStatus(enum.StrEnum):
     VALID = "valid"
     INVALID = "invalid"
     UNVERIFIABLE = "unverifiable"
+    # never a verdict of verification: an unverifiable key (a vendor's) whose signature an
+    # operator vouched for, with a reason, in the store (``fleetkey licenses trust``)
+    TRUSTED_BY_OPERATOR = "trusted-by-operator"
 
 
 @dataclass(frozen=True, slots=True)

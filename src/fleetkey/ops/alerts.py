@@ -28,7 +28,7 @@ from fleetkey.core.alerts import (
 )
 from fleetkey.core.naming import key_misfit
 from fleetkey.core.rollout.cost import measure
-from fleetkey.core.signing import TrustedKeys
+from fleetkey.core.signing import SignatureStatus, TrustedKeys
 from fleetkey.store import alerts, capacity, fetches, inventory, registry
 from fleetkey.store.alerts import StoredAlert, SyncResult
 from fleetkey.store.store import Store
@@ -47,7 +47,6 @@ def check(
     data: DataDir, store: Store, clock: Clock, trusted: TrustedKeys, settings: AlertSettings
 ) -> tuple[SyncResult, list[StoredAlert]]:
     """Evaluate now, record what fired and resolved, queue deliveries; the open alerts."""
-    bad = bad_files(data.provisioning, trusted)
     with store.transaction() as session:
         licenses = [
             LicenseFacts(
@@ -74,6 +73,8 @@ def check(
         last = [LastSiteFetch(*row) for row in fetches.last_site_license_fetches(session)]
         cost = measure(fetches.recent_requests(session))
         measured = capacity.latest(session)
+    vouched = {f.digest for f in licenses if f.signature is SignatureStatus.TRUSTED_BY_OPERATOR}
+    bad = bad_files(data.provisioning, trusted, vouched)
     snapshot = Snapshot(
         now=clock.now(),
         licenses=licenses,
@@ -91,8 +92,11 @@ def check(
         return result, alerts.listing(session)
 
 
-def bad_files(tree: Path, trusted: TrustedKeys) -> list[BadFile]:
-    """License files in the provisioning tree that phones would ignore, and why."""
+def bad_files(
+    tree: Path, trusted: TrustedKeys, vouched: frozenset[str] | set[str] = frozenset()
+) -> list[BadFile]:
+    """License files in the provisioning tree that phones would ignore, and why. A file whose
+    digest is in ``vouched`` (keys an operator trusts) is not reported for its signature."""
     if not tree.is_dir():
         return []
     paths = sorted(tree.rglob("*-license.cfg"))[:MAX_FILES]
@@ -105,7 +109,7 @@ def bad_files(tree: Path, trusted: TrustedKeys) -> list[BadFile]:
         for index, (key, verdict) in enumerate(
             zip(result.license_file.keys, result.checks, strict=True)
         ):
-            if not verdict.valid:
+            if not verdict.valid and registry.file_digest(result.data) not in vouched:
                 found.append(
                     BadFile(name, f"key {index}: signature {verdict.status}: {verdict.reason}")
                 )

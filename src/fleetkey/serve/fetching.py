@@ -18,9 +18,11 @@ the inventory does not know is served, refused or registered (``UnknownPolicy``)
 
 What it gets: license names (``000000000000-license.cfg``, ``<mac>-license.cfg``) at the root,
 under a site prefix or in a directory a master configuration names as ``LICENSE_DIRECTORY``
-(``serve.layout``) are the store's posted keys, else the tree's file of that name; names phones
-write (``<mac>-app.log``, ``<mac>-phone.cfg``…, ``serve.uploads``) are the tree's file, else
-what the phone uploaded; anything else is the tree's file, the site subtree first.
+(``serve.layout``) are the store's posted keys; else, for the site license, the file in the
+site's own place (``<site>/000000000000-license.cfg``, where fleetkey writes it, see
+``ops/placement.py``); else the tree's file of that name (at the root: the tree's default);
+names phones write (``<mac>-app.log``, ``<mac>-phone.cfg``…, ``serve.uploads``) are the tree's
+file, else what the phone uploaded; anything else is the tree's file, the site subtree first.
 
 Nothing here waits or writes: everything comes from the in-memory view, the tree index and the
 address table, and the caller passes the time, so every branch is testable with a fixed clock.
@@ -34,7 +36,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Literal
 
-from fleetkey.core.naming import license_file_type
+from fleetkey.core.license import LicenseType
+from fleetkey.core.naming import license_file_type, license_place
 from fleetkey.core.useragent import PhoneAgent
 from fleetkey.serve.addresses import Addresses, Sharing
 from fleetkey.serve.content import Content
@@ -277,6 +280,8 @@ class Pipeline:
         ):
             if license_[0] == _SITE:
                 posted = view.site_license(site) if site is not None else None
+                if posted is None and site is not None:  # the file in the site's place
+                    posted = self.tree.find(license_place(LicenseType.SITE, site))
             else:
                 posted = view.phone_license(license_[1] or "")
             if posted is not None:

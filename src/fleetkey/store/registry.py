@@ -1,9 +1,8 @@
-"""License keys in the store: issued and imported keys, posting, succession, revocation.
+"""License keys in the store: issued and imported keys, batches, revocation, queries.
 
-A key is posted (served to phones) only when its recorded signature verdict is ``valid``, or
-when an operator accepts it unverified with a reason: the reason, the verdict and the actor go
-into the ``license.post`` audit event. Imports find keys already stored by the key itself
-(serial, type, options, duration and validation), whatever bytes its file had around it.
+Posting, rolling back and trusting keys are in ``store/posting.py``. Imports find keys already
+stored by the key itself (serial, type, options, duration and validation), whatever bytes its
+file had around it.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from sqlalchemy.orm import Session
 from fleetkey.clock import Clock
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
-from fleetkey.core.naming import free_text
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import EPOCH, NEVER, Term, format_term, parse_term
 from fleetkey.errors import ConflictError, FleetkeyError, InputError, NotFoundError
@@ -28,10 +26,21 @@ from fleetkey.store import audit, rowstate
 from fleetkey.store.records import LicenseOrigin, StoredLicense, utc
 from fleetkey.store.schema import LicenseRow
 
+# the signature column holds 12 characters: a verdict an operator gave is kept by a short name
+_STORED_AS: Final = {SignatureStatus.TRUSTED_BY_OPERATOR: "operator"}
+_READ_AS: Final = {text: status for status, text in _STORED_AS.items()}
 MAX_ID: Final = 2**63 - 1  # ids are 64-bit integers: a larger one names no key (and no crash)
-REASON_CHARS: Final = 500  # an operator's reason to accept a key unverified
 LOOKUP_CHUNK: Final = 1000  # serials per IN (...)
-_OVERRIDE: Final = "accept_unverified"  # the input that accepts a key unverified
+
+
+def stored_signature(status: SignatureStatus) -> str:
+    """How the signature column holds a verdict."""
+    return _STORED_AS.get(status, status.value)
+
+
+def signature_of(text: str) -> SignatureStatus:
+    """The verdict the signature column holds."""
+    return _READ_AS.get(text) or SignatureStatus(text)
 
 
 def file_digest(content: bytes) -> str:
@@ -49,10 +58,12 @@ def record(
     content: bytes,
     file_name: str,
     origin: LicenseOrigin = LicenseOrigin.ISSUED,
-    post: bool = False,
-    accept_unverified: str | None = None,
+    details: dict[str, str] | None = None,
 ) -> StoredLicense:
-    """Store one key of the file ``content``; ``post`` also posts it (see :func:`post`)."""
+    """Store one key of the file ``content``, issued (``store.posting`` posts it).
+
+    ``details`` adds to the audit event (an import names the file the key came from).
+    """
     expiry = key.expiry()
     row = LicenseRow(
         serial=key.serial,
@@ -61,7 +72,7 @@ def record(
         terms=_terms_json(key),
         expires_on=_expires_on(key),
         signing_key=check.key_name,
-        signature=check.status.value,
+        signature=stored_signature(check.status),
         digest=file_digest(content),
         content=content,
         file_name=file_name,
@@ -83,11 +94,10 @@ def record(
             "digest": row.digest,
             "expires": format_term(expiry),
             "signature": row.signature,
-        },
+        }
+        | (details or {}),
     )
-    if post:
-        _post(session, clock, actor, row, accept_unverified)
-    return _stored(row)
+    return stored_license(row)
 
 
 def record_many(
@@ -98,10 +108,12 @@ def record_many(
     *,
     signing_key: str,
     post: bool,
+    forced: Sequence[str] = (),
 ) -> int:
     """Store a batch of freshly issued keys (key, file content, file name) in bulk.
 
     One audit event covers the batch; posting supersedes every posted key of the same serials.
+    ``forced``: what the operator forced (store/posting.py judged the batch), for the event.
     """
     now = utc(clock.now())
     state = LicenseState.POSTED if post else LicenseState.ISSUED
@@ -164,90 +176,14 @@ def record_many(
             "posted": post,
             "signing_key": signing_key,
             "superseded": len(previous),
-        },
+        }
+        | ({"forced": list(forced)} if forced else {}),
     )
     return len(values)
 
 
-def post(
-    session: Session,
-    clock: Clock,
-    actor: str,
-    license_id: int,
-    *,
-    accept_unverified: str | None = None,
-) -> StoredLicense:
-    """Mark a key posted (served to phones); the key it replaces becomes superseded.
-
-    A key whose signature is not ``valid`` is refused (ConflictError) unless
-    ``accept_unverified`` gives the operator's reason, which the audit event keeps.
-    """
-    row = _row(session, license_id)
-    if row.state != LicenseState.ISSUED.value:
-        raise ConflictError(
-            f"license {license_id} is {row.state}; only an issued key can be posted"
-        )
-    _post(session, clock, actor, row, accept_unverified)
-    return _stored(row)
-
-
-def unverified_refusal(subject: str) -> ConflictError:
-    """Why keys whose signature is not valid (``subject`` names them) are not posted."""
-    return ConflictError(
-        f"{subject}: phones may refuse such a key, and posting it would supersede the key "
-        "they are served now",
-        hint="check where it comes from (fleetkey inspect); to serve it anyway, give the reason "
-        "to accept it unverified: it is recorded in the audit trail with who gave it",
-        field=_OVERRIDE,
-    )
-
-
-def check_reason(reason: str) -> str:
-    """An operator's reason to accept a key unverified: some text, at most 500 characters."""
-    text = free_text(reason, what="the reason to accept it unverified", limit=REASON_CHARS)
-    if not text:
-        raise InputError("the reason to accept a key unverified is empty", field=_OVERRIDE)
-    return text
-
-
-def _post(session: Session, clock: Clock, actor: str, row: LicenseRow, reason: str | None) -> None:
-    accepted: dict[str, str] = {}
-    if row.signature != SignatureStatus.VALID.value:
-        if reason is None:
-            subject = f"license {row.id} ({row.type} {row.serial}) has an {row.signature} signature"
-            raise unverified_refusal(subject)
-        accepted = {"signature": row.signature, "reason": check_reason(reason)}
-    previous = session.scalars(
-        select(LicenseRow)
-        .where(
-            LicenseRow.type == row.type,
-            LicenseRow.serial == row.serial,
-            LicenseRow.state == LicenseState.POSTED.value,
-            LicenseRow.id != row.id,
-        )
-        .with_for_update()
-    ).all()
-    for old in previous:
-        old.state = LicenseState.SUPERSEDED.value
-        row.succeeds_id = old.id
-    row.state, row.posted_at = LicenseState.POSTED.value, utc(clock.now())
-    audit.append(
-        session,
-        clock,
-        actor=actor,
-        action="license.post",
-        subject=f"license {row.id}",
-        details={
-            "serial": row.serial,
-            "type": row.type,
-            "supersedes": [old.id for old in previous],
-        }
-        | ({"accepted_unverified": accepted} if accepted else {}),
-    )
-
-
 def revoke(session: Session, clock: Clock, actor: str, license_id: int) -> StoredLicense:
-    row = _row(session, license_id)
+    row = license_row(session, license_id)
     if row.state == LicenseState.REVOKED.value:
         raise ConflictError(f"license {license_id} is already revoked")
     was = row.state
@@ -260,15 +196,15 @@ def revoke(session: Session, clock: Clock, actor: str, license_id: int) -> Store
         subject=f"license {row.id}",
         details={"was": was, "serial": row.serial},
     )
-    return _stored(row)
+    return stored_license(row)
 
 
 def get(session: Session, license_id: int) -> StoredLicense:
-    return _stored(_row(session, license_id))
+    return stored_license(license_row(session, license_id))
 
 
 def content(session: Session, license_id: int) -> bytes:
-    return _row(session, license_id).content
+    return license_row(session, license_id).content
 
 
 def stored_keys(session: Session, keys: Sequence[LicenseKey]) -> dict[LicenseKey, StoredLicense]:
@@ -291,7 +227,7 @@ def stored_keys(session: Session, keys: Sequence[LicenseKey]) -> dict[LicenseKey
             for key in parsed[row.digest]:
                 same = (key.serial, key.type.value, key.options_hex) == described
                 if same and key in wanted and key not in found:
-                    found[key] = _stored(row)
+                    found[key] = stored_license(row)
     return found
 
 
@@ -304,7 +240,7 @@ def _keys_of(row: LicenseRow) -> tuple[LicenseKey, ...]:
 
 def find_by_digest(session: Session, digest: str) -> list[StoredLicense]:
     rows = session.scalars(select(LicenseRow).where(LicenseRow.digest == digest))
-    return [_stored(row) for row in rows]
+    return [stored_license(row) for row in rows]
 
 
 def posted(session: Session, license_type: str, serial: str) -> StoredLicense | None:
@@ -319,7 +255,7 @@ def posted(session: Session, license_type: str, serial: str) -> StoredLicense | 
         .order_by(LicenseRow.id.desc())
         .limit(1)
     ).first()
-    return _stored(row) if row else None
+    return stored_license(row) if row else None
 
 
 def listing(
@@ -347,7 +283,7 @@ def listing(
         query = query.where(LicenseRow.expires_on.is_not(None), LicenseRow.expires_on <= horizon)
     if states:
         query = query.where(LicenseRow.state.in_([s.value for s in states]))
-    return [_stored(row) for row in session.scalars(query)]
+    return [stored_license(row) for row in session.scalars(query)]
 
 
 def _terms_json(key: LicenseKey) -> str:
@@ -360,7 +296,7 @@ def _expires_on(key: LicenseKey) -> date | None:
     return None if expiry is NEVER else (expiry or EPOCH)
 
 
-def _row(session: Session, license_id: int) -> LicenseRow:
+def license_row(session: Session, license_id: int) -> LicenseRow:
     row = session.get(LicenseRow, license_id) if 0 < license_id <= MAX_ID else None
     if row is None:
         raise NotFoundError(
@@ -370,7 +306,7 @@ def _row(session: Session, license_id: int) -> LicenseRow:
     return row
 
 
-def _stored(row: LicenseRow) -> StoredLicense:
+def stored_license(row: LicenseRow) -> StoredLicense:
     terms: dict[int, Term] = {
         int(slot): parse_term(text) for slot, text in json.loads(row.terms).items()
     }
@@ -382,7 +318,7 @@ def _stored(row: LicenseRow) -> StoredLicense:
         terms=terms,
         expires_on=row.expires_on,
         signing_key=row.signing_key,
-        signature=SignatureStatus(row.signature),
+        signature=signature_of(row.signature),
         digest=row.digest,
         file_name=row.file_name,
         origin=LicenseOrigin(row.origin),

@@ -114,7 +114,8 @@ class LicenseRow(Base):
     terms: Mapped[str] = mapped_column(Text)  # JSON: {"slot": "YYYY-MM-DD" | "never"}
     expires_on: Mapped[date | None] = mapped_column(Date, index=True)  # None: never
     signing_key: Mapped[str | None] = mapped_column(String(64))
-    signature: Mapped[str] = mapped_column(String(12))  # valid | invalid | unverifiable
+    # valid | invalid | unverifiable | operator (trusted by an operator: store/registry.py)
+    signature: Mapped[str] = mapped_column(String(12))
     digest: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the file bytes
     content: Mapped[bytes] = mapped_column(LargeBinary)  # the license file, as served
     file_name: Mapped[str] = mapped_column(String(64))
@@ -239,6 +240,11 @@ class AlertRow(Base):
     first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # silenced by an operator (``fleetkey alerts ack``): since when, by whom, until when
+    # (NULL: until it resolves)
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acked_by: Mapped[str | None] = mapped_column(String(100))
+    acked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DeliveryRow(Base):

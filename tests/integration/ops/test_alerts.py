@@ -157,7 +157,7 @@ def test_a_broken_or_misnamed_license_file_in_the_tree_is_flagged(
     fleet(initialized, fleetkey, expires_in_days=400)
     tree = initialized / "provisioning"
     (tree / "0004f2aaaaaa-license.cfg").write_bytes(b"<licenses><broken")
-    site_file = (tree / "000000000000-license.cfg").read_bytes()
+    site_file = (tree / SITE / "000000000000-license.cfg").read_bytes()
     (tree / "0004f2bbbbbb-license.cfg").write_bytes(site_file)  # a site key in a phone file
     found = json.loads(fleetkey("alerts", "--json").output)
     bad = {a["subject"]: a["message"] for a in found["alerts"] if a["kind"] == "bad-file"}

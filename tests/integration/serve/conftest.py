@@ -74,6 +74,7 @@ def make_fleet(data: Path, env: dict[str, str], phones_csv: str | None = None) -
         "corporate-directory",
         "--expires",
         "2030-12-31",
+        "--default-site",  # also the tree's default, for phones the server cannot place
     )
     run("issue", "phone", "--mac", MAC, "--features", "vqmon", "--expires", "never")
     tree = data / "provisioning"

@@ -111,14 +111,14 @@ def test_issue_without_posting_then_post(api: httpx.Client, server: RunningServe
     ).json()["license"]
     assert made["state"] == "issued"
     posted = api.post(f"/api/licenses/{made['id']}/post")
-    assert posted.json()["state"] == "posted"
-    assert (server.data / "provisioning" / "000000000000-license.cfg").read_bytes() == api.get(
-        f"/api/licenses/{made['id']}/file"
-    ).content
+    assert posted.json()["license"]["state"] == "posted"
+    served = api.get(f"/api/licenses/{made['id']}/file").content
+    assert (server.data / "provisioning" / SITE / "000000000000-license.cfg").read_bytes() == served
+    assert (server.data / "provisioning" / "000000000000-license.cfg").read_bytes() == served
     again = api.post(f"/api/licenses/{made['id']}/post")
     assert again.status_code == 409
     assert again.json()["error"] == "conflict"
-    assert "only an issued key can be posted" in again.json()["detail"]
+    assert "only an issued or superseded key can be posted" in again.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.view import LiveView
-from fleetkey.store import inventory, registry
+from fleetkey.store import inventory, posting, registry
 from fleetkey.store.records import Site
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, trusted_keys_for
@@ -32,7 +32,7 @@ TAGGED = parse_user_agent(f"FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{
 def post(store: Store, key: LicenseKey, *, post: bool = True) -> int:
     name = SITE_FILE if key.type is LicenseType.SITE else f"{key.serial}-license.cfg"
     with store.transaction() as session:
-        return registry.record(
+        license_id = registry.record(
             session,
             CLOCK,
             "t",
@@ -40,8 +40,10 @@ def post(store: Store, key: LicenseKey, *, post: bool = True) -> int:
             trusted_keys_for().check(key),
             content=serialize_keys([key]),
             file_name=name,
-            post=post,
         ).id
+        if post:  # forced: these tests set up what is served, they do not judge a post
+            posting.post(session, CLOCK, "t", license_id, force=True)
+        return license_id
 
 
 def site_key(serial: str, expires: date = date(2027, 1, 31)) -> LicenseKey:
@@ -131,6 +133,25 @@ def test_a_phone_the_inventory_does_not_place_gets_the_tree_default(
         ContentKind.SITE_LICENSE,
         b"<licenses/>",
     )
+
+
+def test_a_site_with_no_posted_key_gets_the_file_in_its_place_not_the_default(
+    fleet: tuple[Store, LiveView, Pipeline], tmp_path: Path
+) -> None:
+    store, live, pipeline = fleet
+    own = tmp_path / "provisioning" / SITE_A / SITE_FILE
+    own.parent.mkdir()
+    own.write_bytes(serialize_keys([site_key(SITE_A)]))  # as another server's tree has it
+    live.refresh()
+    for path in ((SITE_FILE,), (SITE_A, SITE_FILE)):
+        content = pipeline.decide(path, None, TAGGED, 0.0).content
+        assert content is not None
+        assert content.body == own.read_bytes()
+    posted = post(store, site_key(SITE_A, date(2028, 1, 31)))  # the store's key comes first
+    live.refresh()
+    content = pipeline.decide((SITE_FILE,), None, TAGGED, 0.0).content
+    assert content is not None
+    assert content.license_id == posted
 
 
 def test_a_phone_added_to_the_inventory_is_placed_at_the_next_refresh(

@@ -13,7 +13,7 @@ from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
 from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import NEVER
 from fleetkey.errors import ConflictError, InputError, NotFoundError
-from fleetkey.store import audit, registry
+from fleetkey.store import audit, posting, registry
 from fleetkey.store.records import LicenseOrigin
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, trusted_keys_for
@@ -39,8 +39,9 @@ def record(store: Store, key: LicenseKey, *, post: bool) -> int:
             trusted_keys_for().check(key),
             content=data,
             file_name="000000000000-license.cfg",
-            post=post,
         )
+        if post:
+            posting.post(session, CLOCK, "tester", stored.id)
     return stored.id
 
 
@@ -61,13 +62,13 @@ class TestSuccession:
         key_id = record(store, site_key(date(2026, 6, 30)), post=False)
         with store.transaction() as session:
             assert registry.posted(session, "Site", "100000000001") is None
-            registry.post(session, CLOCK, "tester", key_id)
+            posting.post(session, CLOCK, "tester", key_id)
         with store.transaction() as session:
             posted = registry.posted(session, "Site", "100000000001")
             assert posted is not None
             assert posted.id == key_id
-            with pytest.raises(InputError, match="only an issued key can be posted"):
-                registry.post(session, CLOCK, "tester", key_id)
+            with pytest.raises(InputError, match="only an issued or superseded key can be"):
+                posting.post(session, CLOCK, "tester", key_id)
 
     def test_stored_content_is_the_file_served(self, store: Store) -> None:
         key = site_key(date(2026, 6, 30))
@@ -170,18 +171,20 @@ class TestOnlyValidKeysAreServed:
     def test_an_unverifiable_key_is_never_posted_without_a_reason(self, store: Store) -> None:
         valid = record(store, make_license(serial="0004f2000001", type=LicenseType.SITE), post=True)
         key, data = vendor_key()
+        with store.transaction() as session:
+            stored = registry.record(
+                session, CLOCK, "t", key, trusted_keys_for().check(key), content=data,
+                file_name="000000000000-license.cfg", origin=LicenseOrigin.IMPORTED,
+            )  # fmt: skip
         with (
             pytest.raises(ConflictError, match="has an unverifiable signature") as caught,
             store.transaction() as session,
         ):
-            registry.record(
-                session, CLOCK, "t", key, trusted_keys_for().check(key), content=data,
-                file_name="000000000000-license.cfg", origin=LicenseOrigin.IMPORTED, post=True,
-            )  # fmt: skip
+            posting.post(session, CLOCK, "t", stored.id, force=True)
         assert caught.value.field == "accept_unverified"
         with store.transaction() as session:
             assert registry.get(session, valid).state is LicenseState.POSTED
-            assert len(registry.listing(session, today=TODAY)) == 1
+            assert registry.get(session, stored.id).state is LicenseState.ISSUED
 
     def test_a_tampered_key_is_never_posted_without_a_reason(self, store: Store) -> None:
         valid = record(store, site_key(date(2026, 6, 30)), post=True)
@@ -192,7 +195,7 @@ class TestOnlyValidKeysAreServed:
             pytest.raises(ConflictError, match=f"license {forged} .* has an invalid signature"),
             store.transaction() as session,
         ):
-            registry.post(session, CLOCK, "t", forged)
+            posting.post(session, CLOCK, "t", forged)
         with store.transaction() as session:
             assert registry.posted(session, "Site", "100000000001") == registry.get(session, valid)
 
@@ -206,9 +209,10 @@ class TestOnlyValidKeysAreServed:
                 file_name="000000000000-license.cfg", origin=LicenseOrigin.IMPORTED,
             )  # fmt: skip
         with store.transaction() as session:
-            posted = registry.post(
-                session, CLOCK, "alice@cli", stored.id, accept_unverified=" vendor file, ticket 42 "
-            )
+            reason = " vendor file, ticket 42 "
+            posted = posting.post(
+                session, CLOCK, "alice@cli", stored.id, accept_unverified=reason, force=True
+            ).license  # it expired in 2015: forced
             event = audit.events(session, limit=1)[0]
         assert posted.state is LicenseState.POSTED
         assert (event.action, event.actor) == ("license.post", "alice@cli")
@@ -223,7 +227,7 @@ class TestOnlyValidKeysAreServed:
     def test_the_reason_is_real_text(self, store: Store, reason: str, says: str) -> None:
         forged = record(store, tampered(site_key(date(2026, 6, 30))), post=False)
         with pytest.raises(InputError, match=says), store.transaction() as session:
-            registry.post(session, CLOCK, "t", forged, accept_unverified=reason)
+            posting.post(session, CLOCK, "t", forged, accept_unverified=reason)
 
 
 class TestKeysAreFoundByTheKey:

@@ -20,6 +20,7 @@ from fleetkey.testing import make_license
 from tests.helpers import PASSPHRASE, VENDOR_FILE, Fleetkey
 
 SITE_FILE = "000000000000-license.cfg"
+SITE_PLACE = f"100000000001/{SITE_FILE}"  # site 100000000001's own place in the tree
 
 
 def prov(data: Path, name: str) -> Path:
@@ -111,7 +112,7 @@ class TestIssue:
         assert document["expires"] is None
         fleetkey("verify", str(path), "--mac", "0004f2000001")
 
-    def test_issue_site_writes_the_site_wide_file(
+    def test_issue_site_writes_the_site_file_in_the_sites_own_place(
         self, initialized: Path, fleetkey: Fleetkey
     ) -> None:
         fleetkey(
@@ -124,10 +125,11 @@ class TestIssue:
             "--expires",
             "2027-12-31",
         )
-        (key,) = read_license(prov(initialized, SITE_FILE)).keys
+        (key,) = read_license(prov(initialized, SITE_PLACE)).keys
         assert key.serial == "100000000001"
         assert key.type.value == "Site"
-        assert "2027-12-31" in fleetkey("inspect", str(prov(initialized, SITE_FILE))).stdout
+        assert "2027-12-31" in fleetkey("inspect", str(prov(initialized, SITE_PLACE))).stdout
+        assert not prov(initialized, SITE_FILE).exists()  # the tree's default: only on purpose
 
     def test_issue_to_stdout_writes_no_file(self, initialized: Path, fleetkey: Fleetkey) -> None:
         result = fleetkey(
@@ -163,11 +165,50 @@ class TestIssue:
         )
         assert read_license(out).keys[0].serial == "100000000001"
 
-    def test_shorter_successor_is_warned_about(self, initialized: Path, fleetkey: Fleetkey) -> None:
+    def test_shorter_successor_is_refused_without_force(
+        self, initialized: Path, fleetkey: Fleetkey
+    ) -> None:
         args = ["issue", "site", "--serial", "100000000001", "--features", "vqmon", "--expires"]
-        fleetkey(*args, "2028-01-01")
-        result = fleetkey(*args, "2027-01-01")
-        assert "will ignore the new one (rule R7)" in result.stderr
+        fleetkey(*args, "2031-01-01")
+        posted = prov(initialized, SITE_PLACE).read_bytes()
+        result = fleetkey(*args, "2030-01-01", code=1)
+        assert result.stderr == (
+            "error: issuing and posting the Site key for 100000000001 would take from phones "
+            "what they have:\n"
+            "  it lasts until 2030-01-01, license 1 until 2031-01-01: phones that installed "
+            "license 1 ignore it (R7)\n"
+            "  vqmon would end on 2030-01-01 instead of 2031-01-01 (365 days lost)\n"
+            "it needs force (--force)\n"
+            "hint: `fleetkey licenses list --state posted` shows the posted key; forcing it is "
+            "recorded in the audit trail with what was lost\n"
+        )
+        assert prov(initialized, SITE_PLACE).read_bytes() == posted
+        assert len(json.loads(fleetkey("licenses", "list", "--json").stdout)) == 1
+        forced = fleetkey(*args, "2030-01-01", "--force")
+        assert "warning: forced: it lasts until 2030-01-01, license 1 until 2031-01-01" in (
+            forced.stderr
+        )
+        event = json.loads(fleetkey("audit", "list", "--json").stdout)[-1]
+        assert (event["action"], event["details"]["forced"][1]) == (
+            "license.post",
+            "vqmon would end on 2030-01-01 instead of 2031-01-01 (365 days lost)",
+        )
+
+    def test_an_expired_key_is_not_issued_without_force_even_elsewhere(
+        self, initialized: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        out = tmp_path / "old.cfg"
+        args = ["issue", "phone", "--mac", "0004f2000001", "--features", "vqmon", "--expires",
+                "2020-01-01", "--out", str(out)]  # fmt: skip
+        result = fleetkey(*args, code=1)
+        assert result.stderr.startswith(
+            "error: issuing the Phone key for 0004f2000001 would take from phones what they "
+            "have:\n  it expired on 2020-01-01: phones refuse an expired key (R5)\n"
+        )
+        assert not out.exists()
+        assert json.loads(fleetkey("licenses", "list", "--json").stdout) == []
+        fleetkey(*args, "--force")
+        assert read_license(out).keys[0].serial == "0004f2000001"
 
     @pytest.mark.parametrize(
         ("args", "fragment"),
@@ -293,7 +334,7 @@ class TestInspect:
             "--expires",
             "2027-01-01",
         )
-        path = prov(initialized, SITE_FILE)
+        path = prov(initialized, SITE_PLACE)
         path.write_bytes(path.read_bytes().replace(b"Options='00000008'", b"Options='00000009'"))
         document = json.loads(fleetkey("inspect", str(path), "--json").stdout)
         assert document["keys"][0]["signature"] == "invalid"
@@ -316,7 +357,7 @@ class TestVerify:
             "--expires",
             "2027-01-31",
         )
-        return prov(initialized, SITE_FILE)
+        return prov(initialized, SITE_PLACE)
 
     def test_good_file_verifies(self, site: Path, fleetkey: Fleetkey) -> None:
         result = fleetkey("verify", str(site), "--on", "2027-01-31")
@@ -512,7 +553,7 @@ class TestKeys:
             "--name",
             "distributor",
         )
-        result = fleetkey("--data", str(other), "verify", str(prov(initialized, SITE_FILE)))
+        result = fleetkey("--data", str(other), "verify", str(prov(initialized, SITE_PLACE)))
         assert "signed by distributor" in result.stdout
 
     def test_importing_a_private_key_is_refused(

@@ -199,6 +199,7 @@ class TestLicenses:
             "--post",
             "--accept-unverified",
             "the vendor's site license from the old server",
+            "--force",  # it expired in 2015
         )
         (key,) = document["imported"]  # type: ignore[index]
         assert (key["signature"], key["origin"], key["state"]) == (
@@ -259,7 +260,8 @@ class TestLicenses:
         assert "--accept-unverified goes with --post" in alone.stderr
         refused = fleetkey("licenses", "post", str(key["id"]), code=1)
         assert "has an unverifiable signature" in refused.stderr
-        fleetkey("licenses", "post", str(key["id"]), "--accept-unverified", "vendor file")
+        fleetkey("licenses", "post", str(key["id"]), "--accept-unverified", "vendor file",
+                 "--force")  # fmt: skip
         assert js(fleetkey, "licenses", "list", "--state", "posted")[0]["id"] == key["id"]  # type: ignore[index]
 
     def test_import_deduplicates_by_key_not_by_file_bytes(

@@ -1,0 +1,167 @@
+"""Posting keys where phones fetch them, the dry run, rollback, revocation and trust: the store
+change and the provisioning tree's files in one step, shared by the CLI and the admin API.
+
+The files are written inside the transaction that records the change, all or none
+(``ops/placement.py``): a failed write rolls the record back, so the store never lists a posted
+key that is not on disk. What a post may do is judged against the store's posted key of the
+same type and serial (``store/posting.py``): a key that takes something from phones is posted
+only when forced, one whose signature is not valid only with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from fleetkey.authority.datadir import DataDir
+from fleetkey.clock import Clock
+from fleetkey.core.license import LicenseType
+from fleetkey.core.naming import normalize_mac, normalize_site_serial
+from fleetkey.errors import InputError
+from fleetkey.ops import placement
+from fleetkey.store import posting, registry
+from fleetkey.store.posting import Judgement
+from fleetkey.store.records import StoredLicense
+from fleetkey.store.store import Store
+
+_HEX12: Final = re.compile(r"\s*[0-9A-Fa-f]{12}\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """A post or rollback done (or, for a dry run, what it would do): the judgement and the
+    files written (would be written)."""
+
+    judgement: Judgement
+    files: list[Path]
+
+    @property
+    def license(self) -> StoredLicense:
+        return self.judgement.license
+
+
+def post_license(
+    data: DataDir,
+    store: Store,
+    clock: Clock,
+    actor: str,
+    license_id: int,
+    *,
+    accept_unverified: str | None = None,
+    force: bool = False,
+    default_site: bool = False,
+) -> Posted:
+    """Serve a key: mark it posted (superseding the one before) and write its file to its
+    place in the tree (and the default file, ``default_site`` or when its site is the
+    default), in one transaction."""
+    label = data.catalog().label
+    with store.transaction() as session:
+        stored = registry.get(session, license_id)
+        files = placement.targets(
+            data.provisioning, stored.type, stored.serial, make_default=default_site
+        )
+        judgement = posting.post(
+            session,
+            clock,
+            actor,
+            license_id,
+            accept_unverified=accept_unverified,
+            force=force,
+            label=label,
+            details=_file_details(data, files, default_site),
+        )
+        content = registry.content(session, license_id)
+        placement.publish([(path, content) for path in files])
+    return Posted(judgement, files)
+
+
+def preview_post(
+    data: DataDir, store: Store, clock: Clock, license_id: int, *, default_site: bool = False
+) -> Posted:
+    """What posting ``license_id`` would do, changing nothing (``licenses post --dry-run``)."""
+    with store.transaction() as session:
+        stored = registry.get(session, license_id)
+        files = placement.targets(
+            data.provisioning, stored.type, stored.serial, make_default=default_site
+        )
+        judgement = posting.judge(session, clock, license_id, data.catalog().label)
+    return Posted(judgement, files)
+
+
+def rollback_license(
+    data: DataDir,
+    store: Store,
+    clock: Clock,
+    actor: str,
+    serial: str,
+    *,
+    key_type: LicenseType | None = None,
+    accept_unverified: str | None = None,
+    force: bool = False,
+) -> Posted:
+    """Post again the key the posted key of ``serial`` succeeds, file and all. ``key_type``
+    may be left out unless keys of both types are posted for ``serial``."""
+    with store.transaction() as session:
+        if key_type is None and not _HEX12.fullmatch(serial):
+            try:
+                serial = normalize_mac(serial)  # a MAC written with separators
+            except InputError:
+                raise InputError(
+                    f"{serial!r} is neither a site serial nor a MAC: expected 12 hex digits"
+                ) from None
+            key_type = LicenseType.PHONE
+        elif key_type is None:
+            serial = serial.strip().lower()
+            posted = [kind for kind in LicenseType if registry.posted(session, kind, serial)]
+            if len(posted) > 1:
+                raise InputError(
+                    f"{serial} has a posted Site key and a posted Phone key: say which",
+                    field="key_type",
+                )
+            key_type = posted[0] if posted else LicenseType.SITE
+        if key_type is LicenseType.PHONE:
+            serial = normalize_mac(serial)
+        else:
+            serial = normalize_site_serial(serial)
+        files = placement.targets(data.provisioning, key_type, serial)
+        judgement = posting.rollback(
+            session,
+            clock,
+            actor,
+            key_type,
+            serial,
+            accept_unverified=accept_unverified,
+            force=force,
+            label=data.catalog().label,
+            details=_file_details(data, files, default_site=False),
+        )
+        content = registry.content(session, judgement.license.id)
+        placement.publish([(path, content) for path in files])
+    return Posted(judgement, files)
+
+
+def revoke_license(
+    data: DataDir, store: Store, clock: Clock, actor: str, license_id: int
+) -> tuple[StoredLicense, list[Path]]:
+    """Stop serving a key; its files leave the tree where they hold exactly this key (another
+    site's file never does). (key, files removed)"""
+    with store.transaction() as session:
+        stored = registry.revoke(session, clock, actor, license_id)
+    return stored, placement.withdraw(data.provisioning, stored)
+
+
+def trust_license(
+    store: Store, clock: Clock, actor: str, license_id: int, reason: str
+) -> StoredLicense:
+    """Vouch for an unverifiable key's signature (a vendor's), with a reason; audited."""
+    with store.transaction() as session:
+        return posting.trust(session, clock, actor, license_id, reason)
+
+
+def _file_details(data: DataDir, files: list[Path], default_site: bool) -> dict[str, object]:
+    details: dict[str, object] = {"files": placement.relative(data.provisioning, files)}
+    if default_site:
+        details["default_site"] = True
+    return details
