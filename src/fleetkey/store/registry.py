@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Final
 
 from sqlalchemy import insert, select, update
@@ -22,7 +22,7 @@ from fleetkey.core.codec import parse_license_file
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
 from fleetkey.core.naming import free_text
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
-from fleetkey.core.terms import EPOCH, NEVER, Term, format_term, parse_term
+from fleetkey.core.terms import EPOCH, NEVER, Term, expiry_horizon, format_term, parse_term
 from fleetkey.errors import ConflictError, FleetkeyError, InputError, NotFoundError
 from fleetkey.store import audit, rowstate
 from fleetkey.store.records import LicenseOrigin, StoredLicense, utc
@@ -332,19 +332,8 @@ def listing(
     """Keys by id; ``expiring_within`` days keeps those whose term ends by then (not never)."""
     query = select(LicenseRow).order_by(LicenseRow.id)
     if expiring_within is not None:
-        if expiring_within < 0:
-            raise InputError(
-                f"expiring within {expiring_within} days: expected a number of days, 0 or more",
-                field="expiring_within",
-            )
-        try:
-            horizon = today + timedelta(days=expiring_within)
-        except OverflowError:
-            raise InputError(
-                f"expiring within {expiring_within} days: that is past the year 9999",
-                field="expiring_within",
-            ) from None
-        query = query.where(LicenseRow.expires_on.is_not(None), LicenseRow.expires_on <= horizon)
+        last = expiry_horizon(today, expiring_within)
+        query = query.where(LicenseRow.expires_on.is_not(None), LicenseRow.expires_on <= last)
     if states:
         query = query.where(LicenseRow.state.in_([s.value for s in states]))
     return [_stored(row) for row in session.scalars(query)]
@@ -391,3 +380,6 @@ def _stored(row: LicenseRow) -> StoredLicense:
         posted_at=utc(row.posted_at) if row.posted_at else None,
         succeeds_id=row.succeeds_id,
     )
+
+
+stored = _stored  # public: store/pages.py selects rows itself
