@@ -14,6 +14,7 @@ from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.planview import plan_json, plan_plot, plan_table
+from fleetkey.cli.render import counts_text
 from fleetkey.errors import InputError
 from fleetkey.ops.executor import ExecutorSettings, Report
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
@@ -231,8 +232,9 @@ def run(
         env.print_json(_report_json(final, report))
         return
     env.out.print(_status_table(final, report.progress))
+    answers = counts_text(dict(sorted(report.answered.items())))
     env.out.print(
-        f"NOTIFYs sent {report.notified:,}; answers {dict(sorted(report.answered.items()))}; "
+        f"NOTIFYs sent {report.notified:,}; answers {answers}; "
         f"unanswered {report.unanswered:,}; retries {report.retried:,}; "
         f"moved to a window {report.moved_to_window:,}"
     )
@@ -313,10 +315,15 @@ def list_rollouts(env: Env, as_json: bool) -> None:
 
 def _mover(name: str, to: RolloutState, doc: str) -> click.Command:
     @click.argument("rollout_id", type=int)
+    @click.option("--json", "as_json", is_flag=True, help="Print the rollout as JSON.")
     @pass_env
-    def command(env: Env, rollout_id: int) -> None:
+    def command(env: Env, rollout_id: int, as_json: bool) -> None:
         with env.store().transaction() as session:
             moved = rollouts.move(session, env.clock, env.actor, rollout_id, to)
+            progress = rollouts.progress(session, rollout_id) if as_json else None
+        if as_json:
+            env.print_json(rollouts.rollout_json(moved, progress))
+            return
         env.out.print(f"rollout {moved.id} is {moved.state}")
 
     command.__doc__ = doc
