@@ -12,7 +12,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.context import Env, pass_env, subject
 from fleetkey.cli.planview import plan_json, plan_plot, plan_table
 from fleetkey.cli.render import counts_text
 from fleetkey.errors import InputError
@@ -44,7 +44,8 @@ def _capacity(value: str) -> float | None:
 
 
 @rollout.command()
-@click.option("--license", "license_id", type=int, required=True, help="The posted successor.")
+@click.argument("license_argument", metavar="LICENSE_ID", type=int, required=False)
+@click.option("--license", "license_id", type=int, help="The posted successor (or LICENSE_ID).")
 @click.option(
     "--capacity",
     default="measured",
@@ -96,7 +97,8 @@ def _capacity(value: str) -> float | None:
 @pass_env
 def plan(
     env: Env,
-    license_id: int,
+    license_argument: int | None,
+    license_id: int | None,
     capacity: str,
     headroom: float,
     deadline: datetime | None,
@@ -108,9 +110,15 @@ def plan(
     plot: Path | None,
     as_json: bool,
 ) -> None:
-    """Plan waves of check-syncs for the phones of a posted license, and save them."""
+    """Plan waves of check-syncs for the phones of posted license LICENSE_ID, and save them."""
+    chosen = subject(
+        None if license_argument is None else str(license_argument),
+        None if license_id is None else str(license_id),
+        metavar="LICENSE_ID",
+        flag="--license",
+    )
     options = PlanOptions(
-        license_id,
+        int(chosen),
         _capacity(capacity),
         headroom,
         deadline.date() if deadline else None,

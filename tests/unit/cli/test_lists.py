@@ -369,6 +369,40 @@ class TestFetchFilters:
         assert result.stdout == ""
 
 
+TERMS = ["--features", "vqmon", "--expires", "never"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["issue", "phone", "0004f2000001", "--mac", "0004f2000001", *TERMS], "MAC or --mac, not"),
+        (["issue", "site", *TERMS], "Missing argument 'SERIAL'"),
+        (["rollout", "plan", "1", "--license", "1"], "give LICENSE_ID or --license, not both"),
+        (["rollout", "plan", "--capacity", "9"], "Missing argument 'LICENSE_ID'"),
+    ],
+)
+def test_a_subject_given_twice_or_not_at_all_is_a_usage_error(
+    fleet: Path, fleetkey: Fleetkey, args: list[str], message: str
+) -> None:
+    result = fleetkey(*args, code=2)
+    assert "Error: " in result.stderr
+    assert message in result.stderr
+    assert js(fleetkey, "licenses", "list") == []
+
+
+def test_the_subject_is_an_argument_as_everywhere_and_the_option_still_works(
+    fleet: Path, fleetkey: Fleetkey
+) -> None:
+    by_argument = js(fleetkey, "issue", "phone", "0004f2000001", "--features", "vqmon",
+                     "--expires", "never")  # fmt: skip
+    by_option = js(fleetkey, "issue", "site", "--serial", SITE_SERIAL, "--features", "vqmon",
+                   "--expires", str(TODAY + timedelta(days=30)))  # fmt: skip
+    assert (by_argument["serial"], by_option["serial"]) == ("0004f2000001", SITE_SERIAL)  # type: ignore[index]
+    fleetkey("issue", "site", SITE_SERIAL, "--features", "vqmon", "--expires", "never")
+    planned = js(fleetkey, "rollout", "plan", "3", "--capacity", "50", "--dry-run")
+    assert planned["phones"] == 120  # type: ignore[index]
+
+
 def walk(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = []
     for name, command in sorted(group.commands.items()):
