@@ -127,9 +127,7 @@ def fetches(
         found, left = fetch_records.newest(
             session, where, limit_for(how, limit, scripts=SCRIPT_ROWS)
         )
-    more = More(
-        left, "older fetch records" if left < COUNT_CAP else "(or more) older fetch records"
-    )
+    more = More(left, "older fetch records", counted_up_to=COUNT_CAP)
     if how is Output.JSON:
         env.print_json([fetch_json(r) for r in reversed(found)])
     elif how is Output.CSV:
@@ -140,7 +138,9 @@ def fetches(
 
 
 def _row(record: FetchRecord, *, full: bool) -> list[str]:
+    """A record's cells; ``full``: times with their zone, digests whole, bytes unformatted."""
     shared = "(shared address)" if record.identified_by == "ambiguous" else ""
+    digest = record.digest or ""
     return [
         record.at.isoformat() if full else moment_text(record.at),
         record.mac or shared,
@@ -148,8 +148,8 @@ def _row(record: FetchRecord, *, full: bool) -> list[str]:
         record.path,
         record.protocol,
         str(record.status),
-        f"{record.bytes:,}" if not full else str(record.bytes),
-        record.digest or "" if full else (record.digest or "")[:12],
+        str(record.bytes) if full else f"{record.bytes:,}",
+        digest if full else digest[:12],
         f"{record.duration_ms:.1f}",
         record.remote_addr or "",
         record.user_agent or "",

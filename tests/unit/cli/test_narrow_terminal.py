@@ -287,3 +287,38 @@ def test_lines_under_a_table_wrap_at_the_terminal(fleet: tuple[Fleetkey, Path]) 
     shown = run("fetches").stdout
     assert "(method, proto, bytes, digest, ms, address, user agent left out at 80" in shown
     assert all(len(line) <= 80 for line in shown.splitlines())
+
+
+def test_commands_that_print_lines_print_no_python_repr(
+    initialized: Path, fleetkey: Fleetkey, tmp_path: Path
+) -> None:
+    csv = tmp_path / "phones.csv"
+    csv.write_text(f"mac,site,model\n{MACS[0]},100000000001,VVX_500\n")
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    shutil.copy(VENDOR_FILE, vendor / "000000000000-license.cfg")
+    runs = [
+        ("db", "current"),
+        ("db", "upgrade"),
+        ("sites", "add", "100000000001", "--name", "HQ", "--tz", "UTC", "--window", "01:00-02:00"),
+        ("phones", "import", str(csv)),
+        ("issue", "site", "100000000001", "--features", "vqmon", "--expires", "never",
+         "--out", str(tmp_path / "site.cfg")),
+        ("licenses", "post", "1"),
+        ("licenses", "import", str(vendor), "--post", "--accept-unverified", "the old server's"),
+        ("licenses", "revoke", "1"),
+        ("keys", "create", "--name", "second"),
+        ("keys", "activate", "second"),
+        ("keys", "rewrap"),
+        ("verify", str(tmp_path / "site.cfg")),
+        ("audit", "verify"),
+        ("audit", "anchor"),
+        ("capacity", "show"),
+        ("rollout", "plan", "2", "--capacity", "10", "--dry-run"),
+        ("fetches", "replay", str(tmp_path / "none.jsonl")),
+    ]  # fmt: skip
+    (tmp_path / "none.jsonl").write_text("")
+    for args in runs:
+        result = fleetkey(*args, code=1 if args[0] == "rollout" else 0)
+        shown = result.stdout + result.stderr
+        assert REPR.search(shown) is None, f"fleetkey {' '.join(args)}:\n{shown}"
