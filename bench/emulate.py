@@ -94,7 +94,10 @@ def main() -> None:
     )
     print(
         f"  {figures['requests']:,} requests, {figures['requests_per_s']} requests/s; "
-        f"answers {figures['answers_by_status']}"
+        "answers "
+        + ", ".join(
+            f"{status}: {count:,}" for status, count in figures["answers_by_status"].items()
+        )
     )
     print(
         f"  peak resident size of the largest process: "

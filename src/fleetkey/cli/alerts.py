@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 import click
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.render import moment_text
+from fleetkey.cli.tables import Cell, Column, Kind, Output, output, print_rows, table_options
 from fleetkey.core.alerts import STAGES
 from fleetkey.errors import InputError
 from fleetkey.ops.alerts import AlertSettings, check
 from fleetkey.ops.delivery import Deliverer, SmtpSettings, public_key_pem
 from fleetkey.store import alerts as stored_alerts
+from fleetkey.store.alerts import StoredAlert
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+MESSAGE_FLOOR: Final = 30  # a message wraps in lines of at least this: the time goes first
+ALERT_COLUMNS: Final = (
+    Column("severity", Kind.ID),
+    Column("key", Kind.ID),
+    Column("subject", Kind.WORDS, drop=1),
+    Column("since (UTC)", Kind.ID, drop=2),
+    Column("message", floor=MESSAGE_FLOOR),
+)
+
+
+def _severity(alert: StoredAlert) -> Text:
+    if alert.resolved_at:
+        return Text("resolved")
+    if alert.silenced:
+        till = f"{alert.acked_until:%Y-%m-%d %H:%M}" if alert.acked_until else "resolved"
+        return Text(f"{alert.severity}, silenced until {till}", style="dim")
+    return Text(alert.severity, style=SEVERITY_STYLE.get(alert.severity, ""))
 
 
 def _stages(text: str) -> tuple[int, ...]:
@@ -70,6 +89,7 @@ def _smtp(text: str | None, sender: str) -> SmtpSettings | None:
 @click.option("--smtp", default=None, metavar="HOST:PORT", help="The SMTP server for --mail-to.")
 @click.option("--mail-from", default="fleetkey@localhost", show_default=True)
 @click.option("--all", "show_all", is_flag=True, help="List resolved alerts too.")
+@table_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @pass_env
@@ -83,11 +103,14 @@ def alerts(
     smtp: str | None,
     mail_from: str,
     show_all: bool,
+    wide: bool,
+    as_csv: bool,
     as_json: bool,
 ) -> None:
     """Evaluate alerts now, record them (deduplicated), deliver new and resolved ones, list."""
     if ctx.invoked_subcommand is not None:
         return
+    how = output(as_json=as_json, wide=wide, as_csv=as_csv)
     smtp_settings = _smtp(smtp, mail_from)
     if recipients and smtp_settings is None:
         raise InputError("--mail-to needs --smtp HOST:PORT")
@@ -102,7 +125,7 @@ def alerts(
     if show_all:
         with store.transaction() as session:
             open_alerts = stored_alerts.listing(session, include_resolved=True)
-    if as_json:
+    if how is Output.JSON:
         document: dict[str, Any] = {
             "fired": result.fired,
             "resolved": result.resolved,
@@ -116,24 +139,19 @@ def alerts(
         }
         env.print_json(document)
         return
-    table = Table(title=f"{len(open_alerts)} alert(s)", title_justify="left")
-    for name in ("severity", "key", "subject", "since", "message"):
-        table.add_column(name, overflow="fold")
-    for alert in open_alerts:
-        style = SEVERITY_STYLE.get(alert.severity, "")
-        severity = "resolved" if alert.resolved_at else f"[{style}]{alert.severity}[/]"
-        if alert.silenced:
-            till = f"{alert.acked_until:%Y-%m-%d %H:%M}" if alert.acked_until else "resolved"
-            severity = f"[dim]{alert.severity}, silenced until {till}[/]"
-        table.add_row(
-            severity,
-            escape(alert.key),
-            escape(alert.subject),
-            f"{alert.first_at:%Y-%m-%d %H:%M}",
-            escape(alert.message),
-        )
-    env.out.print(table)
-    env.out.print(
+    rows: list[list[Cell]] = [
+        [
+            _severity(alert),
+            alert.key,  # what `alerts ack KEY` takes
+            alert.subject,
+            moment_text(alert.first_at)[:16],
+            alert.message,
+        ]
+        for alert in open_alerts
+    ]
+    print_rows(env.out, ALERT_COLUMNS, rows, how, title=f"{len(open_alerts)} alert(s)")
+    summary = env.err if how is Output.CSV else env.out  # CSV on stdout stays CSV
+    summary.print(
         f"fired {len(result.fired)}, resolved {len(result.resolved)}; delivered "
         f"{report.sent}, retrying {report.retrying}, failed {report.failed}"
     )
@@ -172,8 +190,13 @@ def ack(env: Env, key: str, until: str | None, as_json: bool) -> None:
 
 
 @alerts.command(name="webhook-key")
+@click.option("--json", "as_json", is_flag=True, help='Print {"pem": …} as JSON.')
 @pass_env
-def webhook_key(env: Env) -> None:
+def webhook_key(env: Env, as_json: bool) -> None:
     """Print the public key (PEM) that webhook receivers verify signatures with."""
     env.data.require()
-    click.echo(public_key_pem(env.data).decode(), nl=False)
+    pem = public_key_pem(env.data).decode()
+    if as_json:
+        env.print_json({"pem": pem})
+        return
+    click.echo(pem, nl=False)

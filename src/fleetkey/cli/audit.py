@@ -6,17 +6,34 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Final
 
 import click
 import httpx
-from rich.markup import escape
-from rich.table import Table
 
 from fleetkey.authority.files import atomic_write
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.render import moment_text, plain
+from fleetkey.cli.tables import (
+    Cell,
+    Column,
+    Kind,
+    More,
+    Output,
+    limit_for,
+    limit_option,
+    output,
+    print_page_line,
+    print_rows,
+    table_options,
+)
 from fleetkey.errors import CommandFailedError
 from fleetkey.ops.delivery import TIMEOUT_S, signature_header, webhook_key
 from fleetkey.store import audit as audit_trail
+from fleetkey.store import pages
+from fleetkey.store.records import AuditEvent
+
+SCRIPT_ROWS: Final = 100  # events --json and --csv print by default
 
 
 @click.group()
@@ -24,31 +41,61 @@ def audit() -> None:
     """The tamper-evident audit trail."""
 
 
+NARROW: Final = 12  # subject and details give way down to a MAC's width: the time stays
+AUDIT_COLUMNS: Final = (
+    Column("seq", Kind.NUMBER),
+    Column("at (UTC)", Kind.ID),
+    Column("actor", Kind.WORDS, drop=1),
+    Column("action", Kind.ID),
+    Column("subject", floor=NARROW),  # a license, a serial, the path of an imported CSV
+    Column("details", floor=NARROW),
+)
+
+
 @audit.command("list")
-@click.option("--limit", type=int, default=100, show_default=True, help="The newest N events.")
+@click.option(
+    "--before", type=click.IntRange(min=1), metavar="SEQ", help="Only events before event SEQ."
+)
+@limit_option(scripts=SCRIPT_ROWS)
+@table_options
 @click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
 @pass_env
-def audit_list(env: Env, limit: int, as_json: bool) -> None:
-    """The newest events, oldest first: who did what to which subject."""
+def audit_list(
+    env: Env, before: int | None, limit: int | None, wide: bool, as_csv: bool, as_json: bool
+) -> None:
+    """The newest events first: who did what to which subject.
+
+    --json and --csv print the same events oldest first.
+    """
+    how = output(as_json=as_json, wide=wide, as_csv=as_csv)
     with env.store().transaction() as session:
-        found = audit_trail.events(session, limit=limit)
-    if as_json:
-        env.print_json([asdict(e) | {"at": e.at.isoformat()} for e in found])
-        return
-    table = Table("seq", "at", "actor", "action", "subject", "details")
-    for e in found:
-        details = dict(e.details)
-        rows = details.pop(audit_trail.ROWS, None)  # its state hash says nothing to a reader
-        shown = [f"{k}={v}" for k, v in details.items()]
-        table.add_row(  # text from operators and files: never rich markup
-            str(e.seq),
-            e.at.isoformat(timespec="seconds"),
-            escape(e.actor),
-            e.action,
-            escape(e.subject),
-            escape(", ".join([*shown, *([f"rows changed={rows['changed']}"] if rows else [])])),
+        page = pages.events(
+            session, before=before, limit=limit_for(how, limit, scripts=SCRIPT_ROWS)
         )
-    env.out.print(table)
+    oldest_first = list(reversed(page.items))
+    if how is Output.JSON:
+        env.print_json([asdict(e) | {"at": e.at.isoformat()} for e in oldest_first])
+    else:
+        shown = oldest_first if how is Output.CSV else page.items
+        print_rows(env.out, AUDIT_COLUMNS, [_event_row(e) for e in shown], how)
+    last = page.last
+    more = More(page.left, "older events", f"--before {last.seq}" if last else None)
+    print_page_line(env.out, env.err, more, how)
+
+
+def _event_row(event: AuditEvent) -> list[Cell]:
+    details = dict(event.details)
+    rows = details.pop(audit_trail.ROWS, None)  # its state hash says nothing to a reader
+    if rows:
+        details["rows changed"] = rows["changed"]
+    return [
+        str(event.seq),
+        moment_text(event.at),
+        event.actor,
+        event.action,
+        event.subject,
+        plain(details) or "-",
+    ]
 
 
 @audit.command("verify")

@@ -139,6 +139,17 @@ class FleetkeyGroup(LazyGroup):
         ctx.exit(1)
 
 
+def subject(positional: str | None, option: str | None, *, metavar: str, flag: str) -> str:
+    """What a command acts on, given as its argument, the style of every command (``phones
+    show MAC``, ``licenses post ID``), or by the option some took before (``--mac``): one of
+    the two, not both, not neither (usage errors)."""
+    if positional is not None and option is not None:
+        raise click.UsageError(f"give {metavar} or {flag}, not both")
+    if positional is None and option is None:
+        raise click.UsageError(f"Missing argument '{metavar}'")
+    return positional if positional is not None else str(option)
+
+
 def with_flag(error: FleetkeyError, command: click.Command | None) -> str:
     """The error's message, naming the flag of ``command`` that its ``field`` is given by.
 

@@ -17,6 +17,7 @@ import uvloop
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.render import counts_text
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.naming import normalize_mac
 from fleetkey.core.signing import PublicKey, TrustedKeys
@@ -229,11 +230,11 @@ def emulate(
         str(result["boots"]),
         str(result["requests"]),
         f"{result['requests_per_s']:,.0f}",
-        ", ".join(f"{k} {v}" for k, v in result["reboots_by_reason"].items()),
-        ", ".join(f"{k}: {v}" for k, v in result["answers_by_status"].items()),
+        counts_text(result["reboots_by_reason"]),
+        counts_text(result["answers_by_status"]),
     )
     env.out.print(table)
     env.out.print(
         f"virtual time now {result['virtual_now']}; "
-        f"site license expiry: {result['site_license_expiry']}"
+        f"site license expiry: {counts_text(result['site_license_expiry'])}"
     )

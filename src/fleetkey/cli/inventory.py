@@ -6,16 +6,31 @@ A site is named by its serial or its name wherever one is an argument (SITE, ``-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.importview import counts, diff_table, more_line
+from fleetkey.cli.phoneview import print_phone
+from fleetkey.cli.render import moment_text
+from fleetkey.cli.tables import (
+    Column,
+    Kind,
+    More,
+    Output,
+    limit_for,
+    limit_option,
+    output,
+    print_page_line,
+    print_rows,
+    table_options,
+)
+from fleetkey.clock import today
 from fleetkey.core.rollout.windows import Window
-from fleetkey.store import inventory, phone_import
+from fleetkey.store import inventory, pages, phone_import
+from fleetkey.store.licensestate import key_states
 from fleetkey.store.records import Site, phone_json, site_json
 
 SITE_HELP = "the site's serial or name"
@@ -56,26 +71,39 @@ def add_site(
     )
 
 
+SITE_COLUMNS: Final = (
+    Column("serial", Kind.ID),
+    Column("name"),
+    Column("time zone", Kind.ID, drop=2),
+    Column("window", Kind.ID),
+    Column("contact", drop=1),
+)
+
+
 @sites.command("list")
+@click.option("--after", metavar="SERIAL", help="Start after this site serial (the next page).")
+@limit_option(scripts=None)
+@table_options
 @click.option("--json", "as_json", is_flag=True, help="Print the sites as JSON.")
 @pass_env
-def list_sites(env: Env, as_json: bool) -> None:
-    """List the sites."""
+def list_sites(
+    env: Env, after: str | None, limit: int | None, wide: bool, as_csv: bool, as_json: bool
+) -> None:
+    """List the sites by serial."""
+    how = output(as_json=as_json, wide=wide, as_csv=as_csv)
     with env.store().transaction() as session:
-        found = inventory.sites(session)
-    if as_json:
-        env.print_json([site_json(site) for site in found])
-        return
-    table = Table("serial", "name", "time zone", "window", "contact")
-    for site in found:
-        table.add_row(  # names and contacts are text, never rich markup
-            site.serial,
-            escape(site.name),
-            site.timezone,
-            str(site.window),
-            escape(site.contact or ""),
-        )
-    env.out.print(table)
+        page = pages.sites(session, after=after, limit=limit_for(how, limit, scripts=None))
+    if how is Output.JSON:
+        env.print_json([site_json(site) for site in page.items])
+    else:
+        rows = [
+            [site.serial, site.name, site.timezone, str(site.window), site.contact or ""]
+            for site in page.items
+        ]
+        print_rows(env.out, SITE_COLUMNS, rows, how)
+    last = page.last
+    more = More(page.left, "sites", f"--after {last.serial}" if last else None)
+    print_page_line(env.out, env.err, more, how)
 
 
 @sites.command("update")
@@ -230,29 +258,59 @@ def import_phones(
         env.out.print(f"imported {source}: {counts(result)}")
 
 
+PHONE_COLUMNS: Final = (
+    Column("mac", Kind.ID),
+    Column("site", Kind.ID),
+    Column("model", Kind.WORDS, drop=3),
+    Column("firmware", Kind.ID, drop=4),
+    Column("last seen (UTC)", Kind.ID, drop=2),
+    Column("address", Kind.ID, drop=5),
+    Column("contact", drop=6),
+)
+
+
 @phones.command("list")
 @click.option("--site", help="Only the phones of this site (its serial or name).")
+@click.option("--after", metavar="MAC", help="Start after this MAC (the next page).")
+@limit_option(scripts=None)
+@table_options
 @click.option("--json", "as_json", is_flag=True, help="Print the phones as JSON.")
 @pass_env
-def list_phones(env: Env, site: str | None, as_json: bool) -> None:
-    """List phones, optionally of one site."""
+def list_phones(
+    env: Env,
+    site: str | None,
+    after: str | None,
+    limit: int | None,
+    wide: bool,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """List phones by MAC, optionally of one site, a page at a time."""
+    how = output(as_json=as_json, wide=wide, as_csv=as_csv)
     with env.store().transaction() as session:
-        found = inventory.phones(session, site)
-    if as_json:
-        env.print_json([phone_json(phone) for phone in found])
-        return
-    table = Table("mac", "site", "model", "firmware", "last seen", "address")
-    for phone in found:
-        seen = phone.last_seen_at.isoformat(timespec="seconds") if phone.last_seen_at else ""
-        table.add_row(  # model and firmware may come from phones' User-Agents: never markup
-            phone.mac,
-            phone.site,
-            escape(phone.model),
-            escape(phone.firmware or ""),
-            seen,
-            escape(phone.last_address or ""),
+        serial = inventory.site_serial(session, site) if site is not None else None
+        page = pages.phones(
+            session, site=serial, after=after, limit=limit_for(how, limit, scripts=None)
         )
-    env.out.print(table)
+    if how is Output.JSON:
+        env.print_json([phone_json(phone) for phone in page.items])
+    else:
+        rows = [
+            [
+                phone.mac,
+                phone.site,
+                phone.model,
+                phone.firmware or "",
+                moment_text(phone.last_seen_at),
+                phone.last_address or "",
+                phone.sip_contact or "",
+            ]
+            for phone in page.items
+        ]
+        print_rows(env.out, PHONE_COLUMNS, rows, how)
+    last = page.last
+    more = More(page.left, "phones", f"--after {last.mac}" if last else None)
+    print_page_line(env.out, env.err, more, how)
 
 
 @phones.command("show")
@@ -260,17 +318,18 @@ def list_phones(env: Env, site: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the phone as JSON.")
 @pass_env
 def show_phone(env: Env, mac: str, as_json: bool) -> None:
-    """Everything the store knows about one phone."""
+    """Everything the store knows about one phone, and its license state: the keys it should
+    have (its own, its site's) and the version of each it last fetched, when, over what."""
+    on = today(env.clock)
     with env.store().transaction() as session:
         phone = inventory.phone(session, mac)
-    document = phone_json(phone)
+        states = key_states(session, phone)
+    catalog = env.data.catalog()
     if as_json:
-        env.print_json(document)
+        licenses = [state.to_json(catalog, on) for state in states]
+        env.print_json(phone_json(phone) | {"licenses": licenses})
         return
-    table = Table("field", "value", show_header=False)
-    for name, value in document.items():
-        table.add_row(name, "" if value is None else escape(str(value)))
-    env.out.print(table)
+    print_phone(env.out, phone, states, catalog, on)
 
 
 @phones.command("remove")

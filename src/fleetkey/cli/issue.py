@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from fleetkey.authority.batch import issue_batch, parse_batch_csv
 from fleetkey.authority.keyring import passphrase_from_env
-from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.context import Env, pass_env, subject
 from fleetkey.cli.render import key_table, key_title, key_to_json
 from fleetkey.clock import today
 from fleetkey.core.codec import parse_license_file
@@ -59,16 +59,19 @@ def _license_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @issue.command("phone")
-@click.option("--mac", required=True, help="The phone's MAC address.")
+@click.argument("mac_argument", metavar="MAC", required=False)
+@click.option("--mac", help="The phone's MAC address, when not given as MAC.")
 @_license_options
 @pass_env
-def phone(env: Env, /, mac: str, **options: Any) -> None:
-    """Issue <mac>-license.cfg, bound to one phone's MAC."""
-    _issue_one(env, mac, LicenseType.PHONE, **options)
+def phone(env: Env, /, mac_argument: str | None, mac: str | None, **options: Any) -> None:
+    """Issue <mac>-license.cfg, bound to the phone MAC."""
+    chosen = subject(mac_argument, mac, metavar="MAC", flag="--mac")
+    _issue_one(env, chosen, LicenseType.PHONE, **options)
 
 
 @issue.command("site")
-@click.option("--serial", required=True, help="The site serial, 12 hex digits.")
+@click.argument("serial_argument", metavar="SERIAL", required=False)
+@click.option("--serial", help="The site serial (12 hex digits), when not given as SERIAL.")
 @_license_options
 @click.option(
     "--default-site",
@@ -77,10 +80,11 @@ def phone(env: Env, /, mac: str, **options: Any) -> None:
     "server cannot place (audited).",
 )
 @pass_env
-def site(env: Env, /, serial: str, **options: Any) -> None:
-    """Issue 000000000000-license.cfg for a whole site, posted in the site's place
+def site(env: Env, /, serial_argument: str | None, serial: str | None, **options: Any) -> None:
+    """Issue 000000000000-license.cfg for the site SERIAL, posted in the site's place
     (<provisioning>/<serial>/000000000000-license.cfg)."""
-    _issue_one(env, serial, LicenseType.SITE, **options)
+    chosen = subject(serial_argument, serial, metavar="SERIAL", flag="--serial")
+    _issue_one(env, chosen, LicenseType.SITE, **options)
 
 
 def _issue_one(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 import click
-from rich.table import Table
+from rich.text import Text
 
 from fleetkey.authority.keyring import KeyEntry, passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.setup import ALGORITHMS
+from fleetkey.cli.tables import Cell, Column, Kind, Output, output, print_rows, table_options
 from fleetkey.core.signing import CURRENT_PROTECTION, Algorithm, KeyProtection
 from fleetkey.store import audit
 
@@ -62,14 +64,26 @@ def create(
     )
 
 
+KEY_COLUMNS: Final = (
+    Column("name", Kind.ID),
+    Column("algorithm", Kind.ID, drop=2),
+    Column("fingerprint", Kind.ID, drop=1),
+    Column("created (UTC)", Kind.ID, drop=3),
+    Column("private", Kind.WORDS),
+    Column("active", Kind.ID),
+)
+
+
 @keys.command("list")
+@table_options
 @click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
 @pass_env
-def list_keys(env: Env, as_json: bool) -> None:
+def list_keys(env: Env, wide: bool, as_csv: bool, as_json: bool) -> None:
     """List every key: algorithm, fingerprint, whether it signs, whether it is active."""
+    how = output(as_json=as_json, wide=wide, as_csv=as_csv)
     keyring = env.keyring()
     entries = [(entry, keyring.protection(entry.name)) for entry in keyring.entries()]
-    if as_json:
+    if how is Output.JSON:
         env.print_json(
             [
                 entry.to_json() | {"protection": None if kept is None else str(kept)}
@@ -77,27 +91,28 @@ def list_keys(env: Env, as_json: bool) -> None:
             ]
         )
         return
-    table = Table("name", "algorithm", "fingerprint", "created", "private", "active")
-    for entry, kept in entries:
-        table.add_row(
+    rows: list[list[Cell]] = [
+        [
             entry.name,
             entry.algorithm.value,
-            entry.fingerprint[:16],
-            entry.created_at,
+            entry.fingerprint[:16] if how is Output.TABLE else entry.fingerprint,
+            entry.created_at.replace("T", " ")[:19],
             _private(kept),
-            "[green]active[/]" if entry.active else "",
-        )
-    env.out.print(table)
+            Text("active", style="green") if entry.active else "",
+        ]
+        for entry, kept in entries
+    ]
+    print_rows(env.out, KEY_COLUMNS, rows, how)
 
 
-def _private(kept: KeyProtection | None) -> str:
+def _private(kept: KeyProtection | None) -> Cell:
     if kept is None:
         return "no (trusted public key)"
     if kept.kdf == "none":
-        return "[yellow]unencrypted[/]"
+        return Text("unencrypted", style="yellow")
     if kept.current:
         return "encrypted"
-    return f"[yellow]encrypted, {kept}: run `fleetkey keys rewrap`[/]"
+    return Text(f"encrypted, {kept}: run `fleetkey keys rewrap`", style="yellow")
 
 
 @keys.command("rewrap")
@@ -131,11 +146,17 @@ def rewrap(env: Env, names: tuple[str, ...], as_json: bool) -> None:
 
 @keys.command("export-public")
 @click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the key and its PEM as JSON.")
 @pass_env
-def export_public(env: Env, name: str | None) -> None:
+def export_public(env: Env, name: str | None, as_json: bool) -> None:
     """Print a public key as PEM (the active key by default)."""
     keyring = env.keyring()
-    click.echo(keyring.public_key(name or keyring.active.name).to_pem().decode("ascii"), nl=False)
+    chosen = name or keyring.active.name
+    pem = keyring.public_key(chosen).to_pem().decode("ascii")
+    if as_json:
+        env.print_json(keyring.entry(chosen).to_json() | {"pem": pem})
+        return
+    click.echo(pem, nl=False)
 
 
 @keys.command("import-public")
@@ -155,11 +176,15 @@ def import_public(env: Env, file: Path, name: str | None, as_json: bool) -> None
 
 @keys.command("activate")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
 @pass_env
-def activate(env: Env, name: str) -> None:
+def activate(env: Env, name: str, as_json: bool) -> None:
     """Make NAME the signing key; the previous one stays trusted."""
     entry = env.keyring().activate(name)
     _audit(env, "key.activate", entry)
+    if as_json:
+        env.print_json(entry.to_json())
+        return
     env.out.print(f"{entry.name} is now the active signing key")
 
 

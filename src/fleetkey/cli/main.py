@@ -35,7 +35,7 @@ COMMANDS: Final = {
         "fleetkey.cli.setup:features", "List the feature catalog: slot, name, description."
     ),
     "fetches": LazyCommand(
-        "fleetkey.cli.records:fetches",
+        "fleetkey.cli.fetches:fetches",
         "What phones fetched: time, path, protocol, status, bytes, digest of what was served.",
     ),
     "init": LazyCommand(

@@ -1,25 +1,40 @@
-"""``fleetkey db``, ``licenses`` and ``fetches``: what the store recorded.
+"""``fleetkey db`` and ``licenses``: what the store recorded.
 
-``audit`` lives in cli/audit.py. The ``licenses`` commands that change keys (import, post,
-rollback, revoke, trust) live in cli/posting.py and are added to the group here.
+``audit`` lives in cli/audit.py and ``fetches`` in cli/fetches.py. The ``licenses`` commands
+that change keys (import, post, rollback, revoke, trust) live in cli/posting.py and are added
+to the group here.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import date
+from typing import Final
 
 import click
-from rich.table import Table
 
 from fleetkey.cli import posting
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.render import FEATURE_COLUMNS, days_text, features_text, moment_text, plain
+from fleetkey.cli.tables import (
+    Cell,
+    Column,
+    Kind,
+    More,
+    Output,
+    limit_for,
+    limit_option,
+    output,
+    print_fields,
+    print_page_line,
+    print_rows,
+    table_options,
+)
 from fleetkey.clock import today
+from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseState
-from fleetkey.errors import InputError
-from fleetkey.store import fetches as fetch_records
-from fleetkey.store import held, migrate, registry
-from fleetkey.store.records import fetch_json, license_json
+from fleetkey.core.terms import NEVER, format_term
+from fleetkey.store import migrate, pages, registry
+from fleetkey.store.records import StoredLicense, license_json
 
 
 @click.group()
@@ -28,11 +43,15 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--json", "as_json", is_flag=True, help="Print the revisions as JSON.")
 @pass_env
-def db_upgrade(env: Env) -> None:
+def db_upgrade(env: Env, as_json: bool) -> None:
     """Create the database or migrate it to the newest schema."""
     store = env.store(current=False)
     before, after = store.upgrade()
+    if as_json:
+        env.print_json({"database": store.safe_url, "before": before, "after": after})
+        return
     verb = "already at" if before == after else f"upgraded from {before or 'empty'} to"
     env.out.print(f"{store.safe_url}: {verb} {after}")
 
@@ -62,6 +81,20 @@ def licenses() -> None:
     """License keys fleetkey issued or imported, and their state."""
 
 
+LICENSE_COLUMNS: Final = (  # at 80 columns: id, serial, state, days left, features
+    Column("id", Kind.NUMBER),
+    Column("type", Kind.ID, drop=3),
+    Column("serial", Kind.ID),
+    Column("state", Kind.ID),
+    Column("expires", Kind.ID, drop=1),  # days left stays; the date is in `licenses show`
+    Column("days left", Kind.NUMBER),
+    Column("features", Kind.WORDS),
+    Column("signature", Kind.ID, drop=2),
+    Column("key", Kind.ID, drop=4),
+    Column("succeeds", Kind.NUMBER, drop=5),
+)
+
+
 @licenses.command("list")
 @click.option(
     "--expiring-within",
@@ -76,35 +109,109 @@ def licenses() -> None:
     type=click.Choice([s.value for s in LicenseState]),
     help="Only keys in this state.",
 )
+@click.option(
+    "--before", type=click.IntRange(min=1), metavar="ID", help="Only keys older than license ID."
+)
+@limit_option(scripts=None)
+@table_options
 @click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
 @pass_env
 def list_licenses(
-    env: Env, expiring_within: int | None, states: tuple[str, ...], as_json: bool
+    env: Env,
+    expiring_within: int | None,
+    states: tuple[str, ...],
+    before: int | None,
+    limit: int | None,
+    wide: bool,
+    as_csv: bool,
+    as_json: bool,
 ) -> None:
-    """List license keys with their state, term and signature verdict."""
+    """List license keys, newest first: state, term, days left, features, signature verdict.
+
+    --json and --csv print the same keys oldest first.
+    """
+    how = output(as_json=as_json, wide=wide, as_csv=as_csv)
+    on = today(env.clock)
     with env.store().transaction() as session:
-        found = registry.listing(
+        page = pages.licenses(
             session,
-            today=today(env.clock),
+            today=on,
             expiring_within=expiring_within,
             states=tuple(LicenseState(s) for s in states) or None,
+            before=before,
+            limit=limit_for(how, limit, scripts=None),
         )
+    catalog = env.data.catalog()
+    oldest_first = list(reversed(page.items))
+    last = page.last
+    more = More(page.left, "older keys", f"--before {last.id}" if last else None)
+    if how is Output.JSON:
+        env.print_json([license_json(item, catalog, on) for item in oldest_first])
+    else:
+        rows = [
+            _license_row(item, catalog, on)
+            for item in (oldest_first if how is Output.CSV else page.items)
+        ]
+        print_rows(env.out, LICENSE_COLUMNS, rows, how)
+    print_page_line(env.out, env.err, more, how)
+
+
+def _license_row(item: StoredLicense, catalog: FeatureCatalog, on: date) -> list[Cell]:
+    latest = NEVER if item.expires_on is None else item.expires_on
+    return [
+        str(item.id),
+        item.type.value,
+        item.serial,
+        item.state.value,
+        format_term(latest) or "",
+        days_text(latest, on),
+        features_text(item.terms, catalog, latest),
+        item.signature.value,
+        item.signing_key or "",
+        str(item.succeeds_id or ""),
+    ]
+
+
+@licenses.command("show")
+@click.argument("license_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
+@pass_env
+def show_license(env: Env, license_id: int, as_json: bool) -> None:
+    """One key: its state, where it comes from, its signature, and each feature with its term
+    and the days left."""
+    on = today(env.clock)
+    with env.store().transaction() as session:
+        item = registry.get(session, license_id)
+        successors = pages.successors(session, license_id)
+    catalog = env.data.catalog()
     if as_json:
-        env.print_json([license_json(item) for item in found])
+        env.print_json(license_json(item, catalog, on) | {"succeeded_by": successors})
         return
-    table = Table("id", "type", "serial", "expires", "state", "signature", "key", "succeeds")
-    for item in found:
-        table.add_row(
-            str(item.id),
-            item.type,
-            item.serial,
-            item.expires_on.isoformat() if item.expires_on else "never",
-            item.state.value,
-            item.signature,
-            item.signing_key or "",
-            str(item.succeeds_id or ""),
-        )
-    env.out.print(table)
+    latest = NEVER if item.expires_on is None else item.expires_on
+    signer = f" by {item.signing_key}" if item.signing_key else ""
+    fields: list[tuple[str, Cell]] = [
+        ("license", str(item.id)),
+        ("key", f"{item.type.value} {item.serial}"),
+        ("state", item.state.value),
+        ("expires", format_term(latest) or ""),
+        ("days left", days_text(latest, on)),
+        ("signature", f"{item.signature.value}{signer}"),
+        ("origin", item.origin.value),
+        ("file", item.file_name),
+        ("digest", item.digest),
+        ("issued", moment_text(item.issued_at)),
+        ("posted", moment_text(item.posted_at) or "-"),
+        ("succeeds", f"license {item.succeeds_id}" if item.succeeds_id else "-"),
+        ("succeeded by", plain([f"license {n}" for n in successors]) if successors else "-"),
+    ]
+    print_fields(env.out, fields)
+    rows: list[list[Cell]] = [
+        [str(slot), catalog.label(slot), format_term(term) or "", days_text(term, on)]
+        for slot, term in sorted(item.terms.items())
+    ]
+    print_rows(
+        env.out, FEATURE_COLUMNS, rows or [["-", "(grants nothing)", "-", "-"]], Output.TABLE
+    )
 
 
 for command in (
@@ -115,74 +222,3 @@ for command in (
     posting.trust_license,
 ):
     licenses.add_command(command)
-
-
-@click.group(invoke_without_command=True)
-@click.option("--mac", help="Only this phone's fetches.")
-@click.option("--since", metavar="ISO", help="From this moment on (ISO date or date-time, UTC).")
-@click.option("--limit", type=int, default=1000, show_default=True, help="At most this many.")
-@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
-@pass_env
-@click.pass_context
-def fetches(
-    ctx: click.Context,
-    env: Env,
-    mac: str | None,
-    since: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
-    """What phones fetched: time, path, protocol, status, bytes, digest of what was served.
-
-    `fetches replay FILE` writes fetch records a server could not write to the store.
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    moment = _moment(since) if since else None
-    with env.store().transaction() as session:
-        found = fetch_records.query(session, mac=mac, since=moment, limit=limit)
-    if as_json:
-        env.print_json([fetch_json(r) for r in found])
-        return
-    table = Table("at", "mac", "method", "path", "proto", "status", "bytes", "digest", "ms")
-    for r in found:
-        table.add_row(
-            r.at.isoformat(timespec="seconds"),
-            r.mac or ("(shared address)" if r.identified_by == "ambiguous" else ""),
-            r.method,
-            r.path,
-            r.protocol,
-            str(r.status),
-            str(r.bytes),
-            (r.digest or "")[:12],
-            f"{r.duration_ms:.1f}",
-        )
-    env.out.print(table)
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--since {text!r} is not an ISO date or date-time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-@fetches.command("replay")
-@click.argument(
-    "path", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-@pass_env
-def replay_fetches(env: Env, path: Path, as_json: bool) -> None:
-    """Write FILE's fetch records to the store: the fallback file a server left because the
-    store refused them at its stop (<data>/fetches-unwritten.jsonl), or a spill file. In
-    order, each once: running it again on the same file writes nothing twice."""
-    done = held.replay(env.store().engine, path)
-    if as_json:
-        env.print_json({"file": str(path), "written": done.written, "already": done.already})
-        return
-    env.out.print(
-        f"{path}: {done.written} fetch records written"
-        + (f", {done.already} were already in the store" if done.already else "")
-    )

@@ -1,16 +1,23 @@
-"""Turning library values into JSON documents and rich tables (the stable CLI interface)."""
+"""Library values in words for people (never a Python repr) and license keys as JSON and tables.
+
+How tables are laid out, printed as CSV and paged is cli/tables.py.
+"""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any, Final
 
 from rich.table import Table
+from rich.text import Text
 
+from fleetkey.cli.tables import Column, Kind
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import NEVER, Term, format_term, term_covers, term_to_json
+from fleetkey.store.records import days_left
 
 STATUS_STYLE = {
     SignatureStatus.VALID: "green",
@@ -18,6 +25,73 @@ STATUS_STYLE = {
     SignatureStatus.UNVERIFIABLE: "yellow",
     SignatureStatus.TRUSTED_BY_OPERATOR: "cyan",
 }
+
+
+FEATURE_COLUMNS: Final = (
+    Column("slot", Kind.NUMBER),
+    Column("feature", Kind.WORDS),
+    Column("expires", Kind.ID),
+    Column("days left", Kind.NUMBER),
+)
+
+
+def features_text(terms: Mapping[int, Term], catalog: FeatureCatalog, latest: Term | None) -> str:
+    """Feature names, one a line, with the term of each that ends before the key's ``latest``:
+    ``corporate-directory`` / ``vqmon until 2026-12-31``."""
+    lines = [
+        catalog.label(slot) + ("" if term == latest else f" until {format_term(term)}")
+        for slot, term in sorted(terms.items())
+    ]
+    return "\n".join(lines) or "none"
+
+
+def moment_text(at: datetime | None) -> str:
+    """A moment as tables show it: UTC, to the second, ``2026-05-01 02:00:00``."""
+    return "" if at is None else f"{at:%Y-%m-%d %H:%M:%S}"
+
+
+def days_text(term: Term | None, on: date) -> Text:
+    """Days left as a table cell: ``396``, ``never``, or ``expired`` in red."""
+    left = None if term is None else days_left(term, on)
+    if left is None:
+        return Text("never" if term is NEVER else "-")
+    if left < 0:
+        return Text("expired", style="red")
+    return Text(f"{left:,}", style="yellow" if left <= 30 else "")
+
+
+def plain(value: object) -> str:
+    """Any JSON-like value as words for a table: never a Python repr.
+
+    None is ``-``, booleans ``yes``/``no``, lists ``a, b``, mappings ``key: value, …`` (nested
+    ones in parentheses; a value stays a word of its own, so a MAC is never folded), times
+    :func:`moment_text`.
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return moment_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key}: {_nested(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(plain(item) for item in value) or "none"
+    return str(value)
+
+
+def _nested(value: object) -> str:
+    text = plain(value)
+    return f"({text})" if isinstance(value, Mapping | list | tuple) and "," in text else text
+
+
+def counts_text(counts: Mapping[Any, int]) -> str:
+    """``{'2027-12-31': 100}`` as ``2027-12-31: 100``; ``none`` when empty."""
+    return ", ".join(f"{key}: {count:,}" for key, count in counts.items()) or "none"
 
 
 def key_to_json(key: LicenseKey, check: SignatureCheck, catalog: FeatureCatalog) -> dict[str, Any]:
@@ -54,13 +128,16 @@ def key_table(
     style = STATUS_STYLE[check.status]
     caption = f"[{style}]signature {check.status.value}[/]: {check.reason}"
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
-    table.add_column("slot", justify="right")
-    table.add_column("feature")
-    table.add_column("expires")
+    table.add_column("slot", justify="right", no_wrap=True)
+    table.add_column("feature", overflow="fold")
+    table.add_column("expires", no_wrap=True)
+    table.add_column("days left", justify="right", no_wrap=True)
     for slot, term in sorted(key.terms().items()):
-        table.add_row(str(slot), catalog.label(slot), term_text(term, today))
+        table.add_row(
+            str(slot), catalog.label(slot), term_text(term, today), days_text(term, today)
+        )
     if not key.terms():
-        table.add_row("-", "(grants nothing)", "-")
+        table.add_row("-", "(grants nothing)", "-", "-")
     return table
 
 

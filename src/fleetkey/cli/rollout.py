@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.context import Env, pass_env, subject
 from fleetkey.cli.loadplot import draw
 from fleetkey.cli.planview import plan_json, plan_picture, plan_table, rollout_picture
 from fleetkey.cli.rolloutrun import run
@@ -38,7 +38,8 @@ def _capacity(value: str) -> float | None:
 
 
 @rollout.command()
-@click.option("--license", "license_id", type=int, required=True, help="The posted successor.")
+@click.argument("license_argument", metavar="LICENSE_ID", type=int, required=False)
+@click.option("--license", "license_id", type=int, help="The posted successor (or LICENSE_ID).")
 @click.option(
     "--capacity",
     default="measured",
@@ -90,7 +91,8 @@ def _capacity(value: str) -> float | None:
 @pass_env
 def plan(
     env: Env,
-    license_id: int,
+    license_argument: int | None,
+    license_id: int | None,
     capacity: str,
     headroom: float,
     deadline: datetime | None,
@@ -102,9 +104,15 @@ def plan(
     plot: Path | None,
     as_json: bool,
 ) -> None:
-    """Plan waves of check-syncs for the phones of a posted license, and save them."""
+    """Plan waves of check-syncs for the phones of posted license LICENSE_ID, and save them."""
+    chosen = subject(
+        None if license_argument is None else str(license_argument),
+        None if license_id is None else str(license_id),
+        metavar="LICENSE_ID",
+        flag="--license",
+    )
     options = PlanOptions(
-        license_id,
+        int(chosen),
         _capacity(capacity),
         headroom,
         deadline.date() if deadline else None,
@@ -219,7 +227,7 @@ def list_rollouts(env: Env, as_json: bool) -> None:
 
 def _mover(name: str, to: RolloutState, doc: str) -> click.Command:
     @click.argument("rollout_id", type=int)
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the rollout as JSON.")
     @pass_env
     def command(env: Env, rollout_id: int, as_json: bool) -> None:
         with env.store().transaction() as session:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import click
-from rich.table import Table
 
 from fleetkey.authority.keyring import PASSPHRASE_ENV, KeyEntry, Keyring, passphrase_from_env
 from fleetkey.authority.tokens import create_token, has_token
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.tables import Column, Kind, Output, output, print_rows, table_options
 from fleetkey.core.signing import Algorithm
 from fleetkey.errors import DatabaseError, PassphraseError
 from fleetkey.store import audit
@@ -175,17 +177,24 @@ def token(env: Env, as_json: bool) -> None:
 
 
 @click.command()
+@table_options
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 @pass_env
-def features(env: Env, as_json: bool) -> None:
+def features(env: Env, wide: bool, as_csv: bool, as_json: bool) -> None:
     """List the feature catalog: slot, name, description."""
+    how = output(as_json=as_json, wide=wide, as_csv=as_csv)
     catalog = env.data.catalog()
-    if as_json:
+    if how is Output.JSON:
         env.print_json(
             [{"slot": f.slot, "name": f.name, "description": f.description} for f in catalog]
         )
         return
-    table = Table("slot", "name", "description")
-    for feature in catalog:
-        table.add_row(str(feature.slot), feature.name, feature.description)
-    env.out.print(table)
+    rows = [[str(f.slot), f.name, f.description] for f in catalog]
+    print_rows(env.out, FEATURE_COLUMNS, rows, how)
+
+
+FEATURE_COLUMNS: Final = (
+    Column("slot", Kind.NUMBER),
+    Column("name", Kind.WORDS),
+    Column("description"),
+)

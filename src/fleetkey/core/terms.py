@@ -12,7 +12,7 @@ import enum
 from datetime import date, timedelta
 from typing import Final
 
-from fleetkey.errors import LicenseValueError
+from fleetkey.errors import InputError, LicenseValueError
 
 
 class Never(enum.Enum):
@@ -91,3 +91,19 @@ def format_term(term: Term | None) -> str | None:
 def term_to_json(term: Term) -> str | None:
     """JSON form of a term: an ISO date, or null for never (the inspect interface)."""
     return None if term is NEVER else term.isoformat()
+
+
+def expiry_horizon(today: date, expiring_within: int) -> date:
+    """The last day a term may end on to end within ``expiring_within`` days of ``today``."""
+    if expiring_within < 0:
+        raise InputError(
+            f"expiring within {expiring_within} days: expected a number of days, 0 or more",
+            field="expiring_within",
+        )
+    try:
+        return today + timedelta(days=expiring_within)
+    except OverflowError:
+        raise InputError(
+            f"expiring within {expiring_within} days: that is past the year 9999",
+            field="expiring_within",
+        ) from None

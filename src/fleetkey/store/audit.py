@@ -96,9 +96,13 @@ def head_seq(session: Session) -> int:
     return session.scalar(select(AuditHeadRow.seq).where(AuditHeadRow.id == _HEAD_ID)) or 0
 
 
-def events(session: Session, *, limit: int | None = None) -> list[AuditEvent]:
-    """The newest ``limit`` events (all when None), oldest first."""
+def events(
+    session: Session, *, limit: int | None = None, before: int | None = None
+) -> list[AuditEvent]:
+    """The newest ``limit`` events (all when None) below sequence ``before``, oldest first."""
     query = select(AuditRow).order_by(AuditRow.seq.desc())
+    if before is not None:
+        query = query.where(AuditRow.seq < before)
     if limit is not None:
         query = query.limit(limit)
     rows = list(session.scalars(query))

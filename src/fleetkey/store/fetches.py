@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, Select, and_, delete, func, insert, or_, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from fleetkey.store.schema import FetchBatchRow, FetchRow, epoch_micros
 
 WRITER_CACHE_KIB: Final = 64 * 1024  # SQLite page cache of the connection writing records
 HEALTH_SAMPLE: Final = 5000  # newest records a health reading looks at
+COUNT_CAP: Final = 100_000  # older records a listing counts exactly; past it, "more than"
 
 
 _COLUMNS: Final = (
@@ -128,6 +129,39 @@ def forget_batches(engine: Engine, before: datetime) -> int:
     return int(result.rowcount)
 
 
+@dataclass(frozen=True, slots=True)
+class FetchFilter:
+    """Which fetch records a listing keeps; every condition given must hold."""
+
+    mac: str | None = None
+    since: datetime | None = None  # from this moment on
+    until: datetime | None = None  # before this moment
+    statuses: tuple[tuple[int, int], ...] = ()  # status ranges (inclusive), any of them
+    path: str | None = None  # paths that contain it; ``*`` stands for any characters
+
+    def where(self, statement: Select[Any]) -> Select[Any]:
+        if self.mac is not None:
+            statement = statement.where(FetchRow.mac == normalize_mac(self.mac))
+        if self.since is not None:
+            statement = statement.where(FetchRow.at >= utc(self.since))
+        if self.until is not None:
+            statement = statement.where(FetchRow.at < utc(self.until))
+        if self.statuses:
+            statement = statement.where(
+                or_(*(FetchRow.status.between(low, high) for low, high in self.statuses))
+            )
+        if self.path is not None:
+            statement = statement.where(FetchRow.path.ilike(_like(self.path), escape="\\"))
+        return statement
+
+
+def _like(pattern: str) -> str:
+    """``pattern`` (``*``: any characters) as a LIKE pattern for paths that contain it (ILIKE:
+    the same on SQLite, whose LIKE ignores ASCII case, and PostgreSQL)."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped.replace('*', '%')}%"
+
+
 def query(
     session: Session,
     *,
@@ -136,30 +170,68 @@ def query(
     limit: int | None = 1000,
 ) -> list[FetchRecord]:
     """Fetch records, oldest first, optionally for one MAC and from a moment on."""
-    statement = select(FetchRow).order_by(FetchRow.at, FetchRow.id)
-    if mac is not None:
-        statement = statement.where(FetchRow.mac == normalize_mac(mac))
-    if since is not None:
-        statement = statement.where(FetchRow.at >= utc(since))
+    statement = FetchFilter(mac, since).where(select(FetchRow).order_by(FetchRow.at, FetchRow.id))
     if limit is not None:
         statement = statement.limit(limit)
-    return [
-        FetchRecord(
-            path=row.path,
-            protocol=row.protocol,
-            status=row.status,
-            bytes=row.bytes,
-            duration_ms=row.duration_ms,
-            at=utc(row.at),
-            method=row.method,
-            mac=row.mac,
-            digest=row.digest,
-            remote_addr=row.remote_addr,
-            user_agent=row.user_agent,
-            identified_by=row.identified_by,
+    return [_record(row) for row in session.scalars(statement)]
+
+
+def newest(
+    session: Session, where: FetchFilter, limit: int | None, count_up_to: int = COUNT_CAP
+) -> tuple[list[FetchRecord], int]:
+    """The newest ``limit`` records ``where`` keeps (all when None), newest first, and how many
+    older ones it keeps besides (counted up to ``count_up_to``: past it, that number)."""
+    statement = where.where(select(FetchRow)).order_by(FetchRow.at.desc(), FetchRow.id.desc())
+    rows = list(session.scalars(statement if limit is None else statement.limit(limit)))
+    left = 0
+    if limit is not None and len(rows) == limit and rows:
+        last = rows[-1]
+        older = where.where(select(FetchRow.id)).where(
+            or_(FetchRow.at < last.at, and_(FetchRow.at == last.at, FetchRow.id < last.id))
         )
-        for row in session.scalars(statement)
-    ]
+        capped = older.limit(count_up_to).subquery()
+        left = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    return [_record(row) for row in rows], left
+
+
+def last_id(session: Session) -> int:
+    """The id of the newest fetch record (0 when there is none): where following starts."""
+    return int(session.scalar(select(func.max(FetchRow.id))) or 0)
+
+
+def written_after(
+    session: Session, where: FetchFilter, after_id: int, limit: int = 1000
+) -> tuple[list[FetchRecord], int]:
+    """Records ``where`` keeps written after record ``after_id``, in the order they were
+    written, and the id to continue from (``fetches --follow``)."""
+    rows = list(
+        session.scalars(
+            where.where(select(FetchRow))
+            .where(FetchRow.id > after_id)
+            .order_by(FetchRow.id)
+            .limit(limit)
+        )
+    )
+    if not rows:
+        return [], after_id
+    return [_record(row) for row in rows], rows[-1].id
+
+
+def _record(row: FetchRow) -> FetchRecord:
+    return FetchRecord(
+        path=row.path,
+        protocol=row.protocol,
+        status=row.status,
+        bytes=row.bytes,
+        duration_ms=row.duration_ms,
+        at=utc(row.at),
+        method=row.method,
+        mac=row.mac,
+        digest=row.digest,
+        remote_addr=row.remote_addr,
+        user_agent=row.user_agent,
+        identified_by=row.identified_by,
+    )
 
 
 def recent_requests(session: Session, limit: int = 200_000) -> list[tuple[str, datetime, str, int]]:

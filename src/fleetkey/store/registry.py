@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Final
 
 from sqlalchemy import insert, select, update
@@ -20,8 +20,8 @@ from fleetkey.clock import Clock
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
-from fleetkey.core.terms import EPOCH, NEVER, Term, format_term, parse_term
-from fleetkey.errors import ConflictError, FleetkeyError, InputError, NotFoundError
+from fleetkey.core.terms import EPOCH, NEVER, Term, expiry_horizon, format_term, parse_term
+from fleetkey.errors import ConflictError, FleetkeyError, NotFoundError
 from fleetkey.store import audit, rowstate
 from fleetkey.store.records import LicenseOrigin, StoredLicense, utc
 from fleetkey.store.schema import LicenseRow
@@ -268,19 +268,8 @@ def listing(
     """Keys by id; ``expiring_within`` days keeps those whose term ends by then (not never)."""
     query = select(LicenseRow).order_by(LicenseRow.id)
     if expiring_within is not None:
-        if expiring_within < 0:
-            raise InputError(
-                f"expiring within {expiring_within} days: expected a number of days, 0 or more",
-                field="expiring_within",
-            )
-        try:
-            horizon = today + timedelta(days=expiring_within)
-        except OverflowError:
-            raise InputError(
-                f"expiring within {expiring_within} days: that is past the year 9999",
-                field="expiring_within",
-            ) from None
-        query = query.where(LicenseRow.expires_on.is_not(None), LicenseRow.expires_on <= horizon)
+        last = expiry_horizon(today, expiring_within)
+        query = query.where(LicenseRow.expires_on.is_not(None), LicenseRow.expires_on <= last)
     if states:
         query = query.where(LicenseRow.state.in_([s.value for s in states]))
     return [stored_license(row) for row in session.scalars(query)]

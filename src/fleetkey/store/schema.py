@@ -88,9 +88,11 @@ class SiteRow(Base):
 
 class PhoneRow(Base):
     __tablename__ = "phones"
+    # a site's phones a page at a time, in MAC order (store/pages.py); also every lookup by site
+    __table_args__ = (Index("ix_phones_site_serial_mac", "site_serial", "mac"),)
 
     mac: Mapped[str] = mapped_column(String(12), primary_key=True)
-    site_serial: Mapped[str] = mapped_column(ForeignKey("sites.serial"), index=True)
+    site_serial: Mapped[str] = mapped_column(ForeignKey("sites.serial"))
     model: Mapped[str] = mapped_column(String(64))
     firmware: Mapped[str | None] = mapped_column(String(64))
     prov_user: Mapped[str | None] = mapped_column(String(64))

@@ -607,4 +607,4 @@ class TestErrorReporting:
 
     def test_usage_error_exits_2(self, fleetkey: Fleetkey) -> None:
         result = fleetkey("issue", "phone", code=2)
-        assert "Missing option '--mac'" in result.stderr
+        assert "Missing argument 'MAC'" in result.stderr

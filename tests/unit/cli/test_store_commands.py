@@ -388,7 +388,8 @@ class TestFetchesAndAudit:
             ("/0004f2000001-license.cfg", "cd" * 32)
         ]
         assert len(js(fleetkey, "fetches", "--since", "2026-05-02")) == 0  # type: ignore[arg-type]
-        assert "--since 'May' is not an ISO" in fleetkey("fetches", "--since", "May", code=1).stderr
+        refused = fleetkey("fetches", "--since", "May", code=2).stderr
+        assert "Invalid value for '--since': 'May' is neither an ISO date or date-time" in refused
 
     def test_audit_records_every_change_and_detects_tampering(
         self, with_phones: Path, fleetkey: Fleetkey

@@ -1,0 +1,142 @@
+"""Lists read one page at a time, with how many rows are left after the page.
+
+Keyset queries: a page starts after the last key the one before showed (``mac > :after``), so
+the thousandth page of phones costs what the first does, where an OFFSET would read and throw
+away every row before it. Inventory lists go in key order (MAC, site serial); licenses and audit
+events newest first. Rows are read as plain tuples, not ORM objects: for a list of 100,000
+phones the identity map cost more than the query (docs/store.md, "Lists").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Generic, TypeVar, TypeVarTuple
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from fleetkey.core.license import LicenseState
+from fleetkey.core.naming import normalize_mac, normalize_site_serial
+from fleetkey.core.terms import expiry_horizon
+from fleetkey.store import audit, registry
+from fleetkey.store.inventory import sites as all_sites
+from fleetkey.store.records import AuditEvent, Phone, Site, StoredLicense, utc
+from fleetkey.store.schema import AuditRow, LicenseRow, PhoneRow
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    left: int  # rows after this page that match the same filter
+
+    @property
+    def last(self) -> T | None:
+        return self.items[-1] if self.items else None
+
+
+_PHONE_COLUMNS = (
+    PhoneRow.mac,
+    PhoneRow.site_serial,
+    PhoneRow.model,
+    PhoneRow.firmware,
+    PhoneRow.prov_user,
+    PhoneRow.password_hash.is_not(None),
+    PhoneRow.sip_contact,
+    PhoneRow.last_address,
+    PhoneRow.last_user_agent,
+    PhoneRow.last_seen_at,
+)
+
+
+def phones(
+    session: Session,
+    *,
+    site: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> Page[Phone]:
+    """Phones by MAC, of one site or all, from the first MAC after ``after``."""
+    query = select(*_PHONE_COLUMNS)
+    if site is not None:
+        query = query.where(PhoneRow.site_serial == normalize_site_serial(site))
+    if after is not None:
+        query = query.where(PhoneRow.mac > normalize_mac(after))
+    found = [
+        Phone(mac, site_serial, model, firmware, user, bool(has), contact, address, agent,
+              utc(seen) if seen else None)
+        for mac, site_serial, model, firmware, user, has, contact, address, agent, seen
+        in session.execute(_limited(query.order_by(PhoneRow.mac), limit))
+    ]  # fmt: skip
+    left = 0
+    if limit is not None and len(found) == limit:
+        rest = query.where(PhoneRow.mac > found[-1].mac)
+        left = _count(session, rest)
+    return Page(found, left)
+
+
+def sites(session: Session, *, after: str | None = None, limit: int | None = None) -> Page[Site]:
+    """Sites by serial from the first after ``after`` (a few hundred at most: read whole)."""
+    found = all_sites(session)
+    if after is not None:
+        start = normalize_site_serial(after)
+        found = [site for site in found if site.serial > start]
+    if limit is None:
+        return Page(found, 0)
+    return Page(found[:limit], max(0, len(found) - limit))
+
+
+def licenses(
+    session: Session,
+    *,
+    today: date,
+    expiring_within: int | None = None,
+    states: Sequence[LicenseState] | None = None,
+    before: int | None = None,
+    limit: int | None = None,
+) -> Page[StoredLicense]:
+    """Keys newest first (by id), from the first below ``before``; filters as
+    :func:`registry.listing`."""
+    query = select(LicenseRow)
+    if expiring_within is not None:
+        horizon = expiry_horizon(today, expiring_within)
+        query = query.where(LicenseRow.expires_on.is_not(None), LicenseRow.expires_on <= horizon)
+    if states:
+        query = query.where(LicenseRow.state.in_([s.value for s in states]))
+    if before is not None:
+        query = query.where(LicenseRow.id < before)
+    rows = session.scalars(_limited(query.order_by(LicenseRow.id.desc()), limit)).all()
+    found = [registry.stored_license(row) for row in rows]
+    left = 0
+    if limit is not None and len(found) == limit:
+        left = _count(session, query.where(LicenseRow.id < found[-1].id))
+    return Page(found, left)
+
+
+def successors(session: Session, license_id: int) -> list[int]:
+    """The ids of the keys posted in place of license ``license_id``."""
+    query = select(LicenseRow.id).where(LicenseRow.succeeds_id == license_id)
+    return list(session.scalars(query.order_by(LicenseRow.id)))
+
+
+def events(
+    session: Session, *, before: int | None = None, limit: int | None = None
+) -> Page[AuditEvent]:
+    """Audit events newest first, from the first below sequence number ``before``."""
+    found = list(reversed(audit.events(session, limit=limit, before=before)))
+    left = 0
+    if limit is not None and len(found) == limit:
+        left = _count(session, select(AuditRow.seq).where(AuditRow.seq < found[-1].seq))
+    return Page(found, left)
+
+
+def _limited(query: Select[*Ts], limit: int | None) -> Select[*Ts]:
+    return query if limit is None else query.limit(limit)
+
+
+def _count(session: Session, query: Select[*Ts]) -> int:
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)

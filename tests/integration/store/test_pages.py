@@ -1,0 +1,221 @@
+"""Lists a page at a time on both backends: keyset pages with what is left, fetch records
+filtered and followed, and a phone's license state from the fetch records."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from fleetkey.clock import FixedClock
+from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
+from fleetkey.core.rollout.windows import Window
+from fleetkey.core.signing import SignatureCheck, SignatureStatus
+from fleetkey.errors import InputError
+from fleetkey.store import audit, fetches, inventory, licensestate, pages, registry
+from fleetkey.store.fetches import FetchFilter
+from fleetkey.store.records import FetchRecord, Site
+from fleetkey.store.store import Store
+from fleetkey.testing import make_license
+
+CLOCK = FixedClock()
+SITE_FILE = "000000000000-license.cfg"
+AT = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
+SITES = ("100000000001", "100000000002")
+CSV = "mac,site,model\n" + "".join(f"0004f2{i:06x},{SITES[i % 2]},VVX_500\n" for i in range(25))
+
+
+@pytest.fixture
+def fleet(store: Store) -> Store:
+    """Two sites, 25 phones alternating between them (0004f2000000 at the first)."""
+    with store.transaction() as session:
+        for serial in SITES:
+            window = Window.parse("22:00-05:00")
+            inventory.add_site(session, CLOCK, "t", Site(serial, serial, "UTC", window))
+        inventory.import_phones(session, CLOCK, "t", CSV.encode(), source="phones.csv")
+    return store
+
+
+class TestPhonePages:
+    def test_pages_follow_each_other_and_say_what_is_left(self, fleet: Store) -> None:
+        with fleet.transaction() as session:
+            first = pages.phones(session, limit=10)
+            second = pages.phones(session, after=first.items[-1].mac, limit=10)
+            last = pages.phones(session, after="00:04:F2:00:00:13", limit=10)
+            everything = pages.phones(session)
+        assert [p.mac for p in first.items] == [f"0004f2{i:06x}" for i in range(10)]
+        assert (first.left, second.left, last.left) == (15, 5, 0)
+        assert [p.mac for p in second.items] == [f"0004f2{i:06x}" for i in range(10, 20)]
+        assert [p.mac for p in last.items] == [f"0004f2{i:06x}" for i in range(20, 25)]
+        assert (len(everything.items), everything.left) == (25, 0)
+        assert everything.items[3].site == SITES[1]
+
+    def test_a_sites_pages_hold_only_its_phones(self, fleet: Store) -> None:
+        with fleet.transaction() as session:
+            page = pages.phones(session, site=SITES[1], limit=5)
+            rest = pages.phones(session, site=SITES[1], after=page.items[-1].mac, limit=5)
+        assert [p.mac for p in page.items] == [f"0004f2{i:06x}" for i in (1, 3, 5, 7, 9)]
+        assert (page.left, rest.left) == (7, 2)
+        assert {p.site for p in page.items + rest.items} == {SITES[1]}
+
+    def test_sites_page_by_serial(self, fleet: Store) -> None:
+        with fleet.transaction() as session:
+            page = pages.sites(session, limit=1)
+            rest = pages.sites(session, after=SITES[0])
+        assert ([s.serial for s in page.items], page.left) == ([SITES[0]], 1)
+        assert [s.serial for s in rest.items] == [SITES[1]]
+
+    def test_a_bad_start_is_refused(self, fleet: Store) -> None:
+        with fleet.transaction() as session:
+            with pytest.raises(InputError, match="MAC '0004f2'"):
+                pages.phones(session, after="0004f2")
+            with pytest.raises(InputError, match="site serial '1'"):
+                pages.sites(session, after="1")
+
+
+class TestLicensePages:
+    def test_keys_come_newest_first_and_page_by_id(self, fleet: Store) -> None:
+        with fleet.transaction() as session:
+            for days in (10, 20, 30):
+                key = make_license(
+                    serial=SITES[0], type=LicenseType.SITE, expires=date(2027, 1, days)
+                )
+                registry.record(
+                    session, CLOCK, "t", key, SignatureCheck(SignatureStatus.VALID, "k", "ok"),
+                    content=b"<x/>", file_name="000000000000-license.cfg", post=True,
+                )  # fmt: skip
+        with fleet.transaction() as session:
+            page = pages.licenses(session, today=date(2026, 12, 1), limit=2)
+            rest = pages.licenses(session, today=date(2026, 12, 1), before=page.items[-1].id)
+            posted = pages.licenses(session, today=date(2026, 12, 1), states=(LicenseState.POSTED,))
+            soon = pages.licenses(session, today=date(2026, 12, 1), expiring_within=55)
+            assert pages.successors(session, 1) == [2]
+        assert ([k.id for k in page.items], page.left) == ([3, 2], 1)
+        assert [k.id for k in rest.items] == [1]
+        assert [k.id for k in posted.items] == [3]
+        assert [k.id for k in soon.items] == [2, 1]
+        with fleet.transaction() as session, pytest.raises(InputError, match="0 or more"):
+            pages.licenses(session, today=date(2026, 12, 1), expiring_within=-1)
+
+
+def test_audit_events_page_newest_first(fleet: Store) -> None:
+    with fleet.transaction() as session:
+        page = pages.events(session, limit=2)
+        rest = pages.events(session, before=page.items[-1].seq)
+        assert len(audit.events(session)) == 3
+    assert ([e.action for e in page.items], page.left) == (["phones.import", "site.add"], 1)
+    assert [e.action for e in rest.items] == ["site.add"]
+
+
+def site_key(expires: date) -> LicenseKey:
+    return make_license(serial=SITES[0], type=LicenseType.SITE, expires=expires)
+
+
+def rec(path: str, status: int, minutes: int, mac: str | None = "0004f2000001") -> FetchRecord:
+    return FetchRecord(path, "http", status, 10, 1.0, AT + timedelta(minutes=minutes), mac=mac)
+
+
+class TestFetchRecords:
+    @pytest.fixture
+    def written(self, fleet: Store) -> Store:
+        fetches.insert_records(
+            fleet.engine,
+            [
+                rec("/0004f2000001-license.cfg", 200, 0),
+                rec("/100000000001/000000000000-LICENSE.cfg", 404, 10),
+                rec("/a_b%c.cfg", 503, 20, mac=None),
+                rec("/axbyc.cfg", 200, 30, mac="0004f2000002"),
+            ],
+        )
+        return fleet
+
+    def newest(self, store: Store, where: FetchFilter, limit: int | None = None) -> list[str]:
+        with store.transaction() as session:
+            found, _ = fetches.newest(session, where, limit)
+        return [r.path for r in found]
+
+    def test_filters_hold_together(self, written: Store) -> None:
+        assert self.newest(written, FetchFilter(statuses=((400, 499), (500, 599)))) == [
+            "/a_b%c.cfg",
+            "/100000000001/000000000000-LICENSE.cfg",
+        ]
+        assert self.newest(written, FetchFilter(path="license.CFG", mac="0004f2000001")) == [
+            "/100000000001/000000000000-LICENSE.cfg",
+            "/0004f2000001-license.cfg",
+        ]  # case ignored on both databases
+        assert self.newest(written, FetchFilter(path="/1000*/0000")) == [
+            "/100000000001/000000000000-LICENSE.cfg"
+        ]
+        assert self.newest(written, FetchFilter(path="a_b")) == ["/a_b%c.cfg"]  # _ is plain
+        assert self.newest(written, FetchFilter(path="b%c")) == ["/a_b%c.cfg"]  # % is plain
+        window = FetchFilter(since=AT + timedelta(minutes=10), until=AT + timedelta(minutes=30))
+        assert self.newest(written, window) == [
+            "/a_b%c.cfg",
+            "/100000000001/000000000000-LICENSE.cfg",
+        ]
+
+    def test_the_newest_come_first_with_the_count_of_older_ones(self, written: Store) -> None:
+        with written.transaction() as session:
+            found, left = fetches.newest(session, FetchFilter(), 1)
+            capped = fetches.newest(session, FetchFilter(), 1, count_up_to=2)[1]
+        assert ([r.path for r in found], left, capped) == (["/axbyc.cfg"], 3, 2)
+
+    def test_following_gives_each_new_record_once_in_order(self, written: Store) -> None:
+        with written.transaction() as session:
+            start = fetches.last_id(session)
+            assert fetches.written_after(session, FetchFilter(), start) == ([], start)
+        fetches.insert_records(
+            written.engine, [rec("/new-1.cfg", 200, 40), rec("/new-2.cfg", 404, 41)]
+        )
+        with written.transaction() as session:
+            found, after = fetches.written_after(
+                session, FetchFilter(statuses=((404, 404),)), start
+            )
+            again, _ = fetches.written_after(session, FetchFilter(), after)
+        assert [r.path for r in found] == ["/new-2.cfg"]
+        assert again == []
+
+
+class TestLicenseState:
+    def test_what_a_phone_should_have_and_what_it_got(self, fleet: Store) -> None:
+        check = SignatureCheck(SignatureStatus.VALID, "k", "ok")
+        with fleet.transaction() as session:
+            old, new = (
+                registry.record(
+                    session, CLOCK, "t", site_key(date(year, 1, 1)), check,
+                    content=f"<{year}/>".encode(), file_name=SITE_FILE, post=True,
+                )
+                for year in (2027, 2028)
+            )  # fmt: skip
+            phone = inventory.phone(session, "0004f2000000")
+            never = licensestate.key_states(session, phone)
+        assert [(s.type, s.serial, s.posted and s.posted.id) for s in never] == [
+            (LicenseType.PHONE, "0004f2000000", None),
+            (LicenseType.SITE, SITES[0], new.id),
+        ]
+        assert never[1].last_request is None
+        assert never[1].current is None
+        fetches.insert_records(
+            fleet.engine,
+            [
+                FetchRecord("/000000000000-license.cfg", "tftp", 200, 9, 1.0, AT,
+                            mac="0004f2000000", digest=old.digest),
+                FetchRecord("/x/000000000000-license.cfg", "http", 503, 0, 1.0,
+                            AT + timedelta(minutes=1), mac="0004f2000000"),
+            ],
+        )  # fmt: skip
+        with fleet.transaction() as session:
+            (_, site) = licensestate.key_states(session, phone)
+        assert (site.last_request and site.last_request.status) == 503
+        assert site.last_served is not None
+        known = site.last_served.license
+        assert known is not None
+        assert (site.last_served.protocol, known.id, known.state) == (
+            "tftp",
+            old.id,
+            LicenseState.SUPERSEDED,
+        )
+        assert site.current is False
+        document = site.to_json()
+        assert document["last_served"]["license_id"] == old.id
+        assert document["posted"]["id"] == new.id
