@@ -156,7 +156,7 @@ class TestLicenses:
     def keys(self, fleet: Path, fleetkey: Fleetkey) -> Path:
         """License 1 (superseded) and 2 (posted) for the site, 3 for phone 0004f2000001."""
         site = ["issue", "site", "--serial", SITE_SERIAL]
-        fleetkey(*site, "--features", "corporate-directory", "--expires", "2020-01-31")
+        fleetkey(*site, "--features", "corporate-directory", "--expires", "2020-01-31", "--force")
         fleetkey(*site, "--features", "corporate-directory,conference-management",
                  "--feature", f"vqmon={TODAY + timedelta(days=10)}",
                  "--expires", str(TODAY + timedelta(days=400)))  # fmt: skip
@@ -404,8 +404,12 @@ def test_the_subject_is_an_argument_as_everywhere_and_the_option_still_works(
 
 
 def walk(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command's path; the root group loads its commands lazily, so ask it for each."""
     found: list[tuple[str, ...]] = []
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in sorted(group.list_commands(context)):
+        command = group.get_command(context, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             if command.invoke_without_command:
                 found.append((*prefix, name))
@@ -423,7 +427,9 @@ def test_every_command_has_json(path: tuple[str, ...]) -> None:
     command: click.Command = cli
     for name in path:
         assert isinstance(command, click.Group)
-        command = command.commands[name]
+        found = command.get_command(click.Context(command), name)
+        assert found is not None, name
+        command = found
     options = {opt for param in command.params for opt in getattr(param, "opts", [])}
     assert ("--json" in options) is (path not in NO_JSON)
 
@@ -435,11 +441,12 @@ def test_commands_that_change_something_print_json(
     issued = js(fleetkey, "issue", "site", "--serial", SITE_SERIAL, "--features", "vqmon",
                 "--expires", "never", "--out", str(tmp_path / "x.cfg"))  # fmt: skip
     posted = js(fleetkey, "licenses", "post", str(issued["license_id"]))  # type: ignore[index]
-    assert (posted["state"], posted["terms"]) == ("posted", {"vqmon": "never"})  # type: ignore[index]
-    assert posted["file"].endswith("000000000000-license.cfg")  # type: ignore[index]
+    license_ = posted["license"]  # type: ignore[index]
+    assert (license_["state"], license_["terms"]) == ("posted", {"vqmon": "never"})
+    assert [f.endswith("000000000000-license.cfg") for f in posted["files"]] == [True]  # type: ignore[index]
     revoked = js(fleetkey, "licenses", "revoke", str(issued["license_id"]))  # type: ignore[index]
     assert revoked["license"]["state"] == "revoked"  # type: ignore[index]
-    assert revoked["removed_file"] == posted["file"]  # type: ignore[index]
+    assert revoked["removed"] == posted["files"]  # type: ignore[index]
     created = js(fleetkey, "keys", "create", "--name", "second")
     assert js(fleetkey, "keys", "activate", "second")["active"] is True  # type: ignore[index]
     exported = js(fleetkey, "keys", "export-public", "second")

@@ -1,7 +1,7 @@
 """phones: one index on (site_serial, mac) in place of the one on site_serial
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-30
 
 `phones list --site S` reads a page with `site_serial = S AND mac > :after ORDER BY mac LIMIT
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
