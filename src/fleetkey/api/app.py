@@ -20,17 +20,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from fleetkey.api import problems
+from fleetkey.api.inventory import inventory_routes
 from fleetkey.authority.datadir import DataDir
 from fleetkey.authority.keyring import Keyring
 from fleetkey.authority.tokens import token_matches
 from fleetkey.clock import Clock, today
 from fleetkey.core.license import LicenseState, LicenseType
-from fleetkey.core.rollout.windows import Window
 from fleetkey.core.terms import format_term
 from fleetkey.ops import alerts as alerting
 from fleetkey.ops import licensing, posting
-from fleetkey.store import alerts, fetches, inventory, registry, rollouts, schedule
-from fleetkey.store.records import Site, fetch_json, license_json, phone_json, site_json
+from fleetkey.store import alerts, fetches, registry, rollouts, schedule
+from fleetkey.store.records import fetch_json, license_json
 from fleetkey.store.store import Store
 
 ACTOR = "admin API"
@@ -48,25 +48,6 @@ class ApiContext:
     status: Callable[[], dict[str, Any]]  # the running server's counters
     metrics: Callable[[], bytes]  # Prometheus text exposition
     health: Callable[[], tuple[bool, dict[str, Any]]] = lambda: (True, {})  # for /healthz
-
-
-class SiteIn(BaseModel):
-    serial: str = Field(description="12 hex digits", examples=["100000000001"])
-    name: str
-    timezone: str = Field(examples=["Europe/Berlin"])
-    window: str = Field(
-        description="maintenance window, local HH:MM-HH:MM", examples=["22:00-05:00"]
-    )
-    contact: str | None = None
-
-
-class SiteChangesIn(BaseModel):
-    """What to change of a site: members left out are kept; ``"contact": null`` clears it."""
-
-    name: str | None = None
-    timezone: str | None = Field(None, examples=["Europe/Berlin"])
-    window: str | None = Field(None, description="local HH:MM-HH:MM", examples=["23:00-04:00"])
-    contact: str | None = None
 
 
 class LicenseIn(BaseModel):
@@ -193,74 +174,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         """The running server: requests, rejections, fetch-record writing, what it serves."""
         return {"at": context.clock.now().isoformat(), **context.status()}
 
-    @app.get("/api/sites", dependencies=guarded, tags=["inventory"])
-    def list_sites() -> list[dict[str, Any]]:
-        with context.store.transaction() as session:
-            return [site_json(site) for site in inventory.sites(session)]
-
-    @app.post("/api/sites", dependencies=guarded, tags=["inventory"], status_code=201)
-    def add_site(site: SiteIn) -> dict[str, Any]:
-        window = Window.parse(site.window)
-        with context.store.transaction() as session:
-            added = inventory.add_site(
-                session,
-                context.clock,
-                ACTOR,
-                Site(site.serial, site.name, site.timezone, window, site.contact),
-            )
-        return site_json(added)
-
-    @app.get("/api/sites/{site}", dependencies=guarded, tags=["inventory"])
-    def get_site(site: str) -> dict[str, Any]:
-        """One site, named by its serial or its name."""
-        with context.store.transaction() as session:
-            return site_json(inventory.site(session, site))
-
-    @app.patch("/api/sites/{site}", dependencies=guarded, tags=["inventory"])
-    def update_site(site: str, body: SiteChangesIn) -> dict[str, Any]:
-        """Change a site's name, time zone, window or contact (audited when anything changes)."""
-        given = body.model_fields_set
-        changes = inventory.SiteChanges(
-            body.name,
-            body.timezone,
-            Window.parse(body.window) if body.window is not None else None,
-            (body.contact or "") if "contact" in given else None,
-        )
-        with context.store.transaction() as session:
-            done = inventory.update_site(session, context.clock, ACTOR, site, changes)
-        return {
-            "site": site_json(done.site),
-            "changed": {c: {"old": old, "new": new} for c, (old, new) in done.changed.items()},
-        }
-
-    @app.delete("/api/sites/{site}", dependencies=guarded, tags=["inventory"])
-    def remove_site(site: str, force: bool = False) -> dict[str, Any]:
-        """Remove a site: 409 while it has phones or posted keys, unless ``force=true`` (its
-        phones go with it; its keys stay recorded and posted)."""
-        with context.store.transaction() as session:
-            done = inventory.remove_site(session, context.clock, ACTOR, site, force=force)
-        return {
-            "site": site_json(done.site),
-            "phones_removed": done.phones,
-            "posted_keys_kept": list(done.posted),
-        }
-
-    @app.get("/api/phones", dependencies=guarded, tags=["inventory"])
-    def list_phones(site: str | None = None) -> list[dict[str, Any]]:
-        with context.store.transaction() as session:
-            return [phone_json(p) for p in inventory.phones(session, site)]
-
-    @app.get("/api/phones/{mac}", dependencies=guarded, tags=["inventory"])
-    def get_phone(mac: str) -> dict[str, Any]:
-        with context.store.transaction() as session:
-            return phone_json(inventory.phone(session, mac))
-
-    @app.delete("/api/phones/{mac}", dependencies=guarded, tags=["inventory"])
-    def remove_phone(mac: str) -> dict[str, Any]:
-        """Remove a phone from the inventory; its posted key stays recorded and posted."""
-        with context.store.transaction() as session:
-            done = inventory.remove_phones(session, context.clock, ACTOR, [mac])
-        return {"removed": list(done.macs), "posted_keys_kept": list(done.posted)}
+    app.include_router(inventory_routes(context.store, context.clock, ACTOR, guarded))
 
     @app.get("/api/licenses", dependencies=guarded, tags=["licenses"])
     def list_licenses(

@@ -36,7 +36,7 @@ COMMANDS: Final = {
     ),
     "fetches": LazyCommand(
         "fleetkey.cli.fetches:fetches",
-        "What phones fetched: time, path, protocol, status, bytes, digest of what was served.",
+        "What phones fetched: time, MAC, path, protocol, status, bytes, digest of what was served.",
     ),
     "init": LazyCommand(
         "fleetkey.cli.setup:init", "Create the data directory and a first signing key."

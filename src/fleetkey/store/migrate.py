@@ -40,16 +40,21 @@ def _config(connection: Any = None) -> Config:
 @cache
 def head_revision() -> str:
     """The newest revision: the one no revision file names as its ``down_revision``."""
-    named, below = set(), set()
-    for path in (MIGRATIONS / "versions").glob("[0-9]*.py"):
+    named: dict[str, str] = {}
+    below = set()
+    for path in sorted((MIGRATIONS / "versions").glob("[0-9]*.py")):
         source = path.read_text(encoding="utf-8")
         revision, down = _REVISION.search(source), _DOWN.search(source)
         if revision is None or down is None:  # pragma: no cover  # a malformed revision file
             raise RuntimeError(f"{path.name} does not say its revision and down_revision")
-        named.add(revision.group(1))
+        if revision.group(1) in named:  # two changes each took the next number
+            raise RuntimeError(
+                f"revision {revision.group(1)} is in {named[revision.group(1)]} and {path.name}"
+            )
+        named[revision.group(1)] = path.name
         if down.group(1) is not None:
             below.add(down.group(1))
-    heads = sorted(named - below)
+    heads = sorted(set(named) - below)
     if len(heads) != 1:  # pragma: no cover  # the package ships one line of revisions
         raise RuntimeError(f"the migrations have {len(heads)} heads: {heads}")
     return heads[0]
