@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from rich.markup import escape
-from rich.table import Table
+from rich.console import Console
+from rich.text import Text
 
+from fleetkey.cli.tables import Cell, Column, Kind, Output, print_rows
 from fleetkey.store.phone_import import Change, ImportResult, PhoneDiff
 
 TABLE_PHONES: Final = 100  # phones the table lists; --json lists every one
@@ -26,27 +27,28 @@ def counts(result: ImportResult) -> str:
     )
 
 
-def diff_table(result: ImportResult) -> Table | None:
-    """The first ``TABLE_PHONES`` phones the import adds, changes or removes; None: none."""
+DIFF_COLUMNS: Final = (
+    Column("change", Kind.ID),
+    Column("mac", Kind.ID),
+    Column("column", Kind.ID),
+    Column("old"),  # contacts and firmware from the store and the file: they wrap, never cut
+    Column("new"),
+)
+
+
+def print_diff(console: Console, result: ImportResult) -> bool:
+    """The first ``TABLE_PHONES`` phones the import adds, changes or removes, as a table
+    (cli/tables.py: MACs whole, values wrapped); False when nothing changes."""
     if not result.diff:
-        return None
-    table = Table(title="phones import: what changes", title_justify="left")
-    table.add_column("change")
-    table.add_column("mac", no_wrap=True, min_width=12)
-    table.add_column("column")
-    table.add_column("old")
-    table.add_column("new")
+        return False
+    rows: list[list[Cell]] = []
     for entry in result.diff[:TABLE_PHONES]:
         for index, (column, old, new) in enumerate(_cells(entry)):
             first = index == 0
-            table.add_row(
-                f"[{STYLE[entry.change]}]{entry.change.value}[/]" if first else "",
-                entry.mac if first else "",
-                column,
-                old,
-                new,
-            )
-    return table
+            change = Text(entry.change.value, style=STYLE[entry.change]) if first else ""
+            rows.append([change, entry.mac if first else "", column, old, new])
+    print_rows(console, DIFF_COLUMNS, rows, Output.TABLE, title="phones import: what changes")
+    return True
 
 
 def more_line(result: ImportResult) -> str | None:
@@ -55,8 +57,7 @@ def more_line(result: ImportResult) -> str | None:
 
 
 def _cells(entry: PhoneDiff) -> list[tuple[str, str, str]]:
-    """(column, old, new) for each column; text from the file or the store, never markup."""
-    return [
-        (change.column, escape(change.old or ""), escape(change.new or ""))
-        for change in entry.columns
-    ] or [("", "", "")]
+    """(column, old, new) for each column (text, never markup: print_rows shows it as such)."""
+    return [(change.column, change.old or "", change.new or "") for change in entry.columns] or [
+        ("", "", "")
+    ]

@@ -12,7 +12,7 @@ import click
 from rich.markup import escape
 
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.cli.importview import counts, diff_table, more_line
+from fleetkey.cli.importview import counts, more_line, print_diff
 from fleetkey.cli.phoneview import print_phone
 from fleetkey.cli.render import moment_text
 from fleetkey.cli.tables import (
@@ -246,11 +246,8 @@ def import_phones(
     if as_json:
         env.print_json(result.to_json())
         return
-    table = diff_table(result) if dry_run else None
-    if table is not None:
-        env.out.print(table)
-        if (more := more_line(result)) is not None:
-            env.out.print(more)
+    if dry_run and print_diff(env.out, result) and (more := more_line(result)) is not None:
+        env.out.print(more)
     source = escape(str(csv_file))
     if dry_run:
         env.out.print(f"dry run of {source}, nothing was changed: would be {counts(result)}")
