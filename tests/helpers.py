@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import click
 from click.testing import CliRunner, Result
 
 from fleetkey.cli.main import cli
@@ -40,6 +41,33 @@ class Fleetkey:
             f"stdout: {result.stdout}\nstderr: {result.stderr}"
         )
         return result
+
+
+def runnable_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The path of every command a user can run: commands, and groups that run by themselves
+    (``fetches``, ``alerts``); lazily loaded commands (cli/lazy.py) are loaded on the way."""
+    found: list[tuple[str, ...]] = []
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, f"{' '.join((*prefix, name))} is listed but does not load"
+        path = (*prefix, name)
+        if not isinstance(command, click.Group) or command.invoke_without_command:
+            found.append(path)
+        if isinstance(command, click.Group):
+            found.extend(runnable_commands(command, path))
+    return found
+
+
+def command_at(group: click.Group, path: tuple[str, ...]) -> click.Command:
+    """The command at ``path`` (loaded if it loads lazily)."""
+    command: click.Command = group
+    for name in path:
+        assert isinstance(command, click.Group)
+        found = command.get_command(click.Context(command), name)
+        assert found is not None, f"no command {' '.join(path)}"
+        command = found
+    return command
 
 
 def add_site_fleet(

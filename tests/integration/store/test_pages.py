@@ -6,15 +6,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy.orm import Session
 
 from fleetkey.clock import FixedClock
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.errors import InputError
-from fleetkey.store import audit, fetches, inventory, licensestate, pages, registry
+from fleetkey.store import audit, fetches, inventory, licensestate, pages, posting, registry
 from fleetkey.store.fetches import FetchFilter
-from fleetkey.store.records import FetchRecord, Site
+from fleetkey.store.records import FetchRecord, Site, StoredLicense
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license
 
@@ -80,10 +81,7 @@ class TestLicensePages:
                 key = make_license(
                     serial=SITES[0], type=LicenseType.SITE, expires=date(2027, 1, days)
                 )
-                registry.record(
-                    session, CLOCK, "t", key, SignatureCheck(SignatureStatus.VALID, "k", "ok"),
-                    content=b"<x/>", file_name="000000000000-license.cfg", post=True,
-                )  # fmt: skip
+                record_posted(session, key, f"<{days}/>".encode())
         with fleet.transaction() as session:
             page = pages.licenses(session, today=date(2026, 12, 1), limit=2)
             rest = pages.licenses(session, today=date(2026, 12, 1), before=page.items[-1].id)
@@ -105,6 +103,14 @@ def test_audit_events_page_newest_first(fleet: Store) -> None:
         assert len(audit.events(session)) == 3
     assert ([e.action for e in page.items], page.left) == (["phones.import", "site.add"], 1)
     assert [e.action for e in rest.items] == ["site.add"]
+
+
+def record_posted(session: Session, key: LicenseKey, content: bytes) -> StoredLicense:
+    """Record a key with a valid signature and post it (the key before is superseded)."""
+    check = SignatureCheck(SignatureStatus.VALID, "k", "ok")
+    stored = registry.record(session, CLOCK, "t", key, check, content=content, file_name=SITE_FILE)
+    posting.post(session, CLOCK, "t", stored.id)
+    return registry.get(session, stored.id)
 
 
 def site_key(expires: date) -> LicenseKey:
@@ -178,15 +184,11 @@ class TestFetchRecords:
 
 class TestLicenseState:
     def test_what_a_phone_should_have_and_what_it_got(self, fleet: Store) -> None:
-        check = SignatureCheck(SignatureStatus.VALID, "k", "ok")
         with fleet.transaction() as session:
             old, new = (
-                registry.record(
-                    session, CLOCK, "t", site_key(date(year, 1, 1)), check,
-                    content=f"<{year}/>".encode(), file_name=SITE_FILE, post=True,
-                )
+                record_posted(session, site_key(date(year, 1, 1)), f"<{year}/>".encode())
                 for year in (2027, 2028)
-            )  # fmt: skip
+            )
             phone = inventory.phone(session, "0004f2000000")
             never = licensestate.key_states(session, phone)
         assert [(s.type, s.serial, s.posted and s.posted.id) for s in never] == [
