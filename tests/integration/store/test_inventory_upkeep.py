@@ -13,7 +13,7 @@ from fleetkey.core.codec import serialize_keys
 from fleetkey.core.license import LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import ConflictError, InputError, NotFoundError, RowError
-from fleetkey.store import audit, inventory, phone_import, registry
+from fleetkey.store import audit, inventory, phone_import, posting, registry
 from fleetkey.store.phone_import import HIDDEN, Change, ColumnChange, PhoneDiff
 from fleetkey.store.records import Site
 from fleetkey.store.schema import AuditRow, PhoneRow, SiteRow
@@ -230,8 +230,8 @@ def post_site_key(store: Store, serial: str) -> int:
             trusted_keys_for().check(key),
             content=serialize_keys([key]),
             file_name="000000000000-license.cfg",
-            post=True,
         )
+        posting.post(session, CLOCK, "tester", stored.id)
     return stored.id
 
 
