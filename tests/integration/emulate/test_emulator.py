@@ -185,7 +185,7 @@ def test_lapsed_site_license_then_successor_and_check_sync(
     make_fleet(data, env)
     subprocess.run(
         [*fleetkey_command(), "issue", "site", "--serial", SITE, "--features",
-         "corporate-directory", "--expires", "2027-03-01"],
+         "corporate-directory", "--expires", "2027-03-01", "--force"],  # shorter than the 2030 key
         env=env, check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     server = start_server(data, env)
