@@ -21,6 +21,7 @@ from tests.integration.serve.conftest import (
     fleetkey_command,
     make_fleet,
     start_server,
+    wait_for,
 )
 
 AGENT = f"FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{MAC}) Type/Application"
@@ -103,6 +104,8 @@ def test_followed_records_arrive_as_the_server_writes_them(server: RunningServer
 
 def test_people_get_one_line_a_record_and_ctrl_c_stops_it(server: RunningServer) -> None:
     assert fetch(server, "/missing-file.cfg") == [404]
+    # its record reaches the store within the writer's flush second: the follower starts after
+    wait_for(lambda: json.loads(server.cli("fetches", "--path", "/missing-file.cfg", "--json")))
     follower = Follower(server, "--status", "4xx", "--limit", "1")
     try:
         (past,) = follower.next_lines(1)  # the newest refused request so far
