@@ -63,6 +63,12 @@ def site_fetches(env: dict[str, str], mac: str) -> list[dict[str, Any]]:
     return [f for f in found if f["path"].endswith(SITE_FILE) and f["status"] == 200]
 
 
+def served(http_url: str) -> bytes:
+    """What the server answers for New York's site license now (its view refreshes each second:
+    a check-sync sent before would boot the phones into the key posted before)."""
+    return httpx.get(f"{http_url}/{NEW_YORK}/{SITE_FILE}").content
+
+
 def check_sync(sip_port: int, count: int) -> None:
     async def send() -> None:
         async with Notifier() as notifier:
@@ -135,6 +141,7 @@ def test_three_sites_apart_a_shorter_successor_forced_then_rolled_back(
         cli(env, *shorter, "--force")
         forced = digest(places[NEW_YORK])
         assert forced != first
+        wait_for(lambda: served(http_url) == places[NEW_YORK].read_bytes(), 10)  # the view
         check_sync(sip_port, PHONES)
         wait_for(lambda: all(f["digest"] == forced for f in [
             site_fetches(env, mac)[-1] for mac in macs]), 60)  # fmt: skip
@@ -142,8 +149,7 @@ def test_three_sites_apart_a_shorter_successor_forced_then_rolled_back(
         rolled = json.loads(cli(env, "licenses", "rollback", NEW_YORK, "--json").stdout)
         assert (rolled["license"]["id"], rolled["replaces"]) == (2, 4)
         assert digest(places[NEW_YORK]) == first
-        wait_for(lambda: httpx.get(f"{http_url}/{NEW_YORK}/{SITE_FILE}").content
-                 == places[NEW_YORK].read_bytes(), 10)  # fmt: skip  # the view's refresh
+        wait_for(lambda: served(http_url) == places[NEW_YORK].read_bytes(), 10)  # the view
         check_sync(sip_port, PHONES)
         wait_for(lambda: all(f["digest"] == first for f in [
             site_fetches(env, mac)[-1] for mac in macs]), 60)  # fmt: skip
