@@ -71,13 +71,15 @@ def test_only_the_system_clock_reads_the_calendar_time() -> None:
     assert readers == ["clock.py"]
 
 
-def test_only_signing_touches_cryptography_hazmat() -> None:
+def test_only_signing_and_the_key_file_codec_touch_cryptography_hazmat() -> None:
+    """Signatures (``core/signing.py``) and private keys at rest (``core/keyfile.py``): nothing
+    else holds a primitive."""
     users = sorted(
         str(path.relative_to(SRC))
         for path in SRC.rglob("*.py")
         if "cryptography.hazmat" in path.read_text(encoding="utf-8")
     )
-    assert users == ["core/signing.py"]
+    assert users == ["core/keyfile.py", "core/signing.py"]
 
 
 @pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))

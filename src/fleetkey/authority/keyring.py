@@ -21,14 +21,8 @@ from typing import Any, Final
 
 from fleetkey.authority.files import atomic_write, write_new
 from fleetkey.clock import Clock
-from fleetkey.core.signing import (
-    Algorithm,
-    KeyProtection,
-    PublicKey,
-    SigningKey,
-    TrustedKeys,
-    key_protection,
-)
+from fleetkey.core.keyfile import KeyProtection, key_protection
+from fleetkey.core.signing import Algorithm, PublicKey, SigningKey, TrustedKeys
 from fleetkey.errors import KeyringError, PassphraseError
 
 PASSPHRASE_ENV: Final = "FLEETKEY_KEY_PASSPHRASE"  # noqa: S105  # a variable name, not a secret

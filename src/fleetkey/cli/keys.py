@@ -12,7 +12,8 @@ from fleetkey.authority.keyring import KeyEntry, passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.setup import ALGORITHMS
 from fleetkey.cli.tables import Cell, Column, Kind, Output, output, print_rows, table_options
-from fleetkey.core.signing import CURRENT_PROTECTION, Algorithm, KeyProtection
+from fleetkey.core.keyfile import CURRENT_PROTECTION, Kdf, KeyProtection
+from fleetkey.core.signing import Algorithm
 from fleetkey.store import audit
 
 
@@ -108,7 +109,7 @@ def list_keys(env: Env, wide: bool, as_csv: bool, as_json: bool) -> None:
 def _private(kept: KeyProtection | None) -> Cell:
     if kept is None:
         return "no (trusted public key)"
-    if kept.kdf == "none":
+    if kept.kdf is Kdf.NONE:
         return Text("unencrypted", style="yellow")
     if kept.current:
         return "encrypted"

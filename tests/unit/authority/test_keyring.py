@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 
 from fleetkey.authority.keyring import Keyring
 from fleetkey.clock import FixedClock
-from fleetkey.core.signing import CURRENT_PROTECTION, Algorithm, KeyProtection, SigningKey
+from fleetkey.core.keyfile import CURRENT_PROTECTION, Kdf, KeyProtection
+from fleetkey.core.signing import Algorithm, SigningKey
 from fleetkey.errors import KeyringError, PassphraseError
 from fleetkey.testing import make_license
 
@@ -180,7 +181,7 @@ class TestRewrap:
     ) -> None:
         entry = keyring.create(FixedClock(), passphrase=PASS, name="old")
         write_the_old_way(keyring, "old", PASS)
-        old = KeyProtection("pbkdf2", (("iterations", 2048),))
+        old = KeyProtection(Kdf.PBKDF2, (("iterations", 2048),))
         assert keyring.to_rewrap() == [("old", old)]
         assert keyring.signer(PASS)[1].public.fingerprint == entry.fingerprint  # still opens
         assert keyring.rewrap("old", PASS) == (old, CURRENT_PROTECTION)
@@ -206,7 +207,7 @@ class TestRewrap:
             SigningKey.generate().public.to_pem(), FixedClock(), name="pub", source="p.pem"
         )
         assert keyring.to_rewrap() == []
-        assert keyring.protection("clear") == KeyProtection("none")
+        assert keyring.protection("clear") == KeyProtection(Kdf.NONE)
         assert keyring.protection("pub") is None
         for name in ("clear", "pub"):
             with pytest.raises(KeyringError, match="no encrypted private key to rewrap"):
