@@ -1,8 +1,8 @@
 """Helpers shared by test modules (never a test module importing another one).
 
 Fixtures stay in the conftest files; what several test modules call directly lives here: the
-in-process CLI runner, a small site fleet built through the CLI, free ports, and a Kamailio SIP
-peer for the check-sync client and the rollout executor.
+in-process CLI runner, a small site fleet built through the CLI, free ports, a local webhook
+receiver, and a Kamailio SIP peer for the check-sync client and the rollout executor.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import click
@@ -113,6 +115,42 @@ def free_port() -> int:
                     continue
                 return port
     raise AssertionError("no free port")
+
+
+class WebhookReceiver:
+    """A webhook receiver on 127.0.0.1 (a real HTTP server on a thread): answers each POST with
+    the next status queued in ``answers`` (200 when none is), and keeps what came in
+    ``received`` as (headers with lowercase names, body, status answered)."""
+
+    def __init__(self, path: str = "/hooks/fleetkey") -> None:
+        self.answers: list[int] = []
+        self.received: list[tuple[dict[str, str], bytes, int]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # the http.server name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                receiver.received.append((headers, body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def free_udp_port(host: str = "127.10.1.1") -> int:

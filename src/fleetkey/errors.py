@@ -33,6 +33,7 @@ The tree::
     ├── QueueFullError                the fetch-record queue stayed full for the whole timeout
     ├── ListenError                   a server cannot listen where it was told (port in use…)
     ├── PlanInfeasibleError           a rollout's phones do not fit before its deadline
+    ├── WebhookError                  a signed webhook POST got no 2xx answer (``url``, ``status``)
     └── CommandFailedError            a check the operator ran failed (verify, audit verify, import)
 
 Errors carry their context as attributes (``source``, ``key_index``, ``problems``, ``reason``,
@@ -257,6 +258,15 @@ class PlanInfeasibleError(FleetkeyError):
         super().__init__(message)
         self.left = left
         self.needed_capacity = needed_capacity
+
+
+class WebhookError(FleetkeyError):
+    """A signed webhook POST was not accepted: no answer (``status`` None) or not a 2xx."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
 
 
 class CommandFailedError(FleetkeyError):

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Final
 
 import click
-import httpx
 
 from fleetkey.authority.files import atomic_write
 from fleetkey.cli.context import Env, pass_env
@@ -27,8 +26,8 @@ from fleetkey.cli.tables import (
     print_rows,
     table_options,
 )
-from fleetkey.errors import CommandFailedError
-from fleetkey.ops.delivery import TIMEOUT_S, signature_header, webhook_key
+from fleetkey.errors import CommandFailedError, WebhookError
+from fleetkey.ops.delivery import post_signed, webhook_key
 from fleetkey.store import audit as audit_trail
 from fleetkey.store import pages
 from fleetkey.store.records import AuditEvent
@@ -173,16 +172,9 @@ def audit_anchor(env: Env, path: Path | None, webhook: str | None, as_json: bool
 
 
 def _post_anchor(env: Env, url: str, document: dict[str, object]) -> None:
-    body = json.dumps(document, sort_keys=True).encode()
     stamp = int(env.clock.now().timestamp())
-    headers = {
-        "Content-Type": "application/json",
-        "Fleetkey-Signature": signature_header(webhook_key(env.data), body, stamp),
-        "User-Agent": "fleetkey-audit",
-    }
     try:
-        answer = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
-    except httpx.HTTPError as exc:
-        raise CommandFailedError(f"anchor not sent to {url}: {type(exc).__name__}: {exc}") from exc
-    if not 200 <= answer.status_code < 300:
-        raise CommandFailedError(f"anchor not sent: HTTP {answer.status_code} from {url}")
+        post_signed(url, document, webhook_key(env.data), stamp, user_agent="fleetkey-audit")
+    except WebhookError as exc:
+        where = "" if exc.status is not None else f" to {url}"  # a status names the URL
+        raise CommandFailedError(f"anchor not sent{where}: {exc}") from exc

@@ -4,9 +4,10 @@ Webhook: ``POST`` of a JSON document to the URL, with ``Idempotency-Key`` (the s
 retry of one event, so a receiver can drop duplicates) and ``Fleetkey-Signature: t=<unix
 time>,ed25519=<base64>`` over ``<t>.<body>``, signed with the data directory's webhook key
 (``keys/webhook-ed25519.pem``, made on first use; ``fleetkey alerts webhook-key`` prints the
-public half). A 2xx answer is success; anything else or no answer is tried again with
-exponential backoff (30 s, 1 min, 2 min, … up to an hour), 8 times in all. E-mail: one message
-per event over SMTP, with a ``Message-ID`` made from the same idempotency key.
+public half). A 2xx answer is success (``post_signed``, which ``audit anchor --webhook`` uses
+too); anything else or no answer is tried again with exponential backoff (30 s, 1 min, 2 min,
+… up to an hour), 8 times in all. E-mail: one message per event over SMTP, with a
+``Message-ID`` made from the same idempotency key.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import base64
 import hashlib
 import json
 import smtplib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Final
@@ -25,6 +27,7 @@ from fleetkey.authority.datadir import DataDir
 from fleetkey.authority.files import atomic_write
 from fleetkey.clock import Clock
 from fleetkey.core.signing import Algorithm, SigningKey
+from fleetkey.errors import WebhookError
 from fleetkey.store import alerts
 from fleetkey.store.alerts import Delivery
 from fleetkey.store.store import Store
@@ -78,6 +81,42 @@ def signature_header(key: SigningKey, body: bytes, unix_time: int) -> str:
     return f"t={unix_time},ed25519={base64.b64encode(signed).decode()}"
 
 
+def post_signed(
+    url: str,
+    document: Mapping[str, Any],
+    key: SigningKey,
+    unix_time: int,
+    *,
+    user_agent: str,
+    headers: Mapping[str, str] | None = None,
+    client: httpx.Client | None = None,
+) -> None:
+    """POST ``document`` as JSON (sorted keys) to ``url`` with ``Fleetkey-Signature`` made by
+    ``key`` at ``unix_time``; returns on a 2xx answer, else raises WebhookError.
+
+    ``headers`` are sent too (``Idempotency-Key``); ``client`` is reused when given (one per
+    round of deliveries), else one request is made with ``TIMEOUT_S``.
+    """
+    body = json.dumps(document, sort_keys=True).encode()
+    sent = {
+        "Content-Type": "application/json",
+        **(headers or {}),
+        "Fleetkey-Signature": signature_header(key, body, unix_time),
+        "User-Agent": user_agent,
+    }
+    try:
+        if client is None:
+            answer = httpx.post(url, content=body, headers=sent, timeout=TIMEOUT_S)
+        else:
+            answer = client.post(url, content=body, headers=sent)
+    except httpx.HTTPError as exc:
+        raise WebhookError(f"{type(exc).__name__}: {exc}", url=url) from exc
+    if not 200 <= answer.status_code < 300:
+        raise WebhookError(
+            f"HTTP {answer.status_code} from {url}", url=url, status=answer.status_code
+        )
+
+
 class Deliverer:
     def __init__(self, data: DataDir, smtp: SmtpSettings | None = None) -> None:
         self._data = data
@@ -121,17 +160,19 @@ class Deliverer:
     ) -> str | None:
         if self._key is None:
             self._key = webhook_key(self._data)
-        body = json.dumps(document(delivery), sort_keys=True).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": idempotency_key(delivery),
-            "Fleetkey-Signature": signature_header(self._key, body, int(clock.now().timestamp())),
-            "User-Agent": "fleetkey-alerts",
-        }
-        answer = client.post(url, content=body, headers=headers)
-        if 200 <= answer.status_code < 300:
-            return None
-        return f"HTTP {answer.status_code} from {url}"
+        try:
+            post_signed(
+                url,
+                document(delivery),
+                self._key,
+                int(clock.now().timestamp()),
+                user_agent="fleetkey-alerts",
+                headers={"Idempotency-Key": idempotency_key(delivery)},
+                client=client,
+            )
+        except WebhookError as exc:
+            return str(exc)
+        return None
 
     def _mail(self, address: str, delivery: Delivery) -> str | None:
         if self._smtp is None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,36 +24,15 @@ from fleetkey.store import alerts
 from fleetkey.store.database import default_url
 from fleetkey.store.store import Store
 
-from tests.helpers import Fleetkey, add_site_fleet, issue_site_license
+from tests.helpers import Fleetkey, WebhookReceiver, add_site_fleet, issue_site_license
 
 SITE = "100000000001"
 
 
-class Receiver(BaseHTTPRequestHandler):
-    answers: list[int]
-    received: list[tuple[dict[str, str], bytes, int]]
-
-    def do_POST(self) -> None:  # the http.server name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        status = self.answers.pop(0) if self.answers else 200
-        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body, status))
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def webhook() -> Iterator[tuple[str, type[Receiver]]]:
-    handler = type("Handler", (Receiver,), {"answers": [], "received": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/fleetkey", handler
-    server.shutdown()
-    server.server_close()
+def webhook() -> Iterator[tuple[str, WebhookReceiver]]:
+    with WebhookReceiver() as receiver:
+        yield receiver.url, receiver
 
 
 class Mailbox:
@@ -87,7 +64,7 @@ def fleet(initialized: Path, fleetkey: Fleetkey, expires_in_days: int) -> None:
 def test_alerts_fire_once_retry_with_backoff_and_resolve_over_webhook_and_mail(
     initialized: Path,
     fleetkey: Fleetkey,
-    webhook: tuple[str, type[Receiver]],
+    webhook: tuple[str, WebhookReceiver],
     mailbox: tuple[int, Mailbox],
 ) -> None:
     fleet(initialized, fleetkey, expires_in_days=20)

@@ -9,10 +9,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from fleetkey.store import fetches
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
 
-from tests.helpers import VENDOR_FILE, Fleetkey
+from tests.helpers import VENDOR_FILE, Fleetkey, WebhookReceiver
 from tests.pg import PostgresServer
 
 PHONES = (
@@ -480,33 +478,19 @@ class TestAuditAnchor:
         )
         assert not (tmp_path / "a.json").exists()
 
-    def test_the_anchor_goes_to_a_webhook_signed(
+    def test_the_anchor_goes_to_a_webhook_signed_and_an_answer_not_2xx_is_an_error(
         self, with_phones: Path, fleetkey: Fleetkey
     ) -> None:
-        received: list[tuple[dict[str, str], bytes]] = []
-
-        class Receiver(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # the http.server naming
-                body = self.rfile.read(int(self.headers["content-length"]))
-                received.append((dict(self.headers), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_args: object) -> None:
-                return
-
-        server = HTTPServer(("127.0.0.1", 0), Receiver)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            url = f"http://127.0.0.1:{server.server_address[1]}/anchors"
+        with WebhookReceiver("/anchors") as receiver:
+            url = receiver.url
             document = js(fleetkey, "audit", "anchor", "--webhook", url)
-        finally:
-            server.shutdown()
-            server.server_close()
-        ((headers, body),) = received
+            receiver.answers.append(500)
+            answered = fleetkey("audit", "anchor", "--webhook", url, code=1)
+        assert answered.stderr.startswith(f"error: anchor not sent: HTTP 500 from {url}")
+        (headers, body, _), _ = receiver.received
+        assert headers["user-agent"] == "fleetkey-audit"
         assert json.loads(body) == document
-        stamp, signature = headers["Fleetkey-Signature"].removeprefix("t=").split(",ed25519=")
+        stamp, signature = headers["fleetkey-signature"].removeprefix("t=").split(",ed25519=")
         public = webhook_key(DataDir(with_phones)).public
         public.verify(base64.b64decode(signature), f"{stamp}.".encode() + body)
         refused = fleetkey("audit", "anchor", "--webhook", url, code=1)
