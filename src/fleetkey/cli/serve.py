@@ -16,7 +16,7 @@ from fleetkey.serve.fetching import UnknownPolicy
 from fleetkey.serve.http.auth import AuthMode
 from fleetkey.serve.http.connections import ConnectionLimits
 from fleetkey.serve.http.forwarded import parse_networks
-from fleetkey.serve.http.phones import Admission
+from fleetkey.serve.http.phones import AdmissionLimits
 from fleetkey.serve.http.server import tls_context
 from fleetkey.serve.listen import parse_address
 from fleetkey.serve.runner import Places, ServerRunner, ServeSettings, Totals
@@ -229,7 +229,7 @@ def serve(
         unknown=UnknownPolicy(unknown),
         register_site=register_site,
         trusted_proxies=parse_networks(trusted_proxies),
-        admission=Admission(max_in_flight=max_in_flight, max_downloads=max_downloads),
+        admission=AdmissionLimits(max_in_flight=max_in_flight, max_downloads=max_downloads),
         connections=ConnectionLimits(
             header_s=header_timeout,
             idle_s=idle_timeout,

@@ -43,7 +43,7 @@ from fleetkey.serve.addresses import Addresses, Sharing
 from fleetkey.serve.content import Content
 from fleetkey.serve.layout import Layout
 from fleetkey.serve.tree import FileTree
-from fleetkey.serve.uploads import upload_rule
+from fleetkey.serve.uploads import Upload, upload_rule
 from fleetkey.serve.view import LiveView, View
 from fleetkey.store.sightings import NewPhone
 
@@ -74,12 +74,13 @@ class UnknownPolicy(enum.StrEnum):
     REGISTER = "register"  # added at the prefix's site or the registration site, and served
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Ruling:
     """What to answer: ``status`` 200 with ``content`` (or an accepted ``upload``), else why not.
 
     ``mac`` and ``via`` say who asked (both None when nothing did), ``site`` the site whose
     license applies, ``register`` a phone to add to the inventory when this is recorded.
+    Never changed once made: HTTP remembers rulings and answers repeats with them.
     """
 
     status: int
@@ -88,7 +89,7 @@ class Ruling:
     via: Via | None = None
     reason: str = ""
     site: str | None = None
-    upload: tuple[str, int, str] | None = None  # (mac, size cap, file name)
+    upload: Upload | None = None
     register: NewPhone | None = None
 
 
@@ -101,7 +102,7 @@ class Shape:
     name: str
     license: tuple[str, str | None] | None  # (LicenseType value, MAC of a phone license)
     named_mac: str | None  # the MAC a per-phone file name starts with
-    upload: tuple[str, int] | None  # (MAC, size cap) of a name phones write
+    upload: Upload | None  # a name phones write
     hex_runs: tuple[str, ...]  # runs of 12 or more hex digits (lowercase) but 000000000000
     prefix: str | None  # a leading 12-hex-digit segment: a site, if the view knows it
     inner: Shape | None  # the shape of the rest, should the prefix be a site
@@ -126,7 +127,7 @@ def shape_of(segments: tuple[str, ...]) -> Shape:
                     name,
                     (license_, mac) if license_ is not None else None,
                     mac,
-                    (mac, upload) if upload is not None else None,
+                    Upload(mac, upload, name) if upload is not None else None,
                     (mac, *runs),
                     None,
                     None,
@@ -144,7 +145,7 @@ def _per_phone(rest: str) -> tuple[str | None, int | None, tuple[str, ...]]:
     runs = tuple(run.lower() for run in _HEX_RUN.findall(rest) if run != _SHARED)
     return (
         kind[0].value if kind is not None else None,
-        rule[1] if rule is not None else None,
+        rule.cap_bytes if rule is not None else None,
         runs,
     )
 
@@ -239,9 +240,8 @@ class Pipeline:
         if via in _SELF_NAMING and address is not None and mac is not None:
             self.addresses.named(address, mac, now, view.phone_sites.get(mac))
         if self.logins_required:
-            refused = self._guard(whole, shape, login, view)
+            refused = self._guard(whole, shape, login, view, mac, via)
             if refused is not None:
-                refused.mac, refused.via = mac, via
                 return refused
         site = view.phone_sites.get(mac) if mac is not None else None
         register = None
@@ -288,7 +288,7 @@ class Pipeline:
                 return posted
         content = self._file(shape.segments, prefix_site)
         if content is None and shape.upload is not None:
-            mac, _ = shape.upload
+            mac = shape.upload.mac
             content = self.uploads.find((mac, f"{mac}-{shape.name.split('-', 1)[1]}"))
         return content
 
@@ -309,20 +309,28 @@ class Pipeline:
     ) -> Ruling:
         if shape.upload is None:
             return Ruling(403, None, mac, via, f"{shape.name!r} is not a file phones upload")
-        owner, cap = shape.upload
-        return Ruling(200, None, mac, via, "", site, (owner, cap, shape.name), register)
+        return Ruling(200, None, mac, via, "", site, shape.upload, register)
 
-    def _guard(self, whole: Shape, shape: Shape, login: str | None, view: View) -> Ruling | None:
-        """With logins required: a phone's own files and its own site's, or a refusal."""
+    def _guard(
+        self,
+        whole: Shape,
+        shape: Shape,
+        login: str | None,
+        view: View,
+        mac: str | None,
+        via: Via | None,
+    ) -> Ruling | None:
+        """With logins required: a phone's own files and its own site's, or a refusal (of
+        ``mac``, known ``via``)."""
         if login is None:
             if shape.license is not None or shape.upload is not None or whole.hex_runs:
-                return Ruling(403, reason="per-device files need a login here")
+                return Ruling(403, None, mac, via, "per-device files need a login here")
             return None
         own = {login, view.phone_sites.get(login)}
         for other in _named_in(whole.hex_runs, view):
             if other not in own:
                 what = "site" if other in view.sites else "phone"
-                return Ruling(403, reason=f"that file belongs to another {what} ({other})")
+                return Ruling(403, None, mac, via, f"that file belongs to another {what} ({other})")
         return None
 
 

@@ -36,7 +36,7 @@ from fleetkey.serve.http.asgi import App, AsgiMount
 from fleetkey.serve.http.auth import AuthMode, DeviceAuth
 from fleetkey.serve.http.connections import ConnectionLimits, Connections
 from fleetkey.serve.http.forwarded import Network, TrustedProxies
-from fleetkey.serve.http.phones import Admission, PhoneService, Policies
+from fleetkey.serve.http.phones import AdmissionLimits, PhoneService, Policies
 from fleetkey.serve.http.server import serve_http
 from fleetkey.serve.layout import SCAN_EVERY_S, LayoutScanner
 from fleetkey.serve.metrics import Sources, exposition
@@ -81,7 +81,7 @@ class ServeSettings:
     unknown: UnknownPolicy = UnknownPolicy.SERVE
     register_site: str | None = None
     trusted_proxies: tuple[Network, ...] = ()
-    admission: Admission = field(default_factory=Admission)
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     address_hold_s: float = HOLD_S
     record_queue: int = CAPACITY  # fetch records in memory before phones are answered busy

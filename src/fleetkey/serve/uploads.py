@@ -14,7 +14,7 @@ import itertools
 import os
 import re
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from fleetkey.errors import UploadRefusedError
 
@@ -34,12 +34,20 @@ _temps = itertools.count()
 _NAME = re.compile(r"([0-9A-Fa-f]{12})-(" + "|".join(re.escape(k) for k in CAPS) + r")")
 
 
-def upload_rule(name: str) -> tuple[str, int] | None:
-    """(MAC, size cap) when ``name`` is a file phones upload, else None."""
+class Upload(NamedTuple):
+    """A file a phone may upload: whose it is, its size cap, its name as the phone sent it."""
+
+    mac: str  # lowercase
+    cap_bytes: int
+    name: str
+
+
+def upload_rule(name: str) -> Upload | None:
+    """The upload ``name`` is, when it is a file phones upload; else None."""
     match = _NAME.fullmatch(name)
     if match is None or match.group(1) == "000000000000":
         return None
-    return match.group(1).lower(), CAPS[match.group(2)]
+    return Upload(match.group(1).lower(), CAPS[match.group(2)], name)
 
 
 def store_upload(root: Path, name: str, data: bytes) -> bool:
@@ -52,7 +60,7 @@ def store_upload(root: Path, name: str, data: bytes) -> bool:
     rule = upload_rule(name)
     if rule is None:
         raise UploadRefusedError(f"{name!r} is not a file phones upload")
-    mac, cap = rule
+    mac, cap = rule.mac, rule.cap_bytes
     if len(data) > cap:
         raise UploadRefusedError(f"{name}: {len(data)} bytes, the limit is {cap}")
     folder = os.path.join(root, mac)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from fleetkey.serve.content import Content, ContentKind
 from fleetkey.serve.fetching import Pipeline, UnknownPolicy, _shape, shape_of
 from fleetkey.serve.layout import Layout
 from fleetkey.serve.tree import FileTree
+from fleetkey.serve.uploads import Upload
 from fleetkey.serve.view import View
 
 SITE_A, SITE_B = "100000000001", "100000000002"
@@ -217,8 +218,8 @@ class TestWhatIsAsked:
 
     def test_uploads_are_accepted_only_for_names_phones_write(self, tree: Path) -> None:
         fetch = pipeline(tree)
-        ok = fetch.decide(("logs", f"{A1}-app.log"), None, None, 0.0, write=True)
-        assert (ok.status, ok.upload) == (200, (A1, 4096 * 1024, f"{A1}-app.log"))
+        ok = fetch.decide(("logs", f"{A1.upper()}-app.log"), None, None, 0.0, write=True)
+        assert (ok.status, ok.upload) == (200, Upload(A1, 4096 * 1024, f"{A1.upper()}-app.log"))
         refused = fetch.decide(("000000000000.cfg",), None, None, 0.0, write=True)
         assert (refused.status, refused.reason) == (
             403,
@@ -277,6 +278,11 @@ class TestLoginsRequired:
             403,
             f"that file belongs to another phone ({B1})",
         )
+        assert (ruling.mac, ruling.via) == (A1, "login")  # who was refused, for the record
+
+    def test_a_refusal_without_a_login_still_says_who_asked(self, tree: Path) -> None:
+        refused = pipeline(tree, logins=True).decide((f"{A2}.cfg",), "10.0.0.1", None, 0.0)
+        assert (refused.status, refused.mac, refused.via) == (403, A2, "name")
 
     def test_without_a_login_only_shared_files_are_served(self, tree: Path) -> None:
         fetch = pipeline(tree, logins=True)
@@ -285,6 +291,13 @@ class TestLoginsRequired:
         for path in ((SITE_FILE,), (f"{A1}-license.cfg",), (f"{A1}.cfg",)):
             refused = fetch.decide(path, "10.0.0.1", None, 0.0)
             assert (refused.status, refused.reason) == (403, "per-device files need a login here")
+
+
+def test_a_ruling_is_never_changed_once_made(tree: Path) -> None:
+    """HTTP remembers rulings and answers repeats with them: one shared, never mutated."""
+    ruling = pipeline(tree).decide((f"{A1}-license.cfg",), None, tagged(A1), 0.0)
+    with pytest.raises(FrozenInstanceError):
+        ruling.mac = A2  # type: ignore[misc]  # what the test shows cannot be done
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from fleetkey.serve.recorder import (
     FAIR_SHARE_MIN,
     QUIET_SHARE,
     WAIT,
+    Admission,
     Recorder,
     Sightings,
 )
@@ -158,24 +159,34 @@ def test_the_writer_not_running_is_an_error_not_a_silent_loss() -> None:
 def test_under_pressure_an_address_over_its_fair_share_waits_and_the_others_go_on() -> None:
     made, queue = recorder(capacity=1000)
     queue.records.extend([FetchRecord("/x", "http", 200, 0, 0.0, AT)] * 600)  # 60 % full
-    assert made.admits("10.0.0.2") == ADMIT  # a phone heard from this second
-    flood = [made.admits("10.0.0.1") for _ in range(300)]
+    assert made.admits("10.0.0.2", 100.0) is ADMIT  # a phone heard from this second
+    flood = [made.admits("10.0.0.1", 100.0 + n / 1000) for n in range(300)]
     assert flood.count(ADMIT) == FAIR_SHARE_MIN  # its share: at least the minimum a second
     assert set(flood[FAIR_SHARE_MIN:]) == {WAIT}
-    assert [made.admits("10.0.0.2") for _ in range(50)] == [ADMIT] * 50  # the phone goes on
+    assert [made.admits("10.0.0.2", 100.5) for _ in range(50)] == [ADMIT] * 50  # it goes on
+
+
+def test_the_fairness_window_is_one_second_of_the_callers_time() -> None:
+    made, queue = recorder(capacity=1000)
+    queue.records.extend([FetchRecord("/x", "http", 200, 0, 0.0, AT)] * 600)
+    made.admits("10.0.0.2", 100.0)
+    assert [made.admits("10.0.0.1", 100.0) for _ in range(FAIR_SHARE_MIN + 1)][-1] is WAIT
+    assert made.admits("10.0.0.1", 100.999) is WAIT  # the same second: still over its share
+    assert made.admits("10.0.0.1", 101.0) is ADMIT  # a new second: counted afresh
 
 
 def test_a_client_alone_is_not_held_back_until_nearly_full() -> None:
     made, queue = recorder(capacity=1000)
     queue.records.extend([FetchRecord("/x", "http", 200, 0, 0.0, AT)] * 600)
-    assert {made.admits("10.0.0.1") for _ in range(1000)} == {ADMIT}  # nobody to be fair to
+    assert {made.admits("10.0.0.1", 100.0) for _ in range(1000)} == {ADMIT}  # nobody to be fair to
 
 
 def test_below_half_everyone_is_admitted_and_past_98_percent_nobody() -> None:
     made, queue = recorder(capacity=1000)
-    assert all(made.admits("10.0.0.1") == ADMIT for _ in range(5000))
+    assert all(made.admits("10.0.0.1", 100.0) is ADMIT for _ in range(5000))
     queue.records.extend([FetchRecord("/x", "http", 200, 0, 0.0, AT)] * 980)
-    assert made.admits("10.0.0.2") == BUSY
+    assert made.admits("10.0.0.2", 100.0) is BUSY
+    assert isinstance(made.admits("10.0.0.2", 100.0), Admission)
 
 
 def test_a_phone_arriving_after_a_lone_flood_filled_the_queue_is_still_answered() -> None:
@@ -183,7 +194,7 @@ def test_a_phone_arriving_after_a_lone_flood_filled_the_queue_is_still_answered(
     phones that come after it must not be shut out (the admin trial: 148 of 148 were 503)."""
     made, queue = recorder(capacity=1000)
     queue.records.extend([FetchRecord("/x", "http", 200, 0, 0.0, AT)] * 930)  # 93 % full
-    flood = [made.admits("10.0.0.1") for _ in range(500)]
+    flood = [made.admits("10.0.0.1", 100.0) for _ in range(500)]
     assert flood.count(ADMIT) == QUIET_SHARE
     assert set(flood[QUIET_SHARE:]) == {WAIT}  # held back, making no records
-    assert [made.admits("10.0.0.2") for _ in range(11)] == [ADMIT] * 11  # a booting phone
+    assert [made.admits("10.0.0.2", 100.0) for _ in range(11)] == [ADMIT] * 11  # a booting phone

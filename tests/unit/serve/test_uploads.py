@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleetkey.errors import UploadRefusedError
-from fleetkey.serve.uploads import CAPS, store_upload, upload_rule
+from fleetkey.serve.uploads import CAPS, Upload, store_upload, upload_rule
 
 
 @pytest.mark.parametrize(
@@ -25,9 +25,7 @@ from fleetkey.serve.uploads import CAPS, store_upload, upload_rule
     ],
 )
 def test_names_phones_write(name: str, mac: str) -> None:
-    rule = upload_rule(name)
-    assert rule is not None
-    assert rule[0] == mac
+    assert upload_rule(name) == Upload(mac, CAPS[name.split("-", 1)[1]], name)
 
 
 @pytest.mark.parametrize(

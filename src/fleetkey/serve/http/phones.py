@@ -4,8 +4,8 @@ What a request gets is ``serve.fetching``'s ruling; this module turns HTTP into 
 pipeline's facts (the path decoded once, the User-Agent, the client's address after trusted
 proxies, the per-device login) and the ruling back into HTTP (200/206/304/416 from
 ``answers``, 401 with challenges, 403, 404, 503 with Retry-After), and hands every answer to the
-recorder. Admission (answers in flight, large downloads) is per connection-level resource, so it
-lives here.
+recorder. Admission limits (answers in flight, large downloads) are per connection-level
+resource, so they live here.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ _SERVED: Final = frozenset({"GET", "HEAD", "PUT"})
 
 
 @dataclass(frozen=True, slots=True)
-class Admission:
+class AdmissionLimits:
     """When to answer 503 + Retry-After instead of queueing work without bound."""
 
     max_in_flight: int = 1024  # answers being prepared or written at once
@@ -85,12 +85,12 @@ class PhoneService:
         recorder: Recorder,
         *,
         uploads: Path,
-        admission: Admission | None = None,
+        admission: AdmissionLimits | None = None,
         policies: Policies | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._recorder = recorder
-        self._admission = admission or Admission()
+        self._admission = admission or AdmissionLimits()
         chosen = policies or Policies()
         self._auth = chosen.auth if chosen.auth is not None and chosen.auth.enabled else None
         self._proxies = chosen.proxies
@@ -127,14 +127,14 @@ class PhoneService:
         except RequestPathError:
             return 0
         upload = shape_of(segments).upload
-        return upload[1] if upload is not None else 0
+        return upload.cap_bytes if upload is not None else 0
 
     def answer_now(self, request: Request) -> Response | None:
         """The answer when it needs no waiting (everything but uploads, first Basic logins
         (scrypt) and operator requests: for those the protocol awaits ``handle``)."""
         if self._operator is not None and self._operator.wants(request.raw_path):
             return None
-        refused = self._gate(request)
+        refused = self._gate(request, request.started)  # made just now (protocol.py)
         if refused is _WAIT:
             return None  # handle() waits for its turn
         if refused is not None:
@@ -159,12 +159,12 @@ class PhoneService:
             response = await self._operator(request)
             response.operator = True
             return response
-        refused = self._gate(request)
+        refused = self._gate(request, time.perf_counter())
         waited = 0.0
         while refused is _WAIT and waited < FAIR_WAIT_MAX_S:  # over its share: it waits
             await asyncio.sleep(FAIR_WAIT_STEP_S)
             waited += FAIR_WAIT_STEP_S
-            refused = self._gate(request)
+            refused = self._gate(request, time.perf_counter())
         if refused is _WAIT:
             refused = self._busy(f"more than a fair share of requests for {waited:.0f} s")
         if refused is not None:
@@ -191,16 +191,17 @@ class PhoneService:
             self._in_flight -= 1
         return self._admitted(response)
 
-    def _gate(self, request: Request) -> Response | None:
-        """405 for methods not served, 503 under pressure; None to go on."""
+    def _gate(self, request: Request, now: float) -> Response | None:
+        """405 for methods not served, 503 under pressure, _WAIT over a fair share (``now``:
+        ``time.perf_counter()``); None to go on."""
         if request.method not in _SERVED:
             response = error_response(405, f"{request.method} is not served here")
             response.headers.append(("allow", "GET, HEAD, PUT"))
             return response
-        admission = self._recorder.admits(self._address(request))
-        if admission == WAIT:
+        admission = self._recorder.admits(self._address(request), now)
+        if admission is WAIT:
             return _WAIT
-        if admission == BUSY:
+        if admission is BUSY:
             return self._busy("fetch records are waiting to be written")
         if self._in_flight >= self._admission.max_in_flight:
             return self._busy(f"{self._in_flight} requests in flight")

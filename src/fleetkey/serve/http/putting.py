@@ -30,7 +30,7 @@ def store_now(root: Path, request: Request, ruling: Ruling | Response) -> Respon
     if isinstance(ruling, Response) or ruling.upload is None:
         return refusal(ruling)
     try:
-        created = store_upload(root, ruling.upload[2], request.body)
+        created = store_upload(root, ruling.upload.name, request.body)
     except OSError as exc:
         return _not_stored(ruling, exc)
     return _stored(request, ruling, created)
@@ -43,7 +43,7 @@ async def store_later(root: Path, request: Request, ruling: Ruling | Response) -
     loop = asyncio.get_running_loop()
     try:
         created = await loop.run_in_executor(
-            None, store_upload, root, ruling.upload[2], request.body
+            None, store_upload, root, ruling.upload.name, request.body
         )
     except OSError as exc:
         return _not_stored(ruling, exc)
@@ -61,7 +61,7 @@ def refusal(ruling: Ruling | Response) -> Response:
 
 def _not_stored(ruling: Ruling, exc: OSError) -> Response:
     log.error(  # counted by its status, no traceback
-        "storing upload %s failed: %s", ruling.upload[2] if ruling.upload else "?", exc
+        "storing upload %s failed: %s", ruling.upload.name if ruling.upload else "?", exc
     )
     full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
     response = error_response(507 if full else 500, "the upload could not be stored")

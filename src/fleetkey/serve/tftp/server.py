@@ -158,7 +158,7 @@ class TftpServer(asyncio.DatagramProtocol):
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "server busy: retry later")
         if self._per_client.get(addr[0], 0) >= settings.per_client:
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "too many transfers: retry later")
-        if self._recorder.admits(addr[0]) != ADMIT:  # no pushing back on UDP: busy
+        if self._recorder.admits(addr[0], started) is not ADMIT:  # no pushing back on UDP: busy
             raise _RefusedError(503, ErrorCode.NOT_DEFINED, "server busy: retry later")
         try:
             segments = _segments(request.filename)
@@ -244,7 +244,7 @@ class TftpServer(asyncio.DatagramProtocol):
         self, request: Request, addr: Address, ruling: Ruling, started: float
     ) -> None:
         assert ruling.upload is not None  # noqa: S101  # a 200 of a write names its upload
-        _, cap, name = ruling.upload
+        cap, name = ruling.upload.cap_bytes, ruling.upload.name
         try:
             options, oack = packets.offer(
                 request.opcode, tuple(request.options.items()), self._settings.limits, None
