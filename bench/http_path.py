@@ -54,6 +54,7 @@ from fleetkey.serve.recorder import Recorder  # noqa: E402
 from fleetkey.serve.runner import GC_THRESHOLDS  # noqa: E402
 from fleetkey.serve.tree import FileTree  # noqa: E402
 from fleetkey.serve.view import LiveView  # noqa: E402
+from fleetkey.store.fetches import StoreSink  # noqa: E402
 from fleetkey.store.writer import FetchWriter  # noqa: E402
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: 430\r\n\r\n"
@@ -198,7 +199,7 @@ def fleetkey_run(
     # every record queued (the real submit), none written until the end: no writer thread
     # running during the measurement
     writer = FetchWriter(
-        store.engine, capacity=total + 1, batch_size=total + 1, flush_interval_s=3600.0
+        StoreSink(store.engine), capacity=total + 1, batch_size=total + 1, flush_interval_s=3600.0
     ).start()
     view = LiveView(store)
     view.refresh()

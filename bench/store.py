@@ -28,6 +28,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fleetkey.store.fetches import StoreSink
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
 from fleetkey.store.writer import FetchWriter
@@ -72,7 +73,7 @@ def records(count: int) -> list[FetchRecord]:
 
 def through_writer(store: Store, rows: list[FetchRecord]) -> float:
     start = time.perf_counter()
-    with FetchWriter(store.engine, batch_size=BATCH) as writer:
+    with FetchWriter(StoreSink(store.engine), batch_size=BATCH) as writer:
 
         def produce() -> None:
             for row in rows:

@@ -1,8 +1,16 @@
-"""Public helpers for tests of code built on fleetkey: keys, licenses and clocks made to order."""
+"""Public helpers for tests of code built on fleetkey: keys, licenses and clocks made to order,
+and fakes for the serving and recording ports (httpx's ``MockTransport`` is the model: a real
+implementation of the port, in memory, rather than a mock of the caller).
+
+- :class:`FixedView`: a ``serve.view.ViewSource`` that holds one view;
+- :class:`InMemoryRecordQueue`: a ``serve.recorder.RecordQueue`` that keeps what it is given;
+- :class:`InMemorySink`: a ``store.fetches.RecordSink`` that keeps batches, each once;
+- :class:`RefusingSink`: wraps a sink as a store that refuses for a while, or crashes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -12,11 +20,27 @@ from fleetkey.core.issuing import issue_key
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.signing import Algorithm, SigningKey, TrustedKeys
 from fleetkey.core.terms import NEVER, Term
+from fleetkey.errors import FleetkeyError, QueueFullError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["FixedClock", "make_license", "record_license", "signing_key_for", "trusted_keys_for"]
+    from fleetkey.serve.recorder import RecordQueue
+    from fleetkey.serve.view import View, ViewSource
+    from fleetkey.store.fetches import RecordSink
+    from fleetkey.store.records import FetchRecord
+
+__all__ = [
+    "FixedClock",
+    "FixedView",
+    "InMemoryRecordQueue",
+    "InMemorySink",
+    "RefusingSink",
+    "make_license",
+    "record_license",
+    "signing_key_for",
+    "trusted_keys_for",
+]
 
 TEST_MAC = "0004f2000001"
 
@@ -89,3 +113,95 @@ def record_license(
     if post:
         posting.post(session, clock or FixedClock(), "tester", stored.id, force=True)
     return stored.id
+
+
+class FixedView:
+    """A ``ViewSource`` that never refreshes: rulings and records read ``view`` (assign a new
+    one to change what they see, as a refresh would)."""
+
+    def __init__(self, view: View) -> None:
+        self.view = view
+
+
+class InMemoryRecordQueue:
+    """A ``RecordQueue`` that keeps every record in ``records``: at ``capacity`` records a
+    submit raises ``QueueFullError``; one not ``running`` refuses every record, as a stopped
+    writer does."""
+
+    def __init__(self, capacity: int = 1_000_000, *, running: bool = True) -> None:
+        self.capacity = capacity
+        self.running = running
+        self.records: list[FetchRecord] = []
+
+    @property
+    def depth(self) -> int:
+        return len(self.records)
+
+    def submit(self, record: FetchRecord, timeout: float | None = None) -> None:
+        if not self.running:
+            raise FleetkeyError("the fetch writer is not running")
+        if len(self.records) >= self.capacity:
+            raise QueueFullError(f"fetch-record queue full ({self.capacity} waiting)")
+        self.records.append(record)
+
+
+class InMemorySink:
+    """A ``RecordSink`` in memory: ``records`` in the order their batches came, each batch
+    (writer name, sequence number) marked in ``batches`` as a store marks it committed."""
+
+    def __init__(self) -> None:
+        self.records: list[FetchRecord] = []
+        self.batches: list[tuple[str, int]] = []
+
+    def insert_batch(self, records: Sequence[FetchRecord], batch: tuple[str, int]) -> None:
+        self.records.extend(records)
+        self.batches.append(batch)
+
+    def batch_written(self, writer: str, seq: int) -> bool:
+        return (writer, seq) in self.batches
+
+
+class RefusingSink:
+    """A ``RecordSink`` around ``inner`` that goes away for a while: the next ``refusals``
+    batches raise ``error`` with nothing written, the ``lost_commits`` after them are written
+    and still raise it (a connection lost during COMMIT), the rest go to ``inner``.
+
+    ``error`` decides what the writer sees: by default an ``OSError`` (the store away: held
+    and tried again); ``sqlalchemy.exc.OperationalError`` for a database that refuses, any
+    other exception for a bug in the sink. ``calls`` counts the batches offered.
+    """
+
+    def __init__(
+        self,
+        inner: RecordSink,
+        refusals: int,
+        *,
+        lost_commits: int = 0,
+        error: Exception | None = None,
+    ) -> None:
+        self.inner = inner
+        self.refusals = refusals
+        self.lost_commits = lost_commits
+        self.error = error if error is not None else OSError("the store is away (RefusingSink)")
+        self.calls = 0
+
+    def insert_batch(self, records: Sequence[FetchRecord], batch: tuple[str, int]) -> None:
+        self.calls += 1
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise self.error.with_traceback(None)
+        self.inner.insert_batch(records, batch)
+        if self.lost_commits > 0:
+            self.lost_commits -= 1
+            raise self.error.with_traceback(None)
+
+    def batch_written(self, writer: str, seq: int) -> bool:
+        return self.inner.batch_written(writer, seq)
+
+
+if TYPE_CHECKING:  # mypy checks that each fake is a real implementation of its port
+
+    def _ports(
+        view: FixedView, queue: InMemoryRecordQueue, sink: InMemorySink, refusing: RefusingSink
+    ) -> tuple[ViewSource, RecordQueue, RecordSink, RecordSink]:
+        return view, queue, sink, refusing

@@ -44,7 +44,7 @@ from fleetkey.serve.content import Content
 from fleetkey.serve.layout import Layout
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.uploads import Upload, upload_rule
-from fleetkey.serve.view import LiveView, View
+from fleetkey.serve.view import View, ViewSource
 from fleetkey.store.sightings import NewPhone
 
 _MAC_NAME: Final = re.compile(r"([0-9A-Fa-f]{12})[-.]")
@@ -178,7 +178,7 @@ class Pipeline:
 
     def __init__(
         self,
-        view: LiveView,
+        view: ViewSource,
         tree: FileTree,
         uploads: FileTree,
         *,

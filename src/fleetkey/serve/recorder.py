@@ -26,18 +26,17 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol
 
 from fleetkey.clock import Clock
 from fleetkey.core.useragent import PhoneAgent
 from fleetkey.errors import QueueFullError
 from fleetkey.serve.fetching import Ruling
-from fleetkey.serve.view import LiveView
+from fleetkey.serve.view import ViewSource
 from fleetkey.store import sightings
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.sightings import NewPhone, Sighting
 from fleetkey.store.store import Store
-from fleetkey.store.writer import FetchWriter
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,21 @@ class Admission(enum.Enum):
 ADMIT: Final = Admission.ADMIT
 WAIT: Final = Admission.WAIT
 BUSY: Final = Admission.BUSY
+
+
+class RecordQueue(Protocol):
+    """Where the recorder queues fetch records (a port: the server's is ``store.writer``'s
+    ``FetchWriter``; ``fleetkey.testing.InMemoryRecordQueue`` keeps them in a list)."""
+
+    @property
+    def depth(self) -> int:
+        """Records queued and not yet in the store: the server's measure of overload."""
+        ...
+
+    def submit(self, record: FetchRecord, timeout: float | None = None) -> None:
+        """Queue ``record``, waiting at most ``timeout`` seconds for room (0: not at all), then
+        raise QueueFullError; a queue that is not running raises FleetkeyError."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +164,14 @@ class Recorder:
 
     def __init__(
         self,
-        writer: FetchWriter,
+        queue: RecordQueue,
         clock: Clock,
-        view: LiveView,
+        view: ViewSource,
         *,
         queue_capacity: int,
         sightings: Sightings | None = None,
     ) -> None:
-        self._writer = writer
+        self._queue = queue
         self._clock = clock
         self._live = view
         self.sightings = sightings or Sightings()
@@ -175,7 +189,7 @@ class Recorder:
     @property
     def congested(self) -> bool:
         """The record queue is nearly full: answer busy rather than queue more."""
-        return self._writer.depth >= self._busy_at
+        return self._queue.depth >= self._busy_at
 
     def admits(self, address: str | None, now: float) -> Admission:
         """Whether a request from ``address`` may be answered now, must wait, or is answered
@@ -186,7 +200,7 @@ class Recorder:
         ``now``: monotonic seconds (``time.perf_counter()``, as every adapter passes), for the
         one-second window.
         """
-        depth = self._writer.depth
+        depth = self._queue.depth
         if depth < self._fair_at:
             return ADMIT  # nearly always: one comparison
         if depth >= self._full_at:
@@ -254,7 +268,7 @@ class Recorder:
             via,
         )
         try:
-            self._writer.submit(record, timeout=0)
+            self._queue.submit(record, timeout=0)
         except QueueFullError:
             self._not_queued(protocol, path)
 

@@ -44,6 +44,7 @@ from fleetkey.serve.recorder import Recorder
 from fleetkey.serve.tftp.server import TftpServer, TftpSettings, serve_tftp
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.view import REFRESH_S, LiveView
+from fleetkey.store.fetches import StoreSink
 from fleetkey.store.store import Store
 from fleetkey.store.writer import CAPACITY, SPILL_AT, FetchWriter
 
@@ -116,7 +117,7 @@ class ServerRunner:
         self.store, self.places, self.clock, self.settings = store, places, clock, settings
         queue = settings.record_queue
         self.writer = FetchWriter(
-            store.engine,
+            StoreSink(store.engine),
             capacity=queue,
             fallback=places.unwritten,
             spill=places.held,

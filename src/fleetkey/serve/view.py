@@ -13,7 +13,7 @@ key within one refresh.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from fleetkey.core.license import LicenseType
 from fleetkey.serve.content import Content, ContentKind
@@ -51,6 +51,14 @@ class View:
         return self.licenses.get((PHONE, mac))
 
 
+class ViewSource(Protocol):
+    """Where rulings and records read the current :class:`View` from (a port: the server's is
+    :class:`LiveView`; ``fleetkey.testing.FixedView`` holds one that never changes)."""
+
+    @property
+    def view(self) -> View: ...
+
+
 def _content(key: serving.PostedKey) -> Content:
     return Content(
         kind=ContentKind.SITE_LICENSE if key.type == SITE else ContentKind.PHONE_LICENSE,
@@ -65,7 +73,8 @@ def _content(key: serving.PostedKey) -> Content:
 
 
 class LiveView:
-    """The newest :class:`View` (``.view``), refreshed from the store on request."""
+    """The newest :class:`View` (``.view``), refreshed from the store on request: the
+    server's :class:`ViewSource`."""
 
     def __init__(self, store: Store) -> None:
         self._store = store

@@ -1,5 +1,9 @@
 """Fetch records in the store: the batched insert the writer uses, and queries over what
-phones fetched (``store.writer`` takes records from servers and calls ``insert_records``).
+phones fetched.
+
+``store.writer`` takes records from servers and hands them, a batch at a time, to a
+:class:`RecordSink`: the store's is :class:`StoreSink` (``insert_records`` and
+``batch_written`` below); ``fleetkey.testing`` has one in memory and one that refuses.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import Engine, Select, and_, delete, func, insert, or_, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
@@ -41,6 +45,34 @@ _COLUMNS: Final = (
 # sort keys made in C: a Python key function cost 0.25 µs a row more
 _MAC_AND_TIME: Final = operator.itemgetter(0, 1)
 _TIME: Final = operator.itemgetter(1)
+
+
+class RecordSink(Protocol):
+    """Where the fetch-record writer puts its batches (``store.writer``'s port).
+
+    ``insert_batch`` writes ``records`` and marks ``batch`` (writer name, sequence number)
+    committed in one transaction, or raises: ``OSError`` or a SQLAlchemy error is the store
+    refusing (held and tried again), ``DataError``/``IntegrityError`` the store refusing what
+    a row holds. ``batch_written`` says whether a batch was committed (after an ambiguous
+    failure, or when a spill file is read back).
+    """
+
+    def insert_batch(self, records: Sequence[FetchRecord], batch: tuple[str, int]) -> None: ...
+
+    def batch_written(self, writer: str, seq: int) -> bool: ...
+
+
+class StoreSink:
+    """The store's fetches table as a :class:`RecordSink`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def insert_batch(self, records: Sequence[FetchRecord], batch: tuple[str, int]) -> None:
+        insert_records(self.engine, records, batch)
+
+    def batch_written(self, writer: str, seq: int) -> bool:
+        return batch_written(self.engine, writer, seq)
 
 
 def insert_records(

@@ -3,8 +3,9 @@ never lost while the store is down.
 
 Servers ``submit`` one record per answer from their event loop: an append to a deque (atomic
 under the GIL, no lock: the lock and its condition cost more than the rest of the record).
-One thread writes them a batch at a time (one executemany per transaction, ``fetches``) as
-soon as a batch is full, at least every second, and at ``close``.
+One thread writes them a batch at a time to a ``RecordSink`` (the store's: one executemany per
+transaction, ``fetches.StoreSink``) as soon as a batch is full, at least every second, and at
+``close``.
 
 When the store refuses a batch (the database unreachable, the disk full, a lock held too long)
 the writer does not die and does not drop the batch: it holds it, in order, and tries again
@@ -35,11 +36,10 @@ from collections import deque
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleetkey.errors import FleetkeyError, HeldFileError, QueueFullError
-from fleetkey.store.fetches import batch_written, insert_records, refused_for_content
+from fleetkey.store.fetches import RecordSink, refused_for_content
 from fleetkey.store.held import (
     append_records,
     appending,
@@ -69,7 +69,7 @@ class FetchWriter:
 
     def __init__(
         self,
-        engine: Engine,
+        sink: RecordSink,
         *,
         capacity: int = CAPACITY,
         batch_size: int = BATCH_SIZE,
@@ -80,7 +80,7 @@ class FetchWriter:
         retry_delay_s: float = 0.1,
         retry_max_s: float = 2.0,  # after a refusal, the store is tried again at least this often
     ) -> None:
-        self._engine = engine
+        self._sink = sink
         self._pending: deque[FetchRecord] = deque()
         self._held: deque[tuple[int, list[FetchRecord]]] = deque()  # refused batches, in order
         self._held_count = 0
@@ -234,8 +234,8 @@ class FetchWriter:
         an empty list when all did)."""
         self.writing_since = time.time()
         try:
-            if self.failing_since is None or not batch_written(self._engine, self.name, seq):
-                insert_records(self._engine, batch, (self.name, seq))
+            if self.failing_since is None or not self._sink.batch_written(self.name, seq):
+                self._sink.insert_batch(batch, (self.name, seq))
             # else it was committed before the error that made it look refused
         except _FAILURES as exc:
             if not refused_for_content(exc):
@@ -270,7 +270,7 @@ class FetchWriter:
         while parts:
             part = parts.pop(0)
             try:
-                insert_records(self._engine, part, (self.name, next(self._seq)))
+                self._sink.insert_batch(part, (self.name, next(self._seq)))
             except _FAILURES as exc:
                 if not refused_for_content(exc):
                     self._refused(exc)
@@ -349,8 +349,8 @@ class FetchWriter:
         try:
             for writer, seq, batch in read_batches(self._spill):
                 try:
-                    if not batch_written(self._engine, writer, seq):
-                        insert_records(self._engine, batch, (writer, seq))
+                    if not self._sink.batch_written(writer, seq):
+                        self._sink.insert_batch(batch, (writer, seq))
                         self._wrote(batch)
                 except _FAILURES as exc:
                     if not refused_for_content(exc):

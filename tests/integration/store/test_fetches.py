@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from fleetkey.errors import QueueFullError
 from fleetkey.store import fetches
-from fleetkey.store import writer as writing
+from fleetkey.store.fetches import StoreSink
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
 from fleetkey.store.writer import FetchWriter
@@ -41,7 +42,7 @@ def stored(store: Store, **filters: object) -> list[FetchRecord]:
 
 
 def test_every_submitted_record_is_written_at_close(store: Store) -> None:
-    with FetchWriter(store.engine, batch_size=700) as writer:
+    with FetchWriter(StoreSink(store.engine), batch_size=700) as writer:
         for i in range(5000):
             writer.submit(fetch(i, mac=f"0004f2{i % 7:06x}"))
     assert writer.written == 5000
@@ -52,7 +53,7 @@ def test_every_submitted_record_is_written_at_close(store: Store) -> None:
 
 
 def test_records_are_flushed_within_the_interval(store: Store) -> None:
-    writer = FetchWriter(store.engine, flush_interval_s=0.2).start()
+    writer = FetchWriter(StoreSink(store.engine), flush_interval_s=0.2).start()
     try:
         writer.submit(fetch(1))
         deadline = time.monotonic() + 5
@@ -64,18 +65,21 @@ def test_records_are_flushed_within_the_interval(store: Store) -> None:
         writer.close()
 
 
-def test_full_queue_pushes_back_and_loses_nothing(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    gate = threading.Event()
-    real_insert = writing.insert_records
+class GatedSink(StoreSink):
+    """The store, writing nothing until ``gate`` is set (a store that has stalled)."""
 
-    def slow_insert(*args: object, **kwargs: object) -> None:
-        gate.wait(10)
-        real_insert(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.engine)
+        self.gate = threading.Event()
 
-    monkeypatch.setattr(writing, "insert_records", slow_insert)
-    writer = FetchWriter(store.engine, capacity=3, batch_size=1, flush_interval_s=0.05).start()
+    def insert_batch(self, records: Sequence[FetchRecord], batch: tuple[str, int]) -> None:
+        self.gate.wait(10)
+        super().insert_batch(records, batch)
+
+
+def test_full_queue_pushes_back_and_loses_nothing(store: Store) -> None:
+    sink = GatedSink(store)
+    writer = FetchWriter(sink, capacity=3, batch_size=1, flush_interval_s=0.05).start()
     submitted, refused = 0, None
     for i in range(10):
         try:
@@ -87,7 +91,7 @@ def test_full_queue_pushes_back_and_loses_nothing(
     assert refused is not None
     assert "queue full (3 waiting)" in str(refused)
     assert writer.depth == 3
-    gate.set()
+    sink.gate.set()
     writer.close()
     assert writer.written == submitted
     assert len(stored(store)) == submitted
@@ -98,7 +102,7 @@ def test_refused_records_go_to_the_fallback_file_and_are_counted(
 ) -> None:
     unmigrated = Store(store_url)  # no tables: every insert fails
     fallback = tmp_path / "unwritten.jsonl"
-    with FetchWriter(unmigrated.engine, fallback=fallback, retry_delay_s=0.01) as writer:
+    with FetchWriter(StoreSink(unmigrated.engine), fallback=fallback, retry_delay_s=0.01) as writer:
         writer.submit(fetch(1))
         writer.submit(fetch(2))
     assert (writer.written, writer.dropped) == (0, 2)
@@ -109,7 +113,7 @@ def test_refused_records_go_to_the_fallback_file_and_are_counted(
 
 def test_submit_before_start_is_an_error(store: Store) -> None:
     with pytest.raises(Exception, match="not running"):
-        FetchWriter(store.engine).submit(fetch(1))
+        FetchWriter(StoreSink(store.engine)).submit(fetch(1))
 
 
 def test_since_filter(store: Store) -> None:
@@ -140,7 +144,7 @@ def test_two_writers_on_postgresql_neither_lose_nor_duplicate(postgres_server) -
     stores[0].upgrade()
 
     def write(store: Store, mac: str) -> None:
-        with FetchWriter(store.engine, batch_size=250) as writer:
+        with FetchWriter(StoreSink(store.engine), batch_size=250) as writer:
             for i in range(3000):
                 writer.submit(fetch(i, mac=mac))
 

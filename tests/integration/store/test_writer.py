@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,13 +14,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from fleetkey.store import writer as writing
 from fleetkey.store.database import default_url
+from fleetkey.store.fetches import StoreSink
 from fleetkey.store.held import record_json
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.schema import FetchRow
 from fleetkey.store.store import Store
 from fleetkey.store.writer import FetchWriter
+from fleetkey.testing import RefusingSink
 
 from tests.helpers import Fleetkey
 from tests.pg import PostgresServer
@@ -51,41 +53,27 @@ def assert_once_each_and_in_order(store: Store, count: int, batch_size: int) -> 
         assert later[n] < min(later[n + batch_size :]), f"record {n} written too late"
 
 
-def wait_until(check: object, timeout_s: float = 20.0) -> None:
+def wait_until(check: Callable[[], object], timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, "not within the timeout"
         time.sleep(0.05)
 
 
-class Refusing:
-    """insert_records that refuses ``refusals`` times, then once commits and still raises
-    (a connection lost during COMMIT), then works."""
-
-    def __init__(self, refusals: int) -> None:
-        self.refusals = refusals
-        self.ambiguous = 1
-        self.calls = 0
-        self.real = writing.insert_records
-
-    def __call__(self, *args: object, **kwargs: object) -> None:
-        self.calls += 1
-        if self.refusals:
-            self.refusals -= 1
-            raise OperationalError("INSERT", {}, Exception("database is locked"))
-        self.real(*args, **kwargs)  # type: ignore[arg-type]
-        if self.ambiguous:
-            self.ambiguous -= 1
-            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+def refusing(store: Store, refusals: int, lost_commits: int = 0) -> RefusingSink:
+    """The real store behind a sink that refuses ``refusals`` batches with an OperationalError
+    (as a locked or unreachable database does), and then perhaps loses a commit."""
+    away = OperationalError("INSERT", {}, Exception("database is locked"))
+    return RefusingSink(StoreSink(store.engine), refusals, lost_commits=lost_commits, error=away)
 
 
 def test_a_store_that_refuses_for_a_while_gets_every_record_once_and_in_order(
-    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    refusing = Refusing(refusals=4)
-    monkeypatch.setattr(writing, "insert_records", refusing)
+    """Four refusals, then a batch committed whose COMMIT still failed: written once."""
+    sink = refusing(store, 4, lost_commits=1)
     writer = FetchWriter(
-        store.engine, batch_size=100, flush_interval_s=0.05, retry_delay_s=0.02, retry_max_s=0.1
+        sink, batch_size=100, flush_interval_s=0.05, retry_delay_s=0.02, retry_max_s=0.1
     ).start()
     with caplog.at_level(logging.WARNING, logger="fleetkey.store.writer"):
         for i in range(1000):
@@ -103,12 +91,11 @@ def test_a_store_that_refuses_for_a_while_gets_every_record_once_and_in_order(
 
 
 def test_records_held_past_the_spill_mark_go_to_disk_and_come_back_at_the_next_start(
-    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    store: Store, tmp_path: Path
 ) -> None:
     spill = tmp_path / "fetches-held.jsonl"
-    monkeypatch.setattr(writing, "insert_records", Refusing(refusals=10**9))
     down = FetchWriter(
-        store.engine, batch_size=50, flush_interval_s=0.02, spill=spill, spill_at=200,
+        refusing(store, 10**9), batch_size=50, flush_interval_s=0.02, spill=spill, spill_at=200,
         retry_delay_s=0.01, retry_max_s=0.02,
     ).start()  # fmt: skip
     for i in range(1000):
@@ -117,8 +104,7 @@ def test_records_held_past_the_spill_mark_go_to_disk_and_come_back_at_the_next_s
     assert down.depth <= 1000 - down.spilled
     down.close()  # the store still refuses: everything held is on the spill file
     assert (down.spilled, down.dropped, down.held) == (1000, 0, 1000)
-    monkeypatch.undo()
-    with FetchWriter(store.engine, spill=spill, flush_interval_s=0.02) as up:
+    with FetchWriter(StoreSink(store.engine), spill=spill, flush_interval_s=0.02) as up:
         up.submit(fetch(1000))
         wait_until(lambda: up.written == 1001)
     assert_once_each_and_in_order(store, 1001, batch_size=50)
@@ -126,20 +112,18 @@ def test_records_held_past_the_spill_mark_go_to_disk_and_come_back_at_the_next_s
 
 
 def test_a_spill_file_written_once_already_is_not_written_twice(
-    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    store: Store, tmp_path: Path
 ) -> None:
     spill = tmp_path / "held.jsonl"
-    monkeypatch.setattr(writing, "insert_records", Refusing(refusals=10**9))
-    down = FetchWriter(store.engine, spill=spill, retry_delay_s=0.01).start()
+    down = FetchWriter(refusing(store, 10**9), spill=spill, retry_delay_s=0.01).start()
     for i in range(10):
         down.submit(fetch(i))
     down.close()
-    monkeypatch.undo()
     copy = spill.read_bytes()
-    with FetchWriter(store.engine, spill=spill):
+    with FetchWriter(StoreSink(store.engine), spill=spill):
         pass
     spill.write_bytes(copy)  # as if the process died before removing the file
-    with FetchWriter(store.engine, spill=spill):
+    with FetchWriter(StoreSink(store.engine), spill=spill):
         pass
     assert sorted(written(store)) == list(range(10))
 
@@ -150,7 +134,7 @@ def test_a_postgresql_outage_of_10_s_loses_no_record() -> None:
     store = Store(server.create_database())
     store.upgrade()
     writer = FetchWriter(
-        store.engine, batch_size=500, flush_interval_s=0.2, retry_max_s=1.0
+        StoreSink(store.engine), batch_size=500, flush_interval_s=0.2, retry_max_s=1.0
     ).start()
     stop = threading.Event()
     sent = 0
@@ -222,7 +206,7 @@ def test_a_row_the_store_refuses_for_its_content_is_set_aside_and_the_rest_writt
     fallback = tmp_path / "fetches-unwritten.jsonl"
     bad = fetch(500)._replace(path=None)  # NOT NULL on both backends: refused for what it holds
     with caplog.at_level(logging.ERROR, logger="fleetkey.store.writer"):
-        writer = FetchWriter(store.engine, batch_size=1000, fallback=fallback).start()
+        writer = FetchWriter(StoreSink(store.engine), batch_size=1000, fallback=fallback).start()
         for i in range(1000):
             writer.submit(bad if i == 500 else fetch(i), timeout=0)
         wait_until(lambda: writer.written == 999 and writer.depth == 0)
@@ -250,7 +234,7 @@ def test_a_damaged_spill_file_is_set_aside_and_the_writer_goes_on(
     spill.write_bytes((head + good).encode() + b"\xff not json\n" + (head + good).encode())
     with (
         caplog.at_level(logging.ERROR, logger="fleetkey.store.writer"),
-        FetchWriter(store.engine, spill=spill, flush_interval_s=0.02) as writer,
+        FetchWriter(StoreSink(store.engine), spill=spill, flush_interval_s=0.02) as writer,
     ):
         writer.submit(fetch(2))
         wait_until(lambda: writer.written == 1)
@@ -262,21 +246,12 @@ def test_a_damaged_spill_file_is_set_aside_and_the_writer_goes_on(
 
 
 def test_an_unexpected_error_does_not_end_the_writer(
-    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    calls = {"n": 0}
-    real = writing.insert_records
-
-    def once_a_bug(*args: object, **kwargs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyError("a bug")
-        real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(writing, "insert_records", once_a_bug)
+    once_a_bug = RefusingSink(StoreSink(store.engine), 1, error=KeyError("a bug"))
     with caplog.at_level(logging.ERROR, logger="fleetkey.store.writer"):
         writer = FetchWriter(
-            store.engine, flush_interval_s=0.02, retry_delay_s=0.02, retry_max_s=0.05
+            once_a_bug, flush_interval_s=0.02, retry_delay_s=0.02, retry_max_s=0.05
         ).start()
         for i in range(10):
             writer.submit(fetch(i), timeout=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError, dataclass
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from fleetkey.serve.layout import Layout
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.uploads import Upload
 from fleetkey.serve.view import View
+from fleetkey.testing import FixedView
 
 SITE_A, SITE_B = "100000000001", "100000000002"
 A1, A2, B1 = "0004f2000001", "0004f2000002", "0004f2000003"  # two phones at A, one at B
@@ -35,13 +36,6 @@ def posted(kind: ContentKind, serial: str) -> Content:
     return Content(
         kind, "x", len(body), f'"{serial}"', datetime(2026, 1, 1, tzinfo=UTC), serial, body
     )
-
-
-@dataclass
-class Held:
-    """What the pipeline reads its view from (a LiveView in the server)."""
-
-    view: View
 
 
 @pytest.fixture
@@ -69,7 +63,7 @@ def pipeline(
     )
     uploads = FileTree(tree.parent / "uploads", kind=ContentKind.UPLOAD)
     return Pipeline(
-        Held(view),  # type: ignore[arg-type]  # duck-typed: the pipeline reads .view only
+        FixedView(view),
         FileTree(tree),
         uploads,
         addresses=Addresses(hold_s=120),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
 
 from fleetkey.clock import FixedClock
-from fleetkey.errors import FleetkeyError, QueueFullError
+from fleetkey.errors import FleetkeyError
 from fleetkey.serve.fetching import Ruling
 from fleetkey.serve.recorder import (
     ADMIT,
@@ -24,43 +23,16 @@ from fleetkey.serve.recorder import (
 from fleetkey.serve.view import View
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.sightings import NewPhone
+from fleetkey.testing import FixedView, InMemoryRecordQueue
 
 KNOWN, STRANGER = "0004f2000001", "0004f2999999"
 AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-@dataclass
-class Held:
-    view: View
-
-
-@dataclass
-class QueueOf:
-    """A record writer's queue as the recorder sees it: depth and submit."""
-
-    capacity: int
-    records: list[FetchRecord] = field(default_factory=list)
-
-    @property
-    def depth(self) -> int:
-        return len(self.records)
-
-    def submit(self, record: FetchRecord, timeout: float | None = None) -> None:
-        if len(self.records) >= self.capacity:
-            raise QueueFullError("full")
-        self.records.append(record)
-
-
-def recorder(capacity: int = 100) -> tuple[Recorder, QueueOf]:
-    queue = QueueOf(capacity)
-    view = Held(View(phone_sites={KNOWN: "100000000001"}))
-    made = Recorder(
-        queue,  # type: ignore[arg-type]  # duck-typed: depth and submit
-        FixedClock(AT),
-        view,  # type: ignore[arg-type]  # duck-typed: .view
-        queue_capacity=capacity,
-    )
-    return made, queue
+def recorder(capacity: int = 100) -> tuple[Recorder, InMemoryRecordQueue]:
+    queue = InMemoryRecordQueue(capacity)
+    view = FixedView(View(phone_sites={KNOWN: "100000000001"}))
+    return Recorder(queue, FixedClock(AT), view, queue_capacity=capacity), queue
 
 
 def record(made: Recorder, status: int, ruling: Ruling | None, path: str = "/x.cfg") -> None:
@@ -142,18 +114,11 @@ def test_a_stranger_queued_once_stays_queued_once() -> None:
 
 
 def test_the_writer_not_running_is_an_error_not_a_silent_loss() -> None:
-    class Stopped(QueueOf):
-        def submit(self, record: FetchRecord, timeout: float | None = None) -> None:
-            raise FleetkeyError("the fetch writer is not running")
-
-    made = Recorder(
-        Stopped(10),  # type: ignore[arg-type]
-        FixedClock(AT),
-        Held(View()),  # type: ignore[arg-type]
-        queue_capacity=10,
-    )
+    stopped = InMemoryRecordQueue(10, running=False)
+    made = Recorder(stopped, FixedClock(AT), FixedView(View()), queue_capacity=10)
     with pytest.raises(FleetkeyError, match="not running"):
         record(made, 200, None)
+    assert made.unrecorded == 0  # not counted as a full queue: it is an error
 
 
 def test_under_pressure_an_address_over_its_fair_share_waits_and_the_others_go_on() -> None:
