@@ -34,7 +34,7 @@ import enum
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from fleetkey.core.license import LicenseType
 from fleetkey.core.naming import license_file_type, license_place
@@ -91,6 +91,21 @@ class Ruling:
     site: str | None = None
     upload: Upload | None = None
     register: NewPhone | None = None
+
+
+class Decider(Protocol):
+    """What a framing adapter asks for a ruling (a port: the server's is :class:`Pipeline`)."""
+
+    def decide(
+        self,
+        segments: tuple[str, ...],
+        address: str | None,
+        agent: PhoneAgent | None,
+        now: float,
+        *,
+        login: str | None = None,
+        write: bool = False,
+    ) -> Ruling: ...
 
 
 @dataclass(slots=True)

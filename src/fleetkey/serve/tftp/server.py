@@ -24,7 +24,7 @@ from typing import Any, Final, cast
 from fleetkey.core.requestpath import filename_segments
 from fleetkey.errors import RequestPathError
 from fleetkey.serve.content import Content
-from fleetkey.serve.fetching import Pipeline, Ruling
+from fleetkey.serve.fetching import Decider, Ruling
 from fleetkey.serve.listen import bind_datagrams
 from fleetkey.serve.recorder import ADMIT, Recorder
 from fleetkey.serve.tftp import packets
@@ -88,7 +88,7 @@ class TftpCounters:
 class TftpServer(asyncio.DatagramProtocol):
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: Decider,
         recorder: Recorder,
         uploads: Path,
         settings: TftpSettings,
