@@ -1,28 +1,37 @@
 """Helpers shared by test modules (never a test module importing another one).
 
 Fixtures stay in the conftest files; what several test modules call directly lives here: the
-in-process CLI runner, a small site fleet built through the CLI, free ports, a local webhook
-receiver, and a Kamailio SIP peer for the check-sync client and the rollout executor.
+in-process CLI runner, a small site fleet built through the CLI, the admin API called in
+process, free ports, a local webhook receiver, and a Kamailio SIP peer for the check-sync client
+and the rollout executor. Helpers for a real `fleetkey serve` are in ``tests/serving.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import click
+import httpx
 from click.testing import CliRunner, Result
+from fastapi import FastAPI
 
+from fleetkey.authority.datadir import DataDir
 from fleetkey.cli.main import cli
 from fleetkey.core.sip import Contact
+from fleetkey.store.store import Store
 
 INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
 VENDOR_FILE = INTEROP / "vendor-site-license.cfg"
@@ -100,6 +109,52 @@ def issue_site_license(fleetkey: Fleetkey, expires: date) -> None:
         "--expires",
         expires.isoformat(),
     )
+
+
+@dataclass
+class Api:
+    """The admin API app in process, called through ``httpx.ASGITransport`` with its token."""
+
+    app: FastAPI
+    token: str
+    store: Store
+    data: DataDir
+
+    def ask(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = "",
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """``method path`` with the bearer token (another ``token``, or None for none)."""
+        bearer = self.token if token == "" else token
+        headers = dict(headers or {})
+        if bearer:
+            headers["authorization"] = f"Bearer {bearer}"
+
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://fleetkey") as c:
+                return await c.request(method, path, headers=headers, **kwargs)
+
+        return asyncio.run(send())
+
+
+def fleetkey_executable() -> list[str]:
+    """The installed ``fleetkey`` console script (``python -m fleetkey`` when there is none)."""
+    script = shutil.which("fleetkey", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "fleetkey"]
+
+
+def wait_until(check: Callable[[], object], timeout_s: float = 20.0, every_s: float = 0.05) -> None:
+    """Poll ``check`` until it is truthy; fail after ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "not within the timeout"
+        time.sleep(every_s)
 
 
 def free_port() -> int:

@@ -132,3 +132,27 @@ def test_a_protocol_adapter_imports_no_other_adapter(adapter: str) -> None:
 def test_the_protocol_neutral_core_of_serving_imports_no_adapter(module: str) -> None:
     wrong = serve_modules_imported(SRC / "serve" / f"{module}.py") & set(ADAPTERS)
     assert not wrong, f"serve/{module}.py imports the {sorted(wrong)} adapter"
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize(
+    "path", sorted(TESTS.rglob("*.py")), ids=lambda p: str(p.relative_to(TESTS))
+)
+def test_tests_import_helper_modules_never_a_conftest_or_another_test_module(path: Path) -> None:
+    """What several test modules share is in tests/helpers.py, tests/serving.py, tests/pg.py or
+    tests/tmpfs.py; a conftest holds fixtures, reached by pytest, not by import."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        for name in names:
+            last = name.rsplit(".", 1)[-1]
+            shared = last == "conftest" or last.startswith("test_")
+            assert not (name.startswith("tests.") and shared), (
+                f"{path.relative_to(TESTS)} imports {name}"
+            )

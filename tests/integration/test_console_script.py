@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import VENDOR_FILE
-
-
-def fleetkey_executable() -> list[str]:
-    script = shutil.which("fleetkey", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "fleetkey"]
+from tests.helpers import VENDOR_FILE, fleetkey_executable
 
 
 @pytest.fixture

@@ -13,25 +13,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.helpers import fleetkey_executable
 from tests.tmpfs import fill, mounted_tmpfs, snapshot
 
 PASSPHRASE = "pass phrase"  # noqa: S105  # the test's own throwaway passphrase
 Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def fleetkey_executable() -> list[str]:
-    script = shutil.which("fleetkey", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "fleetkey"]
 
 
 def runner(data: Path, cwd: Path) -> Run:

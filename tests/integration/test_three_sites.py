@@ -23,20 +23,14 @@ from fleetkey.emulate.fleet import phone_address
 from fleetkey.ops.notifier import Notifier
 
 from tests.helpers import free_udp_port
-from tests.integration.serve.conftest import fleet_env, fleetkey_command, wait_for
+from tests.serving import fleet_env, fleetkey_command, wait_for
+from tests.serving import run_fleetkey as cli
 
 SITE_FILE = "000000000000-license.cfg"
 SITES = {"100000000001": ("Berlin", "2030-12-31"), "100000000002": ("New York", "2031-06-30"),
          "100000000003": ("Tokyo", "2032-01-31")}  # fmt: skip
 NEW_YORK = "100000000002"
 PHONES = 2  # per site and protocol
-
-
-def cli(env: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*fleetkey_command(), *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
-    assert done.returncode == code, f"{args}: {done.stderr}"
-    return done
 
 
 def digest(path: Path) -> str:

@@ -3,30 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from tests.integration.serve.conftest import (
-    SITE,
-    fleet_env,
-    fleetkey_command,
-    make_fleet,
-    start_server,
-)
-
-
-def run(env: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [*fleetkey_command(), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == code, done.stderr
-    return done
+from tests.serving import SITE, fleet_env, make_fleet, run_fleetkey, start_server
 
 
 def test_capacity_climbs_until_the_server_sheds_load_and_is_recorded_for_planning(
@@ -36,7 +16,7 @@ def test_capacity_climbs_until_the_server_sheds_load_and_is_recorded_for_plannin
     make_fleet(data, env)
     server = start_server(data, env, "--http", "127.0.0.1:0", "--max-in-flight", "2")
     try:
-        done = run(
+        done = run_fleetkey(
             env,
             "capacity",
             "measure",
@@ -65,7 +45,7 @@ def test_capacity_climbs_until_the_server_sheds_load_and_is_recorded_for_plannin
     assert result["requests_per_s"] == (max(healthy) if healthy else None)
     assert [s["boots_per_s"] for s in steps] == [20 * 3**i for i in range(len(steps))]
     if healthy:
-        shown = json.loads(run(env, "capacity", "show", "--json").stdout)
+        shown = json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout)
         assert shown["requests_per_s"] == result["requests_per_s"]
         assert shown["server"] == f"{server.url}/{SITE}"
 
@@ -82,7 +62,7 @@ def test_bad_capacity_options_are_refused(
     tmp_path_factory: pytest.TempPathFactory, args: list[str], message: str
 ) -> None:
     _, env = fleet_env(tmp_path_factory, "capacity-bad")
-    run(env, "init")
-    done = run(env, "capacity", "measure", *args, code=1 if "ftp" in args[1] else 2)
+    run_fleetkey(env, "init")
+    done = run_fleetkey(env, "capacity", "measure", *args, code=1 if "ftp" in args[1] else 2)
     assert message in done.stderr
-    assert json.loads(run(env, "capacity", "show", "--json").stdout) is None
+    assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_udp_port
-from tests.integration.serve.conftest import (
+from tests.serving import (
     SITE,
     RunningServer,
     fleet_env,

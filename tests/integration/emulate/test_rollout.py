@@ -20,26 +20,19 @@ from fleetkey.store.schema import FetchRow, RolloutTargetRow
 from fleetkey.store.store import Store
 
 from tests.helpers import free_udp_port
-from tests.integration.serve.conftest import fleet_env, fleetkey_command, start_server, wait_for
+from tests.serving import (
+    cli,
+    fleet_env,
+    fleetkey_command,
+    start_server,
+    wait_for,
+    window_around_now,
+)
 
 PHONES = 2000
 SITE = "100000000001"
 CAPACITY = 1000.0  # req/s; x 0.7 headroom over ~10 requests a boot: ~70 check-syncs a second
 SLOT_S = 5
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
-    done = subprocess.run([*fleetkey_command(), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def window_around_now() -> str:
-    """A maintenance window open from an hour ago to six hours on (UTC)."""
-    now = datetime.now(UTC)
-    start, end = now - timedelta(hours=1), now + timedelta(hours=6)
-    return f"{start:%H}:00-{end:%H}:00"
 
 
 def scalar(store: Store, statement: object) -> int:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,7 +26,7 @@ from fleetkey.store.schema import FetchRow
 from fleetkey.store.store import Store
 
 from tests.helpers import free_port, free_udp_port
-from tests.integration.serve.conftest import fleet_env, fleetkey_command, start_server, wait_for
+from tests.serving import fleet_env, fleetkey_command, run_fleetkey, start_server, wait_for
 
 PHONES = 25
 WRONG = 5  # the last five phones' contacts point at a closed port at first
@@ -33,11 +34,7 @@ SITE = "100000000003"
 ZONE = "America/New_York"
 
 
-def cli(env: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*fleetkey_command(), *args], env=env, capture_output=True, text=True,
-                          timeout=180, check=False)  # fmt: skip
-    assert done.returncode == code, f"{args}: exit {done.returncode}\n{done.stderr}"
-    return done
+cli = partial(run_fleetkey, timeout=180)  # `fleetkey ARGS`, which must exit `code`
 
 
 def phones_csv(macs: list[str], sip_port: int, wrong_port: int | None) -> str:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE
-from tests.helpers import Peer, free_port, start_kamailio
-from tests.integration.serve.conftest import fleetkey_command, wait_for
+from tests.helpers import PASSPHRASE, Peer, free_port, start_kamailio
+from tests.serving import fleetkey_command, wait_for
 
 SITE = "100000000001"
 PHONES = 30

@@ -19,7 +19,7 @@ from fleetkey.store.database import default_url
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, trusted_keys_for
 
-from tests.integration.serve.conftest import MAC, SITE, SP_MAC, RunningServer
+from tests.serving import MAC, SITE, SP_MAC, RunningServer
 
 NEW_MAC = "0004f2aaaa01"
 

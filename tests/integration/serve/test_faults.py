@@ -20,7 +20,7 @@ import pytest
 
 from fleetkey.serve.recorder import FAIR_SHARE_MIN
 
-from tests.integration.serve.conftest import (
+from tests.serving import (
     MAC,
     RunningServer,
     fleet_env,

@@ -9,18 +9,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.integration.serve.conftest import (
+from tests.serving import (
     MAC,
     RunningServer,
-    fleet_env,
     fleetkey_command,
-    make_fleet,
-    start_server,
     wait_for,
 )
 
@@ -60,16 +55,6 @@ class Follower:
         self.process.send_signal(signum)
         _, err = self.process.communicate(timeout=10)
         return self.process.returncode, err
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    data, env = fleet_env(tmp_path_factory, "follow")
-    make_fleet(data, env)
-    running = start_server(data, env)
-    yield running
-    if running.process.poll() is None:
-        running.stop()
 
 
 def fetch(server: RunningServer, *paths: str) -> list[int]:

@@ -12,7 +12,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.integration.serve.conftest import MAC, SITE, SP_MAC, RunningServer
+from tests.serving import MAC, SITE, SP_MAC, RunningServer, fleet_env, make_fleet, start_server
 
 VVX_UA = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application"
 SP_UA = f"FileTransport PolycomSoundPointIP-SPIP_550-UA/4.0.15.1047 (SN:{SP_MAC}) Type/Application"
@@ -278,27 +278,10 @@ def test_every_response_is_recorded_once_and_flushed_at_stop(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """A server of its own, so its fetch table holds exactly these requests."""
-    import os
-    import subprocess as sp
-    import sys
-
-    from tests.conftest import PASSPHRASE
-    from tests.integration.serve.conftest import make_fleet
-
-    data = tmp_path_factory.mktemp("records") / "data"
-    env = {**os.environ, "FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": PASSPHRASE}
-    env.pop("FLEETKEY_DB", None)
+    data, env = fleet_env(tmp_path_factory, "records")
     make_fleet(data, env)
-    process = sp.Popen(
-        [sys.executable, "-m", "fleetkey", "serve", "--http", "127.0.0.1:0"],
-        env=env,
-        stdout=sp.PIPE,
-        stderr=sp.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().split()[2]
-    server = RunningServer(url, int(url.rsplit(":", 1)[1]), data, process, env)
+    server = start_server(data, env)
+    url = server.url
     observed = []
     with httpx.Client(base_url=url, headers={"user-agent": VVX_UA}) as client:
         for path in [

@@ -19,12 +19,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.serve.conftest import (
+from tests.serving import (
     MAC,
     SITE,
     SP_MAC,
     RunningServer,
     fleet_env,
+    fleetkey_command,
     make_fleet,
     records,
     start_server,
@@ -408,8 +409,6 @@ class TestRegistrationAndHttps:
 def test_bad_serve_options_are_refused_clearly(
     tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    from tests.integration.serve.conftest import fleetkey_command
-
     data = tmp_path / "data"
     env = {"FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": "x", "PATH": "/usr/bin:/bin"}
     subprocess.run([*fleetkey_command(), "init"], env=env, check=True, capture_output=True)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.helpers import free_port
-from tests.integration.serve.conftest import fleet_env, fleetkey_command
+from tests.serving import fleet_env, fleetkey_command
 
 BUSY_HINT = "stop it, or choose another port (0 picks a free one)"
 

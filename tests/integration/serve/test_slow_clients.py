@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import resource
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,27 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.serve.conftest import RunningServer, fleet_env, make_fleet
-
-
-def serve(
-    data: Path, env: dict[str, str], *options: str, files: int | None = None
-) -> RunningServer:
-    def limit_files() -> None:  # pragma: no cover  # runs in the child
-        if files is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fleetkey", "serve", "--http", "127.0.0.1:0", *options],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=limit_files,  # only setrlimit, before exec
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().split()[2]
-    return RunningServer(url, int(url.rsplit(":", 1)[1]), data, process, env)
+from tests.serving import RunningServer, fleet_env, make_fleet, start_server
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +58,7 @@ def phone_answered(server: RunningServer) -> int:
 def test_1100_idle_connections_cannot_use_up_the_servers_files(
     fleet: tuple[Path, dict[str, str]], sockets: list[socket.socket]
 ) -> None:
-    server = serve(*fleet, files=512)  # room for ~384 connections
+    server = start_server(*fleet, "--http", "127.0.0.1:0", files=512)  # room for ~384 connections
     try:
         for _ in range(1100):
             sockets.append(connect(server.port))
@@ -93,7 +70,7 @@ def test_1100_idle_connections_cannot_use_up_the_servers_files(
 def test_a_request_sent_too_slowly_gets_408_and_is_closed(
     fleet: tuple[Path, dict[str, str]], sockets: list[socket.socket]
 ) -> None:
-    server = serve(*fleet, "--header-timeout", "1")
+    server = start_server(*fleet, "--http", "127.0.0.1:0", "--header-timeout", "1")
     try:
         slow = connect(server.port)
         sockets.append(slow)
@@ -112,7 +89,7 @@ def test_a_request_sent_too_slowly_gets_408_and_is_closed(
 def test_an_idle_keep_alive_connection_is_closed(
     fleet: tuple[Path, dict[str, str]], sockets: list[socket.socket]
 ) -> None:
-    server = serve(*fleet, "--idle-timeout", "1")
+    server = start_server(*fleet, "--http", "127.0.0.1:0", "--idle-timeout", "1")
     try:
         sock = connect(server.port)
         sockets.append(sock)
@@ -128,7 +105,7 @@ def test_an_idle_keep_alive_connection_is_closed(
 def test_one_address_cannot_hold_more_than_its_share(
     fleet: tuple[Path, dict[str, str]], sockets: list[socket.socket]
 ) -> None:
-    server = serve(*fleet, "--max-connections-per-address", "5")
+    server = start_server(*fleet, "--http", "127.0.0.1:0", "--max-connections-per-address", "5")
     try:
         for _ in range(5):
             sockets.append(connect(server.port))

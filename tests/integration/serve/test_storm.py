@@ -8,36 +8,17 @@ import json
 import os
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import PASSPHRASE
-from tests.integration.serve.conftest import RunningServer
+from tests.serving import run_fleetkey, server_env, start_server
 
 PHONES = int(os.environ.get("FLEETKEY_STORM_PHONES", "2000"))
 VVX_UA = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application"
 MB = 1024 * 1024
-
-
-def start(data: Path, env: dict[str, str], *options: str) -> RunningServer:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fleetkey", "serve", "--http", "127.0.0.1:0", *options],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    first = process.stdout.readline()
-    assert first.startswith("fleetkey serving"), first + (
-        process.stderr.read() if process.stderr else ""
-    )
-    url = first.split()[2]
-    return RunningServer(url, int(url.rsplit(":", 1)[1]), data, process, env)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -50,17 +31,10 @@ def peak_rss_mb(pid: int) -> float:
 @pytest.fixture
 def storm_fleet(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     data = tmp_path / "data"
-    env = {**os.environ, "FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": PASSPHRASE}
-    env.pop("FLEETKEY_DB", None)
+    env = server_env(data)
 
     def run(*args: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "fleetkey", *args],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        run_fleetkey(env, *args)
 
     run("init")
     csv = tmp_path / "fleet.csv"
@@ -87,7 +61,7 @@ def test_boot_storm_of_2000_phones_is_answered_and_recorded_one_to_one(
     storm_fleet: tuple[Path, dict[str, str]],
 ) -> None:
     data, env = storm_fleet
-    server = start(data, env, "--max-in-flight", "64")
+    server = start_server(data, env, "--http", "127.0.0.1:0", "--max-in-flight", "64")
 
     async def phone(n: int) -> list[tuple[str, str, int, int]]:
         """One phone: its own connection, as a real phone has (one shared pool of 2,000
@@ -154,7 +128,7 @@ def test_50_clients_downloading_a_150_mb_image_keep_memory_bounded(
         block = os.urandom(MB)
         for _ in range(150):
             handle.write(block)
-    server = start(data, env, "--max-downloads", "64")
+    server = start_server(data, env, "--http", "127.0.0.1:0", "--max-downloads", "64")
     clients = [
         subprocess.Popen(
             [  # noqa: S607  # curl from PATH: the real client
@@ -185,7 +159,9 @@ def test_40_netascii_transfers_of_16_mib_keep_memory_bounded_and_http_answering(
 ) -> None:
     data, env = storm_fleet
     (data / "provisioning" / "big.txt").write_bytes(b"0123456789abcde\n" * (MB))  # 16 MiB
-    server = start(data, env, "--tftp", "127.0.0.1:0", "--tftp-max-transfers", "64")
+    server = start_server(
+        data, env, "--http", "127.0.0.1:0", "--tftp", "127.0.0.1:0", "--tftp-max-transfers", "64"
+    )
     assert server.process.stdout is not None
     tftp_port = int(server.process.stdout.readline().split()[2].rsplit(":", 1)[1])
     clients = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.serve.conftest import (
+from tests.serving import (
     MAC,
     SITE,
     RunningServer,

@@ -21,24 +21,19 @@ from fleetkey.store.schema import FetchRow, LicenseRow, RolloutTargetRow
 from fleetkey.store.store import Store
 
 from tests.helpers import free_udp_port
-from tests.integration.serve.conftest import fleet_env, fleetkey_command, start_server, wait_for
+from tests.serving import (
+    cli,
+    fleet_env,
+    fleetkey_command,
+    start_server,
+    wait_for,
+    window_around_now,
+)
 
 SITES = {"100000000001": "Berlin", "100000000002": "New York", "100000000003": "Tokyo"}
 PER_SITE = 4
 DEFAULT_UA = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application"
 SITE_FILE = "000000000000-license.cfg"
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
-    done = subprocess.run([*fleetkey_command(), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def window_around_now() -> str:
-    now = datetime.now(UTC)
-    return f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from fleetkey.store.store import Store
 from fleetkey.store.writer import FetchWriter
 from fleetkey.testing import RefusingSink
 
-from tests.helpers import Fleetkey
+from tests.helpers import Fleetkey, wait_until
 from tests.pg import PostgresServer
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -51,13 +50,6 @@ def assert_once_each_and_in_order(store: Store, count: int, batch_size: int) -> 
     later = [position[n] for n in range(count)]
     for n in range(count - batch_size):
         assert later[n] < min(later[n + batch_size :]), f"record {n} written too late"
-
-
-def wait_until(check: Callable[[], object], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "not within the timeout"
-        time.sleep(0.05)
 
 
 def refusing(store: Store, refusals: int, lost_commits: int = 0) -> RefusingSink:

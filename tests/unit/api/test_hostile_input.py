@@ -13,7 +13,7 @@ from fleetkey.core.codec import serialize_keys
 from fleetkey.store import registry
 from fleetkey.testing import make_license, trusted_keys_for
 
-from tests.unit.api.conftest import Api
+from tests.helpers import Api
 
 HUGE = "9" * 30  # far past any 64-bit id
 

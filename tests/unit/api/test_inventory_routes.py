@@ -13,7 +13,7 @@ from fleetkey.core.rollout.windows import Window
 from fleetkey.store import audit, inventory
 from fleetkey.store.records import Site
 
-from tests.unit.api.conftest import Api
+from tests.helpers import Api
 
 PHONES = b"mac,site,model,contact\n0004f2000001,Berlin,VVX_500,sip:1001@pbx.test\n"
 

@@ -14,8 +14,7 @@ from fleetkey.store import audit, posting, registry
 from fleetkey.store.records import LicenseOrigin
 from fleetkey.testing import make_license, trusted_keys_for
 
-from tests.helpers import VENDOR_FILE
-from tests.unit.api.conftest import Api
+from tests.helpers import VENDOR_FILE, Api
 
 CLOCK = FixedClock()  # 2026-01-01, as the api fixture's
 SITE = "100000000001"

@@ -21,7 +21,7 @@ from fleetkey.errors import (
     UnknownFeatureError,
 )
 
-from tests.unit.api.conftest import Api
+from tests.helpers import Api
 
 
 class TestStatusByClass:

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.writer import FetchWriter
 from fleetkey.testing import InMemorySink, RefusingSink
 
+from tests.helpers import wait_until
+
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def fetch(i: int) -> FetchRecord:
     return FetchRecord(f"/r{i}", "http", 200, i, 0.1, T0 + timedelta(microseconds=i))
-
-
-def wait_until(check: Callable[[], object], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "not within the timeout"
-        time.sleep(0.01)
 
 
 def test_every_record_reaches_the_sink_once_in_order_in_numbered_batches() -> None:

@@ -1,0 +1,164 @@
+"""Helpers for tests that run a real `fleetkey serve` (never a test module importing another one).
+
+A data directory with its environment, a small fleet made through the CLI, a server started on
+an ephemeral loopback port and stopped with SIGTERM, the CLI run as a process against it, and
+the waiting and reading back those tests share. Fixtures built on these stay in the conftest
+files (``tests/integration/serve/conftest.py``: ``server``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PASSPHRASE, wait_until
+
+MAC = "0004f2a1b2c3"  # a VVX 500 at site 100000000001
+SP_MAC = "0004a11a1a1a"  # a SoundPoint IP 550 that tags its serial
+SITE = "100000000001"
+
+
+def fleetkey_command() -> list[str]:
+    return [sys.executable, "-m", "fleetkey"]
+
+
+def run_fleetkey(
+    env: dict[str, str], *args: str, code: int = 0, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``fleetkey ARGS`` as a process in ``env``; it must exit ``code``."""
+    done = subprocess.run(
+        [*fleetkey_command(), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == code, (
+        f"fleetkey {' '.join(args)} exited {done.returncode}, expected {code}\n{done.stderr}"
+    )
+    return done
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    """What ``fleetkey ARGS`` printed; it must succeed."""
+    return run_fleetkey(env, *args, timeout=timeout).stdout
+
+
+@dataclass
+class RunningServer:
+    url: str
+    port: int
+    data: Path
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+
+    def stop(self) -> str:
+        """SIGTERM, wait, return what it printed after starting."""
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=30)
+        assert self.process.returncode == 0, err
+        return out
+
+    def cli(self, *args: str) -> str:
+        return cli(self.env, *args, timeout=60)
+
+
+def server_env(data: Path) -> dict[str, str]:
+    """The environment of a `fleetkey` process using the data directory ``data``."""
+    env = {**os.environ, "FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": PASSPHRASE}
+    env.pop("FLEETKEY_DB", None)
+    return env
+
+
+def fleet_env(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, dict[str, str]]:
+    """A fresh data directory (not yet initialized) under a temporary ``name``, and its env."""
+    data = tmp_path_factory.mktemp(name) / "data"
+    return data, server_env(data)
+
+
+def make_fleet(data: Path, env: dict[str, str], phones_csv: str | None = None) -> None:
+    """Site 100000000001 with MAC and SP_MAC (or ``phones_csv``), its site license, MAC's
+    phone license, a master configuration and a 20 MiB firmware file in the tree."""
+
+    def run(*args: str) -> None:
+        run_fleetkey(env, *args, timeout=60)
+
+    run("init")
+    run("sites", "add", SITE, "--name", "HQ", "--tz", "Europe/Berlin", "--window", "22:00-05:00")
+    csv = data.parent / "phones.csv"
+    csv.write_text(
+        phones_csv or f"mac,site,model\n{MAC},{SITE},VVX_500\n{SP_MAC},{SITE},SPIP_550\n"
+    )
+    run("phones", "import", str(csv))
+    run(
+        "issue",
+        "site",
+        "--serial",
+        SITE,
+        "--features",
+        "corporate-directory",
+        "--expires",
+        "2030-12-31",
+        "--default-site",  # also the tree's default, for phones the server cannot place
+    )
+    run("issue", "phone", "--mac", MAC, "--features", "vqmon", "--expires", "never")
+    tree = data / "provisioning"
+    (tree / "000000000000.cfg").write_text("<APPLICATION APP_FILE_PATH='sip.ld'/>\n")
+    (tree / "2345-12500-001.sip.ld").write_bytes(os.urandom(20 * 1024 * 1024))
+    (tree / f"{MAC}-directory.xml").write_text("<directory/>\n")
+
+
+def start_server(
+    data: Path, env: dict[str, str], *args: str, files: int | None = None
+) -> RunningServer:
+    """`fleetkey serve` with ``args`` (by default HTTP on an ephemeral loopback port); the URL
+    is the first listener it announces. ``files``: its limit of open files."""
+
+    def limit_files() -> None:  # pragma: no cover  # runs in the child
+        if files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
+    process = subprocess.Popen(
+        [*fleetkey_command(), "serve", *(args or ("--http", "127.0.0.1:0"))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit_files if files is not None else None,  # only setrlimit, before exec
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    if not first.startswith("fleetkey serving "):
+        process.kill()
+        raise AssertionError(f"serve did not start: {first!r} {process.communicate()[1]}")
+    url = first.split()[2]
+    return RunningServer(url, int(url.rsplit(":", 1)[1]), data, process, env)
+
+
+def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll ``check`` every 0.2 s until it is truthy; fail after ``timeout`` seconds."""
+    wait_until(check, timeout, every_s=0.2)
+
+
+def records(server: RunningServer, mac: str) -> list[dict[str, object]]:
+    """The server's fetch records for ``mac``, as `fleetkey fetches --json` prints them."""
+    found: list[dict[str, object]] = json.loads(server.cli("fetches", "--mac", mac, "--json"))
+    return found
+
+
+def window_around_now() -> str:
+    """A maintenance window open from an hour ago to six hours on (UTC)."""
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=1), now + timedelta(hours=6)
+    return f"{start:%H}:00-{end:%H}:00"
