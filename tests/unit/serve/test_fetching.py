@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -290,7 +289,7 @@ class TestLoginsRequired:
 def test_a_ruling_is_never_changed_once_made(tree: Path) -> None:
     """HTTP remembers rulings and answers repeats with them: one shared, never mutated."""
     ruling = pipeline(tree).decide((f"{A1}-license.cfg",), None, tagged(A1), 0.0)
-    with pytest.raises(FrozenInstanceError):
+    with pytest.raises(AttributeError):
         ruling.mac = A2  # type: ignore[misc]  # what the test shows cannot be done
 
 
