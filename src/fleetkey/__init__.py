@@ -24,15 +24,9 @@ if TYPE_CHECKING:
         effective_features,
         judge,
     )
-    from fleetkey.core.signing import (
-        Algorithm,
-        PublicKey,
-        SignatureCheck,
-        SignatureStatus,
-        SigningKey,
-        TrustedKeys,
-    )
+    from fleetkey.core.signing import Algorithm, PublicKey, SigningKey, TrustedKeys
     from fleetkey.core.terms import NEVER, Term
+    from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
     from fleetkey.errors import FleetkeyError
 
 __all__ = [
@@ -79,16 +73,9 @@ _HOME: Final = {  # public name -> the module that defines it
         "fleetkey.core.rules",
     ),
     **dict.fromkeys(
-        (
-            "Algorithm",
-            "PublicKey",
-            "SignatureCheck",
-            "SignatureStatus",
-            "SigningKey",
-            "TrustedKeys",
-        ),
-        "fleetkey.core.signing",
+        ("Algorithm", "PublicKey", "SigningKey", "TrustedKeys"), "fleetkey.core.signing"
     ),
+    **dict.fromkeys(("SignatureCheck", "SignatureStatus"), "fleetkey.core.verdicts"),
     **dict.fromkeys(("NEVER", "Term"), "fleetkey.core.terms"),
     "FleetkeyError": "fleetkey.errors",
 }

@@ -15,7 +15,8 @@ from typing import Final
 
 from fleetkey.authority.files import read_license_bytes
 from fleetkey.core.codec import LicenseFile, parse_license_file
-from fleetkey.core.signing import SignatureCheck, TrustedKeys
+from fleetkey.core.signing import TrustedKeys
+from fleetkey.core.verdicts import SignatureCheck
 from fleetkey.errors import FleetkeyError
 
 WORKERS: Final = os.cpu_count() or 1

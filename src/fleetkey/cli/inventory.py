@@ -12,7 +12,6 @@ import click
 from rich.markup import escape
 
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.cli.importview import counts, more_line, print_diff
 from fleetkey.cli.phoneview import print_phone
 from fleetkey.cli.render import moment_text
 from fleetkey.cli.tables import (
@@ -29,7 +28,7 @@ from fleetkey.cli.tables import (
 )
 from fleetkey.clock import today
 from fleetkey.core.rollout.windows import Window
-from fleetkey.store import inventory, pages, phone_import
+from fleetkey.store import inventory, pages
 from fleetkey.store.licensestate import key_states
 from fleetkey.store.records import Site, phone_json, site_json
 
@@ -233,6 +232,11 @@ def import_phones(
     its serial or name. One transaction: any bad row is reported with its line number and
     nothing is written.
     """
+    # imported here: parsing and diffing a CSV is only this command's work (``sites list``
+    # starts faster without it, issue 24)
+    from fleetkey.cli.importview import counts, more_line, print_diff
+    from fleetkey.store import phone_import
+
     with env.store().transaction() as session:
         result = phone_import.import_phones(
             session,

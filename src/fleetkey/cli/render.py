@@ -15,8 +15,8 @@ from rich.text import Text
 from fleetkey.cli.tables import Column, Kind
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseKey
-from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import NEVER, Term, format_term, term_covers, term_to_json
+from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.store.records import days_left
 
 STATUS_STYLE = {

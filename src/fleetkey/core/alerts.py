@@ -17,8 +17,8 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from fleetkey.core.license import LicenseState, LicenseType
-from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import Term, encode_term, format_term
+from fleetkey.core.verdicts import SignatureStatus
 
 STAGES: Final = (60, 30, 14, 7, 1)
 VENDOR_MINIMUM_DAYS: Final = 30

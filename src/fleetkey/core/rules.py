@@ -15,8 +15,8 @@ from datetime import date
 from typing import Protocol
 
 from fleetkey.core.license import LicenseKey, LicenseType
-from fleetkey.core.signing import SignatureCheck
 from fleetkey.core.terms import Term, encode_term, format_term
+from fleetkey.core.verdicts import SignatureCheck
 
 
 class SignatureVerifier(Protocol):

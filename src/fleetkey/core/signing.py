@@ -20,7 +20,6 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from fleetkey.core.keyfile import encrypt_pkcs8
 from fleetkey.core.license import LicenseKey
+from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.errors import KeyringError, PassphraseError, SignatureError
 
 RSA_BITS: Final = 2048  # spec §2: RSA-2048, the length of vendor Validation values
@@ -47,28 +47,6 @@ class Algorithm(enum.StrEnum):
     @property
     def signature_bytes(self) -> int:
         return 64 if self is Algorithm.ED25519 else RSA_BITS // 8
-
-
-class SignatureStatus(enum.StrEnum):
-    VALID = "valid"
-    INVALID = "invalid"
-    UNVERIFIABLE = "unverifiable"
-    # never a verdict of verification: an unverifiable key (a vendor's) whose signature an
-    # operator vouched for, with a reason, in the store (``fleetkey licenses trust``)
-    TRUSTED_BY_OPERATOR = "trusted-by-operator"
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureCheck:
-    """The verdict on one key's signature, the trusted key that made it, and why."""
-
-    status: SignatureStatus
-    key_name: str | None
-    reason: str
-
-    @property
-    def valid(self) -> bool:
-        return self.status is SignatureStatus.VALID
 
 
 _PublicKeyObject = Ed25519PublicKey | rsa.RSAPublicKey

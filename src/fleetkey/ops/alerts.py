@@ -28,7 +28,8 @@ from fleetkey.core.alerts import (
 )
 from fleetkey.core.naming import key_misfit
 from fleetkey.core.rollout.cost import measure
-from fleetkey.core.signing import SignatureStatus, TrustedKeys
+from fleetkey.core.signing import TrustedKeys
+from fleetkey.core.verdicts import SignatureStatus
 from fleetkey.store import alerts, capacity, fetches, inventory, registry
 from fleetkey.store.alerts import StoredAlert, SyncResult
 from fleetkey.store.store import Store

@@ -35,9 +35,10 @@ from fleetkey.core.naming import (
     key_misfit,
     phone_license_file,
 )
-from fleetkey.core.signing import SignatureCheck, SignatureStatus, TrustedKeys
+from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.succession import Succession
 from fleetkey.core.terms import Term, format_term, term_covers
+from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.errors import CommandFailedError, ConflictError, InputError
 from fleetkey.ops import placement
 from fleetkey.store import inventory, posting, registry

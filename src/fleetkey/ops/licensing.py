@@ -27,9 +27,9 @@ from fleetkey.core.naming import (
     normalize_site_serial,
     phone_license_file,
 )
-from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.succession import Succession
 from fleetkey.core.terms import Term, parse_term
+from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.errors import InputError
 from fleetkey.ops import placement
 from fleetkey.store import posting, registry

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 from fleetkey.clock import Clock
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.naming import free_text
-from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.succession import Succession
 from fleetkey.core.terms import Term
+from fleetkey.core.verdicts import SignatureStatus
 from fleetkey.errors import ConflictError, InputError, NotFoundError, UnsafePostError
 from fleetkey.store import audit
 from fleetkey.store.records import StoredLicense, utc

@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 from fleetkey.core.features import FeatureCatalog, default_catalog
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.rollout.windows import Window
-from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import NEVER, Term, format_term
+from fleetkey.core.verdicts import SignatureStatus
 
 
 class LicenseOrigin(enum.StrEnum):

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from fleetkey.clock import Clock
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
-from fleetkey.core.signing import SignatureCheck, SignatureStatus
 from fleetkey.core.terms import EPOCH, NEVER, Term, expiry_horizon, format_term, parse_term
+from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.errors import ConflictError, FleetkeyError, NotFoundError
 from fleetkey.store import audit, rowstate
 from fleetkey.store.records import LicenseOrigin, StoredLicense, utc

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from fleetkey.clock import FixedClock
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
 from fleetkey.core.rollout.windows import Window
-from fleetkey.core.signing import SignatureCheck, SignatureStatus
+from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.errors import InputError
 from fleetkey.store import audit, fetches, inventory, licensestate, pages, posting, registry
 from fleetkey.store.fetches import FetchFilter

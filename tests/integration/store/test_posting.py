@@ -11,8 +11,8 @@ from fleetkey.clock import FixedClock
 from fleetkey.core.alerts import Alert
 from fleetkey.core.codec import parse_license_file, serialize_keys
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
-from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import NEVER, Term
+from fleetkey.core.verdicts import SignatureStatus
 from fleetkey.errors import ConflictError, InputError, NotFoundError, UnsafePostError
 from fleetkey.store import alerts, audit, posting, registry
 from fleetkey.store.records import LicenseOrigin

@@ -10,8 +10,8 @@ import pytest
 from fleetkey.clock import FixedClock
 from fleetkey.core.codec import parse_license_file, serialize_keys
 from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
-from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import NEVER
+from fleetkey.core.verdicts import SignatureStatus
 from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit, posting, registry
 from fleetkey.store.records import LicenseOrigin

@@ -16,8 +16,8 @@ from fleetkey.core.alerts import (
     evaluate,
 )
 from fleetkey.core.license import LicenseState, LicenseType
-from fleetkey.core.signing import SignatureStatus
 from fleetkey.core.terms import NEVER
+from fleetkey.core.verdicts import SignatureStatus
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 TODAY = NOW.date()

@@ -10,14 +10,9 @@ from hypothesis import strategies as st
 
 from fleetkey.core.codec import parse_license_file, serialize_keys
 from fleetkey.core.license import LicenseType
-from fleetkey.core.signing import (
-    Algorithm,
-    PublicKey,
-    SignatureStatus,
-    SigningKey,
-    TrustedKeys,
-)
+from fleetkey.core.signing import Algorithm, PublicKey, SigningKey, TrustedKeys
 from fleetkey.core.terms import NEVER
+from fleetkey.core.verdicts import SignatureStatus
 from fleetkey.errors import KeyringError, PassphraseError, SignatureError
 from fleetkey.testing import make_license, signing_key_for, trusted_keys_for
 
