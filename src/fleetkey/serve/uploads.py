@@ -10,7 +10,9 @@ and read back by the phone from wherever it asks (``serve.fetching``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
+import logging
 import os
 import re
 from pathlib import Path
@@ -31,6 +33,7 @@ CAPS: Final = {
 }
 _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _temps = itertools.count()
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"([0-9A-Fa-f]{12})-(" + "|".join(re.escape(k) for k in CAPS) + r")")
 
 
@@ -85,3 +88,16 @@ def store_upload(root: Path, name: str, data: bytes) -> bool:
             os.unlink(temp)
         raise
     return not existed
+
+
+def store_status(root: Path, name: str, data: bytes) -> int:
+    """``store_upload`` as the status its fetch record says, for every protocol: 201 new, 204
+    replaced, 507 when the disk (or the quota) had no room, so the phone may try again later,
+    500 for any other failure (logged). Nothing partial is left either way."""
+    try:
+        created = store_upload(root, name, data)
+    except OSError as exc:
+        # counted by its status; the OS error says it all: no traceback
+        log.error("storing upload %s failed: %s", name, exc)  # noqa: TRY400
+        return 507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 500
+    return 201 if created else 204

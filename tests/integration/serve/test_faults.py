@@ -113,6 +113,35 @@ def test_a_full_disk_then_freed_loses_no_record_and_serving_goes_on(
         assert side.stat().st_mode & 0o077 == 0, side
 
 
+def test_a_tftp_upload_the_full_disk_cannot_hold_is_error_3_and_a_507_record(
+    small_disk: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The final ACK waits until the upload is stored: with no room, the phone (tftp-hpa here)
+    hears error 3 "disk full" instead of a success for a file that was never written."""
+    _, env = fleet_env(tmp_path_factory, "full-disk-tftp")
+    data = small_disk / "data"
+    env["FLEETKEY_DATA"] = str(data)
+    make_fleet(data, env)
+    for image in (data / "provisioning").glob("*.sip.ld"):
+        image.unlink()
+    log = tmp_path / f"{MAC}-app.log"
+    log.write_bytes(b"y" * 70_000)
+    server = start_server(data, env, "--http", "off", "--tftp", "127.0.0.1:0", "--tftp-uploads")
+    put = ["tftp", "127.0.0.1", str(server.port), "-m", "binary", "-c", "put", log.name]
+    try:
+        ballast = fill(small_disk)
+        refused = subprocess.run(put, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert "Error code 3: the upload could not be stored" in refused.stdout + refused.stderr
+        ballast.unlink()
+        stored = subprocess.run(put, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert "Error" not in stored.stdout + stored.stderr
+        assert (data / "uploads" / MAC / log.name).read_bytes() == log.read_bytes()
+    finally:
+        server.stop()
+    records = json.loads(server.cli("fetches", "--json", "--limit", "10"))
+    assert sorted(r["status"] for r in records) == [201, 507]
+
+
 def test_one_clients_flood_waits_and_the_other_phones_are_served(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -10,17 +10,13 @@ is left behind (``serve.uploads``).
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
-import logging
 from pathlib import Path
 from typing import Final
 
 from fleetkey.serve.fetching import Ruling
 from fleetkey.serve.http.messages import Request, Response, error_response
-from fleetkey.serve.uploads import store_upload
-
-log = logging.getLogger(__name__)
+from fleetkey.serve.uploads import store_status
 
 INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on the event loop
 
@@ -29,25 +25,17 @@ def store_now(root: Path, request: Request, ruling: Ruling | Response) -> Respon
     """The answer to an upload, stored before returning."""
     if isinstance(ruling, Response) or ruling.upload is None:
         return refusal(ruling)
-    try:
-        created = store_upload(root, ruling.upload.name, request.body)
-    except OSError as exc:
-        return _not_stored(ruling, exc)
-    return _stored(request, ruling, created)
+    return _answer(request, ruling, store_status(root, ruling.upload.name, request.body))
 
 
 async def store_later(root: Path, request: Request, ruling: Ruling | Response) -> Response:
     """The answer to an upload, stored on a worker thread."""
     if isinstance(ruling, Response) or ruling.upload is None:
         return refusal(ruling)
-    loop = asyncio.get_running_loop()
-    try:
-        created = await loop.run_in_executor(
-            None, store_upload, root, ruling.upload.name, request.body
-        )
-    except OSError as exc:
-        return _not_stored(ruling, exc)
-    return _stored(request, ruling, created)
+    status = await asyncio.get_running_loop().run_in_executor(
+        None, store_status, root, ruling.upload.name, request.body
+    )
+    return _answer(request, ruling, status)
 
 
 def refusal(ruling: Ruling | Response) -> Response:
@@ -59,19 +47,12 @@ def refusal(ruling: Ruling | Response) -> Response:
     return response
 
 
-def _not_stored(ruling: Ruling, exc: OSError) -> Response:
-    log.error(  # counted by its status, no traceback
-        "storing upload %s failed: %s", ruling.upload.name if ruling.upload else "?", exc
-    )
-    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    response = error_response(507 if full else 500, "the upload could not be stored")
+def _answer(request: Request, ruling: Ruling, status: int) -> Response:
+    if status >= 500:
+        response = error_response(status, "the upload could not be stored")
+    else:
+        response = Response(status)
+        response.received = len(request.body)
+        response.digest = hashlib.sha256(request.body).hexdigest()
     response.ruling = ruling
-    return response
-
-
-def _stored(request: Request, ruling: Ruling, created: bool) -> Response:
-    response = Response(201 if created else 204)
-    response.ruling = ruling
-    response.received = len(request.body)
-    response.digest = hashlib.sha256(request.body).hexdigest()
     return response

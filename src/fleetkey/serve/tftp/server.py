@@ -5,7 +5,9 @@ What a request gets is ``serve.fetching``'s ruling, exactly as over HTTP (TFTP h
 User-Agent and no login: the phone is known by the file name or its address); every transfer
 goes to ``serve.recorder`` with protocol ``tftp``. Outcomes are recorded with the HTTP status of
 the same meaning: 200 sent, 201/204 upload stored, 400 malformed or refused options, 403 access
-violation, 404 not found, 408 timed out, 413 upload too large, 499 the phone gave up, 503 busy.
+violation, 404 not found, 408 timed out, 413 upload too large, 499 the phone gave up, 503 busy,
+507 (500) an upload the disk had no room (or another error) for: the phone gets error 3, never
+the final ACK, which is sent only once the upload is stored.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from fleetkey.serve.tftp.transfer import (
     TransferResult,
     WriteTransfer,
 )
-from fleetkey.serve.uploads import store_upload
+from fleetkey.serve.uploads import store_status
 
 log = logging.getLogger(__name__)
 
@@ -279,13 +281,10 @@ class TftpServer(asyncio.DatagramProtocol):
         if request.mode == "netascii":
             body = packets.from_netascii(body)
         loop = asyncio.get_running_loop()
-        try:
-            created = await loop.run_in_executor(None, store_upload, self._uploads, name, body)
-        except OSError:
-            log.exception("storing the TFTP upload %s failed", name)
-            outcome.status = 500
-        else:
-            outcome.status = 201 if created else 204
+        outcome.status = await loop.run_in_executor(None, store_status, self._uploads, name, body)
+        if outcome.status >= 500:
+            outcome.detail = "the upload could not be stored"
+        transfer.stored(outcome.detail if outcome.status >= 500 else None)
         outcome.payload = None
         digest = hashlib.sha256(body).hexdigest()
         self._finished(transfer, request, addr, outcome, started, ruling, digest)

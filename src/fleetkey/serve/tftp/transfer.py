@@ -295,14 +295,21 @@ class WriteTransfer(_Transfer):
         self._size = 0
         self._expected = 1  # absolute number of the next block wanted
         self._in_window = 0
+        # the last block is in and the service is storing the upload: its ACK waits for the
+        # file to be on disk, so a phone never hears "received" of an upload that was lost
+        self._storing = False
 
     def begin(self) -> None:
         self.send(self._oack if self._oack is not None else packets.ack(0))
         self.arm()
 
     def received(self, opcode: int, number: int, data: bytes) -> None:
-        if self.dallying:  # the final ACK was lost: say it again
-            if opcode == Opcode.DATA and number == (self._expected - 1) & 0xFFFF:
+        if self.dallying:  # the final ACK was lost: say it again (once there is one to say)
+            if (
+                not self._storing
+                and opcode == Opcode.DATA
+                and number == (self._expected - 1) & 0xFFFF
+            ):
                 self.send(packets.ack(number))
             return
         if opcode != Opcode.DATA:
@@ -329,15 +336,34 @@ class WriteTransfer(_Transfer):
         self._expected += 1
         self._in_window += 1
         final = len(payload) < self._options.blksize
-        if final or self._in_window >= self._options.windowsize:
-            self._in_window = 0
-            self.send(packets.ack(self._expected - 1))
-        if final:
+        if final:  # acknowledged by ``stored``, once the service has it on disk
             body = b"".join(self._chunks)
             self._chunks = []
+            self._storing = True
             self.finish(TransferResult(201, sent=self._size, payload=body), linger=True)
             return
+        if self._in_window >= self._options.windowsize:
+            self._in_window = 0
+            self.send(packets.ack(self._expected - 1))
         self.progressed()
+
+    def stored(self, failure: str | None) -> None:
+        """The service stored the upload (``failure`` None): the final ACK, then the dally.
+        Or it could not: error 3 (disk full, RFC 1350's only storage error) with why, and close.
+        """
+        self._storing = False
+        if failure is None:
+            self.send(packets.ack((self._expected - 1) & 0xFFFF))
+            self.arm()
+        else:
+            self.send(packets.error(ErrorCode.DISK_FULL, failure))
+            self.close()
+
+    def expired(self) -> None:
+        if self._storing:  # a slow disk is not the phone's silence: wait for ``stored``
+            self.arm()
+            return
+        super().expired()
 
     def retry(self) -> None:
         self.retransmits += 1
