@@ -94,7 +94,9 @@ def test_no_listener_over_udp_gives_up_after_timer_f_with_retransmissions() -> N
     elapsed = time.monotonic() - began
     assert result.status is None
     assert result.reason == f"no answer over UDP in 3.2 s ({result.sends} sends)"
-    assert result.sends == 7  # at 0, .05, .15, .35, .75, 1.55, 3.15: doubling from T1
+    # at 0, .05, .15, .35, .75, 1.55 and 3.15 s: doubling from T1. The seventh is due one T1
+    # before Timer F, so on a loaded machine it may come after F gave up: six or seven
+    assert result.sends in (6, 7)
     assert 3.0 <= elapsed < 6.0
 
 
