@@ -167,6 +167,12 @@ async def _until_signalled(executor: Executor) -> Report:
 def _exit_status(env: Env, final: Rollout, progress: rollouts.Progress, report: Report) -> None:
     """Exit 128 + the signal when stopped by one (the rollout paused), 1 when phones failed."""
     failed = progress.states.get(TargetState.FAILED, 0)
+    if report.halted is not None:
+        raise CommandFailedError(
+            f"rollout {final.id} paused: {report.halted}",
+            hint=f"cancel it with `fleetkey rollout cancel {final.id}` and plan a rollout of "
+            "the posted key",
+        )
     if report.stopped_by is not None:
         notified = progress.states.get(TargetState.NOTIFIED, 0)
         env.err.print(

@@ -27,15 +27,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from sqlalchemy.orm import Session
+
 from fleetkey.clock import Clock
 from fleetkey.core.rollout.windows import Window, open_intervals
 from fleetkey.core.sip import Contact
 from fleetkey.errors import ConflictError, SipFormatError
 from fleetkey.ops.notifier import Notifier, NotifyResult
+from fleetkey.ops.rollout import served_license
 from fleetkey.store import claims as claiming
 from fleetkey.store import confirmation, fetches, inventory, registry, rollouts
 from fleetkey.store.claims import Claim
-from fleetkey.store.rollouts import Progress, RolloutState
+from fleetkey.store.rollouts import ACTIVE, Progress, Rollout, RolloutState
 from fleetkey.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class Report:
     progress: Progress | None = None
     released: int = 0  # claims given back at a stop, their NOTIFY never sent
     stopped_by: str | None = None  # what stopped the run early (a signal's name)
+    halted: str | None = None  # why the run paused the rollout itself (its key is not posted)
 
 
 class Executor:
@@ -115,6 +119,8 @@ class Executor:
             self._stopping.set()
         with self._store.transaction() as session:
             rollout = rollouts.get(session, self._id)
+            if rollout.state in ACTIVE:
+                served_license(session, rollout)
             if rollout.state in (RolloutState.PLANNED, RolloutState.PAUSED):
                 rollout = rollouts.move(
                     session, self._clock, self._actor, self._id, RolloutState.RUNNING
@@ -242,7 +248,22 @@ class Executor:
                 )
             rollout = rollouts.get(session, self._id)
             self._ignore_windows = rollout.windows_ignored_at is not None
+            if rollout.state is RolloutState.RUNNING:
+                rollout = self._halt_unless_served(session, rollout)
             return rollout.state, rollouts.progress(session, self._id, failures=0)
+
+    def _halt_unless_served(self, session: Session, rollout: Rollout) -> Rollout:
+        """Pause the rollout when its key was rolled back or replaced while it ran: every
+        check-sync after that would send phones for a key the server no longer serves."""
+        try:
+            served_license(session, rollout)
+        except ConflictError as exc:
+            self.report.halted = exc.message
+            return rollouts.move(
+                session, self._clock, self._actor, self._id, RolloutState.PAUSED,
+                {"halted": exc.message},
+            )  # fmt: skip
+        return rollout
 
     def _adjust_pace(self) -> None:
         settings = self._settings

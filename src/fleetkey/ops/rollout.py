@@ -81,6 +81,21 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
     return plan_rollout(request)
 
 
+def served_license(session: Session, rollout: rollouts.Rollout) -> StoredLicense:
+    """The license ``rollout`` sends phones to fetch, while it is the posted one. Once it is
+    not (rolled back, replaced, revoked), no check-sync could be confirmed, since the server no
+    longer serves it: ConflictError, saying what to do instead."""
+    license_ = registry.get(session, rollout.license_id)
+    if license_.state is not LicenseState.POSTED:
+        raise ConflictError(
+            f"rollout {rollout.id} rolls out license {license_.id}, which is "
+            f"{license_.state.value}: the server no longer serves it, so no phone could confirm it",
+            hint=f"cancel it with `fleetkey rollout cancel {rollout.id}` and plan a rollout of "
+            f"the key posted for {license_.serial} (`fleetkey licenses list`)",
+        )
+    return license_
+
+
 def plan_now(store: Store, clock: Clock, actor: str, rollout_id: int) -> Plan | None:
     """Override the sites' maintenance windows for a rollout until it is paused or ends
     (every executor of it then ignores them) and re-time its pending phones from now, at its
@@ -94,6 +109,7 @@ def plan_now(store: Store, clock: Clock, actor: str, rollout_id: int) -> Plan | 
                 f"rollout {rollout_id} is {rollout.state}; --now runs a planned, paused or "
                 "running rollout"
             )
+        served_license(session, rollout)
         schedule.ignore_windows(session, clock, rollout_id)
         waiting = schedule.pending(session, rollout_id)
         if not waiting:

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from fleetkey.clock import SystemClock
 from fleetkey.core.license import LicenseType
 from fleetkey.core.rollout.windows import Window
+from fleetkey.errors import ConflictError
 from fleetkey.ops.executor import Executor, ExecutorSettings, Report
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
 from fleetkey.store import fetches, inventory, rollouts
@@ -289,3 +290,72 @@ def test_a_notify_nobody_answers_fails_for_that_reason_not_as_unconfirmed(
     assert failures["0004f2000001"].startswith(
         "check-sync #1: TCP connection failed: ConnectionRefusedError"
     )
+
+
+def _post_successor(store: Store) -> int:
+    """Post another site key for SITE, superseding the one the rollout sends phones for."""
+    with store.transaction() as session:
+        key = make_license(
+            serial=SITE, type=LicenseType.SITE, expires=datetime.now(UTC).date() + timedelta(500)
+        )
+        return record_license(session, key)
+
+
+def test_a_rollout_of_a_key_no_longer_posted_refuses_to_run_and_sends_nothing(
+    tmp_path: Path, peer: Peer
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
+    store.upgrade()
+    before = notified(peer)
+    try:
+        rollout_id = rollout_for(store, peer, phones=3)
+        with store.transaction() as session:
+            rolled_out = rollouts.get(session, rollout_id).license_id
+        _post_successor(store)  # as `licenses rollback` or a forced post would
+        with pytest.raises(ConflictError) as refused:
+            asyncio.run(Executor(store, CLOCK, rollout_id, ExecutorSettings(tick=0.05)).run())
+        with store.transaction() as session:
+            state = rollouts.get(session, rollout_id).state
+    finally:
+        store.close()
+    assert refused.value.message == (
+        f"rollout {rollout_id} rolls out license {rolled_out}, which is superseded: the server "
+        "no longer serves it, so no phone could confirm it"
+    )
+    assert refused.value.hint is not None
+    assert f"fleetkey rollout cancel {rollout_id}" in refused.value.hint
+    assert state == "planned"  # not moved to running
+    assert notified(peer) - before == Counter()
+
+
+def test_a_rollout_whose_key_is_replaced_while_it_runs_pauses_itself(
+    tmp_path: Path, peer: Peer
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fleetkey.db'}")
+    store.upgrade()
+    before = notified(peer)
+    replaced: list[int] = []
+
+    def replace_once_phones_are_notified(progress: rollouts.Progress) -> None:
+        if not replaced and progress.states.get("notified", 0) + progress.states.get("failed", 0):
+            replaced.append(_post_successor(store))
+
+    try:
+        rollout_id = rollout_for(store, peer, phones=60, capacity=10)  # a few phones a second
+        settings = ExecutorSettings(
+            confirm_timeout=30, credentials=("1001", "secret"), tick=0.05, health_every=0.2
+        )
+        executor = Executor(store, CLOCK, rollout_id, settings, replace_once_phones_are_notified)
+        report: Report = asyncio.run(executor.run())
+        with store.transaction() as session:
+            state = rollouts.get(session, rollout_id).state
+            progress = rollouts.progress(session, rollout_id)
+    finally:
+        store.close()
+    assert replaced
+    assert report.halted is not None
+    assert "which is superseded" in report.halted
+    assert state == "paused"
+    sent = sum((notified(peer) - before).values())
+    assert 0 < sent < 60  # stopped within a check of the replacement, long before the end
+    assert progress.states.get("pending", 0) > 0
