@@ -20,10 +20,9 @@ from fleetkey.store.alerts import StoredAlert
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 MESSAGE_FLOOR: Final = 26  # a message wraps in lines of at least this: the time goes first
-KEY_FLOOR: Final = 34  # lead-time:Phone:0004f2100001:5:60d whole; a longer key (a file name) folds
 ALERT_COLUMNS: Final = (
     Column("severity", Kind.ID),
-    Column("key", floor=KEY_FLOOR),
+    Column("key", Kind.ID),  # whole: `fleetkey alerts ack KEY` takes it as printed
     Column("subject", Kind.WORDS, drop=1),
     Column("since (UTC)", Kind.ID, drop=2),
     Column("message", floor=MESSAGE_FLOOR),

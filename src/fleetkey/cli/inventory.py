@@ -15,6 +15,7 @@ from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.phoneview import print_phone
 from fleetkey.cli.render import moment_text
 from fleetkey.cli.tables import (
+    CONTACT_FLOOR,
     Column,
     Kind,
     More,
@@ -75,7 +76,7 @@ SITE_COLUMNS: Final = (
     Column("name"),
     Column("time zone", Kind.ID, drop=2),
     Column("window", Kind.ID),
-    Column("contact", drop=1),
+    Column("contact", drop=1, floor=CONTACT_FLOOR),
 )
 
 
@@ -266,7 +267,7 @@ PHONE_COLUMNS: Final = (
     Column("firmware", Kind.ID, drop=4),
     Column("last seen (UTC)", Kind.ID, drop=2),
     Column("address", Kind.ID, drop=5),
-    Column("contact", drop=6),
+    Column("contact", drop=6, floor=CONTACT_FLOOR),
 )
 
 

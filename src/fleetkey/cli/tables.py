@@ -30,10 +30,13 @@ from rich.text import Text
 F = TypeVar("F", bound=Callable[..., Any])
 
 TEXT_FLOOR: Final = 16  # a text column is made no narrower (unless all its text is shorter)
+# a contact column: sip:127.10.2.43:5060 and noc-ny@example.com whole; longer ones break after @
+CONTACT_FLOOR: Final = 24
 PAGE: Final = 50  # rows a list prints by default in a table
 _FORMULA: Final = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula
 _RULES: Final = 3  # a column's padding (one each side) and the rule after it
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # newline and tab pass
+_MARKS: Final = re.compile(r"(?<=[/@;])")  # where a long path or contact may break
 
 Cell = str | Text
 
@@ -108,8 +111,11 @@ def print_rows(
             overflow="fold",
             width=column_width,
         )
+    texts = {i: w for i, w in zip(shown, widths, strict=True) if columns[i].kind is Kind.TEXT}
     for row in rows:
-        table.add_row(*(_rich(row[index]) for index in shown))
+        table.add_row(
+            *(_rich(_break_at_marks(row[i], texts[i]) if i in texts else row[i]) for i in shown)
+        )
     needed = sum(widths) + _RULES * len(widths) + 1
     if needed > width:  # wider than the terminal: print it so, never cut (the terminal wraps)
         console.width = needed
@@ -159,6 +165,27 @@ def _layout(
         victim = max(droppable, key=lambda i: (columns[i].drop, i))
         shown.remove(victim)
         hidden.append(columns[victim].header)
+
+
+def _break_at_marks(cell: Cell, width: int) -> Cell:
+    """A word longer than ``width`` broken after its ``/``, ``@`` or ``;`` where it can be, so
+    that a path or a SIP contact folds between its parts (``/100000000003/`` then
+    ``000000000000-license.cfg``), not inside a file name; only a part still longer folds."""
+    if not isinstance(cell, str) or len(cell) <= width:
+        return cell
+    return "\n".join(
+        " ".join(_pack(word, width) if len(word) > width else word for word in line.split(" "))
+        for line in cell.split("\n")
+    )
+
+
+def _pack(word: str, width: int) -> str:
+    lines = [""]
+    for part in _MARKS.split(word):
+        if lines[-1] and cell_len(lines[-1]) + cell_len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
 
 
 def _least(column: Column, rows: Sequence[Sequence[Cell]], index: int, full: int) -> int:

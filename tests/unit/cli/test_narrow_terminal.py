@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from fleetkey.cli.main import cli
+from fleetkey.cli.tables import Column, Kind, Output, print_rows
 from fleetkey.store import fetches
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
@@ -342,3 +344,28 @@ def test_commands_that_print_lines_print_no_python_repr(
         result = fleetkey(*args, code=1 if args[0] == "rollout" else 0)
         shown = result.stdout + result.stderr
         assert REPR.search(shown) is None, f"fleetkey {' '.join(args)}:\n{shown}"
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        ("/100000000003/000000000000-license.cfg", ["/100000000003/", "000000000000-license.cfg"]),
+        ("sip:0004f2300003@pbx.example.com:5061", ["sip:0004f2300003@", "pbx.example.com:5061"]),
+        ("/a/b/c.cfg", ["/a/b/c.cfg"]),  # fits: left whole
+    ],
+)
+def test_a_long_path_or_contact_folds_between_its_parts_not_inside_a_name(
+    text: str, lines: list[str]
+) -> None:
+    console = Console(width=40, force_terminal=False, color_system=None)
+    with console.capture() as captured:
+        print_rows(
+            console,
+            (Column("mac", Kind.ID), Column("path", floor=24)),
+            [("0004f2000001", text)],
+            Output.TABLE,
+        )
+    cells = [
+        line.split("│")[2].strip() for line in captured.get().splitlines() if line.count("│") == 3
+    ]
+    assert [cell for cell in cells if cell] == lines
