@@ -55,9 +55,28 @@ def test_a_window_that_closes_before_the_check_sync_is_the_reason() -> None:
     assert wait.closed
 
 
-@pytest.mark.parametrize("due", [None, NOW, NOW - timedelta(seconds=1)])
-def test_nothing_is_waited_for_when_a_check_sync_is_due(due: datetime | None) -> None:
-    assert wait_for("100000000003", NEW_YORK, NIGHT, due, NOW) is None
+INSIDE = OPENS + timedelta(minutes=30)  # 01:30 in New York: open
+
+
+@pytest.mark.parametrize("due", [None, INSIDE, INSIDE - timedelta(hours=5)])
+def test_nothing_is_waited_for_when_a_check_sync_is_due_in_an_open_window(
+    due: datetime | None,
+) -> None:
+    assert wait_for("100000000003", NEW_YORK, NIGHT, due, INSIDE) is None
+
+
+@pytest.mark.parametrize("due", [NOW, NOW - timedelta(hours=30)])
+def test_a_phone_due_already_waits_for_a_closed_window_to_open(due: datetime) -> None:
+    """As after `rollout retry`: the re-queued phones are due now, the window is closed."""
+    wait = wait_for("100000000003", NEW_YORK, NIGHT, due, NOW)
+    assert wait is not None
+    assert wait.closed
+    assert wait.until == OPENS
+    assert wait.text().startswith("waiting until 01:00 America/New_York, in 3 h 12 min")
+
+
+def test_a_phone_due_already_goes_now_when_windows_are_ignored() -> None:
+    assert wait_for("100000000003", "UTC", None, NOW - timedelta(minutes=5), NOW) is None
 
 
 def test_windows_ignored_wait_only_for_the_schedule() -> None:

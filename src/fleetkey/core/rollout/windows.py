@@ -132,18 +132,26 @@ class Wait:
 def wait_for(
     site: str, timezone: str, window: Window | None, due: datetime | None, now: datetime
 ) -> Wait | None:
-    """The wait for a site's next check-sync, due at ``due``; None when it is due now.
+    """The wait for a site's next check-sync, due at ``due``; None when it can go now.
 
     When the site's window is closed now, or closes before ``due``, the wait is until the
     opening that holds ``due``, or the next one after it (a phone due while the window is
-    closed is sent at its next opening).
+    closed is sent at its next opening). A phone due in the past (re-queued by ``rollout
+    retry``, or overdue) is due now: it goes now only if the window is open.
     """
-    if due is None or due <= now:
+    if due is None:
         return None
+    due = max(due, now)
     if window is None:
-        return Wait(site, due, timezone, (due - now).total_seconds(), False, window)
+        return (
+            None
+            if due <= now
+            else Wait(site, due, timezone, (due - now).total_seconds(), False, window)
+        )
     spans = open_intervals(window, timezone, now, due + timedelta(days=2))
     if any(lo <= now and due < hi for lo, hi in spans):
+        if due <= now:
+            return None
         return Wait(site, due, timezone, (due - now).total_seconds(), False, window)
     until = next((lo for lo, hi in spans if due < hi), due)
     return Wait(site, until, timezone, (until - now).total_seconds(), True, window)
