@@ -18,9 +18,10 @@ from fleetkey.cli.render import key_table, key_title, key_to_json
 from fleetkey.clock import today
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.license import LicenseType
-from fleetkey.errors import ROWS_SHOWN
+from fleetkey.core.naming import normalize_site_serial
+from fleetkey.errors import ROWS_SHOWN, InputError
 from fleetkey.ops.licensing import LicenseOrder, issue_license
-from fleetkey.store import posting, registry
+from fleetkey.store import inventory, posting, registry
 
 
 @click.group()
@@ -71,7 +72,9 @@ def phone(env: Env, /, mac_argument: str | None, mac: str | None, **options: Any
 
 @issue.command("site")
 @click.argument("serial_argument", metavar="SERIAL", required=False)
-@click.option("--serial", help="The site serial (12 hex digits), when not given as SERIAL.")
+@click.option(
+    "--serial", help="The site's serial (12 hex digits) or name, when not given as SERIAL."
+)
 @_license_options
 @click.option(
     "--default-site",
@@ -81,9 +84,14 @@ def phone(env: Env, /, mac_argument: str | None, mac: str | None, **options: Any
 )
 @pass_env
 def site(env: Env, /, serial_argument: str | None, serial: str | None, **options: Any) -> None:
-    """Issue 000000000000-license.cfg for the site SERIAL, posted in the site's place
+    """Issue 000000000000-license.cfg for the site SERIAL (or its name), posted in the site's place
     (<provisioning>/<serial>/000000000000-license.cfg)."""
     chosen = subject(serial_argument, serial, metavar="SERIAL", flag="--serial")
+    try:
+        normalize_site_serial(chosen)
+    except InputError:  # not a serial: a site's name, which the store knows
+        with env.store().transaction() as session:
+            chosen = inventory.site_serial(session, chosen)
     _issue_one(env, chosen, LicenseType.SITE, **options)
 
 

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from sqlalchemy.orm import Session
+
 from fleetkey.authority.datadir import DataDir
 from fleetkey.clock import Clock
 from fleetkey.core.license import LicenseType
 from fleetkey.core.naming import normalize_mac, normalize_site_serial
-from fleetkey.errors import InputError
+from fleetkey.errors import InputError, NotFoundError
 from fleetkey.ops import placement
-from fleetkey.store import posting, registry
+from fleetkey.store import inventory, posting, registry
 from fleetkey.store.posting import Judgement
 from fleetkey.store.records import StoredLicense
 from fleetkey.store.store import Store
@@ -90,6 +92,18 @@ def preview_post(
     return Posted(judgement, files)
 
 
+def _site_by_name(session: Session, name: str) -> str:
+    """The serial of the site called ``name``; else: neither a serial, a MAC nor a site."""
+    try:
+        return inventory.site_serial(session, name)
+    except (InputError, NotFoundError):
+        shown = repr(name if len(name) <= 40 else name[:40] + "…")
+        raise InputError(
+            f"{shown} is neither a site serial, a site's name nor a MAC",
+            hint="`fleetkey sites list` lists the sites with their serials",
+        ) from None
+
+
 def rollback_license(
     data: DataDir,
     store: Store,
@@ -107,11 +121,10 @@ def rollback_license(
         if key_type is None and not _HEX12.fullmatch(serial):
             try:
                 serial = normalize_mac(serial)  # a MAC written with separators
+                key_type = LicenseType.PHONE
             except InputError:
-                raise InputError(
-                    f"{serial!r} is neither a site serial nor a MAC: expected 12 hex digits"
-                ) from None
-            key_type = LicenseType.PHONE
+                serial = _site_by_name(session, serial)
+                key_type = LicenseType.SITE
         elif key_type is None:
             serial = serial.strip().lower()
             posted = [kind for kind in LicenseType if registry.posted(session, kind, serial)]

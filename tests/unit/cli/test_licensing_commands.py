@@ -261,13 +261,31 @@ class TestPostingIsSafe:
         event = js(fleetkey, "audit", "list")[-1]
         assert (event["action"], event["details"]["replaces"]) == ("license.rollback", 2)
 
+    def test_a_site_is_named_by_its_name_to_issue_and_roll_back(
+        self, initialized: Path, fleetkey: Fleetkey
+    ) -> None:
+        fleetkey("sites", "add", NEW_YORK, "--name", "New York", "--tz", "America/New_York",
+                 "--window", "01:00-05:00")  # fmt: skip
+        issued = issue_site(fleetkey, "New York", "2031-06-30")
+        assert issued["serial"] == NEW_YORK
+        first = place(initialized, NEW_YORK).read_bytes()
+        issue_site(fleetkey, "new york", "2032-06-30")
+        result = fleetkey("licenses", "rollback", "New York", "--force")  # a shorter term
+        assert result.stdout.splitlines()[0] == (
+            f"rolled back to license 1 (Site {NEW_YORK}) in place of license 2"
+        )
+        assert place(initialized, NEW_YORK).read_bytes() == first
+        refused = issue_site(fleetkey, "Old York", "2031-06-30", code=1)
+        assert refused.stderr.startswith("error: ")
+        assert "site 'Old York' does not exist: no site has that serial or name" in refused.stderr
+
     @pytest.mark.parametrize(
         ("args", "code", "says"),
         [
             (["licenses", "rollback", "100000000009"], 1,
              "error: no Site key for 100000000009 is posted: there is nothing to roll back"),
             (["licenses", "rollback", "xyz"], 1,
-             "error: 'xyz' is neither a site serial nor a MAC: expected 12 hex digits"),
+             "error: 'xyz' is neither a site serial, a site's name nor a MAC"),
             (["licenses", "rollback", BERLIN], 1,
              "error: license 1 (Site 100000000001) is the first key posted for 100000000001"),
             (["licenses", "rollback", BERLIN, "--type", "fax"], 2, "Invalid value for '--type'"),
