@@ -1,0 +1,203 @@
+"""The fleet as arrays: one row per phone (its site, time zone, settings), and the calendar
+tables that turn local times into seconds since the scenario's start.
+
+Phones of a site behave alike but for their MAC, their calls and their random draws, so every
+per-site setting is an array gathered by site index, and every local-time question (the next
+02:00 in Europe/Berlin after this moment) is a lookup in a table computed once per (time zone,
+local time) with :mod:`zoneinfo`, exactly as the device engine places it
+(``core/device/config.next_daily``: ``datetime.combine(day, at, zone)`` in UTC).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from fleetkey.core.device.config import DAY_S, PollMode
+from fleetkey.core.device.config import ConfigPolling
+from fleetkey.simulate.scenario import CALL_SLOT_S, Scenario, SiteGroup
+
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+F64 = npt.NDArray[np.float64]
+INF: Final = np.inf
+MARGIN_DAYS: Final = 3  # tables start two days before the start and run past the end
+
+
+@dataclass(frozen=True)
+class Sites:
+    """Per site: serial, time zone, settings; phones of site i are rows first[i]:first[i+1]."""
+
+    serials: tuple[str, ...]
+    timezones: tuple[str, ...]
+    first: I64
+    tz: I32  # index into Calendar.zones
+    license_time: I32  # index into Calendar.times (license.polling.time)
+    poll_time: I32  # index into Calendar.times (prov.polling.time)
+    poll_enabled: npt.NDArray[np.bool_]
+    poll_mode: I32  # 0 abs, 1 rel, 2 random
+    poll_period_s: F64
+    poll_window_s: F64  # random mode: timeRandomEnd - time
+    always_reboot: npt.NDArray[np.bool_]
+    call_chance: F64
+    call_mean_s: F64
+    phone_mask: I64  # perpetual phone licenses (a slot bitmask)
+    windows: tuple[object, ...]  # Window | None, for the rollout planner
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Local days as indices (``ordinal - base``) and, per (zone, local time), the moment of that
+    local time on each day, in seconds since the start; per zone, each local midnight."""
+
+    base: int  # date ordinal of day index 0
+    zones: tuple[str, ...]
+    times: tuple[tuple[int, time], ...]  # (zone index, local time)
+    at: F64  # [times index, day index] seconds since the start
+    midnight: F64  # [zone index, day index]
+
+    def day_of(self, zone: I32, t: F64) -> I64:
+        """The local day index of each moment in its zone."""
+        row = self.midnight[zone]
+        guess = np.floor((t - self.midnight[zone, 0]) / DAY_S).astype(np.int64)
+        guess = np.clip(guess, 0, self.midnight.shape[1] - 2)
+        lo = np.take_along_axis(row, guess[:, None], axis=1)[:, 0]
+        guess = np.where(t < lo, guess - 1, guess)
+        hi = np.take_along_axis(row, np.clip(guess + 1, 0, row.shape[1] - 1)[:, None], axis=1)
+        return np.where(t >= hi[:, 0], guess + 1, guess)
+
+    def local_at(self, which: I32, day: I64) -> F64:
+        """The moment of local time ``which`` on day index ``day`` (inf past the tables)."""
+        inside = (day >= 0) & (day < self.at.shape[1])
+        values = self.at[which, np.clip(day, 0, self.at.shape[1] - 1)]
+        return np.where(inside, values, INF)
+
+    def next_at(self, which: I32, zone: I32, after: F64) -> tuple[F64, I64]:
+        """The first local ``which`` strictly after ``after``, and its day index."""
+        day = self.day_of(zone, after)
+        moment = self.local_at(which, day)
+        day = np.where(moment <= after, day + 1, day)
+        return self.local_at(which, day), day
+
+
+@dataclass(frozen=True)
+class Fleet:
+    sites: Sites
+    calendar: Calendar
+    site: I32  # per phone
+    key: npt.NDArray[np.uint64]  # per phone: the seed of its calls and draws
+    mac_day: I64  # per phone: random mode's MAC-chosen day (mod period days), domain.md §5.4
+    macs_first: int  # MAC of phone 0; phone i has macs_first + i
+
+    @property
+    def size(self) -> int:
+        return int(self.site.shape[0])
+
+    def mac(self, phone: int) -> str:
+        return f"{self.macs_first + phone:012x}"
+
+
+FIRST_MAC: Final = 0x0004F2000000  # Polycom's OUI, as the emulator numbers its phones
+
+
+def build_fleet(scenario: Scenario, seed: int = 0) -> Fleet:
+    serials: list[str] = []
+    zones: list[str] = []
+    groups: list[SiteGroup] = []
+    counts: list[int] = []
+    for group in scenario.groups:
+        for i, serial in enumerate(group.serials()):
+            serials.append(serial)
+            zones.append(group.timezones[i % len(group.timezones)])
+            counts.append(group.phones)
+            groups.append(group)
+    zone_names = tuple(sorted(set(zones)))
+    times: dict[tuple[int, time], int] = {}
+
+    def time_index(zone: str, at: time) -> int:
+        return times.setdefault((zone_names.index(zone), at), len(times))
+
+    license_time = [time_index(z, g.license_polling_time) for z, g in zip(zones, groups, strict=True)]
+    poll_time = [time_index(z, g.polling.at) for z, g in zip(zones, groups, strict=True)]
+    first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    sites = Sites(
+        serials=tuple(serials),
+        timezones=tuple(zones),
+        first=first,
+        tz=np.array([zone_names.index(z) for z in zones], dtype=np.int32),
+        license_time=np.array(license_time, dtype=np.int32),
+        poll_time=np.array(poll_time, dtype=np.int32),
+        poll_enabled=np.array([g.polling.enabled for g in groups], dtype=np.bool_),
+        poll_mode=np.array([_MODES[g.polling.mode] for g in groups], dtype=np.int32),
+        poll_period_s=np.array([g.polling.period_s for g in groups], dtype=np.float64),
+        poll_window_s=np.array([_window_s(g.polling) for g in groups], dtype=np.float64),
+        always_reboot=np.array([g.always_reboot for g in groups], dtype=np.bool_),
+        call_chance=np.array([g.calls_per_hour * CALL_SLOT_S / 3600 for g in groups]),
+        call_mean_s=np.array([g.call_minutes * 60.0 for g in groups]),
+        phone_mask=np.array([_mask(g.phone_slots) for g in groups], dtype=np.int64),
+        windows=tuple(g.window for g in groups),
+    )
+    calendar = _calendar(scenario, zone_names, tuple(sorted(times, key=times.__getitem__)))
+    total = int(first[-1])
+    site = np.repeat(np.arange(len(serials), dtype=np.int32), counts)
+    keys = np.arange(total, dtype=np.uint64) + np.uint64(seed) * np.uint64(1 << 40)
+    return Fleet(sites, calendar, site, keys, _mac_days(total, sites, site), FIRST_MAC)
+
+
+_MODES: Final = {PollMode.ABS: 0, PollMode.REL: 1, PollMode.RANDOM: 2}
+
+
+def mask(slots: frozenset[int]) -> int:
+    return sum(1 << slot for slot in slots)
+
+
+_mask = mask
+
+
+def _window_s(polling: ConfigPolling) -> float:
+    end = polling.random_end
+    if end is None:
+        return 0.0
+    at = polling.at
+    span = (end.hour * 3600 + end.minute * 60) - (at.hour * 3600 + at.minute * 60)
+    return float(span if span > 0 else span + DAY_S)
+
+
+def _calendar(scenario: Scenario, zones: tuple[str, ...], times: tuple[tuple[int, time], ...]) -> Calendar:
+    first_day = scenario.start.date() - timedelta(days=2)
+    days = scenario.days + 2 * MARGIN_DAYS
+    origin = scenario.start
+    at = np.empty((len(times), days), dtype=np.float64)
+    midnight = np.empty((len(zones), days), dtype=np.float64)
+    infos = [ZoneInfo(z) for z in zones]
+    for d in range(days):
+        day: date = first_day + timedelta(days=d)
+        for z, info in enumerate(infos):
+            midnight[z, d] = _seconds(datetime.combine(day, time(0, 0), info), origin)
+        for i, (z, local) in enumerate(times):
+            at[i, d] = _seconds(datetime.combine(day, local, infos[z]), origin)
+    return Calendar(first_day.toordinal(), zones, times, at, midnight)
+
+
+def _seconds(moment: datetime, origin: datetime) -> float:
+    return (moment.astimezone(UTC) - origin).total_seconds()
+
+
+def _mac_days(total: int, sites: Sites, site: I32) -> I64:
+    """Random mode with a period over a day: the day (ordinal mod period days) chosen from
+    the MAC, as core/device/config._mac_day does (sha256 of the lowercase MAC)."""
+    days = np.zeros(total, dtype=np.int64)
+    long_random = (sites.poll_mode == 2) & (sites.poll_period_s > DAY_S) & sites.poll_enabled
+    for s in np.nonzero(long_random)[0]:
+        period_days = -(-int(sites.poll_period_s[s]) // DAY_S)
+        for phone in range(int(sites.first[s]), int(sites.first[s + 1])):
+            mac = f"{FIRST_MAC + phone:012x}"
+            digest = hashlib.sha256(mac.encode()).digest()
+            days[phone] = int.from_bytes(digest[:4], "big") % period_days
+    return days

@@ -1,0 +1,396 @@
+"""A what-if scenario: sites and their phones, site licenses, and what happens when.
+
+Written by operators as TOML (``fleetkey simulate SCENARIO.toml``) and parsed here once into
+frozen values; every rejection names the table, the entry and the key, and what was expected.
+Pure: the caller reads the file and passes its text.
+
+The model a scenario describes (docs/simulate.md): each site's phones share a time zone, a
+``license.polling.time``, ``prov.polling.*`` settings, ``checkSync.alwaysReboot``, a call rate
+and optional perpetual phone licenses; a site license grants a set of features until one last
+valid day (or forever). Events post a license to sites, change the configuration, roll a license
+out by check-sync along a plan of the rollout planner, or take the server down for a while.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fleetkey.core.device.config import ConfigPolling, PollMode
+from fleetkey.core.features import FeatureCatalog
+from fleetkey.core.rollout.windows import Window
+from fleetkey.errors import FleetkeyError, InputError
+
+CALL_SLOT_S: Final = 1800  # calls are drawn per phone in half-hour slots (simulate/calls.py)
+MAX_DAYS: Final = 3660
+
+
+@dataclass(frozen=True, slots=True)
+class SiteGroup:
+    """``count`` sites alike, ``phones`` phones each; serials count up from ``serial``."""
+
+    serial: str
+    count: int
+    phones: int
+    timezones: tuple[str, ...]  # site i takes timezones[i % len]
+    window: Window | None
+    license_polling_time: time
+    polling: ConfigPolling
+    always_reboot: bool
+    calls_per_hour: float
+    call_minutes: float
+    phone_slots: frozenset[int]  # perpetual phone licenses of every phone
+
+    def serials(self) -> list[str]:
+        first = int(self.serial, 16)
+        return [f"{first + i:012x}" for i in range(self.count)]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLicense:
+    name: str
+    slots: frozenset[int]
+    expires: date | None  # the last valid day; None: never
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    at: datetime
+    license: str
+    sites: tuple[str, ...] | None  # None: every site
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    at: datetime
+    deadline: datetime
+    sites: tuple[str, ...] | None
+    reboot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    at: datetime
+    sites: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDown:
+    at: datetime
+    until: datetime
+
+
+Event = Post | Rollout | ConfigChange | ServerDown
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    capacity: float = 200.0  # requests per second answered
+    headroom: float = 0.7
+    boot_requests: float = 12.0  # domain.md §6, as core/rollout/cost.DEFAULT
+    boot_seconds: float = 120.0
+    retry_after_s: float = 30.0  # the Retry-After of a 503
+    give_up_s: float = 90.0  # no answer at all: the phone boots from its flash after this
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    start: datetime
+    days: int
+    groups: tuple[SiteGroup, ...]
+    licenses: dict[str, SiteLicense]
+    events: tuple[Event, ...]
+    server: Server
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=self.days)
+
+    @property
+    def phones(self) -> int:
+        return sum(group.count * group.phones for group in self.groups)
+
+
+def parse_scenario(text: str, name: str, catalog: FeatureCatalog) -> Scenario:
+    """The scenario in TOML ``text`` (``name`` says where it came from in errors)."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{name}: not TOML: {exc}") from exc
+    reader = _Reader(name, catalog)
+    return reader.scenario(document)
+
+
+class _Reader:
+    def __init__(self, name: str, catalog: FeatureCatalog) -> None:
+        self.name = name
+        self.catalog = catalog
+
+    def fail(self, where: str, message: str) -> InputError:
+        return InputError(f"{self.name}: {where}: {message}")
+
+    def scenario(self, doc: dict[str, Any]) -> Scenario:
+        self.known(doc, "the top level", {"simulation", "server", "sites", "licenses", "events"})
+        sim = self.table(doc, "simulation", required=True)
+        self.known(sim, "[simulation]", {"start", "days", "name"})
+        start = self.moment(sim, "start", "[simulation]")
+        days = self.number(sim, "days", "[simulation]", int, 365, 1, MAX_DAYS)
+        server = self.server(self.table(doc, "server"))
+        groups = tuple(
+            self.group(entry, f"[[sites]] {i + 1}") for i, entry in enumerate(self.array(doc, "sites"))
+        )
+        if not groups:
+            raise self.fail("[[sites]]", "at least one site is needed")
+        serials = [s for g in groups for s in g.serials()]
+        if len(set(serials)) != len(serials):
+            raise self.fail("[[sites]]", "two sites have the same serial")
+        licenses: dict[str, SiteLicense] = {}
+        for i, entry in enumerate(self.array(doc, "licenses")):
+            lic = self.license(entry, f"[[licenses]] {i + 1}")
+            if lic.name in licenses:
+                raise self.fail(f"[[licenses]] {i + 1}", f"license {lic.name!r} is named twice")
+            licenses[lic.name] = lic
+        scenario_sites = set(serials)
+        events = tuple(
+            self.event(entry, f"[[events]] {i + 1}", licenses, scenario_sites)
+            for i, entry in enumerate(self.array(doc, "events"))
+        )
+        title = sim.get("name", self.name)
+        if not isinstance(title, str):
+            raise self.fail("[simulation]", "name must be a string")
+        return Scenario(
+            title, start, days, groups, licenses, tuple(sorted(events, key=_at)), server
+        )
+
+    def server(self, table: dict[str, Any]) -> Server:
+        where = "[server]"
+        self.known(
+            table,
+            where,
+            {"capacity", "headroom", "boot_requests", "boot_seconds", "retry_after_s", "give_up_s"},
+        )
+        default = Server()
+        return Server(
+            capacity=self.number(table, "capacity", where, float, default.capacity, 0.001),
+            headroom=self.number(table, "headroom", where, float, default.headroom, 0.001, 1.0),
+            boot_requests=self.number(
+                table, "boot_requests", where, float, default.boot_requests, 1.0
+            ),
+            boot_seconds=self.number(table, "boot_seconds", where, float, default.boot_seconds, 1.0),
+            retry_after_s=self.number(
+                table, "retry_after_s", where, float, default.retry_after_s, 1.0
+            ),
+            give_up_s=self.number(table, "give_up_s", where, float, default.give_up_s, 1.0),
+        )
+
+    def group(self, entry: object, where: str) -> SiteGroup:
+        if not isinstance(entry, dict):
+            raise self.fail(where, "must be a table")
+        self.known(
+            entry,
+            where,
+            {"serial", "count", "phones", "timezone", "timezones", "window",
+             "license_polling_time", "polling", "always_reboot", "calls_per_hour",
+             "call_minutes", "phone_features"},
+        )  # fmt: skip
+        serial = entry.get("serial")
+        if not isinstance(serial, str) or len(serial) != 12 or not _is_hex(serial):
+            raise self.fail(where, f"serial must be 12 hex digits, not {serial!r}")
+        count = self.number(entry, "count", where, int, 1, 1, 1_000_000)
+        if int(serial, 16) + count > 0xFFFFFFFFFFFF:
+            raise self.fail(where, f"{count} serials from {serial} run past ffffffffffff")
+        zones = entry.get("timezones", entry.get("timezone", "UTC"))
+        zones = [zones] if isinstance(zones, str) else zones
+        if not isinstance(zones, list) or not zones or not all(isinstance(z, str) for z in zones):
+            raise self.fail(where, "timezone(s) must be a time zone name or a list of them")
+        for zone in zones:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise self.fail(where, f"unknown time zone {zone!r}") from exc
+        window = entry.get("window")
+        try:
+            parsed_window = Window.parse(window) if window is not None else None
+        except (InputError, TypeError, AttributeError) as exc:
+            raise self.fail(where, f"window {window!r} is not HH:MM-HH:MM") from exc
+        calls = self.number(entry, "calls_per_hour", where, float, 0.0, 0.0, 3600 / CALL_SLOT_S)
+        minutes = self.number(entry, "call_minutes", where, float, 3.0, 0.0, CALL_SLOT_S / 120)
+        always = entry.get("always_reboot", False)
+        if not isinstance(always, bool):
+            raise self.fail(where, "always_reboot must be true or false")
+        return SiteGroup(
+            serial=serial.lower(),
+            count=count,
+            phones=self.number(entry, "phones", where, int, None, 1, 10_000_000),
+            timezones=tuple(zones),
+            window=parsed_window,
+            license_polling_time=self.clock(entry, "license_polling_time", where, time(2, 0)),
+            polling=self.polling(self.table(entry, "polling"), f"{where} polling"),
+            always_reboot=always,
+            calls_per_hour=calls,
+            call_minutes=minutes,
+            phone_slots=self.slots(entry.get("phone_features", []), where, "phone_features"),
+        )
+
+    def polling(self, table: dict[str, Any], where: str) -> ConfigPolling:
+        self.known(table, where, {"enabled", "mode", "period_s", "time", "random_end"})
+        enabled = table.get("enabled", False)
+        if not isinstance(enabled, bool):
+            raise self.fail(where, "enabled must be true or false")
+        mode = table.get("mode", "abs")
+        if mode not in {m.value for m in PollMode}:
+            raise self.fail(where, f"mode must be abs, rel or random, not {mode!r}")
+        end = self.clock(table, "random_end", where, None) if "random_end" in table else None
+        try:
+            return ConfigPolling(
+                enabled=enabled,
+                mode=PollMode(mode),
+                period_s=self.number(table, "period_s", where, int, 86400, 3600),
+                at=self.clock(table, "time", where, time(3, 0)),
+                random_end=end,
+            )
+        except FleetkeyError as exc:
+            raise self.fail(where, str(exc)) from exc
+
+    def license(self, entry: object, where: str) -> SiteLicense:
+        if not isinstance(entry, dict):
+            raise self.fail(where, "must be a table")
+        self.known(entry, where, {"name", "features", "expires"})
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise self.fail(where, "name must be a non-empty string")
+        expires = entry.get("expires")
+        if expires == "never":
+            expires = None
+        elif not isinstance(expires, date) or isinstance(expires, datetime):
+            raise self.fail(where, f"expires must be a date (2027-03-31) or 'never', not {expires!r}")
+        slots = self.slots(entry.get("features"), where, "features")
+        if not slots:
+            raise self.fail(where, "features must name at least one feature")
+        return SiteLicense(name, slots, expires)
+
+    def event(
+        self, entry: object, where: str, licenses: dict[str, SiteLicense], serials: set[str]
+    ) -> Event:
+        if not isinstance(entry, dict):
+            raise self.fail(where, "must be a table")
+        kinds = [k for k in ("post", "rollout", "config_change", "server_down_until") if k in entry]
+        if len(kinds) != 1:
+            raise self.fail(
+                where, "needs exactly one of post, rollout, config_change, server_down_until"
+            )
+        kind = kinds[0]
+        allowed = {"at", kind, "sites"} | ({"deadline", "reboot"} if kind == "rollout" else set())
+        self.known(entry, where, allowed)
+        at = self.moment(entry, "at", where)
+        sites = self.sites(entry.get("sites"), where, serials)
+        if kind == "post":
+            name = entry["post"]
+            if name not in licenses:
+                raise self.fail(where, f"post names license {name!r}, which [[licenses]] lacks")
+            return Post(at, name, sites)
+        if kind == "rollout":
+            reboot = entry.get("reboot", True)
+            if not isinstance(reboot, bool):
+                raise self.fail(where, "reboot must be true or false")
+            deadline = self.moment(entry, "deadline", where)
+            if deadline <= at:
+                raise self.fail(where, "the rollout's deadline is not after its start")
+            return Rollout(at, deadline, sites, reboot)
+        if kind == "config_change":
+            if entry["config_change"] is not True:
+                raise self.fail(where, "config_change must be true")
+            return ConfigChange(at, sites)
+        until = self.moment(entry, "server_down_until", where)
+        if until <= at:
+            raise self.fail(where, "server_down_until is not after at")
+        if sites is not None:
+            raise self.fail(where, "the server is one for every site: no sites here")
+        return ServerDown(at, until)
+
+    # values
+    def known(self, table: dict[str, Any], where: str, keys: set[str]) -> None:
+        unknown = sorted(set(table) - keys)
+        if unknown:
+            raise self.fail(where, f"unknown key {unknown[0]!r}; expected {', '.join(sorted(keys))}")
+
+    def table(self, doc: dict[str, Any], key: str, required: bool = False) -> dict[str, Any]:
+        value = doc.get(key)
+        if value is None and not required:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(f"[{key}]", "missing" if value is None else "must be a table")
+        return value
+
+    def array(self, doc: dict[str, Any], key: str) -> list[Any]:
+        value = doc.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(f"[[{key}]]", "must be an array of tables")
+        return value
+
+    def moment(self, table: dict[str, Any], key: str, where: str) -> datetime:
+        value = table.get(key)
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise self.fail(where, f"{key} must be a date-time with an offset (2027-01-01T00:00:00Z)")
+        return value.astimezone(UTC)
+
+    def clock(self, table: dict[str, Any], key: str, where: str, default: Any) -> Any:
+        value = table.get(key, default)
+        if isinstance(value, time) and value.tzinfo is None:
+            return value
+        if isinstance(value, str):
+            try:
+                parsed = time.fromisoformat(value)
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None:
+                return parsed
+        raise self.fail(where, f"{key} must be a local time HH:MM, not {value!r}")
+
+    def number(
+        self, table: dict[str, Any], key: str, where: str, kind: type, default: Any,
+        low: float, high: float | None = None,
+    ) -> Any:  # fmt: skip
+        value = table.get(key, default)
+        if value is None:
+            raise self.fail(where, f"{key} is missing")
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+            kind is int and not isinstance(value, int)
+        ):
+            raise self.fail(where, f"{key} must be a{'n integer' if kind is int else ' number'}, "
+                            f"not {value!r}")  # fmt: skip
+        if value < low or (high is not None and value > high):
+            limit = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            raise self.fail(where, f"{key} must be {limit}, not {value!r}")
+        return kind(value)
+
+    def slots(self, value: object, where: str, key: str) -> frozenset[int]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(where, f"{key} must be a list of feature names")
+        try:
+            return frozenset(self.catalog.slot_of(v) for v in value)
+        except FleetkeyError as exc:
+            raise self.fail(where, f"{key}: {exc}") from exc
+
+    def sites(self, value: object, where: str, serials: set[str]) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self.fail(where, "sites must be a non-empty list of site serials")
+        wanted = tuple(v.lower() for v in value)
+        missing = [s for s in wanted if s not in serials]
+        if missing:
+            raise self.fail(where, f"site {missing[0]} is not one of the scenario's sites")
+        return wanted
+
+
+def _at(event: Event) -> datetime:
+    return event.at
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
