@@ -21,7 +21,8 @@ ALLOWED = {
     "ops": {"core", "authority", "store"},
     "api": {"core", "authority", "store", "ops"},
     "emulate": {"core"},
-    "cli": {"core", "authority", "store", "serve", "ops", "api", "emulate"},
+    "simulate": {"core"},
+    "cli": {"core", "authority", "store", "serve", "ops", "api", "emulate", "simulate"},
 }
 
 

@@ -69,6 +69,10 @@ COMMANDS: Final = {
         "fleetkey.cli.serve:serve",
         "Serve license files and the provisioning tree to phones, recording every fetch.",
     ),
+    "simulate": LazyCommand(
+        "fleetkey.cli.simulate:simulate",
+        "Simulate a fleet by the device rules: lost feature-hours, storms, rollouts (what-if).",
+    ),
     "sites": LazyCommand(
         "fleetkey.cli.inventory:sites",
         "Sites: a serial, a time zone and a maintenance window for reboots.",

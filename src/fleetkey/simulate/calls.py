@@ -69,9 +69,9 @@ def idle_from(keys: U64, at: F64, chance: F64, mean_s: F64) -> F64:
     raise RuntimeError("calls chain back to back without end; the call rate is too high")
 
 
-def calls_between(key: int, begin: float, end: float, chance: float, mean_s: float) -> list[
-    tuple[float, float]
-]:
+def calls_between(
+    key: int, begin: float, end: float, chance: float, mean_s: float
+) -> list[tuple[float, float]]:
     """One phone's calls that start in [begin, end), as (start, end) seconds: what the per-phone
     engine is fed in the agreement test."""
     first, last = int(begin // CALL_SLOT_S) - 1, int(end // CALL_SLOT_S) + 1

@@ -19,8 +19,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from fleetkey.core.device.config import DAY_S, PollMode
-from fleetkey.core.device.config import ConfigPolling
+from fleetkey.core.device.config import DAY_S, ConfigPolling, PollMode
 from fleetkey.simulate.scenario import CALL_SLOT_S, Scenario, SiteGroup
 
 I64 = npt.NDArray[np.int64]
@@ -70,7 +69,8 @@ class Calendar:
         lo = np.take_along_axis(row, guess[:, None], axis=1)[:, 0]
         guess = np.where(t < lo, guess - 1, guess)
         hi = np.take_along_axis(row, np.clip(guess + 1, 0, row.shape[1] - 1)[:, None], axis=1)
-        return np.where(t >= hi[:, 0], guess + 1, guess)
+        day: I64 = np.where(t >= hi[:, 0], guess + 1, guess)
+        return day
 
     def local_at(self, which: I32, day: I64) -> F64:
         """The moment of local time ``which`` on day index ``day`` (inf past the tables)."""
@@ -123,7 +123,9 @@ def build_fleet(scenario: Scenario, seed: int = 0) -> Fleet:
     def time_index(zone: str, at: time) -> int:
         return times.setdefault((zone_names.index(zone), at), len(times))
 
-    license_time = [time_index(z, g.license_polling_time) for z, g in zip(zones, groups, strict=True)]
+    license_time = [
+        time_index(z, g.license_polling_time) for z, g in zip(zones, groups, strict=True)
+    ]
     poll_time = [time_index(z, g.polling.at) for z, g in zip(zones, groups, strict=True)]
     first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     sites = Sites(
@@ -169,7 +171,9 @@ def _window_s(polling: ConfigPolling) -> float:
     return float(span if span > 0 else span + DAY_S)
 
 
-def _calendar(scenario: Scenario, zones: tuple[str, ...], times: tuple[tuple[int, time], ...]) -> Calendar:
+def _calendar(
+    scenario: Scenario, zones: tuple[str, ...], times: tuple[tuple[int, time], ...]
+) -> Calendar:
     first_day = scenario.start.date() - timedelta(days=2)
     days = scenario.days + 2 * MARGIN_DAYS
     origin = scenario.start

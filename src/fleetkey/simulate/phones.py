@@ -107,7 +107,9 @@ def next_config_poll(fleet: Fleet, phones: Phones, which: I64, after: F64) -> F6
     daily = enabled & ((mode == 0) | ((mode == 2) & (period > DAY_S)))
     if daily.any():
         idx = np.nonzero(daily)[0]
-        offset = np.where(mode[idx] == 2, _draw(fleet, phones, which[idx]) * sites.poll_window_s[site[idx]], 0.0)
+        offset = np.where(
+            mode[idx] == 2, _draw(fleet, phones, which[idx]) * sites.poll_window_s[site[idx]], 0.0
+        )
         days = np.ceil(period[idx] / DAY_S).astype(np.int64)
         pick = np.where(mode[idx] == 2, fleet.mac_day[which[idx]], 0)
         which_time = sites.poll_time[site[idx]]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,6 +23,7 @@ from fleetkey.core.device.config import ConfigPolling, PollMode
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import FleetkeyError, InputError
+from fleetkey.simulate.tomlreader import TomlReader
 
 CALL_SLOT_S: Final = 1800  # calls are drawn per phone in half-hour slots (simulate/calls.py)
 MAX_DAYS: Final = 3660
@@ -125,13 +126,10 @@ def parse_scenario(text: str, name: str, catalog: FeatureCatalog) -> Scenario:
     return reader.scenario(document)
 
 
-class _Reader:
+class _Reader(TomlReader):
     def __init__(self, name: str, catalog: FeatureCatalog) -> None:
-        self.name = name
+        super().__init__(name)
         self.catalog = catalog
-
-    def fail(self, where: str, message: str) -> InputError:
-        return InputError(f"{self.name}: {where}: {message}")
 
     def scenario(self, doc: dict[str, Any]) -> Scenario:
         self.known(doc, "the top level", {"simulation", "server", "sites", "licenses", "events"})
@@ -141,7 +139,8 @@ class _Reader:
         days = self.number(sim, "days", "[simulation]", int, 365, 1, MAX_DAYS)
         server = self.server(self.table(doc, "server"))
         groups = tuple(
-            self.group(entry, f"[[sites]] {i + 1}") for i, entry in enumerate(self.array(doc, "sites"))
+            self.group(entry, f"[[sites]] {i + 1}")
+            for i, entry in enumerate(self.array(doc, "sites"))
         )
         if not groups:
             raise self.fail("[[sites]]", "at least one site is needed")
@@ -159,7 +158,7 @@ class _Reader:
             self.event(entry, f"[[events]] {i + 1}", licenses, scenario_sites)
             for i, entry in enumerate(self.array(doc, "events"))
         )
-        title = sim.get("name", self.name)
+        title = sim.get("name", self.name.rsplit("/", 1)[-1])
         if not isinstance(title, str):
             raise self.fail("[simulation]", "name must be a string")
         return Scenario(
@@ -180,7 +179,9 @@ class _Reader:
             boot_requests=self.number(
                 table, "boot_requests", where, float, default.boot_requests, 1.0
             ),
-            boot_seconds=self.number(table, "boot_seconds", where, float, default.boot_seconds, 1.0),
+            boot_seconds=self.number(
+                table, "boot_seconds", where, float, default.boot_seconds, 1.0
+            ),
             retry_after_s=self.number(
                 table, "retry_after_s", where, float, default.retry_after_s, 1.0
             ),
@@ -267,7 +268,9 @@ class _Reader:
         if expires == "never":
             expires = None
         elif not isinstance(expires, date) or isinstance(expires, datetime):
-            raise self.fail(where, f"expires must be a date (2027-03-31) or 'never', not {expires!r}")
+            raise self.fail(
+                where, f"expires must be a date (2027-03-31) or 'never', not {expires!r}"
+            )
         slots = self.slots(entry.get("features"), where, "features")
         if not slots:
             raise self.fail(where, "features must name at least one feature")
@@ -311,62 +314,6 @@ class _Reader:
         if sites is not None:
             raise self.fail(where, "the server is one for every site: no sites here")
         return ServerDown(at, until)
-
-    # values
-    def known(self, table: dict[str, Any], where: str, keys: set[str]) -> None:
-        unknown = sorted(set(table) - keys)
-        if unknown:
-            raise self.fail(where, f"unknown key {unknown[0]!r}; expected {', '.join(sorted(keys))}")
-
-    def table(self, doc: dict[str, Any], key: str, required: bool = False) -> dict[str, Any]:
-        value = doc.get(key)
-        if value is None and not required:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(f"[{key}]", "missing" if value is None else "must be a table")
-        return value
-
-    def array(self, doc: dict[str, Any], key: str) -> list[Any]:
-        value = doc.get(key, [])
-        if not isinstance(value, list):
-            raise self.fail(f"[[{key}]]", "must be an array of tables")
-        return value
-
-    def moment(self, table: dict[str, Any], key: str, where: str) -> datetime:
-        value = table.get(key)
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise self.fail(where, f"{key} must be a date-time with an offset (2027-01-01T00:00:00Z)")
-        return value.astimezone(UTC)
-
-    def clock(self, table: dict[str, Any], key: str, where: str, default: Any) -> Any:
-        value = table.get(key, default)
-        if isinstance(value, time) and value.tzinfo is None:
-            return value
-        if isinstance(value, str):
-            try:
-                parsed = time.fromisoformat(value)
-            except ValueError:
-                parsed = None
-            if parsed is not None and parsed.tzinfo is None:
-                return parsed
-        raise self.fail(where, f"{key} must be a local time HH:MM, not {value!r}")
-
-    def number(
-        self, table: dict[str, Any], key: str, where: str, kind: type, default: Any,
-        low: float, high: float | None = None,
-    ) -> Any:  # fmt: skip
-        value = table.get(key, default)
-        if value is None:
-            raise self.fail(where, f"{key} is missing")
-        if isinstance(value, bool) or not isinstance(value, int | float) or (
-            kind is int and not isinstance(value, int)
-        ):
-            raise self.fail(where, f"{key} must be a{'n integer' if kind is int else ' number'}, "
-                            f"not {value!r}")  # fmt: skip
-        if value < low or (high is not None and value > high):
-            limit = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-            raise self.fail(where, f"{key} must be {limit}, not {value!r}")
-        return kind(value)
 
     def slots(self, value: object, where: str, key: str) -> frozenset[int]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -143,7 +143,9 @@ class ServerQueue:
         late = starts + self.server.boot_seconds
         slow = ends > late + 1e-6
         first = np.clip((late[slow] // MINUTE).astype(np.int64), 0, self.minutes)
-        last = np.clip(np.where(np.isfinite(ends[slow]), ends[slow] // MINUTE, self.minutes), 0, self.minutes).astype(np.int64)
+        last = np.clip(
+            np.where(np.isfinite(ends[slow]), ends[slow] // MINUTE, self.minutes), 0, self.minutes
+        ).astype(np.int64)
         np.add.at(self.waiting, first, 1.0)
         np.add.at(self.waiting, last, -1.0)
 

@@ -59,7 +59,9 @@ def simulate(scenario: Scenario, seed: int = 0, record: bool = False) -> Run:
     origin = scenario.start
     for event in scenario.events:
         if isinstance(event, ServerDown):
-            queue.take_down((event.at - origin).total_seconds(), (event.until - origin).total_seconds())
+            queue.take_down(
+                (event.at - origin).total_seconds(), (event.until - origin).total_seconds()
+            )
     run = Run(
         scenario, fleet, licenses, posted_table(scenario, licenses, fleet.sites.serials),
         Phones(fleet.size), queue, Tally(scenario, fleet, licenses, record),
@@ -140,7 +142,9 @@ def _step(run: Run, phones: I64, due: F64, kind: I64, end: float) -> None:
     if note.any():
         notices = run.notices[-1]
         notices.at[phones[note]] = INF
-        busy = (p.requested[phones] <= due) & (due < p.boot_end[phones]) | np.isfinite(p.pending[phones])
+        busy = (p.requested[phones] <= due) & (due < p.boot_end[phones]) | np.isfinite(
+            p.pending[phones]
+        )
         reboot = notices.reboot | fleet.sites.always_reboot[site]
         go = note & ~busy & (reboot | changed)
         run.tally.check_syncs(note & busy, note & ~busy & ~reboot, note & ~busy & ~reboot & changed)
@@ -190,7 +194,9 @@ def _complete(run: Run, chosen: I64, ends: F64, reached: npt.NDArray[np.bool_]) 
     run.tally.cancel_drops(chosen, p, at)
     phone_mask = fleet.sites.phone_mask[site]
     offered = run.posted.at(site, at)
-    outcome = boot_downloads(run.licenses, p.installed[chosen], offered, phone_mask, today, reached & finite)
+    outcome = boot_downloads(
+        run.licenses, p.installed[chosen], offered, phone_mask, today, reached & finite
+    )
     p.boot_end[chosen] = at
     p.boots[chosen] += 1
     p.installed_at[chosen] = np.where(outcome.changed, at, p.installed_at[chosen])

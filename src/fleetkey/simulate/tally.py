@@ -82,7 +82,9 @@ class Tally:
         # drops scheduled at the start count against what was held then
         due = np.isfinite(phones.drop_at) & (phones.drop_at < self.horizon)
         idx = np.nonzero(due)[0]
-        self._lost(idx, phones.drop_at[idx], phones.held[idx], phones.held[idx] & ~phones.drop_mask[idx])
+        self._lost(
+            idx, phones.drop_at[idx], phones.held[idx], phones.held[idx] & ~phones.drop_mask[idx]
+        )
 
     def change(self, phones: I64, at: F64, before: I64, after: I64) -> None:
         """Phones' held slots changed from ``before`` to ``after`` at ``at``."""

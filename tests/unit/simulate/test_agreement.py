@@ -173,9 +173,9 @@ class Reference:
     def posted(self, t: float) -> list[LicenseKey] | None:
         name = None
         for event in self.run.scenario.events:
-            if isinstance(event, Post) and (event.sites is None or self.serial in event.sites):
-                if self.seconds(event.at) <= t:
-                    name = event.license
+            mine = isinstance(event, Post) and (event.sites is None or self.serial in event.sites)
+            if mine and self.seconds(event.at) <= t:
+                name = event.license
         return [self.keys[name]] if name else None
 
     def play(self, notify: float | None) -> None:
@@ -212,7 +212,9 @@ class Reference:
                 actions = engine.boot_completed(now, self.posted(t), self.phone_file)
             self.handle(actions, t, queue, boot_s)
 
-    def handle(self, actions: list[Boot | CheckConfig], t: float, queue: list, boot_s: float) -> None:
+    def handle(
+        self, actions: list[Boot | CheckConfig], t: float, queue: list, boot_s: float
+    ) -> None:
         for action in actions:
             if isinstance(action, Boot):
                 self.seen = self.version(t)
