@@ -1,0 +1,194 @@
+"""The scenarios of spec §3-§4 through the simulator: a lapse without a successor, a successor
+posted 30 days early and rolled out, a shorter successor, the server down during the storm."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from fleetkey.core.features import default_catalog
+from fleetkey.simulate.phones import Cause
+from fleetkey.simulate.report import summarize
+from fleetkey.simulate.scenario import parse_scenario
+from fleetkey.simulate.simulation import Run, simulate
+
+START = datetime(2027, 1, 1, tzinfo=UTC)
+ZONES = ("America/New_York", "Europe/Berlin", "Asia/Tokyo")
+CATALOG = default_catalog()
+
+
+def fleet(events: str, *, capacity: float = 200, calls: float = 0.5, days: int = 40) -> Run:
+    text = f"""
+[simulation]
+start = 2027-01-01T00:00:00Z
+days = {days}
+[server]
+capacity = {capacity}
+headroom = 0.7
+[[sites]]
+serial = "100000000001"
+count = 3
+phones = 300
+timezones = {list(ZONES)!r}
+window = "00:00-06:00"
+calls_per_hour = {calls}
+call_minutes = 5
+[[licenses]]
+name = "current"
+features = ["corporate-directory", "call-recording"]
+expires = 2027-01-31
+[[licenses]]
+name = "successor"
+features = ["corporate-directory", "call-recording"]
+expires = 2028-01-31
+[[licenses]]
+name = "shorter"
+features = ["corporate-directory", "call-recording"]
+expires = 2027-01-25
+[[events]]
+at = 2027-01-01T00:00:00Z
+post = "current"
+{events}
+"""
+    return simulate(parse_scenario(text, "test.toml", CATALOG), record=True)
+
+
+def reboots(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    log = run.tally.reboot_log
+    if not log:
+        empty = np.zeros(0)
+        return empty.astype(np.int64), empty, empty.astype(np.int64)
+    return tuple(np.concatenate([entry[i] for entry in log]) for i in range(3))  # type: ignore[return-value]
+
+
+class TestLapseWithoutSuccessor:
+    def test_every_phone_reboots_once_at_two_in_the_morning_local_then_never_again(self) -> None:
+        run = fleet("")
+        phones, begin, cause = reboots(run)
+        assert sorted(phones.tolist()) == list(range(900))  # once each: R8 keeps them down
+        assert set(cause.tolist()) == {Cause.LICENSE_EXPIRED}
+        for phone, at in zip(phones, begin, strict=True):
+            zone = ZoneInfo(ZONES[int(run.fleet.site[phone])])
+            local = (START + timedelta(seconds=float(at))).astimezone(zone)
+            assert local.date().isoformat() == "2027-02-01"
+            assert time(2, 0) <= local.time() < time(3, 0)  # 02:00, or when its calls end
+        exact = np.isclose(begin % 60, 0)
+        assert exact.mean() > 0.9  # most were in no call at 02:00
+        assert run.tally.waited_for_calls == np.count_nonzero(~exact) > 0
+
+    def test_phone_hours_lost_run_from_local_midnight_to_the_end(self) -> None:
+        run = fleet("")
+        summary = summarize(run, CATALOG)
+        end = START + timedelta(days=40)
+        expected = sum(
+            300 * (end - datetime(2027, 2, 1, tzinfo=ZoneInfo(zone))).total_seconds() / 3600
+            for zone in ZONES
+        )
+        for loss in summary.features:
+            assert loss.phones_affected == 900
+            assert loss.phone_hours_lost == pytest.approx(expected, rel=1e-9)
+        assert summary.booted_expired_at_end == 900
+
+
+class TestSuccessorThirtyDaysEarlyRolledOut:
+    EVENTS = """
+[[events]]
+at = 2027-01-01T12:00:00Z
+post = "successor"
+[[events]]
+at = 2027-01-02T00:00:00Z
+rollout = true
+deadline = 2027-01-20T00:00:00Z
+"""
+
+    def test_no_phone_hour_is_lost_and_the_load_stays_under_the_budget(self) -> None:
+        run = fleet(self.EVENTS)
+        summary = summarize(run, CATALOG)
+        assert all(loss.phone_hours_lost == 0 for loss in summary.features)
+        assert all(loss.phones_affected == 0 for loss in summary.features)
+        assert summary.reboots == {"license-expired": 0, "config-changed": 0, "check-sync": 900}
+        assert 0 < summary.peak_offered <= summary.budget
+        assert summary.over_budget_minutes == 0
+        (rollout,) = summary.rollouts
+        assert rollout.license == "successor"
+        assert rollout.reached == 900
+        assert rollout.finished is not None
+        assert rollout.finished < rollout.deadline
+
+    def test_each_phone_reboots_inside_its_sites_window(self) -> None:
+        run = fleet(self.EVENTS)
+        phones, begin, _ = reboots(run)
+        for phone, at in zip(phones, begin, strict=True):
+            zone = ZoneInfo(ZONES[int(run.fleet.site[phone])])
+            local = (START + timedelta(seconds=float(at))).astimezone(zone)
+            assert local.time() < time(6, 0)
+
+
+class TestShorterSuccessor:
+    def test_phones_ignore_it_and_the_storm_comes_when_the_current_key_lapses(self) -> None:
+        run = fleet(
+            """
+[[events]]
+at = 2027-01-02T00:00:00Z
+post = "shorter"
+[[events]]
+at = 2027-01-03T00:00:00Z
+rollout = true
+deadline = 2027-01-20T00:00:00Z
+"""
+        )
+        current = run.licenses.names.index("current")
+        assert (run.phones.installed == current).all()  # R7: the longer installed key stays
+        _, _, cause = reboots(run)
+        assert np.count_nonzero(cause == Cause.CHECK_SYNC) == 900
+        assert np.count_nonzero(cause == Cause.LICENSE_EXPIRED) == 900
+        assert summarize(run, CATALOG).features[0].phones_affected == 900
+
+
+class TestServerDownDuringTheStorm:
+    POSTED = """
+[[events]]
+at = 2027-01-20T00:00:00Z
+post = "successor"
+"""
+
+    def test_with_the_server_up_the_storm_brings_the_successor(self) -> None:
+        summary = summarize(fleet(self.POSTED), CATALOG)
+        assert summary.booted_expired_at_end == 0
+        assert all(loss.phones_without_at_end == 0 for loss in summary.features)
+        # two hours a phone at most: from local midnight to its 02:00 reboot and boot
+        assert all(loss.phone_hours_lost < 900 * 2.2 for loss in summary.features)
+
+    def test_phones_that_cannot_reach_it_boot_expired_and_stay_without_features(self) -> None:
+        # Berlin's storm is at 01:00 UTC on 2027-02-01; the server is down from 00:30 to 04:00
+        down = (
+            self.POSTED
+            + """
+[[events]]
+at = 2027-02-01T00:30:00Z
+server_down_until = 2027-02-01T04:00:00Z
+"""
+        )
+        run = fleet(down)
+        summary = summarize(run, CATALOG)
+        berlin = run.fleet.site == ZONES.index("Europe/Berlin")
+        assert run.phones.expired_boot[berlin].all()  # R8: nothing brings them back
+        assert not run.phones.expired_boot[~berlin].any()
+        assert summary.booted_expired_at_end == 300
+        assert all(loss.phones_without_at_end == 300 for loss in summary.features)
+
+
+class TestStormOverCapacity:
+    def test_the_queue_answers_at_most_the_capacity_and_every_boot_in_the_end(self) -> None:
+        run = fleet("", capacity=20, calls=0.0)
+        summary = summarize(run, CATALOG)
+        queue = run.queue
+        assert (queue.used <= 20 * 60 + 1e-6).all()
+        assert queue.used.sum() == pytest.approx(queue.offered.sum())
+        # 300 phones x 12 requests at 20/s: the last answered after 180 s
+        assert 179 < summary.longest_boot_s < 185
+        assert summary.peak_offered == 300 * 12 / 60
+        assert queue.refused_per_s().max() > 0
