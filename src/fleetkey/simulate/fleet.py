@@ -63,13 +63,12 @@ class Calendar:
 
     def day_of(self, zone: I32, t: F64) -> I64:
         """The local day index of each moment in its zone."""
-        row = self.midnight[zone]
+        last = self.midnight.shape[1] - 1
         guess = np.floor((t - self.midnight[zone, 0]) / DAY_S).astype(np.int64)
-        guess = np.clip(guess, 0, self.midnight.shape[1] - 2)
-        lo = np.take_along_axis(row, guess[:, None], axis=1)[:, 0]
-        guess = np.where(t < lo, guess - 1, guess)
-        hi = np.take_along_axis(row, np.clip(guess + 1, 0, row.shape[1] - 1)[:, None], axis=1)
-        day: I64 = np.where(t >= hi[:, 0], guess + 1, guess)
+        guess = np.clip(guess, 0, last - 1)
+        guess = np.where(t < self.midnight[zone, guess], guess - 1, guess)
+        after = self.midnight[zone, np.clip(guess + 1, 0, last)]
+        day: I64 = np.where(t >= after, guess + 1, guess)
         return day
 
     def local_at(self, which: I32, day: I64) -> F64:

@@ -246,14 +246,10 @@ class _Reader(TomlReader):
         if mode not in {m.value for m in PollMode}:
             raise self.fail(where, f"mode must be abs, rel or random, not {mode!r}")
         end = self.clock(table, "random_end", where, None) if "random_end" in table else None
+        period_s = self.number(table, "period_s", where, int, 86400, 3600)
+        at = self.clock(table, "time", where, time(3, 0))
         try:
-            return ConfigPolling(
-                enabled=enabled,
-                mode=PollMode(mode),
-                period_s=self.number(table, "period_s", where, int, 86400, 3600),
-                at=self.clock(table, "time", where, time(3, 0)),
-                random_end=end,
-            )
+            return ConfigPolling(enabled, PollMode(mode), period_s, at, end)
         except FleetkeyError as exc:
             raise self.fail(where, str(exc)) from exc
 

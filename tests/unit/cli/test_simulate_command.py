@@ -1,0 +1,111 @@
+"""``fleetkey simulate``: the summary, JSON with the hourly series, plots, HTML, comparison,
+and refusals that leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Fleetkey
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "simulate"
+LAPSE, EARLY = str(DATA / "lapse.toml"), str(DATA / "early.toml")
+REPR = re.compile(r"np\.|array\(|datetime\.|<[a-zA-Z_.]+ object")
+
+
+def test_the_summary_prints_as_tables(data_dir: Path, fleetkey: Fleetkey) -> None:
+    shown = fleetkey("simulate", LAPSE).stdout
+    assert "600 / 3" in shown  # phones / sites
+    assert "corporate-directory" in shown
+    assert "call-recording" in shown
+    assert re.search(r"license-expired\s*│\s*600", shown)
+    assert REPR.search(shown) is None
+
+
+def test_json_holds_the_summary_and_a_value_per_hour(data_dir: Path, fleetkey: Fleetkey) -> None:
+    document = json.loads(fleetkey("simulate", LAPSE, "--json").stdout)
+    summary, hourly = document["summary"], document["hourly"]
+    assert summary["phones"] == 600
+    assert summary["reboots"] == {"license-expired": 600, "config-changed": 0, "check-sync": 0}
+    assert summary["booted_expired_at_end"] == 600
+    assert len(hourly["boots"]) == 20 * 24
+    assert sum(hourly["boots"]) == 600
+    assert hourly["phones_with"]["corporate-directory"][0] == 600
+    assert hourly["phones_with"]["corporate-directory"][-1] == 0
+    assert hourly["phones_without"]["call-recording"][-1] == 600
+
+
+def test_days_shortens_the_period(data_dir: Path, fleetkey: Fleetkey) -> None:
+    document = json.loads(fleetkey("simulate", LAPSE, "--days", "5", "--json").stdout)
+    assert document["summary"]["days"] == 5
+    assert document["summary"]["reboots"]["license-expired"] == 0  # the lapse is on day 10
+
+
+def test_compare_runs_both_side_by_side(data_dir: Path, fleetkey: Fleetkey) -> None:
+    document = json.loads(fleetkey("simulate", LAPSE, "--compare", EARLY, "--json").stdout)
+    lapse, early = (entry["summary"] for entry in document["scenarios"])
+    assert lapse["features"][0]["phone_hours_lost"] > 0
+    assert early["features"][0]["phone_hours_lost"] == 0
+    assert early["rollouts"][0]["reached"] == 600
+    shown = fleetkey("simulate", LAPSE, "--compare", EARLY).stdout
+    header = next(line for line in shown.splitlines() if "lapse" in line and "early" in line)
+    assert header.index("lapse") < header.index("early")
+
+
+def test_plot_and_html_are_written(tmp_path: Path, data_dir: Path, fleetkey: Fleetkey) -> None:
+    png, page = tmp_path / "load.png", tmp_path / "report.html"
+    fleetkey("simulate", LAPSE, "--compare", EARLY, "--plot", str(png), "--html", str(page))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = page.read_text(encoding="utf-8")
+    assert "<svg" in text
+    assert "lapse" in text
+    assert "early" in text
+    # nothing to fetch: no scripts, stylesheets, images or fonts; url(#…) names a clip path
+    assert not re.search(r"<script|<link|<img|src=|@import|url\((?!#)", text)
+
+
+class TestRefusals:
+    def test_a_missing_file_is_an_error(
+        self, tmp_path: Path, data_dir: Path, fleetkey: Fleetkey
+    ) -> None:
+        result = fleetkey("simulate", str(tmp_path / "nope.toml"), code=1)
+        assert result.stderr.startswith("error: ")
+        assert "nope.toml" in result.stderr
+
+    @pytest.mark.parametrize(
+        ("content", "message"),
+        [
+            (b"[simulation", "not TOML"),
+            (b"\xff\xfe[simulation]", "not UTF-8"),
+            (b"[simulation]\nstart = 2027-01-01T00:00:00Z\n", "at least one site"),
+        ],
+        ids=["not toml", "not utf-8", "no sites"],
+    )
+    def test_a_bad_scenario_is_an_error_and_writes_nothing(
+        self, tmp_path: Path, data_dir: Path, fleetkey: Fleetkey, content: bytes, message: str
+    ) -> None:
+        scenario = tmp_path / "bad.toml"
+        scenario.write_bytes(content)
+        png, page = tmp_path / "p.png", tmp_path / "r.html"
+        result = fleetkey(
+            "simulate", str(scenario), "--plot", str(png), "--html", str(page), code=1
+        )
+        assert result.stderr.startswith("error: ")
+        assert message in result.stderr
+        assert not png.exists()
+        assert not page.exists()
+        assert not data_dir.exists()  # simulate keeps nothing
+
+    @pytest.mark.parametrize(
+        "args",
+        [("--days", "0"), ("--days", "x"), ("--seed", "-1"), ("--color",), ()],
+        ids=["days 0", "days text", "negative seed", "unknown option", "no scenario"],
+    )
+    def test_usage_errors_exit_2(
+        self, data_dir: Path, fleetkey: Fleetkey, args: tuple[str, ...]
+    ) -> None:
+        scenario = () if args == () else (LAPSE,)
+        fleetkey("simulate", *scenario, *args, code=2)

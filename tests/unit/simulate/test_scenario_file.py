@@ -1,0 +1,187 @@
+"""Scenario files: what they say, and every malformed one refused with where and what."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+
+import pytest
+
+from fleetkey.core.device.config import PollMode
+from fleetkey.core.features import default_catalog
+from fleetkey.errors import InputError
+from fleetkey.simulate.scenario import ConfigChange, Post, Rollout, ServerDown, parse_scenario
+
+CATALOG = default_catalog()
+GOOD = """
+[simulation]
+start = 2027-01-01T00:00:00Z
+days = 30
+[server]
+capacity = 100
+[[sites]]
+serial = "100000000001"
+count = 2
+phones = 10
+timezones = ["Europe/Berlin", "Asia/Tokyo"]
+window = "22:00-05:00"
+license_polling_time = "03:15"
+phone_features = ["vqmon"]
+[sites.polling]
+enabled = true
+mode = "random"
+period_s = 172800
+time = "02:00"
+random_end = "04:00"
+[[licenses]]
+name = "a"
+features = ["corporate-directory"]
+expires = 2027-01-20
+[[licenses]]
+name = "forever"
+features = ["call-recording"]
+expires = "never"
+[[events]]
+at = 2027-01-02T00:00:00+01:00
+post = "a"
+[[events]]
+at = 2027-01-01T00:00:00Z
+post = "forever"
+sites = ["100000000002"]
+[[events]]
+at = 2027-01-05T00:00:00Z
+rollout = true
+deadline = 2027-01-10T00:00:00Z
+[[events]]
+at = 2027-01-06T00:00:00Z
+config_change = true
+[[events]]
+at = 2027-01-07T00:00:00Z
+server_down_until = 2027-01-07T01:00:00Z
+"""
+
+
+def test_a_scenario_reads_as_written() -> None:
+    scenario = parse_scenario(GOOD, "dir/good.toml", CATALOG)
+    assert scenario.name == "good.toml"
+    assert scenario.days == 30
+    assert scenario.phones == 20
+    assert scenario.server.capacity == 100
+    (group,) = scenario.groups
+    assert group.serials() == ["100000000001", "100000000002"]
+    assert group.timezones == ("Europe/Berlin", "Asia/Tokyo")
+    assert group.license_polling_time == time(3, 15)
+    assert group.polling.mode is PollMode.RANDOM
+    assert group.phone_slots == {CATALOG.slot_of("vqmon")}
+    assert scenario.licenses["a"].expires == date(2027, 1, 20)
+    assert scenario.licenses["forever"].expires is None
+    kinds = [type(e) for e in scenario.events]  # in time order
+    assert kinds == [Post, Post, Rollout, ConfigChange, ServerDown]
+    assert scenario.events[1].at == datetime(2027, 1, 1, 23, 0, tzinfo=UTC)
+
+
+def replaced(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new, 1)
+
+
+BAD = [
+    ("not toml", "[simulation", "not TOML"),
+    ("no simulation", replaced("[simulation]\n", "[simulatio]\n"), "unknown key 'simulatio'"),
+    (
+        "naive start",
+        replaced("00:00:00Z\ndays", "00:00:00\ndays"),
+        "start must be a date-time with an offset",
+    ),
+    ("zero days", replaced("days = 30", "days = 0"), "days must be from 1 to 3660, not 0"),
+    ("days a string", replaced("days = 30", "days = '30'"), "days must be an integer, not '30'"),
+    (
+        "negative capacity",
+        replaced("capacity = 100", "capacity = -1"),
+        "capacity must be at least 0.001",
+    ),
+    (
+        "unknown server key",
+        replaced("capacity = 100", "capacity = 100\nspeed = 3"),
+        "[server]: unknown key 'speed'",
+    ),
+    (
+        "short serial",
+        replaced('serial = "100000000001"', 'serial = "1001"'),
+        "serial must be 12 hex digits",
+    ),
+    (
+        "serials overflow",
+        replaced('serial = "100000000001"', 'serial = "ffffffffffff"'),
+        "run past ffffffffffff",
+    ),
+    ("no phones", replaced("phones = 10\n", ""), "[[sites]] 1: phones is missing"),
+    ("bad zone", replaced('"Asia/Tokyo"', '"Mars/Olympus"'), "unknown time zone 'Mars/Olympus'"),
+    ("bad window", replaced('"22:00-05:00"', '"22-05"'), "window '22-05' is not HH:MM-HH:MM"),
+    (
+        "bad polling time",
+        replaced('"03:15"', '"25:00"'),
+        "license_polling_time must be a local time HH:MM",
+    ),
+    (
+        "short period",
+        replaced("period_s = 172800", "period_s = 60"),
+        "period_s must be at least 3600, not 60",
+    ),
+    (
+        "random without end",
+        replaced('random_end = "04:00"', ""),
+        "needs prov.polling.timeRandomEnd",
+    ),
+    ("bad mode", replaced('mode = "random"', 'mode = "often"'), "mode must be abs, rel or random"),
+    ("unknown feature", replaced('["vqmon"]', '["teleport"]'), "unknown feature 'teleport'"),
+    (
+        "call rate",
+        replaced("phone_features", "calls_per_hour = 5\nphone_features"),
+        "calls_per_hour must be from 0 to 2",
+    ),
+    (
+        "license no features",
+        replaced('features = ["corporate-directory"]', "features = []"),
+        "features must name at least one",
+    ),
+    (
+        "license date-time",
+        replaced("expires = 2027-01-20", "expires = 2027-01-20T00:00:00Z"),
+        "expires must be a date",
+    ),
+    ("license twice", replaced('name = "forever"', 'name = "a"'), "license 'a' is named twice"),
+    ("post unknown", replaced('post = "a"', 'post = "b"'), "post names license 'b'"),
+    (
+        "two kinds",
+        replaced('post = "a"', 'post = "a"\nconfig_change = true'),
+        "needs exactly one of",
+    ),
+    (
+        "unknown site",
+        replaced('sites = ["100000000002"]', 'sites = ["100000000009"]'),
+        "site 100000000009 is not one of",
+    ),
+    (
+        "deadline first",
+        replaced("deadline = 2027-01-10", "deadline = 2027-01-04"),
+        "deadline is not after its start",
+    ),
+    (
+        "down backwards",
+        replaced("until = 2027-01-07T01", "until = 2027-01-06T01"),
+        "server_down_until is not after at",
+    ),
+    (
+        "rollout key on post",
+        replaced('post = "a"', 'post = "a"\nreboot = true'),
+        "unknown key 'reboot'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_a_malformed_scenario_is_refused_saying_where_and_what(text: str, message: str) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_scenario(text, "s.toml", CATALOG)
+    assert str(caught.value).startswith("s.toml")
+    assert message in str(caught.value)
