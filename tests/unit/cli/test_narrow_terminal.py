@@ -206,6 +206,7 @@ TABLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ),
     ("rollout", "list"): (),
     ("rollout", "status"): ("1",),
+    ("simulate",): ("{scenarios}/early.toml", "--compare", "{scenarios}/lapse.toml"),
     ("emulate",): (
         "--server",
         "http://127.0.0.1:{closed}",
@@ -260,7 +261,13 @@ def test_every_command_is_run_at_80_columns_or_prints_no_table() -> None:
 
 
 def _args(args: tuple[str, ...], root: Path) -> list[str]:
-    values = {"root": root, "data": root / "data", "vendor": VENDOR_FILE, "closed": free_port()}
+    values = {
+        "root": root,
+        "data": root / "data",
+        "vendor": VENDOR_FILE,
+        "closed": free_port(),
+        "scenarios": Path(__file__).resolve().parents[2] / "data" / "simulate",
+    }
     return [arg.format(**values) for arg in args]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from fleetkey.core.features import default_catalog
 from fleetkey.simulate.phones import Cause
-from fleetkey.simulate.report import summarize
+from fleetkey.simulate.report import FeatureLoss, Summary, summarize
 from fleetkey.simulate.scenario import parse_scenario
 from fleetkey.simulate.simulation import Run, simulate
 
@@ -48,6 +48,10 @@ expires = 2028-01-31
 name = "shorter"
 features = ["corporate-directory", "call-recording"]
 expires = 2027-01-25
+[[licenses]]
+name = "wider"
+features = ["corporate-directory", "call-recording", "vqmon"]
+expires = 2027-01-31
 [[events]]
 at = 2027-01-01T00:00:00Z
 post = "current"
@@ -62,6 +66,13 @@ def reboots(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         empty = np.zeros(0)
         return empty.astype(np.int64), empty, empty.astype(np.int64)
     return tuple(np.concatenate([entry[i] for entry in log]) for i in range(3))  # type: ignore[return-value]
+
+
+def started_with(summary: Summary) -> list[FeatureLoss]:
+    """The features the phones had at the start (the scenario's catalog also has vqmon)."""
+    held = [loss for loss in summary.features if loss.phones_at_start]
+    assert [loss.feature for loss in held] == ["corporate-directory", "call-recording"]
+    return held
 
 
 class TestLapseWithoutSuccessor:
@@ -87,7 +98,7 @@ class TestLapseWithoutSuccessor:
             300 * (end - datetime(2027, 2, 1, tzinfo=ZoneInfo(zone))).total_seconds() / 3600
             for zone in ZONES
         )
-        for loss in summary.features:
+        for loss in started_with(summary):
             assert loss.phones_affected == 900
             assert loss.phone_hours_lost == pytest.approx(expected, rel=1e-9)
         assert summary.booted_expired_at_end == 900
@@ -148,6 +159,26 @@ deadline = 2027-01-20T00:00:00Z
         assert summarize(run, CATALOG).features[0].phones_affected == 900
 
 
+class TestSuccessorOfTheSameTerm:
+    def test_phones_take_it_on_a_tie_and_gain_its_features(self) -> None:
+        run = fleet(
+            """
+[[events]]
+at = 2027-01-02T00:00:00Z
+post = "wider"
+[[events]]
+at = 2027-01-03T00:00:00Z
+rollout = true
+deadline = 2027-01-20T00:00:00Z
+"""
+        )
+        assert (run.phones.installed == run.licenses.names.index("wider")).all()  # R7: a tie
+        series = np.cumsum(run.tally.held_changes, axis=0)
+        vqmon = run.tally.slots.index(CATALOG.slot_of("vqmon"))
+        assert series[0, vqmon] == 0
+        assert series[24 * 20, vqmon] == 900
+
+
 class TestServerDownDuringTheStorm:
     POSTED = """
 [[events]]
@@ -178,7 +209,7 @@ server_down_until = 2027-02-01T04:00:00Z
         assert run.phones.expired_boot[berlin].all()  # R8: nothing brings them back
         assert not run.phones.expired_boot[~berlin].any()
         assert summary.booted_expired_at_end == 300
-        assert all(loss.phones_without_at_end == 300 for loss in summary.features)
+        assert all(loss.phones_without_at_end == 300 for loss in started_with(summary))
 
 
 class TestStormOverCapacity:
