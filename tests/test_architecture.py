@@ -18,7 +18,7 @@ ALLOWED = {
     "authority": {"core"},
     "store": {"core"},
     "serve": {"core", "store"},
-    "ops": {"core", "authority", "store"},
+    "ops": {"core", "authority", "store", "simulate"},
     "api": {"core", "authority", "store", "ops"},
     "emulate": {"core"},
     "simulate": {"core"},

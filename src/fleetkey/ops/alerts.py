@@ -30,6 +30,7 @@ from fleetkey.core.naming import key_misfit
 from fleetkey.core.rollout.cost import measure
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.verdicts import SignatureStatus
+from fleetkey.ops.forecast import forecast_storms
 from fleetkey.store import alerts, capacity, fetches, inventory, registry
 from fleetkey.store.alerts import StoredAlert, SyncResult
 from fleetkey.store.store import Store
@@ -87,7 +88,7 @@ def check(
         boot_s=cost.seconds,
         capacity=settings.capacity or (measured.requests_per_s if measured else None),
     )
-    current = evaluate(snapshot)
+    current = forecast_storms(evaluate(snapshot), snapshot)
     with store.transaction() as session:
         result = alerts.sync(session, clock, current, settings.channels)
         return result, alerts.listing(session)

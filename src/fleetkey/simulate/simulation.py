@@ -17,7 +17,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from fleetkey.simulate.calls import idle_from
+from fleetkey.simulate.calls import idle_from, mix
 from fleetkey.simulate.fleet import Fleet, build_fleet
 from fleetkey.simulate.licenses import Licenses, Posted, boot_downloads, license_table, posted_table
 from fleetkey.simulate.phones import INF, Cause, Phones, next_config_poll
@@ -170,7 +170,10 @@ def _step(run: Run, phones: I64, due: F64, kind: I64, end: float) -> None:
     if chosen.shape[0] == 0:
         return
     begin = starts[go_now]
-    order = np.argsort(begin, kind="stable")
+    # phones that ask in the same instant (a storm at 02:00:00) reach the server in no
+    # particular order: a hash breaks the tie, so one site is not served wholly before another
+    shuffle = mix(fleet.key[chosen] + p.boots[chosen].astype(np.uint64))
+    order = np.lexsort((shuffle, begin))
     chosen, begin = chosen[order], begin[order]
     p.pending[chosen] = INF
     p.next_r4[chosen] = INF

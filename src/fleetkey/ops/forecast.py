@@ -1,0 +1,114 @@
+"""The storm forecast of ``fleetkey alerts``, from the simulator.
+
+``core/alerts`` says which posted site licenses lapse soon and that their phones will reboot
+together at the first daily check after (R3/R4), estimating each site's peak as its phones'
+requests spread over one boot. That holds for a site alone with a server of infinite
+capacity; what happens is that every phone checks at the same local second, sites in one time
+zone storm in the same minute, and the server answers them at its capacity while the rest
+wait. This runs the lapsing sites through :mod:`fleetkey.simulate` (their phones, time zones,
+``license.polling.time``, the measured boot cost and capacity; no calls, which is the worst
+case) and rewrites each storm alert with what came out: the requests that arrive in its
+minute with every site that storms then, when the last phone is answered, the longest boot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Final
+
+import numpy as np
+
+from fleetkey.core.alerts import Alert, LicenseFacts, Snapshot
+from fleetkey.core.device.config import ConfigPolling
+from fleetkey.simulate.scenario import Post, Scenario, Server, SiteGroup, SiteLicense
+from fleetkey.simulate.simulation import Run, simulate
+
+UNMEASURED: Final = 1e9  # requests/s when no capacity is known: every request answered at once
+
+
+def forecast_storms(alerts: list[Alert], snapshot: Snapshot) -> list[Alert]:
+    """``alerts`` with each storm alert's forecast simulated (the others unchanged)."""
+    licenses = {facts.id: facts for facts in snapshot.licenses}
+    storms = [a for a in alerts if a.kind == "storm" and a.details.get("license") in licenses]
+    if not storms:
+        return alerts
+    lapsing = [licenses[a.details["license"]] for a in storms]
+    run = simulate(_scenario(lapsing, snapshot))
+    refined = {a.key: _refined(a, run, i, snapshot) for i, a in enumerate(storms)}
+    return [refined.get(alert.key, alert) for alert in alerts]
+
+
+def _scenario(lapsing: list[LicenseFacts], snapshot: Snapshot) -> Scenario:
+    sites = {site.serial: site for site in snapshot.sites}
+    days = [facts.expires_on for facts in lapsing if facts.expires_on is not None]
+    start = datetime.combine(min(days) - timedelta(days=1), time(0, 0), UTC)
+    groups, licenses, posts = [], {}, []
+    for facts in lapsing:
+        site = sites[facts.serial]
+        name = f"license {facts.id}"
+        groups.append(
+            SiteGroup(
+                serial=facts.serial,
+                count=1,
+                phones=len(site.phones),
+                timezones=(site.timezone,),
+                window=None,
+                license_polling_time=snapshot.polling_time,
+                polling=ConfigPolling(),
+                always_reboot=False,
+                calls_per_hour=0.0,
+                call_minutes=0.0,
+                phone_slots=frozenset(),
+            )
+        )
+        licenses[name] = SiteLicense(name, frozenset(facts.terms), facts.expires_on)
+        posts.append(Post(start, name, (facts.serial,)))
+    capacity = snapshot.capacity or UNMEASURED
+    server = Server(capacity, 1.0, snapshot.boot_requests, snapshot.boot_s)
+    span = (max(days) - min(days)).days + 3
+    return Scenario("storm forecast", start, span, tuple(groups), licenses, tuple(posts), server)
+
+
+def _refined(alert: Alert, run: Run, index: int, snapshot: Snapshot) -> Alert:
+    phones = slice(int(run.fleet.sites.first[index]), int(run.fleet.sites.first[index + 1]))
+    begin, end = run.phones.boot_start[phones], run.phones.boot_end[phones]
+    if not begin.shape[0] or not np.any(begin > 0):
+        return alert
+    origin = run.scenario.start
+    minute = int(begin.min() // 60)
+    arriving = float(run.queue.offered[minute])
+    together = int(np.count_nonzero((run.phones.boot_start // 60).astype(np.int64) == minute))
+    last = origin + timedelta(seconds=float(end.max()))
+    longest = float((end - begin).max())
+    at = origin + timedelta(minutes=minute)
+    measured = snapshot.capacity is not None
+    rate = arriving / 60
+    severity = "critical" if measured and longest > snapshot.boot_s * 2 else alert.severity
+    others = together - (phones.stop - phones.start)
+    with_others = f" with {others:,} phones of other sites" if others > 0 else ""
+    served = (
+        f"answered at {snapshot.capacity:,.0f} req/s, the last phone done at "
+        f"{last:%Y-%m-%d %H:%M} UTC, the longest boot {longest / 60:,.1f} min"
+        if measured
+        else "capacity not measured (fleetkey capacity measure)"
+    )
+    local = datetime.fromisoformat(alert.details["at"])
+    message = (
+        f"if nothing is done, all {alert.details['phones']:,} phones of {alert.subject.lower()} "
+        f"reboot at {local:%Y-%m-%d %H:%M} {local.tzinfo} when license "
+        f"{alert.details['license']} lapses: simulated, {arriving:,.0f} requests arrive in the "
+        f"minute of {at:%H:%M} UTC{with_others} ({rate:,.0f} req/s over it); {served} "
+        "(fleetkey simulate, no calls assumed)"
+    )
+    details: dict[str, Any] = {
+        **alert.details,
+        "simulated": {
+            "minute": at.isoformat(),
+            "requests_in_minute": arriving,
+            "phones_in_minute": together,
+            "last_answered": last.isoformat() if measured else None,
+            "longest_boot_s": longest if measured else None,
+        },
+    }
+    return replace(alert, severity=severity, message=message, details=details)
