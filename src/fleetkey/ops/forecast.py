@@ -93,10 +93,11 @@ def _refined(alert: Alert, run: Run, index: int, snapshot: Snapshot) -> Alert:
         if measured
         else "capacity not measured (fleetkey capacity measure)"
     )
+    zone = run.fleet.sites.timezones[index]
     local = datetime.fromisoformat(alert.details["at"])
     message = (
         f"if nothing is done, all {alert.details['phones']:,} phones of {alert.subject.lower()} "
-        f"reboot at {local:%Y-%m-%d %H:%M} {local.tzinfo} when license "
+        f"reboot at {local:%Y-%m-%d %H:%M} {zone} when license "
         f"{alert.details['license']} lapses: simulated, {arriving:,.0f} requests arrive in the "
         f"minute of {at:%H:%M} UTC{with_others} ({rate:,.0f} req/s over it); {served} "
         "(fleetkey simulate, no calls assumed)"

@@ -60,6 +60,7 @@ def test_sites_of_one_offset_storm_together_and_wait_for_the_capacity() -> None:
     assert simulated["longest_boot_s"] == pytest.approx(360)
     assert simulated["last_answered"] == "2027-03-21T01:06:00+00:00"
     assert severity == "critical"
+    assert "reboot at 2027-03-21 02:00 Europe/Berlin when license 1 lapses" in message
     assert "with 300 phones of other sites" in message
     assert "7,200 requests arrive in the minute of 01:00 UTC" in message
     # UTC storms an hour later, alone: 3,600 requests, 180 s
