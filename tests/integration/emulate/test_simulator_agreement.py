@@ -1,0 +1,120 @@
+"""500 emulated phones against a real `fleetkey serve` and the simulator on the same fleet:
+a site license lapses at the phones' license poll, and both must say the same reboot times
+and the same request peak (within 5 %).
+
+The emulator runs the per-phone engine over real HTTP at speed 1 from a minute before the
+poll; the simulator is given the fleet, the license, the poll time and the requests of one
+boot as the engine makes them (`DeviceEngine.boot_requests`), nothing measured from the run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+
+import numpy as np
+import pytest
+
+from fleetkey.core.device.config import PhoneConfig
+from fleetkey.core.device.engine import DeviceEngine
+from fleetkey.core.features import default_catalog
+from fleetkey.simulate.scenario import parse_scenario
+from fleetkey.simulate.simulation import simulate
+from fleetkey.testing import trusted_keys_for
+
+from tests.serving import cli, fleet_env, fleetkey_command, start_server
+
+PHONES = 500
+SITE = "100000000001"
+START = datetime(2027, 3, 1, 23, 59, 20, tzinfo=UTC)  # virtual; the poll is at 00:00 on 03-02
+POLL = time(0, 0)
+LAST_DAY = date(2027, 3, 1)
+
+
+def requests_per_boot() -> int:
+    engine = DeviceEngine(PhoneConfig(mac="0004f2000001"), trusted_keys_for())
+    return len(engine.boot_requests(START))
+
+
+def simulated() -> tuple[list[float], dict[int, float]]:
+    text = f"""
+[simulation]
+start = {START.isoformat()}
+days = 1
+[server]
+capacity = 100000
+boot_requests = {requests_per_boot()}
+[[sites]]
+serial = "{SITE}"
+phones = {PHONES}
+timezone = "UTC"
+license_polling_time = "{POLL:%H:%M}"
+[[licenses]]
+name = "lapsing"
+features = ["corporate-directory"]
+expires = {LAST_DAY.isoformat()}
+[[events]]
+at = {START.isoformat()}
+post = "lapsing"
+"""
+    run = simulate(parse_scenario(text, "agreement", default_catalog()), record=True)
+    begins = np.concatenate([entry[1] for entry in run.tally.reboot_log])
+    minutes = {m: float(v) for m, v in enumerate(run.queue.offered) if v}
+    return sorted(float(b) for b in begins), minutes
+
+
+@pytest.mark.slow
+def test_500_emulated_phones_and_the_simulator_agree_on_the_storm(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data, env = fleet_env(tmp_path_factory, "agreement")
+    work = data.parent
+    macs = [f"0004f2{i:06x}" for i in range(1, PHONES + 1)]
+    cli(env, "init")
+    cli(env, "sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", "22:00-05:00")
+    (work / "phones.csv").write_text(
+        "mac,site,model\n" + "".join(f"{m},{SITE},VVX_500\n" for m in macs)
+    )
+    cli(env, "phones", "import", str(work / "phones.csv"))
+    (work / "macs.txt").write_text("\n".join(macs) + "\n")
+    cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
+        "--expires", LAST_DAY.isoformat(), "--default-site")  # fmt: skip
+    server = start_server(data, env)
+    report = work / "report.json"
+    try:
+        done = subprocess.run(
+            [*fleetkey_command(), "emulate", "--server", f"{server.url}/{SITE}",
+             "--phones", str(PHONES), "--macs", str(work / "macs.txt"), "--sip-port", "0",
+             "--clock-start", START.isoformat(), "--speed", "1", "--duration", "75",
+             "--license-time", f"{POLL:%H:%M}", "--concurrency", "1000",
+             "--report", str(report), "--json"],
+            env=env, capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    phones = json.loads(report.read_text())["phones"]
+    assert len(phones) == PHONES
+    # reboot times: every phone once, at the poll, in both
+    emulated = sorted(
+        (datetime.fromisoformat(r["at"]) - START).total_seconds()
+        for phone in phones
+        for r in phone["reboots"]
+        if r["reason"] == "license-expired"
+    )
+    begins, minutes = simulated()
+    assert len(emulated) == len(begins) == PHONES
+    assert max(abs(a - b) for a, b in zip(emulated, begins, strict=True)) <= 1.0
+    # the request peak: requests per virtual minute after the power-on boots
+    poll_s = (datetime.combine(LAST_DAY + timedelta(days=1), POLL, UTC) - START).total_seconds()
+    per_minute = Counter(
+        int((datetime.fromisoformat(f["at"]) - START).total_seconds() // 60)
+        for phone in phones
+        for f in phone["fetches"]
+        if (datetime.fromisoformat(f["at"]) - START).total_seconds() >= poll_s
+    )
+    emulated_peak = max(per_minute.values())
+    simulated_peak = max(minutes.values())
+    assert abs(emulated_peak - simulated_peak) <= 0.05 * simulated_peak, (per_minute, minutes)
