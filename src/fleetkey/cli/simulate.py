@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,16 @@ from fleetkey.simulate.simulation import simulate as run_simulation
 
 @click.command()
 @click.argument(
-    "scenario_file", metavar="SCENARIO.toml", type=click.Path(dir_okay=False, path_type=Path)
+    "scenario_file",
+    metavar="[SCENARIO.toml]",
+    required=False,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--from-store",
+    is_flag=True,
+    help="Simulate the fleet in the store (sites, phones, licenses, boot cost, capacity); "
+    "SCENARIO.toml, if given, is a what-if on top of it.",
 )
 @click.option(
     "--days",
@@ -41,7 +51,8 @@ from fleetkey.simulate.simulation import simulate as run_simulation
 @pass_env
 def simulate(
     env: Env,
-    scenario_file: Path,
+    scenario_file: Path | None,
+    from_store: bool,
     days: int | None,
     seed: int,
     other_file: Path | None,
@@ -54,9 +65,20 @@ def simulate(
 
     The scenario format is in docs/simulate.md."""
     catalog = env.data.catalog()
-    scenarios = [_load(scenario_file, catalog, days)]
+    base: Scenario | None = None
+    notes: tuple[str, ...] = ()
+    if from_store:
+        from fleetkey.ops.storefleet import scenario_from_store  # the store only when asked
+
+        with env.store().transaction() as session:
+            fleet = scenario_from_store(session, env.clock.now())
+        base, notes = fleet.scenario, fleet.notes
+    elif scenario_file is None:
+        raise click.UsageError("give SCENARIO.toml, or --from-store")
+    first = _load(scenario_file, catalog, days, base) if scenario_file else _days(base, days)
+    scenarios = [first]
     if other_file is not None:
-        scenarios.append(_load(other_file, catalog, days))
+        scenarios.append(_load(other_file, catalog, days, base))
     runs = [run_simulation(s, seed) for s in scenarios]
     summaries = [summarize(r, catalog) for r in runs]
     if plot_path is not None or html_path is not None:
@@ -68,25 +90,28 @@ def simulate(
             simplot.write_html(runs, summaries, catalog, html_path)
     if as_json:
         documents = [_document(r, s, catalog) for r, s in zip(runs, summaries, strict=True)]
-        env.print_json(documents[0] if len(documents) == 1 else {"scenarios": documents})
+        document = documents[0] if len(documents) == 1 else {"scenarios": documents}
+        env.print_json({**document, "notes": list(notes)} if from_store else document)
         return
+    for note in notes:
+        env.err.print(f"store: {note}")
     _print(env, summaries)
     for path in (plot_path, html_path):
         if path is not None:
             env.err.print(f"wrote {path}")
 
 
-def _load(path: Path, catalog: FeatureCatalog, days: int | None) -> Scenario:
+def _load(path: Path, catalog: FeatureCatalog, days: int | None, base: Scenario | None) -> Scenario:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-    scenario = parse_scenario(text, str(path), catalog)
-    if days is not None:
-        from dataclasses import replace
+    return _days(parse_scenario(text, str(path), catalog, base), days)
 
-        scenario = replace(scenario, days=days)
-    return scenario
+
+def _days(scenario: Scenario | None, days: int | None) -> Scenario:
+    assert scenario is not None  # noqa: S101  # a file or the store gave one
+    return scenario if days is None else replace(scenario, days=days)
 
 
 def _document(run: Run, summary: Summary, catalog: FeatureCatalog) -> dict[str, Any]:

@@ -14,7 +14,7 @@ out by check-sync along a plan of the rollout planner, or take the server down f
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -116,14 +116,20 @@ class Scenario:
         return sum(group.count * group.phones for group in self.groups)
 
 
-def parse_scenario(text: str, name: str, catalog: FeatureCatalog) -> Scenario:
-    """The scenario in TOML ``text`` (``name`` says where it came from in errors)."""
+def parse_scenario(
+    text: str, name: str, catalog: FeatureCatalog, base: Scenario | None = None
+) -> Scenario:
+    """The scenario in TOML ``text`` (``name`` says where it came from in errors).
+
+    With ``base`` (a fleet taken from the store) the text is a what-if on top of it: no
+    ``[[sites]]``; ``[simulation]`` and ``[server]`` keys replace the base's, ``[[licenses]]``
+    are added to its licenses and ``[[events]]`` to its events."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{name}: not TOML: {exc}") from exc
     reader = _Reader(name, catalog)
-    return reader.scenario(document)
+    return reader.scenario(document) if base is None else reader.what_if(document, base)
 
 
 class _Reader(TomlReader):
@@ -155,7 +161,7 @@ class _Reader(TomlReader):
             licenses[lic.name] = lic
         scenario_sites = set(serials)
         events = tuple(
-            self.event(entry, f"[[events]] {i + 1}", licenses, scenario_sites)
+            self.event(entry, f"[[events]] {i + 1}", licenses, scenario_sites, start)
             for i, entry in enumerate(self.array(doc, "events"))
         )
         title = sim.get("name", self.name.rsplit("/", 1)[-1])
@@ -165,14 +171,46 @@ class _Reader(TomlReader):
             title, start, days, groups, licenses, tuple(sorted(events, key=_at)), server
         )
 
-    def server(self, table: dict[str, Any]) -> Server:
+    def what_if(self, doc: dict[str, Any], base: Scenario) -> Scenario:
+        self.known(
+            doc, "the top level of a what-if", {"simulation", "server", "licenses", "events"}
+        )
+        sim = self.table(doc, "simulation")
+        self.known(sim, "[simulation]", {"start", "days", "name"})
+        start = self.moment(sim, "start", "[simulation]") if "start" in sim else base.start
+        days = self.number(sim, "days", "[simulation]", int, base.days, 1, MAX_DAYS)
+        licenses = dict(base.licenses)
+        for i, entry in enumerate(self.array(doc, "licenses")):
+            lic = self.license(entry, f"[[licenses]] {i + 1}")
+            if lic.name in licenses:
+                raise self.fail(f"[[licenses]] {i + 1}", f"license {lic.name!r} is named twice")
+            licenses[lic.name] = lic
+        serials = {s for g in base.groups for s in g.serials()}
+        events = [
+            self.event(entry, f"[[events]] {i + 1}", licenses, serials, start)
+            for i, entry in enumerate(self.array(doc, "events"))
+        ]
+        if start != base.start:  # what the phones booted with moves to the new start
+            events += [replace(e, at=start) for e in base.events if isinstance(e, Post)]
+            events += [e for e in base.events if not isinstance(e, Post)]
+        else:
+            events += base.events
+        title = sim.get("name", f"{base.name} + {self.name.rsplit('/', 1)[-1]}")
+        if not isinstance(title, str):
+            raise self.fail("[simulation]", "name must be a string")
+        server = self.server(self.table(doc, "server"), base.server)
+        return Scenario(
+            title, start, days, base.groups, licenses, tuple(sorted(events, key=_at)), server
+        )
+
+    def server(self, table: dict[str, Any], default: Server | None = None) -> Server:
         where = "[server]"
         self.known(
             table,
             where,
             {"capacity", "headroom", "boot_requests", "boot_seconds", "retry_after_s", "give_up_s"},
         )
-        default = Server()
+        default = default or Server()
         return Server(
             capacity=self.number(table, "capacity", where, float, default.capacity, 0.001),
             headroom=self.number(table, "headroom", where, float, default.headroom, 0.001, 1.0),
@@ -273,7 +311,12 @@ class _Reader(TomlReader):
         return SiteLicense(name, slots, expires)
 
     def event(
-        self, entry: object, where: str, licenses: dict[str, SiteLicense], serials: set[str]
+        self,
+        entry: object,
+        where: str,
+        licenses: dict[str, SiteLicense],
+        serials: set[str],
+        start: datetime,
     ) -> Event:
         if not isinstance(entry, dict):
             raise self.fail(where, "must be a table")
@@ -286,6 +329,10 @@ class _Reader(TomlReader):
         allowed = {"at", kind, "sites"} | ({"deadline", "reboot"} if kind == "rollout" else set())
         self.known(entry, where, allowed)
         at = self.moment(entry, "at", where)
+        if at < start:
+            raise self.fail(
+                where, f"at {at:%Y-%m-%d %H:%M} UTC is before the start {start:%Y-%m-%d %H:%M} UTC"
+            )
         sites = self.sites(entry.get("sites"), where, serials)
         if kind == "post":
             name = entry["post"]

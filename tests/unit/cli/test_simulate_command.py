@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,7 @@ from tests.helpers import Fleetkey
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "simulate"
 LAPSE, EARLY = str(DATA / "lapse.toml"), str(DATA / "early.toml")
+LAPSE_DAY = (datetime.now(UTC).date() + timedelta(days=20)).isoformat()
 REPR = re.compile(r"np\.|array\(|datetime\.|<[a-zA-Z_.]+ object")
 
 
@@ -109,3 +112,72 @@ class TestRefusals:
     ) -> None:
         scenario = () if args == () else (LAPSE,)
         fleetkey("simulate", *scenario, *args, code=2)
+
+
+class TestFromStore:
+    """``--from-store``: the fleet in the store, on SQLite and PostgreSQL, and what-ifs on it."""
+
+    @pytest.fixture
+    def run(self, initialized: Path, fleetkey: Fleetkey, store_url: str, tmp_path: Path) -> Any:
+        def run(*args: str, code: int = 0) -> Any:
+            return fleetkey("--db", store_url, *args, code=code)
+
+        run("db", "upgrade")
+        run("sites", "add", "100000000001", "--name", "Berlin", "--tz", "Europe/Berlin",
+            "--window", "01:00-05:00")  # fmt: skip
+        run("sites", "add", "100000000002", "--name", "Tokyo", "--tz", "Asia/Tokyo",
+            "--window", "01:00-05:00")  # fmt: skip
+        rows = [f"0004f2{s}{n:05d},10000000000{s},VVX_500" for s in "12" for n in range(40)]
+        csv = tmp_path / "phones.csv"
+        csv.write_text("mac,site,model\n" + "\n".join(rows) + "\n")
+        run("phones", "import", str(csv))
+        for serial in ("100000000001", "100000000002"):
+            run("issue", "site", "--serial", serial, "--features", "corporate-directory",
+                "--expires", LAPSE_DAY)  # fmt: skip
+        return run
+
+    def test_the_store_fleet_lapses_as_posted(self, run: Any) -> None:
+        document = json.loads(run("simulate", "--from-store", "--days", "60", "--json").stdout)
+        summary = document["summary"]
+        assert (summary["phones"], summary["sites"]) == (80, 2)
+        assert summary["reboots"]["license-expired"] == 80
+        assert summary["booted_expired_at_end"] == 80
+        assert any("80 phones at 2 site(s)" in note for note in document["notes"])
+
+    def test_a_what_if_posts_a_successor_before_the_lapse(self, run: Any, tmp_path: Path) -> None:
+        whatif = tmp_path / "whatif.toml"
+        whatif.write_text(
+            '[[licenses]]\nname = "successor"\nfeatures = ["corporate-directory"]\n'
+            "expires = 2099-12-31\n"
+            f'[[events]]\nat = {LAPSE_DAY}T00:00:00Z\npost = "successor"\n'
+            "[simulation]\nname = 'post early'\n"
+        )
+        document = json.loads(
+            run("simulate", "--from-store", str(whatif), "--days", "60", "--json").stdout
+        )
+        summary = document["summary"]
+        assert summary["name"] == "post early"
+        assert summary["reboots"]["license-expired"] == 80  # they still lapse, and take it
+        assert summary["booted_expired_at_end"] == 0
+        assert summary["features"][0]["phones_without_at_end"] == 0
+
+    def test_a_what_if_may_not_bring_sites(self, run: Any, tmp_path: Path) -> None:
+        whatif = tmp_path / "sites.toml"
+        whatif.write_text('[[sites]]\nserial = "100000000009"\nphones = 1\n')
+        result = run("simulate", "--from-store", str(whatif), code=1)
+        assert "unknown key 'sites'" in result.stderr
+
+    def test_a_what_if_names_only_the_stores_sites(self, run: Any, tmp_path: Path) -> None:
+        whatif = tmp_path / "site.toml"
+        whatif.write_text(
+            "[[events]]\nat = 2030-01-01T00:00:00Z\nconfig_change = true\n"
+            'sites = ["100000000009"]\n'
+        )
+        result = run("simulate", "--from-store", str(whatif), code=1)
+        assert "site 100000000009 is not one of the scenario's sites" in result.stderr
+
+
+def test_an_empty_store_is_an_error_with_a_hint(initialized: Path, fleetkey: Fleetkey) -> None:
+    result = fleetkey("simulate", "--from-store", code=1)
+    assert "error: the store has no site with phones to simulate" in result.stderr
+    assert "hint: add sites and import phones" in result.stderr

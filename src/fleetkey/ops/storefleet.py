@@ -1,0 +1,100 @@
+"""The fleet in the store as a simulation scenario (``fleetkey simulate --from-store``).
+
+Sites with their time zones, windows and phone counts; every site license not revoked, named
+``license <id>`` so that a what-if file can post one (``post = "license 12"``); what each site
+has posted now, as what its phones booted with at the start; the boot cost measured from the
+fetch records and the newest measured capacity. What the store does not hold takes the
+scenario defaults (docs/simulate.md): license.polling.time 02:00, configuration polling off,
+no calls. Two approximations, said in the scenario's notes: a site license's features all
+lapse at its latest term, and a site's phones hold the phone-license features every one of
+them holds for ever (a phone license that is not perpetual, or not on every phone, is left out).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, time
+
+from sqlalchemy.orm import Session
+
+from fleetkey.core.device.config import ConfigPolling
+from fleetkey.core.license import LicenseState, LicenseType
+from fleetkey.core.rollout.cost import measure
+from fleetkey.core.terms import NEVER
+from fleetkey.errors import InputError
+from fleetkey.simulate.scenario import Post, Scenario, Server, SiteGroup, SiteLicense
+from fleetkey.store import capacity, fetches, inventory, registry
+
+
+@dataclass(frozen=True)
+class StoreFleet:
+    scenario: Scenario
+    notes: tuple[str, ...]
+
+
+def scenario_from_store(session: Session, now: datetime, days: int = 365) -> StoreFleet:
+    start = now.replace(second=0, microsecond=0)
+    macs: dict[str, list[str]] = defaultdict(list)
+    for phone in inventory.phones(session):
+        macs[phone.site].append(phone.mac)
+    sites = [site for site in inventory.sites(session) if macs.get(site.serial)]
+    if not sites:
+        raise InputError(
+            "the store has no site with phones to simulate",
+            hint="add sites and import phones (fleetkey sites add, fleetkey phones import)",
+        )
+    keys = registry.listing(session, today=start.date())
+    perpetual: dict[str, set[int]] = defaultdict(set)  # mac -> slots it holds for ever
+    licenses: dict[str, SiteLicense] = {}
+    posts: list[Post] = []
+    for key in keys:
+        if key.state is LicenseState.REVOKED:
+            continue
+        if key.type is LicenseType.PHONE:
+            if key.state is LicenseState.POSTED:
+                perpetual[key.serial] |= {s for s, t in key.terms.items() if t is NEVER}
+            continue
+        if not key.terms:
+            continue
+        name = f"license {key.id}"
+        licenses[name] = SiteLicense(name, frozenset(key.terms), key.expires_on)
+        if key.state is LicenseState.POSTED:
+            posts.append(Post(start, name, (key.serial,)))
+    groups = tuple(
+        SiteGroup(
+            serial=site.serial,
+            count=1,
+            phones=len(macs[site.serial]),
+            timezones=(site.timezone,),
+            window=site.window,
+            license_polling_time=time(2, 0),
+            polling=ConfigPolling(),
+            always_reboot=False,
+            calls_per_hour=0.0,
+            call_minutes=0.0,
+            phone_slots=frozenset(
+                set.intersection(*(perpetual.get(mac, set()) for mac in macs[site.serial]))
+            ),
+        )
+        for site in sites
+    )
+    cost = measure(fetches.recent_requests(session))
+    measured = capacity.latest(session)
+    server = Server(
+        capacity=measured.requests_per_s if measured else Server().capacity,
+        boot_requests=cost.requests,
+        boot_seconds=cost.seconds,
+    )
+    notes = (
+        f"{sum(g.phones for g in groups):,} phones at {len(groups)} site(s) from the store",
+        f"boot cost: {cost.requests:.1f} requests, {cost.seconds:.0f} s ({cost.source})",
+        f"capacity: {server.capacity:,g} req/s "
+        + (f"(measured {measured.at:%Y-%m-%d})" if measured else "(not measured: the default)"),
+        "license.polling.time 02:00, configuration polling off, no calls (not in the store)",
+        "a site license's features lapse at its latest term",
+    )
+    simulated = {group.serial for group in groups}
+    booted_with = tuple(p for p in posts if p.sites and p.sites[0] in simulated)
+    scenario = Scenario("store", start, days, groups, licenses, booted_with, server)
+    return StoreFleet(scenario, notes)
