@@ -82,6 +82,20 @@ def _capacity(value: str) -> float | None:
 )
 @click.option("--dry-run", is_flag=True, help="Plan and show, but save nothing.")
 @click.option(
+    "--calls-per-hour",
+    type=click.FloatRange(0, 2),
+    default=None,
+    help="Also simulate the plan with phones making this many calls an hour (a reboot waits "
+    "for the call to end): when it really ends.",
+)
+@click.option(
+    "--call-minutes",
+    type=click.FloatRange(0, 15),
+    default=3.0,
+    show_default=True,
+    help="Mean length of those calls.",
+)
+@click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -101,6 +115,8 @@ def plan(
     boot_requests: float | None,
     boot_s: float | None,
     dry_run: bool,
+    calls_per_hour: float | None,
+    call_minutes: float,
     plot: Path | None,
     as_json: bool,
 ) -> None:
@@ -126,11 +142,19 @@ def plan(
     rollout_id = None if dry_run else save(store, env.clock, env.actor, options, made)
     if plot is not None:
         draw(plan_picture(made), plot)
+    forecast = None
+    if calls_per_hour is not None:
+        from fleetkey.ops.forecast import forecast_plan  # the simulator only when asked
+
+        forecast = forecast_plan(made, calls_per_hour, call_minutes, reboot)
     if as_json:
-        env.print_json(plan_json(made, rollout_id))
+        document = plan_json(made, rollout_id)
+        env.print_json({**document, "simulated": forecast.to_json()} if forecast else document)
         return
     for line in made.explanation:
         env.out.print(line)
+    if forecast is not None:
+        env.out.print(forecast.text())
     env.out.print(plan_table(made))
     if plot is not None:
         env.out.print(f"load plot written to {plot}")

@@ -1,4 +1,5 @@
-"""The storm forecast of ``fleetkey alerts``, from the simulator.
+"""Forecasts from the simulator: the storm forecast of ``fleetkey alerts`` and the rollout
+plan's prediction under calls (``fleetkey rollout plan --calls-per-hour``).
 
 ``core/alerts`` says which posted site licenses lapse soon and that their phones will reboot
 together at the first daily check after (R3/R4), estimating each site's peak as its phones'
@@ -13,7 +14,7 @@ minute with every site that storms then, when the last phone is answered, the lo
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Final
 
@@ -21,7 +22,8 @@ import numpy as np
 
 from fleetkey.core.alerts import Alert, LicenseFacts, Snapshot
 from fleetkey.core.device.config import ConfigPolling
-from fleetkey.simulate.scenario import Post, Scenario, Server, SiteGroup, SiteLicense
+from fleetkey.core.rollout.plan import Plan
+from fleetkey.simulate.scenario import Post, Rollout, Scenario, Server, SiteGroup, SiteLicense
 from fleetkey.simulate.simulation import Run, simulate
 
 UNMEASURED: Final = 1e9  # requests/s when no capacity is known: every request answered at once
@@ -113,3 +115,84 @@ def _refined(alert: Alert, run: Run, index: int, snapshot: Snapshot) -> Alert:
         },
     }
     return replace(alert, severity=severity, message=message, details=details)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanForecast:
+    phones: int
+    rebooted: int  # phones whose check-sync rebooted them
+    waited_for_calls: int
+    finish: datetime | None  # the last of them done (None: not every phone rebooted)
+    planned_finish: datetime
+    calls_per_hour: float
+    call_minutes: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "phones": self.phones,
+            "rebooted": self.rebooted,
+            "waited_for_calls": self.waited_for_calls,
+            "finish": self.finish.isoformat() if self.finish else None,
+            "planned_finish": self.planned_finish.isoformat(),
+            "calls_per_hour": self.calls_per_hour,
+            "call_minutes": self.call_minutes,
+        }
+
+    def text(self) -> str:
+        calls = f"{self.calls_per_hour:g} calls an hour a phone, {self.call_minutes:g} min each"
+        if self.finish is None:
+            return (
+                f"simulated with {calls}: only {self.rebooted:,} of {self.phones:,} phones "
+                "reboot (R9: without ;reboot=true a phone with alwaysReboot=0 reboots only "
+                "when its configuration changed)"
+            )
+        late = (self.finish - self.planned_finish).total_seconds()
+        when = f"{abs(late) / 60:,.1f} min {'after' if late >= 0 else 'before'} the plan's"
+        return (
+            f"simulated with {calls}: {self.waited_for_calls:,} reboots wait for a call to end; "
+            f"the last boot is done {self.finish:%Y-%m-%d %H:%M} UTC, {when}"
+        )
+
+
+def forecast_plan(
+    plan: Plan, calls_per_hour: float, call_minutes: float, reboot: bool
+) -> PlanForecast:
+    """Run ``plan``'s check-syncs through the simulator, its phones making calls (a reboot
+    waits for the call to end, R4/R9), the server at the plan's capacity."""
+    request = plan.input
+    start = request.start.replace(second=0, microsecond=0)
+    groups = tuple(
+        SiteGroup(
+            serial=site.serial,
+            count=1,
+            phones=len(site.macs),
+            timezones=(site.timezone,),
+            window=site.window,
+            license_polling_time=time(2, 0),
+            polling=ConfigPolling(),
+            always_reboot=False,
+            calls_per_hour=calls_per_hour,
+            call_minutes=call_minutes,
+            phone_slots=frozenset(),
+        )
+        for site in request.sites
+        if site.macs
+    )
+    held = SiteLicense("held", frozenset({0}), None)
+    rollout = Rollout(request.start, request.deadline, None, reboot, plan)
+    days = (request.deadline - start).days + 2
+    server = Server(request.capacity, request.headroom, request.cost.requests, request.cost.seconds)
+    scenario = Scenario(
+        "rollout plan", start, days, groups, {"held": held}, (Post(start, "held", None), rollout),
+        server,
+    )  # fmt: skip
+    run = simulate(scenario)
+    phones = run.notices[-1].phones
+    rebooted = phones[run.phones.boot_start[phones] > 0]
+    finish = None
+    if rebooted.shape[0] == phones.shape[0] and phones.shape[0]:
+        finish = start + timedelta(seconds=float(run.phones.boot_end[rebooted].max()))
+    return PlanForecast(
+        int(phones.shape[0]), int(rebooted.shape[0]), run.tally.waited_for_calls, finish,
+        plan.finish, calls_per_hour, call_minutes,
+    )  # fmt: skip

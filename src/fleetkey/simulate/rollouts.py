@@ -35,8 +35,28 @@ def plan_notices(
     scenario: Scenario, fleet: Fleet, event: Rollout, chosen: npt.NDArray[np.bool_]
 ) -> Notices:
     sites = fleet.sites
-    server = scenario.server
     indices = [int(i) for i in np.nonzero(chosen)[0]]
+    plan = event.plan or plan_rollout(_plan_input(scenario, fleet, event, indices))
+    index = {serial: i for i, serial in enumerate(sites.serials)}
+    by_serial = {site.serial: index[site.serial] for site in plan.input.sites}
+    at = np.full(fleet.size, np.inf)
+    taken = dict.fromkeys(by_serial, 0)
+    origin = scenario.start
+    for wave in plan.waves:
+        site = by_serial[wave.site]
+        count = len(wave.macs)
+        step = (wave.end - wave.start).total_seconds() / count
+        begin = (wave.start - origin).total_seconds()
+        phones = int(sites.first[site]) + taken[wave.site] + np.arange(count)
+        at[phones] = begin + step * np.arange(count) + step / 2
+        taken[wave.site] += count
+    covered = np.nonzero(np.isfinite(at))[0]  # MACs in sorted order are phones in index order
+    finish = (plan.finish - origin).total_seconds()
+    return Notices(at, event.reboot, covered, finish, plan.peak_load, at.copy())
+
+
+def _plan_input(scenario: Scenario, fleet: Fleet, event: Rollout, indices: list[int]) -> PlanInput:
+    sites, server = fleet.sites, scenario.server
     site_phones = []
     for i in indices:
         first, last = int(sites.first[i]), int(sites.first[i + 1])
@@ -49,28 +69,11 @@ def plan_notices(
                 tuple(fleet.mac(phone) for phone in range(first, last)),
             )
         )
-    plan = plan_rollout(
-        PlanInput(
-            tuple(site_phones),
-            BootCost(server.boot_requests, 0.0, server.boot_seconds, "the scenario's [server]"),
-            server.capacity,
-            event.at,
-            event.deadline,
-            headroom=server.headroom,
-        )
+    return PlanInput(
+        tuple(site_phones),
+        BootCost(server.boot_requests, 0.0, server.boot_seconds, "the scenario's [server]"),
+        server.capacity,
+        event.at,
+        event.deadline,
+        headroom=server.headroom,
     )
-    at = np.full(fleet.size, np.inf)
-    by_serial = {sites.serials[i]: i for i in indices}
-    taken = dict.fromkeys(by_serial, 0)
-    origin = scenario.start
-    for wave in plan.waves:
-        site = by_serial[wave.site]
-        count = len(wave.macs)
-        step = (wave.end - wave.start).total_seconds() / count
-        begin = (wave.start - origin).total_seconds()
-        phones = int(sites.first[site]) + taken[wave.site] + np.arange(count)
-        at[phones] = begin + step * np.arange(count) + step / 2
-        taken[wave.site] += count
-    covered = np.nonzero(np.isfinite(at))[0]
-    finish = (plan.finish - origin).total_seconds()
-    return Notices(at, event.reboot, covered, finish, plan.peak_load, at.copy())

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fleetkey.core.device.config import ConfigPolling, PollMode
 from fleetkey.core.features import FeatureCatalog
+from fleetkey.core.rollout.plan import Plan
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import FleetkeyError, InputError
 from fleetkey.simulate.tomlreader import TomlReader
@@ -70,6 +71,7 @@ class Rollout:
     deadline: datetime
     sites: tuple[str, ...] | None
     reboot: bool
+    plan: Plan | None = None  # a plan made already (rollout plan); None: the planner makes it
 
 
 @dataclass(frozen=True, slots=True)

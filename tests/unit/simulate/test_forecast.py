@@ -9,8 +9,10 @@ import pytest
 
 from fleetkey.core.alerts import LastSiteFetch, LicenseFacts, SiteFacts, Snapshot, evaluate
 from fleetkey.core.license import LicenseState, LicenseType
+from fleetkey.core.rollout.plan import BootCost, Plan, PlanInput, SitePhones, plan_rollout
+from fleetkey.core.rollout.windows import Window
 from fleetkey.core.verdicts import SignatureStatus
-from fleetkey.ops.forecast import forecast_storms
+from fleetkey.ops.forecast import forecast_plan, forecast_storms
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 LAPSE = date(2027, 3, 20)  # the last valid day; the storm is on the 21st at 02:00 local
@@ -92,3 +94,37 @@ def test_alerts_other_than_storms_are_left_alone() -> None:
     after = forecast_storms(before, state)
     assert [a.key for a in after] == [a.key for a in before]
     assert [a for a in after if a.kind != "storm"] == [a for a in before if a.kind != "storm"]
+
+
+def make_plan() -> Plan:
+    sites = tuple(
+        SitePhones(serial, zone, Window.parse("01:00-05:00"),
+                   tuple(f"0004f2{i}{n:05d}" for n in range(300)))
+        for i, (serial, zone) in enumerate(SITES.items())
+    )  # fmt: skip
+    cost = BootCost(12, 40_000, 120, "test")
+    return plan_rollout(PlanInput(sites, cost, 50, NOW, NOW + timedelta(days=10)))
+
+
+class TestPlanForecast:
+    def test_without_calls_the_plan_holds(self) -> None:
+        plan = make_plan()
+        forecast = forecast_plan(plan, 0.0, 3.0, reboot=True)
+        assert (forecast.phones, forecast.rebooted, forecast.waited_for_calls) == (900, 900, 0)
+        assert forecast.finish is not None
+        # the last phone is notified inside the plan's last slot and boots 120 s
+        assert plan.finish - timedelta(seconds=60) <= forecast.finish <= plan.finish
+
+    def test_calls_hold_reboots_and_the_rollout_ends_later(self) -> None:
+        plan = make_plan()
+        forecast = forecast_plan(plan, 2.0, 15.0, reboot=True)
+        assert forecast.waited_for_calls > 50
+        assert forecast.finish is not None
+        assert forecast.finish > plan.finish
+        assert "reboots wait for a call to end" in forecast.text()
+
+    def test_without_reboot_phones_that_keep_their_configuration_do_not_reboot(self) -> None:
+        forecast = forecast_plan(make_plan(), 0.0, 3.0, reboot=False)
+        assert forecast.rebooted == 0
+        assert forecast.finish is None
+        assert "only 0 of 900 phones reboot (R9" in forecast.text()
