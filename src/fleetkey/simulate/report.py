@@ -119,7 +119,7 @@ def summarize(run: Run, catalog: FeatureCatalog) -> Summary:
     origin = run.scenario.start
     everyone = np.arange(run.fleet.size, dtype=np.int64)
     held_end = phones.held_at(everyone, np.full(run.fleet.size, run.horizon))
-    ever = tally.ever_lost_mask()
+    ever = tally.ever_lost
     losses = tuple(
         FeatureLoss(
             catalog.label(slot),

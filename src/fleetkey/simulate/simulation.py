@@ -83,7 +83,7 @@ def simulate(scenario: Scenario, seed: int = 0, record: bool = False) -> Run:
         end = min(t + STEP_S, upcoming, run.horizon)
         chosen = np.nonzero(due < end)[0]
         _step(run, chosen, due[chosen], kind[chosen], end)
-    run.tally.finish(run.phones, run.queue)
+    run.tally.finish(run.phones)
     return run
 
 
@@ -96,7 +96,6 @@ def _due(run: Run) -> tuple[F64, I64]:
 
 
 def _apply(run: Run, at: float, event: object) -> None:
-    sites = run.fleet.sites
     if isinstance(event, ConfigChange):
         chosen = _site_mask(run, event.sites)
         run.site_config[chosen] += 1
@@ -110,7 +109,6 @@ def _apply(run: Run, at: float, event: object) -> None:
             notices.at[left] = run.notices[-1].at[left]
         run.notices.append(notices)
         run.tally.rollout(event, notices, run.posted, run.fleet)
-    del sites
 
 
 def _site_mask(run: Run, serials: tuple[str, ...] | None) -> npt.NDArray[np.bool_]:

@@ -19,7 +19,6 @@ from fleetkey.simulate.licenses import Licenses, Posted
 from fleetkey.simulate.phones import Cause, Phones
 from fleetkey.simulate.rollouts import Notices
 from fleetkey.simulate.scenario import Rollout, Scenario
-from fleetkey.simulate.server import ServerQueue
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -46,6 +45,7 @@ class Tally:
     lost_changes: F64 = field(init=False)
     lost_seconds: F64 = field(init=False)  # [feature]
     start_held: I64 = field(init=False)
+    ever_lost: I64 = field(init=False)  # per phone: slots it held at the start and lost since
     boots_by_hour: F64 = field(init=False)  # [hour, cause]
     reboot_log: list[tuple[I64, F64, I64, F64]] = field(default_factory=list)
     absorbed: int = 0
@@ -68,6 +68,7 @@ class Tally:
         self.lost_changes = np.zeros((self.hours + 1, width))
         self.lost_seconds = np.zeros(width)
         self.start_held = np.zeros(self.fleet.size, dtype=np.int64)
+        self.ever_lost = np.zeros(self.fleet.size, dtype=np.int64)
         self.boots_by_hour = np.zeros((self.hours + 1, len(Cause)))
 
     @property
@@ -139,11 +140,10 @@ class Tally:
             RolloutTally(event, license, notices.phones, notices.finish, notices.peak)
         )
 
-    def finish(self, phones: Phones, queue: ServerQueue) -> None:
+    def finish(self, phones: Phones) -> None:
         everyone = np.arange(self.fleet.size, dtype=np.int64)
         end = np.full(self.fleet.size, self.horizon)
         self._ever_lost(everyone, phones.held_at(everyone, end))
-        self.queue = queue
 
     # the counting
     def _held(self, at: F64, before: I64, after: I64) -> None:
@@ -162,9 +162,4 @@ class Tally:
             self.lost_seconds[f] += float((delta * remaining).sum())
 
     def _ever_lost(self, phones: I64, held: I64) -> None:
-        self.ever_lost_mask()[phones] |= self.start_held[phones] & ~held
-
-    def ever_lost_mask(self) -> I64:
-        if not hasattr(self, "_ever"):
-            self._ever = np.zeros(self.fleet.size, dtype=np.int64)
-        return self._ever
+        self.ever_lost[phones] |= self.start_held[phones] & ~held
