@@ -60,10 +60,11 @@ def simulate(
     html_path: Path | None,
     as_json: bool,
 ) -> None:
-    """Simulate the fleet of SCENARIO.toml by the device rules (R1-R9): lost feature-hours,
-    reboot storms against the server's capacity, rollouts under the windows.
+    """Simulate a fleet by the device rules: lost feature-hours, storms, rollouts (what-if).
 
-    The scenario format is in docs/simulate.md."""
+    The fleet of SCENARIO.toml, or with --from-store the store's (SCENARIO.toml then a what-if
+    on top of it), by R1-R9: features lost and for how long, reboot storms against the server's
+    capacity, rollouts under the windows. The scenario format is in docs/simulate.md."""
     catalog = env.data.catalog()
     base: Scenario | None = None
     notes: tuple[str, ...] = ()
