@@ -13,7 +13,7 @@ from fleetkey.cli.context import Env, pass_env, subject
 from fleetkey.cli.loadplot import draw
 from fleetkey.cli.planview import plan_json, plan_picture, plan_table, rollout_picture
 from fleetkey.cli.rolloutrun import run
-from fleetkey.cli.rolloutview import FAILURES_SHOWN, status_view
+from fleetkey.cli.rolloutview import FAILURES_SHOWN, print_status
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
 from fleetkey.store import rollouts, schedule
 from fleetkey.store.rollouts import RolloutState
@@ -170,7 +170,7 @@ def status(env: Env, rollout_id: int, shown: int, plot: Path | None, as_json: bo
     if as_json:
         env.print_json(rollouts.rollout_json(final, progress, wait))
         return
-    env.out.print(status_view(final, progress, wait, shown))
+    print_status(env.out, final, progress, wait, shown)
     if plot is not None:
         env.out.print(f"load plot written to {plot}")
 

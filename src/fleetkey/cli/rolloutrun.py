@@ -11,7 +11,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.cli.rolloutview import report_json, report_lines, state_text, status_view
+from fleetkey.cli.rolloutview import print_status, report_json, report_lines, state_text
 from fleetkey.core.rollout.windows import wait_for
 from fleetkey.errors import CommandFailedError, InputError
 from fleetkey.ops.executor import Executor, ExecutorSettings, Report
@@ -145,7 +145,7 @@ def run(
     if as_json:
         env.print_json(report_json(final, progress, report))
     else:
-        env.out.print(status_view(final, progress, wait))
+        print_status(env.out, final, progress, wait)
         for line in report_lines(report):
             env.out.print(line)
     _exit_status(env, final, progress, report)
