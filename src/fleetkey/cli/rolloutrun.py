@@ -14,7 +14,7 @@ from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.rolloutview import print_status, report_json, report_lines, state_text
 from fleetkey.core.rollout.windows import wait_for
 from fleetkey.errors import CommandFailedError, InputError
-from fleetkey.ops.executor import Executor, ExecutorSettings, Report
+from fleetkey.ops.executor import STOP_GRACE_S, Executor, ExecutorSettings, Report
 from fleetkey.ops.rollout import plan_now
 from fleetkey.store import inventory, rollouts, schedule
 from fleetkey.store.rollouts import FINISHED, Rollout, RolloutState, TargetState
@@ -55,6 +55,15 @@ SIP_PASSWORD_ENV = "FLEETKEY_SIP_PASSWORD"  # noqa: S105  # the variable's name,
     help="RFC 3261 T1 in seconds (Timer F is 64 x T1).",
 )
 @click.option(
+    "--stop-grace",
+    "stop_grace_s",
+    type=click.FloatRange(min=0),
+    default=STOP_GRACE_S,
+    show_default=True,
+    hidden=True,  # for tests: how long a stop waits for the NOTIFYs in flight
+    help="Seconds NOTIFYs in flight may take to be answered at a stop.",
+)
+@click.option(
     "--now",
     "now",
     is_flag=True,
@@ -71,6 +80,7 @@ def run(
     sip_user: str | None,
     local_host: str,
     sip_t1: float,
+    stop_grace_s: float,
     now: bool,
     as_json: bool,
 ) -> None:
@@ -91,6 +101,7 @@ def run(
         local_host=local_host,
         credentials=credentials,
         t1=sip_t1,
+        stop_grace_s=stop_grace_s,
     )
     store = env.store()
     with store.transaction() as session:

@@ -12,7 +12,7 @@ lives in the store only, so a killed executor resumes where it stopped and sever
 rollout.
 
 :meth:`Executor.stop` (the CLI calls it on SIGINT and SIGTERM) ends a run cleanly: claims whose
-NOTIFY has not left are given back, NOTIFYs in flight get ``stop_grace`` seconds to be
+NOTIFY has not left are given back, NOTIFYs in flight get ``stop_grace_s`` seconds to be
 answered, and the rollout is ``paused``, never left ``running``. A run that leaves no phone open
 ends the rollout ``done``, ``partial`` or ``failed`` (``store/rollouts.py``).
 """
@@ -43,6 +43,7 @@ from fleetkey.store.store import Store
 
 log = logging.getLogger(__name__)
 ACTOR: Final = "rollout-executor"
+STOP_GRACE_S: Final = 5.0  # seconds NOTIFYs in flight may take to be answered at a stop
 RESCAN: Final = timedelta(seconds=30)  # fetch records reach the store up to ~1 s late; margin
 
 
@@ -61,7 +62,7 @@ class ExecutorSettings:
     local_host: str = "127.0.0.1"
     credentials: tuple[str, str] | None = None
     t1: float = 0.5
-    stop_grace: float = 5.0  # seconds NOTIFYs in flight may take to be answered at a stop
+    stop_grace_s: float = STOP_GRACE_S
 
 
 @dataclass
@@ -181,7 +182,7 @@ class Executor:
 
     async def _settle(self) -> None:
         """Wait for the NOTIFYs in flight; at a stop, first give back those not yet sent and
-        allow the others ``stop_grace`` seconds."""
+        allow the others ``stop_grace_s`` seconds."""
         if self.report.stopped_by is not None and self._unsent:
             unsent = list(self._unsent.items())
             for task, _ in unsent:
@@ -194,7 +195,7 @@ class Executor:
             return
         pending = set(self._in_flight)
         if self.report.stopped_by is not None:
-            _, pending = await asyncio.wait(pending, timeout=self._settings.stop_grace)
+            _, pending = await asyncio.wait(pending, timeout=self._settings.stop_grace_s)
             for task in pending:
                 task.cancel()  # it stays notified; a later run judges it (confirm timeout)
         await asyncio.gather(*pending, return_exceptions=True)
