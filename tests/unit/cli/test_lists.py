@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from fleetkey.cli.main import cli
 from fleetkey.clock import FixedClock
 from fleetkey.core.rollout.windows import Window
-from fleetkey.store import fetches, inventory
+from fleetkey.store import fetches, held, inventory
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.schema import PhoneRow
 from fleetkey.store.store import Store
@@ -369,6 +369,36 @@ class TestFetchFilters:
         result = fleetkey("fetches", *args, code=2)
         assert message in result.stderr
         assert result.stdout == ""
+
+    @pytest.mark.parametrize(
+        ("args", "named"),
+        [
+            (["--mac", "0004f2000001", "--json"], "--mac, --json"),
+            (["--status", "404"], "--status"),
+            (["--limit", "0"], "--limit"),
+            (["--since", "2h", "--follow"], "--since, --follow"),
+            (["--csv"], "--csv"),
+        ],
+    )
+    def test_list_options_before_replay_are_refused_and_nothing_is_written(
+        self, records: Path, fleetkey: Fleetkey, tmp_path: Path, args: list[str], named: str
+    ) -> None:
+        unwritten = tmp_path / "fetches-unwritten.jsonl"
+        at = datetime.now(UTC) - timedelta(minutes=1)
+        replayed = FetchRecord("/replayed.cfg", "http", 200, 1, 1.0, at, mac="0004f2000002")
+        unwritten.write_text(json.dumps(held.record_json(replayed)) + "\n")
+        before = js(fleetkey, "fetches", "--limit", "0")
+        result = fleetkey("fetches", *args, "replay", str(unwritten), code=2)
+        assert (
+            f"Error: {named}: options of the `fetches` list, not of `fetches replay`; give "
+            "replay's own options after it (fleetkey fetches replay --help)"
+        ) in result.stderr
+        assert result.stdout == ""
+        assert js(fleetkey, "fetches", "--limit", "0") == before
+        done = js(fleetkey, "fetches", "replay", str(unwritten))
+        assert done["written"] == 1  # type: ignore[index]
+        assert "/replayed.cfg" in self.paths(fleetkey, "--mac", "0004f2000002")
+        assert len(self.paths(fleetkey)) == 5  # the list still takes its options alone
 
 
 TERMS = ["--features", "vqmon", "--expires", "never"]
