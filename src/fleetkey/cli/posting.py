@@ -242,32 +242,8 @@ def trust_license(env: Env, license_id: int, reason: str, as_json: bool) -> None
 def _show(env: Env, done: Posted, as_json: bool, *, verb: str, dry_run: bool = False) -> None:
     judgement, catalog = done.judgement, env.data.catalog()
     stored, replaced = judgement.license, judgement.replaced
-    changes = [
-        {
-            "slot": item.slot,
-            "name": catalog.name_of(item.slot),
-            "before": format_term(item.before),
-            "after": format_term(item.after),
-            "change": item.change.value,
-        }
-        for item in judgement.succession.features
-    ]
     if as_json:
-        document: dict[str, Any] = {
-            "license": license_json(stored),
-            "replaces": replaced.id if replaced else None,
-            "files": [str(path) for path in done.files],
-            "changes": changes,
-            "losses": judgement.losses,
-            "notes": judgement.notes,
-        }
-        if dry_run:
-            document |= {
-                "dry_run": True,
-                "needs_force": bool(judgement.losses),
-                "needs_accept_unverified": judgement.needs_reason,
-            }
-        env.print_json(document)
+        env.print_json(done.to_json(catalog, dry_run=dry_run))
         return
     instead = f" in place of license {replaced.id}" if replaced else " (none was posted before)"
     env.out.print(

@@ -24,7 +24,7 @@ from fleetkey.core.naming import free_text, normalize_mac, normalize_site_serial
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit, rowstate
-from fleetkey.store.records import Phone, Site, utc
+from fleetkey.store.records import Phone, Site, site_json, utc
 from fleetkey.store.schema import LicenseRow, PhoneRow, SiteRow
 
 if TYPE_CHECKING:
@@ -151,6 +151,13 @@ class SiteUpdate:
     site: Site
     changed: dict[str, tuple[str | None, str | None]]  # column -> (old, new); {} when none
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``sites update --json`` prints and ``PATCH /api/sites/{site}`` answers."""
+        return {
+            "site": site_json(self.site),
+            "changed": {c: {"old": old, "new": new} for c, (old, new) in self.changed.items()},
+        }
+
 
 def update_site(
     session: Session, clock: Clock, actor: str, ref: str, changes: SiteChanges
@@ -193,6 +200,14 @@ class SiteRemoval:
     site: Site
     phones: int  # removed with it (only with force)
     posted: tuple[int, ...]  # ids of the posted keys of its serial and its phones; kept
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``sites remove --json`` prints and ``DELETE /api/sites/{site}`` answers."""
+        return {
+            "site": site_json(self.site),
+            "phones_removed": self.phones,
+            "posted_keys_kept": list(self.posted),
+        }
 
 
 def remove_site(
@@ -287,6 +302,10 @@ def import_phones(
 class PhoneRemoval:
     macs: tuple[str, ...]
     posted: tuple[int, ...]  # ids of the posted keys of those MACs; kept
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``phones remove --json`` prints and ``DELETE /api/phones/{mac}`` answers."""
+        return {"removed": list(self.macs), "posted_keys_kept": list(self.posted)}
 
 
 def remove_phones(

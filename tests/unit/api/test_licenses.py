@@ -100,7 +100,13 @@ def test_a_dry_run_says_what_would_be_lost_and_changes_nothing(api: Api) -> None
         first,
     )
     assert document["changes"] == [
-        {"slot": 0, "before": "2027-06-30", "after": "2026-01-20", "change": "shortened"}
+        {
+            "slot": 0,
+            "name": "corporate-directory",
+            "before": "2027-06-30",
+            "after": "2026-01-20",
+            "change": "shortened",
+        }
     ]
     assert document["losses"] == [
         f"it lasts until 2026-01-20, license {first} until 2027-06-30: phones that installed "
