@@ -228,6 +228,7 @@ def remove_site(
             f"site {row.serial} ({row.name}) still has {held}: nothing was removed",
             hint=f"remove its phones first (`fleetkey phones remove --site {row.serial}`) and "
             "revoke its keys, or give --force to remove it with its phones (keys stay recorded)",
+            field="force",
         )
     delete_phones(session, macs)
     session.delete(row)
