@@ -14,9 +14,11 @@ from typing import Any
 import click
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.render import term_text
+from fleetkey.cli.tables import Cell, Column, Kind, Output, print_rows
 from fleetkey.clock import today
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseType
@@ -249,7 +251,7 @@ def _show(env: Env, done: Posted, as_json: bool, *, verb: str, dry_run: bool = F
     env.out.print(
         f"{verb} license {stored.id} ({stored.type} {stored.serial}){instead}", markup=False
     )
-    env.out.print(_change_table(judgement.succession.features, catalog, env, replaced))
+    _print_changes(env, judgement.succession.features, catalog, replaced)
     for path in done.files:
         env.out.print(f"  {'would write' if dry_run else 'wrote'} {path}", markup=False)
     if dry_run:
@@ -268,21 +270,28 @@ def _show(env: Env, done: Posted, as_json: bool, *, verb: str, dry_run: bool = F
         env.warn(escape(note))
 
 
-def _change_table(
-    features: list[FeatureChange], catalog: FeatureCatalog, env: Env, replaced: StoredLicense | None
-) -> Table:
+def _print_changes(
+    env: Env, features: list[FeatureChange], catalog: FeatureCatalog, replaced: StoredLicense | None
+) -> None:
     day = today(env.clock)
-    before = f"license {replaced.id}" if replaced is not None else "before"
-    table = Table("slot", "feature", before, "after", "change", title_justify="left")
-    for item in features:
-        table.add_row(
+    columns = (
+        Column("slot", Kind.NUMBER),
+        Column("feature", Kind.WORDS),
+        Column(f"license {replaced.id}" if replaced is not None else "before", Kind.ID),
+        Column("after", Kind.ID),
+        Column("change", Kind.WORDS),
+    )
+    rows: list[list[Cell]] = [
+        [
             str(item.slot),
             catalog.label(item.slot),
-            term_text(item.before, day) if item.before is not None else "-",
-            term_text(item.after, day) if item.after is not None else "-",
+            Text.from_markup(term_text(item.before, day)) if item.before is not None else "-",
+            Text.from_markup(term_text(item.after, day)) if item.after is not None else "-",
             item.change.value,
-        )
-    return table
+        ]
+        for item in features
+    ]
+    print_rows(env.out, columns, rows, Output.TABLE)
 
 
 def _report_json(report: KeyReport) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.schema import PhoneRow
 from fleetkey.store.store import Store
 
-from tests.helpers import SITE_SERIAL, Fleetkey, add_site_fleet
+from tests.helpers import SITE_SERIAL, Fleetkey, add_site_fleet, command_at, runnable_commands
 
 TODAY = datetime.now(UTC).date()
 
@@ -399,6 +399,74 @@ class TestFetchFilters:
         assert done["written"] == 1  # type: ignore[index]
         assert "/replayed.cfg" in self.paths(fleetkey, "--mac", "0004f2000002")
         assert len(self.paths(fleetkey)) == 5  # the list still takes its options alone
+
+
+def test_every_list_command_has_wide_csv_json_and_a_limit() -> None:
+    lists = [path for path in runnable_commands(cli) if path[-1] == "list"]
+    assert ("rollout", "list") in lists
+    for path in lists:
+        options = {opt for param in command_at(cli, path).params for opt in param.opts}
+        assert {"--wide", "--csv", "--json"} <= options, path
+    paged = [path for path in lists if path not in UNPAGED]
+    for path in paged:
+        options = {opt for param in command_at(cli, path).params for opt in param.opts}
+        assert "--limit" in options, path
+
+
+UNPAGED = {("keys", "list")}  # a handful of signing keys: never a page
+
+
+class TestRolloutList:
+    @pytest.fixture
+    def planned(
+        self, initialized: Path, fleetkey: Fleetkey, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Three rollouts of license 2 (each planned with the capacity the others left)."""
+        monkeypatch.setenv("COLUMNS", "80")
+        add_site_fleet(fleetkey, initialized, phones=3)
+        for days in (20, 400):
+            fleetkey("issue", "site", SITE_SERIAL, "--features", "corporate-directory",
+                     "--expires", f"{TODAY + timedelta(days=days)}")  # fmt: skip
+        for _ in range(3):
+            fleetkey("rollout", "plan", "--license", "2", "--capacity", "100")
+
+    def test_a_page_is_newest_first_and_says_how_to_see_the_rest(
+        self, planned: None, fleetkey: Fleetkey
+    ) -> None:
+        shown = fleetkey("rollout", "list", "--limit", "2").stdout
+        ids = [line.split()[1] for line in shown.splitlines() if line.startswith("│")]
+        assert ids == ["3", "2"]
+        assert shown.splitlines()[-1] == (
+            "… 1 more older rollouts; next page: `--before 2`, all: `--limit 0`"
+        )
+        rest = fleetkey("rollout", "list", "--before", "2").stdout
+        assert [line.split()[1] for line in rest.splitlines() if line.startswith("│")] == ["1"]
+        table = list(csv.reader(io.StringIO(fleetkey("rollout", "list", "--csv").stdout)))
+        assert table[0] == [
+            "id", "license", "state", "phones", "confirmed", "failed", "deadline"
+        ]  # fmt: skip
+        assert [row[0] for row in table[1:]] == ["1", "2", "3"]
+        assert [r["id"] for r in js(fleetkey, "rollout", "list")] == [1, 2, 3]  # type: ignore[union-attr,index]
+        two = fleetkey("rollout", "list", "--json", "--limit", "2")
+        assert [r["id"] for r in json.loads(two.stdout)] == [2, 3]
+        assert (
+            two.stderr == "note: 1 more older rollouts; next page: `--before 2`, all: `--limit 0`\n"
+        )
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["--limit", "-1"], "-1 is not in the range x>=0"),
+            (["--before", "x"], "'x' is not a valid integer"),
+            (["--csv", "--json"], "--json and --csv do not go together"),
+        ],
+    )
+    def test_bad_options_are_usage_errors(
+        self, planned: None, fleetkey: Fleetkey, args: list[str], message: str
+    ) -> None:
+        result = fleetkey("rollout", "list", *args, code=2)
+        assert message in result.stderr
+        assert result.stdout == ""
 
 
 TERMS = ["--features", "vqmon", "--expires", "never"]
