@@ -26,7 +26,7 @@ from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.succession import FeatureChange
 from fleetkey.core.terms import format_term
 from fleetkey.ops import importing, posting
-from fleetkey.ops.importing import KeyReport
+from fleetkey.ops.importing import KeyOutcome, KeyReport
 from fleetkey.ops.posting import Posted
 from fleetkey.store.records import StoredLicense, license_json
 
@@ -99,7 +99,7 @@ def import_licenses(
         )
     for report in done.reports:
         where = f"{Path(report.file).name} key {report.key_index}"
-        if report.outcome != "skipped":
+        if report.outcome is not KeyOutcome.SKIPPED:
             for finding in report.findings:
                 env.warn(escape(f"{where} ({report.type.value} {report.serial}): {finding}"))
         elif post and report.license_id is not None:
@@ -300,6 +300,7 @@ def _report_json(report: KeyReport) -> dict[str, Any]:
         type=report.type.value,
         expires=format_term(report.expires),
         signature=report.signature.value,
+        outcome=report.outcome.value,
     )
     return document
 
@@ -332,6 +333,6 @@ def _report_table(reports: list[KeyReport]) -> Table:
             f"[red]{expires}[/]" if report.expired else expires,
             report.signature.value,
             str(report.license_id or "-"),
-            report.outcome,
+            report.outcome.value,
         )
     return table

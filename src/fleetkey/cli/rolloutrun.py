@@ -167,7 +167,7 @@ async def _until_signalled(executor: Executor) -> Report:
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
-        loop.add_signal_handler(signum, executor.stop, signal.Signals(signum).name)
+        loop.add_signal_handler(signum, executor.stop, signum)
     try:
         return await executor.run()
     finally:
@@ -187,11 +187,11 @@ def _exit_status(env: Env, final: Rollout, progress: rollouts.Progress, report: 
     if report.stopped_by is not None:
         notified = progress.states.get(TargetState.NOTIFIED, 0)
         env.err.print(
-            f"rollout {final.id} is {final.state} ({report.stopped_by}): {progress.open:,} of "
+            f"rollout {final.id} is {final.state} ({report.stopped_by.name}): {progress.open:,} of "
             f"{progress.total:,} phones open ({notified:,} notified, {progress.open - notified:,} "
             f"still to notify); resume with `fleetkey rollout run {final.id}`"
         )
-        raise click.exceptions.Exit(128 + signal.Signals[report.stopped_by].value)
+        raise click.exceptions.Exit(128 + report.stopped_by.value)
     if failed:
         what = state_text(final, progress) if final.state in FINISHED else (
             f"{final.state}, {failed:,} of {progress.total:,} phones failed"

@@ -79,7 +79,7 @@ def report_json(final: Rollout, progress: Progress, report: Report) -> dict[str,
         "retried": report.retried,
         "moved_to_window": report.moved_to_window,
         "released": report.released,
-        "stopped_by": report.stopped_by,
+        "stopped_by": report.stopped_by.name if report.stopped_by else None,
         "paces": [{"at": at.isoformat(), "pace": p, "why": why} for at, p, why in report.paces],
     }
     return document

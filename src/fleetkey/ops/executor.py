@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -75,7 +76,7 @@ class Report:
     paces: list[tuple[datetime, float, str]] = field(default_factory=list)  # changes of pace
     progress: Progress | None = None
     released: int = 0  # claims given back at a stop, their NOTIFY never sent
-    stopped_by: str | None = None  # what stopped the run early (a signal's name)
+    stopped_by: signal.Signals | None = None  # the signal that stopped the run early
     halted: str | None = None  # why the run paused the rollout itself (its key is not posted)
 
 
@@ -102,8 +103,8 @@ class Executor:
         self._ignore_windows = False
         self.report = Report()
 
-    def stop(self, why: str) -> None:
-        """End the run soon (``why``: what asked, e.g. ``SIGINT``); a second call ends it now,
+    def stop(self, why: signal.Signals) -> None:
+        """End the run soon (``why``: the signal that asked); a second call ends it now,
         without waiting for the NOTIFYs in flight. Call it from the run's event loop."""
         if self.report.stopped_by is not None:
             for task in self._in_flight:
@@ -210,7 +211,7 @@ class Executor:
             if progress.open == 0:
                 rollouts.finish(session, self._clock, self._actor, self._id)
             elif self.report.stopped_by is not None:
-                details = {"stopped_by": self.report.stopped_by, "open": progress.open}
+                details = {"stopped_by": self.report.stopped_by.name, "open": progress.open}
                 rollouts.move(
                     session, self._clock, self._actor, self._id, RolloutState.PAUSED, details
                 )

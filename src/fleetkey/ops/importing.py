@@ -15,6 +15,7 @@ something from phones (an expired vendor file) needs force; any refusal imports 
 
 from __future__ import annotations
 
+import enum
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,14 @@ _KINDS: Final = (  # what a path that is not a regular file is, for the message
 )
 
 
+class KeyOutcome(enum.StrEnum):
+    """What an import did with one key."""
+
+    IMPORTED = "imported"
+    POSTED = "posted"
+    SKIPPED = "skipped"  # the store or the import already holds it
+
+
 @dataclass(frozen=True, slots=True)
 class KeyReport:
     """One key of an imported file, imported or skipped, and what the operator should know."""
@@ -69,7 +78,7 @@ class KeyReport:
     expired: bool
     signature: SignatureStatus
     license_id: int | None  # None: repeated within this import
-    outcome: str  # imported | posted | skipped
+    outcome: KeyOutcome
     findings: list[str] = field(default_factory=list)
 
 
@@ -159,11 +168,11 @@ def import_licenses(
                     earlier = known[key]
                     why = f"already in the store as license {earlier.id} ({earlier.state})"
                     result.skipped.append(SkippedKey(str(item.path), index, earlier.id, why))
-                    result.reports.append(_as(report, earlier.id, "skipped"))
+                    result.reports.append(_as(report, earlier.id, KeyOutcome.SKIPPED))
                 elif key in seen:
                     why = "the same key as an earlier file of this import"
                     result.skipped.append(SkippedKey(str(item.path), index, None, why))
-                    result.reports.append(_as(report, None, "skipped"))
+                    result.reports.append(_as(report, None, KeyOutcome.SKIPPED))
                 else:
                     seen.add(key)
                     wanted.append((item, index, key, check))
@@ -183,7 +192,7 @@ def import_licenses(
                 origin=LicenseOrigin.IMPORTED,
                 details={"source": item.path.name, "key_index": str(index)},
             )
-            outcome = "imported"
+            outcome = KeyOutcome.IMPORTED
             if post:
                 files = placement.targets(data.provisioning, key.type, key.serial)
                 judgement = posting.post(
@@ -196,7 +205,7 @@ def import_licenses(
                     label=label,
                     details={"files": placement.relative(data.provisioning, files)},
                 )
-                stored, outcome = judgement.license, "posted"
+                stored, outcome = judgement.license, KeyOutcome.POSTED
                 writes += [(path, item.data) for path in files]
                 result.files.extend(files)
                 result.warnings.extend(
@@ -264,12 +273,12 @@ def _report(
         expired,
         check.status,
         None,
-        "imported",
+        KeyOutcome.IMPORTED,
         findings,
     )
 
 
-def _as(report: KeyReport, license_id: int | None, outcome: str) -> KeyReport:
+def _as(report: KeyReport, license_id: int | None, outcome: KeyOutcome) -> KeyReport:
     return KeyReport(
         report.file,
         report.key_index,
@@ -325,7 +334,7 @@ def _check_postable(
     if force:
         return
     for item, index, key, _ in wanted:
-        current = registry.posted(session, key.type.value, key.serial)
+        current = registry.posted(session, key.type, key.serial)
         name = f"license {current.id}" if current else "the posted key"
         before = current.terms if current else None
         losses = Succession(today, key.terms(), before).losses(label, name)

@@ -123,7 +123,7 @@ def issue_license(
     judgement = None
     today = clock.now().date()
     with store.transaction() as session:
-        current = registry.posted(session, order.license_type.value, serial) if posted else None
+        current = registry.posted(session, order.license_type, serial) if posted else None
         name = f"license {current.id}" if current else "the posted key"
         losses = Succession(today, terms, current.terms if current else None).losses(
             catalog.label, name

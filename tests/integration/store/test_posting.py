@@ -146,7 +146,7 @@ class TestRollback:
         )
         with store.transaction() as session:
             posting.rollback(session, CLOCK, "op", LicenseType.SITE, SITE, force=True)
-            posted = registry.posted(session, "Site", SITE)
+            posted = registry.posted(session, LicenseType.SITE, SITE)
             assert posted is not None
             assert (posted.id, posted.succeeds_id) == (ids[0], None)  # the chain is kept
             with pytest.raises(ConflictError, match="there is no previous key to post again"):
