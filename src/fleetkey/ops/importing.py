@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Final
@@ -168,11 +168,15 @@ def import_licenses(
                     earlier = known[key]
                     why = f"already in the store as license {earlier.id} ({earlier.state})"
                     result.skipped.append(SkippedKey(str(item.path), index, earlier.id, why))
-                    result.reports.append(_as(report, earlier.id, KeyOutcome.SKIPPED))
+                    result.reports.append(
+                        replace(report, license_id=earlier.id, outcome=KeyOutcome.SKIPPED)
+                    )
                 elif key in seen:
                     why = "the same key as an earlier file of this import"
                     result.skipped.append(SkippedKey(str(item.path), index, None, why))
-                    result.reports.append(_as(report, None, KeyOutcome.SKIPPED))
+                    result.reports.append(
+                        replace(report, license_id=None, outcome=KeyOutcome.SKIPPED)
+                    )
                 else:
                     seen.add(key)
                     wanted.append((item, index, key, check))
@@ -217,7 +221,9 @@ def import_licenses(
             result.imported.append(stored)
             position = next(n for n, r in enumerate(result.reports) if r.file == str(item.path)
                             and r.key_index == index)  # fmt: skip
-            result.reports[position] = _as(result.reports[position], stored.id, outcome)
+            result.reports[position] = replace(
+                result.reports[position], license_id=stored.id, outcome=outcome
+            )
         placement.publish(writes)
     return result
 
@@ -275,23 +281,6 @@ def _report(
         None,
         KeyOutcome.IMPORTED,
         findings,
-    )
-
-
-def _as(report: KeyReport, license_id: int | None, outcome: KeyOutcome) -> KeyReport:
-    return KeyReport(
-        report.file,
-        report.key_index,
-        report.type,
-        report.serial,
-        report.site,
-        report.site_name,
-        report.expires,
-        report.expired,
-        report.signature,
-        license_id,
-        outcome,
-        report.findings,
     )
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
@@ -26,9 +26,6 @@ from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit, rowstate
 from fleetkey.store.records import Phone, Site, site_json, utc
 from fleetkey.store.schema import LicenseRow, PhoneRow, SiteRow
-
-if TYPE_CHECKING:
-    from fleetkey.store.phone_import import ImportResult
 
 TIMEZONE_CHARS: Final = 64  # the column; the longest IANA name has 32
 LOOKUP_CHUNK: Final = 1000  # bound parameters per IN (...): SQLite allows 32766, PostgreSQL 65535
@@ -273,30 +270,6 @@ def phone(session: Session, mac: str) -> Phone:
             hint="add it with `fleetkey phones import CSV`",
         )
     return _phone(row)
-
-
-def import_phones(
-    session: Session,
-    clock: Clock,
-    actor: str,
-    data: bytes,
-    *,
-    source: str,
-    dry_run: bool = False,
-    remove_missing: bool = False,
-) -> ImportResult:
-    """Add or update phones from a CSV: store/phone_import.py, which builds on this module."""
-    from fleetkey.store import phone_import  # here, not above: it imports this module
-
-    return phone_import.import_phones(
-        session,
-        clock,
-        actor,
-        data,
-        source=source,
-        dry_run=dry_run,
-        remove_missing=remove_missing,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ goes one key further back. A superseded key can be posted again (a roll forward)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from sqlalchemy import select
@@ -112,7 +112,7 @@ def post(
         | ({"forced": verdict.losses} if verdict.losses else {})
         | (details or {}),
     )
-    return _posted(row, verdict)
+    return replace(verdict, license=stored_license(row))
 
 
 def rollback(
@@ -174,7 +174,7 @@ def rollback(
         | ({"forced": verdict.losses} if verdict.losses else {})
         | (details or {}),
     )
-    return _posted(row, verdict)
+    return replace(verdict, license=stored_license(row))
 
 
 def batch_losses(
@@ -321,15 +321,4 @@ def unsafe(subject: str, losses: list[str], *, hint: str | None = None) -> Unsaf
         hint=hint
         or "`fleetkey licenses post ID --dry-run` shows the change feature by feature; "
         "forcing it is recorded in the audit trail with what was lost",
-    )
-
-
-def _posted(row: LicenseRow, verdict: Judgement) -> Judgement:
-    return Judgement(
-        stored_license(row),
-        verdict.replaced,
-        verdict.succession,
-        verdict.losses,
-        verdict.notes,
-        verdict.needs_reason,
     )

@@ -15,7 +15,7 @@ from fleetkey.core.license import LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.ops.rollout import PlanOptions, plan_license, plan_now, save
-from fleetkey.store import audit, claims, fetches, inventory, load, rollouts, schedule
+from fleetkey.store import audit, claims, fetches, inventory, load, phone_import, rollouts, schedule
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.rollouts import RolloutState
 from fleetkey.store.schema import RolloutTargetRow, SiteRow
@@ -40,7 +40,7 @@ def fleet(store: Store) -> tuple[Store, FixedClock, int]:
             session, clock, "t", Site(SITE, "HQ", "UTC", Window.parse("22:00-06:00"))
         )
         rows = "".join(f"{m},{SITE},VVX_500,sip:{m}@127.10.1.1:5060\n" for m in macs())
-        inventory.import_phones(
+        phone_import.import_phones(
             session, clock, "t", f"mac,site,model,contact\n{rows}".encode(), source="t"
         )
     ids = []

@@ -19,6 +19,7 @@ from fleetkey.store import (
     confirmation,
     fetches,
     inventory,
+    phone_import,
     registry,
     rollouts,
 )
@@ -51,7 +52,7 @@ def fleet(store: Store) -> tuple[Store, FixedClock, int]:
             session, clock, "tester", Site(SITE, "HQ", "UTC", Window.parse("22:00-06:00"))
         )
         rows = "".join(f"{m},{SITE},VVX_500,sip:{m}@127.10.1.1:5060\n" for m in macs())
-        inventory.import_phones(
+        phone_import.import_phones(
             session, clock, "tester", f"mac,site,model,contact\n{rows}".encode(), source="t"
         )
     license_row(store, clock, date(2027, 2, 21))
