@@ -216,6 +216,29 @@ def test_a_second_plan_of_the_same_license_sees_the_first_and_plans_around_it(
     assert plan_license(store, clock, options).waves == first.waves  # cancelled: room again
 
 
+def test_a_slot_longer_than_an_hour_still_in_progress_counts_whole(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    """Two-hour slots: 90 minutes into one, its phones are still load a new plan must leave
+    room for (they were read back only one hour, and the new plan overcommitted)."""
+    store, clock, successor = fleet
+    options = PlanOptions(successor, capacity=100, slot_s=7200)
+    rollout_id = save(store, clock, "t", options, plan_license(store, clock, options))
+    slot = datetime(2027, 2, 2, 0, 0, tzinfo=UTC)  # midnight: on every 2-hour grid
+    with store.transaction() as session:
+        session.execute(
+            update(RolloutTargetRow)
+            .where(RolloutTargetRow.rollout_id == rollout_id)
+            .values(notify_at=slot + timedelta(minutes=1))
+        )
+        requests = rollouts.get(session, rollout_id).boot_requests
+        seen = load.planned_loads(session, slot + timedelta(minutes=90), slot + timedelta(days=1))
+    assert [(ld.start, ld.end, ld.rollout) for ld in seen] == [
+        (slot, slot + timedelta(hours=2), rollout_id)
+    ]
+    assert seen[0].rate == pytest.approx(PHONES * requests / 7200)
+
+
 def test_now_replans_pending_phones_from_now_ignoring_the_window_and_is_audited(
     fleet: tuple[Store, FixedClock, int],
 ) -> None:
