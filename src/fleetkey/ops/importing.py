@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from fleetkey.authority.checking import FileCheck, check_files
 from fleetkey.authority.datadir import DataDir
 from fleetkey.clock import Clock
+from fleetkey.clock import today as clock_today
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.naming import (
     LICENSE_FILE_SUFFIX,
@@ -152,7 +153,7 @@ def import_licenses(
         raise CommandFailedError(
             "nothing imported, these files do not parse:\n  " + "\n  ".join(str(b) for b in broken)
         )
-    today, label = clock.now().date(), data.catalog().label
+    today, label = clock_today(clock), data.catalog().label
     result = ImportResult()
     with store.transaction() as session:
         sites = {site.serial: site.name for site in inventory.sites(session)}

@@ -18,6 +18,7 @@ from fleetkey.authority.datadir import DataDir
 from fleetkey.authority.files import atomic_write
 from fleetkey.authority.keyring import Keyring
 from fleetkey.clock import Clock
+from fleetkey.clock import today as clock_today
 from fleetkey.core.codec import serialize_keys
 from fleetkey.core.issuing import issue_key, resolve_terms
 from fleetkey.core.license import LicenseKey, LicenseType
@@ -121,7 +122,7 @@ def issue_license(
             field="default_site",
         )
     judgement = None
-    today = clock.now().date()
+    today = clock_today(clock)
     with store.transaction() as session:
         current = registry.posted(session, order.license_type, serial) if posted else None
         name = f"license {current.id}" if current else "the posted key"

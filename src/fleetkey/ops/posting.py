@@ -10,10 +10,9 @@ only when forced, one whose signature is not valid only with a reason.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -21,7 +20,7 @@ from fleetkey.authority.datadir import DataDir
 from fleetkey.clock import Clock
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseType
-from fleetkey.core.naming import normalize_mac, normalize_site_serial
+from fleetkey.core.naming import HEX12, normalize_mac, normalize_site_serial
 from fleetkey.core.terms import format_term
 from fleetkey.errors import InputError, NotFoundError
 from fleetkey.ops import placement
@@ -29,8 +28,6 @@ from fleetkey.store import inventory, posting, registry
 from fleetkey.store.posting import Judgement
 from fleetkey.store.records import StoredLicense, license_json
 from fleetkey.store.store import Store
-
-_HEX12: Final = re.compile(r"\s*[0-9A-Fa-f]{12}\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +147,7 @@ def rollback_license(
     """Post again the key the posted key of ``serial`` succeeds, file and all. ``key_type``
     may be left out unless keys of both types are posted for ``serial``."""
     with store.transaction() as session:
-        if key_type is None and not _HEX12.fullmatch(serial):
+        if key_type is None and not HEX12.fullmatch(serial.strip()):
             try:
                 serial = normalize_mac(serial)  # a MAC written with separators
                 key_type = LicenseType.PHONE

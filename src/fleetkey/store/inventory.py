@@ -8,7 +8,6 @@ guessed. Importing phones from a CSV is store/phone_import.py.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import time
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
 from fleetkey.core.license import LicenseState, LicenseType
-from fleetkey.core.naming import free_text, normalize_mac, normalize_site_serial
+from fleetkey.core.naming import HEX12, free_text, normalize_mac, normalize_site_serial
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit, rowstate
@@ -30,7 +29,6 @@ from fleetkey.store.schema import LicenseRow, PhoneRow, SiteRow
 TIMEZONE_CHARS: Final = 64  # the column; the longest IANA name has 32
 LOOKUP_CHUNK: Final = 1000  # bound parameters per IN (...): SQLite allows 32766, PostgreSQL 65535
 MACS_AUDITED: Final = 100  # MACs an event names one by one; beyond, it counts them
-_SERIAL = re.compile(r"[0-9a-fA-F]{12}")
 
 
 def check_timezone(name: str) -> str:
@@ -57,7 +55,7 @@ class SiteNames:
         text = ref.strip()
         if not text:
             raise InputError("a site is named by its serial (12 hex digits) or its name")
-        if _SERIAL.fullmatch(text) and text.lower() in self._names:
+        if HEX12.fullmatch(text) and text.lower() in self._names:
             return text.lower()
         named = sorted(s for s, name in self._names.items() if name.casefold() == text.casefold())
         if len(named) == 1:
@@ -68,7 +66,7 @@ class SiteNames:
                 f"site name {shown} is ambiguous: sites {', '.join(named)} are all named so",
                 hint="name the site by its serial",
             )
-        if _SERIAL.fullmatch(text):
+        if HEX12.fullmatch(text):
             raise NotFoundError(
                 f"site {text.lower()} does not exist",
                 hint="`fleetkey sites list` lists the sites; `fleetkey sites add` adds one",

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
+from fleetkey.clock import today as clock_today
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.naming import free_text
 from fleetkey.core.succession import Succession
@@ -189,7 +190,7 @@ def batch_losses(
     """For a batch of new keys (serial, terms): what each would take from phones, judged
     against the posted key of its serial when ``posting`` (else only whether it is expired);
     only the serials with losses."""
-    today = clock.now().date()
+    today = clock_today(clock)
     before: dict[str, StoredLicense] = {}
     serials = sorted({serial for serial, _ in wanted}) if posting else []
     for start in range(0, len(serials), LOOKUP_CHUNK):
@@ -286,7 +287,7 @@ def _posted_rows(session: Session, row: LicenseRow) -> list[LicenseRow]:
 def _judge(row: LicenseRow, previous: list[LicenseRow], clock: Clock, label: Label) -> Judgement:
     stored = stored_license(row)
     replaced = stored_license(previous[-1]) if previous else None
-    succession = Succession(clock.now().date(), stored.terms, replaced.terms if replaced else None)
+    succession = Succession(clock_today(clock), stored.terms, replaced.terms if replaced else None)
     name = f"license {replaced.id}" if replaced else "the posted key"
     return Judgement(
         stored,
