@@ -38,7 +38,6 @@ from fleetkey.core.naming import (
     phone_license_file,
 )
 from fleetkey.core.signing import TrustedKeys
-from fleetkey.core.succession import Succession
 from fleetkey.core.terms import Term, format_term, term_covers
 from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.errors import CommandFailedError, ConflictError, InputError
@@ -183,7 +182,7 @@ def import_licenses(
                     wanted.append((item, index, key, check))
                     result.reports.append(report)
         if post:
-            _check_postable(session, wanted, today, label, accept_unverified, force)
+            _check_postable(session, clock, wanted, label, accept_unverified, force)
         writes: list[tuple[Path, bytes]] = []
         for item, index, key, check in wanted:
             stored = registry.record(
@@ -287,8 +286,8 @@ def _report(
 
 def _check_postable(
     session: Session,
+    clock: Clock,
     wanted: Sequence[tuple[FileCheck, int, LicenseKey, SignatureCheck]],
-    today: date,
     label: Callable[[int], str],
     accept_unverified: str | None,
     force: bool,
@@ -323,11 +322,13 @@ def _check_postable(
         )
     if force:
         return
+    losses_of: dict[tuple[LicenseType, str], list[str]] = {}
+    for key_type in LicenseType:
+        batch = [(key.serial, key.terms()) for _, _, key, _ in wanted if key.type is key_type]
+        found = posting.judge_terms_batch(session, clock, key_type, batch, label)
+        losses_of.update(((key_type, serial), losses) for serial, losses in found.items())
     for item, index, key, _ in wanted:
-        current = registry.posted(session, key.type, key.serial)
-        name = f"license {current.id}" if current else "the posted key"
-        before = current.terms if current else None
-        losses = Succession(today, key.terms(), before).losses(label, name)
+        losses = losses_of.get((key.type, key.serial))
         if losses:
             raise posting.unsafe(
                 f"nothing imported: posting {item.path} key {index} ({key.type.value} "

@@ -178,7 +178,24 @@ def rollback(
     return replace(verdict, license=stored_license(row))
 
 
-def batch_losses(
+def judge_terms(
+    session: Session,
+    clock: Clock,
+    key_type: LicenseType,
+    serial: str,
+    terms: Mapping[int, Term],
+    label: Label = slot_label,
+    *,
+    posting: bool = True,
+) -> list[str]:
+    """What a new key of ``key_type`` for ``serial`` with ``terms`` would take from phones,
+    judged against the posted key of its serial when ``posting`` (else only whether it is
+    expired): one line per loss; empty when it takes nothing."""
+    found = judge_terms_batch(session, clock, key_type, [(serial, terms)], label, posting=posting)
+    return found.get(serial, [])
+
+
+def judge_terms_batch(
     session: Session,
     clock: Clock,
     key_type: LicenseType,
@@ -187,9 +204,8 @@ def batch_losses(
     *,
     posting: bool = True,
 ) -> dict[str, list[str]]:
-    """For a batch of new keys (serial, terms): what each would take from phones, judged
-    against the posted key of its serial when ``posting`` (else only whether it is expired);
-    only the serials with losses."""
+    """:func:`judge_terms` for a batch of new keys (serial, terms), the posted keys read
+    ``LOOKUP_CHUNK`` serials a query: only the serials with losses."""
     today = clock_today(clock)
     before: dict[str, StoredLicense] = {}
     serials = sorted({serial for serial, _ in wanted}) if posting else []
@@ -205,11 +221,15 @@ def batch_losses(
     found = {}
     for serial, terms in wanted:
         old = before.get(serial)
-        name = f"license {old.id}" if old else "the posted key"
-        losses = Succession(today, terms, old.terms if old else None).losses(label, name)
+        losses = Succession(today, terms, old.terms if old else None).losses(label, _named(old))
         if losses:
             found[serial] = losses
     return found
+
+
+def _named(replaced: StoredLicense | None) -> str:
+    """How a loss names the key it is judged against."""
+    return f"license {replaced.id}" if replaced else "the posted key"
 
 
 def trust(
@@ -288,7 +308,7 @@ def _judge(row: LicenseRow, previous: list[LicenseRow], clock: Clock, label: Lab
     stored = stored_license(row)
     replaced = stored_license(previous[-1]) if previous else None
     succession = Succession(clock_today(clock), stored.terms, replaced.terms if replaced else None)
-    name = f"license {replaced.id}" if replaced else "the posted key"
+    name = _named(replaced)
     return Judgement(
         stored,
         replaced,
