@@ -241,7 +241,7 @@ def _phone_sites(session: Session, keys: Sequence[LicenseKey]) -> dict[str, str]
     macs = {key.serial for key in keys if key.type is LicenseType.PHONE}
     if not macs:
         return {}
-    return {phone.mac: phone.site for phone in inventory.phones(session) if phone.mac in macs}
+    return inventory.phone_sites(session, macs)
 
 
 def _report(

@@ -8,7 +8,7 @@ guessed. Importing phones from a CSV is store/phone_import.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import time
 from typing import Any, Final
@@ -258,6 +258,18 @@ def macs(session: Session, site: str) -> list[str]:
             select(PhoneRow.mac).where(PhoneRow.site_serial == serial).order_by(PhoneRow.mac)
         )
     )
+
+
+def phone_sites(session: Session, macs: Collection[str]) -> dict[str, str]:
+    """The site serial of each phone of ``macs`` (normalized MACs) in the inventory, read
+    ``LOOKUP_CHUNK`` MACs a query: a vendor file's few MACs need not load every phone."""
+    wanted = sorted(macs)
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        query = select(PhoneRow.mac, PhoneRow.site_serial).where(PhoneRow.mac.in_(chunk))
+        found.update((mac, site) for mac, site in session.execute(query))
+    return found
 
 
 def phone(session: Session, mac: str) -> Phone:

@@ -236,3 +236,14 @@ def test_large_import_stays_within_parameter_limits(with_site: Store) -> None:
         again = phone_import.import_phones(session, CLOCK, "tester", data, source="big.csv")
     assert (first.added, again.updated) == (40_000, 40_000)
     assert counts(with_site)[0] == 40_000
+
+
+def test_the_sites_of_some_phones_are_read_a_chunk_at_a_time(with_site: Store) -> None:
+    rows = "".join(f"0004f2{i:06x},100000000001,VVX_500,,,,\n" for i in range(2500))
+    with with_site.transaction() as session:
+        phone_import.import_phones(session, CLOCK, "t", (HEADER + rows).encode(), source="p.csv")
+    asked = {f"0004f2{i:06x}" for i in range(0, 5000, 2)}  # 1250 known, 1250 not: two chunks
+    with with_site.transaction() as session:
+        found = inventory.phone_sites(session, asked)
+        assert inventory.phone_sites(session, set()) == {}
+    assert found == {f"0004f2{i:06x}": "100000000001" for i in range(0, 2500, 2)}
