@@ -26,7 +26,6 @@ from fleetkey.authority.keyring import Keyring
 from fleetkey.authority.tokens import token_matches
 from fleetkey.clock import Clock, today
 from fleetkey.core.license import LicenseState, LicenseType
-from fleetkey.core.terms import format_term
 from fleetkey.ops import alerts as alerting
 from fleetkey.ops import licensing, posting
 from fleetkey.store import alerts, fetches, registry, rollouts, schedule
@@ -101,34 +100,6 @@ class TrustIn(BaseModel):
 class AckIn(BaseModel):
     key: str = Field(description="the alert's key", max_length=200)
     until: date | None = Field(None, description="silenced to the end of this day (UTC)")
-
-
-def posted_json(done: posting.Posted, *, dry_run: bool = False) -> dict[str, Any]:
-    """A post or rollback, as the admin API answers it."""
-    judgement = done.judgement
-    document: dict[str, Any] = {
-        "license": license_json(judgement.license),
-        "replaces": judgement.replaced.id if judgement.replaced else None,
-        "files": [str(path) for path in done.files],
-        "changes": [
-            {
-                "slot": item.slot,
-                "before": format_term(item.before),
-                "after": format_term(item.after),
-                "change": item.change.value,
-            }
-            for item in judgement.succession.features
-        ],
-        "losses": judgement.losses,
-        "notes": judgement.notes,
-    }
-    if dry_run:
-        document |= {
-            "dry_run": True,
-            "needs_force": bool(judgement.losses),
-            "needs_accept_unverified": judgement.needs_reason,
-        }
-    return document
 
 
 def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
@@ -248,7 +219,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
                 license_id,
                 default_site=order.default_site,
             )
-            return posted_json(preview, dry_run=True)
+            return preview.to_json(context.data.catalog(), dry_run=True)
         done = posting.post_license(
             context.data,
             context.store,
@@ -259,7 +230,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
             force=order.force,
             default_site=order.default_site,
         )
-        return posted_json(done)
+        return done.to_json(context.data.catalog())
 
     @app.post("/api/licenses/rollback", dependencies=guarded, tags=["licenses"])
     def rollback(order: RollbackIn) -> dict[str, Any]:
@@ -274,7 +245,7 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
             accept_unverified=order.accept_unverified,
             force=order.force,
         )
-        return posted_json(done)
+        return done.to_json(context.data.catalog())
 
     @app.post("/api/licenses/{license_id}/trust", dependencies=guarded, tags=["licenses"])
     def trust(license_id: RowId, order: TrustIn) -> dict[str, Any]:

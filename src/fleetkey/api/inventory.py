@@ -74,10 +74,7 @@ def inventory_routes(
         )
         with store.transaction() as session:
             done = inventory.update_site(session, clock, actor, site, changes)
-        return {
-            "site": site_json(done.site),
-            "changed": {c: {"old": old, "new": new} for c, (old, new) in done.changed.items()},
-        }
+        return done.to_json()
 
     @router.delete("/api/sites/{site}", dependencies=guarded, tags=["inventory"])
     def remove_site(site: str, force: bool = False) -> dict[str, Any]:
@@ -85,11 +82,7 @@ def inventory_routes(
         phones go with it; its keys stay recorded and posted)."""
         with store.transaction() as session:
             done = inventory.remove_site(session, clock, actor, site, force=force)
-        return {
-            "site": site_json(done.site),
-            "phones_removed": done.phones,
-            "posted_keys_kept": list(done.posted),
-        }
+        return done.to_json()
 
     @router.get("/api/phones", dependencies=guarded, tags=["inventory"])
     def list_phones(site: str | None = None) -> list[dict[str, Any]]:
@@ -106,6 +99,6 @@ def inventory_routes(
         """Remove a phone from the inventory; its posted key stays recorded and posted."""
         with store.transaction() as session:
             done = inventory.remove_phones(session, clock, actor, [mac])
-        return {"removed": list(done.macs), "posted_keys_kept": list(done.posted)}
+        return done.to_json()
 
     return router

@@ -1,6 +1,7 @@
 """How the admin API answers what goes wrong: one status per error class, one body for all.
 
-Every error answer is ``{"error": ref, "detail": message}``, with ``"hint"`` when there is one:
+Every error answer is ``{"error": ref, "detail": message}``, with ``"hint"`` when there is one
+for an API client (:func:`api_hint`):
 fleetkey's own errors, FastAPI's request validation (a body or query that does not fit the
 schema) and the HTTP errors of routing and authentication (401, 404, 405) alike. ``ref`` is a
 stable kebab-case name a client can branch on: the error class without ``Error``
@@ -32,12 +33,14 @@ import logging
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any, Final, get_args
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,6 +54,7 @@ from fleetkey.errors import (
     PassphraseError,
     QueueFullError,
     UnknownFeatureError,
+    UnsafePostError,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,15 @@ MAX_DAYS: Final = 1_000_000  # a horizon in days: ~2,700 years, short of date.ma
 # RFC 6266 §4.1 / RFC 8187 §3.2.1: a quoted ASCII fallback, and attr-chars left as they are
 _UNSAFE_IN_QUOTES: Final = re.compile(r'[^\x20-\x7e]|["\\%/]')
 _ATTR_CHARS: Final = "!#$&+-.^_`|~"
+_CLI_WORDS: Final = re.compile(r"\bfleetkey |(?<![\w-])--[a-z]")  # a CLI command or flag
+# inputs that make a refused change go through: (the value to send, what it does)
+_OVERRIDES: Final[Mapping[str, tuple[str, str]]] = {
+    "force": ("true", "to do it anyway: the audit trail keeps what was lost"),
+    "accept_unverified": (
+        '"REASON"',
+        "to serve it anyway: the audit trail keeps the reason and who gave it",
+    ),
+}
 
 
 def status_of(error: FleetkeyError) -> int:
@@ -98,6 +111,47 @@ def problem(
     if hint:
         body["hint"] = hint
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def api_hint(error: FleetkeyError, route: object) -> str | None:
+    """The hint an API client gets for ``error`` raised in ``route``.
+
+    Library errors carry the CLI's hint (``give --force``, ```fleetkey licenses post ID
+    --dry-run```), which means nothing to a client: when the error names an input that makes
+    the change go through (its ``field``: ``force``, ``accept_unverified``) and the route takes
+    it, the hint names it as the route takes it (``?force=true``, ``"force": true``); any other
+    hint that names a CLI command or flag is left out.
+    """
+    override = _OVERRIDES.get(error.field or "")
+    spelled = _spelled(route, error.field or "", override[0]) if override else None
+    if override is not None and spelled is not None:
+        hint = f"send {spelled} {override[1]}"
+        preview = _spelled(route, "dry_run", "true")
+        if isinstance(error, UnsafePostError) and preview is not None:
+            hint = f"{preview} shows the change feature by feature; {hint}"
+        return hint
+    if error.hint is None or _CLI_WORDS.search(error.hint):
+        return None
+    return error.hint
+
+
+def _spelled(route: object, name: str, value: str) -> str | None:
+    """``name`` as ``route`` takes it: ``?name=value`` in the query, ``"name": value`` in
+    the JSON body; None when the route does not take it."""
+    if not isinstance(route, APIRoute):
+        return None
+    if any(param.name == name for param in route.dependant.query_params):
+        return f"?{name}={value.strip(chr(34))}"
+    for param in route.dependant.body_params:
+        annotation = param.field_info.annotation
+        for model in get_args(annotation) or (annotation,):
+            if (
+                isinstance(model, type)
+                and issubclass(model, BaseModel)
+                and name in model.model_fields
+            ):
+                return f'"{name}": {value}'
+    return None
 
 
 def attachment(file_name: str) -> str:
@@ -147,11 +201,12 @@ def install(app: FastAPI) -> None:
     app.add_middleware(Unexpected)
 
     @app.exception_handler(FleetkeyError)
-    async def refused(_request: Request, exc: FleetkeyError) -> JSONResponse:
+    async def refused(request: Request, exc: FleetkeyError) -> JSONResponse:
         status = status_of(exc)
         if status >= 500:
             log.error("admin API: %s", exc.message, exc_info=exc)
-        return problem(status, ref_of(exc), exc.message, hint=exc.hint)
+        hint = api_hint(exc, request.scope.get("route"))
+        return problem(status, ref_of(exc), exc.message, hint=hint)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

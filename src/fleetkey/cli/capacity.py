@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import click
 import uvloop
-from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.tables import Column, Kind, Output, print_rows
 from fleetkey.emulate.capacity import HealthLimits, Measurement, Step, measure
 from fleetkey.errors import InputError
 from fleetkey.store import capacity as capacities
+
+STEP_COLUMNS: Final = (
+    Column("boots/s", Kind.NUMBER),
+    Column("req/s", Kind.NUMBER),
+    Column("asked req/s", Kind.NUMBER),
+    Column("p95 ms", Kind.NUMBER),
+    Column("503", Kind.NUMBER),
+    Column("errors", Kind.NUMBER),
+    Column("verdict"),
+)
 
 
 @click.group()
@@ -126,11 +136,8 @@ def measure_command(
             }
         )
         return
-    table = Table(title=f"capacity of {server}", title_justify="left")
-    for name in ("boots/s", "req/s", "asked req/s", "p95 ms", "503", "errors", "verdict"):
-        table.add_column(name, justify="right" if name != "verdict" else "left")
-    for step in result.steps:
-        table.add_row(
+    rows = [
+        [
             f"{step.boots_per_s:,.1f}",
             f"{step.requests_per_s:,.0f}",
             f"{step.asked_per_s:,.0f}",
@@ -138,8 +145,10 @@ def measure_command(
             str(step.rejected),
             str(step.errors),
             step.why,
-        )
-    env.out.print(table)
+        ]
+        for step in result.steps
+    ]
+    print_rows(env.out, STEP_COLUMNS, rows, Output.TABLE, title=f"capacity of {server}")
     if found is None:
         raise InputError(
             f"the server was strained at the first step ({result.stopped}); try a lower --start"

@@ -106,6 +106,7 @@ def fetches(
     `fetches replay FILE` writes fetch records a server could not write to the store.
     """
     if ctx.invoked_subcommand is not None:
+        _no_list_options(ctx)
         return
     how = output(as_json=as_json, wide=wide, as_csv=as_csv)
     now = env.clock.now()
@@ -135,6 +136,24 @@ def fetches(
     else:
         print_rows(env.out, COLUMNS, [_row(r, full=how is Output.WIDE) for r in found], how)
     print_page_line(env.out, env.err, more, how)
+
+
+def _no_list_options(ctx: click.Context) -> None:
+    """``fetches --mac X replay FILE``: the list's options select nothing a subcommand does, so
+    they are refused rather than ignored (``replay`` has its own ``--json``)."""
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name is not None
+        and ctx.get_parameter_source(param.name) is not click.core.ParameterSource.DEFAULT
+    ]
+    if given:
+        sub = ctx.invoked_subcommand
+        raise click.UsageError(
+            f"{', '.join(given)}: options of the `fetches` list, not of `fetches {sub}`; give "
+            f"{sub}'s own options after it (fleetkey fetches {sub} --help)",
+            ctx=ctx,
+        )
 
 
 def _row(record: FetchRecord, *, full: bool) -> list[str]:

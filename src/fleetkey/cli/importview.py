@@ -9,20 +9,20 @@ from rich.console import Console
 from rich.text import Text
 
 from fleetkey.cli.tables import Cell, Column, Kind, Output, print_rows
-from fleetkey.store.phone_import import Change, ImportResult, PhoneDiff
+from fleetkey.store.phone_import import ImportResult, PhoneDiff, RowChange
 
 TABLE_PHONES: Final = 100  # phones the table lists; --json lists every one
-STYLE: Final = {Change.ADDED: "green", Change.CHANGED: "yellow", Change.REMOVED: "red"}
+STYLE: Final = {RowChange.ADDED: "green", RowChange.CHANGED: "yellow", RowChange.REMOVED: "red"}
 
 
 def counts(result: ImportResult) -> str:
     """``2 added, 1 changed, 97 unchanged, 0 removed``."""
     return ", ".join(
         [
-            f"{result.count(Change.ADDED)} added",
-            f"{result.count(Change.CHANGED)} changed",
+            f"{result.count(RowChange.ADDED)} added",
+            f"{result.count(RowChange.CHANGED)} changed",
             f"{result.unchanged} unchanged",
-            f"{result.count(Change.REMOVED)} removed",
+            f"{result.count(RowChange.REMOVED)} removed",
         ]
     )
 

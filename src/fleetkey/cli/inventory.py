@@ -6,7 +6,7 @@ A site is named by its serial or its name wherever one is an argument (SITE, ``-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import click
 from rich.markup import escape
@@ -135,12 +135,7 @@ def update_site(
     with env.store().transaction() as session:
         done = inventory.update_site(session, env.clock, env.actor, site, changes)
     if as_json:
-        env.print_json(
-            {
-                "site": site_json(done.site),
-                "changed": {c: {"old": old, "new": new} for c, (old, new) in done.changed.items()},
-            }
-        )
+        env.print_json(done.to_json())
         return
     label = f"site {done.site.serial} ({escape(done.site.name)})"
     if not done.changed:
@@ -185,13 +180,7 @@ def remove_site(env: Env, site: str, force: bool, as_json: bool) -> None:
     with env.store().transaction() as session:
         done = inventory.remove_site(session, env.clock, env.actor, site, force=force)
     if as_json:
-        env.print_json(
-            {
-                "site": site_json(done.site),
-                "phones_removed": done.phones,
-                "posted_keys_kept": list(done.posted),
-            }
-        )
+        env.print_json(done.to_json())
         return
     with_phones = f" with its {done.phones} phone(s)" if done.phones else ""
     env.out.print(f"removed site {done.site.serial} ({escape(done.site.name)}){with_phones}")
@@ -356,9 +345,8 @@ def remove_phones(env: Env, macs: tuple[str, ...], site: str | None, as_json: bo
             if macs
             else inventory.PhoneRemoval((), ())
         )
-    document: dict[str, Any] = {"removed": list(done.macs), "posted_keys_kept": list(done.posted)}
     if as_json:
-        env.print_json(document)
+        env.print_json(done.to_json())
         return
     if not done.macs:
         env.out.print(f"site {subject} has no phones: nothing was removed")

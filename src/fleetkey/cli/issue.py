@@ -182,7 +182,7 @@ def batch(env: Env, csv_file: Path, out_dir: Path | None, force: bool, as_json: 
     target = out_dir or env.data.provisioning
     posted = target.resolve() == env.data.provisioning.resolve()
     with store.transaction() as session:
-        losses = posting.batch_losses(
+        losses = posting.judge_terms_batch(
             session,
             env.clock,
             LicenseType.PHONE,

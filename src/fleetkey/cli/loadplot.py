@@ -27,7 +27,7 @@ PAD_SLOTS: Final = 5  # the detail shows at least this many slots either side of
 MIN_BAR: Final = 1 / 300  # a wave in the overview is at least this share of its width
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LoadPicture:
     title: str
     start: datetime

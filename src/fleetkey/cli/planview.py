@@ -7,10 +7,11 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from rich.table import Table
+from rich.console import Console
 from sqlalchemy.orm import Session
 
 from fleetkey.cli.loadplot import LoadPicture
+from fleetkey.cli.tables import Column, Kind, Output, print_rows
 from fleetkey.core.rollout.plan import Plan
 from fleetkey.core.rollout.windows import open_intervals
 from fleetkey.store import inventory, load, rollouts
@@ -51,27 +52,38 @@ def plan_json(made: Plan, rollout_id: int | None) -> dict[str, Any]:
     }
 
 
-def plan_table(made: Plan) -> Table:
+PLAN_COLUMNS: Final = (
+    Column("hour (UTC)", Kind.ID),
+    Column("site", Kind.ID),
+    Column("waves", Kind.NUMBER),
+    Column("phones", Kind.NUMBER),
+    Column("peak req/s", Kind.NUMBER),
+)
+
+
+def print_plan_table(console: Console, made: Plan) -> None:
     """Waves by site and hour: what an operator checks against windows at a glance."""
     hours: dict[tuple[datetime, str], list[int]] = defaultdict(list)
     for wave in made.waves:
         hour = wave.start.replace(minute=0, second=0, microsecond=0)
         hours[(hour, wave.site)].append(len(wave.macs))
     rate = made.input.cost.requests / made.input.slot_s
-    table = Table(title=f"{len(made.waves):,} waves", title_justify="left")
-    for name in ("hour (UTC)", "site", "waves", "phones", "peak req/s"):
-        table.add_column(name, justify="left" if name in ("hour (UTC)", "site") else "right")
-    for (hour, site), counts in sorted(hours.items())[:TABLE_ROWS]:
-        table.add_row(
+    rows = [
+        [
             f"{hour:%Y-%m-%d %H:00}",
             site,
             f"{len(counts):,}",
             f"{sum(counts):,}",
             f"{max(counts) * rate:,.1f}",
-        )
+        ]
+        for (hour, site), counts in sorted(hours.items())[:TABLE_ROWS]
+    ]
+    title = f"{len(made.waves):,} waves"
+    print_rows(console, PLAN_COLUMNS, rows, Output.TABLE, title=title)
     if len(hours) > TABLE_ROWS:
-        table.caption = f"… {len(hours) - TABLE_ROWS:,} more rows (--json has every wave)"
-    return table
+        console.print(
+            f"… {len(hours) - TABLE_ROWS:,} more rows (--json has every wave)", markup=False
+        )
 
 
 def plan_picture(made: Plan) -> LoadPicture:

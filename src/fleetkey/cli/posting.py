@@ -14,9 +14,11 @@ from typing import Any
 import click
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.render import term_text
+from fleetkey.cli.tables import Cell, Column, Kind, Output, print_rows
 from fleetkey.clock import today
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseType
@@ -24,7 +26,7 @@ from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.succession import FeatureChange
 from fleetkey.core.terms import format_term
 from fleetkey.ops import importing, posting
-from fleetkey.ops.importing import KeyReport
+from fleetkey.ops.importing import KeyOutcome, KeyReport
 from fleetkey.ops.posting import Posted
 from fleetkey.store.records import StoredLicense, license_json
 
@@ -97,7 +99,7 @@ def import_licenses(
         )
     for report in done.reports:
         where = f"{Path(report.file).name} key {report.key_index}"
-        if report.outcome != "skipped":
+        if report.outcome is not KeyOutcome.SKIPPED:
             for finding in report.findings:
                 env.warn(escape(f"{where} ({report.type.value} {report.serial}): {finding}"))
         elif post and report.license_id is not None:
@@ -242,38 +244,14 @@ def trust_license(env: Env, license_id: int, reason: str, as_json: bool) -> None
 def _show(env: Env, done: Posted, as_json: bool, *, verb: str, dry_run: bool = False) -> None:
     judgement, catalog = done.judgement, env.data.catalog()
     stored, replaced = judgement.license, judgement.replaced
-    changes = [
-        {
-            "slot": item.slot,
-            "name": catalog.name_of(item.slot),
-            "before": format_term(item.before),
-            "after": format_term(item.after),
-            "change": item.change.value,
-        }
-        for item in judgement.succession.features
-    ]
     if as_json:
-        document: dict[str, Any] = {
-            "license": license_json(stored),
-            "replaces": replaced.id if replaced else None,
-            "files": [str(path) for path in done.files],
-            "changes": changes,
-            "losses": judgement.losses,
-            "notes": judgement.notes,
-        }
-        if dry_run:
-            document |= {
-                "dry_run": True,
-                "needs_force": bool(judgement.losses),
-                "needs_accept_unverified": judgement.needs_reason,
-            }
-        env.print_json(document)
+        env.print_json(done.to_json(catalog, dry_run=dry_run))
         return
     instead = f" in place of license {replaced.id}" if replaced else " (none was posted before)"
     env.out.print(
         f"{verb} license {stored.id} ({stored.type} {stored.serial}){instead}", markup=False
     )
-    env.out.print(_change_table(judgement.succession.features, catalog, env, replaced))
+    _print_changes(env, judgement.succession.features, catalog, replaced)
     for path in done.files:
         env.out.print(f"  {'would write' if dry_run else 'wrote'} {path}", markup=False)
     if dry_run:
@@ -292,21 +270,28 @@ def _show(env: Env, done: Posted, as_json: bool, *, verb: str, dry_run: bool = F
         env.warn(escape(note))
 
 
-def _change_table(
-    features: list[FeatureChange], catalog: FeatureCatalog, env: Env, replaced: StoredLicense | None
-) -> Table:
+def _print_changes(
+    env: Env, features: list[FeatureChange], catalog: FeatureCatalog, replaced: StoredLicense | None
+) -> None:
     day = today(env.clock)
-    before = f"license {replaced.id}" if replaced is not None else "before"
-    table = Table("slot", "feature", before, "after", "change", title_justify="left")
-    for item in features:
-        table.add_row(
+    columns = (
+        Column("slot", Kind.NUMBER),
+        Column("feature", Kind.WORDS),
+        Column(f"license {replaced.id}" if replaced is not None else "before", Kind.ID),
+        Column("after", Kind.ID),
+        Column("change", Kind.WORDS),
+    )
+    rows: list[list[Cell]] = [
+        [
             str(item.slot),
             catalog.label(item.slot),
-            term_text(item.before, day) if item.before is not None else "-",
-            term_text(item.after, day) if item.after is not None else "-",
+            Text.from_markup(term_text(item.before, day)) if item.before is not None else "-",
+            Text.from_markup(term_text(item.after, day)) if item.after is not None else "-",
             item.change.value,
-        )
-    return table
+        ]
+        for item in features
+    ]
+    print_rows(env.out, columns, rows, Output.TABLE)
 
 
 def _report_json(report: KeyReport) -> dict[str, Any]:
@@ -315,6 +300,7 @@ def _report_json(report: KeyReport) -> dict[str, Any]:
         type=report.type.value,
         expires=format_term(report.expires),
         signature=report.signature.value,
+        outcome=report.outcome.value,
     )
     return document
 
@@ -347,6 +333,6 @@ def _report_table(reports: list[KeyReport]) -> Table:
             f"[red]{expires}[/]" if report.expired else expires,
             report.signature.value,
             str(report.license_id or "-"),
-            report.outcome,
+            report.outcome.value,
         )
     return table

@@ -5,18 +5,30 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Final
 
 import click
-from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env, subject
 from fleetkey.cli.loadplot import draw
-from fleetkey.cli.planview import plan_json, plan_picture, plan_table, rollout_picture
+from fleetkey.cli.planview import plan_json, plan_picture, print_plan_table, rollout_picture
 from fleetkey.cli.rolloutrun import run
-from fleetkey.cli.rolloutview import FAILURES_SHOWN, status_view
+from fleetkey.cli.rolloutview import FAILURES_SHOWN, print_status
+from fleetkey.cli.tables import (
+    Column,
+    Kind,
+    More,
+    Output,
+    limit_for,
+    limit_option,
+    output,
+    print_page_line,
+    print_rows,
+    table_options,
+)
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
-from fleetkey.store import rollouts, schedule
-from fleetkey.store.rollouts import RolloutState
+from fleetkey.store import pages, rollouts, schedule
+from fleetkey.store.rollouts import RolloutState, TargetState
 
 
 @click.group()
@@ -155,7 +167,7 @@ def plan(
         env.out.print(line)
     if forecast is not None:
         env.out.print(forecast.text())
-    env.out.print(plan_table(made))
+    print_plan_table(env.out, made)
     if plot is not None:
         env.out.print(f"load plot written to {plot}")
     if rollout_id is not None:
@@ -194,7 +206,7 @@ def status(env: Env, rollout_id: int, shown: int, plot: Path | None, as_json: bo
     if as_json:
         env.print_json(rollouts.rollout_json(final, progress, wait))
         return
-    env.out.print(status_view(final, progress, wait, shown))
+    print_status(env.out, final, progress, wait, shown)
     if plot is not None:
         env.out.print(f"load plot written to {plot}")
 
@@ -219,34 +231,55 @@ def retry(env: Env, rollout_id: int, as_json: bool) -> None:
     )
 
 
+ROLLOUT_COLUMNS: Final = (
+    Column("id", Kind.ID),
+    Column("license", Kind.ID),
+    Column("state", Kind.WORDS),
+    Column("phones", Kind.NUMBER),
+    Column("confirmed", Kind.NUMBER),
+    Column("failed", Kind.NUMBER),
+    Column("deadline", Kind.ID),
+)
+
+
 @rollout.command(name="list")
+@click.option("--before", type=int, metavar="ID", help="Start below this id (the next page).")
+@limit_option(scripts=None)
+@table_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_env
-def list_rollouts(env: Env, as_json: bool) -> None:
-    """Every rollout with its state."""
+def list_rollouts(
+    env: Env, before: int | None, limit: int | None, wide: bool, as_csv: bool, as_json: bool
+) -> None:
+    """Every rollout with its state, newest first; --json and --csv oldest first."""
+    how = output(as_json=as_json, wide=wide, as_csv=as_csv)
     now = env.clock.now()
     with env.store().transaction() as session:
-        items = [(r, rollouts.progress(session, r.id)) for r in rollouts.listing(session)]
+        page = pages.rollouts(session, before=before, limit=limit_for(how, limit, scripts=None))
+        shown = page.items if how in (Output.TABLE, Output.WIDE) else page.items[::-1]
+        items = [(r, rollouts.progress(session, r.id)) for r in shown]
         waits = [schedule.waiting(session, r, p, now) for r, p in items]
-    if as_json:
+    if how is Output.JSON:
         env.print_json(
             [rollouts.rollout_json(r, p, w) for (r, p), w in zip(items, waits, strict=True)]
         )
-        return
-    table = Table(title="rollouts", title_justify="left")
-    for name in ("id", "license", "state", "phones", "confirmed", "failed", "deadline"):
-        table.add_column(name)
-    for item, progress in items:
-        table.add_row(
-            str(item.id),
-            str(item.license_id),
-            item.state.value,
-            f"{progress.total:,}",
-            f"{progress.states.get('confirmed', 0):,}",
-            f"{progress.states.get('failed', 0):,}",
-            f"{item.deadline:%Y-%m-%d}",
-        )
-    env.out.print(table)
+    else:
+        rows = [
+            [
+                str(item.id),
+                str(item.license_id),
+                item.state.value,
+                f"{progress.total:,}",
+                f"{progress.states.get(TargetState.CONFIRMED, 0):,}",
+                f"{progress.states.get(TargetState.FAILED, 0):,}",
+                f"{item.deadline:%Y-%m-%d}",
+            ]
+            for item, progress in items
+        ]
+        print_rows(env.out, ROLLOUT_COLUMNS, rows, how, title="rollouts")
+    last = page.last
+    more = More(page.left, "older rollouts", f"--before {last.id}" if last else None)
+    print_page_line(env.out, env.err, more, how)
 
 
 def _mover(name: str, to: RolloutState, doc: str) -> click.Command:

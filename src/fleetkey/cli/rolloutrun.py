@@ -11,10 +11,10 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.cli.rolloutview import report_json, report_lines, state_text, status_view
+from fleetkey.cli.rolloutview import print_status, report_json, report_lines, state_text
 from fleetkey.core.rollout.windows import wait_for
 from fleetkey.errors import CommandFailedError, InputError
-from fleetkey.ops.executor import Executor, ExecutorSettings, Report
+from fleetkey.ops.executor import STOP_GRACE_S, Executor, ExecutorSettings, Report
 from fleetkey.ops.rollout import plan_now
 from fleetkey.store import inventory, rollouts, schedule
 from fleetkey.store.rollouts import FINISHED, Rollout, RolloutState, TargetState
@@ -55,6 +55,15 @@ SIP_PASSWORD_ENV = "FLEETKEY_SIP_PASSWORD"  # noqa: S105  # the variable's name,
     help="RFC 3261 T1 in seconds (Timer F is 64 x T1).",
 )
 @click.option(
+    "--stop-grace",
+    "stop_grace_s",
+    type=click.FloatRange(min=0),
+    default=STOP_GRACE_S,
+    show_default=True,
+    hidden=True,  # for tests: how long a stop waits for the NOTIFYs in flight
+    help="Seconds NOTIFYs in flight may take to be answered at a stop.",
+)
+@click.option(
     "--now",
     "now",
     is_flag=True,
@@ -71,6 +80,7 @@ def run(
     sip_user: str | None,
     local_host: str,
     sip_t1: float,
+    stop_grace_s: float,
     now: bool,
     as_json: bool,
 ) -> None:
@@ -91,6 +101,7 @@ def run(
         local_host=local_host,
         credentials=credentials,
         t1=sip_t1,
+        stop_grace_s=stop_grace_s,
     )
     store = env.store()
     with store.transaction() as session:
@@ -145,7 +156,7 @@ def run(
     if as_json:
         env.print_json(report_json(final, progress, report))
     else:
-        env.out.print(status_view(final, progress, wait))
+        print_status(env.out, final, progress, wait)
         for line in report_lines(report):
             env.out.print(line)
     _exit_status(env, final, progress, report)
@@ -156,7 +167,7 @@ async def _until_signalled(executor: Executor) -> Report:
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
-        loop.add_signal_handler(signum, executor.stop, signal.Signals(signum).name)
+        loop.add_signal_handler(signum, executor.stop, signum)
     try:
         return await executor.run()
     finally:
@@ -176,11 +187,11 @@ def _exit_status(env: Env, final: Rollout, progress: rollouts.Progress, report: 
     if report.stopped_by is not None:
         notified = progress.states.get(TargetState.NOTIFIED, 0)
         env.err.print(
-            f"rollout {final.id} is {final.state} ({report.stopped_by}): {progress.open:,} of "
+            f"rollout {final.id} is {final.state} ({report.stopped_by.name}): {progress.open:,} of "
             f"{progress.total:,} phones open ({notified:,} notified, {progress.open - notified:,} "
             f"still to notify); resume with `fleetkey rollout run {final.id}`"
         )
-        raise click.exceptions.Exit(128 + signal.Signals[report.stopped_by].value)
+        raise click.exceptions.Exit(128 + report.stopped_by.value)
     if failed:
         what = state_text(final, progress) if final.state in FINISHED else (
             f"{final.state}, {failed:,} of {progress.total:,} phones failed"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from rich.console import Group
-from rich.table import Table
+from rich.console import Console
 from rich.text import Text
 
+from fleetkey.cli.tables import Column, Kind, Output, print_rows, printable
 from fleetkey.core.rollout.windows import Wait
 from fleetkey.ops.executor import Report
 from fleetkey.store import rollouts
@@ -25,51 +25,49 @@ def state_text(item: Rollout, progress: Progress) -> str:
     return str(item.state)
 
 
-def status_view(
-    item: Rollout, progress: Progress, wait: Wait | None, shown: int = FAILURES_SHOWN
-) -> Group:
-    """The state, phones by state, the first ``shown`` failures and how many more, the wait."""
-    table = Table(
-        title=f"rollout {item.id}: license {item.license_id}, {state_text(item, progress)}",
-        title_justify="left",
-    )
-    table.add_column("phones")
-    table.add_column("count", justify="right")
-    for state in TargetState:
-        table.add_row(state.value, f"{progress.states.get(state.value, 0):,}")
-    parts: list[Any] = [table]
+PHONE_COLUMNS: Final = (Column("phones", Kind.WORDS), Column("count", Kind.NUMBER))
+FAILURE_COLUMNS: Final = (Column("mac", Kind.ID), Column("reason", Kind.TEXT))
+
+
+def print_status(
+    console: Console,
+    item: Rollout,
+    progress: Progress,
+    wait: Wait | None,
+    shown: int = FAILURES_SHOWN,
+) -> None:
+    """The state, phones by state, the first ``shown`` failures and how many more, the wait.
+
+    A failure's reason quotes the phone (its SIP reason phrase): the table shows control
+    characters escaped (:func:`fleetkey.cli.tables.printable`), never sends them.
+    """
+    states = [[state.value, f"{progress.states.get(state.value, 0):,}"] for state in TargetState]
+    title = f"rollout {item.id}: license {item.license_id}, {state_text(item, progress)}"
+    print_rows(console, PHONE_COLUMNS, states, Output.TABLE, title=title)
     failed = progress.states.get(TargetState.FAILED, 0)
     if failed and shown:
         listed = progress.failures[:shown]
-        failures = Table(
-            title=f"failed phones: the first {len(listed):,} of {failed:,} (by MAC)",
-            title_justify="left",
-        )
-        failures.add_column("mac", no_wrap=True, min_width=12)
-        failures.add_column("reason", overflow="fold")
-        for mac, reason in listed:
-            failures.add_row(mac, Text(reason))
-        parts.append(failures)
+        title = f"failed phones: the first {len(listed):,} of {failed:,} (by MAC)"
+        rows = [[mac, reason] for mac, reason in listed]
+        print_rows(console, FAILURE_COLUMNS, rows, Output.TABLE, title=title)
+    lines: list[str] = []
     if failed > shown:
-        parts.append(
-            Text(
-                f"… and {failed - shown:,} more failed phones "
-                f"(fleetkey rollout status {item.id} --json lists every one)"
-            )
+        lines.append(
+            f"… and {failed - shown:,} more failed phones "
+            f"(fleetkey rollout status {item.id} --json lists every one)"
         )
     if item.windows_ignored_at is not None:
         since = f"{item.windows_ignored_at:%Y-%m-%d %H:%M:%S}"
-        parts.append(
-            Text(
-                f"maintenance windows overridden since {since} UTC (rollout run --now), until "
-                "the rollout is paused or ends"
-            )
+        lines.append(
+            f"maintenance windows overridden since {since} UTC (rollout run --now), until "
+            "the rollout is paused or ends"
         )
     if wait is not None:
-        parts.append(Text(wait.text()))
+        lines.append(wait.text())
     elif progress.next_at is not None:
-        parts.append(Text(f"next check-sync due now ({progress.next_at:%Y-%m-%d %H:%M:%S} UTC)"))
-    return Group(*parts)
+        lines.append(f"next check-sync due now ({progress.next_at:%Y-%m-%d %H:%M:%S} UTC)")
+    for line in lines:
+        console.print(Text(printable(line)))
 
 
 def report_json(final: Rollout, progress: Progress, report: Report) -> dict[str, Any]:
@@ -81,7 +79,7 @@ def report_json(final: Rollout, progress: Progress, report: Report) -> dict[str,
         "retried": report.retried,
         "moved_to_window": report.moved_to_window,
         "released": report.released,
-        "stopped_by": report.stopped_by,
+        "stopped_by": report.stopped_by.name if report.stopped_by else None,
         "paces": [{"at": at.isoformat(), "pace": p, "why": why} for at, p, why in report.paces],
     }
     return document

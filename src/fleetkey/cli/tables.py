@@ -27,13 +27,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fleetkey.core.naming import FORMULA_STARTS
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 TEXT_FLOOR: Final = 16  # a text column is made no narrower (unless all its text is shorter)
 # a contact column: sip:127.10.2.43:5060 and noc-ny@example.com whole; longer ones break after @
 CONTACT_FLOOR: Final = 24
 PAGE: Final = 50  # rows a list prints by default in a table
-_FORMULA: Final = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula
+_FORMULA: Final = (*FORMULA_STARTS, "\t", "\r")  # and a tab or CR a spreadsheet may strip
 _RULES: Final = 3  # a column's padding (one each side) and the rule after it
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # newline and tab pass
 _MARKS: Final = re.compile(r"(?<=[/@;])")  # where a long path or contact may break

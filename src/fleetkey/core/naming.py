@@ -13,7 +13,7 @@ from fleetkey.errors import InputError
 SITE_LICENSE_FILE: Final = "000000000000-license.cfg"  # TB 44210: the site-wide file name
 LICENSE_FILE_SUFFIX: Final = "-license.cfg"  # TB 44210: <MAC>-license.cfg
 
-_HEX12 = re.compile(r"[0-9a-fA-F]{12}")
+HEX12: Final = re.compile(r"[0-9a-fA-F]{12}")  # a MAC or site serial, unseparated
 _MAC_SEPARATED = re.compile(r"[0-9a-fA-F]{2}([:.-]?)(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}")
 _DOTTED_MAC = re.compile(r"[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}")
 _GROUP_BIT: Final = 0x01  # IEEE 802-2014 §8.2: I/G bit, the low bit of the first octet
@@ -33,7 +33,7 @@ def normalize_mac(text: str) -> str:
     cleaned = text.strip()
     if _MAC_SEPARATED.fullmatch(cleaned) or _DOTTED_MAC.fullmatch(cleaned):
         cleaned = re.sub(r"[:.-]", "", cleaned)
-    if not _HEX12.fullmatch(cleaned):
+    if not HEX12.fullmatch(cleaned):
         raise InputError(f"MAC {text!r} is not a MAC address: expected 12 hex digits")
     mac = cleaned.lower()
     if mac == "000000000000":
@@ -50,7 +50,7 @@ def normalize_mac(text: str) -> str:
 def normalize_site_serial(text: str) -> str:
     """A site serial as fleetkey stores it: 12 lowercase hex digits (e.g. ``100000000001``)."""
     cleaned = text.strip()
-    if not _HEX12.fullmatch(cleaned):
+    if not HEX12.fullmatch(cleaned):
         raise InputError(f"site serial {text!r} is not valid: expected 12 hex digits")
     return cleaned.lower()
 
@@ -86,7 +86,7 @@ def license_file_type(file_name: str) -> tuple[LicenseType, str | None] | None:
     if file_name == SITE_LICENSE_FILE:
         return _SITE, None
     stem = file_name.removesuffix(LICENSE_FILE_SUFFIX)
-    if stem != file_name and _HEX12.fullmatch(stem):
+    if stem != file_name and HEX12.fullmatch(stem):
         return _PHONE, stem.lower()
     return None
 

@@ -17,6 +17,7 @@ from typing import Final
 from fleetkey.authority.checking import check_files
 from fleetkey.authority.datadir import DataDir
 from fleetkey.clock import Clock
+from fleetkey.clock import today as clock_today
 from fleetkey.core.alerts import (
     STAGES,
     BadFile,
@@ -63,7 +64,7 @@ def check(
                 item.digest,
                 item.signature,
             )
-            for item in registry.listing(session, today=clock.now().date())
+            for item in registry.listing(session, today=clock_today(clock))
         ]
         phones_by_site: dict[str, list[str]] = defaultdict(list)
         for phone in inventory.phones(session):

@@ -12,7 +12,7 @@ lives in the store only, so a killed executor resumes where it stopped and sever
 rollout.
 
 :meth:`Executor.stop` (the CLI calls it on SIGINT and SIGTERM) ends a run cleanly: claims whose
-NOTIFY has not left are given back, NOTIFYs in flight get ``stop_grace`` seconds to be
+NOTIFY has not left are given back, NOTIFYs in flight get ``stop_grace_s`` seconds to be
 answered, and the rollout is ``paused``, never left ``running``. A run that leaves no phone open
 ends the rollout ``done``, ``partial`` or ``failed`` (``store/rollouts.py``).
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ from fleetkey.store.store import Store
 
 log = logging.getLogger(__name__)
 ACTOR: Final = "rollout-executor"
+STOP_GRACE_S: Final = 5.0  # seconds NOTIFYs in flight may take to be answered at a stop
 RESCAN: Final = timedelta(seconds=30)  # fetch records reach the store up to ~1 s late; margin
 
 
@@ -61,7 +63,7 @@ class ExecutorSettings:
     local_host: str = "127.0.0.1"
     credentials: tuple[str, str] | None = None
     t1: float = 0.5
-    stop_grace: float = 5.0  # seconds NOTIFYs in flight may take to be answered at a stop
+    stop_grace_s: float = STOP_GRACE_S
 
 
 @dataclass
@@ -74,7 +76,7 @@ class Report:
     paces: list[tuple[datetime, float, str]] = field(default_factory=list)  # changes of pace
     progress: Progress | None = None
     released: int = 0  # claims given back at a stop, their NOTIFY never sent
-    stopped_by: str | None = None  # what stopped the run early (a signal's name)
+    stopped_by: signal.Signals | None = None  # the signal that stopped the run early
     halted: str | None = None  # why the run paused the rollout itself (its key is not posted)
 
 
@@ -101,8 +103,8 @@ class Executor:
         self._ignore_windows = False
         self.report = Report()
 
-    def stop(self, why: str) -> None:
-        """End the run soon (``why``: what asked, e.g. ``SIGINT``); a second call ends it now,
+    def stop(self, why: signal.Signals) -> None:
+        """End the run soon (``why``: the signal that asked); a second call ends it now,
         without waiting for the NOTIFYs in flight. Call it from the run's event loop."""
         if self.report.stopped_by is not None:
             for task in self._in_flight:
@@ -181,7 +183,7 @@ class Executor:
 
     async def _settle(self) -> None:
         """Wait for the NOTIFYs in flight; at a stop, first give back those not yet sent and
-        allow the others ``stop_grace`` seconds."""
+        allow the others ``stop_grace_s`` seconds."""
         if self.report.stopped_by is not None and self._unsent:
             unsent = list(self._unsent.items())
             for task, _ in unsent:
@@ -194,7 +196,7 @@ class Executor:
             return
         pending = set(self._in_flight)
         if self.report.stopped_by is not None:
-            _, pending = await asyncio.wait(pending, timeout=self._settings.stop_grace)
+            _, pending = await asyncio.wait(pending, timeout=self._settings.stop_grace_s)
             for task in pending:
                 task.cancel()  # it stays notified; a later run judges it (confirm timeout)
         await asyncio.gather(*pending, return_exceptions=True)
@@ -209,7 +211,7 @@ class Executor:
             if progress.open == 0:
                 rollouts.finish(session, self._clock, self._actor, self._id)
             elif self.report.stopped_by is not None:
-                details = {"stopped_by": self.report.stopped_by, "open": progress.open}
+                details = {"stopped_by": self.report.stopped_by.name, "open": progress.open}
                 rollouts.move(
                     session, self._clock, self._actor, self._id, RolloutState.PAUSED, details
                 )

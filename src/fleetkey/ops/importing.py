@@ -15,9 +15,10 @@ something from phones (an expired vendor file) needs force; any refusal imports 
 
 from __future__ import annotations
 
+import enum
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Final
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from fleetkey.authority.checking import FileCheck, check_files
 from fleetkey.authority.datadir import DataDir
 from fleetkey.clock import Clock
+from fleetkey.clock import today as clock_today
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.naming import (
     LICENSE_FILE_SUFFIX,
@@ -36,7 +38,6 @@ from fleetkey.core.naming import (
     phone_license_file,
 )
 from fleetkey.core.signing import TrustedKeys
-from fleetkey.core.succession import Succession
 from fleetkey.core.terms import Term, format_term, term_covers
 from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.errors import CommandFailedError, ConflictError, InputError
@@ -55,6 +56,14 @@ _KINDS: Final = (  # what a path that is not a regular file is, for the message
 )
 
 
+class KeyOutcome(enum.StrEnum):
+    """What an import did with one key."""
+
+    IMPORTED = "imported"
+    POSTED = "posted"
+    SKIPPED = "skipped"  # the store or the import already holds it
+
+
 @dataclass(frozen=True, slots=True)
 class KeyReport:
     """One key of an imported file, imported or skipped, and what the operator should know."""
@@ -69,7 +78,7 @@ class KeyReport:
     expired: bool
     signature: SignatureStatus
     license_id: int | None  # None: repeated within this import
-    outcome: str  # imported | posted | skipped
+    outcome: KeyOutcome
     findings: list[str] = field(default_factory=list)
 
 
@@ -143,7 +152,7 @@ def import_licenses(
         raise CommandFailedError(
             "nothing imported, these files do not parse:\n  " + "\n  ".join(str(b) for b in broken)
         )
-    today, label = clock.now().date(), data.catalog().label
+    today, label = clock_today(clock), data.catalog().label
     result = ImportResult()
     with store.transaction() as session:
         sites = {site.serial: site.name for site in inventory.sites(session)}
@@ -159,17 +168,21 @@ def import_licenses(
                     earlier = known[key]
                     why = f"already in the store as license {earlier.id} ({earlier.state})"
                     result.skipped.append(SkippedKey(str(item.path), index, earlier.id, why))
-                    result.reports.append(_as(report, earlier.id, "skipped"))
+                    result.reports.append(
+                        replace(report, license_id=earlier.id, outcome=KeyOutcome.SKIPPED)
+                    )
                 elif key in seen:
                     why = "the same key as an earlier file of this import"
                     result.skipped.append(SkippedKey(str(item.path), index, None, why))
-                    result.reports.append(_as(report, None, "skipped"))
+                    result.reports.append(
+                        replace(report, license_id=None, outcome=KeyOutcome.SKIPPED)
+                    )
                 else:
                     seen.add(key)
                     wanted.append((item, index, key, check))
                     result.reports.append(report)
         if post:
-            _check_postable(session, wanted, today, label, accept_unverified, force)
+            _check_postable(session, clock, wanted, label, accept_unverified, force)
         writes: list[tuple[Path, bytes]] = []
         for item, index, key, check in wanted:
             stored = registry.record(
@@ -183,7 +196,7 @@ def import_licenses(
                 origin=LicenseOrigin.IMPORTED,
                 details={"source": item.path.name, "key_index": str(index)},
             )
-            outcome = "imported"
+            outcome = KeyOutcome.IMPORTED
             if post:
                 files = placement.targets(data.provisioning, key.type, key.serial)
                 judgement = posting.post(
@@ -196,7 +209,7 @@ def import_licenses(
                     label=label,
                     details={"files": placement.relative(data.provisioning, files)},
                 )
-                stored, outcome = judgement.license, "posted"
+                stored, outcome = judgement.license, KeyOutcome.POSTED
                 writes += [(path, item.data) for path in files]
                 result.files.extend(files)
                 result.warnings.extend(
@@ -208,7 +221,9 @@ def import_licenses(
             result.imported.append(stored)
             position = next(n for n, r in enumerate(result.reports) if r.file == str(item.path)
                             and r.key_index == index)  # fmt: skip
-            result.reports[position] = _as(result.reports[position], stored.id, outcome)
+            result.reports[position] = replace(
+                result.reports[position], license_id=stored.id, outcome=outcome
+            )
         placement.publish(writes)
     return result
 
@@ -226,7 +241,7 @@ def _phone_sites(session: Session, keys: Sequence[LicenseKey]) -> dict[str, str]
     macs = {key.serial for key in keys if key.type is LicenseType.PHONE}
     if not macs:
         return {}
-    return {phone.mac: phone.site for phone in inventory.phones(session) if phone.mac in macs}
+    return inventory.phone_sites(session, macs)
 
 
 def _report(
@@ -264,32 +279,15 @@ def _report(
         expired,
         check.status,
         None,
-        "imported",
+        KeyOutcome.IMPORTED,
         findings,
-    )
-
-
-def _as(report: KeyReport, license_id: int | None, outcome: str) -> KeyReport:
-    return KeyReport(
-        report.file,
-        report.key_index,
-        report.type,
-        report.serial,
-        report.site,
-        report.site_name,
-        report.expires,
-        report.expired,
-        report.signature,
-        license_id,
-        outcome,
-        report.findings,
     )
 
 
 def _check_postable(
     session: Session,
+    clock: Clock,
     wanted: Sequence[tuple[FileCheck, int, LicenseKey, SignatureCheck]],
-    today: date,
     label: Callable[[int], str],
     accept_unverified: str | None,
     force: bool,
@@ -324,11 +322,13 @@ def _check_postable(
         )
     if force:
         return
+    losses_of: dict[tuple[LicenseType, str], list[str]] = {}
+    for key_type in LicenseType:
+        batch = [(key.serial, key.terms()) for _, _, key, _ in wanted if key.type is key_type]
+        found = posting.judge_terms_batch(session, clock, key_type, batch, label)
+        losses_of.update(((key_type, serial), losses) for serial, losses in found.items())
     for item, index, key, _ in wanted:
-        current = registry.posted(session, key.type.value, key.serial)
-        name = f"license {current.id}" if current else "the posted key"
-        before = current.terms if current else None
-        losses = Succession(today, key.terms(), before).losses(label, name)
+        losses = losses_of.get((key.type, key.serial))
         if losses:
             raise posting.unsafe(
                 f"nothing imported: posting {item.path} key {index} ({key.type.value} "

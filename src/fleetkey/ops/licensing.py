@@ -27,7 +27,6 @@ from fleetkey.core.naming import (
     normalize_site_serial,
     phone_license_file,
 )
-from fleetkey.core.succession import Succession
 from fleetkey.core.terms import Term, parse_term
 from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.errors import InputError
@@ -121,12 +120,9 @@ def issue_license(
             field="default_site",
         )
     judgement = None
-    today = clock.now().date()
     with store.transaction() as session:
-        current = registry.posted(session, order.license_type.value, serial) if posted else None
-        name = f"license {current.id}" if current else "the posted key"
-        losses = Succession(today, terms, current.terms if current else None).losses(
-            catalog.label, name
+        losses = posting.judge_terms(
+            session, clock, order.license_type, serial, terms, catalog.label, posting=posted
         )
         if losses and not force:
             doing = "issuing and posting" if posted else "issuing"

@@ -10,25 +10,24 @@ only when forced, one whose signature is not valid only with a reason.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from fleetkey.authority.datadir import DataDir
 from fleetkey.clock import Clock
+from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseType
-from fleetkey.core.naming import normalize_mac, normalize_site_serial
+from fleetkey.core.naming import HEX12, normalize_mac, normalize_site_serial
+from fleetkey.core.terms import format_term
 from fleetkey.errors import InputError, NotFoundError
 from fleetkey.ops import placement
 from fleetkey.store import inventory, posting, registry
 from fleetkey.store.posting import Judgement
-from fleetkey.store.records import StoredLicense
+from fleetkey.store.records import StoredLicense, license_json
 from fleetkey.store.store import Store
-
-_HEX12: Final = re.compile(r"\s*[0-9A-Fa-f]{12}\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +41,36 @@ class Posted:
     @property
     def license(self) -> StoredLicense:
         return self.judgement.license
+
+    def to_json(self, catalog: FeatureCatalog, *, dry_run: bool = False) -> dict[str, Any]:
+        """What ``licenses post|rollback --json`` print and the admin API answers: the key, the
+        one it replaces, the files, each feature's change (named by ``catalog``), what phones
+        would lose and notes; a dry run also says what the post would need."""
+        judgement = self.judgement
+        document: dict[str, Any] = {
+            "license": license_json(judgement.license),
+            "replaces": judgement.replaced.id if judgement.replaced else None,
+            "files": [str(path) for path in self.files],
+            "changes": [
+                {
+                    "slot": item.slot,
+                    "name": catalog.name_of(item.slot),
+                    "before": format_term(item.before),
+                    "after": format_term(item.after),
+                    "change": item.change.value,
+                }
+                for item in judgement.succession.features
+            ],
+            "losses": judgement.losses,
+            "notes": judgement.notes,
+        }
+        if dry_run:
+            document |= {
+                "dry_run": True,
+                "needs_force": bool(judgement.losses),
+                "needs_accept_unverified": judgement.needs_reason,
+            }
+        return document
 
 
 def post_license(
@@ -118,7 +147,7 @@ def rollback_license(
     """Post again the key the posted key of ``serial`` succeeds, file and all. ``key_type``
     may be left out unless keys of both types are posted for ``serial``."""
     with store.transaction() as session:
-        if key_type is None and not _HEX12.fullmatch(serial):
+        if key_type is None and not HEX12.fullmatch(serial.strip()):
             try:
                 serial = normalize_mac(serial)  # a MAC written with separators
                 key_type = LicenseType.PHONE

@@ -48,9 +48,10 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
     with store.transaction() as session:
         successor = registry.get(session, options.license_id)
         if successor.state is not LicenseState.POSTED:
-            raise InputError(
+            raise ConflictError(
                 f"license {successor.id} is {successor.state.value}; only a posted license can "
-                f"be rolled out (fleetkey licenses post {successor.id})"
+                "be rolled out",
+                hint=f"post it first: `fleetkey licenses post {successor.id}`",
             )
         previous = registry.get(session, successor.succeeds_id) if successor.succeeds_id else None
         deadline = _deadline(options.deadline, previous, successor)

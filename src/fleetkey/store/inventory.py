@@ -8,11 +8,10 @@ guessed. Importing phones from a CSV is store/phone_import.py.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
@@ -20,20 +19,16 @@ from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
 from fleetkey.core.license import LicenseState, LicenseType
-from fleetkey.core.naming import free_text, normalize_mac, normalize_site_serial
+from fleetkey.core.naming import HEX12, free_text, normalize_mac, normalize_site_serial
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.store import audit, rowstate
-from fleetkey.store.records import Phone, Site, utc
+from fleetkey.store.records import Phone, Site, site_json, utc
 from fleetkey.store.schema import LicenseRow, PhoneRow, SiteRow
-
-if TYPE_CHECKING:
-    from fleetkey.store.phone_import import ImportResult
 
 TIMEZONE_CHARS: Final = 64  # the column; the longest IANA name has 32
 LOOKUP_CHUNK: Final = 1000  # bound parameters per IN (...): SQLite allows 32766, PostgreSQL 65535
 MACS_AUDITED: Final = 100  # MACs an event names one by one; beyond, it counts them
-_SERIAL = re.compile(r"[0-9a-fA-F]{12}")
 
 
 def check_timezone(name: str) -> str:
@@ -60,7 +55,7 @@ class SiteNames:
         text = ref.strip()
         if not text:
             raise InputError("a site is named by its serial (12 hex digits) or its name")
-        if _SERIAL.fullmatch(text) and text.lower() in self._names:
+        if HEX12.fullmatch(text) and text.lower() in self._names:
             return text.lower()
         named = sorted(s for s, name in self._names.items() if name.casefold() == text.casefold())
         if len(named) == 1:
@@ -71,7 +66,7 @@ class SiteNames:
                 f"site name {shown} is ambiguous: sites {', '.join(named)} are all named so",
                 hint="name the site by its serial",
             )
-        if _SERIAL.fullmatch(text):
+        if HEX12.fullmatch(text):
             raise NotFoundError(
                 f"site {text.lower()} does not exist",
                 hint="`fleetkey sites list` lists the sites; `fleetkey sites add` adds one",
@@ -151,6 +146,13 @@ class SiteUpdate:
     site: Site
     changed: dict[str, tuple[str | None, str | None]]  # column -> (old, new); {} when none
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``sites update --json`` prints and ``PATCH /api/sites/{site}`` answers."""
+        return {
+            "site": site_json(self.site),
+            "changed": {c: {"old": old, "new": new} for c, (old, new) in self.changed.items()},
+        }
+
 
 def update_site(
     session: Session, clock: Clock, actor: str, ref: str, changes: SiteChanges
@@ -194,6 +196,14 @@ class SiteRemoval:
     phones: int  # removed with it (only with force)
     posted: tuple[int, ...]  # ids of the posted keys of its serial and its phones; kept
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``sites remove --json`` prints and ``DELETE /api/sites/{site}`` answers."""
+        return {
+            "site": site_json(self.site),
+            "phones_removed": self.phones,
+            "posted_keys_kept": list(self.posted),
+        }
+
 
 def remove_site(
     session: Session, clock: Clock, actor: str, ref: str, *, force: bool = False
@@ -213,6 +223,7 @@ def remove_site(
             f"site {row.serial} ({row.name}) still has {held}: nothing was removed",
             hint=f"remove its phones first (`fleetkey phones remove --site {row.serial}`) and "
             "revoke its keys, or give --force to remove it with its phones (keys stay recorded)",
+            field="force",
         )
     delete_phones(session, macs)
     session.delete(row)
@@ -249,6 +260,18 @@ def macs(session: Session, site: str) -> list[str]:
     )
 
 
+def phone_sites(session: Session, macs: Collection[str]) -> dict[str, str]:
+    """The site serial of each phone of ``macs`` (normalized MACs) in the inventory, read
+    ``LOOKUP_CHUNK`` MACs a query: a vendor file's few MACs need not load every phone."""
+    wanted = sorted(macs)
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        query = select(PhoneRow.mac, PhoneRow.site_serial).where(PhoneRow.mac.in_(chunk))
+        found.update((mac, site) for mac, site in session.execute(query))
+    return found
+
+
 def phone(session: Session, mac: str) -> Phone:
     row = session.get(PhoneRow, normalize_mac(mac))
     if row is None:
@@ -259,34 +282,14 @@ def phone(session: Session, mac: str) -> Phone:
     return _phone(row)
 
 
-def import_phones(
-    session: Session,
-    clock: Clock,
-    actor: str,
-    data: bytes,
-    *,
-    source: str,
-    dry_run: bool = False,
-    remove_missing: bool = False,
-) -> ImportResult:
-    """Add or update phones from a CSV: store/phone_import.py, which builds on this module."""
-    from fleetkey.store import phone_import  # here, not above: it imports this module
-
-    return phone_import.import_phones(
-        session,
-        clock,
-        actor,
-        data,
-        source=source,
-        dry_run=dry_run,
-        remove_missing=remove_missing,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class PhoneRemoval:
     macs: tuple[str, ...]
     posted: tuple[int, ...]  # ids of the posted keys of those MACs; kept
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``phones remove --json`` prints and ``DELETE /api/phones/{mac}`` answers."""
+        return {"removed": list(self.macs), "posted_keys_kept": list(self.posted)}
 
 
 def remove_phones(

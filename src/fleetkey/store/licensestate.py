@@ -84,7 +84,7 @@ def key_states(session: Session, phone: Phone) -> list[KeyState]:
 
 
 def _state(session: Session, mac: str, kind: LicenseType, serial: str, file_name: str) -> KeyState:
-    posted = registry.posted(session, kind.value, serial)
+    posted = registry.posted(session, kind, serial)
     # the file in any directory: the tree's root, a site's directory, a LICENSE_DIRECTORY
     asked = select(FetchRow).where(FetchRow.mac == mac, FetchRow.path.ilike(f"%{file_name}"))
     newest = asked.order_by(FetchRow.at.desc(), FetchRow.id.desc()).limit(1)

@@ -31,8 +31,20 @@ _OPEN = (TargetState.PENDING.value, TargetState.NOTIFIED.value)
 def planned_loads(
     session: Session, since: datetime, until: datetime, *, exclude: int | None = None
 ) -> list[Load]:
-    """The load the active rollouts (but ``exclude``) plan between ``since`` and ``until``."""
+    """The load the active rollouts (but ``exclude``) plan between ``since`` and ``until``.
+
+    A slot in progress at ``since`` counts whole: phones are read back to the start of the
+    longest active slot before ``since`` (a 2-hour slot that began 90 minutes ago is still
+    load). A phone whose time is further past (a paused rollout's overdue phones) counts for
+    nothing: it is sent when its rollout runs again, planned around then.
+    """
     dialect = session.get_bind().dialect.name
+    longest = session.scalar(
+        select(func.max(RolloutRow.slot_seconds)).where(
+            RolloutRow.state.in_([state.value for state in ACTIVE])
+        )
+    )
+    lookback = timedelta(seconds=int(longest or 0))
     bucket = _seconds(RolloutTargetRow.notify_at, dialect, micros=False) // RolloutRow.slot_seconds
     statement = (
         select(
@@ -46,7 +58,7 @@ def planned_loads(
         .where(RolloutRow.state.in_([state.value for state in ACTIVE]))
         .where(RolloutTargetRow.state.in_(_OPEN))
         .where(RolloutTargetRow.notify_at < utc(until))
-        .where(RolloutTargetRow.notify_at >= utc(since) - timedelta(hours=1))
+        .where(RolloutTargetRow.notify_at >= utc(since) - lookback)
         .group_by(RolloutRow.id, RolloutRow.slot_seconds, RolloutRow.boot_requests, "bucket")
     )
     if exclude is not None:

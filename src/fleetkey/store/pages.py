@@ -2,9 +2,9 @@
 
 Keyset queries: a page starts after the last key the one before showed (``mac > :after``), so
 the thousandth page of phones costs what the first does, where an OFFSET would read and throw
-away every row before it. Inventory lists go in key order (MAC, site serial); licenses and audit
-events newest first. Rows are read as plain tuples, not ORM objects: for a list of 100,000
-phones the identity map cost more than the query (docs/store.md, "Lists").
+away every row before it. Inventory lists go in key order (MAC, site serial); licenses, audit
+events and rollouts newest first. Rows are read as plain tuples, not ORM objects: for a list of
+100,000 phones the identity map cost more than the query (docs/store.md, "Lists").
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from fleetkey.core.terms import expiry_horizon
 from fleetkey.store import audit, registry
 from fleetkey.store.inventory import sites as all_sites
 from fleetkey.store.records import AuditEvent, Phone, Site, StoredLicense, utc
-from fleetkey.store.schema import AuditRow, LicenseRow, PhoneRow
+from fleetkey.store.rollouts import Rollout, rollout_of
+from fleetkey.store.schema import AuditRow, LicenseRow, PhoneRow, RolloutRow
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -131,6 +132,21 @@ def events(
     left = 0
     if limit is not None and len(found) == limit:
         left = _count(session, select(AuditRow.seq).where(AuditRow.seq < found[-1].seq))
+    return Page(found, left)
+
+
+def rollouts(
+    session: Session, *, before: int | None = None, limit: int | None = None
+) -> Page[Rollout]:
+    """Rollouts newest first (by id), from the first below ``before``."""
+    query = select(RolloutRow)
+    if before is not None:
+        query = query.where(RolloutRow.id < before)
+    rows = session.scalars(_limited(query.order_by(RolloutRow.id.desc()), limit)).all()
+    found = [rollout_of(row) for row in rows]
+    left = 0
+    if limit is not None and len(found) == limit:
+        left = _count(session, query.where(RolloutRow.id < found[-1].id))
     return Page(found, left)
 
 

@@ -44,7 +44,7 @@ _TEXT = re.compile(r"[\x20-\x7e]{1,64}")  # printable ASCII: what phones carry i
 _SIP_URI = re.compile(r"sips?:[^\s<>\"]{1,250}")
 
 
-class Change(enum.StrEnum):
+class RowChange(enum.StrEnum):
     ADDED = "added"
     CHANGED = "changed"
     REMOVED = "removed"
@@ -60,7 +60,7 @@ class ColumnChange:
 @dataclass(frozen=True, slots=True)
 class PhoneDiff:
     mac: str
-    change: Change
+    change: RowChange
     columns: tuple[ColumnChange, ...]  # added: the values given; removed: the values it had
 
     def to_json(self) -> dict[str, Any]:
@@ -78,25 +78,25 @@ class ImportResult:
     unchanged: int
     diff: tuple[PhoneDiff, ...] = field(default=())
 
-    def count(self, change: Change) -> int:
+    def count(self, change: RowChange) -> int:
         return sum(1 for d in self.diff if d.change is change)
 
     @property
     def added(self) -> int:
-        return self.count(Change.ADDED)
+        return self.count(RowChange.ADDED)
 
     @property
     def updated(self) -> int:
         """Phones of the file that were already in the inventory, changed or not."""
-        return self.count(Change.CHANGED) + self.unchanged
+        return self.count(RowChange.CHANGED) + self.unchanged
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "added": self.count(Change.ADDED),
+            "added": self.count(RowChange.ADDED),
             "updated": self.updated,
-            "changed": self.count(Change.CHANGED),
+            "changed": self.count(RowChange.CHANGED),
             "unchanged": self.unchanged,
-            "removed": self.count(Change.REMOVED),
+            "removed": self.count(RowChange.REMOVED),
             "dry_run": self.dry_run,
             "columns": list(self.columns),
             "diff": [d.to_json() for d in self.diff],
@@ -142,9 +142,9 @@ def import_phones(
         stored = existing.get(row.mac)
         changes = _changes(stored, row)
         if stored is None:
-            diff.append(PhoneDiff(row.mac, Change.ADDED, changes))
+            diff.append(PhoneDiff(row.mac, RowChange.ADDED, changes))
         elif changes:
-            diff.append(PhoneDiff(row.mac, Change.CHANGED, changes))
+            diff.append(PhoneDiff(row.mac, RowChange.CHANGED, changes))
         else:
             unchanged += 1
     if remove_missing:
@@ -232,7 +232,7 @@ def _missing(session: Session, sites: set[str], rows: list[_Row]) -> list[PhoneD
     return [
         PhoneDiff(
             phone.mac,
-            Change.REMOVED,
+            RowChange.REMOVED,
             tuple(
                 ColumnChange(column, getattr(phone, attribute), None)
                 for column, attribute in COLUMNS.items()
@@ -254,7 +254,7 @@ def _apply(
     """Write what the diff says; logins are hashed again only where the user or password
     changed."""
     now = utc(clock.now())
-    changes = {d.mac: d for d in result.diff if d.change is not Change.REMOVED}
+    changes = {d.mac: d for d in result.diff if d.change is not RowChange.REMOVED}
     rehash: list[_Row] = []
     for row in rows:
         if row.mac not in changes:
@@ -276,13 +276,13 @@ def _apply(
             stored.digest_ha1 = digest_ha1(row.values["user"] or "", row.password)
         else:
             stored.password_hash = stored.digest_ha1 = None
-    delete_phones(session, [d.mac for d in result.diff if d.change is Change.REMOVED])
+    delete_phones(session, [d.mac for d in result.diff if d.change is RowChange.REMOVED])
 
 
 def _details(result: ImportResult) -> dict[str, Any]:
     document = result.to_json()
     del document["diff"], document["dry_run"]
-    removed = [d.mac for d in result.diff if d.change is Change.REMOVED]
+    removed = [d.mac for d in result.diff if d.change is RowChange.REMOVED]
     if removed and len(removed) <= MACS_AUDITED:
         document["removed_macs"] = removed
     return document

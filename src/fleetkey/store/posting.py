@@ -16,13 +16,14 @@ goes one key further back. A superseded key can be posted again (a roll forward)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
+from fleetkey.clock import today as clock_today
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.naming import free_text
 from fleetkey.core.succession import Succession
@@ -112,7 +113,7 @@ def post(
         | ({"forced": verdict.losses} if verdict.losses else {})
         | (details or {}),
     )
-    return _posted(row, verdict)
+    return replace(verdict, license=stored_license(row))
 
 
 def rollback(
@@ -174,10 +175,27 @@ def rollback(
         | ({"forced": verdict.losses} if verdict.losses else {})
         | (details or {}),
     )
-    return _posted(row, verdict)
+    return replace(verdict, license=stored_license(row))
 
 
-def batch_losses(
+def judge_terms(
+    session: Session,
+    clock: Clock,
+    key_type: LicenseType,
+    serial: str,
+    terms: Mapping[int, Term],
+    label: Label = slot_label,
+    *,
+    posting: bool = True,
+) -> list[str]:
+    """What a new key of ``key_type`` for ``serial`` with ``terms`` would take from phones,
+    judged against the posted key of its serial when ``posting`` (else only whether it is
+    expired): one line per loss; empty when it takes nothing."""
+    found = judge_terms_batch(session, clock, key_type, [(serial, terms)], label, posting=posting)
+    return found.get(serial, [])
+
+
+def judge_terms_batch(
     session: Session,
     clock: Clock,
     key_type: LicenseType,
@@ -186,10 +204,9 @@ def batch_losses(
     *,
     posting: bool = True,
 ) -> dict[str, list[str]]:
-    """For a batch of new keys (serial, terms): what each would take from phones, judged
-    against the posted key of its serial when ``posting`` (else only whether it is expired);
-    only the serials with losses."""
-    today = clock.now().date()
+    """:func:`judge_terms` for a batch of new keys (serial, terms), the posted keys read
+    ``LOOKUP_CHUNK`` serials a query: only the serials with losses."""
+    today = clock_today(clock)
     before: dict[str, StoredLicense] = {}
     serials = sorted({serial for serial, _ in wanted}) if posting else []
     for start in range(0, len(serials), LOOKUP_CHUNK):
@@ -204,11 +221,15 @@ def batch_losses(
     found = {}
     for serial, terms in wanted:
         old = before.get(serial)
-        name = f"license {old.id}" if old else "the posted key"
-        losses = Succession(today, terms, old.terms if old else None).losses(label, name)
+        losses = Succession(today, terms, old.terms if old else None).losses(label, _named(old))
         if losses:
             found[serial] = losses
     return found
+
+
+def _named(replaced: StoredLicense | None) -> str:
+    """How a loss names the key it is judged against."""
+    return f"license {replaced.id}" if replaced else "the posted key"
 
 
 def trust(
@@ -286,8 +307,8 @@ def _posted_rows(session: Session, row: LicenseRow) -> list[LicenseRow]:
 def _judge(row: LicenseRow, previous: list[LicenseRow], clock: Clock, label: Label) -> Judgement:
     stored = stored_license(row)
     replaced = stored_license(previous[-1]) if previous else None
-    succession = Succession(clock.now().date(), stored.terms, replaced.terms if replaced else None)
-    name = f"license {replaced.id}" if replaced else "the posted key"
+    succession = Succession(clock_today(clock), stored.terms, replaced.terms if replaced else None)
+    name = _named(replaced)
     return Judgement(
         stored,
         replaced,
@@ -321,15 +342,4 @@ def unsafe(subject: str, losses: list[str], *, hint: str | None = None) -> Unsaf
         hint=hint
         or "`fleetkey licenses post ID --dry-run` shows the change feature by feature; "
         "forcing it is recorded in the audit trail with what was lost",
-    )
-
-
-def _posted(row: LicenseRow, verdict: Judgement) -> Judgement:
-    return Judgement(
-        stored_license(row),
-        verdict.replaced,
-        verdict.succession,
-        verdict.losses,
-        verdict.notes,
-        verdict.needs_reason,
     )

@@ -243,12 +243,12 @@ def find_by_digest(session: Session, digest: str) -> list[StoredLicense]:
     return [stored_license(row) for row in rows]
 
 
-def posted(session: Session, license_type: str, serial: str) -> StoredLicense | None:
+def posted(session: Session, license_type: LicenseType, serial: str) -> StoredLicense | None:
     """The key phones are served for (type, serial), if one is posted."""
     row = session.scalars(
         select(LicenseRow)
         .where(
-            LicenseRow.type == license_type,
+            LicenseRow.type == license_type.value,
             LicenseRow.serial == serial,
             LicenseRow.state == LicenseState.POSTED.value,
         )

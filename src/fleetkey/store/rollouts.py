@@ -160,7 +160,7 @@ def create(
         subject=f"rollout:{row.id}",
         details=details,
     )
-    return _rollout(row)
+    return rollout_of(row)
 
 
 def _insert_targets(session: Session, rollout_id: int, targets: Sequence[PlannedTarget]) -> None:
@@ -181,11 +181,11 @@ def get(session: Session, rollout_id: int) -> Rollout:
     row = session.get(RolloutRow, rollout_id)
     if row is None:
         raise NotFoundError(f"no rollout {rollout_id}")
-    return _rollout(row)
+    return rollout_of(row)
 
 
 def listing(session: Session) -> list[Rollout]:
-    return [_rollout(row) for row in session.scalars(select(RolloutRow).order_by(RolloutRow.id))]
+    return [rollout_of(row) for row in session.scalars(select(RolloutRow).order_by(RolloutRow.id))]
 
 
 def move(
@@ -202,7 +202,7 @@ def move(
         raise NotFoundError(f"no rollout {rollout_id}")
     current = RolloutState(row.state)
     if to == current:
-        return _rollout(row)
+        return rollout_of(row)
     if to not in _MOVES[current]:
         raise ConflictError(f"rollout {rollout_id} is {current}; it cannot become {to}")
     row.state = to.value
@@ -217,7 +217,7 @@ def move(
         subject=f"rollout:{rollout_id}",
         details=details,
     )
-    return _rollout(row)
+    return rollout_of(row)
 
 
 def answered(session: Session, rollout_id: int, mac: str, status: int | None) -> None:
@@ -358,7 +358,7 @@ def rollout_json(
     }
 
 
-def _rollout(row: RolloutRow) -> Rollout:
+def rollout_of(row: RolloutRow) -> Rollout:
     return Rollout(
         row.id,
         row.license_id,

@@ -20,7 +20,7 @@ from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import ConflictError
 from fleetkey.ops.executor import Executor, ExecutorSettings, Report
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
-from fleetkey.store import fetches, inventory, rollouts
+from fleetkey.store import fetches, inventory, phone_import, rollouts
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.rollouts import RolloutState
 from fleetkey.store.schema import RolloutTargetRow, SiteRow
@@ -55,7 +55,7 @@ def rollout_for(
             + "\n"
             for i in range(phones)
         )
-        inventory.import_phones(
+        phone_import.import_phones(
             session, CLOCK, "t", f"mac,site,model,contact\n{rows}".encode(), source="test"
         )
         key = make_license(serial=SITE, type=LicenseType.SITE, expires=now.date() + timedelta(400))

@@ -94,12 +94,9 @@ def test_a_signal_pauses_the_rollout_and_a_second_run_finishes_it_notifying_each
     run = ["rollout", "run", "1", "--confirm-timeout", "1", "--max-attempts", "1"]
     first = cli.start(*run)
     wait_for(lambda: sum(notified(peer, prefix).values()) >= 3, 30)
-    began = time.monotonic()
     first.send_signal(signum)
-    out, err = first.communicate(timeout=30)
-    stopped_in = time.monotonic() - began
+    out, err = first.communicate(timeout=60)
     assert first.returncode == 128 + signum, err
-    assert stopped_in < 8  # NOTIFYs in flight get 5 s, not Timer F
     status = json.loads(cli("rollout", "status", "1", "--json").stdout)
     assert status["state"] == "paused"
     sent = status["phones"].get("notified", 0)
@@ -133,13 +130,23 @@ def test_a_signal_pauses_the_rollout_and_a_second_run_finishes_it_notifying_each
     assert "error: rollout 1 has no failed phones to retry" in refused.stderr
 
 
+GRACE_S = 3.0  # what a stop gives the NOTIFYs in flight when one signal comes
+LONG_GRACE_S = 60.0  # when two come: the second must not wait for it
+T1_S = 2.0  # Timer F is 64 x T1 = 128 s: no NOTIFY times out while a test waits
+
+
 @pytest.mark.parametrize("signals", [1, 2])
-def test_notifies_nobody_answers_get_five_seconds_and_a_second_signal_stops_at_once(
+def test_notifies_nobody_answers_get_the_grace_and_a_second_signal_stops_at_once(
     tmp_path: Path, signals: int
 ) -> None:
+    """Timing on shared cores: the lower bound is the executor's own wait; the upper bounds
+    are far from anything load does (tens of seconds) and from Timer F; the store shows the
+    NOTIFYs were left in flight, neither answered nor timed out."""
     cli = Cli(tmp_path)
     slow_rollout(cli, free_port(), "0004f4", tmp_path)  # UDP to a port nobody reads
-    first = cli.start("rollout", "run", "1")
+    grace_s = GRACE_S if signals == 1 else LONG_GRACE_S
+    first = cli.start("rollout", "run", "1", "--sip-t1", f"{T1_S}", "--stop-grace", f"{grace_s}",
+                      "--json")  # fmt: skip
 
     def sent() -> bool:
         status = json.loads(cli("rollout", "status", "1", "--json").stdout)
@@ -150,14 +157,22 @@ def test_notifies_nobody_answers_get_five_seconds_and_a_second_signal_stops_at_o
     for _ in range(signals):
         first.send_signal(signal.SIGINT)
         time.sleep(0.3)
-    _, err = first.communicate(timeout=30)
+    out, err = first.communicate(timeout=120)
     took = time.monotonic() - began
     assert first.returncode == 130, err
     if signals == 1:
-        assert 4.5 < took < 9  # the NOTIFYs in flight had their 5 s (Timer F is 32 s)
+        assert took >= GRACE_S  # the NOTIFYs in flight had their grace …
+        assert took < 60  # … and not Timer F (128 s)
     else:
-        assert took < 3  # the second signal did not wait for them
+        assert took < LONG_GRACE_S / 2  # the second signal did not wait for the grace
     status = json.loads(cli("rollout", "status", "1", "--json").stdout)
     assert status["state"] == "paused"
     assert status["phones"].get("notified", 0) >= 3  # sent, unanswered: judged by a later run
+    run = json.loads(out)["run"]
+    assert run["stopped_by"] == "SIGINT"
+    assert run["notified"] >= 5
+    assert run["unanswered"] == 0  # none timed out (Timer F): cut at the stop
     assert sum(status["phones"].values()) == PHONES
+    paused = [e for e in json.loads(cli("audit", "list", "--json").stdout)
+              if e["action"] == "rollout.paused"]  # fmt: skip
+    assert [e["details"]["stopped_by"] for e in paused] == ["SIGINT"]

@@ -17,7 +17,7 @@ from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.view import LiveView
-from fleetkey.store import inventory, posting, registry
+from fleetkey.store import inventory, phone_import, posting, registry
 from fleetkey.store.records import Site
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, trusted_keys_for
@@ -60,7 +60,7 @@ def fleet(store: Store, tmp_path: Path) -> tuple[Store, LiveView, Pipeline]:
         for serial in (SITE_A, SITE_B):
             inventory.add_site(session, CLOCK, "t", Site(serial, serial, "UTC", "01:00", "04:00"))
         csv = f"mac,site,model\n{MAC},{SITE_A},VVX_500\n".encode()
-        inventory.import_phones(session, CLOCK, "t", csv, source="p.csv")
+        phone_import.import_phones(session, CLOCK, "t", csv, source="p.csv")
     live = LiveView(store)
     pipeline = Pipeline(live, FileTree(tree), FileTree(tmp_path / "uploads"))
     return store, live, pipeline
@@ -165,7 +165,7 @@ def test_a_phone_added_to_the_inventory_is_placed_at_the_next_refresh(
     assert pipeline.decide((SITE_FILE,), None, agent, 0.0).site is None
     with store.transaction() as session:
         csv = f"mac,site,model\n{MAC},{SITE_A},VVX_500\n{newcomer},{SITE_B},VVX_500\n".encode()
-        inventory.import_phones(session, CLOCK, "t", csv, source="p2.csv")
+        phone_import.import_phones(session, CLOCK, "t", csv, source="p2.csv")
     assert live.refresh()
     ruling = pipeline.decide((SITE_FILE,), None, agent, 0.0)
     assert ruling.site == SITE_B

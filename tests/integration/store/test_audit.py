@@ -14,7 +14,7 @@ from fleetkey.clock import FixedClock
 from fleetkey.core.codec import serialize_keys
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import InputError
-from fleetkey.store import audit, inventory, migrate, registry, rowstate, sightings
+from fleetkey.store import audit, inventory, migrate, phone_import, registry, rowstate, sightings
 from fleetkey.store.records import Site
 from fleetkey.store.schema import (
     AuditHeadRow,
@@ -241,7 +241,7 @@ def inventory_store(store: Store) -> Store:
     """A site, two phones and a posted license, each changed through its audited function."""
     with store.transaction() as session:
         inventory.add_site(session, CLOCK, "op", HQ)
-        inventory.import_phones(session, CLOCK, "op", PHONES, source="p.csv")
+        phone_import.import_phones(session, CLOCK, "op", PHONES, source="p.csv")
         record_license(session, make_license(serial="0004f2000001"), clock=CLOCK)
     return store
 
@@ -328,8 +328,8 @@ class TestRowsTheChainCovers:
         changed = PHONES.replace(b"VVX_400", b"VVX_450")
         with inventory_store.transaction() as session:
             registry.record_many(session, CLOCK, "op", entries, signing_key="k", post=True)
-            inventory.import_phones(session, CLOCK, "op", PHONES, source="p.csv")  # unchanged
-            inventory.import_phones(session, CLOCK, "op", changed, source="p.csv")
+            phone_import.import_phones(session, CLOCK, "op", PHONES, source="p.csv")  # unchanged
+            phone_import.import_phones(session, CLOCK, "op", changed, source="p.csv")
             registry.revoke(session, CLOCK, "op", 1)
             events = audit.events(session, limit=4)
         assert [e.details.get(audit.ROWS, {}).get("changed") for e in events] == [

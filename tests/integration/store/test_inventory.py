@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from fleetkey.clock import FixedClock
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import InputError, NotFoundError, RowError
-from fleetkey.store import audit, inventory
+from fleetkey.store import audit, inventory, phone_import
 from fleetkey.store.credentials import check_password, digest_ha1
 from fleetkey.store.records import Site
 from fleetkey.store.schema import AuditRow, PhoneRow
@@ -156,10 +156,10 @@ class TestPhoneImport:
             "00:04:F2:00:00:02,100000000001,SPIP_670,,,,\n"
         ).encode()
         with with_site.transaction() as session:
-            summary = inventory.import_phones(session, CLOCK, "tester", data, source="p.csv")
+            summary = phone_import.import_phones(session, CLOCK, "tester", data, source="p.csv")
         assert (summary.added, summary.updated) == (2, 0)
         with with_site.transaction() as session:
-            again = inventory.import_phones(session, CLOCK, "tester", data, source="p.csv")
+            again = phone_import.import_phones(session, CLOCK, "tester", data, source="p.csv")
             phone = inventory.phone(session, "0004f2000001")
             row = session.get(PhoneRow, "0004f2000001")
             assert row is not None
@@ -188,7 +188,7 @@ class TestPhoneImport:
         )
         before = counts(with_site)
         with pytest.raises(InputError) as caught, with_site.transaction() as session:
-            inventory.import_phones(session, CLOCK, "tester", with_good.encode(), source="p.csv")
+            phone_import.import_phones(session, CLOCK, "tester", with_good.encode(), source="p.csv")
         assert fragment in str(caught.value)
         assert counts(with_site) == before
 
@@ -198,7 +198,7 @@ class TestPhoneImport:
             pytest.raises(InputError, match="line 2, byte 76 is not UTF-8"),
             with_site.transaction() as session,
         ):
-            inventory.import_phones(session, CLOCK, "tester", data, source="p.csv")
+            phone_import.import_phones(session, CLOCK, "tester", data, source="p.csv")
         assert counts(with_site)[0] == 0
 
     def test_every_bad_row_is_reported(self, with_site: Store) -> None:
@@ -207,13 +207,13 @@ class TestPhoneImport:
             pytest.raises(RowError) as caught,
             with_site.transaction() as session,
         ):
-            inventory.import_phones(session, CLOCK, "tester", text.encode(), source="p.csv")
+            phone_import.import_phones(session, CLOCK, "tester", text.encode(), source="p.csv")
         assert [p.split(":")[0] for p in caught.value.problems] == ["line 2", "line 3"]
 
     def test_a_password_is_any_printable_text(self, with_site: Store) -> None:
         data = (HEADER + "0004f2000001,100000000001,VVX,,dev,=s3cret,\n").encode()
         with with_site.transaction() as session:
-            inventory.import_phones(session, CLOCK, "tester", data, source="p.csv")
+            phone_import.import_phones(session, CLOCK, "tester", data, source="p.csv")
             row = session.get(PhoneRow, "0004f2000001")
             assert row is not None
             assert row.password_hash is not None
@@ -231,8 +231,19 @@ def test_large_import_stays_within_parameter_limits(with_site: Store) -> None:
     rows = "".join(f"0004f2{i:06x},100000000001,VVX_500,,,,\n" for i in range(40_000))
     data = (HEADER + rows).encode()
     with with_site.transaction() as session:
-        first = inventory.import_phones(session, CLOCK, "tester", data, source="big.csv")
+        first = phone_import.import_phones(session, CLOCK, "tester", data, source="big.csv")
     with with_site.transaction() as session:
-        again = inventory.import_phones(session, CLOCK, "tester", data, source="big.csv")
+        again = phone_import.import_phones(session, CLOCK, "tester", data, source="big.csv")
     assert (first.added, again.updated) == (40_000, 40_000)
     assert counts(with_site)[0] == 40_000
+
+
+def test_the_sites_of_some_phones_are_read_a_chunk_at_a_time(with_site: Store) -> None:
+    rows = "".join(f"0004f2{i:06x},100000000001,VVX_500,,,,\n" for i in range(2500))
+    with with_site.transaction() as session:
+        phone_import.import_phones(session, CLOCK, "t", (HEADER + rows).encode(), source="p.csv")
+    asked = {f"0004f2{i:06x}" for i in range(0, 5000, 2)}  # 1250 known, 1250 not: two chunks
+    with with_site.transaction() as session:
+        found = inventory.phone_sites(session, asked)
+        assert inventory.phone_sites(session, set()) == {}
+    assert found == {f"0004f2{i:06x}": "100000000001" for i in range(0, 2500, 2)}

@@ -14,7 +14,7 @@ from fleetkey.core.license import LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import ConflictError, InputError, NotFoundError, RowError
 from fleetkey.store import audit, inventory, phone_import, posting, registry
-from fleetkey.store.phone_import import HIDDEN, Change, ColumnChange, PhoneDiff
+from fleetkey.store.phone_import import HIDDEN, ColumnChange, PhoneDiff, RowChange
 from fleetkey.store.records import Site
 from fleetkey.store.schema import AuditRow, PhoneRow, SiteRow
 from fleetkey.store.store import Store
@@ -276,7 +276,7 @@ class TestReimport:
         )
         assert result.diff == (
             PhoneDiff(
-                "0004f2000001", Change.CHANGED, (ColumnChange("model", "VVX_500", "VVX_501"),)
+                "0004f2000001", RowChange.CHANGED, (ColumnChange("model", "VVX_500", "VVX_501"),)
             ),
         )
         assert (result.unchanged, result.updated) == (1, 2)
@@ -313,10 +313,12 @@ class TestReimport:
         assert state(fleet) == before
         assert result.dry_run
         assert result.diff == (
-            PhoneDiff("0004f2000001", Change.CHANGED, (ColumnChange("password", HIDDEN, HIDDEN),)),
+            PhoneDiff(
+                "0004f2000001", RowChange.CHANGED, (ColumnChange("password", HIDDEN, HIDDEN),)
+            ),
             PhoneDiff(
                 "0004f2000002",
-                Change.CHANGED,
+                RowChange.CHANGED,
                 (
                     ColumnChange("site", "100000000001", "100000000002"),
                     ColumnChange("firmware", "5.9.6", None),
@@ -324,7 +326,7 @@ class TestReimport:
             ),
             PhoneDiff(
                 "0004f2000009",
-                Change.ADDED,
+                RowChange.ADDED,
                 (
                     ColumnChange("site", None, "100000000001"),
                     ColumnChange("model", None, "VVX_300"),
@@ -344,7 +346,7 @@ class TestReimport:
     ) -> None:
         text = "mac,site,model\n0004f2000001,Berlin,VVX_500\n"
         dry = reimport(fleet, text, dry_run=True, remove_missing=True)
-        assert [(d.mac, d.change) for d in dry.diff] == [("0004f2000002", Change.REMOVED)]
+        assert [(d.mac, d.change) for d in dry.diff] == [("0004f2000002", RowChange.REMOVED)]
         assert dry.diff[0].columns[0] == ColumnChange("site", "100000000001", None)
         done = reimport(fleet, text, remove_missing=True)
         assert done.to_json()["removed"] == 1

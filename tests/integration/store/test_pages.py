@@ -13,7 +13,16 @@ from fleetkey.core.license import LicenseKey, LicenseState, LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.errors import InputError
-from fleetkey.store import audit, fetches, inventory, licensestate, pages, posting, registry
+from fleetkey.store import (
+    audit,
+    fetches,
+    inventory,
+    licensestate,
+    pages,
+    phone_import,
+    posting,
+    registry,
+)
 from fleetkey.store.fetches import FetchFilter
 from fleetkey.store.records import FetchRecord, Site, StoredLicense
 from fleetkey.store.store import Store
@@ -33,7 +42,7 @@ def fleet(store: Store) -> Store:
         for serial in SITES:
             window = Window.parse("22:00-05:00")
             inventory.add_site(session, CLOCK, "t", Site(serial, serial, "UTC", window))
-        inventory.import_phones(session, CLOCK, "t", CSV.encode(), source="phones.csv")
+        phone_import.import_phones(session, CLOCK, "t", CSV.encode(), source="phones.csv")
     return store
 
 

@@ -113,8 +113,12 @@ def test_a_batch_is_judged_serial_by_serial_against_the_posted_keys(store: Store
     wanted = [(SITE, {0: date(2027, 1, 1)}), ("100000000002", {0: date(2025, 6, 30)}),
               ("100000000003", {0: NEVER})]  # fmt: skip
     with store.transaction() as session:
-        found = posting.batch_losses(session, CLOCK, LicenseType.SITE, wanted, label)
-        alone = posting.batch_losses(session, CLOCK, LicenseType.SITE, wanted, label, posting=False)
+        found = posting.judge_terms_batch(session, CLOCK, LicenseType.SITE, wanted, label)
+        alone = posting.judge_terms_batch(
+            session, CLOCK, LicenseType.SITE, wanted, label, posting=False
+        )
+        one = posting.judge_terms(session, CLOCK, LicenseType.SITE, SITE, wanted[0][1], label)
+        none = posting.judge_terms(session, CLOCK, LicenseType.SITE, "100000000003", {0: NEVER})
     assert found == {
         SITE: [
             "it lasts until 2027-01-01, license 1 until 2027-06-30: phones that installed "
@@ -123,6 +127,7 @@ def test_a_batch_is_judged_serial_by_serial_against_the_posted_keys(store: Store
         ],
         "100000000002": ["it expired on 2025-06-30: phones refuse an expired key (R5)"],
     }
+    assert (one, none) == (found[SITE], [])
     assert list(alone) == ["100000000002"]
 
 
@@ -146,7 +151,7 @@ class TestRollback:
         )
         with store.transaction() as session:
             posting.rollback(session, CLOCK, "op", LicenseType.SITE, SITE, force=True)
-            posted = registry.posted(session, "Site", SITE)
+            posted = registry.posted(session, LicenseType.SITE, SITE)
             assert posted is not None
             assert (posted.id, posted.succeeds_id) == (ids[0], None)  # the chain is kept
             with pytest.raises(ConflictError, match="there is no previous key to post again"):

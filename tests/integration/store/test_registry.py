@@ -54,17 +54,17 @@ class TestSuccession:
             newer = registry.get(session, second)
             assert newer.state is LicenseState.POSTED
             assert newer.succeeds_id == first
-            assert registry.posted(session, "Site", "100000000001") == newer
+            assert registry.posted(session, LicenseType.SITE, "100000000001") == newer
             actions = [e.action for e in audit.events(session)]
         assert actions == ["license.issued", "license.post"] * 2
 
     def test_issued_key_is_not_served_until_posted(self, store: Store) -> None:
         key_id = record(store, site_key(date(2026, 6, 30)), post=False)
         with store.transaction() as session:
-            assert registry.posted(session, "Site", "100000000001") is None
+            assert registry.posted(session, LicenseType.SITE, "100000000001") is None
             posting.post(session, CLOCK, "tester", key_id)
         with store.transaction() as session:
-            posted = registry.posted(session, "Site", "100000000001")
+            posted = registry.posted(session, LicenseType.SITE, "100000000001")
             assert posted is not None
             assert posted.id == key_id
             with pytest.raises(InputError, match="only an issued or superseded key can be"):
@@ -85,7 +85,7 @@ class TestSuccession:
         key_id = record(store, site_key(date(2026, 6, 30)), post=True)
         with store.transaction() as session:
             assert registry.revoke(session, CLOCK, "t", key_id).state is LicenseState.REVOKED
-            assert registry.posted(session, "Site", "100000000001") is None
+            assert registry.posted(session, LicenseType.SITE, "100000000001") is None
         with pytest.raises(InputError, match="already revoked"), store.transaction() as session:
             registry.revoke(session, CLOCK, "t", key_id)
         with (
@@ -150,7 +150,7 @@ def test_batch_record_supersedes_posted_keys(store: Store) -> None:
         )
     with store.transaction() as session:
         assert registry.get(session, old_id).state is LicenseState.SUPERSEDED
-        newer = registry.posted(session, "Phone", "0004f2000001")
+        newer = registry.posted(session, LicenseType.PHONE, "0004f2000001")
         assert newer is not None
         assert newer.succeeds_id == old_id
         assert len(registry.listing(session, today=TODAY, states=(LicenseState.POSTED,))) == 2500
@@ -197,7 +197,9 @@ class TestOnlyValidKeysAreServed:
         ):
             posting.post(session, CLOCK, "t", forged)
         with store.transaction() as session:
-            assert registry.posted(session, "Site", "100000000001") == registry.get(session, valid)
+            assert registry.posted(session, LicenseType.SITE, "100000000001") == registry.get(
+                session, valid
+            )
 
     def test_an_accepted_unverified_key_is_posted_with_who_and_why_audited(
         self, store: Store

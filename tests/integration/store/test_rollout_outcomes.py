@@ -15,7 +15,7 @@ from fleetkey.core.license import LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import ConflictError, InputError, NotFoundError
 from fleetkey.ops.rollout import PlanOptions, plan_license, plan_now, save
-from fleetkey.store import audit, claims, fetches, inventory, load, rollouts, schedule
+from fleetkey.store import audit, claims, fetches, inventory, load, phone_import, rollouts, schedule
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.rollouts import RolloutState
 from fleetkey.store.schema import RolloutTargetRow, SiteRow
@@ -40,7 +40,7 @@ def fleet(store: Store) -> tuple[Store, FixedClock, int]:
             session, clock, "t", Site(SITE, "HQ", "UTC", Window.parse("22:00-06:00"))
         )
         rows = "".join(f"{m},{SITE},VVX_500,sip:{m}@127.10.1.1:5060\n" for m in macs())
-        inventory.import_phones(
+        phone_import.import_phones(
             session, clock, "t", f"mac,site,model,contact\n{rows}".encode(), source="t"
         )
     ids = []
@@ -214,6 +214,29 @@ def test_a_second_plan_of_the_same_license_sees_the_first_and_plans_around_it(
     with store.transaction() as session:
         rollouts.move(session, clock, "t", first_id, RolloutState.CANCELLED)
     assert plan_license(store, clock, options).waves == first.waves  # cancelled: room again
+
+
+def test_a_slot_longer_than_an_hour_still_in_progress_counts_whole(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    """Two-hour slots: 90 minutes into one, its phones are still load a new plan must leave
+    room for (they were read back only one hour, and the new plan overcommitted)."""
+    store, clock, successor = fleet
+    options = PlanOptions(successor, capacity=100, slot_s=7200)
+    rollout_id = save(store, clock, "t", options, plan_license(store, clock, options))
+    slot = datetime(2027, 2, 2, 0, 0, tzinfo=UTC)  # midnight: on every 2-hour grid
+    with store.transaction() as session:
+        session.execute(
+            update(RolloutTargetRow)
+            .where(RolloutTargetRow.rollout_id == rollout_id)
+            .values(notify_at=slot + timedelta(minutes=1))
+        )
+        requests = rollouts.get(session, rollout_id).boot_requests
+        seen = load.planned_loads(session, slot + timedelta(minutes=90), slot + timedelta(days=1))
+    assert [(ld.start, ld.end, ld.rollout) for ld in seen] == [
+        (slot, slot + timedelta(hours=2), rollout_id)
+    ]
+    assert seen[0].rate == pytest.approx(PHONES * requests / 7200)
 
 
 def test_now_replans_pending_phones_from_now_ignoring_the_window_and_is_audited(

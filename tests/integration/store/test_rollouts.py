@@ -10,7 +10,7 @@ import pytest
 from fleetkey.clock import FixedClock
 from fleetkey.core.license import LicenseType
 from fleetkey.core.rollout.windows import Window
-from fleetkey.errors import InputError
+from fleetkey.errors import ConflictError, InputError
 from fleetkey.ops.rollout import PlanOptions, plan_license, save
 from fleetkey.store import (
     audit,
@@ -19,6 +19,7 @@ from fleetkey.store import (
     confirmation,
     fetches,
     inventory,
+    phone_import,
     registry,
     rollouts,
 )
@@ -51,7 +52,7 @@ def fleet(store: Store) -> tuple[Store, FixedClock, int]:
             session, clock, "tester", Site(SITE, "HQ", "UTC", Window.parse("22:00-06:00"))
         )
         rows = "".join(f"{m},{SITE},VVX_500,sip:{m}@127.10.1.1:5060\n" for m in macs())
-        inventory.import_phones(
+        phone_import.import_phones(
             session, clock, "tester", f"mac,site,model,contact\n{rows}".encode(), source="t"
         )
     license_row(store, clock, date(2027, 2, 21))
@@ -83,16 +84,22 @@ def test_a_plan_covers_every_phone_of_the_site_before_the_old_expiry_less_two_da
 
 
 @pytest.mark.parametrize(
-    ("change", "message", "field"),
+    ("change", "kind", "message", "field"),
     [
-        ("unposted", "is issued; only a posted license can be rolled out", None),
-        ("no-capacity", "no capacity was given and none has been measured", "capacity"),
-        ("no-phones", "has no phones in the inventory", None),
-        ("no-deadline", "succeeds no expiring license: the rollout needs a deadline", "deadline"),
+        ("unposted", ConflictError, "is issued; only a posted license can be rolled out", None),
+        ("no-capacity", InputError, "no capacity was given and none has been measured",
+         "capacity"),
+        ("no-phones", InputError, "has no phones in the inventory", None),
+        ("no-deadline", InputError, "succeeds no expiring license: the rollout needs a deadline",
+         "deadline"),
     ],
-)
+)  # fmt: skip
 def test_plans_that_cannot_be_made_say_why(
-    fleet: tuple[Store, FixedClock, int], change: str, message: str, field: str | None
+    fleet: tuple[Store, FixedClock, int],
+    change: str,
+    kind: type[InputError],
+    message: str,
+    field: str | None,
 ) -> None:
     store, clock, successor = fleet
     options = PlanOptions(successor, capacity=100)
@@ -115,6 +122,7 @@ def test_plans_that_cannot_be_made_say_why(
         options = PlanOptions(empty, capacity=100, deadline=deadline)
     with pytest.raises(InputError, match=message) as caught:
         plan_license(store, clock, options)
+    assert type(caught.value) is kind  # a license not posted is the store's state: a conflict
     assert caught.value.field == field
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from fleetkey.clock import FixedClock
 from fleetkey.core.rollout.windows import Window
-from fleetkey.store import audit, inventory
+from fleetkey.store import audit, inventory, phone_import
 from fleetkey.store.records import Site
 
 from tests.helpers import Api
@@ -25,7 +25,7 @@ def fleet(api: Api) -> Api:
         for serial, name in (("100000000001", "Berlin"), ("100000000002", "New York")):
             window = Window.parse("22:00-05:00")
             inventory.add_site(session, clock, "t", Site(serial, name, "UTC", window))
-        inventory.import_phones(session, clock, "t", PHONES, source="p.csv")
+        phone_import.import_phones(session, clock, "t", PHONES, source="p.csv")
     return api
 
 

@@ -44,7 +44,7 @@ def test_posting_an_unverifiable_key_is_a_409_until_a_reason_is_given(api: Api) 
     assert refused.json()["detail"].startswith(
         f"license {license_id} (Site 100000001007) has an unverifiable signature"
     )
-    assert "reason to accept it unverified" in refused.json()["hint"]
+    assert refused.json()["hint"].startswith('send "accept_unverified": "REASON"')
     place = api.data.provisioning / "100000001007" / "000000000000-license.cfg"
     assert not place.exists()
     reason = {"accept_unverified": "vendor file, change 1234"}
@@ -100,7 +100,13 @@ def test_a_dry_run_says_what_would_be_lost_and_changes_nothing(api: Api) -> None
         first,
     )
     assert document["changes"] == [
-        {"slot": 0, "before": "2027-06-30", "after": "2026-01-20", "change": "shortened"}
+        {
+            "slot": 0,
+            "name": "corporate-directory",
+            "before": "2027-06-30",
+            "after": "2026-01-20",
+            "change": "shortened",
+        }
     ]
     assert document["losses"] == [
         f"it lasts until 2026-01-20, license {first} until 2027-06-30: phones that installed "
@@ -171,3 +177,41 @@ def test_a_reason_is_bounded(api: Api) -> None:
     )
     assert reply.status_code == 422
     assert reply.json()["detail"].startswith("body.accept_unverified: ")
+
+
+def test_refusals_name_the_inputs_the_route_takes_and_never_a_cli_command(api: Api) -> None:
+    """Store errors carry the CLI's hints (``--force``, ``fleetkey licenses post ID
+    --dry-run``): the API names its own inputs, as each route takes them, or gives no hint."""
+    site = {"serial": SITE, "name": "HQ", "timezone": "UTC", "window": "22:00-05:00"}
+    other = site | {"serial": "100000000002", "name": "Branch"}
+    for body in (site, other):
+        assert api.ask("POST", "/api/sites", json=body).status_code == 201
+    first, shorter = site_keys(api, date(2027, 6, 30), date(2026, 1, 20))
+    vendor = imported_vendor_key(api)
+    issue = {"type": "site", "serial": SITE, "features": ["corporate-directory"],
+             "expires": "2026-02-01", "post": True}  # fmt: skip
+    refusals = [
+        ("DELETE", f"/api/sites/{SITE}", {}, 409,
+         "send ?force=true to do it anyway: the audit trail keeps what was lost"),
+        ("POST", f"/api/licenses/{shorter}/post", {"json": {}}, 409,
+         '"dry_run": true shows the change feature by feature; send "force": true to do it '
+         "anyway: the audit trail keeps what was lost"),
+        ("POST", "/api/licenses", {"json": issue}, 409,
+         'send "force": true to do it anyway: the audit trail keeps what was lost'),
+        ("POST", f"/api/licenses/{vendor}/post", {"json": {}}, 409,
+         'send "accept_unverified": "REASON" to serve it anyway: the audit trail keeps the '
+         "reason and who gave it"),
+        ("POST", "/api/licenses/rollback", {"json": {"serial": SITE}}, 409, None),
+        ("POST", "/api/sites", {"json": site}, 409, None),
+        ("PATCH", "/api/sites/Branch", {"json": {"name": "hq"}}, 409,
+         "sites are named by serial or by name, so names are unique"),
+        ("POST", f"/api/licenses/{first}/post", {"json": {}}, 409, None),
+        ("DELETE", "/api/phones/xyz", {}, 422, None),
+        ("POST", "/api/licenses", {"json": issue | {"features": ["fax"]}}, 422, None),
+    ]  # fmt: skip
+    for method, path, body, status, hint in refusals:
+        reply = api.ask(method, path, **body)
+        assert reply.status_code == status, (path, reply.text)
+        assert reply.json().get("hint") == hint, (path, reply.text)
+        assert "fleetkey " not in reply.text, (path, reply.text)
+        assert " --" not in reply.text, (path, reply.text)

@@ -123,7 +123,7 @@ class TestSitesRemove:
         before = snapshot(fleetkey)
         result = fleetkey("sites", "remove", "Berlin", code=1)
         assert result.stderr == (
-            "error: site 100000000001 (Berlin) still has 2 phones: nothing was removed\n"
+            "error: site 100000000001 (Berlin) still has 2 phones: nothing was removed (--force)\n"
             "hint: remove its phones first (`fleetkey phones remove --site 100000000001`) and "
             "revoke its keys, or give --force to remove it with its phones (keys stay recorded)\n"
         )

@@ -194,7 +194,7 @@ class TestPostingIsSafe:
         assert result.stdout.splitlines()[0] == (
             f"would post license 2 (Site {BERLIN}) in place of license 1"
         )
-        assert "│ 0    │ corporate-directory │ 2031-06-30 │ 2030-06-30 │ shortened │" in (
+        assert "│    0 │ corporate-directory │ 2031-06-30 │ 2030-06-30 │ shortened │" in (
             result.stdout
         )
         assert (

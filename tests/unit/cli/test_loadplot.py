@@ -3,6 +3,7 @@ a one-wave plan drawn as a block, measured in the PNG's pixels."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -72,10 +73,8 @@ def pixels(path: Path, color: str, rows: slice, alpha: float = 1.0) -> np.ndarra
 def test_the_drawn_wave_is_a_block_and_the_actual_rate_a_line(tmp_path: Path) -> None:
     picture = one_wave((Load(START, START + timedelta(days=1), 20.0, 3),))
     wave = picture.planned[0][0]
-    with_actual = LoadPicture(
-        **{**picture.__dict__, "actual": ((wave, 30.0), (wave + timedelta(seconds=60), 25.0)),
-           "actual_bucket_s": 60},
-    )  # fmt: skip
+    actual = ((wave, 30.0), (wave + timedelta(seconds=60), 25.0))
+    with_actual = replace(picture, actual=actual, actual_bucket_s=60)
     path = tmp_path / "plot.png"
     draw(with_actual, path)
     height = image.imread(path).shape[0]

@@ -12,6 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from fleetkey.store import rollouts
+from fleetkey.store.store import Store
+
 from tests.helpers import SITE_SERIAL, Fleetkey, add_site_fleet, issue_site_license
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -76,6 +79,32 @@ def test_a_run_whose_every_phone_fails_exits_1_and_lists_every_failure(
         "check-sync #1: no SIP contact and no address seen for the phone"
     )
     assert json.loads(fleetkey("rollout", "list", "--json").stdout)[0]["state"] == "failed"
+
+
+BUSY_WITH_ESCAPES = "486 \x1b]0;owned\x07\x1b[2J Busy"  # a phone's reason phrase, hostile
+
+
+def test_a_reason_phrase_with_escape_sequences_is_shown_escaped_by_status_and_run(
+    initialized: Path, fleetkey: Fleetkey
+) -> None:
+    now = datetime.now(UTC)
+    window = f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00"
+    fleet_with_window(fleetkey, initialized, window)
+    fleetkey("rollout", "plan", "--license", "2", "--capacity", "1000", "--slot", "1")
+    store = Store(f"sqlite:///{initialized / 'fleetkey.db'}")
+    with store.transaction() as session:
+        rollouts.retry_or_fail(session, 1, "0004f2000000", BUSY_WITH_ESCAPES, retry_at=None)
+    store.close()
+    escaped = "486 \\x1b]0;owned\\x07\\x1b[2J Busy"
+    shown = fleetkey("rollout", "status", "1").stdout
+    assert "\x1b" not in shown
+    assert "\x07" not in shown
+    assert escaped in " ".join(shown.split())
+    ran = fleetkey("rollout", "run", "1", "--max-attempts", "1", code=1)
+    assert "\x1b" not in ran.stdout
+    assert escaped in " ".join(ran.stdout.split())
+    document = json.loads(fleetkey("rollout", "status", "1", "--json").stdout)
+    assert document["failures"][0] == {"mac": "0004f2000000", "reason": BUSY_WITH_ESCAPES}
 
 
 def rollout_state(fleetkey: Fleetkey) -> tuple[object, ...]:
