@@ -20,8 +20,9 @@ ALLOWED = {
     "serve": {"core", "store"},
     "ops": {"core", "authority", "store"},
     "api": {"core", "authority", "store", "ops"},
+    "ui": {"core", "authority", "store", "ops"},
     "emulate": {"core"},
-    "cli": {"core", "authority", "store", "serve", "ops", "api", "emulate"},
+    "cli": {"core", "authority", "store", "serve", "ops", "api", "ui", "emulate"},
 }
 
 

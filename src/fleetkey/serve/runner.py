@@ -51,7 +51,10 @@ from fleetkey.store.writer import CAPACITY, SPILL_AT, FetchWriter
 log = logging.getLogger(__name__)
 
 API_BODY_BYTES: Final = 1024 * 1024
-OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics", b"/healthz")
+OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics", b"/healthz", b"/ui/")
+# exactly these paths (with or without a query): the root and /ui go to the dashboard; a tree
+# file whose name starts with "ui" stays the tree's
+OPERATOR_PATHS: Final = (b"/", b"/ui")
 FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
 SLOW_WRITE_S: Final = 5.0  # a batch written for longer: /healthz says the store is slow
 GC_THRESHOLDS: Final = (10_000, 20, 100)  # young-generation passes 14x rarer than Python's default
@@ -186,8 +189,13 @@ class ServerRunner:
         self.failures: dict[str, int] = {}  # background work's failures, by what it was
 
     def mount(self, app: App) -> None:
-        """Serve ``app`` (the admin API) at ``/api/`` and ``/metrics`` on the HTTP listeners."""
-        self.http.mount(AsgiMount(app, prefixes=OPERATOR_PREFIXES, body_limit=API_BODY_BYTES))
+        """Serve ``app`` (the admin API, the dashboard) at ``/api/``, ``/ui``, ``/`` and
+        ``/metrics`` on the HTTP listeners."""
+        self.http.mount(
+            AsgiMount(
+                app, prefixes=OPERATOR_PREFIXES, body_limit=API_BODY_BYTES, exact=OPERATOR_PATHS
+            )
+        )
 
     def status(self) -> dict[str, Any]:
         """The running server's counters, for the admin API's status."""
