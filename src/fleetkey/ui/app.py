@@ -75,7 +75,7 @@ class Viewer:
         return f"{ACTOR}@{client.host}" if client and client.host else ACTOR
 
     def page(self, template: str, code: int = 200, **values: Any) -> HTMLResponse:
-        return render(template, code, csrf=self.signer.csrf(self.session), **values)
+        return render(template, code, csrf=self.signer.csrf(self.session), signed_in=True, **values)
 
 
 _templates = Environment(
