@@ -80,11 +80,15 @@ class Fleet:
         with httpx.Client(base_url=self.server.url) as client:
             for number in range(FETCHED):
                 mac = mac_of(0, number)
-                agent = f"FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{mac}) Type/Application"
+                agent = (
+                    f"FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{mac}) Type/Application"
+                )
                 answer = client.get("/000000000000-license.cfg", headers={"user-agent": agent})
                 assert answer.status_code == 200
             stored = client.put(
-                f"/{HOSTILE_MAC}-app.log", content=HOSTILE_LOG, headers={"user-agent": HOSTILE_AGENT}
+                f"/{HOSTILE_MAC}-app.log",
+                content=HOSTILE_LOG,
+                headers={"user-agent": HOSTILE_AGENT},
             )
             assert stored.status_code in (201, 204)
 

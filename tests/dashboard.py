@@ -59,8 +59,11 @@ class Dashboard:
         return self.ask(
             "POST",
             "/ui/login",
-            data={"token": self.token if token is None else token, "csrf": csrf_of(form.text),
-                  "next": next_page},
+            data={
+                "token": self.token if token is None else token,
+                "csrf": csrf_of(form.text),
+                "next": next_page,
+            },
         )
 
     def csrf(self) -> str:

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any, Final
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -175,6 +175,13 @@ def create_ui(context: UiContext) -> FastAPI:
     signin.routes(ui, context)
     fleet.routes(ui, context, viewer(context))
     operations.routes(ui, context, viewer(context))
+
+    @ui.get("/{anything:path}", include_in_schema=False, dependencies=[Depends(viewer(context))])
+    def nowhere(anything: str) -> Response:
+        """Past the routes: without a session the sign-in page too, so nothing tells a
+        stranger which paths exist."""
+        return error_page(404, "Not Found")
+
     return ui
 
 

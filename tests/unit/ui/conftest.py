@@ -25,6 +25,10 @@ from tests.helpers import Fleetkey, add_site_fleet, issue_site_license
 def dashboard(initialized: Path, fleetkey: Fleetkey) -> Iterator[Dashboard]:
     add_site_fleet(fleetkey, initialized, phones=3)
     issue_site_license(fleetkey, date.today() + timedelta(days=20))
+    deadline = (date.today() + timedelta(days=10)).isoformat()
+    fleetkey("rollout", "plan", "--license", "1", "--capacity", "5", "--boot-requests", "1",
+             "--slot", "5", "--deadline", deadline)  # fmt: skip
+    fleetkey("alerts")
     data = DataDir(initialized)
     token = create_token(data.api_token)
     store = Store(default_url(data.root))
