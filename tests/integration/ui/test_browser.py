@@ -5,11 +5,13 @@ phones wrote shown as text."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
 from collections import Counter
 
+import httpx
 from playwright.sync_api import Browser, Page
 
 from tests.browsing import (
@@ -21,7 +23,7 @@ from tests.browsing import (
     number,
     sign_in,
 )
-from tests.serving import fleetkey_command, wait_for
+from tests.serving import fleetkey_command, start_server, wait_for
 
 PAGES = ("/ui/", "/ui/sites", "/ui/phones", f"/ui/phones/{HOSTILE_MAC}", "/ui/licenses",
          "/ui/licenses/1", "/ui/rollouts", "/ui/rollouts/1", "/ui/alerts", "/ui/audit")  # fmt: skip
@@ -185,3 +187,38 @@ def test_a_live_rollout_counts_on_the_open_page_and_pause_stops_it(
     assert "rollout:1" in row.inner_text()
     assert "The chain verifies" in page.locator("#verdict").inner_text()
     fleet.shoot(page, "audit")
+
+
+def test_a_session_ends_when_it_expires_and_the_live_page_goes_to_sign_in(
+    browser: Browser, fleet: Fleet
+) -> None:
+    short = start_server(
+        fleet.server.data, fleet.server.env, "--http", "127.0.0.1:0", "--ui-session-seconds", "5"
+    )
+    try:
+        page = browser.new_context().new_page()
+        page.goto(short.url + "/ui/")
+        page.fill("#token", fleet.token)
+        page.click("button[type=submit]")
+        page.wait_for_url(short.url + "/ui/")
+        assert page.locator("#seen").count() == 1
+        page.wait_for_url(re.compile(r".*/ui/login\?next=/ui/$"), timeout=15_000)  # live.js
+        assert page.locator("#seen").count() == 0
+        page.goto(short.url + "/ui/sites")
+        assert page.url == short.url + "/ui/login?next=/ui/sites"
+    finally:
+        short.stop()
+
+
+def test_the_root_and_the_tree_beside_the_dashboard(fleet: Fleet) -> None:
+    tree = fleet.server.data / "provisioning"
+    (tree / "uinotes.cfg").write_text("<notes/>\n")  # a tree file whose name starts with "ui"
+    with httpx.Client(base_url=fleet.server.url) as client:
+        root = client.get("/")
+        assert root.status_code == 303
+        assert root.headers["location"] == "/ui/"
+        bare = client.get("/ui")
+        assert bare.status_code in (303, 307)
+        wait_for(lambda: client.get("/uinotes.cfg").status_code == 200)
+        assert client.get("/uinotes.cfg").text == "<notes/>\n"
+        assert client.get("/ui/static/fleetkey.css").headers["content-type"].startswith("text/css")
