@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import httpx
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 
 from tests.browsing import (
     FETCHED,
@@ -222,3 +222,23 @@ def test_the_root_and_the_tree_beside_the_dashboard(fleet: Fleet) -> None:
         wait_for(lambda: client.get("/uinotes.cfg").status_code == 200)
         assert client.get("/uinotes.cfg").text == "<notes/>\n"
         assert client.get("/ui/static/fleetkey.css").headers["content-type"].startswith("text/css")
+
+
+def test_the_api_docs_render_with_no_network_but_fleetkey(browser: Browser, fleet: Fleet) -> None:
+    context = browser.new_context()
+    elsewhere: list[str] = []
+
+    def local_only(route: Route) -> None:
+        if route.request.url.startswith(fleet.server.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", local_only)
+    page = context.new_page()
+    page.goto(fleet.url("/api/docs"))
+    page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+    assert "fleetkey admin API" in page.locator(".swagger-ui .info .title").inner_text()
+    assert elsewhere == []
+    fleet.shoot(page, "api-docs")
