@@ -52,8 +52,7 @@ log = logging.getLogger(__name__)
 
 API_BODY_BYTES: Final = 1024 * 1024
 OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics", b"/healthz", b"/ui/")
-# exactly these paths (with or without a query): the root and /ui go to the dashboard; a tree
-# file whose name starts with "ui" stays the tree's
+# the root and /ui exactly (a query allowed) go to the dashboard: tree files named ui* do not
 OPERATOR_PATHS: Final = (b"/", b"/ui")
 FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
 SLOW_WRITE_S: Final = 5.0  # a batch written for longer: /healthz says the store is slow
@@ -189,13 +188,9 @@ class ServerRunner:
         self.failures: dict[str, int] = {}  # background work's failures, by what it was
 
     def mount(self, app: App) -> None:
-        """Serve ``app`` (the admin API, the dashboard) at ``/api/``, ``/ui``, ``/`` and
-        ``/metrics`` on the HTTP listeners."""
-        self.http.mount(
-            AsgiMount(
-                app, prefixes=OPERATOR_PREFIXES, body_limit=API_BODY_BYTES, exact=OPERATOR_PATHS
-            )
-        )
+        """Serve ``app`` (admin API, dashboard) at ``/api/``, ``/ui``, ``/``, ``/metrics``."""
+        mount = AsgiMount(app, OPERATOR_PREFIXES, API_BODY_BYTES, exact=OPERATOR_PATHS)
+        self.http.mount(mount)
 
     def status(self) -> dict[str, Any]:
         """The running server's counters, for the admin API's status."""
