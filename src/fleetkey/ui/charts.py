@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Final
 
 from markupsafe import Markup, escape
@@ -140,6 +140,65 @@ def rate_chart(
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" stroke="#d4522a" '
             f'stroke-dasharray="4 3"><title>measured capacity {capacity_per_s:.0f}/s</title></line>'
+        )
+    parts.append("</svg>")
+    return _svg(parts)
+
+
+def plan_chart(
+    planned: Sequence[tuple[datetime, float]],
+    actual: Sequence[tuple[datetime, float]],
+    capacity: float,
+    headroom: float,
+    slot_s: int,
+    width: int = 560,
+) -> Markup:
+    """A rollout's load against the server: the plan's requests per second per slot (bars),
+    the rate the servers answered while it ran (a line), the capacity and the budget
+    (capacity x headroom, dashed)."""
+    height, left, bottom = 150, 44, 18
+    moments = [at for at, _ in planned] + [at for at, _ in actual]
+    if not moments:
+        return _svg(['<svg class="chart" width="0" height="0"></svg>'])
+    start = min(moments)
+    span = max((max(moments) - start).total_seconds() + slot_s, slot_s)
+    ceiling = max([rate for _, rate in (*planned, *actual)] + [capacity]) * 1.1
+
+    def x_of(at: datetime) -> float:
+        return left + (width - left - 6) * (at - start).total_seconds() / span
+
+    def y_of(rate: float) -> float:
+        return height - bottom - (height - bottom - 8) * rate / ceiling
+
+    slot_w = max(1.0, (width - left - 6) * slot_s / span - 1)
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        'role="img" aria-label="load against capacity">',
+        f'<text x="0" y="12" font-size="10" fill="#5b6572">{ceiling:.0f}/s</text>',
+        f'<text x="{left}" y="{height - 4}" font-size="10" fill="#5b6572">'
+        f"{escape(start.strftime('%Y-%m-%d %H:%M'))} UTC</text>",
+    ]
+    for at, rate in planned:
+        y = y_of(rate)
+        parts.append(
+            f'<rect x="{x_of(at):.1f}" y="{y:.1f}" width="{slot_w:.1f}" '
+            f'height="{height - bottom - y:.1f}" fill="#9dbbe3"><title>planned {rate:.1f}/s at '
+            f"{escape(at.strftime('%H:%M:%S'))}</title></rect>"
+        )
+    for level, colour, label in (
+        (capacity, "#b8262b", "capacity"),
+        (capacity * headroom, "#e0a526", "budget"),
+    ):
+        y = y_of(level)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 6}" y2="{y:.1f}" stroke="{colour}" '
+            f'stroke-dasharray="4 3"><title>{label} {level:.1f}/s</title></line>'
+        )
+    if actual:
+        points = " ".join(f"{x_of(at):.1f},{y_of(rate):.1f}" for at, rate in actual)
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="#1f2933" stroke-width="1.5">'
+            "<title>answered by the servers</title></polyline>"
         )
     parts.append("</svg>")
     return _svg(parts)

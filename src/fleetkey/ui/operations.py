@@ -9,7 +9,7 @@ the same way, with ``dashboard@<address>`` as the actor.
 # no ``from __future__ import annotations``: FastAPI reads the route annotations at runtime
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Final
 
 from fastapi import Depends, FastAPI, Request
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.naming import license_place
 from fleetkey.core.terms import format_term
-from fleetkey.store import alerts, audit, registry, rollouts, schedule
+from fleetkey.store import alerts, audit, load, registry, rollouts, schedule
 from fleetkey.store.records import StoredLicense
 from fleetkey.store.rollouts import ACTIVE, RolloutState, TargetState
 from fleetkey.store.schema import LicenseRow, RolloutTargetRow
@@ -167,6 +167,13 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
             progress = rollouts.progress(session, number, failures=TARGETS_SHOWN)
             wait = schedule.waiting(session, found, progress, now)
             by_wave = waves(session, number)
+            planned = load.scheduled(session, number)
+            span = load.run_span(session, number)
+            actual = (
+                load.measured_rate(session, span[0], span[1] + timedelta(seconds=1), found.slot_s)
+                if span is not None
+                else []
+            )
             listed = phones_in(session, number, state) if state is not None else []
         return view.page(
             "rollout_live.html" if query.text("live") else "rollout.html",
@@ -178,6 +185,7 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
             active=found.state in ACTIVE,
             bar=charts.progress_bar(progress.states, f"/ui/rollouts/{number}", width=480),
             chart=charts.wave_chart(by_wave),
+            load=charts.plan_chart(planned, actual, found.capacity, found.headroom, found.slot_s),
             state=state,
             listed=listed,
             states=[s.value for s in TargetState],
