@@ -185,6 +185,7 @@ def test_a_live_rollout_counts_on_the_open_page_and_pause_stops_it(
     row = page.locator("#events tr", has_text="rollout.paused").first
     assert "dashboard@127.0.0.1" in row.inner_text()
     assert "rollout:1" in row.inner_text()
+    page.click("#verify")
     assert "The chain verifies" in page.locator("#verdict").inner_text()
     fleet.shoot(page, "audit")
 

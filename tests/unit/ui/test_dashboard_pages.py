@@ -34,3 +34,10 @@ def test_sites_page_counts_the_phones_at_risk(dashboard: Dashboard) -> None:
     row = re.search(rf'<tr data-site="{SITE_SERIAL}">(.*?)</tr>', page, re.S)
     assert row
     assert re.search(r"data-at-risk href=\"[^\"]*current=no\">3<", row.group(1))
+
+
+def test_the_audit_page_verifies_the_chain_when_asked(dashboard: Dashboard) -> None:
+    dashboard.sign_in()
+    assert "verify the chain now" in dashboard.get("/ui/audit").text
+    verified = dashboard.get("/ui/audit?verify=yes").text
+    assert re.search(r"The chain verifies: \d+ events", verified)

@@ -126,6 +126,7 @@ def test_a_form_without_its_csrf_token_changes_nothing(
         ("/ui/rollouts/1?state=gone", 400, "state: got &#39;gone&#39;"),
         ("/ui/alerts?severity=loud", 400, "severity: got &#39;loud&#39;"),
         ("/ui/audit?before=-1", 400, "before: got &#39;-1&#39;"),
+        ("/ui/audit?verify=maybe", 400, "verify: got &#39;maybe&#39;, expected one of yes"),
         ("/ui/nowhere", 404, "Not Found"),
     ],
 )  # fmt: skip
