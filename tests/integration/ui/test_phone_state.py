@@ -11,7 +11,7 @@ from sqlalchemy import update
 from fleetkey.clock import FixedClock
 from fleetkey.core.license import LicenseType
 from fleetkey.core.rollout.windows import Window
-from fleetkey.core.signing import SignatureCheck, SignatureStatus
+from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
 from fleetkey.store import fetches, inventory, posting, registry
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.schema import PhoneRow
