@@ -20,9 +20,10 @@ ALLOWED = {
     "serve": {"core", "store"},
     "ops": {"core", "authority", "store", "simulate"},
     "api": {"core", "authority", "store", "ops"},
+    "ui": {"core", "authority", "store", "ops"},
     "emulate": {"core"},
     "simulate": {"core"},
-    "cli": {"core", "authority", "store", "serve", "ops", "api", "emulate", "simulate"},
+    "cli": {"core", "authority", "store", "serve", "ops", "api", "ui", "emulate", "simulate"},
 }
 
 

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from fleetkey.api import problems
+from fleetkey.api import docs, problems
 from fleetkey.api.inventory import inventory_routes
 from fleetkey.authority.datadir import DataDir
 from fleetkey.authority.keyring import Keyring
@@ -107,9 +107,10 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
         title="fleetkey admin API",
         version="1",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # api/docs.py serves it with local assets
         redoc_url=None,
     )
+    docs.install(app, "fleetkey admin API")
 
     problems.install(app)
 

@@ -24,6 +24,9 @@ from fleetkey.serve.tftp.packets import OptionLimits
 from fleetkey.serve.tftp.server import TftpSettings
 from fleetkey.store import inventory
 from fleetkey.store.writer import CAPACITY
+from fleetkey.ui.app import UiContext
+from fleetkey.ui.app import install as install_dashboard
+from fleetkey.ui.session import MAX_SESSION_S, MIN_SESSION_S, SESSION_S
 
 
 @click.command()
@@ -167,6 +170,13 @@ from fleetkey.store.writer import CAPACITY
     help="Large files (≥ 1 MiB, firmware) streaming at once; license fetches are "
     "never held up by them.",
 )
+@click.option(
+    "--ui-session-seconds",
+    default=SESSION_S,
+    show_default=True,
+    type=click.IntRange(MIN_SESSION_S, MAX_SESSION_S),
+    help="How long a dashboard sign-in lasts (/ui/; a new admin token ends every session).",
+)
 @pass_env
 def serve(
     env: Env,
@@ -191,6 +201,7 @@ def serve(
     record_queue: int,
     max_in_flight: int,
     max_downloads: int,
+    ui_session_seconds: int,
 ) -> None:
     """Serve license files and the provisioning tree to phones, recording every fetch.
 
@@ -246,19 +257,19 @@ def serve(
         held=env.data.root / "fetches-held.jsonl",
     )
     runner = ServerRunner(store, places, env.clock, settings)
-    runner.mount(
-        create_app(
-            ApiContext(
-                env.data,
-                store,
-                env.clock,
-                passphrase_from_env(),
-                status=runner.status,
-                metrics=runner.metrics(),
-                health=runner.health,
-            )
+    app = create_app(
+        ApiContext(
+            env.data,
+            store,
+            env.clock,
+            passphrase_from_env(),
+            status=runner.status,
+            metrics=runner.metrics(),
+            health=runner.health,
         )
     )
+    install_dashboard(app, UiContext(env.data, store, env.clock, ui_session_seconds))
+    runner.mount(app)
     totals = runner.run(_announcer(settings, f"(tree {places.tree}, database {store.safe_url})"))
     click.echo(_summary(totals))
     if not totals.complete:

@@ -51,7 +51,9 @@ from fleetkey.store.writer import CAPACITY, SPILL_AT, FetchWriter
 log = logging.getLogger(__name__)
 
 API_BODY_BYTES: Final = 1024 * 1024
-OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics", b"/healthz")
+OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics", b"/healthz", b"/ui/")
+# the root and /ui exactly (a query allowed) go to the dashboard: tree files named ui* do not
+OPERATOR_PATHS: Final = (b"/", b"/ui")
 FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
 SLOW_WRITE_S: Final = 5.0  # a batch written for longer: /healthz says the store is slow
 GC_THRESHOLDS: Final = (10_000, 20, 100)  # young-generation passes 14x rarer than Python's default
@@ -186,8 +188,9 @@ class ServerRunner:
         self.failures: dict[str, int] = {}  # background work's failures, by what it was
 
     def mount(self, app: App) -> None:
-        """Serve ``app`` (the admin API) at ``/api/`` and ``/metrics`` on the HTTP listeners."""
-        self.http.mount(AsgiMount(app, prefixes=OPERATOR_PREFIXES, body_limit=API_BODY_BYTES))
+        """Serve ``app`` (admin API, dashboard) at ``/api/``, ``/ui``, ``/``, ``/metrics``."""
+        mount = AsgiMount(app, OPERATOR_PREFIXES, API_BODY_BYTES, exact=OPERATOR_PATHS)
+        self.http.mount(mount)
 
     def status(self) -> dict[str, Any]:
         """The running server's counters, for the admin API's status."""

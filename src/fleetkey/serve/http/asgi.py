@@ -25,15 +25,25 @@ MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024  # an API answer larger than this is 
 
 
 class AsgiMount:
-    """Requests whose path starts with one of ``prefixes`` go to ``app``."""
+    """Requests whose path starts with one of ``prefixes``, or is one of ``exact``, go to
+    ``app``."""
 
-    def __init__(self, app: App, prefixes: tuple[bytes, ...], body_limit: int) -> None:
+    def __init__(
+        self,
+        app: App,
+        prefixes: tuple[bytes, ...],
+        body_limit: int,
+        exact: tuple[bytes, ...] = (),
+    ) -> None:
         self._app = app
         self._prefixes = prefixes
+        self._exact = exact  # a target equal to one, or to one followed by a query
         self.body_limit = body_limit
 
     def wants(self, target: bytes) -> bool:
-        return target.startswith(self._prefixes)
+        if target.startswith(self._prefixes):
+            return True
+        return bool(self._exact) and target.partition(b"?")[0] in self._exact
 
     async def __call__(self, request: Request) -> Response:
         path, _, query = request.raw_path.partition(b"?")

@@ -214,6 +214,8 @@ class HttpProtocol(asyncio.Protocol):
         self._method = method
         # GET and HEAD (nearly every request) carry no body the service takes
         headers = self._headers
+        if "upgrade" in headers and "upgrade" in headers.get("connection", "").lower():
+            self._fail(400, "protocol upgrades are not supported")  # before it is answered
         if method in _BODILESS and _BODY_HEADERS.isdisjoint(headers):
             return  # the common case: a GET without a body, nothing to check
         taken = 0 if method in _BODILESS else self._service.body_limit(method, self._url)

@@ -1,0 +1,195 @@
+"""Server time of each dashboard page on a large store (issue 21): target p95 <= 200 ms a page,
+<= 100 ms for the phone search.
+
+    .venv/bin/python bench/ui.py [--phones 100000] [--fetches 10000000] [--postgres]
+                                 [--repeat 20] [--json]
+
+Builds a data directory with three sites, the phones spread over them (`fleetkey phones
+import`), a posted site license each, a rollout planned, alerts evaluated, and ``--fetches``
+fetch records over the last 30 days (written with the fetch writer's own insert, half of them
+of the posted site license). The store is SQLite in the data directory, or with ``--postgres``
+a throwaway PostgreSQL started as the tests start it. Each page is then asked ``--repeat``
+times in process through httpx's ASGI transport, signed in as a browser is: the time is the
+server's (routing, store, rendering), not the network's. Prints p50 and p95 per page, and the
+machine's load, which matters on shared cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+PASSPHRASE = "bench"  # noqa: S105  # a throwaway data directory's passphrase
+SITES = ("100000000001", "100000000002", "100000000003")
+CHUNK = 200_000
+PAGES = {
+    "overview": "/ui/",
+    "overview (live part)": "/ui/?live=1",
+    "sites": "/ui/sites",
+    "phones": "/ui/phones",
+    "phones: search": "/ui/phones?q=0004f2012",
+    "phones: at risk": "/ui/phones?current=no",
+    "phones: deep page of a site": "/ui/phones?site=100000000002&after=0004f2010000",
+    "phone": "/ui/phones/0004f2000003",
+    "licenses": "/ui/licenses",
+    "rollouts": "/ui/rollouts",
+    "rollout": "/ui/rollouts/1",
+    "alerts": "/ui/alerts",
+    "audit": "/ui/audit",
+}
+
+
+def fleetkey(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetkey", *args], env=env, check=True, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+def build(data: Path, env: dict[str, str], phones: int, records: int) -> str:
+    from fleetkey.store import fetches, registry
+    from fleetkey.store.records import FetchRecord
+    from fleetkey.store.store import Store
+
+    token: str = json.loads(fleetkey(env, "init", "--json"))["api_token"]
+    today = datetime.now(UTC).date()
+    for serial in SITES:
+        fleetkey(env, "sites", "add", serial, "--name", f"site {serial[-1]}", "--tz", "UTC",
+                 "--window", "00:00-23:59")  # fmt: skip
+    csv = data.parent / "phones.csv"
+    rows = (f"0004f2{i:06x},{SITES[i % 3]},VVX_{500 + i % 3},5.9.{i % 4}\n" for i in range(phones))
+    csv.write_text("mac,site,model,firmware\n" + "".join(rows))
+    fleetkey(env, "phones", "import", str(csv))
+    for days, serial in zip((20, 45, 200), SITES, strict=True):
+        fleetkey(env, "issue", "site", "--serial", serial, "--features", "corporate-directory",
+                 "--expires", str(today + timedelta(days=days)))  # fmt: skip
+    fleetkey(env, "issue", "site", "--serial", SITES[0], "--features", "corporate-directory",
+             "--expires", str(today + timedelta(days=400)))  # fmt: skip
+    fleetkey(env, "rollout", "plan", "--license", "4", "--capacity", "200",
+             "--boot-requests", "6")  # fmt: skip
+    fleetkey(env, "alerts")
+    store = Store(env.get("FLEETKEY_DB") or f"sqlite:///{data / 'fleetkey.db'}")
+    with store.transaction() as session:
+        posted = [registry.posted(session, "Site", serial) for serial in SITES]
+    digests = [p.digest if p else None for p in posted]
+    now = datetime.now(UTC)
+    pick = random.Random(21)
+    written = 0
+    while written < records:
+        chunk = []
+        for _ in range(min(CHUNK, records - written)):
+            number = pick.randrange(phones)
+            served = pick.random() < 0.5
+            chunk.append(
+                FetchRecord(
+                    "/000000000000-license.cfg" if served else f"/0004f2{number:06x}.cfg",
+                    "http", 200, 400, 1.0, now - timedelta(seconds=pick.randrange(30 * 86400)),
+                    mac=f"0004f2{number:06x}",
+                    digest=digests[number % 3] if served else None,
+                )
+            )  # fmt: skip
+        fetches.insert_records(store.engine, chunk)
+        written += len(chunk)
+        print(f"\r{written:,} fetch records", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    store.close()
+    return token
+
+
+async def measure(app: object, token: str, repeat: int) -> dict[str, list[float]]:
+    import httpx  # after main() took bench/ off the path (bench/http.py)
+
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://fleetkey") as client:
+        form = await client.get("/ui/login")
+        csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed = await client.post("/ui/login", data={"token": token, "csrf": csrf})
+        assert signed.status_code == 303
+        times: dict[str, list[float]] = {name: [] for name in PAGES}
+        for _ in range(repeat):
+            for name, path in PAGES.items():
+                started = time.perf_counter()
+                answer = await client.get(path)
+                times[name].append((time.perf_counter() - started) * 1000)
+                assert answer.status_code == 200, (path, answer.status_code)
+        return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phones", type=int, default=100_000)
+    parser.add_argument("--fetches", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    # bench/http.py would stand in for the standard library's http (httpx imports it)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fleetkey.api.app import ApiContext, create_app
+    from fleetkey.authority.datadir import DataDir
+    from fleetkey.clock import SystemClock
+    from fleetkey.store.store import Store
+    from fleetkey.ui.app import UiContext, install
+
+    folder = Path(tempfile.mkdtemp(prefix="fleetkey-bench-ui-"))
+    data = folder / "data"
+    env = {**os.environ, "FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": PASSPHRASE}
+    server = None
+    if args.postgres:
+        from tests.pg import PostgresServer  # the test harness starts the server
+
+        server = PostgresServer().start()
+        env["FLEETKEY_DB"] = server.create_database()
+    else:
+        env.pop("FLEETKEY_DB", None)
+    try:
+        started = time.perf_counter()
+        token = build(data, env, args.phones, args.fetches)
+        built_s = time.perf_counter() - started
+        store = Store(env.get("FLEETKEY_DB") or f"sqlite:///{data / 'fleetkey.db'}")
+        app = create_app(ApiContext(DataDir(data), store, SystemClock(), None, dict, bytes))
+        install(app, UiContext(DataDir(data), store, SystemClock()))
+        times = asyncio.run(measure(app, token, args.repeat))
+        store.close()
+    finally:
+        if server is not None:
+            server.stop()
+    load = os.getloadavg()
+    result = {
+        "store": "postgresql" if args.postgres else "sqlite",
+        "phones": args.phones,
+        "fetches": args.fetches,
+        "built_s": round(built_s, 1),
+        "load": [round(x, 2) for x in load],
+        "pages_ms": {
+            name: {
+                "p50": round(statistics.median(ms), 1),
+                "p95": round(sorted(ms)[int(0.95 * (len(ms) - 1))], 1),
+            }
+            for name, ms in times.items()
+        },
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    loads = " ".join(f"{x:.2f}" for x in load)
+    print(f"{result['store']}: {args.phones:,} phones, {args.fetches:,} fetch records "
+          f"(built in {built_s:.0f} s); load {loads}")  # fmt: skip
+    for name, figures in result["pages_ms"].items():  # type: ignore[union-attr]
+        print(f"  {name:32} p50 {figures['p50']:8.1f} ms   p95 {figures['p95']:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

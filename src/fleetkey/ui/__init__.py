@@ -1,0 +1,2 @@
+"""The operator's dashboard at ``/ui/``: server-rendered pages over the store
+(docs/dashboard.md)."""
