@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from fleetkey.api.app import ApiContext, create_app
 from fleetkey.authority.keyring import passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.ftpoptions import ftp_options, ftp_settings
 from fleetkey.errors import InputError
 from fleetkey.serve.addresses import HOLD_S
 from fleetkey.serve.fetching import UnknownPolicy
@@ -177,9 +179,11 @@ from fleetkey.ui.session import MAX_SESSION_S, MIN_SESSION_S, SESSION_S
     type=click.IntRange(MIN_SESSION_S, MAX_SESSION_S),
     help="How long a dashboard sign-in lasts (/ui/; a new admin token ends every session).",
 )
+@ftp_options
 @pass_env
 def serve(
     env: Env,
+    /,
     http: str,
     https: str | None,
     cert: Path | None,
@@ -202,6 +206,7 @@ def serve(
     max_in_flight: int,
     max_downloads: int,
     ui_session_seconds: int,
+    **ftp: Any,
 ) -> None:
     """Serve license files and the provisioning tree to phones, recording every fetch.
 
@@ -215,12 +220,15 @@ def serve(
             raise InputError("--https needs --cert and --key")
         tls = tls_context(cert, key)
         https_at = parse_address(https, 8443, field="https")
-    elif cert is not None or key is not None:
-        raise InputError("--cert and --key go with --https HOST:PORT")
+    elif (cert is not None or key is not None) and not ftp["ftps"]:
+        raise InputError("--cert and --key go with --https HOST:PORT or --ftps")
+    if ftp["ftps"] and tls is None and cert is not None and key is not None:
+        tls_context(cert, key)  # said now, in the words HTTPS uses, if they do not fit
+    ftp_at, ftp_settings_ = ftp_settings(cert=cert, key=key, **ftp)
     http_at = parse_address(http, 8080, field="http") if http != "off" else None
     tftp_at = parse_address(tftp, 6969, field="tftp") if tftp is not None else None
-    if http_at is None and https_at is None and tftp_at is None:
-        raise InputError("nothing to serve: give --http, --https or --tftp")
+    if http_at is None and https_at is None and tftp_at is None and ftp_at is None:
+        raise InputError("nothing to serve: give --http, --https, --tftp or --ftp")
     store = env.store()
     if register_site is not None:
         with store.transaction() as session:
@@ -236,6 +244,8 @@ def serve(
             per_client=tftp_per_address,
             uploads=tftp_uploads,
         ),
+        ftp=ftp_at,
+        ftp_settings=ftp_settings_,
         auth=AuthMode(auth),
         unknown=UnknownPolicy(unknown),
         register_site=register_site,
@@ -285,6 +295,7 @@ def _announcer(settings: ServeSettings, where: str) -> Callable[[str, str, int],
             ("http", settings.http),
             ("https", settings.https),
             ("tftp", settings.tftp),
+            ("ftps" if settings.ftp_settings.tls else "ftp", settings.ftp),
         )
         if address is not None
     ]
@@ -303,6 +314,8 @@ def _announcer(settings: ServeSettings, where: str) -> Callable[[str, str, int],
 
 def _summary(totals: Totals) -> str:
     tftp = f"{totals.tftp_transfers} TFTP transfers, " if totals.tftp_transfers is not None else ""
+    if totals.ftp_transfers is not None:
+        tftp += f"{totals.ftp_transfers} FTP transfers, "
     return (
         f"stopped: {totals.requests} requests answered ({totals.busy} busy), {tftp}"
         f"{totals.written} fetch records written, {totals.not_recorded} not recorded"

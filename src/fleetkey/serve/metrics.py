@@ -65,7 +65,30 @@ class TftpNumbers(Protocol):
     def active(self) -> int: ...
 
 
+class FtpNumbers(Protocol):
+    """What the FTP server counts of its own (its transfers' outcomes are the recorder's)."""
+
+    @property
+    def sessions(self) -> int: ...
+
+    @property
+    def active(self) -> int: ...
+
+    @property
+    def refused(self) -> int: ...
+
+    @property
+    def sent_bytes(self) -> int: ...
+
+    @property
+    def received_bytes(self) -> int: ...
+
+    @property
+    def logins(self) -> Mapping[str, int]: ...
+
+
 _HTTP: Final = frozenset({"http", "https"})
+_FTP: Final = frozenset({"ftp", "ftps"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +116,7 @@ class Sources:
     recalled: Callable[[], int] = lambda: 0  # answers given from memory (serve.http.repeats)
     remembered: Callable[[], int] = lambda: 0  # answers held in memory
     tftp: Callable[[], TftpNumbers | None] = lambda: None
+    ftp: Callable[[], FtpNumbers | None] = lambda: None
     failures: Callable[[], Mapping[str, int]] = dict  # background work's failures, by work
 
 
@@ -184,6 +208,9 @@ class ServerCollector(Collector):
         tftp = s.tftp()
         if tftp is not None:
             yield from _tftp_families(tftp, answers)
+        ftp = s.ftp()
+        if ftp is not None:
+            yield from _ftp_families(ftp, answers)
 
 
 def _tftp_families(
@@ -216,6 +243,38 @@ def _tftp_families(
         "fleetkey_tftp_malformed_packets", "Packets refused or dropped", value=tftp.malformed
     )
     yield GaugeMetricFamily("fleetkey_tftp_active", "Transfers in progress", value=tftp.active)
+
+
+def _ftp_families(ftp: FtpNumbers, answers: Mapping[tuple[str, int, str], int]) -> Iterator[Metric]:
+    transfers = CounterMetricFamily(
+        "fleetkey_ftp_transfers",
+        "FTP RETR/STOR/APPE by protocol and outcome (HTTP-like status)",
+        labels=["protocol", "status"],
+    )
+    outcomes: dict[tuple[str, int], int] = {}
+    for (protocol, status, _), count in answers.items():
+        if protocol in _FTP:
+            outcomes[protocol, status] = outcomes.get((protocol, status), 0) + count
+    for (protocol, status), count in sorted(outcomes.items()):
+        transfers.add_metric([protocol, str(status)], count)
+    yield transfers
+    logins = CounterMetricFamily("fleetkey_ftp_logins", "FTP logins by outcome", labels=["outcome"])
+    for outcome, count in sorted(dict(ftp.logins).items()):
+        logins.add_metric([outcome], count)
+    yield logins
+    yield CounterMetricFamily(
+        "fleetkey_ftp_sessions", "FTP control connections", value=ftp.sessions
+    )
+    yield GaugeMetricFamily("fleetkey_ftp_sessions_active", "FTP sessions open", value=ftp.active)
+    yield CounterMetricFamily(
+        "fleetkey_ftp_refused_connections",
+        "FTP connections answered 421 (too many, or too many logins in progress)",
+        value=ftp.refused,
+    )
+    yield CounterMetricFamily("fleetkey_ftp_sent_bytes", "File bytes sent", value=ftp.sent_bytes)
+    yield CounterMetricFamily(
+        "fleetkey_ftp_received_bytes", "Upload bytes received", value=ftp.received_bytes
+    )
 
 
 def exposition(sources: Sources) -> Callable[[], bytes]:

@@ -21,17 +21,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import uvloop
 
 from fleetkey.clock import Clock
 from fleetkey.errors import InputError
+from fleetkey.serve import observe
 from fleetkey.serve.addresses import HOLD_S, Addresses
 from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline, UnknownPolicy
+from fleetkey.serve.ftp.server import FtpSettings, ftp_alongside, serve_ftp
 from fleetkey.serve.http.asgi import App, AsgiMount
 from fleetkey.serve.http.auth import AuthMode, DeviceAuth
 from fleetkey.serve.http.connections import ConnectionLimits, Connections
@@ -39,7 +40,6 @@ from fleetkey.serve.http.forwarded import Network, TrustedProxies
 from fleetkey.serve.http.phones import AdmissionLimits, PhoneService, Policies
 from fleetkey.serve.http.server import serve_http
 from fleetkey.serve.layout import SCAN_EVERY_S, LayoutScanner
-from fleetkey.serve.metrics import Sources, exposition
 from fleetkey.serve.recorder import Recorder
 from fleetkey.serve.tftp.server import TftpServer, TftpSettings, serve_tftp
 from fleetkey.serve.tree import FileTree
@@ -49,13 +49,13 @@ from fleetkey.store.store import Store
 from fleetkey.store.writer import CAPACITY, SPILL_AT, FetchWriter
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
 
 API_BODY_BYTES: Final = 1024 * 1024
 OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics", b"/healthz", b"/ui/")
 # the root and /ui exactly (a query allowed) go to the dashboard: tree files named ui* do not
 OPERATOR_PATHS: Final = (b"/", b"/ui")
 FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
-SLOW_WRITE_S: Final = 5.0  # a batch written for longer: /healthz says the store is slow
 GC_THRESHOLDS: Final = (10_000, 20, 100)  # young-generation passes 14x rarer than Python's default
 # how long the record writer may keep the GIL while the event loop waits for it (Python's
 # default is 5 ms): a batch's Python work runs in shorter slices, answers wait less
@@ -80,6 +80,8 @@ class ServeSettings:
     tls: ssl.SSLContext | None = None  # with https
     tftp: tuple[str, int] | None = None
     tftp_settings: TftpSettings = field(default_factory=TftpSettings)
+    ftp: tuple[str, int] | None = None
+    ftp_settings: FtpSettings = field(default_factory=FtpSettings)
     auth: AuthMode = AuthMode.OFF
     unknown: UnknownPolicy = UnknownPolicy.SERVE
     register_site: str | None = None
@@ -99,6 +101,7 @@ class Totals:
     tftp_transfers: int | None  # None: TFTP was not served
     written: int  # fetch records
     not_recorded: int
+    ftp_transfers: int | None = None  # None: FTP was not served
 
     @property
     def complete(self) -> bool:
@@ -112,8 +115,8 @@ class ServerRunner:
     """Build with the store, the places and the settings; ``mount`` the API; ``run``."""
 
     def __init__(self, store: Store, places: Places, clock: Clock, settings: ServeSettings):
-        if not (settings.http or settings.https or settings.tftp):
-            raise InputError("nothing to serve: no HTTP, HTTPS or TFTP address")
+        if not (settings.http or settings.https or settings.tftp or settings.ftp):
+            raise InputError("nothing to serve: no HTTP, HTTPS, TFTP or FTP address")
         if settings.https is not None and settings.tls is None:
             raise InputError("HTTPS needs a certificate and key")
         self.store, self.places, self.clock, self.settings = store, places, clock, settings
@@ -178,6 +181,20 @@ class ServerRunner:
             if settings.tftp is not None
             else None
         )
+        self.ftp = (
+            None
+            if settings.ftp is None
+            else ftp_alongside(
+                self.pipeline,
+                self.recorder,
+                self.writer,
+                clock,
+                self.view,
+                queue_capacity=queue,
+                uploads=places.uploads,
+                settings=settings.ftp_settings,
+            )
+        )
         if self.tftp is not None and self.auth.enabled:
             log.warning(
                 "per-device authentication is on: TFTP cannot log in, so it serves only "
@@ -194,79 +211,18 @@ class ServerRunner:
 
     def status(self) -> dict[str, Any]:
         """The running server's counters, for the admin API's status."""
-        view = self.view.view
-        return {
-            "uptime_s": round(time.time() - self._started, 3),
-            "requests": self.http.requests,
-            "busy_answers": self.http.rejected,
-            "fetch_records": self._records(),
-            "serving": {
-                "licenses": len(view.licenses),
-                "sites": len(view.sites),
-                "phones": len(view.phone_sites),
-            },
-        }
-
-    def _records(self) -> dict[str, Any]:
-        writer = self.writer
-        return {
-            "written": writer.written,
-            "waiting": writer.depth,
-            "held": writer.held,
-            "not_recorded": self._not_recorded(),
-            "store_refusing_since": (
-                datetime.fromtimestamp(writer.failing_since, UTC).isoformat()
-                if writer.failing_since is not None
-                else None
-            ),
-            "last_error": writer.last_error or None,
-            "episodes": writer.episodes,
-            "store_slow_since": _slow_since(writer.writing_since),
-        }
+        return observe.status(self)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether the server records what it answers now, and what it knows about that."""
-        records = self._records()
-        healthy = (
-            records["store_refusing_since"] is None
-            and records["store_slow_since"] is None
-            and not self.recorder.congested
-        )
-        failing = sorted(self._failing)
-        return healthy, {"healthy": healthy, "fetch_records": records, "failing": failing}
+        return observe.health(self)
 
     def metrics(self) -> Callable[[], bytes]:
         """The Prometheus exposition of this server, rendered at each call."""
-        http, recorder, writer, tftp = self.http, self.recorder, self.writer, self.tftp
-        return exposition(
-            Sources(
-                answers=lambda: recorder.answers,
-                operator=lambda: http.operator_answers,
-                identified=lambda: recorder.identified,
-                sent_bytes=lambda: http.bytes_sent,
-                received_bytes=lambda: http.bytes_received,
-                latency=http.latency,
-                rejected=lambda: http.rejected,
-                auth_failures=lambda: self.auth.failures,
-                queue_depth=lambda: writer.depth,
-                records_written=lambda: writer.written,
-                records_dropped=self._not_recorded,
-                registered=lambda: recorder.sightings.registered,
-                posted=lambda: len(self.view.view.licenses),
-                addresses=lambda: len(self.pipeline.addresses),
-                tree_files=lambda: len(self.tree) + len(self.uploads),
-                held=lambda: writer.held,
-                refusing=lambda: writer.failing_since is not None,
-                episodes=lambda: writer.episodes,
-                recalled=lambda: http.repeats.recalled,
-                remembered=lambda: len(http.repeats),
-                tftp=lambda: tftp.counters if tftp is not None else None,
-                failures=lambda: self.failures | {"writing fetch records": writer.failures},
-            )
-        )
+        return observe.metrics(self)
 
     def _not_recorded(self) -> int:
-        return self.writer.dropped + self.recorder.unrecorded
+        return observe.not_recorded(self)
 
     def run(self, announce: Announce) -> Totals:
         """Serve until SIGTERM or SIGINT; then stop gracefully and say what was done."""
@@ -287,6 +243,7 @@ class ServerRunner:
                 if tftp is not None
                 else None
             ),
+            ftp_transfers=sum(self.ftp.recorder.answers.values()) if self.ftp else None,
             written=self.writer.written,
             not_recorded=self._not_recorded(),
         )
@@ -325,6 +282,11 @@ class ServerRunner:
             servers.append(
                 serve_tftp(self.tftp, *settings.tftp, stop=stop, ready=_ready(announce, "tftp"))
             )
+        if self.ftp is not None and settings.ftp is not None:
+            scheme = "ftps" if settings.ftp_settings.tls is not None else "ftp"
+            servers.append(
+                serve_ftp(self.ftp, *settings.ftp, stop=stop, ready=_ready(announce, scheme))
+            )
         listeners = [loop.create_task(server) for server in servers]
         try:
             await asyncio.gather(*listeners)
@@ -356,6 +318,8 @@ class ServerRunner:
         layout = self._layout.scan()
         if layout != self.pipeline.layout:
             self.pipeline.layout = layout  # one reference swapped: requests see old or new
+            if self.ftp is not None:
+                self.ftp.pipeline.layout = layout
 
     async def _keep_fresh(self, stop: asyncio.Event) -> None:
         """Every second, off the event loop: write sightings, then refresh the view; every few
@@ -379,14 +343,6 @@ class ServerRunner:
             if now - forgotten >= FORGET_EVERY_S:
                 forgotten = now
                 self.pipeline.addresses.forget_older(time.perf_counter())
-
-
-def _slow_since(began: float | None) -> str | None:
-    """When the batch being written began, if it has taken over ``SLOW_WRITE_S`` (a lock held
-    elsewhere makes SQLite wait up to its busy timeout, 30 s, before it refuses)."""
-    if began is None or time.time() - began < SLOW_WRITE_S:
-        return None
-    return datetime.fromtimestamp(began, UTC).isoformat()
 
 
 def _ready(announce: Announce, scheme: str) -> Callable[[str, int], None]:

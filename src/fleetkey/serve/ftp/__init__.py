@@ -1,0 +1,1 @@
+"""FTP and explicit FTPS framing of the fetch pipeline (pyftpdlib, on a thread of its own)."""

@@ -1,0 +1,274 @@
+"""The FTP listener: pyftpdlib on a thread of its own, framing the fetch pipeline.
+
+pyftpdlib runs its own poller (not asyncio), so the listener runs it on one thread, with its
+own ``Pipeline`` and ``Recorder`` over the server's shared view, tree and record writer: the
+event loop's pipeline and recorder keep counters and tables that are not meant for two threads,
+and the writer's queue is (``collections.deque``). The thread shares the GIL with the event loop:
+FTP work and HTTP/TFTP work take turns, in slices of the server's switch interval (0.5 ms).
+docs/serve.md says why not a process and what this costs.
+
+Commands: everything a phone and the usual clients use (``USER``/``PASS``, ``PASV``/``EPSV``,
+``PORT``/``EPRT`` to the client's own address only, ``TYPE``, ``CWD``/``CDUP``/``PWD``,
+``LIST``/``NLST``/``MLSD``/``MLST``, ``SIZE``, ``MDTM``, ``REST`` for reads, ``RETR``,
+``STOR``/``APPE`` of upload names, ``ABOR``, ``QUIT``; with FTPS ``AUTH TLS``, ``PBSZ``,
+``PROT``). ``DELE``, ``RNFR``/``RNTO``, ``MKD``/``RMD``, ``MFMT`` get 550 (not permitted);
+``SITE`` and ``STOU`` are not offered (500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.handlers import DTPHandler, FTPHandler
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import FTPServer
+
+from fleetkey.clock import Clock
+from fleetkey.serve.addresses import Addresses
+from fleetkey.serve.content import ContentKind
+from fleetkey.serve.fetching import Pipeline
+from fleetkey.serve.ftp.files import VirtualFS
+from fleetkey.serve.ftp.logins import Logins, SharedLogin
+from fleetkey.serve.ftp.session import DataMixin, SessionMixin
+from fleetkey.serve.listen import listen_error
+from fleetkey.serve.recorder import Recorder, RecordQueue
+from fleetkey.serve.tree import FileTree
+from fleetkey.serve.view import ViewSource
+
+PERMISSIONS: Final = "elrwa"  # list, read, store, append: nothing that changes the tree
+POLL_S: Final = 0.2  # how often the FTP thread looks at the stop flag
+BANNER: Final = "fleetkey provisioning FTP ready."
+log = logging.getLogger(__name__)
+# pyftpdlib logs a line per command at INFO, and configures logging itself (a stderr handler,
+# process-wide logging switches) when its logger has no handler: warnings go to ours instead
+logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
+
+
+@dataclass(frozen=True, slots=True)
+class FtpSettings:
+    tls: tuple[Path, Path] | None = None  # certificate, key: explicit FTPS (AUTH TLS)
+    tls_required: bool = False  # plain logins and clear data refused
+    passive: tuple[int, int] | None = None  # passive ports, inclusive
+    masquerade: str | None = None  # the address PASV names (behind NAT)
+    shared_login: SharedLogin | None = None
+    max_connections: int = 512  # control and data connections in all
+    per_address: int = 32
+    max_logins: int = 64  # sessions connected and not logged in yet
+    idle_s: float = 60.0  # a control connection without a command
+    data_s: float = 30.0  # a data connection without progress, or not made
+    login_delay_s: float = 1.0  # before a failed login is answered
+
+
+@dataclass(slots=True)
+class FtpCounters:
+    """For /metrics: plain numbers bumped on the FTP thread."""
+
+    sessions: int = 0
+    active: int = 0
+    refused: int = 0  # 421: too many connections or logins in progress
+    sent_bytes: int = 0
+    received_bytes: int = 0
+    logins: dict[str, int] = field(default_factory=dict)  # by outcome (Logins.outcomes)
+
+
+class _Authorizer:
+    """pyftpdlib's authorizer interface over :class:`Logins`."""
+
+    def __init__(self, logins: Logins) -> None:
+        self.logins = logins
+
+    def validate_authentication(self, username: str, password: str, handler: Any) -> None:
+        result = self.logins.check(username, password, handler.remote_ip)
+        if not result.ok:
+            raise AuthenticationFailed(result.reason)
+        handler.fk_logged_in(result.mac, result.shared)
+
+    def get_home_dir(self, username: str) -> str:
+        return "/"
+
+    def has_user(self, username: str) -> bool:
+        return True
+
+    def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
+        return perm in PERMISSIONS
+
+    def get_perms(self, username: str) -> str:
+        return PERMISSIONS
+
+    def get_msg_login(self, username: str) -> str:
+        return "Logged in."
+
+    def get_msg_quit(self, username: str) -> str:
+        return "Goodbye."
+
+    def impersonate_user(self, username: str, password: str) -> None:
+        pass
+
+    def terminate_impersonation(self, username: str) -> None:
+        pass
+
+
+class FtpService:
+    """Everything the FTP sessions share; ``serve_ftp`` runs it."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        recorder: Recorder,
+        view: ViewSource,
+        uploads: Path,
+        settings: FtpSettings,
+    ) -> None:
+        self.pipeline = pipeline
+        self.recorder = recorder
+        self.uploads = uploads
+        self.settings = settings
+        self.logins = Logins(view, settings.shared_login)
+        self.counters = FtpCounters(logins=self.logins.outcomes)
+        self.pending_logins = 0
+        self._tree = str(pipeline.tree.root)
+        self.handler = self._handler_class()
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return ("ftp", "ftps") if self.settings.tls is not None else ("ftp",)
+
+    def _handler_class(self) -> type[Any]:
+        settings = self.settings
+        control: type[Any] = FTPHandler
+        data: type[Any] = DTPHandler
+        extra: dict[str, Any] = {}
+        if settings.tls is not None:
+            from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
+
+            control, data = TLS_FTPHandler, TLS_DTPHandler
+            extra = {
+                "certfile": str(settings.tls[0]),
+                "keyfile": str(settings.tls[1]),
+                "tls_control_required": settings.tls_required,
+                "tls_data_required": settings.tls_required,
+                "ssl_context": None,
+            }
+        data_class = type("FleetkeyData", (DataMixin, data), {"timeout": settings.data_s})
+        commands = {
+            name: spec
+            for name, spec in control.proto_cmds.items()
+            if not name.startswith("SITE") and name != "STOU"
+        }
+        passive = settings.passive
+        handler: type[Any] = type(
+            "FleetkeySession",
+            (SessionMixin, control),
+            {
+                "service": self,
+                "authorizer": _Authorizer(self.logins),
+                "abstracted_fs": VirtualFS,
+                "dtp_handler": data_class,
+                "proto_cmds": commands,
+                "banner": BANNER,
+                "timeout": settings.idle_s,
+                "auth_failed_timeout": settings.login_delay_s,
+                "masquerade_address": settings.masquerade,
+                "passive_ports": range(passive[0], passive[1] + 1) if passive else None,
+                "permit_foreign_addresses": False,  # PORT/EPRT: the client's own address only
+                "permit_privileged_ports": False,
+                **extra,
+            },
+        )
+        if settings.tls is not None:
+            handler.get_ssl_context()  # a bad certificate or key is said at start, not later
+        return handler
+
+    def tree_directory(self, segments: tuple[str, ...]) -> list[str] | None:
+        """The entries of the tree's directory at ``segments`` (checked segments), or None."""
+        path = os.path.join(self._tree, *segments)
+        real = os.path.realpath(path)
+        if real != self._tree and not real.startswith(self._tree + os.sep):
+            return None
+        try:
+            return os.listdir(real) if os.path.isdir(real) else None
+        except OSError:
+            return None
+
+    def upload_path(self, mac: str, name: str) -> str:
+        return os.path.join(self.uploads, mac, f"{mac}-{name.split('-', 1)[1]}")
+
+
+class _Listener:
+    def __init__(self, service: FtpService, host: str, port: int) -> None:
+        self.ioloop = IOLoop()
+        try:
+            self.server = FTPServer((host, port), service.handler, ioloop=self.ioloop, backlog=512)
+        except OSError as exc:
+            self.ioloop.close()
+            raise listen_error("FTP", host, port, exc, field="ftp") from exc
+        self.server.max_cons = service.settings.max_connections
+        self.server.max_cons_per_ip = service.settings.per_address
+        self.port = int(self.server.socket.getsockname()[1])
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.ioloop.loop(POLL_S, blocking=False)  # serve_forever logs every call
+        except Exception:
+            log.exception("the FTP server failed; FTP is not served any more")
+        finally:
+            self.server.close_all()  # transfers cut here are recorded as 499
+
+
+async def serve_ftp(
+    service: FtpService,
+    host: str,
+    port: int,
+    *,
+    stop: asyncio.Event,
+    ready: Callable[[str, int], None],
+) -> None:
+    """Listen until ``stop``; sessions then end (transfers in flight are recorded as cut)."""
+    listener = _Listener(service, host, port)
+    thread = threading.Thread(target=listener.run, name="fleetkey-ftp", daemon=True)
+    thread.start()
+    ready(host, listener.port)
+    try:
+        await stop.wait()
+    finally:
+        listener.stop.set()
+        await asyncio.to_thread(thread.join)
+
+
+def ftp_alongside(
+    main: Pipeline,
+    recorder: Recorder,
+    queue: RecordQueue,
+    clock: Clock,
+    view: ViewSource,
+    *,
+    queue_capacity: int,
+    uploads: Path,
+    settings: FtpSettings,
+) -> FtpService:
+    """The FTP service of a server whose event loop runs ``main`` and ``recorder``: a pipeline
+    and a recorder of its own (for its thread) over the same view, tree, uploads, record
+    writer and sightings. Its pipeline requires logins: a session is one phone."""
+    pipeline = Pipeline(
+        view,
+        FileTree(main.tree.root),
+        FileTree(main.uploads.root, kind=ContentKind.UPLOAD),
+        addresses=Addresses(main.addresses.hold_s),
+        policy=main.policy,
+        register_site=main.register_site,
+        logins_required=True,
+    )
+    pipeline.layout = main.layout
+    own = Recorder(queue, clock, view, queue_capacity=queue_capacity, sightings=recorder.sightings)
+    return FtpService(pipeline, own, view, uploads, settings)

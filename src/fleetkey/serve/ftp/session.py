@@ -1,0 +1,343 @@
+"""One FTP session: its login, which phone it is, its transfers, and their fetch records.
+
+Mixed into pyftpdlib's ``FTPHandler`` (or ``TLS_FTPHandler`` for FTPS) by ``serve.ftp.server``;
+the classes' shared parts (pipeline, recorder, logins, counters) hang on ``service``.
+
+Which phone a session is: its per-device login's; with the shared login, the MAC of the first
+per-phone name it asks for (``<mac>.cfg``, ``<mac>-…``: a phone asks for its own files first),
+kept for the rest of the session. The FTP pipeline requires logins (``logins_required``), so a
+session gets only its own files and its own site's license, never another phone's.
+
+Every ``RETR``, ``STOR`` and ``APPE`` becomes one fetch record, refused or not, complete or not
+(protocol ``ftp``, or ``ftps`` once the control channel is TLS): 200 sent, 201/204 upload
+stored, 403/404 refused, 413 over the cap, 499 the client left or aborted, 503 busy.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from pyftpdlib.filesystems import FilesystemError
+
+from fleetkey.errors import UploadRefusedError
+from fleetkey.serve.content import Content
+from fleetkey.serve.fetching import Ruling, shape_of
+from fleetkey.serve.ftp.files import MemoryFile, UploadBuffer, names_a_stranger
+from fleetkey.serve.recorder import ADMIT
+from fleetkey.serve.uploads import store_upload
+
+if TYPE_CHECKING:
+    from fleetkey.serve.ftp.server import FtpService
+
+RETRY_S: Final = 5
+_LICENSE_NAMES: Final = ("000000000000-license.cfg",)
+
+
+@dataclass(slots=True)
+class Transfer:
+    command: str  # RETR, STOR, APPE
+    path: str
+    ruling: Ruling
+    started: float
+    file: io.IOBase
+
+
+class SessionMixin:
+    """What fleetkey adds to pyftpdlib's control-channel handler."""
+
+    service: FtpService
+    remote_ip: str
+    authenticated: bool
+    username: str
+
+    def fk_setup(self) -> None:
+        self.fk_mac: str | None = None
+        self.fk_shared = False
+        self.fk_transfer: Transfer | None = None
+        self.fk_counted_login = False  # counted among logins in progress
+        self.fk_active = False  # counted among open sessions
+
+    # --- admission
+
+    def handle(self) -> None:
+        service = self.service
+        self.fk_setup()
+        service.counters.sessions += 1
+        service.counters.active += 1
+        self.fk_active = True
+        if service.pending_logins >= service.settings.max_logins:
+            service.counters.refused += 1
+            self.respond_w_warning(  # type: ignore[attr-defined]
+                f"421 Too many logins in progress; retry in {RETRY_S} seconds."
+            )
+            self.close_when_done()  # type: ignore[attr-defined]
+            return
+        service.pending_logins += 1
+        self.fk_counted_login = True
+        super().handle()  # type: ignore[misc]
+
+    def handle_max_cons(self) -> None:
+        self.fk_setup()
+        self.service.counters.refused += 1
+        self.respond_w_warning(  # type: ignore[attr-defined]
+            f"421 Too many connections; retry in {RETRY_S} seconds."
+        )
+        self.close()
+
+    def handle_max_cons_per_ip(self) -> None:
+        self.fk_setup()
+        self.service.counters.refused += 1
+        self.respond_w_warning(  # type: ignore[attr-defined]
+            f"421 Too many connections from this address; retry in {RETRY_S} seconds."
+        )
+        self.close_when_done()  # type: ignore[attr-defined]
+
+    def fk_logged_in(self, mac: str | None, shared: bool) -> None:
+        self.fk_mac, self.fk_shared = mac, shared
+        if self.fk_counted_login:
+            self.fk_counted_login = False
+            self.service.pending_logins -= 1
+
+    def close(self) -> None:
+        if not getattr(self, "_closed", True) and hasattr(self, "fk_transfer"):
+            transfer, self.fk_transfer = self.fk_transfer, None
+            if transfer is not None:  # opened, but its data connection never came
+                transfer.file.close()
+                self._record(transfer, 499, 0)
+            if self.fk_counted_login:
+                self.fk_counted_login = False
+                self.service.pending_logins -= 1
+            if self.fk_active:
+                self.fk_active = False
+                self.service.counters.active -= 1
+        super().close()  # type: ignore[misc]
+
+    # --- commands pyftpdlib would map onto a parent directory
+
+    def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+        if cmd in ("CDUP", "XCUP") and self.authenticated and not arg:
+            cwd: str = self.fs.cwd  # type: ignore[attr-defined]
+            parent = cwd.rsplit("/", 1)[0] or "/"
+            super().pre_process_command(f"CWD {parent}", "CWD", parent)  # type: ignore[misc]
+            return
+        super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
+
+    # --- what the virtual filesystem asks (serve.ftp.files.Session)
+
+    def protocol(self) -> str:
+        return "ftps" if getattr(self, "_ssl_established", False) else "ftp"
+
+    def own(self) -> frozenset[str]:
+        mac = self.fk_mac
+        if mac is None:
+            return frozenset()
+        site = self.service.pipeline.view.phone_sites.get(mac)
+        return frozenset({mac} if site is None else {mac, site})
+
+    def _rule(self, segments: tuple[str, ...], write: bool, pin: bool = True) -> Ruling:
+        """The pipeline's ruling for this session; ``pin``: a shared-login session becomes the
+        phone a per-phone name names (not when the name only comes up in a listing)."""
+        login = self.fk_mac
+        if login is None and self.fk_shared and pin:
+            shape = shape_of(segments)
+            named = shape.named_mac or (shape.inner.named_mac if shape.inner else None)
+            if named is not None:
+                self.fk_mac = login = named  # a phone asks for its own files first
+        return self.service.pipeline.decide(
+            segments, self.remote_ip, None, time.perf_counter(), login=login, write=write
+        )
+
+    def lookup(self, segments: tuple[str, ...], pin: bool = True) -> Content | None:
+        ruling = self._rule(segments, False, pin)
+        return ruling.content if ruling.status == 200 else None
+
+    def directory(self, segments: tuple[str, ...]) -> list[str] | None:
+        """The names in a directory this session may see, or None when it is not one."""
+        service = self.service
+        own = self.own()
+        if any(names_a_stranger(part, own) for part in segments):
+            return None
+        view = service.pipeline.view
+        real = service.tree_directory(segments)
+        site = segments[0].lower() if segments and segments[0].lower() in view.sites else None
+        if site is not None and real is None:
+            real = service.tree_directory(segments[1:])
+            if real is None and len(segments) > 1:
+                return None
+            real = real or []
+        known = segments in service.pipeline.layout.license_dirs
+        if real is None and not known and segments:
+            return None
+        names = {n for n in real or [] if not n.startswith(".")}
+        if not segments or (len(segments) == 1 and site is not None) or known:
+            names.update(_LICENSE_NAMES)
+            if self.fk_mac is not None:
+                names.add(f"{self.fk_mac}-license.cfg")
+        if not segments:
+            names.update(s for s in own if s in view.sites)
+        shown = []
+        for name in sorted(names):
+            if names_a_stranger(name, own):
+                continue
+            if (
+                service.tree_directory((*segments, name)) is not None
+                or (not segments and name in view.sites)
+                or self.lookup((*segments, name), pin=False) is not None
+            ):
+                shown.append(name)
+        return shown
+
+    def refused_path(self, path: str, mode: str, reason: str) -> None:
+        refused = Ruling(400, reason=reason)
+        self._record(
+            Transfer(_command(mode), path, refused, time.perf_counter(), io.BytesIO()), 400
+        )
+
+    def open_transfer(self, path: str, segments: tuple[str, ...], mode: str) -> io.IOBase:
+        command = _command(mode)
+        refused = Ruling(403, reason="")
+        if "+" in mode:
+            self._record(Transfer("STOR", path, refused, time.perf_counter(), io.BytesIO()), 400)
+            raise FilesystemError("resuming an upload (REST before STOR) is not supported")
+        pending, self.fk_transfer = self.fk_transfer, None
+        if pending is not None:  # a transfer opened but never connected, replaced
+            pending.file.close()
+            self._record(pending, 499, 0)
+        started = time.perf_counter()
+        if self.service.recorder.admits(self.remote_ip, started) is not ADMIT:
+            self._record(Transfer(command, path, refused, started, io.BytesIO()), 503)
+            raise FilesystemError(f"server busy: retry in {RETRY_S} seconds")
+        ruling = self._rule(segments, command != "RETR")
+        transfer = Transfer(command, path, ruling, started, io.BytesIO())
+        if ruling.status != 200:
+            self._record(transfer, ruling.status)
+            raise FilesystemError(ruling.reason or "no such file")
+        if command == "RETR":
+            transfer.file = self._reader(transfer)
+        else:
+            transfer.file = self._writer(transfer)
+        self.fk_transfer = transfer
+        return transfer.file
+
+    def _reader(self, transfer: Transfer) -> io.IOBase:
+        content = transfer.ruling.content
+        assert content is not None  # noqa: S101  # a 200 read has its content
+        if content.body is not None:
+            return MemoryFile(content.body, transfer.path)
+        try:
+            assert content.path is not None  # noqa: S101  # content without a body has a path
+            return open(content.path, "rb")  # closed by pyftpdlib
+        except OSError:
+            self._record(transfer, 404)
+            raise FilesystemError("no such file") from None
+
+    def _writer(self, transfer: Transfer) -> io.IOBase:
+        upload = transfer.ruling.upload
+        assert upload is not None  # noqa: S101  # a 200 write names its upload
+        initial = b""
+        if transfer.command == "APPE":
+            if not upload.name.endswith(".log"):
+                self._record(transfer, 403)
+                raise FilesystemError("APPE is only for logs; use STOR")
+            stored = self.service.upload_path(upload.mac, upload.name)
+            try:
+                with open(stored, "rb") as handle:
+                    initial = handle.read(upload.cap_bytes + 1)
+            except FileNotFoundError:
+                pass
+            if len(initial) > upload.cap_bytes:
+                initial = initial[-upload.cap_bytes :]
+        return UploadBuffer(transfer.path, upload.cap_bytes, initial)
+
+    # --- the data channel's end (serve.ftp.server's data handler calls these)
+
+    def fk_closing(self, finished: bool, moved: int) -> str | None:
+        """The data channel of the current transfer is closing: store a complete upload and
+        record the transfer. Returns a reply replacing pyftpdlib's, or None."""
+        transfer, self.fk_transfer = self.fk_transfer, None
+        if transfer is None:
+            return None
+        counters = self.service.counters
+        if transfer.command == "RETR":
+            counters.sent_bytes += moved
+            self._record(transfer, 200 if finished else 499, moved)
+            return None
+        counters.received_bytes += moved
+        buffer = transfer.file
+        assert isinstance(buffer, UploadBuffer)  # noqa: S101  # writes get an UploadBuffer
+        if buffer.overflowed:
+            self._record(transfer, 413, moved)
+            return f"552 Upload over its cap of {buffer.cap} bytes; nothing was stored."
+        if not finished:
+            self._record(transfer, 499, moved)
+            return None
+        upload = transfer.ruling.upload
+        assert upload is not None  # noqa: S101
+        try:
+            created = store_upload(self.service.uploads, upload.name, buffer.getvalue())
+        except UploadRefusedError as exc:
+            self._record(transfer, 413, moved)
+            return f"552 {exc}; nothing was stored."
+        except OSError as exc:
+            self._record(transfer, 507, moved)
+            return f"452 Could not store the upload ({exc.strerror}); nothing was stored."
+        self._record(transfer, 201 if created else 204, moved)
+        return None
+
+    def _record(self, transfer: Transfer, status: int, moved: int = 0) -> None:
+        ruling = transfer.ruling
+        if self.fk_shared and ruling.via == "login":  # the shared login's phone named itself
+            ruling = ruling._replace(via="name")
+        content = ruling.content
+        write = transfer.command != "RETR"
+        self.service.recorder.record(
+            self.protocol(),
+            transfer.command,
+            transfer.path,
+            status,
+            moved,
+            (time.perf_counter() - transfer.started) * 1000,
+            self.remote_ip,
+            None,
+            None,
+            ruling if ruling.mac is not None else _with_mac(ruling, self.fk_mac, self.fk_shared),
+            content.kind if content is not None else ("upload" if write else "other"),
+            content.digest if content is not None else None,
+        )
+
+
+def _command(mode: str) -> str:
+    """The command pyftpdlib opens a file in ``mode`` for."""
+    return "RETR" if "r" in mode and "+" not in mode else "APPE" if "a" in mode else "STOR"
+
+
+def _with_mac(ruling: Ruling, mac: str | None, shared: bool) -> Ruling:
+    """A refusal made before the pipeline ruled, said of the session's phone."""
+    return ruling if mac is None else ruling._replace(mac=mac, via="name" if shared else "login")
+
+
+class DataMixin:
+    """What fleetkey adds to pyftpdlib's data-channel handler: the transfer's end."""
+
+    cmd_channel: Any
+    receive: bool
+    transfer_finished: bool
+    _closed: bool
+    _resp: tuple[str, Any] | None
+    file_obj: Any
+
+    def close(self) -> None:
+        if not self._closed:
+            channel = self.cmd_channel
+            session = channel if isinstance(channel, SessionMixin) else None
+            transfer = session.fk_transfer if session is not None else None
+            if session is not None and transfer is not None and transfer.file is self.file_obj:
+                moved = self.get_transmitted_bytes()  # type: ignore[attr-defined]
+                reply = session.fk_closing(self.transfer_finished, moved)
+                if reply is not None:
+                    self._resp = (reply, logging.getLogger("pyftpdlib").info)
+        super().close()  # type: ignore[misc]

@@ -1,0 +1,122 @@
+"""What a running server tells operators: its status, its health and its metrics.
+
+Read from the parts ``serve.runner`` built (the record writer, the recorders, the adapters'
+counters), at each request of the admin API, ``/healthz`` or ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from fleetkey.serve.metrics import Sources, exposition
+
+if TYPE_CHECKING:
+    from fleetkey.serve.runner import ServerRunner
+
+SLOW_WRITE_S: Final = 5.0  # a batch written for longer: /healthz says the store is slow
+K = TypeVar("K")
+
+
+def status(runner: ServerRunner) -> dict[str, Any]:
+    """The running server's counters, for the admin API's status."""
+    view = runner.view.view
+    return {
+        "uptime_s": round(time.time() - runner._started, 3),
+        "requests": runner.http.requests,
+        "busy_answers": runner.http.rejected,
+        "fetch_records": _records(runner),
+        "serving": {
+            "licenses": len(view.licenses),
+            "sites": len(view.sites),
+            "phones": len(view.phone_sites),
+        },
+    }
+
+
+def _records(runner: ServerRunner) -> dict[str, Any]:
+    writer = runner.writer
+    return {
+        "written": writer.written,
+        "waiting": writer.depth,
+        "held": writer.held,
+        "not_recorded": not_recorded(runner),
+        "store_refusing_since": (
+            datetime.fromtimestamp(writer.failing_since, UTC).isoformat()
+            if writer.failing_since is not None
+            else None
+        ),
+        "last_error": writer.last_error or None,
+        "episodes": writer.episodes,
+        "store_slow_since": _slow_since(writer.writing_since),
+    }
+
+
+def health(runner: ServerRunner) -> tuple[bool, dict[str, Any]]:
+    """Whether the server records what it answers now, and what it knows about that."""
+    records = _records(runner)
+    healthy = (
+        records["store_refusing_since"] is None
+        and records["store_slow_since"] is None
+        and not runner.recorder.congested
+    )
+    failing = sorted(runner._failing)
+    return healthy, {"healthy": healthy, "fetch_records": records, "failing": failing}
+
+
+def metrics(runner: ServerRunner) -> Callable[[], bytes]:
+    """The Prometheus exposition of this server, rendered at each call."""
+    http, recorder, writer = runner.http, runner.recorder, runner.writer
+    tftp, ftp = runner.tftp, runner.ftp
+    both = (recorder,) if ftp is None else (recorder, ftp.recorder)
+    return exposition(
+        Sources(
+            answers=lambda: merged(r.answers for r in both),
+            operator=lambda: http.operator_answers,
+            identified=lambda: merged(r.identified for r in both),
+            sent_bytes=lambda: http.bytes_sent,
+            received_bytes=lambda: http.bytes_received,
+            latency=http.latency,
+            rejected=lambda: http.rejected,
+            auth_failures=lambda: runner.auth.failures,
+            queue_depth=lambda: writer.depth,
+            records_written=lambda: writer.written,
+            records_dropped=lambda: not_recorded(runner),
+            registered=lambda: recorder.sightings.registered,
+            posted=lambda: len(runner.view.view.licenses),
+            addresses=lambda: len(runner.pipeline.addresses),
+            tree_files=lambda: len(runner.tree) + len(runner.uploads),
+            held=lambda: writer.held,
+            refusing=lambda: writer.failing_since is not None,
+            episodes=lambda: writer.episodes,
+            recalled=lambda: http.repeats.recalled,
+            remembered=lambda: len(http.repeats),
+            tftp=lambda: tftp.counters if tftp is not None else None,
+            ftp=lambda: ftp.counters if ftp is not None else None,
+            failures=lambda: runner.failures | {"writing fetch records": writer.failures},
+        )
+    )
+
+
+def not_recorded(runner: ServerRunner) -> int:
+    ftp = runner.ftp.recorder.unrecorded if runner.ftp is not None else 0
+    return runner.writer.dropped + runner.recorder.unrecorded + ftp
+
+
+def merged(counts: Iterable[Mapping[K, int]]) -> dict[K, int]:
+    """Counters of several recorders (the FTP thread's copied at once: it may be adding)."""
+    total: dict[K, int] = {}
+    for count in counts:
+        for key, n in dict(count).items():
+            total[key] = total.get(key, 0) + n
+    return total
+
+
+def _slow_since(began: float | None) -> str | None:
+    """When the batch being written began, if it has taken over ``SLOW_WRITE_S`` (a lock held
+    elsewhere makes SQLite wait up to its busy timeout, 30 s, before it refuses)."""
+    if began is None or time.time() - began < SLOW_WRITE_S:
+        return None
+    return datetime.fromtimestamp(began, UTC).isoformat()
