@@ -162,3 +162,27 @@ def window_around_now() -> str:
     now = datetime.now(UTC)
     start, end = now - timedelta(hours=1), now + timedelta(hours=6)
     return f"{start:%H}:00-{end:%H}:00"
+
+
+@dataclass
+class FtpServer:
+    """A `fleetkey serve` with HTTP (for /metrics) and FTP, and the FTP port."""
+
+    running: RunningServer
+    port: int
+
+    @property
+    def data(self) -> Path:
+        return self.running.data
+
+
+def start_ftp(data: Path, env: dict[str, str], *args: str) -> FtpServer:
+    """`fleetkey serve --http 127.0.0.1:0 --ftp 127.0.0.1:0 ARGS`; the second line it prints
+    names the FTP listener."""
+    running = start_server(data, env, "--http", "127.0.0.1:0", "--ftp", "127.0.0.1:0", *args)
+    assert running.process.stdout is not None
+    line = running.process.stdout.readline()
+    if not line.startswith("fleetkey serving ftp://"):
+        running.process.kill()
+        raise AssertionError(f"no FTP listener: {line!r} {running.process.communicate()[1]}")
+    return FtpServer(running, int(line.split()[2].rsplit(":", 1)[1]))

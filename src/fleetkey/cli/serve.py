@@ -295,7 +295,7 @@ def _announcer(settings: ServeSettings, where: str) -> Callable[[str, str, int],
             ("http", settings.http),
             ("https", settings.https),
             ("tftp", settings.tftp),
-            ("ftps" if settings.ftp_settings.tls else "ftp", settings.ftp),
+            ("ftp", settings.ftp),  # explicit FTPS (AUTH TLS) is on the same port
         )
         if address is not None
     ]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import uvloop
 
@@ -49,7 +49,6 @@ from fleetkey.store.store import Store
 from fleetkey.store.writer import CAPACITY, SPILL_AT, FetchWriter
 
 log = logging.getLogger(__name__)
-K = TypeVar("K")
 
 API_BODY_BYTES: Final = 1024 * 1024
 OPERATOR_PREFIXES: Final = (b"/api/", b"/metrics", b"/healthz", b"/ui/")
@@ -283,9 +282,8 @@ class ServerRunner:
                 serve_tftp(self.tftp, *settings.tftp, stop=stop, ready=_ready(announce, "tftp"))
             )
         if self.ftp is not None and settings.ftp is not None:
-            scheme = "ftps" if settings.ftp_settings.tls is not None else "ftp"
             servers.append(
-                serve_ftp(self.ftp, *settings.ftp, stop=stop, ready=_ready(announce, scheme))
+                serve_ftp(self.ftp, *settings.ftp, stop=stop, ready=_ready(announce, "ftp"))
             )
         listeners = [loop.create_task(server) for server in servers]
         try:
