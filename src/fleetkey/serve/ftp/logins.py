@@ -83,21 +83,21 @@ class Logins:
 
     def _check(self, user: str, password: str, address: str) -> LoginResult:
         if user.lower() in ANONYMOUS:
-            return LoginResult("anonymous", reason="anonymous logins are not accepted")
+            return LoginResult("anonymous", reason="anonymous logins are not accepted.")
         wait = self._held_back(address)
         if wait is not None:
             return LoginResult(
                 "throttled",
-                reason=f"too many failed logins from this address: retry in {wait:.0f} seconds",
+                reason=f"too many failed logins from this address; retry in {wait:.0f} seconds.",
             )
         shared = self._shared
         if shared is not None and hmac.compare_digest(user, shared.user):
             if hmac.compare_digest(password.encode(), shared.password.encode()):
                 return LoginResult("shared", shared=True)
-            return LoginResult("wrong", reason="authentication failed")
+            return LoginResult("wrong", reason="authentication failed.")
         candidates = self._live.view.credentials.get(user, ())
         if not any(c.password_hash for c in candidates):
-            return LoginResult("unknown-user", reason="authentication failed")
+            return LoginResult("unknown-user", reason="authentication failed.")
         tag = hmac.new(self._secret, password.encode(), hashlib.sha256).hexdigest()
         remembered = self._good.get((user, tag))
         if remembered is not None:
@@ -111,7 +111,7 @@ class Logins:
                     self._good.clear()
                 self._good[(user, tag)] = (credential.mac, stored_hash)
                 return LoginResult("device", mac=credential.mac)
-        return LoginResult("wrong", reason="authentication failed")
+        return LoginResult("wrong", reason="authentication failed.")
 
     def _held_back(self, address: str) -> float | None:
         count, began = self._failed.get(address, (0, 0.0))

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from fleetkey.serve.ftp.server import FtpService
 
 RETRY_S: Final = 5
+MAX_LINE: Final = 2048  # bytes of a command line (pyftpdlib's limit)
 _LICENSE_NAMES: Final = ("000000000000-license.cfg",)
 
 
@@ -115,6 +116,28 @@ class SessionMixin:
                 self.fk_active = False
                 self.service.counters.active -= 1
         super().close()  # type: ignore[misc]
+
+    # --- command lines
+
+    def collect_incoming_data(self, data: bytes) -> None:
+        """pyftpdlib answers an overlong line at 2 KiB and then its rest as another command
+        (``500 Command "" not understood.``): one answer per line, the rest dropped."""
+        if getattr(self, "fk_overlong", False):
+            return
+        if self._in_buffer_len + len(data) > MAX_LINE:  # type: ignore[has-type]
+            self.fk_overlong = True
+            self._in_buffer: list[bytes] = []
+            self._in_buffer_len = 0
+            self.respond("500 Command too long.")  # type: ignore[attr-defined]
+            return
+        self._in_buffer.append(data)
+        self._in_buffer_len += len(data)
+
+    def found_terminator(self) -> None:
+        if getattr(self, "fk_overlong", False):
+            self.fk_overlong = False
+            return
+        super().found_terminator()  # type: ignore[misc]
 
     # --- commands pyftpdlib would map onto a parent directory
 
