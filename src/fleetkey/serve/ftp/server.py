@@ -148,6 +148,7 @@ class FtpService:
         data: type[Any] = DTPHandler
         extra: dict[str, Any] = {}
         if settings.tls is not None:
+            from OpenSSL import SSL
             from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 
             control, data = TLS_FTPHandler, TLS_DTPHandler
@@ -157,6 +158,12 @@ class FtpService:
                 "tls_control_required": settings.tls_required,
                 "tls_data_required": settings.tls_required,
                 "ssl_context": None,
+                # TLS 1.2 at least, as HTTPS; no session reuse demanded on data connections
+                # (ProFTPD's rule for that broke Polycom FTPS)
+                "ssl_options": SSL.OP_NO_SSLv2
+                | SSL.OP_NO_SSLv3
+                | SSL.OP_NO_TLSv1
+                | SSL.OP_NO_TLSv1_1,
             }
         data_class = type("FleetkeyData", (DataMixin, data), {"timeout": settings.data_s})
         commands = {
@@ -210,7 +217,10 @@ class _Listener:
             self.server = FTPServer((host, port), service.handler, ioloop=self.ioloop, backlog=512)
         except OSError as exc:
             self.ioloop.close()
-            raise listen_error("FTP", host, port, exc, field="ftp") from exc
+            # pyftpdlib raises OSError(the bind's own error): errno and words are inside
+            cause = exc.args[0] if exc.errno is None and exc.args else exc
+            found = cause if isinstance(cause, OSError) else exc
+            raise listen_error("FTP", host, port, found, field="ftp") from exc
         self.server.max_cons = service.settings.max_connections
         self.server.max_cons_per_ip = service.settings.per_address
         self.port = int(self.server.socket.getsockname()[1])

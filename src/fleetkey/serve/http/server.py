@@ -75,6 +75,9 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 
     TLS 1.2 at least: the phones this serves (UC Software 4.x and later) speak it.
     """
+    for path in (cert, key):  # load_cert_chain's error names no file
+        if not path.is_file():
+            raise InputError(f"cannot read {path}: no such file")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
