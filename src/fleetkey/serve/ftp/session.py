@@ -58,7 +58,7 @@ class SessionMixin:
     def fk_setup(self) -> None:
         self.fk_mac: str | None = None
         self.fk_shared = False
-        self.fk_transfer: Transfer | None = None
+        self.fk_open: list[Transfer] = []  # opened, not ended (at most one or two)
         self.fk_counted_login = False  # counted among logins in progress
         self.fk_active = False  # counted among open sessions
 
@@ -104,9 +104,9 @@ class SessionMixin:
             self.service.pending_logins -= 1
 
     def close(self) -> None:
-        if not getattr(self, "_closed", True) and hasattr(self, "fk_transfer"):
-            transfer, self.fk_transfer = self.fk_transfer, None
-            if transfer is not None:  # opened, but its data connection never came
+        if not getattr(self, "_closed", True) and hasattr(self, "fk_open"):
+            left, self.fk_open = self.fk_open, []
+            for transfer in left:  # opened, but their data connection never came
                 transfer.file.close()
                 self._record(transfer, 499, 0)
             if self.fk_counted_login:
@@ -226,10 +226,6 @@ class SessionMixin:
         if "+" in mode:
             self._record(Transfer("STOR", path, refused, time.perf_counter(), io.BytesIO()), 400)
             raise FilesystemError("resuming an upload (REST before STOR) is not supported")
-        pending, self.fk_transfer = self.fk_transfer, None
-        if pending is not None:  # a transfer opened but never connected, replaced
-            pending.file.close()
-            self._record(pending, 499, 0)
         started = time.perf_counter()
         if self.service.recorder.admits(self.remote_ip, started) is not ADMIT:
             self._record(Transfer(command, path, refused, started, io.BytesIO()), 503)
@@ -243,7 +239,7 @@ class SessionMixin:
             transfer.file = self._reader(transfer)
         else:
             transfer.file = self._writer(transfer)
-        self.fk_transfer = transfer
+        self.fk_open.append(transfer)
         return transfer.file
 
     def _reader(self, transfer: Transfer) -> io.IOBase:
@@ -278,12 +274,16 @@ class SessionMixin:
 
     # --- the data channel's end (serve.ftp.server's data handler calls these)
 
-    def fk_closing(self, finished: bool, moved: int) -> str | None:
-        """The data channel of the current transfer is closing: store a complete upload and
-        record the transfer. Returns a reply replacing pyftpdlib's, or None."""
-        transfer, self.fk_transfer = self.fk_transfer, None
-        if transfer is None:
-            return None
+    def fk_ending(self, file: object) -> Transfer | None:
+        """The open transfer whose file a data channel carries (taken out of the open ones)."""
+        for index, transfer in enumerate(self.fk_open):
+            if transfer.file is file:
+                return self.fk_open.pop(index)
+        return None
+
+    def fk_closing(self, transfer: Transfer, finished: bool, moved: int) -> str | None:
+        """A transfer's data channel is closing: store a complete upload and record the
+        transfer. Returns a reply replacing pyftpdlib's, or None."""
         counters = self.service.counters
         if transfer.command == "RETR":
             counters.sent_bytes += moved
@@ -357,10 +357,11 @@ class DataMixin:
         if not self._closed:
             channel = self.cmd_channel
             session = channel if isinstance(channel, SessionMixin) else None
-            transfer = session.fk_transfer if session is not None else None
-            if session is not None and transfer is not None and transfer.file is self.file_obj:
+            file = getattr(self, "file_obj", None)
+            transfer = session.fk_ending(file) if session is not None and file else None
+            if session is not None and transfer is not None:
                 moved = self.get_transmitted_bytes()  # type: ignore[attr-defined]
-                reply = session.fk_closing(self.transfer_finished, moved)
+                reply = session.fk_closing(transfer, self.transfer_finished, moved)
                 if reply is not None:
                     self._resp = (reply, logging.getLogger("pyftpdlib").info)
         super().close()  # type: ignore[misc]
