@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from datetime import time as clock_time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import click
 import uvloop
@@ -23,6 +23,7 @@ from fleetkey.core.naming import normalize_mac
 from fleetkey.core.signing import PublicKey, TrustedKeys
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.fleet import Fleet
+from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.emulate.report import report
 from fleetkey.errors import InputError
 from fleetkey.store.inventory import check_timezone
@@ -55,7 +56,9 @@ def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | No
     "--server",
     required=True,
     metavar="URL",
-    help="http://HOST:PORT[/<site>] or tftp://HOST:PORT[/<site>] to boot from.",
+    help="http://HOST:PORT[/<site>], tftp://HOST:PORT[/<site>] or "
+    "ftp://[USER:PASSWORD@]HOST:PORT[/<site>] to boot from (FTP: every phone logs in as USER, "
+    "else with its --macs login, else as PlcmSpIp).",
 )
 @click.option(
     "--phones", default=10, show_default=True, type=click.IntRange(1, 60000), help="How many."
@@ -155,9 +158,10 @@ def emulate(
     check-sync. The virtual clock runs at SPEED; the run lasts DURATION real seconds.
     """
     parts = urlsplit(server)
-    if parts.scheme not in ("http", "tftp") or not parts.hostname:
+    if parts.scheme not in ("http", "tftp", "ftp") or not parts.hostname:
         raise InputError(
-            f"--server {server!r} is not http://HOST:PORT[/prefix] or tftp://HOST:PORT"
+            f"--server {server!r} is not http://HOST:PORT[/prefix], tftp://HOST:PORT or "
+            "ftp://[USER:PASSWORD@]HOST:PORT"
         )
     match = _HHMM.fullmatch(license_time)
     if match is None:
@@ -200,7 +204,7 @@ def emulate(
             verifier,
             fleet_clock,
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or (80 if parts.scheme == "http" else 69),
+            port=parts.port or {"http": 80, "tftp": 69, "ftp": 21}[parts.scheme],
             prefix=parts.path,
             tftp=parts.scheme == "tftp",
             sip_port=sip_port or None,
@@ -208,6 +212,7 @@ def emulate(
             concurrency=concurrency,
             sip_logins=[login for _, login in chosen],
             stopping=stopping,
+            ftp=ftp_logins(parts, chosen) if parts.scheme == "ftp" else None,
         )
         holder.append(fleet)
         began = time.monotonic()
@@ -238,3 +243,11 @@ def emulate(
         f"virtual time now {result['virtual_now']}; "
         f"site license expiry: {counts_text(result['site_license_expiry'])}"
     )
+
+
+def ftp_logins(parts: SplitResult, chosen: list[tuple[str, tuple[str, str] | None]]) -> FtpLogins:
+    """The URL's login for every phone; without one, each phone's own (its ``--macs`` line's),
+    else Polycom's factory ``PlcmSpIp``."""
+    if parts.username is not None:
+        return FtpLogins(shared=(unquote(parts.username), unquote(parts.password or "")))
+    return FtpLogins(per_phone={mac: login for mac, login in chosen if login is not None})

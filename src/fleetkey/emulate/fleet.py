@@ -35,6 +35,7 @@ from fleetkey.core.rules import SignatureVerifier
 from fleetkey.core.sip import MAX_MESSAGE
 from fleetkey.core.useragent import BootStage, format_user_agent
 from fleetkey.emulate.clock import VirtualClock
+from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.emulate.http import HttpClient, Reply
 from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.tftp import TftpClient
@@ -47,7 +48,7 @@ SITE_LICENSE: Final = "000000000000-license.cfg"
 
 
 class Client(Protocol):
-    """HTTP or TFTP, as the phone's server URL says."""
+    """HTTP, TFTP or FTP, as the phone's server URL says."""
 
     async def request(
         self, method: str, path: str, body: bytes = b"", *, user_agent: str | None = None
@@ -121,10 +122,12 @@ class Fleet:
         seed: int = 1,
         sip_logins: list[tuple[str, str] | None] | None = None,
         stopping: asyncio.Event | None = None,
+        ftp: FtpLogins | None = None,  # boot over FTP, logging in as these say
     ) -> None:
         self.clock = clock
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
         self._tftp = tftp
+        self._ftp = ftp
         self._sip_port = sip_port
         self._calls_per_hour = calls_per_hour
         self._gate = asyncio.Semaphore(concurrency)  # boots in progress at once
@@ -299,6 +302,9 @@ class Fleet:
         return changed
 
     def _client(self, phone: EmulatedPhone) -> Client:
+        if self._ftp is not None:
+            mac = phone.engine.config.mac
+            return self._ftp.client(self._host, self._port, phone.address, mac)
         if self._tftp:
             return TftpClient(self._host, self._port, local_address=phone.address)
         return HttpClient(

@@ -1,0 +1,180 @@
+"""A small FTP client for emulated phones: one session per pass of a boot, from the phone's own
+address, as a Polycom phone on its factory FTP setup boots (domain.md §5.3).
+
+The session connects and logs in at its first request (the phone's own provisioning login, or
+the shared factory one ``PlcmSpIp``), sets ``TYPE I``, and then each file is ``EPSV`` and
+``RETR`` (or ``STOR``) on a new data connection from the same address; ``close`` says ``QUIT``.
+Answers are mapped to the HTTP statuses the rest of the emulator speaks: 200 read, 201
+written, 404 not found (``550`` "no such file"), 403 any other refusal (a failed login too),
+413 over a cap (``552``), 503 busy (``421``, ``450``; with ``retry-after``), 500 anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+from fleetkey.emulate.http import MAX_BODY, Reply
+
+FACTORY_LOGIN: Final = ("PlcmSpIp", "PlcmSpIp")  # Polycom's factory provisioning login
+TIMEOUT_S: Final = 30.0
+_EPSV: Final = re.compile(r"\(\|\|\|(\d+)\|\)")
+
+
+class _RefusedError(Exception):
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
+
+
+@dataclass(frozen=True, slots=True)
+class FtpLogins:
+    """Who each phone logs in as: its own login (by MAC) when it has one, else ``shared``."""
+
+    shared: tuple[str, str] = FACTORY_LOGIN
+    per_phone: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def client(self, host: str, port: int, local_address: str | None, mac: str) -> FtpClient:
+        login = self.per_phone.get(mac, self.shared)
+        return FtpClient(host, port, local_address=local_address, login=login)
+
+
+class FtpClient:
+    """One phone's FTP session for one pass of its boot (``request`` as HTTP and TFTP's)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        local_address: str | None,
+        login: tuple[str, str] = FACTORY_LOGIN,
+    ) -> None:
+        self._server = (host, port)
+        self._local = (local_address, 0) if local_address else None
+        self._login = login
+        self._control: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", *, user_agent: str | None = None
+    ) -> Reply:
+        """RETR for GET, STOR for PUT; FTP carries no User-Agent, so ``user_agent`` is unused."""
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                await self._session()
+                if method == "PUT":
+                    return await self._store(path, body)
+                return await self._retrieve(path)
+        except _RefusedError as refused:
+            if refused.reply.status >= 500:  # the session may be out of step: a new one next
+                await self._drop()
+            return refused.reply
+        except BaseException:  # a timeout or a broken connection: a new session next
+            await self._drop()
+            raise
+
+    async def _drop(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            control[1].close()
+
+    async def close(self) -> None:
+        control, self._control = self._control, None
+        if control is None:
+            return
+        reader, writer = control
+        try:
+            async with asyncio.timeout(5):
+                writer.write(b"QUIT\r\n")
+                await _reply(reader)
+        except (OSError, TimeoutError, _RefusedError):
+            pass
+        finally:
+            writer.close()
+
+    async def _session(self) -> None:
+        if self._control is not None:
+            return
+        reader, writer = await asyncio.open_connection(*self._server, local_addr=self._local)
+        self._control = (reader, writer)
+        _expect(await _reply(reader), "220")
+        user, password = self._login
+        answer = await self._command(f"USER {user}")
+        if answer.startswith("331"):
+            answer = await self._command(f"PASS {password}")
+        _expect(answer, "230")
+        _expect(await self._command("TYPE I"), "200")
+
+    async def _command(self, line: str) -> str:
+        assert self._control is not None  # noqa: S101  # after _session
+        reader, writer = self._control
+        writer.write(line.encode() + b"\r\n")
+        return await _reply(reader)
+
+    async def _data(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        answer = await self._command("EPSV")
+        _expect(answer, "229")
+        found = _EPSV.search(answer)
+        if found is None:
+            raise _RefusedError(Reply(500))
+        return await asyncio.open_connection(
+            self._server[0], int(found.group(1)), local_addr=self._local
+        )
+
+    async def _retrieve(self, path: str) -> Reply:
+        reader, writer = await self._data()
+        try:
+            _expect(await self._command(f"RETR {path}"), "150", "125")
+            body = bytearray()
+            while chunk := await reader.read(65536):  # to the end of the data connection
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return Reply(500)
+        finally:
+            writer.close()
+        assert self._control is not None  # noqa: S101
+        _expect(await _reply(self._control[0]), "226")
+        return Reply(200, bytes(body))
+
+    async def _store(self, path: str, body: bytes) -> Reply:
+        _, writer = await self._data()
+        try:
+            _expect(await self._command(f"STOR {path}"), "150", "125")
+            writer.write(body)
+            await writer.drain()
+        finally:
+            writer.close()
+        assert self._control is not None  # noqa: S101
+        _expect(await _reply(self._control[0]), "226")
+        return Reply(201)
+
+
+async def _reply(reader: asyncio.StreamReader) -> str:
+    """One whole reply (the last line of a multi-line one)."""
+    first = line = (await reader.readline()).decode("utf-8", "replace")
+    while not (len(line) >= 4 and line[:3] == first[:3] and line[3] == " "):
+        line = (await reader.readline()).decode("utf-8", "replace")
+        if not line:
+            raise _RefusedError(Reply(500))  # the server closed mid-reply
+    return line.rstrip("\r\n")
+
+
+def _expect(answer: str, *codes: str) -> None:
+    if answer[:3] in codes:
+        return
+    raise _RefusedError(_status(answer))
+
+
+def _status(answer: str) -> Reply:
+    code = answer[:3]
+    if code in ("421", "450", "425"):
+        return Reply(503, b"", {"retry-after": "5"})
+    if code == "552":
+        return Reply(413)
+    if code == "550" and "no such file" in answer.lower():
+        return Reply(404)
+    if code in ("550", "530", "553"):
+        return Reply(403)
+    return Reply(500)
