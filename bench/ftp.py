@@ -43,6 +43,7 @@ import uvloop
 from benchfleet import FLEETKEY, bench_env, issue_phone_licenses, open_tree_to_baselines
 
 USER: Final = "PlcmSpIp"
+BOOT_TIMEOUT_S: Final = 20.0  # a boot taking longer counts as failed
 SERVERS: Final = ["vsftpd", "pyftpdlib", "fleetkey"]
 SHARED_FILES: Final = {
     "000000000000.cfg": 1699,
@@ -198,8 +199,9 @@ class Load:
     async def slot(self, source: str) -> None:
         while self.running:
             try:
-                await self.boot(source)
-            except (BootError, OSError):
+                async with asyncio.timeout(BOOT_TIMEOUT_S):
+                    await self.boot(source)
+            except (BootError, OSError, TimeoutError):
                 self.failures += 1
                 await asyncio.sleep(0.05)
 
@@ -211,6 +213,8 @@ class Load:
         elapsed = time.perf_counter() - begin
         boots = self.boots
         self.running = False
+        for task in tasks:  # boots in flight are not counted: end them now
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         return boots / elapsed
 
