@@ -11,6 +11,7 @@ from __future__ import annotations
 import ftplib
 import hashlib
 import io
+import json
 import os
 import re
 import socket
@@ -350,3 +351,28 @@ def test_wrong_passwords_are_delayed_counted_and_disconnected_after_three(
     wrong = re.search(r'fleetkey_ftp_logins_total\{outcome="wrong"\} (\d+)', text)
     assert wrong is not None
     assert int(wrong.group(1)) >= 3
+
+
+def test_a_transfer_cut_by_the_servers_stop_is_recorded(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data, env = fleet_env(tmp_path_factory, "ftp-stop")
+    make_fleet(data, env, PHONES)
+    server = start_ftp(data, env)
+    client = ftplib.FTP(timeout=30)  # noqa: S321  # FTP is what is under test
+    client.connect("127.0.0.1", server.port)
+    client.login("vvx500-a1b2c3", "s3cret-vvx")
+    client.voidcmd("TYPE I")
+    transfer = client.transfercmd(f"RETR {FIRMWARE}")
+    assert len(transfer.recv(65536)) > 0  # under way, and read no further
+    out = server.running.stop()
+    transfer.close()
+    client.sock.close()
+    assert "0 not recorded" in out
+    cut = [
+        r
+        for r in json.loads(server.running.cli("fetches", "--mac", MAC, "--json"))
+        if (r["method"], r["path"]) == ("RETR", f"/{FIRMWARE}")
+    ]
+    assert [r["status"] for r in cut] == [499]
+    assert 0 < cut[0]["bytes"] < 20 * 1024 * 1024

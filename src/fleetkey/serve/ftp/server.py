@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from fleetkey.serve.view import ViewSource
 
 PERMISSIONS: Final = "elrwa"  # list, read, store, append: nothing that changes the tree
 POLL_S: Final = 0.2  # how often the FTP thread looks at the stop flag
+FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
 BANNER: Final = "fleetkey provisioning FTP ready."
 log = logging.getLogger(__name__)
 
@@ -268,6 +270,8 @@ class _Listener:
         self.server.max_cons_per_ip = service.settings.per_address
         self.port = int(self.server.socket.getsockname()[1])
         self.stop = threading.Event()
+        addresses = service.pipeline.addresses  # the thread's own: forgotten on the thread
+        self.ioloop.call_every(FORGET_EVERY_S, lambda: addresses.forget_older(time.perf_counter()))
 
     def run(self) -> None:
         try:

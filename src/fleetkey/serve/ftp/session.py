@@ -105,6 +105,9 @@ class SessionMixin:
 
     def close(self) -> None:
         if not getattr(self, "_closed", True) and hasattr(self, "fk_open"):
+            data = getattr(self, "data_channel", None)
+            if data is not None:  # a transfer under way is recorded by its data channel
+                data.close()
             left, self.fk_open = self.fk_open, []
             for transfer in left:  # opened, but their data connection never came
                 transfer.file.close()
