@@ -12,7 +12,10 @@ from tests.helpers import Fleetkey
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--server", "ftp://127.0.0.1:21"), "is not http://HOST:PORT[/prefix] or tftp://"),
+        (
+            ("--server", "sftp://127.0.0.1:22"),
+            "is not http://HOST:PORT[/prefix], tftp://HOST:PORT or ftp://",
+        ),
         (("--server", "http://"), "is not http://HOST:PORT"),
         (("--clock-start", "yesterday"), "--clock-start 'yesterday' is not an ISO date-time"),
         (("--timezone", "Mars/Olympus"), "time zone 'Mars/Olympus' is not an IANA zone"),
