@@ -46,14 +46,29 @@ async def boot_once(config: PhoneConfig) -> list[tuple[str, str, str]]:
     return seen
 
 
+UPDATER = 3  # <mac>.cfg, 000000000000.cfg (both 404 here), the boot log
+
+
 def test_by_default_no_request_names_the_phone_in_its_user_agent() -> None:
     seen = asyncio.run(boot_once(PhoneConfig(MAC)))
-    assert seen[0] == ("PUT", f"/{MAC}-boot.log", f"{AGENT} Type/Updater")
-    assert {agent for _, _, agent in seen[1:]} == {f"{AGENT} Type/Application"}
+    assert [(m, p) for m, p, _ in seen[:UPDATER]] == [
+        ("GET", f"/{MAC}.cfg"),
+        ("GET", "/000000000000.cfg"),
+        ("PUT", f"/{MAC}-boot.log"),
+    ]
+    assert {agent for _, _, agent in seen[:UPDATER]} == {f"{AGENT} Type/Updater"}
+    assert {agent for _, _, agent in seen[UPDATER:]} == {f"{AGENT} Type/Application"}
     assert any(path == "/000000000000-license.cfg" for _, path, _ in seen)
 
 
 def test_a_tagged_phone_says_its_mac_at_every_stage() -> None:
     seen = asyncio.run(boot_once(PhoneConfig(MAC, tag_serial=True)))
     assert seen[0][2] == f"{AGENT} (SN:{MAC}) Type/Updater"
-    assert {agent for _, _, agent in seen[1:]} == {f"{AGENT} (SN:{MAC}) Type/Application"}
+    assert {agent for _, _, agent in seen[UPDATER:]} == {f"{AGENT} (SN:{MAC}) Type/Application"}
+
+
+def test_each_model_says_its_family_model_and_firmware() -> None:
+    seen = asyncio.run(boot_once(PhoneConfig(MAC, model="SPIP_670", firmware="4.0.15.1047")))
+    soundpoint = "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047"
+    assert seen[0][2] == f"{soundpoint} Type/Updater"
+    assert seen[-1][2] == f"{soundpoint} Type/Application"
