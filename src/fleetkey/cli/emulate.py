@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import resource
 import signal
 import time
 from datetime import UTC, datetime
@@ -239,9 +240,12 @@ def emulate(
     holder: list[Fleet] = []
     elapsed = uvloop.run(main())
     document = report(holder[0], elapsed)
+    result = document["summary"]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     if report_file is not None:
         report_file.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    result = document["summary"]
     failed = all_failed(holder[0])
     if as_json:
         env.print_json(result)

@@ -159,3 +159,33 @@ def test_phones_follow_the_master_and_download_a_new_image_once(server: RunningS
         "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047 Type/Updater",
         "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047 Type/Application",
     }
+
+
+def test_over_tftp_a_fleet_on_another_image_downloads_the_served_one_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """--new-firmware: the phones run another image than the server's, so their first boot
+    reads the header (RRQ with tsize, ended after one block) and downloads the image."""
+    data, env = fleet_env(tmp_path_factory, "master-tftp")
+    make_fleet(data, env, PHONES_CSV)
+    write_tree(data)
+    server = start_server(data, env, "--http", "off", "--tftp", "127.0.0.1:0", "--tftp-uploads")
+    report = data.parent / "report.json"
+    try:
+        subprocess.run(
+            [*fleetkey_command(), "emulate", "--server", f"tftp://127.0.0.1:{server.port}",
+             "--from-inventory", "--new-firmware", "--until-booted", "--duration", "60",
+             "--sip-port", "0", "--report", str(report), "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    phones = {p["mac"]: p for p in json.loads(report.read_text())["phones"]}
+    for mac, image, size in (
+        (VVX, "firmware/vvx500.ld", 200_000),
+        (SPIP, "firmware/sip.ld", 300_000),
+    ):
+        fetched = [(f["status"], f["bytes"]) for f in phones[mac]["fetches"] if f["name"] == image]
+        assert fetched == [(206, 1428), (200, size)], mac  # one TFTP block, then all of it
+        assert phones[mac]["firmware"]["downloads"] == 1
+        assert phones[mac]["errors"] == []
