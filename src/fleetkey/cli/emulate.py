@@ -156,9 +156,11 @@ def emulate(
 ) -> None:
     """Emulate PHONES phones booting from SERVER, each on a loopback address of its own.
 
-    The phones follow the license rules R1-R9: they fetch their files at boot, check their keys
-    at the license polling time, reboot on expiry (never during a call), and answer SIP NOTIFY
-    check-sync. The virtual clock runs at SPEED; the run lasts DURATION real seconds.
+    The phones follow the master configuration they are served (the firmware image downloaded
+    only when it changed, CONFIG_FILES, LICENSE_DIRECTORY, LOG_FILE_DIRECTORY) and the license
+    rules R1-R9: they check their keys at the license polling time, reboot on expiry (never
+    during a call), and answer SIP NOTIFY check-sync. The virtual clock runs at SPEED; the run
+    lasts DURATION real seconds. Exit 1 when nothing listens at SERVER or every phone failed.
     """
     parts = urlsplit(server)
     if parts.scheme not in ("http", "tftp") or not parts.hostname:
