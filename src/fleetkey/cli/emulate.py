@@ -19,7 +19,7 @@ import uvloop
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.cli.emulatedphones import Settings, choose_phones
+from fleetkey.cli.emulatedphones import Settings, choose_phones, read_credentials
 from fleetkey.cli.render import counts_text
 from fleetkey.core.signing import PublicKey, TrustedKeys
 from fleetkey.emulate.clock import VirtualClock
@@ -63,6 +63,12 @@ _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
     help="The inventory's phones (their model, firmware, site and its time zone); read only.",
 )
 @click.option("--site", help="With --from-inventory: only this site's phones (serial or name).")
+@click.option(
+    "--credentials",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV lines mac,user,password: each phone's provisioning login (device.prov.user/"
+    "password), answering the server's 401 with Digest or Basic over HTTP.",
+)
 @click.option(
     "--new-firmware",
     is_flag=True,
@@ -138,6 +144,7 @@ def emulate(
     models: str | None,
     from_inventory: bool,
     site: str | None,
+    credentials: Path | None,
     new_firmware: bool,
     clock_start: str | None,
     speed: float,
@@ -204,6 +211,7 @@ def emulate(
         from_inventory=from_inventory,
         site=site,
     )
+    logins = read_credentials(credentials) if credentials is not None else {}
     check_descriptors(len(chosen), concurrency, sip=bool(sip_port))
     fleet_clock = VirtualClock(start, speed)
     host = parts.hostname or "127.0.0.1"
@@ -227,6 +235,7 @@ def emulate(
             prefix=prefix,
             master=master,
             new_firmware=new_firmware,
+            http_logins=logins,
             tftp=parts.scheme == "tftp",
             sip_port=sip_port or None,
             calls_per_hour=calls_per_hour,

@@ -122,3 +122,28 @@ def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | No
     if len(found) < count:
         raise InputError(f"{path} has {len(found)} MACs, --phones asks for {count}")
     return found[:count]
+
+
+def read_credentials(path: Path) -> dict[str, tuple[str, str]]:
+    """``mac,user,password`` lines (the columns of ``phones import``): each phone's
+    provisioning login, by MAC. Every bad line is an error naming it; nothing is half read."""
+    found: dict[str, tuple[str, str]] = {}
+    problems: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        cells = [cell.strip() for cell in line.split(",")]
+        if not line.strip() or cells[0].startswith("#") or cells[0].lower() == "mac":
+            continue
+        if len(cells) != 3 or not cells[1] or not cells[2]:
+            problems.append(f"line {number}: expected mac,user,password")
+            continue
+        try:
+            mac = normalize_mac(cells[0])
+        except InputError as exc:
+            problems.append(f"line {number}: {exc.message}")
+            continue
+        if mac in found:
+            problems.append(f"line {number}: {mac} is given twice")
+        found[mac] = (cells[1], cells[2])
+    if problems:
+        raise InputError(f"--credentials {path}: " + "; ".join(problems[:5]), field="credentials")
+    return found

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -36,7 +37,7 @@ from fleetkey.core.masterconfig import Application
 from fleetkey.core.rules import SignatureVerifier
 from fleetkey.emulate.booting import Flash, run_boot, user_agent
 from fleetkey.emulate.clock import VirtualClock
-from fleetkey.emulate.http import HttpClient
+from fleetkey.emulate.http import HttpClient, Login
 from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.sockets import SipSockets
 from fleetkey.emulate.tftp import TftpClient
@@ -76,6 +77,7 @@ class EmulatedPhone:
     master: tuple[str, Application] | None = None  # the master configuration it follows
     image_bytes: int = 0  # firmware downloaded, over all its boots
     image_downloads: int = 0
+    login: Login | None = None  # its provisioning login (HTTP), kept across its boots
     # what the engine decided outside the phone's loop (on a check-sync), for the loop to do
     decided: asyncio.Queue[list[Action]] = field(default_factory=asyncio.Queue)
     boots_done: int = 0
@@ -113,6 +115,7 @@ class Fleet:
         stopping: asyncio.Event | None = None,
         master: str | None = None,
         new_firmware: bool = False,
+        http_logins: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         self.clock = clock
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
@@ -130,6 +133,9 @@ class Fleet:
             )
             for i, config in enumerate(configs)
         ]
+        for phone in self.phones:
+            found = (http_logins or {}).get(phone.engine.config.mac)
+            phone.login = Login(*found) if found else None
         self.requests: Counter[int] = Counter()  # answers by status
         self._logins = sip_logins or [None] * len(self.phones)
         self.all_booted = asyncio.Event()
@@ -306,6 +312,7 @@ class Fleet:
             self._port,
             local_address=phone.address,
             user_agent=user_agent(phone.engine.config),
+            login=phone.login,
         )
 
     async def _request(

@@ -9,31 +9,79 @@ its Retry-After (scaled by the clock's speed), as phones retry their provisionin
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 
 import httptools
 
+from fleetkey.core.digest import Challenge
 from fleetkey.emulate.transport import MAX_BODY, Reply, Sink
-from fleetkey.errors import EmulationError
+from fleetkey.errors import DigestError, EmulationError
 
-__all__ = ["MAX_BODY", "HttpClient", "Reply", "check_reachable"]
+__all__ = ["MAX_BODY", "HttpClient", "Login", "Reply", "check_reachable"]
 
 
 class _Collector:
     def __init__(self, keep: bool) -> None:
         self.sink = Sink(keep)
         self.headers: dict[str, str] = {}
+        self.challenges: list[str] = []  # every WWW-Authenticate (a server may send several)
         self.done = False
         self.keep_alive = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        self.headers[key] = text
+        if key == "www-authenticate":
+            self.challenges.append(text)
 
     def on_body(self, body: bytes) -> None:
         self.sink.add(body)
 
     def on_message_complete(self) -> None:
         self.done = True
+
+
+class Login:
+    """A phone's provisioning login (``device.prov.user/password``): it answers a 401 with
+    Digest when offered (counting its requests per nonce, a fresh challenge when stale), else
+    Basic, and sends the answer with every later request, as phones do."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self._user, self._password = user, password
+        self._basic: str | None = None
+        self._digest: Challenge | None = None
+        self._count = 0
+
+    def header(self, method: str, uri: str) -> str:
+        """The Authorization line for this request ("" before any challenge)."""
+        if self._digest is not None:
+            self._count += 1
+            answer = self._digest.authorization(
+                method, uri, self._user, self._password, os.urandom(8).hex(),
+                nc=f"{self._count:08x}",
+            )  # fmt: skip
+            return f"Authorization: {answer}\r\n"
+        if self._basic is not None:
+            return f"Authorization: {self._basic}\r\n"
+        return ""
+
+    def challenged(self, challenges: list[str]) -> bool:
+        """Take a 401's challenges; whether a new answer is worth trying."""
+        for text in challenges:
+            if text.lower().startswith("digest"):
+                try:
+                    self._digest = Challenge.parse(text)
+                except DigestError:
+                    continue
+                self._count = 0
+                return True
+        if self._basic is None and any(t.lower().startswith("basic") for t in challenges):
+            token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode()
+            self._basic = f"Basic {token}"
+            return True
+        return False
 
 
 class HttpClient:
@@ -47,8 +95,11 @@ class HttpClient:
         local_address: str | None,
         user_agent: str,
         timeout_s: float = 30.0,
+        login: Login | None = None,
     ) -> None:
         self._host, self._port = host, port
+        self._login = login
+        self._challenges: list[str] = []
         self._local = local_address
         self._user_agent = user_agent
         self._timeout = timeout_s
@@ -86,10 +137,19 @@ class HttpClient:
         """One exchange; ``user_agent`` replaces the client's for this request (the updater's),
         ``extra`` adds header lines (each ending in CRLF)."""
         agent = user_agent or self._user_agent
+        reply = await self._send(method, path, body, agent, extra, keep)
+        if reply.status == 401 and self._login and self._login.challenged(self._challenges):
+            reply = await self._send(method, path, body, agent, extra, keep)
+        return reply
+
+    async def _send(
+        self, method: str, path: str, body: bytes, agent: str, extra: str, keep: bool
+    ) -> Reply:
         for attempt in range(2):  # a kept-alive connection may have been closed by the server
+            lines = extra + (self._login.header(method, path) if self._login else "")
             try:
                 async with asyncio.timeout(self._timeout):  # wait_for could drop a stop (3.11)
-                    return await self._exchange(method, path, body, agent, extra, keep)
+                    return await self._exchange(method, path, body, agent, lines, keep)
             except (ConnectionError, asyncio.IncompleteReadError, OSError):
                 await self.close()
                 if attempt:
@@ -120,6 +180,7 @@ class HttpClient:
                 raise ConnectionError("the server closed the connection")
             parser.feed_data(chunk)
         reply = collector.sink.reply(parser.get_status_code(), collector.headers)
+        self._challenges = collector.challenges
         if not parser.should_keep_alive():
             await self.close()
         return reply

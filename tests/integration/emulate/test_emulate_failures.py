@@ -132,3 +132,17 @@ def test_too_low_an_open_file_limit_names_it_and_how_many_phones_fit(
         "progress and 64 more), but the open-file limit is 1,024: 704 phones fit"
     )
     assert "ulimit" in done.stderr  # the hint: how to raise it
+
+
+def test_a_bad_credentials_file_names_every_bad_line(
+    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    credentials = tmp_path_factory.mktemp("creds") / "credentials.csv"
+    credentials.write_text(
+        "mac,user,password\nnot-a-mac,u,p\n0004f2100000,u\n0004f2100000,u,p\n0004f2100000,u,q\n"
+    )
+    done = emulate(env, "--server", "http://127.0.0.1:1", "--credentials", str(credentials), code=1)
+    line = done.stderr.splitlines()[0]
+    assert line.startswith(f"error: --credentials {credentials}: line 2: ")
+    assert "; line 3: expected mac,user,password; line 5: 0004f2100000 is given twice" in line
+    assert "nothing listens" not in done.stderr

@@ -189,3 +189,37 @@ def test_over_tftp_a_fleet_on_another_image_downloads_the_served_one_once(
         assert fetched == [(206, 1428), (200, size)], mac  # one TFTP block, then all of it
         assert phones[mac]["firmware"]["downloads"] == 1
         assert phones[mac]["errors"] == []
+
+
+@pytest.mark.parametrize("auth", ["digest", "basic"])
+def test_phones_log_in_with_their_credentials_and_a_phone_without_gets_401(
+    tmp_path_factory: pytest.TempPathFactory, auth: str
+) -> None:
+    data, env = fleet_env(tmp_path_factory, f"master-{auth}")
+    make_fleet(
+        data,
+        env,
+        f"mac,site,model,user,password\n{VVX},{SITE},VVX_500,u{VVX},pw-{VVX}\n"
+        f"{SPIP},{SITE},SPIP_670,u{SPIP},pw-{SPIP}\n",
+    )
+    write_tree(data)
+    credentials = data.parent / "credentials.csv"
+    credentials.write_text(f"mac,user,password\n{VVX},u{VVX},pw-{VVX}\n")  # not SPIP's
+    server = start_server(data, env, "--http", "127.0.0.1:0", "--auth", auth)
+    report = data.parent / "report.json"
+    try:
+        done = subprocess.run(
+            [*fleetkey_command(), "emulate", "--server", server.url, "--from-inventory",
+             "--credentials", str(credentials), "--until-booted", "--duration", "60",
+             "--sip-port", "0", "--report", str(report), "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert json.loads(done.stdout)["phones_failed"] == 1
+    phones = {p["mac"]: p for p in json.loads(report.read_text())["phones"]}
+    statuses = {f["name"]: f["status"] for f in phones[VVX]["fetches"]}
+    assert statuses[f"licenses/{VVX}-license.cfg"] == 200  # its own, through its login
+    assert statuses["firmware/vvx500.ld"] == 206
+    assert phones[VVX]["installed"]["phone"] is not None
+    assert {f["status"] for f in phones[SPIP]["fetches"]} == {401}
