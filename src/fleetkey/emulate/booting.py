@@ -26,7 +26,10 @@ from fleetkey.core.device.boot import (
 )
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.models import family
+from fleetkey.core.license import LicenseKey
 from fleetkey.core.masterconfig import Application, parse_master_config
+from fleetkey.core.rules import SignatureVerifier
+from fleetkey.core.signing import SignatureCheck
 from fleetkey.core.useragent import BootStage, format_user_agent
 from fleetkey.emulate.transport import Reply
 from fleetkey.errors import MasterConfigError
@@ -38,6 +41,22 @@ None when it failed (the exchange has said why)."""
 
 class BootAborted(Exception):  # noqa: N818  # a signal to stop, not an error
     """An exchange ends the boot here (the capacity probe stops a boot at its first 503)."""
+
+
+class RememberedVerdicts:
+    """A fleet's signature verifier: its phones trust the same keys, so the verdict on a key
+    is the same for every phone, and each distinct key is checked once (ten thousand phones
+    booting with one site license verified it ten thousand times)."""
+
+    def __init__(self, verifier: SignatureVerifier) -> None:
+        self._verifier = verifier
+        self._verdicts: dict[LicenseKey, SignatureCheck] = {}
+
+    def check(self, key: LicenseKey) -> SignatureCheck:
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = self._verifier.check(key)
+        return verdict
 
 
 def user_agent(config: PhoneConfig, stage: BootStage = BootStage.APPLICATION) -> str:

@@ -35,7 +35,7 @@ from fleetkey.core.device.engine import Action, Boot, CheckConfig, DeviceEngine
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.masterconfig import Application
 from fleetkey.core.rules import SignatureVerifier
-from fleetkey.emulate.booting import Flash, run_boot, user_agent
+from fleetkey.emulate.booting import Flash, RememberedVerdicts, run_boot, user_agent
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.http import HttpClient, Login
 from fleetkey.emulate.sip import SipPhone
@@ -125,6 +125,7 @@ class Fleet:
         self._calls_per_hour = calls_per_hour
         self._gate = asyncio.Semaphore(concurrency)  # boots in progress at once
         self._random = random.Random(seed)  # noqa: S311  # call timing, not a secret
+        verifier = RememberedVerdicts(verifier)
         self.phones = [
             EmulatedPhone(
                 DeviceEngine(config, verifier, seed=seed + i),

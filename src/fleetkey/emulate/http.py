@@ -28,7 +28,8 @@ class _Collector:
         self.headers: dict[str, str] = {}
         self.challenges: list[str] = []  # every WWW-Authenticate (a server may send several)
         self.done = False
-        self.keep_alive = True
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         key, text = name.decode("latin-1").lower(), value.decode("latin-1")
@@ -41,6 +42,8 @@ class _Collector:
 
     def on_message_complete(self) -> None:
         self.done = True
+        # asked here: once the parser has finished, should_keep_alive() is always False
+        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
 
 
 class Login:
@@ -173,7 +176,7 @@ class HttpClient:
             head += f"Content-Length: {len(body)}\r\n"
         self._writer.write((head + "\r\n").encode("latin-1") + body)
         collector = _Collector(keep)
-        parser = httptools.HttpResponseParser(collector)
+        parser = collector.parser = httptools.HttpResponseParser(collector)
         while not collector.done:
             chunk = await self._reader.read(65536)
             if not chunk:
@@ -181,7 +184,7 @@ class HttpClient:
             parser.feed_data(chunk)
         reply = collector.sink.reply(parser.get_status_code(), collector.headers)
         self._challenges = collector.challenges
-        if not parser.should_keep_alive():
+        if not collector.keep_alive:
             await self.close()
         return reply
 

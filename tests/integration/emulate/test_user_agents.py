@@ -15,18 +15,25 @@ MAC = "0004f2000001"
 AGENT = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477"
 
 
-async def boot_once(config: PhoneConfig) -> list[tuple[str, str, str]]:
+async def boot_once(
+    config: PhoneConfig, connections: list[int] | None = None
+) -> list[tuple[str, str, str]]:
     """One phone's first boot against a server that answers 404 to every GET: (method, path,
-    User-Agent) of each request, in order."""
+    User-Agent) of each request, in order; ``connections`` gets the requests each connection
+    carried."""
     seen: list[tuple[str, str, str]] = []
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if connections is not None:
+            connections.append(0)
         while head := await reader.readuntil(b"\r\n\r\n"):
             lines = head.decode("latin-1").split("\r\n")
             method, path, _ = lines[0].split(" ")
             headers = dict(line.split(": ", 1) for line in lines[1:] if line)
             await reader.readexactly(int(headers.get("Content-Length", "0")))
             seen.append((method, path, headers["User-Agent"]))
+            if connections is not None:
+                connections[-1] += 1
             status = "201 Created" if method == "PUT" else "404 Not Found"
             writer.write(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n".encode())
             await writer.drain()
@@ -72,3 +79,11 @@ def test_each_model_says_its_family_model_and_firmware() -> None:
     soundpoint = "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047"
     assert seen[0][2] == f"{soundpoint} Type/Updater"
     assert seen[-1][2] == f"{soundpoint} Type/Application"
+
+
+def test_a_boot_keeps_one_connection_alive_for_all_its_requests() -> None:
+    """httptools says keep-alive only while it parses: asked afterwards it always said no, and
+    every request of every emulated boot opened a connection of its own."""
+    connections: list[int] = []
+    seen = asyncio.run(boot_once(PhoneConfig(MAC), connections))
+    assert connections == [len(seen)]
