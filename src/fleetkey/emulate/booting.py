@@ -29,8 +29,8 @@ from fleetkey.core.device.models import family
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.masterconfig import Application, parse_master_config
 from fleetkey.core.rules import SignatureVerifier
-from fleetkey.core.signing import SignatureCheck
 from fleetkey.core.useragent import BootStage, format_user_agent
+from fleetkey.core.verdicts import SignatureCheck
 from fleetkey.emulate.transport import Reply
 from fleetkey.errors import MasterConfigError
 
