@@ -16,7 +16,7 @@ AGENT = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477"
 
 
 async def boot_once(
-    config: PhoneConfig, connections: list[int] | None = None
+    config: PhoneConfig, connections: list[int] | None = None, master: str | None = None
 ) -> list[tuple[str, str, str]]:
     """One phone's first boot against a server that answers 404 to every GET: (method, path,
     User-Agent) of each request, in order; ``connections`` gets the requests each connection
@@ -47,7 +47,9 @@ async def boot_once(
     server = await asyncio.start_server(guarded, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     clock = VirtualClock(datetime(2027, 1, 1, tzinfo=UTC))
-    fleet = Fleet([config], TrustedKeys(), clock, host="127.0.0.1", port=port, sip_port=None)
+    fleet = Fleet(
+        [config], TrustedKeys(), clock, host="127.0.0.1", port=port, sip_port=None, master=master
+    )
     await fleet.run(30, until_booted=True)
     server.close()
     return seen
@@ -87,3 +89,9 @@ def test_a_boot_keeps_one_connection_alive_for_all_its_requests() -> None:
     connections: list[int] = []
     seen = asyncio.run(boot_once(PhoneConfig(MAC), connections))
     assert connections == [len(seen)]
+
+
+def test_a_master_named_in_the_server_url_is_the_only_one_the_updater_asks() -> None:
+    seen = asyncio.run(boot_once(PhoneConfig(MAC), master="lab.cfg"))
+    assert [(m, p) for m, p, _ in seen[:2]] == [("GET", "/lab.cfg"), ("PUT", f"/{MAC}-boot.log")]
+    assert not [p for _, p, _ in seen if p.endswith(f"{MAC}.cfg") or p == "/000000000000.cfg"]
