@@ -276,21 +276,19 @@ def split_master(path: str) -> tuple[str, str | None]:
 
 
 def _show(env: Env, result: dict[str, Any]) -> None:
-    table = Table(
-        "phones", "booted", "boots", "requests", "req/s", "firmware", "reboots by reason", "answers"
-    )
+    table = Table("phones", "booted", "boots", "requests", "req/s", "reboots by reason", "answers")
     table.add_row(
         str(result["phones"]),
         str(result["booted"]),
         str(result["boots"]),
         str(result["requests"]),
         f"{result['requests_per_s']:,.0f}",
-        f"{result['firmware_downloads']:,} ({result['firmware_bytes'] / 1e6:,.1f} MB)",
         counts_text(result["reboots_by_reason"]),
         counts_text(result["answers_by_status"]),
     )
     env.out.print(table)
     env.out.print(
         f"virtual time now {result['virtual_now']}; "
-        f"site license expiry: {counts_text(result['site_license_expiry'])}"
+        f"site license expiry: {counts_text(result['site_license_expiry'])}; firmware "
+        f"downloads: {result['firmware_downloads']:,} ({result['firmware_bytes'] / 1e6:,.1f} MB)"
     )
