@@ -1,12 +1,14 @@
 """Many emulated phones in one process: the license engine of each driven by real traffic.
 
 Each phone has a loopback address of its own (so the server sees one address per phone, as on a
-real network), fetches its boot files over HTTP with a VVX's User-Agent (``Type/Updater`` for
-the boot log it puts first, ``Type/Application`` after; ``(SN:<mac>)`` only when its
-configuration has ``tag_serial``, as ``device.prov.tagSerialNo`` does on a phone), uploads its
-logs, listens for SIP on its address, and keeps time by a shared virtual clock. License files
-are parsed with the codec and judged by the engine (R5-R7); anything that does not parse is
-ignored like a bad key. Configuration checks compare the SHA-256 of each file with the boot's.
+real network), boots over a ``Transport`` (HTTP or TFTP) as ``emulate.booting`` says, following
+the master configuration it is served, with its model's User-Agent (``Type/Updater`` for the
+updater's requests, ``Type/Application`` after; ``(SN:<mac>)`` only when its configuration has
+``tag_serial``, as ``device.prov.tagSerialNo`` does on a phone), keeps its firmware image
+across reboots, listens for SIP on its address (``emulate.sockets``), and keeps time by a
+shared virtual clock. License files are parsed with the codec and judged by the engine
+(R5-R7); anything that does not parse is ignored like a bad key. Configuration checks read the
+master it followed and its files again and compare the SHA-256 of each with the boot's.
 
 A NOTIFY check-sync is handed to the engine the moment it is answered, whatever the phone is
 doing: while it boots, the engine absorbs it (a burst reboots the phone once); what the engine
