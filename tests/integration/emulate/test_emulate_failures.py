@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import resource
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -146,3 +147,13 @@ def test_a_bad_credentials_file_names_every_bad_line(
     assert line.startswith(f"error: --credentials {credentials}: line 2: ")
     assert "; line 3: expected mac,user,password; line 5: 0004f2100000 is given twice" in line
     assert "nothing listens" not in done.stderr
+
+
+def test_a_tftp_port_that_never_answers_exits_1_saying_so(env: dict[str, str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answering
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        done = emulate(env, "--server", f"tftp://127.0.0.1:{port}", "--phones", "2", code=1)
+    assert done.stderr.splitlines() == [
+        f"error: tftp://127.0.0.1:{port} does not answer: nothing came back in 3 s"
+    ]
