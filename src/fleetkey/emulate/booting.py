@@ -62,11 +62,13 @@ class RememberedVerdicts:
 def user_agent(config: PhoneConfig, stage: BootStage = BootStage.APPLICATION) -> str:
     """What the phone sends: ``FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application``,
     with ``(SN:<mac>)`` before ``Type/`` only when ``config.tag_serial``, as real phones do.
-    The family is the model's (``SPIP_670`` → ``SoundPointIP``)."""
+    The family is the model's (``SPIP_670`` → ``SoundPointIP``). A VVX's updater says
+    ``Type/Updater``; a SoundPoint's or SoundStation's says no ``Type/`` (domain.md §5.3, S14:
+    ``FileTransport PolycomSoundPointIP-SPIP_335-UA/4.3.1.0440``)."""
     mac = config.mac if config.tag_serial else None
-    return format_user_agent(
-        config.model, config.firmware, stage, mac=mac, family=family(config.model)
-    )
+    kind = family(config.model)
+    said = None if stage is BootStage.UPDATER and kind != "VVX" else stage
+    return format_user_agent(config.model, config.firmware, said, mac=mac, family=kind)
 
 
 @dataclass

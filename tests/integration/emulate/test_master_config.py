@@ -156,7 +156,7 @@ def test_phones_follow_the_master_and_download_a_new_image_once(server: RunningS
     assert phones[VVX]["installed"]["phone"]["slots"]  # its phone license, from licenses/
     agents = {str(r["user_agent"]) for r in records(server, SPIP)}
     assert agents == {
-        "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047 Type/Updater",
+        "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047",  # its updater: no Type/
         "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047 Type/Application",
     }
 
