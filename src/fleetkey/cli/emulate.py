@@ -39,7 +39,8 @@ _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
     "--server",
     required=True,
     metavar="URL",
-    help="http://HOST:PORT[/<site>] or tftp://HOST:PORT[/<site>] to boot from.",
+    help="http://HOST:PORT[/<site>] or tftp://HOST:PORT[/<site>] to boot from; a last "
+    "segment ending .cfg names the master configuration.",
 )
 @click.option(
     "--phones",
