@@ -11,7 +11,14 @@ import uvloop
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.tables import Column, Kind, Output, print_rows
-from fleetkey.emulate.capacity import HealthLimits, Measurement, Step, Storm, measure
+from fleetkey.emulate.capacity import (
+    HealthLimits,
+    Measurement,
+    Step,
+    Storm,
+    measure,
+    probe_models,
+)
 from fleetkey.errors import InputError
 from fleetkey.store import capacity as capacities
 
@@ -59,6 +66,11 @@ def capacity() -> None:
 )
 @click.option("--max-steps", type=click.IntRange(1, 50), default=12, show_default=True)
 @click.option(
+    "--models",
+    metavar="MODEL:N%,...",
+    help="The probe phones' mix of models, as emulate takes it (default: all VVX_500).",
+)
+@click.option(
     "--storm",
     type=click.Choice([s.value for s in Storm]),
     default=Storm.LICENSE_LAPSE.value,
@@ -95,6 +107,7 @@ def measure_command(
     factor: float,
     step_s: float,
     max_steps: int,
+    models: str | None,
     storm: str,
     max_p95_ms: float,
     max_rejected: float,
@@ -127,6 +140,7 @@ def measure_command(
             on_step=show,
             clock=env.clock,
             storm=Storm(storm),
+            models=probe_models(models),
         )
     )
     found = result.capacity

@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fleetkey.clock import Clock, SystemClock
 from fleetkey.core.device.boot import FileRequest
 from fleetkey.core.device.config import PhoneConfig
+from fleetkey.core.device.models import deal_models, default_firmware, parse_model_mix
 from fleetkey.emulate.booting import BootAborted, Flash, run_boot, user_agent
 from fleetkey.emulate.fleet import phone_address
 from fleetkey.emulate.http import HttpClient, check_reachable
@@ -91,11 +92,18 @@ class _Tally:
 
 
 async def _boot(
-    host: str, port: int, prefix: str, index: int, storm: Storm, tally: _Tally, clock: Clock
+    host: str,
+    port: int,
+    prefix: str,
+    index: int,
+    storm: Storm,
+    tally: _Tally,
+    clock: Clock,
+    model: str = "VVX_500",
 ) -> None:
     """One probe phone's boot; its first 503 or failure ends it (counted, not retried)."""
     mac = f"02{index:010x}"  # locally administered (bit 1 of the first octet): never a vendor's
-    config = PhoneConfig(mac)
+    config = PhoneConfig(mac, model=model, firmware=default_firmware(model))
     client = HttpClient(
         host,
         port,
@@ -147,11 +155,13 @@ async def measure(
     on_step: Callable[[Step], None] | None = None,
     clock: Clock | None = None,
     storm: Storm = Storm.LICENSE_LAPSE,
+    models: Sequence[str] = ("VVX_500",),
 ) -> Measurement:
     """Step the boot rate up from ``start_boots_per_s`` until a step is strained.
 
     A first boot, alone, measures what one boot asks of this server (requests, firmware
-    bytes). ``clock`` says what day the probe's phones think it is; the steps themselves are
+    bytes). ``models``: the probe phones' models, dealt in turn (a ``deal_models`` list).
+    ``clock`` says what day the probe's phones think it is; the steps themselves are
     timed by the process's monotonic clock.
     """
     limits = limits or HealthLimits()
@@ -159,7 +169,7 @@ async def measure(
     await check_reachable(host, port)
     result = Measurement(storm)
     calibration = _Tally()
-    await _boot(host, port, prefix, 0, storm, calibration, clock)
+    await _boot(host, port, prefix, 0, storm, calibration, clock, models[0])
     if calibration.errors or calibration.rejected or not calibration.requests:
         result.stopped = "the first boot, alone, failed or was refused with 503"
         return result
@@ -175,7 +185,8 @@ async def measure(
             delay = began + number / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            boot = _boot(host, port, prefix, index, storm, tally, clock)
+            model = models[index % len(models)]
+            boot = _boot(host, port, prefix, index, storm, tally, clock, model)
             tasks.append(asyncio.create_task(boot))
             index += 1
         done_in_step = tally.requests
@@ -221,3 +232,8 @@ async def measure(
         rate *= factor
     result.stopped = f"still healthy after {max_steps} steps: the capacity is at least this"
     return result
+
+
+def probe_models(mix: str | None, phones: int = 100) -> list[str]:
+    """The probe phones' models, one turn of ``phones`` dealt from a ``--models`` mix."""
+    return deal_models(parse_model_mix(mix), phones) if mix else ["VVX_500"]

@@ -69,10 +69,12 @@ def test_a_license_lapse_and_a_firmware_change_storm_are_measured_apart(
         for storm in ("license-lapse", "firmware-change"):
             done = run_fleetkey(
                 env, "capacity", "measure", "--server", server.url, "--storm", storm,
-                "--start", "4", "--step-seconds", "1", "--max-steps", "1", "--json",
+                "--start", "4", "--step-seconds", "1", "--max-steps", "1",
+                "--models", "VVX_500:50%,SPIP_670:50%", "--json",
             )  # fmt: skip
             found[storm] = json.loads(done.stdout)
         shown = json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout)
+        records = json.loads(server.cli("fetches", "--limit", "100000", "--json"))
     finally:
         server.stop()
     lapse, change = found["license-lapse"], found["firmware-change"]
@@ -81,6 +83,11 @@ def test_a_license_lapse_and_a_firmware_change_storm_are_measured_apart(
     assert change["image_bytes_per_boot"] == 1_000_000
     assert change["requests_per_boot"] == lapse["requests_per_boot"] + 1  # the download
     assert change["steps"][0]["megabytes_per_s"] > 0 == lapse["steps"][0]["megabytes_per_s"]
+    agents = {str(r["user_agent"]).split("-UA/")[0] for r in records}
+    assert agents == {  # the probe's phones are the mix asked for
+        "FileTransport PolycomVVX-VVX_500",
+        "FileTransport PolycomSoundPointIP-SPIP_670",
+    }
     if change["saved"]:  # a step this short can fall short of keeping up on a busy box
         assert shown["storm"] == "firmware-change"  # the newest
 
@@ -102,6 +109,7 @@ def test_capacity_against_nothing_listening_fails_in_one_line(
     [
         (["--server", "ftp://127.0.0.1:1"], "is not http://HOST:PORT"),
         (["--server", "http://127.0.0.1:1", "--storm", "weather"], "--storm"),
+        (["--server", "http://127.0.0.1:1", "--models", "VVX_500:50%"], "add up to 50 %"),
         (["--server", "http://127.0.0.1:1", "--factor", "1"], "--factor"),
         (["--server", "http://127.0.0.1:1", "--max-rejected", "2"], "--max-rejected"),
     ],
@@ -111,6 +119,7 @@ def test_bad_capacity_options_are_refused(
 ) -> None:
     _, env = fleet_env(tmp_path_factory, "capacity-bad")
     run_fleetkey(env, "init")
-    done = run_fleetkey(env, "capacity", "measure", *args, code=1 if "ftp" in args[1] else 2)
+    code = 1 if "ftp" in args[1] or "--models" in args else 2
+    done = run_fleetkey(env, "capacity", "measure", *args, code=code)
     assert message in done.stderr
     assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None
