@@ -214,10 +214,47 @@ class WebhookReceiver:
 
 
 def free_udp_port(host: str = "127.10.1.1") -> int:
-    """A UDP port free on ``host`` (by default the first emulated phone's address)."""
+    """A UDP port free on ``host`` (by default the first emulated phone's address) whose TCP
+    port is free on every address too (the emulator's SIP TCP listener takes the wildcard)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            try:
+                tcp.bind(("0.0.0.0", port))  # noqa: S104  # only to see that it is free
+            except OSError:
+                continue
+        return port
+
+
+def sip_exchange(address: str, port: int, message: str, timeout: float = 1.0) -> str | None:
+    """Send one SIP message over UDP; the answer, or None when none came in ``timeout``."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+        sock.settimeout(timeout)
+        sock.sendto(message.encode(), (address, port))
+        try:
+            return sock.recvfrom(9000)[0].decode()
+        except TimeoutError:
+            return None
+
+
+def sip_request(
+    method: str, port: int, *, event: str = "check-sync", drop: str = "", to: str = "127.10.1.1"
+) -> str:
+    """A SIP request to an emulated phone; ``drop`` leaves one header out."""
+    headers = {
+        "Via": "SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-test",
+        "From": "<sip:fleetkey@127.0.0.1>;tag=t1",
+        "To": f"<sip:phone@{to}:{port}>",
+        "Call-ID": "c1@127.0.0.1",
+        "CSeq": f"1 {method}",
+        "Event": event,
+        "Content-Length": "0",
+    }
+    lines = [f"{method} sip:phone@{to}:{port} SIP/2.0"]
+    lines += [f"{name}: {value}" for name, value in headers.items() if name != drop]
+    return "\r\n".join([*lines, "", ""])
 
 
 KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"

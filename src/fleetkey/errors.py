@@ -32,6 +32,7 @@ The tree::
     ├── HeldFileError                 a spill or fallback file of fetch records is damaged
     ├── QueueFullError                the fetch-record queue stayed full for the whole timeout
     ├── ListenError                   a server cannot listen where it was told (port in use…)
+    ├── EmulationError                emulated phones cannot boot: nothing listens, or all failed
     ├── PlanInfeasibleError           a rollout's phones do not fit before its deadline
     ├── WebhookError                  a signed webhook POST got no 2xx answer (``url``, ``status``)
     └── CommandFailedError            a check the operator ran failed (verify, audit verify, import)
@@ -226,6 +227,11 @@ class HeldFileError(FleetkeyError):
 
 class QueueFullError(FleetkeyError):
     """The fetch-record queue stayed full for the whole timeout."""
+
+
+class EmulationError(FleetkeyError):
+    """Emulated phones cannot boot from their server: nothing listens there, it does not
+    answer, or every phone failed (the message says the commonest reason)."""
 
 
 class ListenError(FleetkeyError):

@@ -11,7 +11,14 @@ import uvloop
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.tables import Column, Kind, Output, print_rows
-from fleetkey.emulate.capacity import HealthLimits, Measurement, Step, measure
+from fleetkey.emulate.capacity import (
+    HealthLimits,
+    Measurement,
+    Step,
+    Storm,
+    measure,
+    probe_models,
+)
 from fleetkey.errors import InputError
 from fleetkey.store import capacity as capacities
 
@@ -19,6 +26,7 @@ STEP_COLUMNS: Final = (
     Column("boots/s", Kind.NUMBER),
     Column("req/s", Kind.NUMBER),
     Column("asked req/s", Kind.NUMBER),
+    Column("MB/s", Kind.NUMBER),
     Column("p95 ms", Kind.NUMBER),
     Column("503", Kind.NUMBER),
     Column("errors", Kind.NUMBER),
@@ -58,6 +66,19 @@ def capacity() -> None:
 )
 @click.option("--max-steps", type=click.IntRange(1, 50), default=12, show_default=True)
 @click.option(
+    "--models",
+    metavar="MODEL:N%,...",
+    help="The probe phones' mix of models, as emulate takes it (default: all VVX_500).",
+)
+@click.option(
+    "--storm",
+    type=click.Choice([s.value for s in Storm]),
+    default=Storm.LICENSE_LAPSE.value,
+    show_default=True,
+    help="What the boots are: after a license lapse (no firmware download) or after a "
+    "firmware change (every boot downloads the image). Measured apart.",
+)
+@click.option(
     "--max-p95-ms",
     type=click.FloatRange(1),
     default=250.0,
@@ -86,6 +107,8 @@ def measure_command(
     factor: float,
     step_s: float,
     max_steps: int,
+    models: str | None,
+    storm: str,
     max_p95_ms: float,
     max_rejected: float,
     save: bool,
@@ -116,10 +139,15 @@ def measure_command(
             limits=limits,
             on_step=show,
             clock=env.clock,
+            storm=Storm(storm),
+            models=probe_models(models),
         )
     )
     found = result.capacity
     details: dict[str, Any] = {
+        "storm": result.storm.value,
+        "requests_per_boot": result.requests_per_boot,
+        "image_bytes_per_boot": result.image_bytes_per_boot,
         "stopped": result.stopped,
         "steps": [asdict(s) for s in result.steps],
     }
@@ -141,6 +169,7 @@ def measure_command(
             f"{step.boots_per_s:,.1f}",
             f"{step.requests_per_s:,.0f}",
             f"{step.asked_per_s:,.0f}",
+            f"{step.megabytes_per_s:,.1f}",
             f"{step.p95_ms:,.1f}",
             str(step.rejected),
             str(step.errors),
@@ -148,13 +177,18 @@ def measure_command(
         ]
         for step in result.steps
     ]
-    print_rows(env.out, STEP_COLUMNS, rows, Output.TABLE, title=f"capacity of {server}")
+    title = (
+        f"capacity of {server}, {result.storm.value} storm: {result.requests_per_boot} "
+        f"requests and {result.image_bytes_per_boot / 1e6:,.1f} MB of firmware a boot"
+    )
+    print_rows(env.out, STEP_COLUMNS, rows, Output.TABLE, title=title)
     if found is None:
         raise InputError(
             f"the server was strained at the first step ({result.stopped}); try a lower --start"
         )
     env.out.print(
-        f"capacity {found:,.0f} requests/s ({result.stopped})" + ("; saved" if save else "")
+        f"capacity {found:,.0f} requests/s in a {result.storm.value} storm ({result.stopped})"
+        + ("; saved" if save else "")
     )
 
 
@@ -174,6 +208,7 @@ def list_command(env: Env, as_json: bool) -> None:
                 "server": latest.target,
                 "requests_per_s": latest.requests_per_s,
                 **latest.details,
+                "storm": latest.storm,
             }
         )
         return
@@ -181,6 +216,7 @@ def list_command(env: Env, as_json: bool) -> None:
         env.out.print("no capacity measured yet: fleetkey capacity measure --server URL")
         return
     env.out.print(
-        f"{latest.requests_per_s:,.0f} requests/s, measured {latest.at:%Y-%m-%d %H:%M} "
-        f"UTC against {latest.target} ({latest.details.get('stopped', '')})"
+        f"{latest.requests_per_s:,.0f} requests/s in a {latest.storm} storm, measured "
+        f"{latest.at:%Y-%m-%d %H:%M} UTC against {latest.target} "
+        f"({latest.details.get('stopped', '')})"
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import resource
 import signal
 import time
 from datetime import UTC, datetime
 from datetime import time as clock_time
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import click
@@ -17,38 +19,21 @@ import uvloop
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
+from fleetkey.cli.emulatedphones import Settings, choose_phones, read_credentials
 from fleetkey.cli.render import counts_text
-from fleetkey.core.device.config import PhoneConfig
-from fleetkey.core.naming import normalize_mac
 from fleetkey.core.signing import PublicKey, TrustedKeys
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.fleet import Fleet
 from fleetkey.emulate.ftp import FtpLogins
-from fleetkey.emulate.report import report
-from fleetkey.errors import InputError
+from fleetkey.emulate.ftp import check_reachable as check_ftp
+from fleetkey.emulate.http import check_reachable as check_http
+from fleetkey.emulate.report import all_failed, report
+from fleetkey.emulate.sockets import check_descriptors
+from fleetkey.emulate.tftp import check_reachable as check_tftp
+from fleetkey.errors import EmulationError, InputError
 from fleetkey.store.inventory import check_timezone
 
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
-
-
-def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | None]]:
-    """MACs, each with its SIP digest login when the line carries one (``mac,user,password``)."""
-    if path is None:
-        return [(f"0004f2{0x100000 + i:06x}", None) for i in range(count)]
-    found: list[tuple[str, tuple[str, str] | None]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        cells = [cell.strip() for cell in line.split(",")]
-        if not cells[0] or cells[0].lower() == "mac" or cells[0].startswith("#"):
-            continue
-        try:
-            mac = normalize_mac(cells[0])
-        except InputError as exc:
-            raise InputError(f"{path} line {number}: {exc.message}") from None
-        login = (cells[1], cells[2]) if len(cells) >= 3 and cells[1] and cells[2] else None
-        found.append((mac, login))
-    if len(found) < count:
-        raise InputError(f"{path} has {len(found)} MACs, --phones asks for {count}")
-    return found[:count]
 
 
 @click.command()
@@ -58,16 +43,41 @@ def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | No
     metavar="URL",
     help="http://HOST:PORT[/<site>], tftp://HOST:PORT[/<site>] or "
     "ftp://[USER:PASSWORD@]HOST:PORT[/<site>] to boot from (FTP: every phone logs in as USER, "
-    "else with its --macs login, else as PlcmSpIp).",
+    "else with its --credentials login, else as PlcmSpIp); a last segment ending .cfg names "
+    "the master configuration.",
 )
 @click.option(
-    "--phones", default=10, show_default=True, type=click.IntRange(1, 60000), help="How many."
+    "--phones",
+    type=click.IntRange(1, 60000),
+    help="How many (default 10; with --from-inventory, all of them).",
 )
 @click.option(
     "--macs",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="One MAC per line, or CSV lines mac,user,password: the phone then challenges SIP "
     "requests with a digest for that login.",
+)
+@click.option(
+    "--models",
+    metavar="MODEL:N%,...",
+    help="The fleet's mix of models, e.g. VVX_500:60%,SPIP_670:40% (default: all VVX_500).",
+)
+@click.option(
+    "--from-inventory",
+    is_flag=True,
+    help="The inventory's phones (their model, firmware, site and its time zone); read only.",
+)
+@click.option("--site", help="With --from-inventory: only this site's phones (serial or name).")
+@click.option(
+    "--credentials",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV lines mac,user,password: each phone's provisioning login (device.prov.user/"
+    "password), answering the server's 401 with Digest or Basic over HTTP.",
+)
+@click.option(
+    "--new-firmware",
+    is_flag=True,
+    help="The phones run another image than the server's: their first boot downloads it.",
 )
 @click.option("--clock-start", metavar="ISO", help="Virtual time at start (default: now).")
 @click.option(
@@ -134,8 +144,13 @@ def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | No
 def emulate(
     env: Env,
     server: str,
-    phones: int,
+    phones: int | None,
     macs: Path | None,
+    models: str | None,
+    from_inventory: bool,
+    site: str | None,
+    credentials: Path | None,
+    new_firmware: bool,
     clock_start: str | None,
     speed: float,
     duration: float,
@@ -153,9 +168,11 @@ def emulate(
 ) -> None:
     """Emulate PHONES phones booting from SERVER, each on a loopback address of its own.
 
-    The phones follow the license rules R1-R9: they fetch their files at boot, check their keys
-    at the license polling time, reboot on expiry (never during a call), and answer SIP NOTIFY
-    check-sync. The virtual clock runs at SPEED; the run lasts DURATION real seconds.
+    The phones follow the master configuration they are served (the firmware image downloaded
+    only when it changed, CONFIG_FILES, LICENSE_DIRECTORY, LOG_FILE_DIRECTORY) and the license
+    rules R1-R9: they check their keys at the license polling time, reboot on expiry (never
+    during a call), and answer SIP NOTIFY check-sync. The virtual clock runs at SPEED; the run
+    lasts DURATION real seconds. Exit 1 when nothing listens at SERVER or every phone failed.
     """
     parts = urlsplit(server)
     if parts.scheme not in ("http", "tftp", "ftp") or not parts.hostname:
@@ -163,6 +180,10 @@ def emulate(
             f"--server {server!r} is not http://HOST:PORT[/prefix], tftp://HOST:PORT or "
             "ftp://[USER:PASSWORD@]HOST:PORT"
         )
+    if from_inventory and (macs is not None or models is not None):
+        raise click.UsageError("--from-inventory takes the phones' MACs and models from the store: "
+                               "give --macs and --models without it")  # fmt: skip
+    prefix, master = split_master(parts.path)
     match = _HHMM.fullmatch(license_time)
     if match is None:
         raise InputError(f"--license-time {license_time!r} is not HH:MM")
@@ -181,38 +202,55 @@ def emulate(
     else:
         env.data.require()
         verifier = env.keyring().trusted()
-    chosen = _macs(macs, phones)
-    configs = [
-        PhoneConfig(
-            mac,
-            timezone=timezone,
-            license_polling_time=clock_time(int(match.group(1)), int(match.group(2))),
-            always_reboot=always_reboot,
-            tag_serial=tag_serial,
-        )
-        for mac, _ in chosen
-    ]
+    settings = Settings(
+        timezone,
+        clock_time(int(match.group(1)), int(match.group(2))),
+        always_reboot,
+        tag_serial,
+    )
+    chosen = choose_phones(
+        env,
+        settings,
+        phones=phones,
+        macs=macs,
+        models=models,
+        from_inventory=from_inventory,
+        site=site,
+    )
+    logins = read_credentials(credentials) if credentials is not None else {}
+    check_descriptors(len(chosen), concurrency, sip=bool(sip_port))
     fleet_clock = VirtualClock(start, speed)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or {"http": 80, "tftp": 69, "ftp": 21}[parts.scheme]
 
     async def main() -> float:
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):  # before the phones, whose making takes
             loop.add_signal_handler(signum, stopping.set)  # seconds for tens of thousands
+        if parts.scheme == "http":
+            await check_http(host, port)
+        elif parts.scheme == "ftp":
+            await check_ftp(host, port)
+        else:
+            await check_tftp(host, port)
         fleet = Fleet(
-            configs,
+            [c.config for c in chosen],
             verifier,
             fleet_clock,
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or {"http": 80, "tftp": 69, "ftp": 21}[parts.scheme],
-            prefix=parts.path,
+            host=host,
+            port=port,
+            prefix=prefix,
+            master=master,
+            new_firmware=new_firmware,
+            http_logins=logins,
             tftp=parts.scheme == "tftp",
             sip_port=sip_port or None,
             calls_per_hour=calls_per_hour,
             concurrency=concurrency,
-            sip_logins=[login for _, login in chosen],
+            sip_logins=[c.login for c in chosen],
             stopping=stopping,
-            ftp=ftp_logins(parts, chosen) if parts.scheme == "ftp" else None,
+            ftp=ftp_logins(parts, logins) if parts.scheme == "ftp" else None,
         )
         holder.append(fleet)
         began = time.monotonic()
@@ -222,12 +260,31 @@ def emulate(
     holder: list[Fleet] = []
     elapsed = uvloop.run(main())
     document = report(holder[0], elapsed)
+    result = document["summary"]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     if report_file is not None:
         report_file.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    result = document["summary"]
+    failed = all_failed(holder[0])
     if as_json:
         env.print_json(result)
-        return
+    else:
+        _show(env, result)
+    if failed is not None:
+        raise EmulationError(failed, hint=f"is the server at {server} running and serving?")
+
+
+def split_master(path: str) -> tuple[str, str | None]:
+    """A server URL's path as (prefix, master configuration it names, if any): a last segment
+    ending ``.cfg`` of at least 5 characters names one (domain.md §4)."""
+    folder, _, last = path.rstrip("/").rpartition("/")
+    if last.lower().endswith(".cfg") and len(last) >= 5:
+        return folder, last
+    return path, None
+
+
+def _show(env: Env, result: dict[str, Any]) -> None:
     table = Table("phones", "booted", "boots", "requests", "req/s", "reboots by reason", "answers")
     table.add_row(
         str(result["phones"]),
@@ -241,13 +298,14 @@ def emulate(
     env.out.print(table)
     env.out.print(
         f"virtual time now {result['virtual_now']}; "
-        f"site license expiry: {counts_text(result['site_license_expiry'])}"
+        f"site license expiry: {counts_text(result['site_license_expiry'])}; firmware "
+        f"downloads: {result['firmware_downloads']:,} ({result['firmware_bytes'] / 1e6:,.1f} MB)"
     )
 
 
-def ftp_logins(parts: SplitResult, chosen: list[tuple[str, tuple[str, str] | None]]) -> FtpLogins:
-    """The URL's login for every phone; without one, each phone's own (its ``--macs`` line's),
-    else Polycom's factory ``PlcmSpIp``."""
+def ftp_logins(parts: SplitResult, logins: dict[str, tuple[str, str]]) -> FtpLogins:
+    """The URL's login for every phone; without one, each phone's own (its ``--credentials``
+    line's), else Polycom's factory ``PlcmSpIp``."""
     if parts.username is not None:
         return FtpLogins(shared=(unquote(parts.username), unquote(parts.password or "")))
-    return FtpLogins(per_phone={mac: login for mac, login in chosen if login is not None})
+    return FtpLogins(per_phone=dict(logins))

@@ -119,8 +119,18 @@ class Challenge:
             raise DigestError(f"challenge qop {offered['qop']!r} does not offer auth")
         return cls(offered["realm"], offered["nonce"], bool(qops), offered.get("opaque"))
 
-    def authorization(self, method: str, uri: str, user: str, password: str, cnonce: str) -> str:
-        """The ``Authorization`` value answering this challenge for ``method uri``."""
+    def authorization(
+        self,
+        method: str,
+        uri: str,
+        user: str,
+        password: str,
+        cnonce: str,
+        *,
+        nc: str = FIRST_NONCE_COUNT,
+    ) -> str:
+        """The ``Authorization`` value answering this challenge for ``method uri``; ``nc``
+        counts the requests made with this nonce (RFC 7616 §3.4)."""
         fields = {"username": user, "realm": self.realm, "nonce": self.nonce, "uri": uri}
         qop = QOP if self.qop else None
         fields["response"] = response(
@@ -129,12 +139,12 @@ class Challenge:
             uri,
             self.nonce,
             qop=qop,
-            nc=FIRST_NONCE_COUNT,
+            nc=nc,
             cnonce=cnonce,
         )
         fields["algorithm"] = ALGORITHM
         if qop is not None:
-            fields |= {"qop": qop, "nc": FIRST_NONCE_COUNT, "cnonce": cnonce}
+            fields |= {"qop": qop, "nc": nc, "cnonce": cnonce}
         if self.opaque is not None:
             fields["opaque"] = self.opaque
         return _header(fields, quoted=frozenset(fields) - _UNQUOTED)

@@ -1,9 +1,13 @@
 """Measuring a provisioning server's capacity: boots at stepped rates until it strains.
 
-Each step starts emulated boots (the request sequence of domain.md §5.1, from a loopback
-address of their own) at a fixed rate for a few seconds, open loop: a new boot starts on time
-whether or not earlier ones finished, as phones do after a check-sync. A 503 is counted as a
-rejection, not retried. The step is healthy when the p95 latency and the rejected share stay
+Each step starts emulated boots at a fixed rate for a few seconds, open loop: a new boot starts
+on time whether or not earlier ones finished, as phones do after a check-sync. The boots are
+the emulator's (``emulate.booting``): each phone, from a loopback address of its own, follows
+the master configuration the server gives it. What the storm is decides what a boot costs
+(``Storm``): after a license lapse the phones run the served firmware and only read its
+header; after a firmware change every boot downloads the whole image. The two are measured
+apart, and the measurement says which it was. A 503 is counted as a rejection, not retried.
+The step is healthy when the p95 latency and the rejected share stay
 under their limits and the server keeps up (the requests answered in the step are at least
 90 % of those its boots asked for). The rate grows by ``factor`` per step; the capacity is the
 request rate of the best healthy step. The load generator runs on one core: when the server is
@@ -13,20 +17,29 @@ faster than that, the result is a lower bound, and says so.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from fleetkey.clock import Clock, SystemClock
+from fleetkey.core.device.boot import FileRequest
 from fleetkey.core.device.config import PhoneConfig
-from fleetkey.core.device.engine import DeviceEngine
-from fleetkey.core.signing import TrustedKeys
-from fleetkey.emulate.fleet import phone_address, user_agent
-from fleetkey.emulate.http import HttpClient
+from fleetkey.core.device.models import deal_models, default_firmware, parse_model_mix
+from fleetkey.emulate.booting import BootAborted, Flash, run_boot, user_agent
+from fleetkey.emulate.fleet import phone_address
+from fleetkey.emulate.http import HttpClient, check_reachable
+from fleetkey.emulate.transport import Reply
 
 KEEP_UP: float = 0.9
 BUSY: float = 0.9  # the generator's CPU share beyond which it, not the server, may be the limit
+
+
+class Storm(enum.StrEnum):
+    """What made the phones boot, and so what each boot costs the server."""
+
+    LICENSE_LAPSE = "license-lapse"  # phones run the served image: its header, no download
+    FIRMWARE_CHANGE = "firmware-change"  # a new image on the server: every boot downloads it
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +55,16 @@ class Step:
     healthy: bool
     why: str
     client_busy: float  # share of the step the load generator's own CPU was busy
+    megabytes_per_s: float = 0.0  # firmware downloaded
 
 
 @dataclass
 class Measurement:
+    storm: Storm = Storm.LICENSE_LAPSE
     steps: list[Step] = field(default_factory=list)
     stopped: str = ""
+    requests_per_boot: int = 0  # of the calibration boot, before the steps
+    image_bytes_per_boot: int = 0
 
     @property
     def capacity(self) -> float | None:
@@ -65,18 +82,28 @@ class HealthLimits:
     max_errors: float = 0.01
 
 
+@dataclass
+class _Tally:
+    latencies: list[float] = field(default_factory=list)
+    requests: int = 0
+    rejected: int = 0
+    errors: int = 0
+    image_bytes: int = 0
+
+
 async def _boot(
     host: str,
     port: int,
     prefix: str,
     index: int,
-    latencies: list[float],
-    counts: dict[str, int],
-    now: datetime,
+    storm: Storm,
+    tally: _Tally,
+    clock: Clock,
+    model: str = "VVX_500",
 ) -> None:
+    """One probe phone's boot; its first 503 or failure ends it (counted, not retried)."""
     mac = f"02{index:010x}"  # locally administered (bit 1 of the first octet): never a vendor's
-    config = PhoneConfig(mac)
-    phone = DeviceEngine(config, TrustedKeys())
+    config = PhoneConfig(mac, model=model, firmware=default_firmware(model))
     client = HttpClient(
         host,
         port,
@@ -84,25 +111,33 @@ async def _boot(
         user_agent=user_agent(config),
         timeout_s=30,
     )
+
+    async def exchange(
+        request: FileRequest, body: bytes, agent: str, first: int | None, keep: bool
+    ) -> Reply | None:
+        began = time.perf_counter()
+        path = f"{prefix}/{request.name}"
+        try:
+            if request.method == "PUT":
+                reply = await client.put(path, body, user_agent=agent)
+            else:
+                reply = await client.fetch(path, user_agent=agent, first_bytes=first, keep=keep)
+        except (OSError, TimeoutError, ConnectionError, ValueError):
+            tally.errors += 1
+            raise BootAborted from None
+        tally.latencies.append((time.perf_counter() - began) * 1000)
+        tally.requests += 1
+        if reply.status == 503:
+            tally.rejected += 1
+            raise BootAborted  # a phone would wait for Retry-After; the probe counts it
+        return reply
+
+    flash = Flash(adopt=storm is Storm.LICENSE_LAPSE)
     try:
-        for request in phone.boot_requests(now):
-            began = time.perf_counter()
-            try:
-                body = b"boot log\n" if request.method == "PUT" else b""
-                reply = await client.request(
-                    request.method,
-                    f"{prefix}/{request.name}",
-                    body,
-                    user_agent=user_agent(config, request.stage),
-                )
-            except (OSError, TimeoutError, ConnectionError, ValueError):
-                counts["errors"] += 1
-                return
-            latencies.append((time.perf_counter() - began) * 1000)
-            counts["requests"] += 1
-            if reply.status == 503:
-                counts["rejected"] += 1
-                return  # a phone would wait for Retry-After; the probe counts it and stops
+        outcome = await run_boot(config, flash, exchange, licenses=True, now=clock.now)
+        tally.image_bytes += outcome.image_bytes
+    except BootAborted:
+        pass
     finally:
         await client.close()
 
@@ -119,22 +154,30 @@ async def measure(
     limits: HealthLimits | None = None,
     on_step: Callable[[Step], None] | None = None,
     clock: Clock | None = None,
+    storm: Storm = Storm.LICENSE_LAPSE,
+    models: Sequence[str] = ("VVX_500",),
 ) -> Measurement:
     """Step the boot rate up from ``start_boots_per_s`` until a step is strained.
 
-    ``clock`` says what day the probe's phones think it is (the boot sequence can depend on
-    it); the steps themselves are timed by the process's monotonic clock.
+    A first boot, alone, measures what one boot asks of this server (requests, firmware
+    bytes). ``models``: the probe phones' models, dealt in turn (a ``deal_models`` list).
+    ``clock`` says what day the probe's phones think it is; the steps themselves are
+    timed by the process's monotonic clock.
     """
     limits = limits or HealthLimits()
     clock = clock or SystemClock()
-    result = Measurement()
-    rate, index = start_boots_per_s, 0
-    per_boot = len(
-        DeviceEngine(PhoneConfig("020000000000"), TrustedKeys()).boot_requests(clock.now())
-    )
+    await check_reachable(host, port)
+    result = Measurement(storm)
+    calibration = _Tally()
+    await _boot(host, port, prefix, 0, storm, calibration, clock, models[0])
+    if calibration.errors or calibration.rejected or not calibration.requests:
+        result.stopped = "the first boot, alone, failed or was refused with 503"
+        return result
+    result.requests_per_boot = per_boot = calibration.requests
+    result.image_bytes_per_boot = calibration.image_bytes
+    rate, index = start_boots_per_s, 1
     for _ in range(max_steps):
-        latencies: list[float] = []
-        counts = {"requests": 0, "rejected": 0, "errors": 0}
+        tally = _Tally()
         tasks: list[asyncio.Task[None]] = []
         boots = max(1, round(rate * step_s))
         began, cpu = time.perf_counter(), time.process_time()
@@ -142,23 +185,24 @@ async def measure(
             delay = began + number / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            boot = _boot(host, port, prefix, index, latencies, counts, clock.now())
+            model = models[index % len(models)]
+            boot = _boot(host, port, prefix, index, storm, tally, clock, model)
             tasks.append(asyncio.create_task(boot))
             index += 1
-        done_in_step = counts["requests"]
+        done_in_step = tally.requests
         elapsed = time.perf_counter() - began
         await asyncio.gather(*tasks)
         busy = (time.process_time() - cpu) / max(time.perf_counter() - began, 1e-9)
-        latencies.sort()
+        latencies = sorted(tally.latencies)
         p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("inf")
-        total = max(counts["requests"], 1)
+        total = max(tally.requests, 1)
         asked = boots * per_boot / elapsed
         achieved = done_in_step / elapsed
         why = ""
-        if counts["rejected"] / total > limits.max_rejected:
-            why = f"{counts['rejected'] / total:.1%} answers were 503"
-        elif counts["errors"] / max(boots, 1) > limits.max_errors:
-            why = f"{counts['errors']} boots failed to connect or timed out"
+        if tally.rejected / total > limits.max_rejected:
+            why = f"{tally.rejected / total:.1%} answers were 503"
+        elif tally.errors / max(boots, 1) > limits.max_errors:
+            why = f"{tally.errors} boots failed to connect or timed out"
         elif p95 > limits.max_p95_ms:
             why = f"p95 latency {p95:.0f} ms over {limits.max_p95_ms:g} ms"
         elif achieved < KEEP_UP * asked:
@@ -168,15 +212,16 @@ async def measure(
         step = Step(
             rate,
             elapsed,
-            counts["requests"],
-            counts["rejected"],
-            counts["errors"],
+            tally.requests,
+            tally.rejected,
+            tally.errors,
             p95,
             achieved,
             asked,
             not why,
             why or "healthy",
             busy,
+            tally.image_bytes / 1e6 / max(time.perf_counter() - began, 1e-9),
         )
         result.steps.append(step)
         if on_step is not None:
@@ -187,3 +232,8 @@ async def measure(
         rate *= factor
     result.stopped = f"still healthy after {max_steps} steps: the capacity is at least this"
     return result
+
+
+def probe_models(mix: str | None, phones: int = 100) -> list[str]:
+    """The probe phones' models, one turn of ``phones`` dealt from a ``--models`` mix."""
+    return deal_models(parse_model_mix(mix), phones) if mix else ["VVX_500"]

@@ -1,12 +1,14 @@
 """Many emulated phones in one process: the license engine of each driven by real traffic.
 
 Each phone has a loopback address of its own (so the server sees one address per phone, as on a
-real network), fetches its boot files over HTTP with a VVX's User-Agent (``Type/Updater`` for
-the boot log it puts first, ``Type/Application`` after; ``(SN:<mac>)`` only when its
-configuration has ``tag_serial``, as ``device.prov.tagSerialNo`` does on a phone), uploads its
-logs, listens for SIP on its address, and keeps time by a shared virtual clock. License files
-are parsed with the codec and judged by the engine (R5-R7); anything that does not parse is
-ignored like a bad key. Configuration checks compare the SHA-256 of each file with the boot's.
+real network), boots over a ``Transport`` (HTTP or TFTP) as ``emulate.booting`` says, following
+the master configuration it is served, with its model's User-Agent (``Type/Updater`` for the
+updater's requests, ``Type/Application`` after; ``(SN:<mac>)`` only when its configuration has
+``tag_serial``, as ``device.prov.tagSerialNo`` does on a phone), keeps its firmware image
+across reboots, listens for SIP on its address (``emulate.sockets``), and keeps time by a
+shared virtual clock. License files are parsed with the codec and judged by the engine
+(R5-R7); anything that does not parse is ignored like a bad key. Configuration checks read the
+master it followed and its files again and compare the SHA-256 of each with the boot's.
 
 A NOTIFY check-sync is handed to the engine the moment it is answered, whatever the phone is
 doing: while it boots, the engine absorbs it (a burst reboots the phone once); what the engine
@@ -22,52 +24,39 @@ import hashlib
 import logging
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Final, Protocol
+from typing import Final
 
 from fleetkey.core.codec import parse_license_file
+from fleetkey.core.device.boot import SITE_LICENSE, FileRequest, config_files
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.engine import Action, Boot, CheckConfig, DeviceEngine
 from fleetkey.core.license import LicenseKey
+from fleetkey.core.masterconfig import Application
 from fleetkey.core.rules import SignatureVerifier
-from fleetkey.core.sip import MAX_MESSAGE
-from fleetkey.core.useragent import BootStage, format_user_agent
+from fleetkey.emulate.booting import Flash, RememberedVerdicts, run_boot, user_agent
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.ftp import FtpLogins
-from fleetkey.emulate.http import HttpClient, Reply
+from fleetkey.emulate.http import HttpClient, Login
 from fleetkey.emulate.sip import SipPhone
+from fleetkey.emulate.sockets import SipSockets
 from fleetkey.emulate.tftp import TftpClient
+from fleetkey.emulate.transport import Reply, Transport
 from fleetkey.errors import FleetkeyError
 
 log = logging.getLogger(__name__)
 
 RETRIES: Final = 5
-SITE_LICENSE: Final = "000000000000-license.cfg"
-
-
-class Client(Protocol):
-    """HTTP, TFTP or FTP, as the phone's server URL says."""
-
-    async def request(
-        self, method: str, path: str, body: bytes = b"", *, user_agent: str | None = None
-    ) -> Reply: ...
-
-    async def close(self) -> None: ...
+__all__ = ["SITE_LICENSE", "EmulatedPhone", "Fleet", "phone_address", "user_agent"]
 
 
 def phone_address(index: int) -> str:
     """Index 0 is 127.10.1.1, then 127.10.1.2, … 127.10.1.250, 127.10.2.1, …: never a .0 or
     .255 in the last two octets, 62,500 phones per value of the second."""
     return f"127.{10 + index // 62500}.{index // 250 % 250 + 1}.{index % 250 + 1}"
-
-
-def user_agent(config: PhoneConfig, stage: BootStage = BootStage.APPLICATION) -> str:
-    """What the phone sends: ``FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application``,
-    with ``(SN:<mac>)`` before ``Type/`` only when ``config.tag_serial``, as real phones do."""
-    mac = config.mac if config.tag_serial else None
-    return format_user_agent(config.model, config.firmware, stage, mac=mac)
 
 
 @dataclass
@@ -87,6 +76,11 @@ class EmulatedPhone:
     sip: SipPhone | None = None
     fetches: list[Fetch] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # config file → digest at the last boot
+    flash: Flash = field(default_factory=Flash)  # the installed image, kept across reboots
+    master: tuple[str, Application] | None = None  # the master configuration it follows
+    image_bytes: int = 0  # firmware downloaded, over all its boots
+    image_downloads: int = 0
+    login: Login | None = None  # its provisioning login (HTTP), kept across its boots
     # what the engine decided outside the phone's loop (on a check-sync), for the loop to do
     decided: asyncio.Queue[list[Action]] = field(default_factory=asyncio.Queue)
     boots_done: int = 0
@@ -123,19 +117,31 @@ class Fleet:
         sip_logins: list[tuple[str, str] | None] | None = None,
         stopping: asyncio.Event | None = None,
         ftp: FtpLogins | None = None,  # boot over FTP, logging in as these say
+        master: str | None = None,
+        new_firmware: bool = False,
+        http_logins: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         self.clock = clock
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
+        self._master = master  # a master configuration named in the server URL
         self._tftp = tftp
         self._ftp = ftp
         self._sip_port = sip_port
         self._calls_per_hour = calls_per_hour
         self._gate = asyncio.Semaphore(concurrency)  # boots in progress at once
         self._random = random.Random(seed)  # noqa: S311  # call timing, not a secret
+        verifier = RememberedVerdicts(verifier)
         self.phones = [
-            EmulatedPhone(DeviceEngine(config, verifier, seed=seed + i), phone_address(i))
+            EmulatedPhone(
+                DeviceEngine(config, verifier, seed=seed + i),
+                phone_address(i),
+                flash=Flash(adopt=not new_firmware),
+            )
             for i, config in enumerate(configs)
         ]
+        for phone in self.phones:
+            found = (http_logins or {}).get(phone.engine.config.mac)
+            phone.login = Login(*found) if found else None
         self.requests: Counter[int] = Counter()  # answers by status
         self._logins = sip_logins or [None] * len(self.phones)
         self.all_booted = asyncio.Event()
@@ -152,12 +158,11 @@ class Fleet:
         ``stopping`` is set); then stop every phone and close every port."""
         loop = asyncio.get_running_loop()
         self._started = loop.time()
-        transports: list[asyncio.BaseTransport] = []
-        servers: list[asyncio.Server] = []
+        sockets = SipSockets(self._sip_port) if self._sip_port is not None else None
         tasks: list[asyncio.Task[None]] = []
         try:
-            if self._sip_port is not None:
-                await self._listen(self._sip_port, transports, servers)
+            if sockets is not None:
+                await self._listen(sockets)
             if not self.stopping.is_set():
                 tasks = [loop.create_task(self._live(phone)) for phone in self.phones]
             ends: list[asyncio.Task[bool]] = [loop.create_task(self.stopping.wait())]
@@ -170,31 +175,18 @@ class Fleet:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for transport in transports:
-                transport.close()
-            for server in servers:
-                server.close()
+            if sockets is not None:
+                sockets.close()
 
-    async def _listen(
-        self, port: int, transports: list[asyncio.BaseTransport], servers: list[asyncio.Server]
-    ) -> None:
-        """Each phone's SIP port, UDP and TCP, on its address (until stopped: thousands of
-        ports take a while to open)."""
-        loop = asyncio.get_running_loop()
-        for phone, login in zip(self.phones, self._logins, strict=True):
-            if self.stopping.is_set():
-                return
-            transport, protocol = await loop.create_datagram_endpoint(
-                partial(SipPhone, partial(self._check_sync, phone), login),
-                local_addr=(phone.address, port),
-            )
-            transports.append(transport)
-            phone.sip = protocol
-            servers.append(
-                await asyncio.start_server(
-                    protocol.serve_stream, host=phone.address, port=port, limit=MAX_MESSAGE
-                )
-            )
+    async def _listen(self, sockets: SipSockets) -> None:
+        """Each phone's SIP port, UDP on its address, TCP through the fleet's listener."""
+        makers = {
+            phone.address: partial(SipPhone, partial(self._check_sync, phone), login)
+            for phone, login in zip(self.phones, self._logins, strict=True)
+        }
+        handlers = await sockets.open(makers, self.stopping)
+        for phone in self.phones:
+            phone.sip = handlers.get(phone.address)
 
     async def _live(self, phone: EmulatedPhone) -> None:
         try:
@@ -265,43 +257,60 @@ class Fleet:
         self, phone: EmulatedPhone, boot: Boot
     ) -> tuple[list[LicenseKey] | None, list[LicenseKey] | None]:
         config = phone.engine.config
-        client = self._client(phone)
-        found: dict[str, list[LicenseKey] | None] = {}
+        transport = self._transport(phone)
+
+        async def exchange(
+            request: FileRequest, body: bytes, agent: str, first: int | None, keep: bool
+        ) -> Reply | None:
+            return await self._request(phone, transport, request, body, agent, first, keep)
+
         try:
-            for request in boot.requests:
-                body = b""
-                if request.method == "PUT":  # a log line stands in for the phone's log
-                    body = f"{request.name} {self.clock.now().isoformat()}\n".encode()
-                agent = user_agent(config, request.stage)
-                reply = await self._request(
-                    phone, client, request.method, request.name, body, agent
-                )
-                if reply is None:
-                    continue
-                status, content = reply
-                if request.method == "GET" and status == 200:
-                    phone.seen[request.name] = hashlib.sha256(content).hexdigest()
-                if request.license:
-                    found[request.name] = self._keys(phone, request.name, content, status)
+            outcome = await run_boot(
+                config,
+                phone.flash,
+                exchange,
+                licenses=any(r.license for r in boot.requests),
+                named_master=self._master,
+                now=self.clock.now,
+            )
         finally:
-            await client.close()
+            await transport.close()
+        phone.errors.extend(outcome.problems)
+        phone.seen = outcome.seen
+        phone.image_bytes += outcome.image_bytes
+        phone.image_downloads += outcome.image_bytes > 0
+        phone.master = (
+            (outcome.master, outcome.app)
+            if outcome.master is not None and outcome.app is not None
+            else None
+        )
+        found = {
+            name.rpartition("/")[2]: self._keys(phone, name, body, status)
+            for name, (status, body) in outcome.licenses.items()
+        }
         return found.get(SITE_LICENSE), found.get(f"{config.mac}-license.cfg")
 
     async def _check(self, phone: EmulatedPhone, check: CheckConfig) -> bool:
-        client = self._client(phone)
+        """The master configuration and its files again (what it followed at its boot)."""
+        files = check.files
+        if phone.master is not None:
+            files = config_files(phone.engine.config, *phone.master)
+        transport = self._transport(phone)
+        agent = user_agent(phone.engine.config)
         changed = False
         try:
-            for name in check.files:
-                reply = await self._request(phone, client, "GET", name, b"", None)
+            for name in files:
+                request = FileRequest("GET", name)
+                reply = await self._request(phone, transport, request, b"", agent, None, True)
                 if reply is None:
                     continue
-                digest = hashlib.sha256(reply[1]).hexdigest() if reply[0] == 200 else None
+                digest = hashlib.sha256(reply.body).hexdigest() if reply.status == 200 else None
                 changed = changed or digest != phone.seen.get(name)
         finally:
-            await client.close()
+            await transport.close()
         return changed
 
-    def _client(self, phone: EmulatedPhone) -> Client:
+    def _transport(self, phone: EmulatedPhone) -> Transport:
         if self._ftp is not None:
             mac = phone.engine.config.mac
             return self._ftp.client(self._host, self._port, phone.address, mac)
@@ -312,39 +321,38 @@ class Fleet:
             self._port,
             local_address=phone.address,
             user_agent=user_agent(phone.engine.config),
+            login=phone.login,
         )
 
     async def _request(
         self,
         phone: EmulatedPhone,
-        client: Client,
-        method: str,
-        name: str,
+        transport: Transport,
+        request: FileRequest,
         body: bytes,
-        agent: str | None,  # None: the client's (the application's)
-    ) -> tuple[int, bytes] | None:
-        path = f"{self._prefix}/{name}"
+        agent: str,
+        first_bytes: int | None,
+        keep: bool,
+    ) -> Reply | None:
+        """One request, retried after a 503's Retry-After; recorded in the phone's fetches."""
+        path = f"{self._prefix}/{request.name}"
+        method, name = request.method, request.name
         for _ in range(RETRIES):
             try:
-                reply = await client.request(method, path, body, user_agent=agent)
+                if method == "PUT":
+                    reply = await transport.put(path, body, user_agent=agent)
+                else:
+                    reply = await transport.fetch(
+                        path, user_agent=agent, first_bytes=first_bytes, keep=keep
+                    )
             except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
-                phone.errors.append(f"{method} {name}: {exc}")
+                phone.errors.append(f"{method} {name}: {_reason(exc)}")
                 self.requests[0] += 1
                 return None
             self.requests[reply.status] += 1
             if reply.status != 503:
-                sent = reply.body if method == "GET" else b""
-                phone.fetches.append(
-                    Fetch(
-                        self.clock.now(),
-                        method,
-                        name,
-                        reply.status,
-                        len(sent),
-                        hashlib.sha256(sent).hexdigest() if reply.status == 200 else None,
-                    )
-                )
-                return reply.status, reply.body
+                phone.fetches.append(_fetch(self.clock.now(), method, name, reply))
+                return reply
             wait = float(reply.headers.get("retry-after", "5") or 5)
             await asyncio.sleep(min(wait / self.clock.speed, wait))
         phone.errors.append(f"{method} {name}: still 503 after {RETRIES} tries")
@@ -364,3 +372,22 @@ class Fleet:
 
 def _minutes(value: float) -> timedelta:
     return timedelta(minutes=value)
+
+
+def _fetch(at: datetime, method: str, name: str, reply: Reply) -> Fetch:
+    if method != "GET":
+        return Fetch(at, method, name, reply.status, 0, None)
+    if reply.digest is not None:  # downloaded without keeping it
+        return Fetch(at, method, name, reply.status, reply.size or 0, reply.digest)
+    ok = reply.status in (200, 206)
+    digest = hashlib.sha256(reply.body).hexdigest() if ok else None
+    return Fetch(at, method, name, reply.status, len(reply.body), digest)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words: ``connection refused`` rather than a bare errno."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from fleetkey.emulate.http import MAX_BODY, Reply
+from fleetkey.emulate.transport import Reply, Sink
+from fleetkey.errors import EmulationError
 
 FACTORY_LOGIN: Final = ("PlcmSpIp", "PlcmSpIp")  # Polycom's factory provisioning login
 TIMEOUT_S: Final = 30.0
@@ -42,7 +44,7 @@ class FtpLogins:
 
 
 class FtpClient:
-    """One phone's FTP session for one pass of its boot (``request`` as HTTP and TFTP's)."""
+    """One phone's FTP session for one pass of its boot: a ``Transport``, as HTTP and TFTP's."""
 
     def __init__(
         self,
@@ -57,21 +59,28 @@ class FtpClient:
         self._login = login
         self._control: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def request(
-        self, method: str, path: str, body: bytes = b"", *, user_agent: str | None = None
+    async def fetch(
+        self, path: str, *, user_agent: str, first_bytes: int | None = None, keep: bool = True
     ) -> Reply:
-        """RETR for GET, STOR for PUT; FTP carries no User-Agent, so ``user_agent`` is unused."""
+        """RETR (FTP carries no User-Agent). ``first_bytes``: ``SIZE``, then the first bytes
+        and the data connection closed (the server records the transfer cut short), 206."""
+        return await self._guarded(self._retrieve(path, first_bytes, keep))
+
+    async def put(self, path: str, body: bytes, *, user_agent: str) -> Reply:
+        """STOR."""
+        return await self._guarded(self._store(path, body))
+
+    async def _guarded(self, work: Coroutine[Any, Any, Reply]) -> Reply:
         try:
             async with asyncio.timeout(TIMEOUT_S):
                 await self._session()
-                if method == "PUT":
-                    return await self._store(path, body)
-                return await self._retrieve(path)
+                return await work
         except _RefusedError as refused:
             if refused.reply.status >= 500:  # the session may be out of step: a new one next
                 await self._drop()
             return refused.reply
         except BaseException:  # a timeout or a broken connection: a new session next
+            work.close()
             await self._drop()
             raise
 
@@ -123,20 +132,31 @@ class FtpClient:
             self._server[0], int(found.group(1)), local_addr=self._local
         )
 
-    async def _retrieve(self, path: str) -> Reply:
+    async def _retrieve(self, path: str, first_bytes: int | None, keep: bool) -> Reply:
+        size = None
+        if first_bytes is not None:
+            answer = await self._command(f"SIZE {path}")
+            _expect(answer, "213")
+            size = int(answer[4:].strip() or 0)
         reader, writer = await self._data()
+        sink = Sink(keep)
         try:
             _expect(await self._command(f"RETR {path}"), "150", "125")
-            body = bytearray()
             while chunk := await reader.read(65536):  # to the end of the data connection
-                body += chunk
-                if len(body) > MAX_BODY:
+                try:
+                    sink.add(chunk)
+                except ValueError:
                     return Reply(500)
+                if first_bytes is not None and sink.size >= first_bytes:
+                    break
         finally:
             writer.close()
         assert self._control is not None  # noqa: S101
+        if first_bytes is not None:  # 226 if it was all sent already, else 426 (cut short)
+            _expect(await _reply(self._control[0]), "226", "426", "451")
+            return Reply(206, bytes(sink.body[:first_bytes]), {}, size)
         _expect(await _reply(self._control[0]), "226")
-        return Reply(200, bytes(body))
+        return sink.reply(200)
 
     async def _store(self, path: str, body: bytes) -> Reply:
         _, writer = await self._data()
@@ -178,3 +198,25 @@ def _status(answer: str) -> Reply:
     if code in ("550", "530", "553"):
         return Reply(403)
     return Reply(500)
+
+
+async def check_reachable(host: str, port: int, timeout_s: float = 5.0) -> None:
+    """Raise EmulationError, saying why, when no FTP server greets there (its 220)."""
+    where = f"ftp://{host}:{port}"
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                greeting = await _reply(reader)
+            finally:
+                writer.close()
+    except ConnectionRefusedError:
+        raise EmulationError(f"nothing listens at {where} (connection refused)") from None
+    except TimeoutError:
+        raise EmulationError(f"{where} does not answer: no greeting in {timeout_s:g} s") from None
+    except _RefusedError:
+        raise EmulationError(f"{where} closed the connection before greeting") from None
+    except OSError as exc:
+        raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from None
+    if not greeting.startswith("220"):
+        raise EmulationError(f"{where} is no FTP server: it greeted {greeting.strip()!r}")

@@ -1,5 +1,5 @@
-"""A small HTTP/1.1 client for emulated phones: one keep-alive connection per boot, from the
-phone's own address, with a phone's User-Agent; httptools parses the answers.
+"""A small HTTP/1.1 client for emulated phones (a ``Transport``): one keep-alive connection per
+boot pass, from the phone's own address, with a phone's User-Agent; httptools parses the answers.
 
 Small on purpose: ten thousand phones share one process, and a general client (connection
 pools, TLS, redirects) costs more per request than the whole server answer. Retries 503 after
@@ -9,39 +9,82 @@ its Retry-After (scaled by the clock's speed), as phones retry their provisionin
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from dataclasses import dataclass, field
-from typing import Final
+import os
 
 import httptools
 
-MAX_BODY: Final = 512 * 1024 * 1024
+from fleetkey.core.digest import Challenge
+from fleetkey.emulate.transport import MAX_BODY, Reply, Sink
+from fleetkey.errors import DigestError, EmulationError
 
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
+__all__ = ["MAX_BODY", "HttpClient", "Login", "Reply", "check_reachable"]
 
 
 class _Collector:
-    def __init__(self) -> None:
-        self.body = bytearray()
+    def __init__(self, keep: bool) -> None:
+        self.sink = Sink(keep)
         self.headers: dict[str, str] = {}
+        self.challenges: list[str] = []  # every WWW-Authenticate (a server may send several)
         self.done = False
-        self.keep_alive = True
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        self.headers[key] = text
+        if key == "www-authenticate":
+            self.challenges.append(text)
 
     def on_body(self, body: bytes) -> None:
-        if len(self.body) + len(body) > MAX_BODY:
-            raise ValueError("answer larger than the emulator takes")
-        self.body += body
+        self.sink.add(body)
 
     def on_message_complete(self) -> None:
         self.done = True
+        # asked here: once the parser has finished, should_keep_alive() is always False
+        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
+
+
+class Login:
+    """A phone's provisioning login (``device.prov.user/password``): it answers a 401 with
+    Digest when offered (counting its requests per nonce, a fresh challenge when stale), else
+    Basic, and sends the answer with every later request, as phones do."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self._user, self._password = user, password
+        self._basic: str | None = None
+        self._digest: Challenge | None = None
+        self._count = 0
+
+    def header(self, method: str, uri: str) -> str:
+        """The Authorization line for this request ("" before any challenge)."""
+        if self._digest is not None:
+            self._count += 1
+            answer = self._digest.authorization(
+                method, uri, self._user, self._password, os.urandom(8).hex(),
+                nc=f"{self._count:08x}",
+            )  # fmt: skip
+            return f"Authorization: {answer}\r\n"
+        if self._basic is not None:
+            return f"Authorization: {self._basic}\r\n"
+        return ""
+
+    def challenged(self, challenges: list[str]) -> bool:
+        """Take a 401's challenges; whether a new answer is worth trying."""
+        for text in challenges:
+            if text.lower().startswith("digest"):
+                try:
+                    self._digest = Challenge.parse(text)
+                except DigestError:
+                    continue
+                self._count = 0
+                return True
+        if self._basic is None and any(t.lower().startswith("basic") for t in challenges):
+            token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode()
+            self._basic = f"Basic {token}"
+            return True
+        return False
 
 
 class HttpClient:
@@ -55,30 +98,70 @@ class HttpClient:
         local_address: str | None,
         user_agent: str,
         timeout_s: float = 30.0,
+        login: Login | None = None,
     ) -> None:
         self._host, self._port = host, port
+        self._login = login
+        self._challenges: list[str] = []
         self._local = local_address
         self._user_agent = user_agent
         self._timeout = timeout_s
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def request(
-        self, method: str, path: str, body: bytes = b"", *, user_agent: str | None = None
+    async def fetch(
+        self, path: str, *, user_agent: str, first_bytes: int | None = None, keep: bool = True
     ) -> Reply:
-        """One exchange; ``user_agent`` replaces the client's for this request (the updater's)."""
+        """GET ``path``; with ``first_bytes``, only that many (a byte range) and the size;
+        not ``keep``: its size and digest only."""
+        extra = f"Range: bytes=0-{first_bytes - 1}\r\n" if first_bytes else ""
+        reply = await self.request("GET", path, user_agent=user_agent, extra=extra, keep=keep)
+        if first_bytes:
+            total = reply.headers.get("content-range", "").rpartition("/")[2]
+            if reply.status == 206 and total.isdigit():
+                reply.size = int(total)
+            elif reply.status == 200:  # the server ignored the range: the whole file came
+                reply.size = len(reply.body)
+        return reply
+
+    async def put(self, path: str, body: bytes, *, user_agent: str) -> Reply:
+        return await self.request("PUT", path, body, user_agent=user_agent)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        user_agent: str | None = None,
+        extra: str = "",
+        keep: bool = True,
+    ) -> Reply:
+        """One exchange; ``user_agent`` replaces the client's for this request (the updater's),
+        ``extra`` adds header lines (each ending in CRLF)."""
         agent = user_agent or self._user_agent
+        reply = await self._send(method, path, body, agent, extra, keep)
+        if reply.status == 401 and self._login and self._login.challenged(self._challenges):
+            reply = await self._send(method, path, body, agent, extra, keep)
+        return reply
+
+    async def _send(
+        self, method: str, path: str, body: bytes, agent: str, extra: str, keep: bool
+    ) -> Reply:
         for attempt in range(2):  # a kept-alive connection may have been closed by the server
+            lines = extra + (self._login.header(method, path) if self._login else "")
             try:
                 async with asyncio.timeout(self._timeout):  # wait_for could drop a stop (3.11)
-                    return await self._exchange(method, path, body, agent)
+                    return await self._exchange(method, path, body, agent, lines, keep)
             except (ConnectionError, asyncio.IncompleteReadError, OSError):
                 await self.close()
                 if attempt:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _exchange(self, method: str, path: str, body: bytes, agent: str) -> Reply:
+    async def _exchange(
+        self, method: str, path: str, body: bytes, agent: str, extra: str, keep: bool
+    ) -> Reply:
         if self._writer is None:
             local = (self._local, 0) if self._local else None
             self._reader, self._writer = await asyncio.open_connection(
@@ -87,20 +170,21 @@ class HttpClient:
         assert self._reader is not None  # noqa: S101  # opened together
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
-            f"User-Agent: {agent}\r\n"
+            f"User-Agent: {agent}\r\n{extra}"
         )
         if method == "PUT":
             head += f"Content-Length: {len(body)}\r\n"
         self._writer.write((head + "\r\n").encode("latin-1") + body)
-        collector = _Collector()
-        parser = httptools.HttpResponseParser(collector)
+        collector = _Collector(keep)
+        parser = collector.parser = httptools.HttpResponseParser(collector)
         while not collector.done:
             chunk = await self._reader.read(65536)
             if not chunk:
                 raise ConnectionError("the server closed the connection")
             parser.feed_data(chunk)
-        reply = Reply(parser.get_status_code(), bytes(collector.body), collector.headers)
-        if not parser.should_keep_alive():
+        reply = collector.sink.reply(parser.get_status_code(), collector.headers)
+        self._challenges = collector.challenges
+        if not collector.keep_alive:
             await self.close()
         return reply
 
@@ -110,3 +194,20 @@ class HttpClient:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
+
+
+async def check_reachable(host: str, port: int, timeout_s: float = 5.0) -> None:
+    """Raise EmulationError, saying why, when no HTTP server takes connections there."""
+    where = f"http://{host}:{port}"
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host, port)
+    except ConnectionRefusedError:
+        raise EmulationError(f"nothing listens at {where} (connection refused)") from None
+    except TimeoutError:
+        raise EmulationError(f"{where} does not answer: no connection in {timeout_s:g} s") from None
+    except OSError as exc:
+        raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from None
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()

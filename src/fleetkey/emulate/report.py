@@ -76,6 +76,12 @@ def emulated_phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
             }
             for f in phone.fetches
         ],
+        "master": phone.master[0] if phone.master else None,
+        "firmware": {
+            "installed": phone.flash.image,
+            "downloads": phone.image_downloads,
+            "bytes": phone.image_bytes,
+        },
         "errors": phone.errors[-20:],
     }
 
@@ -101,6 +107,9 @@ def summary(fleet: Fleet, real_s: float) -> dict[str, Any]:
         "answers_by_status": {str(k): v for k, v in sorted(fleet.requests.items())},
         "site_license_expiry": dict(site_keys),
         "phones_with_errors": sum(1 for p in fleet.phones if p.errors),
+        "phones_failed": sum(1 for p in fleet.phones if _failed(p)),
+        "firmware_downloads": sum(p.image_downloads for p in fleet.phones),
+        "firmware_bytes": sum(p.image_bytes for p in fleet.phones),
         "all_booted_after_s": (
             round(fleet.all_booted_after_s, 3) if fleet.all_booted_after_s is not None else None
         ),
@@ -116,3 +125,29 @@ def report(fleet: Fleet, real_s: float) -> dict[str, Any]:
         "summary": summary(fleet, real_s),
         "phones": [emulated_phone_json(p, now) for p in fleet.phones],
     }
+
+
+def _failed(phone: EmulatedPhone) -> bool:
+    """No request of the phone got a useful answer (a 404 is one: phones expect them)."""
+    return not any(f.status < 400 or f.status == 404 for f in phone.fetches)
+
+
+def all_failed(fleet: Fleet) -> str | None:
+    """Why, in one line, when every phone that tried failed; None when any phone got answers
+    (or none tried: the run was stopped first)."""
+    tried = [p for p in fleet.phones if p.fetches or p.errors]
+    if not tried or not all(_failed(p) for p in tried):
+        return None
+    reasons: Counter[str] = Counter()
+    for phone in tried:
+        if phone.errors:
+            reasons[phone.errors[0].split(": ", 1)[-1]] += 1
+        elif phone.fetches:
+            reasons[f"every answer was {phone.fetches[0].status}"] += 1
+        else:
+            reasons["no request was made"] += 1
+    reason, count = reasons.most_common(1)[0]
+    phones = len(tried)
+    return f"all {phones:,} phones failed: {reason}" + (
+        f" ({count:,} of them)" if count != phones else ""
+    )

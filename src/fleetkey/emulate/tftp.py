@@ -1,5 +1,7 @@
-"""A small TFTP client for emulated phones (RFC 1350 with blksize, RFC 2348): RRQ and WRQ from
-the phone's own address, one transfer at a time, lock-step, 1 s timeout, 5 tries.
+"""A small TFTP client for emulated phones (a ``Transport``; RFC 1350 with blksize, RFC 2348,
+and tsize, RFC 2349): RRQ and WRQ from the phone's own address, one transfer at a time,
+lock-step, 1 s timeout, 5 tries. Reading only a file's first bytes asks its ``tsize`` and ends
+the transfer with an error packet after the first block, as an updater reading an image header.
 
 Answers are mapped to the HTTP statuses the rest of the emulator speaks: 200 read, 201 written,
 404 file not found, 403 access violation, 503 busy (error 0 "retry"), 500 anything else.
@@ -12,7 +14,8 @@ import contextlib
 import socket
 from typing import Final
 
-from fleetkey.emulate.http import MAX_BODY, Reply
+from fleetkey.emulate.transport import Reply, Sink
+from fleetkey.errors import EmulationError
 
 BLKSIZE: Final = 1428
 TIMEOUT_S: Final = 1.0
@@ -25,20 +28,33 @@ class TftpClient:
         self._server = (host, port)
         self._local = local_address
 
-    async def request(
-        self, method: str, path: str, body: bytes = b"", *, user_agent: str | None = None
+    async def fetch(
+        self, path: str, *, user_agent: str, first_bytes: int | None = None, keep: bool = True
     ) -> Reply:
-        """RRQ for GET, WRQ for PUT; TFTP carries no User-Agent, so ``user_agent`` is unused."""
-        name = path.lstrip("/").encode()
+        """RRQ; TFTP carries no User-Agent, so ``user_agent`` is unused."""
+        sock = self._socket()
+        try:
+            return await self._read(sock, path.lstrip("/").encode(), first_bytes, keep)
+        finally:
+            sock.close()
+
+    async def put(self, path: str, body: bytes, *, user_agent: str) -> Reply:
+        """WRQ."""
+        sock = self._socket()
+        try:
+            return await self._write(sock, path.lstrip("/").encode(), body)
+        finally:
+            sock.close()
+
+    def _socket(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         try:
             sock.bind((self._local or "0.0.0.0", 0))  # noqa: S104  # the phone's address when given
-            if method == "PUT":
-                return await self._write(sock, name, body)
-            return await self._read(sock, name)
-        finally:
+        except OSError:
             sock.close()
+            raise
+        return sock
 
     async def _exchange(
         self, sock: socket.socket, packet: bytes, to: tuple[str, int]
@@ -56,10 +72,14 @@ class TftpClient:
                     return got
         return None
 
-    async def _read(self, sock: socket.socket, name: bytes) -> Reply:
+    async def _read(
+        self, sock: socket.socket, name: bytes, first_bytes: int | None, keep: bool
+    ) -> Reply:
         request = b"\x00\x01" + name + b"\0octet\0blksize\0" + str(BLKSIZE).encode() + b"\0"
+        if first_bytes:
+            request += b"tsize\x000\x00"
         got = await self._exchange(sock, request, self._server)
-        blksize, parts, expected = 512, bytearray(), 1
+        blksize, sink, expected, size = 512, Sink(keep), 1, None
         while got is not None:
             data, peer = got
             opcode = data[1] if len(data) >= 4 else 0
@@ -69,19 +89,32 @@ class TftpClient:
                 options = data[2:].split(b"\0")
                 found = dict(zip(options[::2], options[1::2], strict=False))
                 blksize = int(found.get(b"blksize", b"512"))
+                tsize = found.get(b"tsize", b"")
+                size = int(tsize) if tsize.isdigit() else None
                 got = await self._exchange(sock, b"\x00\x04\x00\x00", peer)
                 continue
             if opcode != 3:
                 return Reply(500)
             if int.from_bytes(data[2:4], "big") == expected & 0xFFFF:
-                parts += data[4:]
-                if len(parts) > MAX_BODY:
+                try:
+                    sink.add(data[4:])
+                except ValueError:
                     return Reply(500)
                 expected += 1
-                if len(data) - 4 < blksize:
+                last = len(data) - 4 < blksize
+                if first_bytes and not last:  # the header is read: end the transfer
+                    with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                        sock.sendto(b"\x00\x05\x00\x00header read\x00", peer)
+                    reply = sink.reply(206)
+                    reply.size = size
+                    return reply
+                if last:
                     with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
                         sock.sendto(b"\x00\x04" + data[2:4], peer)
-                    return Reply(200, bytes(parts))
+                    reply = sink.reply(200)
+                    if first_bytes:
+                        reply.size = sink.size
+                    return reply
             got = await self._exchange(
                 sock, b"\x00\x04" + ((expected - 1) & 0xFFFF).to_bytes(2, "big"), peer
             )
@@ -112,7 +145,9 @@ class TftpClient:
         """Nothing to close between transfers: each has its own socket."""
 
 
-async def _receive(sock: socket.socket, timeout: float) -> tuple[bytes, tuple[str, int]] | None:
+async def _receive(
+    sock: socket.socket, timeout: float, *, raise_refused: bool = False
+) -> tuple[bytes, tuple[str, int]] | None:
     """One datagram within ``timeout`` (uvloop has no sock_recvfrom: a reader and a future)."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
@@ -131,7 +166,11 @@ async def _receive(sock: socket.socket, timeout: float) -> tuple[bytes, tuple[st
         loop.remove_reader(sock.fileno())
     try:
         data, addr = sock.recvfrom(70000)
-    except (BlockingIOError, ConnectionRefusedError):
+    except BlockingIOError:
+        return None
+    except ConnectionRefusedError:
+        if raise_refused:
+            raise
         return None
     return data, (addr[0], addr[1])
 
@@ -142,3 +181,28 @@ def _error(data: bytes) -> Reply:
     if code == 0 and "retry" in message:
         return Reply(503, headers={"retry-after": "1"})
     return Reply(_STATUS.get(code, 500), message.encode())
+
+
+async def check_reachable(host: str, port: int, timeout_s: float = 3.0) -> None:
+    """Raise EmulationError, saying why, when no TFTP server answers there. The probe is an
+    ACK outside any transfer: a server answers it with an error packet (unknown transfer ID)
+    and records no fetch."""
+    where = f"tftp://{host}:{port}"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        sock.connect((host, port))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (left := deadline - loop.time()) > 0:
+            try:
+                sock.send(b"\x00\x04\x00\x00")
+                if await _receive(sock, min(left, 0.5), raise_refused=True) is not None:
+                    return
+            except ConnectionRefusedError:
+                raise EmulationError(f"nothing listens at {where} (port unreachable)") from None
+            except OSError as exc:
+                raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+    raise EmulationError(f"{where} does not answer: nothing came back in {timeout_s:g} s")

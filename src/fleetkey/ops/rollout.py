@@ -58,15 +58,9 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
         sites = _sites(session, successor)
         cost = _cost(measure(fetches.recent_requests(session)), options)
         capacity = options.capacity
+        assumed = f"capacity {capacity:,.0f} requests/s, as given" if capacity else ""
         if capacity is None:
-            measured = capacities.latest(session)
-            if measured is None:
-                raise InputError(
-                    "no capacity was given and none has been measured",
-                    field="capacity",
-                    hint="measure the server's capacity with `fleetkey capacity measure`",
-                )
-            capacity = measured.requests_per_s
+            capacity, assumed = _measured_capacity(session)
         start = clock.now().astimezone(UTC)
         busy = load.planned_loads(session, start, deadline)
     request = PlanInput(
@@ -79,7 +73,30 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
         slot_s=options.slot_s,
         busy=tuple(busy),
     )
-    return plan_rollout(request)
+    plan = plan_rollout(request)
+    return replace(plan, explanation=(assumed, *plan.explanation))
+
+
+def _measured_capacity(session: Session) -> tuple[float, str]:
+    """The capacity a license rollout plans against, and the sentence that says which: the
+    newest license-lapse storm (its reboots download no firmware), else the newest of any."""
+    measured = capacities.latest(session, capacities.LICENSE_LAPSE) or capacities.latest(session)
+    if measured is None:
+        raise InputError(
+            "no capacity was given and none has been measured",
+            field="capacity",
+            hint="measure the server's capacity with `fleetkey capacity measure`",
+        )
+    what = (
+        "boots that download no firmware, as this rollout's do"
+        if measured.storm == capacities.LICENSE_LAPSE
+        else "boots that download the firmware: this rollout's cost less, so the plan is cautious"
+    )
+    return measured.requests_per_s, (
+        f"capacity {measured.requests_per_s:,.0f} requests/s, measured "
+        f"{measured.at:%Y-%m-%d %H:%M} UTC against {measured.target} in a {measured.storm} "
+        f"storm ({what})"
+    )
 
 
 def served_license(session: Session, rollout: rollouts.Rollout) -> StoredLicense:

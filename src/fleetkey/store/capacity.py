@@ -1,11 +1,16 @@
-"""Measured server capacities: what ``fleetkey capacity measure`` found, newest last."""
+"""Measured server capacities: what ``fleetkey capacity measure`` found, newest last.
+
+Each measurement says the storm it measured (``details["storm"]``): ``license-lapse`` (boots
+that download no firmware) or ``firmware-change`` (every boot downloads the image). Those
+recorded before storms were told apart downloaded no firmware: they count as license-lapse.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +19,9 @@ from fleetkey.clock import Clock
 from fleetkey.store.records import utc
 from fleetkey.store.schema import CapacityRow
 
+LICENSE_LAPSE: Final = "license-lapse"
+_LOOK_BACK: Final = 1000  # measurements searched for one of a storm
+
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
@@ -21,6 +29,10 @@ class Measurement:
     target: str
     requests_per_s: float
     details: dict[str, Any]
+
+    @property
+    def storm(self) -> str:
+        return str(self.details.get("storm", LICENSE_LAPSE))
 
 
 def record(
@@ -37,9 +49,14 @@ def record(
     return _measurement(row)
 
 
-def latest(session: Session) -> Measurement | None:
-    row = session.scalars(select(CapacityRow).order_by(CapacityRow.id.desc()).limit(1)).first()
-    return _measurement(row) if row else None
+def latest(session: Session, storm: str | None = None) -> Measurement | None:
+    """The newest measurement (of ``storm``, when given)."""
+    query = select(CapacityRow).order_by(CapacityRow.id.desc())
+    for row in session.scalars(query.limit(1 if storm is None else _LOOK_BACK)):
+        found = _measurement(row)
+        if storm is None or found.storm == storm:
+            return found
+    return None
 
 
 def _measurement(row: CapacityRow) -> Measurement:

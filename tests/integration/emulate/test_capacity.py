@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -50,10 +51,65 @@ def test_capacity_climbs_until_the_server_sheds_load_and_is_recorded_for_plannin
         assert shown["server"] == f"{server.url}/{SITE}"
 
 
+def test_a_license_lapse_and_a_firmware_change_storm_are_measured_apart(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The probe's phones boot like the emulator's, from the master configuration: after a
+    license lapse they read the image's header only; after a firmware change every boot
+    downloads it. Each measurement says which storm it was."""
+    data, env = fleet_env(tmp_path_factory, "capacity-storms")
+    make_fleet(data, env)
+    tree = data / "provisioning"
+    (tree / "000000000000.cfg").write_text("<APPLICATION APP_FILE_PATH='fw/sip.ld'/>\n")
+    (tree / "fw").mkdir()
+    (tree / "fw" / "sip.ld").write_bytes(os.urandom(1_000_000))
+    server = start_server(data, env)
+    found = {}
+    try:
+        for storm in ("license-lapse", "firmware-change"):
+            done = run_fleetkey(
+                env, "capacity", "measure", "--server", server.url, "--storm", storm,
+                "--start", "4", "--step-seconds", "1", "--max-steps", "1",
+                "--models", "VVX_500:50%,SPIP_670:50%", "--json",
+            )  # fmt: skip
+            found[storm] = json.loads(done.stdout)
+        shown = json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout)
+        records = json.loads(server.cli("fetches", "--limit", "100000", "--json"))
+    finally:
+        server.stop()
+    lapse, change = found["license-lapse"], found["firmware-change"]
+    assert (lapse["storm"], change["storm"]) == ("license-lapse", "firmware-change")
+    assert lapse["image_bytes_per_boot"] == 0
+    assert change["image_bytes_per_boot"] == 1_000_000
+    assert change["requests_per_boot"] == lapse["requests_per_boot"] + 1  # the download
+    assert change["steps"][0]["megabytes_per_s"] > 0 == lapse["steps"][0]["megabytes_per_s"]
+    agents = {str(r["user_agent"]).split("-UA/")[0] for r in records}
+    assert agents == {  # the probe's phones are the mix asked for
+        "FileTransport PolycomVVX-VVX_500",
+        "FileTransport PolycomSoundPointIP-SPIP_670",
+    }
+    if change["saved"]:  # a step this short can fall short of keeping up on a busy box
+        assert shown["storm"] == "firmware-change"  # the newest
+
+
+def test_capacity_against_nothing_listening_fails_in_one_line(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    _, env = fleet_env(tmp_path_factory, "capacity-none")
+    run_fleetkey(env, "init")
+    done = run_fleetkey(env, "capacity", "measure", "--server", "http://127.0.0.1:1", code=1)
+    assert done.stderr.splitlines()[0] == (
+        "error: nothing listens at http://127.0.0.1:1 (connection refused)"
+    )
+    assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--server", "ftp://127.0.0.1:1"], "is not http://HOST:PORT"),
+        (["--server", "http://127.0.0.1:1", "--storm", "weather"], "--storm"),
+        (["--server", "http://127.0.0.1:1", "--models", "VVX_500:50%"], "add up to 50 %"),
         (["--server", "http://127.0.0.1:1", "--factor", "1"], "--factor"),
         (["--server", "http://127.0.0.1:1", "--max-rejected", "2"], "--max-rejected"),
     ],
@@ -63,6 +119,7 @@ def test_bad_capacity_options_are_refused(
 ) -> None:
     _, env = fleet_env(tmp_path_factory, "capacity-bad")
     run_fleetkey(env, "init")
-    done = run_fleetkey(env, "capacity", "measure", *args, code=1 if "ftp" in args[1] else 2)
+    code = 1 if "ftp" in args[1] or "--models" in args else 2
+    done = run_fleetkey(env, "capacity", "measure", *args, code=code)
     assert message in done.stderr
     assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None

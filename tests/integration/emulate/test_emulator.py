@@ -4,7 +4,7 @@ and a site license that lapses and is replaced while the phones run on a fast cl
 from __future__ import annotations
 
 import json
-import socket
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_udp_port
+from tests.helpers import sip_exchange as sip
+from tests.helpers import sip_request as request
 from tests.serving import (
     SITE,
     RunningServer,
@@ -54,31 +56,6 @@ def start_emulator(server: RunningServer, *args: str, duration: float) -> Emulat
         env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     return Emulation(server, process, report, sip_port)
-
-
-def sip(address: str, port: int, message: str, timeout: float = 1.0) -> str | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(message.encode(), (address, port))
-        try:
-            return sock.recvfrom(9000)[0].decode()
-        except TimeoutError:
-            return None
-
-
-def request(method: str, port: int, *, event: str = "check-sync", drop: str = "") -> str:
-    headers = {
-        "Via": "SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-test",
-        "From": "<sip:fleetkey@127.0.0.1>;tag=t1",
-        "To": f"<sip:phone@127.10.1.1:{port}>",
-        "Call-ID": "c1@127.0.0.1",
-        "CSeq": f"1 {method}",
-        "Event": event,
-        "Content-Length": "0",
-    }
-    lines = [f"{method} sip:phone@127.10.1.1:{port} SIP/2.0"]
-    lines += [f"{name}: {value}" for name, value in headers.items() if name != drop]
-    return "\r\n".join([*lines, "", ""])
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +165,7 @@ def test_lapsed_site_license_then_successor_and_check_sync(
          "corporate-directory", "--expires", "2027-03-01", "--force"],  # shorter than the 2030 key
         env=env, check=True, capture_output=True, timeout=60,
     )  # fmt: skip
+    (data / "provisioning" / "sip.ld").write_bytes(os.urandom(400_000))  # make_fleet's master's
     server = start_server(data, env)
     try:
         # virtual 2027-03-01 20:00 at 2 virtual hours per real second: the 02:00 license poll
@@ -223,6 +201,12 @@ def test_lapsed_site_license_then_successor_and_check_sync(
         assert features[2] == [0]  # back with the successor
         assert phone["installed"]["site"]["expires"] == "2028-03-01"
         assert phone["booted_with_expired"] is False
+        # every boot read the image's header; none downloaded it (the license lapsed, the
+        # firmware did not change)
+        images = [(f["status"], f["bytes"]) for f in phone["fetches"] if f["name"] == "sip.ld"]
+        assert len(images) == len(phone["boots"]) >= 3
+        assert set(images) == {(206, 512)}
+        assert phone["firmware"]["downloads"] == 0
 
 
 def test_phones_boot_over_tftp_and_every_transfer_is_recorded(

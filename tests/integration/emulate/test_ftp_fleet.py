@@ -39,16 +39,16 @@ def test_1000_phones_boot_over_ftp_with_their_own_or_the_shared_login(
     cli(env, "phones", "import", str(work / "phones.csv"))
     cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
         "--expires", "2031-12-31")  # fmt: skip
-    (work / "macs.txt").write_text(
-        "".join(f"{m},{own[m][0]},{own[m][1]}\n" if m in own else f"{m}\n" for m in macs)
-    )
+    (work / "macs.txt").write_text("".join(f"{m}\n" for m in macs))
+    (work / "logins.csv").write_text("".join(f"{m},{u},{p}\n" for m, (u, p) in own.items()))
     server = start_ftp(data, env, "--ftp-shared-login", "PlcmSpIp:PlcmSpIp",
                        "--ftp-per-address", "4", "--ftp-max-logins", "512")  # fmt: skip
     try:
         done = subprocess.run(
             [*fleetkey_command(), "emulate", "--server", f"ftp://127.0.0.1:{server.port}/{SITE}",
              "--phones", str(phones), "--macs", str(work / "macs.txt"), "--sip-port", "0",
-             "--duration", "300", "--until-booted", "--concurrency", "128", "--json"],
+             "--credentials", str(work / "logins.csv"), "--duration", "300", "--until-booted",
+             "--concurrency", "128", "--json"],
             env=env, capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

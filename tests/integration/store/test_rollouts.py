@@ -132,7 +132,33 @@ def test_the_measured_capacity_is_used_when_none_is_given(
     store, clock, successor = fleet
     with store.transaction() as session:
         capacity.record(session, clock, "http://127.0.0.1:8080", 420.0, {"p95_ms": 12})
-    assert plan_license(store, clock, PlanOptions(successor)).input.capacity == 420.0
+    made = plan_license(store, clock, PlanOptions(successor))
+    assert made.input.capacity == 420.0
+    assert made.explanation[0].startswith("capacity 420 requests/s, measured ")
+    assert "in a license-lapse storm (boots that download no firmware" in made.explanation[0]
+
+
+def test_a_license_rollout_plans_against_the_license_lapse_storm_and_says_so(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    """Boots after a firmware change cost more; a license rollout's reboots download no
+    firmware, so the plan takes the license-lapse measurement even when a firmware-change
+    one is newer, and falls back to that one, saying so, when it is the only one."""
+    store, clock, successor = fleet
+    url = "http://127.0.0.1:8080"
+    with store.transaction() as session:
+        capacity.record(session, clock, url, 90.0, {"storm": "firmware-change"})
+    alone = plan_license(store, clock, PlanOptions(successor))
+    assert alone.input.capacity == 90.0
+    assert "in a firmware-change storm (boots that download the firmware" in alone.explanation[0]
+    with store.transaction() as session:
+        capacity.record(session, clock, url, 400.0, {"storm": "license-lapse"})
+        capacity.record(session, clock, url, 80.0, {"storm": "firmware-change"})
+    made = plan_license(store, clock, PlanOptions(successor))
+    assert made.input.capacity == 400.0
+    assert "license-lapse storm" in made.explanation[0]
+    given = plan_license(store, clock, PlanOptions(successor, capacity=123))
+    assert given.explanation[0] == "capacity 123 requests/s, as given"
 
 
 def test_claims_take_due_phones_once_each_in_time_order(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetkey.cli.emulate import split_master
+
 from tests.helpers import Fleetkey
 
 
@@ -53,3 +55,22 @@ def test_too_few_macs_for_the_phones_asked(
         "--sip-port", "0", code=1,
     )  # fmt: skip
     assert "has 1 MACs, --phones asks for 3" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "split"),
+    [
+        ("", ("", None)),
+        ("/100000000001", ("/100000000001", None)),
+        ("/100000000001/", ("/100000000001/", None)),
+        ("/lab.cfg", ("", "lab.cfg")),
+        ("/100000000001/lab.CFG", ("/100000000001", "lab.CFG")),
+        ("/a.cfg", ("", "a.cfg")),
+        ("/.cfg", ("/.cfg", None)),  # a master's name has at least 5 characters (domain.md §4)
+        ("/dir.cfg/x", ("/dir.cfg/x", None)),
+    ],
+)
+def test_a_server_url_may_name_the_master_configuration(
+    path: str, split: tuple[str, str | None]
+) -> None:
+    assert split_master(path) == split

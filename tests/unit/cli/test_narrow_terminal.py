@@ -3,11 +3,14 @@ serial whole, nothing cut with an ellipsis, no Python repr anywhere in what peop
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -209,7 +212,7 @@ TABLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("simulate",): ("{scenarios}/early.toml", "--compare", "{scenarios}/lapse.toml"),
     ("emulate",): (
         "--server",
-        "http://127.0.0.1:{closed}",
+        "http://127.0.0.1:{answering}",  # phones that reach nothing fail: exit 1, no table
         "--phones",
         "2",
         "--duration",
@@ -268,7 +271,37 @@ def _args(args: tuple[str, ...], root: Path) -> list[str]:
         "closed": free_port(),
         "scenarios": Path(__file__).resolve().parents[2] / "data" / "simulate",
     }
+    if any("{answering}" in arg for arg in args):
+        values["answering"] = _answering_port()
     return [arg.format(**values) for arg in args]
+
+
+class _Answering(BaseHTTPRequestHandler):
+    """404 to every GET, 201 to every PUT: a provisioning server with an empty tree."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._answer(404)
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._answer(201)
+
+    def _answer(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # the base's name
+        pass
+
+
+@functools.cache
+def _answering_port() -> int:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    threading.Thread(target=server.serve_forever, daemon=True).start()  # for the session
+    return int(server.server_address[1])
 
 
 @pytest.mark.parametrize("path", sorted(TABLES), ids=" ".join)

@@ -91,16 +91,21 @@ class TestRules:
             f"{MAC}-license.cfg",
         ]
 
-    def test_the_updater_puts_the_boot_log_and_the_application_asks_the_rest(self) -> None:
+    def test_the_updater_looks_for_the_masters_and_puts_the_boot_log_then_the_application(
+        self,
+    ) -> None:
         [boot] = DeviceEngine(PhoneConfig(MAC), VERIFIER).power_on(T0)
         assert isinstance(boot, Boot)
-        first, *rest = boot.requests
-        assert (first.method, first.name, first.stage) == (
-            "PUT",
-            f"{MAC}-boot.log",
-            BootStage.UPDATER,
+        updater = [(r.method, r.name) for r in boot.requests if r.stage is BootStage.UPDATER]
+        assert updater == [
+            ("GET", f"{MAC}.cfg"),
+            ("GET", "000000000000.cfg"),
+            ("PUT", f"{MAC}-boot.log"),
+        ]
+        assert boot.requests[: len(updater)] == tuple(
+            r for r in boot.requests if r.stage is BootStage.UPDATER
         )
-        assert {r.stage for r in rest} == {BootStage.APPLICATION}
+        assert boot.requests[-1].name == f"{MAC}-app.log"
 
     def test_r2_a_missing_file_keeps_the_preloaded_key(self) -> None:
         preloaded = InstalledKeys(phone=phone_key(NEVER))

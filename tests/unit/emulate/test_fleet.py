@@ -9,8 +9,11 @@ import pytest
 
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.engine import Action, CheckConfig, DeviceEngine, Reason
-from fleetkey.core.signing import TrustedKeys
+from fleetkey.core.license import LicenseKey, LicenseType
+from fleetkey.core.signing import Algorithm, SignatureCheck, TrustedKeys
+from fleetkey.emulate.booting import RememberedVerdicts
 from fleetkey.emulate.fleet import EmulatedPhone, phone_address
+from fleetkey.testing import make_license, signing_key_for, trusted_keys_for
 
 
 @pytest.mark.parametrize(
@@ -66,3 +69,23 @@ class TestNextDecided:
                 await waiting
 
         asyncio.run(scenario())
+
+
+class TestRememberedVerdicts:
+    def test_each_distinct_key_is_checked_once_and_keeps_its_verdict(self) -> None:
+        trusted = trusted_keys_for(Algorithm.ED25519)
+        checked: list[LicenseKey] = []
+
+        class Counting:
+            def check(self, key: LicenseKey) -> SignatureCheck:
+                checked.append(key)
+                return trusted.check(key)
+
+        remembered = RememberedVerdicts(Counting())
+        site = make_license(serial="100000000001", type=LicenseType.SITE)
+        other = make_license(signer=signing_key_for(Algorithm.RSA2048))  # not trusted here
+        verdicts = [remembered.check(k) for k in (site, other, site, other, site)]
+        assert checked == [site, other]
+        expected = [trusted.check(k).status for k in (site, other, site, other, site)]
+        assert [v.status for v in verdicts] == expected
+        assert verdicts[0].status != verdicts[1].status  # one it trusts, one it cannot verify

@@ -20,6 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from fleetkey.core.device.boot import (
+    FileRequest,
+    application_requests,
+    boot_log,
+    master_names,
+)
 from fleetkey.core.device.config import PhoneConfig, next_config_poll, next_daily
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.rules import (
@@ -58,14 +64,6 @@ class Phase(enum.StrEnum):
     OFF = "off"
     BOOTING = "booting"
     RUNNING = "running"
-
-
-@dataclass(frozen=True, slots=True)
-class FileRequest:
-    method: str  # GET or PUT
-    name: str
-    license: bool = False  # one of the two license files
-    stage: BootStage = BootStage.APPLICATION  # which program asks: its User-Agent's Type/
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,28 +290,20 @@ class DeviceEngine:
         return Boot(reason, self.boot_requests(now))
 
     def boot_requests(self, now: datetime) -> tuple[FileRequest, ...]:
-        """domain.md §5.1 (VVX 500, UC 5.9.7): the updater puts the boot log, then the
-        application fetches, the site license before the phone license."""
-        mac = self.config.mac
-        requests = [
-            FileRequest("PUT", f"{mac}-boot.log", stage=BootStage.UPDATER),
-            FileRequest("GET", f"{mac}.cfg"),
-            FileRequest("GET", "000000000000.cfg"),
-            *(FileRequest("GET", name) for name in self.config.config_files),
-            FileRequest("GET", f"{mac}-phone.cfg"),
-            FileRequest("GET", f"{mac}-web.cfg"),
+        """The boot of a phone the server gives no master configuration (the fallback of
+        ``core.device.boot``): the updater looks for ``<mac>.cfg`` and ``000000000000.cfg``
+        and puts its boot log; the application asks for the rest, the site license before the
+        phone license (domain.md §5.1). A host that finds a master configuration follows it
+        instead (``core.device.boot``), keeping whether the licenses are asked."""
+        updater = [
+            FileRequest("GET", name, stage=BootStage.UPDATER)
+            for name in master_names(self.config.mac)
         ]
-        if self._wants_licenses(now):
-            requests += [
-                FileRequest("GET", "000000000000-license.cfg", license=True),
-                FileRequest("GET", f"{mac}-license.cfg", license=True),
-            ]
-        requests += [
-            FileRequest("GET", f"{mac}-directory.xml"),
-            FileRequest("GET", "000000000000-directory.xml"),
-            FileRequest("PUT", f"{mac}-app.log"),
-        ]
-        return tuple(requests)
+        return (
+            *updater,
+            boot_log(self.config, None),
+            *application_requests(self.config, None, licenses=self._wants_licenses(now)),
+        )
 
     def _wants_licenses(self, now: datetime) -> bool:
         """R2: modern firmware at every boot; legacy only for an enabled, unlicensed feature."""

@@ -1,0 +1,70 @@
+"""How an emulated phone reaches its provisioning server: fetch a file, put a file.
+
+``Transport`` is the port every protocol implements (``HttpClient`` in ``http.py``,
+``TftpClient`` in ``tftp.py``; an FTP one plugs in the same way). A transport serves one phone
+for one pass of its boot: opened from the phone's own address, closed after. Answers are
+``Reply`` values in HTTP's statuses whatever the wire said (200 read, 206 the first bytes of a
+file, 201/204 written, 404 not found, 403 refused, 503 busy with a ``retry-after``, 500
+anything else), so the boot logic above never knows the protocol.
+
+``fetch(..., first_bytes=N)`` reads only the start of a file and its whole size: what a phone's
+updater reads of a firmware image (its header, where the version is) to decide whether to
+download the rest (domain.md §5.2: "download it only if different from flash"). HTTP asks a
+byte range; TFTP reads one block with the ``tsize`` option (RFC 2349) and aborts.
+``fetch(..., keep=False)`` downloads a file without keeping it (a firmware image): the reply
+has its size and SHA-256, not its bytes, so ten thousand phones can download 150 MB each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+MAX_BODY: Final = 512 * 1024 * 1024  # a firmware image is ~150 MB (domain.md §5.1)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    size: int | None = None  # the whole file's size (first bytes read, or not kept)
+    digest: str | None = None  # SHA-256 of what came, when it was not kept
+
+
+class Transport(Protocol):
+    """Fetch and put files for one phone; ``user_agent`` is the stage's (HTTP sends it, TFTP
+    has no header for it)."""
+
+    async def fetch(
+        self, path: str, *, user_agent: str, first_bytes: int | None = None, keep: bool = True
+    ) -> Reply: ...
+
+    async def put(self, path: str, body: bytes, *, user_agent: str) -> Reply: ...
+
+    async def close(self) -> None: ...
+
+
+class Sink:
+    """Where an answer's body goes: kept (up to ``MAX_BODY``), or counted and hashed."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.body = bytearray()
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if not self.keep:
+            self._hash.update(data)
+        elif self.size > MAX_BODY:
+            raise ValueError("answer larger than the emulator takes")
+        else:
+            self.body += data
+
+    def reply(self, status: int, headers: dict[str, str] | None = None) -> Reply:
+        if self.keep:
+            return Reply(status, bytes(self.body), headers or {})
+        return Reply(status, b"", headers or {}, self.size, self._hash.hexdigest())

@@ -1,0 +1,76 @@
+"""Phone models: families, part numbers, default firmware, and --models mixes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from fleetkey.core.device.models import (
+    deal_models,
+    default_firmware,
+    family,
+    parse_model_mix,
+    part_number,
+)
+from fleetkey.errors import InputError
+
+
+@pytest.mark.parametrize(
+    ("model", "family_", "part", "firmware"),
+    [
+        ("VVX_500", "VVX", "3111-44500-001", "5.9.7.4477"),
+        ("SPIP_670", "SoundPointIP", "2345-12670-001", "4.0.15.1047"),
+        ("SSIP_7000", "SoundStationIP", "3111-40000-001", "4.0.15.1047"),
+        ("VVX_9999", "VVX", "", "5.9.7.4477"),
+    ],
+)
+def test_each_model_has_its_family_part_number_and_firmware(
+    model: str, family_: str, part: str, firmware: str
+) -> None:
+    assert (family(model), part_number(model), default_firmware(model)) == (family_, part, firmware)
+
+
+class TestMix:
+    def test_a_mix_is_models_and_shares(self) -> None:
+        assert parse_model_mix("VVX_500:60%, SPIP_670:40%") == (
+            ("VVX_500", 60.0),
+            ("SPIP_670", 40.0),
+        )
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("", "'' is not a model name"),
+            ("VVX_500", "'VVX_500' is not MODEL:PERCENT%"),
+            ("VVX_500:60", "'VVX_500:60' is not MODEL:PERCENT%"),
+            ("VVX_500:x%", "'VVX_500:x%' is not MODEL:PERCENT%"),
+            ("VVX 500:100%", "'VVX 500' is not a model name"),
+            ("VVX_500:60%,SPIP_670:30%", "the shares add up to 90 %, expected 100 %"),
+            ("VVX_500:60%,SPIP_670:60%", "the shares add up to 120 %, expected 100 %"),
+            ("VVX_500:0%,SPIP_670:100%", "VVX_500 has a share of 0 %"),
+            ("VVX_500:50%,VVX500:50%", "VVX500 is named twice"),
+            ("VVX_500:100%,", "'' is not a model name"),
+        ],
+    )
+    def test_a_malformed_mix_is_refused_saying_what_is_wrong(self, text: str, message: str) -> None:
+        with pytest.raises(InputError, match="--models") as caught:
+            parse_model_mix(text)
+        assert message in caught.value.message
+        assert caught.value.field == "models"
+
+    def test_phones_are_dealt_by_share_and_interleaved(self) -> None:
+        mix = parse_model_mix("VVX_500:60%,SPIP_670:40%")
+        dealt = deal_models(mix, 10)
+        assert Counter(dealt) == {"VVX_500": 6, "SPIP_670": 4}
+        assert Counter(dealt[:5]) == {"VVX_500": 3, "SPIP_670": 2}
+
+    @pytest.mark.parametrize("phones", [1, 2, 3, 7, 100, 10_001])
+    def test_every_phone_gets_a_model_and_counts_follow_the_largest_remainder(
+        self, phones: int
+    ) -> None:
+        mix = parse_model_mix("A_1:33.3%,B_2:33.3%,C_3:33.4%")
+        dealt = Counter(deal_models(mix, phones))
+        assert sum(dealt.values()) == phones
+        for model, share in mix:
+            assert abs(dealt[model] - share / 100 * phones) < 1
