@@ -19,6 +19,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from fleetkey.core.naming import normalize_mac
+from fleetkey.store import phonestate
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import FetchRecord, utc
 from fleetkey.store.schema import FetchBatchRow, FetchRow, epoch_micros
@@ -28,20 +29,7 @@ HEALTH_SAMPLE: Final = 5000  # newest records a health reading looks at
 COUNT_CAP: Final = 100_000  # older records a listing counts exactly; past it, "more than"
 
 
-_COLUMNS: Final = (
-    "mac",
-    "at",
-    "path",
-    "protocol",
-    "method",
-    "status",
-    "bytes",
-    "digest",
-    "remote_addr",
-    "user_agent",
-    "duration_ms",
-    "identified_by",
-)
+_COLUMNS: Final = phonestate.ROW_COLUMNS
 # sort keys made in C: a Python key function cost 0.25 µs a row more
 _MAC_AND_TIME: Final = operator.itemgetter(0, 1)
 _TIME: Final = operator.itemgetter(1)
@@ -88,7 +76,8 @@ def insert_records(
     more than the insert); on SQLite the time is written as the schema's ``Micros`` stores it.
     Rows go in sorted by (MAC, time): inserts into the (mac, at) index then walk it in order,
     touching each page once per batch. Unsorted, every row dirtied a random index page and
-    the insert cost 3x as much (docs/store.md).
+    the insert cost 3x as much (docs/store.md). The per-phone state (``store/phonestate.py``)
+    is updated in the same transaction, so it never disagrees with what was committed.
     """
     if not records:
         return
@@ -131,6 +120,7 @@ def insert_records(
             # (the engine forces custom plans for lookups, see store/database.py)
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
         connection.exec_driver_sql(sql, rows)
+        phonestate.apply(connection, named)  # what the fleet is now, in the same transaction
         if batch is not None:
             connection.execute(
                 insert(FetchBatchRow),
@@ -305,22 +295,6 @@ def health(session: Session, since: datetime, sample: int = HEALTH_SAMPLE) -> He
     durations = sorted(duration for _, duration in rows)
     rejected = sum(1 for status, _ in rows if status == 503)
     return Health(len(rows), rejected, durations[int(0.95 * (len(durations) - 1))])
-
-
-def last_site_license_fetches(session: Session) -> list[tuple[str, datetime, int, str | None]]:
-    """Each phone's newest request for the site license: (mac, at, status, digest)."""
-    newest = (
-        select(func.max(FetchRow.id).label("id"))
-        .where(FetchRow.mac.is_not(None), FetchRow.path.like("%000000000000-license.cfg"))
-        .group_by(FetchRow.mac)
-        .subquery()
-    )
-    rows = session.execute(
-        select(FetchRow.mac, FetchRow.at, FetchRow.status, FetchRow.digest).join(
-            newest, newest.c.id == FetchRow.id
-        )
-    ).all()
-    return [(mac or "", utc(at), status, digest) for mac, at, status, digest in rows]
 
 
 def refused_for_content(exc: BaseException) -> bool:

@@ -150,6 +150,36 @@ class FetchRow(Base):
     identified_by: Mapped[str | None] = mapped_column(String(9))
 
 
+class PhoneSeenRow(Base):
+    """A phone's newest fetch record, kept by the writer in the batch's transaction
+    (store/phonestate.py): what the fleet is now, without reading the history."""
+
+    __tablename__ = "phone_seen"
+
+    mac: Mapped[str] = mapped_column(String(12), primary_key=True)
+    at: Mapped[datetime] = mapped_column(Micros())
+    address: Mapped[str | None] = mapped_column(String(64))
+    protocol: Mapped[str] = mapped_column(String(8))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    firmware: Mapped[str | None] = mapped_column(String(64))  # from the User-Agent, if a phone's
+
+
+class PhoneFileRow(Base):
+    """A phone's newest request for a license file (``kind`` request) and its newest answer
+    that served a version of it (``kind`` served: status under 400 with a digest)."""
+
+    __tablename__ = "phone_files"
+
+    mac: Mapped[str] = mapped_column(String(12), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(64), primary_key=True)  # lowercase, no dirs
+    kind: Mapped[str] = mapped_column(String(7), primary_key=True)  # request | served
+    at: Mapped[datetime] = mapped_column(Micros())
+    path: Mapped[str] = mapped_column(String(1024))
+    protocol: Mapped[str] = mapped_column(String(8))
+    status: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str | None] = mapped_column(String(64))
+
+
 class FetchBatchRow(Base):
     """A batch of fetch records a writer committed (so a retried batch is never written twice)."""
 
