@@ -25,6 +25,7 @@ from fleetkey.serve.runner import Places, ServerRunner, ServeSettings, Totals
 from fleetkey.serve.tftp.packets import OptionLimits
 from fleetkey.serve.tftp.server import TftpSettings
 from fleetkey.store import inventory
+from fleetkey.store.retention import DEFAULT_RETENTION_DAYS
 from fleetkey.store.writer import CAPACITY
 from fleetkey.ui.app import UiContext
 from fleetkey.ui.app import install as install_dashboard
@@ -180,6 +181,15 @@ from fleetkey.ui.session import MAX_SESSION_S, MIN_SESSION_S, SESSION_S
     help="How long a dashboard sign-in lasts (/ui/; a new admin token ends every session).",
 )
 @ftp_options
+@click.option(
+    "--fetch-retention",
+    default=DEFAULT_RETENTION_DAYS,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="DAYS",
+    help="Keep raw fetch records this many days (0: for ever); older ones are rolled up per "
+    "site and day, then removed, every hour (`fetches export` keeps them in a file).",
+)
 @pass_env
 def serve(
     env: Env,
@@ -206,6 +216,7 @@ def serve(
     max_in_flight: int,
     max_downloads: int,
     ui_session_seconds: int,
+    fetch_retention: int,
     **ftp: Any,
 ) -> None:
     """Serve license files and the provisioning tree to phones, recording every fetch.
@@ -259,6 +270,7 @@ def serve(
         ),
         address_hold_s=address_hold,
         record_queue=record_queue,
+        fetch_retention_days=fetch_retention,
     )
     places = Places(
         tree=env.data.provisioning,

@@ -9,12 +9,12 @@ phones fetched.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Engine, Select, and_, delete, func, insert, or_, select
+from sqlalchemy import Connection, Engine, Select, and_, delete, func, insert, or_, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
@@ -303,3 +303,19 @@ def refused_for_content(exc: BaseException) -> bool:
     if isinstance(exc, (DataError, IntegrityError)):
         return True
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+
+
+def between(
+    connection: Connection, since: datetime, until: datetime, chunk: int = 10_000
+) -> Iterator[FetchRecord]:
+    """Every record from ``since`` up to ``until``, oldest first (``fetches export``), read a
+    chunk at a time from the time index."""
+    statement = (
+        select(FetchRow)
+        .where(FetchRow.at >= utc(since), FetchRow.at < utc(until))
+        .order_by(FetchRow.at, FetchRow.id)
+        .execution_options(yield_per=chunk)
+    )
+    with Session(connection) as session:
+        for row in session.scalars(statement):
+            yield _record(row)

@@ -180,6 +180,24 @@ class PhoneFileRow(Base):
     digest: Mapped[str | None] = mapped_column(String(64))
 
 
+class FetchDayRow(Base):
+    """A day (UTC) of one site's fetch records, rolled up before the raw records age out
+    (store/retention.py) and kept for ever. Site ``-``: records of no phone in the inventory."""
+
+    __tablename__ = "fetch_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    site_serial: Mapped[str] = mapped_column(String(12), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    by_answer: Mapped[str] = mapped_column(Text)  # JSON {"<protocol> <status>": requests}
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    boots: Mapped[int] = mapped_column(BigInteger)  # requests for 000000000000-license.cfg (R2)
+    phones: Mapped[int] = mapped_column(Integer)  # distinct MACs
+    p50_ms: Mapped[float] = mapped_column(Float)
+    p95_ms: Mapped[float] = mapped_column(Float)
+    p99_ms: Mapped[float] = mapped_column(Float)
+
+
 class FetchBatchRow(Base):
     """A batch of fetch records a writer committed (so a retried batch is never written twice)."""
 
