@@ -172,6 +172,10 @@ def test_prune_and_days_commands(cli_store: Store, fleetkey: Fleetkey) -> None:
             "Invalid value for '--format': 'parquet' is not 'csv'.",
         ),
         (["fetches", "days", "--since", "June"], "Invalid value for '--since': 'June' does not"),
+        (
+            ["serve", "--fetch-retention", "-7"],
+            "Invalid value for '--fetch-retention': -7 is not in the range x>=0.",
+        ),
     ],
 )
 def test_bad_option_values_are_usage_errors_that_change_nothing(
