@@ -9,7 +9,6 @@ alerts; :func:`fleetkey.store.alerts.sync` deduplicates them and queues deliveri
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +66,8 @@ def check(
             )
             for item in registry.listing(session, today=clock_today(clock))
         ]
-        phones_by_site: dict[str, list[str]] = defaultdict(list)
-        for phone in inventory.phones(session):
-            phones_by_site[phone.site].append(phone.mac)
-        sites = [
-            SiteFacts(site.serial, site.timezone, tuple(phones_by_site[site.serial]))
+        sites = [  # MACs only, by the (site, mac) index: whole phones cost ~50 µs each
+            SiteFacts(site.serial, site.timezone, tuple(inventory.macs(session, site.serial)))
             for site in inventory.sites(session)
         ]
         last = [

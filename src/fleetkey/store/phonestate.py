@@ -34,8 +34,9 @@ from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.records import utc
 from fleetkey.store.schema import EPOCH, FetchRow, PhoneFileRow, PhoneSeenRow
 
-# the writer's row layout (store/fetches.py inserts tuples in this column order)
-ROW_COLUMNS: Final = (
+# the writer's row layout (store/fetches.py inserts tuples in this column order); the state
+# reads the first twelve, which every revision since 0011 has (``day`` came with 0013)
+RECORD_COLUMNS: Final = (
     "mac",
     "at",
     "path",
@@ -49,6 +50,7 @@ ROW_COLUMNS: Final = (
     "duration_ms",
     "identified_by",
 )
+ROW_COLUMNS: Final = (*RECORD_COLUMNS, "day")
 _MAC, _AT, _PATH, _PROTOCOL, _STATUS, _DIGEST, _ADDRESS, _AGENT = 0, 1, 2, 3, 5, 7, 8, 9
 LICENSE_SUFFIX: Final = "-license.cfg"
 SERVED_BELOW: Final = 400  # an answer under 400 with a digest served (or confirmed) a version
@@ -162,6 +164,16 @@ def file_values(key: FileKey, row: Row) -> dict[str, Any]:
 _SEEN = cast(Table, PhoneSeenRow.__table__)
 _FILES = cast(Table, PhoneFileRow.__table__)
 _KEYS: Final = {"phone_seen": ("mac",), "phone_files": ("mac", "file_name", "kind")}
+_FILE_COLUMNS: Final = (
+    PhoneFileRow.mac,
+    PhoneFileRow.file_name,
+    PhoneFileRow.kind,
+    PhoneFileRow.at,
+    PhoneFileRow.path,
+    PhoneFileRow.protocol,
+    PhoneFileRow.status,
+    PhoneFileRow.digest,
+)
 
 
 @functools.cache
@@ -223,13 +235,17 @@ def file_fetches(
 
 
 def last_requests(session: Session, name: str) -> list[FileFetch]:
-    """Every phone's newest request for license file ``name`` (in MAC order)."""
-    rows = session.scalars(
-        select(PhoneFileRow)
+    """Every phone's newest request for license file ``name`` (in MAC order). Read as tuples:
+    an ORM object a row cost ~50 µs, seconds for a large fleet."""
+    rows = session.execute(
+        select(*_FILE_COLUMNS)
         .where(PhoneFileRow.file_name == name.lower(), PhoneFileRow.kind == REQUEST)
         .order_by(PhoneFileRow.mac)
     )
-    return [_file(row) for row in rows]
+    return [
+        FileFetch(mac, file, kind, utc(at), path, protocol, status, digest)
+        for mac, file, kind, at, path, protocol, status, digest in rows
+    ]
 
 
 def served_since(
@@ -276,7 +292,7 @@ def from_records(
     """The state the raw records say (every record with a MAC, in (MAC, time, id) order), and
     the time of the oldest record kept (None when there is none)."""
     table = cast(Table, FetchRow.__table__)
-    columns = [table.c[name] for name in ROW_COLUMNS]
+    columns = [table.c[name] for name in RECORD_COLUMNS]
     statement = (
         select(*columns)
         .where(table.c.mac.is_not(None))

@@ -130,7 +130,10 @@ class LicenseRow(Base):
 
 class FetchRow(Base):
     __tablename__ = "fetches"
-    __table_args__ = (Index("ix_fetches_mac_at", "mac", "at"),)
+    # a phone's records, found day by day (store/fetches.py): a batch's entries all go into
+    # today's part of the index, so what a record costs does not grow with the table, as it
+    # did on (mac, at), where each record dirtied a page anywhere in the index (migration 0013)
+    __table_args__ = (Index("ix_fetches_day_mac", "day", "mac"),)
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -148,6 +151,7 @@ class FetchRow(Base):
     duration_ms: Mapped[float] = mapped_column(Float)
     # how the server knew the phone: agent, name, login, address, ambiguous; NULL: nothing said
     identified_by: Mapped[str | None] = mapped_column(String(9))
+    day: Mapped[int | None] = mapped_column(Integer)  # UTC days since the epoch, of ``at``
 
 
 class PhoneSeenRow(Base):

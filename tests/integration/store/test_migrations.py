@@ -171,3 +171,25 @@ def test_0011_fills_the_per_phone_state_from_the_records_already_stored(store_ur
     with store.engine.connect() as connection:
         assert statecheck.check(connection).differences == []
     store.close()
+
+
+def test_0013_gives_the_records_already_stored_their_day(store_url: str) -> None:
+    store = Store(store_url)
+    migrate.upgrade(store.engine, "0012")
+    at = datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO fetches (at, mac, path, protocol, method, status, bytes, "
+                "duration_ms) VALUES (:at, '0004f2000001', '/x', 'http', 'GET', 200, 1, 1.0)"
+            ),
+            {"at": epoch_micros(at) if store_url.startswith("sqlite") else at},
+        )
+    store.upgrade()
+    with store.engine.connect() as connection:
+        day = connection.scalar(sa.text("SELECT day FROM fetches"))
+    assert day == (at.date() - datetime(1970, 1, 1, tzinfo=UTC).date()).days
+    with store.transaction() as session:
+        found = fetches.query(session, mac="0004f2000001", limit=None)
+    assert [r.at for r in found] == [at]
+    store.close()
