@@ -14,6 +14,7 @@ it times, in-process through click, best of three:
   alerts          `fleetkey alerts`
   phones list     `fleetkey phones list` (the first page)
   phones show     `fleetkey phones show MAC`
+  fetches --mac   `fleetkey fetches --mac MAC` (the newest 50 of a phone's raw records)
   rollout plan    `fleetkey rollout plan ID --capacity 500 --deadline (in 60 days) --dry-run`
                   (measures the boot cost from the newest fetch records)
 and the writer's rate: --writer-records records of one boot storm through FetchWriter, on its
@@ -165,6 +166,7 @@ def measure(
         "alerts s": best_of(3, lambda: invoke(runner, "alerts")),
         "phones list s": best_of(3, lambda: invoke(runner, "phones", "list")),
         "phones show s": best_of(3, lambda: invoke(runner, "phones", "show", mac)),
+        "fetches --mac s": best_of(3, lambda: invoke(runner, "fetches", "--mac", mac)),
         "rollout plan s": best_of(
             3,
             lambda: invoke(
