@@ -5,6 +5,8 @@ bad input and change nothing."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -207,3 +209,35 @@ def test_export_writes_exactly_the_records_of_the_range_as_csv(
     assert [datetime.fromisoformat(line.split(",", 1)[0]) for line in lines[1:]] == wanted
     assert f"{len(wanted)} fetch records written to {out}" in done.stderr
     assert counts(cli_store) == (27, 0)  # exporting removes nothing
+
+
+def test_a_servers_pruning_thread_prunes_soon_after_start_and_stops_when_told(
+    store: Store,
+) -> None:
+    with_phones(store)
+    written = traffic(range(0, 12))
+    fetches.insert_records(store.engine, written)
+    old = sum(1 for r in written if r.at < datetime(2026, 6, 3, tzinfo=UTC))
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=retention.keep_pruning,
+        args=(store.engine, FixedClock(NOW), 7, stop),
+        kwargs={"first_s": 0.05, "every_s": 0.05},
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while counts(store)[1] < old and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert counts(store) == (len(written) - old, old)  # the old ones rolled up and removed
+
+
+def test_retention_zero_starts_no_pruning(store: Store) -> None:
+    fetches.insert_records(store.engine, traffic(range(100, 102)))
+    stop = threading.Event()
+    retention.keep_pruning(store.engine, FixedClock(NOW), 0, stop, first_s=0.0)  # returns at once
+    assert counts(store) == (18, 0)
