@@ -46,6 +46,7 @@ from click.testing import CliRunner  # noqa: E402  # after the path is set
 from sqlalchemy import func, select, text  # noqa: E402  # after the path is set
 
 from fleetkey.cli.main import cli  # noqa: E402  # after the path is set
+from fleetkey.core.license import LicenseType  # noqa: E402
 from fleetkey.store import fetches, registry, retention  # noqa: E402  # after the path is set
 from fleetkey.store.fetches import StoreSink  # noqa: E402  # after the path is set
 from fleetkey.store.records import FetchRecord  # noqa: E402  # after the path is set
@@ -212,7 +213,7 @@ def main() -> None:
     site_of = {mac: serials[i % len(serials)] for i, mac in enumerate(macs)}
     store = Store(url)
     with store.transaction() as session:
-        posted = {s: registry.posted(session, "Site", s) for s in serials}
+        posted = {s: registry.posted(session, LicenseType.SITE, s) for s in serials}
     digests = {s: p.digest for s, p in posted.items() if p is not None}
     license_id = next(p.id for p in posted.values() if p is not None)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
