@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from fleetkey.clock import FixedClock
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import InputError
-from fleetkey.store import fetches, inventory, retention
+from fleetkey.store import fetches, inventory, phone_import, retention
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.schema import FetchDayRow, FetchRow
 from fleetkey.store.store import Store
@@ -37,7 +37,9 @@ def with_phones(store: Store) -> Store:
                 session, clock, "t", Site(serial, serial, "UTC", Window.parse("22:00-05:00"))
             )
         rows = "".join(f"{mac},{site},VVX_500\n" for mac, site in PHONES.items())
-        inventory.import_phones(session, clock, "t", f"mac,site,model\n{rows}".encode(), source="t")
+        phone_import.import_phones(
+            session, clock, "t", f"mac,site,model\n{rows}".encode(), source="t"
+        )
     return store
 
 
