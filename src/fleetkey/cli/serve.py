@@ -25,7 +25,7 @@ from fleetkey.serve.runner import Places, ServerRunner, ServeSettings, Totals
 from fleetkey.serve.tftp.packets import OptionLimits
 from fleetkey.serve.tftp.server import TftpSettings
 from fleetkey.store import inventory
-from fleetkey.store.retention import DEFAULT_RETENTION_DAYS
+from fleetkey.store.retention import DEFAULT_RETENTION_DAYS, start_pruning
 from fleetkey.store.writer import CAPACITY
 from fleetkey.ui.app import UiContext
 from fleetkey.ui.app import install as install_dashboard
@@ -270,7 +270,6 @@ def serve(
         ),
         address_hold_s=address_hold,
         record_queue=record_queue,
-        fetch_retention_days=fetch_retention,
     )
     places = Places(
         tree=env.data.provisioning,
@@ -292,7 +291,13 @@ def serve(
     )
     install_dashboard(app, UiContext(env.data, store, env.clock, ui_session_seconds))
     runner.mount(app)
-    totals = runner.run(_announcer(settings, f"(tree {places.tree}, database {store.safe_url})"))
+    # old fetch records rolled up and removed on a thread of their own (store/retention.py)
+    halt = start_pruning(store.engine, env.clock, fetch_retention)
+    where = f"(tree {places.tree}, database {store.safe_url})"
+    try:
+        totals = runner.run(_announcer(settings, where))
+    finally:
+        halt.set()  # a prune under way stops after its current batch
     click.echo(_summary(totals))
     if not totals.complete:
         raise click.exceptions.Exit(1)
