@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Final, TextIO
 
 import click
 
+from fleetkey.cli import history
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.render import moment_text
 from fleetkey.cli.tables import (
@@ -39,6 +42,7 @@ PATH_FLOOR: Final = 26  # /0004f2000001-license.cfg stays on one line
 SCRIPT_ROWS: Final = 1000  # records --json and --csv print by default
 FOLLOW_ROWS: Final = 10  # records --follow shows before the new ones
 POLL_S: Final = 0.5  # how often --follow asks the store for new records
+EXPORT_CHUNK: Final = 10_000  # records formatted at a time by export
 _STATUS = re.compile(r"([1-5])(\d\d|xx)", re.IGNORECASE)
 _AGO = re.compile(r"(\d{1,6})([smhd])")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -269,3 +273,65 @@ def replay_fetches(env: Env, path: Path, as_json: bool) -> None:
         f"{path}: {done.written} fetch records written"
         + (f", {done.already} were already in the store" if done.already else "")
     )
+
+
+@fetches.command("export")
+@click.option("--since", required=True, metavar="WHEN", help="From this moment on (as above).")
+@click.option("--until", required=True, metavar="WHEN", help="Before this moment.")
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv"]),
+    default="csv",
+    show_default=True,
+    help="CSV (RFC 4180, the columns of --csv). Parquet would need pyarrow, which fleetkey "
+    "does not depend on.",
+)
+@click.option(
+    "--output",
+    "into",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write to FILE (replaced whole, never left half-written) instead of stdout.",
+)
+@pass_env
+def export_fetches(env: Env, since: str, until: str, file_format: str, into: Path | None) -> None:
+    """Write the raw fetch records from --since up to --until to a file, oldest first: keep
+    them before the retention (`serve --fetch-retention`, `fetches prune`) removes them."""
+    now = env.clock.now()
+    start, end = _moment(since, now, "--since"), _moment(until, now, "--until")
+    if start is None or end is None:  # pragma: no cover  # both options are required
+        raise click.UsageError("give --since and --until")
+    if start >= end:
+        raise click.UsageError(f"--since {since} is not before --until {until}")
+    store = env.store()
+    with store.engine.connect() as connection:
+        records = fetch_records.between(connection, start, end)
+        if into is None:
+            written = _write_csv(sys.stdout, records)
+        else:
+            partial = into.with_name(f".{into.name}.partial")
+            with partial.open("w", encoding="utf-8", newline="") as handle:
+                written = _write_csv(handle, records)
+            partial.replace(into)
+    if into is not None:
+        env.err.print(f"{written} fetch records written to {into}", markup=False)
+
+
+def _write_csv(handle: TextIO, records: Iterator[FetchRecord]) -> int:
+    written = 0
+    handle.write(csv_text(COLUMNS, []))
+    chunk: list[list[str]] = []
+    for record in records:
+        chunk.append(_row(record, full=True))
+        if len(chunk) == EXPORT_CHUNK:
+            handle.write(csv_text(COLUMNS, chunk).split("\r\n", 1)[1])
+            written += len(chunk)
+            chunk.clear()
+    if chunk:
+        handle.write(csv_text(COLUMNS, chunk).split("\r\n", 1)[1])
+        written += len(chunk)
+    return written
+
+
+fetches.add_command(history.prune)
+fetches.add_command(history.days)

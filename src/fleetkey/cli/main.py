@@ -26,7 +26,10 @@ COMMANDS: Final = {
         "fleetkey.cli.capacity:capacity",
         "Measure and list the provisioning server's capacity (for rollout planning).",
     ),
-    "db": LazyCommand("fleetkey.cli.records:db", "The database schema (Alembic migrations)."),
+    "db": LazyCommand(
+        "fleetkey.cli.records:db",
+        "The database schema (Alembic migrations) and its consistency check.",
+    ),
     "emulate": LazyCommand(
         "fleetkey.cli.emulate:emulate",
         "Emulate PHONES phones booting from SERVER, each on a loopback address of its own.",

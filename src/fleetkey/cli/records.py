@@ -33,13 +33,14 @@ from fleetkey.clock import today
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseState
 from fleetkey.core.terms import NEVER, format_term
-from fleetkey.store import migrate, pages, registry
+from fleetkey.errors import CommandFailedError
+from fleetkey.store import migrate, pages, registry, statecheck
 from fleetkey.store.records import StoredLicense, license_json
 
 
 @click.group()
 def db() -> None:
-    """The database schema (Alembic migrations)."""
+    """The database schema (Alembic migrations) and its consistency check."""
 
 
 @db.command("upgrade")
@@ -74,6 +75,46 @@ def db_current(env: Env, as_json: bool) -> None:
         )
         return
     env.out.print(f"{store.safe_url}: {current or 'empty'} (newest: {head})")
+
+
+@db.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@pass_env
+def db_check(env: Env, as_json: bool) -> None:
+    """Compare the per-phone state the writer keeps (each phone's newest fetch, and per license
+    file its newest request and served version) with the raw fetch records; exit 1 and name
+    the phones where they differ. Reads every record: minutes on a large history."""
+    store = env.store()
+    with store.engine.connect() as connection:
+        result = statecheck.check(connection)
+    differing = result.differing_phones
+    if as_json:
+        env.print_json(
+            {
+                "ok": not differing,
+                "phones": result.phones,
+                "entries": result.entries,
+                "oldest_record": (
+                    None if result.oldest_record is None else result.oldest_record.isoformat()
+                ),
+                "differing_phones": differing,
+                "differences": [d.to_json() for d in result.differences[: statecheck.SHOWN]],
+            }
+        )
+        if differing:
+            raise click.exceptions.Exit(1)
+        return
+    if differing:
+        shown = ", ".join(differing[:20]) + (" …" if len(differing) > 20 else "")
+        raise CommandFailedError(
+            f"the per-phone state differs from the fetch records for {len(differing)} "
+            f"phones: {shown}",
+            hint="`fleetkey db check --json` shows each difference",
+        )
+    env.out.print(
+        f"ok: {result.phones} phones, {result.entries} state entries agree with the fetch records",
+        markup=False,
+    )
 
 
 @click.group()

@@ -25,6 +25,7 @@ from fleetkey.serve.runner import Places, ServerRunner, ServeSettings, Totals
 from fleetkey.serve.tftp.packets import OptionLimits
 from fleetkey.serve.tftp.server import TftpSettings
 from fleetkey.store import inventory
+from fleetkey.store.retention import DEFAULT_RETENTION_DAYS, start_pruning
 from fleetkey.store.writer import CAPACITY
 from fleetkey.ui.app import UiContext
 from fleetkey.ui.app import install as install_dashboard
@@ -180,6 +181,15 @@ from fleetkey.ui.session import MAX_SESSION_S, MIN_SESSION_S, SESSION_S
     help="How long a dashboard sign-in lasts (/ui/; a new admin token ends every session).",
 )
 @ftp_options
+@click.option(
+    "--fetch-retention",
+    default=DEFAULT_RETENTION_DAYS,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="DAYS",
+    help="Keep raw fetch records this many days (0: for ever); older ones are rolled up per "
+    "site and day, then removed, every hour (`fetches export` keeps them in a file).",
+)
 @pass_env
 def serve(
     env: Env,
@@ -206,6 +216,7 @@ def serve(
     max_in_flight: int,
     max_downloads: int,
     ui_session_seconds: int,
+    fetch_retention: int,
     **ftp: Any,
 ) -> None:
     """Serve license files and the provisioning tree to phones, recording every fetch.
@@ -280,7 +291,13 @@ def serve(
     )
     install_dashboard(app, UiContext(env.data, store, env.clock, ui_session_seconds))
     runner.mount(app)
-    totals = runner.run(_announcer(settings, f"(tree {places.tree}, database {store.safe_url})"))
+    # old fetch records rolled up and removed on a thread of their own (store/retention.py)
+    halt = start_pruning(store.engine, env.clock, fetch_retention)
+    where = f"(tree {places.tree}, database {store.safe_url})"
+    try:
+        totals = runner.run(_announcer(settings, where))
+    finally:
+        halt.set()  # a prune under way stops after its current batch
     click.echo(_summary(totals))
     if not totals.complete:
         raise click.exceptions.Exit(1)

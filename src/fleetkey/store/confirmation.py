@@ -1,21 +1,23 @@
 """Delivery confirmation: which phones of a rollout fetched its license, from fetch records.
 
-A phone is confirmed by a fetch of the license's exact file (its SHA-256 digest) answered 200,
-206 or 304 at or after the license was posted. :func:`confirm_fetched` confirms in bulk from
-recent records; :func:`fetched` is the exact per-phone look-up (the ``(mac, at)`` index) made
-before a phone is retried or failed, so a record that reached the store late is never missed.
+A phone is confirmed when the newest version of a license file it was served (the per-phone
+state the fetch-record writer keeps, store/phonestate.py) is the license's exact file (its
+SHA-256 digest), answered 200, 206 or 304 at or after the license was posted: a look-up by key
+per open phone, whatever the size of the fetch history. :func:`confirm_fetched` confirms in
+bulk; :func:`fetched` is the same look-up for one phone, made before it is retried or failed.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from fleetkey.store import phonestate
 from fleetkey.store.records import utc
 from fleetkey.store.rollouts import TargetState
-from fleetkey.store.schema import FetchRow, RolloutTargetRow
+from fleetkey.store.schema import RolloutTargetRow
 
 ANSWERED = (200, 206, 304)
 
@@ -24,16 +26,11 @@ def confirm_fetched(
     session: Session, rollout_id: int, digest: str, since: datetime, now: datetime
 ) -> int:
     """Confirm every open phone of the rollout with a fetch of ``digest`` at or after ``since``."""
-    fetched = (
-        select(FetchRow.mac)
-        .where(FetchRow.at >= utc(since), FetchRow.digest == digest)
-        .where(FetchRow.status.in_(ANSWERED))
-    )
     result = session.execute(
         update(RolloutTargetRow)
         .where(RolloutTargetRow.rollout_id == rollout_id)
         .where(RolloutTargetRow.state.in_([TargetState.PENDING.value, TargetState.NOTIFIED.value]))
-        .where(RolloutTargetRow.mac.in_(fetched.scalar_subquery()))
+        .where(phonestate.served_since(RolloutTargetRow.mac, digest, since, ANSWERED))
         .values(state=TargetState.CONFIRMED.value, confirmed_at=utc(now), reason=None)
         .execution_options(synchronize_session=False)
     )
@@ -41,16 +38,9 @@ def confirm_fetched(
 
 
 def fetched(session: Session, mac: str, digest: str, since: datetime) -> bool:
-    """Whether ``mac`` fetched ``digest`` at or after ``since`` (one index look-up)."""
-    return (
-        session.scalar(
-            select(FetchRow.id)
-            .where(FetchRow.mac == mac, FetchRow.at >= utc(since), FetchRow.digest == digest)
-            .where(FetchRow.status.in_(ANSWERED))
-            .limit(1)
-        )
-        is not None
-    )
+    """Whether ``mac`` was last served ``digest`` at or after ``since`` (one look-up by key)."""
+    served = phonestate.served_since(literal(mac), digest, since, ANSWERED)
+    return bool(session.scalar(select(served)))
 
 
 def confirm(session: Session, rollout_id: int, mac: str, now: datetime) -> None:

@@ -9,16 +9,29 @@ phones fetched.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Engine, Select, and_, delete, func, insert, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from fleetkey.core.naming import normalize_mac
+from fleetkey.store import phonestate
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import FetchRecord, utc
 from fleetkey.store.schema import FetchBatchRow, FetchRow, epoch_micros
@@ -26,22 +39,10 @@ from fleetkey.store.schema import FetchBatchRow, FetchRow, epoch_micros
 WRITER_CACHE_KIB: Final = 64 * 1024  # SQLite page cache of the connection writing records
 HEALTH_SAMPLE: Final = 5000  # newest records a health reading looks at
 COUNT_CAP: Final = 100_000  # older records a listing counts exactly; past it, "more than"
+MICROS_A_DAY: Final = 86_400_000_000  # the ``day`` column: UTC days since the epoch
 
 
-_COLUMNS: Final = (
-    "mac",
-    "at",
-    "path",
-    "protocol",
-    "method",
-    "status",
-    "bytes",
-    "digest",
-    "remote_addr",
-    "user_agent",
-    "duration_ms",
-    "identified_by",
-)
+_COLUMNS: Final = phonestate.ROW_COLUMNS
 # sort keys made in C: a Python key function cost 0.25 µs a row more
 _MAC_AND_TIME: Final = operator.itemgetter(0, 1)
 _TIME: Final = operator.itemgetter(1)
@@ -86,23 +87,25 @@ def insert_records(
 
     The statement goes to the driver directly (SQLAlchemy's per-row parameter processing costs
     more than the insert); on SQLite the time is written as the schema's ``Micros`` stores it.
-    Rows go in sorted by (MAC, time): inserts into the (mac, at) index then walk it in order,
-    touching each page once per batch. Unsorted, every row dirtied a random index page and
-    the insert cost 3x as much (docs/store.md).
+    Rows go in sorted by (MAC, time): inserts into the (day, mac) index then walk today's part
+    of it in order, touching each page once per batch (on the earlier (mac, at) index,
+    unsorted rows cost 3x as much, docs/store.md). The per-phone state (``store/phonestate.py``)
+    is updated in the same transaction, so it never disagrees with what was committed.
     """
     if not records:
         return
     marker = PARAM_MARKERS[engine.dialect.paramstyle]
     placeholders = ", ".join(marker.format(n + 1) for n in range(len(_COLUMNS)))
     sql = f"INSERT INTO fetches ({', '.join(_COLUMNS)}) VALUES ({placeholders})"  # noqa: S608  # constant column names, values bound
-    stamp = epoch_micros if engine.dialect.name == "sqlite" else utc
+    sqlite = engine.dialect.name == "sqlite"
     named: list[tuple[Any, ...]] = []
     unnamed: list[tuple[Any, ...]] = []  # no MAC: NULL, which comes first in the index
     for r in records:
+        micros = epoch_micros(r.at)
         (unnamed if r.mac is None else named).append(
             (
                 r.mac,
-                stamp(r.at),
+                micros if sqlite else utc(r.at),
                 r.path,
                 r.protocol,
                 r.method,
@@ -113,6 +116,7 @@ def insert_records(
                 r.user_agent,
                 r.duration_ms,
                 r.identified_by,
+                micros // MICROS_A_DAY,
             )
         )
     # within a batch every time is an int (SQLite) or every one a datetime: (mac, at) compares;
@@ -123,14 +127,15 @@ def insert_records(
     rows = unnamed + named if unnamed else named
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
-            # the (mac, at) index is walked at one page per distinct MAC per batch: with the
-            # default 2 MiB cache most of those pages are read again for every batch
+            # today's part of the (day, mac) index is walked at one page per distinct MAC per
+            # batch: with the default 2 MiB cache most of those pages are read again each batch
             connection.exec_driver_sql(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         if engine.dialect.name == "postgresql":
             # a plain INSERT plans the same for every row: let PostgreSQL reuse the plan
             # (the engine forces custom plans for lookups, see store/database.py)
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
         connection.exec_driver_sql(sql, rows)
+        phonestate.apply(connection, named)  # what the fleet is now, in the same transaction
         if batch is not None:
             connection.execute(
                 insert(FetchBatchRow),
@@ -170,10 +175,23 @@ class FetchFilter:
     until: datetime | None = None  # before this moment
     statuses: tuple[tuple[int, int], ...] = ()  # status ranges (inclusive), any of them
     path: str | None = None  # paths that contain it; ``*`` stands for any characters
+    days: tuple[int, ...] | None = None  # with a MAC: the days to look in (``by_day``)
 
     def where(self, statement: Select[Any]) -> Select[Any]:
         if self.mac is not None:
             statement = statement.where(FetchRow.mac == normalize_mac(self.mac))
+            if self.days is not None:  # one look-up per day in the (day, mac) index
+                statement = statement.where(
+                    FetchRow.day.in_(
+                        bindparam(
+                            "days",
+                            list(self.days),
+                            type_=Integer,
+                            expanding=True,
+                            literal_execute=True,
+                        )
+                    )
+                )
         if self.since is not None:
             statement = statement.where(FetchRow.at >= utc(self.since))
         if self.until is not None:
@@ -185,6 +203,22 @@ class FetchFilter:
         if self.path is not None:
             statement = statement.where(FetchRow.path.ilike(_like(self.path), escape="\\"))
         return statement
+
+
+def by_day(session: Session, where: FetchFilter) -> FetchFilter:
+    """``where`` with the days a phone's records can be on, when it names a phone: the index
+    is on (day, mac), so a phone's records are found with one look-up per day kept."""
+    if where.mac is None:
+        return where
+    first = session.scalar(select(func.min(FetchRow.day)))
+    last = session.scalar(select(func.max(FetchRow.day)))
+    if first is None or last is None:
+        return replace(where, days=())
+    if where.since is not None:
+        first = max(first, epoch_micros(where.since) // MICROS_A_DAY)
+    if where.until is not None:
+        last = min(last, (epoch_micros(where.until) - 1) // MICROS_A_DAY)
+    return replace(where, days=tuple(range(first, last + 1)))
 
 
 def _like(pattern: str) -> str:
@@ -202,7 +236,8 @@ def query(
     limit: int | None = 1000,
 ) -> list[FetchRecord]:
     """Fetch records, oldest first, optionally for one MAC and from a moment on."""
-    statement = FetchFilter(mac, since).where(select(FetchRow).order_by(FetchRow.at, FetchRow.id))
+    where = by_day(session, FetchFilter(mac, since))
+    statement = where.where(select(FetchRow).order_by(FetchRow.at, FetchRow.id))
     if limit is not None:
         statement = statement.limit(limit)
     return [_record(row) for row in session.scalars(statement)]
@@ -213,6 +248,7 @@ def newest(
 ) -> tuple[list[FetchRecord], int]:
     """The newest ``limit`` records ``where`` keeps (all when None), newest first, and how many
     older ones it keeps besides (counted up to ``count_up_to``: past it, that number)."""
+    where = by_day(session, where)
     statement = where.where(select(FetchRow)).order_by(FetchRow.at.desc(), FetchRow.id.desc())
     rows = list(session.scalars(statement if limit is None else statement.limit(limit)))
     left = 0
@@ -236,6 +272,7 @@ def written_after(
 ) -> tuple[list[FetchRecord], int]:
     """Records ``where`` keeps written after record ``after_id``, in the order they were
     written, and the id to continue from (``fetches --follow``)."""
+    where = by_day(session, where)
     rows = list(
         session.scalars(
             where.where(select(FetchRow))
@@ -307,25 +344,25 @@ def health(session: Session, since: datetime, sample: int = HEALTH_SAMPLE) -> He
     return Health(len(rows), rejected, durations[int(0.95 * (len(durations) - 1))])
 
 
-def last_site_license_fetches(session: Session) -> list[tuple[str, datetime, int, str | None]]:
-    """Each phone's newest request for the site license: (mac, at, status, digest)."""
-    newest = (
-        select(func.max(FetchRow.id).label("id"))
-        .where(FetchRow.mac.is_not(None), FetchRow.path.like("%000000000000-license.cfg"))
-        .group_by(FetchRow.mac)
-        .subquery()
-    )
-    rows = session.execute(
-        select(FetchRow.mac, FetchRow.at, FetchRow.status, FetchRow.digest).join(
-            newest, newest.c.id == FetchRow.id
-        )
-    ).all()
-    return [(mac or "", utc(at), status, digest) for mac, at, status, digest in rows]
-
-
 def refused_for_content(exc: BaseException) -> bool:
     """The database refused what the rows hold (a value too long, a constraint), not the
     connection: retrying the same rows would be refused for ever."""
     if isinstance(exc, (DataError, IntegrityError)):
         return True
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+
+
+def between(
+    connection: Connection, since: datetime, until: datetime, chunk: int = 10_000
+) -> Iterator[FetchRecord]:
+    """Every record from ``since`` up to ``until``, oldest first (``fetches export``), read a
+    chunk at a time from the time index."""
+    statement = (
+        select(FetchRow)
+        .where(FetchRow.at >= utc(since), FetchRow.at < utc(until))
+        .order_by(FetchRow.at, FetchRow.id)
+        .execution_options(yield_per=chunk)
+    )
+    with Session(connection) as session:
+        for row in session.scalars(statement):
+            yield _record(row)

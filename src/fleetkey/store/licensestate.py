@@ -1,24 +1,21 @@
 """A phone's license state: which keys it should have, its own and its site's (the keys posted
 for its MAC and for its site's serial), and which version of each file it last fetched, when,
-and over what, as the servers' fetch records say (``fleetkey phones show``)."""
+and over what, as the per-phone state says (``fleetkey phones show``; store/phonestate.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseType
 from fleetkey.core.naming import SITE_LICENSE_FILE, phone_license_file
-from fleetkey.store import registry
-from fleetkey.store.records import Phone, StoredLicense, license_json, utc
-from fleetkey.store.schema import FetchRow
-
-SERVED_BELOW: Final = 400  # an answer under 400 with a digest served (or confirmed) a version
+from fleetkey.store import phonestate, registry
+from fleetkey.store.phonestate import FileFetch
+from fleetkey.store.records import Phone, StoredLicense, license_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,29 +82,23 @@ def key_states(session: Session, phone: Phone) -> list[KeyState]:
 
 def _state(session: Session, mac: str, kind: LicenseType, serial: str, file_name: str) -> KeyState:
     posted = registry.posted(session, kind, serial)
-    # the file in any directory: the tree's root, a site's directory, a LICENSE_DIRECTORY
-    asked = select(FetchRow).where(FetchRow.mac == mac, FetchRow.path.ilike(f"%{file_name}"))
-    newest = asked.order_by(FetchRow.at.desc(), FetchRow.id.desc()).limit(1)
-    request = session.scalars(newest).first()
-    served = request
-    if request is not None and (request.status >= SERVED_BELOW or request.digest is None):
-        served = session.scalars(
-            newest.where(FetchRow.status < SERVED_BELOW, FetchRow.digest.is_not(None))
-        ).first()
+    # the file in any directory (the tree's root, a site's directory, a LICENSE_DIRECTORY), as
+    # the writer keeps it in the per-phone state: still there when the records aged out
+    request, served = phonestate.file_fetches(session, mac, file_name)
     return KeyState(
         kind, serial, file_name, posted, _fetched(session, request), _fetched(session, served)
     )
 
 
-def _fetched(session: Session, row: FetchRow | None) -> Fetched | None:
-    if row is None:
+def _fetched(session: Session, fetch: FileFetch | None) -> Fetched | None:
+    if fetch is None:
         return None
-    stored = registry.find_by_digest(session, row.digest) if row.digest else []
+    stored = registry.find_by_digest(session, fetch.digest) if fetch.digest else []
     return Fetched(
-        utc(row.at),
-        row.path,
-        row.protocol,
-        row.status,
-        row.digest,
+        fetch.at,
+        fetch.path,
+        fetch.protocol,
+        fetch.status,
+        fetch.digest,
         stored[-1] if stored else None,
     )

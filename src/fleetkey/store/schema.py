@@ -130,7 +130,10 @@ class LicenseRow(Base):
 
 class FetchRow(Base):
     __tablename__ = "fetches"
-    __table_args__ = (Index("ix_fetches_mac_at", "mac", "at"),)
+    # a phone's records, found day by day (store/fetches.py): a batch's entries all go into
+    # today's part of the index, so what a record costs does not grow with the table, as it
+    # did on (mac, at), where each record dirtied a page anywhere in the index (migration 0013)
+    __table_args__ = (Index("ix_fetches_day_mac", "day", "mac"),)
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -148,6 +151,55 @@ class FetchRow(Base):
     duration_ms: Mapped[float] = mapped_column(Float)
     # how the server knew the phone: agent, name, login, address, ambiguous; NULL: nothing said
     identified_by: Mapped[str | None] = mapped_column(String(9))
+    day: Mapped[int | None] = mapped_column(Integer)  # UTC days since the epoch, of ``at``
+
+
+class PhoneSeenRow(Base):
+    """A phone's newest fetch record, kept by the writer in the batch's transaction
+    (store/phonestate.py): what the fleet is now, without reading the history."""
+
+    __tablename__ = "phone_seen"
+
+    mac: Mapped[str] = mapped_column(String(12), primary_key=True)
+    at: Mapped[datetime] = mapped_column(Micros())
+    address: Mapped[str | None] = mapped_column(String(64))
+    protocol: Mapped[str] = mapped_column(String(8))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    firmware: Mapped[str | None] = mapped_column(String(64))  # from the User-Agent, if a phone's
+
+
+class PhoneFileRow(Base):
+    """A phone's newest request for a license file (``kind`` request) and its newest answer
+    that served a version of it (``kind`` served: status under 400 with a digest)."""
+
+    __tablename__ = "phone_files"
+
+    mac: Mapped[str] = mapped_column(String(12), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(64), primary_key=True)  # lowercase, no dirs
+    kind: Mapped[str] = mapped_column(String(7), primary_key=True)  # request | served
+    at: Mapped[datetime] = mapped_column(Micros())
+    path: Mapped[str] = mapped_column(String(1024))
+    protocol: Mapped[str] = mapped_column(String(8))
+    status: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str | None] = mapped_column(String(64))
+
+
+class FetchDayRow(Base):
+    """A day (UTC) of one site's fetch records, rolled up before the raw records age out
+    (store/retention.py) and kept for ever. Site ``-``: records of no phone in the inventory."""
+
+    __tablename__ = "fetch_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    site_serial: Mapped[str] = mapped_column(String(12), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    by_answer: Mapped[str] = mapped_column(Text)  # JSON {"<protocol> <status>": requests}
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    boots: Mapped[int] = mapped_column(BigInteger)  # requests for 000000000000-license.cfg (R2)
+    phones: Mapped[int] = mapped_column(Integer)  # distinct MACs
+    p50_ms: Mapped[float] = mapped_column(Float)
+    p95_ms: Mapped[float] = mapped_column(Float)
+    p99_ms: Mapped[float] = mapped_column(Float)
 
 
 class FetchBatchRow(Base):

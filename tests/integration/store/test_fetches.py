@@ -178,3 +178,28 @@ def test_a_batch_mixing_phones_no_phone_and_equal_times_is_written_whole(store: 
         records, key=lambda r: (r.at, r.path, r.digest or "")
     )
     assert [r.digest for r in stored(store, mac=same.mac)] == [same.digest, None]
+
+
+def test_a_phones_records_are_found_day_by_day_across_midnight_and_bounds(store: Store) -> None:
+    midnight = datetime(2026, 3, 3, tzinfo=UTC)
+    moments = [midnight + timedelta(hours=h) for h in (-49, -25, -1, 0, 0.5, 23, 50)]
+    mac = "0004f2000001"
+    fetches.insert_records(
+        store.engine,
+        [fetch(0, mac)._replace(at=at) for at in moments]
+        + [fetch(0, "0004f2000002")._replace(at=at) for at in moments],
+    )
+    with store.transaction() as session:
+        every, left = fetches.newest(session, fetches.FetchFilter(mac=mac), None)
+        since = fetches.newest(session, fetches.FetchFilter(mac=mac, since=midnight), None)[0]
+        window = fetches.FetchFilter(mac=mac, since=moments[1], until=midnight)
+        between = fetches.newest(session, window, None)[0]
+        page, older = fetches.newest(session, fetches.FetchFilter(mac=mac), 2)
+        none = fetches.newest(session, fetches.FetchFilter(mac="0004f2000009"), None)[0]
+    assert [r.at for r in every] == moments[::-1]
+    assert left == 0
+    assert all(r.mac == mac for r in every)
+    assert [r.at for r in since] == moments[:2:-1]
+    assert [r.at for r in between] == [moments[2], moments[1]]
+    assert ([r.at for r in page], older) == (moments[:-3:-1], 5)
+    assert none == []

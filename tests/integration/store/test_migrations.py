@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from fleetkey.errors import DatabaseError
-from fleetkey.store import fetches, migrate
+from fleetkey.store import fetches, migrate, phonestate, statecheck
+from fleetkey.store.schema import epoch_micros
 from fleetkey.store.store import Store
 
 
@@ -128,4 +129,67 @@ def test_downgrading_0004_writes_fetch_times_back_as_the_same_text(tmp_path: Pat
     with store.engine.connect() as connection:
         back = connection.execute(sa.text("SELECT at FROM fetches ORDER BY id")).scalars().all()
     assert back == texts
+    store.close()
+
+
+def test_0011_fills_the_per_phone_state_from_the_records_already_stored(store_url: str) -> None:
+    store = Store(store_url)
+    migrate.upgrade(store.engine, "0010")
+    at = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    insert = sa.text(
+        "INSERT INTO fetches (at, mac, path, protocol, method, status, bytes, digest, "
+        "remote_addr, user_agent, duration_ms) "
+        "VALUES (:at, :mac, :path, 'http', 'GET', :status, 1, :digest, '127.0.0.2', NULL, 1.0)"
+    )
+    sqlite = store_url.startswith("sqlite")
+    rows = [
+        ("0004f2000001", 0, "/000000000000-license.cfg", 200, "aa" * 32),
+        ("0004f2000001", 5, "/000000000000-license.cfg", 404, None),
+        ("0004f2000002", 3, "/0004f2000002-license.cfg", 304, "bb" * 32),
+        ("0004f2000002", 1, "/sip.ld", 200, None),
+    ]
+    with store.engine.begin() as connection:
+        for mac, second, path, status, digest in rows:
+            moment = at + timedelta(seconds=second)
+            value = epoch_micros(moment) if sqlite else moment
+            connection.execute(
+                insert,
+                {"at": value, "mac": mac, "path": path, "status": status, "digest": digest},
+            )
+    store.upgrade()
+    with store.transaction() as session:
+        first = phonestate.seen(session, "0004f2000001")
+        request, served = phonestate.file_fetches(
+            session, "0004f2000001", "000000000000-license.cfg"
+        )
+        second = phonestate.seen(session, "0004f2000002")
+    assert first is not None
+    assert first.at == at + timedelta(seconds=5)
+    assert (request and request.status, served and served.digest) == (404, "aa" * 32)
+    assert second is not None
+    assert second.at == at + timedelta(seconds=3)
+    with store.engine.connect() as connection:
+        assert statecheck.check(connection).differences == []
+    store.close()
+
+
+def test_0013_gives_the_records_already_stored_their_day(store_url: str) -> None:
+    store = Store(store_url)
+    migrate.upgrade(store.engine, "0012")
+    at = datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO fetches (at, mac, path, protocol, method, status, bytes, "
+                "duration_ms) VALUES (:at, '0004f2000001', '/x', 'http', 'GET', 200, 1, 1.0)"
+            ),
+            {"at": epoch_micros(at) if store_url.startswith("sqlite") else at},
+        )
+    store.upgrade()
+    with store.engine.connect() as connection:
+        day = connection.scalar(sa.text("SELECT day FROM fetches"))
+    assert day == (at.date() - datetime(1970, 1, 1, tzinfo=UTC).date()).days
+    with store.transaction() as session:
+        found = fetches.query(session, mac="0004f2000001", limit=None)
+    assert [r.at for r in found] == [at]
     store.close()

@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import delete
 
 from fleetkey.clock import FixedClock
 from fleetkey.core.license import LicenseType
@@ -25,6 +26,7 @@ from fleetkey.store import (
 )
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.rollouts import RolloutState, TargetState
+from fleetkey.store.schema import FetchRow
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license, record_license
 
@@ -345,3 +347,34 @@ def test_any_pace_claims_at_its_rate_even_below_one_check_sync_a_burst(
     # a burst's worth and one at once, then one every 1/rate seconds: no fraction is lost
     assert len(taken) == int(0.2 * rate) + 1 + int(10 * rate)
     assert len({c.mac for c in taken}) == len(taken)
+
+
+def test_a_rollout_confirms_from_the_per_phone_state_with_no_fetch_records_left(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    store, _clock, successor = fleet
+    rollout_id = planned(fleet)
+    with store.transaction() as session:
+        digest = registry.get(session, successor).digest
+        posted = registry.get(session, successor).posted_at
+    assert posted is not None
+    phones = macs(3)
+    fetches.insert_records(
+        store.engine,
+        [
+            fetch(phones[0], posted + timedelta(seconds=5), digest),
+            fetch(phones[1], posted + timedelta(seconds=5), digest),
+            fetch(phones[1], posted + timedelta(seconds=9), "0" * 64),  # then served another
+            fetch(phones[2], posted + timedelta(seconds=5), digest),
+            fetch(phones[2], posted + timedelta(seconds=9), digest, status=503),  # refused after
+        ],
+    )
+    with store.transaction() as session:
+        session.execute(delete(FetchRow))  # the history aged out; the state stays
+        confirmed = confirmation.confirm_fetched(session, rollout_id, digest, posted, T0)
+        states = {m: s for m, _, _, s, _ in rollouts.targets(session, rollout_id)}
+        assert confirmation.fetched(session, phones[2], digest, posted)
+        assert not confirmation.fetched(session, phones[1], digest, posted)
+        assert not confirmation.fetched(session, phones[0], digest, posted + timedelta(seconds=6))
+    assert confirmed == 2
+    assert [states[m] for m in phones] == ["confirmed", "pending", "confirmed"]

@@ -1,0 +1,315 @@
+"""Per-phone state: what the fleet is now, kept current by the fetch-record writer.
+
+For each phone, its newest fetch record (``phone_seen``: time, address, protocol, User-Agent,
+firmware) and, per license file, its newest request and its newest answer that served a version
+(``phone_files``: time, path, protocol, status, digest). The writer folds each batch into these
+(:func:`apply`, upserts in the batch's own transaction), so readers never scan the history and
+the history can age out (``store/retention.py``) while a phone keeps its last fetch.
+
+The reading API, for the CLI, the alerts, rollout confirmation and the dashboard:
+:func:`seen`, :func:`seen_many`, :func:`file_fetches`, :func:`last_requests` and
+:func:`served_since`. :func:`check` compares the state with the raw records (``fleetkey db
+check``); :func:`rebuild` computes it from them (migration 0011).
+
+"Newest" is by time, then by the order records were written, as the raw records sort by
+(time, id): a batch's rows go in sorted by (MAC, time), and a late record older than the stored
+state never replaces it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, NamedTuple, cast
+
+from sqlalchemy import ColumnElement, Connection, Table, and_, exists, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.dml import Insert
+
+from fleetkey.core.useragent import parse_user_agent
+from fleetkey.store.inventory import LOOKUP_CHUNK
+from fleetkey.store.records import utc
+from fleetkey.store.schema import EPOCH, FetchRow, PhoneFileRow, PhoneSeenRow
+
+# the writer's row layout (store/fetches.py inserts tuples in this column order); the state
+# reads the first twelve, which every revision since 0011 has (``day`` came with 0013)
+RECORD_COLUMNS: Final = (
+    "mac",
+    "at",
+    "path",
+    "protocol",
+    "method",
+    "status",
+    "bytes",
+    "digest",
+    "remote_addr",
+    "user_agent",
+    "duration_ms",
+    "identified_by",
+)
+ROW_COLUMNS: Final = (*RECORD_COLUMNS, "day")
+_MAC, _AT, _PATH, _PROTOCOL, _STATUS, _DIGEST, _ADDRESS, _AGENT = 0, 1, 2, 3, 5, 7, 8, 9
+LICENSE_SUFFIX: Final = "-license.cfg"
+SERVED_BELOW: Final = 400  # an answer under 400 with a digest served (or confirmed) a version
+REQUEST: Final = "request"
+SERVED: Final = "served"
+CHUNK: Final = 10_000  # rows per upsert statement when rebuilding
+
+Row = tuple[Any, ...]
+FileKey = tuple[str, str, str]  # mac, file name, kind
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A phone's newest fetch record."""
+
+    mac: str
+    at: datetime
+    address: str | None
+    protocol: str
+    user_agent: str | None
+    firmware: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "address": self.address,
+            "protocol": self.protocol,
+            "user_agent": self.user_agent,
+            "firmware": self.firmware,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FileFetch:
+    """A phone's newest request for a license file, or its newest answer that served one."""
+
+    mac: str
+    file_name: str
+    kind: str  # request | served
+    at: datetime
+    path: str
+    protocol: str
+    status: int
+    digest: str | None
+
+
+class Newest(NamedTuple):
+    seen: dict[str, Row]
+    files: dict[FileKey, Row]
+
+
+def file_name(path: str) -> str:
+    """The file a request path names, as the state keys it: lowercase, without directories."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1].lower()[:64]
+
+
+def fold(rows: Iterable[Row], into: Newest | None = None) -> Newest:
+    """The newest row per phone and per (phone, license file, kind) of ``rows`` (writer
+    tuples with a MAC, in (MAC, time) order: a later row is a newer one)."""
+    newest = into or Newest({}, {})
+    seen, files = newest
+    for row in rows:
+        mac = row[_MAC]
+        seen[mac] = row
+        path = row[_PATH]
+        if path[-12:].lower() == LICENSE_SUFFIX:
+            name = file_name(path)
+            files[mac, name, REQUEST] = row
+            if row[_STATUS] < SERVED_BELOW and row[_DIGEST] is not None:
+                files[mac, name, SERVED] = row
+    return newest
+
+
+@functools.lru_cache(maxsize=4096)
+def _firmware(user_agent: str | None) -> str | None:
+    agent = parse_user_agent(user_agent)
+    return agent.firmware[:64] if agent else None
+
+
+def _moment(value: Any) -> datetime:
+    """A row's time as a datetime: SQLite rows carry the stored integer microseconds."""
+    if isinstance(value, int):
+        return EPOCH + timedelta(microseconds=value)
+    return utc(value)
+
+
+def seen_values(row: Row) -> dict[str, Any]:
+    return {
+        "mac": row[_MAC],
+        "at": _moment(row[_AT]),
+        "address": row[_ADDRESS],
+        "protocol": row[_PROTOCOL],
+        "user_agent": row[_AGENT],
+        "firmware": _firmware(row[_AGENT]),
+    }
+
+
+def file_values(key: FileKey, row: Row) -> dict[str, Any]:
+    return {
+        "mac": key[0],
+        "file_name": key[1],
+        "kind": key[2],
+        "at": _moment(row[_AT]),
+        "path": row[_PATH],
+        "protocol": row[_PROTOCOL],
+        "status": row[_STATUS],
+        "digest": row[_DIGEST],
+    }
+
+
+_SEEN = cast(Table, PhoneSeenRow.__table__)
+_FILES = cast(Table, PhoneFileRow.__table__)
+_KEYS: Final = {"phone_seen": ("mac",), "phone_files": ("mac", "file_name", "kind")}
+_FILE_COLUMNS: Final = (
+    PhoneFileRow.mac,
+    PhoneFileRow.file_name,
+    PhoneFileRow.kind,
+    PhoneFileRow.at,
+    PhoneFileRow.path,
+    PhoneFileRow.protocol,
+    PhoneFileRow.status,
+    PhoneFileRow.digest,
+)
+
+
+@functools.cache
+def _upsert(dialect: str, table_name: str) -> Insert:
+    """INSERT … ON CONFLICT DO UPDATE that replaces the stored row only with a row at least as
+    new (a retried or late record never turns the state back)."""
+    table = _SEEN if table_name == "phone_seen" else _FILES
+    keys = _KEYS[table_name]
+    insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+    updated = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
+    return insert.on_conflict_do_update(
+        index_elements=list(keys), set_=updated, where=insert.excluded.at >= table.c.at
+    )
+
+
+def apply(connection: Connection, rows: Sequence[Row]) -> None:
+    """Fold a batch of writer rows (with a MAC, in (MAC, time) order) into the state, in the
+    caller's transaction: one upsert per phone and one per (phone, license file, kind)."""
+    if rows:
+        write(connection, fold(rows))
+
+
+def write(connection: Connection, newest: Newest) -> None:
+    dialect = connection.dialect.name
+    seen = [seen_values(row) for row in newest.seen.values()]
+    files = [file_values(key, row) for key, row in newest.files.items()]
+    for start in range(0, len(seen), CHUNK):
+        connection.execute(_upsert(dialect, "phone_seen"), seen[start : start + CHUNK])
+    for start in range(0, len(files), CHUNK):
+        connection.execute(_upsert(dialect, "phone_files"), files[start : start + CHUNK])
+
+
+def seen(session: Session, mac: str) -> Seen | None:
+    """The phone's newest fetch record, or None if it never fetched anything."""
+    row = session.get(PhoneSeenRow, mac)
+    return None if row is None else _seen(row)
+
+
+def seen_many(session: Session, macs: Sequence[str]) -> dict[str, Seen]:
+    """The newest fetch record of each of ``macs`` that fetched anything (a page of phones)."""
+    found: dict[str, Seen] = {}
+    for start in range(0, len(macs), LOOKUP_CHUNK):
+        chunk = macs[start : start + LOOKUP_CHUNK]
+        for row in session.scalars(select(PhoneSeenRow).where(PhoneSeenRow.mac.in_(chunk))):
+            found[row.mac] = _seen(row)
+    return found
+
+
+def file_fetches(
+    session: Session, mac: str, name: str
+) -> tuple[FileFetch | None, FileFetch | None]:
+    """The phone's newest request for license file ``name`` and its newest answer that served
+    a version of it (each None when there is none)."""
+    rows = session.scalars(
+        select(PhoneFileRow).where(PhoneFileRow.mac == mac, PhoneFileRow.file_name == name.lower())
+    )
+    by_kind = {row.kind: _file(row) for row in rows}
+    return by_kind.get(REQUEST), by_kind.get(SERVED)
+
+
+def last_requests(session: Session, name: str) -> list[FileFetch]:
+    """Every phone's newest request for license file ``name`` (in MAC order). Read as tuples:
+    an ORM object a row cost ~50 µs, seconds for a large fleet."""
+    rows = session.execute(
+        select(*_FILE_COLUMNS)
+        .where(PhoneFileRow.file_name == name.lower(), PhoneFileRow.kind == REQUEST)
+        .order_by(PhoneFileRow.mac)
+    )
+    return [
+        FileFetch(mac, file, kind, utc(at), path, protocol, status, digest)
+        for mac, file, kind, at, path, protocol, status, digest in rows
+    ]
+
+
+def served_since(
+    mac: ColumnElement[str] | InstrumentedAttribute[str],
+    digest: str,
+    since: datetime,
+    statuses: Sequence[int],
+) -> ColumnElement[bool]:
+    """A condition on a MAC column: the phone's newest served version of some license file is
+    ``digest``, answered with one of ``statuses`` at or after ``since`` (a look-up by key)."""
+    return exists(
+        select(PhoneFileRow.mac).where(
+            and_(
+                PhoneFileRow.mac == mac,
+                PhoneFileRow.kind == SERVED,
+                PhoneFileRow.digest == digest,
+                PhoneFileRow.at >= utc(since),
+                PhoneFileRow.status.in_(statuses),
+            )
+        )
+    )
+
+
+def _seen(row: PhoneSeenRow) -> Seen:
+    return Seen(row.mac, utc(row.at), row.address, row.protocol, row.user_agent, row.firmware)
+
+
+def _file(row: PhoneFileRow) -> FileFetch:
+    return FileFetch(
+        row.mac,
+        row.file_name,
+        row.kind,
+        utc(row.at),
+        row.path,
+        row.protocol,
+        row.status,
+        row.digest,
+    )
+
+
+def from_records(
+    connection: Connection, batch_rows: int = 50_000
+) -> tuple[Newest, datetime | None]:
+    """The state the raw records say (every record with a MAC, in (MAC, time, id) order), and
+    the time of the oldest record kept (None when there is none)."""
+    table = cast(Table, FetchRow.__table__)
+    columns = [table.c[name] for name in RECORD_COLUMNS]
+    statement = (
+        select(*columns)
+        .where(table.c.mac.is_not(None))
+        .order_by(table.c.mac, table.c.at, table.c.id)
+        .execution_options(yield_per=batch_rows)
+    )
+    newest = Newest({}, {})
+    for part in connection.execute(statement).partitions():
+        fold((tuple(row) for row in part), newest)
+    oldest = connection.scalar(select(func.min(table.c.at)))
+    return newest, None if oldest is None else utc(oldest)
+
+
+def rebuild(connection: Connection) -> int:
+    """Replace the state with what the raw records say; the number of phones in it."""
+    connection.execute(_SEEN.delete())
+    connection.execute(_FILES.delete())
+    newest, _ = from_records(connection)
+    write(connection, newest)
+    return len(newest.seen)

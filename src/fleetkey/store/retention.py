@@ -1,0 +1,341 @@
+"""Fetch history that ages out: raw records kept for a retention period, daily roll-ups for ever.
+
+:func:`prune` takes each whole UTC day older than the retention, rolls it up per site
+(``fetch_days``: requests by protocol and status, bytes, boots, distinct phones, p50/p95/p99
+latency) in one transaction, then deletes that day's rolled-up records in small batches, each
+its own short transaction, pausing between them: on SQLite the fetch-record writer takes the
+database's write lock between two batches, so a prune never holds it off for more than one
+batch. What a phone fetched last stays in the per-phone state (``store/phonestate.py``).
+
+Each delete batch adds the counts of the records it deletes to the roll-ups in the same
+transaction: the roll-ups' totals are exactly the records removed, and records of an old day
+that reach the store later (a spill file written back after an outage) are added by the next
+prune. A day's distinct phones and latency percentiles are those of the records there when it
+was first rolled up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from fleetkey.clock import Clock
+from fleetkey.core.naming import SITE_LICENSE_FILE
+from fleetkey.errors import InputError
+from fleetkey.store.fetches import forget_batches
+from fleetkey.store.inventory import LOOKUP_CHUNK
+from fleetkey.store.records import utc
+from fleetkey.store.schema import FetchDayRow, FetchRow, PhoneRow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_DAYS: Final = 90
+DELETE_BATCH: Final = 5000  # records per delete transaction (~10-30 ms on SQLite)
+PAUSE_S: Final = 0.02  # between two delete batches: the writer's turn at SQLite's lock
+NO_SITE: Final = "-"  # records of no phone in the inventory
+PRUNE_FIRST_S: Final = 60.0  # a server's first prune: once the boot storm of a restart passed
+PRUNE_EVERY_S: Final = 3600.0  # and then every hour
+_DAY: Final = timedelta(days=1)
+
+
+def check_retention(days: int) -> int:
+    """``days`` if it is a retention (0 keeps every record), InputError otherwise."""
+    if days < 0:
+        raise InputError(
+            f"fetch retention {days} days is negative: expected 0 (keep every record) or a "
+            "number of days",
+            field="retention",
+        )
+    return days
+
+
+def cutoff(now: datetime, days: int) -> datetime | None:
+    """The moment records older than ``days`` end: a UTC midnight, so only whole days go."""
+    if check_retention(days) == 0:
+        return None
+    start = datetime.combine(utc(now).date(), datetime.min.time(), UTC)
+    return start - days * _DAY
+
+
+@dataclass(slots=True)
+class PruneResult:
+    cutoff: datetime | None  # records before it went (None: the retention keeps all)
+    days: list[date] = field(default_factory=list)  # days rolled up and pruned
+    deleted: int = 0
+    batches: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cutoff": None if self.cutoff is None else self.cutoff.isoformat(),
+            "days": [d.isoformat() for d in self.days],
+            "deleted": self.deleted,
+            "batches": self.batches,
+        }
+
+
+def prune(
+    engine: Engine,
+    now: datetime,
+    days: int,
+    *,
+    batch: int = DELETE_BATCH,
+    pause_s: float = PAUSE_S,
+    sleep: Callable[[float], None] = time.sleep,
+    stopping: Callable[[], bool] = lambda: False,
+) -> PruneResult:
+    """Roll up, then delete, every whole day of records older than ``days`` days; between
+    two batches, ``stopping()`` true ends it (a server stopping), the rest for next time."""
+    result = PruneResult(cutoff(now, days))
+    if result.cutoff is None:
+        return result
+    with engine.connect() as connection:
+        oldest = connection.scalar(select(func.min(FetchRow.at)))
+    if oldest is None or utc(oldest) >= result.cutoff:
+        return result
+    day = utc(oldest).date()
+    while day < result.cutoff.date() and not stopping():
+        if _prune_day(engine, day, (batch, pause_s), sleep, stopping, result):
+            result.days.append(day)
+        day += _DAY
+    forget_batches(engine, result.cutoff)
+    return result
+
+
+def keep_pruning(
+    engine: Engine,
+    clock: Clock,
+    days: int,
+    stop: threading.Event,
+    *,
+    first_s: float = PRUNE_FIRST_S,
+    every_s: float = PRUNE_EVERY_S,
+) -> None:
+    """A server's pruning thread (``serve --fetch-retention``): a prune ``first_s`` after start,
+    then every ``every_s``, until ``stop`` is set (a prune under way stops after its current
+    batch). A failure is logged with its traceback and tried again at the next turn."""
+    wait = first_s
+    while days and not stop.wait(wait):
+        try:
+            prune(engine, clock.now(), days, stopping=stop.is_set)
+        except Exception:  # an outer loop: logged, tried again at the next turn
+            log.exception("removing old fetch records failed; trying again in %.0f s", every_s)
+        wait = every_s
+
+
+def start_pruning(engine: Engine, clock: Clock, days: int) -> threading.Event:
+    """Start a server's pruning thread (:func:`keep_pruning`); setting the event stops it."""
+    stop = threading.Event()
+    threading.Thread(
+        target=keep_pruning, args=(engine, clock, days, stop), name="fleetkey-pruner", daemon=True
+    ).start()
+    return stop
+
+
+def _bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, datetime.min.time(), UTC)
+    return start, start + _DAY
+
+
+def _prune_day(
+    engine: Engine,
+    day: date,
+    pace: tuple[int, float],  # records per batch, pause between batches
+    sleep: Callable[[float], None],
+    stopping: Callable[[], bool],
+    result: PruneResult,
+) -> bool:
+    """Roll up and delete a day's records; whether it had any.
+
+    Its distinct phones and latency percentiles are read first, from the whole day, without
+    a write lock; then each batch adds its records' counts to the roll-ups and deletes them in
+    one short transaction, so a count never misses or repeats a record (SQLite reuses the ids
+    of deleted rows: nothing here relies on ids growing).
+    """
+    batch, pause_s = pace
+    with engine.connect() as connection:
+        known = set(
+            connection.scalars(select(FetchDayRow.site_serial).where(FetchDayRow.day == day))
+        )
+        first = None if known else _read_day(connection, day, None)
+    if first is not None:
+        if not first:
+            return False
+        with engine.begin() as connection:
+            for site, acc in first.items():
+                _insert_day(connection, day, site, acc)
+    while True:
+        with engine.begin() as connection:
+            taken = _read_day(connection, day, batch)
+            ids = [i for acc in taken.values() for i in acc.ids]
+            for site, acc in taken.items():
+                _add_counts(connection, day, site, acc)
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                connection.execute(
+                    delete(FetchRow).where(FetchRow.id.in_(ids[start : start + LOOKUP_CHUNK]))
+                )
+        result.deleted += len(ids)
+        result.batches += 1
+        if len(ids) < batch or stopping():
+            return True
+        sleep(pause_s)
+
+
+@dataclass(slots=True)
+class _Day:
+    requests: int = 0
+    by_answer: Counter[str] = field(default_factory=Counter)
+    bytes: int = 0
+    boots: int = 0
+    macs: set[str] = field(default_factory=set)
+    durations: list[float] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+
+
+def _read_day(connection: Connection, day: date, limit: int | None) -> dict[str, _Day]:
+    """The day's records (the first ``limit``, or all) summed up per site."""
+    start, end = _bounds(day)
+    statement = (
+        select(
+            FetchRow.id,
+            FetchRow.mac,
+            PhoneRow.site_serial,
+            FetchRow.protocol,
+            FetchRow.status,
+            FetchRow.bytes,
+            FetchRow.duration_ms,
+            FetchRow.path,
+        )
+        .outerjoin(PhoneRow, PhoneRow.mac == FetchRow.mac)
+        .where(FetchRow.at >= start, FetchRow.at < end)
+    )
+    if limit is not None:
+        statement = statement.limit(limit)
+    sites: dict[str, _Day] = {}
+    for record_id, mac, site, protocol, status, size, duration, path in connection.execute(
+        statement
+    ):
+        acc = sites.setdefault(site or NO_SITE, _Day())
+        acc.ids.append(record_id)
+        acc.requests += 1
+        acc.by_answer[f"{protocol} {status}"] += 1
+        acc.bytes += size
+        acc.boots += path.lower().endswith(SITE_LICENSE_FILE)
+        if mac is not None:
+            acc.macs.add(mac)
+        acc.durations.append(duration)
+    return sites
+
+
+def _insert_day(connection: Connection, day: date, site: str, acc: _Day) -> None:
+    """A site's roll-up of a day, its counts zero until its records are deleted."""
+    durations = sorted(acc.durations)
+    connection.execute(
+        insert(FetchDayRow).values(
+            day=day,
+            site_serial=site,
+            requests=0,
+            by_answer="{}",
+            bytes=0,
+            boots=0,
+            phones=len(acc.macs),
+            p50_ms=_percentile(durations, 0.50),
+            p95_ms=_percentile(durations, 0.95),
+            p99_ms=_percentile(durations, 0.99),
+        )
+    )
+
+
+def _add_counts(connection: Connection, day: date, site: str, acc: _Day) -> None:
+    row = connection.execute(
+        select(
+            FetchDayRow.requests, FetchDayRow.by_answer, FetchDayRow.bytes, FetchDayRow.boots
+        ).where(FetchDayRow.day == day, FetchDayRow.site_serial == site)
+    ).first()
+    if row is None:  # a site whose records came after the day was first rolled up
+        _insert_day(connection, day, site, acc)
+        row = connection.execute(
+            select(
+                FetchDayRow.requests, FetchDayRow.by_answer, FetchDayRow.bytes, FetchDayRow.boots
+            ).where(FetchDayRow.day == day, FetchDayRow.site_serial == site)
+        ).one()
+    answers = Counter(json.loads(row.by_answer)) + acc.by_answer
+    connection.execute(
+        update(FetchDayRow)
+        .where(FetchDayRow.day == day, FetchDayRow.site_serial == site)
+        .values(
+            requests=row.requests + acc.requests,
+            by_answer=json.dumps(dict(sorted(answers.items()))),
+            bytes=row.bytes + acc.bytes,
+            boots=row.boots + acc.boots,
+        )
+    )
+
+
+def _percentile(ordered: list[float], share: float) -> float:
+    """The nearest-rank percentile of sorted values."""
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchDay:
+    day: date
+    site: str
+    requests: int
+    by_answer: dict[str, int]
+    bytes: int
+    boots: int
+    phones: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "site": self.site,
+            "requests": self.requests,
+            "by_answer": self.by_answer,
+            "bytes": self.bytes,
+            "boots": self.boots,
+            "phones": self.phones,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+        }
+
+
+def fetch_days(
+    session: Session, since: date | None = None, until: date | None = None
+) -> list[FetchDay]:
+    """The daily roll-ups from ``since`` up to (not including) ``until``, by day and site."""
+    statement = select(FetchDayRow).order_by(FetchDayRow.day, FetchDayRow.site_serial)
+    if since is not None:
+        statement = statement.where(FetchDayRow.day >= since)
+    if until is not None:
+        statement = statement.where(FetchDayRow.day < until)
+    return [
+        FetchDay(
+            row.day,
+            row.site_serial,
+            row.requests,
+            json.loads(row.by_answer),
+            row.bytes,
+            row.boots,
+            row.phones,
+            row.p50_ms,
+            row.p95_ms,
+            row.p99_ms,
+        )
+        for row in session.scalars(statement)
+    ]

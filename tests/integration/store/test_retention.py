@@ -1,0 +1,245 @@
+"""Fetch history that ages out, on both backends: exactly the old records go, in small batches,
+after their days are rolled up per site; the roll-ups keep the totals; export and prune refuse
+bad input and change nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from fleetkey.clock import FixedClock
+from fleetkey.core.rollout.windows import Window
+from fleetkey.errors import InputError
+from fleetkey.store import fetches, inventory, phone_import, retention
+from fleetkey.store.records import FetchRecord, Site
+from fleetkey.store.schema import FetchDayRow, FetchRow
+from fleetkey.store.store import Store
+
+from tests.helpers import Fleetkey
+
+NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+SITES = ("100000000001", "100000000002")
+PHONES = {"0004f2000001": SITES[0], "0004f2000002": SITES[0], "0004f2000003": SITES[1]}
+PATHS = ("/000000000000-license.cfg", "/0004f2000001.cfg", "/sip.ld")
+
+
+def with_phones(store: Store) -> Store:
+    clock = FixedClock(NOW)
+    with store.transaction() as session:
+        for serial in SITES:
+            inventory.add_site(
+                session, clock, "t", Site(serial, serial, "UTC", Window.parse("22:00-05:00"))
+            )
+        rows = "".join(f"{mac},{site},VVX_500\n" for mac, site in PHONES.items())
+        phone_import.import_phones(
+            session, clock, "t", f"mac,site,model\n{rows}".encode(), source="t"
+        )
+    return store
+
+
+def traffic(days_back: range, per_day: int = 9) -> list[FetchRecord]:
+    """``per_day`` records a day for each of ``days_back`` days before NOW, of every phone and
+    of no phone, with varied paths, answers, sizes and durations."""
+    found = []
+    macs = [*PHONES, None]
+    for back in days_back:
+        day = NOW - timedelta(days=back)
+        for n in range(per_day):
+            found.append(
+                FetchRecord(
+                    path=PATHS[n % 3],
+                    protocol=("http", "tftp")[n % 2],
+                    status=(200, 404, 304)[n % 3],
+                    bytes=100 * (n + 1),
+                    duration_ms=float(n + 1),
+                    at=day - timedelta(minutes=7 * n),
+                    mac=macs[n % 4],
+                )
+            )
+    return found
+
+
+def counts(store: Store) -> tuple[int, int]:
+    with store.transaction() as session:
+        rows = int(session.scalar(select(func.count()).select_from(FetchRow)) or 0)
+        rolled = int(session.scalar(select(func.sum(FetchDayRow.requests))) or 0)
+    return rows, rolled
+
+
+def test_retention_removes_exactly_the_old_records_and_the_roll_ups_keep_their_totals(
+    store: Store,
+) -> None:
+    with_phones(store)
+    written = traffic(range(0, 12))
+    fetches.insert_records(store.engine, written)
+    cutoff = datetime(2026, 6, 3, tzinfo=UTC)  # midnight, 7 whole days back
+    old = [r for r in written if r.at < cutoff]
+    sleeps: list[float] = []
+    done = retention.prune(store.engine, NOW, 7, batch=4, sleep=sleeps.append)
+    assert done.cutoff == cutoff
+    assert done.deleted == len(old)
+    with store.transaction() as session:
+        kept = fetches.query(session, limit=None)
+        days = retention.fetch_days(session)
+    assert sorted(r.at for r in kept) == sorted(r.at for r in written if r.at >= cutoff)
+    assert sum(d.requests for d in days) == len(old)
+    assert sum(d.bytes for d in days) == sum(r.bytes for r in old)
+    assert sum(sum(d.by_answer.values()) for d in days) == len(old)
+    assert sum(d.boots for d in days) == sum(r.path == PATHS[0] for r in old)
+    assert {d.site for d in days} == {*SITES, retention.NO_SITE}
+    assert done.batches > len(done.days)  # several small batches a day
+    assert len(sleeps) == done.batches - len(done.days)  # a pause between two batches
+    one = next(d for d in days if d.day == date(2026, 6, 1) and d.site == SITES[0])
+    expected = [r for r in old if r.at.date() == one.day and PHONES.get(r.mac or "") == SITES[0]]
+    assert one.requests == len(expected)
+    assert one.phones == len({r.mac for r in expected})
+    durations = sorted(r.duration_ms for r in expected)
+    assert one.p50_ms == durations[(len(durations) + 1) // 2 - 1]
+    assert one.p99_ms == durations[-1]
+
+
+def test_late_records_of_a_rolled_up_day_are_added_once(store: Store) -> None:
+    with_phones(store)
+    fetches.insert_records(store.engine, traffic(range(9, 10)))
+    retention.prune(store.engine, NOW, 7)
+    assert counts(store) == (0, 9)
+    late = traffic(range(9, 10), per_day=2)
+    fetches.insert_records(store.engine, late)
+    retention.prune(store.engine, NOW, 7)
+    retention.prune(store.engine, NOW, 7)
+    assert counts(store) == (0, 11)
+
+
+def test_retention_zero_keeps_every_record_and_a_negative_one_is_refused(store: Store) -> None:
+    fetches.insert_records(store.engine, traffic(range(100, 102)))
+    assert retention.prune(store.engine, NOW, 0).deleted == 0
+    with pytest.raises(InputError, match=r"fetch retention -1 days is negative: expected 0"):
+        retention.prune(store.engine, NOW, -1)
+    assert counts(store) == (18, 0)
+
+
+@pytest.fixture
+def cli_store(
+    store: Store, store_url: str, initialized: Path, monkeypatch: pytest.MonkeyPatch
+) -> Store:
+    monkeypatch.setenv("FLEETKEY_DB", store_url)
+    return store
+
+
+def test_prune_and_days_commands(cli_store: Store, fleetkey: Fleetkey) -> None:
+    recent = datetime.now(UTC)
+    records = [r._replace(at=r.at - NOW + recent) for r in traffic(range(0, 5), per_day=4)]
+    fetches.insert_records(cli_store.engine, records)
+    done = json.loads(fleetkey("fetches", "prune", "--retention", "2", "--json").stdout)
+    assert done["deleted"] == sum(r.at.date() < recent.date() - timedelta(days=2) for r in records)
+    days = json.loads(fleetkey("fetches", "days", "--json").stdout)
+    assert sum(d["requests"] for d in days) == done["deleted"]
+    table = fleetkey("fetches", "days").stdout
+    assert "requests" in table
+    assert days[0]["day"] in table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["fetches", "prune", "--retention", "-1"],
+            "Invalid value for '--retention': -1 is not in the range x>=0.",
+        ),
+        (
+            ["fetches", "prune", "--retention", "ninety"],
+            "Invalid value for '--retention': 'ninety' is not a valid integer range.",
+        ),
+        (
+            ["fetches", "export", "--since", "2026-13-01", "--until", "2026-06-01"],
+            "Invalid value for '--since': '2026-13-01' is neither an ISO date or date-time "
+            "(2026-05-01, 2026-05-01T02:00) nor a time ago (30s, 15m, 2h, 7d)",
+        ),
+        (
+            ["fetches", "export", "--since", "2026-06-01", "--until", "yesterday"],
+            "Invalid value for '--until': 'yesterday' is neither an ISO date or date-time "
+            "(2026-05-01, 2026-05-01T02:00) nor a time ago (30s, 15m, 2h, 7d)",
+        ),
+        (
+            ["fetches", "export", "--since", "2026-06-02", "--until", "2026-06-01"],
+            "--since 2026-06-02 is not before --until 2026-06-01",
+        ),
+        (["fetches", "export", "--until", "2026-06-01"], "Missing option '--since'."),
+        (
+            ["fetches", "export", "--since", "1d", "--until", "0s", "--format", "parquet"],
+            "Invalid value for '--format': 'parquet' is not 'csv'.",
+        ),
+        (["fetches", "days", "--since", "June"], "Invalid value for '--since': 'June' does not"),
+        (
+            ["serve", "--fetch-retention", "-7"],
+            "Invalid value for '--fetch-retention': -7 is not in the range x>=0.",
+        ),
+    ],
+)
+def test_bad_option_values_are_usage_errors_that_change_nothing(
+    cli_store: Store, fleetkey: Fleetkey, tmp_path: Path, args: list[str], message: str
+) -> None:
+    fetches.insert_records(cli_store.engine, traffic(range(100, 102)))
+    out = tmp_path / "out.csv"
+    failed = fleetkey(*args, "--output", str(out), code=2) if "export" in args else None
+    failed = failed or fleetkey(*args, code=2)
+    assert message in failed.stderr.replace("\n", " ").replace("  ", " ")
+    assert counts(cli_store) == (18, 0)
+    assert not out.exists()
+
+
+def test_export_writes_exactly_the_records_of_the_range_as_csv(
+    cli_store: Store, fleetkey: Fleetkey, tmp_path: Path
+) -> None:
+    written = traffic(range(100, 103))
+    fetches.insert_records(cli_store.engine, written)
+    since, until = NOW - timedelta(days=102), NOW - timedelta(days=100, minutes=30)
+    out = tmp_path / "old.csv"
+    done = fleetkey(
+        "fetches", "export", "--since", since.isoformat(), "--until", until.isoformat(),
+        "--output", str(out),
+    )  # fmt: skip
+    wanted = sorted(r.at for r in written if since <= r.at < until)
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("at (UTC),mac,method,path")
+    assert [datetime.fromisoformat(line.split(",", 1)[0]) for line in lines[1:]] == wanted
+    assert f"{len(wanted)} fetch records written to {out}" in done.stderr
+    assert counts(cli_store) == (27, 0)  # exporting removes nothing
+
+
+def test_a_servers_pruning_thread_prunes_soon_after_start_and_stops_when_told(
+    store: Store,
+) -> None:
+    with_phones(store)
+    written = traffic(range(0, 12))
+    fetches.insert_records(store.engine, written)
+    old = sum(1 for r in written if r.at < datetime(2026, 6, 3, tzinfo=UTC))
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=retention.keep_pruning,
+        args=(store.engine, FixedClock(NOW), 7, stop),
+        kwargs={"first_s": 0.05, "every_s": 0.05},
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while counts(store)[1] < old and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert counts(store) == (len(written) - old, old)  # the old ones rolled up and removed
+
+
+def test_retention_zero_starts_no_pruning(store: Store) -> None:
+    fetches.insert_records(store.engine, traffic(range(100, 102)))
+    stop = threading.Event()
+    retention.keep_pruning(store.engine, FixedClock(NOW), 0, stop, first_s=0.0)  # returns at once
+    assert counts(store) == (18, 0)
