@@ -1,10 +1,10 @@
 """What the dashboard reads about each phone: when it was last seen, and whether it fetched the
 site license posted for it.
 
-The one module to change when the store keeps a per-phone state table (issue 18: last seen and
-last license fetched, kept current by the writer). Until then it reads what the store has: the
-phones table's ``last_seen_at`` (written by sightings) and the fetch records, through a
-correlated query on the ``(mac, at)`` index.
+Last seen is the phones table's ``last_seen_at`` (written by sightings); the license version
+is the per-phone state the fetch-record writer keeps (``phone_files``, ``store/phonestate.py``):
+the version of ``000000000000-license.cfg`` the phone was last served, one row per phone, so
+no page scans the fetch history.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, sel
 from sqlalchemy.orm import Session
 
 from fleetkey.core.license import LicenseState, LicenseType
+from fleetkey.core.naming import SITE_LICENSE_FILE
+from fleetkey.store.phonestate import SERVED
 from fleetkey.store.records import utc
-from fleetkey.store.schema import FetchRow, LicenseRow, PhoneRow
+from fleetkey.store.schema import LicenseRow, PhoneFileRow, PhoneRow
 
-SERVED_BELOW: Final = 400  # an answer under 400 with a digest served a version
 RECENT: Final = timedelta(minutes=5)
 DAY: Final = timedelta(hours=24)
 
@@ -97,12 +98,15 @@ def _posted_site_digest() -> Select[Any]:
 
 
 def _fetched_posted() -> ColumnElement[bool]:
-    """The phone fetched (was served) the site license posted for its site."""
+    """The version of the site license the phone was last served is the one posted for its
+    site: read from the per-phone state the writer keeps (``store/phonestate.py``), one row
+    per phone, never the fetch history (which ages out, and was a scan per phone)."""
     return exists(
-        select(FetchRow.id).where(
-            FetchRow.mac == PhoneRow.mac,
-            FetchRow.status < SERVED_BELOW,
-            FetchRow.digest.in_(_posted_site_digest()),
+        select(PhoneFileRow.mac).where(
+            PhoneFileRow.mac == PhoneRow.mac,
+            PhoneFileRow.file_name == SITE_LICENSE_FILE,
+            PhoneFileRow.kind == SERVED,
+            PhoneFileRow.digest.in_(_posted_site_digest()),
         )
     )
 

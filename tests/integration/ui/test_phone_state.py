@@ -12,7 +12,7 @@ from fleetkey.clock import FixedClock
 from fleetkey.core.license import LicenseType
 from fleetkey.core.rollout.windows import Window
 from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
-from fleetkey.store import fetches, inventory, posting, registry
+from fleetkey.store import fetches, inventory, phone_import, posting, registry
 from fleetkey.store.records import FetchRecord, Site
 from fleetkey.store.schema import PhoneRow
 from fleetkey.store.store import Store
@@ -42,7 +42,7 @@ def fleet(store: Store) -> Store:
         for serial in SITES:
             site = Site(serial, f"S{serial[-1]}", "UTC", Window.parse("22:00-05:00"))
             inventory.add_site(session, CLOCK, "t", site)
-        inventory.import_phones(session, CLOCK, "t", csv.encode(), source="phones.csv")
+        phone_import.import_phones(session, CLOCK, "t", csv.encode(), source="phones.csv")
         check = SignatureCheck(SignatureStatus.VALID, "k", "ok")
         digests = []
         for days in (20, 60):
