@@ -58,6 +58,7 @@ def fleetkey(env: dict[str, str], *args: str) -> str:
 
 
 def build(data: Path, env: dict[str, str], phones: int, records: int) -> str:
+    from fleetkey.core.license import LicenseType
     from fleetkey.store import fetches, registry
     from fleetkey.store.records import FetchRecord
     from fleetkey.store.store import Store
@@ -81,7 +82,7 @@ def build(data: Path, env: dict[str, str], phones: int, records: int) -> str:
     fleetkey(env, "alerts")
     store = Store(env.get("FLEETKEY_DB") or f"sqlite:///{data / 'fleetkey.db'}")
     with store.transaction() as session:
-        posted = [registry.posted(session, "Site", serial) for serial in SITES]
+        posted = [registry.posted(session, LicenseType.SITE, serial) for serial in SITES]
     digests = [p.digest if p else None for p in posted]
     now = datetime.now(UTC)
     pick = random.Random(21)
