@@ -21,6 +21,7 @@ import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from fleetkey.clock import Clock, SystemClock
 from fleetkey.core.device.boot import FileRequest
@@ -33,6 +34,7 @@ from fleetkey.emulate.transport import Reply
 
 KEEP_UP: float = 0.9
 BUSY: float = 0.9  # the generator's CPU share beyond which it, not the server, may be the limit
+REFUSED: Final = frozenset({401, 403})  # a login the probe cannot give: its boots fail
 
 
 class Storm(enum.StrEnum):
@@ -130,6 +132,9 @@ async def _boot(
         if reply.status == 503:
             tally.rejected += 1
             raise BootAborted  # a phone would wait for Retry-After; the probe counts it
+        if reply.status >= 500 or reply.status in REFUSED:  # not an answer a boot goes on with
+            tally.errors += 1
+            raise BootAborted
         return reply
 
     flash = Flash(adopt=storm is Storm.LICENSE_LAPSE)
@@ -171,7 +176,10 @@ async def measure(
     calibration = _Tally()
     await _boot(host, port, prefix, 0, storm, calibration, clock, models[0])
     if calibration.errors or calibration.rejected or not calibration.requests:
-        result.stopped = "the first boot, alone, failed or was refused with 503"
+        result.stopped = (
+            "the first boot, alone, failed (no connection, a timeout, 401/403 or 5xx) or was "
+            "refused with 503"
+        )
         return result
     result.requests_per_boot = per_boot = calibration.requests
     result.image_bytes_per_boot = calibration.image_bytes
@@ -189,8 +197,13 @@ async def measure(
             boot = _boot(host, port, prefix, index, storm, tally, clock, model)
             tasks.append(asyncio.create_task(boot))
             index += 1
+        # the step lasts boots / rate: what was answered by then, over that time (measured up
+        # to the last boot's start, a step looked short and its last answers missing)
+        planned_s = boots / rate
+        if (left := began + planned_s - time.perf_counter()) > 0:
+            await asyncio.sleep(left)
         done_in_step = tally.requests
-        elapsed = time.perf_counter() - began
+        elapsed = max(time.perf_counter() - began, planned_s)
         await asyncio.gather(*tasks)
         busy = (time.process_time() - cpu) / max(time.perf_counter() - began, 1e-9)
         latencies = sorted(tally.latencies)
@@ -202,7 +215,7 @@ async def measure(
         if tally.rejected / total > limits.max_rejected:
             why = f"{tally.rejected / total:.1%} answers were 503"
         elif tally.errors / max(boots, 1) > limits.max_errors:
-            why = f"{tally.errors} boots failed to connect or timed out"
+            why = f"{tally.errors} boots failed (no connection, a timeout, 401/403 or 5xx)"
         elif p95 > limits.max_p95_ms:
             why = f"p95 latency {p95:.0f} ms over {limits.max_p95_ms:g} ms"
         elif achieved < KEEP_UP * asked:

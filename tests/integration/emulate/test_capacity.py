@@ -123,3 +123,27 @@ def test_bad_capacity_options_are_refused(
     done = run_fleetkey(env, "capacity", "measure", *args, code=code)
     assert message in done.stderr
     assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None
+
+
+def test_a_server_that_refuses_every_probe_boot_gives_no_capacity(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A server asking every phone for its login (401: the probe has none) is not a healthy
+    server: the first boot fails, no capacity is found and nothing is saved for planning (the
+    probe counted a 401 as an answer and reported hundreds of requests/s)."""
+    data, env = fleet_env(tmp_path_factory, "capacity-refused")
+    make_fleet(data, env)
+    server = start_server(data, env, "--http", "127.0.0.1:0", "--auth", "digest")
+    try:
+        done = run_fleetkey(
+            env, "capacity", "measure", "--server", f"{server.url}/{SITE}", "--start", "5",
+            "--step-seconds", "1", "--max-steps", "2", "--json",
+        )  # fmt: skip
+    finally:
+        server.stop()
+    result = json.loads(done.stdout)
+    assert (result["requests_per_s"], result["saved"], result["steps"]) == (None, False, [])
+    assert result["stopped"] == (
+        "the first boot, alone, failed (no connection, a timeout, 401/403 or 5xx) or was "
+        "refused with 503"
+    )
