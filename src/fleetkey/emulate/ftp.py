@@ -80,9 +80,10 @@ class FtpClient:
                 await self._drop()
             return refused.reply
         except BaseException:  # a timeout or a broken connection: a new session next
-            work.close()
             await self._drop()
             raise
+        finally:
+            work.close()  # never started when the login failed: no "never awaited" warning
 
     async def _drop(self) -> None:
         control, self._control = self._control, None
@@ -136,6 +137,8 @@ class FtpClient:
         size = None
         if first_bytes is not None:
             answer = await self._command(f"SIZE {path}")
+            if answer.startswith("550"):  # "… is not retrievable": SIZE's way to say no file
+                raise _RefusedError(Reply(404))
             _expect(answer, "213")
             size = int(answer[4:].strip() or 0)
         reader, writer = await self._data()

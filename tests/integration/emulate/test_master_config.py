@@ -22,6 +22,7 @@ from tests.serving import (
     fleetkey_command,
     make_fleet,
     records,
+    start_ftp,
     start_server,
     wait_for,
 )
@@ -187,6 +188,35 @@ def test_over_tftp_a_fleet_on_another_image_downloads_the_served_one_once(
     ):
         fetched = [(f["status"], f["bytes"]) for f in phones[mac]["fetches"] if f["name"] == image]
         assert fetched == [(206, 1428), (200, size)], mac  # one TFTP block, then all of it
+        assert phones[mac]["firmware"]["downloads"] == 1
+        assert phones[mac]["errors"] == []
+
+
+def test_over_ftp_a_fleet_on_another_image_finds_and_downloads_the_served_one_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Over FTP the header is read by SIZE and a RETR cut short; an image name the tree does
+    not have (SIZE's 550 "not retrievable") is a 404, so the phone goes on to the next name
+    (it took it for a refusal and downloaded nothing, exit 0: an administrator's trial)."""
+    data, env = fleet_env(tmp_path_factory, "master-ftp")
+    make_fleet(data, env, PHONES_CSV)
+    write_tree(data)
+    server = start_ftp(data, env, "--ftp-shared-login", "PlcmSpIp:PlcmSpIp")
+    report = data.parent / "report.json"
+    try:
+        done = subprocess.run(
+            [*fleetkey_command(), "emulate", "--server", f"ftp://127.0.0.1:{server.port}",
+             "--from-inventory", "--new-firmware", "--until-booted", "--duration", "60",
+             "--sip-port", "0", "--report", str(report), "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+    finally:
+        server.running.stop()
+    assert "never awaited" not in done.stderr
+    phones = {p["mac"]: p for p in json.loads(report.read_text())["phones"]}
+    for mac, image in ((VVX, "firmware/vvx500.ld"), (SPIP, "firmware/sip.ld")):
+        statuses = [f["status"] for f in phones[mac]["fetches"] if f["name"] == image]
+        assert statuses == [206, 200], mac  # the header, then all of it
         assert phones[mac]["firmware"]["downloads"] == 1
         assert phones[mac]["errors"] == []
 
