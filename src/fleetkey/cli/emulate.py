@@ -49,7 +49,7 @@ _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 @click.option(
     "--phones",
     type=click.IntRange(1, 60000),
-    help="How many (default 10; with --from-inventory, all of them).",
+    help="How many (default 10; with --macs, the file's; with --from-inventory, all of them).",
 )
 @click.option(
     "--macs",

@@ -54,12 +54,15 @@ def choose_phones(
         return _from_inventory(env, settings, phones, site)
     if site is not None:
         raise InputError("--site picks phones of the inventory: give it with --from-inventory")
-    count = phones if phones is not None else DEFAULT_PHONES
     mix = parse_model_mix(models) if models else (("VVX_500", 100.0),)
-    dealt = deal_models(mix, count)
+    if macs is None:
+        found = _generated(phones if phones is not None else DEFAULT_PHONES)
+    else:
+        found = _macs(macs, phones)  # all of the file's unless --phones says how many
+    dealt = deal_models(mix, len(found))
     return [
         Chosen(_config(settings, mac, model, default_firmware(model)), login)
-        for (mac, login), model in zip(_macs(macs, count), dealt, strict=True)
+        for (mac, login), model in zip(found, dealt, strict=True)
     ]
 
 
@@ -104,10 +107,13 @@ def _from_inventory(
     return chosen
 
 
-def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | None]]:
-    """MACs, each with its SIP digest login when the line carries one (``mac,user,password``)."""
-    if path is None:
-        return [(f"0004f2{0x100000 + i:06x}", None) for i in range(count)]
+def _generated(count: int) -> list[tuple[str, tuple[str, str] | None]]:
+    return [(f"0004f2{0x100000 + i:06x}", None) for i in range(count)]
+
+
+def _macs(path: Path, count: int | None) -> list[tuple[str, tuple[str, str] | None]]:
+    """The file's MACs (the first ``count``), each with its SIP digest login when the line
+    carries one (``mac,user,password``)."""
     found: list[tuple[str, tuple[str, str] | None]] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         cells = [cell.strip() for cell in line.split(",")]
@@ -119,6 +125,10 @@ def _macs(path: Path | None, count: int) -> list[tuple[str, tuple[str, str] | No
             raise InputError(f"{path} line {number}: {exc.message}") from None
         login = (cells[1], cells[2]) if len(cells) >= 3 and cells[1] and cells[2] else None
         found.append((mac, login))
+    if not found:
+        raise InputError(f"{path} has no MACs: one per line, or mac,user,password")
+    if count is None:
+        return found
     if len(found) < count:
         raise InputError(f"{path} has {len(found)} MACs, --phones asks for {count}")
     return found[:count]

@@ -15,7 +15,14 @@ import pytest
 
 from fleetkey.testing import signing_key_for
 
-from tests.serving import SITE, fleet_env, fleetkey_command, make_fleet, run_fleetkey
+from tests.serving import (
+    SITE,
+    fleet_env,
+    fleetkey_command,
+    make_fleet,
+    run_fleetkey,
+    start_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +164,34 @@ def test_a_tftp_port_that_never_answers_exits_1_saying_so(env: dict[str, str]) -
     assert done.stderr.splitlines() == [
         f"error: tftp://127.0.0.1:{port} does not answer: nothing came back in 3 s"
     ]
+
+
+def test_a_macs_file_without_phones_boots_every_mac_of_it(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`--macs FILE` alone boots the file's phones (it booted 10 of 1,000 without a word)."""
+    data, env = fleet_env(tmp_path_factory, "macs-count")
+    make_fleet(data, env)
+    macs = data.parent / "macs.txt"
+    macs.write_text("".join(f"0004f2{0x500000 + i:06x}\n" for i in range(12)))
+    server = start_server(data, env)
+    try:
+        done = run_fleetkey(
+            env, "emulate", "--server", server.url, "--macs", str(macs), "--until-booted",
+            "--duration", "60", "--sip-port", "0", "--json",
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert json.loads(done.stdout)["booted"] == 12
+
+
+def test_an_empty_macs_file_is_refused(
+    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    macs = tmp_path_factory.mktemp("empty") / "macs.txt"
+    macs.write_text("mac\n# none yet\n")
+    done = run_fleetkey(
+        env, "emulate", "--server", "http://127.0.0.1:1", "--macs", str(macs), "--sip-port", "0",
+        code=1,
+    )  # fmt: skip
+    assert f"error: {macs} has no MACs: one per line, or mac,user,password" in done.stderr
