@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,20 @@ def open_tree_to_baselines(base: Path) -> None:
             os.chmod(os.path.join(folder, name), 0o755)  # noqa: S103  # read by the baseline
         for name in files:
             os.chmod(os.path.join(folder, name), 0o644)
+
+
+def stop_servers(servers: list[subprocess.Popen[str]]) -> str:
+    """SIGTERM every server, wait for each (killed after 120 s), and return the last line the
+    last one printed: fleetkey's stop summary when fleetkey is started last."""
+    for server in servers:
+        server.send_signal(signal.SIGTERM)
+    summary = ""
+    for server in servers:
+        try:
+            out, _ = server.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            out, _ = server.communicate()
+        if server is servers[-1] and out:
+            summary = out.strip().splitlines()[-1]
+    return summary

@@ -28,7 +28,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -40,7 +39,13 @@ from typing import Final
 
 import uvloop
 
-from benchfleet import FLEETKEY, bench_env, issue_phone_licenses, open_tree_to_baselines
+from benchfleet import (
+    FLEETKEY,
+    bench_env,
+    issue_phone_licenses,
+    open_tree_to_baselines,
+    stop_servers,
+)
 
 USER: Final = "PlcmSpIp"
 BOOT_TIMEOUT_S: Final = 20.0  # a boot taking longer counts as failed
@@ -286,7 +291,6 @@ def main() -> None:
     env = bench_env(base)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
     servers: list[subprocess.Popen[str]] = []
-    summary = ""
     fleetkey_retrs = 0
     try:
         tree = issue_phone_licenses(base, env, args.phones)
@@ -317,16 +321,7 @@ def main() -> None:
                     }
                 )
     finally:
-        for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            try:
-                out, _ = server.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                out, _ = server.communicate()
-            if server is servers[-1] and out:
-                summary = out.strip().splitlines()[-1]
+        summary = stop_servers(servers)
         shutil.rmtree(base, ignore_errors=True)
     report(args, runs, summary, fleetkey_retrs)
 

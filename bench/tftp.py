@@ -25,7 +25,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,7 +36,13 @@ from typing import Final
 
 import uvloop
 
-from benchfleet import FLEETKEY, bench_env, issue_phone_licenses, open_tree_to_baselines
+from benchfleet import (
+    FLEETKEY,
+    bench_env,
+    issue_phone_licenses,
+    open_tree_to_baselines,
+    stop_servers,
+)
 
 TFTPY_SERVER = """
 import logging, sys, tftpy
@@ -220,7 +225,6 @@ def main() -> None:
         name: {512: [], 1428: []} for name in SERVERS
     }
     servers: list[subprocess.Popen[str]] = []
-    summary = ""
     try:
         tree = issue_phone_licenses(base, env, args.files)
         files = {p.name: p.read_bytes() for p in tree.glob("*-license.cfg")}
@@ -240,16 +244,7 @@ def main() -> None:
                     )
                     runs[name][size].append(figures)
     finally:
-        for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            try:
-                out, _ = server.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                out, _ = server.communicate()
-            if server is servers[-1] and out:
-                summary = out.strip().splitlines()[-1]
+        summary = stop_servers(servers)
         shutil.rmtree(base, ignore_errors=True)
     report(args, runs, summary, len(files))
 
