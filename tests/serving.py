@@ -26,6 +26,15 @@ from tests.helpers import PASSPHRASE, wait_until
 MAC = "0004f2a1b2c3"  # a VVX 500 at site 100000000001
 SP_MAC = "0004a11a1a1a"  # a SoundPoint IP 550 that tags its serial
 SITE = "100000000001"
+# the two phones of make_fleet with their provisioning logins, for the FTP tests
+FTP_PHONES = (
+    "mac,site,model,firmware,user,password\n"
+    f"{MAC},{SITE},VVX_500,5.9.7.4477,vvx500-a1b2c3,s3cret-vvx\n"
+    f"{SP_MAC},{SITE},SPIP_550,,spip550-1a1a1a,s3cret-spip\n"
+)
+VVX_LOGIN = ("vvx500-a1b2c3", "s3cret-vvx")  # MAC's login
+SPIP_LOGIN = ("spip550-1a1a1a", "s3cret-spip")  # SP_MAC's login
+SHARED_LOGIN = ("PlcmSpIp", "PlcmSpIp")  # Polycom's factory login
 
 
 def fleetkey_command() -> list[str]:

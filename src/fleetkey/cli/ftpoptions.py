@@ -17,6 +17,14 @@ from fleetkey.serve.listen import parse_address
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_AT = "127.0.0.1:2121"
 
+
+def _count(flag: str, default: int, minimum: int, help_text: str) -> Callable[[F], F]:
+    """A whole-number limit of at least ``minimum`` (click refuses others, exit 2)."""
+    return click.option(
+        flag, default=default, show_default=True, type=click.IntRange(minimum), help=help_text
+    )
+
+
 _OPTIONS = [
     click.option(
         "--ftp",
@@ -52,26 +60,23 @@ _OPTIONS = [
         help="Accept this shared login too (Polycom's factory PlcmSpIp:PlcmSpIp); the phone is "
         "the MAC its first per-phone file names. Off by default; anonymous is never accepted.",
     ),
-    click.option(
+    _count(
         "--ftp-max-connections",
-        default=512,
-        show_default=True,
-        type=click.IntRange(2),
-        help="FTP control and data connections at once; beyond it 421 with a retry hint.",
+        512,
+        2,
+        "FTP control and data connections at once; beyond it 421 with a retry hint.",
     ),
-    click.option(
+    _count(
         "--ftp-per-address",
-        default=32,
-        show_default=True,
-        type=click.IntRange(1),
-        help="FTP connections at once from one address (a NAT may hide several phones).",
+        32,
+        1,
+        "FTP connections at once from one address (a NAT may hide several phones).",
     ),
-    click.option(
+    _count(
         "--ftp-max-logins",
-        default=64,
-        show_default=True,
-        type=click.IntRange(1),
-        help="FTP sessions connected but not logged in yet; beyond it 421 with a retry hint.",
+        64,
+        1,
+        "FTP sessions connected but not logged in yet; beyond it 421 with a retry hint.",
     ),
     click.option(
         "--ftp-idle-timeout",

@@ -21,9 +21,12 @@ import pytest
 
 from tests.helpers import self_signed
 from tests.serving import (
+    FTP_PHONES,
     MAC,
+    SHARED_LOGIN,
     SITE,
     SP_MAC,
+    VVX_LOGIN,
     FtpServer,
     fleet_env,
     make_fleet,
@@ -32,24 +35,18 @@ from tests.serving import (
     wait_for,
 )
 
-PHONES = (
-    "mac,site,model,firmware,user,password\n"
-    f"{MAC},{SITE},VVX_500,5.9.7.4477,vvx500-a1b2c3,s3cret-vvx\n"
-    f"{SP_MAC},{SITE},SPIP_550,,spip550-1a1a1a,s3cret-spip\n"
-)
-VVX = ("vvx500-a1b2c3", "s3cret-vvx")
 FIRMWARE = "2345-12500-001.sip.ld"  # 20 MiB, from make_fleet
-SHARED = ("PlcmSpIp", "PlcmSpIp")
+VVX_USERPWD = ":".join(VVX_LOGIN)  # as curl --user takes it
 
 
 @pytest.fixture(scope="module")
 def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     data, env = fleet_env(tmp_path_factory, "ftp")
-    make_fleet(data, env, PHONES)
+    make_fleet(data, env, FTP_PHONES)
     cert, key = self_signed(data.parent)
     server = start_ftp(
         data, env, "--ftps", "--cert", str(cert), "--key", str(key),
-        "--ftp-shared-login", "PlcmSpIp:PlcmSpIp", "--ftp-passive", "41000-41999",
+        "--ftp-shared-login", ":".join(SHARED_LOGIN), "--ftp-passive", "41000-41999",
     )  # fmt: skip
     yield server
     out = server.running.stop()
@@ -84,7 +81,7 @@ def record_of(
     return found[-1]
 
 
-def login(server: FtpServer, user: tuple[str, str] = VVX, *, tls: bool = False) -> ftplib.FTP:
+def login(server: FtpServer, user: tuple[str, str] = VVX_LOGIN, *, tls: bool = False) -> ftplib.FTP:
     client: ftplib.FTP
     if tls:
         context = ssl.create_default_context()
@@ -105,7 +102,7 @@ class TestCurl:
         self, ftp: FtpServer, tmp_path: Path
     ) -> None:
         url = f"ftp://127.0.0.1:{ftp.port}/{MAC}-license.cfg"
-        result = run(["curl", "-sS", "--user", ":".join(VVX), url, "-o", "got.cfg"], tmp_path)
+        result = run(["curl", "-sS", "--user", VVX_USERPWD, url, "-o", "got.cfg"], tmp_path)
         assert result.returncode == 0, result.stderr
         body = (tmp_path / "got.cfg").read_bytes()
         assert f"Serial='{MAC}'".encode() in body
@@ -121,7 +118,7 @@ class TestCurl:
     ) -> None:
         url = f"ftp://127.0.0.1:{ftp.port}/{SITE}/000000000000-license.cfg"
         result = run(
-            ["curl", "-sS", "--ssl-reqd", "-k", "--user", ":".join(VVX), url, "-o", "site.cfg"],
+            ["curl", "-sS", "--ssl-reqd", "-k", "--user", VVX_USERPWD, url, "-o", "site.cfg"],
             tmp_path,
         )
         assert result.returncode == 0, result.stderr
@@ -139,7 +136,7 @@ class TestCurl:
         self, ftp: FtpServer, tmp_path: Path, mode: list[str]
     ) -> None:
         url = f"ftp://127.0.0.1:{ftp.port}/{FIRMWARE}"
-        result = run(["curl", "-sS", *mode, "--user", ":".join(VVX), url, "-o", "fw"], tmp_path)
+        result = run(["curl", "-sS", *mode, "--user", VVX_USERPWD, url, "-o", "fw"], tmp_path)
         assert result.returncode == 0, result.stderr
         assert sha256(tmp_path / "fw") == sha256(ftp.data / "provisioning" / FIRMWARE)
         protocol = "ftps" if "--ssl-reqd" in mode else "ftp"
@@ -152,7 +149,7 @@ class TestCurl:
         log = tmp_path / "boot.log"
         log.write_bytes(b"0101000000|boot   |1|00|Starting\n" * 200)
         url = f"ftp://127.0.0.1:{ftp.port}/{MAC}-boot.log"
-        result = run(["curl", "-sS", "--user", ":".join(VVX), "-T", str(log), url], tmp_path)
+        result = run(["curl", "-sS", "--user", VVX_USERPWD, "-T", str(log), url], tmp_path)
         assert result.returncode == 0, result.stderr
         stored = ftp.data / "uploads" / MAC / f"{MAC}-boot.log"
         assert stored.read_bytes() == log.read_bytes()
@@ -175,7 +172,7 @@ class TestLftp:
     ) -> None:
         script = (
             f"{settings}; set net:max-retries 1; "
-            f"open -u {VVX[0]},{VVX[1]} -p {ftp.port} 127.0.0.1; "
+            f"open -u {VVX_LOGIN[0]},{VVX_LOGIN[1]} -p {ftp.port} 127.0.0.1; "
             f"get {FIRMWARE} -o fw; get {MAC}-license.cfg -o license.cfg; bye"
         )
         result = run(["lftp", "-c", script], tmp_path)
@@ -187,7 +184,7 @@ class TestLftp:
         (tmp_path / f"{MAC}-app.log").write_bytes(b"app log from lftp\n")
         script = (
             "set ftp:ssl-allow no; "
-            f"open -u {VVX[0]},{VVX[1]} -p {ftp.port} 127.0.0.1; put {MAC}-app.log; bye"
+            f"open -u {VVX_LOGIN[0]},{VVX_LOGIN[1]} -p {ftp.port} 127.0.0.1; put {MAC}-app.log; bye"
         )
         result = run(["lftp", "-c", script], tmp_path)
         assert result.returncode == 0, result.stderr
@@ -197,7 +194,7 @@ class TestLftp:
 
 class TestFtplib:
     def test_the_shared_login_is_the_phone_its_first_file_names(self, ftp: FtpServer) -> None:
-        with login(ftp, SHARED) as client:
+        with login(ftp, SHARED_LOGIN) as client:
             with pytest.raises(ftplib.error_perm, match=r"^550 no such file"):
                 client.retrbinary(f"RETR {SP_MAC}.cfg", lambda _: None)
             body = io.BytesIO()

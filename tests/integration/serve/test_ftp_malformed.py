@@ -25,9 +25,11 @@ import pytest
 
 from tests.helpers import self_signed
 from tests.serving import (
+    FTP_PHONES,
     MAC,
-    SITE,
     SP_MAC,
+    SPIP_LOGIN,
+    VVX_LOGIN,
     FtpServer,
     fleet_env,
     make_fleet,
@@ -36,18 +38,13 @@ from tests.serving import (
     wait_for,
 )
 
-PHONES = (
-    "mac,site,model,firmware,user,password\n"
-    f"{MAC},{SITE},VVX_500,5.9.7.4477,vvx500-a1b2c3,s3cret-vvx\n"
-    f"{SP_MAC},{SITE},SPIP_550,,spip550-1a1a1a,s3cret-spip\n"
-)
 FIRMWARE = "2345-12500-001.sip.ld"
 
 
 @pytest.fixture(scope="module")
 def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     data, env = fleet_env(tmp_path_factory, "ftp-bad")
-    make_fleet(data, env, PHONES)
+    make_fleet(data, env, FTP_PHONES)
     server = start_ftp(data, env)
     yield server
     server.running.stop()
@@ -75,7 +72,7 @@ class Control:
                 break
         return line
 
-    def login(self, user: str = "vvx500-a1b2c3", password: str = "s3cret-vvx") -> None:  # noqa: S107
+    def login(self, user: str = VVX_LOGIN[0], password: str = VVX_LOGIN[1]) -> None:
         assert self.send(f"USER {user}").startswith("331")
         assert self.send(f"PASS {password}") == "230 Logged in."
 
@@ -190,7 +187,7 @@ def store_over_cap(client: ftplib.FTP, command: str, size: int) -> None:
 def test_an_upload_over_its_cap_is_refused_and_nothing_is_written(ftp: FtpServer) -> None:
     with ftplib.FTP(timeout=30) as client:  # noqa: S321  # FTP is what is under test
         client.connect("127.0.0.1", ftp.port)
-        client.login("vvx500-a1b2c3", "s3cret-vvx")
+        client.login(*VVX_LOGIN)
         with pytest.raises(ftplib.error_perm, match=r"^552 Upload over its cap of 524288 bytes"):
             store_over_cap(client, f"STOR {MAC}-web.cfg", 600 * 1024)
         assert client.voidcmd("NOOP").startswith("200")
@@ -206,7 +203,7 @@ def test_an_upload_over_its_cap_is_refused_and_nothing_is_written(ftp: FtpServer
 def test_abor_mid_transfer_is_answered_and_recorded_as_cut(ftp: FtpServer) -> None:
     with ftplib.FTP(timeout=30) as client:  # noqa: S321  # FTP is what is under test
         client.connect("127.0.0.1", ftp.port)
-        client.login("vvx500-a1b2c3", "s3cret-vvx")
+        client.login(*VVX_LOGIN)
         client.voidcmd("TYPE I")
         data = client.transfercmd(f"RETR {FIRMWARE}")
         assert len(data.recv(65536)) > 0
@@ -227,7 +224,7 @@ def test_a_client_that_leaves_mid_transfer_is_recorded_with_what_it_got(
 ) -> None:
     client = ftplib.FTP(timeout=30)  # noqa: S321  # FTP is what is under test
     client.connect("127.0.0.1", ftp.port)
-    client.login("spip550-1a1a1a", "s3cret-spip")
+    client.login(*SPIP_LOGIN)
     client.voidcmd("TYPE I")
     data = client.transfercmd(f"RETR {FIRMWARE}")
     assert len(data.recv(65536)) > 0
@@ -250,7 +247,7 @@ def test_a_client_that_leaves_mid_transfer_is_recorded_with_what_it_got(
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     """FTPS required, small limits, a short idle time."""
     data, env = fleet_env(tmp_path_factory, "ftp-strict")
-    make_fleet(data, env, PHONES)
+    make_fleet(data, env, FTP_PHONES)
     cert, key = self_signed(data.parent)
     server = start_ftp(
         data, env, "--ftps", "--ftps-required", "--cert", str(cert), "--key", str(key),
@@ -263,7 +260,8 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
 def test_plain_logins_are_refused_when_ftps_is_required(strict: FtpServer) -> None:
     control = Control(strict.port)
     try:
-        assert control.send("USER vvx500-a1b2c3") == "550 SSL/TLS required on the control channel."
+        reply = control.send(f"USER {VVX_LOGIN[0]}")
+        assert reply == "550 SSL/TLS required on the control channel."
     finally:
         control.close()
 
@@ -274,7 +272,7 @@ def tls_login(server: FtpServer) -> ftplib.FTP_TLS:
     context.verify_mode = ssl.CERT_NONE
     client = ftplib.FTP_TLS(context=context, timeout=30)  # noqa: S321  # FTP is under test
     client.connect("127.0.0.1", server.port)
-    client.login("vvx500-a1b2c3", "s3cret-vvx")
+    client.login(*VVX_LOGIN)
     return client
 
 
@@ -337,7 +335,7 @@ def test_wrong_passwords_are_delayed_counted_and_disconnected_after_three(
     control = Control(ftp.port)
     try:
         for attempt in range(3):
-            assert control.send("USER vvx500-a1b2c3").startswith("331")
+            assert control.send(f"USER {VVX_LOGIN[0]}").startswith("331")
             began = time.monotonic()
             reply = control.send("PASS wrong")
             assert time.monotonic() - began >= 0.9
@@ -357,11 +355,11 @@ def test_a_transfer_cut_by_the_servers_stop_is_recorded(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     data, env = fleet_env(tmp_path_factory, "ftp-stop")
-    make_fleet(data, env, PHONES)
+    make_fleet(data, env, FTP_PHONES)
     server = start_ftp(data, env)
     client = ftplib.FTP(timeout=30)  # noqa: S321  # FTP is what is under test
     client.connect("127.0.0.1", server.port)
-    client.login("vvx500-a1b2c3", "s3cret-vvx")
+    client.login(*VVX_LOGIN)
     client.voidcmd("TYPE I")
     transfer = client.transfercmd(f"RETR {FIRMWARE}")
     assert len(transfer.recv(65536)) > 0  # under way, and read no further
