@@ -18,8 +18,11 @@ Commands: everything a phone and the usual clients use (``USER``/``PASS``, ``PAS
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +33,7 @@ from typing import Any, Final
 from pyftpdlib import ioloop as pyftpdlib_ioloop
 from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.handlers import DTPHandler, FTPHandler
+from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
 from pyftpdlib.ioloop import Epoll
 from pyftpdlib.servers import FTPServer
 
@@ -49,6 +53,10 @@ PERMISSIONS: Final = "elrwa"  # list, read, store, append: nothing that changes 
 POLL_S: Final = 0.2  # how often the FTP thread looks at the stop flag
 FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
 BANNER: Final = "fleetkey provisioning FTP ready."
+PORT_RANGE_FILE: Final = "/proc/sys/net/ipv4/ip_local_port_range"
+LINUX_EPHEMERAL: Final = (32768, 60999)  # Linux's default ip_local_port_range
+PASSIVE_TRIES: Final = 16  # random ports tried before the range is scanned in order
+_ports = random.Random()  # noqa: S311  # not a secret: data connections from strangers are refused
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +80,7 @@ _pyftpdlib_log.propagate = False
 class FtpSettings:
     tls: tuple[Path, Path] | None = None  # certificate, key: explicit FTPS (AUTH TLS)
     tls_required: bool = False  # plain logins and clear data refused
-    passive: tuple[int, int] | None = None  # passive ports, inclusive
+    passive: tuple[int, int] | None = None  # passive ports, inclusive (None: the ephemeral)
     masquerade: str | None = None  # the address PASV names (behind NAT)
     shared_login: SharedLogin | None = None
     max_connections: int = 512  # control and data connections in all
@@ -150,6 +158,7 @@ class FtpService:
         self.logins = Logins(view, settings.shared_login)
         self.counters = FtpCounters(logins=self.logins.outcomes)
         self.pending_logins = 0
+        self.passive_ports = settings.passive or ephemeral_ports()
         self._tree = str(pipeline.tree.root)
         self.handler = self._handler_class()
 
@@ -186,7 +195,6 @@ class FtpService:
             for name, spec in control.proto_cmds.items()
             if not name.startswith("SITE") and name != "STOU"
         }
-        passive = settings.passive
         handler: type[Any] = type(
             "FleetkeySession",
             (SessionMixin, control),
@@ -200,7 +208,8 @@ class FtpService:
                 "timeout": settings.idle_s,
                 "auth_failed_timeout": settings.login_delay_s,
                 "masquerade_address": settings.masquerade,
-                "passive_ports": range(passive[0], passive[1] + 1) if passive else None,
+                "passive_dtp": PassiveListener,
+                "passive_ports": None,  # PassiveListener picks them (service.passive_ports)
                 "permit_foreign_addresses": False,  # PORT/EPRT: the client's own address only
                 "permit_privileged_ports": False,
                 **extra,
@@ -223,6 +232,64 @@ class FtpService:
 
     def upload_path(self, mac: str, name: str) -> str:
         return os.path.join(self.uploads, mac, f"{mac}-{name.split('-', 1)[1]}")
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's ephemeral port range (where it would pick a port itself)."""
+    try:
+        with open(PORT_RANGE_FILE) as handle:
+            first, last = (int(part) for part in handle.read().split())
+    except (OSError, ValueError):
+        return LINUX_EPHEMERAL
+    return (first, last) if 1024 <= first <= last <= 65535 else LINUX_EPHEMERAL
+
+
+def bind_passive(sock: Any, host: str, ports: tuple[int, int]) -> None:
+    """Bind a passive listener to a port of ``ports``, with ``SO_REUSEADDR``.
+
+    The server ends each download's data connection (stream mode: its close is the end of the
+    file), so each leaves its port in TIME_WAIT for 60 s on the server's side. Bound to port 0,
+    the kernel never picks such a port: a boot storm's 12 data connections per phone used up
+    the 28,232 ephemeral ports of 127.0.0.1 within a minute and passive mode stalled (and every
+    other program on the host found no port either). A port named explicitly with
+    ``SO_REUSEADDR``, on a listener whose connections inherit it, may be bound again while
+    connections on it wait out TIME_WAIT (their four-tuples differ). A few random ports, then
+    the range in order from a random start; ``OSError`` EADDRINUSE when none is free.
+    """
+    first, last = ports
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    count = last - first + 1
+    start = _ports.randrange(count)
+    tries = [first + _ports.randrange(count) for _ in range(min(PASSIVE_TRIES, count))]
+    for port in (*tries, *(first + (start + i) % count for i in range(count))):
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+        else:
+            return
+    raise OSError(errno.EADDRINUSE, f"no free passive port in {first}-{last}")
+
+
+class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
+    """pyftpdlib's passive listener, bound by ``bind_passive`` to the service's ports; when
+    every one of them is taken, the PASV/EPSV is refused (425) and the session goes on."""
+
+    def __init__(self, cmd_channel: Any, extmode: bool = False) -> None:
+        try:
+            super().__init__(cmd_channel, extmode)
+        except OSError as exc:
+            self.close()
+            cmd_channel.respond_w_warning(f"425 Can't open data channel: {exc.strerror}.")
+
+    def bind(self, addr: tuple[str, int]) -> None:
+        host, port = addr
+        if port != 0:
+            super().bind(addr)
+            return
+        bind_passive(self.socket, host, self.cmd_channel.service.passive_ports)
+        self.addr = self.socket.getsockname()
 
 
 class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped
