@@ -70,6 +70,9 @@ logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
 authorizer = DummyAuthorizer()
 authorizer.add_user("PlcmSpIp", "PlcmSpIp", sys.argv[1], perm="elr")
 FTPHandler.authorizer = authorizer
+# a passive range: pyftpdlib binds it with SO_REUSEADDR; on port 0 (its default) the kernel
+# skips ports in TIME_WAIT, and 12 data connections a boot used all of them within a minute
+FTPHandler.passive_ports = range(30000, 31000)
 server = FTPServer(("127.0.0.1", int(sys.argv[2])), FTPHandler)
 server.max_cons = 0
 server.serve_forever()

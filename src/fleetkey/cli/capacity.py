@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import click
 import uvloop
@@ -19,6 +19,7 @@ from fleetkey.emulate.capacity import (
     measure,
     probe_models,
 )
+from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.errors import InputError
 from fleetkey.store import capacity as capacities
 
@@ -40,7 +41,13 @@ def capacity() -> None:
 
 
 @capacity.command(name="measure")
-@click.option("--server", required=True, metavar="URL", help="http://HOST:PORT[/<site>] to probe.")
+@click.option(
+    "--server",
+    required=True,
+    metavar="URL",
+    help="http://HOST:PORT[/<site>] or ftp://[USER:PASSWORD@]HOST:PORT[/<site>] to probe (FTP: "
+    "every probe phone logs in as USER, by default Polycom's factory PlcmSpIp).",
+)
 @click.option(
     "--start",
     "start_rate",
@@ -116,8 +123,22 @@ def measure_command(
 ) -> None:
     """Drive emulated boots at growing rates until latency or 503s climb; record the rate."""
     parts = urlsplit(server)
-    if parts.scheme != "http" or not parts.hostname:
-        raise InputError(f"--server {server!r} is not http://HOST:PORT[/prefix]")
+    if parts.scheme not in ("http", "ftp") or not parts.hostname:
+        raise InputError(
+            f"--server {server!r} is not http://HOST:PORT[/prefix] or "
+            "ftp://[USER:PASSWORD@]HOST:PORT[/prefix]"
+        )
+    try:
+        port = parts.port or {"http": 80, "ftp": 21}[parts.scheme]
+    except ValueError as exc:  # a port that is no number or out of range
+        raise InputError(f"--server {server!r}: {exc}") from None
+    ftp = None
+    if parts.scheme == "ftp":
+        ftp = FtpLogins()
+        if parts.username is not None:
+            ftp = FtpLogins(shared=(unquote(parts.username), unquote(parts.password or "")))
+            # shown and saved without its login: the password stays out of the store
+            server = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
     limits = HealthLimits(max_p95_ms, max_rejected)
 
     def show(step: Step) -> None:
@@ -130,7 +151,7 @@ def measure_command(
     result: Measurement = uvloop.run(
         measure(
             parts.hostname,
-            parts.port or 80,
+            port,
             parts.path.rstrip("/"),
             start_boots_per_s=start_rate,
             factor=factor,
@@ -141,6 +162,7 @@ def measure_command(
             clock=env.clock,
             storm=Storm(storm),
             models=probe_models(models),
+            ftp=ftp,
         )
     )
     found = result.capacity

@@ -3,7 +3,9 @@
 Each step starts emulated boots at a fixed rate for a few seconds, open loop: a new boot starts
 on time whether or not earlier ones finished, as phones do after a check-sync. The boots are
 the emulator's (``emulate.booting``): each phone, from a loopback address of its own, follows
-the master configuration the server gives it. What the storm is decides what a boot costs
+the master configuration the server gives it, over HTTP or FTP (one session per boot, logged
+in with a shared login: the probe's phones are in no inventory). What the storm is decides
+what a boot costs
 (``Storm``): after a license lapse the phones run the served firmware and only read its
 header; after a firmware change every boot downloads the whole image. The two are measured
 apart, and the measurement says which it was. A 503 is counted as a rejection, not retried.
@@ -29,8 +31,11 @@ from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.models import deal_models, default_firmware, parse_model_mix
 from fleetkey.emulate.booting import BootAborted, Flash, run_boot, user_agent
 from fleetkey.emulate.fleet import phone_address
-from fleetkey.emulate.http import HttpClient, check_reachable
-from fleetkey.emulate.transport import Reply
+from fleetkey.emulate.ftp import FtpLogins
+from fleetkey.emulate.ftp import check_reachable as check_ftp
+from fleetkey.emulate.http import HttpClient
+from fleetkey.emulate.http import check_reachable as check_http
+from fleetkey.emulate.transport import Reply, Transport
 
 KEEP_UP: float = 0.9
 BUSY: float = 0.9  # the generator's CPU share beyond which it, not the server, may be the limit
@@ -93,9 +98,21 @@ class _Tally:
     image_bytes: int = 0
 
 
+Connect = Callable[[PhoneConfig, str], Transport]  # a probe phone, its address → its transport
+
+
+def probe_over(host: str, port: int, ftp: FtpLogins | None = None) -> Connect:
+    """How probe phones reach ``host:port``: HTTP, or FTP logging in as ``ftp`` says (the
+    probe's MACs are in no inventory: a shared login, the server's ``--ftp-shared-login``)."""
+    if ftp is not None:
+        return lambda config, address: ftp.client(host, port, address, config.mac)
+    return lambda config, address: HttpClient(
+        host, port, local_address=address, user_agent=user_agent(config), timeout_s=30
+    )
+
+
 async def _boot(
-    host: str,
-    port: int,
+    connect: Connect,
     prefix: str,
     index: int,
     storm: Storm,
@@ -106,13 +123,7 @@ async def _boot(
     """One probe phone's boot; its first 503 or failure ends it (counted, not retried)."""
     mac = f"02{index:010x}"  # locally administered (bit 1 of the first octet): never a vendor's
     config = PhoneConfig(mac, model=model, firmware=default_firmware(model))
-    client = HttpClient(
-        host,
-        port,
-        local_address=phone_address(index % 60_000),
-        user_agent=user_agent(config),
-        timeout_s=30,
-    )
+    client = connect(config, phone_address(index % 60_000))
 
     async def exchange(
         request: FileRequest, body: bytes, agent: str, first: int | None, keep: bool
@@ -161,20 +172,23 @@ async def measure(
     clock: Clock | None = None,
     storm: Storm = Storm.LICENSE_LAPSE,
     models: Sequence[str] = ("VVX_500",),
+    ftp: FtpLogins | None = None,
 ) -> Measurement:
     """Step the boot rate up from ``start_boots_per_s`` until a step is strained.
 
     A first boot, alone, measures what one boot asks of this server (requests, firmware
     bytes). ``models``: the probe phones' models, dealt in turn (a ``deal_models`` list).
     ``clock`` says what day the probe's phones think it is; the steps themselves are
-    timed by the process's monotonic clock.
+    timed by the process's monotonic clock. ``ftp``: the probe boots over FTP with these
+    logins (one FTP session per boot), else over HTTP.
     """
     limits = limits or HealthLimits()
     clock = clock or SystemClock()
-    await check_reachable(host, port)
+    await (check_http(host, port) if ftp is None else check_ftp(host, port))
+    connect = probe_over(host, port, ftp)
     result = Measurement(storm)
     calibration = _Tally()
-    await _boot(host, port, prefix, 0, storm, calibration, clock, models[0])
+    await _boot(connect, prefix, 0, storm, calibration, clock, models[0])
     if calibration.errors or calibration.rejected or not calibration.requests:
         result.stopped = (
             "the first boot, alone, failed (no connection, a timeout, 401/403 or 5xx) or was "
@@ -194,7 +208,7 @@ async def measure(
             if delay > 0:
                 await asyncio.sleep(delay)
             model = models[index % len(models)]
-            boot = _boot(host, port, prefix, index, storm, tally, clock, model)
+            boot = _boot(connect, prefix, index, storm, tally, clock, model)
             tasks.append(asyncio.create_task(boot))
             index += 1
         # the step lasts boots / rate: what was answered by then, over that time (measured up

@@ -107,7 +107,7 @@ def test_capacity_against_nothing_listening_fails_in_one_line(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--server", "ftp://127.0.0.1:1"], "is not http://HOST:PORT"),
+        (["--server", "sftp://127.0.0.1:1"], "is not http://HOST:PORT"),
         (["--server", "http://127.0.0.1:1", "--storm", "weather"], "--storm"),
         (["--server", "http://127.0.0.1:1", "--models", "VVX_500:50%"], "add up to 50 %"),
         (["--server", "http://127.0.0.1:1", "--factor", "1"], "--factor"),

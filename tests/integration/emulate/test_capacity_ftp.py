@@ -1,0 +1,127 @@
+"""`fleetkey capacity measure` over FTP against a real `fleetkey serve --ftp`.
+
+The probe's phones are in no inventory, so they log in with the shared login (the URL's, else
+Polycom's factory PlcmSpIp), one FTP session per boot; every RETR and STOR of theirs is a
+fetch record over FTP, and a login the server refuses gives no capacity and saves nothing.
+Being in no site, they get 403 for a site's prefix over FTP (a session is one phone, and gets
+its own site's files only): the probe asks the tree's root.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.serving import (
+    SHARED_LOGIN,
+    SITE,
+    FtpServer,
+    fleet_env,
+    make_fleet,
+    run_fleetkey,
+    start_ftp,
+)
+
+FIRMWARE = "/2345-12500-001.sip.ld"  # make_fleet's 20 MiB image, the master's below
+STEP = ("--start", "4", "--step-seconds", "1", "--max-steps", "1", "--json")
+
+
+@pytest.fixture(scope="module")
+def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
+    data, env = fleet_env(tmp_path_factory, "capacity-ftp")
+    make_fleet(data, env)
+    master = f"<APPLICATION APP_FILE_PATH='{FIRMWARE[1:]}'/>\n"
+    (data / "provisioning" / "000000000000.cfg").write_text(master)
+    server = start_ftp(data, env, "--ftp-shared-login", ":".join(SHARED_LOGIN))
+    yield server
+    server.running.stop()
+
+
+def measure(server: FtpServer, url: str, *args: str) -> dict[str, object]:
+    done = run_fleetkey(server.running.env, "capacity", "measure", "--server", url, *args)
+    found: dict[str, object] = json.loads(done.stdout)
+    return found
+
+
+def probe_records(server: FtpServer) -> list[dict[str, object]]:
+    every = json.loads(server.running.cli("fetches", "--limit", "100000", "--json"))
+    return [r for r in every if str(r["mac"] or "").startswith("02")]
+
+
+def test_a_license_lapse_storm_over_ftp_is_measured_and_every_transfer_recorded(
+    ftp: FtpServer,
+) -> None:
+    user, password = SHARED_LOGIN
+    url = f"ftp://{user}:{password}@127.0.0.1:{ftp.port}"
+    result = measure(ftp, url, *STEP)
+    assert result["server"] == f"ftp://127.0.0.1:{ftp.port}"  # no password kept
+    assert result["storm"] == "license-lapse"
+    assert result["image_bytes_per_boot"] == 0
+    steps = result["steps"]
+    assert isinstance(steps, list)
+    assert len(steps) == 1
+    assert steps[0]["boots_per_s"] == 4
+    assert steps[0]["errors"] == 0
+    assert steps[0]["requests"] >= 4 * int(str(result["requests_per_boot"]))
+    records = probe_records(ftp)
+    assert {r["protocol"] for r in records} == {"ftp"}
+    # the calibration boot and the step's 4, each its own phone, each asking its own .cfg
+    configs = {r["mac"] for r in records if r["path"] == f"/{r['mac']}.cfg"}
+    assert len(configs) == 5
+    headers = [r for r in records if r["path"] == FIRMWARE]
+    assert len(headers) == 5  # the image's header read once a boot, never downloaded
+    assert all(0 < int(str(r["bytes"])) < 20 * 1024 * 1024 for r in headers)
+    if result["saved"]:  # a step this short can fall short of keeping up on a busy box
+        shown = json.loads(ftp.running.cli("capacity", "show", "--json"))
+        assert shown["server"] == f"ftp://127.0.0.1:{ftp.port}"
+
+
+def test_a_firmware_change_storm_over_ftp_downloads_the_image_every_boot(
+    ftp: FtpServer,
+) -> None:
+    url = f"ftp://127.0.0.1:{ftp.port}"  # Polycom's factory login
+    result = measure(ftp, url, "--storm", "firmware-change", *STEP)
+    assert result["storm"] == "firmware-change"
+    assert result["image_bytes_per_boot"] == 20 * 1024 * 1024
+    downloads = [
+        r
+        for r in probe_records(ftp)
+        if r["path"] == FIRMWARE and r["status"] == 200 and r["bytes"] == 20 * 1024 * 1024
+    ]
+    assert len(downloads) == 5
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["ftp://someone:wrong@127.0.0.1:{port}", "ftp://127.0.0.1:{port}/" + SITE],
+    ids=["a login the server refuses", "a site prefix the probe's phones are not of"],
+)
+def test_an_ftp_probe_the_server_refuses_gives_no_capacity(ftp: FtpServer, where: str) -> None:
+    before = ftp.running.cli("capacity", "show", "--json")
+    result = measure(ftp, where.format(port=ftp.port), *STEP)
+    assert (result["requests_per_s"], result["saved"], result["steps"]) == (None, False, [])
+    assert result["stopped"] == (
+        "the first boot, alone, failed (no connection, a timeout, 401/403 or 5xx) or was "
+        "refused with 503"
+    )
+    assert ftp.running.cli("capacity", "show", "--json") == before
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://127.0.0.1:1", "error: nothing listens at ftp://127.0.0.1:1 (connection refused)"),
+        ("ftp://127.0.0.1:99999", "error: --server 'ftp://127.0.0.1:99999': Port out of range"),
+        ("ftp:///site", "error: --server 'ftp:///site' is not http://HOST:PORT[/prefix] or"),
+    ],
+)
+def test_bad_ftp_servers_are_refused_in_one_line_and_nothing_is_saved(
+    tmp_path_factory: pytest.TempPathFactory, url: str, message: str
+) -> None:
+    _, env = fleet_env(tmp_path_factory, "capacity-ftp-bad")
+    run_fleetkey(env, "init")
+    done = run_fleetkey(env, "capacity", "measure", "--server", url, code=1)
+    assert done.stderr.splitlines()[0].startswith(message)
+    assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None
