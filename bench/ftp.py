@@ -1,7 +1,7 @@
 """FTP boots per second: `fleetkey serve --ftp` next to vsftpd and a bare pyftpdlib, same files.
 
     .venv/bin/python bench/ftp.py [--phones 1000] [--seconds 8] [--rounds 3] [--in-flight 64]
-                                  [--json]
+                                  [--json] [--profile DIR]
 
 Needs vsftpd (`apt-get install -y vsftpd`, run as root: it is started here on a port of its
 own with a throwaway configuration, never the system's). A boot is what a phone on the
@@ -25,13 +25,12 @@ import argparse
 import asyncio
 import json
 import os
+import pstats
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,15 +38,10 @@ from typing import Final
 
 import uvloop
 
-from benchfleet import (
-    FLEETKEY,
-    bench_env,
-    issue_phone_licenses,
-    open_tree_to_baselines,
-    stop_servers,
-)
+from benchfleet import bench_env, issue_phone_licenses, open_tree_to_baselines, stop_servers
+from fleetkey.serve.ftp.server import ephemeral_ports
+from ftpservers import USER, start_servers
 
-USER: Final = "PlcmSpIp"
 BOOT_TIMEOUT_S: Final = 20.0  # a boot taking longer counts as failed
 SERVERS: Final = ["vsftpd", "pyftpdlib", "fleetkey"]
 SHARED_FILES: Final = {
@@ -59,46 +53,6 @@ SHARED_FILES: Final = {
     "features.cfg": 2_000,
 }
 PER_PHONE: Final = ("cfg", "phone.cfg", "web.cfg", "directory.xml", "calls.xml")
-
-PYFTPDLIB_SERVER = """
-import logging, sys
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import FTPServer
-logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
-logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-authorizer = DummyAuthorizer()
-authorizer.add_user("PlcmSpIp", "PlcmSpIp", sys.argv[1], perm="elr")
-FTPHandler.authorizer = authorizer
-# a passive range: pyftpdlib binds it with SO_REUSEADDR; on port 0 (its default) the kernel
-# skips ports in TIME_WAIT, and 12 data connections a boot used all of them within a minute
-FTPHandler.passive_ports = range(30000, 31000)
-server = FTPServer(("127.0.0.1", int(sys.argv[2])), FTPHandler)
-server.max_cons = 0
-server.serve_forever()
-"""
-
-VSFTPD_CONF = """listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port={port}
-anonymous_enable=YES
-no_anon_password=YES
-anon_root={tree}
-local_enable=NO
-write_enable=NO
-pasv_enable=YES
-max_clients=0
-max_per_ip=0
-xferlog_enable=YES
-vsftpd_log_file={log}
-xferlog_file={log}
-isolate=NO
-isolate_network=NO
-seccomp_sandbox=NO
-background=NO
-secure_chroot_dir=/var/run/vsftpd/empty
-"""
 
 
 def boot_names(mac: str) -> list[str]:
@@ -235,51 +189,6 @@ class Load:
         return boots / elapsed
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int) -> None:
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.recv(100)
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on port {port}")
-
-
-def start_servers(
-    base: Path, env: dict[str, str], tree: Path, started: list[subprocess.Popen[str]]
-) -> dict[str, int]:
-    """All three, each pinned to core 0 and idle until its turn; fleetkey last (its summary)."""
-    vsftpd = shutil.which("vsftpd") or shutil.which("vsftpd", path="/usr/sbin")
-    if vsftpd is None:
-        raise SystemExit("bench/ftp.py needs vsftpd: apt-get install -y vsftpd")
-    ports = {"vsftpd": free_port(), "pyftpdlib": free_port()}
-    conf = base / "vsftpd.conf"
-    conf.write_text(VSFTPD_CONF.format(port=ports["vsftpd"], tree=tree, log=base / "xfer.log"))
-    started.append(subprocess.Popen(["taskset", "-c", "0", vsftpd, str(conf)], text=True))
-    script = base / "pyftpdlib_server.py"
-    script.write_text(PYFTPDLIB_SERVER)
-    command = [sys.executable, str(script), str(tree), str(ports["pyftpdlib"])]
-    started.append(subprocess.Popen(["taskset", "-c", "0", *command], text=True))
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", *FLEETKEY, "serve", "--http", "off", "--ftp", "127.0.0.1:0",
-         "--ftp-shared-login", f"{USER}:{USER}", "--ftp-max-connections", "4096"],
-        env=env, stdout=subprocess.PIPE, stderr=(base / "fleetkey.err").open("w"), text=True,
-    )  # fmt: skip  # stderr to a file: a full pipe would stop the server
-    started.append(server)
-    assert server.stdout is not None
-    ports["fleetkey"] = int(server.stdout.readline().split()[2].rsplit(":", 1)[1])
-    for port in ports.values():
-        wait_listening(port)
-    return ports
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phones", type=int, default=1000)
@@ -287,6 +196,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run fleetkey's FTP thread and the bare pyftpdlib under cProfile, write their "
+        "stats to DIR and print where their time went (the rates are then the profiled ones)",
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})  # the generator on core 1; servers get core 0
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-ftp-"))
@@ -300,7 +216,9 @@ def main() -> None:
         macs = sorted(p.name[:12] for p in tree.glob("0004f2*-license.cfg"))
         files = fill_tree(tree, macs)
         open_tree_to_baselines(base)
-        ports = start_servers(base, env, tree, servers)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        ports = start_servers(base, env, tree, servers, args.profile)
         subnet = 0
         for number in range(args.rounds):
             order = SERVERS[number % len(SERVERS) :] + SERVERS[: number % len(SERVERS)]
@@ -321,12 +239,31 @@ def main() -> None:
                         "boots": load.boots,
                         "failed": load.failures,
                         "generator_cpu": busy,
+                        "time_wait": time_wait(),
                     }
                 )
     finally:
         summary = stop_servers(servers)
         shutil.rmtree(base, ignore_errors=True)
     report(args, runs, summary, fleetkey_retrs)
+    if args.profile is not None:
+        for name in ("fleetkey", "pyftpdlib"):
+            print(f"\n{name}: where the time went (cProfile, by own time)")
+            stats = pstats.Stats(str(args.profile / f"{name}.prof"))
+            stats.sort_stats("tottime").print_stats(25)
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def time_wait() -> int:
+    """Sockets of 127.0.0.1 in TIME_WAIT now (the host's: other programs' too)."""
+    listed = subprocess.run(
+        ["ss", "-Htan", "state", "time-wait", "src", "127.0.0.1"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return len(listed.stdout.splitlines())
 
 
 def report(
@@ -350,8 +287,10 @@ def report(
     if args.json:
         print(json.dumps({"rounds": runs, "median_boots_per_s": medians, "ratios": ratios,
                           "fleetkey": summary, "every_transfer_recorded": recorded,
-                          "load_average": load}, indent=2))  # fmt: skip
+                          "load_average": load, "uptime": uptime()}, indent=2))  # fmt: skip
         return
+    low, high = ephemeral_ports()
+    print(f"uptime: {uptime()}; ephemeral ports {low}-{high} ({high - low + 1:,})")
     print(
         f"{args.phones} phones, 12 RETR a boot, {args.in_flight} boots in flight, {args.rounds} "
         f"rounds of {args.seconds:g} s per server, in turn; servers on core 0, generator on "
@@ -361,10 +300,12 @@ def report(
         lost = sum(run["failed"] for run in runs[name])
         rounds = " ".join(f"{value:,.0f}" for value in values)
         generator = max(run["generator_cpu"] for run in runs[name])
+        waiting = max(run["time_wait"] for run in runs[name])
         print(
             f"  {name:<9} median {medians[name]:>7,.0f} boots/s ({medians[name] * 12:,.0f} "
             f"RETR/s)   rounds: {rounds}   ({lost:.0f} failed; generator busy "
-            f"{generator:.0%} of its core at most)"
+            f"{generator:.0%} of its core at most; up to {waiting:,} sockets of 127.0.0.1 in "
+            "TIME_WAIT after its rounds)"
         )
     print(
         f"  fleetkey: {ratios['vs_vsftpd']:.2f}x vsftpd (target 2)   "

@@ -1,0 +1,141 @@
+"""The servers bench/ftp.py measures, each pinned to core 0: vsftpd, a bare pyftpdlib, fleetkey.
+
+vsftpd runs anonymous on a throwaway configuration (never the system's), its transfer log on;
+pyftpdlib with one user, its command log off and a passive range (which it binds with
+SO_REUSEADDR); fleetkey with the shared factory login, its passive ports its default. With a
+profile directory, fleetkey's FTP thread and the whole pyftpdlib run under cProfile.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+from benchfleet import FLEETKEY
+
+USER: Final = "PlcmSpIp"
+
+PYFTPDLIB_SERVER = """
+import logging, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
+logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+authorizer = DummyAuthorizer()
+authorizer.add_user("PlcmSpIp", "PlcmSpIp", sys.argv[1], perm="elr")
+FTPHandler.authorizer = authorizer
+# a passive range: pyftpdlib binds it with SO_REUSEADDR; on port 0 (its default) the kernel
+# skips ports in TIME_WAIT, and 12 data connections a boot used all of them within a minute
+FTPHandler.passive_ports = range(30000, 31000)
+server = FTPServer(("127.0.0.1", int(sys.argv[2])), FTPHandler)
+server.max_cons = 0
+if len(sys.argv) > 3:  # --profile: the whole process, written when SIGTERM stops it
+    import cProfile, signal
+    def stop(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    cProfile.run("server.serve_forever()", sys.argv[3])
+else:
+    server.serve_forever()
+"""
+
+FLEETKEY_PROFILED = """
+import cProfile, sys
+from fleetkey.serve.ftp import server
+out = sys.argv.pop(1)
+run = server._Listener.run
+def profiled(self):  # the FTP thread only: the event loop's work is not pyftpdlib's
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        run(self)
+    finally:
+        profile.disable()
+        profile.dump_stats(out)
+server._Listener.run = profiled
+from fleetkey.cli.main import main
+main()
+"""
+
+VSFTPD_CONF = """listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port={port}
+anonymous_enable=YES
+no_anon_password=YES
+anon_root={tree}
+local_enable=NO
+write_enable=NO
+pasv_enable=YES
+max_clients=0
+max_per_ip=0
+xferlog_enable=YES
+vsftpd_log_file={log}
+xferlog_file={log}
+isolate=NO
+isolate_network=NO
+seccomp_sandbox=NO
+background=NO
+secure_chroot_dir=/var/run/vsftpd/empty
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int) -> None:
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.recv(100)
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+def start_servers(
+    base: Path,
+    env: dict[str, str],
+    tree: Path,
+    started: list[subprocess.Popen[str]],
+    profile: Path | None = None,
+) -> dict[str, int]:
+    """All three, each pinned to core 0 and idle until its turn; fleetkey last (its summary)."""
+    vsftpd = shutil.which("vsftpd") or shutil.which("vsftpd", path="/usr/sbin")
+    if vsftpd is None:
+        raise SystemExit("bench/ftp.py needs vsftpd: apt-get install -y vsftpd")
+    ports = {"vsftpd": free_port(), "pyftpdlib": free_port()}
+    conf = base / "vsftpd.conf"
+    conf.write_text(VSFTPD_CONF.format(port=ports["vsftpd"], tree=tree, log=base / "xfer.log"))
+    started.append(subprocess.Popen(["taskset", "-c", "0", vsftpd, str(conf)], text=True))
+    script = base / "pyftpdlib_server.py"
+    script.write_text(PYFTPDLIB_SERVER)
+    command = [sys.executable, str(script), str(tree), str(ports["pyftpdlib"])]
+    fleetkey = FLEETKEY
+    if profile is not None:
+        command.append(str(profile / "pyftpdlib.prof"))
+        wrapper = base / "fleetkey_profiled.py"
+        wrapper.write_text(FLEETKEY_PROFILED)
+        fleetkey = [sys.executable, str(wrapper), str(profile / "fleetkey.prof")]
+    started.append(subprocess.Popen(["taskset", "-c", "0", *command], text=True))
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", *fleetkey, "serve", "--http", "off", "--ftp", "127.0.0.1:0",
+         "--ftp-shared-login", f"{USER}:{USER}", "--ftp-max-connections", "4096"],
+        env=env, stdout=subprocess.PIPE, stderr=(base / "fleetkey.err").open("w"), text=True,
+    )  # fmt: skip  # stderr to a file: a full pipe would stop the server
+    started.append(server)
+    assert server.stdout is not None
+    ports["fleetkey"] = int(server.stdout.readline().split()[2].rsplit(":", 1)[1])
+    for port in ports.values():
+        wait_listening(port)
+    return ports
