@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import logging
 import os
 import random
@@ -260,8 +261,9 @@ def bind_passive(sock: Any, host: str, ports: tuple[int, int]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     count = last - first + 1
     start = _ports.randrange(count)
-    tries = [first + _ports.randrange(count) for _ in range(min(PASSIVE_TRIES, count))]
-    for port in (*tries, *(first + (start + i) % count for i in range(count))):
+    tries = (first + _ports.randrange(count) for _ in range(min(PASSIVE_TRIES, count)))
+    in_order = (first + (start + i) % count for i in range(count))  # each made when needed
+    for port in itertools.chain(tries, in_order):
         try:
             sock.bind((host, port))
         except OSError as exc:
