@@ -46,7 +46,8 @@ def capacity() -> None:
     required=True,
     metavar="URL",
     help="http://HOST:PORT[/<site>] or ftp://[USER:PASSWORD@]HOST:PORT[/<site>] to probe (FTP: "
-    "every probe phone logs in as USER, by default Polycom's factory PlcmSpIp).",
+    "every probe phone logs in as USER, by default Polycom's factory PlcmSpIp, which the "
+    "server must accept as its shared login).",
 )
 @click.option(
     "--start",
