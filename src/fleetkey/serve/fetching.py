@@ -20,7 +20,8 @@ What it gets: license names (``000000000000-license.cfg``, ``<mac>-license.cfg``
 under a site prefix or in a directory a master configuration names as ``LICENSE_DIRECTORY``
 (``serve.layout``) are the store's posted keys; else, for the site license, the file in the
 site's own place (``<site>/000000000000-license.cfg``, where fleetkey writes it, see
-``ops/placement.py``); else the tree's file of that name (at the root: the tree's default);
+``ops/placement.py``); else the tree's file of that name (at the root: the tree's default;
+in a ``LICENSE_DIRECTORY``, the file there, else the root's of that name);
 names phones write (``<mac>-app.log``, ``<mac>-phone.cfg``…, ``serve.uploads``) are the tree's
 file, else what the phone uploaded; anything else is the tree's file, the site subtree first.
 
@@ -291,9 +292,10 @@ class Pipeline:
         self, shape: Shape, prefix_site: str | None, site: str | None, view: View
     ) -> Content | None:
         license_ = shape.license
-        if license_ is not None and (
+        in_place = license_ is not None and (
             not shape.directory or shape.directory in self.layout.license_dirs
-        ):
+        )
+        if license_ is not None and in_place:
             if license_[0] == _SITE:
                 posted = view.site_license(site) if site is not None else None
                 if posted is None and site is not None:  # the file in the site's place
@@ -303,6 +305,10 @@ class Pipeline:
             if posted is not None:
                 return posted
         content = self._file(shape.segments, prefix_site)
+        if content is None and in_place and shape.directory:
+            # a LICENSE_DIRECTORY moves the names phones ask for, not the tree's files: the
+            # default (and a phone's file) is found there as at the root
+            content = self._file((shape.name,), prefix_site)
         if content is None and shape.upload is not None:
             mac = shape.upload.mac
             content = self.uploads.find((mac, f"{mac}-{shape.name.split('-', 1)[1]}"))

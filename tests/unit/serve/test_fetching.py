@@ -194,6 +194,20 @@ class TestWhatIsAsked:
         phone = fetch.decide(("licenses", f"{A1}-license.cfg"), None, UNTAGGED, 0.0)
         assert served(phone.content) == A1
 
+    def test_the_tree_default_is_found_in_a_license_directory_as_at_the_root(
+        self, tree: Path
+    ) -> None:
+        """A phone the server cannot place asks licenses/000000000000-license.cfg when its
+        master says LICENSE_DIRECTORY="licenses": it gets the tree's default (it got a 404)."""
+        fetch = pipeline(tree)
+        fetch.layout = Layout(frozenset({(), ("licenses",)}))
+        ruling = fetch.decide(("licenses", SITE_FILE), None, tagged(STRANGER), 0.0)
+        assert (ruling.status, ruling.mac, ruling.site) == (200, STRANGER, None)
+        assert ruling.content is not None
+        assert ruling.content.body == b"<licenses/>"
+        elsewhere = fetch.decide(("other", SITE_FILE), None, tagged(STRANGER), 0.0)
+        assert elsewhere.status == 404  # a directory no master names: an ordinary tree path
+
     def test_a_missing_phone_license_is_a_404(self, tree: Path) -> None:
         ruling = pipeline(tree).decide((f"{A2}-license.cfg",), None, None, 0.0)
         assert (ruling.status, ruling.mac, ruling.reason) == (404, A2, "no such file")
