@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import socket
@@ -250,6 +251,34 @@ def test_a_stranger_tid_gets_error_5_and_the_transfer_goes_on(tftp: RunningServe
         phone.settimeout(0.5)
         with pytest.raises(TimeoutError):
             phone.recvfrom(100)  # nothing more: the last block was acknowledged
+
+
+def test_a_transfer_the_phone_ends_after_the_first_block_is_recorded_with_its_bytes(
+    tftp: RunningServer,
+) -> None:
+    """An updater reads an image's first block (with tsize) and ends the transfer: the record
+    says 499 with the block that went out (it said 0 bytes, as if nothing had been sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+        phone.settimeout(2)
+        request = f"\x00\x01{BIG}\0octet\0blksize\x001428\0tsize\x000\0".encode()
+        phone.sendto(request, ("127.0.0.1", tftp.port))
+        oack, transfer = phone.recvfrom(70000)
+        assert oack[:2] == b"\x00\x06"
+        phone.sendto(b"\x00\x04\x00\x00", transfer)
+        block = phone.recvfrom(70000)[0]
+        assert (block[:4], len(block)) == (b"\x00\x03\x00\x01", 4 + 1428)
+        phone.sendto(error_packet(0, b"header read"), transfer)
+
+    def found() -> list[dict[str, object]]:
+        return [r for r in tftp_records(tftp) if r["path"] == BIG and r["status"] == 499]
+
+    wait_for(found)
+    assert [r["bytes"] for r in found()] == [1428]
+
+
+def tftp_records(server: RunningServer) -> list[dict[str, object]]:
+    got: list[dict[str, object]] = json.loads(server.cli("fetches", "--status", "499", "--json"))
+    return got
 
 
 def test_duplicate_acks_do_not_make_duplicate_data(tftp: RunningServer) -> None:

@@ -131,8 +131,10 @@ class _Transfer:
             return  # too short to be anything: dropped
         opcode, number = header
         if opcode == Opcode.ERROR:
+            said = data[4:].split(b"\0", 1)[0].decode("ascii", "replace")[:100]
             self.finish(
-                TransferResult(499, detail=f"the phone ended it: error {number}"), notify=False
+                TransferResult(499, detail=f"the phone ended it: error {number} {said!r}"),
+                notify=False,
             )
         else:
             self.received(opcode, number, data)
@@ -279,8 +281,17 @@ class ReadTransfer(_Transfer):
     def acknowledged_bytes(self) -> int:
         return min(self._acked * self._options.blksize, self._size)
 
+    def sent_bytes(self) -> int:
+        """The payload of every block sent, acknowledged or not."""
+        return min(self._sent_to * self._options.blksize, self._size)
+
     def finish(self, outcome: TransferResult, *, notify: bool = True, linger: bool = False) -> None:
-        if outcome.status != 200:
+        """A transfer the phone ended (499: an updater that read an image's first block and
+        stopped) is recorded with the bytes that went out, as an FTP transfer cut short is;
+        one that failed otherwise with the bytes the phone acknowledged."""
+        if outcome.status == 499:
+            outcome.sent = self.sent_bytes()
+        elif outcome.status != 200:
             outcome.sent = self.acknowledged_bytes()
         super().finish(outcome, notify=notify, linger=linger)
 
