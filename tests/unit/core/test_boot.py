@@ -33,8 +33,11 @@ class TestMasters:
     def test_the_phone_tries_its_own_then_the_default(self) -> None:
         assert master_names(MAC) == (f"{MAC}.cfg", "000000000000.cfg")
 
-    def test_a_master_named_in_the_server_url_is_the_only_one(self) -> None:
-        assert master_names(MAC, "lab.cfg") == ("lab.cfg",)
+    def test_a_master_named_in_the_server_url_comes_first_then_the_usual_ones(self) -> None:
+        """domain.md §4: named, else <mac>.cfg, else the default (a missing named master
+        skipped both)."""
+        assert master_names(MAC, "lab.cfg") == ("lab.cfg", f"{MAC}.cfg", "000000000000.cfg")
+        assert master_names(MAC, "000000000000.cfg") == ("000000000000.cfg", f"{MAC}.cfg")
 
 
 class TestImage:

@@ -4,7 +4,7 @@ Pure: the host fetches, this module says what to fetch next. A boot has two pass
 its own User-Agent ``Type/`` (domain.md §5.2, §5.3):
 
 * the updater reads the master configuration (``master_names``: one named in the server URL,
-  else ``<mac>.cfg``, else ``000000000000.cfg``), looks for the firmware image
+  else ``<mac>.cfg``, else ``000000000000.cfg``; the first found), looks for the firmware image
   ``APP_FILE_PATH`` (the model's override first; ``image_names``: the part-number-specific
   name, then the name itself, as the SoundPoint log of §5.1 shows), reads its header and
   downloads it only when its version differs from the one installed, and puts its boot log
@@ -50,10 +50,10 @@ class FileRequest:
 
 
 def master_names(mac: str, named: str | None = None) -> tuple[str, ...]:
-    """The master configurations a phone tries, in order (domain.md §4)."""
-    if named:
-        return (named,)
-    return (f"{mac}.cfg", DEFAULT_MASTER)
+    """The master configurations a phone tries, in order, the first found wins (domain.md
+    §4, S8): one named in the server URL, else ``<mac>.cfg``, else ``000000000000.cfg``."""
+    usual = (f"{mac}.cfg", DEFAULT_MASTER)
+    return (named, *(n for n in usual if n != named)) if named else usual
 
 
 def image_names(config: PhoneConfig, app: Application | None) -> tuple[str, ...]:
