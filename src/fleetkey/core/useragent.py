@@ -9,6 +9,11 @@ Real examples::
 ``(SN:<MAC>)`` appears when the phone has ``device.prov.tagSerialNo=1`` (the default is 0, so
 most phones do not say who they are); ``Type/Updater`` when the updater asks (the boot log a
 VVX puts first), ``Type/Application`` when the application does (domain.md §5.1, §5.3).
+
+``fleetkey emulate`` and ``capacity measure`` end their phones' User-Agents with
+``EMULATED_MARK`` (`` Emulated/fleetkey``): the server records it with every fetch, so an
+emulated boot against a live server can be told from a real phone's, and never writes an
+emulated phone's firmware into the inventory (``PhoneAgent.emulated``).
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from dataclasses import dataclass
 from typing import Final
 
 MAX_LENGTH: Final = 512  # longer values are not phone User-Agents; never run the regex on them
+EMULATED_MARK: Final = "Emulated/fleetkey"  # fleetkey's emulated phones, after Type/
 
 _POLYCOM = re.compile(
     r"FileTransport Polycom(?P<family>[A-Za-z]+)-(?P<model>[A-Za-z0-9_]+)"
     r"-UA/(?P<firmware>\d+(?:\.\d+){1,4}(?:[A-Za-z0-9_-]*))"
     r"(?: \(SN:(?P<serial>[0-9A-Fa-f]{12})\))?"
     r"(?: Type/(?P<stage>[A-Za-z]+))?"
+    r"(?P<emulated> Emulated/fleetkey)?"
 )
 
 
@@ -42,13 +49,17 @@ def format_user_agent(
     *,
     mac: str | None = None,
     family: str = "VVX",
+    emulated: bool = False,
 ) -> str:
-    """The User-Agent a phone sends: ``(SN:<mac>)`` only when tagged, ``Type/`` when staged."""
+    """The User-Agent a phone sends: ``(SN:<mac>)`` only when tagged, ``Type/`` when staged;
+    ``emulated``: fleetkey's mark at the end."""
     text = f"FileTransport Polycom{family}-{model}-UA/{firmware}"
     if mac is not None:
         text += f" (SN:{mac})"
     if stage is not None:
         text += f" Type/{stage.value}"
+    if emulated:
+        text += f" {EMULATED_MARK}"
     return text
 
 
@@ -61,6 +72,7 @@ class PhoneAgent:
     firmware: str  # 5.9.7.4477
     stage: str | None  # Application, Updater, or None (bootROM / old updaters)
     mac: str | None  # from (SN:...), lowercase; None when the phone does not tag it
+    emulated: bool = False  # fleetkey's emulator (EMULATED_MARK), not a phone
 
     @property
     def vendor(self) -> str:
@@ -82,4 +94,5 @@ def parse_user_agent(text: str | None) -> PhoneAgent | None:
         firmware=match.group("firmware"),
         stage=match.group("stage"),
         mac=mac,
+        emulated=match.group("emulated") is not None,
     )

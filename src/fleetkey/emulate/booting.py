@@ -64,11 +64,14 @@ def user_agent(config: PhoneConfig, stage: BootStage = BootStage.APPLICATION) ->
     with ``(SN:<mac>)`` before ``Type/`` only when ``config.tag_serial``, as real phones do.
     The family is the model's (``SPIP_670`` → ``SoundPointIP``). A VVX's updater says
     ``Type/Updater``; a SoundPoint's or SoundStation's says no ``Type/`` (domain.md §5.3, S14:
-    ``FileTransport PolycomSoundPointIP-SPIP_335-UA/4.3.1.0440``)."""
+    ``FileTransport PolycomSoundPointIP-SPIP_335-UA/4.3.1.0440``). Every one ends with
+    ``core.useragent.EMULATED_MARK``: the server records it, and keeps the inventory's firmware."""
     mac = config.mac if config.tag_serial else None
     kind = family(config.model)
     said = None if stage is BootStage.UPDATER and kind != "VVX" else stage
-    return format_user_agent(config.model, config.firmware, said, mac=mac, family=kind)
+    return format_user_agent(
+        config.model, config.firmware, said, mac=mac, family=kind, emulated=True
+    )
 
 
 @dataclass

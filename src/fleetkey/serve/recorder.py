@@ -141,7 +141,9 @@ class Sightings:
                 address,
                 user_agent,
                 agent.model if agent else None,
-                agent.firmware if agent else None,
+                # an emulated phone's firmware is what the emulator was told: never the
+                # inventory's (a made-up MAC, or --models on a real phone's)
+                agent.firmware if agent and not agent.emulated else None,
             )
             for mac, (at, address, user_agent, agent) in latest
         ]

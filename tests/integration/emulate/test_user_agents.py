@@ -13,6 +13,7 @@ from fleetkey.emulate.fleet import Fleet
 
 MAC = "0004f2000001"
 AGENT = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477"
+MARK = " Emulated/fleetkey"  # every emulated request says it is one
 
 
 async def boot_once(
@@ -65,22 +66,24 @@ def test_by_default_no_request_names_the_phone_in_its_user_agent() -> None:
         ("GET", "/000000000000.cfg"),
         ("PUT", f"/{MAC}-boot.log"),
     ]
-    assert {agent for _, _, agent in seen[:UPDATER]} == {f"{AGENT} Type/Updater"}
-    assert {agent for _, _, agent in seen[UPDATER:]} == {f"{AGENT} Type/Application"}
+    assert {agent for _, _, agent in seen[:UPDATER]} == {f"{AGENT} Type/Updater{MARK}"}
+    assert {agent for _, _, agent in seen[UPDATER:]} == {f"{AGENT} Type/Application{MARK}"}
     assert any(path == "/000000000000-license.cfg" for _, path, _ in seen)
 
 
 def test_a_tagged_phone_says_its_mac_at_every_stage() -> None:
     seen = asyncio.run(boot_once(PhoneConfig(MAC, tag_serial=True)))
-    assert seen[0][2] == f"{AGENT} (SN:{MAC}) Type/Updater"
-    assert {agent for _, _, agent in seen[UPDATER:]} == {f"{AGENT} (SN:{MAC}) Type/Application"}
+    assert seen[0][2] == f"{AGENT} (SN:{MAC}) Type/Updater{MARK}"
+    assert {agent for _, _, agent in seen[UPDATER:]} == {
+        f"{AGENT} (SN:{MAC}) Type/Application{MARK}"
+    }
 
 
 def test_each_model_says_its_family_model_and_firmware() -> None:
     seen = asyncio.run(boot_once(PhoneConfig(MAC, model="SPIP_670", firmware="4.0.15.1047")))
     soundpoint = "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047"
-    assert seen[0][2] == soundpoint  # a SoundPoint's updater says no Type/ (domain.md S14)
-    assert seen[-1][2] == f"{soundpoint} Type/Application"
+    assert seen[0][2] == soundpoint + MARK  # a SoundPoint's updater says no Type/ (domain.md S14)
+    assert seen[-1][2] == f"{soundpoint} Type/Application{MARK}"
 
 
 def test_a_boot_keeps_one_connection_alive_for_all_its_requests() -> None:
@@ -91,7 +94,13 @@ def test_a_boot_keeps_one_connection_alive_for_all_its_requests() -> None:
     assert connections == [len(seen)]
 
 
-def test_a_master_named_in_the_server_url_is_the_only_one_the_updater_asks() -> None:
+def test_a_missing_master_named_in_the_server_url_falls_back_as_a_phone_does() -> None:
+    """domain.md §4: the named master, else <mac>.cfg, else 000000000000.cfg (it asked the
+    named one only, and booted without a master when it was missing)."""
     seen = asyncio.run(boot_once(PhoneConfig(MAC), master="lab.cfg"))
-    assert [(m, p) for m, p, _ in seen[:2]] == [("GET", "/lab.cfg"), ("PUT", f"/{MAC}-boot.log")]
-    assert not [p for _, p, _ in seen if p.endswith(f"{MAC}.cfg") or p == "/000000000000.cfg"]
+    assert [(m, p) for m, p, _ in seen[:4]] == [
+        ("GET", "/lab.cfg"),
+        ("GET", f"/{MAC}.cfg"),
+        ("GET", "/000000000000.cfg"),
+        ("PUT", f"/{MAC}-boot.log"),
+    ]

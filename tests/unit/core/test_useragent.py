@@ -73,3 +73,31 @@ class TestFormat:
     def test_an_untagged_phone_does_not_say_its_mac(self) -> None:
         agent = parse_user_agent(format_user_agent("VVX_500", "5.9.7.4477", BootStage.UPDATER))
         assert agent == PhoneAgent("VVX", "VVX_500", "5.9.7.4477", "Updater", None)
+
+
+class TestEmulatedMark:
+    def test_the_emulators_mark_is_parsed_and_real_agents_have_none(self) -> None:
+        text = format_user_agent("VVX_500", "5.9.7.4477", BootStage.UPDATER, emulated=True)
+        assert (
+            text == "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Updater Emulated/fleetkey"
+        )
+        agent = parse_user_agent(text)
+        assert agent == PhoneAgent("VVX", "VVX_500", "5.9.7.4477", "Updater", None, emulated=True)
+        assert not any(a.emulated for _, a in REAL)
+
+    def test_a_soundpoint_updater_without_type_carries_the_mark_too(self) -> None:
+        text = format_user_agent("SPIP_670", "4.0.15.1047", None, family="SoundPointIP",
+                                 emulated=True)  # fmt: skip
+        agent = parse_user_agent(text)
+        assert agent is not None
+        assert (agent.stage, agent.emulated) == (None, True)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Updater Emulated/other",
+            "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Emulated/fleetkey Type/Updater",
+        ],
+    )
+    def test_another_mark_or_another_place_is_no_phone(self, text: str) -> None:
+        assert parse_user_agent(text) is None
