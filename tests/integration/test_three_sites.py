@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from fleetkey.core.sip import Contact
-from fleetkey.emulate.fleet import phone_address
+from fleetkey.emulate.addresses import phone_address
 from fleetkey.ops.notifier import Notifier
 
 from tests.helpers import free_udp_port
@@ -63,11 +63,11 @@ def served(http_url: str) -> bytes:
     return httpx.get(f"{http_url}/{NEW_YORK}/{SITE_FILE}").content
 
 
-def check_sync(sip_port: int, count: int) -> None:
+def check_sync(sip_port: int, macs: list[str]) -> None:
     async def send() -> None:
         async with Notifier() as notifier:
-            for index in range(count):
-                contact = Contact.parse(f"sip:phone@{phone_address(index)}:{sip_port}")
+            for mac in macs:
+                contact = Contact.parse(f"sip:phone@{phone_address(mac)}:{sip_port}")
                 result = await notifier.notify(contact, reboot=True)
                 assert result.ok, result
 
@@ -136,7 +136,7 @@ def test_three_sites_apart_a_shorter_successor_forced_then_rolled_back(
         forced = digest(places[NEW_YORK])
         assert forced != first
         wait_for(lambda: served(http_url) == places[NEW_YORK].read_bytes(), 10)  # the view
-        check_sync(sip_port, PHONES)
+        check_sync(sip_port, macs)
         wait_for(lambda: all(f["digest"] == forced for f in [
             site_fetches(env, mac)[-1] for mac in macs]), 60)  # fmt: skip
 
@@ -144,7 +144,7 @@ def test_three_sites_apart_a_shorter_successor_forced_then_rolled_back(
         assert (rolled["license"]["id"], rolled["replaces"]) == (2, 4)
         assert digest(places[NEW_YORK]) == first
         wait_for(lambda: served(http_url) == places[NEW_YORK].read_bytes(), 10)  # the view
-        check_sync(sip_port, PHONES)
+        check_sync(sip_port, macs)
         wait_for(lambda: all(f["digest"] == first for f in [
             site_fetches(env, mac)[-1] for mac in macs]), 60)  # fmt: skip
         for serial in SITES:  # the other sites' files never moved

@@ -11,6 +11,7 @@ import uvloop
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.tables import Column, Kind, Output, print_rows
+from fleetkey.emulate.addresses import require_loopback
 from fleetkey.emulate.capacity import (
     HealthLimits,
     Measurement,
@@ -140,6 +141,7 @@ def measure_command(
             ftp = FtpLogins(shared=(unquote(parts.username), unquote(parts.password or "")))
             # shown and saved without its login: the password stays out of the store
             server = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    require_loopback(parts.hostname)
     limits = HealthLimits(max_p95_ms, max_rejected)
 
     def show(step: Step) -> None:

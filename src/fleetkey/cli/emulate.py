@@ -22,6 +22,7 @@ from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.emulatedphones import Settings, choose_phones, read_credentials
 from fleetkey.cli.render import counts_text
 from fleetkey.core.signing import PublicKey, TrustedKeys
+from fleetkey.emulate.addresses import require_loopback
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.fleet import Fleet
 from fleetkey.emulate.ftp import FtpLogins
@@ -184,6 +185,7 @@ def emulate(
         raise click.UsageError("--from-inventory takes the phones' MACs and models from the store: "
                                "give --macs and --models without it")  # fmt: skip
     prefix, master = split_master(parts.path)
+    require_loopback(parts.hostname)
     match = _HHMM.fullmatch(license_time)
     if match is None:
         raise InputError(f"--license-time {license_time!r} is not HH:MM")
@@ -300,6 +302,11 @@ def _show(env: Env, result: dict[str, Any]) -> None:
         f"virtual time now {result['virtual_now']}; "
         f"site license expiry: {counts_text(result['site_license_expiry'])}; firmware "
         f"downloads: {result['firmware_downloads']:,} ({result['firmware_bytes'] / 1e6:,.1f} MB)"
+    )
+    env.out.print(
+        "note: the server records emulated boots like real ones (over HTTP with a User-Agent "
+        "ending Emulated/fleetkey): against a live server they count as the fetches of those "
+        "MACs, deliveries included; the inventory's models and firmware are left as they are"
     )
 
 

@@ -15,6 +15,7 @@ from fleetkey.cli.context import Env
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.models import deal_models, default_firmware, parse_model_mix
 from fleetkey.core.naming import normalize_mac
+from fleetkey.emulate.addresses import generated_mac
 from fleetkey.errors import InputError
 
 DEFAULT_PHONES: Final = 10
@@ -108,7 +109,7 @@ def _from_inventory(
 
 
 def _generated(count: int) -> list[tuple[str, tuple[str, str] | None]]:
-    return [(f"0004f2{0x100000 + i:06x}", None) for i in range(count)]
+    return [(generated_mac(i), None) for i in range(count)]
 
 
 def _macs(path: Path, count: int | None) -> list[tuple[str, tuple[str, str] | None]]:

@@ -29,8 +29,8 @@ from fleetkey.clock import Clock, SystemClock
 from fleetkey.core.device.boot import FileRequest
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.models import deal_models, default_firmware, parse_model_mix
+from fleetkey.emulate.addresses import phone_address, probe_mac
 from fleetkey.emulate.booting import BootAborted, Flash, run_boot, user_agent
-from fleetkey.emulate.fleet import phone_address
 from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.emulate.ftp import check_reachable as check_ftp
 from fleetkey.emulate.http import HttpClient
@@ -121,9 +121,9 @@ async def _boot(
     model: str = "VVX_500",
 ) -> None:
     """One probe phone's boot; its first 503 or failure ends it (counted, not retried)."""
-    mac = f"02{index:010x}"  # locally administered (bit 1 of the first octet): never a vendor's
+    mac = probe_mac(index)  # locally administered: never a vendor's (``emulate.addresses``)
     config = PhoneConfig(mac, model=model, firmware=default_firmware(model))
-    client = connect(config, phone_address(index % 60_000))
+    client = connect(config, phone_address(mac))
 
     async def exchange(
         request: FileRequest, body: bytes, agent: str, first: int | None, keep: bool

@@ -1,7 +1,8 @@
 """Many emulated phones in one process: the license engine of each driven by real traffic.
 
-Each phone has a loopback address of its own (so the server sees one address per phone, as on a
-real network), boots over a ``Transport`` (HTTP or TFTP) as ``emulate.booting`` says, following
+Each phone has a loopback address of its own, derived from its MAC (``emulate.addresses``: the
+server sees one address per phone, as on a real network, and the same one at every run), boots
+over a ``Transport`` (HTTP, TFTP or FTP) as ``emulate.booting`` says, following
 the master configuration it is served, with its model's User-Agent (``Type/Updater`` for the
 updater's requests, ``Type/Application`` after; ``(SN:<mac>)`` only when its configuration has
 ``tag_serial``, as ``device.prov.tagSerialNo`` does on a phone), keeps its firmware image
@@ -20,6 +21,7 @@ every phone's loop; the loops wait with ``asyncio.timeout``, which never drops t
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import random
@@ -37,6 +39,7 @@ from fleetkey.core.device.engine import Action, Boot, CheckConfig, DeviceEngine
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.masterconfig import Application
 from fleetkey.core.rules import SignatureVerifier
+from fleetkey.emulate.addresses import assign_addresses
 from fleetkey.emulate.booting import Flash, RememberedVerdicts, run_boot, user_agent
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.ftp import FtpLogins
@@ -50,13 +53,7 @@ from fleetkey.errors import FleetkeyError
 log = logging.getLogger(__name__)
 
 RETRIES: Final = 5
-__all__ = ["SITE_LICENSE", "EmulatedPhone", "Fleet", "phone_address", "user_agent"]
-
-
-def phone_address(index: int) -> str:
-    """Index 0 is 127.10.1.1, then 127.10.1.2, … 127.10.1.250, 127.10.2.1, …: never a .0 or
-    .255 in the last two octets, 62,500 phones per value of the second."""
-    return f"127.{10 + index // 62500}.{index // 250 % 250 + 1}.{index % 250 + 1}"
+__all__ = ["SITE_LICENSE", "EmulatedPhone", "Fleet", "user_agent"]
 
 
 @dataclass
@@ -131,13 +128,14 @@ class Fleet:
         self._gate = asyncio.Semaphore(concurrency)  # boots in progress at once
         self._random = random.Random(seed)  # noqa: S311  # call timing, not a secret
         verifier = RememberedVerdicts(verifier)
+        addresses = assign_addresses([config.mac for config in configs])
         self.phones = [
             EmulatedPhone(
                 DeviceEngine(config, verifier, seed=seed + i),
-                phone_address(i),
+                address,
                 flash=Flash(adopt=not new_firmware),
             )
-            for i, config in enumerate(configs)
+            for i, (config, address) in enumerate(zip(configs, addresses, strict=True))
         ]
         for phone in self.phones:
             found = (http_logins or {}).get(phone.engine.config.mac)
@@ -390,4 +388,6 @@ def _reason(exc: BaseException) -> str:
         return "connection refused (nothing listens there)"
     if isinstance(exc, TimeoutError):
         return "no answer in time"
+    if isinstance(exc, OSError) and exc.errno == errno.EINVAL:  # from 127.x to another host
+        return "cannot reach the server from a loopback address (it is not on this machine)"
     return str(exc) or type(exc).__name__

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetkey.emulate.fleet import phone_address
+from fleetkey.emulate.addresses import generated_mac, phone_address
 from fleetkey.testing import signing_key_for
 
 from tests.helpers import free_udp_port
@@ -105,7 +105,7 @@ def trusted(tmp_path: Path) -> Path:
     return pem
 
 
-ADDRESSES = [phone_address(i) for i in range(PHONES)]
+ADDRESSES = [phone_address(generated_mac(i)) for i in range(PHONES)]
 
 
 def notify(address: str, port: int, number: int) -> bytes:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetkey.emulate.addresses import generated_mac, phone_address
+
 from tests.helpers import free_udp_port
 from tests.helpers import sip_exchange as sip
 from tests.helpers import sip_request as request
@@ -29,7 +31,8 @@ from tests.serving import (
 
 PHONES = 5
 SLOW_S = 30.0  # an emulator starting or rebooting on a busy CI box
-FIRST = ["127.10.1.1", "127.10.1.2", "127.10.1.3", "127.10.1.4", "127.10.1.5"]
+FIRST = [phone_address(generated_mac(i)) for i in range(PHONES)]  # derived from their MACs
+CUSTOM = phone_address("0004f2aa0001")
 
 
 @dataclass
@@ -67,7 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running.stop()
 
 
-def wait_until_listening(emulation: Emulation, address: str = "127.10.1.1") -> None:
+def wait_until_listening(emulation: Emulation, address: str = FIRST[0]) -> None:
     """The emulator is up once a phone answers OPTIONS (it may take a while on a busy box)."""
     port = emulation.sip_port
     wait_for(
@@ -88,10 +91,10 @@ class TestSip:
     ) -> None:
         emulation = start_emulator(server, duration=12)
         wait_until_listening(emulation)
-        wait_until_booted(server, "0004f2100001")  # 127.10.1.2's
+        wait_until_booted(server, generated_mac(1))
         notify = tmp_path / "notify.sip"
         notify.write_text(request("NOTIFY", emulation.sip_port, event="check-sync;reboot=true"))
-        target = f"sip:phone@127.10.1.2:{emulation.sip_port}"
+        target = f"sip:phone@{FIRST[1]}:{emulation.sip_port}"
         shot = subprocess.run(
             ["sipsak", "-vv", "-f", str(notify), "-s", target],  # noqa: S607  # from PATH
             capture_output=True, text=True, timeout=30, check=False,
@@ -107,8 +110,8 @@ class TestSip:
         phones = report["phones"]
         assert isinstance(phones, list)
         reasons = {p["address"]: [r["reason"] for r in p["reboots"]] for p in phones}
-        assert reasons["127.10.1.2"] == ["power-on", "check-sync"]
-        assert reasons["127.10.1.1"] == ["power-on"]
+        assert reasons[FIRST[1]] == ["power-on", "check-sync"]
+        assert reasons[FIRST[0]] == ["power-on"]
 
     def test_malformed_sip_gets_4xx_or_is_dropped_and_the_phone_lives_on(
         self, server: RunningServer
@@ -130,19 +133,17 @@ class TestSip:
             ("NOTIFY " + "a" * 9000 + " SIP/2.0\r\n\r\n", None),  # oversized
         ]
         for message, expected in cases:
-            answer = sip("127.10.1.3", port, message, timeout=0.5)
+            answer = sip(FIRST[2], port, message, timeout=0.5)
             if expected is None:
                 assert answer is None, message[:40]
             else:
                 assert answer is not None, message[:40]
                 assert answer.startswith(expected), answer
-        assert (sip("127.10.1.3", port, request("OPTIONS", port)) or "").startswith(
-            "SIP/2.0 200 OK"
-        )
+        assert (sip(FIRST[2], port, request("OPTIONS", port)) or "").startswith("SIP/2.0 200 OK")
         report = emulation.finish()
         phones = report["phones"]
         assert isinstance(phones, list)
-        third = next(p for p in phones if p["address"] == "127.10.1.3")
+        third = next(p for p in phones if p["address"] == FIRST[2])
         assert [r["reason"] for r in third["reboots"]] == ["power-on"]
 
 
@@ -243,13 +244,13 @@ def test_a_phone_with_a_sip_login_challenges_and_accepts_the_right_digest(
         env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_for(lambda: sip("127.10.1.1", sip_port, request("OPTIONS", sip_port), 0.3), SLOW_S)
-        challenge = sip("127.10.1.1", sip_port, request("OPTIONS", sip_port))
+        wait_for(lambda: sip(CUSTOM, sip_port, request("OPTIONS", sip_port), 0.3), SLOW_S)
+        challenge = sip(CUSTOM, sip_port, request("OPTIONS", sip_port))
         assert challenge is not None
         assert challenge.startswith("SIP/2.0 401 Unauthorized")
         assert 'Digest realm="PolycomSPIP"' in challenge
         sipsak = subprocess.run(
-            ["sipsak", "-s", f"sip:1001@127.10.1.1:{sip_port}", "-a", "s3cret", "-u", "1001"],  # noqa: S607
+            ["sipsak", "-s", f"sip:1001@{CUSTOM}:{sip_port}", "-a", "s3cret", "-u", "1001"],  # noqa: S607
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert sipsak.returncode == 0, sipsak.stdout + sipsak.stderr

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from fleetkey.emulate.fleet import phone_address
+from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow
 from fleetkey.store.store import Store
@@ -77,7 +77,7 @@ def test_1000_phones_boot_over_ftp_with_their_own_or_the_shared_login(
             )
     finally:
         store.close()
-    expected = {phone_address(i): {mac} for i, mac in enumerate(macs)}
+    expected = {phone_address(mac): {mac} for mac in macs}
     assert dict(rows_by_address) == expected  # every record of every phone names that phone
     assert licensed == phones
     assert all(via[mac] == ({"login"} if mac in own else {"name"}) for mac in macs)
@@ -93,7 +93,7 @@ def test_a_site_license_rollout_over_ftp_is_confirmed_from_the_ftp_records(
     macs = [f"0004f2{i:06x}" for i in range(phones)]
     cli(env, "init")
     cli(env, "sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window_around_now())
-    rows = [f"{m},{SITE},VVX_500,sip:{m}@{phone_address(i)}:{sip_port}" for i, m in enumerate(macs)]
+    rows = [f"{m},{SITE},VVX_500,sip:{m}@{phone_address(m)}:{sip_port}" for m in macs]
     (work / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
     cli(env, "phones", "import", str(work / "phones.csv"))
     (work / "macs.txt").write_text("\n".join(macs) + "\n")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetkey.emulate.addresses import phone_address
+
 from tests.helpers import free_udp_port, sip_exchange, sip_request
 from tests.serving import (
     MAC,
@@ -74,7 +76,7 @@ def app_logs(server: RunningServer, mac: str) -> int:
 def reboot(server: RunningServer, sip_port: int, boots: int) -> None:
     """Check-sync both phones (reboot=true) and wait until each has booted ``boots`` times."""
     notify = sip_request("NOTIFY", sip_port, event="check-sync;reboot=true")
-    for address in ("127.10.1.1", "127.10.1.2"):
+    for address in (phone_address(VVX), phone_address(SPIP)):
         assert (sip_exchange(address, sip_port, notify) or "").startswith("SIP/2.0 200 OK")
     wait_for(lambda: min(app_logs(server, VVX), app_logs(server, SPIP)) >= boots, SLOW_S)
 
@@ -157,8 +159,9 @@ def test_phones_follow_the_master_and_download_a_new_image_once(server: RunningS
     assert phones[VVX]["installed"]["phone"]["slots"]  # its phone license, from licenses/
     agents = {str(r["user_agent"]) for r in records(server, SPIP)}
     assert agents == {
-        "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047",  # its updater: no Type/
-        "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047 Type/Application",
+        "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047 Emulated/fleetkey",  # no Type/
+        "FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1047 Type/Application"
+        " Emulated/fleetkey",
     }
 
 

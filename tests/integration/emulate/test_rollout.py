@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from fleetkey.emulate.fleet import phone_address
+from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow, RolloutTargetRow
 from fleetkey.store.store import Store
@@ -50,7 +50,7 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
     cli(env, "init")
     cli(env, "sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window_around_now())
     rows = [  # half the phones are notified over UDP, half over TCP
-        f"{m},{SITE},VVX_500,sip:{m}@{phone_address(i)}:{sip_port}"
+        f"{m},{SITE},VVX_500,sip:{m}@{phone_address(m)}:{sip_port}"
         + (";transport=tcp" if i % 2 else "")
         for i, m in enumerate(macs)
     ]

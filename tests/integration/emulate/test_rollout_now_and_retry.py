@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fleetkey.cli.planview import rollout_picture
-from fleetkey.emulate.fleet import phone_address
+from fleetkey.emulate.addresses import phone_address
 from fleetkey.store import rollouts
 from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow
@@ -43,7 +43,7 @@ def phones_csv(macs: list[str], sip_port: int, wrong_port: int | None) -> str:
         if wrong_port is not None and i >= PHONES - WRONG:
             contact = f"sip:{mac}@127.0.0.1:{wrong_port};transport=tcp"  # refused at once
         else:
-            contact = f"sip:{mac}@{phone_address(i)}:{sip_port}"
+            contact = f"sip:{mac}@{phone_address(mac)}:{sip_port}"
         rows.append(f"{mac},{SITE},VVX_500,{contact}")
     return "mac,site,model,contact\n" + "\n".join(rows) + "\n"
 

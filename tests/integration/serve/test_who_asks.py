@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from fleetkey.emulate.fleet import phone_address
+from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow, LicenseRow, RolloutTargetRow
 from fleetkey.store.store import Store
@@ -53,7 +53,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
             index = n * PER_SITE + k
             mac = f"0004f2{index:06x}"
             phones[mac] = serial
-            rows.append(f"{mac},{serial},VVX_500,sip:{mac}@{phone_address(index)}:{sip_port}")
+            rows.append(f"{mac},{serial},VVX_500,sip:{mac}@{phone_address(mac)}:{sip_port}")
     (data.parent / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
     cli(env, "phones", "import", str(data.parent / "phones.csv"))
     (data.parent / "macs.txt").write_text("\n".join(phones) + "\n")

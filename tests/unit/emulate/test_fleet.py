@@ -1,5 +1,4 @@
-"""Where emulated phones live (one loopback address each, in a documented order) and how a
-phone's loop waits for what a check-sync decided."""
+"""How an emulated phone's loop waits for what a check-sync decided."""
 
 from __future__ import annotations
 
@@ -12,23 +11,8 @@ from fleetkey.core.device.engine import Action, CheckConfig, DeviceEngine, Reaso
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.signing import Algorithm, SignatureCheck, TrustedKeys
 from fleetkey.emulate.booting import RememberedVerdicts
-from fleetkey.emulate.fleet import EmulatedPhone, phone_address
+from fleetkey.emulate.fleet import EmulatedPhone
 from fleetkey.testing import make_license, signing_key_for, trusted_keys_for
-
-
-@pytest.mark.parametrize(
-    ("index", "address"),
-    [
-        (0, "127.10.1.1"),
-        (1, "127.10.1.2"),
-        (249, "127.10.1.250"),
-        (250, "127.10.2.1"),
-        (62_499, "127.10.250.250"),
-        (62_500, "127.11.1.1"),
-    ],
-)
-def test_addresses_skip_0_and_255_and_start_at_127_10_1_1(index: int, address: str) -> None:
-    assert phone_address(index) == address
 
 
 def idle_phone() -> EmulatedPhone:

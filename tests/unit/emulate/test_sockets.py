@@ -58,8 +58,8 @@ def test_one_tcp_listener_hands_each_connection_to_the_phone_it_was_made_to() ->
             await asyncio.sleep(0.02)
             if all(p.sip is not None for p in fleet.phones):
                 break
-        second = await _sip_over_tcp("127.10.1.2", port, sip_request("OPTIONS", port))
-        third = await _sip_over_tcp("127.10.1.3", port, sip_request("OPTIONS", port))
+        second = await _sip_over_tcp(fleet.phones[1].address, port, sip_request("OPTIONS", port))
+        third = await _sip_over_tcp(fleet.phones[2].address, port, sip_request("OPTIONS", port))
         other = await _sip_over_tcp("127.0.0.1", port, sip_request("OPTIONS", port))
         fleet.stopping.set()
         await running
