@@ -8,12 +8,15 @@ hashed per request more.
 
 So each path found is kept with what answering it needs: its real path (checked once to be a
 regular file inside the root, symbolic links included), size, ETag, modification time, SHA-256
-(files up to 1 MiB) and, for small files, the bytes. Every request still costs one ``stat`` of
-the path (~2 µs, nginx opens the file per request too), compared with what was kept: inode,
-device, size, modification and change times. A file replaced, rewritten, touched, moved or
-deleted is seen at the next request. (Not seen: a rewrite in place that keeps the size and
-lands within the same clock tick as the previous write, as for nginx's open-file cache.)
-A name that does not exist costs that one ``stat``.
+and, for small files, the bytes. A file over 1 MiB (a firmware image: ~150 MB) is hashed once
+on a worker thread, never on the caller's; its answers carry the SHA-256 from then on (the
+first ones, while it is hashed, none), so fetch records say which image a phone got.
+
+Every request still costs one ``stat`` of the path (~2 µs, nginx opens the file per request
+too), compared with what was kept: inode, device, size, modification and change times. A file
+replaced, rewritten, touched, moved or deleted is seen at the next request. (Not seen: a
+rewrite in place that keeps the size and lands within the same clock tick as the previous
+write, as for nginx's open-file cache.) A name that does not exist costs that one ``stat``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -33,6 +38,8 @@ DIGEST_MAX_BYTES: Final = 1024 * 1024  # files up to this size get a SHA-256 in 
 HOLD_MAX_BYTES: Final = 64 * 1024  # files up to this size are answered from memory
 HELD_BUDGET_BYTES: Final = 64 * 1024 * 1024  # all held bytes together; starts over beyond
 _ENTRIES_MAX: Final = 500_000
+_CHUNK: Final = 1024 * 1024
+_HASHER: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleetkey-digest")
 _Stamp = tuple[int, int, int, int, int]  # inode, device, size, mtime ns, ctime ns
 
 
@@ -73,6 +80,10 @@ class FileTree:
         self._budget = held_budget_bytes
         self._entries: dict[tuple[str, ...], _Entry] = {}
         self._held = 0
+        # large files' SHA-256 by (real path, stamp), written by the hashing thread
+        self._digests: dict[tuple[str, _Stamp], str] = {}
+        self._hashing: set[tuple[str, _Stamp]] = set()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -93,7 +104,10 @@ class FileTree:
             return None
         if entry is not None:
             if _stamp(info) == entry.stamp:
-                return entry.content
+                content = entry.content
+                if content.digest is None and content.path is not None:
+                    return self._with_digest(segments, entry)
+                return content
             self._drop(segments, entry)
         if not stat.S_ISREG(info.st_mode):
             return None
@@ -125,7 +139,51 @@ class FileTree:
             self._held = 0
         self._entries[segments] = _Entry(path, _stamp(info), content)
         self._held += held
+        if digest is None and body is None:
+            self._hash_later((real, _stamp(info)))
         return content
+
+    def _with_digest(self, segments: tuple[str, ...], entry: _Entry) -> Content:
+        """A large file's content, with its SHA-256 once the hashing thread has it."""
+        content = entry.content
+        assert content.path is not None  # noqa: S101  # the caller checked
+        key = (str(content.path), entry.stamp)
+        digest = self._digests.get(key)
+        if digest is None:
+            self._hash_later(key)
+            return content
+        content = replace(content, digest=digest)
+        self._entries[segments] = replace(entry, content=content)
+        return content
+
+    def _hash_later(self, key: tuple[str, _Stamp]) -> None:
+        with self._lock:
+            if key in self._hashing or key in self._digests:
+                return
+            self._hashing.add(key)
+        _HASHER.submit(self._hash, key)
+
+    def _hash(self, key: tuple[str, _Stamp]) -> None:
+        """On the hashing thread: the file's SHA-256, kept if it did not change meanwhile."""
+        real, stamp = key
+        digest = hashlib.sha256()
+        try:
+            with open(real, "rb") as handle:
+                if _stamp(os.fstat(handle.fileno())) != stamp:
+                    return
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                if _stamp(os.fstat(handle.fileno())) != stamp:
+                    return  # written meanwhile: the next request hashes it again
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._hashing.discard(key)
+        with self._lock:
+            if len(self._digests) >= _ENTRIES_MAX:
+                self._digests.clear()
+            self._digests[key] = digest.hexdigest()
 
     def _content(
         self, name: str, info: os.stat_result, real: str, body: bytes | None, digest: str | None

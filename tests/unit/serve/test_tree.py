@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 from fleetkey.serve.content import ContentKind
@@ -53,8 +54,31 @@ def test_large_files_are_streamed_not_held(tmp_path: Path) -> None:
     assert held_not.digest is not None  # up to 1 MiB still hashed for the record
     huge = tree.find(("huge.ld",))
     assert huge is not None
-    assert huge.digest is None
+    assert huge.digest is None  # hashed on the hashing thread, not on the caller's
     assert huge.size == 1_100_000
+
+
+def _digest_soon(tree: FileTree, name: str) -> str | None:
+    for _ in range(500):
+        found = tree.find((name,))
+        if found is not None and found.digest is not None:
+            return found.digest
+        time.sleep(0.01)
+    return None
+
+
+def test_a_firmware_image_over_1_mib_gets_its_digest_for_the_records(tmp_path: Path) -> None:
+    """Fetch records of images had no digest: which image a phone got could not be told."""
+    image = tmp_path / "sip.ld"
+    first, second = os.urandom(3_000_000), os.urandom(3_000_001)
+    image.write_bytes(first)
+    tree = FileTree(tmp_path)
+    assert _digest_soon(tree, "sip.ld") == hashlib.sha256(first).hexdigest()
+    image.write_bytes(second)  # a new image: its own digest, never the old one's
+    replaced = tree.find(("sip.ld",))
+    assert replaced is not None
+    assert replaced.digest != hashlib.sha256(first).hexdigest()
+    assert _digest_soon(tree, "sip.ld") == hashlib.sha256(second).hexdigest()
 
 
 def test_directories_missing_names_and_links_out_of_the_tree_are_none(tmp_path: Path) -> None:
