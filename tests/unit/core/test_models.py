@@ -49,8 +49,15 @@ class TestMix:
             ("VVX_500:60%,SPIP_670:30%", "the shares add up to 90 %, expected 100 %"),
             ("VVX_500:60%,SPIP_670:60%", "the shares add up to 120 %, expected 100 %"),
             ("VVX_500:0%,SPIP_670:100%", "VVX_500 has a share of 0 %"),
-            ("VVX_500:50%,VVX500:50%", "VVX500 is named twice"),
+            ("VVX_500:50%,VVX500:50%", "VVX_500 is named twice"),
             ("VVX_500:100%,", "'' is not a model name"),
+            (
+                "FOO:50%,VVX_500:50%",
+                "FOO is not a model fleetkey knows; known: SPIP_335, SPIP_450, SPIP_550, "
+                "SPIP_560, SPIP_650, SPIP_670, SSIP_7000, VVX_300, VVX_400, VVX_500, VVX_600, "
+                "VVX_1500",
+            ),
+            ("vvx500:100%,XX_1:0%", "XX_1 is not a model fleetkey knows"),
         ],
     )
     def test_a_malformed_mix_is_refused_saying_what_is_wrong(self, text: str, message: str) -> None:
@@ -58,6 +65,12 @@ class TestMix:
             parse_model_mix(text)
         assert message in caught.value.message
         assert caught.value.field == "models"
+
+    def test_a_model_is_named_as_phones_write_it_however_it_was_given(self) -> None:
+        assert parse_model_mix("vvx500:50%,SPIP-670:50%") == (
+            ("VVX_500", 50.0),
+            ("SPIP_670", 50.0),
+        )
 
     def test_phones_are_dealt_by_share_and_interleaved(self) -> None:
         mix = parse_model_mix("VVX_500:60%,SPIP_670:40%")
@@ -69,7 +82,7 @@ class TestMix:
     def test_every_phone_gets_a_model_and_counts_follow_the_largest_remainder(
         self, phones: int
     ) -> None:
-        mix = parse_model_mix("A_1:33.3%,B_2:33.3%,C_3:33.4%")
+        mix = parse_model_mix("VVX_500:33.3%,SPIP_670:33.3%,VVX_1500:33.4%")
         dealt = Counter(deal_models(mix, phones))
         assert sum(dealt.values()) == phones
         for model, share in mix:

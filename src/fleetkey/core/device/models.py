@@ -6,7 +6,8 @@ product family (the ``Polycom<family>-`` of the User-Agent), a part number (the 
 part-number-specific firmware image, domain.md §5.1) and a firmware version a phone reports
 when nothing else says which it runs (the versions of the real logs of domain.md §5.1, §5.3).
 
-A mix (``--models VVX_500:60%,SPIP_670:40%``) is parsed by ``parse_model_mix`` and dealt to
+A mix (``--models VVX_500:60%,SPIP_670:40%``, only models of ``PART_NUMBERS``: another name
+is refused listing them) is parsed by ``parse_model_mix`` and dealt to
 phones by ``deal_models``: counts by the largest remainder, interleaved, so any first N phones
 of a fleet carry the mix as closely as N allows.
 """
@@ -43,7 +44,10 @@ PART_NUMBERS: Final[Mapping[str, str]] = MappingProxyType(
 DEFAULT_FIRMWARE: Final[Mapping[str, str]] = MappingProxyType(
     {"VVX": "5.9.7.4477", "SoundPointIP": "4.0.15.1047", "SoundStationIP": "4.0.15.1047"}
 )
-_MODEL: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{1,30}")
+# the models a mix may name, as User-Agents write them: VVX_500, SPIP_670, SSIP_7000 …
+KNOWN_MODELS: Final = tuple(re.sub(r"^([A-Z]+)", r"\1_", key) for key in PART_NUMBERS)
+_KNOWN: Final = {model_key(model): model for model in KNOWN_MODELS}
+_MODEL: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,30}")
 _SHARE: Final = re.compile(r"(\d{1,3}(?:\.\d+)?)%")
 
 
@@ -76,6 +80,13 @@ def parse_model_mix(text: str) -> tuple[tuple[str, float], ...]:
                 f"--models {text!r}: {model!r} is not a model name like VVX_500 or SPIP_670",
                 field="models",
             )
+        if model_key(model) not in PART_NUMBERS:
+            raise InputError(
+                f"--models {text!r}: {model} is not a model fleetkey knows; known: "
+                + ", ".join(KNOWN_MODELS),
+                field="models",
+            )
+        model = _KNOWN[model_key(model)]  # as User-Agents write it
         matched = _SHARE.fullmatch(share.strip()) if colon else None
         if matched is None:
             raise InputError(
