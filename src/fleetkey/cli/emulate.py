@@ -28,7 +28,7 @@ from fleetkey.emulate.fleet import Fleet
 from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.emulate.ftp import check_reachable as check_ftp
 from fleetkey.emulate.http import check_reachable as check_http
-from fleetkey.emulate.report import all_failed, report
+from fleetkey.emulate.report import Failure, all_failed, report
 from fleetkey.emulate.sockets import check_descriptors
 from fleetkey.emulate.tftp import check_reachable as check_tftp
 from fleetkey.errors import EmulationError, InputError
@@ -274,7 +274,7 @@ def emulate(
     else:
         _show(env, result)
     if failed is not None:
-        raise EmulationError(failed, hint=f"is the server at {server} running and serving?")
+        raise EmulationError(failed.line, hint=_failure_hint(failed, server, credentials))
 
 
 def split_master(path: str) -> tuple[str, str | None]:
@@ -286,23 +286,37 @@ def split_master(path: str) -> tuple[str, str | None]:
     return path, None
 
 
+def _failure_hint(failed: Failure, server: str, credentials: Path | None) -> str:
+    if failed.status == 401 and credentials is None:
+        return "the server asks the phones to log in: give --credentials FILE (mac,user,password)"
+    if failed.status == 401:
+        return f"the server refused the logins of {credentials}: are they the inventory's?"
+    return f"is the server at {server} running and serving?"
+
+
 def _show(env: Env, result: dict[str, Any]) -> None:
-    table = Table("phones", "booted", "boots", "requests", "req/s", "reboots by reason", "answers")
-    table.add_row(
-        str(result["phones"]),
-        str(result["booted"]),
-        str(result["boots"]),
-        str(result["requests"]),
-        f"{result['requests_per_s']:,.0f}",
-        counts_text(result["reboots_by_reason"]),
-        counts_text(result["answers_by_status"]),
-    )
+    """One row per figure: the counts by reason and status wrap, never cut (at 80 columns a
+    row of seven columns cut "reboots by reason")."""
+    table = Table(show_header=False)
+    table.add_column("figure")
+    table.add_column("value", overflow="fold")
+    rows = [
+        ("phones", f"{result['phones']:,}"),
+        ("booted", f"{result['booted']:,} (failed: {result['phones_failed']:,})"),
+        ("boots", f"{result['boots']:,}"),
+        ("requests", f"{result['requests']:,} ({result['requests_per_s']:,.0f}/s)"),
+        ("answers by status", counts_text(result["answers_by_status"])),
+        ("reboots by reason", counts_text(result["reboots_by_reason"])),
+        ("site license expiry", counts_text(result["site_license_expiry"])),
+        (
+            "firmware downloads",
+            f"{result['firmware_downloads']:,} ({result['firmware_bytes'] / 1e6:,.1f} MB)",
+        ),
+        ("virtual time now", result["virtual_now"]),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
     env.out.print(table)
-    env.out.print(
-        f"virtual time now {result['virtual_now']}; "
-        f"site license expiry: {counts_text(result['site_license_expiry'])}; firmware "
-        f"downloads: {result['firmware_downloads']:,} ({result['firmware_bytes'] / 1e6:,.1f} MB)"
-    )
     env.out.print(
         "note: the server records emulated boots like real ones (over HTTP with a User-Agent "
         "ending Emulated/fleetkey): against a live server they count as the fetches of those "

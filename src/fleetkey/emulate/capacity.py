@@ -139,7 +139,7 @@ async def _boot(
             tally.errors += 1
             raise BootAborted from None
         tally.latencies.append((time.perf_counter() - began) * 1000)
-        tally.requests += 1
+        tally.requests += 1 + reply.challenged  # a login's 401 is an answer the server gave
         if reply.status == 503:
             tally.rejected += 1
             raise BootAborted  # a phone would wait for Retry-After; the probe counts it

@@ -348,6 +348,8 @@ class Fleet:
                 self.requests[0] += 1
                 return None
             self.requests[reply.status] += 1
+            if reply.challenged:  # a login's challenge came first: an answer too
+                self.requests[401] += reply.challenged
             if reply.status != 503:
                 phone.fetches.append(_fetch(self.clock.now(), method, name, reply))
                 return reply

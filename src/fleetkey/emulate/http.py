@@ -143,6 +143,7 @@ class HttpClient:
         reply = await self._send(method, path, body, agent, extra, keep)
         if reply.status == 401 and self._login and self._login.challenged(self._challenges):
             reply = await self._send(method, path, body, agent, extra, keep)
+            reply.challenged = 1  # the server answered twice: both count
         return reply
 
     async def _send(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -95,7 +96,8 @@ def summary(fleet: Fleet, real_s: float) -> dict[str, Any]:
         outcomes.update(c.outcome.value for c in phone.engine.check_syncs)
         site = phone.engine.installed.site
         site_keys[(format_term(site.expiry()) or "none") if site else "none"] += 1
-    booted = sum(1 for p in fleet.phones if p.boots_done > 0)
+    # a boot every request of which failed is no boot: the phone kept nothing of it
+    booted = sum(1 for p in fleet.phones if p.boots_done > 0 and not _failed(p))
     requests = sum(fleet.requests.values())
     return {
         "phones": len(fleet.phones),
@@ -132,14 +134,25 @@ def _failed(phone: EmulatedPhone) -> bool:
     return not any(f.status < 400 or f.status == 404 for f in phone.fetches)
 
 
-def all_failed(fleet: Fleet) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why every phone failed: ``line`` says it; ``status`` is the answer they all got, when
+    every one got only that (401: the server wants logins), for the caller's hint."""
+
+    line: str
+    status: int | None = None
+
+
+def all_failed(fleet: Fleet) -> Failure | None:
     """Why, in one line, when every phone that tried failed; None when any phone got answers
     (or none tried: the run was stopped first)."""
     tried = [p for p in fleet.phones if p.fetches or p.errors]
     if not tried or not all(_failed(p) for p in tried):
         return None
     reasons: Counter[str] = Counter()
+    statuses: set[int] = set()
     for phone in tried:
+        statuses.update(f.status for f in phone.fetches)
         if phone.errors:
             reasons[phone.errors[0].split(": ", 1)[-1]] += 1
         elif phone.fetches:
@@ -148,6 +161,7 @@ def all_failed(fleet: Fleet) -> str | None:
             reasons["no request was made"] += 1
     reason, count = reasons.most_common(1)[0]
     phones = len(tried)
-    return f"all {phones:,} phones failed: {reason}" + (
+    line = f"all {phones:,} phones failed: {reason}" + (
         f" ({count:,} of them)" if count != phones else ""
     )
+    return Failure(line, statuses.pop() if len(statuses) == 1 else None)

@@ -31,6 +31,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     size: int | None = None  # the whole file's size (first bytes read, or not kept)
     digest: str | None = None  # SHA-256 of what came, when it was not kept
+    challenged: int = 0  # 401 answers before this one (a login's challenge, answered)
 
 
 class Transport(Protocol):

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from fleetkey.emulate.addresses import generated_mac
 from fleetkey.testing import signing_key_for
 
 from tests.serving import (
@@ -52,14 +53,33 @@ class _Refusing(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def refusing() -> Iterator[str]:
-    """An HTTP server that answers 403 to everything."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+class _Challenging(_Refusing):
+    """401 with a Digest challenge to everything: logins wanted, none accepted."""
+
+    def _refuse(self) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Digest realm="fleetkey", nonce="n1", qop="auth"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def refusing() -> Iterator[str]:
+    """An HTTP server that answers 403 to everything."""
+    yield from _serving(_Refusing)
+
+
+@pytest.fixture
+def challenging() -> Iterator[str]:
+    yield from _serving(_Challenging)
 
 
 def emulate(env: dict[str, str], *args: str, code: int) -> subprocess.CompletedProcess[str]:
@@ -88,7 +108,30 @@ def test_every_phone_failing_exits_1_saying_why_after_the_summary(
     summary = json.loads(done.stdout)
     assert (summary["phones"], summary["phones_failed"]) == (3, 3)
     assert summary["answers_by_status"] == {"403": 3 * 10}  # the fallback boot: 10 each
+    assert summary["booted"] == 0  # the table said 3 "booted"
     assert done.stderr.splitlines()[0] == "error: all 3 phones failed: every answer was 403"
+
+
+def test_a_server_asking_for_logins_is_named_with_the_option_that_gives_them(
+    env: dict[str, str], challenging: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    done = emulate(env, "--server", challenging, "--phones", "3", "--until-booted", "--json",
+                   code=1)  # fmt: skip
+    assert done.stderr.splitlines() == [
+        "error: all 3 phones failed: every answer was 401",
+        "hint: the server asks the phones to log in: give --credentials FILE (mac,user,password)",
+    ]
+    assert json.loads(done.stdout)["answers_by_status"] == {"401": 3 * 10}
+    credentials = tmp_path_factory.mktemp("logins") / "credentials.csv"
+    credentials.write_text("".join(f"{generated_mac(i)},u{i},p{i}\n" for i in range(3)))
+    done = emulate(env, "--server", challenging, "--phones", "3", "--until-booted", "--json",
+                   "--credentials", str(credentials), code=1)  # fmt: skip
+    # each request answered 401 twice: the challenge, then the refused login (only the
+    # second was counted)
+    assert json.loads(done.stdout)["answers_by_status"] == {"401": 2 * 3 * 10}
+    assert done.stderr.splitlines()[1] == (
+        f"hint: the server refused the logins of {credentials}: are they the inventory's?"
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from fleetkey.cli.emulate import split_master
+from fleetkey.authority.datadir import DataDir
+from fleetkey.cli.context import Env
+from fleetkey.cli.emulate import _show, split_master
 
 from tests.helpers import Fleetkey
 
@@ -23,6 +27,10 @@ from tests.helpers import Fleetkey
         (("--timezone", "Mars/Olympus"), "time zone 'Mars/Olympus' is not an IANA zone"),
         (("--license-time", "2am"), "--license-time '2am' is not HH:MM"),
         (("--speed", "0"), "virtual clock speed 0.0 must be above 0 (--speed)"),
+        (
+            ("--models", "FOO:50%,VVX_500:50%"),
+            "FOO is not a model fleetkey knows; known: SPIP_335, SPIP_450",
+        ),
     ],
 )
 def test_bad_emulate_options_are_refused(
@@ -74,3 +82,50 @@ def test_a_server_url_may_name_the_master_configuration(
     path: str, split: tuple[str, str | None]
 ) -> None:
     assert split_master(path) == split
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ("http://192.0.2.1:80", "error: 192.0.2.1 is not a loopback address: the emulated phones"),
+        ("tftp://10.0.0.1:69", "error: 10.0.0.1 is not a loopback address"),
+        ("ftp://[2001:db8::1]:21", "error: cannot resolve '2001:db8::1' to an IPv4 address"),
+    ],
+)
+def test_a_server_the_loopback_phones_cannot_reach_is_refused_up_front(
+    initialized: Path, fleetkey: Fleetkey, server: str, message: str
+) -> None:
+    """Phones on 127.x reach only this machine: another host gave "[Errno 22] Invalid
+    argument" per phone (an administrator's trial)."""
+    result = fleetkey("emulate", "--server", server, "--phones", "1", "--sip-port", "0", code=1)
+    assert result.stderr.startswith(message)
+    assert "hint: run the emulator on the server's machine" in result.stderr
+    capacity = fleetkey("capacity", "measure", "--server", "http://192.0.2.1:80", code=1)
+    assert capacity.stderr.startswith("error: 192.0.2.1 is not a loopback address")
+
+
+def test_the_summary_wraps_long_counts_at_80_columns_and_never_cuts_them() -> None:
+    out = io.StringIO()
+    env = Env(DataDir(Path("unused")), out=Console(file=out, width=80, force_terminal=False))
+    reasons = {
+        "power-on": 10_000,
+        "license-expired": 9_000,
+        "check-sync": 8_000,
+        "config-changed": 7_000,
+        "license-poll": 6_000,
+    }
+    result = {
+        "phones": 10_000, "booted": 9_990, "phones_failed": 10, "boots": 40_000,
+        "requests": 400_000, "requests_per_s": 5_000.0, "reboots_by_reason": reasons,
+        "answers_by_status": {"200": 300_000, "206": 40_000, "404": 50_000, "401": 10_000},
+        "site_license_expiry": {"2030-12-31": 9_990, "none": 10}, "firmware_downloads": 0,
+        "firmware_bytes": 0, "virtual_now": "2030-12-31T02:00:00+00:00",
+    }  # fmt: skip
+    _show(env, result)
+    shown = out.getvalue()
+    assert all(len(line) <= 80 for line in shown.splitlines()), shown
+    assert "…" not in shown
+    flat = " ".join(line.strip("│ ") for line in shown.splitlines())
+    for reason, count in reasons.items():
+        assert f"{reason}: {count:,}" in flat.replace("│", " ").replace("  ", " "), shown
+    assert "9,990 (failed: 10)" in shown
