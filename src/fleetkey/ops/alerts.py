@@ -75,7 +75,8 @@ def check(
             for f in phonestate.last_requests(session, SITE_LICENSE_FILE)
         ]
         cost = measure(fetches.recent_requests(session))
-        measured = capacity.latest(session)
+        # the storm forecast is a license lapse's: its capacity, never a firmware change's
+        measured = capacity.latest(session, capacity.LICENSE_LAPSE)
     vouched = {f.digest for f in licenses if f.signature is SignatureStatus.TRUSTED_BY_OPERATOR}
     bad = bad_files(data.provisioning, trusted, vouched)
     snapshot = Snapshot(

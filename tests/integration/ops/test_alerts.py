@@ -20,7 +20,7 @@ from fleetkey.clock import FixedClock
 from fleetkey.core.signing import PublicKey
 from fleetkey.ops.alerts import AlertSettings, check
 from fleetkey.ops.delivery import Deliverer, SmtpSettings, public_key_pem
-from fleetkey.store import alerts
+from fleetkey.store import alerts, capacity
 from fleetkey.store.database import default_url
 from fleetkey.store.store import Store
 
@@ -126,6 +126,27 @@ def test_alerts_fire_once_retry_with_backoff_and_resolve_over_webhook_and_mail(
     assert len(subjects) == 7
     assert f"[fleetkey] warning: Site {SITE}: lead-time" in subjects
     assert f"[fleetkey] resolved: Site {SITE}: lead-time" in subjects
+
+
+def test_the_storm_forecast_weighs_a_license_lapse_against_that_storms_capacity(
+    initialized: Path, fleetkey: Fleetkey
+) -> None:
+    """A firmware-change capacity, newer but of another storm, is not the lapse's: the
+    forecast compared against it (any kind, the newest)."""
+    fleet(initialized, fleetkey, expires_in_days=20)
+    data = DataDir(initialized)
+    store = Store(default_url(initialized))
+    clock = FixedClock(datetime.now(UTC))
+    try:
+        with store.transaction() as session:
+            capacity.record(session, clock, "http://x", 800.0, {"storm": "license-lapse"})
+            capacity.record(session, clock, "http://x", 0.01, {"storm": "firmware-change"})
+        _, found = check(data, store, clock, Keyring(data.keys).trusted(), AlertSettings())
+    finally:
+        store.close()
+    storm = next(a for a in found if a.kind == "storm")
+    assert storm.details["capacity"] == 800.0
+    assert storm.severity == "warning"  # 3 phones are far under 800 requests/s
 
 
 def test_a_broken_or_misnamed_license_file_in_the_tree_is_flagged(

@@ -39,3 +39,19 @@ def test_too_few_boots_fall_back_to_the_profile() -> None:
     rows = [r for i in range(19) for r in boot(f"0004f2{i:06x}", T0)]
     assert measure(rows) == DEFAULT
     assert measure([]) == DEFAULT
+
+
+def test_boots_that_downloaded_firmware_are_left_out_of_a_license_boots_cost() -> None:
+    """A capacity probe's firmware-change storm against the server left 40 boots of 150 MB
+    each in the records: a license rollout planned against them (it mixed them in)."""
+    rows = []
+    for i in range(30):
+        rows += boot(f"0004f2{i:06x}", T0)
+    for i in range(40):
+        image = [*BOOT[:2], "sip.ld", *BOOT[2:]]
+        rows += boot(f"02{i:010x}", T0, image, size=147_914_752)
+    cost = measure(rows)
+    assert (cost.requests, cost.bytes) == (5.0, 5000.0)
+    assert cost.source == (
+        "measured from 30 boots in the fetch records (40 that downloaded firmware left out)"
+    )

@@ -2,9 +2,14 @@
 
 A *boot* is a run of requests from one MAC with no gap over ``BOOT_GAP`` seconds that includes
 a license file (R2: every boot fetches both). Requests and bytes per boot are means (the load
-of N boots is N times the mean; rare firmware downloads count in it), seconds the 90th percentile
-of the time from a boot's first to its last request, so the planner's "boots finish inside the
-window" holds for nine boots in ten even before the slot's own slack.
+of N boots is N times the mean), seconds the 90th percentile of the time from a boot's first to
+its last request, so the planner's "boots finish inside the window" holds for nine boots in ten
+even before the slot's own slack.
+
+What is measured is a license boot, the one rollouts and license-lapse storms cause: the phone
+keeps its firmware image. A boot that downloaded one (an answer of ``FIRMWARE_BYTES`` or more:
+after a firmware change, or a ``capacity measure`` firmware-change storm run against this
+server) costs another order of magnitude and is left out, and the source says how many were.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from fleetkey.core.rollout.plan import BootCost
 
 BOOT_GAP: Final = 120.0
 MIN_BOOTS: Final = 20
+FIRMWARE_BYTES: Final = 1024 * 1024  # an answer this large is a firmware image (~150 MB, §5.1)
 DEFAULT: Final = BootCost(  # domain.md §5.1/§6: ~8-12 small files per boot, no firmware
     requests=12, bytes=60_000, seconds=120, source="default profile (domain.md §6)"
 )
@@ -30,11 +36,16 @@ def measure(
     boots: list[tuple[int, int, float]] = []  # (requests, bytes, seconds)
     current: list[tuple[datetime, str, int]] = []
     last_mac = None
+    firmware = 0  # boots left out: they downloaded an image
 
     def close() -> None:
+        nonlocal firmware
         if current and any(path.endswith("-license.cfg") for _, path, _ in current):
-            span = (current[-1][0] - current[0][0]).total_seconds()
-            boots.append((len(current), sum(size for _, _, size in current), span))
+            if any(size >= FIRMWARE_BYTES for _, _, size in current):
+                firmware += 1
+            else:
+                span = (current[-1][0] - current[0][0]).total_seconds()
+                boots.append((len(current), sum(size for _, _, size in current), span))
         current.clear()
 
     for mac, at, path, size in requests:
@@ -50,5 +61,6 @@ def measure(
         requests=statistics.fmean(n for n, _, _ in boots),
         bytes=statistics.fmean(size for _, size, _ in boots),
         seconds=max(spans[int(0.9 * (len(spans) - 1))], 1.0),
-        source=f"measured from {len(boots):,} boots in the fetch records",
+        source=f"measured from {len(boots):,} boots in the fetch records"
+        + (f" ({firmware:,} that downloaded firmware left out)" if firmware else ""),
     )
