@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Final
 
+from fleetkey.clock import SystemClock
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.device.boot import SITE_LICENSE, FileRequest, config_files
 from fleetkey.core.device.config import PhoneConfig
@@ -47,7 +48,7 @@ from fleetkey.emulate.http import HttpClient, Login
 from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.sockets import SipSockets
 from fleetkey.emulate.tftp import TftpClient
-from fleetkey.emulate.transport import Reply, Transport
+from fleetkey.emulate.transport import Reply, Transport, retry_after_s
 from fleetkey.errors import FleetkeyError
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class Fleet:
         http_logins: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         self.clock = clock
+        self._wall = SystemClock()  # a Retry-After date is the server's time, not the fleet's
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
         self._master = master  # a master configuration named in the server URL
         self._tftp = tftp
@@ -353,7 +355,7 @@ class Fleet:
             if reply.status != 503:
                 phone.fetches.append(_fetch(self.clock.now(), method, name, reply))
                 return reply
-            wait = float(reply.headers.get("retry-after", "5") or 5)
+            wait = retry_after_s(reply.headers.get("retry-after"), self._wall.now())
             await asyncio.sleep(min(wait / self.clock.speed, wait))
         phone.errors.append(f"{method} {name}: still 503 after {RETRIES} tries")
         return None

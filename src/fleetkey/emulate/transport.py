@@ -19,9 +19,31 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Final, Protocol
 
 MAX_BODY: Final = 512 * 1024 * 1024  # a firmware image is ~150 MB (domain.md §5.1)
+RETRY_AFTER_S: Final = 5.0  # a 503 without a Retry-After (or with one that does not parse)
+MAX_RETRY_AFTER_S: Final = 3600.0  # a phone does not wait for its server longer than this
+
+
+def retry_after_s(value: str | None, now: datetime) -> float:
+    """Seconds a 503's ``Retry-After`` asks to wait (RFC 9110 §10.2.3): delay-seconds, or an
+    HTTP-date less ``now`` (the past: 0); ``RETRY_AFTER_S`` when absent or unreadable (a date
+    ended the phone with a ValueError), never over ``MAX_RETRY_AFTER_S``."""
+    text = (value or "").strip()
+    if not text:
+        return RETRY_AFTER_S
+    if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return RETRY_AFTER_S
+    if when.tzinfo is None:  # RFC 9110: HTTP-dates are GMT
+        return RETRY_AFTER_S
+    return min(max((when - now).total_seconds(), 0.0), MAX_RETRY_AFTER_S)
 
 
 @dataclass
