@@ -5,11 +5,14 @@ implementation of the port, in memory, rather than a mock of the caller).
 - :class:`FixedView`: a ``serve.view.ViewSource`` that holds one view;
 - :class:`InMemoryRecordQueue`: a ``serve.recorder.RecordQueue`` that keeps what it is given;
 - :class:`InMemorySink`: a ``store.fetches.RecordSink`` that keeps batches, each once;
-- :class:`RefusingSink`: wraps a sink as a store that refuses for a while, or crashes.
+- :class:`RefusingSink`: wraps a sink as a store that refuses for a while, or crashes;
+- :class:`InMemoryTransport`: an ``emulate.transport.Transport`` over files in memory, for
+  emulated phones' boots without a socket.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import cache
@@ -20,11 +23,13 @@ from fleetkey.core.issuing import issue_key
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.signing import Algorithm, SigningKey, TrustedKeys
 from fleetkey.core.terms import NEVER, Term
+from fleetkey.emulate.transport import Reply
 from fleetkey.errors import FleetkeyError, QueueFullError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from fleetkey.emulate.transport import Transport
     from fleetkey.serve.recorder import RecordQueue
     from fleetkey.serve.view import View, ViewSource
     from fleetkey.store.fetches import RecordSink
@@ -35,6 +40,7 @@ __all__ = [
     "FixedView",
     "InMemoryRecordQueue",
     "InMemorySink",
+    "InMemoryTransport",
     "RefusingSink",
     "make_license",
     "record_license",
@@ -199,9 +205,62 @@ class RefusingSink:
         return self.inner.batch_written(writer, seq)
 
 
+class InMemoryTransport:
+    """A ``Transport`` answering from ``files`` (path without its leading ``/`` → bytes): a
+    GET is 200 with the file (206, its first bytes and its size, for ``first_bytes``; its
+    size and SHA-256 only, when not ``keep``), 404 without one; a PUT is stored in ``files``,
+    201. ``script`` answers a path with its replies first, one per request, in order (a 503,
+    then the file). Every request is in ``requests`` as (method, path, User-Agent, first
+    bytes); ``closed`` counts the passes that closed it."""
+
+    def __init__(
+        self,
+        files: Mapping[str, bytes] | None = None,
+        *,
+        script: Mapping[str, Sequence[Reply]] | None = None,
+    ) -> None:
+        self.files = dict(files or {})
+        self._script = {path: list(replies) for path, replies in (script or {}).items()}
+        self.requests: list[tuple[str, str, str, int | None]] = []
+        self.closed = 0
+
+    async def fetch(
+        self, path: str, *, user_agent: str, first_bytes: int | None = None, keep: bool = True
+    ) -> Reply:
+        name = path.lstrip("/")
+        self.requests.append(("GET", name, user_agent, first_bytes))
+        scripted = self._script.get(name)
+        if scripted:
+            return scripted.pop(0)
+        body = self.files.get(name)
+        if body is None:
+            return Reply(404)
+        if first_bytes is not None and len(body) > first_bytes:
+            return Reply(206, body[:first_bytes], size=len(body))
+        if not keep:
+            return Reply(200, b"", size=len(body), digest=hashlib.sha256(body).hexdigest())
+        return Reply(200, body, size=len(body) if first_bytes is not None else None)
+
+    async def put(self, path: str, body: bytes, *, user_agent: str) -> Reply:
+        name = path.lstrip("/")
+        self.requests.append(("PUT", name, user_agent, None))
+        scripted = self._script.get(name)
+        if scripted:
+            return scripted.pop(0)
+        self.files[name] = body
+        return Reply(201)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
 if TYPE_CHECKING:  # mypy checks that each fake is a real implementation of its port
 
     def _ports(
-        view: FixedView, queue: InMemoryRecordQueue, sink: InMemorySink, refusing: RefusingSink
-    ) -> tuple[ViewSource, RecordQueue, RecordSink, RecordSink]:
-        return view, queue, sink, refusing
+        view: FixedView,
+        queue: InMemoryRecordQueue,
+        sink: InMemorySink,
+        refusing: RefusingSink,
+        transport: InMemoryTransport,
+    ) -> tuple[ViewSource, RecordQueue, RecordSink, RecordSink, Transport]:
+        return view, queue, sink, refusing, transport

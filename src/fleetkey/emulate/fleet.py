@@ -26,7 +26,7 @@ import hashlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -118,6 +118,7 @@ class Fleet:
         master: str | None = None,
         new_firmware: bool = False,
         http_logins: Mapping[str, tuple[str, str]] | None = None,
+        connect: Callable[[EmulatedPhone], Transport] | None = None,  # else by the protocol
     ) -> None:
         self.clock = clock
         self._wall = SystemClock()  # a Retry-After date is the server's time, not the fleet's
@@ -125,6 +126,7 @@ class Fleet:
         self._master = master  # a master configuration named in the server URL
         self._tftp = tftp
         self._ftp = ftp
+        self._connect = connect
         self._sip_port = sip_port
         self._calls_per_hour = calls_per_hour
         self._gate = asyncio.Semaphore(concurrency)  # boots in progress at once
@@ -311,6 +313,8 @@ class Fleet:
         return changed
 
     def _transport(self, phone: EmulatedPhone) -> Transport:
+        if self._connect is not None:
+            return self._connect(phone)
         if self._ftp is not None:
             mac = phone.engine.config.mac
             return self._ftp.client(self._host, self._port, phone.address, mac)
