@@ -15,9 +15,9 @@ from fleetkey.core.codec import parse_license_file
 from fleetkey.core.masterconfig import parse_master_config
 from fleetkey.core.requestpath import filename_segments, url_path_segments
 from fleetkey.core.tabular import read_rows
+from fleetkey.core.tftp import PacketError, parse_request
 from fleetkey.errors import FleetkeyError
 from fleetkey.serve.fetching import shape_of
-from fleetkey.serve.tftp.packets import PacketError, parse_request
 
 EXAMPLES = 3000
 FUZZ = settings(

@@ -12,6 +12,7 @@ from fleetkey.api.app import ApiContext, create_app
 from fleetkey.authority.keyring import passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.ftpoptions import ftp_options, ftp_settings
+from fleetkey.core.tftp import OptionLimits
 from fleetkey.errors import InputError
 from fleetkey.serve.addresses import HOLD_S
 from fleetkey.serve.fetching import UnknownPolicy
@@ -22,7 +23,6 @@ from fleetkey.serve.http.phones import AdmissionLimits
 from fleetkey.serve.http.server import tls_context
 from fleetkey.serve.listen import parse_address
 from fleetkey.serve.runner import Places, ServerRunner, ServeSettings, Totals
-from fleetkey.serve.tftp.packets import OptionLimits
 from fleetkey.serve.tftp.server import TftpSettings
 from fleetkey.store import inventory
 from fleetkey.store.retention import DEFAULT_RETENTION_DAYS, start_pruning

@@ -21,13 +21,11 @@ every phone's loop; the loops wait with ``asyncio.timeout``, which never drops t
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Final
@@ -38,13 +36,13 @@ from fleetkey.core.device.boot import SITE_LICENSE, FileRequest, config_files
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.engine import Action, Boot, CheckConfig, DeviceEngine
 from fleetkey.core.license import LicenseKey
-from fleetkey.core.masterconfig import Application
 from fleetkey.core.rules import SignatureVerifier
 from fleetkey.emulate.addresses import assign_addresses
 from fleetkey.emulate.booting import Flash, RememberedVerdicts, run_boot, user_agent
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.emulate.http import HttpClient, Login
+from fleetkey.emulate.phone import EmulatedPhone, failure_reason, fetch_record
 from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.sockets import SipSockets
 from fleetkey.emulate.tftp import TftpClient
@@ -55,46 +53,6 @@ log = logging.getLogger(__name__)
 
 RETRIES: Final = 5
 __all__ = ["SITE_LICENSE", "EmulatedPhone", "Fleet", "user_agent"]
-
-
-@dataclass
-class Fetch:
-    at: datetime
-    method: str
-    name: str
-    status: int
-    bytes: int
-    digest: str | None
-
-
-@dataclass
-class EmulatedPhone:
-    engine: DeviceEngine
-    address: str
-    sip: SipPhone | None = None
-    fetches: list[Fetch] = field(default_factory=list)
-    seen: dict[str, str] = field(default_factory=dict)  # config file → digest at the last boot
-    flash: Flash = field(default_factory=Flash)  # the installed image, kept across reboots
-    master: tuple[str, Application] | None = None  # the master configuration it follows
-    image_bytes: int = 0  # firmware downloaded, over all its boots
-    image_downloads: int = 0
-    login: Login | None = None  # its provisioning login (HTTP), kept across its boots
-    # what the engine decided outside the phone's loop (on a check-sync), for the loop to do
-    decided: asyncio.Queue[list[Action]] = field(default_factory=asyncio.Queue)
-    boots_done: int = 0
-    errors: list[str] = field(default_factory=list)
-    # after each boot: when, the reason it booted, the effective feature slots then
-    timeline: list[tuple[datetime, str, tuple[int, ...]]] = field(default_factory=list)
-
-    async def next_decided(self, timeout_s: float | None) -> list[Action] | None:
-        """Actions decided on a check-sync (at once when some are queued), or None once
-        ``timeout_s`` real seconds have passed without one. A cancellation always gets
-        through, even when actions arrive at the same moment."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self.decided.get()
-        except TimeoutError:
-            return None
 
 
 class Fleet:
@@ -350,14 +308,14 @@ class Fleet:
                         path, user_agent=agent, first_bytes=first_bytes, keep=keep
                     )
             except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
-                phone.errors.append(f"{method} {name}: {_reason(exc)}")
+                phone.errors.append(f"{method} {name}: {failure_reason(exc)}")
                 self.requests[0] += 1
                 return None
             self.requests[reply.status] += 1
             if reply.challenged:  # a login's challenge came first: an answer too
                 self.requests[401] += reply.challenged
             if reply.status != 503:
-                phone.fetches.append(_fetch(self.clock.now(), method, name, reply))
+                phone.fetches.append(fetch_record(self.clock.now(), method, name, reply))
                 return reply
             wait = retry_after_s(reply.headers.get("retry-after"), self._wall.now())
             await asyncio.sleep(min(wait / self.clock.speed, wait))
@@ -378,24 +336,3 @@ class Fleet:
 
 def _minutes(value: float) -> timedelta:
     return timedelta(minutes=value)
-
-
-def _fetch(at: datetime, method: str, name: str, reply: Reply) -> Fetch:
-    if method != "GET":
-        return Fetch(at, method, name, reply.status, 0, None)
-    if reply.digest is not None:  # downloaded without keeping it
-        return Fetch(at, method, name, reply.status, reply.size or 0, reply.digest)
-    ok = reply.status in (200, 206)
-    digest = hashlib.sha256(reply.body).hexdigest() if ok else None
-    return Fetch(at, method, name, reply.status, len(reply.body), digest)
-
-
-def _reason(exc: BaseException) -> str:
-    """What went wrong, in words: ``connection refused`` rather than a bare errno."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing listens there)"
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    if isinstance(exc, OSError) and exc.errno == errno.EINVAL:  # from 127.x to another host
-        return "cannot reach the server from a loopback address (it is not on this machine)"
-    return str(exc) or type(exc).__name__

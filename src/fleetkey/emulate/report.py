@@ -13,7 +13,8 @@ from typing import Any
 from fleetkey.core.codec import serialize_keys
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.terms import format_term
-from fleetkey.emulate.fleet import EmulatedPhone, Fleet
+from fleetkey.emulate.fleet import Fleet
+from fleetkey.emulate.phone import EmulatedPhone
 
 
 def installed_key_json(key: LicenseKey | None) -> dict[str, Any] | None:

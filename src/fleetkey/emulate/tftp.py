@@ -5,6 +5,7 @@ the transfer with an error packet after the first block, as an updater reading a
 
 Answers are mapped to the HTTP statuses the rest of the emulator speaks: 200 read, 201 written,
 404 file not found, 403 access violation, 503 busy (error 0 "retry"), 500 anything else.
+Packets are built and read by ``core.tftp``, the server's codec: one codec for both ends.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ import contextlib
 import socket
 from typing import Final
 
+from fleetkey.core import tftp
+from fleetkey.core.tftp import ErrorCode, Opcode, PacketError
 from fleetkey.emulate.transport import Reply, Sink
 from fleetkey.errors import EmulationError
 
 BLKSIZE: Final = 1428
 TIMEOUT_S: Final = 1.0
 TRIES: Final = 5
-_STATUS: Final = {1: 404, 2: 403, 3: 413}
+_STATUS: Final[dict[int, int]] = {
+    ErrorCode.FILE_NOT_FOUND: 404,
+    ErrorCode.ACCESS_VIOLATION: 403,
+    ErrorCode.DISK_FULL: 413,
+}
 
 
 class TftpClient:
@@ -75,25 +82,25 @@ class TftpClient:
     async def _read(
         self, sock: socket.socket, name: bytes, first_bytes: int | None, keep: bool
     ) -> Reply:
-        request = b"\x00\x01" + name + b"\0octet\0blksize\0" + str(BLKSIZE).encode() + b"\0"
-        if first_bytes:
-            request += b"tsize\x000\x00"
-        got = await self._exchange(sock, request, self._server)
-        blksize, sink, expected, size = 512, Sink(keep), 1, None
+        options = {"blksize": str(BLKSIZE)} | ({"tsize": "0"} if first_bytes else {})
+        got = await self._exchange(sock, tftp.request(Opcode.RRQ, name, options), self._server)
+        blksize, sink, expected, size = tftp.DEFAULT_BLKSIZE, Sink(keep), 1, None
         while got is not None:
             data, peer = got
-            opcode = data[1] if len(data) >= 4 else 0
-            if opcode == 5:
+            opcode = _opcode(data)
+            if opcode == Opcode.ERROR:
                 return _error(data)
-            if opcode == 6:  # OACK
-                options = data[2:].split(b"\0")
-                found = dict(zip(options[::2], options[1::2], strict=False))
-                blksize = int(found.get(b"blksize", b"512"))
-                tsize = found.get(b"tsize", b"")
+            if opcode == Opcode.OACK:
+                try:
+                    found = tftp.parse_oack(data)
+                except PacketError:
+                    return Reply(500)
+                blksize = int(found.get("blksize", "512") or 512)
+                tsize = found.get("tsize", "")
                 size = int(tsize) if tsize.isdigit() else None
-                got = await self._exchange(sock, b"\x00\x04\x00\x00", peer)
+                got = await self._exchange(sock, tftp.ack(0), peer)
                 continue
-            if opcode != 3:
+            if opcode != Opcode.DATA:
                 return Reply(500)
             if int.from_bytes(data[2:4], "big") == expected & 0xFFFF:
                 try:
@@ -104,31 +111,29 @@ class TftpClient:
                 last = len(data) - 4 < blksize
                 if first_bytes and not last:  # the header is read: end the transfer
                     with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
-                        sock.sendto(b"\x00\x05\x00\x00header read\x00", peer)
+                        sock.sendto(tftp.error(ErrorCode.NOT_DEFINED, "header read"), peer)
                     reply = sink.reply(206)
                     reply.size = size
                     return reply
                 if last:
                     with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
-                        sock.sendto(b"\x00\x04" + data[2:4], peer)
+                        sock.sendto(tftp.ack(expected - 1), peer)
                     reply = sink.reply(200)
                     if first_bytes:
                         reply.size = sink.size
                     return reply
-            got = await self._exchange(
-                sock, b"\x00\x04" + ((expected - 1) & 0xFFFF).to_bytes(2, "big"), peer
-            )
+            got = await self._exchange(sock, tftp.ack(expected - 1), peer)
         return Reply(408)
 
     async def _write(self, sock: socket.socket, name: bytes, body: bytes) -> Reply:
-        got = await self._exchange(sock, b"\x00\x02" + name + b"\0octet\0", self._server)
+        got = await self._exchange(sock, tftp.request(Opcode.WRQ, name), self._server)
         block, last, chunk = 0, b"", b"x" * 512
         while got is not None:
             data, peer = got
-            opcode = data[1] if len(data) >= 4 else 0
-            if opcode == 5:
+            opcode = _opcode(data)
+            if opcode == Opcode.ERROR:
                 return _error(data)
-            if opcode != 4:
+            if opcode != Opcode.ACK:
                 return Reply(500)
             if int.from_bytes(data[2:4], "big") != block & 0xFFFF:  # a stale ACK: send again
                 got = await self._exchange(sock, last, peer)
@@ -137,7 +142,7 @@ class TftpClient:
                 return Reply(201)
             block += 1
             chunk = body[(block - 1) * 512 : block * 512]
-            last = b"\x00\x03" + (block & 0xFFFF).to_bytes(2, "big") + chunk
+            last = tftp.data(block, chunk)
             got = await self._exchange(sock, last, peer)
         return Reply(408)
 
@@ -175,10 +180,14 @@ async def _receive(
     return data, (addr[0], addr[1])
 
 
+def _opcode(data: bytes) -> int:
+    found = tftp.head(data)
+    return found[0] if found is not None else 0
+
+
 def _error(data: bytes) -> Reply:
-    code = int.from_bytes(data[2:4], "big")
-    message = data[4:].rstrip(b"\0").decode("ascii", "replace")
-    if code == 0 and "retry" in message:
+    code, message = tftp.parse_error(data)
+    if code == ErrorCode.NOT_DEFINED and "retry" in message:
         return Reply(503, headers={"retry-after": "1"})
     return Reply(_STATUS.get(code, 500), message.encode())
 
@@ -196,7 +205,7 @@ async def check_reachable(host: str, port: int, timeout_s: float = 3.0) -> None:
         deadline = loop.time() + timeout_s
         while (left := deadline - loop.time()) > 0:
             try:
-                sock.send(b"\x00\x04\x00\x00")
+                sock.send(tftp.ack(0))
                 if await _receive(sock, min(left, 0.5), raise_refused=True) is not None:
                     return
             except ConnectionRefusedError:

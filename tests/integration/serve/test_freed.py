@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
+from fleetkey.core import tftp as packets
+from fleetkey.core.tftp import Negotiated
 from fleetkey.serve.http.connections import Connections
 from fleetkey.serve.http.messages import Request, Response
 from fleetkey.serve.http.protocol import HttpProtocol, RequestLimits
-from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.deadlines import Deadlines
-from fleetkey.serve.tftp.packets import Negotiated
 from fleetkey.serve.tftp.poller import Poller
 from fleetkey.serve.tftp.sources import BytesSource
 from fleetkey.serve.tftp.transfer import ReadTransfer, Terms, TransferResult

@@ -13,7 +13,8 @@ from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.emulate.booting import BootOutcome, Flash, run_boot
 from fleetkey.emulate.clock import VirtualClock
-from fleetkey.emulate.fleet import EmulatedPhone, Fleet
+from fleetkey.emulate.fleet import Fleet
+from fleetkey.emulate.phone import EmulatedPhone
 from fleetkey.emulate.transport import Reply
 from fleetkey.testing import InMemoryTransport
 

@@ -11,7 +11,7 @@ from fleetkey.core.device.engine import Action, CheckConfig, DeviceEngine, Reaso
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.signing import Algorithm, SignatureCheck, TrustedKeys
 from fleetkey.emulate.booting import RememberedVerdicts
-from fleetkey.emulate.fleet import EmulatedPhone
+from fleetkey.emulate.phone import EmulatedPhone
 from fleetkey.testing import make_license, signing_key_for, trusted_keys_for
 
 

@@ -23,15 +23,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, cast
 
+from fleetkey.core import tftp as packets
 from fleetkey.core.requestpath import filename_segments
+from fleetkey.core.tftp import ErrorCode, Opcode, OptionLimits, PacketError, Request
 from fleetkey.errors import RequestPathError
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Decider, Ruling
 from fleetkey.serve.listen import bind_datagrams
 from fleetkey.serve.recorder import ADMIT, Recorder
-from fleetkey.serve.tftp import packets
 from fleetkey.serve.tftp.deadlines import Deadlines
-from fleetkey.serve.tftp.packets import ErrorCode, Opcode, OptionLimits, PacketError, Request
 from fleetkey.serve.tftp.poller import Poller
 from fleetkey.serve.tftp.sources import (
     BytesSource,

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from fleetkey.serve.tftp import packets
+from fleetkey.core import tftp as packets
+from fleetkey.core.tftp import ErrorCode, Negotiated, Opcode
 from fleetkey.serve.tftp.deadlines import Deadlines
-from fleetkey.serve.tftp.packets import ErrorCode, Negotiated, Opcode
 from fleetkey.serve.tftp.poller import Poller
 from fleetkey.serve.tftp.sources import Source
 

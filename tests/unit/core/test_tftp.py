@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleetkey.serve.tftp import packets
-from fleetkey.serve.tftp.packets import ErrorCode, Opcode, OptionLimits, PacketError
+from fleetkey.core import tftp as packets
+from fleetkey.core.tftp import ErrorCode, Opcode, OptionLimits, PacketError
 from fleetkey.serve.tftp.sources import netascii
 
 
@@ -125,3 +125,43 @@ def test_any_bytes_parse_or_raise_a_packet_error(packet: bytes) -> None:
     except PacketError as exc:
         message = exc.message
     assert message
+
+
+class TestClientSide:
+    """What the emulated phones build and read with the server's own codec."""
+
+    def test_a_clients_request_is_what_the_server_parses(self) -> None:
+        wire = packets.request(Opcode.RRQ, b"fw/sip.ld", {"blksize": "1428", "tsize": "0"})
+        assert wire == b"\x00\x01fw/sip.ld\0octet\0blksize\x001428\0tsize\x000\0"
+        parsed = packets.parse_request(wire)
+        assert (parsed.opcode, parsed.filename, parsed.options) == (
+            Opcode.RRQ,
+            b"fw/sip.ld",
+            {"blksize": "1428", "tsize": "0"},
+        )
+
+    def test_an_oack_and_an_error_read_back(self) -> None:
+        assert packets.parse_oack(packets.oack({"blksize": "1428", "tsize": "9"})) == {
+            "blksize": "1428",
+            "tsize": "9",
+        }
+        wire = packets.error(ErrorCode.FILE_NOT_FOUND, "file not found")
+        assert packets.parse_error(wire) == (1, "file not found")
+
+    @pytest.mark.parametrize(
+        "wire",
+        [
+            b"\x00\x06blksize\x001428",  # no final NUL
+            b"\x00\x06blksize\0",  # a name without a value
+            b"\x00\x04\x00\x00",  # an ACK
+            b"\x00\x06\xffname\x00v\x00",  # not ASCII
+        ],
+    )
+    def test_a_malformed_oack_is_refused(self, wire: bytes) -> None:
+        with pytest.raises(PacketError):
+            packets.parse_oack(wire)
+
+    @pytest.mark.parametrize("wire", [b"\x00\x05\x00", b"\x00\x03\x00\x01data"])
+    def test_what_is_no_error_packet_is_refused(self, wire: bytes) -> None:
+        with pytest.raises(PacketError, match="not an ERROR packet"):
+            packets.parse_error(wire)

@@ -1,7 +1,10 @@
-"""TFTP packets and option negotiation (RFC 1350, 2347, 2348, 2349, 7440), without I/O.
+"""TFTP packets and option negotiation (RFC 1350, 2347, 2348, 2349, 7440), without I/O: the one
+codec the server (``serve.tftp``) and the emulated phones (``emulate.tftp``) both speak.
 
 Every way a request can be malformed raises ``PacketError`` with the TFTP error code and the
 message the server sends back; the server never guesses at a packet it does not understand.
+A client builds requests with ``request`` and reads the server's answers with ``head``,
+``parse_oack`` and ``parse_error``.
 """
 
 from __future__ import annotations
@@ -171,6 +174,32 @@ def error(code: ErrorCode, message: str) -> bytes:
 def oack(options: dict[str, str]) -> bytes:
     body = b"".join(f"{name}\0{value}\0".encode("ascii") for name, value in options.items())
     return Opcode.OACK.to_bytes(2, "big") + body
+
+
+def request(opcode: Opcode, filename: bytes, options: dict[str, str] | None = None) -> bytes:
+    """An RRQ or WRQ as a client sends it, mode octet, ``options`` in their order."""
+    body = b"".join(f"{name}\0{value}\0".encode("ascii") for name, value in (options or {}).items())
+    return opcode.to_bytes(2, "big") + filename + b"\0octet\0" + body
+
+
+def parse_oack(packet: bytes) -> dict[str, str]:
+    """The options an OACK acknowledges (names lowercased); ``PacketError`` when malformed."""
+    fields = packet[2:].split(b"\0")
+    if packet[:2] != Opcode.OACK.to_bytes(2, "big") or fields[-1] != b"" or len(fields) % 2 == 0:
+        raise PacketError(ErrorCode.ILLEGAL_OPERATION, "not an OACK of name, value pairs")
+    try:
+        text = [f.decode("ascii") for f in fields[:-1]]
+    except UnicodeDecodeError:
+        raise PacketError(ErrorCode.OPTION_REFUSED, "option is not ASCII") from None
+    return {name.lower(): value for name, value in zip(text[::2], text[1::2], strict=True)}
+
+
+def parse_error(packet: bytes) -> tuple[int, str]:
+    """An ERROR packet's code and message (up to its NUL; undecodable bytes replaced)."""
+    found = head(packet)
+    if found is None or found[0] != Opcode.ERROR:
+        raise PacketError(ErrorCode.ILLEGAL_OPERATION, "not an ERROR packet")
+    return found[1], packet[4:].split(b"\0", 1)[0].decode("ascii", "replace")
 
 
 def head(packet: bytes) -> tuple[int, int] | None:
