@@ -1,36 +1,29 @@
-"""``fleetkey emulate``: many phones against a provisioning server, on a virtual clock."""
+"""``fleetkey emulate``: many phones against a provisioning server, on a virtual clock.
+
+Parse, call, render: the run itself (URL, reachability, signals, the fleet, its report) is
+``emulate.runner``'s; the phones to run are chosen by ``cli.emulatedphones``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import resource
-import signal
-import time
 from datetime import UTC, datetime
 from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit
 
 import click
-import uvloop
 from rich.table import Table
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.emulatedphones import Settings, choose_phones, read_credentials
 from fleetkey.cli.render import counts_text
 from fleetkey.core.signing import PublicKey, TrustedKeys
-from fleetkey.emulate.addresses import require_loopback
-from fleetkey.emulate.clock import VirtualClock
-from fleetkey.emulate.fleet import Fleet
-from fleetkey.emulate.ftp import FtpLogins
-from fleetkey.emulate.ftp import check_reachable as check_ftp
-from fleetkey.emulate.http import check_reachable as check_http
-from fleetkey.emulate.report import Failure, all_failed, report
+from fleetkey.emulate import runner
+from fleetkey.emulate.report import Failure
+from fleetkey.emulate.runner import RunOptions, ServerUrl
 from fleetkey.emulate.sockets import check_descriptors
-from fleetkey.emulate.tftp import check_reachable as check_tftp
 from fleetkey.errors import EmulationError, InputError
 from fleetkey.store.inventory import check_timezone
 
@@ -175,17 +168,10 @@ def emulate(
     during a call), and answer SIP NOTIFY check-sync. The virtual clock runs at SPEED; the run
     lasts DURATION real seconds. Exit 1 when nothing listens at SERVER or every phone failed.
     """
-    parts = urlsplit(server)
-    if parts.scheme not in ("http", "tftp", "ftp") or not parts.hostname:
-        raise InputError(
-            f"--server {server!r} is not http://HOST:PORT[/prefix], tftp://HOST:PORT or "
-            "ftp://[USER:PASSWORD@]HOST:PORT"
-        )
+    url = ServerUrl.parse(server)
     if from_inventory and (macs is not None or models is not None):
         raise click.UsageError("--from-inventory takes the phones' MACs and models from the store: "
                                "give --macs and --models without it")  # fmt: skip
-    prefix, master = split_master(parts.path)
-    require_loopback(parts.hostname)
     match = _HHMM.fullmatch(license_time)
     if match is None:
         raise InputError(f"--license-time {license_time!r} is not HH:MM")
@@ -221,69 +207,34 @@ def emulate(
     )
     logins = read_credentials(credentials) if credentials is not None else {}
     check_descriptors(len(chosen), concurrency, sip=bool(sip_port))
-    fleet_clock = VirtualClock(start, speed)
-    host = parts.hostname or "127.0.0.1"
-    port = parts.port or {"http": 80, "tftp": 69, "ftp": 21}[parts.scheme]
-
-    async def main() -> float:
-        loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):  # before the phones, whose making takes
-            loop.add_signal_handler(signum, stopping.set)  # seconds for tens of thousands
-        if parts.scheme == "http":
-            await check_http(host, port)
-        elif parts.scheme == "ftp":
-            await check_ftp(host, port)
-        else:
-            await check_tftp(host, port)
-        fleet = Fleet(
-            [c.config for c in chosen],
-            verifier,
-            fleet_clock,
-            host=host,
-            port=port,
-            prefix=prefix,
-            master=master,
-            new_firmware=new_firmware,
-            http_logins=logins,
-            tftp=parts.scheme == "tftp",
-            sip_port=sip_port or None,
-            calls_per_hour=calls_per_hour,
-            concurrency=concurrency,
-            sip_logins=[c.login for c in chosen],
-            stopping=stopping,
-            ftp=ftp_logins(parts, logins) if parts.scheme == "ftp" else None,
-        )
-        holder.append(fleet)
-        began = time.monotonic()
-        await fleet.run(duration, until_booted=until_booted)
-        return time.monotonic() - began
-
-    holder: list[Fleet] = []
-    elapsed = uvloop.run(main())
-    document = report(holder[0], elapsed)
-    result = document["summary"]
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-    result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
+    options = RunOptions(
+        start,
+        speed,
+        duration,
+        until_booted,
+        calls_per_hour,
+        sip_port or None,
+        concurrency,
+        new_firmware,
+    )
+    outcome = runner.run(
+        url,
+        [c.config for c in chosen],
+        verifier,
+        options,
+        sip_logins=[c.login for c in chosen],
+        http_logins=logins,
+    )
     if report_file is not None:
-        report_file.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    failed = all_failed(holder[0])
+        report_file.write_text(json.dumps(outcome.document, indent=1) + "\n", encoding="utf-8")
     if as_json:
-        env.print_json(result)
+        env.print_json(outcome.summary)
     else:
-        _show(env, result)
-    if failed is not None:
-        raise EmulationError(failed.line, hint=_failure_hint(failed, server, credentials))
-
-
-def split_master(path: str) -> tuple[str, str | None]:
-    """A server URL's path as (prefix, master configuration it names, if any): a last segment
-    ending ``.cfg`` of at least 5 characters names one (domain.md §4)."""
-    folder, _, last = path.rstrip("/").rpartition("/")
-    if last.lower().endswith(".cfg") and len(last) >= 5:
-        return folder, last
-    return path, None
+        _show(env, outcome.summary)
+    if outcome.failure is not None:
+        raise EmulationError(
+            outcome.failure.line, hint=_failure_hint(outcome.failure, server, credentials)
+        )
 
 
 def _failure_hint(failed: Failure, server: str, credentials: Path | None) -> str:
@@ -322,11 +273,3 @@ def _show(env: Env, result: dict[str, Any]) -> None:
         "ending Emulated/fleetkey): against a live server they count as the fetches of those "
         "MACs, deliveries included; the inventory's models and firmware are left as they are"
     )
-
-
-def ftp_logins(parts: SplitResult, logins: dict[str, tuple[str, str]]) -> FtpLogins:
-    """The URL's login for every phone; without one, each phone's own (its ``--credentials``
-    line's), else Polycom's factory ``PlcmSpIp``."""
-    if parts.username is not None:
-        return FtpLogins(shared=(unquote(parts.username), unquote(parts.password or "")))
-    return FtpLogins(per_phone=dict(logins))

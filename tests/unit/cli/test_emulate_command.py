@@ -10,7 +10,8 @@ from rich.console import Console
 
 from fleetkey.authority.datadir import DataDir
 from fleetkey.cli.context import Env
-from fleetkey.cli.emulate import _show, split_master
+from fleetkey.cli.emulate import _show
+from fleetkey.emulate.runner import split_master
 
 from tests.helpers import Fleetkey
 

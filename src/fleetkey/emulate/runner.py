@@ -1,0 +1,190 @@
+"""A whole emulator run, as ``fleetkey emulate`` (or a program) asks for one: the server's URL
+parsed once, the server checked reachable, the fleet built and run until its time is up, every
+phone has booted or a signal stops it, and what came of it.
+
+The command parses options and prints; this module owns the loop, the signals and the end
+(aiohttp's ``AppRunner`` is the model: setup, run, cleanup in one place).
+
+The server URL (``ServerUrl.parse``): ``http://HOST:PORT[/prefix]``, ``tftp://HOST:PORT`` or
+``ftp://[USER:PASSWORD@]HOST:PORT``, on this machine (the phones live on loopback addresses,
+``emulate.addresses``); a last path segment ending ``.cfg`` (5 characters or more) names the
+master configuration (domain.md §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
+
+import uvloop
+
+from fleetkey.core.device.config import PhoneConfig
+from fleetkey.core.rules import SignatureVerifier
+from fleetkey.emulate import ftp, http, tftp
+from fleetkey.emulate.addresses import require_loopback
+from fleetkey.emulate.clock import VirtualClock
+from fleetkey.emulate.fleet import Fleet
+from fleetkey.emulate.report import Failure, all_failed, report
+from fleetkey.errors import InputError
+
+PORTS: Final = {"http": 80, "tftp": 69, "ftp": 21}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerUrl:
+    """Where the phones boot from, and how."""
+
+    text: str
+    scheme: str  # http, tftp or ftp
+    host: str
+    port: int
+    prefix: str = ""  # a path prefix (a site's directory)
+    master: str | None = None  # a master configuration the URL names
+    login: tuple[str, str] | None = None  # FTP: every phone logs in as this
+
+    @classmethod
+    def parse(cls, text: str) -> ServerUrl:
+        """InputError for anything but an http, tftp or ftp URL of a host on this machine."""
+        parts = urlsplit(text)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in PORTS or not parts.hostname or port == -1:
+            raise InputError(
+                f"--server {text!r} is not http://HOST:PORT[/prefix], tftp://HOST:PORT or "
+                "ftp://[USER:PASSWORD@]HOST:PORT"
+            )
+        require_loopback(parts.hostname)
+        prefix, master = split_master(parts.path)
+        login = None
+        if parts.scheme == "ftp" and parts.username is not None:
+            login = (unquote(parts.username), unquote(parts.password or ""))
+        return cls(
+            text, parts.scheme, parts.hostname, port or PORTS[parts.scheme], prefix, master, login
+        )
+
+
+def split_master(path: str) -> tuple[str, str | None]:
+    """A server URL's path as (prefix, master configuration it names, if any): a last segment
+    ending ``.cfg`` of at least 5 characters names one (domain.md §4)."""
+    folder, _, last = path.rstrip("/").rpartition("/")
+    if last.lower().endswith(".cfg") and len(last) >= 5:
+        return folder, last
+    return path, None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How the fleet runs: its clock, how long, what its phones do."""
+
+    start: datetime
+    speed: float = 1.0
+    duration_s: float = 30.0
+    until_booted: bool = False
+    calls_per_hour: float = 0.0
+    sip_port: int | None = 5060  # None: no SIP
+    concurrency: int = 256
+    new_firmware: bool = False
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:  # before anything starts (the fleet's clock would refuse it)
+            raise InputError(f"virtual clock speed {self.speed} must be above 0", field="speed")
+
+
+@dataclass
+class Outcome:
+    """What a run came to: the fleet (every phone's story), its report, why all failed."""
+
+    fleet: Fleet
+    elapsed_s: float
+    document: dict[str, Any] = field(default_factory=dict)  # emulate.report.report, + usage
+    failure: Failure | None = None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = self.document["summary"]
+        return summary
+
+
+def run(
+    server: ServerUrl,
+    phones: Sequence[PhoneConfig],
+    verifier: SignatureVerifier,
+    options: RunOptions,
+    *,
+    sip_logins: Sequence[tuple[str, str] | None] | None = None,
+    http_logins: Mapping[str, tuple[str, str]] | None = None,
+) -> Outcome:
+    """Run the phones against ``server`` (blocking, on uvloop) until the run ends; SIGINT and
+    SIGTERM end it early. EmulationError when nothing answers at ``server``."""
+    return uvloop.run(_run(server, phones, verifier, options, sip_logins, http_logins))
+
+
+async def _run(
+    server: ServerUrl,
+    phones: Sequence[PhoneConfig],
+    verifier: SignatureVerifier,
+    options: RunOptions,
+    sip_logins: Sequence[tuple[str, str] | None] | None,
+    http_logins: Mapping[str, tuple[str, str]] | None,
+) -> Outcome:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before the phones, whose making takes
+        loop.add_signal_handler(signum, stopping.set)  # seconds for tens of thousands
+    try:
+        await _check_reachable(server)
+        fleet = Fleet(
+            list(phones),
+            verifier,
+            VirtualClock(options.start, options.speed),
+            host=server.host,
+            port=server.port,
+            prefix=server.prefix,
+            master=server.master,
+            new_firmware=options.new_firmware,
+            http_logins=http_logins,
+            tftp=server.scheme == "tftp",
+            sip_port=options.sip_port,
+            calls_per_hour=options.calls_per_hour,
+            concurrency=options.concurrency,
+            sip_logins=list(sip_logins) if sip_logins is not None else None,
+            stopping=stopping,
+            ftp=_ftp_logins(server, http_logins or {}) if server.scheme == "ftp" else None,
+        )
+        began = time.monotonic()
+        await fleet.run(options.duration_s, until_booted=options.until_booted)
+        elapsed = time.monotonic() - began
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    document = report(fleet, elapsed)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    document["summary"]["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    document["summary"]["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
+    return Outcome(fleet, elapsed, document, all_failed(fleet))
+
+
+async def _check_reachable(server: ServerUrl) -> None:
+    if server.scheme == "http":
+        await http.check_reachable(server.host, server.port)
+    elif server.scheme == "ftp":
+        await ftp.check_reachable(server.host, server.port)
+    else:
+        await tftp.check_reachable(server.host, server.port)
+
+
+def _ftp_logins(server: ServerUrl, logins: Mapping[str, tuple[str, str]]) -> ftp.FtpLogins:
+    """The URL's login for every phone; without one, each phone's own (its ``--credentials``
+    line's), else Polycom's factory ``PlcmSpIp``."""
+    if server.login is not None:
+        return ftp.FtpLogins(shared=server.login)
+    return ftp.FtpLogins(per_phone=dict(logins))
