@@ -1,6 +1,6 @@
-"""Which paths a phone may ask for: one decoding, then strict segment rules (HTTP and TFTP).
+"""Which paths a phone may ask for: one decoding, then strict segment rules (HTTP, TFTP, FTP).
 
-A request path is percent-decoded exactly once (HTTP) or taken as sent (TFTP), must be UTF-8,
+A request path is percent-decoded exactly once (HTTP) or taken as sent (TFTP, FTP), must be UTF-8,
 and is split on ``/``. Refused, whatever the encoding that produced them: ``.`` and ``..``
 segments, hidden names (``.*``, which also hides fleetkey's temporary files), backslashes,
 NUL and other control characters, a ``%`` left after decoding (double encoding), empty

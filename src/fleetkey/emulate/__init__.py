@@ -1,1 +1,2 @@
-"""An emulator of many phones: the device engine on real sockets (HTTP, SIP) and a virtual clock."""
+"""An emulator of many phones: the device engine on real sockets (HTTP, TFTP, FTP, SIP), a clock
+of its own."""

@@ -1,7 +1,8 @@
 """How an emulated phone reaches its provisioning server: fetch a file, put a file.
 
 ``Transport`` is the port every protocol implements (``HttpClient`` in ``http.py``,
-``TftpClient`` in ``tftp.py``; an FTP one plugs in the same way). A transport serves one phone
+``TftpClient`` in ``tftp.py``, ``FtpClient`` in ``ftp.py``; ``fleetkey.testing``'s
+``InMemoryTransport`` for tests without a socket). A transport serves one phone
 for one pass of its boot: opened from the phone's own address, closed after. Answers are
 ``Reply`` values in HTTP's statuses whatever the wire said (200 read, 206 the first bytes of a
 file, 201/204 written, 404 not found, 403 refused, 503 busy with a ``retry-after``, 500
@@ -10,7 +11,8 @@ anything else), so the boot logic above never knows the protocol.
 ``fetch(..., first_bytes=N)`` reads only the start of a file and its whole size: what a phone's
 updater reads of a firmware image (its header, where the version is) to decide whether to
 download the rest (domain.md §5.2: "download it only if different from flash"). HTTP asks a
-byte range; TFTP reads one block with the ``tsize`` option (RFC 2349) and aborts.
+byte range; TFTP reads one block with the ``tsize`` option (RFC 2349) and aborts; FTP asks
+``SIZE`` and cuts a ``RETR`` short.
 ``fetch(..., keep=False)`` downloads a file without keeping it (a firmware image): the reply
 has its size and SHA-256, not its bytes, so ten thousand phones can download 150 MB each.
 """
@@ -58,7 +60,7 @@ class Reply:
 
 class Transport(Protocol):
     """Fetch and put files for one phone; ``user_agent`` is the stage's (HTTP sends it, TFTP
-    has no header for it)."""
+    and FTP have no header for it)."""
 
     async def fetch(
         self, path: str, *, user_agent: str, first_bytes: int | None = None, keep: bool = True

@@ -1,1 +1,1 @@
-"""Provisioning: what phones are served (HTTP and TFTP share the content resolver)."""
+"""Provisioning: what phones are served (HTTP, TFTP and FTP share one fetch pipeline)."""

@@ -2,9 +2,10 @@
 
 :class:`ServerRunner` owns everything ``fleetkey serve`` runs (like aiohttp's ``AppRunner``):
 the record writer, the in-memory view and the tree index, the pipeline and the recorder, the
-HTTP(S) and TFTP adapters, the loop that writes sightings and refreshes the view every second
-and rescans the tree's master configurations every few seconds, signals, and the graceful stop
-(answers in flight finish; every fetch record and sighting is written before ``run`` returns).
+HTTP(S), TFTP and FTP(S) adapters, the loop that writes sightings and refreshes the view every
+second and rescans the tree's master configurations every few seconds, signals, and the
+graceful stop (answers in flight finish; every fetch record and sighting is written before
+``run`` returns).
 The CLI parses its options into :class:`ServeSettings`, mounts the admin API, calls ``run`` and
 renders what it returns.
 """
