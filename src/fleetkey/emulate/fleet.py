@@ -196,9 +196,13 @@ class Fleet:
     async def _carry(self, phone: EmulatedPhone, action: Action) -> None:
         if isinstance(action, Boot):
             async with self._gate:
-                site, own = await self._boot(phone, action)
-            now = self.clock.now()
-            more = phone.engine.boot_completed(now, site, own)
+                transport = self._transport(phone)
+                try:
+                    site, own = await self._boot(phone, action, transport)
+                    now = self.clock.now()
+                    more = phone.engine.boot_completed(now, site, own)
+                finally:  # once the phone is up: a server sees it leave only then
+                    await transport.close()
             phone.boots_done += 1
             if phone.boots_done == 1:
                 self._booted_once += 1
@@ -214,27 +218,23 @@ class Fleet:
             await self._carry(phone, follow)
 
     async def _boot(
-        self, phone: EmulatedPhone, boot: Boot
+        self, phone: EmulatedPhone, boot: Boot, transport: Transport
     ) -> tuple[list[LicenseKey] | None, list[LicenseKey] | None]:
         config = phone.engine.config
-        transport = self._transport(phone)
 
         async def exchange(
             request: FileRequest, body: bytes, agent: str, first: int | None, keep: bool
         ) -> Reply | None:
             return await self._request(phone, transport, request, body, agent, first, keep)
 
-        try:
-            outcome = await run_boot(
-                config,
-                phone.flash,
-                exchange,
-                licenses=any(r.license for r in boot.requests),
-                named_master=self._master,
-                now=self.clock.now,
-            )
-        finally:
-            await transport.close()
+        outcome = await run_boot(
+            config,
+            phone.flash,
+            exchange,
+            licenses=any(r.license for r in boot.requests),
+            named_master=self._master,
+            now=self.clock.now,
+        )
         phone.errors.extend(outcome.problems)
         phone.seen = outcome.seen
         phone.image_bytes += outcome.image_bytes

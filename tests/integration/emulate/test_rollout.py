@@ -110,15 +110,28 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
                 int((at.replace(tzinfo=UTC) - began).total_seconds()) // SLOT_S
                 for at in session.scalars(select(FetchRow.at).where(FetchRow.at >= began))
             )
+            sent = Counter(
+                int((at.replace(tzinfo=UTC) - began).total_seconds()) // SLOT_S
+                for at in session.scalars(select(RolloutTargetRow.notified_at))
+                if at is not None
+            )
         assert set(attempts) <= {1, 2}  # a second attempt only for a phone claimed, never sent
         assert attempts[2] <= 100
         peak = max(buckets.values()) / SLOT_S
         cap = CAPACITY * plan["headroom"]
+        seconds = (finished - began).total_seconds()
         print(f"\n{PHONES} phones; confirmed {halfway} before the kill; rollout took "
-              f"{(finished - began).total_seconds():.0f} s; attempts {dict(attempts)}; "
-              f"server peak {peak:.0f} req/s over {SLOT_S}-s slots, planned cap {cap:.0f}, "
+              f"{seconds:.0f} s; attempts {dict(attempts)}; server peak {peak:.0f} req/s "
+              f"over {SLOT_S}-s slots, planned cap {cap:.0f}, "
               f"predicted {plan['peak_load']:.0f}")  # fmt: skip
-        assert peak <= cap * 1.05  # requests per boot vary a little around the measured mean
+        # What the rollout controls: its check-syncs, at the plan's pace shared by both
+        # executors (the killed one's and its successor's), never a burst after the kill: in
+        # any slot a slot's worth, plus the pace's burst of two ticks (0.2 s) and one more.
+        # The server's own peak per slot follows only as long as the emulator boots each phone
+        # at once; on a loaded machine its boots bunch up (it was checked: flaky at load 5-7).
+        rate = cap / plan["boot"]["requests"]
+        assert max(sent.values()) <= rate * (SLOT_S + 0.2) + 1, sorted(sent.items())
+        assert sum(buckets.values()) / seconds <= cap * 1.05  # the load over the whole rollout
     finally:
         emulator.send_signal(signal.SIGTERM)
         out, err = emulator.communicate(timeout=120)

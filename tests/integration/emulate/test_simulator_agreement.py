@@ -1,6 +1,7 @@
 """500 emulated phones against a real `fleetkey serve` and the simulator on the same fleet:
 a site license lapses at the phones' license poll, and both must say the same reboot times
-and the same request peak (within 5 %).
+(each phone's engine times its reboot by its own timer, whatever the machine's load) and the
+same storm: its requests (within 5 %), starting in the same minute.
 
 The emulator runs the per-phone engine over real HTTP at speed 1 from a minute before the
 poll; the simulator is given the fleet, the license, the poll time and the requests of one
@@ -107,7 +108,11 @@ def test_500_emulated_phones_and_the_simulator_agree_on_the_storm(
     begins, minutes = simulated()
     assert len(emulated) == len(begins) == PHONES
     assert max(abs(a - b) for a, b in zip(emulated, begins, strict=True)) <= 1.0
-    # the request peak: requests per virtual minute after the power-on boots
+    # the storm: the requests after the power-on boots. The simulator's server (capacity
+    # 100,000/s) takes them all in the poll's minute; the emulated phones' requests come as
+    # fast as this machine runs them, so on a loaded one they spill into the next minute (a
+    # peak per minute compared was flaky at load 5-7): compared are how many, and where
+    # the storm begins.
     poll_s = (datetime.combine(LAST_DAY + timedelta(days=1), POLL, UTC) - START).total_seconds()
     per_minute = Counter(
         int((datetime.fromisoformat(f["at"]) - START).total_seconds() // 60)
@@ -115,6 +120,6 @@ def test_500_emulated_phones_and_the_simulator_agree_on_the_storm(
         for f in phone["fetches"]
         if (datetime.fromisoformat(f["at"]) - START).total_seconds() >= poll_s
     )
-    emulated_peak = max(per_minute.values())
-    simulated_peak = max(minutes.values())
-    assert abs(emulated_peak - simulated_peak) <= 0.05 * simulated_peak, (per_minute, minutes)
+    storm, simulated_storm = sum(per_minute.values()), sum(minutes.values())
+    assert abs(storm - simulated_storm) <= 0.05 * simulated_storm, (per_minute, minutes)
+    assert min(per_minute) == max(minutes, key=lambda m: minutes[m]), (per_minute, minutes)
