@@ -15,9 +15,14 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from fleetkey.core.device.config import DAY_S
 from fleetkey.core.device.engine import Reason
-from fleetkey.simulate.calls import mix, unit
+from fleetkey.core.device.schedule import (
+    DAY_S,
+    boot_draw,
+    first_poll_s,
+    periodic_after,
+    picked_day,
+)
 from fleetkey.simulate.fleet import Fleet
 
 F64 = npt.NDArray[np.float64]
@@ -84,12 +89,10 @@ class Phones:
 
 
 def next_config_poll(fleet: Fleet, phones: Phones, which: I64, after: F64) -> F64:
-    """The first configuration poll strictly after ``after`` (inf: polling off).
-
-    abs: daily (every period days) at prov.polling.time; rel: every period after boot;
-    random: a period of a day or less, a moment drawn at boot in the first period and then
-    every period; longer, the MAC-chosen day at a moment of [time, timeRandomEnd] drawn at boot.
-    """
+    """The first configuration poll strictly after ``after`` (inf: polling off), by the
+    engine's rules (``core/device/config.next_config_poll``) on arrays: ``first_poll_s`` and
+    ``periodic_after`` for rel and short random, ``picked_day`` on the calendar tables for abs
+    and long random, each phone's draw for its current boot from ``boot_draw``."""
     sites = fleet.sites
     site = fleet.site[which]
     cal = fleet.calendar
@@ -98,27 +101,26 @@ def next_config_poll(fleet: Fleet, phones: Phones, which: I64, after: F64) -> F6
     period = sites.poll_period_s[site]
     booted = phones.boot_end[which]
     result = np.full(which.shape[0], INF)
+    random_mode = (mode == 2).astype(np.float64)
     rel = enabled & ((mode == 1) | ((mode == 2) & (period <= DAY_S)))
     if rel.any():
-        draw = np.where(mode == 2, _draw(fleet, phones, which), 1.0)
-        first = booted[rel] + draw[rel] * period[rel]
-        steps = np.maximum(np.floor((after[rel] - first) / period[rel]) + 1, 0)
-        result[rel] = first + steps * period[rel]
+        first = first_poll_s(random_mode[rel], _draw(fleet, phones, which[rel]), period[rel])
+        result[rel] = booted[rel] + periodic_after(first, period[rel], after[rel] - booted[rel])
     daily = enabled & ((mode == 0) | ((mode == 2) & (period > DAY_S)))
     if daily.any():
         idx = np.nonzero(daily)[0]
-        offset = np.where(
-            mode[idx] == 2, _draw(fleet, phones, which[idx]) * sites.poll_window_s[site[idx]], 0.0
-        )
+        draw = _draw(fleet, phones, which[idx])
+        offset = np.where(mode[idx] == 2, draw * sites.poll_window_s[site[idx]], 0.0)
         days = np.ceil(period[idx] / DAY_S).astype(np.int64)
         pick = np.where(mode[idx] == 2, fleet.mac_day[which[idx]], 0)
         which_time = sites.poll_time[site[idx]]
         _, day = cal.next_at(which_time, sites.tz[site[idx]], after[idx] - offset)
-        day = day + (pick - (cal.base + day)) % days
+        day = picked_day(cal.base + day, days, pick) - cal.base
         result[idx] = cal.local_at(which_time, day) + offset
     return result
 
 
 def _draw(fleet: Fleet, phones: Phones, which: I64) -> F64:
-    """A uniform draw per phone and boot, the same whenever asked."""
-    return unit(mix(fleet.key[which] * np.uint64(7919) + phones.boots[which].astype(np.uint64)))
+    """Each phone's draw for its current boot, as the engine draws it."""
+    drawn: F64 = boot_draw(fleet.draw_key[which], phones.boots[which].astype(np.uint64))
+    return drawn

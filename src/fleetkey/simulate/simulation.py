@@ -17,6 +17,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from fleetkey.core.device.engine import lapse_reboots
+from fleetkey.core.device.schedule import lapse_check_day
 from fleetkey.simulate.calls import idle_from, mix
 from fleetkey.simulate.fleet import Fleet, build_fleet
 from fleetkey.simulate.licenses import Licenses, Posted, boot_downloads, license_table, posted_table
@@ -215,12 +217,11 @@ def _complete(run: Run, chosen: I64, ends: F64, reached: npt.NDArray[np.bool_]) 
     p.drop_mask[chosen] = lapsing
     run.tally.schedule_drops(chosen, drop_at, outcome.valid, lapsing)
     # R3/R4: the first daily check on or after that day, unless it booted expired (R8)
-    watch = (lapsing != 0) & ~outcome.booted_with_expired & np.isfinite(drop_at)
-    moment, day = cal.next_at(fleet.sites.license_time[site], zone, at)
-    day = np.maximum(day, drop_day)
-    r4 = cal.local_at(fleet.sites.license_time[site], day)
+    reboots = lapse_reboots(outcome.valid, outcome.valid & ~lapsing, outcome.booted_with_expired)
+    watch = reboots & np.isfinite(drop_at)
+    _, day = cal.next_at(fleet.sites.license_time[site], zone, at)
+    r4 = cal.local_at(fleet.sites.license_time[site], lapse_check_day(day, drop_day))
     p.next_r4[chosen] = np.where(watch & finite, r4, INF)
-    del moment
     # a change the boot did not see (made while it booted): the next poll after it
     unseen = run.site_config[site] > p.seen_config[chosen]
     if unseen.any():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import heapq
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -40,7 +39,9 @@ POLLING = [
     # polls just before its window opens: the rollout's check-syncs find it booting (absorbed)
     "polling = { enabled = true, mode = 'abs', time = '00:29:30' }",
     "polling = { enabled = true, mode = 'rel', period_s = 14400 }",
-    "",
+    # random with a period of a day or less: a moment drawn at each boot, then every period
+    "polling = { enabled = true, mode = 'random', period_s = 43200, time = '01:00', "
+    "random_end = '05:00' }",
     "",
     "polling = { enabled = true, mode = 'abs', time = '01:30' }",
     "polling = { enabled = true, mode = 'rel', period_s = 21600 }",
@@ -254,7 +255,6 @@ def test_simulator_and_engine_agree_phone_by_phone(simulated: Run) -> None:
     end = run.scenario.end
     notices = run.notices[-1].planned
     mismatches = []
-    random_site = 8
     for phone in range(run.fleet.size):
         ref = Reference(run, phone)
         ref.play(float(notices[phone]) if np.isfinite(notices[phone]) else None)
@@ -264,34 +264,15 @@ def test_simulator_and_engine_agree_phone_by_phone(simulated: Run) -> None:
             if r.reason is not Reason.POWER_ON
         ]
         mine = ours.get(phone, [])
-        same_causes = [c for _, c in theirs] == [c for _, c in mine]
-        if ref.site == random_site:
-            close = same_causes and all(
-                _same_window(a, b, ref) if c == Cause.CONFIG_CHANGED else abs(a - b) <= 1.0
-                for (a, c), (b, _) in zip(theirs, mine, strict=False)
-            )
-        else:
-            close = same_causes and all(
-                abs(a - b) <= 1.0 for (a, _), (b, _) in zip(theirs, mine, strict=False)
-            )
+        close = [c for _, c in theirs] == [c for _, c in mine] and all(
+            abs(a - b) <= 1.0 for (a, _), (b, _) in zip(theirs, mine, strict=False)
+        )
         held = {g.slot for g in ref.engine.features(end - timedelta(seconds=1))}
         sim_mask = int(run.phones.held_at(np.array([phone]), np.array([run.horizon - 1.0]))[0])
         sim_held = {s for s in range(32) if sim_mask >> s & 1}
         if not close or held != sim_held:
             mismatches.append((phone, theirs, mine, held, sim_held))
     assert not mismatches, f"{len(mismatches)} phones differ, first: {mismatches[:3]}"
-
-
-def _same_window(a: float, b: float, ref: Reference) -> bool:
-    zone = ZoneInfo(ref.engine.config.timezone)
-    la, lb = (ref.moment(x).astimezone(zone) for x in (a, b))
-    start = ref.group.polling.at
-    # the window is 02:00-04:00; a call can hold the reboot past its end (two 20-minute calls)
-    return la.date() == lb.date() and all(
-        (local.hour, local.minute) >= (start.hour, start.minute)
-        and (local.hour, local.minute) < (4, 40)
-        for local in (la, lb)
-    )
 
 
 def test_the_agreement_fleet_exercises_every_rule(simulated: Run) -> None:
