@@ -81,7 +81,8 @@ def one(phones: int) -> dict[str, object]:
     from fleetkey.simulate.fleet import build_fleet
     from fleetkey.simulate.report import hourly, summarize
     from fleetkey.simulate.rollouts import plan_notices
-    from fleetkey.simulate.scenario import Rollout, parse_scenario
+    from fleetkey.simulate.scenario import Rollout
+    from fleetkey.simulate.scenariofile import parse_scenario
     from fleetkey.simulate.simulation import simulate
 
     catalog = default_catalog()
@@ -106,7 +107,7 @@ def one(phones: int) -> dict[str, object]:
         "planner_alone_s": round(planner_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "reboots": summary.reboots,
-        "peak_offered_per_s": round(summary.peak_offered, 1),
+        "peak_offered_per_s": round(summary.peak_offered_per_s, 1),
         "phone_hours_lost": round(summary.features[0].phone_hours_lost),
         "rollout_reached": summary.rollouts[0].reached,
     }

@@ -270,7 +270,7 @@ class ScenarioBuilder:
 
     def scenario(self, catalog: FeatureCatalog | None = None) -> Scenario:
         from fleetkey.core.features import default_catalog
-        from fleetkey.simulate.scenario import parse_scenario
+        from fleetkey.simulate.scenariofile import parse_scenario
 
         return parse_scenario(self.toml(), "built.toml", catalog or default_catalog())
 

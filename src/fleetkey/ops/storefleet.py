@@ -82,14 +82,14 @@ def scenario_from_store(session: Session, now: datetime, days: int = 365) -> Sto
     cost = measure(fetches.recent_requests(session))
     measured = capacity.latest(session)
     server = Server(
-        capacity=measured.requests_per_s if measured else Server().capacity,
+        capacity_per_s=measured.requests_per_s if measured else Server().capacity_per_s,
         boot_requests=cost.requests,
-        boot_seconds=cost.seconds,
+        boot_s=cost.seconds,
     )
     notes = (
         f"{sum(g.phones for g in groups):,} phones at {len(groups)} site(s) from the store",
         f"boot cost: {cost.requests:.1f} requests, {cost.seconds:.0f} s ({cost.source})",
-        f"capacity: {server.capacity:,g} req/s "
+        f"capacity: {server.capacity_per_s:,g} req/s "
         + (f"(measured {measured.at:%Y-%m-%d})" if measured else "(not measured: the default)"),
         "license.polling.time 02:00, configuration polling off, no calls (not in the store)",
         "a site license's features lapse at its latest term",

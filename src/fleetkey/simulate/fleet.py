@@ -143,7 +143,7 @@ def build_fleet(scenario: Scenario, seed: int = 0) -> Fleet:
         always_reboot=np.array([g.always_reboot for g in groups], dtype=np.bool_),
         call_chance=np.array([g.calls_per_hour * CALL_SLOT_S / 3600 for g in groups]),
         call_mean_s=np.array([g.call_minutes * 60.0 for g in groups]),
-        phone_mask=np.array([_mask(g.phone_slots) for g in groups], dtype=np.int64),
+        phone_mask=np.array([mask(g.phone_slots) for g in groups], dtype=np.int64),
         windows=tuple(g.window for g in groups),
     )
     calendar = _calendar(scenario, zone_names, tuple(sorted(times, key=times.__getitem__)))
@@ -160,9 +160,6 @@ _MODES: Final = {PollMode.ABS: 0, PollMode.REL: 1, PollMode.RANDOM: 2}
 
 def mask(slots: frozenset[int]) -> int:
     return sum(1 << slot for slot in slots)
-
-
-_mask = mask
 
 
 def _window_s(polling: ConfigPolling) -> float:

@@ -67,7 +67,6 @@ class Phones:
     held: I64 = field(init=False)  # slots held until ``drop_at``
     drop_at: F64 = field(init=False)
     drop_mask: I64 = field(init=False)
-    ever_lost: I64 = field(init=False)
     installed_at: F64 = field(init=False)
 
     def __post_init__(self) -> None:
@@ -79,7 +78,7 @@ class Phones:
             setattr(self, name, np.zeros(n))
         for name in ("pending", "next_r4", "next_config", "drop_at"):
             setattr(self, name, np.full(n, INF))
-        for name in ("boots", "seen_config", "pending_cause", "held", "drop_mask", "ever_lost"):
+        for name in ("boots", "seen_config", "pending_cause", "held", "drop_mask"):
             setattr(self, name, np.zeros(n, dtype=np.int64))
 
     def held_at(self, phones: I64, t: F64) -> I64:

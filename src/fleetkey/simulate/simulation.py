@@ -31,7 +31,7 @@ from fleetkey.simulate.tally import Tally
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 STEP_S: Final = 3600.0
-NOTHING, R4, CONFIG, NOTIFY, PENDING = range(5)
+R4, CONFIG, NOTIFY, PENDING = range(1, 5)  # what a phone's earliest timer is (_due)
 
 
 @dataclass
@@ -45,11 +45,11 @@ class Run:
     tally: Tally
     notices: list[Notices] = field(default_factory=list)
     site_config: I64 = field(init=False)
-    horizon: float = field(init=False)
+    horizon_s: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.site_config = np.zeros(len(self.fleet.sites.serials), dtype=np.int64)
-        self.horizon = self.scenario.days * 86400.0
+        self.horizon_s = self.scenario.days * 86400.0
 
 
 def simulate(scenario: Scenario, seed: int = 0, record: bool = False) -> Run:
@@ -77,12 +77,12 @@ def simulate(scenario: Scenario, seed: int = 0, record: bool = False) -> Run:
         upcoming = events[0][0] if events else INF
         due, kind = _due(run)
         t = float(due.min()) if due.shape[0] else INF
-        if min(t, upcoming) >= run.horizon:
+        if min(t, upcoming) >= run.horizon_s:
             break
         if upcoming <= t:
             _apply(run, *events.pop(0))
             continue
-        end = min(t + STEP_S, upcoming, run.horizon)
+        end = min(t + STEP_S, upcoming, run.horizon_s)
         chosen = np.nonzero(due < end)[0]
         _step(run, chosen, due[chosen], kind[chosen], end)
     run.tally.finish(run.phones)
@@ -147,7 +147,7 @@ def _step(run: Run, phones: I64, due: F64, kind: I64, end: float) -> None:
         )
         reboot = notices.reboot | fleet.sites.always_reboot[site]
         go = note & ~busy & (reboot | changed)
-        run.tally.check_syncs(note & busy, note & ~busy & ~reboot, note & ~busy & ~reboot & changed)
+        run.tally.check_syncs(note & busy, note & ~busy & ~reboot & changed)
         asks |= go
         cause[note] = Cause.CHECK_SYNC
     # a reboot that waited for calls goes now; an ask goes when the phone is idle (R4: never
@@ -191,7 +191,7 @@ def _complete(run: Run, chosen: I64, ends: F64, reached: npt.NDArray[np.bool_]) 
     site = fleet.site[chosen]
     zone = fleet.sites.tz[site]
     finite = np.isfinite(ends)
-    at = np.where(finite, ends, run.horizon)
+    at = np.where(finite, ends, run.horizon_s)
     today = cal.base + cal.day_of(zone, at)
     before = p.held_at(chosen, at)
     run.tally.cancel_drops(chosen, p, at)

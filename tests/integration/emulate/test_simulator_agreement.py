@@ -20,7 +20,7 @@ import pytest
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.engine import DeviceEngine
 from fleetkey.core.features import default_catalog
-from fleetkey.simulate.scenario import parse_scenario
+from fleetkey.simulate.scenariofile import parse_scenario
 from fleetkey.simulate.simulation import simulate
 from fleetkey.testing import trusted_keys_for
 

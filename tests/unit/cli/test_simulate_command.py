@@ -170,7 +170,7 @@ class TestFromStore:
     def test_a_what_if_names_only_the_stores_sites(self, run: Any, tmp_path: Path) -> None:
         whatif = tmp_path / "site.toml"
         whatif.write_text(
-            "[[events]]\nat = 2030-01-01T00:00:00Z\nconfig_change = true\n"
+            f"[[events]]\nat = {LAPSE_DAY}T00:00:00Z\nconfig_change = true\n"
             'sites = ["100000000009"]\n'
         )
         result = run("simulate", "--from-store", str(whatif), code=1)

@@ -176,8 +176,8 @@ class Reference:
         return [self.keys[name]] if name else None
 
     def play(self, notify: float | None) -> None:
-        engine, horizon = self.engine, self.run.horizon
-        boot_s = self.run.scenario.server.boot_seconds
+        engine, horizon = self.engine, self.run.horizon_s
+        boot_s = self.run.scenario.server.boot_s
         queue: list[tuple[float, int, str]] = []
         chance = float(self.run.fleet.sites.call_chance[self.site])
         mean = float(self.run.fleet.sites.call_mean_s[self.site])
@@ -280,7 +280,7 @@ def assert_agreement(run: Run) -> None:
             abs(a - b) <= 1.0 for (a, _), (b, _) in zip(theirs, mine, strict=False)
         )
         held = {g.slot for g in ref.engine.features(end - timedelta(seconds=1))}
-        sim_mask = int(run.phones.held_at(np.array([phone]), np.array([run.horizon - 1.0]))[0])
+        sim_mask = int(run.phones.held_at(np.array([phone]), np.array([run.horizon_s - 1.0]))[0])
         sim_held = {s for s in range(32) if sim_mask >> s & 1}
         if not close or held != sim_held:
             mismatches.append((phone, theirs, mine, held, sim_held))

@@ -12,7 +12,7 @@ import pytest
 from fleetkey.core.features import default_catalog
 from fleetkey.simulate.phones import Cause
 from fleetkey.simulate.report import FeatureLoss, Summary, summarize
-from fleetkey.simulate.scenario import parse_scenario
+from fleetkey.simulate.scenariofile import parse_scenario
 from fleetkey.simulate.simulation import Run, simulate
 
 START = datetime(2027, 1, 1, tzinfo=UTC)
@@ -121,7 +121,7 @@ deadline = 2027-01-20T00:00:00Z
         assert all(loss.phone_hours_lost == 0 for loss in summary.features)
         assert all(loss.phones_affected == 0 for loss in summary.features)
         assert summary.reboots == {"license-expired": 0, "config-changed": 0, "check-sync": 900}
-        assert 0 < summary.peak_offered <= summary.budget
+        assert 0 < summary.peak_offered_per_s <= summary.budget_per_s
         assert summary.over_budget_minutes == 0
         (rollout,) = summary.rollouts
         assert rollout.license == "successor"
@@ -221,5 +221,5 @@ class TestStormOverCapacity:
         assert queue.used.sum() == pytest.approx(queue.offered.sum())
         # 300 phones x 12 requests at 20/s: the last answered after 180 s
         assert 179 < summary.longest_boot_s < 185
-        assert summary.peak_offered == 300 * 12 / 60
+        assert summary.peak_offered_per_s == 300 * 12 / 60
         assert queue.refused_per_s().max() > 0
