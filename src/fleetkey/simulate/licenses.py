@@ -122,3 +122,20 @@ def boot_downloads(
     granted = phone_mask | site_mask
     expired = booted_expired(granted, valid, has_offer & (offer_last < today))  # R8
     return BootOutcome(new, valid, expired, take & (new != installed))
+
+
+def held_at_start(
+    scenario: Scenario, licenses: Licenses, first: npt.NDArray[np.int64], offered: I64
+) -> I64:
+    """What each phone boots with at the start: what its site offers then, except the phones
+    a group says hold a given license (``SiteGroup.held``: the first phones of each site)."""
+    held = offered.copy()
+    site = 0
+    for group in scenario.groups:
+        for _ in range(group.count):
+            phone = int(first[site])
+            for name, count in group.held:
+                held[phone : phone + count] = licenses.names.index(name)
+                phone += count
+            site += 1
+    return held

@@ -41,6 +41,9 @@ class SiteGroup:
     calls_per_hour: float
     call_minutes: float
     phone_slots: frozenset[int]  # perpetual phone licenses of every phone
+    # what the phones hold at the start, when known (the store's per-phone state): (license,
+    # phones) for the first phones of each site; the others boot with what is posted then
+    held: tuple[tuple[str, int], ...] = ()
 
     def serials(self) -> list[str]:
         first = int(self.serial, 16)
@@ -145,6 +148,13 @@ def check_scenario(scenario: Scenario) -> None:
     for name, lic in scenario.licenses.items():
         if name != lic.name:
             raise ScenarioError(f"license {lic.name!r} is filed under the name {name!r}")
+    for group in scenario.groups:
+        unknown = [name for name, _ in group.held if name not in scenario.licenses]
+        if unknown or sum(count for _, count in group.held) > group.phones:
+            raise ScenarioError(
+                f"sites from {group.serial}: the phones held at the start {group.held!r} "
+                f"name a license the scenario lacks or more than its {group.phones} phones"
+            )
     for event in scenario.events:
         try:
             check_event(event, scenario.licenses, seen, scenario.start, scenario.end)

@@ -21,7 +21,14 @@ from fleetkey.core.device.engine import lapse_reboots
 from fleetkey.core.device.schedule import lapse_check_day
 from fleetkey.simulate.calls import idle_from, mix
 from fleetkey.simulate.fleet import Fleet, build_fleet
-from fleetkey.simulate.licenses import Licenses, Posted, boot_downloads, license_table, posted_table
+from fleetkey.simulate.licenses import (
+    Licenses,
+    Posted,
+    boot_downloads,
+    held_at_start,
+    license_table,
+    posted_table,
+)
 from fleetkey.simulate.phones import INF, Cause, Phones, next_config_poll
 from fleetkey.simulate.rollouts import Notices, plan_notices
 from fleetkey.simulate.scenario import ConfigChange, Rollout, Scenario, ServerDown
@@ -69,7 +76,11 @@ def simulate(scenario: Scenario, seed: int = 0, record: bool = False) -> Run:
         Phones(fleet.size), queue, Tally(scenario, fleet, licenses, record),
     )  # fmt: skip
     everyone = np.arange(fleet.size, dtype=np.int64)
-    _complete(run, everyone, np.zeros(fleet.size), np.ones(fleet.size, dtype=np.bool_))
+    at_start = np.zeros(fleet.size)
+    offered = held_at_start(
+        scenario, licenses, fleet.sites.first, run.posted.at(fleet.site, at_start)
+    )
+    _complete(run, everyone, at_start, np.ones(fleet.size, dtype=np.bool_), offered)
     run.tally.start(run.phones)
     pending_events = [e for e in scenario.events if not isinstance(e, ServerDown)]
     events = [((e.at - origin).total_seconds(), e) for e in pending_events]
@@ -185,8 +196,11 @@ def _step(run: Run, phones: I64, due: F64, kind: I64, end: float) -> None:
     _complete(run, chosen, admission.ends, admission.served)
 
 
-def _complete(run: Run, chosen: I64, ends: F64, reached: npt.NDArray[np.bool_]) -> None:
-    """The end of each boot: the downloads (R2, R5-R7), what is valid (R1), R8, the timers."""
+def _complete(
+    run: Run, chosen: I64, ends: F64, reached: npt.NDArray[np.bool_], offered: I64 | None = None
+) -> None:
+    """The end of each boot: the downloads (R2, R5-R7), what is valid (R1), R8, the timers;
+    ``offered``: the license each boot downloads (default: what its site's server offers)."""
     p, fleet, cal = run.phones, run.fleet, run.fleet.calendar
     site = fleet.site[chosen]
     zone = fleet.sites.tz[site]
@@ -196,7 +210,7 @@ def _complete(run: Run, chosen: I64, ends: F64, reached: npt.NDArray[np.bool_]) 
     before = p.held_at(chosen, at)
     run.tally.cancel_drops(chosen, p, at)
     phone_mask = fleet.sites.phone_mask[site]
-    offered = run.posted.at(site, at)
+    offered = run.posted.at(site, at) if offered is None else offered
     outcome = boot_downloads(
         run.licenses, p.installed[chosen], offered, phone_mask, today, reached & finite
     )

@@ -11,6 +11,10 @@ from typing import Any
 
 import pytest
 
+from fleetkey.store import fetches
+from fleetkey.store.records import FetchRecord
+from fleetkey.store.store import Store
+
 from tests.helpers import Fleetkey
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "simulate"
@@ -160,6 +164,54 @@ class TestFromStore:
         assert summary["reboots"]["license-expired"] == 80  # they still lapse, and take it
         assert summary["booted_expired_at_end"] == 0
         assert summary["features"][0]["phones_without_at_end"] == 0
+
+    def test_a_posted_successor_no_phone_fetched_is_not_on_the_phones(
+        self, run: Any, store_url: str
+    ) -> None:
+        """The per-phone state says what the phones hold (as the alerts read it): the lapsing
+        key they were served. A successor posted since reaches them only in the storm."""
+        keys = json.loads(run("licenses", "list", "--json").stdout)
+        served = {k["serial"]: k["digest"] for k in keys}
+        at = datetime.now(UTC) - timedelta(days=1)
+        records = [
+            FetchRecord(
+                path=f"/{serial}/000000000000-license.cfg",
+                protocol="http",
+                status=200,
+                bytes=600,
+                duration_ms=1.0,
+                at=at,
+                mac=f"0004f2{serial[-1]}{n:05d}",
+                digest=digest,
+            )
+            for serial, digest in served.items()
+            for n in range(40)
+        ]
+        store = Store(store_url)
+        try:
+            fetches.insert_records(store.engine, records)
+        finally:
+            store.close()
+        run("issue", "site", "--serial", "100000000001", "--features", "corporate-directory",
+            "--expires", "2099-12-31")  # fmt: skip
+        document = json.loads(run("simulate", "--from-store", "--days", "60", "--json").stdout)
+        summary = document["summary"]
+        # both sites storm when the key they hold lapses; Berlin's phones take the successor
+        assert summary["reboots"]["license-expired"] == 80
+        assert summary["booted_expired_at_end"] == 40
+        assert summary["features"][0]["phones_affected"] == 80
+        assert any(
+            "80 phone(s) hold the site license they were last served; 0 with none" in note
+            for note in document["notes"]
+        )
+
+    def test_phones_with_no_fetch_on_record_are_taken_to_hold_the_posted_key(
+        self, run: Any
+    ) -> None:
+        document = json.loads(run("simulate", "--from-store", "--days", "60", "--json").stdout)
+        assert any(
+            "0 phone(s) hold" in n and "80 with none on record" in n for n in document["notes"]
+        )
 
     def test_a_what_if_may_not_bring_sites(self, run: Any, tmp_path: Path) -> None:
         whatif = tmp_path / "sites.toml"
