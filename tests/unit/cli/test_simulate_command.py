@@ -88,8 +88,14 @@ class TestRefusals:
             (b"[simulation", "not TOML"),
             (b"\xff\xfe[simulation]", "not UTF-8"),
             (b"[simulation]\nstart = 2027-01-01T00:00:00Z\n", "at least one site"),
+            (
+                b"[simulation]\nstart = 2027-01-01T00:00:00Z\ndays = 2\n"
+                b'[[sites]]\nserial = "100000000001"\nphones = 1\n'
+                b"[[events]]\nat = 2027-01-03T00:00:00Z\nconfig_change = true\n",
+                "[[events]] 1: at 2027-01-03 00:00 UTC is not before the end of the period",
+            ),
         ],
-        ids=["not toml", "not utf-8", "no sites"],
+        ids=["not toml", "not utf-8", "no sites", "event after the period"],
     )
     def test_a_bad_scenario_is_an_error_and_writes_nothing(
         self, tmp_path: Path, data_dir: Path, fleetkey: Fleetkey, content: bytes, message: str
@@ -105,6 +111,16 @@ class TestRefusals:
         assert not png.exists()
         assert not page.exists()
         assert not data_dir.exists()  # simulate keeps nothing
+
+    def test_days_that_end_before_an_event_are_refused_with_a_hint(
+        self, tmp_path: Path, data_dir: Path, fleetkey: Fleetkey
+    ) -> None:
+        png = tmp_path / "p.png"
+        result = fleetkey("simulate", EARLY, "--days", "1", "--plot", str(png), code=1)
+        assert "event rollout at 2027-01-02 00:00 UTC" in result.stderr
+        assert "it would never happen" in result.stderr
+        assert "hint: move the event into the period" in result.stderr
+        assert not png.exists()
 
     @pytest.mark.parametrize(
         "args",
