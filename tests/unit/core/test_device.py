@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -469,22 +468,3 @@ def test_at_most_one_boot_is_ever_outstanding(sequence: list[str], always: bool)
         assert outstanding <= 1, "a second boot while one was still running"
         assert (engine.state.phase is Phase.BOOTING) == bool(outstanding)
     assert len(engine.check_syncs) == syncs
-
-
-class TestPollsAlwaysMoveOn:
-    @pytest.mark.parametrize("draw", [0.001, 0.123456789, 0.5, 0.987654321])
-    def test_a_random_poll_of_a_day_or_less_comes_every_period_after_its_drawn_first(
-        self, draw: float
-    ) -> None:
-        polling = ConfigPolling(True, PollMode.RANDOM, 43200, time(1, 0), time(5, 0))
-        config = PhoneConfig(MAC, polling=polling)
-        first = next_config_poll(config, T0, T0, draw)
-        assert first is not None
-        assert abs((first - T0).total_seconds() - draw * 43200) < 1e-3
-        moments = [first]
-        for _ in range(6):  # each poll asks for the next from its own moment
-            following = next_config_poll(config, T0, moments[-1], draw)
-            assert following is not None
-            moments.append(following)
-        gaps = {round((b - a).total_seconds(), 3) for a, b in itertools.pairwise(moments)}
-        assert gaps == {43200.0}

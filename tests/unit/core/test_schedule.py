@@ -4,6 +4,7 @@ Australia/Sydney, Pacific/Auckland and America/New_York."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleetkey.core.device.config import ConfigPolling, PhoneConfig, PollMode, next_config_poll
 from fleetkey.core.device.schedule import (
     boot_draw,
     daily_moment,
@@ -23,6 +25,8 @@ from fleetkey.core.device.schedule import (
 )
 
 AT = time(2, 30)
+MAC = "0004f2000001"
+T0 = datetime(2027, 1, 10, 9, 0, tzinfo=UTC)
 ZONES = ("Europe/Berlin", "Australia/Sydney", "Pacific/Auckland", "America/New_York")
 
 
@@ -134,3 +138,22 @@ class TestRulesOnNumbersAndArrays:
         assert arrays.tolist() == one_by_one
         assert all(0 <= d < 1 for d in one_by_one)
         assert len({boot_draw(draw_key(macs[0]), b) for b in range(1, 50)}) == 49
+
+
+class TestPollsAlwaysMoveOn:
+    @pytest.mark.parametrize("draw", [0.001, 0.123456789, 0.5, 0.987654321])
+    def test_a_random_poll_of_a_day_or_less_comes_every_period_after_its_drawn_first(
+        self, draw: float
+    ) -> None:
+        polling = ConfigPolling(True, PollMode.RANDOM, 43200, time(1, 0), time(5, 0))
+        config = PhoneConfig(MAC, polling=polling)
+        first = next_config_poll(config, T0, T0, draw)
+        assert first is not None
+        assert abs((first - T0).total_seconds() - draw * 43200) < 1e-3
+        moments = [first]
+        for _ in range(6):  # each poll asks for the next from its own moment
+            following = next_config_poll(config, T0, moments[-1], draw)
+            assert following is not None
+            moments.append(following)
+        gaps = {round((b - a).total_seconds(), 3) for a, b in itertools.pairwise(moments)}
+        assert gaps == {43200.0}
