@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetkey.core.device.config import ConfigPolling, PhoneConfig, PollMode, next_config_poll
+from fleetkey.core.device.engine import DeviceEngine
 from fleetkey.core.device.schedule import (
     boot_draw,
     daily_moment,
@@ -23,6 +24,7 @@ from fleetkey.core.device.schedule import (
     periodic_after,
     picked_day,
 )
+from fleetkey.testing import trusted_keys_for
 
 AT = time(2, 30)
 MAC = "0004f2000001"
@@ -157,3 +159,27 @@ class TestPollsAlwaysMoveOn:
             moments.append(following)
         gaps = {round((b - a).total_seconds(), 3) for a, b in itertools.pairwise(moments)}
         assert gaps == {43200.0}
+
+
+class TestTheEngineAcrossDst:
+    def test_a_phone_booting_in_the_repeated_hour_schedules_nothing_in_the_past(self) -> None:
+        # Berlin, 2027-10-31: 02:15 CET is 01:15 UTC, after the first 02:30 (00:30 UTC)
+        polling = ConfigPolling(True, PollMode.ABS, 86400, AT)
+        config = PhoneConfig(MAC, timezone="Europe/Berlin", license_polling_time=AT,
+                             polling=polling)  # fmt: skip
+        engine = DeviceEngine(config, trusted_keys_for())
+        now = utc(2027, 10, 31, 1, 15)
+        engine.power_on(now)
+        engine.boot_completed(now, None, None)
+        tomorrow = utc(2027, 11, 1, 1, 30)  # 02:30 CET
+        assert (engine.state.next_license_poll, engine.state.next_config_poll) == (tomorrow,) * 2
+        assert engine.advance(now) == []
+
+    def test_a_phone_booting_after_the_spring_gap_checks_the_same_night(self) -> None:
+        # Berlin, 2027-03-28: booted 03:10 CEST (01:10 UTC); 02:30 is 03:30 CEST that night
+        config = PhoneConfig(MAC, timezone="Europe/Berlin", license_polling_time=AT)
+        engine = DeviceEngine(config, trusted_keys_for())
+        now = utc(2027, 3, 28, 1, 10)
+        engine.power_on(now)
+        engine.boot_completed(now, None, None)
+        assert engine.state.next_license_poll == utc(2027, 3, 28, 1, 30)
