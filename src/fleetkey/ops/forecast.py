@@ -94,13 +94,13 @@ def _scenario(lapsing: list[LicenseFacts], snapshot: Snapshot) -> Scenario:
 
 def _refined(alert: Alert, run: Run, index: int, snapshot: Snapshot) -> Alert:
     phones = slice(int(run.fleet.sites.first[index]), int(run.fleet.sites.first[index + 1]))
-    begin, end = run.phones.boot_start[phones], run.phones.boot_end[phones]
+    begin, end = run.phones.boot_start_s[phones], run.phones.boot_end_s[phones]
     if not begin.shape[0] or not np.any(begin > 0):
         return alert
     origin = run.scenario.start
     minute = int(begin.min() // 60)
-    arriving = float(run.queue.offered[minute])
-    together = int(np.count_nonzero((run.phones.boot_start // 60).astype(np.int64) == minute))
+    arriving = float(run.queue.offered_per_min[minute])
+    together = int(np.count_nonzero((run.phones.boot_start_s // 60).astype(np.int64) == minute))
     last = origin + timedelta(seconds=float(end.max()))
     longest = float((end - begin).max())
     at = origin + timedelta(minutes=minute)
@@ -209,10 +209,10 @@ def forecast_plan(
     )  # fmt: skip
     run = simulate(scenario)
     phones = run.notices[-1].phones
-    rebooted = phones[run.phones.boot_start[phones] > 0]
+    rebooted = phones[run.phones.boot_start_s[phones] > 0]
     finish = None
     if rebooted.shape[0] == phones.shape[0] and phones.shape[0]:
-        finish = start + timedelta(seconds=float(run.phones.boot_end[rebooted].max()))
+        finish = start + timedelta(seconds=float(run.phones.boot_end_s[rebooted].max()))
     return PlanForecast(
         int(phones.shape[0]), int(rebooted.shape[0]), run.tally.waited_for_calls, finish,
         plan.finish, calls_per_hour, call_minutes,

@@ -59,23 +59,23 @@ class Calendar:
     base: int  # date ordinal of day index 0
     zones: tuple[str, ...]
     times: tuple[tuple[int, time], ...]  # (zone index, local time)
-    at: F64  # [times index, day index] seconds since the start
-    midnight: F64  # [zone index, day index]
+    at_s: F64  # [times index, day index] seconds since the start
+    midnight_s: F64  # [zone index, day index] seconds since the start
 
     def day_of(self, zone: I32, t: F64) -> I64:
         """The local day index of each moment in its zone."""
-        last = self.midnight.shape[1] - 1
-        guess = np.floor((t - self.midnight[zone, 0]) / DAY_S).astype(np.int64)
+        last = self.midnight_s.shape[1] - 1
+        guess = np.floor((t - self.midnight_s[zone, 0]) / DAY_S).astype(np.int64)
         guess = np.clip(guess, 0, last - 1)
-        guess = np.where(t < self.midnight[zone, guess], guess - 1, guess)
-        after = self.midnight[zone, np.clip(guess + 1, 0, last)]
+        guess = np.where(t < self.midnight_s[zone, guess], guess - 1, guess)
+        after = self.midnight_s[zone, np.clip(guess + 1, 0, last)]
         day: I64 = np.where(t >= after, guess + 1, guess)
         return day
 
     def local_at(self, which: I32, day: I64) -> F64:
         """The moment of local time ``which`` on day index ``day`` (inf past the tables)."""
-        inside = (day >= 0) & (day < self.at.shape[1])
-        values = self.at[which, np.clip(day, 0, self.at.shape[1] - 1)]
+        inside = (day >= 0) & (day < self.at_s.shape[1])
+        values = self.at_s[which, np.clip(day, 0, self.at_s.shape[1] - 1)]
         return np.where(inside, values, INF)
 
     def next_at(self, which: I32, zone: I32, after: F64) -> tuple[F64, I64]:

@@ -55,35 +55,35 @@ class Phones:
     installed: I64 = field(init=False)
     valid_at_boot: I64 = field(init=False)
     expired_boot: npt.NDArray[np.bool_] = field(init=False)
-    requested: F64 = field(init=False)  # when the last reboot was asked for
-    boot_start: F64 = field(init=False)
-    boot_end: F64 = field(init=False)
+    requested_s: F64 = field(init=False)  # when the last reboot was asked for
+    boot_start_s: F64 = field(init=False)
+    boot_end_s: F64 = field(init=False)
     boots: I64 = field(init=False)
     seen_config: I64 = field(init=False)
-    pending: F64 = field(init=False)  # a reboot waiting for calls to end, due then
+    pending_s: F64 = field(init=False)  # a reboot waiting for calls to end, due then
     pending_cause: I64 = field(init=False)
-    next_r4: F64 = field(init=False)
-    next_config: F64 = field(init=False)
-    held: I64 = field(init=False)  # slots held until ``drop_at``
-    drop_at: F64 = field(init=False)
+    next_r4_s: F64 = field(init=False)
+    next_config_s: F64 = field(init=False)
+    held: I64 = field(init=False)  # slots held until ``drop_at_s``
+    drop_at_s: F64 = field(init=False)
     drop_mask: I64 = field(init=False)
-    installed_at: F64 = field(init=False)
+    installed_at_s: F64 = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.size
         self.installed = np.full(n, -1, dtype=np.int64)
         self.valid_at_boot = np.zeros(n, dtype=np.int64)
         self.expired_boot = np.zeros(n, dtype=np.bool_)
-        for name in ("requested", "boot_start", "boot_end", "installed_at"):
+        for name in ("requested_s", "boot_start_s", "boot_end_s", "installed_at_s"):
             setattr(self, name, np.zeros(n))
-        for name in ("pending", "next_r4", "next_config", "drop_at"):
+        for name in ("pending_s", "next_r4_s", "next_config_s", "drop_at_s"):
             setattr(self, name, np.full(n, INF))
         for name in ("boots", "seen_config", "pending_cause", "held", "drop_mask"):
             setattr(self, name, np.zeros(n, dtype=np.int64))
 
     def held_at(self, phones: I64, t: F64) -> I64:
         """Slots held at ``t`` (after a scheduled drop that has come)."""
-        dropped = self.drop_at[phones] <= t
+        dropped = self.drop_at_s[phones] <= t
         return np.where(dropped, self.held[phones] & ~self.drop_mask[phones], self.held[phones])
 
 
@@ -98,7 +98,7 @@ def next_config_poll(fleet: Fleet, phones: Phones, which: I64, after: F64) -> F6
     enabled = sites.poll_enabled[site]
     mode = sites.poll_mode[site]
     period = sites.poll_period_s[site]
-    booted = phones.boot_end[which]
+    booted = phones.boot_end_s[which]
     result = np.full(which.shape[0], INF)
     random_mode = (mode == 2).astype(np.float64)
     rel = enabled & ((mode == 1) | ((mode == 2) & (period <= DAY_S)))

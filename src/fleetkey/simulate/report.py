@@ -133,8 +133,8 @@ def summarize(run: Run, catalog: FeatureCatalog) -> Summary:
         for f, slot in enumerate(tally.slots)
     )
     boots = tally.boots_by_hour.sum(axis=0)
-    answered = queue.used / 60
-    offered = queue.offered / 60
+    answered = queue.answered_per_min / 60
+    offered = queue.offered_per_min / 60
     budget = run.scenario.server.capacity_per_s * run.scenario.server.headroom
 
     def peak(series: np.ndarray) -> tuple[float, datetime | None]:
@@ -172,7 +172,7 @@ def _rollout(run: Run, tally: Any) -> RolloutResult:
     reached = int(np.count_nonzero(has))
     finished = None
     if license >= 0 and reached == phones.shape[0] and reached:
-        finished = origin + timedelta(seconds=float(run.phones.installed_at[phones].max()))
+        finished = origin + timedelta(seconds=float(run.phones.installed_at_s[phones].max()))
     return RolloutResult(
         run.licenses.names[license] if license >= 0 else None,
         tally.event.at,
@@ -189,8 +189,8 @@ def hourly(run: Run, catalog: FeatureCatalog) -> dict[str, Any]:
     """The series, one value per hour from the start."""
     tally, queue = run.tally, run.queue
     hours = tally.hours
-    used = queue.used[: hours * 60].reshape(hours, 60)
-    offered = queue.offered[: hours * 60].reshape(hours, 60)
+    used = queue.answered_per_min[: hours * 60].reshape(hours, 60)
+    offered = queue.offered_per_min[: hours * 60].reshape(hours, 60)
     refused = queue.refused_per_s()[: hours * 60].reshape(hours, 60)
     held = np.cumsum(tally.held_changes, axis=0)[:hours]
     lost = np.cumsum(tally.lost_changes, axis=0)[:hours]

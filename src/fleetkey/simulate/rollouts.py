@@ -23,12 +23,12 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass
 class Notices:
-    at: F64  # per phone: its check-sync, seconds since the start (inf: none left)
+    at_s: F64  # per phone: its check-sync, seconds since the start (inf: none left)
     reboot: bool  # ;reboot=true
     phones: npt.NDArray[np.int64]  # the phones the plan covers
     finish_s: float  # the planner's predicted last boot done, seconds since the start
     peak_per_s: float  # the planner's predicted peak
-    planned: F64  # ``at`` as planned (``at`` is spent as the check-syncs go out)
+    planned_s: F64  # ``at_s`` as planned (``at_s`` is spent as the check-syncs go out)
 
 
 def plan_notices(

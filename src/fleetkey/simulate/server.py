@@ -44,9 +44,9 @@ class ServerQueue:
     server: Server
     minutes: int
     down: B = field(init=False)
-    capacity: F64 = field(init=False)  # requests per minute
-    used: F64 = field(init=False)  # requests answered, per minute
-    offered: F64 = field(init=False)  # requests boots brought, per minute
+    capacity_per_min: F64 = field(init=False)  # requests the server can answer
+    answered_per_min: F64 = field(init=False)
+    offered_per_min: F64 = field(init=False)  # requests boots brought
     # phone-seconds spent waiting past their own boot time, per minute: whole minutes as
     # deltas of a count (``waiting_minutes``), the parts of minutes as seconds (``waiting_s``)
     waiting_minutes: F64 = field(init=False)
@@ -55,9 +55,9 @@ class ServerQueue:
 
     def __post_init__(self) -> None:
         self.down = np.zeros(self.minutes, dtype=np.bool_)
-        self.capacity = np.full(self.minutes, self.server.capacity_per_s * MINUTE)
-        self.used = np.zeros(self.minutes)
-        self.offered = np.zeros(self.minutes)
+        self.capacity_per_min = np.full(self.minutes, self.server.capacity_per_s * MINUTE)
+        self.answered_per_min = np.zeros(self.minutes)
+        self.offered_per_min = np.zeros(self.minutes)
         self.waiting_minutes = np.zeros(self.minutes + 1)
         self.waiting_s = np.zeros(self.minutes + 1)
 
@@ -65,7 +65,7 @@ class ServerQueue:
         lo = max(int(start_s // MINUTE), 0)
         hi = min(int(-(-until_s // MINUTE)), self.minutes)
         self.down[lo:hi] = True
-        self.capacity[lo:hi] = 0.0
+        self.capacity_per_min[lo:hi] = 0.0
 
     def admit(self, starts: F64) -> Admission:
         """Boots starting at ``starts`` (seconds, ascending): when each is done."""
@@ -76,7 +76,7 @@ class ServerQueue:
             return Admission(ends, served)
         cost = self.server.boot_requests
         minute = np.clip((starts // MINUTE).astype(np.int64), 0, self.minutes - 1)
-        np.add.at(self.offered, minute, cost)
+        np.add.at(self.offered_per_min, minute, cost)
         now_down = self.down[minute]
         served[now_down] = False
         ends[now_down] = starts[now_down] + self.server.give_up_s
@@ -109,7 +109,7 @@ class ServerQueue:
         span = FIRST_WINDOW
         while True:
             hi = min(lo + span, self.minutes)
-            free = self.capacity[lo:hi] - self.used[lo:hi]
+            free = self.capacity_per_min[lo:hi] - self.answered_per_min[lo:hi]
             cumulative = np.concatenate([[0.0], np.cumsum(free)])
             order = np.arange(n, dtype=np.float64)
             base = cumulative[minute - lo] - order * cost
@@ -121,8 +121,8 @@ class ServerQueue:
         k = np.clip(np.searchsorted(cumulative, end - 1e-9, side="left") - 1, 0, hi - lo - 1)
         # within minute k, after what earlier batches took of it (first come, first served),
         # at the minute's capacity; and never sooner than its requests take at the capacity
-        capacity = self.capacity[lo:hi][k]
-        answered = self.used[lo:hi][k] + (end - cumulative[k])
+        capacity = self.capacity_per_min[lo:hi][k]
+        answered = self.answered_per_min[lo:hi][k] + (end - cumulative[k])
         within = MINUTE * answered / np.where(capacity > 0, capacity, 1.0)
         alone = starts + self.server.boot_requests / self.server.capacity_per_s
         done = np.where(inside, np.maximum((lo + k) * MINUTE + within, alone), np.inf)
@@ -133,7 +133,7 @@ class ServerQueue:
         return done, through
 
     def _consume(self, lo: int, cumulative: F64, begin: F64, end: F64) -> None:
-        """Add to ``used`` what the intervals [begin, end) of free capacity take per minute."""
+        """Add to ``answered_per_min`` what the intervals [begin, end) of free capacity take."""
         last = int(np.searchsorted(cumulative, end[-1], side="left"))
         grid = cumulative[: min(last + 1, cumulative.shape[0])]
         full = np.searchsorted(end, grid, side="right")
@@ -142,7 +142,7 @@ class ServerQueue:
             full < end.shape[0], np.clip(grid - begin[partial_index], 0.0, None), 0.0
         )
         taken = full * self.server.boot_requests + partial
-        self.used[lo : lo + grid.shape[0] - 1] += np.diff(taken)
+        self.answered_per_min[lo : lo + grid.shape[0] - 1] += np.diff(taken)
 
     def _next_down(self, minute: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         down_at = np.nonzero(self.down)[0]

@@ -80,10 +80,10 @@ class Tally:
         self.lost_seconds[:] = 0.0
         self.started = True
         # drops scheduled at the start count against what was held then
-        due = np.isfinite(phones.drop_at) & (phones.drop_at < self.horizon_s)
+        due = np.isfinite(phones.drop_at_s) & (phones.drop_at_s < self.horizon_s)
         idx = np.nonzero(due)[0]
         self._lost(
-            idx, phones.drop_at[idx], phones.held[idx], phones.held[idx] & ~phones.drop_mask[idx]
+            idx, phones.drop_at_s[idx], phones.held[idx], phones.held[idx] & ~phones.drop_mask[idx]
         )
 
     def change(self, phones: I64, at: F64, before: I64, after: I64) -> None:
@@ -107,14 +107,14 @@ class Tally:
 
     def cancel_drops(self, phones: I64, state: Phones, at: F64) -> None:
         """Boots ending before their key's scheduled drop: the drop does not come."""
-        drop = state.drop_at[phones]
+        drop = state.drop_at_s[phones]
         undo = np.isfinite(drop) & (drop > at) & (drop < self.horizon_s)
         if undo.any():
             idx = phones[undo]
             held = state.held[idx]
             self._held(drop[undo], held & ~state.drop_mask[idx], held)
             self._lost(idx, drop[undo], held & ~state.drop_mask[idx], held)
-        state.drop_at[phones] = np.inf
+        state.drop_at_s[phones] = np.inf
 
     def reboots(self, phones: I64, begin: F64, cause: I64, requested: F64) -> None:
         hour = np.clip((begin // 3600).astype(np.int64), 0, self.hours)

@@ -61,7 +61,7 @@ post = "lapsing"
 """
     run = simulate(parse_scenario(text, "agreement", default_catalog()), record=True)
     begins = np.concatenate([entry[1] for entry in run.tally.reboot_log])
-    minutes = {m: float(v) for m, v in enumerate(run.queue.offered) if v}
+    minutes = {m: float(v) for m, v in enumerate(run.queue.offered_per_min) if v}
     return sorted(float(b) for b in begins), minutes
 
 

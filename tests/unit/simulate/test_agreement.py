@@ -264,7 +264,7 @@ def test_simulator_and_engine_agree_around_dst_changes(around_dst: Run) -> None:
 def assert_agreement(run: Run) -> None:
     ours = simulated_reboots(run)
     end = run.scenario.end
-    notices = run.notices[-1].planned if run.notices else None
+    notices = run.notices[-1].planned_s if run.notices else None
     mismatches = []
     for phone in range(run.fleet.size):
         ref = Reference(run, phone)

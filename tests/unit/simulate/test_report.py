@@ -93,7 +93,7 @@ class TestADeadServerDuringTheStorm:
         run = storm({"at": "2027-01-06T02:01:00Z", "server_down_until": "2027-01-06T03:00:00Z"})
         summary = summarize(run, CATALOG)
         assert summary.longest_boot_s == pytest.approx(60 + run.scenario.server.give_up_s)
-        assert int(np.count_nonzero(~np.isfinite(run.phones.boot_end))) == 0
+        assert int(np.count_nonzero(~np.isfinite(run.phones.boot_end_s))) == 0
         series = hourly(run, CATALOG)
         assert series["server_down_minutes"][STORM_HOUR] == 59
         # 503s came only before it went down: nobody had waited past 120 s by then

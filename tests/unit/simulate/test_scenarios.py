@@ -174,8 +174,8 @@ class TestStormOverCapacity:
         run = fleet(capacity=20, calls=0.0)
         summary = summarize(run, CATALOG)
         queue = run.queue
-        assert (queue.used <= 20 * 60 + 1e-6).all()
-        assert queue.used.sum() == pytest.approx(queue.offered.sum())
+        assert (queue.answered_per_min <= 20 * 60 + 1e-6).all()
+        assert queue.answered_per_min.sum() == pytest.approx(queue.offered_per_min.sum())
         # 300 phones x 12 requests at 20/s: the last answered after 180 s
         assert 179 < summary.longest_boot_s < 185
         assert summary.peak_offered_per_s == 300 * 12 / 60

@@ -23,8 +23,8 @@ class TestCapacity:
         admission = q.admit(np.zeros(60))
         assert admission.ends == pytest.approx(1.2 * np.arange(1, 61), abs=1e-9)
         assert admission.served.all()
-        assert q.used[:3].tolist() == pytest.approx([600.0, 120.0, 0.0])
-        assert q.offered[:2].tolist() == [720.0, 0.0]
+        assert q.answered_per_min[:3].tolist() == pytest.approx([600.0, 120.0, 0.0])
+        assert q.offered_per_min[:2].tolist() == [720.0, 0.0]
 
     def test_a_later_batch_waits_behind_the_earlier_one(self) -> None:
         q = queue(capacity_per_s=10, boot_requests=12, boot_s=1)
@@ -32,7 +32,7 @@ class TestCapacity:
         later = q.admit(np.array([30.0, 31.0]))
         assert later.ends == pytest.approx([72.0 + 1.2, 72.0 + 2.4], abs=1e-9)
         assert later.ends.min() > first.ends.max()
-        assert q.used[:2].sum() == pytest.approx(60 * 12 + 2 * 12)
+        assert q.answered_per_min[:2].sum() == pytest.approx(60 * 12 + 2 * 12)
 
     def test_a_batch_arriving_over_several_minutes_takes_each_minutes_capacity(self) -> None:
         q = queue(capacity_per_s=1, boot_requests=30, boot_s=1)
@@ -40,7 +40,7 @@ class TestCapacity:
         # 60 requests a minute: two boots in minute 0, the third in minute 1, the fourth
         # arrives in minute 2 to an idle server
         assert admission.ends == pytest.approx([30.0, 60.0, 90.0, 160.0], abs=1e-9)
-        assert q.used[:4].tolist() == pytest.approx([60.0, 30.0, 30.0, 0.0])
+        assert q.answered_per_min[:4].tolist() == pytest.approx([60.0, 30.0, 30.0, 0.0])
 
     def test_a_boot_takes_at_least_its_own_length(self) -> None:
         q = queue(capacity_per_s=1e6, boot_requests=12, boot_s=120)
@@ -98,4 +98,6 @@ class TestDeadServer:
         assert q.longest_wait_s == pytest.approx(150.0)
         # in minute 0 all three waited past their 10 s, 50 s each, refused; then it was down
         assert q.refused_per_s()[:3].tolist() == pytest.approx([150 / 60 / 30, 0.0, 0.0])
-        assert q.used[:2].tolist() == pytest.approx([60.0, 0.0])  # the dead ones took nothing
+        assert q.answered_per_min[:2].tolist() == pytest.approx(
+            [60.0, 0.0]
+        )  # the dead ones took nothing
