@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/simulate.py [--phones 1000000] [--json]
 
-Half the sites get the successor posted a month early and rolled out by check-sync in their
+The fleet is built by ``fleetkey.testing.ScenarioBuilder`` as the simulator's tests build
+theirs; PHONES need not divide by 1,000 (the first sites take one phone more). Half the sites
+get the successor posted a month early and rolled out by check-sync in their
 windows; the other half have it posted too but not rolled out, so their phones reboot in the
 storm at 02:00 local when the current license lapses (and take the successor then). Ten time
 zones, calls, and a configuration change in September that every phone finds at its next
@@ -25,73 +27,61 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from fleetkey.testing import ScenarioBuilder
+
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney",
          "America/Los_Angeles", "Asia/Kolkata", "Europe/London", "America/Sao_Paulo",
          "Pacific/Auckland"]  # fmt: skip
 
 
-def scenario_text(phones: int) -> str:
-    per_site = phones // 1000
-    rolled = [f'"{0x100000000000 + i:012x}"' for i in range(500)]
-    return f"""
-[simulation]
-name = "bench {phones:,}"
-start = 2027-01-01T00:00:00Z
-days = 365
-[server]
-capacity = 2000
-headroom = 0.7
-[[sites]]
-serial = "100000000000"
-count = 1000
-phones = {per_site}
-timezones = {json.dumps(ZONES)}
-window = "00:00-05:00"
-calls_per_hour = 0.5
-call_minutes = 4
-polling = {{ enabled = true, mode = "abs", time = "03:00" }}
-[[licenses]]
-name = "current"
-features = ["corporate-directory", "call-recording"]
-expires = 2027-06-30
-[[licenses]]
-name = "successor"
-features = ["corporate-directory", "call-recording"]
-expires = 2028-06-30
-[[events]]
-at = 2027-01-01T00:00:00Z
-post = "current"
-[[events]]
-at = 2027-05-31T12:00:00Z
-post = "successor"
-[[events]]
-at = 2027-06-01T00:00:00Z
-rollout = true
-deadline = 2027-06-28T00:00:00Z
-sites = [{", ".join(rolled)}]
-[[events]]
-at = 2027-09-01T12:00:00Z
-config_change = true
-"""
+SITES = 1000
+
+
+def bench_fleet(phones: int) -> ScenarioBuilder:
+    """PHONES phones spread exactly over 1,000 sites (or one a site below that)."""
+    sites = min(SITES, phones)
+    built = ScenarioBuilder(
+        name=f"bench {phones:,}", days=365, server={"capacity": 2000, "headroom": 0.7}
+    ).fleet(
+        "100000000000",
+        phones,
+        sites,
+        timezones=ZONES,
+        window="00:00-05:00",
+        calls_per_hour=0.5,
+        call_minutes=4,
+        polling={"enabled": True, "mode": "abs", "time": "03:00"},
+    )
+    rolled = built.serials()[: sites // 2]
+    return (
+        built.license("current", ["corporate-directory", "call-recording"], "2027-06-30")
+        .license("successor", ["corporate-directory", "call-recording"], "2028-06-30")
+        .event("2027-01-01T00:00:00Z", post="current")
+        .event("2027-05-31T12:00:00Z", post="successor")
+        .event("2027-06-01T00:00:00Z", rollout=True, deadline="2027-06-28T00:00:00Z",
+               sites=rolled)
+        .event("2027-09-01T12:00:00Z", config_change=True)
+    )  # fmt: skip
 
 
 def one(phones: int) -> dict[str, object]:
     """Runs in the child: the planner alone, then the whole simulation."""
+    import numpy as np
+
     from fleetkey.core.features import default_catalog
     from fleetkey.simulate.fleet import build_fleet
     from fleetkey.simulate.report import hourly, summarize
     from fleetkey.simulate.rollouts import plan_notices
-    from fleetkey.simulate.scenario import Rollout, parse_scenario
+    from fleetkey.simulate.scenario import Rollout
     from fleetkey.simulate.simulation import simulate
 
     catalog = default_catalog()
-    scenario = parse_scenario(scenario_text(phones), "bench", catalog)
+    scenario = bench_fleet(phones).scenario(catalog)
     rollout = next(e for e in scenario.events if isinstance(e, Rollout))
     fleet = build_fleet(scenario)
-    import numpy as np
-
-    chosen = np.zeros(1000, dtype=np.bool_)
-    chosen[:500] = True
+    sites = len(fleet.sites.serials)
+    chosen = np.zeros(sites, dtype=np.bool_)
+    chosen[: sites // 2] = True
     began = time.perf_counter()
     plan_notices(scenario, fleet, rollout, chosen)
     planner_s = time.perf_counter() - began
@@ -101,12 +91,13 @@ def one(phones: int) -> dict[str, object]:
     hourly(run, catalog)
     total_s = time.perf_counter() - began
     return {
-        "phones": phones,
+        "phones": run.fleet.size,  # as simulated
+        "sites": sites,
         "simulate_s": round(total_s, 2),
         "planner_alone_s": round(planner_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "reboots": summary.reboots,
-        "peak_offered_per_s": round(summary.peak_offered, 1),
+        "peak_offered_per_s": round(summary.peak_offered_per_s, 1),
         "phone_hours_lost": round(summary.features[0].phone_hours_lost),
         "rollout_reached": summary.rollouts[0].reached,
     }
@@ -133,7 +124,8 @@ def main() -> None:
         results.append(result)
         if not args.json:
             print(
-                f"{phones:>9,} phones: {result['simulate_s']:6.1f} s, peak RSS "
+                f"{result['phones']:>9,} phones at {result['sites']:,} sites: "
+                f"{result['simulate_s']:6.1f} s, peak RSS "
                 f"{result['peak_rss_mb']:,} MB (planner alone {result['planner_alone_s']:.1f} s); "
                 f"load {result['load_before_after'][0]} -> {result['load_before_after'][1]}; "
                 f"reboots {result['reboots']}, peak {result['peak_offered_per_s']} req/s offered"

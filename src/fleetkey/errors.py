@@ -24,7 +24,8 @@ The tree::
     │   ├── ConflictError             what is recorded forbids it: a site that exists, a revoked key
     │   │   └── UnsafePostError       posting would take from phones what they have (``losses``)
     │   ├── UploadRefusedError        a name phones do not upload, or over its size cap
-    │   └── MasterConfigError         a master configuration (``<mac>.cfg``) does not parse
+    │   ├── MasterConfigError         a master configuration (``<mac>.cfg``) does not parse
+    │   └── ScenarioError             a simulation scenario (file or built in code) is inconsistent
     ├── NotFoundError                 a site, phone, license or rollout that does not exist
     ├── NotInitializedError           the data directory has not been set up
     ├── TokenFileError                the admin API token file is not one fleetkey wrote
@@ -150,6 +151,11 @@ class PassphraseError(KeyringError):
 
 class InputError(FleetkeyError):
     """Operator input (a CSV row, a date, a MAC, a feature list) is not acceptable."""
+
+
+class ScenarioError(InputError):
+    """A simulation scenario, read from a file or built in code, does not hold together: two
+    sites with one serial, an event naming a license or site it lacks, or outside its period."""
 
 
 class RowError(InputError):

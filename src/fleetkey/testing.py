@@ -7,14 +7,18 @@ implementation of the port, in memory, rather than a mock of the caller).
 - :class:`InMemorySink`: a ``store.fetches.RecordSink`` that keeps batches, each once;
 - :class:`RefusingSink`: wraps a sink as a store that refuses for a while, or crashes;
 - :class:`InMemoryTransport`: an ``emulate.transport.Transport`` over files in memory, for
-  emulated phones' boots without a socket.
+  emulated phones' boots without a socket;
+- :class:`ScenarioBuilder`: a simulation scenario's TOML, built in code (sites, licenses,
+  events), parsed by ``simulate.scenario.parse_scenario`` like any file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +33,11 @@ from fleetkey.errors import FleetkeyError, QueueFullError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from fleetkey.core.features import FeatureCatalog
     from fleetkey.emulate.transport import Transport
     from fleetkey.serve.recorder import RecordQueue
     from fleetkey.serve.view import View, ViewSource
+    from fleetkey.simulate.scenario import Scenario
     from fleetkey.store.fetches import RecordSink
     from fleetkey.store.records import FetchRecord
 
@@ -42,6 +48,7 @@ __all__ = [
     "InMemorySink",
     "InMemoryTransport",
     "RefusingSink",
+    "ScenarioBuilder",
     "make_license",
     "record_license",
     "signing_key_for",
@@ -253,6 +260,101 @@ class InMemoryTransport:
     async def close(self) -> None:
         self.closed += 1
 
+
+@dataclass
+class ScenarioBuilder:
+    """A scenario for ``fleetkey simulate``, built in code and written as the TOML an operator
+    writes (docs/simulate.md), so that it goes through the parser's checks like a file.
+
+    ``site`` takes the ``[[sites]]`` keys as keyword arguments; ``fleet`` spreads a number of
+    phones over a number of sites exactly (the first sites take one more phone when it does not
+    divide); ``license`` and ``event`` add ``[[licenses]]`` and ``[[events]]``."""
+
+    start: datetime | str = "2027-01-01T00:00:00Z"
+    days: int = 365
+    name: str | None = None
+    server: dict[str, float] = field(default_factory=dict)
+    sites: list[dict[str, Any]] = field(default_factory=list)
+    licenses: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def site(self, serial: str, phones: int, **keys: Any) -> ScenarioBuilder:
+        self.sites.append({"serial": serial, "phones": phones, **keys})
+        return self
+
+    def fleet(self, serial: str, phones: int, sites: int, **keys: Any) -> ScenarioBuilder:
+        """``phones`` phones at ``sites`` sites whose serials count up from ``serial``."""
+        if phones < sites:
+            raise ValueError(f"{phones} phones cannot fill {sites} sites")
+        each, more = divmod(phones, sites)
+        first = int(serial, 16)
+        if more:
+            self.site(serial, each + 1, count=more, **keys)
+        self.site(f"{first + more:012x}", each, count=sites - more, **keys)
+        return self
+
+    def license(self, name: str, features: Sequence[str], expires: date | str) -> ScenarioBuilder:
+        self.licenses.append({"name": name, "features": list(features), "expires": expires})
+        return self
+
+    def event(self, at: datetime | str, **what: Any) -> ScenarioBuilder:
+        self.events.append({"at": at, **what})
+        return self
+
+    def serials(self) -> list[str]:
+        """Every site's serial, in order."""
+        return [
+            f"{int(s['serial'], 16) + i:012x}" for s in self.sites for i in range(s.get("count", 1))
+        ]
+
+    def toml(self) -> str:
+        simulation: dict[str, Any] = {"start": self.start, "days": self.days}
+        if self.name is not None:
+            simulation["name"] = self.name
+        lines = ["[simulation]", *_toml_keys(simulation)]
+        if self.server:
+            lines += ["[server]", *_toml_keys(self.server)]
+        for table, entries in (
+            ("sites", self.sites),
+            ("licenses", self.licenses),
+            ("events", self.events),
+        ):
+            for entry in entries:
+                lines += [f"[[{table}]]", *_toml_keys(entry)]
+        return "\n".join(lines) + "\n"
+
+    def scenario(self, catalog: FeatureCatalog | None = None) -> Scenario:
+        from fleetkey.core.features import default_catalog
+        from fleetkey.simulate.scenariofile import parse_scenario
+
+        return parse_scenario(self.toml(), "built.toml", catalog or default_catalog())
+
+
+def _toml_keys(table: Mapping[str, Any]) -> list[str]:
+    return [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, str):
+        if _BARE_TOML.fullmatch(value):
+            return value  # a date, a date-time written as TOML reads it
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+_BARE_TOML = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2}))?")
 
 if TYPE_CHECKING:  # mypy checks that each fake is a real implementation of its port
 

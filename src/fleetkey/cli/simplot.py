@@ -45,7 +45,7 @@ def _figure(runs: list[Run], catalog: FeatureCatalog) -> Any:
             color="#1f77b4",
             linewidth=0.8,
         )
-        capacity = run.scenario.server.capacity
+        capacity = run.scenario.server.capacity_per_s
         load.axhline(capacity, color="#000000", linestyle="--", linewidth=0.8, label="capacity")
         load.axhline(
             capacity * run.scenario.server.headroom,

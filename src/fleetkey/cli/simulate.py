@@ -13,7 +13,8 @@ from fleetkey.cli.context import Env, pass_env
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.errors import InputError
 from fleetkey.simulate.report import Summary, hourly, summarize
-from fleetkey.simulate.scenario import Scenario, parse_scenario
+from fleetkey.simulate.scenario import Scenario
+from fleetkey.simulate.scenariofile import parse_scenario
 from fleetkey.simulate.simulation import Run
 from fleetkey.simulate.simulation import simulate as run_simulation
 
@@ -137,10 +138,13 @@ def _print(env: Env, summaries: list[Summary]) -> None:
         ),
         (
             "peak offered req/s",
-            [f"{s.peak_offered:,.1f} at {_when(s.peak_offered_at)}" for s in summaries],
+            [f"{s.peak_offered_per_s:,.1f} at {_when(s.peak_offered_at)}" for s in summaries],
         ),
-        ("peak answered req/s", [f"{s.peak_answered:,.1f}" for s in summaries]),
-        ("capacity (x headroom)", [f"{s.capacity:,g} ({s.budget:,g})" for s in summaries]),
+        ("peak answered req/s", [f"{s.peak_answered_per_s:,.1f}" for s in summaries]),
+        (
+            "capacity (x headroom)",
+            [f"{s.capacity_per_s:,g} ({s.budget_per_s:,g})" for s in summaries],
+        ),
         ("minutes over budget", [f"{s.over_budget_minutes:,}" for s in summaries]),
         ("longest boot", [f"{s.longest_boot_s:,.0f} s" for s in summaries]),
         ("reboots held by calls", [f"{s.waited_for_calls:,}" for s in summaries]),

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.terms import Term, encode_term, format_term
@@ -115,7 +115,7 @@ def judge(
     if current is None:
         return Decision(key, Outcome.INSTALLED, "R6", f"no {key.type.value} key was installed")
     new_term, old_term = format_term(key.expiry()), format_term(current.expiry())
-    if key.duration_rank >= current.duration_rank:
+    if replaces(key.duration_rank, current.duration_rank):
         relation = "equals" if key.duration_rank == current.duration_rank else "outlasts"
         return Decision(
             key,
@@ -129,6 +129,13 @@ def judge(
         "R7",
         f"its duration {new_term} is shorter than the installed key's {old_term}",
     )
+
+
+def replaces(offered_duration: Any, installed_duration: Any) -> Any:
+    """R7: a downloaded key replaces the installed one when its duration is at least as long
+    (a tie replaces). Durations are any ordered measure (duration words, last-day ordinals);
+    numbers or numpy arrays of them (the simulator asks for a million phones at once)."""
+    return offered_duration >= installed_duration
 
 
 def apply_download(

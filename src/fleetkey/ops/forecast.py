@@ -15,7 +15,7 @@ minute with every site that storms then, when the last phone is answered, the lo
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 import numpy as np
@@ -30,15 +30,35 @@ UNMEASURED: Final = 1e9  # requests/s when no capacity is known: every request a
 
 
 def forecast_storms(alerts: list[Alert], snapshot: Snapshot) -> list[Alert]:
-    """``alerts`` with each storm alert's forecast simulated (the others unchanged)."""
+    """``alerts`` with each storm alert's forecast simulated (the others unchanged).
+
+    One site is one site of the scenario: when two posted site licenses of a site lapse, its
+    phones keep the longer (R7) and storm when that one lapses; the alert of the other is left
+    as ``core/alerts`` estimated it."""
     licenses = {facts.id: facts for facts in snapshot.licenses}
     storms = [a for a in alerts if a.kind == "storm" and a.details.get("license") in licenses]
     if not storms:
         return alerts
-    lapsing = [licenses[a.details["license"]] for a in storms]
-    run = simulate(_scenario(lapsing, snapshot))
-    refined = {a.key: _refined(a, run, i, snapshot) for i, a in enumerate(storms)}
+    kept: dict[str, LicenseFacts] = {}
+    for alert in storms:
+        facts = licenses[alert.details["license"]]
+        held = kept.get(facts.serial)
+        if held is None or _outlasts(facts, held):
+            kept[facts.serial] = facts
+    run = simulate(_scenario(list(kept.values()), snapshot))
+    index = {serial: i for i, serial in enumerate(run.fleet.sites.serials)}
+    refined = {
+        a.key: _refined(a, run, index[licenses[a.details["license"]].serial], snapshot)
+        for a in storms
+        if kept[licenses[a.details["license"]].serial].id == a.details["license"]
+    }
     return [refined.get(alert.key, alert) for alert in alerts]
+
+
+def _outlasts(facts: LicenseFacts, other: LicenseFacts) -> bool:
+    """R7 between two site licenses of one site: the later last day is kept (a tie: the newer)."""
+    ends = (facts.expires_on or date.max, facts.id)
+    return ends > (other.expires_on or date.max, other.id)
 
 
 def _scenario(lapsing: list[LicenseFacts], snapshot: Snapshot) -> Scenario:
@@ -74,18 +94,18 @@ def _scenario(lapsing: list[LicenseFacts], snapshot: Snapshot) -> Scenario:
 
 def _refined(alert: Alert, run: Run, index: int, snapshot: Snapshot) -> Alert:
     phones = slice(int(run.fleet.sites.first[index]), int(run.fleet.sites.first[index + 1]))
-    begin, end = run.phones.boot_start[phones], run.phones.boot_end[phones]
+    begin, end = run.phones.boot_start_s[phones], run.phones.boot_end_s[phones]
     if not begin.shape[0] or not np.any(begin > 0):
         return alert
     origin = run.scenario.start
     minute = int(begin.min() // 60)
-    arriving = float(run.queue.offered[minute])
-    together = int(np.count_nonzero((run.phones.boot_start // 60).astype(np.int64) == minute))
+    arriving = float(run.queue.offered_per_min[minute])
+    together = int(np.count_nonzero((run.phones.boot_start_s // 60).astype(np.int64) == minute))
     last = origin + timedelta(seconds=float(end.max()))
     longest = float((end - begin).max())
     at = origin + timedelta(minutes=minute)
     measured = snapshot.capacity is not None
-    rate = arriving / 60
+    rate = arriving / 60  # requests per second over the storm's minute
     severity = "critical" if measured and longest > snapshot.boot_s * 2 else alert.severity
     others = together - (phones.stop - phones.start)
     with_others = f" with {others:,} phones of other sites" if others > 0 else ""
@@ -106,6 +126,7 @@ def _refined(alert: Alert, run: Run, index: int, snapshot: Snapshot) -> Alert:
     )
     details: dict[str, Any] = {
         **alert.details,
+        "peak_per_s": rate,  # the rate the message says: the storm's minute, simulated
         "simulated": {
             "minute": at.isoformat(),
             "requests_in_minute": arriving,
@@ -188,10 +209,10 @@ def forecast_plan(
     )  # fmt: skip
     run = simulate(scenario)
     phones = run.notices[-1].phones
-    rebooted = phones[run.phones.boot_start[phones] > 0]
+    rebooted = phones[run.phones.boot_start_s[phones] > 0]
     finish = None
     if rebooted.shape[0] == phones.shape[0] and phones.shape[0]:
-        finish = start + timedelta(seconds=float(run.phones.boot_end[rebooted].max()))
+        finish = start + timedelta(seconds=float(run.phones.boot_end_s[rebooted].max()))
     return PlanForecast(
         int(phones.shape[0]), int(rebooted.shape[0]), run.tally.waited_for_calls, finish,
         plan.finish, calls_per_hour, call_minutes,

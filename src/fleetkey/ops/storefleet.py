@@ -2,7 +2,10 @@
 
 Sites with their time zones, windows and phone counts; every site license not revoked, named
 ``license <id>`` so that a what-if file can post one (``post = "license 12"``); what each site
-has posted now, as what its phones booted with at the start; the boot cost measured from the
+has posted now, offered from the start; what each phone holds at the start from the per-phone
+state (``phone_files``: the site license file it was last served, as the alerts read it; a
+phone with none on record is taken to hold the posted one, and the notes say how many); the
+boot cost measured from the
 fetch records and the newest measured capacity. What the store does not hold takes the
 scenario defaults (docs/simulate.md): license.polling.time 02:00, configuration polling off,
 no calls. Two approximations, said in the scenario's notes: a site license's features all
@@ -12,7 +15,7 @@ them holds for ever (a phone license that is not perpetual, or not on every phon
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, time
 
@@ -20,11 +23,12 @@ from sqlalchemy.orm import Session
 
 from fleetkey.core.device.config import ConfigPolling
 from fleetkey.core.license import LicenseState, LicenseType
+from fleetkey.core.naming import SITE_LICENSE_FILE
 from fleetkey.core.rollout.cost import measure
 from fleetkey.core.terms import NEVER
 from fleetkey.errors import InputError
 from fleetkey.simulate.scenario import Post, Scenario, Server, SiteGroup, SiteLicense
-from fleetkey.store import capacity, fetches, inventory, registry
+from fleetkey.store import capacity, fetches, inventory, phonestate, registry
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ def scenario_from_store(session: Session, now: datetime, days: int = 365) -> Sto
     keys = registry.listing(session, today=start.date())
     perpetual: dict[str, set[int]] = defaultdict(set)  # mac -> slots it holds for ever
     licenses: dict[str, SiteLicense] = {}
+    by_digest: dict[str, str] = {}  # a site license file's digest -> its license's name
     posts: list[Post] = []
     for key in keys:
         if key.state is LicenseState.REVOKED:
@@ -59,8 +64,10 @@ def scenario_from_store(session: Session, now: datetime, days: int = 365) -> Sto
             continue
         name = f"license {key.id}"
         licenses[name] = SiteLicense(name, frozenset(key.terms), key.expires_on)
+        by_digest[key.digest] = name
         if key.state is LicenseState.POSTED:
             posts.append(Post(start, name, (key.serial,)))
+    state = _held(session, by_digest, macs)
     groups = tuple(
         SiteGroup(
             serial=site.serial,
@@ -76,21 +83,24 @@ def scenario_from_store(session: Session, now: datetime, days: int = 365) -> Sto
             phone_slots=frozenset(
                 set.intersection(*(perpetual.get(mac, set()) for mac in macs[site.serial]))
             ),
+            held=state.held.get(site.serial, ()),
         )
         for site in sites
     )
     cost = measure(fetches.recent_requests(session))
     measured = capacity.latest(session)
     server = Server(
-        capacity=measured.requests_per_s if measured else Server().capacity,
+        capacity_per_s=measured.requests_per_s if measured else Server().capacity_per_s,
         boot_requests=cost.requests,
-        boot_seconds=cost.seconds,
+        boot_s=cost.seconds,
     )
     notes = (
         f"{sum(g.phones for g in groups):,} phones at {len(groups)} site(s) from the store",
         f"boot cost: {cost.requests:.1f} requests, {cost.seconds:.0f} s ({cost.source})",
-        f"capacity: {server.capacity:,g} req/s "
+        f"capacity: {server.capacity_per_s:,g} req/s "
         + (f"(measured {measured.at:%Y-%m-%d})" if measured else "(not measured: the default)"),
+        f"per-phone state: {state.known:,} phone(s) hold the site license they were last "
+        f"served; {state.unknown:,} with none on record are taken to hold the posted one",
         "license.polling.time 02:00, configuration polling off, no calls (not in the store)",
         "a site license's features lapse at its latest term",
     )
@@ -98,3 +108,28 @@ def scenario_from_store(session: Session, now: datetime, days: int = 365) -> Sto
     booted_with = tuple(p for p in posts if p.sites and p.sites[0] in simulated)
     scenario = Scenario("store", start, days, groups, licenses, booted_with, server)
     return StoreFleet(scenario, notes)
+
+
+@dataclass(frozen=True)
+class HeldAtStart:
+    held: dict[str, tuple[tuple[str, int], ...]]  # site -> (license, phones) they hold
+    known: int  # phones whose site license is known from what they were served
+    unknown: int  # phones with no site license served on record (or one the store lacks)
+
+
+def _held(session: Session, by_digest: dict[str, str], macs: dict[str, list[str]]) -> HeldAtStart:
+    """What each site's phones hold now, from the per-phone state (``phone_files``) as the
+    alerts read it: the site license file each was last served. A posted successor no phone
+    fetched is not on the phones; they take it at their next boot (R2)."""
+    served = {
+        fetch.mac: fetch.digest
+        for fetch in phonestate.last_requests(session, SITE_LICENSE_FILE, kind=phonestate.SERVED)
+    }
+    held: dict[str, tuple[tuple[str, int], ...]] = {}
+    known = unknown = 0
+    for serial, site_macs in macs.items():
+        counts = Counter(by_digest.get(served.get(mac) or "") for mac in site_macs)
+        unknown += counts.pop(None, 0)
+        known += sum(counts.values())
+        held[serial] = tuple(sorted((name, n) for name, n in counts.items() if name))
+    return HeldAtStart(held, known, unknown)

@@ -16,28 +16,15 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from fleetkey.core.device.schedule import mix64, unit
 from fleetkey.simulate.scenario import CALL_SLOT_S
 
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 
-_GOLDEN: Final = np.uint64(0x9E3779B97F4A7C15)  # splitmix64 (Steele, Lea, Flood 2014)
-_M1: Final = np.uint64(0xBF58476D1CE4E5B9)
-_M2: Final = np.uint64(0x94D049BB133111EB)
 _MAX_CHAIN: Final = 64  # calls chained back to back past this are a bug in the rates
-
-
-def mix(x: U64) -> U64:
-    """splitmix64's finaliser, on arrays (uint64 arithmetic wraps)."""
-    z = x + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def unit(x: U64) -> F64:
-    """A uniform draw in [0, 1) from a hash."""
-    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+# the hash of the draws is the device engine's (splitmix64, core/device/schedule.py)
+mix = mix64
 
 
 def slot_calls(

@@ -4,13 +4,13 @@ tables that turn local times into seconds since the scenario's start.
 Phones of a site behave alike but for their MAC, their calls and their random draws, so every
 per-site setting is an array gathered by site index, and every local-time question (the next
 02:00 in Europe/Berlin after this moment) is a lookup in a table computed once per (time zone,
-local time) with :mod:`zoneinfo`, exactly as the device engine places it
-(``core/device/config.next_daily``: ``datetime.combine(day, at, zone)`` in UTC).
+local time) by the engine's own ``core/device/schedule.daily_moment`` (DST gaps and repeated
+hours as the engine places them); the MAC-chosen day and the random window are the engine's
+``mac_day`` and ``window_s``, the per-boot draws its ``boot_draw`` of ``draw_key``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from fleetkey.core.device.config import DAY_S, ConfigPolling, PollMode
+from fleetkey.core.device.config import ConfigPolling, PollMode
+from fleetkey.core.device.schedule import DAY_S, daily_moment, draw_key, mac_day, window_s
 from fleetkey.simulate.scenario import CALL_SLOT_S, Scenario, SiteGroup
 
 I64 = npt.NDArray[np.int64]
@@ -58,23 +59,23 @@ class Calendar:
     base: int  # date ordinal of day index 0
     zones: tuple[str, ...]
     times: tuple[tuple[int, time], ...]  # (zone index, local time)
-    at: F64  # [times index, day index] seconds since the start
-    midnight: F64  # [zone index, day index]
+    at_s: F64  # [times index, day index] seconds since the start
+    midnight_s: F64  # [zone index, day index] seconds since the start
 
     def day_of(self, zone: I32, t: F64) -> I64:
         """The local day index of each moment in its zone."""
-        last = self.midnight.shape[1] - 1
-        guess = np.floor((t - self.midnight[zone, 0]) / DAY_S).astype(np.int64)
+        last = self.midnight_s.shape[1] - 1
+        guess = np.floor((t - self.midnight_s[zone, 0]) / DAY_S).astype(np.int64)
         guess = np.clip(guess, 0, last - 1)
-        guess = np.where(t < self.midnight[zone, guess], guess - 1, guess)
-        after = self.midnight[zone, np.clip(guess + 1, 0, last)]
+        guess = np.where(t < self.midnight_s[zone, guess], guess - 1, guess)
+        after = self.midnight_s[zone, np.clip(guess + 1, 0, last)]
         day: I64 = np.where(t >= after, guess + 1, guess)
         return day
 
     def local_at(self, which: I32, day: I64) -> F64:
         """The moment of local time ``which`` on day index ``day`` (inf past the tables)."""
-        inside = (day >= 0) & (day < self.at.shape[1])
-        values = self.at[which, np.clip(day, 0, self.at.shape[1] - 1)]
+        inside = (day >= 0) & (day < self.at_s.shape[1])
+        values = self.at_s[which, np.clip(day, 0, self.at_s.shape[1] - 1)]
         return np.where(inside, values, INF)
 
     def next_at(self, which: I32, zone: I32, after: F64) -> tuple[F64, I64]:
@@ -90,7 +91,8 @@ class Fleet:
     sites: Sites
     calendar: Calendar
     site: I32  # per phone
-    key: npt.NDArray[np.uint64]  # per phone: the seed of its calls and draws
+    key: npt.NDArray[np.uint64]  # per phone: the seed of its calls
+    draw_key: npt.NDArray[np.uint64]  # per phone: the engine's draw key (schedule.draw_key)
     mac_day: I64  # per phone: random mode's MAC-chosen day (mod period days), domain.md §5.4
     macs_first: int  # MAC of phone 0; phone i has macs_first + i
 
@@ -141,14 +143,16 @@ def build_fleet(scenario: Scenario, seed: int = 0) -> Fleet:
         always_reboot=np.array([g.always_reboot for g in groups], dtype=np.bool_),
         call_chance=np.array([g.calls_per_hour * CALL_SLOT_S / 3600 for g in groups]),
         call_mean_s=np.array([g.call_minutes * 60.0 for g in groups]),
-        phone_mask=np.array([_mask(g.phone_slots) for g in groups], dtype=np.int64),
+        phone_mask=np.array([mask(g.phone_slots) for g in groups], dtype=np.int64),
         windows=tuple(g.window for g in groups),
     )
     calendar = _calendar(scenario, zone_names, tuple(sorted(times, key=times.__getitem__)))
     total = int(first[-1])
     site = np.repeat(np.arange(len(serials), dtype=np.int32), counts)
     keys = np.arange(total, dtype=np.uint64) + np.uint64(seed) * np.uint64(1 << 40)
-    return Fleet(sites, calendar, site, keys, _mac_days(total, sites, site), FIRST_MAC)
+    macs = np.arange(total, dtype=np.uint64) + np.uint64(FIRST_MAC)
+    draws = draw_key(macs, seed)
+    return Fleet(sites, calendar, site, keys, draws, _mac_days(total, sites), FIRST_MAC)
 
 
 _MODES: Final = {PollMode.ABS: 0, PollMode.REL: 1, PollMode.RANDOM: 2}
@@ -158,16 +162,9 @@ def mask(slots: frozenset[int]) -> int:
     return sum(1 << slot for slot in slots)
 
 
-_mask = mask
-
-
 def _window_s(polling: ConfigPolling) -> float:
     end = polling.random_end
-    if end is None:
-        return 0.0
-    at = polling.at
-    span = (end.hour * 3600 + end.minute * 60) - (at.hour * 3600 + at.minute * 60)
-    return float(span if span > 0 else span + DAY_S)
+    return 0.0 if end is None else window_s(polling.at, end)
 
 
 def _calendar(
@@ -182,9 +179,9 @@ def _calendar(
     for d in range(days):
         day: date = first_day + timedelta(days=d)
         for z, info in enumerate(infos):
-            midnight[z, d] = _seconds(datetime.combine(day, time(0, 0), info), origin)
+            midnight[z, d] = _seconds(daily_moment(day, time(0, 0), info), origin)
         for i, (z, local) in enumerate(times):
-            at[i, d] = _seconds(datetime.combine(day, local, infos[z]), origin)
+            at[i, d] = _seconds(daily_moment(day, local, infos[z]), origin)
     return Calendar(first_day.toordinal(), zones, times, at, midnight)
 
 
@@ -192,15 +189,13 @@ def _seconds(moment: datetime, origin: datetime) -> float:
     return (moment.astimezone(UTC) - origin).total_seconds()
 
 
-def _mac_days(total: int, sites: Sites, site: I32) -> I64:
-    """Random mode with a period over a day: the day (ordinal mod period days) chosen from
-    the MAC, as core/device/config._mac_day does (sha256 of the lowercase MAC)."""
+def _mac_days(total: int, sites: Sites) -> I64:
+    """Random mode with a period over a day: the day (ordinal mod period days) the engine's
+    ``mac_day`` chooses from each phone's MAC."""
     days = np.zeros(total, dtype=np.int64)
     long_random = (sites.poll_mode == 2) & (sites.poll_period_s > DAY_S) & sites.poll_enabled
     for s in np.nonzero(long_random)[0]:
         period_days = -(-int(sites.poll_period_s[s]) // DAY_S)
         for phone in range(int(sites.first[s]), int(sites.first[s + 1])):
-            mac = f"{FIRST_MAC + phone:012x}"
-            digest = hashlib.sha256(mac.encode()).digest()
-            days[phone] = int.from_bytes(digest[:4], "big") % period_days
+            days[phone] = mac_day(f"{FIRST_MAC + phone:012x}", period_days)
     return days

@@ -4,7 +4,8 @@ The scenario's licenses are numbered; a phone's installed site key is that numbe
 A key is expired on a local day past its last valid day; R7 keeps the longer of the installed
 and the offered key (a tie replaces); the phone's perpetual phone licenses are always valid.
 These are the rules of ``core/rules.py`` for keys whose features share one term, which is what
-a scenario's site license is; the agreement test holds them to the per-phone engine.
+a scenario's site license is: R7's ``replaces`` and the engine's R8 ``booted_expired`` are
+called on the arrays; the agreement test holds the rest to the per-phone engine.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from fleetkey.core.device.engine import booted_expired
+from fleetkey.core.rules import replaces
 from fleetkey.simulate.fleet import mask
 from fleetkey.simulate.scenario import Post, Scenario
 
@@ -111,12 +114,28 @@ def boot_downloads(
     offer_last = licenses.last(offered)
     accepted = has_offer & (offer_last >= today)  # R5: not expired (signatures hold here)
     current_last = licenses.last(installed)
-    take = accepted & ((installed < 0) | (offer_last >= current_last))  # R6, R7 (tie replaces)
+    take = accepted & ((installed < 0) | replaces(offer_last, current_last))  # R6, R7
     new = np.where(take, offered, installed)
     site_mask = licenses.site_mask(new)
     site_valid = (new >= 0) & (licenses.last(new) >= today)
     valid = phone_mask | np.where(site_valid, site_mask, 0)
     granted = phone_mask | site_mask
-    offered_expired = has_offer & (offer_last < today)
-    expired = ((granted & ~valid) != 0) | ((valid == 0) & offered_expired)
+    expired = booted_expired(granted, valid, has_offer & (offer_last < today))  # R8
     return BootOutcome(new, valid, expired, take & (new != installed))
+
+
+def held_at_start(
+    scenario: Scenario, licenses: Licenses, first: npt.NDArray[np.int64], offered: I64
+) -> I64:
+    """What each phone boots with at the start: what its site offers then, except the phones
+    a group says hold a given license (``SiteGroup.held``: the first phones of each site)."""
+    held = offered.copy()
+    site = 0
+    for group in scenario.groups:
+        for _ in range(group.count):
+            phone = int(first[site])
+            for name, count in group.held:
+                held[phone : phone + count] = licenses.names.index(name)
+                phone += count
+            site += 1
+    return held

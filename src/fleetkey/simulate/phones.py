@@ -15,9 +15,14 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from fleetkey.core.device.config import DAY_S
 from fleetkey.core.device.engine import Reason
-from fleetkey.simulate.calls import mix, unit
+from fleetkey.core.device.schedule import (
+    DAY_S,
+    boot_draw,
+    first_poll_s,
+    periodic_after,
+    picked_day,
+)
 from fleetkey.simulate.fleet import Fleet
 
 F64 = npt.NDArray[np.float64]
@@ -50,75 +55,71 @@ class Phones:
     installed: I64 = field(init=False)
     valid_at_boot: I64 = field(init=False)
     expired_boot: npt.NDArray[np.bool_] = field(init=False)
-    requested: F64 = field(init=False)  # when the last reboot was asked for
-    boot_start: F64 = field(init=False)
-    boot_end: F64 = field(init=False)
+    requested_s: F64 = field(init=False)  # when the last reboot was asked for
+    boot_start_s: F64 = field(init=False)
+    boot_end_s: F64 = field(init=False)
     boots: I64 = field(init=False)
     seen_config: I64 = field(init=False)
-    pending: F64 = field(init=False)  # a reboot waiting for calls to end, due then
+    pending_s: F64 = field(init=False)  # a reboot waiting for calls to end, due then
     pending_cause: I64 = field(init=False)
-    next_r4: F64 = field(init=False)
-    next_config: F64 = field(init=False)
-    held: I64 = field(init=False)  # slots held until ``drop_at``
-    drop_at: F64 = field(init=False)
+    next_r4_s: F64 = field(init=False)
+    next_config_s: F64 = field(init=False)
+    held: I64 = field(init=False)  # slots held until ``drop_at_s``
+    drop_at_s: F64 = field(init=False)
     drop_mask: I64 = field(init=False)
-    ever_lost: I64 = field(init=False)
-    installed_at: F64 = field(init=False)
+    installed_at_s: F64 = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.size
         self.installed = np.full(n, -1, dtype=np.int64)
         self.valid_at_boot = np.zeros(n, dtype=np.int64)
         self.expired_boot = np.zeros(n, dtype=np.bool_)
-        for name in ("requested", "boot_start", "boot_end", "installed_at"):
+        for name in ("requested_s", "boot_start_s", "boot_end_s", "installed_at_s"):
             setattr(self, name, np.zeros(n))
-        for name in ("pending", "next_r4", "next_config", "drop_at"):
+        for name in ("pending_s", "next_r4_s", "next_config_s", "drop_at_s"):
             setattr(self, name, np.full(n, INF))
-        for name in ("boots", "seen_config", "pending_cause", "held", "drop_mask", "ever_lost"):
+        for name in ("boots", "seen_config", "pending_cause", "held", "drop_mask"):
             setattr(self, name, np.zeros(n, dtype=np.int64))
 
     def held_at(self, phones: I64, t: F64) -> I64:
         """Slots held at ``t`` (after a scheduled drop that has come)."""
-        dropped = self.drop_at[phones] <= t
+        dropped = self.drop_at_s[phones] <= t
         return np.where(dropped, self.held[phones] & ~self.drop_mask[phones], self.held[phones])
 
 
 def next_config_poll(fleet: Fleet, phones: Phones, which: I64, after: F64) -> F64:
-    """The first configuration poll strictly after ``after`` (inf: polling off).
-
-    abs: daily (every period days) at prov.polling.time; rel: every period after boot;
-    random: a period of a day or less, a moment drawn at boot in the first period and then
-    every period; longer, the MAC-chosen day at a moment of [time, timeRandomEnd] drawn at boot.
-    """
+    """The first configuration poll strictly after ``after`` (inf: polling off), by the
+    engine's rules (``core/device/config.next_config_poll``) on arrays: ``first_poll_s`` and
+    ``periodic_after`` for rel and short random, ``picked_day`` on the calendar tables for abs
+    and long random, each phone's draw for its current boot from ``boot_draw``."""
     sites = fleet.sites
     site = fleet.site[which]
     cal = fleet.calendar
     enabled = sites.poll_enabled[site]
     mode = sites.poll_mode[site]
     period = sites.poll_period_s[site]
-    booted = phones.boot_end[which]
+    booted = phones.boot_end_s[which]
     result = np.full(which.shape[0], INF)
+    random_mode = (mode == 2).astype(np.float64)
     rel = enabled & ((mode == 1) | ((mode == 2) & (period <= DAY_S)))
     if rel.any():
-        draw = np.where(mode == 2, _draw(fleet, phones, which), 1.0)
-        first = booted[rel] + draw[rel] * period[rel]
-        steps = np.maximum(np.floor((after[rel] - first) / period[rel]) + 1, 0)
-        result[rel] = first + steps * period[rel]
+        first = first_poll_s(random_mode[rel], _draw(fleet, phones, which[rel]), period[rel])
+        result[rel] = booted[rel] + periodic_after(first, period[rel], after[rel] - booted[rel])
     daily = enabled & ((mode == 0) | ((mode == 2) & (period > DAY_S)))
     if daily.any():
         idx = np.nonzero(daily)[0]
-        offset = np.where(
-            mode[idx] == 2, _draw(fleet, phones, which[idx]) * sites.poll_window_s[site[idx]], 0.0
-        )
+        draw = _draw(fleet, phones, which[idx])
+        offset = np.where(mode[idx] == 2, draw * sites.poll_window_s[site[idx]], 0.0)
         days = np.ceil(period[idx] / DAY_S).astype(np.int64)
         pick = np.where(mode[idx] == 2, fleet.mac_day[which[idx]], 0)
         which_time = sites.poll_time[site[idx]]
         _, day = cal.next_at(which_time, sites.tz[site[idx]], after[idx] - offset)
-        day = day + (pick - (cal.base + day)) % days
+        day = picked_day(cal.base + day, days, pick) - cal.base
         result[idx] = cal.local_at(which_time, day) + offset
     return result
 
 
 def _draw(fleet: Fleet, phones: Phones, which: I64) -> F64:
-    """A uniform draw per phone and boot, the same whenever asked."""
-    return unit(mix(fleet.key[which] * np.uint64(7919) + phones.boots[which].astype(np.uint64)))
+    """Each phone's draw for its current boot, as the engine draws it."""
+    drawn: F64 = boot_draw(fleet.draw_key[which], phones.boots[which].astype(np.uint64))
+    return drawn

@@ -2,7 +2,9 @@
 
 Summary: per feature, the phones that lost it and the phone-hours without it; reboots by
 cause; the peak of requests offered and answered and when, against the capacity and the
-rollout budget (capacity x headroom); the longest a phone waited to finish booting; phones left
+rollout budget (capacity x headroom), and the minutes in which the server's load (requests
+answered) was over that budget; the longest a phone waited to finish booting (a wait on a dead
+server too); phones left
 booted with an expired license (R8); each rollout's completion. Series, one entry per hour:
 requests answered (mean and the busiest minute), requests offered, 503s, boots, and phones
 holding and missing each feature.
@@ -39,7 +41,7 @@ class RolloutResult:
     reached: int  # phones with the rollout's license installed at the end
     finished: datetime | None  # when the last of them installed it (None: not all did)
     planned_finish: datetime
-    planned_peak: float
+    planned_peak_per_s: float
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,12 @@ class Summary:
     sites: int
     features: tuple[FeatureLoss, ...]
     reboots: dict[str, int]
-    peak_offered: float  # requests per second, in the busiest minute
+    peak_offered_per_s: float  # in the busiest minute
     peak_offered_at: datetime | None
-    peak_answered: float
+    peak_answered_per_s: float
     peak_answered_at: datetime | None
-    capacity: float
-    budget: float
+    capacity_per_s: float
+    budget_per_s: float
     over_budget_minutes: int
     longest_boot_s: float
     booted_expired_at_end: int  # R8: nothing but a config change or check-sync brings them back
@@ -86,12 +88,12 @@ class Summary:
             ],
             "reboots": self.reboots,
             "peak": {
-                "offered_per_s": round(self.peak_offered, 3),
+                "offered_per_s": round(self.peak_offered_per_s, 3),
                 "offered_at": when(self.peak_offered_at),
-                "answered_per_s": round(self.peak_answered, 3),
+                "answered_per_s": round(self.peak_answered_per_s, 3),
                 "answered_at": when(self.peak_answered_at),
-                "capacity_per_s": self.capacity,
-                "budget_per_s": self.budget,
+                "capacity_per_s": self.capacity_per_s,
+                "budget_per_s": self.budget_per_s,
                 "minutes_over_budget": self.over_budget_minutes,
             },
             "longest_boot_s": round(self.longest_boot_s, 3),
@@ -107,7 +109,7 @@ class Summary:
                     "reached": r.reached,
                     "finished": when(r.finished),
                     "planned_finish": r.planned_finish.isoformat(),
-                    "planned_peak_per_s": round(r.planned_peak, 3),
+                    "planned_peak_per_s": round(r.planned_peak_per_s, 3),
                 }
                 for r in self.rollouts
             ],
@@ -118,7 +120,7 @@ def summarize(run: Run, catalog: FeatureCatalog) -> Summary:
     tally, queue, phones = run.tally, run.queue, run.phones
     origin = run.scenario.start
     everyone = np.arange(run.fleet.size, dtype=np.int64)
-    held_end = phones.held_at(everyone, np.full(run.fleet.size, run.horizon))
+    held_end = phones.held_at(everyone, np.full(run.fleet.size, run.horizon_s))
     ever = tally.ever_lost
     losses = tuple(
         FeatureLoss(
@@ -131,9 +133,9 @@ def summarize(run: Run, catalog: FeatureCatalog) -> Summary:
         for f, slot in enumerate(tally.slots)
     )
     boots = tally.boots_by_hour.sum(axis=0)
-    answered = queue.used / 60
-    offered = queue.offered / 60
-    budget = run.scenario.server.capacity * run.scenario.server.headroom
+    answered = queue.answered_per_min / 60
+    offered = queue.offered_per_min / 60
+    budget = run.scenario.server.capacity_per_s * run.scenario.server.headroom
 
     def peak(series: np.ndarray) -> tuple[float, datetime | None]:
         if not series.shape[0] or series.max() <= 0:
@@ -151,9 +153,9 @@ def summarize(run: Run, catalog: FeatureCatalog) -> Summary:
         {cause.reason.value: int(boots[cause]) for cause in Cause},
         *peak(offered),
         *peak(answered),
-        run.scenario.server.capacity,
+        run.scenario.server.capacity_per_s,
         budget,
-        int(np.count_nonzero(offered > budget + 1e-9)),
+        int(np.count_nonzero(answered > budget + 1e-9)),  # the load, minute by minute
         queue.longest_wait_s,
         int(np.count_nonzero(phones.expired_boot)),
         tally.waited_for_calls,
@@ -170,7 +172,7 @@ def _rollout(run: Run, tally: Any) -> RolloutResult:
     reached = int(np.count_nonzero(has))
     finished = None
     if license >= 0 and reached == phones.shape[0] and reached:
-        finished = origin + timedelta(seconds=float(run.phones.installed_at[phones].max()))
+        finished = origin + timedelta(seconds=float(run.phones.installed_at_s[phones].max()))
     return RolloutResult(
         run.licenses.names[license] if license >= 0 else None,
         tally.event.at,
@@ -178,8 +180,8 @@ def _rollout(run: Run, tally: Any) -> RolloutResult:
         int(phones.shape[0]),
         reached,
         finished,
-        origin + timedelta(seconds=tally.planned_finish),
-        tally.planned_peak,
+        origin + timedelta(seconds=tally.planned_finish_s),
+        tally.planned_peak_per_s,
     )
 
 
@@ -187,15 +189,15 @@ def hourly(run: Run, catalog: FeatureCatalog) -> dict[str, Any]:
     """The series, one value per hour from the start."""
     tally, queue = run.tally, run.queue
     hours = tally.hours
-    used = queue.used[: hours * 60].reshape(hours, 60)
-    offered = queue.offered[: hours * 60].reshape(hours, 60)
+    used = queue.answered_per_min[: hours * 60].reshape(hours, 60)
+    offered = queue.offered_per_min[: hours * 60].reshape(hours, 60)
     refused = queue.refused_per_s()[: hours * 60].reshape(hours, 60)
     held = np.cumsum(tally.held_changes, axis=0)[:hours]
     lost = np.cumsum(tally.lost_changes, axis=0)[:hours]
     return {
         "start": run.scenario.start.isoformat(),
         "step_s": 3600,
-        "capacity_per_s": run.scenario.server.capacity,
+        "capacity_per_s": run.scenario.server.capacity_per_s,
         "answered_per_s": np.round(used.sum(axis=1) / 3600, 3).tolist(),
         "answered_peak_minute_per_s": np.round(used.max(axis=1) / 60, 3).tolist(),
         "offered_peak_minute_per_s": np.round(offered.max(axis=1) / 60, 3).tolist(),

@@ -23,12 +23,12 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass
 class Notices:
-    at: F64  # per phone: its check-sync, seconds since the start (inf: none left)
+    at_s: F64  # per phone: its check-sync, seconds since the start (inf: none left)
     reboot: bool  # ;reboot=true
     phones: npt.NDArray[np.int64]  # the phones the plan covers
-    finish: float  # the planner's predicted last boot done
-    peak: float  # the planner's predicted peak, requests per second
-    planned: F64  # ``at`` as planned (``at`` is spent as the check-syncs go out)
+    finish_s: float  # the planner's predicted last boot done, seconds since the start
+    peak_per_s: float  # the planner's predicted peak
+    planned_s: F64  # ``at_s`` as planned (``at_s`` is spent as the check-syncs go out)
 
 
 def plan_notices(
@@ -71,8 +71,8 @@ def _plan_input(scenario: Scenario, fleet: Fleet, event: Rollout, indices: list[
         )
     return PlanInput(
         tuple(site_phones),
-        BootCost(server.boot_requests, 0.0, server.boot_seconds, "the scenario's [server]"),
-        server.capacity,
+        BootCost(server.boot_requests, 0.0, server.boot_s, "the scenario's [server]"),
+        server.capacity_per_s,
         event.at,
         event.deadline,
         headroom=server.headroom,

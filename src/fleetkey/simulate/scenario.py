@@ -1,8 +1,8 @@
 """A what-if scenario: sites and their phones, site licenses, and what happens when.
 
-Written by operators as TOML (``fleetkey simulate SCENARIO.toml``) and parsed here once into
-frozen values; every rejection names the table, the entry and the key, and what was expected.
-Pure: the caller reads the file and passes its text.
+Written by operators as TOML (``fleetkey simulate SCENARIO.toml``, read by
+``scenariofile.parse_scenario``) or built in code (the storm forecast, ``--from-store``); either
+way it is checked as a whole when it is made (``check_scenario``): one set of checks for both.
 
 The model a scenario describes (docs/simulate.md): each site's phones share a time zone, a
 ``license.polling.time``, ``prov.polling.*`` settings, ``checkSync.alwaysReboot``, a call rate
@@ -13,18 +13,14 @@ out by check-sync along a plan of the rollout planner, or take the server down f
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Final
 
-from fleetkey.core.device.config import ConfigPolling, PollMode
-from fleetkey.core.features import FeatureCatalog
+from fleetkey.core.device.config import ConfigPolling
 from fleetkey.core.rollout.plan import Plan
 from fleetkey.core.rollout.windows import Window
-from fleetkey.errors import FleetkeyError, InputError
-from fleetkey.simulate.tomlreader import TomlReader
+from fleetkey.errors import ScenarioError
 
 CALL_SLOT_S: Final = 1800  # calls are drawn per phone in half-hour slots (simulate/calls.py)
 MAX_DAYS: Final = 3660
@@ -45,6 +41,9 @@ class SiteGroup:
     calls_per_hour: float
     call_minutes: float
     phone_slots: frozenset[int]  # perpetual phone licenses of every phone
+    # what the phones hold at the start, when known (the store's per-phone state): (license,
+    # phones) for the first phones of each site; the others boot with what is posted then
+    held: tuple[tuple[str, int], ...] = ()
 
     def serials(self) -> list[str]:
         first = int(self.serial, 16)
@@ -91,16 +90,19 @@ Event = Post | Rollout | ConfigChange | ServerDown
 
 @dataclass(frozen=True, slots=True)
 class Server:
-    capacity: float = 200.0  # requests per second answered
+    capacity_per_s: float = 200.0  # requests answered a second (TOML capacity)
     headroom: float = 0.7
     boot_requests: float = 12.0  # domain.md §6, as core/rollout/cost.DEFAULT
-    boot_seconds: float = 120.0
+    boot_s: float = 120.0  # TOML boot_seconds
     retry_after_s: float = 30.0  # the Retry-After of a 503
     give_up_s: float = 90.0  # no answer at all: the phone boots from its flash after this
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
+    """A scenario, checked as a whole when it is made (``check_scenario``): the parser's and a
+    scenario built in code (the storm forecast, ``--from-store``) pass the same checks."""
+
     name: str
     start: datetime
     days: int
@@ -108,6 +110,9 @@ class Scenario:
     licenses: dict[str, SiteLicense]
     events: tuple[Event, ...]
     server: Server
+
+    def __post_init__(self) -> None:
+        check_scenario(self)
 
     @property
     def end(self) -> datetime:
@@ -118,271 +123,82 @@ class Scenario:
         return sum(group.count * group.phones for group in self.groups)
 
 
-def parse_scenario(
-    text: str, name: str, catalog: FeatureCatalog, base: Scenario | None = None
-) -> Scenario:
-    """The scenario in TOML ``text`` (``name`` says where it came from in errors).
-
-    With ``base`` (a fleet taken from the store) the text is a what-if on top of it: no
-    ``[[sites]]``; ``[simulation]`` and ``[server]`` keys replace the base's, ``[[licenses]]``
-    are added to its licenses and ``[[events]]`` to its events."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{name}: not TOML: {exc}") from exc
-    reader = _Reader(name, catalog)
-    return reader.scenario(document) if base is None else reader.what_if(document, base)
-
-
-class _Reader(TomlReader):
-    def __init__(self, name: str, catalog: FeatureCatalog) -> None:
-        super().__init__(name)
-        self.catalog = catalog
-
-    def scenario(self, doc: dict[str, Any]) -> Scenario:
-        self.known(doc, "the top level", {"simulation", "server", "sites", "licenses", "events"})
-        sim = self.table(doc, "simulation", required=True)
-        self.known(sim, "[simulation]", {"start", "days", "name"})
-        start = self.moment(sim, "start", "[simulation]")
-        days = self.number(sim, "days", "[simulation]", int, 365, 1, MAX_DAYS)
-        server = self.server(self.table(doc, "server"))
-        groups = tuple(
-            self.group(entry, f"[[sites]] {i + 1}")
-            for i, entry in enumerate(self.array(doc, "sites"))
+def check_scenario(scenario: Scenario) -> None:
+    """What a scenario must hold to be simulated; ``ScenarioError`` with a hint otherwise."""
+    if not 1 <= scenario.days <= MAX_DAYS:
+        raise ScenarioError(f"the period is {scenario.days} days; expected 1 to {MAX_DAYS}")
+    if not scenario.groups:
+        raise ScenarioError(
+            "the scenario has no site", hint="add a [[sites]] entry with a serial and phones"
         )
-        if not groups:
-            raise self.fail("[[sites]]", "at least one site is needed")
-        serials = [s for g in groups for s in g.serials()]
-        if len(set(serials)) != len(serials):
-            raise self.fail("[[sites]]", "two sites have the same serial")
-        licenses: dict[str, SiteLicense] = {}
-        for i, entry in enumerate(self.array(doc, "licenses")):
-            lic = self.license(entry, f"[[licenses]] {i + 1}")
-            if lic.name in licenses:
-                raise self.fail(f"[[licenses]] {i + 1}", f"license {lic.name!r} is named twice")
-            licenses[lic.name] = lic
-        scenario_sites = set(serials)
-        events = tuple(
-            self.event(entry, f"[[events]] {i + 1}", licenses, scenario_sites, start)
-            for i, entry in enumerate(self.array(doc, "events"))
-        )
-        title = sim.get("name", self.name.rsplit("/", 1)[-1])
-        if not isinstance(title, str):
-            raise self.fail("[simulation]", "name must be a string")
-        return Scenario(
-            title, start, days, groups, licenses, tuple(sorted(events, key=_at)), server
-        )
-
-    def what_if(self, doc: dict[str, Any], base: Scenario) -> Scenario:
-        self.known(
-            doc, "the top level of a what-if", {"simulation", "server", "licenses", "events"}
-        )
-        sim = self.table(doc, "simulation")
-        self.known(sim, "[simulation]", {"start", "days", "name"})
-        start = self.moment(sim, "start", "[simulation]") if "start" in sim else base.start
-        days = self.number(sim, "days", "[simulation]", int, base.days, 1, MAX_DAYS)
-        licenses = dict(base.licenses)
-        for i, entry in enumerate(self.array(doc, "licenses")):
-            lic = self.license(entry, f"[[licenses]] {i + 1}")
-            if lic.name in licenses:
-                raise self.fail(f"[[licenses]] {i + 1}", f"license {lic.name!r} is named twice")
-            licenses[lic.name] = lic
-        serials = {s for g in base.groups for s in g.serials()}
-        events = [
-            self.event(entry, f"[[events]] {i + 1}", licenses, serials, start)
-            for i, entry in enumerate(self.array(doc, "events"))
-        ]
-        if start != base.start:  # what the phones booted with moves to the new start
-            events += [replace(e, at=start) for e in base.events if isinstance(e, Post)]
-            events += [e for e in base.events if not isinstance(e, Post)]
-        else:
-            events += base.events
-        title = sim.get("name", f"{base.name} + {self.name.rsplit('/', 1)[-1]}")
-        if not isinstance(title, str):
-            raise self.fail("[simulation]", "name must be a string")
-        server = self.server(self.table(doc, "server"), base.server)
-        return Scenario(
-            title, start, days, base.groups, licenses, tuple(sorted(events, key=_at)), server
-        )
-
-    def server(self, table: dict[str, Any], default: Server | None = None) -> Server:
-        where = "[server]"
-        self.known(
-            table,
-            where,
-            {"capacity", "headroom", "boot_requests", "boot_seconds", "retry_after_s", "give_up_s"},
-        )
-        default = default or Server()
-        return Server(
-            capacity=self.number(table, "capacity", where, float, default.capacity, 0.001),
-            headroom=self.number(table, "headroom", where, float, default.headroom, 0.001, 1.0),
-            boot_requests=self.number(
-                table, "boot_requests", where, float, default.boot_requests, 1.0
-            ),
-            boot_seconds=self.number(
-                table, "boot_seconds", where, float, default.boot_seconds, 1.0
-            ),
-            retry_after_s=self.number(
-                table, "retry_after_s", where, float, default.retry_after_s, 1.0
-            ),
-            give_up_s=self.number(table, "give_up_s", where, float, default.give_up_s, 1.0),
-        )
-
-    def group(self, entry: object, where: str) -> SiteGroup:
-        if not isinstance(entry, dict):
-            raise self.fail(where, "must be a table")
-        self.known(
-            entry,
-            where,
-            {"serial", "count", "phones", "timezone", "timezones", "window",
-             "license_polling_time", "polling", "always_reboot", "calls_per_hour",
-             "call_minutes", "phone_features"},
-        )  # fmt: skip
-        serial = entry.get("serial")
-        if not isinstance(serial, str) or len(serial) != 12 or not _is_hex(serial):
-            raise self.fail(where, f"serial must be 12 hex digits, not {serial!r}")
-        count = self.number(entry, "count", where, int, 1, 1, 1_000_000)
-        if int(serial, 16) + count > 0xFFFFFFFFFFFF:
-            raise self.fail(where, f"{count} serials from {serial} run past ffffffffffff")
-        zones = entry.get("timezones", entry.get("timezone", "UTC"))
-        zones = [zones] if isinstance(zones, str) else zones
-        if not isinstance(zones, list) or not zones or not all(isinstance(z, str) for z in zones):
-            raise self.fail(where, "timezone(s) must be a time zone name or a list of them")
-        for zone in zones:
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise self.fail(where, f"unknown time zone {zone!r}") from exc
-        window = entry.get("window")
-        try:
-            parsed_window = Window.parse(window) if window is not None else None
-        except (InputError, TypeError, AttributeError) as exc:
-            raise self.fail(where, f"window {window!r} is not HH:MM-HH:MM") from exc
-        calls = self.number(entry, "calls_per_hour", where, float, 0.0, 0.0, 3600 / CALL_SLOT_S)
-        minutes = self.number(entry, "call_minutes", where, float, 3.0, 0.0, CALL_SLOT_S / 120)
-        always = entry.get("always_reboot", False)
-        if not isinstance(always, bool):
-            raise self.fail(where, "always_reboot must be true or false")
-        return SiteGroup(
-            serial=serial.lower(),
-            count=count,
-            phones=self.number(entry, "phones", where, int, None, 1, 10_000_000),
-            timezones=tuple(zones),
-            window=parsed_window,
-            license_polling_time=self.clock(entry, "license_polling_time", where, time(2, 0)),
-            polling=self.polling(self.table(entry, "polling"), f"{where} polling"),
-            always_reboot=always,
-            calls_per_hour=calls,
-            call_minutes=minutes,
-            phone_slots=self.slots(entry.get("phone_features", []), where, "phone_features"),
-        )
-
-    def polling(self, table: dict[str, Any], where: str) -> ConfigPolling:
-        self.known(table, where, {"enabled", "mode", "period_s", "time", "random_end"})
-        enabled = table.get("enabled", False)
-        if not isinstance(enabled, bool):
-            raise self.fail(where, "enabled must be true or false")
-        mode = table.get("mode", "abs")
-        if mode not in {m.value for m in PollMode}:
-            raise self.fail(where, f"mode must be abs, rel or random, not {mode!r}")
-        end = self.clock(table, "random_end", where, None) if "random_end" in table else None
-        period_s = self.number(table, "period_s", where, int, 86400, 3600)
-        at = self.clock(table, "time", where, time(3, 0))
-        try:
-            return ConfigPolling(enabled, PollMode(mode), period_s, at, end)
-        except FleetkeyError as exc:
-            raise self.fail(where, str(exc)) from exc
-
-    def license(self, entry: object, where: str) -> SiteLicense:
-        if not isinstance(entry, dict):
-            raise self.fail(where, "must be a table")
-        self.known(entry, where, {"name", "features", "expires"})
-        name = entry.get("name")
-        if not isinstance(name, str) or not name:
-            raise self.fail(where, "name must be a non-empty string")
-        expires = entry.get("expires")
-        if expires == "never":
-            expires = None
-        elif not isinstance(expires, date) or isinstance(expires, datetime):
-            raise self.fail(
-                where, f"expires must be a date (2027-03-31) or 'never', not {expires!r}"
+    seen: set[str] = set()
+    for group in scenario.groups:
+        if group.count < 1 or group.phones < 1:
+            raise ScenarioError(
+                f"sites from {group.serial}: {group.count} site(s) of {group.phones} phone(s); "
+                "expected at least one of each"
             )
-        slots = self.slots(entry.get("features"), where, "features")
-        if not slots:
-            raise self.fail(where, "features must name at least one feature")
-        return SiteLicense(name, slots, expires)
-
-    def event(
-        self,
-        entry: object,
-        where: str,
-        licenses: dict[str, SiteLicense],
-        serials: set[str],
-        start: datetime,
-    ) -> Event:
-        if not isinstance(entry, dict):
-            raise self.fail(where, "must be a table")
-        kinds = [k for k in ("post", "rollout", "config_change", "server_down_until") if k in entry]
-        if len(kinds) != 1:
-            raise self.fail(
-                where, "needs exactly one of post, rollout, config_change, server_down_until"
+        for serial in group.serials():
+            if serial in seen:
+                raise ScenarioError(
+                    f"site {serial} is in the scenario twice",
+                    hint="one [[sites]] entry per site; a site's licenses are posted by events",
+                )
+            seen.add(serial)
+    for name, lic in scenario.licenses.items():
+        if name != lic.name:
+            raise ScenarioError(f"license {lic.name!r} is filed under the name {name!r}")
+    for group in scenario.groups:
+        unknown = [name for name, _ in group.held if name not in scenario.licenses]
+        if unknown or sum(count for _, count in group.held) > group.phones:
+            raise ScenarioError(
+                f"sites from {group.serial}: the phones held at the start {group.held!r} "
+                f"name a license the scenario lacks or more than its {group.phones} phones"
             )
-        kind = kinds[0]
-        allowed = {"at", kind, "sites"} | ({"deadline", "reboot"} if kind == "rollout" else set())
-        self.known(entry, where, allowed)
-        at = self.moment(entry, "at", where)
-        if at < start:
-            raise self.fail(
-                where, f"at {at:%Y-%m-%d %H:%M} UTC is before the start {start:%Y-%m-%d %H:%M} UTC"
-            )
-        sites = self.sites(entry.get("sites"), where, serials)
-        if kind == "post":
-            name = entry["post"]
-            if name not in licenses:
-                raise self.fail(where, f"post names license {name!r}, which [[licenses]] lacks")
-            return Post(at, name, sites)
-        if kind == "rollout":
-            reboot = entry.get("reboot", True)
-            if not isinstance(reboot, bool):
-                raise self.fail(where, "reboot must be true or false")
-            deadline = self.moment(entry, "deadline", where)
-            if deadline <= at:
-                raise self.fail(where, "the rollout's deadline is not after its start")
-            return Rollout(at, deadline, sites, reboot)
-        if kind == "config_change":
-            if entry["config_change"] is not True:
-                raise self.fail(where, "config_change must be true")
-            return ConfigChange(at, sites)
-        until = self.moment(entry, "server_down_until", where)
-        if until <= at:
-            raise self.fail(where, "server_down_until is not after at")
-        if sites is not None:
-            raise self.fail(where, "the server is one for every site: no sites here")
-        return ServerDown(at, until)
-
-    def slots(self, value: object, where: str, key: str) -> frozenset[int]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(where, f"{key} must be a list of feature names")
+    for event in scenario.events:
         try:
-            return frozenset(self.catalog.slot_of(v) for v in value)
-        except FleetkeyError as exc:
-            raise self.fail(where, f"{key}: {exc}") from exc
-
-    def sites(self, value: object, where: str, serials: set[str]) -> tuple[str, ...] | None:
-        if value is None:
-            return None
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise self.fail(where, "sites must be a non-empty list of site serials")
-        wanted = tuple(v.lower() for v in value)
-        missing = [s for s in wanted if s not in serials]
-        if missing:
-            raise self.fail(where, f"site {missing[0]} is not one of the scenario's sites")
-        return wanted
+            check_event(event, scenario.licenses, seen, scenario.start, scenario.end)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{_describe(event)}: {exc}", hint=exc.hint) from None
 
 
-def _at(event: Event) -> datetime:
-    return event.at
+def check_event(
+    event: Event,
+    licenses: dict[str, SiteLicense],
+    serials: set[str],
+    start: datetime,
+    end: datetime,
+) -> None:
+    """One event against the scenario's licenses, sites and period."""
+    if event.at < start:
+        raise ScenarioError(
+            f"at {event.at:%Y-%m-%d %H:%M} UTC is before the start {start:%Y-%m-%d %H:%M} UTC"
+        )
+    if event.at >= end:
+        raise ScenarioError(
+            f"at {event.at:%Y-%m-%d %H:%M} UTC is not before the end of the period "
+            f"{end:%Y-%m-%d %H:%M} UTC: it would never happen",
+            hint="move the event into the period, or make it longer ([simulation] days, --days)",
+        )
+    sites = getattr(event, "sites", None)
+    missing = [s for s in sites or () if s not in serials]
+    if missing:
+        raise ScenarioError(
+            f"site {missing[0]} is not one of the scenario's sites",
+            hint="name sites by the serials of [[sites]]",
+        )
+    if isinstance(event, Post) and event.license not in licenses:
+        raise ScenarioError(
+            f"post names license {event.license!r}, which [[licenses]] lacks",
+            hint=f"the licenses are {', '.join(map(repr, sorted(licenses))) or 'none'}",
+        )
+    if isinstance(event, Rollout) and event.deadline <= event.at:
+        raise ScenarioError("the rollout's deadline is not after its start")
+    if isinstance(event, ServerDown) and event.until <= event.at:
+        raise ScenarioError("server_down_until is not after at")
 
 
-def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)
+def _describe(event: Event) -> str:
+    kind = {Post: "post", Rollout: "rollout", ConfigChange: "config change", ServerDown:
+            "server down"}[type(event)]  # fmt: skip
+    return f"event {kind} at {event.at:%Y-%m-%d %H:%M} UTC"

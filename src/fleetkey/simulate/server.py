@@ -2,14 +2,15 @@
 
 Time is cut in minutes. Each boot brings ``boot_requests`` requests when it starts; the server
 answers at most ``capacity x 60`` requests a minute, oldest first, and the boot is done when its
-last request is answered, and not before ``boot_seconds`` after it started. Requests beyond the
+last request is answered, and not before ``boot_s`` after it started. Requests beyond the
 capacity are answered 503 with ``Retry-After``: the phone waits and asks again, so it keeps
 its place without adding load, and every phone that waits past its own boot time sends one
 request per ``retry_after_s`` that the server refuses (the 503 series). While the server is down
 nothing answers: a phone that asks then, or is still waiting when it goes down, gives up after
 ``give_up_s`` and boots from its flash with the keys it has (R2: nothing downloaded changes
 nothing), which is how a server outage during a storm leaves phones booted with an expired
-license, and R8 then keeps them so.
+license, and R8 then keeps them so. Their waits count in the longest boot, and a phone that
+was refused before the server went down counts in the 503s until then.
 
 Boots are admitted in batches (the simulator's steps, in time order); each batch takes the
 capacity earlier batches left, first come first served within it, by a running maximum
@@ -43,24 +44,28 @@ class ServerQueue:
     server: Server
     minutes: int
     down: B = field(init=False)
-    capacity: F64 = field(init=False)  # requests per minute
-    used: F64 = field(init=False)  # requests answered, per minute
-    offered: F64 = field(init=False)  # requests boots brought, per minute
-    waiting: F64 = field(init=False)  # phones waiting past their boot time (deltas, then counts)
+    capacity_per_min: F64 = field(init=False)  # requests the server can answer
+    answered_per_min: F64 = field(init=False)
+    offered_per_min: F64 = field(init=False)  # requests boots brought
+    # phone-seconds spent waiting past their own boot time, per minute: whole minutes as
+    # deltas of a count (``waiting_minutes``), the parts of minutes as seconds (``waiting_s``)
+    waiting_minutes: F64 = field(init=False)
+    waiting_s: F64 = field(init=False)
     longest_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.down = np.zeros(self.minutes, dtype=np.bool_)
-        self.capacity = np.full(self.minutes, self.server.capacity * MINUTE)
-        self.used = np.zeros(self.minutes)
-        self.offered = np.zeros(self.minutes)
-        self.waiting = np.zeros(self.minutes + 1)
+        self.capacity_per_min = np.full(self.minutes, self.server.capacity_per_s * MINUTE)
+        self.answered_per_min = np.zeros(self.minutes)
+        self.offered_per_min = np.zeros(self.minutes)
+        self.waiting_minutes = np.zeros(self.minutes + 1)
+        self.waiting_s = np.zeros(self.minutes + 1)
 
     def take_down(self, start_s: float, until_s: float) -> None:
         lo = max(int(start_s // MINUTE), 0)
         hi = min(int(-(-until_s // MINUTE)), self.minutes)
         self.down[lo:hi] = True
-        self.capacity[lo:hi] = 0.0
+        self.capacity_per_min[lo:hi] = 0.0
 
     def admit(self, starts: F64) -> Admission:
         """Boots starting at ``starts`` (seconds, ascending): when each is done."""
@@ -71,7 +76,7 @@ class ServerQueue:
             return Admission(ends, served)
         cost = self.server.boot_requests
         minute = np.clip((starts // MINUTE).astype(np.int64), 0, self.minutes - 1)
-        np.add.at(self.offered, minute, cost)
+        np.add.at(self.offered_per_min, minute, cost)
         now_down = self.down[minute]
         served[now_down] = False
         ends[now_down] = starts[now_down] + self.server.give_up_s
@@ -80,12 +85,17 @@ class ServerQueue:
         if through_down.any():  # waiting when the server went down: they give up
             gave_up = live[through_down]
             served[gave_up] = False
-            outage = self._next_down(minute[gave_up])
-            ends[gave_up] = np.maximum(starts[gave_up], outage * MINUTE) + self.server.give_up_s
+            outage_s = np.maximum(starts[gave_up], self._next_down(minute[gave_up]) * MINUTE)
+            ends[gave_up] = outage_s + self.server.give_up_s
+            self._count_refusals(starts[gave_up], outage_s)  # refused until it went down
             live = live[~through_down]
         done, _ = self._serve(starts[live], minute[live], commit=True)
-        ends[live] = np.maximum(done, starts[live] + self.server.boot_seconds)
-        self._count_waits(starts[live], ends[live])
+        ends[live] = np.maximum(done, starts[live] + self.server.boot_s)
+        self._count_refusals(starts[live], ends[live])
+        waited = ends - starts  # every boot, those that gave up on a dead server too
+        finite = waited[np.isfinite(waited)]
+        if finite.shape[0]:
+            self.longest_wait_s = max(self.longest_wait_s, float(finite.max()))
         return Admission(ends, served)
 
     def _serve(self, starts: F64, minute: npt.NDArray[np.int64], *, commit: bool) -> tuple[F64, B]:
@@ -99,7 +109,7 @@ class ServerQueue:
         span = FIRST_WINDOW
         while True:
             hi = min(lo + span, self.minutes)
-            free = self.capacity[lo:hi] - self.used[lo:hi]
+            free = self.capacity_per_min[lo:hi] - self.answered_per_min[lo:hi]
             cumulative = np.concatenate([[0.0], np.cumsum(free)])
             order = np.arange(n, dtype=np.float64)
             base = cumulative[minute - lo] - order * cost
@@ -109,8 +119,13 @@ class ServerQueue:
             span *= 2
         inside = end <= cumulative[-1] + 1e-9
         k = np.clip(np.searchsorted(cumulative, end - 1e-9, side="left") - 1, 0, hi - lo - 1)
-        room = np.where(free[k] > 0, free[k], 1.0)
-        done = np.where(inside, (lo + k) * MINUTE + MINUTE * (end - cumulative[k]) / room, np.inf)
+        # within minute k, after what earlier batches took of it (first come, first served),
+        # at the minute's capacity; and never sooner than its requests take at the capacity
+        capacity = self.capacity_per_min[lo:hi][k]
+        answered = self.answered_per_min[lo:hi][k] + (end - cumulative[k])
+        within = MINUTE * answered / np.where(capacity > 0, capacity, 1.0)
+        alone = starts + self.server.boot_requests / self.server.capacity_per_s
+        done = np.where(inside, np.maximum((lo + k) * MINUTE + within, alone), np.inf)
         downs = np.concatenate([[0], np.cumsum(self.down[lo:hi])])
         through = downs[np.minimum(k, hi - lo - 1) + 1] - downs[minute - lo] > 0
         if commit:
@@ -118,7 +133,7 @@ class ServerQueue:
         return done, through
 
     def _consume(self, lo: int, cumulative: F64, begin: F64, end: F64) -> None:
-        """Add to ``used`` what the intervals [begin, end) of free capacity take per minute."""
+        """Add to ``answered_per_min`` what the intervals [begin, end) of free capacity take."""
         last = int(np.searchsorted(cumulative, end[-1], side="left"))
         grid = cumulative[: min(last + 1, cumulative.shape[0])]
         full = np.searchsorted(end, grid, side="right")
@@ -127,29 +142,34 @@ class ServerQueue:
             full < end.shape[0], np.clip(grid - begin[partial_index], 0.0, None), 0.0
         )
         taken = full * self.server.boot_requests + partial
-        self.used[lo : lo + grid.shape[0] - 1] += np.diff(taken)
+        self.answered_per_min[lo : lo + grid.shape[0] - 1] += np.diff(taken)
 
     def _next_down(self, minute: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         down_at = np.nonzero(self.down)[0]
         index = np.searchsorted(down_at, minute, side="left")
         return down_at[np.minimum(index, down_at.shape[0] - 1)]
 
-    def _count_waits(self, starts: F64, ends: F64) -> None:
-        waited = ends - starts
-        if waited.shape[0]:
-            finite = waited[np.isfinite(waited)]
-            if finite.shape[0]:
-                self.longest_wait_s = max(self.longest_wait_s, float(finite.max()))
-        late = starts + self.server.boot_seconds
-        slow = ends > late + 1e-6
-        first = np.clip((late[slow] // MINUTE).astype(np.int64), 0, self.minutes)
-        last = np.clip(
-            np.where(np.isfinite(ends[slow]), ends[slow] // MINUTE, self.minutes), 0, self.minutes
-        ).astype(np.int64)
-        np.add.at(self.waiting, first, 1.0)
-        np.add.at(self.waiting, last, -1.0)
+    def _count_refusals(self, starts: F64, until: F64) -> None:
+        """Phones still waiting past their own boot time until ``until`` ask again every
+        Retry-After and are refused: the seconds each waits, added to the minutes they fall in."""
+        late = starts + self.server.boot_s
+        slow = until > late + 1e-6
+        horizon = self.minutes * MINUTE
+        begin = np.minimum(late[slow], horizon)
+        end = np.minimum(until[slow], horizon)  # inf: waits to the end of the period
+        first = (begin // MINUTE).astype(np.int64)
+        last = (end // MINUTE).astype(np.int64)
+        same = first == last
+        # inside one minute: its seconds; across minutes: the tail of the first, the whole
+        # minutes between, the head of the last
+        np.add.at(self.waiting_s, first, np.where(same, end - begin, (first + 1) * MINUTE - begin))
+        np.add.at(self.waiting_s, last[~same], end[~same] - last[~same] * MINUTE)
+        np.add.at(self.waiting_minutes, first[~same] + 1, 1.0)
+        np.add.at(self.waiting_minutes, last[~same], -1.0)
 
     def refused_per_s(self) -> F64:
-        """503s a second in each minute: waiting phones asking again every Retry-After."""
-        waiting = np.cumsum(self.waiting)[: self.minutes]
+        """503s a second in each minute: the phones waiting in it (on average over the minute)
+        asking again every Retry-After; none while the server is down."""
+        phone_s = np.cumsum(self.waiting_minutes) * MINUTE + self.waiting_s
+        waiting = phone_s[: self.minutes] / MINUTE
         return np.where(self.down, 0.0, waiting / self.server.retry_after_s)

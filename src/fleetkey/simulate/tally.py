@@ -29,8 +29,8 @@ class RolloutTally:
     event: Rollout
     license: int  # the license the rollout's sites offered at its start (-1: none)
     phones: I64
-    planned_finish: float
-    planned_peak: float
+    planned_finish_s: float
+    planned_peak_per_s: float
 
 
 @dataclass
@@ -49,7 +49,6 @@ class Tally:
     boots_by_hour: F64 = field(init=False)  # [hour, cause]
     reboot_log: list[tuple[I64, F64, I64, F64]] = field(default_factory=list)
     absorbed: int = 0
-    checked_config: int = 0
     checked_changed: int = 0
     waited_for_calls: int = 0
     rollouts: list[RolloutTally] = field(default_factory=list)
@@ -72,7 +71,7 @@ class Tally:
         self.boots_by_hour = np.zeros((self.hours + 1, len(Cause)))
 
     @property
-    def horizon(self) -> float:
+    def horizon_s(self) -> float:
         return self.hours * 3600.0
 
     def start(self, phones: Phones) -> None:
@@ -81,10 +80,10 @@ class Tally:
         self.lost_seconds[:] = 0.0
         self.started = True
         # drops scheduled at the start count against what was held then
-        due = np.isfinite(phones.drop_at) & (phones.drop_at < self.horizon)
+        due = np.isfinite(phones.drop_at_s) & (phones.drop_at_s < self.horizon_s)
         idx = np.nonzero(due)[0]
         self._lost(
-            idx, phones.drop_at[idx], phones.held[idx], phones.held[idx] & ~phones.drop_mask[idx]
+            idx, phones.drop_at_s[idx], phones.held[idx], phones.held[idx] & ~phones.drop_mask[idx]
         )
 
     def change(self, phones: I64, at: F64, before: I64, after: I64) -> None:
@@ -99,7 +98,7 @@ class Tally:
             self._ever_lost(phones, before)
 
     def schedule_drops(self, phones: I64, drop_at: F64, held: I64, lapsing: I64) -> None:
-        due = np.isfinite(drop_at) & (drop_at < self.horizon)
+        due = np.isfinite(drop_at) & (drop_at < self.horizon_s)
         if due.any():
             idx = np.nonzero(due)[0]
             self._held(drop_at[idx], held[idx], held[idx] & ~lapsing[idx])
@@ -108,14 +107,14 @@ class Tally:
 
     def cancel_drops(self, phones: I64, state: Phones, at: F64) -> None:
         """Boots ending before their key's scheduled drop: the drop does not come."""
-        drop = state.drop_at[phones]
-        undo = np.isfinite(drop) & (drop > at) & (drop < self.horizon)
+        drop = state.drop_at_s[phones]
+        undo = np.isfinite(drop) & (drop > at) & (drop < self.horizon_s)
         if undo.any():
             idx = phones[undo]
             held = state.held[idx]
             self._held(drop[undo], held & ~state.drop_mask[idx], held)
             self._lost(idx, drop[undo], held & ~state.drop_mask[idx], held)
-        state.drop_at[phones] = np.inf
+        state.drop_at_s[phones] = np.inf
 
     def reboots(self, phones: I64, begin: F64, cause: I64, requested: F64) -> None:
         hour = np.clip((begin // 3600).astype(np.int64), 0, self.hours)
@@ -126,10 +125,8 @@ class Tally:
     def deferred(self, count: int) -> None:
         self.waited_for_calls += count
 
-    def check_syncs(self, absorbed: npt.NDArray[np.bool_], checked: npt.NDArray[np.bool_],
-                    changed: npt.NDArray[np.bool_]) -> None:  # fmt: skip
+    def check_syncs(self, absorbed: npt.NDArray[np.bool_], changed: npt.NDArray[np.bool_]) -> None:
         self.absorbed += int(absorbed.sum())
-        self.checked_config += int(checked.sum())
         self.checked_changed += int(changed.sum())
 
     def rollout(self, event: Rollout, notices: Notices, posted: Posted, fleet: Fleet) -> None:
@@ -137,12 +134,12 @@ class Tally:
         offered = posted.at(fleet.site[notices.phones[:1]], np.array([at]))
         license = int(offered[0]) if offered.shape[0] else -1
         self.rollouts.append(
-            RolloutTally(event, license, notices.phones, notices.finish, notices.peak)
+            RolloutTally(event, license, notices.phones, notices.finish_s, notices.peak_per_s)
         )
 
     def finish(self, phones: Phones) -> None:
         everyone = np.arange(self.fleet.size, dtype=np.int64)
-        end = np.full(self.fleet.size, self.horizon)
+        end = np.full(self.fleet.size, self.horizon_s)
         self._ever_lost(everyone, phones.held_at(everyone, end))
 
     # the counting
@@ -155,7 +152,7 @@ class Tally:
     def _lost(self, phones: I64, at: F64, before: I64, after: I64) -> None:
         start = self.start_held[phones]
         hour = np.clip((at // 3600).astype(np.int64), 0, self.hours)
-        remaining = np.clip(self.horizon - at, 0.0, None)
+        remaining = np.clip(self.horizon_s - at, 0.0, None)
         for f, slot in enumerate(self.slots):
             delta = ((start & ~after) >> slot & 1) - ((start & ~before) >> slot & 1)
             np.add.at(self.lost_changes[:, f], hour, delta)

@@ -234,12 +234,13 @@ def file_fetches(
     return by_kind.get(REQUEST), by_kind.get(SERVED)
 
 
-def last_requests(session: Session, name: str) -> list[FileFetch]:
-    """Every phone's newest request for license file ``name`` (in MAC order). Read as tuples:
-    an ORM object a row cost ~50 µs, seconds for a large fleet."""
+def last_requests(session: Session, name: str, kind: str = REQUEST) -> list[FileFetch]:
+    """Every phone's newest request for license file ``name`` (in MAC order), or with ``kind``
+    SERVED its newest answer that served a version. Read as tuples: an ORM object a row cost
+    ~50 µs, seconds for a large fleet."""
     rows = session.execute(
         select(*_FILE_COLUMNS)
-        .where(PhoneFileRow.file_name == name.lower(), PhoneFileRow.kind == REQUEST)
+        .where(PhoneFileRow.file_name == name.lower(), PhoneFileRow.kind == kind)
         .order_by(PhoneFileRow.mac)
     )
     return [

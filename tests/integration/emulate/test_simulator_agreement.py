@@ -21,7 +21,7 @@ import pytest
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.engine import DeviceEngine
 from fleetkey.core.features import default_catalog
-from fleetkey.simulate.scenario import parse_scenario
+from fleetkey.simulate.scenariofile import parse_scenario
 from fleetkey.simulate.simulation import simulate
 from fleetkey.testing import trusted_keys_for
 
@@ -62,7 +62,7 @@ post = "lapsing"
 """
     run = simulate(parse_scenario(text, "agreement", default_catalog()), record=True)
     begins = np.concatenate([entry[1] for entry in run.tally.reboot_log])
-    minutes = {m: float(v) for m, v in enumerate(run.queue.offered) if v}
+    minutes = {m: float(v) for m, v in enumerate(run.queue.offered_per_min) if v}
     return sorted(float(b) for b in begins), minutes
 
 

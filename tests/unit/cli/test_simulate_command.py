@@ -11,6 +11,10 @@ from typing import Any
 
 import pytest
 
+from fleetkey.store import fetches
+from fleetkey.store.records import FetchRecord
+from fleetkey.store.store import Store
+
 from tests.helpers import Fleetkey
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "simulate"
@@ -84,8 +88,14 @@ class TestRefusals:
             (b"[simulation", "not TOML"),
             (b"\xff\xfe[simulation]", "not UTF-8"),
             (b"[simulation]\nstart = 2027-01-01T00:00:00Z\n", "at least one site"),
+            (
+                b"[simulation]\nstart = 2027-01-01T00:00:00Z\ndays = 2\n"
+                b'[[sites]]\nserial = "100000000001"\nphones = 1\n'
+                b"[[events]]\nat = 2027-01-03T00:00:00Z\nconfig_change = true\n",
+                "[[events]] 1: at 2027-01-03 00:00 UTC is not before the end of the period",
+            ),
         ],
-        ids=["not toml", "not utf-8", "no sites"],
+        ids=["not toml", "not utf-8", "no sites", "event after the period"],
     )
     def test_a_bad_scenario_is_an_error_and_writes_nothing(
         self, tmp_path: Path, data_dir: Path, fleetkey: Fleetkey, content: bytes, message: str
@@ -101,6 +111,16 @@ class TestRefusals:
         assert not png.exists()
         assert not page.exists()
         assert not data_dir.exists()  # simulate keeps nothing
+
+    def test_days_that_end_before_an_event_are_refused_with_a_hint(
+        self, tmp_path: Path, data_dir: Path, fleetkey: Fleetkey
+    ) -> None:
+        png = tmp_path / "p.png"
+        result = fleetkey("simulate", EARLY, "--days", "1", "--plot", str(png), code=1)
+        assert "event rollout at 2027-01-02 00:00 UTC" in result.stderr
+        assert "it would never happen" in result.stderr
+        assert "hint: move the event into the period" in result.stderr
+        assert not png.exists()
 
     @pytest.mark.parametrize(
         "args",
@@ -161,6 +181,54 @@ class TestFromStore:
         assert summary["booted_expired_at_end"] == 0
         assert summary["features"][0]["phones_without_at_end"] == 0
 
+    def test_a_posted_successor_no_phone_fetched_is_not_on_the_phones(
+        self, run: Any, store_url: str
+    ) -> None:
+        """The per-phone state says what the phones hold (as the alerts read it): the lapsing
+        key they were served. A successor posted since reaches them only in the storm."""
+        keys = json.loads(run("licenses", "list", "--json").stdout)
+        served = {k["serial"]: k["digest"] for k in keys}
+        at = datetime.now(UTC) - timedelta(days=1)
+        records = [
+            FetchRecord(
+                path=f"/{serial}/000000000000-license.cfg",
+                protocol="http",
+                status=200,
+                bytes=600,
+                duration_ms=1.0,
+                at=at,
+                mac=f"0004f2{serial[-1]}{n:05d}",
+                digest=digest,
+            )
+            for serial, digest in served.items()
+            for n in range(40)
+        ]
+        store = Store(store_url)
+        try:
+            fetches.insert_records(store.engine, records)
+        finally:
+            store.close()
+        run("issue", "site", "--serial", "100000000001", "--features", "corporate-directory",
+            "--expires", "2099-12-31")  # fmt: skip
+        document = json.loads(run("simulate", "--from-store", "--days", "60", "--json").stdout)
+        summary = document["summary"]
+        # both sites storm when the key they hold lapses; Berlin's phones take the successor
+        assert summary["reboots"]["license-expired"] == 80
+        assert summary["booted_expired_at_end"] == 40
+        assert summary["features"][0]["phones_affected"] == 80
+        assert any(
+            "80 phone(s) hold the site license they were last served; 0 with none" in note
+            for note in document["notes"]
+        )
+
+    def test_phones_with_no_fetch_on_record_are_taken_to_hold_the_posted_key(
+        self, run: Any
+    ) -> None:
+        document = json.loads(run("simulate", "--from-store", "--days", "60", "--json").stdout)
+        assert any(
+            "0 phone(s) hold" in n and "80 with none on record" in n for n in document["notes"]
+        )
+
     def test_a_what_if_may_not_bring_sites(self, run: Any, tmp_path: Path) -> None:
         whatif = tmp_path / "sites.toml"
         whatif.write_text('[[sites]]\nserial = "100000000009"\nphones = 1\n')
@@ -170,7 +238,7 @@ class TestFromStore:
     def test_a_what_if_names_only_the_stores_sites(self, run: Any, tmp_path: Path) -> None:
         whatif = tmp_path / "site.toml"
         whatif.write_text(
-            "[[events]]\nat = 2030-01-01T00:00:00Z\nconfig_change = true\n"
+            f"[[events]]\nat = {LAPSE_DAY}T00:00:00Z\nconfig_change = true\n"
             'sites = ["100000000009"]\n'
         )
         result = run("simulate", "--from-store", str(whatif), code=1)

@@ -15,105 +15,101 @@ from __future__ import annotations
 
 import heapq
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.engine import Boot, CheckConfig, DeviceEngine, Reason
-from fleetkey.core.features import default_catalog
 from fleetkey.core.license import LicenseKey, LicenseType
 from fleetkey.core.terms import NEVER
 from fleetkey.simulate.calls import calls_between
 from fleetkey.simulate.phones import Cause
-from fleetkey.simulate.scenario import ConfigChange, Post, Scenario, parse_scenario
+from fleetkey.simulate.scenario import ConfigChange, Post, Scenario
 from fleetkey.simulate.simulation import Run, simulate
-from fleetkey.testing import make_license, trusted_keys_for
+from fleetkey.testing import ScenarioBuilder, make_license, trusted_keys_for
 
 ZONES = ["America/New_York", "Europe/Berlin", "Asia/Tokyo", "Australia/Sydney", "UTC",
          "America/Los_Angeles", "Asia/Kolkata", "Europe/London", "Pacific/Auckland",
          "America/Sao_Paulo"]  # fmt: skip
-POLLING = [
-    "",
-    "polling = { enabled = true, mode = 'abs', time = '03:10' }",
+POLLING: list[dict[str, object]] = [
+    {},
+    {"enabled": True, "mode": "abs", "time": "03:10"},
     # polls just before its window opens: the rollout's check-syncs find it booting (absorbed)
-    "polling = { enabled = true, mode = 'abs', time = '00:29:30' }",
-    "polling = { enabled = true, mode = 'rel', period_s = 14400 }",
-    "",
-    "",
-    "polling = { enabled = true, mode = 'abs', time = '01:30' }",
-    "polling = { enabled = true, mode = 'rel', period_s = 21600 }",
-    "polling = { enabled = true, mode = 'random', period_s = 259200, time = '02:00', "
-    "random_end = '04:00' }",
-    "polling = { enabled = true, mode = 'abs', period_s = 172800, time = '05:00' }",
+    {"enabled": True, "mode": "abs", "time": "00:29:30"},
+    {"enabled": True, "mode": "rel", "period_s": 14400},
+    # random with a period of a day or less: a moment drawn at each boot, then every period
+    {"enabled": True, "mode": "random", "period_s": 43200, "time": "01:00", "random_end": "05:00"},
+    {},
+    {"enabled": True, "mode": "abs", "time": "01:30"},
+    {"enabled": True, "mode": "rel", "period_s": 21600},
+    {"enabled": True, "mode": "random", "period_s": 259200, "time": "02:00", "random_end": "04:00"},
+    {"enabled": True, "mode": "abs", "period_s": 172800, "time": "05:00"},
 ]
 
 
-def scenario_text() -> str:
-    sites = []
+def agreement_fleet() -> ScenarioBuilder:
+    built = ScenarioBuilder(start="2027-01-01T00:00:00Z", days=40, server={"capacity": 1000000})
     for i, zone in enumerate(ZONES):
-        phone = "phone_features = ['vqmon']" if i % 3 == 0 else ""
-        if i == 4:
-            phone = "phone_features = ['corporate-directory']"
-        sites.append(
-            f"""[[sites]]
-serial = "1000000000{i:02x}"
-phones = 200
-timezone = "{zone}"
-window = "00:30-05:30"
-license_polling_time = "{"02:00" if i != 5 else "03:30"}"
-always_reboot = {"true" if i in (0, 1) else "false"}
-calls_per_hour = 0.25
-call_minutes = 10
-{phone}
-{POLLING[i]}
-"""
+        phone = ["vqmon"] if i % 3 == 0 else []
+        built.site(
+            f"1000000000{i:02x}",
+            200,
+            timezone=zone,
+            window="00:30-05:30",
+            license_polling_time="02:00" if i != 5 else "03:30",
+            always_reboot=i in (0, 1),
+            calls_per_hour=0.25,
+            call_minutes=10,
+            phone_features=["corporate-directory"] if i == 4 else phone,
+            **({"polling": POLLING[i]} if POLLING[i] else {}),
         )
+    serials = built.serials()
     return (
-        """[simulation]
-start = 2027-01-01T00:00:00Z
-days = 40
-[server]
-capacity = 1000000
-"""
-        + "\n".join(sites)
-        + """
-[[licenses]]
-name = "a"
-features = ["corporate-directory", "call-recording"]
-expires = 2027-01-20
-[[licenses]]
-name = "b"
-features = ["corporate-directory", "call-recording"]
-expires = 2028-01-31
-[[events]]
-at = 2027-01-01T00:00:00Z
-post = "a"
-[[events]]
-at = 2027-01-15T12:00:00Z
-post = "b"
-sites = ["100000000000", "100000000001", "100000000002", "100000000003", "100000000004",
-         "100000000005"]
-[[events]]
-at = 2027-01-16T00:00:00Z
-rollout = true
-deadline = 2027-01-19T00:00:00Z
-reboot = false
-sites = ["100000000000", "100000000001", "100000000002", "100000000003", "100000000004"]
-[[events]]
-at = 2027-01-15T18:00:07Z
-config_change = true
-sites = ["100000000002", "100000000003", "100000000004"]
-[[events]]
-at = 2027-01-25T09:00:00Z
-post = "b"
-sites = ["100000000006", "100000000007", "100000000008", "100000000009"]
-[[events]]
-at = 2027-02-01T10:00:07Z
-config_change = true
-sites = ["100000000006", "100000000007", "100000000008", "100000000009"]
-"""
+        built.license("a", ["corporate-directory", "call-recording"], "2027-01-20")
+        .license("b", ["corporate-directory", "call-recording"], "2028-01-31")
+        .event("2027-01-01T00:00:00Z", post="a")
+        .event("2027-01-15T12:00:00Z", post="b", sites=serials[:6])
+        .event("2027-01-16T00:00:00Z", rollout=True, deadline="2027-01-19T00:00:00Z",
+               reboot=False, sites=serials[:5])
+        .event("2027-01-15T18:00:07Z", config_change=True, sites=serials[2:5])
+        .event("2027-01-25T09:00:00Z", post="b", sites=serials[6:])
+        .event("2027-02-01T10:00:07Z", config_change=True, sites=serials[6:])
+    )  # fmt: skip
+
+
+def dst_fleet() -> ScenarioBuilder:
+    """Four sites whose license lapses on a DST night (02:30 skipped in New York and Berlin,
+    repeated in Sydney and Auckland), booting 70 minutes so that the lapse's boots end inside
+    the changed hour, and a configuration change during them: each phone's next 02:30 poll is
+    asked for from inside the gap or the repeated hour."""
+    built = ScenarioBuilder(
+        start="2027-03-01T00:00:00Z",
+        days=40,
+        server={"capacity": 1000000, "boot_seconds": 4200},
+    )
+    nights = [  # zone, license check, last valid day, the change during the boots (UTC)
+        ("America/New_York", "01:00", "2027-03-13", "2027-03-14T06:30:00Z"),
+        ("Europe/Berlin", "00:55", "2027-03-27", "2027-03-28T00:30:00Z"),
+        ("Australia/Sydney", "01:59", "2027-04-03", "2027-04-03T15:30:00Z"),
+        ("Pacific/Auckland", "01:59", "2027-04-03", "2027-04-03T13:30:00Z"),
+    ]
+    for i, (zone, check, last, change) in enumerate(nights):
+        serial = f"2000000000{i:02x}"
+        built.site(
+            serial,
+            150,
+            timezone=zone,
+            license_polling_time=check,
+            calls_per_hour=0.25,
+            call_minutes=10,
+            polling={"enabled": True, "mode": "abs", "time": "02:30"},
+        )
+        built.license(f"lapsing {i}", ["corporate-directory"], last)
+        built.event("2027-03-01T00:00:00Z", post=f"lapsing {i}", sites=[serial])
+        built.event(change, config_change=True, sites=[serial])
+    return built.license("next", ["corporate-directory"], "2028-03-31").event(
+        "2027-03-05T00:00:00Z", post="next"
     )
 
 
@@ -148,7 +144,7 @@ class Reference:
         )
         self.engine = DeviceEngine(config, trusted_keys_for())
         self.group = group
-        self.keys = KEYS.setdefault(self.serial, _keys(scenario, self.serial))
+        self.keys = KEYS.setdefault((*scenario.licenses, self.serial), _keys(scenario, self.serial))
         self.phone_file = (
             [make_license(serial=self.mac, terms=dict.fromkeys(group.phone_slots, NEVER))]
             if group.phone_slots
@@ -180,8 +176,8 @@ class Reference:
         return [self.keys[name]] if name else None
 
     def play(self, notify: float | None) -> None:
-        engine, horizon = self.engine, self.run.horizon
-        boot_s = self.run.scenario.server.boot_seconds
+        engine, horizon = self.engine, self.run.horizon_s
+        boot_s = self.run.scenario.server.boot_s
         queue: list[tuple[float, int, str]] = []
         chance = float(self.run.fleet.sites.call_chance[self.site])
         mean = float(self.run.fleet.sites.call_mean_s[self.site])
@@ -228,15 +224,19 @@ class Reference:
                 self.handle(more, t, queue, boot_s)
 
 
-KEYS: dict[str, dict[str, LicenseKey]] = {}
+KEYS: dict[tuple[str, ...], dict[str, LicenseKey]] = {}
 CAUSE = {Reason.LICENSE_EXPIRED: Cause.LICENSE_EXPIRED, Reason.CONFIG_CHANGED:
          Cause.CONFIG_CHANGED, Reason.CHECK_SYNC: Cause.CHECK_SYNC}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def simulated() -> Run:
-    scenario = parse_scenario(scenario_text(), "agreement.toml", default_catalog())
-    return simulate(scenario, record=True)
+    return simulate(agreement_fleet().scenario(), record=True)
+
+
+@pytest.fixture(scope="module")
+def around_dst() -> Run:
+    return simulate(dst_fleet().scenario(), record=True)
 
 
 def simulated_reboots(run: Run) -> dict[int, list[tuple[float, int]]]:
@@ -248,50 +248,43 @@ def simulated_reboots(run: Run) -> dict[int, list[tuple[float, int]]]:
 
 
 def test_simulator_and_engine_agree_phone_by_phone(simulated: Run) -> None:
-    run = simulated
-    assert run.fleet.size == 2000
+    assert simulated.fleet.size == 2000
+    assert_agreement(simulated)
+
+
+def test_simulator_and_engine_agree_around_dst_changes(around_dst: Run) -> None:
+    assert around_dst.fleet.size == 600
+    assert_agreement(around_dst)
+    # the case it is about happened: every site's config-poll reboot after the lapse, none of
+    # them on the night itself before the lapse's boot ended
+    causes = {c for phones in simulated_reboots(around_dst).values() for _, c in phones}
+    assert causes == {Cause.LICENSE_EXPIRED, Cause.CONFIG_CHANGED}
+
+
+def assert_agreement(run: Run) -> None:
     ours = simulated_reboots(run)
     end = run.scenario.end
-    notices = run.notices[-1].planned
+    notices = run.notices[-1].planned_s if run.notices else None
     mismatches = []
-    random_site = 8
     for phone in range(run.fleet.size):
         ref = Reference(run, phone)
-        ref.play(float(notices[phone]) if np.isfinite(notices[phone]) else None)
+        notice = notices[phone] if notices is not None else np.inf
+        ref.play(float(notice) if np.isfinite(notice) else None)
         theirs = [
             (ref.seconds(r.at), int(CAUSE[r.reason]))
             for r in ref.engine.reboots
             if r.reason is not Reason.POWER_ON
         ]
         mine = ours.get(phone, [])
-        same_causes = [c for _, c in theirs] == [c for _, c in mine]
-        if ref.site == random_site:
-            close = same_causes and all(
-                _same_window(a, b, ref) if c == Cause.CONFIG_CHANGED else abs(a - b) <= 1.0
-                for (a, c), (b, _) in zip(theirs, mine, strict=False)
-            )
-        else:
-            close = same_causes and all(
-                abs(a - b) <= 1.0 for (a, _), (b, _) in zip(theirs, mine, strict=False)
-            )
+        close = [c for _, c in theirs] == [c for _, c in mine] and all(
+            abs(a - b) <= 1.0 for (a, _), (b, _) in zip(theirs, mine, strict=False)
+        )
         held = {g.slot for g in ref.engine.features(end - timedelta(seconds=1))}
-        sim_mask = int(run.phones.held_at(np.array([phone]), np.array([run.horizon - 1.0]))[0])
+        sim_mask = int(run.phones.held_at(np.array([phone]), np.array([run.horizon_s - 1.0]))[0])
         sim_held = {s for s in range(32) if sim_mask >> s & 1}
         if not close or held != sim_held:
             mismatches.append((phone, theirs, mine, held, sim_held))
     assert not mismatches, f"{len(mismatches)} phones differ, first: {mismatches[:3]}"
-
-
-def _same_window(a: float, b: float, ref: Reference) -> bool:
-    zone = ZoneInfo(ref.engine.config.timezone)
-    la, lb = (ref.moment(x).astimezone(zone) for x in (a, b))
-    start = ref.group.polling.at
-    # the window is 02:00-04:00; a call can hold the reboot past its end (two 20-minute calls)
-    return la.date() == lb.date() and all(
-        (local.hour, local.minute) >= (start.hour, start.minute)
-        and (local.hour, local.minute) < (4, 40)
-        for local in (la, lb)
-    )
 
 
 def test_the_agreement_fleet_exercises_every_rule(simulated: Run) -> None:

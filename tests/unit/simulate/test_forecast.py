@@ -3,6 +3,7 @@ time zone storm in the same minute, and the server answers them at its capacity.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -128,3 +129,43 @@ class TestPlanForecast:
         assert forecast.rebooted == 0
         assert forecast.finish is None
         assert "only 0 of 900 phones reboot (R9" in forecast.text()
+
+
+class TestOneNumberForTheStorm:
+    def test_the_peak_in_the_details_is_the_rate_the_message_says(self) -> None:
+        for _, message, details in storms(capacity=20).values():
+            simulated = details["simulated"]
+            assert isinstance(simulated, dict)
+            rate = simulated["requests_in_minute"] / 60
+            assert details["peak_per_s"] == pytest.approx(rate)
+            assert f"({rate:,.0f} req/s over it)" in message
+
+
+class TestTwoSiteLicensesOnOneSite:
+    def snapshot(self) -> Snapshot:
+        state = snapshot(20)
+        earlier = LAPSE - timedelta(days=5)  # a shorter one, posted too, with a higher id
+        second = replace(
+            license_of(9, "100000000003"),
+            terms={0: earlier, 5: earlier},
+            expires_on=earlier,
+            digest=f"{9:064x}",
+        )
+        return replace(state, licenses=[*state.licenses, second])
+
+    def test_the_forecast_simulates_the_license_its_phones_keep_and_leaves_the_other(
+        self,
+    ) -> None:
+        state = self.snapshot()
+        before = {a.key: a for a in evaluate(state)}
+        found = {a.key: a for a in forecast_storms(list(before.values()), state)}
+        kept, shadowed = found["storm:100000000003:3"], found["storm:100000000003:9"]
+        assert shadowed == before["storm:100000000003:9"]  # left as core/alerts estimated it
+        simulated = kept.details["simulated"]
+        assert isinstance(simulated, dict)
+        # R7: the phones keep the longer license 3 and storm when it lapses, at 02:00 UTC alone
+        assert simulated["minute"] == "2027-03-21T02:00:00+00:00"
+        assert simulated["phones_in_minute"] == 300
+        assert simulated["requests_in_minute"] == 3600
+        # the sites with one license are forecast as before
+        assert found["storm:100000000001:1"].details["simulated"]["requests_in_minute"] == 7200

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
 
 import pytest
 
 from fleetkey.core.device.config import PollMode
 from fleetkey.core.features import default_catalog
-from fleetkey.errors import InputError
-from fleetkey.simulate.scenario import ConfigChange, Post, Rollout, ServerDown, parse_scenario
+from fleetkey.errors import InputError, ScenarioError
+from fleetkey.simulate.scenario import ConfigChange, Post, Rollout, Scenario, ServerDown
+from fleetkey.simulate.scenariofile import parse_scenario
 
 CATALOG = default_catalog()
 GOOD = """
@@ -65,7 +67,7 @@ def test_a_scenario_reads_as_written() -> None:
     assert scenario.name == "good.toml"
     assert scenario.days == 30
     assert scenario.phones == 20
-    assert scenario.server.capacity == 100
+    assert scenario.server.capacity_per_s == 100
     (group,) = scenario.groups
     assert group.serials() == ["100000000001", "100000000002"]
     assert group.timezones == ("Europe/Berlin", "Asia/Tokyo")
@@ -172,6 +174,20 @@ BAD = [
         "server_down_until is not after at",
     ),
     (
+        "event after the period",
+        replaced("at = 2027-01-07T00:00:00Z", "at = 2027-01-31T00:00:00Z").replace(
+            "until = 2027-01-07T01", "until = 2027-02-07T01"
+        ),
+        "[[events]] 5: at 2027-01-31 00:00 UTC is not before the end of the period "
+        "2027-01-31 00:00 UTC",
+    ),
+    ("post not a name", replaced('post = "a"', "post = 3"), "post must name a license, not 3"),
+    (
+        "two sites one serial",
+        GOOD + '[[sites]]\nserial = "100000000002"\nphones = 1\n',
+        "site 100000000002 is in the scenario twice",
+    ),
+    (
         "rollout key on post",
         replaced('post = "a"', 'post = "a"\nreboot = true'),
         "unknown key 'reboot'",
@@ -185,3 +201,48 @@ def test_a_malformed_scenario_is_refused_saying_where_and_what(text: str, messag
         parse_scenario(text, "s.toml", CATALOG)
     assert str(caught.value).startswith("s.toml")
     assert message in str(caught.value)
+
+
+def test_an_event_after_the_period_says_how_to_bring_it_in() -> None:
+    late = replaced("at = 2027-01-06T00:00:00Z", "at = 2027-03-06T00:00:00Z")
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(late, "s.toml", CATALOG)
+    assert "it would never happen" in str(caught.value)
+    assert caught.value.hint is not None
+    assert "[simulation] days" in caught.value.hint
+
+
+class TestScenariosBuiltInCode:
+    """A scenario made in code (the storm forecast, --from-store) passes the parser's checks."""
+
+    def good(self) -> Scenario:
+        return parse_scenario(GOOD, "good.toml", CATALOG)
+
+    def test_two_groups_of_one_site_are_refused(self) -> None:
+        scenario = self.good()
+        twice = (*scenario.groups, replace(scenario.groups[0], count=1))
+        with pytest.raises(ScenarioError, match="site 100000000001 is in the scenario twice"):
+            replace(scenario, groups=twice)
+
+    def test_a_post_of_a_license_it_lacks_is_refused_with_the_licenses_it_has(self) -> None:
+        scenario = self.good()
+        post = Post(scenario.start, "missing", None)
+        with pytest.raises(ScenarioError, match="post names license 'missing'") as caught:
+            replace(scenario, events=(*scenario.events, post))
+        assert caught.value.hint == "the licenses are 'a', 'forever'"
+
+    def test_an_event_past_the_end_is_refused(self) -> None:
+        scenario = self.good()
+        late = ConfigChange(scenario.end, None)
+        with pytest.raises(ScenarioError, match="not before the end of the period"):
+            replace(scenario, events=(*scenario.events, late))
+
+    def test_shortening_the_period_past_an_event_is_refused(self) -> None:
+        with pytest.raises(ScenarioError, match="event config change at 2027-01-06 00:00 UTC: at"):
+            replace(self.good(), days=5)
+
+    def test_a_site_named_by_an_event_must_be_one_of_its_sites(self) -> None:
+        scenario = self.good()
+        change = ConfigChange(scenario.start, ("100000000009",))
+        with pytest.raises(ScenarioError, match="site 100000000009 is not one of"):
+            replace(scenario, events=(change,))

@@ -3,7 +3,10 @@ posted 30 days early and rolled out, a shorter successor, the server down during
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
+from types import MappingProxyType
+from typing import Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -12,52 +15,31 @@ import pytest
 from fleetkey.core.features import default_catalog
 from fleetkey.simulate.phones import Cause
 from fleetkey.simulate.report import FeatureLoss, Summary, summarize
-from fleetkey.simulate.scenario import parse_scenario
 from fleetkey.simulate.simulation import Run, simulate
+from fleetkey.testing import ScenarioBuilder
 
 START = datetime(2027, 1, 1, tzinfo=UTC)
 ZONES = ("America/New_York", "Europe/Berlin", "Asia/Tokyo")
 CATALOG = default_catalog()
+FEATURES = ["corporate-directory", "call-recording"]
 
 
-def fleet(events: str, *, capacity: float = 200, calls: float = 0.5, days: int = 40) -> Run:
-    text = f"""
-[simulation]
-start = 2027-01-01T00:00:00Z
-days = {days}
-[server]
-capacity = {capacity}
-headroom = 0.7
-[[sites]]
-serial = "100000000001"
-count = 3
-phones = 300
-timezones = {list(ZONES)!r}
-window = "00:00-06:00"
-calls_per_hour = {calls}
-call_minutes = 5
-[[licenses]]
-name = "current"
-features = ["corporate-directory", "call-recording"]
-expires = 2027-01-31
-[[licenses]]
-name = "successor"
-features = ["corporate-directory", "call-recording"]
-expires = 2028-01-31
-[[licenses]]
-name = "shorter"
-features = ["corporate-directory", "call-recording"]
-expires = 2027-01-25
-[[licenses]]
-name = "wider"
-features = ["corporate-directory", "call-recording", "vqmon"]
-expires = 2027-01-31
-[[events]]
-at = 2027-01-01T00:00:00Z
-post = "current"
-{events}
-"""
-    return simulate(parse_scenario(text, "test.toml", CATALOG), record=True)
+def fleet(
+    *events: Mapping[str, object], capacity: float = 200, calls: float = 0.5, days: int = 40
+) -> Run:
+    built = (
+        ScenarioBuilder(days=days, server={"capacity": capacity, "headroom": 0.7})
+        .site("100000000001", 300, count=3, timezones=list(ZONES), window="00:00-06:00",
+              calls_per_hour=calls, call_minutes=5)
+        .license("current", FEATURES, "2027-01-31")
+        .license("successor", FEATURES, "2028-01-31")
+        .license("shorter", FEATURES, "2027-01-25")
+        .license("wider", [*FEATURES, "vqmon"], "2027-01-31")
+        .event("2027-01-01T00:00:00Z", post="current")
+    )  # fmt: skip
+    for event in events:
+        built.event(**event)  # type: ignore[arg-type]
+    return simulate(built.scenario(CATALOG), record=True)
 
 
 def reboots(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,7 +59,7 @@ def started_with(summary: Summary) -> list[FeatureLoss]:
 
 class TestLapseWithoutSuccessor:
     def test_every_phone_reboots_once_at_two_in_the_morning_local_then_never_again(self) -> None:
-        run = fleet("")
+        run = fleet()
         phones, begin, cause = reboots(run)
         assert sorted(phones.tolist()) == list(range(900))  # once each: R8 keeps them down
         assert set(cause.tolist()) == {Cause.LICENSE_EXPIRED}
@@ -91,7 +73,7 @@ class TestLapseWithoutSuccessor:
         assert run.tally.waited_for_calls == np.count_nonzero(~exact) > 0
 
     def test_phone_hours_lost_run_from_local_midnight_to_the_end(self) -> None:
-        run = fleet("")
+        run = fleet()
         summary = summarize(run, CATALOG)
         end = START + timedelta(days=40)
         expected = sum(
@@ -105,23 +87,18 @@ class TestLapseWithoutSuccessor:
 
 
 class TestSuccessorThirtyDaysEarlyRolledOut:
-    EVENTS = """
-[[events]]
-at = 2027-01-01T12:00:00Z
-post = "successor"
-[[events]]
-at = 2027-01-02T00:00:00Z
-rollout = true
-deadline = 2027-01-20T00:00:00Z
-"""
+    EVENTS = (
+        {"at": "2027-01-01T12:00:00Z", "post": "successor"},
+        {"at": "2027-01-02T00:00:00Z", "rollout": True, "deadline": "2027-01-20T00:00:00Z"},
+    )
 
     def test_no_phone_hour_is_lost_and_the_load_stays_under_the_budget(self) -> None:
-        run = fleet(self.EVENTS)
+        run = fleet(*self.EVENTS)
         summary = summarize(run, CATALOG)
         assert all(loss.phone_hours_lost == 0 for loss in summary.features)
         assert all(loss.phones_affected == 0 for loss in summary.features)
         assert summary.reboots == {"license-expired": 0, "config-changed": 0, "check-sync": 900}
-        assert 0 < summary.peak_offered <= summary.budget
+        assert 0 < summary.peak_offered_per_s <= summary.budget_per_s
         assert summary.over_budget_minutes == 0
         (rollout,) = summary.rollouts
         assert rollout.license == "successor"
@@ -130,7 +107,7 @@ deadline = 2027-01-20T00:00:00Z
         assert rollout.finished < rollout.deadline
 
     def test_each_phone_reboots_inside_its_sites_window(self) -> None:
-        run = fleet(self.EVENTS)
+        run = fleet(*self.EVENTS)
         phones, begin, _ = reboots(run)
         for phone, at in zip(phones, begin, strict=True):
             zone = ZoneInfo(ZONES[int(run.fleet.site[phone])])
@@ -141,15 +118,8 @@ deadline = 2027-01-20T00:00:00Z
 class TestShorterSuccessor:
     def test_phones_ignore_it_and_the_storm_comes_when_the_current_key_lapses(self) -> None:
         run = fleet(
-            """
-[[events]]
-at = 2027-01-02T00:00:00Z
-post = "shorter"
-[[events]]
-at = 2027-01-03T00:00:00Z
-rollout = true
-deadline = 2027-01-20T00:00:00Z
-"""
+            {"at": "2027-01-02T00:00:00Z", "post": "shorter"},
+            {"at": "2027-01-03T00:00:00Z", "rollout": True, "deadline": "2027-01-20T00:00:00Z"},
         )
         current = run.licenses.names.index("current")
         assert (run.phones.installed == current).all()  # R7: the longer installed key stays
@@ -162,15 +132,8 @@ deadline = 2027-01-20T00:00:00Z
 class TestSuccessorOfTheSameTerm:
     def test_phones_take_it_on_a_tie_and_gain_its_features(self) -> None:
         run = fleet(
-            """
-[[events]]
-at = 2027-01-02T00:00:00Z
-post = "wider"
-[[events]]
-at = 2027-01-03T00:00:00Z
-rollout = true
-deadline = 2027-01-20T00:00:00Z
-"""
+            {"at": "2027-01-02T00:00:00Z", "post": "wider"},
+            {"at": "2027-01-03T00:00:00Z", "rollout": True, "deadline": "2027-01-20T00:00:00Z"},
         )
         assert (run.phones.installed == run.licenses.names.index("wider")).all()  # R7: a tie
         series = np.cumsum(run.tally.held_changes, axis=0)
@@ -179,12 +142,13 @@ deadline = 2027-01-20T00:00:00Z
         assert series[24 * 20, vqmon] == 900
 
 
+POSTED_BEFORE_THE_LAPSE: Final = MappingProxyType(
+    {"at": "2027-01-20T00:00:00Z", "post": "successor"}
+)
+
+
 class TestServerDownDuringTheStorm:
-    POSTED = """
-[[events]]
-at = 2027-01-20T00:00:00Z
-post = "successor"
-"""
+    POSTED = POSTED_BEFORE_THE_LAPSE
 
     def test_with_the_server_up_the_storm_brings_the_successor(self) -> None:
         summary = summarize(fleet(self.POSTED), CATALOG)
@@ -195,15 +159,8 @@ post = "successor"
 
     def test_phones_that_cannot_reach_it_boot_expired_and_stay_without_features(self) -> None:
         # Berlin's storm is at 01:00 UTC on 2027-02-01; the server is down from 00:30 to 04:00
-        down = (
-            self.POSTED
-            + """
-[[events]]
-at = 2027-02-01T00:30:00Z
-server_down_until = 2027-02-01T04:00:00Z
-"""
-        )
-        run = fleet(down)
+        down = {"at": "2027-02-01T00:30:00Z", "server_down_until": "2027-02-01T04:00:00Z"}
+        run = fleet(self.POSTED, down)
         summary = summarize(run, CATALOG)
         berlin = run.fleet.site == ZONES.index("Europe/Berlin")
         assert run.phones.expired_boot[berlin].all()  # R8: nothing brings them back
@@ -214,12 +171,12 @@ server_down_until = 2027-02-01T04:00:00Z
 
 class TestStormOverCapacity:
     def test_the_queue_answers_at_most_the_capacity_and_every_boot_in_the_end(self) -> None:
-        run = fleet("", capacity=20, calls=0.0)
+        run = fleet(capacity=20, calls=0.0)
         summary = summarize(run, CATALOG)
         queue = run.queue
-        assert (queue.used <= 20 * 60 + 1e-6).all()
-        assert queue.used.sum() == pytest.approx(queue.offered.sum())
+        assert (queue.answered_per_min <= 20 * 60 + 1e-6).all()
+        assert queue.answered_per_min.sum() == pytest.approx(queue.offered_per_min.sum())
         # 300 phones x 12 requests at 20/s: the last answered after 180 s
         assert 179 < summary.longest_boot_s < 185
-        assert summary.peak_offered == 300 * 12 / 60
+        assert summary.peak_offered_per_s == 300 * 12 / 60
         assert queue.refused_per_s().max() > 0

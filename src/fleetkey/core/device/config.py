@@ -10,17 +10,24 @@ zone and returned in UTC.
 from __future__ import annotations
 
 import enum
-import hashlib
-import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from fleetkey.core.device.schedule import (
+    DAY_S,
+    daily_moment,
+    first_poll_s,
+    mac_day,
+    next_daily_day,
+    periodic_after,
+    picked_day,
+    window_s,
+)
 from fleetkey.errors import InputError
 
 LEGACY_BEFORE: Final = (3, 1, 2)  # firmware before SIP 3.1.2: license files only when needed
-DAY_S: Final = 86400
 
 
 class PollMode(enum.StrEnum):
@@ -78,63 +85,38 @@ def firmware_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def next_daily(after: datetime, at: time, zone: ZoneInfo) -> datetime:
-    """The first local ``at`` strictly after ``after``, in UTC (DST gaps move it forward)."""
-    local = after.astimezone(zone)
-    candidate = datetime.combine(local.date(), at, tzinfo=zone)
-    if candidate <= local:
-        candidate = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=zone)
-    return candidate.astimezone(UTC)
-
-
 def next_config_poll(
-    config: PhoneConfig, booted: datetime, after: datetime, rng: random.Random
+    config: PhoneConfig, booted: datetime, after: datetime, draw: float
 ) -> datetime | None:
     """When the next configuration poll falls due after ``after`` (None when polling is off).
 
     ``rel``: every period after boot. ``abs``: daily (or every ``period`` days) at ``time``.
-    ``random``: with a period of a day or less, a random moment in the first period after boot
-    and then every period; longer, on a day chosen from the MAC (stable across reboots) at a
-    time in [time, timeRandomEnd] drawn again at each boot (domain.md §5.4).
+    ``random``: with a period of a day or less, a moment in the first period after boot and
+    then every period; longer, on a day chosen from the MAC (stable across reboots) at a time
+    in [time, timeRandomEnd] (domain.md §5.4). ``draw`` (in [0, 1)) is the phone's draw for
+    this boot (``schedule.boot_draw``): it places the random moment, again at each boot.
     """
     polling = config.polling
     if not polling.enabled:
         return None
-    if polling.mode is PollMode.REL:
+    random_mode = polling.mode is PollMode.RANDOM
+    if polling.mode is PollMode.REL or (random_mode and polling.period_s <= DAY_S):
+        first = first_poll_s(int(random_mode), draw, polling.period_s)
         elapsed = (after - booted).total_seconds()
-        periods = int(elapsed // polling.period_s) + 1
-        return booted + timedelta(seconds=periods * polling.period_s)
+        moment = booted + timedelta(seconds=periodic_after(first, polling.period_s, elapsed))
+        if moment <= after:  # ``after`` was a poll, rounded to the microsecond below it
+            moment = booted + timedelta(
+                seconds=periodic_after(first, polling.period_s, elapsed + 1e-3)
+            )
+        return moment
     days = -(-polling.period_s // DAY_S)  # rounded up to whole days
     zone = config.zone
-    if polling.mode is PollMode.ABS:
-        moment = next_daily(after, polling.at, zone)
-        while days > 1 and _day_number(moment, zone) % days != 0:
-            moment = next_daily(moment, polling.at, zone)
-        return moment
-    assert polling.random_end is not None  # noqa: S101  # checked in ConfigPolling
-    if polling.period_s <= DAY_S:
-        first = booted + timedelta(seconds=rng.uniform(0, polling.period_s))
-        if first > after:
-            return first
-        periods = int((after - first).total_seconds() // polling.period_s) + 1
-        return first + timedelta(seconds=periods * polling.period_s)
-    offset = rng.uniform(0, _window_s(polling.at, polling.random_end))
-    pick = _mac_day(config.mac, days)
-    moment = next_daily(after - timedelta(seconds=offset), polling.at, zone)
-    while _day_number(moment, zone) % days != pick:
-        moment = next_daily(moment, polling.at, zone)
-    return moment + timedelta(seconds=offset)
-
-
-def _window_s(start: time, end: time) -> float:
-    span = (end.hour * 3600 + end.minute * 60) - (start.hour * 3600 + start.minute * 60)
-    return float(span if span > 0 else span + DAY_S)
-
-
-def _day_number(moment: datetime, zone: ZoneInfo) -> int:
-    return moment.astimezone(zone).date().toordinal()
-
-
-def _mac_day(mac: str, days: int) -> int:
-    digest = hashlib.sha256(mac.lower().encode()).digest()
-    return int.from_bytes(digest[:4], "big") % days
+    offset = 0.0
+    pick = 0
+    if random_mode:
+        assert polling.random_end is not None  # noqa: S101  # checked in ConfigPolling
+        offset = draw * window_s(polling.at, polling.random_end)
+        pick = mac_day(config.mac, days)
+    day = next_daily_day(after - timedelta(seconds=offset), polling.at, zone).toordinal()
+    chosen = date.fromordinal(picked_day(day, days, pick))
+    return daily_moment(chosen, polling.at, zone) + timedelta(seconds=offset)

@@ -15,8 +15,7 @@ absorbed), not after the boot as if it had just arrived.
 from __future__ import annotations
 
 import enum
-import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -26,7 +25,8 @@ from fleetkey.core.device.boot import (
     boot_log,
     master_names,
 )
-from fleetkey.core.device.config import PhoneConfig, next_config_poll, next_daily
+from fleetkey.core.device.config import PhoneConfig, next_config_poll
+from fleetkey.core.device.schedule import Num, boot_draw, draw_key, mac_value, next_daily
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.rules import (
     Decision,
@@ -114,6 +114,27 @@ class DeviceState:
     pending: tuple[Reason, datetime] | None = None  # a reboot waiting for the calls to end
     next_license_poll: datetime | None = None
     next_config_poll: datetime | None = None
+    boots: int = 0  # boots completed: the number of this boot's draw
+    poll_draw: float = 0.0  # this boot's draw for random polling (schedule.boot_draw)
+
+
+def slot_mask(slots: Iterable[int]) -> int:
+    """Feature slots as a bit mask (slot n is bit n): how the simulator holds them."""
+    return sum(1 << slot for slot in set(slots))
+
+
+# the decision rules on slot masks, written with operators only: the engine calls them with
+# ints, the simulator with numpy arrays of a million phones
+def booted_expired(granted: Num, valid: Num, offered_expired: Num) -> Num:
+    """R8: a boot ends with an expired license when an installed key has lapsed features, or
+    nothing is valid and what the server offered had expired."""
+    return ((granted & ~valid) != 0) | ((valid == 0) & offered_expired)
+
+
+def lapse_reboots(valid_at_boot: Num, valid_now: Num, booted_with_expired: Num) -> Num:
+    """R3/R4: the daily check reboots a phone when a feature valid at its boot has lapsed,
+    unless it booted with an expired license (R8)."""
+    return ((valid_at_boot & ~valid_now) != 0) & (booted_with_expired == 0)
 
 
 class DeviceEngine:
@@ -131,7 +152,8 @@ class DeviceEngine:
         self.config = config
         self._verifier = verifier
         self.state = DeviceState(installed=installed or InstalledKeys())
-        self._rng = random.Random(seed if seed is not None else config.mac)  # noqa: S311  # scheduling jitter
+        # the phone's scheduling jitter: a hash of its MAC (and the host's seed) and boot number
+        self._draw_key = draw_key(mac_value(config.mac), seed or 0)
         self.reboots: list[Reboot] = []
         self.check_syncs: list[CheckSync] = []
         self.decisions: list[tuple[datetime, Decision]] = []
@@ -182,15 +204,17 @@ class DeviceEngine:
         }
         state.valid_at_boot = frozenset(valid)
         offered = [*(site_file or ()), *(phone_file or ())]
-        # R8: it booted with an expired license: an installed key has lapsed features, or
-        # nothing is valid and what the server offered had expired
-        state.booted_with_expired = bool(granted - valid) or (
-            not valid and any(k.is_expired(today) for k in offered)
+        state.booted_with_expired = bool(
+            booted_expired(
+                slot_mask(granted), slot_mask(valid), any(k.is_expired(today) for k in offered)
+            )
         )
         state.next_license_poll = next_daily(
             now, self.config.license_polling_time, self.config.zone
         )
-        state.next_config_poll = next_config_poll(self.config, now, now, self._rng)
+        state.boots += 1
+        state.poll_draw = float(boot_draw(self._draw_key, state.boots))
+        state.next_config_poll = next_config_poll(self.config, now, now, state.poll_draw)
         return self._run_pending(now)
 
     def advance(self, now: datetime) -> list[Action]:
@@ -252,8 +276,9 @@ class DeviceEngine:
             due, self.config.license_polling_time, self.config.zone
         )
         valid_now = {g.slot for g in effective_features(state.installed, self.today(due))}
-        lapsed = state.valid_at_boot - valid_now
-        if not lapsed or state.booted_with_expired:
+        if not lapse_reboots(
+            slot_mask(state.valid_at_boot), slot_mask(valid_now), state.booted_with_expired
+        ):
             return []
         return self._reboot_when_idle(due, Reason.LICENSE_EXPIRED)
 
@@ -263,7 +288,7 @@ class DeviceEngine:
         state.next_config_poll = None
         if state.booted_at is not None:
             state.next_config_poll = next_config_poll(
-                self.config, state.booted_at, after, self._rng
+                self.config, state.booted_at, after, state.poll_draw
             )
         return [CheckConfig(Reason.CONFIG_CHANGED, self._config_files())]
 
