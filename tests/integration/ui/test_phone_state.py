@@ -115,8 +115,14 @@ def test_only_the_posted_version_counts_as_fetched(fleet: Store) -> None:
         (PhoneFilter(site=SITES[0], seen=Seen.NEVER), [mac(6), mac(8)]),
         (PhoneFilter(model="VVX_411"), [mac(i) for i in range(4)]),
         (PhoneFilter(firmware="6.0"), []),
-        (PhoneFilter(search="F2000005"), [mac(5)]),  # case ignored on both databases
+        (PhoneFilter(search="0004F2000005"), [mac(5)]),  # case ignored on both databases
+        (PhoneFilter(search="00:04:f2:00:00:0"), [mac(i) for i in range(10)]),  # a MAC's start
+        (PhoneFilter(search="F2000005"), []),  # a prefix, not anywhere in the MAC
+        (PhoneFilter(search="vvx_4"), [mac(i) for i in range(4)]),  # the model's start
+        (PhoneFilter(search="5.9"), [mac(i) for i in range(10)]),  # the firmware's
         (PhoneFilter(search="%"), []),  # a LIKE wildcard is plain text
+        (PhoneFilter(search="VVX%"), []),
+        (PhoneFilter(search="VVX_"), [mac(i) for i in range(10)]),
         (PhoneFilter(feature=3), [mac(6)]),
         (PhoneFilter(feature=0), [mac(i) for i in (0, 2, 4, 6, 8)]),  # the site key's slot
     ],
