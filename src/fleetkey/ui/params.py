@@ -84,8 +84,16 @@ class Query:
 
 
 PHONE_PARAMETERS: Final = frozenset(
-    {"q", "site", "model", "firmware", "seen", "current", "feature", "after", "size"}
+    {"q", "site", "model", "firmware", "seen", "current", "feature", "license", "after", "size"}
 )
+MAX_ROW_ID: Final = 2**63 - 1
+
+
+def row_id(text: str, name: str = "id") -> int:
+    """A store row's id (a license, a rollout, an audit event) from a path or a parameter."""
+    if not text.isdigit() or not 0 < int(text) <= MAX_ROW_ID:
+        raise bad(name, f"got {text[:40]!r}, expected a number from 1 to {MAX_ROW_ID}")
+    return int(text)
 
 
 def phone_filter(query: Query, catalog: FeatureCatalog) -> PhoneFilter:
@@ -99,6 +107,7 @@ def phone_filter(query: Query, catalog: FeatureCatalog) -> PhoneFilter:
             slot = catalog.slot_of(feature)
         except FleetkeyError as exc:
             raise bad("feature", exc.message) from exc
+    license_text = query.text("license")
     return PhoneFilter(
         search=query.text("q"),
         site=query.site(),
@@ -107,6 +116,7 @@ def phone_filter(query: Query, catalog: FeatureCatalog) -> PhoneFilter:
         seen=Seen(seen) if seen is not None else None,
         current=None if current is None else current == "yes",
         feature=slot,
+        license_id=row_id(license_text, "license") if license_text is not None else None,
     )
 
 

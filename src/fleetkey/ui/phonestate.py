@@ -20,7 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.naming import SITE_LICENSE_FILE
 from fleetkey.store.phonestate import SERVED
-from fleetkey.store.records import StoredLicense, utc
+from fleetkey.store.records import utc
 from fleetkey.store.schema import LicenseRow, PhoneFileRow, PhoneRow
 
 Ts = TypeVarTuple("Ts")
@@ -49,7 +49,7 @@ class PhoneFilter:
     seen: Seen | None = None
     current: bool | None = None  # fetched the site license posted for its site
     feature: int | None = None  # a posted key of the phone or its site grants this slot
-    license: StoredLicense | None = None  # the version of its file the phone was last served
+    license_id: int | None = None  # the phone was last served this key's file (any state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,20 +151,21 @@ def _site_has_posted_key() -> ColumnElement[bool]:
     )
 
 
-def _served_license(key: StoredLicense) -> ColumnElement[bool]:
-    """The phone was last served the file of ``key`` (whatever its state now)."""
-    name = SITE_LICENSE_FILE if key.type is LicenseType.SITE else key.file_name
-    served = exists(
-        select(PhoneFileRow.mac).where(
+def _served_license(license_id: int) -> ColumnElement[bool]:
+    """The version of a license file the phone was last served is license ``license_id``
+    (whatever its state now: a superseded key's phones are the ones still to move), as
+    ``phones show`` says it: the file's newest answer that served a version (the per-phone
+    state), the key found by that answer's digest."""
+    return exists(
+        select(PhoneFileRow.mac)
+        .join(LicenseRow, LicenseRow.digest == PhoneFileRow.digest)
+        .where(
+            LicenseRow.id == license_id,
             PhoneFileRow.mac == PhoneRow.mac,
-            PhoneFileRow.file_name == name.lower(),
             PhoneFileRow.kind == SERVED,
-            PhoneFileRow.digest == key.digest,
+            PhoneFileRow.file_name == func.lower(LicenseRow.file_name),
         )
     )
-    if key.type is LicenseType.SITE:
-        return and_(PhoneRow.site_serial == key.serial, served)
-    return and_(PhoneRow.mac == key.serial, served)
 
 
 def _grants(slot: int) -> ColumnElement[bool]:
@@ -233,8 +234,8 @@ def _where(
         )
     if chosen.seen is not None:
         statement = statement.where(seen_condition(chosen.seen, now))
-    if chosen.license is not None:
-        statement = statement.where(_served_license(chosen.license))
+    if chosen.license_id is not None:
+        statement = statement.where(_served_license(chosen.license_id))
     if current and chosen.current is True:
         statement = statement.where(_fetched_posted())
     elif current and chosen.current is False:

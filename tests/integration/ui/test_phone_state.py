@@ -124,6 +124,11 @@ def test_only_the_posted_version_counts_as_fetched(fleet: Store) -> None:
         (PhoneFilter(search="VVX%"), []),
         (PhoneFilter(search="VVX_"), [mac(i) for i in range(10)]),
         (PhoneFilter(feature=3), [mac(6)]),
+        (PhoneFilter(license_id=2), [mac(0), mac(2)]),  # the posted site key's version
+        (PhoneFilter(license_id=1), [mac(4)]),  # the superseded one's
+        (PhoneFilter(license_id=1, current=False), [mac(4)]),
+        (PhoneFilter(license_id=3), []),  # the phone key: posted, never fetched
+        (PhoneFilter(license_id=99), []),
         (PhoneFilter(feature=0), [mac(i) for i in (0, 2, 4, 6, 8)]),  # the site key's slot
     ],
 )
