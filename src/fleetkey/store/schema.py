@@ -367,3 +367,24 @@ class AuditRowSumRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     total: Mapped[str] = mapped_column(Text)  # 1024 hex digits
+
+
+class DashboardSecretRow(Base):
+    """A secret the dashboard's servers share (``session``: the key its session cookies are
+    signed with), made once by whichever server needs it first (store/dashboard.py)."""
+
+    __tablename__ = "dashboard_secrets"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))  # hex
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DashboardSignOutRow(Base):
+    """A dashboard session signed out before it expired: its cookie, wherever it was copied,
+    is refused until then; the row goes once the session would have expired anyway."""
+
+    __tablename__ = "dashboard_signouts"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
