@@ -146,7 +146,7 @@ class SecurityHeaders:
 
 
 def create_ui(context: UiContext) -> FastAPI:
-    from fleetkey.ui import fleet, operations, signin  # the routes need this module's parts
+    from fleetkey.ui import fleet, operations, preflight, signin  # the routes need this module
 
     ui = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     ui.add_middleware(SecurityHeaders)
@@ -184,6 +184,7 @@ def create_ui(context: UiContext) -> FastAPI:
 
     signin.routes(ui, context)
     fleet.routes(ui, context, viewer(context))
+    preflight.routes(ui, context, viewer(context))  # before /licenses/{id}
     operations.routes(ui, context, viewer(context))
 
     @ui.get("/{anything:path}", include_in_schema=False, dependencies=[Depends(viewer(context))])

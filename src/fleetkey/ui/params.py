@@ -120,10 +120,10 @@ def phone_filter(query: Query, catalog: FeatureCatalog) -> PhoneFilter:
     )
 
 
-def form_fields(body: bytes, known: frozenset[str]) -> dict[str, str]:
+def form_fields(body: bytes, known: frozenset[str], limit: int = FORM_BYTES) -> dict[str, str]:
     """An urlencoded form's fields, each at most once, only the ones named."""
-    if len(body) > FORM_BYTES:
-        raise bad("form", f"larger than {FORM_BYTES} bytes")
+    if len(body) > limit:
+        raise bad("form", f"larger than {limit} bytes")
     try:
         text = body.decode("ascii")
         pairs = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text))
