@@ -7,38 +7,21 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import httpx
 import pytest
 
-from fleetkey.authority.keyring import Keyring
-from fleetkey.core.codec import serialize_keys
-from fleetkey.core.license import LicenseType
-from fleetkey.core.signing import Algorithm
-from fleetkey.core.terms import Term
 from fleetkey.store import audit, registry
-from fleetkey.testing import make_license, signing_key_for
 
-from tests.dashboard import Dashboard
-from tests.helpers import PASSPHRASE, SITE_SERIAL, VENDOR_FILE, Fleetkey
-
-SITE_FILE = "000000000000-license.cfg"
+from tests.dashboard import SITE_FILE, Dashboard
+from tests.dashboard import site_file as signed_site_file
+from tests.helpers import SITE_SERIAL, VENDOR_FILE, Fleetkey
 
 
 def site_file(dashboard: Dashboard, serial: str, days: int, *, ours: bool = True) -> bytes:
-    """A site key granting corporate-directory for ``days`` from today: signed by the data
-    directory's active key (``ours``) or with RSA, as vendors sign, by a key fleetkey does not
-    hold (its signature: unverifiable)."""
-    slot = dashboard.data.catalog().slot_of("corporate-directory")
-    if ours:
-        signer = Keyring(dashboard.data.keys).signer(PASSPHRASE.encode())[1]
-    else:
-        signer = signing_key_for(Algorithm.RSA2048)
-    terms: dict[int, Term] = {slot: date.today() + timedelta(days=days)}
-    key = make_license(serial=serial, type=LicenseType.SITE, terms=terms, signer=signer)
-    return serialize_keys([key])
+    return signed_site_file(dashboard.data, serial, days, ours=ours)
 
 
 @dataclass(frozen=True)
