@@ -2,7 +2,7 @@
 <= 100 ms for the phone search.
 
     .venv/bin/python bench/ui.py [--phones 100000] [--fetches 10000000] [--postgres]
-                                 [--repeat 20] [--json]
+                                 [--repeat 20] [--json] [--data DIR] [--db URL]
 
 Builds a data directory with three sites, the phones spread over them (`fleetkey phones
 import`), a posted site license each, a rollout planned, alerts evaluated, and ``--fetches``
@@ -143,12 +143,18 @@ def main() -> None:
     parser.add_argument(
         "--data",
         type=Path,
-        help="SQLite only: build the store in this directory, or reuse the one built there "
-        "(to compare versions of the pages on the same data)",
+        help="build the data directory (and the SQLite store) in this folder, or reuse the one "
+        "built there: to compare versions of the pages on the same data",
+    )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="the store: a database of your own (reused with --data), not SQLite in the data "
+        "directory",
     )
     args = parser.parse_args()
-    if args.data is not None and args.postgres:
-        parser.error("--data keeps a SQLite store; it cannot go with --postgres")
+    if args.db is not None and args.postgres:
+        parser.error("--db names the database; --postgres starts a throwaway one: not both")
     # bench/http.py would stand in for the standard library's http (httpx imports it)
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -160,7 +166,7 @@ def main() -> None:
 
     folder = args.data or Path(tempfile.mkdtemp(prefix="fleetkey-bench-ui-"))
     data = folder / "data"
-    reuse = (data / "fleetkey.db").exists()
+    reuse = (folder / "token").exists()
     env = {**os.environ, "FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": PASSPHRASE}
     server = None
     if args.postgres:
@@ -168,6 +174,8 @@ def main() -> None:
 
         server = PostgresServer().start()
         env["FLEETKEY_DB"] = server.create_database()
+    elif args.db is not None:
+        env["FLEETKEY_DB"] = args.db
     else:
         env.pop("FLEETKEY_DB", None)
     try:
@@ -189,7 +197,7 @@ def main() -> None:
             server.stop()
     load = os.getloadavg()
     result = {
-        "store": "postgresql" if args.postgres else "sqlite",
+        "store": "postgresql" if "FLEETKEY_DB" in env else "sqlite",
         "phones": args.phones,
         "fetches": args.fetches,
         "built_s": round(built_s, 1),
