@@ -160,3 +160,35 @@ def test_the_overview_reads_the_same_numbers(fleet: Store) -> None:
     assert [e.stage for e in found.expiring] == ["60d"]  # the posted key only
     assert sum(total for total, _ in found.per_minute) == 2  # 1 and 3 min ago, not 90
     assert sum(refused for _, refused in found.per_minute) == 1
+
+
+def test_a_phone_served_another_sites_posted_key_is_still_at_risk(fleet: Store) -> None:
+    """Its own site's posted key is the one that counts (the check was once an uncorrelated
+    subquery: any site's posted key counted, and PostgreSQL ran it for minutes)."""
+    with fleet.transaction() as session:
+        other = registry.posted(session, LicenseType.SITE, SITES[0])
+        assert other is not None
+        key = make_license(
+            serial=SITES[1], type=LicenseType.SITE, expires=date(2026, 6, 1) + timedelta(90)
+        )
+        check = SignatureCheck(SignatureStatus.VALID, "k", "ok")
+        stored = registry.record(
+            session, CLOCK, "t", key, check, content=b"<licenses>s2</licenses>",
+            file_name=SITE_FILE,
+        )  # fmt: skip
+        posting.post(session, CLOCK, "t", stored.id)
+    wrong = FetchRecord(f"/{SITE_FILE}", "http", 200, 9, 1.0, NOW, mac=mac(1), digest=other.digest)
+    fetches.insert_records(fleet.engine, [wrong])
+    with fleet.transaction() as session:
+        assert phonestate.fetched_posted_by_site(session) == {SITES[0]: (2, 5), SITES[1]: (0, 5)}
+        at_risk, total = phonestate.phone_page(
+            session, PhoneFilter(site=SITES[1], current=False), NOW, after=None, limit=100
+        )
+        fetched, none = phonestate.phone_page(
+            session, PhoneFilter(current=True), NOW, after=None, limit=100
+        )
+    assert mac(1) in [line.mac for line in at_risk]
+    assert total == 5
+    assert [line.mac for line in fetched] == [mac(0), mac(2)]
+    assert none == 2
+    assert next(line for line in at_risk if line.mac == mac(1)).current is False
