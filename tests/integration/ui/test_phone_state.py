@@ -192,3 +192,19 @@ def test_a_phone_served_another_sites_posted_key_is_still_at_risk(fleet: Store) 
     assert [line.mac for line in fetched] == [mac(0), mac(2)]
     assert none == 2
     assert next(line for line in at_risk if line.mac == mac(1)).current is False
+
+
+@pytest.mark.parametrize("sparse", [10_000, 0], ids=["few-read-by-matches", "many-walked"])
+def test_a_search_pages_alike_whether_it_matches_few_or_many(
+    fleet: Store, sparse: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(phonestate, "SPARSE_SEARCH", sparse)
+    chosen = PhoneFilter(search="0004f2", current=False)
+    with fleet.transaction() as session:
+        first, total = phonestate.phone_page(session, chosen, NOW, after=None, limit=2)
+        rest, _ = phonestate.phone_page(session, chosen, NOW, after=first[-1].mac, limit=2)
+        none, _ = phonestate.phone_page(session, chosen, NOW, after=mac(9), limit=2)
+    assert total == 3
+    assert [line.mac for line in first] == [mac(4), mac(6)]
+    assert [line.mac for line in rest] == [mac(8)]
+    assert none == []
