@@ -7,16 +7,40 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from fleetkey.authority.datadir import DataDir
+from fleetkey.authority.keyring import Keyring
 from fleetkey.clock import FixedClock
+from fleetkey.core.codec import serialize_keys
+from fleetkey.core.license import LicenseType
+from fleetkey.core.signing import Algorithm
+from fleetkey.core.terms import Term
 from fleetkey.store.store import Store
+from fleetkey.testing import make_license, signing_key_for
+
+from tests.helpers import PASSPHRASE
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+SITE_FILE = "000000000000-license.cfg"
+
+
+def site_file(data: DataDir, serial: str, days: int, *, ours: bool = True) -> bytes:
+    """A site key granting corporate-directory for ``days`` from today, new to the store:
+    signed by the data directory's active key (``ours``), or with RSA, as vendors sign, by a
+    key fleetkey does not hold (its signature: unverifiable)."""
+    slot = data.catalog().slot_of("corporate-directory")
+    if ours:
+        signer = Keyring(data.keys).signer(PASSPHRASE.encode())[1]
+    else:
+        signer = signing_key_for(Algorithm.RSA2048)
+    terms: dict[int, Term] = {slot: date.today() + timedelta(days=days)}
+    key = make_license(serial=serial, type=LicenseType.SITE, terms=terms, signer=signer)
+    return serialize_keys([key])
 
 
 def csrf_of(page: str) -> str:

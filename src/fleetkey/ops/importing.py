@@ -158,12 +158,12 @@ def import_licenses(
         sites = {site.serial: site.name for site in inventory.sites(session)}
         every = [key for item in results for key in _keys(item)]
         known, seen = registry.stored_keys(session, every), set[LicenseKey]()
-        phone_sites = _phone_sites(session, every)
+        placed = phone_sites(session, every)
         wanted: list[tuple[FileCheck, int, LicenseKey, SignatureCheck]] = []
         for item in results:
             for index, (key, check) in enumerate(zip(_keys(item), item.checks, strict=True), 1):
-                site = key.serial if key.type is LicenseType.SITE else phone_sites.get(key.serial)
-                report = _report(item, index, key, check, site, sites, today)
+                site = key.serial if key.type is LicenseType.SITE else placed.get(key.serial)
+                report = key_report(item, index, key, check, site, sites, today)
                 if key in known:
                     earlier = known[key]
                     why = f"already in the store as license {earlier.id} ({earlier.state})"
@@ -237,14 +237,15 @@ def _served_name(key: LicenseKey) -> str:
     return SITE_LICENSE_FILE if key.type is LicenseType.SITE else phone_license_file(key.serial)
 
 
-def _phone_sites(session: Session, keys: Sequence[LicenseKey]) -> dict[str, str]:
+def phone_sites(session: Session, keys: Sequence[LicenseKey]) -> dict[str, str]:
+    """The inventory site of each phone key's MAC (phones not in the inventory left out)."""
     macs = {key.serial for key in keys if key.type is LicenseType.PHONE}
     if not macs:
         return {}
     return inventory.phone_sites(session, macs)
 
 
-def _report(
+def key_report(
     item: FileCheck,
     index: int,
     key: LicenseKey,
@@ -253,6 +254,7 @@ def _report(
     sites: dict[str, str],
     today: date,
 ) -> KeyReport:
+    """What an import says of one key (the dashboard's pre-flight says the same)."""
     latest = key.expiry()
     expired = latest is None or not term_covers(latest, today)
     findings = []

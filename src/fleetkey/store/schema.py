@@ -25,6 +25,11 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
+# indexes migration 0014 makes per database, on expressions or only on PostgreSQL, which the
+# models do not declare (the drift check leaves them out): the dashboard's search by prefix
+DIALECT_INDEXES: Final = frozenset(
+    {"ix_phones_model_lower", "ix_phones_firmware_lower", "ix_phones_mac_pattern"}
+)
 
 NAMING = {  # stable constraint names, so migrations agree on every database
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -88,8 +93,17 @@ class SiteRow(Base):
 
 class PhoneRow(Base):
     __tablename__ = "phones"
-    # a site's phones a page at a time, in MAC order (store/pages.py); also every lookup by site
-    __table_args__ = (Index("ix_phones_site_serial_mac", "site_serial", "mac"),)
+    # a site's phones a page at a time, in MAC order (store/pages.py); also every lookup by site;
+    # the dashboard's phones by site and last seen, and its search by address (migration 0014)
+    __table_args__ = (
+        Index("ix_phones_site_serial_mac", "site_serial", "mac"),
+        Index("ix_phones_site_serial_seen", "site_serial", "last_seen_at"),
+        Index(
+            "ix_phones_last_address",
+            "last_address",
+            postgresql_ops={"last_address": "text_pattern_ops"},
+        ),
+    )
 
     mac: Mapped[str] = mapped_column(String(12), primary_key=True)
     site_serial: Mapped[str] = mapped_column(ForeignKey("sites.serial"))
@@ -173,6 +187,9 @@ class PhoneFileRow(Base):
     that served a version of it (``kind`` served: status under 400 with a digest)."""
 
     __tablename__ = "phone_files"
+    # who was served a version: the dashboard's count of phones that fetched their site's
+    # posted license reads the rows of one digest in MAC order (migration 0014)
+    __table_args__ = (Index("ix_phone_files_digest", "digest", "file_name", "kind", "mac"),)
 
     mac: Mapped[str] = mapped_column(String(12), primary_key=True)
     file_name: Mapped[str] = mapped_column(String(64), primary_key=True)  # lowercase, no dirs
@@ -350,3 +367,24 @@ class AuditRowSumRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     total: Mapped[str] = mapped_column(Text)  # 1024 hex digits
+
+
+class DashboardSecretRow(Base):
+    """A secret the dashboard's servers share (``session``: the key its session cookies are
+    signed with), made once by whichever server needs it first (store/dashboard.py)."""
+
+    __tablename__ = "dashboard_secrets"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))  # hex
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DashboardSignOutRow(Base):
+    """A dashboard session signed out before it expired: its cookie, wherever it was copied,
+    is refused until then; the row goes once the session would have expired anyway."""
+
+    __tablename__ = "dashboard_signouts"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

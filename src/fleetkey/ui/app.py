@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
 from urllib.parse import quote
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fleetkey.authority.datadir import DataDir
 from fleetkey.clock import Clock
 from fleetkey.errors import ConflictError, FleetkeyError, InputError, NotFoundError
+from fleetkey.store import dashboard
 from fleetkey.store.store import Store
 from fleetkey.ui.session import COOKIE, SESSION_S, Session, Signer
 
@@ -52,9 +53,18 @@ class UiContext:
     store: Store
     clock: Clock
     session_s: int = SESSION_S
+    # the store's session secret once read (it never changes): not a query per request
+    _secret: list[bytes] = field(default_factory=list, compare=False, repr=False)
 
     def signer(self) -> Signer:
-        return Signer.from_files(self.data.root / "ui-session.key", self.data.api_token)
+        if not self._secret:
+            with self.store.transaction() as session:
+                self._secret.append(dashboard.secret(session, self.clock))
+        return Signer.from_secret(self._secret[0], self.data.api_token)
+
+    def signed_out(self, session_id: str) -> bool:
+        with self.store.transaction() as session:
+            return dashboard.signed_out(session, session_id)
 
 
 class SignInNeededError(Exception):
@@ -96,7 +106,7 @@ def viewer(context: UiContext) -> Callable[[Request], Viewer]:
     def signed_in(request: Request) -> Viewer:
         signer = context.signer()
         session = signer.check(request.cookies.get(COOKIE), context.clock.now())
-        if session is None:
+        if session is None or context.signed_out(session.id):
             raise SignInNeededError
         return Viewer(request, session, signer)
 
@@ -136,7 +146,7 @@ class SecurityHeaders:
 
 
 def create_ui(context: UiContext) -> FastAPI:
-    from fleetkey.ui import fleet, operations, signin  # the routes need this module's parts
+    from fleetkey.ui import fleet, operations, preflight, signin  # the routes need this module
 
     ui = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     ui.add_middleware(SecurityHeaders)
@@ -174,6 +184,7 @@ def create_ui(context: UiContext) -> FastAPI:
 
     signin.routes(ui, context)
     fleet.routes(ui, context, viewer(context))
+    preflight.routes(ui, context, viewer(context))  # before /licenses/{id}
     operations.routes(ui, context, viewer(context))
 
     @ui.get("/{anything:path}", include_in_schema=False, dependencies=[Depends(viewer(context))])

@@ -13,13 +13,15 @@ from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
 from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.naming import normalize_mac
 from fleetkey.core.terms import NEVER, Term, format_term
 from fleetkey.errors import FleetkeyError, NotFoundError
-from fleetkey.store import fetches, inventory
+from fleetkey.store import fetches, inventory, registry
 from fleetkey.store.licensestate import KeyState, key_states
+from fleetkey.store.records import StoredLicense
 from fleetkey.ui import charts, overview, phonestate
 from fleetkey.ui.app import UiContext, Viewer
 from fleetkey.ui.params import PAGE_SIZES, PHONE_PARAMETERS, Query, bad, phone_filter
@@ -103,6 +105,7 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
         after = query.mac("after")
         now = context.clock.now()
         with context.store.transaction() as session:
+            served = _license(session, chosen.license_id)
             lines, total = phonestate.phone_page(session, chosen, now, after=after, limit=size)
             models, firmware = phonestate.choices(session)
             sites = inventory.sites(session)
@@ -121,6 +124,7 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
             sites=sites,
             seen=list(Seen),
             features=list(context.data.catalog()),
+            served=served,
         )
 
     @ui.get("/phones/{mac}", include_in_schema=False)
@@ -164,6 +168,16 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
             text=head.decode("utf-8", errors="replace"),
             cut=files[name] > LOG_BYTES,
         )
+
+
+def _license(session: Session, license_id: int | None) -> StoredLicense | None:
+    """The key the ``license`` filter names (400 naming the parameter when there is none)."""
+    if license_id is None:
+        return None
+    try:
+        return registry.get(session, license_id)
+    except NotFoundError as exc:
+        raise bad("license", exc.message) from exc
 
 
 def _mac(text: str) -> str:

@@ -27,9 +27,8 @@ from fleetkey.store.rollouts import ACTIVE, RolloutState, TargetState
 from fleetkey.store.schema import LicenseRow, RolloutTargetRow
 from fleetkey.ui import charts
 from fleetkey.ui.app import UiContext, Viewer, error_page
-from fleetkey.ui.params import Query, bad, form_fields
+from fleetkey.ui.params import Query, bad, form_fields, row_id
 
-MAX_ROW_ID: Final = 2**63 - 1
 TARGETS_SHOWN: Final = 200
 AUDIT_SHOWN: Final = 100
 MOVES: Final = {
@@ -40,12 +39,6 @@ MOVES: Final = {
 SEVERITIES: Final = ("critical", "warning", "info")
 ACTION_FIELDS: Final = frozenset({"csrf"})
 ACK_FIELDS: Final = frozenset({"csrf", "key", "until"})
-
-
-def row_id(text: str, name: str = "id") -> int:
-    if not text.isdigit() or not 0 < int(text) <= MAX_ROW_ID:
-        raise bad(name, f"got {text[:40]!r}, expected a number from 1 to {MAX_ROW_ID}")
-    return int(text)
 
 
 def chain(session: Session, key: StoredLicense) -> tuple[list[StoredLicense], list[int]]:

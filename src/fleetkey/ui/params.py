@@ -84,8 +84,16 @@ class Query:
 
 
 PHONE_PARAMETERS: Final = frozenset(
-    {"q", "site", "model", "firmware", "seen", "current", "feature", "after", "size"}
+    {"q", "site", "model", "firmware", "seen", "current", "feature", "license", "after", "size"}
 )
+MAX_ROW_ID: Final = 2**63 - 1
+
+
+def row_id(text: str, name: str = "id") -> int:
+    """A store row's id (a license, a rollout, an audit event) from a path or a parameter."""
+    if not text.isdigit() or not 0 < int(text) <= MAX_ROW_ID:
+        raise bad(name, f"got {text[:40]!r}, expected a number from 1 to {MAX_ROW_ID}")
+    return int(text)
 
 
 def phone_filter(query: Query, catalog: FeatureCatalog) -> PhoneFilter:
@@ -99,6 +107,7 @@ def phone_filter(query: Query, catalog: FeatureCatalog) -> PhoneFilter:
             slot = catalog.slot_of(feature)
         except FleetkeyError as exc:
             raise bad("feature", exc.message) from exc
+    license_text = query.text("license")
     return PhoneFilter(
         search=query.text("q"),
         site=query.site(),
@@ -107,13 +116,14 @@ def phone_filter(query: Query, catalog: FeatureCatalog) -> PhoneFilter:
         seen=Seen(seen) if seen is not None else None,
         current=None if current is None else current == "yes",
         feature=slot,
+        license_id=row_id(license_text, "license") if license_text is not None else None,
     )
 
 
-def form_fields(body: bytes, known: frozenset[str]) -> dict[str, str]:
+def form_fields(body: bytes, known: frozenset[str], limit: int = FORM_BYTES) -> dict[str, str]:
     """An urlencoded form's fields, each at most once, only the ones named."""
-    if len(body) > FORM_BYTES:
-        raise bad("form", f"larger than {FORM_BYTES} bytes")
+    if len(body) > limit:
+        raise bad("form", f"larger than {limit} bytes")
     try:
         text = body.decode("ascii")
         pairs = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text))

@@ -2,9 +2,10 @@
 
 Signing in with the admin token gives a cookie ``v1.<id>.<expires>.<mac>``: a random session
 id, the Unix second it expires, and an HMAC-SHA256 over both. The HMAC key mixes a random
-secret kept in the data directory (``ui-session.key``, mode 0600, made on first use) with the
-admin token's stored hash, so making a new token (``fleetkey token``) ends every session at
-once, and several servers sharing the data directory accept each other's cookies.
+secret kept in the store (``store/dashboard.py``: made once, by whichever server needs it
+first) with the admin token's stored hash, so making a new token (``fleetkey token``) ends
+every session at once, and several servers sharing the store accept each other's cookies.
+Signing out records the session's id in the store, so a copied cookie is refused too.
 
 A form that changes something carries ``csrf``, an HMAC of the session id: a page of another
 site cannot read it, and the cookie is ``SameSite=Strict`` besides. The sign-in form has its
@@ -20,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from fleetkey.authority.files import atomic_write
 from fleetkey.errors import TokenFileError
 
 COOKIE: Final = "fleetkey_session"
@@ -30,7 +30,6 @@ LOGIN_S: Final = 15 * 60  # how long a sign-in form stays good
 MIN_SESSION_S: Final = 5
 MAX_SESSION_S: Final = 7 * 24 * 3600
 _VERSION: Final = "v1"
-_SECRET_BYTES: Final = 32
 _MAX_COOKIE: Final = 200  # a longer cookie value is not ours; not worth hashing
 
 
@@ -49,16 +48,16 @@ class Signer:
         self._key = key
 
     @classmethod
-    def from_files(cls, secret_file: Path, token_file: Path) -> Signer:
-        """The key from the data directory's session secret (made when missing) and the admin
-        token's hash (a new token, a new key)."""
+    def from_secret(cls, secret: bytes, token_file: Path) -> Signer:
+        """The key from the store's session secret and the admin token's hash (a new token, a
+        new key)."""
         try:
             token_hash = token_file.read_bytes()
         except FileNotFoundError:
             token_hash = b""  # no token: nobody can sign in anyway
         except OSError as exc:
             raise TokenFileError(f"cannot read the API token hash {token_file}: {exc}") from exc
-        return cls(hmac.digest(_secret(secret_file), token_hash, "sha256"))
+        return cls(hmac.digest(secret, token_hash, "sha256"))
 
     def _mac(self, purpose: str, text: str) -> str:
         return hmac.digest(self._key, f"{purpose}.{text}".encode(), "sha256").hex()
@@ -99,16 +98,3 @@ class Signer:
         if nonce is None or presented is None or len(nonce) > _MAX_COOKIE:
             return False
         return hmac.compare_digest(presented, self.login_csrf(nonce))
-
-
-def _secret(path: Path) -> bytes:
-    try:
-        secret = path.read_bytes()
-    except FileNotFoundError:
-        secret = b""
-    except OSError as exc:
-        raise TokenFileError(f"cannot read the dashboard's session secret {path}: {exc}") from exc
-    if len(secret) != _SECRET_BYTES:
-        secret = secrets.token_bytes(_SECRET_BYTES)
-        atomic_write(path, secret, mode=0o600)
-    return secret

@@ -10,12 +10,15 @@ the page asked for (a dashboard path only: never another site).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Final
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from fleetkey.authority.tokens import token_matches
+from fleetkey.store import dashboard
 from fleetkey.ui.app import UiContext, error_page, render
 from fleetkey.ui.params import form_fields
 from fleetkey.ui.session import COOKIE, LOGIN_COOKIE, LOGIN_S
@@ -116,6 +119,14 @@ def routes(ui: FastAPI, context: UiContext) -> None:
         session = signer.check(request.cookies.get(COOKIE), context.clock.now())
         if session is not None and not signer.csrf_matches(session, fields.get("csrf")):
             return error_page(403, "the sign-out form's CSRF token is missing or wrong")
+        if session is not None:  # refused from now on, wherever the cookie was copied
+
+            def record() -> None:
+                with context.store.transaction() as stored:
+                    ends = datetime.fromtimestamp(session.expires, UTC)
+                    dashboard.sign_out(stored, context.clock, session.id, ends)
+
+            await run_in_threadpool(record)
         answer = RedirectResponse("/ui/login", status_code=303)
         answer.delete_cookie(COOKIE, path="/ui")
         return answer

@@ -14,6 +14,8 @@ from collections import Counter
 import httpx
 from playwright.sync_api import Browser, Page, Route
 
+from fleetkey.authority.datadir import DataDir
+
 from tests.browsing import (
     FETCHED,
     HOSTILE_AGENT,
@@ -23,6 +25,7 @@ from tests.browsing import (
     number,
     sign_in,
 )
+from tests.dashboard import SITE_FILE, site_file
 from tests.serving import fleetkey_command, start_server, wait_for
 
 PAGES = ("/ui/", "/ui/sites", "/ui/phones", f"/ui/phones/{HOSTILE_MAC}", "/ui/licenses",
@@ -243,3 +246,52 @@ def test_the_api_docs_render_with_no_network_but_fleetkey(browser: Browser, flee
     assert "fleetkey admin API" in page.locator(".swagger-ui .info .title").inner_text()
     assert elsewhere == []
     fleet.shoot(page, "api-docs")
+
+
+def test_a_license_file_is_checked_then_posted_from_the_page_and_audited(
+    browser: Browser, fleet: Fleet
+) -> None:
+    branch = SITES[1][0]
+    before = {k["id"]: k["state"] for k in fleet.json("licenses", "list")}
+    page = signed_in_page(browser, fleet, "/ui/licenses")
+    page.click("#preflight")
+    junk = {"name": "not-a-license.cfg", "mimeType": "text/plain", "buffer": b"hello"}
+    page.set_input_files("#file", files=[junk])
+    page.click("#upload button")
+    assert "not-a-license.cfg is not a license file" in page.locator(".error").inner_text()
+    page.go_back()
+    content = site_file(DataDir(fleet.server.data), branch, 500)
+    upload = {"name": SITE_FILE, "mimeType": "application/octet-stream", "buffer": content}
+    page.set_input_files("#file", files=[upload])
+    page.click("#upload button")
+    assert page.locator("#outcome h2").inner_text() == "Ready to post"
+    assert page.locator("[data-signature]").inner_text() == "valid"
+    assert "extended" in page.locator("table.changes").inner_text()
+    fleet.shoot(page, "license-preflight")
+    assert {k["id"]: k["state"] for k in fleet.json("licenses", "list")} == before
+    page.click("#post button")
+    page.wait_for_url(re.compile(r".*/ui/licenses/\d+$"))
+    posted = int(page.url.rsplit("/", 1)[1])
+    states = {k["id"]: k["state"] for k in fleet.json("licenses", "list")}
+    assert states[posted] == "posted"
+    replaced = next(i for i, s in before.items() if s == "posted" and i in states
+                    and states[i] == "superseded")  # fmt: skip
+    assert fleet.json("licenses", "show", str(posted))["succeeds_id"] == replaced
+    assert (fleet.server.data / "provisioning" / branch / SITE_FILE).read_bytes() == content
+    page.goto(fleet.url("/ui/audit"))
+    row = page.locator("#events tr", has_text="license.post").first
+    assert "dashboard@127.0.0.1" in row.inner_text()
+
+
+def test_a_copied_session_cookie_is_refused_once_signed_out(browser: Browser, fleet: Fleet) -> None:
+    page = signed_in_page(browser, fleet, "/ui/sites")
+    copied = browser.new_context()
+    copied.add_cookies(page.context.cookies())
+    elsewhere = copied.new_page()
+    elsewhere.goto(fleet.url("/ui/sites"))
+    assert elsewhere.url == fleet.url("/ui/sites")
+    page.click("form.signout button")
+    page.wait_for_url(re.compile(r".*/ui/login"))
+    elsewhere.goto(fleet.url("/ui/sites"))
+    assert elsewhere.url == fleet.url("/ui/login?next=/ui/sites")
+    assert elsewhere.locator("table").count() == 0

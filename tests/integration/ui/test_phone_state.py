@@ -115,9 +115,20 @@ def test_only_the_posted_version_counts_as_fetched(fleet: Store) -> None:
         (PhoneFilter(site=SITES[0], seen=Seen.NEVER), [mac(6), mac(8)]),
         (PhoneFilter(model="VVX_411"), [mac(i) for i in range(4)]),
         (PhoneFilter(firmware="6.0"), []),
-        (PhoneFilter(search="F2000005"), [mac(5)]),  # case ignored on both databases
+        (PhoneFilter(search="0004F2000005"), [mac(5)]),  # case ignored on both databases
+        (PhoneFilter(search="00:04:f2:00:00:0"), [mac(i) for i in range(10)]),  # a MAC's start
+        (PhoneFilter(search="F2000005"), []),  # a prefix, not anywhere in the MAC
+        (PhoneFilter(search="vvx_4"), [mac(i) for i in range(4)]),  # the model's start
+        (PhoneFilter(search="5.9"), [mac(i) for i in range(10)]),  # the firmware's
         (PhoneFilter(search="%"), []),  # a LIKE wildcard is plain text
+        (PhoneFilter(search="VVX%"), []),
+        (PhoneFilter(search="VVX_"), [mac(i) for i in range(10)]),
         (PhoneFilter(feature=3), [mac(6)]),
+        (PhoneFilter(license_id=2), [mac(0), mac(2)]),  # the posted site key's version
+        (PhoneFilter(license_id=1), [mac(4)]),  # the superseded one's
+        (PhoneFilter(license_id=1, current=False), [mac(4)]),
+        (PhoneFilter(license_id=3), []),  # the phone key: posted, never fetched
+        (PhoneFilter(license_id=99), []),
         (PhoneFilter(feature=0), [mac(i) for i in (0, 2, 4, 6, 8)]),  # the site key's slot
     ],
 )
@@ -149,3 +160,51 @@ def test_the_overview_reads_the_same_numbers(fleet: Store) -> None:
     assert [e.stage for e in found.expiring] == ["60d"]  # the posted key only
     assert sum(total for total, _ in found.per_minute) == 2  # 1 and 3 min ago, not 90
     assert sum(refused for _, refused in found.per_minute) == 1
+
+
+def test_a_phone_served_another_sites_posted_key_is_still_at_risk(fleet: Store) -> None:
+    """Its own site's posted key is the one that counts (the check was once an uncorrelated
+    subquery: any site's posted key counted, and PostgreSQL ran it for minutes)."""
+    with fleet.transaction() as session:
+        other = registry.posted(session, LicenseType.SITE, SITES[0])
+        assert other is not None
+        key = make_license(
+            serial=SITES[1], type=LicenseType.SITE, expires=date(2026, 6, 1) + timedelta(90)
+        )
+        check = SignatureCheck(SignatureStatus.VALID, "k", "ok")
+        stored = registry.record(
+            session, CLOCK, "t", key, check, content=b"<licenses>s2</licenses>",
+            file_name=SITE_FILE,
+        )  # fmt: skip
+        posting.post(session, CLOCK, "t", stored.id)
+    wrong = FetchRecord(f"/{SITE_FILE}", "http", 200, 9, 1.0, NOW, mac=mac(1), digest=other.digest)
+    fetches.insert_records(fleet.engine, [wrong])
+    with fleet.transaction() as session:
+        assert phonestate.fetched_posted_by_site(session) == {SITES[0]: (2, 5), SITES[1]: (0, 5)}
+        at_risk, total = phonestate.phone_page(
+            session, PhoneFilter(site=SITES[1], current=False), NOW, after=None, limit=100
+        )
+        fetched, none = phonestate.phone_page(
+            session, PhoneFilter(current=True), NOW, after=None, limit=100
+        )
+    assert mac(1) in [line.mac for line in at_risk]
+    assert total == 5
+    assert [line.mac for line in fetched] == [mac(0), mac(2)]
+    assert none == 2
+    assert next(line for line in at_risk if line.mac == mac(1)).current is False
+
+
+@pytest.mark.parametrize("sparse", [10_000, 0], ids=["few-read-by-matches", "many-walked"])
+def test_a_search_pages_alike_whether_it_matches_few_or_many(
+    fleet: Store, sparse: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(phonestate, "SPARSE_SEARCH", sparse)
+    chosen = PhoneFilter(search="0004f2", current=False)
+    with fleet.transaction() as session:
+        first, total = phonestate.phone_page(session, chosen, NOW, after=None, limit=2)
+        rest, _ = phonestate.phone_page(session, chosen, NOW, after=first[-1].mac, limit=2)
+        none, _ = phonestate.phone_page(session, chosen, NOW, after=mac(9), limit=2)
+    assert total == 3
+    assert [line.mac for line in first] == [mac(4), mac(6)]
+    assert [line.mac for line in rest] == [mac(8)]
+    assert none == []

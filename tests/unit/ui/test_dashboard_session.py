@@ -3,12 +3,18 @@ the app in process."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import func, select
 
+from fleetkey.api.app import ApiContext, create_app
 from fleetkey.authority.tokens import create_token
+from fleetkey.store.schema import DashboardSignOutRow
+from fleetkey.ui.app import UiContext, install
 from fleetkey.ui.session import COOKIE, Signer
 from fleetkey.ui.signin import safe_next
 
@@ -17,10 +23,13 @@ from tests.dashboard import Dashboard, csrf_of
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
+SECRET = bytes(range(32))
+
+
 @pytest.fixture
 def signer(tmp_path: Path) -> Signer:
     create_token(tmp_path / "api-token")
-    return Signer.from_files(tmp_path / "ui-session.key", tmp_path / "api-token")
+    return Signer.from_secret(SECRET, tmp_path / "api-token")
 
 
 class TestCookie:
@@ -53,14 +62,16 @@ class TestCookie:
     def test_a_new_admin_token_ends_every_session(self, tmp_path: Path, signer: Signer) -> None:
         value = signer.issue(NOW, 3600)
         create_token(tmp_path / "api-token")
-        again = Signer.from_files(tmp_path / "ui-session.key", tmp_path / "api-token")
+        again = Signer.from_secret(SECRET, tmp_path / "api-token")
         assert again.check(value, NOW) is None
 
-    def test_the_secret_is_kept_private_and_reused(self, tmp_path: Path, signer: Signer) -> None:
-        secret = tmp_path / "ui-session.key"
-        assert secret.stat().st_mode & 0o777 == 0o600
-        again = Signer.from_files(secret, tmp_path / "api-token")
+    def test_the_same_secret_and_token_check_each_others_cookies(
+        self, tmp_path: Path, signer: Signer
+    ) -> None:
+        again = Signer.from_secret(SECRET, tmp_path / "api-token")
         assert again.check(signer.issue(NOW, 60), NOW) is not None
+        other = Signer.from_secret(bytes(32), tmp_path / "api-token")
+        assert other.check(signer.issue(NOW, 60), NOW) is None
 
     def test_csrf_tokens_belong_to_their_session(self, signer: Signer) -> None:
         one = signer.check(signer.issue(NOW, 60), NOW)
@@ -135,3 +146,41 @@ class TestSigningIn:
         answer = dashboard.ask("POST", "/ui/logout", data={"csrf": token})
         assert answer.status_code == 303
         assert dashboard.get("/ui/").status_code == 303
+
+    def test_a_copied_cookie_is_refused_once_its_session_signed_out(
+        self, dashboard: Dashboard
+    ) -> None:
+        dashboard.sign_in()
+        copied = replace(dashboard, cookies=httpx.Cookies(dashboard.cookies))
+        other = replace(dashboard, cookies=httpx.Cookies())
+        other.sign_in()
+        assert copied.get("/ui/sites").status_code == 200
+        dashboard.ask("POST", "/ui/logout", data={"csrf": dashboard.csrf()})
+        answer = copied.get("/ui/sites")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/ui/login?next=/ui/sites"
+        assert copied.ask("POST", "/ui/alerts/ack", data={"key": "x"}).status_code == 303
+        assert other.get("/ui/sites").status_code == 200  # another session is not touched
+        with dashboard.store.transaction() as session:
+            assert session.scalar(select(func.count()).select_from(DashboardSignOutRow)) == 1
+
+    def test_a_sign_out_with_a_wrong_csrf_token_signs_nothing_out(
+        self, dashboard: Dashboard
+    ) -> None:
+        dashboard.sign_in()
+        answer = dashboard.ask("POST", "/ui/logout", data={"csrf": "0" * 32})
+        assert answer.status_code == 403
+        assert "the sign-out form&#39;s CSRF token is missing or wrong" in answer.text
+        assert dashboard.get("/ui/").status_code == 200
+        with dashboard.store.transaction() as session:
+            assert session.scalar(select(func.count()).select_from(DashboardSignOutRow)) == 0
+
+    def test_servers_sharing_the_store_accept_each_others_cookies(
+        self, dashboard: Dashboard
+    ) -> None:
+        dashboard.sign_in()
+        second = create_app(ApiContext(dashboard.data, dashboard.store, dashboard.clock, None,
+                                       dict, bytes))  # fmt: skip
+        install(second, UiContext(dashboard.data, dashboard.store, dashboard.clock))
+        assert replace(dashboard, app=second).get("/ui/sites").status_code == 200
+        assert not (dashboard.data.root / "ui-session.key").exists()
