@@ -90,6 +90,15 @@ def deployment(
         yield running
 
 
+def test_docs_deploy_md_shows_every_file_of_docs_deploy_whole() -> None:
+    shown = (REPO / "docs" / "deploy.md").read_text()
+    files = sorted(p for p in DEPLOY.iterdir() if p.is_file())
+    assert len(files) == 6
+    for path in files:
+        assert f"`docs/deploy/{path.name}`:" in shown, path.name
+        assert f"\n{path.read_text().rstrip()}\n```" in shown, f"{path.name} differs from deploy.md"
+
+
 def test_the_haproxy_configuration_docs_deploy_shows_is_valid() -> None:
     done = subprocess.run([haproxy(), "-c", "-f", str(HAPROXY_CONFIG)], capture_output=True,
                           text=True, check=False, timeout=30)  # fmt: skip

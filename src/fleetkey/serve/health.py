@@ -17,15 +17,19 @@ is healthy when every one of these holds, and each that does not is a reason in 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from fleetkey.store import audit
 from fleetkey.store.store import Store
+
+log = logging.getLogger(__name__)
 
 DB_TIMEOUT_S: Final = 2.0  # HAProxy's check timeout (docs/deploy/haproxy.cfg) is 3 s
 PROBE_FRESH_S: Final = 0.5  # an answer reused this long: balancers ask every second each
@@ -42,6 +46,10 @@ class DatabaseAnswer:
 
     def json(self) -> dict[str, Any]:
         return {"ok": self.ok, "latency_ms": self.latency_ms, "error": self.error}
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
 
 
 class _Query:
@@ -63,9 +71,11 @@ class _Query:
                 audit.head_seq(session)
             latency = round((time.monotonic() - self.began) * 1000, 2)
             self.answer = DatabaseAnswer(True, latency, None)
-        except Exception as exc:  # noqa: BLE001  # any failure is the answer, said in the body
-            said = (str(exc).splitlines() or [""])[0][:300]
-            self.answer = DatabaseAnswer(False, None, f"{type(exc).__name__}: {said}")
+        except (SQLAlchemyError, OSError) as exc:  # the database's answer: said in the body
+            self.answer = DatabaseAnswer(False, None, _said(exc))
+        except Exception as exc:  # a bug of ours: logged with its traceback, and not healthy
+            log.exception("the health check's database question failed unexpectedly")
+            self.answer = DatabaseAnswer(False, None, f"internal error: {_said(exc)}")
         finally:
             self.done.set()
 

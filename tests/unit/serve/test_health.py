@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from sqlalchemy import event
 
 from fleetkey.serve.health import DatabaseAnswer, DatabaseProbe, QueueState, reasons
@@ -92,6 +93,29 @@ class TestDatabaseProbe:
         event.remove(store.engine, "before_cursor_execute", hang)
         assert probe.check().ok
         store.close()
+
+    def test_a_closed_database_is_said_with_its_error(self, tmp_path: Path) -> None:
+        store = Store(f"sqlite:///{tmp_path / 'missing' / 'fleetkey.db'}")  # no such directory
+        answer = DatabaseProbe(store).check()
+        store.close()
+        assert not answer.ok
+        assert answer.error is not None
+        assert answer.error.startswith("OperationalError: ")
+
+    def test_a_bug_in_the_question_is_logged_and_not_healthy(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        store = sqlite_store(tmp_path)
+
+        def bug(*_: object) -> None:
+            raise RuntimeError("a bug")
+
+        event.listen(store.engine, "before_cursor_execute", bug)
+        answer = DatabaseProbe(store).check()
+        store.close()
+        assert answer == DatabaseAnswer(False, None, "internal error: RuntimeError: a bug")
+        assert "failed unexpectedly" in caplog.text
+        assert "Traceback" in caplog.text
 
     def test_an_answer_is_reused_while_fresh(self, tmp_path: Path) -> None:
         store = sqlite_store(tmp_path)
