@@ -269,7 +269,8 @@ class FleetRun:
     twice: list[str]  # MACs notified more than once
     phones_with_errors: int
     down_after_s: float | None  # from the kill to HAProxy's "serve2 is DOWN"
-    answered_by: Counter[str]  # requests per server, from HAProxy's log
+    answered_by: Counter[str]  # requests per server that reached the phone, HAProxy's log
+    forwarded_by: Counter[str]  # requests per server, answered or not (a phone gone first)
     redispatched: int  # requests HAProxy sent again to another server
     failed_through_balancer: Counter[int]  # statuses 5xx or -1 HAProxy gave phones
     written: dict[str, int]  # records each surviving server says it wrote
@@ -506,6 +507,7 @@ def _measure(
         phones_with_errors=int(json.loads(emulator_out)["phones_with_errors"]),
         down_after_s=known["down_after_s"],
         answered_by=answered,
+        forwarded_by=Counter(r.server for r in served),
         redispatched=sum(r.redispatched for r in served),
         failed_through_balancer=Counter(r.status for r in served if not 0 < r.status < 500),
         written=written,
@@ -534,7 +536,7 @@ def describe(run: FleetRun) -> str:
             f"HAProxy: serve2 DOWN {run.down_after_s} s after the kill; answered "
             f"{dict(run.answered_by)}; redispatched {run.redispatched}; failures given to "
             f"phones {dict(run.failed_through_balancer)}; phones with errors "
-            f"{run.phones_with_errors}",
+            f"{run.phones_with_errors}; forwarded {dict(run.forwarded_by)}",
             f"records: store {run.records_in_store:,}; surviving servers wrote {run.written} "
             f"(not recorded {run.not_recorded}, polls {dict(run.polls)}); serve2 lost "
             f"{run.killed_lost} answers with its queue ({len(run.killed_license_answers)} "

@@ -304,7 +304,10 @@ def test_a_fleet_rolls_out_through_haproxy_while_a_server_and_an_executor_are_ki
         assert set(delays) == {"serve1", "serve2", "serve3"}, site
         assert all(0 <= d <= 2.0 for d in delays.values()), (site, delays)
     # every answer of a surviving server recorded; the killed one lost at most its queue
+    # (a server may also have answered a request whose phone left first: recorded, not logged
+    # as answered by HAProxy)
     for name in ("serve1", "serve3"):
         assert run.not_recorded[name] == 0
-        assert run.written[name] == run.answered_by[name] + run.polls[name], name
+        answered, forwarded = run.answered_by[name], run.forwarded_by[name]
+        assert answered <= run.written[name] - run.polls[name] <= forwarded, name
     assert 0 <= run.killed_lost <= RECORD_QUEUE
