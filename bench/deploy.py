@@ -3,7 +3,7 @@ HAProxy (docs/deploy/haproxy.cfg) in front of three `fleetkey serve` on one Post
 site's successor posted (timed on every server) and rolled out by two executors, one server and
 one executor SIGKILLed mid-rollout and the executor started again.
 
-The scenario is tests/deployment.py's, the one tests/integration/test_deployment.py runs with
+The scenario is tests/fleetrun.py's, the one tests/integration/test_deployment.py runs with
 600 phones in CI; here the figures are printed with each claim checked, and the load on the
 machine before and after (the emulator, three servers, HAProxy, PostgreSQL and six executors
 share its cores).
@@ -25,7 +25,7 @@ sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
     p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent
 ]
 
-from tests.deployment import FleetRun, describe, roll_out_through_the_balancer  # noqa: E402
+from tests.fleetrun import FleetRun, describe, roll_out_through_the_balancer  # noqa: E402
 from tests.pg import PostgresServer  # noqa: E402  # the harness starts a throwaway server
 
 

@@ -26,12 +26,11 @@ from tests.deployment import (
     Balancer,
     Poller,
     Server,
-    describe,
     haproxy,
-    roll_out_through_the_balancer,
     start_balancer,
     start_servers,
 )
+from tests.fleetrun import describe, roll_out_through_the_balancer
 from tests.pg import PostgresServer
 from tests.serving import cli, fleetkey_command, server_env, wait_for
 
