@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from fleetkey.emulate.fleet import phone_address
+from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.schema import FetchRow, RolloutRow, RolloutTargetRow
 from fleetkey.store.store import Store
 
@@ -96,7 +96,7 @@ def _admin(work: Path, database: str, phones: int, sip_port: int) -> tuple[Path,
             "--window", window_around_now())  # fmt: skip
     macs = [f"0004f2{i:06x}" for i in range(phones)]
     rows = [
-        f"{mac},{SITES[i % 3]},VVX_500,sip:{mac}@{phone_address(i)}:{sip_port}"
+        f"{mac},{SITES[i % 3]},VVX_500,sip:{mac}@{phone_address(mac)}:{sip_port}"
         + (";transport=tcp" if i % 2 else "")
         for i, mac in enumerate(macs)
     ]
