@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -134,10 +134,12 @@ def create_app(context: ApiContext) -> FastAPI:  # one nested function per route
             context.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> Response:
-        """For load balancers (no token): 200 while the server records what it answers,
-        503 while the store refuses fetch records (they are held meanwhile)."""
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
+    def healthz(request: Request) -> Response:
+        """For load balancers (no token): 200 while the server should be given phones, 503
+        with the reasons when not (serve/health.py); it takes no query."""
+        if request.url.query:
+            raise HTTPException(400, f"/healthz takes no query, got {request.url.query[:100]!r}")
         healthy, document = context.health()
         return JSONResponse(document, status_code=200 if healthy else 503)
 

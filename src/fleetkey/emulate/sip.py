@@ -4,9 +4,12 @@
 to the phone (R9). ``OPTIONS`` gets 200. Another event gets 489 Bad Event, another method 405
 or 501. A request missing a header a response needs (Via, From, To, Call-ID, CSeq) or with a
 malformed CSeq gets 400 when it can be answered at all, and is dropped otherwise; responses
-and garbage are dropped. With credentials, requests are challenged with a digest (realm
-``PolycomSPIP``, the phones' default) and only a correct answer gets through. Over TCP a
-connection carries any number of requests, each framed by its Content-Length.
+and garbage are dropped. A request retransmitted over UDP (the same datagram again: its sender
+had not heard the answer within T1) is answered again and not acted on twice, as a real
+phone's server transaction does (RFC 3261 §17.2.2). With credentials, requests are
+challenged with a digest (realm ``PolycomSPIP``, the phones' default) and only a correct answer
+gets through. Over TCP a connection carries any number of requests, each framed by its
+Content-Length.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from fleetkey.core import digest
 from fleetkey.core.sip import SipMessage, parse_request
 
 REALM: Final = "PolycomSPIP"
+# UDP requests remembered with their answers: a transaction's retransmissions end within
+# 64 x T1 (32 s), and a phone gets a handful of requests in that time at most
+RECENT_KEPT: Final = 8
 _NEEDED: Final = ("via", "from", "to", "call-id", "cseq")
 _KNOWN: Final = {"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "SUBSCRIBE", "INFO", "MESSAGE",
                  "UPDATE", "PRACK", "REFER", "PUBLISH"}  # fmt: skip
@@ -41,12 +47,24 @@ class SipPhone(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self.answered: dict[int, int] = {}  # status → count
         self.dropped = 0
+        self.retransmissions = 0  # UDP requests received again, answered again, not acted on
+        self._recent: dict[bytes, bytes] = {}  # the last UDP requests and their answers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        answered = self._recent.get(data)
+        if answered is not None:  # a retransmission: its answer again, nothing done twice
+            self.retransmissions += 1
+            if self._transport is not None:
+                self._transport.sendto(answered, addr)
+            return
         answer, check_sync = self.respond(data)
+        if answer is not None:
+            self._recent[data] = answer
+            if len(self._recent) > RECENT_KEPT:
+                del self._recent[next(iter(self._recent))]  # the oldest
         if answer is not None and self._transport is not None:
             self._transport.sendto(answer, addr)
         if check_sync is not None:

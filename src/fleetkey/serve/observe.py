@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from fleetkey.serve.health import QueueState, reasons
 from fleetkey.serve.metrics import Sources, exposition
 
 if TYPE_CHECKING:
@@ -55,15 +56,31 @@ def _records(runner: ServerRunner) -> dict[str, Any]:
 
 
 def health(runner: ServerRunner) -> tuple[bool, dict[str, Any]]:
-    """Whether the server records what it answers now, and what it knows about that."""
+    """Whether the server should be given phones now (``serve/health.py``), with the reasons
+    when not, and what it knows about its database, record queue and view."""
     records = _records(runner)
-    healthy = (
-        records["store_refusing_since"] is None
-        and records["store_slow_since"] is None
-        and not runner.recorder.congested
+    writer = runner.writer
+    queue = QueueState(
+        depth=writer.depth,
+        capacity=writer.capacity,
+        busy_at=runner.recorder.busy_at,
+        writer_alive=writer.alive,
+        refusing_since=records["store_refusing_since"],
+        slow_since=records["store_slow_since"],
     )
-    failing = sorted(runner._failing)
-    return healthy, {"healthy": healthy, "fetch_records": records, "failing": failing}
+    database = runner.probe.check()
+    read_at = runner.view.read_at
+    age = None if read_at is None else round(time.monotonic() - read_at, 3)
+    why = reasons(database, queue, age)
+    return not why, {
+        "healthy": not why,
+        "reasons": why,
+        "database": database.json(),
+        "record_queue": queue.json(),
+        "view_age_s": age,
+        "fetch_records": records,
+        "failing": sorted(runner._failing),
+    }
 
 
 def metrics(runner: ServerRunner) -> Callable[[], bytes]:

@@ -189,6 +189,11 @@ class Recorder:
         self._logged_at = float("-inf")
 
     @property
+    def busy_at(self) -> int:
+        """The queue depth from which phones are answered busy."""
+        return self._busy_at
+
+    @property
     def congested(self) -> bool:
         """The record queue is nearly full: answer busy rather than queue more."""
         return self._queue.depth >= self._busy_at

@@ -34,6 +34,7 @@ from fleetkey.serve.addresses import HOLD_S, Addresses
 from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline, UnknownPolicy
 from fleetkey.serve.ftp.server import FtpSettings, ftp_alongside, serve_ftp
+from fleetkey.serve.health import DatabaseProbe
 from fleetkey.serve.http.asgi import App, AsgiMount
 from fleetkey.serve.http.auth import AuthMode, DeviceAuth
 from fleetkey.serve.http.connections import ConnectionLimits, Connections
@@ -140,6 +141,7 @@ class ServerRunner:
             )
         self.view = LiveView(store)
         self.view.refresh()
+        self.probe = DatabaseProbe(store)  # /healthz's database question (serve/health.py)
         site = settings.register_site
         if site is not None and site not in self.view.view.sites:
             raise InputError(

@@ -12,6 +12,7 @@ key within one refresh.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -81,6 +82,7 @@ class LiveView:
         self.view = View()
         self._by_id: dict[int, tuple[tuple[str, str], Content]] = {}
         self.refreshes = 0  # views built
+        self.read_at: float | None = None  # time.monotonic() the store was last read
         self._seq = -1  # the audit head the view was built at
 
     def credentials(self, user: str) -> tuple[Credential, ...]:
@@ -91,6 +93,7 @@ class LiveView:
         with self._store.transaction() as session:
             seq = audit.head_seq(session)
             if seq == self._seq:
+                self.read_at = time.monotonic()
                 return False
             posted = serving.posted_ids(session)
             by_id = {key: entry for key, entry in self._by_id.items() if key in posted}
@@ -113,4 +116,5 @@ class LiveView:
         credentials = {user: tuple(found) for user, found in logins.items()}
         self.view = View(licenses, phone_sites, sites, credentials)
         self.refreshes += 1
+        self.read_at = time.monotonic()
         return True

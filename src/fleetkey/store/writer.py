@@ -117,6 +117,16 @@ class FetchWriter:
         return len(self._pending) + self._held_count + self._writing
 
     @property
+    def capacity(self) -> int:
+        """Records in memory beyond which ``submit`` refuses."""
+        return self._capacity
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writing thread runs (started and not ended)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def held(self) -> int:
         """Records the store refused and the writer keeps (in memory and spilled)."""
         return self._held_count + self.spilled

@@ -55,6 +55,21 @@ def test_check_sync_is_answered_200_with_the_dialog_headers() -> None:
     assert syncs == [True]
 
 
+def test_a_retransmitted_check_sync_is_answered_again_and_acted_on_once() -> None:
+    """The executor sends the same datagram again when it has not heard the 200 within T1
+    (RFC 3261 §17.2.2): a phone answers it again and does not count a second check-sync."""
+    phone, transport, syncs = endpoint()
+    for _ in range(3):
+        phone.datagram_received(notify(event="check-sync;reboot=true"), ("127.0.0.1", 5070))
+    assert len(transport.sent) == 3
+    assert transport.sent[1] == transport.sent[2] == transport.sent[0]  # the same 200, its tag
+    assert syncs == [True]
+    assert phone.retransmissions == 2
+    again = notify(event="check-sync;reboot=true").replace(b"CSeq: 7", b"CSeq: 8")
+    phone.datagram_received(again, ("127.0.0.1", 5070))  # a new transaction is a new check-sync
+    assert syncs == [True, True]
+
+
 def test_digest_challenge_then_the_right_answer_gets_through() -> None:
     phone, transport, syncs = endpoint(("1001", "secret"))
     phone.datagram_received(notify(), ("127.0.0.1", 5070))

@@ -1,0 +1,238 @@
+"""Several `fleetkey serve` on one PostgreSQL behind a real HAProxy, as docs/deploy.md deploys
+them: the parts tests/integration/test_deployment.py and tests/fleetrun.py (the Show, also run
+by bench/deploy.py) start, never a test module importing another.
+
+Each server has a data directory of its own (its held and unwritten fetch records) whose
+``provisioning`` and ``uploads`` are the one shared directory of the deployment (docs/deploy.md:
+NFS or any shared file system; here the administrator's data directory), and listens on a
+loopback address of its own. HAProxy runs ``docs/deploy/haproxy.cfg`` itself, the addresses
+given in its environment, and logs every request (who answered it) to a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.serving import fleetkey_command, server_env
+
+REPO = Path(__file__).resolve().parent.parent
+HAPROXY_CONFIG = REPO / "docs" / "deploy" / "haproxy.cfg"
+BALANCER_HOST = "127.0.0.10"
+SERVER_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+NAMES = ("serve1", "serve2", "serve3")  # as haproxy.cfg names them
+# the line of totals `fleetkey serve` prints when it stops
+SUMMARY = re.compile(r"(\d+) fetch records written, (\d+) not recorded")
+# "%Ts.%ms %ci %HM %HP %ST %s %rc %Tt %tsc" (haproxy.cfg's log-format)
+REQUEST_LINE = re.compile(
+    r"^(?P<at>\d+\.\d+) (?P<client>\S+) (?P<method>\S+) (?P<path>\S+) (?P<status>-?\d+) "
+    r"(?P<server>\S+) (?P<retries>\+?\d+) (?P<total_ms>-?\d+) (?P<state>\S+)$"
+)
+
+
+def haproxy() -> str:
+    """HAProxy's program (scripts/test-deps installs Debian's)."""
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if found is None:
+        raise AssertionError("haproxy is not installed: run scripts/test-deps as root")
+    return found
+
+
+def free_port_on(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A request HAProxy logged."""
+
+    at: float  # time.time() it was received
+    client: str
+    method: str
+    path: str
+    status: int  # -1: no answer reached the phone
+    server: str  # serveN, or <NOSRV>
+    redispatched: bool  # sent to another server after its first failed
+    total_ms: int
+
+
+@dataclass
+class Balancer:
+    process: subprocess.Popen[bytes]
+    log: Path
+    url: str
+
+    def lines(self) -> list[str]:
+        return self.log.read_text(errors="replace").splitlines()
+
+    def requests(self) -> list[Served]:
+        found = []
+        for line in self.lines():
+            match = REQUEST_LINE.match(line)
+            if match is not None:
+                found.append(
+                    Served(
+                        float(match["at"]),
+                        match["client"],
+                        match["method"],
+                        match["path"],
+                        int(match["status"]),
+                        match["server"],
+                        match["retries"].startswith("+"),
+                        int(match["total_ms"]),
+                    )
+                )
+        return found
+
+    def answered_by(self) -> Counter[str]:
+        """Requests each server answered (a status reached the phone through HAProxy)."""
+        return Counter(r.server for r in self.requests() if r.status > 0)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=20)
+
+
+def start_balancer(work: Path, servers: list[tuple[str, int]]) -> Balancer:
+    """HAProxy in the foreground with docs/deploy/haproxy.cfg, logging to ``work/haproxy.log``."""
+    port = free_port_on(BALANCER_HOST)
+    env = {
+        **os.environ,
+        "FLEETKEY_PHONES_BIND": f"{BALANCER_HOST}:{port}",
+        **{f"FLEETKEY_SERVE_{i + 1}": f"{host}:{p}" for i, (host, p) in enumerate(servers)},
+    }
+    log = work / "haproxy.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [haproxy(), "-db", "-f", str(HAPROXY_CONFIG)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=work,
+        )
+    balancer = Balancer(process, log, f"http://{BALANCER_HOST}:{port}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"haproxy exited {process.returncode}: {log.read_text()}")
+        try:
+            with socket.create_connection((BALANCER_HOST, port), timeout=1):
+                return balancer
+        except OSError:
+            time.sleep(0.1)
+    balancer.stop()
+    raise AssertionError(f"haproxy did not listen within 30 s: {log.read_text()}")
+
+
+@dataclass
+class Server:
+    name: str
+    host: str
+    port: int
+    data: Path
+    process: subprocess.Popen[str]
+    summary: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> str:
+        """SIGTERM; its line of totals (it must exit 0: every record written)."""
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=60)
+        assert self.process.returncode == 0, f"{self.name} exited {self.process.returncode}: {err}"
+        self.summary = out.strip().splitlines()[-1]
+        return self.summary
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.communicate(timeout=30)
+
+
+def server_data(work: Path, name: str, admin: Path) -> Path:
+    """A server's own data directory as docs/deploy.md makes it: its tree and uploads the
+    deployment's shared ones, the admin API's token hash and the feature catalog copied from
+    the administrator's, and no private key (servers sign nothing)."""
+    data = work / name
+    (data / "keys").mkdir(mode=0o700, parents=True)
+    shutil.copy2(admin / "keys" / "api-token.sha256", data / "keys" / "api-token.sha256")
+    shutil.copy2(admin / "features.toml", data / "features.toml")
+    (data / "provisioning").symlink_to(admin / "provisioning")
+    (data / "uploads").symlink_to(admin / "uploads")
+    return data
+
+
+def start_servers(
+    work: Path, shared: Path, database: str, *args: str, hosts: tuple[str, ...] = SERVER_HOSTS
+) -> list[Server]:
+    """`fleetkey serve` on each loopback host, believing X-Forwarded-For from HAProxy (which
+    reaches them from 127.0.0.1); started together, then each awaited."""
+    (shared / "uploads").mkdir(mode=0o700, exist_ok=True)
+    started = []
+    for name, host in zip(NAMES, hosts, strict=False):
+        data = server_data(work, name, shared)
+        env = server_env(data)
+        env["FLEETKEY_DB"] = database
+        port = free_port_on(host)
+        process = subprocess.Popen(
+            [*fleetkey_command(), "serve", "--http", f"{host}:{port}",
+             "--trusted-proxy", "127.0.0.1/32", *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        started.append(Server(name, host, port, data, process))
+    for server in started:
+        assert server.process.stdout is not None
+        first = server.process.stdout.readline()
+        if not first.startswith("fleetkey serving "):
+            for other in started:
+                other.process.kill()
+            raise AssertionError(f"{server.name} did not start: {first!r}")
+    return started
+
+
+@dataclass
+class Poller:
+    """Asks each server directly for a site's license every ``every_s`` and notes when each
+    first served ``expected`` (bytes); its requests are counted (each is a fetch record)."""
+
+    servers: list[Server]
+    path: str
+    expected: bytes
+    every_s: float = 0.05
+    first_seen: dict[str, float] = field(default_factory=dict)  # name → time.time()
+    asked: Counter[str] = field(default_factory=Counter)
+
+    def run_until_all(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        clients = {s.name: httpx.Client(base_url=s.url, timeout=5) for s in self.servers}
+        try:
+            while len(self.first_seen) < len(self.servers) and time.monotonic() < deadline:
+                for server in self.servers:
+                    if server.name in self.first_seen:
+                        continue
+                    reply = clients[server.name].get(self.path)
+                    self.asked[server.name] += 1
+                    if reply.status_code == 200 and reply.content == self.expected:
+                        self.first_seen[server.name] = time.time()
+                time.sleep(self.every_s)
+        finally:
+            for client in clients.values():
+                client.close()
