@@ -12,6 +12,7 @@ from fleetkey.api.app import ApiContext, create_app
 from fleetkey.authority.keyring import passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.ftpoptions import ftp_options, ftp_settings
+from fleetkey.cli.serveworkers import Announce, Pool, Pooled, done, serve_workers, workers_option
 from fleetkey.core.tftp import OptionLimits
 from fleetkey.errors import InputError
 from fleetkey.serve.addresses import HOLD_S
@@ -181,6 +182,7 @@ from fleetkey.ui.session import MAX_SESSION_S, MIN_SESSION_S, SESSION_S
     help="How long a dashboard sign-in lasts (/ui/; a new admin token ends every session).",
 )
 @ftp_options
+@workers_option
 @click.option(
     "--fetch-retention",
     default=DEFAULT_RETENTION_DAYS,
@@ -216,6 +218,7 @@ def serve(
     max_in_flight: int,
     max_downloads: int,
     ui_session_seconds: int,
+    workers: int,
     fetch_retention: int,
     **ftp: Any,
 ) -> None:
@@ -277,27 +280,41 @@ def serve(
         unwritten=env.data.root / "fetches-unwritten.jsonl",
         held=env.data.root / "fetches-held.jsonl",
     )
-    runner = ServerRunner(store, places, env.clock, settings)
-    app = create_app(
-        ApiContext(
-            env.data,
-            store,
-            env.clock,
-            passphrase_from_env(),
-            status=runner.status,
-            metrics=runner.metrics(),
-            health=runner.health,
+
+    def serving(
+        settings: ServeSettings, announce: Announce, pooled: Pooled | None, retention: int
+    ) -> Totals:
+        """One server: this process's, or a worker's (``pooled``: its share of the metrics)."""
+        runner = ServerRunner(store, places, env.clock, settings)
+        share = pooled(runner) if pooled is not None else None
+        app = create_app(
+            ApiContext(
+                env.data,
+                store,
+                env.clock,
+                passphrase_from_env(),
+                status=runner.status,
+                metrics=share.exposition if share is not None else runner.metrics(),
+                health=runner.health,
+            )
         )
-    )
-    install_dashboard(app, UiContext(env.data, store, env.clock, ui_session_seconds))
-    runner.mount(app)
-    # old fetch records rolled up and removed on a thread of their own (store/retention.py)
-    halt = start_pruning(store.engine, env.clock, fetch_retention)
-    where = f"(tree {places.tree}, database {store.safe_url})"
-    try:
-        totals = runner.run(_announcer(settings, where))
-    finally:
-        halt.set()  # a prune under way stops after its current batch
+        install_dashboard(app, UiContext(env.data, store, env.clock, ui_session_seconds))
+        runner.mount(app)
+        if share is not None:
+            runner.tick = share.publish
+        # old fetch records rolled up and removed on a thread of their own (store/retention.py)
+        halt = start_pruning(store.engine, env.clock, retention)
+        try:
+            return runner.run(announce)
+        finally:
+            halt.set()  # a prune under way stops after its current batch
+
+    where = f"(tree {places.tree}, database {store.safe_url}"
+    if workers > 1:
+        pool = Pool(workers, f"{where}, {workers} workers)", fetch_retention)
+        serve_workers(store, settings, pool, serving)
+        return
+    totals = serving(settings, _announcer(settings, where + ")"), None, fetch_retention)
     click.echo(_summary(totals))
     if not totals.complete:
         raise click.exceptions.Exit(1)
@@ -330,10 +347,4 @@ def _announcer(settings: ServeSettings, where: str) -> Callable[[str, str, int],
 
 
 def _summary(totals: Totals) -> str:
-    tftp = f"{totals.tftp_transfers} TFTP transfers, " if totals.tftp_transfers is not None else ""
-    if totals.ftp_transfers is not None:
-        tftp += f"{totals.ftp_transfers} FTP transfers, "
-    return (
-        f"stopped: {totals.requests} requests answered ({totals.busy} busy), {tftp}"
-        f"{totals.written} fetch records written, {totals.not_recorded} not recorded"
-    )
+    return f"stopped: {done(totals)}"

@@ -92,14 +92,20 @@ async def bind_datagrams(
     *,
     protocol: str,
     field: str | None = None,
+    sock: socket.socket | None = None,
 ) -> int:
     """Listen for datagrams at ``host:port`` on the running loop; the port bound (the protocol
-    gets its transport in ``connection_made``). A failed bind raises :func:`listen_error`'s."""
+    gets its transport in ``connection_made``). A failed bind raises :func:`listen_error`'s
+    (``field``: the protocol's name in lower case unless given). ``sock``: a socket bound
+    already (``serve --workers``: the supervisor's)."""
     loop = asyncio.get_running_loop()
     try:
-        transport, _ = await loop.create_datagram_endpoint(
-            protocol_factory, local_addr=(host, port)
-        )
+        if sock is not None:
+            transport, _ = await loop.create_datagram_endpoint(protocol_factory, sock=sock)
+        else:
+            transport, _ = await loop.create_datagram_endpoint(
+                protocol_factory, local_addr=(host, port)
+            )
     except OSError as exc:
-        raise listen_error(protocol, host, port, exc, field=field) from exc
+        raise listen_error(protocol, host, port, exc, field=field or protocol.lower()) from exc
     return int(transport.get_extra_info("sockname")[1])

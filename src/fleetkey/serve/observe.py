@@ -85,35 +85,38 @@ def health(runner: ServerRunner) -> tuple[bool, dict[str, Any]]:
 
 def metrics(runner: ServerRunner) -> Callable[[], bytes]:
     """The Prometheus exposition of this server, rendered at each call."""
+    return exposition(sources(runner))
+
+
+def sources(runner: ServerRunner) -> Sources:
+    """Where this server's metrics are read from (serve/pool.py reads them for its workers)."""
     http, recorder, writer = runner.http, runner.recorder, runner.writer
     tftp, ftp = runner.tftp, runner.ftp
     both = (recorder,) if ftp is None else (recorder, ftp.recorder)
-    return exposition(
-        Sources(
-            answers=lambda: merged(r.answers for r in both),
-            operator=lambda: http.operator_answers,
-            identified=lambda: merged(r.identified for r in both),
-            sent_bytes=lambda: http.bytes_sent,
-            received_bytes=lambda: http.bytes_received,
-            latency=http.latency,
-            rejected=lambda: http.rejected,
-            auth_failures=lambda: runner.auth.failures,
-            queue_depth=lambda: writer.depth,
-            records_written=lambda: writer.written,
-            records_dropped=lambda: not_recorded(runner),
-            registered=lambda: recorder.sightings.registered,
-            posted=lambda: len(runner.view.view.licenses),
-            addresses=lambda: len(runner.pipeline.addresses),
-            tree_files=lambda: len(runner.tree) + len(runner.uploads),
-            held=lambda: writer.held,
-            refusing=lambda: writer.failing_since is not None,
-            episodes=lambda: writer.episodes,
-            recalled=lambda: http.repeats.recalled,
-            remembered=lambda: len(http.repeats),
-            tftp=lambda: tftp.counters if tftp is not None else None,
-            ftp=lambda: ftp.counters if ftp is not None else None,
-            failures=lambda: runner.failures | {"writing fetch records": writer.failures},
-        )
+    return Sources(
+        answers=lambda: merged(r.answers for r in both),
+        operator=lambda: http.operator_answers,
+        identified=lambda: merged(r.identified for r in both),
+        sent_bytes=lambda: http.bytes_sent,
+        received_bytes=lambda: http.bytes_received,
+        latency=http.latency,
+        rejected=lambda: http.rejected,
+        auth_failures=lambda: runner.auth.failures,
+        queue_depth=lambda: writer.depth,
+        records_written=lambda: writer.written,
+        records_dropped=lambda: not_recorded(runner),
+        registered=lambda: recorder.sightings.registered,
+        posted=lambda: len(runner.view.view.licenses),
+        addresses=lambda: len(runner.pipeline.addresses),
+        tree_files=lambda: len(runner.tree) + len(runner.uploads),
+        held=lambda: writer.held,
+        refusing=lambda: writer.failing_since is not None,
+        episodes=lambda: writer.episodes,
+        recalled=lambda: http.repeats.recalled,
+        remembered=lambda: len(http.repeats),
+        tftp=lambda: tftp.counters if tftp is not None else None,
+        ftp=lambda: ftp.counters if ftp is not None else None,
+        failures=lambda: runner.failures | {"writing fetch records": writer.failures},
     )
 
 

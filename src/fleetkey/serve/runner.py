@@ -17,10 +17,11 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -91,6 +92,9 @@ class ServeSettings:
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     address_hold_s: float = HOLD_S
     record_queue: int = CAPACITY  # fetch records in memory before phones are answered busy
+    # listening sockets bound already, by scheme (serve --workers: the supervisor's, bound
+    # once for every worker on the same port); a scheme not in it is bound by its listener
+    listeners: Mapping[str, socket.socket] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,7 @@ class ServerRunner:
             )
         self._started = time.time()
         self._failing: set[str] = set()  # background work failing now (logged once)
+        self.tick: Callable[[], object] | None = None  # on the loop every second (serve/pool.py)
         self.failures: dict[str, int] = {}  # background work's failures, by what it was
 
     def mount(self, app: App) -> None:
@@ -236,6 +241,10 @@ class ServerRunner:
         finally:
             sys.setswitchinterval(switch_interval)
             self.writer.close()
+        return self.totals()
+
+    def totals(self) -> Totals:
+        """What this server has done so far (all of it once ``run`` has returned)."""
         tftp = self.tftp
         return Totals(
             requests=self.http.requests,
@@ -245,7 +254,7 @@ class ServerRunner:
                 if tftp is not None
                 else None
             ),
-            ftp_transfers=sum(self.ftp.recorder.answers.values()) if self.ftp else None,
+            ftp_transfers=sum(dict(self.ftp.recorder.answers).values()) if self.ftp else None,
             written=self.writer.written,
             not_recorded=self._not_recorded(),
         )
@@ -278,16 +287,16 @@ class ServerRunner:
                         ready=_ready(announce, scheme),
                         connections=self.connections,
                         tls=tls,
+                        sock=settings.listeners.get(scheme),
                     )
                 )
         if self.tftp is not None and settings.tftp is not None:
-            servers.append(
-                serve_tftp(self.tftp, *settings.tftp, stop=stop, ready=_ready(announce, "tftp"))
-            )
+            tftp = settings.listeners.get("tftp")
+            ready = _ready(announce, "tftp")
+            servers.append(serve_tftp(self.tftp, *settings.tftp, stop=stop, ready=ready, sock=tftp))
         if self.ftp is not None and settings.ftp is not None:
-            servers.append(
-                serve_ftp(self.ftp, *settings.ftp, stop=stop, ready=_ready(announce, "ftp"))
-            )
+            ftp, ready = settings.listeners.get("ftp"), _ready(announce, "ftp")
+            servers.append(serve_ftp(self.ftp, *settings.ftp, stop=stop, ready=ready, sock=ftp))
         listeners = [loop.create_task(server) for server in servers]
         try:
             await asyncio.gather(*listeners)
@@ -337,6 +346,8 @@ class ServerRunner:
             if stop.is_set():
                 return
             await self._quietly("refreshing the posted licenses", self.view.refresh)
+            if self.tick is not None:
+                self.tick()
             now = loop.time()
             if now - scanned >= SCAN_EVERY_S:
                 scanned = now

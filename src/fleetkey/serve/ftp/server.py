@@ -325,10 +325,10 @@ class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped
 
 
 class _Listener:
-    def __init__(self, service: FtpService, host: str, port: int) -> None:
+    def __init__(self, service: FtpService, host: str, port: int, sock: Any = None) -> None:
         self.ioloop = _Poller()
         try:
-            self.server = FTPServer((host, port), service.handler, ioloop=self.ioloop, backlog=512)
+            self.server = FTPServer(sock or (host, port), service.handler, self.ioloop, 512)
         except OSError as exc:
             self.ioloop.close()
             # pyftpdlib raises OSError(the bind's own error): errno and words are inside
@@ -359,9 +359,10 @@ async def serve_ftp(
     *,
     stop: asyncio.Event,
     ready: Callable[[str, int], None],
+    sock: socket.socket | None = None,
 ) -> None:
-    """Listen until ``stop``; sessions then end (transfers in flight are recorded as cut)."""
-    listener = _Listener(service, host, port)
+    """Listen (on ``sock`` if given: serve --workers) until ``stop``; sessions then end (cut)."""
+    listener = _Listener(service, host, port, sock)
     thread = threading.Thread(target=listener.run, name="fleetkey-ftp", daemon=True)
     thread.start()
     ready(host, listener.port)
@@ -383,9 +384,8 @@ def ftp_alongside(
     uploads: Path,
     settings: FtpSettings,
 ) -> FtpService:
-    """The FTP service of a server whose event loop runs ``main`` and ``recorder``: a pipeline
-    and a recorder of its own (for its thread) over the same view, tree, uploads, record
-    writer and sightings. Its pipeline requires logins: a session is one phone."""
+    """The FTP service beside the event loop's ``main`` and ``recorder``: its own pipeline and
+    recorder (its thread's) over the same view, tree, uploads, writer, sightings; logins only."""
     pipeline = Pipeline(
         view,
         FileTree(main.tree.root),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -29,28 +30,37 @@ async def serve_http(
     limits: RequestLimits | None = None,
     grace_s: float = GRACE_S,
     tls: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve until ``stop`` is set; then stop accepting and let answers in flight finish.
 
     ``connections``: shared by every listener of a server (caps count them all), swept by
     whoever made it; without one, this listener makes and sweeps its own. With ``tls``,
     HTTPS: the handshake is the event loop's (uvloop's SSL transport). A listener that cannot
-    bind raises :class:`ListenError` saying why (serve/listen.py).
+    bind raises :class:`ListenError` saying why (serve/listen.py). ``sock``: a listening socket
+    bound already (``serve --workers``: the supervisor's, one per worker on the same port).
     """
     loop = asyncio.get_running_loop()
     own = connections is None
     registry = connections if connections is not None else Connections()
     chosen = limits or RequestLimits()
     try:
-        server = await loop.create_server(
-            lambda: HttpProtocol(service, chosen, registry, secure=tls is not None),
-            host,
-            port,
-            backlog=4096,
-            reuse_address=True,
-            ssl=tls,
-            ssl_handshake_timeout=10.0 if tls is not None else None,
-        )
+        factory = lambda: HttpProtocol(service, chosen, registry, secure=tls is not None)  # noqa: E731
+        handshake_s = 10.0 if tls is not None else None
+        if sock is not None:
+            server = await loop.create_server(
+                factory, sock=sock, backlog=4096, ssl=tls, ssl_handshake_timeout=handshake_s
+            )
+        else:
+            server = await loop.create_server(
+                factory,
+                host,
+                port,
+                backlog=4096,
+                reuse_address=True,
+                ssl=tls,
+                ssl_handshake_timeout=handshake_s,
+            )
     except OSError as exc:
         scheme = "https" if tls is not None else "http"
         raise listen_error(scheme.upper(), host, port, exc, field=scheme) from exc

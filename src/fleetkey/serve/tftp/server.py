@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -390,8 +391,9 @@ async def serve_tftp(
     stop: asyncio.Event,
     ready: Callable[[str, int], None],
     grace_s: float = 10.0,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Listen until ``stop``; then drain. ``ready(host, port)`` once listening."""
-    ready(host, await bind_datagrams(lambda: server, host, port, protocol="TFTP", field="tftp"))
+    """Listen (at ``sock`` if bound already: serve --workers) until ``stop``; then drain."""
+    ready(host, await bind_datagrams(lambda: server, host, port, protocol="TFTP", sock=sock))
     await stop.wait()
     await server.drain(grace_s)

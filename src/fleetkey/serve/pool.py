@@ -1,0 +1,182 @@
+"""What the workers of ``fleetkey serve --workers N`` share: their counters, one view of them.
+
+Each worker writes a snapshot of its metric families and its totals to ``worker-<i>.json`` in
+the supervisor's directory, every second (the runner's tick, on the event loop: the counters
+are plain dicts the loop writes) and once more when it stops, written whole and renamed into
+place. ``/metrics``, answered by whichever worker the kernel gave the connection, renders its
+own families as they are now, summed with the other workers' latest snapshots (at most a
+second old) and the counters of workers that ended (``retired-<i>-<pid>.json``: the
+supervisor renames a dead worker's last snapshot), so a counter does not fall back when a
+worker is killed and started again. Gauges are summed over the running workers (queue depth,
+transfers in progress), except those every worker reads from the same source (the posted
+licenses, the tree), which are the largest any worker reports.
+
+Why not prometheus-client's multiprocess mode: it counts through ``Counter`` objects whose
+values live in memory-mapped files, one per process, and metrics.py keeps plain integers on
+the request path because a ``Counter.labels().inc()`` costs more than the rest of a license
+answer. Snapshots keep the request path as it is and cost one small file a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from fleetkey.serve.metrics import ServerCollector, Sources
+from fleetkey.serve.runner import Totals
+
+# gauges every worker reads from the same source: the largest, not the sum
+SAME_EVERYWHERE: Final = frozenset(
+    {"fleetkey_posted_licenses", "fleetkey_tree_files_indexed", "fleetkey_fetch_store_refusing"}
+)
+SUMMED: Final = frozenset({"counter", "histogram", "summary"})  # kept from retired workers too
+
+Sample = tuple[str, dict[str, str], float]
+Family = tuple[str, str, str, list[Sample]]  # name, type, help, samples
+
+
+def families(collector: Collector) -> list[Family]:
+    """A collector's families as plain data (JSON-ready)."""
+    return [
+        (m.name, m.type, m.documentation, [(s.name, dict(s.labels), s.value) for s in m.samples])
+        for m in collector.collect()
+    ]
+
+
+class WorkerShare:
+    """One worker's side: publish its snapshot, render the view over every worker."""
+
+    def __init__(
+        self, directory: Path, index: int, sources: Sources, totals: Callable[[], Totals]
+    ) -> None:
+        self.directory, self.index = directory, index
+        self._collector = ServerCollector(sources)
+        self._depth = sources.queue_depth
+        self._totals = totals
+        self._path = directory / f"worker-{index}.json"
+
+    def publish(self, totals: Totals | None = None) -> None:
+        """Write this worker's snapshot (``totals`` given: its last, when it has stopped)."""
+        final = totals is not None
+        snapshot = {
+            "pid": os.getpid(),
+            "final": final,
+            "depth": 0 if final else self._depth(),
+            "totals": dataclasses.asdict(totals if totals is not None else self._totals()),
+            "families": families(self._collector),
+        }
+        partial = self._path.with_suffix(".part")
+        partial.write_text(json.dumps(snapshot))
+        partial.replace(self._path)
+
+    def exposition(self) -> bytes:
+        """The text exposition over every worker, rendered now."""
+        others = []
+        for path in sorted(self.directory.glob("*.json")):
+            if path != self._path:
+                snapshot = _read(path)
+                if snapshot is not None:
+                    others.append((snapshot["families"], path.name.startswith("worker-")))
+        merged = merge([(families(self._collector), True), *others])
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Fixed(merged))
+        return generate_latest(registry)
+
+
+def merge(snapshots: Iterable[tuple[list[Family], bool]]) -> list[Metric]:
+    """Families of several workers as one: ``(families, running)``; a worker that is not
+    running any more brings its counters and histograms, not its gauges."""
+    kinds: dict[str, tuple[str, str]] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    running = 0
+    for found, alive in snapshots:
+        running += alive
+        for name, kind, text, samples in found:
+            if kind not in SUMMED and not alive:
+                continue
+            kinds.setdefault(name, (kind, text))
+            family = values.setdefault(name, {})
+            for sample, labels, value in samples:
+                key = (sample, tuple(sorted(labels.items())))
+                if name in SAME_EVERYWHERE:
+                    family[key] = max(family.get(key, value), value)
+                else:
+                    family[key] = family.get(key, 0.0) + value
+    merged = []
+    for name, (kind, text) in kinds.items():
+        metric = Metric(name, text, kind)
+        for (sample, pairs), value in values[name].items():
+            metric.add_sample(sample, dict(pairs), value)
+        merged.append(metric)
+    workers = Metric("fleetkey_workers", "Serving processes counted in this view", "gauge")
+    workers.add_sample("fleetkey_workers", {}, float(running))
+    merged.append(workers)
+    return merged
+
+
+class _Fixed(Collector):
+    def __init__(self, found: list[Metric]) -> None:
+        self._found = found
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._found)
+
+
+def retire(directory: Path, index: int, pid: int) -> None:
+    """The supervisor's side, when worker ``index`` (process ``pid``) has ended: its last
+    snapshot stays in the sums as a retired worker's, and its successor starts afresh."""
+    path = directory / f"worker-{index}.json"
+    if path.exists():
+        path.replace(directory / f"retired-{index}-{pid}.json")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolTotals:
+    """What every worker did, for the line the supervisor prints at the end."""
+
+    totals: Totals
+    workers: int  # processes started in all (restarts included)
+    killed: int  # ended without their last snapshot (killed, crashed)
+    lost: int  # fetch records in the killed workers' queues at their last snapshot
+
+
+def read_totals(directory: Path) -> PoolTotals:
+    """Sum the retired workers' totals (call once every worker has ended and been retired).
+    A killed worker's are those of its last snapshot (at most a second old); the records
+    then waiting in its queue count as not recorded."""
+    sums: dict[str, int | None] = {}
+    workers = killed = lost = 0
+    for path in sorted(directory.glob("retired-*.json")):
+        snapshot = _read(path)
+        if snapshot is None:
+            continue
+        workers += 1
+        if not snapshot["final"]:
+            killed += 1
+            lost += int(snapshot["depth"])
+        for name, value in snapshot["totals"].items():
+            if value is not None:
+                sums[name] = (sums.get(name) or 0) + int(value)
+            else:
+                sums.setdefault(name, None)
+    sums["not_recorded"] = (sums.get("not_recorded") or 0) + lost
+    fields = {f.name for f in dataclasses.fields(Totals)}
+    totals = Totals(**{name: sums.get(name, 0) for name in fields})  # type: ignore[arg-type]
+    return PoolTotals(totals, workers, killed, lost)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """A snapshot, or None when it is gone (retired meanwhile) or was never written whole."""
+    try:
+        found: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found
