@@ -117,6 +117,7 @@ class _Worker:
     pid: int
     started: float  # time.monotonic()
     report: int | None  # read end of its report pipe until it said ready (or failed)
+    ready: bool = False
 
 
 class Supervisor:
@@ -208,7 +209,7 @@ class Supervisor:
 
     def _await_ready(self) -> FleetkeyError | None:
         deadline = time.monotonic() + START_S
-        while any(w.report is not None for w in self.workers.values()):
+        while not all(w.ready for w in self.workers.values()):
             if self._signalled({signal.SIGTERM, signal.SIGINT}):
                 return FleetkeyError("stopped by a signal before every worker listened")
             for worker in list(self.workers.values()):
@@ -241,6 +242,7 @@ class Supervisor:
             return None  # it ended: _ended says so
         message = json.loads(said.decode().splitlines()[0])
         if message.get("ready"):
+            worker.ready = True
             return None
         return FleetkeyError(message["error"], hint=message["hint"], field=message["field"])
 

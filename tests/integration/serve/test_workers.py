@@ -1,0 +1,276 @@
+"""`fleetkey serve --workers 2` as a process: two workers on one HTTP port and one TFTP port,
+real clients (httpx, curl's TFTP), a worker killed and started again, SIGTERM and SIGINT that
+stop every worker with every record written, /metrics over both, and what is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import wait_until
+from tests.serving import (
+    MAC,
+    RunningServer,
+    fleet_env,
+    fleetkey_command,
+    make_fleet,
+    start_server,
+)
+
+CURL = shutil.which("curl") or "curl"  # scripts/test-deps installs it
+UA = f"FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{MAC}) Type/Application"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    data, env = fleet_env(tmp_path_factory, "workers")
+    make_fleet(data, env)
+    return data, env
+
+
+def workers_of(server: RunningServer) -> list[int]:
+    """The supervisor's children: its workers' process ids."""
+    pid = server.process.pid
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def fetch_count(server: RunningServer) -> int:
+    found = json.loads(server.cli("fetches", "--json", "--limit", "100000"))
+    return len(found)
+
+
+def metric(text: str, name: str) -> float:
+    """The sum of a metric's samples in an exposition."""
+    return sum(float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def licenses(url: str, count: int) -> list[int]:
+    """``count`` license requests, each on a new connection (the kernel spreads connections
+    over the workers, not requests)."""
+    statuses = []
+    for _ in range(count):
+        with httpx.Client(base_url=url, headers={"user-agent": UA}) as phone:
+            statuses.append(phone.get(f"/{MAC}-license.cfg").status_code)
+    return statuses
+
+
+def tftp_get(port: int, name: str, into: Path) -> bytes:
+    subprocess.run(
+        [CURL, "-sS", "--fail", "-o", str(into), f"tftp://127.0.0.1:{port}/{name}"],
+        check=True,
+        timeout=60,
+    )
+    return into.read_bytes()
+
+
+def stopped(server: RunningServer, signum: int = signal.SIGTERM) -> tuple[str, str]:
+    server.process.send_signal(signum)
+    out, err = server.process.communicate(timeout=120)
+    assert server.process.returncode == 0, err
+    return out, err
+
+
+def totals(line: str) -> tuple[int, int, int]:
+    """Requests answered, fetch records written, not recorded, from the totals line."""
+    found = re.search(
+        r"(\d+) requests answered .* (\d+) fetch records written, (\d+) not recorded", line
+    )
+    assert found is not None, line
+    return int(found.group(1)), int(found.group(2)), int(found.group(3))
+
+
+class TestServing:
+    def test_two_workers_answer_http_and_tftp_on_one_port_each_and_record_every_answer(
+        self, fleet: tuple[Path, dict[str, str]], tmp_path: Path
+    ) -> None:
+        data, env = fleet
+        server = start_server(
+            data, env, "--workers", "2", "--http", "127.0.0.1:0", "--tftp", "127.0.0.1:0"
+        )
+        assert server.process.stdout is not None
+        tftp_line = server.process.stdout.readline()
+        assert "2 workers" in tftp_line
+        tftp_port = int(tftp_line.split()[2].rsplit(":", 1)[1])
+        before = fetch_count(server)
+        try:
+            assert len(workers_of(server)) == 2
+            assert licenses(server.url, 60) == [200] * 60
+            license_file = (data / "provisioning" / f"{MAC}-license.cfg").read_bytes()
+            for number in range(6):
+                got = tftp_get(tftp_port, f"{MAC}-license.cfg", tmp_path / f"{number}.cfg")
+                assert got == license_file
+        finally:
+            out, _ = stopped(server)
+        line = out.strip().splitlines()[-1]
+        assert line.startswith("stopped: 2 workers: 60 requests answered (0 busy), "), line
+        assert "6 TFTP transfers" in line
+        _, written, lost = totals(line)
+        assert (written, lost) == (66, 0)
+        assert fetch_count(server) - before == 66
+
+    def test_metrics_answered_by_either_worker_sum_both(
+        self, fleet: tuple[Path, dict[str, str]]
+    ) -> None:
+        data, env = fleet
+        server = start_server(data, env, "--workers", "2")
+        try:
+            assert licenses(server.url, 40) == [200] * 40
+            time.sleep(1.5)  # every worker's snapshot is at most a second old
+            scrapes = [httpx.get(f"{server.url}/metrics").text for _ in range(8)]
+        finally:
+            stopped(server)
+        for text in scrapes:
+            assert metric(text, "fleetkey_fetches_total") == 40
+            assert metric(text, "fleetkey_workers") == 2
+            assert metric(text, "fleetkey_posted_licenses") == 2  # not 4: the same in both
+            assert metric(text, "fleetkey_http_request_duration_seconds_count") >= 40
+
+
+class TestRestartsAndStops:
+    def test_a_killed_worker_is_started_again_and_its_port_keeps_answering(
+        self, fleet: tuple[Path, dict[str, str]]
+    ) -> None:
+        data, env = fleet
+        server = start_server(data, env, "--workers", "2")
+        try:
+            assert licenses(server.url, 20) == [200] * 20
+            time.sleep(1.5)  # the killed worker's counters are in its last snapshot
+            first, second = workers_of(server)
+            os.kill(second, signal.SIGKILL)
+            wait_until(lambda: second not in workers_of(server) and len(workers_of(server)) == 2)
+            assert first in workers_of(server)
+            assert licenses(server.url, 40) == [200] * 40  # both sockets answered again
+            time.sleep(1.5)
+            text = httpx.get(f"{server.url}/metrics").text
+        finally:
+            out, err = stopped(server)
+        assert f"worker 2 (pid {second}) killed by SIGKILL: starting another" in err
+        assert metric(text, "fleetkey_fetches_total") == 60  # the dead worker's stay counted
+        line = out.strip().splitlines()[-1]
+        assert line.startswith("stopped: 3 workers (1 ended early and restarted; 0 fetch records")
+        answered, written, lost = totals(line)
+        assert (answered, written, lost) == (61, 60, 0)  # and /metrics, not a fetch
+
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+    def test_a_stop_under_load_writes_a_record_for_every_answer_of_every_worker(
+        self, tmp_path_factory: pytest.TempPathFactory, signum: int
+    ) -> None:
+        data, env = fleet_env(tmp_path_factory, "workers-stop")
+        make_fleet(data, env)
+        self._stop_under_load(data, env, signum)
+
+    @pytest.mark.postgres
+    def test_on_postgresql_each_worker_writes_every_record_of_its_own(
+        self, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    ) -> None:
+        data, env = fleet_env(tmp_path_factory, "workers-pg")
+        env["FLEETKEY_DB"] = request.getfixturevalue("postgres_server").create_database()
+        make_fleet(data, env)
+        self._stop_under_load(data, env, signal.SIGTERM)
+
+    def _stop_under_load(self, data: Path, env: dict[str, str], signum: int) -> None:
+        server = start_server(data, env, "--workers", "2")
+        received: list[int] = []
+        failed: list[int] = []
+        going = threading.Event()
+        going.set()
+
+        def phone() -> None:
+            while going.is_set():
+                try:
+                    received.append(licenses(server.url, 1)[0])
+                except httpx.HTTPError:
+                    failed.append(1)
+                    return  # the server stopped listening
+
+        threads = [threading.Thread(target=phone) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(received) >= 200, 60)
+        out, _ = stopped(server, signum)
+        going.clear()
+        for thread in threads:
+            thread.join(30)
+        line = out.strip().splitlines()[-1]
+        answered, written, lost = totals(line)
+        assert lost == 0
+        assert written == answered  # no operator requests: every answer is a fetch record
+        assert fetch_count(server) == written
+        # every answer a phone got was recorded; an answer cut at the stop may not have arrived
+        assert set(received) == {200}
+        assert len(received) <= written <= len(received) + len(failed)
+
+
+def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`fleetkey serve ARGS` that is expected to stop by itself."""
+    return subprocess.run(
+        [*fleetkey_command(), "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestRefused:
+    @pytest.mark.parametrize(
+        ("given", "said"),
+        [
+            ("0", "0 workers: give 1 to 64"),
+            ("-1", "-1 workers: give 1 to 64"),
+            ("abc", "'abc' is not a number of workers nor 'auto'"),
+            ("65", "65 workers: give 1 to 64"),
+            ("", "'' is not a number of workers nor 'auto'"),
+        ],
+    )
+    def test_a_worker_count_that_is_not_one_is_a_usage_error(
+        self, fleet: tuple[Path, dict[str, str]], given: str, said: str
+    ) -> None:
+        _, env = fleet
+        done = serve(env, "--workers", given, "--http", "127.0.0.1:0")
+        assert done.returncode == 2, done.stderr
+        assert "Invalid value for '--workers'" in done.stderr
+        assert said in done.stderr
+        assert "fleetkey serving" not in done.stdout
+
+    def test_a_port_in_use_is_said_once_and_no_worker_starts(
+        self, fleet: tuple[Path, dict[str, str]]
+    ) -> None:
+        _, env = fleet
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            done = serve(env, "--workers", "2", "--http", f"127.0.0.1:{port}")
+        assert done.returncode == 1
+        assert done.stdout == ""
+        assert done.stderr.startswith(
+            f"error: cannot listen for HTTP on 127.0.0.1:{port}: the port is already in use"
+        )
+        assert "hint: another program listens on HTTP port" in done.stderr
+
+    def test_another_serve_with_workers_on_the_same_port_is_refused_not_joined(
+        self, fleet: tuple[Path, dict[str, str]]
+    ) -> None:
+        """SO_REUSEPORT lets a process of the same user join the port: bound alone first,
+        a second `serve --workers` is refused instead of taking half the phones."""
+        data, env = fleet
+        server = start_server(data, env, "--workers", "2")
+        try:
+            done = serve(env, "--workers", "2", "--http", f"127.0.0.1:{server.port}")
+        finally:
+            stopped(server)
+        assert done.returncode == 1
+        assert "the port is already in use" in done.stderr
