@@ -1,7 +1,7 @@
 """HTTP throughput: `fleetkey serve` (every fetch recorded) next to nginx, same files, same run.
 
     .venv/bin/python bench/http.py [--files 10000] [--seconds 10] [--rounds 3] [--connections 64]
-                                   [--json]
+                                   [--workers 1] [--json]
 
 Needs wrk and nginx (Debian packages; `apt-get install -y wrk nginx`). Each server runs pinned to
 core 0, wrk to core 1; wrk requests 10,000 distinct <mac>-license.cfg files from a Lua script,
@@ -9,13 +9,20 @@ with keep-alive and with `Connection: close`. nginx: 1 worker, access log on, th
 disk (the provisioning tree fleetkey writes). Both servers run from the start; each round
 measures them in turn (the order turned every round), and the figures are medians over the
 rounds. Prints requests/s, p99 latency and the ratios.
+
+`--workers N` (N > 1): `fleetkey serve --workers N` next to nginx with `worker_processes N` and
+to a one-worker `fleetkey serve` (the baseline `--workers` must beat by 1.5x), nothing pinned:
+servers and wrk (N threads) share the cores, so each one's CPU is reported apart (a server's
+workers included, from /proc; wrk's from its rusage).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -36,7 +43,7 @@ end
 """
 
 NGINX = """
-worker_processes 1;
+worker_processes %(workers)d;
 daemon off;
 pid %(base)s/nginx.pid;
 error_log %(base)s/nginx-error.log;
@@ -56,14 +63,14 @@ def need(program: str) -> str:
     return found
 
 
-def wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[float, float]:
+def wrk(
+    url: str, script: Path, seconds: int, connections: int, workers: int = 1
+) -> tuple[float, float]:
     result = subprocess.run(
         [
-            "taskset",
-            "-c",
-            "1",
+            *pinned(1, workers),
             need("wrk"),
-            "-t1",
+            f"-t{workers}",
             f"-c{connections}",
             f"-d{seconds}s",
             "--latency",
@@ -87,6 +94,44 @@ def wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[float, 
 
 
 MODES: Final = ("keep-alive", "close")
+TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def pinned(core: int, workers: int) -> list[str]:
+    """One worker: each program on its core (taskset); several: nothing pinned."""
+    return ["taskset", "-c", str(core)] if workers == 1 else []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live children (a server's workers)."""
+    total = 0.0
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        found = []
+    for each in (pid, *map(int, found)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def measured(
+    url: str, script: Path, args: argparse.Namespace, server: int
+) -> tuple[float, float, float, float]:
+    """wrk against ``url``: requests/s, p99 ms, the server's and wrk's CPU (% of a core)."""
+    used, own = cpu_seconds(server), resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.monotonic()
+    rps, p99 = wrk(url, script, args.seconds, args.connections, args.workers)
+    wall = time.monotonic() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime
+    return rps, p99, 100 * (cpu_seconds(server) - used) / wall, 100 * spent / wall
+
+
+Run = tuple[float, float, float, float]  # requests/s, p99 ms, server CPU %, wrk CPU %
 
 
 def main() -> None:
@@ -95,15 +140,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-http-"))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
     env = bench_env(base)
-    runs: dict[str, dict[str, list[tuple[float, float]]]] = {
-        name: {mode: [] for mode in MODES} for name in ("nginx", "fleetkey")
-    }
-    summary = ""
+    names = ("nginx", "fleetkey", "fleetkey-1") if args.workers > 1 else ("nginx", "fleetkey")
+    runs: dict[str, dict[str, list[Run]]] = {name: {mode: [] for mode in MODES} for name in names}
+    summaries: list[str] = []
     try:
         tree = issue_phone_licenses(base, env, args.files)
         open_tree_to_baselines(base)
@@ -112,56 +157,63 @@ def main() -> None:
             scripts[mode] = base / f"{mode}.lua"
             scripts[mode].write_text(LUA % {"files": args.files, "extra": extra})
         nginx_conf = base / "nginx.conf"
-        nginx_conf.write_text(NGINX % {"base": base, "port": 18180, "root": tree})
-        nginx = subprocess.Popen(["taskset", "-c", "0", need("nginx"), "-c", str(nginx_conf)])
-        server = subprocess.Popen(
-            ["taskset", "-c", "0", *FLEETKEY, "serve", "--http", "127.0.0.1:0"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        nginx_conf.write_text(
+            NGINX % {"base": base, "port": 18180, "root": tree, "workers": args.workers}
         )
+        nginx = subprocess.Popen([*pinned(0, args.workers), need("nginx"), "-c", str(nginx_conf)])
+        servers = {"nginx": nginx}
+        urls = {"nginx": "http://127.0.0.1:18180/"}
+        for name, workers in (("fleetkey", args.workers), ("fleetkey-1", 1))[: len(names) - 1]:
+            servers[name] = subprocess.Popen(
+                [*pinned(0, args.workers), *FLEETKEY, "serve", "--http", "127.0.0.1:0",
+                 "--workers", str(workers)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            assert servers[name].stdout is not None
+            urls[name] = servers[name].stdout.readline().split()[2] + "/"  # type: ignore[union-attr]
         try:
-            assert server.stdout is not None
-            urls = {
-                "nginx": "http://127.0.0.1:18180/",
-                "fleetkey": server.stdout.readline().split()[2] + "/",
-            }
             time.sleep(1)
-            # rounds, the two servers in turn and the order turned every round: this VM's
-            # speed drifts between runs, and this way the drift falls on both alike
+            # rounds, the servers in turn and the order turned every round: this VM's speed
+            # drifts between runs, and this way the drift falls on all alike
             for number in range(args.rounds):
-                names = ("nginx", "fleetkey") if number % 2 == 0 else ("fleetkey", "nginx")
-                for name in names:
+                turn = number % len(names)
+                for name in names[turn:] + names[:turn]:
                     for mode, script in scripts.items():
                         runs[name][mode].append(
-                            wrk(urls[name], script, args.seconds, args.connections)
+                            measured(urls[name], script, args, servers[name].pid)
                         )
         finally:
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(30)
-            server.send_signal(signal.SIGTERM)
-            summary = server.communicate(timeout=120)[0].strip()
+            for name in names[1:]:
+                servers[name].send_signal(signal.SIGTERM)
+                summaries.append(servers[name].communicate(timeout=120)[0].strip())
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    report(args, runs, summary)
+    report(args, runs, summaries)
 
 
 def report(
-    args: argparse.Namespace, runs: dict[str, dict[str, list[tuple[float, float]]]], summary: str
+    args: argparse.Namespace, runs: dict[str, dict[str, list[Run]]], summaries: list[str]
 ) -> None:
     medians = {
-        name: {mode: statistics.median(rps for rps, _ in values) for mode, values in modes.items()}
+        name: {mode: statistics.median(run[0] for run in values) for mode, values in modes.items()}
         for name, modes in runs.items()
     }
     ratios = {mode: medians["fleetkey"][mode] / medians["nginx"][mode] for mode in MODES}
-    # each round's own ratios: its two servers ran minutes apart at most
+    if "fleetkey-1" in medians:
+        for mode in MODES:
+            ratios[f"{mode} to one worker"] = (
+                medians["fleetkey"][mode] / medians["fleetkey-1"][mode]
+            )
+    # each round's own ratios: its servers ran minutes apart at most
     paired = {
         mode: [
-            mine / theirs
-            for (mine, _), (theirs, _) in zip(
-                runs["fleetkey"][mode], runs["nginx"][mode], strict=True
-            )
+            mine[0] / theirs[0]
+            for mine, theirs in zip(runs["fleetkey"][mode], runs["nginx"][mode], strict=True)
         ]
         for mode in MODES
     }
@@ -173,34 +225,51 @@ def report(
                     "median_rps": medians,
                     "ratios": ratios,
                     "ratios_by_round": paired,
-                    "fleetkey": summary,
+                    "fleetkey": summaries,
+                    "load": os.getloadavg(),
                 },
                 indent=2,
             )
         )
         return
+    where = (
+        "servers on core 0, wrk on core 1"
+        if args.workers == 1
+        else f"{args.workers} workers each, wrk -t{args.workers}, nothing pinned"
+    )
     print(
         f"{args.files} distinct license files, {args.connections} connections, {args.rounds} "
-        f"rounds of {args.seconds} s per server and mode, servers in turn; servers on core 0, "
-        "wrk on core 1"
+        f"rounds of {args.seconds} s per server and mode, servers in turn; {where}"
     )
     for name, modes in runs.items():
         for mode, values in modes.items():
-            rounds = " ".join(f"{rps:,.0f}" for rps, _ in values)
-            p99 = statistics.median(p99 for _, p99 in values)
+            rounds = " ".join(f"{run[0]:,.0f}" for run in values)
+            p99 = statistics.median(run[1] for run in values)
+            cpu = statistics.median(run[2] for run in values)
+            wrk_cpu = statistics.median(run[3] for run in values)
             print(
-                f"  {name:<9} {mode:<11} median {medians[name][mode]:>10,.0f} req/s   "
-                f"p99 {p99:7.2f} ms   rounds: {rounds}"
+                f"  {name:<10} {mode:<11} median {medians[name][mode]:>10,.0f} req/s   "
+                f"p99 {p99:7.2f} ms   server CPU {cpu:4.0f} %   wrk CPU {wrk_cpu:4.0f} %   "
+                f"rounds: {rounds}"
             )
     print(
         f"  ratio keep-alive {ratios['keep-alive']:.2f}x (target 0.8)   "
         f"close {ratios['close']:.2f}x (target 0.75)   (ratios of the medians)"
     )
+    if "fleetkey-1" in medians:
+        print(
+            f"  {args.workers} workers to one: keep-alive "
+            f"{ratios['keep-alive to one worker']:.2f}x   close "
+            f"{ratios['close to one worker']:.2f}x (target 1.5)"
+        )
     print(
         "  round by round:"
         + "".join(f"   {mode} {' '.join(f'{r:.2f}x' for r in paired[mode])}" for mode in MODES)
     )
-    print(f"  {summary}")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"  load average at the end: {load}")
+    for summary in summaries:
+        print(f"  {summary}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,224 @@
+"""Boot storm: N phone boots against one `fleetkey serve --workers W`, next to one worker and to
+nginx with `worker_processes W`, same tree, same run.
+
+    .venv/bin/python bench/storm.py [--boots 20000] [--phones 20000] [--workers 2]
+                                    [--concurrency 256] [--rounds 3] [--tmp DIR] [--json]
+
+Needs gcc and nginx (with the DAV module, as Debian builds it). The fleet, the boot and the
+generator are bench/boot.py's (domain.md §5.1: eleven requests a boot, two log PUTs, about
+54 % 404s, a quarter of the phones tagging `(SN:…)`, every phone from its own 127.x address,
+one keep-alive connection per boot), built with the CLI; each phone PUTs its logs once to
+every server first, so the storm's PUTs replace files. A storm is ``--boots`` boots, 256 at
+once, as fast as the server answers them: boots/s and p99 latency over the whole storm.
+
+Nothing is pinned: the servers and the generator share both cores, as they would on a
+2-core box under a real storm, so each process's CPU is reported apart (the servers' from
+/proc, their workers included; the generator's from its own getrusage) with the machine's
+load average before each storm. Each round storms the three servers in turn (the order turned
+every round); figures are medians over the rounds. At the end both fleetkey servers are
+stopped with SIGTERM and the fetch records in their database are compared with every answer
+the generator received from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from benchfleet import FLEETKEY, bench_env, open_tree_to_baselines, stop_servers
+from boot import NGINX, SEED_STEPS, SEQUENCE, build_fleet, free_port, need, wait_listening
+
+TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live children (a server's workers)."""
+    total = 0.0
+    for each in (pid, *children(pid)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def storm(
+    bootload: Path, sequence: Path, port: int, server: int, boots: int, first: int,
+    args: argparse.Namespace,
+) -> dict[str, Any]:  # fmt: skip
+    load = os.getloadavg()[0]
+    used = cpu_seconds(server)
+    began = time.monotonic()
+    result = subprocess.run(
+        [
+            str(bootload), "--port", str(port), "--sequence", str(sequence),
+            "--phones", str(args.phones), "--concurrency", str(args.concurrency),
+            "--tagged", "0.25", "--mode", "keepalive", "--warmup", "0", "--seconds", "3600",
+            "--boots", str(boots), "--first", str(first),
+        ],
+        capture_output=True, text=True, check=True, timeout=3600,
+    )  # fmt: skip
+    wall = time.monotonic() - began
+    run: dict[str, Any] = json.loads(result.stdout)
+    run["load_before"] = load
+    run["server_cpu_pct"] = 100.0 * (cpu_seconds(server) - used) / wall
+    return run
+
+
+def start_fleetkey(
+    env: dict[str, str], base: Path, workers: int
+) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [*FLEETKEY, "serve", "--http", "127.0.0.1:0", "--workers", str(workers)],
+        env=env,
+        cwd=base,  # not bench/: its http.py would shadow the standard library's
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    banner = process.stdout.readline().split()  # fleetkey serving http://HOST:PORT ...
+    if len(banner) < 3:
+        raise SystemExit(f"fleetkey serve did not start: {process.communicate()[1]}")
+    return process, int(banner[2].rsplit(":", 1)[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boots", type=int, default=20_000)
+    parser.add_argument("--phones", type=int, default=20_000)
+    parser.add_argument("--sites", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=256, help="phones booting at once")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tmp", help="directory for the run's files (/dev/shm: no disk)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    names = ("nginx", f"fleetkey-{args.workers}", "fleetkey-1")
+    base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-storm-", dir=args.tmp))
+    base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
+    env = bench_env(base)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    answered = 0
+    summaries: list[str] = []
+    try:
+        bootload = base / "bootload"
+        source = Path(__file__).with_name("bootload.c")
+        subprocess.run([need("gcc"), "-O2", "-o", str(bootload), str(source)], check=True)
+        sequence = base / "sequence.txt"
+        sequence.write_text(SEQUENCE)
+        seed = base / "seed.txt"
+        seed.write_text("".join(f"{line}\n" for line in SEED_STEPS))
+        tree = build_fleet(base, env, args.phones, args.sites)
+        open_tree_to_baselines(base)
+        uploads = base / "nginx-uploads"
+        for directory in (uploads, base / "nginx-body"):
+            directory.mkdir()
+            directory.chmod(0o777)  # written by nginx's unprivileged worker
+        nginx_port = free_port()
+        conf = NGINX % {"base": base, "port": nginx_port, "root": tree, "uploads": uploads}
+        (base / "nginx.conf").write_text(
+            conf.replace("worker_processes 1;", f"worker_processes {args.workers};")
+        )
+        nginx = subprocess.Popen([need("nginx"), "-c", str(base / "nginx.conf")], text=True)
+        many, many_port = start_fleetkey(env, base, args.workers)
+        one, one_port = start_fleetkey(env, base, 1)
+        servers = {names[0]: (nginx, nginx_port), names[1]: (many, many_port),
+                   names[2]: (one, one_port)}  # fmt: skip
+        try:
+            for name, (process, port) in servers.items():
+                wait_listening(port, process, name)
+            time.sleep(1)
+            for name, (process, port) in servers.items():  # phones that booted before
+                done = storm(bootload, seed, port, process.pid, args.phones, 0, args)
+                answered += done["answers_total"] if name != "nginx" else 0
+            first = dict.fromkeys(names, 0)
+            for number in range(args.rounds):
+                order = names[number % 3 :] + names[: number % 3]
+                for name in order:
+                    process, port = servers[name]
+                    run = storm(bootload, sequence, port, process.pid, args.boots, first[name],
+                                args)  # fmt: skip
+                    first[name] = run["next_phone"]
+                    runs[name].append(run)
+                    answered += run["answers_total"] if name != "nginx" else 0
+        finally:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(30)
+            for fleetkey in (many, one):
+                summaries.append(stop_servers([fleetkey]))
+        with sqlite3.connect(base / "data" / "fleetkey.db") as db:
+            recorded = db.execute("SELECT count(*) FROM fetches").fetchone()[0]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    report(args, runs, summaries, recorded, answered)
+
+
+def report(
+    args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], summaries: list[str],
+    recorded: int, answered: int,
+) -> None:  # fmt: skip
+    def median(name: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[name])
+
+    names = list(runs)
+    rates = {name: median(name, "boots_per_s") for name in names}
+    many, one, nginx = rates[names[1]], rates[names[2]], rates[names[0]]
+    figures = {
+        "boots_per_s": rates,
+        "p99_ms": {name: median(name, "p99_ms") for name in names},
+        "server_cpu_pct": {name: median(name, "server_cpu_pct") for name in names},
+        "generator_cpu_pct": {name: median(name, "cpu_pct") for name in names},
+        "errors": {name: sum(run["errors_total"] for run in runs[name]) for name in names},
+        "load_before": {name: [run["load_before"] for run in runs[name]] for name in names},
+        "ratio_to_one_worker": many / one,
+        "ratio_to_nginx": many / nginx,
+        "records": recorded,
+        "answers": answered,
+        "fleetkey": summaries,
+    }
+    if args.json:
+        print(json.dumps({**figures, "rounds": runs}, indent=2))
+        return
+    print(
+        f"{args.boots} boots a storm ({args.concurrency} at once, keep-alive, 11 requests a "
+        f"boot), {args.rounds} rounds, servers in turn, nothing pinned (2 cores shared)"
+    )
+    for name in names:
+        rounds = " ".join(f"{run['boots_per_s']:,.0f}" for run in runs[name])
+        loads = " ".join(f"{load:.1f}" for load in figures["load_before"][name])
+        print(
+            f"  {name:<11} {rates[name]:>8,.0f} boots/s  p99 {figures['p99_ms'][name]:7.2f} ms  "
+            f"server CPU {figures['server_cpu_pct'][name]:5.0f} %  generator CPU "
+            f"{figures['generator_cpu_pct'][name]:4.0f} %  errors {figures['errors'][name]}  "
+            f"rounds: {rounds}  load before: {loads}"
+        )
+    print(
+        f"  {names[1]} / {names[2]}: {many / one:.2f}x (target 1.5)   "
+        f"{names[1]} / nginx: {many / nginx:.2f}x (target 0.8)"
+    )
+    print(f"  fetch records {recorded:,} for {answered:,} answers from fleetkey")
+    for line in summaries:
+        print(f"  {line}")
+
+
+if __name__ == "__main__":
+    main()
