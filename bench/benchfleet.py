@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +12,14 @@ from pathlib import Path
 from typing import Final
 
 FLEETKEY: Final = [sys.executable, "-m", "fleetkey"]
+# wrk's request script: GET <mac>-license.cfg of `files` phones in turn (bench/http.py)
+LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", string.format("/0004f2%%06x-license.cfg", counter %% %(files)d)%(extra)s)
+end
+"""
 
 
 def bench_env(base: Path) -> dict[str, str]:
@@ -61,3 +71,45 @@ def stop_servers(servers: list[subprocess.Popen[str]]) -> str:
         if server is servers[-1] and out:
             summary = out.strip().splitlines()[-1]
     return summary
+
+
+def need(program: str) -> str:
+    found = shutil.which(program) or shutil.which(program, path="/usr/sbin")
+    if found is None:
+        raise SystemExit(f"this benchmark needs {program}: apt-get install -y wrk nginx")
+    return found
+
+
+def pinned(core: int, workers: int) -> list[str]:
+    """One worker: each program on its core (taskset); several: nothing pinned."""
+    return ["taskset", "-c", str(core)] if workers == 1 else []
+
+
+def wrk(
+    url: str, script: Path, seconds: int, connections: int, workers: int = 1
+) -> tuple[float, float]:
+    result = subprocess.run(
+        [
+            *pinned(1, workers),
+            need("wrk"),
+            f"-t{workers}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    )
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", result.stdout)
+    assert p99 is not None
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if errors:
+        raise SystemExit(f"{url}: {errors.group(1)} non-2xx answers during the run")
+    return rps, float(p99.group(1)) * scale

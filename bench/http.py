@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -32,15 +31,16 @@ import time
 from pathlib import Path
 from typing import Final
 
-from benchfleet import FLEETKEY, bench_env, issue_phone_licenses, open_tree_to_baselines
-
-LUA = """
-counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format("GET", string.format("/0004f2%%06x-license.cfg", counter %% %(files)d)%(extra)s)
-end
-"""
+from benchfleet import (
+    FLEETKEY,
+    LUA,
+    bench_env,
+    issue_phone_licenses,
+    need,
+    open_tree_to_baselines,
+    pinned,
+    wrk,
+)
 
 NGINX = """
 worker_processes %(workers)d;
@@ -56,50 +56,8 @@ http {
 """
 
 
-def need(program: str) -> str:
-    found = shutil.which(program) or shutil.which(program, path="/usr/sbin")
-    if found is None:
-        raise SystemExit(f"bench/http.py needs {program}: apt-get install -y wrk nginx")
-    return found
-
-
-def wrk(
-    url: str, script: Path, seconds: int, connections: int, workers: int = 1
-) -> tuple[float, float]:
-    result = subprocess.run(
-        [
-            *pinned(1, workers),
-            need("wrk"),
-            f"-t{workers}",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    )
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", result.stdout)
-    assert p99 is not None
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if errors:
-        raise SystemExit(f"{url}: {errors.group(1)} non-2xx answers during the run")
-    return rps, float(p99.group(1)) * scale
-
-
 MODES: Final = ("keep-alive", "close")
 TICKS: Final = os.sysconf("SC_CLK_TCK")
-
-
-def pinned(core: int, workers: int) -> list[str]:
-    """One worker: each program on its core (taskset); several: nothing pinned."""
-    return ["taskset", "-c", str(core)] if workers == 1 else []
 
 
 def cpu_seconds(pid: int) -> float:
@@ -163,18 +121,19 @@ def main() -> None:
         nginx = subprocess.Popen([*pinned(0, args.workers), need("nginx"), "-c", str(nginx_conf)])
         servers = {"nginx": nginx}
         urls = {"nginx": "http://127.0.0.1:18180/"}
-        for name, workers in (("fleetkey", args.workers), ("fleetkey-1", 1))[: len(names) - 1]:
-            servers[name] = subprocess.Popen(
-                [*pinned(0, args.workers), *FLEETKEY, "serve", "--http", "127.0.0.1:0",
-                 "--workers", str(workers)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )  # fmt: skip
-            assert servers[name].stdout is not None
-            urls[name] = servers[name].stdout.readline().split()[2] + "/"  # type: ignore[union-attr]
         try:
+            for name, workers in (("fleetkey", args.workers), ("fleetkey-1", 1))[: len(names) - 1]:
+                servers[name] = subprocess.Popen(
+                    [*pinned(0, args.workers), *FLEETKEY, "serve", "--http", "127.0.0.1:0",
+                     "--workers", str(workers)],
+                    env=env,
+                    cwd=base,  # not bench/: its http.py would shadow the standard library's
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )  # fmt: skip
+                assert servers[name].stdout is not None
+                urls[name] = servers[name].stdout.readline().split()[2] + "/"  # type: ignore[union-attr]
             time.sleep(1)
             # rounds, the servers in turn and the order turned every round: this VM's speed
             # drifts between runs, and this way the drift falls on all alike
@@ -189,6 +148,8 @@ def main() -> None:
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(30)
             for name in names[1:]:
+                if name not in servers:
+                    continue  # it did not start
                 servers[name].send_signal(signal.SIGTERM)
                 summaries.append(servers[name].communicate(timeout=120)[0].strip())
     finally:

@@ -1,0 +1,139 @@
+"""SQLite under `fleetkey serve --workers N`: does one writer waiting for the database's write
+lock hold up the answers of the workers?
+
+    .venv/bin/python bench/contention.py [--files 10000] [--seconds 10] [--rounds 3]
+                                         [--workers 2] [--hold 0.3] [--json]
+
+Needs wrk. One `serve --workers N` on SQLite (each worker writes its own records, in batches of
+a second, on its writer thread); wrk with keep-alive over distinct license files, nothing
+pinned. Each round measures it twice, in turn: as it is (the workers' writers take turns at
+the lock), and with a contender, a third connection that takes the write lock (`BEGIN
+IMMEDIATE`) and keeps it ``--hold`` seconds of every second, so that every batch of every
+worker waits for it. Reports requests/s, p99 latency and records written per second (the
+database's count over the window, after the writers caught up) with and without the contender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchfleet import FLEETKEY, LUA, bench_env, issue_phone_licenses, wrk
+
+
+def count(database: Path) -> int:
+    with sqlite3.connect(database, timeout=60) as db:
+        found: int = db.execute("SELECT count(*) FROM fetches").fetchone()[0]
+        return found
+
+
+def contend(database: Path, hold_s: float, stop: threading.Event) -> None:
+    """Hold the write lock ``hold_s`` of every second until ``stop``."""
+    db = sqlite3.connect(database, timeout=60, isolation_level=None)
+    try:
+        while not stop.is_set():
+            db.execute("BEGIN IMMEDIATE")
+            time.sleep(hold_s)
+            db.execute("COMMIT")
+            stop.wait(1.0 - hold_s)
+    finally:
+        db.close()
+
+
+def window(
+    url: str, script: Path, database: Path, args: argparse.Namespace, hold_s: float
+) -> dict[str, float]:
+    stop = threading.Event()
+    contender = threading.Thread(target=contend, args=(database, hold_s, stop))
+    before = count(database)
+    if hold_s:
+        contender.start()
+    began = time.monotonic()
+    rps, p99 = wrk(url, script, args.seconds, args.connections, args.workers)
+    wall = time.monotonic() - began
+    stop.set()
+    if hold_s:
+        contender.join()
+    time.sleep(2.5)  # the writers flush at least every second
+    return {"rps": rps, "p99_ms": p99, "records_per_s": (count(database) - before) / wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--hold", type=float, default=0.3, help="seconds of every second")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-contention-"))
+    env = bench_env(base)
+    runs: dict[str, list[dict[str, float]]] = {"alone": [], "contended": []}
+    summary = ""
+    try:
+        issue_phone_licenses(base, env, args.files)
+        script = base / "keep-alive.lua"
+        script.write_text(LUA % {"files": args.files, "extra": ""})
+        server = subprocess.Popen(
+            [*FLEETKEY, "serve", "--http", "127.0.0.1:0", "--workers", str(args.workers)],
+            env=env,
+            cwd=base,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        database = base / "data" / "fleetkey.db"
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split()[2] + "/"
+            time.sleep(1)
+            for number in range(args.rounds):
+                order = ("alone", "contended") if number % 2 == 0 else ("contended", "alone")
+                for name in order:
+                    hold = args.hold if name == "contended" else 0.0
+                    runs[name].append(window(url, script, database, args, hold))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            summary = server.communicate(timeout=300)[0].strip().splitlines()[-1]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    report(args, runs, summary)
+
+
+def report(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]], summary: str) -> None:
+    medians: dict[str, Any] = {
+        name: {key: statistics.median(run[key] for run in found) for key in found[0]}
+        for name, found in runs.items()
+    }
+    if args.json:
+        print(json.dumps({"rounds": runs, "medians": medians, "fleetkey": summary}, indent=2))
+        return
+    print(
+        f"serve --workers {args.workers} on SQLite, wrk keep-alive -t{args.workers} "
+        f"-c{args.connections}, {args.rounds} rounds of {args.seconds} s each way; contender: "
+        f"the write lock held {args.hold} s of every second"
+    )
+    for name, figures in medians.items():
+        print(
+            f"  {name:<10} {figures['rps']:>9,.0f} req/s   p99 {figures['p99_ms']:7.2f} ms   "
+            f"{figures['records_per_s']:>9,.0f} records/s"
+        )
+    print(f"  load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"  {summary}")
+
+
+if __name__ == "__main__":
+    main()
