@@ -82,7 +82,7 @@ def serve_workers(store: Store, settings: ServeSettings, pool: Pool, serving: Se
         "tftp": settings.tftp,
         "ftp": settings.ftp,
     }
-    listeners = bind_listeners(addresses, pool.workers)
+    listeners = bind_listeners(addresses, pool.workers, settings.trusted_proxies)
     shared = Path(tempfile.mkdtemp(prefix="fleetkey-workers-"))
     try:
         store.engine.dispose()  # no connection of the supervisor's goes into a worker

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -38,6 +39,8 @@ SAME_EVERYWHERE: Final = frozenset(
     {"fleetkey_posted_licenses", "fleetkey_tree_files_indexed", "fleetkey_fetch_store_refusing"}
 )
 SUMMED: Final = frozenset({"counter", "histogram", "summary"})  # kept from retired workers too
+
+log = logging.getLogger(__name__)
 
 Sample = tuple[str, dict[str, str], float]
 Family = tuple[str, str, str, list[Sample]]  # name, type, help, samples
@@ -62,6 +65,7 @@ class WorkerShare:
         self._depth = sources.queue_depth
         self._totals = totals
         self._path = directory / f"worker-{index}.json"
+        self._failing = False  # logged once a failing episode
 
     def publish(self, totals: Totals | None = None) -> None:
         """Write this worker's snapshot (``totals`` given: its last, when it has stopped)."""
@@ -74,8 +78,15 @@ class WorkerShare:
             "families": families(self._collector),
         }
         partial = self._path.with_suffix(".part")
-        partial.write_text(json.dumps(snapshot))
-        partial.replace(self._path)
+        try:
+            partial.write_text(json.dumps(snapshot))
+            partial.replace(self._path)
+        except OSError:  # the disk full, the directory gone: the next second tries again
+            if not self._failing:
+                log.exception("writing worker %d's metrics snapshot failed", self.index + 1)
+            self._failing = True
+            return
+        self._failing = False
 
     def exposition(self) -> bytes:
         """The text exposition over every worker, rendered now."""

@@ -2,11 +2,11 @@
 
 The supervisor binds every listener before any worker exists (a port in use is said once, and
 nothing starts): for HTTP, HTTPS and TFTP one socket per worker on the same port with
-``SO_REUSEPORT``, so the kernel spreads connections (TCP) and request datagrams (TFTP, by the
-phone's address and port: a transfer stays with the worker that got its request) over the
-workers; FTP one socket, served by the first worker only (see docs/serve.md). It keeps those
-sockets open while it runs and forks the workers, each of which serves its own socket: when a
-worker dies its socket stays bound, what arrives meanwhile waits in its queue, and the worker
+``SO_REUSEPORT``, so the kernel spreads connections (TCP) and request datagrams (TFTP) over
+the workers, every request of one address to the same worker (serve/steering.py); FTP one
+socket, served by the first worker only (see docs/serve.md). It keeps those sockets open while
+it runs and forks the workers, each of which serves its own socket: when a worker dies its
+socket stays bound, what arrives meanwhile waits in its queue, and the worker
 started in its place (at once; after a pause if it died young) answers it.
 
 Each worker is a whole ``ServerRunner`` with its own record writer, view and counters: on
@@ -30,12 +30,13 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from fleetkey.errors import FleetkeyError
 from fleetkey.serve.listen import listen_error
+from fleetkey.serve.steering import steer
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,21 @@ class Listener:
 
 
 def bind_listeners(
-    addresses: Mapping[str, tuple[str, int] | None], workers: int
+    addresses: Mapping[str, tuple[str, int] | None],
+    workers: int,
+    proxies: Iterable[object] = (),
 ) -> dict[str, Listener]:
-    """Bind every listener for ``workers`` workers; a failure closes what was bound and raises
-    serve/listen.py's :class:`ListenError`."""
+    """Bind every listener for ``workers`` workers, each address's requests steered to one
+    worker (serve/steering.py; ``proxies``: the trusted proxies, left to the kernel's hash); a
+    failure closes what was bound and raises serve/listen.py's :class:`ListenError`."""
     bound: dict[str, Listener] = {}
     try:
         for scheme, address in addresses.items():
             if address is not None:
                 bound[scheme] = _bind(scheme, *address, 1 if scheme == "ftp" else workers)
+                many = bound[scheme].sockets
+                if len(many) > 1 and not steer(many[0], len(many), proxies):
+                    log.warning("%s: requests are spread by the kernel's hash", scheme.upper())
     except BaseException:
         close_listeners(bound)
         raise

@@ -137,6 +137,45 @@ class TestServing:
             assert metric(text, "fleetkey_http_request_duration_seconds_count") >= 40
 
 
+def tftp_from(source: str, port: int, name: str) -> bytes:
+    """A TFTP read from ``source`` (a fresh source port, as each of a phone's transfers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+        phone.bind((source, 0))
+        phone.settimeout(10)
+        phone.sendto(b"\x00\x01" + name.encode() + b"\x00octet\x00", ("127.0.0.1", port))
+        received = b""
+        while True:
+            packet, server = phone.recvfrom(1024)
+            assert packet[:2] == b"\x00\x03", packet  # DATA
+            received += packet[4:]
+            phone.sendto(b"\x00\x04" + packet[2:4], server)
+            if len(packet) - 4 < 512:
+                return received
+
+
+class TestIdentity:
+    def test_a_tftp_phone_is_known_by_its_address_on_every_transfer_whatever_the_worker(
+        self, fleet: tuple[Path, dict[str, str]]
+    ) -> None:
+        """Each transfer comes from a new source port; the address steers them all to the
+        worker that heard the phone name itself, so its site license is its site's."""
+        data, env = fleet
+        server = start_server(data, env, "--workers", "2", "--http", "off", "--tftp", "0")
+        site_license = (data / "provisioning" / "000000000000-license.cfg").read_bytes()
+        try:
+            for last in range(5, 11):  # six phones' addresses, spread over both workers
+                tftp_from(f"127.0.0.{last}", server.port, f"{MAC}-directory.xml")
+                for _ in range(4):
+                    got = tftp_from(f"127.0.0.{last}", server.port, "000000000000-license.cfg")
+                    assert got == site_license
+        finally:
+            stopped(server)
+        found = json.loads(server.cli("fetches", "--mac", MAC, "--json", "--limit", "1000"))
+        site = [r for r in found if r["path"].endswith("000000000000-license.cfg")]
+        assert len(site) == 24
+        assert {r["identified_by"] for r in site} == {"address"}
+
+
 class TestRestartsAndStops:
     def test_a_killed_worker_is_started_again_and_its_port_keeps_answering(
         self, fleet: tuple[Path, dict[str, str]]

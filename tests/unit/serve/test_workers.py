@@ -4,9 +4,12 @@ is a small function, and the listeners it binds."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
+import time
 from collections.abc import Callable
+from ipaddress import ip_network
 
 import pytest
 
@@ -89,3 +92,63 @@ class TestSupervisor:
         supervisor = Supervisor(1, bound, dying, lambda i, p: None)
         with pytest.raises(FleetkeyError, match="worker 1 ended before it listened"):
             supervisor.run(lambda: None)
+
+
+def receiving(sockets: tuple[socket.socket, ...], source: str, port: int, sends: int) -> set[int]:
+    """Which of ``sockets`` got the datagrams ``source`` sent from ``sends`` source ports."""
+    for _ in range(sends):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+            phone.bind((source, 0))
+            phone.sendto(b"x", ("127.0.0.1", port))
+    got: set[int] = set()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select(list(sockets), [], [], 0.1)
+        for sock in readable:
+            sock.recvfrom(16)
+            got.add(sockets.index(sock))
+        if not readable and got:
+            break
+    return got
+
+
+class TestSteering:
+    def test_every_datagram_of_an_address_goes_to_one_worker_and_addresses_spread(self) -> None:
+        bound = bind_listeners({"tftp": ("127.0.0.1", 0)}, 2)
+        try:
+            tftp = bound["tftp"]
+            chosen = []
+            for last in range(2, 22):
+                got = receiving(tftp.sockets, f"127.0.0.{last}", tftp.port, 8)
+                assert len(got) == 1, f"127.0.0.{last} went to {got}"
+                chosen.append(got.pop())
+            assert set(chosen) == {0, 1}
+        finally:
+            close_listeners(bound)
+
+    def test_every_connection_of_an_address_goes_to_one_worker(self) -> None:
+        bound = bind_listeners({"http": ("127.0.0.1", 0)}, 2)
+        try:
+            http = bound["http"]
+            for last in range(2, 8):
+                accepted = set()
+                for _ in range(6):
+                    with socket.socket() as phone:
+                        phone.bind((f"127.0.0.{last}", 0))
+                        phone.connect(("127.0.0.1", http.port))
+                        readable, _, _ = select.select(list(http.sockets), [], [], 2)
+                        for sock in readable:
+                            sock.accept()[0].close()
+                            accepted.add(http.sockets.index(sock))
+                assert len(accepted) == 1
+        finally:
+            close_listeners(bound)
+
+    def test_a_trusted_proxys_connections_are_spread_by_the_kernel(self) -> None:
+        bound = bind_listeners({"tftp": ("127.0.0.1", 0)}, 2, [ip_network("127.0.0.9/32")])
+        try:
+            tftp = bound["tftp"]
+            assert receiving(tftp.sockets, "127.0.0.9", tftp.port, 40) == {0, 1}
+            assert len(receiving(tftp.sockets, "127.0.0.10", tftp.port, 20)) == 1
+        finally:
+            close_listeners(bound)
