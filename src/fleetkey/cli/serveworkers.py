@@ -84,13 +84,17 @@ def serve_workers(store: Store, settings: ServeSettings, pool: Pool, serving: Se
     }
     listeners = bind_listeners(addresses, pool.workers, settings.trusted_proxies)
     shared = Path(tempfile.mkdtemp(prefix="fleetkey-workers-"))
+    secret = os.urandom(32)
     try:
         store.engine.dispose()  # no connection of the supervisor's goes into a worker
 
         def work(index: int, sockets: Sockets, ready: Callable[[], None]) -> int:
             store.engine.dispose(close=False)  # the supervisor's pool is not this process's
             mine = dataclasses.replace(
-                settings, listeners=sockets, ftp=settings.ftp if index == 0 else None
+                settings,
+                listeners=sockets,
+                ftp=settings.ftp if index == 0 else None,
+                auth_secret=secret,  # a nonce one worker gave is good at the others
             )
             waiting = set(sockets)
 

@@ -95,6 +95,7 @@ class ServeSettings:
     # listening sockets bound already, by scheme (serve --workers: the supervisor's, bound
     # once for every worker on the same port); a scheme not in it is bound by its listener
     listeners: Mapping[str, socket.socket] = field(default_factory=dict)
+    auth_secret: bytes | None = None  # Digest nonces' key (serve --workers: one for all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,7 @@ class ServerRunner:
             )
         if settings.unknown is UnknownPolicy.REGISTER and site is None:
             log.info("unknown phones register only through /<site>/ paths (no registration site)")
-        self.auth = DeviceAuth(settings.auth, self.view.credentials)
+        self.auth = DeviceAuth(settings.auth, self.view.credentials, secret=settings.auth_secret)
         self.tree = FileTree(places.tree)
         self.uploads = FileTree(places.uploads, kind=ContentKind.UPLOAD)
         self._layout = LayoutScanner(places.tree)

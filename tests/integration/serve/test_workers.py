@@ -21,6 +21,7 @@ import pytest
 from tests.helpers import wait_until
 from tests.serving import (
     MAC,
+    SITE,
     RunningServer,
     fleet_env,
     fleetkey_command,
@@ -174,6 +175,28 @@ class TestIdentity:
         site = [r for r in found if r["path"].endswith("000000000000-license.cfg")]
         assert len(site) == 24
         assert {r["identified_by"] for r in site} == {"address"}
+
+    def test_a_digest_nonce_one_worker_gave_is_good_at_the_other(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """Behind a trusted proxy (here 127.0.0.1) connections are spread by the kernel's
+        hash; a phone that reuses its nonce on a new connection must not be challenged again
+        by the worker that did not give it."""
+        data, env = fleet_env(tmp_path_factory, "workers-digest")
+        make_fleet(data, env, f"mac,site,model,user,password\n{MAC},{SITE},VVX_500,vvx,s3cret\n")
+        server = start_server(
+            data, env, "--workers", "2", "--auth", "digest", "--trusted-proxy", "127.0.0.1"
+        )
+        auth = httpx.DigestAuth("vvx", "s3cret")  # keeps the challenge, counts the nonce
+        answers = []
+        try:
+            for _ in range(20):
+                with httpx.Client(base_url=server.url, auth=auth) as phone:  # a new connection
+                    answers.append(phone.get(f"/{MAC}-license.cfg"))
+        finally:
+            stopped(server)
+        assert [a.status_code for a in answers] == [200] * 20
+        assert [len(a.history) for a in answers[1:]] == [0] * 19  # never challenged again
 
 
 class TestRestartsAndStops:
