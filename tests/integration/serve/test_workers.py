@@ -4,6 +4,8 @@ stop every worker with every record written, /metrics over both, and what is ref
 
 from __future__ import annotations
 
+import ftplib
+import io
 import json
 import os
 import re
@@ -26,6 +28,7 @@ from tests.serving import (
     fleet_env,
     fleetkey_command,
     make_fleet,
+    start_ftp,
     start_server,
 )
 
@@ -152,6 +155,26 @@ def tftp_from(source: str, port: int, name: str) -> bytes:
             phone.sendto(b"\x00\x04" + packet[2:4], server)
             if len(packet) - 4 < 512:
                 return received
+
+    def test_ftp_is_served_by_the_first_worker_and_counted_in_the_totals(
+        self, fleet: tuple[Path, dict[str, str]]
+    ) -> None:
+        data, env = fleet
+        served = start_ftp(data, env, "--workers", "2", "--ftp-shared-login", "PlcmSpIp:PlcmSpIp")
+        license_file = (data / "provisioning" / f"{MAC}-license.cfg").read_bytes()
+        try:
+            for _ in range(4):  # a session each: whichever worker HTTP went to, one FTP
+                with ftplib.FTP(timeout=30) as client:  # noqa: S321  # FTP is under test
+                    client.connect("127.0.0.1", served.port)
+                    client.login("PlcmSpIp", "PlcmSpIp")
+                    body = io.BytesIO()
+                    client.retrbinary(f"RETR {MAC}-license.cfg", body.write)
+                    assert body.getvalue() == license_file
+        finally:
+            out, _ = stopped(served.running)
+        line = out.strip().splitlines()[-1]
+        assert "4 FTP transfers" in line
+        assert totals(line)[1:] == (4, 0)
 
 
 class TestIdentity:
