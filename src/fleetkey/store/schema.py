@@ -219,6 +219,21 @@ class FetchDayRow(Base):
     p99_ms: Mapped[float] = mapped_column(Float)
 
 
+class BootDayRow(Base):
+    """A day (UTC) of boots in the raw fetch records, tallied once the day is over
+    (store/bootdays.py): what the boot-cost measure reads instead of the newest records."""
+
+    __tablename__ = "boot_days"
+
+    # UTC days since the epoch, as fetches.day
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    boots: Mapped[int] = mapped_column(BigInteger)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    spans_ms: Mapped[str] = mapped_column(Text)  # JSON {"<boot length, ms>": boots}
+    firmware: Mapped[int] = mapped_column(BigInteger)  # boots left out: they downloaded an image
+
+
 class FetchBatchRow(Base):
     """A batch of fetch records a writer committed (so a retried batch is never written twice)."""
 
