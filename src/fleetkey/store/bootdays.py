@@ -31,6 +31,7 @@ from fleetkey.core.rollout.plan import BootCost
 from fleetkey.store import fetches
 from fleetkey.store.records import utc
 from fleetkey.store.schema import BootDayRow, FetchRow
+from fleetkey.store.texts import path_of
 
 ENOUGH_BOOTS: Final = 20_000  # about what the newest 200,000 records held (12 requests a boot)
 LOOKBACK_DAYS: Final = 7  # days before the newest a measure may reach back to
@@ -45,7 +46,8 @@ def as_date(day: int) -> date:
 def tally_day(connection: Connection, day: int) -> BootTally:
     """The boots of one day's raw records (phones' only), read by the (day, mac) index."""
     rows = connection.execute(
-        select(FetchRow.mac, FetchRow.at, FetchRow.path, FetchRow.bytes)
+        select(FetchRow.mac, FetchRow.at, path_of.text, FetchRow.bytes)
+        .join(path_of, path_of.id == FetchRow.path_id)
         .where(FetchRow.day == day, FetchRow.mac.is_not(None))
         .order_by(FetchRow.mac, FetchRow.at, FetchRow.id)
     )

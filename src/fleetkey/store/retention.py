@@ -38,6 +38,7 @@ from fleetkey.store.fetches import forget_batches
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.records import utc
 from fleetkey.store.schema import FetchDayRow, FetchRow, PhoneRow
+from fleetkey.store.texts import path_of
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +220,9 @@ def _read_day(connection: Connection, day: date, limit: int | None) -> dict[str,
             FetchRow.status,
             FetchRow.bytes,
             FetchRow.duration_ms,
-            FetchRow.path,
+            path_of.text,
         )
+        .join(path_of, path_of.id == FetchRow.path_id)
         .outerjoin(PhoneRow, PhoneRow.mac == FetchRow.mac)
         .where(FetchRow.at >= start, FetchRow.at < end)
     )

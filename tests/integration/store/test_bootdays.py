@@ -16,6 +16,7 @@ from fleetkey.store import bootdays, fetches, retention
 from fleetkey.store.records import FetchRecord, utc
 from fleetkey.store.schema import BootDayRow, FetchRow
 from fleetkey.store.store import Store
+from fleetkey.store.texts import path_of
 
 TODAY = datetime(2026, 6, 10, tzinfo=UTC)
 MACS = [f"0004f2{i:06x}" for i in range(12)]
@@ -46,7 +47,8 @@ def raw_cost(store: Store, before_day: int) -> BootCost:
     """The measure over every raw phone record of the days before ``before_day``."""
     with store.transaction() as session:
         rows = session.execute(
-            select(FetchRow.mac, FetchRow.at, FetchRow.path, FetchRow.bytes)
+            select(FetchRow.mac, FetchRow.at, path_of.text, FetchRow.bytes)
+            .join(path_of, path_of.id == FetchRow.path_id)
             .where(FetchRow.day < before_day, FetchRow.mac.is_not(None))
             .order_by(FetchRow.mac, FetchRow.at, FetchRow.id)
         ).all()
