@@ -296,7 +296,7 @@ def from_records(
     the time of the oldest record kept (None when there is none)."""
     table = cast(Table, FetchRow.__table__)
     if "path" in {c["name"] for c in inspect(connection).get_columns("fetches")}:
-        # before migration 0015 (migration 0011 rebuilds the state at that revision)
+        # before migration 0017 (migration 0011 rebuilds the state at that revision)
         legacy = sa_table("fetches", *(column(name) for name in (*RECORD_COLUMNS, "id")))
         statement = select(*(legacy.c[name] for name in RECORD_COLUMNS)).where(
             legacy.c.mac.is_not(None)

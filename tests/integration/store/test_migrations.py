@@ -201,9 +201,9 @@ LEGACY_RECORD = (
 )
 
 
-def test_0015_keeps_each_path_and_user_agent_once_and_loses_nothing(store_url: str) -> None:
+def test_0017_keeps_each_path_and_user_agent_once_and_loses_nothing(store_url: str) -> None:
     store = Store(store_url)
-    migrate.upgrade(store.engine, "0014")
+    migrate.upgrade(store.engine, "0016")
     sqlite = store_url.startswith("sqlite")
     at = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
     agents = ["FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application", None, "é/1.0"]
@@ -249,7 +249,7 @@ def test_0015_keeps_each_path_and_user_agent_once_and_loses_nothing(store_url: s
     with store.transaction() as session:
         read = fetches.query(session, limit=None)
     assert [(r.path, r.user_agent) for r in read] == [(r["path"], r["agent"]) for r in rows]
-    migrate.downgrade(store.engine, "0014")
+    migrate.downgrade(store.engine, "0016")
     with store.engine.connect() as connection:
         assert connection.execute(sa.text(LEGACY_RECORD)).all() == before
     store.close()

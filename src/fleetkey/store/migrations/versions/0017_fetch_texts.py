@@ -1,7 +1,7 @@
 """fetches: the path and User-Agent kept once each in fetch_texts, records holding their ids
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-11-30
 
 Measured on bench/history.py's traffic (docs/store.md): a raw record took ~205 bytes with its
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
