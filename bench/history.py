@@ -16,9 +16,12 @@ it times, in-process through click, best of three:
   phones show     `fleetkey phones show MAC`
   fetches --mac   `fleetkey fetches --mac MAC` (the newest 50 of a phone's raw records)
   rollout plan    `fleetkey rollout plan ID --capacity 500 --deadline (in 60 days) --dry-run`
-                  (measures the boot cost from the newest fetch records)
+                  (the boot cost from the daily tallies, store/bootdays.py)
+  raw boot cost   the boot-cost measure as it was before those tallies (the newest 200,000
+                  records read into Python), the baseline of alerts and rollout plan
 and the writer's rate: --writer-records records of one boot storm through FetchWriter, on its
-thread, until committed. Prints the raw records kept, the roll-ups, and the database's size.
+thread, until committed. Prints the raw records kept, the roll-ups, the database's size and
+its bytes per raw record kept. The phones' User-Agents carry their MAC (one per phone).
 The commands run with the real clock; the simulated days end today.
 """
 
@@ -47,6 +50,7 @@ from sqlalchemy import func, select, text  # noqa: E402  # after the path is set
 
 from fleetkey.cli.main import cli  # noqa: E402  # after the path is set
 from fleetkey.core.license import LicenseType  # noqa: E402
+from fleetkey.core.rollout import cost  # noqa: E402  # after the path is set
 from fleetkey.store import fetches, registry, retention  # noqa: E402  # after the path is set
 from fleetkey.store.fetches import StoreSink  # noqa: E402  # after the path is set
 from fleetkey.store.records import FetchRecord  # noqa: E402  # after the path is set
@@ -57,7 +61,9 @@ from fleetkey.store.writer import FetchWriter  # noqa: E402  # after the path is
 from tests.pg import PostgresServer  # noqa: E402  # the harness starts a throwaway server
 
 PASSPHRASE = "bench"  # noqa: S105  # a throwaway data directory's passphrase
-AGENT = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application"
+# tagged with the phone's MAC (device.prov.tagSerialNo=1, domain.md): a User-Agent per phone,
+# the most the store's table of texts (store/texts.py) has to keep
+AGENT = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{mac}) Type/Application"
 BATCH = 50_000
 DAY = timedelta(days=1)
 
@@ -116,13 +122,14 @@ def day_traffic(
         for n, (path, status, size, digest) in enumerate(steps):
             found.append(
                 FetchRecord(path, "http", status, size, 1.0 + n, boot + timedelta(seconds=n),
-                            mac=mac, digest=digest, remote_addr=address, user_agent=AGENT)
+                            mac=mac, digest=digest, remote_addr=address,
+                            user_agent=AGENT.format(mac=mac))
             )  # fmt: skip
         for poll in range(1, 7):
             at = start + (boot - start + timedelta(hours=3 * poll)) % DAY
             found.append(
                 FetchRecord("/000000000000.cfg", "http", 304, 0, 0.7, at, mac=mac,
-                            remote_addr=address, user_agent=AGENT)
+                            remote_addr=address, user_agent=AGENT.format(mac=mac))
             )  # fmt: skip
     return found
 
@@ -160,6 +167,14 @@ def counts(store: Store) -> dict[str, int]:
         }
 
 
+def raw_boot_cost(store: Store) -> None:
+    """The boot-cost measure as alerts and rollout plan made it before the daily tallies
+    (store/bootdays.py): the newest 200,000 records read into Python. The baseline, timed on
+    the same store in the same run."""
+    with store.transaction() as session:
+        cost.measure(fetches.recent_requests(session))
+
+
 def measure(
     runner: CliRunner, store: Store, url: str, mac: str, license_id: int, storm: list[FetchRecord]
 ) -> dict[str, Any]:
@@ -184,8 +199,11 @@ def measure(
         ),
         "writer rec/s": writer_rate(store, storm),
     }
+    found["raw boot cost s"] = best_of(3, lambda: raw_boot_cost(store))  # before boot_days
     found.update(counts(store))
-    found["database MB"] = size_bytes(store, url) / 1e6
+    size = size_bytes(store, url)
+    found["database MB"] = size / 1e6
+    found["B/record"] = size / max(found["raw records"], 1)
     return found
 
 

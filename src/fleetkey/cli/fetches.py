@@ -8,15 +8,14 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Final, TextIO
+from typing import Final
 
 import click
 
-from fleetkey.cli import history
+from fleetkey.cli import exporting, history
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.render import moment_text
 from fleetkey.cli.tables import (
@@ -42,7 +41,6 @@ PATH_FLOOR: Final = 26  # /0004f2000001-license.cfg stays on one line
 SCRIPT_ROWS: Final = 1000  # records --json and --csv print by default
 FOLLOW_ROWS: Final = 10  # records --follow shows before the new ones
 POLL_S: Final = 0.5  # how often --follow asks the store for new records
-EXPORT_CHUNK: Final = 10_000  # records formatted at a time by export
 _STATUS = re.compile(r"([1-5])(\d\d|xx)", re.IGNORECASE)
 _AGO = re.compile(r"(\d{1,6})([smhd])")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -281,11 +279,11 @@ def replay_fetches(env: Env, path: Path, as_json: bool) -> None:
 @click.option(
     "--format",
     "file_format",
-    type=click.Choice(["csv"]),
+    type=click.Choice(exporting.FORMATS),
     default="csv",
     show_default=True,
-    help="CSV (RFC 4180, the columns of --csv). Parquet would need pyarrow, which fleetkey "
-    "does not depend on.",
+    help="CSV (RFC 4180, the columns of --csv), or Parquet (typed columns; needs --output and "
+    "pyarrow: pip install 'fleetkey[parquet]').",
 )
 @click.option(
     "--output",
@@ -303,34 +301,28 @@ def export_fetches(env: Env, since: str, until: str, file_format: str, into: Pat
         raise click.UsageError("give --since and --until")
     if start >= end:
         raise click.UsageError(f"--since {since} is not before --until {until}")
+    if file_format == "parquet":
+        if into is None:
+            raise click.UsageError("--format parquet writes a file: give --output FILE")
+        exporting.pyarrow_modules()  # before anything is read or written
     store = env.store()
     with store.engine.connect() as connection:
         records = fetch_records.between(connection, start, end)
-        if into is None:
-            written = _write_csv(sys.stdout, records)
+        if file_format == "parquet" and into is not None:
+            written = exporting.write_parquet(into, records)
+        elif into is None:
+            written = exporting.write_csv(sys.stdout, records, COLUMNS, _full_row)
         else:
             partial = into.with_name(f".{into.name}.partial")
             with partial.open("w", encoding="utf-8", newline="") as handle:
-                written = _write_csv(handle, records)
+                written = exporting.write_csv(handle, records, COLUMNS, _full_row)
             partial.replace(into)
     if into is not None:
         env.err.print(f"{written} fetch records written to {into}", markup=False)
 
 
-def _write_csv(handle: TextIO, records: Iterator[FetchRecord]) -> int:
-    written = 0
-    handle.write(csv_text(COLUMNS, []))
-    chunk: list[list[str]] = []
-    for record in records:
-        chunk.append(_row(record, full=True))
-        if len(chunk) == EXPORT_CHUNK:
-            handle.write(csv_text(COLUMNS, chunk).split("\r\n", 1)[1])
-            written += len(chunk)
-            chunk.clear()
-    if chunk:
-        handle.write(csv_text(COLUMNS, chunk).split("\r\n", 1)[1])
-        written += len(chunk)
-    return written
+def _full_row(record: FetchRecord) -> list[str]:
+    return _row(record, full=True)
 
 
 fetches.add_command(history.prune)

@@ -29,7 +29,7 @@ from fleetkey.cli.tables import (
 )
 from fleetkey.clock import today
 from fleetkey.core.rollout.windows import Window
-from fleetkey.store import inventory, pages
+from fleetkey.store import inventory, pages, phonestate
 from fleetkey.store.licensestate import key_states
 from fleetkey.store.records import Site, phone_json, site_json
 
@@ -314,6 +314,10 @@ def show_phone(env: Env, mac: str, as_json: bool) -> None:
     on = today(env.clock)
     with env.store().transaction() as session:
         phone = inventory.phone(session, mac)
+        seen = phonestate.seen(session, phone.mac)
+        phone = pages.newest_sighting(
+            phone, (seen.at, seen.address, seen.user_agent) if seen else None
+        )
         states = key_states(session, phone)
     catalog = env.data.catalog()
     if as_json:

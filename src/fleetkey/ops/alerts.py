@@ -28,11 +28,10 @@ from fleetkey.core.alerts import (
     evaluate,
 )
 from fleetkey.core.naming import SITE_LICENSE_FILE, key_misfit
-from fleetkey.core.rollout.cost import measure
 from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.verdicts import SignatureStatus
 from fleetkey.ops.forecast import forecast_storms
-from fleetkey.store import alerts, capacity, fetches, inventory, phonestate, registry
+from fleetkey.store import alerts, bootdays, capacity, inventory, phonestate, registry
 from fleetkey.store.alerts import StoredAlert, SyncResult
 from fleetkey.store.store import Store
 
@@ -74,7 +73,7 @@ def check(
             LastSiteFetch(f.mac, f.at, f.status, f.digest)
             for f in phonestate.last_requests(session, SITE_LICENSE_FILE)
         ]
-        cost = measure(fetches.recent_requests(session))
+        cost = bootdays.boot_cost(session)
         # the storm forecast is a license lapse's: its capacity, never a firmware change's
         measured = capacity.latest(session, capacity.LICENSE_LAPSE)
     vouched = {f.digest for f in licenses if f.signature is SignatureStatus.TRUSTED_BY_OPERATOR}

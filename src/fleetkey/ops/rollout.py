@@ -19,11 +19,10 @@ from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
 from fleetkey.core.license import LicenseState, LicenseType
-from fleetkey.core.rollout.cost import measure
 from fleetkey.core.rollout.plan import BootCost, Plan, PlanInput, SitePhones, plan_rollout
 from fleetkey.errors import ConflictError, InputError
+from fleetkey.store import bootdays, inventory, load, registry, rollouts, schedule
 from fleetkey.store import capacity as capacities
-from fleetkey.store import fetches, inventory, load, registry, rollouts, schedule
 from fleetkey.store.records import StoredLicense
 from fleetkey.store.rollouts import ACTIVE
 from fleetkey.store.store import Store
@@ -56,7 +55,7 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
         previous = registry.get(session, successor.succeeds_id) if successor.succeeds_id else None
         deadline = _deadline(options.deadline, previous, successor)
         sites = _sites(session, successor)
-        cost = _cost(measure(fetches.recent_requests(session)), options)
+        cost = _cost(bootdays.boot_cost(session), options)
         capacity = options.capacity
         assumed = f"capacity {capacity:,.0f} requests/s, as given" if capacity else ""
         if capacity is None:

@@ -24,11 +24,10 @@ from sqlalchemy.orm import Session
 from fleetkey.core.device.config import ConfigPolling
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.naming import SITE_LICENSE_FILE
-from fleetkey.core.rollout.cost import measure
 from fleetkey.core.terms import NEVER
 from fleetkey.errors import InputError
 from fleetkey.simulate.scenario import Post, Scenario, Server, SiteGroup, SiteLicense
-from fleetkey.store import capacity, fetches, inventory, phonestate, registry
+from fleetkey.store import bootdays, capacity, inventory, phonestate, registry
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def scenario_from_store(session: Session, now: datetime, days: int = 365) -> Sto
         )
         for site in sites
     )
-    cost = measure(fetches.recent_requests(session))
+    cost = bootdays.boot_cost(session)
     measured = capacity.latest(session)
     server = Server(
         capacity_per_s=measured.requests_per_s if measured else Server().capacity_per_s,

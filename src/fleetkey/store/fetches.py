@@ -12,7 +12,7 @@ import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVarTuple
 
 from sqlalchemy import (
     Connection,
@@ -31,10 +31,11 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from fleetkey.core.naming import normalize_mac
-from fleetkey.store import phonestate
+from fleetkey.store import phonestate, texts
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.records import FetchRecord, utc
 from fleetkey.store.schema import FetchBatchRow, FetchRow, epoch_micros
+from fleetkey.store.texts import agent_of, path_of
 
 WRITER_CACHE_KIB: Final = 64 * 1024  # SQLite page cache of the connection writing records
 HEALTH_SAMPLE: Final = 5000  # newest records a health reading looks at
@@ -42,10 +43,17 @@ COUNT_CAP: Final = 100_000  # older records a listing counts exactly; past it, "
 MICROS_A_DAY: Final = 86_400_000_000  # the ``day`` column: UTC days since the epoch
 
 
-_COLUMNS: Final = phonestate.ROW_COLUMNS
+# the writer's tuples hold the path and the User-Agent (the per-phone state reads them); the
+# table holds their ids in fetch_texts (store/texts.py)
+_COLUMNS: Final = tuple(
+    {"path": "path_id", "user_agent": "agent_id"}.get(name, name) for name in phonestate.ROW_COLUMNS
+)
+_PATH: Final = phonestate.ROW_COLUMNS.index("path")
+_AGENT: Final = phonestate.ROW_COLUMNS.index("user_agent")
 # sort keys made in C: a Python key function cost 0.25 µs a row more
 _MAC_AND_TIME: Final = operator.itemgetter(0, 1)
 _TIME: Final = operator.itemgetter(1)
+Ts = TypeVarTuple("Ts")
 
 
 class RecordSink(Protocol):
@@ -125,6 +133,7 @@ def insert_records(
     named.sort(key=_MAC_AND_TIME)
     unnamed.sort(key=_TIME)
     rows = unnamed + named if unnamed else named
+    stored = _with_text_ids(engine, rows)
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             # today's part of the (day, mac) index is walked at one page per distinct MAC per
@@ -134,7 +143,7 @@ def insert_records(
             # a plain INSERT plans the same for every row: let PostgreSQL reuse the plan
             # (the engine forces custom plans for lookups, see store/database.py)
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
-        connection.exec_driver_sql(sql, rows)
+        connection.exec_driver_sql(sql, stored)
         phonestate.apply(connection, named)  # what the fleet is now, in the same transaction
         if batch is not None:
             connection.execute(
@@ -146,6 +155,20 @@ def insert_records(
                     "at": utc(records[-1].at),  # about the newest: records come in time order
                 },
             )
+
+
+def _with_text_ids(engine: Engine, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` as the table holds them: the path and User-Agent as their fetch_texts ids (a
+    row without a path keeps None, which the table refuses, so the row is set aside)."""
+    wanted = {row[_PATH] for row in rows} | {row[_AGENT] for row in rows}
+    wanted.discard(None)
+    ids: dict[str | None, int | None] = {None: None}
+    ids.update(texts.texts_of(engine).ids(engine, wanted))
+    return [
+        (*row[:_PATH], ids[row[_PATH]], *row[_PATH + 1 : _AGENT], ids[row[_AGENT]],
+         *row[_AGENT + 1 :])
+        for row in rows
+    ]  # fmt: skip
 
 
 def batch_written(engine: Engine, writer: str, seq: int) -> bool:
@@ -177,7 +200,7 @@ class FetchFilter:
     path: str | None = None  # paths that contain it; ``*`` stands for any characters
     days: tuple[int, ...] | None = None  # with a MAC: the days to look in (``by_day``)
 
-    def where(self, statement: Select[Any]) -> Select[Any]:
+    def where(self, statement: Select[*Ts]) -> Select[*Ts]:
         if self.mac is not None:
             statement = statement.where(FetchRow.mac == normalize_mac(self.mac))
             if self.days is not None:  # one look-up per day in the (day, mac) index
@@ -201,7 +224,8 @@ class FetchFilter:
                 or_(*(FetchRow.status.between(low, high) for low, high in self.statuses))
             )
         if self.path is not None:
-            statement = statement.where(FetchRow.path.ilike(_like(self.path), escape="\\"))
+            matching = select(path_of.id).where(path_of.text.ilike(_like(self.path), escape="\\"))
+            statement = statement.where(FetchRow.path_id.in_(matching.scalar_subquery()))
         return statement
 
 
@@ -237,10 +261,10 @@ def query(
 ) -> list[FetchRecord]:
     """Fetch records, oldest first, optionally for one MAC and from a moment on."""
     where = by_day(session, FetchFilter(mac, since))
-    statement = where.where(select(FetchRow).order_by(FetchRow.at, FetchRow.id))
+    statement = where.where(_records().order_by(FetchRow.at, FetchRow.id))
     if limit is not None:
         statement = statement.limit(limit)
-    return [_record(row) for row in session.scalars(statement)]
+    return [_record(row, path, agent) for row, path, agent in session.execute(statement)]
 
 
 def newest(
@@ -249,17 +273,17 @@ def newest(
     """The newest ``limit`` records ``where`` keeps (all when None), newest first, and how many
     older ones it keeps besides (counted up to ``count_up_to``: past it, that number)."""
     where = by_day(session, where)
-    statement = where.where(select(FetchRow)).order_by(FetchRow.at.desc(), FetchRow.id.desc())
-    rows = list(session.scalars(statement if limit is None else statement.limit(limit)))
+    statement = where.where(_records()).order_by(FetchRow.at.desc(), FetchRow.id.desc())
+    rows = session.execute(statement if limit is None else statement.limit(limit)).all()
     left = 0
     if limit is not None and len(rows) == limit and rows:
-        last = rows[-1]
+        last = rows[-1][0]
         older = where.where(select(FetchRow.id)).where(
             or_(FetchRow.at < last.at, and_(FetchRow.at == last.at, FetchRow.id < last.id))
         )
         capped = older.limit(count_up_to).subquery()
         left = int(session.scalar(select(func.count()).select_from(capped)) or 0)
-    return [_record(row) for row in rows], left
+    return [_record(row, path, agent) for row, path, agent in rows], left
 
 
 def last_id(session: Session) -> int:
@@ -273,22 +297,26 @@ def written_after(
     """Records ``where`` keeps written after record ``after_id``, in the order they were
     written, and the id to continue from (``fetches --follow``)."""
     where = by_day(session, where)
-    rows = list(
-        session.scalars(
-            where.where(select(FetchRow))
-            .where(FetchRow.id > after_id)
-            .order_by(FetchRow.id)
-            .limit(limit)
-        )
-    )
+    rows = session.execute(
+        where.where(_records()).where(FetchRow.id > after_id).order_by(FetchRow.id).limit(limit)
+    ).all()
     if not rows:
         return [], after_id
-    return [_record(row) for row in rows], rows[-1].id
+    return [_record(row, path, agent) for row, path, agent in rows], rows[-1][0].id
 
 
-def _record(row: FetchRow) -> FetchRecord:
+def _records() -> Select[FetchRow, str, str | None]:
+    """Records with their path and User-Agent (kept in fetch_texts)."""
+    return (
+        select(FetchRow, path_of.text, agent_of.text)
+        .join(path_of, path_of.id == FetchRow.path_id)
+        .outerjoin(agent_of, agent_of.id == FetchRow.agent_id)
+    )
+
+
+def _record(row: FetchRow, path: str, user_agent: str | None) -> FetchRecord:
     return FetchRecord(
-        path=row.path,
+        path=path,
         protocol=row.protocol,
         status=row.status,
         bytes=row.bytes,
@@ -298,7 +326,7 @@ def _record(row: FetchRow) -> FetchRecord:
         mac=row.mac,
         digest=row.digest,
         remote_addr=row.remote_addr,
-        user_agent=row.user_agent,
+        user_agent=user_agent,
         identified_by=row.identified_by,
     )
 
@@ -306,7 +334,8 @@ def _record(row: FetchRow) -> FetchRecord:
 def recent_requests(session: Session, limit: int = 200_000) -> list[tuple[str, datetime, str, int]]:
     """The newest ``limit`` phone requests as (mac, at, path, bytes), in (mac, at) order."""
     newest = (
-        select(FetchRow.mac, FetchRow.at, FetchRow.path, FetchRow.bytes)
+        select(FetchRow.mac, FetchRow.at, path_of.text.label("path"), FetchRow.bytes)
+        .join(path_of, path_of.id == FetchRow.path_id)
         .where(FetchRow.mac.is_not(None))
         .order_by(FetchRow.id.desc())
         .limit(limit)
@@ -358,11 +387,11 @@ def between(
     """Every record from ``since`` up to ``until``, oldest first (``fetches export``), read a
     chunk at a time from the time index."""
     statement = (
-        select(FetchRow)
+        _records()
         .where(FetchRow.at >= utc(since), FetchRow.at < utc(until))
         .order_by(FetchRow.at, FetchRow.id)
         .execution_options(yield_per=chunk)
     )
     with Session(connection) as session:
-        for row in session.scalars(statement):
-            yield _record(row)
+        for row, path, agent in session.execute(statement):
+            yield _record(row, path, agent)

@@ -74,6 +74,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     with engine.begin() as connection:
         command.upgrade(_config(connection), revision)
+    _forget_texts(engine)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -82,6 +83,14 @@ def downgrade(engine: Engine, revision: str) -> None:
 
     with engine.begin() as connection:
         command.downgrade(_config(connection), revision)
+    _forget_texts(engine)
+
+
+def _forget_texts(engine: Engine) -> None:
+    """The ids of fetch texts remembered for ``engine`` may name other rows after a migration."""
+    from fleetkey.store import texts  # start-up: see the module docstring
+
+    texts.forget(engine)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -10,8 +10,8 @@ events and rollouts newest first. Rows are read as plain tuples, not ORM objects
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from typing import Generic, TypeVar, TypeVarTuple
 
 from sqlalchemy import Select, func, select
@@ -24,7 +24,7 @@ from fleetkey.store import audit, registry
 from fleetkey.store.inventory import sites as all_sites
 from fleetkey.store.records import AuditEvent, Phone, Site, StoredLicense, utc
 from fleetkey.store.rollouts import Rollout, rollout_of
-from fleetkey.store.schema import AuditRow, LicenseRow, PhoneRow, RolloutRow
+from fleetkey.store.schema import AuditRow, LicenseRow, PhoneRow, PhoneSeenRow, RolloutRow
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -51,6 +51,9 @@ _PHONE_COLUMNS = (
     PhoneRow.last_address,
     PhoneRow.last_user_agent,
     PhoneRow.last_seen_at,
+    PhoneSeenRow.at,  # the newest fetch record, kept by the writer (store/phonestate.py)
+    PhoneSeenRow.address,
+    PhoneSeenRow.user_agent,
 )
 
 
@@ -62,15 +65,19 @@ def phones(
     limit: int | None = None,
 ) -> Page[Phone]:
     """Phones by MAC, of one site or all, from the first MAC after ``after``."""
-    query = select(*_PHONE_COLUMNS)
+    query = select(*_PHONE_COLUMNS).outerjoin(PhoneSeenRow, PhoneSeenRow.mac == PhoneRow.mac)
     if site is not None:
         query = query.where(PhoneRow.site_serial == normalize_site_serial(site))
     if after is not None:
         query = query.where(PhoneRow.mac > normalize_mac(after))
     found = [
-        Phone(mac, site_serial, model, firmware, user, bool(has), contact, address, agent,
-              utc(seen) if seen else None)
-        for mac, site_serial, model, firmware, user, has, contact, address, agent, seen
+        newest_sighting(
+            Phone(mac, site_serial, model, firmware, user, bool(has), contact, address, agent,
+                  utc(seen) if seen else None),
+            (utc(fetched), fetched_from, fetched_agent) if fetched else None,
+        )
+        for mac, site_serial, model, firmware, user, has, contact, address, agent, seen, fetched,
+        fetched_from, fetched_agent
         in session.execute(_limited(query.order_by(PhoneRow.mac), limit))
     ]  # fmt: skip
     left = 0
@@ -78,6 +85,18 @@ def phones(
         rest = query.where(PhoneRow.mac > found[-1].mac)
         left = _count(session, rest)
     return Page(found, left)
+
+
+def newest_sighting(phone: Phone, fetched: tuple[datetime, str | None, str | None] | None) -> Phone:
+    """``phone`` with its last time, address and User-Agent seen taken from its newest fetch
+    record (``fetched``: the per-phone state's time, address, User-Agent) when that is newer
+    than what the phones table holds (sightings, written apart from the records)."""
+    if fetched is None:
+        return phone
+    at, address, agent = fetched
+    if phone.last_seen_at is not None and phone.last_seen_at >= at:
+        return phone
+    return replace(phone, last_seen_at=at, last_address=address, last_user_agent=agent)
 
 
 def sites(session: Session, *, after: str | None = None, limit: int | None = None) -> Page[Site]:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, exists, func, select
+from sqlalchemy import ColumnElement, Connection, Table, and_, column, exists, func, inspect, select
+from sqlalchemy import table as sa_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.dml import Insert
@@ -33,6 +34,7 @@ from fleetkey.core.useragent import parse_user_agent
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.records import utc
 from fleetkey.store.schema import EPOCH, FetchRow, PhoneFileRow, PhoneSeenRow
+from fleetkey.store.texts import agent_of, path_of
 
 # the writer's row layout (store/fetches.py inserts tuples in this column order); the state
 # reads the first twelve, which every revision since 0011 has (``day`` came with 0013)
@@ -293,13 +295,23 @@ def from_records(
     """The state the raw records say (every record with a MAC, in (MAC, time, id) order), and
     the time of the oldest record kept (None when there is none)."""
     table = cast(Table, FetchRow.__table__)
-    columns = [table.c[name] for name in RECORD_COLUMNS]
-    statement = (
-        select(*columns)
-        .where(table.c.mac.is_not(None))
-        .order_by(table.c.mac, table.c.at, table.c.id)
-        .execution_options(yield_per=batch_rows)
-    )
+    if "path" in {c["name"] for c in inspect(connection).get_columns("fetches")}:
+        # before migration 0017 (migration 0011 rebuilds the state at that revision)
+        legacy = sa_table("fetches", *(column(name) for name in (*RECORD_COLUMNS, "id")))
+        statement = select(*(legacy.c[name] for name in RECORD_COLUMNS)).where(
+            legacy.c.mac.is_not(None)
+        )
+        order = (legacy.c.mac, legacy.c.at, legacy.c.id)
+    else:
+        texts = {"path": path_of.text, "user_agent": agent_of.text}
+        statement = (
+            select(*(texts[name] if name in texts else table.c[name] for name in RECORD_COLUMNS))
+            .join(path_of, path_of.id == table.c.path_id)
+            .outerjoin(agent_of, agent_of.id == table.c.agent_id)
+            .where(table.c.mac.is_not(None))
+        )
+        order = (table.c.mac, table.c.at, table.c.id)
+    statement = statement.order_by(*order).execution_options(yield_per=batch_rows)
     newest = Newest({}, {})
     for part in connection.execute(statement).partitions():
         fold((tuple(row) for row in part), newest)

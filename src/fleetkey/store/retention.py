@@ -33,10 +33,12 @@ from sqlalchemy.orm import Session
 from fleetkey.clock import Clock
 from fleetkey.core.naming import SITE_LICENSE_FILE
 from fleetkey.errors import InputError
+from fleetkey.store import bootdays
 from fleetkey.store.fetches import forget_batches
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.records import utc
 from fleetkey.store.schema import FetchDayRow, FetchRow, PhoneRow
+from fleetkey.store.texts import path_of
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,11 @@ def prune(
     stopping: Callable[[], bool] = lambda: False,
 ) -> PruneResult:
     """Roll up, then delete, every whole day of records older than ``days`` days; between
-    two batches, ``stopping()`` true ends it (a server stopping), the rest for next time."""
+    two batches, ``stopping()`` true ends it (a server stopping), the rest for next time.
+    First the boots of the newest whole days are tallied (``store/bootdays.py``), so the
+    alerts and the planner find them ready."""
+    with Session(engine) as session, session.begin():
+        bootdays.day_tallies(session)
     result = PruneResult(cutoff(now, days))
     if result.cutoff is None:
         return result
@@ -214,8 +220,9 @@ def _read_day(connection: Connection, day: date, limit: int | None) -> dict[str,
             FetchRow.status,
             FetchRow.bytes,
             FetchRow.duration_ms,
-            FetchRow.path,
+            path_of.text,
         )
+        .join(path_of, path_of.id == FetchRow.path_id)
         .outerjoin(PhoneRow, PhoneRow.mac == FetchRow.mac)
         .where(FetchRow.at >= start, FetchRow.at < end)
     )

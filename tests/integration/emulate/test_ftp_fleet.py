@@ -16,6 +16,7 @@ from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow
 from fleetkey.store.store import Store
+from fleetkey.store.texts import path_of
 
 from tests.helpers import free_udp_port
 from tests.serving import cli, fleet_env, fleetkey_command, start_ftp, wait_for, window_around_now
@@ -69,9 +70,11 @@ def test_1000_phones_boot_over_ftp_with_their_own_or_the_shared_login(
                 rows_by_address[address].add(mac)
                 via[mac].add(identified)
             licensed = session.scalar(
-                select(func.count(func.distinct(FetchRow.mac))).where(
+                select(func.count(func.distinct(FetchRow.mac)))
+                .join(path_of, path_of.id == FetchRow.path_id)
+                .where(
                     FetchRow.protocol == "ftp",
-                    FetchRow.path == f"/{SITE}/000000000000-license.cfg",
+                    path_of.text == f"/{SITE}/000000000000-license.cfg",
                     FetchRow.status == 200,
                 )
             )
@@ -109,10 +112,14 @@ def test_a_site_license_rollout_over_ftp_is_confirmed_from_the_ftp_records(
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        licensed = select(func.count(func.distinct(FetchRow.mac))).where(
-            FetchRow.protocol == "ftp",
-            FetchRow.path.like("%000000000000-license.cfg"),
-            FetchRow.status == 200,
+        licensed = (
+            select(func.count(func.distinct(FetchRow.mac)))
+            .join(path_of, path_of.id == FetchRow.path_id)
+            .where(
+                FetchRow.protocol == "ftp",
+                path_of.text.like("%000000000000-license.cfg"),
+                FetchRow.status == 200,
+            )
         )
 
         def booted() -> bool:

@@ -18,6 +18,7 @@ from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow, RolloutTargetRow
 from fleetkey.store.store import Store
+from fleetkey.store.texts import path_of
 
 from tests.helpers import free_udp_port
 from tests.serving import (
@@ -69,8 +70,10 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        licensed = select(func.count(func.distinct(FetchRow.mac))).where(
-            FetchRow.path.like("%000000000000-license.cfg"), FetchRow.status == 200
+        licensed = (
+            select(func.count(func.distinct(FetchRow.mac)))
+            .join(path_of, path_of.id == FetchRow.path_id)
+            .where(path_of.text.like("%000000000000-license.cfg"), FetchRow.status == 200)
         )
         wait_for(lambda: scalar(store, licensed) == PHONES, 120)  # every phone booted once
         before = json.loads(cli(env, "alerts", "--json"))

@@ -24,6 +24,7 @@ from fleetkey.store import rollouts
 from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow
 from fleetkey.store.store import Store
+from fleetkey.store.texts import path_of
 
 from tests.helpers import free_port, free_udp_port
 from tests.serving import fleet_env, fleetkey_command, run_fleetkey, start_server, wait_for
@@ -76,8 +77,10 @@ def test_a_closed_window_is_overridden_failures_fail_the_run_and_a_retry_finishe
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        licensed = select(func.count(func.distinct(FetchRow.mac))).where(
-            FetchRow.path.like("%000000000000-license.cfg"), FetchRow.status == 200
+        licensed = (
+            select(func.count(func.distinct(FetchRow.mac)))
+            .join(path_of, path_of.id == FetchRow.path_id)
+            .where(path_of.text.like("%000000000000-license.cfg"), FetchRow.status == 200)
         )
 
         def booted() -> bool:

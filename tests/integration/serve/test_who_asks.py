@@ -19,6 +19,7 @@ from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow, LicenseRow, RolloutTargetRow
 from fleetkey.store.store import Store
+from fleetkey.store.texts import path_of
 
 from tests.helpers import free_udp_port
 from tests.serving import (
@@ -105,8 +106,10 @@ def test_phones_booting_over_tftp_get_their_sites_license_and_a_rollout_is_confi
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        licensed = select(FetchRow.mac).where(
-            FetchRow.protocol == "tftp", FetchRow.path == SITE_FILE, FetchRow.status == 200
+        licensed = (
+            select(FetchRow.mac)
+            .join(path_of, path_of.id == FetchRow.path_id)
+            .where(FetchRow.protocol == "tftp", path_of.text == SITE_FILE, FetchRow.status == 200)
         )
 
         def booted() -> bool:
@@ -116,9 +119,9 @@ def test_phones_booting_over_tftp_get_their_sites_license_and_a_rollout_is_confi
         wait_for(booted, 60)
         with store.transaction() as session:
             first = session.execute(
-                select(FetchRow.mac, FetchRow.identified_by, FetchRow.digest).where(
-                    FetchRow.protocol == "tftp", FetchRow.path == SITE_FILE
-                )
+                select(FetchRow.mac, FetchRow.identified_by, FetchRow.digest)
+                .join(path_of, path_of.id == FetchRow.path_id)
+                .where(FetchRow.protocol == "tftp", path_of.text == SITE_FILE)
             ).all()
             served = {
                 digest: serial

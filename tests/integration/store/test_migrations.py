@@ -193,3 +193,63 @@ def test_0013_gives_the_records_already_stored_their_day(store_url: str) -> None
         found = fetches.query(session, mac="0004f2000001", limit=None)
     assert [r.at for r in found] == [at]
     store.close()
+
+
+LEGACY_RECORD = (
+    "SELECT id, at, mac, path, protocol, method, status, bytes, digest, remote_addr, "
+    "user_agent, duration_ms, identified_by, day FROM fetches ORDER BY id"
+)
+
+
+def test_0017_keeps_each_path_and_user_agent_once_and_loses_nothing(store_url: str) -> None:
+    store = Store(store_url)
+    migrate.upgrade(store.engine, "0016")
+    sqlite = store_url.startswith("sqlite")
+    at = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    agents = ["FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application", None, "é/1.0"]
+    paths = ["/000000000000-license.cfg", "/0004f2000001.cfg", "/x y/ünï.cfg", "/sip.ld"]
+    rows = [
+        {
+            "at": epoch_micros(at + timedelta(seconds=n)) if sqlite else at + timedelta(seconds=n),
+            "mac": None if n % 5 == 4 else f"0004f2{n % 3:06x}",
+            "path": paths[n % 4],
+            "status": (200, 404, 304)[n % 3],
+            "digest": "aa" * 32 if n % 4 == 0 else None,
+            "agent": agents[n % 3],
+            "day": 20513,
+        }
+        for n in range(40)
+    ]
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO fetches (at, mac, path, protocol, method, status, bytes, digest, "
+                "remote_addr, user_agent, duration_ms, identified_by, day) VALUES (:at, :mac, "
+                ":path, 'tftp', 'GET', :status, 7, :digest, '10.0.0.1', :agent, 1.5, 'name', :day)"
+            ),
+            rows,
+        )
+        before = connection.execute(sa.text(LEGACY_RECORD)).all()
+    store.upgrade()
+    with store.engine.connect() as connection:
+        after = connection.execute(
+            sa.text(
+                "SELECT f.id, f.at, f.mac, p.text, f.protocol, f.method, f.status, f.bytes, "
+                "f.digest, f.remote_addr, a.text, f.duration_ms, f.identified_by, f.day "
+                "FROM fetches f JOIN fetch_texts p ON p.id = f.path_id "
+                "LEFT JOIN fetch_texts a ON a.id = f.agent_id ORDER BY f.id"
+            )
+        ).all()
+        kept = connection.scalar(sa.text("SELECT count(*) FROM fetch_texts"))
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("fetches")}
+    assert len(before) == 40
+    assert after == before
+    assert kept == len(paths) + 2  # each distinct text once
+    assert {"path", "user_agent"}.isdisjoint(columns)
+    with store.transaction() as session:
+        read = fetches.query(session, limit=None)
+    assert [(r.path, r.user_agent) for r in read] == [(r["path"], r["agent"]) for r in rows]
+    migrate.downgrade(store.engine, "0016")
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.text(LEGACY_RECORD)).all() == before
+    store.close()

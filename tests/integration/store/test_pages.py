@@ -22,6 +22,7 @@ from fleetkey.store import (
     phone_import,
     posting,
     registry,
+    sightings,
 )
 from fleetkey.store.fetches import FetchFilter
 from fleetkey.store.records import FetchRecord, Site, StoredLicense
@@ -74,6 +75,33 @@ class TestPhonePages:
             rest = pages.sites(session, after=SITES[0])
         assert ([s.serial for s in page.items], page.left) == ([SITES[0]], 1)
         assert [s.serial for s in rest.items] == [SITES[1]]
+
+    def test_last_seen_is_the_newest_fetch_record_unless_a_sighting_is_newer(
+        self, fleet: Store
+    ) -> None:
+        agent = "FileTransport PolycomVVX-VVX_500-UA/6.4.0.1 Type/Application"
+        fetched = [
+            FetchRecord("/sip.cfg", "http", 200, 9, 1.0, AT + timedelta(hours=2), mac=mac,
+                        remote_addr="10.0.0.9", user_agent=agent)
+            for mac in ("0004f2000000", "0004f2000001")
+        ]  # fmt: skip
+        fetches.insert_records(fleet.engine, fetched)
+        with fleet.transaction() as session:
+            sightings.record(
+                session,
+                [
+                    sightings.Sighting("0004f2000001", AT + timedelta(hours=3), "10.0.0.8", "x"),
+                    sightings.Sighting("0004f2000002", AT, "10.0.0.7", "y"),
+                ],
+            )
+        with fleet.transaction() as session:
+            listed = {p.mac: p for p in pages.phones(session, limit=4).items}
+        first, second, third, fourth = (listed[f"0004f2{i:06x}"] for i in range(4))
+        seen = (AT + timedelta(hours=2), "10.0.0.9", agent)
+        assert (first.last_seen_at, first.last_address, first.last_user_agent) == seen
+        assert (second.last_seen_at, second.last_address) == (AT + timedelta(hours=3), "10.0.0.8")
+        assert (third.last_seen_at, third.last_address) == (AT, "10.0.0.7")
+        assert (fourth.last_seen_at, fourth.last_address) == (None, None)
 
     def test_a_bad_start_is_refused(self, fleet: Store) -> None:
         with fleet.transaction() as session:

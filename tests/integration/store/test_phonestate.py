@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from fleetkey.core.useragent import parse_user_agent
 from fleetkey.store import fetches, phonestate, statecheck
 from fleetkey.store.records import FetchRecord, utc
-from fleetkey.store.schema import FetchRow, PhoneFileRow, PhoneSeenRow
+from fleetkey.store.schema import FetchRow, FetchTextRow, PhoneFileRow, PhoneSeenRow
 from fleetkey.store.store import Store
 
 from tests.helpers import Fleetkey
@@ -59,22 +59,24 @@ records = st.builds(
 def expected_state(store: Store) -> tuple[dict[str, tuple[object, ...]], dict[object, object]]:
     """What the raw records say, computed here from the rows and their ids (the oracle)."""
     with store.transaction() as session:
+        texts = {i: t for i, t in session.execute(select(FetchTextRow.id, FetchTextRow.text))}
         rows = session.scalars(select(FetchRow).where(FetchRow.mac.is_not(None))).all()
         ordered = sorted(rows, key=lambda r: (utc(r.at), r.id))
         seen: dict[str, tuple[object, ...]] = {}
         files: dict[object, object] = {}
         for r in ordered:
-            agent = parse_user_agent(r.user_agent)
+            path, user_agent = texts[r.path_id], texts.get(r.agent_id or 0)
+            agent = parse_user_agent(user_agent)
             seen[r.mac or ""] = (
                 utc(r.at),
                 r.remote_addr,
                 r.protocol,
-                r.user_agent,
+                user_agent,
                 agent.firmware if agent else None,
             )
-            name = r.path.rsplit("/", 1)[-1].lower()
+            name = path.rsplit("/", 1)[-1].lower()
             if name.endswith("-license.cfg"):
-                fetched = (utc(r.at), r.path, r.protocol, r.status, r.digest)
+                fetched = (utc(r.at), path, r.protocol, r.status, r.digest)
                 files[r.mac, name, "request"] = fetched
                 if r.status < 400 and r.digest is not None:
                     files[r.mac, name, "served"] = fetched

@@ -5,6 +5,7 @@ bad input and change nothing."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from fleetkey.cli import exporting
 from fleetkey.clock import FixedClock
 from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import InputError
@@ -172,8 +174,8 @@ def test_prune_and_days_commands(cli_store: Store, fleetkey: Fleetkey) -> None:
         ),
         (["fetches", "export", "--until", "2026-06-01"], "Missing option '--since'."),
         (
-            ["fetches", "export", "--since", "1d", "--until", "0s", "--format", "parquet"],
-            "Invalid value for '--format': 'parquet' is not 'csv'.",
+            ["fetches", "export", "--since", "1d", "--until", "0s", "--format", "xml"],
+            "Invalid value for '--format': 'xml' is not one of 'csv', 'parquet'.",
         ),
         (["fetches", "days", "--since", "June"], "Invalid value for '--since': 'June' does not"),
         (
@@ -211,6 +213,59 @@ def test_export_writes_exactly_the_records_of_the_range_as_csv(
     assert [datetime.fromisoformat(line.split(",", 1)[0]) for line in lines[1:]] == wanted
     assert f"{len(wanted)} fetch records written to {out}" in done.stderr
     assert counts(cli_store) == (27, 0)  # exporting removes nothing
+
+
+def test_export_writes_exactly_the_records_of_the_range_as_parquet(
+    cli_store: Store, fleetkey: Fleetkey, tmp_path: Path
+) -> None:
+    parquet = pytest.importorskip("pyarrow.parquet")  # the test extra installs it
+    written = [
+        r._replace(user_agent="UA/1 (SN:0004f2000001)", remote_addr="10.0.0.1", digest="ab" * 32)
+        if n % 2
+        else r
+        for n, r in enumerate(traffic(range(100, 103)))
+    ]
+    fetches.insert_records(cli_store.engine, written)
+    since, until = NOW - timedelta(days=102), NOW - timedelta(days=100, minutes=30)
+    out = tmp_path / "old.parquet"
+    done = fleetkey(
+        "fetches", "export", "--since", since.isoformat(), "--until", until.isoformat(),
+        "--format", "parquet", "--output", str(out),
+    )  # fmt: skip
+    table = parquet.read_table(out)
+    assert table.column_names == [name for name, _ in exporting.PARQUET_FIELDS]
+    wanted = sorted((r for r in written if since <= r.at < until), key=lambda r: r.at)
+    assert table.to_pylist() == [
+        {name: getattr(r, name) for name, _ in exporting.PARQUET_FIELDS} for r in wanted
+    ]
+    assert f"{len(wanted)} fetch records written to {out}" in done.stderr
+    assert not list(tmp_path.glob(".*partial"))
+    assert counts(cli_store) == (27, 0)  # exporting removes nothing
+
+
+def test_parquet_export_without_pyarrow_is_a_clear_error_that_writes_nothing(
+    cli_store: Store, fleetkey: Fleetkey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetches.insert_records(cli_store.engine, traffic(range(100, 102)))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as when it is not installed
+    out = tmp_path / "old.parquet"
+    failed = fleetkey(
+        "fetches", "export", "--since", "200d", "--until", "0s", "--format", "parquet",
+        "--output", str(out), code=1,
+    )  # fmt: skip
+    assert "error: Parquet export needs pyarrow, which is not installed" in failed.stderr
+    assert "pip install 'fleetkey[parquet]'" in failed.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*partial"))
+    assert counts(cli_store) == (18, 0)
+
+
+def test_parquet_export_to_stdout_is_a_usage_error(cli_store: Store, fleetkey: Fleetkey) -> None:
+    failed = fleetkey(
+        "fetches", "export", "--since", "2d", "--until", "0s", "--format", "parquet", code=2
+    )
+    assert "--format parquet writes a file: give --output FILE" in failed.stderr
+    assert failed.stdout == ""
 
 
 def test_a_servers_pruning_thread_prunes_soon_after_start_and_stops_when_told(

@@ -19,6 +19,7 @@ from fleetkey.store.held import record_json
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.schema import FetchRow
 from fleetkey.store.store import Store
+from fleetkey.store.texts import path_of
 from fleetkey.store.writer import FetchWriter
 from fleetkey.testing import RefusingSink
 
@@ -38,7 +39,8 @@ def fetch(i: int) -> FetchRecord:
 def written(store: Store) -> list[int]:
     """The numbers of the stored records, in the order their rows were inserted."""
     with store.transaction() as session:
-        return [int(p[2:]) for p in session.scalars(select(FetchRow.path).order_by(FetchRow.id))]
+        paths = select(path_of.text).join(FetchRow, path_of.id == FetchRow.path_id)
+        return [int(p[2:]) for p in session.scalars(paths.order_by(FetchRow.id))]
 
 
 def assert_once_each_and_in_order(store: Store, count: int, batch_size: int) -> None:

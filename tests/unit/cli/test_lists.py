@@ -91,6 +91,21 @@ class TestPages:
         ]
         assert len(table) == 121
 
+    def test_list_and_show_say_when_and_where_the_newest_fetch_record_came_from(
+        self, fleet: Path, fleetkey: Fleetkey
+    ) -> None:
+        at = datetime(2026, 5, 1, 2, 3, 4, tzinfo=UTC)
+        record(fleet, FetchRecord("/sip.cfg", "tftp", 200, 9, 1.0, at, mac="0004f2000001",
+                                  remote_addr="10.9.8.7", user_agent="UA/6.4"))  # fmt: skip
+        table = list(csv.reader(io.StringIO(fleetkey("phones", "list", "--csv").stdout)))
+        assert table[2][4:6] == ["2026-05-01 02:03:04", "10.9.8.7"]
+        assert table[1][4:6] == ["", ""]  # never seen
+        listed = js(fleetkey, "phones", "list", "--limit", "2")
+        assert listed[1]["last_seen_at"] == at.isoformat()  # type: ignore[index]
+        shown = js(fleetkey, "phones", "show", "0004f2000001")
+        assert (shown["last_address"], shown["last_user_agent"]) == ("10.9.8.7", "UA/6.4")  # type: ignore[index]
+        assert "10.9.8.7" in fleetkey("phones", "show", "0004f2000001").stdout
+
     @pytest.mark.parametrize(
         ("args", "code", "message"),
         [

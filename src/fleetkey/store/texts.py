@@ -1,0 +1,99 @@
+"""Request paths and User-Agents kept once: fetch records hold their ids.
+
+Measured on a store of bench/history.py's traffic (docs/store.md): of ~205 bytes a raw record
+took with its indexes, the User-Agent was ~63 and the path ~18, the same few strings again
+and again (a fleet's User-Agents differ by model and firmware, its paths by file and MAC).
+Each distinct text is one ``fetch_texts`` row; a record holds its id (1-3 bytes).
+
+:class:`Texts` gives the ids of a batch's texts to the writer: from a cache in memory, and the
+texts it has not seen are inserted (``ON CONFLICT DO NOTHING``: several servers on one
+PostgreSQL agree on one id per text) and read back in a short transaction of their own,
+committed before the batch that uses them, so an id in the cache always names a stored row.
+Rows are never deleted. Readers join the table (:func:`path_of` and :func:`agent_of` are the
+aliases) or look ids up with :func:`lookup`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable
+from typing import Final
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
+
+from fleetkey.store.inventory import LOOKUP_CHUNK
+from fleetkey.store.schema import FetchTextRow
+
+CACHE_TEXTS: Final = 500_000  # texts a writer remembers; past it, the cache starts again
+
+path_of = aliased(FetchTextRow, name="path_text")  # join on FetchRow.path_id
+agent_of = aliased(FetchTextRow, name="agent_text")  # outer join on FetchRow.agent_id
+
+
+class Texts:
+    """The ids of texts in one database, remembered (thread-safe: one writer thread, and
+    commands that insert records directly)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def ids(self, engine: Engine, texts: Collection[str]) -> dict[str, int]:
+        """The id of each of ``texts``, storing the new ones first."""
+        with self._lock:
+            known = self._ids
+            missing = [t for t in texts if t not in known]
+        if missing:
+            found = store(engine, missing)
+            with self._lock:
+                if len(self._ids) + len(found) > CACHE_TEXTS:
+                    self._ids = {}
+                self._ids.update(found)
+                known = self._ids | found
+        return {t: known[t] for t in texts}
+
+
+_CACHES: WeakKeyDictionary[Engine, Texts] = WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def texts_of(engine: Engine) -> Texts:
+    """The cache of ``engine``'s database (forgotten with the engine, or by :func:`forget`)."""
+    with _CACHES_LOCK:
+        return _CACHES.setdefault(engine, Texts())
+
+
+def forget(engine: Engine) -> None:
+    """Drop what is remembered of ``engine``'s texts (its schema was migrated)."""
+    with _CACHES_LOCK:
+        _CACHES.pop(engine, None)
+
+
+def store(engine: Engine, texts: Iterable[str]) -> dict[str, int]:
+    """Insert the texts not stored yet and return every one's id, committed."""
+    wanted = sorted(set(texts))  # one order for every server: no deadlock on PostgreSQL
+    insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
+    with engine.begin() as connection:
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
+            connection.execute(
+                insert(FetchTextRow).on_conflict_do_nothing(index_elements=["text"]),
+                [{"text": t} for t in chunk],
+            )
+        return lookup(connection, wanted)
+
+
+def lookup(connection: Connection, texts: Iterable[str]) -> dict[str, int]:
+    """The ids of those of ``texts`` that are stored."""
+    wanted = list(texts)
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        rows = connection.execute(
+            select(FetchTextRow.text, FetchTextRow.id).where(FetchTextRow.text.in_(chunk))
+        )
+        found.update({text: text_id for text, text_id in rows})
+    return found
