@@ -238,10 +238,23 @@ def emulate(
 
 
 def _failure_hint(failed: Failure, server: str, credentials: Path | None) -> str:
-    if failed.status == 401 and credentials is None:
-        return "the server asks the phones to log in: give --credentials FILE (mac,user,password)"
-    if failed.status == 401:
+    """What to do: the hint follows the answers the phones got (a refused login can be
+    answered 401 again or, after too many, 403), not only the first of them."""
+    refused = failed.statuses & {401, 403}
+    if refused and credentials is not None:
         return f"the server refused the logins of {credentials}: are they the inventory's?"
+    if 401 in refused:
+        return "the server asks the phones to log in: give --credentials FILE (mac,user,password)"
+    if refused and server.startswith("ftp://"):
+        return (
+            "the server refused the phones' FTP logins: give --credentials FILE "
+            "(mac,user,password), a login in the URL, or serve --ftp-shared-login"
+        )
+    if refused:
+        return (
+            "the server refuses these phones: are they in its inventory (serve --unknown "
+            "serve answers phones it does not know)?"
+        )
     return f"is the server at {server} running and serving?"
 
 
@@ -268,6 +281,11 @@ def _show(env: Env, result: dict[str, Any]) -> None:
     for name, value in rows:
         table.add_row(name, value)
     env.out.print(table)
+    if result["booted"] and set(result["site_license_expiry"]) == {"none"}:
+        env.out.print(
+            "warning: no phone holds a site license: none was served to them (see the 403s "
+            "and 404s above, or `fleetkey fetches --path '*license.cfg'`)"
+        )
     env.out.print(
         "note: the server records emulated boots like real ones (over HTTP with a User-Agent "
         "ending Emulated/fleetkey): against a live server they count as the fetches of those "

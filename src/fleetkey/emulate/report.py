@@ -137,11 +137,11 @@ def _failed(phone: EmulatedPhone) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Why every phone failed: ``line`` says it; ``status`` is the answer they all got, when
-    every one got only that (401: the server wants logins), for the caller's hint."""
+    """Why every phone failed: ``line`` says it; ``statuses`` are the answers they got (401:
+    the server wants logins; 403: it refused them), for the caller's hint."""
 
     line: str
-    status: int | None = None
+    statuses: frozenset[int] = frozenset()
 
 
 def all_failed(fleet: Fleet) -> Failure | None:
@@ -157,7 +157,12 @@ def all_failed(fleet: Fleet) -> Failure | None:
         if phone.errors:
             reasons[phone.errors[0].split(": ", 1)[-1]] += 1
         elif phone.fetches:
-            reasons[f"every answer was {phone.fetches[0].status}"] += 1
+            answered = sorted({f.status for f in phone.fetches})
+            reasons[
+                f"every answer was {answered[0]}"
+                if len(answered) == 1
+                else "the answers were " + ", ".join(map(str, answered))
+            ] += 1
         else:
             reasons["no request was made"] += 1
     reason, count = reasons.most_common(1)[0]
@@ -165,4 +170,4 @@ def all_failed(fleet: Fleet) -> Failure | None:
     line = f"all {phones:,} phones failed: {reason}" + (
         f" ({count:,} of them)" if count != phones else ""
     )
-    return Failure(line, statuses.pop() if len(statuses) == 1 else None)
+    return Failure(line, frozenset(statuses))

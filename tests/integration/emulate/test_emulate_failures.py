@@ -63,6 +63,26 @@ class _Challenging(_Refusing):
         self.end_headers()
 
 
+class _LockingOut(_Challenging):
+    """A Digest challenge to a request without a login, 403 to one with a login (a server
+    that locked the phone out after wrong passwords)."""
+
+    def _refuse(self) -> None:
+        if "Authorization" in self.headers:
+            _Refusing._refuse(self)
+        else:
+            super()._refuse()
+
+
+class _Empty(_Refusing):
+    """A server with nothing to serve: 404 to every file, 204 to every log."""
+
+    def _refuse(self) -> None:
+        self.send_response(204 if self.command == "PUT" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
 def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -80,6 +100,11 @@ def refusing() -> Iterator[str]:
 @pytest.fixture
 def challenging() -> Iterator[str]:
     yield from _serving(_Challenging)
+
+
+@pytest.fixture
+def locking_out() -> Iterator[str]:
+    yield from _serving(_LockingOut)
 
 
 def emulate(env: dict[str, str], *args: str, code: int) -> subprocess.CompletedProcess[str]:
@@ -109,7 +134,26 @@ def test_every_phone_failing_exits_1_saying_why_after_the_summary(
     assert (summary["phones"], summary["phones_failed"]) == (3, 3)
     assert summary["answers_by_status"] == {"403": 3 * 10}  # the fallback boot: 10 each
     assert summary["booted"] == 0  # the table said 3 "booted"
-    assert done.stderr.splitlines()[0] == "error: all 3 phones failed: every answer was 403"
+    assert done.stderr.splitlines() == [
+        "error: all 3 phones failed: every answer was 403",
+        "hint: the server refuses these phones: are they in its inventory (serve --unknown "
+        "serve answers phones it does not know)?",
+    ]
+
+
+def test_logins_refused_after_a_challenge_are_named_as_refused_logins(
+    env: dict[str, str], locking_out: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A 401 challenge then a 403 to the login (the challenge is not counted as an answer):
+    the hint asked whether the server was running (an administrator's trial)."""
+    credentials = tmp_path_factory.mktemp("wrong") / "credentials.csv"
+    credentials.write_text("".join(f"{generated_mac(i)},u{i},wrong\n" for i in range(3)))
+    done = emulate(env, "--server", locking_out, "--phones", "3", "--until-booted",
+                   "--credentials", str(credentials), code=1)  # fmt: skip
+    assert done.stderr.splitlines() == [
+        "error: all 3 phones failed: every answer was 403",
+        f"hint: the server refused the logins of {credentials}: are they the inventory's?",
+    ]
 
 
 def test_a_server_asking_for_logins_is_named_with_the_option_that_gives_them(
@@ -238,3 +282,13 @@ def test_an_empty_macs_file_is_refused(
         code=1,
     )  # fmt: skip
     assert f"error: {macs} has no MACs: one per line, or mac,user,password" in done.stderr
+
+
+def test_a_fleet_booted_without_any_site_license_is_warned_about(env: dict[str, str]) -> None:
+    """Phones that booted but were served no license: the run looked like a success (exit 0,
+    "booted 3") though no phone could use a licensed feature (an administrator's trial)."""
+    for server in _serving(_Empty):
+        done = emulate(env, "--server", server, "--phones", "3", "--until-booted", code=0)
+        printed = " ".join(done.stdout.split())
+        assert "│ booted │ 3 (failed: 0) │" in printed
+        assert "warning: no phone holds a site license" in printed
