@@ -76,14 +76,22 @@ def user_agent(config: PhoneConfig, stage: BootStage = BootStage.APPLICATION) ->
 
 @dataclass
 class Flash:
-    """What a phone keeps across reboots besides its keys: the installed image's version.
+    """What a phone keeps across reboots besides its keys: the installed image's version, and
+    (over FTP) the image headers its updater read.
 
     ``image`` None at power-on: with ``adopt`` (the default) the first image the server
     offers counts as installed (a fleet that runs the served firmware); without, the first
-    boot downloads it (a fleet whose firmware is being changed)."""
+    boot downloads it (a fleet whose firmware is being changed). ``headers``: by path, the
+    ``SIZE`` and ``MDTM`` answers an image's header was read under, and that header
+    (``emulate.ftp``): while they answer the same, the header is not read again."""
 
     image: str | None = None
     adopt: bool = True
+    headers: dict[str, tuple[str, Reply]] = field(default_factory=dict)
+
+    def copy(self) -> Flash:
+        """Another phone's flash holding the same (a phone that ran the same image)."""
+        return Flash(self.image, self.adopt, dict(self.headers))
 
 
 @dataclass

@@ -5,13 +5,14 @@ on time whether or not earlier ones finished, as phones do after a check-sync. T
 the emulator's (``emulate.booting``): each phone, from a loopback address of its own, follows
 the master configuration the server gives it, over HTTP or FTP (one session per boot, logged
 in with a shared login: the probe's phones are in no inventory). What the storm is decides
-what a boot costs
-(``Storm``): after a license lapse the phones run the served firmware and only read its
-header; after a firmware change every boot downloads the whole image. The two are measured
-apart, and the measurement says which it was. A 503 is counted as a rejection, not retried.
-The step is healthy when the p95 latency and the rejected share stay
-under their limits and the server keeps up (the requests answered in the step are at least
-90 % of those its boots asked for). The rate grows by ``factor`` per step; the capacity is the
+what a boot costs (``Storm``): after a license lapse the phones run the served firmware and
+only read its header (each probe phone's flash holds what the calibration boot's does: over
+FTP, the header already read, so it asks ``SIZE`` and ``MDTM`` only, as a phone that booted
+before); after a firmware change every phone's flash starts empty and every boot downloads the
+whole image. The two are measured apart, and the measurement says which it was. A 503 is
+counted as a rejection, not retried. The step is healthy when the p95 latency and the rejected
+share stay under their limits and the server keeps up (the requests answered in the step are at
+least 90 % of those its boots asked for). The rate grows by ``factor`` per step; the capacity is the
 request rate of the best healthy step. The load generator runs on one core: when the server is
 faster than that, the result is a lower bound, and says so.
 """
@@ -98,15 +99,17 @@ class _Tally:
     image_bytes: int = 0
 
 
-Connect = Callable[[PhoneConfig, str], Transport]  # a probe phone, its address → its transport
+Connect = Callable[[PhoneConfig, str, Flash], Transport]  # a probe phone, address, flash
 
 
 def probe_over(host: str, port: int, ftp: FtpLogins | None = None) -> Connect:
     """How probe phones reach ``host:port``: HTTP, or FTP logging in as ``ftp`` says (the
     probe's MACs are in no inventory: a shared login, the server's ``--ftp-shared-login``)."""
     if ftp is not None:
-        return lambda config, address: ftp.client(host, port, address, config.mac)
-    return lambda config, address: HttpClient(
+        return lambda config, address, flash: ftp.client(
+            host, port, address, config.mac, flash.headers
+        )
+    return lambda config, address, _: HttpClient(
         host, port, local_address=address, user_agent=user_agent(config), timeout_s=30
     )
 
@@ -114,16 +117,18 @@ def probe_over(host: str, port: int, ftp: FtpLogins | None = None) -> Connect:
 async def _boot(
     connect: Connect,
     prefix: str,
+    master: str | None,
     index: int,
-    storm: Storm,
+    flash: Flash,
     tally: _Tally,
     clock: Clock,
     model: str = "VVX_500",
 ) -> None:
-    """One probe phone's boot; its first 503 or failure ends it (counted, not retried)."""
+    """One probe phone's boot from ``flash``; its first 503 or failure ends it (counted, not
+    retried)."""
     mac = probe_mac(index)  # locally administered: never a vendor's (``emulate.addresses``)
     config = PhoneConfig(mac, model=model, firmware=default_firmware(model))
-    client = connect(config, phone_address(mac))
+    client = connect(config, phone_address(mac), flash)
 
     async def exchange(
         request: FileRequest, body: bytes, agent: str, first: int | None, keep: bool
@@ -148,9 +153,10 @@ async def _boot(
             raise BootAborted
         return reply
 
-    flash = Flash(adopt=storm is Storm.LICENSE_LAPSE)
     try:
-        outcome = await run_boot(config, flash, exchange, licenses=True, now=clock.now)
+        outcome = await run_boot(
+            config, flash, exchange, licenses=True, named_master=master, now=clock.now
+        )
         tally.image_bytes += outcome.image_bytes
     except BootAborted:
         pass
@@ -173,6 +179,7 @@ async def measure(
     storm: Storm = Storm.LICENSE_LAPSE,
     models: Sequence[str] = ("VVX_500",),
     ftp: FtpLogins | None = None,
+    master: str | None = None,
 ) -> Measurement:
     """Step the boot rate up from ``start_boots_per_s`` until a step is strained.
 
@@ -180,15 +187,16 @@ async def measure(
     bytes). ``models``: the probe phones' models, dealt in turn (a ``deal_models`` list).
     ``clock`` says what day the probe's phones think it is; the steps themselves are
     timed by the process's monotonic clock. ``ftp``: the probe boots over FTP with these
-    logins (one FTP session per boot), else over HTTP.
+    logins (one FTP session per boot), else over HTTP. ``master``: a master configuration
+    the server URL names, which the phones ask for before their own (domain.md §4).
     """
     limits = limits or HealthLimits()
     clock = clock or SystemClock()
     await (check_http(host, port) if ftp is None else check_ftp(host, port))
     connect = probe_over(host, port, ftp)
     result = Measurement(storm)
-    calibration = _Tally()
-    await _boot(connect, prefix, 0, storm, calibration, clock, models[0])
+    calibration, calibrated = _Tally(), Flash(adopt=storm is Storm.LICENSE_LAPSE)
+    await _boot(connect, prefix, master, 0, calibrated, calibration, clock, models[0])
     if calibration.errors or calibration.rejected or not calibration.requests:
         result.stopped = (
             "the first boot, alone, failed (no connection, a timeout, 401/403 or 5xx) or was "
@@ -208,7 +216,8 @@ async def measure(
             if delay > 0:
                 await asyncio.sleep(delay)
             model = models[index % len(models)]
-            boot = _boot(connect, prefix, index, storm, tally, clock, model)
+            flash = calibrated.copy() if storm is Storm.LICENSE_LAPSE else Flash(adopt=False)
+            boot = _boot(connect, prefix, master, index, flash, tally, clock, model)
             tasks.append(asyncio.create_task(boot))
             index += 1
         # the step lasts boots / rate: what was answered by then, over that time (measured up

@@ -275,7 +275,8 @@ class Fleet:
             return self._connect(phone)
         if self._ftp is not None:
             mac = phone.engine.config.mac
-            return self._ftp.client(self._host, self._port, phone.address, mac)
+            headers = phone.flash.headers
+            return self._ftp.client(self._host, self._port, phone.address, mac, headers)
         if self._tftp:
             return TftpClient(self._host, self._port, local_address=phone.address)
         return HttpClient(

@@ -10,8 +10,9 @@ written, 404 not found (``550`` "no such file"), 403 any other refusal (a failed
 
 An image's header is read with ``SIZE``, ``MDTM`` and a ``RETR`` cut after its first bytes (FTP
 has no byte range; ``REST`` only moves the start); a phone remembers what it read, and while
-``SIZE`` and ``MDTM`` answer the same it does not open a data connection again (``FtpLogins``
-keeps each phone's memory across its boots, as its flash would).
+``SIZE`` and ``MDTM`` answer the same it does not open a data connection again. That memory is
+the phone's (``booting.Flash.headers``, kept across its boots as a real phone's flash keeps
+what it installed), handed to each session; a session without it reads the header every time.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ class FtpLogins:
 
     shared: tuple[str, str] = FACTORY_LOGIN
     per_phone: dict[str, tuple[str, str]] = field(default_factory=dict)
-    images: dict[str, Images] = field(default_factory=dict)  # by MAC: what its updater read
 
-    def client(self, host: str, port: int, local_address: str | None, mac: str) -> FtpClient:
+    def client(
+        self, host: str, port: int, local_address: str | None, mac: str, images: Images | None
+    ) -> FtpClient:
+        """A session for the phone ``mac``; ``images``: the headers its flash remembers."""
         login = self.per_phone.get(mac, self.shared)
-        images = self.images.setdefault(mac, {})
         return FtpClient(host, port, local_address=local_address, login=login, images=images)
 
 

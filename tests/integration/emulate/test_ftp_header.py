@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from fleetkey.core.device.boot import HEADER_BYTES
+from fleetkey.emulate.booting import Flash
 from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.emulate.transport import Reply
 
@@ -34,11 +35,11 @@ def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     server.running.stop()
 
 
-def read_header(server: FtpServer, logins: FtpLogins) -> Reply:
-    """One boot's pass: the phone names itself, then reads the image's header."""
+def read_header(server: FtpServer, flash: Flash) -> Reply:
+    """One boot's pass of a phone with ``flash``: it names itself, then reads the header."""
 
     async def boot() -> Reply:
-        client = logins.client("127.0.0.1", server.port, "127.0.30.1", PHONE)
+        client = FtpLogins().client("127.0.0.1", server.port, "127.0.30.1", PHONE, flash.headers)
         try:
             await client.fetch(f"/{PHONE}.cfg", user_agent="")
             return await client.fetch(f"/{IMAGE}", user_agent="", first_bytes=HEADER_BYTES)
@@ -58,9 +59,9 @@ def image_reads(server: FtpServer) -> list[dict[str, object]]:
 
 
 def test_an_unchanged_image_is_read_once_and_a_changed_one_again(ftp: FtpServer) -> None:
-    logins = FtpLogins()
+    flash = Flash()
     image = ftp.data / "provisioning" / IMAGE
-    first = read_header(ftp, logins)
+    first = read_header(ftp, flash)
     assert (first.status, first.body, first.size) == (
         206,
         image.read_bytes()[:HEADER_BYTES],
@@ -69,7 +70,7 @@ def test_an_unchanged_image_is_read_once_and_a_changed_one_again(ftp: FtpServer)
     wait_for(lambda: len(image_reads(ftp)) == 1)
     assert image_reads(ftp)[0]["status"] == 499  # cut after the header
     for _ in range(3):  # the next boots: SIZE and MDTM answer as before
-        again = read_header(ftp, logins)
+        again = read_header(ftp, flash)
         assert (again.status, again.body, again.size) == (206, first.body, first.size)
     wait_for(lambda: len(reads_of(ftp, f"{PHONE}.cfg")) == 4)  # those boots are recorded
     assert len(image_reads(ftp)) == 1
@@ -77,13 +78,13 @@ def test_an_unchanged_image_is_read_once_and_a_changed_one_again(ftp: FtpServer)
     changed = os.urandom(1_000_000)
     image.write_bytes(changed)
     os.utime(image, (image.stat().st_atime, image.stat().st_mtime + 10))
-    new = read_header(ftp, logins)
+    new = read_header(ftp, flash)
     assert (new.status, new.body, new.size) == (206, changed[:HEADER_BYTES], 1_000_000)
     wait_for(lambda: len(image_reads(ftp)) == 2)
 
 
 def test_a_phone_without_memory_reads_the_header_every_time(ftp: FtpServer) -> None:
-    """Another fleet's phone (a new FtpLogins: no flash) with the same MAC reads it again."""
+    """Another phone (an empty flash) with the same MAC and login reads it again."""
     before = len(image_reads(ftp))
-    read_header(ftp, FtpLogins())
+    read_header(ftp, Flash())
     wait_for(lambda: len(image_reads(ftp)) == before + 1)
