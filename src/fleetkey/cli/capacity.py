@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
 
 import click
 import uvloop
 
 from fleetkey.cli.context import Env, pass_env
 from fleetkey.cli.tables import Column, Kind, Output, print_rows
-from fleetkey.emulate.addresses import require_loopback
 from fleetkey.emulate.capacity import (
     HealthLimits,
     Measurement,
@@ -21,7 +19,8 @@ from fleetkey.emulate.capacity import (
     probe_models,
 )
 from fleetkey.emulate.ftp import FtpLogins
-from fleetkey.errors import InputError
+from fleetkey.emulate.runner import ServerUrl
+from fleetkey.errors import CommandFailedError
 from fleetkey.store import capacity as capacities
 
 STEP_COLUMNS: Final = (
@@ -124,24 +123,11 @@ def measure_command(
     as_json: bool,
 ) -> None:
     """Drive emulated boots at growing rates until latency or 503s climb; record the rate."""
-    parts = urlsplit(server)
-    if parts.scheme not in ("http", "ftp") or not parts.hostname:
-        raise InputError(
-            f"--server {server!r} is not http://HOST:PORT[/prefix] or "
-            "ftp://[USER:PASSWORD@]HOST:PORT[/prefix]"
-        )
-    try:
-        port = parts.port or {"http": 80, "ftp": 21}[parts.scheme]
-    except ValueError as exc:  # a port that is no number or out of range
-        raise InputError(f"--server {server!r}: {exc}") from None
+    url = ServerUrl.parse(server, ("http", "ftp"))
+    server = url.redacted  # shown and saved without its login: the password stays out
     ftp = None
-    if parts.scheme == "ftp":
-        ftp = FtpLogins()
-        if parts.username is not None:
-            ftp = FtpLogins(shared=(unquote(parts.username), unquote(parts.password or "")))
-            # shown and saved without its login: the password stays out of the store
-            server = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
-    require_loopback(parts.hostname)
+    if url.scheme == "ftp":
+        ftp = FtpLogins(shared=url.login) if url.login is not None else FtpLogins()
     limits = HealthLimits(max_p95_ms, max_rejected)
 
     def show(step: Step) -> None:
@@ -153,9 +139,10 @@ def measure_command(
 
     result: Measurement = uvloop.run(
         measure(
-            parts.hostname,
-            port,
-            parts.path.rstrip("/"),
+            url.host,
+            url.port,
+            url.prefix.rstrip("/"),
+            master=url.master,
             start_boots_per_s=start_rate,
             factor=factor,
             step_s=step_s,
@@ -208,8 +195,9 @@ def measure_command(
     )
     print_rows(env.out, STEP_COLUMNS, rows, Output.TABLE, title=title)
     if found is None:
-        raise InputError(
-            f"the server was strained at the first step ({result.stopped}); try a lower --start"
+        raise CommandFailedError(
+            f"the server was strained at the first step ({result.stopped})",
+            hint="measure again with a lower --start",
         )
     env.out.print(
         f"capacity {found:,.0f} requests/s in a {result.storm.value} storm ({result.stopped})"

@@ -5,10 +5,10 @@ phone has booted or a signal stops it, and what came of it.
 The command parses options and prints; this module owns the loop, the signals and the end
 (aiohttp's ``AppRunner`` is the model: setup, run, cleanup in one place).
 
-The server URL (``ServerUrl.parse``): ``http://HOST:PORT[/prefix]``, ``tftp://HOST:PORT`` or
-``ftp://[USER:PASSWORD@]HOST:PORT``, on this machine (the phones live on loopback addresses,
-``emulate.addresses``); a last path segment ending ``.cfg`` (5 characters or more) names the
-master configuration (domain.md §4).
+The server URL (``ServerUrl.parse``): ``http://HOST:PORT[/prefix]``,
+``tftp://HOST:PORT[/prefix]`` or ``ftp://[USER:PASSWORD@]HOST:PORT[/prefix]``, on this machine
+(the phones live on loopback addresses, ``emulate.addresses``); a last path segment ending
+``.cfg`` (5 characters or more) names the master configuration (domain.md §4).
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ from fleetkey.emulate.report import Failure, all_failed, report
 from fleetkey.errors import InputError
 
 PORTS: Final = {"http": 80, "tftp": 69, "ftp": 21}
+FORMS: Final = {
+    "http": "http://HOST:PORT[/prefix]",
+    "tftp": "tftp://HOST:PORT[/prefix]",
+    "ftp": "ftp://[USER:PASSWORD@]HOST:PORT[/prefix]",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +55,18 @@ class ServerUrl:
     login: tuple[str, str] | None = None  # FTP: every phone logs in as this
 
     @classmethod
-    def parse(cls, text: str) -> ServerUrl:
-        """InputError for anything but an http, tftp or ftp URL of a host on this machine."""
+    def parse(cls, text: str, schemes: Sequence[str] = tuple(PORTS)) -> ServerUrl:
+        """InputError for anything but a URL of one of ``schemes`` (http, tftp, ftp) of a
+        host on this machine, or one whose port is no number from 0 to 65535."""
         parts = urlsplit(text)
+        if parts.scheme not in schemes or not parts.hostname:
+            forms = [FORMS[scheme] for scheme in schemes]
+            listed = forms[0] if len(forms) == 1 else f"{', '.join(forms[:-1])} or {forms[-1]}"
+            raise InputError(f"--server {text!r} is not {listed}")
         try:
             port = parts.port
-        except ValueError:
-            port = -1
-        if parts.scheme not in PORTS or not parts.hostname or port == -1:
-            raise InputError(
-                f"--server {text!r} is not http://HOST:PORT[/prefix], tftp://HOST:PORT or "
-                "ftp://[USER:PASSWORD@]HOST:PORT"
-            )
+        except ValueError as exc:  # not a number, or out of range
+            raise InputError(f"--server {text!r}: {exc}") from None
         require_loopback(parts.hostname)
         prefix, master = split_master(parts.path)
         login = None
@@ -70,6 +75,14 @@ class ServerUrl:
         return cls(
             text, parts.scheme, parts.hostname, port or PORTS[parts.scheme], prefix, master, login
         )
+
+    @property
+    def redacted(self) -> str:
+        """The URL as given, without its login: what may be shown and saved."""
+        parts = urlsplit(self.text)
+        if parts.username is None:
+            return self.text
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def split_master(path: str) -> tuple[str, str | None]:

@@ -92,6 +92,59 @@ def test_a_license_lapse_and_a_firmware_change_storm_are_measured_apart(
         assert shown["storm"] == "firmware-change"  # the newest
 
 
+def test_a_master_named_in_the_server_url_is_what_the_probe_phones_follow(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``http://…/lab.cfg`` names the master configuration, as for ``emulate``: the probe's
+    phones ask for it first and follow it (the URL's path was taken for a prefix, and every
+    request went to ``/lab.cfg/…``)."""
+    data, env = fleet_env(tmp_path_factory, "capacity-named-master")
+    make_fleet(data, env)
+    tree = data / "provisioning"
+    (tree / "lab.cfg").write_text("<APPLICATION APP_FILE_PATH='fw/lab.ld'/>\n")
+    (tree / "fw").mkdir()
+    (tree / "fw" / "lab.ld").write_bytes(os.urandom(100_000))
+    server = start_server(data, env)
+    try:
+        done = run_fleetkey(
+            env, "capacity", "measure", "--server", f"{server.url}/lab.cfg", "--start", "2",
+            "--step-seconds", "1", "--max-steps", "1", "--json",
+        )  # fmt: skip
+        records = json.loads(server.cli("fetches", "--limit", "100000", "--json"))
+    finally:
+        server.stop()
+    result = json.loads(done.stdout)
+    assert result["server"] == f"{server.url}/lab.cfg"
+    paths = [str(r["path"]) for r in records]
+    assert not [p for p in paths if p.startswith("/lab.cfg/")]
+    boots = 1 + 2  # the calibration boot and the step's
+    assert paths.count("/lab.cfg") == boots
+    assert paths.count("/fw/lab.ld") == boots  # its header, read once a boot
+
+
+def test_a_server_strained_at_the_first_step_is_a_failed_measurement_not_bad_input(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A server that serves one request at a time, asked for 300 boots a second: the first
+    step is strained, which is what was measured (exit 1 with the reason and what to try),
+    and nothing is saved."""
+    data, env = fleet_env(tmp_path_factory, "capacity-strained")
+    make_fleet(data, env)
+    server = start_server(data, env, "--http", "127.0.0.1:0", "--max-in-flight", "1")
+    try:
+        done = run_fleetkey(
+            env, "capacity", "measure", "--server", server.url, "--start", "300",
+            "--step-seconds", "1", "--max-steps", "1", "--max-p95-ms", "1", code=1,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert "capacity of" in done.stdout  # the strained step is shown
+    lines = done.stderr.splitlines()
+    assert lines[-2].startswith("error: the server was strained at the first step (")
+    assert lines[-1] == "hint: measure again with a lower --start"
+    assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None
+
+
 def test_capacity_against_nothing_listening_fails_in_one_line(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -107,7 +160,14 @@ def test_capacity_against_nothing_listening_fails_in_one_line(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--server", "sftp://127.0.0.1:1"], "is not http://HOST:PORT"),
+        (
+            ["--server", "sftp://127.0.0.1:1"],
+            "is not http://HOST:PORT[/prefix] or ftp://[USER:PASSWORD@]HOST:PORT[/prefix]",
+        ),
+        (
+            ["--server", "tftp://127.0.0.1:69"],  # TFTP has no byte range nor login to probe
+            "is not http://HOST:PORT[/prefix] or ftp://",
+        ),
         (["--server", "http://127.0.0.1:1", "--storm", "weather"], "--storm"),
         (["--server", "http://127.0.0.1:1", "--models", "VVX_500:50%"], "add up to 50 %"),
         (["--server", "http://127.0.0.1:1", "--factor", "1"], "--factor"),

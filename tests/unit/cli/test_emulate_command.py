@@ -11,7 +11,8 @@ from rich.console import Console
 from fleetkey.authority.datadir import DataDir
 from fleetkey.cli.context import Env
 from fleetkey.cli.emulate import _show
-from fleetkey.emulate.runner import split_master
+from fleetkey.emulate.runner import ServerUrl, split_master
+from fleetkey.errors import InputError
 
 from tests.helpers import Fleetkey
 
@@ -21,7 +22,7 @@ from tests.helpers import Fleetkey
     [
         (
             ("--server", "sftp://127.0.0.1:22"),
-            "is not http://HOST:PORT[/prefix], tftp://HOST:PORT or ftp://",
+            "is not http://HOST:PORT[/prefix], tftp://HOST:PORT[/prefix] or ftp://",
         ),
         (("--server", "http://"), "is not http://HOST:PORT"),
         (("--clock-start", "yesterday"), "--clock-start 'yesterday' is not an ISO date-time"),
@@ -83,6 +84,42 @@ def test_a_server_url_may_name_the_master_configuration(
     path: str, split: tuple[str, str | None]
 ) -> None:
     assert split_master(path) == split
+
+
+@pytest.mark.parametrize(
+    ("text", "shown", "prefix", "master"),
+    [
+        ("ftp://u%40x:p%3Aw@127.0.0.1:2121/site/lab.cfg", "ftp://127.0.0.1:2121/site/lab.cfg",
+         "/site", "lab.cfg"),
+        ("http://127.0.0.1:8080/lab.cfg", "http://127.0.0.1:8080/lab.cfg", "", "lab.cfg"),
+        ("http://127.0.0.1:8080/site", "http://127.0.0.1:8080/site", "/site", None),
+    ],
+)  # fmt: skip
+def test_a_server_url_is_shown_and_saved_without_its_login(
+    text: str, shown: str, prefix: str, master: str | None
+) -> None:
+    url = ServerUrl.parse(text, ("http", "ftp"))
+    assert (url.redacted, url.prefix, url.master) == (shown, prefix, master)
+    if url.scheme == "ftp":
+        assert url.login == ("u@x", "p:w")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tftp://127.0.0.1:69", "--server 'tftp://127.0.0.1:69' is not http://HOST:PORT[/prefix] "
+         "or ftp://[USER:PASSWORD@]HOST:PORT[/prefix]"),
+        ("http://127.0.0.1:http", "--server 'http://127.0.0.1:http': Port could not be cast to "
+         "integer value as 'http'"),
+        ("ftp://127.0.0.1:70000", "--server 'ftp://127.0.0.1:70000': Port out of range 0-65535"),
+    ],
+)  # fmt: skip
+def test_a_server_url_of_a_scheme_not_allowed_or_a_bad_port_is_refused(
+    text: str, message: str
+) -> None:
+    with pytest.raises(InputError) as refused:
+        ServerUrl.parse(text, ("http", "ftp"))
+    assert str(refused.value) == message
 
 
 @pytest.mark.parametrize(
