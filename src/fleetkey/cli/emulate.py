@@ -23,7 +23,6 @@ from fleetkey.core.signing import PublicKey, TrustedKeys
 from fleetkey.emulate import runner
 from fleetkey.emulate.report import Failure
 from fleetkey.emulate.runner import RunOptions, ServerUrl
-from fleetkey.emulate.sockets import check_descriptors
 from fleetkey.errors import EmulationError, InputError
 from fleetkey.store.inventory import check_timezone
 
@@ -206,16 +205,15 @@ def emulate(
         site=site,
     )
     logins = read_credentials(credentials) if credentials is not None else {}
-    check_descriptors(len(chosen), concurrency, sip=bool(sip_port))
     options = RunOptions(
-        start,
-        speed,
-        duration,
-        until_booted,
-        calls_per_hour,
-        sip_port or None,
-        concurrency,
-        new_firmware,
+        start=start,
+        speed=speed,
+        duration_s=duration,
+        until_booted=until_booted,
+        calls_per_hour=calls_per_hour,
+        sip_port=sip_port or None,
+        concurrency=concurrency,
+        new_firmware=new_firmware,
     )
     outcome = runner.run(
         url,

@@ -32,6 +32,7 @@ from fleetkey.emulate.addresses import require_loopback
 from fleetkey.emulate.clock import VirtualClock
 from fleetkey.emulate.fleet import Fleet
 from fleetkey.emulate.report import Failure, all_failed, report
+from fleetkey.emulate.sockets import check_descriptors
 from fleetkey.errors import InputError
 
 PORTS: Final = {"http": 80, "tftp": 69, "ftp": 21}
@@ -94,7 +95,7 @@ def split_master(path: str) -> tuple[str, str | None]:
     return path, None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunOptions:
     """How the fleet runs: its clock, how long, what its phones do."""
 
@@ -137,7 +138,14 @@ def run(
     http_logins: Mapping[str, tuple[str, str]] | None = None,
 ) -> Outcome:
     """Run the phones against ``server`` (blocking, on uvloop) until the run ends; SIGINT and
-    SIGTERM end it early. EmulationError when nothing answers at ``server``."""
+    SIGTERM end it early. InputError, before anything opens, when the open-file limit cannot
+    hold the phones; EmulationError when nothing answers at ``server``."""
+    check_descriptors(
+        len(phones),
+        options.concurrency,
+        sip=options.sip_port is not None,
+        per_boot=2 if server.scheme == "ftp" else 1,  # FTP: a control and a data connection
+    )
     return uvloop.run(_run(server, phones, verifier, options, sip_logins, http_logins))
 
 

@@ -8,10 +8,12 @@ it was made to, and goes to that phone's SIP handler; a connection to any other 
 closed at once. Why: a listening socket per phone doubled the descriptors (10,000 phones held
 20,000 of them, the whole hard limit of this machine), while TCP NOTIFYs are rare and each
 connection exists only while it is used. 10,000 phones then need about 10,000 + the boots in
-progress + a reserve.
+progress + a reserve; over FTP a boot in progress holds two (its control connection and a
+data connection).
 
-``check_descriptors`` raises the soft open-file limit to what the run needs (up to the hard
-limit) and otherwise fails before anything opens, naming the limit and how many phones fit.
+``check_descriptors`` (called by ``emulate.runner`` before a run) raises the soft open-file
+limit to what the run needs (up to the hard limit) and otherwise fails before anything opens,
+naming the limit and how many phones fit.
 """
 
 from __future__ import annotations
@@ -31,31 +33,33 @@ RESERVE: Final = 64  # stdio, the event loop, the TCP listener, logs, a report, 
 _UNLIMITED: Final = resource.RLIM_INFINITY
 
 
-def descriptors_needed(phones: int, concurrency: int, *, sip: bool) -> int:
-    """Open files a run needs: a SIP socket per phone, a connection per boot in progress."""
-    return (phones if sip else 0) + min(concurrency, phones) + RESERVE
+def descriptors_needed(phones: int, concurrency: int, *, sip: bool, per_boot: int = 1) -> int:
+    """Open files a run needs: a SIP socket per phone, ``per_boot`` connections per boot in
+    progress (HTTP and TFTP one, FTP two: control and data)."""
+    return (phones if sip else 0) + per_boot * min(concurrency, phones) + RESERVE
 
 
-def phones_that_fit(limit: int, concurrency: int) -> int:
+def phones_that_fit(limit: int, concurrency: int, per_boot: int = 1) -> int:
     """How many phones (each with a SIP socket) a limit of ``limit`` open files holds."""
     room = limit - RESERVE
-    if room > 2 * concurrency:
-        return room - concurrency
-    return max(0, room // 2)  # fewer phones than --concurrency: one connection each
+    if room > (1 + per_boot) * concurrency:
+        return room - per_boot * concurrency
+    return max(0, room // (1 + per_boot))  # fewer phones than --concurrency: each boots at once
 
 
-def check_descriptors(phones: int, concurrency: int, *, sip: bool) -> int:
+def check_descriptors(phones: int, concurrency: int, *, sip: bool, per_boot: int = 1) -> int:
     """Raise the soft open-file limit to what ``phones`` need, or fail saying what fits.
     Returns the limit in force."""
-    needed = descriptors_needed(phones, concurrency, sip=sip)
+    needed = descriptors_needed(phones, concurrency, sip=sip, per_boot=per_boot)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == _UNLIMITED or soft >= needed:
         return needed if soft == _UNLIMITED else soft
     if hard != _UNLIMITED and hard < needed:
-        fit = phones_that_fit(hard, concurrency)
+        fit = phones_that_fit(hard, concurrency, per_boot)
+        each = "" if per_boot == 1 else f" of {per_boot} connections each"
         raise InputError(
             f"{phones:,} phones need about {needed:,} open files (a SIP socket each, "
-            f"{min(concurrency, phones):,} boots in progress and {RESERVE} more), but the "
+            f"{min(concurrency, phones):,} boots in progress{each} and {RESERVE} more), but the "
             f"open-file limit is {hard:,}: {fit:,} phones fit",
             hint="raise the hard limit (ulimit -Hn, /etc/security/limits.conf), or run fewer "
             "--phones, a lower --concurrency, or --sip-port 0",
