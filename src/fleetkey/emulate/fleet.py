@@ -7,9 +7,12 @@ the master configuration it is served, with its model's User-Agent (``Type/Updat
 updater's requests, ``Type/Application`` after; ``(SN:<mac>)`` only when its configuration has
 ``tag_serial``, as ``device.prov.tagSerialNo`` does on a phone), keeps its firmware image
 across reboots, listens for SIP on its address (``emulate.sockets``), and keeps time by a
-shared virtual clock. License files are parsed with the codec and judged by the engine
-(R5-R7); anything that does not parse is ignored like a bad key. Configuration checks read the
-master it followed and its files again and compare the SHA-256 of each with the boot's.
+shared virtual clock. A busy server's back-pressure is real time: a 503's Retry-After (seconds,
+or an HTTP-date less the wall clock's now) is waited in real seconds, never divided by the
+virtual clock's speed (the server is no faster for the phones' clock running fast). License
+files are parsed with the codec and judged by the engine (R5-R7); anything that does not parse
+is ignored like a bad key. Configuration checks read the master it followed and its files again
+and compare the SHA-256 of each with the boot's.
 
 A NOTIFY check-sync is handed to the engine the moment it is answered, whatever the phone is
 doing: while it boots, the engine absorbs it (a burst reboots the phone once); what the engine
@@ -30,7 +33,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Final
 
-from fleetkey.clock import SystemClock
+from fleetkey.clock import Clock, SystemClock
 from fleetkey.core.codec import parse_license_file
 from fleetkey.core.device.boot import SITE_LICENSE, FileRequest, config_files
 from fleetkey.core.device.config import PhoneConfig
@@ -77,9 +80,10 @@ class Fleet:
         new_firmware: bool = False,
         http_logins: Mapping[str, tuple[str, str]] | None = None,
         connect: Callable[[EmulatedPhone], Transport] | None = None,  # else by the protocol
+        wall: Clock | None = None,  # the real time a Retry-After date is read against
     ) -> None:
         self.clock = clock
-        self._wall = SystemClock()  # a Retry-After date is the server's time, not the fleet's
+        self._wall = wall or SystemClock()  # a Retry-After date is the server's time
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
         self._master = master  # a master configuration named in the server URL
         self._tftp = tftp
@@ -319,7 +323,8 @@ class Fleet:
                 phone.fetches.append(fetch_record(self.clock.now(), method, name, reply))
                 return reply
             wait = retry_after_s(reply.headers.get("retry-after"), self._wall.now())
-            await asyncio.sleep(min(wait / self.clock.speed, wait))
+            phone.busy_waits_s.append(wait)
+            await asyncio.sleep(wait)  # real time: the server's, whatever the virtual clock's
         phone.errors.append(f"{method} {name}: still 503 after {RETRIES} tries")
         return None
 

@@ -6,7 +6,9 @@ the shared factory one ``PlcmSpIp``), sets ``TYPE I``, and then each file is ``E
 ``RETR`` (or ``STOR``) on a new data connection from the same address; ``close`` says ``QUIT``.
 Answers are mapped to the HTTP statuses the rest of the emulator speaks: 200 read, 201
 written, 404 not found (``550`` "no such file"), 403 any other refusal (a failed login too),
-413 over a cap (``552``), 503 busy (``421``, ``450``; with ``retry-after``), 500 anything else.
+413 over a cap (``552``), 503 busy (``421``, ``450``, ``425``, or any refusal saying "retry in
+N seconds", as ``fleetkey serve`` refuses a transfer when busy: ``550 server busy: retry in 5
+seconds.``; the N is its ``retry-after``), 500 anything else.
 
 An image's header is read with ``SIZE``, ``MDTM`` and a ``RETR`` cut after its first bytes (FTP
 has no byte range; ``REST`` only moves the start); a phone remembers what it read, and while
@@ -23,7 +25,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from fleetkey.emulate.transport import Reply, Sink
+from fleetkey.emulate.transport import Reply, Sink, busy
 from fleetkey.errors import EmulationError
 
 FACTORY_LOGIN: Final = ("PlcmSpIp", "PlcmSpIp")  # Polycom's factory provisioning login
@@ -213,13 +215,14 @@ async def _reply(reader: asyncio.StreamReader) -> str:
 def _expect(answer: str, *codes: str) -> None:
     if answer[:3] in codes:
         return
-    raise _RefusedError(_status(answer))
+    raise _RefusedError(reply_for(answer))
 
 
-def _status(answer: str) -> Reply:
+def reply_for(answer: str) -> Reply:
+    """The ``Reply`` an FTP refusal stands for (the module's docstring)."""
     code = answer[:3]
-    if code in ("421", "450", "425"):
-        return Reply(503, b"", {"retry-after": "5"})
+    if code in ("421", "450", "425") or "retry in" in answer.lower():
+        return busy(answer)
     if code == "552":
         return Reply(413)
     if code == "550" and "no such file" in answer.lower():

@@ -44,6 +44,7 @@ class EmulatedPhone:
     # what the engine decided outside the phone's loop (on a check-sync), for the loop to do
     decided: asyncio.Queue[list[Action]] = field(default_factory=asyncio.Queue)
     boots_done: int = 0
+    busy_waits_s: list[float] = field(default_factory=list)  # real seconds waited after 503s
     errors: list[str] = field(default_factory=list)
     # after each boot: when, the reason it booted, the effective feature slots then
     timeline: list[tuple[datetime, str, tuple[int, ...]]] = field(default_factory=list)

@@ -17,7 +17,7 @@ from typing import Final
 
 from fleetkey.core import tftp
 from fleetkey.core.tftp import ErrorCode, Opcode, PacketError
-from fleetkey.emulate.transport import Reply, Sink
+from fleetkey.emulate.transport import Reply, Sink, busy
 from fleetkey.errors import EmulationError
 
 BLKSIZE: Final = 1428
@@ -188,7 +188,7 @@ def _opcode(data: bytes) -> int:
 def _error(data: bytes) -> Reply:
     code, message = tftp.parse_error(data)
     if code == ErrorCode.NOT_DEFINED and "retry" in message:
-        return Reply(503, headers={"retry-after": "1"})
+        return busy(message)
     return Reply(_STATUS.get(code, 500), message.encode())
 
 

@@ -5,8 +5,10 @@
 ``InMemoryTransport`` for tests without a socket). A transport serves one phone
 for one pass of its boot: opened from the phone's own address, closed after. Answers are
 ``Reply`` values in HTTP's statuses whatever the wire said (200 read, 206 the first bytes of a
-file, 201/204 written, 404 not found, 403 refused, 503 busy with a ``retry-after``, 500
-anything else), so the boot logic above never knows the protocol.
+file, 201/204 written, 404 not found, 403 refused, 408 timed out, 413 over a cap, 503 busy
+with a ``retry-after`` when the server said how long to wait, 500 anything else), so the boot
+logic above never knows the protocol. A busy answer without a delay waits ``RETRY_AFTER_S``,
+whatever the protocol (``busy``).
 
 ``fetch(..., first_bytes=N)`` reads only the start of a file and its whole size: what a phone's
 updater reads of a firmware image (its header, where the version is) to decide whether to
@@ -20,6 +22,7 @@ has its size and SHA-256, not its bytes, so ten thousand phones can download 150
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -28,6 +31,7 @@ from typing import Final, Protocol
 MAX_BODY: Final = 512 * 1024 * 1024  # a firmware image is ~150 MB (domain.md §5.1)
 RETRY_AFTER_S: Final = 5.0  # a 503 without a Retry-After (or with one that does not parse)
 MAX_RETRY_AFTER_S: Final = 3600.0  # a phone does not wait for its server longer than this
+_RETRY_IN: Final = re.compile(r"retry in (\d+) seconds?", re.IGNORECASE)
 
 
 def retry_after_s(value: str | None, now: datetime) -> float:
@@ -46,6 +50,14 @@ def retry_after_s(value: str | None, now: datetime) -> float:
     if when.tzinfo is None:  # RFC 9110: HTTP-dates are GMT
         return RETRY_AFTER_S
     return min(max((when - now).total_seconds(), 0.0), MAX_RETRY_AFTER_S)
+
+
+def busy(message: str) -> Reply:
+    """A 503 for a busy answer in words (FTP's, TFTP's): its ``retry-after`` is the delay the
+    words ask ("retry in 5 seconds", as ``fleetkey serve``'s FTP says), else none, so the wait
+    is ``RETRY_AFTER_S`` over every protocol."""
+    found = _RETRY_IN.search(message)
+    return Reply(503, b"", {"retry-after": found.group(1)} if found else {})
 
 
 @dataclass

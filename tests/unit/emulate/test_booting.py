@@ -8,6 +8,7 @@ import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 
+from fleetkey.clock import FixedClock
 from fleetkey.core.device.boot import FileRequest
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.signing import TrustedKeys
@@ -150,34 +151,52 @@ class TestFirmware:
         assert "fw/vvx.ld" not in [p for _, p in asked(transport)]  # refused: no next name
 
 
-def run_fleet(transport: InMemoryTransport) -> EmulatedPhone:
-    """One phone's first boot through a fleet (its retries), no socket, no SIP."""
+WALL = FixedClock(datetime(2027, 3, 1, 9, 30, tzinfo=UTC))  # the server's time, not the fleet's
 
-    async def go() -> EmulatedPhone:
+
+def run_fleet(transport: InMemoryTransport) -> tuple[EmulatedPhone, float]:
+    """One phone's first boot through a fleet (its retries), no socket, no SIP; the phone and
+    the real seconds its boot took. Its virtual clock runs 1000 times faster than real time."""
+
+    async def go() -> tuple[EmulatedPhone, float]:
         clock = VirtualClock(T0, speed=1000.0)
         fleet = Fleet([PhoneConfig(MAC)], TrustedKeys(), clock, host="127.0.0.1", port=1,
-                      sip_port=None, connect=lambda _: transport)  # fmt: skip
+                      sip_port=None, connect=lambda _: transport, wall=WALL)  # fmt: skip
         await fleet.run(30, until_booted=True)
-        return fleet.phones[0]
+        assert fleet.all_booted_after_s is not None
+        return fleet.phones[0], fleet.all_booted_after_s
 
     return asyncio.run(go())
 
 
 class TestRetries:
     def test_a_503_is_retried_after_its_retry_after_even_as_an_http_date(self) -> None:
-        soon = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-        busy = [Reply(503, headers={"retry-after": soon}), Reply(503, headers={"retry-after": "1"})]
+        """The date is read against the wall clock the fleet is given: 1 s after its now."""
+        date = (WALL.now() + timedelta(seconds=1)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+        busy = [Reply(503, headers={"retry-after": date}), Reply(503, headers={"retry-after": "0"})]
         transport = InMemoryTransport({"000000000000.cfg": MASTER}, script={f"{MAC}.cfg": busy})
-        phone = run_fleet(transport)
+        phone, _ = run_fleet(transport)
+        assert phone.busy_waits_s == [1.0, 0.0]
         assert phone.errors == []
         assert phone.boots_done == 1
         assert asked(transport)[:3] == [("GET", f"{MAC}.cfg")] * 3
         assert [f.status for f in phone.fetches[:2]] == [404, 200]  # 503s are not fetches
 
+    def test_a_busy_servers_delay_is_waited_in_real_time_whatever_the_virtual_speed(
+        self,
+    ) -> None:
+        """A server's back-pressure is its own time: at a virtual speed of 1000 a phone asked
+        to wait 1 s came back after 1 ms, into the server that asked it to wait."""
+        busy = [Reply(503, headers={"retry-after": "1"})]
+        transport = InMemoryTransport({"000000000000.cfg": MASTER}, script={f"{MAC}.cfg": busy})
+        phone, took_s = run_fleet(transport)
+        assert phone.busy_waits_s == [1.0]
+        assert took_s >= 1.0
+
     def test_a_server_busy_five_times_is_given_up_and_said(self) -> None:
         busy = [Reply(503, headers={"retry-after": "0"})] * 5
         transport = InMemoryTransport(script={f"{MAC}.cfg": busy})
-        phone = run_fleet(transport)
+        phone, _ = run_fleet(transport)
         assert phone.errors == [f"GET {MAC}.cfg: still 503 after 5 tries"]
         assert phone.boots_done == 1  # the boot goes on with the next name
         assert ("GET", "000000000000.cfg") in asked(transport)

@@ -1,4 +1,5 @@
-"""What an emulated phone makes of a server's answers without a socket: Retry-After."""
+"""What an emulated phone makes of a server's answers without a socket: Retry-After, and
+busy answers in words (FTP's, TFTP's)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fleetkey.emulate.transport import MAX_RETRY_AFTER_S, RETRY_AFTER_S, retry_after_s
+from fleetkey.emulate.ftp import reply_for
+from fleetkey.emulate.transport import MAX_RETRY_AFTER_S, RETRY_AFTER_S, busy, retry_after_s
 
 NOW = datetime(2027, 1, 5, 2, 0, 0, tzinfo=UTC)
 
@@ -34,3 +36,40 @@ def test_retry_after_is_seconds_or_an_http_date_and_anything_else_the_default(
 ) -> None:
     """An HTTP-date ended the phone with a ValueError (a review)."""
     assert retry_after_s(value, NOW) == seconds
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "wait_s"),
+    [
+        ("421 Too many connections; retry in 5 seconds.", 503, 5.0),
+        ("421 Too many logins in progress; retry in 12 seconds.", 503, 12.0),
+        # fleetkey serve refusing a RETR when busy: pyftpdlib says 550 for any refusal
+        ("550 server busy: retry in 7 seconds.", 503, 7.0),
+        ("421 Service not available, closing control connection.", 503, RETRY_AFTER_S),
+        ("450 Requested file action not taken.", 503, RETRY_AFTER_S),
+        ("550 No such file or directory.", 404, None),
+        ("550 Permission denied.", 403, None),
+        ("552 Requested file action aborted. Exceeded storage allocation.", 413, None),
+    ],
+)
+def test_an_ftp_refusal_is_read_with_the_delay_the_server_asked(
+    answer: str, status: int, wait_s: float | None
+) -> None:
+    """The emulator said 5 s for every busy FTP answer (1 s over TFTP), and took fleetkey
+    serve's busy "550 … retry in 5 seconds." for a refusal: the phone gave up the file."""
+    reply = reply_for(answer)
+    assert reply.status == status
+    if wait_s is not None:
+        assert retry_after_s(reply.headers.get("retry-after"), NOW) == wait_s
+
+
+@pytest.mark.parametrize(
+    ("words", "wait_s"),
+    [("server busy: retry later", RETRY_AFTER_S), ("busy, retry in 3 seconds", 3.0)],
+)
+def test_a_busy_answer_in_words_waits_what_it_says_else_the_one_default(
+    words: str, wait_s: float
+) -> None:
+    reply = busy(words)
+    assert reply.status == 503
+    assert retry_after_s(reply.headers.get("retry-after"), NOW) == wait_s
