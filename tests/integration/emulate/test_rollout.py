@@ -1,7 +1,9 @@
 """End to end: 2,000 emulated phones, a site license 20 days from expiry, its successor posted,
 a planned rollout executed by check-sync over real SIP (half UDP, half TCP), the executor
 killed halfway and started again: every phone ends up with the successor, none is notified
-twice, and the server's load stays at the planned cap (within the variance of a boot's cost)."""
+twice, the check-syncs keep the plan's pace in every slot, and the server's load over any 30 s
+of the rollout stays within the planned cap (its peak per 5-s slot is not asserted: on a
+loaded machine the emulator's boots bunch up)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ PHONES = 2000
 SITE = "100000000001"
 CAPACITY = 1000.0  # req/s; x 0.7 headroom over ~10 requests a boot: ~70 check-syncs a second
 SLOT_S = 5
+WINDOW_S = 30  # the server's load is asserted over any window this long of the rollout
 
 
 def scalar(store: Store, statement: object) -> int:
@@ -109,8 +112,8 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
         assert report["phones"] == {"confirmed": PHONES}
         with store.transaction() as session:
             attempts = Counter(session.scalars(select(RolloutTargetRow.attempts)))
-            buckets = Counter(
-                int((at.replace(tzinfo=UTC) - began).total_seconds()) // SLOT_S
+            per_second = Counter(
+                int((at.replace(tzinfo=UTC) - began).total_seconds())
                 for at in session.scalars(select(FetchRow.at).where(FetchRow.at >= began))
             )
             sent = Counter(
@@ -120,7 +123,13 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
             )
         assert set(attempts) <= {1, 2}  # a second attempt only for a phone claimed, never sent
         assert attempts[2] <= 100
-        peak = max(buckets.values()) / SLOT_S
+        peak = (
+            max(
+                sum(per_second[s] for s in range(start, start + SLOT_S))
+                for start in range(0, max(per_second) + 1, SLOT_S)
+            )
+            / SLOT_S
+        )
         cap = CAPACITY * plan["headroom"]
         seconds = (finished - began).total_seconds()
         print(f"\n{PHONES} phones; confirmed {halfway} before the kill; rollout took "
@@ -134,7 +143,17 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
         # at once; on a loaded machine its boots bunch up (it was checked: flaky at load 5-7).
         rate = cap / plan["boot"]["requests"]
         assert max(sent.values()) <= rate * (SLOT_S + 0.2) + 1, sorted(sent.items())
-        assert sum(buckets.values()) / seconds <= cap * 1.05  # the load over the whole rollout
+        # The server's load over any 30 s of the active span (first to last request): the
+        # average over the whole rollout, its pauses included (the kill, the confirmations
+        # awaited), stayed low even when the load while it ran was over the cap. 10 % more
+        # is 3 s of boots bunched into a window by a loaded machine.
+        first_s, last_s = min(per_second), max(per_second)
+        windows = {
+            start: sum(per_second[s] for s in range(start, start + WINDOW_S)) / WINDOW_S
+            for start in range(first_s, max(first_s, last_s - WINDOW_S + 1) + 1)
+        }
+        busiest = max(windows, key=lambda start: windows[start])
+        assert windows[busiest] <= cap * 1.1, (busiest, windows[busiest], cap)
     finally:
         emulator.send_signal(signal.SIGTERM)
         out, err = emulator.communicate(timeout=120)

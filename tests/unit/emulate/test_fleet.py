@@ -33,26 +33,32 @@ class TestNextDecided:
     def test_none_once_the_timeout_passed(self) -> None:
         assert asyncio.run(idle_phone().next_decided(0.01)) is None
 
-    @pytest.mark.parametrize("turns", range(6))
-    def test_a_stop_is_never_lost_when_actions_arrive_at_the_same_moment(self, turns: int) -> None:
-        """Cancel ``turns`` loop turns after actions were queued: every interleaving of the
-        two ends the wait with CancelledError (Python 3.11's wait_for returned the actions in
-        one of them, and the phone's loop went on for ever: issue 17)."""
+    @pytest.mark.parametrize("first", ["actions", "stop"])
+    @pytest.mark.parametrize("turns", [0, 1, 3])
+    def test_a_stop_is_never_lost_when_actions_arrive_at_the_same_moment(
+        self, turns: int, first: str
+    ) -> None:
+        """Actions queued and a stop sent in the same loop turn, in either order, after the
+        wait has run ``turns`` turns (0: not yet started): the wait always ends with
+        CancelledError, and the actions stay queued (Python 3.11's wait_for returned the
+        actions when they came first, and the phone's loop went on for ever: issue 17)."""
 
-        async def scenario() -> None:
+        async def scenario() -> int:
             phone = idle_phone()
             waiting = asyncio.ensure_future(phone.next_decided(30.0))
-            await asyncio.sleep(0)  # it waits
-            phone.decided.put_nowait([])
             for _ in range(turns):
                 await asyncio.sleep(0)
-            if waiting.done():  # the actions won the race fairly, before the stop
-                return
-            waiting.cancel()
+            if first == "actions":
+                phone.decided.put_nowait([])
+                waiting.cancel()
+            else:
+                waiting.cancel()
+                phone.decided.put_nowait([])
             with pytest.raises(asyncio.CancelledError):
                 await waiting
+            return phone.decided.qsize()
 
-        asyncio.run(scenario())
+        assert asyncio.run(scenario()) == 1
 
 
 class TestRememberedVerdicts:
