@@ -65,7 +65,8 @@ _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
     "--credentials",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV lines mac,user,password: each phone's provisioning login (device.prov.user/"
-    "password), answering the server's 401 with Digest or Basic over HTTP.",
+    "password): over HTTP it answers the server's 401 with Digest or Basic, over FTP the phone "
+    "logs in with it (unless the --server URL gives a login).",
 )
 @click.option(
     "--new-firmware",

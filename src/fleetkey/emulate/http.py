@@ -2,8 +2,9 @@
 boot pass, from the phone's own address, with a phone's User-Agent; httptools parses the answers.
 
 Small on purpose: ten thousand phones share one process, and a general client (connection
-pools, TLS, redirects) costs more per request than the whole server answer. Retries 503 after
-its Retry-After (scaled by the clock's speed), as phones retry their provisioning server.
+pools, TLS, redirects) costs more per request than the whole server answer. A 503 is returned
+as it came, its Retry-After among the reply's headers: the fleet (``emulate.fleet``) waits that
+long in real time and asks again, as phones retry their provisioning server.
 """
 
 from __future__ import annotations
