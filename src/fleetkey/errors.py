@@ -240,6 +240,15 @@ class EmulationError(FleetkeyError):
     answer, or every phone failed (the message says the commonest reason)."""
 
 
+class AnswerTooLargeError(EmulationError):
+    """An emulated phone was sent a file larger than the emulator keeps (``path``, ``cap``
+    bytes): the request failed, the phone goes on."""
+
+    def __init__(self, path: str, cap: int) -> None:
+        super().__init__(f"{path}: the answer is over {cap:,} bytes, the most the emulator keeps")
+        self.path, self.cap = path, cap
+
+
 class ListenError(FleetkeyError):
     """A server cannot listen at an address: the port is in use, needs privileges, or the
     address is not this machine's. ``protocol``, ``host``, ``port`` and ``errno`` say which."""

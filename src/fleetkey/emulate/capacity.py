@@ -37,6 +37,7 @@ from fleetkey.emulate.ftp import check_reachable as check_ftp
 from fleetkey.emulate.http import HttpClient
 from fleetkey.emulate.http import check_reachable as check_http
 from fleetkey.emulate.transport import Reply, Transport
+from fleetkey.errors import EmulationError
 
 KEEP_UP: float = 0.9
 BUSY: float = 0.9  # the generator's CPU share beyond which it, not the server, may be the limit
@@ -140,7 +141,7 @@ async def _boot(
                 reply = await client.put(path, body, user_agent=agent)
             else:
                 reply = await client.fetch(path, user_agent=agent, first_bytes=first, keep=keep)
-        except (OSError, TimeoutError, ConnectionError, ValueError):
+        except (OSError, EmulationError):  # TimeoutError and ConnectionError are OSErrors
             tally.errors += 1
             raise BootAborted from None
         tally.latencies.append((time.perf_counter() - began) * 1000)

@@ -50,7 +50,7 @@ from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.sockets import SipSockets
 from fleetkey.emulate.tftp import TftpClient
 from fleetkey.emulate.transport import Reply, Transport, retry_after_s
-from fleetkey.errors import FleetkeyError
+from fleetkey.errors import EmulationError, FleetkeyError
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ class Fleet:
                     reply = await transport.fetch(
                         path, user_agent=agent, first_bytes=first_bytes, keep=keep
                     )
-            except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
+            except (OSError, EmulationError) as exc:  # TimeoutError, ConnectionError: OSErrors
                 phone.errors.append(f"{method} {name}: {failure_reason(exc)}")
                 self.requests[0] += 1
                 return None

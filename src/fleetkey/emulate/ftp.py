@@ -167,14 +167,11 @@ class FtpClient:
                 if stamp is not None and known is not None and known[0] == stamp:
                     return known[1]  # the image this phone read last time, unchanged
         reader, writer = await self._data()
-        sink = Sink(keep)
+        sink = Sink(keep, path)
         try:
             _expect(await self._command(f"RETR {path}"), "150", "125")
             while chunk := await reader.read(65536):  # to the end of the data connection
-                try:
-                    sink.add(chunk)
-                except ValueError:
-                    return Reply(500)
+                sink.add(chunk)  # over the cap: raised, and the session dropped (_guarded)
                 if first_bytes is not None and sink.size >= first_bytes:
                     break
         finally:

@@ -18,14 +18,14 @@ import httptools
 
 from fleetkey.core.digest import Challenge
 from fleetkey.emulate.transport import MAX_BODY, Reply, Sink
-from fleetkey.errors import DigestError, EmulationError
+from fleetkey.errors import AnswerTooLargeError, DigestError, EmulationError
 
 __all__ = ["MAX_BODY", "HttpClient", "Login", "Reply", "check_reachable"]
 
 
 class _Collector:
-    def __init__(self, keep: bool) -> None:
-        self.sink = Sink(keep)
+    def __init__(self, keep: bool, path: str, cap: int) -> None:
+        self.sink = Sink(keep, path, cap)
         self.headers: dict[str, str] = {}
         self.challenges: list[str] = []  # every WWW-Authenticate (a server may send several)
         self.done = False
@@ -100,7 +100,9 @@ class HttpClient:
         user_agent: str,
         timeout_s: float = 30.0,
         login: Login | None = None,
+        max_body: int = MAX_BODY,  # the largest answer it keeps (one not kept has no cap)
     ) -> None:
+        self._max_body = max_body
         self._host, self._port = host, port
         self._login = login
         self._challenges: list[str] = []
@@ -177,13 +179,20 @@ class HttpClient:
         if method == "PUT":
             head += f"Content-Length: {len(body)}\r\n"
         self._writer.write((head + "\r\n").encode("latin-1") + body)
-        collector = _Collector(keep)
+        collector = _Collector(keep, path, self._max_body)
         parser = collector.parser = httptools.HttpResponseParser(collector)
         while not collector.done:
             chunk = await self._reader.read(65536)
             if not chunk:
                 raise ConnectionError("the server closed the connection")
-            parser.feed_data(chunk)
+            try:
+                parser.feed_data(chunk)
+            except httptools.HttpParserCallbackError as exc:  # the callback's own error
+                await self.close()  # the rest of the answer is not read: not reusable
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, AnswerTooLargeError):
+                    raise cause from None
+                raise
         reply = collector.sink.reply(parser.get_status_code(), collector.headers)
         self._challenges = collector.challenges
         if not collector.keep_alive:

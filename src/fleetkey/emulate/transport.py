@@ -16,7 +16,9 @@ download the rest (domain.md §5.2: "download it only if different from flash").
 byte range; TFTP reads one block with the ``tsize`` option (RFC 2349) and aborts; FTP asks
 ``SIZE`` and cuts a ``RETR`` short.
 ``fetch(..., keep=False)`` downloads a file without keeping it (a firmware image): the reply
-has its size and SHA-256, not its bytes, so ten thousand phones can download 150 MB each.
+has its size and SHA-256, not its bytes, so ten thousand phones can download 150 MB each. A
+file kept that is over ``MAX_BODY`` raises ``AnswerTooLargeError`` (an ``EmulationError``,
+naming the path and the cap): the exchange records it as that request's failure.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Final, Protocol
+
+from fleetkey.errors import AnswerTooLargeError
 
 MAX_BODY: Final = 512 * 1024 * 1024  # a firmware image is ~150 MB (domain.md §5.1)
 RETRY_AFTER_S: Final = 5.0  # a 503 without a Retry-After (or with one that does not parse)
@@ -84,10 +88,12 @@ class Transport(Protocol):
 
 
 class Sink:
-    """Where an answer's body goes: kept (up to ``MAX_BODY``), or counted and hashed."""
+    """Where the answer for ``path`` goes: kept (up to ``cap`` bytes, else
+    AnswerTooLargeError), or counted and hashed."""
 
-    def __init__(self, keep: bool) -> None:
+    def __init__(self, keep: bool, path: str, cap: int = MAX_BODY) -> None:
         self.keep = keep
+        self._path, self._cap = path, cap
         self.body = bytearray()
         self.size = 0
         self._hash = hashlib.sha256()
@@ -96,8 +102,8 @@ class Sink:
         self.size += len(data)
         if not self.keep:
             self._hash.update(data)
-        elif self.size > MAX_BODY:
-            raise ValueError("answer larger than the emulator takes")
+        elif self.size > self._cap:
+            raise AnswerTooLargeError(self._path, self._cap)
         else:
             self.body += data
 

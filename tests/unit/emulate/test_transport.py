@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from fleetkey.emulate.ftp import reply_for
-from fleetkey.emulate.transport import MAX_RETRY_AFTER_S, RETRY_AFTER_S, busy, retry_after_s
+from fleetkey.emulate.transport import (
+    MAX_RETRY_AFTER_S,
+    RETRY_AFTER_S,
+    Sink,
+    busy,
+    retry_after_s,
+)
+from fleetkey.errors import AnswerTooLargeError, EmulationError
 
 NOW = datetime(2027, 1, 5, 2, 0, 0, tzinfo=UTC)
 
@@ -73,3 +80,18 @@ def test_a_busy_answer_in_words_waits_what_it_says_else_the_one_default(
     reply = busy(words)
     assert reply.status == 503
     assert retry_after_s(reply.headers.get("retry-after"), NOW) == wait_s
+
+
+def test_a_kept_answer_over_the_cap_is_refused_naming_its_path_and_the_cap() -> None:
+    sink = Sink(True, "/big.cfg", cap=10)
+    sink.add(b"0123456789")
+    with pytest.raises(AnswerTooLargeError) as raised:
+        sink.add(b"x")
+    assert str(raised.value) == "/big.cfg: the answer is over 10 bytes, the most the emulator keeps"
+    assert isinstance(raised.value, EmulationError)  # what an exchange records as a failure
+
+
+def test_an_answer_not_kept_has_no_cap() -> None:
+    sink = Sink(False, "/sip.ld", cap=10)
+    sink.add(b"x" * 100)
+    assert (sink.reply(200).size, sink.reply(200).body) == (100, b"")
