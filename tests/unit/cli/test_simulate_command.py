@@ -51,6 +51,16 @@ def test_days_shortens_the_period(data_dir: Path, fleetkey: Fleetkey) -> None:
     assert document["summary"]["reboots"]["license-expired"] == 0  # the lapse is on day 10
 
 
+def test_the_largest_seed_runs(data_dir: Path, fleetkey: Fleetkey) -> None:
+    # seeds of 65536 and up once overflowed the draws' 64 bits (OverflowError)
+    for seed in ("65536", str(2**20)):
+        document = json.loads(
+            fleetkey("simulate", LAPSE, "--days", "10", "--seed", seed, "--json").stdout
+        )
+        # ten days from 1 January UTC: only Tokyo's 200 phones reach the lapse's 02:00
+        assert document["summary"]["reboots"]["license-expired"] == 200
+
+
 def test_compare_runs_both_side_by_side(data_dir: Path, fleetkey: Fleetkey) -> None:
     document = json.loads(fleetkey("simulate", LAPSE, "--compare", EARLY, "--json").stdout)
     lapse, early = (entry["summary"] for entry in document["scenarios"])
@@ -124,8 +134,10 @@ class TestRefusals:
 
     @pytest.mark.parametrize(
         "args",
-        [("--days", "0"), ("--days", "x"), ("--seed", "-1"), ("--color",), ()],
-        ids=["days 0", "days text", "negative seed", "unknown option", "no scenario"],
+        [("--days", "0"), ("--days", "x"), ("--seed", "-1"), ("--seed", str(2**20 + 1)),
+         ("--color",), ()],  # fmt: skip
+        ids=["days 0", "days text", "negative seed", "seed too large", "unknown option",
+             "no scenario"],  # fmt: skip
     )
     def test_usage_errors_exit_2(
         self, data_dir: Path, fleetkey: Fleetkey, args: tuple[str, ...]

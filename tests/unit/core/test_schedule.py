@@ -141,6 +141,21 @@ class TestRulesOnNumbersAndArrays:
         assert all(0 <= d < 1 for d in one_by_one)
         assert len({boot_draw(draw_key(macs[0]), b) for b in range(1, 50)}) == 49
 
+    def test_seeds_65536_apart_give_other_draws(self) -> None:
+        # a seed once moved the key by seed x 2**48, which wraps at 2**64: 1 and 65537 agreed
+        mac = 0x0004F2000001
+        keys = {draw_key(mac, seed) for seed in (0, 1, 65536, 65537, 2**20)}
+        assert len(keys) == 5
+
+    @pytest.mark.parametrize("seed", [65536, 2**20], ids=["65536", "largest allowed"])
+    def test_a_large_seed_draws_the_same_for_arrays_and_ints_without_overflow(
+        self, seed: int
+    ) -> None:
+        macs = [0x0004F2000001, 0xFFFFFFFFFFFF, (1 << 64) - 1]  # the last: a hashed name
+        keys = draw_key(np.array(macs, dtype=np.uint64), seed)
+        assert keys.dtype == np.uint64
+        assert keys.tolist() == [draw_key(m, seed) for m in macs]
+
 
 class TestPollsAlwaysMoveOn:
     @pytest.mark.parametrize("draw", [0.001, 0.123456789, 0.5, 0.987654321])

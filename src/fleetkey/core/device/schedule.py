@@ -26,7 +26,6 @@ _MASK: Final = (1 << 64) - 1
 _GOLDEN: Final = 0x9E3779B97F4A7C15  # splitmix64 (Steele, Lea, Flood 2014)
 _M1: Final = 0xBF58476D1CE4E5B9
 _M2: Final = 0x94D049BB133111EB
-_SEED_SHIFT: Final = 1 << 48  # MACs are 48 bits: a seed moves the key past every MAC
 
 
 def daily_moment(day: date, at: time, zone: ZoneInfo) -> datetime:
@@ -90,8 +89,9 @@ def mac_value(mac: str) -> int:
 
 
 def draw_key(mac_value: Num, seed: int = 0) -> Num:
-    """A phone's key for its draws, from its MAC as an integer and a run's seed."""
-    return mix64((mac_value + seed * _SEED_SHIFT) & _MASK)
+    """A phone's key for its draws, from its MAC as an integer and a run's seed: the MAC mixed
+    with a hash of the seed, so any two seeds give other draws and none overflows 64 bits."""
+    return mix64(mac_value ^ mix64(seed & _MASK))
 
 
 def boot_draw(key: Num, boots: Num) -> Num:
