@@ -113,7 +113,11 @@ def _summary_html(summary: Summary) -> str:
         ("peak answered req/s", f"{peak['answered_per_s']:,}"),
         ("capacity (x headroom)", f"{peak['capacity_per_s']:,} ({peak['budget_per_s']:,})"),
         ("minutes over budget", f"{peak['minutes_over_budget']:,}"),
-        ("longest boot", f"{doc['longest_boot_s']:,} s"),
+        (
+            "longest boot",
+            f"{'≥ ' if doc['longest_boot_at_least'] else ''}{doc['longest_boot_s']:,} s",
+        ),
+        ("still waiting at end", f"{doc['phones_waiting_at_end']:,}"),
         ("booted expired at end (R8)", f"{doc['booted_expired_at_end']:,}"),
     ]
     out = [f"<h2>{html.escape(summary.name)}</h2><table>"]

@@ -124,6 +124,11 @@ def _when(moment: Any) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "-"
 
 
+def _longest(summary: Summary) -> str:
+    at_least = "≥ " if summary.longest_boot_open else ""  # a phone still waiting at the end
+    return f"{at_least}{summary.longest_boot_s:,.0f} s"
+
+
 def _print(env: Env, summaries: list[Summary]) -> None:
     facts = Table(title="simulation", title_justify="left")
     facts.add_column("")
@@ -146,7 +151,8 @@ def _print(env: Env, summaries: list[Summary]) -> None:
             [f"{s.capacity_per_s:,g} ({s.budget_per_s:,g})" for s in summaries],
         ),
         ("minutes over budget", [f"{s.over_budget_minutes:,}" for s in summaries]),
-        ("longest boot", [f"{s.longest_boot_s:,.0f} s" for s in summaries]),
+        ("longest boot", [_longest(s) for s in summaries]),
+        ("still waiting at end", [f"{s.waiting_at_end:,}" for s in summaries]),
         ("reboots held by calls", [f"{s.waited_for_calls:,}" for s in summaries]),
         ("booted expired at end (R8)", [f"{s.booted_expired_at_end:,}" for s in summaries]),
     ]

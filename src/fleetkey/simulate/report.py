@@ -4,8 +4,9 @@ Summary: per feature, the phones that lost it and the phone-hours without it; re
 cause; the peak of requests offered and answered and when, against the capacity and the
 rollout budget (capacity x headroom), and the minutes in which the server's load (requests
 answered) was over that budget; the longest a phone waited to finish booting (a wait on a dead
-server too); phones left
-booted with an expired license (R8); each rollout's completion. Series, one entry per hour:
+server too; at least from its start to the end of the period for a phone still waiting then)
+and how many were still waiting at the end; phones left booted with an expired license (R8);
+each rollout's completion. Series, one entry per hour:
 requests answered (mean and the busiest minute), requests offered, 503s, boots, and phones
 holding and missing each feature.
 """
@@ -61,6 +62,8 @@ class Summary:
     budget_per_s: float
     over_budget_minutes: int
     longest_boot_s: float
+    longest_boot_open: bool  # a phone was still waiting at the end: the longest is at least this
+    waiting_at_end: int  # phones whose boot was not done when the period ended
     booted_expired_at_end: int  # R8: nothing but a config change or check-sync brings them back
     waited_for_calls: int
     check_syncs_absorbed: int
@@ -97,6 +100,8 @@ class Summary:
                 "minutes_over_budget": self.over_budget_minutes,
             },
             "longest_boot_s": round(self.longest_boot_s, 3),
+            "longest_boot_at_least": self.longest_boot_open,
+            "phones_waiting_at_end": self.waiting_at_end,
             "booted_expired_at_end": self.booted_expired_at_end,
             "reboots_waiting_for_calls": self.waited_for_calls,
             "check_syncs_absorbed": self.check_syncs_absorbed,
@@ -157,6 +162,8 @@ def summarize(run: Run, catalog: FeatureCatalog) -> Summary:
         budget,
         int(np.count_nonzero(answered > budget + 1e-9)),  # the load, minute by minute
         queue.longest_wait_s,
+        queue.longest_open,
+        queue.waiting_at_end,
         int(np.count_nonzero(phones.expired_boot)),
         tally.waited_for_calls,
         tally.absorbed,

@@ -10,7 +10,9 @@ nothing answers: a phone that asks then, or is still waiting when it goes down, 
 ``give_up_s`` and boots from its flash with the keys it has (R2: nothing downloaded changes
 nothing), which is how a server outage during a storm leaves phones booted with an expired
 license, and R8 then keeps them so. Their waits count in the longest boot, and a phone that
-was refused before the server went down counts in the 503s until then.
+was refused before the server went down counts in the 503s until then. A boot not answered by
+the end of the period counts from its start to the end, and the longest boot is then at least
+that (``longest_open``); ``waiting_at_end`` counts the boots not done when the period ended.
 
 Boots are admitted in batches (the simulator's steps, in time order); each batch takes the
 capacity earlier batches left, first come first served within it, by a running maximum
@@ -43,6 +45,7 @@ class Admission:
 class ServerQueue:
     server: Server
     minutes: int
+    period_s: float | None = None  # when the period ends; None: at the end of the last minute
     down: B = field(init=False)
     capacity_per_min: F64 = field(init=False)  # requests the server can answer
     answered_per_min: F64 = field(init=False)
@@ -52,6 +55,8 @@ class ServerQueue:
     waiting_minutes: F64 = field(init=False)
     waiting_s: F64 = field(init=False)
     longest_wait_s: float = 0.0
+    longest_open: bool = False  # a boot was still waiting at the end: the longest is a bound
+    waiting_at_end: int = 0  # boots not done when the period ended
 
     def __post_init__(self) -> None:
         self.down = np.zeros(self.minutes, dtype=np.bool_)
@@ -92,11 +97,18 @@ class ServerQueue:
         done, _ = self._serve(starts[live], minute[live], commit=True)
         ends[live] = np.maximum(done, starts[live] + self.server.boot_s)
         self._count_refusals(starts[live], ends[live])
-        waited = ends - starts  # every boot, those that gave up on a dead server too
-        finite = waited[np.isfinite(waited)]
-        if finite.shape[0]:
-            self.longest_wait_s = max(self.longest_wait_s, float(finite.max()))
+        self._note_waits(starts, ends)
         return Admission(ends, served)
+
+    def _note_waits(self, starts: F64, ends: F64) -> None:
+        """Every boot's wait, those that gave up on a dead server too; one never answered
+        within the period waited at least until its end."""
+        period = self.minutes * MINUTE if self.period_s is None else self.period_s
+        never = ~np.isfinite(ends)
+        waited = np.where(never, np.maximum(period - starts, 0.0), ends - starts)
+        self.longest_wait_s = max(self.longest_wait_s, float(waited.max()))
+        self.longest_open = self.longest_open or bool(never.any())
+        self.waiting_at_end += int(np.count_nonzero(ends > period))
 
     def _serve(self, starts: F64, minute: npt.NDArray[np.int64], *, commit: bool) -> tuple[F64, B]:
         """First come first served over the capacity left: when each is answered, and whether

@@ -64,7 +64,7 @@ def simulate(scenario: Scenario, seed: int = 0, record: bool = False) -> Run:
     test and ``--phones``."""
     fleet = build_fleet(scenario, seed)
     licenses = license_table(scenario)
-    queue = ServerQueue(scenario.server, scenario.days * 1440 + 1)
+    queue = ServerQueue(scenario.server, scenario.days * 1440 + 1, scenario.days * 86400.0)
     origin = scenario.start
     for event in scenario.events:
         if isinstance(event, ServerDown):

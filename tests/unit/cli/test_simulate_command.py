@@ -61,6 +61,27 @@ def test_the_largest_seed_runs(data_dir: Path, fleetkey: Fleetkey) -> None:
         assert document["summary"]["reboots"]["license-expired"] == 200
 
 
+def test_a_storm_still_queued_at_the_end_shows_the_longest_boot_as_a_bound(
+    tmp_path: Path, data_dir: Path, fleetkey: Fleetkey
+) -> None:
+    # 300 phones storm at 02:00 on day 6 of 6, 12 requests each at 0.021 a second
+    scenario = tmp_path / "slow.toml"
+    scenario.write_text(
+        "[simulation]\nstart = 2027-01-01T00:00:00Z\ndays = 6\n"
+        "[server]\ncapacity = 0.021\n"
+        '[[sites]]\nserial = "100000000001"\nphones = 300\ntimezones = ["UTC"]\n'
+        '[[licenses]]\nname = "y"\nfeatures = ["corporate-directory"]\nexpires = 2027-01-05\n'
+        '[[events]]\nat = 2027-01-01T00:00:00Z\npost = "y"\n'
+    )
+    summary = json.loads(fleetkey("simulate", str(scenario), "--json").stdout)["summary"]
+    assert summary["longest_boot_s"] == pytest.approx(22 * 3600)
+    assert summary["longest_boot_at_least"] is True
+    assert summary["phones_waiting_at_end"] == 162
+    shown = fleetkey("simulate", str(scenario)).stdout
+    assert re.search(r"longest boot\s*│\s*≥ 79,200 s", shown)
+    assert re.search(r"still waiting at end\s*│\s*162", shown)
+
+
 def test_compare_runs_both_side_by_side(data_dir: Path, fleetkey: Fleetkey) -> None:
     document = json.loads(fleetkey("simulate", LAPSE, "--compare", EARLY, "--json").stdout)
     lapse, early = (entry["summary"] for entry in document["scenarios"])

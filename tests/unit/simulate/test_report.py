@@ -18,14 +18,12 @@ STORM = datetime(2027, 1, 6, 2, 0, tzinfo=UTC)  # the first daily check after th
 STORM_HOUR = 5 * 24 + 2
 
 
-def storm(*events: dict[str, object]) -> Run:
+def storm(*events: dict[str, object], days: int = 10, capacity: float = 20) -> Run:
     """300 phones at one UTC site, no calls, whose license lapses: all ask at 02:00:00, 12
     requests each, 3,600 in all, at 20 a second: 180 s to answer, 60 s over three minutes."""
+    server = {"capacity": capacity, "headroom": 0.7, "boot_seconds": 120, "retry_after_s": 30}
     built = (
-        ScenarioBuilder(
-            days=10,
-            server={"capacity": 20, "headroom": 0.7, "boot_seconds": 120, "retry_after_s": 30},
-        )
+        ScenarioBuilder(days=days, server=server)
         .site("100000000001", 300, timezone="UTC")
         .license("current", ["corporate-directory"], "2027-01-05")
         .event("2027-01-01T00:00:00Z", post="current")
@@ -54,6 +52,20 @@ class TestTheSummary:
 
     def test_the_longest_boot_is_the_last_phone_answered(self, summary: Summary) -> None:
         assert summary.longest_boot_s == pytest.approx(180.0)
+        assert not summary.longest_boot_open
+        assert summary.waiting_at_end == 0
+
+    def test_phones_still_waiting_at_the_end_make_the_longest_boot_a_bound(self) -> None:
+        # six days end 22 h after the storm; at 0.021 requests a second a boot takes 571 s,
+        # so 138 are answered (the last after 78,857 s) and 162 still wait: at least 79,200 s
+        run = storm(days=6, capacity=0.021)
+        summary = summarize(run, CATALOG)
+        assert summary.longest_boot_s == pytest.approx(22 * 3600)
+        assert summary.longest_boot_open
+        assert summary.waiting_at_end == 162
+        document = summary.to_json()
+        assert document["longest_boot_at_least"] is True
+        assert document["phones_waiting_at_end"] == 162
 
     def test_reboots_are_counted_by_cause(self, summary: Summary) -> None:
         assert summary.reboots == {"license-expired": 300, "config-changed": 0, "check-sync": 0}

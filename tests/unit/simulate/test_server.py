@@ -12,8 +12,8 @@ from fleetkey.simulate.server import ServerQueue
 MINUTES = 60
 
 
-def queue(**server: float) -> ServerQueue:
-    return ServerQueue(Server(**server), MINUTES)
+def queue(period_s: float | None = None, **server: float) -> ServerQueue:
+    return ServerQueue(Server(**server), MINUTES, period_s)
 
 
 class TestCapacity:
@@ -101,3 +101,30 @@ class TestDeadServer:
         assert q.answered_per_min[:2].tolist() == pytest.approx(
             [60.0, 0.0]
         )  # the dead ones took nothing
+
+
+class TestBootsStillWaitingAtTheEnd:
+    def test_a_boot_not_answered_by_the_end_counts_until_the_end_as_a_bound(self) -> None:
+        # 100 boots of 70 requests at 1 a second from 0 s: one done every 70 s, the 51st at
+        # 3,570 s; the other 49 are not answered within the hour and waited at least 3,600 s
+        q = queue(capacity_per_s=1, boot_requests=70, boot_s=1)
+        admission = q.admit(np.zeros(100))
+        assert np.isfinite(admission.ends).sum() == 51
+        assert q.longest_wait_s == pytest.approx(3600.0)
+        assert q.longest_open
+        assert q.waiting_at_end == 49
+
+    def test_boots_done_after_the_period_count_as_waiting_at_its_end(self) -> None:
+        # the period ends at 3,000 s: boots 43..51 are done within the queue's hour, after it
+        q = queue(period_s=3000, capacity_per_s=1, boot_requests=70, boot_s=1)
+        q.admit(np.zeros(100))
+        assert q.longest_wait_s == pytest.approx(3570.0)  # known exactly
+        assert q.longest_open  # the 49 never answered may have waited longer
+        assert q.waiting_at_end == 100 - 42
+
+    def test_a_queue_that_drains_gives_an_exact_longest_boot(self) -> None:
+        q = queue(capacity_per_s=1, boot_requests=70, boot_s=1)
+        q.admit(np.zeros(10))
+        assert q.longest_wait_s == pytest.approx(700.0)
+        assert not q.longest_open
+        assert q.waiting_at_end == 0
