@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -18,13 +18,20 @@ STORM = datetime(2027, 1, 6, 2, 0, tzinfo=UTC)  # the first daily check after th
 STORM_HOUR = 5 * 24 + 2
 
 
-def storm(*events: dict[str, object], days: int = 10, capacity: float = 20) -> Run:
+def storm(
+    *events: dict[str, object],
+    days: int = 10,
+    capacity: float = 20,
+    headroom: float = 0.7,
+    phones: int = 300,
+) -> Run:
     """300 phones at one UTC site, no calls, whose license lapses: all ask at 02:00:00, 12
     requests each, 3,600 in all, at 20 a second: 180 s to answer, 60 s over three minutes."""
-    server = {"capacity": capacity, "headroom": 0.7, "boot_seconds": 120, "retry_after_s": 30}
+    server = {"capacity": capacity, "headroom": headroom, "boot_seconds": 120,
+              "retry_after_s": 30}  # fmt: skip
     built = (
         ScenarioBuilder(days=days, server=server)
-        .site("100000000001", 300, timezone="UTC")
+        .site("100000000001", phones, timezone="UTC")
         .license("current", ["corporate-directory"], "2027-01-05")
         .event("2027-01-01T00:00:00Z", post="current")
     )
@@ -49,6 +56,15 @@ class TestTheSummary:
     def test_minutes_over_budget_count_the_load_not_the_boot_starts(self, summary: Summary) -> None:
         # the boots all start in one minute, the server answers at 20/s > 14/s for three
         assert summary.over_budget_minutes == 3
+
+    @pytest.mark.parametrize(("phones", "over"), [(50, 0), (51, 1)], ids=["at", "one over"])
+    def test_a_minute_exactly_at_the_budget_is_not_over_it(self, phones: int, over: int) -> None:
+        # budget 20 x 0.5 = 10 a second, 600 a minute: 50 phones x 12 requests load it exactly,
+        # all answered in the storm's minute; 51 bring 612
+        summary = summarize(storm(headroom=0.5, phones=phones), CATALOG)
+        assert summary.budget_per_s == 10
+        assert summary.peak_answered_per_s == pytest.approx(phones * 12 / 60)
+        assert summary.over_budget_minutes == over
 
     def test_the_longest_boot_is_the_last_phone_answered(self, summary: Summary) -> None:
         assert summary.longest_boot_s == pytest.approx(180.0)
@@ -111,3 +127,42 @@ class TestADeadServerDuringTheStorm:
         # 503s came only before it went down: nobody had waited past 120 s by then
         assert series["refused_peak_per_s"][STORM_HOUR] == 0.0
         assert summary.over_budget_minutes == 1
+
+
+def rollout(*events: dict[str, object]) -> Run:
+    """300 phones at one UTC site with a window of 01:00-05:00; a successor posted and rolled
+    out from 2 January 00:00: the planner's waves run from 01:00 to about 01:07."""
+    built = (
+        ScenarioBuilder(days=10, server={"capacity": 20, "headroom": 0.7})
+        .site("100000000001", 300, timezone="UTC", window="01:00-05:00")
+        .license("current", ["corporate-directory"], "2027-01-20")
+        .license("successor", ["corporate-directory"], "2028-01-20")
+        .event("2027-01-01T00:00:00Z", post="current")
+        .event("2027-01-02T00:00:00Z", post="successor")
+        .event("2027-01-02T00:00:00Z", rollout=True, deadline="2027-01-09T00:00:00Z")
+    )
+    for event in events:
+        built.event(**event)  # type: ignore[arg-type]
+    return simulate(built.scenario(CATALOG))
+
+
+class TestRolloutCompletion:
+    def test_a_rollout_finishes_when_its_last_phone_installed_the_license(self) -> None:
+        run = rollout()
+        (result,) = summarize(run, CATALOG).rollouts
+        start = run.scenario.start
+        installed = run.phones.installed_at_s
+        assert result.reached == result.phones == 300
+        assert installed.min() < installed.max()  # the waves take minutes
+        assert result.finished == start + timedelta(seconds=float(installed.max()))
+        assert abs((result.finished - result.planned_finish).total_seconds()) < 60
+
+    def test_a_rollout_a_phone_misses_has_not_finished(self) -> None:
+        # the server is down from 01:03, during the waves: the phones check-synced then give up
+        # and boot from flash with the current key
+        run = rollout({"at": "2027-01-02T01:03:00Z", "server_down_until": "2027-01-02T02:00:00Z"})
+        (result,) = summarize(run, CATALOG).rollouts
+        assert 0 < result.reached < result.phones == 300
+        assert result.finished is None
+        successor = run.licenses.names.index("successor")
+        assert int(np.count_nonzero(run.phones.installed == successor)) == result.reached
