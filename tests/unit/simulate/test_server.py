@@ -50,6 +50,19 @@ class TestCapacity:
         assert not q.refused_per_s().any()  # nobody waited past their boot
 
 
+    def test_a_backlog_longer_than_the_first_window_looked_at_is_answered_in_order(
+        self,
+    ) -> None:
+        # 300 boots of 60 requests at 1 a second over 10 hours: the last is answered after
+        # 300 minutes, past the 240 minutes of free capacity the queue looks at first
+        q = ServerQueue(Server(capacity_per_s=1, boot_requests=60, boot_s=1), 600)
+        admission = q.admit(np.zeros(300))
+        assert admission.ends == pytest.approx(60.0 * np.arange(1, 301), abs=1e-6)
+        assert q.longest_wait_s == pytest.approx(300 * 60.0)
+        assert not q.longest_open
+        assert q.answered_per_min[:301].tolist() == pytest.approx([60.0] * 300 + [0.0])
+
+
 class TestRefusals:
     def test_each_phone_waiting_past_its_boot_is_refused_once_per_retry_after(self) -> None:
         # 60 requests a boot at 1 a second: done at 60, 120, 180 s; late after 10 s each, so
@@ -85,6 +98,15 @@ class TestDeadServer:
         assert admission.ends.tolist() == pytest.approx([10.0, 190.0])
         assert q.longest_wait_s == pytest.approx(90.0)  # its wait on the dead server counts
         assert q.refused_per_s()[1:10].tolist() == [0.0] * 9  # nothing answers, not even 503
+
+    def test_an_outage_within_a_minute_takes_the_whole_minute_down(self) -> None:
+        # down from 90 s to 100 s: rounded out to minute 1 (60-120 s), which answers nothing
+        q = queue(capacity_per_s=10, boot_requests=12, boot_s=10, give_up_s=90)
+        q.take_down(90, 100)
+        assert q.down[:3].tolist() == [False, True, False]
+        admission = q.admit(np.array([0.0, 110.0, 120.0]))
+        assert admission.served.tolist() == [True, False, True]
+        assert admission.ends.tolist() == pytest.approx([10.0, 200.0, 130.0])
 
     def test_phones_waiting_when_it_goes_down_count_in_the_longest_boot_and_the_503s(
         self,
