@@ -135,8 +135,9 @@ def check_scenario(scenario: Scenario) -> None:
     for group in scenario.groups:
         if group.count < 1 or group.phones < 1:
             raise ScenarioError(
-                f"sites from {group.serial}: {group.count} site(s) of {group.phones} phone(s); "
-                "expected at least one of each"
+                f"sites from {group.serial}: count is {group.count} and phones is "
+                f"{group.phones}; expected at least 1 of each",
+                hint="a [[sites]] entry is count sites (default 1) of phones phones each",
             )
         for serial in group.serials():
             if serial in seen:
@@ -147,13 +148,24 @@ def check_scenario(scenario: Scenario) -> None:
             seen.add(serial)
     for name, lic in scenario.licenses.items():
         if name != lic.name:
-            raise ScenarioError(f"license {lic.name!r} is filed under the name {name!r}")
+            raise ScenarioError(
+                f"license {lic.name!r} is filed under the name {name!r}; expected its own name",
+                hint="key the scenario's licenses by their names",
+            )
     for group in scenario.groups:
         unknown = [name for name, _ in group.held if name not in scenario.licenses]
-        if unknown or sum(count for _, count in group.held) > group.phones:
+        if unknown:
             raise ScenarioError(
-                f"sites from {group.serial}: the phones held at the start {group.held!r} "
-                f"name a license the scenario lacks or more than its {group.phones} phones"
+                f"sites from {group.serial}: the phones held at the start name license "
+                f"{unknown[0]!r}, which the scenario lacks",
+                hint=_known(scenario.licenses),
+            )
+        holding = sum(count for _, count in group.held)
+        if holding > group.phones:
+            raise ScenarioError(
+                f"sites from {group.serial}: {holding} phones hold a license at the start; "
+                f"expected at most the site's {group.phones} phones",
+                hint="count each site's phones once among the licenses they hold",
             )
     for event in scenario.events:
         try:
@@ -172,7 +184,9 @@ def check_event(
     """One event against the scenario's licenses, sites and period."""
     if event.at < start:
         raise ScenarioError(
-            f"at {event.at:%Y-%m-%d %H:%M} UTC is before the start {start:%Y-%m-%d %H:%M} UTC"
+            f"at {event.at:%Y-%m-%d %H:%M} UTC is before the start {start:%Y-%m-%d %H:%M} UTC; "
+            "expected the start or later",
+            hint="move the event into the period, or start it earlier ([simulation] start)",
         )
     if event.at >= end:
         raise ScenarioError(
@@ -190,12 +204,24 @@ def check_event(
     if isinstance(event, Post) and event.license not in licenses:
         raise ScenarioError(
             f"post names license {event.license!r}, which [[licenses]] lacks",
-            hint=f"the licenses are {', '.join(map(repr, sorted(licenses))) or 'none'}",
+            hint=_known(licenses),
         )
     if isinstance(event, Rollout) and event.deadline <= event.at:
-        raise ScenarioError("the rollout's deadline is not after its start")
+        raise ScenarioError(
+            f"the rollout's deadline {event.deadline:%Y-%m-%d %H:%M} UTC is not after its start "
+            f"{event.at:%Y-%m-%d %H:%M} UTC; expected a later deadline",
+            hint="set deadline after at: the rollout's waves run between them",
+        )
     if isinstance(event, ServerDown) and event.until <= event.at:
-        raise ScenarioError("server_down_until is not after at")
+        raise ScenarioError(
+            f"server_down_until {event.until:%Y-%m-%d %H:%M:%S} UTC is not after at "
+            f"{event.at:%Y-%m-%d %H:%M:%S} UTC; expected a later moment",
+            hint="server_down_until is when the server answers again",
+        )
+
+
+def _known(licenses: dict[str, SiteLicense]) -> str:
+    return f"the licenses are {', '.join(map(repr, sorted(licenses))) or 'none'}"
 
 
 def _describe(event: Event) -> str:

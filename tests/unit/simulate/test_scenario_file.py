@@ -166,12 +166,14 @@ BAD = [
     (
         "deadline first",
         replaced("deadline = 2027-01-10", "deadline = 2027-01-04"),
-        "deadline is not after its start",
+        "[[events]] 3: the rollout's deadline 2027-01-04 00:00 UTC is not after its start "
+        "2027-01-05 00:00 UTC; expected a later deadline",
     ),
     (
         "down backwards",
         replaced("until = 2027-01-07T01", "until = 2027-01-06T01"),
-        "server_down_until is not after at",
+        "[[events]] 5: server_down_until 2027-01-06 01:00:00 UTC is not after at "
+        "2027-01-07 00:00:00 UTC; expected a later moment",
     ),
     (
         "event after the period",
@@ -246,3 +248,74 @@ class TestScenariosBuiltInCode:
         change = ConfigChange(scenario.start, ("100000000009",))
         with pytest.raises(ScenarioError, match="site 100000000009 is not one of"):
             replace(scenario, events=(change,))
+
+
+class TestScenarioErrorsSayWhatWasExpected:
+    """Each check of a scenario says the value it found, what it expected, and how to fix it."""
+
+    def good(self) -> Scenario:
+        return parse_scenario(GOOD, "good.toml", CATALOG)
+
+    def refused(self, **changes: object) -> ScenarioError:
+        with pytest.raises(ScenarioError) as caught:
+            replace(self.good(), **changes)  # type: ignore[arg-type]
+        assert caught.value.hint
+        return caught.value
+
+    def test_a_site_group_without_phones(self) -> None:
+        scenario = self.good()
+        caught = self.refused(groups=(replace(scenario.groups[0], phones=0),))
+        assert "sites from 100000000001: count is 2 and phones is 0; expected at least 1" in str(
+            caught
+        )
+        assert "count sites" in (caught.hint or "")
+
+    def test_a_license_filed_under_another_name(self) -> None:
+        scenario = self.good()
+        licenses = {**scenario.licenses, "b": scenario.licenses["a"]}
+        caught = self.refused(licenses=licenses)
+        assert "license 'a' is filed under the name 'b'; expected its own name" in str(caught)
+
+    def test_phones_held_at_the_start_of_a_license_it_lacks(self) -> None:
+        scenario = self.good()
+        caught = self.refused(groups=(replace(scenario.groups[0], held=(("gone", 3),)),))
+        assert "the phones held at the start name license 'gone', which the scenario lacks" in str(
+            caught
+        )
+        assert caught.hint == "the licenses are 'a', 'forever'"
+
+    def test_more_phones_held_at_the_start_than_the_site_has(self) -> None:
+        scenario = self.good()
+        held = (("a", 6), ("forever", 5))
+        caught = self.refused(groups=(replace(scenario.groups[0], held=held),))
+        assert "11 phones hold a license at the start; expected at most the site's 10" in str(
+            caught
+        )
+
+    def test_an_event_before_the_start(self) -> None:
+        early = ConfigChange(datetime(2026, 12, 31, 23, 0, tzinfo=UTC), None)
+        caught = self.refused(events=(early,))
+        assert (
+            "at 2026-12-31 23:00 UTC is before the start 2027-01-01 00:00 UTC; expected the "
+            "start or later"
+        ) in str(caught)
+        assert "[simulation] start" in (caught.hint or "")
+
+    def test_a_rollout_whose_deadline_is_not_after_its_start(self) -> None:
+        at = datetime(2027, 1, 5, tzinfo=UTC)
+        caught = self.refused(events=(Rollout(at, at, None, reboot=False),))
+        assert "deadline 2027-01-05 00:00 UTC is not after its start 2027-01-05 00:00 UTC" in str(
+            caught
+        )
+        assert "deadline after at" in (caught.hint or "")
+
+    def test_an_outage_that_ends_before_it_begins(self) -> None:
+        at = datetime(2027, 1, 5, tzinfo=UTC)
+        caught = self.refused(
+            events=(ServerDown(at, datetime(2027, 1, 4, 23, 59, 30, tzinfo=UTC)),)
+        )
+        assert (
+            "server_down_until 2027-01-04 23:59:30 UTC is not after at 2027-01-05 00:00:00"
+            in str(caught)
+        )
+        assert "answers again" in (caught.hint or "")
