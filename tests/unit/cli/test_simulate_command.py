@@ -155,10 +155,22 @@ class TestRefusals:
 
     @pytest.mark.parametrize(
         "args",
-        [("--days", "0"), ("--days", "x"), ("--seed", "-1"), ("--seed", str(2**20 + 1)),
-         ("--color",), ()],  # fmt: skip
-        ids=["days 0", "days text", "negative seed", "seed too large", "unknown option",
-             "no scenario"],  # fmt: skip
+        [
+            ("--days", "0"),
+            ("--days", "x"),
+            ("--seed", "-1"),
+            ("--seed", str(2**20 + 1)),
+            ("--color",),
+            (),
+        ],
+        ids=[
+            "days 0",
+            "days text",
+            "negative seed",
+            "seed too large",
+            "unknown option",
+            "no scenario",
+        ],
     )
     def test_usage_errors_exit_2(
         self, data_dir: Path, fleetkey: Fleetkey, args: tuple[str, ...]

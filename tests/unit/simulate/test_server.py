@@ -49,7 +49,6 @@ class TestCapacity:
         assert q.longest_wait_s == 120.0
         assert not q.refused_per_s().any()  # nobody waited past their boot
 
-
     def test_a_backlog_longer_than_the_first_window_looked_at_is_answered_in_order(
         self,
     ) -> None:
