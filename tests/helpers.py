@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import re
 import shutil
 import socket
@@ -239,15 +240,21 @@ def sip_exchange(address: str, port: int, message: str, timeout: float = 1.0) ->
             return None
 
 
+_SIP_REQUESTS = itertools.count(1)
+
+
 def sip_request(
     method: str, port: int, *, event: str = "check-sync", drop: str = "", to: str = "127.10.1.1"
 ) -> str:
-    """A SIP request to an emulated phone; ``drop`` leaves one header out."""
+    """A SIP request to an emulated phone, a new transaction each call (its own branch and
+    Call-ID: the same bytes again are a retransmission, answered but not acted on twice);
+    ``drop`` leaves one header out."""
+    unique = next(_SIP_REQUESTS)
     headers = {
-        "Via": "SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-test",
+        "Via": f"SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-test{unique}",
         "From": "<sip:fleetkey@127.0.0.1>;tag=t1",
         "To": f"<sip:phone@{to}:{port}>",
-        "Call-ID": "c1@127.0.0.1",
+        "Call-ID": f"c{unique}@127.0.0.1",
         "CSeq": f"1 {method}",
         "Event": event,
         "Content-Length": "0",
