@@ -286,7 +286,11 @@ def test_a_notify_nobody_answers_fails_for_that_reason_not_as_unconfirmed(
     finally:
         store.close()
     assert report.unanswered == 2
-    assert failures["0004f2000000"] == "check-sync #1: no answer over UDP in 3.2 s (7 sends)"
+    # Timer F (64 x T1 = 3.2 s) ends the transaction; its seventh send is due 50 ms before it,
+    # which a loaded machine may not reach in time: six or seven sends, never fewer
+    assert re.fullmatch(
+        r"check-sync #1: no answer over UDP in 3\.2 s \([67] sends\)", failures["0004f2000000"]
+    )
     assert failures["0004f2000001"].startswith(
         "check-sync #1: TCP connection failed: ConnectionRefusedError"
     )
