@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.schema import FetchRow, RolloutRow, RolloutTargetRow
 from fleetkey.store.store import Store
+from fleetkey.store.texts import path_of
 
 from tests.deployment import (
     SUMMARY,
@@ -185,8 +186,10 @@ def roll_out_through_the_balancer(
              "--duration", "3600", "--report", str(work / "report.json"), "--json"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        licensed = select(func.count(func.distinct(FetchRow.mac))).where(
-            FetchRow.path.like("%000000000000-license.cfg"), FetchRow.status == 200
+        licensed = (
+            select(func.count(func.distinct(FetchRow.mac)))
+            .join(path_of, path_of.id == FetchRow.path_id)
+            .where(path_of.text.like("%000000000000-license.cfg"), FetchRow.status == 200)
         )
         wait_for(lambda: _scalar(store, licensed) >= phones, 600)
         booted_s = time.monotonic() - began
