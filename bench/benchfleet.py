@@ -113,3 +113,22 @@ def wrk(
     if errors:
         raise SystemExit(f"{url}: {errors.group(1)} non-2xx answers during the run")
     return rps, float(p99.group(1)) * scale
+
+
+TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live children (a server's workers)."""
+    total = 0.0
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        found = []
+    for each in (pid, *map(int, found)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total

@@ -35,6 +35,7 @@ from benchfleet import (
     FLEETKEY,
     LUA,
     bench_env,
+    cpu_seconds,
     issue_phone_licenses,
     need,
     open_tree_to_baselines,
@@ -57,23 +58,6 @@ http {
 
 
 MODES: Final = ("keep-alive", "close")
-TICKS: Final = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live children (a server's workers)."""
-    total = 0.0
-    try:
-        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        found = []
-    for each in (pid, *map(int, found)):
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
 
 
 def measured(

@@ -33,31 +33,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-from benchfleet import FLEETKEY, bench_env, open_tree_to_baselines, stop_servers
+from benchfleet import FLEETKEY, bench_env, cpu_seconds, open_tree_to_baselines, stop_servers
 from boot import NGINX, SEED_STEPS, SEQUENCE, build_fleet, free_port, need, wait_listening
-
-TICKS: Final = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live children (a server's workers)."""
-    total = 0.0
-    for each in (pid, *children(pid)):
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def storm(
