@@ -14,6 +14,10 @@ left to the kernel's own 4-tuple hash (the program answers an index past the las
 everything behind a load balancer comes from its few addresses, and the phone's own address
 is in ``X-Forwarded-For``, which the kernel does not read. IPv6 listeners keep the kernel's
 hash (no program): address memory then holds within a connection only.
+
+One concept, kept apart though under 100 lines: the kernel-side choice of a worker (a BPF
+program and its attachment through ctypes), which the supervisor in ``serve/workers.py``
+(processes, signals, restarts: 336 lines) only calls; folded in, workers.py would pass 400.
 """
 
 from __future__ import annotations
