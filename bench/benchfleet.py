@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -20,6 +22,24 @@ request = function()
   return wrk.format("GET", string.format("/0004f2%%06x-license.cfg", counter %% %(files)d)%(extra)s)
 end
 """
+
+
+def wrk_options(parser: argparse.ArgumentParser, workers: int) -> None:
+    """The options of a wrk measurement over license files (bench/http.py, contention.py)."""
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=workers)
+
+
+def wrk_script(base: Path, files: int, mode: str) -> Path:
+    """``base/<mode>.lua``: wrk's requests over ``files`` license files, with keep-alive
+    (``keep-alive``) or ``Connection: close`` (``close``)."""
+    extra = {"keep-alive": "", "close": ', {["Connection"] = "close"}'}[mode]
+    script = base / f"{mode}.lua"
+    script.write_text(LUA % {"files": files, "extra": extra})
+    return script
 
 
 def bench_env(base: Path) -> dict[str, str]:
@@ -54,6 +74,26 @@ def open_tree_to_baselines(base: Path) -> None:
             os.chmod(os.path.join(folder, name), 0o755)  # noqa: S103  # read by the baseline
         for name in files:
             os.chmod(os.path.join(folder, name), 0o644)
+
+
+def start_fleetkey(
+    env: dict[str, str], base: Path, workers: int, pin: Sequence[str] = ()
+) -> tuple[subprocess.Popen[str], str]:
+    """``fleetkey serve --http 127.0.0.1:0 --workers N`` (after ``pin``, a taskset prefix)
+    on ``base/data``: the process and the URL its banner names (``http://127.0.0.1:PORT``)."""
+    process = subprocess.Popen(
+        [*pin, *FLEETKEY, "serve", "--http", "127.0.0.1:0", "--workers", str(workers)],
+        env=env,
+        cwd=base,  # not bench/: its http.py would shadow the standard library's
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    banner = process.stdout.readline().split()  # fleetkey serving http://HOST:PORT ...
+    if len(banner) < 3:
+        raise SystemExit(f"fleetkey serve did not start: {process.communicate()[1]}")
+    return process, banner[2]
 
 
 def stop_servers(servers: list[subprocess.Popen[str]]) -> str:

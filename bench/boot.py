@@ -62,10 +62,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from benchfleet import FLEETKEY, bench_env, open_tree_to_baselines
+from benchfleet import FLEETKEY, bench_env, need, open_tree_to_baselines, start_fleetkey
 
 # One boot, in order (domain notes §5.1). {mac} is the phone's MAC; the stage ends the
 # User-Agent (`FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 [(SN:<mac>)] Type/<stage>`).
@@ -116,7 +117,7 @@ DIRECTORY: Final = """\
 """
 
 NGINX: Final = """
-worker_processes 1;
+worker_processes %(workers)d;
 daemon off;
 pid %(base)s/nginx.pid;
 error_log %(base)s/nginx-error.log;
@@ -142,13 +143,6 @@ http {
 
 SERVERS: Final = ("nginx", "fleetkey")
 MODES: Final = ("keep-alive", "close")
-
-
-def need(program: str) -> str:
-    found = shutil.which(program) or shutil.which(program, path="/usr/sbin")
-    if found is None:
-        raise SystemExit(f"bench/boot.py needs {program}: apt-get install -y nginx gcc")
-    return found
 
 
 def build_fleet(base: Path, env: dict[str, str], phones: int, sites: int) -> Path:
@@ -191,6 +185,50 @@ def build_fleet(base: Path, env: dict[str, str], phones: int, sites: int) -> Pat
     (tree / "000000000000.cfg").write_text(MASTER_CONFIG % overrides)
     (tree / "000000000000-directory.xml").write_text(DIRECTORY)
     return tree
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A run's directory as bench/boot.py and bench/storm.py start from it."""
+
+    bootload: Path  # the generator, compiled
+    sequence: Path  # one boot (SEQUENCE)
+    seed: Path  # the seed pass: the boot's two log PUTs (SEED_STEPS)
+    nginx_conf: Path  # nginx on the provisioning tree, the logs PUT into a folder per phone
+    nginx_port: int
+
+
+def prepare(
+    base: Path, env: dict[str, str], phones: int, sites: int, nginx_workers: int = 1
+) -> Prepared:
+    """Compile bootload, write the boot and the seed pass, build the fleet with the CLI, open
+    its tree to nginx and configure nginx (``nginx_workers`` workers) with its upload folders."""
+    bootload = base / "bootload"
+    source = Path(__file__).with_name("bootload.c")
+    subprocess.run([need("gcc"), "-O2", "-o", str(bootload), str(source)], check=True)
+    sequence = base / "sequence.txt"
+    sequence.write_text(SEQUENCE)
+    seed = base / "seed.txt"
+    seed.write_text("".join(f"{line}\n" for line in SEED_STEPS))
+    tree = build_fleet(base, env, phones, sites)
+    open_tree_to_baselines(base)
+    uploads = base / "nginx-uploads"
+    for directory in (uploads, base / "nginx-body"):
+        directory.mkdir()
+        directory.chmod(0o777)  # written by nginx's unprivileged worker
+    nginx_conf = base / "nginx.conf"
+    nginx_port = free_port()
+    nginx_conf.write_text(
+        NGINX
+        % {
+            "base": base,
+            "port": nginx_port,
+            "root": tree,
+            "uploads": uploads,
+            "workers": nginx_workers,
+        }
+    )
+    return Prepared(bootload, sequence, seed, nginx_conf, nginx_port)
 
 
 def free_port() -> int:
@@ -294,43 +332,15 @@ def main() -> None:
     summary = ""
     recorded: dict[str, int] = {}
     try:
-        bootload = base / "bootload"
-        subprocess.run(
-            [need("gcc"), "-O2", "-o", str(bootload), str(Path(__file__).with_name("bootload.c"))],
-            check=True,
-        )
-        sequence = base / "sequence.txt"
-        sequence.write_text(SEQUENCE)
-        seed_sequence = base / "seed.txt"
-        seed_sequence.write_text("".join(f"{line}\n" for line in SEED_STEPS))
-        tree = build_fleet(base, env, args.phones, args.sites)
-        open_tree_to_baselines(base)
-        uploads = base / "nginx-uploads"
-        for directory in (uploads, base / "nginx-body"):
-            directory.mkdir()
-            directory.chmod(0o777)  # written by nginx's unprivileged worker
-        nginx_conf = base / "nginx.conf"
-        nginx_port = free_port()
-        nginx_conf.write_text(
-            NGINX % {"base": base, "port": nginx_port, "root": tree, "uploads": uploads}
-        )
+        ready = prepare(base, env, args.phones, args.sites)
+        bootload, sequence, nginx_port = ready.bootload, ready.sequence, ready.nginx_port
+        nginx_program = need("nginx")
+        # fleetkey first: one that does not start leaves no nginx behind
+        server, url = start_fleetkey(env, base, 1, ["taskset", "-c", "0"])
         nginx = subprocess.Popen(
-            ["taskset", "-c", "0", need("nginx"), "-c", str(nginx_conf)], text=True
-        )
-        server = subprocess.Popen(
-            ["taskset", "-c", "0", *FLEETKEY, "serve", "--http", "127.0.0.1:0"],
-            env=env,
-            cwd=base,  # not bench/: its http.py would shadow the standard library's
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            ["taskset", "-c", "0", nginx_program, "-c", str(ready.nginx_conf)], text=True
         )
         try:
-            assert server.stdout is not None
-            banner = server.stdout.readline().split()  # fleetkey serving http://HOST:PORT ...
-            if len(banner) < 3:
-                raise SystemExit(f"fleetkey serve did not start: {server.communicate()[1]}")
-            url = banner[2]
             ports = {"nginx": nginx_port, "fleetkey": int(url.rsplit(":", 1)[1])}
             wait_listening(nginx_port, nginx, "nginx")
             wait_listening(ports["fleetkey"], server, "fleetkey serve")
@@ -338,7 +348,7 @@ def main() -> None:
             # phones that booted before: their logs exist, so the measured PUTs replace them
             for name in SERVERS:
                 seeds[name] = generate(
-                    bootload, seed_sequence, ports[name], "keep-alive", 0, args,
+                    bootload, ready.seed, ports[name], "keep-alive", 0, args,
                     "--boots", str(args.phones), "--warmup", "0", "--seconds", "3600",
                 )  # fmt: skip
             first = dict.fromkeys(SERVERS, 0)  # each server's fleet goes round from run to run

@@ -20,17 +20,23 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchfleet import FLEETKEY, LUA, bench_env, issue_phone_licenses, wrk
+from benchfleet import (
+    bench_env,
+    issue_phone_licenses,
+    start_fleetkey,
+    stop_servers,
+    wrk,
+    wrk_options,
+    wrk_script,
+)
 
 
 def count(database: Path) -> int:
@@ -83,11 +89,7 @@ def window(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    wrk_options(parser, workers=2)
     parser.add_argument("--hold", type=float, default=0.3, help="seconds of every second")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -97,29 +99,18 @@ def main() -> None:
     summary = ""
     try:
         issue_phone_licenses(base, env, args.files)
-        script = base / "keep-alive.lua"
-        script.write_text(LUA % {"files": args.files, "extra": ""})
-        server = subprocess.Popen(
-            [*FLEETKEY, "serve", "--http", "127.0.0.1:0", "--workers", str(args.workers)],
-            env=env,
-            cwd=base,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        script = wrk_script(base, args.files, "keep-alive")
+        server, url = start_fleetkey(env, base, args.workers)
         database = base / "data" / "fleetkey.db"
         try:
-            assert server.stdout is not None
-            url = server.stdout.readline().split()[2] + "/"
             time.sleep(1)
             for number in range(args.rounds):
                 order = ("alone", "contended") if number % 2 == 0 else ("contended", "alone")
                 for name in order:
                     hold = args.hold if name == "contended" else 0.0
-                    runs[name].append(window(url, script, database, args, hold))
+                    runs[name].append(window(url + "/", script, database, args, hold))
         finally:
-            server.send_signal(signal.SIGTERM)
-            summary = server.communicate(timeout=300)[0].strip().splitlines()[-1]
+            summary = stop_servers([server])
     finally:
         shutil.rmtree(base, ignore_errors=True)
     report(args, runs, summary)

@@ -32,15 +32,17 @@ from pathlib import Path
 from typing import Final
 
 from benchfleet import (
-    FLEETKEY,
-    LUA,
     bench_env,
     cpu_seconds,
     issue_phone_licenses,
     need,
     open_tree_to_baselines,
     pinned,
+    start_fleetkey,
+    stop_servers,
     wrk,
+    wrk_options,
+    wrk_script,
 )
 
 NGINX = """
@@ -78,11 +80,7 @@ Run = tuple[float, float, float, float]  # requests/s, p99 ms, server CPU %, wrk
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=1)
+    wrk_options(parser, workers=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-http-"))
@@ -94,10 +92,7 @@ def main() -> None:
     try:
         tree = issue_phone_licenses(base, env, args.files)
         open_tree_to_baselines(base)
-        scripts = {}
-        for mode, extra in zip(MODES, ("", ', {["Connection"] = "close"}'), strict=True):
-            scripts[mode] = base / f"{mode}.lua"
-            scripts[mode].write_text(LUA % {"files": args.files, "extra": extra})
+        scripts = {mode: wrk_script(base, args.files, mode) for mode in MODES}
         nginx_conf = base / "nginx.conf"
         nginx_conf.write_text(
             NGINX % {"base": base, "port": 18180, "root": tree, "workers": args.workers}
@@ -107,17 +102,8 @@ def main() -> None:
         urls = {"nginx": "http://127.0.0.1:18180/"}
         try:
             for name, workers in (("fleetkey", args.workers), ("fleetkey-1", 1))[: len(names) - 1]:
-                servers[name] = subprocess.Popen(
-                    [*pinned(0, args.workers), *FLEETKEY, "serve", "--http", "127.0.0.1:0",
-                     "--workers", str(workers)],
-                    env=env,
-                    cwd=base,  # not bench/: its http.py would shadow the standard library's
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )  # fmt: skip
-                assert servers[name].stdout is not None
-                urls[name] = servers[name].stdout.readline().split()[2] + "/"  # type: ignore[union-attr]
+                servers[name], url = start_fleetkey(env, base, workers, pinned(0, args.workers))
+                urls[name] = url + "/"
             time.sleep(1)
             # rounds, the servers in turn and the order turned every round: this VM's speed
             # drifts between runs, and this way the drift falls on all alike
@@ -134,8 +120,7 @@ def main() -> None:
             for name in names[1:]:
                 if name not in servers:
                     continue  # it did not start
-                servers[name].send_signal(signal.SIGTERM)
-                summaries.append(servers[name].communicate(timeout=120)[0].strip())
+                summaries.append(stop_servers([servers[name]]))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     report(args, runs, summaries)

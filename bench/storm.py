@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchfleet import FLEETKEY, bench_env, cpu_seconds, open_tree_to_baselines, stop_servers
-from boot import NGINX, SEED_STEPS, SEQUENCE, build_fleet, free_port, need, wait_listening
+from benchfleet import bench_env, cpu_seconds, need, start_fleetkey, stop_servers
+from boot import prepare, wait_listening
 
 
 def storm(
@@ -62,24 +62,6 @@ def storm(
     return run
 
 
-def start_fleetkey(
-    env: dict[str, str], base: Path, workers: int
-) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [*FLEETKEY, "serve", "--http", "127.0.0.1:0", "--workers", str(workers)],
-        env=env,
-        cwd=base,  # not bench/: its http.py would shadow the standard library's
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    banner = process.stdout.readline().split()  # fleetkey serving http://HOST:PORT ...
-    if len(banner) < 3:
-        raise SystemExit(f"fleetkey serve did not start: {process.communicate()[1]}")
-    return process, int(banner[2].rsplit(":", 1)[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boots", type=int, default=20_000)
@@ -99,29 +81,16 @@ def main() -> None:
     answered = 0
     summaries: list[str] = []
     try:
-        bootload = base / "bootload"
-        source = Path(__file__).with_name("bootload.c")
-        subprocess.run([need("gcc"), "-O2", "-o", str(bootload), str(source)], check=True)
-        sequence = base / "sequence.txt"
-        sequence.write_text(SEQUENCE)
-        seed = base / "seed.txt"
-        seed.write_text("".join(f"{line}\n" for line in SEED_STEPS))
-        tree = build_fleet(base, env, args.phones, args.sites)
-        open_tree_to_baselines(base)
-        uploads = base / "nginx-uploads"
-        for directory in (uploads, base / "nginx-body"):
-            directory.mkdir()
-            directory.chmod(0o777)  # written by nginx's unprivileged worker
-        nginx_port = free_port()
-        conf = NGINX % {"base": base, "port": nginx_port, "root": tree, "uploads": uploads}
-        (base / "nginx.conf").write_text(
-            conf.replace("worker_processes 1;", f"worker_processes {args.workers};")
-        )
-        nginx = subprocess.Popen([need("nginx"), "-c", str(base / "nginx.conf")], text=True)
-        many, many_port = start_fleetkey(env, base, args.workers)
-        one, one_port = start_fleetkey(env, base, 1)
-        servers = {names[0]: (nginx, nginx_port), names[1]: (many, many_port),
-                   names[2]: (one, one_port)}  # fmt: skip
+        ready = prepare(base, env, args.phones, args.sites, nginx_workers=args.workers)
+        bootload, sequence, seed = ready.bootload, ready.sequence, ready.seed
+        nginx_program = need("nginx")
+        # fleetkey first: one that does not start leaves no nginx behind
+        many, many_url = start_fleetkey(env, base, args.workers)
+        one, one_url = start_fleetkey(env, base, 1)
+        nginx = subprocess.Popen([nginx_program, "-c", str(ready.nginx_conf)], text=True)
+        servers = {names[0]: (nginx, ready.nginx_port),
+                   names[1]: (many, int(many_url.rsplit(":", 1)[1])),
+                   names[2]: (one, int(one_url.rsplit(":", 1)[1]))}  # fmt: skip
         try:
             for name, (process, port) in servers.items():
                 wait_listening(port, process, name)
