@@ -23,6 +23,7 @@ import numpy as np
 from fleetkey.core.alerts import Alert, LicenseFacts, Snapshot
 from fleetkey.core.device.config import ConfigPolling
 from fleetkey.core.rollout.plan import Plan
+from fleetkey.ops.storefleet import site_group
 from fleetkey.simulate.scenario import Post, Rollout, Scenario, Server, SiteGroup, SiteLicense
 from fleetkey.simulate.simulation import Run, simulate
 
@@ -183,18 +184,13 @@ def forecast_plan(
     request = plan.input
     start = request.start.replace(second=0, microsecond=0)
     groups = tuple(
-        SiteGroup(
-            serial=site.serial,
-            count=1,
-            phones=len(site.macs),
-            timezones=(site.timezone,),
-            window=site.window,
-            license_polling_time=time(2, 0),
-            polling=ConfigPolling(),
-            always_reboot=False,
+        site_group(
+            site.serial,
+            site.timezone,
+            site.window,
+            len(site.macs),
             calls_per_hour=calls_per_hour,
             call_minutes=call_minutes,
-            phone_slots=frozenset(),
         )
         for site in request.sites
         if site.macs

@@ -24,10 +24,41 @@ from sqlalchemy.orm import Session
 from fleetkey.core.device.config import ConfigPolling
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.naming import SITE_LICENSE_FILE
+from fleetkey.core.rollout.windows import Window
 from fleetkey.core.terms import NEVER
 from fleetkey.errors import InputError
 from fleetkey.simulate.scenario import Post, Scenario, Server, SiteGroup, SiteLicense
 from fleetkey.store import bootdays, capacity, inventory, phonestate, registry
+
+
+def site_group(
+    serial: str,
+    timezone: str,
+    window: Window | None,
+    phones: int,
+    *,
+    calls_per_hour: float = 0.0,
+    call_minutes: float = 0.0,
+    phone_slots: frozenset[int] = frozenset(),
+    held: tuple[tuple[str, int], ...] = (),
+) -> SiteGroup:
+    """One site's ``phones`` phones as a simulation group, what the store does not hold at the
+    scenario defaults: license.polling.time 02:00, configuration polling off, no
+    ``alwaysReboot`` (``simulate --from-store`` and the plan's forecast alike)."""
+    return SiteGroup(
+        serial=serial,
+        count=1,
+        phones=phones,
+        timezones=(timezone,),
+        window=window,
+        license_polling_time=time(2, 0),
+        polling=ConfigPolling(),
+        always_reboot=False,
+        calls_per_hour=calls_per_hour,
+        call_minutes=call_minutes,
+        phone_slots=phone_slots,
+        held=held,
+    )
 
 
 @dataclass(frozen=True)
@@ -68,17 +99,11 @@ def scenario_from_store(session: Session, now: datetime, days: int = 365) -> Sto
             posts.append(Post(start, name, (key.serial,)))
     state = _held(session, by_digest, macs)
     groups = tuple(
-        SiteGroup(
-            serial=site.serial,
-            count=1,
-            phones=len(macs[site.serial]),
-            timezones=(site.timezone,),
-            window=site.window,
-            license_polling_time=time(2, 0),
-            polling=ConfigPolling(),
-            always_reboot=False,
-            calls_per_hour=0.0,
-            call_minutes=0.0,
+        site_group(
+            site.serial,
+            site.timezone,
+            site.window,
+            len(macs[site.serial]),
             phone_slots=frozenset(
                 set.intersection(*(perpetual.get(mac, set()) for mac in macs[site.serial]))
             ),
