@@ -10,7 +10,7 @@ only from fleetkey itself, no inline script, no framing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
@@ -86,6 +86,16 @@ class Viewer:
 
     def page(self, template: str, code: int = 200, **values: Any) -> HTMLResponse:
         return render(template, code, csrf=self.signer.csrf(self.session), signed_in=True, **values)
+
+    def csrf_refused(self, fields: Mapping[str, str]) -> HTMLResponse | None:
+        """The 403 page for a form whose CSRF token is missing or wrong; None if it matches."""
+        if self.signer.csrf_matches(self.session, fields.get("csrf")):
+            return None
+        return error_page(
+            403,
+            "the form's CSRF token is missing or wrong: nothing was changed",
+            "reload the page and use its buttons",
+        )
 
 
 _templates = Environment(

@@ -26,7 +26,7 @@ from fleetkey.store.records import StoredLicense
 from fleetkey.store.rollouts import ACTIVE, RolloutState, TargetState
 from fleetkey.store.schema import LicenseRow, RolloutTargetRow
 from fleetkey.ui import charts
-from fleetkey.ui.app import UiContext, Viewer, error_page
+from fleetkey.ui.app import UiContext, Viewer
 from fleetkey.ui.params import Query, bad, form_fields, row_id
 
 TARGETS_SHOWN: Final = 200
@@ -187,8 +187,8 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
     @ui.post("/rollouts/{rollout_id}/{action}", include_in_schema=False)
     async def move_rollout(rollout_id: str, action: str, view: signed_in) -> Response:
         fields = form_fields(await view.request.body(), ACTION_FIELDS)
-        if not view.signer.csrf_matches(view.session, fields.get("csrf")):
-            return _no_csrf()
+        if (refused := view.csrf_refused(fields)) is not None:
+            return refused
         if action not in MOVES:
             raise bad("action", f"got {action[:40]!r}, expected one of {', '.join(MOVES)}")
         number = row_id(rollout_id)
@@ -214,8 +214,8 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
     @ui.post("/alerts/ack", include_in_schema=False)
     async def ack_alert(view: signed_in) -> Response:
         fields = form_fields(await view.request.body(), ACK_FIELDS)
-        if not view.signer.csrf_matches(view.session, fields.get("csrf")):
-            return _no_csrf()
+        if (refused := view.csrf_refused(fields)) is not None:
+            return refused
         key = fields.get("key", "").strip()
         if not key or len(key) > 200:
             raise bad("key", "expected the alert's key (up to 200 characters)")
@@ -247,14 +247,6 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
             shown=AUDIT_SHOWN,
             before=before,
         )
-
-
-def _no_csrf() -> HTMLResponse:
-    return error_page(
-        403,
-        "the form's CSRF token is missing or wrong: nothing was changed",
-        "reload the page and use its buttons",
-    )
 
 
 def _date(text: str) -> date | None:

@@ -105,8 +105,8 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
             fields, upload = await upload_fields(view.request)
         except UploadTooLargeError:
             return _too_large()
-        if not view.signer.csrf_matches(view.session, fields.get("csrf")):
-            return _no_csrf()
+        if (refused := view.csrf_refused(fields)) is not None:
+            return refused
         if upload is None or not upload[0]:
             raise bad("file", "choose the license file to check")
         name, content = upload
@@ -130,8 +130,8 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
         except UploadTooLargeError:
             return _too_large()
         fields = form_fields(body, POST_FIELDS, limit=POST_FORM_BYTES)
-        if not view.signer.csrf_matches(view.session, fields.get("csrf")):
-            return _no_csrf()
+        if (refused := view.csrf_refused(fields)) is not None:
+            return refused
         try:
             text = fields.get("content", "").encode("ascii")
             content = base64.b64decode(text, altchars=b"-_", validate=True)
@@ -145,14 +145,6 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
         return RedirectResponse(
             f"/ui/licenses/{first}" if first else "/ui/licenses", status_code=303
         )
-
-
-def _no_csrf() -> HTMLResponse:
-    return error_page(
-        403,
-        "the form's CSRF token is missing or wrong: nothing was changed",
-        "reload the page and use its buttons",
-    )
 
 
 def _too_large() -> HTMLResponse:
