@@ -10,7 +10,7 @@ from rich.text import Text
 
 from fleetkey.authority.keyring import KeyEntry, passphrase_from_env
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.cli.setup import ALGORITHMS
+from fleetkey.cli.setup import algorithm_option
 from fleetkey.cli.tables import Cell, Column, Kind, Output, output, print_rows, table_options
 from fleetkey.core.keyfile import CURRENT_PROTECTION, Kdf, KeyProtection
 from fleetkey.core.signing import Algorithm
@@ -23,14 +23,7 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option(
-    "--alg",
-    "algorithm",
-    type=ALGORITHMS,
-    default="ed25519",
-    show_default=True,
-    help="ed25519, or rsa2048 (PKCS#1 v1.5, SHA-256).",
-)
+@algorithm_option("ed25519, or rsa2048 (PKCS#1 v1.5, SHA-256).")
 @click.option("--name", help="Key name (default: <alg>-<fingerprint prefix>).")
 @click.option("--activate", is_flag=True, help="Make it the active signing key.")
 @click.option(

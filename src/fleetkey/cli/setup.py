@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import click
@@ -9,7 +10,7 @@ import click
 from fleetkey.authority.keyring import PASSPHRASE_ENV, KeyEntry, Keyring, passphrase_from_env
 from fleetkey.authority.tokens import create_token, has_token
 from fleetkey.cli.context import Env, pass_env
-from fleetkey.cli.tables import Column, Kind, Output, output, print_rows, table_options
+from fleetkey.cli.tables import Column, F, Kind, Output, output, print_rows, table_options
 from fleetkey.core.signing import Algorithm
 from fleetkey.errors import DatabaseError, PassphraseError
 from fleetkey.store import audit
@@ -18,15 +19,16 @@ from fleetkey.store.store import Store
 ALGORITHMS = click.Choice([a.value for a in Algorithm])
 
 
+def algorithm_option(help_text: str) -> Callable[[F], F]:
+    """``--alg``: a new signing key's algorithm, the same choice and default for ``init``'s
+    first key and ``keys create``."""
+    return click.option(
+        "--alg", "algorithm", type=ALGORITHMS, default="ed25519", show_default=True, help=help_text
+    )
+
+
 @click.command()
-@click.option(
-    "--alg",
-    "algorithm",
-    type=ALGORITHMS,
-    default="ed25519",
-    show_default=True,
-    help="Algorithm of the first signing key.",
-)
+@algorithm_option("Algorithm of the first signing key.")
 @click.option(
     "--unencrypted-key",
     is_flag=True,
