@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -36,6 +37,7 @@ from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.emulate.ftp import check_reachable as check_ftp
 from fleetkey.emulate.http import HttpClient
 from fleetkey.emulate.http import check_reachable as check_http
+from fleetkey.emulate.phone import failure_reason
 from fleetkey.emulate.transport import Reply, Transport
 from fleetkey.errors import EmulationError
 
@@ -74,6 +76,7 @@ class Measurement:
     stopped: str = ""
     requests_per_boot: int = 0  # of the calibration boot, before the steps
     image_bytes_per_boot: int = 0
+    hint: str = ""  # what to do when no capacity was found (the cause's, not a guess)
 
     @property
     def capacity(self) -> float | None:
@@ -98,6 +101,12 @@ class _Tally:
     rejected: int = 0
     errors: int = 0
     image_bytes: int = 0
+    refused: Counter[int] = field(default_factory=Counter)  # answers that ended a boot
+    first_failure: str = ""  # the first request that ended a boot, and what it got
+
+    def failed(self, what: str, status: int = 0) -> None:
+        self.refused[status] += 1
+        self.first_failure = self.first_failure or what
 
 
 Connect = Callable[[PhoneConfig, str, Flash], Transport]  # a probe phone, address, flash
@@ -141,16 +150,20 @@ async def _boot(
                 reply = await client.put(path, body, user_agent=agent)
             else:
                 reply = await client.fetch(path, user_agent=agent, first_bytes=first, keep=keep)
-        except (OSError, EmulationError):  # TimeoutError and ConnectionError are OSErrors
+        except (OSError, EmulationError) as exc:  # TimeoutError, ConnectionError: OSErrors
             tally.errors += 1
+            tally.failed(f"{request.method} {path}: {failure_reason(exc)}")
             raise BootAborted from None
         tally.latencies.append((time.perf_counter() - began) * 1000)
         tally.requests += 1 + reply.challenged  # a login's 401 is an answer the server gave
+        answered = f"{request.method} {path}: {reply.said or reply.status}"
         if reply.status == 503:
             tally.rejected += 1
+            tally.failed(answered, 503)
             raise BootAborted  # a phone would wait for Retry-After; the probe counts it
         if reply.status >= 500 or reply.status in REFUSED:  # not an answer a boot goes on with
             tally.errors += 1
+            tally.failed(answered, reply.status)
             raise BootAborted
         return reply
 
@@ -199,10 +212,7 @@ async def measure(
     calibration, calibrated = _Tally(), Flash(adopt=storm is Storm.LICENSE_LAPSE)
     await _boot(connect, prefix, master, 0, calibrated, calibration, clock, models[0])
     if calibration.errors or calibration.rejected or not calibration.requests:
-        result.stopped = (
-            "the first boot, alone, failed (no connection, a timeout, 401/403 or 5xx) or was "
-            "refused with 503"
-        )
+        result.stopped, result.hint = first_boot_failed(calibration, prefix, ftp is not None)
         return result
     result.requests_per_boot = per_boot = calibration.requests
     result.image_bytes_per_boot = calibration.image_bytes
@@ -265,10 +275,45 @@ async def measure(
             on_step(step)
         if why:
             result.stopped = why
+            if len(result.steps) == 1:  # a server strained by what it is asked, not refusing
+                result.hint = "measure again with a lower --start"
             return result
         rate *= factor
     result.stopped = f"still healthy after {max_steps} steps: the capacity is at least this"
     return result
+
+
+def first_boot_failed(tally: _Tally, prefix: str, ftp: bool) -> tuple[str, str]:
+    """Why the calibration boot, alone, failed, and what to do: a lower rate cures none of
+    these (a login the probe does not have, a site prefix its phones are not of, a busy or
+    failing server, no answer)."""
+    first = tally.first_failure or "no request was answered"
+    said = f"the first boot, alone, failed: {first}"
+    if 401 in tally.refused:
+        return (said + " (the server asks every phone to log in; the probe's phones have none)"), (
+            "measure a server that serves phones without a login (fleetkey serve --auth off), "
+            "e.g. a copy of this one"
+        )
+    if ftp and "530" in first:
+        return said + " (the FTP server refused the probe's shared login)", (
+            "give the server's shared login in the URL (ftp://USER:PASSWORD@HOST:PORT), or "
+            "start the server with --ftp-shared-login USER:PASSWORD"
+        )
+    if 403 in tally.refused and prefix:
+        return said + f" (the probe's phones are in no site: {prefix} is refused them)", (
+            f"measure the tree's root: give --server without the {prefix} prefix"
+        )
+    if 403 in tally.refused:
+        return said + " (the server refuses phones it does not know)", (
+            "the probe's phones are in no inventory: measure a server started with --unknown serve"
+        )
+    if 503 in tally.refused:
+        return said + " (the server was busy before the first step)", (
+            "the server is loaded by something else: measure it when it is quiet"
+        )
+    if tally.refused.keys() - {0}:
+        return said + " (the server failed)", "see the server's log for the failure"
+    return said, "is the server running and serving? (it accepted a connection)"
 
 
 def probe_models(mix: str | None, phones: int = 100) -> list[str]:
