@@ -29,10 +29,7 @@ from tests.helpers import Fleetkey
         (("--timezone", "Mars/Olympus"), "time zone 'Mars/Olympus' is not an IANA zone"),
         (("--license-time", "2am"), "--license-time '2am' is not HH:MM"),
         (("--speed", "0"), "virtual clock speed 0.0 must be above 0 (--speed)"),
-        (
-            ("--models", "FOO:50%,VVX_500:50%"),
-            "FOO is not a model fleetkey knows; known: SPIP_335, SPIP_450",
-        ),
+        (("--models", "--:50%,VVX_500:50%"), "'--' is not a model name"),
     ],
 )
 def test_bad_emulate_options_are_refused(
@@ -167,3 +164,27 @@ def test_the_summary_wraps_long_counts_at_80_columns_and_never_cuts_them() -> No
     for reason, count in reasons.items():
         assert f"{reason}: {count:,}" in flat.replace("│", " ").replace("  ", " "), shown
     assert "9,990 (failed: 10)" in shown
+
+
+@pytest.mark.parametrize("command", ["emulate", "capacity"])
+def test_a_model_the_inventory_imports_is_one_emulate_and_capacity_take(
+    initialized: Path, fleetkey: Fleetkey, tmp_path: Path, command: str
+) -> None:
+    """``phones import`` takes VVX_410 (any model name): ``emulate --models`` and ``capacity
+    measure --models`` refused it as unknown. Now they get as far as the server (nothing
+    listens at port 1: that is the error)."""
+    (tmp_path / "phones.csv").write_text("mac,site,model\n0004f2000001,100000000001,VVX_410\n")
+    fleetkey(
+        "sites", "add", "100000000001", "--name", "Lab", "--tz", "UTC", "--window", "22:00-05:00"
+    )
+    fleetkey("phones", "import", str(tmp_path / "phones.csv"))
+    shown = fleetkey("phones", "list", "--json").stdout
+    assert '"VVX_410"' in shown
+    args = (
+        ("emulate", "--server", "http://127.0.0.1:1", "--phones", "1", "--sip-port", "0")
+        if command == "emulate"
+        else ("capacity", "measure", "--server", "http://127.0.0.1:1")
+    )
+    result = fleetkey(*args, "--models", "VVX_410:100%", code=1)
+    assert "nothing listens at http://127.0.0.1:1" in result.stderr
+    assert "model" not in result.stderr
