@@ -50,6 +50,7 @@ from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.sockets import SipSockets
 from fleetkey.emulate.tftp import TftpClient
 from fleetkey.emulate.transport import Reply, Transport, retry_after_s
+from fleetkey.emulate.words import answer_text, answer_word, method_word
 from fleetkey.errors import EmulationError, FleetkeyError
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,9 @@ class Fleet:
         for phone in self.phones:
             found = (http_logins or {}).get(phone.engine.config.mac)
             phone.login = Login(*found) if found else None
-        self.requests: Counter[int] = Counter()  # answers by status
+        self.requests: Counter[int] = Counter()  # answers by status (HTTP's, for every protocol)
+        self.protocol = "ftp" if ftp is not None else "tftp" if tftp else "http"
+        self.answers: Counter[str] = Counter()  # by request and answer, in the protocol's words
         self._logins = sip_logins or [None] * len(self.phones)
         self.all_booted = asyncio.Event()
         # set it (SIGTERM, Ctrl-C) to end the run early; given, it can be wired to signals
@@ -304,6 +307,7 @@ class Fleet:
         """One request, retried after a 503's Retry-After; recorded in the phone's fetches."""
         path = f"{self._prefix}/{request.name}"
         method, name = request.method, request.name
+        word = method_word(self.protocol, method)
         for _ in range(RETRIES):
             try:
                 if method == "PUT":
@@ -313,19 +317,25 @@ class Fleet:
                         path, user_agent=agent, first_bytes=first_bytes, keep=keep
                     )
             except (OSError, EmulationError) as exc:  # TimeoutError, ConnectionError: OSErrors
-                phone.errors.append(f"{method} {name}: {failure_reason(exc)}")
+                phone.errors.append(f"{word} {name}: {failure_reason(exc)}")
                 self.requests[0] += 1
+                self.answers[f"{word} no answer"] += 1
                 return None
             self.requests[reply.status] += 1
+            self.answers[answer_text(self.protocol, method, reply.status)] += 1
             if reply.challenged:  # a login's challenge came first: an answer too
                 self.requests[401] += reply.challenged
+                self.answers[answer_text(self.protocol, method, 401)] += reply.challenged
             if reply.status != 503:
-                phone.fetches.append(fetch_record(self.clock.now(), method, name, reply))
+                record = fetch_record(self.clock.now(), method, name, reply)
+                record.method = word  # as the server's records name it
+                phone.fetches.append(record)
                 return reply
             wait = retry_after_s(reply.headers.get("retry-after"), self._wall.now())
             phone.busy_waits_s.append(wait)
             await asyncio.sleep(wait)  # real time: the server's, whatever the virtual clock's
-        phone.errors.append(f"{method} {name}: still 503 after {RETRIES} tries")
+        busy = answer_word(self.protocol, 503)
+        phone.errors.append(f"{word} {name}: still {busy} after {RETRIES} tries")
         return None
 
     def _keys(
