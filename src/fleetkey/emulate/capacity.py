@@ -32,13 +32,13 @@ from fleetkey.core.device.boot import FileRequest
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.models import deal_models, default_firmware, parse_model_mix
 from fleetkey.emulate.addresses import phone_address, probe_mac
-from fleetkey.emulate.booting import BootAborted, Flash, run_boot, user_agent
+from fleetkey.emulate.booting import BootAborted, Flash, run_boot
+from fleetkey.emulate.connect import Connect, connector, send
 from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.emulate.ftp import check_reachable as check_ftp
-from fleetkey.emulate.http import HttpClient
 from fleetkey.emulate.http import check_reachable as check_http
 from fleetkey.emulate.phone import failure_reason
-from fleetkey.emulate.transport import Reply, Transport
+from fleetkey.emulate.transport import Reply
 from fleetkey.errors import EmulationError
 
 KEEP_UP: float = 0.9
@@ -109,21 +109,6 @@ class _Tally:
         self.first_failure = self.first_failure or what
 
 
-Connect = Callable[[PhoneConfig, str, Flash], Transport]  # a probe phone, address, flash
-
-
-def probe_over(host: str, port: int, ftp: FtpLogins | None = None) -> Connect:
-    """How probe phones reach ``host:port``: HTTP, or FTP logging in as ``ftp`` says (the
-    probe's MACs are in no inventory: a shared login, the server's ``--ftp-shared-login``)."""
-    if ftp is not None:
-        return lambda config, address, flash: ftp.client(
-            host, port, address, config.mac, flash.headers
-        )
-    return lambda config, address, _: HttpClient(
-        host, port, local_address=address, user_agent=user_agent(config), timeout_s=30
-    )
-
-
 async def _boot(
     connect: Connect,
     prefix: str,
@@ -138,7 +123,7 @@ async def _boot(
     retried)."""
     mac = probe_mac(index)  # locally administered: never a vendor's (``emulate.addresses``)
     config = PhoneConfig(mac, model=model, firmware=default_firmware(model))
-    client = connect(config, phone_address(mac), flash)
+    client = connect(config, phone_address(mac), flash, None)
 
     async def exchange(
         request: FileRequest, body: bytes, agent: str, first: int | None, keep: bool
@@ -146,10 +131,7 @@ async def _boot(
         began = time.perf_counter()
         path = f"{prefix}/{request.name}"
         try:
-            if request.method == "PUT":
-                reply = await client.put(path, body, user_agent=agent)
-            else:
-                reply = await client.fetch(path, user_agent=agent, first_bytes=first, keep=keep)
+            reply = await send(client, path, request, body, agent, first, keep)
         except (OSError, EmulationError) as exc:  # TimeoutError, ConnectionError: OSErrors
             tally.errors += 1
             tally.failed(f"{request.method} {path}: {failure_reason(exc)}")
@@ -207,7 +189,7 @@ async def measure(
     limits = limits or HealthLimits()
     clock = clock or SystemClock()
     await (check_http(host, port) if ftp is None else check_ftp(host, port))
-    connect = probe_over(host, port, ftp)
+    connect = connector(host, port, ftp=ftp)
     result = Measurement(storm)
     calibration, calibrated = _Tally(), Flash(adopt=storm is Storm.LICENSE_LAPSE)
     await _boot(connect, prefix, master, 0, calibrated, calibration, clock, models[0])

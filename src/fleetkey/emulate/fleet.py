@@ -43,12 +43,12 @@ from fleetkey.core.rules import SignatureVerifier
 from fleetkey.emulate.addresses import assign_addresses
 from fleetkey.emulate.booting import Flash, RememberedVerdicts, run_boot, user_agent
 from fleetkey.emulate.clock import VirtualClock
+from fleetkey.emulate.connect import connector, send
 from fleetkey.emulate.ftp import FtpLogins
-from fleetkey.emulate.http import HttpClient, Login
+from fleetkey.emulate.http import Login
 from fleetkey.emulate.phone import EmulatedPhone, failure_reason, fetch_record
 from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.sockets import SipSockets
-from fleetkey.emulate.tftp import TftpClient
 from fleetkey.emulate.transport import Reply, Transport, retry_after_s
 from fleetkey.emulate.words import answer_text, answer_word, method_word
 from fleetkey.errors import EmulationError, FleetkeyError
@@ -87,8 +87,7 @@ class Fleet:
         self._wall = wall or SystemClock()  # a Retry-After date is the server's time
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
         self._master = master  # a master configuration named in the server URL
-        self._tftp = tftp
-        self._ftp = ftp
+        self._connector = connector(host, port, tftp=tftp, ftp=ftp)
         self._connect = connect
         self._sip_port = sip_port
         self._calls_per_hour = calls_per_hour
@@ -280,19 +279,7 @@ class Fleet:
     def _transport(self, phone: EmulatedPhone) -> Transport:
         if self._connect is not None:
             return self._connect(phone)
-        if self._ftp is not None:
-            mac = phone.engine.config.mac
-            headers = phone.flash.headers
-            return self._ftp.client(self._host, self._port, phone.address, mac, headers)
-        if self._tftp:
-            return TftpClient(self._host, self._port, local_address=phone.address)
-        return HttpClient(
-            self._host,
-            self._port,
-            local_address=phone.address,
-            user_agent=user_agent(phone.engine.config),
-            login=phone.login,
-        )
+        return self._connector(phone.engine.config, phone.address, phone.flash, phone.login)
 
     async def _request(
         self,
@@ -310,12 +297,7 @@ class Fleet:
         word = method_word(self.protocol, method)
         for _ in range(RETRIES):
             try:
-                if method == "PUT":
-                    reply = await transport.put(path, body, user_agent=agent)
-                else:
-                    reply = await transport.fetch(
-                        path, user_agent=agent, first_bytes=first_bytes, keep=keep
-                    )
+                reply = await send(transport, path, request, body, agent, first_bytes, keep)
             except (OSError, EmulationError) as exc:  # TimeoutError, ConnectionError: OSErrors
                 phone.errors.append(f"{word} {name}: {failure_reason(exc)}")
                 self.requests[0] += 1

@@ -19,12 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from fleetkey.core.device.boot import (
-    FileRequest,
-    application_requests,
-    boot_log,
-    master_names,
-)
+from fleetkey.core.device.boot import FileRequest, boot_order
 from fleetkey.core.device.config import PhoneConfig, next_config_poll
 from fleetkey.core.device.schedule import Num, boot_draw, draw_key, mac_value, next_daily
 from fleetkey.core.license import LicenseKey
@@ -36,7 +31,6 @@ from fleetkey.core.rules import (
     apply_boot_downloads,
     effective_features,
 )
-from fleetkey.core.useragent import BootStage
 
 
 class Reason(enum.StrEnum):
@@ -315,20 +309,11 @@ class DeviceEngine:
         return Boot(reason, self.boot_requests(now))
 
     def boot_requests(self, now: datetime) -> tuple[FileRequest, ...]:
-        """The boot of a phone the server gives no master configuration (the fallback of
-        ``core.device.boot``): the updater looks for ``<mac>.cfg`` and ``000000000000.cfg``
-        and puts its boot log; the application asks for the rest, the site license before the
-        phone license (domain.md §5.1). A host that finds a master configuration follows it
-        instead (``core.device.boot``), keeping whether the licenses are asked."""
-        updater = [
-            FileRequest("GET", name, stage=BootStage.UPDATER)
-            for name in master_names(self.config.mac)
-        ]
-        return (
-            *updater,
-            boot_log(self.config, None),
-            *application_requests(self.config, None, licenses=self._wants_licenses(now)),
-        )
+        """The boot of a phone the server gives no master configuration (``boot_order``'s
+        fallback, R2 deciding whether it asks for the license files). A host that finds a
+        master configuration follows it instead (``core.device.boot``), keeping whether the
+        licenses are asked."""
+        return boot_order(self.config, None, licenses=self._wants_licenses(now))
 
     def _wants_licenses(self, now: datetime) -> bool:
         """R2: modern firmware at every boot; legacy only for an enabled, unlicensed feature."""
