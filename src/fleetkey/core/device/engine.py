@@ -131,6 +131,19 @@ def lapse_reboots(valid_at_boot: Num, valid_now: Num, booted_with_expired: Num) 
     return ((valid_at_boot & ~valid_now) != 0) & (booted_with_expired == 0)
 
 
+def check_sync_absorbed(booting: Num, pending: Num) -> Num:
+    """R9: a check-sync that reaches a phone while it boots, or while a reboot waits for its
+    calls to end, is absorbed: that reboot takes it (a burst reboots the phone once)."""
+    return (booting != 0) | (pending != 0)
+
+
+def check_sync_reboots(absorbed: Num, asked: Num, always_reboot: Num, changed: Num) -> Num:
+    """R9: a check-sync not absorbed reboots the phone (now, or when its last call ends: R4)
+    when it asks to (``;reboot=true``) or the phone always reboots (``checkSync.alwaysReboot``);
+    otherwise the phone reads its configuration again and reboots only when it ``changed``."""
+    return (absorbed == 0) & ((asked != 0) | (always_reboot != 0) | (changed != 0))
+
+
 class DeviceEngine:
     """One phone's license behaviour. Every method takes the moment of the event and returns
     actions to carry out; ``state`` is what the phone keeps between events."""
@@ -245,9 +258,13 @@ class DeviceEngine:
 
     def config_checked(self, now: datetime, changed: bool, reason: Reason) -> list[Action]:
         """The host fetched the configuration again; a change reboots the phone (R8, R9)."""
-        if not changed or self.state.phase is not Phase.RUNNING:
+        if self.state.phase is not Phase.RUNNING:
             return []
-        return self._reboot_when_idle(now, reason)
+        if reason is Reason.CHECK_SYNC:
+            reboots = check_sync_reboots(self.state.pending is not None, False, False, changed)
+        else:
+            reboots = changed
+        return self._reboot_when_idle(now, reason) if reboots else []
 
     # rules
     def _judge_check_sync(
@@ -256,11 +273,12 @@ class DeviceEngine:
         state = self.state
         if state.phase is Phase.OFF:
             return CheckSyncOutcome.IGNORED, []
-        if state.phase is Phase.BOOTING or state.pending is not None:
+        if check_sync_absorbed(state.phase is Phase.BOOTING, state.pending is not None):
             return CheckSyncOutcome.ABSORBED, []
-        if self.config.always_reboot or reboot:
+        if check_sync_reboots(False, reboot, self.config.always_reboot, False):
             actions = self._reboot_when_idle(now, Reason.CHECK_SYNC)
             return (CheckSyncOutcome.REBOOT if actions else CheckSyncOutcome.DEFERRED), actions
+        # whether it reboots is check_sync_reboots(..., changed): config_checked says
         return CheckSyncOutcome.CHECK_CONFIG, [CheckConfig(Reason.CHECK_SYNC, self._config_files())]
 
     def _license_poll(self, due: datetime) -> list[Action]:
