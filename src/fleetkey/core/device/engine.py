@@ -18,10 +18,18 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any, cast
 
 from fleetkey.core.device.boot import FileRequest, boot_order
 from fleetkey.core.device.config import PhoneConfig, next_config_poll
-from fleetkey.core.device.schedule import Num, boot_draw, draw_key, mac_value, next_daily
+from fleetkey.core.device.schedule import (
+    Flags,
+    Mask,
+    boot_draw,
+    draw_key,
+    mac_value,
+    next_daily,
+)
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.rules import (
     Decision,
@@ -119,29 +127,39 @@ def slot_mask(slots: Iterable[int]) -> int:
 
 # the decision rules on slot masks, written with operators only: the engine calls them with
 # ints, the simulator with numpy arrays of a million phones
-def booted_expired(granted: Num, valid: Num, offered_expired: Num) -> Num:
+def booted_expired(granted: Mask, valid: Flags, offered_expired: Flags) -> Mask:
     """R8: a boot ends with an expired license when an installed key has lapsed features, or
     nothing is valid and what the server offered had expired."""
-    return ((granted & ~valid) != 0) | ((valid == 0) & offered_expired)
+    g, v, o = _operands(granted, valid, offered_expired)
+    return cast(Mask, ((g & ~v) != 0) | ((v == 0) & o))
 
 
-def lapse_reboots(valid_at_boot: Num, valid_now: Num, booted_with_expired: Num) -> Num:
+def lapse_reboots(valid_at_boot: Mask, valid_now: Flags, booted_with_expired: Flags) -> Mask:
     """R3/R4: the daily check reboots a phone when a feature valid at its boot has lapsed,
     unless it booted with an expired license (R8)."""
-    return ((valid_at_boot & ~valid_now) != 0) & (booted_with_expired == 0)
+    at_boot, now, expired = _operands(valid_at_boot, valid_now, booted_with_expired)
+    return cast(Mask, ((at_boot & ~now) != 0) & (expired == 0))
 
 
-def check_sync_absorbed(booting: Num, pending: Num) -> Num:
+def check_sync_absorbed(booting: Mask, pending: Flags) -> Mask:
     """R9: a check-sync that reaches a phone while it boots, or while a reboot waits for its
     calls to end, is absorbed: that reboot takes it (a burst reboots the phone once)."""
-    return (booting != 0) | (pending != 0)
+    b, p = _operands(booting, pending)
+    return cast(Mask, (b != 0) | (p != 0))
 
 
-def check_sync_reboots(absorbed: Num, asked: Num, always_reboot: Num, changed: Num) -> Num:
+def check_sync_reboots(absorbed: Mask, asked: Flags, always_reboot: Flags, changed: Flags) -> Mask:
     """R9: a check-sync not absorbed reboots the phone (now, or when its last call ends: R4)
     when it asks to (``;reboot=true``) or the phone always reboots (``checkSync.alwaysReboot``);
     otherwise the phone reads its configuration again and reboots only when it ``changed``."""
-    return (absorbed == 0) & ((asked != 0) | (always_reboot != 0) | (changed != 0))
+    a, k, w, c = _operands(absorbed, asked, always_reboot, changed)
+    return cast(Mask, (a == 0) & ((k != 0) | (w != 0) | (c != 0)))
+
+
+def _operands(*values: Flags) -> tuple[Any, ...]:
+    """The rules' operands, to be combined with operators whatever their kind (an int with an
+    array is an array); the rules' signatures say what goes in and what comes out."""
+    return values
 
 
 class DeviceEngine:
