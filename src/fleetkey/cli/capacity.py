@@ -173,8 +173,10 @@ def measure_command(
                 "requests_per_s": found,
                 "saved": save and found is not None,
                 **details,
+                "hint": result.hint or None,
             }
         )
+        _fail_without_capacity(result)  # the same exit status as the table's
         return
     rows = [
         [
@@ -194,15 +196,24 @@ def measure_command(
         f"requests and {result.image_bytes_per_boot / 1e6:,.1f} MB of firmware a boot"
     )
     print_rows(env.out, STEP_COLUMNS, rows, Output.TABLE, title=title)
-    if found is None:
-        raise CommandFailedError(
-            f"the server was strained at the first step ({result.stopped})",
-            hint="measure again with a lower --start",
-        )
+    _fail_without_capacity(result)
     env.out.print(
         f"capacity {found:,.0f} requests/s in a {result.storm.value} storm ({result.stopped})"
         + ("; saved" if save else "")
     )
+
+
+def _fail_without_capacity(result: Measurement) -> None:
+    """No capacity found is a failed measurement (exit 1), with the cause's own hint: a
+    strained first step, or a first boot that failed (a login, a prefix, no answer)."""
+    if result.capacity is not None:
+        return
+    if result.steps:
+        raise CommandFailedError(
+            f"the server was strained at the first step ({result.stopped})",
+            hint=result.hint or None,
+        )
+    raise CommandFailedError(result.stopped, hint=result.hint or None)
 
 
 @capacity.command(name="show")

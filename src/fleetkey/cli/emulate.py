@@ -23,6 +23,7 @@ from fleetkey.core.signing import PublicKey, TrustedKeys
 from fleetkey.emulate import runner
 from fleetkey.emulate.report import Failure
 from fleetkey.emulate.runner import RunOptions, ServerUrl
+from fleetkey.emulate.words import method_word
 from fleetkey.errors import EmulationError, InputError
 from fleetkey.store.inventory import check_timezone
 
@@ -268,7 +269,7 @@ def _show(env: Env, result: dict[str, Any]) -> None:
         ("booted", f"{result['booted']:,} (failed: {result['phones_failed']:,})"),
         ("boots", f"{result['boots']:,}"),
         ("requests", f"{result['requests']:,} ({result['requests_per_s']:,.0f}/s)"),
-        ("answers by status", counts_text(result["answers_by_status"])),
+        (f"answers ({result['protocol'].upper()})", counts_text(result["answers"])),
         ("reboots by reason", counts_text(result["reboots_by_reason"])),
         ("site license expiry", counts_text(result["site_license_expiry"])),
         (
@@ -285,8 +286,19 @@ def _show(env: Env, result: dict[str, Any]) -> None:
             "warning: no phone holds a site license: none was served to them (see the 403s "
             "and 404s above, or `fleetkey fetches --path '*license.cfg'`)"
         )
-    env.out.print(
-        "note: the server records emulated boots like real ones (over HTTP with a User-Agent "
-        "ending Emulated/fleetkey): against a live server they count as the fetches of those "
-        "MACs, deliveries included; the inventory's models and firmware are left as they are"
+    env.out.print(_note(result["protocol"]))
+
+
+def _note(protocol: str) -> str:
+    """How the server records these boots, over the protocol they went over (a User-Agent
+    marks them over HTTP only)."""
+    if protocol == "http":
+        marked = "over HTTP with a User-Agent ending Emulated/fleetkey"
+    else:
+        words = f"{method_word(protocol, 'GET')} and {method_word(protocol, 'PUT')}"
+        marked = f"as {words}; {protocol.upper()} has no User-Agent: nothing marks them emulated"
+    return (
+        f"note: the server records emulated boots like real ones ({marked}): against a live "
+        "server they count as the fetches of those MACs, deliveries included; the inventory's "
+        "models and firmware are left as they are"
     )

@@ -5,7 +5,6 @@ site, its site's time zone; read in one read-only transaction, never written).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import time
 from pathlib import Path
@@ -13,13 +12,17 @@ from typing import Final
 
 from fleetkey.cli.context import Env
 from fleetkey.core.device.config import PhoneConfig
-from fleetkey.core.device.models import deal_models, default_firmware, parse_model_mix
+from fleetkey.core.device.models import (
+    deal_models,
+    default_firmware,
+    parse_model_mix,
+    wire_model,
+)
 from fleetkey.core.naming import normalize_mac
 from fleetkey.emulate.addresses import generated_mac
 from fleetkey.errors import InputError
 
 DEFAULT_PHONES: Final = 10
-_MODEL_CHARS: Final = re.compile(r"[^A-Za-z0-9_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,7 @@ def _from_inventory(
         )
     chosen = []
     for phone in found[: phones or len(found)]:
-        model = _MODEL_CHARS.sub("_", phone.model.strip()) or "VVX_500"
+        model = wire_model(phone.model)  # as a --models mix writes it
         config = _config(settings, phone.mac, model, phone.firmware or default_firmware(model))
         zone = zones.get(phone.site)
         chosen.append(Chosen(replace(config, timezone=zone) if zone else config, site=phone.site))

@@ -17,13 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from fleetkey.core.device.boot import HEADER_BYTES as HEADER_BYTES
-from fleetkey.core.device.boot import (
-    FileRequest,
-    application_requests,
-    boot_log,
-    image_names,
-    master_names,
-)
+from fleetkey.core.device.boot import FileRequest, after_master, master_requests
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.models import family
 from fleetkey.core.license import LicenseKey
@@ -113,28 +107,30 @@ async def run_boot(
     named_master: str | None = None,
     now: Callable[[], datetime],
 ) -> BootOutcome:
-    """Both passes of one boot; the license files' answers are in the outcome, for the engine."""
+    """Both passes of one boot, in ``core.device.boot``'s order: the masters until one is
+    found, then what follows the master it was served (``after_master``); each request with
+    its stage's User-Agent. The license files' answers are in the outcome, for the engine."""
     outcome = BootOutcome()
-    updater = user_agent(config, BootStage.UPDATER)
-    for name in master_names(config.mac, named_master):
-        reply = await exchange(FileRequest("GET", name, stage=BootStage.UPDATER), b"", updater,
-                               None, True)  # fmt: skip
+    agents = {stage: user_agent(config, stage) for stage in BootStage}
+    for request in master_requests(config.mac, named_master):
+        reply = await exchange(request, b"", agents[request.stage], None, True)
         if reply is None or reply.status != 200:
             continue
-        outcome.seen[name] = hashlib.sha256(reply.body).hexdigest()
+        outcome.seen[request.name] = hashlib.sha256(reply.body).hexdigest()
         try:
-            outcome.app = parse_master_config(reply.body, source=name).for_model(config.model)
-            outcome.master = name
+            outcome.app = parse_master_config(reply.body, source=request.name).for_model(
+                config.model
+            )
+            outcome.master = request.name
         except MasterConfigError as exc:
             outcome.problems.append(str(exc))  # followed as if there were none
         break
-    outcome.image_bytes = await _update_image(config, outcome.app, flash, exchange, updater)
-    log = boot_log(config, outcome.app)
-    await exchange(log, _log_line(log.name, now()), updater, None, True)
-    agent = user_agent(config, BootStage.APPLICATION)
-    for request in application_requests(config, outcome.app, licenses=licenses):
+    rest = after_master(config, outcome.app, licenses=licenses)
+    images = [request for request in rest if request.first_found]
+    outcome.image_bytes = await _update_image(images, flash, exchange, agents[BootStage.UPDATER])
+    for request in rest[len(images) :]:
         body = _log_line(request.name, now()) if request.method == "PUT" else b""
-        reply = await exchange(request, body, agent, None, True)
+        reply = await exchange(request, body, agents[request.stage], None, True)
         if reply is None:
             continue
         if request.method == "GET" and reply.status == 200:
@@ -145,12 +141,11 @@ async def run_boot(
 
 
 async def _update_image(
-    config: PhoneConfig, app: Application | None, flash: Flash, exchange: Exchange, agent: str
+    images: list[FileRequest], flash: Flash, exchange: Exchange, agent: str
 ) -> int:
     """Read the header of the first image found; download it when its version is not the
     flash's. Returns the bytes downloaded."""
-    for name in image_names(config, app):
-        request = FileRequest("GET", name, stage=BootStage.UPDATER)
+    for request in images:
         head = await exchange(request, b"", agent, HEADER_BYTES, True)
         if head is None or head.status == 404:
             continue

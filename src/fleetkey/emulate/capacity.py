@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -31,12 +32,13 @@ from fleetkey.core.device.boot import FileRequest
 from fleetkey.core.device.config import PhoneConfig
 from fleetkey.core.device.models import deal_models, default_firmware, parse_model_mix
 from fleetkey.emulate.addresses import phone_address, probe_mac
-from fleetkey.emulate.booting import BootAborted, Flash, run_boot, user_agent
+from fleetkey.emulate.booting import BootAborted, Flash, run_boot
+from fleetkey.emulate.connect import Connect, connector, send
 from fleetkey.emulate.ftp import FtpLogins
 from fleetkey.emulate.ftp import check_reachable as check_ftp
-from fleetkey.emulate.http import HttpClient
 from fleetkey.emulate.http import check_reachable as check_http
-from fleetkey.emulate.transport import Reply, Transport
+from fleetkey.emulate.phone import failure_reason
+from fleetkey.emulate.transport import Reply
 from fleetkey.errors import EmulationError
 
 KEEP_UP: float = 0.9
@@ -74,6 +76,7 @@ class Measurement:
     stopped: str = ""
     requests_per_boot: int = 0  # of the calibration boot, before the steps
     image_bytes_per_boot: int = 0
+    hint: str = ""  # what to do when no capacity was found (the cause's, not a guess)
 
     @property
     def capacity(self) -> float | None:
@@ -98,21 +101,12 @@ class _Tally:
     rejected: int = 0
     errors: int = 0
     image_bytes: int = 0
+    refused: Counter[int] = field(default_factory=Counter)  # answers that ended a boot
+    first_failure: str = ""  # the first request that ended a boot, and what it got
 
-
-Connect = Callable[[PhoneConfig, str, Flash], Transport]  # a probe phone, address, flash
-
-
-def probe_over(host: str, port: int, ftp: FtpLogins | None = None) -> Connect:
-    """How probe phones reach ``host:port``: HTTP, or FTP logging in as ``ftp`` says (the
-    probe's MACs are in no inventory: a shared login, the server's ``--ftp-shared-login``)."""
-    if ftp is not None:
-        return lambda config, address, flash: ftp.client(
-            host, port, address, config.mac, flash.headers
-        )
-    return lambda config, address, _: HttpClient(
-        host, port, local_address=address, user_agent=user_agent(config), timeout_s=30
-    )
+    def failed(self, what: str, status: int = 0) -> None:
+        self.refused[status] += 1
+        self.first_failure = self.first_failure or what
 
 
 async def _boot(
@@ -129,7 +123,7 @@ async def _boot(
     retried)."""
     mac = probe_mac(index)  # locally administered: never a vendor's (``emulate.addresses``)
     config = PhoneConfig(mac, model=model, firmware=default_firmware(model))
-    client = connect(config, phone_address(mac), flash)
+    client = connect(config, phone_address(mac), flash, None)
 
     async def exchange(
         request: FileRequest, body: bytes, agent: str, first: int | None, keep: bool
@@ -137,20 +131,21 @@ async def _boot(
         began = time.perf_counter()
         path = f"{prefix}/{request.name}"
         try:
-            if request.method == "PUT":
-                reply = await client.put(path, body, user_agent=agent)
-            else:
-                reply = await client.fetch(path, user_agent=agent, first_bytes=first, keep=keep)
-        except (OSError, EmulationError):  # TimeoutError and ConnectionError are OSErrors
+            reply = await send(client, path, request, body, agent, first, keep)
+        except (OSError, EmulationError) as exc:  # TimeoutError, ConnectionError: OSErrors
             tally.errors += 1
+            tally.failed(f"{request.method} {path}: {failure_reason(exc)}")
             raise BootAborted from None
         tally.latencies.append((time.perf_counter() - began) * 1000)
         tally.requests += 1 + reply.challenged  # a login's 401 is an answer the server gave
+        answered = f"{request.method} {path}: {reply.said or reply.status}"
         if reply.status == 503:
             tally.rejected += 1
+            tally.failed(answered, 503)
             raise BootAborted  # a phone would wait for Retry-After; the probe counts it
         if reply.status >= 500 or reply.status in REFUSED:  # not an answer a boot goes on with
             tally.errors += 1
+            tally.failed(answered, reply.status)
             raise BootAborted
         return reply
 
@@ -194,15 +189,12 @@ async def measure(
     limits = limits or HealthLimits()
     clock = clock or SystemClock()
     await (check_http(host, port) if ftp is None else check_ftp(host, port))
-    connect = probe_over(host, port, ftp)
+    connect = connector(host, port, ftp=ftp)
     result = Measurement(storm)
     calibration, calibrated = _Tally(), Flash(adopt=storm is Storm.LICENSE_LAPSE)
     await _boot(connect, prefix, master, 0, calibrated, calibration, clock, models[0])
     if calibration.errors or calibration.rejected or not calibration.requests:
-        result.stopped = (
-            "the first boot, alone, failed (no connection, a timeout, 401/403 or 5xx) or was "
-            "refused with 503"
-        )
+        result.stopped, result.hint = first_boot_failed(calibration, prefix, ftp is not None)
         return result
     result.requests_per_boot = per_boot = calibration.requests
     result.image_bytes_per_boot = calibration.image_bytes
@@ -265,10 +257,45 @@ async def measure(
             on_step(step)
         if why:
             result.stopped = why
+            if len(result.steps) == 1:  # a server strained by what it is asked, not refusing
+                result.hint = "measure again with a lower --start"
             return result
         rate *= factor
     result.stopped = f"still healthy after {max_steps} steps: the capacity is at least this"
     return result
+
+
+def first_boot_failed(tally: _Tally, prefix: str, ftp: bool) -> tuple[str, str]:
+    """Why the calibration boot, alone, failed, and what to do: a lower rate cures none of
+    these (a login the probe does not have, a site prefix its phones are not of, a busy or
+    failing server, no answer)."""
+    first = tally.first_failure or "no request was answered"
+    said = f"the first boot, alone, failed: {first}"
+    if 401 in tally.refused:
+        return (said + " (the server asks every phone to log in; the probe's phones have none)"), (
+            "measure a server that serves phones without a login (fleetkey serve --auth off), "
+            "e.g. a copy of this one"
+        )
+    if ftp and "530" in first:
+        return said + " (the FTP server refused the probe's shared login)", (
+            "give the server's shared login in the URL (ftp://USER:PASSWORD@HOST:PORT), or "
+            "start the server with --ftp-shared-login USER:PASSWORD"
+        )
+    if 403 in tally.refused and prefix:
+        return said + f" (the probe's phones are in no site: {prefix} is refused them)", (
+            f"measure the tree's root: give --server without the {prefix} prefix"
+        )
+    if 403 in tally.refused:
+        return said + " (the server refuses phones it does not know)", (
+            "the probe's phones are in no inventory: measure a server started with --unknown serve"
+        )
+    if 503 in tally.refused:
+        return said + " (the server was busy before the first step)", (
+            "the server is loaded by something else: measure it when it is quiet"
+        )
+    if tally.refused.keys() - {0}:
+        return said + " (the server failed)", "see the server's log for the failure"
+    return said, "is the server running and serving? (it accepted a connection)"
 
 
 def probe_models(mix: str | None, phones: int = 100) -> list[str]:

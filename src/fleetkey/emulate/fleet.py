@@ -43,13 +43,14 @@ from fleetkey.core.rules import SignatureVerifier
 from fleetkey.emulate.addresses import assign_addresses
 from fleetkey.emulate.booting import Flash, RememberedVerdicts, run_boot, user_agent
 from fleetkey.emulate.clock import VirtualClock
+from fleetkey.emulate.connect import connector, send
 from fleetkey.emulate.ftp import FtpLogins
-from fleetkey.emulate.http import HttpClient, Login
+from fleetkey.emulate.http import Login
 from fleetkey.emulate.phone import EmulatedPhone, failure_reason, fetch_record
 from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.sockets import SipSockets
-from fleetkey.emulate.tftp import TftpClient
 from fleetkey.emulate.transport import Reply, Transport, retry_after_s
+from fleetkey.emulate.words import answer_text, answer_word, method_word
 from fleetkey.errors import EmulationError, FleetkeyError
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,7 @@ class Fleet:
         self._wall = wall or SystemClock()  # a Retry-After date is the server's time
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
         self._master = master  # a master configuration named in the server URL
-        self._tftp = tftp
-        self._ftp = ftp
+        self._connector = connector(host, port, tftp=tftp, ftp=ftp)
         self._connect = connect
         self._sip_port = sip_port
         self._calls_per_hour = calls_per_hour
@@ -106,7 +106,9 @@ class Fleet:
         for phone in self.phones:
             found = (http_logins or {}).get(phone.engine.config.mac)
             phone.login = Login(*found) if found else None
-        self.requests: Counter[int] = Counter()  # answers by status
+        self.requests: Counter[int] = Counter()  # answers by status (HTTP's, for every protocol)
+        self.protocol = "ftp" if ftp is not None else "tftp" if tftp else "http"
+        self.answers: Counter[str] = Counter()  # by request and answer, in the protocol's words
         self._logins = sip_logins or [None] * len(self.phones)
         self.all_booted = asyncio.Event()
         # set it (SIGTERM, Ctrl-C) to end the run early; given, it can be wired to signals
@@ -277,19 +279,7 @@ class Fleet:
     def _transport(self, phone: EmulatedPhone) -> Transport:
         if self._connect is not None:
             return self._connect(phone)
-        if self._ftp is not None:
-            mac = phone.engine.config.mac
-            headers = phone.flash.headers
-            return self._ftp.client(self._host, self._port, phone.address, mac, headers)
-        if self._tftp:
-            return TftpClient(self._host, self._port, local_address=phone.address)
-        return HttpClient(
-            self._host,
-            self._port,
-            local_address=phone.address,
-            user_agent=user_agent(phone.engine.config),
-            login=phone.login,
-        )
+        return self._connector(phone.engine.config, phone.address, phone.flash, phone.login)
 
     async def _request(
         self,
@@ -304,28 +294,30 @@ class Fleet:
         """One request, retried after a 503's Retry-After; recorded in the phone's fetches."""
         path = f"{self._prefix}/{request.name}"
         method, name = request.method, request.name
+        word = method_word(self.protocol, method)
         for _ in range(RETRIES):
             try:
-                if method == "PUT":
-                    reply = await transport.put(path, body, user_agent=agent)
-                else:
-                    reply = await transport.fetch(
-                        path, user_agent=agent, first_bytes=first_bytes, keep=keep
-                    )
+                reply = await send(transport, path, request, body, agent, first_bytes, keep)
             except (OSError, EmulationError) as exc:  # TimeoutError, ConnectionError: OSErrors
-                phone.errors.append(f"{method} {name}: {failure_reason(exc)}")
+                phone.errors.append(f"{word} {name}: {failure_reason(exc)}")
                 self.requests[0] += 1
+                self.answers[f"{word} no answer"] += 1
                 return None
             self.requests[reply.status] += 1
+            self.answers[answer_text(self.protocol, method, reply.status)] += 1
             if reply.challenged:  # a login's challenge came first: an answer too
                 self.requests[401] += reply.challenged
+                self.answers[answer_text(self.protocol, method, 401)] += reply.challenged
             if reply.status != 503:
-                phone.fetches.append(fetch_record(self.clock.now(), method, name, reply))
+                record = fetch_record(self.clock.now(), method, name, reply)
+                record.method = word  # as the server's records name it
+                phone.fetches.append(record)
                 return reply
             wait = retry_after_s(reply.headers.get("retry-after"), self._wall.now())
             phone.busy_waits_s.append(wait)
             await asyncio.sleep(wait)  # real time: the server's, whatever the virtual clock's
-        phone.errors.append(f"{method} {name}: still 503 after {RETRIES} tries")
+        busy = answer_word(self.protocol, 503)
+        phone.errors.append(f"{word} {name}: still {busy} after {RETRIES} tries")
         return None
 
     def _keys(

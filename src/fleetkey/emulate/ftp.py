@@ -8,7 +8,8 @@ Answers are mapped to the HTTP statuses the rest of the emulator speaks: 200 rea
 written, 404 not found (``550`` "no such file"), 403 any other refusal (a failed login too),
 413 over a cap (``552``), 503 busy (``421``, ``450``, ``425``, or any refusal saying "retry in
 N seconds", as ``fleetkey serve`` refuses a transfer when busy: ``550 server busy: retry in 5
-seconds.``; the N is its ``retry-after``), 500 anything else.
+seconds.``; the N is its ``retry-after``), 500 anything else. A refusal keeps the server's
+reply line (``Reply.said``): a ``530`` refused login and a ``550`` refused file are both 403.
 
 An image's header is read with ``SIZE``, ``MDTM`` and a ``RETR`` cut after its first bytes (FTP
 has no byte range; ``REST`` only moves the start); a phone remembers what it read, and while
@@ -221,12 +222,12 @@ def reply_for(answer: str) -> Reply:
     if code in ("421", "450", "425") or "retry in" in answer.lower():
         return busy(answer)
     if code == "552":
-        return Reply(413)
+        return Reply(413, said=answer)
     if code == "550" and "no such file" in answer.lower():
-        return Reply(404)
+        return Reply(404, said=answer)
     if code in ("550", "530", "553"):
-        return Reply(403)
-    return Reply(500)
+        return Reply(403, said=answer)
+    return Reply(500, said=answer)
 
 
 async def check_reachable(host: str, port: int, timeout_s: float = 5.0) -> None:

@@ -15,6 +15,7 @@ from fleetkey.core.license import LicenseKey
 from fleetkey.core.terms import format_term
 from fleetkey.emulate.fleet import Fleet
 from fleetkey.emulate.phone import EmulatedPhone
+from fleetkey.emulate.words import answer_word
 
 
 def installed_key_json(key: LicenseKey | None) -> dict[str, Any] | None:
@@ -30,8 +31,12 @@ def installed_key_json(key: LicenseKey | None) -> dict[str, Any] | None:
     }
 
 
-def emulated_phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
-    """One emulated phone in the ``--report`` document (not the inventory's ``phone_json``)."""
+def emulated_phone_json(
+    phone: EmulatedPhone, now: datetime, protocol: str = "http"
+) -> dict[str, Any]:
+    """One emulated phone in the ``--report`` document (not the inventory's ``phone_json``).
+    A fetch's ``method`` and ``answer`` are the protocol's words (``WRQ``, ``ACK``); its
+    ``status`` the HTTP status every transport maps answers to."""
     engine = phone.engine
     return {
         "mac": engine.config.mac,
@@ -73,6 +78,7 @@ def emulated_phone_json(phone: EmulatedPhone, now: datetime) -> dict[str, Any]:
                 "method": f.method,
                 "name": f.name,
                 "status": f.status,
+                "answer": answer_word(protocol, f.status),
                 "bytes": f.bytes,
                 "digest": f.digest,
             }
@@ -108,6 +114,8 @@ def summary(fleet: Fleet, real_s: float) -> dict[str, Any]:
         "check_syncs_by_outcome": dict(outcomes),
         "requests": requests,
         "answers_by_status": {str(k): v for k, v in sorted(fleet.requests.items())},
+        "protocol": fleet.protocol,
+        "answers": dict(sorted(fleet.answers.items())),  # in the protocol's own words
         "site_license_expiry": dict(site_keys),
         "phones_with_errors": sum(1 for p in fleet.phones if p.errors),
         "phones_failed": sum(1 for p in fleet.phones if _failed(p)),
@@ -126,7 +134,7 @@ def report(fleet: Fleet, real_s: float) -> dict[str, Any]:
     now = fleet.clock.now()
     return {
         "summary": summary(fleet, real_s),
-        "phones": [emulated_phone_json(p, now) for p in fleet.phones],
+        "phones": [emulated_phone_json(p, now, fleet.protocol) for p in fleet.phones],
     }
 
 
@@ -157,11 +165,11 @@ def all_failed(fleet: Fleet) -> Failure | None:
         if phone.errors:
             reasons[phone.errors[0].split(": ", 1)[-1]] += 1
         elif phone.fetches:
-            answered = sorted({f.status for f in phone.fetches})
+            answered = sorted({answer_word(fleet.protocol, f.status) for f in phone.fetches})
             reasons[
                 f"every answer was {answered[0]}"
                 if len(answered) == 1
-                else "the answers were " + ", ".join(map(str, answered))
+                else "the answers were " + ", ".join(answered)
             ] += 1
         else:
             reasons["no request was made"] += 1

@@ -72,6 +72,7 @@ class Reply:
     size: int | None = None  # the whole file's size (first bytes read, or not kept)
     digest: str | None = None  # SHA-256 of what came, when it was not kept
     challenged: int = 0  # 401 answers before this one (a login's challenge, answered)
+    said: str = ""  # the server's own words for a refusal (FTP's reply line), when it has any
 
 
 class Transport(Protocol):

@@ -17,7 +17,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from fleetkey.core.device.engine import lapse_reboots
+from fleetkey.core.device.engine import check_sync_absorbed, check_sync_reboots, lapse_reboots
 from fleetkey.core.device.schedule import lapse_check_day
 from fleetkey.simulate.calls import idle_from, mix
 from fleetkey.simulate.fleet import Fleet, build_fleet
@@ -153,12 +153,12 @@ def _step(run: Run, phones: I64, due: F64, kind: I64, end: float) -> None:
     if note.any():
         notices = run.notices[-1]
         notices.at_s[phones[note]] = INF
-        busy = (p.requested_s[phones] <= due) & (due < p.boot_end_s[phones]) | np.isfinite(
-            p.pending_s[phones]
-        )
-        reboot = notices.reboot | fleet.sites.always_reboot[site]
-        go = note & ~busy & (reboot | changed)
-        run.tally.check_syncs(note & busy, note & ~busy & ~reboot & changed)
+        booting = (p.requested_s[phones] <= due) & (due < p.boot_end_s[phones])
+        busy = check_sync_absorbed(booting, np.isfinite(p.pending_s[phones]))
+        always = fleet.sites.always_reboot[site]
+        go = note & check_sync_reboots(busy, notices.reboot, always, changed)
+        asked = check_sync_reboots(busy, notices.reboot, always, False)
+        run.tally.check_syncs(note & busy, go & ~asked)
         asks |= go
         cause[note] = Cause.CHECK_SYNC
     # a reboot that waited for calls goes now; an ask goes when the phone is idle (R4: never

@@ -3,6 +3,8 @@
 Each measurement says the storm it measured (``details["storm"]``): ``license-lapse`` (boots
 that download no firmware) or ``firmware-change`` (every boot downloads the image). Those
 recorded before storms were told apart downloaded no firmware: they count as license-lapse.
+Each says the protocol it measured by its target's scheme (``http``, ``ftp``; ``capacity
+measure`` cannot probe TFTP).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class Measurement:
     def storm(self) -> str:
         return str(self.details.get("storm", LICENSE_LAPSE))
 
+    @property
+    def protocol(self) -> str:
+        """The protocol the probe booted over: the target's scheme (``http``, ``ftp``)."""
+        return self.target.partition("://")[0].lower()
+
 
 def record(
     session: Session, clock: Clock, target: str, requests_per_s: float, details: dict[str, Any]
@@ -49,13 +56,17 @@ def record(
     return _measurement(row)
 
 
-def latest(session: Session, storm: str | None = None) -> Measurement | None:
-    """The newest measurement (of ``storm``, when given)."""
+def latest(
+    session: Session, storm: str | None = None, protocol: str | None = None
+) -> Measurement | None:
+    """The newest measurement (of ``storm``, over ``protocol``, when given)."""
     query = select(CapacityRow).order_by(CapacityRow.id.desc())
-    for row in session.scalars(query.limit(1 if storm is None else _LOOK_BACK)):
+    every = storm is None and protocol is None
+    for row in session.scalars(query.limit(1 if every else _LOOK_BACK)):
         found = _measurement(row)
-        if storm is None or found.storm == storm:
-            return found
+        if storm not in (None, found.storm) or protocol not in (None, found.protocol):
+            continue
+        return found
     return None
 
 

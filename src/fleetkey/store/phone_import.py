@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import Clock
+from fleetkey.core.device.models import check_model
 from fleetkey.core.naming import free_text, normalize_mac
 from fleetkey.core.tabular import read_rows
 from fleetkey.errors import InputError
@@ -166,6 +167,7 @@ def import_phones(
 def _parse(values: dict[str, str], names: SiteNames) -> _Row:
     mac = normalize_mac(values["mac"])
     site = names.serial(values["site"])
+    check_model(values["model"])  # the rule --models takes too (core.device.models)
     for name in ("model", "firmware", "user", "password"):
         value = values.get(name) or ""
         if (name == "model" or value) and not _TEXT.fullmatch(value):

@@ -7,7 +7,11 @@ import os
 
 import pytest
 
+from fleetkey.emulate.addresses import probe_mac
+
 from tests.serving import SITE, fleet_env, make_fleet, run_fleetkey, start_server
+
+PROBE_MAC = probe_mac(0)  # the calibration boot's phone
 
 
 def test_capacity_climbs_until_the_server_sheds_load_and_is_recorded_for_planning(
@@ -138,12 +142,20 @@ def test_a_server_strained_at_the_first_step_is_a_failed_measurement_not_bad_inp
             env, "capacity", "measure", "--server", server.url, "--start", "3000",
             "--step-seconds", "1", "--max-steps", "1", "--max-p95-ms", "1", code=1,
         )  # fmt: skip
+        assert "capacity of" in done.stdout  # the strained step is shown
+        as_json = run_fleetkey(
+            env, "capacity", "measure", "--server", server.url, "--start", "3000",
+            "--step-seconds", "1", "--max-steps", "1", "--max-p95-ms", "1", "--json", code=1,
+        )  # fmt: skip  # the same exit status in JSON (it exited 0)
     finally:
         server.stop()
-    assert "capacity of" in done.stdout  # the strained step is shown
-    lines = done.stderr.splitlines()
-    assert lines[-2].startswith("error: the server was strained at the first step (")
-    assert lines[-1] == "hint: measure again with a lower --start"
+    for said in (done.stderr, as_json.stderr):
+        lines = said.splitlines()
+        assert lines[-2].startswith("error: the server was strained at the first step (")
+        assert lines[-1] == "hint: measure again with a lower --start"
+    result = json.loads(as_json.stdout)
+    assert (result["requests_per_s"], result["saved"], len(result["steps"])) == (None, False, 1)
+    assert result["hint"] == "measure again with a lower --start"
     assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None
 
 
@@ -187,25 +199,36 @@ def test_bad_capacity_options_are_refused(
     assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None
 
 
-def test_a_server_that_refuses_every_probe_boot_gives_no_capacity(
+def test_a_server_that_asks_every_probe_phone_to_log_in_fails_naming_the_login(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """A server asking every phone for its login (401: the probe has none) is not a healthy
     server: the first boot fails, no capacity is found and nothing is saved for planning (the
-    probe counted a 401 as an answer and reported hundreds of requests/s)."""
+    probe counted a 401 as an answer and reported hundreds of requests/s). The error names
+    the 401 and what to do (it advised a lower --start), and --json exits 1 as the table does
+    (it exited 0)."""
     data, env = fleet_env(tmp_path_factory, "capacity-refused")
     make_fleet(data, env)
     server = start_server(data, env, "--http", "127.0.0.1:0", "--auth", "digest")
     try:
         done = run_fleetkey(
             env, "capacity", "measure", "--server", f"{server.url}/{SITE}", "--start", "5",
-            "--step-seconds", "1", "--max-steps", "2", "--json",
+            "--step-seconds", "1", "--max-steps", "2", "--json", code=1,
         )  # fmt: skip
+        table = run_fleetkey(env, "capacity", "measure", "--server", f"{server.url}/{SITE}", code=1)
     finally:
         server.stop()
     result = json.loads(done.stdout)
     assert (result["requests_per_s"], result["saved"], result["steps"]) == (None, False, [])
     assert result["stopped"] == (
-        "the first boot, alone, failed (no connection, a timeout, 401/403 or 5xx) or was "
-        "refused with 503"
+        f"the first boot, alone, failed: GET /{SITE}/{PROBE_MAC}.cfg: 401 (the server asks "
+        "every phone to log in; the probe's phones have none)"
     )
+    hint = (
+        "measure a server that serves phones without a login (fleetkey serve --auth off), e.g. "
+        "a copy of this one"
+    )
+    assert result["hint"] == hint
+    for said in (done.stderr, table.stderr):
+        assert said.splitlines()[-2:] == [f"error: {result['stopped']}", f"hint: {hint}"]
+    assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None

@@ -10,6 +10,7 @@ its own site's files only): the probe asks the tree's root.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +20,7 @@ from tests.serving import (
     SITE,
     FtpServer,
     fleet_env,
+    fleetkey_command,
     make_fleet,
     run_fleetkey,
     start_ftp,
@@ -40,9 +42,23 @@ def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
 
 
 def measure(server: FtpServer, url: str, *args: str) -> dict[str, object]:
-    done = run_fleetkey(server.running.env, "capacity", "measure", "--server", url, *args)
+    return measured(server, url, *args)[0]
+
+
+def measured(server: FtpServer, url: str, *args: str) -> tuple[dict[str, object], str]:
+    """The --json result and what was said on stderr; a measurement that found no capacity
+    exits 1 in JSON as in the table (it exited 0 in JSON), one that found one exits 0."""
+    done = subprocess.run(
+        [*fleetkey_command(), "capacity", "measure", "--server", url, *args],
+        env=server.running.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     found: dict[str, object] = json.loads(done.stdout)
-    return found
+    assert done.returncode == (1 if found["requests_per_s"] is None else 0), done.stderr
+    return found, done.stderr
 
 
 def probe_records(server: FtpServer) -> list[dict[str, object]]:
@@ -100,19 +116,57 @@ def test_a_firmware_change_storm_over_ftp_downloads_the_image_every_boot(
 
 
 @pytest.mark.parametrize(
-    "where",
-    ["ftp://someone:wrong@127.0.0.1:{port}", "ftp://127.0.0.1:{port}/" + SITE],
+    ("where", "cause", "hint"),
+    [
+        (
+            "ftp://someone:wrong@127.0.0.1:{port}",
+            "(the FTP server refused the probe's shared login)",
+            "hint: give the server's shared login in the URL (ftp://USER:PASSWORD@HOST:PORT), "
+            "or start the server with --ftp-shared-login USER:PASSWORD",
+        ),
+        (
+            "ftp://127.0.0.1:{port}/" + SITE,
+            f"(the probe's phones are in no site: /{SITE} is refused them)",
+            f"hint: measure the tree's root: give --server without the /{SITE} prefix",
+        ),
+    ],
     ids=["a login the server refuses", "a site prefix the probe's phones are not of"],
 )
-def test_an_ftp_probe_the_server_refuses_gives_no_capacity(ftp: FtpServer, where: str) -> None:
+def test_an_ftp_probe_the_server_refuses_fails_naming_the_cause_and_saves_nothing(
+    ftp: FtpServer, where: str, cause: str, hint: str
+) -> None:
+    """A lower --start cures neither (the advice it was given): the error names the refused
+    request, the cause and what to do, and --json exits 1 as the table does."""
     before = ftp.running.cli("capacity", "show", "--json")
-    result = measure(ftp, where.format(port=ftp.port), *STEP)
+    result, said = measured(ftp, where.format(port=ftp.port), *STEP)
     assert (result["requests_per_s"], result["saved"], result["steps"]) == (None, False, [])
-    assert result["stopped"] == (
-        "the first boot, alone, failed (no connection, a timeout, 401/403 or 5xx) or was "
-        "refused with 503"
-    )
+    stopped = str(result["stopped"])
+    assert stopped.startswith("the first boot, alone, failed: ")
+    assert stopped.endswith(cause)
+    lines = said.splitlines()
+    assert lines[-2] == f"error: {stopped}"
+    assert lines[-1] == hint == f"hint: {result['hint']}"
+    assert "lower --start" not in said
     assert ftp.running.cli("capacity", "show", "--json") == before
+
+
+def test_an_ftp_server_without_the_shared_login_is_named_as_the_cause(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A server started without --ftp-shared-login refuses the probe's factory login (530):
+    the error says the login was refused and how to give one, not to lower --start."""
+    data, env = fleet_env(tmp_path_factory, "capacity-ftp-nologin")
+    make_fleet(data, env)
+    server = start_ftp(data, env)
+    try:
+        result, said = measured(server, f"ftp://127.0.0.1:{server.port}", *STEP)
+    finally:
+        server.running.stop()
+    assert result["requests_per_s"] is None
+    assert str(result["stopped"]).endswith("(the FTP server refused the probe's shared login)")
+    assert " 530 " in str(result["stopped"])  # the server's own words
+    assert said.splitlines()[-1].startswith("hint: give the server's shared login in the URL")
+    assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None
 
 
 @pytest.mark.parametrize(

@@ -183,7 +183,7 @@ def test_a_server_asking_for_logins_is_named_with_the_option_that_gives_them(
     [
         (["--models", "VVX_500:60%"], 1, "the shares add up to 60 %, expected 100 %"),
         (["--models", "VVX_500"], 1, "'VVX_500' is not MODEL:PERCENT%"),
-        (["--models", "VVX 500:100%"], 1, "'VVX 500' is not a model name"),
+        (["--models", "--:100%"], 1, "'--' is not a model name"),
         (["--from-inventory", "--models", "VVX_500:100%"], 2, "--from-inventory takes"),
         (["--from-inventory", "--phones", "5"], 1, "the inventory has 2 phones, --phones asks"),
         (["--from-inventory", "--site", "nowhere"], 1, "nowhere"),

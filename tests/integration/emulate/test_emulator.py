@@ -25,6 +25,7 @@ from tests.serving import (
     fleetkey_command,
     make_fleet,
     records,
+    run_fleetkey,
     start_server,
     wait_for,
 )
@@ -230,6 +231,14 @@ def test_phones_boot_over_tftp_and_every_transfer_is_recorded(
     assert summary["site_license_expiry"] == {"2030-12-31": 40}
     assert summary["answers_by_status"]["201"] == 80  # boot and app logs by WRQ
     assert f"{summary['requests']} TFTP transfers, {summary['requests']} fetch records" in stopped
+    # told in TFTP's words, as the server's records name the requests (it said PUT 201, while
+    # the server recorded WRQ, 204 for a log it replaced)
+    assert summary["protocol"] == "tftp"
+    assert summary["answers"]["WRQ ACK"] == 80
+    assert not any(k.startswith(("GET", "PUT")) for k in summary["answers"]), summary["answers"]
+    assert sum(summary["answers"].values()) == summary["requests"]
+    fetched = json.loads(run_fleetkey(env, "fetches", "--limit", "100000", "--json").stdout)
+    assert {r["method"] for r in fetched} == {k.split()[0] for k in summary["answers"]}
 
 
 def test_a_phone_with_a_sip_login_challenges_and_accepts_the_right_digest(

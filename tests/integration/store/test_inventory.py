@@ -96,7 +96,7 @@ BAD_CSV = [
     (
         "missing model",
         HEADER + "0004f2000001,100000000001,,,,,\n",
-        "line 2: model '' must be 1-64 printable ASCII characters",
+        "line 2: model '' is not a model name: 1-64 printable ASCII characters",
     ),
     (
         "user without password",

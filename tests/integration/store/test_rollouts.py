@@ -216,6 +216,75 @@ def test_concurrent_workers_never_claim_the_same_phone(
     assert sum(1 for claimed in taken.values() if claimed) >= 2  # the work was shared
 
 
+def booted_over(store: Store, protocols: dict[str, str]) -> None:
+    """Each phone's boot: its master configuration fetched over the protocol given."""
+    fetches.insert_records(
+        store.engine,
+        [
+            FetchRecord("/000000000000.cfg", protocol, 200, 100, 1.0, T0, mac=mac)
+            for mac, protocol in protocols.items()
+        ],
+    )
+
+
+def test_the_plan_takes_the_capacity_measured_over_the_protocol_the_phones_boot_over(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    """The newest measurement was taken over any protocol (an HTTP probe's 400 requests/s for
+    phones that boot over FTP): the plan takes the measurement over the phones' own protocol,
+    by their newest fetch, and says which and why."""
+    store, clock, successor = fleet
+    with store.transaction() as session:
+        capacity.record(session, clock, "ftp://127.0.0.1:2121", 150.0, {"storm": "license-lapse"})
+        capacity.record(session, clock, "http://127.0.0.1:8080", 400.0, {"storm": "license-lapse"})
+    booted_over(store, dict.fromkeys(macs(), "ftps"))  # FTP over TLS: FTP's measurement
+    made = plan_license(store, clock, PlanOptions(successor))
+    assert made.input.capacity == 150.0
+    assert "against ftp://127.0.0.1:2121 in a license-lapse storm" in made.explanation[0]
+    assert made.explanation[0].endswith(", over ftp, as 300 of the 300 phones boot")
+
+
+def test_phones_booting_over_two_protocols_plan_against_the_lower_capacity(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    store, clock, successor = fleet
+    with store.transaction() as session:
+        capacity.record(session, clock, "http://127.0.0.1:8080", 400.0, {"storm": "license-lapse"})
+        capacity.record(session, clock, "ftp://127.0.0.1:2121", 150.0, {"storm": "license-lapse"})
+        capacity.record(session, clock, "http://127.0.0.1:8080", 90.0, {"storm": "firmware-change"})
+    everyone = macs()
+    booted_over(store, {m: "http" if i % 3 else "ftp" for i, m in enumerate(everyone)})
+    made = plan_license(store, clock, PlanOptions(successor))
+    assert made.input.capacity == 150.0  # the lower; the firmware-change 90 is no license's
+    assert made.explanation[0].endswith(
+        ", over ftp, as 100 of the 300 phones boot (the lowest of the protocols they boot over)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("protocol", "why"),
+    [
+        ("tftp", "over http: none was measured over tftp, which these phones boot over"),
+        (None, "over http: no phone of these has fetched yet, so the protocol they boot over is "
+         "unknown"),
+    ],
+)  # fmt: skip
+def test_without_a_measurement_over_the_phones_protocol_the_newest_is_used_saying_so(
+    fleet: tuple[Store, FixedClock, int], protocol: str | None, why: str
+) -> None:
+    """TFTP cannot be probed (capacity measure takes http:// and ftp://), and phones that
+    never fetched boot over no known protocol: the newest measurement, and the reason."""
+    store, clock, successor = fleet
+    with store.transaction() as session:
+        capacity.record(session, clock, "http://127.0.0.1:8080", 400.0, {"storm": "license-lapse"})
+    if protocol is not None:
+        booted_over(store, dict.fromkeys(macs(), protocol))
+    made = plan_license(store, clock, PlanOptions(successor))
+    assert made.input.capacity == 400.0
+    assert made.explanation[0].endswith(f"storm (boots that download no firmware, as this "
+                                        f"rollout's do), {why}")  # fmt: skip
+
+
 def fetch(mac: str, at: datetime, digest: str, status: int = 200) -> FetchRecord:
     return FetchRecord(
         path="/000000000000-license.cfg",

@@ -84,6 +84,19 @@ class TestInventory:
         assert "line 3: site 100000000999 does not exist" in result.stderr
         assert len(js(fleetkey, "phones", "list")) == 2  # type: ignore[arg-type]
 
+    def test_a_model_with_no_letter_or_digit_is_refused_as_a_mix_refuses_it(
+        self, with_phones: Path, tmp_path: Path, fleetkey: Fleetkey
+    ) -> None:
+        """One rule for a model name (``core.device.models.check_model``): what the import
+        takes, ``emulate --models`` takes, and what one refuses the other does."""
+        bad = tmp_path / "bad.csv"
+        bad.write_text(
+            "mac,site,model\n0004f2000003,100000000001,VVX_410\n0004f2000004,100000000001,--\n"
+        )
+        result = fleetkey("phones", "import", str(bad), code=1)
+        assert "line 3: model '--' is not a model name" in result.stderr
+        assert len(js(fleetkey, "phones", "list")) == 2  # type: ignore[arg-type]
+
     def test_bad_site_is_a_clean_error(self, initialized: Path, fleetkey: Fleetkey) -> None:
         result = fleetkey(
             "sites",

@@ -200,3 +200,38 @@ class TestRetries:
         assert phone.errors == [f"GET {MAC}.cfg: still 503 after 5 tries"]
         assert phone.boots_done == 1  # the boot goes on with the next name
         assert ("GET", "000000000000.cfg") in asked(transport)
+
+
+class TestOneBootOrder:
+    """The boot order is said once (``core.device.boot.boot_order``): the engine's ``Boot``
+    and the emulator's boot were built apart (``DeviceEngine.boot_requests`` and
+    ``run_boot``), and could drift."""
+
+    def test_without_a_master_the_emulated_boot_asks_what_the_engine_says(self) -> None:
+        from fleetkey.core.device.engine import DeviceEngine
+
+        config = PhoneConfig(MAC)
+        transport = InMemoryTransport({})
+        boot(transport)
+        engine = DeviceEngine(config, TrustedKeys(()))
+        expected = [(r.method, r.name) for r in engine.power_on(T0)[0].requests]  # type: ignore[union-attr]
+        assert asked(transport) == expected
+
+    def test_with_a_master_the_emulated_boot_asks_boot_orders_requests_up_to_what_it_found(
+        self,
+    ) -> None:
+        from fleetkey.core.device.boot import boot_order
+        from fleetkey.core.masterconfig import parse_master_config
+
+        files = {"000000000000.cfg": MASTER, "fw/vvx.ld": IMAGE}
+        transport = InMemoryTransport(files)
+        boot(transport, Flash(adopt=False))
+        app = parse_master_config(MASTER, source="m").for_model("VVX_500")
+        order = [(r.method, r.name) for r in boot_order(PhoneConfig(MAC), app, licenses=True)]
+        # everything boot_order lists is asked, in its order, and nothing else; the image
+        # found is asked again (its header, then the whole image: it differs from the flash)
+        header, whole = ("GET", "fw/vvx.ld"), ("GET", "fw/vvx.ld")
+        seen = asked(transport)
+        assert seen.count(whole) == 2
+        seen.remove(header)
+        assert seen == order

@@ -47,6 +47,49 @@ class FileRequest:
     name: str
     license: bool = False  # one of the two license files
     stage: BootStage = BootStage.APPLICATION  # which program asks: its User-Agent's Type/
+    first_found: bool = False  # one of a list tried in order until one is found (masters, images)
+
+
+def boot_order(
+    config: PhoneConfig,
+    app: Application | None,
+    *,
+    licenses: bool,
+    named_master: str | None = None,
+) -> tuple[FileRequest, ...]:
+    """The whole boot in order, the one place that says it (the engine's ``Boot``, the
+    emulator's boot): the masters (``master_requests``), then what follows the master
+    ``app`` (``after_master``). A host that fetches follows the master it finds, so it asks
+    ``master_requests`` and then ``after_master`` of what it was served."""
+    return (
+        *master_requests(config.mac, named_master),
+        *after_master(config, app, licenses=licenses),
+    )
+
+
+def master_requests(mac: str, named: str | None = None) -> tuple[FileRequest, ...]:
+    """The updater's requests for the master configurations, the first found wins."""
+    return tuple(
+        FileRequest("GET", name, stage=BootStage.UPDATER, first_found=True)
+        for name in master_names(mac, named)
+    )
+
+
+def after_master(
+    config: PhoneConfig, app: Application | None, *, licenses: bool
+) -> tuple[FileRequest, ...]:
+    """What follows the master configuration ``app`` (None: none was found), in order: the
+    firmware images (the first found is the one; its header read, downloaded only when its
+    version differs), the updater's boot log, then the application's pass."""
+    images = tuple(
+        FileRequest("GET", name, stage=BootStage.UPDATER, first_found=True)
+        for name in image_names(config, app)
+    )
+    return (
+        *images,
+        boot_log(config, app),
+        *application_requests(config, app, licenses=licenses),
+    )
 
 
 def master_names(mac: str, named: str | None = None) -> tuple[str, ...]:

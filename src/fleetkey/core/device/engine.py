@@ -18,15 +18,18 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any, cast
 
-from fleetkey.core.device.boot import (
-    FileRequest,
-    application_requests,
-    boot_log,
-    master_names,
-)
+from fleetkey.core.device.boot import FileRequest, boot_order
 from fleetkey.core.device.config import PhoneConfig, next_config_poll
-from fleetkey.core.device.schedule import Num, boot_draw, draw_key, mac_value, next_daily
+from fleetkey.core.device.schedule import (
+    Flags,
+    Mask,
+    boot_draw,
+    draw_key,
+    mac_value,
+    next_daily,
+)
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.rules import (
     Decision,
@@ -36,7 +39,6 @@ from fleetkey.core.rules import (
     apply_boot_downloads,
     effective_features,
 )
-from fleetkey.core.useragent import BootStage
 
 
 class Reason(enum.StrEnum):
@@ -125,16 +127,39 @@ def slot_mask(slots: Iterable[int]) -> int:
 
 # the decision rules on slot masks, written with operators only: the engine calls them with
 # ints, the simulator with numpy arrays of a million phones
-def booted_expired(granted: Num, valid: Num, offered_expired: Num) -> Num:
+def booted_expired(granted: Mask, valid: Flags, offered_expired: Flags) -> Mask:
     """R8: a boot ends with an expired license when an installed key has lapsed features, or
     nothing is valid and what the server offered had expired."""
-    return ((granted & ~valid) != 0) | ((valid == 0) & offered_expired)
+    g, v, o = _operands(granted, valid, offered_expired)
+    return cast(Mask, ((g & ~v) != 0) | ((v == 0) & o))
 
 
-def lapse_reboots(valid_at_boot: Num, valid_now: Num, booted_with_expired: Num) -> Num:
+def lapse_reboots(valid_at_boot: Mask, valid_now: Flags, booted_with_expired: Flags) -> Mask:
     """R3/R4: the daily check reboots a phone when a feature valid at its boot has lapsed,
     unless it booted with an expired license (R8)."""
-    return ((valid_at_boot & ~valid_now) != 0) & (booted_with_expired == 0)
+    at_boot, now, expired = _operands(valid_at_boot, valid_now, booted_with_expired)
+    return cast(Mask, ((at_boot & ~now) != 0) & (expired == 0))
+
+
+def check_sync_absorbed(booting: Mask, pending: Flags) -> Mask:
+    """R9: a check-sync that reaches a phone while it boots, or while a reboot waits for its
+    calls to end, is absorbed: that reboot takes it (a burst reboots the phone once)."""
+    b, p = _operands(booting, pending)
+    return cast(Mask, (b != 0) | (p != 0))
+
+
+def check_sync_reboots(absorbed: Mask, asked: Flags, always_reboot: Flags, changed: Flags) -> Mask:
+    """R9: a check-sync not absorbed reboots the phone (now, or when its last call ends: R4)
+    when it asks to (``;reboot=true``) or the phone always reboots (``checkSync.alwaysReboot``);
+    otherwise the phone reads its configuration again and reboots only when it ``changed``."""
+    a, k, w, c = _operands(absorbed, asked, always_reboot, changed)
+    return cast(Mask, (a == 0) & ((k != 0) | (w != 0) | (c != 0)))
+
+
+def _operands(*values: Flags) -> tuple[Any, ...]:
+    """The rules' operands, to be combined with operators whatever their kind (an int with an
+    array is an array); the rules' signatures say what goes in and what comes out."""
+    return values
 
 
 class DeviceEngine:
@@ -251,9 +276,13 @@ class DeviceEngine:
 
     def config_checked(self, now: datetime, changed: bool, reason: Reason) -> list[Action]:
         """The host fetched the configuration again; a change reboots the phone (R8, R9)."""
-        if not changed or self.state.phase is not Phase.RUNNING:
+        if self.state.phase is not Phase.RUNNING:
             return []
-        return self._reboot_when_idle(now, reason)
+        if reason is Reason.CHECK_SYNC:
+            reboots = check_sync_reboots(self.state.pending is not None, False, False, changed)
+        else:
+            reboots = changed
+        return self._reboot_when_idle(now, reason) if reboots else []
 
     # rules
     def _judge_check_sync(
@@ -262,11 +291,12 @@ class DeviceEngine:
         state = self.state
         if state.phase is Phase.OFF:
             return CheckSyncOutcome.IGNORED, []
-        if state.phase is Phase.BOOTING or state.pending is not None:
+        if check_sync_absorbed(state.phase is Phase.BOOTING, state.pending is not None):
             return CheckSyncOutcome.ABSORBED, []
-        if self.config.always_reboot or reboot:
+        if check_sync_reboots(False, reboot, self.config.always_reboot, False):
             actions = self._reboot_when_idle(now, Reason.CHECK_SYNC)
             return (CheckSyncOutcome.REBOOT if actions else CheckSyncOutcome.DEFERRED), actions
+        # whether it reboots is check_sync_reboots(..., changed): config_checked says
         return CheckSyncOutcome.CHECK_CONFIG, [CheckConfig(Reason.CHECK_SYNC, self._config_files())]
 
     def _license_poll(self, due: datetime) -> list[Action]:
@@ -315,20 +345,11 @@ class DeviceEngine:
         return Boot(reason, self.boot_requests(now))
 
     def boot_requests(self, now: datetime) -> tuple[FileRequest, ...]:
-        """The boot of a phone the server gives no master configuration (the fallback of
-        ``core.device.boot``): the updater looks for ``<mac>.cfg`` and ``000000000000.cfg``
-        and puts its boot log; the application asks for the rest, the site license before the
-        phone license (domain.md §5.1). A host that finds a master configuration follows it
-        instead (``core.device.boot``), keeping whether the licenses are asked."""
-        updater = [
-            FileRequest("GET", name, stage=BootStage.UPDATER)
-            for name in master_names(self.config.mac)
-        ]
-        return (
-            *updater,
-            boot_log(self.config, None),
-            *application_requests(self.config, None, licenses=self._wants_licenses(now)),
-        )
+        """The boot of a phone the server gives no master configuration (``boot_order``'s
+        fallback, R2 deciding whether it asks for the license files). A host that finds a
+        master configuration follows it instead (``core.device.boot``), keeping whether the
+        licenses are asked."""
+        return boot_order(self.config, None, licenses=self._wants_licenses(now))
 
     def _wants_licenses(self, now: datetime) -> bool:
         """R2: modern firmware at every boot; legacy only for an enabled, unlicensed feature."""

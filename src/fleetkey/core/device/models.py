@@ -6,10 +6,13 @@ product family (the ``Polycom<family>-`` of the User-Agent), a part number (the 
 part-number-specific firmware image, domain.md §5.1) and a firmware version a phone reports
 when nothing else says which it runs (the versions of the real logs of domain.md §5.1, §5.3).
 
-A mix (``--models VVX_500:60%,SPIP_670:40%``, only models of ``PART_NUMBERS``: another name
-is refused listing them) is parsed by ``parse_model_mix`` and dealt to
-phones by ``deal_models``: counts by the largest remainder, interleaved, so any first N phones
-of a fleet carry the mix as closely as N allows.
+What a model may be called is one rule, ``check_model``: the inventory's import and a mix
+(``--models VVX_500:60%,SPIP_670:40%``) both take any name of 1-64 printable ASCII characters
+with a letter or digit in it (``VVX_410`` too: a model not in ``PART_NUMBERS`` has no part
+number, so tries no part-number-specific image, and its family's firmware). ``wire_model``
+writes it as phones do, the same for a mix and for the inventory's phones. A mix is parsed by
+``parse_model_mix`` and dealt to phones by ``deal_models``: counts by the largest remainder,
+interleaved, so any first N phones of a fleet carry the mix as closely as N allows.
 """
 
 from __future__ import annotations
@@ -47,8 +50,31 @@ DEFAULT_FIRMWARE: Final[Mapping[str, str]] = MappingProxyType(
 # the models a mix may name, as User-Agents write them: VVX_500, SPIP_670, SSIP_7000 …
 KNOWN_MODELS: Final = tuple(re.sub(r"^([A-Z]+)", r"\1_", key) for key in PART_NUMBERS)
 _KNOWN: Final = {model_key(model): model for model in KNOWN_MODELS}
-_MODEL: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,30}")
+_MODEL: Final = re.compile(r"[\x20-\x7e]{1,64}")  # printable ASCII, as a phone's config holds
+_WORD: Final = re.compile(r"[A-Za-z0-9]")
+_NOT_WIRE: Final = re.compile(r"[^A-Za-z0-9_]+")
 _SHARE: Final = re.compile(r"(\d{1,3}(?:\.\d+)?)%")
+
+
+def check_model(text: str) -> str:
+    """``text`` as a model name (stripped), or InputError: 1-64 printable ASCII characters
+    with a letter or digit. The one rule for the inventory and for ``--models``."""
+    model = text.strip()
+    if not _MODEL.fullmatch(model) or not _WORD.search(model):
+        raise InputError(
+            f"model {text!r} is not a model name: 1-64 printable ASCII characters, with a "
+            "letter or digit (e.g. VVX_500, SPIP_670, VVX_410)",
+            field="model",
+        )
+    return model
+
+
+def wire_model(model: str) -> str:
+    """``model`` as phones write it in their User-Agent: a known one as ``KNOWN_MODELS`` spell
+    it (``vvx500`` → ``VVX_500``), any other with each run of characters other than letters,
+    digits and ``_`` made one ``_`` (``VVX 410`` → ``VVX_410``)."""
+    wire = _NOT_WIRE.sub("_", check_model(model)).strip("_")
+    return _KNOWN.get(model_key(wire), wire)
 
 
 def family(model: str) -> str:
@@ -75,18 +101,10 @@ def parse_model_mix(text: str) -> tuple[tuple[str, float], ...]:
     mix: list[tuple[str, float]] = []
     for item in text.split(","):
         model, colon, share = item.strip().partition(":")
-        if not _MODEL.fullmatch(model):
-            raise InputError(
-                f"--models {text!r}: {model!r} is not a model name like VVX_500 or SPIP_670",
-                field="models",
-            )
-        if model_key(model) not in PART_NUMBERS:
-            raise InputError(
-                f"--models {text!r}: {model} is not a model fleetkey knows; known: "
-                + ", ".join(KNOWN_MODELS),
-                field="models",
-            )
-        model = _KNOWN[model_key(model)]  # as User-Agents write it
+        try:
+            model = wire_model(model)  # as User-Agents write it
+        except InputError as exc:
+            raise InputError(f"--models {text!r}: {exc.message}", field="models") from None
         matched = _SHARE.fullmatch(share.strip()) if colon else None
         if matched is None:
             raise InputError(

@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar, cast, overload
 from zoneinfo import ZoneInfo
 
+if TYPE_CHECKING:  # the simulator's arrays; the core imports no numpy when it runs
+    from numpy.typing import NDArray
+
 DAY_S: Final = 86400
-# a number, or a numpy array of numbers: the arithmetic rules below take either
-Num: TypeAlias = Any
+# the arithmetic rules below take numbers (the engine) or numpy arrays of them (the simulator,
+# a million phones at once) and give the first operand's kind back: a number for numbers, an
+# array for arrays (the simulator passes an array first, the engine numbers only)
+Array: TypeAlias = "NDArray[Any]"
+Num = TypeVar("Num", int, float, "NDArray[Any]")
+Bits = TypeVar("Bits", int, "NDArray[Any]")  # 64-bit hashes: ints, or uint64 arrays
+Operand: TypeAlias = "int | float | NDArray[Any]"
+Mask = TypeVar("Mask", int, "NDArray[Any]")  # slot masks and flags: ints, bools, or arrays
+Flags: TypeAlias = "int | NDArray[Any]"
 
 _MASK: Final = (1 << 64) - 1
 _GOLDEN: Final = 0x9E3779B97F4A7C15  # splitmix64 (Steele, Lea, Flood 2014)
@@ -67,7 +77,7 @@ def mac_day(mac: str, days: int) -> int:
 
 
 # per-boot draws: a hash of (the phone's key, its boot number), the same whoever asks
-def mix64(x: Num) -> Num:
+def mix64(x: Bits) -> Bits:
     """splitmix64's finaliser, on a Python int or a numpy uint64 array (wrapping at 2**64)."""
     z = (x + _GOLDEN) & _MASK
     z = ((z ^ (z >> 30)) * _M1) & _MASK
@@ -75,7 +85,11 @@ def mix64(x: Num) -> Num:
     return z ^ (z >> 31)
 
 
-def unit(x: Num) -> Num:
+@overload
+def unit(x: int) -> float: ...
+@overload
+def unit(x: Array) -> Array: ...
+def unit(x: int | Array) -> float | Array:
     """A uniform draw in [0, 1) from a 64-bit hash."""
     return (x >> 11) / float(1 << 53)
 
@@ -88,37 +102,43 @@ def mac_value(mac: str) -> int:
         return int.from_bytes(hashlib.sha256(mac.encode()).digest()[:8], "big")
 
 
-def draw_key(mac_value: Num, seed: int = 0) -> Num:
+def draw_key(mac_value: Bits, seed: int = 0) -> Bits:
     """A phone's key for its draws, from its MAC as an integer and a run's seed: the MAC mixed
     with a hash of the seed, so any two seeds give other draws and none overflows 64 bits."""
     return mix64(mac_value ^ mix64(seed & _MASK))
 
 
-def boot_draw(key: Num, boots: Num) -> Num:
+@overload
+def boot_draw(key: int, boots: int) -> float: ...
+@overload
+def boot_draw(key: Array, boots: int | Array) -> Array: ...
+def boot_draw(key: int | Array, boots: int | Array) -> float | Array:
     """The phone's draw for its ``boots``-th boot (random polling's moment), in [0, 1)."""
-    return unit(mix64((key + boots) & _MASK))
+    summed: Any = key
+    drawn: float | Array = unit(mix64((summed + boots) & _MASK))
+    return drawn
 
 
 # the configuration poll rules, in seconds and day ordinals
-def first_poll_s(random_mode: Num, draw: Num, period_s: Num) -> Num:
+def first_poll_s(random_mode: Operand, draw: Num, period_s: Operand) -> Num:
     """Seconds from boot to the first poll of ``rel`` (one period) or of ``random`` with a
     period of a day or less (a moment drawn at boot in the first period)."""
-    return period_s * (draw * random_mode + (1 - random_mode))
+    return cast(Num, period_s * (draw * random_mode + (1 - random_mode)))
 
 
-def periodic_after(first: Num, period_s: Num, after: Num) -> Num:
+def periodic_after(first: Num, period_s: Operand, after: Operand) -> Num:
     """The first of ``first``, ``first + period``, … strictly after ``after``."""
     steps = (after - first) // period_s + 1
-    return first + steps * (steps > 0) * period_s
+    return cast(Num, first + steps * (steps > 0) * period_s)
 
 
-def picked_day(day: Num, days: Num, pick: Num) -> Num:
+def picked_day(day: Num, days: Operand, pick: Operand) -> Num:
     """The first day ordinal on or after ``day`` that is ``pick`` modulo ``days`` (every
     ``days`` days: ``abs`` with ``pick`` 0, ``random`` with the MAC's day)."""
-    return day + (pick - day) % days
+    return cast(Num, day + (pick - day) % days)
 
 
-def lapse_check_day(check_day: Num, lapse_day: Num) -> Num:
+def lapse_check_day(check_day: Num, lapse_day: Operand) -> Num:
     """R3/R4: the daily check that finds a lapse is the first one on or after the lapse's day
     (the day after the key's last valid day)."""
-    return check_day + (lapse_day - check_day) * (lapse_day > check_day)
+    return cast(Num, check_day + (lapse_day - check_day) * (lapse_day > check_day))
