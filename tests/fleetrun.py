@@ -67,8 +67,7 @@ class FleetRun:
     polls: Counter[str]  # the poller's requests to each server (recorded too)
     records_in_store: int
     killed_lost: int  # answers of serve2 with no record: lost with its queue
-    killed_license_answers: set[str] = field(default_factory=set)  # phones' addresses
-    twice_addresses: set[str] = field(default_factory=set)
+    killed_license_answers: set[str] = field(default_factory=set)  # serve2's last 5 s
 
 
 def _scalar(store: Store, statement: Any) -> int:
@@ -263,7 +262,6 @@ def _measure(
     **known: Any,
 ) -> FleetRun:
     phones = json.loads((work / "report.json").read_text())["phones"]
-    by_address = {p["address"]: p for p in phones}
     served = balancer.requests()
     answered = Counter(r.server for r in served if r.status > 0)
     written, unrecorded = {}, {}
@@ -307,7 +305,6 @@ def _measure(
         records_in_store=records,
         killed_lost=killed_lost,
         killed_license_answers=license_answers,
-        twice_addresses={a for a, p in by_address.items() if p["mac"] in twice},
     )
 
 

@@ -14,6 +14,9 @@ full is counted as not recorded and logged once per episode. One client's flood 
 half of everyone's answers into 503s: a busy answer costs a record like any other, so giving
 it to the flood would not have relieved the queue.
 
+A record that confirms a delivery (``confirms``: a posted license answered 200, 206 or 304)
+is made before its answer is sent and committed first (``record_first``, ``serve/commits.py``).
+
 Sightings (last seen, address, User-Agent, firmware) are kept in memory, the newest per phone,
 and written once a second in one transaction (``flush``, off the event loop), with the phones
 the ``register`` policy queued.
@@ -21,6 +24,7 @@ the ``register`` policy queued.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -31,9 +35,12 @@ from typing import Final, Protocol
 from fleetkey.clock import Clock
 from fleetkey.core.useragent import PhoneAgent
 from fleetkey.errors import QueueFullError
+from fleetkey.serve.commits import CommitGate
+from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Ruling
 from fleetkey.serve.view import ViewSource
 from fleetkey.store import sightings
+from fleetkey.store.confirmation import ANSWERED
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.sightings import NewPhone, Sighting
 from fleetkey.store.store import Store
@@ -66,6 +73,13 @@ class Admission(enum.Enum):
 ADMIT: Final = Admission.ADMIT
 WAIT: Final = Admission.WAIT
 BUSY: Final = Admission.BUSY
+CONFIRMING: Final = frozenset(ANSWERED)  # statuses a rollout confirms a phone from
+
+
+def confirms(status: int, content: Content | None) -> bool:
+    """Whether an answer confirms a delivery to a rollout's executor: a posted license (phone
+    or site) answered 200, 206 or 304, whatever the protocol (``store/confirmation.py``)."""
+    return content is not None and content.license_id is not None and status in CONFIRMING
 
 
 class RecordQueue(Protocol):
@@ -172,8 +186,10 @@ class Recorder:
         *,
         queue_capacity: int,
         sightings: Sightings | None = None,
+        gate: CommitGate | None = None,
     ) -> None:
         self._queue = queue
+        self.gate = gate
         self._clock = clock
         self._live = view
         self.sightings = sightings or Sightings()
@@ -243,6 +259,62 @@ class Recorder:
         digest: str | None,
     ) -> None:
         """One answer given: ``size`` bytes sent (or received, for an upload)."""
+        record = self._made(
+            protocol, method, path, status, size, duration_ms, address, user_agent, agent,
+            ruling, kind, digest,
+        )  # fmt: skip
+        try:
+            self._queue.submit(record, timeout=0)
+        except QueueFullError:
+            self._not_queued(protocol, path)
+
+    def record_first(
+        self,
+        protocol: str,
+        method: str,
+        path: str,
+        status: int,
+        size: int,
+        duration_ms: float,
+        address: str | None,
+        user_agent: str | None,
+        agent: PhoneAgent | None,
+        ruling: Ruling | None,
+        kind: str,
+        digest: str | None,
+    ) -> asyncio.Future[bool] | None:
+        """An answer about to be sent that confirms a delivery (``confirms``): its record, the
+        ``size`` bytes it will send, committed at once; the future to await before sending
+        (None: send now, there is no gate or the record could not be queued)."""
+        record = self._made(
+            protocol, method, path, status, size, duration_ms, address, user_agent, agent,
+            ruling, kind, digest,
+        )  # fmt: skip
+        try:
+            if self.gate is None:
+                self._queue.submit(record, timeout=0)
+                return None
+            return self.gate.submit(record)
+        except QueueFullError:
+            self._not_queued(protocol, path)
+            return None
+
+    def _made(
+        self,
+        protocol: str,
+        method: str,
+        path: str,
+        status: int,
+        size: int,
+        duration_ms: float,
+        address: str | None,
+        user_agent: str | None,
+        agent: PhoneAgent | None,
+        ruling: Ruling | None,
+        kind: str,
+        digest: str | None,
+    ) -> FetchRecord:
+        """The record of an answer; counted, and the phone's sighting kept."""
         key = (protocol, status, kind)
         answers = self.answers
         answers[key] = answers.get(key, 0) + 1
@@ -260,7 +332,7 @@ class Recorder:
         identified = self.identified
         counted = via or "none"
         identified[counted] = identified.get(counted, 0) + 1
-        record = FetchRecord(  # positional: a keyword call costs twice as much, per request
+        return FetchRecord(  # positional: a keyword call costs twice as much, per request
             path if len(path) <= MAX_PATH else path[:MAX_PATH],
             protocol,
             status,
@@ -274,10 +346,6 @@ class Recorder:
             user_agent[:MAX_USER_AGENT] if user_agent else None,
             via,
         )
-        try:
-            self._queue.submit(record, timeout=0)
-        except QueueFullError:
-            self._not_queued(protocol, path)
 
     def _not_queued(self, protocol: str, path: str) -> None:
         self.unrecorded += 1

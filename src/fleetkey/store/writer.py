@@ -18,6 +18,14 @@ Past ``capacity`` records in memory, ``submit`` refuses (``QueueFullError``; ser
 in the same transaction (``fetch_batches``), so one retried after an ambiguous failure, or read
 back twice from the spill file, is written once.
 
+A record that confirms a delivery (a license file answered to a phone: what a rollout's
+executor confirms a phone from) is ``submit_urgent``-ed before its answer is sent: the writer
+starts a batch at once (group commit: what else waits rides along; other records keep their
+one-second batches), and the answer waits, on its event loop, for ``completed`` to reach the
+record's ticket (``serve/commits.py``), so a killed server cannot have sent a license whose
+record is not in the store. ``on_commit`` is called on the writer's thread after each batch
+while such a record waits, and when the store refuses (then nothing waits for it).
+
 At ``close`` whatever the store still refuses goes to the ``fallback`` file, counted as
 ``dropped``; ``fleetkey fetches replay FILE`` writes it to the store later. A batch refused for
 what a row holds is written in halves until each refused row is alone, set aside, ``dropped``.
@@ -33,6 +41,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -110,6 +119,11 @@ class FetchWriter:
         self.last_error = ""
         self.writing_since: float | None = None  # time.time() a batch's write began, if one is
         self.spilled = 0  # records on the spill file now
+        self._cycles = 0  # writing cycles begun (the writer's thread only)
+        self.completed = 0  # the last cycle after which everything queued before it was in
+        self.wanted = 0  # the highest ticket given by submit_urgent
+        self._told = 0  # ``completed`` when on_commit was last called
+        self.on_commit: Callable[[], None] | None = None  # called on the writer's thread
 
     @property
     def depth(self) -> int:
@@ -153,6 +167,21 @@ class FetchWriter:
         if len(pending) >= self._batch_size:
             self._wake.set()
 
+    def submit_urgent(self, record: FetchRecord) -> int:
+        """Queue a record that must be in the store before its answer is sent, and start a
+        batch now; returns its ticket: the record is in the store once ``completed`` is at
+        least the ticket (raises QueueFullError at ``capacity``, never waits).
+
+        The ticket is read after the append: the cycle after the one under way begins (and
+        takes what waits) after this read, so it takes the record unless an earlier one did.
+        """
+        self.submit(record, timeout=0)
+        ticket = self._cycles + 1
+        if ticket > self.wanted:
+            self.wanted = ticket
+        self._wake.set()
+        return ticket
+
     def _wait_for_room(self, timeout: float | None) -> None:
         if timeout == 0 or not self._room.acquire(timeout=-1 if timeout is None else timeout):
             raise QueueFullError(f"fetch-record queue full ({self._capacity} waiting)")
@@ -192,11 +221,15 @@ class FetchWriter:
             self._wake.wait(pause)
             self._wake.clear()
             began = time.monotonic()
+            self._cycles += 1
             try:
                 ok = self._cycle()
             except Exception as exc:  # noqa: BLE001  # never dies: _failed logs the traceback
                 self._failed(exc)
                 ok = False
+            if ok:
+                self.completed = self._cycles
+            self._tell(ok)
             if ok:  # the next cycle a flush interval after this one began (or a full batch)
                 pause = max(0.0, self._interval - (time.monotonic() - began))
             else:
@@ -207,6 +240,19 @@ class FetchWriter:
                 if not ok:
                     self._give_up()
                     return
+
+    def _tell(self, ok: bool) -> None:
+        """Call ``on_commit`` after a cycle while a ticket waits for one (or the store refuses:
+        the answers waiting are then sent without their commit)."""
+        hook = self.on_commit
+        if hook is None or self.wanted <= self._told:
+            return
+        if ok:
+            self._told = self.completed
+        try:
+            hook()
+        except Exception:  # a hook's bug must not stop the writing
+            log.exception("the writer's on_commit hook failed")
 
     def _cycle(self) -> bool:
         """Write the spilled, the held, then what waits; False at the first refusal."""

@@ -260,10 +260,10 @@ class HttpProtocol(asyncio.Protocol):
                 return
             if not self._pending and (self._worker is None or self._worker.done()):
                 ready = self._answer_now(item)
-                if ready is not None and ready.file is None:
+                if ready is not None and ready.file is None and ready.committed is None:
                     self._answer_inline(item, ready)  # the common case: no task, one write
                     return
-                if ready is not None:  # a file to stream: needs the task, answer is known
+                if ready is not None:  # a file to stream or a commit to wait for: a task
                     self._pending.append((item, ready))
                     self._start_worker()
                     return
@@ -311,6 +311,8 @@ class HttpProtocol(asyncio.Protocol):
                 response = await self._handle(item)
             self._sent = 0
             try:
+                if response.committed is not None:  # its record first (serve/commits.py)
+                    await response.committed
                 await self._send(transport, item, response)
             finally:  # recorded even when the client went away mid-answer
                 self._finished(item, response, self._sent)
