@@ -270,6 +270,8 @@ class ServerRunner:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         self.gate.start(loop)
+        if self.tick is not None:  # a first snapshot before any listener (serve/pool.py)
+            self.tick()
         refresher = loop.create_task(self._keep_fresh(stop))
         sweeper = loop.create_task(self.connections.keep_swept(stop))
         # what start-up built (modules, the app, the in-memory view) lives as long as the
