@@ -29,6 +29,7 @@ from tests.deployment import (
     haproxy,
     start_balancer,
     start_servers,
+    take_down,
 )
 from tests.fleetrun import describe, roll_out_through_the_balancer
 from tests.pg import PostgresServer
@@ -67,12 +68,7 @@ def deployed(tmp_path: Path, admin: Path, database: str) -> Iterator[tuple[list[
         balancer = start_balancer(tmp_path, [(s.host, s.port) for s in servers])
         yield servers, balancer
     finally:
-        if balancer is not None:
-            balancer.stop()
-        for server in servers:
-            if server.process.poll() is None:
-                server.process.kill()
-                server.process.communicate(timeout=30)
+        take_down(balancer, servers)
 
 
 @pytest.fixture

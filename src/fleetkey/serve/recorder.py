@@ -15,7 +15,7 @@ half of everyone's answers into 503s: a busy answer costs a record like any othe
 it to the flood would not have relieved the queue.
 
 A record that confirms a delivery (``confirms``: a posted license answered 200, 206 or 304)
-is made before its answer is sent and committed first (``record_first``, ``serve/commits.py``).
+is made before its answer is sent and committed first (``record(first=True)``, serve/commits.py).
 
 Sightings (last seen, address, User-Agent, firmware) are kept in memory, the newest per phone,
 and written once a second in one transaction (``flush``, off the event loop), with the phones
@@ -257,64 +257,13 @@ class Recorder:
         ruling: Ruling | None,
         kind: str,
         digest: str | None,
-    ) -> None:
-        """One answer given: ``size`` bytes sent (or received, for an upload)."""
-        record = self._made(
-            protocol, method, path, status, size, duration_ms, address, user_agent, agent,
-            ruling, kind, digest,
-        )  # fmt: skip
-        try:
-            self._queue.submit(record, timeout=0)
-        except QueueFullError:
-            self._not_queued(protocol, path)
-
-    def record_first(
-        self,
-        protocol: str,
-        method: str,
-        path: str,
-        status: int,
-        size: int,
-        duration_ms: float,
-        address: str | None,
-        user_agent: str | None,
-        agent: PhoneAgent | None,
-        ruling: Ruling | None,
-        kind: str,
-        digest: str | None,
+        first: bool = False,
     ) -> asyncio.Future[bool] | None:
-        """An answer about to be sent that confirms a delivery (``confirms``): its record, the
-        ``size`` bytes it will send, committed at once; the future to await before sending
-        (None: send now, there is no gate or the record could not be queued)."""
-        record = self._made(
-            protocol, method, path, status, size, duration_ms, address, user_agent, agent,
-            ruling, kind, digest,
-        )  # fmt: skip
-        try:
-            if self.gate is None:
-                self._queue.submit(record, timeout=0)
-                return None
-            return self.gate.submit(record)
-        except QueueFullError:
-            self._not_queued(protocol, path)
-            return None
+        """One answer given: ``size`` bytes sent (or received, for an upload).
 
-    def _made(
-        self,
-        protocol: str,
-        method: str,
-        path: str,
-        status: int,
-        size: int,
-        duration_ms: float,
-        address: str | None,
-        user_agent: str | None,
-        agent: PhoneAgent | None,
-        ruling: Ruling | None,
-        kind: str,
-        digest: str | None,
-    ) -> FetchRecord:
-        """The record of an answer; counted, and the phone's sighting kept."""
+        ``first``: an answer about to be sent that confirms a delivery (``confirms``),
+        recorded as what it will send and committed at once; the future to await before
+        sending it (None: send now: no gate, or the record could not be queued)."""
         key = (protocol, status, kind)
         answers = self.answers
         answers[key] = answers.get(key, 0) + 1
@@ -332,7 +281,7 @@ class Recorder:
         identified = self.identified
         counted = via or "none"
         identified[counted] = identified.get(counted, 0) + 1
-        return FetchRecord(  # positional: a keyword call costs twice as much, per request
+        record = FetchRecord(  # positional: a keyword call costs twice as much, per request
             path if len(path) <= MAX_PATH else path[:MAX_PATH],
             protocol,
             status,
@@ -346,6 +295,13 @@ class Recorder:
             user_agent[:MAX_USER_AGENT] if user_agent else None,
             via,
         )
+        try:
+            if first and self.gate is not None:
+                return self.gate.submit(record)
+            self._queue.submit(record, timeout=0)
+        except QueueFullError:
+            self._not_queued(protocol, path)
+        return None
 
     def _not_queued(self, protocol: str, path: str) -> None:
         self.unrecorded += 1

@@ -45,19 +45,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from fleetkey.errors import FleetkeyError, HeldFileError, QueueFullError
 from fleetkey.store.fetches import RecordSink, refused_for_content
 from fleetkey.store.held import (
     append_records,
-    appending,
-    batch_lines,
     count_records,
-    keep_at_stop,
-    read_batches,
 )
 from fleetkey.store.records import FetchRecord
+from fleetkey.store.spilling import FAILURES, SpillFile
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +60,7 @@ FLUSH_INTERVAL_S: Final = 1.0  # issue 3: flushed at least every second
 BATCH_SIZE: Final = 50_000  # under load the flush interval, not the size, ends a batch
 CAPACITY: Final = 200_000  # records in memory (~350 bytes each)
 SPILL_AT: Final = 50_000  # records held in memory before the oldest go to the spill file
-_FAILURES: Final = (SQLAlchemyError, OSError)
+_FAILURES: Final = FAILURES
 REJECTED_NAME: Final = "fetches-rejected.jsonl"  # next to the fallback file
 
 
@@ -73,7 +68,7 @@ def _said(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
 
 
-class FetchWriter:
+class FetchWriter(SpillFile):
     """Queue → batched inserts on a background thread. Use as a context manager or start/close."""
 
     def __init__(
@@ -383,64 +378,3 @@ class FetchWriter:
             )
             self.failing_since = None
             self.last_error = ""
-
-    def _spill_held(self) -> None:
-        """Move the oldest held batches to the spill file (appended, in order)."""
-        assert self._spill is not None  # noqa: S101  # the caller checks
-        try:
-            with appending(self._spill) as handle:
-                while self._held_count > self._spill_at // 2:
-                    seq, batch = self._held[0]
-                    handle.write(batch_lines(self.name, seq, batch))
-                    handle.flush()
-                    self._held.popleft()
-                    self._held_count -= len(batch)
-                    self.spilled += len(batch)
-        except OSError as exc:  # the disk is full too: they stay in memory
-            log.error("cannot spill held fetch records to %s: %s", self._spill, exc)  # noqa: TRY400
-
-    def _write_spilled(self) -> bool:
-        """The spill file's batches, oldest first; the file goes once all are in the store."""
-        assert self._spill is not None  # noqa: S101  # spilled > 0 only with a spill file
-        try:
-            for writer, seq, batch in read_batches(self._spill):
-                try:
-                    if not self._sink.batch_written(writer, seq):
-                        self._sink.insert_batch(batch, (writer, seq))
-                        self._wrote(batch)
-                except _FAILURES as exc:
-                    if not refused_for_content(exc):
-                        self._refused(exc)
-                        return False
-                    if self._sort_out(batch, exc):
-                        return False  # the store went away meanwhile: the file is read again
-        except HeldFileError as exc:
-            self._set_aside(exc)
-            return True
-        self._spill.unlink()
-        self.spilled = 0
-        return True
-
-    def _set_aside(self, exc: HeldFileError) -> None:
-        """A damaged spill file is renamed, not read for ever: what it held up to the damage
-        is in the store, the rest counted as dropped and kept for the operator."""
-        assert self._spill is not None  # noqa: S101  # only spill files are read back
-        aside = self._spill.with_name(f"{self._spill.name}.damaged-{int(time.time())}")
-        self._spill.rename(aside)
-        self.dropped += self.spilled
-        log.error("%s; the file is set aside as %s", exc, aside)  # said whole
-        self.spilled = 0
-
-    def _give_up(self) -> None:
-        """Stopping while the store refuses: what is held goes to the spill file, which the
-        next start writes first; without one (or if it cannot be written), to the fallback
-        file, for ``fleetkey fetches replay``."""
-        batches = list(self._held)
-        if self._pending:
-            batches.append((next(self._seq), list(self._pending)))
-        self._held.clear()
-        self._pending.clear()
-        self._held_count = 0
-        spilled, dropped = keep_at_stop(self.name, batches, self._spill, self._fallback)
-        self.spilled += spilled
-        self.dropped += dropped

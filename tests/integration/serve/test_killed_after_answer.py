@@ -8,6 +8,7 @@ import json
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.serving import MAC, RunningServer, cli, fleet_env, make_fleet, start_server
@@ -15,17 +16,23 @@ from tests.serving import MAC, RunningServer, cli, fleet_env, make_fleet, start_
 VVX_UA = f"FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{MAC}) Type/Application"
 
 
-def read_answer(server: RunningServer, path: str) -> tuple[int, bytes]:
-    """GET ``path`` on a raw connection; the status and the whole body, read to its end."""
+def exchange(server: RunningServer, method: str, path: str) -> bytes:
+    """``method path`` on a raw connection that the server closes after answering: every
+    byte of the answer, read to the end."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
         conn.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: phones\r\nUser-Agent: {VVX_UA}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: phones\r\nUser-Agent: {VVX_UA}\r\n"
             "Connection: close\r\n\r\n".encode()
         )
         answer = b""
         while chunk := conn.recv(65536):
             answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
+    return answer
+
+
+def read_answer(server: RunningServer, path: str) -> tuple[int, bytes]:
+    """GET ``path``: the status and the whole body (checked against its Content-Length)."""
+    head, _, body = exchange(server, "GET", path).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     length = next(int(v) for k, _, v in (x.partition(": ") for x in lines) if k == "content-length")
     assert len(body) == length, "the answer was cut"
@@ -75,11 +82,15 @@ def test_the_kill_loses_no_license_record_of_several_answers_in_a_row(
     server = start_server(data, env)
     try:
         answers = [read_answer(server, f"/{MAC}-license.cfg") for _ in range(20)]
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
     finally:
         server.process.kill()
         server.process.communicate(timeout=30)
     assert {status for status, _ in answers} == {200}
     assert len(license_records(env, f"/{MAC}-license.cfg")) == before + 20
+    # each of the twenty waited for its record's commit (serve/commits.py)
+    assert "fleetkey_confirmations_committed_first_total 20.0" in metrics
+    assert "fleetkey_confirmations_uncommitted_total 0.0" in metrics
 
 
 def test_the_record_says_what_it_will_send_for_a_head(
@@ -89,14 +100,7 @@ def test_the_record_says_what_it_will_send_for_a_head(
     data, env = fleet
     server = start_server(data, env)
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
-            conn.sendall(
-                f"HEAD /{MAC}-license.cfg HTTP/1.1\r\nHost: p\r\nUser-Agent: {VVX_UA}\r\n"
-                "Connection: close\r\n\r\n".encode()
-            )
-            head = b""
-            while chunk := conn.recv(65536):
-                head += chunk
+        head = exchange(server, "HEAD", f"/{MAC}-license.cfg")
     finally:
         server.process.kill()
         server.process.communicate(timeout=30)

@@ -59,12 +59,13 @@ def metric(text: str, name: str) -> float:
     return sum(float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
-def licenses(url: str, count: int) -> list[int]:
+def licenses(url: str, count: int, source: str | None = None) -> list[int]:
     """``count`` license requests, each on a new connection (the kernel spreads connections
-    over the workers, not requests)."""
+    over the workers, not requests), from the loopback address ``source`` if given."""
     statuses = []
     for _ in range(count):
-        with httpx.Client(base_url=url, headers={"user-agent": UA}) as phone:
+        transport = httpx.HTTPTransport(local_address=source) if source else None
+        with httpx.Client(base_url=url, headers={"user-agent": UA}, transport=transport) as phone:
             statuses.append(phone.get(f"/{MAC}-license.cfg").status_code)
     return statuses
 
@@ -174,7 +175,7 @@ class TestWholeServer:
             reach = answering(server)
             assert set(reach) == {1, 2}
             for source in SOURCES[:6]:
-                assert licenses_from(server, source, 3) == [200] * 3
+                assert licenses(server.url, 3, source) == [200] * 3
             time.sleep(1.5)  # every worker's report is at most a second old
             healths = {n: from_address(server, a, "/healthz") for n, a in reach.items()}
             statuses = {n: from_address(server, a, "/api/status", token) for n, a in reach.items()}
@@ -239,15 +240,6 @@ class TestWholeServer:
         assert len(body["reasons"]) == 1
         assert re.fullmatch(r"worker 2: no report for \d+\.\d s", body["reasons"][0])
         assert [w["healthy"] for w in body["workers"]] == [True, False]
-
-
-def licenses_from(server: RunningServer, source: str, count: int) -> list[int]:
-    statuses = []
-    for _ in range(count):
-        transport = httpx.HTTPTransport(local_address=source)
-        with httpx.Client(transport=transport, headers={"user-agent": UA}) as phone:
-            statuses.append(phone.get(f"{server.url}/{MAC}-license.cfg").status_code)
-    return statuses
 
 
 def tftp_from(source: str, port: int, name: str) -> bytes:

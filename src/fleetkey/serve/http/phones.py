@@ -332,7 +332,7 @@ class PhoneService:
         assert content is not None  # noqa: S101  # confirms() checked it
         user_agent = request.headers.get("user-agent")
         body = 0 if request.method == "HEAD" or response.status == 304 else response.length
-        response.committed = self._recorder.record_first(
+        response.committed = self._recorder.record(
             "https" if request.secure else "http",
             request.method,
             request.raw_path.decode("latin-1"),
@@ -345,6 +345,7 @@ class PhoneService:
             response.ruling,
             content.kind,
             content.digest,
+            first=True,
         )
         response.recorded = True
         return response

@@ -2,7 +2,7 @@
 
 Hand-written on two well-kept parts (uvloop's loop, httptools' parser) because the framework
 layers cost 3-4x the throughput the provisioning server needs (docs/serve.md). The protocol
-only frames messages and enforces limits; what to answer is the service's business.
+frames messages and enforces limits; what to answer (and when) is the service's business.
 """
 
 from __future__ import annotations
@@ -305,14 +305,11 @@ class HttpProtocol(asyncio.Protocol):
                 transport.write(head_block(item, keep_alive=False) + item.body)
                 self._linger(transport)
                 return
-            if isinstance(item, tuple):
-                item, response = item
-            else:
-                response = await self._handle(item)
+            item, response = item if isinstance(item, tuple) else (item, await self._handle(item))
             self._sent = 0
             try:
-                if response.committed is not None:  # its record first (serve/commits.py)
-                    await response.committed
+                if response.committed is not None:
+                    await response.committed  # its record is committed first (commits.py)
                 await self._send(transport, item, response)
             finally:  # recorded even when the client went away mid-answer
                 self._finished(item, response, self._sent)
