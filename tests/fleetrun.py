@@ -184,7 +184,14 @@ def roll_out_through_the_balancer(
              "--duration", "3600", "--report", str(work / "report.json"), "--json"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        wait_for(lambda: _scalar(store, SITE_LICENSED) >= phones, 600)
+        wait_for(
+            lambda: emulator.poll() is not None or _scalar(store, SITE_LICENSED) >= phones, 600
+        )
+        if emulator.poll() is not None:  # said now, not after the wait's ten minutes
+            raise AssertionError(
+                f"the emulator ended (exit {emulator.returncode}) before every phone booted: "
+                f"{emulator.communicate()[1][-3000:]}"
+            )
         booted_s = time.monotonic() - began
         expires = datetime.now(UTC).date() + timedelta(days=400)
         polls: Counter[str] = Counter()
