@@ -76,10 +76,16 @@ BUSY: Final = Admission.BUSY
 CONFIRMING: Final = frozenset(ANSWERED)  # statuses a rollout confirms a phone from
 
 
-def confirms(status: int, content: Content | None) -> bool:
+def confirms(status: int, content: Content | None, mac: str | None) -> bool:
     """Whether an answer confirms a delivery to a rollout's executor: a posted license (phone
-    or site) answered 200, 206 or 304, whatever the protocol (``store/confirmation.py``)."""
-    return content is not None and content.license_id is not None and status in CONFIRMING
+    or site) answered 200, 206 or 304 to a phone the server knows (``mac``), whatever the
+    protocol (``store/confirmation.py``; a record naming no phone confirms nothing)."""
+    return (
+        mac is not None
+        and content is not None
+        and content.license_id is not None
+        and status in CONFIRMING
+    )
 
 
 class RecordQueue(Protocol):

@@ -326,8 +326,8 @@ class PhoneService:
     def _first(self, request: Request, response: Response) -> Response:
         """An answer that confirms a delivery is recorded now, as sent whole, and waits for
         its record's commit (``response.committed``) before it is sent (serve/commits.py)."""
-        content = response.content
-        if not confirms(response.status, content):
+        content, ruling = response.content, response.ruling
+        if not confirms(response.status, content, ruling.mac if ruling is not None else None):
             return response
         assert content is not None  # noqa: S101  # confirms() checked it
         user_agent = request.headers.get("user-agent")
