@@ -169,7 +169,7 @@ class TestWholeServer:
         self, fleet: tuple[Path, dict[str, str]]
     ) -> None:
         data, env = fleet
-        server = start_server(data, env, "--workers", "2")
+        server = start_server(data, env, "--workers", "2", "--http", "127.0.0.1:0")
         token = json.loads(server.cli("token", "--json"))["api_token"]
         try:
             reach = answering(server)
@@ -216,7 +216,7 @@ class TestWholeServer:
         """A worker frozen (SIGSTOP): the other answers /healthz 503 naming it, and 200 again
         once it runs on."""
         data, env = fleet
-        server = start_server(data, env, "--workers", "2")
+        server = start_server(data, env, "--workers", "2", "--http", "127.0.0.1:0")
         try:
             reach = answering(server)
             frozen = workers_of(server)
