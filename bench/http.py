@@ -1,7 +1,7 @@
 """HTTP throughput: `fleetkey serve` (every fetch recorded) next to nginx, same files, same run.
 
     .venv/bin/python bench/http.py [--files 10000] [--seconds 10] [--rounds 3] [--connections 64]
-                                   [--workers 1] [--json]
+                                   [--workers 1] [--before TREE] [--json]
 
 Needs wrk and nginx (Debian packages; `apt-get install -y wrk nginx`). Each server runs pinned to
 core 0, wrk to core 1; wrk requests 10,000 distinct <mac>-license.cfg files from a Lua script,
@@ -14,6 +14,11 @@ rounds. Prints requests/s, p99 latency and the ratios.
 to a one-worker `fleetkey serve` (the baseline `--workers` must beat by 1.5x), nothing pinned:
 servers and wrk (N threads) share the cores, so each one's CPU is reported apart (a server's
 workers included, from /proc; wrk's from its rusage).
+
+`--before TREE`: one more server, `fleetkey serve` from another source tree (a git worktree of
+the code before a change: `git worktree add /tmp/before <commit>`), run from the start with the
+others and measured in the same turns, so a change's cost is measured against the same
+machine's same minutes. Its data directory is the same (the same files, the same schema).
 """
 
 from __future__ import annotations
@@ -81,12 +86,17 @@ Run = tuple[float, float, float, float]  # requests/s, p99 ms, server CPU %, wrk
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     wrk_options(parser, workers=1)
+    parser.add_argument("--before", type=Path, help="a source tree of the code before a change")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.before is not None and not (args.before / "src" / "fleetkey").is_dir():
+        parser.error(f"--before {args.before}: no src/fleetkey there (a fleetkey source tree)")
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-http-"))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
     env = bench_env(base)
     names = ("nginx", "fleetkey", "fleetkey-1") if args.workers > 1 else ("nginx", "fleetkey")
+    if args.before is not None:
+        names = (*names, "before")
     runs: dict[str, dict[str, list[Run]]] = {name: {mode: [] for mode in MODES} for name in names}
     summaries: list[str] = []
     try:
@@ -101,8 +111,12 @@ def main() -> None:
         servers = {"nginx": nginx}
         urls = {"nginx": "http://127.0.0.1:18180/"}
         try:
-            for name, workers in (("fleetkey", args.workers), ("fleetkey-1", 1))[: len(names) - 1]:
-                servers[name], url = start_fleetkey(env, base, workers, pinned(0, args.workers))
+            for name in names[1:]:
+                workers = 1 if name == "fleetkey-1" else args.workers
+                own = env
+                if name == "before":  # the other tree's code, on the same data
+                    own = {**env, "PYTHONPATH": str(args.before.resolve() / "src")}
+                servers[name], url = start_fleetkey(own, base, workers, pinned(0, args.workers))
                 urls[name] = url + "/"
             time.sleep(1)
             # rounds, the servers in turn and the order turned every round: this VM's speed
@@ -134,6 +148,9 @@ def report(
         for name, modes in runs.items()
     }
     ratios = {mode: medians["fleetkey"][mode] / medians["nginx"][mode] for mode in MODES}
+    if "before" in medians:
+        for mode in MODES:
+            ratios[f"{mode} to before"] = medians["fleetkey"][mode] / medians["before"][mode]
     if "fleetkey-1" in medians:
         for mode in MODES:
             ratios[f"{mode} to one worker"] = (
@@ -191,6 +208,11 @@ def report(
             f"  {args.workers} workers to one: keep-alive "
             f"{ratios['keep-alive to one worker']:.2f}x   close "
             f"{ratios['close to one worker']:.2f}x (target 1.5)"
+        )
+    if "before" in medians:
+        print(
+            f"  to the code before ({args.before}): keep-alive "
+            f"{ratios['keep-alive to before']:.2f}x   close {ratios['close to before']:.2f}x"
         )
     print(
         "  round by round:"

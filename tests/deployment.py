@@ -208,6 +208,17 @@ def start_servers(
     return started
 
 
+def take_down(balancer: Balancer | None, servers: list[Server]) -> None:
+    """Stop HAProxy and SIGKILL every server still running (a test's cleanup, whatever
+    happened before it)."""
+    if balancer is not None:
+        balancer.stop()
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate(timeout=30)
+
+
 @dataclass
 class Poller:
     """Asks each server directly for a site's license every ``every_s`` and notes when each

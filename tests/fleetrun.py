@@ -19,10 +19,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.schema import FetchRow, RolloutRow, RolloutTargetRow
 from fleetkey.store.store import Store
-from fleetkey.store.texts import path_of
 
 from tests.deployment import (
     SUMMARY,
@@ -31,9 +29,18 @@ from tests.deployment import (
     Server,
     start_balancer,
     start_servers,
+    take_down,
 )
 from tests.helpers import free_udp_port
-from tests.serving import cli, fleetkey_command, server_env, wait_for, window_around_now
+from tests.serving import (
+    SITE_LICENSED,
+    cli,
+    fleetkey_command,
+    import_sip_phones,
+    server_env,
+    wait_for,
+    window_around_now,
+)
 
 SITES = ("100000000001", "100000000002", "100000000003")
 
@@ -67,8 +74,7 @@ class FleetRun:
     polls: Counter[str]  # the poller's requests to each server (recorded too)
     records_in_store: int
     killed_lost: int  # answers of serve2 with no record: lost with its queue
-    killed_license_answers: set[str] = field(default_factory=set)  # phones' addresses
-    twice_addresses: set[str] = field(default_factory=set)
+    killed_license_answers: set[str] = field(default_factory=set)  # serve2's last 5 s
 
 
 def _scalar(store: Store, statement: Any) -> int:
@@ -95,15 +101,7 @@ def _admin(work: Path, database: str, phones: int, sip_port: int) -> tuple[Path,
     for n, site in enumerate(SITES):
         cli(env, "sites", "add", site, "--name", f"site-{n + 1}", "--tz", "UTC",
             "--window", window_around_now())  # fmt: skip
-    macs = [f"0004f2{i:06x}" for i in range(phones)]
-    rows = [
-        f"{mac},{SITES[i % 3]},VVX_500,sip:{mac}@{phone_address(mac)}:{sip_port}"
-        + (";transport=tcp" if i % 2 else "")
-        for i, mac in enumerate(macs)
-    ]
-    (work / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
-    cli(env, "phones", "import", str(work / "phones.csv"))
-    (work / "macs.txt").write_text("\n".join(macs) + "\n")
+    import_sip_phones(env, work, [f"0004f2{i:06x}" for i in range(phones)], SITES, sip_port)
     expires = datetime.now(UTC).date() + timedelta(days=20)
     for site in SITES:
         cli(env, "issue", "site", "--serial", site, "--features", "corporate-directory",
@@ -186,12 +184,14 @@ def roll_out_through_the_balancer(
              "--duration", "3600", "--report", str(work / "report.json"), "--json"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        licensed = (
-            select(func.count(func.distinct(FetchRow.mac)))
-            .join(path_of, path_of.id == FetchRow.path_id)
-            .where(path_of.text.like("%000000000000-license.cfg"), FetchRow.status == 200)
+        wait_for(
+            lambda: emulator.poll() is not None or _scalar(store, SITE_LICENSED) >= phones, 600
         )
-        wait_for(lambda: _scalar(store, licensed) >= phones, 600)
+        if emulator.poll() is not None:  # said now, not after the wait's ten minutes
+            raise AssertionError(
+                f"the emulator ended (exit {emulator.returncode}) before every phone booted: "
+                f"{emulator.communicate()[1][-3000:]}"
+            )
         booted_s = time.monotonic() - began
         expires = datetime.now(UTC).date() + timedelta(days=400)
         polls: Counter[str] = Counter()
@@ -236,12 +236,7 @@ def roll_out_through_the_balancer(
         if emulator is not None and emulator.poll() is None:
             emulator.kill()
             emulator.communicate(timeout=30)
-        if balancer is not None:
-            balancer.stop()
-        for server in servers:
-            if server.process.poll() is None:
-                server.process.kill()
-                server.process.communicate(timeout=30)
+        take_down(balancer, servers)
     records, states, targets = _store_counts(store)
     store.close()
     return _measure(
@@ -263,7 +258,6 @@ def _measure(
     **known: Any,
 ) -> FleetRun:
     phones = json.loads((work / "report.json").read_text())["phones"]
-    by_address = {p["address"]: p for p in phones}
     served = balancer.requests()
     answered = Counter(r.server for r in served if r.status > 0)
     written, unrecorded = {}, {}
@@ -307,7 +301,6 @@ def _measure(
         records_in_store=records,
         killed_lost=killed_lost,
         killed_license_answers=license_answers,
-        twice_addresses={a for a, p in by_address.items() if p["mac"] in twice},
     )
 
 

@@ -20,6 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+
+from fleetkey.emulate.addresses import phone_address
+from fleetkey.store.schema import FetchRow
+from fleetkey.store.texts import path_of
 
 from tests.helpers import PASSPHRASE, wait_until
 
@@ -195,3 +200,27 @@ def start_ftp(data: Path, env: dict[str, str], *args: str) -> FtpServer:
         running.process.kill()
         raise AssertionError(f"no FTP listener: {line!r} {running.process.communicate()[1]}")
     return FtpServer(running, int(line.split()[2].rsplit(":", 1)[1]))
+
+
+def import_sip_phones(
+    env: dict[str, str], work: Path, macs: list[str], sites: tuple[str, ...], sip_port: int
+) -> None:
+    """Import ``macs`` (VVX 500s) spread over ``sites`` in turn, each with a SIP contact on
+    its emulated address (``emulate.addresses``) and ``sip_port``, every other one over TCP;
+    ``work/macs.txt`` lists them for ``fleetkey emulate --macs``."""
+    rows = [
+        f"{mac},{sites[i % len(sites)]},VVX_500,sip:{mac}@{phone_address(mac)}:{sip_port}"
+        + (";transport=tcp" if i % 2 else "")
+        for i, mac in enumerate(macs)
+    ]
+    (work / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
+    cli(env, "phones", "import", str(work / "phones.csv"))
+    (work / "macs.txt").write_text("\n".join(macs) + "\n")
+
+
+# the phones that were answered a site license (one row per phone): every phone has booted once
+SITE_LICENSED = (
+    select(func.count(func.distinct(FetchRow.mac)))
+    .join(path_of, path_of.id == FetchRow.path_id)
+    .where(path_of.text.like("%000000000000-license.cfg"), FetchRow.status == 200)
+)

@@ -293,9 +293,9 @@ def serve(
                 store,
                 env.clock,
                 passphrase_from_env(),
-                status=runner.status,
+                status=share.status(runner.status) if share is not None else runner.status,
                 metrics=share.exposition if share is not None else runner.metrics(),
-                health=runner.health,
+                health=share.health(runner.health) if share is not None else runner.health,
             )
         )
         install_dashboard(app, UiContext(env.data, store, env.clock, ui_session_seconds))

@@ -106,7 +106,13 @@ def serve_workers(store: Store, settings: ServeSettings, pool: Pool, serving: Se
             shares: list[WorkerShare] = []
 
             def pooled(runner: ServerRunner) -> WorkerShare:
-                share = WorkerShare(shared, index, observe.sources(runner), runner.totals)
+                share = WorkerShare(
+                    shared, index, observe.sources(runner), runner.totals,
+                    workers=pool.workers,
+                    observed=lambda: {
+                        "health": observe.local_health(runner), "status": runner.status(),
+                    },
+                )  # fmt: skip
                 shares.append(share)
                 return share
 

@@ -132,10 +132,13 @@ class QueueState:
         }
 
 
-def reasons(database: DatabaseAnswer, queue: QueueState, view_age_s: float | None) -> list[str]:
-    """Why the server should not be given phones now (empty: healthy)."""
+def reasons(
+    database: DatabaseAnswer | None, queue: QueueState, view_age_s: float | None
+) -> list[str]:
+    """Why the server should not be given phones now (empty: healthy); ``database`` None:
+    not asked (a worker's own parts, serve/pool.py)."""
     found = []
-    if not database.ok:
+    if database is not None and not database.ok:
         found.append(f"database: {database.error}")
     if not queue.writer_alive:
         found.append("record writer: not running (answers could not be recorded)")

@@ -115,6 +115,9 @@ class Sources:
     episodes: Callable[[], int] = lambda: 0  # times the store started refusing
     recalled: Callable[[], int] = lambda: 0  # answers given from memory (serve.http.repeats)
     remembered: Callable[[], int] = lambda: 0  # answers held in memory
+    committed_first: Callable[[], int] = lambda: 0  # license answers sent after their commit
+    uncommitted: Callable[[], int] = lambda: 0  # sent without it (store refusing, 5 s over)
+    commit_wait_s: Callable[[], float] = lambda: 0.0  # seconds those answers waited, in all
     tftp: Callable[[], TftpNumbers | None] = lambda: None
     ftp: Callable[[], FtpNumbers | None] = lambda: None
     failures: Callable[[], Mapping[str, int]] = dict  # background work's failures, by work
@@ -195,6 +198,14 @@ class ServerCollector(Collector):
              "License answers given from memory (same request, same posted view)", s.recalled),
             (GaugeMetricFamily, "fleetkey_http_remembered_answers",
              "License answers held in memory for repeated requests", s.remembered),
+            (CounterMetricFamily, "fleetkey_confirmations_committed_first",
+             "License answers sent once their fetch record was committed", s.committed_first),
+            (CounterMetricFamily, "fleetkey_confirmations_uncommitted",
+             "License answers sent without waiting for their record (store refusing, or 5 s)",
+             s.uncommitted),
+            (CounterMetricFamily, "fleetkey_confirmations_wait_seconds",
+             "Seconds license answers waited for their record's commit, in all",
+             s.commit_wait_s),
         ):  # fmt: skip
             yield family(name, text, value=read())
         failures = CounterMetricFamily(

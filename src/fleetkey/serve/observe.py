@@ -58,6 +58,22 @@ def _records(runner: ServerRunner) -> dict[str, Any]:
 def health(runner: ServerRunner) -> tuple[bool, dict[str, Any]]:
     """Whether the server should be given phones now (``serve/health.py``), with the reasons
     when not, and what it knows about its database, record queue and view."""
+    database = runner.probe.check()
+    own = local_health(runner)
+    why = [f"database: {database.error}"] if not database.ok else []
+    why += own["reasons"]
+    return not why, {
+        "healthy": not why,
+        "reasons": why,
+        "database": database.json(),
+        **{k: v for k, v in own.items() if k not in ("healthy", "reasons")},
+    }
+
+
+def local_health(runner: ServerRunner) -> dict[str, Any]:
+    """The health of this process's own parts, without the database's question (which may
+    block): its record queue and writer and its view. Never blocks (a worker publishes it
+    every second from its event loop, serve/pool.py)."""
     records = _records(runner)
     writer = runner.writer
     queue = QueueState(
@@ -68,14 +84,12 @@ def health(runner: ServerRunner) -> tuple[bool, dict[str, Any]]:
         refusing_since=records["store_refusing_since"],
         slow_since=records["store_slow_since"],
     )
-    database = runner.probe.check()
     read_at = runner.view.read_at
     age = None if read_at is None else round(time.monotonic() - read_at, 3)
-    why = reasons(database, queue, age)
-    return not why, {
+    why = reasons(None, queue, age)
+    return {
         "healthy": not why,
         "reasons": why,
-        "database": database.json(),
         "record_queue": queue.json(),
         "view_age_s": age,
         "fetch_records": records,
@@ -114,6 +128,9 @@ def sources(runner: ServerRunner) -> Sources:
         episodes=lambda: writer.episodes,
         recalled=lambda: http.repeats.recalled,
         remembered=lambda: len(http.repeats),
+        committed_first=lambda: runner.gate.committed,
+        uncommitted=lambda: runner.gate.uncommitted,
+        commit_wait_s=lambda: runner.gate.wait_s,
         tftp=lambda: tftp.counters if tftp is not None else None,
         ftp=lambda: ftp.counters if ftp is not None else None,
         failures=lambda: runner.failures | {"writing fetch records": writer.failures},

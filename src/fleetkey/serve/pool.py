@@ -11,6 +11,13 @@ worker is killed and started again. Gauges are summed over the running workers (
 transfers in progress), except those every worker reads from the same source (the posted
 licenses, the tree), which are the largest any worker reports.
 
+``/healthz`` and ``/api/status`` describe the whole server the same way: each snapshot carries
+its worker's own health (record queue, writer, view: ``observe.local_health``, which never
+blocks) and status; the answering worker asks the database itself and adds the others'
+(``WorkerShare.health``, ``WorkerShare.status``). The server is healthy when every worker is
+running, reported within ``REPORT_STALE_S`` and healthy: the kernel steers an address to one
+worker, so one worker that cannot record leaves its phones unserved.
+
 Why not prometheus-client's multiprocess mode: it counts through ``Counter`` objects whose
 values live in memory-mapped files, one per process, and metrics.py keeps plain integers on
 the request path because a ``Counter.labels().inc()`` costs more than the rest of a license
@@ -23,6 +30,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -39,9 +47,11 @@ SAME_EVERYWHERE: Final = frozenset(
     {"fleetkey_posted_licenses", "fleetkey_tree_files_indexed", "fleetkey_fetch_store_refusing"}
 )
 SUMMED: Final = frozenset({"counter", "histogram", "summary"})  # kept from retired workers too
+REPORT_STALE_S: Final = 5.0  # a worker's snapshot older than this: its event loop is stuck
 
 log = logging.getLogger(__name__)
 
+Document = dict[str, Any]
 Sample = tuple[str, dict[str, str], float]
 Family = tuple[str, str, str, list[Sample]]  # name, type, help, samples
 
@@ -58,9 +68,17 @@ class WorkerShare:
     """One worker's side: publish its snapshot, render the view over every worker."""
 
     def __init__(
-        self, directory: Path, index: int, sources: Sources, totals: Callable[[], Totals]
+        self,
+        directory: Path,
+        index: int,
+        sources: Sources,
+        totals: Callable[[], Totals],
+        *,
+        workers: int = 1,
+        observed: Callable[[], Document] | None = None,  # {"health": …, "status": …}
     ) -> None:
-        self.directory, self.index = directory, index
+        self.directory, self.index, self.workers = directory, index, workers
+        self._observed = observed
         self._collector = ServerCollector(sources)
         self._depth = sources.queue_depth
         self._totals = totals
@@ -76,6 +94,8 @@ class WorkerShare:
             "depth": 0 if final else self._depth(),
             "totals": dataclasses.asdict(totals if totals is not None else self._totals()),
             "families": families(self._collector),
+            "at": time.time(),
+            **(self._observed() if self._observed is not None and not final else {}),
         }
         partial = self._path.with_suffix(".part")
         try:
@@ -87,6 +107,71 @@ class WorkerShare:
             self._failing = True
             return
         self._failing = False
+
+    def _running(self) -> dict[int, Document | None]:
+        """Every worker's latest snapshot by index (None: not running now, being started
+        again); this worker's is read too, and replaced by the caller's fresh one."""
+        found: dict[int, Document | None] = {}
+        for index in range(self.workers):
+            found[index] = _read(self.directory / f"worker-{index}.json")
+        return found
+
+    def health(
+        self, own: Callable[[], tuple[bool, Document]]
+    ) -> Callable[[], tuple[bool, Document]]:
+        """``/healthz`` over every worker: ``own`` is this worker's (with the database's
+        answer); the others' from their snapshots."""
+
+        def whole() -> tuple[bool, Document]:
+            _, mine = own()
+            now = time.time()
+            why = [r for r in mine["reasons"] if r.startswith("database: ")]
+            rows = []
+            for index, snapshot in self._running().items():
+                name = f"worker {index + 1}"
+                if index == self.index:
+                    row = {k: v for k, v in mine.items() if k not in ("database", "healthy")}
+                    row["reasons"] = [r for r in mine["reasons"] if not r.startswith("database: ")]
+                    row |= {"worker": index + 1, "pid": os.getpid(), "report_age_s": 0.0}
+                elif snapshot is None or "health" not in snapshot:
+                    row = {"worker": index + 1, "reasons": ["not running (being started again)"]}
+                else:
+                    age = round(now - float(snapshot["at"]), 3)
+                    row = {**snapshot["health"], "worker": index + 1, "pid": snapshot["pid"]}
+                    row["report_age_s"] = age
+                    if age > REPORT_STALE_S:
+                        row["reasons"] = [*row["reasons"], f"no report for {age:.1f} s"]
+                row["healthy"] = not row["reasons"]
+                why += [f"{name}: {reason}" for reason in row["reasons"]]
+                rows.append(row)
+            return not why, {
+                "healthy": not why,
+                "reasons": why,
+                "database": mine["database"],
+                "worker": self.index + 1,
+                "workers": rows,
+            }
+
+        return whole
+
+    def status(self, own: Callable[[], Document]) -> Callable[[], Document]:
+        """``/api/status`` over every worker: the sums, and each worker's own (``workers``)."""
+
+        def whole() -> Document:
+            now = time.time()
+            rows = []
+            for index, snapshot in self._running().items():
+                if index == self.index:
+                    row = {**own(), "report_age_s": 0.0, "pid": os.getpid()}
+                elif snapshot is None or "status" not in snapshot:
+                    row = {"running": False}
+                else:
+                    row = {**snapshot["status"], "pid": snapshot["pid"]}
+                    row["report_age_s"] = round(now - float(snapshot["at"]), 3)
+                rows.append({"worker": index + 1, "running": True, **row})
+            return {"worker": self.index + 1, **summed_status(rows), "workers": rows}
+
+        return whole
 
     def exposition(self) -> bytes:
         """The text exposition over every worker, rendered now."""
@@ -100,6 +185,28 @@ class WorkerShare:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Fixed(merged))
         return generate_latest(registry)
+
+
+def summed_status(rows: list[Document]) -> Document:
+    """The running workers' status documents as one: counts summed, what every worker
+    serves from the same store the largest, uptime the longest."""
+    running = [row for row in rows if row.get("running", True) and "requests" in row]
+    records: dict[str, Any] = {}
+    for name in ("written", "waiting", "held", "not_recorded", "episodes"):
+        records[name] = sum(int(row["fetch_records"][name]) for row in running)
+    refusing = [r["fetch_records"]["store_refusing_since"] for r in running]
+    records["store_refusing_since"] = min((t for t in refusing if t), default=None)
+    return {
+        "uptime_s": max((float(row["uptime_s"]) for row in running), default=0.0),
+        "requests": sum(int(row["requests"]) for row in running),
+        "busy_answers": sum(int(row["busy_answers"]) for row in running),
+        "fetch_records": records,
+        "serving": {
+            name: max((int(row["serving"][name]) for row in running), default=0)
+            for name in ("licenses", "sites", "phones")
+        },
+        "workers_running": len(running),
+    }
 
 
 def merge(snapshots: Iterable[tuple[list[Family], bool]]) -> list[Metric]:

@@ -14,6 +14,9 @@ full is counted as not recorded and logged once per episode. One client's flood 
 half of everyone's answers into 503s: a busy answer costs a record like any other, so giving
 it to the flood would not have relieved the queue.
 
+A record that confirms a delivery (``confirms``: a posted license answered 200, 206 or 304)
+is made before its answer is sent and committed first (``record(first=True)``, serve/commits.py).
+
 Sightings (last seen, address, User-Agent, firmware) are kept in memory, the newest per phone,
 and written once a second in one transaction (``flush``, off the event loop), with the phones
 the ``register`` policy queued.
@@ -21,6 +24,7 @@ the ``register`` policy queued.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -31,9 +35,12 @@ from typing import Final, Protocol
 from fleetkey.clock import Clock
 from fleetkey.core.useragent import PhoneAgent
 from fleetkey.errors import QueueFullError
+from fleetkey.serve.commits import CommitGate
+from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Ruling
 from fleetkey.serve.view import ViewSource
 from fleetkey.store import sightings
+from fleetkey.store.confirmation import ANSWERED
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.sightings import NewPhone, Sighting
 from fleetkey.store.store import Store
@@ -66,6 +73,19 @@ class Admission(enum.Enum):
 ADMIT: Final = Admission.ADMIT
 WAIT: Final = Admission.WAIT
 BUSY: Final = Admission.BUSY
+CONFIRMING: Final = frozenset(ANSWERED)  # statuses a rollout confirms a phone from
+
+
+def confirms(status: int, content: Content | None, mac: str | None) -> bool:
+    """Whether an answer confirms a delivery to a rollout's executor: a posted license (phone
+    or site) answered 200, 206 or 304 to a phone the server knows (``mac``), whatever the
+    protocol (``store/confirmation.py``; a record naming no phone confirms nothing)."""
+    return (
+        mac is not None
+        and content is not None
+        and content.license_id is not None
+        and status in CONFIRMING
+    )
 
 
 class RecordQueue(Protocol):
@@ -172,8 +192,10 @@ class Recorder:
         *,
         queue_capacity: int,
         sightings: Sightings | None = None,
+        gate: CommitGate | None = None,
     ) -> None:
         self._queue = queue
+        self.gate = gate
         self._clock = clock
         self._live = view
         self.sightings = sightings or Sightings()
@@ -241,8 +263,13 @@ class Recorder:
         ruling: Ruling | None,
         kind: str,
         digest: str | None,
-    ) -> None:
-        """One answer given: ``size`` bytes sent (or received, for an upload)."""
+        first: bool = False,
+    ) -> asyncio.Future[bool] | None:
+        """One answer given: ``size`` bytes sent (or received, for an upload).
+
+        ``first``: an answer about to be sent that confirms a delivery (``confirms``),
+        recorded as what it will send and committed at once; the future to await before
+        sending it (None: send now: no gate, or the record could not be queued)."""
         key = (protocol, status, kind)
         answers = self.answers
         answers[key] = answers.get(key, 0) + 1
@@ -275,9 +302,12 @@ class Recorder:
             via,
         )
         try:
+            if first and self.gate is not None:
+                return self.gate.submit(record)
             self._queue.submit(record, timeout=0)
         except QueueFullError:
             self._not_queued(protocol, path)
+        return None
 
     def _not_queued(self, protocol: str, path: str) -> None:
         self.unrecorded += 1

@@ -32,6 +32,7 @@ from fleetkey.clock import Clock
 from fleetkey.errors import InputError
 from fleetkey.serve import observe
 from fleetkey.serve.addresses import HOLD_S, Addresses
+from fleetkey.serve.commits import CommitGate
 from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline, UnknownPolicy
 from fleetkey.serve.ftp.server import FtpSettings, ftp_alongside, serve_ftp
@@ -168,7 +169,10 @@ class ServerRunner:
             logins_required=self.auth.enabled,
         )
         self.pipeline.layout = self._layout.scan()
-        self.recorder = Recorder(self.writer, clock, self.view, queue_capacity=queue)
+        self.gate = CommitGate(self.writer)  # license answers wait for their record's commit
+        self.recorder = Recorder(
+            self.writer, clock, self.view, queue_capacity=queue, gate=self.gate
+        )
         self.http = PhoneService(
             self.pipeline,
             self.recorder,
@@ -265,6 +269,9 @@ class ServerRunner:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        self.gate.start(loop)
+        if self.tick is not None:  # a first snapshot before any listener (serve/pool.py)
+            self.tick()
         refresher = loop.create_task(self._keep_fresh(stop))
         sweeper = loop.create_task(self.connections.keep_swept(stop))
         # what start-up built (modules, the app, the in-memory view) lives as long as the
@@ -307,6 +314,7 @@ class ServerRunner:
             raise
         await refresher
         await sweeper
+        self.gate.stop()
 
     async def _quietly(self, what: str, work: Callable[..., object], *args: object) -> bool:
         """Run ``work`` off the event loop; a failure is logged once per episode (with its

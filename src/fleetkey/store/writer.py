@@ -18,6 +18,14 @@ Past ``capacity`` records in memory, ``submit`` refuses (``QueueFullError``; ser
 in the same transaction (``fetch_batches``), so one retried after an ambiguous failure, or read
 back twice from the spill file, is written once.
 
+A record that confirms a delivery (a license file answered to a phone: what a rollout's
+executor confirms a phone from) is ``submit_urgent``-ed before its answer is sent: the writer
+starts a batch at once (group commit: what else waits rides along; other records keep their
+one-second batches), and the answer waits, on its event loop, for ``completed`` to reach the
+record's ticket (``serve/commits.py``), so a killed server cannot have sent a license whose
+record is not in the store. ``on_commit`` is called on the writer's thread after each batch
+while such a record waits, and when the store refuses (then nothing waits for it).
+
 At ``close`` whatever the store still refuses goes to the ``fallback`` file, counted as
 ``dropped``; ``fleetkey fetches replay FILE`` writes it to the store later. A batch refused for
 what a row holds is written in halves until each refused row is alone, set aside, ``dropped``.
@@ -33,22 +41,18 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from fleetkey.errors import FleetkeyError, HeldFileError, QueueFullError
 from fleetkey.store.fetches import RecordSink, refused_for_content
 from fleetkey.store.held import (
     append_records,
-    appending,
-    batch_lines,
     count_records,
-    keep_at_stop,
-    read_batches,
 )
 from fleetkey.store.records import FetchRecord
+from fleetkey.store.spilling import FAILURES, SpillFile
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ FLUSH_INTERVAL_S: Final = 1.0  # issue 3: flushed at least every second
 BATCH_SIZE: Final = 50_000  # under load the flush interval, not the size, ends a batch
 CAPACITY: Final = 200_000  # records in memory (~350 bytes each)
 SPILL_AT: Final = 50_000  # records held in memory before the oldest go to the spill file
-_FAILURES: Final = (SQLAlchemyError, OSError)
+_FAILURES: Final = FAILURES
 REJECTED_NAME: Final = "fetches-rejected.jsonl"  # next to the fallback file
 
 
@@ -64,7 +68,7 @@ def _said(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
 
 
-class FetchWriter:
+class FetchWriter(SpillFile):
     """Queue → batched inserts on a background thread. Use as a context manager or start/close."""
 
     def __init__(
@@ -110,6 +114,11 @@ class FetchWriter:
         self.last_error = ""
         self.writing_since: float | None = None  # time.time() a batch's write began, if one is
         self.spilled = 0  # records on the spill file now
+        self._cycles = 0  # writing cycles begun (the writer's thread only)
+        self.completed = 0  # the last cycle after which everything queued before it was in
+        self.wanted = 0  # the highest ticket given by submit_urgent
+        self._told = 0  # ``completed`` when on_commit was last called
+        self.on_commit: Callable[[], None] | None = None  # called on the writer's thread
 
     @property
     def depth(self) -> int:
@@ -153,6 +162,21 @@ class FetchWriter:
         if len(pending) >= self._batch_size:
             self._wake.set()
 
+    def submit_urgent(self, record: FetchRecord) -> int:
+        """Queue a record that must be in the store before its answer is sent, and start a
+        batch now; returns its ticket: the record is in the store once ``completed`` is at
+        least the ticket (raises QueueFullError at ``capacity``, never waits).
+
+        The ticket is read after the append: the cycle after the one under way begins (and
+        takes what waits) after this read, so it takes the record unless an earlier one did.
+        """
+        self.submit(record, timeout=0)
+        ticket = self._cycles + 1
+        if ticket > self.wanted:
+            self.wanted = ticket
+        self._wake.set()
+        return ticket
+
     def _wait_for_room(self, timeout: float | None) -> None:
         if timeout == 0 or not self._room.acquire(timeout=-1 if timeout is None else timeout):
             raise QueueFullError(f"fetch-record queue full ({self._capacity} waiting)")
@@ -192,11 +216,15 @@ class FetchWriter:
             self._wake.wait(pause)
             self._wake.clear()
             began = time.monotonic()
+            self._cycles += 1
             try:
                 ok = self._cycle()
             except Exception as exc:  # noqa: BLE001  # never dies: _failed logs the traceback
                 self._failed(exc)
                 ok = False
+            if ok:
+                self.completed = self._cycles
+            self._tell(ok)
             if ok:  # the next cycle a flush interval after this one began (or a full batch)
                 pause = max(0.0, self._interval - (time.monotonic() - began))
             else:
@@ -207,6 +235,19 @@ class FetchWriter:
                 if not ok:
                     self._give_up()
                     return
+
+    def _tell(self, ok: bool) -> None:
+        """Call ``on_commit`` after a cycle while a ticket waits for one (or the store refuses:
+        the answers waiting are then sent without their commit)."""
+        hook = self.on_commit
+        if hook is None or self.wanted <= self._told:
+            return
+        if ok:
+            self._told = self.completed
+        try:
+            hook()
+        except Exception:  # a hook's bug must not stop the writing
+            log.exception("the writer's on_commit hook failed")
 
     def _cycle(self) -> bool:
         """Write the spilled, the held, then what waits; False at the first refusal."""
@@ -337,64 +378,3 @@ class FetchWriter:
             )
             self.failing_since = None
             self.last_error = ""
-
-    def _spill_held(self) -> None:
-        """Move the oldest held batches to the spill file (appended, in order)."""
-        assert self._spill is not None  # noqa: S101  # the caller checks
-        try:
-            with appending(self._spill) as handle:
-                while self._held_count > self._spill_at // 2:
-                    seq, batch = self._held[0]
-                    handle.write(batch_lines(self.name, seq, batch))
-                    handle.flush()
-                    self._held.popleft()
-                    self._held_count -= len(batch)
-                    self.spilled += len(batch)
-        except OSError as exc:  # the disk is full too: they stay in memory
-            log.error("cannot spill held fetch records to %s: %s", self._spill, exc)  # noqa: TRY400
-
-    def _write_spilled(self) -> bool:
-        """The spill file's batches, oldest first; the file goes once all are in the store."""
-        assert self._spill is not None  # noqa: S101  # spilled > 0 only with a spill file
-        try:
-            for writer, seq, batch in read_batches(self._spill):
-                try:
-                    if not self._sink.batch_written(writer, seq):
-                        self._sink.insert_batch(batch, (writer, seq))
-                        self._wrote(batch)
-                except _FAILURES as exc:
-                    if not refused_for_content(exc):
-                        self._refused(exc)
-                        return False
-                    if self._sort_out(batch, exc):
-                        return False  # the store went away meanwhile: the file is read again
-        except HeldFileError as exc:
-            self._set_aside(exc)
-            return True
-        self._spill.unlink()
-        self.spilled = 0
-        return True
-
-    def _set_aside(self, exc: HeldFileError) -> None:
-        """A damaged spill file is renamed, not read for ever: what it held up to the damage
-        is in the store, the rest counted as dropped and kept for the operator."""
-        assert self._spill is not None  # noqa: S101  # only spill files are read back
-        aside = self._spill.with_name(f"{self._spill.name}.damaged-{int(time.time())}")
-        self._spill.rename(aside)
-        self.dropped += self.spilled
-        log.error("%s; the file is set aside as %s", exc, aside)  # said whole
-        self.spilled = 0
-
-    def _give_up(self) -> None:
-        """Stopping while the store refuses: what is held goes to the spill file, which the
-        next start writes first; without one (or if it cannot be written), to the fallback
-        file, for ``fleetkey fetches replay``."""
-        batches = list(self._held)
-        if self._pending:
-            batches.append((next(self._seq), list(self._pending)))
-        self._held.clear()
-        self._pending.clear()
-        self._held_count = 0
-        spilled, dropped = keep_at_stop(self.name, batches, self._spill, self._fallback)
-        self.spilled += spilled
-        self.dropped += dropped

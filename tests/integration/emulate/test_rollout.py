@@ -16,17 +16,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from fleetkey.emulate.addresses import phone_address
 from fleetkey.store.database import default_url
 from fleetkey.store.schema import FetchRow, RolloutTargetRow
 from fleetkey.store.store import Store
-from fleetkey.store.texts import path_of
 
 from tests.helpers import free_udp_port
 from tests.serving import (
+    SITE_LICENSED,
     cli,
     fleet_env,
     fleetkey_command,
+    import_sip_phones,
     start_server,
     wait_for,
     window_around_now,
@@ -53,14 +53,7 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
     macs = [f"0004f2{i:06x}" for i in range(PHONES)]
     cli(env, "init")
     cli(env, "sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window_around_now())
-    rows = [  # half the phones are notified over UDP, half over TCP
-        f"{m},{SITE},VVX_500,sip:{m}@{phone_address(m)}:{sip_port}"
-        + (";transport=tcp" if i % 2 else "")
-        for i, m in enumerate(macs)
-    ]
-    (work / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
-    cli(env, "phones", "import", str(work / "phones.csv"))
-    (work / "macs.txt").write_text("\n".join(macs) + "\n")
+    import_sip_phones(env, work, macs, (SITE,), sip_port)  # half notified over UDP, half TCP
     today = datetime.now(UTC).date()
     cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
         "--expires", f"{today + timedelta(days=20)}")  # fmt: skip
@@ -73,12 +66,7 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        licensed = (
-            select(func.count(func.distinct(FetchRow.mac)))
-            .join(path_of, path_of.id == FetchRow.path_id)
-            .where(path_of.text.like("%000000000000-license.cfg"), FetchRow.status == 200)
-        )
-        wait_for(lambda: scalar(store, licensed) == PHONES, 120)  # every phone booted once
+        wait_for(lambda: scalar(store, SITE_LICENSED) == PHONES, 120)  # every phone booted once
         before = json.loads(cli(env, "alerts", "--json"))
         assert set(before["fired"]) == {f"lead-time:Site:{SITE}:1:30d", f"storm:{SITE}:1"}
         successor = json.loads(cli(env, "issue", "site", "--serial", SITE, "--features",

@@ -9,7 +9,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import psycopg
@@ -42,24 +42,33 @@ def own_postgres() -> Iterator[PostgresServer]:
     server.stop()
 
 
-def test_a_healthy_server_says_so_with_its_database_queue_and_view(
-    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer
-) -> None:
-    data, env = fleet_env(tmp_path_factory, "healthz-ok")
-    env["FLEETKEY_DB"] = postgres_server.create_database()
-    make_fleet(data, env)
-    server = start_server(data, env, "--http", "127.0.0.1:0", "--record-queue", "1000")
-    try:
-        status, body = health(server)
-    finally:
-        server.stop()
-    assert status == 200, body
-    assert body["healthy"] is True
-    assert body["reasons"] == []
+@contextlib.contextmanager
+def database_fault(fault: str, postgres: PostgresServer, url: str) -> Iterator[None]:
+    """The database as ``fault`` says while the block runs: ``none``; ``stopped``
+    (``pg_ctl -m immediate``: as a crash); ``hung`` (a lock held elsewhere makes the check's
+    query wait). Undone at the end."""
+    if fault == "stopped":
+        postgres.pause()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(RuntimeError):  # started again whatever happened
+                postgres.resume()
+    elif fault == "hung":
+        with psycopg.connect(url) as holder:
+            holder.execute("LOCK TABLE audit_head IN ACCESS EXCLUSIVE MODE")
+            yield
+            holder.rollback()
+    else:
+        yield
+
+
+def check_healthy(body: dict[str, object]) -> None:
+    """The body of a healthy server with a 1,000-record queue: its database, queue and view."""
+    assert (body["healthy"], body["reasons"]) == (True, [])
     database = body["database"]
     assert isinstance(database, dict)
-    assert database["ok"] is True
-    assert database["error"] is None
+    assert (database["ok"], database["error"]) == (True, None)
     assert 0 < database["latency_ms"] < 2000
     assert body["record_queue"] == {
         "depth": 0,
@@ -72,63 +81,63 @@ def test_a_healthy_server_says_so_with_its_database_queue_and_view(
     assert 0 <= age < 2.5  # refreshed every second
 
 
-def test_a_stopped_database_is_a_503_naming_it_and_the_server_comes_back_by_itself(
-    tmp_path_factory: pytest.TempPathFactory, own_postgres: PostgresServer
+def check_down(body: dict[str, object]) -> None:
+    """PostgreSQL stopped: the database is the reason (the view's age follows it later)."""
+    assert body["healthy"] is False
+    found = body["reasons"]
+    assert isinstance(found, list)
+    assert any(str(reason).startswith("database: ") for reason in found)
+
+
+def check_hung(body: dict[str, object]) -> None:
+    """A query that waits: the check gave up on it at its timeout (or PostgreSQL did)."""
+    database = body["database"]
+    assert isinstance(database, dict)
+    assert database["ok"] is False
+    error = str(database["error"])
+    assert "no answer within 2 s" in error or "statement timeout" in error
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected", "check", "at_least_s"),
+    [
+        ("none", 200, check_healthy, 0.0),
+        ("stopped", 503, check_down, 0.0),
+        ("hung", 503, check_hung, 1.5),  # it waited for its timeout, 2 s
+    ],
+)
+def test_healthz_says_what_the_database_does_within_its_timeout_and_recovers_by_itself(
+    tmp_path_factory: pytest.TempPathFactory,
+    own_postgres: PostgresServer,
+    fault: str,
+    expected: int,
+    check: Callable[[dict[str, object]], None],
+    at_least_s: float,
 ) -> None:
-    data, env = fleet_env(tmp_path_factory, "healthz-db-down")
-    env["FLEETKEY_DB"] = own_postgres.create_database()
+    """A real query with a 2 s timeout, one at a time: a healthy database is a 200 with the
+    queue and the view; a stopped one or one that hangs (the query cancelled by PostgreSQL or
+    left behind) a 503 naming it within the timeout, and 200 again once it is back."""
+    data, env = fleet_env(tmp_path_factory, f"healthz-{fault}")
+    url = env["FLEETKEY_DB"] = own_postgres.create_database()
     make_fleet(data, env)
-    server = start_server(data, env)
+    server = start_server(data, env, "--http", "127.0.0.1:0", "--record-queue", "1000")
     try:
-        assert health(server)[0] == 200
-        own_postgres.pause()  # pg_ctl -m immediate: as a crash
-        time.sleep(PROBE_FRESH_S + 0.1)  # past the reuse of the last answer
-        began = time.monotonic()
-        status, body = health(server)
-        took = time.monotonic() - began
-        assert status == 503, body
-        assert body["healthy"] is False
-        assert any(reason.startswith("database: ") for reason in reasons(server))
-        assert took < 3.5  # the query's timeout is 2 s
-        wait_for(
-            lambda: any(r.startswith("posted view: last read") for r in reasons(server)), 15
-        )  # the view cannot be read either, and says how old it is
-        own_postgres.resume()
         wait_for(lambda: health(server)[0] == 200, 15)
-        assert reasons(server) == []
-    finally:
-        with contextlib.suppress(RuntimeError):
-            own_postgres.resume()  # started again if the test failed while it was stopped
-        out = server.stop()
-    assert "0 not recorded" in out
-
-
-def test_a_database_that_hangs_costs_the_check_its_timeout_not_more(
-    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer
-) -> None:
-    """A lock held elsewhere makes the query wait: the check answers 503 within its timeout
-    (the query is cancelled by PostgreSQL or left behind), and 200 once the lock is gone."""
-    data, env = fleet_env(tmp_path_factory, "healthz-hang")
-    url = postgres_server.create_database()
-    env["FLEETKEY_DB"] = url
-    make_fleet(data, env)
-    server = start_server(data, env)
-    try:
-        with psycopg.connect(url) as holder:
-            holder.execute("LOCK TABLE audit_head IN ACCESS EXCLUSIVE MODE")
+        with database_fault(fault, own_postgres, url):
             time.sleep(PROBE_FRESH_S + 0.1)  # past the reuse of the last answer
             began = time.monotonic()
             status, body = health(server)
             took = time.monotonic() - began
-            assert status == 503, body
-            database = body["database"]
-            assert isinstance(database, dict)
-            assert database["ok"] is False
-            error = str(database["error"])
-            assert "no answer within 2 s" in error or "statement timeout" in error
-            assert 1.5 < took < 3.5
-            holder.rollback()
+            assert status == expected, body
+            check(body)
+            assert at_least_s <= took < 3.5  # the query's timeout is 2 s
+            if fault == "stopped":  # the view cannot be read either, and says how old it is
+                wait_for(
+                    lambda: any(r.startswith("posted view: last read") for r in reasons(server)),
+                    15,
+                )
         wait_for(lambda: health(server)[0] == 200, 15)
+        assert reasons(server) == []
     finally:
         out = server.stop()
     assert "0 not recorded" in out

@@ -59,12 +59,13 @@ def metric(text: str, name: str) -> float:
     return sum(float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
-def licenses(url: str, count: int) -> list[int]:
+def licenses(url: str, count: int, source: str | None = None) -> list[int]:
     """``count`` license requests, each on a new connection (the kernel spreads connections
-    over the workers, not requests)."""
+    over the workers, not requests), from the loopback address ``source`` if given."""
     statuses = []
     for _ in range(count):
-        with httpx.Client(base_url=url, headers={"user-agent": UA}) as phone:
+        transport = httpx.HTTPTransport(local_address=source) if source else None
+        with httpx.Client(base_url=url, headers={"user-agent": UA}, transport=transport) as phone:
             statuses.append(phone.get(f"/{MAC}-license.cfg").status_code)
     return statuses
 
@@ -139,6 +140,106 @@ class TestServing:
             assert metric(text, "fleetkey_workers") == 2
             assert metric(text, "fleetkey_posted_licenses") == 2  # not 4: the same in both
             assert metric(text, "fleetkey_http_request_duration_seconds_count") >= 40
+
+
+def from_address(
+    server: RunningServer, source: str, path: str, token: str | None = None
+) -> httpx.Response:
+    """GET ``path`` from the loopback address ``source``: the kernel steers each address to
+    one worker (serve/steering.py), so addresses are how a test reaches a given worker."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(transport=transport, timeout=30) as client:
+        return client.get(f"{server.url}{path}", headers=headers)
+
+
+SOURCES = [f"127.0.0.{n}" for n in range(2, 18)]
+
+
+def answering(server: RunningServer) -> dict[int, str]:
+    """A source address reaching each worker (by the worker /healthz names)."""
+    found: dict[int, str] = {}
+    for source in SOURCES:
+        found.setdefault(int(from_address(server, source, "/healthz").json()["worker"]), source)
+    return found
+
+
+class TestWholeServer:
+    def test_healthz_and_status_answered_by_either_worker_describe_both(
+        self, fleet: tuple[Path, dict[str, str]]
+    ) -> None:
+        data, env = fleet
+        server = start_server(data, env, "--workers", "2", "--http", "127.0.0.1:0")
+        token = json.loads(server.cli("token", "--json"))["api_token"]
+        try:
+            reach = answering(server)
+            assert set(reach) == {1, 2}
+            for source in SOURCES[:6]:
+                assert licenses(server.url, 3, source) == [200] * 3
+            time.sleep(1.5)  # every worker's report is at most a second old
+            healths = {n: from_address(server, a, "/healthz") for n, a in reach.items()}
+            statuses = {n: from_address(server, a, "/api/status", token) for n, a in reach.items()}
+        finally:
+            stopped(server)
+        pids = None
+        for number, reply in healths.items():
+            assert reply.status_code == 200, reply.text
+            body = reply.json()
+            assert (body["healthy"], body["reasons"], body["worker"]) == (True, [], number)
+            assert body["database"]["ok"] is True
+            assert [w["worker"] for w in body["workers"]] == [1, 2]
+            assert all(w["healthy"] and w["reasons"] == [] for w in body["workers"])
+            assert all(w["record_queue"]["writer_alive"] for w in body["workers"])
+            seen = [w["pid"] for w in body["workers"]]
+            assert pids is None or seen == pids  # both answer with the same two processes
+            pids = seen
+        assert pids is not None
+        assert len(set(pids)) == 2
+        for number, reply in statuses.items():
+            assert reply.status_code == 200, reply.text
+            body = reply.json()
+            assert body["worker"] == number
+            assert body["workers_running"] == 2
+            rows = body["workers"]
+            assert [w["worker"] for w in rows] == [1, 2]
+            assert body["requests"] == sum(w["requests"] for w in rows)
+            assert body["fetch_records"]["written"] == sum(
+                w["fetch_records"]["written"] for w in rows
+            )
+            assert body["fetch_records"]["written"] >= 18  # the 18 license answers
+            assert all(w["requests"] > 0 for w in rows)  # each worker answered some
+            assert body["serving"]["licenses"] == 2  # the same store: not summed
+
+    def test_a_worker_that_stops_reporting_makes_the_whole_server_unhealthy(
+        self, fleet: tuple[Path, dict[str, str]]
+    ) -> None:
+        """A worker frozen (SIGSTOP): the other answers /healthz 503 naming it, and 200 again
+        once it runs on."""
+        data, env = fleet
+        server = start_server(data, env, "--workers", "2", "--http", "127.0.0.1:0")
+        try:
+            reach = answering(server)
+            frozen = workers_of(server)
+            pid_of = {
+                w["worker"]: w["pid"]
+                for w in from_address(server, reach[1], "/healthz").json()["workers"]
+            }
+            assert sorted(pid_of.values()) == sorted(frozen)
+            os.kill(pid_of[2], signal.SIGSTOP)
+            try:
+                wait_until(
+                    lambda: from_address(server, reach[1], "/healthz").status_code == 503, 30
+                )
+                body = from_address(server, reach[1], "/healthz").json()
+            finally:
+                os.kill(pid_of[2], signal.SIGCONT)
+            wait_until(lambda: from_address(server, reach[1], "/healthz").status_code == 200, 30)
+        finally:
+            stopped(server)
+        assert body["healthy"] is False
+        assert len(body["reasons"]) == 1
+        assert re.fullmatch(r"worker 2: no report for \d+\.\d s", body["reasons"][0])
+        assert [w["healthy"] for w in body["workers"]] == [True, False]
 
 
 def tftp_from(source: str, port: int, name: str) -> bytes:

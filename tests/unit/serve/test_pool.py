@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
-from fleetkey.serve.pool import Family, merge, read_totals, retire
+from fleetkey.serve.pool import Family, merge, read_totals, retire, summed_status
 from fleetkey.serve.runner import Totals
 
 
@@ -102,3 +103,43 @@ class TestTotals:
         retire(tmp_path, 0, 100)  # died before its first second
         (tmp_path / "retired-1-7.json").write_text("{not json")
         assert read_totals(tmp_path).workers == 0
+
+
+def status_of(
+    requests: int, written: int, licenses: int, refusing: str | None = None
+) -> dict[str, Any]:
+    return {
+        "uptime_s": float(requests),
+        "requests": requests,
+        "busy_answers": 1,
+        "fetch_records": {
+            "written": written, "waiting": 2, "held": 0, "not_recorded": 0, "episodes": 0,
+            "store_refusing_since": refusing,
+        },
+        "serving": {"licenses": licenses, "sites": 1, "phones": 2},
+    }  # fmt: skip
+
+
+class TestWholeServerStatus:
+    def test_counts_are_summed_what_every_worker_reads_alike_is_the_largest(self) -> None:
+        rows = [status_of(10, 8, 2), status_of(30, 25, 3), {"running": False}]
+        summed = summed_status(rows)
+        assert (summed["requests"], summed["busy_answers"], summed["workers_running"]) == (40, 2, 2)
+        assert summed["fetch_records"]["written"] == 33
+        assert summed["fetch_records"]["waiting"] == 4
+        assert summed["serving"] == {"licenses": 3, "sites": 1, "phones": 2}
+        assert summed["uptime_s"] == 30.0
+
+    def test_the_earliest_refusal_of_any_worker_is_the_servers(self) -> None:
+        rows = [
+            status_of(1, 1, 1, "2026-11-30T11:00:05+00:00"),
+            status_of(1, 1, 1, "2026-11-30T11:00:01+00:00"),
+            status_of(1, 1, 1),
+        ]
+        assert summed_status(rows)["fetch_records"]["store_refusing_since"] == (
+            "2026-11-30T11:00:01+00:00"
+        )
+
+    def test_no_worker_running_is_zeros_not_an_error(self) -> None:
+        summed = summed_status([{"running": False}, {"running": False}])
+        assert (summed["requests"], summed["workers_running"], summed["uptime_s"]) == (0, 0, 0.0)

@@ -9,6 +9,7 @@ import pytest
 
 from fleetkey.clock import FixedClock
 from fleetkey.errors import FleetkeyError
+from fleetkey.serve.content import Content, ContentKind
 from fleetkey.serve.fetching import Ruling
 from fleetkey.serve.recorder import (
     ADMIT,
@@ -19,6 +20,7 @@ from fleetkey.serve.recorder import (
     Admission,
     Recorder,
     Sightings,
+    confirms,
 )
 from fleetkey.serve.view import View
 from fleetkey.store.records import FetchRecord
@@ -163,3 +165,26 @@ def test_a_phone_arriving_after_a_lone_flood_filled_the_queue_is_still_answered(
     assert flood.count(ADMIT) == QUIET_SHARE
     assert set(flood[QUIET_SHARE:]) == {WAIT}  # held back, making no records
     assert [made.admits("10.0.0.2", 100.0) for _ in range(11)] == [ADMIT] * 11  # a booting phone
+
+
+def _content(kind: ContentKind, license_id: int | None) -> Content:
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    return Content(kind, "x-license.cfg", 452, '"e"', at, "ab" * 32, b"x", None, license_id)
+
+
+@pytest.mark.parametrize(
+    ("status", "content", "mac", "expected"),
+    [
+        (200, _content(ContentKind.SITE_LICENSE, 7), "0004f2a1b2c3", True),
+        (206, _content(ContentKind.PHONE_LICENSE, 8), "0004f2a1b2c3", True),
+        (304, _content(ContentKind.SITE_LICENSE, 7), "0004f2a1b2c3", True),
+        (200, _content(ContentKind.SITE_LICENSE, 7), None, False),  # names no phone
+        (404, None, "0004f2a1b2c3", False),
+        (503, _content(ContentKind.SITE_LICENSE, 7), "0004f2a1b2c3", False),
+        (200, _content(ContentKind.FILE, None), "0004f2a1b2c3", False),  # a tree file
+    ],
+)
+def test_only_a_posted_license_answered_to_a_known_phone_confirms_a_delivery(
+    status: int, content: Content | None, mac: str | None, expected: bool
+) -> None:
+    assert confirms(status, content, mac) is expected

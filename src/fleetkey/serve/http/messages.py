@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -63,6 +64,9 @@ class Response:
     head: bytes | None = None  # the status line and headers, when already built
     operator: bool = False  # answered by the admin API or /metrics, not a phone fetch
     close: bool = False  # carries "connection: close": the connection ends after it
+    # recorded before it is sent: sent once this resolves (its record committed: commits.py)
+    committed: asyncio.Future[bool] | None = None
+    recorded: bool = False  # its fetch record was made before it was sent
 
     @property
     def length(self) -> int:

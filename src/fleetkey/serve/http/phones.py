@@ -32,7 +32,7 @@ from fleetkey.serve.http.messages import Request, Response, error_response
 from fleetkey.serve.http.putting import INLINE_UPLOAD_BYTES, store_later, store_now
 from fleetkey.serve.http.repeats import Remembered, Repeats
 from fleetkey.serve.metrics import Latency
-from fleetkey.serve.recorder import BUSY, WAIT, Recorder
+from fleetkey.serve.recorder import BUSY, WAIT, Recorder, confirms
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class PhoneService:
         if self._auth is None:
             remembered = self._repeats.recall(request, self._pipeline.view, self._pipeline.layout)
             if remembered is not None:
-                return self._admitted(self._recalled(request, remembered))
+                return self._first(request, self._admitted(self._recalled(request, remembered)))
         verdict = self._authenticate(request)
         if verdict.slow_basic is not None:
             return None
@@ -152,7 +152,7 @@ class PhoneService:
             return self._admitted(
                 store_now(self._uploads, request, self._rule(request, verdict, write=True))
             )
-        return self._admitted(self._lookup(request, verdict))
+        return self._first(request, self._admitted(self._lookup(request, verdict)))
 
     async def handle(self, request: Request) -> Response:
         if self._operator is not None and self._operator.wants(request.raw_path):
@@ -181,7 +181,7 @@ class PhoneService:
                     None, self._auth.check_basic_slowly, user, password, address
                 )
         if request.method != "PUT":
-            return self._admitted(self._lookup(request, verdict))
+            return self._first(request, self._admitted(self._lookup(request, verdict)))
         self._in_flight += 1
         try:
             response = await store_later(
@@ -323,6 +323,33 @@ class PhoneService:
             None,
         )
 
+    def _first(self, request: Request, response: Response) -> Response:
+        """An answer that confirms a delivery is recorded now, as sent whole, and waits for
+        its record's commit (``response.committed``) before it is sent (serve/commits.py)."""
+        content, ruling = response.content, response.ruling
+        if not confirms(response.status, content, ruling.mac if ruling is not None else None):
+            return response
+        assert content is not None  # noqa: S101  # confirms() checked it
+        user_agent = request.headers.get("user-agent")
+        body = 0 if request.method == "HEAD" or response.status == 304 else response.length
+        response.committed = self._recorder.record(
+            "https" if request.secure else "http",
+            request.method,
+            request.raw_path.decode("latin-1"),
+            response.status,
+            body,
+            (time.perf_counter() - request.started) * 1000,
+            self._address(request),
+            user_agent,
+            _agent(user_agent),
+            response.ruling,
+            content.kind,
+            content.digest,
+            first=True,
+        )
+        response.recorded = True
+        return response
+
     def finished(self, request: Request, response: Response, sent: int) -> None:
         """Record the answer (called once it was written) and release its admission."""
         self.requests += 1
@@ -338,6 +365,8 @@ class PhoneService:
             self._in_flight -= 1
         if response.streaming:
             self._streams -= 1
+        if response.recorded:  # before it was sent (_first)
+            return
         content = response.content
         if content is not None:
             kind: str = content.kind

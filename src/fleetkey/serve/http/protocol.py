@@ -2,7 +2,7 @@
 
 Hand-written on two well-kept parts (uvloop's loop, httptools' parser) because the framework
 layers cost 3-4x the throughput the provisioning server needs (docs/serve.md). The protocol
-only frames messages and enforces limits; what to answer is the service's business.
+frames messages and enforces limits; what to answer (and when) is the service's business.
 """
 
 from __future__ import annotations
@@ -260,10 +260,10 @@ class HttpProtocol(asyncio.Protocol):
                 return
             if not self._pending and (self._worker is None or self._worker.done()):
                 ready = self._answer_now(item)
-                if ready is not None and ready.file is None:
+                if ready is not None and ready.file is None and ready.committed is None:
                     self._answer_inline(item, ready)  # the common case: no task, one write
                     return
-                if ready is not None:  # a file to stream: needs the task, answer is known
+                if ready is not None:  # a file to stream or a commit to wait for: a task
                     self._pending.append((item, ready))
                     self._start_worker()
                     return
@@ -305,12 +305,11 @@ class HttpProtocol(asyncio.Protocol):
                 transport.write(head_block(item, keep_alive=False) + item.body)
                 self._linger(transport)
                 return
-            if isinstance(item, tuple):
-                item, response = item
-            else:
-                response = await self._handle(item)
+            item, response = item if isinstance(item, tuple) else (item, await self._handle(item))
             self._sent = 0
             try:
+                if response.committed is not None:
+                    await response.committed  # its record is committed first (commits.py)
                 await self._send(transport, item, response)
             finally:  # recorded even when the client went away mid-answer
                 self._finished(item, response, self._sent)
