@@ -36,6 +36,7 @@ class SpillFile:
     _sink: RecordSink
     _spill: Path | None
     _spill_at: int
+    _batch_size: int
     _fallback: Path | None
     _held: deque[tuple[int, list[FetchRecord]]]
     _held_count: int
@@ -105,8 +106,10 @@ class SpillFile:
         next start writes first; without one (or if it cannot be written), to the fallback
         file, for ``fleetkey fetches replay``."""
         batches = list(self._held)
-        if self._pending:
-            batches.append((next(self._seq), list(self._pending)))
+        waiting = list(self._pending)
+        for start in range(0, len(waiting), self._batch_size):  # no batch over the size: a
+            # batch is written sorted by MAC, so batches are what keeps the records' order
+            batches.append((next(self._seq), waiting[start : start + self._batch_size]))
         self._held.clear()
         self._pending.clear()
         self._held_count = 0
