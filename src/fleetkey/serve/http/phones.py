@@ -29,7 +29,7 @@ from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
 from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
-from fleetkey.serve.http.putting import INLINE_UPLOAD_BYTES, store_later, store_now
+from fleetkey.serve.http.putting import WritePlace, store_later, store_now
 from fleetkey.serve.http.repeats import Remembered, Repeats
 from fleetkey.serve.metrics import Latency
 from fleetkey.serve.recorder import BUSY, WAIT, Recorder
@@ -100,6 +100,7 @@ class PhoneService:
         self._answers = Answers()
         self._repeats = Repeats()
         self._uploads = uploads
+        self.writes = WritePlace()  # small uploads on the loop, or on threads while it waits
         self.requests = 0
         self.rejected = 0  # 503 answers: in-flight cap, download cap, record back-pressure
         self.operator_answers: dict[int, int] = {}  # admin API and /metrics, by status
@@ -147,11 +148,12 @@ class PhoneService:
         if verdict.slow_basic is not None:
             return None
         if request.method == "PUT":
-            if len(request.body) > INLINE_UPLOAD_BYTES:
+            began = time.perf_counter()
+            if not self.writes.inline(len(request.body), began):
                 return None  # written on a worker thread
-            return self._admitted(
-                store_now(self._uploads, request, self._rule(request, verdict, write=True))
-            )
+            stored = store_now(self._uploads, request, self._rule(request, verdict, write=True))
+            self.writes.took(began, time.perf_counter())
+            return self._admitted(stored)
         return self._admitted(self._lookup(request, verdict))
 
     async def handle(self, request: Request) -> Response:
