@@ -1,21 +1,26 @@
-"""Where small uploads are written: on the event loop until one keeps it waiting, then on worker
-threads for a spell (serve/http/putting.py, docs/serve.md "Workers")."""
+"""Where small uploads are written: on the event loop until it waits in them for more than a
+share of a second, then on worker threads for a spell (serve/http/putting.py, docs/serve.md
+"Workers")."""
 
 from __future__ import annotations
 
 from fleetkey.serve.http.putting import (
     INLINE_UPLOAD_BYTES,
-    SLOW_WRITE_S,
     THREADS_FOR_S,
+    WAITED_SHARE,
     WritePlace,
 )
 
+WRITE = 0.00005  # a 2 KiB log written on tmpfs: CPU, no waiting
 
-def test_small_uploads_are_written_on_the_loop_while_writes_are_quick() -> None:
+
+def test_writes_that_only_use_the_cpu_stay_on_the_loop_however_many() -> None:
     place = WritePlace()
-    assert place.inline(2048, 100.0)
-    place.took(100.0, 100.0 + SLOW_WRITE_S / 2)
-    assert place.inline(2048, 100.01)
+    now = 100.0
+    for _ in range(30_000):  # 30,000 uploads in 3 s, 1.5 s of the loop's CPU
+        now += 0.0001
+        place.took(WRITE, WRITE, now)
+    assert place.inline(2048, now)
     assert place.slow == 0
 
 
@@ -25,18 +30,34 @@ def test_a_large_upload_is_never_written_on_the_loop() -> None:
     assert not place.inline(INLINE_UPLOAD_BYTES + 1, 0.0)
 
 
-def test_a_slow_write_sends_small_uploads_to_threads_for_the_spell_then_the_loop_again() -> None:
+def test_waiting_over_the_share_of_a_second_sends_uploads_to_threads_then_back() -> None:
     place = WritePlace()
-    ended = 50.0 + SLOW_WRITE_S * 3  # a rename that waited for a synchronous discard
-    place.took(50.0, ended)
+    place.took(WRITE, WRITE, 10.0)  # the first write opens the window
+    waits = 0.003  # renames waiting for a synchronous discard
+    now = 10.0
+    while now < 11.0:
+        now += 0.1
+        place.took(waits + WRITE, WRITE, now)  # 10 x 3 ms = 30 ms waited in a second
     assert place.slow == 1
-    assert not place.inline(2048, ended)
-    assert not place.inline(2048, ended + THREADS_FOR_S - 0.001)
-    assert place.inline(2048, ended + THREADS_FOR_S)  # one is tried on the loop again
+    assert not place.inline(2048, now)
+    assert not place.inline(2048, now + THREADS_FOR_S - 0.001)
+    assert place.inline(2048, now + THREADS_FOR_S)  # one is tried on the loop again
 
 
-def test_a_write_of_exactly_the_limit_is_not_slow() -> None:
+def test_waiting_under_the_share_keeps_uploads_on_the_loop() -> None:
     place = WritePlace()
-    place.took(0.0, SLOW_WRITE_S)
-    assert place.inline(2048, SLOW_WRITE_S)
+    place.took(WRITE, WRITE, 10.0)
+    place.took(WAITED_SHARE * 0.9 + WRITE, WRITE, 10.5)
+    place.took(WRITE, WRITE, 11.0)  # the window closes: 0.9 of the share waited
+    assert place.inline(2048, 11.0)
     assert place.slow == 0
+
+
+def test_one_long_wait_is_judged_when_its_second_is_over() -> None:
+    place = WritePlace()
+    place.took(WRITE, WRITE, 10.0)
+    place.took(0.5, WRITE, 10.6)  # a disk that stalled half a second
+    assert place.inline(2048, 10.6)  # the window has not closed yet
+    place.took(WRITE, WRITE, 11.0)
+    assert not place.inline(2048, 11.0)
+    assert place.slow == 1

@@ -148,11 +148,12 @@ class PhoneService:
         if verdict.slow_basic is not None:
             return None
         if request.method == "PUT":
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.thread_time()
             if not self.writes.inline(len(request.body), began):
                 return None  # written on a worker thread
             stored = store_now(self._uploads, request, self._rule(request, verdict, write=True))
-            self.writes.took(began, time.perf_counter())
+            ended = time.perf_counter()
+            self.writes.took(ended - began, time.thread_time() - cpu, ended)
             return self._admitted(stored)
         return self._admitted(self._lookup(request, verdict))
 

@@ -2,13 +2,13 @@
 
 A small upload (a log, an override file) is written at once, on the event loop, as a small
 tree file is read there: a worker thread's hand-off costs more than the write. A large one is
-written on a worker thread. So are small ones for a while after a small one kept the loop
-waiting (:class:`WritePlace`): on a disk, replacing a file can wait for the device (ext4
-mounted with ``discard`` frees the old file's blocks with a synchronous discard inside the
-``rename``), and a loop waiting there answers none of its connections (docs/serve.md,
-"Workers"). Either way the answer is 201 (new) or 204 (replaced), 507 when
-the disk is full (the phone may try again later), 500 for any other failure; nothing partial
-is left behind (``serve.uploads``).
+written on a worker thread. So are small ones for a while after the loop waited in them for
+more than 2 % of a second (:class:`WritePlace`): on a disk, replacing a file can wait for the
+device (ext4 mounted with ``discard`` frees the old file's blocks with a synchronous discard
+inside the ``rename``), and a loop waiting there answers none of its connections
+(docs/serve.md, "Workers"). Either way the answer is 201 (new) or 204 (replaced), 507 when the
+disk is full (the phone may try again later), 500 for any other failure; nothing partial is
+left behind (``serve.uploads``).
 """
 
 from __future__ import annotations
@@ -24,32 +24,42 @@ from fleetkey.serve.http.messages import Request, Response, error_response
 from fleetkey.serve.uploads import store_status
 
 INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on the event loop
-# an upload written on the event loop that took longer than this waited for the disk (a
-# write to the page cache or tmpfs takes ~20-50 us; a synchronous discard milliseconds)...
-SLOW_WRITE_S: Final = 0.002
-# ...and then small uploads are written on worker threads for this long, after which one is
-# tried on the loop again (a loaded CPU can also make a write slow: then threads cost a few
-# microseconds an upload for this long, no more)
+# the event loop may wait for the disk in uploads written on it for this share of a second
+# (the wall time of the writes less the loop thread's CPU in them): on tmpfs or a quick disk
+# it waits ~0 (a write is CPU); on this VM's ext4 (``discard``) one rename waited 2-130 ms
+WAITED_SHARE: Final = 0.02
+# beyond, small uploads are written on worker threads for this long, then tried on the loop
+# again: a thread's hand-off costs CPU (~60-180 us an upload measured on this VM), worth it
+# only while the loop would wait for longer
 THREADS_FOR_S: Final = 30.0
 
 
 class WritePlace:
     """Where a small upload is written: on the event loop while the filesystem answers at
-    once, on a worker thread for ``THREADS_FOR_S`` after one took over ``SLOW_WRITE_S``."""
+    once, on a worker thread for ``THREADS_FOR_S`` after the loop waited in its uploads for
+    more than ``WAITED_SHARE`` of a second."""
 
     def __init__(self) -> None:
         self._threads_until = -math.inf
-        self.slow = 0  # writes on the loop that took too long (each began a threaded spell)
+        self._window_began = -math.inf
+        self._waited = 0.0
+        self.slow = 0  # threaded spells begun
 
     def inline(self, size: int, now: float) -> bool:
         """Whether an upload of ``size`` bytes is written on the event loop at ``now``."""
         return size <= INLINE_UPLOAD_BYTES and now >= self._threads_until
 
-    def took(self, began: float, ended: float) -> None:
-        """An inline write ran from ``began`` to ``ended`` (``time.perf_counter``)."""
-        if ended - began > SLOW_WRITE_S:
+    def took(self, wall: float, cpu: float, now: float) -> None:
+        """An inline write took ``wall`` seconds, ``cpu`` of them on the loop's thread
+        (``time.thread_time``); ``now`` when it ended (``time.perf_counter``)."""
+        self._waited += max(0.0, wall - cpu)
+        span = now - self._window_began
+        if span < 1.0:
+            return
+        if self._waited > WAITED_SHARE * span:
             self.slow += 1
-            self._threads_until = ended + THREADS_FOR_S
+            self._threads_until = now + THREADS_FOR_S
+        self._window_began, self._waited = now, 0.0
 
 
 def store_now(root: Path, request: Request, ruling: Ruling | Response) -> Response:
