@@ -67,8 +67,8 @@ def test_after_a_slow_write_small_uploads_go_to_threads_and_are_answered_the_sam
 ) -> None:
     service, queue, uploads = _service(tmp_path)
     now = time.perf_counter()
-    service.writes.took(0.0, 0.0, now - 1.0)  # the window opened a second ago
-    service.writes.took(0.5, 0.001, now)  # and a write kept the loop waiting half a second
+    service.writes.took(0.0, 0.0, False, now - 1.0)  # the window opened a second ago
+    service.writes.took(0.5, 0.001, True, now)  # and a write kept the loop waiting 0.5 s
     seen: list[int] = []
 
     async def run() -> list[bytes]:

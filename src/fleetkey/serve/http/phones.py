@@ -29,7 +29,7 @@ from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
 from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
-from fleetkey.serve.http.putting import WritePlace, store_later, store_now
+from fleetkey.serve.http.putting import WritePlace, store_later, store_now, thread_usage
 from fleetkey.serve.http.repeats import Remembered, Repeats
 from fleetkey.serve.metrics import Latency
 from fleetkey.serve.recorder import BUSY, WAIT, Recorder
@@ -148,12 +148,14 @@ class PhoneService:
         if verdict.slow_basic is not None:
             return None
         if request.method == "PUT":
-            began, cpu = time.perf_counter(), time.thread_time()
+            began = time.perf_counter()
             if not self.writes.inline(len(request.body), began):
                 return None  # written on a worker thread
+            cpu, switches = thread_usage()
             stored = store_now(self._uploads, request, self._rule(request, verdict, write=True))
-            ended = time.perf_counter()
-            self.writes.took(ended - began, time.thread_time() - cpu, ended)
+            ended, (cpu_after, switches_after) = time.perf_counter(), thread_usage()
+            slept = switches_after > switches
+            self.writes.took(ended - began, cpu_after - cpu, slept, ended)
             return self._admitted(stored)
         return self._admitted(self._lookup(request, verdict))
 

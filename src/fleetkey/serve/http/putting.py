@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import resource
 from pathlib import Path
 from typing import Final
 
@@ -24,13 +25,16 @@ from fleetkey.serve.http.messages import Request, Response, error_response
 from fleetkey.serve.uploads import store_status
 
 INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on the event loop
-# the event loop may wait for the disk in uploads written on it for this share of a second
-# (the wall time of the writes less the loop thread's CPU in them): on tmpfs or a quick disk
-# it waits ~0 (a write is CPU); on this VM's ext4 (``discard``) one rename waited 2-130 ms
-WAITED_SHARE: Final = 0.02
+# the event loop may wait for the disk in uploads written on it for this share of a second:
+# the wall time of writes in which the loop's thread slept (a voluntary context switch: the
+# device, or a lock), less its CPU in them. On tmpfs or a quick disk a write does not sleep;
+# on this VM's ext4 (``discard``) one rename waited 2-130 ms under load. A thread preempted by
+# another (an involuntary switch) is not waiting for the disk and is not counted: a busy
+# machine alone would send uploads to threads
+WAITED_SHARE: Final = 0.05
 # beyond, small uploads are written on worker threads for this long, then tried on the loop
-# again: a thread's hand-off costs CPU (~60-180 us an upload measured on this VM), worth it
-# only while the loop would wait for longer
+# again: a thread's hand-off costs CPU (~100 us an upload measured on this VM), worth it only
+# while the loop would wait for longer
 THREADS_FOR_S: Final = 30.0
 
 
@@ -49,10 +53,12 @@ class WritePlace:
         """Whether an upload of ``size`` bytes is written on the event loop at ``now``."""
         return size <= INLINE_UPLOAD_BYTES and now >= self._threads_until
 
-    def took(self, wall: float, cpu: float, now: float) -> None:
-        """An inline write took ``wall`` seconds, ``cpu`` of them on the loop's thread
-        (``time.thread_time``); ``now`` when it ended (``time.perf_counter``)."""
-        self._waited += max(0.0, wall - cpu)
+    def took(self, wall: float, cpu: float, slept: bool, now: float) -> None:
+        """An inline write took ``wall`` seconds, ``cpu`` of them on the loop's thread;
+        ``slept``: the thread gave the CPU up in it (waited); ``now`` when it ended
+        (``time.perf_counter``). Use :func:`thread_usage` before and after."""
+        if slept:
+            self._waited += max(0.0, wall - cpu)
         span = now - self._window_began
         if span < 1.0:
             return
@@ -60,6 +66,12 @@ class WritePlace:
             self.slow += 1
             self._threads_until = now + THREADS_FOR_S
         self._window_began, self._waited = now, 0.0
+
+
+def thread_usage() -> tuple[float, int]:
+    """The calling thread's CPU seconds and voluntary context switches so far."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime, usage.ru_nvcsw
 
 
 def store_now(root: Path, request: Request, ruling: Ruling | Response) -> Response:
