@@ -2,21 +2,21 @@
 
 A small upload (a log, an override file) is written at once, on the event loop, as a small
 tree file is read there: a worker thread's hand-off costs more than the write. A large one is
-written on a worker thread. So are small ones for a while after the loop waited in them for
-more than 2 % of a second (:class:`WritePlace`): on a disk, replacing a file can wait for the
-device (ext4 mounted with ``discard`` frees the old file's blocks with a synchronous discard
-inside the ``rename``), and a loop waiting there answers none of its connections
-(docs/serve.md, "Workers"). Either way the answer is 201 (new) or 204 (replaced), 507 when the
-disk is full (the phone may try again later), 500 for any other failure; nothing partial is
-left behind (``serve.uploads``).
+written on a worker thread. So are small ones when the uploads' filesystem makes a rename wait
+for a device (:func:`waits_for_device`): ext4 mounted with ``discard`` frees the replaced
+file's blocks with a synchronous discard inside the ``rename``, a network filesystem waits
+for its server, and an event loop waiting there answers none of its connections
+(docs/serve.md, "Throughput with both cores"). Either way the answer is 201 (new) or 204
+(replaced), 507 when the disk is full (the phone may try again later), 500 for any other
+failure; nothing partial is left behind (``serve.uploads``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
-import resource
+import os
+import re
 from pathlib import Path
 from typing import Final
 
@@ -25,53 +25,43 @@ from fleetkey.serve.http.messages import Request, Response, error_response
 from fleetkey.serve.uploads import store_status
 
 INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on the event loop
-# the event loop may wait for the disk in uploads written on it for this share of a second:
-# the wall time of writes in which the loop's thread slept (a voluntary context switch: the
-# device, or a lock), less its CPU in them. On tmpfs or a quick disk a write does not sleep;
-# on this VM's ext4 (``discard``) one rename waited 2-130 ms under load. A thread preempted by
-# another (an involuntary switch) is not waiting for the disk and is not counted: a busy
-# machine alone would send uploads to threads
-WAITED_SHARE: Final = 0.05
-# beyond, small uploads are written on worker threads for this long, then tried on the loop
-# again: a thread's hand-off costs CPU (~100 us an upload measured on this VM), worth it only
-# while the loop would wait for longer
-THREADS_FOR_S: Final = 30.0
+# filesystems whose writes wait for a network: a rename there can take a round trip or more
+NETWORK_FILESYSTEMS: Final = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "9p", "ceph", "glusterfs", "fuse.sshfs", "afs"}
+)
+MOUNTINFO: Final = Path("/proc/self/mountinfo")
 
 
-class WritePlace:
-    """Where a small upload is written: on the event loop while the filesystem answers at
-    once, on a worker thread for ``THREADS_FOR_S`` after the loop waited in its uploads for
-    more than ``WAITED_SHARE`` of a second."""
-
-    def __init__(self) -> None:
-        self._threads_until = -math.inf
-        self._window_began = -math.inf
-        self._waited = 0.0
-        self.slow = 0  # threaded spells begun
-
-    def inline(self, size: int, now: float) -> bool:
-        """Whether an upload of ``size`` bytes is written on the event loop at ``now``."""
-        return size <= INLINE_UPLOAD_BYTES and now >= self._threads_until
-
-    def took(self, wall: float, cpu: float, slept: bool, now: float) -> None:
-        """An inline write took ``wall`` seconds, ``cpu`` of them on the loop's thread;
-        ``slept``: the thread gave the CPU up in it (waited); ``now`` when it ended
-        (``time.perf_counter``). Use :func:`thread_usage` before and after."""
-        if slept:
-            self._waited += max(0.0, wall - cpu)
-        span = now - self._window_began
-        if span < 1.0:
-            return
-        if self._waited > WAITED_SHARE * span:
-            self.slow += 1
-            self._threads_until = now + THREADS_FOR_S
-        self._window_began, self._waited = now, 0.0
+def waits_for_device(path: Path, mountinfo: str | None = None) -> bool:
+    """Whether replacing a file under ``path`` may keep the caller waiting for a device: its
+    filesystem is mounted with ``discard`` (freeing the replaced file's blocks waits for the
+    device's discard, inside the rename) or is a network filesystem. ``mountinfo``: the text
+    of /proc/self/mountinfo (read when None; unreadable, as off Linux: False)."""
+    if mountinfo is None:
+        try:
+            mountinfo = MOUNTINFO.read_text()
+        except OSError:
+            return False
+    where = os.path.realpath(path)
+    found: tuple[int, str, set[str]] | None = None  # the longest mount point holding it
+    for line in mountinfo.splitlines():
+        mine, _, theirs = line.partition(" - ")
+        fields, rest = mine.split(), theirs.split()
+        if len(fields) < 6 or len(rest) < 3:
+            continue
+        point = _unescape(fields[4])
+        inside = where == point or where.startswith(point.rstrip("/") + "/")
+        if inside and (found is None or len(point) >= found[0]):  # a later mount covers
+            found = (len(point), rest[0], {*fields[5].split(","), *rest[2].split(",")})
+    if found is None:
+        return False
+    _, kind, options = found
+    return "discard" in options or kind in NETWORK_FILESYSTEMS
 
 
-def thread_usage() -> tuple[float, int]:
-    """The calling thread's CPU seconds and voluntary context switches so far."""
-    usage = resource.getrusage(resource.RUSAGE_THREAD)
-    return usage.ru_utime + usage.ru_stime, usage.ru_nvcsw
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are octal escapes (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def store_now(root: Path, request: Request, ruling: Ruling | Response) -> Response:
