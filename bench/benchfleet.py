@@ -77,12 +77,17 @@ def open_tree_to_baselines(base: Path) -> None:
 
 
 def start_fleetkey(
-    env: dict[str, str], base: Path, workers: int, pin: Sequence[str] = ()
+    env: dict[str, str],
+    base: Path,
+    workers: int,
+    pin: Sequence[str] = (),
+    options: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[str], str]:
-    """``fleetkey serve --http 127.0.0.1:0 --workers N`` (after ``pin``, a taskset prefix)
-    on ``base/data``: the process and the URL its banner names (``http://127.0.0.1:PORT``)."""
+    """``fleetkey serve --http 127.0.0.1:0 --workers N [options]`` (after ``pin``, a taskset
+    prefix) on ``base/data``: the process and the URL its banner names
+    (``http://127.0.0.1:PORT``)."""
     process = subprocess.Popen(
-        [*pin, *FLEETKEY, "serve", "--http", "127.0.0.1:0", "--workers", str(workers)],
+        [*pin, *FLEETKEY, "serve", "--http", "127.0.0.1:0", "--workers", str(workers), *options],
         env=env,
         cwd=base,  # not bench/: its http.py would shadow the standard library's
         stdout=subprocess.PIPE,
@@ -158,17 +163,29 @@ def wrk(
 TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live children (a server's workers)."""
-    total = 0.0
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of a process and of each of its live children (a server's
+    workers), by process id."""
     try:
         found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         found = []
+    spent = {}
     for each in (pid, *map(int, found)):
         try:
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
+        spent[each] = (int(fields[11]) + int(fields[12])) / TICKS
+    return spent
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live children (a server's workers)."""
+    return sum(cpu_by_process(pid).values())
+
+
+def worker_shares(before: dict[int, float], after: dict[int, float], wall: float) -> list[float]:
+    """Each worker's CPU between two ``cpu_by_process`` readings, % of a core, the
+    supervisor (the first process) left out: whether the kernel spread the load."""
+    return [100 * (after[pid] - before.get(pid, 0.0)) / wall for pid in list(after)[1:]]

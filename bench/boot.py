@@ -39,8 +39,8 @@ database are compared, status by status, with every answer the generator receive
 Files live in the system's temporary directory like the other benchmarks. Replacing a file
 frees the old one's blocks, and this VM's ext4 is mounted with `discard`, so each replacing
 PUT waits on the disk: nginx's worker waits with it (5-13 % iowait on core 0, and its rate
-falls from round to round), fleetkey writes uploads on worker threads. `--tmp /dev/shm` takes
-the disk out for both.
+falls from round to round), fleetkey's event loop too until it sees the wait and writes them on
+worker threads (serve/http/putting.py). `--tmp /dev/shm` takes the disk out for both.
 
 The generator's ceiling: keep-alive, ~35 % of core 1 at 30,000 req/s. With a connection per
 request most of the work is the kernel's, and on loopback the connecting side also does the

@@ -1,7 +1,7 @@
 """HTTP throughput: `fleetkey serve` (every fetch recorded) next to nginx, same files, same run.
 
     .venv/bin/python bench/http.py [--files 10000] [--seconds 10] [--rounds 3] [--connections 64]
-                                   [--workers 1] [--before TREE] [--json]
+                                   [--workers 1] [--before TREE] [--tmp DIR] [--json]
 
 Needs wrk and nginx (Debian packages; `apt-get install -y wrk nginx`). Each server runs pinned to
 core 0, wrk to core 1; wrk requests 10,000 distinct <mac>-license.cfg files from a Lua script,
@@ -13,7 +13,14 @@ rounds. Prints requests/s, p99 latency and the ratios.
 `--workers N` (N > 1): `fleetkey serve --workers N` next to nginx with `worker_processes N` and
 to a one-worker `fleetkey serve` (the baseline `--workers` must beat by 1.5x), nothing pinned:
 servers and wrk (N threads) share the cores, so each one's CPU is reported apart (a server's
-workers included, from /proc; wrk's from its rusage).
+workers included, from /proc, and each worker's apart; wrk's from its rusage). wrk's
+connections all come from 127.0.0.1, and `serve --workers` gives every connection of one
+address to one worker (serve/steering.py: a phone's requests meet the worker that remembers
+it): so both fleetkey servers take 127.0.0.1 as a `--trusted-proxy`, whose connections the
+kernel spreads by their ports, as it would a load balancer's. Without it one worker answered
+everything and the other none (docs/serve.md, "Workers").
+
+`--tmp DIR` puts the run's files (database, tree) there: `/dev/shm` takes the disk out.
 
 `--before TREE`: one more server, `fleetkey serve` from another source tree (a git worktree of
 the code before a change: `git worktree add /tmp/before <commit>`), run from the start with the
@@ -38,13 +45,14 @@ from typing import Final
 
 from benchfleet import (
     bench_env,
-    cpu_seconds,
+    cpu_by_process,
     issue_phone_licenses,
     need,
     open_tree_to_baselines,
     pinned,
     start_fleetkey,
     stop_servers,
+    worker_shares,
     wrk,
     wrk_options,
     wrk_script,
@@ -67,31 +75,34 @@ http {
 MODES: Final = ("keep-alive", "close")
 
 
-def measured(
-    url: str, script: Path, args: argparse.Namespace, server: int
-) -> tuple[float, float, float, float]:
-    """wrk against ``url``: requests/s, p99 ms, the server's and wrk's CPU (% of a core)."""
-    used, own = cpu_seconds(server), resource.getrusage(resource.RUSAGE_CHILDREN)
+# requests/s, p99 ms, server CPU %, wrk CPU %, each worker's CPU % (fleetkey --workers N)
+Run = tuple[float, float, float, float, list[float]]
+
+
+def measured(url: str, script: Path, args: argparse.Namespace, server: int) -> Run:
+    """wrk against ``url``: requests/s, p99 ms, the server's and wrk's CPU (% of a core),
+    and each of the server's workers' CPU."""
+    used, own = cpu_by_process(server), resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     rps, p99 = wrk(url, script, args.seconds, args.connections, args.workers)
     wall = time.monotonic() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     spent = after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime
-    return rps, p99, 100 * (cpu_seconds(server) - used) / wall, 100 * spent / wall
-
-
-Run = tuple[float, float, float, float]  # requests/s, p99 ms, server CPU %, wrk CPU %
+    now = cpu_by_process(server)
+    server_cpu = 100 * (sum(now.values()) - sum(used.values())) / wall
+    return rps, p99, server_cpu, 100 * spent / wall, worker_shares(used, now, wall)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     wrk_options(parser, workers=1)
     parser.add_argument("--before", type=Path, help="a source tree of the code before a change")
+    parser.add_argument("--tmp", help="directory for the run's files (/dev/shm: no disk)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.before is not None and not (args.before / "src" / "fleetkey").is_dir():
         parser.error(f"--before {args.before}: no src/fleetkey there (a fleetkey source tree)")
-    base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-http-"))
+    base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-http-", dir=args.tmp))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
     env = bench_env(base)
     names = ("nginx", "fleetkey", "fleetkey-1") if args.workers > 1 else ("nginx", "fleetkey")
@@ -110,13 +121,17 @@ def main() -> None:
         nginx = subprocess.Popen([*pinned(0, args.workers), need("nginx"), "-c", str(nginx_conf)])
         servers = {"nginx": nginx}
         urls = {"nginx": "http://127.0.0.1:18180/"}
+        # wrk is one address standing for many phones: spread by the kernel (docstring)
+        spread = ["--trusted-proxy", "127.0.0.1/32"] if args.workers > 1 else []
         try:
             for name in names[1:]:
                 workers = 1 if name == "fleetkey-1" else args.workers
                 own = env
                 if name == "before":  # the other tree's code, on the same data
                     own = {**env, "PYTHONPATH": str(args.before.resolve() / "src")}
-                servers[name], url = start_fleetkey(own, base, workers, pinned(0, args.workers))
+                servers[name], url = start_fleetkey(
+                    own, base, workers, pinned(0, args.workers), spread
+                )
                 urls[name] = url + "/"
             time.sleep(1)
             # rounds, the servers in turn and the order turned every round: this VM's speed
@@ -194,9 +209,12 @@ def report(
             p99 = statistics.median(run[1] for run in values)
             cpu = statistics.median(run[2] for run in values)
             wrk_cpu = statistics.median(run[3] for run in values)
+            by_worker = zip(*(run[4] for run in values), strict=False)
+            shares = [statistics.median(each) for each in by_worker]
+            apart = f"   workers {' / '.join(f'{v:.0f}' for v in shares)} %" if shares else ""
             print(
                 f"  {name:<10} {mode:<11} median {medians[name][mode]:>10,.0f} req/s   "
-                f"p99 {p99:7.2f} ms   server CPU {cpu:4.0f} %   wrk CPU {wrk_cpu:4.0f} %   "
+                f"p99 {p99:7.2f} ms   server CPU {cpu:4.0f} %{apart}   wrk CPU {wrk_cpu:4.0f} %   "
                 f"rounds: {rounds}"
             )
     print(

@@ -35,7 +35,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchfleet import bench_env, cpu_seconds, need, start_fleetkey, stop_servers
+from benchfleet import (
+    bench_env,
+    cpu_by_process,
+    need,
+    start_fleetkey,
+    stop_servers,
+    worker_shares,
+)
 from boot import prepare, wait_listening
 
 
@@ -44,7 +51,7 @@ def storm(
     args: argparse.Namespace,
 ) -> dict[str, Any]:  # fmt: skip
     load = os.getloadavg()[0]
-    used = cpu_seconds(server)
+    used = cpu_by_process(server)
     began = time.monotonic()
     result = subprocess.run(
         [
@@ -58,7 +65,9 @@ def storm(
     wall = time.monotonic() - began
     run: dict[str, Any] = json.loads(result.stdout)
     run["load_before"] = load
-    run["server_cpu_pct"] = 100.0 * (cpu_seconds(server) - used) / wall
+    now = cpu_by_process(server)
+    run["server_cpu_pct"] = 100.0 * (sum(now.values()) - sum(used.values())) / wall
+    run["worker_cpu_pct"] = worker_shares(used, now, wall)  # the kernel's spread, per worker
     return run
 
 
@@ -153,9 +162,13 @@ def report(
     for name in names:
         rounds = " ".join(f"{run['boots_per_s']:,.0f}" for run in runs[name])
         loads = " ".join(f"{load:.1f}" for load in figures["load_before"][name])
+        by_worker = zip(*(run["worker_cpu_pct"] for run in runs[name]), strict=False)
+        shares = " / ".join(f"{statistics.median(each):.0f}" for each in by_worker)
         print(
             f"  {name:<11} {rates[name]:>8,.0f} boots/s  p99 {figures['p99_ms'][name]:7.2f} ms  "
-            f"server CPU {figures['server_cpu_pct'][name]:5.0f} %  generator CPU "
+            f"server CPU {figures['server_cpu_pct'][name]:5.0f} %"
+            + (f" (workers {shares} %)" if shares else "")
+            + "  generator CPU "
             f"{figures['generator_cpu_pct'][name]:4.0f} %  errors {figures['errors'][name]}  "
             f"rounds: {rounds}  load before: {loads}"
         )

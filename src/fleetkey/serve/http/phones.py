@@ -29,7 +29,12 @@ from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
 from fleetkey.serve.http.forwarded import TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
-from fleetkey.serve.http.putting import INLINE_UPLOAD_BYTES, store_later, store_now
+from fleetkey.serve.http.putting import (
+    INLINE_UPLOAD_BYTES,
+    store_later,
+    store_now,
+    waits_for_device,
+)
 from fleetkey.serve.http.repeats import Remembered, Repeats
 from fleetkey.serve.metrics import Latency
 from fleetkey.serve.recorder import BUSY, WAIT, Recorder, confirms
@@ -100,6 +105,8 @@ class PhoneService:
         self._answers = Answers()
         self._repeats = Repeats()
         self._uploads = uploads
+        # small uploads on the loop, unless a rename there may wait for a device (putting.py)
+        self.threaded_uploads = waits_for_device(uploads)
         self.requests = 0
         self.rejected = 0  # 503 answers: in-flight cap, download cap, record back-pressure
         self.operator_answers: dict[int, int] = {}  # admin API and /metrics, by status
@@ -147,7 +154,7 @@ class PhoneService:
         if verdict.slow_basic is not None:
             return None
         if request.method == "PUT":
-            if len(request.body) > INLINE_UPLOAD_BYTES:
+            if self.threaded_uploads or len(request.body) > INLINE_UPLOAD_BYTES:
                 return None  # written on a worker thread
             return self._admitted(
                 store_now(self._uploads, request, self._rule(request, verdict, write=True))

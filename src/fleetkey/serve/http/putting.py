@@ -2,15 +2,21 @@
 
 A small upload (a log, an override file) is written at once, on the event loop, as a small
 tree file is read there: a worker thread's hand-off costs more than the write. A large one is
-written on a worker thread. Either way the answer is 201 (new) or 204 (replaced), 507 when
-the disk is full (the phone may try again later), 500 for any other failure; nothing partial
-is left behind (``serve.uploads``).
+written on a worker thread. So are small ones when the uploads' filesystem makes a rename wait
+for a device (:func:`waits_for_device`): ext4 mounted with ``discard`` frees the replaced
+file's blocks with a synchronous discard inside the ``rename``, a network filesystem waits
+for its server, and an event loop waiting there answers none of its connections
+(docs/serve.md, "Throughput with both cores"). Either way the answer is 201 (new) or 204
+(replaced), 507 when the disk is full (the phone may try again later), 500 for any other
+failure; nothing partial is left behind (``serve.uploads``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import re
 from pathlib import Path
 from typing import Final
 
@@ -19,6 +25,43 @@ from fleetkey.serve.http.messages import Request, Response, error_response
 from fleetkey.serve.uploads import store_status
 
 INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on the event loop
+# filesystems whose writes wait for a network: a rename there can take a round trip or more
+NETWORK_FILESYSTEMS: Final = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "9p", "ceph", "glusterfs", "fuse.sshfs", "afs"}
+)
+MOUNTINFO: Final = Path("/proc/self/mountinfo")
+
+
+def waits_for_device(path: Path, mountinfo: str | None = None) -> bool:
+    """Whether replacing a file under ``path`` may keep the caller waiting for a device: its
+    filesystem is mounted with ``discard`` (freeing the replaced file's blocks waits for the
+    device's discard, inside the rename) or is a network filesystem. ``mountinfo``: the text
+    of /proc/self/mountinfo (read when None; unreadable, as off Linux: False)."""
+    if mountinfo is None:
+        try:
+            mountinfo = MOUNTINFO.read_text()
+        except OSError:
+            return False
+    where = os.path.realpath(path)
+    found: tuple[int, str, set[str]] | None = None  # the longest mount point holding it
+    for line in mountinfo.splitlines():
+        mine, _, theirs = line.partition(" - ")
+        fields, rest = mine.split(), theirs.split()
+        if len(fields) < 6 or len(rest) < 3:
+            continue
+        point = _unescape(fields[4])
+        inside = where == point or where.startswith(point.rstrip("/") + "/")
+        if inside and (found is None or len(point) >= found[0]):  # a later mount covers
+            found = (len(point), rest[0], {*fields[5].split(","), *rest[2].split(",")})
+    if found is None:
+        return False
+    _, kind, options = found
+    return "discard" in options or kind in NETWORK_FILESYSTEMS
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are octal escapes (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def store_now(root: Path, request: Request, ruling: Ruling | Response) -> Response:
