@@ -27,6 +27,7 @@ from fleetkey.errors import UploadRefusedError
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Ruling, shape_of
 from fleetkey.serve.ftp.files import MemoryFile, UploadBuffer, names_a_stranger
+from fleetkey.serve.ftp.passive import passive_command
 from fleetkey.serve.recorder import ADMIT
 from fleetkey.serve.uploads import store_upload
 
@@ -62,6 +63,8 @@ class SessionMixin:
         self.fk_open: list[Transfer] = []  # opened, not ended (at most one or two)
         self.fk_counted_login = False  # counted among logins in progress
         self.fk_active = False  # counted among open sessions
+        self.fk_listener: Any = None  # the passive listener kept for the next EPSV/PASV
+        self.fk_address: tuple[int, str] | None = None  # the control socket's family, address
 
     # --- admission
 
@@ -106,6 +109,9 @@ class SessionMixin:
 
     def close(self) -> None:
         if not getattr(self, "_closed", True) and hasattr(self, "fk_open"):
+            if self.fk_listener is not None:
+                self.fk_listener.close()
+                self.fk_listener = None
             data = getattr(self, "data_channel", None)
             if data is not None:  # a transfer under way is recorded by its data channel
                 data.close()
@@ -128,6 +134,40 @@ class SessionMixin:
         if quiet and logfun in (_PYFTPDLIB.info, _PYFTPDLIB.debug):
             return
         super().log(msg, logfun)  # type: ignore[misc]
+
+    def log_transfer(self, *args: Any, **kwargs: Any) -> None:
+        """pyftpdlib formats a line per transfer for the INFO log; not when it is off."""
+        if _PYFTPDLIB.isEnabledFor(logging.INFO):
+            super().log_transfer(*args, **kwargs)  # type: ignore[misc]
+
+    # --- passive data connections (serve.ftp.passive)
+
+    def _make_epasv(self, extmode: bool = False) -> None:
+        if not passive_command(self, extmode):
+            super()._make_epasv(extmode)  # type: ignore[misc]
+
+    def fk_local_ip(self) -> str:
+        """The control connection's local address (where its passive listeners bind)."""
+        if self.fk_address is None:
+            sock: Any = self.socket  # type: ignore[attr-defined]
+            self.fk_address = (sock.family, sock.getsockname()[0])
+        return self.fk_address[1]
+
+    @property
+    def fk_family(self) -> int:
+        self.fk_local_ip()
+        assert self.fk_address is not None  # noqa: S101  # set just above
+        return self.fk_address[0]
+
+    def fk_passive_ip(self) -> str:
+        """The address a 227 (PASV) names: the masquerade address, else the local one."""
+        local = self.fk_local_ip()
+        named: str = (
+            self.masquerade_address_map.get(local)  # type: ignore[attr-defined]
+            or self.masquerade_address  # type: ignore[attr-defined]
+            or local
+        )
+        return named[7:] if named.startswith("::ffff:") else named
 
     # --- command lines
 
@@ -353,33 +393,3 @@ def _command(mode: str) -> str:
 def _with_mac(ruling: Ruling, mac: str | None, shared: bool) -> Ruling:
     """A refusal made before the pipeline ruled, said of the session's phone."""
     return ruling if mac is None else ruling._replace(mac=mac, via="name" if shared else "login")
-
-
-class DataMixin:
-    """What fleetkey adds to pyftpdlib's data-channel handler: the transfer's end.
-
-    Its ``repr`` is short: pyftpdlib formats it for a debug line (logged or not) at each close,
-    and its own walked the session's state (~3 % of a boot's server time, profiled)."""
-
-    def __repr__(self) -> str:
-        return f"<FTP data channel {id(self):#x}>"
-
-    cmd_channel: Any
-    receive: bool
-    transfer_finished: bool
-    _closed: bool
-    _resp: tuple[str, Any] | None
-    file_obj: Any
-
-    def close(self) -> None:
-        if not self._closed:
-            channel = self.cmd_channel
-            session = channel if isinstance(channel, SessionMixin) else None
-            file = getattr(self, "file_obj", None)
-            transfer = session.fk_ending(file) if session is not None and file else None
-            if session is not None and transfer is not None:
-                moved = self.get_transmitted_bytes()  # type: ignore[attr-defined]
-                reply = session.fk_closing(transfer, self.transfer_finished, moved)
-                if reply is not None:
-                    self._resp = (reply, _PYFTPDLIB.info)
-        super().close()  # type: ignore[misc]
