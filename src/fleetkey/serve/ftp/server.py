@@ -216,6 +216,7 @@ class FtpService:
                 "passive_ports": None,  # PassiveListener picks them (service.passive_ports)
                 "permit_foreign_addresses": False,  # PORT/EPRT: the client's own address only
                 "permit_privileged_ports": False,
+                "fk_cork": settings.tls is None,
                 **extra,
             },
         )

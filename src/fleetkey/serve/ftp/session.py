@@ -19,15 +19,15 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from pyftpdlib.filesystems import FilesystemError
 
 from fleetkey.errors import UploadRefusedError
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Ruling, shape_of
+from fleetkey.serve.ftp.control import ControlMixin
 from fleetkey.serve.ftp.files import MemoryFile, UploadBuffer, names_a_stranger
-from fleetkey.serve.ftp.passive import passive_command
 from fleetkey.serve.recorder import ADMIT
 from fleetkey.serve.uploads import store_upload
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from fleetkey.serve.ftp.server import FtpService
 
 RETRY_S: Final = 5
-MAX_LINE: Final = 2048  # bytes of a command line (pyftpdlib's limit)
 _LICENSE_NAMES: Final = ("000000000000-license.cfg",)
 _PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
 
@@ -49,7 +48,7 @@ class Transfer:
     file: io.IOBase
 
 
-class SessionMixin:
+class SessionMixin(ControlMixin):
     """What fleetkey adds to pyftpdlib's control-channel handler."""
 
     service: FtpService
@@ -63,8 +62,6 @@ class SessionMixin:
         self.fk_open: list[Transfer] = []  # opened, not ended (at most one or two)
         self.fk_counted_login = False  # counted among logins in progress
         self.fk_active = False  # counted among open sessions
-        self.fk_listener: Any = None  # the passive listener kept for the next EPSV/PASV
-        self.fk_address: tuple[int, str] | None = None  # the control socket's family, address
 
     # --- admission
 
@@ -108,6 +105,8 @@ class SessionMixin:
             self.service.pending_logins -= 1
 
     def close(self) -> None:
+        if self.fk_held:
+            self._flush_held()
         if not getattr(self, "_closed", True) and hasattr(self, "fk_open"):
             if self.fk_listener is not None:
                 self.fk_listener.close()
@@ -126,70 +125,6 @@ class SessionMixin:
                 self.fk_active = False
                 self.service.counters.active -= 1
         super().close()  # type: ignore[misc]
-
-    def log(self, msg: str, logfun: Any = _PYFTPDLIB.info) -> None:
-        """pyftpdlib logs every reply and transfer at INFO, formatting its session prefix
-        first; not when the level is off (~4 % of a boot's server time, profiled)."""
-        quiet = not _PYFTPDLIB.isEnabledFor(logging.INFO)
-        if quiet and logfun in (_PYFTPDLIB.info, _PYFTPDLIB.debug):
-            return
-        super().log(msg, logfun)  # type: ignore[misc]
-
-    def log_transfer(self, *args: Any, **kwargs: Any) -> None:
-        """pyftpdlib formats a line per transfer for the INFO log; not when it is off."""
-        if _PYFTPDLIB.isEnabledFor(logging.INFO):
-            super().log_transfer(*args, **kwargs)  # type: ignore[misc]
-
-    # --- passive data connections (serve.ftp.passive)
-
-    def _make_epasv(self, extmode: bool = False) -> None:
-        if not passive_command(self, extmode):
-            super()._make_epasv(extmode)  # type: ignore[misc]
-
-    def fk_local_ip(self) -> str:
-        """The control connection's local address (where its passive listeners bind)."""
-        if self.fk_address is None:
-            sock: Any = self.socket  # type: ignore[attr-defined]
-            self.fk_address = (sock.family, sock.getsockname()[0])
-        return self.fk_address[1]
-
-    @property
-    def fk_family(self) -> int:
-        self.fk_local_ip()
-        assert self.fk_address is not None  # noqa: S101  # set just above
-        return self.fk_address[0]
-
-    def fk_passive_ip(self) -> str:
-        """The address a 227 (PASV) names: the masquerade address, else the local one."""
-        local = self.fk_local_ip()
-        named: str = (
-            self.masquerade_address_map.get(local)  # type: ignore[attr-defined]
-            or self.masquerade_address  # type: ignore[attr-defined]
-            or local
-        )
-        return named[7:] if named.startswith("::ffff:") else named
-
-    # --- command lines
-
-    def collect_incoming_data(self, data: bytes) -> None:
-        """pyftpdlib answers an overlong line at 2 KiB and then its rest as another command
-        (``500 Command "" not understood.``): one answer per line, the rest dropped."""
-        if getattr(self, "fk_overlong", False):
-            return
-        if self._in_buffer_len + len(data) > MAX_LINE:  # type: ignore[has-type]
-            self.fk_overlong = True
-            self._in_buffer: list[bytes] = []
-            self._in_buffer_len = 0
-            self.respond("500 Command too long.")  # type: ignore[attr-defined]
-            return
-        self._in_buffer.append(data)
-        self._in_buffer_len += len(data)
-
-    def found_terminator(self) -> None:
-        if getattr(self, "fk_overlong", False):
-            self.fk_overlong = False
-            return
-        super().found_terminator()  # type: ignore[misc]
 
     # --- commands pyftpdlib would map onto a parent directory
 
