@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asynchat
 import logging
+import time
 from typing import Any, Final
 
 from fleetkey.serve.ftp.passive import PassiveListener, passive_command
@@ -27,6 +28,7 @@ class ControlMixin:
     fk_held: list[bytes] | None = None  # replies held back while a transfer starts
     fk_listener: Any = None  # the passive listener kept for the next EPSV/PASV
     fk_address: tuple[int, str] | None = None  # the control socket's family and address
+    fk_last: float = 0.0  # the last command or transfer's end (serve.ftp.deadlines)
 
     def log(self, msg: str, logfun: Any = _PYFTPDLIB.info) -> None:
         """pyftpdlib logs every reply and transfer at INFO, formatting its session prefix
@@ -118,7 +120,12 @@ class ControlMixin:
         self._in_buffer.append(data)
         self._in_buffer_len += len(data)
 
+    def _on_dtp_close(self) -> None:
+        super()._on_dtp_close()  # type: ignore[misc]
+        self.fk_last = time.monotonic()  # idle from the end of a transfer, as pyftpdlib
+
     def found_terminator(self) -> None:
+        self.fk_last = time.monotonic()
         if getattr(self, "fk_overlong", False):
             self.fk_overlong = False
             return

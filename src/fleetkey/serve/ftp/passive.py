@@ -18,6 +18,7 @@ import errno
 import itertools
 import random
 import socket
+import time
 from typing import Any, Final
 
 from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
@@ -90,7 +91,7 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
         self.log = cmd_channel.log
         self.log_exception = cmd_channel.log_exception
         self.fk_kept = self.fk_armed = False
-        self.fk_timer: Any = None
+        self.fk_armed_at = 0.0  # when it began to wait (serve.ftp.deadlines times it out)
         Acceptor.__init__(self, ioloop=cmd_channel.ioloop)
         local_ip = cmd_channel.fk_local_ip()
         try:
@@ -122,10 +123,7 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
             channel.respond(
                 f"227 Entering passive mode ({ip.replace('.', ',')},{port // 256},{port % 256})."
             )
-        if self.timeout:  # on the loop, not in the listener's task list: it is armed again
-            self.fk_timer = self.ioloop.call_later(
-                self.timeout, self.handle_timeout, _errback=self.handle_error
-            )
+        self.fk_armed_at = time.monotonic()
 
     def accept(self) -> tuple[socket.socket, Any] | None:
         """asyncore's accept without the socket module's enum conversions."""
@@ -151,9 +149,6 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
             )
             return
         self.fk_armed = False
-        if self.fk_timer is not None:
-            self.fk_timer.cancel()
-            self.fk_timer = None
         keeping = channel.service.keeping
         if not self.fk_kept and keeping.kept < keeping.cap:
             self.fk_kept = True
@@ -171,15 +166,11 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
                 channel._on_dtp_connection()
 
     def close(self) -> None:
-        if not self._closed:
-            if self.fk_timer is not None:
-                self.fk_timer.cancel()
-                self.fk_timer = None
-            if self.fk_kept:
-                keeping = self.cmd_channel.service.keeping
-                keeping.kept -= 1
-                if not self.fk_armed:
-                    keeping.idle -= 1
+        if not self._closed and self.fk_kept:
+            keeping = self.cmd_channel.service.keeping
+            keeping.kept -= 1
+            if not self.fk_armed:
+                keeping.idle -= 1
         Acceptor.close(self)
 
 

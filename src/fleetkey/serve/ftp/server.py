@@ -41,6 +41,7 @@ from fleetkey.serve.addresses import Addresses
 from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline
 from fleetkey.serve.ftp.data import DataMixin
+from fleetkey.serve.ftp.deadlines import Deadlines
 from fleetkey.serve.ftp.files import VirtualFS
 from fleetkey.serve.ftp.logins import Logins, SharedLogin
 from fleetkey.serve.ftp.passive import Keeping, PassiveListener, ephemeral_ports
@@ -159,6 +160,7 @@ class FtpService:
         self.pending_logins = 0
         self.passive_ports = settings.passive or ephemeral_ports()
         self.keeping = Keeping(self.passive_ports)
+        self.deadlines = Deadlines(settings.idle_s, settings.data_s)
         self._tree = str(pipeline.tree.root)
         self.handler = self._handler_class()
 
@@ -192,7 +194,7 @@ class FtpService:
         data_class = type(
             "FleetkeyData",
             (DataMixin, data),
-            {"timeout": settings.data_s, "fk_direct": settings.tls is None},
+            {"timeout": 0, "fk_direct": settings.tls is None},  # timeouts: Deadlines
         )
         commands = {
             name: spec
@@ -209,7 +211,7 @@ class FtpService:
                 "dtp_handler": data_class,
                 "proto_cmds": commands,
                 "banner": BANNER,
-                "timeout": settings.idle_s,
+                "timeout": 0,  # serve.ftp.deadlines: one sweep, not a timer per connection
                 "auth_failed_timeout": settings.login_delay_s,
                 "masquerade_address": settings.masquerade,
                 "passive_dtp": PassiveListener,
@@ -293,6 +295,7 @@ class _Listener:
         self.port = int(self.server.socket.getsockname()[1])
         self.stop = threading.Event()
         addresses = service.pipeline.addresses  # the thread's own: forgotten on the thread
+        self.ioloop.call_every(service.deadlines.every, service.deadlines.sweep)
         self.ioloop.call_every(FORGET_EVERY_S, lambda: addresses.forget_older(time.perf_counter()))
 
     def run(self) -> None:

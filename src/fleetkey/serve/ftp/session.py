@@ -80,6 +80,8 @@ class SessionMixin(ControlMixin):
             return
         service.pending_logins += 1
         self.fk_counted_login = True
+        self.fk_last = time.monotonic()
+        service.deadlines.sessions.add(self)
         super().handle()  # type: ignore[misc]
 
     def handle_max_cons(self) -> None:
@@ -124,6 +126,7 @@ class SessionMixin(ControlMixin):
             if self.fk_active:
                 self.fk_active = False
                 self.service.counters.active -= 1
+            self.service.deadlines.sessions.discard(self)
         super().close()  # type: ignore[misc]
 
     # --- commands pyftpdlib would map onto a parent directory
