@@ -8,8 +8,9 @@ the server name any port, and the four-tuples still differ (the client's port ch
 ports in TIME_WAIT do not matter. Between transfers the kept listener takes no connection
 (one that comes is closed at once) and is not counted among the server's connections; a
 listener waiting for its connection is, as pyftpdlib's. Listeners are kept only while they
-hold at most a quarter of the passive range (``--ftp-passive``), so a narrow range still
-serves as many sessions at once as before; beyond that, a listener closes at its connection.
+hold at most a quarter of the passive range (``--ftp-passive``; with ``serve --workers N``
+each worker a quarter of its Nth), so a narrow range still serves as many sessions at once as
+before; beyond that, a listener closes at its connection.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ def bind_passive(sock: Any, host: str, ports: tuple[int, int]) -> None:
 class Keeping:
     """The service's count of kept listeners (FTP thread only)."""
 
-    def __init__(self, ports: tuple[int, int]) -> None:
-        self.cap = (ports[1] - ports[0] + 1) // KEPT_SHARE
+    def __init__(self, ports: tuple[int, int], workers: int = 1) -> None:
+        self.cap = (ports[1] - ports[0] + 1) // (KEPT_SHARE * workers)  # each worker its share
         self.kept = 0  # listeners kept past their first connection
         self.idle = 0  # of them, waiting for no connection (not counted as connections)
 

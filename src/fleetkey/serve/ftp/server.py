@@ -89,6 +89,7 @@ class FtpSettings:
     idle_s: float = 60.0  # a control connection without a command
     data_s: float = 30.0  # a data connection without progress, or not made
     login_delay_s: float = 1.0  # before a failed login is answered
+    workers: int = 1  # serve --workers: processes sharing the passive range
 
 
 @dataclass(slots=True)
@@ -159,7 +160,7 @@ class FtpService:
         self.counters = FtpCounters(logins=self.logins.outcomes)
         self.pending_logins = 0
         self.passive_ports = settings.passive or ephemeral_ports()
-        self.keeping = Keeping(self.passive_ports)
+        self.keeping = Keeping(self.passive_ports, settings.workers)
         self.deadlines = Deadlines(settings.idle_s, settings.data_s)
         self._tree = str(pipeline.tree.root)
         self.handler = self._handler_class()
