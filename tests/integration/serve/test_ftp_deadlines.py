@@ -1,6 +1,6 @@
 """FTP timeouts and kept passive listeners on a real `fleetkey serve --ftp`.
 
-The timeouts are one sweep over the sessions (serve/ftp/deadlines.py), not pyftpdlib's timer
+The timeouts are one sweep over the sessions (serve/ftp/control.py), not pyftpdlib's timer
 per connection; a session keeps its passive listener between transfers (serve/ftp/passive.py).
 Each test asserts what a client sees: the reply, the port named, the record.
 """
@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.serve.test_ftp_malformed import Control
 from tests.serving import (
     FTP_PHONES,
     MAC,
     SP_MAC,
     SPIP_LOGIN,
+    Control,
     FtpServer,
     fleet_env,
     make_fleet,

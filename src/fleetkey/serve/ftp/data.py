@@ -32,7 +32,7 @@ class DataMixin:
     fk_direct: bool = True  # False on FTPS: TLS data goes pyftpdlib's way
     fk_all_sent: bool = False  # an in-memory body went with one send
     fk_moved: int = -1  # bytes moved when the deadline sweep last saw it move
-    fk_since: float = 0.0  # and when (serve.ftp.deadlines)
+    fk_since: float = 0.0  # and when (serve.ftp.control)
 
     def __repr__(self) -> str:
         return f"<FTP data channel {id(self):#x}>"

@@ -92,7 +92,7 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
         self.log = cmd_channel.log
         self.log_exception = cmd_channel.log_exception
         self.fk_kept = self.fk_armed = False
-        self.fk_armed_at = 0.0  # when it began to wait (serve.ftp.deadlines times it out)
+        self.fk_armed_at = 0.0  # when it began to wait (serve.ftp.control times it out)
         Acceptor.__init__(self, ioloop=cmd_channel.ioloop)
         local_ip = cmd_channel.fk_local_ip()
         try:

@@ -40,8 +40,8 @@ from fleetkey.clock import Clock
 from fleetkey.serve.addresses import Addresses
 from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline
+from fleetkey.serve.ftp.control import Deadlines
 from fleetkey.serve.ftp.data import DataMixin
-from fleetkey.serve.ftp.deadlines import Deadlines
 from fleetkey.serve.ftp.files import VirtualFS
 from fleetkey.serve.ftp.logins import Logins, SharedLogin
 from fleetkey.serve.ftp.passive import Keeping, PassiveListener, ephemeral_ports
@@ -212,7 +212,7 @@ class FtpService:
                 "dtp_handler": data_class,
                 "proto_cmds": commands,
                 "banner": BANNER,
-                "timeout": 0,  # serve.ftp.deadlines: one sweep, not a timer per connection
+                "timeout": 0,  # serve.ftp.control: one sweep, not a timer per connection
                 "auth_failed_timeout": settings.login_delay_s,
                 "masquerade_address": settings.masquerade,
                 "passive_dtp": PassiveListener,
