@@ -1,6 +1,7 @@
 """FTP boots per second: `fleetkey serve --ftp` next to vsftpd and a bare pyftpdlib, same files.
 
     .venv/bin/python bench/ftp.py [--phones 1000] [--seconds 8] [--rounds 3] [--in-flight 64]
+                                  [--servers vsftpd,pyftpdlib,fleetkey] [--before REV]
                                   [--json] [--profile DIR]
 
 Needs vsftpd (`apt-get install -y vsftpd`, run as root: it is started here on a port of its
@@ -17,6 +18,10 @@ administrators put FTP back by hand), its transfer log on; pyftpdlib with one us
 command log off, straight from disk; fleetkey with the shared factory login, answering through
 its pipeline and recording every RETR (the run checks the count). All three run from the start;
 each round measures them in turn, the order turned every round, and the figures are medians.
+``--before REV`` adds fleetkey from an earlier commit (fleetkey-before), so a change is judged
+against its baseline in the same rounds; each fleetkey's CPU per boot (the whole server and
+its FTP thread, from /proc) is the figure to compare on a loaded machine, where the rates move
+with the load.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import pstats
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -38,12 +44,13 @@ from typing import Final
 
 import uvloop
 
-from benchfleet import bench_env, issue_phone_licenses, open_tree_to_baselines, stop_servers
-from fleetkey.serve.ftp.server import ephemeral_ports
-from ftpservers import USER, start_servers
+from benchfleet import TICKS, bench_env, cpu_seconds, issue_phone_licenses, open_tree_to_baselines
+from fleetkey.serve.ftp.passive import ephemeral_ports
+from ftpservers import USER, before_source, start_servers
 
 BOOT_TIMEOUT_S: Final = 20.0  # a boot taking longer counts as failed
 SERVERS: Final = ["vsftpd", "pyftpdlib", "fleetkey"]
+FTP_THREAD: Final = "fleetkey-ftp"  # the name fleetkey gives its FTP thread (ps -L, top -H)
 SHARED_FILES: Final = {
     "000000000000.cfg": 1699,
     "sip.cfg": 24_000,
@@ -197,6 +204,18 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"which servers to measure, comma-separated, of {', '.join(SERVERS)} and "
+        "fleetkey-before (default: the first three; fleetkey-before with --before)",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also measure fleetkey from commit REV of this repository (fleetkey-before), "
+        "in the same rounds: a before/after comparison of one change in one run",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -204,35 +223,46 @@ def main() -> None:
         "stats to DIR and print where their time went (the rates are then the profiled ones)",
     )
     args = parser.parse_args()
+    names = [name.strip() for name in args.servers.split(",") if name.strip()]
+    if args.before and "fleetkey-before" not in names:
+        names.append("fleetkey-before")
+    unknown = [name for name in names if name not in (*SERVERS, "fleetkey-before")]
+    if unknown or not names:
+        parser.error(f"--servers: unknown {', '.join(unknown) or 'nothing named'}")
+    if "fleetkey-before" in names and not args.before:
+        parser.error("--servers fleetkey-before needs --before REV")
     os.sched_setaffinity(0, {1})  # the generator on core 1; servers get core 0
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-ftp-"))
     base.chmod(0o755)
     env = bench_env(base)
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
-    servers: list[subprocess.Popen[str]] = []
-    fleetkey_retrs = 0
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    servers: dict[str, subprocess.Popen[str]] = {}
+    retrs = dict.fromkeys(names, 0)
+    summaries: dict[str, str] = {}
     try:
+        before = before_source(base, args.before) if args.before else None
         tree = issue_phone_licenses(base, env, args.phones)
         macs = sorted(p.name[:12] for p in tree.glob("0004f2*-license.cfg"))
         files = fill_tree(tree, macs)
         open_tree_to_baselines(base)
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
-        ports = start_servers(base, env, tree, servers, args.profile)
+        ports = start_servers(base, env, tree, servers, names, args.profile, before)
         subnet = 0
         for number in range(args.rounds):
-            order = SERVERS[number % len(SERVERS) :] + SERVERS[: number % len(SERVERS)]
+            order = names[number % len(names) :] + names[: number % len(names)]
             for name in order:
                 subnet = subnet % 250 + 1
                 user = "anonymous" if name == "vsftpd" else USER
                 load = Load(ports[name], files, macs, user, subnet)
-                cpu = time.process_time()
+                pid = servers[name].pid
+                cpu, server_cpu, ftp_cpu = time.process_time(), cpu_seconds(pid), ftp_thread(pid)
                 rate = uvloop.run(load.run(args.seconds, args.in_flight))
                 busy = (time.process_time() - cpu) / args.seconds  # the generator's own core
                 if load.mismatches:
                     raise SystemExit(f"{name}: {load.mismatches} files were not byte-exact")
-                if name == "fleetkey":
-                    fleetkey_retrs += load.retrs
+                retrs[name] += load.retrs
+                boots = max(load.boots, 1)
                 runs[name].append(
                     {
                         "boots_per_s": rate,
@@ -240,17 +270,49 @@ def main() -> None:
                         "failed": load.failures,
                         "generator_cpu": busy,
                         "time_wait": time_wait(),
+                        # the server's CPU per boot: the whole process (vsftpd: its listener
+                        # only, sessions are children) and fleetkey's FTP thread
+                        "cpu_ms_per_boot": (cpu_seconds(pid) - server_cpu) * 1000 / boots,
+                        "ftp_thread_ms_per_boot": (ftp_thread(pid) - ftp_cpu) * 1000 / boots,
                     }
                 )
     finally:
-        summary = stop_servers(servers)
+        summaries = stop_all(servers)
         shutil.rmtree(base, ignore_errors=True)
-    report(args, runs, summary, fleetkey_retrs)
+    report(args, runs, summaries, retrs)
     if args.profile is not None:
-        for name in ("fleetkey", "pyftpdlib"):
+        for name in (n for n in ("fleetkey", "fleetkey-before", "pyftpdlib") if n in names):
             print(f"\n{name}: where the time went (cProfile, by own time)")
             stats = pstats.Stats(str(args.profile / f"{name}.prof"))
             stats.sort_stats("tottime").print_stats(25)
+
+
+def ftp_thread(pid: int) -> float:
+    """CPU seconds of fleetkey's FTP thread (named fleetkey-ftp); 0 when there is none."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            if (task / "comm").read_text().strip() == FTP_THREAD:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / TICKS
+        except OSError:
+            continue
+    return 0.0
+
+
+def stop_all(servers: dict[str, subprocess.Popen[str]]) -> dict[str, str]:
+    """SIGTERM every server and wait; each fleetkey's stop summary (its last line), by name."""
+    for server in servers.values():
+        server.send_signal(signal.SIGTERM)
+    summaries: dict[str, str] = {}
+    for name, server in servers.items():
+        try:
+            out, _ = server.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            out, _ = server.communicate()
+        if name.startswith("fleetkey") and out:
+            summaries[name] = out.strip().splitlines()[-1]
+    return summaries
 
 
 def uptime() -> str:
@@ -266,28 +328,48 @@ def time_wait() -> int:
     return len(listed.stdout.splitlines())
 
 
-def report(
-    args: argparse.Namespace, runs: dict[str, list[dict[str, float]]], summary: str, retrs: int
-) -> None:
+def all_recorded(summary: str, retrs: int) -> bool:
+    """Whether a fleetkey's stop summary shows every transfer recorded (at least ``retrs``:
+    boots cut at a round's end leave RETRs that were sent and recorded too)."""
     match = re.search(
         r"(\d+) FTP transfers, (\d+) fetch records written, (\d+) not recorded", summary
     )
-    # the count of complete RETRs the generator saw is a floor: boots cut at a round's end
-    # leave RETRs that were sent and recorded too
-    recorded = (
+    return (
         match is not None
         and int(match.group(1)) == int(match.group(2))
         and int(match.group(1)) >= retrs
         and match.group(3) == "0"
     )
+
+
+def report(
+    args: argparse.Namespace,
+    runs: dict[str, list[dict[str, float]]],
+    summaries: dict[str, str],
+    retrs: dict[str, int],
+) -> None:
+    recorded = {name: all_recorded(summaries.get(name, ""), retrs[name]) for name in summaries}
     rates = {name: [run["boots_per_s"] for run in values] for name, values in runs.items()}
     medians = {name: statistics.median(values) for name, values in rates.items()}
-    ratios = {f"vs_{b}": medians["fleetkey"] / medians[b] for b in ("vsftpd", "pyftpdlib")}
+    cpu = {
+        name: {
+            key: statistics.median(run[key] for run in values)
+            for key in ("cpu_ms_per_boot", "ftp_thread_ms_per_boot")
+        }
+        for name, values in runs.items()
+    }
+    ratios = {
+        f"{name}_vs_{other}": medians[name] / medians[other]
+        for name in ("fleetkey", "fleetkey-before")
+        for other in ("vsftpd", "pyftpdlib", "fleetkey-before")
+        if name in medians and other in medians and name != other and medians[other]
+    }
     load = os.getloadavg()
     if args.json:
         print(json.dumps({"rounds": runs, "median_boots_per_s": medians, "ratios": ratios,
-                          "fleetkey": summary, "every_transfer_recorded": recorded,
-                          "load_average": load, "uptime": uptime()}, indent=2))  # fmt: skip
+                          "median_cpu_per_boot": cpu, "fleetkey": summaries,
+                          "every_transfer_recorded": recorded, "load_average": load,
+                          "uptime": uptime()}, indent=2))  # fmt: skip
         return
     low, high = ephemeral_ports()
     print(f"uptime: {uptime()}; ephemeral ports {low}-{high} ({high - low + 1:,})")
@@ -302,16 +384,24 @@ def report(
         generator = max(run["generator_cpu"] for run in runs[name])
         waiting = max(run["time_wait"] for run in runs[name])
         print(
-            f"  {name:<9} median {medians[name]:>7,.0f} boots/s ({medians[name] * 12:,.0f} "
+            f"  {name:<15} median {medians[name]:>7,.0f} boots/s ({medians[name] * 12:,.0f} "
             f"RETR/s)   rounds: {rounds}   ({lost:.0f} failed; generator busy "
             f"{generator:.0%} of its core at most; up to {waiting:,} sockets of 127.0.0.1 in "
             "TIME_WAIT after its rounds)"
         )
-    print(
-        f"  fleetkey: {ratios['vs_vsftpd']:.2f}x vsftpd (target 2)   "
-        f"{ratios['vs_pyftpdlib']:.2f}x bare pyftpdlib (target 0.8)"
-    )
-    print(f"  {summary}  (every transfer recorded: {'yes' if recorded else 'NO'})")
+        if name.startswith("fleetkey"):
+            thread, whole = cpu[name]["ftp_thread_ms_per_boot"], cpu[name]["cpu_ms_per_boot"]
+            print(
+                f"  {'':<15} CPU per boot (median of rounds): {whole:.2f} ms the whole server, "
+                + (f"{thread:.2f} ms its FTP thread" if thread else "FTP thread not named")
+            )
+    for key, value in ratios.items():
+        target = {"vsftpd": " (target 2)", "pyftpdlib": " (target 0.8)"}
+        other = key.split("_vs_")[1]
+        print(f"  {key.replace('_vs_', ' vs ')}: {value:.2f}x{target.get(other, '')}")
+    for name, summary in summaries.items():
+        print(f"  {name}: {summary}  (every transfer recorded: "
+              f"{'yes' if recorded[name] else 'NO'})")  # fmt: skip
 
 
 if __name__ == "__main__":

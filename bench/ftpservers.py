@@ -4,10 +4,13 @@ vsftpd runs anonymous on a throwaway configuration (never the system's), its tra
 pyftpdlib with one user, its command log off and a passive range (which it binds with
 SO_REUSEADDR); fleetkey with the shared factory login, its passive ports its default. With a
 profile directory, fleetkey's FTP thread and the whole pyftpdlib run under cProfile.
+``fleetkey-before`` is the same server from another commit's source (``--before REV``), on
+the same data directory, for a before/after comparison in one run.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -103,39 +106,67 @@ def wait_listening(port: int) -> None:
     raise SystemExit(f"nothing listens on port {port}")
 
 
+def before_source(base: Path, rev: str) -> Path:
+    """The ``src`` directory of commit ``rev`` of this repository, exported under ``base``."""
+    repo = Path(__file__).resolve().parent.parent
+    out = base / "before"
+    out.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", rev, "src"], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"--before {rev}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out / "src"
+
+
 def start_servers(
     base: Path,
     env: dict[str, str],
     tree: Path,
-    started: list[subprocess.Popen[str]],
+    started: dict[str, subprocess.Popen[str]],
+    names: list[str],
     profile: Path | None = None,
+    before: Path | None = None,
 ) -> dict[str, int]:
-    """All three, each pinned to core 0 and idle until its turn; fleetkey last (its summary)."""
-    vsftpd = shutil.which("vsftpd") or shutil.which("vsftpd", path="/usr/sbin")
-    if vsftpd is None:
-        raise SystemExit("bench/ftp.py needs vsftpd: apt-get install -y vsftpd")
-    ports = {"vsftpd": free_port(), "pyftpdlib": free_port()}
-    conf = base / "vsftpd.conf"
-    conf.write_text(VSFTPD_CONF.format(port=ports["vsftpd"], tree=tree, log=base / "xfer.log"))
-    started.append(subprocess.Popen(["taskset", "-c", "0", vsftpd, str(conf)], text=True))
-    script = base / "pyftpdlib_server.py"
-    script.write_text(PYFTPDLIB_SERVER)
-    command = [sys.executable, str(script), str(tree), str(ports["pyftpdlib"])]
-    fleetkey = FLEETKEY
-    if profile is not None:
-        command.append(str(profile / "pyftpdlib.prof"))
-        wrapper = base / "fleetkey_profiled.py"
-        wrapper.write_text(FLEETKEY_PROFILED)
-        fleetkey = [sys.executable, str(wrapper), str(profile / "fleetkey.prof")]
-    started.append(subprocess.Popen(["taskset", "-c", "0", *command], text=True))
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", *fleetkey, "serve", "--http", "off", "--ftp", "127.0.0.1:0",
-         "--ftp-shared-login", f"{USER}:{USER}", "--ftp-max-connections", "4096"],
-        env=env, stdout=subprocess.PIPE, stderr=(base / "fleetkey.err").open("w"), text=True,
-    )  # fmt: skip  # stderr to a file: a full pipe would stop the server
-    started.append(server)
-    assert server.stdout is not None
-    ports["fleetkey"] = int(server.stdout.readline().split()[2].rsplit(":", 1)[1])
+    """Those of ``names``, each pinned to core 0 and idle until its turn."""
+    ports: dict[str, int] = {}
+    if "vsftpd" in names:
+        vsftpd = shutil.which("vsftpd") or shutil.which("vsftpd", path="/usr/sbin")
+        if vsftpd is None:
+            raise SystemExit("bench/ftp.py needs vsftpd: apt-get install -y vsftpd")
+        ports["vsftpd"] = free_port()
+        conf = base / "vsftpd.conf"
+        conf.write_text(VSFTPD_CONF.format(port=ports["vsftpd"], tree=tree, log=base / "xfer.log"))
+        started["vsftpd"] = subprocess.Popen(["taskset", "-c", "0", vsftpd, str(conf)], text=True)
+    if "pyftpdlib" in names:
+        ports["pyftpdlib"] = free_port()
+        script = base / "pyftpdlib_server.py"
+        script.write_text(PYFTPDLIB_SERVER)
+        command = [sys.executable, str(script), str(tree), str(ports["pyftpdlib"])]
+        if profile is not None:
+            command.append(str(profile / "pyftpdlib.prof"))
+        started["pyftpdlib"] = subprocess.Popen(["taskset", "-c", "0", *command], text=True)
+    for name in ("fleetkey", "fleetkey-before"):
+        if name not in names:
+            continue
+        fleetkey = FLEETKEY
+        if profile is not None:
+            wrapper = base / "fleetkey_profiled.py"
+            wrapper.write_text(FLEETKEY_PROFILED)
+            fleetkey = [sys.executable, str(wrapper), str(profile / f"{name}.prof")]
+        own = dict(env)
+        if name == "fleetkey-before":
+            assert before is not None  # --before names it
+            own["PYTHONPATH"] = os.pathsep.join(filter(None, [str(before), env.get("PYTHONPATH")]))
+        server = subprocess.Popen(
+            ["taskset", "-c", "0", *fleetkey, "serve", "--http", "off", "--ftp", "127.0.0.1:0",
+             "--ftp-shared-login", f"{USER}:{USER}", "--ftp-max-connections", "4096"],
+            env=own, stdout=subprocess.PIPE, stderr=(base / f"{name}.err").open("w"), text=True,
+        )  # fmt: skip  # stderr to a file: a full pipe would stop the server
+        started[name] = server
+        assert server.stdout is not None
+        ports[name] = int(server.stdout.readline().split()[2].rsplit(":", 1)[1])
     for port in ports.values():
         wait_listening(port)
     return ports

@@ -86,6 +86,15 @@ _OPTIONS = [
         metavar="SECONDS",
         help="An FTP session with no command for this long is closed (421).",
     ),
+    click.option(
+        "--ftp-data-timeout",
+        default=30.0,
+        show_default=True,
+        type=click.FloatRange(1),
+        metavar="SECONDS",
+        help="An FTP data connection that moves no byte, or does not come, for this long is "
+        "closed (421; the transfer is recorded as cut).",
+    ),
 ]
 
 
@@ -108,6 +117,7 @@ def ftp_settings(
     ftp_per_address: int,
     ftp_max_logins: int,
     ftp_idle_timeout: float,
+    ftp_data_timeout: float,
     cert: Path | None,
     key: Path | None,
 ) -> tuple[tuple[str, int] | None, FtpSettings]:
@@ -145,6 +155,7 @@ def ftp_settings(
         per_address=ftp_per_address,
         max_logins=ftp_max_logins,
         idle_s=ftp_idle_timeout,
+        data_s=ftp_data_timeout,
     )
 
 

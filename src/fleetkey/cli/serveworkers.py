@@ -62,7 +62,7 @@ workers_option = click.option(
     default="1",
     show_default=True,
     help="Serving processes on the same addresses ('auto': one per core), started, restarted "
-    "and stopped by one supervisor; FTP is served by the first only.",
+    "and stopped by one supervisor.",
 )
 
 
@@ -93,7 +93,8 @@ def serve_workers(store: Store, settings: ServeSettings, pool: Pool, serving: Se
             mine = dataclasses.replace(
                 settings,
                 listeners=sockets,
-                ftp=settings.ftp if index == 0 else None,
+                # passive listeners kept between transfers: each worker its share of the range
+                ftp_settings=dataclasses.replace(settings.ftp_settings, workers=pool.workers),
                 auth_secret=secret,  # a nonce one worker gave is good at the others
             )
             waiting = set(sockets)

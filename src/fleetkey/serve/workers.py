@@ -1,13 +1,14 @@
 """``fleetkey serve --workers N``: N serving processes on the same addresses, one supervisor.
 
 The supervisor binds every listener before any worker exists (a port in use is said once, and
-nothing starts): for HTTP, HTTPS and TFTP one socket per worker on the same port with
-``SO_REUSEPORT``, so the kernel spreads connections (TCP) and request datagrams (TFTP) over
-the workers, every request of one address to the same worker (serve/steering.py); FTP one
-socket, served by the first worker only (see docs/serve.md). It keeps those sockets open while
-it runs and forks the workers, each of which serves its own socket: when a worker dies its
-socket stays bound, what arrives meanwhile waits in its queue, and the worker
-started in its place (at once; after a pause if it died young) answers it.
+nothing starts): one socket per worker on the same port with ``SO_REUSEPORT``, so the kernel
+spreads connections (TCP: HTTP, HTTPS, FTP's control connections) and request datagrams
+(TFTP) over the workers, every request of one address to the same worker
+(serve/steering.py). An FTP session's passive listeners are its worker's own, bound to a
+port no other socket listens on, so its data connection reaches that worker. It keeps those
+sockets open while it runs and forks the workers, each of which serves its own socket: when
+a worker dies its socket stays bound, what arrives meanwhile waits in its queue, and the
+worker started in its place (at once; after a pause if it died young) answers it.
 
 Each worker is a whole ``ServerRunner`` with its own record writer, view and counters: on
 PostgreSQL each writes on its own connection, on SQLite the writers take turns at the
@@ -59,7 +60,7 @@ class Listener:
     scheme: str  # http, https, tftp, ftp
     host: str
     port: int  # the port bound (port 0 asked: the one the kernel chose)
-    sockets: tuple[socket.socket, ...]  # one per worker; FTP: one, the first worker's
+    sockets: tuple[socket.socket, ...]  # one per worker
 
 
 def bind_listeners(
@@ -74,7 +75,7 @@ def bind_listeners(
     try:
         for scheme, address in addresses.items():
             if address is not None:
-                bound[scheme] = _bind(scheme, *address, 1 if scheme == "ftp" else workers)
+                bound[scheme] = _bind(scheme, *address, workers)
                 many = bound[scheme].sockets
                 if len(many) > 1 and not steer(many[0], len(many), proxies):
                     log.warning("%s: requests are spread by the kernel's hash", scheme.upper())

@@ -30,6 +30,7 @@ from tests.serving import (
     SP_MAC,
     SPIP_LOGIN,
     VVX_LOGIN,
+    Control,
     FtpServer,
     fleet_env,
     make_fleet,
@@ -48,37 +49,6 @@ def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     server = start_ftp(data, env)
     yield server
     server.running.stop()
-
-
-class Control:
-    """A raw FTP control connection: one line out, the whole reply back."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.file = self.sock.makefile("rb")
-        self.banner = self.reply()
-
-    def send(self, line: bytes | str) -> str:
-        raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
-        self.sock.sendall(raw + b"\r\n")
-        return self.reply()
-
-    def reply(self) -> str:
-        first = self.file.readline().decode().rstrip("\r\n")
-        line = first
-        while len(line) < 4 or not (line[:3] == first[:3] and line[3] == " "):
-            line = self.file.readline().decode().rstrip("\r\n")
-            if not line:
-                break
-        return line
-
-    def login(self, user: str = VVX_LOGIN[0], password: str = VVX_LOGIN[1]) -> None:
-        assert self.send(f"USER {user}").startswith("331")
-        assert self.send(f"PASS {password}") == "230 Logged in."
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -60,7 +60,12 @@ def test_bad_ftp_options_are_refused_clearly(
 
 @pytest.mark.parametrize(
     "args",
-    [("--ftp", ":0", "--ftp-max-connections", "many"), ("--ftp", ":0", "--ftp-max-logins", "0")],
+    [
+        ("--ftp", ":0", "--ftp-max-connections", "many"),
+        ("--ftp", ":0", "--ftp-max-logins", "0"),
+        ("--ftp", ":0", "--ftp-data-timeout", "0.5"),
+        ("--ftp", ":0", "--ftp-data-timeout", "soon"),
+    ],
 )
 def test_malformed_ftp_numbers_are_usage_errors(tmp_path: Path, args: tuple[str, ...]) -> None:
     result = serve(tmp_path, *args)

@@ -257,25 +257,59 @@ def tftp_from(source: str, port: int, name: str) -> bytes:
             if len(packet) - 4 < 512:
                 return received
 
-    def test_ftp_is_served_by_the_first_worker_and_counted_in_the_totals(
+    def test_ftp_is_served_by_every_worker_and_counted_in_the_totals(
         self, fleet: tuple[Path, dict[str, str]]
     ) -> None:
+        """Sessions from 16 addresses, each held open after a download: the kernel spreads
+        them over both workers (each address to one), every passive data connection reaches
+        the worker that opened its listener, and the totals count every transfer."""
         data, env = fleet
         served = start_ftp(data, env, "--workers", "2", "--ftp-shared-login", "PlcmSpIp:PlcmSpIp")
         license_file = (data / "provisioning" / f"{MAC}-license.cfg").read_bytes()
+        clients = []
         try:
-            for _ in range(4):  # a session each: whichever worker HTTP went to, one FTP
-                with ftplib.FTP(timeout=30) as client:  # noqa: S321  # FTP is under test
-                    client.connect("127.0.0.1", served.port)
-                    client.login("PlcmSpIp", "PlcmSpIp")
+            for last in range(1, 17):
+                client = ftplib.FTP(timeout=30, source_address=(f"127.0.0.{last}", 0))  # noqa: S321
+                clients.append(client)
+                client.connect("127.0.0.1", served.port)
+                client.login("PlcmSpIp", "PlcmSpIp")
+                for _ in range(2):  # the second on the listener its session kept
                     body = io.BytesIO()
                     client.retrbinary(f"RETR {MAC}-license.cfg", body.write)
                     assert body.getvalue() == license_file
+            owners = session_owners(workers_of(served.running), served.port)
+            assert len(owners) == 16
+            assert len(set(owners.values())) == 2  # both workers hold sessions
+            for client in clients:
+                client.quit()
         finally:
             out, _ = stopped(served.running)
         line = out.strip().splitlines()[-1]
-        assert "4 FTP transfers" in line
-        assert totals(line)[1:] == (4, 0)
+        assert "32 FTP transfers" in line
+        assert totals(line)[1:] == (32, 0)
+
+
+def session_owners(workers: list[int], port: int) -> dict[str, int]:
+    """The worker holding each established FTP control connection on ``port``, by the
+    client's address (from /proc/net/tcp and the workers' descriptors)."""
+    inodes: dict[str, str] = {}
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if state == "01" and int(local.split(":")[1], 16) == port:
+            packed = bytes.fromhex(remote.split(":")[0])[::-1]  # little-endian IPv4
+            inodes[inode] = socket.inet_ntoa(packed)
+    owners: dict[str, int] = {}
+    for pid in workers:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            inode = target[len("socket:[") : -1] if target.startswith("socket:[") else None
+            if inode in inodes:
+                owners[inodes[inode]] = pid
+    return owners
 
 
 class TestIdentity:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetkey.serve.ftp.server import PORT_RANGE_FILE, bind_passive, ephemeral_ports
+from fleetkey.serve.ftp.passive import PORT_RANGE_FILE, bind_passive, ephemeral_ports
 
 
 def free_port() -> int:

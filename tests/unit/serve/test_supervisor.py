@@ -37,11 +37,14 @@ class TestListeners:
         finally:
             close_listeners(bound)
 
-    def test_ftp_has_one_socket_whatever_the_workers(self) -> None:
+    def test_ftp_has_a_socket_per_worker_on_one_port(self) -> None:
         bound = bind_listeners({"ftp": ("127.0.0.1", 0), "https": None}, 4)
         try:
             assert list(bound) == ["ftp"]
-            assert len(bound["ftp"].sockets) == 1
+            ftp = bound["ftp"]
+            assert len(ftp.sockets) == 4
+            assert {s.getsockname()[1] for s in ftp.sockets} == {ftp.port}
+            assert all(s.type == socket.SOCK_STREAM for s in ftp.sockets)
         finally:
             close_listeners(bound)
 

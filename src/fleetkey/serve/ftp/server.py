@@ -18,11 +18,10 @@ Commands: everything a phone and the usual clients use (``USER``/``PASS``, ``PAS
 from __future__ import annotations
 
 import asyncio
-import errno
-import itertools
+import contextlib
+import ctypes
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -34,7 +33,6 @@ from typing import Any, Final
 from pyftpdlib import ioloop as pyftpdlib_ioloop
 from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.handlers import DTPHandler, FTPHandler
-from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
 from pyftpdlib.ioloop import Epoll
 from pyftpdlib.servers import FTPServer
 
@@ -42,22 +40,23 @@ from fleetkey.clock import Clock
 from fleetkey.serve.addresses import Addresses
 from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline
+from fleetkey.serve.ftp.control import Deadlines
+from fleetkey.serve.ftp.data import DataMixin
 from fleetkey.serve.ftp.files import VirtualFS
 from fleetkey.serve.ftp.logins import Logins, SharedLogin
-from fleetkey.serve.ftp.session import DataMixin, SessionMixin
+from fleetkey.serve.ftp.passive import Keeping, PassiveListener, ephemeral_ports
+from fleetkey.serve.ftp.session import SessionMixin
 from fleetkey.serve.listen import listen_error
 from fleetkey.serve.recorder import Recorder, RecordQueue
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.view import ViewSource
 
 PERMISSIONS: Final = "elrwa"  # list, read, store, append: nothing that changes the tree
+THREAD_NAME: Final = "fleetkey-ftp"  # also the OS thread's (ps -L, top -H, /proc: bench/ftp.py)
+PR_SET_NAME: Final = 15  # linux/prctl.h: the calling thread's name
 POLL_S: Final = 0.2  # how often the FTP thread looks at the stop flag
 FORGET_EVERY_S: Final = 60.0  # addresses not heard from within the hold time are dropped
 BANNER: Final = "fleetkey provisioning FTP ready."
-PORT_RANGE_FILE: Final = "/proc/sys/net/ipv4/ip_local_port_range"
-LINUX_EPHEMERAL: Final = (32768, 60999)  # Linux's default ip_local_port_range
-PASSIVE_TRIES: Final = 16  # random ports tried before the range is scanned in order
-_ports = random.Random()  # noqa: S311  # not a secret: data connections from strangers are refused
 log = logging.getLogger(__name__)
 
 
@@ -90,6 +89,7 @@ class FtpSettings:
     idle_s: float = 60.0  # a control connection without a command
     data_s: float = 30.0  # a data connection without progress, or not made
     login_delay_s: float = 1.0  # before a failed login is answered
+    workers: int = 1  # serve --workers: processes sharing the passive range
 
 
 @dataclass(slots=True)
@@ -160,6 +160,8 @@ class FtpService:
         self.counters = FtpCounters(logins=self.logins.outcomes)
         self.pending_logins = 0
         self.passive_ports = settings.passive or ephemeral_ports()
+        self.keeping = Keeping(self.passive_ports, settings.workers)
+        self.deadlines = Deadlines(settings.idle_s, settings.data_s)
         self._tree = str(pipeline.tree.root)
         self.handler = self._handler_class()
 
@@ -190,7 +192,11 @@ class FtpService:
                 | SSL.OP_NO_TLSv1
                 | SSL.OP_NO_TLSv1_1,
             }
-        data_class = type("FleetkeyData", (DataMixin, data), {"timeout": settings.data_s})
+        data_class = type(
+            "FleetkeyData",
+            (DataMixin, data),
+            {"timeout": 0, "fk_direct": settings.tls is None},  # timeouts: Deadlines
+        )
         commands = {
             name: spec
             for name, spec in control.proto_cmds.items()
@@ -206,13 +212,14 @@ class FtpService:
                 "dtp_handler": data_class,
                 "proto_cmds": commands,
                 "banner": BANNER,
-                "timeout": settings.idle_s,
+                "timeout": 0,  # serve.ftp.control: one sweep, not a timer per connection
                 "auth_failed_timeout": settings.login_delay_s,
                 "masquerade_address": settings.masquerade,
                 "passive_dtp": PassiveListener,
                 "passive_ports": None,  # PassiveListener picks them (service.passive_ports)
                 "permit_foreign_addresses": False,  # PORT/EPRT: the client's own address only
                 "permit_privileged_ports": False,
+                "fk_cork": settings.tls is None,
                 **extra,
             },
         )
@@ -233,65 +240,6 @@ class FtpService:
 
     def upload_path(self, mac: str, name: str) -> str:
         return os.path.join(self.uploads, mac, f"{mac}-{name.split('-', 1)[1]}")
-
-
-def ephemeral_ports() -> tuple[int, int]:
-    """The kernel's ephemeral port range (where it would pick a port itself)."""
-    try:
-        with open(PORT_RANGE_FILE) as handle:
-            first, last = (int(part) for part in handle.read().split())
-    except (OSError, ValueError):
-        return LINUX_EPHEMERAL
-    return (first, last) if 1024 <= first <= last <= 65535 else LINUX_EPHEMERAL
-
-
-def bind_passive(sock: Any, host: str, ports: tuple[int, int]) -> None:
-    """Bind a passive listener to a port of ``ports``, with ``SO_REUSEADDR``.
-
-    The server ends each download's data connection (stream mode: its close is the end of the
-    file), so each leaves its port in TIME_WAIT for 60 s on the server's side. Bound to port 0,
-    the kernel never picks such a port: a boot storm's 12 data connections per phone used up
-    the 28,232 ephemeral ports of 127.0.0.1 within a minute and passive mode stalled (and every
-    other program on the host found no port either). A port named explicitly with
-    ``SO_REUSEADDR``, on a listener whose connections inherit it, may be bound again while
-    connections on it wait out TIME_WAIT (their four-tuples differ). A few random ports, then
-    the range in order from a random start; ``OSError`` EADDRINUSE when none is free.
-    """
-    first, last = ports
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    count = last - first + 1
-    start = _ports.randrange(count)
-    tries = (first + _ports.randrange(count) for _ in range(min(PASSIVE_TRIES, count)))
-    in_order = (first + (start + i) % count for i in range(count))  # each made when needed
-    for port in itertools.chain(tries, in_order):
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
-                raise
-        else:
-            return
-    raise OSError(errno.EADDRINUSE, f"no free passive port in {first}-{last}")
-
-
-class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
-    """pyftpdlib's passive listener, bound by ``bind_passive`` to the service's ports; when
-    every one of them is taken, the PASV/EPSV is refused (425) and the session goes on."""
-
-    def __init__(self, cmd_channel: Any, extmode: bool = False) -> None:
-        try:
-            super().__init__(cmd_channel, extmode)
-        except OSError as exc:
-            self.close()
-            cmd_channel.respond_w_warning(f"425 Can't open data channel: {exc.strerror}.")
-
-    def bind(self, addr: tuple[str, int]) -> None:
-        host, port = addr
-        if port != 0:
-            super().bind(addr)
-            return
-        bind_passive(self.socket, host, self.cmd_channel.service.passive_ports)
-        self.addr = self.socket.getsockname()
 
 
 class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped
@@ -324,11 +272,19 @@ class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped
                 pyftpdlib_ioloop.asyncore.write(owner)
 
 
+class _Server(FTPServer):  # type: ignore[misc]  # pyftpdlib is untyped
+    """pyftpdlib's server, whose connection count leaves out the passive listeners sessions
+    keep between transfers (``serve.ftp.passive``): they take no connection then."""
+
+    def _map_len(self) -> int:
+        return len(self.ioloop.socket_map) - int(self.handler.service.keeping.idle)
+
+
 class _Listener:
     def __init__(self, service: FtpService, host: str, port: int, sock: Any = None) -> None:
         self.ioloop = _Poller()
         try:
-            self.server = FTPServer(sock or (host, port), service.handler, self.ioloop, 512)
+            self.server = _Server(sock or (host, port), service.handler, self.ioloop, 512)
         except OSError as exc:
             self.ioloop.close()
             # pyftpdlib raises OSError(the bind's own error): errno and words are inside
@@ -340,9 +296,11 @@ class _Listener:
         self.port = int(self.server.socket.getsockname()[1])
         self.stop = threading.Event()
         addresses = service.pipeline.addresses  # the thread's own: forgotten on the thread
+        self.ioloop.call_every(service.deadlines.every, service.deadlines.sweep)
         self.ioloop.call_every(FORGET_EVERY_S, lambda: addresses.forget_older(time.perf_counter()))
 
     def run(self) -> None:
+        _name_os_thread(THREAD_NAME)
         try:
             while not self.stop.is_set():
                 self.ioloop.loop(POLL_S, blocking=False)  # serve_forever logs every call
@@ -350,6 +308,13 @@ class _Listener:
             log.exception("the FTP server failed; FTP is not served any more")
         finally:
             self.server.close_all()  # transfers cut here are recorded as 499
+
+
+def _name_os_thread(name: str) -> None:
+    """Give the calling thread ``name`` in the kernel too, so its CPU can be told apart from
+    the event loop's; Linux only (prctl), elsewhere a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 async def serve_ftp(
@@ -363,7 +328,7 @@ async def serve_ftp(
 ) -> None:
     """Listen (on ``sock`` if given: serve --workers) until ``stop``; sessions then end (cut)."""
     listener = _Listener(service, host, port, sock)
-    thread = threading.Thread(target=listener.run, name="fleetkey-ftp", daemon=True)
+    thread = threading.Thread(target=listener.run, name=THREAD_NAME, daemon=True)
     thread.start()
     ready(host, listener.port)
     try:

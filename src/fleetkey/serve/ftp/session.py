@@ -19,13 +19,14 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from pyftpdlib.filesystems import FilesystemError
 
 from fleetkey.errors import UploadRefusedError
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Ruling, shape_of
+from fleetkey.serve.ftp.control import ControlMixin
 from fleetkey.serve.ftp.files import MemoryFile, UploadBuffer, names_a_stranger
 from fleetkey.serve.recorder import ADMIT
 from fleetkey.serve.uploads import store_upload
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from fleetkey.serve.ftp.server import FtpService
 
 RETRY_S: Final = 5
-MAX_LINE: Final = 2048  # bytes of a command line (pyftpdlib's limit)
 _LICENSE_NAMES: Final = ("000000000000-license.cfg",)
 _PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
 
@@ -48,7 +48,7 @@ class Transfer:
     file: io.IOBase
 
 
-class SessionMixin:
+class SessionMixin(ControlMixin):
     """What fleetkey adds to pyftpdlib's control-channel handler."""
 
     service: FtpService
@@ -80,6 +80,8 @@ class SessionMixin:
             return
         service.pending_logins += 1
         self.fk_counted_login = True
+        self.fk_last = time.monotonic()
+        service.deadlines.sessions.add(self)
         super().handle()  # type: ignore[misc]
 
     def handle_max_cons(self) -> None:
@@ -105,7 +107,12 @@ class SessionMixin:
             self.service.pending_logins -= 1
 
     def close(self) -> None:
+        if self.fk_held:
+            self._flush_held()
         if not getattr(self, "_closed", True) and hasattr(self, "fk_open"):
+            if self.fk_listener is not None:
+                self.fk_listener.close()
+                self.fk_listener = None
             data = getattr(self, "data_channel", None)
             if data is not None:  # a transfer under way is recorded by its data channel
                 data.close()
@@ -119,37 +126,8 @@ class SessionMixin:
             if self.fk_active:
                 self.fk_active = False
                 self.service.counters.active -= 1
+            self.service.deadlines.sessions.discard(self)
         super().close()  # type: ignore[misc]
-
-    def log(self, msg: str, logfun: Any = _PYFTPDLIB.info) -> None:
-        """pyftpdlib logs every reply and transfer at INFO, formatting its session prefix
-        first; not when the level is off (~4 % of a boot's server time, profiled)."""
-        quiet = not _PYFTPDLIB.isEnabledFor(logging.INFO)
-        if quiet and logfun in (_PYFTPDLIB.info, _PYFTPDLIB.debug):
-            return
-        super().log(msg, logfun)  # type: ignore[misc]
-
-    # --- command lines
-
-    def collect_incoming_data(self, data: bytes) -> None:
-        """pyftpdlib answers an overlong line at 2 KiB and then its rest as another command
-        (``500 Command "" not understood.``): one answer per line, the rest dropped."""
-        if getattr(self, "fk_overlong", False):
-            return
-        if self._in_buffer_len + len(data) > MAX_LINE:  # type: ignore[has-type]
-            self.fk_overlong = True
-            self._in_buffer: list[bytes] = []
-            self._in_buffer_len = 0
-            self.respond("500 Command too long.")  # type: ignore[attr-defined]
-            return
-        self._in_buffer.append(data)
-        self._in_buffer_len += len(data)
-
-    def found_terminator(self) -> None:
-        if getattr(self, "fk_overlong", False):
-            self.fk_overlong = False
-            return
-        super().found_terminator()  # type: ignore[misc]
 
     # --- commands pyftpdlib would map onto a parent directory
 
@@ -353,33 +331,3 @@ def _command(mode: str) -> str:
 def _with_mac(ruling: Ruling, mac: str | None, shared: bool) -> Ruling:
     """A refusal made before the pipeline ruled, said of the session's phone."""
     return ruling if mac is None else ruling._replace(mac=mac, via="name" if shared else "login")
-
-
-class DataMixin:
-    """What fleetkey adds to pyftpdlib's data-channel handler: the transfer's end.
-
-    Its ``repr`` is short: pyftpdlib formats it for a debug line (logged or not) at each close,
-    and its own walked the session's state (~3 % of a boot's server time, profiled)."""
-
-    def __repr__(self) -> str:
-        return f"<FTP data channel {id(self):#x}>"
-
-    cmd_channel: Any
-    receive: bool
-    transfer_finished: bool
-    _closed: bool
-    _resp: tuple[str, Any] | None
-    file_obj: Any
-
-    def close(self) -> None:
-        if not self._closed:
-            channel = self.cmd_channel
-            session = channel if isinstance(channel, SessionMixin) else None
-            file = getattr(self, "file_obj", None)
-            transfer = session.fk_ending(file) if session is not None and file else None
-            if session is not None and transfer is not None:
-                moved = self.get_transmitted_bytes()  # type: ignore[attr-defined]
-                reply = session.fk_closing(transfer, self.transfer_finished, moved)
-                if reply is not None:
-                    self._resp = (reply, _PYFTPDLIB.info)
-        super().close()  # type: ignore[misc]

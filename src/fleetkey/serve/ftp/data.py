@@ -1,0 +1,101 @@
+"""An FTP data channel: what fleetkey adds to pyftpdlib's, the end of a transfer and its record.
+
+When a data channel closes, its session (``serve.ftp.session``) records the transfer (complete
+or not) and stores a complete upload. A body held in memory (a posted license, a tree file up
+to 64 KiB) in binary mode is sent with one ``send`` at once, and the channel closes right after
+when all of it went: pyftpdlib would wrap it in a producer, ask epoll for writability, send it
+at the next turn of its loop and close at the one after. Whatever the socket did not take goes
+the usual way (asynchat's queue, on writability). Files from disk, ASCII mode and FTPS keep
+pyftpdlib's path (``sendfile``, its producers, TLS).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any, Final
+
+from pyftpdlib.handlers.ftp.producers import FileProducer
+
+from fleetkey.serve.ftp.files import MemoryFile
+from fleetkey.serve.ftp.session import SessionMixin
+
+_PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
+
+
+class DataMixin:
+    """Mixed into pyftpdlib's ``DTPHandler`` (or ``TLS_DTPHandler``) by ``serve.ftp.server``.
+
+    Its ``repr`` is short: pyftpdlib formats it for a debug line (logged or not) at each close,
+    and its own walked the session's state (~3 % of a boot's server time, profiled)."""
+
+    fk_direct: bool = True  # False on FTPS: TLS data goes pyftpdlib's way
+    fk_all_sent: bool = False  # an in-memory body went with one send
+    fk_moved: int = -1  # bytes moved when the deadline sweep last saw it move
+    fk_since: float = 0.0  # and when (serve.ftp.control)
+
+    def __repr__(self) -> str:
+        return f"<FTP data channel {id(self):#x}>"
+
+    cmd_channel: Any
+    receive: bool
+    transfer_finished: bool
+    producer_fifo: Any
+    _closed: bool
+    _resp: tuple[str, Any] | None
+    file_obj: Any
+
+    def use_sendfile(self) -> bool:
+        if isinstance(self.file_obj, io.BytesIO):
+            return False  # no descriptor (pyftpdlib learns it from an exception)
+        return bool(super().use_sendfile())  # type: ignore[misc]
+
+    def push_with_producer(self, producer: Any) -> None:
+        if not self._send_at_once(producer):
+            super().push_with_producer(producer)  # type: ignore[misc]
+
+    def _send_at_once(self, producer: Any) -> bool:
+        """Send an in-memory body in binary mode now (module docstring); False: not such."""
+        if (
+            not self.fk_direct
+            or type(producer) is not FileProducer
+            or producer._data_wrapper is not None
+            or type(producer.file) is not MemoryFile
+        ):
+            return False
+        body = producer.file.read()  # from REST's position
+        if not body:
+            return False
+        self._initialized = True
+        fifo = self.producer_fifo
+        fifo.append(body)  # queued first: a client gone during the send left it unfinished
+        sent = self.send(body)  # type: ignore[attr-defined]  # counts the bytes; 0 if it would block
+        if self._closed:
+            return True
+        if sent >= len(body):
+            fifo.clear()
+            self.fk_all_sent = True  # the close_when_done that follows ends the transfer
+            return True
+        fifo[0] = body[sent:]
+        self.modify_ioloop_events(self.ioloop.WRITE)  # type: ignore[attr-defined]
+        self._wanted_io_events = self.ioloop.WRITE  # type: ignore[attr-defined]
+        return True
+
+    def close_when_done(self) -> None:
+        if self.fk_all_sent:
+            self.handle_close()  # type: ignore[attr-defined]  # complete: nothing is queued
+        else:
+            super().close_when_done()  # type: ignore[misc]
+
+    def close(self) -> None:
+        if not self._closed:
+            channel = self.cmd_channel
+            session = channel if isinstance(channel, SessionMixin) else None
+            file = getattr(self, "file_obj", None)
+            transfer = session.fk_ending(file) if session is not None and file else None
+            if session is not None and transfer is not None:
+                moved = self.get_transmitted_bytes()  # type: ignore[attr-defined]
+                reply = session.fk_closing(transfer, self.transfer_finished, moved)
+                if reply is not None:
+                    self._resp = (reply, _PYFTPDLIB.info)
+        super().close()  # type: ignore[misc]

@@ -1,0 +1,192 @@
+"""Passive data connections: where their listeners bind, and one listener kept per session.
+
+A boot is a dozen ``EPSV`` + ``RETR`` on one control connection. pyftpdlib makes a listener
+for each ``EPSV`` (a socket, a bind, a listen, epoll, a close: a fifth of a transfer's server
+time, profiled) and closes it at the first connection. Here a session keeps its listener after
+its data connection came and names the same port at its next ``EPSV``/``PASV``: RFC 959 lets
+the server name any port, and the four-tuples still differ (the client's port changes), so
+ports in TIME_WAIT do not matter. Between transfers the kept listener takes no connection
+(one that comes is closed at once) and is not counted among the server's connections; a
+listener waiting for its connection is, as pyftpdlib's. Listeners are kept only while they
+hold at most a quarter of the passive range (``--ftp-passive``; with ``serve --workers N``
+each worker a quarter of its Nth), so a narrow range still serves as many sessions at once as
+before; beyond that, a listener closes at its connection.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import random
+import socket
+import time
+from typing import Any, Final
+
+from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
+from pyftpdlib.ioloop import Acceptor
+
+PORT_RANGE_FILE: Final = "/proc/sys/net/ipv4/ip_local_port_range"
+LINUX_EPHEMERAL: Final = (32768, 60999)  # Linux's default ip_local_port_range
+PASSIVE_TRIES: Final = 16  # random ports tried before the range is scanned in order
+KEPT_SHARE: Final = 4  # kept listeners hold at most 1/KEPT_SHARE of the passive range
+_ports = random.Random()  # noqa: S311  # not a secret: data connections from strangers are refused
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's ephemeral port range (where it would pick a port itself)."""
+    try:
+        with open(PORT_RANGE_FILE) as handle:
+            first, last = (int(part) for part in handle.read().split())
+    except (OSError, ValueError):
+        return LINUX_EPHEMERAL
+    return (first, last) if 1024 <= first <= last <= 65535 else LINUX_EPHEMERAL
+
+
+def bind_passive(sock: Any, host: str, ports: tuple[int, int]) -> None:
+    """Bind a passive listener to a port of ``ports``, with ``SO_REUSEADDR``.
+
+    The server ends each download's data connection (stream mode: its close is the end of the
+    file), so each leaves its port in TIME_WAIT for 60 s on the server's side. Bound to port 0,
+    the kernel never picks such a port: a boot storm's 12 data connections per phone used up
+    the 28,232 ephemeral ports of 127.0.0.1 within a minute and passive mode stalled (and every
+    other program on the host found no port either). A port named explicitly with
+    ``SO_REUSEADDR``, on a listener whose connections inherit it, may be bound again while
+    connections on it wait out TIME_WAIT (their four-tuples differ). A few random ports, then
+    the range in order from a random start; ``OSError`` EADDRINUSE when none is free.
+    """
+    first, last = ports
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    count = last - first + 1
+    start = _ports.randrange(count)
+    tries = (first + _ports.randrange(count) for _ in range(min(PASSIVE_TRIES, count)))
+    in_order = (first + (start + i) % count for i in range(count))  # each made when needed
+    for port in itertools.chain(tries, in_order):
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+        else:
+            return
+    raise OSError(errno.EADDRINUSE, f"no free passive port in {first}-{last}")
+
+
+class Keeping:
+    """The service's count of kept listeners (FTP thread only)."""
+
+    def __init__(self, ports: tuple[int, int], workers: int = 1) -> None:
+        self.cap = (ports[1] - ports[0] + 1) // (KEPT_SHARE * workers)  # each worker its share
+        self.kept = 0  # listeners kept past their first connection
+        self.idle = 0  # of them, waiting for no connection (not counted as connections)
+
+
+class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
+    """A passive listener bound by ``bind_passive`` to the service's ports, kept by its session
+    for the next ``EPSV``/``PASV`` (module docstring). When every port of the range is taken,
+    the command is refused (425) and the session goes on."""
+
+    def __init__(self, cmd_channel: Any, extmode: bool = False) -> None:
+        # PassiveDTP.__init__ less its dual-stack probe (a getaddrinfo and a socket more per
+        # EPSV): the listener takes the control connection's own family and address
+        self.cmd_channel = cmd_channel
+        self.log = cmd_channel.log
+        self.log_exception = cmd_channel.log_exception
+        self.fk_kept = self.fk_armed = False
+        self.fk_armed_at = 0.0  # when it began to wait (serve.ftp.control times it out)
+        Acceptor.__init__(self, ioloop=cmd_channel.ioloop)
+        local_ip = cmd_channel.fk_local_ip()
+        try:
+            self.create_socket(cmd_channel.fk_family, socket.SOCK_STREAM)
+            bind_passive(self.socket, local_ip, cmd_channel.service.passive_ports)
+            self.listen(self.backlog or cmd_channel.server.backlog)
+        except OSError as exc:
+            self.close()
+            cmd_channel.respond_w_warning(f"425 Can't open data channel: {exc.strerror}.")
+            return
+        self.addr = self.socket.getsockname()
+        self.fk_port = int(self.addr[1])
+        self.fk_arm(extmode)
+
+    def __repr__(self) -> str:  # formatted for pyftpdlib's debug line at each close
+        return f"<FTP passive listener {id(self):#x}>"
+
+    def fk_arm(self, extmode: bool) -> None:
+        """Name this listener's port (227/229) and wait for one data connection."""
+        channel = self.cmd_channel
+        if self.fk_kept:
+            channel.service.keeping.idle -= 1
+        self.fk_armed = True
+        port = self.fk_port
+        if extmode:
+            channel.respond(f"229 Entering extended passive mode (|||{port}|).")
+        else:
+            ip = channel.fk_passive_ip()
+            channel.respond(
+                f"227 Entering passive mode ({ip.replace('.', ',')},{port // 256},{port % 256})."
+            )
+        self.fk_armed_at = time.monotonic()
+
+    def accept(self) -> tuple[socket.socket, Any] | None:
+        """asyncore's accept without the socket module's enum conversions."""
+        try:
+            fd, addr = self.socket._accept()
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.ECONNABORTED, errno.EAGAIN):
+                return None
+            raise
+        return socket.socket(self.cmd_channel.fk_family, socket.SOCK_STREAM, 0, fd), addr
+
+    def handle_accepted(self, sock: socket.socket, addr: Any) -> None:
+        channel = self.cmd_channel
+        if not self.fk_armed or not channel.connected:
+            sock.close()  # between transfers: nobody's data connection
+            if not channel.connected:
+                self.close()
+            return
+        if channel.remote_ip != addr[0]:  # as PassiveDTP: refused, the listener waits on
+            sock.close()
+            channel.respond_w_warning(
+                f"425 Rejected data connection from foreign address {addr[0]}:{addr[1]}."
+            )
+            return
+        self.fk_armed = False
+        keeping = channel.service.keeping
+        if not self.fk_kept and keeping.kept < keeping.cap:
+            self.fk_kept = True
+            keeping.kept += 1
+        if self.fk_kept:
+            keeping.idle += 1
+            channel._dtp_acceptor = None  # else closed when the data channel opens
+            channel.fk_listener = self
+        else:
+            self.close()
+        if channel.connected:
+            handler = channel.dtp_handler(sock, channel)
+            if handler.connected:
+                channel.data_channel = handler
+                channel._on_dtp_connection()
+
+    def close(self) -> None:
+        if not self._closed and self.fk_kept:
+            keeping = self.cmd_channel.service.keeping
+            keeping.kept -= 1
+            if not self.fk_armed:
+                keeping.idle -= 1
+        Acceptor.close(self)
+
+
+def passive_command(channel: Any, extmode: bool) -> bool:
+    """``EPSV``/``PASV`` on a session whose listener is kept: True when it was named again."""
+    listener = channel.fk_listener
+    if listener is None or listener._closed or listener.fk_armed:
+        return False
+    channel._shutdown_connecting_dtp()  # an active connector, not the kept listener
+    if channel.data_channel is not None:
+        channel.data_channel.close()
+        channel.data_channel = None
+    if not channel.server._accept_new_cons():
+        channel.respond_w_warning("425 Too many connections. Can't open data channel.")
+        return True
+    channel._dtp_acceptor = listener
+    listener.fk_arm(extmode)
+    return True

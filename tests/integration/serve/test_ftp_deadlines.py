@@ -1,0 +1,162 @@
+"""FTP timeouts and kept passive listeners on a real `fleetkey serve --ftp`.
+
+The timeouts are one sweep over the sessions (serve/ftp/control.py), not pyftpdlib's timer
+per connection; a session keeps its passive listener between transfers (serve/ftp/passive.py).
+Each test asserts what a client sees: the reply, the port named, the record.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.serving import (
+    FTP_PHONES,
+    MAC,
+    SP_MAC,
+    SPIP_LOGIN,
+    Control,
+    FtpServer,
+    fleet_env,
+    make_fleet,
+    records,
+    start_ftp,
+    wait_for,
+)
+
+FIRMWARE = "2345-12500-001.sip.ld"  # 20 MiB in the test tree
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
+    """Short idle and data timeouts (2 s), few connections in all (each test ends its
+    sessions with QUIT)."""
+    data, env = fleet_env(tmp_path_factory, "ftp-deadlines")
+    make_fleet(data, env, FTP_PHONES)
+    server = start_ftp(
+        data, env, "--ftp-idle-timeout", "2", "--ftp-data-timeout", "2",
+        "--ftp-max-connections", "5",
+    )  # fmt: skip
+    yield server
+    server.running.stop()
+
+
+def epsv_port(control: Control) -> int:
+    reply = control.send("EPSV")
+    assert reply.startswith("229 "), reply
+    return int(reply.split("|||")[1].split("|")[0])
+
+
+def retr(control: Control, name: str) -> bytes:
+    """EPSV, connect, RETR ``name``: the body, after 226."""
+    data = socket.create_connection(("127.0.0.1", epsv_port(control)), timeout=15)
+    assert control.send(f"RETR {name}")[:3] in ("125", "150")
+    body = b""
+    while chunk := data.recv(65536):
+        body += chunk
+    data.close()
+    assert control.reply() == "226 Transfer complete."
+    return body
+
+
+def bye(control: Control) -> None:
+    """QUIT, and the server's close: the session is gone before the next test begins."""
+    assert control.send("QUIT").startswith("221")
+    assert control.file.readline() == b""
+    control.close()
+
+
+def test_a_session_names_its_kept_listener_again_and_gets_every_file(quick: FtpServer) -> None:
+    control = Control(quick.port)
+    control.login()
+    control.send("TYPE I")
+    expected = (quick.data / "provisioning" / f"{MAC}-directory.xml").read_bytes()
+    ports = []
+    for _ in range(4):
+        ports.append(epsv_port(control))
+        assert retr_on(control, ports[-1], f"{MAC}-directory.xml") == expected
+    assert len(set(ports)) == 1
+    bye(control)
+
+
+def test_a_connection_to_a_kept_listener_between_transfers_is_not_the_next_one(
+    quick: FtpServer,
+) -> None:
+    control = Control(quick.port)
+    control.login()
+    control.send("TYPE I")
+    expected = (quick.data / "provisioning" / f"{MAC}-directory.xml").read_bytes()
+    port = epsv_port(control)
+    assert retr_on(control, port, f"{MAC}-directory.xml") == expected
+    stray = socket.create_connection(("127.0.0.1", port), timeout=15)  # nobody asked for it
+    assert stray.recv(1) == b""  # closed by the server
+    stray.close()
+    assert retr(control, f"{MAC}-directory.xml") == expected
+    bye(control)
+
+
+def retr_on(control: Control, port: int, name: str) -> bytes:
+    data = socket.create_connection(("127.0.0.1", port), timeout=15)
+    assert control.send(f"RETR {name}")[:3] in ("125", "150")
+    body = b""
+    while chunk := data.recv(65536):
+        body += chunk
+    data.close()
+    assert control.reply() == "226 Transfer complete."
+    return body
+
+
+def test_kept_listeners_do_not_count_as_connections(quick: FtpServer) -> None:
+    """--ftp-max-connections 5 (pyftpdlib counts its own listener too): two sessions that
+    each keep a listener, and a third session still gets in (4 with the idle listeners not
+    counted, 6 if they were)."""
+    sessions = [Control(quick.port) for _ in range(2)]
+    for control in sessions:
+        control.login()
+        retr(control, f"{MAC}-directory.xml")
+    third = Control(quick.port)
+    assert third.banner == "220 fleetkey provisioning FTP ready."
+    for control in (*sessions, third):
+        bye(control)
+
+
+def test_a_data_connection_that_never_comes_is_timed_out(quick: FtpServer) -> None:
+    control = Control(quick.port)
+    control.login()
+    epsv_port(control)
+    assert control.reply() == "421 Passive data channel timed out."
+    control.close()
+
+
+def test_an_idle_session_after_a_transfer_is_closed_with_421(quick: FtpServer) -> None:
+    control = Control(quick.port)
+    control.login()
+    retr(control, f"{MAC}-directory.xml")
+    assert control.reply() == "421 Control connection timed out."
+    assert control.file.readline() == b""  # and closed
+    control.close()
+
+
+def test_a_stalled_download_is_cut_with_421_and_recorded(quick: FtpServer) -> None:
+    control = Control(quick.port)
+    control.login(*SPIP_LOGIN)
+    control.send("TYPE I")
+    data = socket.create_connection(("127.0.0.1", epsv_port(control)), timeout=15)
+    data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    assert control.send(f"RETR {FIRMWARE}")[:3] in ("125", "150")
+    # never read: the server's buffers fill and nothing moves for the data timeout
+    assert control.reply() == "421 Data connection timed out."
+    data.close()
+
+    def cut() -> list[dict[str, object]]:
+        return [
+            r
+            for r in records(quick.running, SP_MAC)
+            if (r["method"], r["path"], r["status"]) == ("RETR", f"/{FIRMWARE}", 499)
+        ]
+
+    wait_for(cut)
+    assert 0 < int(str(cut()[0]["bytes"])) < 20 * 1024 * 1024
+    control.close()
