@@ -253,3 +253,57 @@ def test_0017_keeps_each_path_and_user_agent_once_and_loses_nothing(store_url: s
     with store.engine.connect() as connection:
         assert connection.execute(sa.text(LEGACY_RECORD)).all() == before
     store.close()
+
+
+def _storage_options(connection: sa.Connection) -> dict[str, list[str]]:
+    rows = connection.execute(
+        sa.text(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN "
+            "('licenses', 'sites', 'rollouts', 'phone_files', 'phones')"
+        )
+    )
+    return {name: sorted(options or []) for name, options in rows}
+
+
+def test_0018_has_postgresql_analyze_the_small_tables_and_vacuum_the_state_often(
+    store_url: str,
+) -> None:
+    store = Store(store_url)
+    migrate.upgrade(store.engine, "0018")
+    if not store_url.startswith("postgresql"):
+        assert store.revision() == "0018"  # SQLite plans without statistics: nothing to do
+        migrate.downgrade(store.engine, "0017")
+        store.close()
+        return
+    with store.engine.connect() as connection:
+        options = _storage_options(connection)
+        # analyzed at the upgrade: a table never analyzed has reltuples -1
+        unanalyzed = connection.scalar(
+            sa.text("SELECT count(*) FROM pg_class WHERE relname = 'licenses' AND reltuples < 0")
+        )
+    small = ["autovacuum_analyze_scale_factor=0", "autovacuum_analyze_threshold=0"]
+    churned = [
+        "autovacuum_analyze_scale_factor=0.02",
+        "autovacuum_vacuum_insert_scale_factor=0.02",
+        "autovacuum_vacuum_scale_factor=0.02",
+    ]
+    assert options == {
+        "licenses": small,
+        "sites": small,
+        "rollouts": small,
+        "phone_files": churned,
+        "phones": churned,
+    }
+    assert unanalyzed == 0
+    assert _order_indexes(store) == {"ix_phones_firmware_order", "ix_phones_model_order"}
+    migrate.downgrade(store.engine, "0017")
+    with store.engine.connect() as connection:
+        assert all(not found for found in _storage_options(connection).values())
+    assert _order_indexes(store) == set()
+    store.close()
+
+
+def _order_indexes(store: Store) -> set[str]:
+    with store.engine.connect() as connection:
+        indexes = sa.inspect(connection).get_indexes("phones")
+    return {i["name"] for i in indexes if i["name"] and i["name"].endswith("_order")}
