@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Generic, TypeVar, TypeVarTuple
+from typing import Any, Final, Generic, TypeVar, TypeVarTuple
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from fleetkey.core.license import LicenseState
 from fleetkey.core.naming import normalize_mac, normalize_site_serial
@@ -28,6 +28,8 @@ from fleetkey.store.schema import AuditRow, LicenseRow, PhoneRow, PhoneSeenRow, 
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+DISTINCT_STEPS: Final = 200  # pairs :func:`distinct` finds one probe each
+Column = ColumnElement[Any] | InstrumentedAttribute[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,43 @@ def rollouts(
     if limit is not None and len(found) == limit:
         left = _count(session, query.where(RolloutRow.id < found[-1].id))
     return Page(found, left)
+
+
+def distinct(
+    session: Session,
+    first: Column,
+    then: Column,
+    *,
+    where: ColumnElement[bool] | None = None,
+    steps: int = DISTINCT_STEPS,
+) -> list[tuple[Any, Any]]:
+    """The distinct pairs (``first``, ``then``) in that order, the leading columns of an index
+    stepped through value by value as a skip scan would: the next ``then`` of the same
+    ``first``, else the next ``first``, each a range of the index (a row-value comparison is
+    one on PostgreSQL but a scan on SQLite). Both databases read every entry for a
+    ``DISTINCT`` (the phones page's filter lists: ~14 ms of PostgreSQL's CPU each for 100,000
+    phones); past ``steps`` pairs the rest is read by one ``DISTINCT``."""
+
+    def one(query: Select[Any, Any]) -> tuple[Any, Any] | None:
+        row = session.execute(query.where(where) if where is not None else query).first()
+        return None if row is None else (row[0], row[1])
+
+    pairs = select(first, then)
+    found: list[tuple[Any, Any]] = []
+    step = one(pairs.order_by(first, then).limit(1))
+    while step is not None:
+        found.append(step)
+        if len(found) >= steps:
+            after = or_(first > step[0], and_(first == step[0], then > step[1]))
+            rest = pairs.where(after).distinct().order_by(first, then)
+            found.extend(
+                (a, b) for a, b in session.execute(rest.where(where) if where is not None else rest)
+            )
+            return found
+        step = one(pairs.where(first == step[0], then > step[1]).order_by(then).limit(1)) or one(
+            pairs.where(first > step[0]).order_by(first, then).limit(1)
+        )
+    return found
 
 
 def _limited(query: Select[*Ts], limit: int | None) -> Select[*Ts]:

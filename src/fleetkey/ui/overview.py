@@ -71,7 +71,8 @@ def site_lines(session: Session, now: datetime) -> list[SiteLine]:
     first (sites without a finite posted key last)."""
     today = now.date()
     seen = phonestate.seen_by_site(session, now)
-    fetched = phonestate.fetched_posted_by_site(session)
+    totals = {site: sum(counts.values()) for site, counts in seen.items()}
+    fetched = phonestate.fetched_posted_by_site(session, totals)
     lines = []
     for site in inventory.sites(session):
         counts = seen.get(site.serial, dict.fromkeys(Seen, 0))

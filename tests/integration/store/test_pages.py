@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fleetkey.clock import FixedClock
@@ -26,6 +27,7 @@ from fleetkey.store import (
 )
 from fleetkey.store.fetches import FetchFilter
 from fleetkey.store.records import FetchRecord, Site, StoredLicense
+from fleetkey.store.schema import PhoneRow
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license
 
@@ -258,3 +260,59 @@ class TestLicenseState:
         document = site.to_json()
         assert document["last_served"]["license_id"] == old.id
         assert document["posted"]["id"] == new.id
+
+
+class TestDistinctPairs:
+    """``pages.distinct``: the filter lists' models and firmware, stepped through the indexes."""
+
+    MODELS = ("VVX_500", "vvx_500", "T48S", "t48s", "VVX_500", "Vvx_500", "a", "b", "B", "T48S")
+
+    @pytest.fixture
+    def mixed(self, store: Store) -> Store:
+        rows = "".join(
+            f"0004f2{i:06x},{SITES[0]},{model},{'' if i % 3 == 0 else f'5.{i % 4}'}\n"
+            for i, model in enumerate(self.MODELS * 3)
+        )
+        with store.transaction() as session:
+            window = Window.parse("22:00-05:00")
+            inventory.add_site(session, CLOCK, "t", Site(SITES[0], SITES[0], "UTC", window))
+            csv = "mac,site,model,firmware\n" + rows
+            phone_import.import_phones(session, CLOCK, "t", csv.encode(), source="phones.csv")
+        return store
+
+    @staticmethod
+    def _plain(session: Session, column: str) -> list[tuple[str, str]]:
+        lowered = func.lower(getattr(PhoneRow, column))
+        query = (
+            select(lowered, getattr(PhoneRow, column))
+            .where(lowered.is_not(None))
+            .distinct()
+            .order_by(lowered, getattr(PhoneRow, column))
+        )
+        return [(a, b) for a, b in session.execute(query)]
+
+    @pytest.mark.parametrize("steps", [1, 2, 5, 200])
+    def test_the_pairs_are_a_distincts_in_its_order_whatever_the_steps(
+        self, mixed: Store, steps: int
+    ) -> None:
+        with mixed.transaction() as session:
+            for column in ("model", "firmware"):
+                lowered = func.lower(getattr(PhoneRow, column))
+                stepped = pages.distinct(
+                    session,
+                    lowered,
+                    getattr(PhoneRow, column),
+                    where=lowered.is_not(None),
+                    steps=steps,
+                )
+                assert stepped == self._plain(session, column)
+        assert len(stepped) == 4  # 5.0-5.3; the phones without firmware are not a value
+
+    def test_the_models_keep_each_spelling_once(self, mixed: Store) -> None:
+        with mixed.transaction() as session:
+            stepped = pages.distinct(session, func.lower(PhoneRow.model), PhoneRow.model)
+        assert sorted(model for _, model in stepped) == sorted(set(self.MODELS))
+
+    def test_an_empty_inventory_has_no_pairs(self, store: Store) -> None:
+        with store.transaction() as session:
+            assert pages.distinct(session, func.lower(PhoneRow.model), PhoneRow.model) == []

@@ -102,6 +102,14 @@ def test_only_the_posted_version_counts_as_fetched(fleet: Store) -> None:
         assert phonestate.fetched_posted_by_site(session) == {SITES[0]: (2, 5)}
 
 
+def test_the_fetched_counts_take_the_phones_per_site_the_caller_counted(fleet: Store) -> None:
+    with fleet.transaction() as session:
+        given = phonestate.fetched_posted_by_site(session, {SITES[0]: 7, SITES[1]: 5})
+        none = phonestate.fetched_posted_by_site(session, {SITES[1]: 5})
+    assert given == {SITES[0]: (2, 7)}  # the overview passes what it counted by last seen
+    assert none == {}  # a site with no phones counted has no line
+
+
 @pytest.mark.parametrize(
     ("chosen", "macs"),
     [
@@ -130,6 +138,15 @@ def test_only_the_posted_version_counts_as_fetched(fleet: Store) -> None:
         (PhoneFilter(license_id=3), []),  # the phone key: posted, never fetched
         (PhoneFilter(license_id=99), []),
         (PhoneFilter(feature=0), [mac(i) for i in (0, 2, 4, 6, 8)]),  # the site key's slot
+        # the fetched-or-not counts by posted key, with the other filters inside each count
+        (PhoneFilter(current=True, feature=0), [mac(0), mac(2)]),
+        (PhoneFilter(current=True, feature=3), []),
+        (PhoneFilter(current=False, feature=3), [mac(6)]),
+        (PhoneFilter(current=True, license_id=2), [mac(0), mac(2)]),
+        (PhoneFilter(current=True, license_id=1), []),
+        (PhoneFilter(current=False, seen=Seen.OLDER), [mac(4)]),
+        (PhoneFilter(current=True, search="0004f2000002"), [mac(2)]),
+        (PhoneFilter(current=False, site=SITES[1]), []),  # its site has no posted key
     ],
 )
 def test_filters_of_the_phone_table(fleet: Store, chosen: PhoneFilter, macs: list[str]) -> None:
