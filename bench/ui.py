@@ -28,10 +28,16 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fleetkey.store.store import Store
 
 PASSPHRASE = "bench"  # noqa: S105  # a throwaway data directory's passphrase
 SITES = ("100000000001", "100000000002", "100000000003")
 CHUNK = 200_000
+MICROS_A_DAY = 86_400_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PAGES = {
     "overview": "/ui/",
     "overview (live part)": "/ui/?live=1",
@@ -59,8 +65,7 @@ def fleetkey(env: dict[str, str], *args: str) -> str:
 
 def build(data: Path, env: dict[str, str], phones: int, records: int) -> str:
     from fleetkey.core.license import LicenseType
-    from fleetkey.store import fetches, registry
-    from fleetkey.store.records import FetchRecord
+    from fleetkey.store import registry
     from fleetkey.store.store import Store
 
     token: str = json.loads(fleetkey(env, "init", "--json"))["api_token"]
@@ -83,36 +88,114 @@ def build(data: Path, env: dict[str, str], phones: int, records: int) -> str:
     store = Store(env.get("FLEETKEY_DB") or f"sqlite:///{data / 'fleetkey.db'}")
     with store.transaction() as session:
         posted = [registry.posted(session, LicenseType.SITE, serial) for serial in SITES]
-    digests = [p.digest if p else None for p in posted]
-    now = datetime.now(UTC)
-    pick = random.Random(21)
-    written = 0
-    while written < records:
-        chunk = []
-        for _ in range(min(CHUNK, records - written)):
-            number = pick.randrange(phones)
-            served = pick.random() < 0.5
-            chunk.append(
-                FetchRecord(
-                    "/000000000000-license.cfg" if served else f"/0004f2{number:06x}.cfg",
-                    "http", 200, 400, 1.0, now - timedelta(seconds=pick.randrange(30 * 86400)),
-                    mac=f"0004f2{number:06x}",
-                    digest=digests[number % 3] if served else None,
-                )
-            )  # fmt: skip
-        fetches.insert_records(store.engine, chunk)
-        written += len(chunk)
-        print(f"\r{written:,} fetch records", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+    write_records(store, [p.digest if p else None for p in posted], phones, records)
     store.close()
     return token
 
 
+def database_cpu_ms(url: str | None) -> float:
+    """CPU milliseconds the PostgreSQL backends of ``url``'s database have run (0 on SQLite,
+    whose work is the process's own): a server on this machine, read from /proc (each
+    backend's title is ``postgres: USER DATABASE ADDRESS …``; its schedstat counts
+    nanoseconds). Autovacuum workers are left out: their work is not the page's."""
+    if url is None:
+        return 0.0
+    database = f" {url.rsplit('/', 1)[1].split('?', 1)[0]} "
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not title.startswith("postgres: ") or database not in title or "autovacuum" in title:
+                continue
+            total += int((entry / "schedstat").read_text().split()[0])
+        except OSError:  # ended since listed
+            continue
+    return total / 1e6
+
+
+def write_records(store: Store, digests: list[str | None], phones: int, records: int) -> None:
+    """``records`` fetch records over the last 30 days, half of them of the posted site license
+    of the phone's site, written in bulk: in time order, chunk by chunk (each chunk a slice of
+    the 30 days, sorted by (MAC, time) as the writer sorts a batch), by ``COPY`` on PostgreSQL
+    and one executemany a chunk on SQLite, without the writer's per-batch upserts of the
+    per-phone state: the newest rows are folded as the chunks go (``phonestate.fold``, the
+    writer's own) and written once at the end (``phonestate.write``). Then, on PostgreSQL,
+    ``VACUUM ANALYZE``: what autovacuum does on its own within a minute or two of a bulk load
+    (migration 0018's settings), done at once so the pages are timed as a server sees them."""
+    from fleetkey.store import phonestate, texts
+    from fleetkey.store.schema import epoch_micros
+
+    engine = store.engine
+    sqlite = engine.dialect.name == "sqlite"
+    columns = [
+        {"path": "path_id", "user_agent": "agent_id"}.get(c, c) for c in phonestate.ROW_COLUMNS
+    ]
+    path_at, agent_at = (
+        phonestate.ROW_COLUMNS.index("path"),
+        phonestate.ROW_COLUMNS.index("user_agent"),
+    )
+    served_path = "/000000000000-license.cfg"
+    paths = [served_path, *(f"/0004f2{n:06x}.cfg" for n in range(phones))]
+    ids = texts.texts_of(engine).ids(engine, paths)
+    newest = phonestate.Newest({}, {})
+    pick = random.Random(21)
+    now = datetime.now(UTC)
+    start = epoch_micros(now - timedelta(days=30))
+    span = epoch_micros(now) - start
+    chunks = max(1, -(-records // CHUNK))
+    written = 0
+    for chunk in range(chunks):
+        count = min(CHUNK, records - written)
+        low, high = start + span * chunk // chunks, start + span * (chunk + 1) // chunks
+        rows = []
+        for _ in range(count):
+            number = pick.randrange(phones)
+            served = pick.random() < 0.5
+            micros = pick.randrange(low, high)
+            at: object = micros if sqlite else EPOCH + timedelta(microseconds=micros)
+            rows.append(
+                (f"0004f2{number:06x}", at, served_path if served else paths[number + 1],
+                 "http", "GET", 200, 400, digests[number % 3] if served else None, None, None,
+                 1.0, "name", micros // MICROS_A_DAY)
+            )  # fmt: skip
+        rows.sort(key=lambda r: (r[0], r[1]))
+        phonestate.fold(rows, newest)  # a later chunk is a later slice of time: newer
+        stored = [
+            (*r[:path_at], ids[r[path_at]], *r[path_at + 1 : agent_at], None, *r[agent_at + 1 :])
+            for r in rows
+        ]
+        with engine.begin() as connection:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA cache_size=-262144")
+                marks = ", ".join("?" for _ in columns)
+                insert = f"INSERT INTO fetches ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608  # constant columns, values bound
+                connection.exec_driver_sql(insert, stored)
+            else:
+                cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                with cursor.copy(f"COPY fetches ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in stored:
+                        copy.write_row(row)
+        written += count
+        print(f"\r{written:,} fetch records", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    with engine.begin() as connection:
+        phonestate.write(connection, newest)
+    if not sqlite:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "VACUUM ANALYZE"
+            )
+
+
 async def measure(
-    app: object, token: str, repeat: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    app: object, token: str, repeat: int, database: str | None = None
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
     """Each page's wall-clock and CPU milliseconds (the process's CPU, every thread: on shared
-    cores the wall clock also counts waiting for a core, CPU time does not)."""
+    cores the wall clock also counts waiting for a core, CPU time does not), and on
+    PostgreSQL the database's CPU milliseconds for it (``database_cpu_ms``: the server does
+    the queries' work, which the process's CPU leaves out)."""
     import httpx  # after main() took bench/ off the path (bench/http.py)
 
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
@@ -123,14 +206,17 @@ async def measure(
         assert signed.status_code == 303
         times: dict[str, list[float]] = {name: [] for name in PAGES}
         cpu: dict[str, list[float]] = {name: [] for name in PAGES}
+        db_cpu: dict[str, list[float]] = {name: [] for name in PAGES}
         for _ in range(repeat):
             for name, path in PAGES.items():
+                db_used = database_cpu_ms(database)
                 started, used = time.perf_counter(), time.process_time()
                 answer = await client.get(path)
                 times[name].append((time.perf_counter() - started) * 1000)
                 cpu[name].append((time.process_time() - used) * 1000)
+                db_cpu[name].append(database_cpu_ms(database) - db_used)
                 assert answer.status_code == 200, (path, answer.status_code)
-        return times, cpu
+        return times, cpu, db_cpu
 
 
 def main() -> None:
@@ -190,7 +276,7 @@ def main() -> None:
         store = Store(env.get("FLEETKEY_DB") or f"sqlite:///{data / 'fleetkey.db'}")
         app = create_app(ApiContext(DataDir(data), store, SystemClock(), None, dict, bytes))
         install(app, UiContext(DataDir(data), store, SystemClock()))
-        times, cpu = asyncio.run(measure(app, token, args.repeat))
+        times, cpu, db_cpu = asyncio.run(measure(app, token, args.repeat, env.get("FLEETKEY_DB")))
         store.close()
     finally:
         if server is not None:
@@ -208,6 +294,8 @@ def main() -> None:
                 "p95": round(sorted(ms)[int(0.95 * (len(ms) - 1))], 1),
                 "cpu_p50": round(statistics.median(cpu[name]), 1),
                 "cpu_p95": round(sorted(cpu[name])[int(0.95 * (len(ms) - 1))], 1),
+                "db_cpu_p50": round(statistics.median(db_cpu[name]), 1),
+                "db_cpu_p95": round(sorted(db_cpu[name])[int(0.95 * (len(ms) - 1))], 1),
             }
             for name, ms in times.items()
         },
@@ -221,7 +309,8 @@ def main() -> None:
     for name, figures in result["pages_ms"].items():  # type: ignore[union-attr]
         wall = f"p50 {figures['p50']:8.1f} ms   p95 {figures['p95']:8.1f} ms"
         cpu = f"cpu p50 {figures['cpu_p50']:8.1f} ms   p95 {figures['cpu_p95']:8.1f} ms"
-        print(f"  {name:32} {wall}   {cpu}")
+        db = f"   db cpu p50 {figures['db_cpu_p50']:7.1f}   p95 {figures['db_cpu_p95']:7.1f}"
+        print(f"  {name:32} {wall}   {cpu}{db if result['store'] == 'postgresql' else ''}")
 
 
 if __name__ == "__main__":
