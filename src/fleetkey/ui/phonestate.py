@@ -324,6 +324,8 @@ def phone_page(
     one matching many walks in MAC order and soon has its page."""
     dialect = session.get_bind().dialect.name
     total = _count(session, chosen, now, dialect)
+    if not total:  # nothing matches: no walk of every phone to find so (the at-risk list of a
+        return [], 0  # fleet that all fetched its keys: 195 ms on SQLite at 100,000 phones)
     wanted = _where(select(PhoneRow.mac), chosen, now, dialect, current=True)
     if after is not None:
         wanted = wanted.where(PhoneRow.mac > after)
