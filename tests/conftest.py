@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,10 +28,23 @@ def fleetkey() -> Fleetkey:
     return Fleetkey()
 
 
+@pytest.fixture(scope="session")
+def initialized_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``fleetkey init`` for the session: its key generation and scrypt (~0.5 s of CPU)
+    and its migrations are paid once, not by each of the ~300 tests that start from it."""
+    path = tmp_path_factory.mktemp("initialized") / "data"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLEETKEY_DATA", str(path))
+        patch.setenv("FLEETKEY_KEY_PASSPHRASE", PASSPHRASE)
+        Fleetkey()("init")
+    return path
+
+
 @pytest.fixture
-def initialized(data_dir: Path, fleetkey: Fleetkey) -> Path:
-    """A data directory after ``fleetkey init``."""
-    fleetkey("init")
+def initialized(data_dir: Path, initialized_once: Path) -> Path:
+    """A data directory after ``fleetkey init``: a copy of the session's (modes kept, so the
+    private key stays 0600); each test changes its own copy only."""
+    shutil.copytree(initialized_once, data_dir, symlinks=True)
     return data_dir
 
 
