@@ -28,7 +28,10 @@ The commands run with the real clock; the simulated days end today.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
+import operator
 import os
 import sys
 import tempfile
@@ -37,7 +40,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # bench/http.py would stand in for the standard library's http (httpx imports it); the
 # repository's root instead, for tests.pg
@@ -59,6 +62,14 @@ from fleetkey.store.store import Store  # noqa: E402  # after the path is set
 from fleetkey.store.writer import FetchWriter  # noqa: E402  # after the path is set
 
 from tests.pg import PostgresServer  # noqa: E402  # the harness starts a throwaway server
+
+_spec = importlib.util.spec_from_file_location(
+    "historybulk", Path(__file__).with_name("historybulk.py")
+)
+assert _spec is not None
+assert _spec.loader is not None
+historybulk = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(historybulk)
 
 PASSPHRASE = "bench"  # noqa: S105  # a throwaway data directory's passphrase
 # tagged with the phone's MAC (device.prov.tagSerialNo=1, domain.md): a User-Agent per phone,
@@ -102,11 +113,16 @@ def build(runner: CliRunner, folder: Path, phones: int, sites: int) -> tuple[lis
 
 
 def day_traffic(
-    macs: list[str], site_of: dict[str, str], digests: dict[str, str], start: datetime
+    macs: list[str],
+    site_of: dict[str, str],
+    digests: dict[str, str],
+    start: datetime,
+    spread: timedelta = DAY,
 ) -> list[FetchRecord]:
-    """12 requests per phone: a boot at the phone's moment of the day, then six polls."""
+    """12 requests per phone: a boot at the phone's moment of the day, then six polls. Boots
+    spread evenly over ``spread``: over 14,400 phones the last ones' run past midnight."""
     found = []
-    spacing = 86_400 / len(macs)
+    spacing = spread.total_seconds() / len(macs)
     for i, mac in enumerate(macs):
         boot = start + timedelta(seconds=i * spacing)
         site = site_of[mac]
@@ -132,6 +148,85 @@ def day_traffic(
                             remote_addr=address, user_agent=AGENT.format(mac=mac))
             )  # fmt: skip
     return found
+
+
+class Traffic(NamedTuple):
+    """DAYS days of the fleet's traffic, the first starting at ``first`` (a UTC midnight)."""
+
+    macs: list[str]
+    site_of: dict[str, str]
+    digests: dict[str, str]
+    first: datetime
+    days: int
+    spread: timedelta = DAY  # the boots of a day spread over it (past a day: over midnight)
+
+    def day(self, n: int) -> list[FetchRecord]:
+        return day_traffic(self.macs, self.site_of, self.digests, self.first + n * DAY,
+                           self.spread)  # fmt: skip
+
+
+Checkpoint = Callable[[int, datetime], None]  # after day N, a moment of that day
+
+
+def write_day_by_day(store: Store, traffic: Traffic, keep_days: int, after: Checkpoint) -> float:
+    """Each day's records through insert_records, 50,000 a batch, then the prune, as a server
+    writes and prunes them; the seconds spent pruning."""
+    pruning = 0.0
+    for day in range(traffic.days):
+        start = traffic.first + day * DAY
+        records = traffic.day(day)
+        for offset in range(0, len(records), BATCH):
+            fetches.insert_records(store.engine, records[offset : offset + BATCH])
+        pruned = time.perf_counter()
+        retention.prune(store.engine, start + DAY, keep_days, pause_s=0.0)
+        pruning += time.perf_counter() - pruned
+        after(day + 1, start + DAY - timedelta(hours=1))
+    return pruning
+
+
+BULK_HELP = (
+    "write the days the retention has removed as their roll-ups and boot tallies only, and the "
+    "kept days' raw records in bulk (bench/historybulk.py): the store the day-by-day mode "
+    "leaves, on SQLite; day N < DAYS is measured only up to the retention"
+)
+
+
+def write_bulk(store: Store, traffic: Traffic, keep_days: int, after: Checkpoint) -> float:
+    """The store write_day_by_day leaves (bench/historybulk.py); the seconds spent computing
+    the roll-ups and tallies of the days written as such."""
+    raw = min(traffic.days, keep_days) if keep_days else traffic.days
+    rolled = traffic.days - raw
+    if traffic.days > 1 and raw < 2:
+        raise SystemExit("--bulk takes the roll-ups of a day from a kept day: retention >= 2")
+    writer = historybulk.BulkWriter(store.engine, traffic.day(0))
+    oldest_raw = traffic.first + rolled * DAY
+    cutoff = historybulk.day_number(oldest_raw) * fetches.MICROS_A_DAY
+    writer.write_day(rolled)
+    began = time.perf_counter()
+    first = historybulk.summaries(store.engine, oldest_raw.date())  # no day before it
+    summing = time.perf_counter() - began
+    for n in range(1, raw + 1):
+        if n > 1:
+            writer.write_day(rolled + n - 1)
+        if n < traffic.days:
+            writer.write_state()
+            after(n, oldest_raw + n * DAY - timedelta(hours=1))
+        if n == 1 and rolled:  # the records of the day before that ran past midnight
+            writer.write_day(rolled - 1, functools.partial(operator.le, cutoff))
+    writer.write_state()
+    began = time.perf_counter()
+    steady = traffic.first + (traffic.days - 2) * DAY  # a whole day after a whole day
+    later = historybulk.summaries(store.engine, steady.date()) if traffic.days > 1 else first
+    last = historybulk.newest_day(store.engine) - historybulk.day_number(traffic.first)
+    historybulk.write_summaries(
+        store.engine,
+        {(traffic.first + n * DAY).date(): (first if n == 0 else later)[0] for n in range(rolled)},
+        {(traffic.first + n * DAY).date(): (first if n == 0 else later)[1] for n in range(last)},
+    )
+    retention.prune(store.engine, traffic.first + traffic.days * DAY, keep_days, pause_s=0.0)
+    summing += time.perf_counter() - began
+    after(traffic.days, traffic.first + traffic.days * DAY - timedelta(hours=1))
+    return summing
 
 
 def writer_rate(store: Store, records: list[FetchRecord]) -> float:
@@ -215,8 +310,11 @@ def main() -> None:
     parser.add_argument("--retention", type=int, default=retention.DEFAULT_RETENTION_DAYS)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--writer-records", type=int, default=100_000)
+    parser.add_argument("--bulk", action="store_true", help=BULK_HELP)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.bulk and args.backend != "sqlite":
+        parser.error("--bulk writes SQLite's rows: use it with --backend sqlite")
     folder = Path(tempfile.mkdtemp(prefix="fleetkey-bench-history-"))
     server = PostgresServer(durable=True).start() if args.backend == "postgresql" else None
     url = server.create_database() if server else f"sqlite:///{folder / 'data' / 'fleetkey.db'}"
@@ -245,22 +343,16 @@ def main() -> None:
         "empty": measure(runner, store, url, macs[0], license_id, storm_of(first))
     }
     checkpoints = {d for d in (1, 90, 365) if d <= args.days} | {args.days}
-    pruning = 0.0
-    for day in range(args.days):
-        start = first + day * DAY
-        records = day_traffic(macs, site_of, digests, start)
-        for offset in range(0, len(records), BATCH):
-            fetches.insert_records(store.engine, records[offset : offset + BATCH])
-        pruned = time.perf_counter()
-        retention.prune(store.engine, start + DAY, args.retention, pause_s=0.0)
-        pruning += time.perf_counter() - pruned
-        if day + 1 in checkpoints:
-            at = start + DAY - timedelta(hours=1)
-            results[f"day {day + 1}"] = measure(
-                runner, store, url, macs[0], license_id, storm_of(at)
-            )
+
+    def checkpoint(day: int, at: datetime) -> None:
+        if day in checkpoints:
+            results[f"day {day}"] = measure(runner, store, url, macs[0], license_id, storm_of(at))
             if not args.json:
-                print(f"day {day + 1}: {json.dumps(results[f'day {day + 1}'])}", flush=True)
+                print(f"day {day}: {json.dumps(results[f'day {day}'])}", flush=True)
+
+    fill = write_bulk if args.bulk else write_day_by_day
+    pruning = fill(store, Traffic(macs, site_of, digests, first, args.days), args.retention,
+                   checkpoint)  # fmt: skip
     store.close()
     if server:
         server.stop()
@@ -270,6 +362,7 @@ def main() -> None:
         "days": args.days,
         "sites": args.sites,
         "retention": args.retention,
+        "mode": "bulk" if args.bulk else "day by day",
         "requests per phone per day": 12,
         "build and traffic s": time.perf_counter() - began,
         "pruning s": pruning,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final
 
 from sqlalchemy import Connection, func, select
@@ -28,13 +28,15 @@ from sqlalchemy.orm import Session
 
 from fleetkey.core.rollout.cost import DEFAULT, MIN_BOOTS, BootTally, cost_of, measure, tally
 from fleetkey.core.rollout.plan import BootCost
-from fleetkey.store import fetches
 from fleetkey.store.records import utc
 from fleetkey.store.schema import BootDayRow, FetchRow
 from fleetkey.store.texts import path_of
 
 ENOUGH_BOOTS: Final = 20_000  # about what the newest 200,000 records held (12 requests a boot)
 LOOKBACK_DAYS: Final = 7  # days before the newest a measure may reach back to
+# a first day's measure: ~4,000 boots of bench/history.py's traffic (12 requests a phone a
+# day); the newest 200,000 records by id took 1.2-1.6 s at day 1 on a loaded machine
+FIRST_DAY_RECORDS: Final = 50_000
 _EPOCH_DAY: Final = date(1970, 1, 1)
 
 
@@ -59,8 +61,9 @@ def _stored(row: BootDayRow) -> BootTally:
     return BootTally(row.boots, row.requests, row.bytes, spans, row.firmware)
 
 
-def _keep(connection: Connection, day: int, found: BootTally) -> None:
-    """Store a day's tally; a tally another command stored first stays (the same records)."""
+def keep(connection: Connection, day: int, found: BootTally) -> None:
+    """Store a day's tally; a tally another command stored first stays (the same records);
+    bench/history.py --bulk stores those of the days it writes as roll-ups only."""
     insert = (postgresql if connection.dialect.name == "postgresql" else sqlite).insert
     connection.execute(
         insert(BootDayRow)
@@ -96,7 +99,7 @@ def day_tallies(session: Session, lookback: int = LOOKBACK_DAYS) -> dict[int, Bo
             if has_records is None:
                 continue
             kept[day] = tally_day(session.connection(), day)
-            _keep(session.connection(), day, kept[day])
+            keep(session.connection(), day, kept[day])
         found[day] = kept[day]
         boots += kept[day].boots
         if boots >= ENOUGH_BOOTS:
@@ -104,15 +107,39 @@ def day_tallies(session: Session, lookback: int = LOOKBACK_DAYS) -> dict[int, Bo
     return found
 
 
+def first_phones(
+    session: Session, limit: int = FIRST_DAY_RECORDS
+) -> list[tuple[str, datetime, str, int]]:
+    """The newest day's phone requests as (mac, at, path, bytes) in (mac, at) order, of its
+    first phones by MAC up to ``limit`` records: whole phones (the one the limit cuts is left
+    out, unless it is the only one), read in the (day, mac) index's order."""
+    newest = session.scalar(select(func.max(FetchRow.day)))
+    if newest is None:
+        return []
+    rows = session.execute(
+        select(FetchRow.mac, FetchRow.at, path_of.text, FetchRow.bytes)
+        .join(path_of, path_of.id == FetchRow.path_id)
+        .where(FetchRow.day == newest, FetchRow.mac.is_not(None))
+        .order_by(FetchRow.mac, FetchRow.at, FetchRow.id)
+        .limit(limit + 1)
+    ).all()
+    if len(rows) > limit:
+        cut = rows[-1][0]
+        whole = [row for row in rows if row[0] != cut]
+        rows = whole or rows[:limit]
+    return [(mac or "", utc(at), path, size) for mac, at, path, size in rows]
+
+
 def boot_cost(session: Session, fallback: BootCost = DEFAULT) -> BootCost:
     """What a boot costs, from the newest whole days' tallies (:func:`day_tallies`); on a
-    store with too few boots in them (its first day), from the newest records, as before."""
+    store with too few boots in them (its first day), from the records of the newest day's
+    first phones (:func:`first_phones`)."""
     found = day_tallies(session)
     total = BootTally()
     for one in found.values():
         total.add(one)
     if total.boots < MIN_BOOTS:
-        return measure(fetches.recent_requests(session), fallback)
+        return measure(first_phones(session), fallback)
     first, last = as_date(min(found)), as_date(max(found))
     span = f"{first}" if first == last else f"{first} to {last}"
     return cost_of(total, f"the fetch records of {span} (UTC)", fallback)

@@ -244,23 +244,34 @@ def _read_day(connection: Connection, day: date, limit: int | None) -> dict[str,
     return sites
 
 
+def _values(day: date, site: str, acc: _Day, *, counted: bool) -> dict[str, Any]:
+    """A site's roll-up of a day: its counts those of ``acc`` if ``counted``, else zero."""
+    durations = sorted(acc.durations)
+    return {
+        "day": day,
+        "site_serial": site,
+        "requests": acc.requests if counted else 0,
+        "by_answer": json.dumps(dict(sorted(acc.by_answer.items())) if counted else {}),
+        "bytes": acc.bytes if counted else 0,
+        "boots": acc.boots if counted else 0,
+        "phones": len(acc.macs),
+        "p50_ms": _percentile(durations, 0.50),
+        "p95_ms": _percentile(durations, 0.95),
+        "p99_ms": _percentile(durations, 0.99),
+    }
+
+
 def _insert_day(connection: Connection, day: date, site: str, acc: _Day) -> None:
     """A site's roll-up of a day, its counts zero until its records are deleted."""
-    durations = sorted(acc.durations)
-    connection.execute(
-        insert(FetchDayRow).values(
-            day=day,
-            site_serial=site,
-            requests=0,
-            by_answer="{}",
-            bytes=0,
-            boots=0,
-            phones=len(acc.macs),
-            p50_ms=_percentile(durations, 0.50),
-            p95_ms=_percentile(durations, 0.95),
-            p99_ms=_percentile(durations, 0.99),
-        )
-    )
+    connection.execute(insert(FetchDayRow).values(_values(day, site, acc, counted=False)))
+
+
+def day_rollups(connection: Connection, day: date) -> list[dict[str, Any]]:
+    """The ``fetch_days`` rows (values, by site) a prune leaves for ``day`` once it deleted
+    every record the day holds now, without deleting any: ``bench/history.py --bulk`` writes
+    the days a retention has already removed as these."""
+    found = _read_day(connection, day, None)
+    return [_values(day, site, acc, counted=True) for site, acc in sorted(found.items())]
 
 
 def _add_counts(connection: Connection, day: date, site: str, acc: _Day) -> None:

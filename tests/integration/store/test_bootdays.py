@@ -107,16 +107,31 @@ def test_only_the_newest_days_needed_are_tallied(
     )
 
 
-def test_a_first_day_is_measured_from_the_newest_records(store: Store) -> None:
+def test_a_first_day_is_measured_from_its_records(store: Store) -> None:
     records = day_of_traffic(TODAY, 0)
     fetches.insert_records(store.engine, records)
     with store.transaction() as session:
         cost = bootdays.boot_cost(session)
-        expected = measure(fetches.recent_requests(session))
         kept = session.scalar(select(func.count()).select_from(BootDayRow))
-    assert cost == expected
+    phones = sorted((r.mac, r.at, r.path, r.bytes) for r in records if r.mac is not None)
+    assert cost == measure(phones)
     assert cost.source == f"measured from {2 * len(MACS)} boots in the fetch records"
     assert kept == 0  # today is not over: nothing kept
+
+
+def test_a_first_day_past_the_limit_is_measured_from_its_first_phones_whole(
+    store: Store,
+) -> None:
+    records = day_of_traffic(TODAY - timedelta(days=1), 1) + day_of_traffic(TODAY, 0)
+    fetches.insert_records(store.engine, records)
+    today = [r for r in records if r.mac is not None and r.at >= TODAY]
+    first_three = sorted((r.mac, r.at, r.path, r.bytes) for r in today if r.mac in MACS[:3])
+    with store.transaction() as session:
+        # the limit falls inside the fourth phone's records: it is left out
+        assert bootdays.first_phones(session, len(first_three) + 2) == first_three
+        assert bootdays.first_phones(session, len(first_three)) == first_three
+        one = bootdays.first_phones(session, 2)  # inside the first phone: its first two
+    assert one == first_three[:2]
 
 
 def test_an_empty_store_costs_the_default_profile(store: Store) -> None:

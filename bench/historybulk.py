@@ -1,0 +1,137 @@
+"""bench/history.py --bulk: the store a year of day-by-day writing and pruning leaves, in a
+fraction of its time.
+
+A retention of K days keeps the last K days' raw records; the days before it are only their
+roll-ups (``fetch_days``) and boot tallies (``boot_days``) once pruned. Every day of
+bench/history.py's traffic is the same but for its date, so this writes:
+  - the K newest days as raw records, the rows insert_records writes (the same columns, texts
+    as fetch_texts ids, each 50,000-record batch sorted by (MAC, time)) with one executemany
+    a day, and the per-phone state folded from them as the writer folds each batch (written
+    at each checkpoint and at the end);
+  - the older days as the roll-ups and tallies the store's own code computes
+    (``retention.day_rollups``, ``bootdays.tally_day``) from a raw day of the same traffic: the
+    first day's from the first raw day before anything else is written (it has no records of
+    a day before it), every later day's from the second newest day.
+tests/integration/store/test_bench_history.py proves the two modes leave equal stores.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Engine, func, insert, select
+
+from fleetkey.core.rollout.cost import BootTally
+from fleetkey.store import bootdays, phonestate, retention, texts
+from fleetkey.store.fetches import MICROS_A_DAY
+from fleetkey.store.records import FetchRecord
+from fleetkey.store.schema import FetchDayRow, FetchRow, epoch_micros
+
+BATCH: Final = 50_000  # the writer's batch (bench/history.py)
+CACHE_KIB: Final = 256 * 1024  # SQLite page cache while writing a day in one transaction
+_TABLE_COLUMNS: Final = tuple(
+    {"path": "path_id", "user_agent": "agent_id"}.get(name, name) for name in phonestate.ROW_COLUMNS
+)
+_INSERT: Final = (
+    f"INSERT INTO fetches ({', '.join(_TABLE_COLUMNS)}) "  # noqa: S608  # constant column names
+    f"VALUES ({', '.join('?' * len(_TABLE_COLUMNS))})"
+)
+_MAC_AND_TIME: Final = operator.itemgetter(0, 1)
+Row = tuple[Any, ...]
+
+
+def writer_batches(records: list[FetchRecord]) -> list[list[Row]]:
+    """``records`` as insert_records makes its rows (RECORD_COLUMNS, SQLite's microseconds),
+    in its batches of 50,000, each sorted by (MAC, time). Every record names a phone here."""
+    batches = []
+    for offset in range(0, len(records), BATCH):
+        rows = [
+            (r.mac, epoch_micros(r.at), r.path, r.protocol, r.method, r.status, r.bytes,
+             r.digest, r.remote_addr, r.user_agent, r.duration_ms, r.identified_by)
+            for r in records[offset : offset + BATCH]
+        ]  # fmt: skip
+        rows.sort(key=_MAC_AND_TIME)
+        batches.append(rows)
+    return batches
+
+
+def _merge(into: phonestate.Newest, batch: phonestate.Newest) -> None:
+    """A batch's newest rows over the state so far, as the upserts do (time at least as new)."""
+    for mine, theirs in ((into.seen, batch.seen), (into.files, batch.files)):
+        for key, row in theirs.items():
+            old = mine.get(key)
+            if old is None or row[1] >= old[1]:
+                mine[key] = row  # type: ignore[index]  # the key types of each pair agree
+
+
+class BulkWriter:
+    """Writes whole days of one day's traffic shifted by whole days, on SQLite."""
+
+    def __init__(self, engine: Engine, day_zero: list[FetchRecord]) -> None:
+        if engine.dialect.name != "sqlite":
+            raise ValueError("the bulk mode writes SQLite's rows (times as microseconds)")
+        self.engine = engine
+        self.template = writer_batches(day_zero)
+        wanted = {row[2] for rows in self.template for row in rows}
+        wanted |= {row[9] for rows in self.template for row in rows}
+        self.ids = texts.texts_of(engine).ids(engine, wanted)
+        self.state = phonestate.Newest({}, {})
+
+    def write_day(self, shift: int, keep: Callable[[int], bool] = lambda _: True) -> None:
+        """Day zero's traffic ``shift`` days later (the records ``keep`` keeps, by time)."""
+        ids, micros = self.ids, shift * MICROS_A_DAY
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql(f"PRAGMA cache_size=-{CACHE_KIB}")
+            for template in self.template:
+                rows = [(r[0], r[1] + micros, *r[2:]) for r in template if keep(r[1] + micros)]
+                if not rows:
+                    continue
+                _merge(self.state, phonestate.fold(rows))
+                connection.exec_driver_sql(
+                    _INSERT,
+                    [(r[0], r[1], ids[r[2]], r[3], r[4], r[5], r[6], r[7], r[8], ids[r[9]],
+                      r[10], r[11], r[1] // MICROS_A_DAY) for r in rows],
+                )  # fmt: skip
+
+    def write_state(self) -> None:
+        with self.engine.begin() as connection:
+            phonestate.write(connection, self.state)
+
+
+def day_number(moment: datetime) -> int:
+    return epoch_micros(moment) // MICROS_A_DAY
+
+
+def summaries(engine: Engine, day: date) -> tuple[list[dict[str, Any]], BootTally]:
+    """A raw day's roll-ups and boot tally, as the prune and the tallies make them."""
+    with engine.connect() as connection:
+        return retention.day_rollups(connection, day), bootdays.tally_day(
+            connection, day_number(datetime.combine(day, datetime.min.time()))
+        )
+
+
+def write_summaries(
+    engine: Engine,
+    rollups: dict[date, list[dict[str, Any]]],
+    tallies: dict[date, BootTally],
+) -> None:
+    """Roll-ups and boot tallies taken from another day, filed under ``day``."""
+    epoch = date(1970, 1, 1)
+    with engine.begin() as connection:
+        rows = [{**r, "day": day} for day, found in rollups.items() for r in found]
+        if rows:
+            connection.execute(insert(FetchDayRow), rows)
+        for day, tally in tallies.items():
+            bootdays.keep(connection, (day - epoch).days, tally)
+
+
+def newest_day(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(select(func.max(FetchRow.day))) or 0)
+
+
+def shifted(day: date, by: int) -> date:
+    return day + timedelta(days=by)
