@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from fleetkey.core.naming import normalize_mac
 from fleetkey.store import phonestate, texts
 from fleetkey.store.database import PARAM_MARKERS
+from fleetkey.store.historytables import ensure_partitions
 from fleetkey.store.records import FetchRecord, utc
 from fleetkey.store.schema import FetchBatchRow, FetchRow, epoch_micros
 from fleetkey.store.texts import agent_of, path_of
@@ -134,6 +135,7 @@ def insert_records(
     unnamed.sort(key=_TIME)
     rows = unnamed + named if unnamed else named
     stored = _with_text_ids(engine, rows)
+    ensure_partitions(engine, {row[-1] for row in rows})  # PostgreSQL: a partition a day
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             # today's part of the (day, mac) index is walked at one page per distinct MAC per

@@ -114,10 +114,25 @@ _ORDER_INDEXES = frozenset({"ix_phones_model_order", "ix_phones_firmware_order"}
 
 def _modelled(_item: object, name: str | None, kind: str, _reflected: bool, _other: object) -> bool:
     """Whether the drift check compares this object: not the indexes a migration makes per
-    database, which the models do not declare (``DIALECT_INDEXES``)."""
+    database, which the models do not declare (``DIALECT_INDEXES``), nor the fetch table's
+    partitions on PostgreSQL (``store/historytables.py``)."""
+    from fleetkey.store.historytables import is_partition
     from fleetkey.store.schema import DIALECT_INDEXES
 
+    if kind == "table" and is_partition(name):
+        return False
     return not (kind == "index" and (name in DIALECT_INDEXES or name in _ORDER_INDEXES))
+
+
+def _partition_key(diff: Any) -> bool:
+    """PostgreSQL's partitioned fetch table: ``day``, in its primary key, is NOT NULL there
+    (migration 0018), nullable in the model and on SQLite."""
+    change = diff[0] if isinstance(diff, list) and diff else diff
+    return (
+        isinstance(change, tuple)
+        and change[0] == "modify_nullable"
+        and change[2:4] == ("fetches", "day")
+    )
 
 
 def schema_drift(engine: Engine) -> list[Any]:
@@ -134,4 +149,4 @@ def schema_drift(engine: Engine) -> list[Any]:
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "include_object": _modelled}
         )
-        return list(compare_metadata(context, Base.metadata))
+        return [d for d in compare_metadata(context, Base.metadata) if not _partition_key(d)]

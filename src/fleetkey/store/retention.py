@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from fleetkey.clock import Clock
 from fleetkey.core.naming import SITE_LICENSE_FILE
 from fleetkey.errors import InputError
-from fleetkey.store import bootdays
+from fleetkey.store import bootdays, historytables
 from fleetkey.store.fetches import forget_batches
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.records import utc
@@ -49,6 +49,7 @@ NO_SITE: Final = "-"  # records of no phone in the inventory
 PRUNE_FIRST_S: Final = 60.0  # a server's first prune: once the boot storm of a restart passed
 PRUNE_EVERY_S: Final = 3600.0  # and then every hour
 _DAY: Final = timedelta(days=1)
+_EPOCH: Final = date(1970, 1, 1)
 
 
 def check_retention(days: int) -> int:
@@ -76,6 +77,7 @@ class PruneResult:
     days: list[date] = field(default_factory=list)  # days rolled up and pruned
     deleted: int = 0
     batches: int = 0
+    partitions: int = 0  # PostgreSQL: whole days' partitions dropped
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class PruneResult:
             "days": [d.isoformat() for d in self.days],
             "deleted": self.deleted,
             "batches": self.batches,
+            "partitions": self.partitions,
         }
 
 
@@ -105,13 +108,19 @@ def prune(
     result = PruneResult(cutoff(now, days))
     if result.cutoff is None:
         return result
+    today = _day_number(utc(now).date())
+    historytables.make_ahead(engine, range(today, today + historytables.AHEAD_DAYS + 1))
     with engine.connect() as connection:
         oldest = connection.scalar(select(func.min(FetchRow.at)))
-    if oldest is None or utc(oldest) >= result.cutoff:
+        parts = historytables.partition_days(connection)
+    found = [utc(oldest).date()] if oldest is not None else []
+    found += [_EPOCH + d * _DAY for d in parts]
+    if not found or min(found) >= result.cutoff.date():
         return result
-    day = utc(oldest).date()
+    day = min(found)
     while day < result.cutoff.date() and not stopping():
-        if _prune_day(engine, day, (batch, pause_s), sleep, stopping, result):
+        dropped = _day_number(day) in parts and _drop_day(engine, day, result)
+        if _prune_day(engine, day, (batch, pause_s), sleep, stopping, result) or dropped:
             result.days.append(day)
         day += _DAY
     forget_batches(engine, result.cutoff)
@@ -151,6 +160,28 @@ def start_pruning(engine: Engine, clock: Clock, days: int) -> threading.Event:
 def _bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, datetime.min.time(), UTC)
     return start, start + _DAY
+
+
+def _day_number(day: date) -> int:
+    return (day - _EPOCH).days
+
+
+def _drop_day(engine: Engine, day: date, result: PruneResult) -> bool:
+    """PostgreSQL: roll up a day's partition and drop it, in one transaction, so the roll-ups'
+    counts are exactly the records dropped; whether it held any. The partition is locked
+    first (a late record of that day waits), read, then dropped (a lock on the whole table
+    for a few milliseconds, until the commit)."""
+    number = _day_number(day)
+    with engine.begin() as connection:
+        if not historytables.lock_partition(connection, number):
+            return False
+        taken = _read_day(connection, day, None, number)
+        for site, acc in taken.items():
+            _add_counts(connection, day, site, acc)
+        historytables.drop_partition(connection, number)
+    result.deleted += sum(acc.requests for acc in taken.values())
+    result.partitions += 1
+    return bool(taken)
 
 
 def _prune_day(
@@ -208,8 +239,12 @@ class _Day:
     ids: list[int] = field(default_factory=list)
 
 
-def _read_day(connection: Connection, day: date, limit: int | None) -> dict[str, _Day]:
-    """The day's records (the first ``limit``, or all) summed up per site."""
+def _read_day(
+    connection: Connection, day: date, limit: int | None, partition: int | None = None
+) -> dict[str, _Day]:
+    """The day's records (the first ``limit``, or all) summed up per site; with
+    ``partition``, those of the day's partition only (its ``day`` column: the default
+    partition holds no record of a day that has a partition)."""
     start, end = _bounds(day)
     statement = (
         select(
@@ -224,8 +259,11 @@ def _read_day(connection: Connection, day: date, limit: int | None) -> dict[str,
         )
         .join(path_of, path_of.id == FetchRow.path_id)
         .outerjoin(PhoneRow, PhoneRow.mac == FetchRow.mac)
-        .where(FetchRow.at >= start, FetchRow.at < end)
     )
+    if partition is None:
+        statement = statement.where(FetchRow.at >= start, FetchRow.at < end)
+    else:
+        statement = statement.where(FetchRow.day == partition)
     if limit is not None:
         statement = statement.limit(limit)
     sites: dict[str, _Day] = {}
@@ -275,18 +313,15 @@ def day_rollups(connection: Connection, day: date) -> list[dict[str, Any]]:
 
 
 def _add_counts(connection: Connection, day: date, site: str, acc: _Day) -> None:
+    """Add ``acc``'s counts to a site's roll-up of a day (made with them if it has none)."""
     row = connection.execute(
         select(
             FetchDayRow.requests, FetchDayRow.by_answer, FetchDayRow.bytes, FetchDayRow.boots
         ).where(FetchDayRow.day == day, FetchDayRow.site_serial == site)
     ).first()
     if row is None:  # a site whose records came after the day was first rolled up
-        _insert_day(connection, day, site, acc)
-        row = connection.execute(
-            select(
-                FetchDayRow.requests, FetchDayRow.by_answer, FetchDayRow.bytes, FetchDayRow.boots
-            ).where(FetchDayRow.day == day, FetchDayRow.site_serial == site)
-        ).one()
+        connection.execute(insert(FetchDayRow).values(_values(day, site, acc, counted=True)))
+        return
     answers = Counter(json.loads(row.by_answer)) + acc.by_answer
     connection.execute(
         update(FetchDayRow)

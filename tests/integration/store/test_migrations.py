@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from fleetkey.errors import DatabaseError
-from fleetkey.store import fetches, migrate, phonestate, statecheck
+from fleetkey.store import fetches, historytables, migrate, phonestate, statecheck
 from fleetkey.store.schema import epoch_micros
 from fleetkey.store.store import Store
 
@@ -307,3 +307,65 @@ def _order_indexes(store: Store) -> set[str]:
     with store.engine.connect() as connection:
         indexes = sa.inspect(connection).get_indexes("phones")
     return {i["name"] for i in indexes if i["name"] and i["name"].endswith("_order")}
+
+
+RECORD = (
+    "SELECT id, at, mac, path_id, protocol, method, status, bytes, digest, remote_addr, "
+    "agent_id, duration_ms, identified_by, day FROM fetches ORDER BY id"
+)
+
+
+def test_0018_partitions_postgresql_s_fetch_table_by_day_keeping_every_record(
+    store_url: str,
+) -> None:
+    store = Store(store_url)
+    migrate.upgrade(store.engine, "0017")
+    postgresql = store.engine.dialect.name == "postgresql"
+    at = datetime(2026, 3, 1, 23, 59, 58, tzinfo=UTC)
+    rows = [
+        {
+            "at": at + timedelta(seconds=n) if postgresql else epoch_micros(at) + n * 1_000_000,
+            "mac": None if n % 5 == 4 else f"0004f2{n % 3:06x}",
+            "path": n % 4 + 1,
+            "status": (200, 404, 304)[n % 3],
+            "digest": "aa" * 32 if n % 4 == 0 else None,
+            "agent": None if n % 3 == 1 else n % 3 + 5,
+            "day": None if n == 7 else epoch_micros(at + timedelta(seconds=n)) // 86_400_000_000,
+        }
+        for n in range(12)  # across midnight: two days, one record without its day
+    ]
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO fetches (at, mac, path_id, protocol, method, status, bytes, digest, "
+                "remote_addr, agent_id, duration_ms, identified_by, day) VALUES (:at, :mac, "
+                ":path, 'tftp', 'GET', :status, 7, :digest, '10.0.0.1', :agent, 1.5, 'name', "
+                ":day)"
+            ),
+            rows,
+        )
+        before = [tuple(r) for r in connection.execute(sa.text(RECORD))]
+    store.upgrade()
+    with store.engine.connect() as connection:
+        after = [tuple(r) for r in connection.execute(sa.text(RECORD))]
+        partitions = historytables.partition_days(connection)
+    day_of_7 = epoch_micros(at + timedelta(seconds=7)) // 86_400_000_000
+    # every column kept; on PostgreSQL the record without a day gets its time's (a key column)
+    assert len(before) == 12
+    assert after == [(*r[:-1], day_of_7) if r[0] == 8 and postgresql else r for r in before]
+    if postgresql:
+        assert {day_of_7 - 1, day_of_7} <= partitions
+    else:
+        assert partitions == set()
+    assert migrate.schema_drift(store.engine) == []
+    fetches.insert_records(store.engine, [fetches.FetchRecord("/x.cfg", "http", 200, 1, 1.0, at)])
+    with store.engine.connect() as connection:
+        added = [tuple(r) for r in connection.execute(sa.text(RECORD))][len(after) :]
+    assert [r[0] for r in added] == [len(before) + 1]  # the ids go on
+    migrate.downgrade(store.engine, "0017")
+    with store.engine.connect() as connection:
+        assert [tuple(r) for r in connection.execute(sa.text(RECORD))] == after + added
+        assert not historytables.partitioned(connection)
+        key = sa.inspect(connection).get_pk_constraint("fetches")["constrained_columns"]
+    assert key == ["id"]
+    store.close()
