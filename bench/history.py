@@ -28,10 +28,8 @@ The commands run with the real clock; the simulated days end today.
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import json
-import operator
 import os
 import sys
 import tempfile
@@ -212,7 +210,7 @@ def write_bulk(store: Store, traffic: Traffic, keep_days: int, after: Checkpoint
             writer.write_state()
             after(n, oldest_raw + n * DAY - timedelta(hours=1))
         if n == 1 and rolled:  # the records of the day before that ran past midnight
-            writer.write_day(rolled - 1, functools.partial(operator.le, cutoff))
+            writer.write_day(rolled - 1, since=cutoff)
     writer.write_state()
     began = time.perf_counter()
     steady = traffic.first + (traffic.days - 2) * DAY  # a whole day after a whole day

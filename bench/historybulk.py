@@ -18,11 +18,10 @@ tests/integration/store/test_bench_history.py proves the two modes leave equal s
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from fleetkey.core.rollout.cost import BootTally
 from fleetkey.store import bootdays, phonestate, retention, texts
@@ -38,6 +37,13 @@ _TABLE_COLUMNS: Final = tuple(
 _INSERT: Final = (
     f"INSERT INTO fetches ({', '.join(_TABLE_COLUMNS)}) "  # noqa: S608  # constant column names
     f"VALUES ({', '.join('?' * len(_TABLE_COLUMNS))})"
+)
+# a day copied from the first, its times and day moved (named parameters: micros, low, high)
+_COPY: Final = (
+    f"INSERT INTO fetches ({', '.join(_TABLE_COLUMNS)}) "  # noqa: S608  # constant column names
+    "SELECT mac, at + :micros, path_id, protocol, method, status, bytes, digest, remote_addr, "
+    "agent_id, duration_ms, identified_by, (at + :micros) / 86400000000 FROM fetches "
+    "WHERE id BETWEEN :low AND :high"
 )
 _MAC_AND_TIME: Final = operator.itemgetter(0, 1)
 Row = tuple[Any, ...]
@@ -68,7 +74,9 @@ def _merge(into: phonestate.Newest, batch: phonestate.Newest) -> None:
 
 
 class BulkWriter:
-    """Writes whole days of one day's traffic shifted by whole days, on SQLite."""
+    """Writes whole days of one day's traffic shifted by whole days, on SQLite: the first
+    through the driver, every later one copied from it inside SQLite (its times and day moved),
+    in the order it was written."""
 
     def __init__(self, engine: Engine, day_zero: list[FetchRecord]) -> None:
         if engine.dialect.name != "sqlite":
@@ -78,27 +86,53 @@ class BulkWriter:
         wanted = {row[2] for rows in self.template for row in rows}
         wanted |= {row[9] for rows in self.template for row in rows}
         self.ids = texts.texts_of(engine).ids(engine, wanted)
-        self.state = phonestate.Newest({}, {})
+        # every day's newest rows are day zero's moved: the newest day's are the state
+        self.newest = phonestate.Newest({}, {})
+        for rows in self.template:
+            _merge(self.newest, phonestate.fold(rows))
+        self.written: tuple[int, int, int] | None = None  # the first day's: shift, ids
+        self.last = 0
 
-    def write_day(self, shift: int, keep: Callable[[int], bool] = lambda _: True) -> None:
-        """Day zero's traffic ``shift`` days later (the records ``keep`` keeps, by time)."""
-        ids, micros = self.ids, shift * MICROS_A_DAY
+    def write_day(self, shift: int, since: int | None = None) -> None:
+        """Day zero's traffic ``shift`` days later (with ``since``, its records from that
+        moment, in microseconds, on)."""
         with self.engine.begin() as connection:
             connection.exec_driver_sql(f"PRAGMA cache_size=-{CACHE_KIB}")
-            for template in self.template:
-                rows = [(r[0], r[1] + micros, *r[2:]) for r in template if keep(r[1] + micros)]
-                if not rows:
-                    continue
-                _merge(self.state, phonestate.fold(rows))
+            if self.written is None:
+                before = connection.exec_driver_sql("SELECT max(id) FROM fetches").scalar()
+                self._first(connection, shift)
+                after = connection.exec_driver_sql("SELECT max(id) FROM fetches").scalar()
+                self.written = (shift, int(before or 0) + 1, int(after or 0))
+            else:
+                moved, low, high = self.written
+                micros = (shift - moved) * MICROS_A_DAY
                 connection.exec_driver_sql(
-                    _INSERT,
-                    [(r[0], r[1], ids[r[2]], r[3], r[4], r[5], r[6], r[7], r[8], ids[r[9]],
-                      r[10], r[11], r[1] // MICROS_A_DAY) for r in rows],
+                    _COPY + ("" if since is None else f" AND at + {micros} >= {since}")
+                    + " ORDER BY id",
+                    {"micros": micros, "low": low, "high": high},
                 )  # fmt: skip
+        if since is None:
+            self.last = max(self.last, shift)
+
+    def _first(self, connection: Connection, shift: int) -> None:
+        ids, micros = self.ids, shift * MICROS_A_DAY
+        for template in self.template:
+            connection.exec_driver_sql(
+                _INSERT,
+                [(r[0], r[1] + micros, ids[r[2]], r[3], r[4], r[5], r[6], r[7], r[8], ids[r[9]],
+                  r[10], r[11], (r[1] + micros) // MICROS_A_DAY) for r in template],
+            )  # fmt: skip
 
     def write_state(self) -> None:
+        """The per-phone state the writer would have folded: day zero's newest rows, moved to
+        the newest day written."""
+        micros = self.last * MICROS_A_DAY
+        state = phonestate.Newest(
+            {k: (r[0], r[1] + micros, *r[2:]) for k, r in self.newest.seen.items()},
+            {k: (r[0], r[1] + micros, *r[2:]) for k, r in self.newest.files.items()},
+        )
         with self.engine.begin() as connection:
-            phonestate.write(connection, self.state)
+            phonestate.write(connection, state)
 
 
 def day_number(moment: datetime) -> int:

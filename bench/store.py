@@ -20,33 +20,27 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fleetkey.store.fetches import StoreSink
+from fleetkey.store import historytables, texts
+from fleetkey.store.fetches import MICROS_A_DAY, StoreSink
+from fleetkey.store.phonestate import ROW_COLUMNS
 from fleetkey.store.records import FetchRecord
+from fleetkey.store.schema import epoch_micros
 from fleetkey.store.store import Store
 from fleetkey.store.writer import FetchWriter
 
 from tests.pg import PostgresServer  # the test harness starts the server
 
-COLUMNS = (
-    "path",
-    "protocol",
-    "status",
-    "bytes",
-    "duration_ms",
-    "at",
-    "method",
-    "mac",
-    "digest",
-    "remote_addr",
-    "user_agent",
+# the table's columns as the writer fills them (store/fetches.py: texts as fetch_texts ids)
+COLUMNS = tuple(
+    {"path": "path_id", "user_agent": "agent_id"}.get(name, name) for name in ROW_COLUMNS
 )
 BATCH = 5000
 
@@ -88,8 +82,33 @@ def through_writer(store: Store, rows: list[FetchRecord]) -> float:
     return elapsed
 
 
+def table_rows(url: str, rows: list[FetchRecord]) -> list[tuple[Any, ...]]:
+    """The rows the writer writes for ``rows`` into the store at ``url`` (its paths and
+    User-Agents stored first, as the writer stores them, and named by id; SQLite's times in
+    microseconds; the UTC day; on PostgreSQL the day's partition made), before the timing
+    starts."""
+    store = Store(url)
+    engine = store.engine
+    ids = texts.texts_of(engine).ids(
+        engine, {r.path for r in rows} | {r.user_agent for r in rows if r.user_agent}
+    )
+    sqlite = engine.dialect.name == "sqlite"
+    found = []
+    for r in rows:
+        micros = epoch_micros(r.at)
+        agent = ids[r.user_agent] if r.user_agent else None
+        found.append(
+            (r.mac, micros if sqlite else r.at, ids[r.path], r.protocol, r.method, r.status,
+             r.bytes, r.digest, r.remote_addr, agent, r.duration_ms, r.identified_by,
+             micros // MICROS_A_DAY)
+        )  # fmt: skip
+    historytables.ensure_partitions(engine, {row[-1] for row in found})  # PostgreSQL's days
+    store.close()
+    return found
+
+
 def raw_sqlite(path: Path, rows: list[FetchRecord]) -> float:
-    tuples = [astuple(r) for r in rows]
+    tuples = table_rows(f"sqlite:///{path}", rows)
     marks = ", ".join("?" * len(COLUMNS))
     sql = f"INSERT INTO fetches ({', '.join(COLUMNS)}) VALUES ({marks})"  # noqa: S608  # constants
     connection = sqlite3.connect(path)
@@ -105,10 +124,10 @@ def raw_sqlite(path: Path, rows: list[FetchRecord]) -> float:
 
 
 def raw_postgres(url: str, rows: list[FetchRecord]) -> float:
-    tuples = [astuple(r) for r in rows]
+    tuples = table_rows(url, rows)
     marks = ", ".join(["%s"] * len(COLUMNS))
     sql = f"INSERT INTO fetches ({', '.join(COLUMNS)}) VALUES ({marks})"  # noqa: S608  # constants
-    with psycopg.connect(url) as connection:
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
         start = time.perf_counter()
         for offset in range(0, len(tuples), BATCH):
             with connection.transaction(), connection.cursor() as cursor:

@@ -52,7 +52,8 @@ def prune(env: Env, retention_days: int, as_json: bool) -> None:
         return
     env.out.print(
         f"{done.deleted} fetch records before {done.cutoff:%Y-%m-%d} removed; "
-        f"{len(done.days)} days rolled up",
+        f"{len(done.days)} days rolled up"
+        + (f"; {done.partitions} day partitions dropped" if done.partitions else ""),
         markup=False,
     )
 

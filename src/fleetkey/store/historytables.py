@@ -141,6 +141,11 @@ def ensure_partitions(engine: Engine, days: Collection[int]) -> None:
         seen.update(new)
 
 
+def forget(engine: Engine) -> None:
+    """Forget the days seen (after a migration: the table may be another one)."""
+    _ensured.pop(engine, None)
+
+
 def lock_partition(connection: Connection, day: int) -> bool:
     """Lock a day's partition against writes until the transaction ends; False if it has
     none."""

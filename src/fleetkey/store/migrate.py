@@ -88,9 +88,10 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def _forget_texts(engine: Engine) -> None:
     """The ids of fetch texts remembered for ``engine`` may name other rows after a migration."""
-    from fleetkey.store import texts  # start-up: see the module docstring
+    from fleetkey.store import historytables, texts  # start-up: see the module docstring
 
     texts.forget(engine)
+    historytables.forget(engine)  # and the days whose partitions the writer made
 
 
 def current_revision(engine: Engine) -> str | None:
