@@ -4,10 +4,12 @@ fraction of its time.
 A retention of K days keeps the last K days' raw records; the days before it are only their
 roll-ups (``fetch_days``) and boot tallies (``boot_days``) once pruned. Every day of
 bench/history.py's traffic is the same but for its date, so this writes:
-  - the K newest days as raw records, the rows insert_records writes (the same columns, texts
-    as fetch_texts ids, each 50,000-record batch sorted by (MAC, time)) with one executemany
-    a day, and the per-phone state folded from them as the writer folds each batch (written
-    at each checkpoint and at the end);
+  - the K newest days as raw records: the first through the driver as insert_records writes
+    them (the same columns, texts as fetch_texts ids, each 50,000-record batch sorted by
+    (MAC, time)), every later one copied from it inside SQLite with its times and day moved,
+    in the same order; the per-phone state is day zero's newest rows (folded batch by batch
+    and merged as the writer's upserts do) moved to the newest day written, written at each
+    checkpoint and at the end;
   - the older days as the roll-ups and tallies the store's own code computes
     (``retention.day_rollups``, ``bootdays.tally_day``) from a raw day of the same traffic: the
     first day's from the first raw day before anything else is written (it has no records of

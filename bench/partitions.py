@@ -1,17 +1,21 @@
-"""PostgreSQL: a day of fetch records removed by the prune's batched deletes, or by dropping a
-partition, and the writer's inserts into one table or into a table partitioned by day.
+"""PostgreSQL: a day of fetch records removed by the prune's drop of its partition, or by
+5,000-record deletes from one table, and the writer's inserts into either.
 
     .venv/bin/python bench/partitions.py [--phones 5000] [--days 4]
 
 On a throwaway PostgreSQL (as the tests start it, durable), writes DAYS days of
 bench/history.py's traffic (12 requests a phone a day) through the store's writer path
-(store/fetches.py's insert_records, with the per-phone state) and times:
+(store/fetches.py's insert_records, with the per-phone state) into the store's table,
+partitioned by day since migration 0018, and times:
   writer          records/s of the last day's inserts into the store's table
-  prune a day     retention.prune of the oldest day: roll-up, then 5,000-record delete batches
-and, on a copy of the same rows in a table partitioned by day (declarative, one partition a
-day, PRIMARY KEY (id, day) as PostgreSQL requires):
-  insert          records/s of the same day's rows into it (one executemany, as the writer)
-  drop a day      DROP TABLE of the oldest day's partition
+  roll-up read    reading the oldest day and summing it up per site (retention.day_rollups)
+  prune a day     retention.prune of the oldest day: roll-up, then DROP of its partition (the
+                  boot tallies made before), so the drop's own cost is the difference
+and, on a copy of the same rows in one table (no partitions, PRIMARY KEY (id), the same
+indexes: the table before 0018):
+  insert          records/s of the last day's rows into it (one executemany, as the writer)
+  delete a day    the oldest day's rows deleted 5,000 ids a transaction, as the prune deleted
+                  them before 0018 (without the roll-up, which both do)
 then the database's size. Prints JSON.
 """
 
@@ -31,8 +35,9 @@ sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
 ]
 
 from sqlalchemy import text  # noqa: E402  # after the path is set
+from sqlalchemy.orm import Session  # noqa: E402  # after the path is set
 
-from fleetkey.store import fetches, retention  # noqa: E402  # after the path is set
+from fleetkey.store import bootdays, fetches, retention  # noqa: E402  # after the path is set
 from fleetkey.store.store import Store  # noqa: E402  # after the path is set
 
 from tests.pg import PostgresServer  # noqa: E402  # the harness starts a throwaway server
@@ -53,7 +58,7 @@ COLUMNS = (
     "agent_id integer, duration_ms double precision, identified_by varchar(9), day integer"
 )
 SELECT = f"SELECT id, {COPY} FROM fetches"  # noqa: S608  # constant column names
-INSERT = f"INSERT INTO fetches_p (id, {COPY}) VALUES ({', '.join(['%s'] * 14)})"  # noqa: S608  # constant
+INSERT = f"INSERT INTO fetches_one (id, {COPY}) VALUES ({', '.join(['%s'] * 14)})"  # noqa: S608  # constant
 
 
 def main() -> None:
@@ -83,7 +88,7 @@ def main() -> None:
             days = sorted(
                 d for (d,) in connection.execute(text("SELECT DISTINCT day FROM fetches"))
             )
-            for statement in _partitioned(days):
+            for statement in _one_table(days):
                 connection.exec_driver_sql(statement)
             rows = [
                 tuple(r) for r in connection.exec_driver_sql(f"{SELECT} WHERE day = {days[-1]}")
@@ -91,15 +96,31 @@ def main() -> None:
         with store.engine.begin() as connection:
             began = time.perf_counter()
             connection.exec_driver_sql(INSERT, rows)
-            found["partitioned insert records/s"] = len(rows) / (time.perf_counter() - began)
+            found["one table insert records/s"] = len(rows) / (time.perf_counter() - began)
+        with Session(store.engine) as session, session.begin():
+            bootdays.day_tallies(session)  # made first: the prune would, before its days
+        with store.engine.connect() as connection:
+            began = time.perf_counter()
+            retention.day_rollups(connection, first.date())
+            found["roll-up read s"] = time.perf_counter() - began
         began = time.perf_counter()
         done = retention.prune(store.engine, first + timedelta(days=2), 1, pause_s=0.0)
         found["prune a day s"] = time.perf_counter() - began
         found["pruned records"] = done.deleted
-        with store.engine.begin() as connection:
-            began = time.perf_counter()
-            connection.exec_driver_sql(f"DROP TABLE fetches_p_{days[0]}")
-            found["drop a partition s"] = time.perf_counter() - began
+        found["partitions dropped"] = done.partitions
+        oldest = f"SELECT id FROM fetches_one WHERE day = {days[0]}"  # noqa: S608  # an int
+        with store.engine.connect() as connection:
+            ids = list(connection.exec_driver_sql(oldest).scalars())
+        began = time.perf_counter()
+        for start in range(0, len(ids), retention.DELETE_BATCH):
+            with store.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "DELETE FROM fetches_one WHERE id = ANY(%s)",
+                    (ids[start : start + retention.DELETE_BATCH],),
+                )
+        found["one table delete a day s"] = time.perf_counter() - began
+        found["one table deleted"] = len(ids)
+        with store.engine.connect() as connection:
             size = connection.scalar(text("SELECT pg_database_size(current_database())"))
             found["database MB"] = int(size or 0) / 1e6
         store.close()
@@ -109,18 +130,14 @@ def main() -> None:
     print(json.dumps(found, indent=2))
 
 
-def _partitioned(days: list[int]) -> list[str]:
-    """A partitioned copy of the fetches table holding every day's rows but the last one."""
+def _one_table(days: list[int]) -> list[str]:
+    """A copy of the fetch records in one table, as before migration 0018, holding every day's
+    rows but the last one."""
     return [
-        f"CREATE TABLE fetches_p (id bigint, {COLUMNS}) PARTITION BY RANGE (day)",
-        *(
-            f"CREATE TABLE fetches_p_{d} PARTITION OF fetches_p FOR VALUES FROM ({d}) TO ({d + 1})"
-            for d in days
-        ),
-        "ALTER TABLE fetches_p ADD PRIMARY KEY (id, day)",
-        "CREATE INDEX ON fetches_p (day, mac)",
-        "CREATE INDEX ON fetches_p (at)",
-        f"INSERT INTO fetches_p {SELECT} WHERE day < {days[-1]}",
+        f"CREATE TABLE fetches_one (id bigint PRIMARY KEY, {COLUMNS})",
+        "CREATE INDEX ON fetches_one (day, mac)",
+        "CREATE INDEX ON fetches_one (at)",
+        f"INSERT INTO fetches_one {SELECT} WHERE day < {days[-1]}",
     ]
 
 
