@@ -1,6 +1,6 @@
 """A fleet's year of fetch history: the commands and the writer at day 1, 90 and 365.
 
-    .venv/bin/python bench/history.py [--phones 100000] [--days 365] [--sites 20]
+    .venv/bin/python bench/history.py [--phones 100000] [--days 365] [--sites 20] [--bulk]
         [--retention 90] [--backend sqlite|postgresql] [--writer-records 100000] [--json]
 
 Builds a fresh data directory (`fleetkey init`, sites, `phones import`, a posted site license
@@ -8,7 +8,8 @@ per site), then writes DAYS days of traffic the way servers write it (store/fetc
 insert_records: the writer's batched insert and its per-phone state upserts, 50,000 records a
 batch), 12 requests per phone per day (a boot: master config, phone config, site license,
 phone license (404), two more configs; then six config polls, 304), and after each day prunes
-what the retention lets go (store/retention.py: roll-up, batched deletes), as `serve` does.
+what the retention lets go (store/retention.py: roll-up, batched deletes), as `serve` does;
+with --bulk (SQLite), the store that leaves, built much faster (bench/historybulk.py).
 Before the first day (the empty store) and at day 1, 90 and 365 (those within DAYS, and DAYS)
 it times, in-process through click, best of three:
   alerts          `fleetkey alerts`
