@@ -146,17 +146,14 @@ def forget(engine: Engine) -> None:
     _ensured.pop(engine, None)
 
 
-def lock_partition(connection: Connection, day: int) -> bool:
-    """Lock a day's partition against writes until the transaction ends; False if it has
-    none."""
-    if day not in partition_days(connection):
-        return False
+def lock_table(connection: Connection, day: int) -> bool:
+    """Lock the whole fetch table (waiting at most :data:`LOCK_TIMEOUT`) until the transaction
+    ends, to drop the partition of ``day``; False if it has none (any more)."""
     connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-    connection.exec_driver_sql(f"LOCK TABLE {partition_name(day)} IN ACCESS EXCLUSIVE MODE")
-    return True
+    connection.exec_driver_sql("LOCK TABLE fetches IN ACCESS EXCLUSIVE MODE")
+    return day in partition_days(connection)
 
 
 def drop_partition(connection: Connection, day: int) -> None:
-    """Drop a day's partition (a lock on the whole table, held until the commit that should
-    follow at once)."""
+    """Drop a day's partition (in the transaction that locked the table: :func:`lock_table`)."""
     connection.exec_driver_sql(f"DROP TABLE {partition_name(day)}")

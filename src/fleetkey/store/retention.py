@@ -167,15 +167,20 @@ def _day_number(day: date) -> int:
 
 
 def _drop_day(engine: Engine, day: date, result: PruneResult) -> bool:
-    """PostgreSQL: roll up a day's partition and drop it, in one transaction, so the roll-ups'
-    counts are exactly the records dropped; whether it held any. The partition is locked
-    first (a late record of that day waits), read, then dropped (a lock on the whole table
-    for a few milliseconds, until the commit)."""
+    """PostgreSQL: roll up a day's partition and drop it in one transaction, so the roll-ups'
+    counts are exactly the records dropped; whether it held any. The day is read first,
+    without locks; then the whole table is locked (before the partition, as readers lock
+    them: the other order deadlocks with a reader), the day's records counted, read again
+    only if some came meanwhile, added to the roll-ups, and the partition dropped."""
     number = _day_number(day)
-    with engine.begin() as connection:
-        if not historytables.lock_partition(connection, number):
-            return False
+    with engine.connect() as connection:
         taken = _read_day(connection, day, None, number)
+    with engine.begin() as connection:
+        if not historytables.lock_table(connection, number):
+            return False  # another server's prune dropped it
+        count = select(func.count()).select_from(FetchRow).where(FetchRow.day == number)
+        if connection.scalar(count) != sum(acc.requests for acc in taken.values()):
+            taken = _read_day(connection, day, None, number)
         for site, acc in taken.items():
             _add_counts(connection, day, site, acc)
         historytables.drop_partition(connection, number)
