@@ -6,16 +6,16 @@
 On a throwaway PostgreSQL (as the tests start it, durable), writes DAYS days of
 bench/history.py's traffic (12 requests a phone a day) through the store's writer path
 (store/fetches.py's insert_records, with the per-phone state) into the store's table,
-partitioned by day since migration 0018, and times:
+partitioned by day since migration 0019, and times:
   writer          records/s of the last day's inserts into the store's table
   roll-up read    reading the oldest day and summing it up per site (retention.day_rollups)
   prune a day     retention.prune of the oldest day: roll-up, then DROP of its partition (the
                   boot tallies made before), so the drop's own cost is the difference
 and, on a copy of the same rows in one table (no partitions, PRIMARY KEY (id), the same
-indexes: the table before 0018):
+indexes: the table before 0019):
   insert          records/s of the last day's rows into it (one executemany, as the writer)
   delete a day    the oldest day's rows deleted 5,000 ids a transaction, as the prune deleted
-                  them before 0018 (without the roll-up, which both do)
+                  them before 0019 (without the roll-up, which both do)
 then the database's size. Prints JSON.
 """
 
@@ -131,7 +131,7 @@ def main() -> None:
 
 
 def _one_table(days: list[int]) -> list[str]:
-    """A copy of the fetch records in one table, as before migration 0018, holding every day's
+    """A copy of the fetch records in one table, as before migration 0019, holding every day's
     rows but the last one."""
     return [
         f"CREATE TABLE fetches_one (id bigint PRIMARY KEY, {COLUMNS})",

@@ -2,7 +2,7 @@
 part of ``store/schema.py``, which re-exports them), and on PostgreSQL the fetch table's
 partitions, one a UTC day.
 
-Since migration 0018 PostgreSQL's ``fetches`` is partitioned by range of ``day`` (UTC days
+Since migration 0019 PostgreSQL's ``fetches`` is partitioned by range of ``day`` (UTC days
 since the epoch): ``fetches_d<day>`` holds one day, ``fetches_default`` whatever no partition
 takes. A prune drops a whole day's partition after rolling it up (``store/retention.py``), in
 a few milliseconds, where deleting its records took minutes. Partitions are made ahead: by
@@ -80,7 +80,7 @@ def is_partition(name: str | None) -> bool:
 
 
 def partitioned(connection: Connection) -> bool:
-    """Whether the fetch table is partitioned (PostgreSQL since migration 0018)."""
+    """Whether the fetch table is partitioned (PostgreSQL since migration 0019)."""
     if connection.dialect.name != "postgresql":
         return False
     return bool(connection.scalar(_PARTITIONED) == "p")

@@ -127,7 +127,7 @@ def _modelled(_item: object, name: str | None, kind: str, _reflected: bool, _oth
 
 def _partition_key(diff: Any) -> bool:
     """PostgreSQL's partitioned fetch table: ``day``, in its primary key, is NOT NULL there
-    (migration 0018), nullable in the model and on SQLite."""
+    (migration 0019), nullable in the model and on SQLite."""
     change = diff[0] if isinstance(diff, list) and diff else diff
     return (
         isinstance(change, tuple)

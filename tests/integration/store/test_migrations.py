@@ -315,11 +315,11 @@ RECORD = (
 )
 
 
-def test_0018_partitions_postgresql_s_fetch_table_by_day_keeping_every_record(
+def test_0019_partitions_postgresql_s_fetch_table_by_day_keeping_every_record(
     store_url: str,
 ) -> None:
     store = Store(store_url)
-    migrate.upgrade(store.engine, "0017")
+    migrate.upgrade(store.engine, "0018")
     postgresql = store.engine.dialect.name == "postgresql"
     at = datetime(2026, 3, 1, 23, 59, 58, tzinfo=UTC)
     rows = [
@@ -362,7 +362,7 @@ def test_0018_partitions_postgresql_s_fetch_table_by_day_keeping_every_record(
     with store.engine.connect() as connection:
         added = [tuple(r) for r in connection.execute(sa.text(RECORD))][len(after) :]
     assert [r[0] for r in added] == [len(before) + 1]  # the ids go on
-    migrate.downgrade(store.engine, "0017")
+    migrate.downgrade(store.engine, "0018")
     with store.engine.connect() as connection:
         assert [tuple(r) for r in connection.execute(sa.text(RECORD))] == after + added
         assert not historytables.partitioned(connection)

@@ -1,4 +1,4 @@
-"""The fetch table by day on PostgreSQL (migration 0018, store/historytables.py), one table on
+"""The fetch table by day on PostgreSQL (migration 0019, store/historytables.py), one table on
 SQLite: every record is stored whatever its day (across midnight, long past, far ahead, a day
 the default partition already holds), and a prune rolls whole days up and drops their
 partitions, deleting only records that sit in the default partition; the roll-ups and the

@@ -1,7 +1,7 @@
 """fetches: on PostgreSQL, partitioned by day
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-11-30
 
 Pruning a day of a 100,000-phone fleet (1.2 million records) by 5,000-record deletes takes
@@ -21,8 +21,8 @@ import time
 
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
