@@ -348,7 +348,11 @@ class Pipeline:
             if shape.license is not None or shape.upload is not None or whole.hex_runs:
                 return Ruling(403, None, mac, via, "per-device files need a login here")
             return None
-        own = {login, view.phone_sites.get(login)}
+        site = view.phone_sites.get(login)
+        if site is None and whole.inner is not None and whole.prefix in view.sites:
+            site = whole.prefix  # a phone the inventory does not place (a shared login's MAC):
+            # the path's site places it, as it does without logins; the unknown policy rules next
+        own = {login, site}
         for other in _named_in(whole.hex_runs, view):
             if other not in own:
                 what = "site" if other in view.sites else "phone"

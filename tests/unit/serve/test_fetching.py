@@ -269,6 +269,27 @@ class TestLoginsRequired:
         assert served(own.content) == SITE_A
 
     @pytest.mark.parametrize(
+        ("policy", "status", "reason"),
+        [
+            (UnknownPolicy.SERVE, 200, ""),
+            (UnknownPolicy.REGISTER, 200, ""),
+            (UnknownPolicy.REFUSE, 403, f"phone {STRANGER} is not in the inventory"),
+        ],
+    )
+    def test_a_phone_the_inventory_does_not_place_is_placed_by_the_site_prefix(
+        self, tree: Path, policy: UnknownPolicy, status: int, reason: str
+    ) -> None:
+        """A shared login's MAC that the inventory lacks: the path's site is its own (as
+        without logins), and the unknown policy decides; never "another site's file"."""
+        fetch = pipeline(tree, policy=policy, logins=True)
+        ruling = fetch.decide((SITE_B, SITE_FILE), None, None, 0.0, login=STRANGER)
+        assert (ruling.status, ruling.reason) == (status, reason)
+        if status == 200:
+            assert served(ruling.content) == SITE_B
+        other = fetch.decide((SITE_B, f"{B1}-license.cfg"), None, None, 0.0, login=STRANGER)
+        assert (other.status, other.reason) == (403, f"that file belongs to another phone ({B1})")
+
+    @pytest.mark.parametrize(
         "path",
         [
             (f"{B1}-license.cfg",),
