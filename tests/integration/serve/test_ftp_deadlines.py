@@ -1,13 +1,15 @@
 """FTP timeouts and kept passive listeners on a real `fleetkey serve --ftp`.
 
 The timeouts are one sweep over the sessions (serve/ftp/control.py), not pyftpdlib's timer
-per connection; a session keeps its passive listener between transfers (serve/ftp/passive.py).
+per connection; a passive port serves one transfer (serve/ftp/passive.py: kept ones could be
+stolen).
 Each test asserts what a client sees: the reply, the port named, the record.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -68,32 +70,19 @@ def bye(control: Control) -> None:
     control.close()
 
 
-def test_a_session_names_its_kept_listener_again_and_gets_every_file(quick: FtpServer) -> None:
+def test_every_transfer_names_a_port_that_is_closed_once_it_is_done(quick: FtpServer) -> None:
+    """No passive port outlives its transfer: a kept one would be predictable, and another
+    program behind the phone's address could take the phone's next file (serve/ftp/passive.py,
+    port stealing)."""
     control = Control(quick.port)
     control.login()
     control.send("TYPE I")
     expected = (quick.data / "provisioning" / f"{MAC}-directory.xml").read_bytes()
-    ports = []
     for _ in range(4):
-        ports.append(epsv_port(control))
-        assert retr_on(control, ports[-1], f"{MAC}-directory.xml") == expected
-    assert len(set(ports)) == 1
-    bye(control)
-
-
-def test_a_connection_to_a_kept_listener_between_transfers_is_not_the_next_one(
-    quick: FtpServer,
-) -> None:
-    control = Control(quick.port)
-    control.login()
-    control.send("TYPE I")
-    expected = (quick.data / "provisioning" / f"{MAC}-directory.xml").read_bytes()
-    port = epsv_port(control)
-    assert retr_on(control, port, f"{MAC}-directory.xml") == expected
-    stray = socket.create_connection(("127.0.0.1", port), timeout=15)  # nobody asked for it
-    assert stray.recv(1) == b""  # closed by the server
-    stray.close()
-    assert retr(control, f"{MAC}-directory.xml") == expected
+        port = epsv_port(control)
+        assert retr_on(control, port, f"{MAC}-directory.xml") == expected
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=15).close()
     bye(control)
 
 
@@ -108,10 +97,10 @@ def retr_on(control: Control, port: int, name: str) -> bytes:
     return body
 
 
-def test_kept_listeners_do_not_count_as_connections(quick: FtpServer) -> None:
-    """--ftp-max-connections 5 (pyftpdlib counts its own listener too): two sessions that
-    each keep a listener, and a third session still gets in (4 with the idle listeners not
-    counted, 6 if they were)."""
+def test_sessions_after_their_transfers_hold_no_connection_more(quick: FtpServer) -> None:
+    """--ftp-max-connections 5 (pyftpdlib counts its own listener too): two sessions after a
+    transfer each, and a third session still gets in (4 counted; 6 if listeners outlived
+    their transfers)."""
     sessions = [Control(quick.port) for _ in range(2)]
     for control in sessions:
         control.login()
@@ -128,6 +117,30 @@ def test_a_data_connection_that_never_comes_is_timed_out(quick: FtpServer) -> No
     epsv_port(control)
     assert control.reply() == "421 Passive data channel timed out."
     control.close()
+
+
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
+    """A data timeout (1 s) well before the idle timeout (6 s)."""
+    data, env = fleet_env(tmp_path_factory, "ftp-data-deadline")
+    make_fleet(data, env, FTP_PHONES)
+    server = start_ftp(data, env, "--ftp-idle-timeout", "6", "--ftp-data-timeout", "1")
+    yield server
+    server.running.stop()
+
+
+def test_a_timed_out_data_channel_is_said_once_and_the_session_goes_on(
+    patient: FtpServer,
+) -> None:
+    """One 421 for the listener that waited in vain, and the next command's own reply (the
+    sweep timed the closed listener out again at every turn before: a 421 each)."""
+    control = Control(patient.port)
+    control.login()
+    epsv_port(control)
+    assert control.reply() == "421 Passive data channel timed out."
+    time.sleep(1.5)  # several sweeps after the timeout (a sweep every quarter of it at most)
+    assert control.send("NOOP").startswith("200 ")
+    bye(control)
 
 
 def test_an_idle_session_after_a_transfer_is_closed_with_421(quick: FtpServer) -> None:

@@ -160,6 +160,7 @@ class Deadlines:
         self.data_s = data_s
         self.every = min(SWEEP_MAX_S, idle_s / SWEEPS_PER_TIMEOUT, data_s / SWEEPS_PER_TIMEOUT)
         self.sessions: set[Any] = set()
+        self.failures = 0  # sessions whose check raised (each closed by its error handler)
 
     def sweep(self) -> None:
         now = time.monotonic()
@@ -167,7 +168,12 @@ class Deadlines:
             if session._closed:
                 self.sessions.discard(session)
             else:
-                self._check(session, now)
+                try:
+                    self._check(session, now)
+                except Exception:  # noqa: BLE001  # one session's failure is that session's:
+                    # a sweep that raised would be cancelled for good (pyftpdlib's call_every)
+                    self.failures += 1
+                    session.handle_error()
 
     def _check(self, session: Any, now: float) -> None:
         data = session.data_channel

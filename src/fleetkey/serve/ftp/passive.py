@@ -11,6 +11,13 @@ listener waiting for its connection is, as pyftpdlib's. Listeners are kept only 
 hold at most a quarter of the passive range (``--ftp-passive``; with ``serve --workers N``
 each worker a quarter of its Nth), so a narrow range still serves as many sessions at once as
 before; beyond that, a listener closes at its connection.
+
+**Keeping is off** (``KEEP_LISTENERS``): a kept port is predictable, and the data connection's
+check is by address only, so another program behind the same address (a NAT) that connects to
+it while it is armed takes the phone's file, and the phone gets an empty one with ``226`` (RFC
+2577 §8, port stealing; reproduced by the review of this change: 30 of 30 stolen). A fresh
+random port per transfer, as pyftpdlib and vsftpd do, is back until listeners are pooled per
+worker and handed out at random.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ PORT_RANGE_FILE: Final = "/proc/sys/net/ipv4/ip_local_port_range"
 LINUX_EPHEMERAL: Final = (32768, 60999)  # Linux's default ip_local_port_range
 PASSIVE_TRIES: Final = 16  # random ports tried before the range is scanned in order
 KEPT_SHARE: Final = 4  # kept listeners hold at most 1/KEPT_SHARE of the passive range
+KEEP_LISTENERS: Final = False  # off: a kept port can be stolen (module docstring)
 _ports = random.Random()  # noqa: S311  # not a secret: data connections from strangers are refused
 
 
@@ -75,7 +83,8 @@ class Keeping:
     """The service's count of kept listeners (FTP thread only)."""
 
     def __init__(self, ports: tuple[int, int], workers: int = 1) -> None:
-        self.cap = (ports[1] - ports[0] + 1) // (KEPT_SHARE * workers)  # each worker its share
+        share = (ports[1] - ports[0] + 1) // (KEPT_SHARE * workers)  # each worker its share
+        self.cap = share if KEEP_LISTENERS else 0
         self.kept = 0  # listeners kept past their first connection
         self.idle = 0  # of them, waiting for no connection (not counted as connections)
 
@@ -96,9 +105,18 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
         Acceptor.__init__(self, ioloop=cmd_channel.ioloop)
         local_ip = cmd_channel.fk_local_ip()
         try:
-            self.create_socket(cmd_channel.fk_family, socket.SOCK_STREAM)
-            bind_passive(self.socket, local_ip, cmd_channel.service.passive_ports)
-            self.listen(self.backlog or cmd_channel.server.backlog)
+            for attempt in range(PASSIVE_TRIES):
+                self.create_socket(cmd_channel.fk_family, socket.SOCK_STREAM)
+                bind_passive(self.socket, local_ip, cmd_channel.service.passive_ports)
+                try:
+                    self.listen(self.backlog or cmd_channel.server.backlog)
+                    break
+                except OSError as exc:  # another worker bound the same port before either
+                    # listened (SO_REUSEADDR allows it until one listens): another port
+                    if exc.errno != errno.EADDRINUSE or attempt == PASSIVE_TRIES - 1:
+                        raise
+                    self.del_channel()
+                    self.socket.close()
         except OSError as exc:
             self.close()
             cmd_channel.respond_w_warning(f"425 Can't open data channel: {exc.strerror}.")
@@ -172,6 +190,7 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
             keeping.kept -= 1
             if not self.fk_armed:
                 keeping.idle -= 1
+        self.fk_armed = False  # else the sweep times a closed listener out again and again
         Acceptor.close(self)
 
 
