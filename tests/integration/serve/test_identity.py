@@ -137,6 +137,19 @@ class TestDeviceAuthentication:
         assert reply.status_code == 401
         assert reason in reply.text
 
+    @pytest.mark.parametrize("size", [10, 100_000])  # on the event loop; on a worker thread
+    def test_a_phone_uploads_its_log_with_a_digest_login(
+        self, guarded: RunningServer, size: int
+    ) -> None:
+        """A log over 64 KiB is written on a worker thread: its Digest answer is checked once
+        (checked twice, it was a replay the second time: 401)."""
+        body = b"x" * size
+        upload = httpx.put(
+            f"{guarded.url}/{MAC}-app.log", content=body, auth=httpx.DigestAuth(*VVX)
+        )
+        assert upload.status_code in (201, 204)
+        assert (guarded.data / "uploads" / MAC / f"{MAC}-app.log").read_bytes() == body
+
     def test_a_phone_cannot_fetch_another_phones_license(self, guarded: RunningServer) -> None:
         reply = httpx.get(f"{guarded.url}/{SP_MAC}-license.cfg", auth=httpx.DigestAuth(*VVX))
         assert reply.status_code == 403

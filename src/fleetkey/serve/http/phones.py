@@ -141,6 +141,11 @@ class PhoneService:
         (scrypt) and operator requests: for those the protocol awaits ``handle``)."""
         if self._operator is not None and self._operator.wants(request.raw_path):
             return None
+        if request.method == "PUT" and (
+            self.threaded_uploads or len(request.body) > INLINE_UPLOAD_BYTES
+        ):
+            return None  # written on a worker thread: handle() admits and authenticates it,
+            # once (a Digest answer checked twice is a replay the second time: 401)
         refused = self._gate(request, request.started)  # made just now (protocol.py)
         if refused is _WAIT:
             return None  # handle() waits for its turn
@@ -154,8 +159,6 @@ class PhoneService:
         if verdict.slow_basic is not None:
             return None
         if request.method == "PUT":
-            if self.threaded_uploads or len(request.body) > INLINE_UPLOAD_BYTES:
-                return None  # written on a worker thread
             return self._admitted(
                 store_now(self._uploads, request, self._rule(request, verdict, write=True))
             )
