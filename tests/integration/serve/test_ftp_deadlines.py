@@ -53,14 +53,7 @@ def epsv_port(control: Control) -> int:
 
 def retr(control: Control, name: str) -> bytes:
     """EPSV, connect, RETR ``name``: the body, after 226."""
-    data = socket.create_connection(("127.0.0.1", epsv_port(control)), timeout=15)
-    assert control.send(f"RETR {name}")[:3] in ("125", "150")
-    body = b""
-    while chunk := data.recv(65536):
-        body += chunk
-    data.close()
-    assert control.reply() == "226 Transfer complete."
-    return body
+    return retr_on(control, epsv_port(control), name)
 
 
 def bye(control: Control) -> None:
@@ -87,6 +80,7 @@ def test_every_transfer_names_a_port_that_is_closed_once_it_is_done(quick: FtpSe
 
 
 def retr_on(control: Control, port: int, name: str) -> bytes:
+    """Connect to ``port`` (named by an EPSV), RETR ``name``: the body, after 226."""
     data = socket.create_connection(("127.0.0.1", port), timeout=15)
     assert control.send(f"RETR {name}")[:3] in ("125", "150")
     body = b""
