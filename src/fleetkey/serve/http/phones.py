@@ -141,11 +141,9 @@ class PhoneService:
         (scrypt) and operator requests: for those the protocol awaits ``handle``)."""
         if self._operator is not None and self._operator.wants(request.raw_path):
             return None
-        if request.method == "PUT" and (
-            self.threaded_uploads or len(request.body) > INLINE_UPLOAD_BYTES
-        ):
-            return None  # written on a worker thread: handle() admits and authenticates it,
-            # once (a Digest answer checked twice is a replay the second time: 401)
+        threaded = self.threaded_uploads or len(request.body) > INLINE_UPLOAD_BYTES
+        if request.method == "PUT" and threaded:  # handle() admits and authenticates it, once
+            return None  # (a Digest answer checked twice is a replay the second time: 401)
         refused = self._gate(request, request.started)  # made just now (protocol.py)
         if refused is _WAIT:
             return None  # handle() waits for its turn
