@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/history.py [--phones 100000] [--days 365] [--sites 20] [--bulk]
         [--retention 90] [--backend sqlite|postgresql] [--writer-records 100000] [--json]
+    [--data DIR [--db postgresql://…]] [--no-baseline]
 
 Builds a fresh data directory (`fleetkey init`, sites, `phones import`, a posted site license
 per site), then writes DAYS days of traffic the way servers write it (store/fetches.py's
@@ -24,6 +25,11 @@ and the writer's rate: --writer-records records of one boot storm through FetchW
 thread, until committed. Prints the raw records kept, the roll-ups, the database's size and
 its bytes per raw record kept. The phones' User-Agents carry their MAC (one per phone).
 The commands run with the real clock; the simulated days end today.
+
+With --data DIR the store is built in DIR (on PostgreSQL in the empty database --db names)
+and kept, with how it was built (bench-history.json); run again with the same --data, the
+kept store is measured again as its build left it (day DAYS), without rebuilding, next to a
+fresh store of the same fleet built in the same run (its baseline; --no-baseline skips it).
 """
 
 from __future__ import annotations
@@ -34,9 +40,8 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,27 +53,27 @@ sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
 ]
 
 from click.testing import CliRunner  # noqa: E402  # after the path is set
-from sqlalchemy import func, select, text  # noqa: E402  # after the path is set
 
-from fleetkey.cli.main import cli  # noqa: E402  # after the path is set
-from fleetkey.core.license import LicenseType  # noqa: E402
-from fleetkey.core.rollout import cost  # noqa: E402  # after the path is set
-from fleetkey.store import fetches, registry, retention  # noqa: E402  # after the path is set
-from fleetkey.store.fetches import StoreSink  # noqa: E402  # after the path is set
+from fleetkey.store import fetches, retention  # noqa: E402  # after the path is set
 from fleetkey.store.records import FetchRecord  # noqa: E402  # after the path is set
-from fleetkey.store.schema import FetchDayRow, FetchRow, PhoneFileRow, PhoneSeenRow  # noqa: E402  # after the path is set
 from fleetkey.store.store import Store  # noqa: E402  # after the path is set
-from fleetkey.store.writer import FetchWriter  # noqa: E402  # after the path is set
 
 from tests.pg import PostgresServer  # noqa: E402  # the harness starts a throwaway server
 
-_spec = importlib.util.spec_from_file_location(
-    "historybulk", Path(__file__).with_name("historybulk.py")
-)
-assert _spec is not None
-assert _spec.loader is not None
-historybulk = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(historybulk)
+
+def _module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+historybulk = _module("historybulk")
+historymeasure = _module("historymeasure")
+invoke, measure, fleet = historymeasure.invoke, historymeasure.measure, historymeasure.fleet
+show = historymeasure.show
 
 PASSPHRASE = "bench"  # noqa: S105  # a throwaway data directory's passphrase
 # tagged with the phone's MAC (device.prov.tagSerialNo=1, domain.md): a User-Agent per phone,
@@ -76,21 +81,6 @@ PASSPHRASE = "bench"  # noqa: S105  # a throwaway data directory's passphrase
 AGENT = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{mac}) Type/Application"
 BATCH = 50_000
 DAY = timedelta(days=1)
-
-
-def invoke(runner: CliRunner, *args: str) -> None:
-    result = runner.invoke(cli, list(args), catch_exceptions=False)
-    if result.exit_code != 0:
-        raise SystemExit(f"fleetkey {' '.join(args)}: exit {result.exit_code}\n{result.output}")
-
-
-def best_of(repeat: int, run: Callable[[], None]) -> float:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - began)
-    return min(times)
 
 
 def build(runner: CliRunner, folder: Path, phones: int, sites: int) -> tuple[list[str], list[str]]:
@@ -190,13 +180,22 @@ BULK_HELP = (
 )
 
 
-def write_bulk(store: Store, traffic: Traffic, keep_days: int, after: Checkpoint) -> float:
-    """The store write_day_by_day leaves (bench/historybulk.py); the seconds spent computing
+def write_bulk(
+    store: Store,
+    traffic: Traffic,
+    keep_days: int,
+    after: Checkpoint,
+    checkpoints: Collection[int] | None = None,
+) -> float:
+    """The store write_day_by_day leaves (bench/historybulk.py), measured by ``after`` on the
+    days of ``checkpoints`` (None: every kept day) and the last; the seconds spent computing
     the roll-ups and tallies of the days written as such."""
     raw = min(traffic.days, keep_days) if keep_days else traffic.days
     rolled = traffic.days - raw
     if traffic.days > 1 and raw < 2:
         raise SystemExit("--bulk takes the roll-ups of a day from a kept day: retention >= 2")
+    wanted = set(range(1, traffic.days + 1)) if checkpoints is None else set(checkpoints)
+    wanted = {n for n in wanted if n < traffic.days} | {traffic.days}
     writer = historybulk.BulkWriter(store.engine, traffic.day(0))
     oldest_raw = traffic.first + rolled * DAY
     cutoff = historybulk.day_number(oldest_raw) * fetches.MICROS_A_DAY
@@ -206,13 +205,18 @@ def write_bulk(store: Store, traffic: Traffic, keep_days: int, after: Checkpoint
     summing = time.perf_counter() - began
     for n in range(1, raw + 1):
         if n > 1:
+            if min(d for d in wanted if d >= n) - n >= historybulk.UNINDEXED_RUN:
+                writer.drop_indexes()  # a long run of days until the next measurement
             writer.write_day(rolled + n - 1)
-        if n < traffic.days:
+        if n < traffic.days and n in wanted:
+            writer.make_indexes()
             writer.write_state()
             after(n, oldest_raw + n * DAY - timedelta(hours=1))
         if n == 1 and rolled:  # the records of the day before that ran past midnight
             writer.write_day(rolled - 1, since=cutoff)
+    writer.make_indexes()
     writer.write_state()
+    writer.close()
     began = time.perf_counter()
     steady = traffic.first + (traffic.days - 2) * DAY  # a whole day after a whole day
     later = historybulk.summaries(store.engine, steady.date()) if traffic.days > 1 else first
@@ -228,77 +232,59 @@ def write_bulk(store: Store, traffic: Traffic, keep_days: int, after: Checkpoint
     return summing
 
 
-def writer_rate(store: Store, records: list[FetchRecord]) -> float:
-    began = time.perf_counter()
-    with FetchWriter(StoreSink(store.engine), batch_size=BATCH) as writer:
-        producer = threading.Thread(target=lambda: [writer.submit(r) for r in records])
-        producer.start()
-        producer.join()
-    if writer.written != len(records) or writer.dropped:
-        raise SystemExit(f"writer wrote {writer.written}, dropped {writer.dropped}")
-    return len(records) / (time.perf_counter() - began)
+KEPT = "bench-history.json"  # in a --data directory: how its store was built
 
 
-def size_bytes(store: Store, url: str) -> int:
-    with store.engine.connect() as connection:
-        if store.engine.dialect.name == "postgresql":
-            return int(connection.scalar(text("SELECT pg_database_size(current_database())")))
-        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    path = Path(url.removeprefix("sqlite:///"))
-    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+def storm(macs: list[str], site_of: dict[str, str], digests: dict[str, str], at: datetime,
+          records: int) -> list[FetchRecord]:  # fmt: skip
+    """A boot storm's records at ``at``, a microsecond apart."""
+    found = day_traffic(macs, site_of, digests, at)[:records]
+    return [r._replace(at=at + timedelta(microseconds=n)) for n, r in enumerate(found)]
 
 
-def counts(store: Store) -> dict[str, int]:
-    with store.transaction() as session:
-        return {
-            name: int(session.scalar(select(func.count()).select_from(table)) or 0)
-            for name, table in (
-                ("raw records", FetchRow),
-                ("phone_seen", PhoneSeenRow),
-                ("phone_files", PhoneFileRow),
-                ("fetch_days", FetchDayRow),
-            )
-        }
+def remeasure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Measure the store kept in ``folder`` again, as its build left it, and a fresh store of
+    the same fleet (its baseline) in the same run."""
+    kept = json.loads((folder / KEPT).read_text())
+    os.environ.update(FLEETKEY_DATA=str(folder / "data"))
+    if kept["backend"] == "postgresql":
+        os.environ["FLEETKEY_DB"] = kept["url"]
+    store = Store(kept["url"])
+    macs, site_of, digests, license_id = fleet(store, kept["phones"], kept["sites"])
+    last = datetime.fromisoformat(kept["last"])  # the build's last measurement's moment
+    since = datetime.now(UTC)
+    found = measure(CliRunner(), store, kept["url"], macs[0], license_id,
+                    storm(macs, site_of, digests, last, kept["writer records"]),
+                    forget=True)  # fmt: skip
+    store.close()
+    report = {**kept, "remeasured at": since.isoformat(), "load": os.getloadavg(), "results": {}}
+    if not args.no_baseline:
+        fresh = Path(tempfile.mkdtemp(prefix="fleetkey-bench-history-"))
+        report["results"]["empty"] = baseline(fresh, kept, args)
+    report["results"][f"day {kept['days']} (kept)"] = found
+    return report
 
 
-def raw_boot_cost(store: Store) -> None:
-    """The boot-cost measure as alerts and rollout plan made it before the daily tallies
-    (store/bootdays.py): the newest 200,000 records read into Python. The baseline, timed on
-    the same store in the same run."""
-    with store.transaction() as session:
-        cost.measure(fetches.recent_requests(session))
-
-
-def measure(
-    runner: CliRunner, store: Store, url: str, mac: str, license_id: int, storm: list[FetchRecord]
-) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "alerts s": best_of(3, lambda: invoke(runner, "alerts")),
-        "phones list s": best_of(3, lambda: invoke(runner, "phones", "list")),
-        "phones show s": best_of(3, lambda: invoke(runner, "phones", "show", mac)),
-        "fetches --mac s": best_of(3, lambda: invoke(runner, "fetches", "--mac", mac)),
-        "rollout plan s": best_of(
-            3,
-            lambda: invoke(
-                runner,
-                "rollout",
-                "plan",
-                str(license_id),
-                "--capacity",
-                "500",
-                "--dry-run",
-                "--deadline",
-                (datetime.now(UTC) + timedelta(days=60)).date().isoformat(),
-            ),
-        ),
-        "writer rec/s": writer_rate(store, storm),
-    }
-    found["raw boot cost s"] = best_of(3, lambda: raw_boot_cost(store))  # before boot_days
-    found.update(counts(store))
-    size = size_bytes(store, url)
-    found["database MB"] = size / 1e6
-    found["B/record"] = size / max(found["raw records"], 1)
-    return found
+def baseline(folder: Path, kept: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh store of the kept store's fleet, measured as the build measured its empty one."""
+    os.environ.pop("FLEETKEY_DB", None)
+    os.environ["FLEETKEY_DATA"] = str(folder / "data")
+    server = PostgresServer(durable=True).start() if kept["backend"] == "postgresql" else None
+    url = server.create_database() if server else f"sqlite:///{folder / 'data' / 'fleetkey.db'}"
+    if server:
+        os.environ["FLEETKEY_DB"] = url
+    try:
+        build(CliRunner(), folder, kept["phones"], kept["sites"])
+        store = Store(url)
+        macs, site_of, digests, license_id = fleet(store, kept["phones"], kept["sites"])
+        first = datetime.fromisoformat(kept["first"])
+        found = measure(CliRunner(), store, url, macs[0], license_id,
+                        storm(macs, site_of, digests, first, kept["writer records"]))  # fmt: skip
+        store.close()
+        return dict(found)
+    finally:
+        if server:
+            server.stop()
 
 
 def main() -> None:
@@ -310,37 +296,69 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--writer-records", type=int, default=100_000)
     parser.add_argument("--bulk", action="store_true", help=BULK_HELP)
+    parser.add_argument("--data", type=Path, metavar="DIR", help=DATA_HELP)
+    parser.add_argument("--db", metavar="URL", help=DB_HELP)
+    parser.add_argument("--no-baseline", action="store_true", help=NO_BASELINE_HELP)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.bulk and args.backend != "sqlite":
         parser.error("--bulk writes SQLite's rows: use it with --backend sqlite")
-    folder = Path(tempfile.mkdtemp(prefix="fleetkey-bench-history-"))
-    server = PostgresServer(durable=True).start() if args.backend == "postgresql" else None
-    url = server.create_database() if server else f"sqlite:///{folder / 'data' / 'fleetkey.db'}"
-    os.environ.update(
-        FLEETKEY_DATA=str(folder / "data"), FLEETKEY_KEY_PASSPHRASE=PASSPHRASE, COLUMNS="80"
-    )
-    if server:
+    if args.db and not (args.data and args.backend == "postgresql"):
+        parser.error("--db names the PostgreSQL store to keep: with --data --backend postgresql")
+    if args.data and args.backend == "postgresql" and not args.db:
+        parser.error("--data on PostgreSQL keeps the store in --db URL (an empty database)")
+    if args.db and not args.db.startswith("postgresql://"):
+        parser.error(f"--db: not a PostgreSQL URL: {args.db!r} (postgresql://USER@HOST:PORT/DB)")
+    os.environ.update(FLEETKEY_KEY_PASSPHRASE=PASSPHRASE, COLUMNS="80")
+    if args.data and (args.data / KEPT).exists():
+        show(remeasure(args.data, args), args.json)
+        return
+    if args.data and args.data.exists() and any(args.data.iterdir()):
+        parser.error(
+            f"--data {args.data}: holds files but no {KEPT}: give a new or a kept store's directory"
+        )
+    show(run(args), args.json)
+
+
+DATA_HELP = (
+    f"keep the store in DIR (on PostgreSQL in --db); a DIR that holds one ({KEPT}) is measured "
+    "again instead, without building"
+)
+NO_BASELINE_HELP = "measuring a kept store again: without a fresh store's figures"
+DB_HELP = "with --data on PostgreSQL: the empty database to build the kept store in"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    folder = (args.data or Path(tempfile.mkdtemp(prefix="fleetkey-bench-history-"))).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.backend == "sqlite" or args.db:
+        return fill(args, folder, args.db or f"sqlite:///{folder / 'data' / 'fleetkey.db'}")
+    server = PostgresServer(durable=True).start()  # a throwaway server, stopped after
+    try:
+        return fill(args, folder, server.create_database())
+    finally:
+        server.stop()
+
+
+def fill(args: argparse.Namespace, folder: Path, url: str) -> dict[str, Any]:
+    """Build the fleet in ``url``, write its days, measure at the checkpoints."""
+    os.environ["FLEETKEY_DATA"] = str(folder / "data")
+    if args.backend == "postgresql":
         os.environ["FLEETKEY_DB"] = url
     runner = CliRunner()
     began = time.perf_counter()
-    macs, serials = build(runner, folder, args.phones, args.sites)
-    site_of = {mac: serials[i % len(serials)] for i, mac in enumerate(macs)}
+    build(runner, folder, args.phones, args.sites)
     store = Store(url)
-    with store.transaction() as session:
-        posted = {s: registry.posted(session, LicenseType.SITE, s) for s in serials}
-    digests = {s: p.digest for s, p in posted.items() if p is not None}
-    license_id = next(p.id for p in posted.values() if p is not None)
+    macs, site_of, digests, license_id = fleet(store, args.phones, args.sites)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     first = today - (args.days - 1) * DAY
+    moments = {"first": first}
 
-    def storm_of(at: datetime) -> list[FetchRecord]:  # a boot storm's records at ``at``
-        found = day_traffic(macs, site_of, digests, at)[: args.writer_records]
-        return [r._replace(at=at + timedelta(microseconds=n)) for n, r in enumerate(found)]
+    def storm_of(at: datetime) -> list[FetchRecord]:
+        moments["last"] = at
+        return storm(macs, site_of, digests, at, args.writer_records)
 
-    results: dict[str, dict[str, Any]] = {
-        "empty": measure(runner, store, url, macs[0], license_id, storm_of(first))
-    }
+    results = {"empty": measure(runner, store, url, macs[0], license_id, storm_of(first))}
     checkpoints = {d for d in (1, 90, 365) if d <= args.days} | {args.days}
 
     def checkpoint(day: int, at: datetime) -> None:
@@ -349,36 +367,25 @@ def main() -> None:
             if not args.json:
                 print(f"day {day}: {json.dumps(results[f'day {day}'])}", flush=True)
 
-    fill = write_bulk if args.bulk else write_day_by_day
-    pruning = fill(store, Traffic(macs, site_of, digests, first, args.days), args.retention,
-                   checkpoint)  # fmt: skip
+    traffic = Traffic(macs, site_of, digests, first, args.days)
+    if args.bulk:
+        pruning = write_bulk(store, traffic, args.retention, checkpoint, checkpoints)
+    else:
+        pruning = write_day_by_day(store, traffic, args.retention, checkpoint)
     store.close()
-    if server:
-        server.stop()
     report = {
-        "backend": args.backend,
-        "phones": args.phones,
-        "days": args.days,
-        "sites": args.sites,
-        "retention": args.retention,
-        "mode": "bulk" if args.bulk else "day by day",
-        "requests per phone per day": 12,
-        "build and traffic s": time.perf_counter() - began,
-        "pruning s": pruning,
-        "load": os.getloadavg(),
-        "results": results,
-    }
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    print(f"{args.backend}: {args.phones:,} phones, {args.days} days, retention {args.retention}")
-    print(f"load {report['load']}, built in {report['build and traffic s']:.0f} s, "
-          f"pruning {pruning:.1f} s")  # fmt: skip
-    keys = list(results["empty"])
-    print(f"{'':>8} " + " ".join(f"{k:>14}" for k in keys))
-    for name, row in results.items():
-        print(f"{name:>8} " + " ".join(f"{row[k]:>14,.3f}" if isinstance(row[k], float)
-                                       else f"{row[k]:>14,}" for k in keys))  # fmt: skip
+        "backend": args.backend, "phones": args.phones, "days": args.days, "sites": args.sites,
+        "retention": args.retention, "mode": "bulk" if args.bulk else "day by day",
+        "requests per phone per day": 12, "writer records": args.writer_records,
+        "build and traffic s": time.perf_counter() - began, "pruning s": pruning,
+        "load": os.getloadavg(), "results": results,
+    }  # fmt: skip
+    if args.data:
+        kept = {k: v for k, v in report.items() if k != "results"}
+        kept.update(url=url, first=first.isoformat(), last=moments["last"].isoformat())
+        kept["build's results"] = results
+        (folder / KEPT).write_text(json.dumps(kept, indent=2) + "\n")
+    return report
 
 
 if __name__ == "__main__":
