@@ -9,7 +9,6 @@ alerts carry their stage in the key, so each stage (60/30/14/7/1 days by default
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -17,12 +16,12 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from fleetkey.core.license import LicenseState, LicenseType
+from fleetkey.core.sitefetches import BOOTED_SINCE, SiteFetches, question, summarize
 from fleetkey.core.terms import Term, encode_term, format_term
 from fleetkey.core.verdicts import SignatureStatus
 
 STAGES: Final = (60, 30, 14, 7, 1)
 VENDOR_MINIMUM_DAYS: Final = 30
-SAMPLE: Final = 10  # MACs named in an alert's details
 # signatures an alert does not call bad: verified, or vouched for by an operator
 _SERVABLE: Final = frozenset({SignatureStatus.VALID, SignatureStatus.TRUSTED_BY_OPERATOR})
 
@@ -60,7 +59,12 @@ class LicenseFacts:
 class SiteFacts:
     serial: str
     timezone: str
-    phones: tuple[str, ...]
+    phones: tuple[str, ...] = ()  # their MACs, when the fetches are summed up from them
+    count: int | None = None  # how many phones (None: as many as ``phones``)
+
+    @property
+    def size(self) -> int:
+        return len(self.phones) if self.count is None else self.count
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,8 @@ class Snapshot:
     boot_s: float = 120.0
     capacity: float | None = None  # requests/s, when measured or configured
     polling_time: time = time(2, 0)  # license.polling.time (R3)
+    # what each site's phones fetched, summed up by the store (None: from ``last_fetches``)
+    site_fetches: Sequence[SiteFetches] | None = None
 
 
 def evaluate(snapshot: Snapshot) -> list[Alert]:
@@ -186,59 +192,49 @@ def _fetch_alerts(snapshot: Snapshot) -> list[Alert]:
         for f in snapshot.licenses
         if f.type is LicenseType.SITE and f.state is LicenseState.POSTED
     }
-    by_digest = {f.digest: f for f in snapshot.licenses}
-    last = {fetch.mac: fetch for fetch in snapshot.last_fetches}
+    fetched = snapshot.site_fetches
+    if fetched is None:  # from the per-phone facts
+        last = {fetch.mac: (fetch.at, fetch.digest) for fetch in snapshot.last_fetches}
+        sites = ((site.serial, site.phones) for site in snapshot.sites)
+        fetched = summarize(question(snapshot.licenses), sites, last)
+    by_site = {facts.serial: facts for facts in fetched}
     alerts = []
     for site in snapshot.sites:
         current = posted.get(site.serial)
-        behind: dict[str, list[str]] = defaultdict(list)
-        expired: list[str] = []
-        for mac in site.phones:
-            fetch = last.get(mac)
-            if fetch is not None and fetch.digest in by_digest:
-                served = by_digest[fetch.digest]
-                if served.expires_on is not None and served.expires_on < fetch.at.date():
-                    expired.append(mac)
-            if current is None or (fetch is not None and fetch.digest == current.digest):
-                continue
-            booted_since = (
-                fetch is not None
-                and current.posted_at is not None
-                and (fetch.at >= current.posted_at)
-            )
-            behind["booted since, did not get it" if booted_since else "no boot since"].append(mac)
+        facts = by_site.get(site.serial, SiteFetches(site.serial))
+        behind = facts.behind
         if current is not None and behind:
-            count = sum(len(macs) for macs in behind.values())
+            count = sum(sample.count for sample in behind.values())
             urgent = current.expires_on is not None and (
                 (current.expires_on - today).days <= VENDOR_MINIMUM_DAYS
             )
-            reasons = ", ".join(f"{len(m):,} {why}" for why, m in sorted(behind.items()))
+            reasons = ", ".join(f"{s.count:,} {why}" for why, s in sorted(behind.items()))
             alerts.append(
                 Alert(
                     f"not-fetched:{site.serial}:{current.id}",
                     "not-fetched",
-                    "warning" if urgent or "booted since, did not get it" in behind else "info",
+                    "warning" if urgent or BOOTED_SINCE in behind else "info",
                     f"Site {site.serial}",
-                    f"{count:,} of {len(site.phones):,} phones of site {site.serial} have not "
+                    f"{count:,} of {site.size:,} phones of site {site.serial} have not "
                     f"fetched license {current.id} since it was posted ({reasons})",
                     {
                         "license": current.id,
                         "phones": count,
-                        "sample": {why: sorted(m)[:SAMPLE] for why, m in sorted(behind.items())},
+                        "sample": {why: list(s.macs) for why, s in sorted(behind.items())},
                     },
                 )
             )
-        if expired:
+        if facts.expired.count:
             alerts.append(
                 Alert(
                     f"booted-expired:{site.serial}",
                     "booted-expired",
                     "critical",
                     f"Site {site.serial}",
-                    f"{len(expired):,} phones of site {site.serial} booted with an expired site "
-                    "license (R8): they will not restart by themselves; a check-sync rollout "
+                    f"{facts.expired.count:,} phones of site {site.serial} booted with an expired "
+                    "site license (R8): they will not restart by themselves; a check-sync rollout "
                     "brings them back",
-                    {"phones": len(expired), "sample": sorted(expired)[:SAMPLE]},
+                    {"phones": facts.expired.count, "sample": list(facts.expired.macs)},
                 )
             )
     return alerts
@@ -292,11 +288,11 @@ def _storms(snapshot: Snapshot) -> list[Alert]:
             or facts.expires_on is None
         ):
             continue
-        if site is None or not site.phones or (facts.expires_on - today).days > horizon:
+        if site is None or not site.size or (facts.expires_on - today).days > horizon:
             continue
         day = facts.expires_on + timedelta(days=1)  # the first daily check that finds it lapsed
         local = datetime.combine(day, snapshot.polling_time, ZoneInfo(site.timezone))
-        requests = len(site.phones) * snapshot.boot_requests
+        requests = site.size * snapshot.boot_requests
         peak = requests / max(snapshot.boot_s, 1.0)
         load = f"~{requests:,.0f} requests, peak ~{peak:,.0f} req/s"
         severity = "warning"
@@ -311,12 +307,12 @@ def _storms(snapshot: Snapshot) -> list[Alert]:
                 "storm",
                 severity,
                 f"Site {facts.serial}",
-                f"if nothing is done, all {len(site.phones):,} phones of site {facts.serial} "
+                f"if nothing is done, all {site.size:,} phones of site {facts.serial} "
                 f"reboot at {local:%Y-%m-%d %H:%M} {site.timezone} when license {facts.id} "
                 f"lapses: {load}",
                 {
                     "license": facts.id,
-                    "phones": len(site.phones),
+                    "phones": site.size,
                     "at": local.isoformat(),
                     "requests": requests,
                     "peak_per_s": peak,

@@ -74,7 +74,7 @@ def _scenario(lapsing: list[LicenseFacts], snapshot: Snapshot) -> Scenario:
             SiteGroup(
                 serial=facts.serial,
                 count=1,
-                phones=len(site.phones),
+                phones=site.size,
                 timezones=(site.timezone,),
                 window=None,
                 license_polling_time=snapshot.polling_time,
