@@ -151,15 +151,17 @@ def make_fleet(data: Path, env: dict[str, str], phones_csv: str | None = None) -
 def start_server(
     data: Path, env: dict[str, str], *args: str, files: int | None = None
 ) -> RunningServer:
-    """`fleetkey serve` with ``args`` (by default HTTP on an ephemeral loopback port); the URL
-    is the first listener it announces. ``files``: its limit of open files."""
+    """`fleetkey serve` with ``args``, HTTP on an ephemeral loopback port unless ``args`` name
+    ``--http`` (serve's own default, 8080, would collide with whatever else holds it: another
+    test run, a CI neighbour); the URL is the first listener it announces. ``files``: its limit
+    of open files."""
 
     def limit_files() -> None:  # pragma: no cover  # runs in the child
         if files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
 
     process = subprocess.Popen(
-        [*fleetkey_command(), "serve", *(args or ("--http", "127.0.0.1:0"))],
+        [*fleetkey_command(), "serve", *ephemeral_http(args)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -173,6 +175,14 @@ def start_server(
         raise AssertionError(f"serve did not start: {first!r} {process.communicate()[1]}")
     url = first.split()[2]
     return RunningServer(url, int(url.rsplit(":", 1)[1]), data, process, env)
+
+
+def ephemeral_http(args: tuple[str, ...]) -> tuple[str, ...]:
+    """``args`` for `fleetkey serve`, with ``--http 127.0.0.1:0`` first unless they name
+    ``--http`` themselves: no test server on a fixed port."""
+    if "--http" in args or any(a.startswith("--http=") for a in args):
+        return args
+    return ("--http", "127.0.0.1:0", *args)
 
 
 def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
