@@ -2,6 +2,12 @@
 them: the parts tests/integration/test_deployment.py and tests/fleetrun.py (the Show, also run
 by bench/deploy.py) start, never a test module importing another.
 
+HAProxy balances HTTP, HTTPS (ended at HAProxy, on to the servers' HTTP) and FTP (the control
+connection as TCP; each server's passive ports a part of one range HAProxy listens on, the
+data connection going to the server whose part holds its port): every frontend is always
+there, its ports free ones of the balancer's address; servers serve FTP when asked
+(``ftp=True``).
+
 Each server has a data directory of its own (its held and unwritten fetch records) whose
 ``provisioning`` and ``uploads`` are the one shared directory of the deployment (docs/deploy.md:
 NFS or any shared file system; here the administrator's data directory), and listens on a
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -24,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.helpers import self_signed
 from tests.serving import fleetkey_command, server_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +62,31 @@ def free_port_on(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+PASSIVE_PORTS = 40  # each server's part of the passive range
+
+
+def passive_ranges(count: int = len(SERVER_HOSTS)) -> list[tuple[int, int]]:
+    """A part of one passive range for each server (first, last), below the kernel's
+    ephemeral ports, every port of it free on the balancer's address (HAProxy binds them)."""
+    for _ in range(50):
+        base = 20_000 + secrets.randbelow(12_000 - count * PASSIVE_PORTS)
+        ports = range(base, base + count * PASSIVE_PORTS)
+        if all(_free(BALANCER_HOST, port) for port in ports):
+            return [
+                (base + i * PASSIVE_PORTS, base + (i + 1) * PASSIVE_PORTS - 1) for i in range(count)
+            ]
+    raise AssertionError(f"no {count * PASSIVE_PORTS} free ports in a row on {BALANCER_HOST}")
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 @dataclass
 class Served:
     """A request HAProxy logged."""
@@ -73,6 +106,9 @@ class Balancer:
     process: subprocess.Popen[bytes]
     log: Path
     url: str
+    tls_url: str  # HTTPS, ended at HAProxy (its certificate: ``certificate``)
+    ftp_port: int
+    certificate: Path
 
     def lines(self) -> list[str]:
         return self.log.read_text(errors="replace").splitlines()
@@ -110,14 +146,39 @@ class Balancer:
                 self.process.wait(timeout=20)
 
 
-def start_balancer(work: Path, servers: list[tuple[str, int]]) -> Balancer:
-    """HAProxy in the foreground with docs/deploy/haproxy.cfg, logging to ``work/haproxy.log``."""
-    port = free_port_on(BALANCER_HOST)
+def balancer_env(
+    work: Path, servers: list[Server], passive: list[tuple[int, int]]
+) -> tuple[dict[str, str], dict[str, int]]:
+    """haproxy.cfg's variables for ``servers`` (a server without FTP gets port 1 there:
+    nothing listens) and the balancer's ports (http, https, ftp); its certificate made."""
+    certificate, key = self_signed(work, BALANCER_HOST)
+    pem = work / "balancer.pem"
+    pem.write_bytes(certificate.read_bytes() + key.read_bytes())
+    ports = {name: free_port_on(BALANCER_HOST) for name in ("http", "https", "ftp")}
     env = {
-        **os.environ,
-        "FLEETKEY_PHONES_BIND": f"{BALANCER_HOST}:{port}",
-        **{f"FLEETKEY_SERVE_{i + 1}": f"{host}:{p}" for i, (host, p) in enumerate(servers)},
+        "FLEETKEY_PHONES_BIND": f"{BALANCER_HOST}:{ports['http']}",
+        "FLEETKEY_TLS_BIND": f"{BALANCER_HOST}:{ports['https']}",
+        "FLEETKEY_TLS_PEM": str(pem),
+        "FLEETKEY_FTP_BIND": f"{BALANCER_HOST}:{ports['ftp']}",
+        "FLEETKEY_PASSIVE_BIND": f"{BALANCER_HOST}:{passive[0][0]}-{passive[-1][1]}",
     }
+    for i, server in enumerate(servers, 1):
+        first, last = passive[i - 1]
+        env[f"FLEETKEY_SERVE_{i}"] = f"{server.host}:{server.port}"
+        env[f"FLEETKEY_FTP_{i}"] = f"{server.host}:{server.ftp_port or 1}"
+        env[f"FLEETKEY_HOST_{i}"] = server.host
+        env[f"FLEETKEY_PASSIVE_{i}"] = f"{first}:{last}"
+    return env, ports
+
+
+def start_balancer(
+    work: Path, servers: list[Server], passive: list[tuple[int, int]] | None = None
+) -> Balancer:
+    """HAProxy in the foreground with docs/deploy/haproxy.cfg, logging to ``work/haproxy.log``;
+    ``passive``: the servers' passive ranges (``start_servers``'), else free ones."""
+    settings, ports = balancer_env(work, servers, passive or passive_ranges())
+    port = ports["http"]
+    env = {**os.environ, **settings}
     log = work / "haproxy.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -127,7 +188,14 @@ def start_balancer(work: Path, servers: list[tuple[str, int]]) -> Balancer:
             stderr=subprocess.STDOUT,
             cwd=work,
         )
-    balancer = Balancer(process, log, f"http://{BALANCER_HOST}:{port}")
+    balancer = Balancer(
+        process,
+        log,
+        f"http://{BALANCER_HOST}:{port}",
+        f"https://{BALANCER_HOST}:{ports['https']}",
+        ports["ftp"],
+        work / "server.crt",
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -149,6 +217,7 @@ class Server:
     data: Path
     process: subprocess.Popen[str]
     summary: str = ""
+    ftp_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -181,30 +250,43 @@ def server_data(work: Path, name: str, admin: Path) -> Path:
 
 
 def start_servers(
-    work: Path, shared: Path, database: str, *args: str, hosts: tuple[str, ...] = SERVER_HOSTS
+    work: Path,
+    shared: Path,
+    database: str,
+    *args: str,
+    hosts: tuple[str, ...] = SERVER_HOSTS,
+    passive: list[tuple[int, int]] | None = None,
 ) -> list[Server]:
     """`fleetkey serve` on each loopback host, believing X-Forwarded-For from HAProxy (which
-    reaches them from 127.0.0.1); started together, then each awaited."""
+    reaches them from 127.0.0.1); started together, then each awaited. ``passive``: FTP too,
+    each server with its part of the passive range, announcing the balancer's address."""
     (shared / "uploads").mkdir(mode=0o700, exist_ok=True)
     started = []
-    for name, host in zip(NAMES, hosts, strict=False):
+    for i, (name, host) in enumerate(zip(NAMES, hosts, strict=False)):
         data = server_data(work, name, shared)
         env = server_env(data)
         env["FLEETKEY_DB"] = database
         port = free_port_on(host)
+        ftp: list[str] = []
+        ftp_port = None
+        if passive is not None:
+            ftp_port = free_port_on(host)
+            first, last = passive[i]
+            ftp = ["--ftp", f"{host}:{ftp_port}", "--ftp-passive", f"{first}-{last}",
+                   "--ftp-masquerade", BALANCER_HOST]  # fmt: skip
         process = subprocess.Popen(
             [*fleetkey_command(), "serve", "--http", f"{host}:{port}",
-             "--trusted-proxy", "127.0.0.1/32", *args],
+             "--trusted-proxy", "127.0.0.1/32", *ftp, *args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        started.append(Server(name, host, port, data, process))
+        started.append(Server(name, host, port, data, process, ftp_port=ftp_port))
     for server in started:
         assert server.process.stdout is not None
-        first = server.process.stdout.readline()
-        if not first.startswith("fleetkey serving "):
+        lines = [server.process.stdout.readline() for _ in range(1 + bool(server.ftp_port))]
+        if not all(line.startswith("fleetkey serving ") for line in lines):
             for other in started:
                 other.process.kill()
-            raise AssertionError(f"{server.name} did not start: {first!r}")
+            raise AssertionError(f"{server.name} did not start: {lines!r}")
     return started
 
 

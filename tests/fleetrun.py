@@ -176,7 +176,7 @@ def roll_out_through_the_balancer(
     balancer = emulator = None
     executors: list[list[subprocess.Popen[str]]] = []
     try:
-        balancer = start_balancer(work, [(s.host, s.port) for s in servers])
+        balancer = start_balancer(work, servers)
         began = time.monotonic()
         emulator = subprocess.Popen(
             [*fleetkey_command(), "emulate", "--server", balancer.url, "--phones", str(phones),

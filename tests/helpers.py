@@ -341,10 +341,10 @@ def start_kamailio(directory: Path, challenge: bool) -> tuple[Peer, subprocess.P
     raise AssertionError("kamailio did not start listening")
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key (PEM files in ``folder``)."""
+def self_signed(folder: Path, address: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate for ``address`` and its key (PEM files in ``folder``)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
     now = datetime.now(UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -355,7 +355,7 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=30))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
             critical=False,
         )
         .sign(key, hashes.SHA256())

@@ -32,6 +32,7 @@ from tests.deployment import (
     take_down,
 )
 from tests.fleetrun import describe, roll_out_through_the_balancer
+from tests.helpers import self_signed
 from tests.pg import PostgresServer
 from tests.serving import cli, fleetkey_command, server_env, wait_for
 
@@ -65,7 +66,7 @@ def deployed(tmp_path: Path, admin: Path, database: str) -> Iterator[tuple[list[
     servers = start_servers(tmp_path, admin, database)
     balancer = None
     try:
-        balancer = start_balancer(tmp_path, [(s.host, s.port) for s in servers])
+        balancer = start_balancer(tmp_path, servers)
         yield servers, balancer
     finally:
         take_down(balancer, servers)
@@ -94,9 +95,14 @@ def test_docs_deploy_md_shows_every_file_of_docs_deploy_whole() -> None:
         assert f"\n{path.read_text().rstrip()}\n```" in shown, f"{path.name} differs from deploy.md"
 
 
-def test_the_haproxy_configuration_docs_deploy_shows_is_valid() -> None:
+def test_the_haproxy_configuration_docs_deploy_shows_is_valid(tmp_path: Path) -> None:
+    """Checked with its own defaults, the phones' certificate (a file HAProxy opens) made."""
+    certificate, key = self_signed(tmp_path)
+    pem = tmp_path / "fleetkey.pem"
+    pem.write_bytes(certificate.read_bytes() + key.read_bytes())
     done = subprocess.run([haproxy(), "-c", "-f", str(HAPROXY_CONFIG)], capture_output=True,
-                          text=True, check=False, timeout=30)  # fmt: skip
+                          text=True, check=False, timeout=30,
+                          env={**os.environ, "FLEETKEY_TLS_PEM": str(pem)})  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Configuration file is valid" in done.stdout
 
