@@ -138,7 +138,7 @@ def sources(runner: ServerRunner) -> Sources:
 
 
 def not_recorded(runner: ServerRunner) -> int:
-    ftp = runner.ftp.recorder.unrecorded if runner.ftp is not None else 0
+    ftp = runner.ftp.recorder.unrecorded + runner.ftp.not_queued if runner.ftp is not None else 0
     return runner.writer.dropped + runner.recorder.unrecorded + ftp
 
 

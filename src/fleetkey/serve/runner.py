@@ -204,6 +204,7 @@ class ServerRunner:
                 queue_capacity=queue,
                 uploads=places.uploads,
                 settings=settings.ftp_settings,
+                gate=self.gate,
             )
         )
         if self.tftp is not None and self.auth.enabled:

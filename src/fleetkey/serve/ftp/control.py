@@ -46,6 +46,7 @@ class ControlMixin:
 
     fk_cork: bool = True  # False on FTPS: its replies go pyftpdlib's way
     fk_held: list[bytes] | None = None  # replies held back while a transfer starts
+    fk_awaiting: list[bytes] | None = None  # replies after a 226 that waits for a commit
     fk_listener: Any = None  # the passive listener kept for the next EPSV/PASV
     fk_address: tuple[int, str] | None = None  # the control socket's family and address
     fk_last: float = 0.0  # the last command or transfer's end (Deadlines below)
@@ -85,6 +86,8 @@ class ControlMixin:
 
     def push(self, data: str) -> None:
         held = self.fk_held
+        if held is None:
+            held = self.fk_awaiting  # behind the 226 (serve.ftp.confirming)
         if held is not None:
             held.append(data.encode(self.encoding))  # type: ignore[attr-defined]
             return

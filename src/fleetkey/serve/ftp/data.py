@@ -18,7 +18,7 @@ from typing import Any, Final
 from pyftpdlib.handlers.ftp.producers import FileProducer
 
 from fleetkey.serve.ftp.files import MemoryFile
-from fleetkey.serve.ftp.session import SessionMixin
+from fleetkey.serve.ftp.session import HELD, SessionMixin
 
 _PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
 
@@ -96,6 +96,8 @@ class DataMixin:
             if session is not None and transfer is not None:
                 moved = self.get_transmitted_bytes()  # type: ignore[attr-defined]
                 reply = session.fk_closing(transfer, self.transfer_finished, moved)
-                if reply is not None:
+                if reply == HELD:  # the 226 waits for the record's commit (session's)
+                    self._resp = None
+                elif reply is not None:
                     self._resp = (reply, _PYFTPDLIB.info)
         super().close()  # type: ignore[misc]

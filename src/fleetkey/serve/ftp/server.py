@@ -38,8 +38,10 @@ from pyftpdlib.servers import FTPServer
 
 from fleetkey.clock import Clock
 from fleetkey.serve.addresses import Addresses
+from fleetkey.serve.commits import CommitGate
 from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline
+from fleetkey.serve.ftp.confirming import Confirmations
 from fleetkey.serve.ftp.control import Deadlines
 from fleetkey.serve.ftp.data import DataMixin
 from fleetkey.serve.ftp.files import VirtualFS
@@ -151,8 +153,10 @@ class FtpService:
         view: ViewSource,
         uploads: Path,
         settings: FtpSettings,
+        confirming: Confirmations | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.confirming = confirming  # license answers' 226 after their commit
         self.recorder = recorder
         self.uploads = uploads
         self.settings = settings
@@ -238,6 +242,11 @@ class FtpService:
         except OSError:
             return None
 
+    @property
+    def not_queued(self) -> int:
+        """Confirming records the writer refused (its queue full): not recorded."""
+        return self.confirming.not_queued if self.confirming is not None else 0
+
     def upload_path(self, mac: str, name: str) -> str:
         return os.path.join(self.uploads, mac, f"{mac}-{name.split('-', 1)[1]}")
 
@@ -274,10 +283,13 @@ class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped
 
 class _Server(FTPServer):  # type: ignore[misc]  # pyftpdlib is untyped
     """pyftpdlib's server, whose connection count leaves out the passive listeners sessions
-    keep between transfers (``serve.ftp.passive``): they take no connection then."""
+    keep between transfers (``serve.ftp.passive``): they take no connection then; nor the
+    commit gate's wake-up socket (``serve.ftp.confirming``)."""
 
     def _map_len(self) -> int:
-        return len(self.ioloop.socket_map) - int(self.handler.service.keeping.idle)
+        service = self.handler.service
+        waker = service.confirming.registered if service.confirming is not None else 0
+        return len(self.ioloop.socket_map) - int(service.keeping.idle) - waker
 
 
 class _Listener:
@@ -328,6 +340,8 @@ async def serve_ftp(
 ) -> None:
     """Listen (on ``sock`` if given: serve --workers) until ``stop``; sessions then end (cut)."""
     listener = _Listener(service, host, port, sock)
+    if service.confirming is not None:
+        service.confirming.attach(asyncio.get_running_loop(), listener.ioloop)
     thread = threading.Thread(target=listener.run, name=THREAD_NAME, daemon=True)
     thread.start()
     ready(host, listener.port)
@@ -336,6 +350,8 @@ async def serve_ftp(
     finally:
         listener.stop.set()
         await asyncio.to_thread(thread.join)
+        if service.confirming is not None:
+            service.confirming.detach()
 
 
 def ftp_alongside(
@@ -348,9 +364,11 @@ def ftp_alongside(
     queue_capacity: int,
     uploads: Path,
     settings: FtpSettings,
+    gate: CommitGate | None = None,
 ) -> FtpService:
     """The FTP service beside the event loop's ``main`` and ``recorder``: its own pipeline and
-    recorder (its thread's) over the same view, tree, uploads, writer, sightings; logins only."""
+    recorder (its thread's) over the same view, tree, uploads, writer, sightings; logins only.
+    ``gate``: the event loop's, which license answers' ``226`` wait on (serve.ftp.confirming)."""
     pipeline = Pipeline(
         view,
         FileTree(main.tree.root),
@@ -361,5 +379,12 @@ def ftp_alongside(
         logins_required=True,
     )
     pipeline.layout = main.layout
-    own = Recorder(queue, clock, view, queue_capacity=queue_capacity, sightings=recorder.sightings)
-    return FtpService(pipeline, own, view, uploads, settings)
+    confirming = Confirmations(queue, gate) if gate is not None else None
+    own = Recorder(
+        confirming or queue,
+        clock,
+        view,
+        queue_capacity=queue_capacity,
+        sightings=recorder.sightings,
+    )
+    return FtpService(pipeline, own, view, uploads, settings, confirming)

@@ -15,6 +15,7 @@ stored, 403/404 refused, 413 over the cap, 499 the client left or aborted, 503 b
 
 from __future__ import annotations
 
+import asynchat
 import io
 import logging
 import time
@@ -26,15 +27,17 @@ from pyftpdlib.filesystems import FilesystemError
 from fleetkey.errors import UploadRefusedError
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Ruling, shape_of
+from fleetkey.serve.ftp.confirming import COMPLETE
 from fleetkey.serve.ftp.control import ControlMixin
 from fleetkey.serve.ftp.files import MemoryFile, UploadBuffer, names_a_stranger
-from fleetkey.serve.recorder import ADMIT
+from fleetkey.serve.recorder import ADMIT, confirms
 from fleetkey.serve.uploads import store_upload
 
 if TYPE_CHECKING:
     from fleetkey.serve.ftp.server import FtpService
 
 RETRY_S: Final = 5
+HELD: Final = ""  # fk_closing's reply when the 226 waits for the record's commit
 _LICENSE_NAMES: Final = ("000000000000-license.cfg",)
 _PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
 
@@ -277,6 +280,8 @@ class SessionMixin(ControlMixin):
         counters = self.service.counters
         if transfer.command == "RETR":
             counters.sent_bytes += moved
+            if finished and self._confirming(transfer, moved):
+                return HELD
             self._record(transfer, 200 if finished else 499, moved)
             return None
         counters.received_bytes += moved
@@ -300,6 +305,30 @@ class SessionMixin(ControlMixin):
             return f"452 Could not store the upload ({exc.strerror}); nothing was stored."
         self._record(transfer, 201 if created else 204, moved)
         return None
+
+    def _confirming(self, transfer: Transfer, moved: int) -> bool:
+        """Record a complete RETR that confirms a delivery through the commit gate, and hold
+        this session's replies, its 226 first, until the record is in (``fk_confirmed``);
+        False when it does not confirm one (then it is recorded as any other)."""
+        confirming = self.service.confirming
+        ruling = transfer.ruling
+        if confirming is None or not confirms(200, ruling.content, ruling.mac or self.fk_mac):
+            return False
+        if self.fk_awaiting is not None:  # a client that did not wait for the last 226: this
+            return False  # one is recorded plainly and its 226 follows the last one's
+        confirming.expect(self)
+        self._record(transfer, 200, moved)
+        if not confirming.took():
+            return False  # recorded plainly (no loop waits, or the queue refused it)
+        self.fk_awaiting = []
+        return True
+
+    def fk_confirmed(self) -> None:
+        """The record of the transfer whose 226 waits is in the store (or will not wait longer:
+        ``serve.ftp.confirming``): send the 226 and what was held behind it."""
+        waiting, self.fk_awaiting = self.fk_awaiting, None
+        if waiting is not None and not getattr(self, "_closed", True):
+            asynchat.async_chat.push(self, COMPLETE + b"".join(waiting))  # type: ignore[arg-type]
 
     def _record(self, transfer: Transfer, status: int, moved: int = 0) -> None:
         ruling = transfer.ruling
