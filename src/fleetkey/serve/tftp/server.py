@@ -31,17 +31,11 @@ from fleetkey.errors import RequestPathError
 from fleetkey.serve.content import Content
 from fleetkey.serve.fetching import Decider, Ruling
 from fleetkey.serve.listen import bind_datagrams
-from fleetkey.serve.recorder import ADMIT, Recorder
+from fleetkey.serve.recorder import ADMIT, Recorder, confirms
 from fleetkey.serve.tftp.deadlines import Deadlines
+from fleetkey.serve.tftp.held import HeldReadTransfer, read_transfer
 from fleetkey.serve.tftp.poller import Poller
-from fleetkey.serve.tftp.sources import (
-    BytesSource,
-    FileSource,
-    NetasciiFileSource,
-    Source,
-    netascii,
-    netascii_size,
-)
+from fleetkey.serve.tftp.sources import NetasciiFileSource, Source, netascii_size, source_for
 from fleetkey.serve.tftp.transfer import (
     RETRIES,
     Address,
@@ -183,7 +177,10 @@ class TftpServer(asyncio.DatagramProtocol):
         if request.mode == "netascii" and content.body is None:  # counted off the loop first
             self._later(self._start_netascii(request, addr, ruling, content, started))
             return
-        source, size = self._source(content, request.mode, ruling)
+        try:
+            source, size = source_for(content, request.mode)
+        except OSError:
+            raise _RefusedError(404, ErrorCode.FILE_NOT_FOUND, "file not found", ruling) from None
         self._send(request, addr, ruling, content, started, source, size)
 
     def _send(
@@ -216,7 +213,12 @@ class TftpServer(asyncio.DatagramProtocol):
             self.counters.sent_bytes += result.sent
             self._finished(transfer, request, addr, result, started, ruling, content.digest)
 
-        transfer = ReadTransfer(Terms(addr, options, oack, settings.retries), done, source, size)
+        def hold() -> asyncio.Future[bool] | None:  # before the last block: committed first
+            return self._record(request, addr, 200, started, ruling, size, content.digest, True)
+
+        terms = Terms(addr, options, oack, settings.retries)
+        held = hold if confirms(200, content, ruling.mac) else None
+        transfer = read_transfer(terms, done, source, size, held)
         self._open(transfer, addr)
 
     async def _start_netascii(
@@ -290,16 +292,6 @@ class TftpServer(asyncio.DatagramProtocol):
         digest = hashlib.sha256(body).hexdigest()
         self._finished(transfer, request, addr, outcome, started, ruling, digest)
 
-    def _source(self, content: Content, mode: str, ruling: Ruling) -> tuple[Source, int]:
-        if content.body is not None:
-            body = netascii(content.body) if mode == "netascii" else content.body
-            return BytesSource(body), len(body)
-        assert content.path is not None  # noqa: S101  # a Content is bytes or a file
-        try:
-            return FileSource(str(content.path)), content.size
-        except OSError:
-            raise _RefusedError(404, ErrorCode.FILE_NOT_FOUND, "file not found", ruling) from None
-
     def _open(self, transfer: ReadTransfer | WriteTransfer, addr: Address) -> None:
         self.counters.active += 1
         self._per_client[addr[0]] = self._per_client.get(addr[0], 0) + 1
@@ -329,7 +321,8 @@ class TftpServer(asyncio.DatagramProtocol):
             if left > 0:
                 self._per_client[addr[0]] = left
         self.counters.retransmits += outcome.retransmits
-        self._record(request, addr, outcome.status, started, ruling, outcome.sent, digest)
+        if not (isinstance(transfer, HeldReadTransfer) and transfer.recorded):
+            self._record(request, addr, outcome.status, started, ruling, outcome.sent, digest)
 
     def _record(
         self,
@@ -340,10 +333,11 @@ class TftpServer(asyncio.DatagramProtocol):
         ruling: Ruling | None,
         sent: int = 0,
         digest: str | None = None,
-    ) -> None:
+        first: bool = False,
+    ) -> asyncio.Future[bool] | None:
         write = request.opcode is Opcode.WRQ
         content = ruling.content if ruling is not None else None
-        self._recorder.record(
+        return self._recorder.record(
             "tftp",
             "WRQ" if write else "RRQ",
             request.filename.decode("latin-1"),
@@ -356,6 +350,7 @@ class TftpServer(asyncio.DatagramProtocol):
             ruling,
             content.kind if content is not None else ("upload" if write else "other"),
             digest,
+            first,
         )
 
     async def drain(self, grace_s: float) -> None:

@@ -16,6 +16,8 @@ import os
 from functools import lru_cache
 from typing import Final, Protocol
 
+from fleetkey.serve.content import Content
+
 CHUNK: Final = 256 * 1024  # raw bytes converted at a time
 
 
@@ -106,3 +108,13 @@ class NetasciiFileSource:
 
     def close(self) -> None:
         self._file.close()
+
+
+def source_for(content: Content, mode: str) -> tuple[Source, int]:
+    """What a read transfer of ``content`` in ``mode`` sends, and its size; OSError when its
+    file cannot be opened."""
+    if content.body is not None:
+        body = netascii(content.body) if mode == "netascii" else content.body
+        return BytesSource(body), len(body)
+    assert content.path is not None  # noqa: S101  # a Content is bytes or a file
+    return FileSource(str(content.path)), content.size

@@ -238,13 +238,17 @@ class ReadTransfer(_Transfer):
     def _send_window(self, resend: bool = False) -> None:
         blksize = self._options.blksize
         first = self._acked + 1
-        upto = min(self._acked + self._options.windowsize, self._last)
+        upto = self._window_end(min(self._acked + self._options.windowsize, self._last))
         for block in range(first, upto + 1):
             if resend or block > self._sent_to:
                 payload = self._source.read((block - 1) * blksize, blksize)
                 self.send(packets.data(block, payload))
         self._sent_to = max(self._sent_to, upto)
         self.arm()
+
+    def _window_end(self, upto: int) -> int:
+        """The last block the window may send now (``serve.tftp.held`` holds the final one)."""
+        return upto
 
     def received(self, opcode: int, number: int, data: bytes) -> None:
         if opcode != Opcode.ACK:
