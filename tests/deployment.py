@@ -62,6 +62,12 @@ def free_port_on(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def free_udp_port_on(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 PASSIVE_PORTS = 40  # each server's part of the passive range
 
 
@@ -216,8 +222,9 @@ class Server:
     port: int
     data: Path
     process: subprocess.Popen[str]
-    summary: str = ""
     ftp_port: int | None = None
+    tftp_port: int | None = None
+    summary: str = ""
 
     @property
     def url(self) -> str:
@@ -256,10 +263,12 @@ def start_servers(
     *args: str,
     hosts: tuple[str, ...] = SERVER_HOSTS,
     passive: list[tuple[int, int]] | None = None,
+    tftp: bool = False,
 ) -> list[Server]:
     """`fleetkey serve` on each loopback host, believing X-Forwarded-For from HAProxy (which
     reaches them from 127.0.0.1); started together, then each awaited. ``passive``: FTP too,
-    each server with its part of the passive range, announcing the balancer's address."""
+    each server with its part of the passive range, announcing the balancer's address;
+    ``tftp``: TFTP too, on a free port of the server's own address (``Server.tftp_port``)."""
     (shared / "uploads").mkdir(mode=0o700, exist_ok=True)
     started = []
     for i, (name, host) in enumerate(zip(NAMES, hosts, strict=False)):
@@ -274,15 +283,18 @@ def start_servers(
             first, last = passive[i]
             ftp = ["--ftp", f"{host}:{ftp_port}", "--ftp-passive", f"{first}-{last}",
                    "--ftp-masquerade", BALANCER_HOST]  # fmt: skip
+        tftp_port = free_udp_port_on(host) if tftp else None
+        udp = ["--tftp", f"{host}:{tftp_port}"] if tftp_port else []
         process = subprocess.Popen(
             [*fleetkey_command(), "serve", "--http", f"{host}:{port}",
-             "--trusted-proxy", "127.0.0.1/32", *ftp, *args],
+             "--trusted-proxy", "127.0.0.1/32", *ftp, *udp, *args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        started.append(Server(name, host, port, data, process, ftp_port=ftp_port))
+        started.append(Server(name, host, port, data, process, ftp_port, tftp_port))
     for server in started:
         assert server.process.stdout is not None
-        lines = [server.process.stdout.readline() for _ in range(1 + bool(server.ftp_port))]
+        listeners = 1 + bool(server.ftp_port) + bool(server.tftp_port)
+        lines = [server.process.stdout.readline() for _ in range(listeners)]
         if not all(line.startswith("fleetkey serving ") for line in lines):
             for other in started:
                 other.process.kill()
