@@ -68,7 +68,7 @@ def free_udp_port_on(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-PASSIVE_PORTS = 40  # each server's part of the passive range
+PASSIVE_PORTS = 200  # each server's part of the passive range (few reuses of a port)
 
 
 def passive_ranges(count: int = len(SERVER_HOSTS)) -> list[tuple[int, int]]:
