@@ -29,7 +29,7 @@ import socket
 from collections import deque
 from typing import Any, Final, Protocol
 
-from fleetkey.errors import QueueFullError
+from fleetkey.errors import FleetkeyError
 from fleetkey.serve.commits import CommitGate
 from fleetkey.serve.recorder import RecordQueue
 from fleetkey.store.records import FetchRecord
@@ -56,7 +56,7 @@ class Confirmations:
         self._took = False
         self._ready: deque[Waiting] = deque()  # appended on the loop, taken on the FTP thread
         self._waker: _Waker | None = None
-        self.not_queued = 0  # confirming records the writer refused (queue full), on the loop
+        self.not_queued = 0  # confirming records the writer refused (not recorded), on the loop
 
     @property
     def depth(self) -> int:
@@ -105,7 +105,7 @@ class Confirmations:
     def _on_loop(self, record: FetchRecord, session: Waiting) -> None:
         try:
             future = self._gate.submit(record)
-        except QueueFullError:
+        except FleetkeyError:  # the queue full (or the writer stopped): the 226 goes, counted
             self.not_queued += 1
             future = None
         if future is None:

@@ -1,0 +1,147 @@
+"""The FTP thread's record queue (serve/ftp/confirming.py): a confirming record goes through the
+event loop's commit gate and its session is released on the FTP thread's own poller only once
+the record is committed; other records go to the writer as they come; a writer that refuses
+the record releases the session at once, counted."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pyftpdlib.ioloop import Epoll
+
+from fleetkey.serve.commits import CommitGate
+from fleetkey.serve.ftp.confirming import Confirmations
+from fleetkey.store.records import FetchRecord
+from fleetkey.store.writer import FetchWriter
+from fleetkey.testing import InMemorySink
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+HOUR = 3600.0  # no batch but the ones an urgent record starts
+
+
+def fetch(i: int) -> FetchRecord:
+    return FetchRecord(f"/0004f2a1b2c3-license.cfg?{i}", "ftp", 200, 452, 0.1, T0)
+
+
+class GatedSink:
+    """An in-memory sink whose batches wait for ``go`` (a slow commit)."""
+
+    def __init__(self) -> None:
+        self.inner = InMemorySink()
+        self.go = threading.Event()
+
+    def insert_batch(self, records: Sequence[FetchRecord], batch: tuple[str, int]) -> None:
+        self.go.wait(30)
+        self.inner.insert_batch(records, batch)
+
+    def batch_written(self, writer: str, seq: int) -> bool:
+        return self.inner.batch_written(writer, seq)
+
+
+class Session:
+    """What a session is to the queue: released on the FTP thread."""
+
+    def __init__(self, sink: GatedSink) -> None:
+        self.sink = sink
+        self.released: list[tuple[str, int]] = []  # (thread name, records stored then)
+        self.done = threading.Event()
+
+    def fk_confirmed(self) -> None:
+        stored = len(self.sink.inner.records)
+        self.released.append((threading.current_thread().name, stored))
+        self.done.set()
+
+
+def run_ftp_thread(ioloop: Epoll, stop: threading.Event) -> threading.Thread:
+    def loop() -> None:
+        while not stop.is_set():
+            ioloop.loop(0.05, blocking=False)
+
+    thread = threading.Thread(target=loop, name="ftp-under-test", daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_confirming_record_releases_its_session_on_the_ftp_thread_after_its_commit() -> None:
+    sink = GatedSink()
+    writer = FetchWriter(sink, flush_interval_s=HOUR).start()
+    gate = CommitGate(writer)
+    queue = Confirmations(writer, gate)
+    session = Session(sink)
+    ioloop, stop = Epoll(), threading.Event()
+
+    async def main() -> None:
+        gate.start(asyncio.get_running_loop())
+        queue.attach(asyncio.get_running_loop(), ioloop)
+        thread = run_ftp_thread(ioloop, stop)
+        queue.submit(fetch(0), timeout=0)  # an ordinary record: to the writer, no waiting
+        queue.expect(session)  # as the FTP thread does before recording a license RETR
+        queue.submit(fetch(1), timeout=0)
+        assert queue.took()
+        await asyncio.sleep(0.3)
+        assert session.released == []  # its batch is being committed: the 226 waits
+        sink.go.set()
+        await asyncio.to_thread(session.done.wait, 30)
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
+
+    try:
+        asyncio.run(main())
+    finally:
+        gate.stop()
+        queue.detach()
+        writer.close()
+    # released on the FTP thread, with both records in (the ordinary one rode along)
+    assert session.released == [("ftp-under-test", 2)]
+    assert (gate.committed, gate.uncommitted, queue.not_queued) == (1, 0, 0)
+
+
+def test_without_a_loop_a_record_is_queued_plainly_and_nothing_waits() -> None:
+    sink = GatedSink()
+    sink.go.set()
+    writer = FetchWriter(sink, flush_interval_s=HOUR).start()
+    queue = Confirmations(writer, CommitGate(writer))
+    session = Session(sink)
+    try:
+        queue.expect(session)  # not attached: the server is not serving yet, or has stopped
+        queue.submit(fetch(0), timeout=0)
+        assert not queue.took()
+        assert writer.depth == 1
+    finally:
+        writer.close()
+    assert session.released == []
+    assert len(sink.inner.records) == 1
+
+
+def test_a_record_the_writer_refuses_releases_its_session_at_once_counted() -> None:
+    sink = GatedSink()
+    writer = FetchWriter(sink, capacity=1, flush_interval_s=HOUR).start()
+    gate = CommitGate(writer)
+    queue = Confirmations(writer, gate)
+    session = Session(sink)
+    ioloop, stop = Epoll(), threading.Event()
+
+    async def main() -> None:
+        gate.start(asyncio.get_running_loop())
+        queue.attach(asyncio.get_running_loop(), ioloop)
+        thread = run_ftp_thread(ioloop, stop)
+        writer.submit(fetch(0), timeout=0)  # the queue is full now (capacity 1)
+        queue.expect(session)
+        queue.submit(fetch(1), timeout=0)
+        assert queue.took()
+        await asyncio.to_thread(session.done.wait, 30)
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
+
+    try:
+        asyncio.run(main())
+    finally:
+        sink.go.set()
+        gate.stop()
+        queue.detach()
+        writer.close()
+    assert [name for name, _ in session.released] == ["ftp-under-test"]
+    assert queue.not_queued == 1
