@@ -2,16 +2,19 @@
 <= 100 ms for the phone search.
 
     .venv/bin/python bench/ui.py [--phones 100000] [--fetches 10000000] [--postgres]
-                                 [--repeat 20] [--json] [--data DIR] [--db URL]
+                                 [--repeat 20] [--json] [--data DIR] [--db URL] [--pgdata DIR]
 
 Builds a data directory with three sites, the phones spread over them (`fleetkey phones
 import`), a posted site license each, a rollout planned, alerts evaluated, and ``--fetches``
 fetch records over the last 30 days (written with the fetch writer's own insert, half of them
 of the posted site license). The store is SQLite in the data directory, or with ``--postgres``
-a throwaway PostgreSQL started as the tests start it. Each page is then asked ``--repeat``
-times in process through httpx's ASGI transport, signed in as a browser is: the time is the
-server's (routing, store, rendering), not the network's. Prints p50 and p95 per page, and the
-machine's load, which matters on shared cores.
+a throwaway PostgreSQL started as the tests start it. With ``--data DIR`` the store is built
+once and measured again by the same command (upgraded, not rebuilt): SQLite's is in DIR; with
+``--postgres`` the server's own data directory is kept too (``--pgdata``, by default
+DIR/postgres), the server started on it for the run and shut down after. Each page is then
+asked ``--repeat`` times in process through httpx's ASGI transport, signed in as a browser is:
+the time is the server's (routing, store, rendering), not the network's. Prints p50 and p95
+per page, and the machine's load, which matters on shared cores.
 """
 
 from __future__ import annotations
@@ -189,6 +192,25 @@ def write_records(store: Store, digests: list[str | None], phones: int, records:
             )
 
 
+def reused_sizes(store: Store, folder: Path) -> tuple[int, int]:
+    """The phones and fetch records of a reused store, which must have phones: a data directory
+    reused with another store than it was built with (SQLite's with ``--postgres``, a server
+    whose ``--pgdata`` is gone) would time empty pages."""
+    from sqlalchemy import func, select
+
+    from fleetkey.store.schema import FetchRow, PhoneRow
+
+    with store.transaction() as session:
+        phones = int(session.scalar(select(func.count()).select_from(PhoneRow)) or 0)
+        records = int(session.scalar(select(func.count()).select_from(FetchRow)) or 0)
+    if not phones:
+        sys.exit(
+            f"error: the store {folder} was built with has no phones here: give the "
+            "--postgres/--pgdata/--db it was built with, or a new --data"
+        )
+    return phones, records
+
+
 async def measure(
     app: object, token: str, repeat: int, database: str | None = None
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
@@ -238,9 +260,20 @@ def main() -> None:
         help="the store: a database of your own (reused with --data), not SQLite in the data "
         "directory",
     )
+    parser.add_argument(
+        "--pgdata",
+        type=Path,
+        help="with --postgres: the server's data directory, made the first time and kept, so "
+        "that the next run with the same --data measures the same store (default: DIR/postgres "
+        "of --data)",
+    )
     args = parser.parse_args()
     if args.db is not None and args.postgres:
         parser.error("--db names the database; --postgres starts a throwaway one: not both")
+    if args.pgdata is not None and not (args.postgres and args.data is not None):
+        parser.error("--pgdata keeps --postgres's server for the store of --data: give all three")
+    if args.postgres and args.data is not None and args.pgdata is None:
+        args.pgdata = args.data / "postgres"
     # bench/http.py would stand in for the standard library's http (httpx imports it)
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -258,8 +291,10 @@ def main() -> None:
     if args.postgres:
         from tests.pg import PostgresServer  # the test harness starts the server
 
-        server = PostgresServer().start()
-        env["FLEETKEY_DB"] = server.create_database()
+        server = PostgresServer(kept=args.pgdata).start()
+        env["FLEETKEY_DB"] = (
+            server.create_database() if args.pgdata is None else server.database("bench_ui")
+        )
     elif args.db is not None:
         env["FLEETKEY_DB"] = args.db
     else:
@@ -274,6 +309,8 @@ def main() -> None:
             (folder / "token").write_text(token)
         built_s = time.perf_counter() - started
         store = Store(env.get("FLEETKEY_DB") or f"sqlite:///{data / 'fleetkey.db'}")
+        if reuse:
+            args.phones, args.fetches = reused_sizes(store, folder)
         app = create_app(ApiContext(DataDir(data), store, SystemClock(), None, dict, bytes))
         install(app, UiContext(DataDir(data), store, SystemClock()))
         times, cpu, db_cpu = asyncio.run(measure(app, token, args.repeat, env.get("FLEETKEY_DB")))
@@ -287,6 +324,7 @@ def main() -> None:
         "phones": args.phones,
         "fetches": args.fetches,
         "built_s": round(built_s, 1),
+        "reused": reuse,
         "load": [round(x, 2) for x in load],
         "pages_ms": {
             name: {
@@ -304,8 +342,9 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     loads = " ".join(f"{x:.2f}" for x in load)
+    how = "reused, upgraded" if reuse else "built"
     print(f"{result['store']}: {args.phones:,} phones, {args.fetches:,} fetch records "
-          f"(built in {built_s:.0f} s); load {loads}")  # fmt: skip
+          f"({how} in {built_s:.0f} s); load {loads}")  # fmt: skip
     for name, figures in result["pages_ms"].items():  # type: ignore[union-attr]
         wall = f"p50 {figures['p50']:8.1f} ms   p95 {figures['p95']:8.1f} ms"
         cpu = f"cpu p50 {figures['cpu_p50']:8.1f} ms   p95 {figures['cpu_p95']:8.1f} ms"

@@ -20,6 +20,7 @@ from fleetkey.store import alerts, capacity, inventory, registry, rollouts
 from fleetkey.store.records import Site, StoredLicense, utc
 from fleetkey.store.rollouts import ACTIVE, Progress, Rollout
 from fleetkey.store.schema import FetchRow
+from fleetkey.ui import fetched as posted_keys
 from fleetkey.ui import phonestate
 from fleetkey.ui.charts import Expiry, stage_of
 from fleetkey.ui.phonestate import Seen
@@ -72,7 +73,7 @@ def site_lines(session: Session, now: datetime) -> list[SiteLine]:
     today = now.date()
     seen = phonestate.seen_by_site(session, now)
     totals = {site: sum(counts.values()) for site, counts in seen.items()}
-    fetched = phonestate.fetched_posted_by_site(session, totals)
+    fetched = posted_keys.fetched_posted_by_site(session, totals)
     lines = []
     for site in inventory.sites(session):
         counts = seen.get(site.serial, dict.fromkeys(Seen, 0))
