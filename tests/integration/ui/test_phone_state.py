@@ -178,6 +178,7 @@ def test_the_overview_reads_the_same_numbers(fleet: Store) -> None:
     assert [e.stage for e in found.expiring] == ["60d"]  # the posted key only
     assert sum(total for total, _ in found.per_minute) == 2  # 1 and 3 min ago, not 90
     assert sum(refused for _, refused in found.per_minute) == 1
+    assert (found.per_minute[59], found.per_minute[57]) == ((1, 0), (1, 1))  # in their minutes
 
 
 def test_a_phone_served_another_sites_posted_key_is_still_at_risk(fleet: Store) -> None:
