@@ -64,9 +64,11 @@ PAGES = {
 
 def fleetkey(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "fleetkey", *args], env=env, check=True, capture_output=True,
+        [sys.executable, "-m", "fleetkey", *args], env=env, check=False, capture_output=True,
         text=True,
     )  # fmt: skip
+    if done.returncode:
+        sys.exit(f"error: fleetkey {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout
 
 
@@ -225,8 +227,8 @@ def store_sizes(store: Store, folder: Path) -> tuple[int, int]:
         records = int(session.scalar(select(func.count()).select_from(FetchRow)) or 0)
     if not phones:
         sys.exit(
-            f"error: the store {folder} was built with has no phones here: give the "
-            "--postgres/--pgdata/--db it was built with, or a new --data"
+            f"error: {folder}: this store has no phones (was the folder built with another?): "
+            "give the --postgres/--pgdata/--db it was built with, or a new --data"
         )
     return phones, records
 
@@ -323,6 +325,8 @@ def main() -> None:
         started = time.perf_counter()
         if reuse:
             token = (folder / "token").read_text()
+            if not data.is_dir():
+                sys.exit(f"error: {folder} has a token but no data directory: remove it to build")
             fleetkey(env, "db", "upgrade")
         else:
             token = build(data, env, args.phones, args.fetches)

@@ -76,6 +76,8 @@ class PostgresServer:
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
+            if self.kept:
+                self._reachable()
         data = self.base / "data"
         if self.kept and (data / "PG_VERSION").exists():
             self.resume()
@@ -94,6 +96,17 @@ class PostgresServer:
         )
         self.resume()
         return self
+
+    def _reachable(self) -> None:
+        """A kept directory must be one the server's user can reach (every folder above it
+        searchable): said by name, not as initdb's "permission denied" on its data."""
+        command = ["runuser", "-u", str(self.user), "--", "test", "-w", str(self.base)]
+        if subprocess.run(command, capture_output=True, check=False, timeout=60).returncode:
+            raise RuntimeError(
+                f"{self.base}: the {self.user} user that runs PostgreSQL cannot reach this "
+                "folder (a folder above it is not searchable by others): keep the server's "
+                "data in a folder it can reach"
+            )
 
     def resume(self) -> None:
         """Start the server (again, after ``pause``) on the same data and port."""
