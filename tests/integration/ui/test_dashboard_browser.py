@@ -69,6 +69,11 @@ def test_every_page_renders_the_seeded_store(browser: Browser, fleet: Fleet) -> 
         assert answer.status == 200, path
         assert page.locator("main h1, main h2").count() > 0, path
         fleet.shoot(page, path.strip("/").replace("/", "-") or "overview")
+    page.goto(fleet.url("/ui/licenses/1"))  # cards side by side start at the same height
+    tops = page.locator(".grid > .card").evaluate_all(
+        "cards => cards.map(c => c.getBoundingClientRect().top)"
+    )
+    assert tops[0] == tops[1]
 
 
 def test_no_page_is_wider_than_a_narrow_window(browser: Browser, fleet: Fleet) -> None:
