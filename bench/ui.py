@@ -2,16 +2,20 @@
 <= 100 ms for the phone search.
 
     .venv/bin/python bench/ui.py [--phones 100000] [--fetches 10000000] [--postgres]
-                                 [--repeat 20] [--json] [--data DIR] [--db URL]
+                                 [--repeat 20] [--json] [--data DIR] [--db URL] [--pgdata DIR]
 
 Builds a data directory with three sites, the phones spread over them (`fleetkey phones
-import`), a posted site license each, a rollout planned, alerts evaluated, and ``--fetches``
-fetch records over the last 30 days (written with the fetch writer's own insert, half of them
-of the posted site license). The store is SQLite in the data directory, or with ``--postgres``
-a throwaway PostgreSQL started as the tests start it. Each page is then asked ``--repeat``
-times in process through httpx's ASGI transport, signed in as a browser is: the time is the
-server's (routing, store, rendering), not the network's. Prints p50 and p95 per page, and the
-machine's load, which matters on shared cores.
+import`), a posted site license each, a rollout planned, alerts evaluated, ``--fetches``
+fetch records over the last 30 days (half of them of the posted site license, in bulk: see
+``write_records``), and then 4 phones more, which have not fetched their license yet. The
+store is SQLite in the data directory, or with ``--postgres`` a throwaway PostgreSQL started
+as the tests start it. With ``--data DIR`` the store is built once and measured again by the
+same command (upgraded, not rebuilt): SQLite's is in DIR; with ``--postgres`` the server's
+own data directory is kept too (``--pgdata``, by default DIR/postgres), the server started
+on it for the run and shut down after. Each page is then asked ``--repeat`` times in process
+through httpx's ASGI transport, signed in as a browser is: the time is the server's (routing,
+store, rendering), not the network's. Prints p50 and p95 per page, and the machine's load,
+which matters on shared cores.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import statistics
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
 
 PASSPHRASE = "bench"  # noqa: S105  # a throwaway data directory's passphrase
 SITES = ("100000000001", "100000000002", "100000000003")
+NEW_PHONES = 4  # imported after the records: at risk until they boot
 CHUNK = 200_000
 MICROS_A_DAY = 86_400_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -45,6 +51,7 @@ PAGES = {
     "phones": "/ui/phones",
     "phones: search": "/ui/phones?q=0004f2012",
     "phones: at risk": "/ui/phones?current=no",
+    "phones: fetched": "/ui/phones?current=yes",
     "phones: deep page of a site": "/ui/phones?site=100000000002&after=0004f2010000",
     "phone": "/ui/phones/0004f2000003",
     "licenses": "/ui/licenses",
@@ -57,9 +64,11 @@ PAGES = {
 
 def fleetkey(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "fleetkey", *args], env=env, check=True, capture_output=True,
+        [sys.executable, "-m", "fleetkey", *args], env=env, check=False, capture_output=True,
         text=True,
     )  # fmt: skip
+    if done.returncode:
+        sys.exit(f"error: fleetkey {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout
 
 
@@ -90,7 +99,18 @@ def build(data: Path, env: dict[str, str], phones: int, records: int) -> str:
         posted = [registry.posted(session, LicenseType.SITE, serial) for serial in SITES]
     write_records(store, [p.digest if p else None for p in posted], phones, records)
     store.close()
+    add_new_phones(data, env, phones)
     return token
+
+
+def add_new_phones(data: Path, env: dict[str, str], phones: int) -> None:
+    """``NEW_PHONES`` phones imported after the records, one a site and MACs after the fleet's:
+    phones just added, which have not fetched their site's license yet, so the at-risk page
+    lists a few phones (with 10 million records every other phone fetched its key)."""
+    csv = data.parent / "new-phones.csv"
+    rows = (f"0004f2{phones + i:06x},{SITES[i % 3]},VVX_501,5.9.0\n" for i in range(NEW_PHONES))
+    csv.write_text("mac,site,model,firmware\n" + "".join(rows))
+    fleetkey(env, "phones", "import", str(csv))
 
 
 def database_cpu_ms(url: str | None) -> float:
@@ -189,6 +209,30 @@ def write_records(store: Store, digests: list[str | None], phones: int, records:
             )
 
 
+def p95(values: list[float]) -> float:
+    """The 95th percentile by nearest rank (of 20 values the 19th, of 10 the 10th)."""
+    return sorted(values)[math.ceil(0.95 * len(values)) - 1]
+
+
+def store_sizes(store: Store, folder: Path) -> tuple[int, int]:
+    """The phones and fetch records of the store, which must have phones: a data directory
+    reused with another store than it was built with (SQLite's with ``--postgres``, a server
+    whose ``--pgdata`` is gone) would time empty pages."""
+    from sqlalchemy import func, select
+
+    from fleetkey.store.schema import FetchRow, PhoneRow
+
+    with store.transaction() as session:
+        phones = int(session.scalar(select(func.count()).select_from(PhoneRow)) or 0)
+        records = int(session.scalar(select(func.count()).select_from(FetchRow)) or 0)
+    if not phones:
+        sys.exit(
+            f"error: {folder}: this store has no phones (was the folder built with another?): "
+            "give the --postgres/--pgdata/--db it was built with, or a new --data"
+        )
+    return phones, records
+
+
 async def measure(
     app: object, token: str, repeat: int, database: str | None = None
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
@@ -238,9 +282,20 @@ def main() -> None:
         help="the store: a database of your own (reused with --data), not SQLite in the data "
         "directory",
     )
+    parser.add_argument(
+        "--pgdata",
+        type=Path,
+        help="with --postgres: the server's data directory, made the first time and kept, so "
+        "that the next run with the same --data measures the same store (default: DIR/postgres "
+        "of --data)",
+    )
     args = parser.parse_args()
     if args.db is not None and args.postgres:
         parser.error("--db names the database; --postgres starts a throwaway one: not both")
+    if args.pgdata is not None and not (args.postgres and args.data is not None):
+        parser.error("--pgdata keeps --postgres's server for the store of --data: give all three")
+    if args.postgres and args.data is not None and args.pgdata is None:
+        args.pgdata = args.data / "postgres"
     # bench/http.py would stand in for the standard library's http (httpx imports it)
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -258,8 +313,10 @@ def main() -> None:
     if args.postgres:
         from tests.pg import PostgresServer  # the test harness starts the server
 
-        server = PostgresServer().start()
-        env["FLEETKEY_DB"] = server.create_database()
+        server = PostgresServer(kept=args.pgdata).start()
+        env["FLEETKEY_DB"] = (
+            server.create_database() if args.pgdata is None else server.database("bench_ui")
+        )
     elif args.db is not None:
         env["FLEETKEY_DB"] = args.db
     else:
@@ -268,12 +325,15 @@ def main() -> None:
         started = time.perf_counter()
         if reuse:
             token = (folder / "token").read_text()
+            if not data.is_dir():
+                sys.exit(f"error: {folder} has a token but no data directory: remove it to build")
             fleetkey(env, "db", "upgrade")
         else:
             token = build(data, env, args.phones, args.fetches)
             (folder / "token").write_text(token)
         built_s = time.perf_counter() - started
         store = Store(env.get("FLEETKEY_DB") or f"sqlite:///{data / 'fleetkey.db'}")
+        args.phones, args.fetches = store_sizes(store, folder)
         app = create_app(ApiContext(DataDir(data), store, SystemClock(), None, dict, bytes))
         install(app, UiContext(DataDir(data), store, SystemClock()))
         times, cpu, db_cpu = asyncio.run(measure(app, token, args.repeat, env.get("FLEETKEY_DB")))
@@ -287,15 +347,16 @@ def main() -> None:
         "phones": args.phones,
         "fetches": args.fetches,
         "built_s": round(built_s, 1),
+        "reused": reuse,
         "load": [round(x, 2) for x in load],
         "pages_ms": {
             name: {
                 "p50": round(statistics.median(ms), 1),
-                "p95": round(sorted(ms)[int(0.95 * (len(ms) - 1))], 1),
+                "p95": round(p95(ms), 1),
                 "cpu_p50": round(statistics.median(cpu[name]), 1),
-                "cpu_p95": round(sorted(cpu[name])[int(0.95 * (len(ms) - 1))], 1),
+                "cpu_p95": round(p95(cpu[name]), 1),
                 "db_cpu_p50": round(statistics.median(db_cpu[name]), 1),
-                "db_cpu_p95": round(sorted(db_cpu[name])[int(0.95 * (len(ms) - 1))], 1),
+                "db_cpu_p95": round(p95(db_cpu[name]), 1),
             }
             for name, ms in times.items()
         },
@@ -304,8 +365,9 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     loads = " ".join(f"{x:.2f}" for x in load)
+    how = "reused, upgraded" if reuse else "built"
     print(f"{result['store']}: {args.phones:,} phones, {args.fetches:,} fetch records "
-          f"(built in {built_s:.0f} s); load {loads}")  # fmt: skip
+          f"({how} in {built_s:.0f} s); load {loads}")  # fmt: skip
     for name, figures in result["pages_ms"].items():  # type: ignore[union-attr]
         wall = f"p50 {figures['p50']:8.1f} ms   p95 {figures['p95']:8.1f} ms"
         cpu = f"cpu p50 {figures['cpu_p50']:8.1f} ms   p95 {figures['cpu_p95']:8.1f} ms"

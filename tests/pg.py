@@ -2,7 +2,9 @@
 
 PostgreSQL refuses to run as root; under root the server runs as the unprivileged ``postgres``
 user (created by Debian's postgresql package) in a directory it owns. It listens on an ephemeral
-port on 127.0.0.1 only, trusts local connections, and is removed when the session ends.
+port on 127.0.0.1 only, trusts local connections, and is removed when the session ends; or, given
+a ``kept`` directory (a benchmark's store, measured again later), it is made there the first time,
+started on it again the next, and shut down cleanly, its data left in place.
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, kept: Path | None = None) -> None:
         self.bindir = server_bindir()
-        self.base = Path(tempfile.mkdtemp(prefix="fleetkey-pg-"))
+        self.kept = kept is not None
+        if kept is None:
+            self.base = Path(tempfile.mkdtemp(prefix="fleetkey-pg-"))
+        else:
+            kept.mkdir(parents=True, exist_ok=True)
+            self.base = kept.resolve()
         self.port = free_port()
         self.durable = durable
         self.user = "postgres" if os.geteuid() == 0 else None
@@ -65,10 +72,16 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr}\n{tail}")
 
     def start(self) -> PostgresServer:
+        """Make the cluster (unless a kept directory has one already) and start the server."""
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
+            if self.kept:
+                self._reachable()
         data = self.base / "data"
+        if self.kept and (data / "PG_VERSION").exists():
+            self.resume()
+            return self
         self._run(
             "initdb",
             "-D",
@@ -83,6 +96,17 @@ class PostgresServer:
         )
         self.resume()
         return self
+
+    def _reachable(self) -> None:
+        """A kept directory must be one the server's user can reach (every folder above it
+        searchable): said by name, not as initdb's "permission denied" on its data."""
+        command = ["runuser", "-u", str(self.user), "--", "test", "-w", str(self.base)]
+        if subprocess.run(command, capture_output=True, check=False, timeout=60).returncode:
+            raise RuntimeError(
+                f"{self.base}: the {self.user} user that runs PostgreSQL cannot reach this "
+                "folder (a folder above it is not searchable by others): keep the server's "
+                "data in a folder it can reach"
+            )
 
     def resume(self) -> None:
         """Start the server (again, after ``pause``) on the same data and port."""
@@ -120,7 +144,21 @@ class PostgresServer:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.admin_url(name)
 
+    def database(self, name: str) -> str:
+        """The URL of database ``name``, made empty unless it exists (a kept server's store)."""
+        with psycopg.connect(self.admin_url(), autocommit=True) as connection:
+            found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if found.fetchone() is None:
+                connection.execute(f'CREATE DATABASE "{name}"')
+        return self.admin_url(name)
+
     def stop(self) -> None:
+        """Stop the server and remove its directory; a kept one is shut down cleanly (its
+        buffers written: the data is not flushed as it goes) and left in place."""
+        if self.kept:
+            self._run("pg_ctl", "-D", str(self.base / "data"), "-m", "fast", "-w", "-t", "100",
+                      "stop")  # fmt: skip
+            return
         try:
             self._run("pg_ctl", "-D", str(self.base / "data"), "-m", "immediate", "-w", "stop")
         finally:

@@ -83,10 +83,7 @@ def audit_list(
 
 
 def _event_row(event: AuditEvent) -> list[Cell]:
-    details = dict(event.details)
-    rows = details.pop(audit_trail.ROWS, None)  # its state hash says nothing to a reader
-    if rows:
-        details["rows changed"] = rows["changed"]
+    details = audit_trail.readable_details(event.details)
     return [
         str(event.seq),
         moment_text(event.at),

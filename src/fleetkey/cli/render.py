@@ -6,7 +6,7 @@ How tables are laid out, printed as CSV and paged is cli/tables.py.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Final
 
 from rich.table import Table
@@ -17,6 +17,8 @@ from fleetkey.core.features import FeatureCatalog
 from fleetkey.core.license import LicenseKey
 from fleetkey.core.terms import NEVER, Term, format_term, term_covers, term_to_json
 from fleetkey.core.verdicts import SignatureCheck, SignatureStatus
+from fleetkey.core.words import moment_text as moment_text  # in words, as the dashboard's
+from fleetkey.core.words import plain as plain
 from fleetkey.store.records import days_left
 
 STATUS_STYLE = {
@@ -45,11 +47,6 @@ def features_text(terms: Mapping[int, Term], catalog: FeatureCatalog, latest: Te
     return "\n".join(lines) or "none"
 
 
-def moment_text(at: datetime | None) -> str:
-    """A moment as tables show it: UTC, to the second, ``2026-05-01 02:00:00``."""
-    return "" if at is None else f"{at:%Y-%m-%d %H:%M:%S}"
-
-
 def days_text(term: Term | None, on: date) -> Text:
     """Days left as a table cell: ``396``, ``never``, or ``expired`` in red."""
     left = None if term is None else days_left(term, on)
@@ -58,35 +55,6 @@ def days_text(term: Term | None, on: date) -> Text:
     if left < 0:
         return Text("expired", style="red")
     return Text(f"{left:,}", style="yellow" if left <= 30 else "")
-
-
-def plain(value: object) -> str:
-    """Any JSON-like value as words for a table: never a Python repr.
-
-    None is ``-``, booleans ``yes``/``no``, lists ``a, b``, mappings ``key: value, …`` (nested
-    ones in parentheses; a value stays a word of its own, so a MAC is never folded), times
-    :func:`moment_text`.
-    """
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, datetime):
-        return moment_text(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{key}: {_nested(item)}" for key, item in value.items())
-    if isinstance(value, list | tuple | set | frozenset):
-        return ", ".join(plain(item) for item in value) or "none"
-    return str(value)
-
-
-def _nested(value: object) -> str:
-    text = plain(value)
-    return f"({text})" if isinstance(value, Mapping | list | tuple) and "," in text else text
 
 
 def counts_text(counts: Mapping[Any, int]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +34,16 @@ ROWS: Final = "audited_rows"  # the details member of an event that changed audi
 _HEAD_ID: Final = 1
 _HASH: Final = re.compile(r"[0-9a-f]{64}")
 _ANCHOR_LINE: Final = re.compile(r"\bseq=(\d{1,18})\b.*?\bhash=([0-9a-f]{64})\b")
+
+
+def readable_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's details as a reader is shown them: of the audited rows only how many
+    changed (their state hash says nothing to a reader)."""
+    shown = dict(details)
+    rows = shown.pop(ROWS, None)
+    if rows:
+        shown["rows changed"] = rows["changed"]
+    return shown
 
 
 def event_hash(

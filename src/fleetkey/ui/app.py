@@ -25,8 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetkey.authority.datadir import DataDir
 from fleetkey.clock import Clock
+from fleetkey.core.words import plain
 from fleetkey.errors import ConflictError, FleetkeyError, InputError, NotFoundError
 from fleetkey.store import dashboard
+from fleetkey.store.audit import readable_details
 from fleetkey.store.store import Store
 from fleetkey.ui.session import COOKIE, SESSION_S, Session, Signer
 
@@ -104,6 +106,8 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_templates.filters["words"] = plain  # details, lists: as the CLI's tables say them
+_templates.filters["readable"] = readable_details
 
 
 def render(template: str, code: int = 200, **values: Any) -> HTMLResponse:

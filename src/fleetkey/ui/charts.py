@@ -112,31 +112,37 @@ def rate_chart(
     measured capacity as a dashed line (in requests per minute)."""
     bar_w, left = 8, 40
     width = left + bar_w * len(per_minute) + 10
+    base = height - 22  # the time axis and its labels below it
     ceiling: float = max([total for total, _ in per_minute] + [1])
     if capacity_per_s is not None:
         ceiling = max(ceiling, capacity_per_s * 60 * 1.1)
-    scale = (height - 20) / ceiling
+    scale = (base - 10) / ceiling
+    end = left + bar_w * len(per_minute)
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         'role="img" aria-label="requests per minute, last hour">',
         f'<text x="0" y="12" font-size="10" fill="#5b6572">{ceiling:.0f}/min</text>',
-        f'<line x1="{left}" y1="{height - 10}" x2="{width}" y2="{height - 10}" stroke="#c9ced6"/>',
+        f'<line x1="{left}" y1="{base}" x2="{width}" y2="{base}" stroke="#c9ced6"/>',
+        f'<text x="{left}" y="{height - 6}" font-size="10" fill="#5b6572">'
+        f"{len(per_minute)} min ago</text>",
+        f'<text x="{end}" y="{height - 6}" font-size="10" fill="#5b6572" '
+        'text-anchor="end">now</text>',
     ]
     for index, (total, refused) in enumerate(per_minute):
         x = left + index * bar_w
         h = total * scale
         parts.append(
-            f'<rect x="{x}" y="{height - 10 - h:.1f}" width="{bar_w - 1}" height="{h:.1f}" '
+            f'<rect x="{x}" y="{base - h:.1f}" width="{bar_w - 1}" height="{h:.1f}" '
             f'fill="#3a78c2"><title>{total} requests, {refused} answered 503</title></rect>'
         )
         if refused:
             r = refused * scale
             parts.append(
-                f'<rect x="{x}" y="{height - 10 - r:.1f}" width="{bar_w - 1}" height="{r:.1f}" '
+                f'<rect x="{x}" y="{base - r:.1f}" width="{bar_w - 1}" height="{r:.1f}" '
                 'fill="#b8262b"/>'
             )
     if capacity_per_s is not None:
-        y = height - 10 - capacity_per_s * 60 * scale
+        y = base - capacity_per_s * 60 * scale
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" stroke="#d4522a" '
             f'stroke-dasharray="4 3"><title>measured capacity {capacity_per_s:.0f}/s</title></line>'

@@ -122,6 +122,7 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
             models=models,
             firmware=firmware,
             sites=sites,
+            site_names={site.serial: site.name for site in sites},
             seen=list(Seen),
             features=list(context.data.catalog()),
             served=served,

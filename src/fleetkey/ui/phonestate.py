@@ -9,7 +9,6 @@ no page scans the fetch history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -17,7 +16,6 @@ from typing import Any, Final, TypeVarTuple
 
 from sqlalchemy import (
     ColumnElement,
-    ScalarSelect,
     Select,
     and_,
     case,
@@ -29,12 +27,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from fleetkey.core.license import LicenseState, LicenseType
-from fleetkey.core.naming import SITE_LICENSE_FILE
+from fleetkey.core.license import LicenseState
 from fleetkey.store import pages
 from fleetkey.store.phonestate import SERVED
 from fleetkey.store.records import utc
 from fleetkey.store.schema import LicenseRow, PhoneFileRow, PhoneRow
+from fleetkey.ui import fetched
 
 Ts = TypeVarTuple("Ts")
 Column = ColumnElement[Any] | InstrumentedAttribute[Any]
@@ -103,103 +101,6 @@ def seen_by_site(session: Session, now: datetime) -> dict[str, dict[Seen, int]]:
     }
 
 
-def _posted_site_keys() -> Select[str, str]:
-    return select(LicenseRow.serial, LicenseRow.digest).where(
-        LicenseRow.type == LicenseType.SITE.value,
-        LicenseRow.state == LicenseState.POSTED.value,
-    )
-
-
-def _fetched_posted() -> ColumnElement[bool]:
-    """The version of the site license the phone was last served is the one posted for its
-    site: read from the per-phone state the writer keeps (``store/phonestate.py``), one row
-    per phone, never the fetch history (which ages out, and was a scan per phone). One probe
-    of the (digest, file_name, kind, mac) index per phone: for the rows of a page."""
-    return exists(
-        select(PhoneFileRow.mac)
-        .join(LicenseRow, LicenseRow.digest == PhoneFileRow.digest)
-        .where(
-            PhoneFileRow.mac == PhoneRow.mac,
-            PhoneFileRow.file_name == SITE_LICENSE_FILE,
-            PhoneFileRow.kind == SERVED,
-            LicenseRow.type == LicenseType.SITE.value,
-            LicenseRow.state == LicenseState.POSTED.value,
-            LicenseRow.serial == PhoneRow.site_serial,
-        )
-    )
-
-
-def _fetched_posted_join(statement: Select[*Ts]) -> Select[*Ts]:
-    """``statement`` over the phones that fetched their site's posted license, as one join
-    from each posted key's digest (in MAC order) to its site's phones: for the rows of a
-    page (by their MACs)."""
-    return (
-        statement.select_from(PhoneFileRow)
-        .join(LicenseRow, LicenseRow.digest == PhoneFileRow.digest)
-        .join(
-            PhoneRow,
-            and_(PhoneRow.mac == PhoneFileRow.mac, PhoneRow.site_serial == LicenseRow.serial),
-        )
-        .where(
-            PhoneFileRow.file_name == SITE_LICENSE_FILE,
-            PhoneFileRow.kind == SERVED,
-            LicenseRow.type == LicenseType.SITE.value,
-            LicenseRow.state == LicenseState.POSTED.value,
-        )
-    )
-
-
-def _fetched_key(where: Callable[[Select[Any]], Select[Any]]) -> ScalarSelect[Any]:
-    """How many phones of the posted key's site (the row of ``licenses`` around it) fetched
-    it and pass ``where``: the key's digest in the (digest, file_name, kind, mac) index
-    merged in MAC order with its site's phones in the (site_serial, mac) index. Counted key by
-    key, PostgreSQL reads both indexes alone (32 ms for 100,000 phones, bench/ui.py); as one
-    join of every posted key it hashed every phone's state (70 ms and a parallel worker), and
-    without statistics on ``licenses`` probed it per phone (1.1 s: migration 0018)."""
-    counted = (
-        select(func.count())
-        .select_from(PhoneFileRow)
-        .join(
-            PhoneRow,
-            and_(PhoneRow.mac == PhoneFileRow.mac, PhoneRow.site_serial == LicenseRow.serial),
-        )
-        .where(
-            PhoneFileRow.digest == LicenseRow.digest,
-            PhoneFileRow.file_name == SITE_LICENSE_FILE,
-            PhoneFileRow.kind == SERVED,
-        )
-    )
-    return where(counted).correlate(LicenseRow).scalar_subquery()
-
-
-def _fetched_by_site(
-    session: Session, where: Callable[[Select[Any]], Select[Any]] = lambda s: s
-) -> dict[str, int]:
-    """Per site with a posted site license, its phones passing ``where`` that fetched it."""
-    return {
-        site: int(count or 0)
-        for site, count in session.execute(
-            _posted_site_keys().with_only_columns(LicenseRow.serial, _fetched_key(where))
-        )
-    }
-
-
-def _has_posted_site_key() -> ColumnElement[bool]:
-    """For counts: the phones of the sites with a posted key, read by the site index."""
-    return PhoneRow.site_serial.in_(_posted_site_keys().with_only_columns(LicenseRow.serial))
-
-
-def _site_has_posted_key() -> ColumnElement[bool]:
-    """For a page in MAC order: a test of each phone read, so that the page is read in MAC
-    order and stops when full (as an ``IN`` on the site index, SQLite read every phone of
-    those sites and sorted them: 165 ms for the phones at risk of 100,000)."""
-    return exists(
-        _posted_site_keys()
-        .with_only_columns(LicenseRow.id)
-        .where(LicenseRow.serial == PhoneRow.site_serial)
-    )
-
-
 def _served_license(license_id: int) -> ColumnElement[bool]:
     """The version of a license file the phone was last served is license ``license_id``
     (whatever its state now: a superseded key's phones are the ones still to move), as
@@ -263,9 +164,8 @@ def _search(text: str, dialect: str) -> ColumnElement[bool]:
     )
 
 
-def _where(
-    statement: Select[Any], chosen: PhoneFilter, now: datetime, dialect: str, *, current: bool
-) -> Select[Any]:
+def _where(statement: Select[Any], chosen: PhoneFilter, now: datetime, dialect: str) -> Select[Any]:
+    """The filters but the fetched-or-not one (``fetched`` reads that key by key)."""
     if chosen.search:
         statement = statement.where(_search(chosen.search, dialect))
     if chosen.site is not None:
@@ -283,32 +183,39 @@ def _where(
         statement = statement.where(seen_condition(chosen.seen, now))
     if chosen.license_id is not None:
         statement = statement.where(_served_license(chosen.license_id))
-    if current and chosen.current is True:
-        statement = statement.where(_fetched_posted())
-    elif current and chosen.current is False:
-        statement = statement.where(_site_has_posted_key(), ~_fetched_posted())
     if chosen.feature is not None:
         statement = statement.where(_grants(chosen.feature))
     return statement
 
 
-def _count(session: Session, chosen: PhoneFilter, now: datetime, dialect: str) -> int:
-    """How many phones match: the fetched-or-not part from the grouped join, not a probe
-    per phone (at risk = phones of sites with a posted key - those that fetched it)."""
-    counting = select(func.count())
+def _filters(chosen: PhoneFilter, now: datetime, dialect: str) -> fetched.Where:
+    return lambda statement: _where(statement, chosen, now, dialect)
 
-    def count(statement: Select[Any]) -> int:
-        return int(session.scalar(_where(statement, chosen, now, dialect, current=False)) or 0)
 
-    if chosen.current is None:
-        return count(counting.select_from(PhoneRow))
-    fetched = sum(
-        _fetched_by_site(session, lambda s: _where(s, chosen, now, dialect, current=False))
-        .values()
-    )  # fmt: skip
-    if chosen.current:
-        return fetched
-    return count(counting.select_from(PhoneRow).where(_has_posted_site_key())) - fetched
+def _page_macs(
+    session: Session, chosen: PhoneFilter, now: datetime, after: str | None, limit: int
+) -> tuple[list[str], int]:
+    """The page's MACs, and how many phones match in all.
+
+    Fetched or not, the phones are counted and paged key by key as sets (``fetched.page``).
+    Otherwise counted first: a search matching few phones reads its matches through the
+    indexes and sorts them (in MAC order with a LIMIT, a planner expecting the matches spread
+    out walks the table to where a prefix's matches begin: 460 ms on PostgreSQL for the
+    73,000th); anything else walks in MAC order, which soon has its page."""
+    dialect = session.get_bind().dialect.name
+    if chosen.current is not None:
+        where = _filters(chosen, now, dialect)
+        return fetched.page(session, where, after, limit, fetched=chosen.current)
+    counting = _where(select(func.count()).select_from(PhoneRow), chosen, now, dialect)
+    total = int(session.scalar(counting) or 0)
+    if not total:  # nothing matches: no walk of every phone to find so
+        return [], 0
+    wanted = _where(select(PhoneRow.mac), chosen, now, dialect)
+    if after is not None:
+        wanted = wanted.where(PhoneRow.mac > after)
+    if chosen.search and total <= SPARSE_SEARCH:
+        return sorted(session.scalars(wanted))[:limit], total
+    return list(session.scalars(wanted.order_by(PhoneRow.mac).limit(limit))), total
 
 
 def phone_page(
@@ -316,23 +223,10 @@ def phone_page(
 ) -> tuple[list[PhoneLine], int]:
     """Up to ``limit`` phones after MAC ``after`` in MAC order, and how many match in all.
 
-    The page's MACs first, then their rows and whether each fetched its site's posted key
-    (by those MACs: asked per row in the page's query, PostgreSQL hashed every phone's state
-    for it, 240 ms). A search matching few phones reads its matches through the indexes and
-    sorts them (in MAC order with a LIMIT, a planner expecting the matches spread out walks
-    the table to where a prefix's matches begin: 460 ms on PostgreSQL for the 73,000th);
-    one matching many walks in MAC order and soon has its page."""
-    dialect = session.get_bind().dialect.name
-    total = _count(session, chosen, now, dialect)
-    if not total:  # nothing matches: no walk of every phone to find so (the at-risk list of a
-        return [], 0  # fleet that all fetched its keys: 195 ms on SQLite at 100,000 phones)
-    wanted = _where(select(PhoneRow.mac), chosen, now, dialect, current=True)
-    if after is not None:
-        wanted = wanted.where(PhoneRow.mac > after)
-    if chosen.search and total <= SPARSE_SEARCH:
-        macs = sorted(session.scalars(wanted))[:limit]
-    else:
-        macs = list(session.scalars(wanted.order_by(PhoneRow.mac).limit(limit)))
+    The page's MACs first (``_page_macs``), then their rows and whether each fetched its
+    site's posted key (by those MACs: asked per row in the page's query, PostgreSQL hashed
+    every phone's state for it, 240 ms)."""
+    macs, total = _page_macs(session, chosen, now, after, limit)
     if not macs:
         return [], total
     rows = session.execute(
@@ -348,9 +242,9 @@ def phone_page(
         .where(PhoneRow.mac.in_(macs))
         .order_by(PhoneRow.mac)
     )
-    fetched = set(session.scalars(_fetched_posted_join(select(PhoneRow.mac)).where(
+    got = set(session.scalars(fetched.fetched_posted_join(select(PhoneRow.mac)).where(
         PhoneRow.mac.in_(macs))))  # fmt: skip
-    posted = set(session.scalars(_posted_site_keys().with_only_columns(LicenseRow.serial)))
+    posted = set(session.scalars(fetched.posted_site_keys().with_only_columns(LicenseRow.serial)))
     lines = [
         PhoneLine(
             mac,
@@ -360,29 +254,11 @@ def phone_page(
             address,
             agent,
             utc(seen) if seen else None,
-            (mac in fetched) if site in posted else None,
+            (mac in got) if site in posted else None,
         )
         for mac, site, model, firmware, address, agent, seen in rows
     ]
     return lines, total
-
-
-def fetched_posted_by_site(
-    session: Session, totals: dict[str, int] | None = None
-) -> dict[str, tuple[int, int]]:
-    """Per site with a posted site license: (phones that fetched it, phones in all), the
-    phones in all from ``totals`` (phones per site) when the caller counted them already."""
-    fetched = _fetched_by_site(session)
-    if totals is None:
-        totals = {
-            site: int(count)
-            for site, count in session.execute(
-                select(PhoneRow.site_serial, func.count())
-                .where(PhoneRow.site_serial.in_(fetched))
-                .group_by(PhoneRow.site_serial)
-            )
-        }
-    return {site: (got, totals[site]) for site, got in fetched.items() if totals.get(site)}
 
 
 def choices(session: Session) -> tuple[list[str], list[str]]:

@@ -69,6 +69,30 @@ def test_every_page_renders_the_seeded_store(browser: Browser, fleet: Fleet) -> 
         assert answer.status == 200, path
         assert page.locator("main h1, main h2").count() > 0, path
         fleet.shoot(page, path.strip("/").replace("/", "-") or "overview")
+    page.goto(fleet.url("/ui/licenses/1"))  # cards side by side start at the same height
+    tops = page.locator(".grid > .card").evaluate_all(
+        "cards => cards.map(c => c.getBoundingClientRect().top)"
+    )
+    assert tops[0] == tops[1]
+
+
+def test_no_page_is_wider_than_a_narrow_window(browser: Browser, fleet: Fleet) -> None:
+    """At 800 px (a terminal-sized window) a page scrolls only down: a wide table scrolls
+    sideways in its own box, the rest wraps."""
+    page = browser.new_context(viewport={"width": 800, "height": 900}).new_page()
+    sign_in(page, fleet)
+    for path in (*PAGES, "/ui/phones?current=no"):
+        page.goto(fleet.url(path))
+        width = page.evaluate("document.documentElement.scrollWidth")
+        fleet.shoot(page, "narrow-" + (path.strip("/").replace("/", "-") or "overview"))
+        assert width <= 800, (path, width)
+    page.goto(fleet.url("/ui/phones"))  # a row of the list is a line: the User-Agent clipped
+    heights = page.locator("#phones tbody tr").evaluate_all(
+        "rows => rows.map(r => r.getBoundingClientRect().height)"
+    )
+    assert max(heights) < 2.5 * page.evaluate(
+        "parseFloat(getComputedStyle(document.body).lineHeight)"
+    )
 
 
 def test_the_overview_counts_are_the_stores(browser: Browser, fleet: Fleet) -> None:

@@ -18,6 +18,7 @@ from fleetkey.store.schema import PhoneRow
 from fleetkey.store.store import Store
 from fleetkey.testing import make_license
 from fleetkey.ui import overview, phonestate
+from fleetkey.ui.fetched import fetched_posted_by_site
 from fleetkey.ui.phonestate import PhoneFilter, Seen
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -99,13 +100,13 @@ def test_phones_by_last_seen_per_site(fleet: Store) -> None:
 
 def test_only_the_posted_version_counts_as_fetched(fleet: Store) -> None:
     with fleet.transaction() as session:
-        assert phonestate.fetched_posted_by_site(session) == {SITES[0]: (2, 5)}
+        assert fetched_posted_by_site(session) == {SITES[0]: (2, 5)}
 
 
 def test_the_fetched_counts_take_the_phones_per_site_the_caller_counted(fleet: Store) -> None:
     with fleet.transaction() as session:
-        given = phonestate.fetched_posted_by_site(session, {SITES[0]: 7, SITES[1]: 5})
-        none = phonestate.fetched_posted_by_site(session, {SITES[1]: 5})
+        given = fetched_posted_by_site(session, {SITES[0]: 7, SITES[1]: 5})
+        none = fetched_posted_by_site(session, {SITES[1]: 5})
     assert given == {SITES[0]: (2, 7)}  # the overview passes what it counted by last seen
     assert none == {}  # a site with no phones counted has no line
 
@@ -177,6 +178,7 @@ def test_the_overview_reads_the_same_numbers(fleet: Store) -> None:
     assert [e.stage for e in found.expiring] == ["60d"]  # the posted key only
     assert sum(total for total, _ in found.per_minute) == 2  # 1 and 3 min ago, not 90
     assert sum(refused for _, refused in found.per_minute) == 1
+    assert (found.per_minute[59], found.per_minute[57]) == ((1, 0), (1, 1))  # in their minutes
 
 
 def test_a_phone_served_another_sites_posted_key_is_still_at_risk(fleet: Store) -> None:
@@ -197,7 +199,7 @@ def test_a_phone_served_another_sites_posted_key_is_still_at_risk(fleet: Store) 
     wrong = FetchRecord(f"/{SITE_FILE}", "http", 200, 9, 1.0, NOW, mac=mac(1), digest=other.digest)
     fetches.insert_records(fleet.engine, [wrong])
     with fleet.transaction() as session:
-        assert phonestate.fetched_posted_by_site(session) == {SITES[0]: (2, 5), SITES[1]: (0, 5)}
+        assert fetched_posted_by_site(session) == {SITES[0]: (2, 5), SITES[1]: (0, 5)}
         at_risk, total = phonestate.phone_page(
             session, PhoneFilter(site=SITES[1], current=False), NOW, after=None, limit=100
         )
@@ -216,12 +218,12 @@ def test_a_search_pages_alike_whether_it_matches_few_or_many(
     fleet: Store, sparse: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(phonestate, "SPARSE_SEARCH", sparse)
-    chosen = PhoneFilter(search="0004f2", current=False)
+    chosen = PhoneFilter(search="0004f2", model="VVX_500")
     with fleet.transaction() as session:
-        first, total = phonestate.phone_page(session, chosen, NOW, after=None, limit=2)
-        rest, _ = phonestate.phone_page(session, chosen, NOW, after=first[-1].mac, limit=2)
-        none, _ = phonestate.phone_page(session, chosen, NOW, after=mac(9), limit=2)
-    assert total == 3
-    assert [line.mac for line in first] == [mac(4), mac(6)]
-    assert [line.mac for line in rest] == [mac(8)]
+        first, total = phonestate.phone_page(session, chosen, NOW, after=None, limit=4)
+        rest, _ = phonestate.phone_page(session, chosen, NOW, after=first[-1].mac, limit=4)
+        none, _ = phonestate.phone_page(session, chosen, NOW, after=mac(9), limit=4)
+    assert total == 6
+    assert [line.mac for line in first] == [mac(i) for i in range(4, 8)]
+    assert [line.mac for line in rest] == [mac(8), mac(9)]
     assert none == []

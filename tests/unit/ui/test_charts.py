@@ -38,6 +38,8 @@ def test_the_rate_chart_marks_503s_and_the_capacity() -> None:
     svg = str(rate_chart([(10, 0), (20, 5)], capacity_per_s=1.0))
     assert "20 requests, 5 answered 503" in svg
     assert "measured capacity 1/s" in svg
+    assert ">2 min ago</text>" in svg  # the time axis says which end is now
+    assert ">now</text>" in svg
 
 
 def test_the_plan_chart_draws_the_actual_rate_when_there_is_one() -> None:

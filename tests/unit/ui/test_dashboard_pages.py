@@ -48,6 +48,13 @@ def test_the_audit_page_verifies_the_chain_when_asked(dashboard: Dashboard) -> N
     assert re.search(r"The chain verifies: \d+ events", verified)
 
 
+def test_the_audit_page_says_details_in_words_as_the_cli_does(dashboard: Dashboard) -> None:
+    dashboard.sign_in()
+    details = re.findall(r'<td class="details">(.*?)</td>', dashboard.get("/ui/audit").text)
+    assert any("rows changed: 1" in d for d in details)  # the audited rows' hash left out
+    assert not [d for d in details if re.search(r"\{|\[|&#39;|audited_rows", d)]  # no repr
+
+
 def test_the_phones_last_served_a_version_are_the_ones_the_cli_names(
     dashboard: Dashboard, fleetkey: Fleetkey
 ) -> None:
