@@ -2,7 +2,8 @@
 nginx with `worker_processes W`, same tree, same run.
 
     .venv/bin/python bench/storm.py [--boots 20000] [--phones 20000] [--workers 2]
-                                    [--concurrency 256] [--rounds 3] [--tmp DIR] [--json]
+                                    [--concurrency 256] [--rounds 3] [--tmp DIR]
+                                    [--before TREE ...] [--json]
 
 Needs gcc and nginx (with the DAV module, as Debian builds it). The fleet, the boot and the
 generator are bench/boot.py's (domain.md §5.1: eleven requests a boot, two log PUTs, about
@@ -18,6 +19,12 @@ load average before each storm. Each round storms the three servers in turn (the
 every round); figures are medians over the rounds. At the end both fleetkey servers are
 stopped with SIGTERM and the fetch records in their database are compared with every answer
 the generator received from them.
+
+`--before TREE` (repeatable): one more server, `fleetkey serve --workers W` from another source
+tree (a git worktree of the code before a change: `git worktree add /tmp/before <commit>`),
+stormed in the same turns as the others. Its fleet is built by its own code in a data
+directory of its own (the same sites, phones and licenses: an older tree may not read a newer
+schema), and its records are counted there.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from benchfleet import (
     stop_servers,
     worker_shares,
 )
-from boot import prepare, wait_listening
+from boot import build_fleet, prepare, wait_listening
 
 
 def storm(
@@ -66,7 +73,9 @@ def storm(
     run: dict[str, Any] = json.loads(result.stdout)
     run["load_before"] = load
     now = cpu_by_process(server)
-    run["server_cpu_pct"] = 100.0 * (sum(now.values()) - sum(used.values())) / wall
+    spent = sum(now.values()) - sum(used.values())
+    run["server_cpu_pct"] = 100.0 * spent / wall
+    run["server_cpu_us_per_boot"] = 1e6 * spent / boots
     run["worker_cpu_pct"] = worker_shares(used, now, wall)  # the kernel's spread, per worker
     return run
 
@@ -80,14 +89,24 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256, help="phones booting at once")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tmp", help="directory for the run's files (/dev/shm: no disk)")
+    parser.add_argument(
+        "--before", type=Path, action="append", default=[], metavar="TREE",
+        help="a source tree of the code before a change (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    names = ("nginx", f"fleetkey-{args.workers}", "fleetkey-1")
+    for tree in args.before:
+        if not (tree / "src" / "fleetkey").is_dir():
+            parser.error(f"--before {tree}: no src/fleetkey there (a fleetkey source tree)")
+    befores = {f"{tree.resolve().name}-{args.workers}": tree.resolve() for tree in args.before}
+    if len(befores) < len(args.before):
+        parser.error("--before: give trees of different names (each names its server)")
+    names = ("nginx", f"fleetkey-{args.workers}", "fleetkey-1", *befores)
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-storm-", dir=args.tmp))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
     env = bench_env(base)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    answered = 0
+    answered = dict.fromkeys(names, 0)
     summaries: list[str] = []
     try:
         ready = prepare(base, env, args.phones, args.sites, nginx_workers=args.workers)
@@ -96,42 +115,67 @@ def main() -> None:
         # fleetkey first: one that does not start leaves no nginx behind
         many, many_url = start_fleetkey(env, base, args.workers)
         one, one_url = start_fleetkey(env, base, 1)
+        others = {name: start_before(base, number, tree, args)
+                  for number, (name, tree) in enumerate(befores.items())}  # fmt: skip
         nginx = subprocess.Popen([nginx_program, "-c", str(ready.nginx_conf)], text=True)
         servers = {names[0]: (nginx, ready.nginx_port),
                    names[1]: (many, int(many_url.rsplit(":", 1)[1])),
-                   names[2]: (one, int(one_url.rsplit(":", 1)[1]))}  # fmt: skip
+                   names[2]: (one, int(one_url.rsplit(":", 1)[1])),
+                   **{name: (process, int(url.rsplit(":", 1)[1]))
+                      for name, (process, url) in others.items()}}  # fmt: skip
         try:
             for name, (process, port) in servers.items():
                 wait_listening(port, process, name)
             time.sleep(1)
             for name, (process, port) in servers.items():  # phones that booted before
                 done = storm(bootload, seed, port, process.pid, args.phones, 0, args)
-                answered += done["answers_total"] if name != "nginx" else 0
+                answered[name] += done["answers_total"]
             first = dict.fromkeys(names, 0)
             for number in range(args.rounds):
-                order = names[number % 3 :] + names[: number % 3]
+                turn = number % len(names)
+                order = names[turn:] + names[:turn]
                 for name in order:
                     process, port = servers[name]
                     run = storm(bootload, sequence, port, process.pid, args.boots, first[name],
                                 args)  # fmt: skip
                     first[name] = run["next_phone"]
                     runs[name].append(run)
-                    answered += run["answers_total"] if name != "nginx" else 0
+                    answered[name] += run["answers_total"]
         finally:
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(30)
-            for fleetkey in (many, one):
+            for fleetkey in (many, one, *(process for process, _ in others.values())):
                 summaries.append(stop_servers([fleetkey]))
-        with sqlite3.connect(base / "data" / "fleetkey.db") as db:
-            recorded = db.execute("SELECT count(*) FROM fetches").fetchone()[0]
+        recorded = {names[1]: count_records(base / "data")}
+        for number, name in enumerate(befores):
+            recorded[name] = count_records(base / f"before-{number}" / "data")
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    report(args, runs, summaries, recorded, answered)
+    mine = answered[names[1]] + answered[names[2]]  # one database for both
+    report(args, runs, summaries, recorded, {names[1]: mine} | {n: answered[n] for n in befores})
+
+
+def start_before(
+    base: Path, number: int, tree: Path, args: argparse.Namespace
+) -> tuple[subprocess.Popen[str], str]:
+    """The fleet built by ``tree``'s own CLI in ``base/before-N`` (the same fleet: its phones
+    and sites are numbered alike), and that tree's server on it."""
+    own = base / f"before-{number}"
+    own.mkdir()
+    env = {**bench_env(own), "PYTHONPATH": str(tree / "src")}
+    build_fleet(own, env, args.phones, args.sites)
+    return start_fleetkey(env, own, args.workers)
+
+
+def count_records(data: Path) -> int:
+    with sqlite3.connect(data / "fleetkey.db") as db:
+        count: int = db.execute("SELECT count(*) FROM fetches").fetchone()[0]
+    return count
 
 
 def report(
     args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], summaries: list[str],
-    recorded: int, answered: int,
+    recorded: dict[str, int], answered: dict[str, int],
 ) -> None:  # fmt: skip
     def median(name: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[name])
@@ -143,11 +187,13 @@ def report(
         "boots_per_s": rates,
         "p99_ms": {name: median(name, "p99_ms") for name in names},
         "server_cpu_pct": {name: median(name, "server_cpu_pct") for name in names},
+        "server_cpu_us_per_boot": {name: median(name, "server_cpu_us_per_boot") for name in names},
         "generator_cpu_pct": {name: median(name, "cpu_pct") for name in names},
         "errors": {name: sum(run["errors_total"] for run in runs[name]) for name in names},
         "load_before": {name: [run["load_before"] for run in runs[name]] for name in names},
         "ratio_to_one_worker": many / one,
         "ratio_to_nginx": many / nginx,
+        **{f"ratio_to_{name}": many / rates[name] for name in names[3:]},
         "records": recorded,
         "answers": answered,
         "fleetkey": summaries,
@@ -167,6 +213,7 @@ def report(
         print(
             f"  {name:<11} {rates[name]:>8,.0f} boots/s  p99 {figures['p99_ms'][name]:7.2f} ms  "
             f"server CPU {figures['server_cpu_pct'][name]:5.0f} %"
+            f" ({figures['server_cpu_us_per_boot'][name]:,.0f} µs a boot)"
             + (f" (workers {shares} %)" if shares else "")
             + "  generator CPU "
             f"{figures['generator_cpu_pct'][name]:4.0f} %  errors {figures['errors'][name]}  "
@@ -176,7 +223,11 @@ def report(
         f"  {names[1]} / {names[2]}: {many / one:.2f}x (target 1.5)   "
         f"{names[1]} / nginx: {many / nginx:.2f}x (target 0.8)"
     )
-    print(f"  fetch records {recorded:,} for {answered:,} answers from fleetkey")
+    for name in names[3:]:
+        print(f"  {names[1]} / {name}: {many / rates[name]:.2f}x")
+    for name, count in recorded.items():
+        print(f"  fetch records {count:,} for {answered[name]:,} answers from {name}"
+              + (f" and {names[2]}" if name == names[1] else ""))  # fmt: skip
     for line in summaries:
         print(f"  {line}")
 

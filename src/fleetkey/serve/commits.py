@@ -4,10 +4,11 @@ A rollout's executor confirms a phone from the fetch records (``store/confirmati
 license file answered 200, 206 or 304 at or after it was posted. A record waiting in a server's
 memory when the server is killed is lost, and a phone whose confirming record it was would be
 notified again, for one more reboot. So such a record is queued before its answer is sent
-(``FetchWriter.submit_urgent``: the writer starts a batch at once, taking everything waiting
-with it, a group commit) and the answer waits here, on the event loop, for that batch's
-commit: a killed server can only lose confirmations of answers it never sent, and a phone that
-got no answer asks again (another server, behind the balancer) and is recorded there.
+(``FetchWriter.submit_urgent``: the writer starts a batch at once, or within 50 ms of the last
+one, taking everything waiting with it, a group commit) and the answer waits here, on the
+event loop, for that batch's commit: a killed server can only lose confirmations of answers it
+never sent, and a phone that got no answer asks again (another server, behind the balancer)
+and is recorded there.
 
 Nothing blocks: :meth:`CommitGate.submit` gives a future the protocol awaits; the writer's
 thread calls back after each batch (one ``call_soon_threadsafe`` per batch, not per answer),

@@ -26,14 +26,13 @@ from typing import Any, Final, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, column, exists, func, inspect, select
 from sqlalchemy import table as sa_table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.sql.dml import Insert
 
 from fleetkey.core.useragent import parse_user_agent
+from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.records import utc
-from fleetkey.store.schema import EPOCH, FetchRow, PhoneFileRow, PhoneSeenRow
+from fleetkey.store.schema import EPOCH, FetchRow, PhoneFileRow, PhoneSeenRow, epoch_micros
 from fleetkey.store.texts import agent_of, path_of
 
 # the writer's row layout (store/fetches.py inserts tuples in this column order); the state
@@ -179,16 +178,23 @@ _FILE_COLUMNS: Final = (
 
 
 @functools.cache
-def _upsert(dialect: str, table_name: str) -> Insert:
-    """INSERT … ON CONFLICT DO UPDATE that replaces the stored row only with a row at least as
-    new (a retried or late record never turns the state back)."""
-    table = _SEEN if table_name == "phone_seen" else _FILES
-    keys = _KEYS[table_name]
-    insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
-    updated = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
-    return insert.on_conflict_do_update(
-        index_elements=list(keys), set_=updated, where=insert.excluded.at >= table.c.at
+def _upsert(paramstyle: str, table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    """INSERT … ON CONFLICT DO UPDATE (the same words on SQLite and PostgreSQL) that replaces
+    the stored row only with a row at least as new (a retried or late record never turns the
+    state back), for the driver: SQLAlchemy's per-row parameter processing cost more than the
+    upsert, and a writer batch makes one per phone in it (docs/serve.md, "What it costs")."""
+    marker = PARAM_MARKERS[paramstyle]
+    values = ", ".join(marker.format(n + 1) for n in range(len(columns)))
+    updated = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "  # noqa: S608  # constant names, values bound
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updated} WHERE excluded.at >= {table}.at"
     )
+
+
+_SEEN_COLUMNS: Final = ("mac", "at", "address", "protocol", "user_agent", "firmware")
+_FILE_COLUMNS_STORED: Final = ("mac", "file_name", "kind", "at", "path", "protocol", "status",
+                               "digest")  # fmt: skip
 
 
 def apply(connection: Connection, rows: Sequence[Row]) -> None:
@@ -199,13 +205,29 @@ def apply(connection: Connection, rows: Sequence[Row]) -> None:
 
 
 def write(connection: Connection, newest: Newest) -> None:
-    dialect = connection.dialect.name
-    seen = [seen_values(row) for row in newest.seen.values()]
-    files = [file_values(key, row) for key, row in newest.files.items()]
-    for start in range(0, len(seen), CHUNK):
-        connection.execute(_upsert(dialect, "phone_seen"), seen[start : start + CHUNK])
-    for start in range(0, len(files), CHUNK):
-        connection.execute(_upsert(dialect, "phone_files"), files[start : start + CHUNK])
+    sqlite = connection.dialect.name == "sqlite"
+    style = connection.dialect.paramstyle
+
+    def at(value: Any) -> Any:  # as the table's Micros column stores it
+        if sqlite:
+            return value if isinstance(value, int) else epoch_micros(value)
+        return _moment(value)
+
+    seen = [
+        (mac, at(row[_AT]), row[_ADDRESS], row[_PROTOCOL], row[_AGENT], _firmware(row[_AGENT]))
+        for mac, row in newest.seen.items()
+    ]
+    files = [
+        (mac, name, kind, at(row[_AT]), row[_PATH], row[_PROTOCOL], row[_STATUS], row[_DIGEST])
+        for (mac, name, kind), row in newest.files.items()
+    ]
+    for table, columns, keys, values in (
+        ("phone_seen", _SEEN_COLUMNS, _KEYS["phone_seen"], seen),
+        ("phone_files", _FILE_COLUMNS_STORED, _KEYS["phone_files"], files),
+    ):
+        sql = _upsert(style, table, columns, keys)
+        for start in range(0, len(values), CHUNK):
+            connection.exec_driver_sql(sql, values[start : start + CHUNK])
 
 
 def seen(session: Session, mac: str) -> Seen | None:

@@ -5,6 +5,7 @@ held in memory the oldest batches are appended to the spill file, in order, with
 numbers; they are written back first once the store answers again, and at the next start if
 the process stopped meanwhile; a damaged file is set aside, and what a stop cannot write is
 kept there (or in the fallback file) for the next start or ``fleetkey fetches replay``.
+Records the store refuses for what they hold go to the rejected file next to the fallback.
 """
 
 from __future__ import annotations
@@ -20,11 +21,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fleetkey.errors import HeldFileError
 from fleetkey.store.fetches import RecordSink, refused_for_content
-from fleetkey.store.held import appending, batch_lines, keep_at_stop, read_batches
+from fleetkey.store.held import (
+    append_records,
+    appending,
+    batch_lines,
+    keep_at_stop,
+    read_batches,
+)
 from fleetkey.store.records import FetchRecord
 
 FAILURES: Final = (SQLAlchemyError, OSError)  # the store refusing, not a bug of ours
+REJECTED_NAME: Final = "fetches-rejected.jsonl"  # next to the fallback file
 log = logging.getLogger("fleetkey.store.writer")  # the writer's lines, whichever half says them
+
+
+def said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
 
 
 class SpillFile:
@@ -33,6 +45,7 @@ class SpillFile:
     name: str
     spilled: int
     dropped: int
+    rejected: int
     _sink: RecordSink
     _spill: Path | None
     _spill_at: int
@@ -100,6 +113,20 @@ class SpillFile:
         self.dropped += self.spilled
         log.error("%s; the file is set aside as %s", exc, aside)  # said whole
         self.spilled = 0
+
+    def _reject(self, records: list[FetchRecord], exc: BaseException) -> None:
+        if not records:
+            return
+        self.rejected += len(records)
+        self.dropped += len(records)
+        kept = self._fallback.with_name(REJECTED_NAME) if self._fallback else None
+        error = append_records(kept, records) if kept is not None else None
+        log.error(
+            "the store refused %d fetch records for what they hold (%s); %s",
+            len(records),
+            said(exc),
+            f"kept in {kept}" if kept is not None and error is None else f"not kept ({error})",
+        )
 
     def _give_up(self) -> None:
         """Stopping while the store refuses: what is held goes to the spill file, which the

@@ -19,12 +19,15 @@ in the same transaction (``fetch_batches``), so one retried after an ambiguous f
 back twice from the spill file, is written once.
 
 A record that confirms a delivery (a license file answered to a phone: what a rollout's
-executor confirms a phone from) is ``submit_urgent``-ed before its answer is sent: the writer
-starts a batch at once (group commit: what else waits rides along; other records keep their
-one-second batches), and the answer waits, on its event loop, for ``completed`` to reach the
-record's ticket (``serve/commits.py``), so a killed server cannot have sent a license whose
-record is not in the store. ``on_commit`` is called on the writer's thread after each batch
-while such a record waits, and when the store refuses (then nothing waits for it).
+executor confirms a phone from) is ``submit_urgent``-ed before its answer is sent, and the
+answer waits, on its event loop, for ``completed`` to reach the record's ticket
+(``serve/commits.py``), so a killed server cannot have sent a license whose record is not in
+the store. The writer starts a batch for it at once, or, within ``group_s`` of the last batch's
+start, once that time is up or ``group_urgent`` such records wait (group commit: what else
+waits rides along; other records keep their one-second batches): a batch costs per phone in
+it, and a storm's batches, one per wake-up, each held a few records of hundreds of phones
+(docs/serve.md, "What it costs"). ``on_commit`` is called on the writer's thread after each
+batch while such a record waits, and when the store refuses (then nothing waits for it).
 
 At ``close`` whatever the store still refuses goes to the ``fallback`` file, counted as
 ``dropped``; ``fleetkey fetches replay FILE`` writes it to the store later. A batch refused for
@@ -47,25 +50,19 @@ from typing import Final
 
 from fleetkey.errors import FleetkeyError, HeldFileError, QueueFullError
 from fleetkey.store.fetches import RecordSink, refused_for_content
-from fleetkey.store.held import (
-    append_records,
-    count_records,
-)
+from fleetkey.store.held import count_records
 from fleetkey.store.records import FetchRecord
-from fleetkey.store.spilling import FAILURES, SpillFile
+from fleetkey.store.spilling import FAILURES, SpillFile, said
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S: Final = 1.0  # issue 3: flushed at least every second
+GROUP_S: Final = 0.05  # an urgent batch waits this long after the last one began (group commit)
+GROUP_URGENT: Final = 32  # ... or until this many urgent records wait
 BATCH_SIZE: Final = 50_000  # under load the flush interval, not the size, ends a batch
 CAPACITY: Final = 200_000  # records in memory (~350 bytes each)
 SPILL_AT: Final = 50_000  # records held in memory before the oldest go to the spill file
 _FAILURES: Final = FAILURES
-REJECTED_NAME: Final = "fetches-rejected.jsonl"  # next to the fallback file
-
-
-def _said(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
 
 
 class FetchWriter(SpillFile):
@@ -78,6 +75,8 @@ class FetchWriter(SpillFile):
         capacity: int = CAPACITY,
         batch_size: int = BATCH_SIZE,
         flush_interval_s: float = FLUSH_INTERVAL_S,
+        group_s: float = GROUP_S,
+        group_urgent: int = GROUP_URGENT,
         fallback: Path | None = None,
         spill: Path | None = None,
         spill_at: int = SPILL_AT,
@@ -92,12 +91,16 @@ class FetchWriter(SpillFile):
         self._capacity = capacity
         self._batch_size = batch_size
         self._interval = flush_interval_s
+        self._group = group_s
+        self._group_urgent = group_urgent
+        self._urgent = 0  # urgent records since the last batch began
         self._fallback = fallback
         self._spill = spill
         self._spill_at = spill_at
         self._retry_delay = retry_delay_s
         self._retry_max = retry_max_s
         self._wake = threading.Event()
+        self._go = threading.Event()  # ends a wait for the group window: enough urgent, or close
         self._room = threading.Condition()  # producers that block (timeout != 0) wait here
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -144,6 +147,7 @@ class FetchWriter(SpillFile):
         if self._thread is None:
             self._stopping = False
             self._running = True
+            self._go.clear()
             self._thread = threading.Thread(
                 target=self._run, name="fleetkey-fetch-writer", daemon=True
             )
@@ -174,6 +178,9 @@ class FetchWriter(SpillFile):
         ticket = self._cycles + 1
         if ticket > self.wanted:
             self.wanted = ticket
+        self._urgent += 1
+        if self._urgent >= self._group_urgent:
+            self._go.set()
         self._wake.set()
         return ticket
 
@@ -195,6 +202,7 @@ class FetchWriter(SpillFile):
             return
         self._running = False
         self._stopping = True
+        self._go.set()
         self._wake.set()
         self._thread.join(timeout)
         self._thread = None
@@ -212,10 +220,19 @@ class FetchWriter(SpillFile):
                 self.spilled = count_records(self._spill)  # a previous run's, read back first
             except HeldFileError as exc:
                 self._set_aside(exc)
+        group = self._group
+        began = time.monotonic() - group
         while True:
             self._wake.wait(pause)
             self._wake.clear()
+            early = began + group - time.monotonic()  # woken by an urgent record, soon after
+            if early > 0 and not self._stopping and len(self._pending) < self._batch_size:
+                self._go.wait(early)  # the last batch began: what comes meanwhile rides on
+                self._wake.clear()  # this batch (taken below), not on one after it
             began = time.monotonic()
+            self._urgent = 0
+            if not self._stopping:
+                self._go.clear()
             self._cycles += 1
             try:
                 ok = self._cycle()
@@ -337,22 +354,8 @@ class FetchWriter(SpillFile):
         self._reject(refused, first)
         return []
 
-    def _reject(self, records: list[FetchRecord], exc: BaseException) -> None:
-        if not records:
-            return
-        self.rejected += len(records)
-        self.dropped += len(records)
-        kept = self._fallback.with_name(REJECTED_NAME) if self._fallback else None
-        error = append_records(kept, records) if kept is not None else None
-        log.error(
-            "the store refused %d fetch records for what they hold (%s); %s",
-            len(records),
-            _said(exc),
-            f"kept in {kept}" if kept is not None and error is None else f"not kept ({error})",
-        )
-
     def _refused(self, exc: BaseException) -> None:
-        self.last_error = _said(exc)
+        self.last_error = said(exc)
         if self.failing_since is None:
             self.failing_since = time.time()
             self.episodes += 1

@@ -5,7 +5,9 @@ keep the answer waiting for ever."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -216,3 +218,83 @@ def test_answers_waiting_together_share_batches_in_ticket_order(answers: int) ->
     assert sorted(order) == list(range(answers))
     assert len(sink.batches) <= answers  # grouped: never more batches than answers
     assert gate.committed == answers
+
+
+class TimedSink(InMemorySink):
+    """An in-memory sink that notes when each batch began (time.monotonic())."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.began: list[float] = []
+
+    def insert_batch(self, records: Sequence[FetchRecord], batch: tuple[str, int]) -> None:
+        self.began.append(time.monotonic())
+        super().insert_batch(records, batch)
+
+
+def test_urgent_batches_begin_no_closer_together_than_the_group_window() -> None:
+    sink = TimedSink()
+    window = 0.25
+    writer = FetchWriter(sink, flush_interval_s=HOUR, group_s=window).start()
+    gate = CommitGate(writer)
+    answers = 8
+
+    async def one(i: int) -> bool:
+        await asyncio.sleep(0.02 * i)  # answers one after another, as a storm's come
+        return await answered(gate, fetch(i))
+
+    async def main() -> list[bool]:
+        gate.start(asyncio.get_running_loop())
+        return list(await asyncio.gather(*(one(i) for i in range(answers))))
+
+    try:
+        committed = asyncio.run(main())
+    finally:
+        gate.stop()
+        writer.close()
+    assert committed == [True] * answers
+    assert len(sink.records) == answers
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sink.began)]
+    assert all(gap >= window * 0.95 for gap in gaps), gaps  # never a commit per answer
+    assert len(sink.began) < answers
+
+
+def test_the_first_urgent_record_is_committed_at_once_and_close_ends_a_window() -> None:
+    sink = InMemorySink()
+    writer = FetchWriter(sink, flush_interval_s=HOUR, group_s=HOUR).start()
+    gate = CommitGate(writer)
+
+    async def main() -> asyncio.Future[bool] | None:
+        gate.start(asyncio.get_running_loop())
+        assert await answered(gate, fetch(0))  # no batch before it: nothing to wait for
+        second = gate.submit(fetch(1))  # inside the window: it waits for the next batch
+        await asyncio.sleep(0.2)
+        return second
+
+    try:
+        second = asyncio.run(main())
+        assert second is not None
+        assert len(sink.records) == 1
+    finally:
+        gate.stop()
+        writer.close(timeout=30)  # the window is an hour: close does not wait it out
+    assert not writer.alive
+    assert [r.path for r in sink.records] == [fetch(0).path, fetch(1).path]
+
+
+def test_enough_urgent_records_waiting_end_the_window_early() -> None:
+    sink = InMemorySink()
+    writer = FetchWriter(sink, flush_interval_s=HOUR, group_s=HOUR, group_urgent=4).start()
+    gate = CommitGate(writer)
+
+    async def main() -> list[bool]:
+        gate.start(asyncio.get_running_loop())
+        assert await answered(gate, fetch(0))
+        return list(await asyncio.gather(*(answered(gate, fetch(i)) for i in range(1, 5))))
+
+    try:
+        assert asyncio.run(main()) == [True] * 4  # four waiting: not an hour
+    finally:
+        gate.stop()
+        writer.close()
+    assert (len(sink.batches), len(sink.records)) == (2, 5)
