@@ -16,6 +16,11 @@ from fleetkey.serve.listen import parse_address
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_AT = "127.0.0.1:2121"
+FTPS_HINT = (
+    "pass the PEM certificate (chain) and its key, as for --https: --cert server.crt --key "
+    "server.key; a self-signed pair for a trial: openssl req -x509 -newkey rsa:2048 -nodes "
+    "-days 365 -subj /CN=provisioning.example -keyout server.key -out server.crt"
+)
 
 
 def _count(flag: str, default: int, minimum: int, help_text: str) -> Callable[[F], F]:
@@ -63,7 +68,7 @@ _OPTIONS = [
     _count(
         "--ftp-max-connections",
         512,
-        2,
+        1,
         "FTP control and data connections at once; beyond it 421 with a retry hint.",
     ),
     _count(
@@ -129,11 +134,20 @@ def ftp_settings(
         return None, FtpSettings()
     at = parse_address(ftp, 2121, field="ftp")
     if ftps_required and not ftps:
-        raise InputError("--ftps-required goes with --ftps", field="ftps-required")
+        raise InputError(
+            "--ftps-required goes with --ftps",
+            hint="add --ftps --cert FILE --key FILE, or leave --ftps-required out",
+            field="ftps-required",
+        )
     tls = None
     if ftps:
         if cert is None or key is None:
-            raise InputError("--ftps needs --cert and --key", field="ftps")
+            missing = " and ".join(f"--{n}" for n, v in (("cert", cert), ("key", key)) if v is None)
+            raise InputError(
+                f"--ftps needs --cert and --key ({missing} not given)",
+                hint=FTPS_HINT,
+                field="ftps",
+            )
         tls = (cert, key)
     shared = None
     if ftp_shared_login is not None:

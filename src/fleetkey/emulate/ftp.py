@@ -157,7 +157,7 @@ class FtpClient:
         size = stamp = None
         if first_bytes is not None:
             answer = await self._command(f"SIZE {path}")
-            if answer.startswith("550"):  # "… is not retrievable": SIZE's way to say no file
+            if answer.startswith("550"):  # RETR's refusal, said before the transfer
                 raise _RefusedError(Reply(404))
             _expect(answer, "213")
             size = int(answer[4:].strip() or 0)

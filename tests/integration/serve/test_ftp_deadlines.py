@@ -39,7 +39,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     make_fleet(data, env, FTP_PHONES)
     server = start_ftp(
         data, env, "--ftp-idle-timeout", "2", "--ftp-data-timeout", "2",
-        "--ftp-max-connections", "5",
+        "--ftp-max-connections", "3",
     )  # fmt: skip
     yield server
     server.running.stop()
@@ -92,9 +92,8 @@ def retr_on(control: Control, port: int, name: str) -> bytes:
 
 
 def test_sessions_after_their_transfers_hold_no_connection_more(quick: FtpServer) -> None:
-    """--ftp-max-connections 5 (pyftpdlib counts its own listener too): two sessions after a
-    transfer each, and a third session still gets in (4 counted; 6 if listeners outlived
-    their transfers)."""
+    """--ftp-max-connections 3: two sessions after a transfer each, and a third session still
+    gets in (3 counted; 5 if listeners outlived their transfers)."""
     sessions = [Control(quick.port) for _ in range(2)]
     for control in sessions:
         control.login()

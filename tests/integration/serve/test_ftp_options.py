@@ -30,8 +30,13 @@ def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ("args", "message", "hint"),
     [
         (("--ftps",), "error: the --ftp… options need --ftp [HOST:PORT]", None),
-        (("--ftp", ":0", "--ftps"), "error: --ftps needs --cert and --key", None),
-        (("--ftp", ":0", "--ftps-required"), "error: --ftps-required goes with --ftps", None),
+        (("--ftp", ":0", "--ftps"), "error: --ftps needs --cert and --key", "openssl req -x509"),
+        (
+            ("--ftp", ":0", "--ftps", "--cert", "server.crt"),
+            "error: --ftps needs --cert and --key (--key not given)",
+            "--cert server.crt --key server.key",
+        ),
+        (("--ftp", ":0", "--ftps-required"), "error: --ftps-required goes with --ftps", "--ftps"),
         (("--ftp", "127.0.0.1:70000"), "error: address '127.0.0.1:70000' is not HOST:PORT", "2121"),
         (("--ftp", ":0", "--ftp-passive", "3000"), "is not FIRST-LAST", "30000-30999"),
         (("--ftp", ":0", "--ftp-passive", "40000-30000"), "the first not above the last", "30000"),
@@ -49,6 +54,8 @@ def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_bad_ftp_options_are_refused_clearly(
     tmp_path: Path, args: tuple[str, ...], message: str, hint: str | None
 ) -> None:
+    serve(tmp_path, "--ftp", "127.0.0.1:70000")  # the data directory made (init) first
+    before = files(tmp_path / "data")
     result = serve(tmp_path, *args)
     assert result.returncode == 1, result.stderr
     assert message in result.stderr
@@ -56,6 +63,16 @@ def test_bad_ftp_options_are_refused_clearly(
         assert "hint:" in result.stderr
         assert hint in result.stderr.split("hint:", 1)[1]
     assert "fleetkey serving" not in result.stdout
+    assert files(tmp_path / "data") == before  # nothing written: no state changed
+
+
+def files(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file below ``root`` with its size and modification time (ns)."""
+    return {
+        str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.mark.parametrize(
@@ -63,6 +80,7 @@ def test_bad_ftp_options_are_refused_clearly(
     [
         ("--ftp", ":0", "--ftp-max-connections", "many"),
         ("--ftp", ":0", "--ftp-max-logins", "0"),
+        ("--ftp", ":0", "--ftp-max-connections", "0"),
         ("--ftp", ":0", "--ftp-data-timeout", "0.5"),
         ("--ftp", ":0", "--ftp-data-timeout", "soon"),
     ],

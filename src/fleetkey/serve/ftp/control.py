@@ -36,9 +36,11 @@ from typing import Any, Final
 from fleetkey.serve.ftp.passive import PassiveListener, passive_command
 
 SWEEP_MAX_S: Final = 1.0
+REFUSALS_LOG_EVERY_S: Final = 10.0  # 421s at admission: one log line per episode at most
 SWEEPS_PER_TIMEOUT: Final = 4
 MAX_LINE: Final = 2048  # bytes of a command line (pyftpdlib's limit)
 _PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
+log = logging.getLogger(__name__)
 
 
 class ControlMixin:
@@ -197,3 +199,25 @@ class Deadlines:
         if not session._closed and now - session.fk_last >= self.idle_s:
             session.fk_last = float("inf")  # once, as pyftpdlib's: the session is closing
             session.handle_timeout()
+
+
+class Refusals:
+    """Connections refused with 421 at admission, said through fleetkey's log: the first at
+    once, then at most one line per ``REFUSALS_LOG_EVERY_S`` with how many came since (a storm
+    of refused connections is a line, not a line each; ``/metrics`` counts every one)."""
+
+    def __init__(self) -> None:
+        self.unsaid = 0
+        self.said_at = float("-inf")
+
+    def refused(self, why: str, address: str) -> None:
+        self.unsaid += 1
+        now = time.monotonic()
+        if now - self.said_at >= REFUSALS_LOG_EVERY_S:
+            log.warning(
+                "FTP: %d connection(s) refused with 421 (latest: %s, from %s)",
+                self.unsaid,
+                why.lower(),
+                address,
+            )
+            self.unsaid, self.said_at = 0, now

@@ -10,6 +10,8 @@ A good per-device password is remembered (under an HMAC of it, never the passwor
 next boot does not pay scrypt (~10 ms) again. Wrong passwords are counted per address: beyond
 ``FAILURES_PER_ADDRESS`` within ``FAILURE_WINDOW_S`` an address's logins are refused before any
 scrypt runs (pyftpdlib itself answers every failure after a delay and disconnects after three).
+A refused login says which phone's login it was (``named``: the session records it as a
+fetch refused, as HTTP records its 401s, under that phone's MAC).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import hashlib
 import hmac
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from fleetkey.serve.view import ViewSource
@@ -45,6 +47,7 @@ class LoginResult:
     mac: str | None = None
     shared: bool = False
     reason: str = ""
+    named: str | None = None  # refused: the phone whose per-device login it was, if one
 
     @property
     def ok(self) -> bool:
@@ -77,9 +80,16 @@ class Logins:
     def check(self, user: str, password: str, address: str) -> LoginResult:
         result = self._check(user, password, address)
         self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
-        if not result.ok and result.outcome != "throttled":
+        if result.ok:
+            return result
+        if result.outcome != "throttled":
             self._failed_once(address)
-        return result
+        return replace(result, named=self._named(user))
+
+    def _named(self, user: str) -> str | None:
+        """The phone a per-device login names (one phone has it), else None."""
+        macs = {c.mac for c in self._live.view.credentials.get(user, ()) if c.password_hash}
+        return macs.pop() if len(macs) == 1 else None
 
     def _check(self, user: str, password: str, address: str) -> LoginResult:
         if user.lower() in ANONYMOUS:

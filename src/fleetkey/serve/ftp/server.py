@@ -42,7 +42,7 @@ from fleetkey.serve.commits import CommitGate
 from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline
 from fleetkey.serve.ftp.confirming import Confirmations
-from fleetkey.serve.ftp.control import Deadlines
+from fleetkey.serve.ftp.control import Deadlines, Refusals
 from fleetkey.serve.ftp.data import DataMixin
 from fleetkey.serve.ftp.files import VirtualFS
 from fleetkey.serve.ftp.logins import Logins, SharedLogin
@@ -115,6 +115,7 @@ class _Authorizer:
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
         result = self.logins.check(username, password, handler.remote_ip)
         if not result.ok:
+            handler.fk_login_refused(result)
             raise AuthenticationFailed(result.reason)
         handler.fk_logged_in(result.mac, result.shared)
 
@@ -166,6 +167,7 @@ class FtpService:
         self.passive_ports = settings.passive or ephemeral_ports()
         self.keeping = Keeping(self.passive_ports, settings.workers)
         self.deadlines = Deadlines(settings.idle_s, settings.data_s)
+        self.refusals = Refusals()
         self._tree = str(pipeline.tree.root)
         self.handler = self._handler_class()
 
@@ -282,14 +284,16 @@ class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped
 
 
 class _Server(FTPServer):  # type: ignore[misc]  # pyftpdlib is untyped
-    """pyftpdlib's server, whose connection count leaves out the passive listeners sessions
-    keep between transfers (``serve.ftp.passive``): they take no connection then; nor the
-    commit gate's wake-up socket (``serve.ftp.confirming``)."""
+    """pyftpdlib's server, whose connection count leaves out its own listening socket (it
+    counted every descriptor of its loop, the listener too, and so admitted ``max_cons - 1``
+    sessions: ``--ftp-max-connections N`` admits N), the passive listeners sessions keep
+    between transfers (``serve.ftp.passive``): they take no connection then; nor the commit
+    gate's wake-up socket (``serve.ftp.confirming``)."""
 
     def _map_len(self) -> int:
         service = self.handler.service
         waker = service.confirming.registered if service.confirming is not None else 0
-        return len(self.ioloop.socket_map) - int(service.keeping.idle) - waker
+        return len(self.ioloop.socket_map) - 1 - int(service.keeping.idle) - waker
 
 
 class _Listener:
