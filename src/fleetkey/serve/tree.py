@@ -10,7 +10,9 @@ So each path found is kept with what answering it needs: its real path (checked 
 regular file inside the root, symbolic links included), size, ETag, modification time, SHA-256
 and, for small files, the bytes. A file over 1 MiB (a firmware image: ~150 MB) is hashed once
 on a worker thread, never on the caller's; its answers carry the SHA-256 from then on (the
-first ones, while it is hashed, none), so fetch records say which image a phone got.
+first ones, while it is hashed, none), so fetch records say which image a phone got; a
+transfer recorded after it ended (FTP) asks ``digest_of`` its open file, so even its first
+download's record has one.
 
 Every request still costs one ``stat`` of the path (~2 µs, nginx opens the file per request
 too), compared with what was kept: inode, device, size, modification and change times. A file
@@ -22,6 +24,7 @@ write, as for nginx's open-file cache.) A name that does not exist costs that on
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import threading
@@ -155,6 +158,37 @@ class FileTree:
         content = replace(content, digest=digest)
         self._entries[segments] = replace(entry, content=content)
         return content
+
+    def digest_of(self, content: Content, handle: io.IOBase) -> str | None:
+        """The SHA-256 of the version of ``content``'s file that ``handle`` has open: the
+        hashing thread's when it has it, else read through ``handle`` now (kept for the next
+        answers). For a transfer recorded after it ended (FTP), whose first download may end
+        before the hashing thread is done. None when it cannot be read or changed meanwhile."""
+        try:
+            fd = handle.fileno()
+            stamp = _stamp(os.fstat(fd))
+        except (OSError, ValueError):
+            return None
+        key = (str(content.path), stamp)
+        with self._lock:
+            found = self._digests.get(key)
+        if found is not None:
+            return found
+        digest = hashlib.sha256()
+        offset = 0
+        try:
+            while chunk := os.pread(fd, _CHUNK, offset):
+                digest.update(chunk)
+                offset += len(chunk)
+            if _stamp(os.fstat(fd)) != stamp:
+                return None  # written meanwhile: no one version was served
+        except OSError:
+            return None
+        with self._lock:
+            if len(self._digests) >= _ENTRIES_MAX:
+                self._digests.clear()
+            self._digests[key] = found = digest.hexdigest()
+        return found
 
     def _hash_later(self, key: tuple[str, _Stamp]) -> None:
         with self._lock:

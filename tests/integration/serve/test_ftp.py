@@ -10,6 +10,7 @@ from __future__ import annotations
 import ftplib
 import hashlib
 import io
+import os
 import re
 import ssl
 import subprocess
@@ -256,3 +257,31 @@ class TestFtplib:
         assert re.search(r'fleetkey_ftp_logins_total\{outcome="device"\} \d', text)
         assert re.search(r"fleetkey_ftp_sent_bytes_total [1-9]", text)
         assert "fleetkey_ftp_sessions_active" in text
+
+
+class TestFirstDownloads:
+    """The first download of a file over 1 MiB (hashed on the tree's own thread, which may not
+    be done when the transfer ends) is recorded with the digest of the version served."""
+
+    def test_a_new_image_downloaded_whole_is_recorded_with_its_digest(self, ftp: FtpServer) -> None:
+        name = "3111-48300-001.sip.ld"
+        body = os.urandom(6 * 1024 * 1024)
+        (ftp.data / "provisioning" / name).write_bytes(body)
+        got = io.BytesIO()
+        with login(ftp) as client:
+            client.retrbinary(f"RETR {name}", got.write)
+        assert got.getvalue() == body
+        record = record_of(ftp, MAC, "RETR", f"/{name}", 200)
+        assert record["digest"] == hashlib.sha256(body).hexdigest()
+
+    def test_a_new_image_cut_at_once_is_recorded_with_its_digest(self, ftp: FtpServer) -> None:
+        name = "3111-48301-001.sip.ld"
+        body = os.urandom(6 * 1024 * 1024)
+        (ftp.data / "provisioning" / name).write_bytes(body)
+        with login(ftp) as client:
+            client.voidcmd("TYPE I")
+            with client.transfercmd(f"RETR {name}") as data:
+                assert data.recv(4096)  # the first bytes, then the client leaves
+            client.close()
+        record = record_of(ftp, MAC, "RETR", f"/{name}", 499)
+        assert record["digest"] == hashlib.sha256(body).hexdigest()

@@ -81,6 +81,25 @@ def test_a_firmware_image_over_1_mib_gets_its_digest_for_the_records(tmp_path: P
     assert _digest_soon(tree, "sip.ld") == hashlib.sha256(second).hexdigest()
 
 
+def test_the_digest_of_an_open_image_is_of_the_version_opened(tmp_path: Path) -> None:
+    """A transfer recorded after it ended (FTP) asks the file it has open: its first
+    download's record had none while the hashing thread was still at it."""
+    image = tmp_path / "sip.ld"
+    first, second = os.urandom(3_000_000), os.urandom(3_000_002)
+    image.write_bytes(first)
+    tree = FileTree(tmp_path)
+    content = tree.find(("sip.ld",))
+    assert content is not None
+    assert content.path is not None
+    with open(content.path, "rb") as opened:
+        (tmp_path / "next").write_bytes(second)
+        (tmp_path / "next").replace(image)  # a new image in its place while one is served
+        assert tree.digest_of(content, opened) == hashlib.sha256(first).hexdigest()
+    with open(image, "rb") as reopened:
+        assert tree.digest_of(content, reopened) == hashlib.sha256(second).hexdigest()
+    assert _digest_soon(tree, "sip.ld") == hashlib.sha256(second).hexdigest()
+
+
 def test_directories_missing_names_and_links_out_of_the_tree_are_none(tmp_path: Path) -> None:
     root = tmp_path / "tree"
     (root / "firmware").mkdir(parents=True)

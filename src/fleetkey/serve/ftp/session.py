@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Final
 from pyftpdlib.filesystems import FilesystemError
 
 from fleetkey.errors import UploadRefusedError
-from fleetkey.serve.content import Content
+from fleetkey.serve.content import Content, ContentKind
 from fleetkey.serve.fetching import Ruling, shape_of
 from fleetkey.serve.ftp.confirming import COMPLETE
 from fleetkey.serve.ftp.control import ControlMixin
@@ -322,7 +322,7 @@ class SessionMixin(ControlMixin):
             counters.sent_bytes += moved
             if finished and self._confirming(transfer, moved):
                 return HELD
-            self._record(transfer, 200 if finished else 499, moved)
+            self._record(transfer, 200 if finished else 499, moved, self._digest(transfer))
             return None
         counters.received_bytes += moved
         buffer = transfer.file
@@ -370,7 +370,19 @@ class SessionMixin(ControlMixin):
         if waiting is not None and not getattr(self, "_closed", True):
             asynchat.async_chat.push(self, COMPLETE + b"".join(waiting))  # type: ignore[arg-type]
 
-    def _record(self, transfer: Transfer, status: int, moved: int = 0) -> None:
+    def _digest(self, transfer: Transfer) -> str | None:
+        """The digest of the version a download served: a file over 1 MiB has none in its
+        content until the tree's hashing thread is done, so it is asked of the open file."""
+        content = transfer.ruling.content
+        if content is None or content.digest is not None or content.path is None:
+            return None if content is None else content.digest
+        pipeline = self.service.pipeline
+        tree = pipeline.uploads if content.kind == ContentKind.UPLOAD else pipeline.tree
+        return tree.digest_of(content, transfer.file)
+
+    def _record(
+        self, transfer: Transfer, status: int, moved: int = 0, digest: str | None = None
+    ) -> None:
         ruling = transfer.ruling
         if self.fk_shared and ruling.via == "login":  # the shared login's phone named itself
             ruling = ruling._replace(via="name")
@@ -388,7 +400,7 @@ class SessionMixin(ControlMixin):
             None,
             ruling if ruling.mac is not None else _with_mac(ruling, self.fk_mac, self.fk_shared),
             content.kind if content is not None else ("upload" if write else "other"),
-            content.digest if content is not None else None,
+            digest or (content.digest if content is not None else None),
         )
 
 
