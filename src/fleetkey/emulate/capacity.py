@@ -138,7 +138,8 @@ async def _boot(
             raise BootAborted from None
         tally.latencies.append((time.perf_counter() - began) * 1000)
         tally.requests += 1 + reply.challenged  # a login's 401 is an answer the server gave
-        answered = f"{request.method} {path}: {reply.said or reply.status}"
+        asked = "connect" if reply.admission else f"{request.method} {path}"
+        answered = f"{asked}: {reply.said or reply.status}"
         if reply.status == 503:
             tally.rejected += 1
             tally.failed(answered, 503)

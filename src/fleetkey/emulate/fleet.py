@@ -50,7 +50,7 @@ from fleetkey.emulate.phone import EmulatedPhone, failure_reason, fetch_record
 from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.sockets import SipSockets
 from fleetkey.emulate.transport import Reply, Transport, retry_after_s
-from fleetkey.emulate.words import answer_text, answer_word, method_word
+from fleetkey.emulate.words import REFUSED_SESSION, answer_text, answer_word, method_word
 from fleetkey.errors import EmulationError, FleetkeyError
 
 log = logging.getLogger(__name__)
@@ -295,6 +295,7 @@ class Fleet:
         path = f"{self._prefix}/{request.name}"
         method, name = request.method, request.name
         word = method_word(self.protocol, method)
+        admission = False
         for _ in range(RETRIES):
             try:
                 reply = await send(transport, path, request, body, agent, first_bytes, keep)
@@ -303,8 +304,12 @@ class Fleet:
                 self.requests[0] += 1
                 self.answers[f"{word} no answer"] += 1
                 return None
-            self.requests[reply.status] += 1
-            self.answers[answer_text(self.protocol, method, reply.status)] += 1
+            admission = reply.admission
+            if admission:  # the session was refused at connect: the request was never made
+                self.answers[REFUSED_SESSION] += 1
+            else:
+                self.requests[reply.status] += 1
+                self.answers[answer_text(self.protocol, method, reply.status)] += 1
             if reply.challenged:  # a login's challenge came first: an answer too
                 self.requests[401] += reply.challenged
                 self.answers[answer_text(self.protocol, method, 401)] += reply.challenged
@@ -316,6 +321,9 @@ class Fleet:
             wait = retry_after_s(reply.headers.get("retry-after"), self._wall.now())
             phone.busy_waits_s.append(wait)
             await asyncio.sleep(wait)  # real time: the server's, whatever the virtual clock's
+        if admission:
+            phone.errors.append(f"connect (for {word} {name}): still refused after {RETRIES} tries")
+            return None
         busy = answer_word(self.protocol, 503)
         phone.errors.append(f"{word} {name}: still {busy} after {RETRIES} tries")
         return None

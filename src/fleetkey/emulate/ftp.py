@@ -8,8 +8,11 @@ Answers are mapped to the HTTP statuses the rest of the emulator speaks: 200 rea
 written, 404 not found (``550`` "no such file"), 403 any other refusal (a failed login too),
 413 over a cap (``552``), 503 busy (``421``, ``450``, ``425``, or any refusal saying "retry in
 N seconds", as ``fleetkey serve`` refuses a transfer when busy: ``550 server busy: retry in 5
-seconds.``; the N is its ``retry-after``), 500 anything else. A refusal keeps the server's
-reply line (``Reply.said``): a ``530`` refused login and a ``550`` refused file are both 403.
+seconds.``; the N is its ``retry-after``), 500 anything else. A busy greeting or login answer
+(``421 Too many connections``) refused the session, not the file it was opened for: its 503
+says so (``Reply.admission``), and the emulator counts it as a refused connection. A refusal
+keeps the server's reply line (``Reply.said``): a ``530`` refused login and a ``550`` refused
+file are both 403.
 
 An image's header is read with ``SIZE``, ``MDTM`` and a ``RETR`` cut after its first bytes (FTP
 has no byte range; ``REST`` only moves the start); a phone remembers what it read, and while
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from fleetkey.emulate.transport import Reply, Sink, busy
@@ -129,12 +132,12 @@ class FtpClient:
             return
         reader, writer = await asyncio.open_connection(*self._server, local_addr=self._local)
         self._control = (reader, writer)
-        _expect(await _reply(reader), "220")
+        _admitted(await _reply(reader), "220")
         user, password = self._login
         answer = await self._command(f"USER {user}")
         if answer.startswith("331"):
             answer = await self._command(f"PASS {password}")
-        _expect(answer, "230")
+        _admitted(answer, "230")
         _expect(await self._command("TYPE I"), "200")
 
     async def _command(self, line: str) -> str:
@@ -216,6 +219,18 @@ def _expect(answer: str, *codes: str) -> None:
     raise _RefusedError(reply_for(answer))
 
 
+def _admitted(answer: str, code: str) -> None:
+    """The greeting or the login's answer: a busy one (``421 Too many connections``, ``… logins
+    in progress``) refused the session, not a file: said so (``Reply.admission``), and the
+    phone tries again after the delay it names, as for any busy answer."""
+    if answer[:3] == code:
+        return
+    reply = reply_for(answer)
+    if reply.status == 503:
+        reply = replace(reply, said=answer, admission=True)
+    raise _RefusedError(reply)
+
+
 def reply_for(answer: str) -> Reply:
     """The ``Reply`` an FTP refusal stands for (the module's docstring)."""
     code = answer[:3]
@@ -231,7 +246,8 @@ def reply_for(answer: str) -> Reply:
 
 
 async def check_reachable(host: str, port: int, timeout_s: float = 5.0) -> None:
-    """Raise EmulationError, saying why, when no FTP server greets there (its 220)."""
+    """Raise EmulationError, saying why, when no FTP server greets there (its 220, or a 421
+    while it is full: its phones are refused at connect and try again)."""
     where = f"ftp://{host}:{port}"
     try:
         async with asyncio.timeout(timeout_s):
@@ -248,5 +264,5 @@ async def check_reachable(host: str, port: int, timeout_s: float = 5.0) -> None:
         raise EmulationError(f"{where} closed the connection before greeting") from None
     except OSError as exc:
         raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from None
-    if not greeting.startswith("220"):
+    if not greeting.startswith(("220", "421")):  # 421: an FTP server, full for now
         raise EmulationError(f"{where} is no FTP server: it greeted {greeting.strip()!r}")

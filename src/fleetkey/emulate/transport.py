@@ -73,6 +73,7 @@ class Reply:
     digest: str | None = None  # SHA-256 of what came, when it was not kept
     challenged: int = 0  # 401 answers before this one (a login's challenge, answered)
     said: str = ""  # the server's own words for a refusal (FTP's reply line), when it has any
+    admission: bool = False  # the server refused the session itself (FTP's 421 at connect)
 
 
 class Transport(Protocol):

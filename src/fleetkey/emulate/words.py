@@ -43,6 +43,9 @@ _ANSWERS: Final = {
 }
 
 
+REFUSED_SESSION: Final = "connect 421 (refused: too many connections or logins)"
+
+
 def method_word(protocol: str, method: str) -> str:
     """``GET``/``PUT`` as ``protocol`` says it (``RRQ``/``WRQ``, ``RETR``/``STOR``)."""
     return _METHODS.get(protocol, _METHODS["http"]).get(method, method)
