@@ -82,6 +82,13 @@ def record_of(
     return found[-1]
 
 
+def over_http(server: FtpServer, name: str) -> bytes:
+    """The same file as the server's HTTP side answers it (no --auth there: by its name)."""
+    reply = httpx.get(f"{server.running.url}/{name}", timeout=30)
+    assert reply.status_code == 200
+    return reply.content
+
+
 def login(server: FtpServer, user: tuple[str, str] = VVX_LOGIN, *, tls: bool = False) -> ftplib.FTP:
     client: ftplib.FTP
     if tls:
@@ -130,8 +137,13 @@ class TestCurl:
 
     @pytest.mark.parametrize(
         "mode",
-        [["--ftp-pasv"], ["--ftp-port", "127.0.0.1"], ["--ssl-reqd", "-k", "--ftp-pasv"]],
-        ids=["passive", "active", "ftps-passive"],
+        [
+            ["--ftp-pasv"],
+            ["--ftp-port", "127.0.0.1"],
+            ["-P", "-"],
+            ["--ssl-reqd", "-k", "--ftp-pasv"],
+        ],
+        ids=["passive", "active", "active-P-", "ftps-passive"],
     )
     def test_the_firmware_arrives_byte_exact(
         self, ftp: FtpServer, tmp_path: Path, mode: list[str]
@@ -143,6 +155,18 @@ class TestCurl:
         protocol = "ftps" if "--ssl-reqd" in mode else "ftp"
         record = record_of(ftp, MAC, "RETR", f"/{FIRMWARE}", 200, protocol)
         assert record["bytes"] == 20 * 1024 * 1024
+
+    @pytest.mark.parametrize("mode", [["--ftp-pasv"], ["-P", "-"]], ids=["passive", "active"])
+    @pytest.mark.parametrize("name", [f"{MAC}-license.cfg", "000000000000.cfg"])
+    def test_a_license_and_a_small_file_arrive_byte_exact(
+        self, ftp: FtpServer, tmp_path: Path, mode: list[str], name: str
+    ) -> None:
+        """Small bodies go with one send and their 125 and 226 in one segment
+        (serve/ftp/control.py): a plain client still gets every byte and a clean end."""
+        url = f"ftp://127.0.0.1:{ftp.port}/{name}"
+        result = run(["curl", "-sS", *mode, "--user", VVX_USERPWD, url, "-o", "got"], tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "got").read_bytes() == over_http(ftp, name)
 
     def test_stor_uploads_a_boot_log_into_the_phones_uploads(
         self, ftp: FtpServer, tmp_path: Path
@@ -179,7 +203,9 @@ class TestLftp:
         result = run(["lftp", "-c", script], tmp_path)
         assert result.returncode == 0, result.stderr
         assert sha256(tmp_path / "fw") == sha256(ftp.data / "provisioning" / FIRMWARE)
-        assert f"Serial='{MAC}'".encode() in (tmp_path / "license.cfg").read_bytes()
+        license_file = (tmp_path / "license.cfg").read_bytes()
+        assert license_file == over_http(ftp, f"{MAC}-license.cfg")
+        assert f"Serial='{MAC}'".encode() in license_file
 
     def test_lftp_puts_a_log(self, ftp: FtpServer, tmp_path: Path) -> None:
         (tmp_path / f"{MAC}-app.log").write_bytes(b"app log from lftp\n")
