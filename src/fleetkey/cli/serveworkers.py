@@ -62,7 +62,8 @@ workers_option = click.option(
     default="1",
     show_default=True,
     help="Serving processes on the same addresses ('auto': one per core), started, restarted "
-    "and stopped by one supervisor.",
+    "and stopped by one supervisor. An IPv4 address's connections all go to one worker; on "
+    "IPv6 listeners the kernel spreads them (per-address limits are then each worker's).",
 )
 
 
@@ -93,8 +94,6 @@ def serve_workers(store: Store, settings: ServeSettings, pool: Pool, serving: Se
             mine = dataclasses.replace(
                 settings,
                 listeners=sockets,
-                # passive listeners kept between transfers: each worker its share of the range
-                ftp_settings=dataclasses.replace(settings.ftp_settings, workers=pool.workers),
                 auth_secret=secret,  # a nonce one worker gave is good at the others
             )
             waiting = set(sockets)

@@ -1,11 +1,12 @@
-"""The control connection's mechanics under a session: replies, passive listeners, lines.
+"""The control connection's mechanics under a session: replies, timeouts, refusals, lines.
 
 Mixed in under ``serve.ftp.session.SessionMixin``, on pyftpdlib's ``FTPHandler`` (or
 ``TLS_FTPHandler``). What it changes of pyftpdlib, all through its methods, none of its
 answers: a transfer's ``125`` is held back until the transfer started (one segment with its
-``226`` when the body went at once), a session's passive listener is named again at its next
-``EPSV``/``PASV`` (``serve.ftp.passive``), log lines are not formatted when their level is
-off, and an overlong command line gets one answer.
+``226`` when the body went at once), a data connection that came with its ``RETR`` is
+accepted before the reply, log lines are not formatted when their level is off, an overlong
+command line gets one answer, and connections refused at admission are said once per
+``REFUSALS_LOG_EVERY_S`` (``Refusals``).
 
 Timeouts (``Deadlines``): pyftpdlib schedules a timer on its heap for each control connection
 (reset by every command, cancelled when a data connection opens, made again when it closes),
@@ -33,7 +34,7 @@ import logging
 import time
 from typing import Any, Final
 
-from fleetkey.serve.ftp.passive import PassiveListener, passive_command
+from fleetkey.serve.ftp.passive import PassiveListener
 
 SWEEP_MAX_S: Final = 1.0
 REFUSALS_LOG_EVERY_S: Final = 10.0  # 421s at admission: one log line per episode at most
@@ -49,7 +50,6 @@ class ControlMixin:
     fk_cork: bool = True  # False on FTPS: its replies go pyftpdlib's way
     fk_held: list[bytes] | None = None  # replies held back while a transfer starts
     fk_awaiting: list[bytes] | None = None  # replies after a 226 that waits for a commit
-    fk_listener: Any = None  # the passive listener kept for the next EPSV/PASV
     fk_address: tuple[int, str] | None = None  # the control socket's family and address
     fk_last: float = 0.0  # the last command or transfer's end (Deadlines below)
 
@@ -100,11 +100,16 @@ class ControlMixin:
         if held and not getattr(self, "_closed", True):
             asynchat.async_chat.push(self, b"".join(held))  # type: ignore[arg-type]
 
-    # --- passive data connections (serve.ftp.passive)
+    # --- where passive listeners bind (serve.ftp.passive)
 
     def _make_epasv(self, extmode: bool = False) -> None:
-        if not passive_command(self, extmode):
-            super()._make_epasv(extmode)  # type: ignore[misc]
+        """``PASV`` names an IPv4 address: on an IPv6 control connection (no IPv4
+        masquerade address) it is refused, not answered with the IPv6 address written into
+        a ``227`` (pyftpdlib's ``(::1,p1,p2)``); ``EPSV`` names only a port."""
+        if not extmode and ":" in self.fk_passive_ip():
+            self.respond("501 PASV names IPv4 addresses only; use EPSV.")  # type: ignore[attr-defined]
+            return
+        super()._make_epasv(extmode)  # type: ignore[misc]
 
     def fk_local_ip(self) -> str:
         """The control connection's local address (where its passive listeners bind)."""

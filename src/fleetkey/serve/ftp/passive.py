@@ -1,23 +1,15 @@
-"""Passive data connections: where their listeners bind, and one listener kept per session.
+"""Passive data connections: where their listeners bind, one fresh listener per transfer.
 
-A boot is a dozen ``EPSV`` + ``RETR`` on one control connection. pyftpdlib makes a listener
-for each ``EPSV`` (a socket, a bind, a listen, epoll, a close: a fifth of a transfer's server
-time, profiled) and closes it at the first connection. Here a session keeps its listener after
-its data connection came and names the same port at its next ``EPSV``/``PASV``: RFC 959 lets
-the server name any port, and the four-tuples still differ (the client's port changes), so
-ports in TIME_WAIT do not matter. Between transfers the kept listener takes no connection
-(one that comes is closed at once) and is not counted among the server's connections; a
-listener waiting for its connection is, as pyftpdlib's. Listeners are kept only while they
-hold at most a quarter of the passive range (``--ftp-passive``; with ``serve --workers N``
-each worker a quarter of its Nth), so a narrow range still serves as many sessions at once as
-before; beyond that, a listener closes at its connection.
+Each ``EPSV``/``PASV`` makes a listener on a random port of the service's passive range
+(``bind_passive``), named in the ``227``/``229`` reply; the listener takes one data connection
+from the session's own address and closes at it, as pyftpdlib's and vsftpd's do.
 
-**Keeping is off** (``KEEP_LISTENERS``): a kept port is predictable, and the data connection's
-check is by address only, so another program behind the same address (a NAT) that connects to
-it while it is armed takes the phone's file, and the phone gets an empty one with ``226`` (RFC
-2577 §8, port stealing; reproduced by the review of this change: 30 of 30 stolen). A fresh
-random port per transfer, as pyftpdlib and vsftpd do, is back until listeners are pooled per
-worker and handed out at random.
+Not kept between transfers: a session once kept its listener and named the same port at its
+next ``EPSV`` (a fifth of a transfer's server time saved, profiled), but a kept port is
+predictable, and a data connection is checked by its address only, so another program behind
+the same address (a NAT) that connected to it while it waited took the phone's file, and the
+phone got an empty one with ``226`` (RFC 2577 §8, port stealing; the review's probe took 30 of
+30). That code was removed, not left switched off (docs/serve.md, "Passive ports").
 """
 
 from __future__ import annotations
@@ -35,8 +27,6 @@ from pyftpdlib.ioloop import Acceptor
 PORT_RANGE_FILE: Final = "/proc/sys/net/ipv4/ip_local_port_range"
 LINUX_EPHEMERAL: Final = (32768, 60999)  # Linux's default ip_local_port_range
 PASSIVE_TRIES: Final = 16  # random ports tried before the range is scanned in order
-KEPT_SHARE: Final = 4  # kept listeners hold at most 1/KEPT_SHARE of the passive range
-KEEP_LISTENERS: Final = False  # off: a kept port can be stolen (module docstring)
 _ports = random.Random()  # noqa: S311  # not a secret: data connections from strangers are refused
 
 
@@ -79,20 +69,10 @@ def bind_passive(sock: Any, host: str, ports: tuple[int, int]) -> None:
     raise OSError(errno.EADDRINUSE, f"no free passive port in {first}-{last}")
 
 
-class Keeping:
-    """The service's count of kept listeners (FTP thread only)."""
-
-    def __init__(self, ports: tuple[int, int], workers: int = 1) -> None:
-        share = (ports[1] - ports[0] + 1) // (KEPT_SHARE * workers)  # each worker its share
-        self.cap = share if KEEP_LISTENERS else 0
-        self.kept = 0  # listeners kept past their first connection
-        self.idle = 0  # of them, waiting for no connection (not counted as connections)
-
-
 class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
-    """A passive listener bound by ``bind_passive`` to the service's ports, kept by its session
-    for the next ``EPSV``/``PASV`` (module docstring). When every port of the range is taken,
-    the command is refused (425) and the session goes on."""
+    """A passive listener bound by ``bind_passive`` to the service's ports, for one data
+    connection (module docstring). When every port of the range is taken, the command is
+    refused (425) and the session goes on."""
 
     def __init__(self, cmd_channel: Any, extmode: bool = False) -> None:
         # PassiveDTP.__init__ less its dual-stack probe (a getaddrinfo and a socket more per
@@ -100,7 +80,7 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
         self.cmd_channel = cmd_channel
         self.log = cmd_channel.log
         self.log_exception = cmd_channel.log_exception
-        self.fk_kept = self.fk_armed = False
+        self.fk_armed = False
         self.fk_armed_at = 0.0  # when it began to wait (serve.ftp.control times it out)
         Acceptor.__init__(self, ioloop=cmd_channel.ioloop)
         local_ip = cmd_channel.fk_local_ip()
@@ -131,8 +111,6 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
     def fk_arm(self, extmode: bool) -> None:
         """Name this listener's port (227/229) and wait for one data connection."""
         channel = self.cmd_channel
-        if self.fk_kept:
-            channel.service.keeping.idle -= 1
         self.fk_armed = True
         port = self.fk_port
         if extmode:
@@ -156,10 +134,9 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
 
     def handle_accepted(self, sock: socket.socket, addr: Any) -> None:
         channel = self.cmd_channel
-        if not self.fk_armed or not channel.connected:
-            sock.close()  # between transfers: nobody's data connection
-            if not channel.connected:
-                self.close()
+        if not channel.connected:  # the session is gone: nobody's data connection
+            sock.close()
+            self.close()
             return
         if channel.remote_ip != addr[0]:  # as PassiveDTP: refused, the listener waits on
             sock.close()
@@ -167,45 +144,12 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
                 f"425 Rejected data connection from foreign address {addr[0]}:{addr[1]}."
             )
             return
-        self.fk_armed = False
-        keeping = channel.service.keeping
-        if not self.fk_kept and keeping.kept < keeping.cap:
-            self.fk_kept = True
-            keeping.kept += 1
-        if self.fk_kept:
-            keeping.idle += 1
-            channel._dtp_acceptor = None  # else closed when the data channel opens
-            channel.fk_listener = self
-        else:
-            self.close()
-        if channel.connected:
-            handler = channel.dtp_handler(sock, channel)
-            if handler.connected:
-                channel.data_channel = handler
-                channel._on_dtp_connection()
+        self.close()  # one data connection per listener
+        handler = channel.dtp_handler(sock, channel)
+        if handler.connected:
+            channel.data_channel = handler
+            channel._on_dtp_connection()
 
     def close(self) -> None:
-        if not self._closed and self.fk_kept:
-            keeping = self.cmd_channel.service.keeping
-            keeping.kept -= 1
-            if not self.fk_armed:
-                keeping.idle -= 1
         self.fk_armed = False  # else the sweep times a closed listener out again and again
         Acceptor.close(self)
-
-
-def passive_command(channel: Any, extmode: bool) -> bool:
-    """``EPSV``/``PASV`` on a session whose listener is kept: True when it was named again."""
-    listener = channel.fk_listener
-    if listener is None or listener._closed or listener.fk_armed:
-        return False
-    channel._shutdown_connecting_dtp()  # an active connector, not the kept listener
-    if channel.data_channel is not None:
-        channel.data_channel.close()
-        channel.data_channel = None
-    if not channel.server._accept_new_cons():
-        channel.respond_w_warning("425 Too many connections. Can't open data channel.")
-        return True
-    channel._dtp_acceptor = listener
-    listener.fk_arm(extmode)
-    return True

@@ -46,7 +46,7 @@ from fleetkey.serve.ftp.control import Deadlines, Refusals
 from fleetkey.serve.ftp.data import DataMixin
 from fleetkey.serve.ftp.files import VirtualFS
 from fleetkey.serve.ftp.logins import Logins, SharedLogin
-from fleetkey.serve.ftp.passive import Keeping, PassiveListener, ephemeral_ports
+from fleetkey.serve.ftp.passive import PassiveListener, ephemeral_ports
 from fleetkey.serve.ftp.session import SessionMixin
 from fleetkey.serve.listen import listen_error
 from fleetkey.serve.recorder import Recorder, RecordQueue
@@ -91,7 +91,6 @@ class FtpSettings:
     idle_s: float = 60.0  # a control connection without a command
     data_s: float = 30.0  # a data connection without progress, or not made
     login_delay_s: float = 1.0  # before a failed login is answered
-    workers: int = 1  # serve --workers: processes sharing the passive range
 
 
 @dataclass(slots=True)
@@ -165,7 +164,6 @@ class FtpService:
         self.counters = FtpCounters(logins=self.logins.outcomes)
         self.pending_logins = 0
         self.passive_ports = settings.passive or ephemeral_ports()
-        self.keeping = Keeping(self.passive_ports, settings.workers)
         self.deadlines = Deadlines(settings.idle_s, settings.data_s)
         self.refusals = Refusals()
         self._tree = str(pipeline.tree.root)
@@ -286,14 +284,13 @@ class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped
 class _Server(FTPServer):  # type: ignore[misc]  # pyftpdlib is untyped
     """pyftpdlib's server, whose connection count leaves out its own listening socket (it
     counted every descriptor of its loop, the listener too, and so admitted ``max_cons - 1``
-    sessions: ``--ftp-max-connections N`` admits N), the passive listeners sessions keep
-    between transfers (``serve.ftp.passive``): they take no connection then; nor the commit
-    gate's wake-up socket (``serve.ftp.confirming``)."""
+    sessions: ``--ftp-max-connections N`` admits N), nor the commit gate's wake-up socket
+    (``serve.ftp.confirming``)."""
 
     def _map_len(self) -> int:
         service = self.handler.service
         waker = service.confirming.registered if service.confirming is not None else 0
-        return len(self.ioloop.socket_map) - 1 - int(service.keeping.idle) - waker
+        return len(self.ioloop.socket_map) - 1 - waker
 
 
 class _Listener:

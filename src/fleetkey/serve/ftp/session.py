@@ -130,9 +130,6 @@ class SessionMixin(ControlMixin):
         if self.fk_held:
             self._flush_held()
         if not getattr(self, "_closed", True) and hasattr(self, "fk_open"):
-            if self.fk_listener is not None:
-                self.fk_listener.close()
-                self.fk_listener = None
             data = getattr(self, "data_channel", None)
             if data is not None:  # a transfer under way is recorded by its data channel
                 data.close()
