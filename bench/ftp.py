@@ -46,7 +46,7 @@ import uvloop
 
 from benchfleet import TICKS, bench_env, cpu_seconds, issue_phone_licenses, open_tree_to_baselines
 from fleetkey.serve.ftp.passive import ephemeral_ports
-from ftpservers import USER, before_source, start_servers
+from ftpservers import USER, before_fleet, before_source, start_servers
 
 BOOT_TIMEOUT_S: Final = 20.0  # a boot taking longer counts as failed
 SERVERS: Final = ["vsftpd", "pyftpdlib", "fleetkey"]
@@ -240,10 +240,14 @@ def main() -> None:
     retrs = dict.fromkeys(names, 0)
     summaries: dict[str, str] = {}
     try:
-        before = before_source(base, args.before) if args.before else None
         tree = issue_phone_licenses(base, env, args.phones)
         macs = sorted(p.name[:12] for p in tree.glob("0004f2*-license.cfg"))
         files = fill_tree(tree, macs)
+        served = dict.fromkeys(names, files)  # what each server must answer, byte for byte
+        before = None
+        if args.before:  # its own data directory, made by its own code: its own licenses
+            before, before_tree = before_fleet(base, before_source(base, args.before), args.phones)
+            served["fleetkey-before"] = fill_tree(before_tree, macs)
         open_tree_to_baselines(base)
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
@@ -254,7 +258,7 @@ def main() -> None:
             for name in order:
                 subnet = subnet % 250 + 1
                 user = "anonymous" if name == "vsftpd" else USER
-                load = Load(ports[name], files, macs, user, subnet)
+                load = Load(ports[name], served[name], macs, user, subnet)
                 pid = servers[name].pid
                 cpu, server_cpu, ftp_cpu = time.process_time(), cpu_seconds(pid), ftp_thread(pid)
                 rate = uvloop.run(load.run(args.seconds, args.in_flight))

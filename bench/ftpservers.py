@@ -4,8 +4,10 @@ vsftpd runs anonymous on a throwaway configuration (never the system's), its tra
 pyftpdlib with one user, its command log off and a passive range (which it binds with
 SO_REUSEADDR); fleetkey with the shared factory login, its passive ports its default. With a
 profile directory, fleetkey's FTP thread and the whole pyftpdlib run under cProfile.
-``fleetkey-before`` is the same server from another commit's source (``--before REV``), on
-the same data directory, for a before/after comparison in one run.
+``fleetkey-before`` is the same server from another commit's source (``--before REV``), for a
+before/after comparison in one run, on a data directory of its own that its own code made
+(``before_fleet``): a store made by one commit's migrations is not another's, and the older
+server refused to start on the newer schema.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from benchfleet import FLEETKEY
+from benchfleet import FLEETKEY, bench_env, issue_phone_licenses
 
 USER: Final = "PlcmSpIp"
 
@@ -120,6 +122,17 @@ def before_source(base: Path, rev: str) -> Path:
     return out / "src"
 
 
+def before_fleet(base: Path, source: Path, phones: int) -> tuple[dict[str, str], Path]:
+    """``fleetkey-before``'s own data directory under ``base/before``, made by its own code
+    (``source``: its ``src``): init and the same phones' licenses, as ``base/data`` is for
+    fleetkey. Its environment (data directory, ``PYTHONPATH``) and its tree."""
+    home = base / "before-fleet"
+    home.mkdir()
+    env = bench_env(home)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
+    return env, issue_phone_licenses(home, env, phones)
+
+
 def start_servers(
     base: Path,
     env: dict[str, str],
@@ -127,9 +140,10 @@ def start_servers(
     started: dict[str, subprocess.Popen[str]],
     names: list[str],
     profile: Path | None = None,
-    before: Path | None = None,
+    before: dict[str, str] | None = None,
 ) -> dict[str, int]:
-    """Those of ``names``, each pinned to core 0 and idle until its turn."""
+    """Those of ``names``, each pinned to core 0 and idle until its turn; ``before``:
+    fleetkey-before's environment (``before_fleet``)."""
     ports: dict[str, int] = {}
     if "vsftpd" in names:
         vsftpd = shutil.which("vsftpd") or shutil.which("vsftpd", path="/usr/sbin")
@@ -158,7 +172,7 @@ def start_servers(
         own = dict(env)
         if name == "fleetkey-before":
             assert before is not None  # --before names it
-            own["PYTHONPATH"] = os.pathsep.join(filter(None, [str(before), env.get("PYTHONPATH")]))
+            own = dict(before)
         server = subprocess.Popen(
             ["taskset", "-c", "0", *fleetkey, "serve", "--http", "off", "--ftp", "127.0.0.1:0",
              "--ftp-shared-login", f"{USER}:{USER}", "--ftp-max-connections", "4096"],
@@ -166,7 +180,12 @@ def start_servers(
         )  # fmt: skip  # stderr to a file: a full pipe would stop the server
         started[name] = server
         assert server.stdout is not None
-        ports[name] = int(server.stdout.readline().split()[2].rsplit(":", 1)[1])
+        banner = server.stdout.readline().split()  # fleetkey serving ftp://HOST:PORT …
+        if len(banner) < 3:
+            server.wait(timeout=60)
+            said = (base / f"{name}.err").read_text().strip()
+            raise SystemExit(f"{name} did not start (exit {server.returncode}): {said}")
+        ports[name] = int(banner[2].rsplit(":", 1)[1])
     for port in ports.values():
         wait_listening(port)
     return ports
