@@ -108,3 +108,32 @@ def test_a_bad_shared_login_is_refused_with_what_is_wrong(text: str, message: st
 
 def test_a_shared_password_may_contain_colons() -> None:
     assert parse_shared_login("PlcmSpIp:a:b") == SharedLogin("PlcmSpIp", "a:b")
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "named"),
+    [
+        ("vvx", "wrong", MAC),  # one phone has the login: the refusal is said of it
+        ("shared-op", "wrong", None),  # two phones share it: whose, nobody can say
+        ("nobody", "x", None),
+        ("digest-only", "x", None),  # no Basic hash: not a login FTP checks
+        ("anonymous", "x", None),
+    ],
+)
+def test_a_refused_login_names_the_phone_whose_login_it_was(
+    view: FixedView, user: str, password: str, named: str | None
+) -> None:
+    result = Logins(view, None).check(user, password, "10.0.0.9")
+    assert (result.ok, result.named) == (False, named)
+
+
+def test_a_held_back_address_still_names_the_phone(view: FixedView) -> None:
+    logins = Logins(view, None)
+    for _ in range(FAILURES_PER_ADDRESS):
+        logins.check("nobody", "x", "10.0.0.10")
+    result = logins.check("vvx", "wrong", "10.0.0.10")
+    assert (result.outcome, result.named) == ("throttled", MAC)
+
+
+def test_a_good_login_names_no_refusal(view: FixedView) -> None:
+    assert Logins(view, None).check("vvx", "right", "10.0.0.11").named is None
