@@ -126,7 +126,17 @@ def test_a_site_license_rollout_over_ftp_is_confirmed_from_the_ftp_records(
             with store.transaction() as session:
                 return session.scalar(licensed) == phones
 
-        wait_for(booted, 180)
+        try:
+            wait_for(booted, 180)
+        except AssertionError:  # say how far the boots got, and what the phones were answered
+            emulator.terminate()
+            out, err = emulator.communicate(timeout=120)
+            with store.transaction() as session:
+                got = session.scalar(licensed)
+            raise AssertionError(
+                f"{got} of {phones} phones licensed within 180 s; the emulator said:\n"
+                f"{out[-3000:]}\n{err[-3000:]}"
+            ) from None
         successor = json.loads(cli(env, "issue", "site", "--serial", SITE, "--features",
                                    "corporate-directory", "--expires",
                                    f"{today + timedelta(days=400)}", "--json"))  # fmt: skip
