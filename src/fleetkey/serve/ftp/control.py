@@ -4,9 +4,8 @@ Mixed in under ``serve.ftp.session.SessionMixin``, on pyftpdlib's ``FTPHandler``
 ``TLS_FTPHandler``). What it changes of pyftpdlib, all through its methods, none of its
 answers: a transfer's ``125`` is held back until the transfer started (one segment with its
 ``226`` when the body went at once), a data connection that came with its ``RETR`` is
-accepted before the reply, log lines are not formatted when their level is off, an overlong
-command line gets one answer, and connections refused at admission are said once per
-``REFUSALS_LOG_EVERY_S`` (``Refusals``).
+accepted before the reply, log lines are not formatted when their level is off, and an overlong
+command line gets one answer.
 
 Timeouts (``Deadlines``): pyftpdlib schedules a timer on its heap for each control connection
 (reset by every command, cancelled when a data connection opens, made again when it closes),
@@ -37,11 +36,9 @@ from typing import Any, Final
 from fleetkey.serve.ftp.passive import PassiveListener
 
 SWEEP_MAX_S: Final = 1.0
-REFUSALS_LOG_EVERY_S: Final = 10.0  # 421s at admission: one log line per episode at most
 SWEEPS_PER_TIMEOUT: Final = 4
 MAX_LINE: Final = 2048  # bytes of a command line (pyftpdlib's limit)
 _PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
-log = logging.getLogger(__name__)
 
 
 class ControlMixin:
@@ -204,25 +201,3 @@ class Deadlines:
         if not session._closed and now - session.fk_last >= self.idle_s:
             session.fk_last = float("inf")  # once, as pyftpdlib's: the session is closing
             session.handle_timeout()
-
-
-class Refusals:
-    """Connections refused with 421 at admission, said through fleetkey's log: the first at
-    once, then at most one line per ``REFUSALS_LOG_EVERY_S`` with how many came since (a storm
-    of refused connections is a line, not a line each; ``/metrics`` counts every one)."""
-
-    def __init__(self) -> None:
-        self.unsaid = 0
-        self.said_at = float("-inf")
-
-    def refused(self, why: str, address: str) -> None:
-        self.unsaid += 1
-        now = time.monotonic()
-        if now - self.said_at >= REFUSALS_LOG_EVERY_S:
-            log.warning(
-                "FTP: %d connection(s) refused with 421 (latest: %s, from %s)",
-                self.unsaid,
-                why.lower(),
-                address,
-            )
-            self.unsaid, self.said_at = 0, now

@@ -42,11 +42,12 @@ from fleetkey.serve.commits import CommitGate
 from fleetkey.serve.content import ContentKind
 from fleetkey.serve.fetching import Pipeline
 from fleetkey.serve.ftp.confirming import Confirmations
-from fleetkey.serve.ftp.control import Deadlines, Refusals
+from fleetkey.serve.ftp.control import Deadlines
 from fleetkey.serve.ftp.data import DataMixin
 from fleetkey.serve.ftp.files import VirtualFS
 from fleetkey.serve.ftp.logins import Logins, SharedLogin
 from fleetkey.serve.ftp.passive import PassiveListener, ephemeral_ports
+from fleetkey.serve.ftp.refusing import Refusals
 from fleetkey.serve.ftp.session import SessionMixin
 from fleetkey.serve.listen import listen_error
 from fleetkey.serve.recorder import Recorder, RecordQueue

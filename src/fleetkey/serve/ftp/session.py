@@ -8,8 +8,8 @@ per-phone name it asks for (``<mac>.cfg``, ``<mac>-…``: a phone asks for its o
 kept for the rest of the session. The FTP pipeline requires logins (``logins_required``), so a
 session gets only its own files and its own site's license, never another phone's.
 
-A refused login is recorded as a fetch refused (``PASS``, 401; 429 when its address is held
-back) under the MAC of the phone whose login it was, as HTTP records its 401s.
+Refusals (421 at admission, refused logins, ``SIZE``/``MDTM`` of refused paths) are
+``serve.ftp.refusing``'s.
 
 Every ``RETR``, ``STOR`` and ``APPE`` becomes one fetch record, refused or not, complete or not
 (protocol ``ftp``, or ``ftps`` once the control channel is TLS): 200 sent, 201/204 upload
@@ -31,16 +31,14 @@ from fleetkey.errors import UploadRefusedError
 from fleetkey.serve.content import Content, ContentKind
 from fleetkey.serve.fetching import Ruling, shape_of
 from fleetkey.serve.ftp.confirming import COMPLETE
-from fleetkey.serve.ftp.control import ControlMixin
 from fleetkey.serve.ftp.files import MemoryFile, UploadBuffer, names_a_stranger
-from fleetkey.serve.ftp.logins import LoginResult
+from fleetkey.serve.ftp.refusing import RETRY_S, RefusingMixin
 from fleetkey.serve.recorder import ADMIT, confirms
 from fleetkey.serve.uploads import store_upload
 
 if TYPE_CHECKING:
     from fleetkey.serve.ftp.server import FtpService
 
-RETRY_S: Final = 5
 HELD: Final = ""  # fk_closing's reply when the 226 waits for the record's commit
 _LICENSE_NAMES: Final = ("000000000000-license.cfg",)
 _PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
@@ -55,7 +53,7 @@ class Transfer:
     file: io.IOBase
 
 
-class SessionMixin(ControlMixin):
+class SessionMixin(RefusingMixin):
     """What fleetkey adds to pyftpdlib's control-channel handler."""
 
     service: FtpService
@@ -79,7 +77,7 @@ class SessionMixin(ControlMixin):
         service.counters.active += 1
         self.fk_active = True
         if service.pending_logins >= service.settings.max_logins:
-            self._refuse("Too many logins in progress")
+            self.fk_refuse("Too many logins in progress")
             self.close_when_done()  # type: ignore[attr-defined]
             return
         service.pending_logins += 1
@@ -88,43 +86,11 @@ class SessionMixin(ControlMixin):
         service.deadlines.sessions.add(self)
         super().handle()  # type: ignore[misc]
 
-    def handle_max_cons(self) -> None:
-        self.fk_setup()
-        self._refuse("Too many connections")
-        self.close()
-
-    def handle_max_cons_per_ip(self) -> None:
-        self.fk_setup()
-        self._refuse("Too many connections from this address")
-        self.close_when_done()  # type: ignore[attr-defined]
-
-    def _refuse(self, why: str) -> None:
-        """421 with a retry hint; counted, and said through fleetkey's log at most once per
-        ``REFUSALS_LOG_EVERY_S`` (pyftpdlib logged a warning per refused connection)."""
-        service = self.service
-        service.counters.refused += 1
-        self.respond(  # type: ignore[attr-defined]
-            f"421 {why}; retry in {RETRY_S} seconds.", logfun=_PYFTPDLIB.debug
-        )
-        service.refusals.refused(why, self.remote_ip)
-
     def fk_logged_in(self, mac: str | None, shared: bool) -> None:
         self.fk_mac, self.fk_shared = mac, shared
         if self.fk_counted_login:
             self.fk_counted_login = False
             self.service.pending_logins -= 1
-
-    def fk_login_refused(self, result: LoginResult) -> None:
-        """A refused login is recorded as HTTP records a refused one (401, 429 when the
-        address is held back): method ``PASS``, path ``/``, under the MAC of the phone whose
-        login it was (``fetches --mac``), else none. No sighting: nobody was let in."""
-        status = 429 if result.outcome == "throttled" else 401
-        named = result.named
-        ruling = Ruling(status, mac=named, via="login" if named else None, reason=result.reason)
-        self.service.recorder.record(
-            self.protocol(), "PASS", "/", status, 0, 0.0, self.remote_ip, None, None, ruling,
-            "other", None,
-        )  # fmt: skip
 
     def close(self) -> None:
         if self.fk_held:
@@ -150,34 +116,11 @@ class SessionMixin(ControlMixin):
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
         if cmd in ("CDUP", "XCUP") and self.authenticated and not arg:
-            cwd: str = self.fs.cwd  # type: ignore[attr-defined]
+            cwd: str = self.fs.cwd
             parent = cwd.rsplit("/", 1)[0] or "/"
             super().pre_process_command(f"CWD {parent}", "CWD", parent)  # type: ignore[misc]
             return
         super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
-
-    def ftp_SIZE(self, path: str) -> None:  # noqa: N802  # pyftpdlib's name for SIZE
-        if not self._refused_as_retr(path):
-            super().ftp_SIZE(path)  # type: ignore[misc]
-
-    def ftp_MDTM(self, path: str) -> None:  # noqa: N802  # pyftpdlib's name for MDTM
-        if not self._refused_as_retr(path):
-            super().ftp_MDTM(path)  # type: ignore[misc]
-
-    def _refused_as_retr(self, path: str) -> bool:
-        """SIZE and MDTM of a path ``RETR`` would refuse get RETR's 550 (pyftpdlib said
-        ``… is not retrievable`` whatever the reason); True when answered so."""
-        try:
-            segments = self.fs.segments(path)  # type: ignore[attr-defined]
-        except FilesystemError as exc:
-            why = str(exc)
-        else:
-            ruling = self._rule(segments, False)
-            if ruling.status == 200:
-                return False
-            why = ruling.reason or "no such file"
-        self.respond(f"550 {why}.")  # type: ignore[attr-defined]
-        return True
 
     # --- what the virtual filesystem asks (serve.ftp.files.Session)
 
