@@ -175,6 +175,7 @@ def test_one_clients_flood_waits_and_the_other_phones_are_served(
             base_url=server.url,
             headers={"user-agent": VVX_UA},
             transport=httpx.HTTPTransport(local_address="127.0.0.61"),
+            timeout=30,  # an answer may wait commits.WAIT_MAX_S (5 s) for the stalled store
         ) as phone:
             stalled = time.monotonic()
             while time.monotonic() - stalled < 4:
@@ -241,7 +242,9 @@ def test_a_store_that_keeps_a_write_waiting_is_reported_slow_before_it_refuses(
     server = start_server(data, env)
     database = sqlite3.connect(data / "fleetkey.db", isolation_level=None)
     try:
-        with httpx.Client(base_url=server.url, headers={"user-agent": VVX_UA}) as phone:
+        # a license answer waits up to commits.WAIT_MAX_S (5 s) for a commit the lock holds
+        # up: httpx's default 5 s read timeout would race it
+        with httpx.Client(base_url=server.url, headers={"user-agent": VVX_UA}, timeout=30) as phone:
             database.execute("BEGIN IMMEDIATE")  # the writer's next batch waits on this lock
             assert phone.get("/000000000000-license.cfg").status_code == 200
             # (the sightings written each second wait on the lock too, and hold up the view's
