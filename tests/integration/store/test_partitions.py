@@ -11,57 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, text
 
-from fleetkey.clock import FixedClock
-from fleetkey.core.rollout.windows import Window
-from fleetkey.store import fetches, historytables, inventory, phone_import, retention
+from fleetkey.store import fetches, historytables, retention
 from fleetkey.store.fetches import MICROS_A_DAY
-from fleetkey.store.records import FetchRecord, Site
+from fleetkey.store.records import FetchRecord
 from fleetkey.store.schema import epoch_micros
 from fleetkey.store.store import Store
 
-MIDNIGHT = datetime(2026, 6, 10, tzinfo=UTC)
-NOW = MIDNIGHT + timedelta(hours=12)
-SITES = ("100000000001", "100000000002")
-PHONES = {"0004f2000001": SITES[0], "0004f2000002": SITES[0], "0004f2000003": SITES[1]}
+from tests.fetchtraffic import NOW, counts, traffic, with_phones
 
-
-def with_phones(store: Store) -> None:
-    clock = FixedClock(NOW)
-    with store.transaction() as session:
-        for serial in SITES:
-            inventory.add_site(
-                session, clock, "t", Site(serial, serial, "UTC", Window.parse("22:00-05:00"))
-            )
-        rows = "".join(f"{mac},{site},VVX_500\n" for mac, site in PHONES.items())
-        phone_import.import_phones(
-            session, clock, "t", f"mac,site,model\n{rows}".encode(), source="t"
-        )
-
-
-def traffic(days_back: range, per_day: int) -> list[FetchRecord]:
-    """``per_day`` records a day, at noon and before, of every phone and of no phone."""
-    macs = [*PHONES, None]
-    return [
-        FetchRecord(
-            f"/p{n % 3}.cfg",
-            ("http", "tftp")[n % 2],
-            (200, 404, 304)[n % 3],
-            100 * (n + 1),
-            float(n + 1),
-            NOW - timedelta(days=back, minutes=7 * n),
-            mac=macs[n % 4],
-        )
-        for back in days_back
-        for n in range(per_day)
-    ]
-
-
-def counts(store: Store) -> tuple[int, int]:
-    """The raw records, and the requests the roll-ups count."""
-    with store.engine.connect() as connection:
-        rows = connection.scalar(text("SELECT count(*) FROM fetches"))
-        rolled = connection.scalar(text("SELECT sum(requests) FROM fetch_days"))
-    return int(rows or 0), int(rolled or 0)
+MIDNIGHT = NOW - timedelta(hours=12)
 
 
 def day_of(moment: datetime) -> int:

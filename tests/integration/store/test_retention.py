@@ -12,66 +12,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from fleetkey.cli import exporting
 from fleetkey.clock import FixedClock
-from fleetkey.core.rollout.windows import Window
 from fleetkey.errors import InputError
-from fleetkey.store import fetches, inventory, phone_import, retention
-from fleetkey.store.records import FetchRecord, Site
-from fleetkey.store.schema import FetchDayRow, FetchRow
+from fleetkey.store import fetches, retention
 from fleetkey.store.store import Store
 
+from tests.fetchtraffic import NOW, PATHS, PHONES, SITES, counts, traffic, with_phones
 from tests.helpers import Fleetkey
-
-NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
-SITES = ("100000000001", "100000000002")
-PHONES = {"0004f2000001": SITES[0], "0004f2000002": SITES[0], "0004f2000003": SITES[1]}
-PATHS = ("/000000000000-license.cfg", "/0004f2000001.cfg", "/sip.ld")
-
-
-def with_phones(store: Store) -> Store:
-    clock = FixedClock(NOW)
-    with store.transaction() as session:
-        for serial in SITES:
-            inventory.add_site(
-                session, clock, "t", Site(serial, serial, "UTC", Window.parse("22:00-05:00"))
-            )
-        rows = "".join(f"{mac},{site},VVX_500\n" for mac, site in PHONES.items())
-        phone_import.import_phones(
-            session, clock, "t", f"mac,site,model\n{rows}".encode(), source="t"
-        )
-    return store
-
-
-def traffic(days_back: range, per_day: int = 9) -> list[FetchRecord]:
-    """``per_day`` records a day for each of ``days_back`` days before NOW, of every phone and
-    of no phone, with varied paths, answers, sizes and durations."""
-    found = []
-    macs = [*PHONES, None]
-    for back in days_back:
-        day = NOW - timedelta(days=back)
-        for n in range(per_day):
-            found.append(
-                FetchRecord(
-                    path=PATHS[n % 3],
-                    protocol=("http", "tftp")[n % 2],
-                    status=(200, 404, 304)[n % 3],
-                    bytes=100 * (n + 1),
-                    duration_ms=float(n + 1),
-                    at=day - timedelta(minutes=7 * n),
-                    mac=macs[n % 4],
-                )
-            )
-    return found
-
-
-def counts(store: Store) -> tuple[int, int]:
-    with store.transaction() as session:
-        rows = int(session.scalar(select(func.count()).select_from(FetchRow)) or 0)
-        rolled = int(session.scalar(select(func.sum(FetchDayRow.requests))) or 0)
-    return rows, rolled
 
 
 def test_retention_removes_exactly_the_old_records_and_the_roll_ups_keep_their_totals(
