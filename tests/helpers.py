@@ -2,13 +2,15 @@
 
 Fixtures stay in the conftest files; what several test modules call directly lives here: the
 in-process CLI runner, a small site fleet built through the CLI, the admin API called in
-process, free ports, a local webhook receiver, and a Kamailio SIP peer for the check-sync client
-and the rollout executor. Helpers for a real `fleetkey serve` are in ``tests/serving.py``.
+process, free ports, a local webhook receiver, a Kamailio SIP peer for the check-sync client
+and the rollout executor, and bench/'s scripts loaded as modules. Helpers for a real
+`fleetkey serve` are in ``tests/serving.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import itertools
 import re
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import click
@@ -153,6 +156,18 @@ def fleetkey_executable() -> list[str]:
     """The installed ``fleetkey`` console script (``python -m fleetkey`` when there is none)."""
     script = shutil.which("fleetkey", path=str(Path(sys.executable).parent))
     return [script] if script else [sys.executable, "-m", "fleetkey"]
+
+
+def bench_module(name: str) -> ModuleType:
+    """``bench/<name>.py`` loaded as a module (bench/ is scripts, not a package), for the tests
+    that check what a benchmark builds is what fleetkey would have."""
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_until(check: Callable[[], object], timeout_s: float = 20.0, every_s: float = 0.05) -> None:

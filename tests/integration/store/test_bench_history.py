@@ -3,7 +3,6 @@ full-scale run writes a year in bulk, so the bulk store must be the one a server
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,18 +15,14 @@ from sqlalchemy import Engine, text
 
 from fleetkey.store.store import Store
 
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "history.py"
+from tests.helpers import bench_module
+
 PHONES, SITES, DAYS, KEEP = 60, 3, 7, 3
 
 
 @pytest.fixture(scope="module")
 def history() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_history", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("history")
 
 
 def rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:

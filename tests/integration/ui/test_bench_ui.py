@@ -8,7 +8,6 @@ the state agrees with the raw records (``db check``'s comparison) and the record
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,7 +15,6 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import psycopg
 import pytest
@@ -27,23 +25,15 @@ from fleetkey.store.phonestate import SERVED
 from fleetkey.store.schema import FetchRow, PhoneFileRow
 from fleetkey.store.store import Store
 
+from tests.helpers import bench_module
 from tests.pg import PostgresServer
 
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "ui.py"
 DIGESTS = ["a" * 64, "b" * 64, None]  # the third site has no posted key
 
 
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_ui", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_bulk_records_agree_with_the_per_phone_state(store: Store) -> None:
-    module = bench()
+    module = bench_module("ui")
     module.CHUNK = 700  # several chunks, the last one short
     module.write_records(store, DIGESTS, 90, 2_500)
     with store.engine.connect() as connection:
