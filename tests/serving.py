@@ -196,6 +196,23 @@ def records(server: RunningServer, mac: str) -> list[dict[str, object]]:
     return found
 
 
+def recorded(
+    server: RunningServer, mac: str, method: str, path: str, status: int
+) -> dict[str, object]:
+    """``mac``'s fetch record of ``method path`` answered ``status``, once the server has written
+    it (records are written shortly after the answer)."""
+
+    def found() -> list[dict[str, object]]:
+        return [
+            r
+            for r in records(server, mac)
+            if (r["method"], r["path"], r["status"]) == (method, path, status)
+        ]
+
+    wait_for(found)
+    return found()[0]
+
+
 def window_around_now() -> str:
     """A maintenance window open from an hour ago to six hours on (UTC)."""
     now = datetime.now(UTC)

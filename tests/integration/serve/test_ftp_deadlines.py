@@ -23,9 +23,8 @@ from tests.serving import (
     FtpServer,
     fleet_env,
     make_fleet,
-    records,
+    recorded,
     start_ftp,
-    wait_for,
 )
 
 FIRMWARE = "2345-12500-001.sip.ld"  # 20 MiB in the test tree
@@ -155,14 +154,6 @@ def test_a_stalled_download_is_cut_with_421_and_recorded(quick: FtpServer) -> No
     # never read: the server's buffers fill and nothing moves for the data timeout
     assert control.reply() == "421 Data connection timed out."
     data.close()
-
-    def cut() -> list[dict[str, object]]:
-        return [
-            r
-            for r in records(quick.running, SP_MAC)
-            if (r["method"], r["path"], r["status"]) == ("RETR", f"/{FIRMWARE}", 499)
-        ]
-
-    wait_for(cut)
-    assert 0 < int(str(cut()[0]["bytes"])) < 20 * 1024 * 1024
+    cut = recorded(quick.running, SP_MAC, "RETR", f"/{FIRMWARE}", 499)
+    assert 0 < int(str(cut["bytes"])) < 20 * 1024 * 1024
     control.close()

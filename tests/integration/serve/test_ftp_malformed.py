@@ -34,6 +34,7 @@ from tests.serving import (
     FtpServer,
     fleet_env,
     make_fleet,
+    recorded,
     records,
     start_ftp,
     wait_for,
@@ -162,12 +163,7 @@ def test_an_upload_over_its_cap_is_refused_and_nothing_is_written(ftp: FtpServer
             store_over_cap(client, f"STOR {MAC}-web.cfg", 600 * 1024)
         assert client.voidcmd("NOOP").startswith("200")
     assert not (ftp.data / "uploads" / MAC / f"{MAC}-web.cfg").exists()
-    wait_for(
-        lambda: any(
-            (r["method"], r["path"], r["status"]) == ("STOR", f"/{MAC}-web.cfg", 413)
-            for r in records(ftp.running, MAC)
-        )
-    )
+    recorded(ftp.running, MAC, "STOR", f"/{MAC}-web.cfg", 413)
 
 
 def test_abor_mid_transfer_is_answered_and_recorded_as_cut(ftp: FtpServer) -> None:
@@ -181,12 +177,7 @@ def test_abor_mid_transfer_is_answered_and_recorded_as_cut(ftp: FtpServer) -> No
         data.close()
         assert client.getresp() == "226 ABOR command successful."
         assert client.voidcmd("NOOP").startswith("200")  # the session goes on
-    wait_for(
-        lambda: any(
-            (r["method"], r["path"], r["status"]) == ("RETR", f"/{FIRMWARE}", 499)
-            for r in records(ftp.running, MAC)
-        )
-    )
+    recorded(ftp.running, MAC, "RETR", f"/{FIRMWARE}", 499)
 
 
 def test_a_client_that_leaves_mid_transfer_is_recorded_with_what_it_got(
@@ -201,16 +192,8 @@ def test_a_client_that_leaves_mid_transfer_is_recorded_with_what_it_got(
     data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     data.close()  # a reset, as a phone that loses power
     client.sock.close()
-
-    def cut() -> list[dict[str, object]]:
-        return [
-            r
-            for r in records(ftp.running, SP_MAC)
-            if (r["method"], r["path"], r["status"]) == ("RETR", f"/{FIRMWARE}", 499)
-        ]
-
-    wait_for(cut)
-    assert 0 < int(str(cut()[0]["bytes"])) < 20 * 1024 * 1024
+    cut = recorded(ftp.running, SP_MAC, "RETR", f"/{FIRMWARE}", 499)
+    assert 0 < int(str(cut["bytes"])) < 20 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
