@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from fleetkey.emulate.addresses import probe_mac
 
-from tests.serving import SITE, fleet_env, make_fleet, run_fleetkey, start_server
+from tests.serving import SITE, fleet_env, make_fleet, run_fleetkey, server_env, start_server
 
 PROBE_MAC = probe_mac(0)  # the calibration boot's phone
 
@@ -160,10 +161,9 @@ def test_a_server_strained_at_the_first_step_is_a_failed_measurement_not_bad_inp
 
 
 def test_capacity_against_nothing_listening_fails_in_one_line(
-    tmp_path_factory: pytest.TempPathFactory,
+    initialized: Path,
 ) -> None:
-    _, env = fleet_env(tmp_path_factory, "capacity-none")
-    run_fleetkey(env, "init")
+    env = server_env(initialized)  # a copy of the session's `fleetkey init`
     done = run_fleetkey(env, "capacity", "measure", "--server", "http://127.0.0.1:1", code=1)
     assert done.stderr.splitlines()[0] == (
         "error: nothing listens at http://127.0.0.1:1 (connection refused)"
@@ -188,11 +188,8 @@ def test_capacity_against_nothing_listening_fails_in_one_line(
         (["--server", "http://127.0.0.1:1", "--max-rejected", "2"], "--max-rejected"),
     ],
 )
-def test_bad_capacity_options_are_refused(
-    tmp_path_factory: pytest.TempPathFactory, args: list[str], message: str
-) -> None:
-    _, env = fleet_env(tmp_path_factory, "capacity-bad")
-    run_fleetkey(env, "init")
+def test_bad_capacity_options_are_refused(initialized: Path, args: list[str], message: str) -> None:
+    env = server_env(initialized)  # a copy of the session's `fleetkey init`
     code = 1 if "ftp" in args[1] or "--models" in args else 2
     done = run_fleetkey(env, "capacity", "measure", *args, code=code)
     assert message in done.stderr

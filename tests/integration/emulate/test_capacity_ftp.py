@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.serving import (
     fleetkey_command,
     make_fleet,
     run_fleetkey,
+    server_env,
     start_ftp,
 )
 
@@ -174,10 +176,9 @@ def test_an_ftp_server_without_the_shared_login_is_named_as_the_cause(
     ],
 )
 def test_bad_ftp_servers_are_refused_in_one_line_and_nothing_is_saved(
-    tmp_path_factory: pytest.TempPathFactory, url: str, message: str
+    initialized: Path, url: str, message: str
 ) -> None:
-    _, env = fleet_env(tmp_path_factory, "capacity-ftp-bad")
-    run_fleetkey(env, "init")
+    env = server_env(initialized)  # a copy of the session's `fleetkey init`
     done = run_fleetkey(env, "capacity", "measure", "--server", url, code=1)
     assert done.stderr.splitlines()[0].startswith(message)
     assert json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout) is None

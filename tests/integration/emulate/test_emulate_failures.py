@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.serving import (
     fleetkey_command,
     make_fleet,
     run_fleetkey,
+    server_env,
     start_server,
 )
 
@@ -200,9 +202,8 @@ def test_bad_phone_choices_are_refused_before_any_phone_starts(
     assert "nothing listens" not in done.stderr  # refused before reaching for the server
 
 
-def test_an_empty_inventory_is_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
-    _, env = fleet_env(tmp_path_factory, "emulate-empty")
-    run_fleetkey(env, "init")
+def test_an_empty_inventory_is_refused(initialized: Path) -> None:
+    env = server_env(initialized)  # a copy of the session's `fleetkey init`
     done = emulate(env, "--server", "http://127.0.0.1:1", "--from-inventory", code=1)
     assert done.stderr.splitlines()[0] == "error: the inventory has no phones"
 
