@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import PASSPHRASE, Peer, free_port, start_kamailio
-from tests.serving import fleetkey_command, wait_for
+from tests.serving import fleetkey_command, fleetkey_in_process, wait_for
 
 SITE = "100000000001"
 PHONES = 30
@@ -65,21 +65,26 @@ class Cli:
 
 def slow_rollout(cli: Cli, port: int, prefix: str, tmp_path: Path) -> None:
     """A site open now, 30 phones whose contacts are ``port`` on 127.0.0.1, a successor planned
-    at ~3.4 check-syncs a second (17 per 5-s slot): rollout 1."""
+    at ~3.4 check-syncs a second (17 per 5-s slot): rollout 1. Made in this process with the
+    CLI's environment (a process a command cost an interpreter and fleetkey's imports)."""
+
+    def run(*args: str) -> None:
+        fleetkey_in_process(cli.env, *args)
+
     now = datetime.now(UTC)
     window = f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00"
-    cli("init")
-    cli("sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window)
+    run("init")
+    run("sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window)
     rows = "".join(
         f"{prefix}{i:06x},{SITE},VVX_500,sip:{prefix}{i:06x}@127.0.0.1:{port}\n"
         for i in range(PHONES)
     )
     (tmp_path / "phones.csv").write_text("mac,site,model,contact\n" + rows)
-    cli("phones", "import", str(tmp_path / "phones.csv"))
+    run("phones", "import", str(tmp_path / "phones.csv"))
     for days in (20, 400):
-        cli("issue", "site", "--serial", SITE, "--features", "corporate-directory",
+        run("issue", "site", "--serial", SITE, "--features", "corporate-directory",
             "--expires", f"{now.date() + timedelta(days=days)}")  # fmt: skip
-    cli("rollout", "plan", "--license", "2", "--capacity", "5", "--boot-requests", "1",
+    run("rollout", "plan", "--license", "2", "--capacity", "5", "--boot-requests", "1",
         "--slot", "5")  # fmt: skip
 
 
