@@ -8,21 +8,24 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PASSPHRASE
 from tests.serving import fleetkey_command
 
 
-def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    data = tmp_path / "data"
-    env = {"FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": "x", "PATH": "/usr/bin:/bin"}
-    if not data.exists():
-        subprocess.run([*fleetkey_command(), "init"], env=env, check=True, capture_output=True)
+def serve(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`fleetkey serve` with ``args`` on ``data``, a copy of the session's initialized one."""
+    env = {
+        "FLEETKEY_DATA": str(data),
+        "FLEETKEY_KEY_PASSPHRASE": PASSPHRASE,
+        "PATH": "/usr/bin:/bin",
+    }
     return subprocess.run(
         [*fleetkey_command(), "serve", "--http", "off", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=tmp_path,
+        cwd=data.parent,
     )
 
 
@@ -52,18 +55,18 @@ def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_bad_ftp_options_are_refused_clearly(
-    tmp_path: Path, args: tuple[str, ...], message: str, hint: str | None
+    initialized: Path, args: tuple[str, ...], message: str, hint: str | None
 ) -> None:
-    serve(tmp_path, "--ftp", "127.0.0.1:70000")  # the data directory made (init) first
-    before = files(tmp_path / "data")
-    result = serve(tmp_path, *args)
+    serve(initialized, "--ftp", "127.0.0.1:70000")  # what a refused start may leave, first
+    before = files(initialized)
+    result = serve(initialized, *args)
     assert result.returncode == 1, result.stderr
     assert message in result.stderr
     if hint is not None:
         assert "hint:" in result.stderr
         assert hint in result.stderr.split("hint:", 1)[1]
     assert "fleetkey serving" not in result.stdout
-    assert files(tmp_path / "data") == before  # nothing written: no state changed
+    assert files(initialized) == before  # nothing written: no state changed
 
 
 def files(root: Path) -> dict[str, tuple[int, int]]:
@@ -85,18 +88,18 @@ def files(root: Path) -> dict[str, tuple[int, int]]:
         ("--ftp", ":0", "--ftp-data-timeout", "soon"),
     ],
 )
-def test_malformed_ftp_numbers_are_usage_errors(tmp_path: Path, args: tuple[str, ...]) -> None:
-    result = serve(tmp_path, *args)
+def test_malformed_ftp_numbers_are_usage_errors(initialized: Path, args: tuple[str, ...]) -> None:
+    result = serve(initialized, *args)
     assert result.returncode == 2
     assert "Invalid value for" in result.stderr
 
 
-def test_an_ftp_port_in_use_is_said_with_what_to_do(tmp_path: Path) -> None:
+def test_an_ftp_port_in_use_is_said_with_what_to_do(initialized: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = serve(tmp_path, "--ftp", f"127.0.0.1:{port}")
+        result = serve(initialized, "--ftp", f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert f"error: cannot listen for FTP on 127.0.0.1:{port}: the port is already in use" in (
         result.stderr
