@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import self_signed
+from tests.helpers import PASSPHRASE, self_signed
 from tests.serving import (
     MAC,
     SITE,
@@ -386,18 +386,21 @@ class TestRegistrationAndHttps:
     ],
 )
 def test_bad_serve_options_are_refused_clearly(
-    tmp_path: Path, args: tuple[str, ...], message: str
+    initialized: Path, args: tuple[str, ...], message: str
 ) -> None:
-    data = tmp_path / "data"
-    env = {"FLEETKEY_DATA": str(data), "FLEETKEY_KEY_PASSPHRASE": "x", "PATH": "/usr/bin:/bin"}
-    subprocess.run([*fleetkey_command(), "init"], env=env, check=True, capture_output=True)
+    data = initialized  # a copy of the session's `fleetkey init`
+    env = {
+        "FLEETKEY_DATA": str(data),
+        "FLEETKEY_KEY_PASSPHRASE": PASSPHRASE,
+        "PATH": "/usr/bin:/bin",
+    }
     result = subprocess.run(
         [*fleetkey_command(), "serve", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=tmp_path,
+        cwd=data.parent,
     )
     assert result.returncode == 1
     assert message in result.stderr
