@@ -8,13 +8,16 @@ files (``tests/integration/serve/conftest.py``: ``server``).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -116,9 +119,31 @@ def fleet_env(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path
     return data, server_env(data)
 
 
+_FLEETS: dict[str | None, Path] = {}  # each phone list's fleet, built once per session
+
+
 def make_fleet(data: Path, env: dict[str, str], phones_csv: str | None = None) -> None:
     """Site 100000000001 with MAC and SP_MAC (or ``phones_csv``), its site license, MAC's
-    phone license, a master configuration and a 20 MiB firmware file in the tree."""
+    phone license, a master configuration and a 20 MiB firmware file in the tree.
+
+    A fleet in its data directory alone (SQLite, ``env`` as ``server_env`` makes it) is built
+    once per session for each phone list and copied (modes kept): its five commands and three
+    scrypts of 128 MiB are paid once, not by each of the ~40 modules and tests that make one.
+    Each copy is the test's own; a fleet in another database is built each time."""
+    if env != server_env(data) or data.exists():
+        build_fleet(data, env, phones_csv)
+        return
+    if phones_csv not in _FLEETS:
+        template = Path(tempfile.mkdtemp(prefix="fleetkey-fleet-")) / "data"
+        atexit.register(shutil.rmtree, template.parent, ignore_errors=True)
+        build_fleet(template, server_env(template), phones_csv)
+        _FLEETS[phones_csv] = template
+    shutil.copytree(_FLEETS[phones_csv], data, symlinks=True)
+    shutil.copy(_FLEETS[phones_csv].parent / "phones.csv", data.parent / "phones.csv")
+
+
+def build_fleet(data: Path, env: dict[str, str], phones_csv: str | None = None) -> None:
+    """The fleet of ``make_fleet``, made through the CLI in ``data``."""
 
     def run(*args: str) -> None:
         fleetkey_in_process(env, *args)
