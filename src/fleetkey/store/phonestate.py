@@ -19,7 +19,7 @@ state never replaces it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple, cast
@@ -138,28 +138,25 @@ def _moment(value: Any) -> datetime:
     return utc(value)
 
 
+def seen_row(mac: str, row: Row, at: Callable[[Any], Any] = _moment) -> tuple[Any, ...]:
+    """A phone's ``phone_seen`` row from its newest writer row, in ``_SEEN_COLUMNS`` order."""
+    agent = row[_AGENT]
+    return (mac, at(row[_AT]), row[_ADDRESS], row[_PROTOCOL], agent, _firmware(agent))
+
+
+def file_row(key: FileKey, row: Row, at: Callable[[Any], Any] = _moment) -> tuple[Any, ...]:
+    """A ``phone_files`` row from the newest writer row of its key, in ``_FILE_NAMES`` order."""
+    mac, file_name, kind = key
+    return (mac, file_name, kind, at(row[_AT]), row[_PATH], row[_PROTOCOL], row[_STATUS],
+            row[_DIGEST])  # fmt: skip
+
+
 def seen_values(row: Row) -> dict[str, Any]:
-    return {
-        "mac": row[_MAC],
-        "at": _moment(row[_AT]),
-        "address": row[_ADDRESS],
-        "protocol": row[_PROTOCOL],
-        "user_agent": row[_AGENT],
-        "firmware": _firmware(row[_AGENT]),
-    }
+    return dict(zip(_SEEN_COLUMNS, seen_row(row[_MAC], row), strict=True))
 
 
 def file_values(key: FileKey, row: Row) -> dict[str, Any]:
-    return {
-        "mac": key[0],
-        "file_name": key[1],
-        "kind": key[2],
-        "at": _moment(row[_AT]),
-        "path": row[_PATH],
-        "protocol": row[_PROTOCOL],
-        "status": row[_STATUS],
-        "digest": row[_DIGEST],
-    }
+    return dict(zip(_FILE_NAMES, file_row(key, row), strict=True))
 
 
 _SEEN = cast(Table, PhoneSeenRow.__table__)
@@ -175,6 +172,8 @@ _FILE_COLUMNS: Final = (
     PhoneFileRow.status,
     PhoneFileRow.digest,
 )
+_FILE_NAMES: Final = tuple(c.key for c in _FILE_COLUMNS)
+_SEEN_COLUMNS: Final = ("mac", "at", "address", "protocol", "user_agent", "firmware")
 
 
 @functools.cache
@@ -190,11 +189,6 @@ def _upsert(paramstyle: str, table: str, columns: tuple[str, ...], keys: tuple[s
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "  # noqa: S608  # constant names, values bound
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updated} WHERE excluded.at >= {table}.at"
     )
-
-
-_SEEN_COLUMNS: Final = ("mac", "at", "address", "protocol", "user_agent", "firmware")
-_FILE_COLUMNS_STORED: Final = ("mac", "file_name", "kind", "at", "path", "protocol", "status",
-                               "digest")  # fmt: skip
 
 
 def apply(connection: Connection, rows: Sequence[Row]) -> None:
@@ -213,17 +207,11 @@ def write(connection: Connection, newest: Newest) -> None:
             return value if isinstance(value, int) else epoch_micros(value)
         return _moment(value)
 
-    seen = [
-        (mac, at(row[_AT]), row[_ADDRESS], row[_PROTOCOL], row[_AGENT], _firmware(row[_AGENT]))
-        for mac, row in newest.seen.items()
-    ]
-    files = [
-        (mac, name, kind, at(row[_AT]), row[_PATH], row[_PROTOCOL], row[_STATUS], row[_DIGEST])
-        for (mac, name, kind), row in newest.files.items()
-    ]
+    seen = [seen_row(mac, row, at) for mac, row in newest.seen.items()]
+    files = [file_row(key, row, at) for key, row in newest.files.items()]
     for table, columns, keys, values in (
         ("phone_seen", _SEEN_COLUMNS, _KEYS["phone_seen"], seen),
-        ("phone_files", _FILE_COLUMNS_STORED, _KEYS["phone_files"], files),
+        ("phone_files", _FILE_NAMES, _KEYS["phone_files"], files),
     ):
         sql = _upsert(style, table, columns, keys)
         for start in range(0, len(values), CHUNK):
