@@ -81,14 +81,16 @@ def emulate(work: Path, env: dict[str, str], balancer: Balancer, run: str) -> su
     )  # fmt: skip
 
 
-def curl_license(balancer: Balancer, mac: str) -> tuple[int, bytes]:
-    """A tagging phone's GET of its site license over HTTPS through the balancer, from the
-    phone's own address, checking HAProxy's certificate."""
+def curl_license(balancer: Balancer, mac: str, *claims: str, tls: bool = True) -> tuple[int, bytes]:
+    """A tagging phone's GET of its site license over HTTPS through the balancer (``tls``;
+    else HTTP), from the phone's own address, checking HAProxy's certificate; ``claims``:
+    headers the phone sends itself."""
     done = subprocess.run(
         ["curl", "--silent", "--show-error", "--cacert", str(balancer.certificate),  # noqa: S607
          "--interface", phone_address(mac), "--user-agent",
          f"FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{mac}) Type/Application",
-         "--write-out", "\n%{http_code}", f"{balancer.tls_url}/{SITE}/000000000000-license.cfg"],
+         *(arg for claim in claims for arg in ("--header", claim)), "--write-out", "\n%{http_code}",
+         f"{balancer.tls_url if tls else balancer.url}/{SITE}/000000000000-license.cfg"],
         capture_output=True, timeout=30, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -120,15 +122,17 @@ def records_by_mac(database: str) -> Counter[str]:
         store.close()
 
 
-def https_addresses(database: str, mac: str) -> set[str | None]:
-    """The addresses the servers recorded for ``mac``'s requests that came over HTTPS."""
+def http_records(database: str, mac: str) -> Counter[tuple[str, str | None]]:
+    """(protocol, address) of the records the servers made of ``mac``'s HTTP(S) requests."""
     store = Store(database)
     try:
         with store.transaction() as session:
-            rows = session.scalars(
-                select(FetchRow.remote_addr).where(FetchRow.mac == mac, FetchRow.protocol == "http")
+            rows = session.execute(
+                select(FetchRow.protocol, FetchRow.remote_addr).where(
+                    FetchRow.mac == mac, FetchRow.protocol.in_(("http", "https"))
+                )
             )
-            return set(rows)
+            return Counter((protocol, address) for protocol, address in rows)
     finally:
         store.close()
 
@@ -206,6 +210,11 @@ def test_phones_boot_over_ftp_and_https_through_haproxy_while_a_server_is_killed
         balancer = start_balancer(tmp_path, servers, passive)
         # HTTPS ended at HAProxy, before anything else: the phone's address is recorded
         assert curl_license(balancer, macs[1]) == (200, license_file)
+        # a phone's own X-Forwarded-Proto and X-Forwarded-For over plain HTTP are no say:
+        # HAProxy sets the first, and the second's own line comes first (the server reads
+        # the last address HAProxy added)
+        spoofs = ("X-Forwarded-Proto: https", "X-Forwarded-For: 198.51.100.7")
+        assert curl_license(balancer, macs[3], *spoofs, tls=False) == (200, license_file)
         first = emulate(tmp_path, env, balancer, "first")
         wait_for(lambda: license_records(database) >= PHONES // 3, 90)
         victim = servers[1]
@@ -232,8 +241,10 @@ def test_phones_boot_over_ftp_and_https_through_haproxy_while_a_server_is_killed
           f"{first_boots['answers']}; without a license after them: {len(cut)}")  # fmt: skip
     assert 0 < down_after < 5
     assert after_kill == [(200, license_file)] * len(after_kill)
-    # the servers recorded the phone's own address (X-Forwarded-For from HAProxy), not its
-    assert https_addresses(database, macs[1]) == {phone_address(macs[1])}
+    # the servers recorded the phone's own address (X-Forwarded-For from HAProxy), not its,
+    # and HTTPS as HTTPS (X-Forwarded-Proto from HAProxy); the spoofing phone as it was
+    assert set(http_records(database, macs[1])) == {("https", phone_address(macs[1]))}
+    assert http_records(database, macs[3]) == {("http", phone_address(macs[3])): 1}
     # every phone ends with its site license: the second boot went to surviving servers only
     summary = json.loads(out_again)
     assert (summary["booted"], summary["phones_with_errors"]) == (PHONES, 0), out_again

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleetkey.errors import InputError
-from fleetkey.serve.http.forwarded import TrustedProxies, parse_networks
+from fleetkey.serve.http.forwarded import ForwardedProtoError, TrustedProxies, parse_networks
 
 PROXIES = TrustedProxies(parse_networks(["10.0.0.0/8", "::1"]))
 
@@ -35,3 +35,29 @@ def test_without_proxies_the_peer_is_the_client() -> None:
 def test_bad_proxy_networks_are_refused(text: str) -> None:
     with pytest.raises(InputError, match="is not an IP address or network"):
         parse_networks([text])
+
+
+@pytest.mark.parametrize(
+    ("peer", "header", "scheme"),
+    [
+        ("10.1.1.1", "https", "https"),
+        ("10.1.1.1", "HTTPS", "https"),
+        ("10.1.1.1", " http ", "http"),
+        ("10.1.1.1", None, None),  # no say: the connection's own scheme stands
+        ("192.0.2.7", "https", None),  # not a proxy: a claim
+        ("192.0.2.7", "gopher", None),  # not a proxy: not even looked at
+        ("::1", "https", "https"),
+    ],
+)
+def test_forwarded_scheme(peer: str, header: str | None, scheme: str | None) -> None:
+    assert PROXIES.scheme(peer, header) == scheme
+
+
+def test_without_proxies_no_scheme_is_believed() -> None:
+    assert TrustedProxies().scheme("10.1.1.1", "https") is None
+
+
+@pytest.mark.parametrize("header", ["", "ftp", "https, http", "https://x", "proto=https", "h ttps"])
+def test_a_trusted_proxys_scheme_that_is_neither_http_nor_https_is_refused(header: str) -> None:
+    with pytest.raises(ForwardedProtoError, match=r"expected one value, http or https"):
+        PROXIES.scheme("10.1.1.1", header)

@@ -1,9 +1,16 @@
-"""The client's address behind reverse proxies: X-Forwarded-For, from trusted proxies only.
+"""The client behind reverse proxies: X-Forwarded-For and X-Forwarded-Proto, from trusted
+proxies only.
 
 A phone could send any X-Forwarded-For it likes, so the header counts only when the connection
 comes from a proxy the operator named (``--trusted-proxy``). Then the client is the rightmost
 address in the header that is not itself a trusted proxy (each proxy appends the address it
 saw; only the ones we trust can be believed).
+
+X-Forwarded-Proto says whether the phone's own connection was HTTPS (a proxy that ended TLS:
+HAProxy's ``frontend phones-tls``, docs/deploy/haproxy.cfg); the record then says ``https``.
+From anyone else it is a claim and is ignored. From a trusted proxy it must be one value,
+``http`` or ``https`` (any case): anything else is the proxy's misconfiguration, refused (400)
+rather than recorded as a guess.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ def parse_networks(texts: Iterable[str]) -> tuple[Network, ...]:
                 f"trusted proxy {text!r} is not an IP address or network (e.g. 10.0.0.0/8)"
             ) from None
     return tuple(networks)
+
+
+class ForwardedProtoError(ValueError):
+    """A trusted proxy's X-Forwarded-Proto that is not one of ``http``, ``https``."""
 
 
 class TrustedProxies:
@@ -56,6 +67,22 @@ class TrustedProxies:
             if not self._trusted(address):
                 return address if _is_ip(address) else peer
         return hops[0] if hops else peer  # all trusted: the first one started the chain
+
+    def scheme(self, peer: str | None, forwarded_proto: str | None) -> str | None:
+        """``https`` or ``http`` as the trusted proxy ``peer`` says the phone's connection was;
+        None when no trusted proxy says (the connection's own scheme stands).
+        ForwardedProtoError for a trusted proxy's value that is neither."""
+        if forwarded_proto is None or peer is None or not self._networks:
+            return None
+        if not self._trusted(peer):
+            return None
+        value = forwarded_proto.strip().lower()
+        if value not in ("http", "https"):
+            raise ForwardedProtoError(
+                f"X-Forwarded-Proto {forwarded_proto[:40]!r} from the trusted proxy {peer}: "
+                "expected one value, http or https"
+            )
+        return value
 
 
 def _is_ip(text: str) -> bool:

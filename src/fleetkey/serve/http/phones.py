@@ -27,7 +27,7 @@ from fleetkey.serve.fetching import AGENT, NAME, Pipeline, Ruling, shape_of
 from fleetkey.serve.http.answers import Answers
 from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
-from fleetkey.serve.http.forwarded import TrustedProxies
+from fleetkey.serve.http.forwarded import ForwardedProtoError, TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
 from fleetkey.serve.http.putting import (
     INLINE_UPLOAD_BYTES,
@@ -206,6 +206,14 @@ class PhoneService:
             response = error_response(405, f"{request.method} is not served here")
             response.headers.append(("allow", "GET, HEAD, PUT"))
             return response
+        if self._proxies and not request.secure:  # HTTPS ended at a trusted proxy: recorded so
+            try:
+                proto = self._proxies.scheme(
+                    request.remote_addr, request.header("x-forwarded-proto")
+                )
+            except ForwardedProtoError as exc:
+                return error_response(400, str(exc))
+            request.secure = proto == "https"
         admission = self._recorder.admits(self._address(request), now)
         if admission is WAIT:
             return _WAIT
@@ -281,9 +289,7 @@ class PhoneService:
 
     def _address(self, request: Request) -> str | None:
         """The client's address: the peer's, or X-Forwarded-For's from a trusted proxy."""
-        if self._proxies:
-            return self._proxies.client(request.remote_addr, request.headers.get("x-forwarded-for"))
-        return request.remote_addr
+        return self._proxies.client(request.remote_addr, request.headers.get("x-forwarded-for"))
 
     def _lookup(self, request: Request, verdict: Verdict) -> Response:
         """GET/HEAD: the pipeline's ruling as an HTTP answer; nothing here waits."""
@@ -317,19 +323,9 @@ class PhoneService:
     ) -> None:
         """Record a request the framing refused: it reached the server, so it is a fetch."""
         self._recorder.record(
-            "https" if secure else "http",
-            method,
-            target.decode("latin-1"),
-            response.status,
-            0,
-            0.0,
-            remote,
-            None,
-            None,
-            None,
-            "other",
-            None,
-        )
+            "https" if secure else "http", method, target.decode("latin-1"), response.status,
+            0, 0.0, remote, None, None, None, "other", None,
+        )  # fmt: skip
 
     def _first(self, request: Request, response: Response) -> Response:
         """An answer that confirms a delivery is recorded now, as sent whole, and waits for
