@@ -209,7 +209,7 @@ async def _reply(reader: asyncio.StreamReader) -> str:
     while not (len(line) >= 4 and line[:3] == first[:3] and line[3] == " "):
         line = (await reader.readline()).decode("utf-8", "replace")
         if not line:
-            raise _RefusedError(Reply(500))  # the server closed mid-reply
+            raise _RefusedError(Reply(500, said="(closed before a whole reply)"))
     return line.rstrip("\r\n")
 
 

@@ -27,6 +27,7 @@ class Fetch:
     status: int
     bytes: int
     digest: str | None
+    said: str | None = None  # a refusal's own words (FTP's reply line), for the report
 
 
 @dataclass
@@ -64,12 +65,12 @@ def fetch_record(at: datetime, method: str, name: str, reply: Reply) -> Fetch:
     """A phone's note of one answer: what came, its size and SHA-256 (of the header read, of
     the image downloaded without keeping it, of a file kept)."""
     if method != "GET":
-        return Fetch(at, method, name, reply.status, 0, None)
+        return Fetch(at, method, name, reply.status, 0, None, reply.said)
     if reply.digest is not None:  # downloaded without keeping it
         return Fetch(at, method, name, reply.status, reply.size or 0, reply.digest)
     ok = reply.status in (200, 206)
     digest = hashlib.sha256(reply.body).hexdigest() if ok else None
-    return Fetch(at, method, name, reply.status, len(reply.body), digest)
+    return Fetch(at, method, name, reply.status, len(reply.body), digest, reply.said)
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -81,6 +81,7 @@ def emulated_phone_json(
                 "answer": answer_word(protocol, f.status),
                 "bytes": f.bytes,
                 "digest": f.digest,
+                **({"said": f.said} if f.said else {}),  # what the server said refusing it
             }
             for f in phone.fetches
         ],
