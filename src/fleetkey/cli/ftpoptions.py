@@ -65,6 +65,15 @@ _OPTIONS = [
         help="Accept this shared login too (Polycom's factory PlcmSpIp:PlcmSpIp); the phone is "
         "the MAC its first per-phone file names. Off by default; anonymous is never accepted.",
     ),
+    click.option(
+        "--ftp-proxy-protocol",
+        "ftp_proxy_protocol",
+        multiple=True,
+        metavar="CIDR",
+        help="Read the PROXY protocol header (v1 or v2: HAProxy's send-proxy) on FTP control "
+        "connections from this proxy address or network (repeatable): the session is the "
+        "client's it names; a connection from there without a valid one is closed.",
+    ),
     _count(
         "--ftp-max-connections",
         512,
@@ -118,6 +127,7 @@ def ftp_settings(
     ftp_passive: str | None,
     ftp_masquerade: str | None,
     ftp_shared_login: str | None,
+    ftp_proxy_protocol: tuple[str, ...],
     ftp_max_connections: int,
     ftp_per_address: int,
     ftp_max_logins: int,
@@ -127,7 +137,8 @@ def ftp_settings(
     key: Path | None,
 ) -> tuple[tuple[str, int] | None, FtpSettings]:
     """Where FTP listens (None: not at all) and how; InputError names the option at fault."""
-    given = ftps or ftps_required or ftp_passive or ftp_masquerade or ftp_shared_login
+    given = any((ftps, ftps_required, ftp_passive, ftp_masquerade, ftp_shared_login,
+                 ftp_proxy_protocol))  # fmt: skip
     if ftp is None:
         if given:
             raise InputError("the --ftp… options need --ftp [HOST:PORT]", field="ftp")
@@ -165,6 +176,7 @@ def ftp_settings(
         passive=_port_range(ftp_passive) if ftp_passive is not None else None,
         masquerade=_masquerade(ftp_masquerade) if ftp_masquerade is not None else None,
         shared_login=shared,
+        proxy_from=tuple(_proxy(text) for text in ftp_proxy_protocol),
         max_connections=ftp_max_connections,
         per_address=ftp_per_address,
         max_logins=ftp_max_logins,
@@ -199,4 +211,15 @@ def _masquerade(text: str) -> str:
             f"--ftp-masquerade {text!r} is not an IPv4 address",
             hint="PASV can only name an IPv4 address, e.g. 203.0.113.7",
             field="ftp-masquerade",
+        ) from None
+
+
+def _proxy(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise InputError(
+            f"--ftp-proxy-protocol {text!r} is not an IP address or network",
+            hint="the balancer's address, e.g. 10.0.0.10 or 10.0.0.0/29",
+            field="ftp-proxy-protocol",
         ) from None

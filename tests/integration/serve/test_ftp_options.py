@@ -46,6 +46,13 @@ def serve(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (("--ftp", ":0", "--ftp-passive", "21-30"), "ports must be 1024-65535", "30000-30999"),
         (("--ftp", ":0", "--ftp-masquerade", "nat.example"), "is not an IPv4 address", "PASV"),
         (("--ftp", ":0", "--ftp-shared-login", "PlcmSpIp"), "is not USER:PASSWORD", "PlcmSpIp"),
+        (("--ftp-proxy-protocol", "10.0.0.10"), "the --ftp… options need --ftp", None),
+        (
+            ("--ftp", ":0", "--ftp-proxy-protocol", "balancer.example"),
+            "error: --ftp-proxy-protocol 'balancer.example' is not an IP address or network",
+            "10.0.0.10",
+        ),
+        (("--ftp", ":0", "--ftp-proxy-protocol", "10.0.0.0/33"), "is not an IP address", "10.0"),
         (("--ftp", ":0", "--ftp-shared-login", "anonymous:x"), "never accepted", "PlcmSpIp"),
         (
             ("--ftp", ":0", "--ftps", "--cert", "missing.crt", "--key", "missing.key"),

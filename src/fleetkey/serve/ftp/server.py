@@ -47,6 +47,7 @@ from fleetkey.serve.ftp.data import DataMixin
 from fleetkey.serve.ftp.files import VirtualFS
 from fleetkey.serve.ftp.logins import Logins, SharedLogin
 from fleetkey.serve.ftp.passive import PassiveListener, ephemeral_ports
+from fleetkey.serve.ftp.proxied import Network, ProxiedServerMixin
 from fleetkey.serve.ftp.refusing import Refusals
 from fleetkey.serve.ftp.session import SessionMixin
 from fleetkey.serve.listen import listen_error
@@ -92,6 +93,7 @@ class FtpSettings:
     idle_s: float = 60.0  # a control connection without a command
     data_s: float = 30.0  # a data connection without progress, or not made
     login_delay_s: float = 1.0  # before a failed login is answered
+    proxy_from: tuple[Network, ...] = ()  # PROXY headers read from these (serve.ftp.proxied)
 
 
 @dataclass(slots=True)
@@ -282,7 +284,7 @@ class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped
                 pyftpdlib_ioloop.asyncore.write(owner)
 
 
-class _Server(FTPServer):  # type: ignore[misc]  # pyftpdlib is untyped
+class _Server(ProxiedServerMixin, FTPServer):  # type: ignore[misc]  # pyftpdlib is untyped
     """pyftpdlib's server, whose connection count leaves out its own listening socket (it
     counted every descriptor of its loop, the listener too, and so admitted ``max_cons - 1``
     sessions: ``--ftp-max-connections N`` admits N), nor the commit gate's wake-up socket

@@ -23,7 +23,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pyftpdlib.filesystems import FilesystemError
 
@@ -58,8 +58,16 @@ class SessionMixin(RefusingMixin):
 
     service: FtpService
     remote_ip: str
+    remote_port: int
     authenticated: bool
     username: str
+    fk_via: str | None = None  # a proxied session's proxy: where its data connections come from
+
+    def __init__(self, conn: Any, server: Any, ioloop: Any = None) -> None:
+        super().__init__(conn, server, ioloop)  # type: ignore[call-arg]
+        arriving = getattr(server, "fk_arriving", None)  # its PROXY header's client (proxied.py)
+        if arriving is not None:
+            (self.remote_ip, self.remote_port), self.fk_via = arriving
 
     def fk_setup(self) -> None:
         self.fk_mac: str | None = None
