@@ -267,7 +267,8 @@ def start_servers(
 ) -> list[Server]:
     """`fleetkey serve` on each loopback host, believing X-Forwarded-For from HAProxy (which
     reaches them from 127.0.0.1); started together, then each awaited. ``passive``: FTP too,
-    each server with its part of the passive range, announcing the balancer's address;
+    each server with its part of the passive range, announcing the balancer's address and
+    reading HAProxy's PROXY header (send-proxy-v2) on control connections from 127.0.0.1;
     ``tftp``: TFTP too, on a free port of the server's own address (``Server.tftp_port``)."""
     (shared / "uploads").mkdir(mode=0o700, exist_ok=True)
     started = []
@@ -282,7 +283,8 @@ def start_servers(
             ftp_port = free_port_on(host)
             first, last = passive[i]
             ftp = ["--ftp", f"{host}:{ftp_port}", "--ftp-passive", f"{first}-{last}",
-                   "--ftp-masquerade", BALANCER_HOST]  # fmt: skip
+                   "--ftp-masquerade", BALANCER_HOST,
+                   "--ftp-proxy-protocol", "127.0.0.1/32"]  # fmt: skip
         tftp_port = free_udp_port_on(host) if tftp else None
         udp = ["--tftp", f"{host}:{tftp_port}"] if tftp_port else []
         process = subprocess.Popen(

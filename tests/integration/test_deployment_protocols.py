@@ -137,6 +137,21 @@ def http_records(database: str, mac: str) -> Counter[tuple[str, str | None]]:
         store.close()
 
 
+def ftp_records(database: str) -> list[tuple[str | None, str | None, str, int]]:
+    """(MAC, address, path, status) of every FTP record."""
+    store = Store(database)
+    try:
+        with store.transaction() as session:
+            rows = session.execute(
+                select(FetchRow.mac, FetchRow.remote_addr, path_of.text, FetchRow.status)
+                .join(path_of, path_of.id == FetchRow.path_id)
+                .where(FetchRow.protocol == "ftp")
+            )
+            return [(mac, address, path, status) for mac, address, path, status in rows]
+    finally:
+        store.close()
+
+
 def licenses_by_mac(database: str) -> Counter[str]:
     """Each phone's license files answered 200 over FTP, as the store has them."""
     store = Store(database)
@@ -205,7 +220,7 @@ def test_phones_boot_over_ftp_and_https_through_haproxy_while_a_server_is_killed
     try:
         servers = start_servers(
             tmp_path, data, database, "--ftp-shared-login", "PlcmSpIp:PlcmSpIp",
-            "--ftp-per-address", "512", "--ftp-max-logins", "512", passive=passive,
+            "--ftp-max-logins", "512", passive=passive,
         )  # fmt: skip
         balancer = start_balancer(tmp_path, servers, passive)
         # HTTPS ended at HAProxy, before anything else: the phone's address is recorded
@@ -279,5 +294,23 @@ def test_phones_boot_over_ftp_and_https_through_haproxy_while_a_server_is_killed
                 1 for f in fetches if f["status"] == 200 and f["name"].endswith("-license.cfg")
             )
     assert [m for m in macs if got[m] > licenses[m]] == []
+    # each phone's own address on its FTP records (HAProxy's PROXY header, send-proxy-v2),
+    # not the balancer's: every record of a known phone carries that phone's address
+    rows = ftp_records(database)
+    wrong_address = [(m, a) for m, a, _, _ in rows if m is not None and a != phone_address(m)]
+    assert wrong_address == []
+    assert {a for m, a, _, _ in rows if m is None} <= {phone_address(m) for m in macs}
+    # every refusal a phone saw after the kill (a 403: a PlcmSpIp session whose first file
+    # was a shared one, its earlier session cut by the kill; only survivors answer then) was
+    # fleetkey's, and is recorded with the phone's address
+    refused = {(phone_address(p["mac"]), f["name"]) for run in ("first", "again")
+               for p in json.loads((tmp_path / f"{run}.json").read_text())["phones"]
+               for f in p["fetches"]
+               if f["status"] == 403
+               and datetime.fromisoformat(f["at"]).timestamp() > killed_at}  # fmt: skip
+    recorded_refusals = {
+        (a, path.rsplit("/", 1)[-1]) for _, a, path, status in rows if status == 403
+    }
+    assert refused <= recorded_refusals, refused - recorded_refusals
     assert {p["mac"] for p in phones} == set(macs)
     assert own  # half logged in with their own login, the others with PlcmSpIp
