@@ -35,10 +35,16 @@ _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
     "--server",
     required=True,
     metavar="URL",
-    help="http://HOST:PORT[/<site>], tftp://HOST:PORT[/<site>] or "
+    help="http://HOST:PORT[/<site>], https://HOST:PORT[/<site>], tftp://HOST:PORT[/<site>] or "
     "ftp://[USER:PASSWORD@]HOST:PORT[/<site>] to boot from (FTP: every phone logs in as USER, "
     "else with its --credentials login, else as PlcmSpIp); a last segment ending .cfg names "
     "the master configuration.",
+)
+@click.option(
+    "--cacert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With an https:// --server: the phones trust this PEM certificate (the server's "
+    "self-signed one, or its CA) instead of the system's CAs.",
 )
 @click.option(
     "--phones",
@@ -139,6 +145,7 @@ _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 def emulate(
     env: Env,
     server: str,
+    cacert: Path | None,
     phones: int | None,
     macs: Path | None,
     models: str | None,
@@ -216,6 +223,7 @@ def emulate(
         sip_port=sip_port or None,
         concurrency=concurrency,
         new_firmware=new_firmware,
+        ca_file=cacert,
     )
     outcome = runner.run(
         url,

@@ -10,6 +10,7 @@ What a host does around a request (retries, counting, recording) stays the host'
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 from fleetkey.core.device.boot import FileRequest
@@ -31,8 +32,10 @@ def connector(
     tftp: bool = False,
     ftp: FtpLogins | None = None,
     timeout_s: float = 30.0,
+    tls: ssl.SSLContext | None = None,
 ) -> Connect:
-    """How phones reach ``host:port``: over FTP with ``ftp``'s logins, over TFTP, else HTTP."""
+    """How phones reach ``host:port``: over FTP with ``ftp``'s logins, over TFTP, else HTTP
+    (HTTPS with ``tls``)."""
     if ftp is not None:
         return lambda config, address, flash, _: ftp.client(
             host, port, address, config.mac, flash.headers
@@ -46,6 +49,7 @@ def connector(
         user_agent=user_agent(config),
         timeout_s=timeout_s,
         login=login,
+        tls=tls,
     )
 
 

@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import ssl
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -82,12 +83,13 @@ class Fleet:
         http_logins: Mapping[str, tuple[str, str]] | None = None,
         connect: Callable[[EmulatedPhone], Transport] | None = None,  # else by the protocol
         wall: Clock | None = None,  # the real time a Retry-After date is read against
+        tls: ssl.SSLContext | None = None,  # HTTPS, trusting what it trusts
     ) -> None:
         self.clock = clock
         self._wall = wall or SystemClock()  # a Retry-After date is the server's time
         self._host, self._port, self._prefix = host, port, prefix.rstrip("/")
         self._master = master  # a master configuration named in the server URL
-        self._connector = connector(host, port, tftp=tftp, ftp=ftp)
+        self._connector = connector(host, port, tftp=tftp, ftp=ftp, tls=tls)
         self._connect = connect
         self._sip_port = sip_port
         self._calls_per_hour = calls_per_hour

@@ -1,8 +1,10 @@
 """A small HTTP/1.1 client for emulated phones (a ``Transport``): one keep-alive connection per
 boot pass, from the phone's own address, with a phone's User-Agent; httptools parses the answers.
+Over HTTPS (``tls``: the phones' trust, ``tls_context``) the same connection is TLS, its
+certificate checked against the server's host as a phone checks it.
 
 Small on purpose: ten thousand phones share one process, and a general client (connection
-pools, TLS, redirects) costs more per request than the whole server answer. A 503 is returned
+pools, redirects) costs more per request than the whole server answer. A 503 is returned
 as it came, its Retry-After among the reply's headers: the fleet (``emulate.fleet``) waits that
 long in real time and asks again, as phones retry their provisioning server.
 """
@@ -13,14 +15,30 @@ import asyncio
 import base64
 import contextlib
 import os
+import ssl
+from pathlib import Path
 
 import httptools
 
 from fleetkey.core.digest import Challenge
 from fleetkey.emulate.transport import MAX_BODY, Reply, Sink
-from fleetkey.errors import AnswerTooLargeError, DigestError, EmulationError
+from fleetkey.errors import AnswerTooLargeError, DigestError, EmulationError, InputError
 
-__all__ = ["MAX_BODY", "HttpClient", "Login", "Reply", "check_reachable"]
+__all__ = ["MAX_BODY", "HttpClient", "Login", "Reply", "check_reachable", "tls_context"]
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """What the phones trust over HTTPS: the system's certificate authorities, or only
+    ``ca_file``'s (PEM: a self-signed server's certificate, or its CA). InputError when it
+    holds no certificate."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    except (ssl.SSLError, OSError) as exc:
+        raise InputError(
+            f"--cacert {ca_file}: no PEM certificate in it ({getattr(exc, 'reason', None) or exc})",
+            hint="give the server's certificate (or its CA's) in PEM, as curl --cacert takes it",
+            field="cacert",
+        ) from None
 
 
 class _Collector:
@@ -101,8 +119,10 @@ class HttpClient:
         timeout_s: float = 30.0,
         login: Login | None = None,
         max_body: int = MAX_BODY,  # the largest answer it keeps (one not kept has no cap)
+        tls: ssl.SSLContext | None = None,  # HTTPS, trusting what this context trusts
     ) -> None:
         self._max_body = max_body
+        self._tls = tls
         self._host, self._port = host, port
         self._login = login
         self._challenges: list[str] = []
@@ -169,7 +189,11 @@ class HttpClient:
         if self._writer is None:
             local = (self._local, 0) if self._local else None
             self._reader, self._writer = await asyncio.open_connection(
-                self._host, self._port, local_addr=local
+                self._host,
+                self._port,
+                local_addr=local,
+                ssl=self._tls,
+                server_hostname=self._host if self._tls is not None else None,
             )
         assert self._reader is not None  # noqa: S101  # opened together
         head = (
@@ -207,12 +231,24 @@ class HttpClient:
                 await writer.wait_closed()
 
 
-async def check_reachable(host: str, port: int, timeout_s: float = 5.0) -> None:
-    """Raise EmulationError, saying why, when no HTTP server takes connections there."""
-    where = f"http://{host}:{port}"
+async def check_reachable(
+    host: str, port: int, timeout_s: float = 5.0, tls: ssl.SSLContext | None = None
+) -> None:
+    """Raise EmulationError, saying why, when no HTTP server takes connections there (with
+    ``tls``: none whose TLS and certificate the phones would accept)."""
+    where = f"{'https' if tls is not None else 'http'}://{host}:{port}"
     try:
         async with asyncio.timeout(timeout_s):
-            _, writer = await asyncio.open_connection(host, port)
+            _, writer = await asyncio.open_connection(
+                host, port, ssl=tls, server_hostname=host if tls is not None else None
+            )
+    except ssl.SSLCertVerificationError as exc:
+        raise EmulationError(
+            f"{where}: the phones do not trust its certificate ({exc.verify_message})",
+            hint="give its certificate (or its CA's) with --cacert FILE.pem",
+        ) from None
+    except ssl.SSLError as exc:
+        raise EmulationError(f"{where} speaks no TLS the phones accept ({exc.reason})") from None
     except ConnectionRefusedError:
         raise EmulationError(f"nothing listens at {where} (connection refused)") from None
     except TimeoutError:

@@ -5,8 +5,9 @@ phone has booted or a signal stops it, and what came of it.
 The command parses options and prints; this module owns the loop, the signals and the end
 (aiohttp's ``AppRunner`` is the model: setup, run, cleanup in one place).
 
-The server URL (``ServerUrl.parse``): ``http://HOST:PORT[/prefix]``,
-``tftp://HOST:PORT[/prefix]`` or ``ftp://[USER:PASSWORD@]HOST:PORT[/prefix]``, on this machine
+The server URL (``ServerUrl.parse``): ``http://HOST:PORT[/prefix]``, ``https://…`` (the
+phones trusting ``RunOptions.ca_file``, else the system's CAs), ``tftp://HOST:PORT[/prefix]``
+or ``ftp://[USER:PASSWORD@]HOST:PORT[/prefix]``, on this machine
 (the phones live on loopback addresses, ``emulate.addresses``); a last path segment ending
 ``.cfg`` (5 characters or more) names the master configuration (domain.md §4).
 """
@@ -16,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import resource
 import signal
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
@@ -35,9 +38,10 @@ from fleetkey.emulate.report import Failure, all_failed, report
 from fleetkey.emulate.sockets import check_descriptors
 from fleetkey.errors import InputError
 
-PORTS: Final = {"http": 80, "tftp": 69, "ftp": 21}
+PORTS: Final = {"http": 80, "https": 443, "tftp": 69, "ftp": 21}
 FORMS: Final = {
     "http": "http://HOST:PORT[/prefix]",
+    "https": "https://HOST:PORT[/prefix]",
     "tftp": "tftp://HOST:PORT[/prefix]",
     "ftp": "ftp://[USER:PASSWORD@]HOST:PORT[/prefix]",
 }
@@ -48,7 +52,7 @@ class ServerUrl:
     """Where the phones boot from, and how."""
 
     text: str
-    scheme: str  # http, tftp or ftp
+    scheme: str  # http, https, tftp or ftp
     host: str
     port: int
     prefix: str = ""  # a path prefix (a site's directory)
@@ -107,6 +111,7 @@ class RunOptions:
     sip_port: int | None = 5060  # None: no SIP
     concurrency: int = 256
     new_firmware: bool = False
+    ca_file: Path | None = None  # https: the certificate (or CA) the phones trust
 
     def __post_init__(self) -> None:
         if self.speed <= 0:  # before anything starts (the fleet's clock would refuse it)
@@ -146,7 +151,12 @@ def run(
         sip=options.sip_port is not None,
         per_boot=2 if server.scheme == "ftp" else 1,  # FTP: a control and a data connection
     )
-    return uvloop.run(_run(server, phones, verifier, options, sip_logins, http_logins))
+    if options.ca_file is not None and server.scheme != "https":
+        raise InputError(
+            f"--cacert goes with an https:// --server, not {server.scheme}://", field="cacert"
+        )
+    tls = http.tls_context(options.ca_file) if server.scheme == "https" else None
+    return uvloop.run(_run(server, phones, verifier, options, sip_logins, http_logins, tls))
 
 
 async def _run(
@@ -156,13 +166,14 @@ async def _run(
     options: RunOptions,
     sip_logins: Sequence[tuple[str, str] | None] | None,
     http_logins: Mapping[str, tuple[str, str]] | None,
+    tls: ssl.SSLContext | None,
 ) -> Outcome:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # before the phones, whose making takes
         loop.add_signal_handler(signum, stopping.set)  # seconds for tens of thousands
     try:
-        await _check_reachable(server)
+        await _check_reachable(server, tls)
         fleet = Fleet(
             list(phones),
             verifier,
@@ -180,6 +191,7 @@ async def _run(
             sip_logins=list(sip_logins) if sip_logins is not None else None,
             stopping=stopping,
             ftp=_ftp_logins(server, http_logins or {}) if server.scheme == "ftp" else None,
+            tls=tls,
         )
         began = time.monotonic()
         await fleet.run(options.duration_s, until_booted=options.until_booted)
@@ -194,9 +206,9 @@ async def _run(
     return Outcome(fleet, elapsed, document, all_failed(fleet))
 
 
-async def _check_reachable(server: ServerUrl) -> None:
-    if server.scheme == "http":
-        await http.check_reachable(server.host, server.port)
+async def _check_reachable(server: ServerUrl, tls: ssl.SSLContext | None) -> None:
+    if server.scheme in ("http", "https"):
+        await http.check_reachable(server.host, server.port, tls=tls)
     elif server.scheme == "ftp":
         await ftp.check_reachable(server.host, server.port)
     else:
