@@ -102,9 +102,15 @@ class Served:
     method: str
     path: str
     status: int  # -1: no answer reached the phone
-    server: str  # serveN, or <NOSRV>
+    server: str  # serveN (serveN-anyway: the same process as an unchecked backup), <NOSRV>
     redispatched: bool  # sent to another server after its first failed
     total_ms: int
+    retries: int = 0  # %rc: the times HAProxy sent it again (to any server, the same too)
+
+    @property
+    def process(self) -> str:
+        """The server process that answered: a backup line is its checked server's process."""
+        return self.server.removesuffix("-anyway")
 
 
 @dataclass
@@ -134,6 +140,7 @@ class Balancer:
                         match["server"],
                         match["retries"].startswith("+"),
                         int(match["total_ms"]),
+                        int(match["retries"].lstrip("+")),
                     )
                 )
         return found

@@ -68,6 +68,7 @@ class FleetRun:
     answered_by: Counter[str]  # requests per server that reached the phone, HAProxy's log
     forwarded_by: Counter[str]  # requests per server, answered or not (a phone gone first)
     redispatched: int  # requests HAProxy sent again to another server
+    retries: int  # the times HAProxy sent a request again, to any server (%rc, summed)
     failed_through_balancer: Counter[int]  # statuses 5xx or -1 HAProxy gave phones
     written: dict[str, int]  # records each surviving server says it wrote
     not_recorded: dict[str, int]
@@ -259,7 +260,7 @@ def _measure(
 ) -> FleetRun:
     phones = json.loads((work / "report.json").read_text())["phones"]
     served = balancer.requests()
-    answered = Counter(r.server for r in served if r.status > 0)
+    answered = Counter(r.process for r in served if r.status > 0)
     written, unrecorded = {}, {}
     for name, line in summaries.items():
         match = SUMMARY.search(line)
@@ -292,8 +293,9 @@ def _measure(
         phones_with_errors=int(json.loads(emulator_out)["phones_with_errors"]),
         down_after_s=known["down_after_s"],
         answered_by=answered,
-        forwarded_by=Counter(r.server for r in served),
+        forwarded_by=Counter(r.process for r in served),
         redispatched=sum(r.redispatched for r in served),
+        retries=sum(r.retries for r in served),
         failed_through_balancer=Counter(r.status for r in served if not 0 < r.status < 500),
         written=written,
         not_recorded=unrecorded,
@@ -318,7 +320,8 @@ def describe(run: FleetRun) -> str:
             f"phones by check-syncs received {dict(run.check_syncs)}, by check-sync reboots "
             f"{dict(run.checksync_reboots)}; notified twice: {len(run.twice)}",
             f"HAProxy: serve2 DOWN {run.down_after_s} s after the kill; answered "
-            f"{dict(run.answered_by)}; redispatched {run.redispatched}; failures given to "
+            f"{dict(run.answered_by)}; redispatched {run.redispatched} (retries "
+            f"{run.retries}); failures given to "
             f"phones {dict(run.failed_through_balancer)}; phones with errors "
             f"{run.phones_with_errors}; forwarded {dict(run.forwarded_by)}",
             f"records: store {run.records_in_store:,}; surviving servers wrote {run.written} "

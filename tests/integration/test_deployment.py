@@ -305,13 +305,22 @@ def test_a_fleet_rolls_out_through_haproxy_while_a_server_and_an_executor_are_ki
     for site, delays in run.post_delays.items():
         assert set(delays) == {"serve1", "serve2", "serve3"}, site
         assert all(0 <= d <= 2.0 for d in delays.values()), (site, delays)
-    # every answer of a surviving server recorded; the killed one lost at most its queue
-    # (a server may also have answered a request whose phone left first: recorded, not logged
-    # as answered by HAProxy). One run of the merged tree recorded one request more than
-    # HAProxy's log forwarded to that server (5,014 - 57 polls > 4,956; cause not found): the
-    # upper bound, against double recording, allows that one
+    # every answer of a surviving server recorded; the killed one lost at most its queue.
+    # HAProxy logs a request once, when it ends, under the server that answered it last
+    # (a backup line, serveN-anyway, is serveN's process: counted as serveN); a server
+    # records every request it read. The counts differ only by requests HAProxy sent again
+    # (%rc): one may reach a server, and be recorded there, before its answer is lost to
+    # HAProxy. serve2 commits a license answer's record before sending it, so one killed in
+    # between is recorded by serve2 and by the server the retry went to (serve2's count
+    # below zero: -6 in one run); a survivor above what HAProxy logged under it is the same,
+    # a request that reached it and went again (one run: serve1 +12, serve3 +9, 160 requests
+    # sent again; how those answers were lost was not seen; the "+ 1" allowed here before
+    # had no ground). So a server's records, less the poller's direct requests, are at least
+    # what it answered through HAProxy and at most what HAProxy forwarded to it plus every
+    # retry (one may go to the same server again). Each request recorded twice would pass
+    # that by thousands; a few recorded twice would hide among the retries (printed above).
     for name in ("serve1", "serve3"):
         assert run.not_recorded[name] == 0
         answered, forwarded = run.answered_by[name], run.forwarded_by[name]
-        assert answered <= run.written[name] - run.polls[name] <= forwarded + 1, name
-    assert 0 <= run.killed_lost <= RECORD_QUEUE
+        assert answered <= run.written[name] - run.polls[name] <= forwarded + run.retries, name
+    assert -run.retries <= run.killed_lost <= RECORD_QUEUE
