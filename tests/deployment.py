@@ -71,6 +71,28 @@ def free_udp_port_on(host: str) -> int:
 PASSIVE_PORTS = 200  # each server's part of the passive range (few reuses of a port)
 
 
+def free_sip_port() -> int:
+    """A port for the emulated phones' SIP (UDP on each phone's address, TCP on the wildcard)
+    below the passive ranges and the kernel's ephemeral ports: one of those, free when chosen,
+    was taken seconds later as the own port of one of the deployment's own connections
+    (HAProxy's to the servers), and the emulator's TCP listener failed with "Address already
+    in use" (one run)."""
+    for _ in range(200):
+        port = 10_000 + secrets.randbelow(10_000)
+        if _free(BALANCER_HOST, port) and _free("0.0.0.0", port) and _free_udp(port):  # noqa: S104
+            return port
+    raise AssertionError("no port free for SIP in 10000-19999")
+
+
+def _free_udp(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))  # noqa: S104  # only to see that it is free
+        except OSError:
+            return False
+        return True
+
+
 def passive_ranges(count: int = len(SERVER_HOSTS)) -> list[tuple[int, int]]:
     """A part of one passive range for each server (first, last), below the kernel's
     ephemeral ports, every port of it free on the balancer's address (HAProxy binds them)."""

@@ -27,11 +27,11 @@ from tests.deployment import (
     Balancer,
     Poller,
     Server,
+    free_sip_port,
     start_balancer,
     start_servers,
     take_down,
 )
-from tests.helpers import free_udp_port
 from tests.serving import (
     SITE_LICENSED,
     cli,
@@ -170,7 +170,7 @@ def roll_out_through_the_balancer(
     servers; each site's successor is posted (timed on every server) and rolled out by two
     executors each; once ``kill_after`` of the phones are confirmed, serve2 and one executor
     are SIGKILLed and that executor started again. Everything is stopped before returning."""
-    sip_port = free_udp_port()
+    sip_port = free_sip_port()
     data, env = _admin(work, database, phones, sip_port)
     servers = start_servers(work, data, database, "--record-queue", str(record_queue))
     store = Store(database)

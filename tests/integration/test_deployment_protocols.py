@@ -81,6 +81,24 @@ def emulate(work: Path, env: dict[str, str], balancer: Balancer, run: str) -> su
     )  # fmt: skip
 
 
+HTTPS_PHONES = 24
+
+
+def boot_over_https(work: Path, env: dict[str, str], balancer: Balancer) -> dict[str, int]:
+    """The first HTTPS_PHONES phones boot once more, over HTTPS through the balancer (the
+    emulator trusting HAProxy's certificate); its summary."""
+    done = subprocess.run(
+        [*fleetkey_command(), "emulate", "--server", f"{balancer.tls_url}/{SITE}", "--cacert",
+         str(balancer.certificate), "--phones", str(HTTPS_PHONES), "--macs",
+         str(work / "macs.txt"), "--tag-serial", "--sip-port", "0", "--duration", "120",
+         "--until-booted", "--json"],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary: dict[str, int] = json.loads(done.stdout)
+    return summary
+
+
 def curl_license(balancer: Balancer, mac: str, *claims: str, tls: bool = True) -> tuple[int, bytes]:
     """A tagging phone's GET of its site license over HTTPS through the balancer (``tls``;
     else HTTP), from the phone's own address, checking HAProxy's certificate; ``claims``:
@@ -244,6 +262,7 @@ def test_phones_boot_over_ftp_and_https_through_haproxy_while_a_server_is_killed
         again = emulate(tmp_path, env, balancer, "again")  # every phone boots once more
         out_again, err = again.communicate(timeout=180)
         assert again.returncode == 0, err
+        over_https = boot_over_https(tmp_path, env, balancer)
         survivors = [s for s in servers if s is not victim]
         summaries = [s.stop() for s in survivors]
         routes = ftp_servers_of(balancer)
@@ -260,6 +279,9 @@ def test_phones_boot_over_ftp_and_https_through_haproxy_while_a_server_is_killed
     # and HTTPS as HTTPS (X-Forwarded-Proto from HAProxy); the spoofing phone as it was
     assert set(http_records(database, macs[1])) == {("https", phone_address(macs[1]))}
     assert http_records(database, macs[3]) == {("http", phone_address(macs[3])): 1}
+    # phones booting over HTTPS through HAProxy (the emulator): recorded https, their address
+    assert (over_https["booted"], over_https["phones_with_errors"]) == (HTTPS_PHONES, 0)
+    assert set(http_records(database, macs[0])) == {("https", phone_address(macs[0]))}
     # every phone ends with its site license: the second boot went to surviving servers only
     summary = json.loads(out_again)
     assert (summary["booted"], summary["phones_with_errors"]) == (PHONES, 0), out_again
