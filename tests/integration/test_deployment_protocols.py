@@ -330,6 +330,10 @@ def test_phones_boot_over_ftp_and_https_through_haproxy_while_a_server_is_killed
                for f in p["fetches"]
                if f["status"] == 403
                and datetime.fromisoformat(f["at"]).timestamp() > killed_at}  # fmt: skip
+    saids = {f.get("said") for run in ("first", "again")
+             for p in json.loads((tmp_path / f"{run}.json").read_text())["phones"]
+             for f in p["fetches"] if f["status"] == 403}  # fmt: skip
+    assert saids <= {"550 per-device files need a login here."}, saids  # the server's words
     recorded_refusals = {
         (a, path.rsplit("/", 1)[-1]) for _, a, path, status in rows if status == 403
     }

@@ -22,7 +22,8 @@ from tests.helpers import Fleetkey
     [
         (
             ("--server", "sftp://127.0.0.1:22"),
-            "is not http://HOST:PORT[/prefix], tftp://HOST:PORT[/prefix] or ftp://",
+            "is not http://HOST:PORT[/prefix], https://HOST:PORT[/prefix], "
+            "tftp://HOST:PORT[/prefix] or ftp://",
         ),
         (("--server", "http://"), "is not http://HOST:PORT"),
         (("--clock-start", "yesterday"), "--clock-start 'yesterday' is not an ISO date-time"),
