@@ -83,7 +83,10 @@ def serve_workers(store: Store, settings: ServeSettings, pool: Pool, serving: Se
         "tftp": settings.tftp,
         "ftp": settings.ftp,
     }
-    listeners = bind_listeners(addresses, pool.workers, settings.trusted_proxies)
+    # behind a balancer (HTTP's X-Forwarded-For, FTP's PROXY header) connections come from its
+    # few addresses: left to the kernel's hash, or one worker would take every phone's
+    proxies = settings.trusted_proxies + settings.ftp_settings.proxy_from
+    listeners = bind_listeners(addresses, pool.workers, proxies)
     shared = Path(tempfile.mkdtemp(prefix="fleetkey-workers-"))
     secret = os.urandom(32)
     try:

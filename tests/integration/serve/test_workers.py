@@ -257,6 +257,8 @@ def tftp_from(source: str, port: int, name: str) -> bytes:
             if len(packet) - 4 < 512:
                 return received
 
+
+class TestFtp:
     def test_ftp_is_served_by_every_worker_and_counted_in_the_totals(
         self, fleet: tuple[Path, dict[str, str]]
     ) -> None:
@@ -288,17 +290,43 @@ def tftp_from(source: str, port: int, name: str) -> bytes:
         assert "32 FTP transfers" in line
         assert totals(line)[1:] == (32, 0)
 
+    def test_ftp_sessions_from_a_proxy_that_names_its_phones_are_spread_over_both_workers(
+        self, fleet: tuple[Path, dict[str, str]]
+    ) -> None:
+        """Every session behind HAProxy comes from its one address; steered by that address,
+        one worker would take them all. A ``--ftp-proxy-protocol`` source is left to the
+        kernel's hash, as a ``--trusted-proxy`` is (16 sessions all on one worker by chance:
+        2 in 65,536)."""
+        data, env = fleet
+        served = start_ftp(data, env, "--workers", "2", "--ftp-proxy-protocol", "127.0.0.1")
+        sessions = []
+        try:
+            for last in range(1, 17):
+                sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+                sessions.append(sock)
+                sock.sendall(f"PROXY TCP4 10.0.0.{last} 127.0.0.1 40000 21\r\n".encode())
+                assert sock.makefile("rb").readline().startswith(b"220")  # a session began
+            owners = session_owners(workers_of(served.running), served.port, by_port=True)
+            assert len(owners) == 16
+            assert len(set(owners.values())) == 2
+        finally:
+            for sock in sessions:
+                sock.close()
+            stopped(served.running)
 
-def session_owners(workers: list[int], port: int) -> dict[str, int]:
+
+def session_owners(workers: list[int], port: int, *, by_port: bool = False) -> dict[str, int]:
     """The worker holding each established FTP control connection on ``port``, by the
-    client's address (from /proc/net/tcp and the workers' descriptors)."""
+    client's address, or its address and port (from /proc/net/tcp and the workers'
+    descriptors)."""
     inodes: dict[str, str] = {}
     for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = row.split()
         local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
         if state == "01" and int(local.split(":")[1], 16) == port:
             packed = bytes.fromhex(remote.split(":")[0])[::-1]  # little-endian IPv4
-            inodes[inode] = socket.inet_ntoa(packed)
+            client = socket.inet_ntoa(packed)
+            inodes[inode] = f"{client}:{int(remote.split(':')[1], 16)}" if by_port else client
     owners: dict[str, int] = {}
     for pid in workers:
         for fd in Path(f"/proc/{pid}/fd").iterdir():
