@@ -10,7 +10,7 @@ insert_records: the writer's batched insert and its per-phone state upserts, 50,
 batch), 12 requests per phone per day (a boot: master config, phone config, site license,
 phone license (404), two more configs; then six config polls, 304), and after each day prunes
 what the retention lets go (store/retention.py: roll-up, batched deletes), as `serve` does;
-with --bulk (SQLite), the store that leaves, built much faster (bench/historybulk.py).
+with --bulk, the store that leaves, built much faster (bench/historybulk.py).
 Before the first day (the empty store) and at day 1, 90 and 365 (those within DAYS, and DAYS)
 it times, in-process through click, best of three:
   alerts          `fleetkey alerts`
@@ -72,6 +72,7 @@ def _module(name: str) -> Any:
 
 historybulk = _module("historybulk")
 historymeasure = _module("historymeasure")
+historyoptions = _module("historyoptions")
 invoke, measure, fleet = historymeasure.invoke, historymeasure.measure, historymeasure.fleet
 show = historymeasure.show
 
@@ -173,13 +174,6 @@ def write_day_by_day(store: Store, traffic: Traffic, keep_days: int, after: Chec
     return pruning
 
 
-BULK_HELP = (
-    "write the days the retention has removed as their roll-ups and boot tallies only, and the "
-    "kept days' raw records in bulk (bench/historybulk.py): the store the day-by-day mode "
-    "leaves, on SQLite; day N < DAYS is measured only up to the retention"
-)
-
-
 def write_bulk(
     store: Store,
     traffic: Traffic,
@@ -211,12 +205,12 @@ def write_bulk(
         if n < traffic.days and n in wanted:
             writer.make_indexes()
             writer.write_state()
+            writer.settle()
             after(n, oldest_raw + n * DAY - timedelta(hours=1))
         if n == 1 and rolled:  # the records of the day before that ran past midnight
             writer.write_day(rolled - 1, since=cutoff)
     writer.make_indexes()
     writer.write_state()
-    writer.close()
     began = time.perf_counter()
     steady = traffic.first + (traffic.days - 2) * DAY  # a whole day after a whole day
     later = historybulk.summaries(store.engine, steady.date()) if traffic.days > 1 else first
@@ -228,11 +222,13 @@ def write_bulk(
     )
     retention.prune(store.engine, traffic.first + traffic.days * DAY, keep_days, pause_s=0.0)
     summing += time.perf_counter() - began
+    writer.settle()
+    writer.close()
     after(traffic.days, traffic.first + traffic.days * DAY - timedelta(hours=1))
     return summing
 
 
-KEPT = "bench-history.json"  # in a --data directory: how its store was built
+KEPT = historyoptions.KEPT  # in a --data directory: how its store was built
 
 
 def storm(macs: list[str], site_of: dict[str, str], digests: dict[str, str], at: datetime,
@@ -245,18 +241,27 @@ def storm(macs: list[str], site_of: dict[str, str], digests: dict[str, str], at:
 def remeasure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Measure the store kept in ``folder`` again, as its build left it, and a fresh store of
     the same fleet (its baseline) in the same run."""
-    kept = json.loads((folder / KEPT).read_text())
+    kept = args.kept
     os.environ.update(FLEETKEY_DATA=str(folder / "data"))
-    if kept["backend"] == "postgresql":
-        os.environ["FLEETKEY_DB"] = kept["url"]
-    store = Store(kept["url"])
-    macs, site_of, digests, license_id = fleet(store, kept["phones"], kept["sites"])
-    last = datetime.fromisoformat(kept["last"])  # the build's last measurement's moment
-    since = datetime.now(UTC)
-    found = measure(CliRunner(), store, kept["url"], macs[0], license_id,
-                    storm(macs, site_of, digests, last, kept["writer records"]),
-                    forget=True)  # fmt: skip
-    store.close()
+    server = None
+    url = kept.get("db") or kept["url"]
+    if kept["backend"] == "postgresql" and not kept.get("db"):  # its server kept in the folder
+        server = PostgresServer(kept=folder / historyoptions.PGDATA).start()
+        url = server.admin_url(historyoptions.DATABASE)
+    try:
+        if kept["backend"] == "postgresql":
+            os.environ["FLEETKEY_DB"] = url
+        store = Store(url)
+        macs, site_of, digests, license_id = fleet(store, kept["phones"], kept["sites"])
+        last = datetime.fromisoformat(kept["last"])  # the build's last measurement's moment
+        since = datetime.now(UTC)
+        found = measure(CliRunner(), store, url, macs[0], license_id,
+                        storm(macs, site_of, digests, last, kept["writer records"]),
+                        forget=True)  # fmt: skip
+        store.close()
+    finally:
+        if server:
+            server.stop()
     report = {**kept, "remeasured at": since.isoformat(), "load": os.getloadavg(), "results": {}}
     if not args.no_baseline:
         fresh = Path(tempfile.mkdtemp(prefix="fleetkey-bench-history-"))
@@ -288,44 +293,12 @@ def baseline(folder: Path, kept: dict[str, Any], args: argparse.Namespace) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phones", type=int, default=100_000)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--sites", type=int, default=20)
-    parser.add_argument("--retention", type=int, default=retention.DEFAULT_RETENTION_DAYS)
-    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--writer-records", type=int, default=100_000)
-    parser.add_argument("--bulk", action="store_true", help=BULK_HELP)
-    parser.add_argument("--data", type=Path, metavar="DIR", help=DATA_HELP)
-    parser.add_argument("--db", metavar="URL", help=DB_HELP)
-    parser.add_argument("--no-baseline", action="store_true", help=NO_BASELINE_HELP)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    if args.bulk and args.backend != "sqlite":
-        parser.error("--bulk writes SQLite's rows: use it with --backend sqlite")
-    if args.db and not (args.data and args.backend == "postgresql"):
-        parser.error("--db names the PostgreSQL store to keep: with --data --backend postgresql")
-    if args.data and args.backend == "postgresql" and not args.db:
-        parser.error("--data on PostgreSQL keeps the store in --db URL (an empty database)")
-    if args.db and not args.db.startswith("postgresql://"):
-        parser.error(f"--db: not a PostgreSQL URL: {args.db!r} (postgresql://USER@HOST:PORT/DB)")
+    args = historyoptions.parse(__doc__.splitlines()[0])
     os.environ.update(FLEETKEY_KEY_PASSPHRASE=PASSPHRASE, COLUMNS="80")
-    if args.data and (args.data / KEPT).exists():
+    if args.kept is not None:
         show(remeasure(args.data, args), args.json)
         return
-    if args.data and args.data.exists() and any(args.data.iterdir()):
-        parser.error(
-            f"--data {args.data}: holds files but no {KEPT}: give a new or a kept store's directory"
-        )
     show(run(args), args.json)
-
-
-DATA_HELP = (
-    f"keep the store in DIR (on PostgreSQL in --db); a DIR that holds one ({KEPT}) is measured "
-    "again instead, without building"
-)
-NO_BASELINE_HELP = "measuring a kept store again: without a fresh store's figures"
-DB_HELP = "with --data on PostgreSQL: the empty database to build the kept store in"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -333,9 +306,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     if args.backend == "sqlite" or args.db:
         return fill(args, folder, args.db or f"sqlite:///{folder / 'data' / 'fleetkey.db'}")
-    server = PostgresServer(durable=True).start()  # a throwaway server, stopped after
+    if args.data:  # the server's data kept in the folder, shut down cleanly after
+        server = PostgresServer(kept=folder / historyoptions.PGDATA).start()
+        url = server.database(historyoptions.DATABASE)
+    else:
+        server = PostgresServer(durable=True).start()  # a throwaway server, stopped after
+        url = server.create_database()
     try:
-        return fill(args, folder, server.create_database())
+        return fill(args, folder, url)
     finally:
         server.stop()
 
@@ -383,6 +361,10 @@ def fill(args: argparse.Namespace, folder: Path, url: str) -> dict[str, Any]:
     if args.data:
         kept = {k: v for k, v in report.items() if k != "results"}
         kept.update(url=url, first=first.isoformat(), last=moments["last"].isoformat())
+        if args.db:  # a database of the user's own; else a kept server's, on a new port each run
+            kept["db"] = args.db
+        elif args.backend == "postgresql":
+            kept.update(pgdata=historyoptions.PGDATA, database=historyoptions.DATABASE)
         kept["build's results"] = results
         (folder / KEPT).write_text(json.dumps(kept, indent=2) + "\n")
     return report

@@ -1,5 +1,6 @@
 """bench/history.py --bulk leaves the store its day-by-day mode leaves (issue 18: the
-full-scale run writes a year in bulk, so the bulk store must be the one a server would have)."""
+full-scale run writes a year in bulk, so the bulk store must be the one a server would have),
+on SQLite and on PostgreSQL (its fetch table partitioned by day)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, text
 from fleetkey.store.store import Store
 
 from tests.helpers import bench_module
+from tests.pg import PostgresServer
 
 PHONES, SITES, DAYS, KEEP = 60, 3, 7, 3
 
@@ -35,7 +37,7 @@ RAW = (
     "f.remote_addr, a.text, f.duration_ms, f.identified_by, f.day FROM fetches f "
     "JOIN fetch_texts p ON p.id = f.path_id LEFT JOIN fetch_texts a ON a.id = f.agent_id"
 )
-TABLES = {
+COMMON = {
     "raw records": RAW,
     "roll-ups": "SELECT * FROM fetch_days",
     "boot tallies": "SELECT * FROM boot_days",
@@ -43,9 +45,53 @@ TABLES = {
     "phone_files": "SELECT * FROM phone_files",
     "texts": "SELECT text FROM fetch_texts",
     "batches": "SELECT * FROM fetch_batches",
-    "indexes": "SELECT m.name, i.seqno, i.name FROM sqlite_master m, pragma_index_info(m.name) i "
-    "WHERE m.type = 'index'",
 }
+TABLES = {
+    "sqlite": {
+        **COMMON,
+        "indexes": "SELECT m.name, i.seqno, i.name FROM sqlite_master m, "
+        "pragma_index_info(m.name) i WHERE m.type = 'index'",
+    },
+    "postgresql": {
+        **COMMON,
+        # every partition's and the parent's indexes, as their definitions
+        "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes "
+        "WHERE schemaname = current_schema()",
+        "partitions": "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'fetches'::regclass",
+    },
+}
+
+
+def two_stores(
+    history: ModuleType, request: pytest.FixtureRequest, data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[str], list[str], dict[str, str]]:  # fmt: skip
+    """The same inventory (phones at the same sites) in two stores, the day-by-day one and the
+    bulk one: SQLite's copied, PostgreSQL's two databases built by the same commands."""
+    if request.param == "sqlite":
+        macs, serials = history.build(CliRunner(), data_dir.parent, PHONES, SITES)
+        database, bulk_database = data_dir / "fleetkey.db", data_dir.parent / "bulk.db"
+        shutil.copy(database, bulk_database)
+        return macs, serials, {"day by day": f"sqlite:///{database}",
+                               "bulk": f"sqlite:///{bulk_database}"}  # fmt: skip
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    urls = {}
+    for mode in ("day by day", "bulk"):
+        folder = data_dir.parent / mode.replace(" ", "-")
+        folder.mkdir()
+        monkeypatch.setenv("FLEETKEY_DATA", str(folder / "data"))
+        monkeypatch.setenv("FLEETKEY_DB", urls.setdefault(mode, server.create_database()))
+        macs, serials = history.build(CliRunner(), folder, PHONES, SITES)
+    return macs, serials, urls
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def stores(
+    history: ModuleType, request: pytest.FixtureRequest, data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[str, list[str], list[str], dict[str, str]]:  # fmt: skip
+    return (request.param, *two_stores(history, request, data_dir, monkeypatch))
 
 
 @pytest.mark.parametrize(
@@ -53,17 +99,14 @@ TABLES = {
 )
 def test_the_bulk_mode_leaves_the_store_that_writing_and_pruning_day_by_day_leaves(
     history: ModuleType,
-    data_dir: Path,
+    stores: tuple[str, list[str], list[str], dict[str, str]],
     checkpoints: set[int] | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # the full scale copies a run of days between two measurements without the fetch table's
     # secondary indexes: here every run does, so the indexes made again are compared too
     monkeypatch.setattr(history.historybulk, "UNINDEXED_RUN", 1)
-    macs, serials = history.build(CliRunner(), data_dir.parent, PHONES, SITES)
-    database = data_dir / "fleetkey.db"
-    bulk_database = data_dir.parent / "bulk.db"
-    shutil.copy(database, bulk_database)  # the same inventory: phones at the same sites
+    backend, macs, serials, urls = stores
     first = datetime(2026, 3, 1, tzinfo=UTC)
     # boots spread over 26 hours: the last phones' boots run past midnight into the next day,
     # as a day of 100,000 phones' boots does (0.86 s apart, 5 s a boot)
@@ -76,21 +119,18 @@ def test_the_bulk_mode_leaves_the_store_that_writing_and_pruning_day_by_day_leav
         timedelta(hours=26),
     )
     measured: dict[str, list[int]] = {"day by day": [], "bulk": []}
-    stores = {
-        "day by day": Store(f"sqlite:///{database}"),
-        "bulk": Store(f"sqlite:///{bulk_database}"),
-    }
+    opened = {mode: Store(url) for mode, url in urls.items()}
     history.write_day_by_day(
-        stores["day by day"], traffic, KEEP, lambda n, _: measured["day by day"].append(n)
+        opened["day by day"], traffic, KEEP, lambda n, _: measured["day by day"].append(n)
     )
     history.write_bulk(
-        stores["bulk"], traffic, KEEP, lambda n, _: measured["bulk"].append(n), checkpoints
+        opened["bulk"], traffic, KEEP, lambda n, _: measured["bulk"].append(n), checkpoints
     )
     found = {
-        mode: {name: rows(store.engine, sql) for name, sql in TABLES.items()}
-        for mode, store in stores.items()
+        mode: {name: rows(store.engine, sql) for name, sql in TABLES[backend].items()}
+        for mode, store in opened.items()
     }
-    for store in stores.values():
+    for store in opened.values():
         store.close()
     day_by_day, bulk = found["day by day"], found["bulk"]
     # not vacuous: the old days are roll-ups only, the kept ones raw, a boot ran past midnight
@@ -100,7 +140,9 @@ def test_the_bulk_mode_leaves_the_store_that_writing_and_pruning_day_by_day_leav
     }
     assert len(day_by_day["boot tallies"]) == DAYS
     assert len(day_by_day["phone_seen"]) == PHONES
-    for name in TABLES:
+    if backend == "postgresql":  # the kept days' partitions and those made ahead
+        assert len(day_by_day["partitions"]) > KEEP
+    for name in TABLES[backend]:
         assert bulk[name] == day_by_day[name], name
     # the kept days are measured as they come (1 to KEEP, or those asked for), then the last day
     assert measured["day by day"] == list(range(1, DAYS + 1))
