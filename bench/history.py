@@ -246,7 +246,7 @@ def remeasure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     server = None
     url = kept.get("db") or kept["url"]
     if kept["backend"] == "postgresql" and not kept.get("db"):  # its server kept in the folder
-        server = PostgresServer(kept=folder / historyoptions.PGDATA).start()
+        server = PostgresServer(durable=True, kept=folder / historyoptions.PGDATA).start()
         url = server.admin_url(historyoptions.DATABASE)
     try:
         if kept["backend"] == "postgresql":
@@ -307,7 +307,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend == "sqlite" or args.db:
         return fill(args, folder, args.db or f"sqlite:///{folder / 'data' / 'fleetkey.db'}")
     if args.data:  # the server's data kept in the folder, shut down cleanly after
-        server = PostgresServer(kept=folder / historyoptions.PGDATA).start()
+        server = PostgresServer(durable=True, kept=folder / historyoptions.PGDATA).start()
         url = server.database(historyoptions.DATABASE)
     else:
         server = PostgresServer(durable=True).start()  # a throwaway server, stopped after
