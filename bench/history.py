@@ -26,10 +26,13 @@ thread, until committed. Prints the raw records kept, the roll-ups, the database
 its bytes per raw record kept. The phones' User-Agents carry their MAC (one per phone).
 The commands run with the real clock; the simulated days end today.
 
-With --data DIR the store is built in DIR (on PostgreSQL in the empty database --db names)
-and kept, with how it was built (bench-history.json); run again with the same --data, the
-kept store is measured again as its build left it (day DAYS), without rebuilding, next to a
-fresh store of the same fleet built in the same run (its baseline; --no-baseline skips it).
+With --data DIR the store is built in DIR and kept, with how it was built (bench-history.json);
+on PostgreSQL the server's data directory is DIR/postgres (started for the run, shut down
+cleanly after), or the store is built in the empty database --db names. Run again with the
+same --data (and no other option), the kept store is measured again as its build left it (day
+DAYS), without rebuilding, next to a fresh store of the same fleet built in the same run (its
+baseline; --no-baseline skips it). Options are checked before anything is written
+(bench/historyoptions.py).
 """
 
 from __future__ import annotations
