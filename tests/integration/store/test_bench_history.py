@@ -63,18 +63,22 @@ TABLES = {
 }
 
 
-def two_stores(
+Stores = tuple[str, list[str], list[str], dict[str, str]]  # backend, MACs, serials, URLs
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def stores(
     history: ModuleType, request: pytest.FixtureRequest, data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> tuple[list[str], list[str], dict[str, str]]:  # fmt: skip
+) -> Stores:  # fmt: skip
     """The same inventory (phones at the same sites) in two stores, the day-by-day one and the
     bulk one: SQLite's copied, PostgreSQL's two databases built by the same commands."""
     if request.param == "sqlite":
         macs, serials = history.build(CliRunner(), data_dir.parent, PHONES, SITES)
         database, bulk_database = data_dir / "fleetkey.db", data_dir.parent / "bulk.db"
         shutil.copy(database, bulk_database)
-        return macs, serials, {"day by day": f"sqlite:///{database}",
-                               "bulk": f"sqlite:///{bulk_database}"}  # fmt: skip
+        return "sqlite", macs, serials, {"day by day": f"sqlite:///{database}",
+                                         "bulk": f"sqlite:///{bulk_database}"}  # fmt: skip
     server: PostgresServer = request.getfixturevalue("postgres_server")
     urls = {}
     for mode in ("day by day", "bulk"):
@@ -83,15 +87,7 @@ def two_stores(
         monkeypatch.setenv("FLEETKEY_DATA", str(folder / "data"))
         monkeypatch.setenv("FLEETKEY_DB", urls.setdefault(mode, server.create_database()))
         macs, serials = history.build(CliRunner(), folder, PHONES, SITES)
-    return macs, serials, urls
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def stores(
-    history: ModuleType, request: pytest.FixtureRequest, data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> tuple[str, list[str], list[str], dict[str, str]]:  # fmt: skip
-    return (request.param, *two_stores(history, request, data_dir, monkeypatch))
+    return "postgresql", macs, serials, urls
 
 
 @pytest.mark.parametrize(
@@ -99,7 +95,7 @@ def stores(
 )
 def test_the_bulk_mode_leaves_the_store_that_writing_and_pruning_day_by_day_leaves(
     history: ModuleType,
-    stores: tuple[str, list[str], list[str], dict[str, str]],
+    stores: Stores,
     checkpoints: set[int] | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
