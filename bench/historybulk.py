@@ -32,7 +32,6 @@ from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from fleetkey.core.rollout.cost import BootTally
@@ -126,9 +125,9 @@ class BulkWriter:
         self.written: tuple[int, int, int] | None = None  # the first day's: shift, ids
         self.last = 0
         self.indexed = True
-        # the copies' own connections: no fsync, a large cache (a bench store only); the
-        # store's engine, which the measurements use, keeps the store's settings
-        self.copying = create_engine(make_url(engine.url), poolclass=NullPool)
+        # the copies' own connections: no waiting for the disk, a large cache or sort memory (a
+        # bench store only); the store's engine, which the measurements use, keeps its settings
+        self.copying = create_engine(engine.url, poolclass=NullPool)
         event.listen(self.copying, "connect", _pg_session if self.postgresql else _bulk_pragmas)
 
     def close(self) -> None:
