@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,37 @@ def test_a_kept_store_measured_with_options_that_agree_with_its_build_is_measure
     report = json.loads(done.stdout)
     assert list(report["results"]) == ["day 2 (kept)"]
     assert report["results"]["day 2 (kept)"]["phone_seen"] == 4
+
+
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    """A folder PostgreSQL's user can reach (pytest's own are the owner's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="fleetkey-kept-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_a_postgresql_store_built_in_bulk_is_kept_with_its_server_and_measured_by_data_alone(
+    reachable: Path,
+) -> None:
+    """--data on PostgreSQL keeps the server's data in DIR/postgres, shut down after each run;
+    --data alone measures the same store again (the one command of the quiet pass)."""
+    store = reachable / "store"
+    built = bench([*SMALL, "--bulk", "--backend", "postgresql", "--data", str(store), "--json"],
+                  reachable / "tmp")  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    record = json.loads((store / KEPT).read_text())
+    assert (record["backend"], record["mode"], record["pgdata"]) == (
+        "postgresql",
+        "bulk",
+        "postgres",
+    )
+    assert not (store / "postgres" / "data" / "postmaster.pid").exists()  # shut down
+    again = bench(["--data", str(store), "--no-baseline", "--json"], reachable / "tmp")
+    assert again.returncode == 0, again.stderr
+    kept = json.loads(again.stdout)["results"]["day 2 (kept)"]
+    last = json.loads(built.stdout)["results"]["day 2"]
+    assert (kept["raw records"], kept["phone_seen"]) == (last["raw records"], 4)
+    assert not (store / "postgres" / "data" / "postmaster.pid").exists()
