@@ -21,6 +21,7 @@ from tests.serving import (
     FTP_PHONES,
     MAC,
     VVX_LOGIN,
+    Control,
     FtpServer,
     fleet_env,
     make_fleet,
@@ -106,3 +107,38 @@ def test_ports_in_time_wait_serve_download_after_download(
         assert hashlib.sha256(body).hexdigest() == expected
     assert set(ports) <= {first, first + 1}
     client.quit()
+
+
+def test_a_strangers_data_connection_is_refused_and_the_phones_own_gets_the_file(
+    narrow: tuple[FtpServer, int],
+) -> None:
+    """Another address connects to the session's passive port first (RFC 2577 §8, port
+    stealing): it is refused with a 425 naming it and gets no byte; the phone's own
+    connection, made after it, gets the file byte-exact and its 226. (The listener accepts
+    what waits when the RETR comes, not before: the stranger is turned away then.)"""
+    server, _ = narrow
+    expected = (server.data / "provisioning" / f"{MAC}-directory.xml").read_bytes()
+    control = Control(server.port)
+    control.login()
+    assert control.send("TYPE I").startswith("200")
+    port = int(control.send("EPSV").split("|||")[1].split("|")[0])
+    stranger = socket.create_connection(
+        ("127.0.0.1", port), source_address=("127.0.0.2", 0), timeout=15
+    )
+    stranger_port = stranger.getsockname()[1]
+    own = socket.create_connection(("127.0.0.1", port), timeout=15)
+    refused = control.send(f"RETR {MAC}-directory.xml")
+    assert refused == (
+        f"425 Rejected data connection from foreign address 127.0.0.2:{stranger_port}."
+    )
+    assert control.reply()[:3] in ("125", "150")
+    body = b""
+    while chunk := own.recv(65536):
+        body += chunk
+    own.close()
+    assert control.reply() == "226 Transfer complete."
+    assert body == expected
+    assert stranger.recv(65536) == b""  # closed, nothing sent
+    stranger.close()
+    assert control.send("QUIT").startswith("221")
+    control.close()

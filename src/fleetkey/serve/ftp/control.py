@@ -4,7 +4,9 @@ Mixed in under ``serve.ftp.session.SessionMixin``, on pyftpdlib's ``FTPHandler``
 ``TLS_FTPHandler``). What it changes of pyftpdlib, all through its methods, none of its
 answers: a transfer's ``125`` is held back until the transfer started (one segment with its
 ``226`` when the body went at once), a data connection that came with its ``RETR`` is
-accepted before the reply, log lines are not formatted when their level is off, and an overlong
+accepted before the reply and stays out of the poller when its body goes at once (a passive
+listener joins the poller only when a transfer waits for its connection:
+``serve.ftp.passive``), log lines are not formatted when their level is off, and an overlong
 command line gets one answer.
 
 Timeouts (``Deadlines``): pyftpdlib schedules a timer on its heap for each control connection
@@ -49,6 +51,7 @@ class ControlMixin:
     fk_awaiting: list[bytes] | None = None  # replies after a 226 that waits for a commit
     fk_address: tuple[int, str] | None = None  # the control socket's family and address
     fk_last: float = 0.0  # the last command or transfer's end (Deadlines below)
+    fk_defer_data: bool = False  # a data channel made now stays out of the poller (serve.ftp.data)
 
     def log(self, msg: str, logfun: Any = _PYFTPDLIB.info) -> None:
         """pyftpdlib logs every reply and transfer at INFO, formatting its session prefix
@@ -73,7 +76,11 @@ class ControlMixin:
         A data connection that came with the command, not yet accepted, is taken first."""
         acceptor = self._dtp_acceptor  # type: ignore[attr-defined]
         if self.fk_cork and isinstance(acceptor, PassiveListener) and acceptor.fk_armed:
-            acceptor.handle_accept()  # None if it has not come: then 150 and it is awaited
+            self.fk_defer_data = True  # its data channel joins the poller only if it must
+            try:
+                acceptor.handle_accept()  # None if it has not come: then 150, and it is awaited
+            finally:
+                self.fk_defer_data = False
         if not self.fk_cork or self.data_channel is None:  # type: ignore[attr-defined]
             super().push_dtp_data(data, isproducer, file, cmd)  # type: ignore[misc]
             return
@@ -82,6 +89,9 @@ class ControlMixin:
             super().push_dtp_data(data, isproducer, file, cmd)  # type: ignore[misc]
         finally:
             self._flush_held()
+            data_channel = self.data_channel  # type: ignore[attr-defined]
+            if data_channel is not None:  # not done at once: the poller carries it on
+                data_channel.fk_poll()
 
     def push(self, data: str) -> None:
         held = self.fk_held
@@ -157,6 +167,16 @@ class ControlMixin:
             self.fk_overlong = False
             return
         super().found_terminator()  # type: ignore[misc]
+        acceptor = self._dtp_acceptor  # type: ignore[attr-defined]
+        if (
+            isinstance(acceptor, PassiveListener)
+            and acceptor.fk_armed
+            and not acceptor.fk_polled
+            and (self._out_dtp_queue or self._in_dtp_queue)  # type: ignore[attr-defined]
+        ):  # a transfer waits for a data connection that has not come: the poller takes it
+            acceptor.handle_accept()
+            if acceptor.fk_armed:
+                acceptor.fk_await()
 
 
 class Deadlines:

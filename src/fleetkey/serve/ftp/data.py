@@ -6,7 +6,9 @@ to 64 KiB) in binary mode is sent with one ``send`` at once, and the channel clo
 when all of it went: pyftpdlib would wrap it in a producer, ask epoll for writability, send it
 at the next turn of its loop and close at the one after. Whatever the socket did not take goes
 the usual way (asynchat's queue, on writability). Files from disk, ASCII mode and FTPS keep
-pyftpdlib's path (``sendfile``, its producers, TLS).
+pyftpdlib's path (``sendfile``, its producers, TLS). A channel accepted when its command came
+(``serve.ftp.control``) joins the poller only if it has to wait for the socket: a body sent
+at once never registers it (two ``epoll_ctl`` and the poller's bookkeeping less a transfer).
 """
 
 from __future__ import annotations
@@ -44,6 +46,29 @@ class DataMixin:
     _closed: bool
     _resp: tuple[str, Any] | None
     file_obj: Any
+
+    fk_polled: bool = True  # registered with the poller
+
+    def add_channel(self, map: Any = None, events: Any = None) -> None:
+        """A data channel accepted for a transfer's command (``serve.ftp.control``) stays out
+        of the poller while its body may go at once; ``fk_poll`` registers it if not."""
+        channel = self.cmd_channel
+        if channel.fk_defer_data:
+            channel.fk_defer_data = False  # this channel only: later registrations are real
+            self.fk_polled = False
+            return
+        self.fk_polled = True
+        super().add_channel(map, events)  # type: ignore[misc]
+
+    def fk_poll(self) -> None:
+        """Into the poller, for the events it wants, unless it is closed or in already."""
+        if not self.fk_polled and not self._closed:
+            self.add_channel(events=self._wanted_io_events)
+
+    def del_channel(self, map: Any = None) -> None:
+        if self.fk_polled:
+            self.fk_polled = False
+            super().del_channel(map)  # type: ignore[misc]
 
     def use_sendfile(self) -> bool:
         if isinstance(self.file_obj, io.BytesIO):

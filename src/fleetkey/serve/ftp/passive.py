@@ -4,6 +4,14 @@ Each ``EPSV``/``PASV`` makes a listener on a random port of the service's passiv
 (``bind_passive``), named in the ``227``/``229`` reply; the listener takes one data connection
 from the session's own address and closes at it, as pyftpdlib's and vsftpd's do.
 
+On plain FTP the listener is not in the poller while it waits: a client connects before it
+sends its ``RETR`` (or ``LIST``, ``STOR``…), and the session accepts the connection when that
+command comes (``serve.ftp.control``); only when it has not come by then is the listener put
+in the poller to accept it later. A stranger's connection (another address) waiting there is
+refused then, with the same ``425``, and the phone's own is taken after it. Each transfer so
+saves registering and unregistering the listener and a turn of the poller for its accept
+(FTPS keeps pyftpdlib's way: its handshake runs on the poller).
+
 Not kept between transfers: a session once kept its listener and named the same port at its
 next ``EPSV`` (a fifth of a transfer's server time saved, profiled), but a kept port is
 predictable, and a data connection is checked by its address only, so another program behind
@@ -40,8 +48,8 @@ def ephemeral_ports() -> tuple[int, int]:
     return (first, last) if 1024 <= first <= last <= 65535 else LINUX_EPHEMERAL
 
 
-def bind_passive(sock: Any, host: str, ports: tuple[int, int]) -> None:
-    """Bind a passive listener to a port of ``ports``, with ``SO_REUSEADDR``.
+def bind_passive(sock: Any, host: str, ports: tuple[int, int]) -> int:
+    """Bind a passive listener to a port of ``ports``, with ``SO_REUSEADDR``; the port.
 
     The server ends each download's data connection (stream mode: its close is the end of the
     file), so each leaves its port in TIME_WAIT for 60 s on the server's side. Bound to port 0,
@@ -65,7 +73,7 @@ def bind_passive(sock: Any, host: str, ports: tuple[int, int]) -> None:
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
                 raise
         else:
-            return
+            return port
     raise OSError(errno.EADDRINUSE, f"no free passive port in {first}-{last}")
 
 
@@ -82,12 +90,14 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
         self.log_exception = cmd_channel.log_exception
         self.fk_armed = False
         self.fk_armed_at = 0.0  # when it began to wait (serve.ftp.control times it out)
+        self.fk_lazy = bool(cmd_channel.fk_cork)  # not in the poller until awaited (FTPS: at once)
+        self.fk_polled = False  # registered with the poller
         Acceptor.__init__(self, ioloop=cmd_channel.ioloop)
         local_ip = cmd_channel.fk_local_ip()
         try:
             for attempt in range(PASSIVE_TRIES):
                 self.create_socket(cmd_channel.fk_family, socket.SOCK_STREAM)
-                bind_passive(self.socket, local_ip, cmd_channel.service.passive_ports)
+                port = bind_passive(self.socket, local_ip, cmd_channel.service.passive_ports)
                 try:
                     self.listen(self.backlog or cmd_channel.server.backlog)
                     break
@@ -101,8 +111,8 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
             self.close()
             cmd_channel.respond_w_warning(f"425 Can't open data channel: {exc.strerror}.")
             return
-        self.addr = self.socket.getsockname()
-        self.fk_port = int(self.addr[1])
+        self.addr = (local_ip, port)  # bound by name: no getsockname
+        self.fk_port = port
         self.fk_arm(extmode)
 
     def __repr__(self) -> str:  # formatted for pyftpdlib's debug line at each close
@@ -121,6 +131,26 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
                 f"227 Entering passive mode ({ip.replace('.', ',')},{port // 256},{port % 256})."
             )
         self.fk_armed_at = time.monotonic()
+
+    def create_socket(self, family: int, type: int) -> None:  # asyncore's names
+        """asyncore's, less a system call: made non-blocking at once, not by ``setblocking``."""
+        self.set_socket(socket.socket(family, type | socket.SOCK_NONBLOCK))
+
+    def add_channel(self, map: Any = None, events: Any = None) -> None:
+        """Registered with the poller at once only on FTPS; else when awaited (``fk_await``)."""
+        if not self.fk_lazy:
+            self.fk_await()
+
+    def fk_await(self) -> None:
+        """Let the poller accept the data connection when it comes (a transfer waits for it)."""
+        if not self.fk_polled and not self._closed:
+            self.fk_polled = True
+            Acceptor.add_channel(self)
+
+    def del_channel(self, map: Any = None) -> None:
+        if self.fk_polled:
+            self.fk_polled = False
+            Acceptor.del_channel(self)
 
     def accept(self) -> tuple[socket.socket, Any] | None:
         """asyncore's accept without the socket module's enum conversions."""
