@@ -9,6 +9,7 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from pyftpdlib.ioloop import Epoll
 
@@ -145,3 +146,64 @@ def test_a_record_the_writer_refuses_releases_its_session_at_once_counted() -> N
         writer.close()
     assert [name for name, _ in session.released] == ["ftp-under-test"]
     assert queue.not_queued == 1
+
+
+def test_records_handed_over_together_call_the_loop_once_and_wake_the_thread_once() -> None:
+    """Three confirming records submitted before the event loop runs go to the gate with one
+    call of the loop, and their three sessions, released while the FTP thread has not yet
+    taken the first, wake it once (a call and a byte per record before)."""
+    sink = GatedSink()
+    sink.go.set()
+    writer = FetchWriter(sink, flush_interval_s=HOUR).start()
+    gate = CommitGate(writer)
+    queue = Confirmations(writer, gate)
+    sessions = [Session(sink) for _ in range(3)]
+    ioloop, stop = Epoll(), threading.Event()
+    calls: list[str] = []
+    wakes: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate.start(loop)
+        queue.attach(loop, ioloop)
+        real_call = loop.call_soon_threadsafe
+
+        def counted_call(callback: Any, *args: Any) -> Any:
+            calls.append(getattr(callback, "__name__", ""))
+            return real_call(callback, *args)
+
+        loop.call_soon_threadsafe = counted_call  # type: ignore[method-assign]
+        waker = queue._waker
+        assert waker is not None
+        real_wake = waker.wake
+
+        def counted_wake() -> None:
+            wakes.append(1)
+            real_wake()
+
+        waker.wake = counted_wake  # type: ignore[method-assign]
+        for i, session in enumerate(sessions):  # the loop does not run between these
+            queue.expect(session)
+            queue.submit(fetch(i), timeout=0)
+            assert queue.took()
+        for _ in range(300):  # all three committed and released (the FTP thread not running)
+            if gate.committed == 3:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0)  # the futures' callbacks
+        thread = run_ftp_thread(ioloop, stop)
+        for session in sessions:
+            await asyncio.to_thread(session.done.wait, 30)
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
+
+    try:
+        asyncio.run(main())
+    finally:
+        gate.stop()
+        queue.detach()
+        writer.close()
+    assert calls.count("_on_loop") == 1
+    assert len(wakes) == 1
+    assert [session.released[0][0] for session in sessions] == ["ftp-under-test"] * 3
+    assert (gate.committed, gate.uncommitted, queue.not_queued) == (3, 0, 0)

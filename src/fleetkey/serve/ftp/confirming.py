@@ -18,12 +18,19 @@ group commit for both), and the session holds its replies, the ``226`` first, un
 resolves. The gate's future resolves on the event loop; the FTP thread is woken through a
 socket pair its poller watches, and releases the sessions whose record went in (or was sent
 without its commit: the store refusing, or 5 s without a commit, as for HTTP).
+
+Both hand-offs go by batches: a record is put in a queue and the event loop is called only
+when no call is pending already (the records that come before it runs ride on it), and a
+session released is put in a queue and the FTP thread woken only when no wake-up is pending
+(a commit releases its whole batch with one byte). One ``call_soon_threadsafe`` and one byte
+per record each woke the other thread on the server's core, GIL hand-over included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections import deque
@@ -55,6 +62,9 @@ class Confirmations:
         self._expecting: Waiting | None = None
         self._took = False
         self._ready: deque[Waiting] = deque()  # appended on the loop, taken on the FTP thread
+        self._woken = False  # a wake-up of the FTP thread is pending (it takes all ready)
+        self._outgoing: deque[tuple[FetchRecord, Waiting]] = deque()  # to the loop's gate
+        self._called = False  # a call of the loop is pending (it takes all outgoing)
         self._waker: _Waker | None = None
         self.not_queued = 0  # confirming records the writer refused (not recorded), on the loop
 
@@ -95,32 +105,49 @@ class Confirmations:
             self._writer.submit(record, timeout=timeout)
             return
         self._expecting = None
-        try:
-            loop.call_soon_threadsafe(self._on_loop, record, session)
-        except RuntimeError:  # the loop has closed: the server is stopping
-            self._writer.submit(record, timeout=timeout)
-            return
+        self._outgoing.append((record, session))  # first: a call running now may take it
+        if not self._called:  # else the pending call takes this record too
+            self._called = True
+            try:
+                loop.call_soon_threadsafe(self._on_loop)
+            except RuntimeError:  # the loop has closed (the server is stopping): nothing
+                self._called = False  # takes the record, which goes to the writer plainly
+                self._outgoing.pop()
+                self._writer.submit(record, timeout=timeout)
+                return
         self._took = True
 
-    def _on_loop(self, record: FetchRecord, session: Waiting) -> None:
-        try:
-            future = self._gate.submit(record)
-        except FleetkeyError:  # the queue full (or the writer stopped): the 226 goes, counted
-            self.not_queued += 1
-            future = None
-        if future is None:
-            self._release(session)
-        else:
-            future.add_done_callback(lambda _: self._release(session))
+    def _on_loop(self) -> None:
+        """On the event loop: every record handed over since the last call, to the gate."""
+        self._called = False  # first: a record appended from now on calls again
+        outgoing, gate = self._outgoing, self._gate
+        while outgoing:
+            record, session = outgoing.popleft()
+            try:
+                future = gate.submit(record)
+            except FleetkeyError:  # the queue full (or the writer stopped): the 226 goes, counted
+                self.not_queued += 1
+                future = None
+            if future is None:
+                self._release(session)
+            else:
+                future.add_done_callback(functools.partial(self._released, session))
+
+    def _released(self, session: Waiting, _: object) -> None:
+        self._release(session)
 
     def _release(self, session: Waiting) -> None:
         self._ready.append(session)
+        if self._woken:
+            return  # the FTP thread has a wake-up coming, and takes every session ready
         waker = self._waker
         if waker is not None:
+            self._woken = True
             waker.wake()
 
     def _on_thread(self) -> None:
         """The FTP thread, woken: the sessions whose record is in send their ``226``."""
+        self._woken = False  # first: a session released from now on wakes it again
         ready = self._ready
         while ready:
             ready.popleft().fk_confirmed()
