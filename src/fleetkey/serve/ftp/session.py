@@ -333,7 +333,8 @@ class SessionMixin(RefusingMixin):
     ) -> None:
         ruling = transfer.ruling
         if self.fk_shared and ruling.via == "login":  # the shared login's phone named itself
-            ruling = ruling._replace(via="name")
+            ruled, found, mac, _, reason, site, upload, register = ruling  # not _replace:
+            ruling = Ruling(ruled, found, mac, "name", reason, site, upload, register)  # 2.6x
         content = ruling.content
         write = transfer.command != "RETR"
         self.service.recorder.record(
