@@ -212,8 +212,9 @@ def main() -> None:
     parser.add_argument(
         "--before",
         metavar="REV",
-        help="also measure fleetkey from commit REV of this repository (fleetkey-before), "
-        "in the same rounds: a before/after comparison of one change in one run",
+        help="also measure fleetkey from commit REV of this repository, or from the checkout "
+        "in directory REV (fleetkey-before), in the same rounds: a before/after comparison "
+        "of one change in one run",
     )
     parser.add_argument(
         "--profile",

@@ -109,7 +109,13 @@ def wait_listening(port: int) -> None:
 
 
 def before_source(base: Path, rev: str) -> Path:
-    """The ``src`` directory of commit ``rev`` of this repository, exported under ``base``."""
+    """The ``src`` directory of commit ``rev`` of this repository, exported under ``base``;
+    ``rev`` may also be a checkout's directory (a worktree of the code before: its ``src``)."""
+    checkout = Path(rev)
+    if checkout.is_dir():
+        if not (checkout / "src" / "fleetkey").is_dir():
+            raise SystemExit(f"--before {rev}: a directory without src/fleetkey")
+        return checkout.resolve() / "src"
     repo = Path(__file__).resolve().parent.parent
     out = base / "before"
     out.mkdir()
