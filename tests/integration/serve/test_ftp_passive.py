@@ -11,6 +11,7 @@ from __future__ import annotations
 import ftplib
 import hashlib
 import io
+import os
 import random
 import socket
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from tests.serving import (
     FtpServer,
     fleet_env,
     make_fleet,
+    recorded,
     start_ftp,
 )
 
@@ -140,5 +142,36 @@ def test_a_strangers_data_connection_is_refused_and_the_phones_own_gets_the_file
     assert body == expected
     assert stranger.recv(65536) == b""  # closed, nothing sent
     stranger.close()
+    assert control.send("QUIT").startswith("221")
+    control.close()
+
+
+def test_a_held_body_larger_than_the_phones_window_arrives_whole(
+    narrow: tuple[FtpServer, int],
+) -> None:
+    """A tree file of 60,000 bytes is held in memory and sent with one send when its RETR
+    comes (serve/ftp/quick.py), to a phone whose receive buffer takes 2 KiB at a time:
+    byte-exact, 226, recorded whole. (Over loopback the server's send buffer grows to take
+    it all at once; a socket that takes less hands the rest to pyftpdlib's data channel.)"""
+    server, _ = narrow
+    body = os.urandom(60_000)
+    (server.data / "provisioning" / "ring-60k.wav").write_bytes(body)
+    control = Control(server.port)
+    control.login()
+    assert control.send("TYPE I").startswith("200")
+    port = int(control.send("EPSV").split("|||")[1].split("|")[0])
+    data = socket.socket()
+    data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connecting: the window
+    data.settimeout(15)
+    data.connect(("127.0.0.1", port))
+    assert control.send("RETR ring-60k.wav")[:3] in ("125", "150")
+    got = b""
+    while chunk := data.recv(1024):
+        got += chunk
+    data.close()
+    assert control.reply() == "226 Transfer complete."
+    assert got == body
+    record = recorded(server.running, MAC, "RETR", "/ring-60k.wav", 200)
+    assert record["bytes"] == len(body)
     assert control.send("QUIT").startswith("221")
     control.close()

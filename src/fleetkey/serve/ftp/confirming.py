@@ -42,6 +42,7 @@ from fleetkey.serve.recorder import RecordQueue
 from fleetkey.store.records import FetchRecord
 
 COMPLETE: Final = b"226 Transfer complete.\r\n"  # pyftpdlib's words for a finished transfer
+HELD: Final = ""  # a transfer's closing reply when its 226 waits for the record's commit
 log = logging.getLogger(__name__)
 
 

@@ -19,8 +19,9 @@ from typing import Any, Final
 
 from pyftpdlib.handlers.ftp.producers import FileProducer
 
+from fleetkey.serve.ftp.confirming import HELD
 from fleetkey.serve.ftp.files import MemoryFile
-from fleetkey.serve.ftp.session import HELD, SessionMixin
+from fleetkey.serve.ftp.session import SessionMixin
 
 _PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
 

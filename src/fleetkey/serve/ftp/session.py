@@ -30,8 +30,9 @@ from pyftpdlib.filesystems import FilesystemError
 from fleetkey.errors import UploadRefusedError
 from fleetkey.serve.content import Content, ContentKind
 from fleetkey.serve.fetching import Ruling, shape_of
-from fleetkey.serve.ftp.confirming import COMPLETE
+from fleetkey.serve.ftp.confirming import COMPLETE, HELD
 from fleetkey.serve.ftp.files import MemoryFile, UploadBuffer, names_a_stranger
+from fleetkey.serve.ftp.quick import QuickMixin
 from fleetkey.serve.ftp.refusing import RETRY_S, RefusingMixin
 from fleetkey.serve.recorder import ADMIT, confirms
 from fleetkey.serve.uploads import store_upload
@@ -39,7 +40,6 @@ from fleetkey.serve.uploads import store_upload
 if TYPE_CHECKING:
     from fleetkey.serve.ftp.server import FtpService
 
-HELD: Final = ""  # fk_closing's reply when the 226 waits for the record's commit
 _LICENSE_NAMES: Final = ("000000000000-license.cfg",)
 _PYFTPDLIB: Final = logging.getLogger("pyftpdlib")
 
@@ -53,7 +53,7 @@ class Transfer:
     file: io.IOBase
 
 
-class SessionMixin(RefusingMixin):
+class SessionMixin(QuickMixin, RefusingMixin):
     """What fleetkey adds to pyftpdlib's control-channel handler."""
 
     service: FtpService
