@@ -148,19 +148,25 @@ def test_a_record_the_writer_refuses_releases_its_session_at_once_counted() -> N
     assert queue.not_queued == 1
 
 
-def test_records_handed_over_together_call_the_loop_once_and_wake_the_thread_once() -> None:
-    """Three confirming records submitted before the event loop runs go to the gate with one
-    call of the loop, and their three sessions, released while the FTP thread has not yet
-    taken the first, wake it once (a call and a byte per record before)."""
+def test_records_gathered_on_the_ftp_thread_call_the_loop_once_and_wake_it_once() -> None:
+    """Three confirming records submitted within the hand-off time go to the gate with one
+    call of the event loop, and their three sessions, released while the FTP thread is not
+    polling, wake it once (a call of the loop and a byte per record before)."""
     sink = GatedSink()
-    sink.go.set()
     writer = FetchWriter(sink, flush_interval_s=HOUR).start()
     gate = CommitGate(writer)
-    queue = Confirmations(writer, gate)
+    queue = Confirmations(writer, gate, handoff_s=0.5)
     sessions = [Session(sink) for _ in range(3)]
-    ioloop, stop = Epoll(), threading.Event()
+    ioloop = Epoll()
     calls: list[str] = []
     wakes: list[int] = []
+
+    async def until(done: Any) -> None:
+        for _ in range(300):
+            if done():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("not within 30 s")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -182,28 +188,34 @@ def test_records_handed_over_together_call_the_loop_once_and_wake_the_thread_onc
             real_wake()
 
         waker.wake = counted_wake  # type: ignore[method-assign]
-        for i, session in enumerate(sessions):  # the loop does not run between these
+        for i, session in enumerate(sessions):
             queue.expect(session)
             queue.submit(fetch(i), timeout=0)
             assert queue.took()
-        for _ in range(300):  # all three committed and released (the FTP thread not running)
-            if gate.committed == 3:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0)  # the futures' callbacks
-        thread = run_ftp_thread(ioloop, stop)
+        stop = threading.Event()
+        thread = run_ftp_thread(ioloop, stop)  # its timer hands the three over
+        await until(lambda: "_on_loop" in calls)
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
+        sink.go.set()  # now the batch commits, and the sessions are released
+        await until(lambda: gate.committed == 3)
+        await asyncio.sleep(0.1)  # the futures' callbacks
+        assert len(wakes) == 1
+        again = threading.Event()
+        thread = run_ftp_thread(ioloop, again)
         for session in sessions:
             await asyncio.to_thread(session.done.wait, 30)
-        stop.set()
+        again.set()
         await asyncio.to_thread(thread.join, 30)
 
     try:
         asyncio.run(main())
     finally:
+        sink.go.set()
         gate.stop()
         queue.detach()
         writer.close()
     assert calls.count("_on_loop") == 1
     assert len(wakes) == 1
-    assert [session.released[0][0] for session in sessions] == ["ftp-under-test"] * 3
+    assert [session.released[0] for session in sessions] == [("ftp-under-test", 3)] * 3
     assert (gate.committed, gate.uncommitted, queue.not_queued) == (3, 0, 0)

@@ -311,19 +311,24 @@ class _Listener:
         self.server.max_cons_per_ip = service.settings.per_address
         self.port = int(self.server.socket.getsockname()[1])
         self.stop = threading.Event()
+        self.confirming = service.confirming
         addresses = service.pipeline.addresses  # the thread's own: forgotten on the thread
         self.ioloop.call_every(service.deadlines.every, service.deadlines.sweep)
         self.ioloop.call_every(FORGET_EVERY_S, lambda: addresses.forget_older(time.perf_counter()))
 
     def run(self) -> None:
         _name_os_thread(THREAD_NAME)
+        wait = POLL_S
         try:
-            while not self.stop.is_set():
-                self.ioloop.loop(POLL_S, blocking=False)  # serve_forever logs every call
+            while not self.stop.is_set():  # serve_forever logs every call
+                soonest = self.ioloop.loop(wait, blocking=False)  # the next timer's, if any
+                wait = POLL_S if soonest is None else min(POLL_S, soonest)
         except Exception:
             log.exception("the FTP server failed; FTP is not served any more")
         finally:
             self.server.close_all()  # transfers cut here are recorded as 499
+            if self.confirming is not None:
+                self.confirming.hand_over()  # records still gathering go to the gate now
 
 
 def _name_os_thread(name: str) -> None:
