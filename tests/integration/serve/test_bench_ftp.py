@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import bench_module
+
 REPO = Path(__file__).resolve().parents[3]
 OLDER_SCHEMA = "3dc7be0"  # before migration 0019
 
@@ -39,3 +41,22 @@ def test_before_a_schema_change_each_fleetkey_serves_from_its_own_store(tmp_path
     for name in ("fleetkey", "fleetkey-before"):
         stopped = next(line for line in done.stdout.splitlines() if f"  {name}: stopped:" in line)
         assert "every transfer recorded: yes" in stopped, done.stdout
+
+
+def test_before_takes_a_checkouts_directory_and_refuses_one_without_fleetkey(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--before DIR (a worktree of the code before) runs that tree's src; a directory that is
+    no checkout of fleetkey is refused naming it, before anything is built."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    ftpservers = bench_module("ftpservers")
+    base = tmp_path / "base"
+    base.mkdir()
+    assert ftpservers.before_source(base, str(REPO)) == REPO.resolve() / "src"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match=f"--before {empty}: a directory without src/fleetkey"):
+        ftpservers.before_source(base, str(empty))
+    assert list(base.iterdir()) == []
+    with pytest.raises(SystemExit, match="--before no-such-rev-f20p: "):
+        ftpservers.before_source(base, "no-such-rev-f20p")
