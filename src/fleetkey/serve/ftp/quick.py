@@ -47,6 +47,7 @@ class QuickMixin:
     fk_awaiting: list[bytes] | None
     fs: Any
     remote_ip: str
+    fk_via: str | None  # a proxied session's proxy (serve.ftp.session)
 
     def ftp_RETR(self, file: str) -> str | None:  # noqa: N802  # pyftpdlib's name for RETR
         acceptor = self._dtp_acceptor
@@ -85,7 +86,8 @@ class QuickMixin:
         if accepted is None:
             return False
         sock, address = accepted
-        if address[0] != self.remote_ip or not self.connected:  # type: ignore[attr-defined]
+        own = self.fk_via or self.remote_ip  # a proxied session's: its proxy's (serve.ftp.proxied)
+        if address[0] != own or not self.connected:  # type: ignore[attr-defined]
             acceptor.handle_accepted(sock, address)  # a stranger: 425, the listener waits on
             return False
         started = time.perf_counter()
