@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetkey.errors import QueueFullError
-from fleetkey.store import fetches
+from fleetkey.store import fetches, texts
 from fleetkey.store.fetches import StoreSink
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
@@ -223,3 +223,17 @@ def test_a_refused_batch_leaves_no_text_behind_and_later_records_keep_their_own(
         (other.at, other.user_agent),
         (first.at, first.user_agent),
     }
+
+
+def test_texts_stored_earlier_or_twice_in_one_call_keep_one_id_each(store: Store) -> None:
+    """A text another server stored first is not inserted again but looked up; one named
+    twice is stored once; each id names its own text."""
+    with store.engine.begin() as connection:
+        earlier = texts.store(connection, ["/a.cfg", "/b.cfg"])
+    with store.engine.begin() as connection:
+        both = texts.store(connection, ["/b.cfg", "/c.cfg", "/c.cfg", "/a.cfg"])
+    assert set(both) == {"/a.cfg", "/b.cfg", "/c.cfg"}
+    assert {t: both[t] for t in earlier} == earlier
+    assert len(set(both.values())) == 3
+    with store.engine.connect() as connection:
+        assert texts.lookup(connection, list(both)) == both
