@@ -106,7 +106,7 @@ def store(connection: Connection, texts: Iterable[str]) -> dict[str, int]:
             'ON CONFLICT ("text") DO NOTHING RETURNING "text", id',
             tuple(chunk),
         )
-        found.update({text: text_id for text, text_id in rows})
+        found.update({text: text_id for text, text_id in rows.all()})  # one fetchall
     stored_before = [t for t in wanted if t not in found]
     if stored_before:
         found.update(lookup(connection, stored_before))
@@ -122,5 +122,5 @@ def lookup(connection: Connection, texts: Iterable[str]) -> dict[str, int]:
         rows = connection.execute(
             select(FetchTextRow.text, FetchTextRow.id).where(FetchTextRow.text.in_(chunk))
         )
-        found.update({text: text_id for text, text_id in rows})
+        found.update({text: text_id for text, text_id in rows.all()})  # one fetchall
     return found
