@@ -44,8 +44,7 @@ COUNT_CAP: Final = 100_000  # older records a listing counts exactly; past it, "
 MICROS_A_DAY: Final = 86_400_000_000  # the ``day`` column: UTC days since the epoch
 
 
-# the writer's tuples hold the path and the User-Agent (the per-phone state reads them); the
-# table holds their ids in fetch_texts (store/texts.py)
+# the writer's tuples hold the path and User-Agent (phonestate reads them); the table their ids
 _COLUMNS: Final = tuple(
     {"path": "path_id", "user_agent": "agent_id"}.get(name, name) for name in phonestate.ROW_COLUMNS
 )
@@ -55,6 +54,7 @@ _AGENT: Final = phonestate.ROW_COLUMNS.index("user_agent")
 _MAC_AND_TIME: Final = operator.itemgetter(0, 1)
 _TIME: Final = operator.itemgetter(1)
 Ts = TypeVarTuple("Ts")
+_Rows = list[tuple[Any, ...]]
 
 
 class RecordSink(Protocol):
@@ -99,7 +99,7 @@ def insert_records(
     Rows go in sorted by (MAC, time): inserts into the (day, mac) index then walk today's part
     of it in order, touching each page once per batch (on the earlier (mac, at) index,
     unsorted rows cost 3x as much, docs/store.md). The per-phone state (``store/phonestate.py``)
-    is updated in the same transaction, so it never disagrees with what was committed.
+    and new path and User-Agent texts (``store/texts.py``) go in the same transaction.
     """
     if not records:
         return
@@ -134,7 +134,6 @@ def insert_records(
     named.sort(key=_MAC_AND_TIME)
     unnamed.sort(key=_TIME)
     rows = unnamed + named if unnamed else named
-    stored = _with_text_ids(engine, rows)
     ensure_partitions(engine, {row[-1] for row in rows})  # PostgreSQL: a partition a day
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
@@ -145,6 +144,7 @@ def insert_records(
             # a plain INSERT plans the same for every row: let PostgreSQL reuse the plan
             # (the engine forces custom plans for lookups, see store/database.py)
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
+        stored, new = _with_text_ids(connection, rows)
         connection.exec_driver_sql(sql, stored)
         phonestate.apply(connection, named)  # what the fleet is now, in the same transaction
         if batch is not None:
@@ -157,20 +157,21 @@ def insert_records(
                     "at": utc(records[-1].at),  # about the newest: records come in time order
                 },
             )
+    texts.texts_of(engine).remember(new)  # committed: their ids name stored rows
 
 
-def _with_text_ids(engine: Engine, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _with_text_ids(connection: Connection, rows: _Rows) -> tuple[_Rows, dict[str, int]]:
     """``rows`` as the table holds them: the path and User-Agent as their fetch_texts ids (a
-    row without a path keeps None, which the table refuses, so the row is set aside)."""
+    row without a path keeps None, which the table refuses, so the row is set aside), and
+    the texts new to the cache, stored in ``connection``'s transaction (``texts.Texts``)."""
     wanted = {row[_PATH] for row in rows} | {row[_AGENT] for row in rows}
-    wanted.discard(None)
-    ids: dict[str | None, int | None] = {None: None}
-    ids.update(texts.texts_of(engine).ids(engine, wanted))
+    found, new = texts.texts_of(connection.engine).ids_within(connection, wanted - {None})
+    ids: dict[Any, int | None] = {None: None, **found}
     return [
         (*row[:_PATH], ids[row[_PATH]], *row[_PATH + 1 : _AGENT], ids[row[_AGENT]],
          *row[_AGENT + 1 :])
         for row in rows
-    ]  # fmt: skip
+    ], new  # fmt: skip
 
 
 def batch_written(engine: Engine, writer: str, seq: int) -> bool:

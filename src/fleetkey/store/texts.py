@@ -7,8 +7,9 @@ Each distinct text is one ``fetch_texts`` row; a record holds its id (1-3 bytes)
 
 :class:`Texts` gives the ids of a batch's texts to the writer: from a cache in memory, and the
 texts it has not seen are inserted (``ON CONFLICT DO NOTHING``: several servers on one
-PostgreSQL agree on one id per text) and read back in a short transaction of their own,
-committed before the batch that uses them, so an id in the cache always names a stored row.
+PostgreSQL agree on one id per text) and read back in the batch's own transaction (one commit
+a batch, not two: a storm of first boots has new paths in every batch), and remembered only
+once it is committed, so an id in the cache always names a stored row.
 Rows are never deleted. Readers join the table (:func:`path_of` and :func:`agent_of` are the
 aliases) or look ids up with :func:`lookup`.
 """
@@ -21,13 +22,14 @@ from typing import Final
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
+from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.schema import FetchTextRow
 
 CACHE_TEXTS: Final = 500_000  # texts a writer remembers; past it, the cache starts again
+_TABLE: Final = FetchTextRow.__tablename__
 
 path_of = aliased(FetchTextRow, name="path_text")  # join on FetchRow.path_id
 agent_of = aliased(FetchTextRow, name="agent_text")  # outer join on FetchRow.agent_id
@@ -42,18 +44,31 @@ class Texts:
         self._lock = threading.Lock()
 
     def ids(self, engine: Engine, texts: Collection[str]) -> dict[str, int]:
-        """The id of each of ``texts``, storing the new ones first."""
+        """The id of each of ``texts``, the new ones stored first in a transaction of their
+        own (for callers without a transaction of theirs: the bench's loaders)."""
+        with engine.begin() as connection:
+            found, new = self.ids_within(connection, texts)
+        self.remember(new)
+        return found
+
+    def ids_within(
+        self, connection: Connection, texts: Collection[str]
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """The id of each of ``texts``, the new ones stored in ``connection``'s transaction;
+        and those new ones, to :meth:`remember` once that transaction is committed."""
         with self._lock:
             known = self._ids
             missing = [t for t in texts if t not in known]
-        if missing:
-            found = store(engine, missing)
+        found = store(connection, missing) if missing else {}
+        return {t: found[t] if t in found else known[t] for t in texts}, found
+
+    def remember(self, found: dict[str, int]) -> None:
+        """Keep ``found`` (ids of committed rows) for the next batches."""
+        if found:
             with self._lock:
                 if len(self._ids) + len(found) > CACHE_TEXTS:
                     self._ids = {}
                 self._ids.update(found)
-                known = self._ids | found
-        return {t: known[t] for t in texts}
 
 
 _CACHES: WeakKeyDictionary[Engine, Texts] = WeakKeyDictionary()
@@ -72,18 +87,30 @@ def forget(engine: Engine) -> None:
         _CACHES.pop(engine, None)
 
 
-def store(engine: Engine, texts: Iterable[str]) -> dict[str, int]:
-    """Insert the texts not stored yet and return every one's id, committed."""
+def store(connection: Connection, texts: Iterable[str]) -> dict[str, int]:
+    """Insert the texts not stored yet and return every one's id (in the caller's
+    transaction: its ids are for the cache once it is committed).
+
+    One statement a chunk, to the driver directly, returning the ids it gave; only texts
+    another server stored meanwhile are looked up (SQLAlchemy's insert of a list of dicts
+    and a look-up of every text were a fifth of the record writer's time in a storm of
+    first boots, whose per-phone paths are new in every batch)."""
     wanted = sorted(set(texts))  # one order for every server: no deadlock on PostgreSQL
-    insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
-    with engine.begin() as connection:
-        for start in range(0, len(wanted), LOOKUP_CHUNK):
-            chunk = wanted[start : start + LOOKUP_CHUNK]
-            connection.execute(
-                insert(FetchTextRow).on_conflict_do_nothing(index_elements=["text"]),
-                [{"text": t} for t in chunk],
-            )
-        return lookup(connection, wanted)
+    marker = PARAM_MARKERS[connection.dialect.paramstyle]
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        values = ", ".join(f"({marker.format(n + 1)})" for n in range(len(chunk)))
+        rows = connection.exec_driver_sql(
+            f'INSERT INTO {_TABLE} ("text") VALUES {values} '  # noqa: S608  # constant, values bound
+            'ON CONFLICT ("text") DO NOTHING RETURNING "text", id',
+            tuple(chunk),
+        )
+        found.update({text: text_id for text, text_id in rows.all()})  # one fetchall
+    stored_before = [t for t in wanted if t not in found]
+    if stored_before:
+        found.update(lookup(connection, stored_before))
+    return found
 
 
 def lookup(connection: Connection, texts: Iterable[str]) -> dict[str, int]:
@@ -95,5 +122,5 @@ def lookup(connection: Connection, texts: Iterable[str]) -> dict[str, int]:
         rows = connection.execute(
             select(FetchTextRow.text, FetchTextRow.id).where(FetchTextRow.text.in_(chunk))
         )
-        found.update({text: text_id for text, text_id in rows})
+        found.update({text: text_id for text, text_id in rows.all()})  # one fetchall
     return found

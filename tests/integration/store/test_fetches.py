@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetkey.errors import QueueFullError
-from fleetkey.store import fetches
+from fleetkey.store import fetches, texts
 from fleetkey.store.fetches import StoreSink
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
@@ -203,3 +203,37 @@ def test_a_phones_records_are_found_day_by_day_across_midnight_and_bounds(store:
     assert [r.at for r in between] == [moments[2], moments[1]]
     assert ([r.at for r in page], older) == (moments[:-3:-1], 5)
     assert none == []
+
+
+def test_a_refused_batch_leaves_no_text_behind_and_later_records_keep_their_own(
+    store: Store,
+) -> None:
+    """New paths and User-Agents go in with their batch: a batch refused takes its texts with
+    it, and the ids its transaction had given them are not reused for other texts."""
+    engine = store.engine
+    first = fetch(1)._replace(user_agent="FileTransport PolycomVVX-VVX_400-UA/5.9.1.0001")
+    refused = fetch(2)._replace(path=None)  # NOT NULL on both backends: the batch is refused
+    with pytest.raises(Exception, match=r"(?i)null"):
+        fetches.insert_records(engine, [first, refused], ("w", 1))
+    assert stored(store) == []
+    other = fetch(3)._replace(user_agent="FileTransport PolycomVVX-VVX_600-UA/6.0.0.0002")
+    fetches.insert_records(engine, [other], ("w", 2))  # may take the refused text's id
+    fetches.insert_records(engine, [first], ("w", 3))
+    assert {(r.at, r.user_agent) for r in stored(store)} == {
+        (other.at, other.user_agent),
+        (first.at, first.user_agent),
+    }
+
+
+def test_texts_stored_earlier_or_twice_in_one_call_keep_one_id_each(store: Store) -> None:
+    """A text another server stored first is not inserted again but looked up; one named
+    twice is stored once; each id names its own text."""
+    with store.engine.begin() as connection:
+        earlier = texts.store(connection, ["/a.cfg", "/b.cfg"])
+    with store.engine.begin() as connection:
+        both = texts.store(connection, ["/b.cfg", "/c.cfg", "/c.cfg", "/a.cfg"])
+    assert set(both) == {"/a.cfg", "/b.cfg", "/c.cfg"}
+    assert {t: both[t] for t in earlier} == earlier
+    assert len(set(both.values())) == 3
+    with store.engine.connect() as connection:
+        assert texts.lookup(connection, list(both)) == both
