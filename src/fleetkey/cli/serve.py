@@ -19,10 +19,10 @@ from fleetkey.serve.addresses import HOLD_S
 from fleetkey.serve.fetching import UnknownPolicy
 from fleetkey.serve.http.auth import AuthMode
 from fleetkey.serve.http.connections import ConnectionLimits
-from fleetkey.serve.http.forwarded import parse_networks
 from fleetkey.serve.http.phones import AdmissionLimits
 from fleetkey.serve.http.server import tls_context
 from fleetkey.serve.listen import parse_address
+from fleetkey.serve.proxies import parse_networks
 from fleetkey.serve.runner import Places, ServerRunner, ServeSettings, Totals
 from fleetkey.serve.tftp.server import TftpSettings
 from fleetkey.store import inventory

@@ -86,9 +86,17 @@ def _address(text: str, version: int) -> str:
         address = ipaddress.ip_address(text)
     except ValueError:
         raise ProxyHeaderError(f"PROXY v1 address {text!r} is not an IP address") from None
-    if address.version != version or (version == 6 and "." in text):
+    if address.version != version:
         raise ProxyHeaderError(f"PROXY v1 address {text!r} is not IPv{version}")
-    return str(address)
+    return _client(address)
+
+
+def _client(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The address as the phone's own: an IPv4-mapped IPv6 address (a dual-stack balancer's
+    listener, ``::ffff:192.0.2.7``, in v1 text or v2 bytes) as the IPv4 address it is, so
+    one phone has one spelling in per-address limits and records."""
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)
 
 
 def _port(text: str) -> int:
@@ -127,7 +135,7 @@ def _v2(data: bytes) -> ProxyHeader | None:
             f"PROXY v2 addresses of {body} bytes (family {family:#04x}: {needed})"
         )
     raw = data[V2_FIXED : V2_FIXED + size]
-    source = str(ipaddress.ip_address(raw))
+    source = _client(ipaddress.ip_address(raw))
     port_at = V2_FIXED + 2 * size
     port = int.from_bytes(data[port_at : port_at + 2], "big")
     return ProxyHeader(length, (source, port), 2)

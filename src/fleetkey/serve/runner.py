@@ -40,10 +40,10 @@ from fleetkey.serve.health import DatabaseProbe
 from fleetkey.serve.http.asgi import App, AsgiMount
 from fleetkey.serve.http.auth import AuthMode, DeviceAuth
 from fleetkey.serve.http.connections import ConnectionLimits, Connections
-from fleetkey.serve.http.forwarded import Network, TrustedProxies
 from fleetkey.serve.http.phones import AdmissionLimits, PhoneService, Policies
 from fleetkey.serve.http.server import serve_http
 from fleetkey.serve.layout import SCAN_EVERY_S, LayoutScanner
+from fleetkey.serve.proxies import Network, TrustedProxies
 from fleetkey.serve.recorder import Recorder
 from fleetkey.serve.tftp.server import TftpServer, TftpSettings, serve_tftp
 from fleetkey.serve.tree import FileTree

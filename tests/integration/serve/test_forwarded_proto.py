@@ -80,6 +80,9 @@ def test_the_record_says_https_only_when_a_trusted_proxy_says_so(
         ("empty", [("x-forwarded-proto", "")]),
         ("ftp", [("x-forwarded-proto", "ftp")]),
         ("two-values", [("x-forwarded-proto", "https, http")]),
+        # the phone's own line and then the proxy's (a proxy that adds rather than sets):
+        # one list of two values, not the first line's word
+        ("proto-two-lines", [("x-forwarded-proto", "https"), ("x-forwarded-proto", "http")]),
         ("a-url", [("x-forwarded-proto", "https://phones.example")]),
         ("rfc7239-style", [("x-forwarded-proto", "proto=https")]),
     ],

@@ -30,6 +30,18 @@ IPV6 += struct.pack("!HH", 40001, 21)
             b"PROXY TCP6 2001:db8::7 ::1 40001 21\r\n",
             ProxyHeader(37, ("2001:db8::7", 40001), 1),
         ),
+        # a dual-stack HAProxy (bind :::21 v4v6) names an IPv4 phone IPv4-mapped: the phone's
+        (
+            b"PROXY TCP6 ::ffff:203.0.113.5 ::ffff:10.0.0.11 40000 21\r\n",
+            ProxyHeader(57, ("203.0.113.5", 40000), 1),
+        ),
+        (
+            v2(
+                bytes(10) + b"\xff\xff" + bytes([203, 0, 113, 5]) + bytes(16) + IPV4[8:],
+                family=0x21,
+            ),
+            ProxyHeader(52, ("203.0.113.5", 40000), 2),
+        ),
         (b"PROXY UNKNOWN\r\n", ProxyHeader(15, None, 1)),
         (b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n", ProxyHeader(35, None, 1)),
         (v2(IPV4), ProxyHeader(28, ("203.0.113.5", 40000), 2)),
@@ -62,7 +74,7 @@ def test_a_header_in_parts_asks_for_more_until_it_is_whole(whole: bytes) -> None
         (b"PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n", "is not 'PROXY TCP4|TCP6"),
         (b"PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n", "'1.2.3' is not an IP address"),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8.9 1 2\r\n", "'5.6.7.8.9' is not an IP address"),
-        (b"PROXY TCP6 ::ffff:1.2.3.4 ::1 1 2\r\n", "is not IPv6"),
+        (b"PROXY TCP6 1.2.3.4 ::1 1 2\r\n", "'1.2.3.4' is not IPv6"),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n", "port 99999 is above 65535"),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 \xd9\xa1 2\r\n", "is not ASCII"),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 +1 2\r\n", "port '+1' is not a port number"),

@@ -24,29 +24,16 @@ as it did before the header was read. ``PORT``/``EPRT`` still name the client's 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import socket
 from typing import Any, Final
 
 from fleetkey.core.proxyheader import LONGEST, ProxyHeaderError, parse
+from fleetkey.serve.proxies import is_within
 
 HEADER_S: Final = 10.0  # a proxy sends its header at once: this is generous
 PEEK_AGAIN_S: Final = 0.05  # a part of a header is looked at again after this
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 log = logging.getLogger(__name__)
-
-
-def from_proxy(address: str, networks: tuple[Network, ...]) -> bool:
-    if not networks:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in networks)
 
 
 class HeaderReader:
@@ -148,7 +135,7 @@ class ProxiedServerMixin:
 
     def handle_accepted(self, sock: socket.socket, addr: Any) -> Any:
         networks = self.handler.service.settings.proxy_from
-        if networks and from_proxy(addr[0], networks):
+        if networks and is_within(addr[0], networks):
             HeaderReader(self, sock, (addr[0], int(addr[1])))
             return None
         return super().handle_accepted(sock, addr)  # type: ignore[misc]

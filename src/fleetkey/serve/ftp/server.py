@@ -47,10 +47,11 @@ from fleetkey.serve.ftp.data import DataMixin
 from fleetkey.serve.ftp.files import VirtualFS
 from fleetkey.serve.ftp.logins import Logins, SharedLogin
 from fleetkey.serve.ftp.passive import PassiveListener, ephemeral_ports
-from fleetkey.serve.ftp.proxied import Network, ProxiedServerMixin
+from fleetkey.serve.ftp.proxied import ProxiedServerMixin
 from fleetkey.serve.ftp.refusing import Refusals
 from fleetkey.serve.ftp.session import SessionMixin
 from fleetkey.serve.listen import listen_error
+from fleetkey.serve.proxies import Network
 from fleetkey.serve.recorder import Recorder, RecordQueue
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.view import ViewSource

@@ -27,7 +27,6 @@ from fleetkey.serve.fetching import AGENT, NAME, Pipeline, Ruling, shape_of
 from fleetkey.serve.http.answers import Answers
 from fleetkey.serve.http.asgi import AsgiMount
 from fleetkey.serve.http.auth import DeviceAuth, Verdict
-from fleetkey.serve.http.forwarded import ForwardedProtoError, TrustedProxies
 from fleetkey.serve.http.messages import Request, Response, error_response
 from fleetkey.serve.http.putting import (
     INLINE_UPLOAD_BYTES,
@@ -37,6 +36,7 @@ from fleetkey.serve.http.putting import (
 )
 from fleetkey.serve.http.repeats import Remembered, Repeats
 from fleetkey.serve.metrics import Latency
+from fleetkey.serve.proxies import ForwardedProtoError, TrustedProxies
 from fleetkey.serve.recorder import BUSY, WAIT, Recorder, confirms
 
 log = logging.getLogger(__name__)

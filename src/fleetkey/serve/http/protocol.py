@@ -206,9 +206,9 @@ class HttpProtocol(asyncio.Protocol):
         ):
             self._fail(431, "request headers too large")
         key = name.decode("latin-1").lower()
-        if key == "x-forwarded-for" and key in self._headers:  # its lines are one list: a
-            value = f"{self._headers.pop(key)}, ".encode("latin-1") + value  # proxy adds one
-        self._headers.setdefault(key, value.decode("latin-1"))
+        if key in ("x-forwarded-for", "x-forwarded-proto") and key in self._headers:  # one
+            value = f"{self._headers.pop(key)}, ".encode("latin-1") + value  # list (RFC 9110):
+        self._headers.setdefault(key, value.decode("latin-1"))  # a proxy's line counts too
 
     def on_headers_complete(self) -> None:
         raw = self._parser.get_method()

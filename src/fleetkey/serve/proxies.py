@@ -1,5 +1,6 @@
-"""The client behind reverse proxies: X-Forwarded-For and X-Forwarded-Proto, from trusted
-proxies only.
+"""The client behind proxies: who counts as a proxy (``--trusted-proxy`` for HTTP's
+X-Forwarded-For and X-Forwarded-Proto, ``--ftp-proxy-protocol`` for FTP's PROXY header, one
+membership rule for both), and what HTTP's headers say, from trusted proxies only.
 
 A phone could send any X-Forwarded-For it likes, so the header counts only when the connection
 comes from a proxy the operator named (``--trusted-proxy``). Then the client is the rightmost
@@ -37,6 +38,18 @@ def parse_networks(texts: Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def is_within(address: str, networks: Iterable[Network]) -> bool:
+    """Whether ``address`` is in one of ``networks``; an IPv4-mapped IPv6 address (a dual-stack
+    listener's ``::ffff:10.0.0.5``) as the IPv4 address it is. Not an address: False."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
 class ForwardedProtoError(ValueError):
     """A trusted proxy's X-Forwarded-Proto that is not one of ``http``, ``https``."""
 
@@ -50,11 +63,7 @@ class TrustedProxies:
         return bool(self._networks)
 
     def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self._networks)
+        return is_within(address, self._networks)
 
     def client(self, peer: str | None, forwarded_for: str | None) -> str | None:
         """The address to record for a request from ``peer`` carrying ``forwarded_for``."""

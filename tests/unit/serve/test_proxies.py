@@ -1,11 +1,12 @@
-"""Which address a request is recorded under, with and without trusted proxies."""
+"""Which address a request is recorded under, with and without trusted proxies; who counts as a
+proxy, one rule for HTTP's trusted proxies and FTP's PROXY header."""
 
 from __future__ import annotations
 
 import pytest
 
 from fleetkey.errors import InputError
-from fleetkey.serve.http.forwarded import ForwardedProtoError, TrustedProxies, parse_networks
+from fleetkey.serve.proxies import ForwardedProtoError, TrustedProxies, is_within, parse_networks
 
 PROXIES = TrustedProxies(parse_networks(["10.0.0.0/8", "::1"]))
 
@@ -21,6 +22,7 @@ PROXIES = TrustedProxies(parse_networks(["10.0.0.0/8", "::1"]))
         ("10.1.1.1", "not-an-address", "10.1.1.1"),
         ("10.1.1.1", " , ", "10.1.1.1"),
         ("::1", "2001:db8::5", "2001:db8::5"),
+        ("::ffff:10.1.1.1", "203.0.113.9", "203.0.113.9"),  # a dual-stack listener's peer
     ],
 )
 def test_client_address(peer: str, header: str | None, client: str) -> None:
@@ -61,3 +63,20 @@ def test_without_proxies_no_scheme_is_believed() -> None:
 def test_a_trusted_proxys_scheme_that_is_neither_http_nor_https_is_refused(header: str) -> None:
     with pytest.raises(ForwardedProtoError, match=r"expected one value, http or https"):
         PROXIES.scheme("10.1.1.1", header)
+
+
+@pytest.mark.parametrize(
+    ("address", "within"),
+    [
+        ("10.0.0.5", True),
+        ("::ffff:10.0.0.5", True),  # IPv4-mapped: the IPv4 address it is
+        ("::1", True),
+        ("11.0.0.5", False),
+        ("::ffff:11.0.0.5", False),
+        ("2001:db8::5", False),
+        ("not-an-address", False),
+        ("", False),
+    ],
+)
+def test_one_membership_rule_for_every_kind_of_proxy(address: str, within: bool) -> None:
+    assert is_within(address, parse_networks(["10.0.0.0/8", "::1"])) is within
