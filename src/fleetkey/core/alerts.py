@@ -61,6 +61,10 @@ class SiteFacts:
     timezone: str
     phones: tuple[str, ...] = ()  # their MACs, when the fetches are summed up from them
     count: int | None = None  # how many phones (None: as many as ``phones``)
+    # the capacity its phones count on (requests/s; None: the snapshot's) and why that one:
+    # measured over the protocol they boot over, or which it is instead (store/capacity.py)
+    capacity: float | None = None
+    capacity_over: str | None = None
 
     @property
     def size(self) -> int:
@@ -296,11 +300,14 @@ def _storms(snapshot: Snapshot) -> list[Alert]:
         peak = requests / max(snapshot.boot_s, 1.0)
         load = f"~{requests:,.0f} requests, peak ~{peak:,.0f} req/s"
         severity = "warning"
-        if snapshot.capacity:
-            load += f" against a capacity of {snapshot.capacity:,.0f} req/s"
-            if peak > snapshot.capacity:
+        capacity = site.capacity if site.capacity is not None else snapshot.capacity
+        if capacity:
+            load += f" against a capacity of {capacity:,.0f} req/s"
+            if site.capacity_over:
+                load += f" ({site.capacity_over})"
+            if peak > capacity:
                 severity = "critical"
-                load += f" ({peak / snapshot.capacity:.1f}x over)"
+                load += f" ({peak / capacity:.1f}x over)"
         alerts.append(
             Alert(
                 f"storm:{facts.serial}:{facts.id}",
@@ -316,7 +323,8 @@ def _storms(snapshot: Snapshot) -> list[Alert]:
                     "at": local.isoformat(),
                     "requests": requests,
                     "peak_per_s": peak,
-                    "capacity": snapshot.capacity,
+                    "capacity": capacity,
+                    "capacity_over": site.capacity_over,
                 },
             )
         )

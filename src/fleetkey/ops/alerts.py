@@ -9,6 +9,7 @@ alerts; :func:`fleetkey.store.alerts.sync` deduplicates them and queues deliveri
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,15 @@ from fleetkey.core.signing import TrustedKeys
 from fleetkey.core.sitefetches import question
 from fleetkey.core.verdicts import SignatureStatus
 from fleetkey.ops.forecast import forecast_storms
-from fleetkey.store import alerts, bootdays, capacity, inventory, registry, sitefetches
+from fleetkey.store import (
+    alerts,
+    bootdays,
+    capacity,
+    inventory,
+    phonestate,
+    registry,
+    sitefetches,
+)
 from fleetkey.store.alerts import StoredAlert, SyncResult
 from fleetkey.store.store import Store
 
@@ -69,16 +78,29 @@ def check(
         # (store/sitefetches.py): every phone's MAC and newest request read into Python took
         # seconds at 100,000 phones
         counts = sitefetches.phones_by_site(session)
-        sites = [
-            SiteFacts(site.serial, site.timezone, count=counts.get(site.serial, 0))
-            for site in inventory.sites(session)
-        ]
+        # each site's storm against the capacity measured over what its phones boot over
+        # (store/capacity.py), unless one is configured for all
+        booting = {} if settings.capacity else phonestate.protocols_by_site(session)
+        sites = []
+        for site in inventory.sites(session):
+            count = counts.get(site.serial, 0)
+            chosen = None
+            if not settings.capacity:
+                over = capacity.booting_over(Counter(booting.get(site.serial, {})))
+                chosen = capacity.choose(session, over, count)
+            sites.append(
+                SiteFacts(
+                    site.serial,
+                    site.timezone,
+                    count=count,
+                    capacity=chosen.measurement.requests_per_s if chosen else None,
+                    capacity_over=chosen.over if chosen else None,
+                )
+            )
         fetched = sitefetches.answer(
             session, SITE_LICENSE_FILE, question(licenses), [site.serial for site in sites]
         )
         cost = bootdays.boot_cost(session)
-        # the storm forecast is a license lapse's: its capacity, never a firmware change's
-        measured = capacity.latest(session, capacity.LICENSE_LAPSE)
     vouched = {f.digest for f in licenses if f.signature is SignatureStatus.TRUSTED_BY_OPERATOR}
     bad = bad_files(data.provisioning, trusted, vouched)
     snapshot = Snapshot(
@@ -91,7 +113,7 @@ def check(
         stages=settings.stages,
         boot_requests=cost.requests,
         boot_s=cost.seconds,
-        capacity=settings.capacity or (measured.requests_per_s if measured else None),
+        capacity=settings.capacity,
     )
     current = forecast_storms(evaluate(snapshot), snapshot)
     with store.transaction() as session:

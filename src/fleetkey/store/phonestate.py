@@ -32,7 +32,14 @@ from fleetkey.core.useragent import parse_user_agent
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.records import utc
-from fleetkey.store.schema import EPOCH, FetchRow, PhoneFileRow, PhoneSeenRow, epoch_micros
+from fleetkey.store.schema import (
+    EPOCH,
+    FetchRow,
+    PhoneFileRow,
+    PhoneRow,
+    PhoneSeenRow,
+    epoch_micros,
+)
 from fleetkey.store.texts import agent_of, path_of
 
 # the writer's row layout (store/fetches.py inserts tuples in this column order); the state
@@ -231,6 +238,20 @@ def seen_many(session: Session, macs: Sequence[str]) -> dict[str, Seen]:
         chunk = macs[start : start + LOOKUP_CHUNK]
         for row in session.scalars(select(PhoneSeenRow).where(PhoneSeenRow.mac.in_(chunk))):
             found[row.mac] = _seen(row)
+    return found
+
+
+def protocols_by_site(session: Session) -> dict[str, dict[str, int]]:
+    """Each site's phones by the protocol of their newest fetch (phones that never fetched
+    are not counted), summed up by the database: one query for the fleet."""
+    found: dict[str, dict[str, int]] = {}
+    rows = session.execute(
+        select(PhoneRow.site_serial, PhoneSeenRow.protocol, func.count())
+        .join(PhoneSeenRow, PhoneSeenRow.mac == PhoneRow.mac)
+        .group_by(PhoneRow.site_serial, PhoneSeenRow.protocol)
+    )
+    for site, protocol, phones in rows:
+        found.setdefault(site, {})[protocol] = int(phones)
     return found
 
 
