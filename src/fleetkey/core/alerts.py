@@ -278,6 +278,22 @@ def _bad_files(snapshot: Snapshot) -> list[Alert]:
     return alerts
 
 
+def storm_sites(licenses: Sequence[LicenseFacts], today: date, stages: Sequence[int]) -> set[str]:
+    """The sites whose storm ``evaluate`` may forecast (a posted site license lapsing within
+    the longest lead time): what the facts of a storm are gathered for."""
+    horizon = max(stages, default=0)
+    return {facts.serial for facts in licenses if _storm_due(facts, today, horizon)}
+
+
+def _storm_due(facts: LicenseFacts, today: date, horizon: int) -> bool:
+    return (
+        facts.type is LicenseType.SITE
+        and facts.state is LicenseState.POSTED
+        and facts.expires_on is not None
+        and (facts.expires_on - today).days <= horizon
+    )
+
+
 def _storms(snapshot: Snapshot) -> list[Alert]:
     """A posted site license lapsing without successor: its phones reboot together (R3/R4)."""
     today = snapshot.now.date()
@@ -286,14 +302,9 @@ def _storms(snapshot: Snapshot) -> list[Alert]:
     alerts = []
     for facts in snapshot.licenses:
         site = sites.get(facts.serial)
-        if (
-            facts.type is not LicenseType.SITE
-            or facts.state is not LicenseState.POSTED
-            or facts.expires_on is None
-        ):
+        if not _storm_due(facts, today, horizon) or site is None or not site.size:
             continue
-        if site is None or not site.size or (facts.expires_on - today).days > horizon:
-            continue
+        assert facts.expires_on is not None  # noqa: S101  # _storm_due says so
         day = facts.expires_on + timedelta(days=1)  # the first daily check that finds it lapsed
         local = datetime.combine(day, snapshot.polling_time, ZoneInfo(site.timezone))
         requests = site.size * snapshot.boot_requests

@@ -26,6 +26,7 @@ from fleetkey.core.alerts import (
     SiteFacts,
     Snapshot,
     evaluate,
+    storm_sites,
 )
 from fleetkey.core.naming import SITE_LICENSE_FILE, key_misfit
 from fleetkey.core.signing import TrustedKeys
@@ -78,14 +79,18 @@ def check(
         # (store/sitefetches.py): every phone's MAC and newest request read into Python took
         # seconds at 100,000 phones
         counts = sitefetches.phones_by_site(session)
-        # each site's storm against the capacity measured over what its phones boot over
-        # (store/capacity.py), unless one is configured for all
-        booting = {} if settings.capacity else phonestate.protocols_by_site(session)
+        # a storm's site against the capacity measured over what its phones boot over
+        # (store/capacity.py), unless one is configured for all; only the sites that may
+        # storm are asked (the grouped query cost 0.2 s of CPU for 100,000 phones)
+        storming = set()
+        if not settings.capacity:
+            storming = storm_sites(licenses, clock.now().date(), settings.stages)
+        booting = phonestate.protocols_by_site(session, sorted(storming))
         sites = []
         for site in inventory.sites(session):
             count = counts.get(site.serial, 0)
             chosen = None
-            if not settings.capacity:
+            if site.serial in storming:
                 over = capacity.booting_over(Counter(booting.get(site.serial, {})))
                 chosen = capacity.choose(session, over, count)
             sites.append(

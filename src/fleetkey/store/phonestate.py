@@ -241,17 +241,28 @@ def seen_many(session: Session, macs: Sequence[str]) -> dict[str, Seen]:
     return found
 
 
-def protocols_by_site(session: Session) -> dict[str, dict[str, int]]:
-    """Each site's phones by the protocol of their newest fetch (phones that never fetched
-    are not counted), summed up by the database: one query for the fleet."""
-    found: dict[str, dict[str, int]] = {}
-    rows = session.execute(
+def protocols_by_site(
+    session: Session, sites: Sequence[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """Each site's phones (of ``sites``, or every site) by the protocol of their newest fetch
+    (phones that never fetched are not counted), summed up by the database."""
+    query = (
         select(PhoneRow.site_serial, PhoneSeenRow.protocol, func.count())
         .join(PhoneSeenRow, PhoneSeenRow.mac == PhoneRow.mac)
         .group_by(PhoneRow.site_serial, PhoneSeenRow.protocol)
     )
-    for site, protocol, phones in rows:
-        found.setdefault(site, {})[protocol] = int(phones)
+    chunks = (
+        [query]
+        if sites is None
+        else [
+            query.where(PhoneRow.site_serial.in_(sites[start : start + LOOKUP_CHUNK]))
+            for start in range(0, len(sites), LOOKUP_CHUNK)
+        ]
+    )
+    found: dict[str, dict[str, int]] = {}
+    for chunk in chunks:
+        for site, protocol, phones in session.execute(chunk):
+            found.setdefault(site, {})[protocol] = int(phones)
     return found
 
 

@@ -149,6 +149,8 @@ def test_each_sites_phones_count_on_the_capacity_measured_over_what_they_boot_ov
         booting = phonestate.protocols_by_site(session)
         assert booting == {"100000000011": {"http": 2, "https": 1},
                            "100000000012": {"ftp": 2}, "100000000013": {"tftp": 1}}  # fmt: skip
+        asked = phonestate.protocols_by_site(session, ["100000000012", "100000000014"])
+        assert asked == {"100000000012": {"ftp": 2}}  # only the sites asked for
         chosen = {
             site: capacity.choose(
                 session, capacity.booting_over(Counter(booting.get(site, {}))), len(over)
