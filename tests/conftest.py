@@ -57,12 +57,16 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database on each backend: SQLite in a file, a fresh PostgreSQL database."""
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each backend: SQLite in a file, a fresh PostgreSQL database
+    (dropped after the test: ~8 MB each, some 700 of them in a run)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'fleetkey.db'}"
+        yield f"sqlite:///{tmp_path / 'fleetkey.db'}"
+        return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,8 @@ from tests.deployment import (
 )
 from tests.serving import (
     SITE_LICENSED,
-    cli,
     fleetkey_command,
+    fleetkey_in_process,
     import_sip_phones,
     server_env,
     wait_for,
@@ -98,14 +99,15 @@ def _admin(work: Path, database: str, phones: int, sip_port: int) -> tuple[Path,
     data = work / "admin"
     env = server_env(data)
     env["FLEETKEY_DB"] = database
-    cli(env, "init")
+    cli = partial(fleetkey_in_process, env)  # in this process: a fleet built, not tested
+    cli("init")
     for n, site in enumerate(SITES):
-        cli(env, "sites", "add", site, "--name", f"site-{n + 1}", "--tz", "UTC",
+        cli("sites", "add", site, "--name", f"site-{n + 1}", "--tz", "UTC",
             "--window", window_around_now())  # fmt: skip
     import_sip_phones(env, work, [f"0004f2{i:06x}" for i in range(phones)], SITES, sip_port)
     expires = datetime.now(UTC).date() + timedelta(days=20)
     for site in SITES:
-        cli(env, "issue", "site", "--serial", site, "--features", "corporate-directory",
+        cli("issue", "site", "--serial", site, "--features", "corporate-directory",
             "--expires", f"{expires}")  # fmt: skip
     return data, env
 
@@ -120,9 +122,9 @@ def post_and_time(
 ) -> tuple[int, dict[str, float]]:
     """Issue ``site``'s successor into a file, post it while polling every server for it;
     (license id, seconds from the post's commit to each server serving it)."""
-    issued = json.loads(cli(env, "issue", "site", "--serial", site, "--features",
-                            "corporate-directory", "--expires", f"{expires}", "--out", str(out),
-                            "--json"))  # fmt: skip
+    issued = json.loads(fleetkey_in_process(env, "issue", "site", "--serial", site, "--features",
+                                            "corporate-directory", "--expires", f"{expires}",
+                                            "--out", str(out), "--json").stdout)  # fmt: skip
     license_id = int(issued["license_id"])
     poller = Poller(servers, f"/{site}/000000000000-license.cfg", out.read_bytes())
     poster = subprocess.Popen([*fleetkey_command(), "licenses", "post", str(license_id)],
@@ -131,7 +133,9 @@ def post_and_time(
     poller.run_until_all(timeout_s=60)
     _, err = poster.communicate(timeout=60)
     assert poster.returncode == 0, err
-    shown = json.loads(cli(env, "licenses", "show", str(license_id), "--json"))
+    shown = json.loads(
+        fleetkey_in_process(env, "licenses", "show", str(license_id), "--json").stdout
+    )
     posted_at = datetime.fromisoformat(shown["posted_at"]).timestamp()
     polls.update(poller.asked)
     return license_id, {n: round(t - posted_at, 3) for n, t in poller.first_seen.items()}
@@ -202,8 +206,9 @@ def roll_out_through_the_balancer(
             license_id, delays[site] = post_and_time(
                 env, servers, site, expires, work / f"{site}-successor.cfg", polls
             )
-            planned = cli(env, "rollout", "plan", "--license", str(license_id),
-                          "--capacity", str(capacity), "--slot", "5", "--json")  # fmt: skip
+            planned = fleetkey_in_process(env, "rollout", "plan", "--license", str(license_id),
+                                          "--capacity", str(capacity), "--slot", "5",
+                                          "--json").stdout  # fmt: skip
             plan = json.loads(planned)
             rollouts.append(int(plan["rollout"]))
         started = time.monotonic()

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from fleetkey.cli import main
@@ -70,16 +71,18 @@ def run_fleetkey(
     return done
 
 
-def fleetkey_in_process(env: dict[str, str], *args: str) -> None:
+def fleetkey_in_process(env: dict[str, str], *args: str, code: int = 0) -> Result:
     """``fleetkey ARGS`` run in this process, seeing the environment a process started with
-    ``env`` would see; for building a fleet, where a process per command cost an interpreter
-    and fleetkey's imports each (~0.6 s of CPU). It must succeed."""
+    ``env`` would see; for building a fleet and reading it back, where a process per command
+    cost an interpreter and fleetkey's imports each (~0.6 s of CPU). It must exit ``code``;
+    its ``stdout`` and ``stderr`` are kept apart, as ``run_fleetkey``'s are."""
     changes: dict[str, str | None] = {k: v for k, v in env.items() if os.environ.get(k) != v}
     changes.update({k: None for k in os.environ if k not in env})
     result = CliRunner().invoke(main.cli, list(args), env=changes, catch_exceptions=False)
-    assert result.exit_code == 0, (
-        f"fleetkey {' '.join(args)} exited {result.exit_code}\n{result.stderr}"
+    assert result.exit_code == code, (
+        f"fleetkey {' '.join(args)} exited {result.exit_code}, expected {code}\n{result.stderr}"
     )
+    return result
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
@@ -120,6 +123,22 @@ def fleet_env(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path
 
 
 _FLEETS: dict[str | None, Path] = {}  # each phone list's fleet, built once per session
+_INITIALIZED: list[Path] = []  # a data directory after `fleetkey init`, made once per session
+
+
+def init_data(data: Path, env: dict[str, str]) -> None:
+    """``data`` as `fleetkey init` leaves it: a copy (modes kept) of one initialized once per
+    session when the store is the data directory's own (``env`` as ``server_env`` makes it),
+    else `fleetkey init` run in this process (another database: its tables are made there)."""
+    if env != server_env(data) or data.exists():
+        fleetkey_in_process(env, "init")
+        return
+    if not _INITIALIZED:
+        template = Path(tempfile.mkdtemp(prefix="fleetkey-init-")) / "data"
+        atexit.register(shutil.rmtree, template.parent, ignore_errors=True)
+        fleetkey_in_process(server_env(template), "init")
+        _INITIALIZED.append(template)
+    shutil.copytree(_INITIALIZED[0], data, symlinks=True)
 
 
 def make_fleet(data: Path, env: dict[str, str], phones_csv: str | None = None) -> None:
@@ -148,7 +167,7 @@ def build_fleet(data: Path, env: dict[str, str], phones_csv: str | None = None) 
     def run(*args: str) -> None:
         fleetkey_in_process(env, *args)
 
-    run("init")
+    init_data(data, env)
     run("sites", "add", SITE, "--name", "HQ", "--tz", "Europe/Berlin", "--window", "22:00-05:00")
     csv = data.parent / "phones.csv"
     csv.write_text(
@@ -281,7 +300,7 @@ def import_sip_phones(
         for i, mac in enumerate(macs)
     ]
     (work / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
-    cli(env, "phones", "import", str(work / "phones.csv"))
+    fleetkey_in_process(env, "phones", "import", str(work / "phones.csv"))
     (work / "macs.txt").write_text("\n".join(macs) + "\n")
 
 
@@ -326,3 +345,36 @@ class Control:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+
+def sigkill(server: RunningServer | FtpServer) -> None:
+    """SIGKILL: the server writes nothing after this."""
+    running = server.running if isinstance(server, FtpServer) else server
+    running.process.kill()
+    running.process.communicate(timeout=30)
+
+
+S = TypeVar("S", RunningServer, FtpServer)  # a server killed after answering
+
+
+def killed_after_answer(
+    start: Callable[[], S],
+    answer: Callable[[S], bytes],
+    records: Callable[[], list[dict[str, object]]],
+    rounds: int = 2,
+) -> None:
+    """Rounds of: a server started, a license file read whole from it (``answer``: its bytes),
+    the server SIGKILLed at once. After each, ``records`` (that file's records of an answer
+    sent) has one more, of the bytes read, with their digest: the record was committed before
+    the answer was sent (serve/commits.py, serve/ftp/confirming.py)."""
+    before = len(records())
+    for n in range(before + 1, before + rounds + 1):
+        server = start()
+        try:
+            body = answer(server)
+        finally:
+            sigkill(server)
+        found = records()
+        assert len(found) == n, f"round {n}: {len(found)} records of {n} answers"
+        assert found[-1]["bytes"] == len(body) > 0
+        assert found[-1]["digest"]

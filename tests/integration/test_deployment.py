@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -34,7 +35,7 @@ from tests.deployment import (
 from tests.fleetrun import describe, roll_out_through_the_balancer
 from tests.helpers import self_signed
 from tests.pg import PostgresServer
-from tests.serving import cli, fleetkey_command, server_env, wait_for
+from tests.serving import fleetkey_command, fleetkey_in_process, server_env, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.interop]
 SITE = "100000000001"
@@ -49,12 +50,13 @@ def make_admin(tmp_path: Path, database: str) -> tuple[Path, dict[str, str]]:
     data = tmp_path / "admin"
     env = server_env(data)
     env["FLEETKEY_DB"] = database
-    cli(env, "init")
-    cli(env, "sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", "22:00-05:00")
+    cli = partial(fleetkey_in_process, env)  # in this process: a fleet built, not tested
+    cli("init")
+    cli("sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", "22:00-05:00")
     (tmp_path / "phones.csv").write_text(f"mac,site,model\n{MAC},{SITE},VVX_500\n")
-    cli(env, "phones", "import", str(tmp_path / "phones.csv"))
+    cli("phones", "import", str(tmp_path / "phones.csv"))
     expires = datetime.now(UTC).date() + timedelta(days=20)
-    cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
+    cli("issue", "site", "--serial", SITE, "--features", "corporate-directory",
         "--expires", f"{expires}")  # fmt: skip
     (data / "provisioning" / "000000000000.cfg").write_text("<APPLICATION/>\n")
     return data, env
@@ -205,9 +207,9 @@ def test_every_server_finds_an_upload_and_serves_a_successor_within_2_s_of_posti
         assert (server.name, got.status_code, got.content) == (server.name, 200, log)
     expires = datetime.now(UTC).date() + timedelta(days=400)
     successor_file = data / "successor.cfg"
-    issued = json.loads(cli(env, "issue", "site", "--serial", SITE, "--features",
-                            "corporate-directory", "--expires", f"{expires}", "--out",
-                            str(successor_file), "--json"))  # fmt: skip
+    issued = json.loads(fleetkey_in_process(
+        env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
+        "--expires", f"{expires}", "--out", str(successor_file), "--json").stdout)  # fmt: skip
     poller = Poller(servers, f"/{SITE}/000000000000-license.cfg", successor_file.read_bytes())
     poster = subprocess.Popen(
         [*fleetkey_command(), "licenses", "post", str(issued["license_id"])], env=env,
@@ -226,7 +228,9 @@ def test_every_server_finds_an_upload_and_serves_a_successor_within_2_s_of_posti
 
 
 def posted_time(env: dict[str, str], license_id: int) -> float:
-    shown = json.loads(cli(env, "licenses", "show", str(license_id), "--json"))
+    shown = json.loads(
+        fleetkey_in_process(env, "licenses", "show", str(license_id), "--json").stdout
+    )
     return datetime.fromisoformat(shown["posted_at"]).timestamp()
 
 

@@ -23,7 +23,7 @@ from fleetkey.emulate.addresses import phone_address
 from fleetkey.ops.notifier import Notifier
 
 from tests.helpers import free_udp_port
-from tests.serving import fleet_env, fleetkey_command, wait_for
+from tests.serving import fleet_env, fleetkey_command, fleetkey_in_process, init_data, wait_for
 from tests.serving import run_fleetkey as cli
 
 SITE_FILE = "000000000000-license.cfg"
@@ -53,7 +53,7 @@ def emulate(env: dict[str, str], server: str, macs: Path, report: Path) -> list[
 
 
 def site_fetches(env: dict[str, str], mac: str) -> list[dict[str, Any]]:
-    found = json.loads(cli(env, "fetches", "--mac", mac, "--json").stdout)
+    found = json.loads(fleetkey_in_process(env, "fetches", "--mac", mac, "--json").stdout)
     return [f for f in found if f["path"].endswith(SITE_FILE) and f["status"] == 200]
 
 
@@ -80,11 +80,12 @@ def test_three_sites_apart_a_shorter_successor_forced_then_rolled_back(
 ) -> None:
     data, env = fleet_env(tmp_path_factory, "three-sites-apart")
     work, tree = data.parent, data / "provisioning"
-    cli(env, "init")
+    init_data(data, env)
     for serial, (name, expires) in SITES.items():
-        cli(env, "sites", "add", serial, "--name", name, "--tz", "UTC", "--window", "22:00-05:00")
-        cli(env, "issue", "site", "--serial", serial, "--features", "corporate-directory",
-            "--expires", expires)  # fmt: skip
+        fleetkey_in_process(env, "sites", "add", serial, "--name", name, "--tz", "UTC",
+                            "--window", "22:00-05:00")  # fmt: skip
+        fleetkey_in_process(env, "issue", "site", "--serial", serial, "--features",
+                            "corporate-directory", "--expires", expires)  # fmt: skip
     places = {serial: tree / serial / SITE_FILE for serial in SITES}
     assert sorted(p.relative_to(tree) for p in tree.rglob("*-license.cfg")) == sorted(
         p.relative_to(tree) for p in places.values()
@@ -125,14 +126,14 @@ def test_three_sites_apart_a_shorter_successor_forced_then_rolled_back(
 
         shorter = ["issue", "site", "--serial", NEW_YORK, "--features", "corporate-directory",
                    "--expires", "2030-01-20"]  # fmt: skip
-        refused = cli(env, *shorter, code=1)
+        refused = fleetkey_in_process(env, *shorter, code=1)
         assert refused.stderr.startswith(
             f"error: issuing and posting the Site key for {NEW_YORK} would take from phones "
             "what they have:\n  it lasts until 2030-01-20, license 2 until 2031-06-30: phones "
             "that installed license 2 ignore it (R7)\n"
         )
         assert digest(places[NEW_YORK]) == first
-        cli(env, *shorter, "--force")
+        fleetkey_in_process(env, *shorter, "--force")
         forced = digest(places[NEW_YORK])
         assert forced != first
         wait_for(lambda: served(http_url) == places[NEW_YORK].read_bytes(), 10)  # the view
@@ -140,7 +141,9 @@ def test_three_sites_apart_a_shorter_successor_forced_then_rolled_back(
         wait_for(lambda: all(f["digest"] == forced for f in [
             site_fetches(env, mac)[-1] for mac in macs]), 60)  # fmt: skip
 
-        rolled = json.loads(cli(env, "licenses", "rollback", NEW_YORK, "--json").stdout)
+        rolled = json.loads(
+            fleetkey_in_process(env, "licenses", "rollback", NEW_YORK, "--json").stdout
+        )
         assert (rolled["license"]["id"], rolled["replaces"]) == (2, 4)
         assert digest(places[NEW_YORK]) == first
         wait_for(lambda: served(http_url) == places[NEW_YORK].read_bytes(), 10)  # the view
@@ -161,5 +164,6 @@ def test_three_sites_apart_a_shorter_successor_forced_then_rolled_back(
     phones = json.loads((work / "ny.json").read_text())["phones"]
     assert {p["installed"]["site"]["expires"] for p in phones} == {"2031-06-30"}  # R7, restored
     assert [sum(r["reason"] == "check-sync" for r in p["reboots"]) for p in phones] == [2, 2]
-    actions = [e["action"] for e in json.loads(cli(env, "audit", "list", "--json").stdout)]
+    audit = fleetkey_in_process(env, "audit", "list", "--json").stdout
+    actions = [e["action"] for e in json.loads(audit)]
     assert actions[-2:] == ["license.post", "license.rollback"]

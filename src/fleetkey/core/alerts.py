@@ -61,6 +61,10 @@ class SiteFacts:
     timezone: str
     phones: tuple[str, ...] = ()  # their MACs, when the fetches are summed up from them
     count: int | None = None  # how many phones (None: as many as ``phones``)
+    # the capacity its phones count on (requests/s; None: the snapshot's) and why that one:
+    # measured over the protocol they boot over, or which it is instead (store/capacity.py)
+    capacity: float | None = None
+    capacity_over: str | None = None
 
     @property
     def size(self) -> int:
@@ -274,6 +278,22 @@ def _bad_files(snapshot: Snapshot) -> list[Alert]:
     return alerts
 
 
+def storm_sites(licenses: Sequence[LicenseFacts], today: date, stages: Sequence[int]) -> set[str]:
+    """The sites whose storm ``evaluate`` may forecast (a posted site license lapsing within
+    the longest lead time): what the facts of a storm are gathered for."""
+    horizon = max(stages, default=0)
+    return {facts.serial for facts in licenses if _storm_due(facts, today, horizon)}
+
+
+def _storm_due(facts: LicenseFacts, today: date, horizon: int) -> bool:
+    return (
+        facts.type is LicenseType.SITE
+        and facts.state is LicenseState.POSTED
+        and facts.expires_on is not None
+        and (facts.expires_on - today).days <= horizon
+    )
+
+
 def _storms(snapshot: Snapshot) -> list[Alert]:
     """A posted site license lapsing without successor: its phones reboot together (R3/R4)."""
     today = snapshot.now.date()
@@ -282,25 +302,23 @@ def _storms(snapshot: Snapshot) -> list[Alert]:
     alerts = []
     for facts in snapshot.licenses:
         site = sites.get(facts.serial)
-        if (
-            facts.type is not LicenseType.SITE
-            or facts.state is not LicenseState.POSTED
-            or facts.expires_on is None
-        ):
+        if not _storm_due(facts, today, horizon) or site is None or not site.size:
             continue
-        if site is None or not site.size or (facts.expires_on - today).days > horizon:
-            continue
+        assert facts.expires_on is not None  # noqa: S101  # _storm_due says so
         day = facts.expires_on + timedelta(days=1)  # the first daily check that finds it lapsed
         local = datetime.combine(day, snapshot.polling_time, ZoneInfo(site.timezone))
         requests = site.size * snapshot.boot_requests
         peak = requests / max(snapshot.boot_s, 1.0)
         load = f"~{requests:,.0f} requests, peak ~{peak:,.0f} req/s"
         severity = "warning"
-        if snapshot.capacity:
-            load += f" against a capacity of {snapshot.capacity:,.0f} req/s"
-            if peak > snapshot.capacity:
+        capacity = site.capacity if site.capacity is not None else snapshot.capacity
+        if capacity:
+            load += f" against a capacity of {capacity:,.0f} req/s"
+            if site.capacity_over:
+                load += f" ({site.capacity_over})"
+            if peak > capacity:
                 severity = "critical"
-                load += f" ({peak / snapshot.capacity:.1f}x over)"
+                load += f" ({peak / capacity:.1f}x over)"
         alerts.append(
             Alert(
                 f"storm:{facts.serial}:{facts.id}",
@@ -316,7 +334,8 @@ def _storms(snapshot: Snapshot) -> list[Alert]:
                     "at": local.isoformat(),
                     "requests": requests,
                     "peak_per_s": peak,
-                    "capacity": snapshot.capacity,
+                    "capacity": capacity,
+                    "capacity_over": site.capacity_over,
                 },
             )
         )

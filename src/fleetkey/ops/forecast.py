@@ -46,6 +46,11 @@ def forecast_storms(alerts: list[Alert], snapshot: Snapshot) -> list[Alert]:
         held = kept.get(facts.serial)
         if held is None or _outlasts(facts, held):
             kept[facts.serial] = facts
+    # one server answers every lapsing site in the simulation: at the capacity configured,
+    # else the lowest of those measured over what each site's phones boot over
+    sites = {site.serial: site for site in snapshot.sites}
+    measured = [c for f in kept.values() if (c := sites[f.serial].capacity) is not None]
+    snapshot = replace(snapshot, capacity=snapshot.capacity or min(measured, default=None))
     run = simulate(_scenario(list(kept.values()), snapshot))
     index = {serial: i for i, serial in enumerate(run.fleet.sites.serials)}
     refined = {
@@ -110,8 +115,12 @@ def _refined(alert: Alert, run: Run, index: int, snapshot: Snapshot) -> Alert:
     severity = "critical" if measured and longest > snapshot.boot_s * 2 else alert.severity
     others = together - (phones.stop - phones.start)
     with_others = f" with {others:,} phones of other sites" if others > 0 else ""
+    over = alert.details.get("capacity_over")
+    if alert.details.get("capacity") != snapshot.capacity:
+        over = "the lowest of the lapsing sites', one server answering them all"
     served = (
-        f"answered at {snapshot.capacity:,.0f} req/s, the last phone done at "
+        f"answered at {snapshot.capacity:,.0f} req/s{f' ({over})' if over else ''}, "
+        "the last phone done at "
         f"{last:%Y-%m-%d %H:%M} UTC, the longest boot {longest / 60:,.1f} min"
         if measured
         else "capacity not measured (fleetkey capacity measure)"

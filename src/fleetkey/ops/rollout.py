@@ -31,7 +31,6 @@ from fleetkey.store.rollouts import ACTIVE
 from fleetkey.store.store import Store
 
 MARGIN_DAYS: Final = 2
-_PROTOCOL: Final = {"https": "http", "ftps": "ftp"}  # what a capacity measurement is over
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,41 +82,19 @@ def plan_license(store: Store, clock: Clock, options: PlanOptions) -> Plan:
 
 
 def _measured_capacity(session: Session, macs: Sequence[str]) -> tuple[float, str]:
-    """The capacity a license rollout plans against, and the sentence that says which: a
-    measurement over the protocol the phones (``macs``) boot over, by their newest fetch (the
-    lowest when they boot over several), the newest license-lapse storm of it (its reboots
-    download no firmware), else the newest of any storm; without one over their protocol
-    (TFTP cannot be probed; phones that never fetched boot over no known one) the newest of
-    any protocol, and the sentence says so."""
-    booting = Counter(
-        _PROTOCOL.get(s.protocol, s.protocol) for s in seen_many(session, macs).values()
+    """The capacity a license rollout plans against, and the sentence that says which: the
+    one over the protocol the phones (``macs``) boot over (store/capacity.py)."""
+    booting = capacities.booting_over(
+        Counter(s.protocol for s in seen_many(session, macs).values())
     )
-    chosen = [found for protocol in booting if (found := _newest(session, protocol)) is not None]
-    if chosen:
-        measured = min(chosen, key=lambda m: m.requests_per_s)
-        over = (
-            f"over {measured.protocol}, as {booting[measured.protocol]:,} of the "
-            f"{len(macs):,} phones boot"
+    chosen = capacities.choose(session, booting, len(macs))
+    if chosen is None:
+        raise InputError(
+            "no capacity was given and none has been measured",
+            field="capacity",
+            hint="measure the server's capacity with `fleetkey capacity measure`",
         )
-        if len(chosen) > 1:
-            over += " (the lowest of the protocols they boot over)"
-        missing = [p for p in booting if p not in {m.protocol for m in chosen}]
-        if missing:
-            over += f"; none over {', '.join(sorted(missing))}, which others boot over"
-    else:
-        newest = _newest(session, None)
-        if newest is None:
-            raise InputError(
-                "no capacity was given and none has been measured",
-                field="capacity",
-                hint="measure the server's capacity with `fleetkey capacity measure`",
-            )
-        measured = newest
-        over = f"over {measured.protocol}: " + (
-            f"none was measured over {', '.join(sorted(booting))}, which these phones boot over"
-            if booting
-            else "no phone of these has fetched yet, so the protocol they boot over is unknown"
-        )
+    measured = chosen.measurement
     what = (
         "boots that download no firmware, as this rollout's do"
         if measured.storm == capacities.LICENSE_LAPSE
@@ -126,14 +103,7 @@ def _measured_capacity(session: Session, macs: Sequence[str]) -> tuple[float, st
     return measured.requests_per_s, (
         f"capacity {measured.requests_per_s:,.0f} requests/s, measured "
         f"{measured.at:%Y-%m-%d %H:%M} UTC against {measured.target} in a {measured.storm} "
-        f"storm ({what}), {over}"
-    )
-
-
-def _newest(session: Session, protocol: str | None) -> capacities.Measurement | None:
-    """The newest license-lapse measurement over ``protocol``, else the newest of any storm."""
-    return capacities.latest(session, capacities.LICENSE_LAPSE, protocol) or capacities.latest(
-        session, None, protocol
+        f"storm ({what}), {chosen.over}"
     )
 
 

@@ -5,11 +5,11 @@ Sites with their time zones, windows and phone counts; every site license not re
 has posted now, offered from the start; what each phone holds at the start from the per-phone
 state (``phone_files``: the site license file it was last served, as the alerts read it; a
 phone with none on record is taken to hold the posted one, and the notes say how many); the
-boot cost measured from the
-fetch records and the newest measured capacity. What the store does not hold takes the
-scenario defaults (docs/simulate.md): license.polling.time 02:00, configuration polling off,
-no calls. Two approximations, said in the scenario's notes: a site license's features all
-lapse at its latest term, and a site's phones hold the phone-license features every one of
+boot cost measured from the fetch records and the capacity measured over the protocols its
+phones boot over (store/capacity.py). What the store does not hold takes the scenario defaults
+(docs/simulate.md): license.polling.time 02:00, configuration polling off, no calls. Two
+approximations, said in the scenario's notes: a site license's features all lapse at its
+latest term, and a site's phones hold the phone-license features every one of
 them holds for ever (a phone license that is not perpetual, or not on every phone, is left out).
 """
 
@@ -112,9 +112,17 @@ def scenario_from_store(session: Session, now: datetime, days: int = 365) -> Sto
         for site in sites
     )
     cost = bootdays.boot_cost(session)
-    measured = capacity.latest(session)
+    # one server for the fleet: the capacity measured over what its phones boot over (the
+    # lowest of their protocols), or the sentence says which instead (store/capacity.py)
+    booting: Counter[str] = Counter()
+    simulated_sites = {site.serial for site in sites}
+    for serial, protocols in phonestate.protocols_by_site(session).items():
+        if serial in simulated_sites:
+            booting.update(protocols)
+    phones = sum(g.phones for g in groups)
+    chosen = capacity.choose(session, capacity.booting_over(booting), phones)
     server = Server(
-        capacity_per_s=measured.requests_per_s if measured else Server().capacity_per_s,
+        capacity_per_s=chosen.measurement.requests_per_s if chosen else Server().capacity_per_s,
         boot_requests=cost.requests,
         boot_s=cost.seconds,
     )
@@ -122,7 +130,11 @@ def scenario_from_store(session: Session, now: datetime, days: int = 365) -> Sto
         f"{sum(g.phones for g in groups):,} phones at {len(groups)} site(s) from the store",
         f"boot cost: {cost.requests:.1f} requests, {cost.seconds:.0f} s ({cost.source})",
         f"capacity: {server.capacity_per_s:,g} req/s "
-        + (f"(measured {measured.at:%Y-%m-%d})" if measured else "(not measured: the default)"),
+        + (
+            f"(measured {chosen.measurement.at:%Y-%m-%d} {chosen.over})"
+            if chosen
+            else "(not measured: the default)"
+        ),
         f"per-phone state: {state.known:,} phone(s) hold the site license they were last "
         f"served; {state.unknown:,} with none on record are taken to hold the posted one",
         "license.polling.time 02:00, configuration polling off, no calls (not in the store)",

@@ -20,7 +20,14 @@ import numpy as np
 import numpy.typing as npt
 
 from fleetkey.core.device.config import ConfigPolling, PollMode
-from fleetkey.core.device.schedule import DAY_S, daily_moment, draw_key, mac_day, window_s
+from fleetkey.core.device.schedule import (
+    DAY_S,
+    daily_moment,
+    draw_key,
+    mac_day,
+    window_s,
+    window_wraps,
+)
 from fleetkey.simulate.scenario import CALL_SLOT_S, Scenario, SiteGroup
 
 I64 = npt.NDArray[np.int64]
@@ -40,6 +47,8 @@ class Sites:
     tz: I32  # index into Calendar.zones
     license_time: I32  # index into Calendar.times (license.polling.time)
     poll_time: I32  # index into Calendar.times (prov.polling.time)
+    poll_end: I32  # index into Calendar.times (random mode's timeRandomEnd, else poll_time)
+    poll_wraps: npt.NDArray[np.bool_]  # random mode: the window ends the next day
     poll_enabled: npt.NDArray[np.bool_]
     poll_mode: I32  # 0 abs, 1 rel, 2 random
     poll_period_s: F64
@@ -128,6 +137,10 @@ def build_fleet(scenario: Scenario, seed: int = 0) -> Fleet:
         time_index(z, g.license_polling_time) for z, g in zip(zones, groups, strict=True)
     ]
     poll_time = [time_index(z, g.polling.at) for z, g in zip(zones, groups, strict=True)]
+    poll_end = [
+        time_index(z, g.polling.random_end or g.polling.at)
+        for z, g in zip(zones, groups, strict=True)
+    ]
     first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     sites = Sites(
         serials=tuple(serials),
@@ -136,6 +149,8 @@ def build_fleet(scenario: Scenario, seed: int = 0) -> Fleet:
         tz=np.array([zone_names.index(z) for z in zones], dtype=np.int32),
         license_time=np.array(license_time, dtype=np.int32),
         poll_time=np.array(poll_time, dtype=np.int32),
+        poll_end=np.array(poll_end, dtype=np.int32),
+        poll_wraps=np.array([_wraps(g.polling) for g in groups], dtype=np.bool_),
         poll_enabled=np.array([g.polling.enabled for g in groups], dtype=np.bool_),
         poll_mode=np.array([_MODES[g.polling.mode] for g in groups], dtype=np.int32),
         poll_period_s=np.array([g.polling.period_s for g in groups], dtype=np.float64),
@@ -165,6 +180,11 @@ def mask(slots: frozenset[int]) -> int:
 def _window_s(polling: ConfigPolling) -> float:
     end = polling.random_end
     return 0.0 if end is None else window_s(polling.at, end)
+
+
+def _wraps(polling: ConfigPolling) -> bool:
+    end = polling.random_end
+    return end is not None and window_wraps(polling.at, end)
 
 
 def _calendar(

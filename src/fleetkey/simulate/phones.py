@@ -108,14 +108,26 @@ def next_config_poll(fleet: Fleet, phones: Phones, which: I64, after: F64) -> F6
     daily = enabled & ((mode == 0) | ((mode == 2) & (period > DAY_S)))
     if daily.any():
         idx = np.nonzero(daily)[0]
-        draw = _draw(fleet, phones, which[idx])
-        offset = np.where(mode[idx] == 2, draw * sites.poll_window_s[site[idx]], 0.0)
+        random_long = mode[idx] == 2
+        draw = np.where(random_long, _draw(fleet, phones, which[idx]), 0.0)
+        nominal = draw * sites.poll_window_s[site[idx]]
         days = np.ceil(period[idx] / DAY_S).astype(np.int64)
-        pick = np.where(mode[idx] == 2, fleet.mac_day[which[idx]], 0)
-        which_time = sites.poll_time[site[idx]]
-        _, day = cal.next_at(which_time, sites.tz[site[idx]], after[idx] - offset)
-        day = picked_day(cal.base + day, days, pick) - cal.base
-        result[idx] = cal.local_at(which_time, day) + offset
+        pick = np.where(random_long, fleet.mac_day[which[idx]], 0)
+        opens, closes = sites.poll_time[site[idx]], sites.poll_end[site[idx]]
+        wraps = sites.poll_wraps[site[idx]].astype(np.int64)
+
+        def moment(day: I64) -> F64:  # ``schedule.window_moment`` (abs: the window's start)
+            start = cal.local_at(opens, day)
+            span = np.maximum(cal.local_at(closes, day + wraps) - start, 0.0)
+            at: F64 = np.where(random_long, start + draw * np.nan_to_num(span), start)
+            return np.where(day < 0, -INF, at)
+
+        # as the engine: from one chosen day before the night an ordinary window gives
+        _, day = cal.next_at(opens, sites.tz[site[idx]], after[idx] - nominal)
+        day = picked_day(cal.base + day, days, pick) - cal.base - days
+        for _ in range(2):  # the night found is at most two chosen days on
+            day = np.where(moment(day) <= after[idx], day + days, day)
+        result[idx] = moment(day)
     return result
 
 

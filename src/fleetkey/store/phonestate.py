@@ -32,7 +32,14 @@ from fleetkey.core.useragent import parse_user_agent
 from fleetkey.store.database import PARAM_MARKERS
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.records import utc
-from fleetkey.store.schema import EPOCH, FetchRow, PhoneFileRow, PhoneSeenRow, epoch_micros
+from fleetkey.store.schema import (
+    EPOCH,
+    FetchRow,
+    PhoneFileRow,
+    PhoneRow,
+    PhoneSeenRow,
+    epoch_micros,
+)
 from fleetkey.store.texts import agent_of, path_of
 
 # the writer's row layout (store/fetches.py inserts tuples in this column order); the state
@@ -231,6 +238,31 @@ def seen_many(session: Session, macs: Sequence[str]) -> dict[str, Seen]:
         chunk = macs[start : start + LOOKUP_CHUNK]
         for row in session.scalars(select(PhoneSeenRow).where(PhoneSeenRow.mac.in_(chunk))):
             found[row.mac] = _seen(row)
+    return found
+
+
+def protocols_by_site(
+    session: Session, sites: Sequence[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """Each site's phones (of ``sites``, or every site) by the protocol of their newest fetch
+    (phones that never fetched are not counted), summed up by the database."""
+    query = (
+        select(PhoneRow.site_serial, PhoneSeenRow.protocol, func.count())
+        .join(PhoneSeenRow, PhoneSeenRow.mac == PhoneRow.mac)
+        .group_by(PhoneRow.site_serial, PhoneSeenRow.protocol)
+    )
+    chunks = (
+        [query]
+        if sites is None
+        else [
+            query.where(PhoneRow.site_serial.in_(sites[start : start + LOOKUP_CHUNK]))
+            for start in range(0, len(sites), LOOKUP_CHUNK)
+        ]
+    )
+    found: dict[str, dict[str, int]] = {}
+    for chunk in chunks:
+        for site, protocol, phones in session.execute(chunk):
+            found.setdefault(site, {})[protocol] = int(phones)
     return found
 
 

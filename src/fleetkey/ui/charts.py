@@ -56,13 +56,14 @@ def stage_of(days_left: int, stages: Sequence[int]) -> str:
 
 
 def timeline(items: Sequence[Expiry], today: date, weeks: int) -> Markup:
-    """Licenses on a weeks-ahead axis, one row per site, a dot per license coloured by stage."""
+    """Licenses on a weeks-ahead axis, one row per site, a dot per license coloured by stage;
+    drawn at its natural size, stretched to its card's width by the stylesheet."""
     rows = sorted({item.row for item in items})
     label_w, week_w, row_h = 150, 24, 22
     width, height = label_w + weeks * week_w + 10, 30 + row_h * max(len(rows), 1)
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        'role="img" aria-label="licenses expiring by week">'
+        f'<svg class="chart timeline" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="licenses expiring by week">'
     ]
     for week in range(0, weeks + 1, 4):
         x = label_w + week * week_w

@@ -8,6 +8,7 @@ import json
 import subprocess
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select
@@ -19,7 +20,16 @@ from fleetkey.store.store import Store
 from fleetkey.store.texts import path_of
 
 from tests.helpers import free_udp_port
-from tests.serving import cli, fleet_env, fleetkey_command, start_ftp, wait_for, window_around_now
+from tests.serving import (
+    cli,
+    fleet_env,
+    fleetkey_command,
+    fleetkey_in_process,
+    init_data,
+    start_ftp,
+    wait_for,
+    window_around_now,
+)
 
 SITE = "100000000001"
 
@@ -29,17 +39,18 @@ def test_1000_phones_boot_over_ftp_with_their_own_or_the_shared_login(
 ) -> None:
     phones = 1000
     data, env = fleet_env(tmp_path_factory, "ftp-fleet")
+    build = partial(fleetkey_in_process, env)  # in this process: a fleet built, not tested
     work = data.parent
     macs = [f"0004f2{i:06x}" for i in range(phones)]
     own = {mac: (f"user-{mac}", f"pw-{mac}") for mac in macs[::2]}  # every other phone
-    cli(env, "init")
-    cli(env, "sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", "22:00-05:00")
+    init_data(data, env)
+    build("sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", "22:00-05:00")
     rows = [f"{m},{SITE},VVX_500,{own[m][0] if m in own else ''},{own[m][1] if m in own else ''}"
             for m in macs]  # fmt: skip
     (work / "phones.csv").write_text("mac,site,model,user,password\n" + "\n".join(rows) + "\n")
-    cli(env, "phones", "import", str(work / "phones.csv"))
-    cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
-        "--expires", "2031-12-31")  # fmt: skip
+    build("phones", "import", str(work / "phones.csv"))
+    build("issue", "site", "--serial", SITE, "--features", "corporate-directory",
+          "--expires", "2031-12-31")  # fmt: skip
     (work / "macs.txt").write_text("".join(f"{m}\n" for m in macs))
     (work / "logins.csv").write_text("".join(f"{m},{u},{p}\n" for m, (u, p) in own.items()))
     server = start_ftp(data, env, "--ftp-shared-login", "PlcmSpIp:PlcmSpIp",
@@ -91,18 +102,19 @@ def test_a_site_license_rollout_over_ftp_is_confirmed_from_the_ftp_records(
 ) -> None:
     phones = 200
     data, env = fleet_env(tmp_path_factory, "ftp-rollout")
+    build = partial(fleetkey_in_process, env)  # in this process: a fleet built, not tested
     work = data.parent
     sip_port = free_udp_port()
     macs = [f"0004f2{i:06x}" for i in range(phones)]
-    cli(env, "init")
-    cli(env, "sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window_around_now())
+    init_data(data, env)
+    build("sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window_around_now())
     rows = [f"{m},{SITE},VVX_500,sip:{m}@{phone_address(m)}:{sip_port}" for m in macs]
     (work / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
-    cli(env, "phones", "import", str(work / "phones.csv"))
+    build("phones", "import", str(work / "phones.csv"))
     (work / "macs.txt").write_text("\n".join(macs) + "\n")
     today = datetime.now(UTC).date()
-    cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
-        "--expires", f"{today + timedelta(days=20)}")  # fmt: skip
+    build("issue", "site", "--serial", SITE, "--features", "corporate-directory",
+          "--expires", f"{today + timedelta(days=20)}")  # fmt: skip
     server = start_ftp(data, env, "--ftp-shared-login", "PlcmSpIp:PlcmSpIp")
     store = Store(default_url(data))
     emulator = subprocess.Popen(

@@ -12,6 +12,7 @@ import signal
 import subprocess
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select
@@ -26,7 +27,9 @@ from tests.serving import (
     cli,
     fleet_env,
     fleetkey_command,
+    fleetkey_in_process,
     import_sip_phones,
+    init_data,
     start_server,
     wait_for,
     window_around_now,
@@ -48,15 +51,16 @@ def test_rollout_of_a_successor_reaches_2000_phones_once_each_under_the_cap(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     data, env = fleet_env(tmp_path_factory, "rollout")
+    build = partial(fleetkey_in_process, env)  # in this process: a fleet built, not tested
     work = data.parent
     sip_port = free_udp_port()
     macs = [f"0004f2{i:06x}" for i in range(PHONES)]
-    cli(env, "init")
-    cli(env, "sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window_around_now())
+    init_data(data, env)
+    build("sites", "add", SITE, "--name", "HQ", "--tz", "UTC", "--window", window_around_now())
     import_sip_phones(env, work, macs, (SITE,), sip_port)  # half notified over UDP, half TCP
     today = datetime.now(UTC).date()
-    cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
-        "--expires", f"{today + timedelta(days=20)}")  # fmt: skip
+    build("issue", "site", "--serial", SITE, "--features", "corporate-directory",
+          "--expires", f"{today + timedelta(days=20)}")  # fmt: skip
     server = start_server(data, env)
     store = Store(default_url(data))
     emulator = subprocess.Popen(

@@ -27,7 +27,15 @@ from fleetkey.store.store import Store
 from fleetkey.store.texts import path_of
 
 from tests.helpers import free_port, free_udp_port
-from tests.serving import fleet_env, fleetkey_command, run_fleetkey, start_server, wait_for
+from tests.serving import (
+    fleet_env,
+    fleetkey_command,
+    fleetkey_in_process,
+    init_data,
+    run_fleetkey,
+    start_server,
+    wait_for,
+)
 
 PHONES = 25
 WRONG = 5  # the last five phones' contacts point at a closed port at first
@@ -53,6 +61,7 @@ def test_a_closed_window_is_overridden_failures_fail_the_run_and_a_retry_finishe
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     data, env = fleet_env(tmp_path_factory, "rollout-outcomes")
+    build = partial(fleetkey_in_process, env)  # in this process: a fleet built, not tested
     env["FLEETKEY_ACTOR"] = "alice@cli"
     work = data.parent
     sip_port = free_udp_port()
@@ -60,14 +69,14 @@ def test_a_closed_window_is_overridden_failures_fail_the_run_and_a_retry_finishe
     opens = (datetime.now(ZoneInfo(ZONE)) + timedelta(hours=3)).replace(minute=0, second=0,
                                                                          microsecond=0)  # fmt: skip
     window = f"{opens:%H}:00-{opens + timedelta(hours=2):%H}:00"  # closed for 2-3 hours
-    cli(env, "init")
-    cli(env, "sites", "add", SITE, "--name", "NY", "--tz", ZONE, "--window", window)
+    init_data(data, env)
+    build("sites", "add", SITE, "--name", "NY", "--tz", ZONE, "--window", window)
     (work / "phones.csv").write_text(phones_csv(macs, sip_port, free_port()))
-    cli(env, "phones", "import", str(work / "phones.csv"))
+    build("phones", "import", str(work / "phones.csv"))
     (work / "macs.txt").write_text("\n".join(macs) + "\n")
     today = datetime.now(UTC).date()
-    cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
-        "--expires", f"{today + timedelta(days=20)}")  # fmt: skip
+    build("issue", "site", "--serial", SITE, "--features", "corporate-directory",
+          "--expires", f"{today + timedelta(days=20)}")  # fmt: skip
     server = start_server(data, env)
     store = Store(default_url(data))
     emulator = subprocess.Popen(
@@ -88,8 +97,8 @@ def test_a_closed_window_is_overridden_failures_fail_the_run_and_a_retry_finishe
                 return session.scalar(licensed) == PHONES
 
         wait_for(booted, 120)
-        cli(env, "issue", "site", "--serial", SITE, "--features", "corporate-directory",
-            "--expires", f"{today + timedelta(days=400)}")  # fmt: skip
+        build("issue", "site", "--serial", SITE, "--features", "corporate-directory",
+              "--expires", f"{today + timedelta(days=400)}")  # fmt: skip
         cli(env, "rollout", "plan", "--license", "2", "--capacity", "1000", "--slot", "5")
         waiting = " ".join(cli(env, "rollout", "status", "1").stdout.split())
         assert re.search(
@@ -111,7 +120,7 @@ def test_a_closed_window_is_overridden_failures_fail_the_run_and_a_retry_finishe
         assert [(e["actor"], e["details"]["phones"]) for e in now_events] == [("alice@cli", PHONES)]
 
         (work / "phones.csv").write_text(phones_csv(macs, sip_port, None))  # contacts put right
-        cli(env, "phones", "import", str(work / "phones.csv"))
+        build("phones", "import", str(work / "phones.csv"))
         retried = json.loads(cli(env, "rollout", "retry", "1", "--json").stdout)
         assert (retried["requeued"], retried["state"]) == (WRONG, "paused")
         second = json.loads(cli(env, *run, "--json").stdout)  # exit 0

@@ -20,8 +20,9 @@ from fleetkey.clock import FixedClock
 from fleetkey.core.signing import PublicKey
 from fleetkey.ops.alerts import AlertSettings, check
 from fleetkey.ops.delivery import Deliverer, SmtpSettings, public_key_pem
-from fleetkey.store import alerts, capacity
+from fleetkey.store import alerts, capacity, fetches
 from fleetkey.store.database import default_url
+from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
 
 from tests.helpers import Fleetkey, WebhookReceiver, add_site_fleet, issue_site_license
@@ -147,6 +148,37 @@ def test_the_storm_forecast_weighs_a_license_lapse_against_that_storms_capacity(
     storm = next(a for a in found if a.kind == "storm")
     assert storm.details["capacity"] == 800.0
     assert storm.severity == "warning"  # 3 phones are far under 800 requests/s
+
+
+def test_the_storm_forecast_counts_on_the_capacity_over_what_the_sites_phones_boot_over(
+    initialized: Path, fleetkey: Fleetkey
+) -> None:
+    """The site's phones boot over HTTP: a newer measurement over FTP is not theirs (issue 23's
+    leftover: the newest of any protocol was taken), and the alert says which it took."""
+    fleet(initialized, fleetkey, expires_in_days=20)
+    data = DataDir(initialized)
+    store = Store(default_url(initialized))
+    clock = FixedClock(datetime.now(UTC))
+    booted = [
+        FetchRecord("/000000000000-license.cfg", "http", 200, 1, 1.0, clock.now(), mac=mac)
+        for mac in ("0004f2000000", "0004f2000001", "0004f2000002")
+    ]
+    try:
+        fetches.insert_records(store.engine, booted)
+        with store.transaction() as session:
+            capacity.record(session, clock, "http://x", 800.0, {"storm": "license-lapse"})
+            capacity.record(session, clock, "ftp://x", 0.01, {"storm": "license-lapse"})
+        _, found = check(data, store, clock, Keyring(data.keys).trusted(), AlertSettings())
+        configured = AlertSettings(capacity=0.02)  # one given for all: taken as it is
+        _, given = check(data, store, clock, Keyring(data.keys).trusted(), configured)
+    finally:
+        store.close()
+    storm = next(a for a in found if a.kind == "storm")
+    assert (storm.details["capacity"], storm.severity) == (800.0, "warning")
+    assert storm.details["capacity_over"] == "over http, as 3 of the 3 phones boot"
+    assert "800 req/s (over http, as 3 of the 3 phones boot)" in storm.message
+    storm = next(a for a in given if a.kind == "storm")
+    assert (storm.details["capacity"], storm.details["capacity_over"]) == (0.02, None)
 
 
 def test_a_broken_or_misnamed_license_file_in_the_tree_is_flagged(

@@ -17,9 +17,11 @@ from tests.serving import (
     FTP_PHONES,
     MAC,
     FtpServer,
-    cli,
     fleet_env,
+    fleetkey_in_process,
+    killed_after_answer,
     make_fleet,
+    sigkill,
     start_ftp,
 )
 
@@ -39,11 +41,6 @@ def start(data: Path, env: dict[str, str]) -> FtpServer:
     return start_ftp(data, env, "--ftp-shared-login", ":".join(SHARED))
 
 
-def kill(server: FtpServer) -> None:
-    server.running.process.kill()  # SIGKILL: nothing written after this
-    server.running.process.communicate(timeout=30)
-
-
 def retrieve(port: int, login: tuple[str, str], path: str) -> tuple[str, bytes]:
     """RETR ``path`` logged in as ``login``: the final reply and the file, read to the end."""
     received = io.BytesIO()
@@ -55,7 +52,8 @@ def retrieve(port: int, login: tuple[str, str], path: str) -> tuple[str, bytes]:
 
 
 def license_records(env: dict[str, str], path: str) -> list[dict[str, object]]:
-    found = json.loads(cli(env, "fetches", "--mac", MAC, "--path", path, "--json"))
+    shown = fleetkey_in_process(env, "fetches", "--mac", MAC, "--path", path, "--json")
+    found = json.loads(shown.stdout)
     return [r for r in found if r["status"] == 200 and r["protocol"] == "ftp"]
 
 
@@ -68,20 +66,15 @@ def test_a_server_killed_right_after_the_226_of_a_license_has_its_record(
     fleet: tuple[Path, dict[str, str]], login: tuple[str, str], path: str
 ) -> None:
     data, env = fleet
-    before = len(license_records(env, path))
-    for n in range(before + 1, before + 3):  # two rounds: start, answer, SIGKILL
-        server = start(data, env)
-        try:
-            master, _ = retrieve(server.port, login, "/000000000000.cfg")  # in its own time
-            reply, body = retrieve(server.port, login, path)
-        finally:
-            kill(server)
+
+    def answer(server: FtpServer) -> bytes:
+        master, _ = retrieve(server.port, login, "/000000000000.cfg")  # in its own time
+        reply, body = retrieve(server.port, login, path)
         assert master.startswith("226")
         assert reply.startswith("226")
-        found = license_records(env, path)
-        assert len(found) == n, f"round {n}: {len(found)} records of {n} answers"
-        assert found[-1]["bytes"] == len(body) > 0
-        assert found[-1]["digest"]
+        return body
+
+    killed_after_answer(lambda: start(data, env), answer, lambda: license_records(env, path))
 
 
 def test_every_226_of_twenty_license_transfers_follows_its_commit(
@@ -100,7 +93,7 @@ def test_every_226_of_twenty_license_transfers_follows_its_commit(
             listed = client.nlst()  # the session goes on after the held replies
         metrics = httpx.get(f"{server.running.url}/metrics", timeout=10).text
     finally:
-        kill(server)
+        sigkill(server)
     assert [r[:3] for r in replies] == ["226"] * 20
     assert f"{MAC}-license.cfg" in listed
     assert len(license_records(env, path)) == before + 20

@@ -11,7 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving import MAC, RunningServer, cli, fleet_env, make_fleet, start_server
+from tests.serving import (
+    MAC,
+    RunningServer,
+    fleet_env,
+    fleetkey_in_process,
+    killed_after_answer,
+    make_fleet,
+    sigkill,
+    start_server,
+)
 
 VVX_UA = f"FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{MAC}) Type/Application"
 
@@ -48,7 +57,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
 
 
 def license_records(env: dict[str, str], path: str) -> list[dict[str, object]]:
-    found = json.loads(cli(env, "fetches", "--mac", MAC, "--path", path, "--json"))
+    shown = fleetkey_in_process(env, "fetches", "--mac", MAC, "--path", path, "--json")
+    found = json.loads(shown.stdout)
     return [r for r in found if r["status"] == 200]
 
 
@@ -57,20 +67,14 @@ def test_a_server_killed_right_after_answering_a_license_has_its_record(
     fleet: tuple[Path, dict[str, str]], path: str
 ) -> None:
     data, env = fleet
-    before = len(license_records(env, path))
-    for n in range(before + 1, before + 3):  # two rounds: start, answer, SIGKILL
-        server = start_server(data, env)
-        try:
-            read_answer(server, "/nothing-here.cfg")  # a 404: recorded in its own time
-            status, body = read_answer(server, path)
-        finally:
-            server.process.kill()  # SIGKILL: nothing written after this
-            server.process.communicate(timeout=30)
+
+    def answer(server: RunningServer) -> bytes:
+        read_answer(server, "/nothing-here.cfg")  # a 404: recorded in its own time
+        status, body = read_answer(server, path)
         assert status == 200
-        found = license_records(env, path)
-        assert len(found) == n, f"round {n}: {len(found)} records of {n} answers"
-        assert found[-1]["bytes"] == len(body) > 0
-        assert found[-1]["digest"]
+        return body
+
+    killed_after_answer(lambda: start_server(data, env), answer, lambda: license_records(env, path))
 
 
 def test_the_kill_loses_no_license_record_of_several_answers_in_a_row(
@@ -84,8 +88,7 @@ def test_the_kill_loses_no_license_record_of_several_answers_in_a_row(
         answers = [read_answer(server, f"/{MAC}-license.cfg") for _ in range(20)]
         metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
     finally:
-        server.process.kill()
-        server.process.communicate(timeout=30)
+        sigkill(server)
     assert {status for status, _ in answers} == {200}
     assert len(license_records(env, f"/{MAC}-license.cfg")) == before + 20
     # each of the twenty waited for its record's commit (serve/commits.py)
@@ -102,8 +105,7 @@ def test_the_record_says_what_it_will_send_for_a_head(
     try:
         head = exchange(server, "HEAD", f"/{MAC}-license.cfg")
     finally:
-        server.process.kill()
-        server.process.communicate(timeout=30)
+        sigkill(server)
     assert head.startswith(b"HTTP/1.1 200")
     found = license_records(env, f"/{MAC}-license.cfg")
     assert [(r["method"], r["bytes"]) for r in found if r["method"] == "HEAD"] == [("HEAD", 0)]

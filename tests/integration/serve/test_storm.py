@@ -9,12 +9,19 @@ import os
 import ssl
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.serving import run_fleetkey, server_env, start_server
+from tests.serving import (
+    RunningServer,
+    fleetkey_in_process,
+    init_data,
+    server_env,
+    start_server,
+)
 
 PHONES = int(os.environ.get("FLEETKEY_STORM_PHONES", "2000"))
 VVX_UA = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application"
@@ -34,9 +41,9 @@ def storm_fleet(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     env = server_env(data)
 
     def run(*args: str) -> None:
-        run_fleetkey(env, *args)
+        fleetkey_in_process(env, *args)
 
-    run("init")
+    init_data(data, env)
     csv = tmp_path / "fleet.csv"
     csv.write_text(
         "mac,features,expires\n" + "".join(f"0004f2{i:06x},vqmon,never\n" for i in range(PHONES))
@@ -56,12 +63,35 @@ def storm_fleet(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return data, env
 
 
+@pytest.fixture
+def serving(
+    storm_fleet: tuple[Path, dict[str, str]],
+) -> Iterator[Callable[..., RunningServer]]:
+    """Starts `fleetkey serve ARGS` on the storm's fleet; whatever a test left running (it
+    failed before its own ``stop``) is stopped after it, passed or not."""
+    data, env = storm_fleet
+    started: list[RunningServer] = []
+
+    def start(*args: str) -> RunningServer:
+        started.append(start_server(data, env, *args))
+        return started[-1]
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.communicate(timeout=30)
+
+
 @pytest.mark.slow
 def test_boot_storm_of_2000_phones_is_answered_and_recorded_one_to_one(
-    storm_fleet: tuple[Path, dict[str, str]],
+    serving: Callable[..., RunningServer],
 ) -> None:
-    data, env = storm_fleet
-    server = start_server(data, env, "--http", "127.0.0.1:0", "--max-in-flight", "64")
+    server = serving("--http", "127.0.0.1:0", "--max-in-flight", "64")
 
     async def phone(n: int) -> list[tuple[str, str, int, int]]:
         """One phone: its own connection, as a real phone has (one shared pool of 2,000
@@ -120,15 +150,15 @@ def test_boot_storm_of_2000_phones_is_answered_and_recorded_one_to_one(
 
 @pytest.mark.slow
 def test_50_clients_downloading_a_150_mb_image_keep_memory_bounded(
-    storm_fleet: tuple[Path, dict[str, str]],
+    storm_fleet: tuple[Path, dict[str, str]], serving: Callable[..., RunningServer]
 ) -> None:
-    data, env = storm_fleet
+    data, _ = storm_fleet
     image = data / "provisioning" / "2345-12500-001.sip.ld"
     with image.open("wb") as handle:
         block = os.urandom(MB)
         for _ in range(150):
             handle.write(block)
-    server = start_server(data, env, "--http", "127.0.0.1:0", "--max-downloads", "64")
+    server = serving("--http", "127.0.0.1:0", "--max-downloads", "64")
     clients = [
         subprocess.Popen(
             [  # noqa: S607  # curl from PATH: the real client
@@ -155,13 +185,11 @@ def test_50_clients_downloading_a_150_mb_image_keep_memory_bounded(
 
 @pytest.mark.slow
 def test_40_netascii_transfers_of_16_mib_keep_memory_bounded_and_http_answering(
-    storm_fleet: tuple[Path, dict[str, str]], tmp_path: Path
+    storm_fleet: tuple[Path, dict[str, str]], serving: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
-    data, env = storm_fleet
+    data, _ = storm_fleet
     (data / "provisioning" / "big.txt").write_bytes(b"0123456789abcde\n" * (MB))  # 16 MiB
-    server = start_server(
-        data, env, "--http", "127.0.0.1:0", "--tftp", "127.0.0.1:0", "--tftp-max-transfers", "64"
-    )
+    server = serving("--http", "127.0.0.1:0", "--tftp", "127.0.0.1:0", "--tftp-max-transfers", "64")
     assert server.process.stdout is not None
     tftp_port = int(server.process.stdout.readline().split()[2].rsplit(":", 1)[1])
     clients = [

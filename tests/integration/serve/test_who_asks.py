@@ -26,6 +26,8 @@ from tests.serving import (
     cli,
     fleet_env,
     fleetkey_command,
+    fleetkey_in_process,
+    init_data,
     start_server,
     wait_for,
     window_around_now,
@@ -41,22 +43,23 @@ SITE_FILE = "000000000000-license.cfg"
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], dict[str, str]]:
     """Three sites of four phones (SIP contacts on their emulated addresses), a license each."""
     data, env = fleet_env(tmp_path_factory, "three-sites")
-    cli(env, "init")
+    init_data(data, env)
     sip_port = free_udp_port()
     phones: dict[str, str] = {}  # mac → site
     rows = []
     for n, (serial, name) in enumerate(SITES.items()):
-        cli(env, "sites", "add", serial, "--name", name, "--tz", "UTC",
-            "--window", window_around_now())  # fmt: skip
-        cli(env, "issue", "site", "--serial", serial, "--features", "corporate-directory",
-            "--expires", f"{datetime.now(UTC).date() + timedelta(days=20)}")  # fmt: skip
+        fleetkey_in_process(env, "sites", "add", serial, "--name", name, "--tz", "UTC",
+                            "--window", window_around_now())  # fmt: skip
+        fleetkey_in_process(env, "issue", "site", "--serial", serial, "--features",
+                            "corporate-directory", "--expires",
+                            f"{datetime.now(UTC).date() + timedelta(days=20)}")  # fmt: skip
         for k in range(PER_SITE):
             index = n * PER_SITE + k
             mac = f"0004f2{index:06x}"
             phones[mac] = serial
             rows.append(f"{mac},{serial},VVX_500,sip:{mac}@{phone_address(mac)}:{sip_port}")
     (data.parent / "phones.csv").write_text("mac,site,model,contact\n" + "\n".join(rows) + "\n")
-    cli(env, "phones", "import", str(data.parent / "phones.csv"))
+    fleetkey_in_process(env, "phones", "import", str(data.parent / "phones.csv"))
     (data.parent / "macs.txt").write_text("\n".join(phones) + "\n")
     env["SIP_PORT"] = str(sip_port)
     return data, env, phones
@@ -84,7 +87,7 @@ def test_untagged_phones_over_http_get_their_own_sites_license(
             assert site_of_served(reply.content) == site, mac
     finally:
         server.stop()
-    records = json.loads(cli(env, "fetches", "--json", "--limit", "10000"))
+    records = json.loads(fleetkey_in_process(env, "fetches", "--json", "--limit", "10000").stdout)
     site_records = [r for r in records if r["path"] == f"/{SITE_FILE}" and r["protocol"] == "http"]
     assert len(site_records) == len(phones)
     assert {(r["mac"], r["identified_by"]) for r in site_records} == {
@@ -132,15 +135,16 @@ def test_phones_booting_over_tftp_get_their_sites_license_and_a_rollout_is_confi
         assert all(mac is not None and via == "address" for mac, via, _ in first)
         assert {mac: served[digest] for mac, _, digest in first} == phones  # its own site's
         successors = {
-            serial: json.loads(cli(env, "issue", "site", "--serial", serial, "--features",
-                                   "corporate-directory", "--expires",
-                                   f"{datetime.now(UTC).date() + timedelta(days=400)}",
-                                   "--json"))["license_id"]
+            serial: json.loads(fleetkey_in_process(
+                env, "issue", "site", "--serial", serial, "--features", "corporate-directory",
+                "--expires", f"{datetime.now(UTC).date() + timedelta(days=400)}", "--json",
+            ).stdout)["license_id"]
             for serial in SITES
         }  # fmt: skip
         for serial, license_id in successors.items():
-            plan = json.loads(cli(env, "rollout", "plan", "--license", str(license_id),
-                                  "--capacity", "200", "--slot", "1", "--json"))  # fmt: skip
+            plan = json.loads(fleetkey_in_process(
+                env, "rollout", "plan", "--license", str(license_id), "--capacity", "200",
+                "--slot", "1", "--json").stdout)  # fmt: skip
             assert plan["phones"] == PER_SITE, serial
             run = ["rollout", "run", str(plan["rollout"]), "--confirm-timeout", "20", "--json"]
             report = json.loads(cli(env, *run, timeout=180))
@@ -179,7 +183,7 @@ def test_two_phones_behind_one_address_are_recorded_as_shared_not_as_each_other(
     # phones of two sites: not the tree's default (another site's key for one of them), no
     # guess; the phone keeps what it has (serve/fetching.py since the admin trial of 16-17)
     assert reply.status_code == 404
-    records = json.loads(cli(env, "fetches", "--json", "--limit", "10000"))
+    records = json.loads(fleetkey_in_process(env, "fetches", "--json", "--limit", "10000").stdout)
     from_nat = [r for r in records if r["remote_addr"] == "127.77.0.1"]
     assert [(r["path"], r["mac"], r["identified_by"]) for r in from_nat] == [
         (f"/{berlin}.cfg", berlin, "name"),

@@ -7,16 +7,18 @@ evaluated from every phone's newest request read one by one."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import insert
 
+from fleetkey.clock import FixedClock
 from fleetkey.core.alerts import LastSiteFetch, LicenseFacts, SiteFacts, Snapshot, evaluate
 from fleetkey.core.license import LicenseState, LicenseType
 from fleetkey.core.naming import SITE_LICENSE_FILE
 from fleetkey.core.sitefetches import question
 from fleetkey.core.verdicts import SignatureStatus
-from fleetkey.store import fetches, inventory, phonestate, sitefetches
+from fleetkey.store import capacity, fetches, inventory, phonestate, sitefetches
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.schema import PhoneRow, SiteRow
 from fleetkey.store.store import Store
@@ -110,3 +112,57 @@ def test_the_set_wise_alerts_equal_what_every_phone_says(store: Store) -> None:
     # the unposted site: no not-fetched alert; its phones got no digest of a known license
     assert ("not-fetched", SITES[3]) not in kinds
     assert ("booted-expired", SITES[3]) not in kinds  # its phones got no known digest
+
+
+def test_each_sites_phones_count_on_the_capacity_measured_over_what_they_boot_over(
+    store: Store,
+) -> None:
+    """Phones by the protocol of their newest fetch, per site, summed up by the database; the
+    measurement each site counts on: over its protocol (the lowest of several), else the
+    newest of any, saying why."""
+    phones = {"100000000011": ["http", "https", "http"], "100000000012": ["ftp", "ftp"],
+              "100000000013": ["tftp"], "100000000014": [None]}  # fmt: skip
+    with store.transaction() as session:
+        session.execute(
+            insert(SiteRow),
+            [dict(serial=s, name=s, timezone="UTC", window_start="01:00", window_end="05:00",
+                  created_at=NOW) for s in phones],
+        )  # fmt: skip
+        session.execute(
+            insert(PhoneRow),
+            [dict(mac=f"{site[-2:]}04f20000{n:02x}", site_serial=site, model="VVX_500",
+                  created_at=NOW) for site, over in phones.items() for n in range(len(over))],
+        )  # fmt: skip
+    records = [
+        FetchRecord("/000000000000-license.cfg", protocol, 200, 1, 1.0, NOW,
+                    mac=f"{site[-2:]}04f20000{n:02x}")
+        for site, over in phones.items() for n, protocol in enumerate(over) if protocol
+    ]  # fmt: skip
+    # a newer fetch decides: the first ftp phone fetched over TFTP before
+    records.append(records[3]._replace(protocol="tftp", at=NOW - timedelta(hours=1)))
+    fetches.insert_records(store.engine, records)
+    clock = FixedClock(NOW)
+    with store.transaction() as session:
+        capacity.record(session, clock, "http://a", 500.0, {"storm": "license-lapse"})
+        capacity.record(session, clock, "http://a", 5.0, {"storm": "firmware-change"})
+        capacity.record(session, clock, "ftp://a", 40.0, {"storm": "license-lapse"})
+        booting = phonestate.protocols_by_site(session)
+        assert booting == {"100000000011": {"http": 2, "https": 1},
+                           "100000000012": {"ftp": 2}, "100000000013": {"tftp": 1}}  # fmt: skip
+        asked = phonestate.protocols_by_site(session, ["100000000012", "100000000014"])
+        assert asked == {"100000000012": {"ftp": 2}}  # only the sites asked for
+        chosen = {
+            site: capacity.choose(
+                session, capacity.booting_over(Counter(booting.get(site, {}))), len(over)
+            )
+            for site, over in phones.items()
+        }
+    said = {site: (c.measurement.requests_per_s, c.over) for site, c in chosen.items() if c}
+    assert said == {
+        "100000000011": (500.0, "over http, as 3 of the 3 phones boot"),
+        "100000000012": (40.0, "over ftp, as 2 of the 2 phones boot"),
+        "100000000013": (40.0, "over ftp: none was measured over tftp, which these phones "
+                               "boot over"),
+        "100000000014": (40.0, "over ftp: no phone of these has fetched yet, so the protocol "
+                               "they boot over is unknown"),
+    }  # fmt: skip

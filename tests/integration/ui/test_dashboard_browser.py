@@ -319,3 +319,44 @@ def test_a_copied_session_cookie_is_refused_once_signed_out(browser: Browser, fl
     elsewhere.goto(fleet.url("/ui/sites"))
     assert elsewhere.url == fleet.url("/ui/login?next=/ui/sites")
     assert elsewhere.locator("table").count() == 0
+
+
+# Per word of an element's text: how many lines it is drawn on (1: not broken inside).
+WORD_LINES = """element => {
+  const text = element.firstChild, words = [], range = document.createRange();
+  for (const match of text.data.matchAll(/\\S+/g)) {
+    range.setStart(text, match.index);
+    range.setEnd(text, match.index + match[0].length);
+    const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+    words.push([match[0], tops.size]);
+  }
+  return words;
+}"""
+
+
+def test_the_timeline_fills_its_card_and_user_agents_break_only_between_words(
+    browser: Browser, fleet: Fleet
+) -> None:
+    for width in (1280, 800):
+        page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+        sign_in(page, fleet)
+        inner, drawn = page.locator('svg[aria-label="licenses expiring by week"]').evaluate(
+            """svg => { const card = svg.closest('.card'), style = getComputedStyle(card);
+                return [card.clientWidth - parseFloat(style.paddingLeft)
+                        - parseFloat(style.paddingRight), svg.getBoundingClientRect().width]; }"""
+        )
+        fleet.shoot(page, f"overview-{width}")
+        assert abs(inner - drawn) <= 1, (width, inner, drawn)
+        page.goto(fleet.url(f"/ui/phones/{HOSTILE_MAC}"))
+        fleet.shoot(page, f"phone-{width}")
+        # at the top, all of it, each word whole on a line
+        broken = [w for w, lines in page.locator("#agent").evaluate(WORD_LINES) if lines > 1]
+        assert broken == [], (width, broken)
+        # in the fetch history, one line each, all of it on hover (as the phone list)
+        agents = page.locator("#history td.agent .clip")
+        assert agents.count() > 0
+        line = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight)")
+        for agent in agents.all():
+            assert agent.get_attribute("title") == agent.text_content()
+            assert agent.evaluate("e => e.getBoundingClientRect().height") < 1.5 * line
+        assert HOSTILE_AGENT in [a.get_attribute("title") for a in agents.all()]

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from fleetkey.store import fetches
+from fleetkey.clock import FixedClock
+from fleetkey.store import capacity, fetches
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
 
@@ -272,6 +273,33 @@ class TestFromStore:
         document = json.loads(run("simulate", "--from-store", "--days", "60", "--json").stdout)
         assert any(
             "0 phone(s) hold" in n and "80 with none on record" in n for n in document["notes"]
+        )
+
+    def test_the_server_answers_at_the_capacity_measured_over_what_the_phones_boot_over(
+        self, run: Any, store_url: str
+    ) -> None:
+        """Not the newest measurement of any protocol and storm (a firmware change over HTTP,
+        newest here, was once taken): the license-lapse one over FTP, as the phones boot."""
+        now = datetime.now(UTC)
+        records = [
+            FetchRecord("/000000000000.cfg", "ftp", 200, 1, 1.0, now, mac=f"0004f2{s}{n:05d}")
+            for s in "12"
+            for n in range(40)
+        ]
+        store = Store(store_url)
+        try:
+            fetches.insert_records(store.engine, records)
+            with store.transaction() as session:
+                clock = FixedClock(now)
+                capacity.record(session, clock, "ftp://x", 300.0, {"storm": "license-lapse"})
+                capacity.record(session, clock, "http://x", 900.0, {"storm": "license-lapse"})
+                capacity.record(session, clock, "http://x", 1.0, {"storm": "firmware-change"})
+        finally:
+            store.close()
+        document = json.loads(run("simulate", "--from-store", "--days", "60", "--json").stdout)
+        assert (
+            f"capacity: 300 req/s (measured {now:%Y-%m-%d} over ftp, as 80 of the 80 phones boot)"
+            in document["notes"]
         )
 
     def test_a_what_if_may_not_bring_sites(self, run: Any, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from fleetkey.core.device.schedule import (
     daily_moment,
     draw_key,
     lapse_check_day,
+    mac_day,
     next_daily,
     periodic_after,
     picked_day,
@@ -198,3 +199,65 @@ class TestTheEngineAcrossDst:
         engine.power_on(now)
         engine.boot_completed(now, None, None)
         assert engine.state.next_license_poll == utc(2027, 3, 28, 1, 30)
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+WINDOW = (time(1, 0), time(5, 0))  # prov.polling.time, timeRandomEnd: 4 h on the clock
+
+
+def mac_polling_on(night: date, days: int) -> str:
+    """A MAC whose random polling every ``days`` days chooses ``night`` (mac_day)."""
+    return next(
+        mac
+        for mac in (f"0004f2{i:06x}" for i in range(100))
+        if picked_day(night.toordinal(), days, mac_day(mac, days)) == night.toordinal()
+    )
+
+
+class TestRandomPollingOnDstNights:
+    """Random polling over days (domain.md §5.4): a moment in [time, timeRandomEnd] of local
+    time, on the clock as it runs that night: the window is 3 h when the clocks go forward in
+    it and 5 h when they go back, and every moment stays inside it."""
+
+    @pytest.mark.parametrize(
+        ("night", "hours"),
+        [(date(2027, 3, 28), 3), (date(2027, 10, 31), 5), (date(2027, 6, 13), 4)],
+        ids=["spring forward", "fall back", "ordinary night"],
+    )
+    def test_every_draw_is_inside_the_local_window_and_the_window_is_the_nights(
+        self, night: date, hours: int
+    ) -> None:
+        polling = ConfigPolling(True, PollMode.RANDOM, 2 * 86400, *WINDOW)
+        config = PhoneConfig(mac_polling_on(night, 2), timezone=BERLIN.key, polling=polling)
+        before = datetime.combine(night - timedelta(days=1), time(12), tzinfo=BERLIN)
+        draws = [0.0, 0.25, 0.5, 0.75, 0.9999]
+        moments = [next_config_poll(config, before, before, d) for d in draws]
+        assert all(m is not None for m in moments)
+        local = [m.astimezone(BERLIN) for m in moments if m is not None]
+        assert [m.date() for m in local] == [night] * len(draws)
+        assert all(WINDOW[0] <= m.time() < WINDOW[1] for m in local), local
+        assert local[-1].time() >= time(4, 59)  # the window's last minute reached
+        spans = [(b - a).total_seconds() for a, b in itertools.pairwise(moments)]  # type: ignore[operator]
+        assert sum(spans) == pytest.approx(0.9999 * hours * 3600, abs=1e-3)
+        assert all(span > 0 for span in spans)  # in order of the draw: spread, never folded
+
+    @pytest.mark.parametrize("night", [date(2027, 3, 28), date(2027, 10, 31)])
+    def test_asked_from_inside_the_window_the_poll_is_that_nights_or_the_next_chosen(
+        self, night: date
+    ) -> None:
+        polling = ConfigPolling(True, PollMode.RANDOM, 2 * 86400, *WINDOW)
+        config = PhoneConfig(mac_polling_on(night, 2), timezone=BERLIN.key, polling=polling)
+        late = 0.9  # 04:36 local on any night
+        week_before = datetime.combine(night - timedelta(days=7), time(12), tzinfo=BERLIN)
+        moment = next_config_poll(config, T0, week_before, late)
+        assert moment is not None
+        while moment.astimezone(BERLIN).date() < night:
+            moment = next_config_poll(config, T0, moment, late)
+            assert moment is not None
+        assert moment.astimezone(BERLIN).date() == night
+        # just before it: still that night's; at it: two nights on, inside the window again
+        assert next_config_poll(config, T0, moment - timedelta(seconds=1), late) == moment
+        following = next_config_poll(config, T0, moment, late)
+        assert following is not None
+        assert following.astimezone(BERLIN).date() == night + timedelta(days=2)
+        assert WINDOW[0] <= following.astimezone(BERLIN).time() < WINDOW[1]

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from pyftpdlib.ioloop import Epoll
 
 from fleetkey.serve.commits import CommitGate
 from fleetkey.serve.ftp.confirming import Confirmations
 from fleetkey.store.records import FetchRecord
-from fleetkey.store.writer import FetchWriter
+from fleetkey.store.writer import CAPACITY, FetchWriter
 from fleetkey.testing import InMemorySink
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -56,7 +58,127 @@ class Session:
         self.done.set()
 
 
+@dataclass
+class Rig:
+    """A writer on a gated sink, its commit gate, the FTP thread's queue and one session; the
+    FTP thread's poller (``ioloop``), run by ``serve`` until ``stop``."""
+
+    sink: GatedSink
+    writer: FetchWriter
+    gate: CommitGate
+    queue: Confirmations
+    session: Session
+    ioloop: Epoll = field(default_factory=Epoll)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def serve(self) -> None:
+        """As `fleetkey serve` does on its event loop: the gate started there, the queue
+        attached to it and to the FTP thread's poller, and that thread running."""
+        loop = asyncio.get_running_loop()
+        self.gate.start(loop)
+        self.queue.attach(loop, self.ioloop)
+
+        def ftp_thread() -> None:
+            while not self.stop.is_set():
+                self.ioloop.loop(0.05, blocking=False)
+
+        self.thread = threading.Thread(target=ftp_thread, name="ftp-under-test", daemon=True)
+        self.thread.start()
+
+    async def released(self) -> None:
+        """Once the session is released, the FTP thread stopped."""
+        await asyncio.to_thread(self.session.done.wait, 30)
+        self.stop.set()
+        if self.thread is not None:
+            await asyncio.to_thread(self.thread.join, 30)
+
+    def close(self) -> None:
+        self.sink.go.set()
+        self.stop.set()
+        self.gate.stop()
+        self.queue.detach()
+        self.writer.close()
+        self.ioloop.close()
+
+
+@pytest.fixture
+def rig() -> Iterator[Callable[..., Rig]]:
+    """Makes a ``Rig`` (its writer's queue of ``capacity``); each is closed after the test."""
+    made: list[Rig] = []
+
+    def make(capacity: int = CAPACITY) -> Rig:
+        sink = GatedSink()
+        writer = FetchWriter(sink, capacity=capacity, flush_interval_s=HOUR).start()
+        gate = CommitGate(writer)
+        made.append(Rig(sink, writer, gate, Confirmations(writer, gate), Session(sink)))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def test_a_confirming_record_releases_its_session_on_the_ftp_thread_after_its_commit(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+
+    async def main() -> None:
+        r.serve()
+        r.queue.submit(fetch(0), timeout=0)  # an ordinary record: to the writer, no waiting
+        r.queue.expect(r.session)  # as the FTP thread does before recording a license RETR
+        r.queue.submit(fetch(1), timeout=0)
+        assert r.queue.took()
+        await asyncio.sleep(0.3)
+        assert r.session.released == []  # its batch is being committed: the 226 waits
+        r.sink.go.set()
+        await r.released()
+
+    asyncio.run(main())
+    r.close()
+    # released on the FTP thread, with both records in (the ordinary one rode along)
+    assert r.session.released == [("ftp-under-test", 2)]
+    assert (r.gate.committed, r.gate.uncommitted, r.queue.not_queued) == (1, 0, 0)
+
+
+def test_without_a_loop_a_record_is_queued_plainly_and_nothing_waits(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    r.sink.go.set()
+    r.queue.expect(r.session)  # not attached: the server is not serving yet, or has stopped
+    r.queue.submit(fetch(0), timeout=0)
+    assert not r.queue.took()
+    assert r.writer.depth == 1
+    r.writer.close()
+    assert r.session.released == []
+    assert len(r.sink.inner.records) == 1
+
+
+def test_a_record_the_writer_refuses_releases_its_session_at_once_counted(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig(capacity=1)
+
+    async def main() -> None:
+        r.serve()
+        r.writer.submit(fetch(0), timeout=0)  # the queue is full now (capacity 1)
+        r.queue.expect(r.session)
+        r.queue.submit(fetch(1), timeout=0)
+        assert r.queue.took()
+        await r.released()
+
+    asyncio.run(main())
+    r.close()
+    assert [name for name, _ in r.session.released] == ["ftp-under-test"]
+    assert r.queue.not_queued == 1
+
+
 def run_ftp_thread(ioloop: Epoll, stop: threading.Event) -> threading.Thread:
+    """The FTP thread's polling, started and stopped by the test itself (``Rig.serve`` runs
+    one for the whole test)."""
+
     def loop() -> None:
         while not stop.is_set():
             ioloop.loop(0.05, blocking=False)
@@ -64,88 +186,6 @@ def run_ftp_thread(ioloop: Epoll, stop: threading.Event) -> threading.Thread:
     thread = threading.Thread(target=loop, name="ftp-under-test", daemon=True)
     thread.start()
     return thread
-
-
-def test_a_confirming_record_releases_its_session_on_the_ftp_thread_after_its_commit() -> None:
-    sink = GatedSink()
-    writer = FetchWriter(sink, flush_interval_s=HOUR).start()
-    gate = CommitGate(writer)
-    queue = Confirmations(writer, gate)
-    session = Session(sink)
-    ioloop, stop = Epoll(), threading.Event()
-
-    async def main() -> None:
-        gate.start(asyncio.get_running_loop())
-        queue.attach(asyncio.get_running_loop(), ioloop)
-        thread = run_ftp_thread(ioloop, stop)
-        queue.submit(fetch(0), timeout=0)  # an ordinary record: to the writer, no waiting
-        queue.expect(session)  # as the FTP thread does before recording a license RETR
-        queue.submit(fetch(1), timeout=0)
-        assert queue.took()
-        await asyncio.sleep(0.3)
-        assert session.released == []  # its batch is being committed: the 226 waits
-        sink.go.set()
-        await asyncio.to_thread(session.done.wait, 30)
-        stop.set()
-        await asyncio.to_thread(thread.join, 30)
-
-    try:
-        asyncio.run(main())
-    finally:
-        gate.stop()
-        queue.detach()
-        writer.close()
-    # released on the FTP thread, with both records in (the ordinary one rode along)
-    assert session.released == [("ftp-under-test", 2)]
-    assert (gate.committed, gate.uncommitted, queue.not_queued) == (1, 0, 0)
-
-
-def test_without_a_loop_a_record_is_queued_plainly_and_nothing_waits() -> None:
-    sink = GatedSink()
-    sink.go.set()
-    writer = FetchWriter(sink, flush_interval_s=HOUR).start()
-    queue = Confirmations(writer, CommitGate(writer))
-    session = Session(sink)
-    try:
-        queue.expect(session)  # not attached: the server is not serving yet, or has stopped
-        queue.submit(fetch(0), timeout=0)
-        assert not queue.took()
-        assert writer.depth == 1
-    finally:
-        writer.close()
-    assert session.released == []
-    assert len(sink.inner.records) == 1
-
-
-def test_a_record_the_writer_refuses_releases_its_session_at_once_counted() -> None:
-    sink = GatedSink()
-    writer = FetchWriter(sink, capacity=1, flush_interval_s=HOUR).start()
-    gate = CommitGate(writer)
-    queue = Confirmations(writer, gate)
-    session = Session(sink)
-    ioloop, stop = Epoll(), threading.Event()
-
-    async def main() -> None:
-        gate.start(asyncio.get_running_loop())
-        queue.attach(asyncio.get_running_loop(), ioloop)
-        thread = run_ftp_thread(ioloop, stop)
-        writer.submit(fetch(0), timeout=0)  # the queue is full now (capacity 1)
-        queue.expect(session)
-        queue.submit(fetch(1), timeout=0)
-        assert queue.took()
-        await asyncio.to_thread(session.done.wait, 30)
-        stop.set()
-        await asyncio.to_thread(thread.join, 30)
-
-    try:
-        asyncio.run(main())
-    finally:
-        sink.go.set()
-        gate.stop()
-        queue.detach()
-        writer.close()
-    assert [name for name, _ in session.released] == ["ftp-under-test"]
-    assert queue.not_queued == 1
 
 
 def test_records_gathered_on_the_ftp_thread_call_the_loop_once_and_wake_it_once() -> None:

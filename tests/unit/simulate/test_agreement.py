@@ -14,7 +14,8 @@ fall on the same local day inside the same window.
 from __future__ import annotations
 
 import heapq
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -110,6 +111,31 @@ def dst_fleet() -> ScenarioBuilder:
         built.event(change, config_change=True, sites=[serial])
     return built.license("next", ["corporate-directory"], "2028-03-31").event(
         "2027-03-05T00:00:00Z", post="next"
+    )
+
+
+RANDOM_NIGHTS = [  # zone, the night its clocks change, a configuration change the day before
+    ("America/New_York", "2027-03-14", "2027-03-13T18:00:00Z"),  # forward: 02:00 -> 03:00
+    ("Europe/Berlin", "2027-03-28", "2027-03-27T12:00:00Z"),  # forward
+    ("Australia/Sydney", "2027-04-04", "2027-04-03T04:00:00Z"),  # back: 03:00 -> 02:00
+    ("Pacific/Auckland", "2027-04-04", "2027-04-03T02:00:00Z"),  # back
+]
+
+
+def dst_random_fleet() -> ScenarioBuilder:
+    """Random polling every two days in a 01:00-05:00 window (its night chosen by the MAC,
+    its moment drawn at each boot) across the nights the clocks change, a configuration
+    change the day before each: the phones whose MAC chose that night reboot at their moment
+    in it."""
+    built = ScenarioBuilder(start="2027-03-10T00:00:00Z", days=30, server={"capacity": 1000000})
+    polling = {"enabled": True, "mode": "random", "period_s": 172800, "time": "01:00",
+               "random_end": "05:00"}  # fmt: skip
+    for i, (zone, _, change) in enumerate(RANDOM_NIGHTS):
+        serial = f"3000000000{i:02x}"
+        built.site(serial, 150, timezone=zone, polling=polling)
+        built.event(change, config_change=True, sites=[serial])
+    return built.license("kept", ["corporate-directory"], "2028-03-31").event(
+        "2027-03-10T00:00:00Z", post="kept"
     )
 
 
@@ -259,6 +285,27 @@ def test_simulator_and_engine_agree_around_dst_changes(around_dst: Run) -> None:
     # them on the night itself before the lapse's boot ended
     causes = {c for phones in simulated_reboots(around_dst).values() for _, c in phones}
     assert causes == {Cause.LICENSE_EXPIRED, Cause.CONFIG_CHANGED}
+
+
+def test_simulator_and_engine_agree_on_random_polls_in_dst_nights() -> None:
+    run = simulate(dst_random_fleet().scenario(), record=True)
+    assert_agreement(run)
+    # every poll that found the change fell inside the local window; on the nights the clocks
+    # went back some came in the window's last hour, which absolute offsets never reached
+    local = []
+    for phone, reboots in simulated_reboots(run).items():
+        zone = ZoneInfo(run.fleet.sites.timezones[int(run.fleet.site[phone])])
+        local += [
+            (zone.key, (run.scenario.start + timedelta(seconds=at)).astimezone(zone))
+            for at, cause in reboots
+            if cause == Cause.CONFIG_CHANGED
+        ]
+    assert len(local) == run.fleet.size
+    assert all(time(1) <= at.time() < time(5) for _, at in local)
+    for zone, night, _ in RANDOM_NIGHTS:
+        that_night = [at for key, at in local if key == zone and str(at.date()) == night]
+        assert len(that_night) > 30, zone
+        assert any(at.time() >= time(4) for at in that_night), zone
 
 
 def assert_agreement(run: Run) -> None:

@@ -23,6 +23,7 @@ from fleetkey.core.device.schedule import (
     next_daily_day,
     periodic_after,
     picked_day,
+    window_moment,
     window_s,
 )
 from fleetkey.errors import InputError
@@ -111,12 +112,16 @@ def next_config_poll(
         return moment
     days = -(-polling.period_s // DAY_S)  # rounded up to whole days
     zone = config.zone
-    offset = 0.0
-    pick = 0
-    if random_mode:
-        assert polling.random_end is not None  # noqa: S101  # checked in ConfigPolling
-        offset = draw * window_s(polling.at, polling.random_end)
-        pick = mac_day(config.mac, days)
-    day = next_daily_day(after - timedelta(seconds=offset), polling.at, zone).toordinal()
-    chosen = date.fromordinal(picked_day(day, days, pick))
-    return daily_moment(chosen, polling.at, zone) + timedelta(seconds=offset)
+    if not random_mode:
+        day = next_daily_day(after, polling.at, zone).toordinal()
+        return daily_moment(date.fromordinal(picked_day(day, days, 0)), polling.at, zone)
+    end = polling.random_end
+    assert end is not None  # noqa: S101  # checked in ConfigPolling
+    # the MAC's day whose moment comes first after ``after``: from the night an ordinary
+    # window would give, one chosen day earlier (a night an hour longer may still be ahead)
+    nominal = timedelta(seconds=draw * window_s(polling.at, end))
+    day = next_daily_day(after - nominal, polling.at, zone).toordinal()
+    day = picked_day(day, days, mac_day(config.mac, days)) - days
+    while (moment := window_moment(date.fromordinal(day), polling.at, end, zone, draw)) <= after:
+        day += days
+    return moment

@@ -61,6 +61,22 @@ def next_daily_day(after: datetime, at: time, zone: ZoneInfo) -> date:
     return day
 
 
+def window_moment(day: date, start: time, end: time, zone: ZoneInfo, draw: float) -> datetime:
+    """Random polling's moment on local ``day``: ``draw`` (in [0, 1)) of the way through that
+    night's window [start, end) as the clock runs that night, its ends placed by
+    ``daily_moment`` (past midnight when end <= start): an hour shorter when the clocks go
+    forward in it, an hour longer when they go back, so the moment is always inside the local
+    window (domain.md §5.4), never an hour past it nor short of its last hour."""
+    opens = daily_moment(day, start, zone)
+    closes = daily_moment(day + timedelta(days=int(window_wraps(start, end))), end, zone)
+    return opens + timedelta(seconds=draw * max((closes - opens).total_seconds(), 0.0))
+
+
+def window_wraps(start: time, end: time) -> bool:
+    """Whether the local window [start, end) ends the next day."""
+    return end <= start
+
+
 def window_s(start: time, end: time) -> float:
     """The length of the local window [start, end) in seconds; past midnight when end <= start."""
     span = (end.hour * 3600 + end.minute * 60 + end.second) - (
