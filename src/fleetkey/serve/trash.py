@@ -84,28 +84,32 @@ class Trash:
             self._thread.join()
             self._thread = None
 
-    def keep(self, target: str) -> bool | None:
-        """Link ``target`` (about to be replaced) into the trash: True when it was there and
-        is kept, False when there is no ``target``; None when it is not kept (the thread not
-        running, too many waiting, or no hard links here): the replace then frees it."""
+    def keep(self, target: str) -> str | None:
+        """Link ``target`` (about to be replaced) into the trash and return the link's name,
+        to give to :meth:`free` once the replace is done; "" when there is no ``target``;
+        None when it is not kept (the thread not running, too many waiting, or no hard links
+        here): the replace then frees it itself."""
         if self._thread is None or len(self._waiting) >= self._backlog:
             self.passed += 1
             return None
-        name = self._prefix + str(next(self._names))
-        kept = os.path.join(self.folder, name)
+        kept = os.path.join(self.folder, self._prefix + str(next(self._names)))
         try:
             os.link(target, kept)
         except FileNotFoundError:
             if not os.path.isdir(self.folder):  # removed under us: the replace frees it
                 self.passed += 1
                 return None
-            return False
+            return ""
         except OSError:  # EPERM/EXDEV/EMLINK: a filesystem without (more) hard links here
             self.passed += 1
             return None
-        self._waiting.append(kept)
         self.kept += 1
-        return True
+        return kept
+
+    def free(self, kept: str) -> None:
+        """Let the thread unlink ``kept`` (from :meth:`keep`), now that the rename it was kept
+        for is done: freed any earlier, the rename would free the file after all."""
+        self._waiting.append(kept)
 
     def _run(self) -> None:
         while True:

@@ -83,10 +83,13 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
                 view = view[os.write(handle, view) :]
         finally:
             os.close(handle)
-        existed = None if trash is None else trash.keep(target)
-        if existed is None:
-            existed = os.path.exists(target)
-        os.replace(temp, target)
+        kept = None if trash is None else trash.keep(target)
+        existed = os.path.exists(target) if kept is None else bool(kept)
+        try:
+            os.replace(temp, target)
+        finally:
+            if kept and trash is not None:
+                trash.free(kept)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)

@@ -108,3 +108,23 @@ def test_a_trash_not_started_or_removed_keeps_nothing_and_the_upload_is_stored(
         assert trash.kept == 0
     finally:
         trash.close()
+
+
+def test_a_kept_file_is_not_freed_before_its_replace_is_done(tmp_path: Path) -> None:
+    """Freed before the rename, the rename would free the file itself (the discard back on
+    the caller's thread): the thread frees only what ``free`` handed over."""
+    store_upload(tmp_path, NAME, b"old")
+    trash = Trash(tmp_path, interval_s=0.01).start()
+    try:
+        kept = trash.keep(str(_target(tmp_path)))
+        assert kept
+        time.sleep(0.2)  # twenty of the thread's turns
+        assert Path(kept).read_bytes() == b"old"
+        trash.free(kept)
+        assert _wait_until(lambda: not Path(kept).exists())
+    finally:
+        trash.close()
+    assert trash.keep(str(tmp_path / "absent")) is None  # closed: keeps nothing
+    again = Trash(tmp_path, interval_s=3600).start()
+    assert again.keep(str(tmp_path / "absent")) == ""  # nothing there to keep
+    again.close()
