@@ -240,6 +240,8 @@ class ServerRunner:
     def run(self, announce: Announce) -> Totals:
         """Serve until SIGTERM or SIGINT; then stop gracefully and say what was done."""
         self.writer.start()
+        if self.http.trash is not None:  # replaced uploads freed off the loop (serve/trash.py)
+            self.http.trash.start()
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
@@ -247,6 +249,8 @@ class ServerRunner:
         finally:
             sys.setswitchinterval(switch_interval)
             self.writer.close()
+            if self.http.trash is not None:
+                self.http.trash.close()
         return self.totals()
 
     def totals(self) -> Totals:

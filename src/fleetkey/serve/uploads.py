@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from fleetkey.errors import UploadRefusedError
+from fleetkey.serve.trash import Trash
 
 KIB: Final = 1024
 # kind of file → size cap in bytes
@@ -53,12 +54,13 @@ def upload_rule(name: str) -> Upload | None:
     return Upload(match.group(1).lower(), CAPS[match.group(2)], name)
 
 
-def store_upload(root: Path, name: str, data: bytes) -> bool:
+def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None) -> bool:
     """Write ``data`` as ``root/<mac>/<mac>-<kind>`` atomically; True when the file is new.
 
     Each write goes to a temporary name of its own (so any number of uploads of one name may
     run at once: the last rename wins, none fails) that is then renamed over the target.
-    Files are private (0600) and so are the per-MAC folders (0700).
+    Files are private (0600) and so are the per-MAC folders (0700). With a ``trash`` the file
+    replaced is kept there, so the rename frees nothing (``serve.trash``).
     """
     rule = upload_rule(name)
     if rule is None:
@@ -81,8 +83,13 @@ def store_upload(root: Path, name: str, data: bytes) -> bool:
                 view = view[os.write(handle, view) :]
         finally:
             os.close(handle)
-        existed = os.path.exists(target)
-        os.replace(temp, target)
+        kept = None if trash is None else trash.keep(target)
+        existed = os.path.exists(target) if kept is None else bool(kept)
+        try:
+            os.replace(temp, target)
+        finally:
+            if kept and trash is not None:
+                trash.free(kept)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
@@ -90,12 +97,12 @@ def store_upload(root: Path, name: str, data: bytes) -> bool:
     return not existed
 
 
-def store_status(root: Path, name: str, data: bytes) -> int:
+def store_status(root: Path, name: str, data: bytes, trash: Trash | None = None) -> int:
     """``store_upload`` as the status its fetch record says, for every protocol: 201 new, 204
     replaced, 507 when the disk (or the quota) had no room, so the phone may try again later,
     500 for any other failure (logged). Nothing partial is left either way."""
     try:
-        created = store_upload(root, name, data)
+        created = store_upload(root, name, data, trash)
     except OSError as exc:
         # counted by its status; the OS error says it all: no traceback
         log.error("storing upload %s failed: %s", name, exc)  # noqa: TRY400

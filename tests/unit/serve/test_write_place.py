@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetkey.serve.http.putting import waits_for_device
+from fleetkey.serve.http.putting import discards, upload_place, waits_for_device
 
 # this VM's own lines (ext4 with discard at /, tmpfs twice at /dev/shm), and others
 MOUNTS = """\
@@ -58,3 +58,21 @@ def test_this_machines_own_table_is_read(tmp_path: Path) -> None:
     table = Path("/proc/self/mountinfo").read_text()
     assert waits_for_device(tmp_path) is waits_for_device(tmp_path, table)
     assert waits_for_device(tmp_path / "not made yet") is waits_for_device(tmp_path, table)
+
+
+def test_discard_is_told_apart_from_a_network_filesystem() -> None:
+    """A discard waits only in the freeing of the replaced file (a trash takes it off the
+    loop); a network filesystem's every rename waits (threads)."""
+    assert discards(Path("/tmp/fleetkey/uploads"), MOUNTS)
+    assert discards(Path("/srv/with space/uploads"), MOUNTS)  # discard in the mount's options
+    assert not discards(Path("/srv/nfs/uploads"), MOUNTS)
+    assert not discards(Path("/srv/quick/uploads"), MOUNTS)
+    assert not discards(Path("/dev/shm/uploads"), MOUNTS)
+    assert not discards(Path("/srv/nfs"), "garbage line\n")
+
+
+def test_the_upload_place_follows_this_machines_table(tmp_path: Path) -> None:
+    trash, threaded = upload_place(tmp_path)
+    assert (trash is not None) is discards(tmp_path)
+    assert threaded is (trash is None and waits_for_device(tmp_path))
+    assert trash is None or trash.folder == str(tmp_path / ".trash")

@@ -32,7 +32,7 @@ from fleetkey.serve.http.putting import (
     INLINE_UPLOAD_BYTES,
     store_later,
     store_now,
-    waits_for_device,
+    upload_place,
 )
 from fleetkey.serve.http.repeats import Remembered, Repeats
 from fleetkey.serve.metrics import Latency
@@ -105,8 +105,7 @@ class PhoneService:
         self._answers = Answers()
         self._repeats = Repeats()
         self._uploads = uploads
-        # small uploads on the loop, unless a rename there may wait for a device (putting.py)
-        self.threaded_uploads = waits_for_device(uploads)
+        self.trash, self.threaded_uploads = upload_place(uploads)  # where renames wait
         self.requests = 0
         self.rejected = 0  # 503 answers: in-flight cap, download cap, record back-pressure
         self.operator_answers: dict[int, int] = {}  # admin API and /metrics, by status
@@ -158,7 +157,9 @@ class PhoneService:
             return None
         if request.method == "PUT":
             return self._admitted(
-                store_now(self._uploads, request, self._rule(request, verdict, write=True))
+                store_now(
+                    self._uploads, request, self._rule(request, verdict, write=True), self.trash
+                )
             )
         return self._first(request, self._admitted(self._lookup(request, verdict)))
 

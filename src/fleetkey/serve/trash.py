@@ -1,0 +1,135 @@
+"""Replaced uploads kept alive until a thread of their own frees them, in batches.
+
+On ext4 mounted with ``discard`` (this project's VM, many cloud disks) the ``rename`` that
+replaces a phone's log frees the old file's blocks and waits, inside the call, for the
+device's discard (docs/serve.md, "Throughput with both cores"). An event loop waiting there
+answers none of its connections; handing every upload to a worker thread instead cost more
+CPU than the write (a future, a wake-up and five GIL hand-offs an upload: 327,000 ``futex``
+calls per 2,000 boots against 15,000 with the writes inline).
+
+So the replaced file is first hard-linked into ``<uploads>/.trash/`` (:meth:`Trash.keep`): the
+``rename`` then drops one of its two links and frees nothing, and the upload is written on the
+event loop like any small file. This thread unlinks what the trash holds a batch at a time
+(one wake-up per batch, one GIL hand-off per file), and the discard waits there. The replace
+stays what it was: atomic (the target is the old file or the new one at every moment), the
+temporary file written whole first. The old bytes stay on disk until their batch (at most
+``interval_s`` later); past ``backlog`` files waiting (a device slower than the uploads), the
+next replaces free their file themselves, as without the trash.
+
+``.trash`` is a hidden name, which no request path may hold (``core.requestpath``); entries are
+named ``<pid>.<token>.<n>``. What a killed server left there is unlinked at the next start
+(of any server on the directory: an entry taken from a running one only costs that one's
+``rename`` the discard it was kept from).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import secrets
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Final
+
+log = logging.getLogger(__name__)
+
+FOLDER: Final = ".trash"
+INTERVAL_S: Final = 0.25  # the trash is emptied this often
+BACKLOG: Final = 20_000  # files waiting to be freed beyond which replaces free their own
+
+
+class Trash:
+    """A per-server trash of replaced uploads under ``root`` and the thread that empties it."""
+
+    def __init__(
+        self, root: Path, *, interval_s: float = INTERVAL_S, backlog: int = BACKLOG
+    ) -> None:
+        self.folder = os.path.join(root, FOLDER)
+        self._interval = interval_s
+        self._backlog = backlog
+        self._waiting: deque[str] = deque()  # appended on the caller's thread, popped on ours
+        self._names = itertools.count()
+        self._prefix = ""
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.kept = 0  # replaced files linked here
+        self.freed = 0  # of those, unlinked by the thread
+        self.passed = 0  # replaces that freed their file themselves (backlog, no hard links)
+
+    @property
+    def waiting(self) -> int:
+        """Replaced files kept and not freed yet."""
+        return len(self._waiting)
+
+    def start(self) -> Trash:
+        """Make the folder, then empty what an earlier run left and go on emptying."""
+        if self._thread is None:
+            os.makedirs(self.folder, mode=0o700, exist_ok=True)
+            self._prefix = f"{os.getpid()}.{secrets.token_hex(4)}."
+            left = [os.path.join(self.folder, name) for name in os.listdir(self.folder)]
+            self._waiting.extend(left)
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="fleetkey-trash", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Free everything kept, then stop the thread."""
+        if self._thread is not None:
+            self._stopping = True
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+
+    def keep(self, target: str) -> str | None:
+        """Link ``target`` (about to be replaced) into the trash and return the link's name,
+        to give to :meth:`free` once the replace is done; "" when there is no ``target``;
+        None when it is not kept (the thread not running, too many waiting, or no hard links
+        here): the replace then frees it itself."""
+        if self._thread is None or len(self._waiting) >= self._backlog:
+            self.passed += 1
+            return None
+        kept = os.path.join(self.folder, self._prefix + str(next(self._names)))
+        try:
+            os.link(target, kept)
+        except FileNotFoundError:
+            if not os.path.isdir(self.folder):  # removed under us: the replace frees it
+                self.passed += 1
+                return None
+            return ""
+        except OSError:  # EPERM/EXDEV/EMLINK: a filesystem without (more) hard links here
+            self.passed += 1
+            return None
+        self.kept += 1
+        return kept
+
+    def free(self, kept: str) -> None:
+        """Let the thread unlink ``kept`` (from :meth:`keep`), now that the rename it was kept
+        for is done: freed any earlier, the rename would free the file after all."""
+        self._waiting.append(kept)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._empty()
+            if self._stopping:
+                self._empty()
+                return
+
+    def _empty(self) -> None:
+        waiting, failed = self._waiting, 0
+        for _ in range(len(waiting)):  # what is waiting now; later ones wait for the next
+            name = waiting.popleft()
+            try:
+                os.unlink(name)
+            except FileNotFoundError:  # another server's start emptied it
+                pass
+            except OSError as exc:
+                failed += 1
+                if failed == 1:  # one line a batch, not one a file
+                    log.warning("could not free the replaced upload %s: %s", name, exc)
+            self.freed += 1
