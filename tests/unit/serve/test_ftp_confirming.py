@@ -259,3 +259,50 @@ def test_records_gathered_on_the_ftp_thread_call_the_loop_once_and_wake_it_once(
     assert len(wakes) == 1
     assert [session.released[0] for session in sessions] == [("ftp-under-test", 3)] * 3
     assert (gate.committed, gate.uncommitted, queue.not_queued) == (3, 0, 0)
+
+
+def test_attached_again_after_a_detach_a_confirming_record_still_releases_its_session() -> None:
+    """A server stopped while a record gathered (its hand-off timer on the old poller) and a
+    release was owed (a wake-up pending): attached again, a new session is still released,
+    and the record left gathering went to the writer, not lost."""
+    sink = GatedSink()
+    sink.go.set()
+    writer = FetchWriter(sink, flush_interval_s=HOUR).start()
+    gate = CommitGate(writer)
+    queue = Confirmations(writer, gate)  # the old poller is never polled: its timer never fires
+    first, owed, second = Session(sink), Session(sink), Session(sink)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate.start(loop)
+        old = Epoll()
+        queue.attach(loop, old)
+        queue.expect(first)
+        queue.submit(fetch(0), timeout=0)
+        assert queue.took()
+        queue._release(owed)  # released on the loop; the FTP thread never polled again
+        queue.detach()
+        old.close()
+        new = Epoll()
+        queue.attach(loop, new)
+        queue.expect(second)
+        queue.submit(fetch(1), timeout=0)
+        assert queue.took()
+        stop = threading.Event()
+        thread = run_ftp_thread(new, stop)
+        assert await asyncio.to_thread(second.done.wait, 30)
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
+        queue.detach()
+        new.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        gate.stop()
+        queue.detach()
+        writer.close()
+    assert [name for name, _ in second.released] == ["ftp-under-test"]
+    assert owed.released == []  # its session closed with the old FTP thread
+    assert len(first.released) == 1  # released plainly at the detach
+    assert sorted(r.path for r in sink.inner.records) == [fetch(0).path, fetch(1).path]

@@ -74,7 +74,8 @@ class Confirmations:
         self._woken = False  # a wake-up of the FTP thread is pending (it takes all ready)
         self._outgoing: list[tuple[FetchRecord, Waiting]] = []  # gathering, FTP thread
         self._waker: _Waker | None = None
-        self.not_queued = 0  # confirming records the writer refused (not recorded), on the loop
+        self.not_queued = 0  # confirming records the writer refused (not recorded): on the
+        # loop (the gate refused them) or on the FTP thread (``hand_over`` with no loop)
 
     @property
     def depth(self) -> int:
@@ -82,17 +83,24 @@ class Confirmations:
 
     def attach(self, loop: asyncio.AbstractEventLoop, ioloop: Any) -> None:
         """Wait on ``loop``'s gate from now on, waking the FTP thread's ``ioloop``."""
+        self._woken = False  # a wake-up pending on an earlier poller will never come
         self._waker = _Waker(self)
         ioloop.register(self._waker.fileno(), self._waker, ioloop.READ)
         self._ioloop = ioloop
         self._loop = loop
 
     def detach(self) -> None:
-        """No more waiting (the FTP thread has stopped: its sessions are closed)."""
+        """No more waiting (the FTP thread has stopped: its sessions are closed). Records
+        still gathering go to the writer plainly (``hand_over`` without a loop), and nothing
+        of this poller's is left to a later ``attach``: its timer, a wake-up it owed."""
         self._loop = None
+        self.hand_over()
         waker, self._waker = self._waker, None
         if waker is not None:
             waker.close()
+        self._ioloop = None
+        self._woken = False
+        self._ready.clear()  # their sessions closed with the FTP thread
 
     @property
     def registered(self) -> int:
