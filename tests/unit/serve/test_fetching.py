@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from fleetkey.core.useragent import PhoneAgent, parse_user_agent
 from fleetkey.serve.addresses import Addresses
 from fleetkey.serve.content import Content, ContentKind
-from fleetkey.serve.fetching import Pipeline, UnknownPolicy, _shape, shape_of
+from fleetkey.serve.fetching import Pipeline, Ruling, UnknownPolicy, _shape, shape_of
+from fleetkey.serve.ftp.session import said_by_name
 from fleetkey.serve.layout import Layout
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.uploads import Upload
@@ -356,3 +357,11 @@ def test_the_mac_a_file_name_starts_with_names_the_phone(
 def test_a_per_phone_name_has_the_shape_of_any_other_path(mac: str, rest: str) -> None:
     segments = (mac + rest,)
     assert shape_of(segments) == _shape(segments)
+
+
+def test_a_ruling_said_by_name_changes_only_its_via_whatever_the_field_order() -> None:
+    """The FTP session rebuilds a ruling by position (faster than ``_replace``): a field
+    added or moved in ``Ruling`` must not shift the others."""
+    distinct = {name: f"<{name}>" for name in Ruling._fields}
+    ruling = Ruling(**distinct)  # type: ignore[arg-type]
+    assert said_by_name(ruling) == ruling._replace(via="name")

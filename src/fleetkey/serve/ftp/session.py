@@ -333,8 +333,7 @@ class SessionMixin(QuickMixin, RefusingMixin):
     ) -> None:
         ruling = transfer.ruling
         if self.fk_shared and ruling.via == "login":  # the shared login's phone named itself
-            ruled, found, mac, _, reason, site, upload, register = ruling  # not _replace:
-            ruling = Ruling(ruled, found, mac, "name", reason, site, upload, register)  # 2.6x
+            ruling = said_by_name(ruling)
         content = ruling.content
         write = transfer.command != "RETR"
         self.service.recorder.record(
@@ -356,6 +355,13 @@ class SessionMixin(QuickMixin, RefusingMixin):
 def _command(mode: str) -> str:
     """The command pyftpdlib opens a file in ``mode`` for."""
     return "RETR" if "r" in mode and "+" not in mode else "APPE" if "a" in mode else "STOR"
+
+
+def said_by_name(ruling: Ruling) -> Ruling:
+    """``ruling._replace(via="name")``, built by position: 340 ns against 690 (by keyword 630,
+    timeit on the loaded machine); tests/unit/serve/test_fetching.py pins the fields' order."""
+    ruled, found, mac, _, reason, site, upload, register = ruling
+    return Ruling(ruled, found, mac, "name", reason, site, upload, register)
 
 
 def _with_mac(ruling: Ruling, mac: str | None, shared: bool) -> Ruling:
