@@ -17,16 +17,17 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
+from fleetkey.store.retention import DEFAULT_RETENTION_DAYS
+
 KEPT: Final = "bench-history.json"  # in a --data directory: how its store was built
 PGDATA: Final = "postgres"  # in a --data directory on PostgreSQL without --db: the server's data
 DATABASE: Final = "bench_history"  # the kept server's database
-RETENTION: Final = 90  # store/retention.py's DEFAULT_RETENTION_DAYS
 # the build's options, their defaults and the names bench-history.json keeps them under
 BUILD: Final[dict[str, tuple[Any, str]]] = {
     "phones": (100_000, "phones"),
     "days": (365, "days"),
     "sites": (20, "sites"),
-    "retention": (RETENTION, "retention"),
+    "retention": (DEFAULT_RETENTION_DAYS, "retention"),
     "backend": ("sqlite", "backend"),
     "writer_records": (100_000, "writer records"),
 }
@@ -46,7 +47,7 @@ NO_BASELINE_HELP = "measuring a kept store again: without a fresh store's figure
 DB_HELP = "with --data on PostgreSQL: an empty database of your own to build the kept store in"
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def make_parser(description: str) -> argparse.ArgumentParser:
     found = argparse.ArgumentParser(description=description)
     found.add_argument("--phones", type=int)
     found.add_argument("--days", type=int)
@@ -64,7 +65,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def parse(description: str, argv: list[str] | None = None) -> argparse.Namespace:
     """The options, checked; ``kept`` is the kept store's record (measuring it again) or None."""
-    options = parser(description)
+    options = make_parser(description)
     args = options.parse_args(argv)
     args.kept = None
     if args.db is not None and not args.db.startswith(URL_SCHEMES):

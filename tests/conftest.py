@@ -11,7 +11,7 @@ import pytest
 from fleetkey.store.store import Store
 
 from tests.helpers import PASSPHRASE, Fleetkey
-from tests.pg import PostgresServer
+from tests.pg import PostgresServer, reachable  # noqa: F401  # a fixture, shared
 
 
 @pytest.fixture

@@ -17,11 +17,23 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import pytest
 
 SUPERUSER = "fleetkey"
+
+
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    """A folder a kept server's user can reach (pytest's own are the owner's alone); a
+    fixture of every test through tests/conftest.py."""
+    folder = Path(tempfile.mkdtemp(prefix="fleetkey-kept-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def server_bindir() -> Path:

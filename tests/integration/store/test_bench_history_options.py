@@ -10,8 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -183,15 +181,6 @@ def test_a_kept_store_measured_with_options_that_agree_with_its_build_is_measure
     report = json.loads(done.stdout)
     assert list(report["results"]) == ["day 2 (kept)"]
     assert report["results"]["day 2 (kept)"]["phone_seen"] == 4
-
-
-@pytest.fixture
-def reachable() -> Iterator[Path]:
-    """A folder PostgreSQL's user can reach (pytest's own are the owner's alone)."""
-    folder = Path(tempfile.mkdtemp(prefix="fleetkey-kept-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.postgres

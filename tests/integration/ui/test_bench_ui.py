@@ -12,8 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -56,15 +54,6 @@ def test_the_bulk_records_agree_with_the_per_phone_state(store: Store) -> None:
     assert served == {"a" * 64: 30, "b" * 64: 30}  # phone n serves DIGESTS[n % 3]
     assert newest.path in ("/000000000000-license.cfg", "/0004f2000004.cfg")
     assert newest.digest in ("b" * 64, None)
-
-
-@pytest.fixture
-def reachable() -> Iterator[Path]:
-    """A folder the server's user can reach (pytest's own are the owner's alone)."""
-    folder = Path(tempfile.mkdtemp(prefix="fleetkey-kept-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.postgres
