@@ -11,6 +11,7 @@ import click
 
 from fleetkey.errors import InputError
 from fleetkey.serve.ftp.logins import parse_shared_login
+from fleetkey.serve.ftp.proxied import HEADER_S
 from fleetkey.serve.ftp.server import FtpSettings
 from fleetkey.serve.listen import parse_address
 
@@ -74,6 +75,15 @@ _OPTIONS = [
         "connections from this proxy address or network (repeatable): the session is the "
         "client's it names; a connection from there without a valid one is closed.",
     ),
+    click.option(
+        "--ftp-proxy-header-timeout",
+        default=HEADER_S,
+        show_default=True,
+        type=click.FloatRange(1),
+        metavar="SECONDS",
+        help="With --ftp-proxy-protocol: a connection whose PROXY header is not whole within "
+        "this long is closed.",
+    ),
     _count(
         "--ftp-max-connections",
         512,
@@ -128,6 +138,7 @@ def ftp_settings(
     ftp_masquerade: str | None,
     ftp_shared_login: str | None,
     ftp_proxy_protocol: tuple[str, ...],
+    ftp_proxy_header_timeout: float,
     ftp_max_connections: int,
     ftp_per_address: int,
     ftp_max_logins: int,
@@ -177,6 +188,7 @@ def ftp_settings(
         masquerade=_masquerade(ftp_masquerade) if ftp_masquerade is not None else None,
         shared_login=shared,
         proxy_from=tuple(_proxy(text) for text in ftp_proxy_protocol),
+        proxy_header_s=ftp_proxy_header_timeout,
         max_connections=ftp_max_connections,
         per_address=ftp_per_address,
         max_logins=ftp_max_logins,

@@ -86,6 +86,9 @@ class FtpNumbers(Protocol):
     @property
     def logins(self) -> Mapping[str, int]: ...
 
+    @property
+    def proxy_refused(self) -> Mapping[str, int]: ...
+
 
 _HTTP: Final = frozenset({"http", "https"})
 _FTP: Final = frozenset({"ftp", "ftps"})
@@ -273,6 +276,14 @@ def _ftp_families(ftp: FtpNumbers, answers: Mapping[tuple[str, int, str], int]) 
     for outcome, count in sorted(dict(ftp.logins).items()):
         logins.add_metric([outcome], count)
     yield logins
+    refused = CounterMetricFamily(
+        "fleetkey_ftp_proxy_headers_refused",
+        "Connections from --ftp-proxy-protocol addresses closed for their PROXY header, by reason",
+        labels=["reason"],
+    )
+    for reason, count in sorted(dict(ftp.proxy_refused).items()):
+        refused.add_metric([reason], count)
+    yield refused
     yield CounterMetricFamily(
         "fleetkey_ftp_sessions", "FTP control connections", value=ftp.sessions
     )

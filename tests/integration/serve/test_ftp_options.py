@@ -93,6 +93,8 @@ def files(root: Path) -> dict[str, tuple[int, int]]:
         ("--ftp", ":0", "--ftp-max-connections", "0"),
         ("--ftp", ":0", "--ftp-data-timeout", "0.5"),
         ("--ftp", ":0", "--ftp-data-timeout", "soon"),
+        ("--ftp", ":0", "--ftp-proxy-header-timeout", "0.5"),
+        ("--ftp", ":0", "--ftp-proxy-header-timeout", "soon"),
     ],
 )
 def test_malformed_ftp_numbers_are_usage_errors(initialized: Path, args: tuple[str, ...]) -> None:

@@ -216,9 +216,12 @@ MALFORMED = [
     (SIGNATURE + b"\x21\x12\x00\x0c" + bytes(12), "family 0x12 is not TCP over IPv4"),
     (SIGNATURE + b"\x21\x11\x00\x08" + bytes(8), "addresses of 8 bytes (family 0x11: 12)"),
     (SIGNATURE + b"\x21\x11\x10\x00", "PROXY v2 header of 4096 bytes"),
-    (b"PROXY TCP4 1.2.3.4 5.6.7.8 1", "no complete header within 10 s"),  # and then silence
-    (SIGNATURE + b"\x21\x11\x00\x0c" + bytes(4), "no complete header within 10 s"),
+    (b"PROXY TCP4 1.2.3.4 5.6.7.8 1", "no complete header within 1 s"),  # and then silence
+    (SIGNATURE + b"\x21\x11\x00\x0c" + bytes(4), "no complete header within 1 s"),
 ]
+TIMED_OUT = 2  # the last two; the others are malformed
+REFUSED = 'fleetkey_ftp_proxy_headers_refused_total{reason="%s"}'
+
 
 
 def test_malformed_proxy_headers_close_the_connection_with_a_log_line_and_change_nothing(
@@ -226,9 +229,11 @@ def test_malformed_proxy_headers_close_the_connection_with_a_log_line_and_change
 ) -> None:
     data, env = fleet_env(tmp_path_factory, "ftp-proxied-bad")
     make_fleet(data, env, FTP_PHONES)
-    ftp = start_ftp(data, env, "--ftp-proxy-protocol", PROXY, "--ftp-per-address", "1")
+    ftp = start_ftp(data, env, "--ftp-proxy-protocol", PROXY, "--ftp-per-address", "1",
+                    "--ftp-proxy-header-timeout", "1")  # fmt: skip
     try:
         before = metrics(ftp)
+        assert {before[REFUSED % reason] for reason in ("malformed", "timeout")} == {"0.0"}
         for sent, _ in MALFORMED:
             with socket.create_connection(("127.0.0.1", ftp.port), timeout=20,
                                           source_address=(PROXY, 0)) as sock:  # fmt: skip
@@ -236,7 +241,10 @@ def test_malformed_proxy_headers_close_the_connection_with_a_log_line_and_change
                 started = time.monotonic()
                 assert closed(sock), sent  # no greeting: the connection is closed
                 assert time.monotonic() - started < 15, sent
-        assert metrics(ftp) == before  # no session, no refusal, no login, no transfer
+        # counted by reason; no session, no 421, no login, no transfer
+        before[REFUSED % "malformed"] = f"{len(MALFORMED) - TIMED_OUT}.0"
+        before[REFUSED % "timeout"] = f"{TIMED_OUT}.0"
+        assert metrics(ftp) == before
         assert records(ftp.running, MAC) == []
         # and the proxy's next good session is let in (per address: 1), for its client
         session = Session(ftp.port, PROXY, v1("192.0.2.44"))
@@ -271,6 +279,7 @@ def metrics(ftp: FtpServer) -> dict[str, str]:
         "fleetkey_ftp_refused",
         "fleetkey_ftp_logins",
         "fleetkey_ftp_transfers",
+        "fleetkey_ftp_proxy_headers_refused_total",
     )
     return {
         line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1]

@@ -47,7 +47,7 @@ from fleetkey.serve.ftp.data import DataMixin
 from fleetkey.serve.ftp.files import VirtualFS
 from fleetkey.serve.ftp.logins import Logins, SharedLogin
 from fleetkey.serve.ftp.passive import PassiveListener, ephemeral_ports
-from fleetkey.serve.ftp.proxied import ProxiedServerMixin
+from fleetkey.serve.ftp.proxied import HEADER_S, REFUSALS, ProxiedServerMixin
 from fleetkey.serve.ftp.refusing import Refusals
 from fleetkey.serve.ftp.session import SessionMixin
 from fleetkey.serve.listen import listen_error
@@ -95,6 +95,7 @@ class FtpSettings:
     data_s: float = 30.0  # a data connection without progress, or not made
     login_delay_s: float = 1.0  # before a failed login is answered
     proxy_from: tuple[Network, ...] = ()  # PROXY headers read from these (serve.ftp.proxied)
+    proxy_header_s: float = HEADER_S  # and whole within this
 
 
 @dataclass(slots=True)
@@ -107,6 +108,7 @@ class FtpCounters:
     sent_bytes: int = 0
     received_bytes: int = 0
     logins: dict[str, int] = field(default_factory=dict)  # by outcome (Logins.outcomes)
+    proxy_refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REFUSALS, 0))
 
 
 class _Authorizer:
@@ -241,10 +243,9 @@ class FtpService:
         real = os.path.realpath(path)
         if real != self._tree and not real.startswith(self._tree + os.sep):
             return None
-        try:
+        with contextlib.suppress(OSError):
             return os.listdir(real) if os.path.isdir(real) else None
-        except OSError:
-            return None
+        return None
 
     @property
     def not_queued(self) -> int:
@@ -286,10 +287,9 @@ class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped
 
 
 class _Server(ProxiedServerMixin, FTPServer):  # type: ignore[misc]  # pyftpdlib is untyped
-    """pyftpdlib's server, whose connection count leaves out its own listening socket (it
-    counted every descriptor of its loop, the listener too, and so admitted ``max_cons - 1``
-    sessions: ``--ftp-max-connections N`` admits N), nor the commit gate's wake-up socket
-    (``serve.ftp.confirming``)."""
+    """pyftpdlib's server, counting connections without its listening socket (it counted every
+    descriptor of its loop, and so admitted ``max_cons - 1`` sessions: ``--ftp-max-connections
+    N`` admits N) nor the commit gate's wake-up socket (``serve.ftp.confirming``)."""
 
     def _map_len(self) -> int:
         service = self.handler.service

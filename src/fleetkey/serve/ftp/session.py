@@ -32,6 +32,7 @@ from fleetkey.serve.content import Content, ContentKind
 from fleetkey.serve.fetching import Ruling, shape_of
 from fleetkey.serve.ftp.confirming import COMPLETE, HELD
 from fleetkey.serve.ftp.files import MemoryFile, UploadBuffer, names_a_stranger
+from fleetkey.serve.ftp.proxied import Arrivals
 from fleetkey.serve.ftp.quick import QuickMixin
 from fleetkey.serve.ftp.refusing import RETRY_S, RefusingMixin
 from fleetkey.serve.recorder import ADMIT, confirms
@@ -63,9 +64,9 @@ class SessionMixin(QuickMixin, RefusingMixin):
     username: str
     fk_via: str | None = None  # a proxied session's proxy: where its data connections come from
 
-    def __init__(self, conn: Any, server: Any, ioloop: Any = None) -> None:
+    def __init__(self, conn: Any, server: Arrivals, ioloop: Any = None) -> None:
         super().__init__(conn, server, ioloop)  # type: ignore[call-arg]
-        arriving = getattr(server, "fk_arriving", None)  # its PROXY header's client (proxied.py)
+        arriving = server.fk_arriving  # its PROXY header's client (serve.ftp.proxied)
         if arriving is not None:
             (self.remote_ip, self.remote_port), self.fk_via = arriving
 
