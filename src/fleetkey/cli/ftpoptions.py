@@ -229,9 +229,9 @@ def _masquerade(text: str) -> str:
 def _proxy(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         return ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError:
+    except ValueError as exc:
         raise InputError(
             f"--ftp-proxy-protocol {text!r} is not an IP address or network",
             hint="the balancer's address, e.g. 10.0.0.10 or 10.0.0.0/29",
             field="ftp-proxy-protocol",
-        ) from None
+        ) from exc

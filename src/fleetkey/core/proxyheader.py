@@ -63,8 +63,8 @@ def _v1(data: bytes) -> ProxyHeader | None:
         return None
     try:
         line = data[:end].decode("ascii")
-    except UnicodeDecodeError:
-        raise ProxyHeaderError("PROXY v1 line is not ASCII") from None
+    except UnicodeDecodeError as exc:
+        raise ProxyHeaderError("PROXY v1 line is not ASCII") from exc
     fields = line.split(" ")
     if len(fields) >= 2 and fields[1] == "UNKNOWN":
         return ProxyHeader(end + 2, None, 1)
@@ -84,8 +84,8 @@ def _v1(data: bytes) -> ProxyHeader | None:
 def _address(text: str, version: int) -> str:
     try:
         address = ipaddress.ip_address(text)
-    except ValueError:
-        raise ProxyHeaderError(f"PROXY v1 address {text!r} is not an IP address") from None
+    except ValueError as exc:
+        raise ProxyHeaderError(f"PROXY v1 address {text!r} is not an IP address") from exc
     if address.version != version:
         raise ProxyHeaderError(f"PROXY v1 address {text!r} is not IPv{version}")
     return _client(address)

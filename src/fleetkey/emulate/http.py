@@ -30,15 +30,21 @@ __all__ = ["MAX_BODY", "HttpClient", "Login", "Reply", "check_reachable", "tls_c
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """What the phones trust over HTTPS: the system's certificate authorities, or only
     ``ca_file``'s (PEM: a self-signed server's certificate, or its CA). InputError when it
-    holds no certificate."""
+    holds no certificate, or cannot be read (the OS's words)."""
     try:
         return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
-    except (ssl.SSLError, OSError) as exc:
+    except ssl.SSLError as exc:
         raise InputError(
-            f"--cacert {ca_file}: no PEM certificate in it ({getattr(exc, 'reason', None) or exc})",
+            f"--cacert {ca_file}: no PEM certificate in it ({exc.reason or exc})",
             hint="give the server's certificate (or its CA's) in PEM, as curl --cacert takes it",
             field="cacert",
-        ) from None
+        ) from exc
+    except OSError as exc:  # not its content: the file (permissions, a directory, gone)
+        raise InputError(
+            f"--cacert {ca_file}: unreadable ({exc.strerror or exc})",
+            hint="give a PEM file this user can read",
+            field="cacert",
+        ) from exc
 
 
 class _Collector:

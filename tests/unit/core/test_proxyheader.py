@@ -92,3 +92,18 @@ def test_a_header_in_parts_asks_for_more_until_it_is_whole(whole: bytes) -> None
 def test_malformed_headers_say_what_is_wrong(data: bytes, said: str) -> None:
     with pytest.raises(ProxyHeaderError, match=re.escape(said)):
         parse(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "cause"),
+    [
+        (b"PROXY TCP4 1.2.3.\xe4 5.6.7.8 1 2\r\n", UnicodeDecodeError),
+        (b"PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n", ValueError),
+    ],
+)
+def test_a_refusal_translated_from_a_lower_error_keeps_it_as_its_cause(
+    data: bytes, cause: type[Exception]
+) -> None:
+    with pytest.raises(ProxyHeaderError) as refused:
+        parse(data)
+    assert isinstance(refused.value.__cause__, cause)
