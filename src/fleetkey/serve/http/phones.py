@@ -143,7 +143,7 @@ class PhoneService:
         threaded = self.threaded_uploads or len(request.body) > INLINE_UPLOAD_BYTES
         if request.method == "PUT" and threaded:  # handle() admits and authenticates it, once
             return None  # (a Digest answer checked twice is a replay the second time: 401)
-        refused = self._gate(request, request.started)  # made just now (protocol.py)
+        refused = self._scheme(request) or self._gate(request, request.started)  # made just now
         if refused is _WAIT:
             return None  # handle() waits for its turn
         if refused is not None:
@@ -168,7 +168,7 @@ class PhoneService:
             response = await self._operator(request)
             response.operator = True
             return response
-        refused = self._gate(request, time.perf_counter())
+        refused = self._scheme(request) or self._gate(request, time.perf_counter())
         waited = 0.0
         while refused is _WAIT and waited < FAIR_WAIT_MAX_S:  # over its share: it waits
             await asyncio.sleep(FAIR_WAIT_STEP_S)
@@ -201,20 +201,11 @@ class PhoneService:
         return self._admitted(response)
 
     def _gate(self, request: Request, now: float) -> Response | None:
-        """405 for methods not served, 503 under pressure, _WAIT over a fair share (``now``:
-        ``time.perf_counter()``); None to go on."""
+        """405 (a method not served), 503 (pressure), _WAIT (over a fair share), None: go on."""
         if request.method not in _SERVED:
             response = error_response(405, f"{request.method} is not served here")
             response.headers.append(("allow", "GET, HEAD, PUT"))
             return response
-        if self._proxies and not request.secure:  # HTTPS ended at a trusted proxy: recorded so
-            try:
-                proto = self._proxies.scheme(
-                    request.remote_addr, request.header("x-forwarded-proto")
-                )
-            except ForwardedProtoError as exc:
-                return error_response(400, str(exc))
-            request.secure = proto == "https"
         admission = self._recorder.admits(self._address(request), now)
         if admission is WAIT:
             return _WAIT
@@ -222,6 +213,19 @@ class PhoneService:
             return self._busy("fetch records are waiting to be written")
         if self._in_flight >= self._admission.max_in_flight:
             return self._busy(f"{self._in_flight} requests in flight")
+        return None
+
+    def _scheme(self, request: Request) -> Response | None:
+        """Its scheme, as it comes in: TLS here (protocol.py's), or ended at a trusted proxy
+        (X-Forwarded-Proto: recorded as https); 400 for a header that says no scheme."""
+        if self._proxies and not request.secure:
+            try:
+                proto = self._proxies.scheme(
+                    request.remote_addr, request.header("x-forwarded-proto")
+                )
+            except ForwardedProtoError as exc:
+                return error_response(400, str(exc))
+            request.secure = proto == "https"
         return None
 
     def _authenticate(self, request: Request) -> Verdict:
