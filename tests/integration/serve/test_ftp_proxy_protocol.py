@@ -223,7 +223,6 @@ TIMED_OUT = 2  # the last two; the others are malformed
 REFUSED = 'fleetkey_ftp_proxy_headers_refused_total{reason="%s"}'
 
 
-
 def test_malformed_proxy_headers_close_the_connection_with_a_log_line_and_change_nothing(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -170,7 +170,7 @@ class PassiveListener(PassiveDTP):  # type: ignore[misc]  # pyftpdlib is untyped
             return
         # as PassiveDTP: from the session's own address (a proxied session's: its proxy's,
         # serve.ftp.proxied), else refused, and the listener waits on
-        if (channel.fk_via or channel.remote_ip) != addr[0]:
+        if channel.fk_data_from != addr[0]:
             sock.close()
             channel.respond_w_warning(
                 f"425 Rejected data connection from foreign address {addr[0]}:{addr[1]}."

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from pyftpdlib.filesystems import FilesystemError
@@ -48,13 +49,32 @@ class QuickMixin:
     fs: Any
     remote_ip: str
     fk_via: str | None  # a proxied session's proxy (serve.ftp.session)
+    # pyftpdlib's FTPHandler's, and the session's (serve.ftp.control, serve.ftp.session)
+    connected: bool
+    data_channel: Any
+    dtp_handler: Any
+    _dtp_acceptor: Any
+    _restart_position: int
+    _current_type: str
+    respond: Callable[[str], None]
+    push_dtp_data: Callable[..., None]
+    log_transfer: Callable[..., None]
+    _on_dtp_close: Callable[[], None]
+    _flush_held: Callable[[], None]
+    fk_ended: Callable[[object, bool, int], str | None]
+
+    @property
+    def fk_data_from(self) -> str:
+        """The address this session's data connections come from: its own, or a proxied
+        session's proxy's (serve.ftp.proxied); any other's is refused (425)."""
+        return self.fk_via or self.remote_ip
 
     def ftp_RETR(self, file: str) -> str | None:  # noqa: N802  # pyftpdlib's name for RETR
         acceptor = self._dtp_acceptor
         if (
             not self.fk_cork
-            or self._restart_position  # type: ignore[attr-defined]
-            or self._current_type != "i"  # type: ignore[attr-defined]
+            or self._restart_position
+            or self._current_type != "i"
             or self.data_channel is not None
             or self.fk_awaiting is not None
             or not isinstance(acceptor, PassiveListener)
@@ -76,8 +96,8 @@ class QuickMixin:
 
     def _pyftpdlib_retr(self, fd: Any) -> None:
         """The rest of pyftpdlib's ``ftp_RETR`` (no ``REST`` here), on the file opened."""
-        producer = FileProducer(fd, self._current_type)  # type: ignore[attr-defined]
-        self.push_dtp_data(producer, isproducer=True, file=fd, cmd="RETR")  # type: ignore[attr-defined]
+        producer = FileProducer(fd, self._current_type)
+        self.push_dtp_data(producer, isproducer=True, file=fd, cmd="RETR")
 
     def _quick(self, acceptor: PassiveListener, fd: MemoryFile) -> bool:
         """Send ``fd`` on the waiting connection; False (nothing done) when none waits yet, or
@@ -86,8 +106,7 @@ class QuickMixin:
         if accepted is None:
             return False
         sock, address = accepted
-        own = self.fk_via or self.remote_ip  # a proxied session's: its proxy's (serve.ftp.proxied)
-        if address[0] != own or not self.connected:  # type: ignore[attr-defined]
+        if address[0] != self.fk_data_from or not self.connected:
             acceptor.handle_accepted(sock, address)  # a stranger: 425, the listener waits on
             return False
         started = time.perf_counter()
@@ -115,26 +134,23 @@ class QuickMixin:
         """The transfer's end as a data channel's close would make it: recorded, replied."""
         self.fk_held = []  # 125 and 226 in one segment (or 125 alone when the 226 waits)
         try:
-            self.respond(STARTING)  # type: ignore[attr-defined]
-            transfer = self.fk_ending(fd)  # type: ignore[attr-defined]
+            self.respond(STARTING)
+            reply = self.fk_ended(fd, finished, moved)
             fd.close()
-            reply = None
-            if transfer is not None:
-                reply = self.fk_closing(transfer, finished, moved)  # type: ignore[attr-defined]
             if reply != HELD:
                 done = FINISHED if finished else f"426 Transfer aborted; {moved} bytes transmitted."
-                self.respond(reply or done)  # type: ignore[attr-defined]
+                self.respond(reply or done)
         finally:
-            self._flush_held()  # type: ignore[attr-defined]
-        self.log_transfer(  # type: ignore[attr-defined]  # formatted only when INFO is on
+            self._flush_held()
+        self.log_transfer(  # formatted only when INFO is on
             cmd="RETR", filename=fd.name, receive=False, completed=finished,
             elapsed=round(time.perf_counter() - started, 3), bytes=moved,
         )  # fmt: skip
-        self._on_dtp_close()  # type: ignore[attr-defined]
+        self._on_dtp_close()
 
     def _hand_over(self, sock: socket.socket, fd: MemoryFile, body: bytes, sent: int) -> None:
         """The socket did not take the whole body: pyftpdlib's data channel sends the rest."""
-        handler = self.dtp_handler(sock, self)  # type: ignore[attr-defined]
+        handler = self.dtp_handler(sock, self)
         if not handler.connected:  # closed at once (pyftpdlib's constructor failed)
             self._quick_end(fd, time.perf_counter(), finished=False, moved=sent)
             return
@@ -142,9 +158,6 @@ class QuickMixin:
         handler.file_obj = fd
         handler.cmd = "RETR"
         handler.tot_bytes_sent = sent
-        handler._initialized = True
-        handler.producer_fifo.append(body[sent:])
-        handler.modify_ioloop_events(handler.ioloop.WRITE)
-        handler._wanted_io_events = handler.ioloop.WRITE
-        self.respond(STARTING)  # type: ignore[attr-defined]
+        handler.fk_send_later(body[sent:])
+        self.respond(STARTING)
         handler.close_when_done()

@@ -256,6 +256,13 @@ class SessionMixin(QuickMixin, RefusingMixin):
 
     # --- the data channel's end (serve.ftp.server's data handler calls these)
 
+    def fk_ended(self, file: object, finished: bool, moved: int) -> str | None:
+        """A transfer's data connection has ended (its data channel's close, or the quick
+        path's, ``serve.ftp.quick``): the open transfer carrying ``file`` is recorded
+        (``fk_closing``). Returns a reply replacing pyftpdlib's, ``HELD``, or None."""
+        transfer = self.fk_ending(file)
+        return None if transfer is None else self.fk_closing(transfer, finished, moved)
+
     def fk_ending(self, file: object) -> Transfer | None:
         """The open transfer whose file a data channel carries (taken out of the open ones)."""
         for index, transfer in enumerate(self.fk_open):
