@@ -98,7 +98,7 @@ _OPTIONS = [
     ),
     _count(
         "--ftp-max-logins",
-        64,
+        256,
         1,
         "FTP sessions connected but not logged in yet; beyond it 421 with a retry hint.",
     ),

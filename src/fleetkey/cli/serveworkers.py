@@ -159,7 +159,8 @@ def done(t: Totals) -> str:
     """What was done, as the line printed at the end says it."""
     tftp = f"{t.tftp_transfers} TFTP transfers, " if t.tftp_transfers is not None else ""
     if t.ftp_transfers is not None:
-        tftp += f"{t.ftp_transfers} FTP transfers, "
+        refused = f" ({t.ftp_refused:,} connections refused with 421)" if t.ftp_refused else ""
+        tftp += f"{t.ftp_transfers} FTP transfers{refused}, "
     return (
         f"{t.requests} requests answered ({t.busy} busy), "
         f"{tftp}{t.written} fetch records written, {t.not_recorded} not recorded"

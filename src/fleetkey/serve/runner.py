@@ -109,6 +109,7 @@ class Totals:
     written: int  # fetch records
     not_recorded: int
     ftp_transfers: int | None = None  # None: FTP was not served
+    ftp_refused: int | None = None  # connections answered 421 at admission; None: no FTP
 
     @property
     def complete(self) -> bool:
@@ -265,6 +266,7 @@ class ServerRunner:
                 else None
             ),
             ftp_transfers=sum(dict(self.ftp.recorder.answers).values()) if self.ftp else None,
+            ftp_refused=self.ftp.counters.refused if self.ftp else None,
             written=self.writer.written,
             not_recorded=self._not_recorded(),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import click
 import pytest
 from rich.console import Console
 
@@ -223,3 +224,17 @@ def test_the_summary_tells_answers_and_how_they_are_recorded_in_the_protocols_wo
     if protocol != "http":
         assert "HTTP" not in text
         assert "PUT" not in text
+
+
+def test_a_default_emulated_boot_fits_the_servers_default_ftp_login_limit() -> None:
+    """All the boots the emulator has in progress by default may be logging in at once over
+    FTP (a site's phones powered on together): the server's default admits them all, so a
+    default trial shows no 421 (docs/serve.md, Admission)."""
+    from fleetkey.cli.emulate import emulate
+    from fleetkey.cli.serve import serve
+
+    def default(command: click.Command, name: str) -> object:
+        (option,) = [p for p in command.params if p.name == name]
+        return option.default
+
+    assert default(serve, "ftp_max_logins") >= default(emulate, "concurrency")  # type: ignore[operator]

@@ -101,20 +101,38 @@ class RefusingMixin(ControlMixin):
 class Refusals:
     """Connections refused with 421 at admission, said through fleetkey's log: the first at
     once, then at most one line per ``REFUSALS_LOG_EVERY_S`` with how many came since (a storm
-    of refused connections is a line, not a line each; ``/metrics`` counts every one)."""
+    of refused connections is a line, not a line each; ``/metrics`` counts every one).
+
+    Nothing is left unsaid: the FTP thread calls ``say_due`` every second, so a window's count
+    is said when the window ends even if no refusal follows it (the count once waited for the
+    next refusal, and the last window's was never said), and ``flush`` when the server stops."""
 
     def __init__(self) -> None:
         self.unsaid = 0
         self.said_at = float("-inf")
+        self.latest = ("", "")  # the newest refusal's reason and address
 
     def refused(self, why: str, address: str) -> None:
         self.unsaid += 1
-        now = time.monotonic()
-        if now - self.said_at >= REFUSALS_LOG_EVERY_S:
-            log.warning(
-                "FTP: %d connection(s) refused with 421 (latest: %s, from %s)",
-                self.unsaid,
-                why.lower(),
-                address,
-            )
-            self.unsaid, self.said_at = 0, now
+        self.latest = (why, address)
+        self.say_due(time.monotonic())
+
+    def say_due(self, now: float) -> None:
+        """Say the refusals not said yet once their window has ended."""
+        if self.unsaid and now - self.said_at >= REFUSALS_LOG_EVERY_S:
+            self._say(now)
+
+    def flush(self) -> None:
+        """Say the refusals not said yet, whatever the window (the server stops)."""
+        if self.unsaid:
+            self._say(time.monotonic())
+
+    def _say(self, now: float) -> None:
+        why, address = self.latest
+        log.warning(
+            "FTP: %s connection(s) refused with 421 (latest: %s, from %s)",
+            f"{self.unsaid:,}",
+            why.lower(),
+            address,
+        )
+        self.unsaid, self.said_at = 0, now

@@ -90,7 +90,7 @@ class FtpSettings:
     shared_login: SharedLogin | None = None
     max_connections: int = 512  # control and data connections in all
     per_address: int = 32
-    max_logins: int = 64  # sessions connected and not logged in yet
+    max_logins: int = 256  # sessions connected and not logged in yet (docs/serve.md: why 256)
     idle_s: float = 60.0  # a control connection without a command
     data_s: float = 30.0  # a data connection without progress, or not made
     login_delay_s: float = 1.0  # before a failed login is answered
@@ -316,6 +316,8 @@ class _Listener:
         addresses = service.pipeline.addresses  # the thread's own: forgotten on the thread
         self.ioloop.call_every(service.deadlines.every, service.deadlines.sweep)
         self.ioloop.call_every(FORGET_EVERY_S, lambda: addresses.forget_older(time.perf_counter()))
+        self.refusals = service.refusals  # 421s not said yet: said when their window ends
+        self.ioloop.call_every(1.0, lambda: self.refusals.say_due(time.monotonic()))
 
     def run(self) -> None:
         _name_os_thread(THREAD_NAME)
@@ -328,6 +330,7 @@ class _Listener:
             log.exception("the FTP server failed; FTP is not served any more")
         finally:
             self.server.close_all()  # transfers cut here are recorded as 499
+            self.refusals.flush()  # the last window's 421s, said
             if self.confirming is not None:
                 self.confirming.hand_over()  # records still gathering go to the gate now
 
