@@ -241,16 +241,27 @@ def emulate(
         _show(env, outcome.summary)
     if outcome.failure is not None:
         raise EmulationError(
-            outcome.failure.line, hint=_failure_hint(outcome.failure, server, credentials)
+            outcome.failure.line,
+            hint=_failure_hint(outcome.failure, url.redacted, credentials, url.login),
         )
 
 
-def _failure_hint(failed: Failure, server: str, credentials: Path | None) -> str:
+def _failure_hint(
+    failed: Failure,
+    server: str,
+    credentials: Path | None,
+    url_login: tuple[str, str] | None = None,
+) -> str:
     """What to do: the hint follows the answers the phones got (a refused login can be
     answered 401 again or, after too many, 403), not only the first of them."""
     refused = failed.statuses & {401, 403}
     if refused and credentials is not None:
         return f"the server refused the logins of {credentials}: are they the inventory's?"
+    if refused and url_login is not None:
+        return (
+            f"the server refused the login in the URL ({url_login[0]}): is it the one "
+            "serve --ftp-shared-login names (USER:PASSWORD)?"
+        )
     if 401 in refused:
         return "the server asks the phones to log in: give --credentials FILE (mac,user,password)"
     if refused and server.startswith("ftp://"):

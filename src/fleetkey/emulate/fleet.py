@@ -51,7 +51,14 @@ from fleetkey.emulate.phone import EmulatedPhone, failure_reason, fetch_record
 from fleetkey.emulate.sip import SipPhone
 from fleetkey.emulate.sockets import SipSockets
 from fleetkey.emulate.transport import Reply, Transport, retry_after_s
-from fleetkey.emulate.words import REFUSED_SESSION, answer_text, answer_word, method_word
+from fleetkey.emulate.words import (
+    NOT_SENT,
+    REFUSED_LOGIN,
+    REFUSED_SESSION,
+    answer_text,
+    answer_word,
+    method_word,
+)
 from fleetkey.errors import EmulationError, FleetkeyError
 
 log = logging.getLogger(__name__)
@@ -309,6 +316,11 @@ class Fleet:
             admission = reply.admission
             if admission:  # the session was refused at connect: the request was never made
                 self.answers[REFUSED_SESSION] += 1
+            elif reply.unsent:  # its session's login was refused: counted apart, not sent
+                if reply.logins_refused:  # the PASS, the server's 401
+                    self.requests[403] += reply.logins_refused
+                    self.answers[REFUSED_LOGIN] += reply.logins_refused
+                self.answers[f"{word} {NOT_SENT}"] += 1
             else:
                 self.requests[reply.status] += 1
                 self.answers[answer_text(self.protocol, method, reply.status)] += 1

@@ -12,7 +12,9 @@ seconds.``; the N is its ``retry-after``), 500 anything else. A busy greeting or
 (``421 Too many connections``) refused the session, not the file it was opened for: its 503
 says so (``Reply.admission``), and the emulator counts it as a refused connection. A refusal
 keeps the server's reply line (``Reply.said``): a ``530`` refused login and a ``550`` refused
-file are both 403.
+file are both 403. After a refused login the session is closed and its requests are not sent
+(``Reply.unsent``, the first counting the refused login): the server records one ``PASS`` 401
+per session, not a refusal per file.
 
 An image's header is read with ``SIZE``, ``MDTM`` and a ``RETR`` cut after its first bytes (FTP
 has no byte range; ``REST`` only moves the start); a phone remembers what it read, and while
@@ -78,6 +80,7 @@ class FtpClient:
         self._login = login
         self._images = images
         self._control: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._login_refused = ""  # the server's answer to this session's refused login
 
     async def fetch(
         self, path: str, *, user_agent: str, first_bytes: int | None = None, keep: bool = True
@@ -94,6 +97,9 @@ class FtpClient:
         return await self._guarded(self._store(path, body))
 
     async def _guarded(self, work: Coroutine[Any, Any, Reply]) -> Reply:
+        if self._login_refused:  # not sent: the session's login was refused
+            work.close()
+            return Reply(403, said=self._login_refused, unsent=True)
         try:
             async with asyncio.timeout(TIMEOUT_S):
                 await self._session()
@@ -137,6 +143,10 @@ class FtpClient:
         answer = await self._command(f"USER {user}")
         if answer.startswith("331"):
             answer = await self._command(f"PASS {password}")
+        if answer[:3] != "230" and reply_for(answer).status == 403:  # the login refused:
+            self._login_refused = answer  # the session ends, its requests are not sent
+            await self._drop()
+            raise _RefusedError(Reply(403, said=answer, unsent=True, logins_refused=1))
         _admitted(answer, "230")
         _expect(await self._command("TYPE I"), "200")
 

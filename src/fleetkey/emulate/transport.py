@@ -74,6 +74,10 @@ class Reply:
     challenged: int = 0  # 401 answers before this one (a login's challenge, answered)
     said: str = ""  # the server's own words for a refusal (FTP's reply line), when it has any
     admission: bool = False  # the server refused the session itself (FTP's 421 at connect)
+    # FTP: the session's login was refused, so this request was never sent; ``logins_refused``
+    # is 1 on the request whose session's login it was (the server recorded a ``PASS`` 401)
+    unsent: bool = False
+    logins_refused: int = 0
 
 
 class Transport(Protocol):

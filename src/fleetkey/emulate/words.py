@@ -44,6 +44,8 @@ _ANSWERS: Final = {
 
 
 REFUSED_SESSION: Final = "connect 421 (refused: too many connections or logins)"
+REFUSED_LOGIN: Final = "PASS 530 (login refused)"  # once per session: the server's PASS 401
+NOT_SENT: Final = "not sent (the session's login was refused)"
 
 
 def method_word(protocol: str, method: str) -> str:
