@@ -117,8 +117,9 @@ class Refusals:
         self.latest = (why, address)
         self.say_due(time.monotonic())
 
-    def say_due(self, now: float) -> None:
-        """Say the refusals not said yet once their window has ended."""
+    def say_due(self, now: float | None = None) -> None:
+        """Say the refusals not said yet once their window has ended (``now``: monotonic)."""
+        now = time.monotonic() if now is None else now
         if self.unsaid and now - self.said_at >= REFUSALS_LOG_EVERY_S:
             self._say(now)
 

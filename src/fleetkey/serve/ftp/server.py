@@ -161,10 +161,8 @@ class FtpService:
         settings: FtpSettings,
         confirming: Confirmations | None = None,
     ) -> None:
-        self.pipeline = pipeline
+        self.pipeline, self.recorder, self.uploads = pipeline, recorder, uploads
         self.confirming = confirming  # license answers' 226 after their commit
-        self.recorder = recorder
-        self.uploads = uploads
         self.settings = settings
         self.logins = Logins(view, settings.shared_login)
         self.counters = FtpCounters(logins=self.logins.outcomes)
@@ -312,12 +310,11 @@ class _Listener:
         self.server.max_cons_per_ip = service.settings.per_address
         self.port = int(self.server.socket.getsockname()[1])
         self.stop = threading.Event()
-        self.confirming = service.confirming
+        self.confirming, self.refusals = service.confirming, service.refusals
         addresses = service.pipeline.addresses  # the thread's own: forgotten on the thread
         self.ioloop.call_every(service.deadlines.every, service.deadlines.sweep)
         self.ioloop.call_every(FORGET_EVERY_S, lambda: addresses.forget_older(time.perf_counter()))
-        self.refusals = service.refusals  # 421s not said yet: said when their window ends
-        self.ioloop.call_every(1.0, lambda: self.refusals.say_due(time.monotonic()))
+        self.ioloop.call_every(1.0, self.refusals.say_due)  # a window's 421s said at its end
 
     def run(self) -> None:
         _name_os_thread(THREAD_NAME)
