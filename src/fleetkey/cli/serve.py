@@ -26,7 +26,8 @@ from fleetkey.serve.proxies import parse_networks
 from fleetkey.serve.runner import Places, ServerRunner, ServeSettings, Totals
 from fleetkey.serve.tftp.server import TftpSettings
 from fleetkey.store import inventory
-from fleetkey.store.retention import DEFAULT_RETENTION_DAYS, start_pruning
+from fleetkey.store.pruner import start_pruning
+from fleetkey.store.retention import DEFAULT_RETENTION_DAYS, PruneResult
 from fleetkey.store.writer import CAPACITY
 from fleetkey.ui.app import UiContext
 from fleetkey.ui.app import install as install_dashboard
@@ -302,8 +303,12 @@ def serve(
         runner.mount(app)
         if share is not None:
             runner.tick = share.publish
+
         # old fetch records rolled up and removed on a thread of their own (store/retention.py)
-        halt = start_pruning(store.engine, env.clock, retention)
+        def pruned(result: PruneResult) -> None:  # on the pruner's thread: one writer
+            runner.pruned += result.deleted
+
+        halt = start_pruning(store.engine, env.clock, retention, pruned)
         try:
             return runner.run(announce)
         finally:

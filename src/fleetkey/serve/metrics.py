@@ -124,6 +124,7 @@ class Sources:
     tftp: Callable[[], TftpNumbers | None] = lambda: None
     ftp: Callable[[], FtpNumbers | None] = lambda: None
     failures: Callable[[], Mapping[str, int]] = dict  # background work's failures, by work
+    pruned: Callable[[], int] = lambda: 0  # fetch records the retention removed
 
 
 class ServerCollector(Collector):
@@ -209,6 +210,9 @@ class ServerCollector(Collector):
             (CounterMetricFamily, "fleetkey_confirmations_wait_seconds",
              "Seconds license answers waited for their record's commit, in all",
              s.commit_wait_s),
+            (CounterMetricFamily, "fleetkey_fetch_records_pruned",
+             "Fetch records past --fetch-retention removed (rolled up into daily counts first)",
+             s.pruned),
         ):  # fmt: skip
             yield family(name, text, value=read())
         failures = CounterMetricFamily(

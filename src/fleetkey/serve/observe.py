@@ -134,6 +134,7 @@ def sources(runner: ServerRunner) -> Sources:
         tftp=lambda: tftp.counters if tftp is not None else None,
         ftp=lambda: ftp.counters if ftp is not None else None,
         failures=lambda: runner.failures | {"writing fetch records": writer.failures},
+        pruned=lambda: runner.pruned,
     )
 
 

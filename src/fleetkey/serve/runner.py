@@ -217,6 +217,7 @@ class ServerRunner:
         self._failing: set[str] = set()  # background work failing now (logged once)
         self.tick: Callable[[], object] | None = None  # on the loop every second (serve/pool.py)
         self.failures: dict[str, int] = {}  # background work's failures, by what it was
+        self.pruned = 0  # fetch records the retention removed (store/pruner.py)
 
     def mount(self, app: App) -> None:
         """Serve ``app`` (admin API, dashboard) at ``/api/``, ``/ui``, ``/``, ``/metrics``."""

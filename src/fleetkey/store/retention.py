@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +29,6 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from fleetkey.clock import Clock
 from fleetkey.core.naming import SITE_LICENSE_FILE
 from fleetkey.errors import InputError
 from fleetkey.store import bootdays, historytables
@@ -46,8 +44,6 @@ DEFAULT_RETENTION_DAYS: Final = 90
 DELETE_BATCH: Final = 5000  # records per delete transaction (~10-30 ms on SQLite)
 PAUSE_S: Final = 0.02  # between two delete batches: the writer's turn at SQLite's lock
 NO_SITE: Final = "-"  # records of no phone in the inventory
-PRUNE_FIRST_S: Final = 60.0  # a server's first prune: once the boot storm of a restart passed
-PRUNE_EVERY_S: Final = 3600.0  # and then every hour
 _DAY: Final = timedelta(days=1)
 _EPOCH: Final = date(1970, 1, 1)
 
@@ -125,36 +121,6 @@ def prune(
         day += _DAY
     forget_batches(engine, result.cutoff)
     return result
-
-
-def keep_pruning(
-    engine: Engine,
-    clock: Clock,
-    days: int,
-    stop: threading.Event,
-    *,
-    first_s: float = PRUNE_FIRST_S,
-    every_s: float = PRUNE_EVERY_S,
-) -> None:
-    """A server's pruning thread (``serve --fetch-retention``): a prune ``first_s`` after start,
-    then every ``every_s``, until ``stop`` is set (a prune under way stops after its current
-    batch). A failure is logged with its traceback and tried again at the next turn."""
-    wait = first_s
-    while days and not stop.wait(wait):
-        try:
-            prune(engine, clock.now(), days, stopping=stop.is_set)
-        except Exception:  # an outer loop: logged, tried again at the next turn
-            log.exception("removing old fetch records failed; trying again in %.0f s", every_s)
-        wait = every_s
-
-
-def start_pruning(engine: Engine, clock: Clock, days: int) -> threading.Event:
-    """Start a server's pruning thread (:func:`keep_pruning`); setting the event stops it."""
-    stop = threading.Event()
-    threading.Thread(
-        target=keep_pruning, args=(engine, clock, days, stop), name="fleetkey-pruner", daemon=True
-    ).start()
-    return stop
 
 
 def _bounds(day: date) -> tuple[datetime, datetime]:

@@ -197,6 +197,7 @@ def test_metrics_count_requests_by_status_and_kind(server: RunningServer) -> Non
         "fleetkey_fetch_records_written",
         "fleetkey_fetch_records_dropped",
         "fleetkey_posted_licenses",
+        "fleetkey_fetch_records_pruned",  # by --fetch-retention; its log line says each prune
     ):
         assert name in families
 

@@ -5,6 +5,7 @@ bad input and change nothing."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ import pytest
 from fleetkey.cli import exporting
 from fleetkey.clock import FixedClock
 from fleetkey.errors import InputError
-from fleetkey.store import fetches, retention
+from fleetkey.store import fetches, pruner, retention
 from fleetkey.store.store import Store
 
 from tests.fetchtraffic import NOW, PATHS, PHONES, SITES, counts, traffic, with_phones
@@ -220,18 +221,21 @@ def test_parquet_export_to_stdout_is_a_usage_error(cli_store: Store, fleetkey: F
     assert failed.stdout == ""
 
 
-def test_a_servers_pruning_thread_prunes_soon_after_start_and_stops_when_told(
-    store: Store,
+def test_a_servers_pruning_thread_prunes_soon_after_start_says_it_and_stops_when_told(
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger=pruner.__name__)
     with_phones(store)
     written = traffic(range(0, 12))
     fetches.insert_records(store.engine, written)
     old = sum(1 for r in written if r.at < datetime(2026, 6, 3, tzinfo=UTC))
+    old_days = sorted({r.at.date() for r in written if r.at < datetime(2026, 6, 3, tzinfo=UTC)})
+    results: list[retention.PruneResult] = []
     stop = threading.Event()
     thread = threading.Thread(
-        target=retention.keep_pruning,
+        target=pruner.keep_pruning,
         args=(store.engine, FixedClock(NOW), 7, stop),
-        kwargs={"first_s": 0.05, "every_s": 0.05},
+        kwargs={"first_s": 0.05, "every_s": 0.05, "done": results.append},
     )
     thread.start()
     try:
@@ -243,10 +247,19 @@ def test_a_servers_pruning_thread_prunes_soon_after_start_and_stops_when_told(
         thread.join(10)
     assert not thread.is_alive()
     assert counts(store) == (len(written) - old, old)  # the old ones rolled up and removed
+    # the prune that did it said so in one line (the later ones, with nothing to do, said
+    # nothing), and handed its result on (the server's fleetkey_fetch_records_pruned)
+    assert sum(r.deleted for r in results) == old
+    lines = [r.getMessage() for r in caplog.records if r.name == pruner.__name__]
+    assert lines == [
+        f"retention: {old:,} fetch records from before 2026-06-03 removed; "
+        f"{len(old_days)} days rolled up ({old_days[0]} to {old_days[-1]}) into the daily "
+        "counts (fetches days)"
+    ]
 
 
 def test_retention_zero_starts_no_pruning(store: Store) -> None:
     fetches.insert_records(store.engine, traffic(range(100, 102)))
     stop = threading.Event()
-    retention.keep_pruning(store.engine, FixedClock(NOW), 0, stop, first_s=0.0)  # returns at once
+    pruner.keep_pruning(store.engine, FixedClock(NOW), 0, stop, first_s=0.0)  # returns at once
     assert counts(store) == (18, 0)
