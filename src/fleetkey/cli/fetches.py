@@ -57,6 +57,7 @@ COLUMNS: Final = (
     Column("ms", Kind.NUMBER, drop=2),
     Column("address", Kind.ID, drop=6),
     Column("user agent", drop=7),
+    Column("identified by", Kind.ID, drop=8),  # how the server knew the phone
 )
 
 
@@ -174,6 +175,7 @@ def _row(record: FetchRecord, *, full: bool) -> list[str]:
         f"{record.duration_ms:.1f}",
         record.remote_addr or "",
         record.user_agent or "",
+        record.identified_by or "",
     ]
 
 

@@ -138,8 +138,37 @@ class TestPages:
         agent = '=HYPERLINK("http://evil.example","x")'
         record(fleet, FetchRecord("/a.cfg", "http", 200, 1, 1.0, at, user_agent=agent))
         rows = list(csv.reader(io.StringIO(fleetkey("fetches", "--csv").stdout)))
-        assert rows[1][-1] == "'" + agent
+        assert rows[1][rows[0].index("user agent")] == "'" + agent
         assert rows[1][0] == "2026-05-01T02:00:00+00:00"
+
+    def test_how_the_server_knew_the_phone_is_in_csv_the_export_and_wide(
+        self, fleet: Path, fleetkey: Fleetkey
+    ) -> None:
+        at = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
+        record(
+            fleet,
+            FetchRecord(
+                "/a.cfg", "ftp", 200, 1, 1.0, at, mac="0004f2000001", identified_by="login"
+            ),
+            FetchRecord("/b.cfg", "http", 404, 1, 1.0, at + timedelta(seconds=1)),
+        )
+        listed = list(csv.reader(io.StringIO(fleetkey("fetches", "--csv").stdout)))
+        exported = list(
+            csv.reader(
+                io.StringIO(
+                    fleetkey(
+                        "fetches", "export", "--since", "2026-05-01", "--until", "2026-05-02"
+                    ).stdout
+                )
+            )
+        )
+        for rows in (listed, exported):
+            assert rows[0][-1] == "identified by"
+            assert [row[-1] for row in rows[1:]] == ["login", ""]
+        wide = fleetkey("fetches", "--wide").stdout
+        assert "identified by" in wide
+        assert "login" in wide
+        assert [r["identified_by"] for r in js(fleetkey, "fetches")] == ["login", None]  # type: ignore[index]
 
     def test_records_go_newest_first_in_a_table_and_oldest_first_for_scripts(
         self, fleet: Path, fleetkey: Fleetkey

@@ -350,7 +350,7 @@ def test_every_identifier_of_the_json_is_in_the_table(
 def test_lines_under_a_table_wrap_at_the_terminal(fleet: tuple[Fleetkey, Path]) -> None:
     run, _ = fleet
     shown = run("fetches").stdout
-    assert "(method, proto, bytes, digest, ms, address, user agent left out at 80" in shown
+    assert "(method, proto, bytes, digest, ms, address, user agent, identified by left out" in shown
     assert all(len(line) <= 80 for line in shown.splitlines())
 
 
