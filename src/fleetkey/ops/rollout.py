@@ -92,7 +92,8 @@ def _measured_capacity(session: Session, macs: Sequence[str]) -> tuple[float, st
         raise InputError(
             "no capacity was given and none has been measured",
             field="capacity",
-            hint="measure the server's capacity with `fleetkey capacity measure`",
+            hint="measure the server's capacity with `fleetkey capacity measure --server URL` "
+            "(then plan again), or give what it takes: --capacity REQ_PER_S",
         )
     measured = chosen.measurement
     what = (

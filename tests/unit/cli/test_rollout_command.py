@@ -76,6 +76,18 @@ def test_bad_rollout_input_is_refused_and_nothing_is_saved(
     assert json.loads(fleetkey("rollout", "list", "--json").stdout) == []
 
 
+def test_a_plan_without_any_capacity_says_how_to_measure_or_give_one(
+    fleet: Path, fleetkey: Fleetkey
+) -> None:
+    result = fleetkey("rollout", "plan", "--license", "2", code=1)
+    assert result.stderr == (
+        "error: no capacity was given and none has been measured (--capacity)\n"
+        "hint: measure the server's capacity with `fleetkey capacity measure --server URL` "
+        "(then plan again), or give what it takes: --capacity REQ_PER_S\n"
+    )
+    assert result.stdout == ""
+
+
 def test_a_finished_rollout_cannot_be_resumed(fleet: Path, fleetkey: Fleetkey) -> None:
     fleetkey("rollout", "plan", "--license", "2", "--capacity", "100")
     fleetkey("rollout", "cancel", "1")
