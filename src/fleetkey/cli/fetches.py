@@ -206,7 +206,7 @@ def _moment(text: str | None, now: datetime, flag: str) -> datetime | None:
     except ValueError:
         raise click.BadParameter(
             f"{text!r} is neither an ISO date or date-time (2026-05-01, 2026-05-01T02:00) nor a "
-            "time ago (30s, 15m, 2h, 7d)",
+            "time ago (30s, 15m, 2h, 7d; 0s is now)",
             param_hint=f"'{flag}'",
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
@@ -293,8 +293,11 @@ def replay_fetches(env: Env, path: Path, as_json: bool) -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write to FILE (replaced whole, never left half-written) instead of stdout.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON (--output).")
 @pass_env
-def export_fetches(env: Env, since: str, until: str, file_format: str, into: Path | None) -> None:
+def export_fetches(
+    env: Env, since: str, until: str, file_format: str, into: Path | None, as_json: bool
+) -> None:
     """Write the raw fetch records from --since up to --until to a file, oldest first: keep
     them before the retention (`serve --fetch-retention`, `fetches prune`) removes them."""
     now = env.clock.now()
@@ -303,6 +306,8 @@ def export_fetches(env: Env, since: str, until: str, file_format: str, into: Pat
         raise click.UsageError("give --since and --until")
     if start >= end:
         raise click.UsageError(f"--since {since} is not before --until {until}")
+    if as_json and into is None:
+        raise click.UsageError("--json prints the summary on stdout: give --output FILE")
     if file_format == "parquet":
         if into is None:
             raise click.UsageError("--format parquet writes a file: give --output FILE")
@@ -319,8 +324,18 @@ def export_fetches(env: Env, since: str, until: str, file_format: str, into: Pat
             with partial.open("w", encoding="utf-8", newline="") as handle:
                 written = exporting.write_csv(handle, records, COLUMNS, _full_row)
             partial.replace(into)
-    if into is not None:
-        env.err.print(f"{written} fetch records written to {into}", markup=False)
+    if as_json:
+        env.print_json(
+            {
+                "written": written,
+                "output": str(into),
+                "format": file_format,
+                "since": start.isoformat(),
+                "until": end.isoformat(),
+            }
+        )
+    elif into is not None:
+        env.err.print(f"{written:,} fetch records written to {into}", markup=False)
 
 
 def _full_row(record: FetchRecord) -> list[str]:

@@ -114,18 +114,23 @@ def test_prune_and_days_commands(cli_store: Store, fleetkey: Fleetkey) -> None:
         (
             ["fetches", "export", "--since", "2026-13-01", "--until", "2026-06-01"],
             "Invalid value for '--since': '2026-13-01' is neither an ISO date or date-time "
-            "(2026-05-01, 2026-05-01T02:00) nor a time ago (30s, 15m, 2h, 7d)",
+            "(2026-05-01, 2026-05-01T02:00) nor a time ago (30s, 15m, 2h, 7d; 0s is now)",
         ),
         (
             ["fetches", "export", "--since", "2026-06-01", "--until", "yesterday"],
             "Invalid value for '--until': 'yesterday' is neither an ISO date or date-time "
-            "(2026-05-01, 2026-05-01T02:00) nor a time ago (30s, 15m, 2h, 7d)",
+            "(2026-05-01, 2026-05-01T02:00) nor a time ago (30s, 15m, 2h, 7d; 0s is now)",
         ),
         (
             ["fetches", "export", "--since", "2026-06-02", "--until", "2026-06-01"],
             "--since 2026-06-02 is not before --until 2026-06-01",
         ),
         (["fetches", "export", "--until", "2026-06-01"], "Missing option '--since'."),
+        (  # the CLI's times have no `now`: `0s` is, and the error says so
+            ["fetches", "export", "--since", "7d", "--until", "now"],
+            "Invalid value for '--until': 'now' is neither an ISO date or date-time "
+            "(2026-05-01, 2026-05-01T02:00) nor a time ago (30s, 15m, 2h, 7d; 0s is now)",
+        ),
         (
             ["fetches", "export", "--since", "1d", "--until", "0s", "--format", "xml"],
             "Invalid value for '--format': 'xml' is not one of 'csv', 'parquet'.",
@@ -166,6 +171,29 @@ def test_export_writes_exactly_the_records_of_the_range_as_csv(
     assert [datetime.fromisoformat(line.split(",", 1)[0]) for line in lines[1:]] == wanted
     assert f"{len(wanted)} fetch records written to {out}" in done.stderr
     assert counts(cli_store) == (27, 0)  # exporting removes nothing
+
+
+def test_export_json_says_what_was_written_and_needs_a_file(
+    cli_store: Store, fleetkey: Fleetkey, tmp_path: Path
+) -> None:
+    written = traffic(range(100, 103))
+    fetches.insert_records(cli_store.engine, written)
+    since, until = NOW - timedelta(days=102), NOW - timedelta(days=100, minutes=30)
+    out = tmp_path / "old.csv"
+    args = ["fetches", "export", "--since", since.isoformat(), "--until", until.isoformat()]
+    refused = fleetkey(*args, "--json", code=2)  # the CSV would go to stdout too
+    assert "--json prints the summary on stdout: give --output FILE" in refused.stderr
+    assert refused.stdout == ""
+    done = fleetkey(*args, "--output", str(out), "--json")
+    assert json.loads(done.stdout) == {
+        "written": sum(1 for r in written if since <= r.at < until),
+        "output": str(out),
+        "format": "csv",
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+    }
+    assert done.stderr == ""
+    assert len(out.read_text().splitlines()) == 1 + json.loads(done.stdout)["written"]
 
 
 def test_export_writes_exactly_the_records_of_the_range_as_parquet(
