@@ -303,9 +303,11 @@ def _show(env: Env, result: dict[str, Any]) -> None:
     if result["booted"] and set(result["site_license_expiry"]) == {"none"}:
         env.out.print(
             "warning: no phone holds a site license: none was served to them (see the 403s "
-            "and 404s above, or `fleetkey fetches --path '*license.cfg'`)"
+            "and 404s above, or `fleetkey fetches --path '*license.cfg'`)",
+            markup=False,
+            soft_wrap=False,  # wrapped at the terminal's width, between words
         )
-    env.out.print(_note(result["protocol"]))
+    env.out.print(_note(result["protocol"]), markup=False, soft_wrap=False)
 
 
 def _note(protocol: str) -> str:

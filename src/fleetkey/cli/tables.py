@@ -17,6 +17,7 @@ import csv
 import enum
 import io
 import re
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -125,13 +126,24 @@ def print_rows(
         console.print(table)
     finally:
         console.width = width
-    if hidden:
-        console.print(
-            f"({', '.join(hidden)} left out at {width} columns: --wide shows every column)",
-            markup=False,
-            style="dim",
-            soft_wrap=False,
-        )
+    for line in left_out_lines(hidden, width):
+        console.print(line, markup=False, style="dim", soft_wrap=True)
+
+
+def left_out_lines(hidden: Sequence[str], width: int) -> list[str]:
+    """The note under a table that left columns out, in lines of at most ``width``: one when
+    it fits, else the headers and ``left out`` (wrapped between headers) and then ``at N
+    columns: --wide shows every column)`` on a line of its own, so no word is left alone on a
+    line (rich wrapped the one line and left ``column)`` there)."""
+    if not hidden:
+        return []
+    tail = f"at {width} columns: --wide shows every column)"
+    head = f"({', '.join(hidden)} left out"
+    if len(head) + 1 + len(tail) <= width:
+        return [f"{head} {tail}"]
+    glued = head.replace("left out", "left\xa0out")  # never apart (textwrap keeps \xa0)
+    lines = textwrap.wrap(glued, width, break_long_words=False, break_on_hyphens=False)
+    return [*(line.replace("\xa0", " ") for line in lines), tail]
 
 
 def _layout(

@@ -226,6 +226,31 @@ def test_the_summary_tells_answers_and_how_they_are_recorded_in_the_protocols_wo
         assert "PUT" not in text
 
 
+@pytest.mark.parametrize("protocol", ["http", "ftp"])
+def test_the_note_and_warning_under_the_summary_wrap_between_words_at_80_columns(
+    protocol: str,
+) -> None:
+    """The CLI's console does not wrap what it prints (soft wrap): the ~250-character `note:`
+    went out as one line."""
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=False, soft_wrap=True)  # as the CLI's
+    env = Env(DataDir(Path("unused")), out=console)
+    result = {
+        "phones": 3, "booted": 3, "phones_failed": 0, "boots": 3, "requests": 30,
+        "requests_per_s": 5.0, "reboots_by_reason": {"power-on": 3},
+        "answers_by_status": {"200": 30}, "protocol": protocol, "answers": {"GET 200": 30},
+        "site_license_expiry": {"none": 3}, "firmware_downloads": 0,
+        "firmware_bytes": 0, "virtual_now": "2030-12-31T02:00:00+00:00",
+    }  # fmt: skip
+    _show(env, result)
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    flat = " ".join(line.rstrip() for line in lines)
+    assert "warning: no phone holds a site license" in flat
+    assert "models and firmware are left as they are" in flat  # the note, whole
+    assert "`fleetkey fetches --path '*license.cfg'`" in flat  # no word broken
+
+
 def test_a_default_emulated_boot_fits_the_servers_default_ftp_login_limit() -> None:
     """All the boots the emulator has in progress by default may be logging in at once over
     FTP (a site's phones powered on together): the server's default admits them all, so a

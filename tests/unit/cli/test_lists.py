@@ -565,7 +565,6 @@ def walk(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ..
 
 NO_JSON = {
     ("serve",): "runs until stopped; prints its listeners as lines",
-    ("fetches", "export"): "writes raw records in the --format it is given (CSV)",
 }
 
 

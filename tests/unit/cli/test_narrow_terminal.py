@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 
 from fleetkey.cli.main import cli
-from fleetkey.cli.tables import Column, Kind, Output, print_rows
+from fleetkey.cli.tables import Column, Kind, Output, left_out_lines, print_rows
 from fleetkey.store import fetches
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
@@ -350,8 +350,26 @@ def test_every_identifier_of_the_json_is_in_the_table(
 def test_lines_under_a_table_wrap_at_the_terminal(fleet: tuple[Fleetkey, Path]) -> None:
     run, _ = fleet
     shown = run("fetches").stdout
-    assert "(method, proto, bytes, digest, ms, address, user agent, identified by left out" in shown
+    assert (
+        "(method, proto, bytes, digest, ms, address, user agent, identified by left out\n"
+        "at 80 columns: --wide shows every column)\n" in shown
+    )
     assert all(len(line) <= 80 for line in shown.splitlines())
+    licenses = run("licenses", "list").stdout  # its note was 83 characters: `column)` alone
+    note = licenses[licenses.rindex("┘") + 2 :].splitlines()
+    assert note[-1] == "at 80 columns: --wide shows every column)"
+    assert all(len(line) <= 80 and " " in line for line in note), note
+
+
+@pytest.mark.parametrize("width", [50, 60, 80, 120])
+def test_the_left_out_note_fits_the_width_and_leaves_no_word_alone(width: int) -> None:
+    hidden = ["method", "proto", "bytes", "digest", "ms", "address", "user agent", "identified by"]
+    for count in range(1, len(hidden) + 1):
+        lines = left_out_lines(hidden[:count], width)
+        assert " ".join(lines) == (
+            f"({', '.join(hidden[:count])} left out at {width} columns: --wide shows every column)"
+        )
+        assert all(len(line) <= width and " " in line for line in lines), lines
 
 
 def test_commands_that_print_lines_print_no_python_repr(
