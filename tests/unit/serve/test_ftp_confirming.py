@@ -78,13 +78,7 @@ class Rig:
         loop = asyncio.get_running_loop()
         self.gate.start(loop)
         self.queue.attach(loop, self.ioloop)
-
-        def ftp_thread() -> None:
-            while not self.stop.is_set():
-                self.ioloop.loop(0.05, blocking=False)
-
-        self.thread = threading.Thread(target=ftp_thread, name="ftp-under-test", daemon=True)
-        self.thread.start()
+        self.thread = run_ftp_thread(self.ioloop, self.stop)
 
     async def released(self) -> None:
         """Once the session is released, the FTP thread stopped."""
@@ -176,8 +170,8 @@ def test_a_record_the_writer_refuses_releases_its_session_at_once_counted(
 
 
 def run_ftp_thread(ioloop: Epoll, stop: threading.Event) -> threading.Thread:
-    """The FTP thread's polling, started and stopped by the test itself (``Rig.serve`` runs
-    one for the whole test)."""
+    """The FTP thread's polling until ``stop`` (``Rig.serve`` runs one for the whole test; a
+    test may start and stop its own)."""
 
     def loop() -> None:
         while not stop.is_set():
