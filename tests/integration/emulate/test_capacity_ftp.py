@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from tests.serving import (
     run_fleetkey,
     server_env,
     start_ftp,
+    wait_for,
 )
 
 FIRMWARE = "/2345-12500-001.sip.ld"  # make_fleet's 20 MiB image, the master's below
@@ -67,6 +68,16 @@ def probe_records(server: FtpServer) -> list[dict[str, object]]:
     return [r for r in every if str(r["mac"] or "").startswith("02")]
 
 
+def settled_probe_records(
+    server: FtpServer, complete: Callable[[list[dict[str, object]]], bool]
+) -> list[dict[str, object]]:
+    """The probe's records once ``complete`` holds: only a license file's ``226`` waits for its
+    record's commit, so a configuration's or an image's record can be written just after the
+    probe's last boot has ended (CI once read 4 of the 5 image downloads)."""
+    wait_for(lambda: complete(probe_records(server)))
+    return probe_records(server)
+
+
 def test_a_license_lapse_storm_over_ftp_is_measured_and_every_transfer_recorded(
     ftp: FtpServer,
 ) -> None:
@@ -82,10 +93,10 @@ def test_a_license_lapse_storm_over_ftp_is_measured_and_every_transfer_recorded(
     assert steps[0]["boots_per_s"] == 4
     assert steps[0]["errors"] == 0
     assert steps[0]["requests"] >= 4 * int(str(result["requests_per_boot"]))
-    records = probe_records(ftp)
-    assert {r["protocol"] for r in records} == {"ftp"}
     # the calibration boot and the step's 4, each its own phone, each asking its own .cfg
-    configs = {r["mac"] for r in records if r["path"] == f"/{r['mac']}.cfg"}
+    records = settled_probe_records(ftp, lambda found: len(configs_of(found)) >= 5)
+    assert {r["protocol"] for r in records} == {"ftp"}
+    configs = configs_of(records)
     assert len(configs) == 5
     # the calibration boot reads the header (a RETR cut short); the step's phones hold it in
     # their flash, as phones that ran this image before the lapse: SIZE and MDTM, no RETR
@@ -108,12 +119,19 @@ def test_a_firmware_change_storm_over_ftp_downloads_the_image_every_boot(
     result = measure(ftp, url, "--storm", "firmware-change", *STEP)
     assert result["storm"] == "firmware-change"
     assert result["image_bytes_per_boot"] == 20 * 1024 * 1024
-    downloads = [
-        r
-        for r in probe_records(ftp)
-        if r["path"] == FIRMWARE and r["status"] == 200 and r["bytes"] == 20 * 1024 * 1024
+    records = settled_probe_records(ftp, lambda found: len(downloads_of(found)) >= 5)
+    assert len(downloads_of(records)) == 5
+
+
+def configs_of(records: list[dict[str, object]]) -> set[object]:
+    return {r["mac"] for r in records if r["path"] == f"/{r['mac']}.cfg"}
+
+
+def downloads_of(records: list[dict[str, object]]) -> list[dict[str, object]]:
+    whole = 20 * 1024 * 1024
+    return [
+        r for r in records if r["path"] == FIRMWARE and r["status"] == 200 and r["bytes"] == whole
     ]
-    assert len(downloads) == 5
 
 
 @pytest.mark.parametrize(
