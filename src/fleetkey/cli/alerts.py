@@ -43,8 +43,8 @@ def _stages(text: str) -> tuple[int, ...]:
         stages = tuple(
             sorted({int(part) for part in text.split(",") if part.strip()}, reverse=True)
         )
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of days") from None
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of days") from exc
     if not stages or min(stages) < 0:
         raise click.BadParameter("stages are days before expiry, 0 or more")
     return stages
@@ -176,10 +176,10 @@ def ack(env: Env, key: str, until: str | None, as_json: bool) -> None:
     if until is not None:
         try:
             day = date.fromisoformat(until.strip())
-        except ValueError:
+        except ValueError as exc:
             raise click.BadParameter(
                 f"{until!r} is not a date: expected YYYY-MM-DD", param_hint="'--until'"
-            ) from None
+            ) from exc
     with env.store().transaction() as session:
         alert = stored_alerts.ack(session, env.clock, env.actor, key, day)
     if as_json:

@@ -185,8 +185,8 @@ def emulate(
         raise InputError(f"--license-time {license_time!r} is not HH:MM")
     try:
         start = datetime.fromisoformat(clock_start) if clock_start else env.clock.now()
-    except ValueError:
-        raise InputError(f"--clock-start {clock_start!r} is not an ISO date-time") from None
+    except ValueError as exc:
+        raise InputError(f"--clock-start {clock_start!r} is not an ISO date-time") from exc
     check_timezone(timezone)
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)

@@ -126,7 +126,7 @@ def _macs(path: Path, count: int | None) -> list[tuple[str, tuple[str, str] | No
         try:
             mac = normalize_mac(cells[0])
         except InputError as exc:
-            raise InputError(f"{path} line {number}: {exc.message}") from None
+            raise InputError(f"{path} line {number}: {exc.message}") from exc
         login = (cells[1], cells[2]) if len(cells) >= 3 and cells[1] and cells[2] else None
         found.append((mac, login))
     if not found:

@@ -203,12 +203,12 @@ def _moment(text: str | None, now: datetime, flag: str) -> datetime | None:
         return now - timedelta(seconds=int(ago.group(1)) * _UNIT_S[ago.group(2)])
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+    except ValueError as exc:
         raise click.BadParameter(
             f"{text!r} is neither an ISO date or date-time (2026-05-01, 2026-05-01T02:00) nor a "
             "time ago (30s, 15m, 2h, 7d; 0s is now)",
             param_hint=f"'{flag}'",
-        ) from None
+        ) from exc
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 

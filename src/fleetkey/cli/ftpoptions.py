@@ -180,7 +180,7 @@ def ftp_settings(
                 f"--ftp-shared-login: {exc}",
                 hint="for example PlcmSpIp:PlcmSpIp",
                 field="ftp-shared-login",
-            ) from None
+            ) from exc
     return at, FtpSettings(
         tls=tls,
         tls_required=ftps_required,
@@ -218,12 +218,12 @@ def _port_range(text: str) -> tuple[int, int]:
 def _masquerade(text: str) -> str:
     try:
         return str(ipaddress.IPv4Address(text.strip()))
-    except ValueError:
+    except ValueError as exc:
         raise InputError(
             f"--ftp-masquerade {text!r} is not an IPv4 address",
             hint="PASV can only name an IPv4 address, e.g. 203.0.113.7",
             field="ftp-masquerade",
-        ) from None
+        ) from exc
 
 
 def _proxy(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

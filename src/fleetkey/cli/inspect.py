@@ -128,5 +128,5 @@ def verify(env: Env, file: Path, mac: str | None, on_text: str | None, as_json: 
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--on {text!r} is not a date: expected YYYY-MM-DD") from None
+    except ValueError as exc:
+        raise InputError(f"--on {text!r} is not a date: expected YYYY-MM-DD") from exc

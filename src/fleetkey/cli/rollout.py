@@ -41,9 +41,9 @@ def _capacity(value: str) -> float | None:
         return None
     try:
         number = float(value)
-    except ValueError:
+    except ValueError as exc:
         message = f"{value!r} is neither a number of requests/s nor 'measured'"
-        raise click.BadParameter(message) from None
+        raise click.BadParameter(message) from exc
     if not number > 0:
         raise click.BadParameter("capacity must be above 0 requests/s")
     return number
