@@ -313,8 +313,8 @@ def _show(env: Env, result: dict[str, Any]) -> None:
 def _note(protocol: str) -> str:
     """How the server records these boots, over the protocol they went over (a User-Agent
     marks them over HTTP only)."""
-    if protocol == "http":
-        marked = "over HTTP with a User-Agent ending Emulated/fleetkey"
+    if protocol in ("http", "https"):
+        marked = f"over {protocol.upper()} with a User-Agent ending Emulated/fleetkey"
     else:
         words = f"{method_word(protocol, 'GET')} and {method_word(protocol, 'PUT')}"
         marked = f"as {words}; {protocol.upper()} has no User-Agent: nothing marks them emulated"

@@ -116,7 +116,9 @@ class Fleet:
             found = (http_logins or {}).get(phone.engine.config.mac)
             phone.login = Login(*found) if found else None
         self.requests: Counter[int] = Counter()  # answers by status (HTTP's, for every protocol)
-        self.protocol = "ftp" if ftp is not None else "tftp" if tftp else "http"
+        self.protocol = (
+            "ftp" if ftp is not None else "tftp" if tftp else "https" if tls is not None else "http"
+        )
         self.answers: Counter[str] = Counter()  # by request and answer, in the protocol's words
         self._logins = sip_logins or [None] * len(self.phones)
         self.all_booted = asyncio.Event()

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Final
 
-PROTOCOLS: Final = ("http", "tftp", "ftp")
+PROTOCOLS: Final = ("http", "https", "tftp", "ftp")
+_HTTP: Final = frozenset({"http", "https"})  # a status is its own word
 _METHODS: Final = {
     "http": {"GET": "GET", "PUT": "PUT"},
+    "https": {"GET": "GET", "PUT": "PUT"},
     "tftp": {"GET": "RRQ", "PUT": "WRQ"},
     "ftp": {"GET": "RETR", "PUT": "STOR"},
 }
@@ -56,7 +58,7 @@ def method_word(protocol: str, method: str) -> str:
 def answer_word(protocol: str, status: int) -> str:
     """The answer a transport gave ``status`` for, in ``protocol``'s words (HTTP: the
     status)."""
-    if protocol == "http":
+    if protocol in _HTTP:
         return str(status)
     return _ANSWERS[protocol].get(status, "error" if status >= 500 else str(status))
 

@@ -47,6 +47,8 @@ def test_phones_boot_over_https_trusting_the_servers_certificate(
         emulate(server, server.url, "--cacert", str(cert), "--report", str(report))
     )
     assert (summary["booted"], summary["phones_with_errors"]) == (PHONES, 0), summary
+    assert summary["protocol"] == "https"
+    assert {answer.split()[0] for answer in summary["answers"]} <= {"GET", "PUT"}
     phones = json.loads(report.read_text())["phones"]
     assert all(p["fetches"] for p in phones)
     records = json.loads(server.cli("fetches", "--json", "--limit", "0"))

@@ -170,6 +170,22 @@ def test_the_summary_wraps_long_counts_at_80_columns_and_never_cuts_them() -> No
     assert "9,990 (failed: 10)" in shown
 
 
+def test_the_summary_of_boots_over_https_names_https_and_its_user_agent_mark() -> None:
+    out = io.StringIO()
+    env = Env(DataDir(Path("unused")), out=Console(file=out, width=200, force_terminal=False))
+    result = {
+        "phones": 2, "booted": 2, "phones_failed": 0, "boots": 2, "requests": 10,
+        "requests_per_s": 5.0, "reboots_by_reason": {"power-on": 2}, "protocol": "https",
+        "answers": {"GET 200": 8, "PUT 201": 2}, "site_license_expiry": {"2030-12-31": 2},
+        "firmware_downloads": 0, "firmware_bytes": 0, "virtual_now": "2030-12-31T02:00:00+00:00",
+    }  # fmt: skip
+    _show(env, result)
+    shown = out.getvalue()
+    assert "answers (HTTPS)" in shown
+    assert "over HTTPS with a User-Agent ending Emulated/fleetkey" in shown
+    assert "has no User-Agent" not in shown
+
+
 @pytest.mark.parametrize("command", ["emulate", "capacity"])
 def test_a_model_the_inventory_imports_is_one_emulate_and_capacity_take(
     initialized: Path, fleetkey: Fleetkey, tmp_path: Path, command: str

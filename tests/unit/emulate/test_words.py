@@ -13,6 +13,8 @@ from fleetkey.emulate.words import PROTOCOLS, answer_text, answer_word, method_w
         ("http", "GET", 200, "GET 200"),
         ("http", "PUT", 201, "PUT 201"),
         ("http", "GET", 503, "GET 503"),
+        ("https", "GET", 200, "GET 200"),
+        ("https", "PUT", 204, "PUT 204"),
         ("tftp", "GET", 200, "RRQ DATA"),
         ("tftp", "PUT", 201, "WRQ ACK"),
         ("tftp", "GET", 404, "RRQ ERROR 1 (file not found)"),
@@ -38,4 +40,4 @@ def test_no_upload_over_tftp_or_ftp_is_called_put_or_201() -> None:
     for protocol in ("tftp", "ftp"):
         assert method_word(protocol, "PUT") in ("WRQ", "STOR")
         assert "201" not in answer_word(protocol, 201)
-    assert set(PROTOCOLS) == {"http", "tftp", "ftp"}
+    assert set(PROTOCOLS) == {"http", "https", "tftp", "ftp"}
