@@ -286,15 +286,17 @@ def list_phones(
     if how is Output.JSON:
         env.print_json([phone_json(phone) for phone in page.items])
     else:
+        # what is not known: '-' as `phones show` says it ("never" seen); an empty CSV cell
+        unknown, never = ("", "") if how is Output.CSV else ("-", "never")
         rows = [
             [
                 phone.mac,
                 phone.site,
                 phone.model,
-                phone.firmware or "",
-                moment_text(phone.last_seen_at),
-                phone.last_address or "",
-                phone.sip_contact or "",
+                phone.firmware or unknown,
+                moment_text(phone.last_seen_at) or never,
+                phone.last_address or unknown,
+                phone.sip_contact or unknown,
             ]
             for phone in page.items
         ]

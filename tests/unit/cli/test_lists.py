@@ -106,6 +106,18 @@ class TestPages:
         assert (shown["last_address"], shown["last_user_agent"]) == ("10.9.8.7", "UA/6.4")  # type: ignore[index]
         assert "10.9.8.7" in fleetkey("phones", "show", "0004f2000001").stdout
 
+    def test_what_is_not_known_of_a_phone_is_a_dash_in_list_and_show_and_empty_in_csv(
+        self, fleet: Path, fleetkey: Fleetkey
+    ) -> None:
+        listed = fleetkey("phones", "list", "--wide", "--limit", "1").stdout
+        row = next(line for line in listed.splitlines() if "0004f2000000" in line)
+        cells = [cell.strip() for cell in row.strip("│").split("│")]
+        assert cells[3:] == ["-", "never", "-", "-"], listed  # firmware, seen, address, contact
+        shown = fleetkey("phones", "show", "0004f2000000").stdout
+        assert any(line.split() == ["firmware", "-"] for line in shown.splitlines()), shown
+        table = list(csv.reader(io.StringIO(fleetkey("phones", "list", "--csv").stdout)))
+        assert table[1][3:] == ["", "", "", ""]
+
     @pytest.mark.parametrize(
         ("args", "code", "message"),
         [
