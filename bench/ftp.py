@@ -337,12 +337,12 @@ def all_recorded(summary: str, retrs: int) -> bool:
     """Whether a fleetkey's stop summary shows every transfer recorded (at least ``retrs``:
     boots cut at a round's end leave RETRs that were sent and recorded too)."""
     match = re.search(
-        r"(\d+) FTP transfers, (\d+) fetch records written, (\d+) not recorded", summary
-    )
+        r"([\d,]+) FTP transfers, ([\d,]+) fetch records written, ([\d,]+) not recorded", summary
+    )  # counts as fleetkey prints them for people: 1,234
     return (
         match is not None
-        and int(match.group(1)) == int(match.group(2))
-        and int(match.group(1)) >= retrs
+        and match.group(1) == match.group(2)
+        and int(match.group(1).replace(",", "")) >= retrs
         and match.group(3) == "0"
     )
 

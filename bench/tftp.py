@@ -289,8 +289,8 @@ def report(
     file_count: int,
 ) -> None:
     match = re.search(
-        r"(\d+) TFTP transfers, (\d+) fetch records written, (\d+) not recorded", summary
-    )
+        r"([\d,]+) TFTP transfers, ([\d,]+) fetch records written, ([\d,]+) not recorded", summary
+    )  # counts as fleetkey prints them for people: 1,234
     recorded = match is not None and match.group(1) == match.group(2) and match.group(3) == "0"
     rates = {
         name: {size: [run["transfers_per_s"] for run in sizes[size]] for size in sizes}

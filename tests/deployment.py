@@ -39,8 +39,15 @@ HAPROXY_CONFIG = REPO / "docs" / "deploy" / "haproxy.cfg"
 BALANCER_HOST = "127.0.0.10"
 SERVER_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
 NAMES = ("serve1", "serve2", "serve3")  # as haproxy.cfg names them
-# the line of totals `fleetkey serve` prints when it stops
-SUMMARY = re.compile(r"(\d+) fetch records written, (\d+) not recorded")
+# the line of totals `fleetkey serve` prints when it stops (counts with separators: 1,234)
+SUMMARY = re.compile(r"([\d,]+) fetch records written, ([\d,]+) not recorded")
+
+
+def count(text: str) -> int:
+    """A count as `fleetkey` prints it for people (``1,234``)."""
+    return int(text.replace(",", ""))
+
+
 # "%Ts.%ms %ci %HM %HP %ST %s %rc %Tt %tsc" (haproxy.cfg's log-format)
 REQUEST_LINE = re.compile(
     r"^(?P<at>\d+\.\d+) (?P<client>\S+) (?P<method>\S+) (?P<path>\S+) (?P<status>-?\d+) "

@@ -28,6 +28,7 @@ from tests.deployment import (
     Balancer,
     Poller,
     Server,
+    count,
     free_sip_port,
     start_balancer,
     start_servers,
@@ -270,7 +271,7 @@ def _measure(
     for name, line in summaries.items():
         match = SUMMARY.search(line)
         assert match is not None, line
-        written[name], unrecorded[name] = int(match[1]), int(match[2])
+        written[name], unrecorded[name] = count(match[1]), count(match[2])
     killed_written = records - sum(written.values())
     killed_lost = answered["serve2"] + polls["serve2"] - killed_written
     twice = [p["mac"] for p in phones if len(p["check_syncs"]) > 1]

@@ -27,6 +27,7 @@ from tests.deployment import (
     Balancer,
     Poller,
     Server,
+    count,
     haproxy,
     start_balancer,
     start_servers,
@@ -249,7 +250,7 @@ def test_in_a_database_outage_every_server_is_out_and_phones_are_still_served(
     finally:
         postgres.stop()
     assert answers == [200] * 30
-    written = sum(int(SUMMARY.search(line)[1]) for line in summaries)  # type: ignore[index]
+    written = sum(count(SUMMARY.search(line)[1]) for line in summaries)  # type: ignore[index]
     assert written == 31  # every answer, the outage's included, is in the store
     assert all(" 0 not recorded" in line for line in summaries), summaries
 

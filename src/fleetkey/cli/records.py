@@ -107,12 +107,13 @@ def db_check(env: Env, as_json: bool) -> None:
     if differing:
         shown = ", ".join(differing[:20]) + (" …" if len(differing) > 20 else "")
         raise CommandFailedError(
-            f"the per-phone state differs from the fetch records for {len(differing)} "
+            f"the per-phone state differs from the fetch records for {len(differing):,} "
             f"phones: {shown}",
             hint="`fleetkey db check --json` shows each difference",
         )
     env.out.print(
-        f"ok: {result.phones} phones, {result.entries} state entries agree with the fetch records",
+        f"ok: {result.phones:,} phones, {result.entries:,} state entries agree with the fetch "
+        "records",
         markup=False,
     )
 

@@ -147,21 +147,21 @@ def summary(pool: PoolTotals) -> str:
     """The line printed at the end: one server's, with the workers said first."""
     t = pool.totals
     killed = (
-        f" ({pool.killed} ended early and restarted; {pool.lost} fetch records were waiting in "
+        f" ({pool.killed:,} ended early and restarted; {pool.lost:,} fetch records were waiting in "
         "their queues)"
         if pool.killed
         else ""
     )
-    return f"stopped: {pool.workers} workers{killed}: {done(t)}"
+    return f"stopped: {pool.workers:,} workers{killed}: {done(t)}"
 
 
 def done(t: Totals) -> str:
-    """What was done, as the line printed at the end says it."""
-    tftp = f"{t.tftp_transfers} TFTP transfers, " if t.tftp_transfers is not None else ""
+    """What was done, as the line printed at the end says it (for people: 1,234)."""
+    tftp = f"{t.tftp_transfers:,} TFTP transfers, " if t.tftp_transfers is not None else ""
     if t.ftp_transfers is not None:
         refused = f" ({t.ftp_refused:,} connections refused with 421)" if t.ftp_refused else ""
-        tftp += f"{t.ftp_transfers} FTP transfers{refused}, "
+        tftp += f"{t.ftp_transfers:,} FTP transfers{refused}, "
     return (
-        f"{t.requests} requests answered ({t.busy} busy), "
-        f"{tftp}{t.written} fetch records written, {t.not_recorded} not recorded"
+        f"{t.requests:,} requests answered ({t.busy:,} busy), "
+        f"{tftp}{t.written:,} fetch records written, {t.not_recorded:,} not recorded"
     )

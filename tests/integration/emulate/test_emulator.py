@@ -230,7 +230,9 @@ def test_phones_boot_over_tftp_and_every_transfer_is_recorded(
     assert summary["phones_with_errors"] == 0
     assert summary["site_license_expiry"] == {"2030-12-31": 40}
     assert summary["answers_by_status"]["201"] == 80  # boot and app logs by WRQ
-    assert f"{summary['requests']} TFTP transfers, {summary['requests']} fetch records" in stopped
+    assert (
+        f"{summary['requests']:,} TFTP transfers, {summary['requests']:,} fetch records" in stopped
+    )
     # told in TFTP's words, as the server's records name the requests (it said PUT 201, while
     # the server recorded WRQ, 204 for a log it replaced)
     assert summary["protocol"] == "tftp"

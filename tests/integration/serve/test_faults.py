@@ -101,7 +101,7 @@ def test_a_full_disk_then_freed_loses_no_record_and_serving_goes_on(
     finally:
         summary = server.stop()
     # every phone request is a record (the /healthz polls are operator requests, not fetches)
-    assert f"{answered} fetch records written, 0 not recorded" in summary
+    assert f"{answered:,} fetch records written, 0 not recorded" in summary
     records = json.loads(server.cli("fetches", "--json", "--limit", "100000"))
     assert len(records) == answered
     assert not (data / "fetches-unwritten.jsonl").exists()

@@ -148,7 +148,7 @@ def test_boot_storm_of_2000_phones_is_answered_and_recorded_one_to_one(
     assert set(statuses) <= {200, 201, 204, 404, 503}
     assert statuses[200] > 0
     assert peak < 300
-    assert f"{len(observed)} requests answered" in summary
+    assert f"{len(observed):,} requests answered" in summary
     records = json.loads(server.cli("fetches", "--json", "--limit", "100000"))
     recorded = collections.Counter((r["method"], r["path"], r["status"]) for r in records)
     answered = collections.Counter((m, p, s) for m, p, s, _ in observed)

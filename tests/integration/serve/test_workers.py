@@ -89,10 +89,12 @@ def stopped(server: RunningServer, signum: int = signal.SIGTERM) -> tuple[str, s
 def totals(line: str) -> tuple[int, int, int]:
     """Requests answered, fetch records written, not recorded, from the totals line."""
     found = re.search(
-        r"(\d+) requests answered .* (\d+) fetch records written, (\d+) not recorded", line
+        r"([\d,]+) requests answered .* ([\d,]+) fetch records written, ([\d,]+) not recorded",
+        line,
     )
     assert found is not None, line
-    return int(found.group(1)), int(found.group(2)), int(found.group(3))
+    answered, written, lost = (int(group.replace(",", "")) for group in found.groups())
+    return answered, written, lost
 
 
 class TestServing:

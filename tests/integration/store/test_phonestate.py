@@ -189,3 +189,20 @@ def test_db_check_names_the_phones_whose_state_differs(
         (MACS[2], "000000000000-license.cfg request"),
     }
     assert report["differences"][0]["stored"]["address"] == "10.0.0.9"
+
+
+def test_db_check_says_its_counts_with_thousands_separators_and_json_keeps_numbers(
+    store: Store,
+    store_url: str,
+    initialized: Path,
+    fleetkey: Fleetkey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batch = [
+        FetchRecord("/sip.ld", "http", 200, 1, 1.0, T0, mac=f"0004f2{n:06x}") for n in range(1_000)
+    ]
+    fetches.insert_records(store.engine, batch)
+    monkeypatch.setenv("FLEETKEY_DB", store_url)
+    said = fleetkey("db", "check").stdout
+    assert said.startswith("ok: 1,000 phones, "), said
+    assert json.loads(fleetkey("db", "check", "--json").stdout)["phones"] == 1000
