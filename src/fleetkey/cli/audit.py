@@ -4,7 +4,7 @@ database."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Final
 
@@ -41,14 +41,30 @@ def audit() -> None:
 
 
 NARROW: Final = 12  # subject and details give way down to a MAC's width: the time stays
+ACTION_FLOOR: Final = 10  # an action folds after its dot (license. / imported), words whole
 AUDIT_COLUMNS: Final = (
     Column("seq", Kind.NUMBER),
     Column("at (UTC)", Kind.ID),
     Column("actor", Kind.WORDS, drop=1),
-    Column("action", Kind.ID),
-    Column("subject", floor=NARROW),  # a license, a serial, the path of an imported CSV
+    Column("action", floor=ACTION_FLOOR, marks="."),
+    Column("subject", floor=NARROW),  # a license, a serial, a key, the path of an imported CSV
     Column("details", floor=NARROW),
 )
+SUBJECT: Final = 4  # the subject's column
+
+
+def _columns(rows: list[list[Cell]]) -> tuple[Column, ...]:
+    """The columns for these rows: a subject that is an id (a key's name ``ed25519-611b24b3``,
+    ``rollout:1``, an alert's key: no space, no ``/``) is never split; a path folds at its
+    ``/`` and ``license 8`` wraps between its words. At 80 columns the action folds after its
+    dot to make room (``license.`` then ``imported``)."""
+    ids = [
+        len(str(row[SUBJECT]))
+        for row in rows
+        if not any(mark in str(row[SUBJECT]) for mark in " /")
+    ]
+    subject = replace(AUDIT_COLUMNS[SUBJECT], floor=max([NARROW, *ids]))
+    return (*AUDIT_COLUMNS[:SUBJECT], subject, *AUDIT_COLUMNS[SUBJECT + 1 :])
 
 
 @audit.command("list")
@@ -76,7 +92,8 @@ def audit_list(
         env.print_json([asdict(e) | {"at": e.at.isoformat()} for e in oldest_first])
     else:
         shown = oldest_first if how is Output.CSV else page.items
-        print_rows(env.out, AUDIT_COLUMNS, [_event_row(e) for e in shown], how)
+        rows = [_event_row(e) for e in shown]
+        print_rows(env.out, _columns(rows), rows, how)
     last = page.last
     more = More(page.left, "older events", f"--before {last.seq}" if last else None)
     print_page_line(env.out, env.err, more, how)

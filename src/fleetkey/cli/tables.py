@@ -39,7 +39,6 @@ PAGE: Final = 50  # rows a list prints by default in a table
 _FORMULA: Final = (*FORMULA_STARTS, "\t", "\r")  # and a tab or CR a spreadsheet may strip
 _RULES: Final = 3  # a column's padding (one each side) and the rule after it
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # newline and tab pass
-_MARKS: Final = re.compile(r"(?<=[/@;])")  # where a long path or contact may break
 
 Cell = str | Text
 
@@ -57,6 +56,7 @@ class Column:
     kind: Kind = Kind.TEXT
     drop: int = 0  # 0: always shown; when the table is too wide the highest goes first
     floor: int = TEXT_FLOOR  # text: the least width, so words up to this long never fold
+    marks: str = "/@;"  # text: where a word longer than the column may break (after these)
 
 
 class Output(enum.Enum):
@@ -117,7 +117,10 @@ def print_rows(
     texts = {i: w for i, w in zip(shown, widths, strict=True) if columns[i].kind is Kind.TEXT}
     for row in rows:
         table.add_row(
-            *(_rich(_break_at_marks(row[i], texts[i]) if i in texts else row[i]) for i in shown)
+            *(
+                _rich(_break_at_marks(row[i], texts[i], columns[i].marks) if i in texts else row[i])
+                for i in shown
+            )
         )
     needed = sum(widths) + _RULES * len(widths) + 1
     if needed > width:  # wider than the terminal: print it so, never cut (the terminal wraps)
@@ -181,21 +184,23 @@ def _layout(
         hidden.append(columns[victim].header)
 
 
-def _break_at_marks(cell: Cell, width: int) -> Cell:
-    """A word longer than ``width`` broken after its ``/``, ``@`` or ``;`` where it can be, so
-    that a path or a SIP contact folds between its parts (``/100000000003/`` then
-    ``000000000000-license.cfg``), not inside a file name; only a part still longer folds."""
+def _break_at_marks(cell: Cell, width: int, marks: str = "/@;") -> Cell:
+    """A word longer than ``width`` broken after one of ``marks`` where it can be (a path's
+    ``/``, a contact's ``@`` or ``;``), so that it folds between its parts (``/100000000003/``
+    then ``000000000000-license.cfg``), not inside a file name; only a part still longer folds."""
     if not isinstance(cell, str) or len(cell) <= width:
         return cell
     return "\n".join(
-        " ".join(_pack(word, width) if len(word) > width else word for word in line.split(" "))
+        " ".join(
+            _pack(word, width, marks) if len(word) > width else word for word in line.split(" ")
+        )
         for line in cell.split("\n")
     )
 
 
-def _pack(word: str, width: int) -> str:
+def _pack(word: str, width: int, marks: str) -> str:
     lines = [""]
-    for part in _MARKS.split(word):
+    for part in re.split(f"(?<=[{re.escape(marks)}])", word):
         if lines[-1] and cell_len(lines[-1]) + cell_len(part) > width:
             lines.append("")
         lines[-1] += part

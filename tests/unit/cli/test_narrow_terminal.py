@@ -431,3 +431,17 @@ def test_a_long_path_or_contact_folds_between_its_parts_not_inside_a_name(
         line.split("│")[2].strip() for line in captured.get().splitlines() if line.count("│") == 3
     ]
     assert [cell for cell in cells if cell] == lines
+
+
+def test_audit_list_keeps_every_subject_that_is_an_id_whole_at_80_columns(
+    fleet: tuple[Fleetkey, Path],
+) -> None:
+    """A key's name (``ed25519-…``), ``rollout:1``, an alert's key: whole on one line beside a
+    long path (``init``'s data directory), which folds between its parts."""
+    run, _ = fleet
+    events = json.loads(run("audit", "list", "--json", "--limit", "50").stdout)
+    ids = {e["subject"] for e in events if " " not in e["subject"] and "/" not in e["subject"]}
+    assert any(subject.startswith("ed25519-") for subject in ids), ids
+    shown = run("audit", "list").stdout
+    cells = {line.split("│")[4].strip() for line in shown.splitlines() if line.count("│") == 6}
+    assert ids <= cells, shown
