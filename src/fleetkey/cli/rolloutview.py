@@ -61,6 +61,9 @@ def print_status(
         lines.append(
             f"maintenance windows overridden since {since} UTC (rollout run --now), until "
             "the rollout is paused or ends"
+            if item.state in (RolloutState.PLANNED, RolloutState.RUNNING)
+            else f"maintenance windows overridden from {since} UTC (rollout run --now) until "
+            f"the rollout ended ({item.state})"
         )
     if wait is not None:
         lines.append(wait.text())

@@ -79,7 +79,7 @@ class Rollout:
     deadline: datetime
     explanation: tuple[str, ...]
     created_at: datetime
-    windows_ignored_at: datetime | None = None  # rollout run --now, until a pause or the end
+    windows_ignored_at: datetime | None = None  # rollout run --now, until a pause; kept at the end
 
     @property
     def notifies_per_second(self) -> float:
@@ -207,8 +207,10 @@ def move(
         raise ConflictError(f"rollout {rollout_id} is {current}; it cannot become {to}")
     row.state = to.value
     row.updated_at = utc(clock.now())
-    if to is not RolloutState.RUNNING:
-        row.windows_ignored_at = None  # --now lasts until the rollout stops running
+    if to is RolloutState.PAUSED:
+        # --now lasts until a pause (a resumed run keeps the windows unless told again); a
+        # rollout that ended keeps when its windows began to be ignored, as status says
+        row.windows_ignored_at = None
     audit.append(
         session,
         clock,

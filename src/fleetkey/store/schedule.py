@@ -72,6 +72,7 @@ def requeue_failed(session: Session, clock: Clock, actor: str, rollout_id: int) 
     }
     if rollout.state in FINISHED:
         row.state = RolloutState.PAUSED.value
+        row.windows_ignored_at = None  # paused: the windows hold again unless run --now
         details["to"] = RolloutState.PAUSED.value
     row.updated_at = now
     audit.append(

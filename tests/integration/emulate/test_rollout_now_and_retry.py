@@ -113,7 +113,7 @@ def test_a_closed_window_is_overridden_failures_fail_the_run_and_a_retry_finishe
         assert report["phones"] == {"confirmed": PHONES - WRONG, "failed": WRONG}
         assert [f["mac"] for f in report["failures"]] == macs[-WRONG:]
         assert all("TCP connection failed" in f["reason"] for f in report["failures"])
-        assert report["windows_ignored_at"] is None  # the override ended with the run
+        assert report["windows_ignored_at"] is not None  # an ended rollout keeps it
         assert f"error: rollout 1 partial: {WRONG} of {PHONES} phones failed" in first.stderr
         events = json.loads(cli(env, "audit", "list", "--json").stdout)
         now_events = [e for e in events if e["action"] == "rollout.now"]
@@ -123,6 +123,7 @@ def test_a_closed_window_is_overridden_failures_fail_the_run_and_a_retry_finishe
         build("phones", "import", str(work / "phones.csv"))
         retried = json.loads(cli(env, "rollout", "retry", "1", "--json").stdout)
         assert (retried["requeued"], retried["state"]) == (WRONG, "paused")
+        assert retried["windows_ignored_at"] is None  # paused: the windows hold again
         second = json.loads(cli(env, *run, "--json").stdout)  # exit 0
         assert second["state"] == "done"
         assert second["phones"] == {"confirmed": PHONES}

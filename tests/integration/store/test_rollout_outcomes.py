@@ -287,6 +287,25 @@ def test_windows_stay_overridden_while_running_and_come_back_with_a_pause(
     assert paused.windows_ignored_at is None
 
 
+def test_a_rollout_that_ended_with_its_windows_overridden_keeps_when_until_a_retry(
+    fleet: tuple[Store, FixedClock, int],
+) -> None:
+    store, clock, _ = fleet
+    rollout_id = planned(fleet)
+    plan_now(store, clock, "t", rollout_id)
+    with store.transaction() as session:
+        rollouts.move(session, clock, "t", rollout_id, RolloutState.RUNNING)
+    failed = macs(10)
+    set_states(store, rollout_id, {m: "failed" if m in failed else "confirmed" for m in macs()})
+    with store.transaction() as session:
+        ended = rollouts.finish(session, clock, "t", rollout_id)
+    assert (ended.state, ended.windows_ignored_at) == (RolloutState.PARTIAL, T0)
+    with store.transaction() as session:
+        schedule.requeue_failed(session, clock, "t", rollout_id)
+        retried = rollouts.get(session, rollout_id)
+    assert (retried.state, retried.windows_ignored_at) == (RolloutState.PAUSED, None)
+
+
 @pytest.mark.parametrize("state", [RolloutState.CANCELLED, RolloutState.FAILED])
 def test_now_refuses_a_rollout_that_no_longer_runs_and_changes_nothing(
     fleet: tuple[Store, FixedClock, int], state: RolloutState

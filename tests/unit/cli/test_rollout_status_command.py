@@ -53,6 +53,26 @@ def test_a_rollout_waiting_for_a_closed_window_says_until_when_in_the_site_time(
     assert 2 * 3600 - 60 < waiting["seconds"] <= 3 * 3600
 
 
+def test_a_finished_now_run_says_its_windows_were_overridden_in_json_and_table(
+    initialized: Path, fleetkey: Fleetkey
+) -> None:
+    window, _ = closed_for_three_hours()
+    fleet_with_window(fleetkey, initialized, window, tz="America/New_York")
+    fleetkey("rollout", "plan", "--license", "2", "--capacity", "1000", "--slot", "1")
+    before = datetime.now(UTC)
+    fleetkey("rollout", "run", "1", "--now", "--max-attempts", "1", code=1)  # no SIP contacts
+    document = json.loads(fleetkey("rollout", "status", "1", "--json").stdout)
+    assert document["state"] == "failed"
+    since = datetime.fromisoformat(document["windows_ignored_at"])
+    assert before - timedelta(seconds=1) <= since <= datetime.now(UTC)
+    table = " ".join(fleetkey("rollout", "status", "1").stdout.split())
+    assert (
+        f"maintenance windows overridden from {since:%Y-%m-%d %H:%M:%S} UTC (rollout run --now) "
+        "until the rollout ended (failed)"
+    ) in table, table
+    assert "until the rollout is paused or ends" not in table
+
+
 def test_a_run_whose_every_phone_fails_exits_1_and_lists_every_failure(
     initialized: Path, fleetkey: Fleetkey
 ) -> None:
