@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, func, select
 
-from fleetkey.core.rollout.cost import DEFAULT, measure
+from fleetkey.core.rollout.cost import DEFAULT, ONE_RUN, measure
 from fleetkey.core.rollout.plan import BootCost
 from fleetkey.store import bootdays, fetches, retention
 from fleetkey.store.records import FetchRecord, utc
@@ -73,7 +73,7 @@ def test_the_tallies_give_the_cost_the_raw_records_give(store: Store) -> None:
 
 def measure_with_source(expected: BootCost, where: str) -> BootCost:
     boots = expected.source.removeprefix("measured from ").split(" ")[0]
-    return replace(expected, source=f"measured from {boots} boots in {where} (UTC)")
+    return replace(expected, source=f"measured from {boots} boots in {where} (UTC); {ONE_RUN}")
 
 
 def test_a_days_tally_is_kept_and_read_back_when_its_records_are_gone(store: Store) -> None:
@@ -103,7 +103,7 @@ def test_only_the_newest_days_needed_are_tallied(
     assert days == [today - 2, today - 1]
     assert cost.source == (
         f"measured from {4 * len(MACS)} boots in the fetch records of 2026-06-08 to "
-        "2026-06-09 (UTC)"
+        f"2026-06-09 (UTC); {ONE_RUN}"
     )
 
 
@@ -115,7 +115,7 @@ def test_a_first_day_is_measured_from_its_records(store: Store) -> None:
         kept = session.scalar(select(func.count()).select_from(BootDayRow))
     phones = sorted((r.mac, r.at, r.path, r.bytes) for r in records if r.mac is not None)
     assert cost == measure(phones)
-    assert cost.source == f"measured from {2 * len(MACS)} boots in the fetch records"
+    assert cost.source == f"measured from {2 * len(MACS)} boots in the fetch records; {ONE_RUN}"
     assert kept == 0  # today is not over: nothing kept
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fleetkey.core.rollout.cost import DEFAULT, measure
+from fleetkey.core.rollout.cost import DEFAULT, ONE_RUN, measure
 
 T0 = datetime(2027, 1, 5, 2, 0, tzinfo=UTC)
 BOOT = ["0004f2000001.cfg", "000000000000.cfg", "sip.cfg", "000000000000-license.cfg",
@@ -25,7 +25,22 @@ def test_boots_are_split_by_mac_and_gap_and_averaged() -> None:
     assert cost.requests == 6.0
     assert cost.bytes == 6000.0
     assert cost.seconds == 12.0  # the 90th percentile
-    assert cost.source == "measured from 60 boots in the fetch records"
+    assert cost.source == f"measured from 60 boots in the fetch records; {ONE_RUN}"
+
+
+def test_boots_of_a_phone_minutes_apart_are_one_and_the_source_says_so() -> None:
+    """A trial rebooting each phone three times a minute apart: three boots' requests in one
+    run, and "measured from N boots" says what its N counts."""
+    rows = []
+    for i in range(20):
+        for again in range(3):
+            rows += boot(f"0004f2{i:06x}", T0 + timedelta(minutes=again))
+    cost = measure(rows)
+    assert cost.requests == 15.0  # three boots' five requests each, as one
+    assert cost.source == (
+        "measured from 20 boots in the fetch records; a phone's boots under 120 s apart count "
+        "as one"
+    )
 
 
 def test_runs_without_a_license_fetch_are_not_boots() -> None:
@@ -53,5 +68,6 @@ def test_boots_that_downloaded_firmware_are_left_out_of_a_license_boots_cost() -
     cost = measure(rows)
     assert (cost.requests, cost.bytes) == (5.0, 5000.0)
     assert cost.source == (
-        "measured from 30 boots in the fetch records (40 that downloaded firmware left out)"
+        "measured from 30 boots in the fetch records (40 that downloaded firmware left out); "
+        "a phone's boots under 120 s apart count as one"
     )

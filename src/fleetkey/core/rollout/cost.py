@@ -1,10 +1,12 @@
 """What one boot costs the server, measured from fetch records (or a profile when too few).
 
 A *boot* is a run of requests from one MAC with no gap over ``BOOT_GAP`` seconds that includes
-a license file (R2: every boot fetches both). Requests and bytes per boot are means (the load
-of N boots is N times the mean; rare firmware downloads count in it), seconds the 90th percentile
-of the time from a boot's first to its last request (to the millisecond), so the planner's
-"boots finish inside the window" holds for nine boots in ten even before the slot's own slack.
+a license file (R2: every boot fetches both); boots of a phone closer together are one run with
+their requests together, and the source says so (``ONE_RUN``). Requests and bytes per boot are
+means (the load of N boots is N times the mean; rare firmware downloads count in it), seconds
+the 90th percentile of the time from a boot's first to its last request (to the millisecond), so
+the planner's "boots finish inside the window" holds for nine boots in ten even before the
+slot's own slack.
 
 What is measured is a license boot, the one rollouts and license-lapse storms cause: the phone
 keeps its firmware image. A boot that downloaded one (an answer of ``FIRMWARE_BYTES`` or more:
@@ -28,6 +30,8 @@ from typing import Final
 from fleetkey.core.rollout.plan import BootCost
 
 BOOT_GAP: Final = 120.0
+# what "N boots" counts, said with it: a trial rebooting phones minutes apart merges their boots
+ONE_RUN: Final = f"a phone's boots under {BOOT_GAP:.0f} s apart count as one"
 MIN_BOOTS: Final = 20
 FIRMWARE_BYTES: Final = 1024 * 1024  # an answer this large is a firmware image (~150 MB, §5.1)
 DEFAULT: Final = BootCost(  # domain.md §5.1/§6: ~8-12 small files per boot, no firmware
@@ -104,7 +108,8 @@ def cost_of(found: BootTally, where: str, fallback: BootCost = DEFAULT) -> BootC
         bytes=found.bytes / found.boots,
         seconds=max(found.p90_ms() / 1000, 1.0),
         source=f"measured from {found.boots:,} boots in {where}"
-        + (f" ({found.firmware:,} that downloaded firmware left out)" if found.firmware else ""),
+        + (f" ({found.firmware:,} that downloaded firmware left out)" if found.firmware else "")
+        + f"; {ONE_RUN}",
     )
 
 
