@@ -34,7 +34,8 @@ from fleetkey.cli.tables import (
 )
 from fleetkey.store import fetches as fetch_records
 from fleetkey.store import held
-from fleetkey.store.fetches import COUNT_CAP, FetchFilter
+from fleetkey.store.fetches import COUNT_CAP
+from fleetkey.store.fetchfilter import FetchFilter
 from fleetkey.store.records import FetchRecord, fetch_json
 
 PATH_FLOOR: Final = 26  # /0004f2000001-license.cfg stays on one line

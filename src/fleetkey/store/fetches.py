@@ -10,29 +10,29 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVarTuple
 
 from sqlalchemy import (
     Connection,
     Engine,
-    Integer,
+    FromClause,
     Select,
     and_,
-    bindparam,
     delete,
     func,
     insert,
     or_,
     select,
+    true,
 )
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from fleetkey.core.naming import normalize_mac
 from fleetkey.store import phonestate, texts
 from fleetkey.store.database import PARAM_MARKERS
+from fleetkey.store.fetchfilter import MICROS_A_DAY, FetchFilter, by_day
 from fleetkey.store.historytables import ensure_partitions
 from fleetkey.store.records import FetchRecord, utc
 from fleetkey.store.schema import FetchBatchRow, FetchRow, epoch_micros
@@ -41,7 +41,6 @@ from fleetkey.store.texts import agent_of, path_of
 WRITER_CACHE_KIB: Final = 64 * 1024  # SQLite page cache of the connection writing records
 HEALTH_SAMPLE: Final = 5000  # newest records a health reading looks at
 COUNT_CAP: Final = 100_000  # older records a listing counts exactly; past it, "more than"
-MICROS_A_DAY: Final = 86_400_000_000  # the ``day`` column: UTC days since the epoch
 
 
 # the writer's tuples hold the path and User-Agent (phonestate reads them); the table their ids
@@ -192,69 +191,6 @@ def forget_batches(engine: Engine, before: datetime) -> int:
     return int(result.rowcount)
 
 
-@dataclass(frozen=True, slots=True)
-class FetchFilter:
-    """Which fetch records a listing keeps; every condition given must hold."""
-
-    mac: str | None = None
-    since: datetime | None = None  # from this moment on
-    until: datetime | None = None  # before this moment
-    statuses: tuple[tuple[int, int], ...] = ()  # status ranges (inclusive), any of them
-    path: str | None = None  # paths that contain it; ``*`` stands for any characters
-    days: tuple[int, ...] | None = None  # with a MAC: the days to look in (``by_day``)
-
-    def where(self, statement: Select[*Ts]) -> Select[*Ts]:
-        if self.mac is not None:
-            statement = statement.where(FetchRow.mac == normalize_mac(self.mac))
-            if self.days is not None:  # one look-up per day in the (day, mac) index
-                statement = statement.where(
-                    FetchRow.day.in_(
-                        bindparam(
-                            "days",
-                            list(self.days),
-                            type_=Integer,
-                            expanding=True,
-                            literal_execute=True,
-                        )
-                    )
-                )
-        if self.since is not None:
-            statement = statement.where(FetchRow.at >= utc(self.since))
-        if self.until is not None:
-            statement = statement.where(FetchRow.at < utc(self.until))
-        if self.statuses:
-            statement = statement.where(
-                or_(*(FetchRow.status.between(low, high) for low, high in self.statuses))
-            )
-        if self.path is not None:
-            matching = select(path_of.id).where(path_of.text.ilike(_like(self.path), escape="\\"))
-            statement = statement.where(FetchRow.path_id.in_(matching.scalar_subquery()))
-        return statement
-
-
-def by_day(session: Session, where: FetchFilter) -> FetchFilter:
-    """``where`` with the days a phone's records can be on, when it names a phone: the index
-    is on (day, mac), so a phone's records are found with one look-up per day kept."""
-    if where.mac is None:
-        return where
-    first = session.scalar(select(func.min(FetchRow.day)))
-    last = session.scalar(select(func.max(FetchRow.day)))
-    if first is None or last is None:
-        return replace(where, days=())
-    if where.since is not None:
-        first = max(first, epoch_micros(where.since) // MICROS_A_DAY)
-    if where.until is not None:
-        last = min(last, (epoch_micros(where.until) - 1) // MICROS_A_DAY)
-    return replace(where, days=tuple(range(first, last + 1)))
-
-
-def _like(pattern: str) -> str:
-    """``pattern`` (``*``: any characters) as a LIKE pattern for paths that contain it (ILIKE:
-    the same on SQLite, whose LIKE ignores ASCII case, and PostgreSQL)."""
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped.replace('*', '%')}%"
-
-
 def query(
     session: Session,
     *,
@@ -264,7 +200,8 @@ def query(
 ) -> list[FetchRecord]:
     """Fetch records, oldest first, optionally for one MAC and from a moment on."""
     where = by_day(session, FetchFilter(mac, since))
-    statement = where.where(_records().order_by(FetchRow.at, FetchRow.id))
+    rows, days = where.source()
+    statement = where.where(_records(rows, days), rows).order_by(rows.at, rows.id)
     if limit is not None:
         statement = statement.limit(limit)
     return [_record(row, path, agent) for row, path, agent in session.execute(statement)]
@@ -276,17 +213,18 @@ def newest(
     """The newest ``limit`` records ``where`` keeps (all when None), newest first, and how many
     older ones it keeps besides (counted up to ``count_up_to``: past it, that number)."""
     where = by_day(session, where)
-    statement = where.where(_records()).order_by(FetchRow.at.desc(), FetchRow.id.desc())
-    rows = session.execute(statement if limit is None else statement.limit(limit)).all()
+    rows, days = where.source()
+    statement = where.where(_records(rows, days), rows).order_by(rows.at.desc(), rows.id.desc())
+    found = session.execute(statement if limit is None else statement.limit(limit)).all()
     left = 0
-    if limit is not None and len(rows) == limit and rows:
-        last = rows[-1][0]
-        older = where.where(select(FetchRow.id)).where(
-            or_(FetchRow.at < last.at, and_(FetchRow.at == last.at, FetchRow.id < last.id))
+    if limit is not None and len(found) == limit and found:
+        last = found[-1][0]
+        older = where.where(_from(select(rows.id), rows, days), rows).where(
+            or_(rows.at < last.at, and_(rows.at == last.at, rows.id < last.id))
         )
         capped = older.limit(count_up_to).subquery()
         left = int(session.scalar(select(func.count()).select_from(capped)) or 0)
-    return [_record(row, path, agent) for row, path, agent in rows], left
+    return [_record(row, path, agent) for row, path, agent in found], left
 
 
 def last_id(session: Session) -> int:
@@ -300,21 +238,33 @@ def written_after(
     """Records ``where`` keeps written after record ``after_id``, in the order they were
     written, and the id to continue from (``fetches --follow``)."""
     where = by_day(session, where)
-    rows = session.execute(
-        where.where(_records()).where(FetchRow.id > after_id).order_by(FetchRow.id).limit(limit)
+    rows, days = where.source()
+    found = session.execute(
+        where.where(_records(rows, days), rows)
+        .where(rows.id > after_id)
+        .order_by(rows.id)
+        .limit(limit)
     ).all()
-    if not rows:
+    if not found:
         return [], after_id
-    return [_record(row, path, agent) for row, path, agent in rows], rows[-1][0].id
+    return [_record(row, path, agent) for row, path, agent in found], found[-1][0].id
 
 
-def _records() -> Select[FetchRow, str, str | None]:
-    """Records with their path and User-Agent (kept in fetch_texts)."""
+def _records(rows: Any = FetchRow, days: FromClause | None = None) -> Select[Any, str, str | None]:
+    """Records (of ``rows``: the table, or a phone's day by day) with their path and
+    User-Agent (kept in fetch_texts)."""
     return (
-        select(FetchRow, path_of.text, agent_of.text)
-        .join(path_of, path_of.id == FetchRow.path_id)
-        .outerjoin(agent_of, agent_of.id == FetchRow.agent_id)
+        _from(select(rows, path_of.text, agent_of.text), rows, days)
+        .join(path_of, path_of.id == rows.path_id)
+        .outerjoin(agent_of, agent_of.id == rows.agent_id)
     )
+
+
+def _from(statement: Select[*Ts], rows: Any, days: FromClause | None) -> Select[*Ts]:
+    """``statement`` from the days and each day's rows (``FetchFilter.source``), if given."""
+    if days is None:
+        return statement
+    return statement.select_from(days).join(rows, true())
 
 
 def _record(row: FetchRow, path: str, user_agent: str | None) -> FetchRecord:

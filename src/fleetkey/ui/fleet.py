@@ -20,6 +20,7 @@ from fleetkey.core.naming import normalize_mac
 from fleetkey.core.terms import NEVER, Term, format_term
 from fleetkey.errors import FleetkeyError, NotFoundError
 from fleetkey.store import fetches, inventory, registry
+from fleetkey.store.fetchfilter import FetchFilter
 from fleetkey.store.licensestate import KeyState, key_states
 from fleetkey.store.records import StoredLicense
 from fleetkey.ui import charts, overview, phonestate
@@ -137,9 +138,7 @@ def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer])
         with context.store.transaction() as session:
             phone = inventory.phone(session, found_mac)
             states = key_states(session, phone)
-            history, older = fetches.newest(
-                session, fetches.FetchFilter(mac=found_mac), FETCHES_SHOWN
-            )
+            history, older = fetches.newest(session, FetchFilter(mac=found_mac), FETCHES_SHOWN)
         return view.page(
             "phone.html",
             nav="phones",
