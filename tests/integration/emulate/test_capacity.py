@@ -79,9 +79,12 @@ def test_a_license_lapse_and_a_firmware_change_storm_are_measured_apart(
             )  # fmt: skip
             found[storm] = json.loads(done.stdout)
         shown = json.loads(run_fleetkey(env, "capacity", "show", "--json").stdout)
-        records = json.loads(server.cli("fetches", "--limit", "100000", "--json"))
     finally:
-        server.stop()
+        stopped = server.stop()
+    # read once the server has stopped, having written every record: only a license file's
+    # answer waits for its record's commit, the others are written just after they are sent
+    assert " 0 not recorded" in stopped
+    records = json.loads(server.cli("fetches", "--limit", "100000", "--json"))
     lapse, change = found["license-lapse"], found["firmware-change"]
     assert (lapse["storm"], change["storm"]) == ("license-lapse", "firmware-change")
     assert lapse["image_bytes_per_boot"] == 0
@@ -115,9 +118,10 @@ def test_a_master_named_in_the_server_url_is_what_the_probe_phones_follow(
             env, "capacity", "measure", "--server", f"{server.url}/lab.cfg", "--start", "2",
             "--step-seconds", "1", "--max-steps", "1", "--json",
         )  # fmt: skip
-        records = json.loads(server.cli("fetches", "--limit", "100000", "--json"))
     finally:
-        server.stop()
+        stopped = server.stop()
+    assert " 0 not recorded" in stopped  # every record written: the master's and the image's
+    records = json.loads(server.cli("fetches", "--limit", "100000", "--json"))
     result = json.loads(done.stdout)
     assert result["server"] == f"{server.url}/lab.cfg"
     paths = [str(r["path"]) for r in records]
