@@ -133,8 +133,17 @@ class TestServing:
         server = start_server(data, env, "--workers", "2")
         try:
             assert licenses(server.url, 40) == [200] * 40
-            time.sleep(1.5)  # every worker's snapshot is at most a second old
-            scrapes = [httpx.get(f"{server.url}/metrics").text for _ in range(8)]
+
+            def scraped() -> list[str]:
+                return [httpx.get(f"{server.url}/metrics").text for _ in range(8)]
+
+            # each worker publishes its snapshot every second (later on a loaded machine):
+            # wait until every scrape counts the 40, then take the scrapes asserted below
+            wait_until(
+                lambda: all(metric(t, "fleetkey_fetches_total") == 40 for t in scraped()),
+                every_s=0.25,
+            )
+            scrapes = scraped()
         finally:
             stopped(server)
         for text in scrapes:
@@ -178,7 +187,17 @@ class TestWholeServer:
             assert set(reach) == {1, 2}
             for source in SOURCES[:6]:
                 assert licenses(server.url, 3, source) == [200] * 3
-            time.sleep(1.5)  # every worker's report is at most a second old
+
+            def reported() -> bool:  # every worker's report counts its answers (within ~1 s)
+                for address in reach.values():
+                    body = from_address(server, address, "/api/status", token).json()
+                    if body["fetch_records"]["written"] < 18 or not all(
+                        w["requests"] > 0 for w in body["workers"]
+                    ):
+                        return False
+                return True
+
+            wait_until(reported, every_s=0.25)
             healths = {n: from_address(server, a, "/healthz") for n, a in reach.items()}
             statuses = {n: from_address(server, a, "/api/status", token) for n, a in reach.items()}
         finally:
