@@ -310,6 +310,13 @@ SITE_LICENSED = (
     .join(path_of, path_of.id == FetchRow.path_id)
     .where(path_of.text.like("%000000000000-license.cfg"), FetchRow.status == 200)
 )
+# the phones whose boot has ended (one row per phone): its last request is the app log. A
+# check-sync between a phone's license file and that is absorbed by the boot under way (R9)
+BOOTED = (
+    select(func.count(func.distinct(FetchRow.mac)))
+    .join(path_of, path_of.id == FetchRow.path_id)
+    .where(path_of.text.like("%-app.log"))
+)
 
 
 class Control:

@@ -23,6 +23,7 @@ from fleetkey.store.texts import path_of
 
 from tests.helpers import free_udp_port
 from tests.serving import (
+    BOOTED,
     cli,
     fleet_env,
     fleetkey_command,
@@ -115,9 +116,10 @@ def test_phones_booting_over_tftp_get_their_sites_license_and_a_rollout_is_confi
             .where(FetchRow.protocol == "tftp", path_of.text == SITE_FILE, FetchRow.status == 200)
         )
 
-        def booted() -> bool:
+        def booted() -> bool:  # and each boot ended: a check-sync mid-boot is absorbed (R9)
             with store.transaction() as session:
-                return set(session.scalars(licensed)) >= set(phones)
+                licensed_all = set(session.scalars(licensed)) >= set(phones)
+                return licensed_all and session.scalar(BOOTED) == len(phones)
 
         wait_for(booted, 60)
         with store.transaction() as session:
