@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from fleetkey.store.store import Store
 
-from tests.helpers import PASSPHRASE, Fleetkey
+from tests.helpers import PASSPHRASE, Build, Fleetkey
 from tests.pg import PostgresServer, reachable  # noqa: F401  # a fixture, shared
 
 
@@ -46,6 +46,31 @@ def initialized(data_dir: Path, initialized_once: Path) -> Path:
     private key stays 0600); each test changes its own copy only."""
     shutil.copytree(initialized_once, data_dir, symlinks=True)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, initialized_once: Path
+) -> Callable[[Build], Path]:
+    """``built_once(build)``: a data directory after ``fleetkey init`` and ``build`` (its CLI
+    commands run in this process), made once a session for each ``build``; a test copies it
+    (``shutil.copytree(..., symlinks=True)``, as ``initialized`` does) and changes its own
+    copy only. A fleet's commands and key unwrapping (~2 s on a busy 2-core box) were paid
+    by each of the tests that start from it, most of them refusals that read it once."""
+    made: dict[Build, Path] = {}
+
+    def once(build: Build) -> Path:
+        if build not in made:
+            path = tmp_path_factory.mktemp("built") / "data"
+            shutil.copytree(initialized_once, path, symlinks=True)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("FLEETKEY_DATA", str(path))
+                patch.setenv("FLEETKEY_KEY_PASSPHRASE", PASSPHRASE)
+                build(Fleetkey(), path)
+            made[build] = path
+        return made[build]
+
+    return once
 
 
 @pytest.fixture(scope="session")

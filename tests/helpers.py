@@ -90,6 +90,9 @@ def command_at(group: click.Group, path: tuple[str, ...]) -> click.Command:
     return command
 
 
+Build = Callable[[Fleetkey, Path], None]  # CLI commands making a fleet (conftest: built_once)
+
+
 def add_site_fleet(
     fleetkey: Fleetkey,
     data: Path,

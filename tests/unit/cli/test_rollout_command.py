@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Fleetkey, add_site_fleet, issue_site_license
+from tests.helpers import Build, Fleetkey, add_site_fleet, issue_site_license
 
 SITE = "100000000001"
 
 
-@pytest.fixture
-def fleet(initialized: Path, fleetkey: Fleetkey) -> Path:
+def thirty_phones(fleetkey: Fleetkey, data: Path) -> None:
     """A site open around now with 30 phones; a license, and its longer successor (license 2)."""
     now = datetime.now(UTC)
     window = f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00"
-    add_site_fleet(fleetkey, initialized, phones=30, tz="UTC", window=window)
+    add_site_fleet(fleetkey, data, phones=30, tz="UTC", window=window)
     for days in (20, 400):
         issue_site_license(fleetkey, now.date() + timedelta(days=days))
-    return initialized
+
+
+@pytest.fixture
+def fleet(data_dir: Path, built_once: Callable[[Build], Path]) -> Path:
+    """This test's own copy of ``thirty_phones`` (built once)."""
+    shutil.copytree(built_once(thirty_phones), data_dir, symlinks=True)
+    return data_dir
 
 
 def test_a_plan_is_shown_saved_plotted_and_listed(fleet: Path, fleetkey: Fleetkey) -> None:

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Fleetkey, add_site_fleet, issue_site_license
+from tests.helpers import Build, Fleetkey, add_site_fleet, issue_site_license
 
 
-@pytest.fixture
-def fleet(initialized: Path, fleetkey: Fleetkey) -> Path:
+def two_hundred_phones(fleetkey: Fleetkey, data: Path) -> None:
     """A site open around now with 200 phones, a license and its longer successor (license 2)."""
     now = datetime.now(UTC)
     window = f"{now - timedelta(hours=1):%H}:00-{now + timedelta(hours=6):%H}:00"
-    add_site_fleet(fleetkey, initialized, phones=200, tz="UTC", window=window)
+    add_site_fleet(fleetkey, data, phones=200, tz="UTC", window=window)
     for days in (20, 400):
         issue_site_license(fleetkey, now.date() + timedelta(days=days))
-    return initialized
+
+
+@pytest.fixture
+def fleet(data_dir: Path, built_once: Callable[[Build], Path]) -> Path:
+    """This test's own copy of ``two_hundred_phones`` (built once)."""
+    shutil.copytree(built_once(two_hundred_phones), data_dir, symlinks=True)
+    return data_dir
 
 
 def plan(fleetkey: Fleetkey, *args: str, code: int = 0) -> str:
