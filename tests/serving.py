@@ -229,8 +229,9 @@ def ephemeral_http(args: tuple[str, ...]) -> tuple[str, ...]:
     return ("--http", "127.0.0.1:0", *args)
 
 
-def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
-    """Poll ``check`` every 0.2 s until it is truthy; fail after ``timeout`` seconds."""
+def wait_for(check: Callable[[], object], timeout: float = 30.0) -> None:
+    """Poll ``check`` every 0.2 s until it is truthy; fail after ``timeout`` seconds (30 by
+    default: a check that runs the CLI as a process takes seconds on a loaded 2-core box)."""
     wait_until(check, timeout, every_s=0.2)
 
 
