@@ -1,16 +1,27 @@
 """Boot storm: N phone boots against one `fleetkey serve --workers W`, next to one worker and to
 nginx with `worker_processes W`, same tree, same run.
 
-    .venv/bin/python bench/storm.py [--boots 20000] [--phones 20000] [--workers 2]
-                                    [--concurrency 256] [--rounds 3] [--tmp DIR]
-                                    [--before TREE ...] [--json]
+    .venv/bin/python bench/storm.py [--boots 20000] [--phones 20000] [--first-boots N]
+                                    [--workers 2] [--concurrency 256] [--rounds 3]
+                                    [--tmp DIR] [--before TREE ...] [--json]
 
 Needs gcc and nginx (with the DAV module, as Debian builds it). The fleet, the boot and the
 generator are bench/boot.py's (domain.md §5.1: eleven requests a boot, two log PUTs, about
 54 % 404s, a quarter of the phones tagging `(SN:…)`, every phone from its own 127.x address,
-one keep-alive connection per boot), built with the CLI; each phone PUTs its logs once to
-every server first, so the storm's PUTs replace files. A storm is ``--boots`` boots, 256 at
-once, as fast as the server answers them: boots/s and p99 latency over the whole storm.
+one keep-alive connection per boot), built with the CLI. A storm is ``--boots`` boots, 256
+at once, as fast as the server answers them: boots/s and p99 latency over the whole storm.
+
+Two storms a round, each reported apart:
+
+- **history** (the license-lapse reboot storm a real fleet has): the ``--phones`` phones
+  each boot once against every server before the rounds (the whole boot: their log files,
+  per-phone paths, phone state and sightings are then in each server's store and memory, as
+  for phones that booted yesterday), so the measured PUTs replace files and the records
+  name paths the store knows.
+- **first boots**: ``--first-boots`` boots (default ``--boots``; 0 leaves it out) of phones
+  in the inventory that never booted against that server (a pool of ``rounds`` x that many
+  beyond the ``--phones``): every per-phone path is a new text, every phone a new state row,
+  every PUT creates its file.
 
 Nothing is pinned: the servers and the generator share both cores, as they would on a
 2-core box under a real storm, so each process's CPU is reported apart (the servers' from
@@ -18,7 +29,8 @@ Nothing is pinned: the servers and the generator share both cores, as they would
 load average before each storm. Each round storms the three servers in turn (the order turned
 every round); figures are medians over the rounds. At the end both fleetkey servers are
 stopped with SIGTERM and the fetch records in their database are compared with every answer
-the generator received from them.
+the generator received from them. Each fleetkey server has a data directory of its own (the
+same fleet built by the CLI in each), so one server's storms never give another history.
 
 `--before TREE` (repeatable): one more server, `fleetkey serve --workers W` from another source
 tree (a git worktree of the code before a change: `git worktree add /tmp/before <commit>`),
@@ -40,7 +52,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from benchfleet import (
     bench_env,
@@ -52,18 +64,23 @@ from benchfleet import (
 )
 from boot import build_fleet, prepare, wait_listening
 
+HISTORY: Final = "history"
+FIRST_BOOTS: Final = "first boots"
+
 
 def storm(
     bootload: Path, sequence: Path, port: int, server: int, boots: int, first: int,
-    args: argparse.Namespace,
+    args: argparse.Namespace, phones: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """``boots`` boots of phones ``first``… (round-robin over the first ``phones``, by default
+    ``--phones``) against the server on ``port``, with the server's CPU over the storm."""
     load = os.getloadavg()[0]
     used = cpu_by_process(server)
     began = time.monotonic()
     result = subprocess.run(
         [
             str(bootload), "--port", str(port), "--sequence", str(sequence),
-            "--phones", str(args.phones), "--concurrency", str(args.concurrency),
+            "--phones", str(phones or args.phones), "--concurrency", str(args.concurrency),
             "--tagged", "0.25", "--mode", "keepalive", "--warmup", "0", "--seconds", "3600",
             "--boots", str(boots), "--first", str(first),
         ],
@@ -83,7 +100,11 @@ def storm(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boots", type=int, default=20_000)
-    parser.add_argument("--phones", type=int, default=20_000)
+    parser.add_argument("--phones", type=int, default=20_000, help="phones that booted before")
+    parser.add_argument(
+        "--first-boots", type=int, metavar="N",
+        help="boots a round of phones that never booted (default --boots; 0: none)",
+    )  # fmt: skip
     parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=256, help="phones booting at once")
@@ -95,6 +116,15 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.first_boots is None:
+        args.first_boots = args.boots
+    for option in ("boots", "phones", "rounds"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be at least 1")
+    if args.first_boots < 0:
+        parser.error("--first-boots must be 0 or more")
+    if args.phones < args.concurrency:
+        parser.error("--phones must be at least --concurrency (each booting phone is one)")
     for tree in args.before:
         if not (tree / "src" / "fleetkey").is_dir():
             parser.error(f"--before {tree}: no src/fleetkey there (a fleetkey source tree)")
@@ -102,33 +132,35 @@ def main() -> None:
     if len(befores) < len(args.before):
         parser.error("--before: give trees of different names (each names its server)")
     names = ("nginx", f"fleetkey-{args.workers}", "fleetkey-1", *befores)
+    kinds = (HISTORY, FIRST_BOOTS) if args.first_boots else (HISTORY,)
+    inventory = args.phones + args.rounds * args.first_boots  # history, then a fresh pool
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-storm-", dir=args.tmp))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
     env = bench_env(base)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        kind: {name: [] for name in names} for kind in kinds
+    }
     answered = dict.fromkeys(names, 0)
     summaries: list[str] = []
     try:
-        ready = prepare(base, env, args.phones, args.sites, nginx_workers=args.workers)
-        bootload, sequence, seed = ready.bootload, ready.sequence, ready.seed
+        ready = prepare(base, env, inventory, args.sites, nginx_workers=args.workers)
+        bootload, sequence = ready.bootload, ready.sequence
         nginx_program = need("nginx")
+        trees = {names[1]: None, names[2]: None, **befores}  # None: this tree
         # fleetkey first: one that does not start leaves no nginx behind
-        many, many_url = start_fleetkey(env, base, args.workers)
-        one, one_url = start_fleetkey(env, base, 1)
-        others = {name: start_before(base, number, tree, args)
-                  for number, (name, tree) in enumerate(befores.items())}  # fmt: skip
+        started = {name: start_own(base, number, tree, args, inventory,
+                                   1 if name == names[2] else args.workers)
+                   for number, (name, tree) in enumerate(trees.items())}  # fmt: skip
         nginx = subprocess.Popen([nginx_program, "-c", str(ready.nginx_conf)], text=True)
         servers = {names[0]: (nginx, ready.nginx_port),
-                   names[1]: (many, int(many_url.rsplit(":", 1)[1])),
-                   names[2]: (one, int(one_url.rsplit(":", 1)[1])),
                    **{name: (process, int(url.rsplit(":", 1)[1]))
-                      for name, (process, url) in others.items()}}  # fmt: skip
+                      for name, (process, url) in started.items()}}  # fmt: skip
         try:
             for name, (process, port) in servers.items():
                 wait_listening(port, process, name)
             time.sleep(1)
             for name, (process, port) in servers.items():  # phones that booted before
-                done = storm(bootload, seed, port, process.pid, args.phones, 0, args)
+                done = storm(bootload, sequence, port, process.pid, args.phones, 0, args)
                 answered[name] += done["answers_total"]
             first = dict.fromkeys(names, 0)
             for number in range(args.rounds):
@@ -139,32 +171,47 @@ def main() -> None:
                     run = storm(bootload, sequence, port, process.pid, args.boots, first[name],
                                 args)  # fmt: skip
                     first[name] = run["next_phone"]
-                    runs[name].append(run)
+                    runs[HISTORY][name].append(run)
                     answered[name] += run["answers_total"]
+                    if args.first_boots:  # phones never seen: the pool's next ones
+                        fresh = args.phones + number * args.first_boots
+                        run = storm(bootload, sequence, port, process.pid, args.first_boots,
+                                    fresh, args, inventory)  # fmt: skip
+                        runs[FIRST_BOOTS][name].append(run)
+                        answered[name] += run["answers_total"]
         finally:
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(30)
-            for fleetkey in (many, one, *(process for process, _ in others.values())):
+            for fleetkey, _ in started.values():
                 summaries.append(stop_servers([fleetkey]))
-        recorded = {names[1]: count_records(base / "data")}
-        for number, name in enumerate(befores):
-            recorded[name] = count_records(base / f"before-{number}" / "data")
+        recorded = {
+            name: count_records(fleet_dir(base, number) / "data")
+            for number, name in enumerate(trees)
+        }
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    mine = answered[names[1]] + answered[names[2]]  # one database for both
-    report(args, runs, summaries, recorded, {names[1]: mine} | {n: answered[n] for n in befores})
+    report(args, runs, summaries, recorded, {name: answered[name] for name in trees})
 
 
-def start_before(
-    base: Path, number: int, tree: Path, args: argparse.Namespace
-) -> tuple[subprocess.Popen[str], str]:
-    """The fleet built by ``tree``'s own CLI in ``base/before-N`` (the same fleet: its phones
-    and sites are numbered alike), and that tree's server on it."""
-    own = base / f"before-{number}"
-    own.mkdir()
-    env = {**bench_env(own), "PYTHONPATH": str(tree / "src")}
-    build_fleet(own, env, args.phones, args.sites)
-    return start_fleetkey(env, own, args.workers)
+def start_own(
+    base: Path, number: int, tree: Path | None, args: argparse.Namespace, phones: int,
+    workers: int,
+) -> tuple[subprocess.Popen[str], str]:  # fmt: skip
+    """The fleet built by ``tree``'s own CLI (None: this one) in ``base/fleetkey-N`` (the same
+    fleet: its phones and sites are numbered alike; an older tree may not read a newer
+    schema), and that tree's server on it with ``workers`` workers."""
+    own = fleet_dir(base, number)
+    env = bench_env(own)
+    if number:  # the first is the fleet prepare() built (nginx serves its tree)
+        own.mkdir()
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree / "src")
+        build_fleet(own, env, phones, args.sites)
+    return start_fleetkey(env, own, workers)
+
+
+def fleet_dir(base: Path, number: int) -> Path:
+    return base if number == 0 else base / f"fleetkey-{number}"
 
 
 def count_records(data: Path) -> int:
@@ -174,16 +221,44 @@ def count_records(data: Path) -> int:
 
 
 def report(
-    args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], summaries: list[str],
-    recorded: dict[str, int], answered: dict[str, int],
+    args: argparse.Namespace, runs: dict[str, dict[str, list[dict[str, Any]]]],
+    summaries: list[str], recorded: dict[str, int], answered: dict[str, int],
 ) -> None:  # fmt: skip
+    every = {kind: figures_of(by_name) for kind, by_name in runs.items()}
+    if args.json:
+        print(json.dumps({"storms": every, "records": recorded, "answers": answered,
+                          "fleetkey": summaries, "rounds": runs}, indent=2))  # fmt: skip
+        return
+    print(
+        f"{args.boots} boots a storm ({args.concurrency} at once, keep-alive, 11 requests a "
+        f"boot), {args.rounds} rounds, servers in turn, nothing pinned (2 cores shared)"
+    )
+    said = {
+        HISTORY: f"phones that booted before (each of the {args.phones:,} booted once against "
+        "every server first: paths, phone state and log files stored)",
+        FIRST_BOOTS: f"phones never seen ({args.first_boots:,} boots a storm: new per-phone "
+        "paths, new state rows, logs created)",
+    }
+    for kind, figures in every.items():
+        print(f" {kind}: {said[kind]}")
+        print_figures(figures, runs[kind])
+    for name, count in recorded.items():
+        print(f"  fetch records {count:,} for {answered[name]:,} answers from {name}")
+    for line in summaries:
+        print(f"  {line}")
+
+
+def figures_of(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """One storm kind's medians over the rounds, and the ratios of the first fleetkey server
+    (``--workers``) to the others."""
+
     def median(name: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[name])
 
     names = list(runs)
     rates = {name: median(name, "boots_per_s") for name in names}
     many, one, nginx = rates[names[1]], rates[names[2]], rates[names[0]]
-    figures = {
+    return {
         "boots_per_s": rates,
         "p99_ms": {name: median(name, "p99_ms") for name in names},
         "server_cpu_pct": {name: median(name, "server_cpu_pct") for name in names},
@@ -194,17 +269,12 @@ def report(
         "ratio_to_one_worker": many / one,
         "ratio_to_nginx": many / nginx,
         **{f"ratio_to_{name}": many / rates[name] for name in names[3:]},
-        "records": recorded,
-        "answers": answered,
-        "fleetkey": summaries,
     }
-    if args.json:
-        print(json.dumps({**figures, "rounds": runs}, indent=2))
-        return
-    print(
-        f"{args.boots} boots a storm ({args.concurrency} at once, keep-alive, 11 requests a "
-        f"boot), {args.rounds} rounds, servers in turn, nothing pinned (2 cores shared)"
-    )
+
+
+def print_figures(figures: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> None:
+    names = list(runs)
+    rates = figures["boots_per_s"]
     for name in names:
         rounds = " ".join(f"{run['boots_per_s']:,.0f}" for run in runs[name])
         loads = " ".join(f"{load:.1f}" for load in figures["load_before"][name])
@@ -220,16 +290,11 @@ def report(
             f"rounds: {rounds}  load before: {loads}"
         )
     print(
-        f"  {names[1]} / {names[2]}: {many / one:.2f}x (target 1.5)   "
-        f"{names[1]} / nginx: {many / nginx:.2f}x (target 0.8)"
+        f"  {names[1]} / {names[2]}: {figures['ratio_to_one_worker']:.2f}x (target 1.5)   "
+        f"{names[1]} / nginx: {figures['ratio_to_nginx']:.2f}x (target 0.8)"
     )
     for name in names[3:]:
-        print(f"  {names[1]} / {name}: {many / rates[name]:.2f}x")
-    for name, count in recorded.items():
-        print(f"  fetch records {count:,} for {answered[name]:,} answers from {name}"
-              + (f" and {names[2]}" if name == names[1] else ""))  # fmt: skip
-    for line in summaries:
-        print(f"  {line}")
+        print(f"  {names[1]} / {name}: {figures[f'ratio_to_{name}']:.2f}x")
 
 
 if __name__ == "__main__":

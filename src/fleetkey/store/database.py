@@ -8,12 +8,15 @@ phones' Digest HA1 (as good as their passwords for HTTP Digest). SQLite gives th
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -104,3 +107,46 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 PARAM_MARKERS: Final = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{}"}
 """Bound-parameter markers by DB-API paramstyle, for statements handed to the driver."""
+
+ROWS_A_STATEMENT: Final = 256  # rows of one multi-row statement on SQLite (a power of two)
+# SQLite's bound-parameter limit: 32,766 since 3.32, 999 before
+_SQLITE_PARAMETERS: Final = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+def execute_rows(
+    connection: Connection, head: str, width: int, rows: Sequence[tuple[Any, ...]], tail: str = ""
+) -> None:
+    """``head VALUES (…), (…) tail`` for ``rows`` of ``width`` values, to the driver directly.
+
+    On SQLite as multi-row statements of power-of-two sizes (at most ``ROWS_A_STATEMENT`` rows,
+    so a few statement texts, each prepared once and cached by the driver): Python's sqlite3
+    steps an executemany row by row and releases the GIL around every step, so under a busy
+    event loop each row of a record batch was a GIL hand-off, two to four futex calls on each
+    side (docs/serve.md, "The storm with history"). Elsewhere one executemany (psycopg sends
+    its rows in a pipeline).
+    """
+    if not rows:
+        return
+    style = connection.dialect.paramstyle
+    if connection.dialect.name != "sqlite":
+        connection.exec_driver_sql(_statement(style, head, width, 1, tail), list(rows))
+        return
+    most = min(ROWS_A_STATEMENT, _SQLITE_PARAMETERS // width)
+    start = 0
+    while start < len(rows):
+        size = 1 << (min(most, len(rows) - start).bit_length() - 1)
+        chunk = rows[start : start + size]
+        values = tuple(itertools.chain.from_iterable(chunk))
+        connection.exec_driver_sql(_statement(style, head, width, size, tail), values)
+        start += size
+
+
+@functools.cache
+def _statement(style: str, head: str, width: int, count: int, tail: str) -> str:
+    marker = PARAM_MARKERS[style]
+    numbers = iter(range(1, width * count + 1))
+    groups = ", ".join(
+        "(" + ", ".join(marker.format(next(numbers)) for _ in range(width)) + ")"
+        for _ in range(count)
+    )
+    return f"{head} VALUES {groups}{tail}"

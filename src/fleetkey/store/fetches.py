@@ -31,7 +31,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from fleetkey.store import phonestate, texts
-from fleetkey.store.database import PARAM_MARKERS
+from fleetkey.store.database import execute_rows
 from fleetkey.store.fetchfilter import MICROS_A_DAY, FetchFilter, by_day
 from fleetkey.store.historytables import ensure_partitions
 from fleetkey.store.records import FetchRecord, utc
@@ -47,6 +47,7 @@ COUNT_CAP: Final = 100_000  # older records a listing counts exactly; past it, "
 _COLUMNS: Final = tuple(
     {"path": "path_id", "user_agent": "agent_id"}.get(name, name) for name in phonestate.ROW_COLUMNS
 )
+_INSERT: Final = f"INSERT INTO fetches ({', '.join(_COLUMNS)})"
 _PATH: Final = phonestate.ROW_COLUMNS.index("path")
 _AGENT: Final = phonestate.ROW_COLUMNS.index("user_agent")
 # sort keys made in C: a Python key function cost 0.25 µs a row more
@@ -87,7 +88,8 @@ class StoreSink:
 def insert_records(
     engine: Engine, records: Sequence[FetchRecord], batch: tuple[str, int] | None = None
 ) -> None:
-    """Write records in one transaction: one executemany of plain tuples.
+    """Write records in one transaction: plain tuples in multi-row statements on SQLite
+    (``database.execute_rows``), one executemany on PostgreSQL.
 
     ``batch`` (writer, sequence number) is marked committed in the same transaction
     (``fetch_batches``), so a batch retried after an ambiguous failure can be checked with
@@ -102,9 +104,6 @@ def insert_records(
     """
     if not records:
         return
-    marker = PARAM_MARKERS[engine.dialect.paramstyle]
-    placeholders = ", ".join(marker.format(n + 1) for n in range(len(_COLUMNS)))
-    sql = f"INSERT INTO fetches ({', '.join(_COLUMNS)}) VALUES ({placeholders})"  # noqa: S608  # constant column names, values bound
     sqlite = engine.dialect.name == "sqlite"
     named: list[tuple[Any, ...]] = []
     unnamed: list[tuple[Any, ...]] = []  # no MAC: NULL, which comes first in the index
@@ -144,7 +143,7 @@ def insert_records(
             # (the engine forces custom plans for lookups, see store/database.py)
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
         stored, new = _with_text_ids(connection, rows)
-        connection.exec_driver_sql(sql, stored)
+        execute_rows(connection, _INSERT, len(_COLUMNS), stored)  # multi-row on SQLite
         phonestate.apply(connection, named)  # what the fleet is now, in the same transaction
         if batch is not None:
             connection.execute(

@@ -29,7 +29,7 @@ from sqlalchemy import table as sa_table
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from fleetkey.core.useragent import parse_user_agent
-from fleetkey.store.database import PARAM_MARKERS
+from fleetkey.store.database import execute_rows
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.records import utc
 from fleetkey.store.schema import (
@@ -64,7 +64,6 @@ LICENSE_SUFFIX: Final = "-license.cfg"
 SERVED_BELOW: Final = 400  # an answer under 400 with a digest served (or confirmed) a version
 REQUEST: Final = "request"
 SERVED: Final = "served"
-CHUNK: Final = 10_000  # rows per upsert statement when rebuilding
 
 Row = tuple[Any, ...]
 FileKey = tuple[str, str, str]  # mac, file name, kind
@@ -184,17 +183,16 @@ _SEEN_COLUMNS: Final = ("mac", "at", "address", "protocol", "user_agent", "firmw
 
 
 @functools.cache
-def _upsert(paramstyle: str, table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+def _upsert(table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> tuple[str, str]:
     """INSERT … ON CONFLICT DO UPDATE (the same words on SQLite and PostgreSQL) that replaces
     the stored row only with a row at least as new (a retried or late record never turns the
-    state back), for the driver: SQLAlchemy's per-row parameter processing cost more than the
-    upsert, and a writer batch makes one per phone in it (docs/serve.md, "What it costs")."""
-    marker = PARAM_MARKERS[paramstyle]
-    values = ", ".join(marker.format(n + 1) for n in range(len(columns)))
+    state back), as the head and tail of ``execute_rows``: SQLAlchemy's per-row parameter
+    processing cost more than the upsert, and a writer batch makes one per phone in it
+    (docs/serve.md, "What it costs")."""
     updated = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "  # noqa: S608  # constant names, values bound
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updated} WHERE excluded.at >= {table}.at"
+        f"INSERT INTO {table} ({', '.join(columns)})",
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updated} WHERE excluded.at >= {table}.at",
     )
 
 
@@ -207,7 +205,6 @@ def apply(connection: Connection, rows: Sequence[Row]) -> None:
 
 def write(connection: Connection, newest: Newest) -> None:
     sqlite = connection.dialect.name == "sqlite"
-    style = connection.dialect.paramstyle
 
     def at(value: Any) -> Any:  # as the table's Micros column stores it
         if sqlite:
@@ -220,9 +217,8 @@ def write(connection: Connection, newest: Newest) -> None:
         ("phone_seen", _SEEN_COLUMNS, _KEYS["phone_seen"], seen),
         ("phone_files", _FILE_NAMES, _KEYS["phone_files"], files),
     ):
-        sql = _upsert(style, table, columns, keys)
-        for start in range(0, len(values), CHUNK):
-            connection.exec_driver_sql(sql, values[start : start + CHUNK])
+        head, tail = _upsert(table, columns, keys)
+        execute_rows(connection, head, len(columns), values, tail)
 
 
 def seen(session: Session, mac: str) -> Seen | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetkey.errors import QueueFullError
-from fleetkey.store import fetches, texts
+from fleetkey.store import fetches, phonestate, texts
 from fleetkey.store.fetches import StoreSink
 from fleetkey.store.records import FetchRecord
 from fleetkey.store.store import Store
@@ -237,3 +237,24 @@ def test_texts_stored_earlier_or_twice_in_one_call_keep_one_id_each(store: Store
     assert len(set(both.values())) == 3
     with store.engine.connect() as connection:
         assert texts.lookup(connection, list(both)) == both
+
+
+def test_a_batch_larger_than_one_statement_is_written_whole_with_every_row_its_own(
+    store: Store,
+) -> None:
+    """On SQLite a batch goes in multi-row statements of power-of-two sizes (300 records:
+    256 + 32 + 8 + 4 rows): every record keeps its own values, none is lost or doubled, and
+    each phone's state is its newest record (a multi-row upsert of 150 phones)."""
+    records = [
+        fetch(i, mac=f"0004f2{i % 150:06x}")._replace(bytes=i, status=200 + i % 7)
+        for i in range(300)
+    ]
+    fetches.insert_records(store.engine, records)
+    written = stored(store)
+    assert sorted(written, key=lambda r: r.bytes) == records
+    with store.transaction() as session:
+        for mac in ("0004f2000000", "0004f200004a", "0004f2000095"):
+            newest = max((r for r in records if r.mac == mac), key=lambda r: r.at)
+            seen = phonestate.seen(session, mac)
+            assert seen is not None
+            assert seen.at == newest.at
