@@ -16,13 +16,6 @@ temporary file written whole first. The old bytes stay on disk until their batch
 ``interval_s`` later); past ``backlog`` files waiting (a device slower than the uploads), the
 next replaces free their file themselves, as without the trash.
 
-A kept file whose rename is done is nobody's any more: the next upload is written into it (a
-*spare*, :meth:`Trash.spare`) and renamed over its own target, instead of a new temporary
-file, so a replace allocates no inode and no blocks and frees none (on this VM's ext4 a
-create-write-rename cost ~300-550 µs of kernel CPU, a spare's write-rename ~35 µs). At most
-``spares`` wait to be reused; the rest are freed by the thread as before, and so is a spare
-larger than the upload that would take it (cutting it short would free blocks on the loop).
-
 ``.trash`` is a hidden name, which no request path may hold (``core.requestpath``); entries are
 named ``<pid>.<token>.<n>``. What a killed server left there is unlinked at the next start
 (of any server on the directory: an entry taken from a running one only costs that one's
@@ -45,27 +38,18 @@ log = logging.getLogger(__name__)
 FOLDER: Final = ".trash"
 INTERVAL_S: Final = 0.25  # the trash is emptied this often
 BACKLOG: Final = 20_000  # files waiting to be freed beyond which replaces free their own
-SPARES: Final = 1024  # replaced files kept for the next uploads to be written into
-_BLOCK: Final = 4096  # a spare up to the upload's size rounded up to this frees no block
 
 
 class Trash:
     """A per-server trash of replaced uploads under ``root`` and the thread that empties it."""
 
     def __init__(
-        self,
-        root: Path,
-        *,
-        interval_s: float = INTERVAL_S,
-        backlog: int = BACKLOG,
-        spares: int = SPARES,
+        self, root: Path, *, interval_s: float = INTERVAL_S, backlog: int = BACKLOG
     ) -> None:
         self.folder = os.path.join(root, FOLDER)
         self._interval = interval_s
         self._backlog = backlog
-        self._most_spares = spares
         self._waiting: deque[str] = deque()  # appended on the caller's thread, popped on ours
-        self._spares: deque[str] = deque()  # the caller's thread's (ours at close)
         self._names = itertools.count()
         self._prefix = ""
         self._wake = threading.Event()
@@ -74,17 +58,11 @@ class Trash:
         self.kept = 0  # replaced files linked here
         self.freed = 0  # of those, unlinked by the thread
         self.passed = 0  # replaces that freed their file themselves (backlog, no hard links)
-        self.reused = 0  # kept files an upload was written into (spares)
 
     @property
     def waiting(self) -> int:
-        """Replaced files kept to be freed."""
+        """Replaced files kept and not freed yet."""
         return len(self._waiting)
-
-    @property
-    def spares(self) -> int:
-        """Replaced files kept for uploads to be written into."""
-        return len(self._spares)
 
     def start(self) -> Trash:
         """Make the folder, then empty what an earlier run left and go on emptying."""
@@ -129,31 +107,9 @@ class Trash:
         return kept
 
     def free(self, kept: str) -> None:
-        """``kept`` (from :meth:`keep`) is nobody's now that the rename it was kept for is
-        done: a spare for the next upload, or (spares enough) for the thread to unlink. Freed
-        any earlier, the rename would free the file after all."""
-        if len(self._spares) < self._most_spares and self._thread is not None:
-            self._spares.append(kept)
-        else:
-            self._waiting.append(kept)
-
-    def spare(self, size: int) -> str | None:
-        """A kept file nothing else links, for an upload of ``size`` bytes to be written into
-        and renamed over its target (the caller's to rename or unlink); None when there is
-        none, or the next is larger than ``size`` (then it is freed by the thread)."""
-        try:
-            name = self._spares.popleft()
-        except IndexError:
-            return None
-        try:
-            larger = os.stat(name).st_size > -(-max(size, 1) // _BLOCK) * _BLOCK
-        except OSError:  # freed by another server's start
-            return None
-        if larger:
-            self._waiting.append(name)
-            return None
-        self.reused += 1
-        return name
+        """Let the thread unlink ``kept`` (from :meth:`keep`), now that the rename it was kept
+        for is done: freed any earlier, the rename would free the file after all."""
+        self._waiting.append(kept)
 
     def _run(self) -> None:
         while True:
@@ -161,8 +117,6 @@ class Trash:
             self._wake.clear()
             self._empty()
             if self._stopping:
-                while self._spares:
-                    self._waiting.append(self._spares.popleft())
                 self._empty()
                 return
 

@@ -33,7 +33,6 @@ CAPS: Final = {
     "directory.xml": 1024 * KIB,  # local contact directory
 }
 _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-_REUSE: Final = os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)  # a trash's spare
 _temps = itertools.count()
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"([0-9A-Fa-f]{12})-(" + "|".join(re.escape(k) for k in CAPS) + r")")
@@ -71,12 +70,23 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
         raise UploadRefusedError(f"{name}: {len(data)} bytes, the limit is {cap}")
     folder = os.path.join(root, mac)
     target = os.path.join(folder, f"{mac}-{name.split('-', 1)[1]}")
-    temp = _written(folder, mac, data, trash)
+    temp = os.path.join(folder, f".{mac}.{os.getpid()}.{next(_temps)}.tmp")
     try:
+        handle = os.open(temp, _CREATE, 0o600)
+    except FileNotFoundError:  # the phone's first upload: its folder is made once
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        handle = os.open(temp, _CREATE, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(handle, view) :]
+        finally:
+            os.close(handle)
         kept = None if trash is None else trash.keep(target)
         existed = os.path.exists(target) if kept is None else bool(kept)
         try:
-            temp = _replace(temp, target, folder, mac, data)
+            os.replace(temp, target)
         finally:
             if kept and trash is not None:
                 trash.free(kept)
@@ -85,58 +95,6 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
             os.unlink(temp)
         raise
     return not existed
-
-
-def _written(folder: str, mac: str, data: bytes, trash: Trash | None) -> str:
-    """A file holding ``data`` whole, to rename over the target: a spare of the trash (a
-    replaced upload nothing else links: no inode or blocks to allocate, the kernel's largest
-    cost of an upload on ext4, docs/serve.md "The storm with history") overwritten and cut to
-    length, else a new temporary file in the phone's folder."""
-    spare = None if trash is None else trash.spare(len(data))
-    if spare is not None:
-        try:
-            handle = os.open(spare, _REUSE)
-        except OSError:  # freed meanwhile by another server's start (serve/trash.py)
-            spare = None
-    if spare is None:
-        temp = os.path.join(folder, f".{mac}.{os.getpid()}.{next(_temps)}.tmp")
-        try:
-            handle = os.open(temp, _CREATE, 0o600)
-        except FileNotFoundError:  # the phone's first upload: its folder is made once
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            handle = os.open(temp, _CREATE, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            offset = 0
-            while offset < len(view):
-                offset += os.pwrite(handle, view[offset:], offset)
-            if spare is not None:
-                os.ftruncate(handle, len(data))
-        finally:
-            os.close(handle)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(spare or temp)
-        raise
-    return spare or temp
-
-
-def _replace(temp: str, target: str, folder: str, mac: str, data: bytes) -> str:
-    """Rename ``temp`` over ``target``; returns the name last tried. A spare from the trash
-    may meet a phone whose folder is not made yet (made, then renamed again), or be gone,
-    freed by another server's start (written anew, as without the trash)."""
-    try:
-        os.replace(temp, target)
-    except FileNotFoundError:
-        if not os.path.isdir(folder):
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-        elif os.path.exists(temp):
-            raise
-        if not os.path.exists(temp):
-            temp = _written(folder, mac, data, None)
-        os.replace(temp, target)
-    return temp
 
 
 def store_status(root: Path, name: str, data: bytes, trash: Trash | None = None) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleetkey.serve.trash import Trash
-from fleetkey.serve.uploads import _replace, store_upload
+from fleetkey.serve.uploads import store_upload
 
 NAME = "0004f2a1b2c3-app.log"
 
@@ -31,8 +31,7 @@ def _wait_until(condition: object, timeout: float = 10.0) -> bool:
 
 @pytest.fixture
 def trash(tmp_path: Path) -> Iterator[Trash]:
-    # emptied only at close, unless woken; no spares: every kept file waits to be freed
-    kept = Trash(tmp_path, interval_s=3600, spares=0).start()
+    kept = Trash(tmp_path, interval_s=3600).start()  # emptied only at close, unless woken
     yield kept
     kept.close()
 
@@ -52,7 +51,7 @@ def test_a_replaced_upload_is_kept_so_the_rename_frees_nothing(
 
 
 def test_close_frees_everything_kept(tmp_path: Path) -> None:
-    trash = Trash(tmp_path, interval_s=3600, spares=0).start()
+    trash = Trash(tmp_path, interval_s=3600).start()
     for n in range(5):
         store_upload(tmp_path, NAME, b"x" * n, trash)
     assert trash.waiting == 4
@@ -63,7 +62,7 @@ def test_close_frees_everything_kept(tmp_path: Path) -> None:
 
 
 def test_the_thread_frees_each_batch_by_itself(tmp_path: Path) -> None:
-    trash = Trash(tmp_path, interval_s=0.05, spares=0).start()
+    trash = Trash(tmp_path, interval_s=0.05).start()
     try:
         for n in range(3):
             store_upload(tmp_path, NAME, bytes([n]), trash)
@@ -84,7 +83,7 @@ def test_what_a_killed_server_left_is_freed_at_the_next_start(tmp_path: Path) ->
 
 
 def test_past_its_backlog_a_replace_frees_its_own_file(tmp_path: Path) -> None:
-    trash = Trash(tmp_path, interval_s=3600, backlog=2, spares=0).start()
+    trash = Trash(tmp_path, interval_s=3600, backlog=2).start()
     try:
         for n in range(5):
             store_upload(tmp_path, NAME, bytes([n]), trash)
@@ -116,7 +115,7 @@ def test_a_kept_file_is_not_freed_before_its_replace_is_done(tmp_path: Path) -> 
     """Freed before the rename, the rename would free the file itself (the discard back on
     the caller's thread): the thread frees only what ``free`` handed over."""
     store_upload(tmp_path, NAME, b"old")
-    trash = Trash(tmp_path, interval_s=0.01, spares=0).start()
+    trash = Trash(tmp_path, interval_s=0.01).start()
     try:
         kept = trash.keep(str(_target(tmp_path)))
         assert kept
@@ -130,82 +129,3 @@ def test_a_kept_file_is_not_freed_before_its_replace_is_done(tmp_path: Path) -> 
     again = Trash(tmp_path, interval_s=3600).start()
     assert again.keep(str(tmp_path / "absent")) == ""  # nothing there to keep
     again.close()
-
-
-OTHER = "0004f2a1b2c4-app.log"
-
-
-def test_the_next_upload_is_written_into_a_replaced_file_and_cut_to_its_length(
-    tmp_path: Path,
-) -> None:
-    """A spare: no new inode for the upload, its bytes exactly the new ones, no temporary
-    file left, and every spare freed at close."""
-    trash = Trash(tmp_path, interval_s=3600).start()
-    try:
-        assert store_upload(tmp_path, NAME, b"A" * 3000, trash) is True
-        first = os.stat(_target(tmp_path)).st_ino
-        assert store_upload(tmp_path, NAME, b"x", trash) is False  # the first kept, a spare
-        assert (trash.spares, trash.waiting, trash.reused) == (1, 0, 0)
-        assert store_upload(tmp_path, NAME, b"yy", trash) is False  # written into the first
-        assert os.stat(_target(tmp_path)).st_ino == first
-        assert _target(tmp_path).read_bytes() == b"yy"
-        assert (trash.kept, trash.reused, trash.spares) == (2, 1, 1)
-        assert sorted(os.listdir(_target(tmp_path).parent)) == [NAME]
-    finally:
-        trash.close()
-    assert os.listdir(trash.folder) == []
-    assert trash.freed == 1
-
-
-def test_a_phones_first_upload_written_into_a_spare_gets_its_folder(tmp_path: Path) -> None:
-    trash = Trash(tmp_path, interval_s=3600).start()
-    try:
-        store_upload(tmp_path, NAME, b"one", trash)
-        first = os.stat(_target(tmp_path)).st_ino
-        store_upload(tmp_path, NAME, b"two", trash)
-        assert store_upload(tmp_path, OTHER, b"other phone", trash) is True  # created
-        other = tmp_path / "0004f2a1b2c4" / OTHER
-        assert other.read_bytes() == b"other phone"
-        assert os.stat(other).st_ino == first
-        assert oct(os.stat(other.parent).st_mode & 0o777) == "0o700"
-    finally:
-        trash.close()
-
-
-def test_a_spare_larger_than_the_upload_is_freed_not_cut_short(tmp_path: Path) -> None:
-    trash = Trash(tmp_path, interval_s=3600).start()
-    try:
-        store_upload(tmp_path, NAME, b"L" * 10_000, trash)
-        store_upload(tmp_path, NAME, b"small", trash)  # the large one kept, a spare
-        assert store_upload(tmp_path, NAME, b"small again", trash) is False
-        assert _target(tmp_path).read_bytes() == b"small again"
-        assert (trash.reused, trash.waiting) == (0, 1)  # handed to the thread instead
-    finally:
-        trash.close()
-    assert os.listdir(trash.folder) == []
-
-
-def test_a_spare_freed_by_another_servers_start_is_passed_over(tmp_path: Path) -> None:
-    trash = Trash(tmp_path, interval_s=3600).start()
-    try:
-        store_upload(tmp_path, NAME, b"one", trash)
-        store_upload(tmp_path, NAME, b"two", trash)
-        Trash(tmp_path, interval_s=3600).start().close()  # another server's start and stop
-        assert os.listdir(trash.folder) == []
-        assert store_upload(tmp_path, NAME, b"three", trash) is False
-        assert _target(tmp_path).read_bytes() == b"three"
-        assert trash.reused == 0
-    finally:
-        trash.close()
-
-
-def test_a_spare_gone_between_its_write_and_its_rename_is_written_anew(tmp_path: Path) -> None:
-    """``_replace``'s fallback: the file to rename has vanished (another server's start freed
-    the spare after it was written): the upload is written again and renamed, whole."""
-    folder = tmp_path / "0004f2a1b2c3"
-    folder.mkdir()
-    gone = str(tmp_path / ".trash-gone")
-    used = _replace(gone, str(_target(tmp_path)), str(folder), "0004f2a1b2c3", b"anew")
-    assert _target(tmp_path).read_bytes() == b"anew"
-    assert used != gone
-    assert sorted(os.listdir(folder)) == [NAME]
