@@ -109,8 +109,17 @@ PARAM_MARKERS: Final = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric
 """Bound-parameter markers by DB-API paramstyle, for statements handed to the driver."""
 
 ROWS_A_STATEMENT: Final = 256  # rows of one multi-row statement on SQLite (a power of two)
-# SQLite's bound-parameter limit: 32,766 since 3.32, 999 before
+# SQLite's bound-parameter limit when the driver cannot say: 32,766 since 3.32, 999 before
 _SQLITE_PARAMETERS: Final = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+def _sqlite_parameters(connection: Connection) -> int:
+    """The connection's own limit on bound parameters (a build may set it either way)."""
+    driver = connection.connection.dbapi_connection
+    getlimit = getattr(driver, "getlimit", None)
+    if getlimit is None:
+        return _SQLITE_PARAMETERS
+    return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
 
 
 def execute_rows(
@@ -131,7 +140,9 @@ def execute_rows(
     if connection.dialect.name != "sqlite":
         connection.exec_driver_sql(_statement(style, head, width, 1, tail), list(rows))
         return
-    most = min(ROWS_A_STATEMENT, _SQLITE_PARAMETERS // width)
+    most = min(ROWS_A_STATEMENT, _sqlite_parameters(connection) // width)
+    if most < 1:
+        raise ValueError(f"a row of {width} values is over SQLite's bound-parameter limit")
     start = 0
     while start < len(rows):
         size = 1 << (min(most, len(rows) - start).bit_length() - 1)
