@@ -131,7 +131,11 @@ def main() -> None:
     befores = {f"{tree.resolve().name}-{args.workers}": tree.resolve() for tree in args.before}
     if len(befores) < len(args.before):
         parser.error("--before: give trees of different names (each names its server)")
+    if args.workers < 2:
+        parser.error("--workers must be at least 2 (the storm compares them with one worker)")
     names = ("nginx", f"fleetkey-{args.workers}", "fleetkey-1", *befores)
+    if len(set(names)) < len(names):
+        parser.error("--before: a tree's name takes a server's own (nginx, fleetkey): rename it")
     kinds = (HISTORY, FIRST_BOOTS) if args.first_boots else (HISTORY,)
     inventory = args.phones + args.rounds * args.first_boots  # history, then a fresh pool
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-storm-", dir=args.tmp))
