@@ -154,10 +154,15 @@ def execute_rows(
 
 @functools.cache
 def _statement(style: str, head: str, width: int, count: int, tail: str) -> str:
-    marker = PARAM_MARKERS[style]
+    return f"{head} VALUES {values_list(style, width, count)}{tail}"
+
+
+def values_list(paramstyle: str, width: int, count: int) -> str:
+    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` markers in the driver's paramstyle,
+    numbered in order where the style numbers them."""
+    marker = PARAM_MARKERS[paramstyle]
     numbers = iter(range(1, width * count + 1))
-    groups = ", ".join(
+    return ", ".join(
         "(" + ", ".join(marker.format(next(numbers)) for _ in range(width)) + ")"
         for _ in range(count)
     )
-    return f"{head} VALUES {groups}{tail}"

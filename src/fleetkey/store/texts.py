@@ -24,7 +24,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import aliased
 
-from fleetkey.store.database import PARAM_MARKERS
+from fleetkey.store.database import values_list
 from fleetkey.store.inventory import LOOKUP_CHUNK
 from fleetkey.store.schema import FetchTextRow
 
@@ -96,11 +96,11 @@ def store(connection: Connection, texts: Iterable[str]) -> dict[str, int]:
     and a look-up of every text were a fifth of the record writer's time in a storm of
     first boots, whose per-phone paths are new in every batch)."""
     wanted = sorted(set(texts))  # one order for every server: no deadlock on PostgreSQL
-    marker = PARAM_MARKERS[connection.dialect.paramstyle]
+    style = connection.dialect.paramstyle
     found: dict[str, int] = {}
     for start in range(0, len(wanted), LOOKUP_CHUNK):
         chunk = wanted[start : start + LOOKUP_CHUNK]
-        values = ", ".join(f"({marker.format(n + 1)})" for n in range(len(chunk)))
+        values = values_list(style, 1, len(chunk))
         rows = connection.exec_driver_sql(
             f'INSERT INTO {_TABLE} ("text") VALUES {values} '  # noqa: S608  # constant, values bound
             'ON CONFLICT ("text") DO NOTHING RETURNING "text", id',
