@@ -30,7 +30,7 @@ import uvloop
 
 from fleetkey.clock import Clock
 from fleetkey.errors import InputError
-from fleetkey.serve import observe
+from fleetkey.serve import observe, spares
 from fleetkey.serve.addresses import HOLD_S, Addresses
 from fleetkey.serve.commits import CommitGate
 from fleetkey.serve.content import ContentKind
@@ -244,6 +244,7 @@ class ServerRunner:
         self.writer.start()
         if self.http.trash is not None:  # replaced uploads freed off the loop (serve/trash.py)
             self.http.trash.start()
+            self.http.trash.spares = spares.usable()  # and logs written into spares
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:

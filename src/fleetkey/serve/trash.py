@@ -58,6 +58,11 @@ class Trash:
         self.kept = 0  # replaced files linked here
         self.freed = 0  # of those, unlinked by the thread
         self.passed = 0  # replaces that freed their file themselves (backlog, no hard links)
+        # logs written into the log they replaced last time (serve.spares): set by the
+        # server once spares.usable() said so, on its main thread
+        self.spares = False
+        self.spared = 0  # replaced logs kept as their phone's spare
+        self.reused = 0  # uploads written into a spare
 
     @property
     def waiting(self) -> int:

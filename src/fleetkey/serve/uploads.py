@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from fleetkey.errors import UploadRefusedError
+from fleetkey.serve import spares
 from fleetkey.serve.trash import Trash
 
 KIB: Final = 1024
@@ -45,6 +46,11 @@ class Upload(NamedTuple):
     cap_bytes: int
     name: str
 
+    @property
+    def kind(self) -> str:
+        """What the file is: ``app.log``, ``phone.cfg``… (the name after the MAC)."""
+        return self.name.split("-", 1)[1]
+
 
 def upload_rule(name: str) -> Upload | None:
     """The upload ``name`` is, when it is a file phones upload; else None."""
@@ -60,7 +66,9 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
     Each write goes to a temporary name of its own (so any number of uploads of one name may
     run at once: the last rename wins, none fails) that is then renamed over the target.
     Files are private (0600) and so are the per-MAC folders (0700). With a ``trash`` the file
-    replaced is kept there, so the rename frees nothing (``serve.trash``).
+    replaced is kept there, so the rename frees nothing (``serve.trash``); a log, when the
+    trash allows spares, is written into the log it replaced last time and exchanged with the
+    current one (``serve.spares``).
     """
     rule = upload_rule(name)
     if rule is None:
@@ -70,6 +78,12 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
         raise UploadRefusedError(f"{name}: {len(data)} bytes, the limit is {cap}")
     folder = os.path.join(root, mac)
     target = os.path.join(folder, f"{mac}-{name.split('-', 1)[1]}")
+    spare = trash is not None and trash.spares and rule.kind in spares.KINDS
+    if spare:
+        created = spares.write_into_spare(target, data)
+        if created is not None and trash is not None:
+            trash.reused += 1
+            return created
     temp = os.path.join(folder, f".{mac}.{os.getpid()}.{next(_temps)}.tmp")
     try:
         handle = os.open(temp, _CREATE, 0o600)
@@ -83,6 +97,15 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
                 view = view[os.write(handle, view) :]
         finally:
             os.close(handle)
+        if spare and trash is not None:
+            swapped = spares.exchange(temp, target)
+            if swapped is not None:  # else this filesystem cannot: as without spares
+                if not swapped:
+                    if spares.keep_replaced(temp, target):
+                        trash.spared += 1
+                    else:  # the target has a spare already: the old file is freed
+                        trash.free(temp)
+                return swapped
         kept = None if trash is None else trash.keep(target)
         existed = os.path.exists(target) if kept is None else bool(kept)
         try:

@@ -57,11 +57,16 @@ def _days(term: Term, on: date) -> int | None:
 
 
 def uploaded_logs(uploads: Path, mac: str) -> list[tuple[str, int]]:
-    """The files the phone uploaded (name, bytes), by name."""
+    """The files the phone uploaded (name, bytes), by name: not the server's own hidden
+    ones beside them (an upload being written, a log's spare: serve.spares)."""
     folder = uploads / mac
     if not folder.is_dir():
         return []
-    return sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
+    return sorted(
+        (p.name, p.stat().st_size)
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".")
+    )
 
 
 def routes(ui: FastAPI, context: UiContext, viewer: Callable[[Request], Viewer]) -> None:
