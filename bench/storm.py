@@ -2,8 +2,8 @@
 nginx with `worker_processes W`, same tree, same run.
 
     .venv/bin/python bench/storm.py [--boots 20000] [--phones 20000] [--first-boots N]
-                                    [--workers 2] [--concurrency 256] [--rounds 3]
-                                    [--tmp DIR] [--before TREE ...] [--json]
+                                    [--history-boots 2] [--workers 2] [--concurrency 256]
+                                    [--rounds 3] [--tmp DIR] [--before TREE ...] [--json]
 
 Needs gcc and nginx (with the DAV module, as Debian builds it). The fleet, the boot and the
 generator are bench/boot.py's (domain.md §5.1: eleven requests a boot, two log PUTs, about
@@ -14,10 +14,13 @@ at once, as fast as the server answers them: boots/s and p99 latency over the wh
 Two storms a round, each reported apart:
 
 - **history** (the license-lapse reboot storm a real fleet has): the ``--phones`` phones
-  each boot once against every server before the rounds (the whole boot: their log files,
-  per-phone paths, phone state and sightings are then in each server's store and memory, as
-  for phones that booted yesterday), so the measured PUTs replace files and the records
-  name paths the store knows.
+  each boot ``--history-boots`` times (default 2) against every server before the rounds
+  (the whole boot: their log files, per-phone paths, phone state and sightings are then in
+  each server's store and memory, as for phones that booted yesterday), so the measured PUTs
+  replace files and the records name paths the store knows. Twice, because a phone in
+  service has booted more than once, and a log replaced before leaves a file behind in
+  fleetkey (its spare, serve/spares.py) that the next replace is written into: one boot of
+  history measures phones that booted exactly once before (``--history-boots 1``).
 - **first boots**: ``--first-boots`` boots (default ``--boots``; 0 leaves it out) of phones
   in the inventory that never booted against that server (a pool of ``rounds`` x that many
   beyond the ``--phones``): every per-phone path is a new text, every phone a new state row,
@@ -105,6 +108,10 @@ def main() -> None:
         "--first-boots", type=int, metavar="N",
         help="boots a round of phones that never booted (default --boots; 0: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--history-boots", type=int, default=2, metavar="K",
+        help="boots of each phone before the rounds (default 2)",
+    )  # fmt: skip
     parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=256, help="phones booting at once")
@@ -118,9 +125,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.first_boots is None:
         args.first_boots = args.boots
-    for option in ("boots", "phones", "rounds"):
+    for option in ("boots", "phones", "rounds", "history_boots"):
         if getattr(args, option) < 1:
-            parser.error(f"--{option} must be at least 1")
+            parser.error(f"--{option.replace('_', '-')} must be at least 1")
     if args.first_boots < 0:
         parser.error("--first-boots must be 0 or more")
     if args.phones < args.concurrency:
@@ -163,9 +170,10 @@ def main() -> None:
             for name, (process, port) in servers.items():
                 wait_listening(port, process, name)
             time.sleep(1)
-            for name, (process, port) in servers.items():  # phones that booted before
-                done = storm(bootload, sequence, port, process.pid, args.phones, 0, args)
-                answered[name] += done["answers_total"]
+            for _ in range(args.history_boots):  # phones that booted before
+                for name, (process, port) in servers.items():
+                    done = storm(bootload, sequence, port, process.pid, args.phones, 0, args)
+                    answered[name] += done["answers_total"]
             first = dict.fromkeys(names, 0)
             for number in range(args.rounds):
                 turn = number % len(names)
@@ -230,7 +238,8 @@ def report(
 ) -> None:  # fmt: skip
     every = {kind: figures_of(by_name) for kind, by_name in runs.items()}
     if args.json:
-        print(json.dumps({"storms": every, "records": recorded, "answers": answered,
+        print(json.dumps({"storms": every, "history_boots": args.history_boots,
+                          "records": recorded, "answers": answered,
                           "fleetkey": summaries, "rounds": runs}, indent=2))  # fmt: skip
         return
     print(
@@ -238,8 +247,9 @@ def report(
         f"boot), {args.rounds} rounds, servers in turn, nothing pinned (2 cores shared)"
     )
     said = {
-        HISTORY: f"phones that booted before (each of the {args.phones:,} booted once against "
-        "every server first: paths, phone state and log files stored)",
+        HISTORY: f"phones that booted before (each of the {args.phones:,} booted "
+        f"{_times(args.history_boots)} against every server first: paths, phone state and log "
+        "files stored)",
         FIRST_BOOTS: f"phones never seen ({args.first_boots:,} boots a storm: new per-phone "
         "paths, new state rows, logs created)",
     }
@@ -250,6 +260,10 @@ def report(
         print(f"  fetch records {count:,} for {answered[name]:,} answers from {name}")
     for line in summaries:
         print(f"  {line}")
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
 
 
 def figures_of(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "storm.py"
     [
         (["--boots", "0"], "--boots must be at least 1"),
         (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--history-boots", "0"], "--history-boots must be at least 1"),
         (["--first-boots", "-1"], "--first-boots must be 0 or more"),
         (["--phones", "10", "--concurrency", "256"], "--phones must be at least --concurrency"),
         (["--workers", "1"], "--workers must be at least 2"),
