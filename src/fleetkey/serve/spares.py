@@ -162,9 +162,13 @@ def _claim(handle: int) -> bool:
     return True
 
 
-def _swap(spare: str, target: str) -> bool:
-    """Exchange the written spare with ``target`` (True: there was no target)."""
-    done = exchange(spare, target)
+def _swap(spare: str, target: str) -> bool | None:
+    """Exchange the written spare with ``target`` (True: there was no target; None: the
+    spare's name was deleted meanwhile, nothing moved)."""
+    try:
+        done = exchange(spare, target)
+    except FileNotFoundError:
+        return None
     if done is None:  # cannot exchange after all: the spare's bytes become the target
         created = not os.path.exists(target)
         os.replace(spare, target)

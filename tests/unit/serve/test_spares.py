@@ -132,6 +132,41 @@ def test_a_spare_s_mode_does_not_carry_over(tmp_path: Path, trash: Trash) -> Non
     assert os.stat(_log(tmp_path)).st_mode & 0o777 == 0o600
 
 
+def test_a_spare_deleted_while_it_is_written_leaves_the_upload_stored_the_usual_way(
+    tmp_path: Path, trash: Trash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_upload(tmp_path, LOG, b"boot 1", trash)
+    store_upload(tmp_path, LOG, b"boot 2", trash)
+    truncate = os.ftruncate
+
+    def deleted_meanwhile(handle: int, size: int) -> None:  # an administrator's `find -delete`
+        os.unlink(_spare(tmp_path))
+        truncate(handle, size)
+
+    monkeypatch.setattr(spares.os, "ftruncate", deleted_meanwhile)
+    assert store_upload(tmp_path, LOG, b"boot 3", trash) is False
+    assert _log(tmp_path).read_bytes() == b"boot 3"
+    assert _spare(tmp_path).read_bytes() == b"boot 2"  # the replaced log, a spare again
+    assert trash.reused == 0
+
+
+def test_a_spare_replaced_while_it_is_written_is_not_swapped_in(
+    tmp_path: Path, trash: Trash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_upload(tmp_path, LOG, b"boot 1", trash)
+    store_upload(tmp_path, LOG, b"boot 2", trash)
+    truncate = os.ftruncate
+
+    def replaced_meanwhile(handle: int, size: int) -> None:  # deleted, and a new one made
+        os.unlink(_spare(tmp_path))
+        _spare(tmp_path).write_bytes(b"another upload's old log")
+        truncate(handle, size)
+
+    monkeypatch.setattr(spares.os, "ftruncate", replaced_meanwhile)
+    assert store_upload(tmp_path, LOG, b"boot 3", trash) is False
+    assert _log(tmp_path).read_bytes() == b"boot 3"
+
+
 def test_without_exchange_uploads_are_stored_as_without_spares(
     tmp_path: Path, trash: Trash, monkeypatch: pytest.MonkeyPatch
 ) -> None:
