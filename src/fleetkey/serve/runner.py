@@ -189,6 +189,7 @@ class ServerRunner:
                 places.uploads,
                 settings.tftp_settings,
                 settings.tftp[0],
+                trash=self.http.trash,
             )
             if settings.tftp is not None
             else None
@@ -206,6 +207,7 @@ class ServerRunner:
                 uploads=places.uploads,
                 settings=settings.ftp_settings,
                 gate=self.gate,
+                trash=self.http.trash,
             )
         )
         if self.tftp is not None and self.auth.enabled:

@@ -53,6 +53,7 @@ from fleetkey.serve.ftp.session import SessionMixin
 from fleetkey.serve.listen import listen_error
 from fleetkey.serve.proxies import Network
 from fleetkey.serve.recorder import Recorder, RecordQueue
+from fleetkey.serve.trash import Trash
 from fleetkey.serve.tree import FileTree
 from fleetkey.serve.view import ViewSource
 
@@ -160,8 +161,10 @@ class FtpService:
         uploads: Path,
         settings: FtpSettings,
         confirming: Confirmations | None = None,
+        trash: Trash | None = None,
     ) -> None:
         self.pipeline, self.recorder, self.uploads = pipeline, recorder, uploads
+        self.trash = trash  # the server's, for replaced uploads (serve.trash, serve.spares)
         self.confirming = confirming  # license answers' 226 after their commit
         self.settings = settings
         self.logins = Logins(view, settings.shared_login)
@@ -375,6 +378,7 @@ def ftp_alongside(
     uploads: Path,
     settings: FtpSettings,
     gate: CommitGate | None = None,
+    trash: Trash | None = None,
 ) -> FtpService:
     """The FTP service beside the event loop's ``main`` and ``recorder``: its own pipeline and
     recorder (its thread's) over the same view, tree, uploads, writer, sightings; logins only.
@@ -397,4 +401,4 @@ def ftp_alongside(
         queue_capacity=queue_capacity,
         sightings=recorder.sightings,
     )
-    return FtpService(pipeline, own, view, uploads, settings, confirming)
+    return FtpService(pipeline, own, view, uploads, settings, confirming, trash)

@@ -292,7 +292,9 @@ class SessionMixin(QuickMixin, RefusingMixin):
         upload = transfer.ruling.upload
         assert upload is not None  # noqa: S101
         try:
-            created = store_upload(self.service.uploads, upload.name, buffer.getvalue())
+            created = store_upload(
+                self.service.uploads, upload.name, buffer.getvalue(), self.service.trash
+            )
         except UploadRefusedError as exc:
             self._record(transfer, 413, moved)
             return f"552 {exc}; nothing was stored."

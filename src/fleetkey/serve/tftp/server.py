@@ -44,6 +44,7 @@ from fleetkey.serve.tftp.transfer import (
     TransferResult,
     WriteTransfer,
 )
+from fleetkey.serve.trash import Trash
 from fleetkey.serve.uploads import store_status
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,12 @@ class TftpServer(asyncio.DatagramProtocol):
         uploads: Path,
         settings: TftpSettings,
         bind_host: str,
+        trash: Trash | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._recorder = recorder
         self._uploads = uploads
+        self._trash = trash  # the server's, for replaced uploads (serve.trash, serve.spares)
         self._settings = settings
         self._bind_host = bind_host
         self._transport: asyncio.DatagramTransport | None = None
@@ -284,7 +287,9 @@ class TftpServer(asyncio.DatagramProtocol):
         if request.mode == "netascii":
             body = packets.from_netascii(body)
         loop = asyncio.get_running_loop()
-        outcome.status = await loop.run_in_executor(None, store_status, self._uploads, name, body)
+        outcome.status = await loop.run_in_executor(
+            None, store_status, self._uploads, name, body, self._trash
+        )
         if outcome.status >= 500:
             outcome.detail = "the upload could not be stored"
         transfer.stored(outcome.detail if outcome.status >= 500 else None)
