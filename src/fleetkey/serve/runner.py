@@ -246,7 +246,8 @@ class ServerRunner:
         self.writer.start()
         if self.http.trash is not None:  # replaced uploads freed off the loop (serve/trash.py)
             self.http.trash.start()
-            self.http.trash.spares = spares.usable()  # and logs written into spares
+            # and logs written into spares (serve/spares.py), where leases are granted
+            self.http.trash.spares = spares.usable(self.http.trash.folder)
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:

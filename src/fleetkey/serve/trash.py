@@ -24,9 +24,11 @@ named ``<pid>.<token>.<n>``. What a killed server left there is unlinked at the 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
+import re
 import secrets
 import threading
 from collections import deque
@@ -40,12 +42,26 @@ INTERVAL_S: Final = 0.25  # the trash is emptied this often
 BACKLOG: Final = 20_000  # files waiting to be freed beyond which replaces free their own
 
 
+_LEFT: Final = re.compile(r"\.[0-9a-f]{12}\.(\d+)\.\d+\.(?:tmp|claim)")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
 class Trash:
     """A per-server trash of replaced uploads under ``root`` and the thread that empties it."""
 
     def __init__(
         self, root: Path, *, interval_s: float = INTERVAL_S, backlog: int = BACKLOG
     ) -> None:
+        self.root = str(root)
         self.folder = os.path.join(root, FOLDER)
         self._interval = interval_s
         self._backlog = backlog
@@ -63,6 +79,7 @@ class Trash:
         self.spares = False
         self.spared = 0  # replaced logs kept as their phone's spare
         self.reused = 0  # uploads written into a spare
+        self.swept = 0  # files killed servers left beside the uploads, freed at the start
 
     @property
     def waiting(self) -> int:
@@ -88,6 +105,29 @@ class Trash:
             self._wake.set()
             self._thread.join()
             self._thread = None
+
+    def take(self, path: str) -> None:
+        """Move ``path`` (a file of the server's own beside a phone's uploads: a replaced log,
+        a spare that cannot be used) into the trash, for the thread to free; freed at once
+        when the trash cannot take it (not running, too many waiting)."""
+        if self._thread is not None and len(self._waiting) < self._backlog:
+            kept = os.path.join(self.folder, self._prefix + str(next(self._names)))
+            try:
+                os.rename(path, kept)
+            except FileNotFoundError:
+                return
+            except OSError:  # the trash folder removed under us: freed here
+                pass
+            else:
+                self._waiting.append(kept)
+                return
+        self.passed += 1
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # the upload it was for is stored: said, not failed
+            log.warning("could not free %s: %s", path, exc)
 
     def keep(self, target: str) -> str | None:
         """Link ``target`` (about to be replaced) into the trash and return the link's name,
@@ -117,6 +157,7 @@ class Trash:
         self._waiting.append(kept)
 
     def _run(self) -> None:
+        self._sweep()
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
@@ -124,6 +165,28 @@ class Trash:
             if self._stopping:
                 self._empty()
                 return
+
+    def _sweep(self) -> None:
+        """Free what killed servers left beside the phones' uploads: an upload's temporary
+        file, a spare claimed for an upload (``serve.spares``), named with their process id;
+        those of a process still running are left to it."""
+        try:
+            folders = [entry.path for entry in os.scandir(self.root) if entry.is_dir()]
+        except OSError:
+            return
+        for folder in folders:
+            if os.path.basename(folder) == FOLDER:
+                continue
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                match = _LEFT.fullmatch(name)
+                if match is not None and not _running(int(match.group(1))):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, name))
+                        self.swept += 1
 
     def _empty(self) -> None:
         waiting, failed = self._waiting, 0

@@ -77,12 +77,12 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
     if len(data) > cap:
         raise UploadRefusedError(f"{name}: {len(data)} bytes, the limit is {cap}")
     folder = os.path.join(root, mac)
-    target = os.path.join(folder, f"{mac}-{name.split('-', 1)[1]}")
-    spare = trash is not None and trash.spares and rule.kind in spares.KINDS
-    if spare:
-        created = spares.write_into_spare(target, data)
-        if created is not None and trash is not None:
-            trash.reused += 1
+    target = os.path.join(folder, f"{mac}-{rule.kind}")
+    spare = trash if trash is not None and trash.spares and rule.kind in spares.KINDS else None
+    if spare is not None:
+        created = spares.write_into_spare(target, data, spare)
+        if created is not None:
+            spare.reused += 1
             return created
     temp = os.path.join(folder, f".{mac}.{os.getpid()}.{next(_temps)}.tmp")
     try:
@@ -97,15 +97,12 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
                 view = view[os.write(handle, view) :]
         finally:
             os.close(handle)
-        if spare and trash is not None:
-            swapped = spares.exchange(temp, target)
-            if swapped is not None:  # else this filesystem cannot: as without spares
-                if not swapped:
-                    if spares.keep_replaced(temp, target):
-                        trash.spared += 1
-                    else:  # the target has a spare already: the old file is freed
-                        trash.free(temp)
-                return swapped
+        if spare is not None:
+            created = spares.place(temp, target)
+            if created is not None:  # else this filesystem cannot: as without spares
+                if not created:  # the replaced log is at ``temp`` now
+                    spares.keep_replaced(temp, target, spare)
+                return created
         kept = None if trash is None else trash.keep(target)
         existed = os.path.exists(target) if kept is None else bool(kept)
         try:

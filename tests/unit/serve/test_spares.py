@@ -30,10 +30,16 @@ def _spare(root: Path) -> Path:
 @pytest.fixture
 def trash(tmp_path: Path) -> Iterator[Trash]:
     kept = Trash(tmp_path, interval_s=3600).start()
-    assert spares.usable()  # the test runs on the main thread, on Linux
-    kept.spares = True
+    before = signal.getsignal(signal.SIGIO)
+    kept.spares = spares.usable(kept.folder)
+    assert kept.spares  # the test runs on the main thread, on Linux, where leases are granted
     yield kept
     kept.close()
+    signal.signal(signal.SIGIO, before)
+
+
+def _in_trash(trash: Trash) -> list[bytes]:
+    return sorted(p.read_bytes() for p in Path(trash.folder).iterdir() if not p.is_symlink())
 
 
 def test_the_replaced_log_becomes_the_spare_and_the_next_log_is_written_into_it(
@@ -51,7 +57,8 @@ def test_the_replaced_log_becomes_the_spare_and_the_next_log_is_written_into_it(
     assert _spare(tmp_path).read_bytes() == b"boot 3, longer than the others"
     # two files take turns: nothing created, nothing freed
     assert {os.stat(_log(tmp_path)).st_ino, os.stat(_spare(tmp_path)).st_ino} == {first, second}
-    assert (trash.spared, trash.reused, trash.kept, trash.waiting) == (1, 2, 0, 0)
+    # every replaced log kept as the spare; the last two uploads written into one
+    assert (trash.spared, trash.reused, trash.kept, trash.waiting) == (3, 2, 0, 0)
     assert sorted(os.listdir(tmp_path / MAC)) == [f".{LOG}.spare", LOG]
     assert os.stat(_log(tmp_path)).st_mode & 0o777 == 0o600
 
@@ -86,6 +93,9 @@ def test_a_reader_holding_the_spare_keeps_its_bytes(tmp_path: Path, trash: Trash
         assert reader.read() == b"boot 1"
     assert _log(tmp_path).read_bytes() == b"boot 3"
     assert trash.reused == 0
+    # the spare stays (no rename over it, which would free it on the caller's thread): the
+    # log boot 3 replaced goes to the trash instead
+    assert _in_trash(trash) == [b"boot 2"]
     store_upload(tmp_path, LOG, b"boot 4", trash)  # the reader gone: the spare is used again
     assert (_log(tmp_path).read_bytes(), trash.reused) == (b"boot 4", 1)
 
@@ -99,6 +109,8 @@ def test_a_spare_with_another_name_is_not_written_into(tmp_path: Path, trash: Tr
     assert elsewhere.read_bytes() == b"boot 1"
     assert _log(tmp_path).read_bytes() == b"boot 3"
     assert trash.reused == 0
+    assert _spare(tmp_path).read_bytes() == b"boot 2"  # a spare of its own instead
+    assert os.stat(_spare(tmp_path)).st_nlink == 1
 
 
 def test_a_spare_that_is_a_symbolic_link_is_not_followed(tmp_path: Path, trash: Trash) -> None:
@@ -109,8 +121,9 @@ def test_a_spare_that_is_a_symbolic_link_is_not_followed(tmp_path: Path, trash: 
     store_upload(tmp_path, LOG, b"boot 2", trash)
     assert outside.read_bytes() == b"not the phone's"
     assert _log(tmp_path).read_bytes() == b"boot 2"
-    assert _spare(tmp_path).is_symlink()  # left as found; the old log freed by the trash
-    assert trash.waiting == 1
+    # the link went to the trash (freeing a link frees no file); the old log is the spare
+    assert not _spare(tmp_path).is_symlink()
+    assert _spare(tmp_path).read_bytes() == b"boot 1"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root")
@@ -119,8 +132,9 @@ def test_a_spare_owned_by_another_user_is_not_written_into(tmp_path: Path, trash
     store_upload(tmp_path, LOG, b"boot 2", trash)
     os.chown(_spare(tmp_path), 65534, 65534)
     store_upload(tmp_path, LOG, b"boot 3", trash)
-    assert _spare(tmp_path).read_bytes() == b"boot 1"
+    assert _in_trash(trash) == [b"boot 1"]  # not written into: to the trash, whole
     assert _log(tmp_path).read_bytes() == b"boot 3"
+    assert os.stat(_spare(tmp_path)).st_uid == os.geteuid()  # boot 2's, the new spare
 
 
 def test_a_spare_s_mode_does_not_carry_over(tmp_path: Path, trash: Trash) -> None:
@@ -137,13 +151,14 @@ def test_a_spare_deleted_while_it_is_written_leaves_the_upload_stored_the_usual_
 ) -> None:
     store_upload(tmp_path, LOG, b"boot 1", trash)
     store_upload(tmp_path, LOG, b"boot 2", trash)
-    truncate = os.ftruncate
+    lease = spares.fcntl.fcntl
 
-    def deleted_meanwhile(handle: int, size: int) -> None:  # an administrator's `find -delete`
-        os.unlink(_spare(tmp_path))
-        truncate(handle, size)
+    def deleted_meanwhile(handle: int, command: int, arg: int = 0) -> object:
+        granted = lease(handle, command, arg)
+        os.unlink(_spare(tmp_path))  # an administrator's `find -delete`, once it is leased
+        return granted
 
-    monkeypatch.setattr(spares.os, "ftruncate", deleted_meanwhile)
+    monkeypatch.setattr(spares.fcntl, "fcntl", deleted_meanwhile)
     assert store_upload(tmp_path, LOG, b"boot 3", trash) is False
     assert _log(tmp_path).read_bytes() == b"boot 3"
     assert _spare(tmp_path).read_bytes() == b"boot 2"  # the replaced log, a spare again
@@ -155,16 +170,18 @@ def test_a_spare_replaced_while_it_is_written_is_not_swapped_in(
 ) -> None:
     store_upload(tmp_path, LOG, b"boot 1", trash)
     store_upload(tmp_path, LOG, b"boot 2", trash)
-    truncate = os.ftruncate
+    rename = os.rename
 
-    def replaced_meanwhile(handle: int, size: int) -> None:  # deleted, and a new one made
-        os.unlink(_spare(tmp_path))
-        _spare(tmp_path).write_bytes(b"another upload's old log")
-        truncate(handle, size)
+    def replaced_meanwhile(source: str, destination: str) -> None:
+        if source == str(_spare(tmp_path)):  # the claim: just before it, the spare replaced
+            os.unlink(source)
+            _spare(tmp_path).write_bytes(b"another upload's old log")
+        rename(source, destination)
 
-    monkeypatch.setattr(spares.os, "ftruncate", replaced_meanwhile)
+    monkeypatch.setattr(spares.os, "rename", replaced_meanwhile)
     assert store_upload(tmp_path, LOG, b"boot 3", trash) is False
-    assert _log(tmp_path).read_bytes() == b"boot 3"
+    assert _log(tmp_path).read_bytes() == b"boot 3"  # not the other file swapped in
+    assert b"boot 3" not in _in_trash(trash)
 
 
 def test_without_exchange_uploads_are_stored_as_without_spares(
@@ -174,23 +191,77 @@ def test_without_exchange_uploads_are_stored_as_without_spares(
         raise OSError(22, "Invalid argument")  # EINVAL: a filesystem that cannot exchange
 
     monkeypatch.setattr(spares, "rename2", cannot)
-    monkeypatch.setitem(spares._state, "exchanges", True)
     store_upload(tmp_path, LOG, b"boot 1", trash)
-    assert store_upload(tmp_path, LOG, b"boot 2", trash) is False
-    assert _log(tmp_path).read_bytes() == b"boot 2"
-    assert spares._state["exchanges"] is False  # off for the process from then on
+    try:
+        assert store_upload(tmp_path, LOG, b"boot 2", trash) is False
+        assert _log(tmp_path).read_bytes() == b"boot 2"
+        assert not spares._exchanges.is_set()  # off for the process from then on
+    finally:
+        spares._exchanges.set()
     assert not _spare(tmp_path).exists()
     assert (trash.kept, trash.spared) == (1, 0)  # the trash as before
 
 
-def test_spares_ignore_the_lease_break_signal() -> None:
-    assert spares.usable()
+def test_spares_ignore_the_lease_break_signal(trash: Trash) -> None:
     assert signal.getsignal(signal.SIGIO) == signal.SIG_IGN
+
+
+def test_no_spares_where_leases_are_not_granted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(handle: int, command: int, arg: int = 0) -> int:
+        raise OSError(22, "Invalid argument")  # fs.leases-enable=0, or a filesystem without
+
+    monkeypatch.setattr(spares.fcntl, "fcntl", refused)
+    assert spares.usable(str(tmp_path)) is False
+    assert os.listdir(tmp_path) == []  # the probe removed
+
+
+def test_a_log_shorter_by_a_block_is_not_written_into_the_spare(
+    tmp_path: Path, trash: Trash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long = b"x" * 20_000  # five blocks of 4 KiB
+    store_upload(tmp_path, LOG, long, trash)
+    store_upload(tmp_path, LOG, long, trash)
+    truncated: list[int] = []
+    truncate = os.ftruncate
+
+    def watched(handle: int, size: int) -> None:
+        truncated.append(os.fstat(handle).st_size - size)
+        truncate(handle, size)
+
+    monkeypatch.setattr(spares.os, "ftruncate", watched)
+    store_upload(tmp_path, LOG, b"short", trash)  # cutting the spare would free blocks
+    assert truncated == []
+    assert _log(tmp_path).read_bytes() == b"short"
+    assert _in_trash(trash) == [long]  # the long spare, freed by the thread
+    assert _spare(tmp_path).read_bytes() == long  # the log it replaced
+    store_upload(tmp_path, LOG, long + b"!", trash)  # longer: written into the spare
+    assert truncated == [0]
+    assert trash.reused == 1
+
+
+def test_what_a_killed_server_left_beside_the_uploads_is_freed_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    gone = multiprocessing.get_context("fork").Process(target=os.getpid)
+    gone.start()
+    gone.join()
+    folder = tmp_path / MAC
+    folder.mkdir()
+    left = [f".{MAC}.{gone.pid}.3.tmp", f".{MAC}.{gone.pid}.4.claim"]
+    alive = [f".{MAC}.{os.getpid()}.5.tmp", f".{LOG}.spare", LOG]
+    for name in left + alive:
+        (folder / name).write_bytes(b"x")
+    trash = Trash(tmp_path, interval_s=3600).start()
+    trash.close()
+    assert sorted(os.listdir(folder)) == sorted(alive)
+    assert trash.swept == 2
 
 
 def _uploader(root: str, tag: int, count: int) -> None:
     trash = Trash(Path(root), interval_s=0.01).start()
-    trash.spares = spares.usable()
+    trash.spares = spares.usable(trash.folder)
     for n in range(count):
         store_upload(Path(root), LOG, f"{tag}:{n}:".encode() * (1 + n % 50), trash)
     trash.close()
