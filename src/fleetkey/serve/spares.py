@@ -46,12 +46,13 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
-import itertools
 import os
 import signal
 import stat
 import threading
 from typing import TYPE_CHECKING, Final
+
+from fleetkey.serve.trash import scratch_name
 
 if TYPE_CHECKING:
     from fleetkey.serve.trash import Trash
@@ -64,7 +65,9 @@ RENAME_NOREPLACE: Final = 1  # <linux/fs.h>, renameat2(2)
 RENAME_EXCHANGE: Final = 2  # <linux/fs.h>, renameat2(2)
 F_SETLEASE: Final = getattr(fcntl, "F_SETLEASE", 1024)  # <linux/fcntl.h>, fcntl(2)
 F_WRLCK: Final = getattr(fcntl, "F_WRLCK", 1)  # <asm-generic/fcntl.h>
+F_UNLCK: Final = getattr(fcntl, "F_UNLCK", 2)  # <asm-generic/fcntl.h>
 _BUSY: Final = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})  # leased, or open elsewhere
+_CANNOT: Final = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP})  # no such renames here
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _renameat2 = getattr(_libc, "renameat2", None)  # glibc 2.28+
@@ -75,7 +78,6 @@ if _renameat2 is not None:
 _exchanges = threading.Event()  # set: this process may exchange (cleared for good on EINVAL)
 if _renameat2 is not None:
     _exchanges.set()
-_claims = itertools.count()
 
 
 def usable(folder: str) -> bool:
@@ -137,11 +139,10 @@ def write_into_spare(target: str, data: bytes, trash: Trash) -> bool | None:
         if not _claim(handle, len(data), spare, trash):
             return None
         folder, name = os.path.split(target)
-        claim = os.path.join(folder, f".{name.split('-', 1)[0]}.{os.getpid()}.{next(_claims)}")
-        claim += ".claim"
-        try:
-            os.rename(spare, claim)  # a name of this upload's own: nobody else exchanges it
-        except FileNotFoundError:  # deleted meanwhile (an administrator)
+        claim = scratch_name(folder, name.split("-", 1)[0], "claim")
+        try:  # a name of this upload's own: nobody else exchanges it
+            rename2(spare, claim, RENAME_NOREPLACE)
+        except (FileNotFoundError, FileExistsError):  # deleted meanwhile; a name taken
             return None
         if os.lstat(claim).st_ino != os.fstat(handle).st_ino:  # another file came meanwhile
             trash.take(claim)
@@ -151,14 +152,15 @@ def write_into_spare(target: str, data: bytes, trash: Trash) -> bool | None:
             while offset < len(data):
                 offset += os.pwrite(handle, view[offset:], offset)
             os.ftruncate(handle, len(data))  # as long or longer, in as many blocks
+            fcntl.fcntl(handle, F_SETLEASE, F_UNLCK)  # written: readers need not wait more
             created = place(claim, target)
+            if created is None:  # cannot exchange after all: the claim becomes the target
+                created = not os.path.exists(target)
+                os.replace(claim, target)
         except BaseException:
             trash.take(claim)
             raise
-        if created is None:  # cannot exchange after all: the claim is the target's new file
-            created = not os.path.exists(target)
-            os.replace(claim, target)
-        elif not created:
+        if not created:
             keep_replaced(claim, target, trash)
         return created
     finally:
@@ -168,26 +170,37 @@ def write_into_spare(target: str, data: bytes, trash: Trash) -> bool | None:
 def place(source: str, target: str) -> bool | None:
     """Put the new file at ``source`` (a name of the caller's own) at ``target``: True when
     there was no ``target`` (renamed to it), False when exchanged (``source`` now holds the
-    old one), None when the filesystem cannot exchange (spares are then off for the
-    process; nothing moved)."""
+    old one), None when the filesystem cannot (spares are then off for the process; nothing
+    moved). IsADirectoryError when ``target`` is not a regular file (nothing moved)."""
     for _ in range(3):  # the target deleted and made again between two tries: try again
         try:
+            if not stat.S_ISREG(os.lstat(target).st_mode):  # a folder, a link: not swapped
+                raise IsADirectoryError(errno.EISDIR, "not a regular file", target)
             rename2(source, target, RENAME_EXCHANGE)
         except FileNotFoundError:  # no target: the first upload of this log
             pass
         except OSError as exc:
-            if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-                _exchanges.clear()
-                return None
-            raise
+            _cannot(exc)
+            return None
         else:
             return False
         try:
             rename2(source, target, RENAME_NOREPLACE)
         except FileExistsError:
             continue
-        return True
+        except OSError as exc:
+            _cannot(exc)
+            return None
+        else:
+            return True
     raise OSError(errno.EAGAIN, "the log kept changing while it was replaced", target)
+
+
+def _cannot(exc: OSError) -> None:
+    """Turn spares off when ``exc`` says this filesystem cannot rename so; else raise it."""
+    if exc.errno not in _CANNOT:
+        raise exc
+    _exchanges.clear()
 
 
 def keep_replaced(replaced: str, target: str, trash: Trash) -> None:

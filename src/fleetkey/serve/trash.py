@@ -24,13 +24,13 @@ named ``<pid>.<token>.<n>``. What a killed server left there is unlinked at the 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
 import re
 import secrets
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Final
@@ -42,17 +42,21 @@ INTERVAL_S: Final = 0.25  # the trash is emptied this often
 BACKLOG: Final = 20_000  # files waiting to be freed beyond which replaces free their own
 
 
-_LEFT: Final = re.compile(r"\.[0-9a-f]{12}\.(\d+)\.\d+\.(?:tmp|claim)")
+SWEEP_EVERY_S: Final = 600.0  # leftovers beside the uploads are looked for this often
+LEFT_AGE_S: Final = 600.0  # and freed when older: an upload's own file lives milliseconds
+_SCRATCH = re.compile(r"\.[0-9a-f]{12}\.[0-9a-f]+\.[0-9a-f]+\.\d+\.(?:tmp|claim)")
+_scratches = itertools.count()
+_token = {"pid": 0, "token": ""}
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
+def scratch_name(folder: str, mac: str, kind: str) -> str:
+    """A name of this upload's own beside a phone's files (``kind``: ``tmp``, a file being
+    written; ``claim``, a spare being written into): hidden, unique to this process (its pid
+    and a token made at its start, as containers' processes may share a pid) and this call."""
+    if _token["pid"] != os.getpid():  # a new process (forked workers too): a new token
+        _token["pid"], _token["token"] = os.getpid(), secrets.token_hex(4)
+    unique = f"{os.getpid():x}.{_token['token']}.{next(_scratches)}"
+    return os.path.join(folder, f".{mac}.{unique}.{kind}")
 
 
 class Trash:
@@ -79,7 +83,7 @@ class Trash:
         self.spares = False
         self.spared = 0  # replaced logs kept as their phone's spare
         self.reused = 0  # uploads written into a spare
-        self.swept = 0  # files killed servers left beside the uploads, freed at the start
+        self.swept = 0  # files killed servers left beside the uploads, freed by the sweep
 
     @property
     def waiting(self) -> int:
@@ -116,7 +120,7 @@ class Trash:
                 os.rename(path, kept)
             except FileNotFoundError:
                 return
-            except OSError:  # the trash folder removed under us: freed here
+            except OSError:  # not movable (the trash folder removed under us…): freed here
                 pass
             else:
                 self._waiting.append(kept)
@@ -157,7 +161,7 @@ class Trash:
         self._waiting.append(kept)
 
     def _run(self) -> None:
-        self._sweep()
+        swept_at: float | None = None  # the first sweep after the first emptying
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
@@ -165,28 +169,38 @@ class Trash:
             if self._stopping:
                 self._empty()
                 return
+            if swept_at is None or time.monotonic() - swept_at >= SWEEP_EVERY_S:
+                self._sweep()
+                swept_at = time.monotonic()
 
     def _sweep(self) -> None:
-        """Free what killed servers left beside the phones' uploads: an upload's temporary
-        file, a spare claimed for an upload (``serve.spares``), named with their process id;
-        those of a process still running are left to it."""
+        """Free what servers killed while writing left beside the phones' uploads (a file
+        being written, a spare claimed: :func:`scratch_name`) once older than ``LEFT_AGE_S``;
+        the trash is emptied between folders meanwhile."""
         try:
-            folders = [entry.path for entry in os.scandir(self.root) if entry.is_dir()]
-        except OSError:
+            folders = [e.path for e in os.scandir(self.root) if e.is_dir(follow_symlinks=False)]
+        except OSError as exc:
+            log.warning("could not look for leftovers in %s: %s", self.root, exc)
             return
-        for folder in folders:
-            if os.path.basename(folder) == FOLDER:
-                continue
+        for number, folder in enumerate(folders):
+            if self._stopping:
+                return
+            if number % 1000 == 999 and self._waiting:
+                self._empty()
             try:
-                names = os.listdir(folder)
-            except OSError:
+                names = [n for n in os.listdir(folder) if _SCRATCH.fullmatch(n)]
+            except OSError:  # removed meanwhile, or the trash's own
                 continue
             for name in names:
-                match = _LEFT.fullmatch(name)
-                if match is not None and not _running(int(match.group(1))):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(folder, name))
+                path = os.path.join(folder, name)
+                try:
+                    if time.time() - os.lstat(path).st_mtime > LEFT_AGE_S:
+                        os.unlink(path)
                         self.swept += 1
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning("could not free the leftover %s: %s", path, exc)
 
     def _empty(self) -> None:
         waiting, failed = self._waiting, 0

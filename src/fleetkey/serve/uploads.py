@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ from typing import Final, NamedTuple
 
 from fleetkey.errors import UploadRefusedError
 from fleetkey.serve import spares
-from fleetkey.serve.trash import Trash
+from fleetkey.serve.trash import Trash, scratch_name
 
 KIB: Final = 1024
 # kind of file → size cap in bytes
@@ -34,7 +33,6 @@ CAPS: Final = {
     "directory.xml": 1024 * KIB,  # local contact directory
 }
 _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-_temps = itertools.count()
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"([0-9A-Fa-f]{12})-(" + "|".join(re.escape(k) for k in CAPS) + r")")
 
@@ -84,7 +82,7 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
         if created is not None:
             spare.reused += 1
             return created
-    temp = os.path.join(folder, f".{mac}.{os.getpid()}.{next(_temps)}.tmp")
+    temp = scratch_name(folder, mac, "tmp")
     try:
         handle = os.open(temp, _CREATE, 0o600)
     except FileNotFoundError:  # the phone's first upload: its folder is made once

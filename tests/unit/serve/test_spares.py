@@ -6,13 +6,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fleetkey.serve import spares
-from fleetkey.serve.trash import Trash
+from fleetkey.serve.trash import Trash, scratch_name
 from fleetkey.serve.uploads import store_upload
 
 MAC = "0004f2a1b2c3"
@@ -36,6 +37,15 @@ def trash(tmp_path: Path) -> Iterator[Trash]:
     yield kept
     kept.close()
     signal.signal(signal.SIGIO, before)
+
+
+def _wait_until(condition: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def _in_trash(trash: Trash) -> list[bytes]:
@@ -170,18 +180,52 @@ def test_a_spare_replaced_while_it_is_written_is_not_swapped_in(
 ) -> None:
     store_upload(tmp_path, LOG, b"boot 1", trash)
     store_upload(tmp_path, LOG, b"boot 2", trash)
-    rename = os.rename
+    rename2 = spares.rename2
 
-    def replaced_meanwhile(source: str, destination: str) -> None:
+    def replaced_meanwhile(source: str, destination: str, flags: int) -> None:
         if source == str(_spare(tmp_path)):  # the claim: just before it, the spare replaced
             os.unlink(source)
             _spare(tmp_path).write_bytes(b"another upload's old log")
-        rename(source, destination)
+        rename2(source, destination, flags)
 
-    monkeypatch.setattr(spares.os, "rename", replaced_meanwhile)
+    monkeypatch.setattr(spares, "rename2", replaced_meanwhile)
     assert store_upload(tmp_path, LOG, b"boot 3", trash) is False
     assert _log(tmp_path).read_bytes() == b"boot 3"  # not the other file swapped in
     assert b"boot 3" not in _in_trash(trash)
+
+
+def test_a_claim_never_replaces_a_file_of_that_name(
+    tmp_path: Path, trash: Trash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_upload(tmp_path, LOG, b"boot 1", trash)
+    store_upload(tmp_path, LOG, b"boot 2", trash)
+    taken = tmp_path / MAC / f".{MAC}.1.0123abcd.7.claim"  # another server's, same pid
+    taken.write_bytes(b"its upload, being written")
+    monkeypatch.setattr(spares, "scratch_name", lambda folder, mac, kind: str(taken))
+    store_upload(tmp_path, LOG, b"boot 3", trash)
+    assert taken.read_bytes() == b"its upload, being written"
+    assert _log(tmp_path).read_bytes() == b"boot 3"
+
+
+def test_the_lease_is_let_go_once_the_spare_is_written(
+    tmp_path: Path, trash: Trash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_upload(tmp_path, LOG, b"boot 1", trash)
+    store_upload(tmp_path, LOG, b"boot 2", trash)
+    opened: list[bool] = []
+    place = spares.place
+
+    def reader_meanwhile(source: str, target: str) -> bool | None:
+        try:  # a reader (a backup) opening the written file: not held back
+            os.close(os.open(source, os.O_RDONLY | os.O_NONBLOCK))
+            opened.append(True)
+        except BlockingIOError:
+            opened.append(False)
+        return place(source, target)
+
+    monkeypatch.setattr(spares, "place", reader_meanwhile)
+    store_upload(tmp_path, LOG, b"boot 3", trash)
+    assert (opened, trash.reused) == ([True], 1)
 
 
 def test_without_exchange_uploads_are_stored_as_without_spares(
@@ -241,22 +285,43 @@ def test_a_log_shorter_by_a_block_is_not_written_into_the_spare(
     assert trash.reused == 1
 
 
-def test_what_a_killed_server_left_beside_the_uploads_is_freed_at_the_next_start(
+def test_what_a_killed_server_left_beside_the_uploads_is_freed_once_old(
     tmp_path: Path,
 ) -> None:
-    gone = multiprocessing.get_context("fork").Process(target=os.getpid)
-    gone.start()
-    gone.join()
     folder = tmp_path / MAC
     folder.mkdir()
-    left = [f".{MAC}.{gone.pid}.3.tmp", f".{MAC}.{gone.pid}.4.claim"]
-    alive = [f".{MAC}.{os.getpid()}.5.tmp", f".{LOG}.spare", LOG]
-    for name in left + alive:
-        (folder / name).write_bytes(b"x")
-    trash = Trash(tmp_path, interval_s=3600).start()
-    trash.close()
-    assert sorted(os.listdir(folder)) == sorted(alive)
-    assert trash.swept == 2
+    old = [scratch_name(str(folder), MAC, "tmp"), scratch_name(str(folder), MAC, "claim")]
+    young = [scratch_name(str(folder), MAC, "tmp")]  # an upload being written, maybe
+    kept = [str(folder / f".{LOG}.spare"), str(folder / LOG), str(folder / ".other.tmp")]
+    for path in old + young + kept:
+        Path(path).write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    for path in old:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    trash = Trash(tmp_path, interval_s=0.01).start()
+    try:
+        assert _wait_until(lambda: trash.swept == 2)
+    finally:
+        trash.close()
+    assert sorted(os.listdir(folder)) == sorted(os.path.basename(p) for p in young + kept)
+
+
+def test_names_of_an_upload_s_own_are_unique_to_the_process_and_the_call() -> None:
+    first, second = scratch_name("/u", MAC, "tmp"), scratch_name("/u", MAC, "tmp")
+    assert first != second
+    assert os.path.basename(first).startswith(f".{MAC}.{os.getpid():x}.")
+    child = multiprocessing.get_context("fork")
+    with child.Pool(1) as pool:  # a forked worker: the same counter, a token of its own
+        other = pool.apply(scratch_name, ("/u", MAC, "tmp"))
+    assert other.split(".")[3] != first.split(".")[3]
+
+
+def test_a_folder_at_the_log_s_name_is_not_swapped_out(tmp_path: Path, trash: Trash) -> None:
+    (tmp_path / MAC / LOG).mkdir(parents=True)
+    with pytest.raises(IsADirectoryError):
+        store_upload(tmp_path, LOG, b"boot 1", trash)
+    assert (tmp_path / MAC / LOG).is_dir()
+    assert list(Path(trash.folder).iterdir()) == []
 
 
 def _uploader(root: str, tag: int, count: int) -> None:
