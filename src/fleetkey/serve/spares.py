@@ -31,10 +31,11 @@ review found five ways to hand one phone's bytes to another or to a reader. Each
   process's user; its mode is set to 0600 whatever it was. A spare that fails these for good
   (or a symbolic link in its place) is moved to the trash, so the next replace makes a new one.
 - **Only a file nobody else moves.** Once leased, the spare is renamed to a name of this
-  upload's own (``.<mac>.<pid>.<n>.claim``) and checked to be the file leased; that name is
-  what is exchanged. A spare is made only by the exchange or by a rename that refuses to
-  replace (``RENAME_NOREPLACE``), so no spare is ever swapped from under its writer, and an
-  administrator deleting spares meanwhile costs only the spare.
+  upload's own (``trash.scratch_name``: pid, a token of the process's, a count; the rename
+  never replaces) and checked to be the file leased; that name is what is exchanged, and
+  the lease is let go once the bytes are written. A spare is made only by a rename that
+  refuses to replace (``RENAME_NOREPLACE``), so no spare is ever swapped from under its
+  writer, and an administrator deleting spares meanwhile costs only the spare.
 
 A filesystem that cannot exchange (``EINVAL``) turns spares off for the process; the caller
 then writes a new file and renames it over the log, as before.
