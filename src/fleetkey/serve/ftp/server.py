@@ -163,8 +163,7 @@ class FtpService:
         confirming: Confirmations | None = None,
         trash: Trash | None = None,
     ) -> None:
-        self.pipeline, self.recorder, self.uploads = pipeline, recorder, uploads
-        self.trash = trash  # the server's, for replaced uploads (serve.trash, serve.spares)
+        self.pipeline, self.recorder, self.uploads, self.trash = pipeline, recorder, uploads, trash
         self.confirming = confirming  # license answers' 226 after their commit
         self.settings = settings
         self.logins = Logins(view, settings.shared_login)
@@ -394,11 +393,6 @@ def ftp_alongside(
     )
     pipeline.layout = main.layout
     confirming = Confirmations(queue, gate) if gate is not None else None
-    own = Recorder(
-        confirming or queue,
-        clock,
-        view,
-        queue_capacity=queue_capacity,
-        sightings=recorder.sightings,
-    )
+    queued, sightings = confirming or queue, recorder.sightings
+    own = Recorder(queued, clock, view, queue_capacity=queue_capacity, sightings=sightings)
     return FtpService(pipeline, own, view, uploads, settings, confirming, trash)
