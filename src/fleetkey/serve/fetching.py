@@ -310,8 +310,7 @@ class Pipeline:
             # default (and a phone's file) is found there as at the root
             content = self._file((shape.name,), prefix_site)
         if content is None and shape.upload is not None:
-            mac = shape.upload.mac
-            content = self.uploads.find((mac, f"{mac}-{shape.name.split('-', 1)[1]}"))
+            content = self.uploads.find((shape.upload.mac, shape.upload.stored))
         return content
 
     def _file(self, segments: tuple[str, ...], prefix_site: str | None) -> Content | None:

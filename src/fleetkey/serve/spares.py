@@ -154,18 +154,24 @@ def write_into_spare(target: str, data: bytes, trash: Trash) -> bool | None:
                 offset += os.pwrite(handle, view[offset:], offset)
             os.ftruncate(handle, len(data))  # as long or longer, in as many blocks
             fcntl.fcntl(handle, F_SETLEASE, F_UNLCK)  # written: readers need not wait more
-            created = place(claim, target)
+            created = swap_in(claim, target, trash)
             if created is None:  # cannot exchange after all: the claim becomes the target
                 created = not os.path.exists(target)
                 os.replace(claim, target)
         except BaseException:
             trash.take(claim)
             raise
-        if not created:
-            keep_replaced(claim, target, trash)
         return created
     finally:
         os.close(handle)  # the lease goes with it
+
+
+def swap_in(source: str, target: str, trash: Trash) -> bool | None:
+    """:func:`place`, and the file it replaced made the target's spare (:func:`keep_replaced`)."""
+    created = place(source, target)
+    if created is False:
+        keep_replaced(source, target, trash)
+    return created
 
 
 def place(source: str, target: str) -> bool | None:

@@ -49,6 +49,11 @@ class Upload(NamedTuple):
         """What the file is: ``app.log``, ``phone.cfg``… (the name after the MAC)."""
         return self.name.split("-", 1)[1]
 
+    @property
+    def stored(self) -> str:
+        """The name it is stored as, in its phone's folder: the MAC in lowercase."""
+        return f"{self.mac}-{self.kind}"
+
 
 def upload_rule(name: str) -> Upload | None:
     """The upload ``name`` is, when it is a file phones upload; else None."""
@@ -75,7 +80,7 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
     if len(data) > cap:
         raise UploadRefusedError(f"{name}: {len(data)} bytes, the limit is {cap}")
     folder = os.path.join(root, mac)
-    target = os.path.join(folder, f"{mac}-{rule.kind}")
+    target = os.path.join(folder, rule.stored)
     spare = trash if trash is not None and trash.spares and rule.kind in spares.KINDS else None
     if spare is not None:
         created = spares.write_into_spare(target, data, spare)
@@ -96,10 +101,8 @@ def store_upload(root: Path, name: str, data: bytes, trash: Trash | None = None)
         finally:
             os.close(handle)
         if spare is not None:
-            created = spares.place(temp, target)
+            created = spares.swap_in(temp, target, spare)
             if created is not None:  # else this filesystem cannot: as without spares
-                if not created:  # the replaced log is at ``temp`` now
-                    spares.keep_replaced(temp, target, spare)
                 return created
         kept = None if trash is None else trash.keep(target)
         existed = os.path.exists(target) if kept is None else bool(kept)

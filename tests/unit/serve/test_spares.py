@@ -16,6 +16,8 @@ from fleetkey.serve import spares
 from fleetkey.serve.trash import Trash, scratch_name
 from fleetkey.serve.uploads import store_upload
 
+from tests.helpers import wait_until
+
 MAC = "0004f2a1b2c3"
 LOG = f"{MAC}-app.log"
 
@@ -37,15 +39,6 @@ def trash(tmp_path: Path) -> Iterator[Trash]:
     yield kept
     kept.close()
     signal.signal(signal.SIGIO, before)
-
-
-def _wait_until(condition: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def _in_trash(trash: Trash) -> list[bytes]:
@@ -300,7 +293,7 @@ def test_what_a_killed_server_left_beside_the_uploads_is_freed_once_old(
         os.utime(path, (an_hour_ago, an_hour_ago))
     trash = Trash(tmp_path, interval_s=0.01).start()
     try:
-        assert _wait_until(lambda: trash.swept == 2)
+        wait_until(lambda: trash.swept == 2, timeout_s=10)
     finally:
         trash.close()
     assert sorted(os.listdir(folder)) == sorted(os.path.basename(p) for p in young + kept)

@@ -13,20 +13,13 @@ import pytest
 from fleetkey.serve.trash import Trash
 from fleetkey.serve.uploads import store_upload
 
+from tests.helpers import wait_until
+
 NAME = "0004f2a1b2c3-app.log"
 
 
 def _target(root: Path) -> Path:
     return root / "0004f2a1b2c3" / NAME
-
-
-def _wait_until(condition: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture
@@ -67,7 +60,7 @@ def test_the_thread_frees_each_batch_by_itself(tmp_path: Path) -> None:
         for n in range(3):
             store_upload(tmp_path, NAME, bytes([n]), trash)
         # the thread counts a file freed just after unlinking it: wait for the count
-        assert _wait_until(lambda: trash.freed == 2)
+        wait_until(lambda: trash.freed == 2, timeout_s=10)
         assert os.listdir(trash.folder) == []
     finally:
         trash.close()
@@ -122,7 +115,7 @@ def test_a_kept_file_is_not_freed_before_its_replace_is_done(tmp_path: Path) -> 
         time.sleep(0.2)  # twenty of the thread's turns
         assert Path(kept).read_bytes() == b"old"
         trash.free(kept)
-        assert _wait_until(lambda: not Path(kept).exists())
+        wait_until(lambda: not Path(kept).exists(), timeout_s=10)
     finally:
         trash.close()
     assert trash.keep(str(tmp_path / "absent")) is None  # closed: keeps nothing

@@ -55,6 +55,7 @@ from fleetkey.serve.proxies import Network
 from fleetkey.serve.recorder import Recorder, RecordQueue
 from fleetkey.serve.trash import Trash
 from fleetkey.serve.tree import FileTree
+from fleetkey.serve.uploads import Upload
 from fleetkey.serve.view import ViewSource
 
 PERMISSIONS: Final = "elrwa"  # list, read, store, append: nothing that changes the tree
@@ -252,8 +253,8 @@ class FtpService:
         """Confirming records the writer refused (its queue full): not recorded."""
         return self.confirming.not_queued if self.confirming is not None else 0
 
-    def upload_path(self, mac: str, name: str) -> str:
-        return os.path.join(self.uploads, mac, f"{mac}-{name.split('-', 1)[1]}")
+    def upload_path(self, upload: Upload) -> str:
+        return os.path.join(self.uploads, upload.mac, upload.stored)
 
 
 class _Poller(Epoll):  # type: ignore[misc]  # pyftpdlib is untyped

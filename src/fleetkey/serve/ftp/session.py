@@ -244,7 +244,7 @@ class SessionMixin(QuickMixin, RefusingMixin):
             if not upload.name.endswith(".log"):
                 self._record(transfer, 403)
                 raise FilesystemError("APPE is only for logs; use STOR")
-            stored = self.service.upload_path(upload.mac, upload.name)
+            stored = self.service.upload_path(upload)
             try:
                 with open(stored, "rb") as handle:
                     initial = handle.read(upload.cap_bytes + 1)
