@@ -42,6 +42,43 @@ def wrk_script(base: Path, files: int, mode: str) -> Path:
     return script
 
 
+def filesystem(path: Path) -> dict[str, str | bool | None]:
+    """The filesystem holding ``path`` (``findmnt``): its type, device and mount options, and
+    for ext4 whether it has a journal (sysfs: ``journal_task`` reads ``<none>`` without one;
+    None: not ext4 or unknown). Printed with every storm: without a journal, ext4 reuses no
+    inode freed in the last minutes and every file create walks past each such inode, so a
+    server that creates a file per upload (nginx) is slowed by what the others freed, and
+    one that rewrites its files (fleetkey's spares) is not: such a disk favours fleetkey."""
+    found = subprocess.run(
+        ["findmnt", "-n", "-o", "FSTYPE,SOURCE,OPTIONS", "--target", str(path)],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    kind, source, options = [*found, "?", "?", ""][:3]
+    journal: bool | None = None
+    task = Path("/sys/fs/ext4") / Path(source).name / "journal_task"
+    if kind == "ext4" and task.exists():
+        journal = task.read_text().strip() != "<none>"
+    return {"type": kind, "device": source, "options": options, "journal": journal}
+
+
+def describe_filesystem(path: Path, found: dict[str, str | bool | None]) -> list[str]:
+    """``found`` (``filesystem``) in words, with a warning when the disk favours fleetkey."""
+    options = str(found["options"]).split(",")
+    said = [str(found["type"]), str(found["device"])]
+    if found["journal"] is not None:
+        said.append("journal" if found["journal"] else "NO journal")
+    said += [o for o in ("discard",) if o in options]
+    lines = [f"files on {path}: {', '.join(said)}"]
+    if found["journal"] is False:
+        lines += [
+            "  warning: ext4 without a journal slows each file create after many deletes",
+            "  (nginx's uploads), not fleetkey's rewritten logs: compare on a journaled",
+            "  filesystem too (--tmp DIR)",
+        ]
+    return lines
+
+
 def bench_env(base: Path) -> dict[str, str]:
     """The environment for fleetkey commands on ``base/data`` (SQLite, a known passphrase)."""
     env = {**os.environ, "FLEETKEY_DATA": str(base / "data"), "FLEETKEY_KEY_PASSPHRASE": "bench"}

@@ -60,6 +60,8 @@ from typing import Any, Final
 from benchfleet import (
     bench_env,
     cpu_by_process,
+    describe_filesystem,
+    filesystem,
     need,
     start_fleetkey,
     stop_servers,
@@ -147,6 +149,7 @@ def main() -> None:
     inventory = args.phones + args.rounds * args.first_boots  # history, then a fresh pool
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-storm-", dir=args.tmp))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
+    disk = filesystem(base)
     env = bench_env(base)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         kind: {name: [] for name in names} for kind in kinds
@@ -202,7 +205,7 @@ def main() -> None:
         }
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    report(args, runs, summaries, recorded, {name: answered[name] for name in trees})
+    report(args, runs, summaries, recorded, {name: answered[name] for name in trees}, disk)
 
 
 def start_own(
@@ -235,10 +238,12 @@ def count_records(data: Path) -> int:
 def report(
     args: argparse.Namespace, runs: dict[str, dict[str, list[dict[str, Any]]]],
     summaries: list[str], recorded: dict[str, int], answered: dict[str, int],
+    disk: dict[str, str | bool | None],
 ) -> None:  # fmt: skip
     every = {kind: figures_of(by_name) for kind, by_name in runs.items()}
     if args.json:
         print(json.dumps({"storms": every, "history_boots": args.history_boots,
+                          "filesystem": disk,
                           "records": recorded, "answers": answered,
                           "fleetkey": summaries, "rounds": runs}, indent=2))  # fmt: skip
         return
@@ -246,6 +251,8 @@ def report(
         f"{args.boots} boots a storm ({args.concurrency} at once, keep-alive, 11 requests a "
         f"boot), {args.rounds} rounds, servers in turn, nothing pinned (2 cores shared)"
     )
+    for line in describe_filesystem(Path(args.tmp or tempfile.gettempdir()), disk):
+        print(line)
     said = {
         HISTORY: f"phones that booted before (each of the {args.phones:,} booted "
         f"{_times(args.history_boots)} against every server first: paths, phone state and log "
