@@ -95,7 +95,9 @@ class FetchFilter:
                 or_(*(rows.status.between(low, high) for low, high in self.statuses))
             )
         if self.path is not None:
-            matching = select(path_of.id).where(path_of.text.ilike(_like(self.path), escape="\\"))
+            matching = select(path_of.id).where(
+                or_(*(path_of.text.ilike(like, escape="\\") for like in _likes(self.path)))
+            )
             statement = statement.where(rows.path_id.in_(matching.scalar_subquery()))
         return statement
 
@@ -124,8 +126,14 @@ def by_day(session: Session, where: FetchFilter) -> FetchFilter:
     return replace(where, days=tuple(range(first, last + 1)), per_day=per_day)
 
 
-def _like(pattern: str) -> str:
-    """``pattern`` (``*``: any characters) as a LIKE pattern for paths that contain it (ILIKE:
-    the same on SQLite, whose LIKE ignores ASCII case, and PostgreSQL)."""
+def _likes(pattern: str) -> tuple[str, ...]:
+    """``pattern`` (``*``: any characters) as LIKE patterns for paths that contain it (ILIKE:
+    the same on SQLite, whose LIKE ignores ASCII case, and PostgreSQL). A leading ``/`` also
+    matches at the path's start: a phone's TFTP request names a file without one
+    (``0004f2a1b2c3-boot.log`` where HTTP asks ``/0004f2a1b2c3-boot.log``), and the same file
+    is meant."""
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped.replace('*', '%')}%"
+    like = escaped.replace("*", "%")
+    if like.startswith("/") and len(like) > 1:
+        return f"%{like}%", f"{like[1:]}%"
+    return (f"%{like}%",)

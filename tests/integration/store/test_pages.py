@@ -199,6 +199,18 @@ class TestFetchRecords:
             "/100000000001/000000000000-LICENSE.cfg",
         ]
 
+    def test_a_leading_slash_also_finds_the_name_a_tftp_request_gives(self, written: Store) -> None:
+        fetches.insert_records(  # as a phone's TFTP request names it: no leading slash
+            written.engine,
+            [FetchRecord("0004f2000003-boot.log", "tftp", 200, 10, 1.0, AT, mac="0004f2000003"),
+             rec("/0004f2000003-boot.log", 204, 1, mac="0004f2000003")],
+        )  # fmt: skip
+        assert self.newest(written, FetchFilter(path="/0004F2000003-boot.log")) == [
+            "/0004f2000003-boot.log",
+            "0004f2000003-boot.log",
+        ]
+        assert self.newest(written, FetchFilter(path="/xbyc")) == []  # not inside a name
+
     def test_the_newest_come_first_with_the_count_of_older_ones(self, written: Store) -> None:
         with written.transaction() as session:
             found, left = fetches.newest(session, FetchFilter(), 1)
