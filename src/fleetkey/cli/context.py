@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import update_wrapper
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeVar
 
 import click
 
@@ -106,9 +106,25 @@ def _console(*, stderr: bool) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+# names an administrator tries for what is not a command of its own, and where it is
+ELSEWHERE: Final = dict.fromkeys(
+    ("ui", "dashboard", "web"),
+    "the dashboard is /ui/ on the HTTP listener of `fleetkey serve` (docs/dashboard.md)",
+)
+
+
 class FleetkeyGroup(LazyGroup):
     """The root group: loads each command when it runs (:class:`LazyGroup`), and turns
     FleetkeyError and OSError into ``error: …`` + hint, exit 1."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """As click resolves it; a name that is not a command but names a part served
+        elsewhere (``ui``) is a usage error that says where."""
+        if args and args[0] in ELSEWHERE and self.get_command(ctx, args[0]) is None:
+            raise click.UsageError(f"No such command {args[0]!r}.\nhint: {ELSEWHERE[args[0]]}", ctx)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

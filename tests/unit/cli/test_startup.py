@@ -67,6 +67,15 @@ class TestLazyCommands:
     def test_a_command_the_table_does_not_name_is_a_usage_error(self) -> None:
         result = Fleetkey()("frobnicate", code=2)
         assert "No such command 'frobnicate'" in result.stderr
+        assert "hint:" not in result.stderr
+
+    @pytest.mark.parametrize("name", ["ui", "dashboard", "web"])
+    def test_a_name_for_the_dashboard_says_where_it_is_served(self, name: str) -> None:
+        result = Fleetkey()(name, code=2)
+        assert f"No such command '{name}'." in result.stderr
+        assert "hint: the dashboard is /ui/ on the HTTP listener of `fleetkey serve`" in (
+            result.stderr
+        )
 
     def test_the_group_lists_the_same_commands_loaded_or_not(self) -> None:
         context = click.Context(cli)
