@@ -42,39 +42,75 @@ def wrk_script(base: Path, files: int, mode: str) -> Path:
     return script
 
 
+MOUNTINFO: Final = Path("/proc/self/mountinfo")
+
+
 def filesystem(path: Path) -> dict[str, str | bool | None]:
-    """The filesystem holding ``path`` (``findmnt``): its type, device and mount options, and
-    for ext4 whether it has a journal (sysfs: ``journal_task`` reads ``<none>`` without one;
-    None: not ext4 or unknown). Printed with every storm: without a journal, ext4 reuses no
-    inode freed in the last minutes and every file create walks past each such inode, so a
-    server that creates a file per upload (nginx) is slowed by what the others freed, and
-    one that rewrites its files (fleetkey's spares) is not: such a disk favours fleetkey."""
-    found = subprocess.run(
-        ["findmnt", "-n", "-o", "FSTYPE,SOURCE,OPTIONS", "--target", str(path)],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    kind, source, options = [*found, "?", "?", ""][:3]
+    """The filesystem holding ``path``: its type, device and mount options (the mount whose
+    device is ``path``'s, from /proc/self/mountinfo), and for ext4 whether it has a journal
+    (sysfs: ``journal_task`` reads ``<none>`` without one; None: not ext4, or unknown).
+    Unreadable (off Linux): every field None."""
+    try:
+        device = os.stat(path).st_dev
+        mounts = MOUNTINFO.read_text()
+    except OSError:
+        return {"type": None, "device": None, "options": None, "journal": None}
+    found = mount_of(mounts, f"{os.major(device)}:{os.minor(device)}", os.path.realpath(path))
+    if found is None:
+        return {"type": None, "device": None, "options": None, "journal": None}
+    kind, source, options = found
     journal: bool | None = None
-    task = Path("/sys/fs/ext4") / Path(source).name / "journal_task"
-    if kind == "ext4" and task.exists():
-        journal = task.read_text().strip() != "<none>"
+    if kind == "ext4":  # sysfs names the block device as the kernel does (vda, loop0, dm-0)
+        block = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}").resolve().name
+        try:
+            journal = (Path("/sys/fs/ext4") / block / "journal_task").read_text().strip() != (
+                "<none>"
+            )
+        except OSError:  # no sysfs entry for it: unknown
+            journal = None
     return {"type": kind, "device": source, "options": options, "journal": journal}
 
 
+def mount_of(mountinfo: str, device: str, where: str) -> tuple[str, str, str] | None:
+    """(type, source, options) of the mount of ``device`` (``MAJ:MIN``) holding ``where`` in
+    ``mountinfo``'s text: of the mounts of that device, the one with the longest mount point
+    above ``where`` (a bind mount, or one mounted over another, hides the ones below).
+    The options are the mount's and its superblock's (``discard`` is the superblock's)."""
+    best: tuple[int, tuple[str, str, str]] | None = None
+    for line in mountinfo.splitlines():
+        mine, _, theirs = line.partition(" - ")
+        fields, rest = mine.split(), theirs.split()
+        if len(fields) < 6 or len(rest) < 3 or fields[2] != device:
+            continue
+        point = fields[4].replace("\\040", " ")
+        if where != point and not where.startswith(point.rstrip("/") + "/"):
+            continue
+        if best is None or len(point) >= best[0]:  # a later mount covers an earlier one
+            options = ",".join(dict.fromkeys([*fields[5].split(","), *rest[2].split(",")]))
+            best = (len(point), (rest[0], rest[1], options))
+    return None if best is None else best[1]
+
+
 def describe_filesystem(path: Path, found: dict[str, str | bool | None]) -> list[str]:
-    """``found`` (``filesystem``) in words, with a warning when the disk favours fleetkey."""
+    """``found`` (``filesystem``) in words, with a warning when the disk favours fleetkey:
+    ext4 without a journal and mounted with ``discard`` (measured, docs/serve.md; with a
+    journal, with or without ``discard``, the storm's ratio was the same)."""
+    if found["type"] is None:
+        return [f"files on {path}: filesystem unknown"]
     options = str(found["options"]).split(",")
+    discard = "discard" in options
     said = [str(found["type"]), str(found["device"])]
     if found["journal"] is not None:
         said.append("journal" if found["journal"] else "NO journal")
-    said += [o for o in ("discard",) if o in options]
+    if discard:
+        said.append("discard")
     lines = [f"files on {path}: {', '.join(said)}"]
-    if found["journal"] is False:
+    if discard and found["journal"] is False:
         lines += [
-            "  warning: ext4 without a journal slows each file create after many deletes",
-            "  (nginx's uploads), not fleetkey's rewritten logs: compare on a journaled",
-            "  filesystem too (--tmp DIR)",
+            "  warning: ext4 without a journal, mounted with discard: freeing a replaced",
+            "  file waits for the device (nginx's uploads; fleetkey's spares free none),",
+            "  which favours fleetkey (docs/serve.md: 0.78-0.83x nginx here, 0.47-0.48x",
+            "  on a journaled ext4). Compare on a journaled filesystem too (--tmp DIR)",
         ]
     return lines
 

@@ -52,6 +52,7 @@ import signal
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -150,6 +151,9 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-storm-", dir=args.tmp))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
     disk = filesystem(base)
+    said = describe_filesystem(Path(args.tmp or tempfile.gettempdir()), disk)
+    if len(said) > 1:  # a warning: said now too, so a run on such a disk can be stopped early
+        print("\n".join(said), file=sys.stderr)
     env = bench_env(base)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         kind: {name: [] for name in names} for kind in kinds

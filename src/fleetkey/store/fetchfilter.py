@@ -134,6 +134,6 @@ def _likes(pattern: str) -> tuple[str, ...]:
     is meant."""
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     like = escaped.replace("*", "%")
-    if like.startswith("/") and len(like) > 1:
+    if like.startswith("/") and not like.startswith("//"):  # ``//``: a doubled slash, as asked
         return f"%{like}%", f"{like[1:]}%"
     return (f"%{like}%",)

@@ -203,6 +203,8 @@ class TestFetchRecords:
         fetches.insert_records(  # as a phone's TFTP request names it: no leading slash
             written.engine,
             [FetchRecord("0004f2000003-boot.log", "tftp", 200, 10, 1.0, AT, mac="0004f2000003"),
+             FetchRecord("a_b.cfg", "tftp", 404, 0, 1.0, AT, mac="0004f2000003"),
+             FetchRecord("axb.cfg", "tftp", 404, 0, 1.0, AT, mac="0004f2000003"),
              rec("/0004f2000003-boot.log", 204, 1, mac="0004f2000003")],
         )  # fmt: skip
         assert self.newest(written, FetchFilter(path="/0004F2000003-boot.log")) == [
@@ -210,6 +212,13 @@ class TestFetchRecords:
             "0004f2000003-boot.log",
         ]
         assert self.newest(written, FetchFilter(path="/xbyc")) == []  # not inside a name
+        assert self.newest(written, FetchFilter(path="/a_b")) == [  # _ still plain: no axb
+            "/a_b%c.cfg",
+            "a_b.cfg",
+        ]
+        everything = self.newest(written, FetchFilter())
+        assert self.newest(written, FetchFilter(path="/")) == everything  # every path's start
+        assert self.newest(written, FetchFilter(path="//0004f2000003")) == []  # as asked: none
 
     def test_the_newest_come_first_with_the_count_of_older_ones(self, written: Store) -> None:
         with written.transaction() as session:
