@@ -125,6 +125,9 @@ class Sources:
     ftp: Callable[[], FtpNumbers | None] = lambda: None
     failures: Callable[[], Mapping[str, int]] = dict  # background work's failures, by work
     pruned: Callable[[], int] = lambda: 0  # fetch records the retention removed
+    into_spares: Callable[[], int] = lambda: 0  # logs written into their spare (serve.spares)
+    spared: Callable[[], int] = lambda: 0  # replaced logs kept as their phone's spare
+    swept: Callable[[], int] = lambda: 0  # files killed servers left beside the uploads, freed
 
 
 class ServerCollector(Collector):
@@ -213,6 +216,13 @@ class ServerCollector(Collector):
             (CounterMetricFamily, "fleetkey_fetch_records_pruned",
              "Fetch records past --fetch-retention removed (rolled up into daily counts first)",
              s.pruned),
+            (CounterMetricFamily, "fleetkey_uploads_into_spares",
+             "Phones' logs written into the log they replaced last time (no file created)",
+             s.into_spares),
+            (CounterMetricFamily, "fleetkey_uploads_spared",
+             "Replaced logs kept beside the new one as the phone's spare", s.spared),
+            (CounterMetricFamily, "fleetkey_uploads_swept",
+             "Files of killed servers found beside the uploads and freed", s.swept),
         ):  # fmt: skip
             yield family(name, text, value=read())
         failures = CounterMetricFamily(

@@ -105,6 +105,7 @@ def metrics(runner: ServerRunner) -> Callable[[], bytes]:
 def sources(runner: ServerRunner) -> Sources:
     """Where this server's metrics are read from (serve/pool.py reads them for its workers)."""
     http, recorder, writer = runner.http, runner.recorder, runner.writer
+    trash = http.trash  # replaced uploads and spares, shared by HTTP, TFTP and FTP
     tftp, ftp = runner.tftp, runner.ftp
     both = (recorder,) if ftp is None else (recorder, ftp.recorder)
     return Sources(
@@ -135,6 +136,9 @@ def sources(runner: ServerRunner) -> Sources:
         ftp=lambda: ftp.counters if ftp is not None else None,
         failures=lambda: runner.failures | {"writing fetch records": writer.failures},
         pruned=lambda: runner.pruned,
+        into_spares=lambda: trash.reused if trash is not None else 0,
+        spared=lambda: trash.spared if trash is not None else 0,
+        swept=lambda: trash.swept if trash is not None else 0,
     )
 
 

@@ -108,3 +108,17 @@ def test_logs_replaced_over_http_tftp_and_ftp_are_whole_and_recorded(
     _check(server, ftp_mac, f"{ftp_mac}-boot.log")
     assert recorded(server.running, http_mac, "PUT", f"/{http_mac}-app.log", 204)
     assert recorded(server.running, ftp_mac, "STOR", f"/{ftp_mac}-boot.log", 204)
+    # /metrics counts them, whichever protocol wrote them: each log's second upload keeps the
+    # first as its spare, its third is written into that spare and keeps the second
+    metrics = httpx.get(f"{server.running.url}/metrics").text
+    counts = {
+        name: int(float(line.split()[-1]))
+        for line in metrics.splitlines()
+        for name in ("fleetkey_uploads_into_spares_total", "fleetkey_uploads_spared_total")
+        if line.startswith(name + " ")
+    }
+    on = discards(server.data / "uploads")
+    assert counts == {
+        "fleetkey_uploads_into_spares_total": 3 if on else 0,  # three logs, one each
+        "fleetkey_uploads_spared_total": 6 if on else 0,  # two each
+    }
