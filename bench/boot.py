@@ -59,6 +59,7 @@ import socket
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -66,7 +67,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from benchfleet import FLEETKEY, bench_env, need, open_tree_to_baselines, start_fleetkey
+from benchfleet import (
+    FLEETKEY,
+    bench_env,
+    describe_filesystem,
+    filesystem,
+    need,
+    open_tree_to_baselines,
+    start_fleetkey,
+)
 
 # One boot, in order (domain notes §5.1). {mac} is the phone's MAC; the stage ends the
 # User-Agent (`FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 [(SN:<mac>)] Type/<stage>`).
@@ -324,6 +333,10 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-boot-", dir=args.tmp))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
+    disk = filesystem(base)
+    said = describe_filesystem(Path(args.tmp or tempfile.gettempdir()), disk)
+    if len(said) > 1:  # a warning: said now too, so a run on such a disk can be stopped early
+        print("\n".join(said), file=sys.stderr)
     env = bench_env(base)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         name: {mode: [] for mode in MODES} for name in SERVERS
@@ -373,7 +386,7 @@ def main() -> None:
             }
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    report(args, runs, seeds, summary, recorded)
+    report(args, runs, seeds, summary, recorded, (disk, said))
 
 
 def sum_status(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -396,6 +409,7 @@ def report(
     seeds: dict[str, dict[str, Any]],
     summary: str,
     recorded: dict[str, int],
+    disk: tuple[dict[str, str | bool | None], list[str]],
 ) -> None:
     medians = {
         name: {
@@ -437,6 +451,7 @@ def report(
                     "every_request_recorded": check,
                     "errors": errors,
                     "fleetkey": summary,
+                    "filesystem": disk[0],
                 },
                 indent=2,
             )
@@ -448,6 +463,7 @@ def report(
         f"(+{args.warmup:g} s warm-up) per server and mode, servers in turn; servers on core 0, "
         "bootload on core 1"
     )
+    print("\n".join(disk[1]))
     print(
         "  seed pass (every phone PUTs its two logs once, so measured PUTs replace them): "
         + "   ".join(
