@@ -74,13 +74,19 @@ def filesystem(path: Path) -> dict[str, str | bool | None]:
 def mount_of(mountinfo: str, device: str, where: str) -> tuple[str, str, str] | None:
     """(type, source, options) of the mount of ``device`` (``MAJ:MIN``) holding ``where`` in
     ``mountinfo``'s text: of the mounts of that device, the one with the longest mount point
-    above ``where`` (a bind mount, or one mounted over another, hides the ones below).
-    The options are the mount's and its superblock's (``discard`` is the superblock's)."""
+    above ``where`` (a bind mount, or one mounted over another, hides the ones below); when
+    no mount has that device (btrfs gives each subvolume a device of its own), the mount with
+    the longest mount point above ``where``, as findmnt finds it. The options are the mount's
+    and its superblock's (``discard`` is the superblock's)."""
+    return _mount_at(mountinfo, device, where) or _mount_at(mountinfo, None, where)
+
+
+def _mount_at(mountinfo: str, device: str | None, where: str) -> tuple[str, str, str] | None:
     best: tuple[int, tuple[str, str, str]] | None = None
     for line in mountinfo.splitlines():
         mine, _, theirs = line.partition(" - ")
         fields, rest = mine.split(), theirs.split()
-        if len(fields) < 6 or len(rest) < 3 or fields[2] != device:
+        if len(fields) < 6 or len(rest) < 3 or device not in (None, fields[2]):
             continue
         point = fields[4].replace("\\040", " ")
         if where != point and not where.startswith(point.rstrip("/") + "/"):

@@ -27,6 +27,10 @@ def benchfleet() -> ModuleType:
     return bench_module("benchfleet")
 
 
+def test_no_mount_above_the_path_is_none(benchfleet: ModuleType) -> None:
+    assert benchfleet.mount_of(MOUNTINFO.splitlines()[1], "0:24", "/tmp/x") is None
+
+
 @pytest.mark.parametrize(
     ("device", "where", "found"),
     [
@@ -37,7 +41,8 @@ def benchfleet() -> ModuleType:
         # the ext4 mounted over the tmpfs is the one a file there is on
         ("254:0", "/dev/shm/x", ("ext4", "/dev/vda", "rw,relatime,discard")),
         ("0:24", "/dev/shm/x", ("tmpfs", "tmpfs", "rw,nosuid,nodev")),
-        ("9:9", "/tmp/x", None),  # no mount of that device
+        # no mount of that device (a btrfs subvolume's own): the mount above the path
+        ("0:99", "/mnt/j/x", ("ext4", "/dev/loop0", "rw,relatime")),
     ],
 )
 def test_the_mount_is_the_one_of_the_files_device(
