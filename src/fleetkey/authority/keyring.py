@@ -212,8 +212,8 @@ class Keyring:
         path = self._public_path(self.entry(name).name)
         try:
             pem = path.read_bytes()
-        except FileNotFoundError:
-            raise KeyringError(f"public key file {path} is missing") from None
+        except FileNotFoundError as exc:
+            raise KeyringError(f"public key file {path} is missing") from exc
         public = PublicKey.from_pem(pem, source=str(path))
         if public.fingerprint != self.entry(name).fingerprint:
             raise KeyringError(f"{path} does not match the fingerprint recorded in {INDEX}")
@@ -272,8 +272,8 @@ class Keyring:
         path = self._private_path(entry.name)
         try:
             return path.read_bytes()
-        except FileNotFoundError:
-            raise KeyringError(f"private key file {path} is missing") from None
+        except FileNotFoundError as exc:
+            raise KeyringError(f"private key file {path} is missing") from exc
 
     def _open(self, entry: KeyEntry, pem: bytes, passphrase: bytes | None) -> SigningKey:
         path = self._private_path(entry.name)

@@ -51,8 +51,8 @@ def _segments(decoded: bytes) -> tuple[str, ...]:
         raise RequestPathError(f"{len(decoded)} bytes, longer than {MAX_PATH_BYTES}")
     try:
         text = decoded.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RequestPathError("not valid UTF-8 (overlong or broken sequences)") from None
+    except UnicodeDecodeError as exc:
+        raise RequestPathError("not valid UTF-8 (overlong or broken sequences)") from exc
     if _PLAIN.fullmatch(text):  # nearly every request: nothing to refuse
         return tuple(text.removeprefix("/").split("/"))
     parts = text.removeprefix("/").split("/")

@@ -98,8 +98,8 @@ class PublicKey:
                 self._key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
             else:
                 self._key.verify(signature, message)
-        except InvalidSignature:
-            raise SignatureError("signature does not verify") from None
+        except InvalidSignature as exc:
+            raise SignatureError("signature does not verify") from exc
 
     def made(self, signature: bytes) -> bool:
         """True when ``signature`` was produced by this key, whatever message it signed.

@@ -73,10 +73,10 @@ def parse_term(text: str) -> Term:
         return NEVER
     try:
         day = date.fromisoformat(cleaned)
-    except ValueError:
+    except ValueError as exc:
         raise LicenseValueError(
             f"expiry {text!r} is not a date: expected YYYY-MM-DD or 'never'"
-        ) from None
+        ) from exc
     encode_term(day)  # range check
     return day
 
@@ -102,8 +102,8 @@ def expiry_horizon(today: date, expiring_within: int) -> date:
         )
     try:
         return today + timedelta(days=expiring_within)
-    except OverflowError:
+    except OverflowError as exc:
         raise InputError(
             f"expiring within {expiring_within} days: that is past the year 9999",
             field="expiring_within",
-        ) from None
+        ) from exc

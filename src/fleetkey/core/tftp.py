@@ -102,8 +102,8 @@ def parse_request(packet: bytes) -> Request:
         raise PacketError(ErrorCode.ILLEGAL_OPERATION, "empty file name")
     try:
         mode = raw_mode.decode("ascii").lower()
-    except UnicodeDecodeError:
-        raise PacketError(ErrorCode.ILLEGAL_OPERATION, "mode is not ASCII") from None
+    except UnicodeDecodeError as exc:
+        raise PacketError(ErrorCode.ILLEGAL_OPERATION, "mode is not ASCII") from exc
     if mode not in ("octet", "netascii"):
         raise PacketError(ErrorCode.ILLEGAL_OPERATION, f"mode {mode!r} is not octet or netascii")
     options: dict[str, str] = {}
@@ -111,8 +111,8 @@ def parse_request(packet: bytes) -> Request:
         try:
             name = fields[index].decode("ascii").lower()
             value = fields[index + 1].decode("ascii")
-        except UnicodeDecodeError:
-            raise PacketError(ErrorCode.OPTION_REFUSED, "option is not ASCII") from None
+        except UnicodeDecodeError as exc:
+            raise PacketError(ErrorCode.OPTION_REFUSED, "option is not ASCII") from exc
         if not name:
             raise PacketError(ErrorCode.OPTION_REFUSED, "empty option name")
         if name in options:
@@ -189,8 +189,8 @@ def parse_oack(packet: bytes) -> dict[str, str]:
         raise PacketError(ErrorCode.ILLEGAL_OPERATION, "not an OACK of name, value pairs")
     try:
         text = [f.decode("ascii") for f in fields[:-1]]
-    except UnicodeDecodeError:
-        raise PacketError(ErrorCode.OPTION_REFUSED, "option is not ASCII") from None
+    except UnicodeDecodeError as exc:
+        raise PacketError(ErrorCode.OPTION_REFUSED, "option is not ASCII") from exc
     return {name.lower(): value for name, value in zip(text[::2], text[1::2], strict=True)}
 
 

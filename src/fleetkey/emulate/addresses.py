@@ -69,12 +69,12 @@ def require_loopback(host: str, option: str = "--server") -> None:
     reached the administrator as "[Errno 22] Invalid argument")."""
     try:
         found = {str(info[4][0]) for info in socket.getaddrinfo(host, None, socket.AF_INET)}
-    except (socket.gaierror, UnicodeError):
+    except (socket.gaierror, UnicodeError) as exc:
         raise InputError(
             f"cannot resolve {host!r} to an IPv4 address",
             field=option.lstrip("-"),
             hint="run the emulator on the server's machine against 127.0.0.1",
-        ) from None
+        ) from exc
     remote = sorted(a for a in found if not ipaddress.IPv4Address(a).is_loopback)
     if remote:
         named = host if remote == [host] else f"{host} ({', '.join(remote)})"

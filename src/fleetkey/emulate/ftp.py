@@ -266,13 +266,13 @@ async def check_reachable(host: str, port: int, timeout_s: float = 5.0) -> None:
                 greeting = await _reply(reader)
             finally:
                 writer.close()
-    except ConnectionRefusedError:
-        raise EmulationError(f"nothing listens at {where} (connection refused)") from None
-    except TimeoutError:
-        raise EmulationError(f"{where} does not answer: no greeting in {timeout_s:g} s") from None
-    except _RefusedError:
-        raise EmulationError(f"{where} closed the connection before greeting") from None
+    except ConnectionRefusedError as exc:
+        raise EmulationError(f"nothing listens at {where} (connection refused)") from exc
+    except TimeoutError as exc:
+        raise EmulationError(f"{where} does not answer: no greeting in {timeout_s:g} s") from exc
+    except _RefusedError as exc:
+        raise EmulationError(f"{where} closed the connection before greeting") from exc
     except OSError as exc:
-        raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from None
+        raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from exc
     if not greeting.startswith(("220", "421")):  # 421: an FTP server, full for now
         raise EmulationError(f"{where} is no FTP server: it greeted {greeting.strip()!r}")

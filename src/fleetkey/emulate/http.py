@@ -252,15 +252,15 @@ async def check_reachable(
         raise EmulationError(
             f"{where}: the phones do not trust its certificate ({exc.verify_message})",
             hint="give its certificate (or its CA's) with --cacert FILE.pem",
-        ) from None
+        ) from exc
     except ssl.SSLError as exc:
-        raise EmulationError(f"{where} speaks no TLS the phones accept ({exc.reason})") from None
-    except ConnectionRefusedError:
-        raise EmulationError(f"nothing listens at {where} (connection refused)") from None
-    except TimeoutError:
-        raise EmulationError(f"{where} does not answer: no connection in {timeout_s:g} s") from None
+        raise EmulationError(f"{where} speaks no TLS the phones accept ({exc.reason})") from exc
+    except ConnectionRefusedError as exc:
+        raise EmulationError(f"nothing listens at {where} (connection refused)") from exc
+    except TimeoutError as exc:
+        raise EmulationError(f"{where} does not answer: no connection in {timeout_s:g} s") from exc
     except OSError as exc:
-        raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from None
+        raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from exc
     writer.close()
     with contextlib.suppress(ConnectionError, OSError):
         await writer.wait_closed()

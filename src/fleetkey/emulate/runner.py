@@ -71,7 +71,7 @@ class ServerUrl:
         try:
             port = parts.port
         except ValueError as exc:  # not a number, or out of range
-            raise InputError(f"--server {text!r}: {exc}") from None
+            raise InputError(f"--server {text!r}: {exc}") from exc
         require_loopback(parts.hostname)
         prefix, master = split_master(parts.path)
         login = None

@@ -206,10 +206,10 @@ async def check_reachable(host: str, port: int, timeout_s: float = 3.0) -> None:
                 sock.send(tftp.ack(0))
                 if await _receive(sock, min(left, 0.5), raise_refused=True) is not None:
                     return
-            except ConnectionRefusedError:
-                raise EmulationError(f"nothing listens at {where} (port unreachable)") from None
+            except ConnectionRefusedError as exc:
+                raise EmulationError(f"nothing listens at {where} (port unreachable)") from exc
             except OSError as exc:
-                raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from None
+                raise EmulationError(f"cannot reach {where}: {exc.strerror or exc}") from exc
     finally:
         sock.close()
     raise EmulationError(f"{where} does not answer: nothing came back in {timeout_s:g} s")

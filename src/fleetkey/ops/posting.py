@@ -125,12 +125,12 @@ def _site_by_name(session: Session, name: str) -> str:
     """The serial of the site called ``name``; else: neither a serial, a MAC nor a site."""
     try:
         return inventory.site_serial(session, name)
-    except (InputError, NotFoundError):
+    except (InputError, NotFoundError) as exc:
         shown = repr(name if len(name) <= 40 else name[:40] + "…")
         raise InputError(
             f"{shown} is neither a site serial, a site's name nor a MAC",
             hint="`fleetkey sites list` lists the sites with their serials",
-        ) from None
+        ) from exc
 
 
 def rollback_license(

@@ -31,10 +31,10 @@ def parse_networks(texts: Iterable[str]) -> tuple[Network, ...]:
     for text in texts:
         try:
             networks.append(ipaddress.ip_network(text.strip(), strict=False))
-        except ValueError:
+        except ValueError as exc:
             raise InputError(
                 f"trusted proxy {text!r} is not an IP address or network (e.g. 10.0.0.0/8)"
-            ) from None
+            ) from exc
     return tuple(networks)
 
 

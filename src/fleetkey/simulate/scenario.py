@@ -171,7 +171,7 @@ def check_scenario(scenario: Scenario) -> None:
         try:
             check_event(event, scenario.licenses, seen, scenario.start, scenario.end)
         except ScenarioError as exc:
-            raise ScenarioError(f"{_describe(event)}: {exc}", hint=exc.hint) from None
+            raise ScenarioError(f"{_describe(event)}: {exc}", hint=exc.hint) from exc
 
 
 def check_event(

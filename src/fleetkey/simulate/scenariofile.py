@@ -93,7 +93,7 @@ class _Reader(TomlReader):
         try:
             return Scenario(title, start, days, groups, licenses, ordered, server)
         except ScenarioError as exc:
-            raise ScenarioError(f"{self.name}: {exc}", hint=exc.hint) from None
+            raise ScenarioError(f"{self.name}: {exc}", hint=exc.hint) from exc
 
     def what_if(self, doc: dict[str, Any], base: Scenario) -> Scenario:
         self.known(
@@ -245,7 +245,7 @@ class _Reader(TomlReader):
         try:
             check_event(event, licenses, serials, *period)
         except ScenarioError as exc:
-            raise ScenarioError(f"{self.name}: {where}: {exc}", hint=exc.hint) from None
+            raise ScenarioError(f"{self.name}: {where}: {exc}", hint=exc.hint) from exc
         return event
 
     def event_value(self, entry: object, where: str) -> Event:

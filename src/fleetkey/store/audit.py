@@ -140,13 +140,13 @@ class Anchor:
         """An anchor from :meth:`to_json`'s document or :meth:`line`'s line (the last one)."""
         try:
             document = json.loads(text)
-        except ValueError:
+        except ValueError as exc:
             found = _ANCHOR_LINE.findall(text)
             if not found:
                 raise InputError(
                     f"{source}: holds no anchor (a JSON document with seq and hash, or a line "
                     "with seq=N hash=H)"
-                ) from None
+                ) from exc
             return cls(int(found[-1][0]), found[-1][1])
         if not isinstance(document, dict):
             document = {}

@@ -104,7 +104,7 @@ def parse_model_mix(text: str) -> tuple[tuple[str, float], ...]:
         try:
             model = wire_model(model)  # as User-Agents write it
         except InputError as exc:
-            raise InputError(f"--models {text!r}: {exc.message}", field="models") from None
+            raise InputError(f"--models {text!r}: {exc.message}", field="models") from exc
         matched = _SHARE.fullmatch(share.strip()) if colon else None
         if matched is None:
             raise InputError(

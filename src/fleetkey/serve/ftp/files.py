@@ -103,7 +103,7 @@ class VirtualFS(AbstractedFS):  # type: ignore[misc]  # pyftpdlib is untyped
         try:
             return filename_segments(path.encode("utf-8", "surrogateescape"))
         except RequestPathError as exc:
-            raise FilesystemError(str(exc)) from None
+            raise FilesystemError(str(exc)) from exc
 
     def _content(self, path: str) -> Content:
         found = self.session.lookup(self.segments(path))

@@ -232,9 +232,9 @@ class SessionMixin(QuickMixin, RefusingMixin):
         try:
             assert content.path is not None  # noqa: S101  # content without a body has a path
             return open(content.path, "rb")  # closed by pyftpdlib
-        except OSError:
+        except OSError as exc:
             self._record(transfer, 404)
-            raise FilesystemError("no such file") from None
+            raise FilesystemError("no such file") from exc
 
     def _writer(self, transfer: Transfer) -> io.IOBase:
         upload = transfer.ruling.upload

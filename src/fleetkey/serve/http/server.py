@@ -93,10 +93,10 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     try:
         context.load_cert_chain(cert, key, password=lambda: b"")  # never prompt
     except FileNotFoundError as exc:
-        raise InputError(f"cannot read {exc.filename}: no such file") from None
+        raise InputError(f"cannot read {exc.filename}: no such file") from exc
     except ssl.SSLError as exc:
         raise InputError(
             f"certificate {cert} and key {key} do not make a TLS identity ({exc.reason})",
             hint="both must be PEM; the key must match the certificate and not need a password",
-        ) from None
+        ) from exc
     return context

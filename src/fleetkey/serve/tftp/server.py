@@ -163,7 +163,7 @@ class TftpServer(asyncio.DatagramProtocol):
         try:
             segments = _segments(request.filename)
         except RequestPathError as exc:
-            raise _RefusedError(400, ErrorCode.ACCESS_VIOLATION, exc.reason) from None
+            raise _RefusedError(400, ErrorCode.ACCESS_VIOLATION, exc.reason) from exc
         write = request.opcode is Opcode.WRQ
         ruling = self._pipeline.decide(segments, addr[0], None, started, write=write)
         if write and not settings.uploads:
@@ -182,8 +182,8 @@ class TftpServer(asyncio.DatagramProtocol):
             return
         try:
             source, size = source_for(content, request.mode)
-        except OSError:
-            raise _RefusedError(404, ErrorCode.FILE_NOT_FOUND, "file not found", ruling) from None
+        except OSError as exc:
+            raise _RefusedError(404, ErrorCode.FILE_NOT_FOUND, "file not found", ruling) from exc
         self._send(request, addr, ruling, content, started, source, size)
 
     def _send(
@@ -210,7 +210,7 @@ class TftpServer(asyncio.DatagramProtocol):
                 )
             except PacketError as exc:
                 source.close()
-                raise _RefusedError(400, exc.code, exc.message, ruling) from None
+                raise _RefusedError(400, exc.code, exc.message, ruling) from exc
 
         def done(result: TransferResult) -> None:
             self.counters.sent_bytes += result.sent
@@ -258,7 +258,7 @@ class TftpServer(asyncio.DatagramProtocol):
                 request.opcode, tuple(request.options.items()), self._settings.limits, None
             )
         except PacketError as exc:
-            raise _RefusedError(400, exc.code, exc.message, ruling) from None
+            raise _RefusedError(400, exc.code, exc.message, ruling) from exc
         if options.tsize is not None and options.tsize > cap:
             raise _RefusedError(413, ErrorCode.DISK_FULL, f"larger than {cap} bytes", ruling)
 
