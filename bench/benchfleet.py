@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from fleetkey.serve.mounts import mount_of
+
 FLEETKEY: Final = [sys.executable, "-m", "fleetkey"]
 # wrk's request script: GET <mac>-license.cfg of `files` phones in turn (bench/http.py)
 LUA = """
@@ -42,25 +44,20 @@ def wrk_script(base: Path, files: int, mode: str) -> Path:
     return script
 
 
-MOUNTINFO: Final = Path("/proc/self/mountinfo")
-
-
 def filesystem(path: Path) -> dict[str, str | bool | None]:
-    """The filesystem holding ``path``: its type, device and mount options (the mount whose
-    device is ``path``'s, from /proc/self/mountinfo), and for ext4 whether it has a journal
+    """The filesystem holding ``path``: its type, device and mount options (as the server
+    reads them, ``serve.mounts.mount_of``), and for ext4 whether it has a journal
     (sysfs: ``journal_task`` reads ``<none>`` without one; None: not ext4, or unknown).
-    Unreadable (off Linux): every field None."""
+    Unreadable (off Linux, or no such path): every field None."""
     try:
         device = os.stat(path).st_dev
-        mounts = MOUNTINFO.read_text()
     except OSError:
+        device = None
+    found = mount_of(path) if device is not None else None
+    if device is None or found is None:
         return {"type": None, "device": None, "options": None, "journal": None}
-    found = mount_of(mounts, f"{os.major(device)}:{os.minor(device)}", os.path.realpath(path))
-    if found is None:
-        return {"type": None, "device": None, "options": None, "journal": None}
-    kind, source, options = found
     journal: bool | None = None
-    if kind == "ext4":  # sysfs names the block device as the kernel does (vda, loop0, dm-0)
+    if found.type == "ext4":  # sysfs names the block device as the kernel does (vda, loop0, dm-0)
         block = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}").resolve().name
         try:
             journal = (Path("/sys/fs/ext4") / block / "journal_task").read_text().strip() != (
@@ -68,33 +65,8 @@ def filesystem(path: Path) -> dict[str, str | bool | None]:
             )
         except OSError:  # no sysfs entry for it: unknown
             journal = None
-    return {"type": kind, "device": source, "options": options, "journal": journal}
-
-
-def mount_of(mountinfo: str, device: str, where: str) -> tuple[str, str, str] | None:
-    """(type, source, options) of the mount of ``device`` (``MAJ:MIN``) holding ``where`` in
-    ``mountinfo``'s text: of the mounts of that device, the one with the longest mount point
-    above ``where`` (a bind mount, or one mounted over another, hides the ones below); when
-    no mount has that device (btrfs gives each subvolume a device of its own), the mount with
-    the longest mount point above ``where``, as findmnt finds it. The options are the mount's
-    and its superblock's (``discard`` is the superblock's)."""
-    return _mount_at(mountinfo, device, where) or _mount_at(mountinfo, None, where)
-
-
-def _mount_at(mountinfo: str, device: str | None, where: str) -> tuple[str, str, str] | None:
-    best: tuple[int, tuple[str, str, str]] | None = None
-    for line in mountinfo.splitlines():
-        mine, _, theirs = line.partition(" - ")
-        fields, rest = mine.split(), theirs.split()
-        if len(fields) < 6 or len(rest) < 3 or device not in (None, fields[2]):
-            continue
-        point = fields[4].replace("\\040", " ")
-        if where != point and not where.startswith(point.rstrip("/") + "/"):
-            continue
-        if best is None or len(point) >= best[0]:  # a later mount covers an earlier one
-            options = ",".join(dict.fromkeys([*fields[5].split(","), *rest[2].split(",")]))
-            best = (len(point), (rest[0], rest[1], options))
-    return None if best is None else best[1]
+    options = ",".join(sorted(found.options))
+    return {"type": found.type, "device": found.source, "options": options, "journal": journal}
 
 
 def describe_filesystem(path: Path, found: dict[str, str | bool | None]) -> list[str]:

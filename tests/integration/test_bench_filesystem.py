@@ -12,43 +12,10 @@ import pytest
 
 from tests.helpers import bench_module
 
-# /proc/self/mountinfo lines: id parent MAJ:MIN root mount-point options [tags] - type source super
-MOUNTINFO = """\
-22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard,resv_strict
-30 22 0:24 / /dev/shm rw,nosuid,nodev shared:3 - tmpfs tmpfs rw
-31 30 254:0 / /dev/shm rw,relatime shared:4 - ext4 /dev/vda rw,discard
-40 22 7:0 / /mnt/j rw,relatime shared:5 - ext4 /dev/loop0 rw
-41 22 254:0 /srv/data /mnt/my\\040data rw,relatime shared:6 - ext4 /dev/vda rw,discard
-"""
-
 
 @pytest.fixture(scope="module")
 def benchfleet() -> ModuleType:
     return bench_module("benchfleet")
-
-
-def test_no_mount_above_the_path_is_none(benchfleet: ModuleType) -> None:
-    assert benchfleet.mount_of(MOUNTINFO.splitlines()[1], "0:24", "/tmp/x") is None
-
-
-@pytest.mark.parametrize(
-    ("device", "where", "found"),
-    [
-        ("254:0", "/tmp/x", ("ext4", "/dev/vda", "rw,relatime,discard,resv_strict")),
-        ("7:0", "/mnt/j/fleetkey-bench", ("ext4", "/dev/loop0", "rw,relatime")),
-        # a bind mount of a folder, at a mount point with a space
-        ("254:0", "/mnt/my data/x", ("ext4", "/dev/vda", "rw,relatime,discard")),
-        # the ext4 mounted over the tmpfs is the one a file there is on
-        ("254:0", "/dev/shm/x", ("ext4", "/dev/vda", "rw,relatime,discard")),
-        ("0:24", "/dev/shm/x", ("tmpfs", "tmpfs", "rw,nosuid,nodev")),
-        # no mount of that device (a btrfs subvolume's own): the mount above the path
-        ("0:99", "/mnt/j/x", ("ext4", "/dev/loop0", "rw,relatime")),
-    ],
-)
-def test_the_mount_is_the_one_of_the_files_device(
-    benchfleet: ModuleType, device: str, where: str, found: tuple[str, str, str] | None
-) -> None:
-    assert benchfleet.mount_of(MOUNTINFO, device, where) == found
 
 
 def test_ext4_without_a_journal_mounted_with_discard_is_warned_of(benchfleet: ModuleType) -> None:

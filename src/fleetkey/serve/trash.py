@@ -53,9 +53,10 @@ def scratch_name(folder: str, mac: str, kind: str) -> str:
     """A name of this upload's own beside a phone's files (``kind``: ``tmp``, a file being
     written; ``claim``, a spare being written into): hidden, unique to this process (its pid
     and a token made at its start, as containers' processes may share a pid) and this call."""
-    if _token["pid"] != os.getpid():  # a new process (forked workers too): a new token
-        _token["pid"], _token["token"] = os.getpid(), secrets.token_hex(4)
-    unique = f"{os.getpid():x}.{_token['token']}.{next(_scratches)}"
+    pid = os.getpid()
+    if _token["pid"] != pid:  # a new process (forked workers too): a new token
+        _token["pid"], _token["token"] = pid, secrets.token_hex(4)
+    unique = f"{pid:x}.{_token['token']}.{next(_scratches)}"
     return os.path.join(folder, f".{mac}.{unique}.{kind}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleetkey.serve.http.putting import discards, upload_place, waits_for_device
+from fleetkey.serve.mounts import Mount, mount_of
 
 # this VM's own lines (ext4 with discard at /, tmpfs twice at /dev/shm), and others
 MOUNTS = """\
@@ -18,6 +19,20 @@ MOUNTS = """\
 52 27 8:2 / /srv/with\\040space rw,relatime,discard - xfs /dev/sdb2 rw
 53 50 8:3 / /srv/quick/trimmed rw,relatime - ext4 /dev/sdb3 rw,discard
 """
+
+
+def test_the_mount_above_a_path_is_named_with_its_options_and_the_superblocks() -> None:
+    assert mount_of(Path("/tmp/x"), MOUNTS) == Mount(
+        "ext4", "/dev/vda", {"rw", "relatime", "discard", "resv_strict", "resuid=65534",
+                             "resgid=65534"}
+    )  # fmt: skip
+    assert mount_of(Path("/srv/with space/x"), MOUNTS) == Mount(
+        "xfs", "/dev/sdb2", {"rw", "relatime", "discard"}
+    )  # an escaped mount point
+    assert mount_of(Path("/dev/shm/x"), MOUNTS) == Mount(
+        "tmpfs", "tmpfs", {"rw", "relatime", "size=24684084k"}
+    )  # of two at one point, the last
+    assert mount_of(Path("/x"), MOUNTS.splitlines()[1]) is None  # no mount above it
 
 
 def test_ext4_mounted_with_discard_waits_for_the_device() -> None:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import re
 from pathlib import Path
 from typing import Final
 
 from fleetkey.serve.fetching import Ruling
 from fleetkey.serve.http.messages import Request, Response, error_response
+from fleetkey.serve.mounts import mount_of
 from fleetkey.serve.trash import Trash
 from fleetkey.serve.uploads import store_status
 
@@ -31,7 +30,6 @@ INLINE_UPLOAD_BYTES: Final = 64 * 1024  # uploads up to this size are written on
 NETWORK_FILESYSTEMS: Final = frozenset(
     {"nfs", "nfs4", "cifs", "smb3", "9p", "ceph", "glusterfs", "fuse.sshfs", "afs"}
 )
-MOUNTINFO: Final = Path("/proc/self/mountinfo")
 
 
 def waits_for_device(path: Path, mountinfo: str | None = None) -> bool:
@@ -39,8 +37,8 @@ def waits_for_device(path: Path, mountinfo: str | None = None) -> bool:
     filesystem is mounted with ``discard`` (freeing the replaced file's blocks waits for the
     device's discard, inside the rename) or is a network filesystem. ``mountinfo``: the text
     of /proc/self/mountinfo (read when None; unreadable, as off Linux: False)."""
-    found = _mount(path, mountinfo)
-    return found is not None and ("discard" in found[1] or found[0] in NETWORK_FILESYSTEMS)
+    found = mount_of(path, mountinfo)
+    return found is not None and ("discard" in found.options or found.type in NETWORK_FILESYSTEMS)
 
 
 def discards(path: Path, mountinfo: str | None = None) -> bool:
@@ -48,8 +46,10 @@ def discards(path: Path, mountinfo: str | None = None) -> bool:
     filesystem: the wait is then only the freeing of a replaced file, which a trash
     (``serve.trash``) takes off the caller's thread; a network filesystem's rename waits
     for its server either way."""
-    found = _mount(path, mountinfo)
-    return found is not None and "discard" in found[1] and found[0] not in NETWORK_FILESYSTEMS
+    found = mount_of(path, mountinfo)
+    return (
+        found is not None and "discard" in found.options and found.type not in NETWORK_FILESYSTEMS
+    )
 
 
 def upload_place(uploads: Path) -> tuple[Trash | None, bool]:
@@ -59,32 +59,6 @@ def upload_place(uploads: Path) -> tuple[Trash | None, bool]:
     if discards(uploads):
         return Trash(uploads), False
     return None, waits_for_device(uploads)
-
-
-def _mount(path: Path, mountinfo: str | None) -> tuple[str, set[str]] | None:
-    """The type and options of the filesystem holding ``path`` (None: unknown)."""
-    if mountinfo is None:
-        try:
-            mountinfo = MOUNTINFO.read_text()
-        except OSError:
-            return None
-    where = os.path.realpath(path)
-    found: tuple[int, str, set[str]] | None = None  # the longest mount point holding it
-    for line in mountinfo.splitlines():
-        mine, _, theirs = line.partition(" - ")
-        fields, rest = mine.split(), theirs.split()
-        if len(fields) < 6 or len(rest) < 3:
-            continue
-        point = _unescape(fields[4])
-        inside = where == point or where.startswith(point.rstrip("/") + "/")
-        if inside and (found is None or len(point) >= found[0]):  # a later mount covers
-            found = (len(point), rest[0], {*fields[5].split(","), *rest[2].split(",")})
-    return None if found is None else (found[1], found[2])
-
-
-def _unescape(field: str) -> str:
-    """A mountinfo path: space, tab, newline and backslash are octal escapes (\\040)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def store_now(
