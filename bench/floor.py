@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from benchfleet import need
-from boot import MODES, SEQUENCE, cores, shares
+from boot import MODES, SEQUENCE, generate
 
 SHARED: Final = (
     b"HTTP/1.1 200 OK\r\ncontent-length: 600\r\ncontent-type: text/plain\r\n\r\n" + b"x" * 600
@@ -89,6 +89,8 @@ def main() -> None:
     if args.seconds <= 0 or args.rounds < 1:
         parser.error("--seconds must be above 0 and --rounds at least 1")
     gcc, taskset = need("gcc"), need("taskset")
+    # the boot as bench/boot.py's defaults shape it (generate reads these from args)
+    args.phones, args.concurrency, args.tagged, args.warmup = 20_000, 256, 0.25, 1.0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the bare server is stopped too
     runs = measure(gcc, taskset, args)
     medians = {mode: statistics.median(run["rps"] for run in runs[mode]) for mode in MODES}
@@ -128,16 +130,7 @@ def measure(gcc: str, taskset: str, args: argparse.Namespace) -> dict[str, list[
             raise SystemExit("the bare server did not start")
         for _ in range(args.rounds):
             for mode in MODES:
-                before = cores()
-                done = subprocess.run(
-                    [taskset, "-c", "1", str(bootload), "--port", port,
-                     "--sequence", str(sequence), "--phones", "20000", "--concurrency", "256",
-                     "--tagged", "0.25", "--mode", mode.replace("-", ""), "--warmup", "1",
-                     "--seconds", str(args.seconds), "--first", "0"],
-                    capture_output=True, text=True, check=True, timeout=args.seconds + 120,
-                )  # fmt: skip
-                run: dict[str, Any] = json.loads(done.stdout)
-                run["core1"] = shares(before["cpu1"], cores()["cpu1"])
+                run = generate(bootload, sequence, int(port), mode, 0, args)
                 odd = set(run["status"]) - {"200", "204", "404"}
                 if run["errors"] or odd:
                     raise SystemExit(f"the floor misanswered: errors {run['errors']}, {odd}")
