@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -67,6 +68,17 @@ def filesystem(path: Path) -> dict[str, str | bool | None]:
             journal = None
     options = ",".join(sorted(found.options))
     return {"type": found.type, "device": found.source, "options": options, "journal": journal}
+
+
+def files_on(base: Path, tmp: str | None) -> tuple[dict[str, str | bool | None], list[str]]:
+    """The filesystem of a run's files under ``base`` (made in ``tmp``, or the system's
+    temporary directory) and its words; a warning is said at once on stderr too, so a run on
+    such a disk can be stopped early."""
+    disk = filesystem(base)
+    said = describe_filesystem(Path(tmp or tempfile.gettempdir()), disk)
+    if len(said) > 1:
+        print("\n".join(said), file=sys.stderr)
+    return disk, said
 
 
 def describe_filesystem(path: Path, found: dict[str, str | bool | None]) -> list[str]:

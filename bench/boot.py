@@ -59,7 +59,6 @@ import socket
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -70,8 +69,7 @@ from typing import Any, Final
 from benchfleet import (
     FLEETKEY,
     bench_env,
-    describe_filesystem,
-    filesystem,
+    files_on,
     need,
     open_tree_to_baselines,
     start_fleetkey,
@@ -333,10 +331,7 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-boot-", dir=args.tmp))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
-    disk = filesystem(base)
-    said = describe_filesystem(Path(args.tmp or tempfile.gettempdir()), disk)
-    if len(said) > 1:  # a warning: said now too, so a run on such a disk can be stopped early
-        print("\n".join(said), file=sys.stderr)
+    disk, said = files_on(base, args.tmp)
     env = bench_env(base)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         name: {mode: [] for mode in MODES} for name in SERVERS

@@ -52,7 +52,6 @@ import signal
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,8 +60,7 @@ from typing import Any, Final
 from benchfleet import (
     bench_env,
     cpu_by_process,
-    describe_filesystem,
-    filesystem,
+    files_on,
     need,
     start_fleetkey,
     stop_servers,
@@ -150,10 +148,7 @@ def main() -> None:
     inventory = args.phones + args.rounds * args.first_boots  # history, then a fresh pool
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-storm-", dir=args.tmp))
     base.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the files
-    disk = filesystem(base)
-    said = describe_filesystem(Path(args.tmp or tempfile.gettempdir()), disk)
-    if len(said) > 1:  # a warning: said now too, so a run on such a disk can be stopped early
-        print("\n".join(said), file=sys.stderr)
+    disk, said = files_on(base, args.tmp)
     env = bench_env(base)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         kind: {name: [] for name in names} for kind in kinds
@@ -209,7 +204,7 @@ def main() -> None:
         }
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    report(args, runs, summaries, recorded, {name: answered[name] for name in trees}, disk)
+    report(args, runs, summaries, recorded, {name: answered[name] for name in trees}, (disk, said))
 
 
 def start_own(
@@ -242,12 +237,12 @@ def count_records(data: Path) -> int:
 def report(
     args: argparse.Namespace, runs: dict[str, dict[str, list[dict[str, Any]]]],
     summaries: list[str], recorded: dict[str, int], answered: dict[str, int],
-    disk: dict[str, str | bool | None],
+    disk: tuple[dict[str, str | bool | None], list[str]],
 ) -> None:  # fmt: skip
     every = {kind: figures_of(by_name) for kind, by_name in runs.items()}
     if args.json:
         print(json.dumps({"storms": every, "history_boots": args.history_boots,
-                          "filesystem": disk,
+                          "filesystem": disk[0],
                           "records": recorded, "answers": answered,
                           "fleetkey": summaries, "rounds": runs}, indent=2))  # fmt: skip
         return
@@ -255,7 +250,7 @@ def report(
         f"{args.boots} boots a storm ({args.concurrency} at once, keep-alive, 11 requests a "
         f"boot), {args.rounds} rounds, servers in turn, nothing pinned (2 cores shared)"
     )
-    for line in describe_filesystem(Path(args.tmp or tempfile.gettempdir()), disk):
+    for line in disk[1]:
         print(line)
     said = {
         HISTORY: f"phones that booted before (each of the {args.phones:,} booted "
