@@ -1,0 +1,319 @@
+"""bench/requestpath.py's measuring child: a built fleet's boots fed to the server in process.
+
+    python -P bench/requestcost.py FOLDER PHONES ROUNDS     (prints JSON)
+
+FOLDER is a fleet bench/boot.py's build_fleet built (its data directory, and sequence.txt: the
+boot). Run by bench/requestpath.py; on its own only to look at the JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import httptools
+import uvloop
+
+from fleetkey.authority.datadir import DataDir
+from fleetkey.clock import SystemClock
+from fleetkey.serve.http.connections import Connections
+from fleetkey.serve.http.messages import RequestLimits
+from fleetkey.serve.http.protocol import HttpProtocol
+from fleetkey.serve.runner import Places, ServerRunner, ServeSettings
+from fleetkey.store.store import Store
+
+AGENT: Final = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477"  # bench/bootload.c's
+_STATUS: Final = re.compile(rb"HTTP/1\.1 (\d{3}) ")
+# bench/floor.py's bare server's answers
+SHARED: Final = (
+    b"HTTP/1.1 200 OK\r\ncontent-length: 600\r\ncontent-type: text/plain\r\n\r\n" + b"x" * 600
+)
+MISSING: Final = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
+STORED: Final = b"HTTP/1.1 204 No Content\r\n\r\n"
+BATCH: Final = 64  # phones booting at once, in step
+
+
+class Written:
+    """A transport that keeps the statuses of what is written to it."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.statuses: list[int] = []
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return (self.address, 40000) if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        found = _STATUS.match(data)
+        if found is not None:
+            self.statuses.append(int(found.group(1)))
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        return
+
+    def pause_reading(self) -> None:
+        return
+
+    def resume_reading(self) -> None:
+        return
+
+
+class Bare:
+    """bench/floor.py's bare protocol: httptools, fixed answers, nothing looked up."""
+
+    def __init__(self, transport: Written) -> None:
+        self.transport = transport
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_url(self, url: bytes) -> None:
+        self.url = url
+
+    def on_message_complete(self) -> None:
+        if self.parser.get_method() == b"PUT":
+            self.transport.write(STORED)
+        else:
+            self.transport.write(SHARED if self.url.startswith(b"/000000000000") else MISSING)
+
+
+def steps_of(sequence: str) -> list[tuple[str, str, str, int, frozenset[int]]]:
+    """bench/boot.py's SEQUENCE: method, path, stage, body bytes, the statuses it may get."""
+    steps = []
+    for line in sequence.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields, _, comment = line.partition("#")
+        method, path, stage, body = fields.split()
+        expected = frozenset(int(status) for status in re.findall(r"\b\d{3}\b", comment))
+        steps.append((method, path, stage, int(body), expected))
+    return steps
+
+
+def requests_of(steps: list[tuple[str, str, str, int, frozenset[int]]], phone: int) -> list[bytes]:
+    """One phone's boot as bench/bootload.c sends it (a quarter of the phones tag their MAC)."""
+    mac = f"0004f2{phone:06x}"
+    tagged = (((phone * 2654435761) & 0xFFFFFFFF) >> 8) % 10000 < 2500
+    out = []
+    for method, path, stage, body, _ in steps:
+        agent = f"{AGENT} (SN:{mac}) Type/{stage}" if tagged else f"{AGENT} Type/{stage}"
+        head = (
+            f"{method} {path.replace('{mac}', mac)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"User-Agent: {agent}\r\nAccept: */*\r\n"
+        )
+        if method == "PUT":
+            head += f"Content-Type: text/plain\r\nContent-Length: {body}\r\n"
+        out.append((head + "\r\n").encode() + b"x" * body)
+    return out
+
+
+def address_of(phone: int) -> str:
+    """bench/bootload.c's: each phone from an address of its own."""
+    return f"127.{1 + phone // 62500}.{phone // 250 % 250 + 1}.{phone % 250 + 1}"
+
+
+class Timed:
+    """Wraps the service's entry points and sums the loop thread's CPU spent in them.
+
+    A wrapped call costs two reads of the thread's CPU clock (a system call here, ~0.7 µs):
+    ``overhead`` is what a wrapped call of nothing costs more than the call itself, measured
+    at the start; half of it falls between the two reads, in ``spent``, and is taken out of
+    the service's share, all of it out of the request's."""
+
+    def __init__(self, service: Any) -> None:
+        self.spent = 0.0
+        self.calls = 0
+        self.overhead = self._calibrate()
+        for name in ("answer_now", "finished"):
+            setattr(service, name, self._timed(getattr(service, name)))
+        handle = service.handle
+
+        async def timed_handle(request: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return await handle(request)
+            finally:
+                self.spent += time.thread_time() - start
+
+        service.handle = timed_handle
+
+    def _timed(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any) -> Any:
+            self.calls += 1
+            start = time.thread_time()
+            try:
+                return call(*args)
+            finally:
+                self.spent += time.thread_time() - start
+
+        return timed
+
+    def _calibrate(self, rounds: int = 20_000) -> float:
+        def nothing() -> None:
+            return
+
+        wrapped = self._timed(nothing)
+        costs = []
+        for call in (nothing, wrapped, nothing, wrapped):
+            start = time.perf_counter()
+            for _ in range(rounds):
+                call()
+            costs.append((time.perf_counter() - start) / rounds)
+        self.spent = 0.0
+        self.calls = 0
+        return max(0.0, min(costs[1], costs[3]) - min(costs[0], costs[2]))
+
+
+async def measure(base: Path, phones: int, rounds: int) -> dict[str, Any]:
+    steps = steps_of((base / "sequence.txt").read_text())
+    data = DataDir(base / "data")
+    store = Store(f"sqlite:///{data.root / 'fleetkey.db'}")
+    places = Places(
+        tree=data.provisioning,
+        uploads=data.root / "uploads",
+        unwritten=data.root / "fetches-unwritten.jsonl",
+        held=data.root / "fetches-held.jsonl",
+    )
+    runner = ServerRunner(store, places, SystemClock(), ServeSettings())
+    runner.writer.start()
+    runner.gate.start(asyncio.get_running_loop())
+    timed = Timed(runner.http)
+    connections = Connections(runner.settings.connections)
+    boots = [requests_of(steps, phone) for phone in range(phones)]
+    per_round: list[dict[str, list[float]]] = []
+    try:
+        await _boot_all(runner, connections, boots, steps, timed, floor=False)  # first PUTs
+        for _ in range(rounds):
+            per_round.append(await _boot_all(runner, connections, boots, steps, timed, floor=True))
+    finally:
+        runner.gate.stop()
+        runner.writer.close()
+    total = [statistics.median(r["total"][i] for r in per_round) for i in range(len(steps))]
+    service = [statistics.median(r["service"][i] for r in per_round) for i in range(len(steps))]
+    floor = [statistics.median(r["floor"][i] for r in per_round) for i in range(len(steps))]
+    statuses = per_round[-1]["statuses"]
+    return {
+        "phones": phones,
+        "rounds": rounds,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "steps": [
+            {
+                "method": method,
+                "path": path,
+                "status": "/".join(str(s) for s in sorted(set(statuses[i]))),
+                "floor_us": floor[i],
+                "total_us": total[i],
+                "service_us": service[i],
+                "protocol_us": total[i] - service[i],
+            }
+            for i, (method, path, *_) in enumerate(steps)
+        ],
+        "mean": {
+            "floor_us": statistics.fmean(floor),
+            "total_us": statistics.fmean(total),
+            "service_us": statistics.fmean(service),
+            "protocol_us": statistics.fmean(total) - statistics.fmean(service),
+            "rounds_total_us": [statistics.fmean(r["total"]) for r in per_round],
+        },
+        "connection_us": statistics.median(r["connection"][0] for r in per_round),
+        "timer_overhead_us": timed.overhead * 1e6,
+    }
+
+
+async def _boot_all(
+    runner: ServerRunner,
+    connections: Connections,
+    boots: list[list[bytes]],
+    steps: list[tuple[str, str, str, int, frozenset[int]]],
+    timed: Timed,
+    *,
+    floor: bool,
+) -> dict[str, list[Any]]:
+    """Every phone boots once, BATCH phones at a time, step by step; CPU a request by step, in
+    µs (``floor``: and through the bare protocol). A step's time runs until every answer of the
+    batch is written: an answer that waits for its record's commit is finished in it too."""
+    count = len(steps)
+    total, service, bare = [0.0] * count, [0.0] * count, [0.0] * count
+    statuses: list[list[int]] = [[] for _ in range(count)]
+    connection = 0.0
+    limits = RequestLimits()
+    for first in range(0, len(boots), BATCH):
+        phones = range(first, min(first + BATCH, len(boots)))
+        transports = [Written(address_of(phone)) for phone in phones]
+        start = time.thread_time()
+        protocols = [HttpProtocol(runner.http, limits, connections) for _ in phones]
+        for protocol, transport in zip(protocols, transports, strict=True):
+            protocol.connection_made(transport)  # type: ignore[arg-type]
+        connection += time.thread_time() - start
+        for step in range(count):
+            before, calls = timed.spent, timed.calls
+            start = time.thread_time()
+            for protocol, phone in zip(protocols, phones, strict=True):
+                protocol.data_received(boots[phone][step])
+            # answers waiting for their record's commit (serve/commits.py)
+            waiting = [p._worker for p in protocols if p._worker is not None]
+            await asyncio.gather(*(worker for worker in waiting if not worker.done()))
+            wrapped = (timed.calls - calls) * timed.overhead
+            total[step] += time.thread_time() - start - wrapped
+            service[step] += timed.spent - before - wrapped / 2
+        start = time.thread_time()
+        for protocol in protocols:
+            protocol.connection_lost(None)
+        connection += time.thread_time() - start
+        for phone, transport in zip(phones, transports, strict=True):
+            if len(transport.statuses) != count:
+                raise SystemExit(f"phone {phone}: {len(transport.statuses)} answers to {count}")
+            for step, status in enumerate(transport.statuses):
+                statuses[step].append(status)
+        if floor:
+            floors = [Bare(Written(address_of(phone))) for phone in phones]
+            for step in range(count):
+                start = time.thread_time()
+                for bare_protocol, phone in zip(floors, phones, strict=True):
+                    bare_protocol.data_received(boots[phone][step])
+                bare[step] += time.thread_time() - start
+    for step, (method, path, _, _, expected) in enumerate(steps):
+        odd = set(statuses[step]) - expected
+        if odd:
+            raise SystemExit(
+                f"{method} {path}: answered {sorted(odd)}, expected {sorted(expected)}"
+            )
+    scale = 1e6 / len(boots)
+    return {
+        "total": [value * scale for value in total],
+        "service": [value * scale for value in service],
+        "floor": [value * scale for value in bare],
+        "statuses": statuses,
+        "connection": [connection * scale],
+    }
+
+
+def main() -> None:
+    base, phones, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    print(json.dumps(uvloop.run(measure(base, phones, rounds))))
+
+
+if __name__ == "__main__":
+    main()
