@@ -2,24 +2,34 @@
 
     .venv/bin/python bench/requestpath.py [--phones 4000] [--rounds 3] [--tmp DIR] [--json]
 
-bench/boot.py measures requests/s over loopback, where fleetkey's ~190 µs of CPU a request
-(docs/serve.md, "Throughput") mixes its own work with the event loop's, the kernel's sockets and
-the fetch-record writer's. This takes the sockets away: each phone's boot (bench/boot.py's
-SEQUENCE, 11 requests, a quarter of the phones tagging `(SN:…)`, each phone from an address of
-its own) is fed as bytes to `serve.http.protocol.HttpProtocol` on a transport that keeps what
-is written, one connection a phone, with the server built as `fleetkey serve` builds it (the
-store, the tree, the uploads folder, the record writer and its commit gate). For each step of
-the boot it reports the event-loop thread's CPU a request (`time.thread_time`: the writer's
-thread is apart), split into:
+bench/boot.py measures requests/s over loopback, where fleetkey's own work is mixed with the
+event loop's, the kernel's sockets and the fetch-record writer's (docs/serve.md, "Throughput").
+This takes the sockets away: each phone's boot (bench/boot.py's SEQUENCE, 11 requests, the log
+PUTs included, a quarter of the phones tagging `(SN:…)` as bench/bootload.c chooses them, each
+phone from an address of its own) is fed as bytes to `serve.http.protocol.HttpProtocol` on a
+transport that keeps what is written, one connection a phone, 64 phones at a time step by step,
+with the server built as `fleetkey serve` builds it (`ServerRunner`: the store, the tree, the
+uploads folder, the record writer, the commit gate, the collector and switch-interval settings),
+on one core as bench/boot.py's server (the writer's thread shares it, as there).
+For each step it reports the event-loop thread's CPU a request (`time.thread_time`: user and
+system time, so a PUT's file calls and the tree's `stat` are in it; the writer's thread is not),
+split into:
 
-- `service`: `PhoneService.answer_now` and `finished`, what fetching decides and records;
-- `protocol`: the rest, httptools' callbacks, the request and answer objects, the framing;
-- `floor`: the same bytes through a bare httptools protocol answering fixed bytes (the
-  baseline: what parsing a request in Python costs at least, as bench/floor.py's server).
+- `service`: `PhoneService.answer_now`, `finished` and `body_limit`: what fetching decides,
+  stores and records;
+- `protocol`: the rest, httptools' callbacks, the request and answer objects, the framing, the
+  commit gate's wait;
+- `floor`: the same bytes through bench/floor.py's bare httptools protocol (the baseline).
 
-Each answer's status is checked against the boot's (200/201/204/404): a wrong one ends the run.
+Each phone's answer to each step is checked (a measured PUT replaces: 204; every tenth phone
+has a phone license). bench/http_path.py measures the GETs of a boot and of the license path,
+keep-alive against close and cold against warm, with a pipeline it builds itself; this one
+measures the whole boot through the server's own construction, split by step and by layer.
+
 The measuring is bench/requestcost.py's, run with `python -P` so that this folder's http.py does
-not shadow the standard library's. Files go under --tmp (default: the system's; /dev/shm: no disk).
+not shadow the standard library's. Files go under --tmp (default: the system's; /dev/shm: no
+disk, as docs/serve.md's figures). 4,000 phones and 3 rounds take ~1 minute, most of it building
+the fleet with the CLI.
 """
 
 from __future__ import annotations
@@ -39,12 +49,12 @@ def main() -> None:
     parser.add_argument(
         "--phones", type=int, default=4000, help="phones booting, one after another"
     )
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="measured boots of every phone")
     parser.add_argument("--tmp", help="directory for the run's files (default: the system's)")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    if args.phones < 100:
-        parser.error("--phones must be at least 100")
+    if not 100 <= args.phones <= 0xFFFFFF:
+        parser.error("--phones must be from 100 to 16,777,215 (MACs 0004f2000000 and up)")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.tmp is not None and not Path(args.tmp).is_dir():

@@ -30,7 +30,8 @@ def run_bench(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.Co
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--phones", "99"], "--phones must be at least 100"),
+        (["--phones", "99"], "--phones must be from 100 to 16,777,215"),
+        (["--phones", "16777216"], "--phones must be from 100 to 16,777,215"),
         (["--rounds", "0"], "--rounds must be at least 1"),
         (["--phones", "many"], "invalid int value: 'many'"),
     ],
@@ -84,6 +85,10 @@ def test_a_small_run_measures_each_step_of_the_boot_with_its_expected_answers_in
         assert step["protocol_us"] == pytest.approx(step["total_us"] - step["service_us"])
     assert len(result["mean"]["rounds_total_us"]) == 2
     assert result["connection_us"] > 0
+    # every phone's two license answers waited for their record's commit, none went without
+    licensed = 200 // 10
+    assert result["commits_waited"] == 3 * (200 + licensed)  # a first boot and two rounds
+    assert result["sent_without_commit"] == 0
     assert list((tmp_path / "tmp").iterdir()) == []  # the fleet's folder is removed
     table = subprocess.run(  # the same figures as the terminal shows them
         [sys.executable, "-c", "import json, sys; from requestpath import report; "
