@@ -1,6 +1,7 @@
 """Where a request's CPU goes on the event loop: bench/boot.py's boot, in process, no sockets.
 
-    .venv/bin/python bench/requestpath.py [--phones 4000] [--rounds 3] [--tmp DIR] [--json]
+    .venv/bin/python bench/requestpath.py [--phones 4000] [--sites 20] [--rounds 3]
+                                          [--tmp DIR] [--json]
 
 bench/boot.py measures requests/s over loopback, where fleetkey's own work is mixed with the
 event loop's, the kernel's sockets and the fetch-record writer's (docs/serve.md, "Throughput").
@@ -49,12 +50,15 @@ def main() -> None:
     parser.add_argument(
         "--phones", type=int, default=4000, help="phones booting, one after another"
     )
+    parser.add_argument("--sites", type=int, default=20, help="sites the phones are spread over")
     parser.add_argument("--rounds", type=int, default=3, help="measured boots of every phone")
     parser.add_argument("--tmp", help="directory for the run's files (default: the system's)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if not 100 <= args.phones <= 0xFFFFFF:
         parser.error("--phones must be from 100 to 16,777,215 (MACs 0004f2000000 and up)")
+    if not 1 <= args.sites <= args.phones:
+        parser.error("--sites must be from 1 to --phones")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.tmp is not None and not Path(args.tmp).is_dir():
@@ -65,7 +69,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-requestpath-", dir=args.tmp))
     try:
         env = bench_env(base)
-        build_fleet(base, env, args.phones, 20)
+        build_fleet(base, env, args.phones, args.sites)
         (base / "sequence.txt").write_text(SEQUENCE)
         child = subprocess.run(
             [sys.executable, "-P", str(Path(__file__).with_name("requestcost.py")),

@@ -33,6 +33,8 @@ def run_bench(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.Co
         (["--phones", "99"], "--phones must be from 100 to 16,777,215"),
         (["--phones", "16777216"], "--phones must be from 100 to 16,777,215"),
         (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--sites", "0"], "--sites must be from 1 to --phones"),
+        (["--phones", "100", "--sites", "101"], "--sites must be from 1 to --phones"),
         (["--phones", "many"], "invalid int value: 'many'"),
     ],
 )
@@ -61,7 +63,9 @@ def test_a_missing_tmp_folder_is_a_usage_error(tmp_path: Path) -> None:
 def test_a_small_run_measures_each_step_of_the_boot_with_its_expected_answers_in_80_columns(
     tmp_path: Path,
 ) -> None:
-    done = run_bench(tmp_path, "--phones", "200", "--rounds", "2", "--json", timeout=600)
+    done = run_bench(
+        tmp_path, "--phones", "200", "--sites", "3", "--rounds", "2", "--json", timeout=600
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert (result["phones"], result["rounds"]) == (200, 2)
