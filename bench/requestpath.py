@@ -8,8 +8,8 @@ event loop's, the kernel's sockets and the fetch-record writer's (docs/serve.md,
 This takes the sockets away: each phone's boot (bench/boot.py's SEQUENCE, 11 requests, the log
 PUTs included, a quarter of the phones tagging `(SN:…)` as bench/bootload.c chooses them, each
 phone from an address of its own) is fed as bytes to `serve.http.protocol.HttpProtocol` on a
-transport that keeps what is written, one connection a phone, 64 phones at a time step by step,
-with the server built as `fleetkey serve` builds it (`ServerRunner`: the store, the tree, the
+transport that keeps what is written, one connection a phone, 64 phones at a time, with the
+server built as `fleetkey serve` builds it (`ServerRunner`: the store, the tree, the
 uploads folder, the record writer, the commit gate, the collector and switch-interval settings),
 on one core as bench/boot.py's server (the writer's thread shares it, as there).
 For each step it reports the event-loop thread's CPU a request (`time.thread_time`: user and
@@ -22,6 +22,10 @@ split into:
   commit gate's wait;
 - `floor`: the same bytes through bench/floor.py's bare httptools protocol (the baseline).
 
+Each round boots every phone twice: step by step (the table: every phone of a batch at one
+step, then the next; each step's code runs 64 times in a row, its caches warm) and interleaved
+(each phone of a batch starts at another step, as phones booting at once are found at every
+step: one figure a request, connections included, the one to set against a whole server).
 Each phone's answer to each step is checked (a measured PUT replaces: 204; every tenth phone
 has a phone license). bench/http_path.py measures the GETs of a boot and of the license path,
 keep-alive against close and cold against warm, with a pipeline it builds itself; this one
@@ -108,6 +112,11 @@ def report(result: dict[str, Any]) -> None:
     )
     rounds = ", ".join(f"{value:.1f}" for value in mean["rounds_total_us"])
     print(f"  fleetkey's mean, round by round: {rounds}")
+    rounds = ", ".join(f"{value:.1f}" for value in mean["rounds_interleaved_us"])
+    print(
+        f"  interleaved (each phone at another step; connections in): "
+        f"{mean['interleaved_us']:.1f}\n  round by round: {rounds}"
+    )
     print(
         f"  a connection, made and lost: {result['connection_us']:.1f} µs (not in the table); "
         f"timers:\n  {result['timer_overhead_us']:.1f} µs a timed call, taken out"

@@ -88,10 +88,13 @@ def test_a_small_run_measures_each_step_of_the_boot_with_its_expected_answers_in
         assert 0 < step["service_us"] < step["total_us"], step
         assert step["protocol_us"] == pytest.approx(step["total_us"] - step["service_us"])
     assert len(result["mean"]["rounds_total_us"]) == 2
+    assert len(result["mean"]["rounds_interleaved_us"]) == 2
+    assert result["mean"]["interleaved_us"] > result["mean"]["floor_us"] > 0
     assert result["connection_us"] > 0
     # every phone's two license answers waited for their record's commit, none went without
     licensed = 200 // 10
-    assert result["commits_waited"] == 3 * (200 + licensed)  # a first boot and two rounds
+    # a first boot, then each of two rounds a step-by-step boot and an interleaved one
+    assert result["commits_waited"] == 5 * (200 + licensed)
     assert result["sent_without_commit"] == 0
     assert list((tmp_path / "tmp").iterdir()) == []  # the fleet's folder is removed
     table = subprocess.run(  # the same figures as the terminal shows them
