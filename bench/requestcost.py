@@ -16,8 +16,10 @@ import platform
 import re
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -111,8 +113,19 @@ class BareProtocol:
             self.transport.write(SHARED if self.url.startswith(b"/000000000000") else MISSING)
 
 
-def steps_of(sequence: str) -> list[tuple[str, str, str, int, frozenset[int]]]:
-    """bench/boot.py's SEQUENCE: method, path, stage, body bytes, the statuses it may get."""
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One request of the boot, as bench/boot.py's SEQUENCE writes it."""
+
+    method: str
+    path: str  # {mac} stands for the phone's MAC
+    stage: str  # ends the User-Agent: Updater, Application
+    body_bytes: int
+    statuses: frozenset[int]  # what it may be answered (its comment's statuses)
+
+
+def steps_of(sequence: str) -> list[Step]:
+    """bench/boot.py's SEQUENCE, a step a line."""
     steps = []
     for line in sequence.splitlines():
         if not line.strip() or line.startswith("#"):
@@ -120,24 +133,25 @@ def steps_of(sequence: str) -> list[tuple[str, str, str, int, frozenset[int]]]:
         fields, _, comment = line.partition("#")
         method, path, stage, body = fields.split()
         expected = frozenset(int(status) for status in re.findall(r"\b\d{3}\b", comment))
-        steps.append((method, path, stage, int(body), expected))
+        steps.append(Step(method, path, stage, int(body), expected))
     return steps
 
 
-def requests_of(steps: list[tuple[str, str, str, int, frozenset[int]]], phone: int) -> list[bytes]:
+def requests_of(steps: list[Step], phone: int) -> list[bytes]:
     """One phone's boot as bench/bootload.c sends it (a quarter of the phones tag their MAC)."""
     mac = f"0004f2{phone:06x}"
     tagged = (((phone * 2654435761) & 0xFFFFFFFF) >> 8) % 10000 < 2500
     out = []
-    for method, path, stage, body, _ in steps:
+    for step in steps:
+        stage = step.stage
         agent = f"{AGENT} (SN:{mac}) Type/{stage}" if tagged else f"{AGENT} Type/{stage}"
         head = (
-            f"{method} {path.replace('{mac}', mac)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"{step.method} {step.path.replace('{mac}', mac)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"User-Agent: {agent}\r\nAccept: */*\r\n"
         )
-        if method == "PUT":
-            head += f"Content-Type: text/plain\r\nContent-Length: {body}\r\n"
-        out.append((head + "\r\n").encode() + b"x" * body)
+        if step.method == "PUT":
+            head += f"Content-Type: text/plain\r\nContent-Length: {step.body_bytes}\r\n"
+        out.append((head + "\r\n").encode() + b"x" * step.body_bytes)
     return out
 
 
@@ -225,6 +239,7 @@ async def measure(base: Path, phones: int, rounds: int) -> dict[str, Any]:
     boots = [requests_of(steps, phone) for phone in range(phones)]
     per_round: list[dict[str, list[Any]]] = []
     interleaved: list[float] = []
+    writer: list[float] = []
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
@@ -234,7 +249,9 @@ async def measure(base: Path, phones: int, rounds: int) -> dict[str, Any]:
             per_round.append(
                 await _boot_all(runner, connections, boots, steps, timed, measured=True)
             )
-            interleaved.append(await _boot_interleaved(runner, connections, boots, steps, timed))
+            loop_us, writer_us = await _boot_interleaved(runner, connections, boots, steps, timed)
+            interleaved.append(loop_us)
+            writer.append(writer_us)
     finally:
         runner.gate.stop()
         runner.writer.close()
@@ -258,7 +275,7 @@ async def measure(base: Path, phones: int, rounds: int) -> dict[str, Any]:
                 "service_us": service[i],
                 "protocol_us": total[i] - service[i],
             }
-            for i, (method, path, *_) in enumerate(steps)
+            for i, (method, path) in enumerate((step.method, step.path) for step in steps)
         ],
         "mean": {
             "floor_us": statistics.fmean(floor),
@@ -268,6 +285,7 @@ async def measure(base: Path, phones: int, rounds: int) -> dict[str, Any]:
             "rounds_total_us": [statistics.fmean(r["total"]) for r in per_round],
             "interleaved_us": statistics.median(interleaved),
             "rounds_interleaved_us": interleaved,
+            "writer_interleaved_us": statistics.median(writer),
         },
         "connection_us": statistics.median(r["connection"][0] for r in per_round),
         "timer_overhead_us": timed.overhead_s * 1e6,
@@ -280,7 +298,7 @@ async def _boot_all(
     runner: ServerRunner,
     connections: Connections,
     boots: list[list[bytes]],
-    steps: list[tuple[str, str, str, int, frozenset[int]]],
+    steps: list[Step],
     timed: ServiceClock,
     *,
     measured: bool,
@@ -323,8 +341,10 @@ async def _boot_all(
                 raise SystemExit(f"phone {phone}: {len(transport.statuses)} answers to {count}")
             for step, status in enumerate(transport.statuses):
                 if status not in expected(steps[step], phone, measured=measured):
-                    method, path = steps[step][:2]
-                    raise SystemExit(f"phone {phone}: {method} {path} answered {status}")
+                    asked = steps[step]
+                    raise SystemExit(
+                        f"phone {phone}: {asked.method} {asked.path} answered {status}"
+                    )
                 statuses[step].append(status)
         if measured:
             floors = [BareProtocol(KeepingTransport(address_of(phone))) for phone in phones]
@@ -347,15 +367,16 @@ async def _boot_interleaved(
     runner: ServerRunner,
     connections: Connections,
     boots: list[list[bytes]],
-    steps: list[tuple[str, str, str, int, frozenset[int]]],
+    steps: list[Step],
     timed: ServiceClock,
-) -> float:
+) -> tuple[float, float]:
     """Every phone boots once more, BATCH at a time, each phone of a batch starting at another
     step (phone k at step k mod 11 of the boot's first turn), as phones booting at once are
     found at every step of their boot: the loop thread's CPU a request, in µs, connections
-    included (the step-by-step passes run each step's code 64 times in a row, caches warm)."""
+    included (the step-by-step passes run each step's code 64 times in a row, caches warm); and
+    the record writer's thread's CPU a request meanwhile."""
     count = len(steps)
-    spent, calls = 0.0, timed.calls
+    spent, calls, writer = 0.0, timed.calls, writer_cpu_s()
     limits = RequestLimits()
     for first in range(0, len(boots), BATCH):
         phones = range(first, min(first + BATCH, len(boots)))
@@ -389,20 +410,26 @@ async def _boot_interleaved(
             if len(answered) != count or wrong:
                 raise SystemExit(f"phone {phone}, interleaved: answered {answered}")
     spent -= (timed.calls - calls) * timed.overhead_s  # the service's timers
-    return spent * 1e6 / (len(boots) * count)
+    scale = 1e6 / (len(boots) * count)
+    return spent * scale, (writer_cpu_s() - writer) * scale
 
 
-def expected(
-    step: tuple[str, str, str, int, frozenset[int]], phone: int, *, measured: bool
-) -> frozenset[int]:
+def writer_cpu_s() -> float:
+    """The record writer's thread's CPU so far (it shares the loop's core)."""
+    for thread in threading.enumerate():
+        if thread.name == "fleetkey-fetch-writer" and thread.ident is not None:
+            return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    raise SystemExit("the record writer's thread is not running")
+
+
+def expected(step: Step, phone: int, *, measured: bool) -> frozenset[int]:
     """What ``phone`` must get at ``step``: a measured PUT replaces (204); a phone license
     exists for every tenth phone (bench/boot.py's build_fleet); else the boot's statuses."""
-    method, path, _, _, statuses = step
-    if method == "PUT" and measured:
+    if step.method == "PUT" and measured:
         return frozenset({204})
-    if path == "/{mac}-license.cfg":
+    if step.path == "/{mac}-license.cfg":
         return frozenset({200 if phone % 10 == 0 else 404})
-    return statuses
+    return step.statuses
 
 
 def main() -> None:

@@ -90,6 +90,7 @@ def test_a_small_run_measures_each_step_of_the_boot_with_its_expected_answers_in
     assert len(result["mean"]["rounds_total_us"]) == 2
     assert len(result["mean"]["rounds_interleaved_us"]) == 2
     assert result["mean"]["interleaved_us"] > result["mean"]["floor_us"] > 0
+    assert result["mean"]["writer_interleaved_us"] > 0  # it wrote the records meanwhile
     assert result["connection_us"] > 0
     # every phone's two license answers waited for their record's commit, none went without
     licensed = 200 // 10
@@ -108,3 +109,4 @@ def test_a_small_run_measures_each_step_of_the_boot_with_its_expected_answers_in
     assert any(line.split()[:2] == ["GET", "/000000000000-license.cfg"] for line in lines)
     assert any(line.strip().startswith("a request of the boot, mean") for line in lines)
     assert "not here: the event loop's own work, the kernel's sockets" in table.stdout
+    assert "the record writer's thread meanwhile:" in table.stdout
