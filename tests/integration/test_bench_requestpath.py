@@ -3,11 +3,13 @@ every step of the boot with the answers the boot expects."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -110,3 +112,67 @@ def test_a_small_run_measures_each_step_of_the_boot_with_its_expected_answers_in
     assert any(line.strip().startswith("a request of the boot, mean") for line in lines)
     assert "not here: the event loop's own work, the kernel's sockets" in table.stdout
     assert "the record writer's thread meanwhile:" in table.stdout
+
+
+def _requestcost() -> ModuleType:
+    """bench/requestcost.py, loaded by its path: bench/ on sys.path would shadow ``http``."""
+    name = "fleetkey_bench_requestcost"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH.with_name("requestcost.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+SEQUENCE = """\
+# method  path                     stage        body bytes   answer expected
+PUT       /{mac}-boot.log          Updater      2048         # 201 first, then 204
+GET       /{mac}-license.cfg       Application  0            # 200 for 10 %, else 404
+"""
+
+
+def test_a_boot_is_sent_as_bootload_builds_it() -> None:
+    cost = _requestcost()
+    steps = cost.steps_of(SEQUENCE)
+    assert [(s.method, s.path, s.stage, s.body_bytes, s.statuses) for s in steps] == [
+        ("PUT", "/{mac}-boot.log", "Updater", 2048, frozenset({201, 204})),
+        ("GET", "/{mac}-license.cfg", "Application", 0, frozenset({200, 404})),
+    ]
+    put, get = cost.requests_of(steps, 0)  # phone 0 tags its serial (bootload's hash: 0)
+    assert put == (
+        b"PUT /0004f2000000-boot.log HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"User-Agent: FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:0004f2000000) "
+        b"Type/Updater\r\nAccept: */*\r\nContent-Type: text/plain\r\nContent-Length: 2048\r\n"
+        b"\r\n" + b"x" * 2048
+    )
+    assert get == (
+        b"GET /0004f2000000-license.cfg HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"User-Agent: FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:0004f2000000) "
+        b"Type/Application\r\nAccept: */*\r\n\r\n"
+    )
+    untagged = [phone for phone in range(20) if b"(SN:" not in cost.requests_of(steps, phone)[1]]
+    assert untagged  # Polycom's default User-Agent: no serial
+    agent = cost.requests_of(steps, untagged[0])[1].split(b"\r\n")[2]
+    assert agent == b"User-Agent: FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application"
+
+
+def test_a_quarter_of_the_phones_tag_their_serial_each_from_an_address_of_its_own() -> None:
+    cost = _requestcost()
+    steps = cost.steps_of(SEQUENCE)
+    phones = 20_000
+    tagged = sum(b"(SN:" in cost.requests_of(steps, phone)[1] for phone in range(phones))
+    assert 0.24 * phones < tagged < 0.26 * phones
+    assert len({cost.address_of(phone) for phone in range(phones)}) == phones
+
+
+def test_a_measured_boot_must_replace_its_logs_and_find_every_tenth_phones_license() -> None:
+    cost = _requestcost()
+    put, license_ = cost.steps_of(SEQUENCE)
+    assert cost.expected(put, 3, measured=False) == {201, 204}  # the first boot stores them
+    assert cost.expected(put, 3, measured=True) == {204}
+    assert cost.expected(license_, 30, measured=True) == {200}
+    assert cost.expected(license_, 31, measured=True) == {404}
