@@ -29,7 +29,7 @@ import uvloop
 from fleetkey.authority.datadir import DataDir
 from fleetkey.clock import SystemClock
 from fleetkey.serve.http.connections import Connections
-from fleetkey.serve.http.messages import RequestLimits
+from fleetkey.serve.http.messages import Request, RequestLimits, Response
 from fleetkey.serve.http.protocol import HttpProtocol
 from fleetkey.serve.runner import (
     GC_THRESHOLDS,
@@ -122,6 +122,34 @@ class Step:
     stage: str  # ends the User-Agent: Updater, Application
     body_bytes: int
     statuses: frozenset[int]  # what it may be answered (its comment's statuses)
+
+
+class FixedService:
+    """A service (serve/http/messages.py's) that answers a PUT 204 and a GET 404 and records
+    nothing: with it, HttpProtocol's framing alone, the baseline between the bare protocol and
+    fleetkey's service."""
+
+    def answer_now(self, request: Request) -> Response:
+        return Response(204 if request.method == "PUT" else 404)
+
+    def body_limit(self, method: str, target: bytes) -> int:
+        return 4096 if method == "PUT" else 0
+
+    async def handle(self, request: Request) -> Response:
+        return self.answer_now(request)
+
+    def finished(self, request: Request, response: Response, sent: int) -> None:
+        return
+
+    def refused(
+        self, method: str, target: bytes, remote: str | None, secure: bool, response: Response
+    ) -> None:
+        return
+
+
+def fixed_answer(step: Step, phone: int) -> frozenset[int]:
+    """What FixedService answers."""
+    return frozenset({204 if step.method == "PUT" else 404})
 
 
 def steps_of(sequence: str) -> list[Step]:
@@ -240,6 +268,7 @@ async def measure(base: Path, phones: int, rounds: int) -> dict[str, Any]:
     per_round: list[dict[str, list[Any]]] = []
     interleaved: list[float] = []
     writer: list[float] = []
+    framing: list[float] = []
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
@@ -249,9 +278,15 @@ async def measure(base: Path, phones: int, rounds: int) -> dict[str, Any]:
             per_round.append(
                 await _boot_all(runner, connections, boots, steps, timed, measured=True)
             )
-            loop_us, writer_us = await _boot_interleaved(runner, connections, boots, steps, timed)
+            loop_us, writer_us = await _boot_interleaved(
+                runner.http, connections, boots, steps, timed, measured_answer
+            )
             interleaved.append(loop_us)
             writer.append(writer_us)
+            framing_us, _ = await _boot_interleaved(
+                FixedService(), connections, boots, steps, timed, fixed_answer
+            )
+            framing.append(framing_us)
     finally:
         runner.gate.stop()
         runner.writer.close()
@@ -286,6 +321,7 @@ async def measure(base: Path, phones: int, rounds: int) -> dict[str, Any]:
             "interleaved_us": statistics.median(interleaved),
             "rounds_interleaved_us": interleaved,
             "writer_interleaved_us": statistics.median(writer),
+            "framing_interleaved_us": statistics.median(framing),
         },
         "connection_us": statistics.median(r["connection"][0] for r in per_round),
         "timer_overhead_us": timed.overhead_s * 1e6,
@@ -364,11 +400,12 @@ async def _boot_all(
 
 
 async def _boot_interleaved(
-    runner: ServerRunner,
+    service: Any,
     connections: Connections,
     boots: list[list[bytes]],
     steps: list[Step],
     timed: ServiceClock,
+    check: Callable[[Step, int], frozenset[int]],
 ) -> tuple[float, float]:
     """Every phone boots once more, BATCH at a time, each phone of a batch starting at another
     step (phone k at step k mod 11 of the boot's first turn), as phones booting at once are
@@ -382,7 +419,7 @@ async def _boot_interleaved(
         phones = range(first, min(first + BATCH, len(boots)))
         transports = [KeepingTransport(address_of(phone)) for phone in phones]
         start = time.thread_time()
-        protocols = [HttpProtocol(runner.http, limits, connections) for _ in phones]
+        protocols = [HttpProtocol(service, limits, connections) for _ in phones]
         for protocol, transport in zip(protocols, transports, strict=True):
             protocol.connection_made(transport)  # type: ignore[arg-type]
         spent += time.thread_time() - start
@@ -405,13 +442,18 @@ async def _boot_interleaved(
             wrong = [
                 status
                 for status, step in zip(answered, steps, strict=False)
-                if status not in expected(step, phone, measured=True)
+                if status not in check(step, phone)
             ]
             if len(answered) != count or wrong:
                 raise SystemExit(f"phone {phone}, interleaved: answered {answered}")
     spent -= (timed.calls - calls) * timed.overhead_s  # the service's timers
     scale = 1e6 / (len(boots) * count)
     return spent * scale, (writer_cpu_s() - writer) * scale
+
+
+def measured_answer(step: Step, phone: int) -> frozenset[int]:
+    """What fleetkey must answer ``phone`` at ``step`` in a measured boot."""
+    return expected(step, phone, measured=True)
 
 
 def writer_cpu_s() -> float:

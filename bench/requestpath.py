@@ -25,7 +25,9 @@ split into:
 Each round boots every phone twice: step by step (the table: every phone of a batch at one
 step, then the next; each step's code runs 64 times in a row, its caches warm) and interleaved
 (each phone of a batch starts at another step, as phones booting at once are found at every
-step: one figure a request, connections included, the one to set against a whole server).
+step: one figure a request, connections included, the one to set against a whole server), and
+interleaved once more with a service that answers fixed statuses and records nothing (the
+framing alone: between the bare protocol and fleetkey's whole request path).
 Each phone's answer to each step is checked (a measured PUT replaces: 204; every tenth phone
 has a phone license). bench/http_path.py measures the GETs of a boot and of the license path,
 keep-alive against close and cold against warm, with a pipeline it builds itself; this one
@@ -116,6 +118,10 @@ def report(result: dict[str, Any]) -> None:
     print(
         f"  interleaved (each phone at another step; connections in): "
         f"{mean['interleaved_us']:.1f}\n  round by round: {rounds}"
+    )
+    print(
+        f"  the same, fleetkey's framing with a service answering fixed statuses: "
+        f"{mean['framing_interleaved_us']:.1f}"
     )
     print(
         f"  the record writer's thread meanwhile: {mean['writer_interleaved_us']:.1f} "

@@ -91,7 +91,8 @@ def test_a_small_run_measures_each_step_of_the_boot_with_its_expected_answers_in
         assert step["protocol_us"] == pytest.approx(step["total_us"] - step["service_us"])
     assert len(result["mean"]["rounds_total_us"]) == 2
     assert len(result["mean"]["rounds_interleaved_us"]) == 2
-    assert result["mean"]["interleaved_us"] > result["mean"]["floor_us"] > 0
+    mean = result["mean"]
+    assert mean["interleaved_us"] > mean["framing_interleaved_us"] > mean["floor_us"] > 0
     assert result["mean"]["writer_interleaved_us"] > 0  # it wrote the records meanwhile
     assert result["connection_us"] > 0
     # every phone's two license answers waited for their record's commit, none went without
@@ -112,6 +113,7 @@ def test_a_small_run_measures_each_step_of_the_boot_with_its_expected_answers_in
     assert any(line.strip().startswith("a request of the boot, mean") for line in lines)
     assert "not here: the event loop's own work, the kernel's sockets" in table.stdout
     assert "the record writer's thread meanwhile:" in table.stdout
+    assert "framing with a service answering fixed statuses" in table.stdout
 
 
 def _requestcost() -> ModuleType:
