@@ -25,51 +25,23 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from benchfleet import need
 from boot import MODES, SEQUENCE, generate
 
-SHARED: Final = (
-    b"HTTP/1.1 200 OK\r\ncontent-length: 600\r\ncontent-type: text/plain\r\n\r\n" + b"x" * 600
-)
-MISSING: Final = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
-STORED: Final = b"HTTP/1.1 204 No Content\r\n\r\n"
-
 
 def serve() -> None:
     """The bare server: print the port it listens on, answer until killed."""
-    import httptools
     import uvloop
 
-    class Bare(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport: Any = transport
-            self.parser = httptools.HttpRequestParser(self)
-            self.url = b""
-
-        def data_received(self, data: bytes) -> None:
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserError:
-                self.transport.close()
-
-        def on_url(self, url: bytes) -> None:
-            self.url = url
-
-        def on_message_complete(self) -> None:
-            if self.parser.get_method() == b"PUT":
-                self.transport.write(STORED)
-            else:
-                self.transport.write(SHARED if self.url.startswith(b"/000000000000") else MISSING)
-            if not self.parser.should_keep_alive():
-                self.transport.close()
+    from bareprotocol import BareProtocol
 
     async def main() -> None:
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen(4096)
-        await asyncio.get_running_loop().create_server(Bare, sock=listener, backlog=4096)
+        await asyncio.get_running_loop().create_server(BareProtocol, sock=listener, backlog=4096)
         print(listener.getsockname()[1], flush=True)
         await asyncio.Event().wait()
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import httptools
 import uvloop
 
 from fleetkey.authority.datadir import DataDir
@@ -40,14 +39,12 @@ from fleetkey.serve.runner import (
 )
 from fleetkey.store.store import Store
 
+# run with -P: this folder at the back of the path, so its http.py shadows nothing
+sys.path.append(str(Path(__file__).resolve().parent))
+from bareprotocol import BareProtocol
+
 AGENT: Final = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477"  # bench/bootload.c's
 _STATUS: Final = re.compile(rb"HTTP/1\.1 (\d{3}) ")
-# bench/floor.py's bare server's answers
-SHARED: Final = (
-    b"HTTP/1.1 200 OK\r\ncontent-length: 600\r\ncontent-type: text/plain\r\n\r\n" + b"x" * 600
-)
-MISSING: Final = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
-STORED: Final = b"HTTP/1.1 204 No Content\r\n\r\n"
 BATCH: Final = 64  # phones booting at once, in step
 
 
@@ -90,27 +87,6 @@ class KeepingTransport:
 
     def resume_reading(self) -> None:
         return
-
-
-class BareProtocol:
-    """bench/floor.py's bare protocol: httptools, fixed answers, nothing looked up."""
-
-    def __init__(self, transport: KeepingTransport) -> None:
-        self.transport = transport
-        self.parser = httptools.HttpRequestParser(self)
-        self.url = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_url(self, url: bytes) -> None:
-        self.url = url
-
-    def on_message_complete(self) -> None:
-        if self.parser.get_method() == b"PUT":
-            self.transport.write(STORED)
-        else:
-            self.transport.write(SHARED if self.url.startswith(b"/000000000000") else MISSING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +306,43 @@ async def measure(base: Path, phones: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def _connect(
+    service: Any, phones: range, connections: Connections
+) -> tuple[list[HttpProtocol], list[KeepingTransport]]:
+    """A connection a phone of the batch, each from the phone's own address."""
+    limits = RequestLimits()
+    transports = [KeepingTransport(address_of(phone)) for phone in phones]
+    protocols = [HttpProtocol(service, limits, connections) for _ in phones]
+    for protocol, transport in zip(protocols, transports, strict=True):
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+    return protocols, transports
+
+
+async def _answered(protocols: list[HttpProtocol]) -> None:
+    """Until every answer waiting for its record's commit (serve/commits.py) is written."""
+    waiting = [protocol._worker for protocol in protocols if protocol._worker is not None]
+    await asyncio.gather(*(worker for worker in waiting if not worker.done()))
+
+
+def _check(
+    phones: range,
+    transports: list[KeepingTransport],
+    steps: list[Step],
+    check: Callable[[Step, int], frozenset[int]],
+) -> list[list[int]]:
+    """Each phone's statuses, step by step; the run ends at a missing or a wrong answer."""
+    answered = []
+    for phone, transport in zip(phones, transports, strict=True):
+        statuses = transport.statuses
+        if len(statuses) != len(steps):
+            raise SystemExit(f"phone {phone}: {len(statuses)} answers to {len(steps)} requests")
+        for step, status in zip(steps, statuses, strict=True):
+            if status not in check(step, phone):
+                raise SystemExit(f"phone {phone}: {step.method} {step.path} answered {status}")
+        answered.append(statuses)
+    return answered
+
+
 async def _boot_all(
     runner: ServerRunner,
     connections: Connections,
@@ -347,14 +360,11 @@ async def _boot_all(
     total, service, bare = [0.0] * count, [0.0] * count, [0.0] * count
     statuses: list[list[int]] = [[] for _ in range(count)]
     connection = 0.0
-    limits = RequestLimits()
+    check = measured_answer if measured else first_answer
     for first in range(0, len(boots), BATCH):
         phones = range(first, min(first + BATCH, len(boots)))
-        transports = [KeepingTransport(address_of(phone)) for phone in phones]
         start = time.thread_time()
-        protocols = [HttpProtocol(runner.http, limits, connections) for _ in phones]
-        for protocol, transport in zip(protocols, transports, strict=True):
-            protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocols, transports = _connect(runner.http, phones, connections)
         connection += time.thread_time() - start
         for step in range(count):
             await asyncio.sleep(0)  # what the writer's thread queued meanwhile runs untimed
@@ -362,9 +372,7 @@ async def _boot_all(
             start = time.thread_time()
             for protocol, phone in zip(protocols, phones, strict=True):
                 protocol.data_received(boots[phone][step])
-            # answers waiting for their record's commit (serve/commits.py)
-            waiting = [p._worker for p in protocols if p._worker is not None]
-            await asyncio.gather(*(worker for worker in waiting if not worker.done()))
+            await _answered(protocols)
             wrapped = (timed.calls - calls) * timed.overhead_s
             total[step] += time.thread_time() - start - wrapped
             service[step] += timed.spent_s - before - wrapped / 2
@@ -372,18 +380,13 @@ async def _boot_all(
         for protocol in protocols:
             protocol.connection_lost(None)
         connection += time.thread_time() - start
-        for phone, transport in zip(phones, transports, strict=True):
-            if len(transport.statuses) != count:
-                raise SystemExit(f"phone {phone}: {len(transport.statuses)} answers to {count}")
-            for step, status in enumerate(transport.statuses):
-                if status not in expected(steps[step], phone, measured=measured):
-                    asked = steps[step]
-                    raise SystemExit(
-                        f"phone {phone}: {asked.method} {asked.path} answered {status}"
-                    )
+        for answered in _check(phones, transports, steps, check):
+            for step, status in enumerate(answered):
                 statuses[step].append(status)
         if measured:
-            floors = [BareProtocol(KeepingTransport(address_of(phone))) for phone in phones]
+            floors = [BareProtocol() for _ in phones]
+            for bare_protocol, phone in zip(floors, phones, strict=True):
+                bare_protocol.connection_made(KeepingTransport(address_of(phone)))
             for step in range(count):
                 start = time.thread_time()
                 for bare_protocol, phone in zip(floors, phones, strict=True):
@@ -414,14 +417,10 @@ async def _boot_interleaved(
     the record writer's thread's CPU a request meanwhile."""
     count = len(steps)
     spent, calls, writer = 0.0, timed.calls, writer_cpu_s()
-    limits = RequestLimits()
     for first in range(0, len(boots), BATCH):
         phones = range(first, min(first + BATCH, len(boots)))
-        transports = [KeepingTransport(address_of(phone)) for phone in phones]
         start = time.thread_time()
-        protocols = [HttpProtocol(service, limits, connections) for _ in phones]
-        for protocol, transport in zip(protocols, transports, strict=True):
-            protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocols, transports = _connect(service, phones, connections)
         spent += time.thread_time() - start
         for turn in range(2 * count - 1):
             await asyncio.sleep(0)
@@ -430,22 +429,13 @@ async def _boot_interleaved(
                 step = turn - offset % count
                 if 0 <= step < count:
                     protocol.data_received(boots[phone][step])
-            waiting = [p._worker for p in protocols if p._worker is not None]
-            await asyncio.gather(*(worker for worker in waiting if not worker.done()))
+            await _answered(protocols)
             spent += time.thread_time() - start
         start = time.thread_time()
         for protocol in protocols:
             protocol.connection_lost(None)
         spent += time.thread_time() - start
-        for phone, transport in zip(phones, transports, strict=True):
-            answered = transport.statuses
-            wrong = [
-                status
-                for status, step in zip(answered, steps, strict=False)
-                if status not in check(step, phone)
-            ]
-            if len(answered) != count or wrong:
-                raise SystemExit(f"phone {phone}, interleaved: answered {answered}")
+        _check(phones, transports, steps, check)
     spent -= (timed.calls - calls) * timed.overhead_s  # the service's timers
     scale = 1e6 / (len(boots) * count)
     return spent * scale, (writer_cpu_s() - writer) * scale
@@ -454,6 +444,11 @@ async def _boot_interleaved(
 def measured_answer(step: Step, phone: int) -> frozenset[int]:
     """What fleetkey must answer ``phone`` at ``step`` in a measured boot."""
     return expected(step, phone, measured=True)
+
+
+def first_answer(step: Step, phone: int) -> frozenset[int]:
+    """What fleetkey must answer ``phone`` at ``step`` in its first boot (its logs are new)."""
+    return expected(step, phone, measured=False)
 
 
 def writer_cpu_s() -> float:

@@ -20,9 +20,10 @@ split into:
   stores and records;
 - `protocol`: the rest, httptools' callbacks, the request and answer objects, the framing, the
   commit gate's wait;
-- `floor`: the same bytes through bench/floor.py's bare httptools protocol (the baseline).
+- `floor`: the same bytes through bench/bareprotocol.py, bench/floor.py's bare httptools
+  protocol (the baseline).
 
-Each round boots every phone twice: step by step (the table: every phone of a batch at one
+Each round boots every phone three times: step by step (the table: every phone of a batch at one
 step, then the next; each step's code runs 64 times in a row, its caches warm) and interleaved
 (each phone of a batch starts at another step, as phones booting at once are found at every
 step: one figure a request, connections included, the one to set against a whole server), and

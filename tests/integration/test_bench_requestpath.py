@@ -126,7 +126,11 @@ def _requestcost() -> ModuleType:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path  # it appends bench/ to find bareprotocol.py: not for other tests
     return module
 
 
