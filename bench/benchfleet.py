@@ -243,6 +243,52 @@ def cpu_by_process(pid: int) -> dict[int, float]:
     return spent
 
 
+def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
+    """User and system CPU seconds of a server (the process and its live children), by kind
+    of thread: ``loop`` the main thread of each process (fleetkey's event loop, nginx's
+    master and worker), ``other`` every other thread (fleetkey's record writer above all,
+    its sightings, trash and digest threads). A thread that ended between two readings is
+    missing from the second: the servers here keep theirs."""
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        found = []
+    spent = {"loop": [0, 0], "other": [0, 0]}
+    for process in (pid, *map(int, found)):
+        try:
+            tasks = os.listdir(f"/proc/{process}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                text = Path(f"/proc/{process}/task/{task}/stat").read_text()
+            except OSError:
+                continue
+            fields = text.rsplit(")", 1)[1].split()
+            kind = spent["loop" if int(task) == process else "other"]
+            kind[0] += int(fields[11])
+            kind[1] += int(fields[12])
+    return {kind: (user / TICKS, system / TICKS) for kind, (user, system) in spent.items()}
+
+
+def cpu_a_request(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], requests: int
+) -> dict[str, dict[str, float]]:
+    """What two ``thread_cpu`` readings spent a request, µs, by kind of thread and in all."""
+    scale = 1e6 / max(1, requests)
+    spent = {
+        kind: {
+            "user_us": (after[kind][0] - before[kind][0]) * scale,
+            "system_us": (after[kind][1] - before[kind][1]) * scale,
+        }
+        for kind in ("loop", "other")
+    }
+    spent["all"] = {
+        part: spent["loop"][part] + spent["other"][part] for part in ("user_us", "system_us")
+    }
+    return spent
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its live children (a server's workers)."""
     return sum(cpu_by_process(pid).values())

@@ -1,7 +1,7 @@
 """Boot traffic: a fleet's boot requests to `fleetkey serve` next to nginx, same tree, same run.
 
     .venv/bin/python bench/boot.py [--phones 20000] [--concurrency 256] [--tagged 0.25]
-                                   [--seconds 10] [--rounds 3] [--tmp DIR] [--json]
+                                   [--seconds 10] [--rounds 3] [--tmp DIR] [--poll] [--json]
 
 Needs gcc, nginx (with the DAV module, as Debian builds it) and taskset (`apt-get install -y
 nginx gcc`). What a real fleet sends when it boots (the domain notes §5.1: a VVX 500 on UC
@@ -36,6 +36,15 @@ stopped with SIGTERM (it writes every record before exiting) and the fetch recor
 database are compared, status by status, with every answer the generator received from it
 (seed pass and warm-ups included).
 
+Each server's CPU a request (user and system, its threads' from /proc, warm-up included) is
+printed with the budget the target sets: at 0.8x nginx's rate a request may cost fleetkey
+1/(0.8 x nginx's rate) of core 0, and what its system time (sockets, files) leaves of that is
+what its Python may spend. On loopback a write to a socket whose reader sleeps wakes that
+reader inside the writer's system call (an inter-processor interrupt, ~5-10 µs here), so the
+slower server, whose generator sleeps more, pays more system time a request; `--poll` makes
+bootload poll instead of sleep (its core always busy), which takes that cost out for both
+servers, as a network does (a real phone is woken on its own machine).
+
 Files live in the system's temporary directory like the other benchmarks. Replacing a file
 frees the old one's blocks, and this VM's ext4 is mounted with `discard`, so each replacing
 PUT waits on the disk: nginx's worker waits with it (5-13 % iowait on core 0, and its rate
@@ -69,10 +78,12 @@ from typing import Any, Final
 from benchfleet import (
     FLEETKEY,
     bench_env,
+    cpu_a_request,
     files_on,
     need,
     open_tree_to_baselines,
     start_fleetkey,
+    thread_cpu,
 )
 
 # One boot, in order (domain notes §5.1). {mac} is the phone's MAC; the stage ends the
@@ -150,6 +161,7 @@ http {
 
 SERVERS: Final = ("nginx", "fleetkey")
 MODES: Final = ("keep-alive", "close")
+TARGET: Final = 0.8  # issue 16: fleetkey's rate a fraction of nginx's, on one core
 
 
 def build_fleet(base: Path, env: dict[str, str], phones: int, sites: int) -> Path:
@@ -299,6 +311,7 @@ def generate(
             "--warmup", str(args.warmup),
             "--seconds", str(args.seconds),
             "--first", str(first),
+            "--poll", "1" if getattr(args, "poll", False) else "0",
             *extra,
         ],
         capture_output=True,
@@ -327,6 +340,11 @@ def main() -> None:
     parser.add_argument(
         "--tmp", help="directory for the run's files (default: the system's; /dev/shm: no disk)"
     )
+    parser.add_argument(
+        "--poll",
+        action="store_true",
+        help="bootload polls instead of sleeping: no server pays for waking it (see bootload.c)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="fleetkey-bench-boot-", dir=args.tmp))
@@ -350,6 +368,7 @@ def main() -> None:
         )
         try:
             ports = {"nginx": nginx_port, "fleetkey": int(url.rsplit(":", 1)[1])}
+            pids = {"nginx": nginx.pid, "fleetkey": server.pid}
             wait_listening(nginx_port, nginx, "nginx")
             wait_listening(ports["fleetkey"], server, "fleetkey serve")
             time.sleep(1)
@@ -364,7 +383,11 @@ def main() -> None:
                 names = SERVERS if number % 2 == 0 else SERVERS[::-1]
                 for name in names:
                     for mode in MODES:
+                        before = thread_cpu(pids[name])
                         run = generate(bootload, sequence, ports[name], mode, first[name], args)
+                        run["server_cpu"] = cpu_a_request(
+                            before, thread_cpu(pids[name]), run["answers_total"]
+                        )
                         first[name] = run["next_phone"]
                         runs[name][mode].append(run)
         finally:
@@ -396,6 +419,44 @@ def mix(status: dict[str, int]) -> str:
     """`200 28.1%  404 53.6%`: each status's share."""
     total = sum(status.values()) or 1
     return "  ".join(f"{code} {count / total:.1%}" for code, count in status.items())
+
+
+def cpu_lines(
+    runs: dict[str, dict[str, list[dict[str, Any]]]], medians: dict[str, dict[str, float]]
+) -> list[str]:
+    """Each server's CPU a request (medians over the rounds), and what 0.8x nginx's rate
+    leaves fleetkey: the budget the target sets, next to what fleetkey's threads spend."""
+
+    def spent(name: str, mode: str, kind: str, part: str) -> float:
+        return statistics.median(run["server_cpu"][kind][part] for run in runs[name][mode])
+
+    lines = ["  CPU a request, µs (the server's threads, from /proc; medians of the rounds):"]
+    for name in runs:
+        for mode in MODES:
+            user, system = (spent(name, mode, "all", part) for part in ("user_us", "system_us"))
+            lines.append(
+                f"    {name:<9} {mode:<11} user {user:6.1f} + system {system:5.1f} "
+                f"= {user + system:6.1f}"
+            )
+            if name == "fleetkey":
+                loop = [spent(name, mode, "loop", part) for part in ("user_us", "system_us")]
+                other = [spent(name, mode, "other", part) for part in ("user_us", "system_us")]
+                lines.append(
+                    f"      event loop {loop[0]:.1f} + {loop[1]:.1f}, other threads (the record "
+                    f"writer most) {other[0]:.1f} + {other[1]:.1f}"
+                )
+    for mode in MODES:
+        budget = 1e6 / (TARGET * medians["nginx"][mode])
+        system = spent("fleetkey", mode, "all", "system_us")
+        theirs = spent("nginx", mode, "all", "system_us")
+        lines += [
+            f"  {mode}: {TARGET}x nginx's rate leaves fleetkey {budget:.1f} µs a request "
+            "of core 0;",
+            f"    its system time alone is {system:.1f} (nginx's {theirs:.1f}): "
+            f"{budget - system:.1f} left for user time, it spends "
+            f"{spent('fleetkey', mode, 'all', 'user_us'):.1f}",
+        ]
+    return lines
 
 
 def report(
@@ -447,6 +508,9 @@ def report(
                     "errors": errors,
                     "fleetkey": summary,
                     "filesystem": disk[0],
+                    "generator_polls": args.poll,
+                    # what 0.8x nginx's rate leaves fleetkey a request, µs of core 0
+                    "budget_us": {mode: 1e6 / (TARGET * medians["nginx"][mode]) for mode in MODES},
                 },
                 indent=2,
             )
@@ -456,7 +520,7 @@ def report(
         f"{args.phones:,} phones ({args.tagged:.0%} tagging SN), {args.concurrency} booting at "
         f"once, {len(SEQUENCE_STEPS)} requests a boot; {args.rounds} rounds of {args.seconds:g} s "
         f"(+{args.warmup:g} s warm-up) per server and mode, servers in turn; servers on core 0, "
-        "bootload on core 1"
+        f"bootload on core 1{' (polling: its CPU share says nothing)' if args.poll else ''}"
     )
     print("\n".join(disk[1]))
     print(
@@ -482,12 +546,13 @@ def report(
             )
     print(
         f"  ratio fleetkey/nginx: keep-alive {ratios['keep-alive']:.2f}x   close "
-        f"{ratios['close']:.2f}x   (target 0.8; ratios of the medians)"
+        f"{ratios['close']:.2f}x   (target {TARGET}; ratios of the medians)"
     )
     print(
         "  round by round:"
         + "".join(f"   {mode} {' '.join(f'{r:.2f}x' for r in paired[mode])}" for mode in MODES)
     )
+    print("\n".join(cpu_lines(runs, medians)))
     print("  status mix (all rounds, measured windows):")
     for name, modes in runs.items():
         for mode, values in modes.items():
