@@ -226,56 +226,64 @@ def wrk(
 TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_by_process(pid: int) -> dict[int, float]:
-    """User + system CPU seconds of a process and of each of its live children (a server's
-    workers), by process id."""
+def _family(pid: int) -> list[int]:
+    """A server's process and its live children (its workers; nginx's master and worker)."""
     try:
         found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         found = []
+    return [pid, *map(int, found)]
+
+
+def _stat_ticks(path: str) -> tuple[int, int]:
+    """User and system clock ticks of a /proc ``stat`` file (the fields after the command's
+    closing parenthesis: utime is the 12th, stime the 13th); a process's counts its ended
+    threads too."""
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of a process and of each of its live children (a server's
+    workers), by process id."""
     spent = {}
-    for each in (pid, *map(int, found)):
+    for each in _family(pid):
         try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            user, system = _stat_ticks(f"/proc/{each}/stat")
         except OSError:
             continue
-        spent[each] = (int(fields[11]) + int(fields[12])) / TICKS
+        spent[each] = (user + system) / TICKS
     return spent
 
 
 def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
     """User and system CPU seconds of a server (the process and its live children), by kind
     of thread: ``loop`` the main thread of each process (fleetkey's event loop, nginx's
-    master and worker), ``other`` every other thread (fleetkey's record writer above all,
-    its sightings, trash and digest threads). A thread that ended between two readings is
-    missing from the second: the servers here keep theirs."""
-    try:
-        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        found = []
-    spent = {"loop": [0, 0], "other": [0, 0]}
-    for process in (pid, *map(int, found)):
-        try:
-            tasks = os.listdir(f"/proc/{process}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                text = Path(f"/proc/{process}/task/{task}/stat").read_text()
-            except OSError:
-                continue
-            fields = text.rsplit(")", 1)[1].split()
-            kind = spent["loop" if int(task) == process else "other"]
-            kind[0] += int(fields[11])
-            kind[1] += int(fields[12])
-    return {kind: (user / TICKS, system / TICKS) for kind, (user, system) in spent.items()}
+    master and worker), ``other`` the rest of each process's time (fleetkey's record writer,
+    its sightings and view refresh on the default executor, its digest thread; ended threads
+    included, as the process's own count keeps them)."""
+    if not Path(f"/proc/{pid}/task/{pid}/children").exists():
+        raise SystemExit(f"/proc/{pid}/task/{pid}/children is missing: cannot find its workers")
+    loop, whole = [0, 0], [0, 0]
+    for process in _family(pid):
+        main = _stat_ticks(f"/proc/{process}/task/{process}/stat")
+        total = _stat_ticks(f"/proc/{process}/stat")
+        for index in (0, 1):
+            loop[index] += main[index]
+            whole[index] += total[index]
+    return {
+        "loop": (loop[0] / TICKS, loop[1] / TICKS),
+        "other": ((whole[0] - loop[0]) / TICKS, (whole[1] - loop[1]) / TICKS),
+    }
 
 
 def cpu_a_request(
     before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], requests: int
 ) -> dict[str, dict[str, float]]:
     """What two ``thread_cpu`` readings spent a request, µs, by kind of thread and in all."""
-    scale = 1e6 / max(1, requests)
+    if requests < 1:
+        raise SystemExit("no answers between the two readings: no CPU a request")
+    scale = 1e6 / requests
     spent = {
         kind: {
             "user_us": (after[kind][0] - before[kind][0]) * scale,

@@ -8,10 +8,14 @@
    boots (`next_phone` in the output is where the next run should start). With --boots N
    the run ends after N boots instead (when the time is not up first).
 
-   With --poll 1 the loop never sleeps (epoll_wait with no timeout, its core always busy):
-   on loopback, a server's write to a socket whose reader sleeps wakes that reader from the
-   server's own system call (an inter-processor interrupt, ~5-10 us on a VM), a cost no
-   server pays for phones across a network. Polling takes it out for every server alike.
+   With --poll 1 the loop never sleeps (epoll_wait with a zero timeout, its core always
+   busy): on loopback, a server's write to a socket whose reader sleeps wakes that reader from
+   the server's own system call (an inter-processor interrupt, ~5-10 us on a VM), a cost no
+   server pays for phones across a network. Polling takes that out for every server alike
+   (not the rest of loopback's cost: the kernel's receive work still runs where the packet is
+   sent). Its CPU share then says nothing of its headroom: `idle_pct`, the share of the
+   measured window spent in turns of the loop that found nothing to do, does (near 0: the
+   generator bounds the rate).
 
    Phone i has the MAC 0004f2 + six hex digits of i and the source address
    127.(NET + i / 62500).(i / 250 % 250 + 1).(i % 250 + 1): never a .0 or a .255.
@@ -704,6 +708,7 @@ int main(int argc, char **argv) {
     struct epoll_event events[512];
     double user_warm = 0, sys_warm = 0, user_end = 0, sys_end = 0;
     int warm_seen = 0;
+    uint64_t idle_ns = 0, turn_began = t0; /* turns that found nothing, in the window */
     uint64_t last_scan = t0, drain_until = 0;
     for (;;) {
         int n = epoll_wait(ep, events, 512, ndeferred || poll_mode ? 0 : 50);
@@ -728,6 +733,8 @@ int main(int argc, char **argv) {
             if (s->state == DEFERRED) start_step(s);
         }
         uint64_t t = now_ns();
+        if (n <= 0 && !later && warm_seen && !stopping) idle_ns += t - turn_began;
+        turn_began = t;
         if (!warm_seen && t >= t_warm) {
             cpu_s(&user_warm, &sys_warm);
             warm_seen = 1;
@@ -796,12 +803,12 @@ int main(int argc, char **argv) {
     printf("}, \"resends\": %lld, \"answer_closes\": %lld, \"connections\": %lld, "
            "\"unfinished\": %lld, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, "
            "\"p999_ms\": %.3f, \"cpu_pct\": %.1f, \"cpu_user_pct\": %.1f, \"cpu_sys_pct\": %.1f, "
-           "\"next_phone\": %d, \"by_request\": [",
+           "\"idle_pct\": %.1f, \"next_phone\": %d, \"by_request\": [",
            resends, answer_closes, connections, unfinished, percentile(hist, 0.5),
            percentile(hist, 0.9), percentile(hist, 0.99), percentile(hist, 0.999),
            100.0 * (user_end - user_warm + sys_end - sys_warm) / window,
            100.0 * (user_end - user_warm) / window, 100.0 * (sys_end - sys_warm) / window,
-           next_phone);
+           100.0 * (double)idle_ns / 1e9 / window, next_phone);
     for (int i = 0; i < nsteps; i++) {
         printf("%s{\"method\": \"%s\", \"path\": \"%s\", \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
                "\"status\": ", i ? ", " : "", steps[i].method, steps[i].path,

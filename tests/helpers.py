@@ -30,6 +30,7 @@ from typing import Any
 
 import click
 import httpx
+import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -161,14 +162,19 @@ def fleetkey_executable() -> list[str]:
     return [script] if script else [sys.executable, "-m", "fleetkey"]
 
 
-def bench_module(name: str) -> ModuleType:
+def bench_module(name: str, registry: pytest.MonkeyPatch | None = None) -> ModuleType:
     """``bench/<name>.py`` loaded as a module (bench/ is scripts, not a package), for the tests
-    that check what a benchmark builds is what fleetkey would have."""
+    that check what a benchmark builds is what fleetkey would have. With ``registry`` it is
+    put in ``sys.modules`` under its own name first (its dataclasses look their module up
+    there, and another bench module's ``from <name> import …`` finds it), until ``registry``
+    is undone."""
     path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    spec = importlib.util.spec_from_file_location(name if registry else f"bench_{name}", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    if registry is not None:
+        registry.setitem(sys.modules, name, module)
     spec.loader.exec_module(module)
     return module
 
