@@ -235,11 +235,13 @@ def _family(pid: int) -> list[int]:
     return [pid, *map(int, found)]
 
 
-def _stat_ticks(path: str) -> tuple[int, int]:
+def _stat_ticks(path: str, reaped: bool = False) -> tuple[int, int]:
     """User and system clock ticks of a /proc ``stat`` file (the fields after the command's
     closing parenthesis: utime is the 12th, stime the 13th); a process's counts its ended
-    threads too."""
+    threads too. ``reaped``: with its ended and reaped children's (cutime, cstime)."""
     fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    if reaped:
+        return int(fields[11]) + int(fields[13]), int(fields[12]) + int(fields[14])
     return int(fields[11]), int(fields[12])
 
 
@@ -259,15 +261,21 @@ def cpu_by_process(pid: int) -> dict[int, float]:
 def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
     """User and system CPU seconds of a server (the process and its live children), by kind
     of thread: ``loop`` the main thread of each process (fleetkey's event loop, nginx's
-    master and worker), ``other`` the rest of each process's time (fleetkey's record writer,
-    its sightings and view refresh on the default executor, its digest thread; ended threads
-    included, as the process's own count keeps them)."""
+    master and worker, and the workers that ended and were reaped), ``other`` the rest of each
+    process's time (fleetkey's record writer, its sightings and view refresh on the default
+    executor, its digest thread; ended threads included, as the process's own count keeps
+    them)."""
     if not Path(f"/proc/{pid}/task/{pid}/children").exists():
         raise SystemExit(f"/proc/{pid}/task/{pid}/children is missing: cannot find its workers")
     loop, whole = [0, 0], [0, 0]
     for process in _family(pid):
-        main = _stat_ticks(f"/proc/{process}/task/{process}/stat")
-        total = _stat_ticks(f"/proc/{process}/stat")
+        try:  # a worker that ended and was reaped since: in its parent's count (reaped)
+            main = _stat_ticks(f"/proc/{process}/task/{process}/stat", reaped=process == pid)
+            total = _stat_ticks(f"/proc/{process}/stat", reaped=process == pid)
+        except FileNotFoundError:
+            if process == pid:
+                raise SystemExit(f"process {pid} is gone: its CPU cannot be read") from None
+            continue
         for index in (0, 1):
             loop[index] += main[index]
             whole[index] += total[index]

@@ -39,8 +39,9 @@ database are compared, status by status, with every answer the generator receive
 Each server's CPU a request (user and system, its threads' from /proc, warm-up included, read
 1.5 s after each run) is printed with the budget the target sets: at 0.8x nginx's rate a
 request may cost fleetkey at most 1/(0.8 x nginx's rate) of core 0, and what system time
-(sockets, files; fleetkey's own, and nginx's, as the kernel's share shrinks when a server gets
-faster) leaves of that is what its Python may spend, round by round. On loopback a write to a
+(sockets, files; fleetkey's own, and, as an estimate, nginx's, as the kernel's share shrinks
+when a server gets faster; neither is a bound) leaves of that is what its Python may spend,
+round by round, and by how much fleetkey's user time overran it. On loopback a write to a
 socket whose reader sleeps wakes that reader inside the writer's system call (an
 inter-processor interrupt, ~5-10 µs here), so the slower server, whose generator sleeps more,
 pays more system time a request; `--poll` makes bootload poll instead of sleep (its core always
@@ -72,6 +73,7 @@ import sqlite3
 import statistics
 import subprocess
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -431,9 +433,10 @@ def mix(status: dict[str, int]) -> str:
 def cpu_lines(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
     """Each server's CPU a request (medians of the rounds), and what 0.8x nginx's rate leaves
     fleetkey for user time, round by round (nginx's rate and fleetkey's CPU of the same
-    round), once system time is paid: fleetkey's own, and nginx's (the kernel's share shrinks
-    as a server gets faster, so the budget lies between the two). At most: core 0 runs the
-    kernel's own threads too, and softirq work lands on whichever thread it interrupts."""
+    round), once system time is paid: fleetkey's own, and, as an estimate, nginx's (the
+    kernel's share shrinks as a server gets faster; neither is a bound: nginx's holds its access
+    and error logs, which fleetkey does not write). At most: core 0 runs the kernel's own
+    threads too, and softirq work lands on whichever thread it interrupts."""
 
     def each(name: str, mode: str, kind: str, part: str) -> list[float]:
         return [run["server_cpu"][kind][part] for run in runs[name][mode]]
@@ -472,17 +475,23 @@ def cpu_lines(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
             budget - system
             for budget, system in zip(budgets, each("nginx", mode, "all", "system_us"), strict=True)
         ]
-        spent = median("fleetkey", mode, "all", "user_us")
+        # how far fleetkey's user time overran what its own system time left, round by round
+        over = [
+            spent - left
+            for spent, left in zip(each("fleetkey", mode, "all", "user_us"), own, strict=True)
+        ]
+        by_round = f" (by round: {' '.join(f'{o:.1f}' for o in over)})" if len(over) > 1 else ""
         lines += [
             f"  {mode}: {TARGET}x nginx's rate leaves fleetkey at most "
             f"{statistics.median(budgets):.1f} µs a request",
             f"    of core 0; less its system time, {statistics.median(own):.1f} for user time "
             f"(less nginx's, {statistics.median(theirs):.1f});",
-            f"    it spends {spent:.1f}"
-            + (
-                f"; left by round: {' '.join(f'{left:.1f}' for left in own)}"
-                if len(own) > 1
-                else ""
+            *textwrap.wrap(
+                f"it spends {median('fleetkey', mode, 'all', 'user_us'):.1f}, over by "
+                f"{statistics.median(over):.1f}{by_round}",
+                78,
+                initial_indent="    ",
+                subsequent_indent="      ",
             ),
         ]
     return lines
@@ -565,8 +574,11 @@ def report(
             p50 = statistics.median(run["p50_ms"] for run in values)
             p99 = statistics.median(run["p99_ms"] for run in values)
             cpu = statistics.median(run["cpu_pct"] for run in values)
-            idle = statistics.median(run["idle_pct"] for run in values)
-            load = f"idle {idle:3.0f} %" if args.poll else f"{cpu:3.0f} %"
+            if args.poll:  # its CPU share is ~100 % then: its idle share says its headroom
+                idle = statistics.median(run["idle_pct"] for run in values)
+                load = f"idle {idle:3.0f} %"
+            else:
+                load = f"{cpu:3.0f} %"
             core0 = statistics.median(run["core0"]["busy"] for run in values)
             iowait = statistics.median(run["core0"]["iowait"] for run in values)
             core1 = statistics.median(run["core1"]["busy"] for run in values)
