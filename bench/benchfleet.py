@@ -226,11 +226,15 @@ def wrk(
 TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
-def _family(pid: int) -> list[int]:
-    """A server's process and its live children (its workers; nginx's master and worker)."""
+def _family(pid: int, *, required: bool = False) -> list[int]:
+    """A server's process and its live children (its workers; nginx's master and worker).
+    ``required``: a kernel without the children file is an error, not a server alone."""
+    children = f"/proc/{pid}/task/{pid}/children"
     try:
-        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        found = Path(children).read_text().split()
     except OSError:
+        if required:
+            raise SystemExit(f"{children} cannot be read: cannot find its workers") from None
         found = []
     return [pid, *map(int, found)]
 
@@ -265,10 +269,8 @@ def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
     process's time (fleetkey's record writer, its sightings and view refresh on the default
     executor, its digest thread; ended threads included, as the process's own count keeps
     them)."""
-    if not Path(f"/proc/{pid}/task/{pid}/children").exists():
-        raise SystemExit(f"/proc/{pid}/task/{pid}/children is missing: cannot find its workers")
     loop, whole = [0, 0], [0, 0]
-    for process in _family(pid):
+    for process in _family(pid, required=True):
         try:  # a worker that ended and was reaped since: in its parent's count (reaped)
             main = _stat_ticks(f"/proc/{process}/task/{process}/stat", reaped=process == pid)
             total = _stat_ticks(f"/proc/{process}/stat", reaped=process == pid)

@@ -430,6 +430,11 @@ def mix(status: dict[str, int]) -> str:
     return "  ".join(f"{code} {count / total:.1%}" for code, count in status.items())
 
 
+def budget_us(nginx_rps: float) -> float:
+    """What 0.8x nginx's rate leaves fleetkey a request, µs of core 0."""
+    return 1e6 / (TARGET * nginx_rps)
+
+
 def cpu_lines(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
     """Each server's CPU a request (medians of the rounds), and what 0.8x nginx's rate leaves
     fleetkey for user time, round by round (nginx's rate and fleetkey's CPU of the same
@@ -443,6 +448,11 @@ def cpu_lines(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
 
     def median(name: str, mode: str, kind: str, part: str) -> float:
         return statistics.median(each(name, mode, kind, part))
+
+    def left(name: str, mode: str, budgets: list[float]) -> list[float]:
+        """Each round's budget less ``name``'s system time of that round."""
+        systems = each(name, mode, "all", "system_us")
+        return [budget - system for budget, system in zip(budgets, systems, strict=True)]
 
     lines = ["  CPU a request, µs (each server's threads, from /proc; medians of the rounds):"]
     for name in runs:
@@ -464,17 +474,8 @@ def cpu_lines(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
                     + ("  (record writer, refreshes)" if kind == "other" else "")
                 )
     for mode in MODES:
-        budgets = [1e6 / (TARGET * run["rps"]) for run in runs["nginx"][mode]]
-        own = [
-            budget - system
-            for budget, system in zip(
-                budgets, each("fleetkey", mode, "all", "system_us"), strict=True
-            )
-        ]
-        theirs = [
-            budget - system
-            for budget, system in zip(budgets, each("nginx", mode, "all", "system_us"), strict=True)
-        ]
+        budgets = [budget_us(run["rps"]) for run in runs["nginx"][mode]]
+        own, theirs = left("fleetkey", mode, budgets), left("nginx", mode, budgets)
         # how far fleetkey's user time overran what its own system time left, round by round
         over = [
             spent - left
@@ -547,8 +548,7 @@ def report(
                     "fleetkey": summary,
                     "filesystem": disk[0],
                     "generator_polls": args.poll,
-                    # what 0.8x nginx's rate leaves fleetkey a request, µs of core 0
-                    "budget_us": {mode: 1e6 / (TARGET * medians["nginx"][mode]) for mode in MODES},
+                    "budget_us": {mode: budget_us(medians["nginx"][mode]) for mode in MODES},
                 },
                 indent=2,
             )
